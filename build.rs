@@ -1,0 +1,48 @@
+//! Build script: compiles `proto/caffe.proto` into Rust types (prost) and a
+//! descriptor set (for the reflective text-format parser), and links libtorch
+//! so that the binary finds it at run time and keeps its CUDA half.
+use std::{env, fs, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/caffe.proto");
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+
+    // protox is a pure-Rust protobuf compiler: no `protoc` binary needed on a fresh machine.
+    let fds = protox::compile(["proto/caffe.proto"], ["proto"])?;
+    let fds_bytes = prost::Message::encode_to_vec(&fds);
+    fs::write(out_dir.join("caffe_descriptor.bin"), &fds_bytes)?;
+    prost_build::Config::new()
+        // `prost::Name` impls let generic code find a message's descriptor by its full name.
+        .enable_type_names()
+        .compile_fds(fds)?;
+
+    // torch-sys passes its lib folder as DEP_TCH_LIBTORCH_LIB (its `links = "tch"`).
+    // It adds no rpath itself, so without this the binary needs LD_LIBRARY_PATH.
+    if let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+        println!("cargo:rustc-env=CAFFE_TCH_LIBTORCH_VERSION={}", libtorch_version(&PathBuf::from(&lib)));
+    }
+    // The linker's default --as-needed would drop libtorch_cuda.so, which no
+    // symbol references directly, and CUDA would silently vanish (tch-rs #907).
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    println!("cargo:rustc-link-arg=-ltorch_cuda");
+    println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    Ok(())
+}
+
+/// The libtorch version, from PyTorch's `torch/version.py` or a standalone
+/// libtorch's `build-version` file next to its `lib/` folder.
+fn libtorch_version(lib: &std::path::Path) -> String {
+    let root = lib.parent().unwrap_or(lib);
+    if let Ok(v) = fs::read_to_string(root.join("build-version")) {
+        return v.trim().to_string();
+    }
+    if let Ok(py) = fs::read_to_string(root.join("version.py")) {
+        for line in py.lines() {
+            if let Some(rest) = line.strip_prefix("__version__") {
+                return rest.trim_start_matches([' ', '=', ':']).split('=').last().unwrap_or("").trim().trim_matches(['\'', '"']).to_string();
+            }
+        }
+    }
+    "unknown".to_string()
+}

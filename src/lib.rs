@@ -1,0 +1,12 @@
+//! caffe-tch: Caffe's file formats, nets, data and solvers on libtorch.
+//!
+//! Data flow: prototxt → [`proto::caffe::NetParameter`] (text or binary) →
+//! [`proto::upgrade`] (legacy V0/V1 forms) → [`net::Net`] of layers from the
+//! [`layers`] registry → [`solver`] steps. Datasets enter through [`data`];
+//! weights and snapshots through [`proto::binary`].
+pub mod error;
+pub mod log;
+pub mod proto;
+pub mod tools;
+
+pub use error::{Error, Result};

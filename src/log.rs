@@ -1,0 +1,108 @@
+//! Caffe's glog-style log lines: `I1130 08:11:34.123456 12345 solver.cpp:218] message`.
+//!
+//! Tools such as Caffe's `parse_log.py` read these lines, so the prefix is kept
+//! exactly. Lines go to stderr, as Caffe's tools do (they set alsologtostderr).
+//! `GLOG_logtostderr=1` means stderr only; otherwise, when `GLOG_log_dir` is set,
+//! each line is also appended to `<dir>/caffe.INFO` like glog's log file.
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Mutex;
+
+use once_cell::sync::Lazy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    fn letter(self) -> char {
+        match self {
+            Severity::Info => 'I',
+            Severity::Warning => 'W',
+            Severity::Error => 'E',
+        }
+    }
+}
+
+static LOG_FILE: Lazy<Mutex<Option<File>>> = Lazy::new(|| {
+    let to_stderr_only = std::env::var("GLOG_logtostderr").map(|v| v == "1" || v == "true").unwrap_or(false);
+    let file = match (to_stderr_only, std::env::var("GLOG_log_dir")) {
+        (false, Ok(dir)) if !dir.is_empty() => {
+            let path = std::path::Path::new(&dir).join(format!(
+                "caffe.{}.log.INFO.{}",
+                std::process::id(),
+                chrono::Local::now().format("%Y%m%d-%H%M%S")
+            ));
+            OpenOptions::new().create(true).append(true).open(path).ok()
+        }
+        _ => None,
+    };
+    Mutex::new(file)
+});
+
+/// A hook that, when set, is called before each line is written (the progress
+/// line on a terminal uses it to clear itself first).
+pub static BEFORE_LINE: Lazy<Mutex<Option<Box<dyn Fn() + Send>>>> = Lazy::new(|| Mutex::new(None));
+
+/// The glog prefix for a line logged now from `source` (e.g. "solver.cpp:218").
+pub fn prefix(sev: Severity, source: &str) -> String {
+    let now = chrono::Local::now();
+    format!(
+        "{}{} {:>5} {}]",
+        sev.letter(),
+        now.format("%m%d %H:%M:%S%.6f"),
+        thread_id(),
+        source
+    )
+}
+
+fn thread_id() -> u64 {
+    // glog prints the OS thread id; it is stable per thread and matches `ps -L`.
+    unsafe { libc_gettid() }
+}
+
+extern "C" {
+    fn gettid() -> i32;
+}
+
+unsafe fn libc_gettid() -> u64 {
+    gettid() as u64
+}
+
+/// Writes one log line (may hold several `\n`-separated lines, each prefixed).
+pub fn write(sev: Severity, source: &str, msg: &str) {
+    let pre = prefix(sev, source);
+    let mut text = String::new();
+    for line in msg.split('\n') {
+        text.push_str(&pre);
+        text.push(' ');
+        text.push_str(line);
+        text.push('\n');
+    }
+    if let Ok(hook) = BEFORE_LINE.lock() {
+        if let Some(h) = hook.as_ref() {
+            h();
+        }
+    }
+    let _ = std::io::stderr().write_all(text.as_bytes());
+    if let Ok(mut f) = LOG_FILE.lock() {
+        if let Some(f) = f.as_mut() {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}
+
+/// `info!("solver.cpp:218", "Iteration {} ...", it)` writes an `I` line.
+#[macro_export]
+macro_rules! info {
+    ($src:expr, $($arg:tt)*) => { $crate::log::write($crate::log::Severity::Info, $src, &format!($($arg)*)) };
+}
+
+/// `warn!` writes a `W` line.
+#[macro_export]
+macro_rules! warn {
+    ($src:expr, $($arg:tt)*) => { $crate::log::write($crate::log::Severity::Warning, $src, &format!($($arg)*)) };
+}

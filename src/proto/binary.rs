@@ -1,0 +1,111 @@
+//! Binary protobuf files: `.caffemodel` (NetParameter with blobs), `.binaryproto`
+//! (BlobProto, e.g. mean files) and `.solverstate` (SolverState).
+//!
+//! Reading skips unknown fields (prost does), so files from Caffe forks load.
+//! Writing is atomic: a temporary file in the same folder, flushed, then renamed,
+//! so a crash never leaves a half-written file under the final name.
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+use super::caffe::{BlobProto, BlobShape};
+use crate::{Error, Result};
+
+/// Reads and decodes one binary protobuf message.
+pub fn read_message<M: Message + Default>(path: &Path) -> Result<M> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_message(&bytes, path)
+}
+
+/// Decodes bytes that came from `origin` (used in error messages).
+pub fn decode_message<M: Message + Default>(bytes: &[u8], origin: &Path) -> Result<M> {
+    M::decode(bytes).map_err(|e| {
+        Error::decode(
+            origin,
+            format!("not a valid binary protobuf (truncated or corrupt, {} bytes): {e}", bytes.len()),
+        )
+    })
+}
+
+/// Encodes `msg` and writes it atomically to `path`.
+pub fn write_message<M: Message>(path: &Path, msg: &M) -> Result<()> {
+    write_atomic(path, &msg.encode_to_vec())
+}
+
+/// Writes `bytes` to `path` through a temporary sibling file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_sibling(path);
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// `dir/.name.tmp.<pid>`: hidden, in the same folder so the rename is atomic.
+pub fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
+}
+
+/// A blob's shape: `shape.dim` when present, else the legacy 4-D num/channels/height/width.
+pub fn blob_shape(blob: &BlobProto) -> Vec<i64> {
+    match &blob.shape {
+        Some(s) => s.dim.clone(),
+        None if blob.num.is_some() || blob.channels.is_some() || blob.height.is_some() || blob.width.is_some() => {
+            vec![blob.num(), blob.channels(), blob.height(), blob.width()]
+        }
+        // A blob with no shape at all: a flat vector of its data.
+        None => vec![blob_len(blob) as i64],
+    }
+}
+
+fn blob_len(blob: &BlobProto) -> usize {
+    if blob.double_data.is_empty() { blob.data.len() } else { blob.double_data.len() }
+}
+
+/// A blob's values as f32, from `data` or `double_data`.
+pub fn blob_data_f32(blob: &BlobProto) -> Vec<f32> {
+    if blob.double_data.is_empty() {
+        blob.data.clone()
+    } else {
+        blob.double_data.iter().map(|&d| d as f32).collect()
+    }
+}
+
+/// Legacy shapes are 4-D with leading 1s (e.g. an InnerProduct weight 1×1×N×K);
+/// two shapes are compatible when they agree after dropping leading 1s.
+pub fn shapes_compatible_legacy(legacy: &[i64], wanted: &[i64]) -> bool {
+    let strip = |s: &[i64]| -> Vec<i64> {
+        let first = s.iter().position(|&d| d != 1).unwrap_or(s.len());
+        s[first..].to_vec()
+    };
+    legacy.len() == 4 && strip(legacy) == strip(wanted)
+}
+
+/// Builds a BlobProto in the current form (`shape` + float `data`).
+pub fn make_blob(shape: &[i64], data: Vec<f32>) -> BlobProto {
+    BlobProto { shape: Some(BlobShape { dim: shape.to_vec() }), data, ..Default::default() }
+}
+
+/// Sanity check that a blob's data length matches its shape.
+pub fn check_blob(blob: &BlobProto, origin: &Path, what: &str) -> Result<()> {
+    let shape = blob_shape(blob);
+    let want: i64 = shape.iter().product();
+    let have = blob_len(blob) as i64;
+    if want != have {
+        return Err(Error::decode(
+            origin,
+            format!("{what}: shape {shape:?} needs {want} values but the blob holds {have} (truncated?)"),
+        ));
+    }
+    Ok(())
+}

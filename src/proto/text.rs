@@ -1,0 +1,1096 @@
+//! Protobuf text format (prototxt) parser, driven by the schema's descriptors.
+//!
+//! It accepts what protobuf's own `TextFormat` parser accepts in Caffe files of
+//! every vintage, reports errors with the exact line and column of the
+//! offending token, records where each top-level repeated message element
+//! began (so later errors can point at a layer), and in lenient mode skips
+//! fields and enum values the schema does not know, with a warning.
+//!
+//! Columns count characters (a tab is one column), starting at 1.
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use prost::bytes::Bytes;
+use prost_reflect::{DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Value};
+
+use crate::error::{Error, Location};
+
+/// Parser options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// Skip unknown fields and unknown enum values with a warning instead of failing.
+    pub lenient: bool,
+}
+
+/// A non-fatal problem found while parsing (only in lenient mode).
+#[derive(Debug, Clone)]
+pub struct Warning {
+    pub loc: Location,
+    pub msg: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: warning: {}", self.loc, self.msg)
+    }
+}
+
+/// Where each element of the top-level repeated message fields started,
+/// e.g. `("layer", 3)` → the location of the fourth `layer {`.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMap {
+    file: String,
+    elements: HashMap<String, Vec<Location>>,
+}
+
+impl SourceMap {
+    /// The start of element `index` of top-level repeated message field `field`.
+    pub fn element(&self, field: &str, index: usize) -> Option<&Location> {
+        self.elements.get(field).and_then(|v| v.get(index))
+    }
+    /// The starts of all elements of top-level repeated message field `field`.
+    pub fn elements(&self, field: &str) -> &[Location] {
+        self.elements.get(field).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+    /// The file name the text was parsed under.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+}
+
+/// A parsed message with its source map and any warnings.
+#[derive(Debug, Clone)]
+pub struct Parsed<M> {
+    pub message: M,
+    pub source_map: SourceMap,
+    pub warnings: Vec<Warning>,
+}
+
+/// Parses `text` as a message of type `desc`. `file` names the source in locations.
+pub fn parse_dynamic(
+    text: &str,
+    file: &str,
+    desc: &MessageDescriptor,
+    opts: TextOptions,
+) -> crate::Result<Parsed<DynamicMessage>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut p = Parser::new(text, file, opts)?;
+    let mut msg = DynamicMessage::new(desc.clone());
+    p.parse_fields(&mut msg, None)?;
+    Ok(Parsed { message: msg, source_map: p.source_map, warnings: p.warnings })
+}
+
+/// Parses `text` as a message of type `M`.
+pub fn parse_str<M: prost::Message + prost::Name + Default>(
+    text: &str,
+    file: &str,
+    opts: TextOptions,
+) -> crate::Result<Parsed<M>> {
+    let desc = super::descriptor_of::<M>();
+    let parsed = parse_dynamic(text, file, &desc, opts)?;
+    let bytes = prost::Message::encode_to_vec(&parsed.message);
+    let message = M::decode(bytes.as_slice()).map_err(|e| Error::Parse {
+        loc: Location { file: file.to_string(), line: 0, col: 0 },
+        msg: format!("internal error: parsed {} does not decode: {e}", M::full_name()),
+    })?;
+    Ok(Parsed { message, source_map: parsed.source_map, warnings: parsed.warnings })
+}
+
+/// Reads and parses a prototxt file as a message of type `M`.
+pub fn read_file<M: prost::Message + prost::Name + Default>(
+    path: &Path,
+    opts: TextOptions,
+) -> crate::Result<Parsed<M>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let file = path.display().to_string();
+    let text = check_text(&bytes, &file)?;
+    parse_str(text, &file, opts)
+}
+
+/// Checks that `bytes` are UTF-8 text without NUL bytes; the error points at the first bad byte.
+fn check_text<'a>(bytes: &'a [u8], file: &str) -> crate::Result<&'a str> {
+    let (valid, bad) = match std::str::from_utf8(bytes) {
+        Ok(s) => (s, None),
+        Err(e) => {
+            let n = e.valid_up_to();
+            // The prefix is valid UTF-8 by construction.
+            (std::str::from_utf8(&bytes[..n]).unwrap_or(""), Some(n))
+        }
+    };
+    let nul = valid.find('\0');
+    let at = match (nul, bad) {
+        (Some(n), _) => n,
+        (None, Some(b)) => b,
+        (None, None) => return Ok(valid),
+    };
+    let (line, col) = line_col(&valid[..at]);
+    let byte = bytes.get(at).copied().unwrap_or(0);
+    Err(Error::Parse {
+        loc: Location { file: file.to_string(), line, col },
+        msg: format!("not a text file: {} byte 0x{byte:02x} (is this a binary file?)",
+            if nul == Some(at) { "NUL" } else { "invalid UTF-8" }),
+    })
+}
+
+/// The 1-based line and column just after `prefix`.
+fn line_col(prefix: &str) -> (usize, usize) {
+    let line = prefix.matches('\n').count() + 1;
+    let last = prefix.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, prefix[last..].chars().count() + 1)
+}
+
+// ---------------------------------------------------------------------------
+// Tokenizer
+
+#[derive(Debug, Clone, PartialEq)]
+enum Kindt {
+    Ident,
+    Int,
+    Float,
+    /// A string literal, already unescaped.
+    Str(Vec<u8>),
+    Sym(char),
+    End,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    kind: Kindt,
+    start: usize,
+    end: usize,
+    line: usize,
+    col: usize,
+}
+
+struct Lexer<'a> {
+    src: &'a str,
+    pos: usize,
+    line: usize,
+    col: usize,
+}
+
+/// A tokenizer error: position and message.
+struct LexError {
+    line: usize,
+    col: usize,
+    msg: String,
+}
+
+impl<'a> Lexer<'a> {
+    fn peek(&self) -> Option<char> {
+        self.src[self.pos..].chars().next()
+    }
+    fn peek_at(&self, n: usize) -> Option<char> {
+        self.src[self.pos..].chars().nth(n)
+    }
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        if c == '\n' {
+            self.line += 1;
+            self.col = 1;
+        } else {
+            self.col += 1;
+        }
+        Some(c)
+    }
+    fn err(&self, line: usize, col: usize, msg: impl Into<String>) -> LexError {
+        LexError { line, col, msg: msg.into() }
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(c) = self.peek() {
+            match c {
+                ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' => {
+                    self.bump();
+                }
+                '#' => {
+                    while let Some(c) = self.peek() {
+                        if c == '\n' {
+                            break;
+                        }
+                        self.bump();
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn next(&mut self) -> Result<Token, LexError> {
+        self.skip_space();
+        let (start, line, col) = (self.pos, self.line, self.col);
+        let tok = |kind, end| Token { kind, start, end, line, col };
+        let c = match self.peek() {
+            None => return Ok(tok(Kindt::End, start)),
+            Some(c) => c,
+        };
+        if c.is_ascii_alphabetic() || c == '_' {
+            while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == '_') {
+                self.bump();
+            }
+            return Ok(tok(Kindt::Ident, self.pos));
+        }
+        if c.is_ascii_digit() || (c == '.' && matches!(self.peek_at(1), Some(d) if d.is_ascii_digit())) {
+            let is_float = self.number()?;
+            if matches!(self.peek(), Some(c) if c.is_ascii_alphabetic() || c == '_') {
+                return Err(self.err(self.line, self.col, "need space between number and identifier"));
+            }
+            return Ok(tok(if is_float { Kindt::Float } else { Kindt::Int }, self.pos));
+        }
+        if c == '"' || c == '\'' {
+            let bytes = self.string(c, line, col)?;
+            return Ok(tok(Kindt::Str(bytes), self.pos));
+        }
+        if c.is_control() {
+            return Err(self.err(line, col, format!("invalid control character 0x{:02x} in text", c as u32)));
+        }
+        if !c.is_ascii() {
+            return Err(self.err(line, col, format!("unexpected character '{c}'")));
+        }
+        self.bump();
+        Ok(tok(Kindt::Sym(c), self.pos))
+    }
+
+    /// Consumes a number; returns whether it is a floating-point literal.
+    fn number(&mut self) -> Result<bool, LexError> {
+        let first = self.bump();
+        let mut is_float = false;
+        let digits = |lx: &mut Self, f: fn(char) -> bool| -> usize {
+            let mut n = 0;
+            while matches!(lx.peek(), Some(c) if f(c)) {
+                lx.bump();
+                n += 1;
+            }
+            n
+        };
+        if first == Some('0') && matches!(self.peek(), Some('x' | 'X')) {
+            self.bump();
+            if digits(self, |c| c.is_ascii_hexdigit()) == 0 {
+                return Err(self.err(self.line, self.col, "\"0x\" must be followed by hex digits"));
+            }
+            return Ok(false);
+        }
+        if first == Some('0') && matches!(self.peek(), Some(c) if c.is_ascii_digit()) {
+            digits(self, |c| ('0'..='7').contains(&c));
+            if matches!(self.peek(), Some(c) if c.is_ascii_digit()) {
+                return Err(self.err(self.line, self.col, "numbers starting with a leading zero must be octal"));
+            }
+            return Ok(false);
+        }
+        if first == Some('.') {
+            is_float = true;
+            digits(self, |c| c.is_ascii_digit());
+        } else {
+            digits(self, |c| c.is_ascii_digit());
+            if self.peek() == Some('.') {
+                self.bump();
+                is_float = true;
+                digits(self, |c| c.is_ascii_digit());
+            }
+        }
+        if matches!(self.peek(), Some('e' | 'E')) {
+            self.bump();
+            is_float = true;
+            if matches!(self.peek(), Some('+' | '-')) {
+                self.bump();
+            }
+            if digits(self, |c| c.is_ascii_digit()) == 0 {
+                return Err(self.err(self.line, self.col, "\"e\" must be followed by an exponent"));
+            }
+        }
+        if matches!(self.peek(), Some('f' | 'F')) {
+            self.bump();
+            is_float = true;
+        }
+        Ok(is_float)
+    }
+
+    /// Consumes a quoted string literal and returns its unescaped bytes.
+    fn string(&mut self, quote: char, line: usize, col: usize) -> Result<Vec<u8>, LexError> {
+        self.bump();
+        let mut out = Vec::new();
+        loop {
+            let (el, ec) = (self.line, self.col);
+            let c = match self.peek() {
+                None => return Err(self.err(line, col, "unterminated string")),
+                Some('\n') => {
+                    return Err(self.err(line, col, "unterminated string (a string cannot span lines)"))
+                }
+                Some(c) => c,
+            };
+            self.bump();
+            if c == quote {
+                return Ok(out);
+            }
+            if c != '\\' {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            let e = match self.peek() {
+                None | Some('\n') => return Err(self.err(line, col, "unterminated string")),
+                Some(e) => e,
+            };
+            self.bump();
+            match e {
+                'a' => out.push(0x07),
+                'b' => out.push(0x08),
+                'f' => out.push(0x0c),
+                'n' => out.push(b'\n'),
+                'r' => out.push(b'\r'),
+                't' => out.push(b'\t'),
+                'v' => out.push(0x0b),
+                '\\' | '?' | '\'' | '"' => out.push(e as u8),
+                '0'..='7' => {
+                    let mut v = e as u32 - '0' as u32;
+                    for _ in 0..2 {
+                        match self.peek() {
+                            Some(d @ '0'..='7') => {
+                                self.bump();
+                                v = v * 8 + (d as u32 - '0' as u32);
+                            }
+                            _ => break,
+                        }
+                    }
+                    // Like protobuf, an octal escape above \377 keeps its low byte.
+                    out.push((v & 0xff) as u8);
+                }
+                'x' | 'X' => {
+                    let mut v = 0u32;
+                    let mut n = 0;
+                    while n < 2 {
+                        match self.peek().and_then(|d| d.to_digit(16)) {
+                            Some(d) => {
+                                self.bump();
+                                v = v * 16 + d;
+                                n += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    if n == 0 {
+                        return Err(self.err(el, ec, "invalid escape sequence \"\\x\" in string: no hex digits"));
+                    }
+                    out.push(v as u8);
+                }
+                'u' | 'U' => {
+                    let len = if e == 'u' { 4 } else { 8 };
+                    let mut v = 0u32;
+                    for _ in 0..len {
+                        match self.peek().and_then(|d| d.to_digit(16)) {
+                            Some(d) => {
+                                self.bump();
+                                v = v.saturating_mul(16).saturating_add(d);
+                            }
+                            None => {
+                                return Err(self.err(el, ec, format!("invalid escape sequence \"\\{e}\" in string: expected {len} hex digits")))
+                            }
+                        }
+                    }
+                    match char::from_u32(v) {
+                        Some(ch) => {
+                            let mut buf = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                        None => return Err(self.err(el, ec, format!("invalid Unicode escape U+{v:X} in string"))),
+                    }
+                }
+                other => {
+                    return Err(self.err(el, ec, format!("invalid escape sequence \"\\{other}\" in string")))
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parser
+
+/// Protobuf's default recursion limit for text parsing.
+const MAX_DEPTH: usize = 100;
+
+struct Parser<'a> {
+    lex: Lexer<'a>,
+    cur: Token,
+    file: &'a str,
+    opts: TextOptions,
+    warnings: Vec<Warning>,
+    source_map: SourceMap,
+    depth: usize,
+}
+
+/// How a message being parsed is closed: the delimiter, and what opened it.
+struct Close<'n> {
+    delim: char,
+    field: &'n str,
+    line: usize,
+    col: usize,
+}
+
+type PResult<T> = crate::Result<T>;
+
+impl<'a> Parser<'a> {
+    fn new(src: &'a str, file: &'a str, opts: TextOptions) -> PResult<Self> {
+        let mut lex = Lexer { src, pos: 0, line: 1, col: 1 };
+        let dummy = Token { kind: Kindt::End, start: 0, end: 0, line: 1, col: 1 };
+        let first = lex.next();
+        let mut p = Parser {
+            lex,
+            cur: dummy,
+            file,
+            opts,
+            warnings: Vec::new(),
+            source_map: SourceMap { file: file.to_string(), elements: HashMap::new() },
+            depth: 0,
+        };
+        p.cur = first.map_err(|e| p.lex_error(e))?;
+        Ok(p)
+    }
+
+    fn loc(&self, line: usize, col: usize) -> Location {
+        Location { file: self.file.to_string(), line, col }
+    }
+    fn error_at(&self, tok: &Token, msg: impl Into<String>) -> Error {
+        Error::Parse { loc: self.loc(tok.line, tok.col), msg: msg.into() }
+    }
+    fn error(&self, msg: impl Into<String>) -> Error {
+        self.error_at(&self.cur, msg)
+    }
+    fn lex_error(&self, e: LexError) -> Error {
+        Error::Parse { loc: self.loc(e.line, e.col), msg: e.msg }
+    }
+    fn warn_at(&mut self, tok: &Token, msg: String) {
+        let loc = self.loc(tok.line, tok.col);
+        self.warnings.push(Warning { loc, msg });
+    }
+
+    fn text(&self, tok: &Token) -> &'a str {
+        self.lex.src.get(tok.start..tok.end).unwrap_or("")
+    }
+    /// The current token as an error message shows it.
+    fn found(&self) -> String {
+        describe(&self.cur, self.text(&self.cur))
+    }
+
+    fn advance(&mut self) -> PResult<Token> {
+        let next = self.lex.next().map_err(|e| self.lex_error(e))?;
+        Ok(std::mem::replace(&mut self.cur, next))
+    }
+    fn is_sym(&self, c: char) -> bool {
+        self.cur.kind == Kindt::Sym(c)
+    }
+    fn try_sym(&mut self, c: char) -> PResult<bool> {
+        if self.is_sym(c) {
+            self.advance()?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+    fn enter(&mut self) -> PResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(format!("messages nested more than {MAX_DEPTH} levels deep")));
+        }
+        Ok(())
+    }
+
+    /// Parses fields into `msg` until end of input (top level) or the closing delimiter.
+    fn parse_fields(&mut self, msg: &mut DynamicMessage, close: Option<Close<'_>>) -> PResult<()> {
+        let mut seen: HashSet<u32> = HashSet::new();
+        loop {
+            match (&self.cur.kind, &close) {
+                (Kindt::End, None) => return Ok(()),
+                (Kindt::Sym(c @ ('}' | '>')), Some(cl)) => {
+                    if *c == cl.delim {
+                        self.advance()?;
+                        return Ok(());
+                    }
+                    return Err(self.unclosed(cl));
+                }
+                (Kindt::End, Some(cl)) => return Err(self.unclosed(cl)),
+                _ => self.parse_field(msg, &mut seen, close.is_none())?,
+            }
+        }
+    }
+
+    fn unclosed(&self, cl: &Close<'_>) -> Error {
+        self.error(format!(
+            "expected \"{}\" to close \"{}\" opened at {}:{}, found {}",
+            cl.delim, cl.field, cl.line, cl.col, self.found()
+        ))
+    }
+
+    fn parse_field(&mut self, msg: &mut DynamicMessage, seen: &mut HashSet<u32>, top: bool) -> PResult<()> {
+        let desc = msg.descriptor();
+        let name_tok = self.cur.clone();
+        let name: String = match &name_tok.kind {
+            Kindt::Ident => self.text(&name_tok).to_string(),
+            Kindt::Sym('[') => {
+                // An extension or Any type URL: the schema has none, so it is unknown.
+                self.advance()?;
+                let mut name = String::from("[");
+                while !self.is_sym(']') {
+                    match self.cur.kind {
+                        Kindt::Ident | Kindt::Sym('.') | Kindt::Sym('/') => {
+                            name.push_str(self.text(&self.cur));
+                            self.advance()?;
+                        }
+                        _ => return Err(self.error(format!("expected extension name, found {}", self.found()))),
+                    }
+                }
+                name.push(']');
+                if !self.opts.lenient {
+                    return Err(self.error_at(
+                        &name_tok,
+                        format!("{} has no extension named \"{name}\"", desc.full_name()),
+                    ));
+                }
+                self.advance()?;
+                self.warn_at(&name_tok, format!("skipped unknown extension \"{name}\" in {}", desc.full_name()));
+                return self.skip_field_rest();
+            }
+            _ => {
+                return Err(self.error(format!(
+                    "expected a field name of {}, found {}",
+                    desc.full_name(),
+                    self.found()
+                )))
+            }
+        };
+        let field = match desc.get_field_by_name(&name) {
+            Some(f) => f,
+            None => {
+                if !self.opts.lenient {
+                    return Err(self.error_at(
+                        &name_tok,
+                        format!("{} has no field named \"{name}\"", desc.full_name()),
+                    ));
+                }
+                self.advance()?;
+                self.warn_at(&name_tok, format!("skipped unknown field \"{name}\" in {}", desc.full_name()));
+                return self.skip_field_rest();
+            }
+        };
+        self.advance()?;
+        let repeated = field.is_list() || field.is_map();
+        if !repeated {
+            if seen.contains(&field.number()) {
+                return Err(self.error_at(
+                    &name_tok,
+                    format!(
+                        "non-repeated field \"{name}\" of {} is specified multiple times",
+                        desc.full_name()
+                    ),
+                ));
+            }
+            if let Some(oneof) = field.containing_oneof() {
+                if let Some(other) = oneof.fields().find(|f| f.number() != field.number() && seen.contains(&f.number())) {
+                    return Err(self.error_at(
+                        &name_tok,
+                        format!(
+                            "field \"{name}\" is specified along with field \"{}\", another member of oneof \"{}\" of {}",
+                            other.name(),
+                            oneof.name(),
+                            desc.full_name()
+                        ),
+                    ));
+                }
+            }
+            seen.insert(field.number());
+        }
+
+        let is_msg = matches!(field.kind(), Kind::Message(_));
+        if is_msg {
+            self.try_sym(':')?;
+        } else if !self.try_sym(':')? {
+            return Err(self.error(format!(
+                "expected \":\" after field \"{name}\" of {}, found {}",
+                desc.full_name(),
+                self.found()
+            )));
+        }
+
+        if self.is_sym('[') {
+            if !repeated {
+                return Err(self.error(format!(
+                    "field \"{name}\" of {} is not repeated; a list \"[...]\" is not allowed",
+                    desc.full_name()
+                )));
+            }
+            self.advance()?;
+            if !self.try_sym(']')? {
+                loop {
+                    let elem_tok = self.cur.clone();
+                    let v = if is_msg { self.parse_message_value(&field, &name)? } else { self.parse_scalar(&field, &desc)? };
+                    if let Some(v) = v {
+                        self.store(msg, &field, v, top, &elem_tok)?;
+                    }
+                    if self.try_sym(']')? {
+                        break;
+                    }
+                    if !self.try_sym(',')? {
+                        return Err(self.error(format!(
+                            "expected \",\" or \"]\" in the list for field \"{name}\" of {}, found {}",
+                            desc.full_name(),
+                            self.found()
+                        )));
+                    }
+                }
+            }
+        } else {
+            let v = if is_msg { self.parse_message_value(&field, &name)? } else { self.parse_scalar(&field, &desc)? };
+            if let Some(v) = v {
+                self.store(msg, &field, v, top, &name_tok)?;
+            }
+        }
+        if !self.try_sym(';')? {
+            self.try_sym(',')?;
+        }
+        Ok(())
+    }
+
+    /// Sets a singular field or appends to a repeated one.
+    fn store(&mut self, msg: &mut DynamicMessage, field: &FieldDescriptor, v: Value, top: bool, at: &Token) -> PResult<()> {
+        if field.is_map() {
+            let entry = match v {
+                Value::Message(m) => m,
+                _ => return Ok(()),
+            };
+            let kf = field.kind();
+            let entry_desc = match kf.as_message() {
+                Some(d) => d.clone(),
+                None => return Ok(()),
+            };
+            let key = entry.get_field(&entry_desc.map_entry_key_field()).into_owned();
+            let val = entry.get_field(&entry_desc.map_entry_value_field()).into_owned();
+            let key = match key.into_map_key() {
+                Some(k) => k,
+                None => return Err(self.error_at(at, "invalid map key")),
+            };
+            if let Some(map) = msg.get_field_mut(field).as_map_mut() {
+                map.insert(key, val);
+            }
+            return Ok(());
+        }
+        if field.is_list() {
+            let is_msg = matches!(v, Value::Message(_));
+            if let Some(list) = msg.get_field_mut(field).as_list_mut() {
+                list.push(v);
+            }
+            if top && is_msg {
+                let loc = self.loc(at.line, at.col);
+                self.source_map.elements.entry(field.name().to_string()).or_default().push(loc);
+            }
+        } else {
+            msg.set_field(field, v);
+        }
+        Ok(())
+    }
+
+    /// Parses `{ ... }` or `< ... >` as the message type of `field`.
+    fn parse_message_value(&mut self, field: &FieldDescriptor, name: &str) -> PResult<Option<Value>> {
+        let kind = field.kind();
+        let sub_desc = match kind.as_message() {
+            Some(d) => d.clone(),
+            None => return Err(self.error("internal error: not a message field")),
+        };
+        let open = self.cur.clone();
+        let delim = match open.kind {
+            Kindt::Sym('{') => '}',
+            Kindt::Sym('<') => '>',
+            _ => {
+                return Err(self.error(format!(
+                    "expected \"{{\" to start message field \"{name}\" ({}), found {}",
+                    sub_desc.full_name(),
+                    self.found()
+                )))
+            }
+        };
+        self.enter()?;
+        self.advance()?;
+        let mut sub = DynamicMessage::new(sub_desc);
+        self.parse_fields(&mut sub, Some(Close { delim, field: name, line: open.line, col: open.col }))?;
+        self.depth -= 1;
+        Ok(Some(Value::Message(sub)))
+    }
+
+    /// Parses one scalar value for `field`; `None` when an unknown enum value was skipped.
+    fn parse_scalar(&mut self, field: &FieldDescriptor, desc: &MessageDescriptor) -> PResult<Option<Value>> {
+        let name = field.name();
+        let ty = desc.full_name();
+        let start = self.cur.clone();
+        let v = match field.kind() {
+            Kind::String | Kind::Bytes => {
+                let mut bytes = Vec::new();
+                if !matches!(self.cur.kind, Kindt::Str(_)) {
+                    return Err(self.error(format!(
+                        "expected string for field \"{name}\", found {} in {ty}",
+                        self.found()
+                    )));
+                }
+                while let Kindt::Str(b) = &self.cur.kind {
+                    bytes.extend_from_slice(b);
+                    self.advance()?;
+                }
+                if field.kind() == Kind::Bytes {
+                    Value::Bytes(Bytes::from(bytes))
+                } else {
+                    match String::from_utf8(bytes) {
+                        Ok(s) => Value::String(s),
+                        Err(_) => {
+                            return Err(self.error_at(
+                                &start,
+                                format!("string field \"{name}\" of {ty} is not valid UTF-8 (use a bytes field for binary data)"),
+                            ))
+                        }
+                    }
+                }
+            }
+            Kind::Bool => {
+                let t = self.text(&self.cur);
+                let b = match (&self.cur.kind, t) {
+                    (Kindt::Ident, "true" | "True" | "t") => true,
+                    (Kindt::Ident, "false" | "False" | "f") => false,
+                    (Kindt::Int, _) => match parse_uint(t) {
+                        Some(0) => false,
+                        Some(1) => true,
+                        _ => {
+                            return Err(self.error(format!(
+                                "integer out of range for bool field \"{name}\": {t} (only 0 or 1) in {ty}"
+                            )))
+                        }
+                    },
+                    _ => {
+                        return Err(self.error(format!(
+                            "expected true or false for field \"{name}\", found {} in {ty}",
+                            self.found()
+                        )))
+                    }
+                };
+                self.advance()?;
+                Value::Bool(b)
+            }
+            Kind::Float | Kind::Double => {
+                let d = self.parse_double(name, ty)?;
+                if field.kind() == Kind::Float {
+                    Value::F32(d as f32)
+                } else {
+                    Value::F64(d)
+                }
+            }
+            Kind::Enum(ed) => return self.parse_enum(&ed, name),
+            k @ (Kind::Int32 | Kind::Sint32 | Kind::Sfixed32) => {
+                let v = self.parse_int(name, ty, true, i32::MAX as u64, &k)?;
+                Value::I32(v as i32)
+            }
+            k @ (Kind::Int64 | Kind::Sint64 | Kind::Sfixed64) => {
+                let v = self.parse_int(name, ty, true, i64::MAX as u64, &k)?;
+                Value::I64(v as i64)
+            }
+            k @ (Kind::Uint32 | Kind::Fixed32) => {
+                let v = self.parse_int(name, ty, false, u32::MAX as u64, &k)?;
+                Value::U32(v as u32)
+            }
+            k @ (Kind::Uint64 | Kind::Fixed64) => {
+                let v = self.parse_int(name, ty, false, u64::MAX, &k)?;
+                Value::U64(v as u64)
+            }
+            Kind::Message(_) => return Err(self.error("internal error: message field parsed as scalar")),
+        };
+        Ok(Some(v))
+    }
+
+    /// Parses an optionally negative integer no larger than `max` (or `max + 1` when negative).
+    fn parse_int(&mut self, name: &str, ty: &str, signed: bool, max: u64, kind: &Kind) -> PResult<i128> {
+        let start = self.cur.clone();
+        let neg = self.try_sym('-')?;
+        if neg && !signed {
+            return Err(self.error_at(
+                &start,
+                format!("negative value for unsigned field \"{name}\" ({}) in {ty}", kind_name(kind)),
+            ));
+        }
+        if self.cur.kind != Kindt::Int {
+            return Err(self.error(format!(
+                "expected integer for field \"{name}\", found {} in {ty}",
+                self.found()
+            )));
+        }
+        let t = self.text(&self.cur);
+        let limit = if neg { max as u128 + 1 } else { max as u128 };
+        let v = match parse_uint(t) {
+            Some(v) if (v as u128) <= limit => v as i128,
+            _ => {
+                return Err(self.error_at(
+                    &start,
+                    format!(
+                        "integer {}{t} out of range for field \"{name}\" ({}) in {ty}",
+                        if neg { "-" } else { "" },
+                        kind_name(kind)
+                    ),
+                ))
+            }
+        };
+        self.advance()?;
+        Ok(if neg { -v } else { v })
+    }
+
+    fn parse_double(&mut self, name: &str, ty: &str) -> PResult<f64> {
+        let neg = self.try_sym('-')?;
+        let t = self.text(&self.cur);
+        let v = match self.cur.kind {
+            Kindt::Int => {
+                if is_hex_or_octal(t) {
+                    return Err(self.error(format!(
+                        "expected a decimal number for field \"{name}\", found \"{t}\" in {ty}"
+                    )));
+                }
+                match t.parse::<u64>() {
+                    Ok(u) => u as f64,
+                    Err(_) => t.parse::<f64>().unwrap_or(f64::INFINITY),
+                }
+            }
+            Kindt::Float => match parse_float_literal(t) {
+                Some(v) => v,
+                None => return Err(self.error(format!("invalid number \"{t}\" for field \"{name}\" in {ty}"))),
+            },
+            Kindt::Ident => match t.to_ascii_lowercase().as_str() {
+                "inf" | "infinity" => f64::INFINITY,
+                "nan" => f64::NAN,
+                _ => {
+                    return Err(self.error(format!(
+                        "expected number for field \"{name}\", found {} in {ty}",
+                        self.found()
+                    )))
+                }
+            },
+            _ => {
+                return Err(self.error(format!(
+                    "expected number for field \"{name}\", found {} in {ty}",
+                    self.found()
+                )))
+            }
+        };
+        self.advance()?;
+        Ok(if neg { -v } else { v })
+    }
+
+    fn parse_enum(&mut self, ed: &EnumDescriptor, name: &str) -> PResult<Option<Value>> {
+        let start = self.cur.clone();
+        let (shown, found) = match self.cur.kind {
+            Kindt::Ident => {
+                let t = self.text(&self.cur);
+                self.advance()?;
+                (t.to_string(), ed.get_value_by_name(t))
+            }
+            Kindt::Int | Kindt::Sym('-') => {
+                let neg = self.try_sym('-')?;
+                let t = self.text(&self.cur);
+                let n = match (&self.cur.kind, parse_uint(t)) {
+                    (Kindt::Int, Some(v)) if v <= i32::MAX as u64 + neg as u64 => {
+                        if neg { -(v as i64) } else { v as i64 }
+                    }
+                    (Kindt::Int, _) => {
+                        return Err(self.error_at(&start, format!("enum number out of range for field \"{name}\"")))
+                    }
+                    _ => {
+                        return Err(self.error(format!(
+                            "expected enum value for field \"{name}\" ({}), found {}",
+                            ed.full_name(),
+                            self.found()
+                        )))
+                    }
+                };
+                self.advance()?;
+                (n.to_string(), ed.get_value(n as i32))
+            }
+            _ => {
+                return Err(self.error(format!(
+                    "expected enum value for field \"{name}\" ({}), found {}",
+                    ed.full_name(),
+                    self.found()
+                )))
+            }
+        };
+        match found {
+            Some(v) => Ok(Some(Value::EnumNumber(v.number()))),
+            None => {
+                let names: Vec<String> = ed.values().map(|v| v.name().to_string()).collect();
+                let msg = format!(
+                    "unknown enum value \"{shown}\" for field \"{name}\" ({}: {})",
+                    ed.full_name(),
+                    names.join(", ")
+                );
+                if self.opts.lenient {
+                    self.warn_at(&start, format!("skipped {msg}"));
+                    Ok(None)
+                } else {
+                    Err(self.error_at(&start, msg))
+                }
+            }
+        }
+    }
+
+    // --- skipping unknown fields (lenient mode) ---
+
+    /// Skips what follows an unknown field's name: `: value`, `: {...}`, `{...}`, `: [...]`.
+    fn skip_field_rest(&mut self) -> PResult<()> {
+        if self.try_sym(':')? && !self.is_sym('{') && !self.is_sym('<') {
+            self.skip_value()?;
+        } else {
+            self.skip_message()?;
+        }
+        if !self.try_sym(';')? {
+            self.try_sym(',')?;
+        }
+        Ok(())
+    }
+
+    fn skip_message(&mut self) -> PResult<()> {
+        let open = self.cur.clone();
+        let delim = match open.kind {
+            Kindt::Sym('{') => '}',
+            Kindt::Sym('<') => '>',
+            _ => return Err(self.error(format!("expected \":\" or \"{{\" after field name, found {}", self.found()))),
+        };
+        self.enter()?;
+        self.advance()?;
+        loop {
+            match self.cur.kind {
+                Kindt::Sym(c @ ('}' | '>')) if c == delim => {
+                    self.advance()?;
+                    break;
+                }
+                Kindt::Sym('}' | '>') | Kindt::End => {
+                    return Err(self.error(format!(
+                        "expected \"{delim}\" to close the block opened at {}:{}, found {}",
+                        open.line,
+                        open.col,
+                        self.found()
+                    )))
+                }
+                Kindt::Ident => {
+                    self.advance()?;
+                    self.skip_field_rest()?;
+                }
+                Kindt::Sym('[') => {
+                    self.advance()?;
+                    while !self.is_sym(']') {
+                        match self.cur.kind {
+                            Kindt::Ident | Kindt::Sym('.') | Kindt::Sym('/') => {
+                                self.advance()?;
+                            }
+                            _ => return Err(self.error(format!("expected extension name, found {}", self.found()))),
+                        }
+                    }
+                    self.advance()?;
+                    self.skip_field_rest()?;
+                }
+                _ => return Err(self.error(format!("expected a field name, found {}", self.found()))),
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn skip_value(&mut self) -> PResult<()> {
+        if matches!(self.cur.kind, Kindt::Str(_)) {
+            while matches!(self.cur.kind, Kindt::Str(_)) {
+                self.advance()?;
+            }
+            return Ok(());
+        }
+        if self.try_sym('[')? {
+            if self.try_sym(']')? {
+                return Ok(());
+            }
+            loop {
+                if self.is_sym('{') || self.is_sym('<') {
+                    self.skip_message()?;
+                } else {
+                    self.skip_value()?;
+                }
+                if self.try_sym(']')? {
+                    return Ok(());
+                }
+                if !self.try_sym(',')? {
+                    return Err(self.error(format!("expected \",\" or \"]\" in a list, found {}", self.found())));
+                }
+            }
+        }
+        let neg = self.try_sym('-')?;
+        match self.cur.kind {
+            Kindt::Int | Kindt::Float => {}
+            Kindt::Ident if !neg => {}
+            Kindt::Ident if matches!(self.text(&self.cur).to_ascii_lowercase().as_str(), "inf" | "infinity" | "nan") => {}
+            _ => return Err(self.error(format!("expected a value, found {}", self.found()))),
+        }
+        self.advance()?;
+        Ok(())
+    }
+}
+
+/// How a token reads in an error message.
+fn describe(tok: &Token, text: &str) -> String {
+    match tok.kind {
+        Kindt::End => "end of file".to_string(),
+        Kindt::Str(_) => format!("string {text}"),
+        _ => format!("\"{text}\""),
+    }
+}
+
+fn kind_name(k: &Kind) -> &'static str {
+    match k {
+        Kind::Int32 => "int32",
+        Kind::Sint32 => "sint32",
+        Kind::Sfixed32 => "sfixed32",
+        Kind::Int64 => "int64",
+        Kind::Sint64 => "sint64",
+        Kind::Sfixed64 => "sfixed64",
+        Kind::Uint32 => "uint32",
+        Kind::Fixed32 => "fixed32",
+        Kind::Uint64 => "uint64",
+        Kind::Fixed64 => "fixed64",
+        _ => "number",
+    }
+}
+
+fn is_hex_or_octal(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() > 1 && b[0] == b'0' && (matches!(b[1], b'x' | b'X') || b[1].is_ascii_digit())
+}
+
+/// Parses a decimal, hex (`0x`) or octal (leading `0`) integer literal.
+fn parse_uint(t: &str) -> Option<u64> {
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()
+    } else if t.len() > 1 && t.starts_with('0') {
+        u64::from_str_radix(&t[1..], 8).ok()
+    } else {
+        t.parse::<u64>().ok()
+    }
+}
+
+/// Parses a float literal as the tokenizer accepted it: `1.`, `.5`, `1e-4`, `1.5f`.
+fn parse_float_literal(t: &str) -> Option<f64> {
+    let t = t.strip_suffix(['f', 'F']).unwrap_or(t);
+    let mut s = String::with_capacity(t.len() + 2);
+    if t.starts_with('.') {
+        s.push('0');
+    }
+    let mut prev = ' ';
+    for c in t.chars() {
+        if (c == 'e' || c == 'E') && prev == '.' {
+            s.push('0');
+        }
+        s.push(c);
+        prev = c;
+    }
+    if s.ends_with('.') {
+        s.push('0');
+    }
+    s.parse::<f64>().ok()
+}

@@ -1,0 +1,72 @@
+//! `caffe summarize`: parse, upgrade and summarise prototxt files. This is how a
+//! user checks that a folder of Caffe files is understood before running it.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::info;
+use crate::proto::caffe::{NetParameter, SolverParameter};
+use crate::proto::{text, upgrade};
+use crate::Result;
+
+/// Collects `*.prototxt` under each path (files are taken as given), sorted.
+pub fn collect_prototxt(paths: &[PathBuf]) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "prototxt") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() { walk(p, &mut out) } else { out.push(p.clone()) }
+    }
+    out
+}
+
+/// A solver file is recognised by its name, as in Caffe's examples.
+pub fn looks_like_solver(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().contains("solver"))
+}
+
+/// One summary line for a net: name, layer count and the layer types used.
+pub fn summarize_net(net: &NetParameter) -> String {
+    let mut types: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in &net.layer {
+        *types.entry(l.r#type()).or_default() += 1;
+    }
+    let list: Vec<String> = types.iter().map(|(t, n)| format!("{t}×{n}")).collect();
+    format!("net \"{}\": {} layers ({})", net.name(), net.layer.len(), list.join(", "))
+}
+
+pub fn run(paths: &[PathBuf], opts: text::TextOptions) -> Result<()> {
+    let files = collect_prototxt(paths);
+    for path in &files {
+        let file = path.display().to_string();
+        if looks_like_solver(path) {
+            let mut s = text::read_file::<SolverParameter>(path, opts)?.message;
+            let report = upgrade::upgrade_solver(&mut s, &file)?;
+            let upgraded = if report.steps.is_empty() { String::new() } else { format!(" [upgraded: {}]", report.describe()) };
+            info!(
+                "summarize.cpp:1",
+                "{file}: solver type {} base_lr {} lr_policy \"{}\" max_iter {}{upgraded}",
+                s.r#type(),
+                s.base_lr(),
+                s.lr_policy(),
+                s.max_iter()
+            );
+        } else {
+            let mut net = text::read_file::<NetParameter>(path, opts)?.message;
+            let report = upgrade::upgrade_net(&mut net, &file)?;
+            let upgraded = if report.steps.is_empty() { String::new() } else { format!(" [upgraded: {}]", report.describe()) };
+            info!("summarize.cpp:1", "{file}: {}{upgraded}", summarize_net(&net));
+        }
+    }
+    info!("summarize.cpp:1", "{} files parsed and upgraded", files.len());
+    Ok(())
+}
