@@ -6,6 +6,8 @@
 //! weights and snapshots through [`proto::binary`].
 pub mod error;
 pub mod log;
+pub mod layers;
+pub mod net;
 pub mod proto;
 pub mod tools;
 

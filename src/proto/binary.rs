@@ -61,7 +61,7 @@ pub fn blob_shape(blob: &BlobProto) -> Vec<i64> {
     match &blob.shape {
         Some(s) => s.dim.clone(),
         None if blob.num.is_some() || blob.channels.is_some() || blob.height.is_some() || blob.width.is_some() => {
-            vec![blob.num(), blob.channels(), blob.height(), blob.width()]
+            vec![blob.num() as i64, blob.channels() as i64, blob.height() as i64, blob.width() as i64]
         }
         // A blob with no shape at all: a flat vector of its data.
         None => vec![blob_len(blob) as i64],

@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::Path;
 
 use prost::bytes::Bytes;
-use prost_reflect::{DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Value};
+use prost_reflect::{DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value};
 
 use crate::error::{Error, Location};
 
@@ -144,7 +144,7 @@ fn line_col(prefix: &str) -> (usize, usize) {
 // Tokenizer
 
 #[derive(Debug, Clone, PartialEq)]
-enum Kindt {
+enum TokKind {
     Ident,
     Int,
     Float,
@@ -156,7 +156,7 @@ enum Kindt {
 
 #[derive(Debug, Clone)]
 struct Token {
-    kind: Kindt,
+    kind: TokKind,
     start: usize,
     end: usize,
     line: usize,
@@ -223,25 +223,25 @@ impl<'a> Lexer<'a> {
         let (start, line, col) = (self.pos, self.line, self.col);
         let tok = |kind, end| Token { kind, start, end, line, col };
         let c = match self.peek() {
-            None => return Ok(tok(Kindt::End, start)),
+            None => return Ok(tok(TokKind::End, start)),
             Some(c) => c,
         };
         if c.is_ascii_alphabetic() || c == '_' {
             while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == '_') {
                 self.bump();
             }
-            return Ok(tok(Kindt::Ident, self.pos));
+            return Ok(tok(TokKind::Ident, self.pos));
         }
         if c.is_ascii_digit() || (c == '.' && matches!(self.peek_at(1), Some(d) if d.is_ascii_digit())) {
             let is_float = self.number()?;
             if matches!(self.peek(), Some(c) if c.is_ascii_alphabetic() || c == '_') {
                 return Err(self.err(self.line, self.col, "need space between number and identifier"));
             }
-            return Ok(tok(if is_float { Kindt::Float } else { Kindt::Int }, self.pos));
+            return Ok(tok(if is_float { TokKind::Float } else { TokKind::Int }, self.pos));
         }
         if c == '"' || c == '\'' {
             let bytes = self.string(c, line, col)?;
-            return Ok(tok(Kindt::Str(bytes), self.pos));
+            return Ok(tok(TokKind::Str(bytes), self.pos));
         }
         if c.is_control() {
             return Err(self.err(line, col, format!("invalid control character 0x{:02x} in text", c as u32)));
@@ -250,7 +250,7 @@ impl<'a> Lexer<'a> {
             return Err(self.err(line, col, format!("unexpected character '{c}'")));
         }
         self.bump();
-        Ok(tok(Kindt::Sym(c), self.pos))
+        Ok(tok(TokKind::Sym(c), self.pos))
     }
 
     /// Consumes a number; returns whether it is a floating-point literal.
@@ -434,7 +434,7 @@ type PResult<T> = crate::Result<T>;
 impl<'a> Parser<'a> {
     fn new(src: &'a str, file: &'a str, opts: TextOptions) -> PResult<Self> {
         let mut lex = Lexer { src, pos: 0, line: 1, col: 1 };
-        let dummy = Token { kind: Kindt::End, start: 0, end: 0, line: 1, col: 1 };
+        let dummy = Token { kind: TokKind::End, start: 0, end: 0, line: 1, col: 1 };
         let first = lex.next();
         let mut p = Parser {
             lex,
@@ -479,7 +479,7 @@ impl<'a> Parser<'a> {
         Ok(std::mem::replace(&mut self.cur, next))
     }
     fn is_sym(&self, c: char) -> bool {
-        self.cur.kind == Kindt::Sym(c)
+        self.cur.kind == TokKind::Sym(c)
     }
     fn try_sym(&mut self, c: char) -> PResult<bool> {
         if self.is_sym(c) {
@@ -502,15 +502,15 @@ impl<'a> Parser<'a> {
         let mut seen: HashSet<u32> = HashSet::new();
         loop {
             match (&self.cur.kind, &close) {
-                (Kindt::End, None) => return Ok(()),
-                (Kindt::Sym(c @ ('}' | '>')), Some(cl)) => {
+                (TokKind::End, None) => return Ok(()),
+                (TokKind::Sym(c @ ('}' | '>')), Some(cl)) => {
                     if *c == cl.delim {
                         self.advance()?;
                         return Ok(());
                     }
                     return Err(self.unclosed(cl));
                 }
-                (Kindt::End, Some(cl)) => return Err(self.unclosed(cl)),
+                (TokKind::End, Some(cl)) => return Err(self.unclosed(cl)),
                 _ => self.parse_field(msg, &mut seen, close.is_none())?,
             }
         }
@@ -527,14 +527,14 @@ impl<'a> Parser<'a> {
         let desc = msg.descriptor();
         let name_tok = self.cur.clone();
         let name: String = match &name_tok.kind {
-            Kindt::Ident => self.text(&name_tok).to_string(),
-            Kindt::Sym('[') => {
+            TokKind::Ident => self.text(&name_tok).to_string(),
+            TokKind::Sym('[') => {
                 // An extension or Any type URL: the schema has none, so it is unknown.
                 self.advance()?;
                 let mut name = String::from("[");
                 while !self.is_sym(']') {
                     match self.cur.kind {
-                        Kindt::Ident | Kindt::Sym('.') | Kindt::Sym('/') => {
+                        TokKind::Ident | TokKind::Sym('.') | TokKind::Sym('/') => {
                             name.push_str(self.text(&self.cur));
                             self.advance()?;
                         }
@@ -624,7 +624,11 @@ impl<'a> Parser<'a> {
             if !self.try_sym(']')? {
                 loop {
                     let elem_tok = self.cur.clone();
-                    let v = if is_msg { self.parse_message_value(&field, &name)? } else { self.parse_scalar(&field, &desc)? };
+                    let v = if is_msg {
+                        self.parse_message_value(&field, &name, &elem_tok)?
+                    } else {
+                        self.parse_scalar(&field, &desc)?
+                    };
                     if let Some(v) = v {
                         self.store(msg, &field, v, top, &elem_tok)?;
                     }
@@ -641,7 +645,11 @@ impl<'a> Parser<'a> {
                 }
             }
         } else {
-            let v = if is_msg { self.parse_message_value(&field, &name)? } else { self.parse_scalar(&field, &desc)? };
+            let v = if is_msg {
+                self.parse_message_value(&field, &name, &name_tok)?
+            } else {
+                self.parse_scalar(&field, &desc)?
+            };
             if let Some(v) = v {
                 self.store(msg, &field, v, top, &name_tok)?;
             }
@@ -690,8 +698,9 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    /// Parses `{ ... }` or `< ... >` as the message type of `field`.
-    fn parse_message_value(&mut self, field: &FieldDescriptor, name: &str) -> PResult<Option<Value>> {
+    /// Parses `{ ... }` or `< ... >` as the message type of `field`; `opened` is where
+    /// the element began (its field name, or its brace inside a list), for error messages.
+    fn parse_message_value(&mut self, field: &FieldDescriptor, name: &str, opened: &Token) -> PResult<Option<Value>> {
         let kind = field.kind();
         let sub_desc = match kind.as_message() {
             Some(d) => d.clone(),
@@ -699,8 +708,8 @@ impl<'a> Parser<'a> {
         };
         let open = self.cur.clone();
         let delim = match open.kind {
-            Kindt::Sym('{') => '}',
-            Kindt::Sym('<') => '>',
+            TokKind::Sym('{') => '}',
+            TokKind::Sym('<') => '>',
             _ => {
                 return Err(self.error(format!(
                     "expected \"{{\" to start message field \"{name}\" ({}), found {}",
@@ -712,7 +721,7 @@ impl<'a> Parser<'a> {
         self.enter()?;
         self.advance()?;
         let mut sub = DynamicMessage::new(sub_desc);
-        self.parse_fields(&mut sub, Some(Close { delim, field: name, line: open.line, col: open.col }))?;
+        self.parse_fields(&mut sub, Some(Close { delim, field: name, line: opened.line, col: opened.col }))?;
         self.depth -= 1;
         Ok(Some(Value::Message(sub)))
     }
@@ -725,13 +734,13 @@ impl<'a> Parser<'a> {
         let v = match field.kind() {
             Kind::String | Kind::Bytes => {
                 let mut bytes = Vec::new();
-                if !matches!(self.cur.kind, Kindt::Str(_)) {
+                if !matches!(self.cur.kind, TokKind::Str(_)) {
                     return Err(self.error(format!(
                         "expected string for field \"{name}\", found {} in {ty}",
                         self.found()
                     )));
                 }
-                while let Kindt::Str(b) = &self.cur.kind {
+                while let TokKind::Str(b) = &self.cur.kind {
                     bytes.extend_from_slice(b);
                     self.advance()?;
                 }
@@ -752,9 +761,9 @@ impl<'a> Parser<'a> {
             Kind::Bool => {
                 let t = self.text(&self.cur);
                 let b = match (&self.cur.kind, t) {
-                    (Kindt::Ident, "true" | "True" | "t") => true,
-                    (Kindt::Ident, "false" | "False" | "f") => false,
-                    (Kindt::Int, _) => match parse_uint(t) {
+                    (TokKind::Ident, "true" | "True" | "t") => true,
+                    (TokKind::Ident, "false" | "False" | "f") => false,
+                    (TokKind::Int, _) => match parse_uint(t) {
                         Some(0) => false,
                         Some(1) => true,
                         _ => {
@@ -776,7 +785,15 @@ impl<'a> Parser<'a> {
             Kind::Float | Kind::Double => {
                 let d = self.parse_double(name, ty)?;
                 if field.kind() == Kind::Float {
-                    Value::F32(d as f32)
+                    // Like protobuf: anything beyond the float range becomes infinite.
+                    let f = if d > f32::MAX as f64 {
+                        f32::INFINITY
+                    } else if d < -(f32::MAX as f64) {
+                        f32::NEG_INFINITY
+                    } else {
+                        d as f32
+                    };
+                    Value::F32(f)
                 } else {
                     Value::F64(d)
                 }
@@ -813,7 +830,7 @@ impl<'a> Parser<'a> {
                 format!("negative value for unsigned field \"{name}\" ({}) in {ty}", kind_name(kind)),
             ));
         }
-        if self.cur.kind != Kindt::Int {
+        if self.cur.kind != TokKind::Int {
             return Err(self.error(format!(
                 "expected integer for field \"{name}\", found {} in {ty}",
                 self.found()
@@ -842,7 +859,7 @@ impl<'a> Parser<'a> {
         let neg = self.try_sym('-')?;
         let t = self.text(&self.cur);
         let v = match self.cur.kind {
-            Kindt::Int => {
+            TokKind::Int => {
                 if is_hex_or_octal(t) {
                     return Err(self.error(format!(
                         "expected a decimal number for field \"{name}\", found \"{t}\" in {ty}"
@@ -853,11 +870,11 @@ impl<'a> Parser<'a> {
                     Err(_) => t.parse::<f64>().unwrap_or(f64::INFINITY),
                 }
             }
-            Kindt::Float => match parse_float_literal(t) {
+            TokKind::Float => match parse_float_literal(t) {
                 Some(v) => v,
                 None => return Err(self.error(format!("invalid number \"{t}\" for field \"{name}\" in {ty}"))),
             },
-            Kindt::Ident => match t.to_ascii_lowercase().as_str() {
+            TokKind::Ident => match t.to_ascii_lowercase().as_str() {
                 "inf" | "infinity" => f64::INFINITY,
                 "nan" => f64::NAN,
                 _ => {
@@ -881,19 +898,19 @@ impl<'a> Parser<'a> {
     fn parse_enum(&mut self, ed: &EnumDescriptor, name: &str) -> PResult<Option<Value>> {
         let start = self.cur.clone();
         let (shown, found) = match self.cur.kind {
-            Kindt::Ident => {
+            TokKind::Ident => {
                 let t = self.text(&self.cur);
                 self.advance()?;
                 (t.to_string(), ed.get_value_by_name(t))
             }
-            Kindt::Int | Kindt::Sym('-') => {
+            TokKind::Int | TokKind::Sym('-') => {
                 let neg = self.try_sym('-')?;
                 let t = self.text(&self.cur);
                 let n = match (&self.cur.kind, parse_uint(t)) {
-                    (Kindt::Int, Some(v)) if v <= i32::MAX as u64 + neg as u64 => {
+                    (TokKind::Int, Some(v)) if v <= i32::MAX as u64 + neg as u64 => {
                         if neg { -(v as i64) } else { v as i64 }
                     }
-                    (Kindt::Int, _) => {
+                    (TokKind::Int, _) => {
                         return Err(self.error_at(&start, format!("enum number out of range for field \"{name}\"")))
                     }
                     _ => {
@@ -952,19 +969,19 @@ impl<'a> Parser<'a> {
     fn skip_message(&mut self) -> PResult<()> {
         let open = self.cur.clone();
         let delim = match open.kind {
-            Kindt::Sym('{') => '}',
-            Kindt::Sym('<') => '>',
+            TokKind::Sym('{') => '}',
+            TokKind::Sym('<') => '>',
             _ => return Err(self.error(format!("expected \":\" or \"{{\" after field name, found {}", self.found()))),
         };
         self.enter()?;
         self.advance()?;
         loop {
             match self.cur.kind {
-                Kindt::Sym(c @ ('}' | '>')) if c == delim => {
+                TokKind::Sym(c @ ('}' | '>')) if c == delim => {
                     self.advance()?;
                     break;
                 }
-                Kindt::Sym('}' | '>') | Kindt::End => {
+                TokKind::Sym('}' | '>') | TokKind::End => {
                     return Err(self.error(format!(
                         "expected \"{delim}\" to close the block opened at {}:{}, found {}",
                         open.line,
@@ -972,15 +989,15 @@ impl<'a> Parser<'a> {
                         self.found()
                     )))
                 }
-                Kindt::Ident => {
+                TokKind::Ident => {
                     self.advance()?;
                     self.skip_field_rest()?;
                 }
-                Kindt::Sym('[') => {
+                TokKind::Sym('[') => {
                     self.advance()?;
                     while !self.is_sym(']') {
                         match self.cur.kind {
-                            Kindt::Ident | Kindt::Sym('.') | Kindt::Sym('/') => {
+                            TokKind::Ident | TokKind::Sym('.') | TokKind::Sym('/') => {
                                 self.advance()?;
                             }
                             _ => return Err(self.error(format!("expected extension name, found {}", self.found()))),
@@ -997,8 +1014,8 @@ impl<'a> Parser<'a> {
     }
 
     fn skip_value(&mut self) -> PResult<()> {
-        if matches!(self.cur.kind, Kindt::Str(_)) {
-            while matches!(self.cur.kind, Kindt::Str(_)) {
+        if matches!(self.cur.kind, TokKind::Str(_)) {
+            while matches!(self.cur.kind, TokKind::Str(_)) {
                 self.advance()?;
             }
             return Ok(());
@@ -1023,9 +1040,9 @@ impl<'a> Parser<'a> {
         }
         let neg = self.try_sym('-')?;
         match self.cur.kind {
-            Kindt::Int | Kindt::Float => {}
-            Kindt::Ident if !neg => {}
-            Kindt::Ident if matches!(self.text(&self.cur).to_ascii_lowercase().as_str(), "inf" | "infinity" | "nan") => {}
+            TokKind::Int | TokKind::Float => {}
+            TokKind::Ident if !neg => {}
+            TokKind::Ident if matches!(self.text(&self.cur).to_ascii_lowercase().as_str(), "inf" | "infinity" | "nan") => {}
             _ => return Err(self.error(format!("expected a value, found {}", self.found()))),
         }
         self.advance()?;
@@ -1036,8 +1053,8 @@ impl<'a> Parser<'a> {
 /// How a token reads in an error message.
 fn describe(tok: &Token, text: &str) -> String {
     match tok.kind {
-        Kindt::End => "end of file".to_string(),
-        Kindt::Str(_) => format!("string {text}"),
+        TokKind::End => "end of file".to_string(),
+        TokKind::Str(_) => format!("string {text}"),
         _ => format!("\"{text}\""),
     }
 }

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Location};
+use crate::proto::text::SourceMap;
 use crate::proto::caffe::{
     param_spec, pooling_parameter, solver_parameter, v0_layer_parameter, v1_layer_parameter,
     BlobShape, InputParameter, LayerParameter, NetParameter, ParamSpec, SolverParameter,
@@ -122,9 +123,27 @@ impl UpgradeReport {
 // ---------------------------------------------------------------------------
 // Errors
 
-fn layer_error(file: &str, layer: &str, layer_type: &str, msg: impl Into<String>) -> Error {
+/// Where a net came from: its file name and, when parsed from text, where
+/// each `layers` entry starts (so errors can give the line).
+#[derive(Clone, Copy)]
+struct Src<'a> {
+    file: &'a str,
+    map: Option<&'a SourceMap>,
+}
+
+impl Src<'_> {
+    /// The location of `layers` entry `index` (just the file when unknown).
+    fn loc(&self, index: Option<usize>) -> Location {
+        index
+            .and_then(|i| self.map.and_then(|m| m.element("layers", i)))
+            .cloned()
+            .unwrap_or_else(|| Location { file: self.file.to_string(), line: 0, col: 0 })
+    }
+}
+
+fn layer_error(src: Src<'_>, index: Option<usize>, layer: &str, layer_type: &str, msg: impl Into<String>) -> Error {
     Error::Layer {
-        loc: Location { file: file.to_string(), line: 0, col: 0 },
+        loc: src.loc(index),
         layer: layer.to_string(),
         layer_type: layer_type.to_string(),
         msg: msg.into(),
@@ -202,9 +221,19 @@ pub fn solver_needs_upgrade(s: &SolverParameter) -> bool {
 /// Upgrades `net` in place to the current format. `file` names the source in
 /// errors. Idempotent: a current net comes back unchanged with an empty report.
 pub fn upgrade_net(net: &mut NetParameter, file: &str) -> Result<UpgradeReport> {
+    upgrade_net_impl(net, Src { file, map: None })
+}
+
+/// [`upgrade_net`] for a net parsed from text: errors also give the line of
+/// the offending `layers` entry, from the parse's source map.
+pub fn upgrade_net_located(net: &mut NetParameter, source_map: &SourceMap) -> Result<UpgradeReport> {
+    upgrade_net_impl(net, Src { file: source_map.file(), map: Some(source_map) })
+}
+
+fn upgrade_net_impl(net: &mut NetParameter, src: Src<'_>) -> Result<UpgradeReport> {
     let mut report = UpgradeReport::default();
     if net_needs_v0_upgrade(net) {
-        *net = upgrade_v0_net(net, file, &mut report.warnings)?;
+        *net = v0_net(net, src, &mut report.warnings)?;
         report.steps.push(STEP_V0_TO_V1);
     }
     if net_needs_data_upgrade(net) {
@@ -212,11 +241,11 @@ pub fn upgrade_net(net: &mut NetParameter, file: &str) -> Result<UpgradeReport> 
         report.steps.push(STEP_DATA_TRANSFORM);
     }
     if net_needs_v1_upgrade(net) {
-        upgrade_v1_net(net, file, &mut report.warnings)?;
+        v1_net(net, src, &mut report.warnings)?;
         report.steps.push(STEP_V1_TO_V2);
     }
     if net_needs_input_upgrade(net) {
-        upgrade_input(net, file, &mut report.warnings)?;
+        upgrade_input(net, src.file, &mut report.warnings)?;
         report.steps.push(STEP_INPUT);
     }
     if net_needs_batch_norm_upgrade(net) {
@@ -228,35 +257,16 @@ pub fn upgrade_net(net: &mut NetParameter, file: &str) -> Result<UpgradeReport> 
 
 // --- V0 -> V1 -------------------------------------------------------------
 
-/// The V0 → V1 rewrite. Like Caffe, the result keeps only the net's name,
-/// inputs and `force_backward` besides the layers.
-fn upgrade_v0_net(net: &NetParameter, file: &str, warnings: &mut Vec<String>) -> Result<NetParameter> {
-    // Every entry must be in V0 form, and only in V0 form.
-    for (i, conn) in net.layers.iter().enumerate() {
-        let name = entry_name(conn, i);
-        let Some(v0) = &conn.layer else {
-            return Err(layer_error(
-                file,
-                &name,
-                &v1_type_label(conn),
-                "this net uses nested V0 layer definitions (`layers { layer { ... } }`), but this entry \
-                 has none; write every entry in one form",
-            ));
-        };
-        let mut rest = conn.clone();
-        rest.layer = None;
-        rest.bottom.clear();
-        rest.top.clear();
-        if rest != V1LayerParameter::default() {
-            return Err(layer_error(
-                file,
-                &name,
-                v0.r#type(),
-                "entry has both a nested V0 `layer { ... }` block and V1 fields beside it (name, type, \
-                 *_param, ...); the V1 fields would be lost in the upgrade. Keep only one form",
-            ));
-        }
-    }
+/// The V0 → V1 step alone: returns the net with every nested V0 entry
+/// rewritten as a V1 layer (padding layers folded first). Like Caffe, the
+/// result keeps only the net's name, inputs and `force_backward` besides the
+/// layers. Problems Caffe tolerates are pushed to `warnings`.
+pub fn upgrade_v0_net(net: &NetParameter, file: &str, warnings: &mut Vec<String>) -> Result<NetParameter> {
+    v0_net(net, Src { file, map: None }, warnings)
+}
+
+fn v0_net(net: &NetParameter, src: Src<'_>, warnings: &mut Vec<String>) -> Result<NetParameter> {
+    check_v0_entries(net, src)?;
 
     let dropped: Vec<&str> = [
         (!net.input_shape.is_empty(), "input_shape"),
@@ -275,7 +285,7 @@ fn upgrade_v0_net(net: &NetParameter, file: &str, warnings: &mut Vec<String>) ->
         ));
     }
 
-    let padded = fold_padding_layers(net, file)?;
+    let padded = fold_padding_layers(net, src)?;
     let mut out = NetParameter {
         name: net.name.clone(),
         input: net.input.clone(),
@@ -283,18 +293,63 @@ fn upgrade_v0_net(net: &NetParameter, file: &str, warnings: &mut Vec<String>) ->
         force_backward: net.force_backward,
         ..Default::default()
     };
-    for conn in &padded {
-        out.layers.push(upgrade_v0_layer(conn, file, warnings)?);
+    for (index, conn) in &padded {
+        out.layers.push(upgrade_v0_layer(conn, *index, src, warnings)?);
     }
     Ok(out)
+}
+
+/// The padding part of the V0 step alone: the same net with its V0 `padding`
+/// layers removed and their `pad` moved into the conv/pool layers that read
+/// them (still in V0 form). Checks that every bottom blob is a net input or an
+/// earlier layer's top. Entries must be in V0 form.
+pub fn upgrade_v0_padding_layers(net: &NetParameter, file: &str) -> Result<NetParameter> {
+    let src = Src { file, map: None };
+    check_v0_entries(net, src)?;
+    let mut out = net.clone();
+    out.layers = fold_padding_layers(net, src)?.into_iter().map(|(_, l)| l).collect();
+    Ok(out)
+}
+
+/// Every `layers` entry must carry a V0 block and nothing V1 beside it.
+fn check_v0_entries(net: &NetParameter, src: Src<'_>) -> Result<()> {
+    for (i, conn) in net.layers.iter().enumerate() {
+        let name = entry_name(conn, i);
+        let Some(v0) = &conn.layer else {
+            return Err(layer_error(
+                src,
+                Some(i),
+                &name,
+                &v1_type_label(conn),
+                "this net uses nested V0 layer definitions (`layers { layer { ... } }`), but this entry \
+                 has none; write every entry in one form",
+            ));
+        };
+        let mut rest = conn.clone();
+        rest.layer = None;
+        rest.bottom.clear();
+        rest.top.clear();
+        if rest != V1LayerParameter::default() {
+            return Err(layer_error(
+                src,
+                Some(i),
+                &name,
+                v0.r#type(),
+                "entry has both a nested V0 `layer { ... }` block and V1 fields beside it (name, type, \
+                 *_param, ...); the V1 fields would be lost in the upgrade. Keep only one form",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Removes V0 `padding` layers, moving their `pad` into the conv or pool layer
 /// that reads their output. Also checks that every bottom blob was produced by
 /// an input or an earlier layer.
-fn fold_padding_layers(net: &NetParameter, file: &str) -> Result<Vec<V1LayerParameter>> {
+/// Each kept entry comes with its index in the original `layers`.
+fn fold_padding_layers(net: &NetParameter, src: Src<'_>) -> Result<Vec<(usize, V1LayerParameter)>> {
     const INPUT: usize = usize::MAX;
-    let mut out: Vec<V1LayerParameter> = Vec::with_capacity(net.layers.len());
+    let mut out: Vec<(usize, V1LayerParameter)> = Vec::with_capacity(net.layers.len());
     // Blob name -> index of the layer that last wrote it (INPUT for net inputs).
     let mut producer: HashMap<&str, usize> = net.input.iter().map(|b| (b.as_str(), INPUT)).collect();
     for (i, conn) in net.layers.iter().enumerate() {
@@ -302,12 +357,13 @@ fn fold_padding_layers(net: &NetParameter, file: &str) -> Result<Vec<V1LayerPara
         let ty = v0.r#type();
         let name = entry_name(conn, i);
         if ty != "padding" {
-            out.push(conn.clone());
+            out.push((i, conn.clone()));
         }
         for (j, blob) in conn.bottom.iter().enumerate() {
             let Some(&src_idx) = producer.get(blob.as_str()) else {
                 return Err(layer_error(
-                    file,
+                    src,
+                    Some(i),
                     &name,
                     ty,
                     format!("bottom blob '{blob}' is not a net input and no earlier layer produces it"),
@@ -316,15 +372,16 @@ fn fold_padding_layers(net: &NetParameter, file: &str) -> Result<Vec<V1LayerPara
             if src_idx == INPUT {
                 continue;
             }
-            let src = &net.layers[src_idx];
-            let src_v0 = src.layer.as_ref().expect("checked by upgrade_v0_net");
+            let src_layer = &net.layers[src_idx];
+            let src_v0 = src_layer.layer.as_ref().expect("checked by upgrade_v0_net");
             if src_v0.r#type() != "padding" {
                 continue;
             }
-            let src_name = entry_name(src, src_idx);
+            let src_name = entry_name(src_layer, src_idx);
             if ty != "conv" && ty != "pool" {
                 return Err(layer_error(
-                    file,
+                    src,
+                    Some(i),
                     &name,
                     ty,
                     format!(
@@ -335,7 +392,8 @@ fn fold_padding_layers(net: &NetParameter, file: &str) -> Result<Vec<V1LayerPara
             }
             if conn.bottom.len() != 1 {
                 return Err(layer_error(
-                    file,
+                    src,
+                    Some(i),
                     &name,
                     ty,
                     format!(
@@ -345,22 +403,23 @@ fn fold_padding_layers(net: &NetParameter, file: &str) -> Result<Vec<V1LayerPara
                     ),
                 ));
             }
-            if src.bottom.len() != 1 || src.top.len() != 1 {
+            if src_layer.bottom.len() != 1 || src_layer.top.len() != 1 {
                 return Err(layer_error(
-                    file,
+                    src,
+                    Some(src_idx),
                     &src_name,
                     "padding",
                     format!(
                         "a V0 padding layer takes exactly one bottom and one top (it has {} and {})",
-                        src.bottom.len(),
-                        src.top.len()
+                        src_layer.bottom.len(),
+                        src_layer.top.len()
                     ),
                 ));
             }
             // The layer being visited is conv/pool, so it is the last one kept.
-            let target = out.last_mut().expect("current layer was kept");
+            let target = &mut out.last_mut().expect("current layer was kept").1;
             target.layer.as_mut().expect("V0 block present").pad = Some(src_v0.pad());
-            target.bottom[j] = src.bottom[0].clone();
+            target.bottom[j] = src_layer.bottom[0].clone();
         }
         for blob in &conn.top {
             producer.insert(blob.as_str(), i);
@@ -401,7 +460,13 @@ fn v0_type_to_v1(ty: &str) -> Option<&'static str> {
 }
 
 /// One V0 entry (already padding-folded) as a V1 layer.
-fn upgrade_v0_layer(conn: &V1LayerParameter, file: &str, warnings: &mut Vec<String>) -> Result<V1LayerParameter> {
+fn upgrade_v0_layer(
+    conn: &V1LayerParameter,
+    index: usize,
+    src: Src<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<V1LayerParameter> {
+    let file = src.file;
     let v0: &V0LayerParameter = conn.layer.as_ref().expect("checked by upgrade_v0_net");
     let ty = v0.r#type();
     let name = v0.name().to_string();
@@ -417,7 +482,7 @@ fn upgrade_v0_layer(conn: &V1LayerParameter, file: &str, warnings: &mut Vec<Stri
     if v0.r#type.is_some() {
         let v1 = v0_type_to_v1(ty)
             .and_then(v1_layer_parameter::LayerType::from_str_name)
-            .ok_or_else(|| layer_error(file, &name, ty, format!("unknown V0 layer type '{ty}'")))?;
+            .ok_or_else(|| layer_error(src, Some(index), &name, ty, format!("unknown V0 layer type '{ty}'")))?;
         out.r#type = Some(v1 as i32);
     }
     let mut unknown = |field: &str| {
@@ -732,7 +797,14 @@ fn v1_type_to_string(name: &str) -> Option<&'static str> {
     })
 }
 
-fn upgrade_v1_net(net: &mut NetParameter, file: &str, warnings: &mut Vec<String>) -> Result<()> {
+/// The V1 → current step alone: rewrites `layers` as `layer` in place.
+/// Fails when the net has both (as Caffe does).
+pub fn upgrade_v1_net(net: &mut NetParameter, file: &str, warnings: &mut Vec<String>) -> Result<()> {
+    v1_net(net, Src { file, map: None }, warnings)
+}
+
+fn v1_net(net: &mut NetParameter, src: Src<'_>, warnings: &mut Vec<String>) -> Result<()> {
+    let file = src.file;
     if !net.layer.is_empty() {
         return Err(Error::Msg(format!(
             "{file}: the net has both `layer` and legacy `layers` entries; refusing to upgrade an \
@@ -742,13 +814,14 @@ fn upgrade_v1_net(net: &mut NetParameter, file: &str, warnings: &mut Vec<String>
     let old = std::mem::take(&mut net.layers);
     let mut upgraded = Vec::with_capacity(old.len());
     for (i, v1) in old.iter().enumerate() {
-        upgraded.push(upgrade_v1_layer(v1, i, file, warnings)?);
+        upgraded.push(upgrade_v1_layer(v1, i, src, warnings)?);
     }
     net.layer = upgraded;
     Ok(())
 }
 
-fn upgrade_v1_layer(v1: &V1LayerParameter, index: usize, file: &str, warnings: &mut Vec<String>) -> Result<LayerParameter> {
+fn upgrade_v1_layer(v1: &V1LayerParameter, index: usize, src: Src<'_>, warnings: &mut Vec<String>) -> Result<LayerParameter> {
+    let file = src.file;
     let name = entry_name(v1, index);
     let mut l = LayerParameter {
         name: v1.name.clone(),
@@ -764,7 +837,7 @@ fn upgrade_v1_layer(v1: &V1LayerParameter, index: usize, file: &str, warnings: &
         let s = v1_layer_parameter::LayerType::try_from(t)
             .ok()
             .and_then(|e| v1_type_to_string(e.as_str_name()))
-            .ok_or_else(|| layer_error(file, &name, &t.to_string(), format!("unknown V1 layer type {t}")))?;
+            .ok_or_else(|| layer_error(src, Some(index), &name, &t.to_string(), format!("unknown V1 layer type {t}")))?;
         l.r#type = Some(s.to_string());
     }
 
@@ -778,7 +851,7 @@ fn upgrade_v1_layer(v1: &V1LayerParameter, index: usize, file: &str, warnings: &
         let m = v1_layer_parameter::DimCheckMode::try_from(mode)
             .ok()
             .and_then(|m| param_spec::DimCheckMode::from_str_name(m.as_str_name()))
-            .ok_or_else(|| layer_error(file, &name, &v1_type_label(v1), format!("unknown blob_share_mode {mode}")))?;
+            .ok_or_else(|| layer_error(src, Some(index), &name, &v1_type_label(v1), format!("unknown blob_share_mode {mode}")))?;
         spec.share_mode = Some(m as i32);
     }
     for (spec, &lr) in l.param.iter_mut().zip(&v1.blobs_lr) {

@@ -1,0 +1,96 @@
+//! Caffe's weight fillers: constant, uniform, gaussian (with `sparse`),
+//! positive_unitball, xavier, msra and bilinear. Values are drawn on the CPU
+//! from libtorch's generator (seeded by the solver's `random_seed`) and then
+//! moved to the net's device, so a seed gives the same weights on any device.
+use tch::{Device, Kind, Tensor};
+
+use super::{LayerError, LayerResult};
+use crate::proto::caffe::{filler_parameter::VarianceNorm, FillerParameter};
+
+/// Caffe's fan-in/fan-out: fan_in = count / shape[0], fan_out = count / shape[1].
+fn fans(shape: &[i64]) -> (f64, f64) {
+    let count: i64 = shape.iter().product();
+    let fan_in = if shape.is_empty() || shape[0] == 0 { count } else { count / shape[0] };
+    let fan_out = if shape.len() > 1 && shape[1] != 0 { count / shape[1] } else { count };
+    (fan_in as f64, fan_out as f64)
+}
+
+fn variance_n(f: &FillerParameter, shape: &[i64]) -> f64 {
+    let (fan_in, fan_out) = fans(shape);
+    match f.variance_norm() {
+        VarianceNorm::FanIn => fan_in,
+        VarianceNorm::FanOut => fan_out,
+        VarianceNorm::Average => (fan_in + fan_out) / 2.0,
+    }
+}
+
+/// Creates a float tensor of `shape` filled as `f` says, on `device`.
+pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> LayerResult<Tensor> {
+    let cpu = (Kind::Float, Device::Cpu);
+    let t = match f.r#type() {
+        "constant" => Tensor::full(shape, f.value() as f64, cpu),
+        "uniform" => Tensor::empty(shape, cpu).uniform_(f.min() as f64, f.max() as f64),
+        "gaussian" => {
+            let t = Tensor::empty(shape, cpu).normal_(f.mean() as f64, f.std() as f64);
+            if f.sparse() >= 0 {
+                // Keep each weight with probability sparse / num_outputs.
+                if shape.is_empty() {
+                    return Err(LayerError("sparse gaussian filler needs at least 1 axis".into()));
+                }
+                let p = (f.sparse() as f64 / shape[0] as f64).clamp(0.0, 1.0);
+                let mask = Tensor::empty(shape, cpu).bernoulli_float_(p);
+                t * mask
+            } else {
+                t
+            }
+        }
+        "positive_unitball" => {
+            if shape.is_empty() || shape[0] == 0 {
+                return Err(LayerError("positive_unitball filler needs a non-empty first axis".into()));
+            }
+            let t = Tensor::empty(shape, cpu).uniform_(0.0, 1.0);
+            let rows = t.reshape([shape[0], -1]);
+            let sums = rows.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
+            (rows / sums).reshape(shape)
+        }
+        "xavier" => {
+            let scale = (3.0 / variance_n(f, shape)).sqrt();
+            Tensor::empty(shape, cpu).uniform_(-scale, scale)
+        }
+        "msra" => {
+            let std = (2.0 / variance_n(f, shape)).sqrt();
+            Tensor::empty(shape, cpu).normal_(0.0, std)
+        }
+        "bilinear" => bilinear(shape)?,
+        other => {
+            return Err(LayerError(format!(
+                "unknown filler type \"{other}\" (known: constant, uniform, gaussian, positive_unitball, xavier, msra, bilinear)"
+            )))
+        }
+    };
+    Ok(t.to_device(device))
+}
+
+/// The bilinear upsampling kernel for Deconvolution: square 4-D kernels only.
+fn bilinear(shape: &[i64]) -> LayerResult<Tensor> {
+    if shape.len() != 4 || shape[2] != shape[3] {
+        return Err(LayerError(format!("bilinear filler needs a 4-D blob with square kernels, got {shape:?}")));
+    }
+    let (h, w) = (shape[2], shape[3]);
+    let f = (w as f64 / 2.0).ceil();
+    let c = (2.0 * f - 1.0 - f % 2.0) / (2.0 * f);
+    let plane: Vec<f32> = (0..h * w)
+        .map(|i| {
+            let x = (i % w) as f64;
+            let y = ((i / w) % h) as f64;
+            ((1.0 - (x / f - c).abs()) * (1.0 - (y / f - c).abs())) as f32
+        })
+        .collect();
+    let plane = Tensor::from_slice(&plane).reshape([1, 1, h, w]);
+    Ok(plane.expand([shape[0], shape[1], h, w], false).contiguous())
+}
+
+/// A filler given as `constant` `value`.
+pub fn constant(value: f32) -> FillerParameter {
+    FillerParameter { r#type: Some("constant".into()), value: Some(value), ..Default::default() }
+}

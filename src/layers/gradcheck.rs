@@ -1,0 +1,169 @@
+//! A finite-difference gradient checker, like Caffe's GradientChecker: the
+//! layer runs in f64, the objective is a fixed random projection of its tops,
+//! and autograd's gradient for every bottom and blob element (or a sample of
+//! them) is compared with central differences. Random layers are reseeded
+//! before every pass so each evaluation sees the same mask.
+use tch::{Device, Kind, Tensor};
+
+use super::{create_layer, filler, Ctx, Shape};
+use crate::proto::caffe::{LayerParameter, Phase};
+
+#[derive(Debug, Clone)]
+pub struct GradCheck {
+    pub phase: Phase,
+    pub iteration: i64,
+    /// Finite-difference step.
+    pub step: f64,
+    /// Allowed |numeric − analytic| / max(1, |numeric|, |analytic|).
+    pub tolerance: f64,
+    /// Check at most this many elements per tensor (evenly spread).
+    pub max_elements: i64,
+    /// Bottoms that get no gradient check (labels).
+    pub skip_bottoms: Vec<usize>,
+    pub seed: i64,
+}
+
+impl Default for GradCheck {
+    fn default() -> Self {
+        GradCheck {
+            phase: Phase::Train,
+            iteration: i64::MAX,
+            step: 1e-4,
+            tolerance: 1e-4,
+            max_elements: 200,
+            skip_bottoms: vec![],
+            seed: 1701,
+        }
+    }
+}
+
+/// The result: the worst mismatch found, and how many elements were checked.
+#[derive(Debug, Clone)]
+pub struct GradReport {
+    pub checked: usize,
+    pub worst: f64,
+    pub worst_at: String,
+}
+
+impl GradCheck {
+    /// Checks `lp` on the given bottoms (their values are used as given, in f64).
+    pub fn run(&self, lp: &LayerParameter, bottoms: &[Tensor]) -> Result<GradReport, String> {
+        let mut layer = create_layer(lp).map_err(|e| e.0)?;
+        let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
+        let setup = layer.setup(&shapes).map_err(|e| e.0)?;
+        tch::manual_seed(self.seed);
+        let mut params = Vec::new();
+        for (j, d) in setup.params.iter().enumerate() {
+            let mut t = filler::fill(&d.filler, &d.shape, Device::Cpu).map_err(|e| e.0)?.to_kind(Kind::Double);
+            // Constant fillers (zero biases) would hide bugs: perturb them.
+            if d.filler.r#type() == "constant" {
+                t += Tensor::randn(d.shape.as_slice(), (Kind::Double, Device::Cpu)) * 0.1;
+            }
+            let _ = j;
+            params.push(t);
+        }
+        let bottoms: Vec<Tensor> = bottoms.iter().map(|b| b.to_kind(Kind::Double).detach()).collect();
+        let ctx = Ctx { phase: self.phase, iteration: self.iteration, device: Device::Cpu };
+        let learn = layer.params_learnable();
+
+        // The objective's projection weights, one per top, fixed by a seed.
+        let objective = |bottoms: &[Tensor], params: &[Tensor], layer: &mut Box<dyn super::Layer>| -> Result<Tensor, String> {
+            tch::manual_seed(self.seed + 1);
+            let tops = layer.forward(&ctx, bottoms, params).map_err(|e| e.0)?;
+            tch::manual_seed(self.seed + 2);
+            let mut total = Tensor::zeros([], (Kind::Double, Device::Cpu));
+            for t in &tops {
+                if t.kind() != Kind::Double {
+                    continue;
+                }
+                let w = Tensor::rand(t.size().as_slice(), (Kind::Double, Device::Cpu)) - 0.5;
+                total = total + (t * w).sum(Kind::Double);
+            }
+            Ok(total)
+        };
+
+        // Analytic gradients.
+        let mut inputs: Vec<(String, Tensor)> = Vec::new();
+        let bt: Vec<Tensor> = bottoms
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if self.skip_bottoms.contains(&i) {
+                    b.shallow_clone()
+                } else {
+                    let t = b.detach().set_requires_grad(true);
+                    inputs.push((format!("bottom[{i}]"), t.shallow_clone()));
+                    t
+                }
+            })
+            .collect();
+        let pt: Vec<Tensor> = params
+            .iter()
+            .enumerate()
+            .map(|(j, p)| {
+                if learn {
+                    let t = p.detach().set_requires_grad(true);
+                    inputs.push((format!("blob[{j}]"), t.shallow_clone()));
+                    t
+                } else {
+                    p.shallow_clone()
+                }
+            })
+            .collect();
+        let obj = objective(&bt, &pt, &mut layer)?;
+        let input_tensors: Vec<Tensor> = inputs.iter().map(|(_, t)| t.shallow_clone()).collect();
+        let grads = if obj.requires_grad() {
+            Tensor::f_run_backward(&[&obj], &input_tensors, false, false).map_err(|e| e.to_string())?
+        } else {
+            input_tensors.iter().map(|t| t.zeros_like()).collect()
+        };
+
+        let mut report = GradReport { checked: 0, worst: 0.0, worst_at: String::new() };
+        for (k, (name, base)) in inputs.iter().enumerate() {
+            let analytic = if grads[k].defined() { grads[k].shallow_clone() } else { base.zeros_like() };
+            let n = base.numel() as i64;
+            let stride = (n / self.max_elements).max(1);
+            let is_bottom = name.starts_with("bottom");
+            let idx: usize = name.trim_start_matches(|c: char| !c.is_ascii_digit()).trim_end_matches(']').parse().unwrap_or(0);
+            let mut e = 0;
+            while e < n {
+                let eval = |delta: f64, layer: &mut Box<dyn super::Layer>| -> Result<f64, String> {
+                    let perturb = |t: &Tensor| {
+                        let c = t.detach().copy();
+                        let flat = c.view(-1);
+                        let v = flat.double_value(&[e]);
+                        let _ = flat.get(e).fill_(v + delta);
+                        c
+                    };
+                    let b2: Vec<Tensor> = bottoms
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| if is_bottom && i == idx { perturb(b) } else { b.shallow_clone() })
+                        .collect();
+                    let p2: Vec<Tensor> = params
+                        .iter()
+                        .enumerate()
+                        .map(|(j, p)| if !is_bottom && j == idx { perturb(p) } else { p.shallow_clone() })
+                        .collect();
+                    Ok(tch::no_grad(|| objective(&b2, &p2, layer))?.double_value(&[]))
+                };
+                let plus = eval(self.step, &mut layer)?;
+                let minus = eval(-self.step, &mut layer)?;
+                let numeric = (plus - minus) / (2.0 * self.step);
+                let a = analytic.view(-1).double_value(&[e]);
+                let scale = 1f64.max(numeric.abs()).max(a.abs());
+                let err = (numeric - a).abs() / scale;
+                if err > report.worst {
+                    report.worst = err;
+                    report.worst_at = format!("{name} element {e}: analytic {a}, numeric {numeric}");
+                }
+                report.checked += 1;
+                e += stride;
+            }
+        }
+        if report.worst > self.tolerance {
+            return Err(format!("gradient mismatch {:.3e} > {:.1e} at {}", report.worst, self.tolerance, report.worst_at));
+        }
+        Ok(report)
+    }
+}

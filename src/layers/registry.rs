@@ -1,0 +1,58 @@
+//! The layer registry: Caffe's type string → constructor, plus what
+//! `SUPPORTED-LAYERS.md` says about each type. Each family file contributes its
+//! entries through its `register` function; `register_all` lists the families.
+use once_cell::sync::Lazy;
+
+use super::{Layer, LayerError, LayerResult};
+use crate::proto::caffe::LayerParameter;
+
+pub type Constructor = fn(&LayerParameter) -> LayerResult<Box<dyn Layer>>;
+
+/// One registered layer type.
+#[derive(Clone)]
+pub struct LayerInfo {
+    /// Caffe's type string, e.g. "Convolution".
+    pub type_name: &'static str,
+    /// The source file (family) that implements it.
+    pub family: &'static str,
+    /// Parameters honoured, as the docs list them.
+    pub params: &'static str,
+    /// The tests that check it (golden parity, gradient check, ...).
+    pub tests: &'static str,
+    pub create: Constructor,
+}
+
+fn register_all() -> Vec<LayerInfo> {
+    let mut r = Vec::new();
+    super::input::register(&mut r);
+    super::vision::register(&mut r);
+    super::activation::register(&mut r);
+    super::loss::register(&mut r);
+    super::common::register(&mut r);
+    super::dropin::register(&mut r);
+    super::normalization::register(&mut r);
+    super::recurrent::register(&mut r);
+    super::data::register(&mut r);
+    r.sort_by(|a, b| a.type_name.cmp(b.type_name));
+    r
+}
+
+pub static REGISTRY: Lazy<Vec<LayerInfo>> = Lazy::new(register_all);
+
+/// The registered type names, sorted.
+pub fn known_types() -> Vec<&'static str> {
+    REGISTRY.iter().map(|i| i.type_name).collect()
+}
+
+/// Creates the layer for `param.type`; the error lists the known types.
+pub fn create_layer(param: &LayerParameter) -> LayerResult<Box<dyn Layer>> {
+    let ty = param.r#type();
+    if ty == "Python" {
+        let module = param.python_param.as_ref().map(|p| format!("{}.{}", p.module(), p.layer())).unwrap_or_default();
+        return Err(LayerError(format!("Python layers are not supported: layer {} ({module})", param.name())));
+    }
+    match REGISTRY.iter().find(|i| i.type_name == ty) {
+        Some(info) => (info.create)(param),
+        None => Err(LayerError(format!("Unknown layer type: {ty} (known types: {})", known_types().join(", ")))),
+    }
+}

@@ -1,0 +1,203 @@
+//! Pooling: MAX, AVE and STOCHASTIC, with Caffe's output size (ceil by
+//! default, `round_mode: FLOOR` optional, and the last window dropped when it
+//! would start in the padding) and Caffe's AVE divisor (the window clipped to
+//! the padded input). libtorch's ceil_mode and count_include_pad follow the
+//! same rules, so MAX and AVE map onto its kernels directly.
+use tch::{Kind, Tensor};
+
+use crate::layer_bail;
+use crate::layers::registry::LayerInfo;
+use crate::layers::{check_bottoms, Ctx, Layer, LayerResult, SetupOut, Shape};
+use crate::proto::caffe::pooling_parameter::{PoolMethod, RoundMode};
+use crate::proto::caffe::{LayerParameter, PoolingParameter};
+
+pub fn register(r: &mut Vec<LayerInfo>) {
+    r.push(LayerInfo {
+        type_name: "Pooling",
+        family: "vision/pooling.rs",
+        params: "pool (MAX, AVE, STOCHASTIC), kernel_size|kernel_h/w, stride|stride_h/w, pad|pad_h/w, global_pooling, round_mode",
+        tests: "parity (lenet, cifar10, resnet_small), gradient check, output-size tests",
+        create: |p| Ok(Box::new(Pooling::new(p))),
+    });
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    k: [i64; 2],
+    s: [i64; 2],
+    p: [i64; 2],
+}
+
+pub struct Pooling {
+    p: PoolingParameter,
+    win: Window,
+    out: [i64; 2],
+}
+
+impl Pooling {
+    fn new(lp: &LayerParameter) -> Self {
+        Pooling { p: lp.pooling_param.clone().unwrap_or_default(), win: Window::default(), out: [0, 0] }
+    }
+}
+
+/// Caffe's pooled size along one axis.
+pub fn pooled_size(input: i64, k: i64, s: i64, p: i64, ceil: bool) -> i64 {
+    let span = input + 2 * p - k;
+    let mut out = if ceil { (span + s - 1).div_euclid(s) + 1 } else { span.div_euclid(s) + 1 };
+    if p > 0 && (out - 1) * s >= input + p {
+        out -= 1;
+    }
+    out
+}
+
+impl Layer for Pooling {
+    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+        check_bottoms(bottoms, 1, 1)?;
+        let s = &bottoms[0];
+        if s.len() != 4 {
+            layer_bail!("Pooling needs a 4-D bottom (N, C, H, W), got {s:?}");
+        }
+        let p = &self.p;
+        let (h, w) = (s[2], s[3]);
+        let pair = |v: Option<u32>, hv: Option<u32>, wv: Option<u32>, default: i64| -> [i64; 2] {
+            match (hv, wv) {
+                (Some(a), Some(b)) => [a as i64, b as i64],
+                _ => {
+                    let x = v.map(|x| x as i64).unwrap_or(default);
+                    [x, x]
+                }
+            }
+        };
+        let mut win = Window {
+            k: pair(p.kernel_size, p.kernel_h, p.kernel_w, 0),
+            s: pair(p.stride, p.stride_h, p.stride_w, 1),
+            p: pair(p.pad, p.pad_h, p.pad_w, 0),
+        };
+        if p.global_pooling() {
+            if p.kernel_size.is_some() || p.kernel_h.is_some() {
+                layer_bail!("with global_pooling the kernel size cannot be given");
+            }
+            win = Window { k: [h, w], s: [1, 1], p: [0, 0] };
+        } else if win.k[0] <= 0 || win.k[1] <= 0 {
+            layer_bail!("kernel_size (or kernel_h and kernel_w) must be given and positive");
+        }
+        if win.s[0] <= 0 || win.s[1] <= 0 {
+            layer_bail!("stride must be positive");
+        }
+        for i in 0..2 {
+            if win.p[i] >= win.k[i] {
+                layer_bail!("pad ({}) must be smaller than the kernel ({})", win.p[i], win.k[i]);
+            }
+        }
+        if (win.p[0] > 0 || win.p[1] > 0) && p.pool() != PoolMethod::Max && p.pool() != PoolMethod::Ave {
+            layer_bail!("padding is implemented only for MAX and AVE pooling");
+        }
+        let ceil = p.round_mode() == RoundMode::Ceil;
+        let out = [
+            pooled_size(h, win.k[0], win.s[0], win.p[0], ceil),
+            pooled_size(w, win.k[1], win.s[1], win.p[1], ceil),
+        ];
+        if out[0] <= 0 || out[1] <= 0 {
+            layer_bail!("pooled size {out:?} is not positive for input {h}x{w}");
+        }
+        self.win = win;
+        self.out = out;
+        Ok(SetupOut { tops: vec![vec![s[0], s[1], out[0], out[1]]], params: vec![] })
+    }
+
+    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+        let x = &bottoms[0];
+        let w = self.win;
+        let ceil = self.p.round_mode() == RoundMode::Ceil;
+        let y = match self.p.pool() {
+            PoolMethod::Max | PoolMethod::Ave if w.p[0] * 2 > w.k[0] || w.p[1] * 2 > w.k[1] => {
+                self.padded_pool(x, ceil)?
+            }
+            PoolMethod::Max => x.f_max_pool2d(w.k, w.s, w.p, [1, 1], ceil)?,
+            PoolMethod::Ave => x.f_avg_pool2d(w.k, w.s, w.p, ceil, true, None::<i64>)?,
+            PoolMethod::Stochastic => self.stochastic(x, ctx.train())?,
+        };
+        let size = y.size();
+        if size[2] != self.out[0] || size[3] != self.out[1] {
+            layer_bail!(
+                "libtorch pooled to {}x{} where Caffe pools to {}x{}: this kernel/stride/pad combination is not supported",
+                size[2], size[3], self.out[0], self.out[1]
+            );
+        }
+        Ok(vec![y])
+    }
+}
+
+impl Pooling {
+    /// The windows of `x` as [N, C, out_h, out_w, k_h*k_w], zero-padded on the
+    /// bottom/right so ceil-mode windows exist (zeros add nothing to sums).
+    fn windows(&self, x: &Tensor, pad_value: f64) -> LayerResult<Tensor> {
+        let w = self.win;
+        let size = x.size();
+        let need_h = (self.out[0] - 1) * w.s[0] + w.k[0];
+        let need_w = (self.out[1] - 1) * w.s[1] + w.k[1];
+        let extra_h = (need_h - size[2] - w.p[0]).max(0);
+        let extra_w = (need_w - size[3] - w.p[1]).max(0);
+        let padded = x.f_constant_pad_nd([w.p[1], extra_w, w.p[0], extra_h])?;
+        let padded = if pad_value != 0.0 {
+            // Mark the padding so MAX ignores it.
+            let ones = x.ones_like().f_constant_pad_nd([w.p[1], extra_w, w.p[0], extra_h])?;
+            padded.where_self(&ones.ne(0.0), &padded.full_like(pad_value))
+        } else {
+            padded
+        };
+        let u = padded.f_unfold(2, w.k[0], w.s[0])?.f_unfold(3, w.k[1], w.s[1])?;
+        let u = u.narrow(2, 0, self.out[0]).narrow(3, 0, self.out[1]);
+        Ok(u.reshape([size[0], size[1], self.out[0], self.out[1], w.k[0] * w.k[1]]))
+    }
+
+    /// MAX/AVE when the pad exceeds half the kernel (beyond libtorch's limit).
+    fn padded_pool(&self, x: &Tensor, _ceil: bool) -> LayerResult<Tensor> {
+        let w = self.win;
+        match self.p.pool() {
+            PoolMethod::Max => Ok(self.windows(x, f64::NEG_INFINITY)?.amax([4i64].as_slice(), false)),
+            _ => {
+                // Divisor: the window clipped to the padded input.
+                let size = x.size();
+                let div: Vec<f32> = (0..self.out[0])
+                    .flat_map(|i| (0..self.out[1]).map(move |j| (i, j)))
+                    .map(|(i, j)| {
+                        let hs = i * w.s[0] - w.p[0];
+                        let ws = j * w.s[1] - w.p[1];
+                        let he = (hs + w.k[0]).min(size[2] + w.p[0]);
+                        let we = (ws + w.k[1]).min(size[3] + w.p[1]);
+                        ((he - hs) * (we - ws)) as f32
+                    })
+                    .collect();
+                let div = Tensor::from_slice(&div).reshape([self.out[0], self.out[1]]).to_kind(x.kind()).to_device(x.device());
+                Ok(self.windows(x, 0.0)?.sum_dim_intlist([4i64].as_slice(), false, x.kind()) / div)
+            }
+        }
+    }
+
+    /// Stochastic pooling: TRAIN samples one unit per window with probability
+    /// proportional to its (non-negative) value; TEST takes Σx²/Σx.
+    fn stochastic(&self, x: &Tensor, train: bool) -> LayerResult<Tensor> {
+        let win = self.windows(x, 0.0)?;
+        let sum = win.sum_dim_intlist([4i64].as_slice(), true, x.kind());
+        if train {
+            let shape = win.size();
+            let k = shape[4];
+            let flat = win.reshape([-1, k]);
+            let sum_flat = sum.reshape([-1, 1]);
+            // All-zero windows sample uniformly; their output is 0 either way.
+            let probs = tch::no_grad(|| {
+                let p = flat.detach().clamp_min(0.0) / sum_flat.detach().clamp_min(f64::MIN_POSITIVE);
+                let zero = sum_flat.detach().le(0.0).to_kind(p.kind());
+                p + zero / k as f64
+            });
+            let idx = probs.f_multinomial(1, false)?;
+            Ok(flat.gather(1, &idx, false).reshape(&shape[..4]))
+        } else {
+            let sq = (&win * &win).sum_dim_intlist([4i64].as_slice(), true, x.kind());
+            let safe = sum.clamp_min(f64::MIN_POSITIVE);
+            let y = (sq / &safe).where_self(&sum.gt(0.0), &sum.zeros_like());
+            Ok(y.squeeze_dim(4).to_kind(Kind::Float).to_kind(x.kind()))
+        }
+    }
+}

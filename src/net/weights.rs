@@ -1,0 +1,88 @@
+//! Weights in and out: Caffe's CopyTrainedLayersFrom (by layer name, legacy
+//! 4-D shapes accepted) and ToProto (a NetParameter with blobs, for .caffemodel).
+use tch::{Kind, Tensor};
+
+use super::Net;
+use crate::proto::binary::{blob_data_f32, blob_shape, make_blob, shapes_compatible_legacy};
+use crate::proto::caffe::{BlobProto, NetParameter};
+use crate::{info, Error, Result};
+
+/// Copies a BlobProto's values into `target` (same shape, or a legacy 4-D
+/// shape with the same dims after leading 1s). Errors give both shapes.
+pub fn copy_blob_into(target: &Tensor, blob: &BlobProto) -> std::result::Result<(), String> {
+    let want = target.size();
+    let have = blob_shape(blob);
+    if have != want && !shapes_compatible_legacy(&have, &want) {
+        return Err(format!("shape mismatch: source param shape is {have:?}, target param shape is {want:?}"));
+    }
+    let data = blob_data_f32(blob);
+    let n: i64 = want.iter().product();
+    if data.len() as i64 != n {
+        return Err(format!("source blob holds {} values but its shape {have:?} needs {n} (truncated weights?)", data.len()));
+    }
+    let src = Tensor::from_slice(&data).reshape(want.as_slice()).to_device(target.device());
+    tch::no_grad(|| {
+        let mut t = target.shallow_clone();
+        t.copy_(&src);
+    });
+    Ok(())
+}
+
+pub(super) fn copy_trained_layers(net: &mut Net, trained: &NetParameter, origin: &str) -> Result<()> {
+    for src in &trained.layer {
+        let name = src.name();
+        let Some(idx) = net.layers.iter().position(|e| e.param.name() == name) else {
+            info!("net.cpp:744", "Ignoring source layer {name}");
+            continue;
+        };
+        let entry = &net.layers[idx];
+        let err = |msg: String| Error::Layer {
+            loc: net.source.loc(name),
+            layer: name.to_string(),
+            layer_type: entry.param.r#type().to_string(),
+            msg: format!("{msg} (copying weights from {origin})"),
+        };
+        if src.blobs.len() != entry.params.len() {
+            return Err(err(format!(
+                "incompatible number of blobs: the source has {}, the net needs {}",
+                src.blobs.len(),
+                entry.params.len()
+            )));
+        }
+        for (j, b) in src.blobs.iter().enumerate() {
+            let slot = entry.params[j];
+            copy_blob_into(&net.param_slots[slot].tensor, b).map_err(|m| err(format!("cannot copy param {j}: {m}")))?;
+        }
+    }
+    Ok(())
+}
+
+fn tensor_to_blob(t: &Tensor, diff: Option<&Tensor>) -> BlobProto {
+    let flat = |t: &Tensor| -> Vec<f32> {
+        let c = t.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view(-1);
+        Vec::<f32>::try_from(&c).unwrap_or_default()
+    };
+    let mut b = make_blob(&t.size(), flat(t));
+    if let Some(d) = diff {
+        b.diff = flat(d);
+    }
+    b
+}
+
+pub(super) fn net_to_proto(net: &Net, write_diff: bool) -> NetParameter {
+    let mut out = NetParameter { name: Some(net.name.clone()), ..Default::default() };
+    for e in &net.layers {
+        let mut lp = e.param.clone();
+        lp.blobs = e
+            .params
+            .iter()
+            .map(|&s| {
+                let slot = &net.param_slots[s];
+                let diff = write_diff.then(|| &net.learnable[slot.owner].diff);
+                tensor_to_blob(&slot.tensor, diff)
+            })
+            .collect();
+        out.layer.push(lp);
+    }
+    out
+}
