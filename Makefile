@@ -40,5 +40,9 @@ demo: build
 bench: build
 	$(CARGO) bench --locked
 
+# Regenerates SUPPORTED-LAYERS.md from the layer registry.
+layers-doc: build
+	UPDATE_SUPPORTED_LAYERS=1 $(CARGO) test --release --locked --test supported_layers
+
 clean-venv:
 	rm -rf $(VENV)

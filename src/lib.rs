@@ -4,11 +4,13 @@
 //! [`proto::upgrade`] (legacy V0/V1 forms) → [`net::Net`] of layers from the
 //! [`layers`] registry → [`solver`] steps. Datasets enter through [`data`];
 //! weights and snapshots through [`proto::binary`].
+pub mod data;
 pub mod error;
 pub mod log;
 pub mod layers;
 pub mod net;
 pub mod proto;
+pub mod solver;
 pub mod tools;
 
 pub use error::{Error, Result};

@@ -106,3 +106,8 @@ macro_rules! info {
 macro_rules! warn {
     ($src:expr, $($arg:tt)*) => { $crate::log::write($crate::log::Severity::Warning, $src, &format!($($arg)*)) };
 }
+
+/// C's `%.{precision}g`, as glog-streamed floats print (Caffe logs `2.39789`, `1e-05`).
+pub fn fmt_g(v: f64, precision: usize) -> String {
+    crate::proto::print::format_g(v, precision)
+}

@@ -244,9 +244,8 @@ fn v0_unknown_type_is_an_error() {
 
 #[test]
 fn v0_block_beside_v1_fields_is_an_error() {
-    let net = v0_net(
-        r#"layers { name: "outer" type: RELU layer { name: "relu1" type: "relu" } bottom: "data" top: "r" }"#,
-    );
+    let net =
+        v0_net(r#"layers { name: "outer" type: RELU layer { name: "relu1" type: "relu" } bottom: "data" top: "r" }"#);
     let err = upgrade_net(&mut net.clone(), "e.prototxt").unwrap_err();
     expect_layer_error(err, "e.prototxt", "relu1", "both a nested V0");
 }
@@ -341,7 +340,12 @@ fn v1_param_specs_follow_position() {
     assert_eq!(
         l.param,
         [
-            ParamSpec { name: Some("w".into()), share_mode: Some(permissive), lr_mult: Some(1.0), decay_mult: Some(1.0) },
+            ParamSpec {
+                name: Some("w".into()),
+                share_mode: Some(permissive),
+                lr_mult: Some(1.0),
+                decay_mult: Some(1.0)
+            },
             ParamSpec { name: None, share_mode: Some(strict), lr_mult: Some(2.0), decay_mult: Some(0.0) },
             ParamSpec { name: None, share_mode: None, lr_mult: None, decay_mult: Some(5.0) },
         ]
@@ -436,7 +440,12 @@ fn v1_bad_enum_values_are_errors() {
         blob_share_mode: vec![7],
         ..Default::default()
     });
-    expect_layer_error(upgrade_net(&mut net, "m.caffemodel").unwrap_err(), "m.caffemodel", "shared", "blob_share_mode 7");
+    expect_layer_error(
+        upgrade_net(&mut net, "m.caffemodel").unwrap_err(),
+        "m.caffemodel",
+        "shared",
+        "blob_share_mode 7",
+    );
 }
 
 #[test]
@@ -530,19 +539,14 @@ fn report_wording() {
     let report = UpgradeReport { steps: vec![STEP_V0_TO_V1, STEP_V1_TO_V2], warnings: vec![] };
     assert_eq!(report.describe(), "upgraded from deprecated formats: V0 layers -> V1, V1 layers -> layer");
     let lines = report.caffe_messages("net.prototxt");
-    assert_eq!(
-        lines[0],
-        "Attempting to upgrade input file specified using deprecated V0LayerParameter: net.prototxt"
-    );
-    assert_eq!(
-        lines[1],
-        "Attempting to upgrade input file specified using deprecated V1LayerParameter: net.prototxt"
-    );
+    assert_eq!(lines[0], "Attempting to upgrade input file specified using deprecated V0LayerParameter: net.prototxt");
+    assert_eq!(lines[1], "Attempting to upgrade input file specified using deprecated V1LayerParameter: net.prototxt");
 }
 
 // --- solver ---------------------------------------------------------------------------
 
-const SOLVER_BASE: &str = r#"net: "examples/mnist/lenet_train_test.prototxt" base_lr: 0.01 lr_policy: "inv" max_iter: 100 "#;
+const SOLVER_BASE: &str =
+    r#"net: "examples/mnist/lenet_train_test.prototxt" base_lr: 0.01 lr_policy: "inv" max_iter: 100 "#;
 
 #[test]
 fn solver_type_enum_becomes_string() {

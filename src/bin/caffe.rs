@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use caffe_tch::proto::{self, caffe, text::TextOptions};
 use caffe_tch::{info, tools};
@@ -89,9 +89,9 @@ struct TrainArgs {
     level: Option<i32>,
     #[arg(long)]
     stage: Option<String>,
-    #[arg(long, default_value = "stop")]
+    #[arg(long = "sigint_effect", default_value = "stop")]
     sigint_effect: String,
-    #[arg(long, default_value = "snapshot")]
+    #[arg(long = "sighup_effect", default_value = "snapshot")]
     sighup_effect: String,
 }
 
@@ -188,6 +188,11 @@ fn gflags_to_gnu(args: impl IntoIterator<Item = String>) -> Vec<String> {
         .collect()
 }
 
+/// Caffe's comma-separated file lists (`-weights a.caffemodel,b.caffemodel`).
+fn split_paths(s: Option<&str>) -> Vec<PathBuf> {
+    s.map(|s| s.split(',').filter(|x| !x.is_empty()).map(PathBuf::from).collect()).unwrap_or_default()
+}
+
 /// A command whose issue has not landed yet: one line, exit code 2.
 fn not_built(name: &str) -> Result<ExitCode> {
     eprintln!("caffe: '{name}' is not built yet in this version of caffe-tch");
@@ -198,8 +203,32 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(gflags_to_gnu(std::env::args())) {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            use clap::error::ErrorKind;
+            if !e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // Caffe lists the valid commands; so do we, for unknown commands and flags.
+            let msg = e.kind();
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            eprintln!("caffe: {}", first.trim_start_matches("error: "));
+            match msg {
+                ErrorKind::InvalidSubcommand | ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let names: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+                    eprintln!("caffe: valid commands: {}", names.join(", "));
+                }
+                ErrorKind::UnknownArgument => {
+                    let args: Vec<String> = std::env::args().collect();
+                    let cmd = Cli::command();
+                    if let Some(sub) = args.get(1).and_then(|a| cmd.find_subcommand(a)) {
+                        let flags: Vec<String> =
+                            sub.get_arguments().filter_map(|a| a.get_long()).map(|l| format!("-{l}")).collect();
+                        eprintln!("caffe: valid flags for '{}': {}", sub.get_name(), flags.join(", "));
+                    }
+                }
+                _ => {}
+            }
+            return ExitCode::from(1);
         }
     };
     match run(cli) {
@@ -238,14 +267,78 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tools::upgrade::solver_text(&a.input, &a.output, opts)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Train(_) => not_built("train"),
-        Command::Test(_) => not_built("test"),
-        Command::Time(_) => not_built("time"),
-        Command::Forward(_) => not_built("forward"),
-        Command::ConvertMnistData(_) => not_built("convert_mnist_data"),
-        Command::ConvertImageset(_) => not_built("convert_imageset"),
-        Command::ComputeImageMean(_) => not_built("compute_image_mean"),
-        Command::ExtractFeatures(_) => not_built("extract_features"),
+        Command::Train(a) => {
+            caffe_tch::solver::cli::train(&caffe_tch::solver::cli::TrainOptions {
+                solver: a.solver,
+                weights: a.weights,
+                snapshot: a.snapshot,
+                gpu: a.gpu,
+                level: a.level,
+                stage: a.stage,
+                sigint_effect: a.sigint_effect,
+                sighup_effect: a.sighup_effect,
+                text: opts,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test(a) => {
+            caffe_tch::solver::cli::test(&caffe_tch::solver::cli::TestOptions {
+                model: a.model,
+                weights: a.weights,
+                iterations: a.iterations,
+                gpu: a.gpu,
+                level: a.level,
+                stage: a.stage,
+                text: opts,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Time(a) => {
+            let model = a.model.context("caffe time needs -model (a net prototxt)")?;
+            let o = tools::time::TimeOptions {
+                iterations: a.iterations,
+                phase: tools::parse_phase(&a.phase)?,
+                level: a.level.unwrap_or(0),
+                stages: tools::parse_stages(a.stage.as_deref()),
+                device: tools::select_device(a.gpu.as_deref())?,
+                weights: split_paths(a.weights.as_deref()),
+            };
+            tools::time::run(&model, opts, &o)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Forward(a) => {
+            let model = a.model.context("caffe forward needs -model (a net prototxt)")?;
+            let out = a.out.context("caffe forward needs -out DIR")?;
+            let o = tools::forward::ForwardOptions {
+                weights: split_paths(a.weights.as_deref()),
+                inputs: a.input.iter().map(|s| tools::forward::parse_input(s)).collect::<Result<_, _>>()?,
+                phase: tools::parse_phase(&a.phase)?,
+                iteration: a.iteration,
+                blobs: a.blobs.as_deref().map(|b| {
+                    if b == "all" { vec![] } else { b.split(',').filter(|x| !x.is_empty()).map(String::from).collect() }
+                }),
+                out,
+                device: tools::select_device(a.gpu.as_deref())?,
+            };
+            tools::forward::run(&model, opts, &o)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ConvertMnistData(a) => {
+            tools::convert_mnist_data::main(&a.args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ConvertImageset(a) => {
+            tools::convert_imageset::main(&a.args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ComputeImageMean(a) => {
+            tools::compute_image_mean::main(&a.args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExtractFeatures(a) => {
+            tools::extract_features::main(&a.args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Data(_) => not_built("data"),
         Command::Plot(_) => not_built("plot"),
         Command::ParseLog(_) => not_built("parse_log"),

@@ -150,7 +150,7 @@ impl GradCheck {
                 let plus = eval(self.step, &mut layer)?;
                 let minus = eval(-self.step, &mut layer)?;
                 let numeric = (plus - minus) / (2.0 * self.step);
-                let a = analytic.view(-1).double_value(&[e]);
+                let a = analytic.reshape(-1).double_value(&[e]);
                 let scale = 1f64.max(numeric.abs()).max(a.abs());
                 let err = (numeric - a).abs() / scale;
                 if err > report.worst {

@@ -1,4 +1,404 @@
-//! (being written)
-use super::registry::LayerInfo;
+//! Recurrent layers: RNN, LSTM and LSTMUnit, with Caffe's semantics.
+//!
+//! Caffe builds RNN and LSTM as an unrolled inner net; here the time loop is
+//! written directly with tensor ops and autograd does backpropagation through
+//! time. What Caffe's unrolled net fixes, and this file reproduces:
+//! - Layout is time-major: `x` is T×N×…, `cont` is T×N, outputs are T×N×H.
+//!   `cont_t` multiplies the previous hidden state before it enters step t
+//!   (and, in the LSTM, the forget gate), so a 0 starts a new sequence.
+//! - Blobs, in the order the unrolled net owns them (so .caffemodel files load):
+//!   RNN `W_xh [H×in], b_h [H], (W_xh_static [H×static]), W_hh [H×H], W_ho [H×H], b_o [H]`;
+//!   LSTM `W_xc [4H×in], b_c [4H], (W_xc_static [4H×static]), W_hc [4H×H]`,
+//!   gate blocks in the order i, f, o, g.
+//! - Without `expose_hidden`, the final state of one forward is the initial
+//!   state of the next (Caffe copies h_T → h_0); it starts at zeros (and
+//!   restarts at zeros if the number of streams changes). Batches normally
+//!   begin with cont = 0, which discards it. No gradient crosses batches.
+//! - With `expose_hidden`, h_0 (and c_0) are extra bottoms and h_T (and c_T)
+//!   extra tops. Caffe shares only their data with the inner net, never their
+//!   diffs: no gradient reaches those bottoms, and gradients arriving at those
+//!   tops are dropped. Both are detached here for the same effect.
+//! - `cont` never gets a gradient.
+//! - LSTMUnit's forget gate is `cont · σ(x_f)` and Caffe backpropagates it with
+//!   `f·(1−f)`, which is the true derivative only for binary `cont`; for other
+//!   values the same (Caffe) derivative is used here.
+use tch::Tensor;
 
-pub fn register(_r: &mut Vec<LayerInfo>) {}
+use super::registry::LayerInfo;
+use super::{check_bottoms, count, Ctx, Layer, LayerResult, ParamDecl, SetupOut, Shape};
+use crate::layer_bail;
+use crate::proto::caffe::{FillerParameter, LayerParameter};
+
+pub fn register(r: &mut Vec<LayerInfo>) {
+    r.push(LayerInfo {
+        type_name: "RNN",
+        family: "recurrent.rs",
+        params: "recurrent_param: num_output, weight_filler, bias_filler, expose_hidden (debug_info ignored); bottoms x (T×N×…), cont (T×N), optional x_static (N×…)",
+        tests: "layers_recurrent: gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, shape errors",
+        create: |p| Ok(Box::new(Recurrent::new(p, Cell::Rnn)?)),
+    });
+    r.push(LayerInfo {
+        type_name: "LSTM",
+        family: "recurrent.rs",
+        params: "recurrent_param: num_output, weight_filler, bias_filler, expose_hidden (debug_info ignored); bottoms x (T×N×…), cont (T×N), optional x_static (N×…)",
+        tests: "layers_recurrent: gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, caffemodel blob order, net build, shape errors",
+        create: |p| Ok(Box::new(Recurrent::new(p, Cell::Lstm)?)),
+    });
+    r.push(LayerInfo {
+        type_name: "LSTMUnit",
+        family: "recurrent.rs",
+        params: "(none) bottoms c_prev (1×N×H), gates (1×N×4H, order i f o g), cont (1×N); tops c, h",
+        tests: "layers_recurrent: gradient check, scalar reference, Caffe's forget-gate derivative for non-binary cont, shape errors",
+        create: |_| Ok(Box::new(LstmUnit { hidden: 0 })),
+    });
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cell {
+    Rnn,
+    Lstm,
+}
+
+impl Cell {
+    /// How many state blobs the cell carries (h; or h and c).
+    fn num_states(self) -> usize {
+        match self {
+            Cell::Rnn => 1,
+            Cell::Lstm => 2,
+        }
+    }
+    /// Width of the pre-activation the input transforms produce.
+    fn gate_width(self, hidden: i64) -> i64 {
+        match self {
+            Cell::Rnn => hidden,
+            Cell::Lstm => 4 * hidden,
+        }
+    }
+}
+
+pub struct Recurrent {
+    cell: Cell,
+    hidden: i64,
+    weight_filler: FillerParameter,
+    bias_filler: FillerParameter,
+    expose_hidden: bool,
+    static_input: bool,
+    timesteps: i64,
+    input_dim: i64,
+    static_dim: i64,
+    /// The previous forward's final states (h, then c), detached.
+    carried: Vec<Tensor>,
+}
+
+impl Recurrent {
+    fn new(lp: &LayerParameter, cell: Cell) -> LayerResult<Self> {
+        let p = lp.recurrent_param.clone().unwrap_or_default();
+        if p.num_output() == 0 {
+            layer_bail!("recurrent_param.num_output must be positive");
+        }
+        Ok(Recurrent {
+            cell,
+            hidden: p.num_output() as i64,
+            weight_filler: p.weight_filler.clone().unwrap_or_default(),
+            bias_filler: p.bias_filler.clone().unwrap_or_default(),
+            expose_hidden: p.expose_hidden(),
+            static_input: false,
+            timesteps: 0,
+            input_dim: 0,
+            static_dim: 0,
+            carried: Vec::new(),
+        })
+    }
+
+    fn num_hidden_bottoms(&self) -> usize {
+        if self.expose_hidden {
+            self.cell.num_states()
+        } else {
+            0
+        }
+    }
+
+    /// Checks the bottoms' shapes (at setup and at every forward); returns N.
+    fn check_shapes(&self, bottoms: &[Shape], at_setup: bool) -> LayerResult<i64> {
+        let x = &bottoms[0];
+        if x.len() < 3 {
+            layer_bail!("bottom[0] (x) must be T×N×… with at least 3 axes (the input transform works on axis 2), got {x:?}");
+        }
+        let (t, n) = (x[0], x[1]);
+        if !at_setup {
+            if t != self.timesteps {
+                layer_bail!(
+                    "input number of timesteps changed: {t}, set up for {}",
+                    self.timesteps
+                );
+            }
+            let d = count(x, 2, x.len());
+            if d != self.input_dim {
+                layer_bail!(
+                    "bottom[0] (x) has {d} features per step, set up for {}",
+                    self.input_dim
+                );
+            }
+        }
+        let cont = &bottoms[1];
+        if cont.len() != 2 || cont[0] != t || cont[1] != n {
+            layer_bail!("bottom[1] (cont) must be T×N = [{t}, {n}] to match x {x:?}, got {cont:?}");
+        }
+        let mut next = 2;
+        if self.static_input {
+            let s = &bottoms[2];
+            if s.len() < 2 || s[0] != n {
+                layer_bail!(
+                    "bottom[2] (x_static) must be N×… with N = {n} and at least 2 axes, got {s:?}"
+                );
+            }
+            if !at_setup && count(s, 1, s.len()) != self.static_dim {
+                layer_bail!(
+                    "bottom[2] (x_static) has {} features, set up for {}",
+                    count(s, 1, s.len()),
+                    self.static_dim
+                );
+            }
+            next = 3;
+        }
+        let want = vec![1, n, self.hidden];
+        for (j, b) in bottoms[next..].iter().enumerate() {
+            if *b != want {
+                let name = if j == 0 { "h_0" } else { "c_0" };
+                layer_bail!("bottom[{}] ({name}) shape must match the hidden state 1×N×num_output {want:?}, got {b:?}", next + j);
+            }
+        }
+        Ok(n)
+    }
+
+    /// The initial states as N×H tensors: exposed bottoms, or the carried
+    /// state of the previous forward, or zeros.
+    fn initial_states(
+        &self,
+        bottoms: &[Tensor],
+        n: i64,
+        like: &Tensor,
+    ) -> LayerResult<Vec<Tensor>> {
+        let k = self.cell.num_states();
+        if self.expose_hidden {
+            let first = 2 + self.static_input as usize;
+            return bottoms[first..first + k]
+                .iter()
+                .map(|b| {
+                    Ok(b.detach()
+                        .f_reshape([n, self.hidden])?
+                        .f_to_kind(like.kind())?)
+                })
+                .collect();
+        }
+        let fits =
+            self.carried.len() == k && self.carried.iter().all(|c| c.size() == [n, self.hidden]);
+        Ok((0..k)
+            .map(|i| {
+                if fits {
+                    self.carried[i]
+                        .to_device(like.device())
+                        .to_kind(like.kind())
+                } else {
+                    Tensor::zeros([n, self.hidden], (like.kind(), like.device()))
+                }
+            })
+            .collect())
+    }
+}
+
+impl Layer for Recurrent {
+    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+        let min = 2 + self.num_hidden_bottoms();
+        check_bottoms(bottoms, min, min + 1)?;
+        self.static_input = bottoms.len() > min;
+        let n = self.check_shapes(bottoms, true)?;
+        let x = &bottoms[0];
+        self.timesteps = x[0];
+        self.input_dim = count(x, 2, x.len());
+        if self.static_input {
+            self.static_dim = count(&bottoms[2], 1, bottoms[2].len());
+        }
+        self.carried.clear();
+
+        let h = self.hidden;
+        let g = self.cell.gate_width(h);
+        let w = |shape: Shape| ParamDecl::new(shape, self.weight_filler.clone());
+        let b = |shape: Shape| ParamDecl::new(shape, self.bias_filler.clone());
+        let mut params = vec![w(vec![g, self.input_dim]), b(vec![g])];
+        if self.static_input {
+            params.push(w(vec![g, self.static_dim]));
+        }
+        params.push(w(vec![g, h]));
+        if self.cell == Cell::Rnn {
+            params.push(w(vec![h, h]));
+            params.push(b(vec![h]));
+        }
+
+        let mut tops = vec![vec![self.timesteps, n, h]];
+        for _ in 0..self.num_hidden_bottoms() {
+            tops.push(vec![1, n, h]);
+        }
+        Ok(SetupOut { tops, params })
+    }
+
+    fn forward(
+        &mut self,
+        _ctx: &Ctx,
+        bottoms: &[Tensor],
+        params: &[Tensor],
+    ) -> LayerResult<Vec<Tensor>> {
+        let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
+        let expected = 2 + self.static_input as usize + self.num_hidden_bottoms();
+        check_bottoms(&shapes, expected, expected)?;
+        let n = self.check_shapes(&shapes, false)?;
+        let (t_len, h) = (self.timesteps, self.hidden);
+        let g = self.cell.gate_width(h);
+        let x = &bottoms[0];
+        let cont = bottoms[1].detach().f_to_kind(x.kind())?;
+
+        let (w_x, b_x) = (&params[0], &params[1]);
+        let mut next = 2;
+        // Input transforms for all steps at once: W·x_t + b (+ W_static·x_static).
+        let mut x_part = x
+            .f_reshape([t_len, n, self.input_dim])?
+            .f_linear(w_x, Some(b_x))?;
+        if self.static_input {
+            let s = bottoms[2]
+                .f_reshape([n, self.static_dim])?
+                .f_linear::<&Tensor>(&params[next], None)?;
+            x_part = x_part.f_add(&s.f_reshape([1, n, g])?)?;
+            next += 1;
+        }
+        let w_h = &params[next];
+
+        let states = self.initial_states(bottoms, n, x)?;
+        let mut h_prev = states[0].shallow_clone();
+        let mut c_prev = states.get(1).map(|c| c.shallow_clone());
+        let caffe_forget = self.cell == Cell::Lstm && !is_binary(&cont)?;
+        let mut hs = Vec::with_capacity(t_len as usize);
+        for t in 0..t_len {
+            let cont_t = cont.get(t).f_reshape([n, 1])?;
+            let pre = x_part
+                .get(t)
+                .f_add(&h_prev.f_mul(&cont_t)?.f_linear::<&Tensor>(w_h, None)?)?;
+            match &c_prev {
+                None => h_prev = pre.f_tanh()?,
+                Some(c) => {
+                    let (c_t, h_t) = lstm_unit(c, &pre, &cont_t, caffe_forget)?;
+                    c_prev = Some(c_t);
+                    h_prev = h_t;
+                }
+            }
+            hs.push(h_prev.shallow_clone());
+        }
+        let hs = Tensor::f_stack(&hs, 0)?;
+        let out = match self.cell {
+            Cell::Rnn => hs
+                .f_linear(&params[next + 1], Some(&params[next + 2]))?
+                .f_tanh()?,
+            Cell::Lstm => hs,
+        };
+
+        let finals: Vec<Tensor> = std::iter::once(h_prev)
+            .chain(c_prev)
+            .map(|s| s.detach())
+            .collect();
+        let mut tops = vec![out];
+        if self.expose_hidden {
+            for s in &finals {
+                tops.push(s.f_reshape([1, n, h])?);
+            }
+        } else {
+            self.carried = finals;
+        }
+        Ok(tops)
+    }
+}
+
+/// True when every continuation indicator is 0 or 1.
+fn is_binary(cont: &Tensor) -> LayerResult<bool> {
+    let ok = cont.f_eq(0.0)?.f_logical_or(&cont.f_eq(1.0)?)?.f_all()?;
+    Ok(ok.int64_value(&[]) != 0)
+}
+
+/// One LSTM step on N×… tensors: `gates` holds the pre-activations (i, f, o, g)
+/// along the last axis, `cont` (N×1) scales the forget gate. Returns (c, h).
+fn lstm_unit(
+    c_prev: &Tensor,
+    gates: &Tensor,
+    cont: &Tensor,
+    caffe_forget: bool,
+) -> LayerResult<(Tensor, Tensor)> {
+    let parts = gates.f_chunk(4, -1)?;
+    let i = parts[0].f_sigmoid()?;
+    let o = parts[2].f_sigmoid()?;
+    let g = parts[3].f_tanh()?;
+    let x_f = &parts[1];
+    let f = if caffe_forget {
+        // Value cont·σ(x_f), derivative f·(1−f) as Caffe's backward has it.
+        let value = x_f.detach().f_sigmoid()?.f_mul(cont)?;
+        let slope = value.f_mul(&value.f_neg()?.f_add_scalar(1.0)?)?;
+        value.f_add(&x_f.f_sub(&x_f.detach())?.f_mul(&slope)?)?
+    } else {
+        x_f.f_sigmoid()?.f_mul(cont)?
+    };
+    let c = f.f_mul(c_prev)?.f_add(&i.f_mul(&g)?)?;
+    let h = o.f_mul(&c.f_tanh()?)?;
+    Ok((c, h))
+}
+
+/// Caffe's LSTMUnit: one LSTM step, no blobs. cont gets no gradient.
+pub struct LstmUnit {
+    hidden: i64,
+}
+
+impl LstmUnit {
+    fn check(&self, bottoms: &[Shape]) -> LayerResult<i64> {
+        check_bottoms(bottoms, 3, 3)?;
+        let n = bottoms[0].get(1).copied().unwrap_or(-1);
+        for (i, b) in bottoms.iter().enumerate() {
+            let axes = if i == 2 { 2 } else { 3 };
+            if b.len() != axes || b[0] != 1 || b[1] != n {
+                let what = ["c_prev (1×N×H)", "gates (1×N×4H)", "cont (1×N)"][i];
+                layer_bail!("bottom[{i}] {what} must have {axes} axes, a first axis of 1 and N = {n}, got {b:?}");
+            }
+        }
+        let h = bottoms[0][2];
+        if bottoms[1][2] != 4 * h {
+            layer_bail!(
+                "bottom[1] (gates) must have 4·H = {} channels for H = {h}, got {:?}",
+                4 * h,
+                bottoms[1]
+            );
+        }
+        Ok(h)
+    }
+}
+
+impl Layer for LstmUnit {
+    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+        self.hidden = self.check(bottoms)?;
+        Ok(SetupOut {
+            tops: vec![bottoms[0].clone(), bottoms[0].clone()],
+            params: vec![],
+        })
+    }
+
+    fn forward(
+        &mut self,
+        _ctx: &Ctx,
+        bottoms: &[Tensor],
+        _params: &[Tensor],
+    ) -> LayerResult<Vec<Tensor>> {
+        let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
+        self.hidden = self.check(&shapes)?;
+        let (c_prev, gates) = (&bottoms[0], &bottoms[1]);
+        let cont = bottoms[2]
+            .detach()
+            .f_to_kind(gates.kind())?
+            .f_unsqueeze(-1)?;
+        let (c, h) = lstm_unit(c_prev, gates, &cont, !is_binary(&cont)?)?;
+        Ok(vec![c, h])
+    }
+}

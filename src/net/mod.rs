@@ -13,6 +13,7 @@ use crate::{info, warn, Error, Result};
 
 pub mod filter;
 pub mod splits;
+pub mod timing;
 pub mod weights;
 
 /// Where a net came from, so errors can name the file and each layer's line.
@@ -110,7 +111,7 @@ impl Net {
     /// Reads a net prototxt, upgrades it, and builds it for `state` on `device`.
     pub fn from_file(path: &Path, state: &NetState, opts: text::TextOptions, device: Device) -> Result<Net> {
         let file = path.display().to_string();
-        let parsed = text::read_file::<NetParameter>(path, opts)?;
+        let parsed = text::read_file_nonempty::<NetParameter>(path, opts)?;
         for w in &parsed.warnings {
             warn!("text_format.cpp:1", "{w}");
         }
@@ -349,6 +350,18 @@ impl Net {
         let e = self.layers.iter().find(|l| l.param.name() == layer)?;
         Some(e.params.iter().map(|&s| &self.param_slots[s].tensor).collect())
     }
+    /// A blob's weight in the objective (Caffe's blob_loss_weights); 0 for
+    /// blobs that are not loss tops. The solver and `caffe test` print it.
+    pub fn blob_loss_weight(&self, name: &str) -> f32 {
+        let Some(&id) = self.blob_index.get(name) else { return 0.0 };
+        self.layers
+            .iter()
+            .flat_map(|e| e.tops.iter().zip(&e.loss_weights))
+            .filter(|(&t, _)| t == id)
+            .map(|(_, &w)| w)
+            .find(|&w| w != 0.0)
+            .unwrap_or(0.0)
+    }
     /// The gradient of a layer's blob `j` (its owner's diff).
     pub fn layer_blob_diff(&self, layer: &str, j: usize) -> Option<&Tensor> {
         let e = self.layers.iter().find(|l| l.param.name() == layer)?;
@@ -391,12 +404,14 @@ impl Net {
         Ctx { phase: self.phase, iteration: self.iteration, device: self.device }
     }
 
-    fn run_layers(&mut self, force_grad_inputs: bool) -> Result<f64> {
+    fn run_layers(&mut self, force_grad_inputs: bool, mut trace: Option<&mut timing::Trace>) -> Result<f64> {
         let ctx = self.ctx();
         let mut loss: Option<Tensor> = None;
         for v in self.first_values.iter_mut() {
             *v = None;
         }
+        // Which (layer, top) produced each blob's current value: for layer-wise backward.
+        let mut producer: Vec<Option<(usize, usize)>> = vec![None; self.blob_names.len()];
         for i in 0..self.layers.len() {
             let bottoms: Vec<Tensor> = {
                 let e = &self.layers[i];
@@ -411,6 +426,7 @@ impl Net {
             };
             let params: Vec<Tensor> =
                 self.layers[i].params.iter().map(|&s| self.param_slots[s].tensor.shallow_clone()).collect();
+            let started = std::time::Instant::now();
             let e = &mut self.layers[i];
             let tops = e.layer.forward(&ctx, &bottoms, &params).map_err(|m| Error::Layer {
                 loc: self.source.loc(e.param.name()),
@@ -418,8 +434,17 @@ impl Net {
                 layer_type: e.param.r#type().to_string(),
                 msg: m.0,
             })?;
+            if let Some(t) = trace.as_deref_mut() {
+                timing::synchronize(self.device);
+                t.forward_ms.push(started.elapsed().as_secs_f64() * 1e3);
+                t.bottom_src.push(e.bottoms.iter().map(|&b| producer[b]).collect());
+                t.bottoms.push(bottoms.iter().map(|b| b.shallow_clone()).collect());
+                t.params.push(params);
+                t.tops.push(tops.iter().map(|b| b.shallow_clone()).collect());
+            }
             for (j, t) in tops.into_iter().enumerate() {
                 let id = e.tops[j];
+                producer[id] = Some((i, j));
                 let t = if force_grad_inputs && e.param.r#type() == "Input" && !t.requires_grad() {
                     t.detach().set_requires_grad(true)
                 } else {
@@ -446,12 +471,12 @@ impl Net {
 
     /// Forward pass keeping the autograd graph for `backward`. Returns the loss.
     pub fn forward(&mut self) -> Result<f64> {
-        self.run_layers(self.force_backward)
+        self.run_layers(self.force_backward, None)
     }
 
     /// Forward pass without autograd (test nets, `caffe test`, `caffe forward`).
     pub fn forward_inference(&mut self) -> Result<f64> {
-        tch::no_grad(|| self.run_layers(false))
+        tch::no_grad(|| self.run_layers(false, None))
     }
 
     /// Backward: adds d(loss)/d(param) into each learnable param's diff.

@@ -108,6 +108,22 @@ pub fn read_file<M: prost::Message + prost::Name + Default>(
     parse_str(text, &file, opts)
 }
 
+/// Like [`read_file`], but a file with no fields at all (empty, or only
+/// comments) is an error: protobuf accepts it, yet no net or solver is an empty message.
+pub fn read_file_nonempty<M: prost::Message + prost::Name + Default>(
+    path: &Path,
+    opts: TextOptions,
+) -> crate::Result<Parsed<M>> {
+    let parsed = read_file::<M>(path, opts)?;
+    if parsed.message.encoded_len() == 0 {
+        return Err(Error::Parse {
+            loc: Location { file: path.display().to_string(), line: 1, col: 1 },
+            msg: format!("the file defines nothing: expected a {} in protobuf text format", M::full_name()),
+        });
+    }
+    Ok(parsed)
+}
+
 /// Checks that `bytes` are UTF-8 text without NUL bytes; the error points at the first bad byte.
 fn check_text<'a>(bytes: &'a [u8], file: &str) -> crate::Result<&'a str> {
     let (valid, bad) = match std::str::from_utf8(bytes) {

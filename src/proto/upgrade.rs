@@ -32,12 +32,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Location};
-use crate::proto::text::SourceMap;
 use crate::proto::caffe::{
-    param_spec, pooling_parameter, solver_parameter, v0_layer_parameter, v1_layer_parameter,
-    BlobShape, InputParameter, LayerParameter, NetParameter, ParamSpec, SolverParameter,
-    V0LayerParameter, V1LayerParameter,
+    param_spec, pooling_parameter, solver_parameter, v0_layer_parameter, v1_layer_parameter, BlobShape, InputParameter,
+    LayerParameter, NetParameter, ParamSpec, SolverParameter, V0LayerParameter, V1LayerParameter,
 };
+use crate::proto::text::SourceMap;
 use crate::Result;
 
 /// Step name: nested V0 layer definitions rewritten as V1 layers.
@@ -96,18 +95,18 @@ impl UpgradeReport {
         self.steps
             .iter()
             .map(|step| match *step {
-                STEP_V0_TO_V1 => format!(
-                    "Attempting to upgrade input file specified using deprecated V0LayerParameter: {file}"
-                ),
+                STEP_V0_TO_V1 => {
+                    format!("Attempting to upgrade input file specified using deprecated V0LayerParameter: {file}")
+                }
                 STEP_DATA_TRANSFORM => format!(
                     "Attempting to upgrade input file specified using deprecated transformation parameters: {file}"
                 ),
-                STEP_V1_TO_V2 => format!(
-                    "Attempting to upgrade input file specified using deprecated V1LayerParameter: {file}"
-                ),
-                STEP_INPUT => format!(
-                    "Attempting to upgrade input file specified using deprecated input fields: {file}"
-                ),
+                STEP_V1_TO_V2 => {
+                    format!("Attempting to upgrade input file specified using deprecated V1LayerParameter: {file}")
+                }
+                STEP_INPUT => {
+                    format!("Attempting to upgrade input file specified using deprecated input fields: {file}")
+                }
                 STEP_BATCH_NORM => {
                     format!("Attempting to upgrade batch norm layers using deprecated params: {file}")
                 }
@@ -134,20 +133,16 @@ struct Src<'a> {
 impl Src<'_> {
     /// The location of `layers` entry `index` (just the file when unknown).
     fn loc(&self, index: Option<usize>) -> Location {
-        index
-            .and_then(|i| self.map.and_then(|m| m.element("layers", i)))
-            .cloned()
-            .unwrap_or_else(|| Location { file: self.file.to_string(), line: 0, col: 0 })
+        index.and_then(|i| self.map.and_then(|m| m.element("layers", i))).cloned().unwrap_or_else(|| Location {
+            file: self.file.to_string(),
+            line: 0,
+            col: 0,
+        })
     }
 }
 
 fn layer_error(src: Src<'_>, index: Option<usize>, layer: &str, layer_type: &str, msg: impl Into<String>) -> Error {
-    Error::Layer {
-        loc: src.loc(index),
-        layer: layer.to_string(),
-        layer_type: layer_type.to_string(),
-        msg: msg.into(),
-    }
+    Error::Layer { loc: src.loc(index), layer: layer.to_string(), layer_type: layer_type.to_string(), msg: msg.into() }
 }
 
 /// A name for a V1/V0 net entry in messages: its name, else its position.
@@ -175,15 +170,18 @@ pub fn net_needs_v1_upgrade(net: &NetParameter) -> bool {
 /// True when a V1 data layer keeps transformation fields in its own parameters.
 pub fn net_needs_data_upgrade(net: &NetParameter) -> bool {
     net.layers.iter().any(|l| match v1_type_name(l) {
-        Some("DATA") => l.data_param.as_ref().is_some_and(|p| {
-            p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()
-        }),
-        Some("IMAGE_DATA") => l.image_data_param.as_ref().is_some_and(|p| {
-            p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()
-        }),
-        Some("WINDOW_DATA") => l.window_data_param.as_ref().is_some_and(|p| {
-            p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()
-        }),
+        Some("DATA") => l
+            .data_param
+            .as_ref()
+            .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()),
+        Some("IMAGE_DATA") => l
+            .image_data_param
+            .as_ref()
+            .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()),
+        Some("WINDOW_DATA") => l
+            .window_data_param
+            .as_ref()
+            .is_some_and(|p| p.scale.is_some() || p.mean_file.is_some() || p.crop_size.is_some() || p.mirror.is_some()),
         _ => false,
     })
 }
@@ -353,7 +351,7 @@ fn fold_padding_layers(net: &NetParameter, src: Src<'_>) -> Result<Vec<(usize, V
     // Blob name -> index of the layer that last wrote it (INPUT for net inputs).
     let mut producer: HashMap<&str, usize> = net.input.iter().map(|b| (b.as_str(), INPUT)).collect();
     for (i, conn) in net.layers.iter().enumerate() {
-        let v0 = conn.layer.as_ref().expect("checked by upgrade_v0_net");
+        let v0 = conn.layer.as_ref().expect("checked by check_v0_entries");
         let ty = v0.r#type();
         let name = entry_name(conn, i);
         if ty != "padding" {
@@ -373,7 +371,7 @@ fn fold_padding_layers(net: &NetParameter, src: Src<'_>) -> Result<Vec<(usize, V
                 continue;
             }
             let src_layer = &net.layers[src_idx];
-            let src_v0 = src_layer.layer.as_ref().expect("checked by upgrade_v0_net");
+            let src_v0 = src_layer.layer.as_ref().expect("checked by check_v0_entries");
             if src_v0.r#type() != "padding" {
                 continue;
             }
@@ -418,7 +416,7 @@ fn fold_padding_layers(net: &NetParameter, src: Src<'_>) -> Result<Vec<(usize, V
             }
             // The layer being visited is conv/pool, so it is the last one kept.
             let target = &mut out.last_mut().expect("current layer was kept").1;
-            target.layer.as_mut().expect("V0 block present").pad = Some(src_v0.pad());
+            target.layer.as_mut().expect("checked by check_v0_entries").pad = Some(src_v0.pad());
             target.bottom[j] = src_layer.bottom[0].clone();
         }
         for blob in &conn.top {
@@ -467,7 +465,7 @@ fn upgrade_v0_layer(
     warnings: &mut Vec<String>,
 ) -> Result<V1LayerParameter> {
     let file = src.file;
-    let v0: &V0LayerParameter = conn.layer.as_ref().expect("checked by upgrade_v0_net");
+    let v0: &V0LayerParameter = conn.layer.as_ref().expect("checked by check_v0_entries");
     let ty = v0.r#type();
     let name = v0.name().to_string();
     let mut out = V1LayerParameter {
@@ -486,9 +484,8 @@ fn upgrade_v0_layer(
         out.r#type = Some(v1 as i32);
     }
     let mut unknown = |field: &str| {
-        warnings.push(format!(
-            "{file}: layer '{name}': V0 parameter {field} does not apply to layer type '{ty}'; dropped"
-        ));
+        warnings
+            .push(format!("{file}: layer '{name}': V0 parameter {field} does not apply to layer type '{ty}'; dropped"));
     };
 
     if let Some(v) = v0.num_output {
@@ -684,9 +681,7 @@ fn upgrade_v0_layer(
     }
     if let Some(v) = &v0.det_crop_mode {
         match ty {
-            "window_data" => {
-                out.window_data_param.get_or_insert_with(Default::default).crop_mode = Some(v.clone())
-            }
+            "window_data" => out.window_data_param.get_or_insert_with(Default::default).crop_mode = Some(v.clone()),
             _ => unknown("det_crop_mode"),
         }
     }
@@ -820,7 +815,15 @@ fn v1_net(net: &mut NetParameter, src: Src<'_>, warnings: &mut Vec<String>) -> R
     Ok(())
 }
 
-fn upgrade_v1_layer(v1: &V1LayerParameter, index: usize, src: Src<'_>, warnings: &mut Vec<String>) -> Result<LayerParameter> {
+// Some parameter messages are `Copy` (prost derives it for all-scalar messages);
+// `.clone()` throughout keeps the copying uniform and robust to schema changes.
+#[allow(clippy::clone_on_copy)]
+fn upgrade_v1_layer(
+    v1: &V1LayerParameter,
+    index: usize,
+    src: Src<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<LayerParameter> {
     let file = src.file;
     let name = entry_name(v1, index);
     let mut l = LayerParameter {
@@ -837,7 +840,9 @@ fn upgrade_v1_layer(v1: &V1LayerParameter, index: usize, src: Src<'_>, warnings:
         let s = v1_layer_parameter::LayerType::try_from(t)
             .ok()
             .and_then(|e| v1_type_to_string(e.as_str_name()))
-            .ok_or_else(|| layer_error(src, Some(index), &name, &t.to_string(), format!("unknown V1 layer type {t}")))?;
+            .ok_or_else(|| {
+                layer_error(src, Some(index), &name, &t.to_string(), format!("unknown V1 layer type {t}"))
+            })?;
         l.r#type = Some(s.to_string());
     }
 
@@ -851,7 +856,9 @@ fn upgrade_v1_layer(v1: &V1LayerParameter, index: usize, src: Src<'_>, warnings:
         let m = v1_layer_parameter::DimCheckMode::try_from(mode)
             .ok()
             .and_then(|m| param_spec::DimCheckMode::from_str_name(m.as_str_name()))
-            .ok_or_else(|| layer_error(src, Some(index), &name, &v1_type_label(v1), format!("unknown blob_share_mode {mode}")))?;
+            .ok_or_else(|| {
+                layer_error(src, Some(index), &name, &v1_type_label(v1), format!("unknown blob_share_mode {mode}"))
+            })?;
         spec.share_mode = Some(m as i32);
     }
     for (spec, &lr) in l.param.iter_mut().zip(&v1.blobs_lr) {
@@ -992,7 +999,9 @@ pub fn upgrade_solver(s: &mut SolverParameter, file: &str) -> Result<UpgradeRepo
             file: file.to_string(),
             msg: format!(
                 "both the deprecated solver_type ({}) and type (\"{t}\") are given; keep only `type`",
-                solver_parameter::SolverType::try_from(st).map(|e| e.as_str_name().to_string()).unwrap_or(st.to_string())
+                solver_parameter::SolverType::try_from(st)
+                    .map(|e| e.as_str_name().to_string())
+                    .unwrap_or(st.to_string())
             ),
         });
     }

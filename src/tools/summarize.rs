@@ -44,14 +44,45 @@ pub fn summarize_net(net: &NetParameter) -> String {
     format!("net \"{}\": {} layers ({})", net.name(), net.layer.len(), list.join(", "))
 }
 
+/// The net files a solver names must exist and parse. Caffe resolves them
+/// against the working directory; when that fails the error also names the
+/// solver's folder, where users usually meant them to be.
+pub fn check_solver_nets(solver_path: &Path, s: &SolverParameter, opts: text::TextOptions) -> Result<()> {
+    let names = s.net.iter().chain(s.train_net.iter()).chain(s.test_net.iter());
+    for name in names {
+        let p = resolve_solver_path(solver_path, name)?;
+        text::read_file_nonempty::<NetParameter>(&p, opts)?;
+    }
+    Ok(())
+}
+
+/// Resolves a path named in a solver as Caffe does (relative to the working
+/// directory); a missing file is an error naming both places it looked.
+pub fn resolve_solver_path(solver_path: &Path, name: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(name);
+    if p.exists() {
+        return Ok(p);
+    }
+    let dir = solver_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Err(crate::Error::Solver {
+        file: solver_path.display().to_string(),
+        msg: format!(
+            "net file \"{name}\" not found (paths in a solver are relative to the working directory, {}; the solver's folder is {})",
+            std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+            dir.display()
+        ),
+    })
+}
+
 pub fn run(paths: &[PathBuf], opts: text::TextOptions) -> Result<()> {
     let files = collect_prototxt(paths);
     for path in &files {
         let file = path.display().to_string();
         if looks_like_solver(path) {
-            let mut s = text::read_file::<SolverParameter>(path, opts)?.message;
+            let mut s = text::read_file_nonempty::<SolverParameter>(path, opts)?.message;
             let report = upgrade::upgrade_solver(&mut s, &file)?;
             let upgraded = if report.steps.is_empty() { String::new() } else { format!(" [upgraded: {}]", report.describe()) };
+            check_solver_nets(path, &s, opts)?;
             info!(
                 "summarize.cpp:1",
                 "{file}: solver type {} base_lr {} lr_policy \"{}\" max_iter {}{upgraded}",
@@ -61,7 +92,7 @@ pub fn run(paths: &[PathBuf], opts: text::TextOptions) -> Result<()> {
                 s.max_iter()
             );
         } else {
-            let mut net = text::read_file::<NetParameter>(path, opts)?.message;
+            let mut net = text::read_file_nonempty::<NetParameter>(path, opts)?.message;
             let report = upgrade::upgrade_net(&mut net, &file)?;
             let upgraded = if report.steps.is_empty() { String::new() } else { format!(" [upgraded: {}]", report.describe()) };
             info!("summarize.cpp:1", "{file}: {}{upgraded}", summarize_net(&net));

@@ -8,7 +8,7 @@ use crate::Result;
 
 /// Reads a net prototxt, upgrades it to the current format and writes it as text.
 pub fn net_text(input: &Path, output: &Path, opts: text::TextOptions) -> Result<()> {
-    let mut net = text::read_file::<NetParameter>(input, opts)?.message;
+    let mut net = text::read_file_nonempty::<NetParameter>(input, opts)?.message;
     let report = upgrade::upgrade_net(&mut net, &input.display().to_string())?;
     log_report(input, &report);
     binary::write_atomic(output, print::to_text(&net).as_bytes())?;
@@ -28,7 +28,7 @@ pub fn net_binary(input: &Path, output: &Path) -> Result<()> {
 
 /// Reads a solver prototxt, upgrades it and writes it as text.
 pub fn solver_text(input: &Path, output: &Path, opts: text::TextOptions) -> Result<()> {
-    let mut solver = text::read_file::<SolverParameter>(input, opts)?.message;
+    let mut solver = text::read_file_nonempty::<SolverParameter>(input, opts)?.message;
     let report = upgrade::upgrade_solver(&mut solver, &input.display().to_string())?;
     log_report(input, &report);
     binary::write_atomic(output, print::to_text(&solver).as_bytes())?;

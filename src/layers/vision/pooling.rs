@@ -3,7 +3,7 @@
 //! would start in the padding) and Caffe's AVE divisor (the window clipped to
 //! the padded input). libtorch's ceil_mode and count_include_pad follow the
 //! same rules, so MAX and AVE map onto its kernels directly.
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::layer_bail;
 use crate::layers::registry::LayerInfo;
@@ -36,7 +36,12 @@ pub struct Pooling {
 
 impl Pooling {
     fn new(lp: &LayerParameter) -> Self {
-        Pooling { p: lp.pooling_param.clone().unwrap_or_default(), win: Window::default(), out: [0, 0] }
+        Pooling::from_param(lp.pooling_param.clone().unwrap_or_default())
+    }
+
+    /// A pooling stage built from its parameters (SPP builds one per level).
+    pub fn from_param(p: PoolingParameter) -> Self {
+        Pooling { p, win: Window::default(), out: [0, 0] }
     }
 }
 
@@ -175,29 +180,32 @@ impl Pooling {
         }
     }
 
-    /// Stochastic pooling: TRAIN samples one unit per window with probability
-    /// proportional to its (non-negative) value; TEST takes Σx²/Σx.
+    /// Stochastic pooling (Caffe has it on the GPU only; these are its
+    /// kernels' rules). TRAIN picks one unit per window with probability
+    /// proportional to its value (the first unit of an all-zero window, as
+    /// Caffe's cumulative-sum search does), and the gradient flows to that
+    /// unit only. TEST outputs Σx² / (FLT_MIN + Σx) over the window.
+    /// Inputs are meant to be non-negative (after a ReLU); negative units get
+    /// probability 0 here, while Caffe's search has no defined distribution.
     fn stochastic(&self, x: &Tensor, train: bool) -> LayerResult<Tensor> {
         let win = self.windows(x, 0.0)?;
-        let sum = win.sum_dim_intlist([4i64].as_slice(), true, x.kind());
         if train {
             let shape = win.size();
             let k = shape[4];
             let flat = win.reshape([-1, k]);
-            let sum_flat = sum.reshape([-1, 1]);
-            // All-zero windows sample uniformly; their output is 0 either way.
             let probs = tch::no_grad(|| {
-                let p = flat.detach().clamp_min(0.0) / sum_flat.detach().clamp_min(f64::MIN_POSITIVE);
-                let zero = sum_flat.detach().le(0.0).to_kind(p.kind());
-                p + zero / k as f64
+                let weights = flat.detach().clamp_min(0.0);
+                let total = weights.sum_dim_intlist([1i64].as_slice(), true, weights.kind());
+                let first = weights.zeros_like().index_fill(1, &Tensor::from_slice(&[0i64]).to_device(x.device()), 1.0);
+                weights.where_self(&total.gt(0.0), &first)
             });
             let idx = probs.f_multinomial(1, false)?;
             Ok(flat.gather(1, &idx, false).reshape(&shape[..4]))
         } else {
-            let sq = (&win * &win).sum_dim_intlist([4i64].as_slice(), true, x.kind());
-            let safe = sum.clamp_min(f64::MIN_POSITIVE);
-            let y = (sq / &safe).where_self(&sum.gt(0.0), &sum.zeros_like());
-            Ok(y.squeeze_dim(4).to_kind(Kind::Float).to_kind(x.kind()))
+            let sq = (&win * &win).sum_dim_intlist([4i64].as_slice(), false, x.kind());
+            let sum = win.sum_dim_intlist([4i64].as_slice(), false, x.kind());
+            let denom = sum.f_add_scalar(f32::MIN_POSITIVE as f64)?;
+            Ok(sq.f_div(&denom)?)
         }
     }
 }

@@ -1,0 +1,121 @@
+//! Per-layer timing for `caffe time`: a traced forward pass, then a layer-wise
+//! backward (each layer's gradient computed on its own, in reverse order, as
+//! Caffe's Backward does) so each layer's backward time can be measured.
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use super::Net;
+use crate::Result;
+
+/// What a traced forward pass keeps for the layer-wise backward.
+#[derive(Default)]
+pub struct Trace {
+    pub forward_ms: Vec<f64>,
+    pub bottoms: Vec<Vec<Tensor>>,
+    /// For each layer's bottom: the (layer, top) that produced it.
+    pub bottom_src: Vec<Vec<Option<(usize, usize)>>>,
+    pub params: Vec<Vec<Tensor>>,
+    pub tops: Vec<Vec<Tensor>>,
+}
+
+/// Waits for queued device work so wall-clock times are real.
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Milliseconds spent by each layer in one forward and one backward pass.
+pub struct LayerTimes {
+    pub forward_ms: Vec<f64>,
+    pub backward_ms: Vec<f64>,
+    pub loss: f64,
+}
+
+impl Net {
+    /// One forward and one layer-wise backward pass, timed per layer. The
+    /// parameter diffs are accumulated as by `backward`.
+    pub fn forward_backward_timed(&mut self) -> Result<LayerTimes> {
+        let mut trace = Trace::default();
+        let loss = self.run_layers(self.force_backward, Some(&mut trace))?;
+        self.loss = None;
+        let n = self.layers.len();
+        let mut backward_ms = vec![0.0; n];
+        // Gradient arriving at each (layer, top).
+        let mut top_grads: HashMap<(usize, usize), Tensor> = HashMap::new();
+        for i in (0..n).rev() {
+            let started = Instant::now();
+            let e = &self.layers[i];
+            let mut root: Option<Tensor> = None;
+            for (j, top) in trace.tops[i].iter().enumerate() {
+                if !top.requires_grad() {
+                    continue;
+                }
+                let mut g = top_grads.remove(&(i, j));
+                let w = e.loss_weights[j];
+                if w != 0.0 {
+                    let lw = top.ones_like() * w as f64;
+                    g = Some(match g {
+                        Some(g) => g + lw,
+                        None => lw,
+                    });
+                }
+                if let Some(g) = g {
+                    let term = (top * g.detach()).sum(Kind::Float);
+                    root = Some(match root {
+                        Some(r) => r + term,
+                        None => term,
+                    });
+                }
+            }
+            let Some(root) = root else { continue };
+            let mut inputs: Vec<Tensor> = Vec::new();
+            let mut targets: Vec<Target> = Vec::new();
+            for (k, b) in trace.bottoms[i].iter().enumerate() {
+                if b.requires_grad() {
+                    if let Some(src) = trace.bottom_src[i][k] {
+                        inputs.push(b.shallow_clone());
+                        targets.push(Target::Top(src));
+                    }
+                }
+            }
+            for (j, p) in trace.params[i].iter().enumerate() {
+                if p.requires_grad() {
+                    inputs.push(p.shallow_clone());
+                    targets.push(Target::Param(self.param_slots[e.params[j]].owner));
+                }
+            }
+            if inputs.is_empty() {
+                continue;
+            }
+            let grads = Tensor::f_run_backward(&[&root], &inputs, true, false)?;
+            for (g, t) in grads.into_iter().zip(targets) {
+                if !g.defined() {
+                    continue;
+                }
+                match t {
+                    Target::Top(src) => {
+                        let acc = match top_grads.remove(&src) {
+                            Some(prev) => prev + g,
+                            None => g,
+                        };
+                        top_grads.insert(src, acc);
+                    }
+                    Target::Param(owner) => tch::no_grad(|| {
+                        let _ = self.learnable[owner].diff.f_add_(&g);
+                    }),
+                }
+            }
+            synchronize(self.device);
+            backward_ms[i] = started.elapsed().as_secs_f64() * 1e3;
+        }
+        Ok(LayerTimes { forward_ms: trace.forward_ms, backward_ms, loss })
+    }
+}
+
+enum Target {
+    Top((usize, usize)),
+    Param(usize),
+}

@@ -1,0 +1,235 @@
+//! `caffe train` and `caffe test`, with Caffe's flags, checks and log lines.
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tch::Device;
+
+use super::{g, loss_note, Solver, SolverAction, SolverOptions};
+use crate::net::Net;
+use crate::proto::caffe::{solver_parameter::SolverMode, NetState, Phase};
+use crate::proto::text::TextOptions;
+use crate::{info, Error, Result};
+
+/// `caffe train` flags.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    pub solver: Option<PathBuf>,
+    /// Comma-separated .caffemodel files to fine-tune from.
+    pub weights: Option<String>,
+    /// A .solverstate to resume from.
+    pub snapshot: Option<PathBuf>,
+    pub gpu: Option<String>,
+    pub level: Option<i32>,
+    /// Comma-separated stages.
+    pub stage: Option<String>,
+    /// `stop` (default), `snapshot` or `none`.
+    pub sigint_effect: String,
+    /// `snapshot` (default), `stop` or `none`.
+    pub sighup_effect: String,
+    pub text: TextOptions,
+}
+
+/// `caffe test` flags.
+#[derive(Debug, Clone, Default)]
+pub struct TestOptions {
+    pub model: Option<PathBuf>,
+    pub weights: Option<String>,
+    pub iterations: i64,
+    pub gpu: Option<String>,
+    pub level: Option<i32>,
+    pub stage: Option<String>,
+    pub text: TextOptions,
+}
+
+fn parse_effect(flag: &str, value: &str) -> Result<SolverAction> {
+    match value {
+        "stop" => Ok(SolverAction::Stop),
+        "snapshot" => Ok(SolverAction::Snapshot),
+        "none" => Ok(SolverAction::None),
+        _ => Err(Error::msg(format!(
+            "Invalid signal effect \"{value}\" was specified for -{flag} (use stop, snapshot or none)"
+        ))),
+    }
+}
+
+fn stages(flag: &Option<String>) -> Vec<String> {
+    flag.as_deref()
+        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// The device for `-gpu`: one CUDA device, or an error that says why not.
+/// `None` when the flag is absent.
+pub fn device_from_flag(gpu: Option<&str>) -> Result<Option<Device>> {
+    let Some(flag) = gpu.map(str::trim) else { return Ok(None) };
+    let count = tch::Cuda::device_count();
+    if count == 0 {
+        return Err(Error::msg(format!(
+            "-gpu {flag}: no CUDA device is available (libtorch sees none); run without -gpu to use the CPU"
+        )));
+    }
+    let ids: Vec<i64> = if flag == "all" {
+        (0..count).collect()
+    } else {
+        flag.split(',')
+            .map(|s| {
+                s.trim().parse::<i64>().map_err(|_| {
+                    Error::msg(format!("-gpu {flag}: expected device ids like 0 or 0,1, or all"))
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    if ids.len() > 1 {
+        return Err(Error::msg(format!(
+            "-gpu {flag}: training on several GPUs is not supported yet; pick one device, e.g. -gpu {}",
+            ids[0]
+        )));
+    }
+    let id = ids.first().copied().unwrap_or(0);
+    if id < 0 || id >= count {
+        return Err(Error::msg(format!("-gpu {flag}: no CUDA device {id} (this machine has {count})")));
+    }
+    info!("caffe.cpp:218", "Using GPUs {id}");
+    Ok(Some(Device::Cuda(id as usize)))
+}
+
+/// Caffe's SignalHandler: SIGINT and SIGHUP set flags that the solver polls
+/// between iterations. A second SIGINT while the first is pending exits at once.
+struct Signals {
+    sigint: Arc<AtomicBool>,
+    sighup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT};
+        let sigint = Arc::new(AtomicBool::new(false));
+        let sighup = Arc::new(AtomicBool::new(false));
+        let io = |e: std::io::Error| Error::msg(format!("cannot install signal handlers: {e}"));
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&sigint)).map_err(io)?;
+        signal_hook::flag::register(SIGINT, Arc::clone(&sigint)).map_err(io)?;
+        signal_hook::flag::register(SIGHUP, Arc::clone(&sighup)).map_err(io)?;
+        Ok(Signals { sigint, sighup })
+    }
+
+    fn action(&self, on_sigint: SolverAction, on_sighup: SolverAction) -> super::ActionFn {
+        let (sigint, sighup) = (Arc::clone(&self.sigint), Arc::clone(&self.sighup));
+        Box::new(move || {
+            if sighup.swap(false, Ordering::SeqCst) {
+                info!("signal_handler.cpp:58", "SIGHUP received: {}", describe(on_sighup));
+                return on_sighup;
+            }
+            if sigint.swap(false, Ordering::SeqCst) {
+                info!("signal_handler.cpp:55", "SIGINT received: {}", describe(on_sigint));
+                return on_sigint;
+            }
+            SolverAction::None
+        })
+    }
+}
+
+fn describe(a: SolverAction) -> &'static str {
+    match a {
+        SolverAction::Stop => "stopping after this iteration (press Ctrl-C again to quit at once)",
+        SolverAction::Snapshot => "writing a snapshot",
+        SolverAction::None => "ignored",
+    }
+}
+
+/// `caffe train -solver S [-weights a,b | -snapshot X] [-gpu N] [-level L] [-stage s]
+/// [-sigint_effect stop|snapshot|none] [-sighup_effect snapshot|stop|none]`.
+pub fn train(o: &TrainOptions) -> Result<()> {
+    let solver_path = o.solver.as_ref().ok_or_else(|| Error::msg("Need a solver definition to train (-solver FILE)."))?;
+    if o.snapshot.is_some() && o.weights.is_some() {
+        return Err(Error::msg(
+            "Give a snapshot to resume training or weights to finetune but not both (-snapshot and -weights).",
+        ));
+    }
+    let on_sigint = parse_effect("sigint_effect", if o.sigint_effect.is_empty() { "stop" } else { &o.sigint_effect })?;
+    let on_sighup =
+        parse_effect("sighup_effect", if o.sighup_effect.is_empty() { "snapshot" } else { &o.sighup_effect })?;
+
+    let mut param = Solver::read_param(solver_path, o.text)?;
+    if o.level.is_some() || o.stage.is_some() {
+        let state = param.train_state.get_or_insert_with(NetState::default);
+        if let Some(level) = o.level {
+            state.level = Some(level);
+        }
+        state.stage.extend(stages(&o.stage));
+    }
+    // Without -gpu, a solver that says solver_mode: GPU picks its device_id.
+    let gpu_flag = o.gpu.clone().or_else(|| {
+        (param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu && tch::Cuda::device_count() > 0)
+            .then(|| param.device_id().to_string())
+    });
+    let device = device_from_flag(gpu_flag.as_deref())?;
+    if device.is_none() {
+        info!("caffe.cpp:197", "Use CPU.");
+    }
+    let device = device.unwrap_or(Device::Cpu);
+    let signals = Signals::install()?;
+    if o.snapshot.is_some() {
+        param.weights.clear();
+    } else if let Some(w) = &o.weights {
+        param.weights = vec![w.clone()];
+    }
+
+    let mut solver = Solver::new(param, Some(solver_path), SolverOptions { device: Some(device), text: o.text })?;
+    solver.set_action_function(signals.action(on_sigint, on_sighup));
+    if let Some(state) = &o.snapshot {
+        info!("caffe.cpp:228", "Resuming from {}", state.display());
+        solver.restore(state)?;
+    }
+    info!("caffe.cpp:239", "Starting Optimization");
+    solver.solve()?;
+    info!("caffe.cpp:250", "Optimization Done.");
+    Ok(())
+}
+
+/// `caffe test -model M -weights W [-iterations 50] [-gpu N] [-level L] [-stage s]`:
+/// each batch's outputs, then their means (with loss weights), as Caffe prints them.
+pub fn test(o: &TestOptions) -> Result<()> {
+    let model = o.model.as_ref().ok_or_else(|| Error::msg("Need a model definition to score (-model FILE)."))?;
+    let weights = o.weights.as_ref().ok_or_else(|| Error::msg("Need model weights to score (-weights FILE)."))?;
+    if o.iterations < 1 {
+        return Err(Error::msg(format!("-iterations must be at least 1, got {}", o.iterations)));
+    }
+    let device = device_from_flag(o.gpu.as_deref())?;
+    if device.is_none() {
+        info!("caffe.cpp:275", "Use CPU.");
+    }
+    let state = NetState { phase: Some(Phase::Test as i32), level: o.level, stage: stages(&o.stage) };
+    let mut net = Net::from_file(model, &state, o.text, device.unwrap_or(Device::Cpu))?;
+    for w in weights.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        net.load_weights(std::path::Path::new(w))?;
+    }
+    info!("caffe.cpp:281", "Running for {} iterations.", o.iterations);
+
+    let mut scores: Vec<f32> = Vec::new();
+    let mut outputs: Vec<(String, f32)> = Vec::new();
+    let mut loss = 0.0f32;
+    for i in 0..o.iterations {
+        loss += net.forward_inference()? as f32;
+        let mut idx = 0;
+        for name in net.output_blob_names() {
+            for v in super::blob_values(net.blob(name))? {
+                if i == 0 {
+                    scores.push(v);
+                    outputs.push((name.to_string(), net.blob_loss_weight(name)));
+                } else if let Some(s) = scores.get_mut(idx) {
+                    *s += v;
+                }
+                idx += 1;
+                info!("caffe.cpp:304", "Batch {i}, {name} = {}", g(v));
+            }
+        }
+    }
+    loss /= o.iterations as f32;
+    info!("caffe.cpp:309", "Loss: {}", g(loss));
+    for (score, (name, weight)) in scores.iter().zip(&outputs) {
+        let mean = score / o.iterations as f32;
+        info!("caffe.cpp:321", "{name} = {}{}", g(mean), loss_note(*weight, mean));
+    }
+    Ok(())
+}

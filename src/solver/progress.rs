@@ -1,0 +1,109 @@
+//! A one-line progress display for terminals: iteration, loss, lr, speed and
+//! time left. It redraws in place on stderr and clears itself before every log
+//! line (through `log::BEFORE_LINE`), so logs stay exactly Caffe's. Off when
+//! stderr is not a terminal (files and pipes get the log only).
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::log;
+
+const REDRAW_EVERY: Duration = Duration::from_millis(200);
+
+pub struct Progress {
+    enabled: bool,
+    visible: Arc<AtomicBool>,
+    started: Instant,
+    start_iter: i64,
+    last_draw: Option<Instant>,
+}
+
+impl Progress {
+    /// On when stderr is a terminal.
+    pub fn for_stderr() -> Progress {
+        Progress::new(std::io::stderr().is_terminal())
+    }
+
+    pub fn new(enabled: bool) -> Progress {
+        Progress {
+            enabled,
+            visible: Arc::new(AtomicBool::new(false)),
+            started: Instant::now(),
+            start_iter: 0,
+            last_draw: None,
+        }
+    }
+
+    /// Starts timing a run from `iter` and hooks the log so lines clear the display.
+    pub fn start(&mut self, iter: i64) {
+        self.started = Instant::now();
+        self.start_iter = iter;
+        self.last_draw = None;
+        if !self.enabled {
+            return;
+        }
+        let visible = Arc::clone(&self.visible);
+        if let Ok(mut hook) = log::BEFORE_LINE.lock() {
+            *hook = Some(Box::new(move || {
+                if visible.swap(false, Ordering::SeqCst) {
+                    let mut err = std::io::stderr().lock();
+                    let _ = err.write_all(b"\r\x1b[2K");
+                    let _ = err.flush();
+                }
+            }));
+        }
+    }
+
+    /// Redraws the line (at most every 200 ms).
+    pub fn update(&mut self, iter: i64, max_iter: i64, loss: f32, lr: f32) {
+        if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW_EVERY) {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let done = (iter - self.start_iter) as f64;
+        let speed = if elapsed > 0.0 { done / elapsed } else { 0.0 };
+        let eta = if speed > 0.0 { format_duration((max_iter - iter).max(0) as f64 / speed) } else { "?".into() };
+        let line = format!(
+            "iter {iter}/{max_iter}  loss {}  lr {}  {speed:.1} iter/s  ETA {eta}",
+            crate::proto::print::format_g(loss as f64, 4),
+            crate::proto::print::format_g(lr as f64, 4),
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+        self.visible.store(true, Ordering::SeqCst);
+    }
+
+    /// Clears the line and unhooks the log.
+    pub fn finish(&mut self) {
+        if !self.enabled {
+            return;
+        }
+        if self.visible.swap(false, Ordering::SeqCst) {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(b"\r\x1b[2K");
+            let _ = err.flush();
+        }
+        if let Ok(mut hook) = log::BEFORE_LINE.lock() {
+            *hook = None;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// `1h02m`, `3m05s`, `42s`.
+pub fn format_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
+}

@@ -1,0 +1,141 @@
+//! `convert_imageset [FLAGS] ROOTFOLDER/ LISTFILE DB_NAME`: images named in a
+//! list file (`path label` per line) into a DB of Datum keyed `%08d_<path>`,
+//! as Caffe's tool: raw BGR pixels, or with `-encoded` the image file itself
+//! (re-encoded as `-encode_type` when resized or of another format).
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+
+use super::gflags::{self, Spec};
+use crate::data::datum;
+use crate::data::db::{Backend, DbWriter};
+use crate::data::image;
+use crate::layers::data::read_image_list;
+use crate::{info, warn, Error, Result};
+
+const SPEC: Spec = Spec {
+    tool: "convert_imageset",
+    usage: "[-gray] [-shuffle] [-backend lmdb|leveldb] [-resize_width N] [-resize_height N] [-check_size] [-encoded] [-encode_type png|jpg] ROOTFOLDER/ LISTFILE DB_NAME",
+    bools: &[("gray", false), ("shuffle", false), ("check_size", false), ("encoded", false)],
+    values: &[("backend", "lmdb"), ("resize_width", "0"), ("resize_height", "0"), ("encode_type", "")],
+};
+
+/// The tool's options (its flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub gray: bool,
+    pub shuffle: bool,
+    pub backend: Backend,
+    pub resize_width: usize,
+    pub resize_height: usize,
+    pub check_size: bool,
+    pub encoded: bool,
+    pub encode_type: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            gray: false,
+            shuffle: false,
+            backend: Backend::Lmdb,
+            resize_width: 0,
+            resize_height: 0,
+            check_size: false,
+            encoded: false,
+            encode_type: String::new(),
+        }
+    }
+}
+
+pub fn main(args: &[String]) -> Result<()> {
+    let flags = gflags::parse(&SPEC, args)?;
+    gflags::expect_positional(&SPEC, &flags, 3, 3)?;
+    let opts = Options {
+        gray: flags.flag("gray"),
+        shuffle: flags.flag("shuffle"),
+        backend: Backend::parse(flags.value("backend"))?,
+        resize_width: flags.int("resize_width")?.max(0) as usize,
+        resize_height: flags.int("resize_height")?.max(0) as usize,
+        check_size: flags.flag("check_size"),
+        encoded: flags.flag("encoded"),
+        encode_type: flags.value("encode_type").to_string(),
+    };
+    let p = &flags.positional;
+    convert(&p[0], Path::new(&p[1]), Path::new(&p[2]), &opts)?;
+    Ok(())
+}
+
+/// Converts; returns the number of images written. Unreadable images are
+/// skipped with an error line, as Caffe does; the DB appears only when complete.
+pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usize> {
+    let mut lines = read_image_list(list).map_err(Error::msg)?;
+    if opts.shuffle {
+        info!("convert_imageset.cpp:93", "Shuffling data");
+        lines.shuffle(&mut rand::thread_rng());
+    }
+    info!("convert_imageset.cpp:96", "A total of {} images.", lines.len());
+    let encoded = opts.encoded || !opts.encode_type.is_empty();
+    if !opts.encode_type.is_empty() && !opts.encoded {
+        info!("convert_imageset.cpp:99", "encode_type specified, assuming encoded=true.");
+    }
+    let is_color = !opts.gray;
+    let (rh, rw) = (opts.resize_height, opts.resize_width);
+    let mut writer = DbWriter::create(db, opts.backend)?;
+    let mut count = 0usize;
+    let mut data_size: Option<usize> = None;
+    for (line_id, (file, label)) in lines.iter().enumerate() {
+        let path = format!("{root}{file}");
+        let img = match image::read_file(Path::new(&path), rh, rw, is_color) {
+            Ok(img) => img,
+            Err(e) => {
+                crate::log::write(crate::log::Severity::Error, "io.cpp:80", &format!("Could not open or find file {path}: {e}"));
+                continue;
+            }
+        };
+        let d = if encoded {
+            let enc = if opts.encode_type.is_empty() {
+                match file.rsplit_once('.') {
+                    Some((_, ext)) => ext.to_ascii_lowercase(),
+                    None => {
+                        warn!("convert_imageset.cpp:130", "Failed to guess the encoding of '{file}'");
+                        String::new()
+                    }
+                }
+            } else {
+                opts.encode_type.clone()
+            };
+            // The file itself when it is already what was asked for, as Caffe does.
+            if (img.channels == 3) == is_color && rh == 0 && rw == 0 && image::extension_matches(file, &enc) {
+                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                datum::encoded(bytes, *label)
+            } else {
+                let bytes = image::encode(&img, &enc).map_err(|e| Error::msg(format!("{path}: {e}")))?;
+                datum::encoded(bytes, *label)
+            }
+        } else {
+            datum::from_image(&img, *label)
+        };
+        if opts.check_size {
+            let size = img.channels * img.height * img.width;
+            match data_size {
+                None => data_size = Some(size),
+                Some(want) if !encoded && want != size => {
+                    return Err(Error::msg(format!("{path}: Incorrect data field size {size} (the first image has {want})")));
+                }
+                _ => {}
+            }
+        }
+        writer.put(format!("{line_id:08}_{file}").as_bytes(), &datum::to_bytes(&d));
+        count += 1;
+        if count % 1000 == 0 {
+            writer.commit()?;
+            info!("convert_imageset.cpp:146", "Processed {count} files.");
+        }
+    }
+    writer.finish()?;
+    if count % 1000 != 0 {
+        info!("convert_imageset.cpp:152", "Processed {count} files.");
+    }
+    Ok(count)
+}

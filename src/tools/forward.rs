@@ -1,0 +1,82 @@
+//! `caffe forward`: one forward pass on the user's inputs, writing blobs as
+//! `.npy` files. How a migrating user runs a model-zoo net without Python, and
+//! how parity is checked from outside.
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Tensor};
+
+use crate::net::Net;
+use crate::proto::binary::temp_sibling;
+use crate::proto::caffe::{NetState, Phase};
+use crate::proto::text::TextOptions;
+use crate::{info, warn, Error, Result};
+
+pub struct ForwardOptions {
+    pub weights: Vec<PathBuf>,
+    /// (blob name, .npy file)
+    pub inputs: Vec<(String, PathBuf)>,
+    pub phase: Phase,
+    pub iteration: Option<i64>,
+    /// None: the net's outputs; Some(empty): all blobs.
+    pub blobs: Option<Vec<String>>,
+    pub out: PathBuf,
+    pub device: Device,
+}
+
+/// Parses `NAME=file.npy`.
+pub fn parse_input(spec: &str) -> Result<(String, PathBuf)> {
+    match spec.split_once('=') {
+        Some((n, f)) if !n.is_empty() && !f.is_empty() => Ok((n.to_string(), PathBuf::from(f))),
+        _ => Err(Error::msg(format!("-input expects NAME=file.npy, got '{spec}'"))),
+    }
+}
+
+/// The file a blob is written to: `/` in blob names becomes `__`.
+pub fn blob_file(out: &Path, blob: &str) -> PathBuf {
+    out.join(format!("{}.npy", blob.replace('/', "__")))
+}
+
+pub fn run(model: &Path, text: TextOptions, o: &ForwardOptions) -> Result<Vec<PathBuf>> {
+    let state = NetState { phase: Some(o.phase as i32), ..Default::default() };
+    let mut net = Net::from_file(model, &state, text, o.device)?;
+    for w in &o.weights {
+        net.load_weights(w)?;
+    }
+    if let Some(it) = o.iteration {
+        net.set_iteration(it);
+    }
+    let inputs: Vec<String> = net.input_blob_names().iter().map(|s| s.to_string()).collect();
+    for (name, file) in &o.inputs {
+        let t = Tensor::read_npy(file).map_err(|e| Error::msg(format!("{}: cannot read .npy: {e}", file.display())))?;
+        net.set_input(name, &t)?;
+    }
+    for name in &inputs {
+        if !o.inputs.iter().any(|(n, _)| n == name) {
+            let shape = net.blob_shape(name).cloned().unwrap_or_default();
+            warn!("forward.cpp:1", "input '{name}' not given: using zeros of shape {shape:?}");
+        }
+    }
+    let loss = net.forward_inference()?;
+    info!("forward.cpp:1", "Forward done, loss = {loss}");
+    let names: Vec<String> = match &o.blobs {
+        None => net.output_blob_names().iter().map(|s| s.to_string()).collect(),
+        Some(v) if v.is_empty() => net.blob_names().to_vec(),
+        Some(v) => v.clone(),
+    };
+    std::fs::create_dir_all(&o.out).map_err(|e| Error::io(&o.out, e))?;
+    let mut written = Vec::new();
+    for name in &names {
+        let t = net.blob(name).ok_or_else(|| {
+            Error::msg(format!("net has no blob named '{name}' (blobs: {})", net.blob_names().join(", ")))
+        })?;
+        let path = blob_file(&o.out, name);
+        let tmp = temp_sibling(&path);
+        t.to_device(Device::Cpu)
+            .write_npy(&tmp)
+            .map_err(|e| Error::msg(format!("{}: cannot write .npy: {e}", path.display())))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        info!("forward.cpp:1", "Wrote blob {name} {:?} to {}", t.size(), path.display());
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -1,0 +1,88 @@
+//! `caffe time`: Caffe's benchmark report (per-layer forward/backward ms and the
+//! averages), in Caffe's wording so existing log scrapers keep working.
+use std::path::Path;
+use std::time::Instant;
+
+use tch::Device;
+
+use crate::net::Net;
+use crate::proto::caffe::{NetState, Phase};
+use crate::proto::text::TextOptions;
+use crate::{info, Result};
+
+pub struct TimeOptions {
+    pub iterations: i64,
+    pub phase: Phase,
+    pub level: i32,
+    pub stages: Vec<String>,
+    pub device: Device,
+    pub weights: Vec<std::path::PathBuf>,
+}
+
+/// The averages `caffe time` reports, in ms.
+pub struct TimeReport {
+    pub layers: Vec<(String, f64, f64)>,
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    pub forward_backward_ms: f64,
+    pub total_ms: f64,
+}
+
+pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeReport> {
+    let state = NetState { phase: Some(o.phase as i32), level: Some(o.level), stage: o.stages.clone() };
+    let mut net = Net::from_file(model, &state, text, o.device)?;
+    for w in &o.weights {
+        net.load_weights(w)?;
+    }
+    let iterations = o.iterations.max(1);
+    info!("caffe.cpp:351", "Performing Forward");
+    let loss = net.forward()?;
+    info!("caffe.cpp:356", "Initial loss: {}", crate::log::fmt_g(loss, 6));
+    info!("caffe.cpp:357", "Performing Backward");
+    net.backward()?;
+    info!("caffe.cpp:365", "*** Benchmark begins ***");
+    info!("caffe.cpp:366", "Testing for {iterations} iterations.");
+    let names: Vec<String> = net.layer_names().iter().map(|s| s.to_string()).collect();
+    let mut fwd = vec![0.0; names.len()];
+    let mut bwd = vec![0.0; names.len()];
+    let (mut fwd_total, mut bwd_total) = (0.0, 0.0);
+    let total = Instant::now();
+    for it in 1..=iterations {
+        let start = Instant::now();
+        let t = net.forward_backward_timed()?;
+        let f: f64 = t.forward_ms.iter().sum();
+        let b: f64 = t.backward_ms.iter().sum();
+        for i in 0..names.len() {
+            fwd[i] += t.forward_ms[i];
+            bwd[i] += t.backward_ms[i];
+        }
+        fwd_total += f;
+        bwd_total += b;
+        info!("caffe.cpp:394", "Iteration: {it} forward-backward time: {} ms.", start.elapsed().as_millis());
+    }
+    let total_ms = total.elapsed().as_secs_f64() * 1e3;
+    let n = iterations as f64;
+    info!("caffe.cpp:397", "Average time per layer: ");
+    // Caffe pads layer names to 10 columns (longer names overflow).
+    let width = 10;
+    let mut layers = Vec::new();
+    for i in 0..names.len() {
+        let (f, b) = (fwd[i] / n, bwd[i] / n);
+        info!("caffe.cpp:400", "{:>width$}\tforward: {} ms.", names[i], crate::log::fmt_g(f, 6));
+        info!("caffe.cpp:403", "{:>width$}\tbackward: {} ms.", names[i], crate::log::fmt_g(b, 6));
+        layers.push((names[i].clone(), f, b));
+    }
+    let report = TimeReport {
+        layers,
+        forward_ms: fwd_total / n,
+        backward_ms: bwd_total / n,
+        forward_backward_ms: (fwd_total + bwd_total) / n,
+        total_ms,
+    };
+    info!("caffe.cpp:408", "Average Forward pass: {} ms.", crate::log::fmt_g(report.forward_ms, 6));
+    info!("caffe.cpp:410", "Average Backward pass: {} ms.", crate::log::fmt_g(report.backward_ms, 6));
+    info!("caffe.cpp:412", "Average Forward-Backward: {} ms.", crate::log::fmt_g(total_ms / n, 6));
+    info!("caffe.cpp:414", "Total Time: {} ms.", total_ms.round());
+    info!("caffe.cpp:415", "*** Benchmark ends ***");
+    Ok(report)
+}

@@ -1,0 +1,855 @@
+//! Vision and normalization layers against naive implementations of Caffe's
+//! CPU code (written out here loop by loop), plus gradient checks.
+//! LRN, Pooling (output size rules, AVE border divisor, STOCHASTIC),
+//! Deconvolution, SPP, Im2col, Crop, BatchNorm, MVN.
+use caffe_tch::layers::gradcheck::GradCheck;
+use caffe_tch::layers::vision::pooling::pooled_size;
+use caffe_tch::layers::vision::spp::Spp;
+use caffe_tch::layers::{create_layer, Ctx};
+use caffe_tch::proto::caffe::{self, spp_parameter, LayerParameter, Phase, PoolingParameter};
+use caffe_tch::proto::text::{parse_str, TextOptions};
+use tch::{Device, Kind, Tensor};
+
+const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
+
+/// The tests share libtorch's global random generator (the gradient checker
+/// reseeds it between passes), so they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A prototxt float as the layer sees it (f32).
+fn f32v(v: f64) -> f64 {
+    v as f32 as f64
+}
+
+fn lp(text: &str) -> LayerParameter {
+    parse_str::<caffe::LayerParameter>(text, "test", TextOptions::default()).expect("layer prototxt").message
+}
+
+/// Sets the layer up on the bottoms' shapes and runs one forward pass;
+/// checks the tops have the shapes setup announced.
+fn run(l: &LayerParameter, bottoms: &[Tensor], params: &[Tensor], phase: Phase) -> Vec<Tensor> {
+    let mut layer = create_layer(l).expect("create");
+    let shapes: Vec<Vec<i64>> = bottoms.iter().map(|b| b.size()).collect();
+    let setup = layer.setup(&shapes).expect("setup");
+    let ctx = Ctx { phase, iteration: i64::MAX, device: Device::Cpu };
+    let tops = layer.forward(&ctx, bottoms, params).expect("forward");
+    for (t, s) in tops.iter().zip(&setup.tops) {
+        assert_eq!(&t.size(), s, "top shape differs from setup's");
+    }
+    tops
+}
+
+fn setup_err(l: &LayerParameter, shapes: &[Vec<i64>]) -> String {
+    match create_layer(l) {
+        Err(e) => e.0,
+        Ok(mut layer) => match layer.setup(shapes) {
+            Err(e) => e.0,
+            Ok(_) => panic!("setup accepted {shapes:?}"),
+        },
+    }
+}
+
+fn randn(shape: &[i64], seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    Tensor::randn(shape, F64)
+}
+
+fn to_vec(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).contiguous().view(-1)).unwrap()
+}
+
+fn from_vec(v: &[f64], shape: &[i64]) -> Tensor {
+    Tensor::from_slice(v).reshape(shape)
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shape mismatch");
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
+}
+
+fn assert_near(what: &str, a: &Tensor, b: &Tensor, tol: f64) {
+    let d = max_diff(a, b);
+    assert!(d <= tol, "{what}: max |Δ| = {d:e} > {tol:e}");
+}
+
+fn gradcheck(l: &LayerParameter, bottoms: &[Tensor], phase: Phase, skip: Vec<usize>) {
+    let check = GradCheck { phase, skip_bottoms: skip, ..Default::default() };
+    let report = check.run(l, bottoms).unwrap_or_else(|e| panic!("{}: {e}", l.name()));
+    assert!(report.checked > 0);
+}
+
+// ---------------------------------------------------------------- LRN
+
+/// Caffe's cross-channel LRN, element by element.
+fn naive_lrn_across(x: &Tensor, n: i64, alpha: f64, beta: f64, k: f64) -> Tensor {
+    let s = x.size();
+    let (nn, c, h, w) = (s[0], s[1], s[2], s[3]);
+    let v = to_vec(x);
+    let at = |a: i64, b: i64, i: i64, j: i64| v[(((a * c + b) * h + i) * w + j) as usize];
+    let mut out = vec![0.0; v.len()];
+    let pre = (n - 1) / 2;
+    for a in 0..nn {
+        for b in 0..c {
+            for i in 0..h {
+                for j in 0..w {
+                    let mut sum = 0.0;
+                    for cc in (b - pre).max(0)..(b - pre + n).min(c) {
+                        sum += at(a, cc, i, j).powi(2);
+                    }
+                    let scale = k + alpha / n as f64 * sum;
+                    out[(((a * c + b) * h + i) * w + j) as usize] = at(a, b, i, j) * scale.powf(-beta);
+                }
+            }
+        }
+    }
+    from_vec(&out, &s)
+}
+
+/// Caffe's within-channel LRN: AVE pooling of x² (pad (n-1)/2, stride 1,
+/// divisor clipped to the padded input), then (1 + alpha·avg)^-beta.
+fn naive_lrn_within(x: &Tensor, n: i64, alpha: f64, beta: f64) -> Tensor {
+    let s = x.size();
+    let (h, w) = (s[2], s[3]);
+    let v = to_vec(x);
+    let pad = (n - 1) / 2;
+    let mut out = vec![0.0; v.len()];
+    for plane in 0..(s[0] * s[1]) {
+        let base = (plane * h * w) as usize;
+        for i in 0..h {
+            for j in 0..w {
+                let (hs, ws) = (i - pad, j - pad);
+                let (he, we) = ((hs + n).min(h + pad), (ws + n).min(w + pad));
+                let size = ((he - hs) * (we - ws)) as f64;
+                let mut sum = 0.0;
+                for ii in hs.max(0)..he.min(h) {
+                    for jj in ws.max(0)..we.min(w) {
+                        sum += v[base + (ii * w + jj) as usize].powi(2);
+                    }
+                }
+                let idx = base + (i * w + j) as usize;
+                out[idx] = v[idx] * (1.0 + alpha * sum / size).powf(-beta);
+            }
+        }
+    }
+    from_vec(&out, &s)
+}
+
+#[test]
+fn lrn_across_channels_matches_naive() {
+    let _serial = serial();
+    let x = randn(&[2, 7, 3, 4], 1) * 2.0;
+    for (n, alpha, beta, k) in [(5, 0.3, 0.75, 2.0), (3, 1.0, 0.5, 1.0), (1, 0.1, 1.5, 0.5), (9, 2.0, 0.75, 1.0)] {
+        let l = lp(&format!("name: 'n' type: 'LRN' lrn_param {{ local_size: {n} alpha: {alpha} beta: {beta} k: {k} }}"));
+        let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+        assert_near(&format!("LRN across n={n}"), &y, &naive_lrn_across(&x, n, f32v(alpha), f32v(beta), f32v(k)), 1e-12);
+    }
+}
+
+#[test]
+fn lrn_within_channel_matches_naive_and_ignores_k() {
+    let _serial = serial();
+    let x = randn(&[2, 3, 5, 6], 2) * 2.0;
+    for (n, alpha, beta) in [(3, 0.5, 0.75), (5, 2.0, 0.75), (1, 0.3, 1.0)] {
+        let l = lp(&format!(
+            "name: 'n' type: 'LRN' lrn_param {{ local_size: {n} alpha: {alpha} beta: {beta} k: 7 norm_region: WITHIN_CHANNEL }}"
+        ));
+        let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+        assert_near(&format!("LRN within n={n}"), &y, &naive_lrn_within(&x, n, f32v(alpha), f32v(beta)), 1e-12);
+    }
+}
+
+#[test]
+fn lrn_gradients() {
+    let _serial = serial();
+    let x = randn(&[2, 6, 3, 4], 3);
+    gradcheck(&lp("name: 'a' type: 'LRN' lrn_param { local_size: 5 alpha: 0.8 beta: 0.75 k: 1.5 }"), &[x.shallow_clone()], Phase::Train, vec![]);
+    gradcheck(
+        &lp("name: 'w' type: 'LRN' lrn_param { local_size: 3 alpha: 0.8 beta: 0.75 norm_region: WITHIN_CHANNEL }"),
+        &[x],
+        Phase::Train,
+        vec![],
+    );
+}
+
+#[test]
+fn lrn_rejects_even_size_and_non_4d() {
+    let _serial = serial();
+    let e = setup_err(&lp("name: 'n' type: 'LRN' lrn_param { local_size: 4 }"), &[vec![1, 3, 4, 4]]);
+    assert!(e.contains("odd"), "{e}");
+    let e = setup_err(&lp("name: 'n' type: 'LRN'"), &[vec![3, 4, 4]]);
+    assert!(e.contains("4 axes"), "{e}");
+}
+
+// ---------------------------------------------------------------- Pooling
+
+/// Caffe's pooled size, written from its rules.
+fn caffe_pooled(input: i64, k: i64, s: i64, p: i64, ceil: bool) -> i64 {
+    let span = (input + 2 * p - k) as f64 / s as f64;
+    let mut out = if ceil { span.ceil() } else { span.floor() } as i64 + 1;
+    if p > 0 && (out - 1) * s >= input + p {
+        out -= 1;
+    }
+    out
+}
+
+/// Caffe's CPU MAX / AVE pooling of one (N, C, H, W) blob.
+fn naive_pool(x: &Tensor, max: bool, k: [i64; 2], s: [i64; 2], p: [i64; 2], ceil: bool) -> Tensor {
+    let sz = x.size();
+    let (h, w) = (sz[2], sz[3]);
+    let oh = caffe_pooled(h, k[0], s[0], p[0], ceil);
+    let ow = caffe_pooled(w, k[1], s[1], p[1], ceil);
+    let v = to_vec(x);
+    let mut out = Vec::new();
+    for plane in 0..(sz[0] * sz[1]) {
+        let base = (plane * h * w) as usize;
+        for i in 0..oh {
+            for j in 0..ow {
+                let (hs, ws) = (i * s[0] - p[0], j * s[1] - p[1]);
+                if max {
+                    let (he, we) = ((hs + k[0]).min(h), (ws + k[1]).min(w));
+                    let mut m = f64::MIN;
+                    for ii in hs.max(0)..he {
+                        for jj in ws.max(0)..we {
+                            m = m.max(v[base + (ii * w + jj) as usize]);
+                        }
+                    }
+                    out.push(m);
+                } else {
+                    let (he, we) = ((hs + k[0]).min(h + p[0]), (ws + k[1]).min(w + p[1]));
+                    let size = ((he - hs) * (we - ws)) as f64;
+                    let mut sum = 0.0;
+                    for ii in hs.max(0)..he.min(h) {
+                        for jj in ws.max(0)..we.min(w) {
+                            sum += v[base + (ii * w + jj) as usize];
+                        }
+                    }
+                    out.push(sum / size);
+                }
+            }
+        }
+    }
+    from_vec(&out, &[sz[0], sz[1], oh, ow])
+}
+
+#[test]
+fn pooling_output_size_rules() {
+    let _serial = serial();
+    // Ceil by default; floor on request; the last window is dropped when it
+    // would start in the padding.
+    assert_eq!(pooled_size(6, 3, 2, 0, true), 3);
+    assert_eq!(pooled_size(6, 3, 2, 0, false), 2);
+    assert_eq!(pooled_size(5, 2, 2, 1, true), 3); // ceil gives 4, whose last window starts in the pad
+    assert_eq!(pooled_size(13, 3, 2, 0, true), 6);
+    for input in 1..12 {
+        for k in 1..5 {
+            for s in 1..4 {
+                for p in 0..k {
+                    if input + 2 * p < k {
+                        continue;
+                    }
+                    for ceil in [true, false] {
+                        assert_eq!(pooled_size(input, k, s, p, ceil), caffe_pooled(input, k, s, p, ceil), "{input} {k} {s} {p} {ceil}");
+                    }
+                }
+            }
+        }
+    }
+    let l = lp("name: 'p' type: 'Pooling' pooling_param { pool: MAX kernel_size: 2 stride: 2 pad: 1 }");
+    let y = run(&l, &[randn(&[1, 1, 5, 5], 4)], &[], Phase::Test).remove(0);
+    assert_eq!(y.size(), vec![1, 1, 3, 3]);
+    let l = lp("name: 'p' type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2 round_mode: FLOOR }");
+    let y = run(&l, &[randn(&[1, 1, 6, 8], 4)], &[], Phase::Test).remove(0);
+    assert_eq!(y.size(), vec![1, 1, 2, 3]);
+}
+
+#[test]
+fn pooling_max_and_ave_match_naive_with_padding_and_borders() {
+    let _serial = serial();
+    let mut configs = 0;
+    for (h, w) in [(5, 5), (6, 7), (7, 4)] {
+        let x = randn(&[2, 2, h, w], h * 10 + w);
+        for k in 2..=3i64 {
+            for s in 1..=3i64 {
+                for p in 0..k {
+                    for ceil in [true, false] {
+                        for max in [true, false] {
+                            // Width gets its own kernel and pad so the axes differ.
+                            let (kw, pw) = (if p > 0 { k } else { k + 1 }, p.min(1));
+                            let text = format!(
+                                "name: 'p' type: 'Pooling' pooling_param {{ pool: {} kernel_h: {k} kernel_w: {kw} stride: {s} pad_h: {p} pad_w: {pw} round_mode: {} }}",
+                                if max { "MAX" } else { "AVE" },
+                                if ceil { "CEIL" } else { "FLOOR" }
+                            );
+                            let l = lp(&text);
+                            let (kk, pp) = ([k, kw], [p, pw]);
+                            eprintln!("{text} on {h}x{w}");
+                            let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+                            let want = naive_pool(&x, max, kk, [s, s], pp, ceil);
+                            assert_near(&text, &y, &want, 1e-12);
+                            configs += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(configs > 100);
+}
+
+#[test]
+fn pooling_global_ave() {
+    let _serial = serial();
+    let x = randn(&[2, 3, 4, 5], 5);
+    let l = lp("name: 'g' type: 'Pooling' pooling_param { pool: AVE global_pooling: true }");
+    let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_near("global AVE", &y, &x.mean_dim([2i64, 3].as_slice(), true, Kind::Double), 1e-12);
+}
+
+#[test]
+fn pooling_gradients() {
+    let _serial = serial();
+    let x = randn(&[2, 2, 6, 5], 6);
+    for text in [
+        "name: 'm' type: 'Pooling' pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }",
+        "name: 'a' type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 }",
+        "name: 'a2' type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 2 }",
+        "name: 'm2' type: 'Pooling' pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 2 }",
+        "name: 'f' type: 'Pooling' pooling_param { pool: AVE kernel_size: 2 stride: 2 round_mode: FLOOR }",
+    ] {
+        gradcheck(&lp(text), &[x.shallow_clone()], Phase::Train, vec![]);
+    }
+}
+
+#[test]
+fn stochastic_pooling_test_phase_is_weighted_average() {
+    let _serial = serial();
+    // Non-negative inputs with some all-zero windows; ceil windows at the border.
+    let x = randn(&[2, 2, 7, 6], 7).relu();
+    let _ = x.narrow(2, 0, 3).narrow(3, 0, 3).fill_(0.0);
+    let l = lp("name: 's' type: 'Pooling' pooling_param { pool: STOCHASTIC kernel_size: 3 stride: 2 }");
+    let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+    let (h, w) = (7, 6);
+    let (oh, ow) = (caffe_pooled(h, 3, 2, 0, true), caffe_pooled(w, 3, 2, 0, true));
+    let v = to_vec(&x);
+    let mut want = Vec::new();
+    for plane in 0..4 {
+        for i in 0..oh {
+            for j in 0..ow {
+                let (mut sum, mut sq) = (f32::MIN_POSITIVE as f64, 0.0);
+                for ii in i * 2..(i * 2 + 3).min(h) {
+                    for jj in j * 2..(j * 2 + 3).min(w) {
+                        let e = v[(plane * h * w + ii * w + jj) as usize];
+                        sum += e;
+                        sq += e * e;
+                    }
+                }
+                want.push(sq / sum);
+            }
+        }
+    }
+    assert_near("stochastic TEST", &y, &from_vec(&want, &[2, 2, oh, ow]), 1e-12);
+    assert_eq!(y.double_value(&[0, 0, 0, 0]), 0.0);
+}
+
+#[test]
+fn stochastic_pooling_train_samples_in_proportion() {
+    let _serial = serial();
+    // Windows [1, 3]: the 3 must be drawn about 3/4 of the time.
+    let n = 4000;
+    let x = Tensor::from_slice(&[1.0f64, 3.0]).repeat([n, 1]).reshape([1, 1, n, 2]);
+    let l = lp("name: 's' type: 'Pooling' pooling_param { pool: STOCHASTIC kernel_h: 1 kernel_w: 2 stride: 1 }");
+    tch::manual_seed(11);
+    let xg = x.set_requires_grad(true);
+    let y = run(&l, &[xg.shallow_clone()], &[], Phase::Train).remove(0);
+    let frac = y.eq(3.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+    assert!((frac - 0.75).abs() < 0.03, "drew the 3 in {frac} of the windows");
+    // The gradient reaches the drawn unit only.
+    let g = Tensor::run_backward(&[y.sum(Kind::Double)], &[&xg], false, false).remove(0);
+    assert_eq!(g.sum(Kind::Double).double_value(&[]), n as f64);
+    assert_near("grad on drawn units", &(&g * &x).sum(Kind::Double), &y.sum(Kind::Double), 1e-9);
+    // An all-zero window picks its first unit, as Caffe's search does.
+    let z = Tensor::zeros([1, 1, 1, 2], F64).set_requires_grad(true);
+    let y = run(&l, &[z.shallow_clone()], &[], Phase::Train).remove(0);
+    let g = Tensor::run_backward(&[y.sum(Kind::Double)], &[&z], false, false).remove(0);
+    assert_eq!(to_vec(&g), vec![1.0, 0.0]);
+}
+
+#[test]
+fn stochastic_pooling_rejects_padding() {
+    let _serial = serial();
+    let e = setup_err(&lp("name: 's' type: 'Pooling' pooling_param { pool: STOCHASTIC kernel_size: 3 pad: 1 }"), &[vec![1, 1, 5, 5]]);
+    assert!(e.contains("padding"), "{e}");
+}
+
+// ---------------------------------------------------------------- Deconvolution
+
+/// Caffe's deconvolution (the conv's backward-data): every input unit
+/// scatters weight·value onto the output. Weights are [in, out/group, kh, kw].
+fn naive_deconv(x: &Tensor, wt: &Tensor, bias: &Tensor, group: i64, s: i64, p: i64, d: i64) -> Tensor {
+    let xs = x.size();
+    let ws = wt.size();
+    let (n, ci, h, w) = (xs[0], xs[1], xs[2], xs[3]);
+    let (cog, kh, kw) = (ws[1], ws[2], ws[3]);
+    let co = cog * group;
+    let oh = s * (h - 1) + d * (kh - 1) + 1 - 2 * p;
+    let ow = s * (w - 1) + d * (kw - 1) + 1 - 2 * p;
+    let xv = to_vec(x);
+    let wv = to_vec(wt);
+    let bv = to_vec(bias);
+    let mut out = vec![0.0; (n * co * oh * ow) as usize];
+    let cig = ci / group;
+    for a in 0..n {
+        for c in 0..ci {
+            let g = c / cig;
+            for i in 0..h {
+                for j in 0..w {
+                    let val = xv[(((a * ci + c) * h + i) * w + j) as usize];
+                    for o in 0..cog {
+                        for u in 0..kh {
+                            for v in 0..kw {
+                                let (y, z) = (i * s - p + u * d, j * s - p + v * d);
+                                if y < 0 || y >= oh || z < 0 || z >= ow {
+                                    continue;
+                                }
+                                let oc = g * cog + o;
+                                out[(((a * co + oc) * oh + y) * ow + z) as usize] +=
+                                    val * wv[(((c * cog + o) * kh + u) * kw + v) as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for oc in 0..co {
+            for e in 0..(oh * ow) {
+                out[((a * co + oc) * oh * ow + e) as usize] += bv[oc as usize];
+            }
+        }
+    }
+    from_vec(&out, &[n, co, oh, ow])
+}
+
+#[test]
+fn deconvolution_matches_caffe_layout_and_size() {
+    let _serial = serial();
+    let l = lp("name: 'd' type: 'Deconvolution' convolution_param { num_output: 6 kernel_size: 3 stride: 2 pad: 1 group: 2 dilation: 2 }");
+    let mut layer = create_layer(&l).unwrap();
+    let setup = layer.setup(&[vec![2, 4, 5, 4]]).unwrap();
+    // Output: stride·(in − 1) + dilation·(k − 1) + 1 − 2·pad.
+    assert_eq!(setup.tops[0], vec![2, 6, 2 * 4 + 5 - 2, 2 * 3 + 5 - 2]);
+    // Weights [in, out/group, k, k], then the bias [out].
+    assert_eq!(setup.params[0].shape, vec![4, 3, 3, 3]);
+    assert_eq!(setup.params[1].shape, vec![6]);
+    let x = randn(&[2, 4, 5, 4], 8);
+    let wt = randn(&[4, 3, 3, 3], 9);
+    let b = randn(&[6], 10);
+    let y = run(&l, &[x.shallow_clone()], &[wt.shallow_clone(), b.shallow_clone()], Phase::Test).remove(0);
+    assert_near("deconv vs naive", &y, &naive_deconv(&x, &wt, &b, 2, 2, 1, 2), 1e-10);
+    // Plain case, no group/dilation.
+    let l = lp("name: 'd' type: 'Deconvolution' convolution_param { num_output: 2 kernel_h: 2 kernel_w: 3 stride: 3 }");
+    let x = randn(&[1, 3, 3, 3], 11);
+    let wt = randn(&[3, 2, 2, 3], 12);
+    let b = randn(&[2], 13);
+    let y = run(&l, &[x.shallow_clone()], &[wt.shallow_clone(), b.shallow_clone()], Phase::Test).remove(0);
+    assert_eq!(y.size(), vec![1, 2, 3 * 2 + 2, 3 * 2 + 3]);
+}
+
+#[test]
+fn deconvolution_gradients() {
+    let _serial = serial();
+    let l = lp(
+        "name: 'd' type: 'Deconvolution' convolution_param { num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2 \
+         weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 0.5 } }",
+    );
+    gradcheck(&l, &[randn(&[2, 4, 3, 3], 14)], Phase::Train, vec![]);
+}
+
+#[test]
+fn convolution_gradients() {
+    let _serial = serial();
+    let l = lp(
+        "name: 'c' type: 'Convolution' convolution_param { num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2 dilation: 1 \
+         weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 0.5 } }",
+    );
+    gradcheck(&l, &[randn(&[2, 4, 5, 5], 15)], Phase::Train, vec![]);
+}
+
+// ---------------------------------------------------------------- SPP
+
+#[test]
+fn spp_level_geometry_is_caffes() {
+    let _serial = serial();
+    // 13×13 input: bins 1, 2, 4 → kernels 13, 7, 4; pads 0, 1, 2.
+    let p = Spp::level_param(0, 13, 13, spp_parameter::PoolMethod::Max);
+    assert_eq!((p.kernel_h(), p.stride_h(), p.pad_h()), (13, 13, 0));
+    let p = Spp::level_param(1, 13, 13, spp_parameter::PoolMethod::Max);
+    assert_eq!((p.kernel_h(), p.stride_h(), p.pad_h()), (7, 7, 1));
+    let p = Spp::level_param(2, 13, 10, spp_parameter::PoolMethod::Ave);
+    assert_eq!((p.kernel_h(), p.pad_h(), p.kernel_w(), p.pad_w()), (4, 2, 3, 1));
+}
+
+fn pool_level(x: &Tensor, level: u32, method: spp_parameter::PoolMethod) -> Tensor {
+    let s = x.size();
+    let pp: PoolingParameter = Spp::level_param(level, s[2], s[3], method);
+    let l = LayerParameter { name: Some("lvl".into()), r#type: Some("Pooling".into()), pooling_param: Some(pp), ..Default::default() };
+    run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0)
+}
+
+#[test]
+fn spp_concatenates_flattened_levels() {
+    let _serial = serial();
+    let x = randn(&[2, 3, 13, 10], 16);
+    for (method, name) in [(spp_parameter::PoolMethod::Max, "MAX"), (spp_parameter::PoolMethod::Ave, "AVE")] {
+        let l = lp(&format!("name: 's' type: 'SPP' spp_param {{ pyramid_height: 3 pool: {name} }}"));
+        let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+        assert_eq!(y.size(), vec![2, 3 * (1 + 4 + 16)]);
+        let parts: Vec<Tensor> = (0..3).map(|lvl| pool_level(&x, lvl, method).flatten(1, -1)).collect();
+        assert_near(name, &y, &Tensor::cat(&parts, 1), 0.0);
+        // Level 0 is the global pool.
+        let global = if name == "MAX" { x.amax([2i64, 3].as_slice(), false) } else { x.mean_dim([2i64, 3].as_slice(), false, Kind::Double) };
+        assert_near("level 0", &y.narrow(1, 0, 3), &global, 1e-12);
+    }
+    // One level: the pooling's 4-D output itself.
+    let l = lp("name: 's' type: 'SPP' spp_param { pyramid_height: 1 }");
+    let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_eq!(y.size(), vec![2, 3, 1, 1]);
+}
+
+#[test]
+fn spp_follows_a_new_input_size() {
+    let _serial = serial();
+    let l = lp("name: 's' type: 'SPP' spp_param { pyramid_height: 2 }");
+    let mut layer = create_layer(&l).unwrap();
+    layer.setup(&[vec![1, 2, 8, 8]]).unwrap();
+    let ctx = Ctx { phase: Phase::Test, iteration: i64::MAX, device: Device::Cpu };
+    let x = randn(&[1, 2, 11, 7], 17);
+    let y = layer.forward(&ctx, &[x.shallow_clone()], &[]).unwrap().remove(0);
+    let parts: Vec<Tensor> = (0..2).map(|lvl| pool_level(&x, lvl, spp_parameter::PoolMethod::Max).flatten(1, -1)).collect();
+    assert_near("resized", &y, &Tensor::cat(&parts, 1), 0.0);
+}
+
+#[test]
+fn spp_gradients() {
+    let _serial = serial();
+    gradcheck(&lp("name: 's' type: 'SPP' spp_param { pyramid_height: 3 pool: AVE }"), &[randn(&[2, 2, 9, 7], 18)], Phase::Train, vec![]);
+    gradcheck(&lp("name: 's' type: 'SPP' spp_param { pyramid_height: 2 pool: MAX }"), &[randn(&[1, 2, 6, 6], 19)], Phase::Train, vec![]);
+}
+
+// ---------------------------------------------------------------- Im2col
+
+/// Caffe's N-D im2col: column channel c·K + tap (row-major taps).
+fn naive_im2col(x: &Tensor, k: &[i64], s: &[i64], p: &[i64], d: &[i64]) -> Tensor {
+    let sz = x.size();
+    let ns = k.len();
+    let (n, c) = (sz[0], sz[1]);
+    let dims = &sz[2..];
+    let outs: Vec<i64> = (0..ns).map(|i| (dims[i] + 2 * p[i] - (d[i] * (k[i] - 1) + 1)) / s[i] + 1).collect();
+    let taps: i64 = k.iter().product();
+    let positions: i64 = outs.iter().product();
+    let in_size: i64 = dims.iter().product();
+    let v = to_vec(x);
+    let unravel = |mut idx: i64, shape: &[i64]| -> Vec<i64> {
+        let mut r = vec![0; shape.len()];
+        for i in (0..shape.len()).rev() {
+            r[i] = idx % shape[i];
+            idx /= shape[i];
+        }
+        r
+    };
+    let mut out = Vec::with_capacity((n * c * taps * positions) as usize);
+    for a in 0..n {
+        for ch in 0..c {
+            for t in 0..taps {
+                let tap = unravel(t, k);
+                for q in 0..positions {
+                    let pos = unravel(q, &outs);
+                    let mut flat = 0;
+                    let mut inside = true;
+                    for i in 0..ns {
+                        let coord = pos[i] * s[i] - p[i] + tap[i] * d[i];
+                        inside &= coord >= 0 && coord < dims[i];
+                        flat = flat * dims[i] + coord;
+                    }
+                    out.push(if inside { v[((a * c + ch) * in_size + flat) as usize] } else { 0.0 });
+                }
+            }
+        }
+    }
+    let mut shape = vec![n, c * taps];
+    shape.extend(&outs);
+    from_vec(&out, &shape)
+}
+
+#[test]
+fn im2col_matches_naive_in_1d_2d_3d() {
+    let _serial = serial();
+    let x = randn(&[2, 3, 7, 6], 20);
+    let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 2 dilation: 2 }");
+    let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_near("2-D", &y, &naive_im2col(&x, &[3, 2], &[2, 1], &[1, 2], &[2, 2]), 0.0);
+    let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_size: 3 stride: 2 pad: 1 force_nd_im2col: true }");
+    let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_near("2-D nd", &y, &naive_im2col(&x, &[3, 3], &[2, 2], &[1, 1], &[1, 1]), 0.0);
+    let x1 = randn(&[2, 3, 9], 21);
+    let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_size: 4 stride: 2 pad: 1 dilation: 2 }");
+    let y = run(&l, &[x1.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_near("1-D", &y, &naive_im2col(&x1, &[4], &[2], &[1], &[2]), 0.0);
+    let x3 = randn(&[1, 2, 4, 5, 3], 22);
+    let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_size: 2 kernel_size: 3 kernel_size: 2 stride: 1 stride: 2 stride: 1 pad: 1 }");
+    let y = run(&l, &[x3.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_near("3-D", &y, &naive_im2col(&x3, &[2, 3, 2], &[1, 2, 1], &[1, 1, 1], &[1, 1, 1]), 0.0);
+}
+
+#[test]
+fn im2col_axis_keeps_leading_axes() {
+    let _serial = serial();
+    // Channel axis 2: axes 0 and 1 stay as they are.
+    let x = randn(&[2, 3, 4, 6], 23);
+    let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_size: 3 axis: 2 }");
+    let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_eq!(y.size(), vec![2, 3, 12, 4]);
+    let want = naive_im2col(&x.reshape([6, 4, 6]), &[3], &[1], &[0], &[1]).reshape([2, 3, 12, 4]);
+    assert_near("axis 2", &y, &want, 0.0);
+}
+
+#[test]
+fn im2col_gradients() {
+    let _serial = serial();
+    let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_size: 3 stride: 2 pad: 1 }");
+    gradcheck(&l, &[randn(&[1, 2, 5, 4], 24)], Phase::Train, vec![]);
+    let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_size: 2 dilation: 2 pad: 1 }");
+    gradcheck(&l, &[randn(&[1, 2, 5], 25)], Phase::Train, vec![]);
+}
+
+// ---------------------------------------------------------------- Crop
+
+#[test]
+fn crop_offsets() {
+    let _serial = serial();
+    let x = Tensor::arange(2 * 3 * 6 * 7, F64).reshape([2, 3, 6, 7]);
+    let like = Tensor::zeros([1, 1, 3, 4], F64);
+    // Default axis 2, one offset for all cropped axes.
+    let y = run(&lp("name: 'c' type: 'Crop' crop_param { offset: 2 }"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_near("one offset", &y, &x.narrow(2, 2, 3).narrow(3, 2, 4), 0.0);
+    // One offset per axis.
+    let y = run(&lp("name: 'c' type: 'Crop' crop_param { offset: 1 offset: 3 }"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test)
+        .remove(0);
+    assert_near("per axis", &y, &x.narrow(2, 1, 3).narrow(3, 3, 4), 0.0);
+    // No offset: from 0.
+    let y = run(&lp("name: 'c' type: 'Crop'"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_near("no offset", &y, &x.narrow(2, 0, 3).narrow(3, 0, 4), 0.0);
+    // axis 1 crops channels too; axis 0 stays.
+    let y = run(&lp("name: 'c' type: 'Crop' crop_param { axis: 1 offset: 1 offset: 2 offset: 0 }"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test)
+        .remove(0);
+    assert_near("axis 1", &y, &x.narrow(1, 1, 1).narrow(2, 2, 3).narrow(3, 0, 4), 0.0);
+    // Negative axis.
+    let y = run(&lp("name: 'c' type: 'Crop' crop_param { axis: -1 offset: 3 }"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test).remove(0);
+    assert_near("axis -1", &y, &x.narrow(3, 3, 4), 0.0);
+}
+
+#[test]
+fn crop_errors() {
+    let _serial = serial();
+    let e = setup_err(&lp("name: 'c' type: 'Crop' crop_param { offset: 4 }"), &[vec![1, 1, 6, 7], vec![1, 1, 3, 4]]);
+    assert!(e.contains("out-of-bounds"), "{e}");
+    let e = setup_err(&lp("name: 'c' type: 'Crop' crop_param { offset: 1 offset: 1 offset: 1 }"), &[vec![1, 1, 6, 7], vec![1, 1, 3, 4]]);
+    assert!(e.contains("number of offset values"), "{e}");
+    let e = setup_err(&lp("name: 'c' type: 'Crop'"), &[vec![1, 1, 6, 7]]);
+    assert!(e.contains("2 bottom"), "{e}");
+}
+
+#[test]
+fn crop_gradients() {
+    let _serial = serial();
+    let l = lp("name: 'c' type: 'Crop' crop_param { offset: 1 offset: 2 }");
+    gradcheck(&l, &[randn(&[2, 2, 5, 6], 26), randn(&[1, 1, 3, 3], 27)], Phase::Train, vec![1]);
+}
+
+// ---------------------------------------------------------------- BatchNorm
+
+fn bn_blobs(c: i64, factor: f64, seed: i64) -> Vec<Tensor> {
+    tch::manual_seed(seed);
+    vec![Tensor::randn([c], F64) * 0.3 * factor, (Tensor::rand([c], F64) + 0.5) * factor, Tensor::from_slice(&[factor])]
+}
+
+#[test]
+fn batchnorm_global_stats() {
+    let _serial = serial();
+    let x = randn(&[3, 4, 2, 5], 30);
+    let l = lp("name: 'b' type: 'BatchNorm'");
+    let blobs = bn_blobs(4, 2.5, 31);
+    let y = run(&l, &[x.shallow_clone()], &blobs, Phase::Test).remove(0);
+    let mean = (&blobs[0] / 2.5).view([1, 4, 1, 1]);
+    let var = (&blobs[1] / 2.5).view([1, 4, 1, 1]);
+    let want = (&x - &mean) / (var + f32v(1e-5)).sqrt();
+    assert_near("global", &y, &want, 1e-12);
+    // A zero scale factor means zero statistics: y = x / sqrt(eps).
+    let zero = vec![blobs[0].shallow_clone(), blobs[1].shallow_clone(), Tensor::zeros([1], F64)];
+    let l = lp("name: 'b' type: 'BatchNorm' batch_norm_param { eps: 0.01 }");
+    let y = run(&l, &[x.shallow_clone()], &zero, Phase::Test).remove(0);
+    assert_near("factor 0", &y, &(&x / f32v(0.01).sqrt()), 1e-12);
+    // use_global_stats: true in TRAIN; the blobs do not change.
+    let l = lp("name: 'b' type: 'BatchNorm' batch_norm_param { use_global_stats: true }");
+    let before: Vec<Tensor> = blobs.iter().map(|b| b.copy()).collect();
+    let y = run(&l, &[x.shallow_clone()], &blobs, Phase::Train).remove(0);
+    assert_near("global in TRAIN", &y, &((&x - &mean) / ((&blobs[1] / 2.5).view([1, 4, 1, 1]) + f32v(1e-5)).sqrt()), 1e-12);
+    for (a, b) in blobs.iter().zip(&before) {
+        assert_near("blobs unchanged", a, b, 0.0);
+    }
+}
+
+#[test]
+fn batchnorm_global_stats_backward_divides_by_std() {
+    let _serial = serial();
+    let x = randn(&[2, 3, 4], 32).set_requires_grad(true);
+    let blobs = bn_blobs(3, 1.0, 33);
+    let y = run(&lp("name: 'b' type: 'BatchNorm'"), &[x.shallow_clone()], &blobs, Phase::Test).remove(0);
+    let dy = randn(&[2, 3, 4], 34);
+    let g = Tensor::run_backward(&[(&y * &dy).sum(Kind::Double)], &[&x], false, false).remove(0);
+    assert_near("dx", &g, &(&dy / (blobs[1].view([1, 3, 1]) + f32v(1e-5)).sqrt()), 1e-12);
+}
+
+#[test]
+fn batchnorm_batch_stats_and_running_average() {
+    let _serial = serial();
+    let x = randn(&[4, 3, 2, 3], 35) * 2.0 + 1.0;
+    let l = lp("name: 'b' type: 'BatchNorm' batch_norm_param { moving_average_fraction: 0.75 }");
+    let blobs = vec![Tensor::zeros([3], F64), Tensor::zeros([3], F64), Tensor::zeros([1], F64)];
+    let y = run(&l, &[x.shallow_clone()], &blobs, Phase::Train).remove(0);
+    let dims = [0i64, 2, 3];
+    let mean = x.mean_dim(dims.as_slice(), true, Kind::Double);
+    let var = (&x - &mean).square().mean_dim(dims.as_slice(), true, Kind::Double);
+    assert_near("batch", &y, &((&x - &mean) / (&var + f32v(1e-5)).sqrt()), 1e-10);
+    let m = 4.0 * 6.0;
+    assert_near("factor 1", &blobs[2], &Tensor::from_slice(&[1.0]), 1e-15);
+    assert_near("mean_sum 1", &blobs[0], &mean.view([3]), 1e-12);
+    assert_near("var_sum 1", &blobs[1], &(var.view([3]) * (m / (m - 1.0))), 1e-12);
+    // A second pass on other data.
+    let x2 = randn(&[4, 3, 2, 3], 36);
+    run(&l, &[x2.shallow_clone()], &blobs, Phase::Train);
+    let mean2 = x2.mean_dim(dims.as_slice(), false, Kind::Double);
+    let var2 = x2.var_dim(dims.as_slice(), false, false);
+    assert_near("factor 2", &blobs[2], &Tensor::from_slice(&[1.75]), 1e-15);
+    assert_near("mean_sum 2", &blobs[0], &(mean.view([3]) * 0.75 + mean2), 1e-12);
+    let unbiased = |v: Tensor| v * (m / (m - 1.0));
+    assert_near("var_sum 2", &blobs[1], &(unbiased(var.view([3])) * 0.75 + unbiased(var2)), 1e-12);
+    // The TEST phase then normalizes with the averages.
+    let yt = run(&lp("name: 'b' type: 'BatchNorm'"), &[x2.shallow_clone()], &blobs, Phase::Test).remove(0);
+    let gm = (&blobs[0] / 1.75).view([1, 3, 1, 1]);
+    let gv = (&blobs[1] / 1.75).view([1, 3, 1, 1]);
+    assert_near("test after train", &yt, &((&x2 - gm) / (gv + f32v(1e-5)).sqrt()), 1e-12);
+}
+
+#[test]
+fn batchnorm_2d_and_single_value_per_channel() {
+    let _serial = serial();
+    let x = randn(&[5, 3], 37);
+    let blobs = vec![Tensor::zeros([3], F64), Tensor::zeros([3], F64), Tensor::zeros([1], F64)];
+    let y = run(&lp("name: 'b' type: 'BatchNorm'"), &[x.shallow_clone()], &blobs, Phase::Train).remove(0);
+    let mean = x.mean_dim([0i64].as_slice(), true, Kind::Double);
+    let var = x.var_dim([0i64].as_slice(), false, true);
+    assert_near("2-D", &y, &((&x - mean) / (var + f32v(1e-5)).sqrt()), 1e-10);
+    // m = 1: y = 0 and the variance correction factor is 1.
+    let x1 = randn(&[1, 3], 38);
+    let y = run(&lp("name: 'b' type: 'BatchNorm'"), &[x1.shallow_clone()], &blobs, Phase::Train).remove(0);
+    assert_near("m = 1", &y, &Tensor::zeros([1, 3], F64), 0.0);
+}
+
+#[test]
+fn batchnorm_gradients_with_batch_stats() {
+    let _serial = serial();
+    gradcheck(&lp("name: 'b' type: 'BatchNorm'"), &[randn(&[3, 4, 2, 3], 39)], Phase::Train, vec![]);
+    gradcheck(&lp("name: 'b' type: 'BatchNorm'"), &[randn(&[6, 2], 40)], Phase::Train, vec![]);
+}
+
+#[test]
+fn batchnorm_blobs_are_not_learnable_and_reject_lr_mult() {
+    let _serial = serial();
+    let l = lp("name: 'b' type: 'BatchNorm'");
+    let mut layer = create_layer(&l).unwrap();
+    assert!(!layer.params_learnable());
+    let setup = layer.setup(&[vec![2, 5, 3, 3]]).unwrap();
+    let shapes: Vec<Vec<i64>> = setup.params.iter().map(|p| p.shape.clone()).collect();
+    assert_eq!(shapes, vec![vec![5], vec![5], vec![1]]);
+    // lr_mult: 0 specs are accepted (old prototxts carry them); others are refused.
+    assert!(create_layer(&lp("name: 'b' type: 'BatchNorm' param { lr_mult: 0 } param { lr_mult: 0 } param { lr_mult: 0 }")).is_ok());
+    let e = setup_err(&lp("name: 'b' type: 'BatchNorm' param { lr_mult: 1 }"), &[vec![2, 5]]);
+    assert!(e.contains("Cannot configure batch normalization statistics"), "{e}");
+}
+
+// ---------------------------------------------------------------- MVN
+
+fn naive_mvn(x: &Tensor, rows: i64, normalize: bool, eps: f64) -> Tensor {
+    let v = to_vec(x);
+    let dim = v.len() / rows as usize;
+    let mut out = Vec::with_capacity(v.len());
+    for r in v.chunks(dim) {
+        let mean = r.iter().sum::<f64>() / dim as f64;
+        let var = r.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / dim as f64;
+        for e in r {
+            out.push(if normalize { (e - mean) / (var.sqrt() + eps) } else { e - mean });
+        }
+    }
+    from_vec(&out, &x.size())
+}
+
+#[test]
+fn mvn_matches_naive() {
+    let _serial = serial();
+    let x = randn(&[2, 3, 4, 5], 41) * 3.0 + 2.0;
+    for (across, normalize, eps) in [(false, true, 1e-9), (true, true, 0.1), (false, false, 1e-9), (true, false, 1e-9)] {
+        let l = lp(&format!(
+            "name: 'm' type: 'MVN' mvn_param {{ across_channels: {across} normalize_variance: {normalize} eps: {eps} }}"
+        ));
+        let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
+        let rows = if across { 2 } else { 6 };
+        assert_near(&format!("MVN {across} {normalize}"), &y, &naive_mvn(&x, rows, normalize, f32v(eps)), 1e-12);
+    }
+    // The top takes the legacy 4-D shape; a 2-D bottom normalizes each single value to 0.
+    let y = run(&lp("name: 'm' type: 'MVN'"), &[randn(&[3, 4], 42)], &[], Phase::Test).remove(0);
+    assert_eq!(y.size(), vec![3, 4, 1, 1]);
+    assert_near("2-D", &y, &Tensor::zeros([3, 4, 1, 1], F64), 0.0);
+    let y = run(&lp("name: 'm' type: 'MVN' mvn_param { across_channels: true }"), &[randn(&[3, 4], 43)], &[], Phase::Test).remove(0);
+    assert_near("2-D across", &y, &naive_mvn(&randn(&[3, 4], 43), 3, true, f32v(1e-9)).view([3, 4, 1, 1]), 1e-12);
+}
+
+#[test]
+fn mvn_backward_is_caffes_formula() {
+    let _serial = serial();
+    // Caffe: dx = (dy − mean(dy) − mean(dy·y)·y) / (σ + eps). A large eps
+    // makes the difference from the true gradient visible.
+    let eps = 0.5; // exact in f32
+    let x = (randn(&[2, 3, 4], 44) * 0.7).set_requires_grad(true);
+    let l = lp(&format!("name: 'm' type: 'MVN' mvn_param {{ eps: {eps} }}"));
+    let y = run(&l, &[x.shallow_clone()], &[], Phase::Train).remove(0);
+    let dy = randn(&[2, 3, 4, 1], 45);
+    let g = Tensor::run_backward(&[(&y * &dy).sum(Kind::Double)], &[&x], false, false).remove(0);
+    let (xv, yv, dyv) = (x.detach().reshape([6, 4]), y.detach().reshape([6, 4]), dy.reshape([6, 4]));
+    let d = [1i64];
+    let mean = xv.mean_dim(d.as_slice(), true, Kind::Double);
+    let sigma = (&xv - &mean).square().mean_dim(d.as_slice(), true, Kind::Double).sqrt();
+    let want = (&dyv - dyv.mean_dim(d.as_slice(), true, Kind::Double)
+        - (&dyv * &yv).mean_dim(d.as_slice(), true, Kind::Double) * &yv)
+        / (sigma + eps);
+    assert_near("Caffe's MVN backward", &g.reshape([6, 4]), &want, 1e-12);
+    // A constant slice: finite gradient, zero output.
+    let c = Tensor::ones([1, 1, 3], F64).set_requires_grad(true);
+    let y = run(&lp("name: 'm' type: 'MVN'"), &[c.shallow_clone()], &[], Phase::Train).remove(0);
+    let g = Tensor::run_backward(&[(&y * Tensor::from_slice(&[1.0, 2.0, 4.0]).view([1, 1, 3, 1])).sum(Kind::Double)], &[&c], false, false).remove(0);
+    assert!(to_vec(&g).iter().all(|v| v.is_finite()));
+    assert_near("constant slice", &y, &Tensor::zeros([1, 1, 3, 1], F64), 0.0);
+}
+
+#[test]
+fn mvn_gradients() {
+    let _serial = serial();
+    // With the default eps (1e-9) Caffe's backward equals the true gradient to ~1e-9.
+    let x = randn(&[2, 3, 3, 2], 46);
+    gradcheck(&lp("name: 'm' type: 'MVN'"), &[x.shallow_clone()], Phase::Train, vec![]);
+    gradcheck(&lp("name: 'm' type: 'MVN' mvn_param { across_channels: true }"), &[x.shallow_clone()], Phase::Train, vec![]);
+    gradcheck(&lp("name: 'm' type: 'MVN' mvn_param { normalize_variance: false }"), &[x], Phase::Train, vec![]);
+}
