@@ -8,6 +8,13 @@ use caffe_tch::proto::caffe::{LayerParameter, NetParameter, NetState, Phase};
 use caffe_tch::proto::text::{parse_str, TextOptions};
 use tch::{Device, Kind, Tensor};
 
+/// libtorch's random generator is global and the gradient checker reseeds it
+/// before every pass, so tests in this file run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn lp(text: &str) -> LayerParameter {
     match parse_str::<LayerParameter>(text, "test", TextOptions::default()) {
         Ok(p) => p.message,
@@ -105,6 +112,7 @@ fn sigmoid(v: f64) -> f64 {
 
 #[test]
 fn relu_and_leaky_relu() {
+    let _serial = serial();
     let y = &run(r#"name: "r" type: "ReLU""#, &[x()], &[])[0];
     assert_values("relu", y, &map(|v| v.max(0.0)));
     let leaky = r#"name: "r" type: "ReLU" relu_param { negative_slope: 0.1 }"#;
@@ -121,6 +129,7 @@ fn relu_and_leaky_relu() {
 
 #[test]
 fn prelu_per_channel_and_shared() {
+    let _serial = serial();
     // Default filler: constant 0.25, one slope per channel (axis 1).
     let (setup, _) = run_phase(r#"name: "p" type: "PReLU""#, &[x()], &[Tensor::full([3], 0.25, (Kind::Double, Device::Cpu))], Phase::Test);
     assert_eq!(setup.params.len(), 1);
@@ -164,6 +173,7 @@ fn prelu_per_channel_and_shared() {
 
 #[test]
 fn prelu_slopes_load_from_a_net() {
+    let _serial = serial();
     // The slope blob is a learnable param of the net, shape [C], filled 0.25.
     let text = r#"
         name: "n"
@@ -182,6 +192,7 @@ fn prelu_slopes_load_from_a_net() {
 
 #[test]
 fn elu() {
+    let _serial = serial();
     let text = r#"name: "e" type: "ELU" elu_param { alpha: 0.7 }"#;
     let alpha = 0.7f32 as f64;
     assert_values("elu", &run(text, &[x()], &[])[0], &map(|v| if v > 0.0 { v } else { alpha * (v.exp() - 1.0) }));
@@ -198,6 +209,7 @@ fn elu() {
 
 #[test]
 fn sigmoid_tanh_absval() {
+    let _serial = serial();
     let s = r#"name: "s" type: "Sigmoid""#;
     assert_values("sigmoid", &run(s, &[x()], &[])[0], &map(sigmoid));
     assert_values("sigmoid'", &derivative(s, &x(), &[], Phase::Train), &map(|v| sigmoid(v) * (1.0 - sigmoid(v))));
@@ -219,6 +231,7 @@ fn sigmoid_tanh_absval() {
 
 #[test]
 fn bnll() {
+    let _serial = serial();
     let text = r#"name: "b" type: "BNLL""#;
     let caffe = |v: f64| if v > 0.0 { v + (1.0 + (-v).exp()).ln() } else { (1.0 + v.exp()).ln() };
     assert_values("bnll", &run(text, &[x()], &[])[0], &map(caffe));
@@ -232,6 +245,7 @@ fn bnll() {
 
 #[test]
 fn power() {
+    let _serial = serial();
     let text = r#"name: "p" type: "Power" power_param { power: 2.5 scale: 0.5 shift: 3 }"#;
     assert_values("power", &run(text, &[x()], &[])[0], &map(|v| (3.0 + 0.5 * v).powf(2.5)));
     assert_values("power'", &derivative(text, &x(), &[], Phase::Train), &map(|v| 2.5 * 0.5 * (3.0 + 0.5 * v).powf(1.5)));
@@ -254,6 +268,7 @@ fn power() {
 
 #[test]
 fn exp_and_log() {
+    let _serial = serial();
     let e = r#"name: "e" type: "Exp""#;
     assert_values("exp", &run(e, &[x()], &[])[0], &map(f64::exp));
     let e2 = r#"name: "e" type: "Exp" exp_param { base: 2 scale: 0.5 shift: 1 }"#;
@@ -282,6 +297,7 @@ fn exp_and_log() {
 
 #[test]
 fn threshold_has_no_gradient() {
+    let _serial = serial();
     let text = r#"name: "t" type: "Threshold" threshold_param { threshold: 0.5 }"#;
     assert_values("threshold", &run(text, &[x()], &[])[0], &map(|v| (v > 0.5) as i32 as f64));
     assert_values("threshold 0", &run(r#"name: "t" type: "Threshold""#, &[x()], &[])[0], &map(|v| (v > 0.0) as i32 as f64));
@@ -293,6 +309,7 @@ fn threshold_has_no_gradient() {
 
 #[test]
 fn clip() {
+    let _serial = serial();
     let text = r#"name: "c" type: "Clip" clip_param { min: -1 max: 2 }"#;
     assert_values("clip", &run(text, &[x()], &[])[0], &map(|v| v.clamp(-1.0, 2.0)));
     // Caffe passes the gradient where min <= x <= max, both ends included.
@@ -306,6 +323,7 @@ fn clip() {
 
 #[test]
 fn swish() {
+    let _serial = serial();
     let text = r#"name: "s" type: "Swish" swish_param { beta: 1.5 }"#;
     assert_values("swish", &run(text, &[x()], &[])[0], &map(|v| v * sigmoid(1.5 * v)));
     // Caffe: β·y + σ(βx)·(1 − β·y).
@@ -320,6 +338,7 @@ fn swish() {
 
 #[test]
 fn dropout_train_and_test() {
+    let _serial = serial();
     let text = r#"name: "d" type: "Dropout" dropout_param { dropout_ratio: 0.25 }"#;
     let input = Tensor::ones([40, 50], (Kind::Double, Device::Cpu)) * 3.0;
     // TEST: identity.
@@ -356,6 +375,7 @@ fn dropout_train_and_test() {
 
 #[test]
 fn neurons_take_exactly_one_bottom() {
+    let _serial = serial();
     for ty in ["ReLU", "PReLU", "ELU", "Sigmoid", "TanH", "AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold", "Dropout", "Clip", "Swish"] {
         let err = setup_err(&format!(r#"name: "n" type: "{ty}""#), &[vec![2, 3], vec![2, 3]]);
         assert!(err.contains("bottom"), "{ty}: {err}");
@@ -366,6 +386,7 @@ fn neurons_take_exactly_one_bottom() {
 
 #[test]
 fn neurons_work_in_f32_and_keep_shape() {
+    let _serial = serial();
     let input = smooth_input(&[2, 3, 2, 2], 16).to_kind(Kind::Float);
     for text in [
         r#"name: "n" type: "ELU""#,

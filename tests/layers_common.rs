@@ -4,6 +4,8 @@
 //! resnet_small fixture against BVLC Caffe's blobs.
 mod common;
 
+use std::sync::{Mutex, MutexGuard};
+
 use caffe_tch::layers::gradcheck::GradCheck;
 use caffe_tch::layers::{create_layer, Ctx, SetupOut, Shape, REGISTRY};
 use caffe_tch::net::{Net, NetSource};
@@ -24,7 +26,18 @@ fn t(values: &[f64], shape: &[i64]) -> Tensor {
     Tensor::from_slice(values).reshape(shape)
 }
 
+/// libtorch's generator is global and the tests run on parallel threads: a
+/// seed-then-draw sequence (ours, or the gradient checker's fixed objective)
+/// must not interleave with another test's, or the checker compares two
+/// different objectives.
+static RNG: Mutex<()> = Mutex::new(());
+
+fn rng_lock() -> MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn randn(shape: &[i64], seed: i64) -> Tensor {
+    let _rng = rng_lock();
     tch::manual_seed(seed);
     Tensor::randn(shape, (Kind::Double, Device::Cpu))
 }
@@ -79,6 +92,7 @@ fn assert_values(what: &str, ours: &Tensor, expected: &[f64], shape: &[i64]) {
 
 fn gradcheck(text: &str, bottoms: &[Tensor], skip: &[usize]) {
     let check = GradCheck { skip_bottoms: skip.to_vec(), ..Default::default() };
+    let _rng = rng_lock();
     match check.run(&lp(text), bottoms) {
         Ok(r) => assert!(r.checked > 0 || bottoms.is_empty(), "{text}: nothing checked"),
         Err(e) => panic!("{text}: {e}"),
@@ -102,8 +116,24 @@ fn net(text: &str) -> Net {
 #[test]
 fn registry_lists_every_common_layer() {
     let types = [
-        "InnerProduct", "Split", "Embed", "Parameter", "Bias", "Scale", "Eltwise", "Softmax", "ArgMax", "Reduction", "Concat",
-        "Slice", "Flatten", "Reshape", "Tile", "Silence", "Filter", "BatchReindex",
+        "InnerProduct",
+        "Split",
+        "Embed",
+        "Parameter",
+        "Bias",
+        "Scale",
+        "Eltwise",
+        "Softmax",
+        "ArgMax",
+        "Reduction",
+        "Concat",
+        "Slice",
+        "Flatten",
+        "Reshape",
+        "Tile",
+        "Silence",
+        "Filter",
+        "BatchReindex",
     ];
     for ty in types {
         let info = REGISTRY.iter().find(|i| i.type_name == ty).unwrap_or_else(|| panic!("{ty} not registered"));
@@ -117,7 +147,11 @@ fn registry_lists_every_common_layer() {
 #[test]
 fn inner_product_gradient_check() {
     let x = randn(&[3, 2, 2], 1);
-    gradcheck(r#"type: "InnerProduct" inner_product_param { num_output: 4 weight_filler { type: "gaussian" } }"#, &[x.shallow_clone()], &[]);
+    gradcheck(
+        r#"type: "InnerProduct" inner_product_param { num_output: 4 weight_filler { type: "gaussian" } }"#,
+        &[x.shallow_clone()],
+        &[],
+    );
     gradcheck(
         r#"type: "InnerProduct" inner_product_param { num_output: 3 transpose: true axis: 2 weight_filler { type: "gaussian" } }"#,
         &[x],
@@ -144,7 +178,8 @@ fn embed_looks_up_rows_and_adds_bias() {
     assert_eq!(setup.params.iter().map(|p| p.shape.clone()).collect::<Vec<_>>(), vec![vec![3, 2], vec![2]]);
     assert_values("embed", &tops[0], &[20.5, 20.5, 0.5, 0.5, 10.5, 10.5, 20.5, 20.5], &[2, 2, 2]);
     // No bias; fractional indices truncate like Caffe's static_cast<int>.
-    let (setup, tops) = run(r#"type: "Embed" embed_param { num_output: 2 input_dim: 3 bias_term: false }"#, &[t(&[1.7], &[1])], &[w]);
+    let (setup, tops) =
+        run(r#"type: "Embed" embed_param { num_output: 2 input_dim: 3 bias_term: false }"#, &[t(&[1.7], &[1])], &[w]);
     assert_eq!(setup.params.len(), 1);
     assert_values("embed truncation", &tops[0], &[10., 11.], &[1, 2]);
 }
@@ -166,7 +201,11 @@ fn embed_rejects_bad_indices_and_params() {
 #[test]
 fn embed_gradient_check_with_repeated_indices() {
     let x = t(&[0., 2., 2., 1., 0., 2.], &[2, 3]);
-    gradcheck(r#"type: "Embed" embed_param { num_output: 4 input_dim: 3 weight_filler { type: "gaussian" } }"#, &[x], &[0]);
+    gradcheck(
+        r#"type: "Embed" embed_param { num_output: 4 input_dim: 3 weight_filler { type: "gaussian" } }"#,
+        &[x],
+        &[0],
+    );
 }
 
 // ---- Parameter ----
@@ -181,7 +220,11 @@ layer { name: "loss" type: "Reduction" bottom: "s" top: "loss" reduction_param {
 "#;
     let mut n = net(text);
     assert_eq!(n.layer_blobs("p").unwrap()[0].size(), vec![2, 3]);
-    assert_eq!(n.layer_blobs("p").unwrap()[0].abs().sum(Kind::Float).double_value(&[]), 0.0, "Caffe's Parameter blob starts at zero");
+    assert_eq!(
+        n.layer_blobs("p").unwrap()[0].abs().sum(Kind::Float).double_value(&[]),
+        0.0,
+        "Caffe's Parameter blob starts at zero"
+    );
     let x = Tensor::from_slice(&[1f32, -2., 3., 0.5, 0., 4.]).reshape([2, 3]);
     n.set_input("data", &x).unwrap();
     let loss = n.forward().unwrap();
@@ -208,7 +251,12 @@ fn bias_broadcasts_along_axis() {
     assert_eq!(setup.params[0].shape, vec![3]);
     assert_eq!(setup.params[0].filler.r#type(), "constant");
     assert_eq!(setup.params[0].filler.value(), 0.0);
-    assert_values("bias axis 1", &tops[0], &[100., 101., 202., 203., 304., 305., 106., 107., 208., 209., 310., 311.], &[2, 3, 2]);
+    assert_values(
+        "bias axis 1",
+        &tops[0],
+        &[100., 101., 202., 203., 304., 305., 106., 107., 208., 209., 310., 311.],
+        &[2, 3, 2],
+    );
     // Second-bottom bias over axes 0..2.
     let b = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
     let (setup, tops) = run(r#"type: "Bias" bias_param { axis: 0 }"#, &[x.shallow_clone(), b], &[]);
@@ -247,7 +295,11 @@ fn scale_broadcasts_with_axis_and_num_axes() {
     let s = t(&[1., 2., 3., 4., 5., 6.], &[3, 2]);
     let (setup, tops) = run(r#"type: "Scale" scale_param { num_axes: -1 }"#, &[x.shallow_clone()], &[s]);
     assert_eq!(setup.params[0].shape, vec![3, 2]);
-    assert_eq!((setup.params[0].filler.r#type(), setup.params[0].filler.value()), ("constant", 1.0), "default scale filler");
+    assert_eq!(
+        (setup.params[0].filler.r#type(), setup.params[0].filler.value()),
+        ("constant", 1.0),
+        "default scale filler"
+    );
     assert_values("scale c,w", &tops[0], &[1., 4., 9., 16., 25., 36., 7., 16., 27., 40., 55., 72.], &[2, 3, 2]);
     // axis -1 (last), learned scale and bias: blobs scale then bias.
     let (setup, tops) = run(
@@ -258,10 +310,19 @@ fn scale_broadcasts_with_axis_and_num_axes() {
     let shapes: Vec<Shape> = setup.params.iter().map(|p| p.shape.clone()).collect();
     assert_eq!(shapes, vec![vec![2], vec![2]]);
     assert_eq!(setup.params[1].filler.value(), 3.0);
-    assert_values("scale last axis + bias", &tops[0], &[10.5, -1., 30.5, -3., 50.5, -5., 70.5, -7., 90.5, -9., 110.5, -11.], &[2, 3, 2]);
+    assert_values(
+        "scale last axis + bias",
+        &tops[0],
+        &[10.5, -1., 30.5, -3., 50.5, -5., 70.5, -7., 90.5, -9., 110.5, -11.],
+        &[2, 3, 2],
+    );
     // Two bottoms, axis 0: bottom[1] is the scale [2, 3]; the bias is the only blob, with its shape.
     let s = t(&[1., 0., -1., 2., 3., 0.5], &[2, 3]);
-    let (setup, tops) = run(r#"type: "Scale" scale_param { axis: 0 bias_term: true }"#, &[x.shallow_clone(), s], &[t(&[0., 0., 0., 0., 0., 1.], &[2, 3])]);
+    let (setup, tops) = run(
+        r#"type: "Scale" scale_param { axis: 0 bias_term: true }"#,
+        &[x.shallow_clone(), s],
+        &[t(&[0., 0., 0., 0., 0., 1.], &[2, 3])],
+    );
     assert_eq!(setup.params.len(), 1);
     assert_eq!(setup.params[0].shape, vec![2, 3]);
     assert_values("scale two bottoms", &tops[0], &[1., 2., 0., 0., -5., -6., 14., 16., 27., 30., 6.5, 7.], &[2, 3, 2]);
@@ -282,7 +343,11 @@ fn scale_shape_errors() {
 fn scale_gradient_check() {
     let x = randn(&[2, 3, 2, 2], 6);
     gradcheck(r#"type: "Scale" scale_param { bias_term: true }"#, &[x.shallow_clone()], &[]);
-    gradcheck(r#"type: "Scale" scale_param { axis: 1 num_axes: 2 filler { type: "gaussian" } }"#, &[x.shallow_clone()], &[]);
+    gradcheck(
+        r#"type: "Scale" scale_param { axis: 1 num_axes: 2 filler { type: "gaussian" } }"#,
+        &[x.shallow_clone()],
+        &[],
+    );
     gradcheck(r#"type: "Scale" scale_param { num_axes: 0 bias_term: true }"#, &[x.shallow_clone()], &[]);
     gradcheck(r#"type: "Scale" scale_param { axis: 0 bias_term: true }"#, &[x.shallow_clone(), randn(&[2, 3], 7)], &[]);
     gradcheck(r#"type: "Scale""#, &[x, randn(&[], 8)], &[]);
@@ -312,7 +377,11 @@ fn scale_matches_caffe_resnet() {
 #[test]
 fn eltwise_sum_matches_caffe_resnet() {
     // res2a_sum = Eltwise SUM(res2a_conv2, conv1), then ReLU in place.
-    let (_, tops) = run(r#"type: "Eltwise" eltwise_param { operation: SUM }"#, &[resnet("blobs/res2a_conv2"), resnet("blobs/conv1")], &[]);
+    let (_, tops) = run(
+        r#"type: "Eltwise" eltwise_param { operation: SUM }"#,
+        &[resnet("blobs/res2a_conv2"), resnet("blobs/conv1")],
+        &[],
+    );
     assert_close("res2a_sum", &tops[0].relu(), &resnet("blobs/res2a_sum"), 1e-4);
 }
 
@@ -329,7 +398,11 @@ fn eltwise_sum_with_coeff_and_prod() {
     let a = t(&[1., 2., 3.], &[3]);
     let b = t(&[10., 20., 30.], &[3]);
     let c = t(&[0., -1., 4.], &[3]);
-    let (_, tops) = run(r#"type: "Eltwise" eltwise_param { coeff: 1 coeff: -0.5 coeff: 2 }"#, &[a.shallow_clone(), b.shallow_clone(), c.shallow_clone()], &[]);
+    let (_, tops) = run(
+        r#"type: "Eltwise" eltwise_param { coeff: 1 coeff: -0.5 coeff: 2 }"#,
+        &[a.shallow_clone(), b.shallow_clone(), c.shallow_clone()],
+        &[],
+    );
     assert_values("sum coeff", &tops[0], &[-4., -10., -4.], &[3]);
     let (_, tops) = run(r#"type: "Eltwise" eltwise_param { operation: PROD }"#, &[a, b, c], &[]);
     assert_values("prod", &tops[0], &[0., -40., 360.], &[3]);
@@ -401,7 +474,12 @@ fn softmax_along_axis() {
     assert_values("softmax last", &tops[0], &[e[0], e[1], e[2], 3f64.exp() / u, 1. / u, 1. / u], &[1, 2, 3]);
     let (_, tops) = run(r#"type: "Softmax""#, &[x], &[]);
     let s = |a: f64, b: f64| a.exp() / (a.exp() + b.exp());
-    assert_values("softmax axis 1", &tops[0], &[s(0., 3.), s(1., 0.), s(2., 0.), s(3., 0.), s(0., 1.), s(0., 2.)], &[1, 2, 3]);
+    assert_values(
+        "softmax axis 1",
+        &tops[0],
+        &[s(0., 3.), s(1., 0.), s(2., 0.), s(3., 0.), s(0., 1.), s(0., 2.)],
+        &[1, 2, 3],
+    );
     gradcheck(r#"type: "Softmax""#, &[randn(&[2, 3, 2], 13)], &[]);
     gradcheck(r#"type: "Softmax" softmax_param { axis: 0 }"#, &[randn(&[2, 3], 14)], &[]);
 }
@@ -455,16 +533,22 @@ fn reduction_operations() {
     let (setup, tops) = run(r#"type: "Reduction""#, &[x.shallow_clone()], &[]);
     assert_eq!(setup.tops, vec![Vec::<i64>::new()]);
     assert_values("sum", &tops[0], &[3.], &[]);
-    let (_, tops) = run(r#"type: "Reduction" reduction_param { operation: ASUM axis: 1 coeff: 2 }"#, &[x.shallow_clone()], &[]);
+    let (_, tops) =
+        run(r#"type: "Reduction" reduction_param { operation: ASUM axis: 1 coeff: 2 }"#, &[x.shallow_clone()], &[]);
     assert_values("asum", &tops[0], &[12., 18.], &[2]);
-    let (_, tops) = run(r#"type: "Reduction" reduction_param { operation: SUMSQ axis: -1 }"#, &[x.shallow_clone()], &[]);
+    let (_, tops) =
+        run(r#"type: "Reduction" reduction_param { operation: SUMSQ axis: -1 }"#, &[x.shallow_clone()], &[]);
     assert_values("sumsq", &tops[0], &[14., 41.], &[2]);
     let (_, tops) = run(r#"type: "Reduction" reduction_param { operation: MEAN axis: 1 coeff: -3 }"#, &[x], &[]);
     assert_values("mean", &tops[0], &[-2., -1.], &[2]);
     let x = randn(&[2, 3, 2], 16);
     for op in ["SUM", "ASUM", "SUMSQ", "MEAN"] {
         for axis in [0, 1, 2] {
-            gradcheck(&format!(r#"type: "Reduction" reduction_param {{ operation: {op} axis: {axis} coeff: 1.5 }}"#), &[x.shallow_clone()], &[]);
+            gradcheck(
+                &format!(r#"type: "Reduction" reduction_param {{ operation: {op} axis: {axis} coeff: 1.5 }}"#),
+                &[x.shallow_clone()],
+                &[],
+            );
         }
     }
 }
@@ -478,7 +562,8 @@ fn concat_along_axis_and_legacy_dim() {
     let (setup, tops) = run(r#"type: "Concat""#, &[a.shallow_clone(), b.shallow_clone()], &[]);
     assert_eq!(setup.tops, vec![vec![2, 3, 2]]);
     assert_values("concat axis 1", &tops[0], &[1., 2., 5., 6., 7., 8., 3., 4., 9., 10., 11., 12.], &[2, 3, 2]);
-    let (_, tops) = run(r#"type: "Concat" concat_param { concat_dim: 0 }"#, &[a.shallow_clone(), a.shallow_clone()], &[]);
+    let (_, tops) =
+        run(r#"type: "Concat" concat_param { concat_dim: 0 }"#, &[a.shallow_clone(), a.shallow_clone()], &[]);
     assert_values("concat_dim 0", &tops[0], &[1., 2., 3., 4., 1., 2., 3., 4.], &[4, 1, 2]);
     let (_, tops) = run(r#"type: "Concat" concat_param { axis: -1 }"#, &[a.shallow_clone(), a], &[]);
     assert_values("concat axis -1", &tops[0], &[1., 2., 1., 2., 3., 4., 3., 4.], &[2, 1, 4]);
@@ -488,7 +573,10 @@ fn concat_along_axis_and_legacy_dim() {
 #[test]
 fn concat_errors_name_the_axis_and_shapes() {
     let e = setup_err(r#"type: "Concat""#, &[vec![2, 3, 4], vec![2, 5, 6]]);
-    assert!(e.contains("concat axis 1") && e.contains("[2, 3, 4]") && e.contains("[2, 5, 6]") && e.contains("at axis 2"), "{e}");
+    assert!(
+        e.contains("concat axis 1") && e.contains("[2, 3, 4]") && e.contains("[2, 5, 6]") && e.contains("at axis 2"),
+        "{e}"
+    );
     let e = setup_err(r#"type: "Concat""#, &[vec![2, 3], vec![2, 3, 1]]);
     assert!(e.contains("#axes"), "{e}");
     let e = setup_err(r#"type: "Concat" concat_param { axis: 1 concat_dim: 1 }"#, &[vec![2, 3]]);
@@ -502,7 +590,11 @@ fn concat_errors_name_the_axis_and_shapes() {
 #[test]
 fn slice_points_and_equal_split() {
     let x = t(&(0..8).map(|v| v as f64).collect::<Vec<_>>(), &[2, 4]);
-    let (setup, tops) = run(r#"type: "Slice" top: "a" top: "b" top: "c" slice_param { slice_point: 1 slice_point: 3 }"#, &[x.shallow_clone()], &[]);
+    let (setup, tops) = run(
+        r#"type: "Slice" top: "a" top: "b" top: "c" slice_param { slice_point: 1 slice_point: 3 }"#,
+        &[x.shallow_clone()],
+        &[],
+    );
     assert_eq!(setup.tops, vec![vec![2, 1], vec![2, 2], vec![2, 1]]);
     assert_values("a", &tops[0], &[0., 4.], &[2, 1]);
     assert_values("b", &tops[1], &[1., 2., 5., 6.], &[2, 2]);
@@ -515,7 +607,11 @@ fn slice_points_and_equal_split() {
     // A last point at the end leaves an empty last top, as Caffe allows.
     let (setup, _) = run(r#"type: "Slice" top: "a" top: "b" slice_param { slice_point: 4 }"#, &[x], &[]);
     assert_eq!(setup.tops, vec![vec![2, 4], vec![2, 0]]);
-    gradcheck(r#"type: "Slice" top: "a" top: "b" top: "c" slice_param { axis: 1 slice_point: 2 slice_point: 3 }"#, &[randn(&[2, 5, 2], 20)], &[]);
+    gradcheck(
+        r#"type: "Slice" top: "a" top: "b" top: "c" slice_param { axis: 1 slice_point: 2 slice_point: 3 }"#,
+        &[randn(&[2, 5, 2], 20)],
+        &[],
+    );
 }
 
 #[test]
@@ -559,14 +655,26 @@ fn reshape_infers_and_copies_dims() {
         tops[0].size()
     };
     assert_eq!(shape_of(r#"type: "Reshape" reshape_param { shape { dim: 0 dim: -1 } }"#), vec![2, 60]);
-    assert_eq!(shape_of(r#"type: "Reshape" reshape_param { shape { dim: 0 dim: 0 dim: -1 dim: 2 } }"#), vec![2, 3, 10, 2]);
+    assert_eq!(
+        shape_of(r#"type: "Reshape" reshape_param { shape { dim: 0 dim: 0 dim: -1 dim: 2 } }"#),
+        vec![2, 3, 10, 2]
+    );
     assert_eq!(shape_of(r#"type: "Reshape" reshape_param { shape { dim: -1 dim: 4 dim: 5 } }"#), vec![6, 4, 5]);
     // Replace axes 1..3 only; the 0 copies bottom axis 1 (start + position).
-    assert_eq!(shape_of(r#"type: "Reshape" reshape_param { shape { dim: 0 dim: -1 } axis: 1 num_axes: 2 }"#), vec![2, 3, 4, 5]);
+    assert_eq!(
+        shape_of(r#"type: "Reshape" reshape_param { shape { dim: 0 dim: -1 } axis: 1 num_axes: 2 }"#),
+        vec![2, 3, 4, 5]
+    );
     assert_eq!(shape_of(r#"type: "Reshape" reshape_param { shape { dim: -1 } axis: 1 num_axes: 2 }"#), vec![2, 12, 5]);
     // axis -1 with num_axes 0 appends axes; axis 0 num_axes 0 prepends.
-    assert_eq!(shape_of(r#"type: "Reshape" reshape_param { shape { dim: 1 } axis: -1 num_axes: 0 }"#), vec![2, 3, 4, 5, 1]);
-    assert_eq!(shape_of(r#"type: "Reshape" reshape_param { shape { dim: 1 dim: 1 } axis: 0 num_axes: 0 }"#), vec![1, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        shape_of(r#"type: "Reshape" reshape_param { shape { dim: 1 } axis: -1 num_axes: 0 }"#),
+        vec![2, 3, 4, 5, 1]
+    );
+    assert_eq!(
+        shape_of(r#"type: "Reshape" reshape_param { shape { dim: 1 dim: 1 } axis: 0 num_axes: 0 }"#),
+        vec![1, 1, 2, 3, 4, 5]
+    );
     assert_eq!(shape_of(r#"type: "Reshape" reshape_param { shape { dim: -1 } axis: -3 }"#), vec![2, 3, 20]);
     // Values are row-major order, untouched.
     let (_, tops) = run(r#"type: "Reshape" reshape_param { shape { dim: -1 } }"#, &[x.shallow_clone()], &[]);

@@ -12,6 +12,13 @@ use caffe_tch::proto::caffe::{BlobProto, BlobShape, LayerParameter, NetParameter
 use caffe_tch::proto::text::{parse_str, TextOptions};
 use tch::{Device, Kind, Tensor};
 
+/// libtorch's random generator is global and the gradient checker reseeds it
+/// before every pass, so tests in this file run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn lp(text: &str) -> LayerParameter {
     match parse_str::<LayerParameter>(text, "test", TextOptions::default()) {
         Ok(p) => p.message,
@@ -132,6 +139,7 @@ fn sm_bottoms(labels: &[f64; 4]) -> Vec<Tensor> {
 
 #[test]
 fn softmax_loss_value_and_gradient() {
+    let _serial = serial();
     let text = r#"name: "l" type: "SoftmaxWithLoss""#;
     let nll = sm_nll(&[0, 2, 1, 0]);
     let loss = scalar(text, &sm_bottoms(&[0.0, 2.0, 1.0, 0.0]));
@@ -158,6 +166,7 @@ fn softmax_loss_value_and_gradient() {
 
 #[test]
 fn softmax_loss_normalization_modes() {
+    let _serial = serial();
     // Position 1 (n=0, s=1) carries the ignore label 7.
     let nll = sm_nll(&[0, 0, 1, 2]);
     let valid_sum = nll[0] + nll[2] + nll[3];
@@ -196,6 +205,7 @@ fn softmax_loss_normalization_modes() {
 
 #[test]
 fn softmax_loss_probability_top_and_axis() {
+    let _serial = serial();
     let text = r#"name: "l" type: "SoftmaxWithLoss" top: "loss" top: "prob""#;
     let (setup, tops) = run_full(text, &sm_bottoms(&[0.0, 2.0, 1.0, 0.0]));
     assert_eq!(setup.tops, vec![vec![], vec![2, 3, 2]]);
@@ -227,6 +237,7 @@ fn softmax_loss_probability_top_and_axis() {
 
 #[test]
 fn softmax_loss_clamps_hopeless_samples_like_caffe() {
+    let _serial = serial();
     // In f32 the true-class probability underflows: Caffe logs −log(FLT_MIN) = 87.3365,
     // while the gradient stays softmax − one-hot.
     let text = r#"name: "l" type: "SoftmaxWithLoss""#;
@@ -240,6 +251,7 @@ fn softmax_loss_clamps_hopeless_samples_like_caffe() {
 
 #[test]
 fn softmax_loss_bad_inputs() {
+    let _serial = serial();
     let text = r#"name: "l" type: "SoftmaxWithLoss""#;
     let err = forward_err(text, &sm_bottoms(&[0.0, 3.0, 1.0, 0.0]));
     assert!(err.contains("out of range"), "{err}");
@@ -270,6 +282,7 @@ fn sce(x: f64, t: f64) -> f64 {
 
 #[test]
 fn sigmoid_cross_entropy_values_and_normalization() {
+    let _serial = serial();
     let x = [-2.0, 0.0, 3.0, 40.0, -40.0, 0.5];
     let tv = [0.0, 1.0, 1.0, 0.0, 0.25, -1.0];
     let b = [t(&x, &[2, 3]), t(&tv, &[2, 3])];
@@ -307,6 +320,7 @@ fn sigmoid_cross_entropy_values_and_normalization() {
 
 #[test]
 fn sigmoid_cross_entropy_bad_inputs() {
+    let _serial = serial();
     let text = r#"name: "l" type: "SigmoidCrossEntropyLoss""#;
     let err = setup_err(text, &[vec![2, 3], vec![2, 2]]);
     assert!(err.contains("same count"), "{err}");
@@ -320,6 +334,7 @@ fn sigmoid_cross_entropy_bad_inputs() {
 
 #[test]
 fn euclidean_loss() {
+    let _serial = serial();
     let a = [1.0, 2.0, 3.0, -1.0, 0.5, 4.0];
     let b = [0.0, 2.5, 1.0, 1.0, 0.5, 3.0];
     let sq: f64 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
@@ -344,13 +359,14 @@ fn euclidean_loss() {
 
 #[test]
 fn hinge_loss_l1_and_l2() {
+    let _serial = serial();
     let x = [0.5, -0.2, 2.0, -1.5, 0.3, 0.9];
     let labels = [2usize, 0];
     let mut l1 = 0.0;
     let mut l2 = 0.0;
     for n in 0..2 {
         for c in 0..3 {
-            let delta = if c == labels[n] { 1.0 } else { -1.0 };
+            let delta: f64 = if c == labels[n] { 1.0 } else { -1.0 };
             let m = (1.0 - delta * x[n * 3 + c]).max(0.0);
             l1 += m;
             l2 += m * m;
@@ -366,7 +382,7 @@ fn hinge_loss_l1_and_l2() {
     let mut expected = vec![0.0; 6];
     for n in 0..2 {
         for c in 0..3 {
-            let delta = if c == labels[n] { 1.0 } else { -1.0 };
+            let delta: f64 = if c == labels[n] { 1.0 } else { -1.0 };
             if 1.0 - delta * x[n * 3 + c] > 0.0 {
                 expected[n * 3 + c] = -delta / 2.0;
             }
@@ -414,6 +430,7 @@ fn write_h(dir: &Path, legacy_shape: bool) -> String {
 
 #[test]
 fn infogain_loss_with_h_from_bottom_and_file() {
+    let _serial = serial();
     let x = [1.0, -1.0, 0.5, 0.0, 2.0, -0.5, 3.0, 0.1, 0.2, -1.0, -2.0, 1.0];
     let labels = [0usize, 2, 1, 2];
     let terms = infogain_terms(&x, &labels);
@@ -444,11 +461,13 @@ fn infogain_loss_with_h_from_bottom_and_file() {
     let (setup, tops) = run_full(&text, &bottoms[..2]);
     assert_eq!(setup.tops, vec![vec![], vec![4, 3]]);
     close("prob", values(&tops[1])[0], log_softmax(&x[0..3])[0].exp(), 1e-12);
+    let text = format!(r#"name: "l" type: "InfogainLoss" infogain_loss_param {{ source: "{path}" }}"#);
     gradcheck(&text, &bottoms[..2], &[1], 1e-6);
 }
 
 #[test]
 fn infogain_loss_axis_ignore_and_normalization() {
+    let _serial = serial();
     // 2×3×2 with classes on axis 1; position (n=1, s=0) ignored.
     let x = SM_X;
     let mut rows = Vec::new();
@@ -475,6 +494,7 @@ fn infogain_loss_axis_ignore_and_normalization() {
 
 #[test]
 fn infogain_loss_bad_inputs() {
+    let _serial = serial();
     let text = r#"name: "l" type: "InfogainLoss""#;
     let err = setup_err(text, &[vec![4, 3], vec![4]]);
     assert!(err.contains("source must be specified"), "{err}");
@@ -500,6 +520,7 @@ fn infogain_loss_bad_inputs() {
 
 #[test]
 fn multinomial_logistic_loss() {
+    let _serial = serial();
     let p = [0.2, 0.5, 0.3, 0.1, 0.1, 0.8];
     let bottoms = [t(&p, &[2, 3]), t(&[1.0, 2.0], &[2, 1, 1, 1])];
     let text = r#"name: "l" type: "MultinomialLogisticLoss""#;
@@ -524,6 +545,7 @@ fn multinomial_logistic_loss() {
 
 #[test]
 fn contrastive_loss_values() {
+    let _serial = serial();
     // Pairs: 0 similar, 1 dissimilar inside the margin, 2 dissimilar outside it.
     let a = [0.0, 0.0, 1.0, 0.0, 3.0, 0.0];
     let b = [0.3, 0.4, 1.0, 0.5, 0.0, 0.0];
@@ -549,6 +571,7 @@ fn contrastive_loss_values() {
 
 #[test]
 fn contrastive_loss_gradients_follow_caffe() {
+    let _serial = serial();
     let a = [0.0, 0.0, 1.0, 0.0, 3.0, 0.0];
     let b = [0.3, 0.4, 1.0, 0.5, 0.0, 0.0];
     let bottoms = [t(&a, &[3, 2]), t(&b, &[3, 2]), t(&[1.0, 0.0, 0.0], &[3])];
@@ -586,6 +609,7 @@ fn contrastive_loss_gradients_follow_caffe() {
 
 #[test]
 fn accuracy_top_k_and_ties() {
+    let _serial = serial();
     let x = [0.1, 0.7, 0.2, /**/ 0.5, 0.3, 0.2, /**/ 0.3, 0.3, 0.4, /**/ 0.6, 0.6, 0.1];
     let labels = t(&[1.0, 1.0, 0.0, 0.0], &[4]);
     let bottoms = [t(&x, &[4, 3]), labels];
@@ -608,6 +632,7 @@ fn accuracy_top_k_and_ties() {
 
 #[test]
 fn accuracy_ignore_label_axis_and_per_class() {
+    let _serial = serial();
     let x = [0.1, 0.7, 0.2, /**/ 0.5, 0.3, 0.2, /**/ 0.3, 0.3, 0.4, /**/ 0.9, 0.05, 0.05];
     let labels = [1.0, 1.0, 2.0, 0.0];
     let bottoms = [t(&x, &[4, 3]), t(&labels, &[4])];
@@ -649,6 +674,7 @@ fn accuracy_ignore_label_axis_and_per_class() {
 
 #[test]
 fn loss_layers_default_to_loss_weight_one_in_a_net() {
+    let _serial = serial();
     let text = r#"
         name: "n"
         layer { name: "in" type: "Input" top: "x" top: "y" top: "lab"

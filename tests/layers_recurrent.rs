@@ -745,8 +745,7 @@ fn shape_errors_are_reported() {
     let (x4, c4) = (uniform(&[4, 2, 5], 93), Tensor::zeros([4, 2], F64));
     let e = layer
         .forward(&ctx(), &[x4, c4], &params)
-        .err()
-        .expect("T change must fail")
+        .expect_err("T change must fail")
         .0;
     assert!(e.contains("timesteps changed"), "{e}");
     let e = layer
@@ -755,8 +754,7 @@ fn shape_errors_are_reported() {
             &[uniform(&[3, 2, 6], 94), cont.shallow_clone()],
             &params,
         )
-        .err()
-        .expect("features")
+        .expect_err("features")
         .0;
     assert!(e.contains("features"), "{e}");
     // A new number of streams is fine.
@@ -927,7 +925,6 @@ fn caffemodel_blobs_load_in_caffe_order() {
     };
     let e = net
         .copy_trained_layers_from(&trained, "swapped.caffemodel")
-        .err()
-        .expect("swapped blobs must fail");
+        .expect_err("swapped blobs must fail");
     assert!(e.to_string().contains("shape mismatch"), "{e}");
 }

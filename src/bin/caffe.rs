@@ -339,9 +339,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tools::extract_features::main(&a.args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Data(_) => not_built("data"),
-        Command::Plot(_) => not_built("plot"),
-        Command::ParseLog(_) => not_built("parse_log"),
+        Command::Data(a) => {
+            tools::data_step::main(&a.args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plot(a) => {
+            tools::plot::main(&a.args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ParseLog(a) => {
+            tools::parse_log::main(&a.args)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -53,6 +53,14 @@ impl Backend {
         }
     }
 
+    /// The name as DataParameter spells it.
+    pub fn proto_name(self) -> &'static str {
+        match self {
+            Backend::Lmdb => "LMDB",
+            Backend::LevelDb => "LEVELDB",
+        }
+    }
+
     /// The backend whose files `path` holds, if it is a DB folder.
     pub fn detect(path: &Path) -> Option<Backend> {
         if path.join("data.mdb").is_file() {
@@ -100,10 +108,10 @@ fn check_source(path: &Path, backend: Backend) -> Result<()> {
     }
     match (backend, Backend::detect(path)) {
         (want, Some(found)) if want != found => Err(data_err(format!(
-            "source '{shown}' is a {} database but the backend is {} (set data_param {{ backend: {} }}; Caffe's default is LEVELDB)",
-            found.name(),
-            want.name(),
-            found.name().to_uppercase()
+            "source '{shown}' is an {} database but the backend is {} (set data_param {{ backend: {} }}; Caffe's default is LEVELDB)",
+            found.proto_name(),
+            want.proto_name(),
+            found.proto_name()
         ))),
         (Backend::Lmdb, None) => Err(data_err(format!("source '{shown}' (lmdb): not an LMDB (no data.mdb in the folder)"))),
         (Backend::LevelDb, None) => Err(data_err(format!("source '{shown}' (leveldb): not a LevelDB (no CURRENT file in the folder)"))),
@@ -279,7 +287,8 @@ struct LevelDbCursor {
 fn leveldb_options(create: bool) -> rusty_leveldb::Options {
     rusty_leveldb::Options {
         create_if_missing: create,
-        error_if_exists: create,
+        // The writer's folder is a fresh temporary one; the target was checked.
+        error_if_exists: false,
         // Caffe's LevelDB settings; tables are snappy-compressed like LevelDB's default.
         write_buffer_size: 64 << 20,
         block_size: 64 << 10,
@@ -480,8 +489,6 @@ impl DbWriter {
                 WriterInner::Lmdb { env, db, map_size: LMDB_INITIAL_MAP }
             }
             Backend::LevelDb => {
-                // tempdir made the folder; LevelDB wants to create it itself.
-                let _ = std::fs::remove_dir(tmp.path());
                 let db = rusty_leveldb::DB::open(tmp.path(), leveldb_options(true))
                     .map_err(|e| data_err(format!("{shown} (leveldb): cannot create: {e}")))?;
                 info!("db_leveldb.cpp:18", "Opened leveldb {shown}");
@@ -546,6 +553,12 @@ impl DbWriter {
             Some(WriterInner::Lmdb { env, .. }) => {
                 env.force_sync().map_err(|e| data_err(format!("{shown} (lmdb): sync failed: {e}")))?;
                 env.prepare_for_closing().wait();
+                // heed creates its files owner-only; datasets are shared files (Caffe uses 0664).
+                if let Some(tmp) = &self.tmp {
+                    for f in ["data.mdb", "lock.mdb"] {
+                        let _ = std::fs::set_permissions(tmp.path().join(f), std::os::unix::fs::PermissionsExt::from_mode(0o644));
+                    }
+                }
             }
             Some(WriterInner::LevelDb(mut db)) => {
                 db.flush().map_err(|e| data_err(format!("{shown} (leveldb): flush failed: {e}")))?;
@@ -556,6 +569,8 @@ impl DbWriter {
         }
         let Some(tmp) = self.tmp.take() else { return Err(data_err(format!("{shown}: writer already finished"))) };
         let tmp_path = tmp.keep();
+        // The temporary folder was private (0700); a dataset is not.
+        let _ = std::fs::set_permissions(&tmp_path, std::os::unix::fs::PermissionsExt::from_mode(0o755));
         if let Err(e) = std::fs::rename(&tmp_path, &self.target) {
             let _ = std::fs::remove_dir_all(&tmp_path);
             return Err(Error::io(&self.target, e));

@@ -8,6 +8,17 @@ use tch::{Device, Kind, Tensor};
 use super::{create_layer, filler, Ctx, Shape};
 use crate::proto::caffe::{LayerParameter, Phase};
 
+/// libtorch's generator is process-wide. A check reseeds it before every pass;
+/// another thread drawing random numbers in between would change a random
+/// layer's mask. Checks hold this lock, and tests that draw random numbers in
+/// the same process as a random-layer check should hold it too ([`rng_lock`]).
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the process-wide random-number lock (poisoning is ignored).
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[derive(Debug, Clone)]
 pub struct GradCheck {
     pub phase: Phase,
@@ -48,6 +59,7 @@ pub struct GradReport {
 impl GradCheck {
     /// Checks `lp` on the given bottoms (their values are used as given, in f64).
     pub fn run(&self, lp: &LayerParameter, bottoms: &[Tensor]) -> Result<GradReport, String> {
+        let _rng = rng_lock();
         let mut layer = create_layer(lp).map_err(|e| e.0)?;
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
         let setup = layer.setup(&shapes).map_err(|e| e.0)?;
@@ -66,18 +78,23 @@ impl GradCheck {
         let ctx = Ctx { phase: self.phase, iteration: self.iteration, device: Device::Cpu };
         let learn = layer.params_learnable();
 
-        // The objective's projection weights, one per top, fixed by a seed.
+        // The objective's projection weights, one per top, drawn once up front.
+        tch::manual_seed(self.seed + 1);
+        let first_tops = tch::no_grad(|| layer.forward(&ctx, &bottoms, &params)).map_err(|e| e.0)?;
+        tch::manual_seed(self.seed + 2);
+        let weights: Vec<Option<Tensor>> = first_tops
+            .iter()
+            .map(|t| (t.kind() == Kind::Double).then(|| Tensor::rand(t.size().as_slice(), (Kind::Double, Device::Cpu)) - 0.5))
+            .collect();
+        // Random layers are reseeded before each pass so every pass sees the same mask.
         let objective = |bottoms: &[Tensor], params: &[Tensor], layer: &mut Box<dyn super::Layer>| -> Result<Tensor, String> {
             tch::manual_seed(self.seed + 1);
             let tops = layer.forward(&ctx, bottoms, params).map_err(|e| e.0)?;
-            tch::manual_seed(self.seed + 2);
             let mut total = Tensor::zeros([], (Kind::Double, Device::Cpu));
-            for t in &tops {
-                if t.kind() != Kind::Double {
-                    continue;
+            for (t, w) in tops.iter().zip(&weights) {
+                if let Some(w) = w {
+                    total = total + (t * w).sum(Kind::Double);
                 }
-                let w = Tensor::rand(t.size().as_slice(), (Kind::Double, Device::Cpu)) - 0.5;
-                total = total + (t * w).sum(Kind::Double);
             }
             Ok(total)
         };

@@ -386,9 +386,10 @@ impl Layer for HingeLoss {
         let x = x.f_reshape([num, dim])?;
         let labels = class_labels(&bottoms[1], num, 1, dim, None)?;
         let onehot = x.detach().f_zeros_like()?.f_scatter_value(1, &labels, 1.0)?;
+        // −1 at the label, +1 elsewhere: the margin is max(0, 1 + sign·x).
         let sign = onehot.f_mul_scalar(-2.0)?.f_add_scalar(1.0)?;
         // relu' is 0 at the hinge, as Caffe's sign(0) = 0.
-        let margin = x.f_mul(&sign)?.f_neg()?.f_add_scalar(1.0)?.f_relu()?;
+        let margin = x.f_mul(&sign)?.f_add_scalar(1.0)?.f_relu()?;
         let total = match self.norm {
             Norm::L1 => margin.f_sum(x.kind())?,
             Norm::L2 => margin.f_square()?.f_sum(x.kind())?,

@@ -34,21 +34,21 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         type_name: "RNN",
         family: "recurrent.rs",
         params: "recurrent_param: num_output, weight_filler, bias_filler, expose_hidden (debug_info ignored); bottoms x (T×N×…), cont (T×N), optional x_static (N×…)",
-        tests: "layers_recurrent: gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, shape errors",
+        tests: "gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, shape errors (tests/layers_recurrent.rs)",
         create: |p| Ok(Box::new(Recurrent::new(p, Cell::Rnn)?)),
     });
     r.push(LayerInfo {
         type_name: "LSTM",
         family: "recurrent.rs",
         params: "recurrent_param: num_output, weight_filler, bias_filler, expose_hidden (debug_info ignored); bottoms x (T×N×…), cont (T×N), optional x_static (N×…)",
-        tests: "layers_recurrent: gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, caffemodel blob order, net build, shape errors",
+        tests: "gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, caffemodel blob order, net build, shape errors (tests/layers_recurrent.rs)",
         create: |p| Ok(Box::new(Recurrent::new(p, Cell::Lstm)?)),
     });
     r.push(LayerInfo {
         type_name: "LSTMUnit",
         family: "recurrent.rs",
         params: "(none) bottoms c_prev (1×N×H), gates (1×N×4H, order i f o g), cont (1×N); tops c, h",
-        tests: "layers_recurrent: gradient check, scalar reference, Caffe's forget-gate derivative for non-binary cont, shape errors",
+        tests: "gradient check, scalar reference, Caffe's forget-gate derivative for non-binary cont, shape errors (tests/layers_recurrent.rs)",
         create: |_| Ok(Box::new(LstmUnit { hidden: 0 })),
     });
 }

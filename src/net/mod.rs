@@ -400,6 +400,18 @@ impl Net {
         Err(Error::msg(format!("no input layer produces '{name}'")))
     }
 
+    /// Feeds the net's first MemoryData layer (pycaffe's `set_input_arrays`):
+    /// data N×C×H×W and N labels, N a multiple of its batch_size.
+    pub fn set_input_arrays(&mut self, data: &Tensor, labels: &Tensor) -> Result<()> {
+        let Some(e) = self.layers.iter_mut().find(|e| e.param.r#type() == "MemoryData") else {
+            return Err(Error::msg("set_input_arrays needs a MemoryData layer, and the net has none"));
+        };
+        let name = e.param.name().to_string();
+        let err = |m: layers::LayerError| Error::msg(format!("layer '{name}' (type MemoryData): {}", m.0));
+        e.layer.set_input(0, data.shallow_clone()).map_err(err)?;
+        e.layer.set_input(1, labels.shallow_clone()).map_err(err)
+    }
+
     fn ctx(&self) -> Ctx {
         Ctx { phase: self.phase, iteration: self.iteration, device: self.device }
     }

@@ -2,9 +2,12 @@
 pub mod compute_image_mean;
 pub mod convert_imageset;
 pub mod convert_mnist_data;
+pub mod data_step;
 pub mod device_query;
 pub mod extract_features;
 pub mod forward;
+pub mod parse_log;
+pub mod plot;
 pub mod gflags;
 pub mod summarize;
 pub mod time;

@@ -36,7 +36,11 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> (f64, f64) {
 
 /// Asserts Caffe's parity tolerance: max |Δ| ≤ rel·(1 + max|ref|).
 pub fn assert_close(what: &str, ours: &Tensor, reference: &Tensor, rel: f64) {
-    let ours = if ours.size().is_empty() && reference.size().is_empty() { ours.shallow_clone() } else { ours.reshape(reference.size().as_slice()) };
+    let ours = if ours.size().is_empty() && reference.size().is_empty() {
+        ours.shallow_clone()
+    } else {
+        ours.reshape(reference.size().as_slice())
+    };
     let (d, m) = max_abs_diff(&ours, reference);
     assert!(d <= rel * (1.0 + m), "{what}: max |Δ| = {d:.3e} > {rel:.0e}·(1 + {m:.3e})");
 }

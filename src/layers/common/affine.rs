@@ -21,7 +21,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         type_name: "Scale",
         family: FAMILY,
         params: "axis, num_axes (-1: to the end), filler (default constant 1), bias_term, bias_filler; one bottom (learned scale) or two (bottom[1] is the scale); blobs: scale then bias",
-        tests: "parity (resnet_small: Scale with bias after BatchNorm; layers_common: scale_matches_caffe_resnet), layers_common: scale_* (axis/num_axes broadcasting, scalar scale, gradient check in both forms)",
+        tests: "layers_common: scale_matches_caffe_resnet (resnet_small res2a_conv2 vs BVLC Caffe), scale_* (axis/num_axes broadcasting, scalar scale, blob order, gradient checks in both forms)",
         create: |p| Ok(Box::new(Scale::new(p))),
     });
 }

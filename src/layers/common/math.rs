@@ -14,14 +14,14 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         type_name: "Eltwise",
         family: FAMILY,
         params: "operation (SUM, PROD, MAX), coeff (SUM only; one per bottom); stable_prod_grad is accepted (autograd's PROD gradient is exact, zeros included)",
-        tests: "parity (resnet_small: Eltwise SUM; layers_common: eltwise_sum_matches_caffe_resnet), layers_common: eltwise_* (coeff, PROD with zeros, MAX gradient routing on ties, gradient checks)",
+        tests: "layers_common: eltwise_sum_matches_caffe_resnet (resnet_small res2a_sum vs BVLC Caffe), eltwise_* (coeff, PROD gradient with zeros, MAX gradient routing on ties, gradient checks)",
         create: |p| Ok(Box::new(Eltwise::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Softmax",
         family: FAMILY,
         params: "axis (engine is ignored)",
-        tests: "parity (resnet_small: prob; layers_common: softmax_matches_caffe_resnet), layers_common: softmax_* (axis, gradient check)",
+        tests: "layers_common: softmax_matches_caffe_resnet (resnet_small prob vs BVLC Caffe), softmax_* (axis, gradient checks)",
         create: |p| Ok(Box::new(Softmax { axis: p.softmax_param.as_ref().map(|s| s.axis()).unwrap_or(1), canonical: 1 })),
     });
     r.push(LayerInfo {
@@ -50,7 +50,10 @@ impl Eltwise {
         let p = lp.eltwise_param.clone().unwrap_or_default();
         let op = p.operation();
         if op == EltwiseOp::Prod && !p.coeff.is_empty() {
-            layer_bail!("Eltwise layer only takes coefficients for summation (operation PROD was given {} coeff)", p.coeff.len());
+            layer_bail!(
+                "Eltwise layer only takes coefficients for summation (operation PROD was given {} coeff)",
+                p.coeff.len()
+            );
         }
         Ok(Eltwise { op, coeffs: p.coeff.iter().map(|&c| c as f64).collect() })
     }
@@ -60,11 +63,18 @@ impl Layer for Eltwise {
     fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
         at_least_bottoms(bottoms, 2)?;
         if !self.coeffs.is_empty() && self.coeffs.len() != bottoms.len() {
-            layer_bail!("Eltwise layer takes one coefficient per bottom blob: {} coeff for {} bottoms", self.coeffs.len(), bottoms.len());
+            layer_bail!(
+                "Eltwise layer takes one coefficient per bottom blob: {} coeff for {} bottoms",
+                self.coeffs.len(),
+                bottoms.len()
+            );
         }
         for (i, b) in bottoms.iter().enumerate().skip(1) {
             if b != &bottoms[0] {
-                layer_bail!("Eltwise bottoms must have the same shape: bottom[0] is {:?}, bottom[{i}] is {b:?}", bottoms[0]);
+                layer_bail!(
+                    "Eltwise bottoms must have the same shape: bottom[0] is {:?}, bottom[{i}] is {b:?}",
+                    bottoms[0]
+                );
             }
         }
         Ok(SetupOut { tops: vec![bottoms[0].clone()], params: vec![] })
@@ -73,7 +83,10 @@ impl Layer for Eltwise {
     fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
         let shape0 = bottoms[0].size();
         if let Some((i, b)) = bottoms.iter().enumerate().find(|(_, b)| b.size() != shape0) {
-            layer_bail!("Eltwise bottoms must have the same shape: bottom[0] is {shape0:?}, bottom[{i}] is {:?}", b.size());
+            layer_bail!(
+                "Eltwise bottoms must have the same shape: bottom[0] is {shape0:?}, bottom[{i}] is {:?}",
+                b.size()
+            );
         }
         let top = match self.op {
             EltwiseOp::Sum => {
@@ -193,7 +206,10 @@ impl Layer for ArgMax {
             Some(a) => {
                 let axis = canonical_axis(a, s.len())?;
                 if k > s[axis] {
-                    layer_bail!("top_k ({k}) must be less than or equal to the dimension of the axis ({} at axis {axis})", s[axis]);
+                    layer_bail!(
+                        "top_k ({k}) must be less than or equal to the dimension of the axis ({} at axis {axis})",
+                        s[axis]
+                    );
                 }
                 self.axis = Some(axis);
             }

@@ -213,7 +213,8 @@ pub struct Parameter {
 
 impl Parameter {
     fn new(lp: &LayerParameter) -> LayerResult<Self> {
-        let shape = lp.parameter_param.as_ref().and_then(|p| p.shape.as_ref()).map(|s| s.dim.clone()).unwrap_or_default();
+        let shape =
+            lp.parameter_param.as_ref().and_then(|p| p.shape.as_ref()).map(|s| s.dim.clone()).unwrap_or_default();
         if let Some(d) = shape.iter().find(|&&d| d < 0) {
             layer_bail!("parameter_param.shape {shape:?} has a negative dimension ({d})");
         }

@@ -162,7 +162,11 @@ impl Slice {
             return Ok((axis, vec![dim / n; self.tops]));
         }
         if self.p.slice_point.len() != self.tops - 1 {
-            layer_bail!("{} slice_point(s) given for {} tops: give one fewer than the tops", self.p.slice_point.len(), self.tops);
+            layer_bail!(
+                "{} slice_point(s) given for {} tops: give one fewer than the tops",
+                self.p.slice_point.len(),
+                self.tops
+            );
         }
         if n > dim {
             layer_bail!("{n} tops cannot slice axis {axis} of size {dim}");

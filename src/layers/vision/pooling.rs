@@ -1,8 +1,10 @@
 //! Pooling: MAX, AVE and STOCHASTIC, with Caffe's output size (ceil by
-//! default, `round_mode: FLOOR` optional, and the last window dropped when it
-//! would start in the padding) and Caffe's AVE divisor (the window clipped to
-//! the padded input). libtorch's ceil_mode and count_include_pad follow the
-//! same rules, so MAX and AVE map onto its kernels directly.
+//! default, `round_mode: FLOOR` optional, and with padding the last window
+//! dropped when it would start in the padding) and Caffe's AVE divisor (the
+//! window clipped to the padded input). libtorch's ceil_mode and
+//! count_include_pad follow the same rules in the common cases, so MAX and
+//! AVE map onto its kernels; the rest (pad over half the kernel, or an empty
+//! ceil-mode window when stride > kernel) pools over explicit windows.
 use tch::Tensor;
 
 use crate::layer_bail;
@@ -32,6 +34,9 @@ pub struct Pooling {
     p: PoolingParameter,
     win: Window,
     out: [i64; 2],
+    in_hw: [i64; 2],
+    /// Whether libtorch's pooling kernels give Caffe's output size and windows.
+    libtorch_ok: bool,
 }
 
 impl Pooling {
@@ -41,7 +46,7 @@ impl Pooling {
 
     /// A pooling stage built from its parameters (SPP builds one per level).
     pub fn from_param(p: PoolingParameter) -> Self {
-        Pooling { p, win: Window::default(), out: [0, 0] }
+        Pooling { p, win: Window::default(), out: [0, 0], in_hw: [0, 0], libtorch_ok: true }
     }
 }
 
@@ -105,29 +110,44 @@ impl Layer for Pooling {
         if out[0] <= 0 || out[1] <= 0 {
             layer_bail!("pooled size {out:?} is not positive for input {h}x{w}");
         }
+        // libtorch drops a ceil-mode last window that starts past the input
+        // even without padding (Caffe keeps it), and caps pads at half the kernel.
+        let torch_size = |i: usize| {
+            let n = pooled_size([h, w][i], win.k[i], win.s[i], win.p[i], ceil);
+            if ceil && (n - 1) * win.s[i] >= [h, w][i] + win.p[i] {
+                n - 1
+            } else {
+                n
+            }
+        };
+        self.libtorch_ok = (0..2).all(|i| win.p[i] * 2 <= win.k[i] && torch_size(i) == out[i]);
         self.win = win;
         self.out = out;
+        self.in_hw = [h, w];
         Ok(SetupOut { tops: vec![vec![s[0], s[1], out[0], out[1]]], params: vec![] })
     }
 
     fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
         let x = &bottoms[0];
+        let size = x.size();
+        if size.len() != 4 {
+            layer_bail!("Pooling needs a 4-D bottom (N, C, H, W), got {size:?}");
+        }
+        if [size[2], size[3]] != self.in_hw {
+            // A new input size: Caffe reshapes, and so do we.
+            self.setup(&[size.clone()])?;
+        }
         let w = self.win;
         let ceil = self.p.round_mode() == RoundMode::Ceil;
         let y = match self.p.pool() {
-            PoolMethod::Max | PoolMethod::Ave if w.p[0] * 2 > w.k[0] || w.p[1] * 2 > w.k[1] => {
-                self.padded_pool(x, ceil)?
-            }
+            PoolMethod::Max | PoolMethod::Ave if !self.libtorch_ok => self.window_pool(x)?,
             PoolMethod::Max => x.f_max_pool2d(w.k, w.s, w.p, [1, 1], ceil)?,
             PoolMethod::Ave => x.f_avg_pool2d(w.k, w.s, w.p, ceil, true, None::<i64>)?,
             PoolMethod::Stochastic => self.stochastic(x, ctx.train())?,
         };
-        let size = y.size();
-        if size[2] != self.out[0] || size[3] != self.out[1] {
-            layer_bail!(
-                "libtorch pooled to {}x{} where Caffe pools to {}x{}: this kernel/stride/pad combination is not supported",
-                size[2], size[3], self.out[0], self.out[1]
-            );
+        let out = y.size();
+        if out[2] != self.out[0] || out[3] != self.out[1] {
+            layer_bail!("pooled to {}x{} where Caffe pools to {}x{}", out[2], out[3], self.out[0], self.out[1]);
         }
         Ok(vec![y])
     }
@@ -156,26 +176,34 @@ impl Pooling {
         Ok(u.reshape([size[0], size[1], self.out[0], self.out[1], w.k[0] * w.k[1]]))
     }
 
-    /// MAX/AVE when the pad exceeds half the kernel (beyond libtorch's limit).
-    fn padded_pool(&self, x: &Tensor, _ceil: bool) -> LayerResult<Tensor> {
+    /// MAX/AVE over explicit windows, where libtorch's kernels differ from
+    /// Caffe: a pad over half the kernel, or a ceil-mode last window that
+    /// starts past the input without padding (stride > kernel). Caffe keeps
+    /// such an empty window: MAX gives -FLT_MAX there and AVE 0/0 = NaN.
+    fn window_pool(&self, x: &Tensor) -> LayerResult<Tensor> {
         let w = self.win;
         match self.p.pool() {
-            PoolMethod::Max => Ok(self.windows(x, f64::NEG_INFINITY)?.amax([4i64].as_slice(), false)),
+            PoolMethod::Max => {
+                // max_dim routes the gradient to one unit per window, as Caffe's argmax does.
+                let (m, _) = self.windows(x, f64::NEG_INFINITY)?.f_max_dim(4, false)?;
+                let floor = m.f_full_like(-(f32::MAX as f64))?;
+                Ok(m.f_where_self(&m.f_isneginf()?.f_logical_not()?, &floor)?)
+            }
             _ => {
                 // Divisor: the window clipped to the padded input.
                 let size = x.size();
-                let div: Vec<f32> = (0..self.out[0])
+                let div: Vec<f64> = (0..self.out[0])
                     .flat_map(|i| (0..self.out[1]).map(move |j| (i, j)))
                     .map(|(i, j)| {
                         let hs = i * w.s[0] - w.p[0];
                         let ws = j * w.s[1] - w.p[1];
                         let he = (hs + w.k[0]).min(size[2] + w.p[0]);
                         let we = (ws + w.k[1]).min(size[3] + w.p[1]);
-                        ((he - hs) * (we - ws)) as f32
+                        ((he - hs) * (we - ws)) as f64
                     })
                     .collect();
                 let div = Tensor::from_slice(&div).reshape([self.out[0], self.out[1]]).to_kind(x.kind()).to_device(x.device());
-                Ok(self.windows(x, 0.0)?.sum_dim_intlist([4i64].as_slice(), false, x.kind()) / div)
+                Ok(self.windows(x, 0.0)?.sum_dim_intlist([4i64].as_slice(), false, x.kind()).f_div(&div)?)
             }
         }
     }

@@ -1,0 +1,762 @@
+//! Datasets in and out, against files made by BVLC Caffe (tests/fixtures/caffe-ref/):
+//! LMDB and LevelDB reading, our converters writing Caffe's exact bytes, the
+//! Data layer's first LeNet batch, the mean image, encoded images, the other
+//! data layers, and one-line errors for bad inputs.
+//!
+//! Tests that need Debian's Fashion-MNIST IDX files install the package when
+//! they can (`apt-get install dataset-fashion-mnist`) and are skipped with a
+//! message otherwise.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use caffe_tch::data::datum::{self, Sample, Values};
+use caffe_tch::data::db::{open_cursor, Backend, Cursor, DbWriter};
+use caffe_tch::data::image::{self as img, ColorMode};
+use caffe_tch::data::transform::Transformer;
+use caffe_tch::layers::{create_layer, Ctx};
+use caffe_tch::net::{Net, NetSource};
+use caffe_tch::proto::binary;
+use caffe_tch::proto::caffe::{BlobProto, Datum, LayerParameter, NetParameter, NetState, Phase};
+use caffe_tch::proto::text::{parse_str, TextOptions};
+use caffe_tch::tools::{compute_image_mean, convert_imageset, convert_mnist_data};
+use common::{caffe_ref, read_npy};
+use tch::{Device, Kind, Tensor};
+
+// ------------------------------------------------------------------- helpers
+
+/// A digest of every record, in key order: count, first and last key, and two
+/// FNV-1a 64 hashes (different offsets) over length-prefixed keys and values.
+fn db_digest(cursor: &mut dyn Cursor) -> String {
+    let mut h1: u64 = 0xcbf29ce484222325;
+    let mut h2: u64 = 0x84222325cbf29ce4;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            h1 = (h1 ^ b as u64).wrapping_mul(0x100000001b3);
+            h2 = (h2 ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+    };
+    let (mut n, mut first, mut last) = (0usize, String::new(), String::new());
+    while cursor.valid() {
+        let k = cursor.key().to_vec();
+        let v = cursor.value().to_vec();
+        feed(&(k.len() as u32).to_le_bytes());
+        feed(&k);
+        feed(&(v.len() as u32).to_le_bytes());
+        feed(&v);
+        if n == 0 {
+            first = String::from_utf8_lossy(&k).into_owned();
+        }
+        last = String::from_utf8_lossy(&k).into_owned();
+        n += 1;
+        cursor.next().expect("next");
+    }
+    format!("records {n}\nfirst {first}\nlast {last}\nfnv1a64 {h1:016x} {h2:016x}\n")
+}
+
+fn digest_of(path: &Path, backend: Backend) -> String {
+    let mut c = open_cursor(path, backend).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    db_digest(c.as_mut())
+}
+
+/// The digest of Caffe's `lmdb/fmnist_test_lmdb` (10 MB, not copied into the repo).
+fn caffe_test_lmdb_digest() -> String {
+    std::fs::read_to_string(caffe_ref("lmdb/fmnist_test_lmdb.digest")).expect("digest fixture")
+}
+
+/// Regenerates the digest fixture from the shared reference folder (run by hand).
+#[test]
+#[ignore]
+fn make_caffe_test_lmdb_digest() {
+    let src = common::shared_caffe_ref("lmdb/fmnist_test_lmdb").expect("../shared/caffe-ref");
+    std::fs::write(caffe_ref("lmdb/fmnist_test_lmdb.digest"), digest_of(&src, Backend::Lmdb)).unwrap();
+}
+
+static APT: Mutex<()> = Mutex::new(());
+
+/// Debian's Fashion-MNIST folder, installing the package when possible.
+fn fashion_mnist() -> Option<PathBuf> {
+    let dir = PathBuf::from("/usr/share/datasets/fashion-mnist");
+    let ready = |d: &Path| d.join("train-labels-idx1-ubyte.gz").exists() && d.join("t10k-images-idx3-ubyte.gz").exists();
+    let _guard = APT.lock().unwrap_or_else(|p| p.into_inner());
+    if !ready(&dir) {
+        let _ = Command::new("apt-get").args(["install", "-y", "-qq", "dataset-fashion-mnist"]).output();
+    }
+    if ready(&dir) {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: Debian's Fashion-MNIST is not installed and could not be (apt-get install dataset-fashion-mnist)");
+        None
+    }
+}
+
+fn layer(text: &str) -> LayerParameter {
+    parse_str::<LayerParameter>(text, "test", TextOptions::default()).expect("layer text").message
+}
+
+fn ctx(phase: Phase) -> Ctx {
+    Ctx { phase, iteration: i64::MAX, device: Device::Cpu }
+}
+
+/// Builds a net from prototxt text in `phase`.
+fn net(text: &str, phase: Phase) -> caffe_tch::Result<Net> {
+    let param = parse_str::<NetParameter>(text, "test.prototxt", TextOptions::default())?.message;
+    let state = NetState { phase: Some(phase as i32), ..Default::default() };
+    Net::new(&param, &state, NetSource::new("test.prototxt"), Device::Cpu)
+}
+
+fn data_net(source: &Path, backend: &str, batch: usize, extra: &str) -> String {
+    format!(
+        r#"name: "d" layer {{ name: "mnist" type: "Data" top: "data" top: "label"
+            data_param {{ source: "{}" batch_size: {batch} {backend} }} {extra} }}"#,
+        source.display()
+    )
+}
+
+/// Writes `records` into a new DB.
+fn write_db(path: &Path, backend: Backend, records: &[(String, Vec<u8>)]) {
+    let mut w = DbWriter::create(path, backend).expect("create db");
+    for (k, v) in records {
+        w.put(k.as_bytes(), v);
+    }
+    w.finish().expect("finish db");
+}
+
+fn raw_datum(c: i32, h: i32, w: i32, data: Vec<u8>, label: i32) -> Vec<u8> {
+    datum::to_bytes(&Datum { channels: Some(c), height: Some(h), width: Some(w), data: Some(data), label: Some(label), ..Default::default() })
+}
+
+fn assert_one_line_error(err: &str, needles: &[&str]) {
+    eprintln!("expected error: {err}");
+    assert!(!err.contains('\n'), "error spans several lines: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error does not name '{n}': {err}");
+    }
+}
+
+fn tensor_vec(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).unwrap()
+}
+
+// ------------------------------------------------------------ reading Caffe's DBs
+
+#[test]
+fn lmdb_reads_caffe_train2k_read_only() {
+    let path = caffe_ref("lmdb/fmnist_train2k_lmdb");
+    let mut c = open_cursor(&path, Backend::Lmdb).expect("open");
+    let mut n = 0;
+    while c.valid() {
+        assert_eq!(c.key(), format!("{n:08}").as_bytes());
+        let s = datum::parse_and_decode(c.value(), ColorMode::Native).expect("datum");
+        assert_eq!((s.channels, s.height, s.width), (1, 28, 28));
+        assert!((0.0..10.0).contains(&s.label));
+        n += 1;
+        c.next().unwrap();
+    }
+    assert_eq!(n, 2000);
+    // Lock-free read-only access leaves the folder as it was.
+    assert!(!path.join("lock.mdb").exists(), "reading created lock.mdb");
+}
+
+#[test]
+fn leveldb_reads_caffe_test_set_same_records_as_caffe_lmdb() {
+    // LevelDB rewrites a DB when it opens it: read a copy of the fixture.
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("fmnist_test_leveldb");
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(caffe_ref("extra/leveldb/fmnist_test_leveldb_compacted")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    assert_eq!(digest_of(&copy, Backend::LevelDb), caffe_test_lmdb_digest());
+}
+
+// ------------------------------------------------------------------ converters
+
+#[test]
+fn convert_mnist_test_set_matches_caffe_lmdb_bytes() {
+    let Some(dir) = fashion_mnist() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lmdb = tmp.path().join("test_lmdb");
+    let n = convert_mnist_data::convert(
+        &dir.join("t10k-images-idx3-ubyte.gz"),
+        &dir.join("t10k-labels-idx1-ubyte.gz"),
+        &lmdb,
+        Backend::Lmdb,
+    )
+    .expect("convert");
+    assert_eq!(n, 10000);
+    assert_eq!(digest_of(&lmdb, Backend::Lmdb), caffe_test_lmdb_digest(), "keys or values differ from Caffe's LMDB");
+    // The LevelDB backend holds the same records.
+    let ldb = tmp.path().join("test_leveldb");
+    convert_mnist_data::convert(&dir.join("t10k-images-idx3-ubyte.gz"), &dir.join("t10k-labels-idx1-ubyte.gz"), &ldb, Backend::LevelDb)
+        .expect("convert leveldb");
+    assert_eq!(digest_of(&ldb, Backend::LevelDb), caffe_test_lmdb_digest());
+}
+
+#[test]
+fn convert_mnist_train_set_and_mean_match_caffe() {
+    let Some(dir) = fashion_mnist() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lmdb = tmp.path().join("train_lmdb");
+    let n = convert_mnist_data::convert(
+        &dir.join("train-images-idx3-ubyte.gz"),
+        &dir.join("train-labels-idx1-ubyte.gz"),
+        &lmdb,
+        Backend::Lmdb,
+    )
+    .expect("convert");
+    assert_eq!(n, 60000);
+    // The first 2,000 records equal Caffe's byte for byte.
+    let mut ours = open_cursor(&lmdb, Backend::Lmdb).unwrap();
+    let mut caffe = open_cursor(&caffe_ref("lmdb/fmnist_train2k_lmdb"), Backend::Lmdb).unwrap();
+    let mut same = 0;
+    while caffe.valid() {
+        assert_eq!(ours.key(), caffe.key());
+        assert_eq!(ours.value(), caffe.value(), "record {}", String::from_utf8_lossy(caffe.key()));
+        same += 1;
+        ours.next().unwrap();
+        caffe.next().unwrap();
+    }
+    assert_eq!(same, 2000);
+
+    let out = tmp.path().join("mean.binaryproto");
+    let mean = compute_image_mean::compute(&lmdb, Some(&out), Backend::Lmdb).expect("mean");
+    assert_eq!(mean.count, 60000);
+    assert_eq!(caffe_tch::data::format_g6(mean.channel_means[0] as f64), "72.9403");
+    let ours: BlobProto = binary::read_message(&out).unwrap();
+    let theirs: BlobProto = binary::read_message(&caffe_ref("extra/mean/fmnist_train_mean.binaryproto")).unwrap();
+    assert_eq!(binary::blob_shape(&ours), vec![1, 1, 28, 28]);
+    assert_eq!((theirs.shape.is_none(), ours.shape.is_none()), (true, true), "legacy num/channels/height/width fields");
+    assert_eq!(ours.data.len(), 784);
+    let worst = ours.data.iter().zip(&theirs.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1e-5, "mean differs from Caffe's by {worst}");
+    // Float sums and division in Caffe's order: the file is Caffe's, byte for byte.
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(caffe_ref("extra/mean/fmnist_train_mean.binaryproto")).unwrap());
+}
+
+/// Small IDX files: `n` images 4×3 and labels.
+fn write_idx(dir: &Path, n: usize, gz: bool) -> (PathBuf, PathBuf) {
+    let mut images = vec![0, 0, 8, 3];
+    images.extend((n as u32).to_be_bytes());
+    images.extend(4u32.to_be_bytes());
+    images.extend(3u32.to_be_bytes());
+    images.extend((0..n * 12).map(|i| (i * 7 % 256) as u8));
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend((n as u32).to_be_bytes());
+    labels.extend((0..n).map(|i| (i % 10) as u8));
+    let write = |name: &str, bytes: &[u8]| -> PathBuf {
+        let p = dir.join(name);
+        if gz {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::default());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap();
+        } else {
+            std::fs::write(&p, bytes).unwrap();
+        }
+        p
+    };
+    (write("images.idx", &images), write("labels.idx", &labels))
+}
+
+#[test]
+fn cli_convert_mnist_and_compute_mean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = write_idx(tmp.path(), 25, true);
+    let db = tmp.path().join("small_leveldb");
+    let caffe = env!("CARGO_BIN_EXE_caffe");
+    let out = Command::new(caffe)
+        .args(["convert_mnist_data", "-backend", "leveldb"])
+        .args([&images, &labels, &db])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("A total of 25 items.") && log.contains("Rows: 4 Cols: 3") && log.contains("Processed 25 files."), "{log}");
+    let mean_file = tmp.path().join("mean.binaryproto");
+    let out = Command::new(caffe).arg("compute_image_mean").arg("--backend=leveldb").arg(&db).arg(&mean_file).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let blob: BlobProto = binary::read_message(&mean_file).unwrap();
+    assert_eq!(binary::blob_shape(&blob), vec![1, 1, 4, 3]);
+    // Pixel i of image k is (12k + i)·7 mod 256.
+    let expect: Vec<f32> = (0..12).map(|i| (0..25).map(|k| ((12 * k + i) * 7 % 256) as f32).sum::<f32>() / 25.0).collect();
+    assert_eq!(blob.data, expect);
+    let channel = expect.iter().sum::<f32>() / 12.0;
+    assert!(log.contains(&format!("mean_value channel [0]: {}", caffe_tch::data::format_g6(channel as f64))), "{log}");
+    // A DB is never overwritten, and the error is one line.
+    let out = Command::new(caffe).args(["convert_mnist_data"]).args([&images, &labels, &db]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn failed_writer_leaves_no_db() {
+    let tmp = tempfile::tempdir().unwrap();
+    for backend in [Backend::Lmdb, Backend::LevelDb] {
+        let target = tmp.path().join(format!("half_{}", backend.name()));
+        {
+            let mut w = DbWriter::create(&target, backend).unwrap();
+            w.put(b"00000000", b"x");
+            w.commit().unwrap();
+            w.put(b"00000001", b"y");
+            // Dropped without finish: as if the run failed here.
+        }
+        assert!(!target.exists());
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "temporary folders left behind: {left:?}");
+    // A bad IDX file fails before anything is created.
+    let bad = tmp.path().join("bad.idx");
+    std::fs::write(&bad, [0u8, 0, 8, 1, 0, 0, 0, 1, 7]).unwrap();
+    let e = convert_mnist_data::convert(&bad, &bad, &tmp.path().join("db"), Backend::Lmdb).unwrap_err().to_string();
+    assert!(e.contains("magic"), "{e}");
+    assert!(!tmp.path().join("db").exists());
+}
+
+// ------------------------------------------------------------------ Data layer
+
+#[test]
+fn lenet_first_batch_equals_caffe() {
+    // Caffe's LeNet train/test prototxt, with the TRAIN source pointed at the fixture.
+    let dir = caffe_ref("fixtures/lenet/sgd20");
+    let text = std::fs::read_to_string(dir.join("lenet_train_test.prototxt")).unwrap();
+    let text = text.replace("lmdb/fmnist_train_lmdb", &caffe_ref("lmdb/fmnist_train2k_lmdb").display().to_string());
+    let mut net = net(&text, Phase::Train).expect("LeNet TRAIN net");
+    net.forward().expect("forward");
+    let data = net.blob("data").unwrap().shallow_clone();
+    let label = net.blob("label").unwrap().shallow_clone();
+    let want_data = read_npy(&dir.join("iter0_data.npy"));
+    let want_label = read_npy(&dir.join("iter0_label.npy"));
+    assert_eq!(data.size(), vec![64, 1, 28, 28]);
+    assert_eq!(data.kind(), Kind::Float);
+    assert!(data.equal(&want_data.to_kind(Kind::Float)), "first data batch differs from Caffe's");
+    assert!(label.equal(&want_label.to_kind(Kind::Float)), "first label batch differs from Caffe's");
+    // The second batch continues at record 64.
+    net.forward().expect("forward 2");
+    let mut c = open_cursor(&caffe_ref("lmdb/fmnist_train2k_lmdb"), Backend::Lmdb).unwrap();
+    for _ in 0..64 {
+        c.next().unwrap();
+    }
+    let s = datum::parse_and_decode(c.value(), ColorMode::Native).unwrap();
+    let first: Vec<f32> = (0..784).map(|i| s.at(i) * 0.00390625).collect();
+    assert_eq!(tensor_vec(&net.blob("data").unwrap().get(0)), first);
+    assert_eq!(tensor_vec(&net.blob("label").unwrap().get(0)), vec![s.label]);
+}
+
+#[test]
+fn data_layer_wraps_at_the_end_and_honours_rand_skip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("five");
+    let records: Vec<(String, Vec<u8>)> = (0..5).map(|i| (format!("{i:08}"), raw_datum(1, 1, 2, vec![i as u8, 100 + i as u8], i))).collect();
+    write_db(&db, Backend::LevelDb, &records);
+    // Default backend: LEVELDB, as Caffe's.
+    let lp = layer(&format!(r#"name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{}" batch_size: 3 prefetch: 2 }}"#, db.display()));
+    let mut l = create_layer(&lp).unwrap();
+    let out = l.setup(&[]).unwrap();
+    assert_eq!(out.tops, vec![vec![3, 1, 1, 2], vec![3]]);
+    let mut labels = Vec::new();
+    for _ in 0..4 {
+        let tops = l.forward(&ctx(Phase::Train), &[], &[]).unwrap();
+        labels.extend(tensor_vec(&tops[1]));
+        assert_eq!(tensor_vec(&tops[0]).len(), 6);
+    }
+    assert_eq!(labels, vec![0., 1., 2., 3., 4., 0., 1., 2., 3., 4., 0., 1.]);
+    // One top (no label) is allowed.
+    let lp1 = layer(&format!(r#"name: "d" type: "Data" top: "data" data_param {{ source: "{}" batch_size: 2 }}"#, db.display()));
+    let mut l1 = create_layer(&lp1).unwrap();
+    assert_eq!(l1.setup(&[]).unwrap().tops.len(), 1);
+    assert_eq!(l1.forward(&ctx(Phase::Test), &[], &[]).unwrap().len(), 1);
+    // rand_skip starts somewhere in [0, rand_skip).
+    tch::manual_seed(3);
+    let lps = layer(&format!(r#"name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{}" batch_size: 1 rand_skip: 4 }}"#, db.display()));
+    let mut ls = create_layer(&lps).unwrap();
+    ls.setup(&[]).unwrap();
+    let first = tensor_vec(&ls.forward(&ctx(Phase::Train), &[], &[]).unwrap()[1])[0];
+    assert!((0.0..4.0).contains(&first));
+}
+
+#[test]
+fn data_layer_transforms_with_mean_crop_and_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("rgb");
+    // 3×4×5 images with value 100c + 10h + w (+ record index).
+    let records: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|k| {
+            let data = (0..60).map(|i| ((i / 20) * 100 + (i % 20 / 5) * 10 + i % 5 + k) as u8).collect();
+            (format!("{k:08}"), raw_datum(3, 4, 5, data, k as i32))
+        })
+        .collect();
+    write_db(&db, Backend::Lmdb, &records);
+    let mean = tmp.path().join("mean.binaryproto");
+    let mean_data: Vec<f32> = (0..60).map(|i| i as f32 * 0.5).collect();
+    binary::write_message(&mean, &BlobProto { num: Some(1), channels: Some(3), height: Some(4), width: Some(5), data: mean_data.clone(), ..Default::default() }).unwrap();
+    // TEST: centred 2×2 crop (offsets 1, 1), mean file indexed at the crop offset, scale.
+    let lp = layer(&format!(
+        r#"name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{}" batch_size: 2 backend: LMDB }}
+           transform_param {{ crop_size: 2 mean_file: "{}" scale: 0.5 }}"#,
+        db.display(),
+        mean.display()
+    ));
+    let mut lp_test = lp.clone();
+    lp_test.phase = Some(Phase::Test as i32);
+    let mut l = create_layer(&lp_test).unwrap();
+    assert_eq!(l.setup(&[]).unwrap().tops[0], vec![2, 3, 2, 2]);
+    let tops = l.forward(&ctx(Phase::Test), &[], &[]).unwrap();
+    let got = tensor_vec(&tops[0]);
+    let mut want = Vec::new();
+    for k in 0..2 {
+        for c in 0..3 {
+            for h in 0..2 {
+                for w in 0..2 {
+                    let src = c * 20 + (h + 1) * 5 + (w + 1);
+                    let x = ((src / 20) * 100 + (src % 20 / 5) * 10 + src % 5 + k) as f32;
+                    want.push((x - mean_data[src]) * 0.5);
+                }
+            }
+        }
+    }
+    assert_eq!(got, want);
+    // Per-channel mean values, mirror: every item is either as is or flipped.
+    let sample = datum::parse_and_decode(&records[0].1, ColorMode::Native).unwrap();
+    let tp = layer(r#"name: "x" type: "Data" transform_param { mean_value: 1 mean_value: 2 mean_value: 3 mirror: true }"#).transform_param.unwrap();
+    let mut t = Transformer::new(&tp, Phase::Test, 7).unwrap();
+    let (mut flips, mut plain) = (0, 0);
+    for _ in 0..40 {
+        let mut out = vec![0f32; 60];
+        t.transform(&sample, &mut out).unwrap();
+        let straight: Vec<f32> = (0..60).map(|i| sample.at(i) - (1 + i / 20) as f32).collect();
+        let mirrored: Vec<f32> = (0..60).map(|i| sample.at(i - i % 5 + 4 - i % 5) - (1 + i / 20) as f32).collect();
+        if out == straight {
+            plain += 1;
+        } else {
+            assert_eq!(out, mirrored);
+            flips += 1;
+        }
+    }
+    assert!(flips > 5 && plain > 5, "mirror is random: {flips} flipped, {plain} not");
+    // TRAIN crops are random but inside the image, and a seed repeats them.
+    let tp = layer(r#"name: "x" type: "Data" transform_param { crop_size: 3 }"#).transform_param.unwrap();
+    let run = |seed| {
+        let mut t = Transformer::new(&tp, Phase::Train, seed).unwrap();
+        (0..20)
+            .map(|_| {
+                let mut out = vec![0f32; 27];
+                t.transform(&sample, &mut out).unwrap();
+                out
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = run(11);
+    assert_eq!(a, run(11));
+    let offsets: std::collections::HashSet<(u32, u32)> = a.iter().map(|o| (((o[0] as u32) % 100) / 10, (o[0] as u32) % 10)).collect();
+    assert!(offsets.len() > 1 && offsets.iter().all(|&(h, w)| h <= 1 && w <= 2), "{offsets:?}");
+    // Both a mean file and mean values: refused.
+    let tp = layer(&format!(r#"name: "x" type: "Data" transform_param {{ mean_file: "{}" mean_value: 3 }}"#, mean.display())).transform_param.unwrap();
+    let e = Transformer::new(&tp, Phase::Train, 0).err().unwrap();
+    assert!(e.contains("mean_file and mean_value"), "{e}");
+}
+
+// ------------------------------------------------------------------ encoded images
+
+/// Writes test images; returns the list file's lines.
+fn make_images(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for k in 0..4u32 {
+        // Smooth colour images, so JPEG's loss stays small.
+        let rgb = image::RgbImage::from_fn(20, 16, |x, y| image::Rgb([(x * 12 + k * 9) as u8, (y * 15 + 3) as u8, ((x + y) * 6 + k * 20) as u8]));
+        let name = format!("img{k}.png");
+        rgb.save(dir.join(&name)).unwrap();
+        lines.push(format!("{name} {k}"));
+    }
+    let gray = image::GrayImage::from_fn(20, 16, |x, y| image::Luma([(x * 10 + y * 3) as u8]));
+    gray.save(dir.join("gray.png")).unwrap();
+    lines.push("gray.png 7".into());
+    lines
+}
+
+fn read_all(db: &Path, extra: &str, n: usize) -> (Tensor, Tensor) {
+    let lp = layer(&format!(
+        r#"name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{}" batch_size: {n} backend: LMDB }} {extra}"#,
+        db.display()
+    ));
+    let mut l = create_layer(&lp).unwrap();
+    l.setup(&[]).unwrap_or_else(|e| panic!("{}", e.0));
+    let tops = l.forward(&ctx(Phase::Test), &[], &[]).unwrap();
+    (tops[0].shallow_clone(), tops[1].shallow_clone())
+}
+
+#[test]
+fn encoded_datasets_decode_like_raw() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("images");
+    std::fs::create_dir(&root).unwrap();
+    let lines = make_images(&root);
+    let color_list = tmp.path().join("color.txt");
+    std::fs::write(&color_list, lines[..4].join("\n") + "\n").unwrap();
+    let root_s = format!("{}/", root.display());
+    let convert = |name: &str, list: &Path, opts: convert_imageset::Options| -> PathBuf {
+        let db = tmp.path().join(name);
+        let n = convert_imageset::convert(&root_s, list, &db, &opts).expect("convert_imageset");
+        assert_eq!(n, 4);
+        db
+    };
+    let raw = convert("raw", &color_list, Default::default());
+    let png = convert("png", &color_list, convert_imageset::Options { encoded: true, ..Default::default() });
+    let jpg = convert("jpg", &color_list, convert_imageset::Options { encode_type: "jpg".into(), ..Default::default() });
+    // Keys are %08d_<file>; the encoded records hold the PNG file itself.
+    let c = open_cursor(&png, Backend::Lmdb).unwrap();
+    assert_eq!(c.key(), b"00000000_img0.png");
+    let d = datum::parse(c.value()).unwrap();
+    assert!(d.encoded() && d.channels.is_none());
+    assert_eq!(d.data(), std::fs::read(root.join("img0.png")).unwrap().as_slice());
+
+    let (raw_x, raw_y) = read_all(&raw, "", 4);
+    assert_eq!(raw_x.size(), vec![4, 3, 16, 20]);
+    // BGR planes, as OpenCV gives them: channel 0 is blue.
+    assert_eq!(raw_x.double_value(&[1, 0, 2, 3]), ((3 + 2) * 6 + 20) as f64);
+    let (png_x, png_y) = read_all(&png, "", 4);
+    assert!(png_x.equal(&raw_x), "PNG-encoded pixels differ from raw");
+    assert!(png_y.equal(&raw_y));
+    let (jpg_x, _) = read_all(&jpg, "", 4);
+    let diff = (&jpg_x - &raw_x).abs();
+    let (mean_err, max_err) = (diff.mean(Kind::Float).double_value(&[]), diff.max().double_value(&[]));
+    assert!(mean_err < 2.0 && max_err < 24.0, "JPEG error too large: mean {mean_err}, max {max_err}");
+    assert!(mean_err > 0.0, "JPEG is lossy: the re-encoded records should not be the PNG files");
+    // force_gray decodes colour records to one channel; -gray writes one channel.
+    let (g_x, _) = read_all(&png, "transform_param { force_gray: true }", 4);
+    assert_eq!(g_x.size(), vec![4, 1, 16, 20]);
+    let gray_db = convert("gray", &color_list, convert_imageset::Options { gray: true, ..Default::default() });
+    let (g2, _) = read_all(&gray_db, "", 4);
+    assert!(g2.equal(&g_x), "-gray records hold what force_gray decodes");
+    // Like Caffe, -gray -encoded keeps a PNG source file as it is (still colour).
+    let gray_enc = convert("gray_enc", &color_list, convert_imageset::Options { gray: true, encoded: true, ..Default::default() });
+    assert_eq!(read_all(&gray_enc, "", 4).0.size(), vec![4, 3, 16, 20]);
+    // Resizing happens before encoding.
+    let small = convert("small", &color_list, convert_imageset::Options { resize_height: 8, resize_width: 10, encoded: true, ..Default::default() });
+    assert_eq!(read_all(&small, "", 4).0.size(), vec![4, 3, 8, 10]);
+    // A grey PNG decodes natively to one channel, or to three with force_color.
+    let gray_list = tmp.path().join("gray.txt");
+    std::fs::write(&gray_list, "gray.png 7\n").unwrap();
+    let db = tmp.path().join("gray1");
+    convert_imageset::convert(&root_s, &gray_list, &db, &convert_imageset::Options { encoded: true, ..Default::default() }).unwrap();
+    assert_eq!(read_all(&db, "", 1).0.size(), vec![1, 1, 16, 20]);
+    assert_eq!(read_all(&db, "transform_param { force_color: true }", 1).0.size(), vec![1, 3, 16, 20]);
+
+    // ImageData reads the same pixels straight from the files.
+    let lp = layer(&format!(
+        r#"name: "img" type: "ImageData" top: "data" top: "label" image_data_param {{ source: "{}" root_folder: "{root_s}" batch_size: 4 }}"#,
+        color_list.display()
+    ));
+    let mut l = create_layer(&lp).unwrap();
+    l.setup(&[]).unwrap();
+    let tops = l.forward(&ctx(Phase::Train), &[], &[]).unwrap();
+    assert!(tops[0].equal(&raw_x) && tops[1].equal(&raw_y));
+    // new_height/new_width and shuffle.
+    let lp = layer(&format!(
+        r#"name: "img" type: "ImageData" top: "data" top: "label"
+           image_data_param {{ source: "{}" root_folder: "{root_s}" batch_size: 4 new_height: 8 new_width: 10 shuffle: true is_color: false }}"#,
+        color_list.display()
+    ));
+    let mut l = create_layer(&lp).unwrap();
+    assert_eq!(l.setup(&[]).unwrap().tops[0], vec![4, 1, 8, 10]);
+    let mut labels = tensor_vec(&l.forward(&ctx(Phase::Train), &[], &[]).unwrap()[1]);
+    labels.sort_by(f32::total_cmp);
+    assert_eq!(labels, vec![0., 1., 2., 3.]);
+}
+
+#[test]
+fn image_codec_round_trips_and_resizes() {
+    let im = img::Image { channels: 3, height: 2, width: 3, data: (0..18).map(|i| i * 10).collect() };
+    let png = img::encode(&im, "png").unwrap();
+    assert_eq!(img::decode(&png, ColorMode::Native).unwrap(), im);
+    let up = img::resize(&im, 4, 6);
+    assert_eq!((up.height, up.width, up.data.len()), (4, 6, 72));
+    // Half-pixel geometry: corners keep the corner values.
+    assert_eq!(up.data[0], 0);
+    assert_eq!(up.data[23], 50);
+    assert!(img::decode(b"GIF89a....", ColorMode::Native).is_err());
+    assert!(img::extension_matches("a/B.JPEG", "jpg") && !img::extension_matches("x.png", "jpg"));
+    // float_data Datums decode as floats.
+    let d = Datum { channels: Some(1), height: Some(1), width: Some(2), float_data: vec![0.5, -1.0], label: Some(3), ..Default::default() };
+    let s: Sample = datum::decode(d, ColorMode::Native).unwrap();
+    assert_eq!(s.values, Values::F32(vec![0.5, -1.0]));
+    assert_eq!(s.label, 3.0);
+}
+
+// ------------------------------------------------------------------ other data layers
+
+#[test]
+fn dummy_data_fills_each_top() {
+    let text = r#"name: "n"
+        layer { name: "dummy" type: "DummyData" top: "a" top: "b" top: "c"
+          dummy_data_param { shape { dim: 2 dim: 3 } shape { dim: 4 } shape { dim: 1 dim: 1 dim: 2 dim: 2 }
+            data_filler { type: "constant" value: 2.5 } data_filler { type: "uniform" min: 1 max: 2 } data_filler { type: "gaussian" std: 1 } } }"#;
+    let mut n = net(text, Phase::Train).expect("net");
+    n.forward().unwrap();
+    assert_eq!(tensor_vec(n.blob("a").unwrap()), vec![2.5; 6]);
+    let b1 = tensor_vec(n.blob("b").unwrap());
+    assert!(b1.iter().all(|v| (1.0..=2.0).contains(v)));
+    assert_eq!(n.blob("c").unwrap().size(), vec![1, 1, 2, 2]);
+    n.forward().unwrap();
+    assert_ne!(tensor_vec(n.blob("b").unwrap()), b1, "non-constant tops are refilled");
+    // Legacy num/channels/height/width, one filler for all.
+    let lp = layer(r#"name: "d" type: "DummyData" top: "x" top: "y" dummy_data_param { num: 2 channels: 3 height: 4 width: 5 num: 1 channels: 1 height: 1 width: 1 }"#);
+    let mut l = create_layer(&lp).unwrap();
+    assert_eq!(l.setup(&[]).unwrap().tops, vec![vec![2, 3, 4, 5], vec![1, 1, 1, 1]]);
+    assert_eq!(l.forward(&ctx(Phase::Test), &[], &[]).unwrap()[0].sum(Kind::Float).double_value(&[]), 0.0);
+    let bad = layer(r#"name: "d" type: "DummyData" top: "x" top: "y" top: "z" dummy_data_param { shape { dim: 1 } shape { dim: 2 } }"#);
+    assert!(create_layer(&bad).unwrap().setup(&[]).is_err());
+}
+
+#[test]
+fn memory_data_serves_batches_in_turn() {
+    let text = r#"name: "m" layer { name: "mem" type: "MemoryData" top: "data" top: "label"
+        memory_data_param { batch_size: 2 channels: 1 height: 2 width: 2 } }"#;
+    let mut n = net(text, Phase::Test).expect("net");
+    assert!(n.forward_inference().is_err(), "forward before the arrays are set is an error");
+    let data = Tensor::arange(24, (Kind::Float, Device::Cpu)).reshape([6, 1, 2, 2]);
+    let labels = Tensor::from_slice(&[0f32, 1., 2., 3., 4., 5.]);
+    n.set_input_arrays(&data, &labels).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        n.forward_inference().unwrap();
+        assert_eq!(n.blob("data").unwrap().size(), vec![2, 1, 2, 2]);
+        seen.extend(tensor_vec(n.blob("label").unwrap()));
+    }
+    assert_eq!(seen, vec![0., 1., 2., 3., 4., 5., 0., 1.]);
+    assert_eq!(tensor_vec(&n.blob("data").unwrap().get(1)), vec![4., 5., 6., 7.]);
+    let e = n.set_input_arrays(&data.narrow(0, 0, 3), &labels.narrow(0, 0, 3)).unwrap_err().to_string();
+    assert!(e.contains("multiple of batch_size") && e.contains("mem"), "{e}");
+}
+
+// ------------------------------------------------------------------ bad input
+
+#[test]
+fn bad_inputs_are_one_line_errors_naming_layer_source_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err_of = |text: &str, phase: Phase, forwards: usize| -> String {
+        match net(text, phase) {
+            Err(e) => e.to_string(),
+            Ok(mut n) => {
+                for _ in 0..forwards {
+                    if let Err(e) = n.forward() {
+                        return e.to_string();
+                    }
+                }
+                panic!("no error for {text}")
+            }
+        }
+    };
+
+    // Missing DB.
+    let missing = tmp.path().join("nope_lmdb");
+    let e = err_of(&data_net(&missing, "backend: LMDB", 4, ""), Phase::Train, 0);
+    assert_one_line_error(&e, &["mnist", "nope_lmdb", "does not exist"]);
+
+    // Wrong backend: an LMDB read with Caffe's default LEVELDB.
+    let e = err_of(&data_net(&caffe_ref("lmdb/fmnist_train2k_lmdb"), "", 4, ""), Phase::Train, 0);
+    assert_one_line_error(&e, &["mnist", "fmnist_train2k_lmdb", "an LMDB", "backend is LEVELDB"]);
+
+    // Empty DB.
+    let empty = tmp.path().join("empty_lmdb");
+    write_db(&empty, Backend::Lmdb, &[]);
+    let e = err_of(&data_net(&empty, "backend: LMDB", 4, ""), Phase::Train, 0);
+    assert_one_line_error(&e, &["mnist", "empty_lmdb", "empty"]);
+
+    // A truncated record after good ones: found by the prefetch thread, reported by forward.
+    let good = raw_datum(1, 2, 2, vec![1, 2, 3, 4], 1);
+    // Cut inside the pixel bytes.
+    let mut cut = good.clone();
+    cut.truncate(10);
+    let trunc = tmp.path().join("trunc_lmdb");
+    write_db(&trunc, Backend::Lmdb, &[("00000000".into(), good.clone()), ("00000001".into(), good.clone()), ("00000002".into(), cut), ("00000003".into(), good.clone())]);
+    let e = err_of(&data_net(&trunc, "backend: LMDB", 2, ""), Phase::Train, 3);
+    assert_one_line_error(&e, &["mnist", "trunc_lmdb", "00000002", "truncated"]);
+
+    // Wrong channel count against the mean file (the first record, at setup).
+    let mean = tmp.path().join("rgb_mean.binaryproto");
+    binary::write_message(&mean, &BlobProto { num: Some(1), channels: Some(3), height: Some(28), width: Some(28), data: vec![0.0; 3 * 784], ..Default::default() }).unwrap();
+    let text = data_net(&caffe_ref("lmdb/fmnist_train2k_lmdb"), "backend: LMDB", 4, &format!(r#"transform_param {{ mean_file: "{}" }}"#, mean.display()));
+    let e = err_of(&text, Phase::Train, 0);
+    assert_one_line_error(&e, &["mnist", "fmnist_train2k_lmdb", "00000000", "rgb_mean.binaryproto", "1×28×28", "3×28×28"]);
+
+    // A record marked encoded that is not an image.
+    let junk = datum::to_bytes(&datum::encoded(b"this is not a picture".to_vec(), 0));
+    let enc = tmp.path().join("junk_lmdb");
+    write_db(&enc, Backend::Lmdb, &[("00000000_a.png".into(), junk)]);
+    let e = err_of(&data_net(&enc, "backend: LMDB", 1, ""), Phase::Train, 0);
+    assert_one_line_error(&e, &["mnist", "junk_lmdb", "00000000_a.png", "not a PNG or JPEG"]);
+
+    // An image list naming a missing file (the second: found while prefetching).
+    let root = tmp.path().join("imgs");
+    std::fs::create_dir(&root).unwrap();
+    image::GrayImage::from_fn(4, 4, |x, _| image::Luma([x as u8])).save(root.join("ok.png")).unwrap();
+    let list = tmp.path().join("list.txt");
+    std::fs::write(&list, "ok.png 1\nmissing.png 2\n").unwrap();
+    let text = format!(
+        r#"name: "n" layer {{ name: "images" type: "ImageData" top: "data" top: "label"
+            image_data_param {{ source: "{}" root_folder: "{}/" batch_size: 2 }} }}"#,
+        list.display(),
+        root.display()
+    );
+    let e = err_of(&text, Phase::Train, 1);
+    assert_one_line_error(&e, &["images", "list.txt", "missing.png"]);
+
+    // Missing mean file.
+    let text = data_net(&caffe_ref("lmdb/fmnist_train2k_lmdb"), "backend: LMDB", 4, r#"transform_param { mean_file: "/no/such/mean.binaryproto" }"#);
+    assert_one_line_error(&err_of(&text, Phase::Train, 0), &["mnist", "/no/such/mean.binaryproto"]);
+
+    // compute_image_mean names the DB and the key of a bad record.
+    let e = compute_image_mean::compute(&trunc, None, Backend::Lmdb).err().unwrap().to_string();
+    assert_one_line_error(&e, &["trunc_lmdb", "00000002"]);
+}
+
+#[test]
+fn extract_features_writes_float_datums() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"name: "f" {}
+           layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }} }}"#,
+        data_net(&caffe_ref("lmdb/fmnist_train2k_lmdb"), "backend: LMDB", 5, r#"transform_param { scale: 0.00390625 }"#)
+            .trim_start_matches(r#"name: "d""#)
+    );
+    let net_file = tmp.path().join("net.prototxt");
+    std::fs::write(&net_file, &text).unwrap();
+    let mut n = net(&text, Phase::Test).unwrap();
+    let weights = tmp.path().join("w.caffemodel");
+    binary::write_message(&weights, &n.to_proto(false)).unwrap();
+    n.forward_inference().unwrap();
+    let want_ip = n.blob("ip").unwrap().shallow_clone();
+    let out_ip = tmp.path().join("ip_feats");
+    let out_label = tmp.path().join("label_feats");
+    let dbs = [out_ip.display().to_string(), out_label.display().to_string()];
+    let written = caffe_tch::tools::extract_features::extract(&weights, &net_file, &["ip".into(), "label".into()], &dbs, 2, Backend::Lmdb, Device::Cpu).unwrap();
+    assert_eq!(written, vec![10, 10]);
+    let mut c = open_cursor(&out_ip, Backend::Lmdb).unwrap();
+    assert_eq!(c.key(), b"0000000000");
+    let d = datum::parse(c.value()).unwrap();
+    assert_eq!((d.channels(), d.height(), d.width()), (3, 1, 1));
+    assert_eq!(d.float_data, tensor_vec(&want_ip.get(0)));
+    let mut keys = 0;
+    while c.valid() {
+        keys += 1;
+        c.next().unwrap();
+    }
+    assert_eq!(keys, 10);
+}
+
+#[test]
+fn datum_bytes_match_caffe_field_layout() {
+    // Caffe serializes channels, height, width, data, label in field order; so do we.
+    let c = open_cursor(&caffe_ref("lmdb/fmnist_train2k_lmdb"), Backend::Lmdb).unwrap();
+    let d = datum::parse(c.value()).unwrap();
+    assert_eq!(datum::to_bytes(&d), c.value());
+    // float_data is proto2 unpacked, as Caffe writes it.
+    let f = datum::to_bytes(&Datum { float_data: vec![1.0, 2.0], ..Default::default() });
+    assert_eq!(f, vec![0x35, 0, 0, 0x80, 0x3f, 0x35, 0, 0, 0, 0x40]);
+}

@@ -1,0 +1,163 @@
+//! Golden parity with BVLC Caffe for the CIFAR-10 nets (quick, and full with
+//! LRN WITHIN_CHANNEL) and a small ResNet (BatchNorm, Scale, Eltwise): every
+//! blob and parameter after a TEST forward pass, and for resnet_small a TRAIN
+//! pass with batch statistics: the updated running statistics, every blob
+//! gradient and every parameter gradient. Tolerance as in tests/parity.rs:
+//! max |Δ| ≤ 1e-4·(1 + max|ref|). See tests/fixtures/caffe-ref/README.md.
+mod common;
+
+use std::path::Path;
+
+use caffe_tch::net::Net;
+use caffe_tch::proto::caffe::{NetState, Phase};
+use caffe_tch::proto::text::TextOptions;
+use common::{caffe_ref, max_abs_diff, read_npy};
+use serde_json::Value;
+use tch::{Device, Tensor};
+
+const TOL: f64 = 1e-4;
+
+fn manifest(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
+    serde_json::from_str(&text).expect("manifest json")
+}
+
+fn state(phase: Phase) -> NetState {
+    NetState { phase: Some(phase as i32), ..Default::default() }
+}
+
+/// The worst comparison seen, for the summary line.
+#[derive(Default)]
+struct Worst {
+    compared: usize,
+    max_delta: f64,
+    what: String,
+    /// The largest max |Δ| / max |ref| over the tensors.
+    max_relative: f64,
+    what_relative: String,
+}
+
+impl Worst {
+    fn check(&mut self, what: &str, ours: &Tensor, reference: &Tensor) {
+        let ours = if reference.size().is_empty() { ours.reshape([] as [i64; 0]) } else { ours.reshape(reference.size().as_slice()) };
+        let (d, m) = max_abs_diff(&ours, reference);
+        assert!(d <= TOL * (1.0 + m), "{what}: max |Δ| = {d:.3e} > {TOL:.0e}·(1 + {m:.3e})");
+        self.compared += 1;
+        if d >= self.max_delta {
+            self.max_delta = d;
+            self.what = format!("{what}, max |ref| {m:.2e}");
+        }
+        if m > 0.0 && d / m >= self.max_relative {
+            self.max_relative = d / m;
+            self.what_relative = what.to_string();
+        }
+    }
+    fn report(&self, name: &str) {
+        eprintln!(
+            "{name}: {} tensors, max |Δ| = {:.3e} ({}); max |Δ|/max|ref| = {:.3e} ({})",
+            self.compared, self.max_delta, self.what, self.max_relative, self.what_relative
+        );
+    }
+}
+
+/// Builds the net for `phase`, loads the fixture's weights and inputs, runs
+/// forward (and backward when asked).
+fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) -> (Net, Value) {
+    let m = manifest(dir);
+    let mut net = Net::from_file(prototxt, &state(phase), TextOptions::default(), Device::Cpu).expect("build net");
+    let weights = dir.join(m["weights"].as_str().unwrap_or("weights.caffemodel"));
+    net.load_weights(&weights).expect("load weights");
+    for input in m["inputs"].as_array().expect("inputs") {
+        let name = input.as_str().unwrap();
+        let t = read_npy(&dir.join("blobs").join(format!("{name}.npy")));
+        net.set_input(name, &t).expect("set input");
+    }
+    if backward {
+        net.forward().expect("forward");
+        net.backward_with_blob_diffs().expect("backward");
+    } else {
+        net.forward_inference().expect("forward");
+    }
+    (net, m)
+}
+
+fn check_blobs(net: &Net, dir: &Path, m: &Value, worst: &mut Worst) {
+    for b in m["blobs"].as_array().expect("blobs") {
+        let name = b["name"].as_str().unwrap();
+        let reference = read_npy(&dir.join(b["file"].as_str().unwrap()));
+        let ours = net.blob(name).unwrap_or_else(|| panic!("blob {name} missing"));
+        worst.check(&format!("blob {name}"), ours, &reference);
+    }
+}
+
+fn check_params(net: &Net, dir: &Path, m: &Value, worst: &mut Worst) {
+    for p in m["params"].as_array().expect("params") {
+        let layer = p["layer"].as_str().unwrap();
+        let blobs = net.layer_blobs(layer).unwrap_or_else(|| panic!("layer {layer}"));
+        let files = p["files"].as_array().unwrap();
+        assert_eq!(blobs.len(), files.len(), "{layer}: blob count");
+        for (j, f) in files.iter().enumerate() {
+            let reference = read_npy(&dir.join(f.as_str().unwrap()));
+            worst.check(&format!("{layer} param {j}"), blobs[j], &reference);
+        }
+    }
+}
+
+fn forward_fixture(name: &str) {
+    let dir = caffe_ref(&format!("fixtures/{name}"));
+    let (net, m) = run_fixture(&dir, &dir.join("net.prototxt"), Phase::Test, false);
+    let mut worst = Worst::default();
+    check_params(&net, &dir, &m, &mut worst);
+    check_blobs(&net, &dir, &m, &mut worst);
+    assert!(worst.compared >= 10, "{name}: only {} tensors compared", worst.compared);
+    worst.report(name);
+}
+
+#[test]
+fn cifar10_quick_forward_matches_caffe() {
+    forward_fixture("cifar10_quick");
+}
+
+#[test]
+fn cifar10_full_forward_matches_caffe() {
+    forward_fixture("cifar10_full");
+}
+
+#[test]
+fn resnet_small_forward_matches_caffe() {
+    forward_fixture("resnet_small");
+}
+
+#[test]
+fn resnet_small_train_backward_matches_caffe() {
+    let dir = caffe_ref("fixtures/resnet_small/train_backward");
+    let (net, m) = run_fixture(&dir, &caffe_ref("fixtures/resnet_small/net.prototxt"), Phase::Train, true);
+    let mut worst = Worst::default();
+    check_blobs(&net, &dir, &m, &mut worst);
+    // Parameters after the pass: BatchNorm's running statistics were updated once.
+    check_params(&net, &dir, &m, &mut worst);
+    // Parameter gradients (zero for the BatchNorm statistics).
+    for p in m["params"].as_array().expect("params") {
+        let layer = p["layer"].as_str().unwrap();
+        for (j, f) in p["diff_files"].as_array().expect("diff_files").iter().enumerate() {
+            let reference = read_npy(&dir.join(f.as_str().unwrap()));
+            let ours = net.layer_blob_diff(layer, j).unwrap_or_else(|| panic!("{layer} param {j} diff"));
+            worst.check(&format!("{layer} param {j} diff"), ours, &reference);
+        }
+    }
+    // Blob gradients. Inputs get none without force_backward, and the loss
+    // diff is its loss weight.
+    let mut diffs = 0;
+    for b in m["blobs"].as_array().expect("blobs") {
+        let name = b["name"].as_str().unwrap();
+        if ["data", "label", "loss"].contains(&name) {
+            continue;
+        }
+        let reference = read_npy(&dir.join(b["diff_file"].as_str().unwrap()));
+        let ours = net.blob_diff(name).unwrap_or_else(|| panic!("no diff for {name}"));
+        worst.check(&format!("blob {name} diff"), ours, &reference);
+        diffs += 1;
+    }
+    assert!(diffs >= 15, "only {diffs} blob diffs compared");
+    worst.report("resnet_small/train_backward");
+}
