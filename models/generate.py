@@ -652,8 +652,8 @@ def model_readme(m):
         "|---|---|---|",
     ] + solver_rows + [
         "",
-        "Run from the repository root: `caffe train --solver solvers/%s.prototxt` (make `snapshots/` first "
-        "if it is missing)." % m.runs()[0][0],
+        "Run from the repository root: `caffe train --solver solvers/%s.prototxt`; snapshots go to "
+        "`snapshots/`." % m.runs()[0][0],
     ]
     if m.notes:
         text += ["", "## Assumptions", ""] + ["- " + n for n in m.notes]
@@ -684,8 +684,8 @@ CIFAR_NOTES = [
     "conv2/conv3.",
 ]
 ALEXNET13_NOTES = [
-    "Each duplicate convK b reads relu K's output and has convK's kernel, group, filler and width; stride 1 and "
-    "pad (k−1)/2 keep the size (conv1b: 11×11, pad 5 on 55×55). It is followed by its own ReLU; DropIn K "
+    "Each duplicate convKb reads convK after reluK (in place) and has convK's kernel, group, filler and width; "
+    "stride 1 and pad (k−1)/2 keep the size (conv1b: 11×11, pad 5 on 55×55). It is followed by its own ReLU; DropIn K "
     "mixes convK (skip) and convKb (new), and feeds what convK fed in AlexNet (norm1, norm2, conv4, conv5, "
     "pool5).",
 ]
@@ -745,11 +745,11 @@ def solvers_readme():
         "Run from the repository root (paths in a solver are relative to the working directory, as in Caffe):",
         "",
         "```",
-        "mkdir -p snapshots",
         "caffe train --solver solvers/lenet10_dropin_d2500_solver.prototxt",
         "```",
         "",
-        "Snapshots go to `snapshots/<solver name without _solver>_iter_N.caffemodel` / `.solverstate`.",
+        "Snapshots go to `snapshots/<solver name without _solver>_iter_N.caffemodel` / `.solverstate` (the folder is "
+        "in the repository; its contents are git-ignored).",
         "",
         "Hyper-parameters are Caffe's own reference solvers, as the paper kept them:",
         "",

@@ -125,7 +125,14 @@ fn write_db(path: &Path, backend: Backend, records: &[(String, Vec<u8>)]) {
 }
 
 fn raw_datum(c: i32, h: i32, w: i32, data: Vec<u8>, label: i32) -> Vec<u8> {
-    datum::to_bytes(&Datum { channels: Some(c), height: Some(h), width: Some(w), data: Some(data), label: Some(label), ..Default::default() })
+    datum::to_bytes(&Datum {
+        channels: Some(c),
+        height: Some(h),
+        width: Some(w),
+        data: Some(data),
+        label: Some(label),
+        ..Default::default()
+    })
 }
 
 fn assert_one_line_error(err: &str, needles: &[&str]) {
@@ -165,12 +172,35 @@ fn leveldb_reads_caffe_test_set_same_records_as_caffe_lmdb() {
     // LevelDB rewrites a DB when it opens it: read a copy of the fixture.
     let tmp = tempfile::tempdir().unwrap();
     let copy = tmp.path().join("fmnist_test_leveldb");
-    std::fs::create_dir(&copy).unwrap();
-    for e in std::fs::read_dir(caffe_ref("extra/leveldb/fmnist_test_leveldb_compacted")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
-    }
+    copy_dir(&caffe_ref("extra/leveldb/fmnist_test_leveldb_compacted"), &copy);
     assert_eq!(digest_of(&copy, Backend::LevelDb), caffe_test_lmdb_digest());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn leveldb_replays_a_caffe_style_log_only_db() {
+    // Made by C++ LevelDB with Caffe's never-cleared write batch (tests/fixtures/leveldb/README.md).
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("logonly");
+    copy_dir(&common::fixture("leveldb/caffe_style_logonly_leveldb"), &copy);
+    let mut ours = open_cursor(&copy, Backend::LevelDb).unwrap();
+    let mut caffe = open_cursor(&caffe_ref("lmdb/fmnist_train2k_lmdb"), Backend::Lmdb).unwrap();
+    let mut n = 0;
+    while ours.valid() {
+        assert_eq!(ours.key(), caffe.key());
+        assert_eq!(ours.value(), caffe.value());
+        n += 1;
+        ours.next().unwrap();
+        caffe.next().unwrap();
+    }
+    assert_eq!(n, 30);
 }
 
 // ------------------------------------------------------------------ converters
@@ -180,13 +210,9 @@ fn convert_mnist_test_set_matches_caffe_lmdb_bytes() {
     let Some(dir) = fashion_mnist() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let lmdb = tmp.path().join("test_lmdb");
-    let n = convert_mnist_data::convert(
-        &dir.join("t10k-images-idx3-ubyte.gz"),
-        &dir.join("t10k-labels-idx1-ubyte.gz"),
-        &lmdb,
-        Backend::Lmdb,
-    )
-    .expect("convert");
+    let n =
+        convert_mnist_data::convert(&dir.join("t10k-images-idx3-ubyte.gz"), &dir.join("t10k-labels-idx1-ubyte.gz"), &lmdb, Backend::Lmdb)
+            .expect("convert");
     assert_eq!(n, 10000);
     assert_eq!(digest_of(&lmdb, Backend::Lmdb), caffe_test_lmdb_digest(), "keys or values differ from Caffe's LMDB");
     // The LevelDB backend holds the same records.
@@ -201,13 +227,9 @@ fn convert_mnist_train_set_and_mean_match_caffe() {
     let Some(dir) = fashion_mnist() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let lmdb = tmp.path().join("train_lmdb");
-    let n = convert_mnist_data::convert(
-        &dir.join("train-images-idx3-ubyte.gz"),
-        &dir.join("train-labels-idx1-ubyte.gz"),
-        &lmdb,
-        Backend::Lmdb,
-    )
-    .expect("convert");
+    let n =
+        convert_mnist_data::convert(&dir.join("train-images-idx3-ubyte.gz"), &dir.join("train-labels-idx1-ubyte.gz"), &lmdb, Backend::Lmdb)
+            .expect("convert");
     assert_eq!(n, 60000);
     // The first 2,000 records equal Caffe's byte for byte.
     let mut ours = open_cursor(&lmdb, Backend::Lmdb).unwrap();
@@ -268,11 +290,7 @@ fn cli_convert_mnist_and_compute_mean() {
     let (images, labels) = write_idx(tmp.path(), 25, true);
     let db = tmp.path().join("small_leveldb");
     let caffe = env!("CARGO_BIN_EXE_caffe");
-    let out = Command::new(caffe)
-        .args(["convert_mnist_data", "-backend", "leveldb"])
-        .args([&images, &labels, &db])
-        .output()
-        .unwrap();
+    let out = Command::new(caffe).args(["convert_mnist_data", "-backend", "leveldb"]).args([&images, &labels, &db]).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("A total of 25 items.") && log.contains("Rows: 4 Cols: 3") && log.contains("Processed 25 files."), "{log}");
@@ -352,10 +370,14 @@ fn lenet_first_batch_equals_caffe() {
 fn data_layer_wraps_at_the_end_and_honours_rand_skip() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("five");
-    let records: Vec<(String, Vec<u8>)> = (0..5).map(|i| (format!("{i:08}"), raw_datum(1, 1, 2, vec![i as u8, 100 + i as u8], i))).collect();
+    let records: Vec<(String, Vec<u8>)> =
+        (0..5).map(|i| (format!("{i:08}"), raw_datum(1, 1, 2, vec![i as u8, 100 + i as u8], i))).collect();
     write_db(&db, Backend::LevelDb, &records);
     // Default backend: LEVELDB, as Caffe's.
-    let lp = layer(&format!(r#"name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{}" batch_size: 3 prefetch: 2 }}"#, db.display()));
+    let lp = layer(&format!(
+        r#"name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{}" batch_size: 3 prefetch: 2 }}"#,
+        db.display()
+    ));
     let mut l = create_layer(&lp).unwrap();
     let out = l.setup(&[]).unwrap();
     assert_eq!(out.tops, vec![vec![3, 1, 1, 2], vec![3]]);
@@ -373,7 +395,10 @@ fn data_layer_wraps_at_the_end_and_honours_rand_skip() {
     assert_eq!(l1.forward(&ctx(Phase::Test), &[], &[]).unwrap().len(), 1);
     // rand_skip starts somewhere in [0, rand_skip).
     tch::manual_seed(3);
-    let lps = layer(&format!(r#"name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{}" batch_size: 1 rand_skip: 4 }}"#, db.display()));
+    let lps = layer(&format!(
+        r#"name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{}" batch_size: 1 rand_skip: 4 }}"#,
+        db.display()
+    ));
     let mut ls = create_layer(&lps).unwrap();
     ls.setup(&[]).unwrap();
     let first = tensor_vec(&ls.forward(&ctx(Phase::Train), &[], &[]).unwrap()[1])[0];
@@ -394,7 +419,11 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
     write_db(&db, Backend::Lmdb, &records);
     let mean = tmp.path().join("mean.binaryproto");
     let mean_data: Vec<f32> = (0..60).map(|i| i as f32 * 0.5).collect();
-    binary::write_message(&mean, &BlobProto { num: Some(1), channels: Some(3), height: Some(4), width: Some(5), data: mean_data.clone(), ..Default::default() }).unwrap();
+    binary::write_message(
+        &mean,
+        &BlobProto { num: Some(1), channels: Some(3), height: Some(4), width: Some(5), data: mean_data.clone(), ..Default::default() },
+    )
+    .unwrap();
     // TEST: centred 2×2 crop (offsets 1, 1), mean file indexed at the crop offset, scale.
     let lp = layer(&format!(
         r#"name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{}" batch_size: 2 backend: LMDB }}
@@ -423,7 +452,9 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
     assert_eq!(got, want);
     // Per-channel mean values, mirror: every item is either as is or flipped.
     let sample = datum::parse_and_decode(&records[0].1, ColorMode::Native).unwrap();
-    let tp = layer(r#"name: "x" type: "Data" transform_param { mean_value: 1 mean_value: 2 mean_value: 3 mirror: true }"#).transform_param.unwrap();
+    let tp = layer(r#"name: "x" type: "Data" transform_param { mean_value: 1 mean_value: 2 mean_value: 3 mirror: true }"#)
+        .transform_param
+        .unwrap();
     let mut t = Transformer::new(&tp, Phase::Test, 7).unwrap();
     let (mut flips, mut plain) = (0, 0);
     for _ in 0..40 {
@@ -456,7 +487,9 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
     let offsets: std::collections::HashSet<(u32, u32)> = a.iter().map(|o| (((o[0] as u32) % 100) / 10, (o[0] as u32) % 10)).collect();
     assert!(offsets.len() > 1 && offsets.iter().all(|&(h, w)| h <= 1 && w <= 2), "{offsets:?}");
     // Both a mean file and mean values: refused.
-    let tp = layer(&format!(r#"name: "x" type: "Data" transform_param {{ mean_file: "{}" mean_value: 3 }}"#, mean.display())).transform_param.unwrap();
+    let tp = layer(&format!(r#"name: "x" type: "Data" transform_param {{ mean_file: "{}" mean_value: 3 }}"#, mean.display()))
+        .transform_param
+        .unwrap();
     let e = Transformer::new(&tp, Phase::Train, 0).err().unwrap();
     assert!(e.contains("mean_file and mean_value"), "{e}");
 }
@@ -468,7 +501,8 @@ fn make_images(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for k in 0..4u32 {
         // Smooth colour images, so JPEG's loss stays small.
-        let rgb = image::RgbImage::from_fn(20, 16, |x, y| image::Rgb([(x * 12 + k * 9) as u8, (y * 15 + 3) as u8, ((x + y) * 6 + k * 20) as u8]));
+        let rgb =
+            image::RgbImage::from_fn(20, 16, |x, y| image::Rgb([(x * 12 + k * 9) as u8, (y * 15 + 3) as u8, ((x + y) * 6 + k * 20) as u8]));
         let name = format!("img{k}.png");
         rgb.save(dir.join(&name)).unwrap();
         lines.push(format!("{name} {k}"));
@@ -537,7 +571,11 @@ fn encoded_datasets_decode_like_raw() {
     let gray_enc = convert("gray_enc", &color_list, convert_imageset::Options { gray: true, encoded: true, ..Default::default() });
     assert_eq!(read_all(&gray_enc, "", 4).0.size(), vec![4, 3, 16, 20]);
     // Resizing happens before encoding.
-    let small = convert("small", &color_list, convert_imageset::Options { resize_height: 8, resize_width: 10, encoded: true, ..Default::default() });
+    let small = convert(
+        "small",
+        &color_list,
+        convert_imageset::Options { resize_height: 8, resize_width: 10, encoded: true, ..Default::default() },
+    );
     assert_eq!(read_all(&small, "", 4).0.size(), vec![4, 3, 8, 10]);
     // A grey PNG decodes natively to one channel, or to three with force_color.
     let gray_list = tmp.path().join("gray.txt");
@@ -605,7 +643,9 @@ fn dummy_data_fills_each_top() {
     n.forward().unwrap();
     assert_ne!(tensor_vec(n.blob("b").unwrap()), b1, "non-constant tops are refilled");
     // Legacy num/channels/height/width, one filler for all.
-    let lp = layer(r#"name: "d" type: "DummyData" top: "x" top: "y" dummy_data_param { num: 2 channels: 3 height: 4 width: 5 num: 1 channels: 1 height: 1 width: 1 }"#);
+    let lp = layer(
+        r#"name: "d" type: "DummyData" top: "x" top: "y" dummy_data_param { num: 2 channels: 3 height: 4 width: 5 num: 1 channels: 1 height: 1 width: 1 }"#,
+    );
     let mut l = create_layer(&lp).unwrap();
     assert_eq!(l.setup(&[]).unwrap().tops, vec![vec![2, 3, 4, 5], vec![1, 1, 1, 1]]);
     assert_eq!(l.forward(&ctx(Phase::Test), &[], &[]).unwrap()[0].sum(Kind::Float).double_value(&[]), 0.0);
@@ -674,14 +714,32 @@ fn bad_inputs_are_one_line_errors_naming_layer_source_and_key() {
     let mut cut = good.clone();
     cut.truncate(10);
     let trunc = tmp.path().join("trunc_lmdb");
-    write_db(&trunc, Backend::Lmdb, &[("00000000".into(), good.clone()), ("00000001".into(), good.clone()), ("00000002".into(), cut), ("00000003".into(), good.clone())]);
+    write_db(
+        &trunc,
+        Backend::Lmdb,
+        &[
+            ("00000000".into(), good.clone()),
+            ("00000001".into(), good.clone()),
+            ("00000002".into(), cut),
+            ("00000003".into(), good.clone()),
+        ],
+    );
     let e = err_of(&data_net(&trunc, "backend: LMDB", 2, ""), Phase::Train, 3);
     assert_one_line_error(&e, &["mnist", "trunc_lmdb", "00000002", "truncated"]);
 
     // Wrong channel count against the mean file (the first record, at setup).
     let mean = tmp.path().join("rgb_mean.binaryproto");
-    binary::write_message(&mean, &BlobProto { num: Some(1), channels: Some(3), height: Some(28), width: Some(28), data: vec![0.0; 3 * 784], ..Default::default() }).unwrap();
-    let text = data_net(&caffe_ref("lmdb/fmnist_train2k_lmdb"), "backend: LMDB", 4, &format!(r#"transform_param {{ mean_file: "{}" }}"#, mean.display()));
+    binary::write_message(
+        &mean,
+        &BlobProto { num: Some(1), channels: Some(3), height: Some(28), width: Some(28), data: vec![0.0; 3 * 784], ..Default::default() },
+    )
+    .unwrap();
+    let text = data_net(
+        &caffe_ref("lmdb/fmnist_train2k_lmdb"),
+        "backend: LMDB",
+        4,
+        &format!(r#"transform_param {{ mean_file: "{}" }}"#, mean.display()),
+    );
     let e = err_of(&text, Phase::Train, 0);
     assert_one_line_error(&e, &["mnist", "fmnist_train2k_lmdb", "00000000", "rgb_mean.binaryproto", "1×28×28", "3×28×28"]);
 
@@ -708,7 +766,12 @@ fn bad_inputs_are_one_line_errors_naming_layer_source_and_key() {
     assert_one_line_error(&e, &["images", "list.txt", "missing.png"]);
 
     // Missing mean file.
-    let text = data_net(&caffe_ref("lmdb/fmnist_train2k_lmdb"), "backend: LMDB", 4, r#"transform_param { mean_file: "/no/such/mean.binaryproto" }"#);
+    let text = data_net(
+        &caffe_ref("lmdb/fmnist_train2k_lmdb"),
+        "backend: LMDB",
+        4,
+        r#"transform_param { mean_file: "/no/such/mean.binaryproto" }"#,
+    );
     assert_one_line_error(&err_of(&text, Phase::Train, 0), &["mnist", "/no/such/mean.binaryproto"]);
 
     // compute_image_mean names the DB and the key of a bad record.
@@ -735,7 +798,16 @@ fn extract_features_writes_float_datums() {
     let out_ip = tmp.path().join("ip_feats");
     let out_label = tmp.path().join("label_feats");
     let dbs = [out_ip.display().to_string(), out_label.display().to_string()];
-    let written = caffe_tch::tools::extract_features::extract(&weights, &net_file, &["ip".into(), "label".into()], &dbs, 2, Backend::Lmdb, Device::Cpu).unwrap();
+    let written = caffe_tch::tools::extract_features::extract(
+        &weights,
+        &net_file,
+        &["ip".into(), "label".into()],
+        &dbs,
+        2,
+        Backend::Lmdb,
+        Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(written, vec![10, 10]);
     let mut c = open_cursor(&out_ip, Backend::Lmdb).unwrap();
     assert_eq!(c.key(), b"0000000000");

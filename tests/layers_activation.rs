@@ -121,7 +121,11 @@ fn relu_and_leaky_relu() {
     let slope = 0.1f32 as f64;
     assert_values("leaky relu", y, &map(|v| if v > 0.0 { v } else { slope * v }));
     // Caffe's backward: (x > 0) + slope·(x <= 0); at 0 that is the slope.
-    assert_values("relu'", &derivative(r#"name: "r" type: "ReLU""#, &x(), &[], Phase::Train), &map(|v| (v > 0.0) as i32 as f64));
+    assert_values(
+        "relu'",
+        &derivative(r#"name: "r" type: "ReLU""#, &x(), &[], Phase::Train),
+        &map(|v| (v > 0.0) as i32 as f64),
+    );
     assert_values("leaky'", &derivative(leaky, &x(), &[], Phase::Train), &map(|v| if v > 0.0 { 1.0 } else { slope }));
     gradcheck(leaky, &[smooth_input(&[2, 3, 4], 1)]);
     gradcheck(r#"name: "r" type: "ReLU""#, &[smooth_input(&[2, 3, 4], 2)]);
@@ -131,13 +135,19 @@ fn relu_and_leaky_relu() {
 fn prelu_per_channel_and_shared() {
     let _serial = serial();
     // Default filler: constant 0.25, one slope per channel (axis 1).
-    let (setup, _) = run_phase(r#"name: "p" type: "PReLU""#, &[x()], &[Tensor::full([3], 0.25, (Kind::Double, Device::Cpu))], Phase::Test);
+    let (setup, _) = run_phase(
+        r#"name: "p" type: "PReLU""#,
+        &[x()],
+        &[Tensor::full([3], 0.25, (Kind::Double, Device::Cpu))],
+        Phase::Test,
+    );
     assert_eq!(setup.params.len(), 1);
     assert_eq!(setup.params[0].shape, vec![3]);
     assert_eq!(setup.params[0].filler.r#type(), "constant");
     assert_eq!(setup.params[0].filler.value(), 0.25);
     // channel_shared: Caffe stores one slope as a 0-D blob.
-    let shared = r#"name: "p" type: "PReLU" prelu_param { channel_shared: true filler { type: "constant" value: 0.5 } }"#;
+    let shared =
+        r#"name: "p" type: "PReLU" prelu_param { channel_shared: true filler { type: "constant" value: 0.5 } }"#;
     let (setup, tops) = run_phase(shared, &[x()], &[t(&[0.5], &[])], Phase::Test);
     assert_eq!(setup.params[0].shape, Vec::<i64>::new());
     assert_eq!(setup.params[0].filler.value(), 0.5);
@@ -197,14 +207,22 @@ fn elu() {
     let alpha = 0.7f32 as f64;
     assert_values("elu", &run(text, &[x()], &[])[0], &map(|v| if v > 0.0 { v } else { alpha * (v.exp() - 1.0) }));
     // Caffe: 1 for x > 0, y + α for x <= 0 (α at 0).
-    assert_values("elu'", &derivative(text, &x(), &[], Phase::Train), &map(|v| if v > 0.0 { 1.0 } else { alpha * v.exp() }));
+    assert_values(
+        "elu'",
+        &derivative(text, &x(), &[], Phase::Train),
+        &map(|v| if v > 0.0 { 1.0 } else { alpha * v.exp() }),
+    );
     // A large input must not leak NaN through the unused exp branch.
     let big = t(&[100.0, -100.0, 1000.0], &[1, 3]);
     let g = derivative(text, &big, &[], Phase::Train);
     assert_values("elu' big", &g, &[1.0, alpha * (-100f64).exp(), 1.0]);
     gradcheck(text, &[smooth_input(&[2, 3, 4], 5)]);
     let default = r#"name: "e" type: "ELU""#;
-    assert_values("elu default alpha", &run(default, &[x()], &[])[0], &map(|v| if v > 0.0 { v } else { v.exp() - 1.0 }));
+    assert_values(
+        "elu default alpha",
+        &run(default, &[x()], &[])[0],
+        &map(|v| if v > 0.0 { v } else { v.exp() - 1.0 }),
+    );
 }
 
 #[test]
@@ -223,7 +241,19 @@ fn sigmoid_tanh_absval() {
     let abs = r#"name: "a" type: "AbsVal" bottom: "x" top: "y""#;
     assert_values("absval", &run(abs, &[x()], &[])[0], &map(f64::abs));
     // Caffe's sign(x): 0 at 0.
-    assert_values("absval'", &derivative(abs, &x(), &[], Phase::Train), &map(|v| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { 0.0 }));
+    assert_values(
+        "absval'",
+        &derivative(abs, &x(), &[], Phase::Train),
+        &map(|v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }),
+    );
     gradcheck(abs, &[smooth_input(&[2, 3, 4], 8)]);
     let err = setup_err(r#"name: "a" type: "AbsVal" bottom: "x" top: "x""#, &[vec![2, 3]]);
     assert!(err.contains("in-place"), "{err}");
@@ -248,7 +278,11 @@ fn power() {
     let _serial = serial();
     let text = r#"name: "p" type: "Power" power_param { power: 2.5 scale: 0.5 shift: 3 }"#;
     assert_values("power", &run(text, &[x()], &[])[0], &map(|v| (3.0 + 0.5 * v).powf(2.5)));
-    assert_values("power'", &derivative(text, &x(), &[], Phase::Train), &map(|v| 2.5 * 0.5 * (3.0 + 0.5 * v).powf(1.5)));
+    assert_values(
+        "power'",
+        &derivative(text, &x(), &[], Phase::Train),
+        &map(|v| 2.5 * 0.5 * (3.0 + 0.5 * v).powf(1.5)),
+    );
     gradcheck(text, &[smooth_input(&[2, 3, 4], 10)]);
     let square = r#"name: "p" type: "Power" power_param { power: 2 scale: -1.5 shift: 0.5 }"#;
     assert_values("square", &run(square, &[x()], &[])[0], &map(|v| (0.5 - 1.5 * v).powi(2)));
@@ -273,7 +307,11 @@ fn exp_and_log() {
     assert_values("exp", &run(e, &[x()], &[])[0], &map(f64::exp));
     let e2 = r#"name: "e" type: "Exp" exp_param { base: 2 scale: 0.5 shift: 1 }"#;
     assert_values("2^(1 + x/2)", &run(e2, &[x()], &[])[0], &map(|v| 2f64.powf(1.0 + 0.5 * v)));
-    assert_values("exp'", &derivative(e2, &x(), &[], Phase::Train), &map(|v| 2f64.powf(1.0 + 0.5 * v) * 0.5 * 2f64.ln()));
+    assert_values(
+        "exp'",
+        &derivative(e2, &x(), &[], Phase::Train),
+        &map(|v| 2f64.powf(1.0 + 0.5 * v) * 0.5 * 2f64.ln()),
+    );
     gradcheck(e2, &[smooth_input(&[2, 3, 4], 12)]);
     let ee = r#"name: "e" type: "Exp" exp_param { scale: 2 shift: -1 }"#;
     assert_values("e^(2x - 1)", &run(ee, &[x()], &[])[0], &map(|v| (2.0 * v - 1.0).exp()));
@@ -300,7 +338,11 @@ fn threshold_has_no_gradient() {
     let _serial = serial();
     let text = r#"name: "t" type: "Threshold" threshold_param { threshold: 0.5 }"#;
     assert_values("threshold", &run(text, &[x()], &[])[0], &map(|v| (v > 0.5) as i32 as f64));
-    assert_values("threshold 0", &run(r#"name: "t" type: "Threshold""#, &[x()], &[])[0], &map(|v| (v > 0.0) as i32 as f64));
+    assert_values(
+        "threshold 0",
+        &run(r#"name: "t" type: "Threshold""#, &[x()], &[])[0],
+        &map(|v| (v > 0.0) as i32 as f64),
+    );
     let xg = x().set_requires_grad(true);
     let y = &run(text, &[xg], &[])[0];
     assert!(!y.requires_grad(), "Caffe's Threshold has no backward");
@@ -368,7 +410,8 @@ fn dropout_train_and_test() {
     assert!(values(&tops[0]).iter().all(|&y| y == 0.0 || y == 3.0));
 
     for bad in ["1", "1.5", "-0.1"] {
-        let err = setup_err(&format!(r#"name: "d" type: "Dropout" dropout_param {{ dropout_ratio: {bad} }}"#), &[vec![2]]);
+        let err =
+            setup_err(&format!(r#"name: "d" type: "Dropout" dropout_param {{ dropout_ratio: {bad} }}"#), &[vec![2]]);
         assert!(err.contains("dropout_ratio"), "{err}");
     }
 }
@@ -376,7 +419,22 @@ fn dropout_train_and_test() {
 #[test]
 fn neurons_take_exactly_one_bottom() {
     let _serial = serial();
-    for ty in ["ReLU", "PReLU", "ELU", "Sigmoid", "TanH", "AbsVal", "BNLL", "Power", "Exp", "Log", "Threshold", "Dropout", "Clip", "Swish"] {
+    for ty in [
+        "ReLU",
+        "PReLU",
+        "ELU",
+        "Sigmoid",
+        "TanH",
+        "AbsVal",
+        "BNLL",
+        "Power",
+        "Exp",
+        "Log",
+        "Threshold",
+        "Dropout",
+        "Clip",
+        "Swish",
+    ] {
         let err = setup_err(&format!(r#"name: "n" type: "{ty}""#), &[vec![2, 3], vec![2, 3]]);
         assert!(err.contains("bottom"), "{ty}: {err}");
         let err = setup_err(&format!(r#"name: "n" type: "{ty}""#), &[]);

@@ -4,9 +4,7 @@
 //! resnet_small fixture against BVLC Caffe's blobs.
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
-
-use caffe_tch::layers::gradcheck::GradCheck;
+use caffe_tch::layers::gradcheck::{self, GradCheck};
 use caffe_tch::layers::{create_layer, Ctx, SetupOut, Shape, REGISTRY};
 use caffe_tch::net::{Net, NetSource};
 use caffe_tch::proto::caffe::{LayerParameter, NetParameter, NetState, Phase};
@@ -26,18 +24,11 @@ fn t(values: &[f64], shape: &[i64]) -> Tensor {
     Tensor::from_slice(values).reshape(shape)
 }
 
-/// libtorch's generator is global and the tests run on parallel threads: a
-/// seed-then-draw sequence (ours, or the gradient checker's fixed objective)
-/// must not interleave with another test's, or the checker compares two
-/// different objectives.
-static RNG: Mutex<()> = Mutex::new(());
-
-fn rng_lock() -> MutexGuard<'static, ()> {
-    RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
+/// libtorch's generator is global and tests run on parallel threads: a
+/// seed-then-draw must not interleave with another test's draws or with a
+/// gradient check (which holds the same lock while it runs).
 fn randn(shape: &[i64], seed: i64) -> Tensor {
-    let _rng = rng_lock();
+    let _rng = gradcheck::rng_lock();
     tch::manual_seed(seed);
     Tensor::randn(shape, (Kind::Double, Device::Cpu))
 }
@@ -92,7 +83,6 @@ fn assert_values(what: &str, ours: &Tensor, expected: &[f64], shape: &[i64]) {
 
 fn gradcheck(text: &str, bottoms: &[Tensor], skip: &[usize]) {
     let check = GradCheck { skip_bottoms: skip.to_vec(), ..Default::default() };
-    let _rng = rng_lock();
     match check.run(&lp(text), bottoms) {
         Ok(r) => assert!(r.checked > 0 || bottoms.is_empty(), "{text}: nothing checked"),
         Err(e) => panic!("{text}: {e}"),
@@ -823,4 +813,104 @@ fn batch_reindex_errors() {
     assert!(e.contains("out of range"), "{e}");
     let e = setup_err(REINDEX, &[vec![3], vec![2, 1]]);
     assert!(e.contains("must be 1-D"), "{e}");
+}
+
+// ---- Devices ----
+
+/// Forward, then the gradients of Σ top·w (w fixed) for the bottoms in
+/// `grad_bottoms` and all params, in f32 on `device`; results on the CPU.
+fn forward_backward_on(
+    device: Device,
+    text: &str,
+    bottoms: &[Tensor],
+    params: &[Tensor],
+    grad_bottoms: &[usize],
+) -> (Vec<Tensor>, Vec<Tensor>) {
+    let to_dev = |x: &Tensor, grad: bool| x.to_kind(Kind::Float).to_device(device).detach().set_requires_grad(grad);
+    let b: Vec<Tensor> = bottoms.iter().enumerate().map(|(i, x)| to_dev(x, grad_bottoms.contains(&i))).collect();
+    let p: Vec<Tensor> = params.iter().map(|x| to_dev(x, true)).collect();
+    let mut layer = create_layer(&lp(text)).unwrap();
+    layer.setup(&b.iter().map(|x| x.size()).collect::<Vec<_>>()).unwrap();
+    let ctx = Ctx { phase: Phase::Train, iteration: i64::MAX, device };
+    let tops = layer.forward(&ctx, &b, &p).unwrap_or_else(|e| panic!("{text}: {}", e.0));
+    let mut obj = Tensor::zeros([], (Kind::Float, device));
+    for top in &tops {
+        let w = (Tensor::arange(top.numel() as i64, (Kind::Float, device)).remainder(7.0) - 3.0).reshape(top.size());
+        obj = obj + (top * w).sum(Kind::Float);
+    }
+    let inputs: Vec<Tensor> =
+        grad_bottoms.iter().map(|&i| b[i].shallow_clone()).chain(p.iter().map(|x| x.shallow_clone())).collect();
+    let grads = if obj.requires_grad() && !inputs.is_empty() {
+        Tensor::run_backward(&[&obj], &inputs, false, false)
+            .into_iter()
+            .zip(&inputs)
+            .map(|(g, x)| if g.defined() { g } else { x.zeros_like() })
+            .collect()
+    } else {
+        vec![]
+    };
+    let cpu = |v: Vec<Tensor>| v.into_iter().map(|x| x.detach().to_device(Device::Cpu)).collect::<Vec<_>>();
+    (cpu(tops), cpu(grads))
+}
+
+/// Each layer on `device` gives the CPU's tops and gradients.
+fn check_layers_on(device: Device) {
+    let x = randn(&[4, 3, 2], 40);
+    let y = randn(&[4, 3, 2], 41);
+    let idx = t(&[3., 0., 3., 1., 2.], &[5]);
+    let cases: Vec<(&str, Vec<Tensor>, Vec<Tensor>, Vec<usize>)> = vec![
+        (EMBED, vec![t(&[2., 0., 1., 2.], &[2, 2])], vec![randn(&[3, 2], 42), randn(&[2], 43)], vec![]),
+        (
+            r#"type: "Scale" scale_param { axis: 0 bias_term: true }"#,
+            vec![x.shallow_clone(), randn(&[4, 3], 44)],
+            vec![randn(&[4, 3], 45)],
+            vec![0, 1],
+        ),
+        (r#"type: "Bias" bias_param { num_axes: -1 }"#, vec![x.shallow_clone()], vec![randn(&[3, 2], 46)], vec![0]),
+        (
+            r#"type: "Eltwise" eltwise_param { operation: MAX }"#,
+            vec![x.shallow_clone(), y.shallow_clone(), x.abs()],
+            vec![],
+            vec![0, 1, 2],
+        ),
+        (
+            r#"type: "Eltwise" eltwise_param { operation: PROD }"#,
+            vec![x.shallow_clone(), y.shallow_clone()],
+            vec![],
+            vec![0, 1],
+        ),
+        (r#"type: "Softmax" softmax_param { axis: 2 }"#, vec![x.shallow_clone()], vec![], vec![0]),
+        (r#"type: "ArgMax" argmax_param { top_k: 2 out_max_val: true }"#, vec![x.shallow_clone()], vec![], vec![0]),
+        (r#"type: "ArgMax" argmax_param { axis: 1 }"#, vec![x.shallow_clone()], vec![], vec![0]),
+        (r#"type: "Reduction" reduction_param { operation: ASUM axis: 1 }"#, vec![x.shallow_clone()], vec![], vec![0]),
+        (r#"type: "Concat" concat_param { axis: 2 }"#, vec![x.shallow_clone(), y.shallow_clone()], vec![], vec![0, 1]),
+        (r#"type: "Slice" top: "a" top: "b" slice_param { slice_point: 1 }"#, vec![x.shallow_clone()], vec![], vec![0]),
+        (r#"type: "Reshape" reshape_param { shape { dim: 0 dim: -1 } }"#, vec![x.shallow_clone()], vec![], vec![0]),
+        (r#"type: "Flatten""#, vec![x.shallow_clone()], vec![], vec![0]),
+        (r#"type: "Tile" tile_param { axis: 1 tiles: 3 }"#, vec![x.shallow_clone()], vec![], vec![0]),
+        (r#"type: "Filter""#, vec![x.shallow_clone(), t(&[1., 0., 0., 3.], &[4])], vec![], vec![0]),
+        (REINDEX, vec![x.shallow_clone(), idx], vec![], vec![0]),
+        (r#"type: "Parameter" parameter_param { shape { dim: 2 } }"#, vec![], vec![randn(&[2], 47)], vec![]),
+    ];
+    for (text, bottoms, params, grad_bottoms) in cases {
+        let (cpu_tops, cpu_grads) = forward_backward_on(Device::Cpu, text, &bottoms, &params, &grad_bottoms);
+        let (tops, grads) = forward_backward_on(device, text, &bottoms, &params, &grad_bottoms);
+        assert_eq!(tops.len(), cpu_tops.len(), "{text}");
+        assert_eq!(grads.len(), cpu_grads.len(), "{text}");
+        for (i, (a, b)) in tops.iter().zip(&cpu_tops).enumerate() {
+            assert_close(&format!("{text} {device:?} top {i}"), a, b, 1e-5);
+        }
+        for (i, (a, b)) in grads.iter().zip(&cpu_grads).enumerate() {
+            assert_close(&format!("{text} {device:?} grad {i}"), a, b, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn layers_give_the_same_results_on_cuda() {
+    // The harness itself, CPU against CPU, so it is exercised everywhere.
+    check_layers_on(Device::Cpu);
+    if tch::Cuda::is_available() {
+        check_layers_on(Device::Cuda(0));
+    }
 }

@@ -61,8 +61,11 @@ fn scalar(text: &str, bottoms: &[Tensor]) -> f64 {
 
 /// d(top 0)/d(bottom k) for each k in `wrt` (other bottoms as given).
 fn grads(text: &str, bottoms: &[Tensor], wrt: &[usize]) -> Vec<Tensor> {
-    let b: Vec<Tensor> =
-        bottoms.iter().enumerate().map(|(i, x)| if wrt.contains(&i) { x.detach().set_requires_grad(true) } else { x.shallow_clone() }).collect();
+    let b: Vec<Tensor> = bottoms
+        .iter()
+        .enumerate()
+        .map(|(i, x)| if wrt.contains(&i) { x.detach().set_requires_grad(true) } else { x.shallow_clone() })
+        .collect();
     let tops = run(text, &b);
     let inputs: Vec<&Tensor> = wrt.iter().map(|&i| &b[i]).collect();
     Tensor::run_backward(&[&tops[0]], &inputs, false, false)
@@ -161,7 +164,12 @@ fn softmax_loss_value_and_gradient() {
     }
     assert_values("gradient", g, &expected);
     gradcheck(text, &sm_bottoms(&[0.0, 2.0, 1.0, 0.0]), &[1], 1e-6);
-    gradcheck(text, &[randn(&[3, 5, 2, 2], 1), t(&[0., 1., 2., 3., 4., 0., 1., 2., 3., 4., 0., 1.], &[3, 1, 2, 2])], &[1], 1e-6);
+    gradcheck(
+        text,
+        &[randn(&[3, 5, 2, 2], 1), t(&[0., 1., 2., 3., 4., 0., 1., 2., 3., 4., 0., 1.], &[3, 1, 2, 2])],
+        &[1],
+        1e-6,
+    );
 }
 
 #[test]
@@ -308,8 +316,12 @@ fn sigmoid_cross_entropy_values_and_normalization() {
     close("ignore", scalar(ignore, &b), valid_sum / 5.0, 1e-12);
     // Gradient (σ(x) − t)/normalizer, 0 where ignored; σ(0) = 0.5 at the kink.
     let g = &grads(ignore, &b, &[0])[0];
-    let expected: Vec<f64> =
-        x.iter().zip(&tv).enumerate().map(|(i, (&a, &b))| if i == 5 { 0.0 } else { (1.0 / (1.0 + (-a).exp()) - b) / 5.0 }).collect();
+    let expected: Vec<f64> = x
+        .iter()
+        .zip(&tv)
+        .enumerate()
+        .map(|(i, (&a, &b))| if i == 5 { 0.0 } else { (1.0 / (1.0 + (-a).exp()) - b) / 5.0 })
+        .collect();
     assert_values("gradient", g, &expected);
     gradcheck(ignore, &[randn(&[3, 4], 2), Tensor::rand([3, 4], (Kind::Double, Device::Cpu))], &[1], 1e-6);
     gradcheck(text, &[randn(&[2, 3, 2], 3), Tensor::rand([2, 3, 2], (Kind::Double, Device::Cpu)).round()], &[1], 1e-6);
@@ -457,7 +469,8 @@ fn infogain_loss_with_h_from_bottom_and_file() {
         close("H file", scalar(&text, &bottoms[..2]), terms.iter().sum::<f64>() / 4.0, 1e-6);
     }
     let path = write_h(dir.path(), false);
-    let text = format!(r#"name: "l" type: "InfogainLoss" infogain_loss_param {{ source: "{path}" }} top: "loss" top: "prob""#);
+    let text =
+        format!(r#"name: "l" type: "InfogainLoss" infogain_loss_param {{ source: "{path}" }} top: "loss" top: "prob""#);
     let (setup, tops) = run_full(&text, &bottoms[..2]);
     assert_eq!(setup.tops, vec![vec![], vec![4, 3]]);
     close("prob", values(&tops[1])[0], log_softmax(&x[0..3])[0].exp(), 1e-12);
@@ -480,7 +493,9 @@ fn infogain_loss_axis_ignore_and_normalization() {
     let terms = infogain_terms(&rows, &labels);
     let valid = terms[0] + terms[1] + terms[3];
     let bottoms = [t(&x, &[2, 3, 2]), t(&[1.0, 2.0, 5.0, 0.0], &[2, 2]), t(&H, &[3, 3])];
-    for (norm, expected) in [("VALID", valid / 3.0), ("FULL", valid / 4.0), ("BATCH_SIZE", valid / 2.0), ("NONE", valid)] {
+    for (norm, expected) in
+        [("VALID", valid / 3.0), ("FULL", valid / 4.0), ("BATCH_SIZE", valid / 2.0), ("NONE", valid)]
+    {
         let text = format!(r#"name: "l" type: "InfogainLoss" loss_param {{ ignore_label: 5 normalization: {norm} }}"#);
         close(norm, scalar(&text, &bottoms), expected, 1e-12);
     }
@@ -489,7 +504,12 @@ fn infogain_loss_axis_ignore_and_normalization() {
     // axis 2 over a 2×2×3 blob equals the transposed layout with axis 1.
     let text2 = r#"name: "l" type: "InfogainLoss" loss_param { ignore_label: 5 } infogain_loss_param { axis: 2 }"#;
     let moved = t(&x, &[2, 3, 2]).permute([0, 2, 1]).contiguous();
-    close("axis 2", scalar(text2, &[moved, bottoms[1].shallow_clone(), bottoms[2].shallow_clone()]), valid / 3.0, 1e-12);
+    close(
+        "axis 2",
+        scalar(text2, &[moved, bottoms[1].shallow_clone(), bottoms[2].shallow_clone()]),
+        valid / 3.0,
+        1e-12,
+    );
 }
 
 #[test]
@@ -500,9 +520,15 @@ fn infogain_loss_bad_inputs() {
     assert!(err.contains("source must be specified"), "{err}");
     let err = setup_err(text, &[vec![4, 3], vec![4], vec![2, 2]]);
     assert!(err.contains("H must be 3x3"), "{err}");
-    let err = setup_err(r#"name: "l" type: "InfogainLoss" infogain_loss_param { source: "/nonexistent/h.binaryproto" }"#, &[vec![4, 3], vec![4]]);
+    let err = setup_err(
+        r#"name: "l" type: "InfogainLoss" infogain_loss_param { source: "/nonexistent/h.binaryproto" }"#,
+        &[vec![4, 3], vec![4]],
+    );
     assert!(err.contains("infogain matrix"), "{err}");
-    let err = setup_err(r#"name: "l" type: "InfogainLoss" loss_param { normalize: true }"#, &[vec![4, 3], vec![4], vec![3, 3]]);
+    let err = setup_err(
+        r#"name: "l" type: "InfogainLoss" loss_param { normalize: true }"#,
+        &[vec![4, 3], vec![4], vec![3, 3]],
+    );
     assert!(err.contains("normalize is deprecated"), "{err}");
     let err = setup_err(text, &[vec![4, 3], vec![2], vec![3, 3]]);
     assert!(err.contains("first dimension"), "{err}");
@@ -512,7 +538,10 @@ fn infogain_loss_bad_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.binaryproto");
     std::fs::write(&bad, [0xffu8, 0xff, 0xff]).unwrap();
-    let err = setup_err(&format!(r#"name: "l" type: "InfogainLoss" infogain_loss_param {{ source: "{}" }}"#, bad.display()), &[vec![4, 3], vec![4]]);
+    let err = setup_err(
+        &format!(r#"name: "l" type: "InfogainLoss" infogain_loss_param {{ source: "{}" }}"#, bad.display()),
+        &[vec![4, 3], vec![4]],
+    );
     assert!(err.contains("infogain matrix"), "{err}");
 }
 
@@ -525,7 +554,11 @@ fn multinomial_logistic_loss() {
     let bottoms = [t(&p, &[2, 3]), t(&[1.0, 2.0], &[2, 1, 1, 1])];
     let text = r#"name: "l" type: "MultinomialLogisticLoss""#;
     close("loss", scalar(text, &bottoms), -(0.5f64.ln() + 0.8f64.ln()) / 2.0, 1e-12);
-    assert_values("gradient", &grads(text, &bottoms, &[0])[0], &[0.0, -1.0 / (2.0 * 0.5), 0.0, 0.0, 0.0, -1.0 / (2.0 * 0.8)]);
+    assert_values(
+        "gradient",
+        &grads(text, &bottoms, &[0])[0],
+        &[0.0, -1.0 / (2.0 * 0.5), 0.0, 0.0, 0.0, -1.0 / (2.0 * 0.8)],
+    );
     // p = 0 at the label: the loss uses log(1e-20), and Caffe's gradient is
     // −1/(N·1e-20) even though the clamp makes the true gradient 0.
     let zero = [t(&[0.0, 1.0], &[1, 2]), t(&[0.0], &[1])];
@@ -652,7 +685,10 @@ fn accuracy_ignore_label_axis_and_per_class() {
     let all = [t(&x, &[4, 3]), t(&[1.0; 4], &[4])];
     assert_eq!(scalar(r#"name: "a" type: "Accuracy" accuracy_param { ignore_label: 1 }"#, &all), 0.0);
     // An ignore label outside 0..C is fine; other out-of-range labels are errors.
-    scalar(r#"name: "a" type: "Accuracy" accuracy_param { ignore_label: 255 }"#, &[t(&x, &[4, 3]), t(&[255.0, 1.0, 2.0, 0.0], &[4])]);
+    scalar(
+        r#"name: "a" type: "Accuracy" accuracy_param { ignore_label: 255 }"#,
+        &[t(&x, &[4, 3]), t(&[255.0, 1.0, 2.0, 0.0], &[4])],
+    );
     let err = forward_err(r#"name: "a" type: "Accuracy""#, &[t(&x, &[4, 3]), t(&[3.0, 1.0, 2.0, 0.0], &[4])]);
     assert!(err.contains("out of range"), "{err}");
 

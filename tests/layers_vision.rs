@@ -143,9 +143,15 @@ fn lrn_across_channels_matches_naive() {
     let _serial = serial();
     let x = randn(&[2, 7, 3, 4], 1) * 2.0;
     for (n, alpha, beta, k) in [(5, 0.3, 0.75, 2.0), (3, 1.0, 0.5, 1.0), (1, 0.1, 1.5, 0.5), (9, 2.0, 0.75, 1.0)] {
-        let l = lp(&format!("name: 'n' type: 'LRN' lrn_param {{ local_size: {n} alpha: {alpha} beta: {beta} k: {k} }}"));
+        let l =
+            lp(&format!("name: 'n' type: 'LRN' lrn_param {{ local_size: {n} alpha: {alpha} beta: {beta} k: {k} }}"));
         let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
-        assert_near(&format!("LRN across n={n}"), &y, &naive_lrn_across(&x, n, f32v(alpha), f32v(beta), f32v(k)), 1e-12);
+        assert_near(
+            &format!("LRN across n={n}"),
+            &y,
+            &naive_lrn_across(&x, n, f32v(alpha), f32v(beta), f32v(k)),
+            1e-12,
+        );
     }
 }
 
@@ -166,7 +172,12 @@ fn lrn_within_channel_matches_naive_and_ignores_k() {
 fn lrn_gradients() {
     let _serial = serial();
     let x = randn(&[2, 6, 3, 4], 3);
-    gradcheck(&lp("name: 'a' type: 'LRN' lrn_param { local_size: 5 alpha: 0.8 beta: 0.75 k: 1.5 }"), &[x.shallow_clone()], Phase::Train, vec![]);
+    gradcheck(
+        &lp("name: 'a' type: 'LRN' lrn_param { local_size: 5 alpha: 0.8 beta: 0.75 k: 1.5 }"),
+        &[x.shallow_clone()],
+        Phase::Train,
+        vec![],
+    );
     gradcheck(
         &lp("name: 'w' type: 'LRN' lrn_param { local_size: 3 alpha: 0.8 beta: 0.75 norm_region: WITHIN_CHANNEL }"),
         &[x],
@@ -252,7 +263,11 @@ fn pooling_output_size_rules() {
                         continue;
                     }
                     for ceil in [true, false] {
-                        assert_eq!(pooled_size(input, k, s, p, ceil), caffe_pooled(input, k, s, p, ceil), "{input} {k} {s} {p} {ceil}");
+                        assert_eq!(
+                            pooled_size(input, k, s, p, ceil),
+                            caffe_pooled(input, k, s, p, ceil),
+                            "{input} {k} {s} {p} {ceil}"
+                        );
                     }
                 }
             }
@@ -290,7 +305,12 @@ fn pooling_max_and_ave_match_naive_with_padding_and_borders() {
                             let want = naive_pool(&x, max, kk, [s, s], pp, ceil);
                             // Caffe's empty windows (stride > kernel, ceil, no pad) give NaN for AVE.
                             assert!(y.isnan().equal(&want.isnan()), "{text}: NaN positions differ");
-                            assert_near(&text, &y.nan_to_num(0.0, None, None), &want.nan_to_num(0.0, None, None), 1e-12);
+                            assert_near(
+                                &text,
+                                &y.nan_to_num(0.0, None, None),
+                                &want.nan_to_num(0.0, None, None),
+                                1e-12,
+                            );
                             configs += 1;
                         }
                     }
@@ -299,6 +319,18 @@ fn pooling_max_and_ave_match_naive_with_padding_and_borders() {
         }
     }
     assert!(configs > 100);
+}
+
+#[test]
+fn pooling_follows_a_new_input_size() {
+    let _serial = serial();
+    let l = lp("name: 'p' type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 }");
+    let mut layer = create_layer(&l).unwrap();
+    layer.setup(&[vec![1, 2, 8, 8]]).unwrap();
+    let ctx = Ctx { phase: Phase::Test, iteration: i64::MAX, device: Device::Cpu };
+    let x = randn(&[2, 2, 11, 6], 47);
+    let y = layer.forward(&ctx, &[x.shallow_clone()], &[]).unwrap().remove(0);
+    assert_near("resized", &y, &naive_pool(&x, false, [3, 3], [2, 2], [1, 1], true), 1e-12);
 }
 
 #[test]
@@ -382,7 +414,10 @@ fn stochastic_pooling_train_samples_in_proportion() {
 #[test]
 fn stochastic_pooling_rejects_padding() {
     let _serial = serial();
-    let e = setup_err(&lp("name: 's' type: 'Pooling' pooling_param { pool: STOCHASTIC kernel_size: 3 pad: 1 }"), &[vec![1, 1, 5, 5]]);
+    let e = setup_err(
+        &lp("name: 's' type: 'Pooling' pooling_param { pool: STOCHASTIC kernel_size: 3 pad: 1 }"),
+        &[vec![1, 1, 5, 5]],
+    );
     assert!(e.contains("padding"), "{e}");
 }
 
@@ -496,7 +531,12 @@ fn spp_level_geometry_is_caffes() {
 fn pool_level(x: &Tensor, level: u32, method: spp_parameter::PoolMethod) -> Tensor {
     let s = x.size();
     let pp: PoolingParameter = Spp::level_param(level, s[2], s[3], method);
-    let l = LayerParameter { name: Some("lvl".into()), r#type: Some("Pooling".into()), pooling_param: Some(pp), ..Default::default() };
+    let l = LayerParameter {
+        name: Some("lvl".into()),
+        r#type: Some("Pooling".into()),
+        pooling_param: Some(pp),
+        ..Default::default()
+    };
     run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0)
 }
 
@@ -511,7 +551,11 @@ fn spp_concatenates_flattened_levels() {
         let parts: Vec<Tensor> = (0..3).map(|lvl| pool_level(&x, lvl, method).flatten(1, -1)).collect();
         assert_near(name, &y, &Tensor::cat(&parts, 1), 0.0);
         // Level 0 is the global pool.
-        let global = if name == "MAX" { x.amax([2i64, 3].as_slice(), false) } else { x.mean_dim([2i64, 3].as_slice(), false, Kind::Double) };
+        let global = if name == "MAX" {
+            x.amax([2i64, 3].as_slice(), false)
+        } else {
+            x.mean_dim([2i64, 3].as_slice(), false, Kind::Double)
+        };
         assert_near("level 0", &y.narrow(1, 0, 3), &global, 1e-12);
     }
     // One level: the pooling's 4-D output itself.
@@ -529,15 +573,26 @@ fn spp_follows_a_new_input_size() {
     let ctx = Ctx { phase: Phase::Test, iteration: i64::MAX, device: Device::Cpu };
     let x = randn(&[1, 2, 11, 7], 17);
     let y = layer.forward(&ctx, &[x.shallow_clone()], &[]).unwrap().remove(0);
-    let parts: Vec<Tensor> = (0..2).map(|lvl| pool_level(&x, lvl, spp_parameter::PoolMethod::Max).flatten(1, -1)).collect();
+    let parts: Vec<Tensor> =
+        (0..2).map(|lvl| pool_level(&x, lvl, spp_parameter::PoolMethod::Max).flatten(1, -1)).collect();
     assert_near("resized", &y, &Tensor::cat(&parts, 1), 0.0);
 }
 
 #[test]
 fn spp_gradients() {
     let _serial = serial();
-    gradcheck(&lp("name: 's' type: 'SPP' spp_param { pyramid_height: 3 pool: AVE }"), &[randn(&[2, 2, 9, 7], 18)], Phase::Train, vec![]);
-    gradcheck(&lp("name: 's' type: 'SPP' spp_param { pyramid_height: 2 pool: MAX }"), &[randn(&[1, 2, 6, 6], 19)], Phase::Train, vec![]);
+    gradcheck(
+        &lp("name: 's' type: 'SPP' spp_param { pyramid_height: 3 pool: AVE }"),
+        &[randn(&[2, 2, 9, 7], 18)],
+        Phase::Train,
+        vec![],
+    );
+    gradcheck(
+        &lp("name: 's' type: 'SPP' spp_param { pyramid_height: 2 pool: MAX }"),
+        &[randn(&[1, 2, 6, 6], 19)],
+        Phase::Train,
+        vec![],
+    );
 }
 
 // ---------------------------------------------------------------- Im2col
@@ -634,21 +689,43 @@ fn crop_offsets() {
     let x = Tensor::arange(2 * 3 * 6 * 7, F64).reshape([2, 3, 6, 7]);
     let like = Tensor::zeros([1, 1, 3, 4], F64);
     // Default axis 2, one offset for all cropped axes.
-    let y = run(&lp("name: 'c' type: 'Crop' crop_param { offset: 2 }"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test).remove(0);
+    let y = run(
+        &lp("name: 'c' type: 'Crop' crop_param { offset: 2 }"),
+        &[x.shallow_clone(), like.shallow_clone()],
+        &[],
+        Phase::Test,
+    )
+    .remove(0);
     assert_near("one offset", &y, &x.narrow(2, 2, 3).narrow(3, 2, 4), 0.0);
     // One offset per axis.
-    let y = run(&lp("name: 'c' type: 'Crop' crop_param { offset: 1 offset: 3 }"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test)
-        .remove(0);
+    let y = run(
+        &lp("name: 'c' type: 'Crop' crop_param { offset: 1 offset: 3 }"),
+        &[x.shallow_clone(), like.shallow_clone()],
+        &[],
+        Phase::Test,
+    )
+    .remove(0);
     assert_near("per axis", &y, &x.narrow(2, 1, 3).narrow(3, 3, 4), 0.0);
     // No offset: from 0.
     let y = run(&lp("name: 'c' type: 'Crop'"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test).remove(0);
     assert_near("no offset", &y, &x.narrow(2, 0, 3).narrow(3, 0, 4), 0.0);
     // axis 1 crops channels too; axis 0 stays.
-    let y = run(&lp("name: 'c' type: 'Crop' crop_param { axis: 1 offset: 1 offset: 2 offset: 0 }"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test)
-        .remove(0);
+    let y = run(
+        &lp("name: 'c' type: 'Crop' crop_param { axis: 1 offset: 1 offset: 2 offset: 0 }"),
+        &[x.shallow_clone(), like.shallow_clone()],
+        &[],
+        Phase::Test,
+    )
+    .remove(0);
     assert_near("axis 1", &y, &x.narrow(1, 1, 1).narrow(2, 2, 3).narrow(3, 0, 4), 0.0);
     // Negative axis.
-    let y = run(&lp("name: 'c' type: 'Crop' crop_param { axis: -1 offset: 3 }"), &[x.shallow_clone(), like.shallow_clone()], &[], Phase::Test).remove(0);
+    let y = run(
+        &lp("name: 'c' type: 'Crop' crop_param { axis: -1 offset: 3 }"),
+        &[x.shallow_clone(), like.shallow_clone()],
+        &[],
+        Phase::Test,
+    )
+    .remove(0);
     assert_near("axis -1", &y, &x.narrow(3, 3, 4), 0.0);
 }
 
@@ -657,7 +734,10 @@ fn crop_errors() {
     let _serial = serial();
     let e = setup_err(&lp("name: 'c' type: 'Crop' crop_param { offset: 4 }"), &[vec![1, 1, 6, 7], vec![1, 1, 3, 4]]);
     assert!(e.contains("out-of-bounds"), "{e}");
-    let e = setup_err(&lp("name: 'c' type: 'Crop' crop_param { offset: 1 offset: 1 offset: 1 }"), &[vec![1, 1, 6, 7], vec![1, 1, 3, 4]]);
+    let e = setup_err(
+        &lp("name: 'c' type: 'Crop' crop_param { offset: 1 offset: 1 offset: 1 }"),
+        &[vec![1, 1, 6, 7], vec![1, 1, 3, 4]],
+    );
     assert!(e.contains("number of offset values"), "{e}");
     let e = setup_err(&lp("name: 'c' type: 'Crop'"), &[vec![1, 1, 6, 7]]);
     assert!(e.contains("2 bottom"), "{e}");
@@ -697,7 +777,12 @@ fn batchnorm_global_stats() {
     let l = lp("name: 'b' type: 'BatchNorm' batch_norm_param { use_global_stats: true }");
     let before: Vec<Tensor> = blobs.iter().map(|b| b.copy()).collect();
     let y = run(&l, &[x.shallow_clone()], &blobs, Phase::Train).remove(0);
-    assert_near("global in TRAIN", &y, &((&x - &mean) / ((&blobs[1] / 2.5).view([1, 4, 1, 1]) + f32v(1e-5)).sqrt()), 1e-12);
+    assert_near(
+        "global in TRAIN",
+        &y,
+        &((&x - &mean) / ((&blobs[1] / 2.5).view([1, 4, 1, 1]) + f32v(1e-5)).sqrt()),
+        1e-12,
+    );
     for (a, b) in blobs.iter().zip(&before) {
         assert_near("blobs unchanged", a, b, 0.0);
     }
@@ -777,7 +862,10 @@ fn batchnorm_blobs_are_not_learnable_and_reject_lr_mult() {
     let shapes: Vec<Vec<i64>> = setup.params.iter().map(|p| p.shape.clone()).collect();
     assert_eq!(shapes, vec![vec![5], vec![5], vec![1]]);
     // lr_mult: 0 specs are accepted (old prototxts carry them); others are refused.
-    assert!(create_layer(&lp("name: 'b' type: 'BatchNorm' param { lr_mult: 0 } param { lr_mult: 0 } param { lr_mult: 0 }")).is_ok());
+    assert!(create_layer(&lp(
+        "name: 'b' type: 'BatchNorm' param { lr_mult: 0 } param { lr_mult: 0 } param { lr_mult: 0 }"
+    ))
+    .is_ok());
     let e = setup_err(&lp("name: 'b' type: 'BatchNorm' param { lr_mult: 1 }"), &[vec![2, 5]]);
     assert!(e.contains("Cannot configure batch normalization statistics"), "{e}");
 }
@@ -802,7 +890,8 @@ fn naive_mvn(x: &Tensor, rows: i64, normalize: bool, eps: f64) -> Tensor {
 fn mvn_matches_naive() {
     let _serial = serial();
     let x = randn(&[2, 3, 4, 5], 41) * 3.0 + 2.0;
-    for (across, normalize, eps) in [(false, true, 1e-9), (true, true, 0.1), (false, false, 1e-9), (true, false, 1e-9)] {
+    for (across, normalize, eps) in [(false, true, 1e-9), (true, true, 0.1), (false, false, 1e-9), (true, false, 1e-9)]
+    {
         let l = lp(&format!(
             "name: 'm' type: 'MVN' mvn_param {{ across_channels: {across} normalize_variance: {normalize} eps: {eps} }}"
         ));
@@ -814,7 +903,9 @@ fn mvn_matches_naive() {
     let y = run(&lp("name: 'm' type: 'MVN'"), &[randn(&[3, 4], 42)], &[], Phase::Test).remove(0);
     assert_eq!(y.size(), vec![3, 4, 1, 1]);
     assert_near("2-D", &y, &Tensor::zeros([3, 4, 1, 1], F64), 0.0);
-    let y = run(&lp("name: 'm' type: 'MVN' mvn_param { across_channels: true }"), &[randn(&[3, 4], 43)], &[], Phase::Test).remove(0);
+    let y =
+        run(&lp("name: 'm' type: 'MVN' mvn_param { across_channels: true }"), &[randn(&[3, 4], 43)], &[], Phase::Test)
+            .remove(0);
     assert_near("2-D across", &y, &naive_mvn(&randn(&[3, 4], 43), 3, true, f32v(1e-9)).view([3, 4, 1, 1]), 1e-12);
 }
 
@@ -833,14 +924,21 @@ fn mvn_backward_is_caffes_formula() {
     let d = [1i64];
     let mean = xv.mean_dim(d.as_slice(), true, Kind::Double);
     let sigma = (&xv - &mean).square().mean_dim(d.as_slice(), true, Kind::Double).sqrt();
-    let want = (&dyv - dyv.mean_dim(d.as_slice(), true, Kind::Double)
+    let want = (&dyv
+        - dyv.mean_dim(d.as_slice(), true, Kind::Double)
         - (&dyv * &yv).mean_dim(d.as_slice(), true, Kind::Double) * &yv)
         / (sigma + eps);
     assert_near("Caffe's MVN backward", &g.reshape([6, 4]), &want, 1e-12);
     // A constant slice: finite gradient, zero output.
     let c = Tensor::ones([1, 1, 3], F64).set_requires_grad(true);
     let y = run(&lp("name: 'm' type: 'MVN'"), &[c.shallow_clone()], &[], Phase::Train).remove(0);
-    let g = Tensor::run_backward(&[(&y * Tensor::from_slice(&[1.0, 2.0, 4.0]).view([1, 1, 3, 1])).sum(Kind::Double)], &[&c], false, false).remove(0);
+    let g = Tensor::run_backward(
+        &[(&y * Tensor::from_slice(&[1.0, 2.0, 4.0]).view([1, 1, 3, 1])).sum(Kind::Double)],
+        &[&c],
+        false,
+        false,
+    )
+    .remove(0);
     assert!(to_vec(&g).iter().all(|v| v.is_finite()));
     assert_near("constant slice", &y, &Tensor::zeros([1, 1, 3, 1], F64), 0.0);
 }
@@ -851,6 +949,11 @@ fn mvn_gradients() {
     // With the default eps (1e-9) Caffe's backward equals the true gradient to ~1e-9.
     let x = randn(&[2, 3, 3, 2], 46);
     gradcheck(&lp("name: 'm' type: 'MVN'"), &[x.shallow_clone()], Phase::Train, vec![]);
-    gradcheck(&lp("name: 'm' type: 'MVN' mvn_param { across_channels: true }"), &[x.shallow_clone()], Phase::Train, vec![]);
+    gradcheck(
+        &lp("name: 'm' type: 'MVN' mvn_param { across_channels: true }"),
+        &[x.shallow_clone()],
+        Phase::Train,
+        vec![],
+    );
     gradcheck(&lp("name: 'm' type: 'MVN' mvn_param { normalize_variance: false }"), &[x], Phase::Train, vec![]);
 }

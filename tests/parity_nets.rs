@@ -39,7 +39,11 @@ struct Worst {
 
 impl Worst {
     fn check(&mut self, what: &str, ours: &Tensor, reference: &Tensor) {
-        let ours = if reference.size().is_empty() { ours.reshape([] as [i64; 0]) } else { ours.reshape(reference.size().as_slice()) };
+        let ours = if reference.size().is_empty() {
+            ours.reshape([] as [i64; 0])
+        } else {
+            ours.reshape(reference.size().as_slice())
+        };
         let (d, m) = max_abs_diff(&ours, reference);
         assert!(d <= TOL * (1.0 + m), "{what}: max |Δ| = {d:.3e} > {TOL:.0e}·(1 + {m:.3e})");
         self.compared += 1;

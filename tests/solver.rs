@@ -122,19 +122,26 @@ fn run_lenet(solver_dir: &Path, solver_file: &str, steps: i32) -> (Solver, tempf
     (solver, tmp)
 }
 
-/// max over history blobs of max|ours − Caffe's| / max|Caffe's|.
+/// ‖ours − Caffe's‖ / ‖Caffe's‖ (L2 norms). Single elements can flip (a ReLU
+/// or max-pool choice that changes between nearly equal values), so whole-blob
+/// norms are compared rather than the largest element.
+fn rel_l2(ours: &Tensor, reference: &Tensor) -> f64 {
+    let ours = ours.to_kind(Kind::Double).reshape([-1]);
+    let reference = reference.to_kind(Kind::Double).reshape([-1]);
+    let norm = reference.norm().double_value(&[]);
+    let diff = (&ours - &reference).norm().double_value(&[]);
+    if norm > 0.0 { diff / norm } else { diff }
+}
+
+/// The worst [`rel_l2`] over the history blobs of Caffe's solverstate.
 fn max_rel_history_error(solver: &Solver, state_file: &Path) -> f64 {
     let state: SolverState = read_message(state_file).expect("solverstate");
     assert_eq!(state.history.len(), solver.history().len(), "history blob count");
     assert_eq!(state.iter(), solver.iter() as i32);
     let mut worst = 0.0f64;
     for (i, (ours, blob)) in solver.history().iter().zip(&state.history).enumerate() {
-        let reference = Tensor::from_slice(&blob_data_f32(blob)).to_kind(Kind::Double);
-        let ours = ours.to_kind(Kind::Double).reshape([-1]);
-        let scale = reference.abs().max().double_value(&[]);
-        let diff = (&ours - &reference).abs().max().double_value(&[]);
-        let rel = if scale > 0.0 { diff / scale } else { diff };
-        eprintln!("history {i}: max|Δ| {diff:.3e}, max|ref| {scale:.3e}, rel {rel:.2e}");
+        let rel = rel_l2(ours, &Tensor::from_slice(&blob_data_f32(blob)));
+        eprintln!("history {i}: relative L2 error {rel:.2e}");
         worst = worst.max(rel);
     }
     worst
@@ -159,13 +166,11 @@ fn sgd_20_steps_match_caffe() {
     for layer in caffe.layer.iter().filter(|l| !l.blobs.is_empty()) {
         let ours = solver.net().layer_blobs(layer.name()).expect("layer");
         for (o, b) in ours.iter().zip(&layer.blobs) {
-            let r = Tensor::from_slice(&blob_data_f32(b));
-            let d = (o.reshape([-1]) - &r).abs().max().double_value(&[]);
-            worst = worst.max(d / r.abs().max().double_value(&[]));
+            worst = worst.max(rel_l2(o, &Tensor::from_slice(&blob_data_f32(b))));
         }
     }
-    eprintln!("SGD: final weights max relative error {worst:.2e}");
-    assert!(worst <= 5e-3, "final weights differ from Caffe's: {worst:.2e}");
+    eprintln!("SGD: final weights relative L2 error {worst:.2e}");
+    assert!(worst <= 1e-3, "final weights differ from Caffe's: {worst:.2e}");
 }
 
 /// Caffe's solver prototxt unchanged, its data read by the Data layer from the
@@ -236,4 +241,52 @@ fn adadelta_matches_caffe() {
 #[test]
 fn adam_matches_caffe() {
     check_reference_solver("Adam", 20, 2e-4, Some(1e-3));
+}
+
+#[test]
+#[ignore]
+fn experiment_history_perturbation() {
+    let kind = std::env::var("TY").unwrap_or("Adam".into());
+    let dir = caffe_ref(&format!("extra/solvers/{kind}"));
+    let tmp = tempfile::tempdir().unwrap();
+    let net = with_input_layers(&dir.join("lenet_train_test.prototxt"));
+    let mut param = solver_param(&dir.join("solver.prototxt"), net, 20, tmp.path());
+    param.weights = vec![caffe_ref("fixtures/lenet/weights.caffemodel").display().to_string()];
+    let mut base = new_solver(param.clone());
+    base.set_feeder(feed_from(0));
+    base.solve().unwrap();
+    tch::manual_seed(7);
+    let mut pert = new_solver(param);
+    tch::no_grad(|| for p in pert.net_mut().learnable_params_mut() {
+        let noise = p.data.randn_like() * 1e-7 + 1.0;
+        let _ = p.data.f_mul_(&noise).unwrap();
+    });
+    pert.set_feeder(feed_from(0));
+    pert.solve().unwrap();
+    for (a, b) in base.losses().iter().zip(pert.losses()) {
+        eprintln!("{kind} iter {}: {:.8} {:.8} rel {:.2e}", a.0, a.1, b.1, ((a.1 - b.1) / a.1).abs());
+    }
+    for (i, (a, b)) in base.history().iter().zip(pert.history()).enumerate() {
+        eprintln!("{kind} history {i}: perturbed relative L2 {:.2e}", rel_l2(b, a));
+    }
+}
+
+#[test]
+#[ignore]
+fn experiment_adam_rows() {
+    let dir = caffe_ref("extra/solvers/Adam");
+    let (solver, _tmp) = run_lenet(&dir, "solver.prototxt", 20);
+    let state: SolverState = read_message(&dir.join("lenet_Adam_iter_20.solverstate")).unwrap();
+    for bi in [4usize, 0, 6] {
+        let ours = solver.history()[bi].to_kind(Kind::Double);
+        let shape = ours.size();
+        let r = Tensor::from_slice(&blob_data_f32(&state.history[bi])).to_kind(Kind::Double).reshape(shape.as_slice());
+        let rows = shape[0];
+        let d = (&ours - &r).reshape([rows, -1]).square().sum_dim_intlist(1i64, false, Kind::Double);
+        let tot = d.sum(Kind::Double).double_value(&[]);
+        let (sorted, idx) = d.sort(0, true);
+        eprint!("blob {bi}: total {tot:.3e}; top rows:");
+        for k in 0..6 { eprint!(" {}:{:.2}", idx.int64_value(&[k]), sorted.double_value(&[k]) / tot); }
+        eprintln!();
+    }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use caffe_tch::proto::{self, caffe, text::TextOptions};
+use caffe_tch::proto::text::TextOptions;
 use caffe_tch::{info, tools};
 
 #[derive(Parser, Debug)]
@@ -193,12 +193,6 @@ fn split_paths(s: Option<&str>) -> Vec<PathBuf> {
     s.map(|s| s.split(',').filter(|x| !x.is_empty()).map(PathBuf::from).collect()).unwrap_or_default()
 }
 
-/// A command whose issue has not landed yet: one line, exit code 2.
-fn not_built(name: &str) -> Result<ExitCode> {
-    eprintln!("caffe: '{name}' is not built yet in this version of caffe-tch");
-    Ok(ExitCode::from(2))
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(gflags_to_gnu(std::env::args())) {
         Ok(c) => c,
@@ -352,11 +346,4 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-#[allow(dead_code)]
-fn read_net(path: &std::path::Path, opts: TextOptions) -> Result<caffe::NetParameter> {
-    let parsed = proto::text::read_file::<caffe::NetParameter>(path, opts)
-        .with_context(|| format!("reading net {}", path.display()))?;
-    Ok(parsed.message)
 }

@@ -158,7 +158,6 @@ impl SharedEnv {
             return Ok(SharedEnv { env: env.clone(), key });
         }
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
-        opts.max_dbs(0);
         // SAFETY: read-only, lock-free access: Caffe's datasets are not written
         // while they are read; NO_LOCK needs no lock.mdb, so read-only media work.
         let env = unsafe {
@@ -324,7 +323,11 @@ impl LevelDbCursor {
                     .map_err(|e| data_err(format!("source '{source}' (leveldb): cannot open ({first}) nor copy it: {e}")))?;
                 let db = rusty_leveldb::DB::open(tmp.path(), leveldb_options(false))
                     .map_err(|e| data_err(format!("source '{source}' (leveldb): cannot open: {e}")))?;
-                warn!("db_leveldb.cpp:16", "LevelDB {source} could not be opened in place ({first}); reading a copy in {}", tmp.path().display());
+                warn!(
+                    "db_leveldb.cpp:16",
+                    "LevelDB {source} could not be opened in place ({first}); reading a copy in {}",
+                    tmp.path().display()
+                );
                 (db, Some(tmp))
             }
         };
@@ -335,11 +338,7 @@ impl LevelDbCursor {
 
     fn load_current(&mut self) {
         use rusty_leveldb::LdbIterator;
-        self.current = if self.iter.valid() {
-            self.iter.current().map(|(k, v)| (k.to_vec(), v.to_vec()))
-        } else {
-            None
-        };
+        self.current = if self.iter.valid() { self.iter.current().map(|(k, v)| (k.to_vec(), v.to_vec())) } else { None };
     }
 }
 
@@ -453,6 +452,11 @@ const LMDB_INITIAL_MAP: usize = 64 << 20;
 impl DbWriter {
     /// Starts a new DB at `path`, which must not exist (like Caffe's NEW mode).
     pub fn create(path: &Path, backend: Backend) -> Result<DbWriter> {
+        Self::create_with_map(path, backend, LMDB_INITIAL_MAP)
+    }
+
+    /// `create` with a given first LMDB map size (it doubles when full).
+    fn create_with_map(path: &Path, backend: Backend, initial_map: usize) -> Result<DbWriter> {
         let shown = path.display();
         if path.exists() {
             return Err(data_err(format!("{shown}: already exists (remove it first; a DB is never overwritten)")));
@@ -465,14 +469,11 @@ impl DbWriter {
             return Err(data_err(format!("{shown}: the parent folder {} does not exist", parent.display())));
         }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.tmp"))
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io(path, e))?;
+        let tmp = tempfile::Builder::new().prefix(&format!(".{name}.tmp")).tempdir_in(&parent).map_err(|e| Error::io(path, e))?;
         let inner = match backend {
             Backend::Lmdb => {
                 let mut opts = EnvOpenOptions::new();
-                opts.map_size(LMDB_INITIAL_MAP).max_dbs(0);
+                opts.map_size(initial_map);
                 // SAFETY: a fresh folder only this writer uses; durability comes
                 // from the final sync and rename, not per-commit syncs.
                 let env = unsafe {
@@ -481,12 +482,10 @@ impl DbWriter {
                 }
                 .map_err(|e| data_err(format!("{shown} (lmdb): cannot create: {e}")))?;
                 let mut wtxn = env.write_txn().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
-                let db = env
-                    .create_database::<Bytes, Bytes>(&mut wtxn, None)
-                    .map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
+                let db = env.create_database::<Bytes, Bytes>(&mut wtxn, None).map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
                 wtxn.commit().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
                 info!("db_lmdb.cpp:35", "Opened lmdb {shown}");
-                WriterInner::Lmdb { env, db, map_size: LMDB_INITIAL_MAP }
+                WriterInner::Lmdb { env, db, map_size: initial_map }
             }
             Backend::LevelDb => {
                 let db = rusty_leveldb::DB::open(tmp.path(), leveldb_options(true))
@@ -593,5 +592,33 @@ impl Drop for DbWriter {
         if let Some(WriterInner::Lmdb { env, .. }) = self.inner.take() {
             env.prepare_for_closing().wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lmdb_writer_grows_its_map_when_full() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("grow");
+        let mut w = DbWriter::create_with_map(&path, Backend::Lmdb, 256 << 10).unwrap();
+        let value = vec![7u8; 4000];
+        for i in 0..600 {
+            w.put(format!("{i:08}").as_bytes(), &value);
+            if i % 100 == 99 {
+                w.commit().unwrap();
+            }
+        }
+        w.finish().unwrap();
+        let mut c = open_cursor(&path, Backend::Lmdb).unwrap();
+        let mut n = 0;
+        while c.valid() {
+            assert_eq!(c.value(), value.as_slice());
+            n += 1;
+            c.next().unwrap();
+        }
+        assert_eq!(n, 600);
     }
 }

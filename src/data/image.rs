@@ -50,9 +50,7 @@ fn from_dynamic(img: &DynamicImage, mode: ColorMode) -> Image {
     let plane = width * height;
     let is_gray = !img.color().has_color();
     match (mode, is_gray) {
-        (ColorMode::Gray, true) | (ColorMode::Native, true) => {
-            Image { channels: 1, height, width, data: img.to_luma8().into_raw() }
-        }
+        (ColorMode::Gray, true) | (ColorMode::Native, true) => Image { channels: 1, height, width, data: img.to_luma8().into_raw() },
         (ColorMode::Gray, false) => {
             let rgb = img.to_rgb8();
             let data = rgb.pixels().map(|p| gray_of(p[0], p[1], p[2])).collect();
@@ -75,8 +73,7 @@ fn from_dynamic(img: &DynamicImage, mode: ColorMode) -> Image {
 /// resized to `new_height`×`new_width` when both are positive.
 pub fn read_file(path: &Path, new_height: usize, new_width: usize, is_color: bool) -> Result<Image, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("could not open or find file {}: {e}", path.display()))?;
-    let img = decode(&bytes, if is_color { ColorMode::Color } else { ColorMode::Gray })
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let img = decode(&bytes, if is_color { ColorMode::Color } else { ColorMode::Gray }).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(if new_height > 0 && new_width > 0 { resize(&img, new_height, new_width) } else { img })
 }
 

@@ -14,9 +14,9 @@ use rand::{Rng, SeedableRng};
 
 use super::datum::{color_mode, Sample, Values};
 use super::image::ColorMode;
+use crate::info;
 use crate::proto::binary;
 use crate::proto::caffe::{BlobProto, Phase, TransformationParameter};
-use crate::info;
 
 /// A mean image from a `.binaryproto`.
 #[derive(Debug, Clone)]
@@ -154,30 +154,33 @@ impl Transformer {
             }
         }
         let scale = self.scale;
-        let mean_per_channel: Option<Vec<f32>> = match self.mean_values.len() {
-            0 => None,
-            1 => Some(vec![self.mean_values[0]; s.channels]),
-            _ => Some(self.mean_values.clone()),
-        };
         let (height, width) = (s.height, s.width);
+        let mut row = vec![0f32; w_out];
         for c in 0..c_out {
+            let channel_mean = match self.mean_values.len() {
+                0 => None,
+                1 => Some(self.mean_values[0]),
+                _ => Some(self.mean_values[c]),
+            };
             for h in 0..h_out {
-                let src_row = (c * height + h_off + h) * width + w_off;
-                let dst_row = (c * h_out + h) * w_out;
-                for w in 0..w_out {
-                    let src = src_row + w;
-                    let dst = if do_mirror { dst_row + w_out - 1 - w } else { dst_row + w };
-                    let x = match &s.values {
-                        Values::U8(v) => v[src] as f32,
-                        Values::F32(v) => v[src],
-                    };
-                    out[dst] = if let Some(m) = &self.mean {
-                        (x - m.data[src]) * scale
-                    } else if let Some(mv) = &mean_per_channel {
-                        (x - mv[c]) * scale
-                    } else {
-                        x * scale
-                    };
+                let src = (c * height + h_off + h) * width + w_off;
+                // One row: convert, subtract the mean, scale, in tight loops.
+                match &s.values {
+                    Values::U8(v) => row.iter_mut().zip(&v[src..src + w_out]).for_each(|(r, &x)| *r = x as f32),
+                    Values::F32(v) => row.copy_from_slice(&v[src..src + w_out]),
+                }
+                if let Some(m) = &self.mean {
+                    row.iter_mut().zip(&m.data[src..src + w_out]).for_each(|(r, &m)| *r = (*r - m) * scale);
+                } else if let Some(m) = channel_mean {
+                    row.iter_mut().for_each(|r| *r = (*r - m) * scale);
+                } else {
+                    row.iter_mut().for_each(|r| *r *= scale);
+                }
+                let dst = &mut out[(c * h_out + h) * w_out..(c * h_out + h + 1) * w_out];
+                if do_mirror {
+                    dst.iter_mut().zip(row.iter().rev()).for_each(|(d, &r)| *d = r);
+                } else {
+                    dst.copy_from_slice(&row);
                 }
             }
         }

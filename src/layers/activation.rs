@@ -19,7 +19,9 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         family: FAMILY,
         params: "negative_slope",
         tests: "parity (lenet, cifar10, resnet_small), gradient check, numeric tests (tests/layers_activation.rs)",
-        create: |p| Ok(Box::new(ReLU { slope: p.relu_param.as_ref().map(|r| r.negative_slope()).unwrap_or(0.0) as f64 })),
+        create: |p| {
+            Ok(Box::new(ReLU { slope: p.relu_param.as_ref().map(|r| r.negative_slope()).unwrap_or(0.0) as f64 }))
+        },
     });
     r.push(LayerInfo {
         type_name: "PReLU",
@@ -33,7 +35,11 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         family: FAMILY,
         params: "alpha",
         tests: GRAD_TESTS,
-        create: |p| Ok(Box::new(Elementwise::new(Op::Elu { alpha: p.elu_param.as_ref().map(|e| e.alpha()).unwrap_or(1.0) as f64 }))),
+        create: |p| {
+            Ok(Box::new(Elementwise::new(Op::Elu {
+                alpha: p.elu_param.as_ref().map(|e| e.alpha()).unwrap_or(1.0) as f64,
+            })))
+        },
     });
     r.push(LayerInfo {
         type_name: "Sigmoid",
@@ -75,7 +81,11 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         tests: GRAD_TESTS,
         create: |p| {
             let q = p.power_param.clone().unwrap_or_default();
-            Ok(Box::new(Elementwise::new(Op::Power { power: q.power() as f64, scale: q.scale() as f64, shift: q.shift() as f64 })))
+            Ok(Box::new(Elementwise::new(Op::Power {
+                power: q.power() as f64,
+                scale: q.scale() as f64,
+                shift: q.shift() as f64,
+            })))
         },
     });
     r.push(LayerInfo {
@@ -124,7 +134,11 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         family: FAMILY,
         params: "beta",
         tests: GRAD_TESTS,
-        create: |p| Ok(Box::new(Elementwise::new(Op::Swish { beta: p.swish_param.as_ref().map(|s| s.beta()).unwrap_or(1.0) as f64 }))),
+        create: |p| {
+            Ok(Box::new(Elementwise::new(Op::Swish {
+                beta: p.swish_param.as_ref().map(|s| s.beta()).unwrap_or(1.0) as f64,
+            })))
+        },
     });
 }
 
@@ -159,15 +173,35 @@ enum Op {
     TanH,
     AbsVal,
     Bnll,
-    Elu { alpha: f64 },
-    Power { power: f64, scale: f64, shift: f64 },
+    Elu {
+        alpha: f64,
+    },
+    Power {
+        power: f64,
+        scale: f64,
+        shift: f64,
+    },
     /// y = outer·exp(inner·x), Caffe's precomputed form of base^(shift + scale·x).
-    Exp { inner: f64, outer: f64 },
+    Exp {
+        inner: f64,
+        outer: f64,
+    },
     /// y = base_scale·ln(shift + scale·x).
-    Log { base_scale: f64, scale: f64, shift: f64 },
-    Threshold { threshold: f64 },
-    Clip { min: f64, max: f64 },
-    Swish { beta: f64 },
+    Log {
+        base_scale: f64,
+        scale: f64,
+        shift: f64,
+    },
+    Threshold {
+        threshold: f64,
+    },
+    Clip {
+        min: f64,
+        max: f64,
+    },
+    Swish {
+        beta: f64,
+    },
 }
 
 /// ln(base), with Caffe's rule that base -1 means e; other bases must be > 0.
@@ -324,12 +358,19 @@ impl Layer for PReLU {
         let Some(a) = params.first() else { layer_bail!("PReLU needs its slope blob") };
         let slope = if self.channel_shared {
             if a.numel() != 1 {
-                layer_bail!("Negative slope size is inconsistent with prototxt config: {} values, channel_shared needs 1", a.numel());
+                layer_bail!(
+                    "Negative slope size is inconsistent with prototxt config: {} values, channel_shared needs 1",
+                    a.numel()
+                );
             }
             a.f_reshape([] as [i64; 0])?
         } else {
             if a.numel() as i64 != s[1] {
-                layer_bail!("Negative slope size is inconsistent with prototxt config: {} values for {} channels", a.numel(), s[1]);
+                layer_bail!(
+                    "Negative slope size is inconsistent with prototxt config: {} values for {} channels",
+                    a.numel(),
+                    s[1]
+                );
             }
             let mut view = vec![1i64; s.len()];
             view[1] = s[1];

@@ -260,11 +260,14 @@ impl BatchSource for DbSource {
                 Some(b) => b,
                 None => {
                     // Each batch takes its size from its first record, as Caffe does.
-                    let shape = self.transformer.output_shape(s.channels, s.height, s.width).map_err(|e| format!("{}: {e}", self.where_()))?;
+                    let shape =
+                        self.transformer.output_shape(s.channels, s.height, s.width).map_err(|e| format!("{}: {e}", self.where_()))?;
                     builder.insert(BatchBuilder::new(self.batch_size, shape))
                 }
             };
-            let where_ = || format!("source '{}' ({}): record '{}'", self.reader.source(), self.reader.backend().name(), key_display(self.reader.key()));
+            let where_ = || {
+                format!("source '{}' ({}): record '{}'", self.reader.source(), self.reader.backend().name(), key_display(self.reader.key()))
+            };
             self.transformer.transform(&s, b.item(i)).map_err(|e| format!("{}: {e}", where_()))?;
             b.labels.push(s.label);
             self.reader.advance().map_err(|e| e.to_string())?;
@@ -652,7 +655,13 @@ impl Layer for DummyDataLayer {
             k => layer_bail!("dummy_data_param.data_filler must be given 0, 1 or {n} (one per top) times, got {k}"),
         };
         let legacy = !dp.num.is_empty() || !dp.channels.is_empty() || !dp.height.is_empty() || !dp.width.is_empty();
-        let pick = |v: &[u32], i: usize| -> i64 { if v.len() == 1 { v[0] as i64 } else { v[i] as i64 } };
+        let pick = |v: &[u32], i: usize| -> i64 {
+            if v.len() == 1 {
+                v[0] as i64
+            } else {
+                v[i] as i64
+            }
+        };
         self.shapes = if legacy {
             if !dp.shape.is_empty() {
                 layer_bail!("dummy_data_param gives both shape and the legacy num/channels/height/width");

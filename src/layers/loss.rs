@@ -74,7 +74,8 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Accuracy",
         family: FAMILY,
-        params: "top_k, axis, ignore_label, second top (per-class accuracy); ties count against the true class, as Caffe",
+        params:
+            "top_k, axis, ignore_label, second top (per-class accuracy); ties count against the true class, as Caffe",
         tests: "parity (lenet), top_k/ties/ignore_label/axis/per-class tests (tests/layers_loss.rs)",
         create: |p| Ok(Box::new(Accuracy::new(p))),
     });
@@ -274,7 +275,10 @@ pub struct SigmoidCrossEntropyLoss {
 impl SigmoidCrossEntropyLoss {
     fn new(lp: &LayerParameter) -> Self {
         // Unlike SoftmaxWithLoss, Caffe keeps the old BATCH_SIZE default here.
-        SigmoidCrossEntropyLoss { ignore: loss_ignore_label(lp), mode: normalization_of(lp, NormalizationMode::BatchSize) }
+        SigmoidCrossEntropyLoss {
+            ignore: loss_ignore_label(lp),
+            mode: normalization_of(lp, NormalizationMode::BatchSize),
+        }
     }
 }
 
@@ -491,7 +495,8 @@ impl Layer for InfogainLoss {
             .f_permute([0, 2, 1])?
             .f_mul(&valid.f_unsqueeze(1)?.f_to_kind(x.kind())?)?;
         let n_valid = valid.f_sum(Kind::Int64)?.int64_value(&[]);
-        let norm = normalizer(self.lp.loss_param.clone().unwrap_or_default().normalization(), outer, inner, Some(n_valid));
+        let norm =
+            normalizer(self.lp.loss_param.clone().unwrap_or_default().normalization(), outer, inner, Some(n_valid));
         let loss = rows.f_mul(&logp)?.f_sum(x.kind())?.f_neg()?.f_div_scalar(norm)?;
         let mut tops = vec![loss];
         if self.lp.top.len() > 1 {
@@ -672,8 +677,10 @@ impl Layer for Accuracy {
         let acc = correct.f_sum(Kind::Float)?.f_div(&n_valid.f_clamp_min(1.0)?)?;
         let mut tops = vec![acc.f_to_kind(bottoms[0].kind())?];
         if self.lp.top.len() > 1 {
-            let per_class_count = safe.f_masked_select(&valid)?.f_bincount::<Tensor>(None, classes)?.f_to_kind(Kind::Float)?;
-            let per_class_correct = safe.f_masked_select(&correct)?.f_bincount::<Tensor>(None, classes)?.f_to_kind(Kind::Float)?;
+            let per_class_count =
+                safe.f_masked_select(&valid)?.f_bincount::<Tensor>(None, classes)?.f_to_kind(Kind::Float)?;
+            let per_class_correct =
+                safe.f_masked_select(&correct)?.f_bincount::<Tensor>(None, classes)?.f_to_kind(Kind::Float)?;
             // Classes without samples read 0, as Caffe.
             let per_class = per_class_correct.f_div(&per_class_count.f_clamp_min(1.0)?)?;
             tops.push(per_class.f_to_kind(bottoms[0].kind())?);

@@ -66,7 +66,11 @@ impl Layer for BatchNorm {
         let c = self.channels;
         Ok(SetupOut {
             tops: vec![s.clone()],
-            params: vec![ParamDecl::constant(vec![c], 0.0), ParamDecl::constant(vec![c], 0.0), ParamDecl::constant(vec![1], 0.0)],
+            params: vec![
+                ParamDecl::constant(vec![c], 0.0),
+                ParamDecl::constant(vec![c], 0.0),
+                ParamDecl::constant(vec![1], 0.0),
+            ],
         })
     }
 
@@ -93,12 +97,12 @@ impl Layer for BatchNorm {
             let factor = if factor == 0.0 { 0.0 } else { 1.0 / factor };
             let mean = params[0].f_to_kind(kind)?.f_mul_scalar(factor)?;
             let var = params[1].f_to_kind(kind)?.f_mul_scalar(factor)?;
-            xs.f_batch_norm(None::<&Tensor>, None, Some(&mean), Some(&var), false, 0.0, eps, false)?
+            xs.f_batch_norm(None::<&Tensor>, None, Some(&mean), Some(&var), false, 0.0, eps, true)?
         } else {
             let m = xs.numel() as i64 / c;
             let dims: Vec<i64> = (0..xs.dim() as i64).filter(|&d| d != 1).collect();
             let y = if m > 1 {
-                xs.f_batch_norm(None::<&Tensor>, None, None, None, true, 0.0, eps, false)?
+                xs.f_batch_norm(None::<&Tensor>, None, None, None, true, 0.0, eps, true)?
             } else {
                 // libtorch refuses one value per channel; the formula still holds (y = 0).
                 let (var, mean) = xs.f_var_mean_dim(dims.as_slice(), false, true)?;

@@ -175,6 +175,16 @@ impl Net {
             let err = |m: String| layer_err(&name, &ty, m);
 
             let mut layer = layers::create_layer(&lp).map_err(|e| err(e.0))?;
+            // Caffe gives a loss layer declared without a top an anonymous one.
+            if lp.top.is_empty() && layer.is_loss_layer() {
+                let mut name = "(automatic)".to_string();
+                let mut k = 0;
+                while net.blob_index.contains_key(&name) {
+                    k += 1;
+                    name = format!("(automatic)_{k}");
+                }
+                lp.top.push(name);
+            }
             let mut bottoms = Vec::new();
             for b in &lp.bottom {
                 let id = *net.blob_index.get(b).ok_or_else(|| err(format!("unknown bottom blob '{b}'")))?;

@@ -41,7 +41,9 @@ pub struct MeanResult {
 pub fn compute(db: &Path, out: Option<&Path>, backend: Backend) -> Result<MeanResult> {
     let mut cursor = open_cursor(db, backend)?;
     let source = db.display().to_string();
-    let record_err = |key: &[u8], msg: String| Error::Data { msg: format!("source '{source}' ({}): record '{}': {msg}", backend.name(), key_display(key)) };
+    let record_err = |key: &[u8], msg: String| Error::Data {
+        msg: format!("source '{source}' ({}): record '{}': {msg}", backend.name(), key_display(key)),
+    };
     if !cursor.valid() {
         return Err(Error::Data { msg: format!("source '{source}' ({}): the database is empty", backend.name()) });
     }

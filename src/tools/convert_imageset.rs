@@ -89,7 +89,7 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
         let img = match image::read_file(Path::new(&path), rh, rw, is_color) {
             Ok(img) => img,
             Err(e) => {
-                crate::log::write(crate::log::Severity::Error, "io.cpp:80", &format!("Could not open or find file {path}: {e}"));
+                crate::log::write(crate::log::Severity::Error, "io.cpp:80", &e);
                 continue;
             }
         };

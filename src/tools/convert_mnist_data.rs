@@ -42,10 +42,7 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn be_u32(bytes: &[u8], at: usize, path: &Path) -> Result<u32> {
-    bytes
-        .get(at..at + 4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| Error::decode(path, "truncated IDX header"))
+    bytes.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| Error::decode(path, "truncated IDX header"))
 }
 
 /// An IDX image file: (count, rows, cols, pixels).

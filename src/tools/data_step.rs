@@ -97,12 +97,9 @@ impl DataOptions {
         };
         let connect_timeout = match std::env::var("CAFFE_MNIST_TIMEOUT") {
             Ok(s) => {
-                let secs: f64 = s
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|v: &f64| v.is_finite() && *v > 0.0)
-                    .ok_or_else(|| Error::msg(format!("CAFFE_MNIST_TIMEOUT must be a positive number of seconds, got '{s}'")))?;
+                let secs: f64 = s.trim().parse().ok().filter(|v: &f64| v.is_finite() && *v > 0.0).ok_or_else(|| {
+                    Error::msg(format!("CAFFE_MNIST_TIMEOUT must be a positive number of seconds, got '{s}'"))
+                })?;
                 Duration::from_secs_f64(secs)
             }
             Err(_) => Duration::from_secs(10),
@@ -173,7 +170,11 @@ fn download(agent: &ureq::Agent, url: &str, dest: &Path, md5: &str) -> std::resu
     drop(file);
     let sum: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     let result = result.and_then(|()| {
-        if sum == md5 { Ok(()) } else { Err(format!("MD5 {sum}, expected {md5} (a corrupt or different file)")) }
+        if sum == md5 {
+            Ok(())
+        } else {
+            Err(format!("MD5 {sum}, expected {md5} (a corrupt or different file)"))
+        }
     });
     match result {
         Ok(()) => std::fs::rename(&part, dest).map_err(|e| format!("{}: {e}", dest.display())),
@@ -356,7 +357,8 @@ pub fn mnist(opts: &DataOptions) -> Result<Prepared> {
     let test_db = dir.join("test_lmdb");
     remove_stale_db(&train_db)?;
     remove_stale_db(&test_db)?;
-    let train_records = convert_mnist_data::convert(&file(TRAIN_IMAGES), &file(TRAIN_LABELS), &train_db, Backend::Lmdb)?;
+    let train_records =
+        convert_mnist_data::convert(&file(TRAIN_IMAGES), &file(TRAIN_LABELS), &train_db, Backend::Lmdb)?;
     let test_records = convert_mnist_data::convert(&file(TEST_IMAGES), &file(TEST_LABELS), &test_db, Backend::Lmdb)?;
     let prepared = Prepared { dataset, origin, train_records, test_records, converted: true };
     std::fs::write(&marker, dataset_text(&prepared)).map_err(io_err(&marker))?;

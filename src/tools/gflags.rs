@@ -115,7 +115,12 @@ mod tests {
     use super::*;
 
     fn spec() -> Spec<'static> {
-        Spec { tool: "t", usage: "A B", bools: &[("gray", false), ("shuffle", false)], values: &[("backend", "lmdb"), ("resize_width", "0")] }
+        Spec {
+            tool: "t",
+            usage: "A B",
+            bools: &[("gray", false), ("shuffle", false)],
+            values: &[("backend", "lmdb"), ("resize_width", "0")],
+        }
     }
 
     fn args(s: &str) -> Vec<String> {

@@ -111,7 +111,8 @@ pub fn series_points(data: &LogData, x: XAxis, series: &YSeries) -> Vec<(f64, f6
 
 /// Legend labels: each log's file stem, with its folder when two stems collide.
 pub fn labels(logs: &[PathBuf]) -> Vec<String> {
-    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string());
+    let stem =
+        |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string());
     let stems: Vec<String> = logs.iter().map(|p| stem(p)).collect();
     logs.iter()
         .zip(&stems)
@@ -154,7 +155,10 @@ pub fn curves(opts: &PlotOptions) -> Result<Vec<Curve>> {
         out.push(Curve { label, points });
     }
     if out.is_empty() {
-        return Err(Error::msg(format!("no log holds '{}' values (outputs are read from 'Test net output' / 'Train net output' lines)", opts.y.label())));
+        return Err(Error::msg(format!(
+            "no log holds '{}' values (outputs are read from 'Test net output' / 'Train net output' lines)",
+            opts.y.label()
+        )));
     }
     Ok(out)
 }
@@ -180,7 +184,13 @@ fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
         return (0.0, 1.0);
     }
     let span = hi - lo;
-    let pad = if span > 0.0 { span * 0.05 } else if lo != 0.0 { lo.abs() * 0.1 } else { 0.5 };
+    let pad = if span > 0.0 {
+        span * 0.05
+    } else if lo != 0.0 {
+        lo.abs() * 0.1
+    } else {
+        0.5
+    };
     (lo - pad, hi + pad)
 }
 
@@ -205,7 +215,8 @@ fn draw<DB: DrawingBackend>(
     area.fill(&WHITE)?;
     let (x0, x1) = padded_range(curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)));
     let (y0, y1) = padded_range(curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)));
-    let title = opts.title.clone().unwrap_or_else(|| format!("{} vs. {}", opts.y.label(), opts.x.label().to_lowercase()));
+    let title =
+        opts.title.clone().unwrap_or_else(|| format!("{} vs. {}", opts.y.label(), opts.x.label().to_lowercase()));
     let (x_ticks, y_ticks) = (tick_formatter(x0, x1), tick_formatter(y0, y1));
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FAMILY, 26))
@@ -252,7 +263,11 @@ fn register_font() -> Result<()> {
     static ONCE: Once = Once::new();
     let mut ok = true;
     ONCE.call_once(|| ok = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
-    if ok { Ok(()) } else { Err(Error::msg("the embedded DejaVu Sans font does not load")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::msg("the embedded DejaVu Sans font does not load"))
+    }
 }
 
 /// Draws `curves` into `opts.out`: PNG or SVG by its extension.

@@ -13,7 +13,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Eltwise",
         family: FAMILY,
-        params: "operation (SUM, PROD, MAX), coeff (SUM only; one per bottom); stable_prod_grad is accepted (autograd's PROD gradient is exact, zeros included)",
+        params: "operation (SUM, PROD, MAX), coeff (SUM only; one per bottom); MAX sends the gradient where Caffe's max_idx does (a bottom[0]/bottom[1] tie goes to bottom[1], later ties stay with the earlier bottom); stable_prod_grad is accepted (autograd's PROD gradient is exact, zeros included)",
         tests: "layers_common: eltwise_sum_matches_caffe_resnet (resnet_small res2a_sum vs BVLC Caffe), eltwise_* (coeff, PROD gradient with zeros, MAX gradient routing on ties, gradient checks)",
         create: |p| Ok(Box::new(Eltwise::new(p)?)),
     });

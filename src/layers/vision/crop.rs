@@ -52,7 +52,11 @@ impl Crop {
                 _ => offsets[i - start] as i64,
             };
             if data[i] - off < like[i] {
-                layer_bail!("the crop for dimension {i} is out-of-bounds with size {} and offset {off} (input size {})", like[i], data[i]);
+                layer_bail!(
+                    "the crop for dimension {i} is out-of-bounds with size {} and offset {off} (input size {})",
+                    like[i],
+                    data[i]
+                );
             }
             top[i] = like[i];
             offs[i] = off;

@@ -103,10 +103,8 @@ impl Layer for Pooling {
             layer_bail!("padding is implemented only for MAX and AVE pooling");
         }
         let ceil = p.round_mode() == RoundMode::Ceil;
-        let out = [
-            pooled_size(h, win.k[0], win.s[0], win.p[0], ceil),
-            pooled_size(w, win.k[1], win.s[1], win.p[1], ceil),
-        ];
+        let out =
+            [pooled_size(h, win.k[0], win.s[0], win.p[0], ceil), pooled_size(w, win.k[1], win.s[1], win.p[1], ceil)];
         if out[0] <= 0 || out[1] <= 0 {
             layer_bail!("pooled size {out:?} is not positive for input {h}x{w}");
         }
@@ -202,7 +200,10 @@ impl Pooling {
                         ((he - hs) * (we - ws)) as f64
                     })
                     .collect();
-                let div = Tensor::from_slice(&div).reshape([self.out[0], self.out[1]]).to_kind(x.kind()).to_device(x.device());
+                let div = Tensor::from_slice(&div)
+                    .reshape([self.out[0], self.out[1]])
+                    .to_kind(x.kind())
+                    .to_device(x.device());
                 Ok(self.windows(x, 0.0)?.sum_dim_intlist([4i64].as_slice(), false, x.kind()).f_div(&div)?)
             }
         }
