@@ -652,8 +652,8 @@ def model_readme(m):
         "|---|---|---|",
     ] + solver_rows + [
         "",
-        "Run from the repository root: `caffe train --solver solvers/%s.prototxt`; snapshots go to "
-        "`snapshots/`." % m.runs()[0][0],
+        "Run from the repository root: `mkdir -p snapshots && caffe train --solver solvers/%s.prototxt`."
+        % m.runs()[0][0],
     ]
     if m.notes:
         text += ["", "## Assumptions", ""] + ["- " + n for n in m.notes]
@@ -745,11 +745,12 @@ def solvers_readme():
         "Run from the repository root (paths in a solver are relative to the working directory, as in Caffe):",
         "",
         "```",
+        "mkdir -p snapshots",
         "caffe train --solver solvers/lenet10_dropin_d2500_solver.prototxt",
         "```",
         "",
-        "Snapshots go to `snapshots/<solver name without _solver>_iter_N.caffemodel` / `.solverstate` (the folder is "
-        "in the repository; its contents are git-ignored).",
+        "Snapshots go to `snapshots/<solver name without _solver>_iter_N.caffemodel` / `.solverstate` (`/snapshots` "
+        "is git-ignored; Caffe needs the folder to exist).",
         "",
         "Hyper-parameters are Caffe's own reference solvers, as the paper kept them:",
         "",

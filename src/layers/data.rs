@@ -235,20 +235,22 @@ struct DbSource {
     labels: bool,
 }
 
-impl DbSource {
-    fn where_(&self) -> String {
-        format!("source '{}' ({}): record '{}'", self.reader.source(), self.reader.backend().name(), key_display(self.reader.key()))
-    }
+/// "source 'x' (lmdb): record 'k'": where a record error happened.
+fn record_at(reader: &RecordReader) -> String {
+    format!("source '{}' ({}): record '{}'", reader.source(), reader.backend().name(), key_display(reader.key()))
+}
 
+impl DbSource {
     fn current(&self) -> Result<Sample, String> {
-        datum::parse_and_decode(self.reader.value(), self.color).map_err(|e| format!("{}: {e}", self.where_()))
+        datum::parse_and_decode(self.reader.value(), self.color).map_err(|e| format!("{}: {e}", record_at(&self.reader)))
     }
 }
 
 impl BatchSource for DbSource {
     fn batch_shape(&mut self) -> Result<Shape, String> {
         let s = self.current()?;
-        let [c, h, w] = self.transformer.output_shape(s.channels, s.height, s.width).map_err(|e| format!("{}: {e}", self.where_()))?;
+        let [c, h, w] =
+            self.transformer.output_shape(s.channels, s.height, s.width).map_err(|e| format!("{}: {e}", record_at(&self.reader)))?;
         Ok(vec![self.batch_size as i64, c as i64, h as i64, w as i64])
     }
 
@@ -260,15 +262,14 @@ impl BatchSource for DbSource {
                 Some(b) => b,
                 None => {
                     // Each batch takes its size from its first record, as Caffe does.
-                    let shape =
-                        self.transformer.output_shape(s.channels, s.height, s.width).map_err(|e| format!("{}: {e}", self.where_()))?;
+                    let shape = self
+                        .transformer
+                        .output_shape(s.channels, s.height, s.width)
+                        .map_err(|e| format!("{}: {e}", record_at(&self.reader)))?;
                     builder.insert(BatchBuilder::new(self.batch_size, shape))
                 }
             };
-            let where_ = || {
-                format!("source '{}' ({}): record '{}'", self.reader.source(), self.reader.backend().name(), key_display(self.reader.key()))
-            };
-            self.transformer.transform(&s, b.item(i)).map_err(|e| format!("{}: {e}", where_()))?;
+            self.transformer.transform(&s, b.item(i)).map_err(|e| format!("{}: {e}", record_at(&self.reader)))?;
             b.labels.push(s.label);
             self.reader.advance().map_err(|e| e.to_string())?;
         }
