@@ -16,7 +16,7 @@ else
 TORCH_STAMP :=
 endif
 
-.PHONY: all build test demo bench clean-venv layers-doc
+.PHONY: all build test demo bench clean-venv layers-doc system-deps
 
 all: build
 
@@ -25,17 +25,40 @@ $(VENV)/.torch-$(TORCH_VERSION):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION) numpy
 	touch $@
 
-build: $(TORCH_STAMP)
+# Fashion-MNIST (Debian's dataset-fashion-mnist) is the offline stand-in for
+# MNIST: the data tests and the demo use it. Installed when running as root.
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+system-deps:
+	@if [ ! -d $(FMNIST_DIR) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || \
+	    echo "warning: could not install dataset-fashion-mnist; tests that need it will skip"; \
+	  else \
+	    echo "note: Fashion-MNIST not found; run 'sudo apt-get install dataset-fashion-mnist' (tests that need it will skip)"; \
+	  fi; \
+	fi
+
+build: $(TORCH_STAMP) system-deps
 	$(CARGO) build --release --locked
 
 # Tests run against the release build: the numerical tests are slow in debug,
 # and sharing one profile halves the compile time.
 test: build
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --no-fail-fast
 
+# The main job: data, then LeNet(10)+DropIn trained on the CPU (progress on a
+# terminal), the final test accuracy, and the accuracy curve as a PNG.
+DEMO_OUT := demo-out
 demo: build
 	$(CAFFE) device_query
-	$(CAFFE) summarize models solvers
+	$(CAFFE) data mnist data/mnist
+	rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
+	GLOG_log_dir=$(DEMO_OUT) $(CAFFE) train -solver experiments/demo/lenet10_dropin_solver.prototxt
+	$(CAFFE) test -model models/lenet10_dropin/train_val_d2500.prototxt \
+	  -weights $(DEMO_OUT)/lenet10_dropin_iter_3000.caffemodel -iterations 100 2>&1 | tail -3
+	$(CAFFE) plot $(DEMO_OUT)/caffe.INFO -o $(DEMO_OUT)/test_accuracy.png -y test-accuracy -title "LeNet(10)+DropIn, d=2500 (make demo)"
+	@echo "Accuracy curve: $(DEMO_OUT)/test_accuracy.png; full log: $(DEMO_OUT)/caffe.INFO"
 
 bench: build
 	$(CARGO) bench --locked

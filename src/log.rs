@@ -31,12 +31,18 @@ static LOG_FILE: Lazy<Mutex<Option<File>>> = Lazy::new(|| {
     let to_stderr_only = std::env::var("GLOG_logtostderr").map(|v| v == "1" || v == "true").unwrap_or(false);
     let file = match (to_stderr_only, std::env::var("GLOG_log_dir")) {
         (false, Ok(dir)) if !dir.is_empty() => {
-            let path = std::path::Path::new(&dir).join(format!(
+            let name = format!(
                 "caffe.{}.log.INFO.{}",
                 std::process::id(),
                 chrono::Local::now().format("%Y%m%d-%H%M%S")
-            ));
-            OpenOptions::new().create(true).append(true).open(path).ok()
+            );
+            let path = std::path::Path::new(&dir).join(&name);
+            let file = OpenOptions::new().create(true).append(true).open(&path).ok();
+            // glog's `caffe.INFO` link names the newest log.
+            let link = std::path::Path::new(&dir).join("caffe.INFO");
+            let _ = std::fs::remove_file(&link);
+            let _ = std::os::unix::fs::symlink(&name, &link);
+            file
         }
         _ => None,
     };

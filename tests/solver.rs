@@ -365,8 +365,9 @@ fn iter_size_clip_and_l1() {
     let lr = 0.01; // inv policy at iteration 0
     for ((p, g), w0) in solver.net().learnable_params().iter().zip(&grads).zip(&before) {
         let expected = ((g * (0.5 / norm)) / 2.0 + w0.sign() * (0.0005 * p.decay_mult as f64)) * (lr * p.lr_mult as f64);
+        // w0 − w1 in float keeps about 3 digits of a step this small relative to w.
         let rel = rel_l2(&(w0 - &p.data), &expected);
-        assert!(rel < 1e-4, "{}: step differs by {rel:.2e}", p.display);
+        assert!(rel < 5e-3, "{}: step differs by {rel:.2e}", p.display);
     }
 }
 
@@ -473,9 +474,305 @@ fn non_finite_loss_stops_with_a_snapshot() {
     }));
     let e = s.solve().unwrap_err().to_string();
     assert_eq!(s.iter(), 3);
-    assert!(e.contains("Iteration 3: the loss is nan (not finite)"), "{e}");
+    assert!(e.contains("Iteration 3: the loss is NaN (not finite)"), "{e}");
     assert!(tmp.path().join("snap_iter_3.solverstate").exists(), "{e}");
     // The snapshot holds the (finite) weights from before that iteration.
     let model: NetParameter = read_message(&tmp.path().join("snap_iter_3.caffemodel")).unwrap();
     assert!(model.layer.iter().flat_map(|l| &l.blobs).flat_map(|b| &b.data).all(|v| v.is_finite()));
+}
+
+// ----- the caffe command --------------------------------------------------------
+
+fn caffe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_caffe"));
+    c.env("GLOG_logtostderr", "1");
+    c
+}
+
+/// A tiny Input-fed net and a solver for it, with absolute paths.
+fn tiny_solver(dir: &Path, name: &str, settings: &str) -> PathBuf {
+    let net = write(dir, "tiny_net.prototxt", TINY_NET);
+    std::fs::create_dir_all(dir.join("snap")).unwrap();
+    write(
+        dir,
+        name,
+        &format!(
+            "net: \"{}\"\nbase_lr: 0.1\nmomentum: 0.9\nlr_policy: \"inv\"\ngamma: 0.0001\npower: 0.75\nsolver_mode: CPU\nsnapshot_prefix: \"{}\"\n{settings}\n",
+            net.display(),
+            dir.join("snap/tiny").display()
+        ),
+    )
+}
+
+/// Runs `caffe` to completion (bounded), returning (success, stderr).
+fn run_caffe(args: &[&str]) -> (bool, String) {
+    let out = caffe().args(args).stdin(Stdio::null()).output().expect("run caffe");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("caffe: error:")).collect()
+}
+
+#[test]
+fn train_flag_faults_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let solver = tiny_solver(tmp.path(), "solver.prototxt", "max_iter: 2");
+    let s = solver.to_str().unwrap();
+
+    let (ok, err) = run_caffe(&["train", "-solver", s, "-weights", "a.caffemodel", "-snapshot", "b.solverstate"]);
+    assert!(!ok);
+    assert_eq!(error_lines(&err).len(), 1, "{err}");
+    assert!(err.contains("but not both"), "{err}");
+
+    let (ok, err) = run_caffe(&["train", "-solver", s, "-sigint_effect", "explode"]);
+    assert!(!ok && err.contains("Invalid signal effect \"explode\""), "{err}");
+
+    let (ok, err) = run_caffe(&["train"]);
+    assert!(!ok && err.contains("Need a solver definition"), "{err}");
+
+    let (ok, err) = run_caffe(&["train", "-solver", &tmp.path().join("missing.prototxt").display().to_string()]);
+    assert!(!ok && err.contains("missing.prototxt"), "{err}");
+    assert_eq!(error_lines(&err).len(), 1, "{err}");
+
+    if tch::Cuda::device_count() == 0 {
+        let (ok, err) = run_caffe(&["train", "-solver", s, "-gpu", "0"]);
+        assert!(!ok && err.contains("no CUDA device is available"), "{err}");
+    } else if tch::Cuda::device_count() == 1 {
+        let (ok, err) = run_caffe(&["train", "-solver", s, "-gpu", "0,1"]);
+        assert!(!ok && err.contains("not supported yet"), "{err}");
+    }
+}
+
+/// Lines from a running child's stderr, as they come.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a line containing `needle`; collects everything read into `log`.
+fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str, log: &mut Vec<String>) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) => {
+                let hit = line.contains(needle);
+                log.push(line);
+                if hit {
+                    return true;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("caffe did not exit");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// SIGINT stops training after the current iteration, with a complete
+/// snapshot (snapshot_after_train), and that snapshot resumes.
+#[test]
+fn sigint_leaves_a_snapshot_that_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let solver = tiny_solver(tmp.path(), "solver.prototxt", "max_iter: 10000000\ndisplay: 100");
+    let mut child = caffe()
+        .args(["train", "-solver", solver.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = stderr_lines(&mut child);
+    let mut log = Vec::new();
+    assert!(wait_for(&rx, "Iteration 300 (", &mut log), "training did not start: {log:?}");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-s", "INT", &pid]).status().unwrap().success());
+    let status = wait_exit(&mut child);
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        log.push(line);
+    }
+    let text = log.join("\n");
+    assert!(status.success(), "exit {status:?}\n{text}");
+    assert!(text.contains("SIGINT received") && text.contains("Optimization stopped early."), "{text}");
+    let state_line = log.iter().rev().find(|l| l.contains("Snapshotting solver state to binary proto file")).expect("snapshot");
+    let state = state_line.rsplit(' ').next().unwrap().to_string();
+    let stopped_at: i64 = state.rsplit("_iter_").next().unwrap().trim_end_matches(".solverstate").parse().unwrap();
+    assert!(stopped_at >= 300, "{state}");
+
+    let resume = tiny_solver(tmp.path(), "resume.prototxt", &format!("max_iter: {}\ndisplay: 1", stopped_at + 5));
+    let (ok, err) = run_caffe(&["train", "-solver", resume.to_str().unwrap(), "-snapshot", &state]);
+    assert!(ok, "{err}");
+    assert!(err.contains(&format!("Resuming from {state}")), "{err}");
+    assert!(err.contains(&format!("Iteration {stopped_at}, lr = ")), "{err}");
+    assert!(err.contains("Optimization Done."), "{err}");
+    assert!(tmp.path().join(format!("snap/tiny_iter_{}.solverstate", stopped_at + 5)).exists());
+}
+
+/// A bigger net snapshotting every iteration is killed (SIGKILL) at several
+/// moments: every snapshot file present is complete, every solverstate names a
+/// complete model, and the newest resumes.
+#[test]
+fn kill_9_during_snapshots_leaves_complete_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let net = write(
+        dir,
+        "big_net.prototxt",
+        r#"name: "big"
+layer { name: "data" type: "Input" top: "data" top: "label" input_param { shape { dim: 4 dim: 1 dim: 64 dim: 64 } shape { dim: 4 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 256 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"#,
+    );
+    std::fs::create_dir_all(dir.join("snap")).unwrap();
+    let solver = write(
+        dir,
+        "solver.prototxt",
+        &format!(
+            "net: \"{}\" type: \"Adam\" base_lr: 0.001 lr_policy: \"fixed\" max_iter: 100000 snapshot: 1 solver_mode: CPU snapshot_prefix: \"{}\"",
+            net.display(),
+            dir.join("snap/big").display()
+        ),
+    );
+    for delay_ms in [0u64, 23, 71] {
+        let mut child = caffe()
+            .args(["train", "-solver", solver.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let rx = stderr_lines(&mut child);
+        let mut log = Vec::new();
+        assert!(wait_for(&rx, "Snapshotting solver state", &mut log), "{log:?}");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+    let mut newest: Option<(i64, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir.join("snap")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".caffemodel") {
+            let model: NetParameter = read_message(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let ip = model.layer.iter().find(|l| l.name() == "ip").expect("ip layer");
+            assert_eq!(ip.blobs[0].data.len(), 256 * 4096, "{name} is truncated");
+        } else if name.ends_with(".solverstate") {
+            let state: SolverState = read_message(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(state.history.len(), 4, "{name}");
+            assert_eq!(state.history[0].data.len(), 256 * 4096, "{name} is truncated");
+            assert!(Path::new(state.learned_net()).is_file(), "{name} names a missing model");
+            if newest.as_ref().is_none_or(|(it, _)| state.iter() as i64 > *it) {
+                newest = Some((state.iter() as i64, path.clone()));
+            }
+        }
+    }
+    let (iter, newest) = newest.expect("at least one solverstate");
+    let mut s = Solver::from_file(&solver, SolverOptions::default()).unwrap();
+    s.set_progress(false);
+    s.restore(&newest).unwrap();
+    assert_eq!(s.iter(), iter);
+    s.step(2).unwrap();
+    assert_eq!(s.iter(), iter + 2);
+}
+
+/// `caffe test`: each batch's outputs, then the means with loss weights, as Caffe prints them.
+#[test]
+fn caffe_test_prints_batches_and_means() {
+    let tmp = tempfile::tempdir().unwrap();
+    let solver = tiny_solver(tmp.path(), "solver.prototxt", "max_iter: 3");
+    let (ok, err) = run_caffe(&["train", "-solver", solver.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let model = tmp.path().join("tiny_net.prototxt");
+    let weights = tmp.path().join("snap/tiny_iter_3.caffemodel");
+    let (ok, err) =
+        run_caffe(&["test", "-model", model.to_str().unwrap(), "-weights", weights.to_str().unwrap(), "-iterations", "3"]);
+    assert!(ok, "{err}");
+    let body = |l: &str| l.split("] ").nth(1).unwrap_or_default().to_string();
+    let lines: Vec<String> = err.lines().filter(|l| l.contains("caffe.cpp:")).map(body).collect();
+    assert!(lines.contains(&"Running for 3 iterations.".to_string()), "{lines:?}");
+    // All-zero inputs: every batch gives the same accuracy and loss.
+    let acc: Vec<&String> = lines.iter().filter(|l| l.starts_with("Batch ") && l.contains(", accuracy = ")).collect();
+    let loss: Vec<&String> = lines.iter().filter(|l| l.starts_with("Batch ") && l.contains(", loss = ")).collect();
+    assert_eq!((acc.len(), loss.len()), (3, 3), "{lines:?}");
+    assert!(acc[0].starts_with("Batch 0, accuracy = ") && acc[2].starts_with("Batch 2, accuracy = "));
+    let value = |l: &str| l.rsplit(" = ").next().unwrap().to_string();
+    let batch_loss = value(loss[0]);
+    assert!(lines.contains(&format!("Loss: {batch_loss}")), "{lines:?}");
+    assert!(lines.contains(&format!("accuracy = {}", value(acc[0]))), "{lines:?}");
+    assert!(lines.contains(&format!("loss = {batch_loss} (* 1 = {batch_loss} loss)")), "{lines:?}");
+}
+
+/// Our training log has Caffe's line shapes, so tools that read Caffe's logs
+/// (tools/extra/parse_log.py) read ours: glog prefix, then the messages below.
+#[test]
+fn training_log_has_caffes_line_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let solver = tiny_solver(tmp.path(), "solver.prototxt", "max_iter: 10\ndisplay: 5\ntest_iter: 2\ntest_interval: 5");
+    let (ok, err) = run_caffe(&["train", "-solver", solver.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let is_num = |s: &str| s.parse::<f64>().is_ok();
+    let mut seen = std::collections::BTreeMap::new();
+    for line in err.lines() {
+        // I1130 08:22:18.814288 23981 solver.cpp:239] message
+        let (prefix, msg) = line.split_once("] ").unwrap_or_else(|| panic!("no glog prefix: {line}"));
+        let parts: Vec<&str> = prefix.split_whitespace().collect();
+        assert_eq!(parts.len(), 4, "{line}");
+        assert!(parts[0].len() == 5 && parts[0].starts_with(['I', 'W']) && parts[0][1..].chars().all(|c| c.is_ascii_digit()), "{line}");
+        assert!(parts[1].len() == 15 && parts[1].as_bytes()[2] == b':' && parts[1].as_bytes()[8] == b'.', "{line}");
+        let tag = parts[3];
+        let words: Vec<&str> = msg.split_whitespace().collect();
+        match tag {
+            "solver.cpp:239" => {
+                // Iteration 5 (3958.61 iter/s, 0.00126307s/5 iters), loss = 0.468709
+                assert_eq!(words[0], "Iteration");
+                assert!(is_num(words[1]) && words[2].starts_with('(') && is_num(&words[2][1..]), "{msg}");
+                assert_eq!((words[3], words[5], words[6], words[7]), ("iter/s,", "iters),", "loss", "="), "{msg}");
+                assert!(words[4].ends_with("s/5") && is_num(words[8]), "{msg}");
+            }
+            "solver.cpp:258" | "solver.cpp:414" => {
+                //     Train net output #0: loss = 1.09861 (* 1 = 1.09861 loss)
+                assert!(msg.starts_with("    Train net output #") || msg.starts_with("    Test net output #"), "{msg}");
+                assert!(words[5] == "=" && is_num(words[6]), "{msg}");
+                if words[4] == "loss" {
+                    assert_eq!(&words[7..], ["(*", "1", "=", words[6], "loss)"], "{msg}");
+                }
+            }
+            "sgd_solver.cpp:112" => {
+                assert!(words[0] == "Iteration" && words[1].ends_with(',') && words[2] == "lr" && is_num(words[4]), "{msg}");
+            }
+            "solver.cpp:347" => assert!(msg.starts_with("Iteration ") && msg.ends_with(", Testing net (#0)"), "{msg}"),
+            _ => {}
+        }
+        *seen.entry(tag.to_string()).or_insert(0) += 1;
+    }
+    // Displays at 0 and 5; tests at 0, 5 and 10 (two outputs each); the final loss line.
+    assert_eq!(seen.get("solver.cpp:239"), Some(&2), "{err}");
+    assert_eq!(seen.get("sgd_solver.cpp:112"), Some(&2), "{err}");
+    assert_eq!(seen.get("solver.cpp:347"), Some(&3), "{err}");
+    assert_eq!(seen.get("solver.cpp:414"), Some(&6), "{err}");
+    assert_eq!(seen.get("solver.cpp:327"), Some(&1), "{err}");
+    assert!(err.contains("] Solving tiny") && err.contains("] Learning Rate Policy: inv"), "{err}");
+    assert!(err.contains("] Snapshotting to binary proto file ") && err.contains("] Optimization Done."), "{err}");
 }

@@ -588,7 +588,7 @@ impl Solver {
         self.error(format!(
             "Iteration {}: the loss is {} (not finite); training stopped ({written}). Lower base_lr, or set clip_gradients",
             self.iter,
-            g(loss)
+            if loss.is_nan() { "NaN".to_string() } else { g(loss) }
         ))
     }
 
