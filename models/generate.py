@@ -208,10 +208,11 @@ def lenet_added_filler(filler):
     return xavier() if filler == "xavier" else gaussian("0.01")
 
 
-def lenet_plain(n, filler):
+def lenet_plain(n, filler, head=None):
     """LeNet(2N) without DropIn: n−1 extra 3×3 pad-1 convs (no ReLU) after conv1
     (20 outputs) and after conv2 (50 outputs). n = 1 is Caffe's LeNet. The added
-    layers are conv1b, conv1c, ... as in caffe-ref's LeNet(10)."""
+    layers are conv1b, conv1c, ... as in caffe-ref's LeNet(10). `head` replaces
+    LeNet's fc layers (bottom blob -> layers)."""
     layers = mnist_data()
     bottom = "data"
     for block, width in ((1, 20), (2, 50)):
@@ -225,7 +226,7 @@ def lenet_plain(n, filler):
             last = name
         layers.append(pool("pool%d" % block, last, "MAX", 2, 2))
         bottom = "pool%d" % block
-    return layers + lenet_head(bottom)
+    return layers + (head or lenet_head)(bottom)
 
 
 def lenet_dropin(n, filler, length):
@@ -255,6 +256,26 @@ def lenet_head(bottom):
         relu("relu1", "ip1"),
         inner_product("ip2", "ip1", 10, xavier(), constant(), lr_mults()),
     ] + accuracy_and_loss("ip2")
+
+
+def lenet_reg_head(case):
+    """Table 7's three cases moved onto LeNet's fc layers: ip1 (500) plays
+    AlexNet's fc6, an added ip1b (500) its fc7, ip2 its fc8. ip1 is followed by
+    ReLU and dropout in every case; ip1b by ReLU and then dropout (case 1),
+    nothing (case 2), or a regularizing DropIn mixing ip1b (new) with ip1 (skip)
+    (case 3)."""
+    def head(bottom):
+        ip = lambda name, b, n: inner_product(name, b, n, xavier(), constant(), lr_mults())
+        layers = [ip("ip1", bottom, 500), relu("relu1", "ip1"), dropout("drop1", "ip1"),
+                  ip("ip1b", "ip1", 500), relu("relu1b", "ip1b")]
+        top = "ip1b"
+        if case == 1:
+            layers.append(dropout("drop1b", "ip1b"))
+        elif case == 3:
+            layers.append(dropin("dropin1b", "ip1", "ip1b", 0, ratio="0.5"))
+            top = "dropin1b"
+        return layers + [ip("ip2", top, 10)] + accuracy_and_loss("ip2")
+    return head
 
 
 # ---------------------------------------------------------------------------
@@ -540,6 +561,16 @@ MODELS = [
           ALEXNET_SHAPE, [], None, "alexnet",
           "Case 3: dropout after fc6; after fc7 a DropIn in regularizing mode (dropin_ratio 0.5, dropin_length 0) "
           "mixing fc7 (new) with fc6 (skip)."),
+    Model("lenet_reg_case1", "LeNet_reg_case1", "Table 7 (LeNet)",
+          lambda L: lenet_plain(1, "xavier", head=lenet_reg_head(1)), LENET_SHAPE, [], None, "lenet",
+          "Case 1 on LeNet: ip1 (500) + dropout, an added ip1b (500) + dropout, then ip2."),
+    Model("lenet_reg_case2", "LeNet_reg_case2", "Table 7 (LeNet)",
+          lambda L: lenet_plain(1, "xavier", head=lenet_reg_head(2)), LENET_SHAPE, [], None, "lenet",
+          "Case 2 on LeNet: ip1 (500) + dropout, an added ip1b (500) without dropout, then ip2."),
+    Model("lenet_reg_case3", "LeNet_reg_case3", "Table 7 (LeNet)",
+          lambda L: lenet_plain(1, "xavier", head=lenet_reg_head(3)), LENET_SHAPE, [], None, "lenet",
+          "Case 3 on LeNet: ip1 (500) + dropout, an added ip1b (500), then a DropIn in regularizing mode "
+          "(dropin_ratio 0.5, dropin_length 0) mixing ip1b (new) with ip1 (skip), then ip2."),
 ]
 
 
@@ -559,6 +590,9 @@ TABLE_TEXT = {
     "Table 6": "ImageNet: VGG with 8 layers against VGG16 grown from it with DropIn (dropin_length 60,000).",
     "Table 7": "ImageNet: DropIn as a regularizer. fc6/fc7 followed by dropout/dropout (case 1), dropout/none "
                "(case 2), dropout/DropIn (case 3).",
+    "Table 7 (LeNet)": "Table 7's three regularization cases (ImageNet in the paper) moved onto LeNet on "
+                       "MNIST, so they run on a CPU: LeNet's ip1 (500) stands for fc6, an added ip1b (500) for "
+                       "fc7, ip2 for fc8.",
 }
 
 DATA_TEXT = {
@@ -703,6 +737,14 @@ REG_NOTES = [
     "every pass; in TEST the output is 0.5·fc6 + 0.5·fc7. fc6 is read after relu6 and drop6 (in place), fc7 "
     "after relu7.",
 ]
+LENET_REG_NOTES = [
+    "The paper ran Table 7 on AlexNet (ImageNet); these nets move its three cases onto LeNet so they run on "
+    "MNIST on a CPU. ip1 plays fc6 (ReLU, dropout 0.5 in every case), the added ip1b (500 outputs, xavier, "
+    "like ip1) plays fc7, ip2 plays fc8. The conv layers are LeNet's, unchanged.",
+    "Case 3's DropIn is in regularizing mode: in TRAIN each unit takes ip1 (skip) with probability 0.5, "
+    "redrawn every pass; in TEST the output is 0.5·ip1 + 0.5·ip1b. ip1 is read after relu1 and drop1 (in "
+    "place), ip1b after relu1b.",
+]
 for m in MODELS:
     if m.folder.startswith("lenet") and "dropin" in m.folder:
         m.notes = LENET_NOTES
@@ -714,6 +756,8 @@ for m in MODELS:
         m.notes = VGG_NOTES if m.folder == "vgg16_dropin" else VGG_NOTES[1:]
     elif m.folder == "alexnet_reg_case3":
         m.notes = REG_NOTES
+    elif m.folder.startswith("lenet_reg_case"):
+        m.notes = LENET_REG_NOTES
 
 
 def solver_text(m, solver_name, net_file, length):
@@ -847,6 +891,8 @@ def models_readme():
         "- CIFAR-10 11-layer: 8 added (3×3 conv, LRN) pairs with one DropIn each, 3/3/2 after conv1/conv2/conv3.",
         "- VGG8: the first conv of each VGG16 stage; VGG fillers gaussian 0.01; batch 32 × iter_size 8.",
         "- AlexNet13: duplicates keep the original's kernel and group, with their own ReLU.",
+        "- `lenet_reg_case1/2/3`: Table 7's cases on LeNet (the paper used AlexNet): ip1 + dropout, an added "
+        "ip1b (500) followed by dropout, nothing, or a regularizing DropIn with ip1.",
         "- Default dropin_length of each `train_val.prototxt`: LeNet 5,000, CIFAR 16,000, AlexNet 75,000, "
         "VGG 60,000.",
     ]

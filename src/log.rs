@@ -78,16 +78,12 @@ unsafe fn libc_gettid() -> u64 {
     gettid() as u64
 }
 
-/// Writes one log line (may hold several `\n`-separated lines, each prefixed).
+/// Writes one log message.
 pub fn write(sev: Severity, source: &str, msg: &str) {
     let pre = prefix(sev, source);
-    let mut text = String::new();
-    for line in msg.split('\n') {
-        text.push_str(&pre);
-        text.push(' ');
-        text.push_str(line);
-        text.push('\n');
-    }
+    // Like glog, a multi-line message carries the prefix on its first line only
+    // (Caffe logs whole prototxts this way).
+    let text = format!("{pre} {msg}\n");
     if let Ok(hook) = BEFORE_LINE.lock() {
         if let Some(h) = hook.as_ref() {
             h();

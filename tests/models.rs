@@ -680,16 +680,17 @@ fn check_wiring(file: &str, layers: &[LayerParameter]) -> usize {
 
 #[test]
 fn dropin_wiring() {
-    // (folder, DropIn count, regularizing)
-    let expected = [
-        ("lenet10_dropin", 8, false),
-        ("lenet10_dropin_gauss", 8, false),
-        ("lenet30_dropin", 28, false),
-        ("lenet50_dropin", 48, false),
-        ("cifar10_11layer_dropin", 8, false),
-        ("alexnet13_dropin", 5, false),
-        ("vgg16_dropin", 8, false),
-        ("alexnet_reg_case3", 1, true),
+    // (folder, DropIn count, regularizing: the (skip, new) bottoms)
+    let expected: [(&str, usize, Option<[&str; 2]>); 9] = [
+        ("lenet10_dropin", 8, None),
+        ("lenet10_dropin_gauss", 8, None),
+        ("lenet30_dropin", 28, None),
+        ("lenet50_dropin", 48, None),
+        ("cifar10_11layer_dropin", 8, None),
+        ("alexnet13_dropin", 5, None),
+        ("vgg16_dropin", 8, None),
+        ("alexnet_reg_case3", 1, Some(["fc6", "fc7"])),
+        ("lenet_reg_case3", 1, Some(["ip1", "ip1b"])),
     ];
     for f in model_folders() {
         let want = expected.iter().find(|e| e.0 == f);
@@ -713,7 +714,7 @@ fn dropin_wiring() {
                     .dropin_param
                     .as_ref()
                     .unwrap_or_else(|| panic!("{file}: {} has no dropin_param", d.name()));
-                if regularizing {
+                if let Some(bottoms) = regularizing {
                     assert_eq!(
                         (dp.dropin_length(), dp.dropin_ratio()),
                         (0, 0.5),
@@ -722,9 +723,11 @@ fn dropin_wiring() {
                     );
                     assert_eq!(
                         d.bottom,
-                        vec!["fc6", "fc7"],
-                        "{file}: {} mixes fc7 (new) with fc6 (skip)",
-                        d.name()
+                        bottoms,
+                        "{file}: {} mixes {} (new) with {} (skip)",
+                        d.name(),
+                        bottoms[1],
+                        bottoms[0]
                     );
                 } else {
                     assert!(

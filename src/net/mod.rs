@@ -104,6 +104,9 @@ pub struct Net {
     force_backward: bool,
     iteration: i64,
     loss: Option<Tensor>,
+    /// For benchmarks of deploy nets (no loss layer): backward from Σ outputs,
+    /// as `caffe time` on such nets still runs every layer's backward.
+    outputs_as_loss: bool,
     source: NetSource,
 }
 
@@ -162,6 +165,7 @@ impl Net {
             force_backward: param.force_backward(),
             iteration: i64::MAX,
             loss: None,
+            outputs_as_loss: false,
             source: source.clone(),
         };
         let mut param_owner_by_name: HashMap<String, usize> = HashMap::new();
@@ -379,6 +383,17 @@ impl Net {
         Some(&self.learnable[self.param_slots[*slot].owner].diff)
     }
 
+    /// Whether the net has any loss term (a top with a non-zero loss weight).
+    pub fn has_loss(&self) -> bool {
+        self.layers.iter().any(|e| e.loss_weights.iter().any(|&w| w != 0.0))
+    }
+
+    /// Benchmarks only: when the net has no loss, backpropagate from the sum of
+    /// its outputs so every layer's backward runs (Caffe's `time` does too).
+    pub fn use_outputs_as_loss(&mut self, on: bool) {
+        self.outputs_as_loss = on;
+    }
+
     /// DropIn's τ: the solver's iteration. Nets outside a solver default to fully grown.
     pub fn set_iteration(&mut self, iteration: i64) {
         self.iteration = iteration;
@@ -485,6 +500,22 @@ impl Net {
                 }
                 self.values[id] = Some(t);
             }
+        }
+        if loss.is_none() && self.outputs_as_loss {
+            for &b in &self.output_blobs {
+                if let Some(v) = &self.values[b] {
+                    if v.is_floating_point() {
+                        let term = v.sum(Kind::Float);
+                        loss = Some(match loss {
+                            Some(l) => l + term,
+                            None => term,
+                        });
+                    }
+                }
+            }
+            let value = loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0);
+            self.loss = loss;
+            return Ok(value);
         }
         let value = loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0);
         self.loss = loss;

@@ -45,6 +45,18 @@ impl Net {
         let mut backward_ms = vec![0.0; n];
         // Gradient arriving at each (layer, top).
         let mut top_grads: HashMap<(usize, usize), Tensor> = HashMap::new();
+        if self.outputs_as_loss && !self.has_loss() {
+            // Seed each output blob's last producer, as backward from Σ outputs would.
+            for &b in &self.output_blobs {
+                let last = (0..n).rev().find_map(|i| self.layers[i].tops.iter().position(|&t| t == b).map(|j| (i, j)));
+                if let Some((i, j)) = last {
+                    let top = &trace.tops[i][j];
+                    if top.requires_grad() {
+                        top_grads.insert((i, j), top.ones_like());
+                    }
+                }
+            }
+        }
         for i in (0..n).rev() {
             let started = Instant::now();
             let e = &self.layers[i];

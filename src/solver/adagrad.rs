@@ -3,7 +3,12 @@ use tch::{TchError, Tensor};
 
 use super::UpdateHyper;
 
-pub(super) fn compute_update(diff: &mut Tensor, history: &mut [Tensor], local_rate: f32, hp: &UpdateHyper) -> Result<(), TchError> {
+pub(super) fn compute_update(
+    diff: &mut Tensor,
+    history: &mut [Tensor],
+    local_rate: f32,
+    hp: &UpdateHyper,
+) -> Result<(), TchError> {
     let h = &mut history[0];
     let _ = h.f_add_(&diff.f_square()?)?;
     let denom = h.f_sqrt()?.f_add_scalar(hp.delta as f64)?;

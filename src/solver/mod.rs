@@ -177,10 +177,24 @@ impl Solver {
     /// Builds the solver: checks the parameters, seeds, builds the train and test
     /// nets, loads `weights` and zeroes the history (Caffe's Solver::Init and
     /// PreSolve). `solver_file` is where the parameters came from, for messages.
-    pub fn new(param: SolverParameter, solver_file: Option<&Path>, options: SolverOptions) -> Result<Solver> {
-        let file = solver_file.map(|p| p.display().to_string()).unwrap_or_else(|| "<solver>".into());
-        let bad = |msg: String| Error::Solver { file: file.clone(), msg };
-        info!("solver.cpp:45", "Initializing solver from parameters: \n{}", to_text(&param).trim_end());
+    pub fn new(
+        mut param: SolverParameter,
+        solver_file: Option<&Path>,
+        options: SolverOptions,
+    ) -> Result<Solver> {
+        let file = solver_file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<solver>".into());
+        upgrade::upgrade_solver(&mut param, &file)?;
+        let bad = |msg: String| Error::Solver {
+            file: file.clone(),
+            msg,
+        };
+        info!(
+            "solver.cpp:45",
+            "Initializing solver from parameters: \n{}",
+            to_text(&param).trim_end()
+        );
 
         let kind = SolverType::from_name(param.r#type()).ok_or_else(|| {
             bad(format!(
@@ -198,7 +212,9 @@ impl Solver {
         }
         if param.snapshot() > 0 || param.snapshot_after_train() {
             if param.snapshot() > 0 && param.snapshot_prefix.is_none() {
-                return Err(bad("In solver params, snapshot is specified but snapshot_prefix is not".into()));
+                return Err(bad(
+                    "In solver params, snapshot is specified but snapshot_prefix is not".into(),
+                ));
             }
             snapshot::check_writable(param.snapshot_prefix()).map_err(&bad)?;
         }
@@ -249,7 +265,10 @@ impl Solver {
         let mut history = Vec::new();
         for _ in 0..per_param {
             for p in solver.net.learnable_params() {
-                history.push(Tensor::f_zeros(p.data.size().as_slice(), (Kind::Float, device))?);
+                history.push(Tensor::f_zeros(
+                    p.data.size().as_slice(),
+                    (Kind::Float, device),
+                )?);
             }
         }
         solver.history = history;
@@ -333,38 +352,61 @@ impl Solver {
         if p.exists() {
             return Ok(p);
         }
-        let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+        let cwd = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
         let mut msg = format!("{what} '{name}' not found (paths in a solver are relative to the working directory, {cwd}");
         if let Some(dir) = &self.solver_dir {
             msg.push_str(&format!("; the solver file is in '{}'", dir.display()));
             let beside = dir.join(&p);
-            if dir.as_os_str().len() > 0 && beside.exists() {
-                msg.push_str(&format!(", where '{}' exists: run from there or fix the path", beside.display()));
+            if !dir.as_os_str().is_empty() && beside.exists() {
+                msg.push_str(&format!(
+                    ", where '{}' exists: run from there or fix the path",
+                    beside.display()
+                ));
             }
         }
         msg.push(')');
-        Err(Error::Solver { file: self.file.clone(), msg })
+        Err(Error::Solver {
+            file: self.file.clone(),
+            msg,
+        })
     }
 
-    fn read_net_file(&self, name: &str, opts: text::TextOptions) -> Result<(NetParameter, NetSource)> {
+    fn read_net_file(
+        &self,
+        name: &str,
+        opts: text::TextOptions,
+    ) -> Result<(NetParameter, NetSource)> {
         let path = self.resolve(name, "net file")?;
         let parsed = text::read_file_nonempty::<NetParameter>(&path, opts)?;
         for w in &parsed.warnings {
             warn!("text_format.cpp:1", "{w}");
         }
-        let source = NetSource::from_parsed(&path.display().to_string(), &parsed.message, &parsed.source_map);
+        let source = NetSource::from_parsed(
+            &path.display().to_string(),
+            &parsed.message,
+            &parsed.source_map,
+        );
         Ok((parsed.message, source))
     }
 
     fn init_train_net(&self, opts: text::TextOptions) -> Result<Net> {
         let p = &self.param;
-        let count = [p.net.is_some(), p.net_param.is_some(), p.train_net.is_some(), p.train_net_param.is_some()]
-            .iter()
-            .filter(|&&b| b)
-            .count();
+        let count = [
+            p.net.is_some(),
+            p.net_param.is_some(),
+            p.train_net.is_some(),
+            p.train_net_param.is_some(),
+        ]
+        .iter()
+        .filter(|&&b| b)
+        .count();
         let fields = "net, net_param, train_net, train_net_param";
         if count == 0 {
-            return Err(self.error(format!("SolverParameter must specify a train net using one of these fields: {fields}")));
+            return Err(self.error(format!(
+                "SolverParameter must specify a train net using one of these fields: {fields}"
+            )));
         }
         if count > 1 {
             return Err(self.error(format!(
@@ -372,21 +414,39 @@ impl Solver {
             )));
         }
         let (net_param, source) = if let Some(np) = &p.train_net_param {
-            info!("solver.cpp:85", "Creating training net specified in train_net_param.");
-            (np.clone(), NetSource::new(format!("{} (train_net_param)", self.file)))
+            info!(
+                "solver.cpp:85",
+                "Creating training net specified in train_net_param."
+            );
+            (
+                np.clone(),
+                NetSource::new(format!("{} (train_net_param)", self.file)),
+            )
         } else if let Some(f) = &p.train_net {
-            info!("solver.cpp:89", "Creating training net from train_net file: {f}");
+            info!(
+                "solver.cpp:89",
+                "Creating training net from train_net file: {f}"
+            );
             self.read_net_file(f, opts)?
         } else if let Some(np) = &p.net_param {
-            info!("solver.cpp:95", "Creating training net specified in net_param.");
-            (np.clone(), NetSource::new(format!("{} (net_param)", self.file)))
+            info!(
+                "solver.cpp:95",
+                "Creating training net specified in net_param."
+            );
+            (
+                np.clone(),
+                NetSource::new(format!("{} (net_param)", self.file)),
+            )
         } else {
             let f = p.net();
             info!("solver.cpp:102", "Creating training net from net file: {f}");
             self.read_net_file(f, opts)?
         };
         // Solver default (TRAIN), then the net's own state, then train_state.
-        let mut state = NetState { phase: Some(Phase::Train as i32), ..Default::default() };
+        let mut state = NetState {
+            phase: Some(Phase::Train as i32),
+            ..Default::default()
+        };
         merge_state(&mut state, net_param.state.as_ref());
         merge_state(&mut state, p.train_state.as_ref());
         let mut net_param = net_param;
@@ -422,7 +482,11 @@ impl Solver {
         }
         let mut specs: Vec<(String, NetParameter, NetSource)> = Vec::new();
         for np in &p.test_net_param {
-            specs.push(("test_net_param".into(), np.clone(), NetSource::new(format!("{} (test_net_param)", self.file))));
+            specs.push((
+                "test_net_param".into(),
+                np.clone(),
+                NetSource::new(format!("{} (test_net_param)", self.file)),
+            ));
         }
         for f in &p.test_net {
             let (np, src) = self.read_net_file(f, opts)?;
@@ -431,7 +495,11 @@ impl Solver {
         let remaining = instances - specs.len();
         if let Some(np) = &p.net_param {
             for _ in 0..remaining {
-                specs.push(("net_param".into(), np.clone(), NetSource::new(format!("{} (net_param)", self.file))));
+                specs.push((
+                    "net_param".into(),
+                    np.clone(),
+                    NetSource::new(format!("{} (net_param)", self.file)),
+                ));
             }
         }
         if let Some(f) = &p.net {
@@ -442,22 +510,33 @@ impl Solver {
         }
         let mut nets = Vec::new();
         for (i, (what, mut np, source)) in specs.into_iter().enumerate() {
-            let mut state = NetState { phase: Some(Phase::Test as i32), ..Default::default() };
+            let mut state = NetState {
+                phase: Some(Phase::Test as i32),
+                ..Default::default()
+            };
             merge_state(&mut state, np.state.as_ref());
             merge_state(&mut state, p.test_state.get(i));
             np.state = Some(state.clone());
-            info!("solver.cpp:190", "Creating test net (#{i}) specified by {what}");
+            info!(
+                "solver.cpp:190",
+                "Creating test net (#{i}) specified by {what}"
+            );
             nets.push(Net::from_param_upgrading(np, &state, source, self.device)?);
         }
         Ok(nets)
     }
 
     fn error(&self, msg: String) -> Error {
-        Error::Solver { file: self.file.clone(), msg }
+        Error::Solver {
+            file: self.file.clone(),
+            msg,
+        }
     }
 
     fn feed(&mut self, role: NetRole) -> Result<()> {
-        let Some(feeder) = self.feeder.as_mut() else { return Ok(()) };
+        let Some(feeder) = self.feeder.as_mut() else {
+            return Ok(());
+        };
         let net = match role {
             NetRole::Train => &mut self.net,
             NetRole::Test(i) => &mut self.test_nets[i],
@@ -466,7 +545,10 @@ impl Solver {
     }
 
     fn requested_action(&mut self) -> SolverAction {
-        self.action.as_mut().map(|f| f()).unwrap_or(SolverAction::None)
+        self.action
+            .as_mut()
+            .map(|f| f())
+            .unwrap_or(SolverAction::None)
     }
 
     // ----- training --------------------------------------------------------
@@ -475,7 +557,11 @@ impl Solver {
     /// was just written), a last display and test when due, and "Optimization Done.".
     pub fn solve(&mut self) -> Result<()> {
         info!("solver.cpp:289", "Solving {}", self.net.name);
-        info!("solver.cpp:290", "Learning Rate Policy: {}", self.param.lr_policy());
+        info!(
+            "solver.cpp:290",
+            "Learning Rate Policy: {}",
+            self.param.lr_policy()
+        );
         self.requested_early_exit = false;
         let start_iter = self.iter;
         let remaining = self.param.max_iter() as i64 - self.iter;
@@ -495,7 +581,12 @@ impl Solver {
             self.feed(NetRole::Train)?;
             let loss = self.net.forward_inference()? as f32;
             self.update_smoothed_loss(loss, start_iter, self.param.average_loss() as usize);
-            info!("solver.cpp:327", "Iteration {}, loss = {}", self.iter, g(self.smoothed_loss));
+            info!(
+                "solver.cpp:327",
+                "Iteration {}, loss = {}",
+                self.iter,
+                g(self.smoothed_loss)
+            );
         }
         let interval = self.param.test_interval() as i64;
         if interval > 0 && self.iter % interval == 0 {
@@ -543,7 +634,8 @@ impl Solver {
             self.loss_log.push((self.iter, loss));
             if display {
                 let lapse = timer.elapsed().as_secs_f32();
-                let per_s = (self.iter - iterations_last) as f32 / if lapse > 0.0 { lapse } else { 1.0 };
+                let per_s =
+                    (self.iter - iterations_last) as f32 / if lapse > 0.0 { lapse } else { 1.0 };
                 info!(
                     "solver.cpp:239",
                     "Iteration {} ({} iter/s, {}s/{} iters), loss = {}",
@@ -562,7 +654,12 @@ impl Solver {
             }
             self.apply_update(display)?;
             self.iter += 1;
-            self.progress.update(self.iter, self.param.max_iter() as i64, self.smoothed_loss, self.rate);
+            self.progress.update(
+                self.iter,
+                self.param.max_iter() as i64,
+                self.smoothed_loss,
+                self.rate,
+            );
 
             let request = self.requested_action();
             let snapshot = self.param.snapshot() as i64;
@@ -582,7 +679,10 @@ impl Solver {
     fn stop_on_nonfinite(&mut self, loss: f32) -> Error {
         self.progress.finish();
         let written = match self.snapshot() {
-            Ok(files) => format!("the weights before this iteration are in {}", files.model.display()),
+            Ok(files) => format!(
+                "the weights before this iteration are in {}",
+                files.model.display()
+            ),
             Err(e) => format!("the snapshot could not be written either: {e}"),
         };
         self.error(format!(
@@ -598,7 +698,12 @@ impl Solver {
         for name in self.net.output_blob_names() {
             let weight = self.net.blob_loss_weight(name);
             for v in blob_values(self.net.blob(name))? {
-                info!("solver.cpp:258", "    Train net output #{index}: {name} = {}{}", g(v), loss_note(weight, v));
+                info!(
+                    "solver.cpp:258",
+                    "    Train net output #{index}: {name} = {}{}",
+                    g(v),
+                    loss_note(weight, v)
+                );
                 index += 1;
             }
         }
@@ -624,9 +729,20 @@ impl Solver {
         self.rate = rate;
         if display {
             if self.policy.momentum_cycle.is_some() {
-                info!("sgd_solver.cpp:112", "Iteration {}, lr = {}, momentum = {}", self.iter, g(rate), g(momentum));
+                info!(
+                    "sgd_solver.cpp:112",
+                    "Iteration {}, lr = {}, momentum = {}",
+                    self.iter,
+                    g(rate),
+                    g(momentum)
+                );
             } else {
-                info!("sgd_solver.cpp:112", "Iteration {}, lr = {}", self.iter, g(rate));
+                info!(
+                    "sgd_solver.cpp:112",
+                    "Iteration {}, lr = {}",
+                    self.iter,
+                    g(rate)
+                );
             }
         }
         let hp = UpdateHyper {
@@ -671,13 +787,18 @@ impl Solver {
                 }
                 let local_decay = weight_decay * p.decay_mult;
                 if local_decay != 0.0 {
-                    let term = if l1 { p.data.f_sign()? } else { p.data.f_detach()? };
+                    let term = if l1 {
+                        p.data.f_sign()?
+                    } else {
+                        p.data.f_detach()?
+                    };
                     let _ = p.diff.f_add_(&term.f_mul_scalar(local_decay as f64)?)?;
                 }
                 let local_rate = rate * p.lr_mult;
                 // Shallow clones share storage: the rules update the history in place.
-                let mut h: Vec<Tensor> =
-                    (0..kind.histories_per_param()).map(|k| history[k * n + i].shallow_clone()).collect();
+                let mut h: Vec<Tensor> = (0..kind.histories_per_param())
+                    .map(|k| history[k * n + i].shallow_clone())
+                    .collect();
                 let update = match kind {
                     SolverType::Sgd => sgd::compute_update,
                     SolverType::Nesterov => nesterov::compute_update,
@@ -709,7 +830,10 @@ impl Solver {
     /// Runs test net `i` for its `test_iter` batches with the train net's
     /// current weights, and logs the mean of each output.
     pub fn test(&mut self, i: usize) -> Result<()> {
-        info!("solver.cpp:347", "Iteration {}, Testing net (#{i})", self.iter);
+        info!(
+            "solver.cpp:347",
+            "Iteration {}, Testing net (#{i})", self.iter
+        );
         share_trained_layers(&self.net, &mut self.test_nets[i])?;
         let test_iter = self.param.test_iter.get(i).copied().unwrap_or(0) as i64;
         let compute_loss = self.param.test_compute_loss();
@@ -717,13 +841,17 @@ impl Solver {
         let mut score_names: Vec<(String, f32)> = Vec::new();
         let mut loss = 0.0f32;
         for k in 0..test_iter {
+            // Serve requests until none is left (a Stop ends the test).
             loop {
                 match self.requested_action() {
                     SolverAction::None => break,
                     SolverAction::Snapshot => {
                         self.snapshot()?;
                     }
-                    SolverAction::Stop => self.requested_early_exit = true,
+                    SolverAction::Stop => {
+                        self.requested_early_exit = true;
+                        break;
+                    }
                 }
             }
             if self.requested_early_exit {
@@ -760,7 +888,12 @@ impl Solver {
         let mut means = Vec::new();
         for (j, (score, (name, weight))) in scores.iter().zip(&score_names).enumerate() {
             let mean = score / test_iter as f32;
-            info!("solver.cpp:414", "    Test net output #{j}: {name} = {}{}", g(mean), loss_note(*weight, mean));
+            info!(
+                "solver.cpp:414",
+                "    Test net output #{j}: {name} = {}{}",
+                g(mean),
+                loss_note(*weight, mean)
+            );
             means.push((name.clone(), mean));
         }
         self.test_scores[i] = means;
@@ -787,7 +920,10 @@ impl Solver {
     /// learned_net, the current step and the history (Caffe's Restore).
     pub fn restore(&mut self, state_path: &Path) -> Result<()> {
         let state = snapshot::read_state(state_path)?;
-        let bad = |msg: String| Error::Solver { file: state_path.display().to_string(), msg };
+        let bad = |msg: String| Error::Solver {
+            file: state_path.display().to_string(),
+            msg,
+        };
         if state.history.len() != self.history.len() {
             return Err(bad(format!(
                 "it holds {} history blobs, but a {} solver for this net needs {} ({} per learnable parameter × {}); \
@@ -816,10 +952,16 @@ impl Solver {
 /// Checks Caffe makes (as CHECK failures) and a few it leaves to chance.
 fn check_param(p: &SolverParameter, kind: SolverType) -> std::result::Result<(), String> {
     if p.average_loss() < 1 {
-        return Err(format!("average_loss must be at least 1, got {}", p.average_loss()));
+        return Err(format!(
+            "average_loss must be at least 1, got {}",
+            p.average_loss()
+        ));
     }
     if p.iter_size() < 1 {
-        return Err(format!("iter_size must be at least 1, got {}", p.iter_size()));
+        return Err(format!(
+            "iter_size must be at least 1, got {}",
+            p.iter_size()
+        ));
     }
     for (name, v) in [
         ("max_iter", p.max_iter()),
@@ -835,13 +977,23 @@ fn check_param(p: &SolverParameter, kind: SolverType) -> std::result::Result<(),
         return Err(format!("test_iter must be ≥ 0, got {v} (test net #{i})"));
     }
     if !matches!(p.regularization_type(), "L1" | "L2") {
-        return Err(format!("Unknown regularization type: {} (use L1 or L2)", p.regularization_type()));
+        return Err(format!(
+            "Unknown regularization type: {} (use L1 or L2)",
+            p.regularization_type()
+        ));
     }
     match kind {
-        SolverType::AdaGrad if p.momentum() != 0.0 => return Err("Momentum cannot be used with AdaGrad.".into()),
-        SolverType::RmsProp if p.momentum() != 0.0 => return Err("Momentum cannot be used with RMSProp.".into()),
+        SolverType::AdaGrad if p.momentum() != 0.0 => {
+            return Err("Momentum cannot be used with AdaGrad.".into())
+        }
+        SolverType::RmsProp if p.momentum() != 0.0 => {
+            return Err("Momentum cannot be used with RMSProp.".into())
+        }
         SolverType::RmsProp if !(0.0..1.0).contains(&p.rms_decay()) => {
-            return Err(format!("rms_decay should lie between 0 and 1, got {}", p.rms_decay()))
+            return Err(format!(
+                "rms_decay should lie between 0 and 1, got {}",
+                p.rms_decay()
+            ))
         }
         _ => {}
     }
@@ -868,7 +1020,10 @@ fn device_from_param(p: &SolverParameter) -> Device {
         if (id as i64) < tch::Cuda::device_count() {
             return Device::Cuda(id);
         }
-        warn!("caffe.cpp:190", "solver_mode is GPU but CUDA device {id} is not available; using the CPU");
+        warn!(
+            "caffe.cpp:190",
+            "solver_mode is GPU but CUDA device {id} is not available; using the CPU"
+        );
     }
     Device::Cpu
 }
@@ -879,7 +1034,9 @@ fn share_trained_layers(train: &Net, test: &mut Net) -> Result<()> {
     let names: Vec<String> = test.layer_names().iter().map(|s| s.to_string()).collect();
     tch::no_grad(|| -> Result<()> {
         for name in &names {
-            let (Some(src), Some(dst)) = (train.layer_blobs(name), test.layer_blobs(name)) else { continue };
+            let (Some(src), Some(dst)) = (train.layer_blobs(name), test.layer_blobs(name)) else {
+                continue;
+            };
             if src.len() != dst.len() {
                 return Err(Error::msg(format!(
                     "layer '{name}' has {} blobs in the train net but {} in the test net",
@@ -905,7 +1062,12 @@ fn share_trained_layers(train: &Net, test: &mut Net) -> Result<()> {
 /// A blob's values as f32, in order.
 fn blob_values(t: Option<&Tensor>) -> Result<Vec<f32>> {
     let Some(t) = t else { return Ok(Vec::new()) };
-    let flat = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?;
+    let flat = t
+        .f_detach()?
+        .f_to_device(Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?
+        .f_view([-1])?;
     Ok(Vec::<f32>::try_from(&flat)?)
 }
 
@@ -921,12 +1083,21 @@ fn loss_note(weight: f32, value: f32) -> String {
 /// A float as C++ streams print it (6 significant digits).
 pub fn g(v: f32) -> String {
     if v.is_nan() {
-        return if v.is_sign_negative() { "-nan".into() } else { "nan".into() };
+        return if v.is_sign_negative() {
+            "-nan".into()
+        } else {
+            "nan".into()
+        };
     }
     format_g(v as f64, 6)
 }
 
 /// An empty net, so `Solver` can be built field by field before its nets exist.
 fn placeholder_net() -> Result<Net> {
-    Net::new(&NetParameter::default(), &NetState::default(), NetSource::new("<none>"), Device::Cpu)
+    Net::new(
+        &NetParameter::default(),
+        &NetState::default(),
+        NetSource::new("<none>"),
+        Device::Cpu,
+    )
 }

@@ -4,7 +4,12 @@ use tch::{TchError, Tensor};
 
 use super::UpdateHyper;
 
-pub(super) fn compute_update(diff: &mut Tensor, history: &mut [Tensor], local_rate: f32, hp: &UpdateHyper) -> Result<(), TchError> {
+pub(super) fn compute_update(
+    diff: &mut Tensor,
+    history: &mut [Tensor],
+    local_rate: f32,
+    hp: &UpdateHyper,
+) -> Result<(), TchError> {
     let m = hp.momentum as f64;
     let h = &mut history[0];
     let previous = h.f_detach_copy()?;

@@ -2,6 +2,7 @@
 //! time left. It redraws in place on stderr and clears itself before every log
 //! line (through `log::BEFORE_LINE`), so logs stay exactly Caffe's. Off when
 //! stderr is not a terminal (files and pipes get the log only).
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,12 +11,14 @@ use std::time::{Duration, Instant};
 use crate::log;
 
 const REDRAW_EVERY: Duration = Duration::from_millis(200);
+/// The speed is measured over the last few seconds, so a test pass or a slow
+/// start does not skew the time left for long.
+const SPEED_WINDOW: usize = 25;
 
 pub struct Progress {
     enabled: bool,
     visible: Arc<AtomicBool>,
-    started: Instant,
-    start_iter: i64,
+    samples: VecDeque<(Instant, i64)>,
     last_draw: Option<Instant>,
 }
 
@@ -29,16 +32,15 @@ impl Progress {
         Progress {
             enabled,
             visible: Arc::new(AtomicBool::new(false)),
-            started: Instant::now(),
-            start_iter: 0,
+            samples: VecDeque::new(),
             last_draw: None,
         }
     }
 
     /// Starts timing a run from `iter` and hooks the log so lines clear the display.
     pub fn start(&mut self, iter: i64) {
-        self.started = Instant::now();
-        self.start_iter = iter;
+        self.samples.clear();
+        self.samples.push_back((Instant::now(), iter));
         self.last_draw = None;
         if !self.enabled {
             return;
@@ -60,11 +62,24 @@ impl Progress {
         if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW_EVERY) {
             return;
         }
-        self.last_draw = Some(Instant::now());
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let done = (iter - self.start_iter) as f64;
-        let speed = if elapsed > 0.0 { done / elapsed } else { 0.0 };
-        let eta = if speed > 0.0 { format_duration((max_iter - iter).max(0) as f64 / speed) } else { "?".into() };
+        let now = Instant::now();
+        self.last_draw = Some(now);
+        self.samples.push_back((now, iter));
+        while self.samples.len() > SPEED_WINDOW {
+            self.samples.pop_front();
+        }
+        let (t0, i0) = self.samples.front().copied().unwrap_or((now, iter));
+        let elapsed = now.duration_since(t0).as_secs_f64();
+        let speed = if elapsed > 0.0 {
+            (iter - i0) as f64 / elapsed
+        } else {
+            0.0
+        };
+        let eta = if speed > 0.0 {
+            format_duration((max_iter - iter).max(0) as f64 / speed)
+        } else {
+            "?".into()
+        };
         let line = format!(
             "iter {iter}/{max_iter}  loss {}  lr {}  {speed:.1} iter/s  ETA {eta}",
             crate::proto::print::format_g(loss as f64, 4),

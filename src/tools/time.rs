@@ -34,6 +34,8 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     for w in &o.weights {
         net.load_weights(w)?;
     }
+    // Deploy nets have no loss; Caffe still times every layer's backward.
+    net.use_outputs_as_loss(true);
     let iterations = o.iterations.max(1);
     info!("caffe.cpp:351", "Performing Forward");
     let loss = net.forward()?;
