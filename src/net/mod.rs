@@ -61,6 +61,43 @@ pub struct Param {
     pub decay_mult: f32,
     /// "layer_name[index]" for messages.
     pub display: String,
+    /// Set by `clear_param_diffs`: `diff` is logically zero, so the next
+    /// backward can take autograd's gradient tensor as the diff instead of
+    /// zeroing and adding (two full passes over the weights, ~10% of a CaffeNet step).
+    diff_cleared: bool,
+}
+
+impl Param {
+    /// Adds a gradient into the diff (the first one after a clear replaces it).
+    pub fn accumulate(&mut self, grad: &Tensor) {
+        tch::no_grad(|| {
+            if self.diff_cleared {
+                self.diff = if grad.defined() && grad.size() == self.diff.size() && grad.is_contiguous() {
+                    grad.shallow_clone()
+                } else {
+                    let mut d = self.diff.shallow_clone();
+                    let _ = d.zero_();
+                    if grad.defined() {
+                        let _ = d.f_add_(grad);
+                    }
+                    d
+                };
+                self.diff_cleared = false;
+            } else if grad.defined() {
+                let _ = self.diff.f_add_(grad);
+            }
+        });
+    }
+
+    /// The diff, materialising a pending clear (for readers outside backward).
+    pub fn settle(&mut self) {
+        if self.diff_cleared {
+            tch::no_grad(|| {
+                let _ = self.diff.zero_();
+            });
+            self.diff_cleared = false;
+        }
+    }
 }
 
 struct LayerEntry {
@@ -287,7 +324,14 @@ impl Net {
                     let data = data.set_requires_grad(lr_mult != 0.0);
                     let diff = Tensor::zeros(decl.shape.as_slice(), (Kind::Float, device));
                     let owner = net.learnable.len();
-                    net.learnable.push(Param { data: data.shallow_clone(), diff, lr_mult, decay_mult, display: format!("{name}[{j}]") });
+                    net.learnable.push(Param {
+                        data: data.shallow_clone(),
+                        diff,
+                        lr_mult,
+                        decay_mult,
+                        display: format!("{name}[{j}]"),
+                        diff_cleared: false,
+                    });
                     if let Some(n) = share_name {
                         param_owner_by_name.insert(n, net.param_slots.len());
                     }
@@ -357,6 +401,10 @@ impl Net {
         &self.learnable
     }
     pub fn learnable_params_mut(&mut self) -> &mut [Param] {
+        // Params that got no gradient since the last clear read as zero.
+        for p in &mut self.learnable {
+            p.settle();
+        }
         &mut self.learnable
     }
     /// A layer's blobs by layer name, weights then bias (shared ones included).
@@ -572,9 +620,7 @@ impl Net {
         let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
         tch::no_grad(|| {
             for (k, &i) in owners.iter().enumerate() {
-                if grads[k].defined() {
-                    let _ = self.learnable[i].diff.f_add_(&grads[k]);
-                }
+                self.learnable[i].accumulate(&grads[k]);
             }
         });
         for d in self.diffs.iter_mut() {
@@ -590,11 +636,9 @@ impl Net {
 
     /// Sets every learnable param's diff to zero (Caffe's ClearParamDiffs).
     pub fn clear_param_diffs(&mut self) {
-        tch::no_grad(|| {
-            for p in &mut self.learnable {
-                let _ = p.diff.zero_();
-            }
-        });
+        for p in &mut self.learnable {
+            p.diff_cleared = true;
+        }
     }
 
     /// The net's layers as Caffe's `NetParameter` with blobs (what a .caffemodel holds).

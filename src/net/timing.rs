@@ -115,9 +115,7 @@ impl Net {
                         };
                         top_grads.insert(src, acc);
                     }
-                    Target::Param(owner) => tch::no_grad(|| {
-                        let _ = self.learnable[owner].diff.f_add_(&g);
-                    }),
+                    Target::Param(owner) => self.learnable[owner].accumulate(&g),
                 }
             }
             synchronize(self.device);
