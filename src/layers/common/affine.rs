@@ -3,7 +3,6 @@
 //! bottom[0]'s dims `axis .. axis + blob axes`.
 use tch::Tensor;
 
-use super::FAMILY;
 use crate::layer_bail;
 use crate::layers::registry::LayerInfo;
 use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, LayerResult, ParamDecl, SetupOut, Shape};
@@ -12,14 +11,14 @@ use crate::proto::caffe::{BiasParameter, FillerParameter, LayerParameter, ScaleP
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Bias",
-        family: FAMILY,
+        family: "common/affine.rs",
         params: "axis, num_axes (-1: to the end), filler (default constant 0); one bottom (learned bias) or two (bottom[1] is the bias)",
         tests: "layers_common: bias_* (broadcast values, shape errors, gradient check in both forms)",
         create: |p| Ok(Box::new(Bias::new(p))),
     });
     r.push(LayerInfo {
         type_name: "Scale",
-        family: FAMILY,
+        family: "common/affine.rs",
         params: "axis, num_axes (-1: to the end), filler (default constant 1), bias_term, bias_filler; one bottom (learned scale) or two (bottom[1] is the scale); blobs: scale then bias",
         tests: "layers_common: scale_matches_caffe_resnet (resnet_small res2a_conv2 vs BVLC Caffe), scale_* (axis/num_axes broadcasting, scalar scale, blob order, gradient checks in both forms)",
         create: |p| Ok(Box::new(Scale::new(p))),

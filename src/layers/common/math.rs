@@ -1,7 +1,7 @@
 //! Arithmetic layers: Eltwise, Softmax, ArgMax, Reduction.
 use tch::Tensor;
 
-use super::{at_least_bottoms, FAMILY};
+use super::at_least_bottoms;
 use crate::layer_bail;
 use crate::layers::registry::LayerInfo;
 use crate::layers::{canonical_axis, check_bottoms, count, Ctx, Layer, LayerResult, SetupOut, Shape};
@@ -12,28 +12,28 @@ use crate::proto::caffe::{ArgMaxParameter, LayerParameter};
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Eltwise",
-        family: FAMILY,
+        family: "common/math.rs",
         params: "operation (SUM, PROD, MAX), coeff (SUM only; one per bottom); MAX sends the gradient where Caffe's max_idx does (a bottom[0]/bottom[1] tie goes to bottom[1], later ties stay with the earlier bottom); stable_prod_grad is accepted (autograd's PROD gradient is exact, zeros included)",
         tests: "layers_common: eltwise_sum_matches_caffe_resnet (resnet_small res2a_sum vs BVLC Caffe), eltwise_* (coeff, PROD gradient with zeros, MAX gradient routing on ties, gradient checks)",
         create: |p| Ok(Box::new(Eltwise::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Softmax",
-        family: FAMILY,
+        family: "common/math.rs",
         params: "axis (engine is ignored)",
         tests: "layers_common: softmax_matches_caffe_resnet (resnet_small prob vs BVLC Caffe), softmax_* (axis, gradient checks)",
         create: |p| Ok(Box::new(Softmax { axis: p.softmax_param.as_ref().map(|s| s.axis()).unwrap_or(1), canonical: 1 })),
     });
     r.push(LayerInfo {
         type_name: "ArgMax",
-        family: FAMILY,
+        family: "common/math.rs",
         params: "out_max_val, top_k, axis (unset: top is (N, 1 or 2, top_k) over the flattened item, indices then values); ties go to the higher index, as Caffe's sort does; no backward",
         tests: "layers_common: argmax_* (layouts with and without axis, out_max_val, top_k order, ties)",
         create: |p| Ok(Box::new(ArgMax::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Reduction",
-        family: FAMILY,
+        family: "common/math.rs",
         params: "operation (SUM, ASUM, SUMSQ, MEAN), axis (reduces all axes from it on), coeff",
         tests: "layers_common: reduction_* (each operation's values, axis, gradient checks)",
         create: |p| Ok(Box::new(Reduction::new(p))),

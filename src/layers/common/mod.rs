@@ -13,7 +13,7 @@ pub mod affine;
 pub mod math;
 pub mod shape;
 
-const FAMILY: &str = "common.rs";
+const FAMILY: &str = "common/mod.rs";
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {

@@ -3,7 +3,7 @@
 //! gather/scatter, which autograd derives from the forward ops.
 use tch::{Kind, Tensor};
 
-use super::{at_least_bottoms, float_indices, forbid_in_place, FAMILY};
+use super::{at_least_bottoms, float_indices, forbid_in_place};
 use crate::layer_bail;
 use crate::layers::registry::LayerInfo;
 use crate::layers::{canonical_axis, check_bottoms, count, Ctx, Layer, LayerResult, SetupOut, Shape};
@@ -12,56 +12,56 @@ use crate::proto::caffe::{ConcatParameter, LayerParameter, SliceParameter};
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Concat",
-        family: FAMILY,
+        family: "common/shape.rs",
         params: "axis, concat_dim (legacy; not both)",
         tests: "layers_common: concat_* (values, legacy concat_dim, shape mismatch error, gradient check)",
         create: |p| Ok(Box::new(Concat::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Slice",
-        family: FAMILY,
+        family: "common/shape.rs",
         params: "axis, slice_point (or an equal split over the tops), slice_dim (legacy; not both)",
         tests: "layers_common: slice_* (slice points, equal split, legacy slice_dim, bad points, gradient check)",
         create: |p| Ok(Box::new(Slice::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Flatten",
-        family: FAMILY,
+        family: "common/shape.rs",
         params: "axis, end_axis (no in-place, as in Caffe)",
         tests: "layers_common: flatten_* (shapes, gradient check)",
         create: |p| Ok(Box::new(Flatten::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Reshape",
-        family: FAMILY,
+        family: "common/shape.rs",
         params: "shape (0 copies a bottom dim, one -1 is inferred), axis, num_axes (no in-place, as in Caffe)",
         tests: "layers_common: reshape_* (0/-1 inference, axis/num_axes, errors, new batch size, gradient check)",
         create: |p| Ok(Box::new(Reshape::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Tile",
-        family: FAMILY,
+        family: "common/shape.rs",
         params: "axis, tiles",
         tests: "layers_common: tile_* (values, gradient check)",
         create: |p| Ok(Box::new(Tile::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Silence",
-        family: FAMILY,
+        family: "common/shape.rs",
         params: "(none: consumes its bottoms, no tops)",
         tests: "layers_common: silence_* (net with a silenced blob)",
         create: |_| Ok(Box::new(Silence)),
     });
     r.push(LayerInfo {
         type_name: "Filter",
-        family: FAMILY,
+        family: "common/shape.rs",
         params: "(bottoms to filter, then the selector; tops keep the items whose selector is non-zero. The top's first dim is data-dependent: setup declares the bottom's)",
         tests: "layers_common: filter_* (selection, empty selection, net with a data-dependent shape, gradient check)",
         create: |_| Ok(Box::new(Filter)),
     });
     r.push(LayerInfo {
         type_name: "BatchReindex",
-        family: FAMILY,
+        family: "common/shape.rs",
         params: "(bottom[1]: 1-D item indices stored as floats; out of range is an error; repeated indices accumulate gradients)",
         tests: "layers_common: batch_reindex_* (values, bad index error, gradient check)",
         create: |_| Ok(Box::new(BatchReindex)),
