@@ -49,16 +49,21 @@ test: build
 
 # The main job: data, then LeNet(10)+DropIn trained on the CPU (progress on a
 # terminal), the final test accuracy, and the accuracy curve as a PNG.
+# `make demo DEMO_ITERS=600 DEMO_TEST_INTERVAL=200` runs a shorter version.
 DEMO_OUT := demo-out
+DEMO_ITERS ?= 3000
+DEMO_TEST_INTERVAL ?= 500
 demo: build
 	$(CAFFE) device_query
 	$(CAFFE) data mnist data/mnist
 	rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
-	GLOG_log_dir=$(DEMO_OUT) $(CAFFE) train -solver experiments/demo/lenet10_dropin_solver.prototxt
+	sed -e 's/^max_iter: .*/max_iter: $(DEMO_ITERS)/' -e 's/^test_interval: .*/test_interval: $(DEMO_TEST_INTERVAL)/' experiments/demo/lenet10_dropin_solver.prototxt > $(DEMO_OUT)/solver.prototxt
+	GLOG_log_dir=$(DEMO_OUT) $(CAFFE) train -solver $(DEMO_OUT)/solver.prototxt
 	$(CAFFE) test -model models/lenet10_dropin/train_val_d2500.prototxt \
-	  -weights $(DEMO_OUT)/lenet10_dropin_iter_3000.caffemodel -iterations 100 2>&1 | tail -3
-	$(CAFFE) plot $(DEMO_OUT)/caffe.INFO -o $(DEMO_OUT)/test_accuracy.png -y test-accuracy -title "LeNet(10)+DropIn, d=2500 (make demo)"
-	@echo "Accuracy curve: $(DEMO_OUT)/test_accuracy.png; full log: $(DEMO_OUT)/caffe.INFO"
+	  -weights $(DEMO_OUT)/lenet10_dropin_iter_$(DEMO_ITERS).caffemodel -iterations 100 2>&1 | tail -3
+	$(CAFFE) plot $(DEMO_OUT)/caffe.INFO -o $(DEMO_OUT)/test_accuracy.png -y test-accuracy \
+	  -title "LeNet(10)+DropIn d=2500 on $$(head -1 data/mnist/DATASET | cut -d' ' -f1) (make demo)"
+	@echo "Accuracy curve: $(DEMO_OUT)/test_accuracy.png; log: $(DEMO_OUT)/caffe.INFO"
 
 bench: build
 	$(CARGO) bench --locked

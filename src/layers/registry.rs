@@ -44,12 +44,21 @@ pub fn known_types() -> Vec<&'static str> {
     REGISTRY.iter().map(|i| i.type_name).collect()
 }
 
+/// BVLC Caffe layer types not built yet: a clearer error than "unknown".
+pub const NOT_YET: &[&str] = &["HDF5Data", "HDF5Output", "WindowData"];
+
 /// Creates the layer for `param.type`; the error lists the known types.
 pub fn create_layer(param: &LayerParameter) -> LayerResult<Box<dyn Layer>> {
     let ty = param.r#type();
     if ty == "Python" {
         let module = param.python_param.as_ref().map(|p| format!("{}.{}", p.module(), p.layer())).unwrap_or_default();
         return Err(LayerError(format!("Python layers are not supported: layer {} ({module})", param.name())));
+    }
+    if NOT_YET.contains(&ty) {
+        return Err(LayerError(format!(
+            "layer type {ty} (layer {}) is a BVLC Caffe layer that caffe-tch does not support yet",
+            param.name()
+        )));
     }
     match REGISTRY.iter().find(|i| i.type_name == ty) {
         Some(info) => (info.create)(param),
@@ -78,5 +87,6 @@ pub fn supported_layers_markdown() -> String {
         ));
     }
     s.push_str("\nNot supported: `Python` layers (an error names the layer and its module).\n");
+    s.push_str(&format!("Not supported yet: {} (an error says so).\n", NOT_YET.join(", ")));
     s
 }
