@@ -1,0 +1,385 @@
+//! The `caffe` binary end to end: how it links, its gflags syntax, its errors,
+//! and the `device_query`, `time`, `forward`, `test` and
+//! `upgrade_net_proto_text` commands on real fixtures.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use caffe_tch::proto::binary;
+use caffe_tch::proto::caffe::{LayerParameter, NetParameter};
+use common::{assert_close, caffe_ref, fixture, read_npy};
+
+const TOL: f64 = 1e-4;
+
+fn caffe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_caffe"));
+    // Keep log lines on stderr only, whatever the caller's environment says.
+    c.env_remove("GLOG_log_dir");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    caffe().args(args).output().expect("spawn caffe")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_ok(out: &Output, what: &str) -> String {
+    let all = text(out);
+    assert!(
+        out.status.success(),
+        "{what}: exit {:?}\n{all}",
+        out.status.code()
+    );
+    all
+}
+
+fn lenet_dir() -> PathBuf {
+    caffe_ref("fixtures/lenet")
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn npy_arg(name: &str) -> String {
+    format!(
+        "{name}={}",
+        s(&lenet_dir().join("blobs").join(format!("{name}.npy")))
+    )
+}
+
+#[test]
+fn binary_links_libtorch_cuda() {
+    let out = match Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_caffe"))
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipping: ldd is not available ({e})");
+            return;
+        }
+    };
+    let libs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        libs.contains("libtorch_cuda.so"),
+        "caffe does not link libtorch_cuda.so:\n{libs}"
+    );
+}
+
+#[test]
+fn device_query_reports_devices() {
+    let all = assert_ok(&run(&["device_query"]), "device_query");
+    if tch::Cuda::is_available() {
+        assert!(all.contains("Device id: 0"), "no device 0 listed:\n{all}");
+    } else {
+        assert!(all.contains("CUDA available: no"), "{all}");
+    }
+}
+
+#[test]
+fn time_accepts_all_flag_spellings() {
+    let model = s(&lenet_dir().join("net.prototxt"));
+    let spellings: [Vec<String>; 4] = [
+        vec!["-model".into(), model.clone()],
+        vec![format!("-model={model}")],
+        vec!["--model".into(), model.clone()],
+        vec![format!("--model={model}")],
+    ];
+    for flags in &spellings {
+        let mut args = vec!["time".to_string()];
+        args.extend(flags.iter().cloned());
+        args.extend(["-iterations".to_string(), "1".to_string()]);
+        let out = caffe().args(&args).output().expect("spawn caffe");
+        let all = assert_ok(&out, &format!("caffe {}", args.join(" ")));
+        assert!(all.contains("Average Forward pass"), "{flags:?}:\n{all}");
+    }
+}
+
+#[test]
+fn unknown_command_lists_valid_commands() {
+    let out = run(&["trian"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for cmd in ["train", "time", "device_query"] {
+        assert!(err.contains(cmd), "stderr does not list '{cmd}':\n{err}");
+    }
+}
+
+#[test]
+fn unknown_flag_lists_valid_flags() {
+    let out = run(&["time", "-modle", "x.prototxt"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for flag in ["-model", "-iterations", "-weights", "-phase"] {
+        assert!(err.contains(flag), "stderr does not list '{flag}':\n{err}");
+    }
+}
+
+fn forward_lenet(extra: &[String], out_dir: &Path) -> Output {
+    let dir = lenet_dir();
+    let mut args = vec![
+        "forward".to_string(),
+        "-model".into(),
+        s(&dir.join("net.prototxt")),
+        "-weights".into(),
+        s(&dir.join("weights.caffemodel")),
+        "-out".into(),
+        s(out_dir),
+    ];
+    args.extend(extra.iter().cloned());
+    caffe().args(&args).output().expect("spawn caffe")
+}
+
+fn npy_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read out dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".npy"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn forward_all_blobs_match_caffe() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let extra = [
+        "-input".into(),
+        npy_arg("data"),
+        "-input".into(),
+        npy_arg("label"),
+        "-blobs".into(),
+        "all".into(),
+    ];
+    assert_ok(&forward_lenet(&extra, tmp.path()), "forward -blobs all");
+    let written = npy_names(tmp.path());
+    for blob in [
+        "data", "label", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "accuracy", "loss",
+    ] {
+        assert!(
+            written.contains(&format!("{blob}.npy")),
+            "{blob}.npy not written: {written:?}"
+        );
+    }
+    let mut compared = 0;
+    for name in &written {
+        let reference = lenet_dir().join("blobs").join(name);
+        assert!(reference.exists(), "no reference blob for {name}");
+        assert_close(
+            name,
+            &read_npy(&tmp.path().join(name)),
+            &read_npy(&reference),
+            TOL,
+        );
+        compared += 1;
+    }
+    assert!(compared >= 10, "only {compared} blobs compared");
+}
+
+#[test]
+fn forward_writes_only_outputs_by_default() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let extra = [
+        "-input".into(),
+        npy_arg("data"),
+        "-input".into(),
+        npy_arg("label"),
+    ];
+    assert_ok(&forward_lenet(&extra, tmp.path()), "forward");
+    assert_eq!(npy_names(tmp.path()), vec!["accuracy.npy", "loss.npy"]);
+    for name in ["accuracy.npy", "loss.npy"] {
+        let reference = read_npy(&lenet_dir().join("blobs").join(name));
+        assert_close(name, &read_npy(&tmp.path().join(name)), &reference, TOL);
+    }
+}
+
+#[test]
+fn forward_missing_input_warns_and_uses_zeros() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let extra = [
+        "-input".into(),
+        npy_arg("data"),
+        "-blobs".into(),
+        "label,data".into(),
+    ];
+    let all = assert_ok(&forward_lenet(&extra, tmp.path()), "forward without label");
+    assert!(
+        all.contains("input 'label' not given"),
+        "no warning for the missing input:\n{all}"
+    );
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with('W') && l.contains("label")),
+        "not a warning line:\n{all}"
+    );
+    let label = read_npy(&tmp.path().join("label.npy"));
+    assert_eq!(label.size(), vec![100]);
+    assert_eq!(label.abs().sum(tch::Kind::Double).double_value(&[]), 0.0);
+}
+
+#[test]
+fn forward_wrong_input_shape_fails_naming_both_shapes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad = tmp.path().join("bad.npy");
+    tch::Tensor::zeros([100, 2, 28, 28], (tch::Kind::Float, tch::Device::Cpu))
+        .write_npy(&bad)
+        .expect("write npy");
+    let out_dir = tmp.path().join("out");
+    let extra = ["-input".into(), format!("data={}", s(&bad))];
+    let out = forward_lenet(&extra, &out_dir);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'data'"),
+        "error does not name the blob:\n{err}"
+    );
+    assert!(
+        err.contains("[100, 2, 28, 28]"),
+        "error does not give the shape given:\n{err}"
+    );
+    assert!(
+        err.contains("[100, 1, 28, 28]"),
+        "error does not give the net's shape:\n{err}"
+    );
+}
+
+#[test]
+fn forward_writes_slash_names_as_double_underscore() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = tmp.path().join("slash.prototxt");
+    std::fs::write(
+        &model,
+        r#"name: "slash"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "relu" type: "ReLU" bottom: "x" top: "a/b" }
+"#,
+    )
+    .expect("write prototxt");
+    let x = tch::Tensor::from_slice(&[-1.0f32, 2.0, -3.0, 4.0, 0.5, -0.5]).reshape([2, 3]);
+    let x_file = tmp.path().join("x.npy");
+    x.write_npy(&x_file).expect("write npy");
+    let out_dir = tmp.path().join("out");
+    let out = caffe()
+        .args([
+            "forward",
+            "-model",
+            &s(&model),
+            "-input",
+            &format!("x={}", s(&x_file)),
+            "-out",
+            &s(&out_dir),
+        ])
+        .output()
+        .expect("spawn caffe");
+    assert_ok(&out, "forward slash net");
+    assert_eq!(npy_names(&out_dir), vec!["a__b.npy"]);
+    let y = read_npy(&out_dir.join("a__b.npy"));
+    assert_close("a/b", &y, &x.relu(), 0.0);
+}
+
+/// A 2-sample classifier: data all ones (2×4), labels 0, ip weights row 0 = 1,
+/// row 1 = 0, no bias term, so the logits are [4, 0] and the loss is ln(1 + e⁻⁴) in f32.
+fn tiny_classifier(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = dir.join("tiny.prototxt");
+    std::fs::write(
+        &model,
+        r#"name: "tiny"
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+  dummy_data_param {
+    shape { dim: 2 dim: 4 } shape { dim: 2 }
+    data_filler { type: "constant" value: 1 } data_filler { type: "constant" value: 0 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+  inner_product_param { num_output: 2 bias_term: false } }
+layer { name: "accuracy" type: "Accuracy" bottom: "ip" bottom: "label" top: "accuracy" }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"#,
+    )
+    .expect("write prototxt");
+    let weights = dir.join("tiny.caffemodel");
+    let ip = LayerParameter {
+        name: Some("ip".into()),
+        r#type: Some("InnerProduct".into()),
+        blobs: vec![binary::make_blob(
+            &[2, 4],
+            vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+        )],
+        ..Default::default()
+    };
+    let net = NetParameter {
+        name: Some("tiny".into()),
+        layer: vec![ip],
+        ..Default::default()
+    };
+    binary::write_message(&weights, &net).expect("write caffemodel");
+    (model, weights)
+}
+
+#[test]
+fn test_command_prints_caffe_scores() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (model, weights) = tiny_classifier(tmp.path());
+    let out = run(&[
+        "test",
+        "-model",
+        &s(&model),
+        "-weights",
+        &s(&weights),
+        "-iterations",
+        "2",
+    ]);
+    let all = assert_ok(&out, "caffe test");
+    // ln(1 + e^-4) = 0.01814993, but Caffe computes −log(softmax) in f32:
+    // p = 0.98201376f, −log p = 0.018149955f, which `%g` prints as 0.01815.
+    for line in [
+        "Running for 2 iterations.",
+        "Batch 0, accuracy = 1",
+        "Batch 1, loss = 0.01815",
+        "Loss: 0.01815",
+        "accuracy = 1",
+        "loss = 0.01815 (* 1 = 0.01815 loss)",
+    ] {
+        assert!(all.contains(line), "missing '{line}':\n{all}");
+    }
+}
+
+fn upgrade_matches_caffe(stem: &str) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = fixture(&format!("upgrade/{stem}.in.prototxt"));
+    let expected = std::fs::read(fixture(&format!("upgrade/{stem}.caffe-upgraded.prototxt")))
+        .expect("expected");
+    let output = tmp.path().join("out.prototxt");
+    assert_ok(
+        &run(&["upgrade_net_proto_text", &s(&input), &s(&output)]),
+        stem,
+    );
+    let got = std::fs::read(&output).expect("upgraded output");
+    assert!(
+        got == expected,
+        "{stem}: output differs from Caffe's\n--- ours ---\n{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[test]
+fn upgrade_v0_net_text_matches_caffe() {
+    upgrade_matches_caffe("bvlc_v0__lenet_train");
+}
+
+#[test]
+fn upgrade_v1_net_text_matches_caffe() {
+    upgrade_matches_caffe("bvlc_v1__mnist_lenet_train_test");
+}
