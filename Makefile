@@ -27,6 +27,8 @@ $(VENV)/.torch-$(TORCH_VERSION):
 
 # Fashion-MNIST (Debian's dataset-fashion-mnist) is the offline stand-in for
 # MNIST: the data tests and the demo use it. Installed when running as root.
+# libhdf5 (Debian's libhdf5-dev, found through pkg-config) is linked by the
+# hdf5-metno crate: HDF5Data/HDF5Output and snapshot_format: HDF5.
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 system-deps:
 	@if [ ! -d $(FMNIST_DIR) ]; then \
@@ -36,6 +38,15 @@ system-deps:
 	    echo "warning: could not install dataset-fashion-mnist; tests that need it will skip"; \
 	  else \
 	    echo "note: Fashion-MNIST not found; run 'sudo apt-get install dataset-fashion-mnist' (tests that need it will skip)"; \
+	  fi; \
+	fi
+	@if ! pkg-config --exists hdf5 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq libhdf5-dev pkg-config >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq libhdf5-dev pkg-config; } || \
+	    echo "warning: could not install libhdf5-dev; the build needs it (HDF5 layers and snapshots)"; \
+	  else \
+	    echo "note: libhdf5 not found; run 'sudo apt-get install libhdf5-dev pkg-config' (the build needs it)"; \
 	  fi; \
 	fi
 

@@ -8,7 +8,8 @@
 //! use generators seeded from libtorch's global generator when the layer is
 //! set up, which the solver seeds with its `random_seed`.
 //!
-//! Not built: HDF5Data/HDF5Output (no libhdf5 here) and WindowData.
+//! HDF5Data/HDF5Output live in hdf5.rs; WindowData (window_data.rs) reuses the
+//! prefetching machinery below.
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
@@ -60,7 +61,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
 
 /// A seed for a layer's own generator, drawn from libtorch's global one so the
 /// solver's `random_seed` fixes it.
-fn draw_seed() -> u64 {
+pub(super) fn draw_seed() -> u64 {
     match Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)) {
         Ok(t) => t.int64_value(&[0]) as u64,
         Err(_) => 0x5eed,
@@ -73,21 +74,21 @@ fn draw_seed() -> u64 {
 /// A batch as plain memory. Tensors are made on the training thread: a libtorch
 /// copy on the prefetch thread would start a second OpenMP team that fights the
 /// training thread's for the cores (measured: LeNet steps 1.6× slower).
-struct Batch {
-    shape: [i64; 4],
-    data: Vec<f32>,
-    label: Option<Vec<f32>>,
+pub(super) struct Batch {
+    pub(super) shape: [i64; 4],
+    pub(super) data: Vec<f32>,
+    pub(super) label: Option<Vec<f32>>,
 }
 
 /// What a prefetch thread reads from.
-trait BatchSource {
+pub(super) trait BatchSource {
     /// The top shape of a batch (from the first record), without consuming it.
     fn batch_shape(&mut self) -> Result<Shape, String>;
     fn load_batch(&mut self) -> Result<Batch, String>;
 }
 
 /// A background thread filling a bounded queue of batches.
-struct Prefetcher {
+pub(super) struct Prefetcher {
     rx: Option<Receiver<Result<Batch, String>>>,
     worker: Option<JoinHandle<()>>,
     failure: Option<String>,
@@ -96,7 +97,7 @@ struct Prefetcher {
 impl Prefetcher {
     /// Starts the thread; `make` opens the source there (DB handles stay on
     /// the thread that uses them). Returns once the first batch's shape is known.
-    fn start<S, F>(name: &str, depth: usize, make: F) -> Result<(Prefetcher, Shape), String>
+    pub(super) fn start<S, F>(name: &str, depth: usize, make: F) -> Result<(Prefetcher, Shape), String>
     where
         S: BatchSource,
         F: FnOnce() -> Result<S, String> + Send + 'static,
@@ -149,7 +150,7 @@ impl Prefetcher {
         }
     }
 
-    fn next(&mut self) -> Result<Batch, String> {
+    pub(super) fn next(&mut self) -> Result<Batch, String> {
         if let Some(f) = &self.failure {
             return Err(f.clone());
         }
@@ -203,7 +204,7 @@ impl BatchBuilder {
     }
 }
 
-fn batch_tops(batch: Batch, device: Device) -> LayerResult<Vec<Tensor>> {
+pub(super) fn batch_tops(batch: Batch, device: Device) -> LayerResult<Vec<Tensor>> {
     let data = Tensor::f_from_slice(&batch.data)?.f_view(batch.shape)?;
     let mut tops = vec![data.f_to_device(device)?];
     if let Some(l) = batch.label {
@@ -212,7 +213,7 @@ fn batch_tops(batch: Batch, device: Device) -> LayerResult<Vec<Tensor>> {
     Ok(tops)
 }
 
-fn check_tops(lp: &LayerParameter, min: usize, max: usize) -> LayerResult<usize> {
+pub(super) fn check_tops(lp: &LayerParameter, min: usize, max: usize) -> LayerResult<usize> {
     let n = lp.top.len();
     if n < min || n > max {
         if min == max {
@@ -223,7 +224,7 @@ fn check_tops(lp: &LayerParameter, min: usize, max: usize) -> LayerResult<usize>
     Ok(n)
 }
 
-fn shape_text(s: &[i64]) -> String {
+pub(super) fn shape_text(s: &[i64]) -> String {
     s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
 }
 

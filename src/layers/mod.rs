@@ -20,11 +20,13 @@ pub mod data;
 pub mod dropin;
 pub mod filler;
 pub mod gradcheck;
+pub mod hdf5;
 pub mod input;
 pub mod loss;
 pub mod normalization;
 pub mod recurrent;
 pub mod vision;
+pub mod window_data;
 
 /// A blob shape, Caffe-style: any number of axes.
 pub type Shape = Vec<i64>;

@@ -651,8 +651,12 @@ impl Net {
         weights::copy_trained_layers(self, trained, origin)
     }
 
-    /// Reads a `.caffemodel` (or `.caffemodel.h5` later) and copies its layers in.
+    /// Reads a `.caffemodel` (or Caffe's HDF5 `.caffemodel.h5`) and copies its layers in.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+        if path.extension().is_some_and(|e| e == "h5") {
+            let trained = crate::solver::hdf5_snapshot::read_model(self, path)?;
+            return self.copy_trained_layers_from(&trained, &path.display().to_string());
+        }
         let mut trained: NetParameter = crate::proto::binary::read_message(path)?;
         let file = path.display().to_string();
         upgrade::upgrade_net(&mut trained, &file)?;

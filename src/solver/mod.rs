@@ -24,6 +24,7 @@ mod adagrad;
 mod adam;
 pub mod cli;
 pub mod lr_policy;
+pub mod hdf5_snapshot;
 mod nesterov;
 pub mod progress;
 mod rmsprop;
@@ -205,11 +206,6 @@ impl Solver {
         })?;
         check_param(&param, kind).map_err(&bad)?;
         let policy = LrPolicy::from_param(&param).map_err(&bad)?;
-        if param.snapshot_format() == solver_parameter::SnapshotFormat::Hdf5 {
-            return Err(bad(
-                "snapshot_format: HDF5 is not supported by this build of caffe-tch (no libhdf5); use BINARYPROTO".into(),
-            ));
-        }
         if param.snapshot() > 0 || param.snapshot_after_train() {
             if param.snapshot() > 0 && param.snapshot_prefix.is_none() {
                 return Err(bad(
@@ -904,7 +900,12 @@ impl Solver {
 
     /// Writes `<prefix>_iter_<N>.caffemodel` and `.solverstate`.
     pub fn snapshot(&mut self) -> Result<SnapshotFiles> {
-        let files = snapshot::write(
+        let write = if self.param.snapshot_format() == solver_parameter::SnapshotFormat::Hdf5 {
+            hdf5_snapshot::write
+        } else {
+            snapshot::write
+        };
+        let files = write(
             &self.net,
             &self.history,
             self.iter,

@@ -1,5 +1,5 @@
 //! A one-line progress display for terminals: iteration, loss, lr, speed and
-//! time left. It redraws in place on stderr and clears itself before every log
+//! time left (or, for the dataset tools, items done, rate and time left). It redraws in place on stderr and clears itself before every log
 //! line (through `log::BEFORE_LINE`), so logs stay exactly Caffe's. Off when
 //! stderr is not a terminal (files and pipes get the log only).
 use std::collections::VecDeque;
@@ -59,32 +59,62 @@ impl Progress {
 
     /// Redraws the line (at most every 200 ms).
     pub fn update(&mut self, iter: i64, max_iter: i64, loss: f32, lr: f32) {
-        if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW_EVERY) {
+        let Some(speed) = self.sample(iter) else {
             return;
+        };
+        let line = format!(
+            "iter {iter}/{max_iter}  loss {}  lr {}  {speed:.1} iter/s  ETA {}",
+            crate::proto::print::format_g(loss as f64, 4),
+            crate::proto::print::format_g(lr as f64, 4),
+            eta(max_iter - iter, speed),
+        );
+        self.draw(&line);
+    }
+
+    /// Redraws a counting line for a long job (the dataset tools):
+    /// `what done/total  rate/s  ETA`, or `what done  rate/s` when the total is unknown.
+    pub fn update_count(&mut self, what: &str, done: i64, total: Option<i64>) {
+        let Some(speed) = self.sample(done) else {
+            return;
+        };
+        let line = match total {
+            Some(total) => {
+                let pct = if total > 0 {
+                    100.0 * done as f64 / total as f64
+                } else {
+                    100.0
+                };
+                format!(
+                    "{what} {done}/{total} ({pct:.0}%)  {speed:.0}/s  ETA {}",
+                    eta(total - done, speed)
+                )
+            }
+            None => format!("{what} {done}  {speed:.0}/s"),
+        };
+        self.draw(&line);
+    }
+
+    /// Records `at` and returns the recent speed, or None when off or drawn less than 200 ms ago.
+    fn sample(&mut self, at: i64) -> Option<f64> {
+        if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW_EVERY) {
+            return None;
         }
         let now = Instant::now();
         self.last_draw = Some(now);
-        self.samples.push_back((now, iter));
+        self.samples.push_back((now, at));
         while self.samples.len() > SPEED_WINDOW {
             self.samples.pop_front();
         }
-        let (t0, i0) = self.samples.front().copied().unwrap_or((now, iter));
+        let (t0, i0) = self.samples.front().copied().unwrap_or((now, at));
         let elapsed = now.duration_since(t0).as_secs_f64();
-        let speed = if elapsed > 0.0 {
-            (iter - i0) as f64 / elapsed
+        Some(if elapsed > 0.0 {
+            (at - i0) as f64 / elapsed
         } else {
             0.0
-        };
-        let eta = if speed > 0.0 {
-            format_duration((max_iter - iter).max(0) as f64 / speed)
-        } else {
-            "?".into()
-        };
-        let line = format!(
-            "iter {iter}/{max_iter}  loss {}  lr {}  {speed:.1} iter/s  ETA {eta}",
-            crate::proto::print::format_g(loss as f64, 4),
-            crate::proto::print::format_g(lr as f64, 4),
-        );
+        })
+    }
+
+    fn draw(&self, line: &str) {
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[2K{line}");
         let _ = err.flush();
@@ -110,6 +140,15 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// The time left for `remaining` steps at `speed` per second, or `?`.
+fn eta(remaining: i64, speed: f64) -> String {
+    if speed > 0.0 {
+        format_duration(remaining.max(0) as f64 / speed)
+    } else {
+        "?".into()
     }
 }
 

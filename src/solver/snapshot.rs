@@ -94,11 +94,7 @@ fn tensor_to_blob(t: &Tensor) -> Result<BlobProto> {
 /// values as its shape says.
 pub fn read_state(path: &Path) -> Result<SolverState> {
     if path.extension().is_some_and(|e| e == "h5") {
-        return Err(Error::decode(
-            path,
-            "HDF5 solver states are not supported by this build of caffe-tch (no libhdf5); \
-             snapshot with snapshot_format: BINARYPROTO",
-        ));
+        return super::hdf5_snapshot::read_state(path);
     }
     let state: SolverState = binary::read_message(path)?;
     for (i, h) in state.history.iter().enumerate() {

@@ -11,6 +11,7 @@ use crate::data::format_g6;
 use crate::data::image::ColorMode;
 use crate::proto::binary;
 use crate::proto::caffe::BlobProto;
+use crate::solver::progress::Progress;
 use crate::{info, Error, Result};
 
 const SPEC: Spec = Spec {
@@ -53,6 +54,10 @@ pub fn compute(db: &Path, out: Option<&Path>, backend: Backend) -> Result<MeanRe
     let mut sum = vec![0f32; size];
     let mut count = 0usize;
     info!("compute_image_mean.cpp:67", "Starting iteration");
+    // A live count on a terminal (a DB does not say how many records it holds);
+    // the periodic log lines stay either way.
+    let mut progress = Progress::for_stderr();
+    progress.start(0);
     while cursor.valid() {
         let s = datum::parse_and_decode(cursor.value(), ColorMode::Native).map_err(|e| record_err(cursor.key(), e))?;
         if s.count() != size {
@@ -72,11 +77,13 @@ pub fn compute(db: &Path, out: Option<&Path>, backend: Backend) -> Result<MeanRe
             Values::F32(v) => sum.iter_mut().zip(v).for_each(|(acc, &x)| *acc += x),
         }
         count += 1;
+        progress.update_count("compute_image_mean", count as i64, None);
         if count % 10000 == 0 {
             info!("compute_image_mean.cpp:92", "Processed {count} files.");
         }
         cursor.next()?;
     }
+    progress.finish();
     if count % 10000 != 0 {
         info!("compute_image_mean.cpp:92", "Processed {count} files.");
     }

@@ -11,6 +11,7 @@ use crate::data::datum;
 use crate::data::db::{Backend, DbWriter};
 use crate::data::image;
 use crate::layers::data::read_image_list;
+use crate::solver::progress::Progress;
 use crate::{info, warn, Error, Result};
 
 const SPEC: Spec = Spec {
@@ -84,7 +85,11 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
     let mut writer = DbWriter::create(db, opts.backend)?;
     let mut count = 0usize;
     let mut data_size: Option<usize> = None;
+    // A live count on a terminal; the periodic log lines stay either way.
+    let mut progress = Progress::for_stderr();
+    progress.start(0);
     for (line_id, (file, label)) in lines.iter().enumerate() {
+        progress.update_count("convert_imageset", line_id as i64, Some(lines.len() as i64));
         let path = format!("{root}{file}");
         let img = match image::read_file(Path::new(&path), rh, rw, is_color) {
             Ok(img) => img,
@@ -133,6 +138,7 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
             info!("convert_imageset.cpp:146", "Processed {count} files.");
         }
     }
+    progress.finish();
     writer.finish()?;
     if count % 1000 != 0 {
         info!("convert_imageset.cpp:152", "Processed {count} files.");

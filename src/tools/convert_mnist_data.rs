@@ -8,6 +8,7 @@ use super::gflags::{self, Spec};
 use crate::data::datum;
 use crate::data::db::{Backend, DbWriter};
 use crate::proto::caffe::Datum;
+use crate::solver::progress::Progress;
 use crate::{info, Error, Result};
 
 const SPEC: Spec = Spec {
@@ -92,6 +93,9 @@ pub fn convert(images: &Path, labels: &Path, db: &Path, backend: Backend) -> Res
     info!("convert_mnist_data.cpp:88", "A total of {n} items.");
     info!("convert_mnist_data.cpp:89", "Rows: {rows} Cols: {cols}");
     let size = rows * cols;
+    // A live count on a terminal; the periodic log lines stay either way.
+    let mut progress = Progress::for_stderr();
+    progress.start(0);
     for (i, label) in label_bytes.iter().enumerate() {
         let d = Datum {
             channels: Some(1),
@@ -104,6 +108,7 @@ pub fn convert(images: &Path, labels: &Path, db: &Path, backend: Backend) -> Res
         };
         writer.put(format!("{i:08}").as_bytes(), &datum::to_bytes(&d));
         let count = i + 1;
+        progress.update_count("convert_mnist_data", count as i64, Some(n as i64));
         if count % 1000 == 0 {
             writer.commit()?;
         }
@@ -111,6 +116,7 @@ pub fn convert(images: &Path, labels: &Path, db: &Path, backend: Backend) -> Res
             info!("convert_mnist_data.cpp:108", "Processed {count} files.");
         }
     }
+    progress.finish();
     writer.finish()?;
     info!("convert_mnist_data.cpp:108", "Processed {n} files.");
     Ok(n)

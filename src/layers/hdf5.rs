@@ -1,0 +1,381 @@
+//! Caffe's HDF5 layers: `HDF5Data` (batches from the datasets of a list of
+//! .h5 files) and `HDF5Output` (writes its two bottoms to an .h5 file).
+//!
+//! HDF5Data holds one whole file in memory at a time, like Caffe: rows are
+//! read across file boundaries, wrap around at the end of the list, and with
+//! `shuffle` both the file order (per pass) and the rows (per file) are
+//! permuted by a generator seeded from libtorch's, so `random_seed` fixes it.
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use tch::{Kind, Tensor};
+
+use super::data::{check_tops, draw_seed, shape_text};
+use super::registry::LayerInfo;
+use super::{Ctx, Layer, LayerResult, SetupOut, Shape};
+use crate::data::hdf5 as h5;
+use crate::info;
+use crate::layer_bail;
+use crate::proto::caffe::LayerParameter;
+
+pub fn register(r: &mut Vec<LayerInfo>) {
+    r.push(LayerInfo {
+        type_name: "HDF5Data",
+        family: "hdf5.rs",
+        params: "hdf5_data_param.source (list of .h5 files), batch_size, shuffle; one dataset per top (float, double or integer)",
+        tests: "tests/hdf5.rs",
+        create: |p| Ok(Box::new(Hdf5DataLayer::new(p))),
+    });
+    r.push(LayerInfo {
+        type_name: "HDF5Output",
+        family: "hdf5.rs",
+        params: "hdf5_output_param.file_name (datasets \"data\" and \"label\", rewritten on each forward)",
+        tests: "tests/hdf5.rs",
+        create: |p| Ok(Box::new(Hdf5OutputLayer::new(p))),
+    });
+}
+
+// -------------------------------------------------------------------- HDF5Data
+
+/// One file's datasets, one per top, rows along the first axis.
+struct FileData {
+    /// Per top: the item shape (all axes but the first) and the values.
+    blobs: Vec<(Shape, Vec<f32>)>,
+    rows: usize,
+}
+
+/// Caffe's `HDF5Data` layer.
+pub struct Hdf5DataLayer {
+    param: LayerParameter,
+    files: Vec<PathBuf>,
+    file_order: Vec<usize>,
+    current_file: usize,
+    current: Option<FileData>,
+    row_order: Vec<usize>,
+    current_row: usize,
+    batch_size: usize,
+    shuffle: bool,
+    rng: StdRng,
+    /// Item shapes fixed at setup from the first file.
+    item_shapes: Vec<Shape>,
+}
+
+impl Hdf5DataLayer {
+    fn new(p: &LayerParameter) -> Self {
+        Hdf5DataLayer {
+            param: p.clone(),
+            files: vec![],
+            file_order: vec![],
+            current_file: 0,
+            current: None,
+            row_order: vec![],
+            current_row: 0,
+            batch_size: 0,
+            shuffle: false,
+            rng: StdRng::seed_from_u64(0),
+            item_shapes: vec![],
+        }
+    }
+
+    /// Reads the list file: whitespace-separated paths, like Caffe's `>>`.
+    fn read_list(source: &Path) -> LayerResult<Vec<PathBuf>> {
+        let text = match std::fs::read_to_string(source) {
+            Ok(t) => t,
+            Err(e) => layer_bail!("Failed to open source file: {} ({e})", source.display()),
+        };
+        Ok(text.split_whitespace().map(PathBuf::from).collect())
+    }
+
+    /// Loads one file's datasets (Caffe's LoadHDF5FileData).
+    fn load_file(&mut self, index: usize) -> LayerResult<()> {
+        let path = self.files[index].clone();
+        let fail = |msg: String| -> super::LayerError {
+            super::LayerError(format!(
+                "HDF5Data {}: file {}: {msg}",
+                self.param.name(),
+                path.display()
+            ))
+        };
+        let file = h5::open(&path).map_err(&fail)?;
+        let mut blobs = Vec::with_capacity(self.param.top.len());
+        let mut rows = None;
+        for top in &self.param.top {
+            let (shape, values) = h5::read_f32(&file, top).map_err(&fail)?;
+            let Some(&n) = shape.first() else {
+                return Err(fail(format!(
+                    "dataset '{top}' is a scalar; it needs at least one axis (the rows)"
+                )));
+            };
+            match rows {
+                None => rows = Some(n as usize),
+                Some(r) if r != n as usize => {
+                    return Err(fail(format!(
+                        "dataset '{top}' has {n} rows but '{}' has {r}; every top needs the same number of rows",
+                        self.param.top[0]
+                    )))
+                }
+                _ => {}
+            }
+            blobs.push((shape[1..].to_vec(), values));
+        }
+        let rows = rows.unwrap_or(0);
+        if rows == 0 {
+            return Err(fail("the datasets hold no rows".into()));
+        }
+        if !self.item_shapes.is_empty() {
+            for ((item, _), (want, top)) in blobs
+                .iter()
+                .zip(self.item_shapes.iter().zip(&self.param.top))
+            {
+                if item != want {
+                    return Err(fail(format!(
+                        "dataset '{top}' has items of shape ({}) but the first file's are ({})",
+                        shape_text(item),
+                        shape_text(want)
+                    )));
+                }
+            }
+        }
+        self.row_order = (0..rows).collect();
+        if self.shuffle {
+            self.row_order.shuffle(&mut self.rng);
+        }
+        self.current = Some(FileData { blobs, rows });
+        Ok(())
+    }
+
+    /// Caffe's Next(): one row on; at a file's end, the next file (reshuffling
+    /// the file order at the end of the list) and the rows reshuffled.
+    fn advance(&mut self) -> LayerResult<()> {
+        self.current_row += 1;
+        let rows = self.current.as_ref().map_or(0, |f| f.rows);
+        if self.current_row == rows {
+            if self.files.len() > 1 {
+                self.current_file += 1;
+                if self.current_file == self.files.len() {
+                    self.current_file = 0;
+                    if self.shuffle {
+                        self.file_order.shuffle(&mut self.rng);
+                    }
+                }
+                self.load_file(self.file_order[self.current_file])?;
+            }
+            self.current_row = 0;
+            if self.shuffle {
+                self.row_order.shuffle(&mut self.rng);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Layer for Hdf5DataLayer {
+    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+        if !bottoms.is_empty() {
+            layer_bail!("HDF5Data takes no bottom blobs, got {}", bottoms.len());
+        }
+        check_tops(&self.param, 1, usize::MAX)?;
+        let hp = self.param.hdf5_data_param.clone().unwrap_or_default();
+        let source = match &hp.source {
+            Some(s) if !s.is_empty() => PathBuf::from(s),
+            _ => layer_bail!("hdf5_data_param.source is required"),
+        };
+        self.batch_size = hp.batch_size() as usize;
+        if self.batch_size == 0 {
+            layer_bail!("hdf5_data_param.batch_size must be positive");
+        }
+        self.shuffle = hp.shuffle();
+        self.files = Self::read_list(&source)?;
+        info!(
+            "hdf5_data_layer.cpp:94",
+            "Number of HDF5 files: {}",
+            self.files.len()
+        );
+        if self.files.is_empty() {
+            layer_bail!(
+                "Must have at least 1 HDF5 filename listed in {}",
+                source.display()
+            );
+        }
+        self.rng = StdRng::seed_from_u64(if self.shuffle { draw_seed() } else { 0 });
+        self.file_order = (0..self.files.len()).collect();
+        if self.shuffle {
+            self.file_order.shuffle(&mut self.rng);
+        }
+        self.current_file = 0;
+        self.item_shapes.clear();
+        self.load_file(self.file_order[0])?;
+        self.current_row = 0;
+        let current = self.current.as_ref().map(|f| &f.blobs[..]).unwrap_or(&[]);
+        self.item_shapes = current.iter().map(|(item, _)| item.clone()).collect();
+        let tops = self
+            .item_shapes
+            .iter()
+            .map(|item| {
+                let mut s = vec![self.batch_size as i64];
+                s.extend_from_slice(item);
+                s
+            })
+            .collect();
+        Ok(SetupOut {
+            tops,
+            params: vec![],
+        })
+    }
+
+    fn forward(
+        &mut self,
+        ctx: &Ctx,
+        _bottoms: &[Tensor],
+        _params: &[Tensor],
+    ) -> LayerResult<Vec<Tensor>> {
+        let item_sizes: Vec<usize> = self
+            .item_shapes
+            .iter()
+            .map(|s| s.iter().product::<i64>() as usize)
+            .collect();
+        let mut out: Vec<Vec<f32>> = item_sizes
+            .iter()
+            .map(|&n| Vec::with_capacity(n * self.batch_size))
+            .collect();
+        for _ in 0..self.batch_size {
+            let Some(file) = self.current.as_ref() else {
+                layer_bail!("forward before setup")
+            };
+            let row = self.row_order[self.current_row];
+            for (j, (_, values)) in file.blobs.iter().enumerate() {
+                let n = item_sizes[j];
+                out[j].extend_from_slice(&values[row * n..(row + 1) * n]);
+            }
+            self.advance()?;
+        }
+        let mut tops = Vec::with_capacity(out.len());
+        for (values, item) in out.iter().zip(&self.item_shapes) {
+            let mut shape = vec![self.batch_size as i64];
+            shape.extend_from_slice(item);
+            tops.push(
+                Tensor::f_from_slice(values)?
+                    .f_view(shape.as_slice())?
+                    .f_to_device(ctx.device)?,
+            );
+        }
+        Ok(tops)
+    }
+
+    fn params_learnable(&self) -> bool {
+        false
+    }
+}
+
+// ------------------------------------------------------------------ HDF5Output
+
+/// Caffe's `HDF5Output` layer: each forward writes the batch of its two bottoms
+/// as the datasets "data" and "label" (4-D, Caffe's num/channels/height/width
+/// view). Caffe creates the datasets anew in a file it keeps open, so only its
+/// first forward succeeds; here each forward replaces them (the file holds the
+/// latest batch).
+pub struct Hdf5OutputLayer {
+    param: LayerParameter,
+    file_name: PathBuf,
+}
+
+impl Hdf5OutputLayer {
+    fn new(p: &LayerParameter) -> Self {
+        Hdf5OutputLayer {
+            param: p.clone(),
+            file_name: PathBuf::new(),
+        }
+    }
+}
+
+/// A shape in Caffe's legacy 4-D view (num, channels, height, width).
+fn legacy_4d(shape: &[i64]) -> LayerResult<Shape> {
+    if shape.len() > 4 {
+        layer_bail!(
+            "cannot write a {}-D blob ({}): HDF5Output writes 4-D (num, channels, height, width)",
+            shape.len(),
+            shape_text(shape)
+        );
+    }
+    Ok((0..4).map(|i| shape.get(i).copied().unwrap_or(1)).collect())
+}
+
+impl Layer for Hdf5OutputLayer {
+    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+        if bottoms.len() != 2 {
+            layer_bail!(
+                "HDF5Output takes 2 bottom blobs (data, label), got {}",
+                bottoms.len()
+            );
+        }
+        if !self.param.top.is_empty() {
+            layer_bail!("HDF5Output has no top blobs, got {}", self.param.top.len());
+        }
+        if bottoms[0].first() != bottoms[1].first() {
+            layer_bail!(
+                "data and label must have the same batch size: ({}) vs ({})",
+                shape_text(&bottoms[0]),
+                shape_text(&bottoms[1])
+            );
+        }
+        legacy_4d(&bottoms[0])?;
+        legacy_4d(&bottoms[1])?;
+        let op = self.param.hdf5_output_param.clone().unwrap_or_default();
+        self.file_name = match &op.file_name {
+            Some(f) if !f.is_empty() => PathBuf::from(f),
+            _ => layer_bail!("hdf5_output_param.file_name is required"),
+        };
+        // Caffe creates (truncates) the file at set-up.
+        h5::create(&self.file_name)
+            .map_err(|e| super::LayerError(format!("HDF5Output {}: {e}", self.param.name())))?;
+        Ok(SetupOut {
+            tops: vec![],
+            params: vec![],
+        })
+    }
+
+    fn forward(
+        &mut self,
+        _ctx: &Ctx,
+        bottoms: &[Tensor],
+        _params: &[Tensor],
+    ) -> LayerResult<Vec<Tensor>> {
+        info!(
+            "hdf5_output_layer.cpp:32",
+            "Saving HDF5 file {}",
+            self.file_name.display()
+        );
+        let fail = |msg: String| {
+            super::LayerError(format!(
+                "HDF5Output {}: file {}: {msg}",
+                self.param.name(),
+                self.file_name.display()
+            ))
+        };
+        let file =
+            ::hdf5::File::append(&self.file_name).map_err(|e| fail(format!("cannot open: {e}")))?;
+        for (name, blob) in ["data", "label"].iter().zip(bottoms) {
+            let shape = legacy_4d(&blob.size())?;
+            let flat = blob
+                .f_detach()?
+                .f_to_device(tch::Device::Cpu)?
+                .f_to_kind(Kind::Float)?
+                .f_contiguous()?
+                .f_view([-1])?;
+            let values = Vec::<f32>::try_from(&flat)?;
+            h5::write_f32(&file, name, &shape, &values).map_err(&fail)?;
+        }
+        info!(
+            "hdf5_output_layer.cpp:52",
+            "Successfully saved {} rows",
+            bottoms[0].size()[0]
+        );
+        Ok(vec![])
+    }
+
+    fn params_learnable(&self) -> bool {
+        false
+    }
+}
