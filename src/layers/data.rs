@@ -206,11 +206,24 @@ impl BatchBuilder {
 
 pub(super) fn batch_tops(batch: Batch, device: Device) -> LayerResult<Vec<Tensor>> {
     let data = Tensor::f_from_slice(&batch.data)?.f_view(batch.shape)?;
-    let mut tops = vec![data.f_to_device(device)?];
+    let mut tops = vec![to_net_device(data, device)?];
     if let Some(l) = batch.label {
-        tops.push(Tensor::f_from_slice(&l)?.f_to_device(device)?);
+        tops.push(to_net_device(Tensor::f_from_slice(&l)?, device)?);
     }
     Ok(tops)
+}
+
+/// Moves a host batch to the net's device. For CUDA the batch goes through
+/// pinned (page-locked) memory so the copy is a fast, asynchronous DMA.
+fn to_net_device(t: Tensor, device: Device) -> LayerResult<Tensor> {
+    match device {
+        Device::Cpu => Ok(t),
+        Device::Cuda(_) => {
+            let pinned = t.f_pin_memory(device)?;
+            Ok(pinned.f_to_device_(device, pinned.kind(), true, false)?)
+        }
+        other => Ok(t.f_to_device(other)?),
+    }
 }
 
 pub(super) fn check_tops(lp: &LayerParameter, min: usize, max: usize) -> LayerResult<usize> {

@@ -67,6 +67,14 @@ pub struct Param {
     diff_cleared: bool,
 }
 
+/// Caffe's debug figure for a blob: its L1 norm divided by its element count.
+pub fn mean_abs(t: &Tensor) -> f64 {
+    if t.numel() == 0 {
+        return 0.0;
+    }
+    tch::no_grad(|| t.detach().to_kind(Kind::Double).abs().mean(Kind::Double).double_value(&[]))
+}
+
 impl Param {
     /// Adds a gradient into the diff (the first one after a clear replaces it).
     pub fn accumulate(&mut self, grad: &Tensor) {
@@ -144,6 +152,8 @@ pub struct Net {
     /// For benchmarks of deploy nets (no loss layer): backward from Σ outputs,
     /// as `caffe time` on such nets still runs every layer's backward.
     outputs_as_loss: bool,
+    /// Caffe's debug_info: log each blob's mean |value| and |diff| per layer.
+    debug_info: bool,
     source: NetSource,
 }
 
@@ -203,6 +213,7 @@ impl Net {
             iteration: i64::MAX,
             loss: None,
             outputs_as_loss: false,
+            debug_info: param.debug_info(),
             source: source.clone(),
         };
         let mut param_owner_by_name: HashMap<String, usize> = HashMap::new();
@@ -442,6 +453,14 @@ impl Net {
         self.outputs_as_loss = on;
     }
 
+    /// Caffe's `debug_info`: per-layer mean |data| on forward, mean |diff| on backward.
+    pub fn set_debug_info(&mut self, on: bool) {
+        self.debug_info = on;
+    }
+    pub fn debug_info(&self) -> bool {
+        self.debug_info
+    }
+
     /// DropIn's τ: the solver's iteration. Nets outside a solver default to fully grown.
     pub fn set_iteration(&mut self, iteration: i64) {
         self.iteration = iteration;
@@ -524,8 +543,27 @@ impl Net {
                 t.forward_ms.push(started.elapsed().as_secs_f64() * 1e3);
                 t.bottom_src.push(e.bottoms.iter().map(|&b| producer[b]).collect());
                 t.bottoms.push(bottoms.iter().map(|b| b.shallow_clone()).collect());
-                t.params.push(params);
+                t.params.push(params.iter().map(|p| p.shallow_clone()).collect());
                 t.tops.push(tops.iter().map(|b| b.shallow_clone()).collect());
+            }
+            if self.debug_info && trace.is_none() {
+                for (j, t) in tops.iter().enumerate() {
+                    info!(
+                        "net.cpp:617",
+                        "    [Forward] Layer {}, top blob {} data: {}",
+                        e.param.name(),
+                        self.blob_names[e.tops[j]],
+                        crate::log::fmt_g(mean_abs(t), 6)
+                    );
+                }
+                for (j, p) in params.iter().enumerate() {
+                    info!(
+                        "net.cpp:629",
+                        "    [Forward] Layer {}, param blob {j} data: {}",
+                        e.param.name(),
+                        crate::log::fmt_g(mean_abs(p), 6)
+                    );
+                }
             }
             for (j, t) in tops.into_iter().enumerate() {
                 let id = e.tops[j];
@@ -582,7 +620,57 @@ impl Net {
 
     /// Backward: adds d(loss)/d(param) into each learnable param's diff.
     pub fn backward(&mut self) -> Result<()> {
+        if self.debug_info {
+            self.backward_impl(true)?;
+            self.log_backward_debug();
+            return Ok(());
+        }
         self.backward_impl(false)
+    }
+
+    /// Caffe's `[Backward]` debug lines, in reverse layer order.
+    fn log_backward_debug(&self) {
+        for e in self.layers.iter().rev() {
+            for (k, &b) in e.bottoms.iter().enumerate() {
+                if let (true, Some(d)) = (e.propagate_down[k], self.diffs[b].as_ref()) {
+                    info!(
+                        "net.cpp:645",
+                        "    [Backward] Layer {}, bottom blob {} diff: {}",
+                        e.param.name(),
+                        self.blob_names[b],
+                        crate::log::fmt_g(mean_abs(d), 6)
+                    );
+                }
+            }
+            for (j, &slot) in e.params.iter().enumerate() {
+                let owner = &self.learnable[self.param_slots[slot].owner];
+                if owner.data.requires_grad() {
+                    info!(
+                        "net.cpp:656",
+                        "    [Backward] Layer {}, param blob {j} diff: {}",
+                        e.param.name(),
+                        crate::log::fmt_g(mean_abs(&owner.diff), 6)
+                    );
+                }
+            }
+        }
+        let (mut l1d, mut l1g, mut l2d, mut l2g) = (0.0, 0.0, 0.0, 0.0);
+        for p in &self.learnable {
+            let d = p.data.detach().to_kind(Kind::Double);
+            let g = p.diff.to_kind(Kind::Double);
+            l1d += d.abs().sum(Kind::Double).double_value(&[]);
+            l1g += g.abs().sum(Kind::Double).double_value(&[]);
+            l2d += d.square().sum(Kind::Double).double_value(&[]);
+            l2g += g.square().sum(Kind::Double).double_value(&[]);
+        }
+        info!(
+            "net.cpp:672",
+            "    [Backward] All net params (data, diff): L1 norm = ({}, {}); L2 norm = ({}, {})",
+            crate::log::fmt_g(l1d, 6),
+            crate::log::fmt_g(l1g, 6),
+            crate::log::fmt_g(l2d.sqrt(), 6),
+            crate::log::fmt_g(l2g.sqrt(), 6)
+        );
     }
 
     /// Backward that also records every blob's diff (pycaffe's `net.blobs[x].diff`).

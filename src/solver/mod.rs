@@ -447,6 +447,10 @@ impl Solver {
         merge_state(&mut state, p.train_state.as_ref());
         let mut net_param = net_param;
         net_param.state = Some(state.clone());
+        // The solver's debug_info turns on the train net's (as Caffe does).
+        if p.debug_info() {
+            net_param.debug_info = Some(true);
+        }
         Net::from_param_upgrading(net_param, &state, source, self.device)
     }
 
@@ -754,6 +758,7 @@ impl Solver {
         let l1 = self.param.regularization_type() == "L1";
         let kind = self.kind;
         let history = &self.history;
+        let debug = self.net.debug_info();
         let params = self.net.learnable_params_mut();
         let n = params.len();
         tch::no_grad(|| -> Result<()> {
@@ -805,6 +810,17 @@ impl Solver {
                 };
                 update(&mut p.diff, &mut h, local_rate, &hp)?;
                 let _ = p.data.f_sub_(&p.diff)?;
+                if debug {
+                    // Caffe's [Update] line names the layer and the blob index.
+                    let (layer, index) = p.display.rsplit_once('[').unwrap_or((p.display.as_str(), "0]"));
+                    info!(
+                        "net.cpp:684",
+                        "    [Update] Layer {layer}, param {} data: {}; diff: {}",
+                        index.trim_end_matches(']'),
+                        g(crate::net::mean_abs(&p.data) as f32),
+                        g(crate::net::mean_abs(&p.diff) as f32)
+                    );
+                }
             }
             Ok(())
         })
