@@ -28,3 +28,11 @@ fn unknown_and_python_layers_are_clear_errors() {
     let e = caffe_tch::layers::create_layer(&lp).err().unwrap().0;
     assert_eq!(e, "Python layers are not supported: layer py (m.L)");
 }
+
+#[test]
+fn every_registered_layer_names_an_existing_source_file() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/layers");
+    for info in caffe_tch::layers::REGISTRY.iter() {
+        assert!(dir.join(info.family).exists(), "{}: src/layers/{} does not exist", info.type_name, info.family);
+    }
+}
