@@ -317,33 +317,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tools::forward::run(&model, opts, &o)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::ConvertMnistData(a) => {
-            tools::convert_mnist_data::main(&a.args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::ConvertImageset(a) => {
-            tools::convert_imageset::main(&a.args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::ComputeImageMean(a) => {
-            tools::compute_image_mean::main(&a.args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::ExtractFeatures(a) => {
-            tools::extract_features::main(&a.args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Data(a) => {
-            tools::data_step::main(&a.args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Plot(a) => {
-            tools::plot::main(&a.args)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::ParseLog(a) => {
-            tools::parse_log::main(&a.args)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::ConvertMnistData(a) => tool(tools::convert_mnist_data::main, &a.args),
+        Command::ConvertImageset(a) => tool(tools::convert_imageset::main, &a.args),
+        Command::ComputeImageMean(a) => tool(tools::compute_image_mean::main, &a.args),
+        Command::ExtractFeatures(a) => tool(tools::extract_features::main, &a.args),
+        Command::Data(a) => tool(tools::data_step::main, &a.args),
+        Command::Plot(a) => tool(tools::plot::main, &a.args),
+        Command::ParseLog(a) => tool(tools::parse_log::main, &a.args),
     }
+}
+
+/// The tools that parse their own Caffe-style arguments.
+fn tool(main: fn(&[String]) -> caffe_tch::Result<()>, args: &[String]) -> Result<ExitCode> {
+    main(args)?;
+    Ok(ExitCode::SUCCESS)
 }
