@@ -213,6 +213,13 @@ pub(super) fn batch_tops(batch: Batch, device: Device) -> LayerResult<Vec<Tensor
     Ok(tops)
 }
 
+/// The next prefetched batch as tops on `device` (the forward of every
+/// prefetching data layer).
+pub(super) fn next_tops(prefetch: &mut Option<Prefetcher>, device: Device) -> LayerResult<Vec<Tensor>> {
+    let Some(p) = prefetch.as_mut() else { layer_bail!("forward before setup") };
+    batch_tops(p.next()?, device)
+}
+
 /// Moves a host batch to the net's device. For CUDA the batch goes through
 /// pinned (page-locked) memory so the copy is a fast, asynchronous DMA.
 fn to_net_device(t: Tensor, device: Device) -> LayerResult<Tensor> {
@@ -354,13 +361,7 @@ impl Layer for DataLayer {
     }
 
     fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
-        let Some(p) = self.prefetch.as_mut() else { layer_bail!("forward before setup") };
-        let batch = p.next()?;
-        batch_tops(batch, ctx.device)
-    }
-
-    fn params_learnable(&self) -> bool {
-        false
+        next_tops(&mut self.prefetch, ctx.device)
     }
 }
 
@@ -542,13 +543,7 @@ impl Layer for ImageDataLayer {
     }
 
     fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
-        let Some(p) = self.prefetch.as_mut() else { layer_bail!("forward before setup") };
-        let batch = p.next()?;
-        batch_tops(batch, ctx.device)
-    }
-
-    fn params_learnable(&self) -> bool {
-        false
+        next_tops(&mut self.prefetch, ctx.device)
     }
 }
 
@@ -626,10 +621,6 @@ impl Layer for MemoryDataLayer {
         // New arrays restart from their first item, as Caffe's Reset does.
         self.pos = 0;
         Ok(())
-    }
-
-    fn params_learnable(&self) -> bool {
-        false
     }
 }
 
@@ -716,9 +707,5 @@ impl Layer for DummyDataLayer {
             tops.push(t);
         }
         Ok(tops)
-    }
-
-    fn params_learnable(&self) -> bool {
-        false
     }
 }

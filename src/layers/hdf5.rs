@@ -263,10 +263,6 @@ impl Layer for Hdf5DataLayer {
         }
         Ok(tops)
     }
-
-    fn params_learnable(&self) -> bool {
-        false
-    }
 }
 
 // ------------------------------------------------------------------ HDF5Output
@@ -373,9 +369,5 @@ impl Layer for Hdf5OutputLayer {
             bottoms[0].size()[0]
         );
         Ok(vec![])
-    }
-
-    fn params_learnable(&self) -> bool {
-        false
     }
 }

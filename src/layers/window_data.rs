@@ -32,7 +32,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::Tensor;
 
-use super::data::{batch_tops, check_tops, draw_seed, shape_text, Batch, BatchSource, Prefetcher};
+use super::data::{check_tops, draw_seed, next_tops, shape_text, Batch, BatchSource, Prefetcher};
 use super::registry::LayerInfo;
 use super::{Ctx, Layer, LayerError, LayerResult, SetupOut, Shape};
 use crate::data::image::{self, ColorMode, Image};
@@ -510,12 +510,6 @@ impl Layer for WindowDataLayer {
     }
 
     fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
-        let Some(p) = self.prefetch.as_mut() else { layer_bail!("forward before setup") };
-        let batch = p.next()?;
-        batch_tops(batch, ctx.device)
-    }
-
-    fn params_learnable(&self) -> bool {
-        false
+        next_tops(&mut self.prefetch, ctx.device)
     }
 }
