@@ -102,6 +102,8 @@ class Log:
         self.done = False
         self.stopped_early = False
         first = last = None
+        self.segments = 0  # `caffe train` processes in the log: > 1 when run.sh resumed it
+        wall = 0.0
         test_start = None
         self.test_seconds = 0.0
         pending = None  # iteration of the test pass being read
@@ -110,6 +112,12 @@ class Log:
                 pm = PREFIX_RE.match(line)
                 t = timestamp(pm, 2000) if pm else None
                 if t is not None:
+                    if "Initializing solver from parameters" in line:
+                        # A new process (a resume): the time between processes is not the run's.
+                        if first is not None and last is not None:
+                            wall += (last - first).total_seconds() % (365 * 86400)
+                        first = None
+                        self.segments += 1
                     if first is None:
                         first = t
                     last = t
@@ -136,9 +144,9 @@ class Log:
                     self.stopped_early = True
                 if line.rstrip().endswith("Optimization Done."):
                     self.done = True
-        self.wall_seconds = (last - first).total_seconds() if first and last else None
-        if self.wall_seconds is not None and self.wall_seconds < 0:  # a log across New Year
-            self.wall_seconds += 365 * 86400
+        if first and last:
+            wall += (last - first).total_seconds() % (365 * 86400)  # modulo: a log across New Year
+        self.wall_seconds = wall if first or wall else None
 
     @property
     def complete(self):

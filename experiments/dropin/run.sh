@@ -6,11 +6,12 @@
 #   experiments/dropin/run.sh [--grid required|full|regularization] [--configs "c1 c2"]
 #                             [--seeds "1 2"] [--iters N] [--jobs J] [--gpu ID]
 #                             [--results DIR] [--work DIR] [--test-interval N]
-#                             [--dry-run] [--no-report]
+#                             [--snapshot-every N] [--dry-run] [--no-report]
 #
 # A config is a solver name without `_solver` (solvers/<config>_solver.prototxt).
 # Runs are resumable: a run whose log ends with "Optimization Done." is skipped;
-# a run in progress writes <log>.partial and renames it when it finishes.
+# a run in progress writes <log>.partial and renames it when it finishes; a stopped
+# run goes on from its newest snapshot (every --snapshot-every iterations, 1000).
 # See experiments/dropin/README.md.
 set -euo pipefail
 
@@ -31,6 +32,7 @@ WORK="snapshots/dropin"
 TEST_INTERVAL=""
 DRY_RUN=0
 DO_REPORT=1
+SNAPSHOT_EVERY=1000
 
 usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "run.sh: $*" >&2; exit 2; }
@@ -47,6 +49,7 @@ while [[ $# -gt 0 ]]; do
     --results) need "$@"; RESULTS=$2; shift 2 ;;
     --work) need "$@"; WORK=$2; shift 2 ;;
     --test-interval) need "$@"; TEST_INTERVAL=$2; shift 2 ;;
+    --snapshot-every) need "$@"; SNAPSHOT_EVERY=$2; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     --no-report) DO_REPORT=0; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -59,6 +62,7 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 [[ -z $TEST_INTERVAL ]] || { is_uint "$TEST_INTERVAL" && (( TEST_INTERVAL > 0 )); } \
   || die "--test-interval must be a positive integer"
 is_uint "$JOBS" && (( JOBS > 0 )) || die "--jobs must be a positive integer"
+is_uint "$SNAPSHOT_EVERY" && (( SNAPSHOT_EVERY > 0 )) || die "--snapshot-every must be a positive integer"
 [[ -z $GPU ]] || is_uint "$GPU" || die "--gpu takes one device id"
 for s in $SEEDS; do is_uint "$s" || die "seeds must be non-negative integers, got '$s'"; done
 [[ -n ${SEEDS// /} ]] || die "--seeds is empty"
@@ -77,6 +81,15 @@ CORES=$(nproc)
 THREADS=$(( CORES / JOBS ))
 (( THREADS >= 1 )) || THREADS=1
 
+solver_snapshot() { sed -n 's/^snapshot: *\([0-9]*\).*/\1/p' "solvers/$1_solver.prototxt" | head -n 1; }
+# Snapshots every SNAPSHOT_EVERY iterations at most, so a stopped run loses little.
+snapshot_every() {
+  local every=$SNAPSHOT_EVERY own
+  own=$(solver_snapshot "$1")
+  if [[ -n $own ]] && (( own > 0 && own < every )); then every=$own; fi
+  echo "$every"
+}
+
 solver_max_iter() { sed -n 's/^max_iter: *\([0-9]*\).*/\1/p' "solvers/$1_solver.prototxt" | head -n 1; }
 
 # <config>[_it<N>][_gpu]_seed<k>: _it<N> only when N differs from the solver's max_iter.
@@ -91,6 +104,22 @@ run_name() {
 is_complete() {
   [[ -f $1 ]] && tail -n 1 "$1" | grep -q 'Optimization Done\.$' \
     && ! grep -q 'Optimization stopped early\.' "$1"
+}
+
+# The newest snapshot of a run's unfinished log: "<iter> <solverstate>", or nothing.
+# Only a snapshot whose "Snapshotting solver state" line is in the log counts, so
+# the log can be cut back to the moment the state was written.
+latest_snapshot() {
+  local log=$1 dir=$2 best=-1 state="" f n
+  [[ -f $log ]] || return 0
+  for f in "$dir"/snapshots/*_iter_*.solverstate; do
+    [[ -f $f ]] || continue
+    n=${f##*_iter_}; n=${n%.solverstate}
+    is_uint "$n" || continue
+    grep -qF "Snapshotting solver state to binary proto file $f" "$log" || continue
+    if (( n > best )); then best=$n; state=$f; fi
+  done
+  [[ -z $state ]] || echo "$best $state"
 }
 
 LOGS="$RESULTS/logs"
@@ -108,7 +137,10 @@ if [[ $DRY_RUN == 1 ]]; then
     if [[ -n $ITERS && $config =~ _d([0-9]+)$ ]] && (( ITERS <= BASH_REMATCH[1] )); then
       echo "  note  $name: $ITERS iterations do not complete the DropIn ramp (d = ${BASH_REMATCH[1]})"
     fi
-    if is_complete "$LOGS/$name.log"; then echo "  done  $name"; else echo "  todo  $name"; fi
+    if is_complete "$LOGS/$name.log"; then echo "  done  $name"
+    elif snap=$(latest_snapshot "$LOGS/$name.log.partial" "$WORK/$name") && [[ -n $snap ]]; then
+      echo "  todo  $name (goes on from iteration ${snap%% *})"
+    else echo "  todo  $name"; fi
   done
   exit 0
 fi
@@ -136,8 +168,24 @@ run_one() {
   local config=$1 seed=$2 name=$3
   local log="$LOGS/$name.log" dir="$WORK/$name"
   local solver="$dir/solver.prototxt"
-  rm -rf "$dir" && mkdir -p "$dir/snapshots"
-  local replaced='max_iter|random_seed|snapshot_prefix'
+  local resume_args=() resumed_from=""
+  local snap
+  snap=$(latest_snapshot "$log.partial" "$dir")
+  if [[ -n $snap ]]; then
+    # Resume: keep the log up to the snapshot's line and go on from the state, as
+    # `caffe train -snapshot` would (the data cursor starts again at the DB's first
+    # record, as in Caffe; the .meta file records each resume).
+    read -r resumed_from state <<< "$snap"
+    local line
+    line=$(grep -nF "Snapshotting solver state to binary proto file $state" "$log.partial" | tail -n 1 | cut -d: -f1)
+    head -n "$line" "$log.partial" > "$log.partial.cut" && mv "$log.partial.cut" "$log.partial"
+    resume_args=(-snapshot "$state")
+    echo "$resumed_from" >> "$dir/resumed"
+  else
+    rm -rf "$dir" && mkdir -p "$dir/snapshots"
+    : > "$log.partial"
+  fi
+  local replaced='max_iter|random_seed|snapshot_prefix|snapshot'
   [[ -z $TEST_INTERVAL ]] || replaced+='|test_interval'
   {
     grep -Ev "^($replaced):" "solvers/${config}_solver.prototxt"
@@ -145,6 +193,7 @@ run_one() {
     echo "max_iter: ${ITERS:-$(solver_max_iter "$config")}"
     [[ -z $TEST_INTERVAL ]] || echo "test_interval: $TEST_INTERVAL"
     echo "random_seed: $seed"
+    echo "snapshot: $(snapshot_every "$config")"
     echo "snapshot_prefix: \"$dir/snapshots/$config\""
   } > "$solver"
   local gpu_args=()
@@ -153,12 +202,14 @@ run_one() {
   start=$(date +%s)
   echo "[start] $name ($THREADS threads)"
   GLOG_logtostderr=1 OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS \
-    "$CAFFE" train -solver "$solver" "${gpu_args[@]}" > "$dir/stdout" 2> "$log.partial" &
+    "$CAFFE" train -solver "$solver" "${resume_args[@]}" "${gpu_args[@]}" >> "$dir/stdout" 2>> "$log.partial" &
   local pid=$!
   trap 'kill "$pid" 2>/dev/null; exit 143' TERM INT
   wait "$pid" || rc=$?
   trap - TERM INT
   local wall=$(( $(date +%s) - start ))
+  echo "$wall" >> "$dir/wall"
+  wall=$(awk '{ s += $1 } END { print s + 0 }' "$dir/wall")
   if [[ $rc == 0 ]] && is_complete "$log.partial"; then
     cat > "$LOGS/$name.meta" <<EOF
 config=$config
@@ -176,6 +227,7 @@ dataset=$DATASET
 commit=$COMMIT
 finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 wall_s=$wall
+resumed_from=$(paste -sd, "$dir/resumed" 2>/dev/null || true)
 EOF
     mv "$log.partial" "$log"
     local acc
