@@ -1,454 +1,35 @@
-//! Protobuf text format (prototxt) parser, driven by the schema's descriptors.
-//!
-//! It accepts what protobuf's own `TextFormat` parser accepts in Caffe files of
-//! every vintage, reports errors with the exact line and column of the
-//! offending token, records where each top-level repeated message element
-//! began (so later errors can point at a layer), and in lenient mode skips
-//! fields and enum values the schema does not know, with a warning.
-//!
-//! Columns count characters (a tab is one column), starting at 1.
-use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::path::Path;
+//! The parser: fields by the schema's descriptors, values by field kind,
+//! `--lenient` skipping, and the source map of top-level repeated elements.
 
-use prost::bytes::Bytes;
-use prost_reflect::{DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value};
+use super::lexer::{LexError, Lexer, TokKind, Token};
+use super::*;
 
-use crate::error::{Error, Location};
-
-/// Parser options.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TextOptions {
-    /// Skip unknown fields and unknown enum values with a warning instead of failing.
-    pub lenient: bool,
-}
-
-/// A non-fatal problem found while parsing (only in lenient mode).
-#[derive(Debug, Clone)]
-pub struct Warning {
-    pub loc: Location,
-    pub msg: String,
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: warning: {}", self.loc, self.msg)
-    }
-}
-
-/// Where each element of the top-level repeated message fields started,
-/// e.g. `("layer", 3)` → the location of the fourth `layer {`.
-#[derive(Debug, Clone, Default)]
-pub struct SourceMap {
-    file: String,
-    elements: HashMap<String, Vec<Location>>,
-}
-
-impl SourceMap {
-    /// The start of element `index` of top-level repeated message field `field`.
-    pub fn element(&self, field: &str, index: usize) -> Option<&Location> {
-        self.elements.get(field).and_then(|v| v.get(index))
-    }
-    /// The starts of all elements of top-level repeated message field `field`.
-    pub fn elements(&self, field: &str) -> &[Location] {
-        self.elements.get(field).map(|v| v.as_slice()).unwrap_or(&[])
-    }
-    /// The file name the text was parsed under.
-    pub fn file(&self) -> &str {
-        &self.file
-    }
-}
-
-/// A parsed message with its source map and any warnings.
-#[derive(Debug, Clone)]
-pub struct Parsed<M> {
-    pub message: M,
-    pub source_map: SourceMap,
-    pub warnings: Vec<Warning>,
-}
-
-/// Parses `text` as a message of type `desc`. `file` names the source in locations.
-pub fn parse_dynamic(
-    text: &str,
-    file: &str,
-    desc: &MessageDescriptor,
-    opts: TextOptions,
-) -> crate::Result<Parsed<DynamicMessage>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut p = Parser::new(text, file, opts)?;
-    let mut msg = DynamicMessage::new(desc.clone());
-    p.parse_fields(&mut msg, None)?;
-    Ok(Parsed { message: msg, source_map: p.source_map, warnings: p.warnings })
-}
-
-/// Parses `text` as a message of type `M`.
-pub fn parse_str<M: prost::Message + prost::Name + Default>(
-    text: &str,
-    file: &str,
-    opts: TextOptions,
-) -> crate::Result<Parsed<M>> {
-    let desc = super::descriptor_of::<M>();
-    let parsed = parse_dynamic(text, file, &desc, opts)?;
-    let bytes = prost::Message::encode_to_vec(&parsed.message);
-    let message = M::decode(bytes.as_slice()).map_err(|e| Error::Parse {
-        loc: Location { file: file.to_string(), line: 0, col: 0 },
-        msg: format!("internal error: parsed {} does not decode: {e}", M::full_name()),
-    })?;
-    Ok(Parsed { message, source_map: parsed.source_map, warnings: parsed.warnings })
-}
-
-/// Reads and parses a prototxt file as a message of type `M`.
-pub fn read_file<M: prost::Message + prost::Name + Default>(
-    path: &Path,
-    opts: TextOptions,
-) -> crate::Result<Parsed<M>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let file = path.display().to_string();
-    let text = check_text(&bytes, &file)?;
-    parse_str(text, &file, opts)
-}
-
-/// Like [`read_file`], but a file with no fields at all (empty, or only
-/// comments) is an error: protobuf accepts it, yet no net or solver is an empty message.
-pub fn read_file_nonempty<M: prost::Message + prost::Name + Default>(
-    path: &Path,
-    opts: TextOptions,
-) -> crate::Result<Parsed<M>> {
-    let parsed = read_file::<M>(path, opts)?;
-    if parsed.message.encoded_len() == 0 {
-        return Err(Error::Parse {
-            loc: Location { file: path.display().to_string(), line: 1, col: 1 },
-            msg: format!("the file defines nothing: expected a {} in protobuf text format", M::full_name()),
-        });
-    }
-    Ok(parsed)
-}
-
-/// Checks that `bytes` are UTF-8 text without NUL bytes; the error points at the first bad byte.
-fn check_text<'a>(bytes: &'a [u8], file: &str) -> crate::Result<&'a str> {
-    let (valid, bad) = match std::str::from_utf8(bytes) {
-        Ok(s) => (s, None),
-        Err(e) => {
-            let n = e.valid_up_to();
-            // The prefix is valid UTF-8 by construction.
-            (std::str::from_utf8(&bytes[..n]).unwrap_or(""), Some(n))
-        }
-    };
-    let nul = valid.find('\0');
-    let at = match (nul, bad) {
-        (Some(n), _) => n,
-        (None, Some(b)) => b,
-        (None, None) => return Ok(valid),
-    };
-    let (line, col) = line_col(&valid[..at]);
-    let byte = bytes.get(at).copied().unwrap_or(0);
-    Err(Error::Parse {
-        loc: Location { file: file.to_string(), line, col },
-        msg: format!("not a text file: {} byte 0x{byte:02x} (is this a binary file?)",
-            if nul == Some(at) { "NUL" } else { "invalid UTF-8" }),
-    })
-}
-
-/// The 1-based line and column just after `prefix`.
-fn line_col(prefix: &str) -> (usize, usize) {
-    let line = prefix.matches('\n').count() + 1;
-    let last = prefix.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    (line, prefix[last..].chars().count() + 1)
-}
-
-// ---------------------------------------------------------------------------
-// Tokenizer
-
-#[derive(Debug, Clone, PartialEq)]
-enum TokKind {
-    Ident,
-    Int,
-    Float,
-    /// A string literal, already unescaped.
-    Str(Vec<u8>),
-    Sym(char),
-    End,
-}
-
-#[derive(Debug, Clone)]
-struct Token {
-    kind: TokKind,
-    start: usize,
-    end: usize,
-    line: usize,
-    col: usize,
-}
-
-struct Lexer<'a> {
-    src: &'a str,
-    pos: usize,
-    line: usize,
-    col: usize,
-}
-
-/// A tokenizer error: position and message.
-struct LexError {
-    line: usize,
-    col: usize,
-    msg: String,
-}
-
-impl<'a> Lexer<'a> {
-    fn peek(&self) -> Option<char> {
-        self.src[self.pos..].chars().next()
-    }
-    fn peek_at(&self, n: usize) -> Option<char> {
-        self.src[self.pos..].chars().nth(n)
-    }
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek()?;
-        self.pos += c.len_utf8();
-        if c == '\n' {
-            self.line += 1;
-            self.col = 1;
-        } else {
-            self.col += 1;
-        }
-        Some(c)
-    }
-    fn err(&self, line: usize, col: usize, msg: impl Into<String>) -> LexError {
-        LexError { line, col, msg: msg.into() }
-    }
-
-    fn skip_space(&mut self) {
-        while let Some(c) = self.peek() {
-            match c {
-                ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c' => {
-                    self.bump();
-                }
-                '#' => {
-                    while let Some(c) = self.peek() {
-                        if c == '\n' {
-                            break;
-                        }
-                        self.bump();
-                    }
-                }
-                _ => break,
-            }
-        }
-    }
-
-    fn next(&mut self) -> Result<Token, LexError> {
-        self.skip_space();
-        let (start, line, col) = (self.pos, self.line, self.col);
-        let tok = |kind, end| Token { kind, start, end, line, col };
-        let c = match self.peek() {
-            None => return Ok(tok(TokKind::End, start)),
-            Some(c) => c,
-        };
-        if c.is_ascii_alphabetic() || c == '_' {
-            while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == '_') {
-                self.bump();
-            }
-            return Ok(tok(TokKind::Ident, self.pos));
-        }
-        if c.is_ascii_digit() || (c == '.' && matches!(self.peek_at(1), Some(d) if d.is_ascii_digit())) {
-            let is_float = self.number()?;
-            if matches!(self.peek(), Some(c) if c.is_ascii_alphabetic() || c == '_') {
-                return Err(self.err(self.line, self.col, "need space between number and identifier"));
-            }
-            return Ok(tok(if is_float { TokKind::Float } else { TokKind::Int }, self.pos));
-        }
-        if c == '"' || c == '\'' {
-            let bytes = self.string(c, line, col)?;
-            return Ok(tok(TokKind::Str(bytes), self.pos));
-        }
-        if c.is_control() {
-            return Err(self.err(line, col, format!("invalid control character 0x{:02x} in text", c as u32)));
-        }
-        if !c.is_ascii() {
-            return Err(self.err(line, col, format!("unexpected character '{c}'")));
-        }
-        self.bump();
-        Ok(tok(TokKind::Sym(c), self.pos))
-    }
-
-    /// Consumes a number; returns whether it is a floating-point literal.
-    fn number(&mut self) -> Result<bool, LexError> {
-        let first = self.bump();
-        let mut is_float = false;
-        let digits = |lx: &mut Self, f: fn(char) -> bool| -> usize {
-            let mut n = 0;
-            while matches!(lx.peek(), Some(c) if f(c)) {
-                lx.bump();
-                n += 1;
-            }
-            n
-        };
-        if first == Some('0') && matches!(self.peek(), Some('x' | 'X')) {
-            self.bump();
-            if digits(self, |c| c.is_ascii_hexdigit()) == 0 {
-                return Err(self.err(self.line, self.col, "\"0x\" must be followed by hex digits"));
-            }
-            return Ok(false);
-        }
-        if first == Some('0') && matches!(self.peek(), Some(c) if c.is_ascii_digit()) {
-            digits(self, |c| ('0'..='7').contains(&c));
-            if matches!(self.peek(), Some(c) if c.is_ascii_digit()) {
-                return Err(self.err(self.line, self.col, "numbers starting with a leading zero must be octal"));
-            }
-            return Ok(false);
-        }
-        if first == Some('.') {
-            is_float = true;
-            digits(self, |c| c.is_ascii_digit());
-        } else {
-            digits(self, |c| c.is_ascii_digit());
-            if self.peek() == Some('.') {
-                self.bump();
-                is_float = true;
-                digits(self, |c| c.is_ascii_digit());
-            }
-        }
-        if matches!(self.peek(), Some('e' | 'E')) {
-            self.bump();
-            is_float = true;
-            if matches!(self.peek(), Some('+' | '-')) {
-                self.bump();
-            }
-            if digits(self, |c| c.is_ascii_digit()) == 0 {
-                return Err(self.err(self.line, self.col, "\"e\" must be followed by an exponent"));
-            }
-        }
-        if matches!(self.peek(), Some('f' | 'F')) {
-            self.bump();
-            is_float = true;
-        }
-        Ok(is_float)
-    }
-
-    /// Consumes a quoted string literal and returns its unescaped bytes.
-    fn string(&mut self, quote: char, line: usize, col: usize) -> Result<Vec<u8>, LexError> {
-        self.bump();
-        let mut out = Vec::new();
-        loop {
-            let (el, ec) = (self.line, self.col);
-            let c = match self.peek() {
-                None => return Err(self.err(line, col, "unterminated string")),
-                Some('\n') => {
-                    return Err(self.err(line, col, "unterminated string (a string cannot span lines)"))
-                }
-                Some(c) => c,
-            };
-            self.bump();
-            if c == quote {
-                return Ok(out);
-            }
-            if c != '\\' {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                continue;
-            }
-            let e = match self.peek() {
-                None | Some('\n') => return Err(self.err(line, col, "unterminated string")),
-                Some(e) => e,
-            };
-            self.bump();
-            match e {
-                'a' => out.push(0x07),
-                'b' => out.push(0x08),
-                'f' => out.push(0x0c),
-                'n' => out.push(b'\n'),
-                'r' => out.push(b'\r'),
-                't' => out.push(b'\t'),
-                'v' => out.push(0x0b),
-                '\\' | '?' | '\'' | '"' => out.push(e as u8),
-                '0'..='7' => {
-                    let mut v = e as u32 - '0' as u32;
-                    for _ in 0..2 {
-                        match self.peek() {
-                            Some(d @ '0'..='7') => {
-                                self.bump();
-                                v = v * 8 + (d as u32 - '0' as u32);
-                            }
-                            _ => break,
-                        }
-                    }
-                    // Like protobuf, an octal escape above \377 keeps its low byte.
-                    out.push((v & 0xff) as u8);
-                }
-                'x' | 'X' => {
-                    let mut v = 0u32;
-                    let mut n = 0;
-                    while n < 2 {
-                        match self.peek().and_then(|d| d.to_digit(16)) {
-                            Some(d) => {
-                                self.bump();
-                                v = v * 16 + d;
-                                n += 1;
-                            }
-                            None => break,
-                        }
-                    }
-                    if n == 0 {
-                        return Err(self.err(el, ec, "invalid escape sequence \"\\x\" in string: no hex digits"));
-                    }
-                    out.push(v as u8);
-                }
-                'u' | 'U' => {
-                    let len = if e == 'u' { 4 } else { 8 };
-                    let mut v = 0u32;
-                    for _ in 0..len {
-                        match self.peek().and_then(|d| d.to_digit(16)) {
-                            Some(d) => {
-                                self.bump();
-                                v = v.saturating_mul(16).saturating_add(d);
-                            }
-                            None => {
-                                return Err(self.err(el, ec, format!("invalid escape sequence \"\\{e}\" in string: expected {len} hex digits")))
-                            }
-                        }
-                    }
-                    match char::from_u32(v) {
-                        Some(ch) => {
-                            let mut buf = [0u8; 4];
-                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                        }
-                        None => return Err(self.err(el, ec, format!("invalid Unicode escape U+{v:X} in string"))),
-                    }
-                }
-                other => {
-                    return Err(self.err(el, ec, format!("invalid escape sequence \"\\{other}\" in string")))
-                }
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Parser
 
 /// Protobuf's default recursion limit for text parsing.
-const MAX_DEPTH: usize = 100;
+pub(super) const MAX_DEPTH: usize = 100;
 
-struct Parser<'a> {
-    lex: Lexer<'a>,
-    cur: Token,
-    file: &'a str,
-    opts: TextOptions,
-    warnings: Vec<Warning>,
-    source_map: SourceMap,
-    depth: usize,
+pub(super) struct Parser<'a> {
+    pub(super) lex: Lexer<'a>,
+    pub(super) cur: Token,
+    pub(super) file: &'a str,
+    pub(super) opts: TextOptions,
+    pub(super) warnings: Vec<Warning>,
+    pub(super) source_map: SourceMap,
+    pub(super) depth: usize,
 }
 
 /// How a message being parsed is closed: the delimiter, and what opened it.
-struct Close<'n> {
-    delim: char,
-    field: &'n str,
-    line: usize,
-    col: usize,
+pub(super) struct Close<'n> {
+    pub(super) delim: char,
+    pub(super) field: &'n str,
+    pub(super) line: usize,
+    pub(super) col: usize,
 }
 
-type PResult<T> = crate::Result<T>;
+pub(super) type PResult<T> = crate::Result<T>;
 
 impl<'a> Parser<'a> {
-    fn new(src: &'a str, file: &'a str, opts: TextOptions) -> PResult<Self> {
+    pub(super) fn new(src: &'a str, file: &'a str, opts: TextOptions) -> PResult<Self> {
         let mut lex = Lexer { src, pos: 0, line: 1, col: 1 };
         let dummy = Token { kind: TokKind::End, start: 0, end: 0, line: 1, col: 1 };
         let first = lex.next();
@@ -465,39 +46,39 @@ impl<'a> Parser<'a> {
         Ok(p)
     }
 
-    fn loc(&self, line: usize, col: usize) -> Location {
+    pub(super) fn loc(&self, line: usize, col: usize) -> Location {
         Location { file: self.file.to_string(), line, col }
     }
-    fn error_at(&self, tok: &Token, msg: impl Into<String>) -> Error {
+    pub(super) fn error_at(&self, tok: &Token, msg: impl Into<String>) -> Error {
         Error::Parse { loc: self.loc(tok.line, tok.col), msg: msg.into() }
     }
-    fn error(&self, msg: impl Into<String>) -> Error {
+    pub(super) fn error(&self, msg: impl Into<String>) -> Error {
         self.error_at(&self.cur, msg)
     }
-    fn lex_error(&self, e: LexError) -> Error {
+    pub(super) fn lex_error(&self, e: LexError) -> Error {
         Error::Parse { loc: self.loc(e.line, e.col), msg: e.msg }
     }
-    fn warn_at(&mut self, tok: &Token, msg: String) {
+    pub(super) fn warn_at(&mut self, tok: &Token, msg: String) {
         let loc = self.loc(tok.line, tok.col);
         self.warnings.push(Warning { loc, msg });
     }
 
-    fn text(&self, tok: &Token) -> &'a str {
+    pub(super) fn text(&self, tok: &Token) -> &'a str {
         self.lex.src.get(tok.start..tok.end).unwrap_or("")
     }
     /// The current token as an error message shows it.
-    fn found(&self) -> String {
+    pub(super) fn found(&self) -> String {
         describe(&self.cur, self.text(&self.cur))
     }
 
-    fn advance(&mut self) -> PResult<Token> {
+    pub(super) fn advance(&mut self) -> PResult<Token> {
         let next = self.lex.next().map_err(|e| self.lex_error(e))?;
         Ok(std::mem::replace(&mut self.cur, next))
     }
-    fn is_sym(&self, c: char) -> bool {
+    pub(super) fn is_sym(&self, c: char) -> bool {
         self.cur.kind == TokKind::Sym(c)
     }
-    fn try_sym(&mut self, c: char) -> PResult<bool> {
+    pub(super) fn try_sym(&mut self, c: char) -> PResult<bool> {
         if self.is_sym(c) {
             self.advance()?;
             Ok(true)
@@ -505,7 +86,7 @@ impl<'a> Parser<'a> {
             Ok(false)
         }
     }
-    fn enter(&mut self) -> PResult<()> {
+    pub(super) fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(self.error(format!("messages nested more than {MAX_DEPTH} levels deep")));
@@ -514,7 +95,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses fields into `msg` until end of input (top level) or the closing delimiter.
-    fn parse_fields(&mut self, msg: &mut DynamicMessage, close: Option<Close<'_>>) -> PResult<()> {
+    pub(super) fn parse_fields(&mut self, msg: &mut DynamicMessage, close: Option<Close<'_>>) -> PResult<()> {
         let mut seen: HashSet<u32> = HashSet::new();
         loop {
             match (&self.cur.kind, &close) {
@@ -532,14 +113,14 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn unclosed(&self, cl: &Close<'_>) -> Error {
+    pub(super) fn unclosed(&self, cl: &Close<'_>) -> Error {
         self.error(format!(
             "expected \"{}\" to close \"{}\" opened at {}:{}, found {}",
             cl.delim, cl.field, cl.line, cl.col, self.found()
         ))
     }
 
-    fn parse_field(&mut self, msg: &mut DynamicMessage, seen: &mut HashSet<u32>, top: bool) -> PResult<()> {
+    pub(super) fn parse_field(&mut self, msg: &mut DynamicMessage, seen: &mut HashSet<u32>, top: bool) -> PResult<()> {
         let desc = msg.descriptor();
         let name_tok = self.cur.clone();
         let name: String = match &name_tok.kind {
@@ -677,7 +258,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Sets a singular field or appends to a repeated one.
-    fn store(&mut self, msg: &mut DynamicMessage, field: &FieldDescriptor, v: Value, top: bool, at: &Token) -> PResult<()> {
+    pub(super) fn store(&mut self, msg: &mut DynamicMessage, field: &FieldDescriptor, v: Value, top: bool, at: &Token) -> PResult<()> {
         if field.is_map() {
             let entry = match v {
                 Value::Message(m) => m,
@@ -716,7 +297,7 @@ impl<'a> Parser<'a> {
 
     /// Parses `{ ... }` or `< ... >` as the message type of `field`; `opened` is where
     /// the element began (its field name, or its brace inside a list), for error messages.
-    fn parse_message_value(&mut self, field: &FieldDescriptor, name: &str, opened: &Token) -> PResult<Option<Value>> {
+    pub(super) fn parse_message_value(&mut self, field: &FieldDescriptor, name: &str, opened: &Token) -> PResult<Option<Value>> {
         let kind = field.kind();
         let sub_desc = match kind.as_message() {
             Some(d) => d.clone(),
@@ -743,7 +324,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses one scalar value for `field`; `None` when an unknown enum value was skipped.
-    fn parse_scalar(&mut self, field: &FieldDescriptor, desc: &MessageDescriptor) -> PResult<Option<Value>> {
+    pub(super) fn parse_scalar(&mut self, field: &FieldDescriptor, desc: &MessageDescriptor) -> PResult<Option<Value>> {
         let name = field.name();
         let ty = desc.full_name();
         let start = self.cur.clone();
@@ -837,7 +418,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses an optionally negative integer no larger than `max` (or `max + 1` when negative).
-    fn parse_int(&mut self, name: &str, ty: &str, signed: bool, max: u64, kind: &Kind) -> PResult<i128> {
+    pub(super) fn parse_int(&mut self, name: &str, ty: &str, signed: bool, max: u64, kind: &Kind) -> PResult<i128> {
         let start = self.cur.clone();
         let neg = self.try_sym('-')?;
         if neg && !signed {
@@ -871,7 +452,7 @@ impl<'a> Parser<'a> {
         Ok(if neg { -v } else { v })
     }
 
-    fn parse_double(&mut self, name: &str, ty: &str) -> PResult<f64> {
+    pub(super) fn parse_double(&mut self, name: &str, ty: &str) -> PResult<f64> {
         let neg = self.try_sym('-')?;
         let t = self.text(&self.cur);
         let v = match self.cur.kind {
@@ -911,7 +492,7 @@ impl<'a> Parser<'a> {
         Ok(if neg { -v } else { v })
     }
 
-    fn parse_enum(&mut self, ed: &EnumDescriptor, name: &str) -> PResult<Option<Value>> {
+    pub(super) fn parse_enum(&mut self, ed: &EnumDescriptor, name: &str) -> PResult<Option<Value>> {
         let start = self.cur.clone();
         let (shown, found) = match self.cur.kind {
             TokKind::Ident => {
@@ -970,7 +551,7 @@ impl<'a> Parser<'a> {
     // --- skipping unknown fields (lenient mode) ---
 
     /// Skips what follows an unknown field's name: `: value`, `: {...}`, `{...}`, `: [...]`.
-    fn skip_field_rest(&mut self) -> PResult<()> {
+    pub(super) fn skip_field_rest(&mut self) -> PResult<()> {
         if self.try_sym(':')? && !self.is_sym('{') && !self.is_sym('<') {
             self.skip_value()?;
         } else {
@@ -982,7 +563,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn skip_message(&mut self) -> PResult<()> {
+    pub(super) fn skip_message(&mut self) -> PResult<()> {
         let open = self.cur.clone();
         let delim = match open.kind {
             TokKind::Sym('{') => '}',
@@ -1029,7 +610,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn skip_value(&mut self) -> PResult<()> {
+    pub(super) fn skip_value(&mut self) -> PResult<()> {
         if matches!(self.cur.kind, TokKind::Str(_)) {
             while matches!(self.cur.kind, TokKind::Str(_)) {
                 self.advance()?;
@@ -1067,7 +648,7 @@ impl<'a> Parser<'a> {
 }
 
 /// How a token reads in an error message.
-fn describe(tok: &Token, text: &str) -> String {
+pub(super) fn describe(tok: &Token, text: &str) -> String {
     match tok.kind {
         TokKind::End => "end of file".to_string(),
         TokKind::Str(_) => format!("string {text}"),
@@ -1075,7 +656,7 @@ fn describe(tok: &Token, text: &str) -> String {
     }
 }
 
-fn kind_name(k: &Kind) -> &'static str {
+pub(super) fn kind_name(k: &Kind) -> &'static str {
     match k {
         Kind::Int32 => "int32",
         Kind::Sint32 => "sint32",
@@ -1091,13 +672,13 @@ fn kind_name(k: &Kind) -> &'static str {
     }
 }
 
-fn is_hex_or_octal(t: &str) -> bool {
+pub(super) fn is_hex_or_octal(t: &str) -> bool {
     let b = t.as_bytes();
     b.len() > 1 && b[0] == b'0' && (matches!(b[1], b'x' | b'X') || b[1].is_ascii_digit())
 }
 
 /// Parses a decimal, hex (`0x`) or octal (leading `0`) integer literal.
-fn parse_uint(t: &str) -> Option<u64> {
+pub(super) fn parse_uint(t: &str) -> Option<u64> {
     if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         u64::from_str_radix(h, 16).ok()
     } else if t.len() > 1 && t.starts_with('0') {
@@ -1108,7 +689,7 @@ fn parse_uint(t: &str) -> Option<u64> {
 }
 
 /// Parses a float literal as the tokenizer accepted it: `1.`, `.5`, `1e-4`, `1.5f`.
-fn parse_float_literal(t: &str) -> Option<f64> {
+pub(super) fn parse_float_literal(t: &str) -> Option<f64> {
     let t = t.strip_suffix(['f', 'F']).unwrap_or(t);
     let mut s = String::with_capacity(t.len() + 2);
     if t.starts_with('.') {

@@ -1,0 +1,130 @@
+//! Test passes: the test nets take the train net's weights, run `test_iter`
+//! batches, and log each output's mean as Caffe's `Test net output` lines.
+
+use super::*;
+
+impl Solver {
+    /// Tests every test net (Caffe's TestAll).
+    pub fn test_all(&mut self) -> Result<()> {
+        for i in 0..self.test_nets.len() {
+            if self.requested_early_exit {
+                break;
+            }
+            self.test(i)?;
+        }
+        Ok(())
+    }
+
+    /// Runs test net `i` for its `test_iter` batches with the train net's
+    /// current weights, and logs the mean of each output.
+    pub fn test(&mut self, i: usize) -> Result<()> {
+        info!(
+            "solver.cpp:347",
+            "Iteration {}, Testing net (#{i})", self.iter
+        );
+        share_trained_layers(&self.net, &mut self.test_nets[i])?;
+        let test_iter = self.param.test_iter.get(i).copied().unwrap_or(0) as i64;
+        let compute_loss = self.param.test_compute_loss();
+        let mut scores: Vec<f32> = Vec::new();
+        let mut score_names: Vec<(String, f32)> = Vec::new();
+        let mut loss = 0.0f32;
+        for k in 0..test_iter {
+            // Serve requests until none is left (a Stop ends the test).
+            loop {
+                match self.requested_action() {
+                    SolverAction::None => break,
+                    SolverAction::Snapshot => {
+                        self.snapshot()?;
+                    }
+                    SolverAction::Stop => {
+                        self.requested_early_exit = true;
+                        break;
+                    }
+                }
+            }
+            if self.requested_early_exit {
+                break;
+            }
+            self.test_nets[i].set_iteration(self.iter);
+            self.feed(NetRole::Test(i))?;
+            let iter_loss = self.test_nets[i].forward_inference()? as f32;
+            if compute_loss {
+                loss += iter_loss;
+            }
+            let net = &self.test_nets[i];
+            let mut idx = 0;
+            for name in net.output_blob_names() {
+                for v in blob_values(net.blob(name))? {
+                    if k == 0 {
+                        scores.push(v);
+                        score_names.push((name.to_string(), net.blob_loss_weight(name)));
+                    } else if let Some(s) = scores.get_mut(idx) {
+                        *s += v;
+                    }
+                    idx += 1;
+                }
+            }
+        }
+        if self.requested_early_exit {
+            info!("solver.cpp:375", "Test interrupted.");
+            return Ok(());
+        }
+        if compute_loss {
+            loss /= test_iter as f32;
+            info!("solver.cpp:381", "Test loss: {}", g(loss));
+        }
+        let mut means = Vec::new();
+        for (j, (score, (name, weight))) in scores.iter().zip(&score_names).enumerate() {
+            let mean = score / test_iter as f32;
+            info!(
+                "solver.cpp:414",
+                "    Test net output #{j}: {name} = {}{}",
+                g(mean),
+                loss_note(*weight, mean)
+            );
+            means.push((name.clone(), mean));
+        }
+        self.test_scores[i] = means;
+        Ok(())
+    }
+}
+
+/// Gives the test net the train net's current weights, by layer name (Caffe's
+/// ShareTrainedLayersWith; here a copy).
+pub(super) fn share_trained_layers(train: &Net, test: &mut Net) -> Result<()> {
+    let names: Vec<String> = test.layer_names().iter().map(|s| s.to_string()).collect();
+    tch::no_grad(|| -> Result<()> {
+        for name in &names {
+            let (Some(src), Some(dst)) = (train.layer_blobs(name), test.layer_blobs(name)) else {
+                continue;
+            };
+            if src.len() != dst.len() {
+                return Err(Error::msg(format!(
+                    "layer '{name}' has {} blobs in the train net but {} in the test net",
+                    src.len(),
+                    dst.len()
+                )));
+            }
+            for (j, (s, d)) in src.iter().zip(dst).enumerate() {
+                if s.size() != d.size() {
+                    return Err(Error::msg(format!(
+                        "layer '{name}' param {j}: shape {:?} in the train net, {:?} in the test net",
+                        s.size(),
+                        d.size()
+                    )));
+                }
+                d.shallow_clone().f_copy_(s)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// ` (* w = w·v loss)` for loss outputs, as Caffe prints it.
+pub(super) fn loss_note(weight: f32, value: f32) -> String {
+    if weight != 0.0 {
+        format!(" (* {} = {} loss)", g(weight), g(weight * value))
+    } else {
+        String::new()
+    }
+}
