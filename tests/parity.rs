@@ -11,9 +11,7 @@ use caffe_tch::proto::caffe::{NetState, Phase};
 use caffe_tch::proto::text::TextOptions;
 use common::{assert_close, caffe_ref, read_npy};
 use serde_json::Value;
-use tch::Device;
 
-const TOL: f64 = 1e-4;
 
 fn manifest(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
@@ -27,7 +25,7 @@ fn state(phase: Phase) -> NetState {
 /// Builds the fixture's net, loads its weights and inputs, runs forward.
 fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) -> (Net, Value) {
     let m = manifest(dir);
-    let mut net = Net::from_file(prototxt, &state(phase), TextOptions::default(), Device::Cpu).expect("build net");
+    let mut net = Net::from_file(prototxt, &state(phase), TextOptions::default(), common::test_device()).expect("build net");
     let weights = dir.join(m["weights"].as_str().unwrap_or("weights.caffemodel"));
     let weights = if weights.exists() { weights } else { dir.parent().unwrap().join("weights.caffemodel") };
     net.load_weights(&weights).expect("load weights");
@@ -51,7 +49,7 @@ fn check_blobs(net: &Net, dir: &Path, m: &Value) -> usize {
         let name = b["name"].as_str().unwrap();
         let reference = read_npy(&dir.join(b["file"].as_str().unwrap()));
         let ours = net.blob(name).unwrap_or_else(|| panic!("blob {name} missing"));
-        assert_close(&format!("{} blob {name}", dir.display()), ours, &reference, TOL);
+        assert_close(&format!("{} blob {name}", dir.display()), ours, &reference, common::parity_tolerance());
         n += 1;
     }
     n
@@ -63,7 +61,7 @@ fn check_params(net: &Net, dir: &Path, m: &Value) {
         let blobs = net.layer_blobs(layer).unwrap_or_else(|| panic!("layer {layer}"));
         for (j, f) in p["files"].as_array().unwrap().iter().enumerate() {
             let reference = read_npy(&dir.join(f.as_str().unwrap()));
-            assert_close(&format!("{layer} param {j}"), blobs[j], &reference, TOL);
+            assert_close(&format!("{layer} param {j}"), blobs[j], &reference, common::parity_tolerance());
         }
     }
 }
@@ -92,7 +90,7 @@ fn lenet_train_backward_matches_caffe() {
         for j in 0..2 {
             let reference = read_npy(&dir.join(format!("params/{layer}_{j}_diff.npy")));
             let ours = net.layer_blob_diff(layer, j).unwrap();
-            assert_close(&format!("{layer} param {j} diff"), ours, &reference, TOL);
+            assert_close(&format!("{layer} param {j} diff"), ours, &reference, common::parity_tolerance());
         }
     }
     // Blob gradients.
@@ -105,6 +103,6 @@ fn lenet_train_backward_matches_caffe() {
         }
         let reference = read_npy(&path);
         let ours = net.blob_diff(&name).unwrap_or_else(|| panic!("no diff for {name}"));
-        assert_close(&format!("blob {name} diff"), ours, &reference, TOL);
+        assert_close(&format!("blob {name} diff"), ours, &reference, common::parity_tolerance());
     }
 }

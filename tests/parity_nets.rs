@@ -13,9 +13,8 @@ use caffe_tch::proto::caffe::{NetState, Phase};
 use caffe_tch::proto::text::TextOptions;
 use common::{caffe_ref, max_abs_diff, read_npy};
 use serde_json::Value;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
-const TOL: f64 = 1e-4;
 
 fn manifest(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
@@ -45,7 +44,8 @@ impl Worst {
             ours.reshape(reference.size().as_slice())
         };
         let (d, m) = max_abs_diff(&ours, reference);
-        assert!(d <= TOL * (1.0 + m), "{what}: max |Δ| = {d:.3e} > {TOL:.0e}·(1 + {m:.3e})");
+        let tol = common::parity_tolerance();
+        assert!(d <= tol * (1.0 + m), "{what}: max |Δ| = {d:.3e} > {tol:.0e}·(1 + {m:.3e})");
         self.compared += 1;
         if d >= self.max_delta {
             self.max_delta = d;
@@ -68,7 +68,7 @@ impl Worst {
 /// forward (and backward when asked).
 fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) -> (Net, Value) {
     let m = manifest(dir);
-    let mut net = Net::from_file(prototxt, &state(phase), TextOptions::default(), Device::Cpu).expect("build net");
+    let mut net = Net::from_file(prototxt, &state(phase), TextOptions::default(), common::test_device()).expect("build net");
     let weights = dir.join(m["weights"].as_str().unwrap_or("weights.caffemodel"));
     net.load_weights(&weights).expect("load weights");
     for input in m["inputs"].as_array().expect("inputs") {

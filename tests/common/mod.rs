@@ -24,6 +24,31 @@ pub fn shared_caffe_ref(rel: &str) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// The device the parity tests run on: `CAFFE_TCH_TEST_DEVICE=cuda` (or
+/// `cuda:N`) for the GPU check (scripts/gpu_check.sh); the CPU otherwise.
+pub fn test_device() -> tch::Device {
+    let device = match std::env::var("CAFFE_TCH_TEST_DEVICE").as_deref() {
+        Ok("cuda") => tch::Device::Cuda(0),
+        Ok(d) if d.starts_with("cuda:") => tch::Device::Cuda(d[5..].parse().expect("CAFFE_TCH_TEST_DEVICE=cuda:N")),
+        Ok("cpu") | Err(_) => tch::Device::Cpu,
+        Ok(other) => panic!("CAFFE_TCH_TEST_DEVICE must be cpu, cuda or cuda:N, got '{other}'"),
+    };
+    if device.is_cuda() {
+        assert!(tch::Cuda::is_available(), "CAFFE_TCH_TEST_DEVICE asks for CUDA, but libtorch sees no CUDA device");
+    }
+    device
+}
+
+/// Caffe's parity tolerance on the test device: 1e-4 on the CPU, 1e-3 on CUDA
+/// (cuDNN picks its own algorithms, TF32 is off).
+pub fn parity_tolerance() -> f64 {
+    if test_device().is_cuda() {
+        1e-3
+    } else {
+        1e-4
+    }
+}
+
 pub fn read_npy(path: &Path) -> Tensor {
     Tensor::read_npy(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }

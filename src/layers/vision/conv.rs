@@ -179,7 +179,16 @@ impl Layer for Conv {
         for x in bottoms {
             let out_pad = vec![0i64; g.kernel.len()];
             let x = &channels_last(x)?;
-            let y = x.f_convolution(w, bias, &g.stride, &g.pad, &g.dilation, self.transposed, &out_pad, self.groups)?;
+            let y = if x.device().is_cuda() {
+                // cuDNN would run fp32 convs in TF32 (10-bit mantissa) on
+                // Ampere and later; Caffe's numbers need full fp32.
+                x.f_internal_convolution(
+                    w, bias, &g.stride, &g.pad, &g.dilation, self.transposed, &out_pad, self.groups,
+                    false, false, true, false,
+                )?
+            } else {
+                x.f_convolution(w, bias, &g.stride, &g.pad, &g.dilation, self.transposed, &out_pad, self.groups)?
+            };
             tops.push(y);
         }
         Ok(tops)
