@@ -376,7 +376,9 @@ def write_report(results, groups, partial, figs):
         "- Columns: final = the last test pass; best = the highest test pass of each run (mean ± sd over "
         "seeds; sd is the sample standard deviation); first > 50% = the first test pass whose accuracy "
         "exceeds 0.5, for each seed (tests run every `test_interval` iterations); train ms/iter = wall time "
-        "less the test passes, over the iterations.",
+        "less the test passes, over the iterations. It is the wall clock of runs that shared a 2-core machine "
+        "(two runs at once, one thread each, often beside builds and tests), so it is no benchmark: "
+        "the README's speed table is.",
         "- \"(reduced)\" marks runs shorter than the solver's max_iter (`run.sh --iters`; file names `_it<N>`); "
         "such runs are not the paper's protocol. GPU runs are marked in the device column (file names `_gpu`).",
         "",
