@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::data::{check_tops, draw_seed, shape_text};
 use super::registry::LayerInfo;
@@ -354,13 +354,7 @@ impl Layer for Hdf5OutputLayer {
             ::hdf5::File::append(&self.file_name).map_err(|e| fail(format!("cannot open: {e}")))?;
         for (name, blob) in ["data", "label"].iter().zip(bottoms) {
             let shape = legacy_4d(&blob.size())?;
-            let flat = blob
-                .f_detach()?
-                .f_to_device(tch::Device::Cpu)?
-                .f_to_kind(Kind::Float)?
-                .f_contiguous()?
-                .f_view([-1])?;
-            let values = Vec::<f32>::try_from(&flat)?;
+            let values = crate::net::tensor_values(blob)?;
             h5::write_f32(&file, name, &shape, &values).map_err(&fail)?;
         }
         info!(

@@ -75,6 +75,13 @@ pub fn mean_abs(t: &Tensor) -> f64 {
     tch::no_grad(|| t.detach().to_kind(Kind::Double).abs().mean(Kind::Double).double_value(&[]))
 }
 
+/// A tensor's values as f32 in Caffe's (row-major, NCHW) order, on the CPU:
+/// what every writer of blobs (snapshots, HDF5, logs) needs.
+pub fn tensor_values(t: &Tensor) -> std::result::Result<Vec<f32>, tch::TchError> {
+    let flat = t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?;
+    Vec::<f32>::try_from(&flat)
+}
+
 impl Param {
     /// Adds a gradient into the diff (the first one after a clear replaces it).
     pub fn accumulate(&mut self, grad: &Tensor) {

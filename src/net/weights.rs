@@ -1,6 +1,6 @@
 //! Weights in and out: Caffe's CopyTrainedLayersFrom (by layer name, legacy
 //! 4-D shapes accepted) and ToProto (a NetParameter with blobs, for .caffemodel).
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::Net;
 use crate::proto::binary::{blob_data_f32, blob_shape, make_blob, shapes_compatible_legacy};
@@ -58,10 +58,7 @@ pub(super) fn copy_trained_layers(net: &mut Net, trained: &NetParameter, origin:
 }
 
 fn tensor_to_blob(t: &Tensor, diff: Option<&Tensor>) -> BlobProto {
-    let flat = |t: &Tensor| -> Vec<f32> {
-        let c = t.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous().view(-1);
-        Vec::<f32>::try_from(&c).unwrap_or_default()
-    };
+    let flat = |t: &Tensor| super::tensor_values(t).unwrap_or_default();
     let mut b = make_blob(&t.size(), flat(t));
     if let Some(d) = diff {
         b.diff = flat(d);

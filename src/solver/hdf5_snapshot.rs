@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 use super::snapshot::{filename, SnapshotFiles};
 use crate::data::hdf5 as h5;
@@ -183,16 +183,6 @@ pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
     Ok(out)
 }
 
-fn tensor_values(t: &Tensor) -> Result<Vec<f32>> {
-    let flat = t
-        .f_detach()?
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(Kind::Float)?
-        .f_contiguous()?
-        .f_view([-1])?;
-    Ok(Vec::<f32>::try_from(&flat)?)
-}
-
 /// Writes the model, then the solver state (Caffe's Snapshot with HDF5).
 pub fn write(
     net: &Net,
@@ -221,7 +211,7 @@ pub fn write(
         h5::write_int(&file, "current_step", current_step).map_err(bad)?;
         let group = h5::create_group(&file, "history").map_err(bad)?;
         for (i, h) in history.iter().enumerate() {
-            h5::write_f32(&group, &i.to_string(), &h.size(), &tensor_values(h)?).map_err(bad)?;
+            h5::write_f32(&group, &i.to_string(), &h.size(), &crate::net::tensor_values(h)?).map_err(bad)?;
         }
     }
     finish(&tmp, state_path)?;

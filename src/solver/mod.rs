@@ -478,13 +478,7 @@ impl Solver {
 /// A blob's values as f32, in order.
 fn blob_values(t: Option<&Tensor>) -> Result<Vec<f32>> {
     let Some(t) = t else { return Ok(Vec::new()) };
-    let flat = t
-        .f_detach()?
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(Kind::Float)?
-        .f_contiguous()?
-        .f_view([-1])?;
-    Ok(Vec::<f32>::try_from(&flat)?)
+    Ok(crate::net::tensor_values(t)?)
 }
 
 /// A float as C++ streams print it (6 significant digits).

@@ -7,7 +7,7 @@
 //! solverstate only ever names a model that is complete.
 use std::path::{Path, PathBuf};
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 use crate::info;
 use crate::net::Net;
@@ -80,14 +80,7 @@ pub fn write(
 }
 
 fn tensor_to_blob(t: &Tensor) -> Result<BlobProto> {
-    let flat = t
-        .f_detach()?
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(Kind::Float)?
-        .f_contiguous()?
-        .f_view([-1])?;
-    let data = Vec::<f32>::try_from(&flat)?;
-    Ok(make_blob(&t.size(), data))
+    Ok(make_blob(&t.size(), crate::net::tensor_values(t)?))
 }
 
 /// Reads a `.solverstate`, checking that each history blob holds as many

@@ -139,15 +139,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 name.push(']');
-                if !self.opts.lenient {
-                    return Err(self.error_at(
-                        &name_tok,
-                        format!("{} has no extension named \"{name}\"", desc.full_name()),
-                    ));
-                }
-                self.advance()?;
-                self.warn_at(&name_tok, format!("skipped unknown extension \"{name}\" in {}", desc.full_name()));
-                return self.skip_field_rest();
+                return self.unknown_field(&name_tok, "extension", &name, &desc);
             }
             _ => {
                 return Err(self.error(format!(
@@ -159,17 +151,7 @@ impl<'a> Parser<'a> {
         };
         let field = match desc.get_field_by_name(&name) {
             Some(f) => f,
-            None => {
-                if !self.opts.lenient {
-                    return Err(self.error_at(
-                        &name_tok,
-                        format!("{} has no field named \"{name}\"", desc.full_name()),
-                    ));
-                }
-                self.advance()?;
-                self.warn_at(&name_tok, format!("skipped unknown field \"{name}\" in {}", desc.full_name()));
-                return self.skip_field_rest();
-            }
+            None => return self.unknown_field(&name_tok, "field", &name, &desc),
         };
         self.advance()?;
         let repeated = field.is_list() || field.is_map();
@@ -258,6 +240,17 @@ impl<'a> Parser<'a> {
     }
 
     /// Sets a singular field or appends to a repeated one.
+    /// A field or extension the schema does not have: an error, or in
+    /// lenient mode a warning and the field skipped.
+    fn unknown_field(&mut self, at: &Token, what: &str, name: &str, desc: &MessageDescriptor) -> PResult<()> {
+        if !self.opts.lenient {
+            return Err(self.error_at(at, format!("{} has no {what} named \"{name}\"", desc.full_name())));
+        }
+        self.advance()?;
+        self.warn_at(at, format!("skipped unknown {what} \"{name}\" in {}", desc.full_name()));
+        self.skip_field_rest()
+    }
+
     pub(super) fn store(&mut self, msg: &mut DynamicMessage, field: &FieldDescriptor, v: Value, top: bool, at: &Token) -> PResult<()> {
         if field.is_map() {
             let entry = match v {
