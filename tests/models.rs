@@ -18,7 +18,7 @@ use caffe_tch::proto::caffe::{
 };
 use caffe_tch::proto::text::{self, TextOptions};
 use common::{assert_close, fixture};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -149,16 +149,16 @@ fn build_train_val(path: &Path, phase: Phase, batch: Option<i64>) -> Net {
 
 /// Feeds repeatable inputs: images (uniform [0,1) for 1 channel, else normal)
 /// and labels in 0..10.
-fn feed(net: &mut Net, seed: i64) {
-    tch::manual_seed(seed);
+fn feed(net: &mut Net, seed: u64) {
+    // Our own generator, not libtorch's process-wide one (see SeededInputs).
+    let mut rng = common::SeededInputs::new(seed);
     let shape = net.blob_shape("data").expect("data blob").clone();
-    let opts = (Kind::Float, Device::Cpu);
     let x = if shape[1] == 1 {
-        Tensor::rand(shape.as_slice(), opts)
+        rng.uniform(&shape)
     } else {
-        Tensor::randn(shape.as_slice(), opts)
+        rng.normal(&shape)
     };
-    let label = Tensor::randint(10, [shape[0]], opts);
+    let label = rng.labels(&[shape[0]], 10);
     net.set_input("data", &x).expect("set data");
     net.set_input("label", &label).expect("set label");
 }

@@ -76,3 +76,57 @@ pub fn assert_close(what: &str, ours: &Tensor, reference: &Tensor, rel: f64) {
         "{what}: max |Δ| = {d:.3e} > {rel:.0e}·(1 + {m:.3e})"
     );
 }
+
+/// Seeded test inputs drawn from a generator of the test's own (splitmix64).
+/// libtorch's generator is process-wide and the tests of one binary run on
+/// parallel threads: a `manual_seed` followed by draws can interleave with
+/// another test's draws (net fillers, random layers), and two nets fed "the
+/// same" seeded input then see different data. These draws cannot.
+pub struct SeededInputs(u64);
+
+impl SeededInputs {
+    pub fn new(seed: u64) -> Self {
+        SeededInputs(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1), 53 bits.
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn count(shape: &[i64]) -> usize {
+        shape.iter().product::<i64>() as usize
+    }
+
+    /// f32 values uniform in [0, 1).
+    pub fn uniform(&mut self, shape: &[i64]) -> Tensor {
+        let v: Vec<f32> = (0..Self::count(shape)).map(|_| self.next_f64() as f32).collect();
+        Tensor::from_slice(&v).reshape(shape)
+    }
+
+    /// f32 values from N(0, 1) (Box–Muller).
+    pub fn normal(&mut self, shape: &[i64]) -> Tensor {
+        let v: Vec<f32> = (0..Self::count(shape))
+            .map(|_| {
+                let u1 = 1.0 - self.next_f64(); // (0, 1]: ln stays finite
+                let u2 = self.next_f64();
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+            })
+            .collect();
+        Tensor::from_slice(&v).reshape(shape)
+    }
+
+    /// f32 class labels in 0..classes.
+    pub fn labels(&mut self, shape: &[i64], classes: u64) -> Tensor {
+        let v: Vec<f32> = (0..Self::count(shape)).map(|_| (self.next_u64() % classes) as f32).collect();
+        Tensor::from_slice(&v).reshape(shape)
+    }
+}
