@@ -223,7 +223,7 @@ layer { name: "loss" type: "Reduction" bottom: "s" top: "loss" reduction_param {
     assert!((loss - (1. + 4. + 9. + 0.25 + 16.)).abs() < 1e-5, "loss {loss}");
     n.backward().unwrap();
     // d/dp Σ(x + p)² = 2(x + p) = 2x at p = 0.
-    let diff = &n.learnable_params()[0].diff;
+    let diff = &n.learnable_params()[0].diff();
     assert_values("parameter diff", diff, &[2., -4., 6., 1., 0., 8.], &[2, 3]);
 }
 

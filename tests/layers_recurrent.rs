@@ -873,7 +873,7 @@ fn lrcn_style_net_builds_and_backpropagates() {
     assert!((loss - 20.0 * 11f64.ln()).abs() < 0.5, "loss {loss}");
     net.backward().expect("backward");
     for p in net.learnable_params() {
-        let g = p.diff.abs().sum(Kind::Double).double_value(&[]);
+        let g = p.diff().abs().sum(Kind::Double).double_value(&[]);
         assert!(g > 0.0 && g.is_finite(), "{}: gradient {g}", p.display);
     }
 

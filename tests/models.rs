@@ -349,7 +349,7 @@ fn small_nets_run_forward_and_backward() {
         net.backward()
             .unwrap_or_else(|e| panic!("{f}: backward: {e}"));
         for p in net.learnable_params() {
-            let m = max_abs(&p.diff);
+            let m = max_abs(&p.diff());
             assert!(
                 m.is_finite() && m > 0.0,
                 "{f}: gradient of {} is {m}",
@@ -424,8 +424,8 @@ fn assert_same_function(
             );
             assert_close(
                 &format!("{what}: gradient {layer}[{j}] → {target}[{j}]"),
-                gb,
-                ga,
+                &gb,
+                &ga,
                 1e-5,
             );
         }
@@ -436,7 +436,7 @@ fn assert_same_function(
                 .layer_blob_diff(layer, j)
                 .unwrap_or_else(|| panic!("{what}: no layer {layer}"));
             assert_eq!(
-                max_abs(g),
+                max_abs(&g),
                 0.0,
                 "{what}: skipped layer {layer} got a gradient"
             );

@@ -90,7 +90,7 @@ fn lenet_train_backward_matches_caffe() {
         for j in 0..2 {
             let reference = read_npy(&dir.join(format!("params/{layer}_{j}_diff.npy")));
             let ours = net.layer_blob_diff(layer, j).unwrap();
-            assert_close(&format!("{layer} param {j} diff"), ours, &reference, common::parity_tolerance());
+            assert_close(&format!("{layer} param {j} diff"), &ours, &reference, common::parity_tolerance());
         }
     }
     // Blob gradients.

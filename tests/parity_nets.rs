@@ -146,7 +146,7 @@ fn resnet_small_train_backward_matches_caffe() {
         for (j, f) in p["diff_files"].as_array().expect("diff_files").iter().enumerate() {
             let reference = read_npy(&dir.join(f.as_str().unwrap()));
             let ours = net.layer_blob_diff(layer, j).unwrap_or_else(|| panic!("{layer} param {j} diff"));
-            worst.check(&format!("{layer} param {j} diff"), ours, &reference);
+            worst.check(&format!("{layer} param {j} diff"), &ours, &reference);
         }
     }
     // Blob gradients. Inputs get none without force_backward, and the loss

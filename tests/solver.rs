@@ -501,7 +501,7 @@ fn iter_size_clip_and_l1() {
         .net()
         .learnable_params()
         .iter()
-        .map(|p| p.diff.copy())
+        .map(|p| p.diff().copy())
         .collect();
     let norm = grads
         .iter()

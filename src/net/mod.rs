@@ -55,8 +55,11 @@ impl NetSource {
 pub struct Param {
     /// The value; a leaf that requires grad when `lr_mult != 0`.
     pub data: Tensor,
-    /// The gradient accumulated by `backward` (Caffe's diff).
-    pub diff: Tensor,
+    /// The gradient accumulated by `backward` (Caffe's diff): read it with
+    /// [`Param::diff`] / [`Param::diff_mut`]. Undefined until the first backward
+    /// (nets that only run forward never hold one) and while a cleared diff is
+    /// released during backward.
+    diff: Tensor,
     pub lr_mult: f32,
     pub decay_mult: f32,
     /// "layer_name[index]" for messages.
@@ -83,15 +86,31 @@ pub fn tensor_values(t: &Tensor) -> std::result::Result<Vec<f32>, tch::TchError>
 }
 
 impl Param {
+    /// The diff (zeros when cleared or never computed).
+    pub fn diff(&self) -> Tensor {
+        if self.diff_cleared || !self.diff.defined() {
+            Tensor::zeros(self.data.size().as_slice(), (self.data.kind(), self.data.device()))
+        } else {
+            self.diff.shallow_clone()
+        }
+    }
+
+    /// The diff for in-place updates (a pending clear is materialised first).
+    pub fn diff_mut(&mut self) -> &mut Tensor {
+        self.settle();
+        &mut self.diff
+    }
+
     /// Adds a gradient into the diff (the first one after a clear replaces it).
     pub fn accumulate(&mut self, grad: &Tensor) {
         tch::no_grad(|| {
             if self.diff_cleared {
-                self.diff = if grad.defined() && grad.size() == self.diff.size() && grad.is_contiguous() {
-                    grad.shallow_clone()
+                // Autograd's gradient becomes the diff (copied only where it is
+                // not in Caffe's layout, e.g. a channels-last conv weight's).
+                self.diff = if grad.defined() && grad.size() == self.data.size() {
+                    grad.contiguous()
                 } else {
-                    let mut d = self.diff.shallow_clone();
-                    let _ = d.zero_();
+                    let mut d = self.zero_diff();
                     if grad.defined() {
                         let _ = d.f_add_(grad);
                     }
@@ -107,10 +126,30 @@ impl Param {
     /// The diff, materialising a pending clear (for readers outside backward).
     pub fn settle(&mut self) {
         if self.diff_cleared {
-            tch::no_grad(|| {
-                let _ = self.diff.zero_();
-            });
+            self.diff = self.zero_diff();
             self.diff_cleared = false;
+        }
+    }
+
+    /// A zero diff: the old one zeroed in place, or a new one where `release_cleared_diff` let it go.
+    fn zero_diff(&self) -> Tensor {
+        tch::no_grad(|| {
+            if self.diff.defined() {
+                let mut d = self.diff.shallow_clone();
+                let _ = d.zero_();
+                d
+            } else {
+                Tensor::zeros(self.data.size().as_slice(), (self.data.kind(), self.data.device()))
+            }
+        })
+    }
+
+    /// Lets go of a cleared diff's storage before a backward that will replace it,
+    /// so the step holds one gradient per weight, not two (CaffeNet: 233 MB less at
+    /// the peak). The diff stays undefined only until `accumulate` or `settle`.
+    fn release_cleared_diff(&mut self) {
+        if self.diff_cleared {
+            self.diff = Tensor::new();
         }
     }
 }
@@ -340,15 +379,15 @@ impl Net {
                         weights::copy_blob_into(&data, b).map_err(|m| err(format!("param {j}: {m}")))?;
                     }
                     let data = data.set_requires_grad(lr_mult != 0.0);
-                    let diff = Tensor::zeros(decl.shape.as_slice(), (Kind::Float, device));
                     let owner = net.learnable.len();
+                    // No diff storage until a backward needs it.
                     net.learnable.push(Param {
                         data: data.shallow_clone(),
-                        diff,
+                        diff: Tensor::new(),
                         lr_mult,
                         decay_mult,
                         display: format!("{name}[{j}]"),
-                        diff_cleared: false,
+                        diff_cleared: true,
                     });
                     if let Some(n) = share_name {
                         param_owner_by_name.insert(n, net.param_slots.len());
@@ -443,10 +482,10 @@ impl Net {
             .unwrap_or(0.0)
     }
     /// The gradient of a layer's blob `j` (its owner's diff).
-    pub fn layer_blob_diff(&self, layer: &str, j: usize) -> Option<&Tensor> {
+    pub fn layer_blob_diff(&self, layer: &str, j: usize) -> Option<Tensor> {
         let e = self.layers.iter().find(|l| l.param.name() == layer)?;
         let slot = e.params.get(j)?;
-        Some(&self.learnable[self.param_slots[*slot].owner].diff)
+        Some(self.learnable[self.param_slots[*slot].owner].diff())
     }
 
     /// Whether the net has any loss term (a top with a non-zero loss weight).
@@ -656,7 +695,7 @@ impl Net {
                         "net.cpp:656",
                         "    [Backward] Layer {}, param blob {j} diff: {}",
                         e.param.name(),
-                        crate::log::fmt_g(mean_abs(&owner.diff), 6)
+                        crate::log::fmt_g(mean_abs(&owner.diff()), 6)
                     );
                 }
             }
@@ -664,7 +703,7 @@ impl Net {
         let (mut l1d, mut l1g, mut l2d, mut l2g) = (0.0, 0.0, 0.0, 0.0);
         for p in &self.learnable {
             let d = p.data.detach().to_kind(Kind::Double);
-            let g = p.diff.to_kind(Kind::Double);
+            let g = p.diff().to_kind(Kind::Double);
             l1d += d.abs().sum(Kind::Double).double_value(&[]);
             l1g += g.abs().sum(Kind::Double).double_value(&[]);
             l2d += d.square().sum(Kind::Double).double_value(&[]);
@@ -712,7 +751,18 @@ impl Net {
         if inputs.is_empty() {
             return Ok(());
         }
-        let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
+        for &i in &owners {
+            self.learnable[i].release_cleared_diff();
+        }
+        let grads = match Tensor::f_run_backward(&[&loss], &inputs, false, false) {
+            Ok(grads) => grads,
+            Err(e) => {
+                for &i in &owners {
+                    self.learnable[i].settle();
+                }
+                return Err(e.into());
+            }
+        };
         tch::no_grad(|| {
             for (k, &i) in owners.iter().enumerate() {
                 self.learnable[i].accumulate(&grads[k]);

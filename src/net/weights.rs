@@ -75,8 +75,8 @@ pub(super) fn net_to_proto(net: &Net, write_diff: bool) -> NetParameter {
             .iter()
             .map(|&s| {
                 let slot = &net.param_slots[s];
-                let diff = write_diff.then(|| &net.learnable[slot.owner].diff);
-                tensor_to_blob(&slot.tensor, diff)
+                let diff = write_diff.then(|| net.learnable[slot.owner].diff());
+                tensor_to_blob(&slot.tensor, diff.as_ref())
             })
             .collect();
         out.layer.push(lp);

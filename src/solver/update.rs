@@ -48,7 +48,7 @@ impl Solver {
             if clip >= 0.0 {
                 let mut sumsq = 0.0f64;
                 for p in params.iter() {
-                    sumsq += p.diff.f_square()?.f_sum(Kind::Double)?.double_value(&[]);
+                    sumsq += p.diff().f_square()?.f_sum(Kind::Double)?.double_value(&[]);
                 }
                 let l2norm = sumsq.sqrt() as f32;
                 if l2norm > clip {
@@ -61,13 +61,13 @@ impl Solver {
                         g(scale)
                     );
                     for p in params.iter_mut() {
-                        let _ = p.diff.f_mul_scalar_(scale as f64)?;
+                        let _ = p.diff_mut().f_mul_scalar_(scale as f64)?;
                     }
                 }
             }
             for (i, p) in params.iter_mut().enumerate() {
                 if iter_size > 1 {
-                    let _ = p.diff.f_mul_scalar_((1.0f32 / iter_size as f32) as f64)?;
+                    let _ = p.diff_mut().f_mul_scalar_((1.0f32 / iter_size as f32) as f64)?;
                 }
                 let local_decay = weight_decay * p.decay_mult;
                 if local_decay != 0.0 {
@@ -76,7 +76,7 @@ impl Solver {
                     } else {
                         p.data.f_detach()?
                     };
-                    let _ = p.diff.f_add_(&term.f_mul_scalar(local_decay as f64)?)?;
+                    let _ = p.diff_mut().f_add_(&term.f_mul_scalar(local_decay as f64)?)?;
                 }
                 let local_rate = rate * p.lr_mult;
                 // Shallow clones share storage: the rules update the history in place.
@@ -91,8 +91,9 @@ impl Solver {
                     SolverType::AdaDelta => adadelta::compute_update,
                     SolverType::Adam => adam::compute_update,
                 };
-                update(&mut p.diff, &mut h, local_rate, &hp)?;
-                let _ = p.data.f_sub_(&p.diff)?;
+                update(p.diff_mut(), &mut h, local_rate, &hp)?;
+                let step = p.diff_mut().shallow_clone();
+                let _ = p.data.f_sub_(&step)?;
                 if debug {
                     // Caffe's [Update] line names the layer and the blob index.
                     let (layer, index) = p.display.rsplit_once('[').unwrap_or((p.display.as_str(), "0]"));
@@ -101,7 +102,7 @@ impl Solver {
                         "    [Update] Layer {layer}, param {} data: {}; diff: {}",
                         index.trim_end_matches(']'),
                         g(crate::net::mean_abs(&p.data) as f32),
-                        g(crate::net::mean_abs(&p.diff) as f32)
+                        g(crate::net::mean_abs(&p.diff()) as f32)
                     );
                 }
             }

@@ -44,6 +44,9 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     let loss = net.forward()?;
     info!("caffe.cpp:356", "Initial loss: {}", crate::log::fmt_g(loss, 6));
     info!("caffe.cpp:357", "Performing Backward");
+    // Cleared before each backward as the solver's step does, so the step's
+    // memory is the training step's (autograd's gradients become the diffs).
+    net.clear_param_diffs();
     net.backward()?;
     info!("caffe.cpp:365", "*** Benchmark begins ***");
     info!("caffe.cpp:366", "Testing for {iterations} iterations.");
@@ -56,10 +59,10 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
         net.forward()?;
         synchronize(o.device);
         let f = start.elapsed().as_secs_f64() * 1e3;
+        net.clear_param_diffs();
         net.backward()?;
         synchronize(o.device);
         let fb = start.elapsed().as_secs_f64() * 1e3;
-        net.clear_param_diffs();
         fwd_total += f;
         bwd_total += fb - f;
         info!("caffe.cpp:394", "Iteration: {it} forward-backward time: {} ms.", fb.round());
