@@ -35,6 +35,7 @@ fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) -> (Ne
         net.set_input(name, &t).expect("set input");
     }
     if backward {
+        net.record_blob_diffs(true);
         net.forward().expect("forward");
         net.backward_with_blob_diffs().expect("backward");
     } else {

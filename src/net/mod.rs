@@ -147,7 +147,7 @@ impl Param {
     /// Lets go of a cleared diff's storage before a backward that will replace it,
     /// so the step holds one gradient per weight, not two (CaffeNet: 233 MB less at
     /// the peak). The diff stays undefined only until `accumulate` or `settle`.
-    fn release_cleared_diff(&mut self) {
+    pub(super) fn release_cleared_diff(&mut self) {
         if self.diff_cleared {
             self.diff = Tensor::new();
         }
@@ -186,7 +186,11 @@ pub struct Net {
     values: Vec<Option<Tensor>>,
     /// The first value of each blob (its producer's output): a blob's diff is
     /// the gradient with respect to it, as Caffe's in-place backward leaves it.
+    /// Kept only when `record_blob_diffs` or debug_info asks for it: holding a blob's value
+    /// from before an in-place layer keeps that buffer alive until the next
+    /// forward (GoogLeNet: every pre-ReLU conv output).
     first_values: Vec<Option<Tensor>>,
+    record_blob_diffs: bool,
     diffs: Vec<Option<Tensor>>,
     param_slots: Vec<ParamSlot>,
     learnable: Vec<Param>,
@@ -250,6 +254,7 @@ impl Net {
             blob_shapes: Vec::new(),
             values: Vec::new(),
             first_values: Vec::new(),
+            record_blob_diffs: false,
             diffs: Vec::new(),
             param_slots: Vec::new(),
             learnable: Vec::new(),
@@ -627,7 +632,7 @@ impl Net {
                         None => term,
                     });
                 }
-                if self.first_values[id].is_none() {
+                if (self.record_blob_diffs || self.debug_info) && self.first_values[id].is_none() {
                     self.first_values[id] = Some(t.shallow_clone());
                 }
                 self.values[id] = Some(t);
@@ -719,8 +724,17 @@ impl Net {
         );
     }
 
-    /// Backward that also records every blob's diff (pycaffe's `net.blobs[x].diff`).
+    /// Makes the following forward passes keep what `backward_with_blob_diffs` needs.
+    pub fn record_blob_diffs(&mut self, on: bool) {
+        self.record_blob_diffs = on;
+    }
+
+    /// Backward that also records every blob's diff (pycaffe's `net.blobs[x].diff`);
+    /// the forward before it must have run with `record_blob_diffs(true)`.
     pub fn backward_with_blob_diffs(&mut self) -> Result<()> {
+        if !self.record_blob_diffs {
+            return Err(Error::msg("backward_with_blob_diffs: call record_blob_diffs(true) before forward"));
+        }
         self.backward_impl(true)
     }
 

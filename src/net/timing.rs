@@ -42,6 +42,9 @@ impl Net {
         let loss = self.run_layers(self.force_backward, Some(&mut trace))?;
         self.loss = None;
         let n = self.layers.len();
+        for p in &mut self.learnable {
+            p.release_cleared_diff();
+        }
         let mut backward_ms = vec![0.0; n];
         // Gradient arriving at each (layer, top).
         let mut top_grads: HashMap<(usize, usize), Tensor> = HashMap::new();
@@ -102,7 +105,12 @@ impl Net {
             if inputs.is_empty() {
                 continue;
             }
-            let grads = Tensor::f_run_backward(&[&root], &inputs, true, false)?;
+            // The graph between this layer's bottoms and tops is used once: free it
+            // now, with the layer's traced tensors, so the pass holds no more
+            // memory than a fused backward does.
+            let grads = Tensor::f_run_backward(&[&root], &inputs, false, false)?;
+            trace.tops[i].clear();
+            trace.bottoms[i].clear();
             for (g, t) in grads.into_iter().zip(targets) {
                 if !g.defined() {
                     continue;

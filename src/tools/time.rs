@@ -73,8 +73,8 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     let mut fwd = vec![0.0; names.len()];
     let mut bwd = vec![0.0; names.len()];
     for _ in 0..iterations {
-        let t = net.forward_backward_timed()?;
         net.clear_param_diffs();
+        let t = net.forward_backward_timed()?;
         for i in 0..names.len() {
             fwd[i] += t.forward_ms[i];
             bwd[i] += t.backward_ms[i];
