@@ -12,9 +12,12 @@ use crate::proto::{text, upgrade};
 use crate::{info, warn, Error, Result};
 
 pub mod filter;
+mod param;
 pub mod splits;
 pub mod timing;
 pub mod weights;
+
+pub use param::Param;
 
 /// Where a net came from, so errors can name the file and each layer's line.
 #[derive(Debug, Clone, Default)]
@@ -51,25 +54,6 @@ impl NetSource {
     }
 }
 
-/// One learnable blob, as the solver sees it (Caffe's `learnable_params`).
-pub struct Param {
-    /// The value; a leaf that requires grad when `lr_mult != 0`.
-    pub data: Tensor,
-    /// The gradient accumulated by `backward` (Caffe's diff): read it with
-    /// [`Param::diff`] / [`Param::diff_mut`]. Undefined until the first backward
-    /// (nets that only run forward never hold one) and while a cleared diff is
-    /// released during backward.
-    diff: Tensor,
-    pub lr_mult: f32,
-    pub decay_mult: f32,
-    /// "layer_name[index]" for messages.
-    pub display: String,
-    /// Set by `clear_param_diffs`: `diff` is logically zero, so the next
-    /// backward can take autograd's gradient tensor as the diff instead of
-    /// zeroing and adding (two full passes over the weights, ~10% of a CaffeNet step).
-    diff_cleared: bool,
-}
-
 /// Caffe's debug figure for a blob: its L1 norm divided by its element count.
 pub fn mean_abs(t: &Tensor) -> f64 {
     if t.numel() == 0 {
@@ -83,75 +67,6 @@ pub fn mean_abs(t: &Tensor) -> f64 {
 pub fn tensor_values(t: &Tensor) -> std::result::Result<Vec<f32>, tch::TchError> {
     let flat = t.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?;
     Vec::<f32>::try_from(&flat)
-}
-
-impl Param {
-    /// The diff (zeros when cleared or never computed).
-    pub fn diff(&self) -> Tensor {
-        if self.diff_cleared || !self.diff.defined() {
-            Tensor::zeros(self.data.size().as_slice(), (self.data.kind(), self.data.device()))
-        } else {
-            self.diff.shallow_clone()
-        }
-    }
-
-    /// The diff for in-place updates (a pending clear is materialised first).
-    pub fn diff_mut(&mut self) -> &mut Tensor {
-        self.settle();
-        &mut self.diff
-    }
-
-    /// Adds a gradient into the diff (the first one after a clear replaces it).
-    pub fn accumulate(&mut self, grad: &Tensor) {
-        tch::no_grad(|| {
-            if self.diff_cleared {
-                // Autograd's gradient becomes the diff (copied only where it is
-                // not in Caffe's layout, e.g. a channels-last conv weight's).
-                self.diff = if grad.defined() && grad.size() == self.data.size() {
-                    grad.contiguous()
-                } else {
-                    let mut d = self.zero_diff();
-                    if grad.defined() {
-                        let _ = d.f_add_(grad);
-                    }
-                    d
-                };
-                self.diff_cleared = false;
-            } else if grad.defined() {
-                let _ = self.diff.f_add_(grad);
-            }
-        });
-    }
-
-    /// The diff, materialising a pending clear (for readers outside backward).
-    pub fn settle(&mut self) {
-        if self.diff_cleared {
-            self.diff = self.zero_diff();
-            self.diff_cleared = false;
-        }
-    }
-
-    /// A zero diff: the old one zeroed in place, or a new one where `release_cleared_diff` let it go.
-    fn zero_diff(&self) -> Tensor {
-        tch::no_grad(|| {
-            if self.diff.defined() {
-                let mut d = self.diff.shallow_clone();
-                let _ = d.zero_();
-                d
-            } else {
-                Tensor::zeros(self.data.size().as_slice(), (self.data.kind(), self.data.device()))
-            }
-        })
-    }
-
-    /// Lets go of a cleared diff's storage before a backward that will replace it,
-    /// so the step holds one gradient per weight, not two (CaffeNet: 233 MB less at
-    /// the peak). The diff stays undefined only until `accumulate` or `settle`.
-    pub(super) fn release_cleared_diff(&mut self) {
-        if self.diff_cleared {
-            self.diff = Tensor::new();
-        }
-    }
 }
 
 struct LayerEntry {
@@ -385,15 +300,7 @@ impl Net {
                     }
                     let data = data.set_requires_grad(lr_mult != 0.0);
                     let owner = net.learnable.len();
-                    // No diff storage until a backward needs it.
-                    net.learnable.push(Param {
-                        data: data.shallow_clone(),
-                        diff: Tensor::new(),
-                        lr_mult,
-                        decay_mult,
-                        display: format!("{name}[{j}]"),
-                        diff_cleared: true,
-                    });
+                    net.learnable.push(Param::new(data.shallow_clone(), lr_mult, decay_mult, format!("{name}[{j}]")));
                     if let Some(n) = share_name {
                         param_owner_by_name.insert(n, net.param_slots.len());
                     }
@@ -796,7 +703,7 @@ impl Net {
     /// Sets every learnable param's diff to zero (Caffe's ClearParamDiffs).
     pub fn clear_param_diffs(&mut self) {
         for p in &mut self.learnable {
-            p.diff_cleared = true;
+            p.clear();
         }
     }
 
