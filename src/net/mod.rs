@@ -672,18 +672,7 @@ impl Net {
         if inputs.is_empty() {
             return Ok(());
         }
-        for &i in &owners {
-            self.learnable[i].release_cleared_diff();
-        }
-        let grads = match Tensor::f_run_backward(&[&loss], &inputs, false, false) {
-            Ok(grads) => grads,
-            Err(e) => {
-                for &i in &owners {
-                    self.learnable[i].settle();
-                }
-                return Err(e.into());
-            }
-        };
+        let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
         tch::no_grad(|| {
             for (k, &i) in owners.iter().enumerate() {
                 self.learnable[i].accumulate(&grads[k]);

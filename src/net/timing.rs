@@ -42,9 +42,6 @@ impl Net {
         let loss = self.run_layers(self.force_backward, Some(&mut trace))?;
         self.loss = None;
         let n = self.layers.len();
-        for p in &mut self.learnable {
-            p.release_cleared_diff();
-        }
         let mut backward_ms = vec![0.0; n];
         // Gradient arriving at each (layer, top).
         let mut top_grads: HashMap<(usize, usize), Tensor> = HashMap::new();

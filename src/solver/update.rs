@@ -92,8 +92,7 @@ impl Solver {
                     SolverType::Adam => adam::compute_update,
                 };
                 update(p.diff_mut(), &mut h, local_rate, &hp)?;
-                let step = p.diff_mut().shallow_clone();
-                let _ = p.data.f_sub_(&step)?;
+                let _ = p.data.f_sub_(&p.diff())?;
                 if debug {
                     // Caffe's [Update] line names the layer and the blob index.
                     let (layer, index) = p.display.rsplit_once('[').unwrap_or((p.display.as_str(), "0]"));
