@@ -12,6 +12,7 @@
 //!   layers of different sizes.
 use tch::{Kind, Tensor};
 
+use super::layout;
 use super::registry::LayerInfo;
 use super::{check_bottoms, Ctx, Layer, LayerResult, SetupOut, Shape};
 use crate::layer_bail;
@@ -93,11 +94,13 @@ impl Layer for DropIn {
             let mut unit_shape = vec![1i64];
             unit_shape.extend(&shape[1..]);
             let take_skip = Tensor::arange(n, (Kind::Int64, skip.device())).lt(k).reshape(unit_shape.as_slice());
+            let take_skip = layout::in_layout_of(&take_skip, skip)?;
             return Ok(vec![skip.f_where_self(&take_skip, new)?]);
         }
         let q = self.p.dropin_ratio() as f64;
         if ctx.train() {
-            let take_skip = tch::no_grad(|| Tensor::empty(shape.as_slice(), (Kind::Float, skip.device())).bernoulli_float_(q).gt(0.5));
+            // empty_like keeps skip's memory order (see layout.rs).
+            let take_skip = tch::no_grad(|| skip.empty_like().bernoulli_float_(q).gt(0.5));
             Ok(vec![skip.f_where_self(&take_skip, new)?])
         } else {
             Ok(vec![skip * q + new * (1.0 - q)])

@@ -22,6 +22,7 @@ pub mod filler;
 pub mod gradcheck;
 pub mod hdf5;
 pub mod input;
+pub mod layout;
 pub mod loss;
 pub mod normalization;
 pub mod recurrent;

@@ -24,24 +24,6 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     });
 }
 
-/// A 4-D CPU activation in channels-last (NHWC) memory order, which oneDNN's
-/// convolutions run up to 2.6x faster than NCHW (3x3, 20 channels: LeNet(10)).
-/// Only the memory order changes: shapes, values and every reader that copies
-/// data out (all go through `contiguous()`) see Caffe's NCHW blob. Later
-/// element-wise and pooling ops keep the order, so one conversion serves a
-/// chain of layers. CUDA keeps NCHW (unmeasured there).
-/// `CAFFE_TCH_CHANNELS_LAST=0` turns it off (for benchmarks).
-fn channels_last(x: &Tensor) -> LayerResult<Tensor> {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let enabled = *ENABLED.get_or_init(|| std::env::var("CAFFE_TCH_CHANNELS_LAST").map_or(true, |v| v != "0"));
-    if !enabled || x.dim() != 4 || x.device() != tch::Device::Cpu || x.size()[1] == 1 {
-        return Ok(x.shallow_clone());
-    }
-    // tch has no memory-format argument: NHWC-contiguous, viewed back as NCHW
-    // (a no-op when `x` is channels-last already).
-    Ok(x.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?)
-}
-
 /// The spatial geometry of a conv: per spatial axis.
 #[derive(Debug, Clone)]
 pub struct Geometry {
@@ -178,7 +160,7 @@ impl Layer for Conv {
         let mut tops = Vec::with_capacity(bottoms.len());
         for x in bottoms {
             let out_pad = vec![0i64; g.kernel.len()];
-            let x = &channels_last(x)?;
+            let x = &crate::layers::layout::channels_last(x)?;
             let y = if x.device().is_cuda() {
                 // cuDNN would run fp32 convs in TF32 (10-bit mantissa) on
                 // Ampere and later; Caffe's numbers need full fp32.
