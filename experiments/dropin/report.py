@@ -321,7 +321,8 @@ def figures(results, groups, logs_dir, enabled):
                 g = by_config.get(c)
                 if g:
                     curves += [(log.path, legend(c, seed)) for seed, log, _ in g.runs]
-            if not curves:
+            # A baseline alone (plain LeNet beside no LeNet(30) runs) is no figure.
+            if not any("dropin" in c and c in by_config for c in configs):
                 continue
             # Caffe's reference ran 10,000 iterations: only next to full-length runs.
             if not iters:
