@@ -1258,4 +1258,3 @@ fn training_log_has_caffes_line_shapes() {
         "{err}"
     );
 }
-
