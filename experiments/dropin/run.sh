@@ -160,8 +160,16 @@ if ! [[ -f data/mnist/DATASET && -d data/mnist/train_lmdb && -d data/mnist/test_
   "$CAFFE" data mnist data/mnist
 fi
 DATASET=$(head -n 1 data/mnist/DATASET 2>/dev/null || echo unknown)
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then COMMIT+="+dirty"; fi
+# CAFFE_TCH_COMMIT names the build when the tree is not a git checkout (a copy on a GPU machine).
+if [[ -n ${CAFFE_TCH_COMMIT:-} ]]; then COMMIT=$CAFFE_TCH_COMMIT
+else
+  COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  if [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]]; then COMMIT+="+dirty"; fi
+fi
+GPU_NAME=""
+if [[ -n $GPU ]] && command -v nvidia-smi >/dev/null; then
+  GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader -i "$GPU" 2>/dev/null | head -n 1)
+fi
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
 
 run_one() {
@@ -219,6 +227,7 @@ max_iter=${ITERS:-$(solver_max_iter "$config")}
 reduced=$([[ $name == *_it* ]] && echo yes || echo no)
 test_interval=${TEST_INTERVAL:-solver}
 device=$([[ -n $GPU ]] && echo "GPU" || echo "CPU")
+gpu=$GPU_NAME
 threads=$THREADS
 jobs=$JOBS
 cores=$CORES

@@ -226,7 +226,11 @@ fn to_net_device(t: Tensor, device: Device) -> LayerResult<Tensor> {
     match device {
         Device::Cpu => Ok(t),
         Device::Cuda(_) => {
-            let pinned = t.f_pin_memory(device)?;
+            // `_pin_memory`, not `pin_memory`: tch always passes a device, and
+            // libtorch's `pin_memory(device)` logs a deprecation warning on every
+            // call (two lines per batch in the training log). The batch is a fresh
+            // host tensor, so the is-it-pinned-already check would be wasted anyway.
+            let pinned = t.f_internal_pin_memory(device)?;
             Ok(pinned.f_to_device_(device, pinned.kind(), true, false)?)
         }
         other => Ok(t.f_to_device(other)?),
