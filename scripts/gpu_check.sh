@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check: Caffe parity fixtures on CUDA (tolerance 1e-3, TF32 off) and
+# The GPU check: Caffe parity fixtures on CUDA (tolerance 1e-3, TF32 off), every
+# layer type on CUDA against the CPU (tests/layers_devices.rs, 1e-4), and
 # `caffe time -gpu 0` for LeNet, CaffeNet and GoogLeNet, written as markdown to
 # OUT_DIR/gpu_check.md (OUT_DIR: first argument, else $OUT, else gpu-check/).
 #
@@ -8,7 +9,9 @@
 # Needs an NVIDIA GPU, and target/release/caffe plus the parity test binaries
 # built against a CUDA libtorch (`make build`, then `cargo test --release
 # --no-run`). Where cargo is missing (a bare GPU machine), the prebuilt test
-# binaries in target/release/deps are run directly.
+# binaries in target/release/deps are run directly. scripts/gpu_device_run.sh
+# sets CAFFE, PARITY_BIN_DIR (prebuilt test binaries) and GPU_CHECK_BUILD (what
+# was built) for a bundle made by scripts/gpu_bundle.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-gpu-check}}
@@ -22,31 +25,32 @@ gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohea
 {
   echo "# GPU check: $gpu"
   echo
-  echo "Commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%dT%H:%MZ)."
+  echo "Build: ${GPU_CHECK_BUILD:-commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)}; run $(date -u +%Y-%m-%dT%H:%MZ)."
   echo
   echo '```'
   "$CAFFE" device_query -gpu 0 2>&1 | sed 's/^.*\] //'
   echo '```'
 } > "$REPORT"
 
-# 1. Parity on CUDA: every blob and gradient of the reference nets.
-echo "## Parity on CUDA (max |Δ| ≤ 1e-3·(1 + max|ref|))" >> "$REPORT"
+# 1. Parity on CUDA: every blob and gradient of the reference nets, and every
+# layer type against the CPU (tests/layers_devices.rs).
+echo "## Parity on CUDA (reference nets against Caffe: max |Δ| ≤ 1e-3·(1 + max|ref|); every layer type against the CPU: 1e-4)" >> "$REPORT"
 echo >> "$REPORT"
 parity_rc=0
-if command -v cargo >/dev/null; then
-  CAFFE_TCH_TEST_DEVICE=cuda cargo test --release --test parity --test parity_nets -- --nocapture \
+if [[ -z ${PARITY_BIN_DIR:-} ]] && command -v cargo >/dev/null; then
+  CAFFE_TCH_TEST_DEVICE=cuda cargo test --release --test parity --test parity_nets --test layers_devices -- --nocapture \
     > "$OUT_DIR/parity.log" 2>&1 || parity_rc=$?
 else
   : > "$OUT_DIR/parity.log"
-  for t in parity parity_nets; do
-    bin=$(ls -t target/release/deps/"$t"-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true)
+  for t in parity parity_nets layers_devices; do
+    bin=$(ls -t "${PARITY_BIN_DIR:-target/release/deps}"/"$t"-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true)
     [[ -n $bin ]] || { echo "no prebuilt $t test binary" >> "$OUT_DIR/parity.log"; parity_rc=1; continue; }
     CAFFE_TCH_TEST_DEVICE=cuda "$bin" --nocapture >> "$OUT_DIR/parity.log" 2>&1 || parity_rc=$?
   done
 fi
 {
   echo '```'
-  grep -E '^test |test result|tensors, max|panicked' "$OUT_DIR/parity.log" || true
+  grep -E '^test |test result|tensors, max|cases, |panicked' "$OUT_DIR/parity.log" || true
   echo '```'
   echo
   [[ $parity_rc == 0 ]] && echo "Parity: **pass**." || echo "Parity: **FAIL** (exit $parity_rc; parity.log)."

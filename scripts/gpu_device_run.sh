@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs a bundle made by scripts/gpu_bundle.sh on a GPU machine that has
+# PyTorch (the version the bundle was built against) but no Rust:
+# scripts/gpu_check.sh (parity on CUDA, `caffe time` for LeNet, CaffeNet and
+# GoogLeNet), `caffe time -gpu 0` for four more nets, and a 3,000-iteration
+# LeNet training on the GPU. Everything goes to OUT_DIR (run.log, gpu_check.md,
+# parity.log, train_lenet.log).
+#
+#   bash scripts/gpu_device_run.sh [BUNDLE_DIR] [OUT_DIR]
+#
+# BUNDLE_DIR defaults to .gpu; OUT_DIR to $OUT, else gpu-check/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUNDLE=${1:-.gpu}
+OUT_DIR=${2:-${OUT:-gpu-check}}
+mkdir -p "$OUT_DIR"
+exec > >(tee "$OUT_DIR/run.log") 2>&1
+date -u
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+U=$(mktemp -d)
+tar -xJf "$BUNDLE/bundle.tar.xz" -C "$U" || { echo "gpu_device_run: cannot unpack $BUNDLE/bundle.tar.xz"; exit 3; }
+echo "bundle: $(cat "$U/build")"
+TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') \
+  || { echo "gpu_device_run: python3 has no torch"; exit 3; }
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "cudnn", torch.backends.cudnn.version())'
+# The carried libraries stand in only for those this machine lacks.
+mkdir -p "$U/extra"
+for f in "$U"/libs/*; do
+  n=$(basename "$f")
+  ldconfig -p | awk '{ print $1 }' | grep -qx "$n" || { ln -s "$f" "$U/extra/$n"; echo "carried library used: $n"; }
+done
+export LD_LIBRARY_PATH=$TORCH_LIB:$U/extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+ldd "$U/caffe" | grep -E 'not found|libtorch_cuda'
+# The test binaries read their fixtures under the folder they were built in.
+MANIFEST_DIR=$(cat "$U/manifest_dir")
+if [[ ! -d $MANIFEST_DIR/tests/fixtures/caffe-ref/fixtures/lenet ]]; then
+  mkdir -p "$MANIFEST_DIR/tests/fixtures/caffe-ref"
+  cp -r "$BUNDLE/fixtures" "$MANIFEST_DIR/tests/fixtures/caffe-ref/fixtures"
+fi
+
+CAFFE=$U/caffe PARITY_BIN_DIR=$U GPU_CHECK_BUILD="$(cat "$U/build")" timeout 600 bash scripts/gpu_check.sh "$OUT_DIR"
+check_rc=$?
+echo "gpu_check exit $check_rc"
+
+echo "## caffe time -gpu 0, one round (forward+backward ms)"
+for n in "lenet10_input|20|TRAIN" "cifar10_quick_train_test_input|20|TRAIN" \
+         "cifar10_full_train_test_input|20|TRAIN" "vgg16_deploy_b2_fb|10|TEST"; do
+  IFS='|' read -r net iters phase <<< "$n"
+  echo "$net: $(timeout 120 "$U/caffe" time -model "benches/nets/$net.prototxt" -iterations "$iters" -phase "$phase" -gpu 0 2>&1 \
+    | sed -n 's/.*Average Forward-Backward: \([0-9.]*\) ms\./\1/p')"
+done
+
+echo "## caffe train -gpu 0: LeNet, Caffe's solver, 3,000 iterations on 2,000 Fashion-MNIST images"
+sed "s#data/mnist/[a-z]*_lmdb#$U/data/train2k_lmdb#" models/lenet/train_val.prototxt > "$U/lenet.prototxt"
+sed -e "s#^net: .*#net: \"$U/lenet.prototxt\"#" -e 's/^test_iter: .*/test_iter: 20/' -e 's/^test_interval: .*/test_interval: 1000/' \
+    -e 's/^display: .*/display: 500/' -e 's/^max_iter: .*/max_iter: 3000/' -e '/^snapshot/d' -e 's/^solver_mode: .*/solver_mode: GPU/' \
+    solvers/lenet_solver.prototxt > "$U/lenet_solver.prototxt"
+printf 'snapshot_after_train: false\nrandom_seed: 1\n' >> "$U/lenet_solver.prototxt"
+start=$(date +%s)
+timeout 300 "$U/caffe" train -solver "$U/lenet_solver.prototxt" -gpu 0 > "$OUT_DIR/train_lenet.log" 2>&1
+echo "exit $?, $(( $(date +%s) - start )) s wall"
+grep -E 'Test net output #0|iter/s' "$OUT_DIR/train_lenet.log" | sed 's/.*\] //'
+echo "libtorch warnings in the log: $(grep -c '^\[W' "$OUT_DIR/train_lenet.log")"
+date -u
+exit "$check_rc"

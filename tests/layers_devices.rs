@@ -1,0 +1,286 @@
+//! Every layer type that computes something gives the CPU's tops and gradients
+//! on the test device (`CAFFE_TCH_TEST_DEVICE=cuda`; `scripts/gpu_check.sh`
+//! runs this there). Without a GPU the device is the CPU too, which still runs
+//! each case, and a test checks that every registered type has a case here, so
+//! a new layer cannot skip the CUDA check.
+mod common;
+
+use std::collections::BTreeSet;
+
+use caffe_tch::layers::{create_layer, gradcheck, Ctx, Shape, REGISTRY};
+use caffe_tch::proto::caffe::{LayerParameter, Phase};
+use caffe_tch::proto::text::{parse_str, TextOptions};
+use common::{assert_close, test_device};
+use tch::{Device, Kind, Tensor};
+
+/// Layers that read or write data outside the net, or only declare inputs:
+/// there is nothing of theirs to compute on a device.
+const DATA_SOURCES: &[&str] =
+    &["Data", "DummyData", "HDF5Data", "HDF5Output", "ImageData", "Input", "MemoryData", "WindowData"];
+
+/// f32 on both devices; cuDNN and oneDNN sum in different orders.
+const TOLERANCE: f64 = 1e-4;
+
+fn lp(text: &str) -> LayerParameter {
+    match parse_str::<LayerParameter>(text, "case", TextOptions::default()) {
+        Ok(p) => p.message,
+        Err(e) => panic!("parse failed: {e}\n{text}"),
+    }
+}
+
+fn randn(shape: &[i64], seed: i64) -> Tensor {
+    let _rng = gradcheck::rng_lock();
+    tch::manual_seed(seed);
+    Tensor::randn(shape, (Kind::Float, Device::Cpu))
+}
+
+/// Uniform in [lo, hi): positive inputs (Log, probabilities) and parameters
+/// (BatchNorm's variance and scale factor must be positive).
+fn uniform(shape: &[i64], lo: f64, hi: f64, seed: i64) -> Tensor {
+    let _rng = gradcheck::rng_lock();
+    tch::manual_seed(seed);
+    Tensor::rand(shape, (Kind::Float, Device::Cpu)) * (hi - lo) + lo
+}
+
+fn t(values: &[f32], shape: &[i64]) -> Tensor {
+    Tensor::from_slice(values).reshape(shape)
+}
+
+struct Case {
+    text: String,
+    bottoms: Vec<Tensor>,
+    /// The bottoms whose gradients are compared.
+    grad_bottoms: Vec<usize>,
+    /// Whether the parameters' gradients are compared.
+    param_grads: bool,
+    phase: Phase,
+    iteration: i64,
+}
+
+fn case(text: &str, bottoms: Vec<Tensor>, grad_bottoms: &[usize]) -> Case {
+    Case {
+        text: text.to_string(),
+        bottoms,
+        grad_bottoms: grad_bottoms.to_vec(),
+        param_grads: true,
+        phase: Phase::Train,
+        iteration: i64::MAX,
+    }
+}
+
+fn in_test(mut c: Case) -> Case {
+    c.phase = Phase::Test;
+    c
+}
+
+/// BatchNorm's blobs are statistics, never learned: libtorch's batch_norm
+/// refuses running statistics that require a gradient.
+fn statistics_params(mut c: Case) -> Case {
+    c.param_grads = false;
+    c
+}
+
+fn cases() -> Vec<Case> {
+    let x4 = || randn(&[2, 4, 5, 5], 1);
+    let x3 = || randn(&[2, 3, 4], 2);
+    let scores = || randn(&[6, 4], 3);
+    let labels = || t(&[0., 3., 1., 2., 2., 0.], &[6]);
+    let probs = || uniform(&[6, 4], 0.05, 1.0, 4);
+    let mut dropin = case(
+        r#"type: "DropIn" dropin_param { dropin_length: 1000 dropin_start: 100 }"#,
+        vec![x4(), randn(&[2, 4, 5, 5], 5)],
+        &[0, 1],
+    );
+    dropin.iteration = 600;
+    vec![
+        // Activations.
+        case(r#"type: "AbsVal""#, vec![x3()], &[0]),
+        case(r#"type: "BNLL""#, vec![x3()], &[0]),
+        case(r#"type: "Clip" clip_param { min: -0.5 max: 0.7 }"#, vec![x3()], &[0]),
+        case(r#"type: "ELU" elu_param { alpha: 0.5 }"#, vec![x3()], &[0]),
+        case(r#"type: "Exp" exp_param { base: 2 scale: 0.5 shift: 0.1 }"#, vec![x3()], &[0]),
+        case(r#"type: "Log" log_param { base: 10 scale: 2 shift: 0.5 }"#, vec![uniform(&[2, 3, 4], 0.1, 2.0, 6)], &[0]),
+        case(r#"type: "Power" power_param { power: 2 scale: 0.5 shift: 1 }"#, vec![x3()], &[0]),
+        case(r#"type: "PReLU""#, vec![x4()], &[0]),
+        case(r#"type: "ReLU" relu_param { negative_slope: 0.1 }"#, vec![x3()], &[0]),
+        case(r#"type: "Sigmoid""#, vec![x3()], &[0]),
+        case(r#"type: "Swish" swish_param { beta: 1.5 }"#, vec![x3()], &[0]),
+        case(r#"type: "TanH""#, vec![x3()], &[0]),
+        case(r#"type: "Threshold" threshold_param { threshold: 0.2 }"#, vec![x3()], &[]),
+        in_test(case(r#"type: "Dropout" dropout_param { dropout_ratio: 0.3 }"#, vec![x3()], &[0])),
+        // Vision.
+        case(
+            r#"type: "Convolution" convolution_param { num_output: 6 kernel_size: 3 pad: 1 stride: 2 group: 2 }"#,
+            vec![x4()],
+            &[0],
+        ),
+        case(
+            r#"type: "Convolution" convolution_param { num_output: 3 kernel_h: 3 kernel_w: 2 dilation: 2 }"#,
+            vec![x4()],
+            &[0],
+        ),
+        case(r#"type: "Convolution" convolution_param { num_output: 5 kernel_size: 3 }"#, vec![randn(&[2, 1, 6, 6], 7)], &[0]),
+        case(
+            r#"type: "Deconvolution" convolution_param { num_output: 3 kernel_size: 3 stride: 2 pad: 1 }"#,
+            vec![x4()],
+            &[0],
+        ),
+        case(r#"type: "Pooling" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }"#, vec![x4()], &[0]),
+        case(r#"type: "Pooling" pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 }"#, vec![x4()], &[0]),
+        case(r#"type: "Pooling" pooling_param { pool: AVE global_pooling: true }"#, vec![x4()], &[0]),
+        in_test(case(
+            r#"type: "Pooling" pooling_param { pool: STOCHASTIC kernel_size: 2 stride: 2 }"#,
+            vec![uniform(&[2, 4, 5, 5], 0.1, 1.0, 8)],
+            &[0],
+        )),
+        case(r#"type: "SPP" spp_param { pyramid_height: 2 pool: MAX }"#, vec![x4()], &[0]),
+        case(r#"type: "LRN" lrn_param { local_size: 3 alpha: 0.1 beta: 0.75 }"#, vec![x4()], &[0]),
+        case(r#"type: "LRN" lrn_param { local_size: 3 alpha: 0.1 norm_region: WITHIN_CHANNEL }"#, vec![x4()], &[0]),
+        case(r#"type: "Im2col" convolution_param { kernel_size: 2 stride: 1 pad: 1 }"#, vec![x4()], &[0]),
+        case(r#"type: "Crop" crop_param { axis: 2 offset: 1 }"#, vec![x4(), randn(&[2, 4, 3, 3], 9)], &[0]),
+        // Normalization.
+        statistics_params(case(r#"type: "BatchNorm""#, vec![x4()], &[0])),
+        statistics_params(in_test(case(r#"type: "BatchNorm" batch_norm_param { eps: 0.001 }"#, vec![x4()], &[0]))),
+        case(r#"type: "MVN""#, vec![x4()], &[0]),
+        case(r#"type: "MVN" mvn_param { across_channels: true }"#, vec![x4()], &[0]),
+        // Losses and metrics.
+        case(r#"type: "Accuracy" accuracy_param { top_k: 2 }"#, vec![scores(), labels()], &[]),
+        case(
+            r#"type: "ContrastiveLoss" contrastive_loss_param { margin: 1.5 }"#,
+            vec![randn(&[6, 3], 10), randn(&[6, 3], 11), t(&[1., 0., 1., 0., 0., 1.], &[6, 1, 1, 1])],
+            &[0, 1],
+        ),
+        case(r#"type: "EuclideanLoss""#, vec![scores(), randn(&[6, 4], 12)], &[0, 1]),
+        case(r#"type: "HingeLoss" hinge_loss_param { norm: L2 }"#, vec![scores(), labels()], &[0]),
+        case(r#"type: "InfogainLoss""#, vec![scores(), labels(), uniform(&[4, 4], 0.0, 1.0, 13)], &[0]),
+        case(r#"type: "MultinomialLogisticLoss""#, vec![probs(), labels()], &[0]),
+        case(
+            r#"type: "SigmoidCrossEntropyLoss""#,
+            vec![scores(), uniform(&[6, 4], 0.0, 1.0, 14).round()],
+            &[0],
+        ),
+        case(r#"type: "SoftmaxWithLoss" loss_param { ignore_label: 2 }"#, vec![scores(), labels()], &[0]),
+        // Utility.
+        case(r#"type: "InnerProduct" inner_product_param { num_output: 5 }"#, vec![x4()], &[0]),
+        case(r#"type: "InnerProduct" inner_product_param { num_output: 5 transpose: true axis: 2 }"#, vec![x3()], &[0]),
+        case(r#"type: "Embed" embed_param { num_output: 3 input_dim: 4 }"#, vec![labels()], &[]),
+        case(r#"type: "Bias" bias_param { axis: 1 num_axes: 1 }"#, vec![x4()], &[0]),
+        case(r#"type: "Scale" scale_param { bias_term: true }"#, vec![x4()], &[0]),
+        case(r#"type: "Scale" scale_param { axis: 0 }"#, vec![x3(), randn(&[2, 3], 15)], &[0, 1]),
+        case(r#"type: "Eltwise" eltwise_param { operation: SUM coeff: 0.5 coeff: -2 }"#, vec![x3(), randn(&[2, 3, 4], 16)], &[0, 1]),
+        case(r#"type: "Eltwise" eltwise_param { operation: PROD }"#, vec![x3(), randn(&[2, 3, 4], 16)], &[0, 1]),
+        case(r#"type: "Eltwise" eltwise_param { operation: MAX }"#, vec![x3(), randn(&[2, 3, 4], 16)], &[0, 1]),
+        case(r#"type: "Concat" concat_param { axis: 1 }"#, vec![x4(), randn(&[2, 2, 5, 5], 17)], &[0, 1]),
+        case(r#"type: "Slice" top: "a" top: "b" slice_param { axis: 1 slice_point: 1 }"#, vec![x4()], &[0]),
+        case(r#"type: "Split" top: "a" top: "b""#, vec![x3()], &[0]),
+        case(r#"type: "Flatten""#, vec![x4()], &[0]),
+        case(r#"type: "Reshape" reshape_param { shape { dim: 0 dim: -1 dim: 5 } }"#, vec![x4()], &[0]),
+        case(r#"type: "Softmax""#, vec![x4()], &[0]),
+        case(r#"type: "ArgMax" argmax_param { top_k: 2 out_max_val: true }"#, vec![x3()], &[]),
+        case(r#"type: "Reduction" reduction_param { operation: SUMSQ axis: 1 coeff: 0.5 }"#, vec![x3()], &[0]),
+        case(r#"type: "Silence""#, vec![x3()], &[]),
+        case(r#"type: "Filter""#, vec![x3(), t(&[0., 2.], &[2])], &[0]),
+        case(r#"type: "BatchReindex""#, vec![x3(), t(&[1., 0., 1.], &[3])], &[0]),
+        case(r#"type: "Tile" tile_param { axis: 1 tiles: 3 }"#, vec![x3()], &[0]),
+        case(r#"type: "Parameter" parameter_param { shape { dim: 2 dim: 3 } }"#, vec![], &[]),
+        // Recurrent: x is T×N×D, cont is T×N (0 starts a sequence).
+        case(
+            r#"type: "RNN" recurrent_param { num_output: 4 }"#,
+            vec![randn(&[3, 2, 5], 18), t(&[0., 0., 1., 1., 1., 0.], &[3, 2])],
+            &[0],
+        ),
+        case(
+            r#"type: "LSTM" recurrent_param { num_output: 4 }"#,
+            vec![randn(&[3, 2, 5], 19), t(&[0., 0., 1., 1., 1., 0.], &[3, 2])],
+            &[0],
+        ),
+        case(
+            r#"type: "LSTMUnit""#,
+            vec![randn(&[1, 2, 3], 20), randn(&[1, 2, 12], 21), t(&[1., 0.], &[1, 2])],
+            &[0, 1],
+        ),
+        // The paper's layers.
+        dropin,
+        case(r#"type: "Resize" resize_param { height: 7 width: 3 channels: 6 }"#, vec![x4()], &[0]),
+        case(r#"type: "Resize" resize_param { height: 3 interpolation: NEAREST }"#, vec![x4()], &[0]),
+    ]
+}
+
+/// Forward, then the gradients of Σ top·w (w fixed) for the case's bottoms and
+/// the layer's parameters, on `device`; results come back on the CPU.
+fn forward_backward_on(device: Device, c: &Case, params: &[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) {
+    // A copy, so that a layer that updates a blob in place (BatchNorm's
+    // running statistics) leaves the caller's tensor alone.
+    let to_dev = |x: &Tensor, grad: bool| x.to_device(device).detach().copy().set_requires_grad(grad);
+    let b: Vec<Tensor> = c.bottoms.iter().enumerate().map(|(i, x)| to_dev(x, c.grad_bottoms.contains(&i))).collect();
+    let p: Vec<Tensor> = params.iter().map(|x| to_dev(x, c.param_grads)).collect();
+    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e.0));
+    layer.setup(&b.iter().map(|x| x.size()).collect::<Vec<_>>()).unwrap_or_else(|e| panic!("{}: {}", c.text, e.0));
+    let ctx = Ctx { phase: c.phase, iteration: c.iteration, device };
+    let tops = layer.forward(&ctx, &b, &p).unwrap_or_else(|e| panic!("{} on {device:?}: {}", c.text, e.0));
+    let mut objective = Tensor::zeros([], (Kind::Float, device));
+    for top in tops.iter().filter(|top| top.is_floating_point()) {
+        let w = (Tensor::arange(top.numel() as i64, (Kind::Float, device)).remainder(7.0) - 3.0).reshape(top.size());
+        objective = objective + (top.to_kind(Kind::Float) * w).sum(Kind::Float);
+    }
+    let inputs: Vec<Tensor> = c
+        .grad_bottoms
+        .iter()
+        .map(|&i| b[i].shallow_clone())
+        .chain(p.iter().filter(|_| c.param_grads).map(|x| x.shallow_clone()))
+        .collect();
+    let grads = if objective.requires_grad() && !inputs.is_empty() {
+        Tensor::run_backward(&[&objective], &inputs, false, false)
+            .into_iter()
+            .zip(&inputs)
+            .map(|(g, x)| if g.defined() { g } else { x.zeros_like() })
+            .collect()
+    } else {
+        vec![]
+    };
+    let on_cpu = |v: Vec<Tensor>| v.into_iter().map(|x| x.detach().to_device(Device::Cpu)).collect::<Vec<_>>();
+    (on_cpu(tops), on_cpu(grads))
+}
+
+/// The layer's parameters, drawn once on the CPU so both devices get the same.
+fn params_for(c: &Case, seed: i64) -> Vec<Tensor> {
+    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e.0));
+    let shapes: Vec<Shape> = c.bottoms.iter().map(|x| x.size()).collect();
+    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("{}: {}", c.text, e.0));
+    setup.params.iter().enumerate().map(|(i, d)| uniform(&d.shape, 0.5, 1.5, seed * 10 + i as i64)).collect()
+}
+
+#[test]
+fn every_layer_gives_the_cpus_results_on_the_test_device() {
+    let device = test_device();
+    let cases = cases();
+    for (n, c) in cases.iter().enumerate() {
+        let params = params_for(c, 100 + n as i64);
+        let (cpu_tops, cpu_grads) = forward_backward_on(Device::Cpu, c, &params);
+        let (tops, grads) = forward_backward_on(device, c, &params);
+        assert_eq!(tops.len(), cpu_tops.len(), "{}", c.text);
+        assert_eq!(grads.len(), cpu_grads.len(), "{}", c.text);
+        for (i, (a, b)) in tops.iter().zip(&cpu_tops).enumerate() {
+            assert_close(&format!("{} on {device:?}: top {i}", c.text), &a.to_kind(Kind::Double), &b.to_kind(Kind::Double), TOLERANCE);
+        }
+        for (i, (a, b)) in grads.iter().zip(&cpu_grads).enumerate() {
+            assert_close(&format!("{} on {device:?}: gradient {i}", c.text), a, b, TOLERANCE);
+        }
+    }
+    println!("{} cases, {} layer types: {device:?} matches the CPU", cases.len(), case_types(&cases).len());
+}
+
+fn case_types(cases: &[Case]) -> BTreeSet<String> {
+    cases.iter().map(|c| lp(&c.text).r#type().to_string()).collect()
+}
+
+#[test]
+fn every_registered_layer_type_has_a_device_case() {
+    let registered: BTreeSet<String> =
+        REGISTRY.iter().map(|i| i.type_name.to_string()).filter(|t| !DATA_SOURCES.contains(&t.as_str())).collect();
+    let covered = case_types(&cases());
+    let missing: Vec<_> = registered.difference(&covered).collect();
+    let unknown: Vec<_> = covered.difference(&registered).collect();
+    assert!(missing.is_empty(), "layer types with no device case in tests/layers_devices.rs: {missing:?}");
+    assert!(unknown.is_empty(), "cases for unregistered types: {unknown:?}");
+}
