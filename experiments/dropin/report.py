@@ -239,13 +239,20 @@ def iterations_cell(g, logs):
     return text
 
 
+def device_of(meta, gpu_run):
+    """The device column: CPU, or GPU with the GPU's name when run.sh recorded it."""
+    device = meta.get("device", "GPU" if gpu_run else "CPU")
+    name = meta.get("gpu", "")
+    return "%s (%s)" % (device, name) if device == "GPU" and name else device
+
+
 def row(g):
     logs = [log for _, log, _ in g.runs]
     net, filler, d = describe(g.config)
     firsts = [log.first_above() for log in logs]
     first_text = ", ".join("{:,}".format(f) if f is not None else "never" for f in firsts)
     ms = [log.ms_per_iter() for log in logs if log.ms_per_iter() is not None]
-    devices = sorted({meta.get("device", "GPU" if g.gpu else "CPU") for _, _, meta in g.runs})
+    devices = sorted({device_of(meta, g.gpu) for _, _, meta in g.runs})
     return "| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         g.config, net, filler, d, iterations_cell(g, logs), ", ".join(str(s) for s, _, _ in g.runs),
         mean_sd([log.final() for log in logs]), mean_sd([log.best() for log in logs]), first_text,

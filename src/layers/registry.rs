@@ -75,7 +75,10 @@ pub fn supported_layers_markdown() -> String {
     s.push_str("Generated from the layer registry (`src/layers/registry.rs`) by `make layers-doc`; ");
     s.push_str("`tests/supported_layers.rs` fails when this file is stale.\n\n");
     s.push_str("Every layer runs on the CPU and on CUDA: layers are written with libtorch tensor ops, ");
-    s.push_str("so the device is the net's. Backward is libtorch autograd over the forward pass.\n\n");
+    s.push_str("so the device is the net's. Backward is libtorch autograd over the forward pass. ");
+    s.push_str("`tests/layers_devices.rs` checks every type except the data sources on CUDA against the CPU ");
+    s.push_str("(tops and gradients; run by `scripts/gpu_check.sh`, passed on an NVIDIA H200: ");
+    s.push_str("`docs/results/gpu/h200.md`).\n\n");
     s.push_str(&format!("{} layer types.\n\n", REGISTRY.len()));
     s.push_str("| type | source | parameters honoured | devices | tests |\n|---|---|---|---|---|\n");
     for i in REGISTRY.iter() {
