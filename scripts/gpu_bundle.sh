@@ -34,8 +34,10 @@ git -C "$ROOT" worktree remove --force "$TREE" 2>/dev/null || rm -rf "$TREE"
 git -C "$ROOT" worktree prune
 git -C "$ROOT" worktree add --quiet --detach "$TREE" HEAD
 TORCH_SYS_VERSION=$(awk '/^name = "torch-sys"/ { getline; gsub(/[^0-9.]/, ""); print }' "$ROOT/Cargo.lock")
-SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/torch-sys-"$TORCH_SYS_VERSION" 2>/dev/null | head -n 1)
-[[ -n $SRC ]] || (cd "$ROOT" && cargo fetch -q) && SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/torch-sys-"$TORCH_SYS_VERSION" | head -n 1)
+torch_sys_src() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/torch-sys-"$TORCH_SYS_VERSION" 2>/dev/null | head -n 1; }
+SRC=$(torch_sys_src)
+if [[ -z $SRC ]]; then (cd "$ROOT" && cargo fetch -q) && SRC=$(torch_sys_src); fi
+[[ -n $SRC ]] || { echo "gpu_bundle: torch-sys $TORCH_SYS_VERSION source not found" >&2; exit 1; }
 mkdir -p "$TREE/vendor" && cp -r "$SRC" "$TREE/vendor/torch-sys"
 printf '\n[patch.crates-io]\ntorch-sys = { path = "vendor/torch-sys" }\n' >> "$TREE/Cargo.toml"
 
