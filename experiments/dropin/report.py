@@ -58,6 +58,7 @@ RUN_RE = re.compile(r"^(?P<config>.+?)(?:_it(?P<iters>\d+))?(?P<gpu>_gpu)?_seed(
 PREFIX_RE = re.compile(r"^[IWEF](?:(?P<year>\d{4}))?(?P<month>\d\d)(?P<day>\d\d) (?P<time>\d\d:\d\d:\d\d\.\d+)")
 TESTING_RE = re.compile(r"Iteration (\d+), Testing net \(#0\)")
 OUTPUT_RE = re.compile(r"Test net output #\d+: (\S+) = (\S+)")
+DIVERGED_RE = re.compile(r"Iteration (\d+): the loss is \S+ \(not finite\); training stopped")
 MAX_ITER_RE = re.compile(r"(?:^|\] )\s*max_iter: (\d+)")
 
 
@@ -101,6 +102,7 @@ class Log:
         self.max_iter = None
         self.done = False
         self.stopped_early = False
+        self.diverged_at = None  # the iteration whose loss was not finite: the run's outcome, not a crash
         first = last = None
         self.segments = 0  # `caffe train` processes in the log: > 1 when run.sh resumed it
         wall = 0.0
@@ -144,13 +146,17 @@ class Log:
                     self.stopped_early = True
                 if line.rstrip().endswith("Optimization Done."):
                     self.done = True
+                dm = DIVERGED_RE.search(line)
+                if dm:
+                    self.diverged_at = int(dm.group(1))
         if first and last:
             wall += (last - first).total_seconds() % (365 * 86400)  # modulo: a log across New Year
         self.wall_seconds = wall if first or wall else None
 
     @property
     def complete(self):
-        return self.done and not self.stopped_early
+        """Ran to max_iter, or diverged (the solver stops at a non-finite loss)."""
+        return (self.done and not self.stopped_early) or self.diverged_at is not None
 
     def final(self):
         return self.tests[-1][1] if self.tests else float("nan")
@@ -166,9 +172,10 @@ class Log:
 
     def ms_per_iter(self):
         """Training time per iteration: wall time less the test passes."""
-        if self.wall_seconds is None or not self.max_iter:
+        iterations = self.diverged_at or self.max_iter
+        if self.wall_seconds is None or not iterations:
             return None
-        return 1000.0 * (self.wall_seconds - self.test_seconds) / self.max_iter
+        return 1000.0 * (self.wall_seconds - self.test_seconds) / iterations
 
 
 def read_meta(path):
@@ -231,6 +238,16 @@ def mean_sd(values):
     return "%.4f ± %.4f" % (statistics.mean(values), statistics.stdev(values))
 
 
+def final_cell(g):
+    """Mean ± sd of the final test accuracy of the runs that finished; a
+    diverged run is named with the iteration where its loss stopped being finite."""
+    finals = [log.final() for _, log, _ in g.runs if log.diverged_at is None]
+    diverged = ["seed %d diverged at iteration %s" % (seed, "{:,}".format(log.diverged_at))
+                for seed, log, _ in g.runs if log.diverged_at is not None]
+    parts = ([mean_sd(finals)] if finals else []) + diverged
+    return "; ".join(parts)
+
+
 def iterations_cell(g, logs):
     n = g.iters or (logs[0].max_iter if logs else None)
     text = "{:,}".format(n) if n else "?"
@@ -255,7 +272,7 @@ def row(g):
     devices = sorted({device_of(meta, g.gpu) for _, _, meta in g.runs})
     return "| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         g.config, net, filler, d, iterations_cell(g, logs), ", ".join(str(s) for s, _, _ in g.runs),
-        mean_sd([log.final() for log in logs]), mean_sd([log.best() for log in logs]), first_text,
+        final_cell(g), mean_sd([log.best() for log in logs]), first_text,
         "%.0f" % statistics.mean(ms) if ms else "—", "/".join(devices))
 
 
@@ -280,7 +297,7 @@ FIGURES = [
 ]
 
 
-def legend(config, seed):
+def legend(config, seed, log=None):
     net, filler, d = describe(config)
     if config.startswith("lenet_reg_case"):
         text = "case %s" % config[-1]
@@ -290,7 +307,10 @@ def legend(config, seed):
         text = "LeNet"
     else:
         text = "plain"
-    return "%s, seed %d" % (text, seed)
+    text = "%s, seed %d" % (text, seed)
+    if log is not None and log.diverged_at is not None:
+        text += " (diverged at %s)" % "{:,}".format(log.diverged_at)
+    return text
 
 
 def caffe_binary():
@@ -327,7 +347,7 @@ def figures(results, groups, logs_dir, enabled):
             for c in configs:
                 g = by_config.get(c)
                 if g:
-                    curves += [(log.path, legend(c, seed)) for seed, log, _ in g.runs]
+                    curves += [(log.path, legend(c, seed, log)) for seed, log, _ in g.runs]
             # A baseline alone (plain LeNet beside no LeNet(30) runs) is no figure.
             if not any("dropin" in c and c in by_config for c in configs):
                 continue
@@ -381,7 +401,8 @@ def write_report(results, groups, partial, figs):
         "iterations on all 10,000 test images).",
         "",
         "- Data: %s." % (", ".join(datasets(groups)) or "unknown (no .meta files)"),
-        "- Columns: final = the last test pass; best = the highest test pass of each run (mean ± sd over "
+        "- Columns: final = the last test pass (a run whose loss became NaN or infinite is stopped there by the "
+        "solver and listed as diverged, with that iteration); best = the highest test pass of each run (mean ± sd over "
         "seeds; sd is the sample standard deviation); first > 50% = the first test pass whose accuracy "
         "exceeds 0.5, for each seed (tests run every `test_interval` iterations); train ms/iter = wall time "
         "less the test passes, over the iterations. It is the wall clock of runs that shared a 2-core machine "

@@ -9,7 +9,8 @@
 #                             [--snapshot-every N] [--dry-run] [--no-report]
 #
 # A config is a solver name without `_solver` (solvers/<config>_solver.prototxt).
-# Runs are resumable: a run whose log ends with "Optimization Done." is skipped;
+# Runs are resumable: a run whose log ends with "Optimization Done." (or with the
+# solver's stop at a non-finite loss: the run diverged, an outcome) is skipped;
 # a run in progress writes <log>.partial and renames it when it finishes; a stopped
 # run goes on from its newest snapshot (every --snapshot-every iterations, 1000).
 # See experiments/dropin/README.md.
@@ -102,8 +103,13 @@ run_name() {
 
 # Finished: the last line says "Optimization Done." and SIGINT/SIGHUP did not stop it early.
 is_complete() {
-  [[ -f $1 ]] && tail -n 1 "$1" | grep -q 'Optimization Done\.$' \
-    && ! grep -q 'Optimization stopped early\.' "$1"
+  { [[ -f $1 ]] && tail -n 1 "$1" | grep -q 'Optimization Done\.$' \
+    && ! grep -q 'Optimization stopped early\.' "$1"; } || is_diverged "$1"
+}
+# Diverged: the solver stopped at a loss that was NaN or infinite (caffe-tch's
+# `caffe train` does that instead of training on with NaN weights, as Caffe would).
+is_diverged() {
+  [[ -f $1 ]] && tail -n 1 "$1" | grep -q '(not finite); training stopped'
 }
 
 # The newest snapshot of a run's unfinished log: "<iter> <solverstate>", or nothing.
@@ -218,7 +224,7 @@ run_one() {
   local wall=$(( $(date +%s) - start ))
   echo "$wall" >> "$dir/wall"
   wall=$(awk '{ s += $1 } END { print s + 0 }' "$dir/wall")
-  if [[ $rc == 0 ]] && is_complete "$log.partial"; then
+  if { [[ $rc == 0 ]] && is_complete "$log.partial"; } || is_diverged "$log.partial"; then
     cat > "$LOGS/$name.meta" <<EOF
 config=$config
 seed=$seed
@@ -237,11 +243,16 @@ commit=$COMMIT
 finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 wall_s=$wall
 resumed_from=$(paste -sd, "$dir/resumed" 2>/dev/null || true)
+outcome=$(is_diverged "$log.partial" && echo diverged || echo finished)
 EOF
     mv "$log.partial" "$log"
     local acc
     acc=$(grep -o 'accuracy = [0-9.naife-]*' "$log" | tail -n 1 | cut -d' ' -f3)
-    echo "[done] $name: final test accuracy ${acc:-?} (${wall}s)"
+    if is_diverged "$log"; then
+      echo "[diverged] $name: $(grep -o 'Iteration [0-9]*: the loss is [^ ]*' "$log" | tail -n 1) (${wall}s)"
+    else
+      echo "[done] $name: final test accuracy ${acc:-?} (${wall}s)"
+    fi
   else
     touch "$STATUS/$name.failed"
     echo "[FAILED] $name (exit $rc): see $log.partial" >&2
