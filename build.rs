@@ -40,7 +40,14 @@ fn libtorch_version(lib: &std::path::Path) -> String {
     if let Ok(py) = fs::read_to_string(root.join("version.py")) {
         for line in py.lines() {
             if let Some(rest) = line.strip_prefix("__version__") {
-                return rest.trim_start_matches([' ', '=', ':']).split('=').last().unwrap_or("").trim().trim_matches(['\'', '"']).to_string();
+                return rest
+                    .trim_start_matches([' ', '=', ':'])
+                    .split('=')
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches(['\'', '"'])
+                    .to_string();
             }
         }
     }

@@ -26,13 +26,55 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/nets");
     let cases = [
-        Case { name: "LeNet (64)", prototxt: "lenet_input.prototxt", phase: Phase::Train, iterations: 100, caffe_ms: 18.5 },
-        Case { name: "LeNet(10) (64)", prototxt: "lenet10_input.prototxt", phase: Phase::Train, iterations: 30, caffe_ms: 139.4 },
-        Case { name: "cifar10_quick (100)", prototxt: "cifar10_quick_train_test_input.prototxt", phase: Phase::Train, iterations: 30, caffe_ms: 129.7 },
-        Case { name: "cifar10_full (100)", prototxt: "cifar10_full_train_test_input.prototxt", phase: Phase::Train, iterations: 30, caffe_ms: 157.3 },
-        Case { name: "CaffeNet fb (10)", prototxt: "bvlc_reference_caffenet_deploy_fb.prototxt", phase: Phase::Test, iterations: 10, caffe_ms: 401.4 },
-        Case { name: "GoogLeNet fb (10)", prototxt: "bvlc_googlenet_deploy_fb.prototxt", phase: Phase::Test, iterations: 5, caffe_ms: 1285.6 },
-        Case { name: "VGG16 fb (2)", prototxt: "vgg16_deploy_b2_fb.prototxt", phase: Phase::Test, iterations: 5, caffe_ms: 1634.0 },
+        Case {
+            name: "LeNet (64)",
+            prototxt: "lenet_input.prototxt",
+            phase: Phase::Train,
+            iterations: 100,
+            caffe_ms: 18.5,
+        },
+        Case {
+            name: "LeNet(10) (64)",
+            prototxt: "lenet10_input.prototxt",
+            phase: Phase::Train,
+            iterations: 30,
+            caffe_ms: 139.4,
+        },
+        Case {
+            name: "cifar10_quick (100)",
+            prototxt: "cifar10_quick_train_test_input.prototxt",
+            phase: Phase::Train,
+            iterations: 30,
+            caffe_ms: 129.7,
+        },
+        Case {
+            name: "cifar10_full (100)",
+            prototxt: "cifar10_full_train_test_input.prototxt",
+            phase: Phase::Train,
+            iterations: 30,
+            caffe_ms: 157.3,
+        },
+        Case {
+            name: "CaffeNet fb (10)",
+            prototxt: "bvlc_reference_caffenet_deploy_fb.prototxt",
+            phase: Phase::Test,
+            iterations: 10,
+            caffe_ms: 401.4,
+        },
+        Case {
+            name: "GoogLeNet fb (10)",
+            prototxt: "bvlc_googlenet_deploy_fb.prototxt",
+            phase: Phase::Test,
+            iterations: 5,
+            caffe_ms: 1285.6,
+        },
+        Case {
+            name: "VGG16 fb (2)",
+            prototxt: "vgg16_deploy_b2_fb.prototxt",
+            phase: Phase::Test,
+            iterations: 5,
+            caffe_ms: 1634.0,
+        },
     ];
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     println!("| net | caffe-tch ms (median) | BVLC Caffe ms | speed-up |");

@@ -43,12 +43,7 @@ pub enum Error {
 
     /// A problem with one layer of a net: bad parameters, shapes, unknown type.
     #[error("{loc}: layer '{layer}' (type {layer_type}): {msg}")]
-    Layer {
-        loc: Location,
-        layer: String,
-        layer_type: String,
-        msg: String,
-    },
+    Layer { loc: Location, layer: String, layer_type: String, msg: String },
 
     /// A problem with a solver definition.
     #[error("{file}: {msg}")]

@@ -6,8 +6,8 @@
 //! weights and snapshots through [`proto::binary`].
 pub mod data;
 pub mod error;
-pub mod log;
 pub mod layers;
+pub mod log;
 pub mod net;
 pub mod proto;
 pub mod solver;

@@ -31,11 +31,8 @@ static LOG_FILE: Lazy<Mutex<Option<File>>> = Lazy::new(|| {
     let to_stderr_only = std::env::var("GLOG_logtostderr").map(|v| v == "1" || v == "true").unwrap_or(false);
     let file = match (to_stderr_only, std::env::var("GLOG_log_dir")) {
         (false, Ok(dir)) if !dir.is_empty() => {
-            let name = format!(
-                "caffe.{}.log.INFO.{}",
-                std::process::id(),
-                chrono::Local::now().format("%Y%m%d-%H%M%S")
-            );
+            let name =
+                format!("caffe.{}.log.INFO.{}", std::process::id(), chrono::Local::now().format("%Y%m%d-%H%M%S"));
             let path = std::path::Path::new(&dir).join(&name);
             let file = OpenOptions::new().create(true).append(true).open(&path).ok();
             // glog's `caffe.INFO` link names the newest log.
@@ -56,13 +53,7 @@ pub static BEFORE_LINE: Lazy<Mutex<Option<Box<dyn Fn() + Send>>>> = Lazy::new(||
 /// The glog prefix for a line logged now from `source` (e.g. "solver.cpp:218").
 pub fn prefix(sev: Severity, source: &str) -> String {
     let now = chrono::Local::now();
-    format!(
-        "{}{} {:>5} {}]",
-        sev.letter(),
-        now.format("%m%d %H:%M:%S%.6f"),
-        thread_id(),
-        source
-    )
+    format!("{}{} {:>5} {}]", sev.letter(), now.format("%m%d %H:%M:%S%.6f"), thread_id(), source)
 }
 
 fn thread_id() -> u64 {

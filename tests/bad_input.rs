@@ -98,7 +98,13 @@ fn every_bad_file_gives_one_clear_error_line_and_exit_1() {
             failures.push(format!("{}: {p}\n    stderr: {}", case.file, stderr.trim()));
         }
     }
-    assert!(failures.is_empty(), "{} of {} bad-input cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad-input cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -25,11 +25,7 @@ fn round_trip<M: Message + Default + PartialEq + std::fmt::Debug>(file: &Path) -
     let copy = tmp.path().join(file.file_name().expect("file name"));
     binary::write_message(&copy, &msg).expect("write back");
     let again: M = binary::read_message(&copy).expect("read copy");
-    assert!(
-        again == msg,
-        "{}: the written copy decodes differently",
-        file.display()
-    );
+    assert!(again == msg, "{}: the written copy decodes differently", file.display());
     std::fs::read(&copy).expect("read copy bytes") == original
 }
 
@@ -38,19 +34,13 @@ fn round_trip<M: Message + Default + PartialEq + std::fmt::Debug>(file: &Path) -
 // messages, so the encodings of what Caffe wrote are byte-identical.
 #[test]
 fn caffemodel_round_trips_byte_identical() {
-    assert!(
-        round_trip::<NetParameter>(&lenet_weights()),
-        "caffemodel bytes differ after write-back"
-    );
+    assert!(round_trip::<NetParameter>(&lenet_weights()), "caffemodel bytes differ after write-back");
 }
 
 #[test]
 fn solverstate_round_trips_byte_identical() {
     let file = caffe_ref("lenet_run/lenet_iter_5000.solverstate");
-    assert!(
-        round_trip::<SolverState>(&file),
-        "solverstate bytes differ after write-back"
-    );
+    assert!(round_trip::<SolverState>(&file), "solverstate bytes differ after write-back");
     let state: SolverState = binary::read_message(&file).expect("solverstate");
     assert_eq!(state.iter(), 5000);
     assert_eq!(state.history.len(), 8, "LeNet has 8 learnable blobs");
@@ -59,20 +49,14 @@ fn solverstate_round_trips_byte_identical() {
 #[test]
 fn mean_binaryproto_round_trips_byte_identical() {
     let file = caffe_ref("extra/mean/fmnist_train_mean.binaryproto");
-    assert!(
-        round_trip::<BlobProto>(&file),
-        "binaryproto bytes differ after write-back"
-    );
+    assert!(round_trip::<BlobProto>(&file), "binaryproto bytes differ after write-back");
 }
 
 #[test]
 fn mean_binaryproto_has_legacy_shape() {
     let file = caffe_ref("extra/mean/fmnist_train_mean.binaryproto");
     let blob: BlobProto = binary::read_message(&file).expect("binaryproto");
-    assert!(
-        blob.shape.is_none(),
-        "compute_image_mean writes the legacy num/channels/height/width"
-    );
+    assert!(blob.shape.is_none(), "compute_image_mean writes the legacy num/channels/height/width");
     assert_eq!(binary::blob_shape(&blob), vec![1, 1, 28, 28]);
     assert_eq!(blob.data.len(), 28 * 28);
     binary::check_blob(&blob, &file, "mean").expect("consistent blob");
@@ -87,33 +71,21 @@ fn truncated_caffemodel_is_an_error_naming_the_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cut = tmp.path().join("cut.caffemodel");
     std::fs::write(&cut, &bytes[..1000]).expect("write truncated");
-    let err = binary::read_message::<NetParameter>(&cut)
-        .expect_err("a truncated caffemodel must not decode");
+    let err = binary::read_message::<NetParameter>(&cut).expect_err("a truncated caffemodel must not decode");
     let msg = err.to_string();
-    assert!(
-        msg.contains("cut.caffemodel"),
-        "error does not name the file: {msg}"
-    );
+    assert!(msg.contains("cut.caffemodel"), "error does not name the file: {msg}");
 
     // Loading it into a net fails the same way, without a panic.
-    let state = NetState {
-        phase: Some(Phase::Test as i32),
-        ..Default::default()
-    };
+    let state = NetState { phase: Some(Phase::Test as i32), ..Default::default() };
     let proto = caffe_ref("fixtures/lenet/net.prototxt");
     let mut net = Net::from_file(&proto, &state, TextOptions::default(), Device::Cpu).expect("net");
-    let err = net
-        .load_weights(&cut)
-        .expect_err("load_weights of a truncated file");
+    let err = net.load_weights(&cut).expect_err("load_weights of a truncated file");
     assert!(err.to_string().contains("cut.caffemodel"), "{err}");
 }
 
 #[test]
 fn net_to_proto_reloads_identical_blobs() {
-    let state = NetState {
-        phase: Some(Phase::Test as i32),
-        ..Default::default()
-    };
+    let state = NetState { phase: Some(Phase::Test as i32), ..Default::default() };
     let proto = caffe_ref("fixtures/lenet/net.prototxt");
     let mut net = Net::from_file(&proto, &state, TextOptions::default(), Device::Cpu).expect("net");
     net.load_weights(&lenet_weights()).expect("weights");
@@ -123,8 +95,7 @@ fn net_to_proto_reloads_identical_blobs() {
     binary::write_message(&saved, &net.to_proto(false)).expect("write caffemodel");
 
     // A fresh net starts from its fillers (xavier), so the load must overwrite them.
-    let mut fresh =
-        Net::from_file(&proto, &state, TextOptions::default(), Device::Cpu).expect("fresh net");
+    let mut fresh = Net::from_file(&proto, &state, TextOptions::default(), Device::Cpu).expect("fresh net");
     fresh.load_weights(&saved).expect("load saved");
     let mut compared = 0;
     for layer in ["conv1", "conv2", "ip1", "ip2"] {
@@ -146,11 +117,7 @@ fn net_to_proto_reloads_identical_blobs() {
         let ours = fresh.layer_blobs(lp.name()).expect("layer");
         for (blob, t) in lp.blobs.iter().zip(&ours) {
             let reference = tch::Tensor::from_slice(&binary::blob_data_f32(blob));
-            assert!(
-                t.flatten(0, -1).equal(&reference),
-                "{}: differs from the file",
-                lp.name()
-            );
+            assert!(t.flatten(0, -1).equal(&reference), "{}: differs from the file", lp.name());
         }
     }
 }

@@ -24,20 +24,12 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 fn assert_ok(out: &Output, what: &str) -> String {
     let all = text(out);
-    assert!(
-        out.status.success(),
-        "{what}: exit {:?}\n{all}",
-        out.status.code()
-    );
+    assert!(out.status.success(), "{what}: exit {:?}\n{all}", out.status.code());
     all
 }
 
@@ -50,18 +42,12 @@ fn s(p: &Path) -> String {
 }
 
 fn npy_arg(name: &str) -> String {
-    format!(
-        "{name}={}",
-        s(&lenet_dir().join("blobs").join(format!("{name}.npy")))
-    )
+    format!("{name}={}", s(&lenet_dir().join("blobs").join(format!("{name}.npy"))))
 }
 
 #[test]
 fn binary_links_libtorch_cuda() {
-    let out = match Command::new("ldd")
-        .arg(env!("CARGO_BIN_EXE_caffe"))
-        .output()
-    {
+    let out = match Command::new("ldd").arg(env!("CARGO_BIN_EXE_caffe")).output() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("skipping: ldd is not available ({e})");
@@ -69,10 +55,7 @@ fn binary_links_libtorch_cuda() {
         }
     };
     let libs = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        libs.contains("libtorch_cuda.so"),
-        "caffe does not link libtorch_cuda.so:\n{libs}"
-    );
+    assert!(libs.contains("libtorch_cuda.so"), "caffe does not link libtorch_cuda.so:\n{libs}");
 }
 
 #[test]
@@ -142,12 +125,7 @@ fn forward_lenet(extra: &[String], out_dir: &Path) -> Output {
 fn npy_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("read out dir")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".npy"))
         .collect();
     names.sort();
@@ -157,34 +135,17 @@ fn npy_names(dir: &Path) -> Vec<String> {
 #[test]
 fn forward_all_blobs_match_caffe() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let extra = [
-        "-input".into(),
-        npy_arg("data"),
-        "-input".into(),
-        npy_arg("label"),
-        "-blobs".into(),
-        "all".into(),
-    ];
+    let extra = ["-input".into(), npy_arg("data"), "-input".into(), npy_arg("label"), "-blobs".into(), "all".into()];
     assert_ok(&forward_lenet(&extra, tmp.path()), "forward -blobs all");
     let written = npy_names(tmp.path());
-    for blob in [
-        "data", "label", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "accuracy", "loss",
-    ] {
-        assert!(
-            written.contains(&format!("{blob}.npy")),
-            "{blob}.npy not written: {written:?}"
-        );
+    for blob in ["data", "label", "conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "accuracy", "loss"] {
+        assert!(written.contains(&format!("{blob}.npy")), "{blob}.npy not written: {written:?}");
     }
     let mut compared = 0;
     for name in &written {
         let reference = lenet_dir().join("blobs").join(name);
         assert!(reference.exists(), "no reference blob for {name}");
-        assert_close(
-            name,
-            &read_npy(&tmp.path().join(name)),
-            &read_npy(&reference),
-            TOL,
-        );
+        assert_close(name, &read_npy(&tmp.path().join(name)), &read_npy(&reference), TOL);
         compared += 1;
     }
     assert!(compared >= 10, "only {compared} blobs compared");
@@ -193,12 +154,7 @@ fn forward_all_blobs_match_caffe() {
 #[test]
 fn forward_writes_only_outputs_by_default() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let extra = [
-        "-input".into(),
-        npy_arg("data"),
-        "-input".into(),
-        npy_arg("label"),
-    ];
+    let extra = ["-input".into(), npy_arg("data"), "-input".into(), npy_arg("label")];
     assert_ok(&forward_lenet(&extra, tmp.path()), "forward");
     assert_eq!(npy_names(tmp.path()), vec!["accuracy.npy", "loss.npy"]);
     for name in ["accuracy.npy", "loss.npy"] {
@@ -210,22 +166,10 @@ fn forward_writes_only_outputs_by_default() {
 #[test]
 fn forward_missing_input_warns_and_uses_zeros() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let extra = [
-        "-input".into(),
-        npy_arg("data"),
-        "-blobs".into(),
-        "label,data".into(),
-    ];
+    let extra = ["-input".into(), npy_arg("data"), "-blobs".into(), "label,data".into()];
     let all = assert_ok(&forward_lenet(&extra, tmp.path()), "forward without label");
-    assert!(
-        all.contains("input 'label' not given"),
-        "no warning for the missing input:\n{all}"
-    );
-    assert!(
-        all.lines()
-            .any(|l| l.starts_with('W') && l.contains("label")),
-        "not a warning line:\n{all}"
-    );
+    assert!(all.contains("input 'label' not given"), "no warning for the missing input:\n{all}");
+    assert!(all.lines().any(|l| l.starts_with('W') && l.contains("label")), "not a warning line:\n{all}");
     let label = read_npy(&tmp.path().join("label.npy"));
     assert_eq!(label.size(), vec![100]);
     assert_eq!(label.abs().sum(tch::Kind::Double).double_value(&[]), 0.0);
@@ -235,26 +179,15 @@ fn forward_missing_input_warns_and_uses_zeros() {
 fn forward_wrong_input_shape_fails_naming_both_shapes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let bad = tmp.path().join("bad.npy");
-    tch::Tensor::zeros([100, 2, 28, 28], (tch::Kind::Float, tch::Device::Cpu))
-        .write_npy(&bad)
-        .expect("write npy");
+    tch::Tensor::zeros([100, 2, 28, 28], (tch::Kind::Float, tch::Device::Cpu)).write_npy(&bad).expect("write npy");
     let out_dir = tmp.path().join("out");
     let extra = ["-input".into(), format!("data={}", s(&bad))];
     let out = forward_lenet(&extra, &out_dir);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("'data'"),
-        "error does not name the blob:\n{err}"
-    );
-    assert!(
-        err.contains("[100, 2, 28, 28]"),
-        "error does not give the shape given:\n{err}"
-    );
-    assert!(
-        err.contains("[100, 1, 28, 28]"),
-        "error does not give the net's shape:\n{err}"
-    );
+    assert!(err.contains("'data'"), "error does not name the blob:\n{err}");
+    assert!(err.contains("[100, 2, 28, 28]"), "error does not give the shape given:\n{err}");
+    assert!(err.contains("[100, 1, 28, 28]"), "error does not give the net's shape:\n{err}");
 }
 
 #[test]
@@ -274,15 +207,7 @@ layer { name: "relu" type: "ReLU" bottom: "x" top: "a/b" }
     x.write_npy(&x_file).expect("write npy");
     let out_dir = tmp.path().join("out");
     let out = caffe()
-        .args([
-            "forward",
-            "-model",
-            &s(&model),
-            "-input",
-            &format!("x={}", s(&x_file)),
-            "-out",
-            &s(&out_dir),
-        ])
+        .args(["forward", "-model", &s(&model), "-input", &format!("x={}", s(&x_file)), "-out", &s(&out_dir)])
         .output()
         .expect("spawn caffe");
     assert_ok(&out, "forward slash net");
@@ -313,17 +238,10 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
     let ip = LayerParameter {
         name: Some("ip".into()),
         r#type: Some("InnerProduct".into()),
-        blobs: vec![binary::make_blob(
-            &[2, 4],
-            vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0],
-        )],
+        blobs: vec![binary::make_blob(&[2, 4], vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])],
         ..Default::default()
     };
-    let net = NetParameter {
-        name: Some("tiny".into()),
-        layer: vec![ip],
-        ..Default::default()
-    };
+    let net = NetParameter { name: Some("tiny".into()), layer: vec![ip], ..Default::default() };
     binary::write_message(&weights, &net).expect("write caffemodel");
     (model, weights)
 }
@@ -332,15 +250,7 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
 fn test_command_prints_caffe_scores() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (model, weights) = tiny_classifier(tmp.path());
-    let out = run(&[
-        "test",
-        "-model",
-        &s(&model),
-        "-weights",
-        &s(&weights),
-        "-iterations",
-        "2",
-    ]);
+    let out = run(&["test", "-model", &s(&model), "-weights", &s(&weights), "-iterations", "2"]);
     let all = assert_ok(&out, "caffe test");
     // ln(1 + e^-4) = 0.01814993, but Caffe computes −log(softmax) in f32:
     // p = 0.98201376f, −log p = 0.018149955f, which `%g` prints as 0.01815.
@@ -359,19 +269,11 @@ fn test_command_prints_caffe_scores() {
 fn upgrade_matches_caffe(stem: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = fixture(&format!("upgrade/{stem}.in.prototxt"));
-    let expected = std::fs::read(fixture(&format!("upgrade/{stem}.caffe-upgraded.prototxt")))
-        .expect("expected");
+    let expected = std::fs::read(fixture(&format!("upgrade/{stem}.caffe-upgraded.prototxt"))).expect("expected");
     let output = tmp.path().join("out.prototxt");
-    assert_ok(
-        &run(&["upgrade_net_proto_text", &s(&input), &s(&output)]),
-        stem,
-    );
+    assert_ok(&run(&["upgrade_net_proto_text", &s(&input), &s(&output)]), stem);
     let got = std::fs::read(&output).expect("upgraded output");
-    assert!(
-        got == expected,
-        "{stem}: output differs from Caffe's\n--- ours ---\n{}",
-        String::from_utf8_lossy(&got)
-    );
+    assert!(got == expected, "{stem}: output differs from Caffe's\n--- ours ---\n{}", String::from_utf8_lossy(&got));
 }
 
 #[test]

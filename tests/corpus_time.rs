@@ -61,10 +61,7 @@ fn nets() -> Vec<(String, PathBuf)> {
         let mut files = Vec::new();
         walk(&root, &mut files);
         for f in files {
-            out.push((
-                format!("{label}/{}", f.strip_prefix(&root).unwrap().display()),
-                f,
-            ));
+            out.push((format!("{label}/{}", f.strip_prefix(&root).unwrap().display()), f));
         }
     }
     out
@@ -72,29 +69,17 @@ fn nets() -> Vec<(String, PathBuf)> {
 
 /// One sample's shape (without the batch axis) for a data-source layer.
 fn sample_shape(l: &LayerParameter) -> Result<Vec<i64>, String> {
-    let crop = l
-        .transform_param
-        .as_ref()
-        .map(|t| t.crop_size())
-        .unwrap_or(0) as i64;
+    let crop = l.transform_param.as_ref().map(|t| t.crop_size()).unwrap_or(0) as i64;
     let need_crop = |what: &str| {
         if crop > 0 {
             Ok(vec![3, crop, crop])
         } else {
-            Err(format!(
-                "{} layer {} without crop_size: the image size depends on the data",
-                what,
-                l.name()
-            ))
+            Err(format!("{} layer {} without crop_size: the image size depends on the data", what, l.name()))
         }
     };
     match l.r#type() {
         "Data" => {
-            let source = l
-                .data_param
-                .as_ref()
-                .map(|d| d.source())
-                .unwrap_or_default();
+            let source = l.data_param.as_ref().map(|d| d.source()).unwrap_or_default();
             if source.contains("siamese") {
                 // Two MNIST digits stacked on the channel axis.
                 Ok(vec![2, 28, 28])
@@ -116,37 +101,23 @@ fn sample_shape(l: &LayerParameter) -> Result<Vec<i64>, String> {
             } else if p.new_height() > 0 && p.new_width() > 0 {
                 Ok(vec![channels, p.new_height() as i64, p.new_width() as i64])
             } else {
-                Err(format!(
-                    "ImageData layer {}: the image size depends on the files",
-                    l.name()
-                ))
+                Err(format!("ImageData layer {}: the image size depends on the files", l.name()))
             }
         }
         "WindowData" => need_crop("WindowData"),
         "HDF5Data" => {
-            let source = l
-                .hdf5_data_param
-                .as_ref()
-                .map(|d| d.source())
-                .unwrap_or_default();
+            let source = l.hdf5_data_param.as_ref().map(|d| d.source()).unwrap_or_default();
             if source.contains("hdf5_classification") {
                 // The example's notebook writes sklearn's make_classification
                 // with n_features=4.
                 Ok(vec![4])
             } else {
-                Err(format!(
-                    "HDF5Data layer {}: the data shape is in the HDF5 file",
-                    l.name()
-                ))
+                Err(format!("HDF5Data layer {}: the data shape is in the HDF5 file", l.name()))
             }
         }
         "MemoryData" => {
             let p = l.memory_data_param.clone().unwrap_or_default();
-            Ok(vec![
-                p.channels() as i64,
-                p.height() as i64,
-                p.width() as i64,
-            ])
+            Ok(vec![p.channels() as i64, p.height() as i64, p.width() as i64])
         }
         other => Err(format!("not a data source: {other}")),
     }
@@ -155,12 +126,7 @@ fn sample_shape(l: &LayerParameter) -> Result<Vec<i64>, String> {
 /// The data-source layer as an Input layer: data of `batch` samples, labels [batch].
 fn as_input(l: &LayerParameter, batch: i64) -> Result<LayerParameter, String> {
     if l.top.is_empty() || l.top.len() > 2 {
-        return Err(format!(
-            "{} layer {} has {} tops",
-            l.r#type(),
-            l.name(),
-            l.top.len()
-        ));
+        return Err(format!("{} layer {} has {} tops", l.r#type(), l.name(), l.top.len()));
     }
     let mut data = vec![batch];
     data.extend(sample_shape(l)?);
@@ -183,21 +149,13 @@ fn as_input(l: &LayerParameter, batch: i64) -> Result<LayerParameter, String> {
 /// it is ImageNet-size. Err: why it cannot run.
 fn prepare(net: &NetParameter) -> Result<(NetParameter, bool), String> {
     let known: BTreeSet<&str> = caffe_tch::layers::known_types().into_iter().collect();
-    let unsupported: BTreeSet<&str> = net
-        .layer
-        .iter()
-        .map(|l| l.r#type())
-        .filter(|t| !known.contains(t) && !DATA_SOURCES.contains(t))
-        .collect();
+    let unsupported: BTreeSet<&str> =
+        net.layer.iter().map(|l| l.r#type()).filter(|t| !known.contains(t) && !DATA_SOURCES.contains(t)).collect();
     if !unsupported.is_empty() {
         return Err(format!("unsupported layer types: {unsupported:?}"));
     }
     let mut out = net.clone();
-    for l in out
-        .layer
-        .iter_mut()
-        .filter(|l| DATA_SOURCES.contains(&l.r#type()))
-    {
+    for l in out.layer.iter_mut().filter(|l| DATA_SOURCES.contains(&l.r#type())) {
         *l = as_input(l, 2)?;
     }
     // ImageNet-size inputs (AlexNet, GoogLeNet, VGG16, ...) run one sample.
@@ -237,11 +195,7 @@ fn prepare(net: &NetParameter) -> Result<(NetParameter, bool), String> {
 /// alone for deploy nets. Where a phase's layers need a stage (the
 /// autoencoder's "test-on-train"), the first stage named is used.
 fn runs(net: &NetParameter, heavy: bool) -> Vec<(Phase, Option<String>)> {
-    let rules = || {
-        net.layer
-            .iter()
-            .flat_map(|l| l.include.iter().chain(l.exclude.iter()))
-    };
+    let rules = || net.layer.iter().flat_map(|l| l.include.iter().chain(l.exclude.iter()));
     let phases: Vec<Phase> = if rules().any(|r| r.phase.is_some()) {
         if heavy {
             vec![Phase::Train]
@@ -287,12 +241,7 @@ fn time_net(job: &Job, dir: &Path) -> Result<f64, String> {
     // One intra-op thread each: two processes share the cores without
     // oversubscribing them (GoogLeNet's many small ops suffer most from that).
     cmd.env("OMP_NUM_THREADS", "1");
-    cmd.arg("time").arg("-model").arg(&job.model).args([
-        "-iterations",
-        "2",
-        "-phase",
-        phase_flag(job.phase),
-    ]);
+    cmd.arg("time").arg("-model").arg(&job.model).args(["-iterations", "2", "-phase", phase_flag(job.phase)]);
     if let Some(s) = &job.stage {
         cmd.args(["-stage", s]);
     }
@@ -303,11 +252,7 @@ fn time_net(job: &Job, dir: &Path) -> Result<f64, String> {
         Ok(start.elapsed().as_secs_f64())
     } else {
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        Err(format!(
-            "{}: {}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        ))
+        Err(format!("{}: {}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" | ")))
     }
 }
 
@@ -335,24 +280,15 @@ fn caffe_time_runs_on_every_supported_corpus_net() {
             let what = format!(
                 "{label} {}{}",
                 phase_flag(phase),
-                stage
-                    .as_ref()
-                    .map(|s| format!(" stage {s}"))
-                    .unwrap_or_default()
+                stage.as_ref().map(|s| format!(" stage {s}")).unwrap_or_default()
             );
-            jobs.push(Job {
-                what,
-                model: model.clone(),
-                phase,
-                stage,
-            });
+            jobs.push(Job { what, model: model.clone(), phase, stage });
         }
     }
     // Two single-threaded processes at a time: libtorch's start-up and the
     // memory-bound backward of the big fully connected layers overlap well.
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<f64, String>>>> =
-        Mutex::new(jobs.iter().map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<f64, String>>>> = Mutex::new(jobs.iter().map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| loop {
@@ -375,37 +311,16 @@ fn caffe_time_runs_on_every_supported_corpus_net() {
             Err(why) => failures.push(format!("{}: {why}", job.what)),
         }
     }
-    println!(
-        "\n{} runs passed, {} failed, {} files skipped:",
-        ran.len(),
-        failures.len(),
-        skipped.len()
-    );
+    println!("\n{} runs passed, {} failed, {} files skipped:", ran.len(), failures.len(), skipped.len());
     for (f, why) in &skipped {
         println!("  skipped {f}: {why}");
     }
-    assert!(
-        failures.is_empty(),
-        "{} caffe time failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} caffe time failures:\n{}", failures.len(), failures.join("\n"));
     let skipped_names: Vec<&str> = skipped.iter().map(|(f, _)| f.as_str()).collect();
     let expected_names: Vec<&str> = EXPECTED_SKIPS.iter().map(|(f, _)| *f).collect();
-    assert_eq!(
-        skipped_names, expected_names,
-        "skipped files changed: {skipped:?}"
-    );
+    assert_eq!(skipped_names, expected_names, "skipped files changed: {skipped:?}");
     for ((_, why), (_, word)) in skipped.iter().zip(EXPECTED_SKIPS) {
-        assert!(
-            why.contains(word),
-            "skip reason {why:?} should mention {word}"
-        );
+        assert!(why.contains(word), "skip reason {why:?} should mention {word}");
     }
-    assert_eq!(
-        ran.len(),
-        EXPECTED_RUNS,
-        "runs that passed:\n{}",
-        ran.join("\n")
-    );
+    assert_eq!(ran.len(), EXPECTED_RUNS, "runs that passed:\n{}", ran.join("\n"));
 }

@@ -79,7 +79,8 @@ static APT: Mutex<()> = Mutex::new(());
 /// Debian's Fashion-MNIST folder, installing the package when possible.
 fn fashion_mnist() -> Option<PathBuf> {
     let dir = PathBuf::from("/usr/share/datasets/fashion-mnist");
-    let ready = |d: &Path| d.join("train-labels-idx1-ubyte.gz").exists() && d.join("t10k-images-idx3-ubyte.gz").exists();
+    let ready =
+        |d: &Path| d.join("train-labels-idx1-ubyte.gz").exists() && d.join("t10k-images-idx3-ubyte.gz").exists();
     let _guard = APT.lock().unwrap_or_else(|p| p.into_inner());
     if !ready(&dir) {
         let _ = Command::new("apt-get").args(["install", "-y", "-qq", "dataset-fashion-mnist"]).output();
@@ -87,7 +88,9 @@ fn fashion_mnist() -> Option<PathBuf> {
     if ready(&dir) {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: Debian's Fashion-MNIST is not installed and could not be (apt-get install dataset-fashion-mnist)");
+        eprintln!(
+            "SKIPPED: Debian's Fashion-MNIST is not installed and could not be (apt-get install dataset-fashion-mnist)"
+        );
         None
     }
 }
@@ -210,15 +213,24 @@ fn convert_mnist_test_set_matches_caffe_lmdb_bytes() {
     let Some(dir) = fashion_mnist() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let lmdb = tmp.path().join("test_lmdb");
-    let n =
-        convert_mnist_data::convert(&dir.join("t10k-images-idx3-ubyte.gz"), &dir.join("t10k-labels-idx1-ubyte.gz"), &lmdb, Backend::Lmdb)
-            .expect("convert");
+    let n = convert_mnist_data::convert(
+        &dir.join("t10k-images-idx3-ubyte.gz"),
+        &dir.join("t10k-labels-idx1-ubyte.gz"),
+        &lmdb,
+        Backend::Lmdb,
+    )
+    .expect("convert");
     assert_eq!(n, 10000);
     assert_eq!(digest_of(&lmdb, Backend::Lmdb), caffe_test_lmdb_digest(), "keys or values differ from Caffe's LMDB");
     // The LevelDB backend holds the same records.
     let ldb = tmp.path().join("test_leveldb");
-    convert_mnist_data::convert(&dir.join("t10k-images-idx3-ubyte.gz"), &dir.join("t10k-labels-idx1-ubyte.gz"), &ldb, Backend::LevelDb)
-        .expect("convert leveldb");
+    convert_mnist_data::convert(
+        &dir.join("t10k-images-idx3-ubyte.gz"),
+        &dir.join("t10k-labels-idx1-ubyte.gz"),
+        &ldb,
+        Backend::LevelDb,
+    )
+    .expect("convert leveldb");
     assert_eq!(digest_of(&ldb, Backend::LevelDb), caffe_test_lmdb_digest());
 }
 
@@ -227,9 +239,13 @@ fn convert_mnist_train_set_and_mean_match_caffe() {
     let Some(dir) = fashion_mnist() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let lmdb = tmp.path().join("train_lmdb");
-    let n =
-        convert_mnist_data::convert(&dir.join("train-images-idx3-ubyte.gz"), &dir.join("train-labels-idx1-ubyte.gz"), &lmdb, Backend::Lmdb)
-            .expect("convert");
+    let n = convert_mnist_data::convert(
+        &dir.join("train-images-idx3-ubyte.gz"),
+        &dir.join("train-labels-idx1-ubyte.gz"),
+        &lmdb,
+        Backend::Lmdb,
+    )
+    .expect("convert");
     assert_eq!(n, 60000);
     // The first 2,000 records equal Caffe's byte for byte.
     let mut ours = open_cursor(&lmdb, Backend::Lmdb).unwrap();
@@ -256,7 +272,10 @@ fn convert_mnist_train_set_and_mean_match_caffe() {
     let worst = ours.data.iter().zip(&theirs.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(worst <= 1e-5, "mean differs from Caffe's by {worst}");
     // Float sums and division in Caffe's order: the file is Caffe's, byte for byte.
-    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(caffe_ref("extra/mean/fmnist_train_mean.binaryproto")).unwrap());
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(caffe_ref("extra/mean/fmnist_train_mean.binaryproto")).unwrap()
+    );
 }
 
 /// Small IDX files: `n` images 4×3 and labels.
@@ -273,7 +292,8 @@ fn write_idx(dir: &Path, n: usize, gz: bool) -> (PathBuf, PathBuf) {
         let p = dir.join(name);
         if gz {
             use std::io::Write;
-            let mut e = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::default());
+            let mut e =
+                flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::default());
             e.write_all(bytes).unwrap();
             e.finish().unwrap();
         } else {
@@ -290,18 +310,32 @@ fn cli_convert_mnist_and_compute_mean() {
     let (images, labels) = write_idx(tmp.path(), 25, true);
     let db = tmp.path().join("small_leveldb");
     let caffe = env!("CARGO_BIN_EXE_caffe");
-    let out = Command::new(caffe).args(["convert_mnist_data", "-backend", "leveldb"]).args([&images, &labels, &db]).output().unwrap();
+    let out = Command::new(caffe)
+        .args(["convert_mnist_data", "-backend", "leveldb"])
+        .args([&images, &labels, &db])
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("A total of 25 items.") && log.contains("Rows: 4 Cols: 3") && log.contains("Processed 25 files."), "{log}");
+    assert!(
+        log.contains("A total of 25 items.") && log.contains("Rows: 4 Cols: 3") && log.contains("Processed 25 files."),
+        "{log}"
+    );
     let mean_file = tmp.path().join("mean.binaryproto");
-    let out = Command::new(caffe).arg("compute_image_mean").arg("--backend=leveldb").arg(&db).arg(&mean_file).output().unwrap();
+    let out = Command::new(caffe)
+        .arg("compute_image_mean")
+        .arg("--backend=leveldb")
+        .arg(&db)
+        .arg(&mean_file)
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let blob: BlobProto = binary::read_message(&mean_file).unwrap();
     assert_eq!(binary::blob_shape(&blob), vec![1, 1, 4, 3]);
     // Pixel i of image k is (12k + i)·7 mod 256.
-    let expect: Vec<f32> = (0..12).map(|i| (0..25).map(|k| ((12 * k + i) * 7 % 256) as f32).sum::<f32>() / 25.0).collect();
+    let expect: Vec<f32> =
+        (0..12).map(|i| (0..25).map(|k| ((12 * k + i) * 7 % 256) as f32).sum::<f32>() / 25.0).collect();
     assert_eq!(blob.data, expect);
     let channel = expect.iter().sum::<f32>() / 12.0;
     assert!(log.contains(&format!("mean_value channel [0]: {}", caffe_tch::data::format_g6(channel as f64))), "{log}");
@@ -389,7 +423,10 @@ fn data_layer_wraps_at_the_end_and_honours_rand_skip() {
     }
     assert_eq!(labels, vec![0., 1., 2., 3., 4., 0., 1., 2., 3., 4., 0., 1.]);
     // One top (no label) is allowed.
-    let lp1 = layer(&format!(r#"name: "d" type: "Data" top: "data" data_param {{ source: "{}" batch_size: 2 }}"#, db.display()));
+    let lp1 = layer(&format!(
+        r#"name: "d" type: "Data" top: "data" data_param {{ source: "{}" batch_size: 2 }}"#,
+        db.display()
+    ));
     let mut l1 = create_layer(&lp1).unwrap();
     assert_eq!(l1.setup(&[]).unwrap().tops.len(), 1);
     assert_eq!(l1.forward(&ctx(Phase::Test), &[], &[]).unwrap().len(), 1);
@@ -421,7 +458,14 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
     let mean_data: Vec<f32> = (0..60).map(|i| i as f32 * 0.5).collect();
     binary::write_message(
         &mean,
-        &BlobProto { num: Some(1), channels: Some(3), height: Some(4), width: Some(5), data: mean_data.clone(), ..Default::default() },
+        &BlobProto {
+            num: Some(1),
+            channels: Some(3),
+            height: Some(4),
+            width: Some(5),
+            data: mean_data.clone(),
+            ..Default::default()
+        },
     )
     .unwrap();
     // TEST: centred 2×2 crop (offsets 1, 1), mean file indexed at the crop offset, scale.
@@ -452,9 +496,10 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
     assert_eq!(got, want);
     // Per-channel mean values, mirror: every item is either as is or flipped.
     let sample = datum::parse_and_decode(&records[0].1, ColorMode::Native).unwrap();
-    let tp = layer(r#"name: "x" type: "Data" transform_param { mean_value: 1 mean_value: 2 mean_value: 3 mirror: true }"#)
-        .transform_param
-        .unwrap();
+    let tp =
+        layer(r#"name: "x" type: "Data" transform_param { mean_value: 1 mean_value: 2 mean_value: 3 mirror: true }"#)
+            .transform_param
+            .unwrap();
     let mut t = Transformer::new(&tp, Phase::Test, 7).unwrap();
     let (mut flips, mut plain) = (0, 0);
     for _ in 0..40 {
@@ -484,12 +529,16 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
     };
     let a = run(11);
     assert_eq!(a, run(11));
-    let offsets: std::collections::HashSet<(u32, u32)> = a.iter().map(|o| (((o[0] as u32) % 100) / 10, (o[0] as u32) % 10)).collect();
+    let offsets: std::collections::HashSet<(u32, u32)> =
+        a.iter().map(|o| (((o[0] as u32) % 100) / 10, (o[0] as u32) % 10)).collect();
     assert!(offsets.len() > 1 && offsets.iter().all(|&(h, w)| h <= 1 && w <= 2), "{offsets:?}");
     // Both a mean file and mean values: refused.
-    let tp = layer(&format!(r#"name: "x" type: "Data" transform_param {{ mean_file: "{}" mean_value: 3 }}"#, mean.display()))
-        .transform_param
-        .unwrap();
+    let tp = layer(&format!(
+        r#"name: "x" type: "Data" transform_param {{ mean_file: "{}" mean_value: 3 }}"#,
+        mean.display()
+    ))
+    .transform_param
+    .unwrap();
     let e = Transformer::new(&tp, Phase::Train, 0).err().unwrap();
     assert!(e.contains("mean_file and mean_value"), "{e}");
 }
@@ -501,8 +550,9 @@ fn make_images(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for k in 0..4u32 {
         // Smooth colour images, so JPEG's loss stays small.
-        let rgb =
-            image::RgbImage::from_fn(20, 16, |x, y| image::Rgb([(x * 12 + k * 9) as u8, (y * 15 + 3) as u8, ((x + y) * 6 + k * 20) as u8]));
+        let rgb = image::RgbImage::from_fn(20, 16, |x, y| {
+            image::Rgb([(x * 12 + k * 9) as u8, (y * 15 + 3) as u8, ((x + y) * 6 + k * 20) as u8])
+        });
         let name = format!("img{k}.png");
         rgb.save(dir.join(&name)).unwrap();
         lines.push(format!("{name} {k}"));
@@ -541,7 +591,8 @@ fn encoded_datasets_decode_like_raw() {
     };
     let raw = convert("raw", &color_list, Default::default());
     let png = convert("png", &color_list, convert_imageset::Options { encoded: true, ..Default::default() });
-    let jpg = convert("jpg", &color_list, convert_imageset::Options { encode_type: "jpg".into(), ..Default::default() });
+    let jpg =
+        convert("jpg", &color_list, convert_imageset::Options { encode_type: "jpg".into(), ..Default::default() });
     // Keys are %08d_<file>; the encoded records hold the PNG file itself.
     let c = open_cursor(&png, Backend::Lmdb).unwrap();
     assert_eq!(c.key(), b"00000000_img0.png");
@@ -568,7 +619,8 @@ fn encoded_datasets_decode_like_raw() {
     let (g2, _) = read_all(&gray_db, "", 4);
     assert!(g2.equal(&g_x), "-gray records hold what force_gray decodes");
     // Like Caffe, -gray -encoded keeps a PNG source file as it is (still colour).
-    let gray_enc = convert("gray_enc", &color_list, convert_imageset::Options { gray: true, encoded: true, ..Default::default() });
+    let gray_enc =
+        convert("gray_enc", &color_list, convert_imageset::Options { gray: true, encoded: true, ..Default::default() });
     assert_eq!(read_all(&gray_enc, "", 4).0.size(), vec![4, 3, 16, 20]);
     // Resizing happens before encoding.
     let small = convert(
@@ -581,7 +633,13 @@ fn encoded_datasets_decode_like_raw() {
     let gray_list = tmp.path().join("gray.txt");
     std::fs::write(&gray_list, "gray.png 7\n").unwrap();
     let db = tmp.path().join("gray1");
-    convert_imageset::convert(&root_s, &gray_list, &db, &convert_imageset::Options { encoded: true, ..Default::default() }).unwrap();
+    convert_imageset::convert(
+        &root_s,
+        &gray_list,
+        &db,
+        &convert_imageset::Options { encoded: true, ..Default::default() },
+    )
+    .unwrap();
     assert_eq!(read_all(&db, "", 1).0.size(), vec![1, 1, 16, 20]);
     assert_eq!(read_all(&db, "transform_param { force_color: true }", 1).0.size(), vec![1, 3, 16, 20]);
 
@@ -620,7 +678,14 @@ fn image_codec_round_trips_and_resizes() {
     assert!(img::decode(b"GIF89a....", ColorMode::Native).is_err());
     assert!(img::extension_matches("a/B.JPEG", "jpg") && !img::extension_matches("x.png", "jpg"));
     // float_data Datums decode as floats.
-    let d = Datum { channels: Some(1), height: Some(1), width: Some(2), float_data: vec![0.5, -1.0], label: Some(3), ..Default::default() };
+    let d = Datum {
+        channels: Some(1),
+        height: Some(1),
+        width: Some(2),
+        float_data: vec![0.5, -1.0],
+        label: Some(3),
+        ..Default::default()
+    };
     let s: Sample = datum::decode(d, ColorMode::Native).unwrap();
     assert_eq!(s.values, Values::F32(vec![0.5, -1.0]));
     assert_eq!(s.label, 3.0);
@@ -649,7 +714,9 @@ fn dummy_data_fills_each_top() {
     let mut l = create_layer(&lp).unwrap();
     assert_eq!(l.setup(&[]).unwrap().tops, vec![vec![2, 3, 4, 5], vec![1, 1, 1, 1]]);
     assert_eq!(l.forward(&ctx(Phase::Test), &[], &[]).unwrap()[0].sum(Kind::Float).double_value(&[]), 0.0);
-    let bad = layer(r#"name: "d" type: "DummyData" top: "x" top: "y" top: "z" dummy_data_param { shape { dim: 1 } shape { dim: 2 } }"#);
+    let bad = layer(
+        r#"name: "d" type: "DummyData" top: "x" top: "y" top: "z" dummy_data_param { shape { dim: 1 } shape { dim: 2 } }"#,
+    );
     assert!(create_layer(&bad).unwrap().setup(&[]).is_err());
 }
 
@@ -731,7 +798,14 @@ fn bad_inputs_are_one_line_errors_naming_layer_source_and_key() {
     let mean = tmp.path().join("rgb_mean.binaryproto");
     binary::write_message(
         &mean,
-        &BlobProto { num: Some(1), channels: Some(3), height: Some(28), width: Some(28), data: vec![0.0; 3 * 784], ..Default::default() },
+        &BlobProto {
+            num: Some(1),
+            channels: Some(3),
+            height: Some(28),
+            width: Some(28),
+            data: vec![0.0; 3 * 784],
+            ..Default::default()
+        },
     )
     .unwrap();
     let text = data_net(
@@ -741,7 +815,10 @@ fn bad_inputs_are_one_line_errors_naming_layer_source_and_key() {
         &format!(r#"transform_param {{ mean_file: "{}" }}"#, mean.display()),
     );
     let e = err_of(&text, Phase::Train, 0);
-    assert_one_line_error(&e, &["mnist", "fmnist_train2k_lmdb", "00000000", "rgb_mean.binaryproto", "1×28×28", "3×28×28"]);
+    assert_one_line_error(
+        &e,
+        &["mnist", "fmnist_train2k_lmdb", "00000000", "rgb_mean.binaryproto", "1×28×28", "3×28×28"],
+    );
 
     // A record marked encoded that is not an image.
     let junk = datum::to_bytes(&datum::encoded(b"this is not a picture".to_vec(), 0));
@@ -785,8 +862,13 @@ fn extract_features_writes_float_datums() {
     let text = format!(
         r#"name: "f" {}
            layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param {{ num_output: 3 weight_filler {{ type: "xavier" }} }} }}"#,
-        data_net(&caffe_ref("lmdb/fmnist_train2k_lmdb"), "backend: LMDB", 5, r#"transform_param { scale: 0.00390625 }"#)
-            .trim_start_matches(r#"name: "d""#)
+        data_net(
+            &caffe_ref("lmdb/fmnist_train2k_lmdb"),
+            "backend: LMDB",
+            5,
+            r#"transform_param { scale: 0.00390625 }"#
+        )
+        .trim_start_matches(r#"name: "d""#)
     );
     let net_file = tmp.path().join("net.prototxt");
     std::fs::write(&net_file, &text).unwrap();

@@ -111,7 +111,10 @@ fn gradient_reaches_exactly_the_selected_units() {
 fn dropin_gradient_check_both_modes() {
     let b = || -> Vec<Tensor> {
         let _rng = rng_lock();
-        vec![Tensor::randn([2, 3, 3, 3], (Kind::Double, Device::Cpu)), Tensor::randn([2, 3, 3, 3], (Kind::Double, Device::Cpu))]
+        vec![
+            Tensor::randn([2, 3, 3, 3], (Kind::Double, Device::Cpu)),
+            Tensor::randn([2, 3, 3, 3], (Kind::Double, Device::Cpu)),
+        ]
     };
     let g = GradCheck { iteration: 650, ..Default::default() };
     g.run(&layer(GRADUAL), &b()).unwrap();

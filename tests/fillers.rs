@@ -9,9 +9,7 @@ use caffe_tch::proto::text::{parse_str, TextOptions};
 use tch::{Device, Kind, Tensor};
 
 fn filler(text: &str) -> FillerParameter {
-    parse_str::<FillerParameter>(text, "test", TextOptions::default())
-        .unwrap_or_else(|e| panic!("{text}: {e}"))
-        .message
+    parse_str::<FillerParameter>(text, "test", TextOptions::default()).unwrap_or_else(|e| panic!("{text}: {e}")).message
 }
 
 /// Fills under the RNG lock from a fixed seed.
@@ -56,21 +54,12 @@ fn constant_fills_the_value() {
 #[test]
 fn uniform_covers_min_to_max() {
     let v = values(&draw(r#"type: "uniform" min: -0.3 max: 0.7"#, &[200, 500]));
-    let (lo, hi) = v
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
     assert!(lo >= -0.3 - 1e-7 && hi <= 0.7 + 1e-7, "range [{lo}, {hi}]");
-    assert!(
-        lo < -0.299 && hi > 0.699,
-        "range [{lo}, {hi}] should reach the bounds"
-    );
+    assert!(lo < -0.299 && hi > 0.699, "range [{lo}, {hi}] should reach the bounds");
     assert!((mean(&v) - 0.2).abs() < 0.005, "mean {}", mean(&v));
     // Uniform on [a, b): std (b - a) / sqrt(12).
-    assert!(
-        (std(&v) - 1.0 / 12f64.sqrt()).abs() < 0.005,
-        "std {}",
-        std(&v)
-    );
+    assert!((std(&v) - 1.0 / 12f64.sqrt()).abs() < 0.005, "std {}", std(&v));
     // Defaults: min 0, max 1.
     let v = values(&draw(r#"type: "uniform""#, &[10000]));
     assert!(v.iter().all(|&x| (0.0..=1.0).contains(&x)));
@@ -85,12 +74,7 @@ fn gaussian_mean_and_std() {
     assert!(v.iter().all(|&x| x != 0.0), "no sparsity by default");
     // Defaults: mean 0, std 1.
     let v = values(&draw(r#"type: "gaussian""#, &[100000]));
-    assert!(
-        mean(&v).abs() < 0.02 && (std(&v) - 1.0).abs() < 0.02,
-        "{} {}",
-        mean(&v),
-        std(&v)
-    );
+    assert!(mean(&v).abs() < 0.02 && (std(&v) - 1.0).abs() < 0.02, "{} {}", mean(&v), std(&v));
 }
 
 #[test]
@@ -99,17 +83,9 @@ fn sparse_gaussian_keeps_sparse_over_num_outputs() {
     let v = values(&draw(r#"type: "gaussian" std: 2 sparse: 3"#, &[10, 20000]));
     let nonzero: Vec<f64> = v.iter().copied().filter(|&x| x != 0.0).collect();
     let fraction = nonzero.len() as f64 / v.len() as f64;
-    assert!(
-        (fraction - 0.3).abs() < 0.01,
-        "non-zero fraction {fraction}"
-    );
+    assert!((fraction - 0.3).abs() < 0.01, "non-zero fraction {fraction}");
     // The kept weights are the gaussian draws themselves.
-    assert!(
-        mean(&nonzero).abs() < 0.05 && (std(&nonzero) - 2.0).abs() < 0.05,
-        "{} {}",
-        mean(&nonzero),
-        std(&nonzero)
-    );
+    assert!(mean(&nonzero).abs() < 0.05 && (std(&nonzero) - 2.0).abs() < 0.05, "{} {}", mean(&nonzero), std(&nonzero));
     // sparse 0 keeps nothing; sparse >= num_outputs keeps everything.
     let v = values(&draw(r#"type: "gaussian" sparse: 0"#, &[4, 100]));
     assert!(v.iter().all(|&x| x == 0.0));
@@ -122,10 +98,7 @@ fn positive_unitball_rows_sum_to_one() {
     let shape = [5, 3, 4, 4];
     let t = draw(r#"type: "positive_unitball""#, &shape);
     let v = values(&t);
-    assert!(
-        v.iter().all(|&x| (0.0..=1.0).contains(&x)),
-        "values outside [0, 1]"
-    );
+    assert!(v.iter().all(|&x| (0.0..=1.0).contains(&x)), "values outside [0, 1]");
     let row = (3 * 4 * 4) as usize;
     for (i, chunk) in v.chunks(row).enumerate() {
         let s: f64 = chunk.iter().sum();
@@ -138,21 +111,11 @@ fn positive_unitball_rows_sum_to_one() {
 /// Checks a symmetric-uniform sample bounded by `bound`.
 fn assert_uniform_bound(v: &[f64], bound: f64, what: &str) {
     let m = max_abs(v);
-    assert!(
-        m <= bound * (1.0 + 1e-6),
-        "{what}: |x| max {m} exceeds {bound}"
-    );
-    assert!(
-        m >= bound * 0.99,
-        "{what}: |x| max {m} should reach about {bound}"
-    );
+    assert!(m <= bound * (1.0 + 1e-6), "{what}: |x| max {m} exceeds {bound}");
+    assert!(m >= bound * 0.99, "{what}: |x| max {m} should reach about {bound}");
     assert!(mean(v).abs() < bound * 0.02, "{what}: mean {}", mean(v));
     let expected_std = bound / 3f64.sqrt();
-    assert!(
-        (std(v) - expected_std).abs() < expected_std * 0.02,
-        "{what}: std {} vs {expected_std}",
-        std(v)
-    );
+    assert!((std(v) - expected_std).abs() < expected_std * 0.02, "{what}: std {} vs {expected_std}", std(v));
 }
 
 #[test]
@@ -173,33 +136,20 @@ fn xavier_bound_follows_variance_norm() {
     assert_uniform_bound(&v, 3f64.sqrt(), "xavier 1-D fan_in");
     let v = values(&draw(r#"type: "xavier" variance_norm: FAN_OUT"#, &[20000]));
     assert_uniform_bound(&v, (3.0 / 20000.0f64).sqrt(), "xavier 1-D fan_out");
-    assert_eq!(
-        filler(r#"type: "xavier""#).variance_norm(),
-        VarianceNorm::FanIn
-    );
+    assert_eq!(filler(r#"type: "xavier""#).variance_norm(), VarianceNorm::FanIn);
 }
 
 #[test]
 fn msra_std_follows_variance_norm() {
     let (fan_in, fan_out): (f64, f64) = (288.0, 576.0);
-    for (norm, n) in [
-        ("", fan_in),
-        ("variance_norm: FAN_OUT", fan_out),
-        ("variance_norm: AVERAGE", (fan_in + fan_out) / 2.0),
-    ] {
+    for (norm, n) in
+        [("", fan_in), ("variance_norm: FAN_OUT", fan_out), ("variance_norm: AVERAGE", (fan_in + fan_out) / 2.0)]
+    {
         let text = format!(r#"type: "msra" {norm}"#);
         let v = values(&draw(&text, &CONV));
         let expected = (2.0 / n).sqrt();
-        assert!(
-            (std(&v) - expected).abs() < expected * 0.03,
-            "{text}: std {} vs {expected}",
-            std(&v)
-        );
-        assert!(
-            mean(&v).abs() < expected * 0.03,
-            "{text}: mean {}",
-            mean(&v)
-        );
+        assert!((std(&v) - expected).abs() < expected * 0.03, "{text}: std {} vs {expected}", std(&v));
+        assert!(mean(&v).abs() < expected * 0.03, "{text}: mean {}", mean(&v));
     }
 }
 
@@ -241,10 +191,7 @@ fn bilinear_kernel_values() {
     // Caffe requires 4 axes and a square kernel.
     let _guard = rng_lock();
     for bad in [&[1i64, 1, 4, 3][..], &[4, 4], &[1, 4, 4]] {
-        assert!(
-            fill(&filler(r#"type: "bilinear""#), bad, Device::Cpu).is_err(),
-            "bilinear {bad:?} should fail"
-        );
+        assert!(fill(&filler(r#"type: "bilinear""#), bad, Device::Cpu).is_err(), "bilinear {bad:?} should fail");
     }
 }
 
@@ -256,15 +203,7 @@ fn unknown_filler_is_an_error_listing_the_known_ones() {
         Err(e) => e.0,
     };
     assert!(err.contains("glorot"), "{err}");
-    for known in [
-        "constant",
-        "uniform",
-        "gaussian",
-        "positive_unitball",
-        "xavier",
-        "msra",
-        "bilinear",
-    ] {
+    for known in ["constant", "uniform", "gaussian", "positive_unitball", "xavier", "msra", "bilinear"] {
         assert!(err.contains(known), "error should list {known}: {err}");
     }
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use caffe_tch::layers::{create_layer, Ctx, Layer};
 use caffe_tch::net::Net;
 use caffe_tch::proto::caffe::{
-    solver_parameter::SnapshotFormat, BlobShape, InputParameter, LayerParameter, NetParameter,
-    NetState, Phase, SolverParameter,
+    solver_parameter::SnapshotFormat, BlobShape, InputParameter, LayerParameter, NetParameter, NetState, Phase,
+    SolverParameter,
 };
 use caffe_tch::proto::text::{self, TextOptions};
 use caffe_tch::solver::{Solver, SolverOptions};
@@ -31,10 +31,9 @@ fn snap(rel: &str) -> std::path::PathBuf {
 /// Caffe's LeNet with its Data layers swapped for Input layers of the same
 /// name and shape (the LMDB is not needed to check weights).
 fn lenet_param() -> NetParameter {
-    let mut net =
-        text::read_file::<NetParameter>(&snap("lenet_train_test.prototxt"), TextOptions::default())
-            .expect("net prototxt")
-            .message;
+    let mut net = text::read_file::<NetParameter>(&snap("lenet_train_test.prototxt"), TextOptions::default())
+        .expect("net prototxt")
+        .message;
     for l in &mut net.layer {
         if l.r#type() == "Data" {
             let batch = l.data_param.as_ref().map_or(64, |d| d.batch_size() as i64);
@@ -42,12 +41,7 @@ fn lenet_param() -> NetParameter {
             l.data_param = None;
             l.transform_param = None;
             l.input_param = Some(InputParameter {
-                shape: vec![
-                    BlobShape {
-                        dim: vec![batch, 1, 28, 28],
-                    },
-                    BlobShape { dim: vec![batch] },
-                ],
+                shape: vec![BlobShape { dim: vec![batch, 1, 28, 28] }, BlobShape { dim: vec![batch] }],
             });
         }
     }
@@ -55,17 +49,8 @@ fn lenet_param() -> NetParameter {
 }
 
 fn train_net() -> Net {
-    let state = NetState {
-        phase: Some(Phase::Train as i32),
-        ..Default::default()
-    };
-    Net::new(
-        &lenet_param(),
-        &state,
-        caffe_tch::net::NetSource::new("lenet"),
-        Device::Cpu,
-    )
-    .expect("net")
+    let state = NetState { phase: Some(Phase::Train as i32), ..Default::default() };
+    Net::new(&lenet_param(), &state, caffe_tch::net::NetSource::new("lenet"), Device::Cpu).expect("net")
 }
 
 fn assert_same_weights(a: &Net, b: &Net) {
@@ -115,22 +100,13 @@ fn read_f32(path: &Path, dataset: &str) -> Tensor {
 
 fn new_solver(dir: &Path) -> Solver {
     let mut p =
-        text::read_file::<SolverParameter>(&snap("solver.prototxt"), TextOptions::default())
-            .expect("solver")
-            .message;
+        text::read_file::<SolverParameter>(&snap("solver.prototxt"), TextOptions::default()).expect("solver").message;
     p.net = None;
     p.net_param = Some(lenet_param());
     p.snapshot_prefix = Some(dir.join("lenet").display().to_string());
     assert_eq!(p.snapshot_format(), SnapshotFormat::Hdf5);
-    let mut s = Solver::new(
-        p,
-        None,
-        SolverOptions {
-            device: Some(Device::Cpu),
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("solver: {e}"));
+    let mut s = Solver::new(p, None, SolverOptions { device: Some(Device::Cpu), ..Default::default() })
+        .unwrap_or_else(|e| panic!("solver: {e}"));
     s.set_progress(false);
     s
 }
@@ -139,13 +115,9 @@ fn new_solver(dir: &Path) -> Solver {
 fn caffe_hdf5_model_loads_same_weights_as_binary() {
     let _rng = rng_lock();
     let mut from_h5 = train_net();
-    from_h5
-        .load_weights(&snap("lenet_iter_10.caffemodel.h5"))
-        .unwrap();
+    from_h5.load_weights(&snap("lenet_iter_10.caffemodel.h5")).unwrap();
     let mut from_binary = train_net();
-    from_binary
-        .load_weights(&snap("lenet_iter_10.binary.caffemodel"))
-        .unwrap();
+    from_binary.load_weights(&snap("lenet_iter_10.binary.caffemodel")).unwrap();
     assert_same_weights(&from_h5, &from_binary);
     // And not by accident equal to fresh random weights.
     let fresh = train_net();
@@ -158,9 +130,7 @@ fn resumes_from_caffe_hdf5_solverstate() {
     let tmp = tempfile::tempdir().unwrap();
     let mut solver = new_solver(tmp.path());
     let state = snap("lenet_iter_10.solverstate.h5");
-    solver
-        .restore(&state)
-        .unwrap_or_else(|e| panic!("restore: {e}"));
+    solver.restore(&state).unwrap_or_else(|e| panic!("restore: {e}"));
     assert_eq!(solver.iter(), 10);
     assert_eq!(solver.current_step(), 0);
     assert_eq!(solver.history().len(), 8);
@@ -169,9 +139,7 @@ fn resumes_from_caffe_hdf5_solverstate() {
         assert!(h.equal(&want), "history {i} differs from Caffe's");
     }
     let mut binary = train_net();
-    binary
-        .load_weights(&snap("lenet_iter_10.binary.caffemodel"))
-        .unwrap();
+    binary.load_weights(&snap("lenet_iter_10.binary.caffemodel")).unwrap();
     assert_same_weights(solver.net(), &binary);
 }
 
@@ -180,54 +148,27 @@ fn hdf5_snapshot_has_caffe_layout_and_reads_back() {
     let _rng = rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     let mut solver = new_solver(tmp.path());
-    solver
-        .restore(&snap("lenet_iter_10.solverstate.h5"))
-        .unwrap();
+    solver.restore(&snap("lenet_iter_10.solverstate.h5")).unwrap();
     let files = solver.snapshot().unwrap();
     assert_eq!(files.model, tmp.path().join("lenet_iter_10.caffemodel.h5"));
     assert_eq!(files.state, tmp.path().join("lenet_iter_10.solverstate.h5"));
 
     // Same groups, datasets, shapes and types as Caffe's files.
-    assert_eq!(
-        listing(&files.model),
-        listing(&snap("lenet_iter_10.caffemodel.h5"))
-    );
-    assert_eq!(
-        listing(&files.state),
-        listing(&snap("lenet_iter_10.solverstate.h5"))
-    );
+    assert_eq!(listing(&files.model), listing(&snap("lenet_iter_10.caffemodel.h5")));
+    assert_eq!(listing(&files.state), listing(&snap("lenet_iter_10.solverstate.h5")));
     let f = hdf5::File::open(&files.state).unwrap();
     let learned = f.dataset("learned_net").unwrap();
     let model_name = files.model.display().to_string();
-    assert_eq!(
-        learned.dtype().unwrap().to_descriptor().unwrap(),
-        TypeDescriptor::FixedAscii(model_name.len() + 1)
-    );
-    assert_eq!(
-        f.dataset("iter").unwrap().read_raw::<i32>().unwrap(),
-        vec![10]
-    );
-    assert_eq!(
-        f.dataset("current_step")
-            .unwrap()
-            .read_raw::<i32>()
-            .unwrap(),
-        vec![0]
-    );
+    assert_eq!(learned.dtype().unwrap().to_descriptor().unwrap(), TypeDescriptor::FixedAscii(model_name.len() + 1));
+    assert_eq!(f.dataset("iter").unwrap().read_raw::<i32>().unwrap(), vec![10]);
+    assert_eq!(f.dataset("current_step").unwrap().read_raw::<i32>().unwrap(), vec![0]);
     drop(f);
 
     // Values: Caffe's, written back unchanged.
-    for (ours, caffe) in [
-        ("data/ip1/0", "data/ip1/0"),
-        ("data/conv2/1", "data/conv2/1"),
-    ] {
-        assert!(read_f32(&files.model, ours)
-            .equal(&read_f32(&snap("lenet_iter_10.caffemodel.h5"), caffe)));
+    for (ours, caffe) in [("data/ip1/0", "data/ip1/0"), ("data/conv2/1", "data/conv2/1")] {
+        assert!(read_f32(&files.model, ours).equal(&read_f32(&snap("lenet_iter_10.caffemodel.h5"), caffe)));
     }
-    assert!(read_f32(&files.state, "history/4").equal(&read_f32(
-        &snap("lenet_iter_10.solverstate.h5"),
-        "history/4"
-    )));
+    assert!(read_f32(&files.state, "history/4").equal(&read_f32(&snap("lenet_iter_10.solverstate.h5"), "history/4")));
 
     // Our reader takes our files back.
     let mut resumed = new_solver(tmp.path());
@@ -252,18 +193,12 @@ fn hdf5_model_errors_name_the_file() {
 // ----- layers -----------------------------------------------------------------
 
 fn layer(text: &str) -> Box<dyn Layer> {
-    let p = text::parse_str::<LayerParameter>(text, "test", TextOptions::default())
-        .unwrap()
-        .message;
+    let p = text::parse_str::<LayerParameter>(text, "test", TextOptions::default()).unwrap().message;
     create_layer(&p).unwrap_or_else(|e| panic!("{}", e.0))
 }
 
 fn ctx() -> Ctx {
-    Ctx {
-        phase: Phase::Train,
-        iteration: 0,
-        device: Device::Cpu,
-    }
+    Ctx { phase: Phase::Train, iteration: 0, device: Device::Cpu }
 }
 
 /// A file whose rows are `first, first+1, ...`: "data" (double) rows of 2x2
@@ -271,27 +206,14 @@ fn ctx() -> Ctx {
 fn write_rows(path: &Path, first: usize, rows: usize) {
     let f = hdf5::File::create(path).unwrap();
     let data: Vec<f64> = (first..first + rows).flat_map(|r| [r as f64; 4]).collect();
-    f.new_dataset::<f64>()
-        .shape([rows, 2, 2])
-        .create("data")
-        .unwrap()
-        .write_raw(&data)
-        .unwrap();
+    f.new_dataset::<f64>().shape([rows, 2, 2]).create("data").unwrap().write_raw(&data).unwrap();
     let label: Vec<f32> = (first..first + rows).map(|r| r as f32).collect();
-    f.new_dataset::<f32>()
-        .shape([rows])
-        .create("label")
-        .unwrap()
-        .write_raw(&label)
-        .unwrap();
+    f.new_dataset::<f32>().shape([rows]).create("label").unwrap().write_raw(&label).unwrap();
 }
 
 fn hdf5_data(dir: &Path, files: &[&str], batch: usize, shuffle: bool) -> Box<dyn Layer> {
     let list = dir.join("list.txt");
-    let paths: Vec<String> = files
-        .iter()
-        .map(|f| dir.join(f).display().to_string())
-        .collect();
+    let paths: Vec<String> = files.iter().map(|f| dir.join(f).display().to_string()).collect();
     std::fs::write(&list, paths.join("\n") + "\n").unwrap();
     layer(&format!(
         r#"name: "h5" type: "HDF5Data" top: "data" top: "label"
@@ -336,9 +258,7 @@ fn hdf5_data_shuffle_permutes_rows_and_is_seeded() {
         tch::manual_seed(7);
         let mut l = hdf5_data(tmp.path(), &["a.h5", "b.h5"], 5, true);
         l.setup(&[]).unwrap();
-        (0..4)
-            .flat_map(|_| labels(&l.forward(&ctx(), &[], &[]).unwrap()))
-            .collect::<Vec<f32>>()
+        (0..4).flat_map(|_| labels(&l.forward(&ctx(), &[], &[]).unwrap())).collect::<Vec<f32>>()
     };
     let first = run();
     assert_eq!(first, run(), "same seed, same order");
@@ -349,16 +269,9 @@ fn hdf5_data_shuffle_permutes_rows_and_is_seeded() {
         assert_eq!(sorted, (0..10).map(|r| r as f32).collect::<Vec<_>>());
         let a_first = pass[0] < 6.0;
         let split = if a_first { 6 } else { 4 };
-        assert!(
-            pass[..split].iter().all(|&r| (r < 6.0) == a_first),
-            "rows of one file come together: {pass:?}"
-        );
+        assert!(pass[..split].iter().all(|&r| (r < 6.0) == a_first), "rows of one file come together: {pass:?}");
     }
-    assert_ne!(
-        first[..10],
-        (0..10).map(|r| r as f32).collect::<Vec<_>>()[..],
-        "shuffled"
-    );
+    assert_ne!(first[..10], (0..10).map(|r| r as f32).collect::<Vec<_>>()[..], "shuffled");
 }
 
 #[test]
@@ -372,10 +285,7 @@ fn hdf5_data_errors_name_layer_file_and_dataset() {
         list.display()
     ));
     let e = l.setup(&[]).unwrap_err().0;
-    assert!(
-        e.contains("h5") && e.contains("a.h5") && e.contains("'weights'"),
-        "{e}"
-    );
+    assert!(e.contains("h5") && e.contains("a.h5") && e.contains("'weights'"), "{e}");
 
     let mut l = hdf5_data(tmp.path(), &["missing.h5"], 2, false);
     let e = l.setup(&[]).unwrap_err().0;
@@ -395,10 +305,7 @@ fn hdf5_output_writes_latest_batch() {
     for step in 0..2 {
         let data = Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([2, 3]) + step as f64;
         let label = Tensor::from_slice(&[7.0f32, 8.0]) + step as f64;
-        assert!(l
-            .forward(&ctx(), &[data.shallow_clone(), label.shallow_clone()], &[])
-            .unwrap()
-            .is_empty());
+        assert!(l.forward(&ctx(), &[data.shallow_clone(), label.shallow_clone()], &[]).unwrap().is_empty());
         assert_eq!(
             listing(&file),
             vec![
@@ -432,39 +339,19 @@ fn solver_trains_from_hdf5_data_and_resumes_from_hdf5_snapshot() {
         list.display(),
         tmp.path().join("tiny").display()
     );
-    let param = text::parse_str::<SolverParameter>(&solver_text, "solver", TextOptions::default())
-        .unwrap()
-        .message;
-    let options = || SolverOptions {
-        device: Some(Device::Cpu),
-        ..Default::default()
-    };
+    let param = text::parse_str::<SolverParameter>(&solver_text, "solver", TextOptions::default()).unwrap().message;
+    let options = || SolverOptions { device: Some(Device::Cpu), ..Default::default() };
     let mut solver = Solver::new(param.clone(), None, options()).unwrap_or_else(|e| panic!("{e}"));
     solver.set_progress(false);
     solver.solve().unwrap_or_else(|e| panic!("{e}"));
     let files = solver.last_snapshot().expect("a snapshot").clone();
     assert_eq!(files.state, tmp.path().join("tiny_iter_3.solverstate.h5"));
-    let names: Vec<String> = listing(&files.model)
-        .into_iter()
-        .map(|(n, _, _)| n)
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "/data",
-            "/data/h5",
-            "/data/ip",
-            "/data/ip/0",
-            "/data/ip/1",
-            "/data/loss"
-        ]
-    );
+    let names: Vec<String> = listing(&files.model).into_iter().map(|(n, _, _)| n).collect();
+    assert_eq!(names, ["/data", "/data/h5", "/data/ip", "/data/ip/0", "/data/ip/1", "/data/loss"]);
 
     let mut resumed = Solver::new(param, None, options()).unwrap();
     resumed.set_progress(false);
-    resumed
-        .restore(&files.state)
-        .unwrap_or_else(|e| panic!("{e}"));
+    resumed.restore(&files.state).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resumed.iter(), 3);
     assert_same_weights(resumed.net(), solver.net());
     for (a, b) in resumed.history().iter().zip(solver.history()) {

@@ -169,11 +169,7 @@ fn cases() -> Vec<Case> {
         case(r#"type: "HingeLoss" hinge_loss_param { norm: L2 }"#, vec![scores(), labels()], &[0]),
         case(r#"type: "InfogainLoss""#, vec![scores(), labels(), uniform(&[4, 4], 0.0, 1.0, 13)], &[0]),
         case(r#"type: "MultinomialLogisticLoss""#, vec![probs(), labels()], &[0]),
-        case(
-            r#"type: "SigmoidCrossEntropyLoss""#,
-            vec![scores(), uniform(&[6, 4], 0.0, 1.0, 14).round()],
-            &[0],
-        ),
+        case(r#"type: "SigmoidCrossEntropyLoss""#, vec![scores(), uniform(&[6, 4], 0.0, 1.0, 14).round()], &[0]),
         case(r#"type: "SoftmaxWithLoss" loss_param { ignore_label: 2 }"#, vec![scores(), labels()], &[0]),
         // Utility.
         case(r#"type: "InnerProduct" inner_product_param { num_output: 5 }"#, vec![x4()], &[0]),

@@ -16,9 +16,7 @@ use tch::{Device, Kind, Tensor};
 const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
 
 fn layer_param(text: &str) -> LayerParameter {
-    parse_str::<LayerParameter>(text, "test", TextOptions::default())
-        .expect("layer prototxt")
-        .message
+    parse_str::<LayerParameter>(text, "test", TextOptions::default()).expect("layer prototxt").message
 }
 
 fn rnn_param(kind: &str, hidden: usize, expose: bool) -> LayerParameter {
@@ -39,11 +37,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn ctx() -> Ctx {
-    Ctx {
-        phase: Phase::Train,
-        iteration: i64::MAX,
-        device: Device::Cpu,
-    }
+    Ctx { phase: Phase::Train, iteration: i64::MAX, device: Device::Cpu }
 }
 
 fn setup(lp: &LayerParameter, bottoms: &[&Tensor]) -> (Box<dyn Layer>, SetupOut) {
@@ -66,10 +60,7 @@ fn setup_err(lp: &LayerParameter, shapes: &[Shape]) -> String {
 /// Random f64 values for each declared blob.
 fn random_params(out: &SetupOut, seed: i64) -> Vec<Tensor> {
     tch::manual_seed(seed);
-    out.params
-        .iter()
-        .map(|d| Tensor::randn(d.shape.as_slice(), F64) * 0.5)
-        .collect()
+    out.params.iter().map(|d| Tensor::randn(d.shape.as_slice(), F64) * 0.5).collect()
 }
 
 fn uniform(shape: &[i64], seed: i64) -> Tensor {
@@ -96,18 +87,12 @@ fn forward(layer: &mut Box<dyn Layer>, bottoms: &[&Tensor], params: &[Tensor]) -
 fn assert_close(what: &str, ours: &[f64], reference: &[f64], tol: f64) {
     assert_eq!(ours.len(), reference.len(), "{what}: lengths differ");
     for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "{what}[{i}]: {a} vs reference {b}"
-        );
+        assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{what}[{i}]: {a} vs reference {b}");
     }
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[])
 }
 
 fn sigmoid(v: f64) -> f64 {
@@ -117,9 +102,7 @@ fn sigmoid(v: f64) -> f64 {
 /// Row-major matrix-vector product: rows of `w` (rows×cols) with `v`.
 fn matvec(w: &[f64], rows: usize, v: &[f64]) -> Vec<f64> {
     let cols = v.len();
-    (0..rows)
-        .map(|r| (0..cols).map(|c| w[r * cols + c] * v[c]).sum())
-        .collect()
+    (0..rows).map(|r| (0..cols).map(|c| w[r * cols + c] * v[c]).sum()).collect()
 }
 
 /// The naive time loop, one scalar at a time, for RNN (`lstm == false`) or LSTM.
@@ -207,23 +190,10 @@ fn blobs_follow_caffe_order_and_shapes() {
 
     // RNN: W_xh, b_h, [W_xh_static], W_hh, W_ho, b_o.
     let (_, o) = setup(&rnn_param("RNN", 7, false), &[&x, &cont]);
-    assert_eq!(
-        shapes(&o),
-        vec![vec![7, 6], vec![7], vec![7, 7], vec![7, 7], vec![7]]
-    );
+    assert_eq!(shapes(&o), vec![vec![7, 6], vec![7], vec![7, 7], vec![7, 7], vec![7]]);
     assert_eq!(o.tops, vec![vec![5, 2, 7]]);
     let (_, o) = setup(&rnn_param("RNN", 7, false), &[&x, &cont, &xs]);
-    assert_eq!(
-        shapes(&o),
-        vec![
-            vec![7, 6],
-            vec![7],
-            vec![7, 4],
-            vec![7, 7],
-            vec![7, 7],
-            vec![7]
-        ]
-    );
+    assert_eq!(shapes(&o), vec![vec![7, 6], vec![7], vec![7, 4], vec![7, 7], vec![7, 7], vec![7]]);
     let (_, o) = setup(&rnn_param("RNN", 7, true), &[&x, &cont, &xs, &h0]);
     assert_eq!(o.params.len(), 6);
     assert_eq!(o.tops, vec![vec![5, 2, 7], vec![1, 2, 7]]);
@@ -233,10 +203,7 @@ fn blobs_follow_caffe_order_and_shapes() {
     assert_eq!(shapes(&o), vec![vec![28, 6], vec![28], vec![28, 7]]);
     assert_eq!(o.tops, vec![vec![5, 2, 7]]);
     let (_, o) = setup(&rnn_param("LSTM", 7, false), &[&x, &cont, &xs]);
-    assert_eq!(
-        shapes(&o),
-        vec![vec![28, 6], vec![28], vec![28, 4], vec![28, 7]]
-    );
+    assert_eq!(shapes(&o), vec![vec![28, 6], vec![28], vec![28, 4], vec![28, 7]]);
     let (_, o) = setup(&rnn_param("LSTM", 7, true), &[&x, &cont, &h0, &h0]);
     assert_eq!(o.params.len(), 3);
     assert_eq!(o.tops, vec![vec![5, 2, 7], vec![1, 2, 7], vec![1, 2, 7]]);
@@ -247,14 +214,7 @@ fn blobs_follow_caffe_order_and_shapes() {
 
     // LSTMUnit: no blobs; tops c and h shaped like c_prev.
     let unit = layer_param(r#"name: "u" type: "LSTMUnit""#);
-    let (_, o) = setup(
-        &unit,
-        &[
-            &h0,
-            &Tensor::zeros([1, 2, 28], F64),
-            &Tensor::zeros([1, 2], F64),
-        ],
-    );
+    let (_, o) = setup(&unit, &[&h0, &Tensor::zeros([1, 2, 28], F64), &Tensor::zeros([1, 2], F64)]);
     assert!(o.params.is_empty());
     assert_eq!(o.tops, vec![vec![1, 2, 7], vec![1, 2, 7]]);
 }
@@ -268,11 +228,7 @@ fn check_against_reference(kind: &str, t_len: i64, with_static: bool) {
     // Stream 1 restarts at step 2, stream 2 at the last step.
     let mut rows: Vec<Vec<f64>> = vec![vec![0.0; n as usize]];
     for t in 1..t_len {
-        rows.push(vec![
-            1.0,
-            if t == 1 { 0.0 } else { 1.0 },
-            if t == t_len - 1 { 0.0 } else { 1.0 },
-        ]);
+        rows.push(vec![1.0, if t == 1 { 0.0 } else { 1.0 }, if t == t_len - 1 { 0.0 } else { 1.0 }]);
     }
     let row_refs: Vec<&[f64]> = rows.iter().map(|r| r.as_slice()).collect();
     let cont = cont_tensor(&row_refs);
@@ -299,12 +255,7 @@ fn check_against_reference(kind: &str, t_len: i64, with_static: bool) {
     );
     assert_eq!(tops.len(), 1);
     assert_eq!(tops[0].size(), vec![t_len, n, hidden as i64]);
-    assert_close(
-        &format!("{kind} T={t_len} static={with_static}"),
-        &values(&tops[0]),
-        &want,
-        1e-12,
-    );
+    assert_close(&format!("{kind} T={t_len} static={with_static}"), &values(&tops[0]), &want, 1e-12);
 }
 
 #[test]
@@ -341,12 +292,7 @@ fn lstm_two_steps_by_hand() {
     let c1 = sigmoid(0.6) * 0.65f64.tanh();
     let h1 = sigmoid(-0.2) * c1.tanh();
     // Step 2 (cont 1): gates = W_xc·(−1) + b + W_hc·h1.
-    let g = [
-        -0.9 + 0.7 * h1,
-        -1.8 - 0.3 * h1,
-        1.3 + 0.2 * h1,
-        -0.1 + 1.5 * h1,
-    ];
+    let g = [-0.9 + 0.7 * h1, -1.8 - 0.3 * h1, 1.3 + 0.2 * h1, -0.1 + 1.5 * h1];
     let c2 = sigmoid(g[1]) * c1 + sigmoid(g[0]) * g[3].tanh();
     let h2 = sigmoid(g[2]) * c2.tanh();
     assert_close("lstm by hand", &h, &[h1, h2], 1e-14);
@@ -381,12 +327,7 @@ fn lstm_unit_matches_scalar_reference() {
 // ------------------------------------------------------------ gradient checks
 
 fn checker() -> GradCheck {
-    GradCheck {
-        skip_bottoms: vec![1],
-        tolerance: 1e-6,
-        step: 1e-5,
-        ..Default::default()
-    }
+    GradCheck { skip_bottoms: vec![1], tolerance: 1e-6, step: 1e-5, ..Default::default() }
 }
 
 /// Every stream starts a sequence at step 0 (the carried state must not leak
@@ -401,13 +342,9 @@ fn rnn_gradient_check() {
     let x = uniform(&[4, 2, 3], 31);
     let xs = uniform(&[2, 2, 2], 32);
     let lp = rnn_param("RNN", 3, false);
-    let r = checker()
-        .run(&lp, &[x.shallow_clone(), grad_cont()])
-        .expect("RNN gradient");
+    let r = checker().run(&lp, &[x.shallow_clone(), grad_cont()]).expect("RNN gradient");
     assert!(r.checked > 50, "checked {}", r.checked);
-    checker()
-        .run(&lp, &[x, grad_cont(), xs])
-        .expect("RNN gradient with static input");
+    checker().run(&lp, &[x, grad_cont(), xs]).expect("RNN gradient with static input");
 }
 
 #[test]
@@ -416,13 +353,9 @@ fn lstm_gradient_check() {
     let x = uniform(&[4, 2, 3], 33);
     let xs = uniform(&[2, 2, 2], 34);
     let lp = rnn_param("LSTM", 3, false);
-    let r = checker()
-        .run(&lp, &[x.shallow_clone(), grad_cont()])
-        .expect("LSTM gradient");
+    let r = checker().run(&lp, &[x.shallow_clone(), grad_cont()]).expect("LSTM gradient");
     assert!(r.checked > 100, "checked {}", r.checked);
-    checker()
-        .run(&lp, &[x, grad_cont(), xs])
-        .expect("LSTM gradient with static input");
+    checker().run(&lp, &[x, grad_cont(), xs]).expect("LSTM gradient with static input");
 }
 
 #[test]
@@ -432,13 +365,8 @@ fn lstm_unit_gradient_check() {
     let gates = uniform(&[1, 3, 16], 36);
     let cont = Tensor::from_slice(&[1.0f64, 0.0, 1.0]).reshape([1, 3]);
     let lp = layer_param(r#"name: "u" type: "LSTMUnit""#);
-    let check = GradCheck {
-        skip_bottoms: vec![2],
-        ..checker()
-    };
-    let r = check
-        .run(&lp, &[c_prev, gates, cont])
-        .expect("LSTMUnit gradient");
+    let check = GradCheck { skip_bottoms: vec![2], ..checker() };
+    let r = check.run(&lp, &[c_prev, gates, cont]).expect("LSTMUnit gradient");
     assert_eq!(r.checked, 12 + 48);
 }
 
@@ -461,13 +389,7 @@ fn lstm_unit_uses_caffe_forget_derivative_for_fractional_cont() {
     let grads = Tensor::run_backward(&[&obj], &[&gates, &c_prev_g], false, false);
 
     // Caffe's LSTMUnit backward, element by element.
-    let (cp, xv, kv, dcv, dhv) = (
-        values(&c_prev_g),
-        values(&gates),
-        values(&cont),
-        values(&dc),
-        values(&dh),
-    );
+    let (cp, xv, kv, dcv, dhv) = (values(&c_prev_g), values(&gates), values(&cont), values(&dc), values(&dh));
     let (mut want_dx, mut want_dc) = (vec![0.0; xv.len()], vec![0.0; cp.len()]);
     for s in 0..n as usize {
         for d in 0..h {
@@ -509,20 +431,14 @@ fn zero_cont_resets_the_state_mid_sequence() {
         let tail_cont = cont_tensor(&[&[0.0], &[1.0]]);
         let (mut fresh, _) = setup(&rnn_param(kind, 3, false), &[&tail, &tail_cont]);
         let alone = forward(&mut fresh, &[&tail, &tail_cont], &params).remove(0);
-        assert!(
-            max_abs_diff(&full.narrow(0, 3, 2), &alone) < 1e-14,
-            "{kind}: restart differs from a fresh sequence"
-        );
+        assert!(max_abs_diff(&full.narrow(0, 3, 2), &alone) < 1e-14, "{kind}: restart differs from a fresh sequence");
 
         // Without the restart, step 3 does depend on the past.
         let through = cont_tensor(&[&[0.0], &[1.0], &[1.0], &[1.0], &[1.0]]);
         let (mut other, _) = setup(&rnn_param(kind, 3, false), &[&x, &through]);
         let cont_out = forward(&mut other, &[&x, &through], &params).remove(0);
         assert!(max_abs_diff(&full.narrow(0, 0, 3), &cont_out.narrow(0, 0, 3)) < 1e-14);
-        assert!(
-            max_abs_diff(&full.get(3), &cont_out.get(3)) > 1e-6,
-            "{kind}: cont had no effect"
-        );
+        assert!(max_abs_diff(&full.get(3), &cont_out.get(3)) > 1e-6, "{kind}: cont had no effect");
     }
 }
 
@@ -551,10 +467,7 @@ fn state_carries_from_one_batch_to_the_next() {
             let xt = x.narrow(0, t, 1);
             let c = if t == 0 { &zero } else { &one };
             let y = forward(&mut stepper, &[&xt, c], &params).remove(0);
-            assert!(
-                max_abs_diff(&y.get(0), &full.get(t)) < 1e-14,
-                "{kind} step {t}"
-            );
+            assert!(max_abs_diff(&y.get(0), &full.get(t)) < 1e-14, "{kind} step {t}");
             // With cont 0 at every batch, nothing carries over.
             let r = forward(&mut resetting, &[&xt, &zero], &params).remove(0);
             let d = max_abs_diff(&r.get(0), &full.get(t));
@@ -578,11 +491,7 @@ fn expose_hidden_chains_chunks() {
         let x = uniform(&[4, n, 2], 71);
         let cont = cont_tensor(&[&[0.0, 0.0], &[1.0, 1.0], &[1.0, 0.0], &[1.0, 1.0]]);
         let zeros = Tensor::zeros([1, n, hidden], F64);
-        let states: Vec<&Tensor> = if lstm {
-            vec![&zeros, &zeros]
-        } else {
-            vec![&zeros]
-        };
+        let states: Vec<&Tensor> = if lstm { vec![&zeros, &zeros] } else { vec![&zeros] };
         let mut bottoms = vec![&x, &cont];
         bottoms.extend(&states);
         let lp = rnn_param(kind, hidden as usize, true);
@@ -605,15 +514,9 @@ fn expose_hidden_chains_chunks() {
         b2.extend(first[1..].iter());
         let second = forward(&mut chunker, &b2, &params);
         let joined = Tensor::cat(&[&first[0], &second[0]], 0);
-        assert!(
-            max_abs_diff(&joined, &full[0]) < 1e-14,
-            "{kind}: chunked output differs"
-        );
+        assert!(max_abs_diff(&joined, &full[0]) < 1e-14, "{kind}: chunked output differs");
         for k in 1..full.len() {
-            assert!(
-                max_abs_diff(&second[k], &full[k]) < 1e-14,
-                "{kind}: final state {k} differs"
-            );
+            assert!(max_abs_diff(&second[k], &full[k]) < 1e-14, "{kind}: final state {k} differs");
         }
 
         // A non-zero h_0 changes the first step only where cont is 1.
@@ -644,16 +547,10 @@ fn caffe_gradient_cutoffs() {
     let c0 = uniform(&[1, n, hidden], 83).set_requires_grad(true);
     let lp = rnn_param("LSTM", hidden as usize, true);
     let (mut layer, o) = setup(&lp, &[&x, &cont, &h0, &c0]);
-    let params: Vec<Tensor> = random_params(&o, 84)
-        .into_iter()
-        .map(|p| p.set_requires_grad(true))
-        .collect();
+    let params: Vec<Tensor> = random_params(&o, 84).into_iter().map(|p| p.set_requires_grad(true)).collect();
     let tops = forward(&mut layer, &[&x, &cont, &h0, &c0], &params);
     assert!(tops[0].requires_grad());
-    assert!(
-        !tops[1].requires_grad() && !tops[2].requires_grad(),
-        "h_T/c_T must not pass gradients back"
-    );
+    assert!(!tops[1].requires_grad() && !tops[2].requires_grad(), "h_T/c_T must not pass gradients back");
     let obj = tops[0].sum(Kind::Double);
     let grads = Tensor::run_backward(&[&obj], &[&x, &params[0], &h0, &c0, &cont], false, false);
     assert!(grads[0].abs().sum(Kind::Double).double_value(&[]) > 0.0);
@@ -661,10 +558,7 @@ fn caffe_gradient_cutoffs() {
     // The cut-off inputs are not part of the graph at all.
     for (k, name) in [(2, "h_0"), (3, "c_0"), (4, "cont")] {
         let g = &grads[k];
-        assert!(
-            !g.defined() || g.abs().sum(Kind::Double).double_value(&[]) == 0.0,
-            "{name} got a gradient"
-        );
+        assert!(!g.defined() || g.abs().sum(Kind::Double).double_value(&[]) == 0.0, "{name} got a gradient");
     }
 }
 
@@ -678,48 +572,22 @@ fn shape_errors_are_reported() {
     let rnn_exposed = rnn_param("RNN", 4, true);
     let cases: Vec<(&LayerParameter, Vec<Shape>, &str)> = vec![
         (&lstm, vec![vec![3, 2, 5]], "bottom"),
-        (
-            &lstm,
-            vec![vec![3, 2, 5], vec![3, 2], vec![2, 1], vec![1]],
-            "bottom",
-        ),
+        (&lstm, vec![vec![3, 2, 5], vec![3, 2], vec![2, 1], vec![1]], "bottom"),
         (&lstm, vec![vec![3, 2], vec![3, 2]], "at least 3 axes"),
         (&lstm, vec![vec![3, 2, 5], vec![3, 3]], "cont"),
         (&lstm, vec![vec![3, 2, 5], vec![2, 2]], "cont"),
         (&lstm, vec![vec![3, 2, 5], vec![3, 2, 1]], "cont"),
-        (
-            &lstm,
-            vec![vec![3, 2, 5], vec![3, 2], vec![3, 4]],
-            "x_static",
-        ),
+        (&lstm, vec![vec![3, 2, 5], vec![3, 2], vec![3, 4]], "x_static"),
         (&lstm, vec![vec![3, 2, 5], vec![3, 2], vec![2]], "x_static"),
-        (
-            &exposed,
-            vec![vec![3, 2, 5], vec![3, 2], vec![1, 2, 4]],
-            "bottom",
-        ),
-        (
-            &exposed,
-            vec![vec![3, 2, 5], vec![3, 2], vec![1, 2, 4], vec![1, 2, 3]],
-            "c_0",
-        ),
-        (
-            &rnn_exposed,
-            vec![vec![3, 2, 5], vec![3, 2], vec![2, 2, 4]],
-            "h_0",
-        ),
+        (&exposed, vec![vec![3, 2, 5], vec![3, 2], vec![1, 2, 4]], "bottom"),
+        (&exposed, vec![vec![3, 2, 5], vec![3, 2], vec![1, 2, 4], vec![1, 2, 3]], "c_0"),
+        (&rnn_exposed, vec![vec![3, 2, 5], vec![3, 2], vec![2, 2, 4]], "h_0"),
     ];
     for (lp, shapes, needle) in cases {
         let e = setup_err(lp, &shapes);
-        assert!(
-            e.contains(needle),
-            "{shapes:?}: error '{e}' lacks '{needle}'"
-        );
+        assert!(e.contains(needle), "{shapes:?}: error '{e}' lacks '{needle}'");
     }
-    let e = setup_err(
-        &layer_param(r#"name: "r" type: "RNN" recurrent_param { }"#),
-        &[vec![3, 2, 5], vec![3, 2]],
-    );
+    let e = setup_err(&layer_param(r#"name: "r" type: "RNN" recurrent_param { }"#), &[vec![3, 2, 5], vec![3, 2]]);
     assert!(e.contains("num_output"), "{e}");
 
     let unit = layer_param(r#"name: "u" type: "LSTMUnit""#);
@@ -731,10 +599,7 @@ fn shape_errors_are_reported() {
         (vec![vec![1, 2, 4], vec![1, 2, 16]], "bottom"),
     ] {
         let e = setup_err(&unit, &shapes);
-        assert!(
-            e.contains(needle),
-            "{shapes:?}: error '{e}' lacks '{needle}'"
-        );
+        assert!(e.contains(needle), "{shapes:?}: error '{e}' lacks '{needle}'");
     }
 
     // At forward: the number of timesteps is fixed at setup (as in Caffe).
@@ -743,28 +608,12 @@ fn shape_errors_are_reported() {
     let (mut layer, o) = setup(&lstm, &[&x, &cont]);
     let params = random_params(&o, 92);
     let (x4, c4) = (uniform(&[4, 2, 5], 93), Tensor::zeros([4, 2], F64));
-    let e = layer
-        .forward(&ctx(), &[x4, c4], &params)
-        .expect_err("T change must fail")
-        .0;
+    let e = layer.forward(&ctx(), &[x4, c4], &params).expect_err("T change must fail").0;
     assert!(e.contains("timesteps changed"), "{e}");
-    let e = layer
-        .forward(
-            &ctx(),
-            &[uniform(&[3, 2, 6], 94), cont.shallow_clone()],
-            &params,
-        )
-        .expect_err("features")
-        .0;
+    let e = layer.forward(&ctx(), &[uniform(&[3, 2, 6], 94), cont.shallow_clone()], &params).expect_err("features").0;
     assert!(e.contains("features"), "{e}");
     // A new number of streams is fine.
-    let y = layer
-        .forward(
-            &ctx(),
-            &[uniform(&[3, 5, 5], 95), Tensor::zeros([3, 5], F64)],
-            &params,
-        )
-        .expect("new N");
+    let y = layer.forward(&ctx(), &[uniform(&[3, 5, 5], 95), Tensor::zeros([3, 5], F64)], &params).expect("new N");
     assert_eq!(y[0].size(), vec![3, 5, 4]);
 }
 
@@ -824,13 +673,8 @@ layer {
 "#;
 
 fn build_net(text: &str, phase: Phase) -> Net {
-    let param = parse_str::<NetParameter>(text, "net", TextOptions::default())
-        .expect("net prototxt")
-        .message;
-    let state = NetState {
-        phase: Some(phase as i32),
-        ..Default::default()
-    };
+    let param = parse_str::<NetParameter>(text, "net", TextOptions::default()).expect("net prototxt").message;
+    let state = NetState { phase: Some(phase as i32), ..Default::default() };
     Net::new(&param, &state, NetSource::new("net"), Device::Cpu).expect("build net")
 }
 
@@ -840,33 +684,18 @@ fn lrcn_style_net_builds_and_backpropagates() {
     let mut net = build_net(LRCN_STYLE, Phase::Train);
     assert_eq!(net.blob_shape("lstm1"), Some(&vec![5, 3, 7]));
     assert_eq!(net.blob_shape("predict"), Some(&vec![5, 3, 11]));
-    let shapes: Vec<Vec<i64>> = net
-        .layer_blobs("lstm1")
-        .unwrap()
-        .iter()
-        .map(|b| b.size())
-        .collect();
-    assert_eq!(
-        shapes,
-        vec![vec![28, 8], vec![28], vec![28, 6], vec![28, 7]]
-    );
+    let shapes: Vec<Vec<i64>> = net.layer_blobs("lstm1").unwrap().iter().map(|b| b.size()).collect();
+    assert_eq!(shapes, vec![vec![28, 8], vec![28], vec![28, 6], vec![28, 7]]);
     assert_eq!(net.learnable_params().len(), 4 + 3 + 2);
 
     tch::manual_seed(5);
-    let cont = Tensor::from_slice(&[
-        0.0f32, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0,
-    ])
-    .reshape([5, 3]);
+    let cont = Tensor::from_slice(&[0.0f32, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0])
+        .reshape([5, 3]);
     let target = Tensor::randint(11, [5, 3], (Kind::Float, Device::Cpu));
     let _ = target.get(4).get(2).fill_(-1.0);
-    net.set_input(
-        "embedded_input_sentence",
-        &Tensor::randn([5, 3, 8], (Kind::Float, Device::Cpu)),
-    )
-    .unwrap();
+    net.set_input("embedded_input_sentence", &Tensor::randn([5, 3, 8], (Kind::Float, Device::Cpu))).unwrap();
     net.set_input("cont_sentence", &cont).unwrap();
-    net.set_input("fc8", &Tensor::randn([3, 6], (Kind::Float, Device::Cpu)))
-        .unwrap();
+    net.set_input("fc8", &Tensor::randn([3, 6], (Kind::Float, Device::Cpu))).unwrap();
     net.set_input("target_sentence", &target).unwrap();
     let loss = net.forward().expect("forward");
     // Near-uniform predictions: 20 · ln 11.
@@ -893,38 +722,17 @@ fn caffemodel_blobs_load_in_caffe_order() {
         let n: i64 = shape.iter().product();
         make_blob(shape, (0..n).map(|i| base + i as f32 * 1e-3).collect())
     };
-    let mut layer = LayerParameter {
-        name: Some("lstm1".into()),
-        r#type: Some("LSTM".into()),
-        ..Default::default()
-    };
-    layer.blobs = vec![
-        blob(&[28, 8], 1.0),
-        blob(&[28], 2.0),
-        blob(&[28, 6], 3.0),
-        blob(&[28, 7], 4.0),
-    ];
-    let trained = NetParameter {
-        layer: vec![layer.clone()],
-        ..Default::default()
-    };
-    net.copy_trained_layers_from(&trained, "trained.caffemodel")
-        .expect("load");
+    let mut layer = LayerParameter { name: Some("lstm1".into()), r#type: Some("LSTM".into()), ..Default::default() };
+    layer.blobs = vec![blob(&[28, 8], 1.0), blob(&[28], 2.0), blob(&[28, 6], 3.0), blob(&[28, 7], 4.0)];
+    let trained = NetParameter { layer: vec![layer.clone()], ..Default::default() };
+    net.copy_trained_layers_from(&trained, "trained.caffemodel").expect("load");
     let blobs = net.layer_blobs("lstm1").unwrap();
     for (j, base) in [1.0, 2.0, 3.0, 4.0].iter().enumerate() {
         let first = blobs[j].flatten(0, -1).double_value(&[0]);
-        assert!(
-            (first - base).abs() < 1e-6,
-            "blob {j} starts with {first}, expected {base}"
-        );
+        assert!((first - base).abs() < 1e-6, "blob {j} starts with {first}, expected {base}");
     }
     layer.blobs.swap(2, 3);
-    let trained = NetParameter {
-        layer: vec![layer],
-        ..Default::default()
-    };
-    let e = net
-        .copy_trained_layers_from(&trained, "swapped.caffemodel")
-        .expect_err("swapped blobs must fail");
+    let trained = NetParameter { layer: vec![layer], ..Default::default() };
+    let e = net.copy_trained_layers_from(&trained, "swapped.caffemodel").expect_err("swapped blobs must fail");
     assert!(e.to_string().contains("shape mismatch"), "{e}");
 }

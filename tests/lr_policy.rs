@@ -7,16 +7,12 @@ use caffe_tch::proto::text::{parse_str, TextOptions};
 use caffe_tch::solver::lr_policy::LrPolicy;
 
 fn policy(text: &str) -> LrPolicy {
-    let p = parse_str::<SolverParameter>(text, "solver", TextOptions::default())
-        .unwrap()
-        .message;
+    let p = parse_str::<SolverParameter>(text, "solver", TextOptions::default()).unwrap().message;
     LrPolicy::from_param(&p).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
 fn policy_error(text: &str) -> String {
-    let p = parse_str::<SolverParameter>(text, "solver", TextOptions::default())
-        .unwrap()
-        .message;
+    let p = parse_str::<SolverParameter>(text, "solver", TextOptions::default()).unwrap().message;
     LrPolicy::from_param(&p).expect_err(text)
 }
 
@@ -32,11 +28,7 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 #[track_caller]
 fn assert_rate(p: &LrPolicy, iter: i64, want: f64, rel: f64) {
     let got = rate(p, iter);
-    assert!(
-        close(got, want, rel),
-        "{} at iteration {iter}: {got} ≠ {want}",
-        p.name
-    );
+    assert!(close(got, want, rel), "{} at iteration {iter}: {got} ≠ {want}", p.name);
 }
 
 #[test]
@@ -51,14 +43,9 @@ fn fixed() {
 fn step_moves_current_step() {
     let p = policy(r#"lr_policy: "step" base_lr: 0.1 gamma: 0.1 stepsize: 10"#);
     let mut step = 0;
-    for (it, want, want_step) in [
-        (0, 0.1, 0),
-        (9, 0.1, 0),
-        (10, 0.01, 1),
-        (19, 0.01, 1),
-        (20, 0.001, 2),
-        (35, 0.0001, 3),
-    ] {
+    for (it, want, want_step) in
+        [(0, 0.1, 0), (9, 0.1, 0), (10, 0.01, 1), (19, 0.01, 1), (20, 0.001, 2), (35, 0.0001, 3)]
+    {
         let got = p.rate(it, &mut step) as f64;
         assert!(close(got, want, 1e-6), "step at {it}: {got}");
         assert_eq!(step, want_step);
@@ -114,18 +101,8 @@ fn inv_matches_caffe() {
 fn multistep_advances_one_step_per_call() {
     let p = policy(r#"lr_policy: "multistep" base_lr: 1 gamma: 0.5 stepvalue: 5 stepvalue: 8"#);
     let mut step = 0;
-    for (it, want) in [
-        (0, 1.0),
-        (4, 1.0),
-        (5, 0.5),
-        (7, 0.5),
-        (8, 0.25),
-        (100, 0.25),
-    ] {
-        assert!(
-            close(p.rate(it, &mut step) as f64, want, 1e-7),
-            "multistep at {it}"
-        );
+    for (it, want) in [(0, 1.0), (4, 1.0), (5, 0.5), (7, 0.5), (8, 0.25), (100, 0.25)] {
+        assert!(close(p.rate(it, &mut step) as f64, want, 1e-7), "multistep at {it}");
     }
     assert_eq!(step, 2);
     // As in Caffe, a call moves at most one step: a solver resumed past both
@@ -155,16 +132,7 @@ fn sigmoid() {
 #[test]
 fn triangular() {
     let p = policy(r#"lr_policy: "triangular" base_lr: 0.1 max_lr: 1.0 stepsize: 10"#);
-    for (it, want) in [
-        (0, 0.1),
-        (5, 0.55),
-        (10, 1.0),
-        (15, 0.55),
-        (20, 0.1),
-        (25, 0.55),
-        (30, 1.0),
-        (40, 0.1),
-    ] {
+    for (it, want) in [(0, 0.1), (5, 0.55), (10, 1.0), (15, 0.55), (20, 0.1), (25, 0.55), (30, 1.0), (40, 0.1)] {
         assert_rate(&p, it, want, 1e-6);
     }
 }
@@ -172,15 +140,7 @@ fn triangular() {
 #[test]
 fn triangular2_halves_each_cycle() {
     let p = policy(r#"lr_policy: "triangular2" base_lr: 0.1 max_lr: 1.0 stepsize: 10"#);
-    for (it, want) in [
-        (0, 0.1),
-        (10, 1.0),
-        (20, 0.1),
-        (30, 0.55),
-        (40, 0.1),
-        (50, 0.325),
-        (45, 0.2125),
-    ] {
+    for (it, want) in [(0, 0.1), (10, 1.0), (20, 0.1), (30, 0.55), (40, 0.1), (50, 0.325), (45, 0.2125)] {
         assert_rate(&p, it, want, 1e-6);
     }
 }
@@ -222,12 +182,9 @@ fn one_cycle_matches_the_forks_second_log() {
         r#"lr_policy: "1cycle" base_lr: 0.002 max_lr: 0.02 stepsize: 2246 max_iter: 4882
            momentum: 0.95 cyclical_momentum: 0.8 cyclical_momentum: 2246"#,
     );
-    for (it, lr, m) in [
-        (3000, 0.0132858, 0.850356),
-        (4400, 0.000819235, 0.943856),
-        (4600, 2e-06, 0.946394),
-        (4800, 2e-06, 0.939715),
-    ] {
+    for (it, lr, m) in
+        [(3000, 0.0132858, 0.850356), (4400, 0.000819235, 0.943856), (4600, 2e-06, 0.946394), (4800, 2e-06, 0.939715)]
+    {
         assert_rate(&p, it, lr, 2e-5);
         let got = p.momentum(it, 0.95) as f64;
         assert!(close(got, m, 2e-6), "momentum at {it}: {got} ≠ {m}");
@@ -242,10 +199,7 @@ fn one_cycle_with_two_momenta() {
            momentum: 0.9 cyclical_momentum: 0.95 cyclical_momentum: 0.85"#,
     );
     for (it, m) in [(0, 0.95), (50, 0.9), (100, 0.85), (150, 0.9), (200, 0.95)] {
-        assert!(
-            close(p.momentum(it, 0.9) as f64, m, 1e-6),
-            "momentum at {it}"
-        );
+        assert!(close(p.momentum(it, 0.9) as f64, m, 1e-6), "momentum at {it}");
     }
     // Without cyclical_momentum the solver's momentum stands.
     let plain = policy(r#"lr_policy: "1cycle" base_lr: 0.1 max_lr: 1 stepsize: 100"#);
@@ -256,25 +210,13 @@ fn one_cycle_with_two_momenta() {
 fn policy_errors_name_what_is_missing() {
     assert!(policy_error(r#"base_lr: 0.1"#).contains("lr_policy is not set"));
     let e = policy_error(r#"lr_policy: "cosine" base_lr: 0.1"#);
-    assert!(
-        e.contains("Unknown learning rate policy: cosine") && e.contains("1cycle"),
-        "{e}"
-    );
+    assert!(e.contains("Unknown learning rate policy: cosine") && e.contains("1cycle"), "{e}");
     assert!(policy_error(r#"lr_policy: "step" base_lr: 0.1 gamma: 0.1"#).contains("needs stepsize"));
-    assert!(
-        policy_error(r#"lr_policy: "step" base_lr: 0.1 gamma: 0.1 stepsize: 0"#)
-            .contains("stepsize must be > 0")
-    );
+    assert!(policy_error(r#"lr_policy: "step" base_lr: 0.1 gamma: 0.1 stepsize: 0"#).contains("stepsize must be > 0"));
     assert!(policy_error(r#"lr_policy: "inv" base_lr: 0.1 gamma: 0.1"#).contains("needs power"));
-    assert!(
-        policy_error(r#"lr_policy: "exp" base_lr: 0.1 gamma: -1"#).contains("gamma must be ≥ 0")
-    );
-    assert!(
-        policy_error(r#"lr_policy: "triangular" base_lr: 0.1 stepsize: 5"#)
-            .contains("needs max_lr")
-    );
+    assert!(policy_error(r#"lr_policy: "exp" base_lr: 0.1 gamma: -1"#).contains("gamma must be ≥ 0"));
+    assert!(policy_error(r#"lr_policy: "triangular" base_lr: 0.1 stepsize: 5"#).contains("needs max_lr"));
     assert!(policy_error(r#"lr_policy: "poly" base_lr: 0.1 power: 1"#).contains("max_iter > 0"));
-    let e =
-        policy_error(r#"lr_policy: "inv" base_lr: 0.1 gamma: 0.1 power: 1 cyclical_momentum: 0.8"#);
+    let e = policy_error(r#"lr_policy: "inv" base_lr: 0.1 gamma: 0.1 power: 1 cyclical_momentum: 0.8"#);
     assert!(e.contains("only used by the cyclical"), "{e}");
 }

@@ -69,35 +69,20 @@ fn is_small(folder: &str) -> bool {
 }
 
 fn state(phase: Phase) -> NetState {
-    NetState {
-        phase: Some(phase as i32),
-        ..Default::default()
-    }
+    NetState { phase: Some(phase as i32), ..Default::default() }
 }
 
 /// One sample's shape from a Data layer's source: MNIST 1×28×28, CIFAR-10
 /// 3×32×32, ImageNet 3×crop×crop.
 fn sample_shape(l: &LayerParameter) -> Vec<i64> {
-    let source = l
-        .data_param
-        .as_ref()
-        .map(|d| d.source())
-        .unwrap_or_default();
-    let crop = l
-        .transform_param
-        .as_ref()
-        .map(|t| t.crop_size())
-        .unwrap_or(0) as i64;
+    let source = l.data_param.as_ref().map(|d| d.source()).unwrap_or_default();
+    let crop = l.transform_param.as_ref().map(|t| t.crop_size()).unwrap_or(0) as i64;
     if source.contains("mnist") {
         vec![1, 28, 28]
     } else if source.contains("cifar") {
         vec![3, 32, 32]
     } else if source.contains("ilsvrc12") {
-        assert!(
-            crop > 0,
-            "ImageNet data layer {} without crop_size",
-            l.name()
-        );
+        assert!(crop > 0, "ImageNet data layer {} without crop_size", l.name());
         vec![3, crop, crop]
     } else {
         panic!("data layer {}: unknown source {source}", l.name())
@@ -109,14 +94,8 @@ fn sample_shape(l: &LayerParameter) -> Vec<i64> {
 fn with_inputs(net: &NetParameter, batch: Option<i64>) -> NetParameter {
     let mut out = net.clone();
     for l in out.layer.iter_mut().filter(|l| l.r#type() == "Data") {
-        assert_eq!(
-            l.top.len(),
-            2,
-            "data layer {} should have tops data and label",
-            l.name()
-        );
-        let n = batch
-            .unwrap_or_else(|| l.data_param.as_ref().map(|d| d.batch_size()).unwrap_or(1) as i64);
+        assert_eq!(l.top.len(), 2, "data layer {} should have tops data and label", l.name());
+        let n = batch.unwrap_or_else(|| l.data_param.as_ref().map(|d| d.batch_size()).unwrap_or(1) as i64);
         let mut data = vec![n];
         data.extend(sample_shape(l));
         *l = LayerParameter {
@@ -124,9 +103,7 @@ fn with_inputs(net: &NetParameter, batch: Option<i64>) -> NetParameter {
             r#type: Some("Input".into()),
             top: l.top.clone(),
             include: l.include.clone(),
-            input_param: Some(InputParameter {
-                shape: vec![BlobShape { dim: data }, BlobShape { dim: vec![n] }],
-            }),
+            input_param: Some(InputParameter { shape: vec![BlobShape { dim: data }, BlobShape { dim: vec![n] }] }),
             ..Default::default()
         };
     }
@@ -140,11 +117,7 @@ fn build(param: &NetParameter, phase: Phase, what: &str) -> Net {
 
 /// Builds a train_val file in `phase` with inputs of `batch` samples.
 fn build_train_val(path: &Path, phase: Phase, batch: Option<i64>) -> Net {
-    build(
-        &with_inputs(&read_net(path), batch),
-        phase,
-        &path.display().to_string(),
-    )
+    build(&with_inputs(&read_net(path), batch), phase, &path.display().to_string())
 }
 
 /// Feeds repeatable inputs: images (uniform [0,1) for 1 channel, else normal)
@@ -153,39 +126,21 @@ fn feed(net: &mut Net, seed: u64) {
     // Our own generator, not libtorch's process-wide one (see SeededInputs).
     let mut rng = common::SeededInputs::new(seed);
     let shape = net.blob_shape("data").expect("data blob").clone();
-    let x = if shape[1] == 1 {
-        rng.uniform(&shape)
-    } else {
-        rng.normal(&shape)
-    };
+    let x = if shape[1] == 1 { rng.uniform(&shape) } else { rng.normal(&shape) };
     let label = rng.labels(&[shape[0]], 10);
     net.set_input("data", &x).expect("set data");
     net.set_input("label", &label).expect("set label");
 }
 
 fn dropin_layers(net: &NetParameter) -> Vec<&LayerParameter> {
-    net.layer
-        .iter()
-        .filter(|l| l.r#type() == "DropIn")
-        .collect()
+    net.layer.iter().filter(|l| l.r#type() == "DropIn").collect()
 }
 
 /// The dropin_length shared by all of a net's DropIn layers.
 fn dropin_length(net: &NetParameter) -> Option<u32> {
-    let lengths: BTreeSet<u32> = dropin_layers(net)
-        .iter()
-        .map(|l| {
-            l.dropin_param
-                .as_ref()
-                .map(|p| p.dropin_length())
-                .unwrap_or(0)
-        })
-        .collect();
-    assert!(
-        lengths.len() <= 1,
-        "net {} mixes dropin_length values {lengths:?}",
-        net.name()
-    );
+    let lengths: BTreeSet<u32> =
+        dropin_layers(net).iter().map(|l| l.dropin_param.as_ref().map(|p| p.dropin_length()).unwrap_or(0)).collect();
+    assert!(lengths.len() <= 1, "net {} mixes dropin_length values {lengths:?}", net.name());
     lengths.into_iter().next()
 }
 
@@ -197,10 +152,7 @@ fn max_abs(t: &Tensor) -> f64 {
 
 #[test]
 fn generated_files_are_current() {
-    let out = match std::process::Command::new("python3")
-        .arg(repo().join("models/generate.py"))
-        .arg("--check")
-        .output()
+    let out = match std::process::Command::new("python3").arg(repo().join("models/generate.py")).arg("--check").output()
     {
         Ok(o) => o,
         Err(e) => {
@@ -219,10 +171,7 @@ fn generated_files_are_current() {
 #[test]
 fn every_model_folder_is_complete_and_parses() {
     let folders = model_folders();
-    assert!(
-        folders.len() >= 16,
-        "expected the paper's 16 models, found {folders:?}"
-    );
+    assert!(folders.len() >= 16, "expected the paper's 16 models, found {folders:?}");
     for f in &folders {
         for needed in ["train_val.prototxt", "deploy.prototxt", "README.md"] {
             assert!(model(f, needed).exists(), "models/{f}/{needed} is missing");
@@ -231,11 +180,7 @@ fn every_model_folder_is_complete_and_parses() {
             let net = read_net(&p);
             assert!(!net.layer.is_empty(), "{}: no layers", p.display());
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(
-                name == "deploy.prototxt" || name.starts_with("train_val"),
-                "unexpected file {}",
-                p.display()
-            );
+            assert!(name == "deploy.prototxt" || name.starts_with("train_val"), "unexpected file {}", p.display());
         }
     }
 }
@@ -248,33 +193,18 @@ fn length_variants_differ_only_in_dropin_length() {
         let base = read_net(&model(&f, "train_val.prototxt"));
         for p in prototxts(&repo().join("models").join(&f)) {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let Some(l) = name
-                .strip_prefix("train_val_d")
-                .and_then(|s| s.strip_suffix(".prototxt"))
-            else {
+            let Some(l) = name.strip_prefix("train_val_d").and_then(|s| s.strip_suffix(".prototxt")) else {
                 continue;
             };
-            let length: u32 = l
-                .parse()
-                .unwrap_or_else(|_| panic!("bad variant name {}", p.display()));
+            let length: u32 = l.parse().unwrap_or_else(|_| panic!("bad variant name {}", p.display()));
             let variant = read_net(&p);
             assert_eq!(dropin_length(&variant), Some(length), "{}", p.display());
-            assert_ne!(
-                dropin_length(&base),
-                Some(length),
-                "{}: same length as train_val.prototxt",
-                p.display()
-            );
+            assert_ne!(dropin_length(&base), Some(length), "{}: same length as train_val.prototxt", p.display());
             let mut expected = base.clone();
             for l in expected.layer.iter_mut().filter(|l| l.r#type() == "DropIn") {
                 l.dropin_param.as_mut().expect("dropin_param").dropin_length = Some(length);
             }
-            assert_eq!(
-                variant,
-                expected,
-                "{} differs from train_val.prototxt beyond dropin_length",
-                p.display()
-            );
+            assert_eq!(variant, expected, "{} differs from train_val.prototxt beyond dropin_length", p.display());
             variants += 1;
         }
     }
@@ -291,40 +221,19 @@ fn every_net_builds_in_train_and_test() {
         for phase in [Phase::Train, Phase::Test] {
             let net = build_train_val(&train_val, phase, None);
             let outputs = net.output_blob_names().join(",");
-            let want = if phase == Phase::Train {
-                "loss"
-            } else {
-                "accuracy,loss"
-            };
+            let want = if phase == Phase::Train { "loss" } else { "accuracy,loss" };
             assert_eq!(outputs, want, "{} ({phase:?}) outputs", train_val.display());
-            test_shapes = net
-                .learnable_params()
-                .iter()
-                .map(|p| (p.display.clone(), p.data.size()))
-                .collect();
+            test_shapes = net.learnable_params().iter().map(|p| (p.display.clone(), p.data.size())).collect();
         }
         // The deploy net has the train_val's learnable layers, with the same shapes.
         let deploy = model(&f, "deploy.prototxt");
         for phase in [Phase::Train, Phase::Test] {
             let net = Net::from_file(&deploy, &state(phase), TextOptions::default(), Device::Cpu)
                 .unwrap_or_else(|e| panic!("{} ({phase:?}): {e}", deploy.display()));
-            assert_eq!(
-                net.output_blob_names(),
-                vec!["prob"],
-                "{}",
-                deploy.display()
-            );
-            let shapes: Vec<(String, Vec<i64>)> = net
-                .learnable_params()
-                .iter()
-                .map(|p| (p.display.clone(), p.data.size()))
-                .collect();
-            assert_eq!(
-                shapes,
-                test_shapes,
-                "{}: parameters differ from train_val's",
-                deploy.display()
-            );
+            assert_eq!(net.output_blob_names(), vec!["prob"], "{}", deploy.display());
+            let shapes: Vec<(String, Vec<i64>)> =
+                net.learnable_params().iter().map(|p| (p.display.clone(), p.data.size())).collect();
+            assert_eq!(shapes, test_shapes, "{}: parameters differ from train_val's", deploy.display());
         }
     }
 }
@@ -342,25 +251,17 @@ fn small_nets_run_forward_and_backward() {
             net.set_iteration(d as i64 / 2);
         }
         feed(&mut net, 7);
-        let loss = net
-            .forward()
-            .unwrap_or_else(|e| panic!("{f}: forward: {e}"));
+        let loss = net.forward().unwrap_or_else(|e| panic!("{f}: forward: {e}"));
         assert!(loss.is_finite() && loss > 0.0, "{f}: loss {loss}");
-        net.backward()
-            .unwrap_or_else(|e| panic!("{f}: backward: {e}"));
+        net.backward().unwrap_or_else(|e| panic!("{f}: backward: {e}"));
         for p in net.learnable_params() {
             let m = max_abs(&p.diff());
-            assert!(
-                m.is_finite() && m > 0.0,
-                "{f}: gradient of {} is {m}",
-                p.display
-            );
+            assert!(m.is_finite() && m > 0.0, "{f}: gradient of {} is {m}", p.display);
         }
 
         let mut test = build(&with_inputs(&param, Some(2)), Phase::Test, &f);
         feed(&mut test, 8);
-        test.forward_inference()
-            .unwrap_or_else(|e| panic!("{f}: TEST forward: {e}"));
+        test.forward_inference().unwrap_or_else(|e| panic!("{f}: TEST forward: {e}"));
         let acc = test.blob("accuracy").expect("accuracy").double_value(&[]);
         assert!((0.0..=1.0).contains(&acc), "{f}: accuracy {acc}");
     }
@@ -377,8 +278,7 @@ fn copy_renamed(from: &Net, to: &mut Net, rename: impl Fn(&str) -> Option<String
         }
         None => false,
     });
-    to.copy_trained_layers_from(&p, "renamed weights")
-        .expect("copy weights");
+    to.copy_trained_layers_from(&p, "renamed weights").expect("copy weights");
 }
 
 /// Runs `shallow` and `deep` (a DropIn net at iteration `tau`) on the same
@@ -401,16 +301,8 @@ fn assert_same_function(
     feed(&mut b, 11);
     let (la, lb) = (a.forward().expect("forward"), b.forward().expect("forward"));
     let what = format!("{} vs {} at τ={tau}", shallow.display(), deep.display());
-    assert!(
-        (la - lb).abs() <= 1e-6 * (1.0 + la.abs()),
-        "{what}: loss {la} vs {lb}"
-    );
-    assert_close(
-        &format!("{what}: {logits}"),
-        b.blob(logits).unwrap(),
-        a.blob(logits).unwrap(),
-        1e-6,
-    );
+    assert!((la - lb).abs() <= 1e-6 * (1.0 + la.abs()), "{what}: loss {la} vs {lb}");
+    assert_close(&format!("{what}: {logits}"), b.blob(logits).unwrap(), a.blob(logits).unwrap(), 1e-6);
     a.backward().expect("backward");
     b.backward().expect("backward");
     for layer in a.layer_names() {
@@ -418,28 +310,14 @@ fn assert_same_function(
             continue;
         };
         for j in 0..a.layer_blobs(layer).map(|v| v.len()).unwrap_or(0) {
-            let (ga, gb) = (
-                a.layer_blob_diff(layer, j).unwrap(),
-                b.layer_blob_diff(&target, j).unwrap(),
-            );
-            assert_close(
-                &format!("{what}: gradient {layer}[{j}] → {target}[{j}]"),
-                &gb,
-                &ga,
-                1e-5,
-            );
+            let (ga, gb) = (a.layer_blob_diff(layer, j).unwrap(), b.layer_blob_diff(&target, j).unwrap());
+            assert_close(&format!("{what}: gradient {layer}[{j}] → {target}[{j}]"), &gb, &ga, 1e-5);
         }
     }
     for layer in unused {
         for j in 0..2 {
-            let g = b
-                .layer_blob_diff(layer, j)
-                .unwrap_or_else(|| panic!("{what}: no layer {layer}"));
-            assert_eq!(
-                max_abs(&g),
-                0.0,
-                "{what}: skipped layer {layer} got a gradient"
-            );
+            let g = b.layer_blob_diff(layer, j).unwrap_or_else(|| panic!("{what}: no layer {layer}"));
+            assert_eq!(max_abs(&g), 0.0, "{what}: skipped layer {layer} got a gradient");
         }
     }
 }
@@ -447,23 +325,14 @@ fn assert_same_function(
 #[test]
 fn lenet_dropin_starts_as_lenet_and_grows_into_lenet10() {
     let dropin = model("lenet10_dropin", "train_val.prototxt");
-    let added: Vec<String> = (1..=2)
-        .flat_map(|b| (2..=5).map(move |k| format!("conv{b}_{k}")))
-        .collect();
+    let added: Vec<String> = (1..=2).flat_map(|b| (2..=5).map(move |k| format!("conv{b}_{k}"))).collect();
     let base = |n: &str| match n {
         "conv1" => Some("conv1_1".to_string()),
         "conv2" => Some("conv2_1".to_string()),
         "ip1" | "ip2" => Some(n.to_string()),
         _ => None,
     };
-    assert_same_function(
-        &model("lenet", "train_val.prototxt"),
-        &dropin,
-        0,
-        "ip2",
-        base,
-        &added,
-    );
+    assert_same_function(&model("lenet", "train_val.prototxt"), &dropin, 0, "ip2", base, &added);
 
     // Fully grown (τ = dropin_length): LeNet(10) with conv{b}{b..e} ↔ conv{b}_{2..5}.
     let length = dropin_length(&read_net(&dropin)).unwrap() as i64;
@@ -479,24 +348,10 @@ fn lenet_dropin_starts_as_lenet_and_grows_into_lenet10() {
         };
         Some(format!("conv{block}_{k}"))
     };
-    assert_same_function(
-        &model("lenet10_plain", "train_val.prototxt"),
-        &dropin,
-        length,
-        "ip2",
-        plain,
-        &[],
-    );
+    assert_same_function(&model("lenet10_plain", "train_val.prototxt"), &dropin, length, "ip2", plain, &[]);
     // Same net with the gaussian filler: fully grown it is lenet10_gauss.
     let gauss = model("lenet10_dropin_gauss", "train_val.prototxt");
-    assert_same_function(
-        &model("lenet10_gauss", "train_val.prototxt"),
-        &gauss,
-        i64::MAX,
-        "ip2",
-        plain,
-        &[],
-    );
+    assert_same_function(&model("lenet10_gauss", "train_val.prototxt"), &gauss, i64::MAX, "ip2", plain, &[]);
 }
 
 #[test]
@@ -510,33 +365,15 @@ fn cifar10_11layer_starts_as_cifar10_full() {
         .map(|l| l.name().to_string())
         .collect();
     assert_eq!(added.len(), 8);
-    assert_eq!(
-        param
-            .layer
-            .iter()
-            .filter(|l| l.r#type() == "Convolution")
-            .count(),
-        11
-    );
+    assert_eq!(param.layer.iter().filter(|l| l.r#type() == "Convolution").count(), 11);
     let rename = |n: &str| match n {
         "conv1" | "conv2" | "conv3" => Some(format!("{n}_1")),
         "ip1" => Some(n.to_string()),
         _ => None,
     };
-    assert_same_function(
-        &model("cifar10_3layer", "train_val.prototxt"),
-        &deep,
-        0,
-        "ip1",
-        rename,
-        &added,
-    );
+    assert_same_function(&model("cifar10_3layer", "train_val.prototxt"), &deep, 0, "ip1", rename, &added);
     // Mid-ramp both paths are used: the deep net's logits differ from the shallow one's.
-    let mut a = build_train_val(
-        &model("cifar10_3layer", "train_val.prototxt"),
-        Phase::Test,
-        Some(2),
-    );
+    let mut a = build_train_val(&model("cifar10_3layer", "train_val.prototxt"), Phase::Test, Some(2));
     let mut b = build_train_val(&deep, Phase::Test, Some(2));
     copy_renamed(&a, &mut b, rename);
     b.set_iteration(dropin_length(&param).unwrap() as i64 / 2);
@@ -545,63 +382,30 @@ fn cifar10_11layer_starts_as_cifar10_full() {
     a.forward_inference().unwrap();
     b.forward_inference().unwrap();
     let diff = max_abs(&(a.blob("ip1").unwrap() - b.blob("ip1").unwrap()));
-    assert!(
-        diff > 0.0,
-        "mid-ramp the added layers must change the output"
-    );
+    assert!(diff > 0.0, "mid-ramp the added layers must change the output");
 }
 
 /// AlexNet13 runs forward (batch 1, TEST); at iteration 0 it computes AlexNet.
 #[test]
 fn alexnet13_forward_starts_as_alexnet() {
-    let mut a = build_train_val(
-        &model("alexnet", "train_val.prototxt"),
-        Phase::Test,
-        Some(1),
-    );
-    let mut b = build_train_val(
-        &model("alexnet13_dropin", "train_val.prototxt"),
-        Phase::Test,
-        Some(1),
-    );
-    assert_eq!(
-        b.layer_types()
-            .iter()
-            .filter(|t| **t == "Convolution" || **t == "InnerProduct")
-            .count(),
-        13
-    );
+    let mut a = build_train_val(&model("alexnet", "train_val.prototxt"), Phase::Test, Some(1));
+    let mut b = build_train_val(&model("alexnet13_dropin", "train_val.prototxt"), Phase::Test, Some(1));
+    assert_eq!(b.layer_types().iter().filter(|t| **t == "Convolution" || **t == "InnerProduct").count(), 13);
     copy_renamed(&a, &mut b, |n| Some(n.to_string()));
     feed(&mut a, 5);
     feed(&mut b, 5);
     b.set_iteration(0);
     a.forward_inference().expect("alexnet forward");
     b.forward_inference().expect("alexnet13 forward");
-    assert_close(
-        "alexnet13 at τ=0: fc8",
-        b.blob("fc8").unwrap(),
-        a.blob("fc8").unwrap(),
-        1e-5,
-    );
+    assert_close("alexnet13 at τ=0: fc8", b.blob("fc8").unwrap(), a.blob("fc8").unwrap(), 1e-5);
     b.set_iteration(i64::MAX);
-    b.forward_inference()
-        .expect("alexnet13 forward, fully grown");
+    b.forward_inference().expect("alexnet13 forward, fully grown");
     let fc8 = b.blob("fc8").unwrap();
     assert!(max_abs(fc8).is_finite());
-    for (i, conv) in ["conv1", "conv2", "conv3", "conv4", "conv5"]
-        .iter()
-        .enumerate()
-    {
+    for (i, conv) in ["conv1", "conv2", "conv3", "conv4", "conv5"].iter().enumerate() {
         let (orig, dup) = (b.blob(conv).unwrap(), b.blob(&format!("{conv}b")).unwrap());
-        assert_eq!(
-            orig.size(),
-            dup.size(),
-            "the duplicate of {conv} keeps its size"
-        );
-        assert_eq!(
-            b.blob(&format!("dropin{}", i + 1)).unwrap().size(),
-            orig.size()
-        );
+        assert_eq!(orig.size(), dup.size(), "the duplicate of {conv} keeps its size");
+        assert_eq!(b.blob(&format!("dropin{}", i + 1)).unwrap().size(), orig.size());
     }
 }
 
@@ -618,26 +422,17 @@ fn is_new_layer(ty: &str) -> bool {
 /// branch, so bottom[0] is the chain so far.
 fn check_wiring(file: &str, layers: &[LayerParameter]) -> usize {
     let mut count = 0;
-    for (i, d) in layers
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.r#type() == "DropIn")
-    {
+    for (i, d) in layers.iter().enumerate().filter(|(_, l)| l.r#type() == "DropIn") {
         assert_eq!(d.bottom.len(), 2, "{file}: {} needs 2 bottoms", d.name());
         let (skip, new) = (&d.bottom[0], &d.bottom[1]);
         assert_ne!(skip, new, "{file}: {}", d.name());
-        let writer = |blob: &str, before: usize| {
-            (0..before)
-                .rev()
-                .find(|&k| layers[k].top.iter().any(|t| t == blob))
-        };
-        let skip_writer = writer(skip, i)
-            .unwrap_or_else(|| panic!("{file}: {}: nothing writes bottom[0] {skip}", d.name()));
+        let writer = |blob: &str, before: usize| (0..before).rev().find(|&k| layers[k].top.iter().any(|t| t == blob));
+        let skip_writer =
+            writer(skip, i).unwrap_or_else(|| panic!("{file}: {}: nothing writes bottom[0] {skip}", d.name()));
         let mut path = Vec::new();
         let (mut blob, mut before, mut learnable) = (new.clone(), i, 0);
         loop {
-            let w = writer(&blob, before)
-                .unwrap_or_else(|| panic!("{file}: {}: nothing writes {blob}", d.name()));
+            let w = writer(&blob, before).unwrap_or_else(|| panic!("{file}: {}: nothing writes {blob}", d.name()));
             let l = &layers[w];
             assert!(
                 is_new_layer(l.r#type()) || matches!(l.r#type(), "ReLU" | "LRN"),
@@ -650,21 +445,12 @@ fn check_wiring(file: &str, layers: &[LayerParameter]) -> usize {
             learnable += is_new_layer(l.r#type()) as usize;
             before = w;
             if l.bottom.first() == Some(skip) && l.bottom[0] != l.top[0] {
-                assert!(
-                    is_new_layer(l.r#type()),
-                    "{file}: {}: the branch must start with the new layer",
-                    d.name()
-                );
+                assert!(is_new_layer(l.r#type()), "{file}: {}: the branch must start with the new layer", d.name());
                 break;
             }
             blob = l.bottom[0].clone();
         }
-        assert_eq!(
-            learnable,
-            1,
-            "{file}: {}: bottom[1] must be one new layer",
-            d.name()
-        );
+        assert_eq!(learnable, 1, "{file}: {}: bottom[1] must be one new layer", d.name());
         path.sort();
         let between: Vec<usize> = (skip_writer + 1..i).collect();
         assert_eq!(
@@ -696,12 +482,8 @@ fn dropin_wiring() {
         let want = expected.iter().find(|e| e.0 == f);
         for p in prototxts(&repo().join("models").join(&f)) {
             let net = read_net(&p);
-            let layers: Vec<LayerParameter> = net
-                .layer
-                .iter()
-                .filter(|l| !matches!(l.r#type(), "Data" | "Input"))
-                .cloned()
-                .collect();
+            let layers: Vec<LayerParameter> =
+                net.layer.iter().filter(|l| !matches!(l.r#type(), "Data" | "Input")).cloned().collect();
             let file = p.display().to_string();
             let n = check_wiring(&file, &layers);
             let Some(&(_, count, regularizing)) = want else {
@@ -710,17 +492,9 @@ fn dropin_wiring() {
             };
             assert_eq!(n, count, "{file}: DropIn layers");
             for d in dropin_layers(&net) {
-                let dp = d
-                    .dropin_param
-                    .as_ref()
-                    .unwrap_or_else(|| panic!("{file}: {} has no dropin_param", d.name()));
+                let dp = d.dropin_param.as_ref().unwrap_or_else(|| panic!("{file}: {} has no dropin_param", d.name()));
                 if let Some(bottoms) = regularizing {
-                    assert_eq!(
-                        (dp.dropin_length(), dp.dropin_ratio()),
-                        (0, 0.5),
-                        "{file}: {}",
-                        d.name()
-                    );
+                    assert_eq!((dp.dropin_length(), dp.dropin_ratio()), (0, 0.5), "{file}: {}", d.name());
                     assert_eq!(
                         d.bottom,
                         bottoms,
@@ -730,11 +504,7 @@ fn dropin_wiring() {
                         bottoms[0]
                     );
                 } else {
-                    assert!(
-                        dp.dropin_length() > 0,
-                        "{file}: {} is not gradual",
-                        d.name()
-                    );
+                    assert!(dp.dropin_length() > 0, "{file}: {} is not gradual", d.name());
                     assert_eq!(dp.dropin_start(), 0, "{file}: {}", d.name());
                 }
             }
@@ -765,28 +535,19 @@ fn strip_fillers(l: &mut LayerParameter) {
 }
 
 fn non_input_layers(net: &NetParameter) -> Vec<LayerParameter> {
-    net.layer
-        .iter()
-        .filter(|l| !matches!(l.r#type(), "Data" | "Input"))
-        .cloned()
-        .collect()
+    net.layer.iter().filter(|l| !matches!(l.r#type(), "Data" | "Input")).cloned().collect()
 }
 
 fn input_dims(net: &NetParameter) -> Vec<i64> {
     if let Some(l) = net.layer.iter().find(|l| l.r#type() == "Input") {
         return l.input_param.as_ref().unwrap().shape[0].dim.clone();
     }
-    net.input_shape
-        .first()
-        .map(|s| s.dim.clone())
-        .expect("an input shape")
+    net.input_shape.first().map(|s| s.dim.clone()).expect("an input shape")
 }
 
 fn mnist_paths(s: &str) -> String {
     match s {
-        "examples/mnist/mnist_train_lmdb" | "lmdb/fmnist_train_lmdb" => {
-            "data/mnist/train_lmdb".into()
-        }
+        "examples/mnist/mnist_train_lmdb" | "lmdb/fmnist_train_lmdb" => "data/mnist/train_lmdb".into(),
         "examples/mnist/mnist_test_lmdb" | "lmdb/fmnist_test_lmdb" => "data/mnist/test_lmdb".into(),
         other => panic!("unexpected source {other}"),
     }
@@ -799,84 +560,39 @@ fn base_nets_equal_caffes() {
 
     let mut lenet = bvlc("examples/mnist/lenet_train_test.prototxt");
     set_sources(&mut lenet, mnist_paths);
-    assert_eq!(
-        ours("lenet", "train_val.prototxt"),
-        lenet,
-        "models/lenet is BVLC's LeNet"
-    );
+    assert_eq!(ours("lenet", "train_val.prototxt"), lenet, "models/lenet is BVLC's LeNet");
     for f in ["lenet10_plain", "lenet10_gauss"] {
         let mut reference = read_net(&fixture("models").join(format!("{f}.prototxt")));
         set_sources(&mut reference, mnist_paths);
-        assert_eq!(
-            ours(f, "train_val.prototxt"),
-            reference,
-            "models/{f} is caffe-ref's LeNet(10)"
-        );
+        assert_eq!(ours(f, "train_val.prototxt"), reference, "models/{f} is caffe-ref's LeNet(10)");
     }
 
-    assert_eq!(
-        ours("alexnet", "train_val.prototxt"),
-        bvlc("models/bvlc_alexnet/train_val.prototxt")
-    );
-    assert_eq!(
-        ours("alexnet", "deploy.prototxt"),
-        bvlc("models/bvlc_alexnet/deploy.prototxt")
-    );
+    assert_eq!(ours("alexnet", "train_val.prototxt"), bvlc("models/bvlc_alexnet/train_val.prototxt"));
+    assert_eq!(ours("alexnet", "deploy.prototxt"), bvlc("models/bvlc_alexnet/deploy.prototxt"));
     let mut case1 = ours("alexnet_reg_case1", "train_val.prototxt");
     case1.name = Some("AlexNet".into());
-    assert_eq!(
-        case1,
-        ours("alexnet", "train_val.prototxt"),
-        "Table 7 case 1 is AlexNet"
-    );
+    assert_eq!(case1, ours("alexnet", "train_val.prototxt"), "Table 7 case 1 is AlexNet");
     let case2 = ours("alexnet_reg_case2", "train_val.prototxt");
-    let types = |n: &NetParameter| {
-        n.layer
-            .iter()
-            .map(|l| l.r#type().to_string())
-            .collect::<Vec<_>>()
-    };
+    let types = |n: &NetParameter| n.layer.iter().map(|l| l.r#type().to_string()).collect::<Vec<_>>();
     assert_eq!(types(&case2).iter().filter(|t| *t == "Dropout").count(), 1);
-    assert!(
-        case2.layer.iter().any(|l| l.name() == "drop6")
-            && !case2.layer.iter().any(|l| l.name() == "drop7")
-    );
+    assert!(case2.layer.iter().any(|l| l.name() == "drop6") && !case2.layer.iter().any(|l| l.name() == "drop7"));
 
     // cifar10_full: master's layers (caffe-ref ran them with an Input layer).
     let full = read_net(&fixture("models/cifar10_full_train_test_input.prototxt"));
     let c3 = ours("cifar10_3layer", "train_val.prototxt");
-    assert_eq!(
-        non_input_layers(&c3),
-        non_input_layers(&full),
-        "models/cifar10_3layer is cifar10_full"
-    );
-    let sources: Vec<&str> = c3
-        .layer
-        .iter()
-        .filter_map(|l| l.data_param.as_ref().map(|d| d.source()))
-        .collect();
-    assert_eq!(
-        sources,
-        [
-            "examples/cifar10/cifar10_train_lmdb",
-            "examples/cifar10/cifar10_test_lmdb"
-        ]
-    );
+    assert_eq!(non_input_layers(&c3), non_input_layers(&full), "models/cifar10_3layer is cifar10_full");
+    let sources: Vec<&str> = c3.layer.iter().filter_map(|l| l.data_param.as_ref().map(|d| d.source())).collect();
+    assert_eq!(sources, ["examples/cifar10/cifar10_train_lmdb", "examples/cifar10/cifar10_test_lmdb"]);
 
     // Deploys: BVLC's layers without fillers, same input shape.
-    for (f, reference) in [
-        ("lenet", "examples/mnist/lenet.prototxt"),
-        ("cifar10_3layer", "examples/cifar10/cifar10_full.prototxt"),
-    ] {
+    for (f, reference) in
+        [("lenet", "examples/mnist/lenet.prototxt"), ("cifar10_3layer", "examples/cifar10/cifar10_full.prototxt")]
+    {
         let d = ours(f, "deploy.prototxt");
         let r = bvlc(reference);
         let mut rl = non_input_layers(&r);
         rl.iter_mut().for_each(strip_fillers);
-        assert_eq!(
-            non_input_layers(&d),
-            rl,
-            "models/{f}/deploy.prototxt vs {reference}"
-        );
+        assert_eq!(non_input_layers(&d), rl, "models/{f}/deploy.prototxt vs {reference}");
         assert_eq!(input_dims(&d), input_dims(&r));
     }
 }
@@ -895,11 +611,8 @@ fn vgg_nets_use_vgg16_layers() {
     };
     let vgg16: Vec<LayerParameter> = non_input_layers(&reference).iter().map(key).collect();
     let deploy16 = read_net(&model("vgg16_dropin", "deploy.prototxt"));
-    let ours16: Vec<LayerParameter> = non_input_layers(&deploy16)
-        .iter()
-        .filter(|l| l.r#type() != "DropIn")
-        .map(key)
-        .collect();
+    let ours16: Vec<LayerParameter> =
+        non_input_layers(&deploy16).iter().filter(|l| l.r#type() != "DropIn").map(key).collect();
     assert_eq!(ours16, vgg16);
     assert_eq!(input_dims(&deploy16)[1..], input_dims(&reference)[1..]);
 
@@ -911,12 +624,7 @@ fn vgg_nets_use_vgg16_layers() {
     };
     let expected: Vec<LayerParameter> = vgg16.iter().filter(|l| kept(l)).cloned().collect();
     assert_eq!(ours8, expected);
-    let convs = |n: &NetParameter| {
-        n.layer
-            .iter()
-            .filter(|l| l.r#type() == "Convolution")
-            .count()
-    };
+    let convs = |n: &NetParameter| n.layer.iter().filter(|l| l.r#type() == "Convolution").count();
     assert_eq!((convs(&deploy8), convs(&deploy16)), (5, 13));
 }
 
@@ -940,11 +648,7 @@ fn hyper(s: &SolverParameter) -> SolverParameter {
 fn every_solver_parses_and_names_its_net() {
     let dir = repo().join("solvers");
     let solvers = prototxts(&dir);
-    assert!(
-        solvers.len() >= 29,
-        "expected a solver per model and length, found {}",
-        solvers.len()
-    );
+    assert!(solvers.len() >= 29, "expected a solver per model and length, found {}", solvers.len());
     let mut used = BTreeSet::new();
     let bvlc = |rel: &str| read_solver(&fixture("bvlc").join(rel));
     let lenet = hyper(&bvlc("examples/mnist/lenet_solver.prototxt"));
@@ -952,53 +656,32 @@ fn every_solver_parses_and_names_its_net() {
     let cifar = bvlc("examples/cifar10/cifar10_full_solver.prototxt");
     for p in &solvers {
         let file = p.file_name().unwrap().to_string_lossy().into_owned();
-        let stem = file
-            .strip_suffix("_solver.prototxt")
-            .unwrap_or_else(|| panic!("{file}: name *_solver.prototxt"));
+        let stem = file.strip_suffix("_solver.prototxt").unwrap_or_else(|| panic!("{file}: name *_solver.prototxt"));
         let s = read_solver(p);
         let net_rel = s.net.clone().unwrap_or_else(|| panic!("{file}: no net"));
         let net_path = repo().join(&net_rel);
         assert!(net_path.exists(), "{file}: net {net_rel} does not exist");
         let net = read_net(&net_path);
-        assert!(
-            used.insert(net_rel.clone()),
-            "{file}: {net_rel} is trained by two solvers"
-        );
+        assert!(used.insert(net_rel.clone()), "{file}: {net_rel} is trained by two solvers");
 
         // <model>_d<L>: the net is models/<model>/… with dropin_length L.
-        let (folder, length) = match stem
-            .rsplit_once("_d")
-            .and_then(|(m, l)| Some((m, l.parse::<u32>().ok()?)))
-        {
+        let (folder, length) = match stem.rsplit_once("_d").and_then(|(m, l)| Some((m, l.parse::<u32>().ok()?))) {
             Some((m, l)) => (m, Some(l)),
             None => (stem, None),
         };
-        assert!(
-            net_rel.starts_with(&format!("models/{folder}/train_val")),
-            "{file}: net {net_rel}"
-        );
+        assert!(net_rel.starts_with(&format!("models/{folder}/train_val")), "{file}: net {net_rel}");
         let gradual = dropin_length(&net).filter(|&l| l > 0);
         assert_eq!(gradual, length, "{file}: the net's dropin_length");
         assert_eq!(s.snapshot_prefix(), format!("snapshots/{stem}"), "{file}");
 
         let expected_mode = if is_small(folder) { "CPU" } else { "GPU" };
-        assert_eq!(
-            format!("{:?}", s.solver_mode()).to_uppercase(),
-            expected_mode,
-            "{file}: solver_mode"
-        );
+        assert_eq!(format!("{:?}", s.solver_mode()).to_uppercase(), expected_mode, "{file}: solver_mode");
         if folder.starts_with("lenet") {
             assert_eq!(hyper(&s), lenet, "{file}: Caffe's lenet_solver");
         } else if folder.starts_with("alexnet") {
             assert_eq!(hyper(&s), alexnet, "{file}: Caffe's bvlc_alexnet solver");
         } else if folder.starts_with("cifar") {
-            let got = (
-                s.base_lr(),
-                s.momentum(),
-                s.weight_decay(),
-                s.test_interval(),
-                s.test_iter.clone(),
-            );
+            let got = (s.base_lr(), s.momentum(), s.weight_decay(), s.test_interval(), s.test_iter.clone());
             let want = (
                 cifar.base_lr(),
                 cifar.momentum(),
@@ -1012,17 +695,10 @@ fn every_solver_parses_and_names_its_net() {
                 ("multistep", vec![60000, 65000], 0.1, 70000)
             );
         } else {
-            assert_eq!(
-                (s.base_lr(), s.iter_size(), s.max_iter()),
-                (0.01, 8, 370000),
-                "{file}: VGG settings"
-            );
+            assert_eq!((s.base_lr(), s.iter_size(), s.max_iter()), (0.01, 8, 370000), "{file}: VGG settings");
         }
         if let Some(l) = length {
-            assert!(
-                (l as i32) < s.max_iter(),
-                "{file}: the ramp must end before training does"
-            );
+            assert!((l as i32) < s.max_iter(), "{file}: the ramp must end before training does");
         }
     }
     // Every net file of every model is trained by some solver.

@@ -12,7 +12,6 @@ use caffe_tch::proto::text::TextOptions;
 use common::{assert_close, caffe_ref, read_npy};
 use serde_json::Value;
 
-
 fn manifest(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
     serde_json::from_str(&text).expect("manifest json")
@@ -25,7 +24,8 @@ fn state(phase: Phase) -> NetState {
 /// Builds the fixture's net, loads its weights and inputs, runs forward.
 fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) -> (Net, Value) {
     let m = manifest(dir);
-    let mut net = Net::from_file(prototxt, &state(phase), TextOptions::default(), common::test_device()).expect("build net");
+    let mut net =
+        Net::from_file(prototxt, &state(phase), TextOptions::default(), common::test_device()).expect("build net");
     let weights = dir.join(m["weights"].as_str().unwrap_or("weights.caffemodel"));
     let weights = if weights.exists() { weights } else { dir.parent().unwrap().join("weights.caffemodel") };
     net.load_weights(&weights).expect("load weights");

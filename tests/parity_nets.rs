@@ -15,7 +15,6 @@ use common::{caffe_ref, max_abs_diff, read_npy};
 use serde_json::Value;
 use tch::Tensor;
 
-
 fn manifest(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
     serde_json::from_str(&text).expect("manifest json")
@@ -68,7 +67,8 @@ impl Worst {
 /// forward (and backward when asked).
 fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) -> (Net, Value) {
     let m = manifest(dir);
-    let mut net = Net::from_file(prototxt, &state(phase), TextOptions::default(), common::test_device()).expect("build net");
+    let mut net =
+        Net::from_file(prototxt, &state(phase), TextOptions::default(), common::test_device()).expect("build net");
     let weights = dir.join(m["weights"].as_str().unwrap_or("weights.caffemodel"));
     net.load_weights(&weights).expect("load weights");
     for input in m["inputs"].as_array().expect("inputs") {

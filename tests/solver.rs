@@ -15,9 +15,7 @@ use std::process::{Command, Stdio};
 use caffe_tch::layers::known_types;
 use caffe_tch::net::Net;
 use caffe_tch::proto::binary::{blob_data_f32, read_message};
-use caffe_tch::proto::caffe::{
-    BlobShape, InputParameter, NetParameter, SolverParameter, SolverState,
-};
+use caffe_tch::proto::caffe::{BlobShape, InputParameter, NetParameter, SolverParameter, SolverState};
 use caffe_tch::proto::text::{self, TextOptions};
 use caffe_tch::solver::{NetRole, Solver, SolverOptions};
 use common::{caffe_ref, fixture};
@@ -28,38 +26,22 @@ const BATCH: i64 = 64;
 /// The first 1280 training records (20 batches of 64), scaled by 1/256 as the
 /// LeNet prototxt's transform_param does.
 fn training_records() -> (Tensor, Tensor) {
-    let images = Tensor::read_npy(fixture("solver/fmnist_train_first1280_images_u8.npy"))
-        .expect("images npy");
-    let labels = Tensor::read_npy(fixture("solver/fmnist_train_first1280_labels_u8.npy"))
-        .expect("labels npy");
-    (
-        images.to_kind(Kind::Float) * 0.00390625,
-        labels.to_kind(Kind::Float),
-    )
+    let images = Tensor::read_npy(fixture("solver/fmnist_train_first1280_images_u8.npy")).expect("images npy");
+    let labels = Tensor::read_npy(fixture("solver/fmnist_train_first1280_labels_u8.npy")).expect("labels npy");
+    (images.to_kind(Kind::Float) * 0.00390625, labels.to_kind(Kind::Float))
 }
 
 /// A net prototxt with its Data layers replaced by Input layers of the same shapes.
 fn with_input_layers(net_file: &Path) -> NetParameter {
-    let mut net = text::read_file::<NetParameter>(net_file, TextOptions::default())
-        .expect("net prototxt")
-        .message;
+    let mut net = text::read_file::<NetParameter>(net_file, TextOptions::default()).expect("net prototxt").message;
     for l in &mut net.layer {
         if l.r#type() == "Data" {
-            let batch = l
-                .data_param
-                .as_ref()
-                .map(|d| d.batch_size() as i64)
-                .unwrap_or(BATCH);
+            let batch = l.data_param.as_ref().map(|d| d.batch_size() as i64).unwrap_or(BATCH);
             l.r#type = Some("Input".into());
             l.data_param = None;
             l.transform_param = None;
             l.input_param = Some(InputParameter {
-                shape: vec![
-                    BlobShape {
-                        dim: vec![batch, 1, 28, 28],
-                    },
-                    BlobShape { dim: vec![batch] },
-                ],
+                shape: vec![BlobShape { dim: vec![batch, 1, 28, 28] }, BlobShape { dim: vec![batch] }],
             });
         }
     }
@@ -68,15 +50,8 @@ fn with_input_layers(net_file: &Path) -> NetParameter {
 
 /// Caffe's solver file, made to train `max_iter` steps of `net` without test
 /// nets, snapshotting under `dir`.
-fn solver_param(
-    solver_file: &Path,
-    net: NetParameter,
-    max_iter: i32,
-    dir: &Path,
-) -> SolverParameter {
-    let mut p = text::read_file::<SolverParameter>(solver_file, TextOptions::default())
-        .expect("solver")
-        .message;
+fn solver_param(solver_file: &Path, net: NetParameter, max_iter: i32, dir: &Path) -> SolverParameter {
+    let mut p = text::read_file::<SolverParameter>(solver_file, TextOptions::default()).expect("solver").message;
     p.net = None;
     p.net_param = Some(net);
     p.test_iter.clear();
@@ -102,15 +77,8 @@ fn feed_from(first: i64) -> caffe_tch::solver::Feeder {
 }
 
 fn new_solver(param: SolverParameter) -> Solver {
-    let mut s = Solver::new(
-        param,
-        None,
-        SolverOptions {
-            device: Some(Device::Cpu),
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("solver: {e}"));
+    let mut s = Solver::new(param, None, SolverOptions { device: Some(Device::Cpu), ..Default::default() })
+        .unwrap_or_else(|e| panic!("solver: {e}"));
     s.set_progress(false);
     s
 }
@@ -122,10 +90,7 @@ fn reference_losses(path: &Path) -> Vec<(i64, f64, f64)> {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
-            let v: Vec<f64> = l
-                .split_whitespace()
-                .map(|x| x.parse().expect("number"))
-                .collect();
+            let v: Vec<f64> = l.split_whitespace().map(|x| x.parse().expect("number")).collect();
             (v[0] as i64, v[1], v[2])
         })
         .collect()
@@ -143,10 +108,7 @@ fn max_rel_loss_error(ours: &[(i64, f32)], reference: &[(i64, f64, f64)], steps:
     for k in 0..steps {
         assert_eq!(ours[k].0, reference[k].0, "iteration numbers");
         let rel = (ours[k].1 as f64 - reference[k].1).abs() / reference[k].1.abs();
-        eprintln!(
-            "iter {:2}: ours {:.8} caffe {:.8} rel {rel:.2e}",
-            ours[k].0, ours[k].1, reference[k].1
-        );
+        eprintln!("iter {:2}: ours {:.8} caffe {:.8} rel {rel:.2e}", ours[k].0, ours[k].1, reference[k].1);
         worst = worst.max(rel);
     }
     worst
@@ -158,9 +120,7 @@ fn run_lenet(solver_dir: &Path, solver_file: &str, steps: i32) -> (Solver, tempf
     let tmp = tempfile::tempdir().unwrap();
     let net = with_input_layers(&solver_dir.join("lenet_train_test.prototxt"));
     let mut param = solver_param(&solver_dir.join(solver_file), net, steps, tmp.path());
-    param.weights = vec![caffe_ref("fixtures/lenet/weights.caffemodel")
-        .display()
-        .to_string()];
+    param.weights = vec![caffe_ref("fixtures/lenet/weights.caffemodel").display().to_string()];
     let mut solver = new_solver(param);
     solver.set_feeder(feed_from(0));
     solver.solve().unwrap_or_else(|e| panic!("solve: {e}"));
@@ -185,11 +145,7 @@ fn rel_l2(ours: &Tensor, reference: &Tensor) -> f64 {
 /// The worst [`rel_l2`] over the history blobs of Caffe's solverstate.
 fn max_rel_history_error(solver: &Solver, state_file: &Path) -> f64 {
     let state: SolverState = read_message(state_file).expect("solverstate");
-    assert_eq!(
-        state.history.len(),
-        solver.history().len(),
-        "history blob count"
-    );
+    assert_eq!(state.history.len(), solver.history().len(), "history blob count");
     assert_eq!(state.iter(), solver.iter() as i32);
     let mut worst = 0.0f64;
     for (i, (ours, blob)) in solver.history().iter().zip(&state.history).enumerate() {
@@ -211,10 +167,7 @@ fn sgd_20_steps_match_caffe() {
     let early = max_rel_loss_error(solver.losses(), &reference, 17);
     let all = max_rel_loss_error(solver.losses(), &reference, 20);
     eprintln!("SGD: max relative loss error {early:.2e} (steps 0-16), {all:.2e} (steps 0-19)");
-    assert!(
-        early <= 1e-4,
-        "SGD steps 0-16 drift from Caffe's: {early:.2e}"
-    );
+    assert!(early <= 1e-4, "SGD steps 0-16 drift from Caffe's: {early:.2e}");
     assert!(all <= 1e-3, "SGD steps 0-19 drift from Caffe's: {all:.2e}");
     // The final weights against Caffe's.
     let caffe: NetParameter = read_message(&sgd20.join("weights_after20.caffemodel")).unwrap();
@@ -226,10 +179,7 @@ fn sgd_20_steps_match_caffe() {
         }
     }
     eprintln!("SGD: final weights relative L2 error {worst:.2e}");
-    assert!(
-        worst <= 5e-3,
-        "final weights differ from Caffe's: {worst:.2e}"
-    );
+    assert!(worst <= 5e-3, "final weights differ from Caffe's: {worst:.2e}");
 }
 
 /// Caffe's solver prototxt unchanged, its data read by the Data layer from the
@@ -243,19 +193,14 @@ fn sgd_through_the_data_layer_matches_caffe() {
     let sgd20 = caffe_ref("fixtures/lenet/sgd20");
     let lmdb = caffe_ref("lmdb/fmnist_train2k_lmdb");
     let tmp = tempfile::tempdir().unwrap();
-    let mut net = text::read_file::<NetParameter>(
-        &sgd20.join("lenet_train_test.prototxt"),
-        TextOptions::default(),
-    )
-    .unwrap()
-    .message;
+    let mut net = text::read_file::<NetParameter>(&sgd20.join("lenet_train_test.prototxt"), TextOptions::default())
+        .unwrap()
+        .message;
     for l in net.layer.iter_mut().filter(|l| l.r#type() == "Data") {
         l.data_param.as_mut().unwrap().source = Some(lmdb.display().to_string());
     }
     let mut param = solver_param(&sgd20.join("lenet_solver.prototxt"), net, 20, tmp.path());
-    param.weights = vec![caffe_ref("fixtures/lenet/weights.caffemodel")
-        .display()
-        .to_string()];
+    param.weights = vec![caffe_ref("fixtures/lenet/weights.caffemodel").display().to_string()];
     let mut solver = new_solver(param);
     solver.solve().unwrap();
     let reference = reference_losses(&sgd20.join("loss.txt"));
@@ -271,24 +216,14 @@ fn check_reference_solver(kind: &str, steps: usize, loss_tol: f64, history_tol: 
     let dir = caffe_ref(&format!("extra/solvers/{kind}"));
     let (solver, _tmp) = run_lenet(&dir, "solver.prototxt", 20);
     assert_eq!(solver.solver_type().name(), kind);
-    let worst = max_rel_loss_error(
-        solver.losses(),
-        &reference_losses(&dir.join("loss.txt")),
-        steps,
-    );
+    let worst = max_rel_loss_error(solver.losses(), &reference_losses(&dir.join("loss.txt")), steps);
     eprintln!("{kind}: max relative loss error {worst:.2e} over {steps} steps");
-    assert!(
-        worst <= loss_tol,
-        "{kind}: loss drifts from Caffe's: {worst:.2e} > {loss_tol:.0e}"
-    );
+    assert!(worst <= loss_tol, "{kind}: loss drifts from Caffe's: {worst:.2e} > {loss_tol:.0e}");
     let state = dir.join(format!("lenet_{kind}_iter_20.solverstate"));
     let h = max_rel_history_error(&solver, &state);
     eprintln!("{kind}: history max relative error {h:.2e}");
     if let Some(tol) = history_tol {
-        assert!(
-            h <= tol,
-            "{kind}: history differs from Caffe's solverstate: {h:.2e} > {tol:.0e}"
-        );
+        assert!(h <= tol, "{kind}: history differs from Caffe's solverstate: {h:.2e} > {tol:.0e}");
     }
 }
 
@@ -346,9 +281,7 @@ fn resumes_from_caffe_snapshot() {
     let param = solver_param(&run.join("lenet_solver.prototxt"), net, 5010, tmp.path());
     let mut solver = new_solver(param);
     let state_file = run.join("lenet_iter_5000.solverstate");
-    solver
-        .restore(&state_file)
-        .unwrap_or_else(|e| panic!("restore: {e}"));
+    solver.restore(&state_file).unwrap_or_else(|e| panic!("restore: {e}"));
     assert_eq!(solver.iter(), 5000);
     // The history is Caffe's, bit for bit.
     let state: SolverState = read_message(&state_file).unwrap();
@@ -359,10 +292,7 @@ fn resumes_from_caffe_snapshot() {
     let model: NetParameter = read_message(&run.join("lenet_iter_5000.caffemodel")).unwrap();
     let ip2 = model.layer.iter().find(|l| l.name() == "ip2").unwrap();
     assert_eq!(
-        rel_l2(
-            solver.net().layer_blobs("ip2").unwrap()[0],
-            &Tensor::from_slice(&blob_data_f32(&ip2.blobs[0]))
-        ),
+        rel_l2(solver.net().layer_blobs("ip2").unwrap()[0], &Tensor::from_slice(&blob_data_f32(&ip2.blobs[0]))),
         0.0
     );
     // Caffe reads its DB from the first record again after a restore.
@@ -375,10 +305,7 @@ fn resumes_from_caffe_snapshot() {
     let losses = solver.losses();
     assert_eq!(losses.len(), 10);
     for &(it, l) in losses {
-        assert!(
-            (0.02..0.9).contains(&l),
-            "iteration {it}: loss {l} is not that of a trained LeNet"
-        );
+        assert!((0.02..0.9).contains(&l), "iteration {it}: loss {l} is not that of a trained LeNet");
     }
     let mean: f32 = losses.iter().map(|l| l.1).sum::<f32>() / 10.0;
     assert!(mean < 0.5, "mean loss {mean}");
@@ -394,36 +321,18 @@ fn split_run_equals_straight_run() {
 
     let (first, _t2) = run_lenet(&dir, "solver.prototxt", 3);
     let snapshot = first.last_snapshot().expect("snapshot after train").clone();
-    assert!(
-        snapshot.state.ends_with("snap_iter_3.solverstate"),
-        "{}",
-        snapshot.state.display()
-    );
+    assert!(snapshot.state.ends_with("snap_iter_3.solverstate"), "{}", snapshot.state.display());
     let tmp = tempfile::tempdir().unwrap();
     let net = with_input_layers(&dir.join("lenet_train_test.prototxt"));
-    let mut resumed = new_solver(solver_param(
-        &dir.join("solver.prototxt"),
-        net,
-        6,
-        tmp.path(),
-    ));
+    let mut resumed = new_solver(solver_param(&dir.join("solver.prototxt"), net, 6, tmp.path()));
     resumed.restore(&snapshot.state).unwrap();
     assert_eq!(resumed.iter(), 3);
     resumed.set_feeder(feed_from(3));
     resumed.solve().unwrap();
 
     let straight_tail: Vec<(i64, f32)> = straight.losses()[3..].to_vec();
-    assert_eq!(
-        resumed.losses(),
-        &straight_tail[..],
-        "losses after the resume"
-    );
-    for (a, b) in straight
-        .net()
-        .learnable_params()
-        .iter()
-        .zip(resumed.net().learnable_params())
-    {
+    assert_eq!(resumed.losses(), &straight_tail[..], "losses after the resume");
+    for (a, b) in straight.net().learnable_params().iter().zip(resumed.net().learnable_params()) {
         assert_eq!(rel_l2(&b.data, &a.data), 0.0, "{}", a.display);
     }
     for (a, b) in straight.history().iter().zip(resumed.history()) {
@@ -444,15 +353,8 @@ fn iter_size_clip_and_l1() {
             s.dim[0] = 32;
         }
     }
-    let mut param = solver_param(
-        &sgd20.join("lenet_solver.prototxt"),
-        net.clone(),
-        1,
-        tmp.path(),
-    );
-    param.weights = vec![caffe_ref("fixtures/lenet/weights.caffemodel")
-        .display()
-        .to_string()];
+    let mut param = solver_param(&sgd20.join("lenet_solver.prototxt"), net.clone(), 1, tmp.path());
+    param.weights = vec![caffe_ref("fixtures/lenet/weights.caffemodel").display().to_string()];
     param.iter_size = Some(2);
     param.clip_gradients = Some(0.5);
     param.regularization_type = Some("L1".into());
@@ -466,63 +368,28 @@ fn iter_size_clip_and_l1() {
         half += 1;
         net.set_input("label", &lb.narrow(0, (half - 1) * 32, 32))
     }));
-    let before: Vec<Tensor> = solver
-        .net()
-        .learnable_params()
-        .iter()
-        .map(|p| p.data.detach().copy())
-        .collect();
+    let before: Vec<Tensor> = solver.net().learnable_params().iter().map(|p| p.data.detach().copy()).collect();
     solver.solve().unwrap();
 
     // By hand: the gradients of the 64-batch mean equal the average of the halves'.
-    let mut check = new_solver(SolverParameter {
-        snapshot_after_train: Some(false),
-        ..param
-    });
-    check
-        .net_mut()
-        .set_input("data", &images.narrow(0, 0, 32))
-        .unwrap();
-    check
-        .net_mut()
-        .set_input("label", &labels.narrow(0, 0, 32))
-        .unwrap();
+    let mut check = new_solver(SolverParameter { snapshot_after_train: Some(false), ..param });
+    check.net_mut().set_input("data", &images.narrow(0, 0, 32)).unwrap();
+    check.net_mut().set_input("label", &labels.narrow(0, 0, 32)).unwrap();
     let l1 = check.net_mut().forward().unwrap();
     check.net_mut().backward().unwrap();
-    check
-        .net_mut()
-        .set_input("data", &images.narrow(0, 32, 32))
-        .unwrap();
-    check
-        .net_mut()
-        .set_input("label", &labels.narrow(0, 32, 32))
-        .unwrap();
+    check.net_mut().set_input("data", &images.narrow(0, 32, 32)).unwrap();
+    check.net_mut().set_input("label", &labels.narrow(0, 32, 32)).unwrap();
     let l2 = check.net_mut().forward().unwrap();
     check.net_mut().backward().unwrap();
     assert!(((l1 + l2) / 2.0 - solver.losses()[0].1 as f64).abs() < 1e-6);
     // Caffe clips the accumulated (summed) gradients, then divides by iter_size.
-    let grads: Vec<Tensor> = check
-        .net()
-        .learnable_params()
-        .iter()
-        .map(|p| p.diff().copy())
-        .collect();
-    let norm = grads
-        .iter()
-        .map(|g| g.square().sum(Kind::Double).double_value(&[]))
-        .sum::<f64>()
-        .sqrt();
+    let grads: Vec<Tensor> = check.net().learnable_params().iter().map(|p| p.diff().copy()).collect();
+    let norm = grads.iter().map(|g| g.square().sum(Kind::Double).double_value(&[])).sum::<f64>().sqrt();
     assert!(norm > 0.5, "the test needs the clip to act (norm {norm})");
     let lr = 0.01; // inv policy at iteration 0
-    for ((p, g), w0) in solver
-        .net()
-        .learnable_params()
-        .iter()
-        .zip(&grads)
-        .zip(&before)
-    {
-        let expected = ((g * (0.5 / norm)) / 2.0 + w0.sign() * (0.0005 * p.decay_mult as f64))
-            * (lr * p.lr_mult as f64);
+    for ((p, g), w0) in solver.net().learnable_params().iter().zip(&grads).zip(&before) {
+        let expected =
+            ((g * (0.5 / norm)) / 2.0 + w0.sign() * (0.0005 * p.decay_mult as f64)) * (lr * p.lr_mult as f64);
         // w0 − w1 in float keeps about 3 digits of a step this small relative to w.
         let rel = rel_l2(&(w0 - &p.data), &expected);
         assert!(rel < 5e-3, "{}: step differs by {rel:.2e}", p.display);
@@ -564,56 +431,38 @@ fn solver_faults_are_one_line_errors() {
     let dir = tmp.path();
     let net = write(dir, "net.prototxt", TINY_NET);
     let prefix = dir.join("snap");
-    let base = format!(
-        "base_lr: 0.1 lr_policy: \"fixed\" max_iter: 1 snapshot_prefix: \"{}\"",
-        prefix.display()
-    );
+    let base = format!("base_lr: 0.1 lr_policy: \"fixed\" max_iter: 1 snapshot_prefix: \"{}\"", prefix.display());
 
     let e = solver_error(dir, &format!("net: \"no/such/net.prototxt\" {base}"));
-    assert!(
-        e.contains("no/such/net.prototxt") && e.contains("not found"),
-        "{e}"
-    );
-    assert!(
-        e.contains(&dir.display().to_string()),
-        "names the solver's folder: {e}"
-    );
+    assert!(e.contains("no/such/net.prototxt") && e.contains("not found"), "{e}");
+    assert!(e.contains(&dir.display().to_string()), "names the solver's folder: {e}");
 
     // A net named relative to the solver's folder, run from elsewhere: the hint says so.
     let e = solver_error(dir, &format!("net: \"net.prototxt\" {base}"));
     assert!(e.contains("run from there or fix the path"), "{e}");
 
     let net = net.display();
-    let e = solver_error(
-        dir,
-        &format!("net: \"{net}\" test_iter: -5 test_interval: 10 {base}"),
-    );
+    let e = solver_error(dir, &format!("net: \"{net}\" test_iter: -5 test_interval: 10 {base}"));
     assert!(e.contains("test_iter must be ≥ 0, got -5"), "{e}");
     let e = solver_error(dir, &format!("net: \"{net}\" test_iter: 5 {base}"));
     assert!(e.contains("test_interval must be > 0"), "{e}");
     let e = solver_error(dir, &format!("net: \"{net}\" type: \"Sgd\" {base}"));
-    assert!(
-        e.contains("Unknown solver type: Sgd") && e.contains("SGD"),
-        "{e}"
-    );
-    let e = solver_error(
-        dir,
-        &format!("net: \"{net}\" lr_policy: \"step\" base_lr: 0.1 max_iter: 1"),
-    );
+    assert!(e.contains("Unknown solver type: Sgd") && e.contains("SGD"), "{e}");
+    let e = solver_error(dir, &format!("net: \"{net}\" lr_policy: \"step\" base_lr: 0.1 max_iter: 1"));
     assert!(e.contains("needs stepsize"), "{e}");
-    let e = solver_error(
-        dir,
-        &format!("net: \"{net}\" type: \"AdaGrad\" momentum: 0.9 {base}"),
-    );
+    let e = solver_error(dir, &format!("net: \"{net}\" type: \"AdaGrad\" momentum: 0.9 {base}"));
     assert!(e.contains("Momentum cannot be used with AdaGrad"), "{e}");
-    let e = solver_error(
-        dir,
-        &format!("net: \"{net}\" regularization_type: \"L3\" {base}"),
-    );
+    let e = solver_error(dir, &format!("net: \"{net}\" regularization_type: \"L3\" {base}"));
     assert!(e.contains("Unknown regularization type: L3"), "{e}");
     let e = solver_error(dir, &base);
     assert!(e.contains("must specify a train net"), "{e}");
-    let e = solver_error(dir, &format!("net: \"{net}\" base_lr: 0.1 lr_policy: \"fixed\" snapshot_prefix: \"{}/missing/dir/x\"", dir.display()));
+    let e = solver_error(
+        dir,
+        &format!(
+            "net: \"{net}\" base_lr: 0.1 lr_policy: \"fixed\" snapshot_prefix: \"{}/missing/dir/x\"",
+            dir.display()
+        ),
+    );
     assert!(e.contains("Cannot write to snapshot prefix"), "{e}");
 
     // A solverstate of another solver type does not fit.
@@ -622,17 +471,10 @@ fn solver_faults_are_one_line_errors() {
     s.set_progress(false);
     s.solve().unwrap();
     let state = s.last_snapshot().unwrap().state.clone();
-    let adam = write(
-        dir,
-        "adam.prototxt",
-        &format!("net: \"{net}\" type: \"Adam\" {base}"),
-    );
+    let adam = write(dir, "adam.prototxt", &format!("net: \"{net}\" type: \"Adam\" {base}"));
     let mut a = Solver::from_file(&adam, SolverOptions::default()).unwrap();
     let e = a.restore(&state).unwrap_err().to_string();
-    assert!(
-        e.contains("holds 2 history blobs") && e.contains("needs 4"),
-        "{e}"
-    );
+    assert!(e.contains("holds 2 history blobs") && e.contains("needs 4"), "{e}");
 }
 
 /// A non-finite loss stops training with an error naming the iteration, after
@@ -659,26 +501,15 @@ fn non_finite_loss_stops_with_a_snapshot() {
         let data = if batch == 3 { data * f64::NAN } else { data };
         batch += 1;
         net.set_input("data", &data)?;
-        net.set_input(
-            "label",
-            &Tensor::from_slice(&[0f32, 1., 2., 0., 1., 2., 0., 1.]),
-        )
+        net.set_input("label", &Tensor::from_slice(&[0f32, 1., 2., 0., 1., 2., 0., 1.]))
     }));
     let e = s.solve().unwrap_err().to_string();
     assert_eq!(s.iter(), 3);
-    assert!(
-        e.contains("Iteration 3: the loss is NaN (not finite)"),
-        "{e}"
-    );
+    assert!(e.contains("Iteration 3: the loss is NaN (not finite)"), "{e}");
     assert!(tmp.path().join("snap_iter_3.solverstate").exists(), "{e}");
     // The snapshot holds the (finite) weights from before that iteration.
     let model: NetParameter = read_message(&tmp.path().join("snap_iter_3.caffemodel")).unwrap();
-    assert!(model
-        .layer
-        .iter()
-        .flat_map(|l| &l.blobs)
-        .flat_map(|b| &b.data)
-        .all(|v| v.is_finite()));
+    assert!(model.layer.iter().flat_map(|l| &l.blobs).flat_map(|b| &b.data).all(|v| v.is_finite()));
 }
 
 /// train_net and test_net files, test_state stages, test_compute_loss,
@@ -688,10 +519,7 @@ fn non_finite_loss_stops_with_a_snapshot() {
 fn nets_states_and_iterations() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let net = TINY_NET.replace(
-        r#"include { phase: TEST }"#,
-        r#"include { phase: TEST stage: "val" }"#,
-    );
+    let net = TINY_NET.replace(r#"include { phase: TEST }"#, r#"include { phase: TEST stage: "val" }"#);
     let net = write(dir, "net.prototxt", &net);
     let solver = write(
         dir,
@@ -739,13 +567,7 @@ fn nets_states_and_iterations() {
     want.push((NetRole::Train, 8));
     want.extend(tests(8));
     assert_eq!(*seen, want);
-    assert_eq!(
-        s.test_scores()[0]
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>(),
-        ["accuracy", "loss"]
-    );
+    assert_eq!(s.test_scores()[0].iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["accuracy", "loss"]);
     // average_loss: 3 smooths the last three losses (checked after step(), as
     // solve() adds its final display pass to the window, as Caffe's does).
     let mut s = Solver::from_file(&solver, SolverOptions::default()).unwrap();
@@ -753,11 +575,7 @@ fn nets_states_and_iterations() {
     s.step(8).unwrap();
     let l = s.losses();
     let mean = (l[5].1 + l[6].1 + l[7].1) / 3.0;
-    assert!(
-        (s.smoothed_loss() - mean).abs() < 1e-6,
-        "{} vs {mean}",
-        s.smoothed_loss()
-    );
+    assert!((s.smoothed_loss() - mean).abs() < 1e-6, "{} vs {mean}", s.smoothed_loss());
 }
 
 // ----- the caffe command --------------------------------------------------------
@@ -785,22 +603,12 @@ fn tiny_solver(dir: &Path, name: &str, settings: &str) -> PathBuf {
 
 /// Runs `caffe` to completion (bounded), returning (success, stderr).
 fn run_caffe(args: &[&str]) -> (bool, String) {
-    let out = caffe()
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run caffe");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = caffe().args(args).stdin(Stdio::null()).output().expect("run caffe");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn error_lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|l| l.starts_with("caffe: error:"))
-        .collect()
+    stderr.lines().filter(|l| l.starts_with("caffe: error:")).collect()
 }
 
 #[test]
@@ -809,33 +617,18 @@ fn train_flag_faults_are_one_line_errors() {
     let solver = tiny_solver(tmp.path(), "solver.prototxt", "max_iter: 2");
     let s = solver.to_str().unwrap();
 
-    let (ok, err) = run_caffe(&[
-        "train",
-        "-solver",
-        s,
-        "-weights",
-        "a.caffemodel",
-        "-snapshot",
-        "b.solverstate",
-    ]);
+    let (ok, err) = run_caffe(&["train", "-solver", s, "-weights", "a.caffemodel", "-snapshot", "b.solverstate"]);
     assert!(!ok);
     assert_eq!(error_lines(&err).len(), 1, "{err}");
     assert!(err.contains("but not both"), "{err}");
 
     let (ok, err) = run_caffe(&["train", "-solver", s, "-sigint_effect", "explode"]);
-    assert!(
-        !ok && err.contains("Invalid signal effect \"explode\""),
-        "{err}"
-    );
+    assert!(!ok && err.contains("Invalid signal effect \"explode\""), "{err}");
 
     let (ok, err) = run_caffe(&["train"]);
     assert!(!ok && err.contains("Need a solver definition"), "{err}");
 
-    let (ok, err) = run_caffe(&[
-        "train",
-        "-solver",
-        &tmp.path().join("missing.prototxt").display().to_string(),
-    ]);
+    let (ok, err) = run_caffe(&["train", "-solver", &tmp.path().join("missing.prototxt").display().to_string()]);
     assert!(!ok && err.contains("missing.prototxt"), "{err}");
     assert_eq!(error_lines(&err).len(), 1, "{err}");
 
@@ -854,10 +647,7 @@ fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<St
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().expect("piped stderr");
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(|l| l.ok())
-        {
+        for line in std::io::BufReader::new(stderr).lines().map_while(|l| l.ok()) {
             if tx.send(line).is_err() {
                 break;
             }
@@ -888,9 +678,7 @@ fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str, log: &mut Vec<
 /// N from a line or path ending in `_iter_N.solverstate`.
 fn snapshot_iter(text: &str) -> i64 {
     let tail = text.rsplit("_iter_").next().unwrap();
-    tail.trim_end_matches(".solverstate")
-        .parse()
-        .unwrap_or_else(|_| panic!("no iteration in {text}"))
+    tail.trim_end_matches(".solverstate").parse().unwrap_or_else(|_| panic!("no iteration in {text}"))
 }
 
 /// Kills the child if the test fails before it exits.
@@ -923,11 +711,7 @@ fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
 #[test]
 fn sigint_leaves_a_snapshot_that_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let solver = tiny_solver(
-        tmp.path(),
-        "solver.prototxt",
-        "max_iter: 10000000\ndisplay: 100",
-    );
+    let solver = tiny_solver(tmp.path(), "solver.prototxt", "max_iter: 10000000\ndisplay: 100");
     let mut guard = KillOnDrop(
         caffe()
             .args(["train", "-solver", solver.to_str().unwrap()])
@@ -939,35 +723,17 @@ fn sigint_leaves_a_snapshot_that_resumes() {
     let child = &mut guard.0;
     let rx = stderr_lines(child);
     let mut log = Vec::new();
-    assert!(
-        wait_for(&rx, "Iteration 300 (", &mut log),
-        "training did not start: {log:?}"
-    );
+    assert!(wait_for(&rx, "Iteration 300 (", &mut log), "training did not start: {log:?}");
     let pid = child.id().to_string();
-    let signal = |name: &str| {
-        assert!(Command::new("kill")
-            .args(["-s", name, &pid])
-            .status()
-            .unwrap()
-            .success())
-    };
+    let signal = |name: &str| assert!(Command::new("kill").args(["-s", name, &pid]).status().unwrap().success());
     // SIGHUP: a snapshot, and training goes on.
     signal("HUP");
-    assert!(
-        wait_for(&rx, "SIGHUP received: writing a snapshot", &mut log),
-        "{log:?}"
-    );
-    assert!(
-        wait_for(&rx, "Snapshotting solver state", &mut log),
-        "{log:?}"
-    );
+    assert!(wait_for(&rx, "SIGHUP received: writing a snapshot", &mut log), "{log:?}");
+    assert!(wait_for(&rx, "Snapshotting solver state", &mut log), "{log:?}");
     // The line comes before the write: take the iteration from the file name.
     let hup_iter = snapshot_iter(log.last().unwrap());
     let later = format!("Iteration {} (", (hup_iter / 100 + 2) * 100);
-    assert!(
-        wait_for(&rx, &later, &mut log),
-        "training did not go on after SIGHUP: {log:?}"
-    );
+    assert!(wait_for(&rx, &later, &mut log), "training did not go on after SIGHUP: {log:?}");
     // SIGINT: stop.
     signal("INT");
     let status = wait_exit(child);
@@ -976,42 +742,20 @@ fn sigint_leaves_a_snapshot_that_resumes() {
     }
     let text = log.join("\n");
     assert!(status.success(), "exit {status:?}\n{text}");
-    assert!(
-        text.contains("SIGINT received") && text.contains("Optimization stopped early."),
-        "{text}"
-    );
-    let state_line = log
-        .iter()
-        .rev()
-        .find(|l| l.contains("Snapshotting solver state to binary proto file"))
-        .expect("snapshot");
+    assert!(text.contains("SIGINT received") && text.contains("Optimization stopped early."), "{text}");
+    let state_line =
+        log.iter().rev().find(|l| l.contains("Snapshotting solver state to binary proto file")).expect("snapshot");
     let state = state_line.rsplit(' ').next().unwrap().to_string();
     let stopped_at = snapshot_iter(&state);
     assert!(stopped_at >= 300, "{state}");
 
-    let resume = tiny_solver(
-        tmp.path(),
-        "resume.prototxt",
-        &format!("max_iter: {}\ndisplay: 1", stopped_at + 5),
-    );
-    let (ok, err) = run_caffe(&[
-        "train",
-        "-solver",
-        resume.to_str().unwrap(),
-        "-snapshot",
-        &state,
-    ]);
+    let resume = tiny_solver(tmp.path(), "resume.prototxt", &format!("max_iter: {}\ndisplay: 1", stopped_at + 5));
+    let (ok, err) = run_caffe(&["train", "-solver", resume.to_str().unwrap(), "-snapshot", &state]);
     assert!(ok, "{err}");
     assert!(err.contains(&format!("Resuming from {state}")), "{err}");
-    assert!(
-        err.contains(&format!("Iteration {stopped_at}, lr = ")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("Iteration {stopped_at}, lr = ")), "{err}");
     assert!(err.contains("Optimization Done."), "{err}");
-    assert!(tmp
-        .path()
-        .join(format!("snap/tiny_iter_{}.solverstate", stopped_at + 5))
-        .exists());
+    assert!(tmp.path().join(format!("snap/tiny_iter_{}.solverstate", stopped_at + 5)).exists());
 }
 
 /// A bigger net snapshotting every iteration is killed (SIGKILL) at several
@@ -1053,10 +797,7 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
         let mut log = Vec::new();
         // The line comes before its write: once the third snapshot starts, the
         // first two are complete; the kill lands somewhere in the writes after.
-        assert!(
-            wait_for(&rx, "big_iter_3.caffemodel", &mut log),
-            "{log:?}"
-        );
+        assert!(wait_for(&rx, "big_iter_3.caffemodel", &mut log), "{log:?}");
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         drop(guard); // SIGKILL
     }
@@ -1066,28 +807,14 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         if name.ends_with(".caffemodel") {
             let model: NetParameter = read_message(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let ip = model
-                .layer
-                .iter()
-                .find(|l| l.name() == "ip")
-                .expect("ip layer");
+            let ip = model.layer.iter().find(|l| l.name() == "ip").expect("ip layer");
             assert_eq!(ip.blobs[0].data.len(), 256 * 4096, "{name} is truncated");
         } else if name.ends_with(".solverstate") {
             let state: SolverState = read_message(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(state.history.len(), 4, "{name}");
-            assert_eq!(
-                state.history[0].data.len(),
-                256 * 4096,
-                "{name} is truncated"
-            );
-            assert!(
-                Path::new(state.learned_net()).is_file(),
-                "{name} names a missing model"
-            );
-            if newest
-                .as_ref()
-                .is_none_or(|(it, _)| state.iter() as i64 > *it)
-            {
+            assert_eq!(state.history[0].data.len(), 256 * 4096, "{name} is truncated");
+            assert!(Path::new(state.learned_net()).is_file(), "{name} names a missing model");
+            if newest.as_ref().is_none_or(|(it, _)| state.iter() as i64 > *it) {
                 newest = Some((state.iter() as i64, path.clone()));
             }
         }
@@ -1121,39 +848,18 @@ fn caffe_test_prints_batches_and_means() {
     ]);
     assert!(ok, "{err}");
     let body = |l: &str| l.split("] ").nth(1).unwrap_or_default().to_string();
-    let lines: Vec<String> = err
-        .lines()
-        .filter(|l| l.contains("caffe.cpp:"))
-        .map(body)
-        .collect();
-    assert!(
-        lines.contains(&"Running for 3 iterations.".to_string()),
-        "{lines:?}"
-    );
+    let lines: Vec<String> = err.lines().filter(|l| l.contains("caffe.cpp:")).map(body).collect();
+    assert!(lines.contains(&"Running for 3 iterations.".to_string()), "{lines:?}");
     // All-zero inputs: every batch gives the same accuracy and loss.
-    let acc: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.starts_with("Batch ") && l.contains(", accuracy = "))
-        .collect();
-    let loss: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.starts_with("Batch ") && l.contains(", loss = "))
-        .collect();
+    let acc: Vec<&String> = lines.iter().filter(|l| l.starts_with("Batch ") && l.contains(", accuracy = ")).collect();
+    let loss: Vec<&String> = lines.iter().filter(|l| l.starts_with("Batch ") && l.contains(", loss = ")).collect();
     assert_eq!((acc.len(), loss.len()), (3, 3), "{lines:?}");
-    assert!(
-        acc[0].starts_with("Batch 0, accuracy = ") && acc[2].starts_with("Batch 2, accuracy = ")
-    );
+    assert!(acc[0].starts_with("Batch 0, accuracy = ") && acc[2].starts_with("Batch 2, accuracy = "));
     let value = |l: &str| l.rsplit(" = ").next().unwrap().to_string();
     let batch_loss = value(loss[0]);
     assert!(lines.contains(&format!("Loss: {batch_loss}")), "{lines:?}");
-    assert!(
-        lines.contains(&format!("accuracy = {}", value(acc[0]))),
-        "{lines:?}"
-    );
-    assert!(
-        lines.contains(&format!("loss = {batch_loss} (* 1 = {batch_loss} loss)")),
-        "{lines:?}"
-    );
+    assert!(lines.contains(&format!("accuracy = {}", value(acc[0]))), "{lines:?}");
+    assert!(lines.contains(&format!("loss = {batch_loss} (* 1 = {batch_loss} loss)")), "{lines:?}");
 }
 
 /// Our training log has Caffe's line shapes, so tools that read Caffe's logs
@@ -1161,27 +867,20 @@ fn caffe_test_prints_batches_and_means() {
 #[test]
 fn training_log_has_caffes_line_shapes() {
     let tmp = tempfile::tempdir().unwrap();
-    let solver = tiny_solver(
-        tmp.path(),
-        "solver.prototxt",
-        "max_iter: 10\ndisplay: 5\ntest_iter: 2\ntest_interval: 5",
-    );
+    let solver = tiny_solver(tmp.path(), "solver.prototxt", "max_iter: 10\ndisplay: 5\ntest_iter: 2\ntest_interval: 5");
     let (ok, err) = run_caffe(&["train", "-solver", solver.to_str().unwrap()]);
     assert!(ok, "{err}");
     let is_num = |s: &str| s.parse::<f64>().is_ok();
     let mut seen = std::collections::BTreeMap::new();
     for line in err.lines() {
         // Multi-line messages (the solver's parameters) carry the prefix on their first line only, as in glog.
-        let glog = line.len() > 5
-            && line.starts_with(['I', 'W', 'E'])
-            && line[1..5].chars().all(|c| c.is_ascii_digit());
+        let glog =
+            line.len() > 5 && line.starts_with(['I', 'W', 'E']) && line[1..5].chars().all(|c| c.is_ascii_digit());
         if !glog {
             continue;
         }
         // I1130 08:22:18.814288 23981 solver.cpp:239] message
-        let (prefix, msg) = line
-            .split_once("] ")
-            .unwrap_or_else(|| panic!("no glog prefix: {line}"));
+        let (prefix, msg) = line.split_once("] ").unwrap_or_else(|| panic!("no glog prefix: {line}"));
         let parts: Vec<&str> = prefix.split_whitespace().collect();
         assert_eq!(parts.len(), 4, "{line}");
         assert!(
@@ -1190,36 +889,20 @@ fn training_log_has_caffes_line_shapes() {
                 && parts[0][1..].chars().all(|c| c.is_ascii_digit()),
             "{line}"
         );
-        assert!(
-            parts[1].len() == 15
-                && parts[1].as_bytes()[2] == b':'
-                && parts[1].as_bytes()[8] == b'.',
-            "{line}"
-        );
+        assert!(parts[1].len() == 15 && parts[1].as_bytes()[2] == b':' && parts[1].as_bytes()[8] == b'.', "{line}");
         let tag = parts[3];
         let words: Vec<&str> = msg.split_whitespace().collect();
         match tag {
             "solver.cpp:239" => {
                 // Iteration 5 (3958.61 iter/s, 0.00126307s/5 iters), loss = 0.468709
                 assert_eq!(words[0], "Iteration");
-                assert!(
-                    is_num(words[1]) && words[2].starts_with('(') && is_num(&words[2][1..]),
-                    "{msg}"
-                );
-                assert_eq!(
-                    (words[3], words[5], words[6], words[7]),
-                    ("iter/s,", "iters),", "loss", "="),
-                    "{msg}"
-                );
+                assert!(is_num(words[1]) && words[2].starts_with('(') && is_num(&words[2][1..]), "{msg}");
+                assert_eq!((words[3], words[5], words[6], words[7]), ("iter/s,", "iters),", "loss", "="), "{msg}");
                 assert!(words[4].ends_with("s/5") && is_num(words[8]), "{msg}");
             }
             "solver.cpp:258" | "solver.cpp:414" => {
                 //     Train net output #0: loss = 1.09861 (* 1 = 1.09861 loss)
-                assert!(
-                    msg.starts_with("    Train net output #")
-                        || msg.starts_with("    Test net output #"),
-                    "{msg}"
-                );
+                assert!(msg.starts_with("    Train net output #") || msg.starts_with("    Test net output #"), "{msg}");
                 assert!(words[5] == "=" && is_num(words[6]), "{msg}");
                 if words[4] == "loss" {
                     assert_eq!(&words[7..], ["(*", "1", "=", words[6], "loss)"], "{msg}");
@@ -1227,17 +910,11 @@ fn training_log_has_caffes_line_shapes() {
             }
             "sgd_solver.cpp:112" => {
                 assert!(
-                    words[0] == "Iteration"
-                        && words[1].ends_with(',')
-                        && words[2] == "lr"
-                        && is_num(words[4]),
+                    words[0] == "Iteration" && words[1].ends_with(',') && words[2] == "lr" && is_num(words[4]),
                     "{msg}"
                 );
             }
-            "solver.cpp:347" => assert!(
-                msg.starts_with("Iteration ") && msg.ends_with(", Testing net (#0)"),
-                "{msg}"
-            ),
+            "solver.cpp:347" => assert!(msg.starts_with("Iteration ") && msg.ends_with(", Testing net (#0)"), "{msg}"),
             _ => {}
         }
         *seen.entry(tag.to_string()).or_insert(0) += 1;
@@ -1248,13 +925,6 @@ fn training_log_has_caffes_line_shapes() {
     assert_eq!(seen.get("solver.cpp:347"), Some(&3), "{err}");
     assert_eq!(seen.get("solver.cpp:414"), Some(&6), "{err}");
     assert_eq!(seen.get("solver.cpp:327"), Some(&1), "{err}");
-    assert!(
-        err.contains("] Solving tiny") && err.contains("] Learning Rate Policy: inv"),
-        "{err}"
-    );
-    assert!(
-        err.contains("] Snapshotting to binary proto file ")
-            && err.contains("] Optimization Done."),
-        "{err}"
-    );
+    assert!(err.contains("] Solving tiny") && err.contains("] Learning Rate Policy: inv"), "{err}");
+    assert!(err.contains("] Snapshotting to binary proto file ") && err.contains("] Optimization Done."), "{err}");
 }

@@ -238,7 +238,16 @@ fn floats_all_forms() {
 
 #[test]
 fn bools_all_forms() {
-    for (t, v) in [("true", true), ("True", true), ("t", true), ("1", true), ("false", false), ("False", false), ("f", false), ("0", false)] {
+    for (t, v) in [
+        ("true", true),
+        ("True", true),
+        ("t", true),
+        ("1", true),
+        ("false", false),
+        ("False", false),
+        ("f", false),
+        ("0", false),
+    ] {
         let n = net(&format!("force_backward: {t}"));
         assert_eq!(n.force_backward, Some(v), "{t}");
     }
@@ -400,7 +409,8 @@ fn lenient_skips_unknown_fields_and_enum_values() {
 
 #[test]
 fn solver_with_max_lr_parses_strictly() {
-    let s: SolverParameter = parse("net: \"a.prototxt\"\nbase_lr: 0.01\nmax_lr: 0.1\nlr_policy: \"1cycle\"\nsolver_mode: GPU\n");
+    let s: SolverParameter =
+        parse("net: \"a.prototxt\"\nbase_lr: 0.01\nmax_lr: 0.1\nlr_policy: \"1cycle\"\nsolver_mode: GPU\n");
     assert_eq!(s.base_lr(), 0.01);
     assert_eq!(s.net(), "a.prototxt");
 }
@@ -521,7 +531,11 @@ fn print_matches_caffe_byte_for_byte() {
         let printed = to_text(&p.message);
         if printed != text {
             let line = printed.lines().zip(text.lines()).position(|(a, b)| a != b);
-            panic!("{}: printed text differs from Caffe's (first differing line {:?})", path.display(), line.map(|l| l + 1));
+            panic!(
+                "{}: printed text differs from Caffe's (first differing line {:?})",
+                path.display(),
+                line.map(|l| l + 1)
+            );
         }
         // Through the dynamic path too.
         let d = parse_dynamic(&text, "x", &descriptor_of::<NetParameter>(), STRICT).unwrap();

@@ -51,9 +51,13 @@ fn conversions_show_a_count_on_a_terminal_and_plain_logs_otherwise() {
     };
     let db = tmp.path().join("tty_lmdb");
     let text = run_on_tty(&format!("convert_mnist_data {} {} {}", images.display(), labels.display(), db.display()));
-    let drawn = text.find("\r\x1b[2Kconvert_mnist_data 1/30 (3%)").unwrap_or_else(|| panic!("no progress line: {text:?}"));
+    let drawn =
+        text.find("\r\x1b[2Kconvert_mnist_data 1/30 (3%)").unwrap_or_else(|| panic!("no progress line: {text:?}"));
     let logged = text.find("Processed 30 files.").unwrap_or_else(|| panic!("no log line: {text:?}"));
-    assert!(drawn < logged && text[drawn + 1..logged].contains("\r\x1b[2K"), "the line is not cleared before the log: {text:?}");
+    assert!(
+        drawn < logged && text[drawn + 1..logged].contains("\r\x1b[2K"),
+        "the line is not cleared before the log: {text:?}"
+    );
 
     // compute_image_mean does not know the total: a count and a rate.
     let text = run_on_tty(&format!("compute_image_mean {}", db.display()));

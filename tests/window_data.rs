@@ -105,7 +105,14 @@ fn cut(im: &Image, x1: usize, y1: usize, x2: usize, y2: usize) -> Image {
 }
 
 /// A crop×crop×3 item: `warped` placed at (pad_h, pad_w), optionally mirrored, zeros elsewhere.
-fn placed(warped: &Image, crop: usize, pad_h: usize, pad_w: usize, mirror: bool, f: impl Fn(usize, f32) -> f32) -> Vec<f32> {
+fn placed(
+    warped: &Image,
+    crop: usize,
+    pad_h: usize,
+    pad_w: usize,
+    mirror: bool,
+    f: impl Fn(usize, f32) -> f32,
+) -> Vec<f32> {
     let mut out = vec![0f32; 3 * crop * crop];
     let (h, w) = (warped.height, warped.width);
     for c in 0..3 {
@@ -199,7 +206,12 @@ fn warp_mode_equals_a_direct_resize_of_the_window() {
                 3 => Some(&fg[1]),
                 other => panic!("label {other}"),
             };
-            assert_eq!(Some(got), want.map(|w| w.as_slice()), "item {i} (label {}) is not its window resized", labels[i]);
+            assert_eq!(
+                Some(got),
+                want.map(|w| w.as_slice()),
+                "item {i} (label {}) is not its window resized",
+                labels[i]
+            );
         }
     }
 }
@@ -275,7 +287,10 @@ fn context_pad_and_square_mode_geometry() {
     let warped = img::resize(&cut(&im0, 0, 0, 11, 11), 9, 9);
     let plain = placed(&warped, 10, 1, 1, false, |_, v| v);
     let mirrored = placed(&warped, 10, 1, 0, true, |_, v| v);
-    let mut l = setup_seeded(&layer_text(&f, "batch_size: 8 fg_fraction: 1 context_pad: 1", "crop_size: 10 mirror: true"), Some(11));
+    let mut l = setup_seeded(
+        &layer_text(&f, "batch_size: 8 fg_fraction: 1 context_pad: 1", "crop_size: 10 mirror: true"),
+        Some(11),
+    );
     let (mut n_plain, mut n_mirrored) = (0, 0);
     for _ in 0..4 {
         let v = values(&forward(&mut l).0);
@@ -296,8 +311,11 @@ fn context_pad_and_square_mode_geometry() {
 fn cached_images_give_the_same_batches() {
     let f = fixture();
     let run = |cache: bool| {
-        let text =
-            layer_text(&f, &format!("batch_size: 6 fg_fraction: 0.5 context_pad: 2 cache_images: {cache}"), "crop_size: 12 mirror: true");
+        let text = layer_text(
+            &f,
+            &format!("batch_size: 6 fg_fraction: 0.5 context_pad: 2 cache_images: {cache}"),
+            "crop_size: 12 mirror: true",
+        );
         let mut l = setup_seeded(&text, Some(5));
         (0..3).map(|_| values(&forward(&mut l).0)).collect::<Vec<_>>()
     };
@@ -336,7 +354,9 @@ fn bad_inputs_are_one_line_errors_naming_layer_window_file_and_image() {
     // An image deleted after setup: found while prefetching.
     write(WINDOWS);
     let text = layer_text(&f, "batch_size: 4 fg_fraction: 1 fg_threshold: 0.8", "crop_size: 8");
-    let param = parse_str::<NetParameter>(&format!("name: \"n\" layer {{ {text} }}"), "t", TextOptions::default()).unwrap().message;
+    let param = parse_str::<NetParameter>(&format!("name: \"n\" layer {{ {text} }}"), "t", TextOptions::default())
+        .unwrap()
+        .message;
     let state = NetState { phase: Some(Phase::Train as i32), ..Default::default() };
     let gone = f.dir.join("img0.png");
     let saved = std::fs::read(&gone).unwrap();
@@ -373,7 +393,10 @@ fn bad_inputs_are_one_line_errors_naming_layer_window_file_and_image() {
     let e = net_err(&layer_text(&f, "batch_size: 2", "crop_size: 8"), 0);
     assert_one_line_error(&e, &["windows", "windows.txt", "ends where a window"]);
     write("");
-    assert_one_line_error(&net_err(&layer_text(&f, "batch_size: 2", "crop_size: 8"), 0), &["windows", "windows.txt", "empty"]);
+    assert_one_line_error(
+        &net_err(&layer_text(&f, "batch_size: 2", "crop_size: 8"), 0),
+        &["windows", "windows.txt", "empty"],
+    );
     write("# 0\nimg0.png\n3 24 x32\n0\n");
     let e = net_err(&layer_text(&f, "batch_size: 2", "crop_size: 8"), 0);
     assert_one_line_error(&e, &["windows", "windows.txt", "line 3", "x32"]);

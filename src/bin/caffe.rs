@@ -183,7 +183,11 @@ fn gflags_to_gnu(args: impl IntoIterator<Item = String>) -> Vec<String> {
                 && bytes[1] != b'-'
                 && (bytes[1].is_ascii_alphabetic() || bytes[1] == b'_')
                 && bytes[2] != b'=';
-            if is_gflag { format!("-{a}") } else { a }
+            if is_gflag {
+                format!("-{a}")
+            } else {
+                a
+            }
         })
         .collect()
 }
@@ -207,8 +211,11 @@ fn main() -> ExitCode {
             let first = e.to_string().lines().next().unwrap_or_default().to_string();
             eprintln!("caffe: {}", first.trim_start_matches("error: "));
             match msg {
-                ErrorKind::InvalidSubcommand | ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    let names: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+                ErrorKind::InvalidSubcommand
+                | ErrorKind::MissingSubcommand
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let names: Vec<String> =
+                        Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
                     eprintln!("caffe: valid commands: {}", names.join(", "));
                 }
                 ErrorKind::UnknownArgument => {
@@ -309,7 +316,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 phase: tools::parse_phase(&a.phase)?,
                 iteration: a.iteration,
                 blobs: a.blobs.as_deref().map(|b| {
-                    if b == "all" { vec![] } else { b.split(',').filter(|x| !x.is_empty()).map(String::from).collect() }
+                    if b == "all" {
+                        vec![]
+                    } else {
+                        b.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
+                    }
                 }),
                 out,
                 device: tools::select_device(a.gpu.as_deref())?,

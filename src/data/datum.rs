@@ -46,7 +46,8 @@ impl Sample {
 /// Parses a record's bytes as a Datum. The error says what is wrong, without
 /// the source or key (the caller adds them).
 pub fn parse(bytes: &[u8]) -> Result<Datum, String> {
-    Datum::decode(bytes).map_err(|e| format!("not a valid Datum (truncated or corrupt record, {} bytes): {e}", bytes.len()))
+    Datum::decode(bytes)
+        .map_err(|e| format!("not a valid Datum (truncated or corrupt record, {} bytes): {e}", bytes.len()))
 }
 
 /// Caffe's colour choice for encoded records: `force_color` / `force_gray`, else as stored.
@@ -77,7 +78,10 @@ pub fn decode(datum: Datum, mode: ColorMode) -> Result<Sample, String> {
     let data = datum.data.unwrap_or_default();
     let values = if !data.is_empty() {
         if data.len() != need {
-            return Err(format!("Datum holds {} data bytes but {c}×{h}×{w} needs {need} (truncated record?)", data.len()));
+            return Err(format!(
+                "Datum holds {} data bytes but {c}×{h}×{w} needs {need} (truncated record?)",
+                data.len()
+            ));
         }
         Values::U8(data)
     } else {

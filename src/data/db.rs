@@ -101,7 +101,10 @@ pub trait Cursor {
 fn check_source(path: &Path, backend: Backend) -> Result<()> {
     let shown = path.display();
     if !path.exists() {
-        return Err(data_err(format!("source '{shown}' ({}): no such database (the folder does not exist)", backend.name())));
+        return Err(data_err(format!(
+            "source '{shown}' ({}): no such database (the folder does not exist)",
+            backend.name()
+        )));
     }
     if !path.is_dir() {
         return Err(data_err(format!("source '{shown}' ({}): not a database folder (it is a file)", backend.name())));
@@ -142,7 +145,8 @@ pub fn open_cursor(path: &Path, backend: Backend) -> Result<Box<dyn Cursor>> {
 
 /// heed refuses to open one environment twice in a process; readers of the same
 /// folder (a train and a test net, two tests) share one through this table.
-static LMDB_ENVS: Lazy<Mutex<HashMap<PathBuf, (heed::Env<WithoutTls>, usize)>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+static LMDB_ENVS: Lazy<Mutex<HashMap<PathBuf, (heed::Env<WithoutTls>, usize)>>> =
+    Lazy::new(|| Mutex::new(HashMap::new()));
 
 struct SharedEnv {
     env: heed::Env<WithoutTls>,
@@ -315,12 +319,14 @@ impl LevelDbCursor {
             Err(first) => {
                 // Read-only media, or the DB is already open (LevelDB allows one
                 // opener): read a private copy.
-                let tmp = tempfile::Builder::new()
-                    .prefix("caffe-leveldb-")
-                    .tempdir()
-                    .map_err(|e| data_err(format!("source '{source}' (leveldb): cannot open ({first}) nor make a temporary copy: {e}")))?;
-                copy_dir(path, tmp.path())
-                    .map_err(|e| data_err(format!("source '{source}' (leveldb): cannot open ({first}) nor copy it: {e}")))?;
+                let tmp = tempfile::Builder::new().prefix("caffe-leveldb-").tempdir().map_err(|e| {
+                    data_err(format!(
+                        "source '{source}' (leveldb): cannot open ({first}) nor make a temporary copy: {e}"
+                    ))
+                })?;
+                copy_dir(path, tmp.path()).map_err(|e| {
+                    data_err(format!("source '{source}' (leveldb): cannot open ({first}) nor copy it: {e}"))
+                })?;
                 let db = rusty_leveldb::DB::open(tmp.path(), leveldb_options(false))
                     .map_err(|e| data_err(format!("source '{source}' (leveldb): cannot open: {e}")))?;
                 warn!(
@@ -338,7 +344,8 @@ impl LevelDbCursor {
 
     fn load_current(&mut self) {
         use rusty_leveldb::LdbIterator;
-        self.current = if self.iter.valid() { self.iter.current().map(|(k, v)| (k.to_vec(), v.to_vec())) } else { None };
+        self.current =
+            if self.iter.valid() { self.iter.current().map(|(k, v)| (k.to_vec(), v.to_vec())) } else { None };
     }
 }
 
@@ -413,7 +420,11 @@ impl RecordReader {
             info!("data_layer.cpp:73", "Restarting data prefetching from start.");
             self.cursor.seek_to_first()?;
             if !self.cursor.valid() {
-                return Err(data_err(format!("source '{}' ({}): the database became empty", self.source, self.backend.name())));
+                return Err(data_err(format!(
+                    "source '{}' ({}): the database became empty",
+                    self.source,
+                    self.backend.name()
+                )));
             }
         }
         Ok(())
@@ -469,7 +480,10 @@ impl DbWriter {
             return Err(data_err(format!("{shown}: the parent folder {} does not exist", parent.display())));
         }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
-        let tmp = tempfile::Builder::new().prefix(&format!(".{name}.tmp")).tempdir_in(&parent).map_err(|e| Error::io(path, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.tmp"))
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(path, e))?;
         let inner = match backend {
             Backend::Lmdb => {
                 let mut opts = EnvOpenOptions::new();
@@ -482,7 +496,9 @@ impl DbWriter {
                 }
                 .map_err(|e| data_err(format!("{shown} (lmdb): cannot create: {e}")))?;
                 let mut wtxn = env.write_txn().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
-                let db = env.create_database::<Bytes, Bytes>(&mut wtxn, None).map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
+                let db = env
+                    .create_database::<Bytes, Bytes>(&mut wtxn, None)
+                    .map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
                 wtxn.commit().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
                 info!("db_lmdb.cpp:35", "Opened lmdb {shown}");
                 WriterInner::Lmdb { env, db, map_size: initial_map }
@@ -494,7 +510,14 @@ impl DbWriter {
                 WriterInner::LevelDb(db)
             }
         };
-        Ok(DbWriter { backend, target: path.to_path_buf(), tmp: Some(tmp), inner: Some(inner), pending: Vec::new(), written: 0 })
+        Ok(DbWriter {
+            backend,
+            target: path.to_path_buf(),
+            tmp: Some(tmp),
+            inner: Some(inner),
+            pending: Vec::new(),
+            written: 0,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -526,7 +549,8 @@ impl DbWriter {
                         // Like Caffe: grow the map and redo the transaction.
                         *map_size *= 2;
                         // SAFETY: the failed transaction was dropped; no transaction is open.
-                        unsafe { env.resize(*map_size) }.map_err(|e| data_err(format!("{shown} (lmdb): cannot grow the map: {e}")))?;
+                        unsafe { env.resize(*map_size) }
+                            .map_err(|e| data_err(format!("{shown} (lmdb): cannot grow the map: {e}")))?;
                     }
                     Err(e) => return Err(data_err(format!("{shown} (lmdb): write failed: {e}"))),
                 }
@@ -555,7 +579,10 @@ impl DbWriter {
                 // heed creates its files owner-only; datasets are shared files (Caffe uses 0664).
                 if let Some(tmp) = &self.tmp {
                     for f in ["data.mdb", "lock.mdb"] {
-                        let _ = std::fs::set_permissions(tmp.path().join(f), std::os::unix::fs::PermissionsExt::from_mode(0o644));
+                        let _ = std::fs::set_permissions(
+                            tmp.path().join(f),
+                            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+                        );
                     }
                 }
             }
@@ -578,7 +605,11 @@ impl DbWriter {
     }
 }
 
-fn lmdb_write_all(env: &heed::Env, db: heed::Database<Bytes, Bytes>, records: &[(Vec<u8>, Vec<u8>)]) -> heed::Result<()> {
+fn lmdb_write_all(
+    env: &heed::Env,
+    db: heed::Database<Bytes, Bytes>,
+    records: &[(Vec<u8>, Vec<u8>)],
+) -> heed::Result<()> {
     let mut wtxn = env.write_txn()?;
     for (k, v) in records {
         db.put(&mut wtxn, k, v)?;

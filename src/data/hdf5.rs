@@ -35,10 +35,7 @@ fn dataset(group: &Group, name: &str) -> Result<Dataset, String> {
 /// datasets (and, since 2017, integers); anything else is an error.
 pub fn read_f32(group: &Group, name: &str) -> Result<(Vec<i64>, Vec<f32>), String> {
     let ds = dataset(group, name)?;
-    let dtype = ds
-        .dtype()
-        .and_then(|t| t.to_descriptor())
-        .map_err(|e| err(name, "unreadable type", e))?;
+    let dtype = ds.dtype().and_then(|t| t.to_descriptor()).map_err(|e| err(name, "unreadable type", e))?;
     match dtype {
         TypeDescriptor::Float(_) | TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {}
         other => return Err(format!("dataset '{name}' holds {other}, not numbers")),
@@ -56,65 +53,42 @@ pub fn read_f32(group: &Group, name: &str) -> Result<(Vec<i64>, Vec<f32>), Strin
 /// one of the same name.
 pub fn write_f32(group: &Group, name: &str, shape: &[i64], values: &[f32]) -> Result<(), String> {
     if group.link_exists(name) {
-        group
-            .unlink(name)
-            .map_err(|e| err(name, "cannot replace", e))?;
+        group.unlink(name).map_err(|e| err(name, "cannot replace", e))?;
     }
     let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-    let ds = group
-        .new_dataset::<f32>()
-        .shape(dims)
-        .create(name)
-        .map_err(|e| err(name, "cannot create", e))?;
-    ds.write_raw(values)
-        .map_err(|e| err(name, "cannot write", e))
+    let ds = group.new_dataset::<f32>().shape(dims).create(name).map_err(|e| err(name, "cannot create", e))?;
+    ds.write_raw(values).map_err(|e| err(name, "cannot write", e))
 }
 
 /// Caffe's hdf5_save_int: a 1-element int32 dataset.
 pub fn write_int(group: &Group, name: &str, value: i32) -> Result<(), String> {
-    let ds = group
-        .new_dataset::<i32>()
-        .shape([1])
-        .create(name)
-        .map_err(|e| err(name, "cannot create", e))?;
-    ds.write_raw(&[value][..])
-        .map_err(|e| err(name, "cannot write", e))
+    let ds = group.new_dataset::<i32>().shape([1]).create(name).map_err(|e| err(name, "cannot create", e))?;
+    ds.write_raw(&[value][..]).map_err(|e| err(name, "cannot write", e))
 }
 
 /// Caffe's hdf5_load_int: the one value of an integer dataset.
 pub fn read_int(group: &Group, name: &str) -> Result<i32, String> {
     let ds = dataset(group, name)?;
-    let v = ds
-        .read_raw::<i32>()
-        .map_err(|e| err(name, "cannot read an int", e))?;
+    let v = ds.read_raw::<i32>().map_err(|e| err(name, "cannot read an int", e))?;
     match v.as_slice() {
         [x] => Ok(*x),
-        _ => Err(format!(
-            "dataset '{name}' holds {} values, expected one int",
-            v.len()
-        )),
+        _ => Err(format!("dataset '{name}' holds {} values, expected one int", v.len())),
     }
 }
 
 /// Caffe's hdf5_save_string: a scalar fixed-length string of len+1 bytes.
 pub fn write_string(group: &Group, name: &str, value: &str) -> Result<(), String> {
     if value.len() >= MAX_STRING {
-        return Err(format!(
-            "dataset '{name}': string of {} bytes is too long",
-            value.len()
-        ));
+        return Err(format!("dataset '{name}': string of {} bytes is too long", value.len()));
     }
-    let text = FixedAscii::<MAX_STRING>::from_ascii(value.as_bytes())
-        .map_err(|e| err(name, "not an ASCII string", e))?;
+    let text =
+        FixedAscii::<MAX_STRING>::from_ascii(value.as_bytes()).map_err(|e| err(name, "not an ASCII string", e))?;
     let ds = group
         .new_dataset_builder()
         .empty_as(TypeDescriptor::FixedAscii(value.len() + 1))
         .create(name)
         .map_err(|e| err(name, "cannot create", e))?;
-    ds.as_writer()
-        .conversion(::hdf5::Conversion::Soft)
-        .write_scalar(&text)
-        .map_err(|e| err(name, "cannot write", e))
+    ds.as_writer().conversion(::hdf5::Conversion::Soft).write_scalar(&text).map_err(|e| err(name, "cannot write", e))
 }
 
 /// Caffe's hdf5_load_string.
@@ -130,9 +104,7 @@ pub fn read_string(group: &Group, name: &str) -> Result<String, String> {
 
 /// The member names of a group, in the file's (name) order.
 pub fn members(group: &Group) -> Result<Vec<String>, String> {
-    group
-        .member_names()
-        .map_err(|e| format!("cannot list group {}: {e}", group.name()))
+    group.member_names().map_err(|e| format!("cannot list group {}: {e}", group.name()))
 }
 
 /// Opens a subgroup.
@@ -140,14 +112,10 @@ pub fn group(parent: &Group, name: &str) -> Result<Group, String> {
     if !parent.link_exists(name) {
         return Err(format!("group '{name}' is missing"));
     }
-    parent
-        .group(name)
-        .map_err(|e| format!("cannot open group '{name}': {e}"))
+    parent.group(name).map_err(|e| format!("cannot open group '{name}': {e}"))
 }
 
 /// Creates a subgroup.
 pub fn create_group(parent: &Group, name: &str) -> Result<Group, String> {
-    parent
-        .create_group(name)
-        .map_err(|e| format!("cannot create group '{name}': {e}"))
+    parent.create_group(name).map_err(|e| format!("cannot create group '{name}': {e}"))
 }

@@ -41,7 +41,8 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image, String> {
     if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
         return Err(format!("{format:?} images are not supported (only PNG and JPEG)"));
     }
-    let img = image::load_from_memory_with_format(bytes, format).map_err(|e| format!("corrupt {format:?} image: {e}"))?;
+    let img =
+        image::load_from_memory_with_format(bytes, format).map_err(|e| format!("corrupt {format:?} image: {e}"))?;
     Ok(from_dynamic(&img, mode))
 }
 
@@ -50,7 +51,9 @@ fn from_dynamic(img: &DynamicImage, mode: ColorMode) -> Image {
     let plane = width * height;
     let is_gray = !img.color().has_color();
     match (mode, is_gray) {
-        (ColorMode::Gray, true) | (ColorMode::Native, true) => Image { channels: 1, height, width, data: img.to_luma8().into_raw() },
+        (ColorMode::Gray, true) | (ColorMode::Native, true) => {
+            Image { channels: 1, height, width, data: img.to_luma8().into_raw() }
+        }
         (ColorMode::Gray, false) => {
             let rgb = img.to_rgb8();
             let data = rgb.pixels().map(|p| gray_of(p[0], p[1], p[2])).collect();
@@ -73,7 +76,8 @@ fn from_dynamic(img: &DynamicImage, mode: ColorMode) -> Image {
 /// resized to `new_height`×`new_width` when both are positive.
 pub fn read_file(path: &Path, new_height: usize, new_width: usize, is_color: bool) -> Result<Image, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("could not open or find file {}: {e}", path.display()))?;
-    let img = decode(&bytes, if is_color { ColorMode::Color } else { ColorMode::Gray }).map_err(|e| format!("{}: {e}", path.display()))?;
+    let img = decode(&bytes, if is_color { ColorMode::Color } else { ColorMode::Gray })
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(if new_height > 0 && new_width > 0 { resize(&img, new_height, new_width) } else { img })
 }
 
@@ -132,7 +136,9 @@ pub fn encode(img: &Image, format: &str) -> Result<Vec<u8>, String> {
     let (w, h) = (img.width as u32, img.height as u32);
     match format.to_ascii_lowercase().as_str() {
         "png" => image::codecs::png::PngEncoder::new(&mut out).write_image(&pixels, w, h, color),
-        "jpg" | "jpeg" => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).write_image(&pixels, w, h, color),
+        "jpg" | "jpeg" => {
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).write_image(&pixels, w, h, color)
+        }
         other => return Err(format!("unknown encode_type '{other}' (use png or jpg)")),
     }
     .map_err(|e| format!("encoding {format}: {e}"))?;

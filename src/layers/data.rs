@@ -46,7 +46,8 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "MemoryData",
         family: "data.rs",
-        params: "memory_data_param.batch_size, channels, height, width (fed by Net::set_input_arrays / Layer::set_input)",
+        params:
+            "memory_data_param.batch_size, channels, height, width (fed by Net::set_input_arrays / Layer::set_input)",
         tests: "tests/data.rs",
         create: |p| Ok(Box::new(MemoryDataLayer::new(p)?)),
     });
@@ -270,15 +271,18 @@ fn record_at(reader: &RecordReader) -> String {
 
 impl DbSource {
     fn current(&self) -> Result<Sample, String> {
-        datum::parse_and_decode(self.reader.value(), self.color).map_err(|e| format!("{}: {e}", record_at(&self.reader)))
+        datum::parse_and_decode(self.reader.value(), self.color)
+            .map_err(|e| format!("{}: {e}", record_at(&self.reader)))
     }
 }
 
 impl BatchSource for DbSource {
     fn batch_shape(&mut self) -> Result<Shape, String> {
         let s = self.current()?;
-        let [c, h, w] =
-            self.transformer.output_shape(s.channels, s.height, s.width).map_err(|e| format!("{}: {e}", record_at(&self.reader)))?;
+        let [c, h, w] = self
+            .transformer
+            .output_shape(s.channels, s.height, s.width)
+            .map_err(|e| format!("{}: {e}", record_at(&self.reader)))?;
         Ok(vec![self.batch_size as i64, c as i64, h as i64, w as i64])
     }
 
@@ -568,7 +572,9 @@ impl MemoryDataLayer {
         let mp = p.memory_data_param.clone().unwrap_or_default();
         let dims = [mp.batch_size() as i64, mp.channels() as i64, mp.height() as i64, mp.width() as i64];
         if dims.iter().any(|&d| d <= 0) {
-            layer_bail!("memory_data_param batch_size, channels, height and width must all be given and positive, got {dims:?}");
+            layer_bail!(
+                "memory_data_param batch_size, channels, height and width must all be given and positive, got {dims:?}"
+            );
         }
         Ok(MemoryDataLayer { batch_size: dims[0], item: [dims[1], dims[2], dims[3]], data: None, labels: None, pos: 0 })
     }
@@ -602,7 +608,10 @@ impl Layer for MemoryDataLayer {
         let size = value.size();
         let n = size.first().copied().unwrap_or(0);
         if n == 0 || n % self.batch_size != 0 {
-            layer_bail!("MemoryData input has {n} items; it must be a positive multiple of batch_size {}", self.batch_size);
+            layer_bail!(
+                "MemoryData input has {n} items; it must be a positive multiple of batch_size {}",
+                self.batch_size
+            );
         }
         let value = value.f_to_kind(Kind::Float)?.detach();
         match top {
@@ -683,7 +692,9 @@ impl Layer for DummyDataLayer {
             one_or_each("channels", dp.channels.len())?;
             one_or_each("height", dp.height.len())?;
             one_or_each("width", dp.width.len())?;
-            (0..n).map(|i| vec![pick(&dp.num, i), pick(&dp.channels, i), pick(&dp.height, i), pick(&dp.width, i)]).collect()
+            (0..n)
+                .map(|i| vec![pick(&dp.num, i), pick(&dp.channels, i), pick(&dp.height, i), pick(&dp.width, i)])
+                .collect()
         } else {
             one_or_each("shape", dp.shape.len())?;
             (0..n).map(|i| dp.shape[if dp.shape.len() == 1 { 0 } else { i }].dim.clone()).collect()

@@ -84,20 +84,23 @@ impl GradCheck {
         tch::manual_seed(self.seed + 2);
         let weights: Vec<Option<Tensor>> = first_tops
             .iter()
-            .map(|t| (t.kind() == Kind::Double).then(|| Tensor::rand(t.size().as_slice(), (Kind::Double, Device::Cpu)) - 0.5))
+            .map(|t| {
+                (t.kind() == Kind::Double).then(|| Tensor::rand(t.size().as_slice(), (Kind::Double, Device::Cpu)) - 0.5)
+            })
             .collect();
         // Random layers are reseeded before each pass so every pass sees the same mask.
-        let objective = |bottoms: &[Tensor], params: &[Tensor], layer: &mut Box<dyn super::Layer>| -> Result<Tensor, String> {
-            tch::manual_seed(self.seed + 1);
-            let tops = layer.forward(&ctx, bottoms, params).map_err(|e| e.0)?;
-            let mut total = Tensor::zeros([], (Kind::Double, Device::Cpu));
-            for (t, w) in tops.iter().zip(&weights) {
-                if let Some(w) = w {
-                    total = total + (t * w).sum(Kind::Double);
+        let objective =
+            |bottoms: &[Tensor], params: &[Tensor], layer: &mut Box<dyn super::Layer>| -> Result<Tensor, String> {
+                tch::manual_seed(self.seed + 1);
+                let tops = layer.forward(&ctx, bottoms, params).map_err(|e| e.0)?;
+                let mut total = Tensor::zeros([], (Kind::Double, Device::Cpu));
+                for (t, w) in tops.iter().zip(&weights) {
+                    if let Some(w) = w {
+                        total = total + (t * w).sum(Kind::Double);
+                    }
                 }
-            }
-            Ok(total)
-        };
+                Ok(total)
+            };
 
         // Analytic gradients.
         let mut inputs: Vec<(String, Tensor)> = Vec::new();
@@ -141,7 +144,8 @@ impl GradCheck {
             let n = base.numel() as i64;
             let stride = (n / self.max_elements).max(1);
             let is_bottom = name.starts_with("bottom");
-            let idx: usize = name.trim_start_matches(|c: char| !c.is_ascii_digit()).trim_end_matches(']').parse().unwrap_or(0);
+            let idx: usize =
+                name.trim_start_matches(|c: char| !c.is_ascii_digit()).trim_end_matches(']').parse().unwrap_or(0);
             let mut e = 0;
             while e < n {
                 let eval = |delta: f64, layer: &mut Box<dyn super::Layer>| -> Result<f64, String> {
@@ -179,7 +183,10 @@ impl GradCheck {
             }
         }
         if report.worst > self.tolerance {
-            return Err(format!("gradient mismatch {:.3e} > {:.1e} at {}", report.worst, self.tolerance, report.worst_at));
+            return Err(format!(
+                "gradient mismatch {:.3e} > {:.1e} at {}",
+                report.worst, self.tolerance, report.worst_at
+            ));
         }
         Ok(report)
     }

@@ -92,11 +92,7 @@ impl Hdf5DataLayer {
     fn load_file(&mut self, index: usize) -> LayerResult<()> {
         let path = self.files[index].clone();
         let fail = |msg: String| -> super::LayerError {
-            super::LayerError(format!(
-                "HDF5Data {}: file {}: {msg}",
-                self.param.name(),
-                path.display()
-            ))
+            super::LayerError(format!("HDF5Data {}: file {}: {msg}", self.param.name(), path.display()))
         };
         let file = h5::open(&path).map_err(&fail)?;
         let mut blobs = Vec::with_capacity(self.param.top.len());
@@ -104,9 +100,7 @@ impl Hdf5DataLayer {
         for top in &self.param.top {
             let (shape, values) = h5::read_f32(&file, top).map_err(&fail)?;
             let Some(&n) = shape.first() else {
-                return Err(fail(format!(
-                    "dataset '{top}' is a scalar; it needs at least one axis (the rows)"
-                )));
+                return Err(fail(format!("dataset '{top}' is a scalar; it needs at least one axis (the rows)")));
             };
             match rows {
                 None => rows = Some(n as usize),
@@ -125,10 +119,7 @@ impl Hdf5DataLayer {
             return Err(fail("the datasets hold no rows".into()));
         }
         if !self.item_shapes.is_empty() {
-            for ((item, _), (want, top)) in blobs
-                .iter()
-                .zip(self.item_shapes.iter().zip(&self.param.top))
-            {
+            for ((item, _), (want, top)) in blobs.iter().zip(self.item_shapes.iter().zip(&self.param.top)) {
                 if item != want {
                     return Err(fail(format!(
                         "dataset '{top}' has items of shape ({}) but the first file's are ({})",
@@ -188,16 +179,9 @@ impl Layer for Hdf5DataLayer {
         }
         self.shuffle = hp.shuffle();
         self.files = Self::read_list(&source)?;
-        info!(
-            "hdf5_data_layer.cpp:94",
-            "Number of HDF5 files: {}",
-            self.files.len()
-        );
+        info!("hdf5_data_layer.cpp:94", "Number of HDF5 files: {}", self.files.len());
         if self.files.is_empty() {
-            layer_bail!(
-                "Must have at least 1 HDF5 filename listed in {}",
-                source.display()
-            );
+            layer_bail!("Must have at least 1 HDF5 filename listed in {}", source.display());
         }
         self.rng = StdRng::seed_from_u64(if self.shuffle { draw_seed() } else { 0 });
         self.file_order = (0..self.files.len()).collect();
@@ -219,31 +203,14 @@ impl Layer for Hdf5DataLayer {
                 s
             })
             .collect();
-        Ok(SetupOut {
-            tops,
-            params: vec![],
-        })
+        Ok(SetupOut { tops, params: vec![] })
     }
 
-    fn forward(
-        &mut self,
-        ctx: &Ctx,
-        _bottoms: &[Tensor],
-        _params: &[Tensor],
-    ) -> LayerResult<Vec<Tensor>> {
-        let item_sizes: Vec<usize> = self
-            .item_shapes
-            .iter()
-            .map(|s| s.iter().product::<i64>() as usize)
-            .collect();
-        let mut out: Vec<Vec<f32>> = item_sizes
-            .iter()
-            .map(|&n| Vec::with_capacity(n * self.batch_size))
-            .collect();
+    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+        let item_sizes: Vec<usize> = self.item_shapes.iter().map(|s| s.iter().product::<i64>() as usize).collect();
+        let mut out: Vec<Vec<f32>> = item_sizes.iter().map(|&n| Vec::with_capacity(n * self.batch_size)).collect();
         for _ in 0..self.batch_size {
-            let Some(file) = self.current.as_ref() else {
-                layer_bail!("forward before setup")
-            };
+            let Some(file) = self.current.as_ref() else { layer_bail!("forward before setup") };
             let row = self.row_order[self.current_row];
             for (j, (_, values)) in file.blobs.iter().enumerate() {
                 let n = item_sizes[j];
@@ -255,11 +222,7 @@ impl Layer for Hdf5DataLayer {
         for (values, item) in out.iter().zip(&self.item_shapes) {
             let mut shape = vec![self.batch_size as i64];
             shape.extend_from_slice(item);
-            tops.push(
-                Tensor::f_from_slice(values)?
-                    .f_view(shape.as_slice())?
-                    .f_to_device(ctx.device)?,
-            );
+            tops.push(Tensor::f_from_slice(values)?.f_view(shape.as_slice())?.f_to_device(ctx.device)?);
         }
         Ok(tops)
     }
@@ -279,10 +242,7 @@ pub struct Hdf5OutputLayer {
 
 impl Hdf5OutputLayer {
     fn new(p: &LayerParameter) -> Self {
-        Hdf5OutputLayer {
-            param: p.clone(),
-            file_name: PathBuf::new(),
-        }
+        Hdf5OutputLayer { param: p.clone(), file_name: PathBuf::new() }
     }
 }
 
@@ -301,10 +261,7 @@ fn legacy_4d(shape: &[i64]) -> LayerResult<Shape> {
 impl Layer for Hdf5OutputLayer {
     fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
         if bottoms.len() != 2 {
-            layer_bail!(
-                "HDF5Output takes 2 bottom blobs (data, label), got {}",
-                bottoms.len()
-            );
+            layer_bail!("HDF5Output takes 2 bottom blobs (data, label), got {}", bottoms.len());
         }
         if !self.param.top.is_empty() {
             layer_bail!("HDF5Output has no top blobs, got {}", self.param.top.len());
@@ -324,44 +281,22 @@ impl Layer for Hdf5OutputLayer {
             _ => layer_bail!("hdf5_output_param.file_name is required"),
         };
         // Caffe creates (truncates) the file at set-up.
-        h5::create(&self.file_name)
-            .map_err(|e| super::LayerError(format!("HDF5Output {}: {e}", self.param.name())))?;
-        Ok(SetupOut {
-            tops: vec![],
-            params: vec![],
-        })
+        h5::create(&self.file_name).map_err(|e| super::LayerError(format!("HDF5Output {}: {e}", self.param.name())))?;
+        Ok(SetupOut { tops: vec![], params: vec![] })
     }
 
-    fn forward(
-        &mut self,
-        _ctx: &Ctx,
-        bottoms: &[Tensor],
-        _params: &[Tensor],
-    ) -> LayerResult<Vec<Tensor>> {
-        info!(
-            "hdf5_output_layer.cpp:32",
-            "Saving HDF5 file {}",
-            self.file_name.display()
-        );
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+        info!("hdf5_output_layer.cpp:32", "Saving HDF5 file {}", self.file_name.display());
         let fail = |msg: String| {
-            super::LayerError(format!(
-                "HDF5Output {}: file {}: {msg}",
-                self.param.name(),
-                self.file_name.display()
-            ))
+            super::LayerError(format!("HDF5Output {}: file {}: {msg}", self.param.name(), self.file_name.display()))
         };
-        let file =
-            ::hdf5::File::append(&self.file_name).map_err(|e| fail(format!("cannot open: {e}")))?;
+        let file = ::hdf5::File::append(&self.file_name).map_err(|e| fail(format!("cannot open: {e}")))?;
         for (name, blob) in ["data", "label"].iter().zip(bottoms) {
             let shape = legacy_4d(&blob.size())?;
             let values = crate::net::tensor_values(blob)?;
             h5::write_f32(&file, name, &shape, &values).map_err(&fail)?;
         }
-        info!(
-            "hdf5_output_layer.cpp:52",
-            "Successfully saved {} rows",
-            bottoms[0].size()[0]
-        );
+        info!("hdf5_output_layer.cpp:52", "Successfully saved {} rows", bottoms[0].size()[0]);
         Ok(vec![])
     }
 }

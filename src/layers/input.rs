@@ -35,7 +35,12 @@ impl Layer for Input {
             layer_bail!("Input takes no bottom blobs, got {}", bottoms.len());
         }
         let n_top = self.param.top.len();
-        let shapes: Vec<Shape> = self.param.input_param.as_ref().map(|p| p.shape.iter().map(|s| s.dim.clone()).collect()).unwrap_or_default();
+        let shapes: Vec<Shape> = self
+            .param
+            .input_param
+            .as_ref()
+            .map(|p| p.shape.iter().map(|s| s.dim.clone()).collect())
+            .unwrap_or_default();
         self.shapes = match shapes.len() {
             0 => layer_bail!("input_param.shape is required"),
             1 => vec![shapes[0].clone(); n_top],

@@ -122,22 +122,18 @@ impl Recurrent {
     fn check_shapes(&self, bottoms: &[Shape], at_setup: bool) -> LayerResult<i64> {
         let x = &bottoms[0];
         if x.len() < 3 {
-            layer_bail!("bottom[0] (x) must be T×N×… with at least 3 axes (the input transform works on axis 2), got {x:?}");
+            layer_bail!(
+                "bottom[0] (x) must be T×N×… with at least 3 axes (the input transform works on axis 2), got {x:?}"
+            );
         }
         let (t, n) = (x[0], x[1]);
         if !at_setup {
             if t != self.timesteps {
-                layer_bail!(
-                    "input number of timesteps changed: {t}, set up for {}",
-                    self.timesteps
-                );
+                layer_bail!("input number of timesteps changed: {t}, set up for {}", self.timesteps);
             }
             let d = count(x, 2, x.len());
             if d != self.input_dim {
-                layer_bail!(
-                    "bottom[0] (x) has {d} features per step, set up for {}",
-                    self.input_dim
-                );
+                layer_bail!("bottom[0] (x) has {d} features per step, set up for {}", self.input_dim);
             }
         }
         let cont = &bottoms[1];
@@ -148,9 +144,7 @@ impl Recurrent {
         if self.static_input {
             let s = &bottoms[2];
             if s.len() < 2 || s[0] != n {
-                layer_bail!(
-                    "bottom[2] (x_static) must be N×… with N = {n} and at least 2 axes, got {s:?}"
-                );
+                layer_bail!("bottom[2] (x_static) must be N×… with N = {n} and at least 2 axes, got {s:?}");
             }
             if !at_setup && count(s, 1, s.len()) != self.static_dim {
                 layer_bail!(
@@ -165,7 +159,10 @@ impl Recurrent {
         for (j, b) in bottoms[next..].iter().enumerate() {
             if *b != want {
                 let name = if j == 0 { "h_0" } else { "c_0" };
-                layer_bail!("bottom[{}] ({name}) shape must match the hidden state 1×N×num_output {want:?}, got {b:?}", next + j);
+                layer_bail!(
+                    "bottom[{}] ({name}) shape must match the hidden state 1×N×num_output {want:?}, got {b:?}",
+                    next + j
+                );
             }
         }
         Ok(n)
@@ -173,32 +170,20 @@ impl Recurrent {
 
     /// The initial states as N×H tensors: exposed bottoms, or the carried
     /// state of the previous forward, or zeros.
-    fn initial_states(
-        &self,
-        bottoms: &[Tensor],
-        n: i64,
-        like: &Tensor,
-    ) -> LayerResult<Vec<Tensor>> {
+    fn initial_states(&self, bottoms: &[Tensor], n: i64, like: &Tensor) -> LayerResult<Vec<Tensor>> {
         let k = self.cell.num_states();
         if self.expose_hidden {
             let first = 2 + self.static_input as usize;
             return bottoms[first..first + k]
                 .iter()
-                .map(|b| {
-                    Ok(b.detach()
-                        .f_reshape([n, self.hidden])?
-                        .f_to_kind(like.kind())?)
-                })
+                .map(|b| Ok(b.detach().f_reshape([n, self.hidden])?.f_to_kind(like.kind())?))
                 .collect();
         }
-        let fits =
-            self.carried.len() == k && self.carried.iter().all(|c| c.size() == [n, self.hidden]);
+        let fits = self.carried.len() == k && self.carried.iter().all(|c| c.size() == [n, self.hidden]);
         Ok((0..k)
             .map(|i| {
                 if fits {
-                    self.carried[i]
-                        .to_device(like.device())
-                        .to_kind(like.kind())
+                    self.carried[i].to_device(like.device()).to_kind(like.kind())
                 } else {
                     Tensor::zeros([n, self.hidden], (like.kind(), like.device()))
                 }
@@ -242,12 +227,7 @@ impl Layer for Recurrent {
         Ok(SetupOut { tops, params })
     }
 
-    fn forward(
-        &mut self,
-        _ctx: &Ctx,
-        bottoms: &[Tensor],
-        params: &[Tensor],
-    ) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
         let expected = 2 + self.static_input as usize + self.num_hidden_bottoms();
         check_bottoms(&shapes, expected, expected)?;
@@ -260,13 +240,9 @@ impl Layer for Recurrent {
         let (w_x, b_x) = (&params[0], &params[1]);
         let mut next = 2;
         // Input transforms for all steps at once: W·x_t + b (+ W_static·x_static).
-        let mut x_part = x
-            .f_reshape([t_len, n, self.input_dim])?
-            .f_linear(w_x, Some(b_x))?;
+        let mut x_part = x.f_reshape([t_len, n, self.input_dim])?.f_linear(w_x, Some(b_x))?;
         if self.static_input {
-            let s = bottoms[2]
-                .f_reshape([n, self.static_dim])?
-                .f_linear::<&Tensor>(&params[next], None)?;
+            let s = bottoms[2].f_reshape([n, self.static_dim])?.f_linear::<&Tensor>(&params[next], None)?;
             x_part = x_part.f_add(&s.f_reshape([1, n, g])?)?;
             next += 1;
         }
@@ -279,9 +255,7 @@ impl Layer for Recurrent {
         let mut hs = Vec::with_capacity(t_len as usize);
         for t in 0..t_len {
             let cont_t = cont.get(t).f_reshape([n, 1])?;
-            let pre = x_part
-                .get(t)
-                .f_add(&h_prev.f_mul(&cont_t)?.f_linear::<&Tensor>(w_h, None)?)?;
+            let pre = x_part.get(t).f_add(&h_prev.f_mul(&cont_t)?.f_linear::<&Tensor>(w_h, None)?)?;
             match &c_prev {
                 None => h_prev = pre.f_tanh()?,
                 Some(c) => {
@@ -294,16 +268,11 @@ impl Layer for Recurrent {
         }
         let hs = Tensor::f_stack(&hs, 0)?;
         let out = match self.cell {
-            Cell::Rnn => hs
-                .f_linear(&params[next + 1], Some(&params[next + 2]))?
-                .f_tanh()?,
+            Cell::Rnn => hs.f_linear(&params[next + 1], Some(&params[next + 2]))?.f_tanh()?,
             Cell::Lstm => hs,
         };
 
-        let finals: Vec<Tensor> = std::iter::once(h_prev)
-            .chain(c_prev)
-            .map(|s| s.detach())
-            .collect();
+        let finals: Vec<Tensor> = std::iter::once(h_prev).chain(c_prev).map(|s| s.detach()).collect();
         let mut tops = vec![out];
         if self.expose_hidden {
             for s in &finals {
@@ -324,12 +293,7 @@ fn is_binary(cont: &Tensor) -> LayerResult<bool> {
 
 /// One LSTM step on N×… tensors: `gates` holds the pre-activations (i, f, o, g)
 /// along the last axis, `cont` (N×1) scales the forget gate. Returns (c, h).
-fn lstm_unit(
-    c_prev: &Tensor,
-    gates: &Tensor,
-    cont: &Tensor,
-    caffe_forget: bool,
-) -> LayerResult<(Tensor, Tensor)> {
+fn lstm_unit(c_prev: &Tensor, gates: &Tensor, cont: &Tensor, caffe_forget: bool) -> LayerResult<(Tensor, Tensor)> {
     let parts = gates.f_chunk(4, -1)?;
     let i = parts[0].f_sigmoid()?;
     let o = parts[2].f_sigmoid()?;
@@ -366,11 +330,7 @@ impl LstmUnit {
         }
         let h = bottoms[0][2];
         if bottoms[1][2] != 4 * h {
-            layer_bail!(
-                "bottom[1] (gates) must have 4·H = {} channels for H = {h}, got {:?}",
-                4 * h,
-                bottoms[1]
-            );
+            layer_bail!("bottom[1] (gates) must have 4·H = {} channels for H = {h}, got {:?}", 4 * h, bottoms[1]);
         }
         Ok(h)
     }
@@ -379,25 +339,14 @@ impl LstmUnit {
 impl Layer for LstmUnit {
     fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
         self.hidden = self.check(bottoms)?;
-        Ok(SetupOut {
-            tops: vec![bottoms[0].clone(), bottoms[0].clone()],
-            params: vec![],
-        })
+        Ok(SetupOut { tops: vec![bottoms[0].clone(), bottoms[0].clone()], params: vec![] })
     }
 
-    fn forward(
-        &mut self,
-        _ctx: &Ctx,
-        bottoms: &[Tensor],
-        _params: &[Tensor],
-    ) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
         self.hidden = self.check(&shapes)?;
         let (c_prev, gates) = (&bottoms[0], &bottoms[1]);
-        let cont = bottoms[2]
-            .detach()
-            .f_to_kind(gates.kind())?
-            .f_unsqueeze(-1)?;
+        let cont = bottoms[2].detach().f_to_kind(gates.kind())?.f_unsqueeze(-1)?;
         let (c, h) = lstm_unit(c_prev, gates, &cont, !is_binary(&cont)?)?;
         Ok(vec![c, h])
     }

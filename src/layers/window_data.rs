@@ -82,13 +82,22 @@ pub struct WindowFile {
 }
 
 /// Reads a window file (see the module comment).
-pub fn read_window_file(source: &str, root_folder: &str, fg_threshold: f32, bg_threshold: f32) -> Result<WindowFile, String> {
+pub fn read_window_file(
+    source: &str,
+    root_folder: &str,
+    fg_threshold: f32,
+    bg_threshold: f32,
+) -> Result<WindowFile, String> {
     let text = std::fs::read_to_string(source).map_err(|e| format!("window file '{source}': cannot read it: {e}"))?;
     // Caffe reads tokens with `>>`, so line breaks carry no meaning; keep line numbers for errors.
-    let tokens: Vec<(usize, &str)> = text.lines().enumerate().flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t))).collect();
+    let tokens: Vec<(usize, &str)> =
+        text.lines().enumerate().flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t))).collect();
     let mut pos = 0;
     let next_at = |pos: &mut usize, what: &str| -> Result<(usize, &str), String> {
-        let t = tokens.get(*pos).copied().ok_or_else(|| format!("window file '{source}': ends where {what} was expected"))?;
+        let t = tokens
+            .get(*pos)
+            .copied()
+            .ok_or_else(|| format!("window file '{source}': ends where {what} was expected"))?;
         *pos += 1;
         Ok(t)
     };
@@ -153,7 +162,11 @@ pub fn read_window_file(source: &str, root_folder: &str, fg_threshold: f32, bg_t
         if index % 100 == 0 {
             info!(
                 "window_data_layer.cpp:142",
-                "num: {index} {}{path} {} {} {} windows to process: {num_windows}", root_folder, declared[0], declared[1], declared[2]
+                "num: {index} {}{path} {} {} {} windows to process: {num_windows}",
+                root_folder,
+                declared[0],
+                declared[1],
+                declared[2]
             );
         }
     }
@@ -214,7 +227,10 @@ pub fn plan_window(
         y1 += pad_y1;
         y2 -= pad_y2;
         if x2 < x1 || y2 < y1 || unclipped_h <= 0 || unclipped_w <= 0 {
-            return Err(format!("window ({}, {}, {}, {}) lies outside the {image_width}×{image_height} image", w.x1, w.y1, w.x2, w.y2));
+            return Err(format!(
+                "window ({}, {}, {}, {}) lies outside the {image_width}×{image_height} image",
+                w.x1, w.y1, w.x2, w.y2
+            ));
         }
         let scale_x = crop_size as f32 / unclipped_w as f32;
         let scale_y = crop_size as f32 / unclipped_h as f32;
@@ -299,7 +315,8 @@ impl WindowSource {
         match &self.cache {
             Some(bytes) => image::decode(&bytes[index], ColorMode::Color).map_err(|e| format!("{}: {e}", where_())),
             None => {
-                let bytes = std::fs::read(path).map_err(|e| format!("{}: could not open or find the file: {e}", where_()))?;
+                let bytes =
+                    std::fs::read(path).map_err(|e| format!("{}: could not open or find the file: {e}", where_()))?;
                 image::decode(&bytes, ColorMode::Color).map_err(|e| format!("{}: {e}", where_()))
             }
         }
@@ -309,7 +326,9 @@ impl WindowSource {
     fn fill(&mut self, w: &Window, do_mirror: bool, out: &mut [f32]) -> Result<(), String> {
         let img = self.load_image(w.image)?;
         let plan = plan_window(w, img.height, img.width, self.crop_size, self.context_pad, self.square, do_mirror)
-            .map_err(|e| format!("window file '{}': image {} '{}': {e}", self.source, w.image, self.file.images[w.image].path))?;
+            .map_err(|e| {
+                format!("window file '{}': image {} '{}': {e}", self.source, w.image, self.file.images[w.image].path)
+            })?;
         let region = crop_region(&img, plan.x1, plan.y1, plan.x2, plan.y2);
         let warped = image::resize(&region, plan.out_height, plan.out_width);
         let crop = self.crop_size;
@@ -323,7 +342,9 @@ impl WindowSource {
                     let x = wi + plan.pad_w;
                     let mean = match &self.mean {
                         Mean::None => 0.0,
-                        Mean::File { image, offset } => image.data[(c * image.height + y + offset) * image.width + x + offset],
+                        Mean::File { image, offset } => {
+                            image.data[(c * image.height + y + offset) * image.width + x + offset]
+                        }
                         Mean::Values(v) => v[c],
                     };
                     out[(c * crop + y) * crop + x] = (pixel - mean) * self.scale;
@@ -353,7 +374,11 @@ impl BatchSource for WindowSource {
             self.fill(&w, do_mirror, &mut data[i * item..(i + 1) * item])?;
             labels.push(w.label as f32);
         }
-        Ok(Batch { shape: [self.batch_size as i64, 3, self.crop_size as i64, self.crop_size as i64], data, label: Some(labels) })
+        Ok(Batch {
+            shape: [self.batch_size as i64, 3, self.crop_size as i64, self.crop_size as i64],
+            data,
+            label: Some(labels),
+        })
     }
 }
 
@@ -396,7 +421,9 @@ impl Layer for WindowDataLayer {
         }
         let context_pad = wp.context_pad() as usize;
         if 2 * context_pad >= crop_size {
-            layer_bail!("context_pad {context_pad} leaves no room in crop_size {crop_size} (need 2·context_pad < crop_size)");
+            layer_bail!(
+                "context_pad {context_pad} leaves no room in crop_size {crop_size} (need 2·context_pad < crop_size)"
+            );
         }
         let square = match wp.crop_mode() {
             "warp" => false,
@@ -425,7 +452,9 @@ impl Layer for WindowDataLayer {
 
         let num_fg = (batch_size as f32 * fg_fraction) as usize;
         if num_fg > 0 && file.fg.is_empty() {
-            layer_bail!("window file '{source}': no foreground windows (overlap ≥ {fg_threshold}) to fill {num_fg} per batch");
+            layer_bail!(
+                "window file '{source}': no foreground windows (overlap ≥ {fg_threshold}) to fill {num_fg} per batch"
+            );
         }
         if batch_size > num_fg && file.bg.is_empty() {
             layer_bail!(
@@ -438,7 +467,10 @@ impl Layer for WindowDataLayer {
         for (i, im) in file.images.iter().enumerate() {
             match &mut cache {
                 Some(c) => c.push(std::fs::read(&im.path).map_err(|e| {
-                    LayerError(format!("window file '{source}': image {i} '{}': could not open or find the file: {e}", im.path))
+                    LayerError(format!(
+                        "window file '{source}': image {i} '{}': could not open or find the file: {e}",
+                        im.path
+                    ))
                 })?),
                 None => {
                     if !Path::new(&im.path).is_file() {

@@ -47,10 +47,7 @@ impl NetSource {
         NetSource { file: file.to_string(), layer_locs: locs }
     }
     pub fn loc(&self, layer: &str) -> Location {
-        self.layer_locs
-            .get(layer)
-            .cloned()
-            .unwrap_or_else(|| Location { file: self.file.clone(), line: 0, col: 0 })
+        self.layer_locs.get(layer).cloned().unwrap_or_else(|| Location { file: self.file.clone(), line: 0, col: 0 })
     }
 }
 
@@ -135,7 +132,12 @@ impl Net {
     }
 
     /// Upgrades a legacy NetParameter if needed (with a log line), then builds it.
-    pub fn from_param_upgrading(mut param: NetParameter, state: &NetState, source: NetSource, device: Device) -> Result<Net> {
+    pub fn from_param_upgrading(
+        mut param: NetParameter,
+        state: &NetState,
+        source: NetSource,
+        device: Device,
+    ) -> Result<Net> {
         let report = upgrade::upgrade_net(&mut param, &source.file)?;
         if !report.steps.is_empty() {
             info!("upgrade_proto.cpp:67", "{}: {}", source.file, report.describe());
@@ -154,7 +156,12 @@ impl Net {
             msg,
         };
         let type_of = |name: &str| -> String {
-            param.layer.iter().find(|l| l.name() == name).map(|l| l.r#type().to_string()).unwrap_or_else(|| "Split".into())
+            param
+                .layer
+                .iter()
+                .find(|l| l.name() == name)
+                .map(|l| l.r#type().to_string())
+                .unwrap_or_else(|| "Split".into())
         };
         let filtered = filter::filter_net(param, state).map_err(|(l, m)| layer_err(&l, &type_of(&l), m))?;
         let split = splits::insert_splits(&filtered).map_err(|(l, m)| layer_err(&l, &type_of(&l), m))?;
@@ -216,7 +223,11 @@ impl Net {
                 err(format!("{} (bottoms: {})", e.0, if shapes.is_empty() { "none".into() } else { shapes.join(", ") }))
             })?;
             if setup.tops.len() != lp.top.len() {
-                return Err(err(format!("produces {} top blob(s) but the prototxt names {}", setup.tops.len(), lp.top.len())));
+                return Err(err(format!(
+                    "produces {} top blob(s) but the prototxt names {}",
+                    setup.tops.len(),
+                    lp.top.len()
+                )));
             }
             let mut tops = Vec::new();
             for (j, t) in lp.top.iter().enumerate() {
@@ -289,7 +300,10 @@ impl Net {
                         )));
                     }
                     if spec.is_some_and(|s| s.lr_mult.is_some()) && net.learnable[owner].lr_mult != lr_mult {
-                        return Err(err(format!("shared param '{}' has mismatched lr_mult", share_name.unwrap_or_default())));
+                        return Err(err(format!(
+                            "shared param '{}' has mismatched lr_mult",
+                            share_name.unwrap_or_default()
+                        )));
                     }
                     let tensor = net.learnable[owner].data.view(decl.shape.as_slice());
                     net.param_slots.push(ParamSlot { tensor, owner });
@@ -309,7 +323,15 @@ impl Net {
                 slots.push(net.param_slots.len() - 1);
             }
 
-            net.layers.push(LayerEntry { param: lp, layer, bottoms, tops, loss_weights, propagate_down, params: slots });
+            net.layers.push(LayerEntry {
+                param: lp,
+                layer,
+                bottoms,
+                tops,
+                loss_weights,
+                propagate_down,
+                params: slots,
+            });
         }
 
         // Outputs: blobs no layer reads after they are produced, as Caffe's available_blobs.
@@ -431,7 +453,10 @@ impl Net {
     pub fn set_input(&mut self, name: &str, value: &Tensor) -> Result<()> {
         let id = *self.blob_index.get(name).ok_or_else(|| Error::msg(format!("net has no blob named '{name}'")))?;
         if !self.input_blobs.contains(&id) {
-            return Err(Error::msg(format!("blob '{name}' is not a net input (inputs: {})", self.input_blob_names().join(", "))));
+            return Err(Error::msg(format!(
+                "blob '{name}' is not a net input (inputs: {})",
+                self.input_blob_names().join(", ")
+            )));
         }
         let want = &self.blob_shapes[id];
         let got = value.size();

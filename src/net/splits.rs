@@ -25,9 +25,9 @@ pub fn insert_splits(net: &NetParameter) -> Result<NetParameter, (String, String
 
     for (i, l) in net.layer.iter().enumerate() {
         for (j, b) in l.bottom.iter().enumerate() {
-            let src = *last_top.get(b.as_str()).ok_or_else(|| {
-                (l.name().to_string(), format!("unknown bottom blob '{b}' (bottom index {j})"))
-            })?;
+            let src = *last_top
+                .get(b.as_str())
+                .ok_or_else(|| (l.name().to_string(), format!("unknown bottom blob '{b}' (bottom index {j})")))?;
             source_of.insert((i, j), src);
             *readers.entry(src).or_default() += 1;
         }

@@ -18,7 +18,10 @@ pub fn copy_blob_into(target: &Tensor, blob: &BlobProto) -> std::result::Result<
     let data = blob_data_f32(blob);
     let n: i64 = want.iter().product();
     if data.len() as i64 != n {
-        return Err(format!("source blob holds {} values but its shape {have:?} needs {n} (truncated weights?)", data.len()));
+        return Err(format!(
+            "source blob holds {} values but its shape {have:?} needs {n} (truncated weights?)",
+            data.len()
+        ));
     }
     let src = Tensor::from_slice(&data).reshape(want.as_slice()).to_device(target.device());
     tch::no_grad(|| {

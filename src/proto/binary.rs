@@ -22,10 +22,7 @@ pub fn read_message<M: Message + Default>(path: &Path) -> Result<M> {
 /// Decodes bytes that came from `origin` (used in error messages).
 pub fn decode_message<M: Message + Default>(bytes: &[u8], origin: &Path) -> Result<M> {
     M::decode(bytes).map_err(|e| {
-        Error::decode(
-            origin,
-            format!("not a valid binary protobuf (truncated or corrupt, {} bytes): {e}", bytes.len()),
-        )
+        Error::decode(origin, format!("not a valid binary protobuf (truncated or corrupt, {} bytes): {e}", bytes.len()))
     })
 }
 
@@ -69,7 +66,11 @@ pub fn blob_shape(blob: &BlobProto) -> Vec<i64> {
 }
 
 fn blob_len(blob: &BlobProto) -> usize {
-    if blob.double_data.is_empty() { blob.data.len() } else { blob.double_data.len() }
+    if blob.double_data.is_empty() {
+        blob.data.len()
+    } else {
+        blob.double_data.len()
+    }
 }
 
 /// A blob's values as f32, from `data` or `double_data`.

@@ -31,7 +31,5 @@ pub fn pool() -> &'static DescriptorPool {
 /// The descriptor of message `M` (e.g. `caffe::NetParameter`).
 pub fn descriptor_of<M: prost::Name>() -> MessageDescriptor {
     let name = M::full_name();
-    pool()
-        .get_message_by_name(&name)
-        .unwrap_or_else(|| panic!("message {name} missing from the embedded schema"))
+    pool().get_message_by_name(&name).unwrap_or_else(|| panic!("message {name} missing from the embedded schema"))
 }

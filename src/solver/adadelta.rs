@@ -18,10 +18,7 @@ pub(super) fn compute_update(
     let (h, u) = (&mut grads[0], &mut updates[0]);
     let _ = h.f_mul_scalar_(m as f64)?;
     let _ = h.f_add_(&diff.f_square()?.f_mul_scalar((1.0f32 - m) as f64)?)?;
-    let ratio = u
-        .f_add_scalar(delta)?
-        .f_div(&h.f_add_scalar(delta)?)?
-        .f_sqrt()?;
+    let ratio = u.f_add_scalar(delta)?.f_div(&h.f_add_scalar(delta)?)?.f_sqrt()?;
     let step = diff.f_mul(&ratio)?;
     let _ = u.f_mul_scalar_(m as f64)?;
     let _ = u.f_add_(&step.f_square()?.f_mul_scalar((1.0f32 - m) as f64)?)?;

@@ -55,13 +55,7 @@ fn parse_effect(flag: &str, value: &str) -> Result<SolverAction> {
 
 fn stages(flag: &Option<String>) -> Vec<String> {
     flag.as_deref()
-        .map(|s| {
-            s.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
+        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
         .unwrap_or_default()
 }
 
@@ -82,11 +76,9 @@ pub fn device_from_flag(gpu: Option<&str>) -> Result<Option<Device>> {
     } else {
         flag.split(',')
             .map(|s| {
-                s.trim().parse::<i64>().map_err(|_| {
-                    Error::msg(format!(
-                        "-gpu {flag}: expected device ids like 0 or 0,1, or all"
-                    ))
-                })
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| Error::msg(format!("-gpu {flag}: expected device ids like 0 or 0,1, or all")))
             })
             .collect::<Result<_>>()?
     };
@@ -98,9 +90,7 @@ pub fn device_from_flag(gpu: Option<&str>) -> Result<Option<Device>> {
     }
     let id = ids.first().copied().unwrap_or(0);
     if id < 0 || id >= count {
-        return Err(Error::msg(format!(
-            "-gpu {flag}: no CUDA device {id} (this machine has {count})"
-        )));
+        return Err(Error::msg(format!("-gpu {flag}: no CUDA device {id} (this machine has {count})")));
     }
     info!("caffe.cpp:218", "Using GPUs {id}");
     Ok(Some(Device::Cuda(id as usize)))
@@ -119,8 +109,7 @@ impl Signals {
         let sigint = Arc::new(AtomicBool::new(false));
         let sighup = Arc::new(AtomicBool::new(false));
         let io = |e: std::io::Error| Error::msg(format!("cannot install signal handlers: {e}"));
-        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&sigint))
-            .map_err(io)?;
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&sigint)).map_err(io)?;
         signal_hook::flag::register(SIGINT, Arc::clone(&sigint)).map_err(io)?;
         signal_hook::flag::register(SIGHUP, Arc::clone(&sighup)).map_err(io)?;
         Ok(Signals { sigint, sighup })
@@ -131,11 +120,7 @@ impl Signals {
         let mut stopping = false;
         Box::new(move || {
             if sighup.swap(false, Ordering::SeqCst) {
-                info!(
-                    "signal_handler.cpp:58",
-                    "SIGHUP received: {}",
-                    describe(on_sighup)
-                );
+                info!("signal_handler.cpp:58", "SIGHUP received: {}", describe(on_sighup));
                 return on_sighup;
             }
             // A stop request stays set, so that a second SIGINT while the solver
@@ -147,11 +132,7 @@ impl Signals {
             };
             if got_sigint {
                 if !stopping {
-                    info!(
-                        "signal_handler.cpp:55",
-                        "SIGINT received: {}",
-                        describe(on_sigint)
-                    );
+                    info!("signal_handler.cpp:55", "SIGINT received: {}", describe(on_sigint));
                 }
                 stopping = on_sigint == SolverAction::Stop;
                 return on_sigint;
@@ -172,31 +153,16 @@ fn describe(a: SolverAction) -> &'static str {
 /// `caffe train -solver S [-weights a,b | -snapshot X] [-gpu N] [-level L] [-stage s]
 /// [-sigint_effect stop|snapshot|none] [-sighup_effect snapshot|stop|none]`.
 pub fn train(o: &TrainOptions) -> Result<()> {
-    let solver_path = o
-        .solver
-        .as_ref()
-        .ok_or_else(|| Error::msg("Need a solver definition to train (-solver FILE)."))?;
+    let solver_path =
+        o.solver.as_ref().ok_or_else(|| Error::msg("Need a solver definition to train (-solver FILE)."))?;
     if o.snapshot.is_some() && o.weights.is_some() {
         return Err(Error::msg(
             "Give a snapshot to resume training or weights to finetune but not both (-snapshot and -weights).",
         ));
     }
-    let on_sigint = parse_effect(
-        "sigint_effect",
-        if o.sigint_effect.is_empty() {
-            "stop"
-        } else {
-            &o.sigint_effect
-        },
-    )?;
-    let on_sighup = parse_effect(
-        "sighup_effect",
-        if o.sighup_effect.is_empty() {
-            "snapshot"
-        } else {
-            &o.sighup_effect
-        },
-    )?;
+    let on_sigint = parse_effect("sigint_effect", if o.sigint_effect.is_empty() { "stop" } else { &o.sigint_effect })?;
+    let on_sighup =
+        parse_effect("sighup_effect", if o.sighup_effect.is_empty() { "snapshot" } else { &o.sighup_effect })?;
 
     let mut param = Solver::read_param(solver_path, o.text)?;
     if o.level.is_some() || o.stage.is_some() {
@@ -208,9 +174,7 @@ pub fn train(o: &TrainOptions) -> Result<()> {
     }
     // Without -gpu, a solver that says solver_mode: GPU picks its device_id.
     let gpu_flag = o.gpu.clone().or_else(|| {
-        (param.solver_mode.is_some()
-            && param.solver_mode() == SolverMode::Gpu
-            && tch::Cuda::device_count() > 0)
+        (param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu && tch::Cuda::device_count() > 0)
             .then(|| param.device_id().to_string())
     });
     let device = device_from_flag(gpu_flag.as_deref())?;
@@ -225,14 +189,7 @@ pub fn train(o: &TrainOptions) -> Result<()> {
         param.weights = vec![w.clone()];
     }
 
-    let mut solver = Solver::new(
-        param,
-        Some(solver_path),
-        SolverOptions {
-            device: Some(device),
-            text: o.text,
-        },
-    )?;
+    let mut solver = Solver::new(param, Some(solver_path), SolverOptions { device: Some(device), text: o.text })?;
     solver.set_action_function(signals.action(on_sigint, on_sighup));
     if let Some(state) = &o.snapshot {
         info!("caffe.cpp:228", "Resuming from {}", state.display());
@@ -247,29 +204,16 @@ pub fn train(o: &TrainOptions) -> Result<()> {
 /// `caffe test -model M -weights W [-iterations 50] [-gpu N] [-level L] [-stage s]`:
 /// each batch's outputs, then their means (with loss weights), as Caffe prints them.
 pub fn test(o: &TestOptions) -> Result<()> {
-    let model = o
-        .model
-        .as_ref()
-        .ok_or_else(|| Error::msg("Need a model definition to score (-model FILE)."))?;
-    let weights = o
-        .weights
-        .as_ref()
-        .ok_or_else(|| Error::msg("Need model weights to score (-weights FILE)."))?;
+    let model = o.model.as_ref().ok_or_else(|| Error::msg("Need a model definition to score (-model FILE)."))?;
+    let weights = o.weights.as_ref().ok_or_else(|| Error::msg("Need model weights to score (-weights FILE)."))?;
     if o.iterations < 1 {
-        return Err(Error::msg(format!(
-            "-iterations must be at least 1, got {}",
-            o.iterations
-        )));
+        return Err(Error::msg(format!("-iterations must be at least 1, got {}", o.iterations)));
     }
     let device = device_from_flag(o.gpu.as_deref())?;
     if device.is_none() {
         info!("caffe.cpp:275", "Use CPU.");
     }
-    let state = NetState {
-        phase: Some(Phase::Test as i32),
-        level: o.level,
-        stage: stages(&o.stage),
-    };
+    let state = NetState { phase: Some(Phase::Test as i32), level: o.level, stage: stages(&o.stage) };
     let mut net = Net::from_file(model, &state, o.text, device.unwrap_or(Device::Cpu))?;
     for w in weights.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         net.load_weights(std::path::Path::new(w))?;
@@ -299,12 +243,7 @@ pub fn test(o: &TestOptions) -> Result<()> {
     info!("caffe.cpp:309", "Loss: {}", g(loss));
     for (score, (name, weight)) in scores.iter().zip(&outputs) {
         let mean = score / o.iterations as f32;
-        info!(
-            "caffe.cpp:321",
-            "{name} = {}{}",
-            g(mean),
-            loss_note(*weight, mean)
-        );
+        info!("caffe.cpp:321", "{name} = {}{}", g(mean), loss_note(*weight, mean));
     }
     Ok(())
 }

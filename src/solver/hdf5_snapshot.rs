@@ -21,10 +21,7 @@ use crate::{Error, Result};
 
 /// For each layer, which of its blobs are shared with an earlier owner:
 /// `Some((owner layer, owner blob index))` (Caffe's AppendParam rule).
-fn shared_blobs(
-    layers: &[&LayerParameter],
-    blob_counts: &[usize],
-) -> Vec<Vec<Option<(String, usize)>>> {
+fn shared_blobs(layers: &[&LayerParameter], blob_counts: &[usize]) -> Vec<Vec<Option<(String, usize)>>> {
     let mut owners: HashMap<String, (String, usize)> = HashMap::new();
     layers
         .iter()
@@ -52,10 +49,7 @@ fn shared_blobs(
 /// A temporary name beside `path`, so a crash never leaves a truncated file
 /// under the final name.
 fn temp_beside(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -75,11 +69,7 @@ pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
     {
         let file = h5::create(&tmp).map_err(bad)?;
         let data = h5::create_group(&file, "data").map_err(bad)?;
-        let diff = if write_diff {
-            Some(h5::create_group(&file, "diff").map_err(bad)?)
-        } else {
-            None
-        };
+        let diff = if write_diff { Some(h5::create_group(&file, "diff").map_err(bad)?) } else { None };
         for (lp, shared) in proto.layer.iter().zip(&shared) {
             let data_group = h5::create_group(&data, lp.name()).map_err(bad)?;
             let diff_group = match &diff {
@@ -91,8 +81,7 @@ pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
                     continue;
                 }
                 let shape = blob_shape(blob);
-                h5::write_f32(&data_group, &j.to_string(), &shape, &blob_data_f32(blob))
-                    .map_err(bad)?;
+                h5::write_f32(&data_group, &j.to_string(), &shape, &blob_data_f32(blob)).map_err(bad)?;
                 if let Some(g) = &diff_group {
                     h5::write_f32(g, &j.to_string(), &shape, &blob.diff).map_err(bad)?;
                 }
@@ -116,12 +105,9 @@ pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
         let mut blobs: Vec<Option<BlobProto>> = Vec::new();
         for name in names {
             let Ok(j) = name.parse::<usize>() else {
-                return Err(bad(format!(
-                    "data/{layer}/{name}: blob datasets are named 0, 1, ..."
-                )));
+                return Err(bad(format!("data/{layer}/{name}: blob datasets are named 0, 1, ...")));
             };
-            let (shape, values) =
-                h5::read_f32(&group, &name).map_err(|e| bad(format!("layer {layer}: {e}")))?;
+            let (shape, values) = h5::read_f32(&group, &name).map_err(|e| bad(format!("layer {layer}: {e}")))?;
             if blobs.len() <= j {
                 blobs.resize(j + 1, None);
             }
@@ -132,16 +118,9 @@ pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
 
     // Fill in blobs shared with an owner, from the owner's stored blob.
     let layers = net.layer_params();
-    let counts: Vec<usize> = layers
-        .iter()
-        .map(|l| net.layer_blobs(l.name()).map_or(0, |b| b.len()))
-        .collect();
+    let counts: Vec<usize> = layers.iter().map(|l| net.layer_blobs(l.name()).map_or(0, |b| b.len())).collect();
     let shared = shared_blobs(&layers, &counts);
-    let index: HashMap<String, usize> = stored
-        .iter()
-        .enumerate()
-        .map(|(i, (n, _))| (n.clone(), i))
-        .collect();
+    let index: HashMap<String, usize> = stored.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
     let mut fills = Vec::new();
     for (lp, shared) in layers.iter().zip(&shared) {
         let Some(&i) = index.get(lp.name()) else {
@@ -150,9 +129,7 @@ pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
         for (j, owner) in shared.iter().enumerate() {
             let missing = stored[i].1.get(j).is_none_or(|b| b.is_none());
             if let (true, Some((owner_layer, owner_j))) = (missing, owner) {
-                let blob = index
-                    .get(owner_layer)
-                    .and_then(|&o| stored[o].1.get(*owner_j).cloned().flatten());
+                let blob = index.get(owner_layer).and_then(|&o| stored[o].1.get(*owner_j).cloned().flatten());
                 if let Some(blob) = blob {
                     fills.push((i, j, blob));
                 }
@@ -170,9 +147,7 @@ pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
     let mut out = NetParameter::default();
     for (name, blobs) in stored {
         if let Some(j) = blobs.iter().position(|b| b.is_none()) {
-            return Err(bad(format!(
-                "layer {name}: dataset data/{name}/{j} is missing"
-            )));
+            return Err(bad(format!("layer {name}: dataset data/{name}/{j} is missing")));
         }
         out.layer.push(LayerParameter {
             name: Some(name),
@@ -197,10 +172,7 @@ pub fn write(
     write_model(net, Path::new(&model), write_diff)?;
 
     let state = filename(prefix, iter, ".solverstate.h5");
-    info!(
-        "sgd_solver.cpp:301",
-        "Snapshotting solver state to HDF5 file {state}"
-    );
+    info!("sgd_solver.cpp:301", "Snapshotting solver state to HDF5 file {state}");
     let state_path = Path::new(&state);
     let tmp = temp_beside(state_path);
     let bad = |msg: String| Error::decode(state_path, msg);
@@ -215,10 +187,7 @@ pub fn write(
         }
     }
     finish(&tmp, state_path)?;
-    Ok(SnapshotFiles {
-        model: model.into(),
-        state: state.into(),
-    })
+    Ok(SnapshotFiles { model: model.into(), state: state.into() })
 }
 
 /// Reads a `.solverstate.h5` as a SolverState (history blobs with shapes).
@@ -227,23 +196,14 @@ pub fn read_state(path: &Path) -> Result<SolverState> {
     let file = h5::open(path).map_err(bad)?;
     let iter = h5::read_int(&file, "iter").map_err(bad)?;
     let current_step = h5::read_int(&file, "current_step").map_err(bad)?;
-    let learned_net = if file.link_exists("learned_net") {
-        Some(h5::read_string(&file, "learned_net").map_err(bad)?)
-    } else {
-        None
-    };
+    let learned_net =
+        if file.link_exists("learned_net") { Some(h5::read_string(&file, "learned_net").map_err(bad)?) } else { None };
     let group = h5::group(&file, "history").map_err(bad)?;
     let count = h5::members(&group).map_err(bad)?.len();
     let mut history = Vec::with_capacity(count);
     for i in 0..count {
-        let (shape, values) =
-            h5::read_f32(&group, &i.to_string()).map_err(|e| bad(format!("history: {e}")))?;
+        let (shape, values) = h5::read_f32(&group, &i.to_string()).map_err(|e| bad(format!("history: {e}")))?;
         history.push(make_blob(&shape, values));
     }
-    Ok(SolverState {
-        iter: Some(iter),
-        learned_net,
-        history,
-        current_step: Some(current_step),
-    })
+    Ok(SolverState { iter: Some(iter), learned_net, history, current_step: Some(current_step) })
 }

@@ -65,18 +65,8 @@ pub struct LrPolicy {
     pub momentum_cycle: Option<MomentumCycle>,
 }
 
-pub const KNOWN_POLICIES: &[&str] = &[
-    "fixed",
-    "step",
-    "exp",
-    "inv",
-    "multistep",
-    "poly",
-    "sigmoid",
-    "triangular",
-    "triangular2",
-    "1cycle",
-];
+pub const KNOWN_POLICIES: &[&str] =
+    &["fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid", "triangular", "triangular2", "1cycle"];
 
 impl LrPolicy {
     /// Reads and checks the policy's parameters; the error says what is missing or wrong.
@@ -85,101 +75,52 @@ impl LrPolicy {
         let gamma = || -> Result<f32, String> {
             match p.gamma {
                 None => Err(format!("lr_policy \"{name}\" needs gamma")),
-                Some(g) if g < 0.0 => Err(format!(
-                    "gamma must be ≥ 0 for lr_policy \"{name}\", got {g}"
-                )),
+                Some(g) if g < 0.0 => Err(format!("gamma must be ≥ 0 for lr_policy \"{name}\", got {g}")),
                 Some(g) => Ok(g),
             }
         };
         let stepsize = || -> Result<i64, String> {
             match p.stepsize {
                 Some(s) if s > 0 => Ok(s as i64),
-                Some(s) => Err(format!(
-                    "stepsize must be > 0 for lr_policy \"{name}\", got {s}"
-                )),
+                Some(s) => Err(format!("stepsize must be > 0 for lr_policy \"{name}\", got {s}")),
                 None => Err(format!("lr_policy \"{name}\" needs stepsize")),
             }
         };
-        let power = || {
-            p.power
-                .ok_or_else(|| format!("lr_policy \"{name}\" needs power"))
-        };
-        let max_lr = || {
-            p.max_lr
-                .ok_or_else(|| format!("lr_policy \"{name}\" needs max_lr (the peak of the cycle)"))
-        };
+        let power = || p.power.ok_or_else(|| format!("lr_policy \"{name}\" needs power"));
+        let max_lr = || p.max_lr.ok_or_else(|| format!("lr_policy \"{name}\" needs max_lr (the peak of the cycle)"));
         let policy = match name.as_str() {
             "fixed" => Policy::Fixed,
-            "step" => Policy::Step {
-                stepsize: stepsize()?,
-                gamma: gamma()?,
-            },
+            "step" => Policy::Step { stepsize: stepsize()?, gamma: gamma()? },
             "exp" => Policy::Exp { gamma: gamma()? },
-            "inv" => Policy::Inv {
-                gamma: gamma()?,
-                power: power()?,
-            },
+            "inv" => Policy::Inv { gamma: gamma()?, power: power()? },
             "multistep" => {
                 let stepvalues: Vec<i64> = p.stepvalue.iter().map(|&v| v as i64).collect();
                 if stepvalues.windows(2).any(|w| w[1] < w[0]) {
                     return Err(format!("stepvalue must be increasing, got {stepvalues:?}"));
                 }
-                Policy::MultiStep {
-                    stepvalues,
-                    gamma: gamma()?,
-                }
+                Policy::MultiStep { stepvalues, gamma: gamma()? }
             }
             "poly" => {
                 if p.max_iter() <= 0 {
-                    return Err(format!(
-                        "lr_policy \"poly\" needs max_iter > 0, got {}",
-                        p.max_iter()
-                    ));
+                    return Err(format!("lr_policy \"poly\" needs max_iter > 0, got {}", p.max_iter()));
                 }
-                Policy::Poly {
-                    power: power()?,
-                    max_iter: p.max_iter() as i64,
-                }
+                Policy::Poly { power: power()?, max_iter: p.max_iter() as i64 }
             }
-            "sigmoid" => Policy::Sigmoid {
-                gamma: gamma()?,
-                stepsize: stepsize()?,
-            },
-            "triangular" => Policy::Triangular {
-                max_lr: max_lr()?,
-                stepsize: stepsize()?,
-            },
-            "triangular2" => Policy::Triangular2 {
-                max_lr: max_lr()?,
-                stepsize: stepsize()?,
-            },
-            "1cycle" => Policy::OneCycle {
-                max_lr: max_lr()?,
-                stepsize: stepsize()?,
-            },
-            "" => {
-                return Err(format!(
-                    "lr_policy is not set (one of: {})",
-                    KNOWN_POLICIES.join(", ")
-                ))
-            }
+            "sigmoid" => Policy::Sigmoid { gamma: gamma()?, stepsize: stepsize()? },
+            "triangular" => Policy::Triangular { max_lr: max_lr()?, stepsize: stepsize()? },
+            "triangular2" => Policy::Triangular2 { max_lr: max_lr()?, stepsize: stepsize()? },
+            "1cycle" => Policy::OneCycle { max_lr: max_lr()?, stepsize: stepsize()? },
+            "" => return Err(format!("lr_policy is not set (one of: {})", KNOWN_POLICIES.join(", "))),
             other => {
-                return Err(format!(
-                    "Unknown learning rate policy: {other} (known: {})",
-                    KNOWN_POLICIES.join(", ")
-                ))
+                return Err(format!("Unknown learning rate policy: {other} (known: {})", KNOWN_POLICIES.join(", ")))
             }
         };
-        let cyclical = matches!(
-            policy,
-            Policy::Triangular { .. } | Policy::Triangular2 { .. } | Policy::OneCycle { .. }
-        );
+        let cyclical =
+            matches!(policy, Policy::Triangular { .. } | Policy::Triangular2 { .. } | Policy::OneCycle { .. });
         let momentum_cycle = match (&p.cyclical_momentum[..], cyclical) {
             ([], _) => None,
             (_, false) => {
-                return Err(format!(
-                    "cyclical_momentum is only used by the cyclical lr policies, not \"{name}\""
-                ))
+                return Err(format!("cyclical_momentum is only used by the cyclical lr policies, not \"{name}\""))
             }
             (cm, true) => {
                 let stepsize = stepsize()?;
@@ -198,12 +139,7 @@ impl LrPolicy {
                 })
             }
         };
-        Ok(LrPolicy {
-            name,
-            base_lr: p.base_lr(),
-            policy,
-            momentum_cycle,
-        })
+        Ok(LrPolicy { name, base_lr: p.base_lr(), policy, momentum_cycle })
     }
 
     /// The rate at `iter` (Caffe's GetLearningRate). `step` and `multistep` move
@@ -219,26 +155,17 @@ impl LrPolicy {
             }
             Policy::Exp { gamma } => base * (*gamma as f64).powf(it),
             // Caffe evaluates 1 + gamma·iter in float before the power.
-            Policy::Inv { gamma, power } => {
-                base * ((1.0f32 + gamma * iter as f32) as f64).powf(-(*power as f64))
-            }
+            Policy::Inv { gamma, power } => base * ((1.0f32 + gamma * iter as f32) as f64).powf(-(*power as f64)),
             Policy::MultiStep { stepvalues, gamma } => {
                 let cs = *current_step as usize;
                 if cs < stepvalues.len() && iter >= stepvalues[cs] {
                     *current_step += 1;
-                    info!(
-                        "sgd_solver.cpp:58",
-                        "MultiStep Status: Iteration {iter}, step = {current_step}"
-                    );
+                    info!("sgd_solver.cpp:58", "MultiStep Status: Iteration {iter}, step = {current_step}");
                 }
                 base * (*gamma as f64).powi(*current_step)
             }
-            Policy::Poly { power, max_iter } => {
-                base * (1.0 - it / *max_iter as f64).powf(*power as f64)
-            }
-            Policy::Sigmoid { gamma, stepsize } => {
-                base / (1.0 + (-(*gamma as f64) * (it - *stepsize as f64)).exp())
-            }
+            Policy::Poly { power, max_iter } => base * (1.0 - it / *max_iter as f64).powf(*power as f64),
+            Policy::Sigmoid { gamma, stepsize } => base / (1.0 + (-(*gamma as f64) * (it - *stepsize as f64)).exp()),
             Policy::Triangular { max_lr, stepsize } => {
                 let (_, x) = cycle_position(iter, *stepsize);
                 base + (*max_lr as f64 - base) * (1.0 - x).max(0.0)
@@ -267,8 +194,7 @@ impl LrPolicy {
             None => momentum,
             Some(c) => {
                 let (cycle, x) = cycle_position(iter, c.period);
-                let dip =
-                    (c.start as f64 - c.peak as f64) * (1.0 - x).max(0.0) / 2f64.powf(cycle - 1.0);
+                let dip = (c.start as f64 - c.peak as f64) * (1.0 - x).max(0.0) / 2f64.powf(cycle - 1.0);
                 (c.start as f64 - dip) as f32
             }
         }

@@ -23,8 +23,8 @@ mod adadelta;
 mod adagrad;
 mod adam;
 pub mod cli;
-pub mod lr_policy;
 pub mod hdf5_snapshot;
+pub mod lr_policy;
 mod nesterov;
 pub mod progress;
 mod rmsprop;
@@ -224,10 +224,7 @@ impl Solver {
     // ----- nets ------------------------------------------------------------
 
     fn error(&self, msg: String) -> Error {
-        Error::Solver {
-            file: self.file.clone(),
-            msg,
-        }
+        Error::Solver { file: self.file.clone(), msg }
     }
 
     fn feed(&mut self, role: NetRole) -> Result<()> {
@@ -242,10 +239,7 @@ impl Solver {
     }
 
     fn requested_action(&mut self) -> SolverAction {
-        self.action
-            .as_mut()
-            .map(|f| f())
-            .unwrap_or(SolverAction::None)
+        self.action.as_mut().map(|f| f()).unwrap_or(SolverAction::None)
     }
 
     // ----- training --------------------------------------------------------
@@ -254,11 +248,7 @@ impl Solver {
     /// was just written), a last display and test when due, and "Optimization Done.".
     pub fn solve(&mut self) -> Result<()> {
         info!("solver.cpp:289", "Solving {}", self.net.name);
-        info!(
-            "solver.cpp:290",
-            "Learning Rate Policy: {}",
-            self.param.lr_policy()
-        );
+        info!("solver.cpp:290", "Learning Rate Policy: {}", self.param.lr_policy());
         self.requested_early_exit = false;
         let start_iter = self.iter;
         let remaining = self.param.max_iter() as i64 - self.iter;
@@ -278,12 +268,7 @@ impl Solver {
             self.feed(NetRole::Train)?;
             let loss = self.net.forward_inference()? as f32;
             self.update_smoothed_loss(loss, start_iter, self.param.average_loss() as usize);
-            info!(
-                "solver.cpp:327",
-                "Iteration {}, loss = {}",
-                self.iter,
-                g(self.smoothed_loss)
-            );
+            info!("solver.cpp:327", "Iteration {}, loss = {}", self.iter, g(self.smoothed_loss));
         }
         let interval = self.param.test_interval() as i64;
         if interval > 0 && self.iter % interval == 0 {
@@ -331,8 +316,7 @@ impl Solver {
             self.loss_log.push((self.iter, loss));
             if display {
                 let lapse = timer.elapsed().as_secs_f32();
-                let per_s =
-                    (self.iter - iterations_last) as f32 / if lapse > 0.0 { lapse } else { 1.0 };
+                let per_s = (self.iter - iterations_last) as f32 / if lapse > 0.0 { lapse } else { 1.0 };
                 info!(
                     "solver.cpp:239",
                     "Iteration {} ({} iter/s, {}s/{} iters), loss = {}",
@@ -351,12 +335,7 @@ impl Solver {
             }
             self.apply_update(display)?;
             self.iter += 1;
-            self.progress.update(
-                self.iter,
-                self.param.max_iter() as i64,
-                self.smoothed_loss,
-                self.rate,
-            );
+            self.progress.update(self.iter, self.param.max_iter() as i64, self.smoothed_loss, self.rate);
 
             let request = self.requested_action();
             let snapshot = self.param.snapshot() as i64;
@@ -376,10 +355,7 @@ impl Solver {
     fn stop_on_nonfinite(&mut self, loss: f32) -> Error {
         self.progress.finish();
         let written = match self.snapshot() {
-            Ok(files) => format!(
-                "the weights before this iteration are in {}",
-                files.model.display()
-            ),
+            Ok(files) => format!("the weights before this iteration are in {}", files.model.display()),
             Err(e) => format!("the snapshot could not be written either: {e}"),
         };
         self.error(format!(
@@ -395,12 +371,7 @@ impl Solver {
         for name in self.net.output_blob_names() {
             let weight = self.net.blob_loss_weight(name);
             for v in blob_values(self.net.blob(name))? {
-                info!(
-                    "solver.cpp:258",
-                    "    Train net output #{index}: {name} = {}{}",
-                    g(v),
-                    loss_note(weight, v)
-                );
+                info!("solver.cpp:258", "    Train net output #{index}: {name} = {}{}", g(v), loss_note(weight, v));
                 index += 1;
             }
         }
@@ -446,10 +417,7 @@ impl Solver {
     /// learned_net, the current step and the history (Caffe's Restore).
     pub fn restore(&mut self, state_path: &Path) -> Result<()> {
         let state = snapshot::read_state(state_path)?;
-        let bad = |msg: String| Error::Solver {
-            file: state_path.display().to_string(),
-            msg,
-        };
+        let bad = |msg: String| Error::Solver { file: state_path.display().to_string(), msg };
         if state.history.len() != self.history.len() {
             return Err(bad(format!(
                 "it holds {} history blobs, but a {} solver for this net needs {} ({} per learnable parameter × {}); \
@@ -484,11 +452,7 @@ fn blob_values(t: Option<&Tensor>) -> Result<Vec<f32>> {
 /// A float as C++ streams print it (6 significant digits).
 pub fn g(v: f32) -> String {
     if v.is_nan() {
-        return if v.is_sign_negative() {
-            "-nan".into()
-        } else {
-            "nan".into()
-        };
+        return if v.is_sign_negative() { "-nan".into() } else { "nan".into() };
     }
     format_g(v as f64, 6)
 }

@@ -29,12 +29,7 @@ impl Progress {
     }
 
     pub fn new(enabled: bool) -> Progress {
-        Progress {
-            enabled,
-            visible: Arc::new(AtomicBool::new(false)),
-            samples: VecDeque::new(),
-            last_draw: None,
-        }
+        Progress { enabled, visible: Arc::new(AtomicBool::new(false)), samples: VecDeque::new(), last_draw: None }
     }
 
     /// Starts timing a run from `iter` and hooks the log so lines clear the display.
@@ -79,15 +74,8 @@ impl Progress {
         };
         let line = match total {
             Some(total) => {
-                let pct = if total > 0 {
-                    100.0 * done as f64 / total as f64
-                } else {
-                    100.0
-                };
-                format!(
-                    "{what} {done}/{total} ({pct:.0}%)  {speed:.0}/s  ETA {}",
-                    eta(total - done, speed)
-                )
+                let pct = if total > 0 { 100.0 * done as f64 / total as f64 } else { 100.0 };
+                format!("{what} {done}/{total} ({pct:.0}%)  {speed:.0}/s  ETA {}", eta(total - done, speed))
             }
             None => format!("{what} {done}  {speed:.0}/s"),
         };
@@ -107,11 +95,7 @@ impl Progress {
         }
         let (t0, i0) = self.samples.front().copied().unwrap_or((now, at));
         let elapsed = now.duration_since(t0).as_secs_f64();
-        Some(if elapsed > 0.0 {
-            (at - i0) as f64 / elapsed
-        } else {
-            0.0
-        })
+        Some(if elapsed > 0.0 { (at - i0) as f64 / elapsed } else { 0.0 })
     }
 
     fn draw(&self, line: &str) {

@@ -33,24 +33,11 @@ impl Solver {
     /// Builds the solver: checks the parameters, seeds, builds the train and test
     /// nets, loads `weights` and zeroes the history (Caffe's Solver::Init and
     /// PreSolve). `solver_file` is where the parameters came from, for messages.
-    pub fn new(
-        mut param: SolverParameter,
-        solver_file: Option<&Path>,
-        options: SolverOptions,
-    ) -> Result<Solver> {
-        let file = solver_file
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "<solver>".into());
+    pub fn new(mut param: SolverParameter, solver_file: Option<&Path>, options: SolverOptions) -> Result<Solver> {
+        let file = solver_file.map(|p| p.display().to_string()).unwrap_or_else(|| "<solver>".into());
         upgrade::upgrade_solver(&mut param, &file)?;
-        let bad = |msg: String| Error::Solver {
-            file: file.clone(),
-            msg,
-        };
-        info!(
-            "solver.cpp:45",
-            "Initializing solver from parameters: \n{}",
-            to_text(&param).trim_end()
-        );
+        let bad = |msg: String| Error::Solver { file: file.clone(), msg };
+        info!("solver.cpp:45", "Initializing solver from parameters: \n{}", to_text(&param).trim_end());
 
         let kind = SolverType::from_name(param.r#type()).ok_or_else(|| {
             bad(format!(
@@ -63,9 +50,7 @@ impl Solver {
         let policy = LrPolicy::from_param(&param).map_err(&bad)?;
         if param.snapshot() > 0 || param.snapshot_after_train() {
             if param.snapshot() > 0 && param.snapshot_prefix.is_none() {
-                return Err(bad(
-                    "In solver params, snapshot is specified but snapshot_prefix is not".into(),
-                ));
+                return Err(bad("In solver params, snapshot is specified but snapshot_prefix is not".into()));
             }
             snapshot::check_writable(param.snapshot_prefix()).map_err(&bad)?;
         }
@@ -116,10 +101,7 @@ impl Solver {
         let mut history = Vec::new();
         for _ in 0..per_param {
             for p in solver.net.learnable_params() {
-                history.push(Tensor::f_zeros(
-                    p.data.size().as_slice(),
-                    (Kind::Float, device),
-                )?);
+                history.push(Tensor::f_zeros(p.data.size().as_slice(), (Kind::Float, device))?);
             }
         }
         solver.history = history;
@@ -134,61 +116,41 @@ impl Solver {
         if p.exists() {
             return Ok(p);
         }
-        let cwd = std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default();
-        let mut msg = format!("{what} '{name}' not found (paths in a solver are relative to the working directory, {cwd}");
+        let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+        let mut msg =
+            format!("{what} '{name}' not found (paths in a solver are relative to the working directory, {cwd}");
         if let Some(dir) = &self.solver_dir {
             msg.push_str(&format!("; the solver file is in '{}'", dir.display()));
             let beside = dir.join(&p);
             if !dir.as_os_str().is_empty() && beside.exists() {
-                msg.push_str(&format!(
-                    ", where '{}' exists: run from there or fix the path",
-                    beside.display()
-                ));
+                msg.push_str(&format!(", where '{}' exists: run from there or fix the path", beside.display()));
             }
         }
         msg.push(')');
-        Err(Error::Solver {
-            file: self.file.clone(),
-            msg,
-        })
+        Err(Error::Solver { file: self.file.clone(), msg })
     }
 
-    pub(super) fn read_net_file(
-        &self,
-        name: &str,
-        opts: text::TextOptions,
-    ) -> Result<(NetParameter, NetSource)> {
+    pub(super) fn read_net_file(&self, name: &str, opts: text::TextOptions) -> Result<(NetParameter, NetSource)> {
         let path = self.resolve(name, "net file")?;
         let parsed = text::read_file_nonempty::<NetParameter>(&path, opts)?;
         for w in &parsed.warnings {
             warn!("text_format.cpp:1", "{w}");
         }
-        let source = NetSource::from_parsed(
-            &path.display().to_string(),
-            &parsed.message,
-            &parsed.source_map,
-        );
+        let source = NetSource::from_parsed(&path.display().to_string(), &parsed.message, &parsed.source_map);
         Ok((parsed.message, source))
     }
 
     pub(super) fn init_train_net(&self, opts: text::TextOptions) -> Result<Net> {
         let p = &self.param;
-        let count = [
-            p.net.is_some(),
-            p.net_param.is_some(),
-            p.train_net.is_some(),
-            p.train_net_param.is_some(),
-        ]
-        .iter()
-        .filter(|&&b| b)
-        .count();
+        let count = [p.net.is_some(), p.net_param.is_some(), p.train_net.is_some(), p.train_net_param.is_some()]
+            .iter()
+            .filter(|&&b| b)
+            .count();
         let fields = "net, net_param, train_net, train_net_param";
         if count == 0 {
-            return Err(self.error(format!(
-                "SolverParameter must specify a train net using one of these fields: {fields}"
-            )));
+            return Err(
+                self.error(format!("SolverParameter must specify a train net using one of these fields: {fields}"))
+            );
         }
         if count > 1 {
             return Err(self.error(format!(
@@ -196,39 +158,21 @@ impl Solver {
             )));
         }
         let (net_param, source) = if let Some(np) = &p.train_net_param {
-            info!(
-                "solver.cpp:85",
-                "Creating training net specified in train_net_param."
-            );
-            (
-                np.clone(),
-                NetSource::new(format!("{} (train_net_param)", self.file)),
-            )
+            info!("solver.cpp:85", "Creating training net specified in train_net_param.");
+            (np.clone(), NetSource::new(format!("{} (train_net_param)", self.file)))
         } else if let Some(f) = &p.train_net {
-            info!(
-                "solver.cpp:89",
-                "Creating training net from train_net file: {f}"
-            );
+            info!("solver.cpp:89", "Creating training net from train_net file: {f}");
             self.read_net_file(f, opts)?
         } else if let Some(np) = &p.net_param {
-            info!(
-                "solver.cpp:95",
-                "Creating training net specified in net_param."
-            );
-            (
-                np.clone(),
-                NetSource::new(format!("{} (net_param)", self.file)),
-            )
+            info!("solver.cpp:95", "Creating training net specified in net_param.");
+            (np.clone(), NetSource::new(format!("{} (net_param)", self.file)))
         } else {
             let f = p.net();
             info!("solver.cpp:102", "Creating training net from net file: {f}");
             self.read_net_file(f, opts)?
         };
         // Solver default (TRAIN), then the net's own state, then train_state.
-        let mut state = NetState {
-            phase: Some(Phase::Train as i32),
-            ..Default::default()
-        };
+        let mut state = NetState { phase: Some(Phase::Train as i32), ..Default::default() };
         merge_state(&mut state, net_param.state.as_ref());
         merge_state(&mut state, p.train_state.as_ref());
         let mut net_param = net_param;
@@ -281,11 +225,7 @@ impl Solver {
         let remaining = instances - specs.len();
         if let Some(np) = &p.net_param {
             for _ in 0..remaining {
-                specs.push((
-                    "net_param".into(),
-                    np.clone(),
-                    NetSource::new(format!("{} (net_param)", self.file)),
-                ));
+                specs.push(("net_param".into(), np.clone(), NetSource::new(format!("{} (net_param)", self.file))));
             }
         }
         if let Some(f) = &p.net {
@@ -296,17 +236,11 @@ impl Solver {
         }
         let mut nets = Vec::new();
         for (i, (what, mut np, source)) in specs.into_iter().enumerate() {
-            let mut state = NetState {
-                phase: Some(Phase::Test as i32),
-                ..Default::default()
-            };
+            let mut state = NetState { phase: Some(Phase::Test as i32), ..Default::default() };
             merge_state(&mut state, np.state.as_ref());
             merge_state(&mut state, p.test_state.get(i));
             np.state = Some(state.clone());
-            info!(
-                "solver.cpp:190",
-                "Creating test net (#{i}) specified by {what}"
-            );
+            info!("solver.cpp:190", "Creating test net (#{i}) specified by {what}");
             nets.push(Net::from_param_upgrading(np, &state, source, self.device)?);
         }
         Ok(nets)
@@ -316,16 +250,10 @@ impl Solver {
 /// Checks Caffe makes (as CHECK failures) and a few it leaves to chance.
 pub(super) fn check_param(p: &SolverParameter, kind: SolverType) -> std::result::Result<(), String> {
     if p.average_loss() < 1 {
-        return Err(format!(
-            "average_loss must be at least 1, got {}",
-            p.average_loss()
-        ));
+        return Err(format!("average_loss must be at least 1, got {}", p.average_loss()));
     }
     if p.iter_size() < 1 {
-        return Err(format!(
-            "iter_size must be at least 1, got {}",
-            p.iter_size()
-        ));
+        return Err(format!("iter_size must be at least 1, got {}", p.iter_size()));
     }
     for (name, v) in [
         ("max_iter", p.max_iter()),
@@ -341,23 +269,13 @@ pub(super) fn check_param(p: &SolverParameter, kind: SolverType) -> std::result:
         return Err(format!("test_iter must be ≥ 0, got {v} (test net #{i})"));
     }
     if !matches!(p.regularization_type(), "L1" | "L2") {
-        return Err(format!(
-            "Unknown regularization type: {} (use L1 or L2)",
-            p.regularization_type()
-        ));
+        return Err(format!("Unknown regularization type: {} (use L1 or L2)", p.regularization_type()));
     }
     match kind {
-        SolverType::AdaGrad if p.momentum() != 0.0 => {
-            return Err("Momentum cannot be used with AdaGrad.".into())
-        }
-        SolverType::RmsProp if p.momentum() != 0.0 => {
-            return Err("Momentum cannot be used with RMSProp.".into())
-        }
+        SolverType::AdaGrad if p.momentum() != 0.0 => return Err("Momentum cannot be used with AdaGrad.".into()),
+        SolverType::RmsProp if p.momentum() != 0.0 => return Err("Momentum cannot be used with RMSProp.".into()),
         SolverType::RmsProp if !(0.0..1.0).contains(&p.rms_decay()) => {
-            return Err(format!(
-                "rms_decay should lie between 0 and 1, got {}",
-                p.rms_decay()
-            ))
+            return Err(format!("rms_decay should lie between 0 and 1, got {}", p.rms_decay()))
         }
         _ => {}
     }
@@ -384,20 +302,12 @@ pub(super) fn device_from_param(p: &SolverParameter) -> Device {
         if (id as i64) < tch::Cuda::device_count() {
             return Device::Cuda(id);
         }
-        warn!(
-            "caffe.cpp:190",
-            "solver_mode is GPU but CUDA device {id} is not available; using the CPU"
-        );
+        warn!("caffe.cpp:190", "solver_mode is GPU but CUDA device {id} is not available; using the CPU");
     }
     Device::Cpu
 }
 
 /// An empty net, so `Solver` can be built field by field before its nets exist.
 pub(super) fn placeholder_net() -> Result<Net> {
-    Net::new(
-        &NetParameter::default(),
-        &NetState::default(),
-        NetSource::new("<none>"),
-        Device::Cpu,
-    )
+    Net::new(&NetParameter::default(), &NetState::default(), NetSource::new("<none>"), Device::Cpu)
 }

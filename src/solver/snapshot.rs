@@ -52,31 +52,19 @@ pub fn write(
     write_diff: bool,
 ) -> Result<SnapshotFiles> {
     let model = filename(prefix, iter, ".caffemodel");
-    info!(
-        "solver.cpp:464",
-        "Snapshotting to binary proto file {model}"
-    );
+    info!("solver.cpp:464", "Snapshotting to binary proto file {model}");
     binary::write_message(Path::new(&model), &net.to_proto(write_diff))?;
 
     let state_file = filename(prefix, iter, ".solverstate");
     let state = SolverState {
         iter: Some(iter as i32),
         learned_net: Some(model.clone()),
-        history: history
-            .iter()
-            .map(tensor_to_blob)
-            .collect::<Result<Vec<_>>>()?,
+        history: history.iter().map(tensor_to_blob).collect::<Result<Vec<_>>>()?,
         current_step: Some(current_step),
     };
-    info!(
-        "sgd_solver.cpp:284",
-        "Snapshotting solver state to binary proto file {state_file}"
-    );
+    info!("sgd_solver.cpp:284", "Snapshotting solver state to binary proto file {state_file}");
     binary::write_message(Path::new(&state_file), &state)?;
-    Ok(SnapshotFiles {
-        model: model.into(),
-        state: state_file.into(),
-    })
+    Ok(SnapshotFiles { model: model.into(), state: state_file.into() })
 }
 
 fn tensor_to_blob(t: &Tensor) -> Result<BlobProto> {
@@ -131,20 +119,12 @@ pub fn resolve_learned_net(learned_net: &str, state_path: &Path) -> Result<PathB
 }
 
 /// Copies a saved history blob into `target`, checking the shape.
-pub fn copy_history(
-    target: &mut Tensor,
-    blob: &BlobProto,
-    what: &str,
-) -> std::result::Result<(), String> {
+pub fn copy_history(target: &mut Tensor, blob: &BlobProto, what: &str) -> std::result::Result<(), String> {
     let want = target.size();
     let have = blob_shape(blob);
     if have != want && !shapes_compatible_legacy(&have, &want) {
-        return Err(format!(
-            "{what} has shape {have:?} but the parameter it belongs to is {want:?}"
-        ));
+        return Err(format!("{what} has shape {have:?} but the parameter it belongs to is {want:?}"));
     }
-    let src = Tensor::from_slice(&blob_data_f32(blob))
-        .reshape(want.as_slice())
-        .to_device(target.device());
+    let src = Tensor::from_slice(&blob_data_f32(blob)).reshape(want.as_slice()).to_device(target.device());
     tch::no_grad(|| target.f_copy_(&src)).map_err(|e| format!("{what}: {e}"))
 }

@@ -18,10 +18,7 @@ impl Solver {
     /// Runs test net `i` for its `test_iter` batches with the train net's
     /// current weights, and logs the mean of each output.
     pub fn test(&mut self, i: usize) -> Result<()> {
-        info!(
-            "solver.cpp:347",
-            "Iteration {}, Testing net (#{i})", self.iter
-        );
+        info!("solver.cpp:347", "Iteration {}, Testing net (#{i})", self.iter);
         share_trained_layers(&self.net, &mut self.test_nets[i])?;
         let test_iter = self.param.test_iter.get(i).copied().unwrap_or(0) as i64;
         let compute_loss = self.param.test_compute_loss();
@@ -76,12 +73,7 @@ impl Solver {
         let mut means = Vec::new();
         for (j, (score, (name, weight))) in scores.iter().zip(&score_names).enumerate() {
             let mean = score / test_iter as f32;
-            info!(
-                "solver.cpp:414",
-                "    Test net output #{j}: {name} = {}{}",
-                g(mean),
-                loss_note(*weight, mean)
-            );
+            info!("solver.cpp:414", "    Test net output #{j}: {name} = {}{}", g(mean), loss_note(*weight, mean));
             means.push((name.clone(), mean));
         }
         self.test_scores[i] = means;

@@ -12,20 +12,9 @@ impl Solver {
         self.rate = rate;
         if display {
             if self.policy.momentum_cycle.is_some() {
-                info!(
-                    "sgd_solver.cpp:112",
-                    "Iteration {}, lr = {}, momentum = {}",
-                    self.iter,
-                    g(rate),
-                    g(momentum)
-                );
+                info!("sgd_solver.cpp:112", "Iteration {}, lr = {}, momentum = {}", self.iter, g(rate), g(momentum));
             } else {
-                info!(
-                    "sgd_solver.cpp:112",
-                    "Iteration {}, lr = {}",
-                    self.iter,
-                    g(rate)
-                );
+                info!("sgd_solver.cpp:112", "Iteration {}, lr = {}", self.iter, g(rate));
             }
         }
         let hp = UpdateHyper {
@@ -71,18 +60,13 @@ impl Solver {
                 }
                 let local_decay = weight_decay * p.decay_mult;
                 if local_decay != 0.0 {
-                    let term = if l1 {
-                        p.data.f_sign()?
-                    } else {
-                        p.data.f_detach()?
-                    };
+                    let term = if l1 { p.data.f_sign()? } else { p.data.f_detach()? };
                     let _ = p.diff_mut().f_add_(&term.f_mul_scalar(local_decay as f64)?)?;
                 }
                 let local_rate = rate * p.lr_mult;
                 // Shallow clones share storage: the rules update the history in place.
-                let mut h: Vec<Tensor> = (0..kind.histories_per_param())
-                    .map(|k| history[k * n + i].shallow_clone())
-                    .collect();
+                let mut h: Vec<Tensor> =
+                    (0..kind.histories_per_param()).map(|k| history[k * n + i].shallow_clone()).collect();
                 let update = match kind {
                     SolverType::Sgd => sgd::compute_update,
                     SolverType::Nesterov => nesterov::compute_update,

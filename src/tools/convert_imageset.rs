@@ -126,7 +126,9 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
             match data_size {
                 None => data_size = Some(size),
                 Some(want) if !encoded && want != size => {
-                    return Err(Error::msg(format!("{path}: Incorrect data field size {size} (the first image has {want})")));
+                    return Err(Error::msg(format!(
+                        "{path}: Incorrect data field size {size} (the first image has {want})"
+                    )));
                 }
                 _ => {}
             }

@@ -43,7 +43,10 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn be_u32(bytes: &[u8], at: usize, path: &Path) -> Result<u32> {
-    bytes.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| Error::decode(path, "truncated IDX header"))
+    bytes
+        .get(at..at + 4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| Error::decode(path, "truncated IDX header"))
 }
 
 /// An IDX image file: (count, rows, cols, pixels).
@@ -58,7 +61,10 @@ pub fn read_idx_images(path: &Path) -> Result<(usize, usize, usize, Vec<u8>)> {
     let cols = be_u32(&bytes, 12, path)? as usize;
     let need = 16 + n * rows * cols;
     if bytes.len() < need {
-        return Err(Error::decode(path, format!("truncated: {n} images of {rows}×{cols} need {need} bytes, the file has {}", bytes.len())));
+        return Err(Error::decode(
+            path,
+            format!("truncated: {n} images of {rows}×{cols} need {need} bytes, the file has {}", bytes.len()),
+        ));
     }
     Ok((n, rows, cols, bytes[16..need].to_vec()))
 }
@@ -72,7 +78,10 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
     }
     let n = be_u32(&bytes, 4, path)? as usize;
     if bytes.len() < 8 + n {
-        return Err(Error::decode(path, format!("truncated: {n} labels need {} bytes, the file has {}", 8 + n, bytes.len())));
+        return Err(Error::decode(
+            path,
+            format!("truncated: {n} labels need {} bytes, the file has {}", 8 + n, bytes.len()),
+        ));
     }
     Ok(bytes[8..8 + n].to_vec())
 }

@@ -36,7 +36,8 @@ pub fn main(args: &[String]) -> Result<()> {
     };
     let blobs: Vec<String> = args[2].split(',').map(String::from).collect();
     let dbs: Vec<String> = args[3].split(',').map(String::from).collect();
-    let batches: usize = args[4].parse().map_err(|_| Error::msg(format!("num_mini_batches must be a number, got '{}'", args[4])))?;
+    let batches: usize =
+        args[4].parse().map_err(|_| Error::msg(format!("num_mini_batches must be a number, got '{}'", args[4])))?;
     let backend = Backend::parse(&args[5])?;
     extract(Path::new(&args[0]), Path::new(&args[1]), &blobs, &dbs, batches, backend, device)?;
     Ok(())
@@ -53,7 +54,11 @@ pub fn extract(
     device: Device,
 ) -> Result<Vec<usize>> {
     if blobs.len() != dbs.len() {
-        return Err(Error::msg(format!("{} blob names but {} dataset names: they must match one to one", blobs.len(), dbs.len())));
+        return Err(Error::msg(format!(
+            "{} blob names but {} dataset names: they must match one to one",
+            blobs.len(),
+            dbs.len()
+        )));
     }
     let state = NetState { phase: Some(Phase::Test as i32), ..Default::default() };
     let mut net = Net::from_file(net_file, &state, TextOptions::default(), device)?;
@@ -92,14 +97,20 @@ pub fn extract(
                 written[i] += 1;
                 if written[i] % 1000 == 0 {
                     writers[i].commit()?;
-                    info!("extract_features.cpp:165", "Extracted features of {} query images for feature blob {name}", written[i]);
+                    info!(
+                        "extract_features.cpp:165",
+                        "Extracted features of {} query images for feature blob {name}", written[i]
+                    );
                 }
             }
         }
     }
     for (i, w) in writers.into_iter().enumerate() {
         w.finish()?;
-        info!("extract_features.cpp:174", "Extracted features of {} query images for feature blob {}", written[i], blobs[i]);
+        info!(
+            "extract_features.cpp:174",
+            "Extracted features of {} query images for feature blob {}", written[i], blobs[i]
+        );
     }
     info!("extract_features.cpp:178", "Successfully extracted the features!");
     Ok(written)

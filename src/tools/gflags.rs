@@ -87,7 +87,10 @@ pub fn parse(spec: &Spec, args: &[String]) -> Result<Flags> {
                 Some(v) => v.to_string(),
                 None => {
                     let Some(v) = args.get(i) else {
-                        return Err(Error::msg(format!("flag -{name} needs a value (usage: caffe {} {})", spec.tool, spec.usage)));
+                        return Err(Error::msg(format!(
+                            "flag -{name} needs a value (usage: caffe {} {})",
+                            spec.tool, spec.usage
+                        )));
                     };
                     i += 1;
                     v.clone()

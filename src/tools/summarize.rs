@@ -24,7 +24,11 @@ pub fn collect_prototxt(paths: &[PathBuf]) -> Vec<PathBuf> {
     }
     let mut out = Vec::new();
     for p in paths {
-        if p.is_dir() { walk(p, &mut out) } else { out.push(p.clone()) }
+        if p.is_dir() {
+            walk(p, &mut out)
+        } else {
+            out.push(p.clone())
+        }
     }
     out
 }
@@ -81,7 +85,8 @@ pub fn run(paths: &[PathBuf], opts: text::TextOptions) -> Result<()> {
         if looks_like_solver(path) {
             let mut s = text::read_file_nonempty::<SolverParameter>(path, opts)?.message;
             let report = upgrade::upgrade_solver(&mut s, &file)?;
-            let upgraded = if report.steps.is_empty() { String::new() } else { format!(" [upgraded: {}]", report.describe()) };
+            let upgraded =
+                if report.steps.is_empty() { String::new() } else { format!(" [upgraded: {}]", report.describe()) };
             check_solver_nets(path, &s, opts)?;
             info!(
                 "summarize.cpp:1",
@@ -94,7 +99,8 @@ pub fn run(paths: &[PathBuf], opts: text::TextOptions) -> Result<()> {
         } else {
             let mut net = text::read_file_nonempty::<NetParameter>(path, opts)?.message;
             let report = upgrade::upgrade_net(&mut net, &file)?;
-            let upgraded = if report.steps.is_empty() { String::new() } else { format!(" [upgraded: {}]", report.describe()) };
+            let upgraded =
+                if report.steps.is_empty() { String::new() } else { format!(" [upgraded: {}]", report.describe()) };
             info!("summarize.cpp:1", "{file}: {}{upgraded}", summarize_net(&net));
         }
     }

@@ -101,7 +101,10 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     info!("caffe.cpp:408", "Average Forward pass: {} ms.", crate::log::fmt_g(report.forward_ms, 6));
     info!("caffe.cpp:410", "Average Backward pass: {} ms.", crate::log::fmt_g(report.backward_ms, 6));
     info!("caffe.cpp:412", "Average Forward-Backward: {} ms.", crate::log::fmt_g(total_ms / n, 6));
-    info!("caffe.cpp:413", "(per-layer times come from a separate layer-by-layer pass; the averages above are the fused training step)");
+    info!(
+        "caffe.cpp:413",
+        "(per-layer times come from a separate layer-by-layer pass; the averages above are the fused training step)"
+    );
     info!("caffe.cpp:414", "Total Time: {} ms.", total_ms.round());
     info!("caffe.cpp:415", "*** Benchmark ends ***");
     Ok(report)

@@ -6,9 +6,7 @@ use tch::Tensor;
 
 /// `tests/fixtures/...` inside the repo.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
 /// A BVLC Caffe reference file copied into the repo (`tests/fixtures/caffe-ref/`).
@@ -18,9 +16,7 @@ pub fn caffe_ref(rel: &str) -> PathBuf {
 
 /// The full shared reference folder, when this machine has it (not all tests need it).
 pub fn shared_caffe_ref(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/caffe-ref")
-        .join(rel);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/caffe-ref").join(rel);
     p.exists().then_some(p)
 }
 
@@ -71,10 +67,7 @@ pub fn assert_close(what: &str, ours: &Tensor, reference: &Tensor, rel: f64) {
         ours.reshape(reference.size().as_slice())
     };
     let (d, m) = max_abs_diff(&ours, reference);
-    assert!(
-        d <= rel * (1.0 + m),
-        "{what}: max |Δ| = {d:.3e} > {rel:.0e}·(1 + {m:.3e})"
-    );
+    assert!(d <= rel * (1.0 + m), "{what}: max |Δ| = {d:.3e} > {rel:.0e}·(1 + {m:.3e})");
 }
 
 /// Seeded test inputs drawn from a generator of the test's own (splitmix64).

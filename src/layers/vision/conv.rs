@@ -118,7 +118,10 @@ impl Layer for Conv {
         let num_output = self.p.num_output() as i64;
         self.groups = self.p.group() as i64;
         if self.groups <= 0 || channels % self.groups != 0 || num_output % self.groups != 0 {
-            layer_bail!("group {} must divide both the input channels ({channels}) and num_output ({num_output})", self.groups);
+            layer_bail!(
+                "group {} must divide both the input channels ({channels}) and num_output ({num_output})",
+                self.groups
+            );
         }
         let mut top = s[..=self.axis].to_vec();
         top[self.axis] = num_output;
@@ -165,8 +168,18 @@ impl Layer for Conv {
                 // cuDNN would run fp32 convs in TF32 (10-bit mantissa) on
                 // Ampere and later; Caffe's numbers need full fp32.
                 x.f_internal_convolution(
-                    w, bias, &g.stride, &g.pad, &g.dilation, self.transposed, &out_pad, self.groups,
-                    false, false, true, false,
+                    w,
+                    bias,
+                    &g.stride,
+                    &g.pad,
+                    &g.dilation,
+                    self.transposed,
+                    &out_pad,
+                    self.groups,
+                    false,
+                    false,
+                    true,
+                    false,
                 )?
             } else {
                 x.f_convolution(w, bias, &g.stride, &g.pad, &g.dilation, self.transposed, &out_pad, self.groups)?

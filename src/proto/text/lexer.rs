@@ -173,9 +173,7 @@ impl<'a> Lexer<'a> {
             let (el, ec) = (self.line, self.col);
             let c = match self.peek() {
                 None => return Err(self.err(line, col, "unterminated string")),
-                Some('\n') => {
-                    return Err(self.err(line, col, "unterminated string (a string cannot span lines)"))
-                }
+                Some('\n') => return Err(self.err(line, col, "unterminated string (a string cannot span lines)")),
                 Some(c) => c,
             };
             self.bump();
@@ -243,7 +241,11 @@ impl<'a> Lexer<'a> {
                                 v = v.saturating_mul(16).saturating_add(d);
                             }
                             None => {
-                                return Err(self.err(el, ec, format!("invalid escape sequence \"\\{e}\" in string: expected {len} hex digits")))
+                                return Err(self.err(
+                                    el,
+                                    ec,
+                                    format!("invalid escape sequence \"\\{e}\" in string: expected {len} hex digits"),
+                                ))
                             }
                         }
                     }
@@ -255,9 +257,7 @@ impl<'a> Lexer<'a> {
                         None => return Err(self.err(el, ec, format!("invalid Unicode escape U+{v:X} in string"))),
                     }
                 }
-                other => {
-                    return Err(self.err(el, ec, format!("invalid escape sequence \"\\{other}\" in string")))
-                }
+                other => return Err(self.err(el, ec, format!("invalid escape sequence \"\\{other}\" in string"))),
             }
         }
     }

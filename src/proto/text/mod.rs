@@ -149,8 +149,10 @@ fn check_text<'a>(bytes: &'a [u8], file: &str) -> crate::Result<&'a str> {
     let byte = bytes.get(at).copied().unwrap_or(0);
     Err(Error::Parse {
         loc: Location { file: file.to_string(), line, col },
-        msg: format!("not a text file: {} byte 0x{byte:02x} (is this a binary file?)",
-            if nul == Some(at) { "NUL" } else { "invalid UTF-8" }),
+        msg: format!(
+            "not a text file: {} byte 0x{byte:02x} (is this a binary file?)",
+            if nul == Some(at) { "NUL" } else { "invalid UTF-8" }
+        ),
     })
 }
 

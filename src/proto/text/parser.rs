@@ -4,7 +4,6 @@
 use super::lexer::{LexError, Lexer, TokKind, Token};
 use super::*;
 
-
 /// Protobuf's default recursion limit for text parsing.
 pub(super) const MAX_DEPTH: usize = 100;
 
@@ -116,7 +115,11 @@ impl<'a> Parser<'a> {
     pub(super) fn unclosed(&self, cl: &Close<'_>) -> Error {
         self.error(format!(
             "expected \"{}\" to close \"{}\" opened at {}:{}, found {}",
-            cl.delim, cl.field, cl.line, cl.col, self.found()
+            cl.delim,
+            cl.field,
+            cl.line,
+            cl.col,
+            self.found()
         ))
     }
 
@@ -159,14 +162,12 @@ impl<'a> Parser<'a> {
             if seen.contains(&field.number()) {
                 return Err(self.error_at(
                     &name_tok,
-                    format!(
-                        "non-repeated field \"{name}\" of {} is specified multiple times",
-                        desc.full_name()
-                    ),
+                    format!("non-repeated field \"{name}\" of {} is specified multiple times", desc.full_name()),
                 ));
             }
             if let Some(oneof) = field.containing_oneof() {
-                if let Some(other) = oneof.fields().find(|f| f.number() != field.number() && seen.contains(&f.number())) {
+                if let Some(other) = oneof.fields().find(|f| f.number() != field.number() && seen.contains(&f.number()))
+                {
                     return Err(self.error_at(
                         &name_tok,
                         format!(
@@ -251,7 +252,14 @@ impl<'a> Parser<'a> {
         self.skip_field_rest()
     }
 
-    pub(super) fn store(&mut self, msg: &mut DynamicMessage, field: &FieldDescriptor, v: Value, top: bool, at: &Token) -> PResult<()> {
+    pub(super) fn store(
+        &mut self,
+        msg: &mut DynamicMessage,
+        field: &FieldDescriptor,
+        v: Value,
+        top: bool,
+        at: &Token,
+    ) -> PResult<()> {
         if field.is_map() {
             let entry = match v {
                 Value::Message(m) => m,
@@ -290,7 +298,12 @@ impl<'a> Parser<'a> {
 
     /// Parses `{ ... }` or `< ... >` as the message type of `field`; `opened` is where
     /// the element began (its field name, or its brace inside a list), for error messages.
-    pub(super) fn parse_message_value(&mut self, field: &FieldDescriptor, name: &str, opened: &Token) -> PResult<Option<Value>> {
+    pub(super) fn parse_message_value(
+        &mut self,
+        field: &FieldDescriptor,
+        name: &str,
+        opened: &Token,
+    ) -> PResult<Option<Value>> {
         let kind = field.kind();
         let sub_desc = match kind.as_message() {
             Some(d) => d.clone(),
@@ -325,10 +338,9 @@ impl<'a> Parser<'a> {
             Kind::String | Kind::Bytes => {
                 let mut bytes = Vec::new();
                 if !matches!(self.cur.kind, TokKind::Str(_)) {
-                    return Err(self.error(format!(
-                        "expected string for field \"{name}\", found {} in {ty}",
-                        self.found()
-                    )));
+                    return Err(
+                        self.error(format!("expected string for field \"{name}\", found {} in {ty}", self.found()))
+                    );
                 }
                 while let TokKind::Str(b) = &self.cur.kind {
                     bytes.extend_from_slice(b);
@@ -421,10 +433,7 @@ impl<'a> Parser<'a> {
             ));
         }
         if self.cur.kind != TokKind::Int {
-            return Err(self.error(format!(
-                "expected integer for field \"{name}\", found {} in {ty}",
-                self.found()
-            )));
+            return Err(self.error(format!("expected integer for field \"{name}\", found {} in {ty}", self.found())));
         }
         let t = self.text(&self.cur);
         let limit = if neg { max as u128 + 1 } else { max as u128 };
@@ -451,9 +460,9 @@ impl<'a> Parser<'a> {
         let v = match self.cur.kind {
             TokKind::Int => {
                 if is_hex_or_octal(t) {
-                    return Err(self.error(format!(
-                        "expected a decimal number for field \"{name}\", found \"{t}\" in {ty}"
-                    )));
+                    return Err(
+                        self.error(format!("expected a decimal number for field \"{name}\", found \"{t}\" in {ty}"))
+                    );
                 }
                 match t.parse::<u64>() {
                     Ok(u) => u as f64,
@@ -468,17 +477,13 @@ impl<'a> Parser<'a> {
                 "inf" | "infinity" => f64::INFINITY,
                 "nan" => f64::NAN,
                 _ => {
-                    return Err(self.error(format!(
-                        "expected number for field \"{name}\", found {} in {ty}",
-                        self.found()
-                    )))
+                    return Err(
+                        self.error(format!("expected number for field \"{name}\", found {} in {ty}", self.found()))
+                    )
                 }
             },
             _ => {
-                return Err(self.error(format!(
-                    "expected number for field \"{name}\", found {} in {ty}",
-                    self.found()
-                )))
+                return Err(self.error(format!("expected number for field \"{name}\", found {} in {ty}", self.found())))
             }
         };
         self.advance()?;
@@ -498,7 +503,11 @@ impl<'a> Parser<'a> {
                 let t = self.text(&self.cur);
                 let n = match (&self.cur.kind, parse_uint(t)) {
                     (TokKind::Int, Some(v)) if v <= i32::MAX as u64 + neg as u64 => {
-                        if neg { -(v as i64) } else { v as i64 }
+                        if neg {
+                            -(v as i64)
+                        } else {
+                            v as i64
+                        }
                     }
                     (TokKind::Int, _) => {
                         return Err(self.error_at(&start, format!("enum number out of range for field \"{name}\"")))
@@ -632,7 +641,8 @@ impl<'a> Parser<'a> {
         match self.cur.kind {
             TokKind::Int | TokKind::Float => {}
             TokKind::Ident if !neg => {}
-            TokKind::Ident if matches!(self.text(&self.cur).to_ascii_lowercase().as_str(), "inf" | "infinity" | "nan") => {}
+            TokKind::Ident
+                if matches!(self.text(&self.cur).to_ascii_lowercase().as_str(), "inf" | "infinity" | "nan") => {}
             _ => return Err(self.error(format!("expected a value, found {}", self.found()))),
         }
         self.advance()?;
