@@ -12,5 +12,6 @@ pub mod net;
 pub mod proto;
 pub mod solver;
 pub mod tools;
+pub mod util;
 
 pub use error::{Error, Result};

@@ -263,7 +263,7 @@ fn convert_mnist_train_set_and_mean_match_caffe() {
     let out = tmp.path().join("mean.binaryproto");
     let mean = compute_image_mean::compute(&lmdb, Some(&out), Backend::Lmdb).expect("mean");
     assert_eq!(mean.count, 60000);
-    assert_eq!(caffe_tch::data::format_g6(mean.channel_means[0] as f64), "72.9403");
+    assert_eq!(caffe_tch::util::format_g(mean.channel_means[0] as f64, 6), "72.9403");
     let ours: BlobProto = binary::read_message(&out).unwrap();
     let theirs: BlobProto = binary::read_message(&caffe_ref("extra/mean/fmnist_train_mean.binaryproto")).unwrap();
     assert_eq!(binary::blob_shape(&ours), vec![1, 1, 28, 28]);
@@ -338,7 +338,10 @@ fn cli_convert_mnist_and_compute_mean() {
         (0..12).map(|i| (0..25).map(|k| ((12 * k + i) * 7 % 256) as f32).sum::<f32>() / 25.0).collect();
     assert_eq!(blob.data, expect);
     let channel = expect.iter().sum::<f32>() / 12.0;
-    assert!(log.contains(&format!("mean_value channel [0]: {}", caffe_tch::data::format_g6(channel as f64))), "{log}");
+    assert!(
+        log.contains(&format!("mean_value channel [0]: {}", caffe_tch::util::format_g(channel as f64, 6))),
+        "{log}"
+    );
     // A DB is never overwritten, and the error is one line.
     let out = Command::new(caffe).args(["convert_mnist_data"]).args([&images, &labels, &db]).output().unwrap();
     assert!(!out.status.success());
@@ -539,7 +542,7 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
     ))
     .transform_param
     .unwrap();
-    let e = Transformer::new(&tp, Phase::Train, 0).err().unwrap();
+    let e = Transformer::new(&tp, Phase::Train, 0).err().unwrap().to_string();
     assert!(e.contains("mean_file and mean_value"), "{e}");
 }
 
@@ -569,7 +572,7 @@ fn read_all(db: &Path, extra: &str, n: usize) -> (Tensor, Tensor) {
         db.display()
     ));
     let mut l = create_layer(&lp).unwrap();
-    l.setup(&[]).unwrap_or_else(|e| panic!("{}", e.0));
+    l.setup(&[]).unwrap_or_else(|e| panic!("{}", e.to_string()));
     let tops = l.forward(&ctx(Phase::Test), &[], &[]).unwrap();
     (tops[0].shallow_clone(), tops[1].shallow_clone())
 }

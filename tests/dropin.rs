@@ -126,7 +126,7 @@ fn dropin_gradient_check_both_modes() {
 #[test]
 fn dropin_shape_mismatch_suggests_resize() {
     let mut l = create_layer(&layer(GRADUAL)).unwrap();
-    let e = l.setup(&[vec![1, 3, 4, 4], vec![1, 4, 4, 4]]).err().unwrap().0;
+    let e = l.setup(&[vec![1, 3, 4, 4], vec![1, 4, 4, 4]]).err().unwrap().to_string();
     assert!(e.contains("Resize"), "{e}");
 }
 

@@ -194,7 +194,7 @@ fn hdf5_model_errors_name_the_file() {
 
 fn layer(text: &str) -> Box<dyn Layer> {
     let p = text::parse_str::<LayerParameter>(text, "test", TextOptions::default()).unwrap().message;
-    create_layer(&p).unwrap_or_else(|e| panic!("{}", e.0))
+    create_layer(&p).unwrap_or_else(|e| panic!("{}", e.to_string()))
 }
 
 fn ctx() -> Ctx {
@@ -284,11 +284,11 @@ fn hdf5_data_errors_name_layer_file_and_dataset() {
         r#"name: "h5" type: "HDF5Data" top: "data" top: "weights" hdf5_data_param {{ source: "{}" batch_size: 2 }}"#,
         list.display()
     ));
-    let e = l.setup(&[]).unwrap_err().0;
+    let e = l.setup(&[]).unwrap_err().to_string();
     assert!(e.contains("h5") && e.contains("a.h5") && e.contains("'weights'"), "{e}");
 
     let mut l = hdf5_data(tmp.path(), &["missing.h5"], 2, false);
-    let e = l.setup(&[]).unwrap_err().0;
+    let e = l.setup(&[]).unwrap_err().to_string();
     assert!(e.contains("missing.h5"), "{e}");
 }
 

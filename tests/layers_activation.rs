@@ -42,10 +42,10 @@ fn ctx(phase: Phase) -> Ctx {
 
 fn run_phase(text: &str, bottoms: &[Tensor], params: &[Tensor], phase: Phase) -> (SetupOut, Vec<Tensor>) {
     let p = lp(text);
-    let mut layer = create_layer(&p).unwrap_or_else(|e| panic!("create: {}", e.0));
+    let mut layer = create_layer(&p).unwrap_or_else(|e| panic!("create: {}", e.to_string()));
     let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.0));
-    let tops = layer.forward(&ctx(phase), bottoms, params).unwrap_or_else(|e| panic!("forward: {}", e.0));
+    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
+    let tops = layer.forward(&ctx(phase), bottoms, params).unwrap_or_else(|e| panic!("forward: {}", e.to_string()));
     (setup, tops)
 }
 
@@ -56,9 +56,9 @@ fn run(text: &str, bottoms: &[Tensor], params: &[Tensor]) -> Vec<Tensor> {
 /// The error from create or setup for these bottom shapes.
 fn setup_err(text: &str, shapes: &[Shape]) -> String {
     match create_layer(&lp(text)) {
-        Err(e) => e.0,
+        Err(e) => e.to_string(),
         Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.0,
+            Err(e) => e.to_string(),
             Ok(s) => panic!("expected a setup error, got tops {:?}", s.tops),
         },
     }

@@ -40,10 +40,10 @@ fn ctx() -> Ctx {
 /// Creates, sets up and runs a layer; returns the setup and the tops.
 fn run(text: &str, bottoms: &[Tensor], params: &[Tensor]) -> (SetupOut, Vec<Tensor>) {
     let p = lp(text);
-    let mut layer = create_layer(&p).unwrap_or_else(|e| panic!("create: {}", e.0));
+    let mut layer = create_layer(&p).unwrap_or_else(|e| panic!("create: {}", e.to_string()));
     let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.0));
-    let tops = layer.forward(&ctx(), bottoms, params).unwrap_or_else(|e| panic!("forward: {}", e.0));
+    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
+    let tops = layer.forward(&ctx(), bottoms, params).unwrap_or_else(|e| panic!("forward: {}", e.to_string()));
     (setup, tops)
 }
 
@@ -51,9 +51,9 @@ fn run(text: &str, bottoms: &[Tensor], params: &[Tensor]) -> (SetupOut, Vec<Tens
 fn setup_err(text: &str, shapes: &[Shape]) -> String {
     let p = lp(text);
     match create_layer(&p) {
-        Err(e) => e.0,
+        Err(e) => e.to_string(),
         Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.0,
+            Err(e) => e.to_string(),
             Ok(s) => panic!("expected a setup error, got tops {:?}", s.tops),
         },
     }
@@ -64,9 +64,9 @@ fn forward_err(text: &str, bottoms: &[Tensor], params: &[Tensor]) -> String {
     let p = lp(text);
     let mut layer = create_layer(&p).unwrap();
     let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.0));
+    layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
     match layer.forward(&ctx(), bottoms, params) {
-        Err(e) => e.0,
+        Err(e) => e.to_string(),
         Ok(_) => panic!("expected a forward error"),
     }
 }

@@ -259,10 +259,12 @@ fn forward_backward_on(device: Device, c: &Case, params: &[Tensor]) -> (Vec<Tens
     let to_dev = |x: &Tensor, grad: bool| x.to_device(device).detach().copy().set_requires_grad(grad);
     let b: Vec<Tensor> = c.bottoms.iter().enumerate().map(|(i, x)| to_dev(x, c.grad_bottoms.contains(&i))).collect();
     let p: Vec<Tensor> = params.iter().map(|x| to_dev(x, c.param_grads)).collect();
-    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e.0));
-    layer.setup(&b.iter().map(|x| x.size()).collect::<Vec<_>>()).unwrap_or_else(|e| panic!("{}: {}", c.text, e.0));
+    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e.to_string()));
+    layer
+        .setup(&b.iter().map(|x| x.size()).collect::<Vec<_>>())
+        .unwrap_or_else(|e| panic!("{}: {}", c.text, e.to_string()));
     let ctx = Ctx { phase: c.phase, iteration: c.iteration, device };
-    let tops = layer.forward(&ctx, &b, &p).unwrap_or_else(|e| panic!("{} on {device:?}: {}", c.text, e.0));
+    let tops = layer.forward(&ctx, &b, &p).unwrap_or_else(|e| panic!("{} on {device:?}: {}", c.text, e.to_string()));
     let mut objective = Tensor::zeros([], (Kind::Float, device));
     for top in tops.iter().filter(|top| top.is_floating_point()) {
         let w = (Tensor::arange(top.numel() as i64, (Kind::Float, device)).remainder(7.0) - 3.0).reshape(top.size());
@@ -289,9 +291,9 @@ fn forward_backward_on(device: Device, c: &Case, params: &[Tensor]) -> (Vec<Tens
 
 /// The layer's parameters, drawn once on the CPU so both devices get the same.
 fn params_for(c: &Case, seed: i64) -> Vec<Tensor> {
-    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e.0));
+    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e.to_string()));
     let shapes: Vec<Shape> = c.bottoms.iter().map(|x| x.size()).collect();
-    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("{}: {}", c.text, e.0));
+    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("{}: {}", c.text, e.to_string()));
     setup.params.iter().enumerate().map(|(i, d)| uniform(&d.shape, 0.5, 1.5, seed * 10 + i as i64)).collect()
 }
 

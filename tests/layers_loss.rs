@@ -41,10 +41,10 @@ fn ctx() -> Ctx {
 
 fn run_full(text: &str, bottoms: &[Tensor]) -> (SetupOut, Vec<Tensor>) {
     let p = lp(text);
-    let mut layer = create_layer(&p).unwrap_or_else(|e| panic!("create: {}", e.0));
+    let mut layer = create_layer(&p).unwrap_or_else(|e| panic!("create: {}", e.to_string()));
     let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.0));
-    let tops = layer.forward(&ctx(), bottoms, &[]).unwrap_or_else(|e| panic!("forward: {}", e.0));
+    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
+    let tops = layer.forward(&ctx(), bottoms, &[]).unwrap_or_else(|e| panic!("forward: {}", e.to_string()));
     (setup, tops)
 }
 
@@ -73,20 +73,20 @@ fn grads(text: &str, bottoms: &[Tensor], wrt: &[usize]) -> Vec<Tensor> {
 
 fn setup_err(text: &str, shapes: &[Shape]) -> String {
     match create_layer(&lp(text)) {
-        Err(e) => e.0,
+        Err(e) => e.to_string(),
         Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.0,
+            Err(e) => e.to_string(),
             Ok(s) => panic!("{text}: expected a setup error, got tops {:?}", s.tops),
         },
     }
 }
 
 fn forward_err(text: &str, bottoms: &[Tensor]) -> String {
-    let mut layer = create_layer(&lp(text)).unwrap_or_else(|e| panic!("create: {}", e.0));
+    let mut layer = create_layer(&lp(text)).unwrap_or_else(|e| panic!("create: {}", e.to_string()));
     let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.0));
+    layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
     match layer.forward(&ctx(), bottoms, &[]) {
-        Err(e) => e.0,
+        Err(e) => e.to_string(),
         Ok(_) => panic!("{text}: expected a forward error"),
     }
 }
@@ -278,7 +278,7 @@ fn softmax_loss_bad_inputs() {
     // A later batch with mismatched shapes is an error too, not a crash.
     let mut layer = create_layer(&lp(text)).unwrap();
     layer.setup(&[vec![2, 3], vec![2]]).unwrap();
-    let err = layer.forward(&ctx(), &[randn(&[3, 3], 1), t(&[0.0, 1.0], &[2])], &[]).err().expect("error").0;
+    let err = layer.forward(&ctx(), &[randn(&[3, 3], 1), t(&[0.0, 1.0], &[2])], &[]).err().expect("error").to_string();
     assert!(err.contains("first dimension"), "{err}");
 }
 

@@ -49,9 +49,9 @@ fn setup(lp: &LayerParameter, bottoms: &[&Tensor]) -> (Box<dyn Layer>, SetupOut)
 
 fn setup_err(lp: &LayerParameter, shapes: &[Shape]) -> String {
     match create_layer(lp) {
-        Err(e) => e.0,
+        Err(e) => e.to_string(),
         Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.0,
+            Err(e) => e.to_string(),
             Ok(_) => panic!("setup accepted bottoms {shapes:?}"),
         },
     }
@@ -608,9 +608,12 @@ fn shape_errors_are_reported() {
     let (mut layer, o) = setup(&lstm, &[&x, &cont]);
     let params = random_params(&o, 92);
     let (x4, c4) = (uniform(&[4, 2, 5], 93), Tensor::zeros([4, 2], F64));
-    let e = layer.forward(&ctx(), &[x4, c4], &params).expect_err("T change must fail").0;
+    let e = layer.forward(&ctx(), &[x4, c4], &params).expect_err("T change must fail").to_string();
     assert!(e.contains("timesteps changed"), "{e}");
-    let e = layer.forward(&ctx(), &[uniform(&[3, 2, 6], 94), cont.shallow_clone()], &params).expect_err("features").0;
+    let e = layer
+        .forward(&ctx(), &[uniform(&[3, 2, 6], 94), cont.shallow_clone()], &params)
+        .expect_err("features")
+        .to_string();
     assert!(e.contains("features"), "{e}");
     // A new number of streams is fine.
     let y = layer.forward(&ctx(), &[uniform(&[3, 5, 5], 95), Tensor::zeros([3, 5], F64)], &params).expect("new N");
@@ -703,7 +706,7 @@ fn lrcn_style_net_builds_and_backpropagates() {
     net.backward().expect("backward");
     for p in net.learnable_params() {
         let g = p.diff().abs().sum(Kind::Double).double_value(&[]);
-        assert!(g > 0.0 && g.is_finite(), "{}: gradient {g}", p.display);
+        assert!(g > 0.0 && g.is_finite(), "{}: gradient {g}", p.display());
     }
 
     // The TEST net runs without autograd.

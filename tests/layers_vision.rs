@@ -45,9 +45,9 @@ fn run(l: &LayerParameter, bottoms: &[Tensor], params: &[Tensor], phase: Phase) 
 
 fn setup_err(l: &LayerParameter, shapes: &[Vec<i64>]) -> String {
     match create_layer(l) {
-        Err(e) => e.0,
+        Err(e) => e.to_string(),
         Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.0,
+            Err(e) => e.to_string(),
             Ok(_) => panic!("setup accepted {shapes:?}"),
         },
     }

@@ -13,7 +13,7 @@ fn policy(text: &str) -> LrPolicy {
 
 fn policy_error(text: &str) -> String {
     let p = parse_str::<SolverParameter>(text, "solver", TextOptions::default()).unwrap().message;
-    LrPolicy::from_param(&p).expect_err(text)
+    LrPolicy::from_param(&p).expect_err(text).to_string()
 }
 
 fn rate(p: &LrPolicy, iter: i64) -> f64 {

@@ -223,7 +223,7 @@ fn every_net_builds_in_train_and_test() {
             let outputs = net.output_blob_names().join(",");
             let want = if phase == Phase::Train { "loss" } else { "accuracy,loss" };
             assert_eq!(outputs, want, "{} ({phase:?}) outputs", train_val.display());
-            test_shapes = net.learnable_params().iter().map(|p| (p.display.clone(), p.data.size())).collect();
+            test_shapes = net.learnable_params().iter().map(|p| (p.display().clone(), p.data.size())).collect();
         }
         // The deploy net has the train_val's learnable layers, with the same shapes.
         let deploy = model(&f, "deploy.prototxt");
@@ -232,7 +232,7 @@ fn every_net_builds_in_train_and_test() {
                 .unwrap_or_else(|e| panic!("{} ({phase:?}): {e}", deploy.display()));
             assert_eq!(net.output_blob_names(), vec!["prob"], "{}", deploy.display());
             let shapes: Vec<(String, Vec<i64>)> =
-                net.learnable_params().iter().map(|p| (p.display.clone(), p.data.size())).collect();
+                net.learnable_params().iter().map(|p| (p.display().clone(), p.data.size())).collect();
             assert_eq!(shapes, test_shapes, "{}: parameters differ from train_val's", deploy.display());
         }
     }
@@ -256,7 +256,7 @@ fn small_nets_run_forward_and_backward() {
         net.backward().unwrap_or_else(|e| panic!("{f}: backward: {e}"));
         for p in net.learnable_params() {
             let m = max_abs(&p.diff());
-            assert!(m.is_finite() && m > 0.0, "{f}: gradient of {} is {m}", p.display);
+            assert!(m.is_finite() && m > 0.0, "{f}: gradient of {} is {m}", p.display());
         }
 
         let mut test = build(&with_inputs(&param, Some(2)), Phase::Test, &f);

@@ -333,7 +333,7 @@ fn split_run_equals_straight_run() {
     let straight_tail: Vec<(i64, f32)> = straight.losses()[3..].to_vec();
     assert_eq!(resumed.losses(), &straight_tail[..], "losses after the resume");
     for (a, b) in straight.net().learnable_params().iter().zip(resumed.net().learnable_params()) {
-        assert_eq!(rel_l2(&b.data, &a.data), 0.0, "{}", a.display);
+        assert_eq!(rel_l2(&b.data, &a.data), 0.0, "{}", a.display());
     }
     for (a, b) in straight.history().iter().zip(resumed.history()) {
         assert_eq!(rel_l2(b, a), 0.0);
@@ -392,7 +392,7 @@ fn iter_size_clip_and_l1() {
             ((g * (0.5 / norm)) / 2.0 + w0.sign() * (0.0005 * p.decay_mult as f64)) * (lr * p.lr_mult as f64);
         // w0 − w1 in float keeps about 3 digits of a step this small relative to w.
         let rel = rel_l2(&(w0 - &p.data), &expected);
-        assert!(rel < 5e-3, "{}: step differs by {rel:.2e}", p.display);
+        assert!(rel < 5e-3, "{}: step differs by {rel:.2e}", p.display());
     }
 }
 

@@ -18,14 +18,14 @@ fn unknown_and_python_layers_are_clear_errors() {
     use caffe_tch::proto::caffe::LayerParameter;
     use caffe_tch::proto::text::{parse_str, TextOptions};
     let lp: LayerParameter = parse_str(r#"name: "x" type: "Frobnicate""#, "t", TextOptions::default()).unwrap().message;
-    let e = caffe_tch::layers::create_layer(&lp).err().unwrap().0;
+    let e = caffe_tch::layers::create_layer(&lp).err().unwrap().to_string();
     assert!(e.starts_with("Unknown layer type: Frobnicate (known types: "), "{e}");
     assert!(e.contains("Convolution") && e.contains("DropIn"), "{e}");
     let lp: LayerParameter =
         parse_str(r#"name: "py" type: "Python" python_param { module: "m" layer: "L" }"#, "t", TextOptions::default())
             .unwrap()
             .message;
-    let e = caffe_tch::layers::create_layer(&lp).err().unwrap().0;
+    let e = caffe_tch::layers::create_layer(&lp).err().unwrap().to_string();
     assert_eq!(e, "Python layers are not supported: layer py (m.L)");
 }
 

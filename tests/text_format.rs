@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use caffe_tch::error::{Error, Location};
 use caffe_tch::proto::caffe::{BlobProto, BlobShape, Datum, LayerParameter, NetParameter, SolverParameter};
-use caffe_tch::proto::print::{format_double, format_float, format_g, to_text, to_text_dynamic};
+use caffe_tch::proto::print::{format_double, format_float, to_text, to_text_dynamic};
 use caffe_tch::proto::text::{parse_dynamic, parse_str, read_file, Parsed, TextOptions};
 use caffe_tch::proto::{descriptor_of, pool};
+use caffe_tch::util::format_g;
 
 const STRICT: TextOptions = TextOptions { lenient: false };
 const LENIENT: TextOptions = TextOptions { lenient: true };

@@ -67,8 +67,8 @@ fn setup_seeded(text: &str, seed: Option<i64>) -> Box<dyn Layer> {
         tch::manual_seed(seed);
     }
     let lp = parse_str::<LayerParameter>(text, "test", TextOptions::default()).expect("layer text").message;
-    let mut l = create_layer(&lp).unwrap_or_else(|e| panic!("{}", e.0));
-    l.setup(&[]).unwrap_or_else(|e| panic!("{}", e.0));
+    let mut l = create_layer(&lp).unwrap_or_else(|e| panic!("{}", e.to_string()));
+    l.setup(&[]).unwrap_or_else(|e| panic!("{}", e.to_string()));
     l
 }
 
@@ -78,7 +78,7 @@ fn setup(text: &str) -> Box<dyn Layer> {
 
 fn forward(l: &mut Box<dyn Layer>) -> (Tensor, Vec<f32>) {
     let ctx = Ctx { phase: Phase::Train, iteration: i64::MAX, device: Device::Cpu };
-    let tops = l.forward(&ctx, &[], &[]).unwrap_or_else(|e| panic!("{}", e.0));
+    let tops = l.forward(&ctx, &[], &[]).unwrap_or_else(|e| panic!("{}", e.to_string()));
     let labels = Vec::<f32>::try_from(tops[1].to_kind(Kind::Float)).unwrap();
     (tops[0].shallow_clone(), labels)
 }

@@ -5,6 +5,7 @@ use prost::Message;
 
 use super::image::{self, ColorMode, Image};
 use crate::proto::caffe::Datum;
+use crate::{Error, Result};
 
 /// The pixel values of a sample, as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,15 +46,16 @@ impl Sample {
 
 /// Parses a record's bytes as a Datum. The error says what is wrong, without
 /// the source or key (the caller adds them).
-pub fn parse(bytes: &[u8]) -> Result<Datum, String> {
-    Datum::decode(bytes)
-        .map_err(|e| format!("not a valid Datum (truncated or corrupt record, {} bytes): {e}", bytes.len()))
+pub fn parse(bytes: &[u8]) -> Result<Datum> {
+    Datum::decode(bytes).map_err(|e| {
+        Error::data(format!("not a valid Datum (truncated or corrupt record, {} bytes): {e}", bytes.len()))
+    })
 }
 
 /// Caffe's colour choice for encoded records: `force_color` / `force_gray`, else as stored.
-pub fn color_mode(force_color: bool, force_gray: bool) -> Result<ColorMode, String> {
+pub fn color_mode(force_color: bool, force_gray: bool) -> Result<ColorMode> {
     match (force_color, force_gray) {
-        (true, true) => Err("cannot set both force_color and force_gray".into()),
+        (true, true) => Err(Error::data("cannot set both force_color and force_gray")),
         (true, false) => Ok(ColorMode::Color),
         (false, true) => Ok(ColorMode::Gray),
         (false, false) => Ok(ColorMode::Native),
@@ -62,34 +64,35 @@ pub fn color_mode(force_color: bool, force_gray: bool) -> Result<ColorMode, Stri
 
 /// Decodes a Datum's pixels: encoded bytes through the image decoder, raw bytes
 /// or floats checked against channels×height×width.
-pub fn decode(datum: Datum, mode: ColorMode) -> Result<Sample, String> {
+pub fn decode(datum: Datum, mode: ColorMode) -> Result<Sample> {
     let label = datum.label() as f32;
     if datum.encoded() {
         let bytes = datum.data.unwrap_or_default();
-        let img = image::decode(&bytes, mode).map_err(|e| format!("encoded Datum does not decode: {e}"))?;
+        let img =
+            image::decode(&bytes, mode).map_err(|e| Error::data(format!("encoded Datum does not decode: {e}")))?;
         return Ok(Sample::from_image(img, label));
     }
     let (c, h, w) = (datum.channels(), datum.height(), datum.width());
     if c <= 0 || h <= 0 || w <= 0 {
-        return Err(format!("Datum has shape {c}×{h}×{w}; channels, height and width must be positive"));
+        return Err(Error::data(format!("Datum has shape {c}×{h}×{w}; channels, height and width must be positive")));
     }
     let (c, h, w) = (c as usize, h as usize, w as usize);
     let need = c * h * w;
     let data = datum.data.unwrap_or_default();
     let values = if !data.is_empty() {
         if data.len() != need {
-            return Err(format!(
+            return Err(Error::data(format!(
                 "Datum holds {} data bytes but {c}×{h}×{w} needs {need} (truncated record?)",
                 data.len()
-            ));
+            )));
         }
         Values::U8(data)
     } else {
         if datum.float_data.len() != need {
-            return Err(format!(
+            return Err(Error::data(format!(
                 "Datum holds {} float_data values but {c}×{h}×{w} needs {need} (truncated record?)",
                 datum.float_data.len()
-            ));
+            )));
         }
         Values::F32(datum.float_data)
     };
@@ -97,7 +100,7 @@ pub fn decode(datum: Datum, mode: ColorMode) -> Result<Sample, String> {
 }
 
 /// Parses and decodes in one step.
-pub fn parse_and_decode(bytes: &[u8], mode: ColorMode) -> Result<Sample, String> {
+pub fn parse_and_decode(bytes: &[u8], mode: ColorMode) -> Result<Sample> {
     decode(parse(bytes)?, mode)
 }
 

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use heed::types::Bytes;
 use heed::{EnvFlags, EnvOpenOptions, WithoutTls};
-use once_cell::sync::Lazy;
+use std::sync::LazyLock;
 
 use crate::proto::caffe::data_parameter::Db as ProtoDb;
 use crate::{info, warn, Error, Result};
@@ -42,7 +42,7 @@ impl Backend {
         match name {
             "lmdb" => Ok(Backend::Lmdb),
             "leveldb" => Ok(Backend::LevelDb),
-            other => Err(Error::msg(format!("unknown database backend '{other}' (use lmdb or leveldb)"))),
+            other => Err(Error::invalid(format!("unknown database backend '{other}' (use lmdb or leveldb)"))),
         }
     }
 
@@ -74,7 +74,7 @@ impl Backend {
 }
 
 fn data_err(msg: String) -> Error {
-    Error::Data { msg }
+    Error::Data(msg)
 }
 
 /// Shows a key as text when it is printable (Caffe's keys are), else as hex.
@@ -145,8 +145,8 @@ pub fn open_cursor(path: &Path, backend: Backend) -> Result<Box<dyn Cursor>> {
 
 /// heed refuses to open one environment twice in a process; readers of the same
 /// folder (a train and a test net, two tests) share one through this table.
-static LMDB_ENVS: Lazy<Mutex<HashMap<PathBuf, (heed::Env<WithoutTls>, usize)>>> =
-    Lazy::new(|| Mutex::new(HashMap::new()));
+static LMDB_ENVS: LazyLock<Mutex<HashMap<PathBuf, (heed::Env<WithoutTls>, usize)>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 struct SharedEnv {
     env: heed::Env<WithoutTls>,
@@ -156,7 +156,7 @@ struct SharedEnv {
 impl SharedEnv {
     fn open(path: &Path) -> Result<SharedEnv> {
         let key = path.canonicalize().map_err(|e| Error::io(path, e))?;
-        let mut table = LMDB_ENVS.lock().map_err(|_| Error::msg("LMDB environment table poisoned"))?;
+        let mut table = LMDB_ENVS.lock().map_err(|_| Error::invalid("LMDB environment table poisoned"))?;
         if let Some((env, users)) = table.get_mut(&key) {
             *users += 1;
             return Ok(SharedEnv { env: env.clone(), key });

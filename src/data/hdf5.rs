@@ -1,7 +1,8 @@
 //! Caffe's HDF5 conventions (util/hdf5.cpp), shared by the HDF5 data layers and
 //! the HDF5 snapshots: N-D float datasets, one-element int datasets and
-//! fixed-length string datasets. Errors are plain strings naming the dataset;
+//! fixed-length string datasets. Errors name the dataset;
 //! callers add the file and the layer.
+use crate::{Error, Result};
 use ::hdf5::types::{FixedAscii, TypeDescriptor};
 use ::hdf5::{Dataset, Group};
 
@@ -10,35 +11,35 @@ pub use ::hdf5::File;
 /// The longest string `read_string` returns (Caffe's learned_net paths).
 const MAX_STRING: usize = 4096;
 
-fn err(name: &str, what: &str, e: impl std::fmt::Display) -> String {
-    format!("dataset '{name}': {what}: {e}")
+fn err(name: &str, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::data(format!("dataset '{name}': {what}: {e}"))
 }
 
 /// Opens an existing file for reading.
-pub fn open(path: &std::path::Path) -> Result<File, String> {
-    File::open(path).map_err(|e| format!("cannot open HDF5 file {}: {e}", path.display()))
+pub fn open(path: &std::path::Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::data(format!("cannot open HDF5 file {}: {e}", path.display())))
 }
 
 /// Creates (truncates) a file for writing.
-pub fn create(path: &std::path::Path) -> Result<File, String> {
-    File::create(path).map_err(|e| format!("cannot create HDF5 file {}: {e}", path.display()))
+pub fn create(path: &std::path::Path) -> Result<File> {
+    File::create(path).map_err(|e| Error::data(format!("cannot create HDF5 file {}: {e}", path.display())))
 }
 
-fn dataset(group: &Group, name: &str) -> Result<Dataset, String> {
+fn dataset(group: &Group, name: &str) -> Result<Dataset> {
     if !group.link_exists(name) {
-        return Err(format!("dataset '{name}' is missing"));
+        return Err(Error::data(format!("dataset '{name}' is missing")));
     }
     group.dataset(name).map_err(|e| err(name, "cannot open", e))
 }
 
 /// A numeric dataset as (shape, values in f32). Caffe reads float and double
 /// datasets (and, since 2017, integers); anything else is an error.
-pub fn read_f32(group: &Group, name: &str) -> Result<(Vec<i64>, Vec<f32>), String> {
+pub fn read_f32(group: &Group, name: &str) -> Result<(Vec<i64>, Vec<f32>)> {
     let ds = dataset(group, name)?;
     let dtype = ds.dtype().and_then(|t| t.to_descriptor()).map_err(|e| err(name, "unreadable type", e))?;
     match dtype {
         TypeDescriptor::Float(_) | TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {}
-        other => return Err(format!("dataset '{name}' holds {other}, not numbers")),
+        other => return Err(Error::data(format!("dataset '{name}' holds {other}, not numbers"))),
     }
     let shape: Vec<i64> = ds.shape().iter().map(|&d| d as i64).collect();
     let values = ds
@@ -51,7 +52,7 @@ pub fn read_f32(group: &Group, name: &str) -> Result<(Vec<i64>, Vec<f32>), Strin
 
 /// Writes an f32 dataset of `shape` (Caffe's hdf5_save_nd_dataset), replacing
 /// one of the same name.
-pub fn write_f32(group: &Group, name: &str, shape: &[i64], values: &[f32]) -> Result<(), String> {
+pub fn write_f32(group: &Group, name: &str, shape: &[i64], values: &[f32]) -> Result<()> {
     if group.link_exists(name) {
         group.unlink(name).map_err(|e| err(name, "cannot replace", e))?;
     }
@@ -61,25 +62,25 @@ pub fn write_f32(group: &Group, name: &str, shape: &[i64], values: &[f32]) -> Re
 }
 
 /// Caffe's hdf5_save_int: a 1-element int32 dataset.
-pub fn write_int(group: &Group, name: &str, value: i32) -> Result<(), String> {
+pub fn write_int(group: &Group, name: &str, value: i32) -> Result<()> {
     let ds = group.new_dataset::<i32>().shape([1]).create(name).map_err(|e| err(name, "cannot create", e))?;
     ds.write_raw(&[value][..]).map_err(|e| err(name, "cannot write", e))
 }
 
 /// Caffe's hdf5_load_int: the one value of an integer dataset.
-pub fn read_int(group: &Group, name: &str) -> Result<i32, String> {
+pub fn read_int(group: &Group, name: &str) -> Result<i32> {
     let ds = dataset(group, name)?;
     let v = ds.read_raw::<i32>().map_err(|e| err(name, "cannot read an int", e))?;
     match v.as_slice() {
         [x] => Ok(*x),
-        _ => Err(format!("dataset '{name}' holds {} values, expected one int", v.len())),
+        _ => Err(Error::data(format!("dataset '{name}' holds {} values, expected one int", v.len()))),
     }
 }
 
 /// Caffe's hdf5_save_string: a scalar fixed-length string of len+1 bytes.
-pub fn write_string(group: &Group, name: &str, value: &str) -> Result<(), String> {
+pub fn write_string(group: &Group, name: &str, value: &str) -> Result<()> {
     if value.len() >= MAX_STRING {
-        return Err(format!("dataset '{name}': string of {} bytes is too long", value.len()));
+        return Err(Error::data(format!("dataset '{name}': string of {} bytes is too long", value.len())));
     }
     let text =
         FixedAscii::<MAX_STRING>::from_ascii(value.as_bytes()).map_err(|e| err(name, "not an ASCII string", e))?;
@@ -92,7 +93,7 @@ pub fn write_string(group: &Group, name: &str, value: &str) -> Result<(), String
 }
 
 /// Caffe's hdf5_load_string.
-pub fn read_string(group: &Group, name: &str) -> Result<String, String> {
+pub fn read_string(group: &Group, name: &str) -> Result<String> {
     let ds = dataset(group, name)?;
     let text = ds
         .as_reader()
@@ -103,19 +104,19 @@ pub fn read_string(group: &Group, name: &str) -> Result<String, String> {
 }
 
 /// The member names of a group, in the file's (name) order.
-pub fn members(group: &Group) -> Result<Vec<String>, String> {
-    group.member_names().map_err(|e| format!("cannot list group {}: {e}", group.name()))
+pub fn members(group: &Group) -> Result<Vec<String>> {
+    group.member_names().map_err(|e| Error::data(format!("cannot list group {}: {e}", group.name())))
 }
 
 /// Opens a subgroup.
-pub fn group(parent: &Group, name: &str) -> Result<Group, String> {
+pub fn group(parent: &Group, name: &str) -> Result<Group> {
     if !parent.link_exists(name) {
-        return Err(format!("group '{name}' is missing"));
+        return Err(Error::data(format!("group '{name}' is missing")));
     }
-    parent.group(name).map_err(|e| format!("cannot open group '{name}': {e}"))
+    parent.group(name).map_err(|e| Error::data(format!("cannot open group '{name}': {e}")))
 }
 
 /// Creates a subgroup.
-pub fn create_group(parent: &Group, name: &str) -> Result<Group, String> {
-    parent.create_group(name).map_err(|e| format!("cannot create group '{name}': {e}"))
+pub fn create_group(parent: &Group, name: &str) -> Result<Group> {
+    parent.create_group(name).map_err(|e| Error::data(format!("cannot create group '{name}': {e}")))
 }

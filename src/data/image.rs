@@ -5,6 +5,7 @@
 //! order) and mean files follow it, so decoding here swaps RGB to BGR.
 use std::path::Path;
 
+use crate::{Error, Result};
 use image::{DynamicImage, ImageEncoder, ImageFormat};
 
 /// How to decode: as stored (OpenCV's IMREAD_ANYCOLOR: grey stays one channel,
@@ -33,16 +34,16 @@ fn gray_of(r: u8, g: u8, b: u8) -> u8 {
 
 /// Decodes PNG or JPEG bytes. Anything else (or a corrupt file) is an error
 /// saying what the bytes look like.
-pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image, String> {
+pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     let format = image::guess_format(bytes).map_err(|_| {
         let head: String = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("not a PNG or JPEG image ({} bytes, starting {head})", bytes.len())
+        Error::data(format!("not a PNG or JPEG image ({} bytes, starting {head})", bytes.len()))
     })?;
     if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
-        return Err(format!("{format:?} images are not supported (only PNG and JPEG)"));
+        return Err(Error::data(format!("{format:?} images are not supported (only PNG and JPEG)")));
     }
-    let img =
-        image::load_from_memory_with_format(bytes, format).map_err(|e| format!("corrupt {format:?} image: {e}"))?;
+    let img = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| Error::data(format!("corrupt {format:?} image: {e}")))?;
     Ok(from_dynamic(&img, mode))
 }
 
@@ -74,10 +75,11 @@ fn from_dynamic(img: &DynamicImage, mode: ColorMode) -> Image {
 
 /// Reads an image file like Caffe's `ReadImageToCVMat`: colour or grey, then
 /// resized to `new_height`×`new_width` when both are positive.
-pub fn read_file(path: &Path, new_height: usize, new_width: usize, is_color: bool) -> Result<Image, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("could not open or find file {}: {e}", path.display()))?;
+pub fn read_file(path: &Path, new_height: usize, new_width: usize, is_color: bool) -> Result<Image> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::data(format!("could not open or find file {}: {e}", path.display())))?;
     let img = decode(&bytes, if is_color { ColorMode::Color } else { ColorMode::Gray })
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| Error::data(format!("{}: {e}", path.display())))?;
     Ok(if new_height > 0 && new_width > 0 { resize(&img, new_height, new_width) } else { img })
 }
 
@@ -119,7 +121,7 @@ pub fn resize(img: &Image, new_height: usize, new_width: usize) -> Image {
 }
 
 /// Encodes as PNG or JPEG (quality 95, OpenCV's default), from BGR planes.
-pub fn encode(img: &Image, format: &str) -> Result<Vec<u8>, String> {
+pub fn encode(img: &Image, format: &str) -> Result<Vec<u8>> {
     let plane = img.height * img.width;
     let (color, pixels) = match img.channels {
         1 => (image::ExtendedColorType::L8, img.data.clone()),
@@ -130,7 +132,7 @@ pub fn encode(img: &Image, format: &str) -> Result<Vec<u8>, String> {
             }
             (image::ExtendedColorType::Rgb8, rgb)
         }
-        c => return Err(format!("cannot encode a {c}-channel image (1 or 3 channels)")),
+        c => return Err(Error::data(format!("cannot encode a {c}-channel image (1 or 3 channels)"))),
     };
     let mut out = Vec::new();
     let (w, h) = (img.width as u32, img.height as u32);
@@ -139,9 +141,9 @@ pub fn encode(img: &Image, format: &str) -> Result<Vec<u8>, String> {
         "jpg" | "jpeg" => {
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).write_image(&pixels, w, h, color)
         }
-        other => return Err(format!("unknown encode_type '{other}' (use png or jpg)")),
+        other => return Err(Error::data(format!("unknown encode_type '{other}' (use png or jpg)"))),
     }
-    .map_err(|e| format!("encoding {format}: {e}"))?;
+    .map_err(|e| Error::data(format!("encoding {format}: {e}")))?;
     Ok(out)
 }
 
@@ -153,4 +155,37 @@ pub fn extension_matches(file: &str, encoding: &str) -> bool {
     };
     let norm = |s: &str| if s == "jpeg" { "jpg".to_string() } else { s.to_string() };
     norm(&ext) == norm(&encoding.to_ascii_lowercase())
+}
+/// Reads Caffe's list-file format: `path label` per line (the label after the last space).
+pub fn read_image_list(list: &Path) -> Result<Vec<(String, i32)>> {
+    let text =
+        std::fs::read_to_string(list).map_err(|e| Error::data(format!("image list '{}': {e}", list.display())))?;
+    let mut lines = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        match line.rfind(' ') {
+            Some(pos) => lines.push((line[..pos].to_string(), atoi(&line[pos + 1..]))),
+            None => lines.push((line.to_string(), 0)),
+        }
+    }
+    Ok(lines)
+}
+
+/// C's `atoi`: optional spaces and sign, then digits up to the first non-digit.
+fn atoi(s: &str) -> i32 {
+    let s = s.trim_start();
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut v: i64 = 0;
+    for b in digits.bytes().take_while(|b| b.is_ascii_digit()) {
+        v = (v * 10 + (b - b'0') as i64).min(i32::MAX as i64 + 1);
+    }
+    let v = if neg { -v } else { v };
+    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }

@@ -14,9 +14,9 @@ use rand::{Rng, SeedableRng};
 
 use super::datum::{color_mode, Sample, Values};
 use super::image::ColorMode;
-use crate::info;
 use crate::proto::binary;
 use crate::proto::caffe::{BlobProto, Phase, TransformationParameter};
+use crate::{info, Error, Result};
 
 /// A mean image from a `.binaryproto`.
 #[derive(Debug, Clone)]
@@ -30,17 +30,19 @@ pub struct MeanImage {
 
 impl MeanImage {
     /// Reads a mean file: a BlobProto of shape 1×C×H×W (Caffe's legacy fields or `shape`), or C×H×W.
-    pub fn load(path: &Path) -> Result<MeanImage, String> {
+    pub fn load(path: &Path) -> Result<MeanImage> {
         let file = path.display().to_string();
-        let blob: BlobProto = binary::read_message(path).map_err(|e| format!("mean_file {e}"))?;
-        binary::check_blob(&blob, path, "mean blob").map_err(|e| format!("mean_file {e}"))?;
+        let blob: BlobProto = binary::read_message(path).map_err(|e| Error::data(format!("mean_file {e}")))?;
+        binary::check_blob(&blob, path, "mean blob").map_err(|e| Error::data(format!("mean_file {e}")))?;
         let shape = binary::blob_shape(&blob);
         let (c, h, w) = match shape.as_slice() {
             [_, c, h, w] | [c, h, w] => (*c, *h, *w),
-            other => return Err(format!("mean_file '{file}': a mean blob is 1×C×H×W, got shape {other:?}")),
+            other => {
+                return Err(Error::data(format!("mean_file '{file}': a mean blob is 1×C×H×W, got shape {other:?}")))
+            }
         };
         if c <= 0 || h <= 0 || w <= 0 {
-            return Err(format!("mean_file '{file}': empty mean blob of shape {shape:?}"));
+            return Err(Error::data(format!("mean_file '{file}': empty mean blob of shape {shape:?}")));
         }
         let (channels, height, width) = (c as usize, h as usize, w as usize);
         let mut data = binary::blob_data_f32(&blob);
@@ -68,11 +70,11 @@ impl Transformer {
     }
 
     /// Builds the transformer, reading `mean_file` if given.
-    pub fn new(p: &TransformationParameter, phase: Phase, seed: u64) -> Result<Transformer, String> {
+    pub fn new(p: &TransformationParameter, phase: Phase, seed: u64) -> Result<Transformer> {
         let mean = match &p.mean_file {
             Some(f) => {
                 if !p.mean_value.is_empty() {
-                    return Err("cannot specify mean_file and mean_value at the same time".into());
+                    return Err(Error::data("cannot specify mean_file and mean_value at the same time"));
                 }
                 info!("data_transformer.cpp:25", "Loading mean file from: {f}");
                 Some(MeanImage::load(Path::new(f))?)
@@ -102,25 +104,27 @@ impl Transformer {
 
     /// The C×H×W shape a `channels`×`height`×`width` input transforms to,
     /// after checking it against the crop and the mean.
-    pub fn output_shape(&self, channels: usize, height: usize, width: usize) -> Result<[usize; 3], String> {
+    pub fn output_shape(&self, channels: usize, height: usize, width: usize) -> Result<[usize; 3]> {
         if channels == 0 {
-            return Err("the image has no channels".into());
+            return Err(Error::data("the image has no channels"));
         }
         let crop = self.crop_size;
         if crop > 0 && (height < crop || width < crop) {
-            return Err(format!("crop_size {crop} is larger than the {height}×{width} image"));
+            return Err(Error::data(format!("crop_size {crop} is larger than the {height}×{width} image")));
         }
         if let Some(m) = &self.mean {
             if (m.channels, m.height, m.width) != (channels, height, width) {
-                return Err(format!(
+                return Err(Error::data(format!(
                     "the image is {channels}×{height}×{width} but mean_file '{}' is {}×{}×{} (channels×height×width must match)",
                     m.file, m.channels, m.height, m.width
-                ));
+                )));
             }
         }
         let n = self.mean_values.len();
         if n > 1 && n != channels {
-            return Err(format!("{n} mean_value(s) given for a {channels}-channel image (give 1, or one per channel)"));
+            return Err(Error::data(format!(
+                "{n} mean_value(s) given for a {channels}-channel image (give 1, or one per channel)"
+            )));
         }
         Ok(if crop > 0 { [channels, crop, crop] } else { [channels, height, width] })
     }
@@ -131,16 +135,16 @@ impl Transformer {
     }
 
     /// Transforms one sample into `out` (its C×H'×W' floats).
-    pub fn transform(&mut self, s: &Sample, out: &mut [f32]) -> Result<(), String> {
+    pub fn transform(&mut self, s: &Sample, out: &mut [f32]) -> Result<()> {
         let [c_out, h_out, w_out] = self.output_shape(s.channels, s.height, s.width)?;
         if out.len() != c_out * h_out * w_out {
-            return Err(format!(
+            return Err(Error::data(format!(
                 "this {}×{}×{} image gives {c_out}×{h_out}×{w_out} values but the batch holds {} per item (images in one batch must share a size)",
                 s.channels,
                 s.height,
                 s.width,
                 out.len()
-            ));
+            )));
         }
         let do_mirror = self.mirror && self.rand(2) != 0;
         let (mut h_off, mut w_off) = (0, 0);

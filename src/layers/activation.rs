@@ -3,20 +3,20 @@
 //!
 //! Backward is autograd; each forward is written so that its gradient is
 //! Caffe's Backward_cpu, including at the kinks (x == 0 takes Caffe's branch).
+use crate::Result;
 use tch::Tensor;
 
-use super::registry::LayerInfo;
-use super::{check_bottoms, Ctx, Layer, LayerResult, ParamDecl, SetupOut, Shape};
-use crate::layer_bail;
+use super::{check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
 use crate::proto::caffe::{FillerParameter, LayerParameter};
 
-const FAMILY: &str = "activation.rs";
 const GRAD_TESTS: &str = "gradient check, numeric tests (tests/layers_activation.rs)";
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "ReLU",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "negative_slope",
         tests: "parity (lenet, cifar10, resnet_small), gradient check, numeric tests (tests/layers_activation.rs)",
         create: |p| {
@@ -25,14 +25,14 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     });
     r.push(LayerInfo {
         type_name: "PReLU",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "channel_shared, filler (default constant 0.25)",
         tests: "gradient check (bottom and slopes), numeric tests (tests/layers_activation.rs)",
         create: |p| Ok(Box::new(PReLU::new(p))),
     });
     r.push(LayerInfo {
         type_name: "ELU",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "alpha",
         tests: GRAD_TESTS,
         create: |p| {
@@ -43,40 +43,40 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     });
     r.push(LayerInfo {
         type_name: "Sigmoid",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "(engine ignored)",
         tests: GRAD_TESTS,
         create: |_| Ok(Box::new(Elementwise::new(Op::Sigmoid))),
     });
     r.push(LayerInfo {
         type_name: "TanH",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "(engine ignored)",
         tests: GRAD_TESTS,
         create: |_| Ok(Box::new(Elementwise::new(Op::TanH))),
     });
     r.push(LayerInfo {
         type_name: "AbsVal",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "(none; in-place rejected as in Caffe)",
         tests: GRAD_TESTS,
         create: |p| {
             if !p.top.is_empty() && p.top.first() == p.bottom.first() {
-                layer_bail!("AbsVal Layer does not allow in-place computation");
+                bail!("AbsVal Layer does not allow in-place computation");
             }
             Ok(Box::new(Elementwise::new(Op::AbsVal)))
         },
     });
     r.push(LayerInfo {
         type_name: "BNLL",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "(none)",
         tests: GRAD_TESTS,
         create: |_| Ok(Box::new(Elementwise::new(Op::Bnll))),
     });
     r.push(LayerInfo {
         type_name: "Power",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "power, scale, shift",
         tests: GRAD_TESTS,
         create: |p| {
@@ -90,21 +90,21 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     });
     r.push(LayerInfo {
         type_name: "Exp",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "base (-1 = e), scale, shift",
         tests: GRAD_TESTS,
         create: |p| Ok(Box::new(Elementwise::new(exp_op(p)?))),
     });
     r.push(LayerInfo {
         type_name: "Log",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "base (-1 = e), scale, shift",
         tests: GRAD_TESTS,
         create: |p| Ok(Box::new(Elementwise::new(log_op(p)?))),
     });
     r.push(LayerInfo {
         type_name: "Threshold",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "threshold (no gradient: Caffe has no backward)",
         tests: "numeric tests (tests/layers_activation.rs)",
         create: |p| {
@@ -114,14 +114,14 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     });
     r.push(LayerInfo {
         type_name: "Dropout",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "dropout_ratio, scale_train (caffe-tch extension, default true)",
         tests: "gradient check (TRAIN, fixed seed), TRAIN/TEST numeric tests (tests/layers_activation.rs)",
         create: |p| Ok(Box::new(Dropout::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Clip",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "min, max",
         tests: GRAD_TESTS,
         create: |p| {
@@ -131,7 +131,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     });
     r.push(LayerInfo {
         type_name: "Swish",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "beta",
         tests: GRAD_TESTS,
         create: |p| {
@@ -143,7 +143,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
 }
 
 /// Shapes pass through unchanged (one bottom, one top).
-pub fn same_shape(bottoms: &[Shape]) -> LayerResult<SetupOut> {
+pub fn same_shape(bottoms: &[Shape]) -> Result<SetupOut> {
     check_bottoms(bottoms, 1, 1)?;
     Ok(SetupOut { tops: vec![bottoms[0].clone()], params: vec![] })
 }
@@ -153,10 +153,10 @@ pub struct ReLU {
 }
 
 impl Layer for ReLU {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         same_shape(bottoms)
     }
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         if self.slope == 0.0 {
             return Ok(vec![x.f_relu()?]);
@@ -205,21 +205,21 @@ enum Op {
 }
 
 /// ln(base), with Caffe's rule that base -1 means e; other bases must be > 0.
-fn ln_base(base: f32) -> LayerResult<f64> {
+fn ln_base(base: f32) -> Result<f64> {
     if base == -1.0 {
         return Ok(1.0);
     }
     if base.is_nan() || base <= 0.0 {
-        layer_bail!("base must be strictly positive (or -1 for e), got {base}");
+        bail!("base must be strictly positive (or -1 for e), got {base}");
     }
     let l = (base as f64).ln();
     if !l.is_finite() {
-        layer_bail!("log(base) = log({base}) is not finite");
+        bail!("log(base) = log({base}) is not finite");
     }
     Ok(l)
 }
 
-fn exp_op(p: &LayerParameter) -> LayerResult<Op> {
+fn exp_op(p: &LayerParameter) -> Result<Op> {
     let q = p.exp_param.clone().unwrap_or_default();
     let log_base = ln_base(q.base())?;
     let (scale, shift) = (q.scale() as f64, q.shift() as f64);
@@ -227,12 +227,12 @@ fn exp_op(p: &LayerParameter) -> LayerResult<Op> {
     Ok(Op::Exp { inner: log_base * scale, outer })
 }
 
-fn log_op(p: &LayerParameter) -> LayerResult<Op> {
+fn log_op(p: &LayerParameter) -> Result<Op> {
     let q = p.log_param.clone().unwrap_or_default();
     let log_base = ln_base(q.base())?;
     let base_scale = 1.0 / log_base;
     if !base_scale.is_finite() {
-        layer_bail!("1 / log(base) is not finite for base {}", q.base());
+        bail!("1 / log(base) is not finite for base {}", q.base());
     }
     Ok(Op::Log { base_scale, scale: q.scale() as f64, shift: q.shift() as f64 })
 }
@@ -249,11 +249,11 @@ impl Elementwise {
 }
 
 impl Layer for Elementwise {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         same_shape(bottoms)
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let y = match self.op {
             Op::Sigmoid => x.f_sigmoid()?,
@@ -338,27 +338,27 @@ impl PReLU {
 }
 
 impl Layer for PReLU {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         let s = &bottoms[0];
         if s.len() < 2 {
-            layer_bail!("Number of axes of bottom blob must be >=2, got shape {s:?}");
+            bail!("Number of axes of bottom blob must be >=2, got shape {s:?}");
         }
         self.channels = s[1];
         let shape = if self.channel_shared { vec![] } else { vec![self.channels] };
         Ok(SetupOut { tops: vec![s.clone()], params: vec![ParamDecl::new(shape, self.filler.clone())] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let s = x.size();
         if s.len() < 2 {
-            layer_bail!("Number of axes of bottom blob must be >=2, got shape {s:?}");
+            bail!("Number of axes of bottom blob must be >=2, got shape {s:?}");
         }
-        let Some(a) = params.first() else { layer_bail!("PReLU needs its slope blob") };
+        let Some(a) = params.first() else { bail!("PReLU needs its slope blob") };
         let slope = if self.channel_shared {
             if a.numel() != 1 {
-                layer_bail!(
+                bail!(
                     "Negative slope size is inconsistent with prototxt config: {} values, channel_shared needs 1",
                     a.numel()
                 );
@@ -366,7 +366,7 @@ impl Layer for PReLU {
             a.f_reshape([] as [i64; 0])?
         } else {
             if a.numel() as i64 != s[1] {
-                layer_bail!(
+                bail!(
                     "Negative slope size is inconsistent with prototxt config: {} values for {} channels",
                     a.numel(),
                     s[1]
@@ -391,23 +391,23 @@ pub struct Dropout {
 }
 
 impl Dropout {
-    fn new(lp: &LayerParameter) -> LayerResult<Self> {
+    fn new(lp: &LayerParameter) -> Result<Self> {
         let p = lp.dropout_param.clone().unwrap_or_default();
         let ratio = p.dropout_ratio() as f64;
         // Caffe only DCHECKs 0 < ratio < 1; ratio 1 would give 0·∞ = NaN in its release builds.
         if !(0.0..1.0).contains(&ratio) {
-            layer_bail!("dropout_ratio must be in [0, 1), got {ratio}");
+            bail!("dropout_ratio must be in [0, 1), got {ratio}");
         }
         Ok(Dropout { ratio, scale_train: p.scale_train() })
     }
 }
 
 impl Layer for Dropout {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         same_shape(bottoms)
     }
 
-    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let keep = 1.0 - self.ratio;
         if !ctx.train() {

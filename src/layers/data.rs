@@ -10,6 +10,7 @@
 //!
 //! HDF5Data/HDF5Output live in hdf5.rs; WindowData (window_data.rs) reuses the
 //! prefetching machinery below.
+use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
@@ -19,33 +20,33 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
-use super::registry::LayerInfo;
-use super::{filler, Ctx, Layer, LayerError, LayerResult, SetupOut, Shape};
+use super::{filler, Ctx, Layer, SetupOut, Shape};
 use crate::data::datum::{self, Sample};
 use crate::data::db::{key_display, Backend, RecordReader};
 use crate::data::image::{self, ColorMode};
 use crate::data::transform::Transformer;
+use crate::layers::registry::{family_of, LayerInfo};
 use crate::proto::caffe::{FillerParameter, LayerParameter, TransformationParameter};
-use crate::{info, layer_bail};
+use crate::{bail, info};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Data",
-        family: "data.rs",
+        family: family_of(file!()),
         params: "data_param.source, batch_size, backend (LEVELDB default, LMDB), rand_skip, prefetch; transform_param.scale, mean_file, mean_value, crop_size, mirror, force_color, force_gray",
         tests: "tests/data.rs (LeNet first batch equals Caffe's, errors, wrap-around)",
         create: |p| Ok(Box::new(DataLayer::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "ImageData",
-        family: "data.rs",
+        family: family_of(file!()),
         params: "image_data_param.source, root_folder, batch_size, new_height, new_width, is_color, shuffle, rand_skip; transform_param",
         tests: "tests/data.rs",
         create: |p| Ok(Box::new(ImageDataLayer::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "MemoryData",
-        family: "data.rs",
+        family: family_of(file!()),
         params:
             "memory_data_param.batch_size, channels, height, width (fed by Net::set_input_arrays / Layer::set_input)",
         tests: "tests/data.rs",
@@ -53,7 +54,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     });
     r.push(LayerInfo {
         type_name: "DummyData",
-        family: "data.rs",
+        family: family_of(file!()),
         params: "dummy_data_param.shape or num/channels/height/width, data_filler (one, or one per top)",
         tests: "tests/data.rs",
         create: |p| Ok(Box::new(DummyDataLayer::new(p)?)),
@@ -84,13 +85,13 @@ pub(super) struct Batch {
 /// What a prefetch thread reads from.
 pub(super) trait BatchSource {
     /// The top shape of a batch (from the first record), without consuming it.
-    fn batch_shape(&mut self) -> Result<Shape, String>;
-    fn load_batch(&mut self) -> Result<Batch, String>;
+    fn batch_shape(&mut self) -> Result<Shape>;
+    fn load_batch(&mut self) -> Result<Batch>;
 }
 
 /// A background thread filling a bounded queue of batches.
 pub(super) struct Prefetcher {
-    rx: Option<Receiver<Result<Batch, String>>>,
+    rx: Option<Receiver<Result<Batch>>>,
     worker: Option<JoinHandle<()>>,
     failure: Option<String>,
 }
@@ -98,13 +99,13 @@ pub(super) struct Prefetcher {
 impl Prefetcher {
     /// Starts the thread; `make` opens the source there (DB handles stay on
     /// the thread that uses them). Returns once the first batch's shape is known.
-    pub(super) fn start<S, F>(name: &str, depth: usize, make: F) -> Result<(Prefetcher, Shape), String>
+    pub(super) fn start<S, F>(name: &str, depth: usize, make: F) -> Result<(Prefetcher, Shape)>
     where
         S: BatchSource,
-        F: FnOnce() -> Result<S, String> + Send + 'static,
+        F: FnOnce() -> Result<S> + Send + 'static,
     {
-        let (ready_tx, ready_rx) = sync_channel::<Result<Shape, String>>(1);
-        let (tx, rx) = sync_channel::<Result<Batch, String>>(depth.max(1));
+        let (ready_tx, ready_rx) = sync_channel::<Result<Shape>>(1);
+        let (tx, rx) = sync_channel::<Result<Batch>>(depth.max(1));
         let worker = std::thread::Builder::new()
             .name(format!("prefetch {name}"))
             .spawn(move || {
@@ -136,10 +137,10 @@ impl Prefetcher {
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the prefetch thread: {e}"))?;
+            .map_err(|e| Error::data(format!("cannot start the prefetch thread: {e}")))?;
         let shape = match ready_rx.recv() {
             Ok(r) => r,
-            Err(_) => Err("the prefetch thread stopped before reading the first record".to_string()),
+            Err(_) => Err(Error::data("the prefetch thread stopped before reading the first record")),
         };
         let mut p = Prefetcher { rx: Some(rx), worker: Some(worker), failure: None };
         match shape {
@@ -151,18 +152,18 @@ impl Prefetcher {
         }
     }
 
-    pub(super) fn next(&mut self) -> Result<Batch, String> {
+    pub(super) fn next(&mut self) -> Result<Batch> {
         if let Some(f) = &self.failure {
-            return Err(f.clone());
+            return Err(Error::data(f.clone()));
         }
-        let Some(rx) = &self.rx else { return Err("the data layer was not set up".into()) };
+        let Some(rx) = &self.rx else { return Err(Error::data("the data layer was not set up")) };
         match rx.recv() {
             Ok(Ok(b)) => Ok(b),
             Ok(Err(e)) => {
-                self.failure = Some(e.clone());
+                self.failure = Some(e.to_string());
                 Err(e)
             }
-            Err(_) => Err("the prefetch thread stopped".into()),
+            Err(_) => Err(Error::data("the prefetch thread stopped")),
         }
     }
 
@@ -198,14 +199,14 @@ impl BatchBuilder {
         let n = self.item_shape.iter().product::<usize>();
         &mut self.data[i * n..(i + 1) * n]
     }
-    fn finish(self, with_labels: bool) -> Result<Batch, String> {
+    fn finish(self, with_labels: bool) -> Result<Batch> {
         let [c, h, w] = self.item_shape;
         let shape = [self.batch_size as i64, c as i64, h as i64, w as i64];
         Ok(Batch { shape, data: self.data, label: with_labels.then_some(self.labels) })
     }
 }
 
-pub(super) fn batch_tops(batch: Batch, device: Device) -> LayerResult<Vec<Tensor>> {
+pub(super) fn batch_tops(batch: Batch, device: Device) -> Result<Vec<Tensor>> {
     let data = Tensor::f_from_slice(&batch.data)?.f_view(batch.shape)?;
     let mut tops = vec![to_net_device(data, device)?];
     if let Some(l) = batch.label {
@@ -216,14 +217,14 @@ pub(super) fn batch_tops(batch: Batch, device: Device) -> LayerResult<Vec<Tensor
 
 /// The next prefetched batch as tops on `device` (the forward of every
 /// prefetching data layer).
-pub(super) fn next_tops(prefetch: &mut Option<Prefetcher>, device: Device) -> LayerResult<Vec<Tensor>> {
-    let Some(p) = prefetch.as_mut() else { layer_bail!("forward before setup") };
+pub(super) fn next_tops(prefetch: &mut Option<Prefetcher>, device: Device) -> Result<Vec<Tensor>> {
+    let Some(p) = prefetch.as_mut() else { bail!("forward before setup") };
     batch_tops(p.next()?, device)
 }
 
 /// Moves a host batch to the net's device. For CUDA the batch goes through
 /// pinned (page-locked) memory so the copy is a fast, asynchronous DMA.
-fn to_net_device(t: Tensor, device: Device) -> LayerResult<Tensor> {
+fn to_net_device(t: Tensor, device: Device) -> Result<Tensor> {
     match device {
         Device::Cpu => Ok(t),
         Device::Cuda(_) => {
@@ -238,13 +239,13 @@ fn to_net_device(t: Tensor, device: Device) -> LayerResult<Tensor> {
     }
 }
 
-pub(super) fn check_tops(lp: &LayerParameter, min: usize, max: usize) -> LayerResult<usize> {
+pub(super) fn check_tops(lp: &LayerParameter, min: usize, max: usize) -> Result<usize> {
     let n = lp.top.len();
     if n < min || n > max {
         if min == max {
-            layer_bail!("{} takes {min} top blob(s), got {n}", lp.r#type());
+            bail!("{} takes {min} top blob(s), got {n}", lp.r#type());
         }
-        layer_bail!("{} takes {min} to {max} top blobs, got {n}", lp.r#type());
+        bail!("{} takes {min} to {max} top blobs, got {n}", lp.r#type());
     }
     Ok(n)
 }
@@ -270,23 +271,23 @@ fn record_at(reader: &RecordReader) -> String {
 }
 
 impl DbSource {
-    fn current(&self) -> Result<Sample, String> {
+    fn current(&self) -> Result<Sample> {
         datum::parse_and_decode(self.reader.value(), self.color)
-            .map_err(|e| format!("{}: {e}", record_at(&self.reader)))
+            .map_err(|e| Error::data(format!("{}: {e}", record_at(&self.reader))))
     }
 }
 
 impl BatchSource for DbSource {
-    fn batch_shape(&mut self) -> Result<Shape, String> {
+    fn batch_shape(&mut self) -> Result<Shape> {
         let s = self.current()?;
         let [c, h, w] = self
             .transformer
             .output_shape(s.channels, s.height, s.width)
-            .map_err(|e| format!("{}: {e}", record_at(&self.reader)))?;
+            .map_err(|e| Error::data(format!("{}: {e}", record_at(&self.reader))))?;
         Ok(vec![self.batch_size as i64, c as i64, h as i64, w as i64])
     }
 
-    fn load_batch(&mut self) -> Result<Batch, String> {
+    fn load_batch(&mut self) -> Result<Batch> {
         let mut builder: Option<BatchBuilder> = None;
         for i in 0..self.batch_size {
             let s = self.current()?;
@@ -297,17 +298,19 @@ impl BatchSource for DbSource {
                     let shape = self
                         .transformer
                         .output_shape(s.channels, s.height, s.width)
-                        .map_err(|e| format!("{}: {e}", record_at(&self.reader)))?;
+                        .map_err(|e| Error::data(format!("{}: {e}", record_at(&self.reader))))?;
                     builder.insert(BatchBuilder::new(self.batch_size, shape))
                 }
             };
-            self.transformer.transform(&s, b.item(i)).map_err(|e| format!("{}: {e}", record_at(&self.reader)))?;
+            self.transformer
+                .transform(&s, b.item(i))
+                .map_err(|e| Error::data(format!("{}: {e}", record_at(&self.reader))))?;
             b.labels.push(s.label);
-            self.reader.advance().map_err(|e| e.to_string())?;
+            self.reader.advance()?;
         }
         match builder {
             Some(b) => b.finish(self.labels),
-            None => Err("batch_size is 0".into()),
+            None => Err(Error::data("batch_size is 0")),
         }
     }
 }
@@ -319,25 +322,25 @@ pub struct DataLayer {
 }
 
 impl DataLayer {
-    fn new(p: &LayerParameter) -> LayerResult<Self> {
+    fn new(p: &LayerParameter) -> Result<Self> {
         Ok(DataLayer { param: p.clone(), prefetch: None })
     }
 }
 
 impl Layer for DataLayer {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         if !bottoms.is_empty() {
-            layer_bail!("Data takes no bottom blobs, got {}", bottoms.len());
+            bail!("Data takes no bottom blobs, got {}", bottoms.len());
         }
         let n_tops = check_tops(&self.param, 1, 2)?;
         let dp = self.param.data_param.clone().unwrap_or_default();
         let source = match &dp.source {
             Some(s) if !s.is_empty() => PathBuf::from(s),
-            _ => layer_bail!("data_param.source is required"),
+            _ => bail!("data_param.source is required"),
         };
         let batch_size = dp.batch_size() as usize;
         if batch_size == 0 {
-            layer_bail!("data_param.batch_size must be positive");
+            bail!("data_param.batch_size must be positive");
         }
         let phase = self.param.phase();
         let tp = self.param.transform_param.clone().unwrap_or_default();
@@ -355,8 +358,8 @@ impl Layer for DataLayer {
         let backend = Backend::from_proto(dp.backend());
         self.prefetch = None;
         let (prefetch, shape) = Prefetcher::start(self.param.name(), dp.prefetch() as usize, move || {
-            let mut reader = RecordReader::open(&source, backend).map_err(|e| e.to_string())?;
-            reader.skip(skip).map_err(|e| e.to_string())?;
+            let mut reader = RecordReader::open(&source, backend)?;
+            reader.skip(skip)?;
             Ok(DbSource { reader, transformer, color, batch_size, labels: n_tops == 2 })
         })?;
         info!("data_layer.cpp:45", "output data size: {}", shape_text(&shape));
@@ -368,45 +371,12 @@ impl Layer for DataLayer {
         Ok(SetupOut { tops, params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         next_tops(&mut self.prefetch, ctx.device)
     }
 }
 
 // ------------------------------------------------------------------- ImageData
-
-/// Reads Caffe's list-file format: `path label` per line (the label after the last space).
-pub fn read_image_list(list: &Path) -> Result<Vec<(String, i32)>, String> {
-    let text = std::fs::read_to_string(list).map_err(|e| format!("image list '{}': {e}", list.display()))?;
-    let mut lines = Vec::new();
-    for raw in text.lines() {
-        let line = raw.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            continue;
-        }
-        match line.rfind(' ') {
-            Some(pos) => lines.push((line[..pos].to_string(), atoi(&line[pos + 1..]))),
-            None => lines.push((line.to_string(), 0)),
-        }
-    }
-    Ok(lines)
-}
-
-/// C's `atoi`: optional spaces and sign, then digits up to the first non-digit.
-fn atoi(s: &str) -> i32 {
-    let s = s.trim_start();
-    let (neg, digits) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let mut v: i64 = 0;
-    for b in digits.bytes().take_while(|b| b.is_ascii_digit()) {
-        v = (v * 10 + (b - b'0') as i64).min(i32::MAX as i64 + 1);
-    }
-    let v = if neg { -v } else { v };
-    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
-}
 
 struct ImageListSource {
     list: String,
@@ -423,11 +393,12 @@ struct ImageListSource {
 }
 
 impl ImageListSource {
-    fn current(&self) -> Result<Sample, String> {
+    fn current(&self) -> Result<Sample> {
         let (file, label) = &self.lines[self.pos];
         let path = format!("{}{}", self.root, file);
-        let img = image::read_file(Path::new(&path), self.new_height, self.new_width, self.is_color)
-            .map_err(|e| format!("source '{}' (line {}): could not load '{file}': {e}", self.list, self.pos + 1))?;
+        let img = image::read_file(Path::new(&path), self.new_height, self.new_width, self.is_color).map_err(|e| {
+            Error::data(format!("source '{}' (line {}): could not load '{file}': {e}", self.list, self.pos + 1))
+        })?;
         Ok(Sample::from_image(img, *label as f32))
     }
 
@@ -441,21 +412,21 @@ impl ImageListSource {
         }
     }
 
-    fn shape_of(&self, s: &Sample) -> Result<[usize; 3], String> {
+    fn shape_of(&self, s: &Sample) -> Result<[usize; 3]> {
         self.transformer
             .output_shape(s.channels, s.height, s.width)
-            .map_err(|e| format!("source '{}': '{}': {e}", self.list, self.lines[self.pos].0))
+            .map_err(|e| Error::data(format!("source '{}': '{}': {e}", self.list, self.lines[self.pos].0)))
     }
 }
 
 impl BatchSource for ImageListSource {
-    fn batch_shape(&mut self) -> Result<Shape, String> {
+    fn batch_shape(&mut self) -> Result<Shape> {
         let s = self.current()?;
         let [c, h, w] = self.shape_of(&s)?;
         Ok(vec![self.batch_size as i64, c as i64, h as i64, w as i64])
     }
 
-    fn load_batch(&mut self) -> Result<Batch, String> {
+    fn load_batch(&mut self) -> Result<Batch> {
         let mut builder: Option<BatchBuilder> = None;
         for i in 0..self.batch_size {
             let s = self.current()?;
@@ -464,13 +435,15 @@ impl BatchSource for ImageListSource {
                 None => builder.insert(BatchBuilder::new(self.batch_size, self.shape_of(&s)?)),
             };
             let (list, file) = (&self.list, &self.lines[self.pos].0);
-            self.transformer.transform(&s, b.item(i)).map_err(|e| format!("source '{list}': '{file}': {e}"))?;
+            self.transformer
+                .transform(&s, b.item(i))
+                .map_err(|e| Error::data(format!("source '{list}': '{file}': {e}")))?;
             b.labels.push(s.label);
             self.advance();
         }
         match builder {
             Some(b) => b.finish(true),
-            None => Err("batch_size is 0".into()),
+            None => Err(Error::data("batch_size is 0")),
         }
     }
 }
@@ -482,34 +455,34 @@ pub struct ImageDataLayer {
 }
 
 impl ImageDataLayer {
-    fn new(p: &LayerParameter) -> LayerResult<Self> {
+    fn new(p: &LayerParameter) -> Result<Self> {
         Ok(ImageDataLayer { param: p.clone(), prefetch: None })
     }
 }
 
 impl Layer for ImageDataLayer {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         if !bottoms.is_empty() {
-            layer_bail!("ImageData takes no bottom blobs, got {}", bottoms.len());
+            bail!("ImageData takes no bottom blobs, got {}", bottoms.len());
         }
         check_tops(&self.param, 2, 2)?;
         let ip = self.param.image_data_param.clone().unwrap_or_default();
         let (new_height, new_width) = (ip.new_height() as usize, ip.new_width() as usize);
         if (new_height == 0) != (new_width == 0) {
-            layer_bail!("new_height and new_width must be set together");
+            bail!("new_height and new_width must be set together");
         }
         let list = match &ip.source {
             Some(s) if !s.is_empty() => s.clone(),
-            _ => layer_bail!("image_data_param.source is required"),
+            _ => bail!("image_data_param.source is required"),
         };
         let batch_size = ip.batch_size() as usize;
         if batch_size == 0 {
-            layer_bail!("image_data_param.batch_size must be positive");
+            bail!("image_data_param.batch_size must be positive");
         }
         info!("image_data_layer.cpp:38", "Opening file {list}");
-        let mut lines = read_image_list(Path::new(&list)).map_err(LayerError)?;
+        let mut lines = crate::data::image::read_image_list(Path::new(&list))?;
         if lines.is_empty() {
-            layer_bail!("source '{list}': the image list is empty");
+            bail!("source '{list}': the image list is empty");
         }
         let phase = self.param.phase();
         let mut rng = StdRng::seed_from_u64(if ip.shuffle() { draw_seed() } else { 0 });
@@ -523,7 +496,7 @@ impl Layer for ImageDataLayer {
             let skip = (draw_seed() % ip.rand_skip() as u64) as usize;
             info!("image_data_layer.cpp:62", "Skipping first {skip} data points.");
             if skip >= lines.len() {
-                layer_bail!("source '{list}': not enough images ({}) to skip {skip}", lines.len());
+                bail!("source '{list}': not enough images ({}) to skip {skip}", lines.len());
             }
             pos = skip;
         }
@@ -550,7 +523,7 @@ impl Layer for ImageDataLayer {
         Ok(SetupOut { tops: vec![shape, vec![batch_size as i64]], params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         next_tops(&mut self.prefetch, ctx.device)
     }
 }
@@ -568,11 +541,11 @@ pub struct MemoryDataLayer {
 }
 
 impl MemoryDataLayer {
-    fn new(p: &LayerParameter) -> LayerResult<Self> {
+    fn new(p: &LayerParameter) -> Result<Self> {
         let mp = p.memory_data_param.clone().unwrap_or_default();
         let dims = [mp.batch_size() as i64, mp.channels() as i64, mp.height() as i64, mp.width() as i64];
         if dims.iter().any(|&d| d <= 0) {
-            layer_bail!(
+            bail!(
                 "memory_data_param batch_size, channels, height and width must all be given and positive, got {dims:?}"
             );
         }
@@ -581,21 +554,21 @@ impl MemoryDataLayer {
 }
 
 impl Layer for MemoryDataLayer {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         if !bottoms.is_empty() {
-            layer_bail!("MemoryData takes no bottom blobs, got {}", bottoms.len());
+            bail!("MemoryData takes no bottom blobs, got {}", bottoms.len());
         }
         let [c, h, w] = self.item;
         Ok(SetupOut { tops: vec![vec![self.batch_size, c, h, w], vec![self.batch_size]], params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let (Some(data), Some(labels)) = (&self.data, &self.labels) else {
-            layer_bail!("MemoryData needs its data and labels set before forward (Net::set_input_arrays)");
+            bail!("MemoryData needs its data and labels set before forward (Net::set_input_arrays)");
         };
         let n = data.size()[0];
         if labels.size()[0] != n {
-            layer_bail!("MemoryData has {n} data items but {} labels", labels.size()[0]);
+            bail!("MemoryData has {n} data items but {} labels", labels.size()[0]);
         }
         let d = data.f_narrow(0, self.pos, self.batch_size)?.f_to_device(ctx.device)?;
         let l = labels.f_narrow(0, self.pos, self.batch_size)?.f_to_device(ctx.device)?;
@@ -604,32 +577,29 @@ impl Layer for MemoryDataLayer {
     }
 
     /// Top 0: data (N×C×H×W); top 1: labels (N values). N must be a multiple of batch_size.
-    fn set_input(&mut self, top: usize, value: Tensor) -> LayerResult<()> {
+    fn set_input(&mut self, top: usize, value: Tensor) -> Result<()> {
         let size = value.size();
         let n = size.first().copied().unwrap_or(0);
         if n == 0 || n % self.batch_size != 0 {
-            layer_bail!(
-                "MemoryData input has {n} items; it must be a positive multiple of batch_size {}",
-                self.batch_size
-            );
+            bail!("MemoryData input has {n} items; it must be a positive multiple of batch_size {}", self.batch_size);
         }
         let value = value.f_to_kind(Kind::Float)?.detach();
         match top {
             0 => {
                 let [c, h, w] = self.item;
                 if size.len() != 4 || size[1..] != [c, h, w] {
-                    layer_bail!("MemoryData data must be N×{c}×{h}×{w}, got {size:?}");
+                    bail!("MemoryData data must be N×{c}×{h}×{w}, got {size:?}");
                 }
                 self.data = Some(value);
             }
             1 => {
                 let count: i64 = size.iter().product();
                 if count != n {
-                    layer_bail!("MemoryData labels must hold one value per item, got shape {size:?}");
+                    bail!("MemoryData labels must hold one value per item, got shape {size:?}");
                 }
                 self.labels = Some(value.f_reshape([n])?);
             }
-            _ => layer_bail!("MemoryData has 2 tops (data, label), not top {top}"),
+            _ => bail!("MemoryData has 2 tops (data, label), not top {top}"),
         }
         // New arrays restart from their first item, as Caffe's Reset does.
         self.pos = 0;
@@ -649,24 +619,24 @@ pub struct DummyDataLayer {
 }
 
 impl DummyDataLayer {
-    fn new(p: &LayerParameter) -> LayerResult<Self> {
+    fn new(p: &LayerParameter) -> Result<Self> {
         Ok(DummyDataLayer { param: p.clone(), shapes: vec![], fillers: vec![], cached: vec![] })
     }
 }
 
 impl Layer for DummyDataLayer {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         if !bottoms.is_empty() {
-            layer_bail!("DummyData takes no bottom blobs, got {}", bottoms.len());
+            bail!("DummyData takes no bottom blobs, got {}", bottoms.len());
         }
         let n = self.param.top.len();
         if n == 0 {
-            layer_bail!("DummyData needs at least one top");
+            bail!("DummyData needs at least one top");
         }
         let dp = self.param.dummy_data_param.clone().unwrap_or_default();
-        let one_or_each = |what: &str, len: usize| -> LayerResult<()> {
+        let one_or_each = |what: &str, len: usize| -> Result<()> {
             if len != 1 && len != n {
-                layer_bail!("dummy_data_param.{what} must be given once or once per top ({n}), got {len}");
+                bail!("dummy_data_param.{what} must be given once or once per top ({n}), got {len}");
             }
             Ok(())
         };
@@ -674,7 +644,7 @@ impl Layer for DummyDataLayer {
             0 => vec![filler::constant(0.0); n],
             1 => vec![dp.data_filler[0].clone(); n],
             k if k == n => dp.data_filler.clone(),
-            k => layer_bail!("dummy_data_param.data_filler must be given 0, 1 or {n} (one per top) times, got {k}"),
+            k => bail!("dummy_data_param.data_filler must be given 0, 1 or {n} (one per top) times, got {k}"),
         };
         let legacy = !dp.num.is_empty() || !dp.channels.is_empty() || !dp.height.is_empty() || !dp.width.is_empty();
         let pick = |v: &[u32], i: usize| -> i64 {
@@ -686,7 +656,7 @@ impl Layer for DummyDataLayer {
         };
         self.shapes = if legacy {
             if !dp.shape.is_empty() {
-                layer_bail!("dummy_data_param gives both shape and the legacy num/channels/height/width");
+                bail!("dummy_data_param gives both shape and the legacy num/channels/height/width");
             }
             one_or_each("num", dp.num.len())?;
             one_or_each("channels", dp.channels.len())?;
@@ -700,13 +670,13 @@ impl Layer for DummyDataLayer {
             (0..n).map(|i| dp.shape[if dp.shape.len() == 1 { 0 } else { i }].dim.clone()).collect()
         };
         if let Some(s) = self.shapes.iter().find(|s| s.iter().any(|&d| d < 0)) {
-            layer_bail!("DummyData shape {s:?} has a negative dimension");
+            bail!("DummyData shape {s:?} has a negative dimension");
         }
         self.cached = (0..n).map(|_| None).collect();
         Ok(SetupOut { tops: self.shapes.clone(), params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let mut tops = Vec::with_capacity(self.shapes.len());
         for i in 0..self.shapes.len() {
             if let Some(t) = &self.cached[i] {

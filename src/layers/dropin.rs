@@ -10,26 +10,27 @@
 //!     q = `dropin_ratio`, redrawn every pass; in TEST top = q·y(ℓ̂) + (1−q)·y(ℓ).
 //! * Resize changes a blob's height, width and channel count so DropIn can join
 //!   layers of different sizes.
+use crate::Result;
 use tch::{Kind, Tensor};
 
 use super::layout;
-use super::registry::LayerInfo;
-use super::{check_bottoms, Ctx, Layer, LayerResult, SetupOut, Shape};
-use crate::layer_bail;
+use super::{check_bottoms, Ctx, Layer, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
 use crate::proto::caffe::resize_parameter::Interpolation;
 use crate::proto::caffe::{DropInParameter, LayerParameter, ResizeParameter};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "DropIn",
-        family: "dropin.rs",
+        family: family_of(file!()),
         params: "dropin_param.dropin_length (gradual mode), dropin_start, dropin_ratio (regularizing mode)",
         tests: "tests/dropin.rs: τ=0, τ≥start+d, midpoint ⌈q·n⌉, empirical mix, TEST expectation, gradient routing; gradient check",
         create: |p| Ok(Box::new(DropIn::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Resize",
-        family: "dropin.rs",
+        family: family_of(file!()),
         params: "resize_param.height, width, channels, interpolation (BILINEAR, NEAREST); optional second bottom gives the target shape",
         tests: "tests/dropin.rs: shapes, channel rules; gradient check",
         create: |p| Ok(Box::new(Resize::new(p))),
@@ -41,10 +42,10 @@ pub struct DropIn {
 }
 
 impl DropIn {
-    fn new(lp: &LayerParameter) -> LayerResult<Self> {
+    fn new(lp: &LayerParameter) -> Result<Self> {
         let p = lp.dropin_param.clone().unwrap_or_default();
         if p.dropin_length() == 0 && !(0.0..=1.0).contains(&p.dropin_ratio()) {
-            layer_bail!("dropin_ratio must be in [0, 1], got {}", p.dropin_ratio());
+            bail!("dropin_ratio must be in [0, 1], got {}", p.dropin_ratio());
         }
         Ok(DropIn { p })
     }
@@ -64,21 +65,21 @@ impl DropIn {
 }
 
 impl Layer for DropIn {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 2, 2)?;
         if bottoms[0] != bottoms[1] {
-            layer_bail!(
+            bail!(
                 "DropIn needs bottoms of the same shape, got {:?} (skip path) and {:?} (new layer); add a Resize layer to match them",
                 bottoms[0], bottoms[1]
             );
         }
         if bottoms[0].is_empty() {
-            layer_bail!("DropIn needs at least a batch axis");
+            bail!("DropIn needs at least a batch axis");
         }
         Ok(SetupOut { tops: vec![bottoms[0].clone()], params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let (skip, new) = (&bottoms[0], &bottoms[1]);
         let shape = skip.size();
         let n: i64 = shape[1..].iter().product();
@@ -120,16 +121,16 @@ impl Resize {
 }
 
 impl Layer for Resize {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 2)?;
         let s = &bottoms[0];
         if s.len() != 4 {
-            layer_bail!("Resize needs a 4-D bottom (N, C, H, W), got {s:?}");
+            bail!("Resize needs a 4-D bottom (N, C, H, W), got {s:?}");
         }
         let mut t = s.clone();
         if let Some(r) = bottoms.get(1) {
             if r.len() != 4 {
-                layer_bail!("Resize's second bottom gives the target shape and must be 4-D, got {r:?}");
+                bail!("Resize's second bottom gives the target shape and must be 4-D, got {r:?}");
             }
             t[1..].copy_from_slice(&r[1..]);
         }
@@ -143,13 +144,13 @@ impl Layer for Resize {
             t[3] = w as i64;
         }
         if t.iter().skip(1).any(|&d| d <= 0) {
-            layer_bail!("Resize target {t:?} has a zero dimension");
+            bail!("Resize target {t:?} has a zero dimension");
         }
         self.target = t.clone();
         Ok(SetupOut { tops: vec![t], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let s = x.size();
         let (c, h, w) = (self.target[1], self.target[2], self.target[3]);

@@ -2,9 +2,9 @@
 //! positive_unitball, xavier, msra and bilinear. Values are drawn on the CPU
 //! from libtorch's generator (seeded by the solver's `random_seed`) and then
 //! moved to the net's device, so a seed gives the same weights on any device.
+use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
-use super::{LayerError, LayerResult};
 use crate::proto::caffe::{filler_parameter::VarianceNorm, FillerParameter};
 
 /// Caffe's fan-in/fan-out: fan_in = count / shape[0], fan_out = count / shape[1].
@@ -25,7 +25,7 @@ fn variance_n(f: &FillerParameter, shape: &[i64]) -> f64 {
 }
 
 /// Creates a float tensor of `shape` filled as `f` says, on `device`.
-pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> LayerResult<Tensor> {
+pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> Result<Tensor> {
     let cpu = (Kind::Float, Device::Cpu);
     let t = match f.r#type() {
         "constant" => Tensor::full(shape, f.value() as f64, cpu),
@@ -35,7 +35,7 @@ pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> LayerResult<T
             if f.sparse() >= 0 {
                 // Keep each weight with probability sparse / num_outputs.
                 if shape.is_empty() {
-                    return Err(LayerError("sparse gaussian filler needs at least 1 axis".into()));
+                    return Err(Error::invalid("sparse gaussian filler needs at least 1 axis"));
                 }
                 let p = (f.sparse() as f64 / shape[0] as f64).clamp(0.0, 1.0);
                 let mask = Tensor::empty(shape, cpu).bernoulli_float_(p);
@@ -46,7 +46,7 @@ pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> LayerResult<T
         }
         "positive_unitball" => {
             if shape.is_empty() || shape[0] == 0 {
-                return Err(LayerError("positive_unitball filler needs a non-empty first axis".into()));
+                return Err(Error::invalid("positive_unitball filler needs a non-empty first axis"));
             }
             let t = Tensor::empty(shape, cpu).uniform_(0.0, 1.0);
             let rows = t.reshape([shape[0], -1]);
@@ -63,7 +63,7 @@ pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> LayerResult<T
         }
         "bilinear" => bilinear(shape)?,
         other => {
-            return Err(LayerError(format!(
+            return Err(Error::Invalid(format!(
                 "unknown filler type \"{other}\" (known: constant, uniform, gaussian, positive_unitball, xavier, msra, bilinear)"
             )))
         }
@@ -72,9 +72,9 @@ pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> LayerResult<T
 }
 
 /// The bilinear upsampling kernel for Deconvolution: square 4-D kernels only.
-fn bilinear(shape: &[i64]) -> LayerResult<Tensor> {
+fn bilinear(shape: &[i64]) -> Result<Tensor> {
     if shape.len() != 4 || shape[2] != shape[3] {
-        return Err(LayerError(format!("bilinear filler needs a 4-D blob with square kernels, got {shape:?}")));
+        return Err(Error::Invalid(format!("bilinear filler needs a 4-D blob with square kernels, got {shape:?}")));
     }
     let (h, w) = (shape[2], shape[3]);
     let f = (w as f64 / 2.0).ceil();

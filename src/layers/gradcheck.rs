@@ -7,6 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{create_layer, filler, Ctx, Shape};
 use crate::proto::caffe::{LayerParameter, Phase};
+use crate::{Error, Result};
 
 /// libtorch's generator is process-wide. A check reseeds it before every pass;
 /// another thread drawing random numbers in between would change a random
@@ -58,20 +59,19 @@ pub struct GradReport {
 
 impl GradCheck {
     /// Checks `lp` on the given bottoms (their values are used as given, in f64).
-    pub fn run(&self, lp: &LayerParameter, bottoms: &[Tensor]) -> Result<GradReport, String> {
+    pub fn run(&self, lp: &LayerParameter, bottoms: &[Tensor]) -> Result<GradReport> {
         let _rng = rng_lock();
-        let mut layer = create_layer(lp).map_err(|e| e.0)?;
+        let mut layer = create_layer(lp)?;
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-        let setup = layer.setup(&shapes).map_err(|e| e.0)?;
+        let setup = layer.setup(&shapes)?;
         tch::manual_seed(self.seed);
         let mut params = Vec::new();
-        for (j, d) in setup.params.iter().enumerate() {
-            let mut t = filler::fill(&d.filler, &d.shape, Device::Cpu).map_err(|e| e.0)?.to_kind(Kind::Double);
+        for d in &setup.params {
+            let mut t = filler::fill(&d.filler, &d.shape, Device::Cpu)?.to_kind(Kind::Double);
             // Constant fillers (zero biases) would hide bugs: perturb them.
             if d.filler.r#type() == "constant" {
                 t += Tensor::randn(d.shape.as_slice(), (Kind::Double, Device::Cpu)) * 0.1;
             }
-            let _ = j;
             params.push(t);
         }
         let bottoms: Vec<Tensor> = bottoms.iter().map(|b| b.to_kind(Kind::Double).detach()).collect();
@@ -80,7 +80,7 @@ impl GradCheck {
 
         // The objective's projection weights, one per top, drawn once up front.
         tch::manual_seed(self.seed + 1);
-        let first_tops = tch::no_grad(|| layer.forward(&ctx, &bottoms, &params)).map_err(|e| e.0)?;
+        let first_tops = tch::no_grad(|| layer.forward(&ctx, &bottoms, &params))?;
         tch::manual_seed(self.seed + 2);
         let weights: Vec<Option<Tensor>> = first_tops
             .iter()
@@ -89,18 +89,17 @@ impl GradCheck {
             })
             .collect();
         // Random layers are reseeded before each pass so every pass sees the same mask.
-        let objective =
-            |bottoms: &[Tensor], params: &[Tensor], layer: &mut Box<dyn super::Layer>| -> Result<Tensor, String> {
-                tch::manual_seed(self.seed + 1);
-                let tops = layer.forward(&ctx, bottoms, params).map_err(|e| e.0)?;
-                let mut total = Tensor::zeros([], (Kind::Double, Device::Cpu));
-                for (t, w) in tops.iter().zip(&weights) {
-                    if let Some(w) = w {
-                        total = total + (t * w).sum(Kind::Double);
-                    }
+        let objective = |bottoms: &[Tensor], params: &[Tensor], layer: &mut Box<dyn super::Layer>| -> Result<Tensor> {
+            tch::manual_seed(self.seed + 1);
+            let tops = layer.forward(&ctx, bottoms, params)?;
+            let mut total = Tensor::zeros([], (Kind::Double, Device::Cpu));
+            for (t, w) in tops.iter().zip(&weights) {
+                if let Some(w) = w {
+                    total = total + (t * w).sum(Kind::Double);
                 }
-                Ok(total)
-            };
+            }
+            Ok(total)
+        };
 
         // Analytic gradients.
         let mut inputs: Vec<(String, Tensor)> = Vec::new();
@@ -133,7 +132,7 @@ impl GradCheck {
         let obj = objective(&bt, &pt, &mut layer)?;
         let input_tensors: Vec<Tensor> = inputs.iter().map(|(_, t)| t.shallow_clone()).collect();
         let grads = if obj.requires_grad() {
-            Tensor::f_run_backward(&[&obj], &input_tensors, false, false).map_err(|e| e.to_string())?
+            Tensor::f_run_backward(&[&obj], &input_tensors, false, false)?
         } else {
             input_tensors.iter().map(|t| t.zeros_like()).collect()
         };
@@ -148,7 +147,7 @@ impl GradCheck {
                 name.trim_start_matches(|c: char| !c.is_ascii_digit()).trim_end_matches(']').parse().unwrap_or(0);
             let mut e = 0;
             while e < n {
-                let eval = |delta: f64, layer: &mut Box<dyn super::Layer>| -> Result<f64, String> {
+                let eval = |delta: f64, layer: &mut Box<dyn super::Layer>| -> Result<f64> {
                     let perturb = |t: &Tensor| {
                         let c = t.detach().copy();
                         let flat = c.view(-1);
@@ -183,10 +182,10 @@ impl GradCheck {
             }
         }
         if report.worst > self.tolerance {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "gradient mismatch {:.3e} > {:.1e} at {}",
                 report.worst, self.tolerance, report.worst_at
-            ));
+            )));
         }
         Ok(report)
     }

@@ -5,6 +5,7 @@
 //! read across file boundaries, wrap around at the end of the list, and with
 //! `shuffle` both the file order (per pass) and the rows (per file) are
 //! permuted by a generator seeded from libtorch's, so `random_seed` fixes it.
+use crate::Result;
 use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
@@ -13,24 +14,24 @@ use rand::SeedableRng;
 use tch::Tensor;
 
 use super::data::{check_tops, draw_seed, shape_text};
-use super::registry::LayerInfo;
-use super::{Ctx, Layer, LayerResult, SetupOut, Shape};
+use super::{Ctx, Layer, SetupOut, Shape};
+use crate::bail;
 use crate::data::hdf5 as h5;
 use crate::info;
-use crate::layer_bail;
+use crate::layers::registry::{family_of, LayerInfo};
 use crate::proto::caffe::LayerParameter;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "HDF5Data",
-        family: "hdf5.rs",
+        family: family_of(file!()),
         params: "hdf5_data_param.source (list of .h5 files), batch_size, shuffle; one dataset per top (float, double or integer)",
         tests: "tests/hdf5.rs",
         create: |p| Ok(Box::new(Hdf5DataLayer::new(p))),
     });
     r.push(LayerInfo {
         type_name: "HDF5Output",
-        family: "hdf5.rs",
+        family: family_of(file!()),
         params: "hdf5_output_param.file_name (datasets \"data\" and \"label\", rewritten on each forward)",
         tests: "tests/hdf5.rs",
         create: |p| Ok(Box::new(Hdf5OutputLayer::new(p))),
@@ -80,25 +81,25 @@ impl Hdf5DataLayer {
     }
 
     /// Reads the list file: whitespace-separated paths, like Caffe's `>>`.
-    fn read_list(source: &Path) -> LayerResult<Vec<PathBuf>> {
+    fn read_list(source: &Path) -> Result<Vec<PathBuf>> {
         let text = match std::fs::read_to_string(source) {
             Ok(t) => t,
-            Err(e) => layer_bail!("Failed to open source file: {} ({e})", source.display()),
+            Err(e) => bail!("Failed to open source file: {} ({e})", source.display()),
         };
         Ok(text.split_whitespace().map(PathBuf::from).collect())
     }
 
     /// Loads one file's datasets (Caffe's LoadHDF5FileData).
-    fn load_file(&mut self, index: usize) -> LayerResult<()> {
+    fn load_file(&mut self, index: usize) -> Result<()> {
         let path = self.files[index].clone();
-        let fail = |msg: String| -> super::LayerError {
-            super::LayerError(format!("HDF5Data {}: file {}: {msg}", self.param.name(), path.display()))
+        let fail = |msg: String| -> crate::Error {
+            crate::Error::Invalid(format!("HDF5Data {}: file {}: {msg}", self.param.name(), path.display()))
         };
-        let file = h5::open(&path).map_err(&fail)?;
+        let file = h5::open(&path).map_err(|e| fail(e.to_string()))?;
         let mut blobs = Vec::with_capacity(self.param.top.len());
         let mut rows = None;
         for top in &self.param.top {
-            let (shape, values) = h5::read_f32(&file, top).map_err(&fail)?;
+            let (shape, values) = h5::read_f32(&file, top).map_err(|e| fail(e.to_string()))?;
             let Some(&n) = shape.first() else {
                 return Err(fail(format!("dataset '{top}' is a scalar; it needs at least one axis (the rows)")));
             };
@@ -139,7 +140,7 @@ impl Hdf5DataLayer {
 
     /// Caffe's Next(): one row on; at a file's end, the next file (reshuffling
     /// the file order at the end of the list) and the rows reshuffled.
-    fn advance(&mut self) -> LayerResult<()> {
+    fn advance(&mut self) -> Result<()> {
         self.current_row += 1;
         let rows = self.current.as_ref().map_or(0, |f| f.rows);
         if self.current_row == rows {
@@ -163,25 +164,25 @@ impl Hdf5DataLayer {
 }
 
 impl Layer for Hdf5DataLayer {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         if !bottoms.is_empty() {
-            layer_bail!("HDF5Data takes no bottom blobs, got {}", bottoms.len());
+            bail!("HDF5Data takes no bottom blobs, got {}", bottoms.len());
         }
         check_tops(&self.param, 1, usize::MAX)?;
         let hp = self.param.hdf5_data_param.clone().unwrap_or_default();
         let source = match &hp.source {
             Some(s) if !s.is_empty() => PathBuf::from(s),
-            _ => layer_bail!("hdf5_data_param.source is required"),
+            _ => bail!("hdf5_data_param.source is required"),
         };
         self.batch_size = hp.batch_size() as usize;
         if self.batch_size == 0 {
-            layer_bail!("hdf5_data_param.batch_size must be positive");
+            bail!("hdf5_data_param.batch_size must be positive");
         }
         self.shuffle = hp.shuffle();
         self.files = Self::read_list(&source)?;
         info!("hdf5_data_layer.cpp:94", "Number of HDF5 files: {}", self.files.len());
         if self.files.is_empty() {
-            layer_bail!("Must have at least 1 HDF5 filename listed in {}", source.display());
+            bail!("Must have at least 1 HDF5 filename listed in {}", source.display());
         }
         self.rng = StdRng::seed_from_u64(if self.shuffle { draw_seed() } else { 0 });
         self.file_order = (0..self.files.len()).collect();
@@ -206,11 +207,11 @@ impl Layer for Hdf5DataLayer {
         Ok(SetupOut { tops, params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let item_sizes: Vec<usize> = self.item_shapes.iter().map(|s| s.iter().product::<i64>() as usize).collect();
         let mut out: Vec<Vec<f32>> = item_sizes.iter().map(|&n| Vec::with_capacity(n * self.batch_size)).collect();
         for _ in 0..self.batch_size {
-            let Some(file) = self.current.as_ref() else { layer_bail!("forward before setup") };
+            let Some(file) = self.current.as_ref() else { bail!("forward before setup") };
             let row = self.row_order[self.current_row];
             for (j, (_, values)) in file.blobs.iter().enumerate() {
                 let n = item_sizes[j];
@@ -247,9 +248,9 @@ impl Hdf5OutputLayer {
 }
 
 /// A shape in Caffe's legacy 4-D view (num, channels, height, width).
-fn legacy_4d(shape: &[i64]) -> LayerResult<Shape> {
+fn legacy_4d(shape: &[i64]) -> Result<Shape> {
     if shape.len() > 4 {
-        layer_bail!(
+        bail!(
             "cannot write a {}-D blob ({}): HDF5Output writes 4-D (num, channels, height, width)",
             shape.len(),
             shape_text(shape)
@@ -259,15 +260,15 @@ fn legacy_4d(shape: &[i64]) -> LayerResult<Shape> {
 }
 
 impl Layer for Hdf5OutputLayer {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         if bottoms.len() != 2 {
-            layer_bail!("HDF5Output takes 2 bottom blobs (data, label), got {}", bottoms.len());
+            bail!("HDF5Output takes 2 bottom blobs (data, label), got {}", bottoms.len());
         }
         if !self.param.top.is_empty() {
-            layer_bail!("HDF5Output has no top blobs, got {}", self.param.top.len());
+            bail!("HDF5Output has no top blobs, got {}", self.param.top.len());
         }
         if bottoms[0].first() != bottoms[1].first() {
-            layer_bail!(
+            bail!(
                 "data and label must have the same batch size: ({}) vs ({})",
                 shape_text(&bottoms[0]),
                 shape_text(&bottoms[1])
@@ -278,23 +279,24 @@ impl Layer for Hdf5OutputLayer {
         let op = self.param.hdf5_output_param.clone().unwrap_or_default();
         self.file_name = match &op.file_name {
             Some(f) if !f.is_empty() => PathBuf::from(f),
-            _ => layer_bail!("hdf5_output_param.file_name is required"),
+            _ => bail!("hdf5_output_param.file_name is required"),
         };
         // Caffe creates (truncates) the file at set-up.
-        h5::create(&self.file_name).map_err(|e| super::LayerError(format!("HDF5Output {}: {e}", self.param.name())))?;
+        h5::create(&self.file_name)
+            .map_err(|e| crate::Error::Invalid(format!("HDF5Output {}: {e}", self.param.name())))?;
         Ok(SetupOut { tops: vec![], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         info!("hdf5_output_layer.cpp:32", "Saving HDF5 file {}", self.file_name.display());
         let fail = |msg: String| {
-            super::LayerError(format!("HDF5Output {}: file {}: {msg}", self.param.name(), self.file_name.display()))
+            crate::Error::Invalid(format!("HDF5Output {}: file {}: {msg}", self.param.name(), self.file_name.display()))
         };
         let file = ::hdf5::File::append(&self.file_name).map_err(|e| fail(format!("cannot open: {e}")))?;
         for (name, blob) in ["data", "label"].iter().zip(bottoms) {
             let shape = legacy_4d(&blob.size())?;
-            let values = crate::net::tensor_values(blob)?;
-            h5::write_f32(&file, name, &shape, &values).map_err(&fail)?;
+            let values = crate::util::tensor_values(blob)?;
+            h5::write_f32(&file, name, &shape, &values).map_err(|e| fail(e.to_string()))?;
         }
         info!("hdf5_output_layer.cpp:52", "Successfully saved {} rows", bottoms[0].size()[0]);
         Ok(vec![])

@@ -1,16 +1,17 @@
 //! Input: the net's entry points, fed by the caller (pycaffe's `net.blobs[x].data = ...`).
 //! An input that was never set is zeros of the declared shape.
+use crate::Result;
 use tch::{Kind, Tensor};
 
-use super::registry::LayerInfo;
-use super::{Ctx, Layer, LayerResult, SetupOut, Shape};
-use crate::layer_bail;
+use super::{Ctx, Layer, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
 use crate::proto::caffe::LayerParameter;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Input",
-        family: "input.rs",
+        family: family_of(file!()),
         params: "input_param.shape (one per top, or one for all)",
         tests: "parity fixtures (all nets)",
         create: |p| Ok(Box::new(Input::new(p))),
@@ -30,9 +31,9 @@ impl Input {
 }
 
 impl Layer for Input {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         if !bottoms.is_empty() {
-            layer_bail!("Input takes no bottom blobs, got {}", bottoms.len());
+            bail!("Input takes no bottom blobs, got {}", bottoms.len());
         }
         let n_top = self.param.top.len();
         let shapes: Vec<Shape> = self
@@ -42,19 +43,19 @@ impl Layer for Input {
             .map(|p| p.shape.iter().map(|s| s.dim.clone()).collect())
             .unwrap_or_default();
         self.shapes = match shapes.len() {
-            0 => layer_bail!("input_param.shape is required"),
+            0 => bail!("input_param.shape is required"),
             1 => vec![shapes[0].clone(); n_top],
             n if n == n_top => shapes,
-            n => layer_bail!("input_param gives {n} shapes for {n_top} tops (give one, or one per top)"),
+            n => bail!("input_param gives {n} shapes for {n_top} tops (give one, or one per top)"),
         };
         if let Some(s) = self.shapes.iter().find(|s| s.iter().any(|&d| d < 0)) {
-            layer_bail!("input shape {s:?} has a negative dimension");
+            bail!("input shape {s:?} has a negative dimension");
         }
         self.values = (0..n_top).map(|_| None).collect();
         Ok(SetupOut { tops: self.shapes.clone(), params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         Ok(self
             .values
             .iter()
@@ -66,13 +67,13 @@ impl Layer for Input {
             .collect())
     }
 
-    fn set_input(&mut self, top: usize, value: Tensor) -> LayerResult<()> {
+    fn set_input(&mut self, top: usize, value: Tensor) -> Result<()> {
         match self.values.get_mut(top) {
             Some(v) => {
                 *v = Some(value);
                 Ok(())
             }
-            None => layer_bail!("Input has no top {top}"),
+            None => bail!("Input has no top {top}"),
         }
     }
 }

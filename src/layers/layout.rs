@@ -8,7 +8,7 @@
 //! (unmeasured there). `CAFFE_TCH_CHANNELS_LAST=0` turns it off (for benchmarks).
 use tch::{Device, Tensor};
 
-use super::LayerResult;
+use crate::Result;
 
 fn enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -17,7 +17,7 @@ fn enabled() -> bool {
 
 /// `x` in channels-last memory order (a no-op when it is already), for the
 /// inputs of convolutions.
-pub fn channels_last(x: &Tensor) -> LayerResult<Tensor> {
+pub fn channels_last(x: &Tensor) -> Result<Tensor> {
     if !enabled() || x.dim() != 4 || x.device() != Device::Cpu {
         return Ok(x.shallow_clone());
     }
@@ -36,7 +36,7 @@ pub fn channels_last(x: &Tensor) -> LayerResult<Tensor> {
 
 /// tch has no memory-format argument: NHWC-contiguous, viewed back as NCHW
 /// (a no-op when `x` is channels-last already).
-fn to_nhwc(x: &Tensor) -> LayerResult<Tensor> {
+fn to_nhwc(x: &Tensor) -> Result<Tensor> {
     Ok(x.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?)
 }
 
@@ -53,7 +53,7 @@ fn is_channels_last(x: &Tensor) -> bool {
 /// `like`'s memory order, so element-wise ops over the two take libtorch's
 /// vectorised same-layout path: a DropIn `where` with an NCHW mask over NHWC
 /// activations ran 7x slower, and its output came back NCHW.
-pub fn in_layout_of(t: &Tensor, like: &Tensor) -> LayerResult<Tensor> {
+pub fn in_layout_of(t: &Tensor, like: &Tensor) -> Result<Tensor> {
     if t.dim() == 4 && is_channels_last(like) {
         return to_nhwc(t);
     }

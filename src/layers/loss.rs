@@ -5,18 +5,17 @@
 //! similarity) never get gradients. Where Caffe's backward is not the exact
 //! gradient of its forward (clamped logs, Contrastive's ε), the forward is
 //! built so autograd yields Caffe's backward: see `value_with_grad_of`.
+use crate::Result;
 use std::path::Path;
 
 use tch::{Kind, Tensor};
 
-use super::registry::LayerInfo;
-use super::{canonical_axis, check_bottoms, count, Ctx, Layer, LayerResult, SetupOut, Shape};
-use crate::layer_bail;
+use super::{canonical_axis, check_bottoms, count, Ctx, Layer, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
 use crate::proto::caffe::hinge_loss_parameter::Norm;
 use crate::proto::caffe::loss_parameter::NormalizationMode;
 use crate::proto::caffe::{BlobProto, LayerParameter};
-
-const FAMILY: &str = "loss.rs";
 
 /// Caffe's `kLOG_THRESHOLD`: probabilities are clamped here before a log.
 const LOG_THRESHOLD: f64 = 1e-20;
@@ -24,56 +23,56 @@ const LOG_THRESHOLD: f64 = 1e-20;
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "SoftmaxWithLoss",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "softmax_param.axis, loss_param.ignore_label, loss_param.normalization (FULL, VALID, BATCH_SIZE, NONE), loss_param.normalize (legacy), second top (softmax probabilities)",
         tests: "parity (lenet, cifar10, resnet_small), gradient check, normalization/ignore_label/axis tests (tests/layers_loss.rs)",
         create: |p| Ok(Box::new(SoftmaxWithLoss::new(p))),
     });
     r.push(LayerInfo {
         type_name: "SigmoidCrossEntropyLoss",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "loss_param.ignore_label, loss_param.normalization (default BATCH_SIZE), loss_param.normalize (legacy)",
         tests: "gradient check, numeric and normalization tests (tests/layers_loss.rs)",
         create: |p| Ok(Box::new(SigmoidCrossEntropyLoss::new(p))),
     });
     r.push(LayerInfo {
         type_name: "EuclideanLoss",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "(none; both bottoms get gradients)",
         tests: "gradient check, numeric tests (tests/layers_loss.rs)",
         create: |_| Ok(Box::new(EuclideanLoss)),
     });
     r.push(LayerInfo {
         type_name: "HingeLoss",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "hinge_loss_param.norm (L1, L2)",
         tests: "gradient check, numeric tests (tests/layers_loss.rs)",
         create: |p| Ok(Box::new(HingeLoss { norm: p.hinge_loss_param.clone().unwrap_or_default().norm() })),
     });
     r.push(LayerInfo {
         type_name: "InfogainLoss",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "infogain_loss_param.source (BlobProto) or third bottom H, infogain_loss_param.axis, loss_param.ignore_label, loss_param.normalization, second top (softmax probabilities)",
         tests: "gradient check, numeric tests with H from a file and from a bottom (tests/layers_loss.rs)",
         create: |p| Ok(Box::new(InfogainLoss::new(p))),
     });
     r.push(LayerInfo {
         type_name: "MultinomialLogisticLoss",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "(none; input is probabilities, clamped at 1e-20)",
         tests: "gradient check, numeric tests incl. Caffe's clamped gradient (tests/layers_loss.rs)",
         create: |_| Ok(Box::new(MultinomialLogisticLoss)),
     });
     r.push(LayerInfo {
         type_name: "ContrastiveLoss",
-        family: FAMILY,
+        family: family_of(file!()),
         params: "contrastive_loss_param.margin, contrastive_loss_param.legacy_version",
         tests: "gradient check, numeric tests incl. Caffe's ε-regularised gradient (tests/layers_loss.rs)",
         create: |p| Ok(Box::new(ContrastiveLoss::new(p))),
     });
     r.push(LayerInfo {
         type_name: "Accuracy",
-        family: FAMILY,
+        family: family_of(file!()),
         params:
             "top_k, axis, ignore_label, second top (per-class accuracy); ties count against the true class, as Caffe",
         tests: "parity (lenet), top_k/ties/ignore_label/axis/per-class tests (tests/layers_loss.rs)",
@@ -112,30 +111,30 @@ fn loss_ignore_label(lp: &LayerParameter) -> Option<i64> {
 }
 
 /// Caffe's LossLayer::Reshape check: bottoms 0 and 1 share their first axis.
-fn check_same_num(a: &Shape, b: &Shape) -> LayerResult<()> {
+fn check_same_num(a: &Shape, b: &Shape) -> Result<()> {
     if a.is_empty() || b.is_empty() {
-        layer_bail!("loss bottoms need at least one axis, got shapes {a:?} and {b:?}");
+        bail!("loss bottoms need at least one axis, got shapes {a:?} and {b:?}");
     }
     if a[0] != b[0] {
-        layer_bail!("The data and label should have the same first dimension: {a:?} vs {b:?}");
+        bail!("The data and label should have the same first dimension: {a:?} vs {b:?}");
     }
     Ok(())
 }
 
 /// Caffe's legacy num/channels/height/width accessor: missing axes read as 1,
 /// and blobs of more than 4 axes have no such view.
-fn legacy_dim(shape: &[i64], index: usize) -> LayerResult<i64> {
+fn legacy_dim(shape: &[i64], index: usize) -> Result<i64> {
     if shape.len() > 4 {
-        layer_bail!("this layer reads its bottoms as N×C×H×W, but a bottom has {} axes ({shape:?})", shape.len());
+        bail!("this layer reads its bottoms as N×C×H×W, but a bottom has {} axes ({shape:?})", shape.len());
     }
     Ok(shape.get(index).copied().unwrap_or(1))
 }
 
 /// Requires legacy channels, height and width of 1 (one value per sample).
-fn check_one_per_sample(shape: &[i64], what: &str) -> LayerResult<()> {
+fn check_one_per_sample(shape: &[i64], what: &str) -> Result<()> {
     for i in 1..4 {
         if legacy_dim(shape, i)? != 1 {
-            layer_bail!("{what} must be N×1×1×1 (one value per sample), got shape {shape:?}");
+            bail!("{what} must be N×1×1×1 (one value per sample), got shape {shape:?}");
         }
     }
     Ok(())
@@ -143,7 +142,7 @@ fn check_one_per_sample(shape: &[i64], what: &str) -> LayerResult<()> {
 
 /// A tensor whose value is `value` but whose gradient is that of `grad_source`:
 /// reproduces Caffe backward passes that differ from the gradient of their forward.
-fn value_with_grad_of(value: &Tensor, grad_source: &Tensor) -> LayerResult<Tensor> {
+fn value_with_grad_of(value: &Tensor, grad_source: &Tensor) -> Result<Tensor> {
     let correction = value.detach().f_sub(&grad_source.detach())?;
     Ok(grad_source.f_add(&correction)?)
 }
@@ -151,22 +150,22 @@ fn value_with_grad_of(value: &Tensor, grad_source: &Tensor) -> LayerResult<Tenso
 /// Labels as int64 class indices over (outer, inner), truncated toward zero as
 /// Caffe's `static_cast<int>`, checked against `classes` (ignoring `ignore`).
 /// Out-of-range labels are an error, not a crash.
-fn class_labels(label: &Tensor, outer: i64, inner: i64, classes: i64, ignore: Option<i64>) -> LayerResult<Tensor> {
+fn class_labels(label: &Tensor, outer: i64, inner: i64, classes: i64, ignore: Option<i64>) -> Result<Tensor> {
     if label.numel() as i64 != outer * inner {
-        layer_bail!("number of labels ({}) must match the number of predictions ({outer}×{inner})", label.numel());
+        bail!("number of labels ({}) must match the number of predictions ({outer}×{inner})", label.numel());
     }
     let l = label.detach().f_to_kind(Kind::Int64)?.f_reshape([outer, inner])?;
     let valid = valid_mask(&l, ignore)?;
     let bad = l.f_lt(0)?.f_logical_or(&l.f_ge(classes)?)?.f_logical_and(&valid)?;
     if bad.f_any()?.int64_value(&[]) != 0 {
         let first = l.f_masked_select(&bad)?.int64_value(&[0]);
-        layer_bail!("label {first} is out of range for {classes} classes (labels must be in 0..{})", classes - 1);
+        bail!("label {first} is out of range for {classes} classes (labels must be in 0..{})", classes - 1);
     }
     Ok(l)
 }
 
 /// True where a (truncated int) label is not the ignore label.
-fn valid_mask(labels: &Tensor, ignore: Option<i64>) -> LayerResult<Tensor> {
+fn valid_mask(labels: &Tensor, ignore: Option<i64>) -> Result<Tensor> {
     Ok(match ignore {
         Some(i) => labels.f_ne(i)?,
         None => labels.f_ones_like()?.f_to_kind(Kind::Bool)?,
@@ -174,7 +173,7 @@ fn valid_mask(labels: &Tensor, ignore: Option<i64>) -> LayerResult<Tensor> {
 }
 
 /// The class indices with ignored positions replaced by 0 (safe for gather).
-fn safe_labels(labels: &Tensor, valid: &Tensor) -> LayerResult<Tensor> {
+fn safe_labels(labels: &Tensor, valid: &Tensor) -> Result<Tensor> {
     Ok(labels.f_where_self(valid, &labels.f_zeros_like()?)?)
 }
 
@@ -203,14 +202,14 @@ impl SoftmaxWithLoss {
         }
     }
 
-    fn check(&mut self, bottoms: &[Shape]) -> LayerResult<()> {
+    fn check(&mut self, bottoms: &[Shape]) -> Result<()> {
         check_same_num(&bottoms[0], &bottoms[1])?;
         let axis = self.lp.softmax_param.as_ref().map(|s| s.axis()).unwrap_or(1);
         self.axis = canonical_axis(axis, bottoms[0].len())?;
         let (outer, _, inner) = around_axis(&bottoms[0], self.axis);
         let labels: i64 = bottoms[1].iter().product();
         if outer * inner != labels {
-            layer_bail!(
+            bail!(
                 "Number of labels ({labels}) must match number of predictions ({outer}×{inner}); e.g., if softmax axis == 1 and prediction shape is (N, C, H, W), label count (number of labels) must be N*H*W, with integer values in {{0, 1, ..., C-1}}"
             );
         }
@@ -219,10 +218,10 @@ impl SoftmaxWithLoss {
 }
 
 /// Tops of a loss with an optional second top of `second` shape.
-fn loss_tops(lp: &LayerParameter, second: Option<Shape>) -> LayerResult<Vec<Shape>> {
+fn loss_tops(lp: &LayerParameter, second: Option<Shape>) -> Result<Vec<Shape>> {
     let max = if second.is_some() { 2 } else { 1 };
     if lp.top.len() > max {
-        layer_bail!("takes at most {max} top blob(s), got {}", lp.top.len());
+        bail!("takes at most {max} top blob(s), got {}", lp.top.len());
     }
     let mut tops = vec![vec![]];
     if lp.top.len() > 1 {
@@ -236,13 +235,13 @@ impl Layer for SoftmaxWithLoss {
         true
     }
 
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 2, 2)?;
         self.check(bottoms)?;
         Ok(SetupOut { tops: loss_tops(&self.lp, Some(bottoms[0].clone()))?, params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let shape = x.size();
         self.check(&[shape.clone(), bottoms[1].size()])?;
@@ -282,11 +281,11 @@ impl SigmoidCrossEntropyLoss {
     }
 }
 
-fn check_sigmoid_ce(bottoms: &[Shape]) -> LayerResult<()> {
+fn check_sigmoid_ce(bottoms: &[Shape]) -> Result<()> {
     check_same_num(&bottoms[0], &bottoms[1])?;
     let (a, b): (i64, i64) = (bottoms[0].iter().product(), bottoms[1].iter().product());
     if a != b {
-        layer_bail!("SIGMOID_CROSS_ENTROPY_LOSS layer inputs must have the same count ({a} vs {b})");
+        bail!("SIGMOID_CROSS_ENTROPY_LOSS layer inputs must have the same count ({a} vs {b})");
     }
     Ok(())
 }
@@ -296,13 +295,13 @@ impl Layer for SigmoidCrossEntropyLoss {
         true
     }
 
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 2, 2)?;
         check_sigmoid_ce(bottoms)?;
         Ok(SetupOut { tops: vec![vec![]], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let shape = x.size();
         check_sigmoid_ce(&[shape.clone(), bottoms[1].size()])?;
@@ -325,11 +324,11 @@ impl Layer for SigmoidCrossEntropyLoss {
 /// EuclideanLoss: Σ(a − b)² / (2N); both bottoms get gradients.
 pub struct EuclideanLoss;
 
-fn check_euclidean(bottoms: &[Shape]) -> LayerResult<()> {
+fn check_euclidean(bottoms: &[Shape]) -> Result<()> {
     check_same_num(&bottoms[0], &bottoms[1])?;
     let (a, b) = (&bottoms[0], &bottoms[1]);
     if count(a, 1, a.len()) != count(b, 1, b.len()) {
-        layer_bail!("Inputs must have the same dimension: {a:?} vs {b:?}");
+        bail!("Inputs must have the same dimension: {a:?} vs {b:?}");
     }
     Ok(())
 }
@@ -339,13 +338,13 @@ impl Layer for EuclideanLoss {
         true
     }
 
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 2, 2)?;
         check_euclidean(bottoms)?;
         Ok(SetupOut { tops: vec![vec![]], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let (a, b) = (&bottoms[0], &bottoms[1]);
         let shape = a.size();
         check_euclidean(&[shape.clone(), b.size()])?;
@@ -361,11 +360,11 @@ pub struct HingeLoss {
     norm: Norm,
 }
 
-fn check_per_sample_labels(bottoms: &[Shape]) -> LayerResult<()> {
+fn check_per_sample_labels(bottoms: &[Shape]) -> Result<()> {
     check_same_num(&bottoms[0], &bottoms[1])?;
     let labels: i64 = bottoms[1].iter().product();
     if labels != bottoms[0][0] {
-        layer_bail!("expects one label per sample: {} samples, label shape {:?}", bottoms[0][0], bottoms[1]);
+        bail!("expects one label per sample: {} samples, label shape {:?}", bottoms[0][0], bottoms[1]);
     }
     Ok(())
 }
@@ -375,13 +374,13 @@ impl Layer for HingeLoss {
         true
     }
 
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 2, 2)?;
         check_per_sample_labels(bottoms)?;
         Ok(SetupOut { tops: vec![vec![]], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let shape = x.size();
         check_per_sample_labels(&[shape.clone(), bottoms[1].size()])?;
@@ -418,37 +417,37 @@ impl InfogainLoss {
         InfogainLoss { lp: lp.clone(), axis: 1, ignore: loss_ignore_label(lp), h_file: None }
     }
 
-    fn check(&mut self, bottoms: &[Shape]) -> LayerResult<(i64, i64, i64)> {
+    fn check(&mut self, bottoms: &[Shape]) -> Result<(i64, i64, i64)> {
         check_same_num(&bottoms[0], &bottoms[1])?;
         let axis = self.lp.infogain_loss_param.as_ref().map(|p| p.axis()).unwrap_or(1);
         self.axis = canonical_axis(axis, bottoms[0].len())?;
         let (outer, classes, inner) = around_axis(&bottoms[0], self.axis);
         let labels: i64 = bottoms[1].iter().product();
         if outer * inner != labels {
-            layer_bail!(
+            bail!(
                 "Number of labels ({labels}) must match number of predictions ({outer}×{inner}); e.g., if infogain axis == 1 and prediction shape is (N, C, H, W), label count (number of labels) must be N*H*W, with integer values in {{0, 1, ..., C-1}}"
             );
         }
         let h_count = match (bottoms.get(2), &self.h_file) {
             (Some(h), _) => h.iter().product::<i64>(),
             (None, Some((_, n))) => *n as i64,
-            (None, None) => layer_bail!("Infogain matrix source must be specified"),
+            (None, None) => bail!("Infogain matrix source must be specified"),
         };
         if h_count != classes * classes {
-            layer_bail!("H must be {classes}x{classes} ({} values), got {h_count} values", classes * classes);
+            bail!("H must be {classes}x{classes} ({} values), got {h_count} values", classes * classes);
         }
         Ok((outer, classes, inner))
     }
 }
 
 /// Reads H from a BlobProto file (Caffe's `ReadProtoFromBinaryFile`).
-fn read_infogain_matrix(source: &str) -> LayerResult<Vec<f32>> {
+fn read_infogain_matrix(source: &str) -> Result<Vec<f32>> {
     let blob: BlobProto = crate::proto::binary::read_message(Path::new(source))
-        .map_err(|e| super::LayerError(format!("cannot read the infogain matrix: {e}")))?;
+        .map_err(|e| super::Error::Invalid(format!("cannot read the infogain matrix: {e}")))?;
     let data = crate::proto::binary::blob_data_f32(&blob);
     let want: i64 = crate::proto::binary::blob_shape(&blob).iter().product();
     if want != data.len() as i64 {
-        layer_bail!("infogain matrix {source}: its shape needs {want} values but it holds {}", data.len());
+        bail!("infogain matrix {source}: its shape needs {want} values but it holds {}", data.len());
     }
     Ok(data)
 }
@@ -458,14 +457,14 @@ impl Layer for InfogainLoss {
         true
     }
 
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 2, 3)?;
         if self.lp.loss_param.as_ref().is_some_and(|l| l.normalize.is_some()) {
-            layer_bail!("normalize is deprecated. use \"normalization\"");
+            bail!("normalize is deprecated. use \"normalization\"");
         }
         if bottoms.len() < 3 {
             let source = self.lp.infogain_loss_param.as_ref().and_then(|p| p.source.clone());
-            let Some(source) = source else { layer_bail!("Infogain matrix source must be specified") };
+            let Some(source) = source else { bail!("Infogain matrix source must be specified") };
             let h = read_infogain_matrix(&source)?;
             let n = h.len();
             self.h_file = Some((h, n));
@@ -474,14 +473,14 @@ impl Layer for InfogainLoss {
         Ok(SetupOut { tops: loss_tops(&self.lp, Some(bottoms[0].clone()))?, params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
         let (outer, classes, inner) = self.check(&shapes)?;
         let h = match (bottoms.get(2), &self.h_file) {
             (Some(h), _) => h.detach().f_to_kind(x.kind())?,
             (None, Some((data, _))) => Tensor::f_from_slice(data)?.f_to_kind(x.kind())?.f_to(x.device())?,
-            (None, None) => layer_bail!("Infogain matrix source must be specified"),
+            (None, None) => bail!("Infogain matrix source must be specified"),
         }
         .f_reshape([classes, classes])?;
         let logp = x.f_log_softmax(self.axis as i64, x.kind())?.f_reshape([outer, classes, inner])?;
@@ -510,7 +509,7 @@ impl Layer for InfogainLoss {
 /// Caffe's gradient is −1/(N·max(p, 1e-20)) at the label even where the clamp is active.
 pub struct MultinomialLogisticLoss;
 
-fn check_multinomial(bottoms: &[Shape]) -> LayerResult<()> {
+fn check_multinomial(bottoms: &[Shape]) -> Result<()> {
     check_same_num(&bottoms[0], &bottoms[1])?;
     check_one_per_sample(&bottoms[1], "the label")
 }
@@ -520,13 +519,13 @@ impl Layer for MultinomialLogisticLoss {
         true
     }
 
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 2, 2)?;
         check_multinomial(bottoms)?;
         Ok(SetupOut { tops: vec![vec![]], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let shape = x.size();
         check_multinomial(&[shape.clone(), bottoms[1].size()])?;
@@ -557,20 +556,20 @@ impl ContrastiveLoss {
     }
 }
 
-fn check_contrastive(bottoms: &[Shape]) -> LayerResult<()> {
+fn check_contrastive(bottoms: &[Shape]) -> Result<()> {
     let (a, b, y) = (&bottoms[0], &bottoms[1], &bottoms[2]);
     check_same_num(a, b)?;
     if legacy_dim(a, 1)? != legacy_dim(b, 1)? {
-        layer_bail!("the two feature bottoms must have the same channels: {a:?} vs {b:?}");
+        bail!("the two feature bottoms must have the same channels: {a:?} vs {b:?}");
     }
     for (s, what) in [(a, "bottom[0]"), (b, "bottom[1]")] {
         if legacy_dim(s, 2)? != 1 || legacy_dim(s, 3)? != 1 {
-            layer_bail!("{what} must be N×C×1×1, got shape {s:?}");
+            bail!("{what} must be N×C×1×1, got shape {s:?}");
         }
     }
     check_one_per_sample(y, "the similarity bottom")?;
     if y.is_empty() || y[0] != a[0] {
-        layer_bail!("the similarity bottom needs one value per pair: {} pairs, shape {y:?}", a[0]);
+        bail!("the similarity bottom needs one value per pair: {} pairs, shape {y:?}", a[0]);
     }
     Ok(())
 }
@@ -580,13 +579,13 @@ impl Layer for ContrastiveLoss {
         true
     }
 
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 3, 3)?;
         check_contrastive(bottoms)?;
         Ok(SetupOut { tops: vec![vec![]], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
         check_contrastive(&shapes)?;
         let (a, b) = (&bottoms[0], &bottoms[1]);
@@ -625,17 +624,17 @@ impl Accuracy {
         Accuracy { lp: lp.clone(), axis: 1 }
     }
 
-    fn check(&mut self, bottoms: &[Shape]) -> LayerResult<()> {
+    fn check(&mut self, bottoms: &[Shape]) -> Result<()> {
         let p = self.lp.accuracy_param.clone().unwrap_or_default();
         let labels: i64 = bottoms[1].iter().product();
         let total: i64 = bottoms[0].iter().product();
         if labels == 0 || p.top_k() as i64 > total / labels {
-            layer_bail!("top_k must be less than or equal to the number of classes (top_k {}, {} predictions for {labels} labels)", p.top_k(), total);
+            bail!("top_k must be less than or equal to the number of classes (top_k {}, {} predictions for {labels} labels)", p.top_k(), total);
         }
         self.axis = canonical_axis(p.axis(), bottoms[0].len())?;
         let (outer, _, inner) = around_axis(&bottoms[0], self.axis);
         if outer * inner != labels {
-            layer_bail!(
+            bail!(
                 "Number of labels ({labels}) must match number of predictions ({outer}×{inner}); e.g., if label axis == 1 and prediction shape is (N, C, H, W), label count (number of labels) must be N*H*W, with integer values in {{0, 1, ..., C-1}}"
             );
         }
@@ -644,11 +643,11 @@ impl Accuracy {
 }
 
 impl Layer for Accuracy {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 2, 2)?;
         self.check(bottoms)?;
         if self.lp.top.len() > 2 {
-            layer_bail!("takes at most 2 top blobs, got {}", self.lp.top.len());
+            bail!("takes at most 2 top blobs, got {}", self.lp.top.len());
         }
         let mut tops = vec![vec![]];
         if self.lp.top.len() > 1 {
@@ -657,7 +656,7 @@ impl Layer for Accuracy {
         Ok(SetupOut { tops, params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let p = self.lp.accuracy_param.clone().unwrap_or_default();
         let x = bottoms[0].detach();
         let shape = x.size();

@@ -7,9 +7,10 @@
 //! so a layer only writes its forward pass with differentiable tensor ops.
 //! Layers must work in whatever floating kind their bottoms have (f32 in nets,
 //! f64 in the gradient checker): never hard-code `Kind::Float` for values.
+use crate::{bail, Error, Result};
 use tch::{Device, Tensor};
 
-use crate::proto::caffe::{FillerParameter, LayerParameter, Phase};
+use crate::proto::caffe::{FillerParameter, Phase};
 
 pub mod registry;
 pub use registry::{create_layer, known_types, LayerInfo, REGISTRY};
@@ -31,36 +32,6 @@ pub mod window_data;
 
 /// A blob shape, Caffe-style: any number of axes.
 pub type Shape = Vec<i64>;
-
-/// A layer error before the net adds the file, line and layer name.
-#[derive(Debug, Clone)]
-pub struct LayerError(pub String);
-
-impl From<String> for LayerError {
-    fn from(s: String) -> Self {
-        LayerError(s)
-    }
-}
-
-impl From<&str> for LayerError {
-    fn from(s: &str) -> Self {
-        LayerError(s.to_string())
-    }
-}
-
-pub type LayerResult<T> = std::result::Result<T, LayerError>;
-
-/// Shorthand: `bail!("...")` returns a LayerError.
-#[macro_export]
-macro_rules! layer_bail {
-    ($($arg:tt)*) => { return Err($crate::layers::LayerError(format!($($arg)*))) };
-}
-
-impl From<tch::TchError> for LayerError {
-    fn from(e: tch::TchError) -> Self {
-        LayerError(format!("libtorch: {e}"))
-    }
-}
 
 /// A learnable (or state) blob a layer asks the net for.
 #[derive(Debug, Clone)]
@@ -107,11 +78,11 @@ impl Ctx {
 pub trait Layer: Send {
     /// Checks the bottom shapes, and returns the top shapes and the blobs this
     /// layer needs. Called once when the net is built.
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut>;
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut>;
 
     /// Computes the tops from the bottoms and the layer's blobs (weights first,
     /// then bias, in Caffe's order). Shapes may differ from setup's (a new batch size).
-    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> LayerResult<Vec<Tensor>>;
+    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>>;
 
     /// Layers whose parameters are running statistics, not gradient-trained
     /// (BatchNorm), return false; their blobs never get gradients.
@@ -120,8 +91,8 @@ pub trait Layer: Send {
     }
 
     /// Sets a net input (Input, MemoryData): only input layers accept it.
-    fn set_input(&mut self, _top: usize, _value: Tensor) -> LayerResult<()> {
-        Err(LayerError("this layer takes no external input".into()))
+    fn set_input(&mut self, _top: usize, _value: Tensor) -> Result<()> {
+        Err(Error::invalid("this layer takes no external input"))
     }
 
     /// Top shapes may change between batches only for data-dependent layers;
@@ -132,23 +103,23 @@ pub trait Layer: Send {
 }
 
 /// Requires exactly `n` bottoms (or a range), with Caffe's wording.
-pub fn check_bottoms(bottoms: &[Shape], min: usize, max: usize) -> LayerResult<()> {
+pub fn check_bottoms(bottoms: &[Shape], min: usize, max: usize) -> Result<()> {
     let n = bottoms.len();
     if n < min || n > max {
         if min == max {
-            layer_bail!("takes {min} bottom blob(s), got {n}");
+            bail!("takes {min} bottom blob(s), got {n}");
         }
-        layer_bail!("takes {min} to {max} bottom blobs, got {n}");
+        bail!("takes {min} to {max} bottom blobs, got {n}");
     }
     Ok(())
 }
 
 /// Caffe's `CanonicalAxisIndex`: a negative axis counts from the end.
-pub fn canonical_axis(axis: i32, num_axes: usize) -> LayerResult<usize> {
+pub fn canonical_axis(axis: i32, num_axes: usize) -> Result<usize> {
     let n = num_axes as i64;
     let a = axis as i64;
     if a < -n || a >= n.max(1) {
-        layer_bail!("axis {axis} out of range for a {num_axes}-D blob");
+        bail!("axis {axis} out of range for a {num_axes}-D blob");
     }
     Ok(if a < 0 { (a + n) as usize } else { a as usize })
 }
@@ -156,9 +127,4 @@ pub fn canonical_axis(axis: i32, num_axes: usize) -> LayerResult<usize> {
 /// Product of dims in `shape[from..to]`.
 pub fn count(shape: &[i64], from: usize, to: usize) -> i64 {
     shape[from.min(shape.len())..to.min(shape.len())].iter().product()
-}
-
-/// `LayerParameter` accessors every family uses.
-pub fn layer_name(p: &LayerParameter) -> &str {
-    p.name()
 }

@@ -1,22 +1,23 @@
 //! Normalization layers: BatchNorm and MVN.
+use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
-use super::registry::LayerInfo;
-use super::{check_bottoms, Ctx, Layer, LayerError, LayerResult, ParamDecl, SetupOut, Shape};
-use crate::layer_bail;
+use super::{check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
 use crate::proto::caffe::{BatchNormParameter, LayerParameter, MvnParameter, Phase};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "BatchNorm",
-        family: "normalization.rs",
+        family: family_of(file!()),
         params: "use_global_stats (default: TEST phase), moving_average_fraction, eps; blobs mean_sum, var_sum, scale_factor (never learned)",
         tests: "parity (resnet_small forward and train_backward incl. running-stat update), gradient checks (batch and global stats), running-average test",
         create: |p| Ok(Box::new(BatchNorm::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "MVN",
-        family: "normalization.rs",
+        family: family_of(file!()),
         params: "normalize_variance, across_channels, eps",
         tests: "layers_vision (naive reference, Caffe's backward formula, gradient check)",
         create: |p| Ok(Box::new(Mvn { p: p.mvn_param.clone().unwrap_or_default() })),
@@ -37,11 +38,11 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    fn new(lp: &LayerParameter) -> LayerResult<Self> {
+    fn new(lp: &LayerParameter) -> Result<Self> {
         // Caffe refuses learning-rate multipliers other than 0 on the statistics.
         for (i, spec) in lp.param.iter().enumerate().take(3) {
             if spec.lr_mult() != 0.0 {
-                layer_bail!(
+                bail!(
                     "Cannot configure batch normalization statistics as layer parameters (param {i} has lr_mult {})",
                     spec.lr_mult()
                 );
@@ -56,11 +57,11 @@ impl BatchNorm {
 }
 
 impl Layer for BatchNorm {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         let s = &bottoms[0];
         if s.is_empty() {
-            layer_bail!("BatchNorm needs at least one axis");
+            bail!("BatchNorm needs at least one axis");
         }
         self.channels = if s.len() == 1 { 1 } else { s[1] };
         let c = self.channels;
@@ -78,17 +79,17 @@ impl Layer for BatchNorm {
         false
     }
 
-    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let shape = x.size();
         // One channel for a 1-axis bottom: view it as (N, 1).
         let xs = if shape.len() == 1 { x.f_reshape([-1, 1])? } else { x.shallow_clone() };
         let c = xs.size()[1];
         if c != self.channels {
-            layer_bail!("bottom has {c} channels, the layer was set up for {}", self.channels);
+            bail!("bottom has {c} channels, the layer was set up for {}", self.channels);
         }
         if params.len() != 3 {
-            layer_bail!("BatchNorm needs its 3 blobs, got {}", params.len());
+            bail!("BatchNorm needs its 3 blobs, got {}", params.len());
         }
         let eps = self.p.eps() as f64;
         let kind = x.kind();
@@ -117,7 +118,7 @@ impl Layer for BatchNorm {
 
 impl BatchNorm {
     /// Caffe's moving-average update of the three blobs, in place.
-    fn update_running_stats(&self, xs: &Tensor, dims: &[i64], m: i64, params: &[Tensor]) -> LayerResult<()> {
+    fn update_running_stats(&self, xs: &Tensor, dims: &[i64], m: i64, params: &[Tensor]) -> Result<()> {
         let maf = self.p.moving_average_fraction() as f64;
         let correction = if m > 1 { m as f64 / (m - 1) as f64 } else { 1.0 };
         tch::no_grad(|| -> Result<(), tch::TchError> {
@@ -130,7 +131,7 @@ impl BatchNorm {
             let _ = var_sum.f_mul_scalar_(maf)?.f_add_(&var.f_mul_scalar(correction)?.f_to_kind(var_sum.kind())?)?;
             Ok(())
         })
-        .map_err(|e| LayerError(format!("libtorch: {e}")))
+        .map_err(|e| Error::Invalid(format!("libtorch: {e}")))
     }
 }
 
@@ -149,9 +150,9 @@ pub struct Mvn {
 }
 
 /// A blob's legacy (num, channels, height, width) shape.
-fn legacy_shape(s: &[i64]) -> LayerResult<[i64; 4]> {
+fn legacy_shape(s: &[i64]) -> Result<[i64; 4]> {
     if s.len() > 4 {
-        layer_bail!("MVN takes blobs with at most 4 axes (Caffe's legacy shape), got {s:?}");
+        bail!("MVN takes blobs with at most 4 axes (Caffe's legacy shape), got {s:?}");
     }
     let mut out = [1i64; 4];
     out[..s.len()].copy_from_slice(s);
@@ -159,13 +160,13 @@ fn legacy_shape(s: &[i64]) -> LayerResult<[i64; 4]> {
 }
 
 impl Layer for Mvn {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         let s = legacy_shape(&bottoms[0])?;
         Ok(SetupOut { tops: vec![s.to_vec()], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let s = legacy_shape(&x.size())?;
         let rows = if self.p.across_channels() { s[0] } else { s[0] * s[1] };

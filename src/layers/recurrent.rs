@@ -22,31 +22,32 @@
 //! - LSTMUnit's forget gate is `cont · σ(x_f)` and Caffe backpropagates it with
 //!   `f·(1−f)`, which is the true derivative only for binary `cont`; for other
 //!   values the same (Caffe) derivative is used here.
+use crate::Result;
 use tch::Tensor;
 
-use super::registry::LayerInfo;
-use super::{check_bottoms, count, Ctx, Layer, LayerResult, ParamDecl, SetupOut, Shape};
-use crate::layer_bail;
+use super::{check_bottoms, count, Ctx, Layer, ParamDecl, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
 use crate::proto::caffe::{FillerParameter, LayerParameter};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "RNN",
-        family: "recurrent.rs",
+        family: family_of(file!()),
         params: "recurrent_param: num_output, weight_filler, bias_filler, expose_hidden (debug_info ignored); bottoms x (T×N×…), cont (T×N), optional x_static (N×…)",
         tests: "gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, shape errors (tests/layers_recurrent.rs)",
         create: |p| Ok(Box::new(Recurrent::new(p, Cell::Rnn)?)),
     });
     r.push(LayerInfo {
         type_name: "LSTM",
-        family: "recurrent.rs",
+        family: family_of(file!()),
         params: "recurrent_param: num_output, weight_filler, bias_filler, expose_hidden (debug_info ignored); bottoms x (T×N×…), cont (T×N), optional x_static (N×…)",
         tests: "gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, caffemodel blob order, net build, shape errors (tests/layers_recurrent.rs)",
         create: |p| Ok(Box::new(Recurrent::new(p, Cell::Lstm)?)),
     });
     r.push(LayerInfo {
         type_name: "LSTMUnit",
-        family: "recurrent.rs",
+        family: family_of(file!()),
         params: "(none) bottoms c_prev (1×N×H), gates (1×N×4H, order i f o g), cont (1×N); tops c, h",
         tests: "gradient check, scalar reference, Caffe's forget-gate derivative for non-binary cont, shape errors (tests/layers_recurrent.rs)",
         create: |_| Ok(Box::new(LstmUnit { hidden: 0 })),
@@ -91,10 +92,10 @@ pub struct Recurrent {
 }
 
 impl Recurrent {
-    fn new(lp: &LayerParameter, cell: Cell) -> LayerResult<Self> {
+    fn new(lp: &LayerParameter, cell: Cell) -> Result<Self> {
         let p = lp.recurrent_param.clone().unwrap_or_default();
         if p.num_output() == 0 {
-            layer_bail!("recurrent_param.num_output must be positive");
+            bail!("recurrent_param.num_output must be positive");
         }
         Ok(Recurrent {
             cell,
@@ -119,39 +120,33 @@ impl Recurrent {
     }
 
     /// Checks the bottoms' shapes (at setup and at every forward); returns N.
-    fn check_shapes(&self, bottoms: &[Shape], at_setup: bool) -> LayerResult<i64> {
+    fn check_shapes(&self, bottoms: &[Shape], at_setup: bool) -> Result<i64> {
         let x = &bottoms[0];
         if x.len() < 3 {
-            layer_bail!(
-                "bottom[0] (x) must be T×N×… with at least 3 axes (the input transform works on axis 2), got {x:?}"
-            );
+            bail!("bottom[0] (x) must be T×N×… with at least 3 axes (the input transform works on axis 2), got {x:?}");
         }
         let (t, n) = (x[0], x[1]);
         if !at_setup {
             if t != self.timesteps {
-                layer_bail!("input number of timesteps changed: {t}, set up for {}", self.timesteps);
+                bail!("input number of timesteps changed: {t}, set up for {}", self.timesteps);
             }
             let d = count(x, 2, x.len());
             if d != self.input_dim {
-                layer_bail!("bottom[0] (x) has {d} features per step, set up for {}", self.input_dim);
+                bail!("bottom[0] (x) has {d} features per step, set up for {}", self.input_dim);
             }
         }
         let cont = &bottoms[1];
         if cont.len() != 2 || cont[0] != t || cont[1] != n {
-            layer_bail!("bottom[1] (cont) must be T×N = [{t}, {n}] to match x {x:?}, got {cont:?}");
+            bail!("bottom[1] (cont) must be T×N = [{t}, {n}] to match x {x:?}, got {cont:?}");
         }
         let mut next = 2;
         if self.static_input {
             let s = &bottoms[2];
             if s.len() < 2 || s[0] != n {
-                layer_bail!("bottom[2] (x_static) must be N×… with N = {n} and at least 2 axes, got {s:?}");
+                bail!("bottom[2] (x_static) must be N×… with N = {n} and at least 2 axes, got {s:?}");
             }
             if !at_setup && count(s, 1, s.len()) != self.static_dim {
-                layer_bail!(
-                    "bottom[2] (x_static) has {} features, set up for {}",
-                    count(s, 1, s.len()),
-                    self.static_dim
-                );
+                bail!("bottom[2] (x_static) has {} features, set up for {}", count(s, 1, s.len()), self.static_dim);
             }
             next = 3;
         }
@@ -159,7 +154,7 @@ impl Recurrent {
         for (j, b) in bottoms[next..].iter().enumerate() {
             if *b != want {
                 let name = if j == 0 { "h_0" } else { "c_0" };
-                layer_bail!(
+                bail!(
                     "bottom[{}] ({name}) shape must match the hidden state 1×N×num_output {want:?}, got {b:?}",
                     next + j
                 );
@@ -170,7 +165,7 @@ impl Recurrent {
 
     /// The initial states as N×H tensors: exposed bottoms, or the carried
     /// state of the previous forward, or zeros.
-    fn initial_states(&self, bottoms: &[Tensor], n: i64, like: &Tensor) -> LayerResult<Vec<Tensor>> {
+    fn initial_states(&self, bottoms: &[Tensor], n: i64, like: &Tensor) -> Result<Vec<Tensor>> {
         let k = self.cell.num_states();
         if self.expose_hidden {
             let first = 2 + self.static_input as usize;
@@ -193,7 +188,7 @@ impl Recurrent {
 }
 
 impl Layer for Recurrent {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         let min = 2 + self.num_hidden_bottoms();
         check_bottoms(bottoms, min, min + 1)?;
         self.static_input = bottoms.len() > min;
@@ -227,7 +222,7 @@ impl Layer for Recurrent {
         Ok(SetupOut { tops, params })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
         let expected = 2 + self.static_input as usize + self.num_hidden_bottoms();
         check_bottoms(&shapes, expected, expected)?;
@@ -286,14 +281,14 @@ impl Layer for Recurrent {
 }
 
 /// True when every continuation indicator is 0 or 1.
-fn is_binary(cont: &Tensor) -> LayerResult<bool> {
+fn is_binary(cont: &Tensor) -> Result<bool> {
     let ok = cont.f_eq(0.0)?.f_logical_or(&cont.f_eq(1.0)?)?.f_all()?;
     Ok(ok.int64_value(&[]) != 0)
 }
 
 /// One LSTM step on N×… tensors: `gates` holds the pre-activations (i, f, o, g)
 /// along the last axis, `cont` (N×1) scales the forget gate. Returns (c, h).
-fn lstm_unit(c_prev: &Tensor, gates: &Tensor, cont: &Tensor, caffe_forget: bool) -> LayerResult<(Tensor, Tensor)> {
+fn lstm_unit(c_prev: &Tensor, gates: &Tensor, cont: &Tensor, caffe_forget: bool) -> Result<(Tensor, Tensor)> {
     let parts = gates.f_chunk(4, -1)?;
     let i = parts[0].f_sigmoid()?;
     let o = parts[2].f_sigmoid()?;
@@ -318,31 +313,31 @@ pub struct LstmUnit {
 }
 
 impl LstmUnit {
-    fn check(&self, bottoms: &[Shape]) -> LayerResult<i64> {
+    fn check(&self, bottoms: &[Shape]) -> Result<i64> {
         check_bottoms(bottoms, 3, 3)?;
         let n = bottoms[0].get(1).copied().unwrap_or(-1);
         for (i, b) in bottoms.iter().enumerate() {
             let axes = if i == 2 { 2 } else { 3 };
             if b.len() != axes || b[0] != 1 || b[1] != n {
                 let what = ["c_prev (1×N×H)", "gates (1×N×4H)", "cont (1×N)"][i];
-                layer_bail!("bottom[{i}] {what} must have {axes} axes, a first axis of 1 and N = {n}, got {b:?}");
+                bail!("bottom[{i}] {what} must have {axes} axes, a first axis of 1 and N = {n}, got {b:?}");
             }
         }
         let h = bottoms[0][2];
         if bottoms[1][2] != 4 * h {
-            layer_bail!("bottom[1] (gates) must have 4·H = {} channels for H = {h}, got {:?}", 4 * h, bottoms[1]);
+            bail!("bottom[1] (gates) must have 4·H = {} channels for H = {h}, got {:?}", 4 * h, bottoms[1]);
         }
         Ok(h)
     }
 }
 
 impl Layer for LstmUnit {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         self.hidden = self.check(bottoms)?;
         Ok(SetupOut { tops: vec![bottoms[0].clone(), bottoms[0].clone()], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
         self.hidden = self.check(&shapes)?;
         let (c_prev, gates) = (&bottoms[0], &bottoms[1]);

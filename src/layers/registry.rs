@@ -1,25 +1,32 @@
 //! The layer registry: Caffe's type string → constructor, plus what
 //! `SUPPORTED-LAYERS.md` says about each type. Each family file contributes its
 //! entries through its `register` function; `register_all` lists the families.
-use once_cell::sync::Lazy;
+use crate::{Error, Result};
+use std::sync::LazyLock;
 
-use super::{Layer, LayerError, LayerResult};
+use super::Layer;
 use crate::proto::caffe::LayerParameter;
 
-pub type Constructor = fn(&LayerParameter) -> LayerResult<Box<dyn Layer>>;
+pub type Constructor = fn(&LayerParameter) -> Result<Box<dyn Layer>>;
 
 /// One registered layer type.
 #[derive(Clone)]
 pub struct LayerInfo {
     /// Caffe's type string, e.g. "Convolution".
     pub type_name: &'static str,
-    /// The source file (family) that implements it.
+    /// The file that implements it, under `src/layers/` (from `file!()`).
     pub family: &'static str,
     /// Parameters honoured, as the docs list them.
     pub params: &'static str,
     /// The tests that check it (golden parity, gradient check, ...).
     pub tests: &'static str,
     pub create: Constructor,
+}
+
+/// A layer's file under `src/layers/`, from the `file!()` of its registration.
+pub fn family_of(source_file: &'static str) -> &'static str {
+    let unix = source_file.trim_start_matches("./");
+    unix.split_once("src/layers/").map_or(unix, |(_, rest)| rest)
 }
 
 fn register_all() -> Vec<LayerInfo> {
@@ -39,32 +46,23 @@ fn register_all() -> Vec<LayerInfo> {
     r
 }
 
-pub static REGISTRY: Lazy<Vec<LayerInfo>> = Lazy::new(register_all);
+pub static REGISTRY: LazyLock<Vec<LayerInfo>> = LazyLock::new(register_all);
 
 /// The registered type names, sorted.
 pub fn known_types() -> Vec<&'static str> {
     REGISTRY.iter().map(|i| i.type_name).collect()
 }
 
-/// BVLC Caffe layer types not built yet: a clearer error than "unknown".
-pub const NOT_YET: &[&str] = &[];
-
 /// Creates the layer for `param.type`; the error lists the known types.
-pub fn create_layer(param: &LayerParameter) -> LayerResult<Box<dyn Layer>> {
+pub fn create_layer(param: &LayerParameter) -> Result<Box<dyn Layer>> {
     let ty = param.r#type();
     if ty == "Python" {
         let module = param.python_param.as_ref().map(|p| format!("{}.{}", p.module(), p.layer())).unwrap_or_default();
-        return Err(LayerError(format!("Python layers are not supported: layer {} ({module})", param.name())));
-    }
-    if NOT_YET.contains(&ty) {
-        return Err(LayerError(format!(
-            "layer type {ty} (layer {}) is a BVLC Caffe layer that caffe-tch does not support yet",
-            param.name()
-        )));
+        return Err(Error::unsupported(format!("Python layers are not supported: layer {} ({module})", param.name())));
     }
     match REGISTRY.iter().find(|i| i.type_name == ty) {
         Some(info) => (info.create)(param),
-        None => Err(LayerError(format!("Unknown layer type: {ty} (known types: {})", known_types().join(", ")))),
+        None => Err(Error::Invalid(format!("Unknown layer type: {ty} (known types: {})", known_types().join(", ")))),
     }
 }
 
@@ -92,8 +90,5 @@ pub fn supported_layers_markdown() -> String {
         ));
     }
     s.push_str("\nNot supported: `Python` layers (an error names the layer and its module).\n");
-    if !NOT_YET.is_empty() {
-        s.push_str(&format!("Not supported yet: {} (an error says so).\n", NOT_YET.join(", ")));
-    }
     s
 }

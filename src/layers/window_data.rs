@@ -24,6 +24,7 @@
 //! bytes in memory (read at setup) and decodes them per window, as Caffe does.
 //! Sampling, decoding and warping run on the prefetch thread into plain
 //! memory (see `Batch` in data.rs).
+use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,17 +34,17 @@ use rand::{Rng, SeedableRng};
 use tch::Tensor;
 
 use super::data::{check_tops, draw_seed, next_tops, shape_text, Batch, BatchSource, Prefetcher};
-use super::registry::LayerInfo;
-use super::{Ctx, Layer, LayerError, LayerResult, SetupOut, Shape};
+use super::{Ctx, Layer, SetupOut, Shape};
 use crate::data::image::{self, ColorMode, Image};
 use crate::data::transform::MeanImage;
+use crate::layers::registry::{family_of, LayerInfo};
 use crate::proto::caffe::LayerParameter;
-use crate::{info, layer_bail, warn};
+use crate::{bail, info, warn};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "WindowData",
-        family: "window_data.rs",
+        family: family_of(file!()),
         params: "window_data_param.source, root_folder, batch_size, fg_threshold, bg_threshold, fg_fraction, context_pad, crop_mode (warp, square), cache_images, scale; transform_param.crop_size (required), mirror, mean_file, mean_value",
         tests: "tests/window_data.rs (fg/bg counts and labels, warp geometry against a direct resize, context_pad placement, mean and scale, errors)",
         create: |p| Ok(Box::new(WindowDataLayer::new(p)?)),
@@ -82,46 +83,45 @@ pub struct WindowFile {
 }
 
 /// Reads a window file (see the module comment).
-pub fn read_window_file(
-    source: &str,
-    root_folder: &str,
-    fg_threshold: f32,
-    bg_threshold: f32,
-) -> Result<WindowFile, String> {
-    let text = std::fs::read_to_string(source).map_err(|e| format!("window file '{source}': cannot read it: {e}"))?;
+pub fn read_window_file(source: &str, root_folder: &str, fg_threshold: f32, bg_threshold: f32) -> Result<WindowFile> {
+    let text = std::fs::read_to_string(source)
+        .map_err(|e| Error::data(format!("window file '{source}': cannot read it: {e}")))?;
     // Caffe reads tokens with `>>`, so line breaks carry no meaning; keep line numbers for errors.
     let tokens: Vec<(usize, &str)> =
         text.lines().enumerate().flat_map(|(i, l)| l.split_whitespace().map(move |t| (i + 1, t))).collect();
     let mut pos = 0;
-    let next_at = |pos: &mut usize, what: &str| -> Result<(usize, &str), String> {
+    let next_at = |pos: &mut usize, what: &str| -> Result<(usize, &str)> {
         let t = tokens
             .get(*pos)
             .copied()
-            .ok_or_else(|| format!("window file '{source}': ends where {what} was expected"))?;
+            .ok_or_else(|| Error::data(format!("window file '{source}': ends where {what} was expected")))?;
         *pos += 1;
         Ok(t)
     };
-    fn num<T: std::str::FromStr>(source: &str, (line, tok): (usize, &str), what: &str) -> Result<T, String> {
-        tok.parse().map_err(|_| format!("window file '{source}' line {line}: expected {what}, found '{tok}'"))
+    fn num<T: std::str::FromStr>(source: &str, (line, tok): (usize, &str), what: &str) -> Result<T> {
+        tok.parse()
+            .map_err(|_| Error::data(format!("window file '{source}' line {line}: expected {what}, found '{tok}'")))
     }
     let mut wf = WindowFile::default();
     wf.class_counts.insert(0, 0);
     let n_tokens = tokens.len();
     if n_tokens == 0 {
-        return Err(format!("window file '{source}' is empty"));
+        return Err(Error::data(format!("window file '{source}' is empty")));
     }
     while pos < n_tokens {
         let (line, hash) = next_at(&mut pos, "'#'")?;
         if hash != "#" {
-            return Err(format!("window file '{source}' line {line}: expected '# image_index', found '{hash}'"));
+            return Err(Error::data(format!(
+                "window file '{source}' line {line}: expected '# image_index', found '{hash}'"
+            )));
         }
         let index: usize = num(source, next_at(&mut pos, "an image index")?, "an image index")?;
         // Caffe looks windows' images up by this number in file order, so it must count from 0.
         if index != wf.images.len() {
-            return Err(format!(
+            return Err(Error::data(format!(
                 "window file '{source}' line {line}: image index {index} out of sequence (expected {}; images are numbered 0, 1, 2, ... in file order)",
                 wf.images.len()
-            ));
+            )));
         }
         let (_, path) = next_at(&mut pos, "an image path")?;
         let mut declared = [0usize; 3];
@@ -129,10 +129,10 @@ pub fn read_window_file(
             *d = num(source, next_at(&mut pos, what)?, what)?;
         }
         if declared[0] != 3 {
-            return Err(format!(
+            return Err(Error::data(format!(
                 "window file '{source}' line {line}: image '{path}' declares {} channels; WindowData reads images as 3-channel colour",
                 declared[0]
-            ));
+            )));
         }
         wf.images.push(WindowImage { path: format!("{root_folder}{path}"), declared });
         let num_windows: usize = num(source, next_at(&mut pos, "num_windows")?, "the number of windows")?;
@@ -148,9 +148,9 @@ pub fn read_window_file(
             let w = Window { image: index, label, overlap, x1: c[0], y1: c[1], x2: c[2], y2: c[3] };
             if overlap >= fg_threshold {
                 if label <= 0 {
-                    return Err(format!(
+                    return Err(Error::data(format!(
                         "window file '{source}' line {wline}: a foreground window (overlap {overlap} ≥ fg_threshold {fg_threshold}) has class {label}; foreground classes must be > 0"
-                    ));
+                    )));
                 }
                 wf.fg.push(w);
                 *wf.class_counts.entry(label).or_insert(0) += 1;
@@ -197,7 +197,7 @@ pub fn plan_window(
     context_pad: usize,
     square: bool,
     mirror: bool,
-) -> Result<WarpPlan, String> {
+) -> Result<WarpPlan> {
     let (rows, cols) = (image_height as i64, image_width as i64);
     let (mut x1, mut y1, mut x2, mut y2) = (w.x1 as i64, w.y1 as i64, w.x2 as i64, w.y2 as i64);
     let crop = crop_size as i64;
@@ -227,10 +227,10 @@ pub fn plan_window(
         y1 += pad_y1;
         y2 -= pad_y2;
         if x2 < x1 || y2 < y1 || unclipped_h <= 0 || unclipped_w <= 0 {
-            return Err(format!(
+            return Err(Error::data(format!(
                 "window ({}, {}, {}, {}) lies outside the {image_width}×{image_height} image",
                 w.x1, w.y1, w.x2, w.y2
-            ));
+            )));
         }
         let scale_x = crop_size as f32 / unclipped_w as f32;
         let scale_y = crop_size as f32 / unclipped_h as f32;
@@ -244,16 +244,16 @@ pub fn plan_window(
         out_h = out_h.min(crop - pad_h);
         out_w = out_w.min(crop - pad_w);
         if out_h <= 0 || out_w <= 0 {
-            return Err(format!(
+            return Err(Error::data(format!(
                 "window ({}, {}, {}, {}) keeps no pixels of the {image_width}×{image_height} image once warped to {crop_size}×{crop_size}",
                 w.x1, w.y1, w.x2, w.y2
-            ));
+            )));
         }
     } else if x1 < 0 || y1 < 0 || x2 >= cols || y2 >= rows || x2 < x1 || y2 < y1 {
-        return Err(format!(
+        return Err(Error::data(format!(
             "window ({}, {}, {}, {}) is not inside the {image_width}×{image_height} image (corners are inclusive, 0-based)",
             w.x1, w.y1, w.x2, w.y2
-        ));
+        )));
     }
     Ok(WarpPlan {
         x1: x1 as usize,
@@ -309,25 +309,30 @@ struct WindowSource {
 }
 
 impl WindowSource {
-    fn load_image(&self, index: usize) -> Result<Image, String> {
+    fn load_image(&self, index: usize) -> Result<Image> {
         let path = &self.file.images[index].path;
         let where_ = || format!("window file '{}': image {index} '{path}'", self.source);
         match &self.cache {
-            Some(bytes) => image::decode(&bytes[index], ColorMode::Color).map_err(|e| format!("{}: {e}", where_())),
+            Some(bytes) => {
+                image::decode(&bytes[index], ColorMode::Color).map_err(|e| Error::data(format!("{}: {e}", where_())))
+            }
             None => {
-                let bytes =
-                    std::fs::read(path).map_err(|e| format!("{}: could not open or find the file: {e}", where_()))?;
-                image::decode(&bytes, ColorMode::Color).map_err(|e| format!("{}: {e}", where_()))
+                let bytes = std::fs::read(path)
+                    .map_err(|e| Error::data(format!("{}: could not open or find the file: {e}", where_())))?;
+                image::decode(&bytes, ColorMode::Color).map_err(|e| Error::data(format!("{}: {e}", where_())))
             }
         }
     }
 
     /// Warps one window into `out` (3×crop×crop, zeroed).
-    fn fill(&mut self, w: &Window, do_mirror: bool, out: &mut [f32]) -> Result<(), String> {
+    fn fill(&mut self, w: &Window, do_mirror: bool, out: &mut [f32]) -> Result<()> {
         let img = self.load_image(w.image)?;
         let plan = plan_window(w, img.height, img.width, self.crop_size, self.context_pad, self.square, do_mirror)
             .map_err(|e| {
-                format!("window file '{}': image {} '{}': {e}", self.source, w.image, self.file.images[w.image].path)
+                Error::data(format!(
+                    "window file '{}': image {} '{}': {e}",
+                    self.source, w.image, self.file.images[w.image].path
+                ))
             })?;
         let region = crop_region(&img, plan.x1, plan.y1, plan.x2, plan.y2);
         let warped = image::resize(&region, plan.out_height, plan.out_width);
@@ -356,12 +361,12 @@ impl WindowSource {
 }
 
 impl BatchSource for WindowSource {
-    fn batch_shape(&mut self) -> Result<Shape, String> {
+    fn batch_shape(&mut self) -> Result<Shape> {
         let c = 3;
         Ok(vec![self.batch_size as i64, c, self.crop_size as i64, self.crop_size as i64])
     }
 
-    fn load_batch(&mut self) -> Result<Batch, String> {
+    fn load_batch(&mut self) -> Result<Batch> {
         let item = 3 * self.crop_size * self.crop_size;
         let mut data = vec![0f32; self.batch_size * item];
         let mut labels = Vec::with_capacity(self.batch_size);
@@ -389,50 +394,48 @@ pub struct WindowDataLayer {
 }
 
 impl WindowDataLayer {
-    fn new(p: &LayerParameter) -> LayerResult<Self> {
+    fn new(p: &LayerParameter) -> Result<Self> {
         Ok(WindowDataLayer { param: p.clone(), prefetch: None })
     }
 }
 
 impl Layer for WindowDataLayer {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         if !bottoms.is_empty() {
-            layer_bail!("WindowData takes no bottom blobs, got {}", bottoms.len());
+            bail!("WindowData takes no bottom blobs, got {}", bottoms.len());
         }
         check_tops(&self.param, 2, 2)?;
         let wp = self.param.window_data_param.clone().unwrap_or_default();
         let tp = self.param.transform_param.clone().unwrap_or_default();
         let source = match &wp.source {
             Some(s) if !s.is_empty() => s.clone(),
-            _ => layer_bail!("window_data_param.source (the window file) is required"),
+            _ => bail!("window_data_param.source (the window file) is required"),
         };
         let batch_size = wp.batch_size() as usize;
         if batch_size == 0 {
-            layer_bail!("window_data_param.batch_size must be positive");
+            bail!("window_data_param.batch_size must be positive");
         }
         let crop_size = tp.crop_size() as usize;
         if crop_size == 0 {
             if wp.crop_size() > 0 {
-                layer_bail!(
+                bail!(
                     "transform_param.crop_size must be positive (window_data_param.crop_size is deprecated: move it to transform_param)"
                 );
             }
-            layer_bail!("transform_param.crop_size must be positive (the size windows are warped to)");
+            bail!("transform_param.crop_size must be positive (the size windows are warped to)");
         }
         let context_pad = wp.context_pad() as usize;
         if 2 * context_pad >= crop_size {
-            layer_bail!(
-                "context_pad {context_pad} leaves no room in crop_size {crop_size} (need 2·context_pad < crop_size)"
-            );
+            bail!("context_pad {context_pad} leaves no room in crop_size {crop_size} (need 2·context_pad < crop_size)");
         }
         let square = match wp.crop_mode() {
             "warp" => false,
             "square" => true,
-            other => layer_bail!("window_data_param.crop_mode '{other}' is not 'warp' or 'square'"),
+            other => bail!("window_data_param.crop_mode '{other}' is not 'warp' or 'square'"),
         };
         let fg_fraction = wp.fg_fraction();
         if !(0.0..=1.0).contains(&fg_fraction) {
-            layer_bail!("window_data_param.fg_fraction {fg_fraction} is not in [0, 1]");
+            bail!("window_data_param.fg_fraction {fg_fraction} is not in [0, 1]");
         }
         let (fg_threshold, bg_threshold) = (wp.fg_threshold(), wp.bg_threshold());
         info!(
@@ -452,12 +455,12 @@ impl Layer for WindowDataLayer {
 
         let num_fg = (batch_size as f32 * fg_fraction) as usize;
         if num_fg > 0 && file.fg.is_empty() {
-            layer_bail!(
+            bail!(
                 "window file '{source}': no foreground windows (overlap ≥ {fg_threshold}) to fill {num_fg} per batch"
             );
         }
         if batch_size > num_fg && file.bg.is_empty() {
-            layer_bail!(
+            bail!(
                 "window file '{source}': no background windows (overlap < {bg_threshold}) to fill {} per batch",
                 batch_size - num_fg
             );
@@ -467,14 +470,14 @@ impl Layer for WindowDataLayer {
         for (i, im) in file.images.iter().enumerate() {
             match &mut cache {
                 Some(c) => c.push(std::fs::read(&im.path).map_err(|e| {
-                    LayerError(format!(
+                    Error::Invalid(format!(
                         "window file '{source}': image {i} '{}': could not open or find the file: {e}",
                         im.path
                     ))
                 })?),
                 None => {
                     if !Path::new(&im.path).is_file() {
-                        layer_bail!("window file '{source}': image {i} '{}': could not open or find the file", im.path);
+                        bail!("window file '{source}': image {i} '{}': could not open or find the file", im.path);
                     }
                 }
             }
@@ -497,13 +500,13 @@ impl Layer for WindowDataLayer {
         let mean = match &tp.mean_file {
             Some(f) => {
                 if !tp.mean_value.is_empty() {
-                    layer_bail!("cannot specify mean_file and mean_value at the same time");
+                    bail!("cannot specify mean_file and mean_value at the same time");
                 }
                 info!("window_data_layer.cpp:205", "Loading mean file from: {f}");
                 let image = MeanImage::load(Path::new(f))?;
                 let offset = image.width.saturating_sub(crop_size) / 2;
                 if image.channels != 3 || image.width < crop_size || offset + crop_size > image.height {
-                    layer_bail!(
+                    bail!(
                         "mean_file '{f}' is {}×{}×{}; WindowData needs 3 channels and room for a centred {crop_size}×{crop_size} crop",
                         image.channels,
                         image.height,
@@ -516,7 +519,7 @@ impl Layer for WindowDataLayer {
                 0 => Mean::None,
                 1 => Mean::Values(vec![tp.mean_value[0]; 3]),
                 3 => Mean::Values(tp.mean_value.clone()),
-                n => layer_bail!("{n} mean_value(s) given for 3-channel windows (give 1, or 3)"),
+                n => bail!("{n} mean_value(s) given for 3-channel windows (give 1, or 3)"),
             },
         };
 
@@ -541,7 +544,7 @@ impl Layer for WindowDataLayer {
         Ok(SetupOut { tops: vec![shape, vec![batch_size as i64]], params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         next_tops(&mut self.prefetch, ctx.device)
     }
 }

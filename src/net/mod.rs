@@ -5,11 +5,12 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::error::Context;
 use crate::error::Location;
 use crate::layers::{self, filler, Ctx, Layer, Shape};
 use crate::proto::caffe::{param_spec::DimCheckMode, LayerParameter, NetParameter, NetState, Phase};
 use crate::proto::{text, upgrade};
-use crate::{info, warn, Error, Result};
+use crate::{bail, info, warn, Error, Result};
 
 pub mod filter;
 mod param;
@@ -85,27 +86,34 @@ struct ParamSlot {
     owner: usize,
 }
 
+/// One blob of the net (Caffe's `Blob` as the net tracks it).
+struct BlobEntry {
+    name: String,
+    shape: Shape,
+    /// The latest value after forward (in-place layers rewrite it).
+    value: Option<Tensor>,
+    /// The first value (its producer's output): a blob's diff is the gradient
+    /// with respect to it, as Caffe's in-place backward leaves it. Kept only
+    /// when `record_blob_diffs` or debug_info asks for it: holding a blob's
+    /// value from before an in-place layer keeps that buffer alive until the
+    /// next forward (GoogLeNet: every pre-ReLU conv output).
+    first_value: Option<Tensor>,
+    diff: Option<Tensor>,
+}
+
 /// A Caffe net built on libtorch.
 pub struct Net {
     pub name: String,
     pub phase: Phase,
     device: Device,
     layers: Vec<LayerEntry>,
-    blob_names: Vec<String>,
+    blobs: Vec<BlobEntry>,
     blob_index: HashMap<String, usize>,
-    blob_shapes: Vec<Shape>,
-    /// The latest value of each blob after forward (in-place layers rewrite it).
-    values: Vec<Option<Tensor>>,
-    /// The first value of each blob (its producer's output): a blob's diff is
-    /// the gradient with respect to it, as Caffe's in-place backward leaves it.
-    /// Kept only when `record_blob_diffs` or debug_info asks for it: holding a blob's value
-    /// from before an in-place layer keeps that buffer alive until the next
-    /// forward (GoogLeNet: every pre-ReLU conv output).
-    first_values: Vec<Option<Tensor>>,
     record_blob_diffs: bool,
-    diffs: Vec<Option<Tensor>>,
     param_slots: Vec<ParamSlot>,
     learnable: Vec<Param>,
+    /// The slot that owns each shared parameter name (ParamSpec.name).
+    param_owner_by_name: HashMap<String, usize>,
     input_blobs: Vec<usize>,
     output_blobs: Vec<usize>,
     force_backward: bool,
@@ -145,41 +153,24 @@ impl Net {
         Net::new(&param, state, source, device)
     }
 
-    /// Builds a current-format NetParameter: filtering by `state` (Caffe's
-    /// NetState: the param's own state fields are overridden by the caller's phase,
-    /// level and stages), splits, layer setup and shape inference.
+    /// Builds a current-format NetParameter as Caffe's `Net::Init` does: keep
+    /// the layers `state` includes (the caller's phase, level and stages
+    /// override the param's own), insert Split layers, then append each layer
+    /// (its tops, bottoms and parameters) with shape inference.
     pub fn new(param: &NetParameter, state: &NetState, source: NetSource, device: Device) -> Result<Net> {
-        let layer_err = |layer: &str, ty: &str, msg: String| Error::Layer {
-            loc: source.loc(layer),
-            layer: layer.to_string(),
-            layer_type: ty.to_string(),
-            msg,
-        };
-        let type_of = |name: &str| -> String {
-            param
-                .layer
-                .iter()
-                .find(|l| l.name() == name)
-                .map(|l| l.r#type().to_string())
-                .unwrap_or_else(|| "Split".into())
-        };
-        let filtered = filter::filter_net(param, state).map_err(|(l, m)| layer_err(&l, &type_of(&l), m))?;
-        let split = splits::insert_splits(&filtered).map_err(|(l, m)| layer_err(&l, &type_of(&l), m))?;
-
+        let filtered = filter::filter_net(param, state, &source)?;
+        let split = splits::insert_splits(&filtered, &source)?;
         let mut net = Net {
             name: param.name().to_string(),
             phase: state.phase(),
             device,
             layers: Vec::new(),
-            blob_names: Vec::new(),
+            blobs: Vec::new(),
             blob_index: HashMap::new(),
-            blob_shapes: Vec::new(),
-            values: Vec::new(),
-            first_values: Vec::new(),
             record_blob_diffs: false,
-            diffs: Vec::new(),
             param_slots: Vec::new(),
             learnable: Vec::new(),
+            param_owner_by_name: HashMap::new(),
             input_blobs: Vec::new(),
             output_blobs: Vec::new(),
             force_backward: param.force_backward(),
@@ -187,156 +178,155 @@ impl Net {
             loss: None,
             outputs_as_loss: false,
             debug_info: param.debug_info(),
-            source: source.clone(),
+            source,
         };
-        let mut param_owner_by_name: HashMap<String, usize> = HashMap::new();
-        let mut consumed = vec![];
-
         for lp in &split.layer {
             let mut lp = lp.clone();
             lp.phase = Some(state.phase() as i32);
-            let name = lp.name().to_string();
-            let ty = lp.r#type().to_string();
-            let err = |m: String| layer_err(&name, &ty, m);
-
-            let mut layer = layers::create_layer(&lp).map_err(|e| err(e.0))?;
-            // Caffe gives a loss layer declared without a top an anonymous one.
-            if lp.top.is_empty() && layer.is_loss_layer() {
-                let mut name = "(automatic)".to_string();
-                let mut k = 0;
-                while net.blob_index.contains_key(&name) {
-                    k += 1;
-                    name = format!("(automatic)_{k}");
-                }
-                lp.top.push(name);
-            }
-            let mut bottoms = Vec::new();
-            for b in &lp.bottom {
-                let id = *net.blob_index.get(b).ok_or_else(|| err(format!("unknown bottom blob '{b}'")))?;
-                bottoms.push(id);
-                consumed.push(id);
-            }
-            let bottom_shapes: Vec<Shape> = bottoms.iter().map(|&b| net.blob_shapes[b].clone()).collect();
-            let setup = layer.setup(&bottom_shapes).map_err(|e| {
-                let shapes: Vec<String> =
-                    lp.bottom.iter().zip(&bottom_shapes).map(|(b, s)| format!("{b} {s:?}")).collect();
-                err(format!("{} (bottoms: {})", e.0, if shapes.is_empty() { "none".into() } else { shapes.join(", ") }))
+            let loc = net.source.loc(lp.name());
+            let (name, ty) = (lp.name().to_string(), lp.r#type().to_string());
+            net.append_layer(lp).map_err(|e| match e {
+                located @ Error::Layer { .. } => located,
+                e => e.in_layer(loc, name, ty),
             })?;
-            if setup.tops.len() != lp.top.len() {
-                return Err(err(format!(
-                    "produces {} top blob(s) but the prototxt names {}",
-                    setup.tops.len(),
-                    lp.top.len()
-                )));
-            }
-            let mut tops = Vec::new();
-            for (j, t) in lp.top.iter().enumerate() {
-                let in_place = lp.bottom.iter().position(|b| b == t);
-                let id = match (in_place, net.blob_index.get(t)) {
-                    (Some(k), _) => bottoms[k],
-                    (None, Some(_)) => return Err(err(format!("top blob '{t}' is produced by multiple sources"))),
-                    (None, None) => {
-                        let id = net.blob_names.len();
-                        net.blob_names.push(t.clone());
-                        net.blob_index.insert(t.clone(), id);
-                        net.blob_shapes.push(Vec::new());
-                        net.values.push(None);
-                        net.first_values.push(None);
-                        net.diffs.push(None);
-                        id
-                    }
-                };
-                net.blob_shapes[id] = setup.tops[j].clone();
-                tops.push(id);
-            }
-            if ty == "Input" {
-                net.input_blobs.extend(tops.iter().copied());
-            }
-
-            // Loss weights: explicit, or 1 on the first top of a *Loss layer.
-            let mut loss_weights = vec![0.0f32; tops.len()];
-            if !lp.loss_weight.is_empty() {
-                if lp.loss_weight.len() != tops.len() {
-                    return Err(err(format!(
-                        "loss_weight must be given once per top ({} tops) or not at all, got {}",
-                        tops.len(),
-                        lp.loss_weight.len()
-                    )));
-                }
-                loss_weights.clone_from(&lp.loss_weight);
-            } else if layer.is_loss_layer() && !tops.is_empty() {
-                loss_weights[0] = 1.0;
-            }
-
-            if !lp.propagate_down.is_empty() && lp.propagate_down.len() != bottoms.len() {
-                return Err(err(format!(
-                    "propagate_down must be given once per bottom ({} bottoms), got {}",
-                    bottoms.len(),
-                    lp.propagate_down.len()
-                )));
-            }
-            let propagate_down =
-                if lp.propagate_down.is_empty() { vec![true; bottoms.len()] } else { lp.propagate_down.clone() };
-
-            // Parameters: load from the layer's own blobs if present, else fill;
-            // share by ParamSpec.name.
-            let learnable_kind = layer.params_learnable();
-            let mut slots = Vec::new();
-            for (j, decl) in setup.params.iter().enumerate() {
-                let spec = lp.param.get(j);
-                let lr_mult = if learnable_kind { spec.map(|s| s.lr_mult()).unwrap_or(1.0) } else { 0.0 };
-                let decay_mult = if learnable_kind { spec.map(|s| s.decay_mult()).unwrap_or(1.0) } else { 0.0 };
-                let share_name = spec.and_then(|s| s.name.clone()).filter(|n| !n.is_empty());
-                if let Some(owner_slot) = share_name.as_ref().and_then(|n| param_owner_by_name.get(n)).copied() {
-                    let owner = net.param_slots[owner_slot].owner;
-                    let owner_shape = net.learnable[owner].data.size();
-                    let strict = spec.map(|s| s.share_mode() == DimCheckMode::Strict).unwrap_or(true);
-                    let same_count = owner_shape.iter().product::<i64>() == decl.shape.iter().product::<i64>();
-                    if (strict && owner_shape != decl.shape) || !same_count {
-                        return Err(err(format!(
-                            "cannot share param '{}': owner shape {owner_shape:?}, this layer needs {:?}",
-                            share_name.unwrap_or_default(),
-                            decl.shape
-                        )));
-                    }
-                    if spec.is_some_and(|s| s.lr_mult.is_some()) && net.learnable[owner].lr_mult != lr_mult {
-                        return Err(err(format!(
-                            "shared param '{}' has mismatched lr_mult",
-                            share_name.unwrap_or_default()
-                        )));
-                    }
-                    let tensor = net.learnable[owner].data.view(decl.shape.as_slice());
-                    net.param_slots.push(ParamSlot { tensor, owner });
-                } else {
-                    let data = filler::fill(&decl.filler, &decl.shape, device).map_err(|e| err(e.0))?;
-                    if let Some(b) = lp.blobs.get(j) {
-                        weights::copy_blob_into(&data, b).map_err(|m| err(format!("param {j}: {m}")))?;
-                    }
-                    let data = data.set_requires_grad(lr_mult != 0.0);
-                    let owner = net.learnable.len();
-                    net.learnable.push(Param::new(data.shallow_clone(), lr_mult, decay_mult, format!("{name}[{j}]")));
-                    if let Some(n) = share_name {
-                        param_owner_by_name.insert(n, net.param_slots.len());
-                    }
-                    net.param_slots.push(ParamSlot { tensor: data, owner });
-                }
-                slots.push(net.param_slots.len() - 1);
-            }
-
-            net.layers.push(LayerEntry {
-                param: lp,
-                layer,
-                bottoms,
-                tops,
-                loss_weights,
-                propagate_down,
-                params: slots,
-            });
         }
+        net.output_blobs = net.unconsumed_blobs();
+        Ok(net)
+    }
 
-        // Outputs: blobs no layer reads after they are produced, as Caffe's available_blobs.
+    /// Creates one layer, wires its bottoms and tops, runs its setup, and
+    /// creates (or shares) its parameters.
+    fn append_layer(&mut self, mut lp: LayerParameter) -> Result<()> {
+        let mut layer = layers::create_layer(&lp)?;
+        // Caffe gives a loss layer declared without a top an anonymous one.
+        if lp.top.is_empty() && layer.is_loss_layer() {
+            let mut name = "(automatic)".to_string();
+            let mut k = 0;
+            while self.blob_index.contains_key(&name) {
+                k += 1;
+                name = format!("(automatic)_{k}");
+            }
+            lp.top.push(name);
+        }
+        let bottoms = self.append_bottoms(&lp)?;
+        let bottom_shapes: Vec<Shape> = bottoms.iter().map(|&b| self.blobs[b].shape.clone()).collect();
+        let setup = layer.setup(&bottom_shapes).map_err(|e| {
+            let listed = lp.bottom.iter().cloned().zip(bottom_shapes.iter().cloned()).collect();
+            e.in_layer_with_bottoms(self.source.loc(lp.name()), lp.name(), lp.r#type(), listed)
+        })?;
+        if setup.tops.len() != lp.top.len() {
+            bail!("produces {} top blob(s) but the prototxt names {}", setup.tops.len(), lp.top.len());
+        }
+        let tops = self.append_tops(&lp, &bottoms, &setup.tops)?;
+        if lp.r#type() == "Input" {
+            self.input_blobs.extend(tops.iter().copied());
+        }
+        let loss_weights = loss_weights(&lp, tops.len(), layer.is_loss_layer())?;
+        if !lp.propagate_down.is_empty() && lp.propagate_down.len() != bottoms.len() {
+            bail!(
+                "propagate_down must be given once per bottom ({} bottoms), got {}",
+                bottoms.len(),
+                lp.propagate_down.len()
+            );
+        }
+        let propagate_down =
+            if lp.propagate_down.is_empty() { vec![true; bottoms.len()] } else { lp.propagate_down.clone() };
+        let params = self.append_params(&lp, &setup.params, layer.params_learnable())?;
+        self.layers.push(LayerEntry { param: lp, layer, bottoms, tops, loss_weights, propagate_down, params });
+        Ok(())
+    }
+
+    fn append_bottoms(&self, lp: &LayerParameter) -> Result<Vec<usize>> {
+        lp.bottom
+            .iter()
+            .map(|b| {
+                self.blob_index.get(b).copied().ok_or_else(|| Error::invalid(format!("unknown bottom blob '{b}'")))
+            })
+            .collect()
+    }
+
+    /// A top named like one of the layer's bottoms is computed in place;
+    /// any other top is a new blob.
+    fn append_tops(&mut self, lp: &LayerParameter, bottoms: &[usize], shapes: &[Shape]) -> Result<Vec<usize>> {
+        let mut tops = Vec::with_capacity(lp.top.len());
+        for (t, shape) in lp.top.iter().zip(shapes) {
+            let in_place = lp.bottom.iter().position(|b| b == t);
+            let id = match (in_place, self.blob_index.get(t)) {
+                (Some(k), _) => bottoms[k],
+                (None, Some(_)) => bail!("top blob '{t}' is produced by multiple sources"),
+                (None, None) => {
+                    self.blob_index.insert(t.clone(), self.blobs.len());
+                    self.blobs.push(BlobEntry {
+                        name: t.clone(),
+                        shape: Vec::new(),
+                        value: None,
+                        first_value: None,
+                        diff: None,
+                    });
+                    self.blobs.len() - 1
+                }
+            };
+            self.blobs[id].shape.clone_from(shape);
+            tops.push(id);
+        }
+        Ok(tops)
+    }
+
+    /// The layer's parameter slots: a blob shared by `ParamSpec.name` points
+    /// at its owner's tensor; any other is filled, or loaded from the layer's
+    /// own `blobs` in the prototxt.
+    fn append_params(
+        &mut self,
+        lp: &LayerParameter,
+        decls: &[layers::ParamDecl],
+        learnable: bool,
+    ) -> Result<Vec<usize>> {
+        let mut slots = Vec::with_capacity(decls.len());
+        for (j, decl) in decls.iter().enumerate() {
+            let spec = lp.param.get(j);
+            let lr_mult = if learnable { spec.map(|s| s.lr_mult()).unwrap_or(1.0) } else { 0.0 };
+            let decay_mult = if learnable { spec.map(|s| s.decay_mult()).unwrap_or(1.0) } else { 0.0 };
+            let share_name = spec.and_then(|s| s.name.clone()).filter(|n| !n.is_empty());
+            let shared_slot = share_name.as_ref().and_then(|n| self.param_owner_by_name.get(n)).copied();
+            if let (Some(owner_slot), Some(share_name)) = (shared_slot, &share_name) {
+                let owner = self.param_slots[owner_slot].owner;
+                let owner_shape = self.learnable[owner].data.size();
+                let strict = spec.map(|s| s.share_mode() == DimCheckMode::Strict).unwrap_or(true);
+                let same_count = owner_shape.iter().product::<i64>() == decl.shape.iter().product::<i64>();
+                if (strict && owner_shape != decl.shape) || !same_count {
+                    bail!(
+                        "cannot share param '{share_name}': owner shape {owner_shape:?}, this layer needs {:?}",
+                        decl.shape
+                    );
+                }
+                if spec.is_some_and(|s| s.lr_mult.is_some()) && self.learnable[owner].lr_mult != lr_mult {
+                    bail!("shared param '{share_name}' has mismatched lr_mult");
+                }
+                let tensor = self.learnable[owner].data.view(decl.shape.as_slice());
+                self.param_slots.push(ParamSlot { tensor, owner });
+            } else {
+                let data = filler::fill(&decl.filler, &decl.shape, self.device)?;
+                if let Some(b) = lp.blobs.get(j) {
+                    weights::copy_blob_into(&data, b).context(format!("param {j}"))?;
+                }
+                let data = data.set_requires_grad(lr_mult != 0.0);
+                let owner = self.learnable.len();
+                self.learnable.push(Param::new(data.shallow_clone(), lr_mult, decay_mult, lp.name(), j));
+                if let Some(n) = share_name {
+                    self.param_owner_by_name.insert(n, self.param_slots.len());
+                }
+                self.param_slots.push(ParamSlot { tensor: data, owner });
+            }
+            slots.push(self.param_slots.len() - 1);
+        }
+        Ok(slots)
+    }
+
+    /// Blobs no layer reads after they are produced (Caffe's available_blobs):
+    /// the net's outputs.
+    fn unconsumed_blobs(&self) -> Vec<usize> {
         let mut available: Vec<usize> = Vec::new();
-        for e in &net.layers {
+        for e in &self.layers {
             available.retain(|b| !e.bottoms.contains(b));
             for &t in &e.tops {
                 if !available.contains(&t) {
@@ -344,9 +334,7 @@ impl Net {
                 }
             }
         }
-        net.output_blobs = available;
-        let _ = consumed;
-        Ok(net)
+        available
     }
 
     /// The layers' names, in execution order (Split layers included).
@@ -359,17 +347,17 @@ impl Net {
     pub fn layer_params(&self) -> Vec<&LayerParameter> {
         self.layers.iter().map(|l| &l.param).collect()
     }
-    pub fn blob_names(&self) -> &[String] {
-        &self.blob_names
+    pub fn blob_names(&self) -> Vec<&str> {
+        self.blobs.iter().map(|b| b.name.as_str()).collect()
     }
     pub fn input_blob_names(&self) -> Vec<&str> {
-        self.input_blobs.iter().map(|&b| self.blob_names[b].as_str()).collect()
+        self.input_blobs.iter().map(|&b| self.blobs[b].name.as_str()).collect()
     }
     pub fn output_blob_names(&self) -> Vec<&str> {
-        self.output_blobs.iter().map(|&b| self.blob_names[b].as_str()).collect()
+        self.output_blobs.iter().map(|&b| self.blobs[b].name.as_str()).collect()
     }
     pub fn blob_shape(&self, name: &str) -> Option<&Shape> {
-        self.blob_index.get(name).map(|&i| &self.blob_shapes[i])
+        self.blob_index.get(name).map(|&i| &self.blobs[i].shape)
     }
     pub fn device(&self) -> Device {
         self.device
@@ -380,11 +368,11 @@ impl Net {
 
     /// The latest value of a blob after `forward` (pycaffe's `net.blobs[name].data`).
     pub fn blob(&self, name: &str) -> Option<&Tensor> {
-        self.blob_index.get(name).and_then(|&i| self.values[i].as_ref())
+        self.blob_index.get(name).and_then(|&i| self.blobs[i].value.as_ref())
     }
     /// A blob's gradient after `backward_with_blob_diffs` (pycaffe's `.diff`).
     pub fn blob_diff(&self, name: &str) -> Option<&Tensor> {
-        self.blob_index.get(name).and_then(|&i| self.diffs[i].as_ref())
+        self.blob_index.get(name).and_then(|&i| self.blobs[i].diff.as_ref())
     }
 
     /// The learnable parameters, owners only, in Caffe's order.
@@ -451,38 +439,38 @@ impl Net {
 
     /// Feeds a net input (an Input layer's top). Wrong shapes are errors naming both shapes.
     pub fn set_input(&mut self, name: &str, value: &Tensor) -> Result<()> {
-        let id = *self.blob_index.get(name).ok_or_else(|| Error::msg(format!("net has no blob named '{name}'")))?;
+        let id = *self.blob_index.get(name).ok_or_else(|| Error::invalid(format!("net has no blob named '{name}'")))?;
         if !self.input_blobs.contains(&id) {
-            return Err(Error::msg(format!(
+            return Err(Error::invalid(format!(
                 "blob '{name}' is not a net input (inputs: {})",
                 self.input_blob_names().join(", ")
             )));
         }
-        let want = &self.blob_shapes[id];
+        let want = &self.blobs[id].shape;
         let got = value.size();
         let same_but_batch = want.len() == got.len() && want.iter().skip(1).eq(got.iter().skip(1));
         if !same_but_batch {
-            return Err(Error::msg(format!("input '{name}' has shape {got:?} but the net declares {want:?}")));
+            return Err(Error::invalid(format!("input '{name}' has shape {got:?} but the net declares {want:?}")));
         }
         let value = value.to_kind(Kind::Float).to_device(self.device);
         for e in &mut self.layers {
             if let Some(j) = e.tops.iter().position(|&t| t == id) {
                 if e.param.r#type() == "Input" {
-                    return e.layer.set_input(j, value).map_err(|m| Error::msg(m.0));
+                    return e.layer.set_input(j, value);
                 }
             }
         }
-        Err(Error::msg(format!("no input layer produces '{name}'")))
+        Err(Error::invalid(format!("no input layer produces '{name}'")))
     }
 
     /// Feeds the net's first MemoryData layer (pycaffe's `set_input_arrays`):
     /// data N×C×H×W and N labels, N a multiple of its batch_size.
     pub fn set_input_arrays(&mut self, data: &Tensor, labels: &Tensor) -> Result<()> {
         let Some(e) = self.layers.iter_mut().find(|e| e.param.r#type() == "MemoryData") else {
-            return Err(Error::msg("set_input_arrays needs a MemoryData layer, and the net has none"));
+            return Err(Error::invalid("set_input_arrays needs a MemoryData layer, and the net has none"));
         };
-        let name = e.param.name().to_string();
-        let err = |m: layers::LayerError| Error::msg(format!("layer '{name}' (type MemoryData): {}", m.0));
+        let loc = self.source.loc(e.param.name());
+        let err = |m: Error| m.in_layer(loc.clone(), e.param.name(), "MemoryData");
         e.layer.set_input(0, data.shallow_clone()).map_err(err)?;
         e.layer.set_input(1, labels.shallow_clone()).map_err(err)
     }
@@ -494,18 +482,22 @@ impl Net {
     fn run_layers(&mut self, force_grad_inputs: bool, mut trace: Option<&mut timing::Trace>) -> Result<f64> {
         let ctx = self.ctx();
         let mut loss: Option<Tensor> = None;
-        for v in self.first_values.iter_mut() {
-            *v = None;
+        for blob in self.blobs.iter_mut() {
+            blob.first_value = None;
         }
         // Which (layer, top) produced each blob's current value: for layer-wise backward.
-        let mut producer: Vec<Option<(usize, usize)>> = vec![None; self.blob_names.len()];
+        let mut producer: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
         for i in 0..self.layers.len() {
             let bottoms: Vec<Tensor> = {
                 let e = &self.layers[i];
                 let mut out = Vec::with_capacity(e.bottoms.len());
                 for (k, &b) in e.bottoms.iter().enumerate() {
-                    let v = self.values[b].as_ref().ok_or_else(|| {
-                        Error::msg(format!("blob '{}' has no value (layer '{}')", self.blob_names[b], e.param.name()))
+                    let v = self.blobs[b].value.as_ref().ok_or_else(|| {
+                        Error::invalid(format!(
+                            "blob '{}' has no value (layer '{}')",
+                            self.blobs[b].name,
+                            e.param.name()
+                        ))
                     })?;
                     out.push(if e.propagate_down[k] { v.shallow_clone() } else { v.detach() });
                 }
@@ -515,12 +507,10 @@ impl Net {
                 self.layers[i].params.iter().map(|&s| self.param_slots[s].tensor.shallow_clone()).collect();
             let started = std::time::Instant::now();
             let e = &mut self.layers[i];
-            let tops = e.layer.forward(&ctx, &bottoms, &params).map_err(|m| Error::Layer {
-                loc: self.source.loc(e.param.name()),
-                layer: e.param.name().to_string(),
-                layer_type: e.param.r#type().to_string(),
-                msg: m.0,
-            })?;
+            let tops = e
+                .layer
+                .forward(&ctx, &bottoms, &params)
+                .map_err(|m| m.in_layer(self.source.loc(e.param.name()), e.param.name(), e.param.r#type()))?;
             if let Some(t) = trace.as_deref_mut() {
                 timing::synchronize(self.device);
                 t.forward_ms.push(started.elapsed().as_secs_f64() * 1e3);
@@ -535,8 +525,8 @@ impl Net {
                         "net.cpp:617",
                         "    [Forward] Layer {}, top blob {} data: {}",
                         e.param.name(),
-                        self.blob_names[e.tops[j]],
-                        crate::log::fmt_g(mean_abs(t), 6)
+                        self.blobs[e.tops[j]].name,
+                        crate::util::format_g(mean_abs(t), 6)
                     );
                 }
                 for (j, p) in params.iter().enumerate() {
@@ -544,7 +534,7 @@ impl Net {
                         "net.cpp:629",
                         "    [Forward] Layer {}, param blob {j} data: {}",
                         e.param.name(),
-                        crate::log::fmt_g(mean_abs(p), 6)
+                        crate::util::format_g(mean_abs(p), 6)
                     );
                 }
             }
@@ -564,15 +554,16 @@ impl Net {
                         None => term,
                     });
                 }
-                if (self.record_blob_diffs || self.debug_info) && self.first_values[id].is_none() {
-                    self.first_values[id] = Some(t.shallow_clone());
+                let blob = &mut self.blobs[id];
+                if (self.record_blob_diffs || self.debug_info) && blob.first_value.is_none() {
+                    blob.first_value = Some(t.shallow_clone());
                 }
-                self.values[id] = Some(t);
+                blob.value = Some(t);
             }
         }
         if loss.is_none() && self.outputs_as_loss {
             for &b in &self.output_blobs {
-                if let Some(v) = &self.values[b] {
+                if let Some(v) = &self.blobs[b].value {
                     if v.is_floating_point() {
                         let term = v.sum(Kind::Float);
                         loss = Some(match loss {
@@ -615,13 +606,13 @@ impl Net {
     fn log_backward_debug(&self) {
         for e in self.layers.iter().rev() {
             for (k, &b) in e.bottoms.iter().enumerate() {
-                if let (true, Some(d)) = (e.propagate_down[k], self.diffs[b].as_ref()) {
+                if let (true, Some(d)) = (e.propagate_down[k], self.blobs[b].diff.as_ref()) {
                     info!(
                         "net.cpp:645",
                         "    [Backward] Layer {}, bottom blob {} diff: {}",
                         e.param.name(),
-                        self.blob_names[b],
-                        crate::log::fmt_g(mean_abs(d), 6)
+                        self.blobs[b].name,
+                        crate::util::format_g(mean_abs(d), 6)
                     );
                 }
             }
@@ -632,7 +623,7 @@ impl Net {
                         "net.cpp:656",
                         "    [Backward] Layer {}, param blob {j} diff: {}",
                         e.param.name(),
-                        crate::log::fmt_g(mean_abs(&owner.diff()), 6)
+                        crate::util::format_g(mean_abs(&owner.diff()), 6)
                     );
                 }
             }
@@ -649,10 +640,10 @@ impl Net {
         info!(
             "net.cpp:672",
             "    [Backward] All net params (data, diff): L1 norm = ({}, {}); L2 norm = ({}, {})",
-            crate::log::fmt_g(l1d, 6),
-            crate::log::fmt_g(l1g, 6),
-            crate::log::fmt_g(l2d.sqrt(), 6),
-            crate::log::fmt_g(l2g.sqrt(), 6)
+            crate::util::format_g(l1d, 6),
+            crate::util::format_g(l1g, 6),
+            crate::util::format_g(l2d.sqrt(), 6),
+            crate::util::format_g(l2g.sqrt(), 6)
         );
     }
 
@@ -665,7 +656,7 @@ impl Net {
     /// the forward before it must have run with `record_blob_diffs(true)`.
     pub fn backward_with_blob_diffs(&mut self) -> Result<()> {
         if !self.record_blob_diffs {
-            return Err(Error::msg("backward_with_blob_diffs: call record_blob_diffs(true) before forward"));
+            return Err(Error::invalid("backward_with_blob_diffs: call record_blob_diffs(true) before forward"));
         }
         self.backward_impl(true)
     }
@@ -685,7 +676,7 @@ impl Net {
         }
         let mut blob_ids = Vec::new();
         if blob_diffs {
-            for (id, v) in self.first_values.iter().enumerate() {
+            for (id, v) in self.blobs.iter().map(|b| &b.first_value).enumerate() {
                 if let Some(v) = v {
                     if v.requires_grad() {
                         inputs.push(v.shallow_clone());
@@ -703,13 +694,14 @@ impl Net {
                 self.learnable[i].accumulate(&grads[k]);
             }
         });
-        for d in self.diffs.iter_mut() {
-            *d = None;
+        for blob in self.blobs.iter_mut() {
+            blob.diff = None;
         }
         for (k, &id) in blob_ids.iter().enumerate() {
             let g = &grads[owners.len() + k];
-            let v = self.first_values[id].as_ref().map(|v| v.zeros_like());
-            self.diffs[id] = if g.defined() { Some(g.shallow_clone()) } else { v };
+            let blob = &mut self.blobs[id];
+            blob.diff =
+                if g.defined() { Some(g.shallow_clone()) } else { blob.first_value.as_ref().map(|v| v.zeros_like()) };
         }
         Ok(())
     }
@@ -734,7 +726,7 @@ impl Net {
     /// Reads a `.caffemodel` (or Caffe's HDF5 `.caffemodel.h5`) and copies its layers in.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
         if path.extension().is_some_and(|e| e == "h5") {
-            let trained = crate::solver::hdf5_snapshot::read_model(self, path)?;
+            let trained = weights::hdf5::read_model(self, path)?;
             return self.copy_trained_layers_from(&trained, &path.display().to_string());
         }
         let mut trained: NetParameter = crate::proto::binary::read_message(path)?;
@@ -742,4 +734,19 @@ impl Net {
         upgrade::upgrade_net(&mut trained, &file)?;
         self.copy_trained_layers_from(&trained, &file)
     }
+}
+
+/// Each top's weight in the objective: explicit, or 1 on the first top of a
+/// loss layer.
+fn loss_weights(lp: &LayerParameter, tops: usize, is_loss: bool) -> Result<Vec<f32>> {
+    let mut weights = vec![0.0f32; tops];
+    if !lp.loss_weight.is_empty() {
+        if lp.loss_weight.len() != tops {
+            bail!("loss_weight must be given once per top ({tops} tops) or not at all, got {}", lp.loss_weight.len());
+        }
+        weights.clone_from(&lp.loss_weight);
+    } else if is_loss && tops > 0 {
+        weights[0] = 1.0;
+    }
+    Ok(weights)
 }

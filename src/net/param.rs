@@ -14,13 +14,19 @@ pub struct Param {
     diff: Tensor,
     pub lr_mult: f32,
     pub decay_mult: f32,
-    /// "layer_name[index]" for messages.
-    pub display: String,
+    /// The layer that owns it, and its index among that layer's blobs.
+    pub layer: String,
+    pub index: usize,
 }
 
 impl Param {
-    pub(super) fn new(data: Tensor, lr_mult: f32, decay_mult: f32, display: String) -> Self {
-        Param { data, diff: Tensor::new(), lr_mult, decay_mult, display }
+    pub(super) fn new(data: Tensor, lr_mult: f32, decay_mult: f32, layer: &str, index: usize) -> Self {
+        Param { data, diff: Tensor::new(), lr_mult, decay_mult, layer: layer.to_string(), index }
+    }
+
+    /// "layer[index]", for messages.
+    pub fn display(&self) -> String {
+        format!("{}[{}]", self.layer, self.index)
     }
 
     /// Sets the diff to zero (Caffe's ClearParamDiffs) by letting its storage go.

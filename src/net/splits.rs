@@ -4,7 +4,9 @@
 //! as in pycaffe, and each reader's gradient is summed by the Split.
 use std::collections::HashMap;
 
+use super::NetSource;
 use crate::proto::caffe::{LayerParameter, NetParameter};
+use crate::{Error, Result};
 
 pub fn split_layer_name(layer: &str, blob: &str, top_idx: usize) -> String {
     format!("{blob}_{layer}_{top_idx}_split")
@@ -16,7 +18,7 @@ pub fn split_blob_name(layer: &str, blob: &str, top_idx: usize, split_idx: usize
 
 /// Returns the net with Split layers inserted. An unknown bottom is an error
 /// naming the layer and the blob.
-pub fn insert_splits(net: &NetParameter) -> Result<NetParameter, (String, String)> {
+pub fn insert_splits(net: &NetParameter, source: &NetSource) -> Result<NetParameter> {
     type TopId = (usize, usize);
     let mut last_top: HashMap<&str, TopId> = HashMap::new();
     let mut source_of: HashMap<(usize, usize), TopId> = HashMap::new();
@@ -25,9 +27,13 @@ pub fn insert_splits(net: &NetParameter) -> Result<NetParameter, (String, String
 
     for (i, l) in net.layer.iter().enumerate() {
         for (j, b) in l.bottom.iter().enumerate() {
-            let src = *last_top
-                .get(b.as_str())
-                .ok_or_else(|| (l.name().to_string(), format!("unknown bottom blob '{b}' (bottom index {j})")))?;
+            let src = *last_top.get(b.as_str()).ok_or_else(|| {
+                Error::invalid(format!("unknown bottom blob '{b}' (bottom index {j})")).in_layer(
+                    source.loc(l.name()),
+                    l.name(),
+                    l.r#type(),
+                )
+            })?;
             source_of.insert((i, j), src);
             *readers.entry(src).or_default() += 1;
         }

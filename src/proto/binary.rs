@@ -5,8 +5,7 @@
 //! Writing is atomic: a temporary file in the same folder, flushed, then renamed,
 //! so a crash never leaves a half-written file under the final name.
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use prost::Message;
 
@@ -28,29 +27,7 @@ pub fn decode_message<M: Message + Default>(bytes: &[u8], origin: &Path) -> Resu
 
 /// Encodes `msg` and writes it atomically to `path`.
 pub fn write_message<M: Message>(path: &Path, msg: &M) -> Result<()> {
-    write_atomic(path, &msg.encode_to_vec())
-}
-
-/// Writes `bytes` to `path` through a temporary sibling file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_sibling(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
-}
-
-/// `dir/.name.tmp.<pid>`: hidden, in the same folder so the rename is atomic.
-pub fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
+    crate::util::write_atomic(path, &msg.encode_to_vec())
 }
 
 /// A blob's shape: `shape.dim` when present, else the legacy 4-D num/channels/height/width.

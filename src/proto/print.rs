@@ -4,6 +4,8 @@
 //! strings C-escaped, floats in the shortest `%g` form that reads back exactly.
 use std::fmt::Write as _;
 
+use crate::util::format_g;
+
 use prost_reflect::{DynamicMessage, FieldDescriptor, MapKey, Value};
 
 /// Prints a message in protobuf text format.
@@ -165,40 +167,4 @@ pub fn format_double(v: f64) -> String {
         Ok(p) if p == v => short,
         _ => format_g(v, 17),
     }
-}
-
-/// C's `printf("%.*g", precision, v)` for finite `v`.
-pub fn format_g(v: f64, precision: usize) -> String {
-    let p = precision.max(1);
-    let mut out = String::new();
-    if v.is_sign_negative() {
-        out.push('-');
-    }
-    let a = v.abs();
-    if !a.is_finite() {
-        out.push_str(if a.is_nan() { "nan" } else { "inf" });
-        return out;
-    }
-    // The exponent C uses is that of the value rounded to `p` significant digits.
-    let sci = format!("{:.*e}", p - 1, a);
-    let (mant, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if exp < -4 || exp >= p as i32 {
-        out.push_str(strip_zeros(mant));
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        let _ = write!(out, "{:02}", exp.unsigned_abs());
-    } else {
-        let fixed = format!("{:.*}", (p as i32 - 1 - exp) as usize, a);
-        out.push_str(strip_zeros(&fixed));
-    }
-    out
-}
-
-/// Drops trailing zeros after a decimal point, and the point itself if nothing follows it.
-fn strip_zeros(s: &str) -> &str {
-    if !s.contains('.') {
-        return s;
-    }
-    s.trim_end_matches('0').trim_end_matches('.')
 }

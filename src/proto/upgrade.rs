@@ -142,7 +142,7 @@ impl Src<'_> {
 }
 
 fn layer_error(src: Src<'_>, index: Option<usize>, layer: &str, layer_type: &str, msg: impl Into<String>) -> Error {
-    Error::Layer { loc: src.loc(index), layer: layer.to_string(), layer_type: layer_type.to_string(), msg: msg.into() }
+    Error::invalid(msg).in_layer(src.loc(index), layer, layer_type)
 }
 
 /// A name for a V1/V0 net entry in messages: its name, else its position.
@@ -801,7 +801,7 @@ pub fn upgrade_v1_net(net: &mut NetParameter, file: &str, warnings: &mut Vec<Str
 fn v1_net(net: &mut NetParameter, src: Src<'_>, warnings: &mut Vec<String>) -> Result<()> {
     let file = src.file;
     if !net.layer.is_empty() {
-        return Err(Error::Msg(format!(
+        return Err(Error::Invalid(format!(
             "{file}: the net has both `layer` and legacy `layers` entries; refusing to upgrade an \
              inconsistent definition. Write every layer as `layer {{ type: \"Type\" ... }}`"
         )));
@@ -916,7 +916,7 @@ fn upgrade_input(net: &mut NetParameter, file: &str, warnings: &mut Vec<String>)
         let mut shapes = Vec::with_capacity(n);
         if has_shape {
             if net.input_shape.len() < n {
-                return Err(Error::Msg(format!(
+                return Err(Error::Invalid(format!(
                     "{file}: {n} inputs but only {} input_shape entries",
                     net.input_shape.len()
                 )));
@@ -930,7 +930,7 @@ fn upgrade_input(net: &mut NetParameter, file: &str, warnings: &mut Vec<String>)
             shapes.extend(net.input_shape[..n].iter().cloned());
         } else {
             if net.input_dim.len() < 4 * n {
-                return Err(Error::Msg(format!(
+                return Err(Error::Invalid(format!(
                     "{file}: {n} inputs need {} input_dim values (4 each), found {}",
                     4 * n,
                     net.input_dim.len()

@@ -9,6 +9,7 @@ use super::{g, loss_note, Solver, SolverAction, SolverOptions};
 use crate::net::Net;
 use crate::proto::caffe::{solver_parameter::SolverMode, NetState, Phase};
 use crate::proto::text::TextOptions;
+use crate::util::{comma_list, gpu_flag_device};
 use crate::{info, Error, Result};
 
 /// `caffe train` flags.
@@ -47,53 +48,14 @@ fn parse_effect(flag: &str, value: &str) -> Result<SolverAction> {
         "stop" => Ok(SolverAction::Stop),
         "snapshot" => Ok(SolverAction::Snapshot),
         "none" => Ok(SolverAction::None),
-        _ => Err(Error::msg(format!(
+        _ => Err(Error::invalid(format!(
             "Invalid signal effect \"{value}\" was specified for -{flag} (use stop, snapshot or none)"
         ))),
     }
 }
 
 fn stages(flag: &Option<String>) -> Vec<String> {
-    flag.as_deref()
-        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
-        .unwrap_or_default()
-}
-
-/// The device for `-gpu`: one CUDA device, or an error that says why not.
-/// `None` when the flag is absent.
-pub fn device_from_flag(gpu: Option<&str>) -> Result<Option<Device>> {
-    let Some(flag) = gpu.map(str::trim) else {
-        return Ok(None);
-    };
-    let count = tch::Cuda::device_count();
-    if count == 0 {
-        return Err(Error::msg(format!(
-            "-gpu {flag}: no CUDA device is available (libtorch sees none); run without -gpu to use the CPU"
-        )));
-    }
-    let ids: Vec<i64> = if flag == "all" {
-        (0..count).collect()
-    } else {
-        flag.split(',')
-            .map(|s| {
-                s.trim()
-                    .parse::<i64>()
-                    .map_err(|_| Error::msg(format!("-gpu {flag}: expected device ids like 0 or 0,1, or all")))
-            })
-            .collect::<Result<_>>()?
-    };
-    if ids.len() > 1 {
-        return Err(Error::msg(format!(
-            "-gpu {flag}: training on several GPUs is not supported yet; pick one device, e.g. -gpu {}",
-            ids[0]
-        )));
-    }
-    let id = ids.first().copied().unwrap_or(0);
-    if id < 0 || id >= count {
-        return Err(Error::msg(format!("-gpu {flag}: no CUDA device {id} (this machine has {count})")));
-    }
-    info!("caffe.cpp:218", "Using GPUs {id}");
-    Ok(Some(Device::Cuda(id as usize)))
+    flag.as_deref().map(comma_list).unwrap_or_default()
 }
 
 /// Caffe's SignalHandler: SIGINT and SIGHUP set flags that the solver polls
@@ -108,7 +70,7 @@ impl Signals {
         use signal_hook::consts::{SIGHUP, SIGINT};
         let sigint = Arc::new(AtomicBool::new(false));
         let sighup = Arc::new(AtomicBool::new(false));
-        let io = |e: std::io::Error| Error::msg(format!("cannot install signal handlers: {e}"));
+        let io = |e: std::io::Error| Error::invalid(format!("cannot install signal handlers: {e}"));
         signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&sigint)).map_err(io)?;
         signal_hook::flag::register(SIGINT, Arc::clone(&sigint)).map_err(io)?;
         signal_hook::flag::register(SIGHUP, Arc::clone(&sighup)).map_err(io)?;
@@ -154,9 +116,9 @@ fn describe(a: SolverAction) -> &'static str {
 /// [-sigint_effect stop|snapshot|none] [-sighup_effect snapshot|stop|none]`.
 pub fn train(o: &TrainOptions) -> Result<()> {
     let solver_path =
-        o.solver.as_ref().ok_or_else(|| Error::msg("Need a solver definition to train (-solver FILE)."))?;
+        o.solver.as_ref().ok_or_else(|| Error::invalid("Need a solver definition to train (-solver FILE)."))?;
     if o.snapshot.is_some() && o.weights.is_some() {
-        return Err(Error::msg(
+        return Err(Error::invalid(
             "Give a snapshot to resume training or weights to finetune but not both (-snapshot and -weights).",
         ));
     }
@@ -177,7 +139,7 @@ pub fn train(o: &TrainOptions) -> Result<()> {
         (param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu && tch::Cuda::device_count() > 0)
             .then(|| param.device_id().to_string())
     });
-    let device = device_from_flag(gpu_flag.as_deref())?;
+    let device = gpu_flag_device(gpu_flag.as_deref())?;
     if device.is_none() {
         info!("caffe.cpp:197", "Use CPU.");
     }
@@ -204,12 +166,12 @@ pub fn train(o: &TrainOptions) -> Result<()> {
 /// `caffe test -model M -weights W [-iterations 50] [-gpu N] [-level L] [-stage s]`:
 /// each batch's outputs, then their means (with loss weights), as Caffe prints them.
 pub fn test(o: &TestOptions) -> Result<()> {
-    let model = o.model.as_ref().ok_or_else(|| Error::msg("Need a model definition to score (-model FILE)."))?;
-    let weights = o.weights.as_ref().ok_or_else(|| Error::msg("Need model weights to score (-weights FILE)."))?;
+    let model = o.model.as_ref().ok_or_else(|| Error::invalid("Need a model definition to score (-model FILE)."))?;
+    let weights = o.weights.as_ref().ok_or_else(|| Error::invalid("Need model weights to score (-weights FILE)."))?;
     if o.iterations < 1 {
-        return Err(Error::msg(format!("-iterations must be at least 1, got {}", o.iterations)));
+        return Err(Error::invalid(format!("-iterations must be at least 1, got {}", o.iterations)));
     }
-    let device = device_from_flag(o.gpu.as_deref())?;
+    let device = gpu_flag_device(o.gpu.as_deref())?;
     if device.is_none() {
         info!("caffe.cpp:275", "Use CPU.");
     }

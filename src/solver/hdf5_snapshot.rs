@@ -1,162 +1,19 @@
-//! Snapshots in Caffe's HDF5 format (`snapshot_format: HDF5`):
-//! `<prefix>_iter_<N>.caffemodel.h5` holds a group `data/<layer>` for every
-//! layer with datasets `data/<layer>/<i>` (and `diff/...` with snapshot_diff);
-//! `<prefix>_iter_<N>.solverstate.h5` holds `iter`, `current_step`,
-//! `learned_net` and `history/<i>`.
-//!
-//! A blob shared with an earlier layer (a named `param` seen before) is stored
-//! only under its owner, as Caffe does; reading fills it back from the owner.
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+//! Snapshots in Caffe's HDF5 format (`snapshot_format: HDF5`): the weights go
+//! to `<prefix>_iter_<N>.caffemodel.h5` through the net's weight I/O
+//! (`net::weights::hdf5`); `<prefix>_iter_<N>.solverstate.h5` holds `iter`,
+//! `current_step`, `learned_net` and `history/<i>`.
+use std::path::Path;
 
 use tch::Tensor;
 
 use super::snapshot::{filename, SnapshotFiles};
 use crate::data::hdf5 as h5;
 use crate::info;
+use crate::net::weights::hdf5::{finish, temp_beside, write_model};
 use crate::net::Net;
-use crate::proto::binary::{blob_data_f32, blob_shape, make_blob};
-use crate::proto::caffe::{BlobProto, LayerParameter, NetParameter, SolverState};
+use crate::proto::binary::make_blob;
+use crate::proto::caffe::SolverState;
 use crate::{Error, Result};
-
-/// For each layer, which of its blobs are shared with an earlier owner:
-/// `Some((owner layer, owner blob index))` (Caffe's AppendParam rule).
-fn shared_blobs(layers: &[&LayerParameter], blob_counts: &[usize]) -> Vec<Vec<Option<(String, usize)>>> {
-    let mut owners: HashMap<String, (String, usize)> = HashMap::new();
-    layers
-        .iter()
-        .zip(blob_counts)
-        .map(|(lp, &n)| {
-            (0..n)
-                .map(|j| {
-                    let name = lp.param.get(j).map(|p| p.name()).unwrap_or("");
-                    if name.is_empty() {
-                        return None;
-                    }
-                    match owners.get(name) {
-                        Some(owner) => Some(owner.clone()),
-                        None => {
-                            owners.insert(name.to_string(), (lp.name().to_string(), j));
-                            None
-                        }
-                    }
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// A temporary name beside `path`, so a crash never leaves a truncated file
-/// under the final name.
-fn temp_beside(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-fn finish(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// Writes the net's weights as Caffe's Net::ToHDF5.
-pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
-    let proto = net.to_proto(write_diff);
-    let layers: Vec<&LayerParameter> = proto.layer.iter().collect();
-    let counts: Vec<usize> = proto.layer.iter().map(|l| l.blobs.len()).collect();
-    let shared = shared_blobs(&layers, &counts);
-    let tmp = temp_beside(path);
-    let bad = |msg: String| Error::decode(path, msg);
-    {
-        let file = h5::create(&tmp).map_err(bad)?;
-        let data = h5::create_group(&file, "data").map_err(bad)?;
-        let diff = if write_diff { Some(h5::create_group(&file, "diff").map_err(bad)?) } else { None };
-        for (lp, shared) in proto.layer.iter().zip(&shared) {
-            let data_group = h5::create_group(&data, lp.name()).map_err(bad)?;
-            let diff_group = match &diff {
-                Some(d) => Some(h5::create_group(d, lp.name()).map_err(bad)?),
-                None => None,
-            };
-            for (j, blob) in lp.blobs.iter().enumerate() {
-                if shared[j].is_some() {
-                    continue;
-                }
-                let shape = blob_shape(blob);
-                h5::write_f32(&data_group, &j.to_string(), &shape, &blob_data_f32(blob)).map_err(bad)?;
-                if let Some(g) = &diff_group {
-                    h5::write_f32(g, &j.to_string(), &shape, &blob.diff).map_err(bad)?;
-                }
-            }
-        }
-    }
-    finish(&tmp, path)
-}
-
-/// Reads a `.caffemodel.h5` as a NetParameter with blobs (layers in the file's
-/// order), ready for `copy_trained_layers_from`. Blobs the file leaves out
-/// because they are shared in `net` are filled in from their owners.
-pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
-    let bad = |msg: String| Error::decode(path, msg);
-    let file = h5::open(path).map_err(bad)?;
-    let data = h5::group(&file, "data").map_err(bad)?;
-    let mut stored: Vec<(String, Vec<Option<BlobProto>>)> = Vec::new();
-    for layer in h5::members(&data).map_err(bad)? {
-        let group = h5::group(&data, &layer).map_err(bad)?;
-        let names = h5::members(&group).map_err(bad)?;
-        let mut blobs: Vec<Option<BlobProto>> = Vec::new();
-        for name in names {
-            let Ok(j) = name.parse::<usize>() else {
-                return Err(bad(format!("data/{layer}/{name}: blob datasets are named 0, 1, ...")));
-            };
-            let (shape, values) = h5::read_f32(&group, &name).map_err(|e| bad(format!("layer {layer}: {e}")))?;
-            if blobs.len() <= j {
-                blobs.resize(j + 1, None);
-            }
-            blobs[j] = Some(make_blob(&shape, values));
-        }
-        stored.push((layer, blobs));
-    }
-
-    // Fill in blobs shared with an owner, from the owner's stored blob.
-    let layers = net.layer_params();
-    let counts: Vec<usize> = layers.iter().map(|l| net.layer_blobs(l.name()).map_or(0, |b| b.len())).collect();
-    let shared = shared_blobs(&layers, &counts);
-    let index: HashMap<String, usize> = stored.iter().enumerate().map(|(i, (n, _))| (n.clone(), i)).collect();
-    let mut fills = Vec::new();
-    for (lp, shared) in layers.iter().zip(&shared) {
-        let Some(&i) = index.get(lp.name()) else {
-            continue;
-        };
-        for (j, owner) in shared.iter().enumerate() {
-            let missing = stored[i].1.get(j).is_none_or(|b| b.is_none());
-            if let (true, Some((owner_layer, owner_j))) = (missing, owner) {
-                let blob = index.get(owner_layer).and_then(|&o| stored[o].1.get(*owner_j).cloned().flatten());
-                if let Some(blob) = blob {
-                    fills.push((i, j, blob));
-                }
-            }
-        }
-    }
-    for (i, j, blob) in fills {
-        let blobs = &mut stored[i].1;
-        if blobs.len() <= j {
-            blobs.resize(j + 1, None);
-        }
-        blobs[j] = Some(blob);
-    }
-
-    let mut out = NetParameter::default();
-    for (name, blobs) in stored {
-        if let Some(j) = blobs.iter().position(|b| b.is_none()) {
-            return Err(bad(format!("layer {name}: dataset data/{name}/{j} is missing")));
-        }
-        out.layer.push(LayerParameter {
-            name: Some(name),
-            blobs: blobs.into_iter().flatten().collect(),
-            ..Default::default()
-        });
-    }
-    Ok(out)
-}
 
 /// Writes the model, then the solver state (Caffe's Snapshot with HDF5).
 pub fn write(
@@ -177,13 +34,14 @@ pub fn write(
     let tmp = temp_beside(state_path);
     let bad = |msg: String| Error::decode(state_path, msg);
     {
-        let file = h5::create(&tmp).map_err(bad)?;
-        h5::write_int(&file, "iter", iter as i32).map_err(bad)?;
-        h5::write_string(&file, "learned_net", &model).map_err(bad)?;
-        h5::write_int(&file, "current_step", current_step).map_err(bad)?;
-        let group = h5::create_group(&file, "history").map_err(bad)?;
+        let file = h5::create(&tmp).map_err(|e| bad(e.to_string()))?;
+        h5::write_int(&file, "iter", iter as i32).map_err(|e| bad(e.to_string()))?;
+        h5::write_string(&file, "learned_net", &model).map_err(|e| bad(e.to_string()))?;
+        h5::write_int(&file, "current_step", current_step).map_err(|e| bad(e.to_string()))?;
+        let group = h5::create_group(&file, "history").map_err(|e| bad(e.to_string()))?;
         for (i, h) in history.iter().enumerate() {
-            h5::write_f32(&group, &i.to_string(), &h.size(), &crate::net::tensor_values(h)?).map_err(bad)?;
+            h5::write_f32(&group, &i.to_string(), &h.size(), &crate::util::tensor_values(h)?)
+                .map_err(|e| bad(e.to_string()))?;
         }
     }
     finish(&tmp, state_path)?;
@@ -193,13 +51,16 @@ pub fn write(
 /// Reads a `.solverstate.h5` as a SolverState (history blobs with shapes).
 pub fn read_state(path: &Path) -> Result<SolverState> {
     let bad = |msg: String| Error::decode(path, msg);
-    let file = h5::open(path).map_err(bad)?;
-    let iter = h5::read_int(&file, "iter").map_err(bad)?;
-    let current_step = h5::read_int(&file, "current_step").map_err(bad)?;
-    let learned_net =
-        if file.link_exists("learned_net") { Some(h5::read_string(&file, "learned_net").map_err(bad)?) } else { None };
-    let group = h5::group(&file, "history").map_err(bad)?;
-    let count = h5::members(&group).map_err(bad)?.len();
+    let file = h5::open(path).map_err(|e| bad(e.to_string()))?;
+    let iter = h5::read_int(&file, "iter").map_err(|e| bad(e.to_string()))?;
+    let current_step = h5::read_int(&file, "current_step").map_err(|e| bad(e.to_string()))?;
+    let learned_net = if file.link_exists("learned_net") {
+        Some(h5::read_string(&file, "learned_net").map_err(|e| bad(e.to_string()))?)
+    } else {
+        None
+    };
+    let group = h5::group(&file, "history").map_err(|e| bad(e.to_string()))?;
+    let count = h5::members(&group).map_err(|e| bad(e.to_string()))?.len();
     let mut history = Vec::with_capacity(count);
     for i in 0..count {
         let (shape, values) = h5::read_f32(&group, &i.to_string()).map_err(|e| bad(format!("history: {e}")))?;

@@ -31,8 +31,8 @@
 //! * `[low, p]` with p ≥ 1, as the fork's solver files write it: start = `momentum`, peak = low;
 //! * `[a, b]` with both < 1: start = a, peak = b, p = stepsize;
 //! * `[low]`: start = `momentum`, peak = low, p = stepsize.
-use crate::info;
 use crate::proto::caffe::SolverParameter;
+use crate::{info, Error, Result};
 
 /// The momentum cycle of the cyclical policies.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,24 +70,28 @@ pub const KNOWN_POLICIES: &[&str] =
 
 impl LrPolicy {
     /// Reads and checks the policy's parameters; the error says what is missing or wrong.
-    pub fn from_param(p: &SolverParameter) -> Result<LrPolicy, String> {
+    pub fn from_param(p: &SolverParameter) -> Result<LrPolicy> {
         let name = p.lr_policy().to_string();
-        let gamma = || -> Result<f32, String> {
+        let gamma = || -> Result<f32> {
             match p.gamma {
-                None => Err(format!("lr_policy \"{name}\" needs gamma")),
-                Some(g) if g < 0.0 => Err(format!("gamma must be ≥ 0 for lr_policy \"{name}\", got {g}")),
+                None => Err(Error::invalid(format!("lr_policy \"{name}\" needs gamma"))),
+                Some(g) if g < 0.0 => {
+                    Err(Error::invalid(format!("gamma must be ≥ 0 for lr_policy \"{name}\", got {g}")))
+                }
                 Some(g) => Ok(g),
             }
         };
-        let stepsize = || -> Result<i64, String> {
+        let stepsize = || -> Result<i64> {
             match p.stepsize {
                 Some(s) if s > 0 => Ok(s as i64),
-                Some(s) => Err(format!("stepsize must be > 0 for lr_policy \"{name}\", got {s}")),
-                None => Err(format!("lr_policy \"{name}\" needs stepsize")),
+                Some(s) => Err(Error::invalid(format!("stepsize must be > 0 for lr_policy \"{name}\", got {s}"))),
+                None => Err(Error::invalid(format!("lr_policy \"{name}\" needs stepsize"))),
             }
         };
-        let power = || p.power.ok_or_else(|| format!("lr_policy \"{name}\" needs power"));
-        let max_lr = || p.max_lr.ok_or_else(|| format!("lr_policy \"{name}\" needs max_lr (the peak of the cycle)"));
+        let power = || p.power.ok_or_else(|| Error::invalid(format!("lr_policy \"{name}\" needs power")));
+        let max_lr = || {
+            p.max_lr.ok_or_else(|| Error::invalid(format!("lr_policy \"{name}\" needs max_lr (the peak of the cycle)")))
+        };
         let policy = match name.as_str() {
             "fixed" => Policy::Fixed,
             "step" => Policy::Step { stepsize: stepsize()?, gamma: gamma()? },
@@ -96,13 +100,13 @@ impl LrPolicy {
             "multistep" => {
                 let stepvalues: Vec<i64> = p.stepvalue.iter().map(|&v| v as i64).collect();
                 if stepvalues.windows(2).any(|w| w[1] < w[0]) {
-                    return Err(format!("stepvalue must be increasing, got {stepvalues:?}"));
+                    return Err(Error::invalid(format!("stepvalue must be increasing, got {stepvalues:?}")));
                 }
                 Policy::MultiStep { stepvalues, gamma: gamma()? }
             }
             "poly" => {
                 if p.max_iter() <= 0 {
-                    return Err(format!("lr_policy \"poly\" needs max_iter > 0, got {}", p.max_iter()));
+                    return Err(Error::invalid(format!("lr_policy \"poly\" needs max_iter > 0, got {}", p.max_iter())));
                 }
                 Policy::Poly { power: power()?, max_iter: p.max_iter() as i64 }
             }
@@ -110,9 +114,12 @@ impl LrPolicy {
             "triangular" => Policy::Triangular { max_lr: max_lr()?, stepsize: stepsize()? },
             "triangular2" => Policy::Triangular2 { max_lr: max_lr()?, stepsize: stepsize()? },
             "1cycle" => Policy::OneCycle { max_lr: max_lr()?, stepsize: stepsize()? },
-            "" => return Err(format!("lr_policy is not set (one of: {})", KNOWN_POLICIES.join(", "))),
+            "" => return Err(Error::invalid(format!("lr_policy is not set (one of: {})", KNOWN_POLICIES.join(", ")))),
             other => {
-                return Err(format!("Unknown learning rate policy: {other} (known: {})", KNOWN_POLICIES.join(", ")))
+                return Err(Error::invalid(format!(
+                    "Unknown learning rate policy: {other} (known: {})",
+                    KNOWN_POLICIES.join(", ")
+                )))
             }
         };
         let cyclical =
@@ -120,7 +127,9 @@ impl LrPolicy {
         let momentum_cycle = match (&p.cyclical_momentum[..], cyclical) {
             ([], _) => None,
             (_, false) => {
-                return Err(format!("cyclical_momentum is only used by the cyclical lr policies, not \"{name}\""))
+                return Err(Error::invalid(format!(
+                    "cyclical_momentum is only used by the cyclical lr policies, not \"{name}\""
+                )))
             }
             (cm, true) => {
                 let stepsize = stepsize()?;
@@ -131,10 +140,10 @@ impl LrPolicy {
                     }
                     [a, b] => MomentumCycle { start: a, peak: b, period: stepsize },
                     _ => {
-                        return Err(format!(
+                        return Err(Error::invalid(format!(
                             "cyclical_momentum takes 1 or 2 values (low momentum, then its period or the second momentum), got {}",
                             cm.len()
-                        ))
+                        )))
                     }
                 })
             }

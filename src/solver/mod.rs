@@ -13,10 +13,12 @@ use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::log::progress;
 use crate::net::{Net, NetSource};
 use crate::proto::caffe::{solver_parameter, NetParameter, NetState, Phase, SolverParameter};
-use crate::proto::print::{format_g, to_text};
+use crate::proto::print::to_text;
 use crate::proto::{text, upgrade};
+use crate::util::format_g;
 use crate::{info, warn, Error, Result};
 
 mod adadelta;
@@ -26,7 +28,6 @@ pub mod cli;
 pub mod hdf5_snapshot;
 pub mod lr_policy;
 mod nesterov;
-pub mod progress;
 mod rmsprop;
 mod setup;
 mod sgd;
@@ -437,7 +438,7 @@ impl Solver {
         self.current_step = state.current_step();
         info!("sgd_solver.cpp:339", "SGDSolver: restoring history");
         for (i, (h, blob)) in self.history.iter_mut().zip(&state.history).enumerate() {
-            snapshot::copy_history(h, blob, &format!("history blob {i}")).map_err(&bad)?;
+            snapshot::copy_history(h, blob, &format!("history blob {i}")).map_err(|e| bad(e.to_string()))?;
         }
         Ok(())
     }
@@ -446,7 +447,7 @@ impl Solver {
 /// A blob's values as f32, in order.
 fn blob_values(t: Option<&Tensor>) -> Result<Vec<f32>> {
     let Some(t) = t else { return Ok(Vec::new()) };
-    Ok(crate::net::tensor_values(t)?)
+    Ok(crate::util::tensor_values(t)?)
 }
 
 /// A float as C++ streams print it (6 significant digits).

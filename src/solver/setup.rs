@@ -3,6 +3,7 @@
 //! NetStates, and the device.
 
 use super::*;
+use crate::{Error, Result};
 
 impl Solver {
     /// Reads a solver prototxt as Caffe does: upgrades the legacy `solver_type`
@@ -46,13 +47,13 @@ impl Solver {
                 SolverType::ALL.map(|t| t.name()).join(", ")
             ))
         })?;
-        check_param(&param, kind).map_err(&bad)?;
-        let policy = LrPolicy::from_param(&param).map_err(&bad)?;
+        check_param(&param, kind).map_err(|e| bad(e.to_string()))?;
+        let policy = LrPolicy::from_param(&param).map_err(|e| bad(e.to_string()))?;
         if param.snapshot() > 0 || param.snapshot_after_train() {
             if param.snapshot() > 0 && param.snapshot_prefix.is_none() {
                 return Err(bad("In solver params, snapshot is specified but snapshot_prefix is not".into()));
             }
-            snapshot::check_writable(param.snapshot_prefix()).map_err(&bad)?;
+            snapshot::check_writable(param.snapshot_prefix()).map_err(|e| bad(e.to_string()))?;
         }
         if param.random_seed() >= 0 {
             tch::manual_seed(param.random_seed());
@@ -248,12 +249,12 @@ impl Solver {
 }
 
 /// Checks Caffe makes (as CHECK failures) and a few it leaves to chance.
-pub(super) fn check_param(p: &SolverParameter, kind: SolverType) -> std::result::Result<(), String> {
+pub(super) fn check_param(p: &SolverParameter, kind: SolverType) -> Result<()> {
     if p.average_loss() < 1 {
-        return Err(format!("average_loss must be at least 1, got {}", p.average_loss()));
+        return Err(Error::invalid(format!("average_loss must be at least 1, got {}", p.average_loss())));
     }
     if p.iter_size() < 1 {
-        return Err(format!("iter_size must be at least 1, got {}", p.iter_size()));
+        return Err(Error::invalid(format!("iter_size must be at least 1, got {}", p.iter_size())));
     }
     for (name, v) in [
         ("max_iter", p.max_iter()),
@@ -262,20 +263,24 @@ pub(super) fn check_param(p: &SolverParameter, kind: SolverType) -> std::result:
         ("snapshot", p.snapshot()),
     ] {
         if v < 0 {
-            return Err(format!("{name} must be ≥ 0, got {v}"));
+            return Err(Error::invalid(format!("{name} must be ≥ 0, got {v}")));
         }
     }
     if let Some((i, v)) = p.test_iter.iter().enumerate().find(|(_, &v)| v < 0) {
-        return Err(format!("test_iter must be ≥ 0, got {v} (test net #{i})"));
+        return Err(Error::invalid(format!("test_iter must be ≥ 0, got {v} (test net #{i})")));
     }
     if !matches!(p.regularization_type(), "L1" | "L2") {
-        return Err(format!("Unknown regularization type: {} (use L1 or L2)", p.regularization_type()));
+        return Err(Error::invalid(format!("Unknown regularization type: {} (use L1 or L2)", p.regularization_type())));
     }
     match kind {
-        SolverType::AdaGrad if p.momentum() != 0.0 => return Err("Momentum cannot be used with AdaGrad.".into()),
-        SolverType::RmsProp if p.momentum() != 0.0 => return Err("Momentum cannot be used with RMSProp.".into()),
+        SolverType::AdaGrad if p.momentum() != 0.0 => {
+            return Err(Error::invalid("Momentum cannot be used with AdaGrad."))
+        }
+        SolverType::RmsProp if p.momentum() != 0.0 => {
+            return Err(Error::invalid("Momentum cannot be used with RMSProp."))
+        }
         SolverType::RmsProp if !(0.0..1.0).contains(&p.rms_decay()) => {
-            return Err(format!("rms_decay should lie between 0 and 1, got {}", p.rms_decay()))
+            return Err(Error::invalid(format!("rms_decay should lie between 0 and 1, got {}", p.rms_decay())))
         }
         _ => {}
     }

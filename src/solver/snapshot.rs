@@ -29,16 +29,16 @@ pub fn filename(prefix: &str, iter: i64, extension: &str) -> String {
 
 /// Caffe's write-permission probe for the snapshot prefix (run before training,
 /// so a bad prefix fails at once, not after hours of training).
-pub fn check_writable(prefix: &str) -> std::result::Result<(), String> {
+pub fn check_writable(prefix: &str) -> Result<()> {
     let probe = filename(prefix, 0, ".tempfile");
     match std::fs::File::create(&probe) {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) => Err(format!(
+        Err(e) => Err(Error::invalid(format!(
             "Cannot write to snapshot prefix '{prefix}' ({e}). Make sure that the directory exists and is writeable."
-        )),
+        ))),
     }
 }
 
@@ -68,7 +68,7 @@ pub fn write(
 }
 
 fn tensor_to_blob(t: &Tensor) -> Result<BlobProto> {
-    Ok(make_blob(&t.size(), crate::net::tensor_values(t)?))
+    Ok(make_blob(&t.size(), crate::util::tensor_values(t)?))
 }
 
 /// Reads a `.solverstate`, checking that each history blob holds as many
@@ -119,12 +119,12 @@ pub fn resolve_learned_net(learned_net: &str, state_path: &Path) -> Result<PathB
 }
 
 /// Copies a saved history blob into `target`, checking the shape.
-pub fn copy_history(target: &mut Tensor, blob: &BlobProto, what: &str) -> std::result::Result<(), String> {
+pub fn copy_history(target: &mut Tensor, blob: &BlobProto, what: &str) -> Result<()> {
     let want = target.size();
     let have = blob_shape(blob);
     if have != want && !shapes_compatible_legacy(&have, &want) {
-        return Err(format!("{what} has shape {have:?} but the parameter it belongs to is {want:?}"));
+        return Err(Error::invalid(format!("{what} has shape {have:?} but the parameter it belongs to is {want:?}")));
     }
     let src = Tensor::from_slice(&blob_data_f32(blob)).reshape(want.as_slice()).to_device(target.device());
-    tch::no_grad(|| target.f_copy_(&src)).map_err(|e| format!("{what}: {e}"))
+    tch::no_grad(|| target.f_copy_(&src)).map_err(|e| Error::invalid(format!("{what}: {e}")))
 }

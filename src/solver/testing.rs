@@ -91,7 +91,7 @@ pub(super) fn share_trained_layers(train: &Net, test: &mut Net) -> Result<()> {
                 continue;
             };
             if src.len() != dst.len() {
-                return Err(Error::msg(format!(
+                return Err(Error::invalid(format!(
                     "layer '{name}' has {} blobs in the train net but {} in the test net",
                     src.len(),
                     dst.len()
@@ -99,7 +99,7 @@ pub(super) fn share_trained_layers(train: &Net, test: &mut Net) -> Result<()> {
             }
             for (j, (s, d)) in src.iter().zip(dst).enumerate() {
                 if s.size() != d.size() {
-                    return Err(Error::msg(format!(
+                    return Err(Error::invalid(format!(
                         "layer '{name}' param {j}: shape {:?} in the train net, {:?} in the test net",
                         s.size(),
                         d.size()

@@ -79,11 +79,11 @@ impl Solver {
                 let _ = p.data.f_sub_(&p.diff())?;
                 if debug {
                     // Caffe's [Update] line names the layer and the blob index.
-                    let (layer, index) = p.display.rsplit_once('[').unwrap_or((p.display.as_str(), "0]"));
                     info!(
                         "net.cpp:684",
-                        "    [Update] Layer {layer}, param {} data: {}; diff: {}",
-                        index.trim_end_matches(']'),
+                        "    [Update] Layer {}, param {} data: {}; diff: {}",
+                        p.layer,
+                        p.index,
                         g(crate::net::mean_abs(&p.data) as f32),
                         g(crate::net::mean_abs(&p.diff()) as f32)
                     );

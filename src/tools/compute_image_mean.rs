@@ -7,11 +7,10 @@ use std::path::Path;
 use super::gflags::{self, Spec};
 use crate::data::datum::{self, Values};
 use crate::data::db::{key_display, open_cursor, Backend};
-use crate::data::format_g6;
 use crate::data::image::ColorMode;
+use crate::log::progress::Progress;
 use crate::proto::binary;
 use crate::proto::caffe::BlobProto;
-use crate::solver::progress::Progress;
 use crate::{info, Error, Result};
 
 const SPEC: Spec = Spec {
@@ -42,13 +41,14 @@ pub struct MeanResult {
 pub fn compute(db: &Path, out: Option<&Path>, backend: Backend) -> Result<MeanResult> {
     let mut cursor = open_cursor(db, backend)?;
     let source = db.display().to_string();
-    let record_err = |key: &[u8], msg: String| Error::Data {
-        msg: format!("source '{source}' ({}): record '{}': {msg}", backend.name(), key_display(key)),
+    let record_err = |key: &[u8], msg: String| {
+        Error::data(format!("source '{source}' ({}): record '{}': {msg}", backend.name(), key_display(key)))
     };
     if !cursor.valid() {
-        return Err(Error::Data { msg: format!("source '{source}' ({}): the database is empty", backend.name()) });
+        return Err(Error::data(format!("source '{source}' ({}): the database is empty", backend.name())));
     }
-    let first = datum::parse_and_decode(cursor.value(), ColorMode::Native).map_err(|e| record_err(cursor.key(), e))?;
+    let first = datum::parse_and_decode(cursor.value(), ColorMode::Native)
+        .map_err(|e| record_err(cursor.key(), e.to_string()))?;
     let (channels, height, width) = (first.channels, first.height, first.width);
     let size = first.count();
     let mut sum = vec![0f32; size];
@@ -59,7 +59,8 @@ pub fn compute(db: &Path, out: Option<&Path>, backend: Backend) -> Result<MeanRe
     let mut progress = Progress::for_stderr();
     progress.start(0);
     while cursor.valid() {
-        let s = datum::parse_and_decode(cursor.value(), ColorMode::Native).map_err(|e| record_err(cursor.key(), e))?;
+        let s = datum::parse_and_decode(cursor.value(), ColorMode::Native)
+            .map_err(|e| record_err(cursor.key(), e.to_string()))?;
         if s.count() != size {
             return Err(record_err(
                 cursor.key(),
@@ -106,7 +107,7 @@ pub fn compute(db: &Path, out: Option<&Path>, backend: Backend) -> Result<MeanRe
     for c in 0..channels {
         let total: f32 = blob.data[c * dim..(c + 1) * dim].iter().fold(0f32, |acc, &v| acc + v);
         let mean = total / dim as f32;
-        info!("compute_image_mean.cpp:116", "mean_value channel [{c}]: {}", format_g6(mean as f64));
+        info!("compute_image_mean.cpp:116", "mean_value channel [{c}]: {}", crate::util::format_g(mean as f64, 6));
         channel_means.push(mean);
     }
     Ok(MeanResult { blob, channel_means, count })

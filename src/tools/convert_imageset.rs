@@ -10,8 +10,8 @@ use super::gflags::{self, Spec};
 use crate::data::datum;
 use crate::data::db::{Backend, DbWriter};
 use crate::data::image;
-use crate::layers::data::read_image_list;
-use crate::solver::progress::Progress;
+use crate::data::image::read_image_list;
+use crate::log::progress::Progress;
 use crate::{info, warn, Error, Result};
 
 const SPEC: Spec = Spec {
@@ -70,7 +70,7 @@ pub fn main(args: &[String]) -> Result<()> {
 /// Converts; returns the number of images written. Unreadable images are
 /// skipped with an error line, as Caffe does; the DB appears only when complete.
 pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usize> {
-    let mut lines = read_image_list(list).map_err(Error::msg)?;
+    let mut lines = read_image_list(list)?;
     if opts.shuffle {
         info!("convert_imageset.cpp:93", "Shuffling data");
         lines.shuffle(&mut rand::thread_rng());
@@ -94,7 +94,7 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
         let img = match image::read_file(Path::new(&path), rh, rw, is_color) {
             Ok(img) => img,
             Err(e) => {
-                crate::log::write(crate::log::Severity::Error, "io.cpp:80", &e);
+                crate::log::write(crate::log::Severity::Error, "io.cpp:80", &e.to_string());
                 continue;
             }
         };
@@ -115,7 +115,7 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
                 let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
                 datum::encoded(bytes, *label)
             } else {
-                let bytes = image::encode(&img, &enc).map_err(|e| Error::msg(format!("{path}: {e}")))?;
+                let bytes = image::encode(&img, &enc).map_err(|e| Error::invalid(format!("{path}: {e}")))?;
                 datum::encoded(bytes, *label)
             }
         } else {
@@ -126,7 +126,7 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
             match data_size {
                 None => data_size = Some(size),
                 Some(want) if !encoded && want != size => {
-                    return Err(Error::msg(format!(
+                    return Err(Error::invalid(format!(
                         "{path}: Incorrect data field size {size} (the first image has {want})"
                     )));
                 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use super::gflags::{self, Spec};
 use crate::data::datum;
 use crate::data::db::{Backend, DbWriter};
+use crate::log::progress::Progress;
 use crate::proto::caffe::Datum;
-use crate::solver::progress::Progress;
 use crate::{info, Error, Result};
 
 const SPEC: Spec = Spec {
@@ -91,7 +91,7 @@ pub fn convert(images: &Path, labels: &Path, db: &Path, backend: Backend) -> Res
     let (n, rows, cols, pixels) = read_idx_images(images)?;
     let label_bytes = read_idx_labels(labels)?;
     if label_bytes.len() != n {
-        return Err(Error::msg(format!(
+        return Err(Error::invalid(format!(
             "{} holds {n} images but {} holds {} labels",
             images.display(),
             labels.display(),

@@ -98,7 +98,7 @@ impl DataOptions {
         let connect_timeout = match std::env::var("CAFFE_MNIST_TIMEOUT") {
             Ok(s) => {
                 let secs: f64 = s.trim().parse().ok().filter(|v: &f64| v.is_finite() && *v > 0.0).ok_or_else(|| {
-                    Error::msg(format!("CAFFE_MNIST_TIMEOUT must be a positive number of seconds, got '{s}'"))
+                    Error::invalid(format!("CAFFE_MNIST_TIMEOUT must be a positive number of seconds, got '{s}'"))
                 })?;
                 Duration::from_secs_f64(secs)
             }
@@ -148,11 +148,11 @@ fn valid_file(path: &Path, md5: &str) -> bool {
 }
 
 /// Downloads `url` to `dest` through a `.part` file, checking the MD5.
-fn download(agent: &ureq::Agent, url: &str, dest: &Path, md5: &str) -> std::result::Result<(), String> {
+fn download(agent: &ureq::Agent, url: &str, dest: &Path, md5: &str) -> Result<()> {
     let part = dest.with_extension("gz.part");
-    let response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let response = agent.get(url).call().map_err(|e| Error::data(e.to_string()))?;
     let mut reader = response.into_body().into_reader();
-    let mut file = std::fs::File::create(&part).map_err(|e| format!("{}: {e}", part.display()))?;
+    let mut file = std::fs::File::create(&part).map_err(|e| Error::data(format!("{}: {e}", part.display())))?;
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
     let result = loop {
@@ -161,10 +161,10 @@ fn download(agent: &ureq::Agent, url: &str, dest: &Path, md5: &str) -> std::resu
             Ok(n) => {
                 hasher.update(&buf[..n]);
                 if let Err(e) = file.write_all(&buf[..n]) {
-                    break Err(format!("{}: {e}", part.display()));
+                    break Err(Error::data(format!("{}: {e}", part.display())));
                 }
             }
-            Err(e) => break Err(e.to_string()),
+            Err(e) => break Err(Error::data(e.to_string())),
         }
     };
     drop(file);
@@ -173,11 +173,11 @@ fn download(agent: &ureq::Agent, url: &str, dest: &Path, md5: &str) -> std::resu
         if sum == md5 {
             Ok(())
         } else {
-            Err(format!("MD5 {sum}, expected {md5} (a corrupt or different file)"))
+            Err(Error::data(format!("MD5 {sum}, expected {md5} (a corrupt or different file)")))
         }
     });
     match result {
-        Ok(()) => std::fs::rename(&part, dest).map_err(|e| format!("{}: {e}", dest.display())),
+        Ok(()) => std::fs::rename(&part, dest).map_err(|e| Error::data(format!("{}: {e}", dest.display()))),
         Err(e) => {
             let _ = std::fs::remove_file(&part);
             Err(e)
@@ -255,20 +255,20 @@ fn fashion_mnist(opts: &DataOptions) -> Result<PathBuf> {
     );
     let on_debian = Path::new("/etc/debian_version").is_file();
     if !(opts.allow_install && on_debian && running_as_root()) {
-        return Err(Error::msg(how));
+        return Err(Error::invalid(how));
     }
     info!("data_step.rs:1", "Installing Debian's {FASHION_PACKAGE}");
     if !apt_get(&["install", "-y", FASHION_PACKAGE]) {
         // A fresh machine may have no package lists yet.
         let _ = apt_get(&["update"]);
         if !apt_get(&["install", "-y", FASHION_PACKAGE]) {
-            return Err(Error::msg(format!("apt-get install {FASHION_PACKAGE} failed. {how}")));
+            return Err(Error::invalid(format!("apt-get install {FASHION_PACKAGE} failed. {how}")));
         }
     }
     if fashion_files_present(dir) {
         Ok(dir.clone())
     } else {
-        Err(Error::msg(format!("{FASHION_PACKAGE} is installed but its files are not in {}", dir.display())))
+        Err(Error::invalid(format!("{FASHION_PACKAGE} is installed but its files are not in {}", dir.display())))
     }
 }
 
@@ -325,7 +325,7 @@ fn remove_stale_db(path: &Path) -> Result<()> {
         return Ok(());
     }
     if Backend::detect(path) != Some(Backend::Lmdb) {
-        return Err(Error::msg(format!("{}: exists and is not an LMDB; move it away first", path.display())));
+        return Err(Error::invalid(format!("{}: exists and is not an LMDB; move it away first", path.display())));
     }
     info!("data_step.rs:1", "Removing {} (left by an unfinished run)", path.display());
     std::fs::remove_dir_all(path).map_err(io_err(path))
@@ -373,7 +373,7 @@ pub fn main(args: &[String]) -> Result<()> {
     gflags::expect_positional(&SPEC, &flags, 1, 2)?;
     let what = flags.positional[0].as_str();
     if what != "mnist" {
-        return Err(Error::msg(format!("caffe data: unknown dataset '{what}' (known: mnist)")));
+        return Err(Error::invalid(format!("caffe data: unknown dataset '{what}' (known: mnist)")));
     }
     let dir = PathBuf::from(flags.positional.get(1).map(String::as_str).unwrap_or("data/mnist"));
     let p = mnist(&DataOptions::from_env(&dir)?)?;

@@ -18,26 +18,26 @@ extract_feature_blob_name1[,name2,...] save_feature_dataset_name1[,name2,...] nu
 
 pub fn main(args: &[String]) -> Result<()> {
     if args.len() < 6 || args.len() > 8 {
-        return Err(Error::msg(format!("{USAGE} (got {} argument(s))", args.len())));
+        return Err(Error::invalid(format!("{USAGE} (got {} argument(s))", args.len())));
     }
     let device = match args.get(6).map(|s| s.to_ascii_uppercase()) {
         Some(m) if m == "GPU" => {
             let id: usize = match args.get(7) {
-                Some(s) => s.parse().map_err(|_| Error::msg(format!("DEVICE_ID must be a number, got '{s}'")))?,
+                Some(s) => s.parse().map_err(|_| Error::invalid(format!("DEVICE_ID must be a number, got '{s}'")))?,
                 None => 0,
             };
             if !tch::Cuda::is_available() {
-                return Err(Error::msg("GPU mode asked for but libtorch sees no CUDA device"));
+                return Err(Error::invalid("GPU mode asked for but libtorch sees no CUDA device"));
             }
             Device::Cuda(id)
         }
-        Some(m) if m != "CPU" => return Err(Error::msg(format!("the mode must be CPU or GPU, got '{m}'"))),
+        Some(m) if m != "CPU" => return Err(Error::invalid(format!("the mode must be CPU or GPU, got '{m}'"))),
         _ => Device::Cpu,
     };
     let blobs: Vec<String> = args[2].split(',').map(String::from).collect();
     let dbs: Vec<String> = args[3].split(',').map(String::from).collect();
     let batches: usize =
-        args[4].parse().map_err(|_| Error::msg(format!("num_mini_batches must be a number, got '{}'", args[4])))?;
+        args[4].parse().map_err(|_| Error::invalid(format!("num_mini_batches must be a number, got '{}'", args[4])))?;
     let backend = Backend::parse(&args[5])?;
     extract(Path::new(&args[0]), Path::new(&args[1]), &blobs, &dbs, batches, backend, device)?;
     Ok(())
@@ -54,7 +54,7 @@ pub fn extract(
     device: Device,
 ) -> Result<Vec<usize>> {
     if blobs.len() != dbs.len() {
-        return Err(Error::msg(format!(
+        return Err(Error::invalid(format!(
             "{} blob names but {} dataset names: they must match one to one",
             blobs.len(),
             dbs.len()
@@ -65,7 +65,7 @@ pub fn extract(
     net.load_weights(weights)?;
     for b in blobs {
         if net.blob_shape(b).is_none() {
-            return Err(Error::msg(format!("Unknown feature blob name {b} in the network {}", net_file.display())));
+            return Err(Error::invalid(format!("Unknown feature blob name {b} in the network {}", net_file.display())));
         }
     }
     let mut writers = Vec::with_capacity(dbs.len());
@@ -78,7 +78,7 @@ pub fn extract(
     for _ in 0..mini_batches {
         net.forward_inference()?;
         for (i, name) in blobs.iter().enumerate() {
-            let t = net.blob(name).ok_or_else(|| Error::msg(format!("blob {name} has no value after forward")))?;
+            let t = net.blob(name).ok_or_else(|| Error::invalid(format!("blob {name} has no value after forward")))?;
             let t = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
             let shape = t.size();
             let num = shape.first().copied().unwrap_or(1).max(1) as usize;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
 use crate::net::Net;
-use crate::proto::binary::temp_sibling;
 use crate::proto::caffe::{NetState, Phase};
 use crate::proto::text::TextOptions;
+use crate::util::temp_sibling;
 use crate::{info, warn, Error, Result};
 
 pub struct ForwardOptions {
@@ -27,7 +27,7 @@ pub struct ForwardOptions {
 pub fn parse_input(spec: &str) -> Result<(String, PathBuf)> {
     match spec.split_once('=') {
         Some((n, f)) if !n.is_empty() && !f.is_empty() => Ok((n.to_string(), PathBuf::from(f))),
-        _ => Err(Error::msg(format!("-input expects NAME=file.npy, got '{spec}'"))),
+        _ => Err(Error::invalid(format!("-input expects NAME=file.npy, got '{spec}'"))),
     }
 }
 
@@ -47,7 +47,8 @@ pub fn run(model: &Path, text: TextOptions, o: &ForwardOptions) -> Result<Vec<Pa
     }
     let inputs: Vec<String> = net.input_blob_names().iter().map(|s| s.to_string()).collect();
     for (name, file) in &o.inputs {
-        let t = Tensor::read_npy(file).map_err(|e| Error::msg(format!("{}: cannot read .npy: {e}", file.display())))?;
+        let t =
+            Tensor::read_npy(file).map_err(|e| Error::invalid(format!("{}: cannot read .npy: {e}", file.display())))?;
         net.set_input(name, &t)?;
     }
     for name in &inputs {
@@ -60,20 +61,20 @@ pub fn run(model: &Path, text: TextOptions, o: &ForwardOptions) -> Result<Vec<Pa
     info!("forward.cpp:1", "Forward done, loss = {loss}");
     let names: Vec<String> = match &o.blobs {
         None => net.output_blob_names().iter().map(|s| s.to_string()).collect(),
-        Some(v) if v.is_empty() => net.blob_names().to_vec(),
+        Some(v) if v.is_empty() => net.blob_names().iter().map(|s| s.to_string()).collect(),
         Some(v) => v.clone(),
     };
     std::fs::create_dir_all(&o.out).map_err(|e| Error::io(&o.out, e))?;
     let mut written = Vec::new();
     for name in &names {
         let t = net.blob(name).ok_or_else(|| {
-            Error::msg(format!("net has no blob named '{name}' (blobs: {})", net.blob_names().join(", ")))
+            Error::invalid(format!("net has no blob named '{name}' (blobs: {})", net.blob_names().join(", ")))
         })?;
         let path = blob_file(&o.out, name);
         let tmp = temp_sibling(&path);
         t.to_device(Device::Cpu)
             .write_npy(&tmp)
-            .map_err(|e| Error::msg(format!("{}: cannot write .npy: {e}", path.display())))?;
+            .map_err(|e| Error::invalid(format!("{}: cannot write .npy: {e}", path.display())))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         info!("forward.cpp:1", "Wrote blob {name} {:?} to {}", t.size(), path.display());
         written.push(path);

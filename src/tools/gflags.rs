@@ -32,7 +32,7 @@ impl Flags {
     /// An integer flag; the error names the flag.
     pub fn int(&self, name: &str) -> Result<i64> {
         let v = self.value(name);
-        v.trim().parse::<i64>().map_err(|_| Error::msg(format!("flag -{name} wants an integer, got '{v}'")))
+        v.trim().parse::<i64>().map_err(|_| Error::usage(format!("flag -{name} wants an integer, got '{v}'")))
     }
 }
 
@@ -40,7 +40,7 @@ fn parse_bool(name: &str, v: &str) -> Result<bool> {
     match v {
         "true" | "1" | "yes" | "t" | "y" => Ok(true),
         "false" | "0" | "no" | "f" | "n" => Ok(false),
-        _ => Err(Error::msg(format!("flag -{name} wants true or false, got '{v}'"))),
+        _ => Err(Error::usage(format!("flag -{name} wants true or false, got '{v}'"))),
     }
 }
 
@@ -72,7 +72,7 @@ pub fn parse(spec: &Spec, args: &[String]) -> Result<Flags> {
             None => (body, None),
         };
         if name == "help" || name == "h" {
-            return Err(Error::msg(format!("usage: caffe {} {}\nflags: {}", spec.tool, spec.usage, known())));
+            return Err(Error::usage(format!("usage: caffe {} {}\nflags: {}", spec.tool, spec.usage, known())));
         }
         if bools.contains_key(name) {
             let v = match inline {
@@ -87,7 +87,7 @@ pub fn parse(spec: &Spec, args: &[String]) -> Result<Flags> {
                 Some(v) => v.to_string(),
                 None => {
                     let Some(v) = args.get(i) else {
-                        return Err(Error::msg(format!(
+                        return Err(Error::usage(format!(
                             "flag -{name} needs a value (usage: caffe {} {})",
                             spec.tool, spec.usage
                         )));
@@ -98,7 +98,7 @@ pub fn parse(spec: &Spec, args: &[String]) -> Result<Flags> {
             };
             values.insert(name.to_string(), v);
         } else {
-            return Err(Error::msg(format!("{}: unknown flag {a} (flags: {})", spec.tool, known())));
+            return Err(Error::usage(format!("{}: unknown flag {a} (flags: {})", spec.tool, known())));
         }
     }
     Ok(Flags { bools, values, positional })
@@ -108,7 +108,7 @@ pub fn parse(spec: &Spec, args: &[String]) -> Result<Flags> {
 pub fn expect_positional(spec: &Spec, flags: &Flags, min: usize, max: usize) -> Result<()> {
     let n = flags.positional.len();
     if n < min || n > max {
-        return Err(Error::msg(format!("usage: caffe {} {} (got {n} argument(s))", spec.tool, spec.usage)));
+        return Err(Error::usage(format!("usage: caffe {} {} (got {n} argument(s))", spec.tool, spec.usage)));
     }
     Ok(())
 }

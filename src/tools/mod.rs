@@ -17,33 +17,9 @@ use tch::Device;
 
 use crate::{Error, Result};
 
-/// The device for Caffe's `-gpu` flag: none → CPU; one id → that CUDA device.
-/// Several ids (or `all` with several devices) are not supported yet.
+/// The device for Caffe's `-gpu` flag: the CPU unless one CUDA device is named.
 pub fn select_device(gpu: Option<&str>) -> Result<Device> {
-    let Some(spec) = gpu.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(Device::Cpu) };
-    let count = tch::Cuda::device_count();
-    if count == 0 {
-        return Err(Error::msg(format!(
-            "-gpu {spec}: no CUDA device is available (libtorch sees none); run without -gpu to use the CPU"
-        )));
-    }
-    let ids: Vec<i64> = if spec == "all" {
-        (0..count).collect()
-    } else {
-        spec.split(',')
-            .map(|s| s.trim().parse::<i64>().map_err(|_| Error::msg(format!("-gpu: '{s}' is not a device id"))))
-            .collect::<Result<_>>()?
-    };
-    if ids.len() > 1 {
-        return Err(Error::msg(format!(
-            "-gpu {spec}: training on several GPUs is not supported yet; give one device id"
-        )));
-    }
-    let id = ids[0];
-    if id < 0 || id >= count {
-        return Err(Error::msg(format!("-gpu {id}: no such device ({count} CUDA device(s) found)")));
-    }
-    Ok(Device::Cuda(id as usize))
+    Ok(crate::util::gpu_flag_device(gpu)?.unwrap_or(Device::Cpu))
 }
 
 /// Caffe's `-phase` flag.
@@ -51,11 +27,11 @@ pub fn parse_phase(s: &str) -> Result<crate::proto::caffe::Phase> {
     match s.to_ascii_uppercase().as_str() {
         "TRAIN" => Ok(crate::proto::caffe::Phase::Train),
         "TEST" => Ok(crate::proto::caffe::Phase::Test),
-        other => Err(Error::msg(format!("-phase must be TRAIN or TEST, got '{other}'"))),
+        other => Err(Error::invalid(format!("-phase must be TRAIN or TEST, got '{other}'"))),
     }
 }
 
 /// Caffe's `-stage a,b` flag.
 pub fn parse_stages(s: Option<&str>) -> Vec<String> {
-    s.map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect()).unwrap_or_default()
+    s.map(crate::util::comma_list).unwrap_or_default()
 }

@@ -11,19 +11,19 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeZone};
-use once_cell::sync::Lazy;
 use regex::Regex;
+use std::sync::LazyLock;
 
 use super::gflags::{self, Spec};
 use crate::{Error, Result};
 
-static ITERATION: Lazy<Regex> = Lazy::new(|| Regex::new(r"Iteration ([0-9]+)").expect("valid regex"));
-static TRAIN_OUTPUT: Lazy<Regex> =
-    Lazy::new(|| Regex::new(r"Train net output #([0-9]+): (\S+) = ([.0-9eE+-]+)").expect("valid regex"));
-static TEST_OUTPUT: Lazy<Regex> =
-    Lazy::new(|| Regex::new(r"Test net output #([0-9]+): (\S+) = ([.0-9eE+-]+)").expect("valid regex"));
-static LEARNING_RATE: Lazy<Regex> =
-    Lazy::new(|| Regex::new(r"lr = ([-+]?[0-9]*\.?[0-9]+([eE]?[-+]?[0-9]+)?)").expect("valid regex"));
+static ITERATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"Iteration ([0-9]+)").expect("valid regex"));
+static TRAIN_OUTPUT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"Train net output #([0-9]+): (\S+) = ([.0-9eE+-]+)").expect("valid regex"));
+static TEST_OUTPUT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"Test net output #([0-9]+): (\S+) = ([.0-9eE+-]+)").expect("valid regex"));
+static LEARNING_RATE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"lr = ([-+]?[0-9]*\.?[0-9]+([eE]?[-+]?[0-9]+)?)").expect("valid regex"));
 
 /// One CSV row: named values in column order (NumIters, Seconds, LearningRate, outputs…).
 #[derive(Debug, Clone, PartialEq)]
@@ -353,7 +353,7 @@ pub fn csv_text(rows: &[Row], delimiter: char) -> String {
 pub fn save_csv_files(log: &Path, out_dir: &Path, data: &LogData, delimiter: char) -> Result<Vec<PathBuf>> {
     let base = log
         .file_name()
-        .ok_or_else(|| Error::msg(format!("{}: not a file name", log.display())))?
+        .ok_or_else(|| Error::invalid(format!("{}: not a file name", log.display())))?
         .to_string_lossy()
         .into_owned();
     let mut written = Vec::new();
@@ -386,12 +386,12 @@ pub fn main(args: &[String]) -> Result<()> {
     let mut chars = given.chars();
     let delimiter = match (chars.next(), chars.next()) {
         (Some(c), None) => c,
-        _ => return Err(Error::msg(format!("-delimiter must be one character, got '{given}'"))),
+        _ => return Err(Error::invalid(format!("-delimiter must be one character, got '{given}'"))),
     };
     let (log, out_dir) = (&flags.positional[0], &flags.positional[1]);
     let (log, out_dir) = (Path::new(log), Path::new(out_dir));
     if !out_dir.is_dir() {
-        return Err(Error::msg(format!("{}: no such output folder", out_dir.display())));
+        return Err(Error::invalid(format!("{}: no such output folder", out_dir.display())));
     }
     let data = parse_file(log)?;
     let written = save_csv_files(log, out_dir, &data, delimiter)?;

@@ -30,7 +30,7 @@ impl XAxis {
         match s {
             "iters" | "iter" | "iterations" => Ok(XAxis::Iters),
             "seconds" | "secs" | "time" => Ok(XAxis::Seconds),
-            other => Err(Error::msg(format!("-x must be iters or seconds, got '{other}'"))),
+            other => Err(Error::invalid(format!("-x must be iters or seconds, got '{other}'"))),
         }
     }
 
@@ -59,7 +59,7 @@ impl YSeries {
         match s.split_once('-') {
             Some(("test", name)) if !name.is_empty() => Ok(YSeries::Test(name.to_string())),
             Some(("train", name)) if !name.is_empty() => Ok(YSeries::Train(name.to_string())),
-            _ => Err(Error::msg(format!(
+            _ => Err(Error::invalid(format!(
                 "-y must be test-accuracy, test-loss, train-loss, lr (or test-NAME / train-NAME for an output NAME), got '{s}'"
             ))),
         }
@@ -155,7 +155,7 @@ pub fn curves(opts: &PlotOptions) -> Result<Vec<Curve>> {
         out.push(Curve { label, points });
     }
     if out.is_empty() {
-        return Err(Error::msg(format!(
+        return Err(Error::invalid(format!(
             "no log holds '{}' values (outputs are read from 'Test net output' / 'Train net output' lines)",
             opts.y.label()
         )));
@@ -266,7 +266,7 @@ fn register_font() -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::msg("the embedded DejaVu Sans font does not load"))
+        Err(Error::invalid("the embedded DejaVu Sans font does not load"))
     }
 }
 
@@ -275,11 +275,11 @@ pub fn render(curves: &[Curve], opts: &PlotOptions) -> Result<()> {
     register_font()?;
     let (w, h) = (opts.width, opts.height);
     if !(100..=20000).contains(&w) || !(100..=20000).contains(&h) {
-        return Err(Error::msg(format!("chart size {w}×{h}: each side must be 100 to 20000 pixels")));
+        return Err(Error::invalid(format!("chart size {w}×{h}: each side must be 100 to 20000 pixels")));
     }
     let out = &opts.out;
     let ext = out.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
-    let drawing_err = |e: String| Error::msg(format!("{}: drawing the chart failed: {e}", out.display()));
+    let drawing_err = |e: String| Error::invalid(format!("{}: drawing the chart failed: {e}", out.display()));
     match ext.as_str() {
         "png" => {
             let mut pixels = vec![0u8; w as usize * h as usize * 3];
@@ -288,13 +288,13 @@ pub fn render(curves: &[Curve], opts: &PlotOptions) -> Result<()> {
                 draw(&area, curves, opts).map_err(|e| drawing_err(e.to_string()))?;
             }
             image::save_buffer_with_format(out, &pixels, w, h, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
-                .map_err(|e| Error::msg(format!("{}: {e}", out.display())))?;
+                .map_err(|e| Error::invalid(format!("{}: {e}", out.display())))?;
         }
         "svg" => {
             let area = SVGBackend::new(out, (w, h)).into_drawing_area();
             draw(&area, curves, opts).map_err(|e| drawing_err(e.to_string()))?;
         }
-        _ => return Err(Error::msg(format!("{}: the output must end in .png or .svg", out.display()))),
+        _ => return Err(Error::invalid(format!("{}: the output must end in .png or .svg", out.display()))),
     }
     Ok(())
 }
@@ -324,7 +324,8 @@ pub fn main(args: &[String]) -> Result<()> {
         o => PathBuf::from(o),
     };
     let size = |name: &str| -> Result<u32> {
-        u32::try_from(flags.int(name)?).map_err(|_| Error::msg(format!("-{name} must be a positive number of pixels")))
+        u32::try_from(flags.int(name)?)
+            .map_err(|_| Error::invalid(format!("-{name} must be a positive number of pixels")))
     };
     let opts = PlotOptions {
         logs: flags.positional.iter().map(PathBuf::from).collect(),

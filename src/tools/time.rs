@@ -42,7 +42,7 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     let iterations = o.iterations.max(1);
     info!("caffe.cpp:351", "Performing Forward");
     let loss = net.forward()?;
-    info!("caffe.cpp:356", "Initial loss: {}", crate::log::fmt_g(loss, 6));
+    info!("caffe.cpp:356", "Initial loss: {}", crate::util::format_g(loss, 6));
     info!("caffe.cpp:357", "Performing Backward");
     // Cleared before each backward as the solver's step does, so the step's
     // memory is the training step's (autograd's gradients become the diffs).
@@ -87,8 +87,8 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     let mut layers = Vec::new();
     for i in 0..names.len() {
         let (f, b) = (fwd[i] / n, bwd[i] / n);
-        info!("caffe.cpp:400", "{:>width$}\tforward: {} ms.", names[i], crate::log::fmt_g(f, 6));
-        info!("caffe.cpp:403", "{:>width$}\tbackward: {} ms.", names[i], crate::log::fmt_g(b, 6));
+        info!("caffe.cpp:400", "{:>width$}\tforward: {} ms.", names[i], crate::util::format_g(f, 6));
+        info!("caffe.cpp:403", "{:>width$}\tbackward: {} ms.", names[i], crate::util::format_g(b, 6));
         layers.push((names[i].clone(), f, b));
     }
     let report = TimeReport {
@@ -98,9 +98,9 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
         forward_backward_ms: (fwd_total + bwd_total) / n,
         total_ms,
     };
-    info!("caffe.cpp:408", "Average Forward pass: {} ms.", crate::log::fmt_g(report.forward_ms, 6));
-    info!("caffe.cpp:410", "Average Backward pass: {} ms.", crate::log::fmt_g(report.backward_ms, 6));
-    info!("caffe.cpp:412", "Average Forward-Backward: {} ms.", crate::log::fmt_g(total_ms / n, 6));
+    info!("caffe.cpp:408", "Average Forward pass: {} ms.", crate::util::format_g(report.forward_ms, 6));
+    info!("caffe.cpp:410", "Average Backward pass: {} ms.", crate::util::format_g(report.backward_ms, 6));
+    info!("caffe.cpp:412", "Average Forward-Backward: {} ms.", crate::util::format_g(total_ms / n, 6));
     info!(
         "caffe.cpp:413",
         "(per-layer times come from a separate layer-by-layer pass; the averages above are the fused training step)"

@@ -11,7 +11,7 @@ pub fn net_text(input: &Path, output: &Path, opts: text::TextOptions) -> Result<
     let mut net = text::read_file_nonempty::<NetParameter>(input, opts)?.message;
     let report = upgrade::upgrade_net(&mut net, &input.display().to_string())?;
     log_report(input, &report);
-    binary::write_atomic(output, print::to_text(&net).as_bytes())?;
+    crate::util::write_atomic(output, print::to_text(&net).as_bytes())?;
     info!("upgrade_net_proto_text.cpp:49", "Wrote upgraded NetParameter text proto to {}", output.display());
     Ok(())
 }
@@ -31,7 +31,7 @@ pub fn solver_text(input: &Path, output: &Path, opts: text::TextOptions) -> Resu
     let mut solver = text::read_file_nonempty::<SolverParameter>(input, opts)?.message;
     let report = upgrade::upgrade_solver(&mut solver, &input.display().to_string())?;
     log_report(input, &report);
-    binary::write_atomic(output, print::to_text(&solver).as_bytes())?;
+    crate::util::write_atomic(output, print::to_text(&solver).as_bytes())?;
     info!("upgrade_solver_proto_text.cpp:44", "Wrote upgraded SolverParameter text proto to {}", output.display());
     Ok(())
 }

@@ -1,24 +1,25 @@
 //! Bias and Scale: add or multiply by a blob broadcast along `axis`. The blob
 //! is learnable (one bottom) or the second bottom; its shape must equal
 //! bottom[0]'s dims `axis .. axis + blob axes`.
+use crate::Result;
 use tch::Tensor;
 
-use crate::layer_bail;
-use crate::layers::registry::LayerInfo;
-use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, LayerResult, ParamDecl, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
 use crate::proto::caffe::{BiasParameter, FillerParameter, LayerParameter, ScaleParameter};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Bias",
-        family: "common/affine.rs",
+        family: family_of(file!()),
         params: "axis, num_axes (-1: to the end), filler (default constant 0); one bottom (learned bias) or two (bottom[1] is the bias)",
         tests: "layers_common: bias_* (broadcast values, shape errors, gradient check in both forms)",
         create: |p| Ok(Box::new(Bias::new(p))),
     });
     r.push(LayerInfo {
         type_name: "Scale",
-        family: "common/affine.rs",
+        family: family_of(file!()),
         params: "axis, num_axes (-1: to the end), filler (default constant 1), bias_term, bias_filler; one bottom (learned scale) or two (bottom[1] is the scale); blobs: scale then bias",
         tests: "layers_common: scale_matches_caffe_resnet (resnet_small res2a_conv2 vs BVLC Caffe), scale_* (axis/num_axes broadcasting, scalar scale, blob order, gradient checks in both forms)",
         create: |p| Ok(Box::new(Scale::new(p))),
@@ -27,14 +28,14 @@ pub fn register(r: &mut Vec<LayerInfo>) {
 
 /// The shape of a learned Bias/Scale blob: bottom dims from `axis`, for
 /// `num_axes` axes (-1: to the end).
-fn learned_blob_shape(bottom: &Shape, axis: i32, num_axes: i32, what: &str) -> LayerResult<Shape> {
+fn learned_blob_shape(bottom: &Shape, axis: i32, num_axes: i32, what: &str) -> Result<Shape> {
     let axis = canonical_axis(axis, bottom.len())?;
     if num_axes < -1 {
-        layer_bail!("num_axes must be non-negative, or -1 to extend to the end of bottom[0]; got {num_axes}");
+        bail!("num_axes must be non-negative, or -1 to extend to the end of bottom[0]; got {num_axes}");
     }
     let end = if num_axes == -1 { bottom.len() } else { axis + num_axes as usize };
     if end > bottom.len() {
-        layer_bail!(
+        bail!(
             "{what} blob's shape extends past bottom[0]'s shape {bottom:?} when applied starting with bottom[0] axis {axis} (num_axes {num_axes})"
         );
     }
@@ -43,16 +44,16 @@ fn learned_blob_shape(bottom: &Shape, axis: i32, num_axes: i32, what: &str) -> L
 
 /// Checks that `blob` lines up with `bottom` and returns the axis it starts
 /// at. A scalar blob (no axes) applies everywhere: its axis is 0.
-fn aligned_axis(bottom: &[i64], axis: i32, blob: &[i64], what: &str) -> LayerResult<usize> {
+fn aligned_axis(bottom: &[i64], axis: i32, blob: &[i64], what: &str) -> Result<usize> {
     let axis = if blob.is_empty() { 0 } else { canonical_axis(axis, bottom.len())? };
     if axis + blob.len() > bottom.len() {
-        layer_bail!(
+        bail!(
             "{what} blob's shape {blob:?} extends past bottom[0]'s shape {bottom:?} when applied starting with bottom[0] axis {axis}"
         );
     }
     for (i, &d) in blob.iter().enumerate() {
         if bottom[axis + i] != d {
-            layer_bail!(
+            bail!(
                 "dimension mismatch between bottom[0] shape {bottom:?} at axis {} ({}) and {what} shape {blob:?} at axis {i} ({d})",
                 axis + i,
                 bottom[axis + i]
@@ -63,7 +64,7 @@ fn aligned_axis(bottom: &[i64], axis: i32, blob: &[i64], what: &str) -> LayerRes
 }
 
 /// `blob` viewed so it broadcasts against an `ndim`-axis bottom from `axis`.
-fn broadcast_view(blob: &Tensor, ndim: usize, axis: usize) -> LayerResult<Tensor> {
+fn broadcast_view(blob: &Tensor, ndim: usize, axis: usize) -> Result<Tensor> {
     let mut shape = vec![1i64; axis];
     shape.extend(blob.size());
     shape.resize(ndim, 1);
@@ -85,7 +86,7 @@ impl Bias {
 }
 
 impl Layer for Bias {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 2)?;
         let mut params = vec![];
         let bias_shape = match bottoms.get(1) {
@@ -100,7 +101,7 @@ impl Layer for Bias {
         Ok(SetupOut { tops: vec![bottoms[0].clone()], params })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let b = match bottoms.get(1) {
             Some(b) => b,
@@ -124,7 +125,7 @@ impl Scale {
 }
 
 impl Layer for Scale {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 2)?;
         let mut params = vec![];
         let scale_shape = match bottoms.get(1) {
@@ -146,7 +147,7 @@ impl Layer for Scale {
         Ok(SetupOut { tops: vec![bottoms[0].clone()], params })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let (s, rest) = match bottoms.get(1) {
             Some(s) => (s, params),

@@ -1,10 +1,11 @@
 //! Arithmetic layers: Eltwise, Softmax, ArgMax, Reduction.
+use crate::Result;
 use tch::Tensor;
 
 use super::at_least_bottoms;
-use crate::layer_bail;
-use crate::layers::registry::LayerInfo;
-use crate::layers::{canonical_axis, check_bottoms, count, Ctx, Layer, LayerResult, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{canonical_axis, check_bottoms, count, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::eltwise_parameter::EltwiseOp;
 use crate::proto::caffe::reduction_parameter::ReductionOp;
 use crate::proto::caffe::{ArgMaxParameter, LayerParameter};
@@ -12,28 +13,28 @@ use crate::proto::caffe::{ArgMaxParameter, LayerParameter};
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Eltwise",
-        family: "common/math.rs",
+        family: family_of(file!()),
         params: "operation (SUM, PROD, MAX), coeff (SUM only; one per bottom); MAX sends the gradient where Caffe's max_idx does (a bottom[0]/bottom[1] tie goes to bottom[1], later ties stay with the earlier bottom); stable_prod_grad is accepted (autograd's PROD gradient is exact, zeros included)",
         tests: "layers_common: eltwise_sum_matches_caffe_resnet (resnet_small res2a_sum vs BVLC Caffe), eltwise_* (coeff, PROD gradient with zeros, MAX gradient routing on ties, gradient checks)",
         create: |p| Ok(Box::new(Eltwise::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Softmax",
-        family: "common/math.rs",
+        family: family_of(file!()),
         params: "axis (engine is ignored)",
         tests: "layers_common: softmax_matches_caffe_resnet (resnet_small prob vs BVLC Caffe), softmax_* (axis, gradient checks)",
         create: |p| Ok(Box::new(Softmax { axis: p.softmax_param.as_ref().map(|s| s.axis()).unwrap_or(1), canonical: 1 })),
     });
     r.push(LayerInfo {
         type_name: "ArgMax",
-        family: "common/math.rs",
+        family: family_of(file!()),
         params: "out_max_val, top_k, axis (unset: top is (N, 1 or 2, top_k) over the flattened item, indices then values); ties go to the higher index, as Caffe's sort does; no backward",
         tests: "layers_common: argmax_* (layouts with and without axis, out_max_val, top_k order, ties)",
         create: |p| Ok(Box::new(ArgMax::new(p)?)),
     });
     r.push(LayerInfo {
         type_name: "Reduction",
-        family: "common/math.rs",
+        family: family_of(file!()),
         params: "operation (SUM, ASUM, SUMSQ, MEAN), axis (reduces all axes from it on), coeff",
         tests: "layers_common: reduction_* (each operation's values, axis, gradient checks)",
         create: |p| Ok(Box::new(Reduction::new(p))),
@@ -46,11 +47,11 @@ pub struct Eltwise {
 }
 
 impl Eltwise {
-    fn new(lp: &LayerParameter) -> LayerResult<Self> {
+    fn new(lp: &LayerParameter) -> Result<Self> {
         let p = lp.eltwise_param.clone().unwrap_or_default();
         let op = p.operation();
         if op == EltwiseOp::Prod && !p.coeff.is_empty() {
-            layer_bail!(
+            bail!(
                 "Eltwise layer only takes coefficients for summation (operation PROD was given {} coeff)",
                 p.coeff.len()
             );
@@ -60,10 +61,10 @@ impl Eltwise {
 }
 
 impl Layer for Eltwise {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         at_least_bottoms(bottoms, 2)?;
         if !self.coeffs.is_empty() && self.coeffs.len() != bottoms.len() {
-            layer_bail!(
+            bail!(
                 "Eltwise layer takes one coefficient per bottom blob: {} coeff for {} bottoms",
                 self.coeffs.len(),
                 bottoms.len()
@@ -71,27 +72,21 @@ impl Layer for Eltwise {
         }
         for (i, b) in bottoms.iter().enumerate().skip(1) {
             if b != &bottoms[0] {
-                layer_bail!(
-                    "Eltwise bottoms must have the same shape: bottom[0] is {:?}, bottom[{i}] is {b:?}",
-                    bottoms[0]
-                );
+                bail!("Eltwise bottoms must have the same shape: bottom[0] is {:?}, bottom[{i}] is {b:?}", bottoms[0]);
             }
         }
         Ok(SetupOut { tops: vec![bottoms[0].clone()], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let shape0 = bottoms[0].size();
         if let Some((i, b)) = bottoms.iter().enumerate().find(|(_, b)| b.size() != shape0) {
-            layer_bail!(
-                "Eltwise bottoms must have the same shape: bottom[0] is {shape0:?}, bottom[{i}] is {:?}",
-                b.size()
-            );
+            bail!("Eltwise bottoms must have the same shape: bottom[0] is {shape0:?}, bottom[{i}] is {:?}", b.size());
         }
         let top = match self.op {
             EltwiseOp::Sum => {
                 let coeff = |i: usize| self.coeffs.get(i).copied().unwrap_or(1.0);
-                let term = |i: usize| -> LayerResult<Tensor> {
+                let term = |i: usize| -> Result<Tensor> {
                     let c = coeff(i);
                     Ok(if c == 1.0 { bottoms[i].shallow_clone() } else { bottoms[i].f_mul_scalar(c)? })
                 };
@@ -134,13 +129,13 @@ pub struct Softmax {
 }
 
 impl Layer for Softmax {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         self.canonical = canonical_axis(self.axis, bottoms[0].len())?;
         Ok(SetupOut { tops: vec![bottoms[0].clone()], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         Ok(vec![x.f_softmax(self.canonical as i64, x.kind())?])
     }
@@ -154,10 +149,10 @@ pub struct ArgMax {
 }
 
 impl ArgMax {
-    fn new(lp: &LayerParameter) -> LayerResult<Self> {
+    fn new(lp: &LayerParameter) -> Result<Self> {
         let p = lp.argmax_param.clone().unwrap_or_default();
         if p.top_k() < 1 {
-            layer_bail!("argmax_param.top_k must not be less than 1");
+            bail!("argmax_param.top_k must not be less than 1");
         }
         Ok(ArgMax { p, axis: None })
     }
@@ -186,7 +181,7 @@ impl ArgMax {
 /// The top k of `x` along `dim`, ordered as Caffe's `partial_sort` with
 /// `greater<pair<value, index>>`: by value descending, and among equal values
 /// the higher index first. Sorting the flipped tensor stably gives that order.
-fn caffe_top_k(x: &Tensor, dim: i64, k: i64) -> LayerResult<(Tensor, Tensor)> {
+fn caffe_top_k(x: &Tensor, dim: i64, k: i64) -> Result<(Tensor, Tensor)> {
     let n = x.size()[dim as usize];
     let (values, flipped_idx) = x.f_flip([dim])?.f_sort_stable(true, dim, true)?;
     let values = values.f_narrow(dim, 0, k)?;
@@ -195,18 +190,18 @@ fn caffe_top_k(x: &Tensor, dim: i64, k: i64) -> LayerResult<(Tensor, Tensor)> {
 }
 
 impl Layer for ArgMax {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         let s = &bottoms[0];
         let k = self.p.top_k() as i64;
         if s.is_empty() {
-            layer_bail!("ArgMax needs a bottom with at least one axis");
+            bail!("ArgMax needs a bottom with at least one axis");
         }
         match self.p.axis {
             Some(a) => {
                 let axis = canonical_axis(a, s.len())?;
                 if k > s[axis] {
-                    layer_bail!(
+                    bail!(
                         "top_k ({k}) must be less than or equal to the dimension of the axis ({} at axis {axis})",
                         s[axis]
                     );
@@ -216,14 +211,14 @@ impl Layer for ArgMax {
             None => {
                 let dim = count(s, 1, s.len());
                 if k > dim {
-                    layer_bail!("top_k ({k}) must be less than or equal to the dimension of the flattened bottom blob per instance ({dim})");
+                    bail!("top_k ({k}) must be less than or equal to the dimension of the flattened bottom blob per instance ({dim})");
                 }
             }
         }
         Ok(SetupOut { tops: vec![self.top_shape(s)], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = bottoms[0].detach();
         let shape = x.size();
         let k = self.p.top_k() as i64;
@@ -239,7 +234,7 @@ impl Layer for ArgMax {
             None => {
                 let flat = x.f_reshape([shape[0], -1])?;
                 if k > flat.size()[1] {
-                    layer_bail!("top_k ({k}) exceeds the flattened item size {}", flat.size()[1]);
+                    bail!("top_k ({k}) exceeds the flattened item size {}", flat.size()[1]);
                 }
                 let (values, idx) = caffe_top_k(&flat, 1, k)?;
                 let idx = idx.f_to_kind(x.kind())?;
@@ -269,14 +264,14 @@ impl Reduction {
 }
 
 impl Layer for Reduction {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         self.canonical = canonical_axis(self.axis, bottoms[0].len())?;
         // The top keeps the axes before `axis`: a scalar when axis is 0.
         Ok(SetupOut { tops: vec![bottoms[0][..self.canonical].to_vec()], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let shape = x.size();
         let outer = count(&shape, 0, self.canonical);

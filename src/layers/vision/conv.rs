@@ -1,23 +1,24 @@
 //! Convolution and Deconvolution, N-D, with Caffe's geometry fields
 //! (kernel_size/kernel_h/kernel_w, stride, pad, dilation, group, axis).
+use crate::Result;
 use tch::Tensor;
 
-use crate::layer_bail;
-use crate::layers::registry::LayerInfo;
-use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, LayerResult, ParamDecl, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
 use crate::proto::caffe::{ConvolutionParameter, LayerParameter};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Convolution",
-        family: "vision/conv.rs",
+        family: family_of(file!()),
         params: "num_output, kernel_size|kernel_h/w, stride|stride_h/w, pad|pad_h/w, dilation, group, bias_term, weight_filler, bias_filler, axis",
         tests: "parity (lenet, cifar10, resnet_small), gradient check",
         create: |p| Ok(Box::new(Conv::new(p, false)?)),
     });
     r.push(LayerInfo {
         type_name: "Deconvolution",
-        family: "vision/conv.rs",
+        family: family_of(file!()),
         params: "as Convolution (transposed)",
         tests: "gradient check, shape tests",
         create: |p| Ok(Box::new(Conv::new(p, true)?)),
@@ -35,14 +36,14 @@ pub struct Geometry {
 
 /// Reads Caffe's kernel/stride/pad/dilation fields for `n` spatial axes: the
 /// `_h`/`_w` forms (2-D only) or repeated values (one for all, or one per axis).
-pub fn geometry(p: &ConvolutionParameter, n: usize) -> LayerResult<Geometry> {
-    let per_axis = |name: &str, vals: &[u32], h: Option<u32>, w: Option<u32>, default: i64| -> LayerResult<Vec<i64>> {
+pub fn geometry(p: &ConvolutionParameter, n: usize) -> Result<Geometry> {
+    let per_axis = |name: &str, vals: &[u32], h: Option<u32>, w: Option<u32>, default: i64| -> Result<Vec<i64>> {
         if h.is_some() || w.is_some() {
             if n != 2 {
-                layer_bail!("{name}_h/{name}_w can only be used for 2-D convolution");
+                bail!("{name}_h/{name}_w can only be used for 2-D convolution");
             }
             if !vals.is_empty() {
-                layer_bail!("either {name} or {name}_h/w should be specified, not both");
+                bail!("either {name} or {name}_h/w should be specified, not both");
             }
             return Ok(vec![h.unwrap_or(default as u32) as i64, w.unwrap_or(default as u32) as i64]);
         }
@@ -50,15 +51,15 @@ pub fn geometry(p: &ConvolutionParameter, n: usize) -> LayerResult<Geometry> {
             0 => Ok(vec![default; n]),
             1 => Ok(vec![vals[0] as i64; n]),
             k if k == n => Ok(vals.iter().map(|&v| v as i64).collect()),
-            k => layer_bail!("{name} must be given once or once per spatial axis ({n}), got {k} values"),
+            k => bail!("{name} must be given once or once per spatial axis ({n}), got {k} values"),
         }
     };
     let kernel_given = !p.kernel_size.is_empty() || p.kernel_h.is_some() || p.kernel_w.is_some();
     if !kernel_given {
-        layer_bail!("kernel_size (or kernel_h and kernel_w) is required");
+        bail!("kernel_size (or kernel_h and kernel_w) is required");
     }
     if (p.kernel_h.is_some()) != (p.kernel_w.is_some()) {
-        layer_bail!("kernel_h and kernel_w must be given together");
+        bail!("kernel_h and kernel_w must be given together");
     }
     let g = Geometry {
         kernel: per_axis("kernel_size", &p.kernel_size, p.kernel_h, p.kernel_w, 0)?,
@@ -68,14 +69,14 @@ pub fn geometry(p: &ConvolutionParameter, n: usize) -> LayerResult<Geometry> {
             0 => vec![1; n],
             1 => vec![p.dilation[0] as i64; n],
             k if k == n => p.dilation.iter().map(|&v| v as i64).collect(),
-            k => layer_bail!("dilation must be given once or once per spatial axis ({n}), got {k} values"),
+            k => bail!("dilation must be given once or once per spatial axis ({n}), got {k} values"),
         },
     };
     if g.kernel.iter().any(|&k| k <= 0) {
-        layer_bail!("kernel dimensions must be positive, got {:?}", g.kernel);
+        bail!("kernel dimensions must be positive, got {:?}", g.kernel);
     }
     if g.stride.iter().any(|&s| s <= 0) {
-        layer_bail!("stride must be positive, got {:?}", g.stride);
+        bail!("stride must be positive, got {:?}", g.stride);
     }
     Ok(g)
 }
@@ -89,36 +90,36 @@ pub struct Conv {
 }
 
 impl Conv {
-    fn new(lp: &LayerParameter, transposed: bool) -> LayerResult<Self> {
+    fn new(lp: &LayerParameter, transposed: bool) -> Result<Self> {
         let p = lp.convolution_param.clone().unwrap_or_default();
         if p.num_output.is_none() {
-            layer_bail!("convolution_param.num_output is required");
+            bail!("convolution_param.num_output is required");
         }
         Ok(Conv { p, transposed, axis: 1, geom: None, groups: 1 })
     }
 }
 
 impl Layer for Conv {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, usize::MAX)?;
         let s = &bottoms[0];
         if bottoms.iter().any(|b| b != s) {
-            layer_bail!("all bottoms must have the same shape");
+            bail!("all bottoms must have the same shape");
         }
         self.axis = canonical_axis(self.p.axis(), s.len())?;
         let n_spatial = s.len() - self.axis - 1;
         if !(1..=3).contains(&n_spatial) {
-            layer_bail!("convolution over {n_spatial} spatial axes is not supported (libtorch handles 1 to 3)");
+            bail!("convolution over {n_spatial} spatial axes is not supported (libtorch handles 1 to 3)");
         }
         if self.axis != 1 {
-            layer_bail!("only axis 1 (channels) is supported for convolution, got {}", self.axis);
+            bail!("only axis 1 (channels) is supported for convolution, got {}", self.axis);
         }
         let g = geometry(&self.p, n_spatial)?;
         let channels = s[self.axis];
         let num_output = self.p.num_output() as i64;
         self.groups = self.p.group() as i64;
         if self.groups <= 0 || channels % self.groups != 0 || num_output % self.groups != 0 {
-            layer_bail!(
+            bail!(
                 "group {} must divide both the input channels ({channels}) and num_output ({num_output})",
                 self.groups
             );
@@ -134,7 +135,7 @@ impl Layer for Conv {
                 (input + 2 * g.pad[i] - extent) / g.stride[i] + 1
             };
             if out <= 0 {
-                layer_bail!(
+                bail!(
                     "output size {out} along spatial axis {i} is not positive (input {input}, kernel {}, pad {}, stride {}, dilation {})",
                     g.kernel[i], g.pad[i], g.stride[i], g.dilation[i]
                 );
@@ -156,8 +157,8 @@ impl Layer for Conv {
         Ok(SetupOut { tops: vec![top; bottoms.len()], params })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
-        let Some(g) = &self.geom else { layer_bail!("forward before setup") };
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
+        let Some(g) = &self.geom else { bail!("forward before setup") };
         let bias = params.get(1);
         let w = &params[0];
         let mut tops = Vec::with_capacity(bottoms.len());

@@ -2,17 +2,18 @@
 //! on, starting at `offset` (one value for all those axes, one per axis, or
 //! none for 0). Axes before `axis` keep bottom[0]'s size. bottom[1] only
 //! gives the shape and gets no gradient, as in Caffe.
+use crate::Result;
 use tch::Tensor;
 
-use crate::layer_bail;
-use crate::layers::registry::LayerInfo;
-use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, LayerResult, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::CropParameter;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Crop",
-        family: "vision/crop.rs",
+        family: family_of(file!()),
         params: "axis, offset (one for all axes or one per cropped axis)",
         tests: "layers_vision (offset forms, bounds errors, gradient check)",
         create: |p| Ok(Box::new(Crop { p: p.crop_param.clone().unwrap_or_default() })),
@@ -25,15 +26,15 @@ pub struct Crop {
 
 impl Crop {
     /// The top shape and the offset of each axis.
-    fn plan(&self, data: &[i64], like: &[i64]) -> LayerResult<(Shape, Vec<i64>)> {
+    fn plan(&self, data: &[i64], like: &[i64]) -> Result<(Shape, Vec<i64>)> {
         let n = data.len();
         let start = canonical_axis(self.p.axis(), n)?;
         if start >= n {
-            layer_bail!("crop axis bigger than input dim ({start} >= {n})");
+            bail!("crop axis bigger than input dim ({start} >= {n})");
         }
         let offsets = &self.p.offset;
         if offsets.len() > 1 && start + offsets.len() != n {
-            layer_bail!(
+            bail!(
                 "number of offset values specified must be equal to the number of dimensions following axis \
                  ({} offsets, {} axes from axis {start})",
                 offsets.len(),
@@ -41,7 +42,7 @@ impl Crop {
             );
         }
         if like.len() < n {
-            layer_bail!("bottom[1] {like:?} has fewer axes than bottom[0] {data:?}");
+            bail!("bottom[1] {like:?} has fewer axes than bottom[0] {data:?}");
         }
         let mut top = data.to_vec();
         let mut offs = vec![0i64; n];
@@ -52,7 +53,7 @@ impl Crop {
                 _ => offsets[i - start] as i64,
             };
             if data[i] - off < like[i] {
-                layer_bail!(
+                bail!(
                     "the crop for dimension {i} is out-of-bounds with size {} and offset {off} (input size {})",
                     like[i],
                     data[i]
@@ -66,13 +67,13 @@ impl Crop {
 }
 
 impl Layer for Crop {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 2, 2)?;
         let (top, _) = self.plan(&bottoms[0], &bottoms[1])?;
         Ok(SetupOut { tops: vec![top], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let s = x.size();
         let (top, offs) = self.plan(&s, &bottoms[1].size())?;

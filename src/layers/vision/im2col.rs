@@ -4,18 +4,19 @@
 //! row-major order) at output position (o1..ok) holds the input under that
 //! kernel tap, 0 in the padding. The geometry fields are the convolution's
 //! (kernel_size/kernel_h/kernel_w, stride, pad, dilation, axis).
+use crate::Result;
 use tch::Tensor;
 
 use super::conv::{geometry, Geometry};
-use crate::layer_bail;
-use crate::layers::registry::LayerInfo;
-use crate::layers::{canonical_axis, check_bottoms, count, Ctx, Layer, LayerResult, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{canonical_axis, check_bottoms, count, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::{ConvolutionParameter, LayerParameter};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Im2col",
-        family: "vision/im2col.rs",
+        family: family_of(file!()),
         params: "convolution_param: kernel_size|kernel_h/w, stride|stride_h/w, pad|pad_h/w, dilation, axis (force_nd_im2col: same result)",
         tests: "layers_vision (naive im2col reference in 1-D, 2-D and 3-D, gradient check)",
         create: |p| Ok(Box::new(Im2col::new(p))),
@@ -41,24 +42,24 @@ fn out_size(input: i64, g: &Geometry, i: usize) -> i64 {
 }
 
 impl Layer for Im2col {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         let s = &bottoms[0];
         self.axis = canonical_axis(self.p.axis(), s.len())?;
         let n_spatial = s.len() - self.axis - 1;
         if n_spatial == 0 {
-            layer_bail!("im2col needs at least one spatial axis after the channel axis {} (bottom {s:?})", self.axis);
+            bail!("im2col needs at least one spatial axis after the channel axis {} (bottom {s:?})", self.axis);
         }
         let g = geometry(&self.p, n_spatial)?;
         if g.dilation.iter().any(|&d| d <= 0) {
-            layer_bail!("dilation must be positive, got {:?}", g.dilation);
+            bail!("dilation must be positive, got {:?}", g.dilation);
         }
         let mut top = s.clone();
         for i in 0..n_spatial {
             top[self.axis] *= g.kernel[i];
             let o = out_size(s[self.axis + 1 + i], &g, i);
             if o <= 0 {
-                layer_bail!(
+                bail!(
                     "output size {o} along spatial axis {i} is not positive (input {}, kernel {}, pad {}, stride {}, dilation {})",
                     s[self.axis + 1 + i], g.kernel[i], g.pad[i], g.stride[i], g.dilation[i]
                 );
@@ -69,8 +70,8 @@ impl Layer for Im2col {
         Ok(SetupOut { tops: vec![top], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
-        let Some(g) = &self.geom else { layer_bail!("forward before setup") };
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
+        let Some(g) = &self.geom else { bail!("forward before setup") };
         let x = &bottoms[0];
         let s = x.size();
         let a = self.axis;
@@ -80,7 +81,7 @@ impl Layer for Im2col {
         let taps: i64 = g.kernel.iter().product();
         let outs: Vec<i64> = (0..ns).map(|i| out_size(s[a + 1 + i], g, i)).collect();
         if outs.iter().any(|&o| o <= 0) {
-            layer_bail!("input {s:?} is too small for the kernel");
+            bail!("input {s:?} is too small for the kernel");
         }
         let mut lead = vec![num, channels];
         lead.extend(&s[a + 1..]);

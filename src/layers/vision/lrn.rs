@@ -10,18 +10,19 @@
 //! Forward and backward are a handful of vectorised whole-tensor ops (Caffe
 //! loops per channel). Caffe's backward for both regions is the true
 //! gradient, which autograd gives.
+use crate::Result;
 use tch::Tensor;
 
-use crate::layer_bail;
-use crate::layers::registry::LayerInfo;
-use crate::layers::{check_bottoms, Ctx, Layer, LayerResult, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::lrn_parameter::NormRegion;
 use crate::proto::caffe::{LayerParameter, LrnParameter};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "LRN",
-        family: "vision/lrn.rs",
+        family: family_of(file!()),
         params: "local_size, alpha, beta, k, norm_region (ACROSS_CHANNELS, WITHIN_CHANNEL)",
         tests: "parity (cifar10_full: WITHIN_CHANNEL), naive-reference tests and gradient checks for both regions",
         create: |p| Ok(Box::new(Lrn::new(p)?)),
@@ -37,27 +38,27 @@ pub struct Lrn {
 }
 
 impl Lrn {
-    fn new(lp: &LayerParameter) -> LayerResult<Self> {
+    fn new(lp: &LayerParameter) -> Result<Self> {
         let p: LrnParameter = lp.lrn_param.clone().unwrap_or_default();
         let size = p.local_size() as i64;
         if size % 2 != 1 {
-            layer_bail!("LRN only supports odd values for local_size, got {size}");
+            bail!("LRN only supports odd values for local_size, got {size}");
         }
         Ok(Lrn { size, alpha: p.alpha() as f64, beta: p.beta() as f64, k: p.k() as f64, region: p.norm_region() })
     }
 }
 
 impl Layer for Lrn {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         let s = &bottoms[0];
         if s.len() != 4 {
-            layer_bail!("Input must have 4 axes, corresponding to (num, channels, height, width); got {s:?}");
+            bail!("Input must have 4 axes, corresponding to (num, channels, height, width); got {s:?}");
         }
         Ok(SetupOut { tops: vec![s.clone()], params: vec![] })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let n = self.size;
         let pad = (n - 1) / 2;

@@ -5,18 +5,19 @@
 //! count_include_pad follow the same rules in the common cases, so MAX and
 //! AVE map onto its kernels; the rest (pad over half the kernel, or an empty
 //! ceil-mode window when stride > kernel) pools over explicit windows.
+use crate::Result;
 use tch::Tensor;
 
-use crate::layer_bail;
-use crate::layers::registry::LayerInfo;
-use crate::layers::{check_bottoms, Ctx, Layer, LayerResult, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::pooling_parameter::{PoolMethod, RoundMode};
 use crate::proto::caffe::{LayerParameter, PoolingParameter};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Pooling",
-        family: "vision/pooling.rs",
+        family: family_of(file!()),
         params: "pool (MAX, AVE, STOCHASTIC), kernel_size|kernel_h/w, stride|stride_h/w, pad|pad_h/w, global_pooling, round_mode",
         tests: "parity (lenet, cifar10, resnet_small), gradient check, output-size tests",
         create: |p| Ok(Box::new(Pooling::new(p))),
@@ -61,11 +62,11 @@ pub fn pooled_size(input: i64, k: i64, s: i64, p: i64, ceil: bool) -> i64 {
 }
 
 impl Layer for Pooling {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         let s = &bottoms[0];
         if s.len() != 4 {
-            layer_bail!("Pooling needs a 4-D bottom (N, C, H, W), got {s:?}");
+            bail!("Pooling needs a 4-D bottom (N, C, H, W), got {s:?}");
         }
         let p = &self.p;
         let (h, w) = (s[2], s[3]);
@@ -85,28 +86,28 @@ impl Layer for Pooling {
         };
         if p.global_pooling() {
             if p.kernel_size.is_some() || p.kernel_h.is_some() {
-                layer_bail!("with global_pooling the kernel size cannot be given");
+                bail!("with global_pooling the kernel size cannot be given");
             }
             win = Window { k: [h, w], s: [1, 1], p: [0, 0] };
         } else if win.k[0] <= 0 || win.k[1] <= 0 {
-            layer_bail!("kernel_size (or kernel_h and kernel_w) must be given and positive");
+            bail!("kernel_size (or kernel_h and kernel_w) must be given and positive");
         }
         if win.s[0] <= 0 || win.s[1] <= 0 {
-            layer_bail!("stride must be positive");
+            bail!("stride must be positive");
         }
         for i in 0..2 {
             if win.p[i] >= win.k[i] {
-                layer_bail!("pad ({}) must be smaller than the kernel ({})", win.p[i], win.k[i]);
+                bail!("pad ({}) must be smaller than the kernel ({})", win.p[i], win.k[i]);
             }
         }
         if (win.p[0] > 0 || win.p[1] > 0) && p.pool() != PoolMethod::Max && p.pool() != PoolMethod::Ave {
-            layer_bail!("padding is implemented only for MAX and AVE pooling");
+            bail!("padding is implemented only for MAX and AVE pooling");
         }
         let ceil = p.round_mode() == RoundMode::Ceil;
         let out =
             [pooled_size(h, win.k[0], win.s[0], win.p[0], ceil), pooled_size(w, win.k[1], win.s[1], win.p[1], ceil)];
         if out[0] <= 0 || out[1] <= 0 {
-            layer_bail!("pooled size {out:?} is not positive for input {h}x{w}");
+            bail!("pooled size {out:?} is not positive for input {h}x{w}");
         }
         // libtorch drops a ceil-mode last window that starts past the input
         // even without padding (Caffe keeps it), and caps pads at half the kernel.
@@ -125,11 +126,11 @@ impl Layer for Pooling {
         Ok(SetupOut { tops: vec![vec![s[0], s[1], out[0], out[1]]], params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let size = x.size();
         if size.len() != 4 {
-            layer_bail!("Pooling needs a 4-D bottom (N, C, H, W), got {size:?}");
+            bail!("Pooling needs a 4-D bottom (N, C, H, W), got {size:?}");
         }
         if [size[2], size[3]] != self.in_hw {
             // A new input size: Caffe reshapes, and so do we.
@@ -145,7 +146,7 @@ impl Layer for Pooling {
         };
         let out = y.size();
         if out[2] != self.out[0] || out[3] != self.out[1] {
-            layer_bail!("pooled to {}x{} where Caffe pools to {}x{}", out[2], out[3], self.out[0], self.out[1]);
+            bail!("pooled to {}x{} where Caffe pools to {}x{}", out[2], out[3], self.out[0], self.out[1]);
         }
         Ok(vec![y])
     }
@@ -154,7 +155,7 @@ impl Layer for Pooling {
 impl Pooling {
     /// The windows of `x` as [N, C, out_h, out_w, k_h*k_w], zero-padded on the
     /// bottom/right so ceil-mode windows exist (zeros add nothing to sums).
-    fn windows(&self, x: &Tensor, pad_value: f64) -> LayerResult<Tensor> {
+    fn windows(&self, x: &Tensor, pad_value: f64) -> Result<Tensor> {
         let w = self.win;
         let size = x.size();
         let need_h = (self.out[0] - 1) * w.s[0] + w.k[0];
@@ -178,7 +179,7 @@ impl Pooling {
     /// Caffe: a pad over half the kernel, or a ceil-mode last window that
     /// starts past the input without padding (stride > kernel). Caffe keeps
     /// such an empty window: MAX gives -FLT_MAX there and AVE 0/0 = NaN.
-    fn window_pool(&self, x: &Tensor) -> LayerResult<Tensor> {
+    fn window_pool(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.win;
         match self.p.pool() {
             PoolMethod::Max => {
@@ -216,7 +217,7 @@ impl Pooling {
     /// unit only. TEST outputs Σx² / (FLT_MIN + Σx) over the window.
     /// Inputs are meant to be non-negative (after a ReLU); negative units get
     /// probability 0 here, while Caffe's search has no defined distribution.
-    fn stochastic(&self, x: &Tensor, train: bool) -> LayerResult<Tensor> {
+    fn stochastic(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let win = self.windows(x, 0.0)?;
         if train {
             let shape = win.size();

@@ -6,12 +6,14 @@
 //! is that pooling's 4-D output; otherwise each level is flattened to
 //! (N, C·bins²) and the levels are concatenated along axis 1, coarsest first.
 //! The pooling geometry follows the input size, which may change per batch.
+use crate::error::Context;
+use crate::Result;
 use tch::Tensor;
 
 use super::pooling::Pooling;
-use crate::layer_bail;
-use crate::layers::registry::LayerInfo;
-use crate::layers::{check_bottoms, Ctx, Layer, LayerResult, SetupOut, Shape};
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::pooling_parameter::PoolMethod;
 use crate::proto::caffe::spp_parameter::PoolMethod as SppPool;
 use crate::proto::caffe::{LayerParameter, PoolingParameter, SppParameter};
@@ -19,7 +21,7 @@ use crate::proto::caffe::{LayerParameter, PoolingParameter, SppParameter};
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "SPP",
-        family: "vision/spp.rs",
+        family: family_of(file!()),
         params: "pyramid_height, pool (MAX, AVE, STOCHASTIC)",
         tests: "layers_vision (geometry and values against per-level Pooling, gradient check)",
         create: |p| Ok(Box::new(Spp::new(p)?)),
@@ -34,13 +36,13 @@ pub struct Spp {
 }
 
 impl Spp {
-    fn new(lp: &LayerParameter) -> LayerResult<Self> {
+    fn new(lp: &LayerParameter) -> Result<Self> {
         let p = lp.spp_param.clone().unwrap_or_default();
         if p.pyramid_height.is_none() || p.pyramid_height() == 0 {
-            layer_bail!("spp_param.pyramid_height is required and must be positive");
+            bail!("spp_param.pyramid_height is required and must be positive");
         }
         if p.pyramid_height() > 31 {
-            layer_bail!("spp_param.pyramid_height {} is too large", p.pyramid_height());
+            bail!("spp_param.pyramid_height {} is too large", p.pyramid_height());
         }
         Ok(Spp { p, levels: Vec::new(), built_for: None })
     }
@@ -73,19 +75,17 @@ impl Spp {
     }
 
     /// Builds the levels for a (N, C, H, W) bottom and returns the top shape.
-    fn build(&mut self, s: &[i64]) -> LayerResult<Shape> {
+    fn build(&mut self, s: &[i64]) -> Result<Shape> {
         let (h, w) = (s[2], s[3]);
         if h <= 0 || w <= 0 {
-            layer_bail!("Input dimensions cannot be zero (got {s:?})");
+            bail!("Input dimensions cannot be zero (got {s:?})");
         }
         self.levels.clear();
         let mut width = 0;
         let mut single = Vec::new();
         for level in 0..self.p.pyramid_height() {
             let mut pool = Pooling::from_param(Self::level_param(level, h, w, self.p.pool()));
-            let out = pool
-                .setup(&[s.to_vec()])
-                .map_err(|e| crate::layers::LayerError(format!("pyramid level {level}: {}", e.0)))?;
+            let out = pool.setup(&[s.to_vec()]).context(format!("pyramid level {level}"))?;
             let top = &out.tops[0];
             width += top[1] * top[2] * top[3];
             single.clone_from(top);
@@ -97,17 +97,17 @@ impl Spp {
 }
 
 impl Layer for Spp {
-    fn setup(&mut self, bottoms: &[Shape]) -> LayerResult<SetupOut> {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
         let s = &bottoms[0];
         if s.len() != 4 {
-            layer_bail!("Input must have 4 axes, corresponding to (num, channels, height, width); got {s:?}");
+            bail!("Input must have 4 axes, corresponding to (num, channels, height, width); got {s:?}");
         }
         let top = self.build(s)?;
         Ok(SetupOut { tops: vec![top], params: vec![] })
     }
 
-    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> LayerResult<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let s = x.size();
         if self.built_for != Some((s[2], s[3])) {

@@ -59,8 +59,8 @@ impl Progress {
         };
         let line = format!(
             "iter {iter}/{max_iter}  loss {}  lr {}  {speed:.1} iter/s  ETA {}",
-            crate::proto::print::format_g(loss as f64, 4),
-            crate::proto::print::format_g(lr as f64, 4),
+            crate::util::format_g(loss as f64, 4),
+            crate::util::format_g(lr as f64, 4),
             eta(max_iter - iter, speed),
         );
         self.draw(&line);

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::Mutex;
 
-use once_cell::sync::Lazy;
+use std::sync::LazyLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -27,7 +27,7 @@ impl Severity {
     }
 }
 
-static LOG_FILE: Lazy<Mutex<Option<File>>> = Lazy::new(|| {
+static LOG_FILE: LazyLock<Mutex<Option<File>>> = LazyLock::new(|| {
     let to_stderr_only = std::env::var("GLOG_logtostderr").map(|v| v == "1" || v == "true").unwrap_or(false);
     let file = match (to_stderr_only, std::env::var("GLOG_log_dir")) {
         (false, Ok(dir)) if !dir.is_empty() => {
@@ -48,7 +48,7 @@ static LOG_FILE: Lazy<Mutex<Option<File>>> = Lazy::new(|| {
 
 /// A hook that, when set, is called before each line is written (the progress
 /// line on a terminal uses it to clear itself first).
-pub static BEFORE_LINE: Lazy<Mutex<Option<Box<dyn Fn() + Send>>>> = Lazy::new(|| Mutex::new(None));
+pub static BEFORE_LINE: LazyLock<Mutex<Option<Box<dyn Fn() + Send>>>> = LazyLock::new(|| Mutex::new(None));
 
 /// The glog prefix for a line logged now from `source` (e.g. "solver.cpp:218").
 pub fn prefix(sev: Severity, source: &str) -> String {
@@ -100,7 +100,4 @@ macro_rules! warn {
     ($src:expr, $($arg:tt)*) => { $crate::log::write($crate::log::Severity::Warning, $src, &format!($($arg)*)) };
 }
 
-/// C's `%.{precision}g`, as glog-streamed floats print (Caffe logs `2.39789`, `1e-05`).
-pub fn fmt_g(v: f64, precision: usize) -> String {
-    crate::proto::print::format_g(v, precision)
-}
+pub mod progress;

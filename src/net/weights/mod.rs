@@ -2,6 +2,8 @@
 //! 4-D shapes accepted) and ToProto (a NetParameter with blobs, for .caffemodel).
 use tch::Tensor;
 
+pub mod hdf5;
+
 use super::Net;
 use crate::proto::binary::{blob_data_f32, blob_shape, make_blob, shapes_compatible_legacy};
 use crate::proto::caffe::{BlobProto, NetParameter};
@@ -9,19 +11,21 @@ use crate::{info, Error, Result};
 
 /// Copies a BlobProto's values into `target` (same shape, or a legacy 4-D
 /// shape with the same dims after leading 1s). Errors give both shapes.
-pub fn copy_blob_into(target: &Tensor, blob: &BlobProto) -> std::result::Result<(), String> {
+pub fn copy_blob_into(target: &Tensor, blob: &BlobProto) -> Result<()> {
     let want = target.size();
     let have = blob_shape(blob);
     if have != want && !shapes_compatible_legacy(&have, &want) {
-        return Err(format!("shape mismatch: source param shape is {have:?}, target param shape is {want:?}"));
+        return Err(Error::invalid(format!(
+            "shape mismatch: source param shape is {have:?}, target param shape is {want:?}"
+        )));
     }
     let data = blob_data_f32(blob);
     let n: i64 = want.iter().product();
     if data.len() as i64 != n {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "source blob holds {} values but its shape {have:?} needs {n} (truncated weights?)",
             data.len()
-        ));
+        )));
     }
     let src = Tensor::from_slice(&data).reshape(want.as_slice()).to_device(target.device());
     tch::no_grad(|| {
@@ -39,11 +43,12 @@ pub(super) fn copy_trained_layers(net: &mut Net, trained: &NetParameter, origin:
             continue;
         };
         let entry = &net.layers[idx];
-        let err = |msg: String| Error::Layer {
-            loc: net.source.loc(name),
-            layer: name.to_string(),
-            layer_type: entry.param.r#type().to_string(),
-            msg: format!("{msg} (copying weights from {origin})"),
+        let err = |msg: String| {
+            Error::invalid(format!("{msg} (copying weights from {origin})")).in_layer(
+                net.source.loc(name),
+                name,
+                entry.param.r#type(),
+            )
         };
         if src.blobs.len() != entry.params.len() {
             return Err(err(format!(
@@ -61,7 +66,7 @@ pub(super) fn copy_trained_layers(net: &mut Net, trained: &NetParameter, origin:
 }
 
 fn tensor_to_blob(t: &Tensor, diff: Option<&Tensor>) -> BlobProto {
-    let flat = |t: &Tensor| super::tensor_values(t).unwrap_or_default();
+    let flat = |t: &Tensor| crate::util::tensor_values(t).unwrap_or_default();
     let mut b = make_blob(&t.size(), flat(t));
     if let Some(d) = diff {
         b.diff = flat(d);
