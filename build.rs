@@ -43,7 +43,7 @@ fn libtorch_version(lib: &std::path::Path) -> String {
                 return rest
                     .trim_start_matches([' ', '=', ':'])
                     .split('=')
-                    .last()
+                    .next_back()
                     .unwrap_or("")
                     .trim()
                     .trim_matches(['\'', '"'])

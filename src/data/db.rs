@@ -145,8 +145,9 @@ pub fn open_cursor(path: &Path, backend: Backend) -> Result<Box<dyn Cursor>> {
 
 /// heed refuses to open one environment twice in a process; readers of the same
 /// folder (a train and a test net, two tests) share one through this table.
-static LMDB_ENVS: LazyLock<Mutex<HashMap<PathBuf, (heed::Env<WithoutTls>, usize)>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Each open environment, with how many readers hold it.
+type SharedEnvs = HashMap<PathBuf, (heed::Env<WithoutTls>, usize)>;
+static LMDB_ENVS: LazyLock<Mutex<SharedEnvs>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 struct SharedEnv {
     env: heed::Env<WithoutTls>,
@@ -455,7 +456,7 @@ pub struct DbWriter {
 
 enum WriterInner {
     Lmdb { env: heed::Env, db: heed::Database<Bytes, Bytes>, map_size: usize },
-    LevelDb(rusty_leveldb::DB),
+    LevelDb(Box<rusty_leveldb::DB>),
 }
 
 const LMDB_INITIAL_MAP: usize = 64 << 20;
@@ -507,7 +508,7 @@ impl DbWriter {
                 let db = rusty_leveldb::DB::open(tmp.path(), leveldb_options(true))
                     .map_err(|e| data_err(format!("{shown} (leveldb): cannot create: {e}")))?;
                 info!("db_leveldb.cpp:18", "Opened leveldb {shown}");
-                WriterInner::LevelDb(db)
+                WriterInner::LevelDb(Box::new(db))
             }
         };
         Ok(DbWriter {

@@ -80,7 +80,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         params: "power, scale, shift",
         tests: GRAD_TESTS,
         create: |p| {
-            let q = p.power_param.clone().unwrap_or_default();
+            let q = p.power_param.unwrap_or_default();
             Ok(Box::new(Elementwise::new(Op::Power {
                 power: q.power() as f64,
                 scale: q.scale() as f64,
@@ -125,7 +125,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         params: "min, max",
         tests: GRAD_TESTS,
         create: |p| {
-            let c = p.clip_param.clone().unwrap_or_default();
+            let c = p.clip_param.unwrap_or_default();
             Ok(Box::new(Elementwise::new(Op::Clip { min: c.min as f64, max: c.max as f64 })))
         },
     });
@@ -220,7 +220,7 @@ fn ln_base(base: f32) -> Result<f64> {
 }
 
 fn exp_op(p: &LayerParameter) -> Result<Op> {
-    let q = p.exp_param.clone().unwrap_or_default();
+    let q = p.exp_param.unwrap_or_default();
     let log_base = ln_base(q.base())?;
     let (scale, shift) = (q.scale() as f64, q.shift() as f64);
     let outer = if shift == 0.0 { 1.0 } else { (log_base * shift).exp() };
@@ -228,7 +228,7 @@ fn exp_op(p: &LayerParameter) -> Result<Op> {
 }
 
 fn log_op(p: &LayerParameter) -> Result<Op> {
-    let q = p.log_param.clone().unwrap_or_default();
+    let q = p.log_param.unwrap_or_default();
     let log_base = ln_base(q.base())?;
     let base_scale = 1.0 / log_base;
     if !base_scale.is_finite() {
@@ -392,7 +392,7 @@ pub struct Dropout {
 
 impl Dropout {
     fn new(lp: &LayerParameter) -> Result<Self> {
-        let p = lp.dropout_param.clone().unwrap_or_default();
+        let p = lp.dropout_param.unwrap_or_default();
         let ratio = p.dropout_ratio() as f64;
         // Caffe only DCHECKs 0 < ratio < 1; ratio 1 would give 0·∞ = NaN in its release builds.
         if !(0.0..1.0).contains(&ratio) {

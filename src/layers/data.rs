@@ -542,7 +542,7 @@ pub struct MemoryDataLayer {
 
 impl MemoryDataLayer {
     fn new(p: &LayerParameter) -> Result<Self> {
-        let mp = p.memory_data_param.clone().unwrap_or_default();
+        let mp = p.memory_data_param.unwrap_or_default();
         let dims = [mp.batch_size() as i64, mp.channels() as i64, mp.height() as i64, mp.width() as i64];
         if dims.iter().any(|&d| d <= 0) {
             bail!(

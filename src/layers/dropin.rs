@@ -43,7 +43,7 @@ pub struct DropIn {
 
 impl DropIn {
     fn new(lp: &LayerParameter) -> Result<Self> {
-        let p = lp.dropin_param.clone().unwrap_or_default();
+        let p = lp.dropin_param.unwrap_or_default();
         if p.dropin_length() == 0 && !(0.0..=1.0).contains(&p.dropin_ratio()) {
             bail!("dropin_ratio must be in [0, 1], got {}", p.dropin_ratio());
         }
@@ -116,7 +116,7 @@ pub struct Resize {
 
 impl Resize {
     fn new(lp: &LayerParameter) -> Self {
-        Resize { p: lp.resize_param.clone().unwrap_or_default(), target: vec![] }
+        Resize { p: lp.resize_param.unwrap_or_default(), target: vec![] }
     }
 }
 

@@ -95,7 +95,7 @@ impl GradCheck {
             let mut total = Tensor::zeros([], (Kind::Double, Device::Cpu));
             for (t, w) in tops.iter().zip(&weights) {
                 if let Some(w) = w {
-                    total = total + (t * w).sum(Kind::Double);
+                    total += (t * w).sum(Kind::Double);
                 }
             }
             Ok(total)

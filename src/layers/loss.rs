@@ -47,7 +47,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         family: family_of(file!()),
         params: "hinge_loss_param.norm (L1, L2)",
         tests: "gradient check, numeric tests (tests/layers_loss.rs)",
-        create: |p| Ok(Box::new(HingeLoss { norm: p.hinge_loss_param.clone().unwrap_or_default().norm() })),
+        create: |p| Ok(Box::new(HingeLoss { norm: p.hinge_loss_param.unwrap_or_default().norm() })),
     });
     r.push(LayerInfo {
         type_name: "InfogainLoss",
@@ -95,7 +95,7 @@ pub fn normalizer(mode: NormalizationMode, outer: i64, inner: i64, valid: Option
 /// The normalization mode: an explicit `normalization` wins; otherwise the
 /// legacy `normalize` flag (true → VALID, false → BATCH_SIZE); otherwise `default`.
 pub fn normalization_of(lp: &LayerParameter, default: NormalizationMode) -> NormalizationMode {
-    let lossp = lp.loss_param.clone().unwrap_or_default();
+    let lossp = lp.loss_param.unwrap_or_default();
     if lossp.normalization.is_some() {
         return lossp.normalization();
     }
@@ -494,8 +494,7 @@ impl Layer for InfogainLoss {
             .f_permute([0, 2, 1])?
             .f_mul(&valid.f_unsqueeze(1)?.f_to_kind(x.kind())?)?;
         let n_valid = valid.f_sum(Kind::Int64)?.int64_value(&[]);
-        let norm =
-            normalizer(self.lp.loss_param.clone().unwrap_or_default().normalization(), outer, inner, Some(n_valid));
+        let norm = normalizer(self.lp.loss_param.unwrap_or_default().normalization(), outer, inner, Some(n_valid));
         let loss = rows.f_mul(&logp)?.f_sum(x.kind())?.f_neg()?.f_div_scalar(norm)?;
         let mut tops = vec![loss];
         if self.lp.top.len() > 1 {
@@ -551,7 +550,7 @@ pub struct ContrastiveLoss {
 
 impl ContrastiveLoss {
     fn new(lp: &LayerParameter) -> Self {
-        let p = lp.contrastive_loss_param.clone().unwrap_or_default();
+        let p = lp.contrastive_loss_param.unwrap_or_default();
         ContrastiveLoss { margin: p.margin() as f64, legacy: p.legacy_version() }
     }
 }
@@ -625,7 +624,7 @@ impl Accuracy {
     }
 
     fn check(&mut self, bottoms: &[Shape]) -> Result<()> {
-        let p = self.lp.accuracy_param.clone().unwrap_or_default();
+        let p = self.lp.accuracy_param.unwrap_or_default();
         let labels: i64 = bottoms[1].iter().product();
         let total: i64 = bottoms[0].iter().product();
         if labels == 0 || p.top_k() as i64 > total / labels {
@@ -657,7 +656,7 @@ impl Layer for Accuracy {
     }
 
     fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
-        let p = self.lp.accuracy_param.clone().unwrap_or_default();
+        let p = self.lp.accuracy_param.unwrap_or_default();
         let x = bottoms[0].detach();
         let shape = x.size();
         self.check(&[shape.clone(), bottoms[1].size()])?;

@@ -20,7 +20,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         family: family_of(file!()),
         params: "normalize_variance, across_channels, eps",
         tests: "layers_vision (naive reference, Caffe's backward formula, gradient check)",
-        create: |p| Ok(Box::new(Mvn { p: p.mvn_param.clone().unwrap_or_default() })),
+        create: |p| Ok(Box::new(Mvn { p: p.mvn_param.unwrap_or_default() })),
     });
 }
 
@@ -48,7 +48,7 @@ impl BatchNorm {
                 );
             }
         }
-        Ok(BatchNorm { p: lp.batch_norm_param.clone().unwrap_or_default(), channels: 0 })
+        Ok(BatchNorm { p: lp.batch_norm_param.unwrap_or_default(), channels: 0 })
     }
 
     fn use_global_stats(&self, phase: Phase) -> bool {

@@ -48,7 +48,8 @@ static LOG_FILE: LazyLock<Mutex<Option<File>>> = LazyLock::new(|| {
 
 /// A hook that, when set, is called before each line is written (the progress
 /// line on a terminal uses it to clear itself first).
-pub static BEFORE_LINE: LazyLock<Mutex<Option<Box<dyn Fn() + Send>>>> = LazyLock::new(|| Mutex::new(None));
+pub type LineHook = Box<dyn Fn() + Send>;
+pub static BEFORE_LINE: LazyLock<Mutex<Option<LineHook>>> = LazyLock::new(|| Mutex::new(None));
 
 /// The glog prefix for a line logged now from `source` (e.g. "solver.cpp:218").
 pub fn prefix(sev: Severity, source: &str) -> String {

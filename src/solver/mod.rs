@@ -447,7 +447,7 @@ impl Solver {
 /// A blob's values as f32, in order.
 fn blob_values(t: Option<&Tensor>) -> Result<Vec<f32>> {
     let Some(t) = t else { return Ok(Vec::new()) };
-    Ok(crate::util::tensor_values(t)?)
+    crate::util::tensor_values(t)
 }
 
 /// A float as C++ streams print it (6 significant digits).

@@ -150,7 +150,7 @@ pub struct ArgMax {
 
 impl ArgMax {
     fn new(lp: &LayerParameter) -> Result<Self> {
-        let p = lp.argmax_param.clone().unwrap_or_default();
+        let p = lp.argmax_param.unwrap_or_default();
         if p.top_k() < 1 {
             bail!("argmax_param.top_k must not be less than 1");
         }
@@ -258,7 +258,7 @@ pub struct Reduction {
 
 impl Reduction {
     fn new(lp: &LayerParameter) -> Self {
-        let p = lp.reduction_param.clone().unwrap_or_default();
+        let p = lp.reduction_param.unwrap_or_default();
         Reduction { op: p.operation(), axis: p.axis(), coeff: p.coeff() as f64, canonical: 0 }
     }
 }

@@ -83,7 +83,7 @@ pub struct Concat {
 
 impl Concat {
     fn new(lp: &LayerParameter) -> Result<Self> {
-        let p = lp.concat_param.clone().unwrap_or_default();
+        let p = lp.concat_param.unwrap_or_default();
         if p.axis.is_some() && p.concat_dim.is_some() {
             bail!("Either axis or concat_dim should be specified; not both.");
         }
@@ -221,7 +221,7 @@ pub struct Flatten {
 impl Flatten {
     fn new(lp: &LayerParameter) -> Result<Self> {
         forbid_in_place(lp)?;
-        let p = lp.flatten_param.clone().unwrap_or_default();
+        let p = lp.flatten_param.unwrap_or_default();
         Ok(Flatten { axis: p.axis(), end_axis: p.end_axis() })
     }
 
@@ -355,7 +355,7 @@ pub struct Tile {
 
 impl Tile {
     fn new(lp: &LayerParameter) -> Result<Self> {
-        let p = lp.tile_param.clone().unwrap_or_default();
+        let p = lp.tile_param.unwrap_or_default();
         let Some(tiles) = p.tiles else { bail!("tile_param.tiles must be specified") };
         if tiles <= 0 {
             bail!("Number of tiles must be positive, got {tiles}");

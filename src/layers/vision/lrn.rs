@@ -39,7 +39,7 @@ pub struct Lrn {
 
 impl Lrn {
     fn new(lp: &LayerParameter) -> Result<Self> {
-        let p: LrnParameter = lp.lrn_param.clone().unwrap_or_default();
+        let p: LrnParameter = lp.lrn_param.unwrap_or_default();
         let size = p.local_size() as i64;
         if size % 2 != 1 {
             bail!("LRN only supports odd values for local_size, got {size}");

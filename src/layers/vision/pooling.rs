@@ -42,7 +42,7 @@ pub struct Pooling {
 
 impl Pooling {
     fn new(lp: &LayerParameter) -> Self {
-        Pooling::from_param(lp.pooling_param.clone().unwrap_or_default())
+        Pooling::from_param(lp.pooling_param.unwrap_or_default())
     }
 
     /// A pooling stage built from its parameters (SPP builds one per level).
@@ -134,7 +134,7 @@ impl Layer for Pooling {
         }
         if [size[2], size[3]] != self.in_hw {
             // A new input size: Caffe reshapes, and so do we.
-            self.setup(&[size.clone()])?;
+            self.setup(std::slice::from_ref(&size))?;
         }
         let w = self.win;
         let ceil = self.p.round_mode() == RoundMode::Ceil;

@@ -37,7 +37,7 @@ pub struct Spp {
 
 impl Spp {
     fn new(lp: &LayerParameter) -> Result<Self> {
-        let p = lp.spp_param.clone().unwrap_or_default();
+        let p = lp.spp_param.unwrap_or_default();
         if p.pyramid_height.is_none() || p.pyramid_height() == 0 {
             bail!("spp_param.pyramid_height is required and must be positive");
         }
