@@ -46,108 +46,140 @@ enum Command {
     #[command(name = "upgrade_solver_proto_text")]
     UpgradeSolverProtoText(InOut),
     /// Convert MNIST IDX files into an LMDB/LevelDB of Datum.
-    #[command(name = "convert_mnist_data")]
+    #[command(name = "convert_mnist_data", disable_help_flag = true)]
     ConvertMnistData(Passthrough),
     /// Convert a list of images into an LMDB/LevelDB of Datum.
-    #[command(name = "convert_imageset")]
+    #[command(name = "convert_imageset", disable_help_flag = true)]
     ConvertImageset(Passthrough),
     /// Compute the mean image of a Datum DB into a .binaryproto.
-    #[command(name = "compute_image_mean")]
+    #[command(name = "compute_image_mean", disable_help_flag = true)]
     ComputeImageMean(Passthrough),
     /// Write a net's blobs for a DB's records into new DBs.
-    #[command(name = "extract_features")]
+    #[command(name = "extract_features", disable_help_flag = true)]
     ExtractFeatures(Passthrough),
     /// Fetch MNIST (or Fashion-MNIST offline) and convert it to LMDB.
+    #[command(disable_help_flag = true)]
     Data(Passthrough),
     /// Plot curves from Caffe-format training logs.
+    #[command(disable_help_flag = true)]
     Plot(Passthrough),
     /// Split a Caffe-format log into .train/.test CSV files like parse_log.py.
-    #[command(name = "parse_log")]
+    #[command(name = "parse_log", disable_help_flag = true)]
     ParseLog(Passthrough),
 }
 
 #[derive(Args, Debug)]
 struct GpuArg {
-    /// GPU device ids (e.g. 0, 0,1 or all); the CPU when absent.
+    /// The GPU to describe (an id, or `all`); the CPU when absent.
     #[arg(long)]
     gpu: Option<String>,
 }
 
 #[derive(Args, Debug)]
 struct TrainArgs {
+    /// The solver definition (a SolverParameter prototxt).
     #[arg(long)]
     solver: Option<PathBuf>,
-    /// Comma-separated .caffemodel files to initialise from.
+    /// Comma-separated .caffemodel (or .caffemodel.h5) files to initialise from; not with -snapshot.
     #[arg(long)]
     weights: Option<String>,
-    /// A .solverstate to resume from.
+    /// A .solverstate (or .solverstate.h5) to resume training from.
     #[arg(long)]
     snapshot: Option<PathBuf>,
+    /// The GPU to run on (one id, or `all` with one device); the CPU when absent or empty.
     #[arg(long)]
     gpu: Option<String>,
+    /// The NetState level, for include/exclude rules with min_level/max_level.
     #[arg(long)]
     level: Option<i32>,
+    /// Comma-separated NetState stages, for include/exclude rules with stage/not_stage.
     #[arg(long)]
     stage: Option<String>,
+    /// What SIGINT does: stop (snapshot first if the solver asks for it), snapshot, or none.
     #[arg(long = "sigint_effect", default_value = "stop")]
     sigint_effect: String,
+    /// What SIGHUP does: snapshot, stop, or none.
     #[arg(long = "sighup_effect", default_value = "snapshot")]
     sighup_effect: String,
 }
 
 #[derive(Args, Debug)]
 struct TestArgs {
+    /// The net to score (a NetParameter prototxt; its TEST phase is built).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Comma-separated trained weights (.caffemodel or .caffemodel.h5).
     #[arg(long)]
     weights: Option<String>,
+    /// How many batches to score.
     #[arg(long, default_value_t = 50)]
     iterations: i64,
+    /// The GPU to run on; the CPU when absent or empty.
     #[arg(long)]
     gpu: Option<String>,
+    /// The NetState level, for include/exclude rules with min_level/max_level.
     #[arg(long)]
     level: Option<i32>,
+    /// Comma-separated NetState stages, for include/exclude rules with stage/not_stage.
     #[arg(long)]
     stage: Option<String>,
 }
 
 #[derive(Args, Debug)]
 struct TimeArgs {
+    /// The net to time (a NetParameter prototxt).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Comma-separated weights to load first (optional: timing does not need them).
     #[arg(long)]
     weights: Option<String>,
+    /// How many forward-backward rounds to average over.
     #[arg(long, default_value_t = 50)]
     iterations: i64,
+    /// Which phase of the net to build: TRAIN or TEST.
     #[arg(long, default_value = "TRAIN")]
     phase: String,
+    /// The GPU to run on; the CPU when absent or empty.
     #[arg(long)]
     gpu: Option<String>,
+    /// The NetState level, for include/exclude rules with min_level/max_level.
     #[arg(long)]
     level: Option<i32>,
+    /// Comma-separated NetState stages, for include/exclude rules with stage/not_stage.
     #[arg(long)]
     stage: Option<String>,
 }
 
 #[derive(Args, Debug)]
 struct ForwardArgs {
+    /// The net to run (a NetParameter prototxt).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Comma-separated trained weights (.caffemodel or .caffemodel.h5).
     #[arg(long)]
     weights: Option<String>,
-    /// NAME=file.npy, repeatable.
+    /// An input blob's value: NAME=file.npy; repeat for several inputs.
     #[arg(long)]
     input: Vec<String>,
+    /// Which phase of the net to build: TRAIN or TEST.
     #[arg(long, default_value = "TEST")]
     phase: String,
+    /// The NetState level, for include/exclude rules with min_level/max_level.
+    #[arg(long)]
+    level: Option<i32>,
+    /// Comma-separated NetState stages, for include/exclude rules with stage/not_stage.
+    #[arg(long)]
+    stage: Option<String>,
     /// The solver iteration seen by DropIn layers (default: fully grown).
     #[arg(long)]
     iteration: Option<i64>,
-    /// Comma-separated blob names, or `all`; the net's outputs by default.
+    /// Comma-separated blob names to write, or `all`; the net's outputs by default.
     #[arg(long)]
     blobs: Option<String>,
+    /// The folder to write <blob>.npy files into.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The GPU to run on; the CPU when absent or empty.
     #[arg(long)]
     gpu: Option<String>,
 }
@@ -160,12 +192,15 @@ struct SummarizeArgs {
 
 #[derive(Args, Debug)]
 struct InOut {
+    /// The file to read.
     input: PathBuf,
+    /// The file to write (written whole or not at all).
     output: PathBuf,
 }
 
 #[derive(Args, Debug)]
 struct Passthrough {
+    /// The tool's own flags and arguments, as Caffe's tool takes them (`-help` lists them).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
 }
@@ -194,7 +229,7 @@ fn gflags_to_gnu(args: impl IntoIterator<Item = String>) -> Vec<String> {
 
 /// Caffe's comma-separated file lists (`-weights a.caffemodel,b.caffemodel`).
 fn split_paths(s: Option<&str>) -> Vec<PathBuf> {
-    s.map(|s| s.split(',').filter(|x| !x.is_empty()).map(PathBuf::from).collect()).unwrap_or_default()
+    s.map(|s| caffe_tch::util::comma_list(s).into_iter().map(PathBuf::from).collect()).unwrap_or_default()
 }
 
 fn main() -> ExitCode {
@@ -314,32 +349,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 weights: split_paths(a.weights.as_deref()),
                 inputs: a.input.iter().map(|s| tools::forward::parse_input(s)).collect::<Result<_, _>>()?,
                 phase: tools::parse_phase(&a.phase)?,
+                level: a.level.unwrap_or(0),
+                stages: tools::parse_stages(a.stage.as_deref()),
                 iteration: a.iteration,
-                blobs: a.blobs.as_deref().map(|b| {
-                    if b == "all" {
-                        vec![]
-                    } else {
-                        b.split(',').filter(|x| !x.is_empty()).map(String::from).collect()
-                    }
-                }),
+                blobs: a.blobs.as_deref().map(|b| if b == "all" { vec![] } else { caffe_tch::util::comma_list(b) }),
                 out,
                 device: tools::select_device(a.gpu.as_deref())?,
             };
             tools::forward::run(&model, opts, &o)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::ConvertMnistData(a) => tool(tools::convert_mnist_data::main, &a.args),
-        Command::ConvertImageset(a) => tool(tools::convert_imageset::main, &a.args),
-        Command::ComputeImageMean(a) => tool(tools::compute_image_mean::main, &a.args),
-        Command::ExtractFeatures(a) => tool(tools::extract_features::main, &a.args),
-        Command::Data(a) => tool(tools::data_step::main, &a.args),
-        Command::Plot(a) => tool(tools::plot::main, &a.args),
-        Command::ParseLog(a) => tool(tools::parse_log::main, &a.args),
+        Command::ConvertMnistData(a) => {
+            tool(tools::convert_mnist_data::main, &tools::convert_mnist_data::SPEC, &a.args)
+        }
+        Command::ConvertImageset(a) => tool(tools::convert_imageset::main, &tools::convert_imageset::SPEC, &a.args),
+        Command::ComputeImageMean(a) => {
+            tool(tools::compute_image_mean::main, &tools::compute_image_mean::SPEC, &a.args)
+        }
+        Command::ExtractFeatures(a) => tool(tools::extract_features::main, &tools::extract_features::SPEC, &a.args),
+        Command::Data(a) => tool(tools::data_step::main, &tools::data_step::SPEC, &a.args),
+        Command::Plot(a) => tool(tools::plot::main, &tools::plot::SPEC, &a.args),
+        Command::ParseLog(a) => tool(tools::parse_log::main, &tools::parse_log::SPEC, &a.args),
     }
 }
 
-/// The tools that parse their own Caffe-style arguments.
-fn tool(main: fn(&[String]) -> caffe_tch::Result<()>, args: &[String]) -> Result<ExitCode> {
+/// The tools that parse their own Caffe-style arguments; `-help` prints
+/// their flags on stdout, as gflags does.
+fn tool(main: fn(&[String]) -> caffe_tch::Result<()>, spec: &tools::gflags::Spec, args: &[String]) -> Result<ExitCode> {
+    if tools::gflags::wants_help(args) {
+        print!("{}", tools::gflags::help(spec));
+        return Ok(ExitCode::SUCCESS);
+    }
     main(args)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -49,6 +49,22 @@ impl Default for GradCheck {
     }
 }
 
+/// What a checked gradient is taken with respect to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    Bottom(usize),
+    Blob(usize),
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Bottom(i) => write!(f, "bottom[{i}]"),
+            Input::Blob(j) => write!(f, "blob[{j}]"),
+        }
+    }
+}
+
 /// The result: the worst mismatch found, and how many elements were checked.
 #[derive(Debug, Clone)]
 pub struct GradReport {
@@ -102,7 +118,7 @@ impl GradCheck {
         };
 
         // Analytic gradients.
-        let mut inputs: Vec<(String, Tensor)> = Vec::new();
+        let mut inputs: Vec<(Input, Tensor)> = Vec::new();
         let bt: Vec<Tensor> = bottoms
             .iter()
             .enumerate()
@@ -111,7 +127,7 @@ impl GradCheck {
                     b.shallow_clone()
                 } else {
                     let t = b.detach().set_requires_grad(true);
-                    inputs.push((format!("bottom[{i}]"), t.shallow_clone()));
+                    inputs.push((Input::Bottom(i), t.shallow_clone()));
                     t
                 }
             })
@@ -122,7 +138,7 @@ impl GradCheck {
             .map(|(j, p)| {
                 if learn {
                     let t = p.detach().set_requires_grad(true);
-                    inputs.push((format!("blob[{j}]"), t.shallow_clone()));
+                    inputs.push((Input::Blob(j), t.shallow_clone()));
                     t
                 } else {
                     p.shallow_clone()
@@ -138,13 +154,10 @@ impl GradCheck {
         };
 
         let mut report = GradReport { checked: 0, worst: 0.0, worst_at: String::new() };
-        for (k, (name, base)) in inputs.iter().enumerate() {
+        for (k, (input, base)) in inputs.iter().enumerate() {
             let analytic = if grads[k].defined() { grads[k].shallow_clone() } else { base.zeros_like() };
             let n = base.numel() as i64;
             let stride = (n / self.max_elements).max(1);
-            let is_bottom = name.starts_with("bottom");
-            let idx: usize =
-                name.trim_start_matches(|c: char| !c.is_ascii_digit()).trim_end_matches(']').parse().unwrap_or(0);
             let mut e = 0;
             while e < n {
                 let eval = |delta: f64, layer: &mut Box<dyn super::Layer>| -> Result<f64> {
@@ -158,12 +171,12 @@ impl GradCheck {
                     let b2: Vec<Tensor> = bottoms
                         .iter()
                         .enumerate()
-                        .map(|(i, b)| if is_bottom && i == idx { perturb(b) } else { b.shallow_clone() })
+                        .map(|(i, b)| if *input == Input::Bottom(i) { perturb(b) } else { b.shallow_clone() })
                         .collect();
                     let p2: Vec<Tensor> = params
                         .iter()
                         .enumerate()
-                        .map(|(j, p)| if !is_bottom && j == idx { perturb(p) } else { p.shallow_clone() })
+                        .map(|(j, p)| if *input == Input::Blob(j) { perturb(p) } else { p.shallow_clone() })
                         .collect();
                     Ok(tch::no_grad(|| objective(&b2, &p2, layer))?.double_value(&[]))
                 };
@@ -175,7 +188,7 @@ impl GradCheck {
                 let err = (numeric - a).abs() / scale;
                 if err > report.worst {
                     report.worst = err;
-                    report.worst_at = format!("{name} element {e}: analytic {a}, numeric {numeric}");
+                    report.worst_at = format!("{input} element {e}: analytic {a}, numeric {numeric}");
                 }
                 report.checked += 1;
                 e += stride;

@@ -13,11 +13,11 @@ use crate::proto::binary;
 use crate::proto::caffe::BlobProto;
 use crate::{info, Error, Result};
 
-const SPEC: Spec = Spec {
+pub const SPEC: Spec = Spec {
     tool: "compute_image_mean",
     usage: "[-backend lmdb|leveldb] INPUT_DB [OUTPUT_FILE]",
     bools: &[],
-    values: &[("backend", "lmdb")],
+    values: &[("backend", "lmdb", "the database type: lmdb or leveldb")],
 };
 
 pub fn main(args: &[String]) -> Result<()> {

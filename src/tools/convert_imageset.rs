@@ -14,11 +14,21 @@ use crate::data::image::read_image_list;
 use crate::log::progress::Progress;
 use crate::{info, warn, Error, Result};
 
-const SPEC: Spec = Spec {
+pub const SPEC: Spec = Spec {
     tool: "convert_imageset",
     usage: "[-gray] [-shuffle] [-backend lmdb|leveldb] [-resize_width N] [-resize_height N] [-check_size] [-encoded] [-encode_type png|jpg] ROOTFOLDER/ LISTFILE DB_NAME",
-    bools: &[("gray", false), ("shuffle", false), ("check_size", false), ("encoded", false)],
-    values: &[("backend", "lmdb"), ("resize_width", "0"), ("resize_height", "0"), ("encode_type", "")],
+    bools: &[
+        ("gray", false, "read the images as grayscale"),
+        ("shuffle", false, "shuffle the list's order (and so the DB's)"),
+        ("check_size", false, "check that every image has the first image's size"),
+        ("encoded", false, "store each image encoded (PNG/JPEG) instead of as raw pixels"),
+    ],
+    values: &[
+        ("backend", "lmdb", "the database type: lmdb or leveldb"),
+        ("resize_width", "0", "resize every image to this width (0: keep)"),
+        ("resize_height", "0", "resize every image to this height (0: keep)"),
+        ("encode_type", "", "with -encoded: png or jpg (default: the file's own format)"),
+    ],
 };
 
 /// The tool's options (its flags).

@@ -11,11 +11,11 @@ use crate::log::progress::Progress;
 use crate::proto::caffe::Datum;
 use crate::{info, Error, Result};
 
-const SPEC: Spec = Spec {
+pub const SPEC: Spec = Spec {
     tool: "convert_mnist_data",
     usage: "[-backend lmdb|leveldb] INPUT_IMAGE_FILE INPUT_LABEL_FILE OUTPUT_DB",
     bools: &[],
-    values: &[("backend", "lmdb")],
+    values: &[("backend", "lmdb", "the database type: lmdb or leveldb")],
 };
 
 /// The CLI entry: parses Caffe's arguments and converts.

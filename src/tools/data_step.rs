@@ -365,7 +365,8 @@ pub fn mnist(opts: &DataOptions) -> Result<Prepared> {
     Ok(prepared)
 }
 
-const SPEC: Spec = Spec { tool: "data", usage: "mnist [DIR] (DIR defaults to data/mnist)", bools: &[], values: &[] };
+pub const SPEC: Spec =
+    Spec { tool: "data", usage: "mnist [DIR] (DIR defaults to data/mnist)", bools: &[], values: &[] };
 
 /// The CLI entry: `mnist [DIR]`.
 pub fn main(args: &[String]) -> Result<()> {

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use tch::{Device, Kind};
 
+use super::gflags::Spec;
 use crate::data::datum;
 use crate::data::db::{Backend, DbWriter};
 use crate::net::Net;
@@ -13,12 +14,23 @@ use crate::proto::caffe::{Datum, NetState, Phase};
 use crate::proto::text::TextOptions;
 use crate::{info, Error, Result};
 
-const USAGE: &str = "usage: caffe extract_features pretrained_net_param feature_extraction_proto_file \
-extract_feature_blob_name1[,name2,...] save_feature_dataset_name1[,name2,...] num_mini_batches db_type [CPU/GPU] [DEVICE_ID=0]";
+/// Positional arguments only, as Caffe's tool takes them.
+pub const SPEC: Spec = Spec {
+    tool: "extract_features",
+    usage: "pretrained_net_param feature_extraction_proto_file \
+extract_feature_blob_name1[,name2,...] save_feature_dataset_name1[,name2,...] num_mini_batches db_type [CPU/GPU] [DEVICE_ID=0]",
+    bools: &[],
+    values: &[],
+};
 
 pub fn main(args: &[String]) -> Result<()> {
     if args.len() < 6 || args.len() > 8 {
-        return Err(Error::invalid(format!("{USAGE} (got {} argument(s))", args.len())));
+        return Err(Error::usage(format!(
+            "usage: caffe {} {} (got {} argument(s))",
+            SPEC.tool,
+            SPEC.usage,
+            args.len()
+        )));
     }
     let device = match args.get(6).map(|s| s.to_ascii_uppercase()) {
         Some(m) if m == "GPU" => {

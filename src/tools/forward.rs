@@ -16,6 +16,9 @@ pub struct ForwardOptions {
     /// (blob name, .npy file)
     pub inputs: Vec<(String, PathBuf)>,
     pub phase: Phase,
+    /// NetState level and stages, as `caffe test` and `caffe time` take them.
+    pub level: i32,
+    pub stages: Vec<String>,
     pub iteration: Option<i64>,
     /// None: the net's outputs; Some(empty): all blobs.
     pub blobs: Option<Vec<String>>,
@@ -37,7 +40,7 @@ pub fn blob_file(out: &Path, blob: &str) -> PathBuf {
 }
 
 pub fn run(model: &Path, text: TextOptions, o: &ForwardOptions) -> Result<Vec<PathBuf>> {
-    let state = NetState { phase: Some(o.phase as i32), ..Default::default() };
+    let state = NetState { phase: Some(o.phase as i32), level: Some(o.level), stage: o.stages.clone() };
     let mut net = Net::from_file(model, &state, text, o.device)?;
     for w in &o.weights {
         net.load_weights(w)?;

@@ -6,12 +6,38 @@ use std::collections::HashMap;
 
 use crate::{Error, Result};
 
-/// The flags a tool accepts: booleans and valued flags, with their defaults.
+/// The flags a tool accepts: booleans and valued flags, each with its
+/// default and a one-line description (what `-help` prints).
 pub struct Spec<'a> {
     pub tool: &'a str,
     pub usage: &'a str,
-    pub bools: &'a [(&'a str, bool)],
-    pub values: &'a [(&'a str, &'a str)],
+    pub bools: &'a [(&'a str, bool, &'a str)],
+    pub values: &'a [(&'a str, &'a str, &'a str)],
+}
+
+/// The tool's help, as gflags prints it: the usage line, then each flag with
+/// its description and default.
+pub fn help(spec: &Spec) -> String {
+    let mut out = format!("usage: caffe {} {}\n", spec.tool, spec.usage);
+    if spec.bools.is_empty() && spec.values.is_empty() {
+        return out;
+    }
+    out.push_str("flags:\n");
+    let width = spec.bools.iter().map(|b| b.0.len()).chain(spec.values.iter().map(|v| v.0.len())).max().unwrap_or(0);
+    for (name, default, text) in spec.bools {
+        out.push_str(&format!("  -{name:<width$}  {text} (default: {default})\n"));
+    }
+    for (name, default, text) in spec.values {
+        // An empty default is described by the text itself.
+        let default = if default.is_empty() { String::new() } else { format!(" (default: \"{default}\")") };
+        out.push_str(&format!("  -{name:<width$}  {text}{default}\n"));
+    }
+    out
+}
+
+/// Whether the words ask for help (`-help`, `--help`, `-h`).
+pub fn wants_help(args: &[String]) -> bool {
+    args.iter().take_while(|a| *a != "--").any(|a| matches!(a.as_str(), "-help" | "--help" | "-h" | "--h"))
 }
 
 /// Parsed flags and the positional arguments, in order.
@@ -46,12 +72,13 @@ fn parse_bool(name: &str, v: &str) -> Result<bool> {
 
 /// Parses `args` (the words after the tool's name).
 pub fn parse(spec: &Spec, args: &[String]) -> Result<Flags> {
-    let mut bools: HashMap<String, bool> = spec.bools.iter().map(|(n, d)| (n.to_string(), *d)).collect();
-    let mut values: HashMap<String, String> = spec.values.iter().map(|(n, d)| (n.to_string(), d.to_string())).collect();
+    let mut bools: HashMap<String, bool> = spec.bools.iter().map(|(n, d, _)| (n.to_string(), *d)).collect();
+    let mut values: HashMap<String, String> =
+        spec.values.iter().map(|(n, d, _)| (n.to_string(), d.to_string())).collect();
     let mut positional = Vec::new();
     let known = || {
-        let mut names: Vec<String> = spec.bools.iter().map(|(n, _)| format!("-{n}")).collect();
-        names.extend(spec.values.iter().map(|(n, _)| format!("-{n}")));
+        let mut names: Vec<String> = spec.bools.iter().map(|(n, _, _)| format!("-{n}")).collect();
+        names.extend(spec.values.iter().map(|(n, _, _)| format!("-{n}")));
         names.join(", ")
     };
     let mut i = 0;
@@ -72,7 +99,7 @@ pub fn parse(spec: &Spec, args: &[String]) -> Result<Flags> {
             None => (body, None),
         };
         if name == "help" || name == "h" {
-            return Err(Error::usage(format!("usage: caffe {} {}\nflags: {}", spec.tool, spec.usage, known())));
+            return Err(Error::usage(help(spec).trim_end().to_string()));
         }
         if bools.contains_key(name) {
             let v = match inline {
@@ -121,8 +148,8 @@ mod tests {
         Spec {
             tool: "t",
             usage: "A B",
-            bools: &[("gray", false), ("shuffle", false)],
-            values: &[("backend", "lmdb"), ("resize_width", "0")],
+            bools: &[("gray", false, "grayscale"), ("shuffle", false, "shuffle")],
+            values: &[("backend", "lmdb", "the DB type"), ("resize_width", "0", "the width")],
         }
     }
 

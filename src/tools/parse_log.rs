@@ -368,11 +368,11 @@ pub fn save_csv_files(log: &Path, out_dir: &Path, data: &LogData, delimiter: cha
     Ok(written)
 }
 
-const SPEC: Spec = Spec {
+pub const SPEC: Spec = Spec {
     tool: "parse_log",
     usage: "LOG OUT_DIR [-delimiter ,] [-verbose]",
-    bools: &[("verbose", false)],
-    values: &[("delimiter", ",")],
+    bools: &[("verbose", false, "print the rows as they are parsed")],
+    values: &[("delimiter", ",", "the column separator of the CSV files")],
 };
 
 /// The CLI entry: `LOG OUT_DIR [-delimiter C] [-verbose]`.

@@ -305,11 +305,18 @@ pub fn run(opts: &PlotOptions) -> Result<()> {
     render(&curves, opts)
 }
 
-const SPEC: Spec = Spec {
+pub const SPEC: Spec = Spec {
     tool: "plot",
     usage: "LOG... [-o out.png|out.svg] [-x iters|seconds] [-y test-accuracy|test-loss|train-loss|lr] [-width 1000] [-height 600] [-title T]",
     bools: &[],
-    values: &[("o", ""), ("x", "iters"), ("y", "test-accuracy"), ("width", "1000"), ("height", "600"), ("title", "")],
+    values: &[
+        ("o", "", "the image to write, .png or .svg (default: <y>-vs-<x>.png)"),
+        ("x", "iters", "the x axis: iters or seconds"),
+        ("y", "test-accuracy", "the curve: test-accuracy, test-loss, train-loss or lr"),
+        ("width", "1000", "the image width in pixels"),
+        ("height", "600", "the image height in pixels"),
+        ("title", "", "the plot's title (default: \"<y> vs. <x>\")"),
+    ],
 };
 
 /// The CLI entry.
