@@ -16,7 +16,7 @@ else
 TORCH_STAMP :=
 endif
 
-.PHONY: all build test demo bench clean-venv layers-doc system-deps
+.PHONY: all build test lint demo bench clean-venv layers-doc system-deps
 
 all: build
 
@@ -57,6 +57,11 @@ build: $(TORCH_STAMP) system-deps
 # and sharing one profile halves the compile time.
 test: build
 	$(CARGO) test --release --locked --no-fail-fast
+
+# The style gates CI runs before the tests: one format, no clippy warnings.
+lint: build
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
 # The main job: data, then LeNet(10)+DropIn trained on the CPU (progress on a
 # terminal), the final test accuracy, and the accuracy curve as a PNG.
