@@ -1,4 +1,4 @@
-//! The neuron layers of `src/layers/activation.rs`: values against formulas
+//! The neuron layers of `src/layers/neuron/`: values against formulas
 //! computed here in plain f64, Caffe's gradient at the kinks (x = 0, the clip
 //! ends), gradient checks, Dropout's TRAIN/TEST behaviour, and setup errors.
 use caffe_tch::layers::gradcheck::GradCheck;

@@ -1,4 +1,4 @@
-//! The loss and metric layers of `src/layers/loss.rs`: values against formulas
+//! The loss and metric layers of `src/layers/loss/`: values against formulas
 //! computed here in plain f64, Caffe's normalization modes and ignore_label,
 //! Caffe's backward where it is not the exact gradient (clamped logs,
 //! Contrastive's ε), gradient checks (labels skipped), input errors, and the

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use caffe_tch::data::image::{self as img, ColorMode, Image};
-use caffe_tch::layers::window_data::{plan_window, read_window_file, WarpPlan, Window};
+use caffe_tch::layers::data::window_data::{plan_window, read_window_file, WarpPlan, Window};
 use caffe_tch::layers::{create_layer, Ctx, Layer};
 use caffe_tch::net::{Net, NetSource};
 use caffe_tch::proto::binary;

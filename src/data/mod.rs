@@ -2,7 +2,7 @@
 //! records (raw or PNG/JPEG-encoded), images on disk, and Caffe's
 //! `DataTransformer` (mean, scale, crop, mirror).
 //!
-//! The data layers (src/layers/data.rs) read through these on their prefetch
+//! The data layers (src/layers/data/) read through these on their prefetch
 //! threads; the dataset tools (src/tools/convert_*.rs, compute_image_mean.rs)
 //! write through them.
 pub mod datum;

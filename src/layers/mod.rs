@@ -1,5 +1,12 @@
-//! Layers: one file per family, and one registry mapping Caffe's type strings
-//! to constructors.
+//! Layers: a folder per family, as Caffe groups them (neuron, loss, vision,
+//! common, recurrent, data, dropin), and in it one file per Caffe type, named
+//! after the type in snake_case (`vision/deconvolution.rs`,
+//! `common/inner_product.rs`), like Caffe's `src/caffe/layers/<type>_layer.cpp`.
+//! Code that several types of a family share is in the family's `mod.rs` or a
+//! helper file it names. One registry maps Caffe's type strings to
+//! constructors; each family's `register` calls its files' registrations.
+//! Here at the top: the `Layer` trait, the registry, fillers, the gradient
+//! checker and the memory-layout helpers.
 //!
 //! A layer never owns its learnable blobs: `setup` declares them (shape and
 //! filler) and the [`crate::net::Net`] creates, shares and loads them, then hands
@@ -15,20 +22,16 @@ use crate::proto::caffe::{FillerParameter, Phase};
 pub mod registry;
 pub use registry::{create_layer, known_types, LayerInfo, REGISTRY};
 
-pub mod activation;
 pub mod common;
 pub mod data;
 pub mod dropin;
 pub mod filler;
 pub mod gradcheck;
-pub mod hdf5;
-pub mod input;
 pub mod layout;
 pub mod loss;
-pub mod normalization;
+pub mod neuron;
 pub mod recurrent;
 pub mod vision;
-pub mod window_data;
 
 /// A blob shape, Caffe-style: any number of axes.
 pub type Shape = Vec<i64>;

@@ -1,6 +1,7 @@
 //! The layer registry: Caffe's type string → constructor, plus what
-//! `SUPPORTED-LAYERS.md` says about each type. Each family file contributes its
-//! entries through its `register` function; `register_all` lists the families.
+//! `SUPPORTED-LAYERS.md` says about each type. Each type's file contributes its
+//! entry through its `register` function, which its family's `register` calls;
+//! `register_all` lists the families.
 use crate::{Error, Result};
 use std::sync::LazyLock;
 
@@ -14,7 +15,8 @@ pub type Constructor = fn(&LayerParameter) -> Result<Box<dyn Layer>>;
 pub struct LayerInfo {
     /// Caffe's type string, e.g. "Convolution".
     pub type_name: &'static str,
-    /// The file that implements it, under `src/layers/` (from `file!()`).
+    /// The file that implements it, under `src/layers/` (from `file!()`), e.g.
+    /// `vision/convolution.rs`.
     pub family: &'static str,
     /// Parameters honoured, as the docs list them.
     pub params: &'static str,
@@ -31,17 +33,13 @@ pub fn family_of(source_file: &'static str) -> &'static str {
 
 fn register_all() -> Vec<LayerInfo> {
     let mut r = Vec::new();
-    super::input::register(&mut r);
-    super::vision::register(&mut r);
-    super::activation::register(&mut r);
+    super::neuron::register(&mut r);
     super::loss::register(&mut r);
+    super::vision::register(&mut r);
     super::common::register(&mut r);
-    super::dropin::register(&mut r);
-    super::normalization::register(&mut r);
     super::recurrent::register(&mut r);
     super::data::register(&mut r);
-    super::hdf5::register(&mut r);
-    super::window_data::register(&mut r);
+    super::dropin::register(&mut r);
     r.sort_by(|a, b| a.type_name.cmp(b.type_name));
     r
 }

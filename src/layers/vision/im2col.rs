@@ -7,7 +7,7 @@
 use crate::Result;
 use tch::Tensor;
 
-use super::conv::{geometry, Geometry};
+use super::base_conv::{geometry, Geometry};
 use crate::bail;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{canonical_axis, check_bottoms, count, Ctx, Layer, SetupOut, Shape};

@@ -1,15 +1,20 @@
-//! Vision layers: convolution, pooling, LRN, SPP, Im2col, Crop.
+//! Vision layers, one file per type: Convolution, Deconvolution, Pooling,
+//! LRN, SPP, Im2col, Crop. base_conv.rs holds what Convolution and
+//! Deconvolution share (and Im2col's geometry).
 use super::registry::LayerInfo;
 
-pub mod conv;
+pub mod base_conv;
+pub mod convolution;
 pub mod crop;
+pub mod deconvolution;
 pub mod im2col;
 pub mod lrn;
 pub mod pooling;
 pub mod spp;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
-    conv::register(r);
+    convolution::register(r);
+    deconvolution::register(r);
     pooling::register(r);
     lrn::register(r);
     spp::register(r);

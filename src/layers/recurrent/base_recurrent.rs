@@ -1,61 +1,16 @@
-//! Recurrent layers: RNN, LSTM and LSTMUnit, with Caffe's semantics.
-//!
-//! Caffe builds RNN and LSTM as an unrolled inner net; here the time loop is
-//! written directly with tensor ops and autograd does backpropagation through
-//! time. What Caffe's unrolled net fixes, and this file reproduces:
-//! - Layout is time-major: `x` is T×N×…, `cont` is T×N, outputs are T×N×H.
-//!   `cont_t` multiplies the previous hidden state before it enters step t
-//!   (and, in the LSTM, the forget gate), so a 0 starts a new sequence.
-//! - Blobs, in the order the unrolled net owns them (so .caffemodel files load):
-//!   RNN `W_xh [H×in], b_h [H], (W_xh_static [H×static]), W_hh [H×H], W_ho [H×H], b_o [H]`;
-//!   LSTM `W_xc [4H×in], b_c [4H], (W_xc_static [4H×static]), W_hc [4H×H]`,
-//!   gate blocks in the order i, f, o, g.
-//! - Without `expose_hidden`, the final state of one forward is the initial
-//!   state of the next (Caffe copies h_T → h_0); it starts at zeros (and
-//!   restarts at zeros if the number of streams changes). Batches normally
-//!   begin with cont = 0, which discards it. No gradient crosses batches.
-//! - With `expose_hidden`, h_0 (and c_0) are extra bottoms and h_T (and c_T)
-//!   extra tops. Caffe shares only their data with the inner net, never their
-//!   diffs: no gradient reaches those bottoms, and gradients arriving at those
-//!   tops are dropped. Both are detached here for the same effect.
-//! - `cont` never gets a gradient.
-//! - LSTMUnit's forget gate is `cont · σ(x_f)` and Caffe backpropagates it with
-//!   `f·(1−f)`, which is the true derivative only for binary `cont`; for other
-//!   values the same (Caffe) derivative is used here.
+//! The layer RNN and LSTM share (Caffe's RecurrentLayer): the blobs, the
+//! shape checks, the state carried from one forward to the next, and the time
+//! loop, which runs rnn.rs's or lstm.rs's cell at each step.
 use crate::Result;
 use tch::Tensor;
 
-use super::{check_bottoms, count, Ctx, Layer, ParamDecl, SetupOut, Shape};
+use super::{lstm, rnn};
 use crate::bail;
-use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{check_bottoms, count, Ctx, Layer, ParamDecl, SetupOut, Shape};
 use crate::proto::caffe::{FillerParameter, LayerParameter};
 
-pub fn register(r: &mut Vec<LayerInfo>) {
-    r.push(LayerInfo {
-        type_name: "RNN",
-        family: family_of(file!()),
-        params: "recurrent_param: num_output, weight_filler, bias_filler, expose_hidden (debug_info ignored); bottoms x (T×N×…), cont (T×N), optional x_static (N×…)",
-        tests: "gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, shape errors (tests/layers_recurrent.rs)",
-        create: |p| Ok(Box::new(Recurrent::new(p, Cell::Rnn)?)),
-    });
-    r.push(LayerInfo {
-        type_name: "LSTM",
-        family: family_of(file!()),
-        params: "recurrent_param: num_output, weight_filler, bias_filler, expose_hidden (debug_info ignored); bottoms x (T×N×…), cont (T×N), optional x_static (N×…)",
-        tests: "gradient check, scalar reference, continuation reset, state carried across batches, expose_hidden, caffemodel blob order, net build, shape errors (tests/layers_recurrent.rs)",
-        create: |p| Ok(Box::new(Recurrent::new(p, Cell::Lstm)?)),
-    });
-    r.push(LayerInfo {
-        type_name: "LSTMUnit",
-        family: family_of(file!()),
-        params: "(none) bottoms c_prev (1×N×H), gates (1×N×4H, order i f o g), cont (1×N); tops c, h",
-        tests: "gradient check, scalar reference, Caffe's forget-gate derivative for non-binary cont, shape errors (tests/layers_recurrent.rs)",
-        create: |_| Ok(Box::new(LstmUnit { hidden: 0 })),
-    });
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cell {
+pub(super) enum Cell {
     Rnn,
     Lstm,
 }
@@ -92,7 +47,7 @@ pub struct Recurrent {
 }
 
 impl Recurrent {
-    fn new(lp: &LayerParameter, cell: Cell) -> Result<Self> {
+    pub(super) fn new(lp: &LayerParameter, cell: Cell) -> Result<Self> {
         let p = lp.recurrent_param.clone().unwrap_or_default();
         if p.num_output() == 0 {
             bail!("recurrent_param.num_output must be positive");
@@ -246,15 +201,15 @@ impl Layer for Recurrent {
         let states = self.initial_states(bottoms, n, x)?;
         let mut h_prev = states[0].shallow_clone();
         let mut c_prev = states.get(1).map(|c| c.shallow_clone());
-        let caffe_forget = self.cell == Cell::Lstm && !is_binary(&cont)?;
+        let caffe_forget = self.cell == Cell::Lstm && !lstm::is_binary(&cont)?;
         let mut hs = Vec::with_capacity(t_len as usize);
         for t in 0..t_len {
             let cont_t = cont.get(t).f_reshape([n, 1])?;
             let pre = x_part.get(t).f_add(&h_prev.f_mul(&cont_t)?.f_linear::<&Tensor>(w_h, None)?)?;
             match &c_prev {
-                None => h_prev = pre.f_tanh()?,
+                None => h_prev = rnn::step(&pre)?,
                 Some(c) => {
-                    let (c_t, h_t) = lstm_unit(c, &pre, &cont_t, caffe_forget)?;
+                    let (c_t, h_t) = lstm::lstm_unit(c, &pre, &cont_t, caffe_forget)?;
                     c_prev = Some(c_t);
                     h_prev = h_t;
                 }
@@ -263,7 +218,7 @@ impl Layer for Recurrent {
         }
         let hs = Tensor::f_stack(&hs, 0)?;
         let out = match self.cell {
-            Cell::Rnn => hs.f_linear(&params[next + 1], Some(&params[next + 2]))?.f_tanh()?,
+            Cell::Rnn => rnn::output(&hs, &params[next + 1], &params[next + 2])?,
             Cell::Lstm => hs,
         };
 
@@ -277,72 +232,5 @@ impl Layer for Recurrent {
             self.carried = finals;
         }
         Ok(tops)
-    }
-}
-
-/// True when every continuation indicator is 0 or 1.
-fn is_binary(cont: &Tensor) -> Result<bool> {
-    let ok = cont.f_eq(0.0)?.f_logical_or(&cont.f_eq(1.0)?)?.f_all()?;
-    Ok(ok.int64_value(&[]) != 0)
-}
-
-/// One LSTM step on N×… tensors: `gates` holds the pre-activations (i, f, o, g)
-/// along the last axis, `cont` (N×1) scales the forget gate. Returns (c, h).
-fn lstm_unit(c_prev: &Tensor, gates: &Tensor, cont: &Tensor, caffe_forget: bool) -> Result<(Tensor, Tensor)> {
-    let parts = gates.f_chunk(4, -1)?;
-    let i = parts[0].f_sigmoid()?;
-    let o = parts[2].f_sigmoid()?;
-    let g = parts[3].f_tanh()?;
-    let x_f = &parts[1];
-    let f = if caffe_forget {
-        // Value cont·σ(x_f), derivative f·(1−f) as Caffe's backward has it.
-        let value = x_f.detach().f_sigmoid()?.f_mul(cont)?;
-        let slope = value.f_mul(&value.f_neg()?.f_add_scalar(1.0)?)?;
-        value.f_add(&x_f.f_sub(&x_f.detach())?.f_mul(&slope)?)?
-    } else {
-        x_f.f_sigmoid()?.f_mul(cont)?
-    };
-    let c = f.f_mul(c_prev)?.f_add(&i.f_mul(&g)?)?;
-    let h = o.f_mul(&c.f_tanh()?)?;
-    Ok((c, h))
-}
-
-/// Caffe's LSTMUnit: one LSTM step, no blobs. cont gets no gradient.
-pub struct LstmUnit {
-    hidden: i64,
-}
-
-impl LstmUnit {
-    fn check(&self, bottoms: &[Shape]) -> Result<i64> {
-        check_bottoms(bottoms, 3, 3)?;
-        let n = bottoms[0].get(1).copied().unwrap_or(-1);
-        for (i, b) in bottoms.iter().enumerate() {
-            let axes = if i == 2 { 2 } else { 3 };
-            if b.len() != axes || b[0] != 1 || b[1] != n {
-                let what = ["c_prev (1×N×H)", "gates (1×N×4H)", "cont (1×N)"][i];
-                bail!("bottom[{i}] {what} must have {axes} axes, a first axis of 1 and N = {n}, got {b:?}");
-            }
-        }
-        let h = bottoms[0][2];
-        if bottoms[1][2] != 4 * h {
-            bail!("bottom[1] (gates) must have 4·H = {} channels for H = {h}, got {:?}", 4 * h, bottoms[1]);
-        }
-        Ok(h)
-    }
-}
-
-impl Layer for LstmUnit {
-    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
-        self.hidden = self.check(bottoms)?;
-        Ok(SetupOut { tops: vec![bottoms[0].clone(), bottoms[0].clone()], params: vec![] })
-    }
-
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
-        let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-        self.hidden = self.check(&shapes)?;
-        let (c_prev, gates) = (&bottoms[0], &bottoms[1]);
-        let cont = bottoms[2].detach().f_to_kind(gates.kind())?.f_unsqueeze(-1)?;
-        let (c, h) = lstm_unit(c_prev, gates, &cont, !is_binary(&cont)?)?;
-        Ok(vec![c, h])
     }
 }

@@ -23,7 +23,7 @@
 //! Images are always read as 3-channel BGR. `cache_images` keeps each file's
 //! bytes in memory (read at setup) and decodes them per window, as Caffe does.
 //! Sampling, decoding and warping run on the prefetch thread into plain
-//! memory (see `Batch` in data.rs).
+//! memory (see `Batch` in prefetch.rs).
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,11 +33,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::Tensor;
 
-use super::data::{check_tops, draw_seed, next_tops, shape_text, Batch, BatchSource, Prefetcher};
-use super::{Ctx, Layer, SetupOut, Shape};
+use super::prefetch::{next_tops, Batch, BatchSource, Prefetcher};
+use super::{check_tops, draw_seed, shape_text};
 use crate::data::image::{self, ColorMode, Image};
 use crate::data::transform::MeanImage;
 use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::LayerParameter;
 use crate::{bail, info, warn};
 

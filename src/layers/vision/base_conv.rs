@@ -1,29 +1,17 @@
-//! Convolution and Deconvolution, N-D, with Caffe's geometry fields
-//! (kernel_size/kernel_h/kernel_w, stride, pad, dilation, group, axis).
+//! What Convolution and Deconvolution share (Caffe's BaseConvolutionLayer):
+//! N-D geometry from Caffe's fields (kernel_size/kernel_h/kernel_w, stride,
+//! pad, dilation, group, axis), and one layer, [`Conv`], for both types.
+//! convolution.rs and deconvolution.rs register their type and hold what
+//! differs between them, the output size and the weight layout; a
+//! Deconvolution runs as libtorch's transposed convolution. Im2col reads its
+//! geometry with [`geometry`] too.
 use crate::Result;
 use tch::Tensor;
 
+use super::{convolution, deconvolution};
 use crate::bail;
-use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
 use crate::proto::caffe::{ConvolutionParameter, LayerParameter};
-
-pub fn register(r: &mut Vec<LayerInfo>) {
-    r.push(LayerInfo {
-        type_name: "Convolution",
-        family: family_of(file!()),
-        params: "num_output, kernel_size|kernel_h/w, stride|stride_h/w, pad|pad_h/w, dilation, group, bias_term, weight_filler, bias_filler, axis",
-        tests: "parity (lenet, cifar10, resnet_small), gradient check",
-        create: |p| Ok(Box::new(Conv::new(p, false)?)),
-    });
-    r.push(LayerInfo {
-        type_name: "Deconvolution",
-        family: family_of(file!()),
-        params: "as Convolution (transposed)",
-        tests: "gradient check, shape tests",
-        create: |p| Ok(Box::new(Conv::new(p, true)?)),
-    });
-}
 
 /// The spatial geometry of a conv: per spatial axis.
 #[derive(Debug, Clone)]
@@ -90,7 +78,7 @@ pub struct Conv {
 }
 
 impl Conv {
-    fn new(lp: &LayerParameter, transposed: bool) -> Result<Self> {
+    pub(super) fn new(lp: &LayerParameter, transposed: bool) -> Result<Self> {
         let p = lp.convolution_param.clone().unwrap_or_default();
         if p.num_output.is_none() {
             bail!("convolution_param.num_output is required");
@@ -130,9 +118,9 @@ impl Layer for Conv {
             let input = s[self.axis + 1 + i];
             let extent = g.dilation[i] * (g.kernel[i] - 1) + 1;
             let out = if self.transposed {
-                g.stride[i] * (input - 1) + extent - 2 * g.pad[i]
+                deconvolution::output_size(input, extent, g.stride[i], g.pad[i])
             } else {
-                (input + 2 * g.pad[i] - extent) / g.stride[i] + 1
+                convolution::output_size(input, extent, g.stride[i], g.pad[i])
             };
             if out <= 0 {
                 bail!(
@@ -142,11 +130,10 @@ impl Layer for Conv {
             }
             top.push(out);
         }
-        // Caffe's weight layout: conv [out, in/g, k...]; deconv [in, out/g, k...].
         let mut wshape = if self.transposed {
-            vec![channels, num_output / self.groups]
+            deconvolution::weight_shape(channels, num_output, self.groups)
         } else {
-            vec![num_output, channels / self.groups]
+            convolution::weight_shape(channels, num_output, self.groups)
         };
         wshape.extend(&g.kernel);
         let mut params = vec![ParamDecl::new(wshape, self.p.weight_filler.clone().unwrap_or_default())];

@@ -3,9 +3,9 @@
 use crate::Result;
 use tch::{Kind, Tensor};
 
-use super::{Ctx, Layer, SetupOut, Shape};
 use crate::bail;
 use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::LayerParameter;
 
 pub fn register(r: &mut Vec<LayerInfo>) {

@@ -1,0 +1,70 @@
+//! InnerProduct: the fully connected layer, y = x·Wᵀ + b over the axes from `axis` on.
+use crate::Result;
+use tch::Tensor;
+
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{canonical_axis, check_bottoms, count, Ctx, Layer, ParamDecl, SetupOut, Shape};
+use crate::proto::caffe::{InnerProductParameter, LayerParameter};
+
+pub fn register(r: &mut Vec<LayerInfo>) {
+    r.push(LayerInfo {
+        type_name: "InnerProduct",
+        family: family_of(file!()),
+        params: "num_output, bias_term, weight_filler, bias_filler, axis, transpose",
+        tests: "parity (lenet, cifar10, resnet_small), gradient check (layers_common: inner_product_*)",
+        create: |p| Ok(Box::new(InnerProduct::new(p)?)),
+    });
+}
+
+pub struct InnerProduct {
+    p: InnerProductParameter,
+    axis: usize,
+}
+
+impl InnerProduct {
+    fn new(lp: &LayerParameter) -> Result<Self> {
+        let p = lp.inner_product_param.clone().unwrap_or_default();
+        if p.num_output.is_none() {
+            bail!("inner_product_param.num_output is required");
+        }
+        Ok(InnerProduct { p, axis: 1 })
+    }
+}
+
+impl Layer for InnerProduct {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
+        check_bottoms(bottoms, 1, 1)?;
+        let s = &bottoms[0];
+        self.axis = canonical_axis(self.p.axis(), s.len())?;
+        let k = count(s, self.axis, s.len());
+        let n = self.p.num_output() as i64;
+        let mut top = s[..self.axis].to_vec();
+        top.push(n);
+        let wshape = if self.p.transpose() { vec![k, n] } else { vec![n, k] };
+        let mut params = vec![ParamDecl::new(wshape, self.p.weight_filler.clone().unwrap_or_default())];
+        if self.p.bias_term() {
+            params.push(ParamDecl::new(vec![n], self.p.bias_filler.clone().unwrap_or_default()));
+        }
+        Ok(SetupOut { tops: vec![top], params })
+    }
+
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
+        let x = &bottoms[0];
+        let s = x.size();
+        let m = count(&s, 0, self.axis);
+        let x2 = x.f_reshape([m, -1])?;
+        let w = &params[0];
+        let y = if self.p.transpose() {
+            match params.get(1) {
+                Some(b) => b.f_addmm(&x2, w)?,
+                None => x2.f_matmul(w)?,
+            }
+        } else {
+            x2.f_linear(w, params.get(1))?
+        };
+        let mut top = s[..self.axis].to_vec();
+        top.push(self.p.num_output() as i64);
+        Ok(vec![y.f_reshape(top.as_slice())?])
+    }
+}

@@ -1,0 +1,178 @@
+//! Caffe's `ImageData` layer: images named in a list file, with labels, prefetched.
+use crate::{Error, Result};
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use tch::Tensor;
+
+use super::prefetch::{next_tops, Batch, BatchBuilder, BatchSource, Prefetcher};
+use super::{check_tops, draw_seed, shape_text};
+use crate::data::datum::Sample;
+use crate::data::image;
+use crate::data::transform::Transformer;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{Ctx, Layer, SetupOut, Shape};
+use crate::proto::caffe::{LayerParameter, TransformationParameter};
+use crate::{bail, info};
+
+pub fn register(r: &mut Vec<LayerInfo>) {
+    r.push(LayerInfo {
+        type_name: "ImageData",
+        family: family_of(file!()),
+        params: "image_data_param.source, root_folder, batch_size, new_height, new_width, is_color, shuffle, rand_skip; transform_param",
+        tests: "tests/data.rs",
+        create: |p| Ok(Box::new(ImageDataLayer::new(p)?)),
+    });
+}
+
+struct ImageListSource {
+    list: String,
+    root: String,
+    lines: Vec<(String, i32)>,
+    pos: usize,
+    shuffle: bool,
+    rng: StdRng,
+    new_height: usize,
+    new_width: usize,
+    is_color: bool,
+    transformer: Transformer,
+    batch_size: usize,
+}
+
+impl ImageListSource {
+    fn current(&self) -> Result<Sample> {
+        let (file, label) = &self.lines[self.pos];
+        let path = format!("{}{}", self.root, file);
+        let img = image::read_file(Path::new(&path), self.new_height, self.new_width, self.is_color).map_err(|e| {
+            Error::data(format!("source '{}' (line {}): could not load '{file}': {e}", self.list, self.pos + 1))
+        })?;
+        Ok(Sample::from_image(img, *label as f32))
+    }
+
+    fn advance(&mut self) {
+        self.pos += 1;
+        if self.pos >= self.lines.len() {
+            self.pos = 0;
+            if self.shuffle {
+                self.lines.shuffle(&mut self.rng);
+            }
+        }
+    }
+
+    fn shape_of(&self, s: &Sample) -> Result<[usize; 3]> {
+        self.transformer
+            .output_shape(s.channels, s.height, s.width)
+            .map_err(|e| Error::data(format!("source '{}': '{}': {e}", self.list, self.lines[self.pos].0)))
+    }
+}
+
+impl BatchSource for ImageListSource {
+    fn batch_shape(&mut self) -> Result<Shape> {
+        let s = self.current()?;
+        let [c, h, w] = self.shape_of(&s)?;
+        Ok(vec![self.batch_size as i64, c as i64, h as i64, w as i64])
+    }
+
+    fn load_batch(&mut self) -> Result<Batch> {
+        let mut builder: Option<BatchBuilder> = None;
+        for i in 0..self.batch_size {
+            let s = self.current()?;
+            let b = match &mut builder {
+                Some(b) => b,
+                None => builder.insert(BatchBuilder::new(self.batch_size, self.shape_of(&s)?)),
+            };
+            let (list, file) = (&self.list, &self.lines[self.pos].0);
+            self.transformer
+                .transform(&s, b.item(i))
+                .map_err(|e| Error::data(format!("source '{list}': '{file}': {e}")))?;
+            b.labels.push(s.label);
+            self.advance();
+        }
+        match builder {
+            Some(b) => b.finish(true),
+            None => Err(Error::data("batch_size is 0")),
+        }
+    }
+}
+
+/// Caffe's `ImageData` layer: images named in a list file, with labels.
+pub struct ImageDataLayer {
+    param: LayerParameter,
+    prefetch: Option<Prefetcher>,
+}
+
+impl ImageDataLayer {
+    fn new(p: &LayerParameter) -> Result<Self> {
+        Ok(ImageDataLayer { param: p.clone(), prefetch: None })
+    }
+}
+
+impl Layer for ImageDataLayer {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
+        if !bottoms.is_empty() {
+            bail!("ImageData takes no bottom blobs, got {}", bottoms.len());
+        }
+        check_tops(&self.param, 2, 2)?;
+        let ip = self.param.image_data_param.clone().unwrap_or_default();
+        let (new_height, new_width) = (ip.new_height() as usize, ip.new_width() as usize);
+        if (new_height == 0) != (new_width == 0) {
+            bail!("new_height and new_width must be set together");
+        }
+        let list = match &ip.source {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => bail!("image_data_param.source is required"),
+        };
+        let batch_size = ip.batch_size() as usize;
+        if batch_size == 0 {
+            bail!("image_data_param.batch_size must be positive");
+        }
+        info!("image_data_layer.cpp:38", "Opening file {list}");
+        let mut lines = crate::data::image::read_image_list(Path::new(&list))?;
+        if lines.is_empty() {
+            bail!("source '{list}': the image list is empty");
+        }
+        let phase = self.param.phase();
+        let mut rng = StdRng::seed_from_u64(if ip.shuffle() { draw_seed() } else { 0 });
+        if ip.shuffle() {
+            info!("image_data_layer.cpp:51", "Shuffling data");
+            lines.shuffle(&mut rng);
+        }
+        info!("image_data_layer.cpp:56", "A total of {} images.", lines.len());
+        let mut pos = 0;
+        if ip.rand_skip() > 0 {
+            let skip = (draw_seed() % ip.rand_skip() as u64) as usize;
+            info!("image_data_layer.cpp:62", "Skipping first {skip} data points.");
+            if skip >= lines.len() {
+                bail!("source '{list}': not enough images ({}) to skip {skip}", lines.len());
+            }
+            pos = skip;
+        }
+        let tp: TransformationParameter = self.param.transform_param.clone().unwrap_or_default();
+        let seed = if Transformer::needs_rand(&tp, phase) { draw_seed() } else { 0 };
+        let transformer = Transformer::new(&tp, phase, seed)?;
+        let source = ImageListSource {
+            list,
+            root: ip.root_folder().to_string(),
+            lines,
+            pos,
+            shuffle: ip.shuffle(),
+            rng,
+            new_height,
+            new_width,
+            is_color: ip.is_color(),
+            transformer,
+            batch_size,
+        };
+        self.prefetch = None;
+        let (prefetch, shape) = Prefetcher::start(self.param.name(), 4, move || Ok(source))?;
+        info!("image_data_layer.cpp:85", "output data size: {}", shape_text(&shape));
+        self.prefetch = Some(prefetch);
+        Ok(SetupOut { tops: vec![shape, vec![batch_size as i64]], params: vec![] })
+    }
+
+    fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
+        next_tops(&mut self.prefetch, ctx.device)
+    }
+}
