@@ -62,6 +62,14 @@ impl From<tch::TchError> for LayerError {
     }
 }
 
+/// The message, so callers (and the tests) format a layer error with `{e}` or
+/// `e.to_string()` rather than reading the field.
+impl std::fmt::Display for LayerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A learnable (or state) blob a layer asks the net for.
 #[derive(Debug, Clone)]
 pub struct ParamDecl {
