@@ -833,7 +833,7 @@ def models_readme():
         "",
         "%s, as Caffe prototxt for caffe-tch. Solvers are in `../solvers/` (see its README for the "
         "solver → net pairing). Everything here is written by `models/generate.py`; "
-        "`python3 models/generate.py --check` (run by `cargo test --test models`) fails when a file is stale." % PAPER,
+        "`python3 models/generate.py --check` (run by `cargo test --release --test suite -- models::`) fails when a file is stale." % PAPER,
         "",
         "| model | paper | layers | conv + fc | DropIn | dropin_length |",
         "|---|---|---|---|---|---|",

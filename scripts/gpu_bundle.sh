@@ -10,11 +10,12 @@
 # torch-sys and turns each of its C++ wrappers that the other libtorch lacks
 # into one that returns an error ("X is not in the libtorch this was built
 # against"); caffe-tch calls none of them. The build is of HEAD, in a git
-# worktree under target/gpu-build/ (the test binaries find their fixtures there).
+# worktree under target/gpu-build/ (the test binary finds its fixtures there).
 #
-# OUT_DIR then holds bundle.tar.xz (caffe, the CUDA parity and layer test binaries, the
-# shared libraries they need beyond glibc and libtorch, a LeNet LMDB), the
-# parity fixtures, and scripts/gpu_device_run.sh runs it all on the GPU machine:
+# OUT_DIR then holds bundle.tar.xz (caffe; the test binary, tests/suite.rs, whose
+# parity and layer tests run there; the shared libraries they need beyond glibc
+# and libtorch; a LeNet LMDB), the parity fixtures, and
+# scripts/gpu_device_run.sh runs it all on the GPU machine:
 #   bash scripts/gpu_device_run.sh OUT_DIR
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -69,7 +70,7 @@ for n in bad:
 open(path, "w").write("\n".join(lines))
 EOF
 done
-(cd "$TREE" && cargo build --release --bin caffe --test parity --test parity_nets --test layers_devices 2>&1 \
+(cd "$TREE" && cargo build --release --bin caffe --test suite 2>&1 \
   | grep -E '^(error|warning: unused)|Finished' || true)
 BIN=$CARGO_TARGET_DIR/release
 newest() { ls -t "$BIN"/deps/"$1"-* | grep -v '\.d$' | head -n 1; }
@@ -79,7 +80,7 @@ newest() { ls -t "$BIN"/deps/"$1"-* | grep -v '\.d$' | head -n 1; }
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/libs" "$STAGE/data"
-cp "$BIN/caffe" "$(newest parity)" "$(newest parity_nets)" "$(newest layers_devices)" "$STAGE/"
+cp "$BIN/caffe" "$(newest suite)" "$STAGE/"
 echo "$TREE" > "$STAGE/manifest_dir"
 echo "$(git -C "$ROOT" rev-parse --short HEAD), PyTorch $TORCH_VERSION" > "$STAGE/build"
 # Every shared library beyond glibc, the C++ runtime, libtorch and CUDA: the GPU

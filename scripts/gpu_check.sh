@@ -6,12 +6,14 @@
 #
 #   scripts/gpu_check.sh [OUT_DIR]
 #
-# Needs an NVIDIA GPU, and target/release/caffe plus the parity test binaries
-# built against a CUDA libtorch (`make build`, then `cargo test --release
-# --no-run`). Where cargo is missing (a bare GPU machine), the prebuilt test
-# binaries in target/release/deps are run directly. scripts/gpu_device_run.sh
-# sets CAFFE, PARITY_BIN_DIR (prebuilt test binaries) and GPU_CHECK_BUILD (what
-# was built) for a bundle made by scripts/gpu_bundle.sh.
+# Needs an NVIDIA GPU, and target/release/caffe plus the test binary (the
+# `suite` target: tests/suite.rs) built against a CUDA libtorch (`make build`,
+# then `cargo test --release --no-run`). Where cargo is missing (a bare GPU
+# machine), the prebuilt suite binary in target/release/deps is run directly.
+# Either way only the parity::, parity_nets:: and layers_devices:: tests run.
+# scripts/gpu_device_run.sh sets CAFFE, PARITY_BIN_DIR (the prebuilt suite
+# binary's folder) and GPU_CHECK_BUILD (what was built) for a bundle made by
+# scripts/gpu_bundle.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-gpu-check}}
@@ -33,20 +35,24 @@ gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohea
 } > "$REPORT"
 
 # 1. Parity on CUDA: every blob and gradient of the reference nets, and every
-# layer type against the CPU (tests/layers_devices.rs).
+# layer type against the CPU (tests/layers_devices.rs): the parity::,
+# parity_nets:: and layers_devices:: tests of the suite binary.
+GPU_TESTS=(parity:: parity_nets:: layers_devices::)
 echo "## Parity on CUDA (reference nets against Caffe: max |Δ| ≤ 1e-3·(1 + max|ref|); every layer type against the CPU: 1e-4)" >> "$REPORT"
 echo >> "$REPORT"
 parity_rc=0
 if [[ -z ${PARITY_BIN_DIR:-} ]] && command -v cargo >/dev/null; then
-  CAFFE_TCH_TEST_DEVICE=cuda cargo test --release --test parity --test parity_nets --test layers_devices -- --nocapture \
+  CAFFE_TCH_TEST_DEVICE=cuda cargo test --release --test suite -- --nocapture "${GPU_TESTS[@]}" \
     > "$OUT_DIR/parity.log" 2>&1 || parity_rc=$?
 else
   : > "$OUT_DIR/parity.log"
-  for t in parity parity_nets layers_devices; do
-    bin=$(ls -t "${PARITY_BIN_DIR:-target/release/deps}"/"$t"-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true)
-    [[ -n $bin ]] || { echo "no prebuilt $t test binary" >> "$OUT_DIR/parity.log"; parity_rc=1; continue; }
-    CAFFE_TCH_TEST_DEVICE=cuda "$bin" --nocapture >> "$OUT_DIR/parity.log" 2>&1 || parity_rc=$?
-  done
+  bin=$(ls -t "${PARITY_BIN_DIR:-target/release/deps}"/suite-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true)
+  if [[ -n $bin ]]; then
+    CAFFE_TCH_TEST_DEVICE=cuda "$bin" --nocapture "${GPU_TESTS[@]}" >> "$OUT_DIR/parity.log" 2>&1 || parity_rc=$?
+  else
+    echo "no prebuilt suite test binary" >> "$OUT_DIR/parity.log"
+    parity_rc=1
+  fi
 fi
 {
   echo '```'

@@ -31,7 +31,7 @@ for f in "$U"/libs/*; do
 done
 export LD_LIBRARY_PATH=$TORCH_LIB:$U/extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 ldd "$U/caffe" | grep -E 'not found|libtorch_cuda'
-# The test binaries read their fixtures under the folder they were built in.
+# The test binary reads its fixtures under the folder it was built in.
 MANIFEST_DIR=$(cat "$U/manifest_dir")
 if [[ ! -d $MANIFEST_DIR/tests/fixtures/caffe-ref/fixtures/lenet ]]; then
   mkdir -p "$MANIFEST_DIR/tests/fixtures/caffe-ref"

@@ -1,16 +1,16 @@
 //! Binary protobuf files that real Caffe wrote (.caffemodel, .solverstate,
 //! .binaryproto): they load, write back unchanged, and round-trip through a net.
-mod common;
-
 use std::path::Path;
 
 use caffe_tch::net::Net;
 use caffe_tch::proto::binary;
-use caffe_tch::proto::caffe::{BlobProto, NetParameter, NetState, Phase, SolverState};
+use caffe_tch::proto::caffe::{BlobProto, NetParameter, Phase, SolverState};
 use caffe_tch::proto::text::TextOptions;
-use common::caffe_ref;
 use prost::Message;
 use tch::Device;
+
+use crate::common;
+use crate::common::caffe_ref;
 
 fn lenet_weights() -> std::path::PathBuf {
     caffe_ref("fixtures/lenet/weights.caffemodel")
@@ -67,6 +67,7 @@ fn mean_binaryproto_has_legacy_shape() {
 
 #[test]
 fn truncated_caffemodel_is_an_error_naming_the_file() {
+    let _rng = common::rng_shared(); // the net's fillers
     let bytes = std::fs::read(lenet_weights()).expect("caffemodel");
     let tmp = tempfile::tempdir().expect("tempdir");
     let cut = tmp.path().join("cut.caffemodel");
@@ -76,7 +77,7 @@ fn truncated_caffemodel_is_an_error_naming_the_file() {
     assert!(msg.contains("cut.caffemodel"), "error does not name the file: {msg}");
 
     // Loading it into a net fails the same way, without a panic.
-    let state = NetState { phase: Some(Phase::Test as i32), ..Default::default() };
+    let state = common::net_state(Phase::Test);
     let proto = caffe_ref("fixtures/lenet/net.prototxt");
     let mut net = Net::from_file(&proto, &state, TextOptions::default(), Device::Cpu).expect("net");
     let err = net.load_weights(&cut).expect_err("load_weights of a truncated file");
@@ -85,7 +86,8 @@ fn truncated_caffemodel_is_an_error_naming_the_file() {
 
 #[test]
 fn net_to_proto_reloads_identical_blobs() {
-    let state = NetState { phase: Some(Phase::Test as i32), ..Default::default() };
+    let _rng = common::rng_shared(); // the nets' fillers
+    let state = common::net_state(Phase::Test);
     let proto = caffe_ref("fixtures/lenet/net.prototxt");
     let mut net = Net::from_file(&proto, &state, TextOptions::default(), Device::Cpu).expect("net");
     net.load_weights(&lenet_weights()).expect("weights");

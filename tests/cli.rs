@@ -1,14 +1,13 @@
 //! The `caffe` binary end to end: how it links, its gflags syntax, its errors,
 //! and the `device_query`, `time`, `forward`, `test` and
 //! `upgrade_net_proto_text` commands on real fixtures.
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use caffe_tch::proto::binary;
 use caffe_tch::proto::caffe::{LayerParameter, NetParameter};
-use common::{assert_close, caffe_ref, fixture, read_npy};
+
+use crate::common::{assert_close, caffe_ref, fixture, read_npy};
 
 const TOL: f64 = 1e-4;
 
@@ -49,10 +48,7 @@ fn npy_arg(name: &str) -> String {
 fn binary_links_libtorch_cuda() {
     let out = match Command::new("ldd").arg(env!("CARGO_BIN_EXE_caffe")).output() {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("skipping: ldd is not available ({e})");
-            return;
-        }
+        Err(e) => skip!("ldd is not available ({e})"),
     };
     let libs = String::from_utf8_lossy(&out.stdout);
     assert!(libs.contains("libtorch_cuda.so"), "caffe does not link libtorch_cuda.so:\n{libs}");

@@ -22,7 +22,7 @@ const EXPECTED_LEGACY_SOLVERS: usize = 2;
 const KNOWN_BAD: &[(&str, &str)] = &[];
 
 fn corpus_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bvlc")
+    crate::common::fixture("bvlc")
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

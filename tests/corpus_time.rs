@@ -19,6 +19,8 @@ use std::sync::Mutex;
 use caffe_tch::proto::caffe::{BlobShape, InputParameter, LayerParameter, NetParameter, Phase};
 use caffe_tch::proto::{print, text, upgrade};
 
+use crate::common;
+
 /// Runs of `caffe time` (net × phase) expected to pass. Update deliberately.
 const EXPECTED_RUNS: usize = 66;
 
@@ -27,10 +29,6 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[("bvlc/examples/pycaffe/linreg.prototx
 
 /// Layers whose data comes from a DB, file list or memory: replaced by Input.
 const DATA_SOURCES: &[&str] = &["Data", "ImageData", "HDF5Data", "WindowData", "MemoryData"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -57,7 +55,7 @@ fn nets() -> Vec<(String, PathBuf)> {
         ("caffe-ref", "tests/fixtures/caffe-ref/fixtures"),
         ("benches", "benches/nets"),
     ] {
-        let root = repo().join(dir);
+        let root = common::repo().join(dir);
         let mut files = Vec::new();
         walk(&root, &mut files);
         for f in files {
@@ -116,7 +114,7 @@ fn sample_shape(l: &LayerParameter) -> Result<Vec<i64>, String> {
             }
         }
         "MemoryData" => {
-            let p = l.memory_data_param.clone().unwrap_or_default();
+            let p = l.memory_data_param.unwrap_or_default();
             Ok(vec![p.channels() as i64, p.height() as i64, p.width() as i64])
         }
         other => Err(format!("not a data source: {other}")),
@@ -258,8 +256,8 @@ fn time_net(job: &Job, dir: &Path) -> Result<f64, String> {
 
 #[test]
 fn caffe_time_runs_on_every_supported_corpus_net() {
-    let dir = std::env::temp_dir().join(format!("caffe_tch_corpus_time_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let mut skipped: Vec<(String, String)> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
     for (label, path) in nets() {
@@ -294,12 +292,11 @@ fn caffe_time_runs_on_every_supported_corpus_net() {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(job) = jobs.get(i) else { break };
-                let r = time_net(job, &dir);
+                let r = time_net(job, dir);
                 results.lock().unwrap()[i] = Some(r);
             });
         }
     });
-    let _ = std::fs::remove_dir_all(&dir);
     let mut ran: Vec<&str> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     for (job, r) in jobs.iter().zip(results.into_inner().unwrap()) {

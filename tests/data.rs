@@ -3,27 +3,26 @@
 //! Data layer's first LeNet batch, the mean image, encoded images, the other
 //! data layers, and one-line errors for bad inputs.
 //!
-//! Tests that need Debian's Fashion-MNIST IDX files install the package when
-//! they can (`apt-get install dataset-fashion-mnist`) and are skipped with a
-//! message otherwise.
-mod common;
-
+//! Tests that need Debian's Fashion-MNIST IDX files (`dataset-fashion-mnist`,
+//! which `make system-deps` installs) skip without them: SKIPPED, or a
+//! failure under CI.
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use caffe_tch::data::datum::{self, Sample, Values};
 use caffe_tch::data::db::{open_cursor, Backend, Cursor, DbWriter};
 use caffe_tch::data::image::{self as img, ColorMode};
 use caffe_tch::data::transform::Transformer;
-use caffe_tch::layers::{create_layer, Ctx};
-use caffe_tch::net::{Net, NetSource};
+use caffe_tch::layers::create_layer;
+use caffe_tch::net::Net;
 use caffe_tch::proto::binary;
-use caffe_tch::proto::caffe::{BlobProto, Datum, LayerParameter, NetParameter, NetState, Phase};
-use caffe_tch::proto::text::{parse_str, TextOptions};
+use caffe_tch::proto::caffe::{BlobProto, Datum, Phase};
 use caffe_tch::tools::{compute_image_mean, convert_imageset, convert_mnist_data};
-use common::{caffe_ref, read_npy};
 use tch::{Device, Kind, Tensor};
+
+use crate::common;
+use crate::common::layer::{ctx, lp as layer};
+use crate::common::{assert_one_line_error, caffe_ref, read_npy, values_f32, FASHION_MNIST_DIR};
 
 // ------------------------------------------------------------------- helpers
 
@@ -70,44 +69,10 @@ fn caffe_test_lmdb_digest() -> String {
 #[test]
 #[ignore]
 fn make_caffe_test_lmdb_digest() {
-    let src = common::shared_caffe_ref("lmdb/fmnist_test_lmdb").expect("../shared/caffe-ref");
+    let Some(src) = common::shared_caffe_ref("lmdb/fmnist_test_lmdb") else {
+        skip!("the shared reference folder ../shared/caffe-ref (lmdb/fmnist_test_lmdb) is not on this machine")
+    };
     std::fs::write(caffe_ref("lmdb/fmnist_test_lmdb.digest"), digest_of(&src, Backend::Lmdb)).unwrap();
-}
-
-static APT: Mutex<()> = Mutex::new(());
-
-/// Debian's Fashion-MNIST folder, installing the package when possible.
-fn fashion_mnist() -> Option<PathBuf> {
-    let dir = PathBuf::from("/usr/share/datasets/fashion-mnist");
-    let ready =
-        |d: &Path| d.join("train-labels-idx1-ubyte.gz").exists() && d.join("t10k-images-idx3-ubyte.gz").exists();
-    let _guard = APT.lock().unwrap_or_else(|p| p.into_inner());
-    if !ready(&dir) {
-        let _ = Command::new("apt-get").args(["install", "-y", "-qq", "dataset-fashion-mnist"]).output();
-    }
-    if ready(&dir) {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: Debian's Fashion-MNIST is not installed and could not be (apt-get install dataset-fashion-mnist)"
-        );
-        None
-    }
-}
-
-fn layer(text: &str) -> LayerParameter {
-    parse_str::<LayerParameter>(text, "test", TextOptions::default()).expect("layer text").message
-}
-
-fn ctx(phase: Phase) -> Ctx {
-    Ctx { phase, iteration: i64::MAX, device: Device::Cpu }
-}
-
-/// Builds a net from prototxt text in `phase`.
-fn net(text: &str, phase: Phase) -> caffe_tch::Result<Net> {
-    let param = parse_str::<NetParameter>(text, "test.prototxt", TextOptions::default())?.message;
-    let state = NetState { phase: Some(phase as i32), ..Default::default() };
-    Net::new(&param, &state, NetSource::new("test.prototxt"), Device::Cpu)
 }
 
 fn data_net(source: &Path, backend: &str, batch: usize, extra: &str) -> String {
@@ -116,6 +81,11 @@ fn data_net(source: &Path, backend: &str, batch: usize, extra: &str) -> String {
             data_param {{ source: "{}" batch_size: {batch} {backend} }} {extra} }}"#,
         source.display()
     )
+}
+
+/// Builds a net from prototxt text in `phase`.
+fn net(text: &str, phase: Phase) -> caffe_tch::Result<Net> {
+    common::net(text, "test.prototxt", phase)
 }
 
 /// Writes `records` into a new DB.
@@ -136,18 +106,6 @@ fn raw_datum(c: i32, h: i32, w: i32, data: Vec<u8>, label: i32) -> Vec<u8> {
         label: Some(label),
         ..Default::default()
     })
-}
-
-fn assert_one_line_error(err: &str, needles: &[&str]) {
-    eprintln!("expected error: {err}");
-    assert!(!err.contains('\n'), "error spans several lines: {err}");
-    for n in needles {
-        assert!(err.contains(n), "error does not name '{n}': {err}");
-    }
-}
-
-fn tensor_vec(t: &Tensor) -> Vec<f32> {
-    Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).unwrap()
 }
 
 // ------------------------------------------------------------ reading Caffe's DBs
@@ -210,7 +168,9 @@ fn leveldb_replays_a_caffe_style_log_only_db() {
 
 #[test]
 fn convert_mnist_test_set_matches_caffe_lmdb_bytes() {
-    let Some(dir) = fashion_mnist() else { return };
+    let Some(dir) = common::fashion_mnist() else {
+        skip!("Debian's Fashion-MNIST is not in {FASHION_MNIST_DIR} (make system-deps installs dataset-fashion-mnist)")
+    };
     let tmp = tempfile::tempdir().unwrap();
     let lmdb = tmp.path().join("test_lmdb");
     let n = convert_mnist_data::convert(
@@ -236,7 +196,9 @@ fn convert_mnist_test_set_matches_caffe_lmdb_bytes() {
 
 #[test]
 fn convert_mnist_train_set_and_mean_match_caffe() {
-    let Some(dir) = fashion_mnist() else { return };
+    let Some(dir) = common::fashion_mnist() else {
+        skip!("Debian's Fashion-MNIST is not in {FASHION_MNIST_DIR} (make system-deps installs dataset-fashion-mnist)")
+    };
     let tmp = tempfile::tempdir().unwrap();
     let lmdb = tmp.path().join("train_lmdb");
     let n = convert_mnist_data::convert(
@@ -377,7 +339,8 @@ fn failed_writer_leaves_no_db() {
 
 #[test]
 fn lenet_first_batch_equals_caffe() {
-    // Caffe's LeNet train/test prototxt, with the TRAIN source pointed at the fixture.
+    let _rng = common::rng_shared(); // the net
+                                     // Caffe's LeNet train/test prototxt, with the TRAIN source pointed at the fixture.
     let dir = caffe_ref("fixtures/lenet/sgd20");
     let text = std::fs::read_to_string(dir.join("lenet_train_test.prototxt")).unwrap();
     let text = text.replace("lmdb/fmnist_train_lmdb", &caffe_ref("lmdb/fmnist_train2k_lmdb").display().to_string());
@@ -399,12 +362,13 @@ fn lenet_first_batch_equals_caffe() {
     }
     let s = datum::parse_and_decode(c.value(), ColorMode::Native).unwrap();
     let first: Vec<f32> = (0..784).map(|i| s.at(i) * 0.00390625).collect();
-    assert_eq!(tensor_vec(&net.blob("data").unwrap().get(0)), first);
-    assert_eq!(tensor_vec(&net.blob("label").unwrap().get(0)), vec![s.label]);
+    assert_eq!(values_f32(&net.blob("data").unwrap().get(0)), first);
+    assert_eq!(values_f32(&net.blob("label").unwrap().get(0)), vec![s.label]);
 }
 
 #[test]
 fn data_layer_wraps_at_the_end_and_honours_rand_skip() {
+    let _rng = common::rng_shared(); // rand_skip
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("five");
     let records: Vec<(String, Vec<u8>)> =
@@ -421,8 +385,8 @@ fn data_layer_wraps_at_the_end_and_honours_rand_skip() {
     let mut labels = Vec::new();
     for _ in 0..4 {
         let tops = l.forward(&ctx(Phase::Train), &[], &[]).unwrap();
-        labels.extend(tensor_vec(&tops[1]));
-        assert_eq!(tensor_vec(&tops[0]).len(), 6);
+        labels.extend(values_f32(&tops[1]));
+        assert_eq!(values_f32(&tops[0]).len(), 6);
     }
     assert_eq!(labels, vec![0., 1., 2., 3., 4., 0., 1., 2., 3., 4., 0., 1.]);
     // One top (no label) is allowed.
@@ -441,19 +405,20 @@ fn data_layer_wraps_at_the_end_and_honours_rand_skip() {
     ));
     let mut ls = create_layer(&lps).unwrap();
     ls.setup(&[]).unwrap();
-    let first = tensor_vec(&ls.forward(&ctx(Phase::Train), &[], &[]).unwrap()[1])[0];
+    let first = values_f32(&ls.forward(&ctx(Phase::Train), &[], &[]).unwrap()[1])[0];
     assert!((0.0..4.0).contains(&first));
 }
 
 #[test]
 fn data_layer_transforms_with_mean_crop_and_mirror() {
+    let _rng = common::rng_shared(); // the layers draw their seeds
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("rgb");
     // 3×4×5 images with value 100c + 10h + w (+ record index).
     let records: Vec<(String, Vec<u8>)> = (0..4)
         .map(|k| {
             let data = (0..60).map(|i| ((i / 20) * 100 + (i % 20 / 5) * 10 + i % 5 + k) as u8).collect();
-            (format!("{k:08}"), raw_datum(3, 4, 5, data, k as i32))
+            (format!("{k:08}"), raw_datum(3, 4, 5, data, k))
         })
         .collect();
     write_db(&db, Backend::Lmdb, &records);
@@ -483,7 +448,7 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
     let mut l = create_layer(&lp_test).unwrap();
     assert_eq!(l.setup(&[]).unwrap().tops[0], vec![2, 3, 2, 2]);
     let tops = l.forward(&ctx(Phase::Test), &[], &[]).unwrap();
-    let got = tensor_vec(&tops[0]);
+    let got = values_f32(&tops[0]);
     let mut want = Vec::new();
     for k in 0..2 {
         for c in 0..3 {
@@ -572,13 +537,14 @@ fn read_all(db: &Path, extra: &str, n: usize) -> (Tensor, Tensor) {
         db.display()
     ));
     let mut l = create_layer(&lp).unwrap();
-    l.setup(&[]).unwrap_or_else(|e| panic!("{}", e.to_string()));
+    l.setup(&[]).unwrap_or_else(|e| panic!("{e}"));
     let tops = l.forward(&ctx(Phase::Test), &[], &[]).unwrap();
     (tops[0].shallow_clone(), tops[1].shallow_clone())
 }
 
 #[test]
 fn encoded_datasets_decode_like_raw() {
+    let _rng = common::rng_shared(); // shuffle
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("images");
     std::fs::create_dir(&root).unwrap();
@@ -663,7 +629,7 @@ fn encoded_datasets_decode_like_raw() {
     ));
     let mut l = create_layer(&lp).unwrap();
     assert_eq!(l.setup(&[]).unwrap().tops[0], vec![4, 1, 8, 10]);
-    let mut labels = tensor_vec(&l.forward(&ctx(Phase::Train), &[], &[]).unwrap()[1]);
+    let mut labels = values_f32(&l.forward(&ctx(Phase::Train), &[], &[]).unwrap()[1]);
     labels.sort_by(f32::total_cmp);
     assert_eq!(labels, vec![0., 1., 2., 3.]);
 }
@@ -698,18 +664,19 @@ fn image_codec_round_trips_and_resizes() {
 
 #[test]
 fn dummy_data_fills_each_top() {
+    let _rng = common::rng_shared(); // the fillers
     let text = r#"name: "n"
         layer { name: "dummy" type: "DummyData" top: "a" top: "b" top: "c"
           dummy_data_param { shape { dim: 2 dim: 3 } shape { dim: 4 } shape { dim: 1 dim: 1 dim: 2 dim: 2 }
             data_filler { type: "constant" value: 2.5 } data_filler { type: "uniform" min: 1 max: 2 } data_filler { type: "gaussian" std: 1 } } }"#;
     let mut n = net(text, Phase::Train).expect("net");
     n.forward().unwrap();
-    assert_eq!(tensor_vec(n.blob("a").unwrap()), vec![2.5; 6]);
-    let b1 = tensor_vec(n.blob("b").unwrap());
+    assert_eq!(values_f32(n.blob("a").unwrap()), vec![2.5; 6]);
+    let b1 = values_f32(n.blob("b").unwrap());
     assert!(b1.iter().all(|v| (1.0..=2.0).contains(v)));
     assert_eq!(n.blob("c").unwrap().size(), vec![1, 1, 2, 2]);
     n.forward().unwrap();
-    assert_ne!(tensor_vec(n.blob("b").unwrap()), b1, "non-constant tops are refilled");
+    assert_ne!(values_f32(n.blob("b").unwrap()), b1, "non-constant tops are refilled");
     // Legacy num/channels/height/width, one filler for all.
     let lp = layer(
         r#"name: "d" type: "DummyData" top: "x" top: "y" dummy_data_param { num: 2 channels: 3 height: 4 width: 5 num: 1 channels: 1 height: 1 width: 1 }"#,
@@ -725,6 +692,7 @@ fn dummy_data_fills_each_top() {
 
 #[test]
 fn memory_data_serves_batches_in_turn() {
+    let _rng = common::rng_shared(); // the net
     let text = r#"name: "m" layer { name: "mem" type: "MemoryData" top: "data" top: "label"
         memory_data_param { batch_size: 2 channels: 1 height: 2 width: 2 } }"#;
     let mut n = net(text, Phase::Test).expect("net");
@@ -736,10 +704,10 @@ fn memory_data_serves_batches_in_turn() {
     for _ in 0..4 {
         n.forward_inference().unwrap();
         assert_eq!(n.blob("data").unwrap().size(), vec![2, 1, 2, 2]);
-        seen.extend(tensor_vec(n.blob("label").unwrap()));
+        seen.extend(values_f32(n.blob("label").unwrap()));
     }
     assert_eq!(seen, vec![0., 1., 2., 3., 4., 5., 0., 1.]);
-    assert_eq!(tensor_vec(&n.blob("data").unwrap().get(1)), vec![4., 5., 6., 7.]);
+    assert_eq!(values_f32(&n.blob("data").unwrap().get(1)), vec![4., 5., 6., 7.]);
     let e = n.set_input_arrays(&data.narrow(0, 0, 3), &labels.narrow(0, 0, 3)).unwrap_err().to_string();
     assert!(e.contains("multiple of batch_size") && e.contains("mem"), "{e}");
 }
@@ -748,6 +716,7 @@ fn memory_data_serves_batches_in_turn() {
 
 #[test]
 fn bad_inputs_are_one_line_errors_naming_layer_source_and_key() {
+    let _rng = common::rng_shared(); // the nets
     let tmp = tempfile::tempdir().unwrap();
     let err_of = |text: &str, phase: Phase, forwards: usize| -> String {
         match net(text, phase) {
@@ -861,6 +830,7 @@ fn bad_inputs_are_one_line_errors_naming_layer_source_and_key() {
 
 #[test]
 fn extract_features_writes_float_datums() {
+    let _rng = common::rng_shared(); // the nets' fillers
     let tmp = tempfile::tempdir().unwrap();
     let text = format!(
         r#"name: "f" {}
@@ -898,7 +868,7 @@ fn extract_features_writes_float_datums() {
     assert_eq!(c.key(), b"0000000000");
     let d = datum::parse(c.value()).unwrap();
     assert_eq!((d.channels(), d.height(), d.width()), (3, 1, 1));
-    assert_eq!(d.float_data, tensor_vec(&want_ip.get(0)));
+    assert_eq!(d.float_data, values_f32(&want_ip.get(0)));
     let mut keys = 0;
     while c.valid() {
         keys += 1;

@@ -2,12 +2,10 @@
 use caffe_tch::layers::gradcheck::{rng_lock, GradCheck};
 use caffe_tch::layers::{create_layer, Ctx, Layer};
 use caffe_tch::proto::caffe::{LayerParameter, Phase};
-use caffe_tch::proto::text::{parse_str, TextOptions};
 use tch::{Device, Kind, Tensor};
 
-fn layer(text: &str) -> LayerParameter {
-    parse_str(text, "test", TextOptions::default()).unwrap().message
-}
+use crate::common::layer::lp as layer;
+use crate::common::rng_exclusive;
 
 fn ctx(phase: Phase, iteration: i64) -> Ctx {
     Ctx { phase, iteration, device: Device::Cpu }
@@ -28,6 +26,7 @@ const GRADUAL: &str = r#"name: "d" type: "DropIn" dropin_param { dropin_length: 
 
 #[test]
 fn gradual_at_start_passes_the_skip_path() {
+    let _rng = rng_exclusive();
     for it in [0, 100, 200] {
         let (skip, _, top) = run(&layer(GRADUAL), &[4, 3, 5, 5], Phase::Train, it);
         assert!(top.equal(&skip), "iteration {it}");
@@ -36,6 +35,7 @@ fn gradual_at_start_passes_the_skip_path() {
 
 #[test]
 fn gradual_after_the_ramp_passes_the_new_layer() {
+    let _rng = rng_exclusive();
     for it in [1200, 5000, i64::MAX] {
         let (_, new, top) = run(&layer(GRADUAL), &[4, 3, 5, 5], Phase::Train, it);
         assert!(top.equal(&new), "iteration {it}");
@@ -44,6 +44,7 @@ fn gradual_after_the_ramp_passes_the_new_layer() {
 
 #[test]
 fn gradual_midpoint_takes_ceil_q_n_units_from_the_skip_path_in_index_order() {
+    let _rng = rng_exclusive();
     let shape = [3i64, 7, 3, 3];
     let n = 7 * 3 * 3;
     for it in [201, 450, 537, 700, 1199] {
@@ -62,6 +63,7 @@ fn gradual_midpoint_takes_ceil_q_n_units_from_the_skip_path_in_index_order() {
 
 #[test]
 fn regularizing_mode_mixes_q_of_units_in_train() {
+    let _rng = rng_exclusive();
     let lp = layer(r#"name: "d" type: "DropIn" dropin_param { dropin_ratio: 0.3 }"#);
     let (skip, _, top) = run(&lp, &[10, 10, 10, 100], Phase::Train, 0);
     let frac = top.eq_tensor(&skip).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
@@ -78,6 +80,7 @@ fn regularizing_mode_mixes_q_of_units_in_train() {
 
 #[test]
 fn regularizing_mode_test_phase_is_the_expectation() {
+    let _rng = rng_exclusive();
     let lp = layer(r#"name: "d" type: "DropIn" dropin_param { dropin_ratio: 0.3 }"#);
     let (skip, new, top) = run(&lp, &[2, 3, 4, 4], Phase::Test, 0);
     let expect = &skip * 0.3 + &new * 0.7;
@@ -87,6 +90,7 @@ fn regularizing_mode_test_phase_is_the_expectation() {
 
 #[test]
 fn gradient_reaches_exactly_the_selected_units() {
+    let _rng = rng_exclusive();
     let lp = layer(GRADUAL);
     let mut l = create_layer(&lp).unwrap();
     let shape = [2i64, 5, 4, 4];
@@ -109,6 +113,7 @@ fn gradient_reaches_exactly_the_selected_units() {
 
 #[test]
 fn dropin_gradient_check_both_modes() {
+    let _rng = rng_exclusive();
     let b = || -> Vec<Tensor> {
         let _rng = rng_lock();
         vec![
@@ -125,6 +130,7 @@ fn dropin_gradient_check_both_modes() {
 
 #[test]
 fn dropin_shape_mismatch_suggests_resize() {
+    let _rng = rng_exclusive();
     let mut l = create_layer(&layer(GRADUAL)).unwrap();
     let e = l.setup(&[vec![1, 3, 4, 4], vec![1, 4, 4, 4]]).err().unwrap().to_string();
     assert!(e.contains("Resize"), "{e}");
@@ -132,6 +138,7 @@ fn dropin_shape_mismatch_suggests_resize() {
 
 #[test]
 fn resize_channels_and_spatial_size() {
+    let _rng = rng_exclusive();
     let lp = layer(r#"name: "r" type: "Resize" resize_param { height: 6 width: 8 channels: 5 }"#);
     let mut l = create_layer(&lp).unwrap();
     let out = l.setup(&[vec![2, 2, 3, 4]]).unwrap();
@@ -156,6 +163,7 @@ fn resize_channels_and_spatial_size() {
 
 #[test]
 fn resize_gradient_check() {
+    let _rng = rng_exclusive();
     for text in [
         r#"name: "r" type: "Resize" resize_param { height: 5 width: 7 channels: 3 }"#,
         r#"name: "r" type: "Resize" resize_param { height: 2 width: 2 channels: 1 interpolation: NEAREST }"#,

@@ -8,6 +8,9 @@ use caffe_tch::proto::caffe::FillerParameter;
 use caffe_tch::proto::text::{parse_str, TextOptions};
 use tch::{Device, Kind, Tensor};
 
+use crate::common::layer::values;
+use crate::common::rng_exclusive;
+
 fn filler(text: &str) -> FillerParameter {
     parse_str::<FillerParameter>(text, "test", TextOptions::default()).unwrap_or_else(|e| panic!("{text}: {e}")).message
 }
@@ -16,14 +19,10 @@ fn filler(text: &str) -> FillerParameter {
 fn draw(text: &str, shape: &[i64]) -> Tensor {
     let _guard = rng_lock();
     tch::manual_seed(1701);
-    let t = fill(&filler(text), shape, Device::Cpu).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+    let t = fill(&filler(text), shape, Device::Cpu).unwrap_or_else(|e| panic!("{text}: {e}"));
     assert_eq!(t.size(), shape, "{text}");
     assert_eq!(t.kind(), Kind::Float, "{text}");
     t
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -44,6 +43,7 @@ const CONV: [i64; 4] = [64, 32, 3, 3];
 
 #[test]
 fn constant_fills_the_value() {
+    let _rng = rng_exclusive();
     let v = values(&draw(r#"type: "constant" value: 0.25"#, &[2, 3, 4]));
     assert!(v.iter().all(|&x| x == 0.25), "{v:?}");
     // Caffe's FillerParameter defaults: type constant, value 0.
@@ -53,6 +53,7 @@ fn constant_fills_the_value() {
 
 #[test]
 fn uniform_covers_min_to_max() {
+    let _rng = rng_exclusive();
     let v = values(&draw(r#"type: "uniform" min: -0.3 max: 0.7"#, &[200, 500]));
     let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
     assert!(lo >= -0.3 - 1e-7 && hi <= 0.7 + 1e-7, "range [{lo}, {hi}]");
@@ -68,6 +69,7 @@ fn uniform_covers_min_to_max() {
 
 #[test]
 fn gaussian_mean_and_std() {
+    let _rng = rng_exclusive();
     let v = values(&draw(r#"type: "gaussian" mean: 1.5 std: 0.5"#, &[200, 500]));
     assert!((mean(&v) - 1.5).abs() < 0.005, "mean {}", mean(&v));
     assert!((std(&v) - 0.5).abs() < 0.005, "std {}", std(&v));
@@ -79,6 +81,7 @@ fn gaussian_mean_and_std() {
 
 #[test]
 fn sparse_gaussian_keeps_sparse_over_num_outputs() {
+    let _rng = rng_exclusive();
     // 10 outputs, sparse 3: each weight is non-zero with probability 0.3.
     let v = values(&draw(r#"type: "gaussian" std: 2 sparse: 3"#, &[10, 20000]));
     let nonzero: Vec<f64> = v.iter().copied().filter(|&x| x != 0.0).collect();
@@ -95,6 +98,7 @@ fn sparse_gaussian_keeps_sparse_over_num_outputs() {
 
 #[test]
 fn positive_unitball_rows_sum_to_one() {
+    let _rng = rng_exclusive();
     let shape = [5, 3, 4, 4];
     let t = draw(r#"type: "positive_unitball""#, &shape);
     let v = values(&t);
@@ -120,6 +124,7 @@ fn assert_uniform_bound(v: &[f64], bound: f64, what: &str) {
 
 #[test]
 fn xavier_bound_follows_variance_norm() {
+    let _rng = rng_exclusive();
     let (fan_in, fan_out): (f64, f64) = (288.0, 576.0);
     for (norm, n) in [
         ("", fan_in),
@@ -141,6 +146,7 @@ fn xavier_bound_follows_variance_norm() {
 
 #[test]
 fn msra_std_follows_variance_norm() {
+    let _rng = rng_exclusive();
     let (fan_in, fan_out): (f64, f64) = (288.0, 576.0);
     for (norm, n) in
         [("", fan_in), ("variance_norm: FAN_OUT", fan_out), ("variance_norm: AVERAGE", (fan_in + fan_out) / 2.0)]
@@ -162,6 +168,7 @@ fn bilinear_weight(k: i64, x: i64, y: i64) -> f64 {
 
 #[test]
 fn bilinear_kernel_values() {
+    let _rng = rng_exclusive();
     // k = 4: f = 2, c = 0.75, each axis weighs 0.25, 0.75, 0.75, 0.25.
     let axis = [0.25, 0.75, 0.75, 0.25];
     let t = draw(r#"type: "bilinear""#, &[2, 3, 4, 4]);
@@ -197,6 +204,7 @@ fn bilinear_kernel_values() {
 
 #[test]
 fn unknown_filler_is_an_error_listing_the_known_ones() {
+    let _rng = rng_exclusive();
     let _guard = rng_lock();
     let err = match fill(&filler(r#"type: "glorot""#), &[3, 3], Device::Cpu) {
         Ok(_) => panic!("an unknown filler type should fail"),
@@ -210,6 +218,7 @@ fn unknown_filler_is_an_error_listing_the_known_ones() {
 
 #[test]
 fn a_seed_gives_the_same_weights() {
+    let _rng = rng_exclusive();
     let _guard = rng_lock();
     for text in [
         r#"type: "uniform" min: -1 max: 1"#,

@@ -1,28 +1,19 @@
 //! HDF5: the HDF5Data/HDF5Output layers and `snapshot_format: HDF5`, checked
 //! against snapshots written by BVLC Caffe (tests/fixtures/caffe-ref/extra/hdf5snap).
-mod common;
-
 use std::path::Path;
 
 use caffe_tch::layers::{create_layer, Ctx, Layer};
 use caffe_tch::net::Net;
 use caffe_tch::proto::caffe::{
-    solver_parameter::SnapshotFormat, BlobShape, InputParameter, LayerParameter, NetParameter, NetState, Phase,
-    SolverParameter,
+    solver_parameter::SnapshotFormat, BlobShape, InputParameter, NetParameter, Phase, SolverParameter,
 };
 use caffe_tch::proto::text::{self, TextOptions};
 use caffe_tch::solver::{Solver, SolverOptions};
-use common::caffe_ref;
 use hdf5::types::TypeDescriptor;
 use tch::{Device, Kind, Tensor};
 
-/// Tests that draw from libtorch's global generator run one at a time, so the
-/// seeded-shuffle test sees only its own draws.
-static GLOBAL_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::common::layer::lp;
+use crate::common::{caffe_ref, net_state, rng_exclusive, rng_shared};
 
 fn snap(rel: &str) -> std::path::PathBuf {
     caffe_ref("extra/hdf5snap").join(rel)
@@ -49,8 +40,8 @@ fn lenet_param() -> NetParameter {
 }
 
 fn train_net() -> Net {
-    let state = NetState { phase: Some(Phase::Train as i32), ..Default::default() };
-    Net::new(&lenet_param(), &state, caffe_tch::net::NetSource::new("lenet"), Device::Cpu).expect("net")
+    Net::new(&lenet_param(), &net_state(Phase::Train), caffe_tch::net::NetSource::new("lenet"), Device::Cpu)
+        .expect("net")
 }
 
 fn assert_same_weights(a: &Net, b: &Net) {
@@ -113,7 +104,7 @@ fn new_solver(dir: &Path) -> Solver {
 
 #[test]
 fn caffe_hdf5_model_loads_same_weights_as_binary() {
-    let _rng = rng_lock();
+    let _rng = rng_shared(); // the nets' fillers
     let mut from_h5 = train_net();
     from_h5.load_weights(&snap("lenet_iter_10.caffemodel.h5")).unwrap();
     let mut from_binary = train_net();
@@ -126,7 +117,7 @@ fn caffe_hdf5_model_loads_same_weights_as_binary() {
 
 #[test]
 fn resumes_from_caffe_hdf5_solverstate() {
-    let _rng = rng_lock();
+    let _rng = rng_shared(); // the solver's net draws its fillers
     let tmp = tempfile::tempdir().unwrap();
     let mut solver = new_solver(tmp.path());
     let state = snap("lenet_iter_10.solverstate.h5");
@@ -145,7 +136,7 @@ fn resumes_from_caffe_hdf5_solverstate() {
 
 #[test]
 fn hdf5_snapshot_has_caffe_layout_and_reads_back() {
-    let _rng = rng_lock();
+    let _rng = rng_shared(); // the solver's net draws its fillers
     let tmp = tempfile::tempdir().unwrap();
     let mut solver = new_solver(tmp.path());
     solver.restore(&snap("lenet_iter_10.solverstate.h5")).unwrap();
@@ -182,7 +173,7 @@ fn hdf5_snapshot_has_caffe_layout_and_reads_back() {
 
 #[test]
 fn hdf5_model_errors_name_the_file() {
-    let _rng = rng_lock();
+    let _rng = rng_shared(); // the nets' fillers
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.caffemodel.h5");
     std::fs::write(&bad, b"not hdf5").unwrap();
@@ -193,8 +184,7 @@ fn hdf5_model_errors_name_the_file() {
 // ----- layers -----------------------------------------------------------------
 
 fn layer(text: &str) -> Box<dyn Layer> {
-    let p = text::parse_str::<LayerParameter>(text, "test", TextOptions::default()).unwrap().message;
-    create_layer(&p).unwrap_or_else(|e| panic!("{}", e.to_string()))
+    create_layer(&lp(text)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn ctx() -> Ctx {
@@ -250,7 +240,7 @@ fn hdf5_data_reads_across_files_and_wraps() {
 
 #[test]
 fn hdf5_data_shuffle_permutes_rows_and_is_seeded() {
-    let _rng = rng_lock();
+    let _rng = rng_exclusive(); // seeds, then expects the same order twice
     let tmp = tempfile::tempdir().unwrap();
     write_rows(&tmp.path().join("a.h5"), 0, 6);
     write_rows(&tmp.path().join("b.h5"), 6, 4);
@@ -322,7 +312,7 @@ fn hdf5_output_writes_latest_batch() {
 /// solver resumes from that snapshot with the same weights and history.
 #[test]
 fn solver_trains_from_hdf5_data_and_resumes_from_hdf5_snapshot() {
-    let _rng = rng_lock();
+    let _rng = rng_shared(); // the solver's net draws its fillers
     let tmp = tempfile::tempdir().unwrap();
     write_rows(&tmp.path().join("a.h5"), 0, 6);
     let list = tmp.path().join("list.txt");

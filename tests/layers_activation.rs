@@ -2,29 +2,11 @@
 //! computed here in plain f64, Caffe's gradient at the kinks (x = 0, the clip
 //! ends), gradient checks, Dropout's TRAIN/TEST behaviour, and setup errors.
 use caffe_tch::layers::gradcheck::GradCheck;
-use caffe_tch::layers::{create_layer, Ctx, SetupOut, Shape};
-use caffe_tch::net::{Net, NetSource};
-use caffe_tch::proto::caffe::{LayerParameter, NetParameter, NetState, Phase};
-use caffe_tch::proto::text::{parse_str, TextOptions};
+use caffe_tch::proto::caffe::Phase;
 use tch::{Device, Kind, Tensor};
 
-/// libtorch's random generator is global and the gradient checker reseeds it
-/// before every pass, so tests in this file run one at a time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn lp(text: &str) -> LayerParameter {
-    match parse_str::<LayerParameter>(text, "test", TextOptions::default()) {
-        Ok(p) => p.message,
-        Err(e) => panic!("parse failed: {e}\n{text}"),
-    }
-}
-
-fn t(values: &[f64], shape: &[i64]) -> Tensor {
-    Tensor::from_slice(values).reshape(shape)
-}
+use crate::common::layer::{self, assert_values, run_phase, setup_err, t, values};
+use crate::common::{net, rng_exclusive};
 
 /// Values away from every kink the layers have (0, ±1 clip ends), seeded.
 fn smooth_input(shape: &[i64], seed: i64) -> Tensor {
@@ -36,45 +18,9 @@ fn smooth_input(shape: &[i64], seed: i64) -> Tensor {
     mag * sign
 }
 
-fn ctx(phase: Phase) -> Ctx {
-    Ctx { phase, iteration: i64::MAX, device: Device::Cpu }
-}
-
-fn run_phase(text: &str, bottoms: &[Tensor], params: &[Tensor], phase: Phase) -> (SetupOut, Vec<Tensor>) {
-    let p = lp(text);
-    let mut layer = create_layer(&p).unwrap_or_else(|e| panic!("create: {}", e.to_string()));
-    let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
-    let tops = layer.forward(&ctx(phase), bottoms, params).unwrap_or_else(|e| panic!("forward: {}", e.to_string()));
-    (setup, tops)
-}
-
+/// The tops of a TEST forward pass.
 fn run(text: &str, bottoms: &[Tensor], params: &[Tensor]) -> Vec<Tensor> {
     run_phase(text, bottoms, params, Phase::Test).1
-}
-
-/// The error from create or setup for these bottom shapes.
-fn setup_err(text: &str, shapes: &[Shape]) -> String {
-    match create_layer(&lp(text)) {
-        Err(e) => e.to_string(),
-        Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.to_string(),
-            Ok(s) => panic!("expected a setup error, got tops {:?}", s.tops),
-        },
-    }
-}
-
-fn values(x: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(&x.to_kind(Kind::Double).reshape([-1])).unwrap()
-}
-
-fn assert_values(what: &str, ours: &Tensor, expected: &[f64]) {
-    let got = values(ours);
-    assert_eq!(got.len(), expected.len(), "{what}: count");
-    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
-        let ok = (g - e).abs() <= 1e-9 * (1.0 + e.abs()) || (g.is_nan() && e.is_nan());
-        assert!(ok, "{what}: element {i} is {g}, expected {e} (all: {got:?})");
-    }
 }
 
 /// d(Σ top)/d(bottom) by autograd: the layer's elementwise derivative.
@@ -86,14 +32,9 @@ fn derivative(text: &str, x: &Tensor, params: &[Tensor], phase: Phase) -> Tensor
     g[0].shallow_clone()
 }
 
-fn gradcheck_phase(text: &str, bottoms: &[Tensor], phase: Phase, tolerance: f64) {
-    let check = GradCheck { phase, tolerance, ..Default::default() };
-    let report = check.run(&lp(text), bottoms).unwrap_or_else(|e| panic!("{text}: {e}"));
-    assert!(report.checked > 0, "{text}: nothing checked");
-}
-
+/// A TRAIN gradient check, 10x tighter than the checker's default tolerance.
 fn gradcheck(text: &str, bottoms: &[Tensor]) {
-    gradcheck_phase(text, bottoms, Phase::Train, 1e-5);
+    layer::gradcheck(text, bottoms, GradCheck { phase: Phase::Train, tolerance: 1e-5, ..Default::default() });
 }
 
 const X: [f64; 6] = [-2.0, -0.5, 0.0, 0.5, 2.0, 3.0];
@@ -112,7 +53,7 @@ fn sigmoid(v: f64) -> f64 {
 
 #[test]
 fn relu_and_leaky_relu() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let y = &run(r#"name: "r" type: "ReLU""#, &[x()], &[])[0];
     assert_values("relu", y, &map(|v| v.max(0.0)));
     let leaky = r#"name: "r" type: "ReLU" relu_param { negative_slope: 0.1 }"#;
@@ -133,7 +74,7 @@ fn relu_and_leaky_relu() {
 
 #[test]
 fn prelu_per_channel_and_shared() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // Default filler: constant 0.25, one slope per channel (axis 1).
     let (setup, _) = run_phase(
         r#"name: "p" type: "PReLU""#,
@@ -183,16 +124,14 @@ fn prelu_per_channel_and_shared() {
 
 #[test]
 fn prelu_slopes_load_from_a_net() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // The slope blob is a learnable param of the net, shape [C], filled 0.25.
     let text = r#"
         name: "n"
         layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
         layer { name: "p" type: "PReLU" bottom: "x" top: "x" }
     "#;
-    let param = parse_str::<NetParameter>(text, "test", TextOptions::default()).unwrap().message;
-    let state = NetState { phase: Some(Phase::Test as i32), ..Default::default() };
-    let mut net = Net::new(&param, &state, NetSource::new("test"), Device::Cpu).unwrap();
+    let mut net = net(text, "test", Phase::Test).unwrap();
     assert_eq!(net.learnable_params().len(), 1);
     assert_values("slopes", &net.learnable_params()[0].data, &[0.25, 0.25, 0.25]);
     net.set_input("x", &x().to_kind(Kind::Float)).unwrap();
@@ -202,7 +141,7 @@ fn prelu_slopes_load_from_a_net() {
 
 #[test]
 fn elu() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "e" type: "ELU" elu_param { alpha: 0.7 }"#;
     let alpha = 0.7f32 as f64;
     assert_values("elu", &run(text, &[x()], &[])[0], &map(|v| if v > 0.0 { v } else { alpha * (v.exp() - 1.0) }));
@@ -227,7 +166,7 @@ fn elu() {
 
 #[test]
 fn sigmoid_tanh_absval() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let s = r#"name: "s" type: "Sigmoid""#;
     assert_values("sigmoid", &run(s, &[x()], &[])[0], &map(sigmoid));
     assert_values("sigmoid'", &derivative(s, &x(), &[], Phase::Train), &map(|v| sigmoid(v) * (1.0 - sigmoid(v))));
@@ -261,7 +200,7 @@ fn sigmoid_tanh_absval() {
 
 #[test]
 fn bnll() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "b" type: "BNLL""#;
     let caffe = |v: f64| if v > 0.0 { v + (1.0 + (-v).exp()).ln() } else { (1.0 + v.exp()).ln() };
     assert_values("bnll", &run(text, &[x()], &[])[0], &map(caffe));
@@ -275,7 +214,7 @@ fn bnll() {
 
 #[test]
 fn power() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "p" type: "Power" power_param { power: 2.5 scale: 0.5 shift: 3 }"#;
     assert_values("power", &run(text, &[x()], &[])[0], &map(|v| (3.0 + 0.5 * v).powf(2.5)));
     assert_values(
@@ -302,7 +241,7 @@ fn power() {
 
 #[test]
 fn exp_and_log() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let e = r#"name: "e" type: "Exp""#;
     assert_values("exp", &run(e, &[x()], &[])[0], &map(f64::exp));
     let e2 = r#"name: "e" type: "Exp" exp_param { base: 2 scale: 0.5 shift: 1 }"#;
@@ -335,7 +274,7 @@ fn exp_and_log() {
 
 #[test]
 fn threshold_has_no_gradient() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "t" type: "Threshold" threshold_param { threshold: 0.5 }"#;
     assert_values("threshold", &run(text, &[x()], &[])[0], &map(|v| (v > 0.5) as i32 as f64));
     assert_values(
@@ -351,7 +290,7 @@ fn threshold_has_no_gradient() {
 
 #[test]
 fn clip() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "c" type: "Clip" clip_param { min: -1 max: 2 }"#;
     assert_values("clip", &run(text, &[x()], &[])[0], &map(|v| v.clamp(-1.0, 2.0)));
     // Caffe passes the gradient where min <= x <= max, both ends included.
@@ -365,7 +304,7 @@ fn clip() {
 
 #[test]
 fn swish() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "s" type: "Swish" swish_param { beta: 1.5 }"#;
     assert_values("swish", &run(text, &[x()], &[])[0], &map(|v| v * sigmoid(1.5 * v)));
     // Caffe: β·y + σ(βx)·(1 − β·y).
@@ -380,7 +319,7 @@ fn swish() {
 
 #[test]
 fn dropout_train_and_test() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "d" type: "Dropout" dropout_param { dropout_ratio: 0.25 }"#;
     let input = Tensor::ones([40, 50], (Kind::Double, Device::Cpu)) * 3.0;
     // TEST: identity.
@@ -400,7 +339,11 @@ fn dropout_train_and_test() {
     for (y, d) in v.iter().zip(&gv) {
         assert_eq!(*d, if *y == 0.0 { 0.0 } else { 4.0 / 3.0 });
     }
-    gradcheck_phase(text, &[smooth_input(&[4, 5], 15)], Phase::Train, 1e-5);
+    layer::gradcheck(
+        text,
+        &[smooth_input(&[4, 5], 15)],
+        GradCheck { phase: Phase::Train, tolerance: 1e-5, ..Default::default() },
+    );
 
     // scale_train: false → TRAIN unscaled, TEST × (1 − ratio).
     let unscaled = r#"name: "d" type: "Dropout" dropout_param { dropout_ratio: 0.25 scale_train: false }"#;
@@ -418,7 +361,7 @@ fn dropout_train_and_test() {
 
 #[test]
 fn neurons_take_exactly_one_bottom() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     for ty in [
         "ReLU",
         "PReLU",
@@ -444,7 +387,7 @@ fn neurons_take_exactly_one_bottom() {
 
 #[test]
 fn neurons_work_in_f32_and_keep_shape() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let input = smooth_input(&[2, 3, 2, 2], 16).to_kind(Kind::Float);
     for text in [
         r#"name: "n" type: "ELU""#,

@@ -2,91 +2,29 @@
 //! results for Caffe's semantics, setup errors, gradient checks for every
 //! layer with a backward, and the Scale/Eltwise/Softmax steps of the
 //! resnet_small fixture against BVLC Caffe's blobs.
-mod common;
-
-use caffe_tch::layers::gradcheck::{self, GradCheck};
-use caffe_tch::layers::{create_layer, Ctx, SetupOut, Shape, REGISTRY};
-use caffe_tch::net::{Net, NetSource};
-use caffe_tch::proto::caffe::{LayerParameter, NetParameter, NetState, Phase};
-use caffe_tch::proto::text::{parse_str, TextOptions};
-use common::{assert_close, caffe_ref, read_npy};
+use caffe_tch::layers::gradcheck::GradCheck;
+use caffe_tch::layers::{create_layer, SetupOut, Shape, REGISTRY};
+use caffe_tch::net::Net;
+use caffe_tch::proto::caffe::Phase;
 use tch::{Device, Kind, Tensor};
 
-fn lp(text: &str) -> LayerParameter {
-    match parse_str::<LayerParameter>(text, "test", TextOptions::default()) {
-        Ok(p) => p.message,
-        Err(e) => panic!("parse failed: {e}\n{text}"),
-    }
-}
+use crate::common::layer::{self, assert_shaped_values, ctx, lp, randn, run_phase, setup_err, t};
+use crate::common::{assert_close, caffe_ref, read_npy, rng_exclusive};
 
-/// An f64 tensor of `shape` from values.
-fn t(values: &[f64], shape: &[i64]) -> Tensor {
-    Tensor::from_slice(values).reshape(shape)
-}
-
-/// libtorch's generator is global and tests run on parallel threads: a
-/// seed-then-draw must not interleave with another test's draws or with a
-/// gradient check (which holds the same lock while it runs).
-fn randn(shape: &[i64], seed: i64) -> Tensor {
-    let _rng = gradcheck::rng_lock();
-    tch::manual_seed(seed);
-    Tensor::randn(shape, (Kind::Double, Device::Cpu))
-}
-
-fn ctx() -> Ctx {
-    Ctx { phase: Phase::Test, iteration: i64::MAX, device: Device::Cpu }
-}
-
-/// Creates, sets up and runs a layer; returns the setup and the tops.
+/// Creates, sets up and runs a layer in TEST; returns the setup and the tops.
 fn run(text: &str, bottoms: &[Tensor], params: &[Tensor]) -> (SetupOut, Vec<Tensor>) {
-    let p = lp(text);
-    let mut layer = create_layer(&p).unwrap_or_else(|e| panic!("create: {}", e.to_string()));
-    let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
-    let tops = layer.forward(&ctx(), bottoms, params).unwrap_or_else(|e| panic!("forward: {}", e.to_string()));
-    (setup, tops)
+    run_phase(text, bottoms, params, Phase::Test)
 }
 
-/// The error from create or setup for these bottom shapes.
-fn setup_err(text: &str, shapes: &[Shape]) -> String {
-    let p = lp(text);
-    match create_layer(&p) {
-        Err(e) => e.to_string(),
-        Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.to_string(),
-            Ok(s) => panic!("expected a setup error, got tops {:?}", s.tops),
-        },
-    }
-}
-
-/// The error from forward (setup must pass).
+/// The error from a TEST forward pass (setup must pass).
 fn forward_err(text: &str, bottoms: &[Tensor], params: &[Tensor]) -> String {
-    let p = lp(text);
-    let mut layer = create_layer(&p).unwrap();
-    let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
-    match layer.forward(&ctx(), bottoms, params) {
-        Err(e) => e.to_string(),
-        Ok(_) => panic!("expected a forward error"),
-    }
+    layer::forward_err(text, bottoms, params, Phase::Test)
 }
 
-fn assert_values(what: &str, ours: &Tensor, expected: &[f64], shape: &[i64]) {
-    assert_eq!(ours.size(), shape, "{what}: shape");
-    let ours = ours.to_kind(Kind::Double).reshape([-1]);
-    let got: Vec<f64> = Vec::<f64>::try_from(&ours).unwrap();
-    assert_eq!(got.len(), expected.len(), "{what}: count");
-    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
-        assert!((g - e).abs() <= 1e-9 * (1.0 + e.abs()), "{what}: element {i} is {g}, expected {e} (all: {got:?})");
-    }
-}
-
+/// A gradient check at the checker's default tolerance; `skip` lists bottoms
+/// that get none (indices, labels). Layers without bottoms check their blobs.
 fn gradcheck(text: &str, bottoms: &[Tensor], skip: &[usize]) {
-    let check = GradCheck { skip_bottoms: skip.to_vec(), ..Default::default() };
-    match check.run(&lp(text), bottoms) {
-        Ok(r) => assert!(r.checked > 0 || bottoms.is_empty(), "{text}: nothing checked"),
-        Err(e) => panic!("{text}: {e}"),
-    }
+    layer::gradcheck(text, bottoms, GradCheck { skip_bottoms: skip.to_vec(), ..Default::default() });
 }
 
 /// Gradients of sum(top · g) with respect to each bottom.
@@ -97,14 +35,14 @@ fn bottom_grads(text: &str, bottoms: &[Tensor], g: &Tensor) -> Vec<Tensor> {
     Tensor::run_backward(&[&obj], &leaves, false, false)
 }
 
+/// A TRAIN net from prototxt text.
 fn net(text: &str) -> Net {
-    let param = parse_str::<NetParameter>(text, "t.prototxt", TextOptions::default()).unwrap().message;
-    let state = NetState { phase: Some(Phase::Train as i32), ..Default::default() };
-    Net::new(&param, &state, NetSource::new("t.prototxt"), Device::Cpu).unwrap_or_else(|e| panic!("net: {e}"))
+    crate::common::net(text, "t.prototxt", Phase::Train).unwrap_or_else(|e| panic!("net: {e}"))
 }
 
 #[test]
 fn registry_lists_every_common_layer() {
+    let _rng = rng_exclusive();
     let types = [
         "InnerProduct",
         "Split",
@@ -128,7 +66,7 @@ fn registry_lists_every_common_layer() {
     for ty in types {
         let info = REGISTRY.iter().find(|i| i.type_name == ty).unwrap_or_else(|| panic!("{ty} not registered"));
         assert!(info.family.starts_with("common/"), "{ty}: {}", info.family);
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/layers").join(info.family);
+        let file = crate::common::repo().join("src/layers").join(info.family);
         assert!(file.exists(), "{ty}: {} does not exist", file.display());
         assert!(!info.params.is_empty() && !info.tests.is_empty(), "{ty}");
     }
@@ -138,6 +76,7 @@ fn registry_lists_every_common_layer() {
 
 #[test]
 fn inner_product_gradient_check() {
+    let _rng = rng_exclusive();
     let x = randn(&[3, 2, 2], 1);
     gradcheck(
         r#"type: "InnerProduct" inner_product_param { num_output: 4 weight_filler { type: "gaussian" } }"#,
@@ -153,6 +92,7 @@ fn inner_product_gradient_check() {
 
 #[test]
 fn split_gradient_check() {
+    let _rng = rng_exclusive();
     gradcheck(r#"type: "Split" top: "a" top: "b" top: "c""#, &[randn(&[2, 3], 2)], &[]);
 }
 
@@ -162,22 +102,24 @@ const EMBED: &str = r#"type: "Embed" embed_param { num_output: 2 input_dim: 3 }"
 
 #[test]
 fn embed_looks_up_rows_and_adds_bias() {
+    let _rng = rng_exclusive();
     let w = t(&[0., 1., 10., 11., 20., 21.], &[3, 2]);
     let b = t(&[0.5, -0.5], &[2]);
     let x = t(&[2., 0., 1., 2.], &[2, 2]);
     let (setup, tops) = run(EMBED, &[x], &[w.shallow_clone(), b]);
     assert_eq!(setup.tops, vec![vec![2, 2, 2]]);
     assert_eq!(setup.params.iter().map(|p| p.shape.clone()).collect::<Vec<_>>(), vec![vec![3, 2], vec![2]]);
-    assert_values("embed", &tops[0], &[20.5, 20.5, 0.5, 0.5, 10.5, 10.5, 20.5, 20.5], &[2, 2, 2]);
+    assert_shaped_values("embed", &tops[0], &[20.5, 20.5, 0.5, 0.5, 10.5, 10.5, 20.5, 20.5], &[2, 2, 2]);
     // No bias; fractional indices truncate like Caffe's static_cast<int>.
     let (setup, tops) =
         run(r#"type: "Embed" embed_param { num_output: 2 input_dim: 3 bias_term: false }"#, &[t(&[1.7], &[1])], &[w]);
     assert_eq!(setup.params.len(), 1);
-    assert_values("embed truncation", &tops[0], &[10., 11.], &[1, 2]);
+    assert_shaped_values("embed truncation", &tops[0], &[10., 11.], &[1, 2]);
 }
 
 #[test]
 fn embed_rejects_bad_indices_and_params() {
+    let _rng = rng_exclusive();
     let w = Tensor::zeros([3, 2], (Kind::Double, Device::Cpu));
     let b = Tensor::zeros([2], (Kind::Double, Device::Cpu));
     let e = forward_err(EMBED, &[t(&[0., 3.], &[2])], &[w.shallow_clone(), b.shallow_clone()]);
@@ -192,6 +134,7 @@ fn embed_rejects_bad_indices_and_params() {
 
 #[test]
 fn embed_gradient_check_with_repeated_indices() {
+    let _rng = rng_exclusive();
     let x = t(&[0., 2., 2., 1., 0., 2.], &[2, 3]);
     gradcheck(
         r#"type: "Embed" embed_param { num_output: 4 input_dim: 3 weight_filler { type: "gaussian" } }"#,
@@ -204,6 +147,7 @@ fn embed_gradient_check_with_repeated_indices() {
 
 #[test]
 fn parameter_blob_is_a_learnable_top() {
+    let _rng = rng_exclusive();
     let text = r#"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }
 layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 2 dim: 3 } } }
@@ -224,11 +168,12 @@ layer { name: "loss" type: "Reduction" bottom: "s" top: "loss" reduction_param {
     n.backward().unwrap();
     // d/dp Σ(x + p)² = 2(x + p) = 2x at p = 0.
     let diff = &n.learnable_params()[0].diff();
-    assert_values("parameter diff", diff, &[2., -4., 6., 1., 0., 8.], &[2, 3]);
+    assert_shaped_values("parameter diff", diff, &[2., -4., 6., 1., 0., 8.], &[2, 3]);
 }
 
 #[test]
 fn parameter_gradient_check() {
+    let _rng = rng_exclusive();
     gradcheck(r#"type: "Parameter" parameter_param { shape { dim: 3 dim: 2 } }"#, &[], &[]);
 }
 
@@ -236,6 +181,7 @@ fn parameter_gradient_check() {
 
 #[test]
 fn bias_broadcasts_along_axis() {
+    let _rng = rng_exclusive();
     let x = t(&(0..12).map(|v| v as f64).collect::<Vec<_>>(), &[2, 3, 2]);
     // Learned bias over the channel axis (default axis 1, num_axes 1).
     let b = t(&[100., 200., 300.], &[3]);
@@ -243,7 +189,7 @@ fn bias_broadcasts_along_axis() {
     assert_eq!(setup.params[0].shape, vec![3]);
     assert_eq!(setup.params[0].filler.r#type(), "constant");
     assert_eq!(setup.params[0].filler.value(), 0.0);
-    assert_values(
+    assert_shaped_values(
         "bias axis 1",
         &tops[0],
         &[100., 101., 202., 203., 304., 305., 106., 107., 208., 209., 310., 311.],
@@ -253,7 +199,12 @@ fn bias_broadcasts_along_axis() {
     let b = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
     let (setup, tops) = run(r#"type: "Bias" bias_param { axis: 0 }"#, &[x.shallow_clone(), b], &[]);
     assert!(setup.params.is_empty());
-    assert_values("bias two bottoms", &tops[0], &[1., 2., 4., 5., 7., 8., 10., 11., 13., 14., 16., 17.], &[2, 3, 2]);
+    assert_shaped_values(
+        "bias two bottoms",
+        &tops[0],
+        &[1., 2., 4., 5., 7., 8., 10., 11., 13., 14., 16., 17.],
+        &[2, 3, 2],
+    );
     // num_axes 0: a scalar bias.
     let (setup, tops) = run(r#"type: "Bias" bias_param { num_axes: 0 }"#, &[x], &[t(&[0.5], &[])]);
     assert_eq!(setup.params[0].shape, Vec::<i64>::new());
@@ -262,6 +213,7 @@ fn bias_broadcasts_along_axis() {
 
 #[test]
 fn bias_shape_errors() {
+    let _rng = rng_exclusive();
     let e = setup_err(r#"type: "Bias""#, &[vec![2, 3, 4], vec![4]]);
     assert!(e.contains("dimension mismatch") && e.contains("[2, 3, 4]") && e.contains("[4]"), "{e}");
     let e = setup_err(r#"type: "Bias" bias_param { axis: 2 num_axes: 2 }"#, &[vec![2, 3, 4]]);
@@ -272,6 +224,7 @@ fn bias_shape_errors() {
 
 #[test]
 fn bias_gradient_check() {
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 2], 3);
     gradcheck(r#"type: "Bias" bias_param { axis: 1 num_axes: -1 }"#, &[x.shallow_clone()], &[]);
     gradcheck(r#"type: "Bias" bias_param { axis: -1 }"#, &[x.shallow_clone(), randn(&[2], 4)], &[]);
@@ -282,6 +235,7 @@ fn bias_gradient_check() {
 
 #[test]
 fn scale_broadcasts_with_axis_and_num_axes() {
+    let _rng = rng_exclusive();
     let x = t(&(1..=12).map(|v| v as f64).collect::<Vec<_>>(), &[2, 3, 2]);
     // axis 1, num_axes -1: one factor per (c, w).
     let s = t(&[1., 2., 3., 4., 5., 6.], &[3, 2]);
@@ -292,7 +246,7 @@ fn scale_broadcasts_with_axis_and_num_axes() {
         ("constant", 1.0),
         "default scale filler"
     );
-    assert_values("scale c,w", &tops[0], &[1., 4., 9., 16., 25., 36., 7., 16., 27., 40., 55., 72.], &[2, 3, 2]);
+    assert_shaped_values("scale c,w", &tops[0], &[1., 4., 9., 16., 25., 36., 7., 16., 27., 40., 55., 72.], &[2, 3, 2]);
     // axis -1 (last), learned scale and bias: blobs scale then bias.
     let (setup, tops) = run(
         r#"type: "Scale" scale_param { axis: -1 bias_term: true bias_filler { type: "constant" value: 3 } }"#,
@@ -302,7 +256,7 @@ fn scale_broadcasts_with_axis_and_num_axes() {
     let shapes: Vec<Shape> = setup.params.iter().map(|p| p.shape.clone()).collect();
     assert_eq!(shapes, vec![vec![2], vec![2]]);
     assert_eq!(setup.params[1].filler.value(), 3.0);
-    assert_values(
+    assert_shaped_values(
         "scale last axis + bias",
         &tops[0],
         &[10.5, -1., 30.5, -3., 50.5, -5., 70.5, -7., 90.5, -9., 110.5, -11.],
@@ -317,7 +271,12 @@ fn scale_broadcasts_with_axis_and_num_axes() {
     );
     assert_eq!(setup.params.len(), 1);
     assert_eq!(setup.params[0].shape, vec![2, 3]);
-    assert_values("scale two bottoms", &tops[0], &[1., 2., 0., 0., -5., -6., 14., 16., 27., 30., 6.5, 7.], &[2, 3, 2]);
+    assert_shaped_values(
+        "scale two bottoms",
+        &tops[0],
+        &[1., 2., 0., 0., -5., -6., 14., 16., 27., 30., 6.5, 7.],
+        &[2, 3, 2],
+    );
     // A scalar second bottom applies everywhere, whatever the axis says.
     let (_, tops) = run(r#"type: "Scale" scale_param { axis: 2 }"#, &[x, t(&[2.], &[])], &[]);
     assert_eq!(tops[0].double_value(&[1, 2, 1]), 24.0);
@@ -325,6 +284,7 @@ fn scale_broadcasts_with_axis_and_num_axes() {
 
 #[test]
 fn scale_shape_errors() {
+    let _rng = rng_exclusive();
     let e = setup_err(r#"type: "Scale""#, &[vec![2, 3, 4], vec![4]]);
     assert!(e.contains("dimension mismatch") && e.contains("axis 1 (3)"), "{e}");
     let e = setup_err(r#"type: "Scale" scale_param { axis: 3 }"#, &[vec![2, 3, 4]]);
@@ -333,6 +293,7 @@ fn scale_shape_errors() {
 
 #[test]
 fn scale_gradient_check() {
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 2, 2], 6);
     gradcheck(r#"type: "Scale" scale_param { bias_term: true }"#, &[x.shallow_clone()], &[]);
     gradcheck(
@@ -353,6 +314,7 @@ fn resnet(rel: &str) -> Tensor {
 
 #[test]
 fn scale_matches_caffe_resnet() {
+    let _rng = rng_exclusive();
     // res2a_conv2 → BatchNorm (global stats) → Scale, all in place: redo the
     // conv and BatchNorm here, then compare Scale's output with Caffe's blob.
     let x = resnet("blobs/res2a_conv1");
@@ -368,6 +330,7 @@ fn scale_matches_caffe_resnet() {
 
 #[test]
 fn eltwise_sum_matches_caffe_resnet() {
+    let _rng = rng_exclusive();
     // res2a_sum = Eltwise SUM(res2a_conv2, conv1), then ReLU in place.
     let (_, tops) = run(
         r#"type: "Eltwise" eltwise_param { operation: SUM }"#,
@@ -379,6 +342,7 @@ fn eltwise_sum_matches_caffe_resnet() {
 
 #[test]
 fn softmax_matches_caffe_resnet() {
+    let _rng = rng_exclusive();
     let (_, tops) = run(r#"type: "Softmax""#, &[resnet("blobs/fc")], &[]);
     assert_close("prob", &tops[0], &resnet("blobs/prob"), 1e-4);
 }
@@ -387,6 +351,7 @@ fn softmax_matches_caffe_resnet() {
 
 #[test]
 fn eltwise_sum_with_coeff_and_prod() {
+    let _rng = rng_exclusive();
     let a = t(&[1., 2., 3.], &[3]);
     let b = t(&[10., 20., 30.], &[3]);
     let c = t(&[0., -1., 4.], &[3]);
@@ -395,22 +360,23 @@ fn eltwise_sum_with_coeff_and_prod() {
         &[a.shallow_clone(), b.shallow_clone(), c.shallow_clone()],
         &[],
     );
-    assert_values("sum coeff", &tops[0], &[-4., -10., -4.], &[3]);
+    assert_shaped_values("sum coeff", &tops[0], &[-4., -10., -4.], &[3]);
     let (_, tops) = run(r#"type: "Eltwise" eltwise_param { operation: PROD }"#, &[a, b, c], &[]);
-    assert_values("prod", &tops[0], &[0., -40., 360.], &[3]);
+    assert_shaped_values("prod", &tops[0], &[0., -40., 360.], &[3]);
 }
 
 #[test]
 fn eltwise_prod_gradient_is_exact_with_zeros() {
+    let _rng = rng_exclusive();
     // d(abc)/da = bc even where a (or another bottom) is zero.
     let a = t(&[0., 2., 3., 0.], &[4]);
     let b = t(&[5., 0., 7., 0.], &[4]);
     let c = t(&[2., 3., 0.5, 4.], &[4]);
     let g = t(&[1., 1., 1., 1.], &[4]);
     let grads = bottom_grads(r#"type: "Eltwise" eltwise_param { operation: PROD }"#, &[a, b, c], &g);
-    assert_values("d/da", &grads[0], &[10., 0., 3.5, 0.], &[4]);
-    assert_values("d/db", &grads[1], &[0., 6., 1.5, 0.], &[4]);
-    assert_values("d/dc", &grads[2], &[0., 0., 21., 0.], &[4]);
+    assert_shaped_values("d/da", &grads[0], &[10., 0., 3.5, 0.], &[4]);
+    assert_shaped_values("d/db", &grads[1], &[0., 6., 1.5, 0.], &[4]);
+    assert_shaped_values("d/dc", &grads[2], &[0., 0., 21., 0.], &[4]);
     gradcheck(
         r#"type: "Eltwise" eltwise_param { operation: PROD }"#,
         &[t(&[0., 1.5, -2., 0.], &[2, 2]), t(&[3., 0., 1., 0.], &[2, 2]), randn(&[2, 2], 9)],
@@ -420,6 +386,7 @@ fn eltwise_prod_gradient_is_exact_with_zeros() {
 
 #[test]
 fn eltwise_max_routes_gradient_like_caffe() {
+    let _rng = rng_exclusive();
     // Caffe: bottom[0] beats bottom[1] only when strictly greater (a tie goes
     // to bottom[1]); later bottoms must be strictly greater than the running max.
     let a = t(&[1., 2., 0., 5., 1.], &[5]);
@@ -427,16 +394,17 @@ fn eltwise_max_routes_gradient_like_caffe() {
     let c = t(&[0., 2., 3., 6., 1.], &[5]);
     let text = r#"type: "Eltwise" eltwise_param { operation: MAX }"#;
     let (_, tops) = run(text, &[a.shallow_clone(), b.shallow_clone(), c.shallow_clone()], &[]);
-    assert_values("max", &tops[0], &[1., 2., 3., 6., 1.], &[5]);
+    assert_shaped_values("max", &tops[0], &[1., 2., 3., 6., 1.], &[5]);
     let g = t(&[1., 2., 3., 4., 5.], &[5]);
     let grads = bottom_grads(text, &[a, b, c], &g);
-    assert_values("d/da", &grads[0], &[0., 2., 0., 0., 0.], &[5]);
-    assert_values("d/db", &grads[1], &[1., 0., 3., 0., 5.], &[5]);
-    assert_values("d/dc", &grads[2], &[0., 0., 0., 4., 0.], &[5]);
+    assert_shaped_values("d/da", &grads[0], &[0., 2., 0., 0., 0.], &[5]);
+    assert_shaped_values("d/db", &grads[1], &[1., 0., 3., 0., 5.], &[5]);
+    assert_shaped_values("d/dc", &grads[2], &[0., 0., 0., 4., 0.], &[5]);
 }
 
 #[test]
 fn eltwise_errors() {
+    let _rng = rng_exclusive();
     let e = setup_err(r#"type: "Eltwise""#, &[vec![2, 3], vec![2, 4]]);
     assert!(e.contains("[2, 3]") && e.contains("bottom[1] is [2, 4]"), "{e}");
     let e = setup_err(r#"type: "Eltwise" eltwise_param { coeff: 1 }"#, &[vec![2], vec![2]]);
@@ -449,6 +417,7 @@ fn eltwise_errors() {
 
 #[test]
 fn eltwise_gradient_checks() {
+    let _rng = rng_exclusive();
     let bottoms = [randn(&[2, 3, 2], 10), randn(&[2, 3, 2], 11), randn(&[2, 3, 2], 12)];
     gradcheck(r#"type: "Eltwise" eltwise_param { coeff: 0.5 coeff: -2 coeff: 1 }"#, &bottoms, &[]);
     gradcheck(r#"type: "Eltwise" eltwise_param { operation: PROD }"#, &bottoms, &[]);
@@ -459,14 +428,15 @@ fn eltwise_gradient_checks() {
 
 #[test]
 fn softmax_along_axis() {
+    let _rng = rng_exclusive();
     let x = t(&[0., 1., 2., 3., 0., 0.], &[1, 2, 3]);
     let (_, tops) = run(r#"type: "Softmax" softmax_param { axis: -1 }"#, &[x.shallow_clone()], &[]);
     let e: Vec<f64> = [0f64, 1., 2.].iter().map(|v| v.exp() / (1f64 + 1f64.exp() + 2f64.exp())).collect();
     let u = 3f64.exp() + 2.;
-    assert_values("softmax last", &tops[0], &[e[0], e[1], e[2], 3f64.exp() / u, 1. / u, 1. / u], &[1, 2, 3]);
+    assert_shaped_values("softmax last", &tops[0], &[e[0], e[1], e[2], 3f64.exp() / u, 1. / u, 1. / u], &[1, 2, 3]);
     let (_, tops) = run(r#"type: "Softmax""#, &[x], &[]);
     let s = |a: f64, b: f64| a.exp() / (a.exp() + b.exp());
-    assert_values(
+    assert_shaped_values(
         "softmax axis 1",
         &tops[0],
         &[s(0., 3.), s(1., 0.), s(2., 0.), s(3., 0.), s(0., 1.), s(0., 2.)],
@@ -480,34 +450,42 @@ fn softmax_along_axis() {
 
 #[test]
 fn argmax_without_axis_uses_caffe_layout() {
+    let _rng = rng_exclusive();
     let x = t(&[0.1, 0.9, 0.3, 0.9, 0.2, 5., 4., 3., 2., 1.], &[2, 5]);
     // Ties go to the higher index, as Caffe's greater<pair<value, index>>.
     let (setup, tops) = run(r#"type: "ArgMax""#, &[x.shallow_clone()], &[]);
     assert_eq!(setup.tops, vec![vec![2, 1, 1]]);
-    assert_values("argmax", &tops[0], &[3., 0.], &[2, 1, 1]);
+    assert_shaped_values("argmax", &tops[0], &[3., 0.], &[2, 1, 1]);
     let (setup, tops) = run(r#"type: "ArgMax" argmax_param { top_k: 3 out_max_val: true }"#, &[x], &[]);
     assert_eq!(setup.tops, vec![vec![2, 2, 3]]);
-    assert_values("argmax top3 + values", &tops[0], &[3., 1., 2., 0.9, 0.9, 0.3, 0., 1., 2., 5., 4., 3.], &[2, 2, 3]);
+    assert_shaped_values(
+        "argmax top3 + values",
+        &tops[0],
+        &[3., 1., 2., 0.9, 0.9, 0.3, 0., 1., 2., 5., 4., 3.],
+        &[2, 2, 3],
+    );
     // A 4-D bottom: (N, 1, top_k, 1), over the flattened item.
     let x = t(&[1., 7., 3., 2., 9., 0., 4., 8.], &[2, 2, 2, 1]);
     let (setup, tops) = run(r#"type: "ArgMax" argmax_param { top_k: 2 }"#, &[x], &[]);
     assert_eq!(setup.tops, vec![vec![2, 1, 2, 1]]);
-    assert_values("argmax 4-D", &tops[0], &[1., 2., 0., 3.], &[2, 1, 2, 1]);
+    assert_shaped_values("argmax 4-D", &tops[0], &[1., 2., 0., 3.], &[2, 1, 2, 1]);
 }
 
 #[test]
 fn argmax_along_axis() {
+    let _rng = rng_exclusive();
     // [2, 3, 2]: along axis 1, per (n, w).
     let x = t(&[1., 6., 5., 2., 3., 4., 0., 0., 9., 1., 9., 2.], &[2, 3, 2]);
     let (setup, tops) = run(r#"type: "ArgMax" argmax_param { axis: 1 top_k: 2 }"#, &[x.shallow_clone()], &[]);
     assert_eq!(setup.tops, vec![vec![2, 2, 2]]);
-    assert_values("argmax axis 1", &tops[0], &[1., 0., 2., 2., 2., 2., 1., 1.], &[2, 2, 2]);
+    assert_shaped_values("argmax axis 1", &tops[0], &[1., 0., 2., 2., 2., 2., 1., 1.], &[2, 2, 2]);
     let (_, tops) = run(r#"type: "ArgMax" argmax_param { axis: -2 out_max_val: true }"#, &[x], &[]);
-    assert_values("max along axis 1", &tops[0], &[5., 6., 9., 2.], &[2, 1, 2]);
+    assert_shaped_values("max along axis 1", &tops[0], &[5., 6., 9., 2.], &[2, 1, 2]);
 }
 
 #[test]
 fn argmax_errors_and_no_gradient() {
+    let _rng = rng_exclusive();
     let e = setup_err(r#"type: "ArgMax" argmax_param { top_k: 6 }"#, &[vec![2, 5]]);
     assert!(e.contains("top_k (6)") && e.contains("(5)"), "{e}");
     let e = setup_err(r#"type: "ArgMax" argmax_param { axis: 1 top_k: 4 }"#, &[vec![2, 3, 5]]);
@@ -521,18 +499,19 @@ fn argmax_errors_and_no_gradient() {
 
 #[test]
 fn reduction_operations() {
+    let _rng = rng_exclusive();
     let x = t(&[1., -2., 3., -4., 5., 0.], &[2, 3]);
     let (setup, tops) = run(r#"type: "Reduction""#, &[x.shallow_clone()], &[]);
     assert_eq!(setup.tops, vec![Vec::<i64>::new()]);
-    assert_values("sum", &tops[0], &[3.], &[]);
+    assert_shaped_values("sum", &tops[0], &[3.], &[]);
     let (_, tops) =
         run(r#"type: "Reduction" reduction_param { operation: ASUM axis: 1 coeff: 2 }"#, &[x.shallow_clone()], &[]);
-    assert_values("asum", &tops[0], &[12., 18.], &[2]);
+    assert_shaped_values("asum", &tops[0], &[12., 18.], &[2]);
     let (_, tops) =
         run(r#"type: "Reduction" reduction_param { operation: SUMSQ axis: -1 }"#, &[x.shallow_clone()], &[]);
-    assert_values("sumsq", &tops[0], &[14., 41.], &[2]);
+    assert_shaped_values("sumsq", &tops[0], &[14., 41.], &[2]);
     let (_, tops) = run(r#"type: "Reduction" reduction_param { operation: MEAN axis: 1 coeff: -3 }"#, &[x], &[]);
-    assert_values("mean", &tops[0], &[-2., -1.], &[2]);
+    assert_shaped_values("mean", &tops[0], &[-2., -1.], &[2]);
     let x = randn(&[2, 3, 2], 16);
     for op in ["SUM", "ASUM", "SUMSQ", "MEAN"] {
         for axis in [0, 1, 2] {
@@ -549,21 +528,23 @@ fn reduction_operations() {
 
 #[test]
 fn concat_along_axis_and_legacy_dim() {
+    let _rng = rng_exclusive();
     let a = t(&[1., 2., 3., 4.], &[2, 1, 2]);
     let b = t(&[5., 6., 7., 8., 9., 10., 11., 12.], &[2, 2, 2]);
     let (setup, tops) = run(r#"type: "Concat""#, &[a.shallow_clone(), b.shallow_clone()], &[]);
     assert_eq!(setup.tops, vec![vec![2, 3, 2]]);
-    assert_values("concat axis 1", &tops[0], &[1., 2., 5., 6., 7., 8., 3., 4., 9., 10., 11., 12.], &[2, 3, 2]);
+    assert_shaped_values("concat axis 1", &tops[0], &[1., 2., 5., 6., 7., 8., 3., 4., 9., 10., 11., 12.], &[2, 3, 2]);
     let (_, tops) =
         run(r#"type: "Concat" concat_param { concat_dim: 0 }"#, &[a.shallow_clone(), a.shallow_clone()], &[]);
-    assert_values("concat_dim 0", &tops[0], &[1., 2., 3., 4., 1., 2., 3., 4.], &[4, 1, 2]);
+    assert_shaped_values("concat_dim 0", &tops[0], &[1., 2., 3., 4., 1., 2., 3., 4.], &[4, 1, 2]);
     let (_, tops) = run(r#"type: "Concat" concat_param { axis: -1 }"#, &[a.shallow_clone(), a], &[]);
-    assert_values("concat axis -1", &tops[0], &[1., 2., 1., 2., 3., 4., 3., 4.], &[2, 1, 4]);
+    assert_shaped_values("concat axis -1", &tops[0], &[1., 2., 1., 2., 3., 4., 3., 4.], &[2, 1, 4]);
     gradcheck(r#"type: "Concat""#, &[randn(&[2, 1, 3], 17), randn(&[2, 2, 3], 18), randn(&[2, 3, 3], 19)], &[]);
 }
 
 #[test]
 fn concat_errors_name_the_axis_and_shapes() {
+    let _rng = rng_exclusive();
     let e = setup_err(r#"type: "Concat""#, &[vec![2, 3, 4], vec![2, 5, 6]]);
     assert!(
         e.contains("concat axis 1") && e.contains("[2, 3, 4]") && e.contains("[2, 5, 6]") && e.contains("at axis 2"),
@@ -581,6 +562,7 @@ fn concat_errors_name_the_axis_and_shapes() {
 
 #[test]
 fn slice_points_and_equal_split() {
+    let _rng = rng_exclusive();
     let x = t(&(0..8).map(|v| v as f64).collect::<Vec<_>>(), &[2, 4]);
     let (setup, tops) = run(
         r#"type: "Slice" top: "a" top: "b" top: "c" slice_param { slice_point: 1 slice_point: 3 }"#,
@@ -588,14 +570,14 @@ fn slice_points_and_equal_split() {
         &[],
     );
     assert_eq!(setup.tops, vec![vec![2, 1], vec![2, 2], vec![2, 1]]);
-    assert_values("a", &tops[0], &[0., 4.], &[2, 1]);
-    assert_values("b", &tops[1], &[1., 2., 5., 6.], &[2, 2]);
-    assert_values("c", &tops[2], &[3., 7.], &[2, 1]);
+    assert_shaped_values("a", &tops[0], &[0., 4.], &[2, 1]);
+    assert_shaped_values("b", &tops[1], &[1., 2., 5., 6.], &[2, 2]);
+    assert_shaped_values("c", &tops[2], &[3., 7.], &[2, 1]);
     let (_, tops) = run(r#"type: "Slice" top: "a" top: "b" slice_param { axis: -1 }"#, &[x.shallow_clone()], &[]);
-    assert_values("equal a", &tops[0], &[0., 1., 4., 5.], &[2, 2]);
-    assert_values("equal b", &tops[1], &[2., 3., 6., 7.], &[2, 2]);
+    assert_shaped_values("equal a", &tops[0], &[0., 1., 4., 5.], &[2, 2]);
+    assert_shaped_values("equal b", &tops[1], &[2., 3., 6., 7.], &[2, 2]);
     let (_, tops) = run(r#"type: "Slice" top: "a" top: "b" slice_param { slice_dim: 0 }"#, &[x.shallow_clone()], &[]);
-    assert_values("slice_dim 0", &tops[1], &[4., 5., 6., 7.], &[1, 4]);
+    assert_shaped_values("slice_dim 0", &tops[1], &[4., 5., 6., 7.], &[1, 4]);
     // A last point at the end leaves an empty last top, as Caffe allows.
     let (setup, _) = run(r#"type: "Slice" top: "a" top: "b" slice_param { slice_point: 4 }"#, &[x], &[]);
     assert_eq!(setup.tops, vec![vec![2, 4], vec![2, 0]]);
@@ -608,6 +590,7 @@ fn slice_points_and_equal_split() {
 
 #[test]
 fn slice_errors() {
+    let _rng = rng_exclusive();
     let two = r#"type: "Slice" top: "a" top: "b" top: "c""#;
     let e = setup_err(two, &[vec![2, 4]]);
     assert!(e.contains("(3) should evenly divide input slice axis (4"), "{e}");
@@ -625,6 +608,7 @@ fn slice_errors() {
 
 #[test]
 fn flatten_shapes() {
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 4, 5], 21);
     let shape_of = |text: &str| run(text, &[x.shallow_clone()], &[]).1[0].size();
     assert_eq!(shape_of(r#"type: "Flatten""#), vec![2, 60]);
@@ -640,6 +624,7 @@ fn flatten_shapes() {
 
 #[test]
 fn reshape_infers_and_copies_dims() {
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 4, 5], 23);
     let shape_of = |text: &str| {
         let (setup, tops) = run(text, &[x.shallow_clone()], &[]);
@@ -675,15 +660,17 @@ fn reshape_infers_and_copies_dims() {
 
 #[test]
 fn reshape_follows_a_new_batch_size() {
+    let _rng = rng_exclusive();
     let p = lp(r#"type: "Reshape" reshape_param { shape { dim: 0 dim: -1 } }"#);
     let mut layer = create_layer(&p).unwrap();
     assert_eq!(layer.setup(&[vec![2, 3, 4]]).unwrap().tops, vec![vec![2, 12]]);
-    let tops = layer.forward(&ctx(), &[randn(&[5, 3, 4], 24)], &[]).unwrap();
+    let tops = layer.forward(&ctx(Phase::Test), &[randn(&[5, 3, 4], 24)], &[]).unwrap();
     assert_eq!(tops[0].size(), vec![5, 12]);
 }
 
 #[test]
 fn reshape_errors() {
+    let _rng = rng_exclusive();
     let e = setup_err(r#"type: "Reshape" reshape_param { shape { dim: -1 dim: -1 } }"#, &[vec![2, 3]]);
     assert!(e.contains("multiple -1"), "{e}");
     let e = setup_err(r#"type: "Reshape" reshape_param { shape { dim: 0 dim: 0 dim: 0 } }"#, &[vec![2, 3]]);
@@ -702,6 +689,7 @@ fn reshape_errors() {
 
 #[test]
 fn reshape_gradient_check() {
+    let _rng = rng_exclusive();
     gradcheck(r#"type: "Reshape" reshape_param { shape { dim: 0 dim: 2 dim: -1 } }"#, &[randn(&[2, 3, 4], 25)], &[]);
 }
 
@@ -709,12 +697,13 @@ fn reshape_gradient_check() {
 
 #[test]
 fn tile_repeats_the_trailing_block() {
+    let _rng = rng_exclusive();
     let x = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
     let (setup, tops) = run(r#"type: "Tile" tile_param { tiles: 2 }"#, &[x.shallow_clone()], &[]);
     assert_eq!(setup.tops, vec![vec![2, 6]]);
-    assert_values("tile axis 1", &tops[0], &[1., 2., 3., 1., 2., 3., 4., 5., 6., 4., 5., 6.], &[2, 6]);
+    assert_shaped_values("tile axis 1", &tops[0], &[1., 2., 3., 1., 2., 3., 4., 5., 6., 4., 5., 6.], &[2, 6]);
     let (_, tops) = run(r#"type: "Tile" tile_param { axis: 0 tiles: 2 }"#, &[x], &[]);
-    assert_values("tile axis 0", &tops[0], &[1., 2., 3., 4., 5., 6., 1., 2., 3., 4., 5., 6.], &[4, 3]);
+    assert_shaped_values("tile axis 0", &tops[0], &[1., 2., 3., 4., 5., 6., 1., 2., 3., 4., 5., 6.], &[4, 3]);
     let e = setup_err(r#"type: "Tile" tile_param { tiles: 0 }"#, &[vec![2]]);
     assert!(e.contains("positive"), "{e}");
     let e = setup_err(r#"type: "Tile""#, &[vec![2]]);
@@ -726,6 +715,7 @@ fn tile_repeats_the_trailing_block() {
 
 #[test]
 fn silence_consumes_blobs() {
+    let _rng = rng_exclusive();
     let n = net(r#"
 layer { name: "data" type: "Input" top: "a" top: "b" input_param { shape { dim: 2 } } }
 layer { name: "quiet" type: "Silence" bottom: "a" }
@@ -741,14 +731,15 @@ const FILTER: &str = r#"type: "Filter" top: "fx" top: "fy""#;
 
 #[test]
 fn filter_keeps_selected_items() {
+    let _rng = rng_exclusive();
     let x = t(&[0., 1., 10., 11., 20., 21., 30., 31.], &[4, 2]);
     let y = t(&[5., 6., 7., 8.], &[4]);
     let sel = t(&[0., 1., 0., 2.], &[4, 1]);
     let (setup, tops) = run(FILTER, &[x.shallow_clone(), y.shallow_clone(), sel], &[]);
     // Setup declares the bottoms' shapes: the kept count is only known from data.
     assert_eq!(setup.tops, vec![vec![4, 2], vec![4]]);
-    assert_values("fx", &tops[0], &[10., 11., 30., 31.], &[2, 2]);
-    assert_values("fy", &tops[1], &[6., 8.], &[2]);
+    assert_shaped_values("fx", &tops[0], &[10., 11., 30., 31.], &[2, 2]);
+    assert_shaped_values("fy", &tops[1], &[6., 8.], &[2]);
     let (_, tops) = run(FILTER, &[x, y, t(&[0., 0., 0., 0.], &[4])], &[]);
     assert_eq!(tops[0].size(), vec![0, 2]);
     assert_eq!(tops[1].size(), vec![0]);
@@ -756,16 +747,18 @@ fn filter_keeps_selected_items() {
 
 #[test]
 fn filter_gradient_goes_to_kept_items_only() {
+    let _rng = rng_exclusive();
     let x = randn(&[4, 3], 29);
     let sel = t(&[1., 0., 1., 0.], &[4]);
     let g = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
     let grads = bottom_grads(r#"type: "Filter""#, &[x.shallow_clone(), sel.shallow_clone()], &g);
-    assert_values("dx", &grads[0], &[1., 2., 3., 0., 0., 0., 4., 5., 6., 0., 0., 0.], &[4, 3]);
+    assert_shaped_values("dx", &grads[0], &[1., 2., 3., 0., 0., 0., 4., 5., 6., 0., 0., 0.], &[4, 3]);
     gradcheck(FILTER, &[x, randn(&[4, 2, 2], 30), sel], &[2]);
 }
 
 #[test]
 fn filter_errors() {
+    let _rng = rng_exclusive();
     let e = setup_err(r#"type: "Filter""#, &[vec![4, 2], vec![4, 2]]);
     assert!(e.contains("must be singletons"), "{e}");
     let e = setup_err(r#"type: "Filter""#, &[vec![3, 2], vec![4, 1]]);
@@ -774,6 +767,7 @@ fn filter_errors() {
 
 #[test]
 fn filter_in_a_net_has_a_data_dependent_shape() {
+    let _rng = rng_exclusive();
     let mut n = net(r#"
 layer { name: "data" type: "Input" top: "x" top: "sel" input_param { shape { dim: 4 dim: 3 } shape { dim: 4 } } }
 layer { name: "filter" type: "Filter" bottom: "x" bottom: "sel" top: "fx" }
@@ -794,20 +788,22 @@ const REINDEX: &str = r#"type: "BatchReindex""#;
 
 #[test]
 fn batch_reindex_gathers_items() {
+    let _rng = rng_exclusive();
     let x = t(&[0., 1., 10., 11., 20., 21.], &[3, 2]);
     let idx = t(&[2., 0., 2., 1.], &[4]);
     let (setup, tops) = run(REINDEX, &[x.shallow_clone(), idx.shallow_clone()], &[]);
     assert_eq!(setup.tops, vec![vec![4, 2]]);
-    assert_values("reindex", &tops[0], &[20., 21., 0., 1., 20., 21., 10., 11.], &[4, 2]);
+    assert_shaped_values("reindex", &tops[0], &[20., 21., 0., 1., 20., 21., 10., 11.], &[4, 2]);
     // Repeated indices accumulate, as Caffe's backward does.
     let g = t(&[1., 1., 2., 2., 3., 3., 4., 4.], &[4, 2]);
     let grads = bottom_grads(REINDEX, &[x.shallow_clone(), idx.shallow_clone()], &g);
-    assert_values("dx", &grads[0], &[2., 2., 4., 4., 4., 4.], &[3, 2]);
+    assert_shaped_values("dx", &grads[0], &[2., 2., 4., 4., 4., 4.], &[3, 2]);
     gradcheck(REINDEX, &[randn(&[3, 2, 2], 31), idx], &[1]);
 }
 
 #[test]
 fn batch_reindex_errors() {
+    let _rng = rng_exclusive();
     let x = t(&[0., 1., 2.], &[3]);
     let e = forward_err(REINDEX, &[x.shallow_clone(), t(&[0., 3.], &[2])], &[]);
     assert!(e.contains("index 3 is out of range [0, 3)"), "{e}");

@@ -1,17 +1,16 @@
 //! Every layer type that computes something gives the CPU's tops and gradients
 //! on the test device (`CAFFE_TCH_TEST_DEVICE=cuda`; `scripts/gpu_check.sh`
 //! runs this there). Without a GPU the device is the CPU too, which still runs
-//! each case, and a test checks that every registered type has a case here, so
-//! a new layer cannot skip the CUDA check.
-mod common;
-
+//! each case (and says so on a NOTE line), and a test checks that every
+//! registered type has a case here, so a new layer cannot skip the CUDA check.
 use std::collections::BTreeSet;
 
 use caffe_tch::layers::{create_layer, gradcheck, Ctx, Shape, REGISTRY};
-use caffe_tch::proto::caffe::{LayerParameter, Phase};
-use caffe_tch::proto::text::{parse_str, TextOptions};
-use common::{assert_close, test_device};
+use caffe_tch::proto::caffe::Phase;
 use tch::{Device, Kind, Tensor};
+
+use crate::common::layer::{lp, randn_f32};
+use crate::common::{assert_close, note, rng_exclusive, test_device};
 
 /// Layers that read or write data outside the net, or only declare inputs:
 /// there is nothing of theirs to compute on a device.
@@ -22,19 +21,6 @@ const DATA_SOURCES: &[&str] =
 const TOLERANCE: f64 = 1e-4;
 /// For layers that only move, select or add values (no long sums).
 const TIGHT: f64 = 1e-5;
-
-fn lp(text: &str) -> LayerParameter {
-    match parse_str::<LayerParameter>(text, "case", TextOptions::default()) {
-        Ok(p) => p.message,
-        Err(e) => panic!("parse failed: {e}\n{text}"),
-    }
-}
-
-fn randn(shape: &[i64], seed: i64) -> Tensor {
-    let _rng = gradcheck::rng_lock();
-    tch::manual_seed(seed);
-    Tensor::randn(shape, (Kind::Float, Device::Cpu))
-}
 
 /// Uniform in [lo, hi): positive inputs (Log, probabilities) and parameters
 /// (BatchNorm's variance and scale factor must be positive).
@@ -90,15 +76,15 @@ fn statistics_params(mut c: Case) -> Case {
 }
 
 fn cases() -> Vec<Case> {
-    let x4 = || randn(&[2, 4, 5, 5], 1);
-    let x3 = || randn(&[2, 3, 4], 2);
-    let scores = || randn(&[6, 4], 3);
+    let x4 = || randn_f32(&[2, 4, 5, 5], 1);
+    let x3 = || randn_f32(&[2, 3, 4], 2);
+    let scores = || randn_f32(&[6, 4], 3);
     let labels = || t(&[0., 3., 1., 2., 2., 0.], &[6]);
     let probs = || uniform(&[6, 4], 0.05, 1.0, 4);
-    let small = |seed| randn(&[4, 3, 2], seed);
+    let small = |seed| randn_f32(&[4, 3, 2], seed);
     let mut dropin = case(
         r#"type: "DropIn" dropin_param { dropin_length: 1000 dropin_start: 100 }"#,
-        vec![x4(), randn(&[2, 4, 5, 5], 5)],
+        vec![x4(), randn_f32(&[2, 4, 5, 5], 5)],
         &[0, 1],
     );
     dropin.iteration = 600;
@@ -132,7 +118,7 @@ fn cases() -> Vec<Case> {
         // One input channel: the channels-last strides without a copy.
         case(
             r#"type: "Convolution" convolution_param { num_output: 5 kernel_size: 3 }"#,
-            vec![randn(&[2, 1, 6, 6], 7)],
+            vec![randn_f32(&[2, 1, 6, 6], 7)],
             &[0],
         ),
         case(
@@ -152,7 +138,7 @@ fn cases() -> Vec<Case> {
         case(r#"type: "LRN" lrn_param { local_size: 3 alpha: 0.1 beta: 0.75 }"#, vec![x4()], &[0]),
         case(r#"type: "LRN" lrn_param { local_size: 3 alpha: 0.1 norm_region: WITHIN_CHANNEL }"#, vec![x4()], &[0]),
         case(r#"type: "Im2col" convolution_param { kernel_size: 2 stride: 1 pad: 1 }"#, vec![x4()], &[0]),
-        case(r#"type: "Crop" crop_param { axis: 2 offset: 1 }"#, vec![x4(), randn(&[2, 4, 3, 3], 9)], &[0]),
+        case(r#"type: "Crop" crop_param { axis: 2 offset: 1 }"#, vec![x4(), randn_f32(&[2, 4, 3, 3], 9)], &[0]),
         // Normalization.
         statistics_params(case(r#"type: "BatchNorm""#, vec![x4()], &[0])),
         statistics_params(in_test(case(r#"type: "BatchNorm" batch_norm_param { eps: 0.001 }"#, vec![x4()], &[0]))),
@@ -162,10 +148,10 @@ fn cases() -> Vec<Case> {
         case(r#"type: "Accuracy" accuracy_param { top_k: 2 }"#, vec![scores(), labels()], &[]),
         case(
             r#"type: "ContrastiveLoss" contrastive_loss_param { margin: 1.5 }"#,
-            vec![randn(&[6, 3], 10), randn(&[6, 3], 11), t(&[1., 0., 1., 0., 0., 1.], &[6, 1, 1, 1])],
+            vec![randn_f32(&[6, 3], 10), randn_f32(&[6, 3], 11), t(&[1., 0., 1., 0., 0., 1.], &[6, 1, 1, 1])],
             &[0, 1],
         ),
-        case(r#"type: "EuclideanLoss""#, vec![scores(), randn(&[6, 4], 12)], &[0, 1]),
+        case(r#"type: "EuclideanLoss""#, vec![scores(), randn_f32(&[6, 4], 12)], &[0, 1]),
         case(r#"type: "HingeLoss" hinge_loss_param { norm: L2 }"#, vec![scores(), labels()], &[0]),
         case(r#"type: "InfogainLoss""#, vec![scores(), labels(), uniform(&[4, 4], 0.0, 1.0, 13)], &[0]),
         case(r#"type: "MultinomialLogisticLoss""#, vec![probs(), labels()], &[0]),
@@ -177,15 +163,15 @@ fn cases() -> Vec<Case> {
         case(r#"type: "Embed" embed_param { num_output: 3 input_dim: 4 }"#, vec![labels()], &[]),
         case(r#"type: "Bias" bias_param { axis: 1 num_axes: 1 }"#, vec![x4()], &[0]),
         case(r#"type: "Scale" scale_param { bias_term: true }"#, vec![x4()], &[0]),
-        case(r#"type: "Scale" scale_param { axis: 0 }"#, vec![x3(), randn(&[2, 3], 15)], &[0, 1]),
+        case(r#"type: "Scale" scale_param { axis: 0 }"#, vec![x3(), randn_f32(&[2, 3], 15)], &[0, 1]),
         case(
             r#"type: "Eltwise" eltwise_param { operation: SUM coeff: 0.5 coeff: -2 }"#,
-            vec![x3(), randn(&[2, 3, 4], 16)],
+            vec![x3(), randn_f32(&[2, 3, 4], 16)],
             &[0, 1],
         ),
-        case(r#"type: "Eltwise" eltwise_param { operation: PROD }"#, vec![x3(), randn(&[2, 3, 4], 16)], &[0, 1]),
-        case(r#"type: "Eltwise" eltwise_param { operation: MAX }"#, vec![x3(), randn(&[2, 3, 4], 16)], &[0, 1]),
-        case(r#"type: "Concat" concat_param { axis: 1 }"#, vec![x4(), randn(&[2, 2, 5, 5], 17)], &[0, 1]),
+        case(r#"type: "Eltwise" eltwise_param { operation: PROD }"#, vec![x3(), randn_f32(&[2, 3, 4], 16)], &[0, 1]),
+        case(r#"type: "Eltwise" eltwise_param { operation: MAX }"#, vec![x3(), randn_f32(&[2, 3, 4], 16)], &[0, 1]),
+        case(r#"type: "Concat" concat_param { axis: 1 }"#, vec![x4(), randn_f32(&[2, 2, 5, 5], 17)], &[0, 1]),
         case(r#"type: "Slice" top: "a" top: "b" slice_param { axis: 1 slice_point: 1 }"#, vec![x4()], &[0]),
         case(r#"type: "Split" top: "a" top: "b""#, vec![x3()], &[0]),
         case(r#"type: "Flatten""#, vec![x4()], &[0]),
@@ -206,7 +192,7 @@ fn cases() -> Vec<Case> {
         )),
         tight(case(
             r#"type: "Scale" scale_param { axis: 0 bias_term: true }"#,
-            vec![small(40), randn(&[4, 3], 44)],
+            vec![small(40), randn_f32(&[4, 3], 44)],
             &[0, 1],
         )),
         tight(case(r#"type: "Bias" bias_param { num_axes: -1 }"#, vec![small(40)], &[0])),
@@ -231,17 +217,17 @@ fn cases() -> Vec<Case> {
         // Recurrent: x is T×N×D, cont is T×N (0 starts a sequence).
         case(
             r#"type: "RNN" recurrent_param { num_output: 4 }"#,
-            vec![randn(&[3, 2, 5], 18), t(&[0., 0., 1., 1., 1., 0.], &[3, 2])],
+            vec![randn_f32(&[3, 2, 5], 18), t(&[0., 0., 1., 1., 1., 0.], &[3, 2])],
             &[0],
         ),
         case(
             r#"type: "LSTM" recurrent_param { num_output: 4 }"#,
-            vec![randn(&[3, 2, 5], 19), t(&[0., 0., 1., 1., 1., 0.], &[3, 2])],
+            vec![randn_f32(&[3, 2, 5], 19), t(&[0., 0., 1., 1., 1., 0.], &[3, 2])],
             &[0],
         ),
         case(
             r#"type: "LSTMUnit""#,
-            vec![randn(&[1, 2, 3], 20), randn(&[1, 2, 12], 21), t(&[1., 0.], &[1, 2])],
+            vec![randn_f32(&[1, 2, 3], 20), randn_f32(&[1, 2, 12], 21), t(&[1., 0.], &[1, 2])],
             &[0, 1],
         ),
         // The paper's layers.
@@ -259,17 +245,18 @@ fn forward_backward_on(device: Device, c: &Case, params: &[Tensor]) -> (Vec<Tens
     let to_dev = |x: &Tensor, grad: bool| x.to_device(device).detach().copy().set_requires_grad(grad);
     let b: Vec<Tensor> = c.bottoms.iter().enumerate().map(|(i, x)| to_dev(x, c.grad_bottoms.contains(&i))).collect();
     let p: Vec<Tensor> = params.iter().map(|x| to_dev(x, c.param_grads)).collect();
-    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e.to_string()));
-    layer
-        .setup(&b.iter().map(|x| x.size()).collect::<Vec<_>>())
-        .unwrap_or_else(|e| panic!("{}: {}", c.text, e.to_string()));
+    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e));
+    layer.setup(&b.iter().map(|x| x.size()).collect::<Vec<_>>()).unwrap_or_else(|e| panic!("{}: {}", c.text, e));
     let ctx = Ctx { phase: c.phase, iteration: c.iteration, device };
-    let tops = layer.forward(&ctx, &b, &p).unwrap_or_else(|e| panic!("{} on {device:?}: {}", c.text, e.to_string()));
-    let mut objective = Tensor::zeros([], (Kind::Float, device));
-    for top in tops.iter().filter(|top| top.is_floating_point()) {
-        let w = (Tensor::arange(top.numel() as i64, (Kind::Float, device)).remainder(7.0) - 3.0).reshape(top.size());
-        objective = objective + (top.to_kind(Kind::Float) * w).sum(Kind::Float);
-    }
+    let tops = layer.forward(&ctx, &b, &p).unwrap_or_else(|e| panic!("{} on {device:?}: {}", c.text, e));
+    let objective = tops.iter().filter(|top| top.is_floating_point()).fold(
+        Tensor::zeros([], (Kind::Float, device)),
+        |objective, top| {
+            let w =
+                (Tensor::arange(top.numel() as i64, (Kind::Float, device)).remainder(7.0) - 3.0).reshape(top.size());
+            objective + (top.to_kind(Kind::Float) * w).sum(Kind::Float)
+        },
+    );
     let inputs: Vec<Tensor> = c
         .grad_bottoms
         .iter()
@@ -291,14 +278,15 @@ fn forward_backward_on(device: Device, c: &Case, params: &[Tensor]) -> (Vec<Tens
 
 /// The layer's parameters, drawn once on the CPU so both devices get the same.
 fn params_for(c: &Case, seed: i64) -> Vec<Tensor> {
-    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e.to_string()));
+    let mut layer = create_layer(&lp(&c.text)).unwrap_or_else(|e| panic!("{}: {}", c.text, e));
     let shapes: Vec<Shape> = c.bottoms.iter().map(|x| x.size()).collect();
-    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("{}: {}", c.text, e.to_string()));
+    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("{}: {}", c.text, e));
     setup.params.iter().enumerate().map(|(i, d)| uniform(&d.shape, 0.5, 1.5, seed * 10 + i as i64)).collect()
 }
 
 #[test]
 fn every_layer_gives_the_cpus_results_on_the_test_device() {
+    let _rng = rng_exclusive();
     let device = test_device();
     let cases = cases();
     for (n, c) in cases.iter().enumerate() {
@@ -316,6 +304,14 @@ fn every_layer_gives_the_cpus_results_on_the_test_device() {
         }
     }
     println!("{} cases, {} layer types: {device:?} matches the CPU", cases.len(), case_types(&cases).len());
+    if !device.is_cuda() {
+        // Not a skip (CI machines have no GPU), but not a device check either.
+        note(&format!(
+            "layers_devices: no CUDA device: compared the CPU with itself ({} cases); \
+             scripts/gpu_check.sh runs them on CUDA (CAFFE_TCH_TEST_DEVICE=cuda)",
+            cases.len()
+        ));
+    }
 }
 
 fn case_types(cases: &[Case]) -> BTreeSet<String> {
@@ -324,6 +320,7 @@ fn case_types(cases: &[Case]) -> BTreeSet<String> {
 
 #[test]
 fn every_registered_layer_type_has_a_device_case() {
+    let _rng = rng_exclusive();
     let registered: BTreeSet<String> =
         REGISTRY.iter().map(|i| i.type_name.to_string()).filter(|t| !DATA_SOURCES.contains(&t.as_str())).collect();
     let covered = case_types(&cases());

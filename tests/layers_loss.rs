@@ -6,46 +6,16 @@
 use std::path::Path;
 
 use caffe_tch::layers::gradcheck::GradCheck;
-use caffe_tch::layers::{create_layer, Ctx, SetupOut, Shape};
-use caffe_tch::net::{Net, NetSource};
-use caffe_tch::proto::caffe::{BlobProto, BlobShape, LayerParameter, NetParameter, NetState, Phase};
-use caffe_tch::proto::text::{parse_str, TextOptions};
+use caffe_tch::layers::{create_layer, SetupOut};
+use caffe_tch::proto::caffe::{BlobProto, BlobShape, Phase};
 use tch::{Device, Kind, Tensor};
 
-/// libtorch's random generator is global and the gradient checker reseeds it
-/// before every pass, so tests in this file run one at a time.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::common::layer::{self, assert_values, ctx, lp, randn, run_phase, setup_err, t, values};
+use crate::common::{net, rng_exclusive};
 
-fn lp(text: &str) -> LayerParameter {
-    match parse_str::<LayerParameter>(text, "test", TextOptions::default()) {
-        Ok(p) => p.message,
-        Err(e) => panic!("parse failed: {e}\n{text}"),
-    }
-}
-
-fn t(values: &[f64], shape: &[i64]) -> Tensor {
-    Tensor::from_slice(values).reshape(shape)
-}
-
-fn randn(shape: &[i64], seed: i64) -> Tensor {
-    tch::manual_seed(seed);
-    Tensor::randn(shape, (Kind::Double, Device::Cpu))
-}
-
-fn ctx() -> Ctx {
-    Ctx { phase: Phase::Train, iteration: i64::MAX, device: Device::Cpu }
-}
-
+/// Creates, sets up and runs a layer in TRAIN (no blobs).
 fn run_full(text: &str, bottoms: &[Tensor]) -> (SetupOut, Vec<Tensor>) {
-    let p = lp(text);
-    let mut layer = create_layer(&p).unwrap_or_else(|e| panic!("create: {}", e.to_string()));
-    let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    let setup = layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
-    let tops = layer.forward(&ctx(), bottoms, &[]).unwrap_or_else(|e| panic!("forward: {}", e.to_string()));
-    (setup, tops)
+    run_phase(text, bottoms, &[], Phase::Train)
 }
 
 fn run(text: &str, bottoms: &[Tensor]) -> Vec<Tensor> {
@@ -71,46 +41,18 @@ fn grads(text: &str, bottoms: &[Tensor], wrt: &[usize]) -> Vec<Tensor> {
     Tensor::run_backward(&[&tops[0]], &inputs, false, false)
 }
 
-fn setup_err(text: &str, shapes: &[Shape]) -> String {
-    match create_layer(&lp(text)) {
-        Err(e) => e.to_string(),
-        Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.to_string(),
-            Ok(s) => panic!("{text}: expected a setup error, got tops {:?}", s.tops),
-        },
-    }
-}
-
+/// The error from a TRAIN forward pass (setup must pass).
 fn forward_err(text: &str, bottoms: &[Tensor]) -> String {
-    let mut layer = create_layer(&lp(text)).unwrap_or_else(|e| panic!("create: {}", e.to_string()));
-    let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
-    layer.setup(&shapes).unwrap_or_else(|e| panic!("setup: {}", e.to_string()));
-    match layer.forward(&ctx(), bottoms, &[]) {
-        Err(e) => e.to_string(),
-        Ok(_) => panic!("{text}: expected a forward error"),
-    }
-}
-
-fn values(x: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(&x.to_kind(Kind::Double).reshape([-1])).unwrap()
+    layer::forward_err(text, bottoms, &[], Phase::Train)
 }
 
 fn close(what: &str, got: f64, expected: f64, tol: f64) {
     assert!((got - expected).abs() <= tol * (1.0 + expected.abs()), "{what}: got {got}, expected {expected}");
 }
 
-fn assert_values(what: &str, ours: &Tensor, expected: &[f64]) {
-    let got = values(ours);
-    assert_eq!(got.len(), expected.len(), "{what}: count");
-    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
-        assert!((g - e).abs() <= 1e-9 * (1.0 + e.abs()), "{what}: element {i} is {g}, expected {e} (all: {got:?})");
-    }
-}
-
+/// A TRAIN gradient check at `tolerance`; `skip` lists bottoms that get none (labels).
 fn gradcheck(text: &str, bottoms: &[Tensor], skip: &[usize], tolerance: f64) {
-    let check = GradCheck { skip_bottoms: skip.to_vec(), tolerance, ..Default::default() };
-    let report = check.run(&lp(text), bottoms).unwrap_or_else(|e| panic!("{text}: {e}"));
-    assert!(report.checked > 0);
+    layer::gradcheck(text, bottoms, GradCheck { skip_bottoms: skip.to_vec(), tolerance, ..Default::default() });
 }
 
 /// log softmax of one row, in plain f64.
@@ -142,7 +84,7 @@ fn sm_bottoms(labels: &[f64; 4]) -> Vec<Tensor> {
 
 #[test]
 fn softmax_loss_value_and_gradient() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "l" type: "SoftmaxWithLoss""#;
     let nll = sm_nll(&[0, 2, 1, 0]);
     let loss = scalar(text, &sm_bottoms(&[0.0, 2.0, 1.0, 0.0]));
@@ -174,7 +116,7 @@ fn softmax_loss_value_and_gradient() {
 
 #[test]
 fn softmax_loss_normalization_modes() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // Position 1 (n=0, s=1) carries the ignore label 7.
     let nll = sm_nll(&[0, 0, 1, 2]);
     let valid_sum = nll[0] + nll[2] + nll[3];
@@ -213,7 +155,7 @@ fn softmax_loss_normalization_modes() {
 
 #[test]
 fn softmax_loss_probability_top_and_axis() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "l" type: "SoftmaxWithLoss" top: "loss" top: "prob""#;
     let (setup, tops) = run_full(text, &sm_bottoms(&[0.0, 2.0, 1.0, 0.0]));
     assert_eq!(setup.tops, vec![vec![], vec![2, 3, 2]]);
@@ -245,7 +187,7 @@ fn softmax_loss_probability_top_and_axis() {
 
 #[test]
 fn softmax_loss_clamps_hopeless_samples_like_caffe() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // In f32 the true-class probability underflows: Caffe logs −log(FLT_MIN) = 87.3365,
     // while the gradient stays softmax − one-hot.
     let text = r#"name: "l" type: "SoftmaxWithLoss""#;
@@ -259,7 +201,7 @@ fn softmax_loss_clamps_hopeless_samples_like_caffe() {
 
 #[test]
 fn softmax_loss_bad_inputs() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "l" type: "SoftmaxWithLoss""#;
     let err = forward_err(text, &sm_bottoms(&[0.0, 3.0, 1.0, 0.0]));
     assert!(err.contains("out of range"), "{err}");
@@ -278,7 +220,10 @@ fn softmax_loss_bad_inputs() {
     // A later batch with mismatched shapes is an error too, not a crash.
     let mut layer = create_layer(&lp(text)).unwrap();
     layer.setup(&[vec![2, 3], vec![2]]).unwrap();
-    let err = layer.forward(&ctx(), &[randn(&[3, 3], 1), t(&[0.0, 1.0], &[2])], &[]).err().expect("error").to_string();
+    let err = layer
+        .forward(&ctx(Phase::Train), &[randn(&[3, 3], 1), t(&[0.0, 1.0], &[2])], &[])
+        .expect_err("error")
+        .to_string();
     assert!(err.contains("first dimension"), "{err}");
 }
 
@@ -290,7 +235,7 @@ fn sce(x: f64, t: f64) -> f64 {
 
 #[test]
 fn sigmoid_cross_entropy_values_and_normalization() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = [-2.0, 0.0, 3.0, 40.0, -40.0, 0.5];
     let tv = [0.0, 1.0, 1.0, 0.0, 0.25, -1.0];
     let b = [t(&x, &[2, 3]), t(&tv, &[2, 3])];
@@ -332,7 +277,7 @@ fn sigmoid_cross_entropy_values_and_normalization() {
 
 #[test]
 fn sigmoid_cross_entropy_bad_inputs() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "l" type: "SigmoidCrossEntropyLoss""#;
     let err = setup_err(text, &[vec![2, 3], vec![2, 2]]);
     assert!(err.contains("same count"), "{err}");
@@ -346,7 +291,7 @@ fn sigmoid_cross_entropy_bad_inputs() {
 
 #[test]
 fn euclidean_loss() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let a = [1.0, 2.0, 3.0, -1.0, 0.5, 4.0];
     let b = [0.0, 2.5, 1.0, 1.0, 0.5, 3.0];
     let sq: f64 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
@@ -371,7 +316,7 @@ fn euclidean_loss() {
 
 #[test]
 fn hinge_loss_l1_and_l2() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = [0.5, -0.2, 2.0, -1.5, 0.3, 0.9];
     let labels = [2usize, 0];
     let mut l1 = 0.0;
@@ -442,7 +387,7 @@ fn write_h(dir: &Path, legacy_shape: bool) -> String {
 
 #[test]
 fn infogain_loss_with_h_from_bottom_and_file() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = [1.0, -1.0, 0.5, 0.0, 2.0, -0.5, 3.0, 0.1, 0.2, -1.0, -2.0, 1.0];
     let labels = [0usize, 2, 1, 2];
     let terms = infogain_terms(&x, &labels);
@@ -480,7 +425,7 @@ fn infogain_loss_with_h_from_bottom_and_file() {
 
 #[test]
 fn infogain_loss_axis_ignore_and_normalization() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // 2×3×2 with classes on axis 1; position (n=1, s=0) ignored.
     let x = SM_X;
     let mut rows = Vec::new();
@@ -514,7 +459,7 @@ fn infogain_loss_axis_ignore_and_normalization() {
 
 #[test]
 fn infogain_loss_bad_inputs() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"name: "l" type: "InfogainLoss""#;
     let err = setup_err(text, &[vec![4, 3], vec![4]]);
     assert!(err.contains("source must be specified"), "{err}");
@@ -549,7 +494,7 @@ fn infogain_loss_bad_inputs() {
 
 #[test]
 fn multinomial_logistic_loss() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let p = [0.2, 0.5, 0.3, 0.1, 0.1, 0.8];
     let bottoms = [t(&p, &[2, 3]), t(&[1.0, 2.0], &[2, 1, 1, 1])];
     let text = r#"name: "l" type: "MultinomialLogisticLoss""#;
@@ -578,7 +523,7 @@ fn multinomial_logistic_loss() {
 
 #[test]
 fn contrastive_loss_values() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // Pairs: 0 similar, 1 dissimilar inside the margin, 2 dissimilar outside it.
     let a = [0.0, 0.0, 1.0, 0.0, 3.0, 0.0];
     let b = [0.3, 0.4, 1.0, 0.5, 0.0, 0.0];
@@ -604,7 +549,7 @@ fn contrastive_loss_values() {
 
 #[test]
 fn contrastive_loss_gradients_follow_caffe() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let a = [0.0, 0.0, 1.0, 0.0, 3.0, 0.0];
     let b = [0.3, 0.4, 1.0, 0.5, 0.0, 0.0];
     let bottoms = [t(&a, &[3, 2]), t(&b, &[3, 2]), t(&[1.0, 0.0, 0.0], &[3])];
@@ -642,7 +587,7 @@ fn contrastive_loss_gradients_follow_caffe() {
 
 #[test]
 fn accuracy_top_k_and_ties() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = [0.1, 0.7, 0.2, /**/ 0.5, 0.3, 0.2, /**/ 0.3, 0.3, 0.4, /**/ 0.6, 0.6, 0.1];
     let labels = t(&[1.0, 1.0, 0.0, 0.0], &[4]);
     let bottoms = [t(&x, &[4, 3]), labels];
@@ -665,7 +610,7 @@ fn accuracy_top_k_and_ties() {
 
 #[test]
 fn accuracy_ignore_label_axis_and_per_class() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = [0.1, 0.7, 0.2, /**/ 0.5, 0.3, 0.2, /**/ 0.3, 0.3, 0.4, /**/ 0.9, 0.05, 0.05];
     let labels = [1.0, 1.0, 2.0, 0.0];
     let bottoms = [t(&x, &[4, 3]), t(&labels, &[4])];
@@ -710,7 +655,7 @@ fn accuracy_ignore_label_axis_and_per_class() {
 
 #[test]
 fn loss_layers_default_to_loss_weight_one_in_a_net() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let text = r#"
         name: "n"
         layer { name: "in" type: "Input" top: "x" top: "y" top: "lab"
@@ -720,9 +665,7 @@ fn loss_layers_default_to_loss_weight_one_in_a_net() {
         layer { name: "sm" type: "SoftmaxWithLoss" bottom: "x" bottom: "lab" top: "sm" }
         layer { name: "acc" type: "Accuracy" bottom: "x" bottom: "lab" top: "acc" }
     "#;
-    let param = parse_str::<NetParameter>(text, "test", TextOptions::default()).unwrap().message;
-    let state = NetState { phase: Some(Phase::Train as i32), ..Default::default() };
-    let mut net = Net::new(&param, &state, NetSource::new("test"), Device::Cpu).unwrap();
+    let mut net = net(text, "test", Phase::Train).unwrap();
     let x = [0.5, -1.0, 2.0, 0.0, 1.0, -0.5];
     let y = [0.0, 1.0, 1.0, 0.0, 0.25, 1.0];
     net.set_input("x", &Tensor::from_slice(&x.map(|v| v as f32)).reshape([2, 3])).unwrap();

@@ -4,20 +4,17 @@
 //! expose_hidden, Caffe's gradient cut-offs, shape errors, and a net in the
 //! style of Caffe's LRCN captioning net.
 use caffe_tch::layers::gradcheck::GradCheck;
-use caffe_tch::layers::{create_layer, Ctx, Layer, SetupOut, Shape};
-use caffe_tch::net::{Net, NetSource};
+use caffe_tch::layers::{create_layer, Layer, SetupOut, Shape};
+use caffe_tch::net::Net;
 use caffe_tch::proto::binary::make_blob;
-use caffe_tch::proto::caffe::{LayerParameter, NetParameter, NetState, Phase};
-use caffe_tch::proto::text::{parse_str, TextOptions};
-use std::sync::{Mutex, MutexGuard};
+use caffe_tch::proto::caffe::{LayerParameter, NetParameter, Phase};
 
 use tch::{Device, Kind, Tensor};
 
-const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
+use crate::common::layer::{ctx, lp as layer_param, setup_err, values};
+use crate::common::rng_exclusive;
 
-fn layer_param(text: &str) -> LayerParameter {
-    parse_str::<LayerParameter>(text, "test", TextOptions::default()).expect("layer prototxt").message
-}
+const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
 
 fn rnn_param(kind: &str, hidden: usize, expose: bool) -> LayerParameter {
     layer_param(&format!(
@@ -28,33 +25,11 @@ fn rnn_param(kind: &str, hidden: usize, expose: bool) -> LayerParameter {
     ))
 }
 
-/// libtorch's generator is global and tests run on parallel threads: every test
-/// here seeds it (and GradCheck reseeds it between passes), so they take turns.
-static RNG: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn ctx() -> Ctx {
-    Ctx { phase: Phase::Train, iteration: i64::MAX, device: Device::Cpu }
-}
-
 fn setup(lp: &LayerParameter, bottoms: &[&Tensor]) -> (Box<dyn Layer>, SetupOut) {
     let mut layer = create_layer(lp).expect("create");
     let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
     let out = layer.setup(&shapes).expect("setup");
     (layer, out)
-}
-
-fn setup_err(lp: &LayerParameter, shapes: &[Shape]) -> String {
-    match create_layer(lp) {
-        Err(e) => e.to_string(),
-        Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("setup accepted bottoms {shapes:?}"),
-        },
-    }
 }
 
 /// Random f64 values for each declared blob.
@@ -75,13 +50,9 @@ fn cont_tensor(rows: &[&[f64]]) -> Tensor {
     Tensor::from_slice(&flat).reshape([t, n])
 }
 
-fn values(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(&t.detach().to_kind(Kind::Double).contiguous().view(-1)).expect("values")
-}
-
 fn forward(layer: &mut Box<dyn Layer>, bottoms: &[&Tensor], params: &[Tensor]) -> Vec<Tensor> {
     let b: Vec<Tensor> = bottoms.iter().map(|t| t.shallow_clone()).collect();
-    layer.forward(&ctx(), &b, params).expect("forward")
+    layer.forward(&ctx(Phase::Train), &b, params).expect("forward")
 }
 
 fn assert_close(what: &str, ours: &[f64], reference: &[f64], tol: f64) {
@@ -181,7 +152,7 @@ fn reference(
 
 #[test]
 fn blobs_follow_caffe_order_and_shapes() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = Tensor::zeros([5, 2, 3, 2], F64);
     let cont = Tensor::zeros([5, 2], F64);
     let xs = Tensor::zeros([2, 4, 1], F64);
@@ -260,7 +231,7 @@ fn check_against_reference(kind: &str, t_len: i64, with_static: bool) {
 
 #[test]
 fn rnn_matches_scalar_reference() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     check_against_reference("RNN", 2, false);
     check_against_reference("RNN", 4, false);
     check_against_reference("RNN", 3, true);
@@ -268,7 +239,7 @@ fn rnn_matches_scalar_reference() {
 
 #[test]
 fn lstm_matches_scalar_reference() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     check_against_reference("LSTM", 2, false);
     check_against_reference("LSTM", 4, false);
     check_against_reference("LSTM", 3, true);
@@ -276,7 +247,7 @@ fn lstm_matches_scalar_reference() {
 
 #[test]
 fn lstm_two_steps_by_hand() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // H = 1, one input feature, one stream: every number can be followed on paper.
     let lp = layer_param(r#"name: "l" type: "LSTM" recurrent_param { num_output: 1 }"#);
     let x = Tensor::from_slice(&[0.5f64, -1.0]).reshape([2, 1, 1]);
@@ -300,7 +271,7 @@ fn lstm_two_steps_by_hand() {
 
 #[test]
 fn lstm_unit_matches_scalar_reference() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let (n, h) = (3i64, 4i64);
     let c_prev = uniform(&[1, n, h], 21);
     let gates = uniform(&[1, n, 4 * h], 22) * 2.0;
@@ -338,7 +309,7 @@ fn grad_cont() -> Tensor {
 
 #[test]
 fn rnn_gradient_check() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = uniform(&[4, 2, 3], 31);
     let xs = uniform(&[2, 2, 2], 32);
     let lp = rnn_param("RNN", 3, false);
@@ -349,7 +320,7 @@ fn rnn_gradient_check() {
 
 #[test]
 fn lstm_gradient_check() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = uniform(&[4, 2, 3], 33);
     let xs = uniform(&[2, 2, 2], 34);
     let lp = rnn_param("LSTM", 3, false);
@@ -360,7 +331,7 @@ fn lstm_gradient_check() {
 
 #[test]
 fn lstm_unit_gradient_check() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let c_prev = uniform(&[1, 3, 4], 35);
     let gates = uniform(&[1, 3, 16], 36);
     let cont = Tensor::from_slice(&[1.0f64, 0.0, 1.0]).reshape([1, 3]);
@@ -374,7 +345,7 @@ fn lstm_unit_gradient_check() {
 /// f = cont·σ(x_f) with f·(1 − f), not the true cont·σ·(1 − σ). Reproduced.
 #[test]
 fn lstm_unit_uses_caffe_forget_derivative_for_fractional_cont() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let (n, h) = (2i64, 3usize);
     let c_prev = uniform(&[1, n, h as i64], 41);
     let gates = uniform(&[1, n, 4 * h as i64], 42).set_requires_grad(true);
@@ -418,7 +389,7 @@ fn lstm_unit_uses_caffe_forget_derivative_for_fractional_cont() {
 
 #[test]
 fn zero_cont_resets_the_state_mid_sequence() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     for kind in ["RNN", "LSTM"] {
         let x = uniform(&[5, 1, 2], 51);
         let restart = cont_tensor(&[&[0.0], &[1.0], &[1.0], &[0.0], &[1.0]]);
@@ -446,7 +417,7 @@ fn zero_cont_resets_the_state_mid_sequence() {
 /// the next, so stepping one timestep per batch equals the full sequence.
 #[test]
 fn state_carries_from_one_batch_to_the_next() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     for kind in ["RNN", "LSTM"] {
         let (t_len, n) = (4i64, 2i64);
         let x = uniform(&[t_len, n, 3], 61);
@@ -484,7 +455,7 @@ fn state_carries_from_one_batch_to_the_next() {
 /// long sequence can be run in chunks.
 #[test]
 fn expose_hidden_chains_chunks() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     for kind in ["RNN", "LSTM"] {
         let lstm = kind == "LSTM";
         let (n, hidden) = (2i64, 3i64);
@@ -539,7 +510,7 @@ fn expose_hidden_chains_chunks() {
 /// inner net: no gradient reaches h_0/c_0 or cont, and none leaves h_T/c_T.
 #[test]
 fn caffe_gradient_cutoffs() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let (n, hidden) = (2i64, 3i64);
     let x = uniform(&[3, n, 2], 81).set_requires_grad(true);
     let cont = cont_tensor(&[&[1.0, 1.0], &[1.0, 0.0], &[1.0, 1.0]]).set_requires_grad(true);
@@ -566,7 +537,7 @@ fn caffe_gradient_cutoffs() {
 
 #[test]
 fn shape_errors_are_reported() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let lstm = rnn_param("LSTM", 4, false);
     let exposed = rnn_param("LSTM", 4, true);
     let rnn_exposed = rnn_param("RNN", 4, true);
@@ -608,15 +579,17 @@ fn shape_errors_are_reported() {
     let (mut layer, o) = setup(&lstm, &[&x, &cont]);
     let params = random_params(&o, 92);
     let (x4, c4) = (uniform(&[4, 2, 5], 93), Tensor::zeros([4, 2], F64));
-    let e = layer.forward(&ctx(), &[x4, c4], &params).expect_err("T change must fail").to_string();
+    let e = layer.forward(&ctx(Phase::Train), &[x4, c4], &params).expect_err("T change must fail").to_string();
     assert!(e.contains("timesteps changed"), "{e}");
     let e = layer
-        .forward(&ctx(), &[uniform(&[3, 2, 6], 94), cont.shallow_clone()], &params)
+        .forward(&ctx(Phase::Train), &[uniform(&[3, 2, 6], 94), cont.shallow_clone()], &params)
         .expect_err("features")
         .to_string();
     assert!(e.contains("features"), "{e}");
     // A new number of streams is fine.
-    let y = layer.forward(&ctx(), &[uniform(&[3, 5, 5], 95), Tensor::zeros([3, 5], F64)], &params).expect("new N");
+    let y = layer
+        .forward(&ctx(Phase::Train), &[uniform(&[3, 5, 5], 95), Tensor::zeros([3, 5], F64)], &params)
+        .expect("new N");
     assert_eq!(y[0].size(), vec![3, 5, 4]);
 }
 
@@ -676,14 +649,12 @@ layer {
 "#;
 
 fn build_net(text: &str, phase: Phase) -> Net {
-    let param = parse_str::<NetParameter>(text, "net", TextOptions::default()).expect("net prototxt").message;
-    let state = NetState { phase: Some(phase as i32), ..Default::default() };
-    Net::new(&param, &state, NetSource::new("net"), Device::Cpu).expect("build net")
+    crate::common::net(text, "net", phase).expect("build net")
 }
 
 #[test]
 fn lrcn_style_net_builds_and_backpropagates() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let mut net = build_net(LRCN_STYLE, Phase::Train);
     assert_eq!(net.blob_shape("lstm1"), Some(&vec![5, 3, 7]));
     assert_eq!(net.blob_shape("predict"), Some(&vec![5, 3, 11]));
@@ -719,7 +690,7 @@ fn lrcn_style_net_builds_and_backpropagates() {
 /// any other order is a shape mismatch.
 #[test]
 fn caffemodel_blobs_load_in_caffe_order() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let mut net = build_net(LRCN_STYLE, Phase::Test);
     let blob = |shape: &[i64], base: f32| {
         let n: i64 = shape.iter().product();

@@ -6,64 +6,27 @@ use caffe_tch::layers::gradcheck::GradCheck;
 use caffe_tch::layers::vision::pooling::pooled_size;
 use caffe_tch::layers::vision::spp::Spp;
 use caffe_tch::layers::{create_layer, Ctx};
-use caffe_tch::proto::caffe::{self, spp_parameter, LayerParameter, Phase, PoolingParameter};
-use caffe_tch::proto::text::{parse_str, TextOptions};
+use caffe_tch::proto::caffe::{spp_parameter, LayerParameter, Phase, PoolingParameter};
 use tch::{Device, Kind, Tensor};
 
+use crate::common::layer::{self, lp, randn, run_phase, setup_err, t as from_vec, values};
+use crate::common::rng_exclusive;
+
 const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
-
-/// The tests share libtorch's global random generator (the gradient checker
-/// reseeds it between passes), so they run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A prototxt float as the layer sees it (f32).
 fn f32v(v: f64) -> f64 {
     v as f32 as f64
 }
 
-fn lp(text: &str) -> LayerParameter {
-    parse_str::<caffe::LayerParameter>(text, "test", TextOptions::default()).expect("layer prototxt").message
-}
-
 /// Sets the layer up on the bottoms' shapes and runs one forward pass;
 /// checks the tops have the shapes setup announced.
 fn run(l: &LayerParameter, bottoms: &[Tensor], params: &[Tensor], phase: Phase) -> Vec<Tensor> {
-    let mut layer = create_layer(l).expect("create");
-    let shapes: Vec<Vec<i64>> = bottoms.iter().map(|b| b.size()).collect();
-    let setup = layer.setup(&shapes).expect("setup");
-    let ctx = Ctx { phase, iteration: i64::MAX, device: Device::Cpu };
-    let tops = layer.forward(&ctx, bottoms, params).expect("forward");
+    let (setup, tops) = run_phase(l, bottoms, params, phase);
     for (t, s) in tops.iter().zip(&setup.tops) {
         assert_eq!(&t.size(), s, "top shape differs from setup's");
     }
     tops
-}
-
-fn setup_err(l: &LayerParameter, shapes: &[Vec<i64>]) -> String {
-    match create_layer(l) {
-        Err(e) => e.to_string(),
-        Ok(mut layer) => match layer.setup(shapes) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("setup accepted {shapes:?}"),
-        },
-    }
-}
-
-fn randn(shape: &[i64], seed: i64) -> Tensor {
-    tch::manual_seed(seed);
-    Tensor::randn(shape, F64)
-}
-
-fn to_vec(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).contiguous().view(-1)).unwrap()
-}
-
-fn from_vec(v: &[f64], shape: &[i64]) -> Tensor {
-    Tensor::from_slice(v).reshape(shape)
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -76,10 +39,9 @@ fn assert_near(what: &str, a: &Tensor, b: &Tensor, tol: f64) {
     assert!(d <= tol, "{what}: max |Δ| = {d:e} > {tol:e}");
 }
 
+/// A gradient check at the checker's default tolerance; `skip` lists bottoms that get none.
 fn gradcheck(l: &LayerParameter, bottoms: &[Tensor], phase: Phase, skip: Vec<usize>) {
-    let check = GradCheck { phase, skip_bottoms: skip, ..Default::default() };
-    let report = check.run(l, bottoms).unwrap_or_else(|e| panic!("{}: {e}", l.name()));
-    assert!(report.checked > 0);
+    layer::gradcheck(l, bottoms, GradCheck { phase, skip_bottoms: skip, ..Default::default() });
 }
 
 // ---------------------------------------------------------------- LRN
@@ -88,7 +50,7 @@ fn gradcheck(l: &LayerParameter, bottoms: &[Tensor], phase: Phase, skip: Vec<usi
 fn naive_lrn_across(x: &Tensor, n: i64, alpha: f64, beta: f64, k: f64) -> Tensor {
     let s = x.size();
     let (nn, c, h, w) = (s[0], s[1], s[2], s[3]);
-    let v = to_vec(x);
+    let v = values(x);
     let at = |a: i64, b: i64, i: i64, j: i64| v[(((a * c + b) * h + i) * w + j) as usize];
     let mut out = vec![0.0; v.len()];
     let pre = (n - 1) / 2;
@@ -114,7 +76,7 @@ fn naive_lrn_across(x: &Tensor, n: i64, alpha: f64, beta: f64, k: f64) -> Tensor
 fn naive_lrn_within(x: &Tensor, n: i64, alpha: f64, beta: f64) -> Tensor {
     let s = x.size();
     let (h, w) = (s[2], s[3]);
-    let v = to_vec(x);
+    let v = values(x);
     let pad = (n - 1) / 2;
     let mut out = vec![0.0; v.len()];
     for plane in 0..(s[0] * s[1]) {
@@ -140,7 +102,7 @@ fn naive_lrn_within(x: &Tensor, n: i64, alpha: f64, beta: f64) -> Tensor {
 
 #[test]
 fn lrn_across_channels_matches_naive() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[2, 7, 3, 4], 1) * 2.0;
     for (n, alpha, beta, k) in [(5, 0.3, 0.75, 2.0), (3, 1.0, 0.5, 1.0), (1, 0.1, 1.5, 0.5), (9, 2.0, 0.75, 1.0)] {
         let l =
@@ -157,7 +119,7 @@ fn lrn_across_channels_matches_naive() {
 
 #[test]
 fn lrn_within_channel_matches_naive_and_ignores_k() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 5, 6], 2) * 2.0;
     for (n, alpha, beta) in [(3, 0.5, 0.75), (5, 2.0, 0.75), (1, 0.3, 1.0)] {
         let l = lp(&format!(
@@ -170,7 +132,7 @@ fn lrn_within_channel_matches_naive_and_ignores_k() {
 
 #[test]
 fn lrn_gradients() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[2, 6, 3, 4], 3);
     gradcheck(
         &lp("name: 'a' type: 'LRN' lrn_param { local_size: 5 alpha: 0.8 beta: 0.75 k: 1.5 }"),
@@ -188,7 +150,7 @@ fn lrn_gradients() {
 
 #[test]
 fn lrn_rejects_even_size_and_non_4d() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let e = setup_err(&lp("name: 'n' type: 'LRN' lrn_param { local_size: 4 }"), &[vec![1, 3, 4, 4]]);
     assert!(e.contains("odd"), "{e}");
     let e = setup_err(&lp("name: 'n' type: 'LRN'"), &[vec![3, 4, 4]]);
@@ -213,7 +175,7 @@ fn naive_pool(x: &Tensor, max: bool, k: [i64; 2], s: [i64; 2], p: [i64; 2], ceil
     let (h, w) = (sz[2], sz[3]);
     let oh = caffe_pooled(h, k[0], s[0], p[0], ceil);
     let ow = caffe_pooled(w, k[1], s[1], p[1], ceil);
-    let v = to_vec(x);
+    let v = values(x);
     let mut out = Vec::new();
     for plane in 0..(sz[0] * sz[1]) {
         let base = (plane * h * w) as usize;
@@ -248,7 +210,7 @@ fn naive_pool(x: &Tensor, max: bool, k: [i64; 2], s: [i64; 2], p: [i64; 2], ceil
 
 #[test]
 fn pooling_output_size_rules() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // Ceil by default; floor on request; the last window is dropped when it
     // would start in the padding.
     assert_eq!(pooled_size(6, 3, 2, 0, true), 3);
@@ -283,7 +245,7 @@ fn pooling_output_size_rules() {
 
 #[test]
 fn pooling_max_and_ave_match_naive_with_padding_and_borders() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let mut configs = 0;
     for (h, w) in [(5, 5), (6, 7), (7, 4)] {
         let x = randn(&[2, 2, h, w], h * 10 + w);
@@ -323,7 +285,7 @@ fn pooling_max_and_ave_match_naive_with_padding_and_borders() {
 
 #[test]
 fn pooling_follows_a_new_input_size() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let l = lp("name: 'p' type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 }");
     let mut layer = create_layer(&l).unwrap();
     layer.setup(&[vec![1, 2, 8, 8]]).unwrap();
@@ -335,7 +297,7 @@ fn pooling_follows_a_new_input_size() {
 
 #[test]
 fn pooling_global_ave() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 4, 5], 5);
     let l = lp("name: 'g' type: 'Pooling' pooling_param { pool: AVE global_pooling: true }");
     let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
@@ -344,7 +306,7 @@ fn pooling_global_ave() {
 
 #[test]
 fn pooling_gradients() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[2, 2, 6, 5], 6);
     for text in [
         "name: 'm' type: 'Pooling' pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }",
@@ -359,7 +321,7 @@ fn pooling_gradients() {
 
 #[test]
 fn stochastic_pooling_test_phase_is_weighted_average() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // Non-negative inputs with some all-zero windows; ceil windows at the border.
     let x = randn(&[2, 2, 7, 6], 7).relu();
     let _ = x.narrow(2, 0, 3).narrow(3, 0, 3).fill_(0.0);
@@ -367,7 +329,7 @@ fn stochastic_pooling_test_phase_is_weighted_average() {
     let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
     let (h, w) = (7, 6);
     let (oh, ow) = (caffe_pooled(h, 3, 2, 0, true), caffe_pooled(w, 3, 2, 0, true));
-    let v = to_vec(&x);
+    let v = values(&x);
     let mut want = Vec::new();
     for plane in 0..4 {
         for i in 0..oh {
@@ -390,7 +352,7 @@ fn stochastic_pooling_test_phase_is_weighted_average() {
 
 #[test]
 fn stochastic_pooling_train_samples_in_proportion() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // Windows [1, 3]: the 3 must be drawn about 3/4 of the time.
     let n = 4000;
     let x = Tensor::from_slice(&[1.0f64, 3.0]).repeat([n, 1]).reshape([1, 1, n, 2]);
@@ -408,12 +370,12 @@ fn stochastic_pooling_train_samples_in_proportion() {
     let z = Tensor::zeros([1, 1, 1, 2], F64).set_requires_grad(true);
     let y = run(&l, &[z.shallow_clone()], &[], Phase::Train).remove(0);
     let g = Tensor::run_backward(&[y.sum(Kind::Double)], &[&z], false, false).remove(0);
-    assert_eq!(to_vec(&g), vec![1.0, 0.0]);
+    assert_eq!(values(&g), vec![1.0, 0.0]);
 }
 
 #[test]
 fn stochastic_pooling_rejects_padding() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let e = setup_err(
         &lp("name: 's' type: 'Pooling' pooling_param { pool: STOCHASTIC kernel_size: 3 pad: 1 }"),
         &[vec![1, 1, 5, 5]],
@@ -433,9 +395,9 @@ fn naive_deconv(x: &Tensor, wt: &Tensor, bias: &Tensor, group: i64, s: i64, p: i
     let co = cog * group;
     let oh = s * (h - 1) + d * (kh - 1) + 1 - 2 * p;
     let ow = s * (w - 1) + d * (kw - 1) + 1 - 2 * p;
-    let xv = to_vec(x);
-    let wv = to_vec(wt);
-    let bv = to_vec(bias);
+    let xv = values(x);
+    let wv = values(wt);
+    let bv = values(bias);
     let mut out = vec![0.0; (n * co * oh * ow) as usize];
     let cig = ci / group;
     for a in 0..n {
@@ -471,7 +433,7 @@ fn naive_deconv(x: &Tensor, wt: &Tensor, bias: &Tensor, group: i64, s: i64, p: i
 
 #[test]
 fn deconvolution_matches_caffe_layout_and_size() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let l = lp("name: 'd' type: 'Deconvolution' convolution_param { num_output: 6 kernel_size: 3 stride: 2 pad: 1 group: 2 dilation: 2 }");
     let mut layer = create_layer(&l).unwrap();
     let setup = layer.setup(&[vec![2, 4, 5, 4]]).unwrap();
@@ -496,7 +458,7 @@ fn deconvolution_matches_caffe_layout_and_size() {
 
 #[test]
 fn deconvolution_gradients() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let l = lp(
         "name: 'd' type: 'Deconvolution' convolution_param { num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2 \
          weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 0.5 } }",
@@ -506,7 +468,7 @@ fn deconvolution_gradients() {
 
 #[test]
 fn convolution_gradients() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let l = lp(
         "name: 'c' type: 'Convolution' convolution_param { num_output: 4 kernel_size: 3 stride: 2 pad: 1 group: 2 dilation: 1 \
          weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 0.5 } }",
@@ -518,7 +480,7 @@ fn convolution_gradients() {
 
 #[test]
 fn spp_level_geometry_is_caffes() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // 13×13 input: bins 1, 2, 4 → kernels 13, 7, 4; pads 0, 1, 2.
     let p = Spp::level_param(0, 13, 13, spp_parameter::PoolMethod::Max);
     assert_eq!((p.kernel_h(), p.stride_h(), p.pad_h()), (13, 13, 0));
@@ -542,7 +504,7 @@ fn pool_level(x: &Tensor, level: u32, method: spp_parameter::PoolMethod) -> Tens
 
 #[test]
 fn spp_concatenates_flattened_levels() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 13, 10], 16);
     for (method, name) in [(spp_parameter::PoolMethod::Max, "MAX"), (spp_parameter::PoolMethod::Ave, "AVE")] {
         let l = lp(&format!("name: 's' type: 'SPP' spp_param {{ pyramid_height: 3 pool: {name} }}"));
@@ -566,7 +528,7 @@ fn spp_concatenates_flattened_levels() {
 
 #[test]
 fn spp_follows_a_new_input_size() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let l = lp("name: 's' type: 'SPP' spp_param { pyramid_height: 2 }");
     let mut layer = create_layer(&l).unwrap();
     layer.setup(&[vec![1, 2, 8, 8]]).unwrap();
@@ -580,7 +542,7 @@ fn spp_follows_a_new_input_size() {
 
 #[test]
 fn spp_gradients() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     gradcheck(
         &lp("name: 's' type: 'SPP' spp_param { pyramid_height: 3 pool: AVE }"),
         &[randn(&[2, 2, 9, 7], 18)],
@@ -607,7 +569,7 @@ fn naive_im2col(x: &Tensor, k: &[i64], s: &[i64], p: &[i64], d: &[i64]) -> Tenso
     let taps: i64 = k.iter().product();
     let positions: i64 = outs.iter().product();
     let in_size: i64 = dims.iter().product();
-    let v = to_vec(x);
+    let v = values(x);
     let unravel = |mut idx: i64, shape: &[i64]| -> Vec<i64> {
         let mut r = vec![0; shape.len()];
         for i in (0..shape.len()).rev() {
@@ -642,7 +604,7 @@ fn naive_im2col(x: &Tensor, k: &[i64], s: &[i64], p: &[i64], d: &[i64]) -> Tenso
 
 #[test]
 fn im2col_matches_naive_in_1d_2d_3d() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 7, 6], 20);
     let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 2 dilation: 2 }");
     let y = run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0);
@@ -662,7 +624,7 @@ fn im2col_matches_naive_in_1d_2d_3d() {
 
 #[test]
 fn im2col_axis_keeps_leading_axes() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // Channel axis 2: axes 0 and 1 stay as they are.
     let x = randn(&[2, 3, 4, 6], 23);
     let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_size: 3 axis: 2 }");
@@ -674,7 +636,7 @@ fn im2col_axis_keeps_leading_axes() {
 
 #[test]
 fn im2col_gradients() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_size: 3 stride: 2 pad: 1 }");
     gradcheck(&l, &[randn(&[1, 2, 5, 4], 24)], Phase::Train, vec![]);
     let l = lp("name: 'i' type: 'Im2col' convolution_param { kernel_size: 2 dilation: 2 pad: 1 }");
@@ -685,7 +647,7 @@ fn im2col_gradients() {
 
 #[test]
 fn crop_offsets() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = Tensor::arange(2 * 3 * 6 * 7, F64).reshape([2, 3, 6, 7]);
     let like = Tensor::zeros([1, 1, 3, 4], F64);
     // Default axis 2, one offset for all cropped axes.
@@ -731,7 +693,7 @@ fn crop_offsets() {
 
 #[test]
 fn crop_errors() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let e = setup_err(&lp("name: 'c' type: 'Crop' crop_param { offset: 4 }"), &[vec![1, 1, 6, 7], vec![1, 1, 3, 4]]);
     assert!(e.contains("out-of-bounds"), "{e}");
     let e = setup_err(
@@ -745,7 +707,7 @@ fn crop_errors() {
 
 #[test]
 fn crop_gradients() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let l = lp("name: 'c' type: 'Crop' crop_param { offset: 1 offset: 2 }");
     gradcheck(&l, &[randn(&[2, 2, 5, 6], 26), randn(&[1, 1, 3, 3], 27)], Phase::Train, vec![1]);
 }
@@ -759,7 +721,7 @@ fn bn_blobs(c: i64, factor: f64, seed: i64) -> Vec<Tensor> {
 
 #[test]
 fn batchnorm_global_stats() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[3, 4, 2, 5], 30);
     let l = lp("name: 'b' type: 'BatchNorm'");
     let blobs = bn_blobs(4, 2.5, 31);
@@ -790,7 +752,7 @@ fn batchnorm_global_stats() {
 
 #[test]
 fn batchnorm_global_stats_backward_divides_by_std() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 4], 32).set_requires_grad(true);
     let blobs = bn_blobs(3, 1.0, 33);
     let y = run(&lp("name: 'b' type: 'BatchNorm'"), &[x.shallow_clone()], &blobs, Phase::Test).remove(0);
@@ -801,7 +763,7 @@ fn batchnorm_global_stats_backward_divides_by_std() {
 
 #[test]
 fn batchnorm_batch_stats_and_running_average() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[4, 3, 2, 3], 35) * 2.0 + 1.0;
     let l = lp("name: 'b' type: 'BatchNorm' batch_norm_param { moving_average_fraction: 0.75 }");
     let blobs = vec![Tensor::zeros([3], F64), Tensor::zeros([3], F64), Tensor::zeros([1], F64)];
@@ -832,7 +794,7 @@ fn batchnorm_batch_stats_and_running_average() {
 
 #[test]
 fn batchnorm_2d_and_single_value_per_channel() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[5, 3], 37);
     let blobs = vec![Tensor::zeros([3], F64), Tensor::zeros([3], F64), Tensor::zeros([1], F64)];
     let y = run(&lp("name: 'b' type: 'BatchNorm'"), &[x.shallow_clone()], &blobs, Phase::Train).remove(0);
@@ -847,14 +809,14 @@ fn batchnorm_2d_and_single_value_per_channel() {
 
 #[test]
 fn batchnorm_gradients_with_batch_stats() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     gradcheck(&lp("name: 'b' type: 'BatchNorm'"), &[randn(&[3, 4, 2, 3], 39)], Phase::Train, vec![]);
     gradcheck(&lp("name: 'b' type: 'BatchNorm'"), &[randn(&[6, 2], 40)], Phase::Train, vec![]);
 }
 
 #[test]
 fn batchnorm_blobs_are_not_learnable_and_reject_lr_mult() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let l = lp("name: 'b' type: 'BatchNorm'");
     let mut layer = create_layer(&l).unwrap();
     assert!(!layer.params_learnable());
@@ -873,7 +835,7 @@ fn batchnorm_blobs_are_not_learnable_and_reject_lr_mult() {
 // ---------------------------------------------------------------- MVN
 
 fn naive_mvn(x: &Tensor, rows: i64, normalize: bool, eps: f64) -> Tensor {
-    let v = to_vec(x);
+    let v = values(x);
     let dim = v.len() / rows as usize;
     let mut out = Vec::with_capacity(v.len());
     for r in v.chunks(dim) {
@@ -888,7 +850,7 @@ fn naive_mvn(x: &Tensor, rows: i64, normalize: bool, eps: f64) -> Tensor {
 
 #[test]
 fn mvn_matches_naive() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     let x = randn(&[2, 3, 4, 5], 41) * 3.0 + 2.0;
     for (across, normalize, eps) in [(false, true, 1e-9), (true, true, 0.1), (false, false, 1e-9), (true, false, 1e-9)]
     {
@@ -911,7 +873,7 @@ fn mvn_matches_naive() {
 
 #[test]
 fn mvn_backward_is_caffes_formula() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // Caffe: dx = (dy − mean(dy) − mean(dy·y)·y) / (σ + eps). A large eps
     // makes the difference from the true gradient visible.
     let eps = 0.5; // exact in f32
@@ -939,13 +901,13 @@ fn mvn_backward_is_caffes_formula() {
         false,
     )
     .remove(0);
-    assert!(to_vec(&g).iter().all(|v| v.is_finite()));
+    assert!(values(&g).iter().all(|v| v.is_finite()));
     assert_near("constant slice", &y, &Tensor::zeros([1, 1, 3, 1], F64), 0.0);
 }
 
 #[test]
 fn mvn_gradients() {
-    let _serial = serial();
+    let _rng = rng_exclusive();
     // With the default eps (1e-9) Caffe's backward equals the true gradient to ~1e-9.
     let x = randn(&[2, 3, 3, 2], 46);
     gradcheck(&lp("name: 'm' type: 'MVN'"), &[x.shallow_clone()], Phase::Train, vec![]);

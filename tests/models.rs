@@ -7,22 +7,16 @@
 //!   net, fully grown its deep net, with the same weights);
 //! - the base nets equal Caffe's reference files; every solver names an existing
 //!   net with the right dropin_length; the generated files are current.
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use caffe_tch::net::{Net, NetSource};
-use caffe_tch::proto::caffe::{
-    BlobShape, InputParameter, LayerParameter, NetParameter, NetState, Phase, SolverParameter,
-};
+use caffe_tch::proto::caffe::{BlobShape, InputParameter, LayerParameter, NetParameter, Phase, SolverParameter};
 use caffe_tch::proto::text::{self, TextOptions};
-use common::{assert_close, fixture};
 use tch::{Device, Tensor};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common;
+use crate::common::{assert_close, fixture, net_state, repo, rng_shared};
 
 fn read_net(path: &Path) -> NetParameter {
     text::read_file_nonempty::<NetParameter>(path, TextOptions::default())
@@ -68,10 +62,6 @@ fn is_small(folder: &str) -> bool {
     folder.starts_with("lenet") || folder.starts_with("cifar")
 }
 
-fn state(phase: Phase) -> NetState {
-    NetState { phase: Some(phase as i32), ..Default::default() }
-}
-
 /// One sample's shape from a Data layer's source: MNIST 1×28×28, CIFAR-10
 /// 3×32×32, ImageNet 3×crop×crop.
 fn sample_shape(l: &LayerParameter) -> Vec<i64> {
@@ -111,7 +101,7 @@ fn with_inputs(net: &NetParameter, batch: Option<i64>) -> NetParameter {
 }
 
 fn build(param: &NetParameter, phase: Phase, what: &str) -> Net {
-    Net::new(param, &state(phase), NetSource::new(what), Device::Cpu)
+    Net::new(param, &net_state(phase), NetSource::new(what), Device::Cpu)
         .unwrap_or_else(|e| panic!("{what} ({phase:?}): {e}"))
 }
 
@@ -155,10 +145,7 @@ fn generated_files_are_current() {
     let out = match std::process::Command::new("python3").arg(repo().join("models/generate.py")).arg("--check").output()
     {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("skipped: python3 is not available ({e})");
-            return;
-        }
+        Err(e) => skip!("python3 is not available ({e})"),
     };
     assert!(
         out.status.success(),
@@ -215,6 +202,7 @@ fn length_variants_differ_only_in_dropin_length() {
 /// declared batch). The large ImageNet nets are built one at a time.
 #[test]
 fn every_net_builds_in_train_and_test() {
+    let _rng = rng_shared(); // the nets' fillers
     for f in model_folders() {
         let train_val = model(&f, "train_val.prototxt");
         let mut test_shapes = Vec::new();
@@ -228,7 +216,7 @@ fn every_net_builds_in_train_and_test() {
         // The deploy net has the train_val's learnable layers, with the same shapes.
         let deploy = model(&f, "deploy.prototxt");
         for phase in [Phase::Train, Phase::Test] {
-            let net = Net::from_file(&deploy, &state(phase), TextOptions::default(), Device::Cpu)
+            let net = Net::from_file(&deploy, &net_state(phase), TextOptions::default(), Device::Cpu)
                 .unwrap_or_else(|e| panic!("{} ({phase:?}): {e}", deploy.display()));
             assert_eq!(net.output_blob_names(), vec!["prob"], "{}", deploy.display());
             let shapes: Vec<(String, Vec<i64>)> =
@@ -243,6 +231,7 @@ fn every_net_builds_in_train_and_test() {
 /// accuracy. DropIn nets run half-way through their ramp (both paths used).
 #[test]
 fn small_nets_run_forward_and_backward() {
+    let _rng = rng_shared(); // the nets' fillers
     for f in model_folders().into_iter().filter(|f| is_small(f)) {
         let path = model(&f, "train_val.prototxt");
         let param = read_net(&path);
@@ -324,6 +313,7 @@ fn assert_same_function(
 
 #[test]
 fn lenet_dropin_starts_as_lenet_and_grows_into_lenet10() {
+    let _rng = rng_shared(); // the nets' fillers
     let dropin = model("lenet10_dropin", "train_val.prototxt");
     let added: Vec<String> = (1..=2).flat_map(|b| (2..=5).map(move |k| format!("conv{b}_{k}"))).collect();
     let base = |n: &str| match n {
@@ -356,6 +346,7 @@ fn lenet_dropin_starts_as_lenet_and_grows_into_lenet10() {
 
 #[test]
 fn cifar10_11layer_starts_as_cifar10_full() {
+    let _rng = rng_shared(); // the nets' fillers
     let deep = model("cifar10_11layer_dropin", "train_val.prototxt");
     let param = read_net(&deep);
     let added: Vec<String> = param
@@ -388,6 +379,7 @@ fn cifar10_11layer_starts_as_cifar10_full() {
 /// AlexNet13 runs forward (batch 1, TEST); at iteration 0 it computes AlexNet.
 #[test]
 fn alexnet13_forward_starts_as_alexnet() {
+    let _rng = rng_shared(); // the nets' fillers
     let mut a = build_train_val(&model("alexnet", "train_val.prototxt"), Phase::Test, Some(1));
     let mut b = build_train_val(&model("alexnet13_dropin", "train_val.prototxt"), Phase::Test, Some(1));
     assert_eq!(b.layer_types().iter().filter(|t| **t == "Convolution" || **t == "InnerProduct").count(), 13);

@@ -2,47 +2,15 @@
 //! forward pass (and, where recorded, every gradient) matches Caffe's within
 //! max |Δ| ≤ 1e-4·(1 + max|ref|). The references were written by pycaffe; see
 //! tests/fixtures/caffe-ref/README.md.
-mod common;
-
 use std::path::Path;
 
 use caffe_tch::net::Net;
-use caffe_tch::proto::caffe::{NetState, Phase};
-use caffe_tch::proto::text::TextOptions;
-use common::{assert_close, caffe_ref, read_npy};
+use caffe_tch::proto::caffe::Phase;
 use serde_json::Value;
 
-fn manifest(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
-    serde_json::from_str(&text).expect("manifest json")
-}
-
-fn state(phase: Phase) -> NetState {
-    NetState { phase: Some(phase as i32), ..Default::default() }
-}
-
-/// Builds the fixture's net, loads its weights and inputs, runs forward.
-fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) -> (Net, Value) {
-    let m = manifest(dir);
-    let mut net =
-        Net::from_file(prototxt, &state(phase), TextOptions::default(), common::test_device()).expect("build net");
-    let weights = dir.join(m["weights"].as_str().unwrap_or("weights.caffemodel"));
-    let weights = if weights.exists() { weights } else { dir.parent().unwrap().join("weights.caffemodel") };
-    net.load_weights(&weights).expect("load weights");
-    for input in m["inputs"].as_array().expect("inputs") {
-        let name = input.as_str().unwrap();
-        let t = read_npy(&dir.join("blobs").join(format!("{name}.npy")));
-        net.set_input(name, &t).expect("set input");
-    }
-    if backward {
-        net.record_blob_diffs(true);
-        net.forward().expect("forward");
-        net.backward_with_blob_diffs().expect("backward");
-    } else {
-        net.forward_inference().expect("forward");
-    }
-    (net, m)
-}
+use crate::common;
+use crate::common::parity::run_fixture;
+use crate::common::{assert_close, caffe_ref, read_npy};
 
 fn check_blobs(net: &Net, dir: &Path, m: &Value) -> usize {
     let mut n = 0;
@@ -77,11 +45,13 @@ fn forward_fixture(name: &str) {
 
 #[test]
 fn lenet_forward_matches_caffe() {
+    let _rng = common::rng_shared(); // the net's fillers, before the weights load
     forward_fixture("lenet");
 }
 
 #[test]
 fn lenet_train_backward_matches_caffe() {
+    let _rng = common::rng_shared(); // the net's fillers, before the weights load
     let dir = caffe_ref("fixtures/lenet/train_backward");
     let (net, m) = run_fixture(&dir, &caffe_ref("fixtures/lenet/net.prototxt"), Phase::Train, true);
     check_blobs(&net, &dir, &m);

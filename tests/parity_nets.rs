@@ -4,25 +4,16 @@
 //! pass with batch statistics: the updated running statistics, every blob
 //! gradient and every parameter gradient. Tolerance as in tests/parity.rs:
 //! max |Δ| ≤ 1e-4·(1 + max|ref|). See tests/fixtures/caffe-ref/README.md.
-mod common;
-
 use std::path::Path;
 
 use caffe_tch::net::Net;
-use caffe_tch::proto::caffe::{NetState, Phase};
-use caffe_tch::proto::text::TextOptions;
-use common::{caffe_ref, max_abs_diff, read_npy};
+use caffe_tch::proto::caffe::Phase;
 use serde_json::Value;
 use tch::Tensor;
 
-fn manifest(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
-    serde_json::from_str(&text).expect("manifest json")
-}
-
-fn state(phase: Phase) -> NetState {
-    NetState { phase: Some(phase as i32), ..Default::default() }
-}
+use crate::common;
+use crate::common::parity::run_fixture;
+use crate::common::{caffe_ref, max_abs_diff, read_npy};
 
 /// The worst comparison seen, for the summary line.
 #[derive(Default)]
@@ -63,29 +54,6 @@ impl Worst {
     }
 }
 
-/// Builds the net for `phase`, loads the fixture's weights and inputs, runs
-/// forward (and backward when asked).
-fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) -> (Net, Value) {
-    let m = manifest(dir);
-    let mut net =
-        Net::from_file(prototxt, &state(phase), TextOptions::default(), common::test_device()).expect("build net");
-    let weights = dir.join(m["weights"].as_str().unwrap_or("weights.caffemodel"));
-    net.load_weights(&weights).expect("load weights");
-    for input in m["inputs"].as_array().expect("inputs") {
-        let name = input.as_str().unwrap();
-        let t = read_npy(&dir.join("blobs").join(format!("{name}.npy")));
-        net.set_input(name, &t).expect("set input");
-    }
-    if backward {
-        net.record_blob_diffs(true);
-        net.forward().expect("forward");
-        net.backward_with_blob_diffs().expect("backward");
-    } else {
-        net.forward_inference().expect("forward");
-    }
-    (net, m)
-}
-
 fn check_blobs(net: &Net, dir: &Path, m: &Value, worst: &mut Worst) {
     for b in m["blobs"].as_array().expect("blobs") {
         let name = b["name"].as_str().unwrap();
@@ -120,21 +88,25 @@ fn forward_fixture(name: &str) {
 
 #[test]
 fn cifar10_quick_forward_matches_caffe() {
+    let _rng = common::rng_shared(); // the net's fillers, before the weights load
     forward_fixture("cifar10_quick");
 }
 
 #[test]
 fn cifar10_full_forward_matches_caffe() {
+    let _rng = common::rng_shared(); // the net's fillers, before the weights load
     forward_fixture("cifar10_full");
 }
 
 #[test]
 fn resnet_small_forward_matches_caffe() {
+    let _rng = common::rng_shared(); // the net's fillers, before the weights load
     forward_fixture("resnet_small");
 }
 
 #[test]
 fn resnet_small_train_backward_matches_caffe() {
+    let _rng = common::rng_shared(); // the net's fillers, before the weights load
     let dir = caffe_ref("fixtures/resnet_small/train_backward");
     let (net, m) = run_fixture(&dir, &caffe_ref("fixtures/resnet_small/net.prototxt"), Phase::Train, true);
     let mut worst = Worst::default();

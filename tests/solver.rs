@@ -7,8 +7,6 @@
 //! feed the same records through Input layers (from an .npy copy of the first
 //! 1280), so the data order is under the test's control; one runs Caffe's
 //! solver prototxt unchanged through the Data layer.
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -18,8 +16,9 @@ use caffe_tch::proto::binary::{blob_data_f32, read_message};
 use caffe_tch::proto::caffe::{BlobShape, InputParameter, NetParameter, SolverParameter, SolverState};
 use caffe_tch::proto::text::{self, TextOptions};
 use caffe_tch::solver::{NetRole, Solver, SolverOptions};
-use common::{caffe_ref, fixture};
 use tch::{Device, Kind, Tensor};
+
+use crate::common::{caffe_ref, fixture, rng_shared};
 
 const BATCH: i64 = 64;
 
@@ -158,6 +157,7 @@ fn max_rel_history_error(solver: &Solver, state_file: &Path) -> f64 {
 
 #[test]
 fn sgd_20_steps_match_caffe() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     let sgd20 = caffe_ref("fixtures/lenet/sgd20");
     let (solver, _tmp) = run_lenet(&sgd20, "lenet_solver.prototxt", 20);
     let reference = reference_losses(&sgd20.join("loss.txt"));
@@ -186,9 +186,9 @@ fn sgd_20_steps_match_caffe() {
 /// LMDB (copied into the repo).
 #[test]
 fn sgd_through_the_data_layer_matches_caffe() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     if !known_types().contains(&"Data") {
-        eprintln!("no Data layer in this build: skipped");
-        return;
+        skip!("this build has no Data layer");
     }
     let sgd20 = caffe_ref("fixtures/lenet/sgd20");
     let lmdb = caffe_ref("lmdb/fmnist_train2k_lmdb");
@@ -234,36 +234,41 @@ fn check_reference_solver(kind: &str, steps: usize, loss_tol: f64, history_tol: 
 // ReLU that is on for a sample in one run and off in the other).
 #[test]
 fn nesterov_matches_caffe() {
-    // Since one-channel conv inputs run channels-last too, our trace makes the
-    // discrete flip Caffe's own 1e-7-perturbed run makes: the loss error peaks at
-    // 1.86e-4 at step 17, sensitivity.txt's maximum to the digit, and 54% of the
-    // history's error (3.1e-2) sits in one ip1 unit, so the bound is Adam's.
+    let _rng = rng_shared(); // the solver's nets draw their fillers
+                             // Since one-channel conv inputs run channels-last too, our trace makes the
+                             // discrete flip Caffe's own 1e-7-perturbed run makes: the loss error peaks at
+                             // 1.86e-4 at step 17, sensitivity.txt's maximum to the digit, and 54% of the
+                             // history's error (3.1e-2) sits in one ip1 unit, so the bound is Adam's.
     check_reference_solver("Nesterov", 20, 2e-4, Some(5e-2));
 }
 
 #[test]
 fn adagrad_matches_caffe() {
-    // AdaGrad's first step is lr·sign(g): gradients that cancel to ~0 take a
-    // sign from the summation order. Caffe's own trace moves 1.53e-3 for a
-    // 1e-7 change of the start weights; our channels-last convolutions sum
-    // the weight gradients in another order than Caffe's im2col GEMM, which
-    // lands at 2.6e-3 (1.7x that sensitivity). The bound is twice it.
+    let _rng = rng_shared(); // the solver's nets draw their fillers
+                             // AdaGrad's first step is lr·sign(g): gradients that cancel to ~0 take a
+                             // sign from the summation order. Caffe's own trace moves 1.53e-3 for a
+                             // 1e-7 change of the start weights; our channels-last convolutions sum
+                             // the weight gradients in another order than Caffe's im2col GEMM, which
+                             // lands at 2.6e-3 (1.7x that sensitivity). The bound is twice it.
     check_reference_solver("AdaGrad", 20, 3.1e-3, Some(5e-3));
 }
 
 #[test]
 fn rmsprop_first_steps_match_caffe() {
-    // Chaotic after step 1 with the BVLC settings (the loss jumps to 72.8): two steps only.
+    let _rng = rng_shared(); // the solver's nets draw their fillers
+                             // Chaotic after step 1 with the BVLC settings (the loss jumps to 72.8): two steps only.
     check_reference_solver("RMSProp", 2, 1e-5, None);
 }
 
 #[test]
 fn adadelta_matches_caffe() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     check_reference_solver("AdaDelta", 20, 2e-4, Some(1e-4));
 }
 
 #[test]
 fn adam_matches_caffe() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     check_reference_solver("Adam", 20, 2e-4, Some(5e-2));
 }
 
@@ -275,6 +280,7 @@ fn adam_matches_caffe() {
 /// Caffe's log shows around iteration 5000.
 #[test]
 fn resumes_from_caffe_snapshot() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     let run = caffe_ref("lenet_run");
     let tmp = tempfile::tempdir().unwrap();
     let net = with_input_layers(&run.join("lenet_train_test.prototxt"));
@@ -316,6 +322,7 @@ fn resumes_from_caffe_snapshot() {
 /// the same data order). Adam: two history blobs per parameter, and t = iter + 1.
 #[test]
 fn split_run_equals_straight_run() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     let dir = caffe_ref("extra/solvers/Adam");
     let (straight, _t1) = run_lenet(&dir, "solver.prototxt", 6);
 
@@ -345,6 +352,7 @@ fn split_run_equals_straight_run() {
 /// of the halves, and the clipped step equals a manual computation.
 #[test]
 fn iter_size_clip_and_l1() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     let sgd20 = caffe_ref("fixtures/lenet/sgd20");
     let tmp = tempfile::tempdir().unwrap();
     let mut net = with_input_layers(&sgd20.join("lenet_train_test.prototxt"));
@@ -427,6 +435,7 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
 
 #[test]
 fn solver_faults_are_one_line_errors() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let net = write(dir, "net.prototxt", TINY_NET);
@@ -481,6 +490,7 @@ fn solver_faults_are_one_line_errors() {
 /// writing a snapshot of the weights that produced it.
 #[test]
 fn non_finite_loss_stops_with_a_snapshot() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     let tmp = tempfile::tempdir().unwrap();
     let net = write(tmp.path(), "net.prototxt", TINY_NET);
     let solver_file = write(
@@ -517,6 +527,7 @@ fn non_finite_loss_stops_with_a_snapshot() {
 /// (Net::set_iteration, which DropIn reads), on the train and the test nets.
 #[test]
 fn nets_states_and_iterations() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let net = TINY_NET.replace(r#"include { phase: TEST }"#, r#"include { phase: TEST stage: "val" }"#);

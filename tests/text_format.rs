@@ -418,8 +418,8 @@ fn solver_with_max_lr_parses_strictly() {
 
 #[test]
 fn read_file_errors() {
-    let dir = std::env::temp_dir().join(format!("caffe_tch_text_format_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let missing = dir.join("missing.prototxt");
     match read_file::<NetParameter>(&missing, STRICT) {
         Err(e @ Error::Io { .. }) => assert!(e.to_string().contains("missing.prototxt"), "{e}"),
@@ -449,7 +449,6 @@ fn read_file_errors() {
     let p = read_file::<NetParameter>(&ok, STRICT).unwrap();
     assert_eq!(p.message.name(), "a");
     assert_eq!(p.source_map.file(), ok.display().to_string());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------
@@ -643,7 +642,8 @@ fn no_panic_on_truncations_and_byte_flips() {
         s ^= s >> 9;
         s
     };
-    let tmp = std::env::temp_dir().join(format!("caffe_tch_fuzz_{}.prototxt", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("fuzz.prototxt");
     for i in 0..3000 {
         let mut b = bytes.clone();
         for _ in 0..(1 + rnd() % 4) {
@@ -666,7 +666,6 @@ fn no_panic_on_truncations_and_byte_flips() {
             let _ = read_file::<NetParameter>(&tmp, LENIENT);
         }
     }
-    let _ = std::fs::remove_file(&tmp);
     // Pathological nesting hits the depth limit instead of the stack.
     let deep = "foo { ".repeat(10000);
     assert!(parse_dynamic(&deep, "f", &desc, LENIENT).is_err());

@@ -1,6 +1,6 @@
 //! The dataset tools draw a live count on a terminal and clear it before each
 //! log line; on a pipe they write the plain log only. The terminal is a
-//! pseudo-terminal from util-linux `script` (the test is skipped without it).
+//! pseudo-terminal from util-linux `script` (without it that part is SKIPPED).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -39,8 +39,7 @@ fn conversions_show_a_count_on_a_terminal_and_plain_logs_otherwise() {
     assert!(!log.contains('\x1b') && !log.contains('\r'), "progress drawn on a pipe: {log:?}");
 
     if !has_script() {
-        eprintln!("SKIPPED (terminal part): util-linux `script` is not installed");
-        return;
+        skip!("the terminal part needs util-linux `script`, which is not installed");
     }
     // On a terminal: the first item draws the line at once, and it is cleared before the log continues.
     let run_on_tty = |args: &str| -> String {

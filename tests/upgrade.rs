@@ -598,12 +598,11 @@ fn snapshot_prefix_defaults_like_caffe() {
     assert_eq!(s.snapshot_prefix(), "examples/mnist/lenet_solver");
     assert!(msg.contains("was not specified"), "{msg}");
 
-    let dir = std::env::temp_dir().join(format!("caffe_tch_upgrade_snap_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let mut s = SolverParameter { snapshot_prefix: Some(dir.display().to_string()), ..Default::default() };
     default_snapshot_prefix(&mut s, "a/b/my_solver.prototxt").unwrap();
     assert_eq!(s.snapshot_prefix(), dir.join("my_solver").display().to_string());
-    std::fs::remove_dir_all(&dir).ok();
 
     let mut s = SolverParameter { snapshot_prefix: Some("snaps/lenet".into()), ..Default::default() };
     assert!(default_snapshot_prefix(&mut s, "x.prototxt").is_none());

@@ -4,16 +4,16 @@
 //! padding and square mode, mirror, mean and scale, image caching, and
 //! one-line errors.
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use caffe_tch::data::image::{self as img, ColorMode, Image};
 use caffe_tch::layers::data::window_data::{plan_window, read_window_file, WarpPlan, Window};
-use caffe_tch::layers::{create_layer, Ctx, Layer};
-use caffe_tch::net::{Net, NetSource};
+use caffe_tch::layers::{create_layer, Layer};
 use caffe_tch::proto::binary;
-use caffe_tch::proto::caffe::{LayerParameter, NetParameter, NetState, Phase};
-use caffe_tch::proto::text::{parse_str, TextOptions};
-use tch::{Device, Kind, Tensor};
+use caffe_tch::proto::caffe::Phase;
+use tch::{Kind, Tensor};
+
+use crate::common::layer::{ctx, lp};
+use crate::common::{assert_one_line_error, net, rng_exclusive, rng_shared, values_f32 as values};
 
 // ------------------------------------------------------------------- helpers
 
@@ -52,23 +52,15 @@ fn layer_text(f: &Fixture, window_param: &str, transform: &str) -> String {
     )
 }
 
-/// Layers draw their generator's seed from libtorch's global generator, which
-/// tests share across threads: seeding and drawing happen under this lock.
-static GLOBAL_RNG: Mutex<()> = Mutex::new(());
-
-fn rng_lock() -> MutexGuard<'static, ()> {
-    GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Creates and sets up a layer, seeding libtorch's generator first when asked.
+/// Creates and sets up a layer, seeding libtorch's generator first when asked
+/// (layers draw their own generator's seed from libtorch's): a seeded test
+/// holds `rng_exclusive`, any other `rng_shared`.
 fn setup_seeded(text: &str, seed: Option<i64>) -> Box<dyn Layer> {
-    let _guard = rng_lock();
     if let Some(seed) = seed {
         tch::manual_seed(seed);
     }
-    let lp = parse_str::<LayerParameter>(text, "test", TextOptions::default()).expect("layer text").message;
-    let mut l = create_layer(&lp).unwrap_or_else(|e| panic!("{}", e.to_string()));
-    l.setup(&[]).unwrap_or_else(|e| panic!("{}", e.to_string()));
+    let mut l = create_layer(&lp(text)).unwrap_or_else(|e| panic!("{e}"));
+    l.setup(&[]).unwrap_or_else(|e| panic!("{e}"));
     l
 }
 
@@ -77,14 +69,9 @@ fn setup(text: &str) -> Box<dyn Layer> {
 }
 
 fn forward(l: &mut Box<dyn Layer>) -> (Tensor, Vec<f32>) {
-    let ctx = Ctx { phase: Phase::Train, iteration: i64::MAX, device: Device::Cpu };
-    let tops = l.forward(&ctx, &[], &[]).unwrap_or_else(|e| panic!("{}", e.to_string()));
+    let tops = l.forward(&ctx(Phase::Train), &[], &[]).unwrap_or_else(|e| panic!("{e}"));
     let labels = Vec::<f32>::try_from(tops[1].to_kind(Kind::Float)).unwrap();
     (tops[0].shallow_clone(), labels)
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).unwrap()
 }
 
 fn load(path: &Path) -> Image {
@@ -126,14 +113,6 @@ fn placed(
     out
 }
 
-fn assert_one_line_error(err: &str, needles: &[&str]) {
-    eprintln!("expected error: {err}");
-    assert!(!err.contains('\n'), "error spans several lines: {err}");
-    for n in needles {
-        assert!(err.contains(n), "error does not name '{n}': {err}");
-    }
-}
-
 // ------------------------------------------------------------------- tests
 
 #[test]
@@ -156,6 +135,7 @@ fn window_file_splits_foreground_and_background() {
 
 #[test]
 fn batches_hold_fg_fraction_foreground_after_background() {
+    let _rng = rng_exclusive(); // seeded layers: the same draws every run
     let f = fixture();
     // 8 × 0.25 = 2 foreground windows per batch, after 6 background ones.
     let mut l = setup_seeded(&layer_text(&f, "batch_size: 8", "crop_size: 6 mirror: true"), Some(3));
@@ -182,6 +162,7 @@ fn batches_hold_fg_fraction_foreground_after_background() {
 
 #[test]
 fn warp_mode_equals_a_direct_resize_of_the_window() {
+    let _rng = rng_exclusive(); // seeded layers: the same draws every run
     let f = fixture();
     let im0 = load(&f.dir.join("img0.png"));
     let im1 = load(&f.dir.join("img1.png"));
@@ -218,6 +199,7 @@ fn warp_mode_equals_a_direct_resize_of_the_window() {
 
 #[test]
 fn mean_value_and_window_scale_apply_and_transform_scale_is_ignored() {
+    let _rng = rng_shared(); // the layers draw their seeds
     let f = fixture();
     let crop = 8;
     let im0 = load(&f.dir.join("img0.png"));
@@ -263,8 +245,9 @@ fn mean_value_and_window_scale_apply_and_transform_scale_is_ignored() {
 
 #[test]
 fn context_pad_and_square_mode_geometry() {
-    // Window (0,0)-(9,9), crop 10, context_pad 1: grown by 10/8 to (−1,−1)-(11,11),
-    // 13 px unclipped; the clipped 12 px warp to round(12·10/13) = 9 px at offset 1.
+    let _rng = rng_exclusive(); // seeded layers: the same draws every run
+                                // Window (0,0)-(9,9), crop 10, context_pad 1: grown by 10/8 to (−1,−1)-(11,11),
+                                // 13 px unclipped; the clipped 12 px warp to round(12·10/13) = 9 px at offset 1.
     let w = Window { image: 0, label: 1, overlap: 1.0, x1: 0, y1: 0, x2: 9, y2: 9 };
     let plan = plan_window(&w, 24, 32, 10, 1, false, false).unwrap();
     assert_eq!(plan, WarpPlan { x1: 0, y1: 0, x2: 11, y2: 11, out_height: 9, out_width: 9, pad_h: 1, pad_w: 1 });
@@ -309,6 +292,7 @@ fn context_pad_and_square_mode_geometry() {
 
 #[test]
 fn cached_images_give_the_same_batches() {
+    let _rng = rng_exclusive(); // seeded layers: the same draws every run
     let f = fixture();
     let run = |cache: bool| {
         let text = layer_text(
@@ -324,14 +308,10 @@ fn cached_images_give_the_same_batches() {
 
 #[test]
 fn bad_inputs_are_one_line_errors_naming_layer_window_file_and_image() {
-    // Nets built here draw seeds too.
-    let _guard = rng_lock();
+    let _rng = rng_shared(); // the nets' layers draw their seeds
     let f = fixture();
     let net_err = |layer: &str, forwards: usize| -> String {
-        let text = format!("name: \"n\" layer {{ {layer} }}");
-        let param = parse_str::<NetParameter>(&text, "test.prototxt", TextOptions::default()).unwrap().message;
-        let state = NetState { phase: Some(Phase::Train as i32), ..Default::default() };
-        match Net::new(&param, &state, NetSource::new("test.prototxt"), Device::Cpu) {
+        match net(&format!("name: \"n\" layer {{ {layer} }}"), "test.prototxt", Phase::Train) {
             Err(e) => e.to_string(),
             Ok(mut n) => {
                 for _ in 0..forwards {
@@ -354,13 +334,9 @@ fn bad_inputs_are_one_line_errors_naming_layer_window_file_and_image() {
     // An image deleted after setup: found while prefetching.
     write(WINDOWS);
     let text = layer_text(&f, "batch_size: 4 fg_fraction: 1 fg_threshold: 0.8", "crop_size: 8");
-    let param = parse_str::<NetParameter>(&format!("name: \"n\" layer {{ {text} }}"), "t", TextOptions::default())
-        .unwrap()
-        .message;
-    let state = NetState { phase: Some(Phase::Train as i32), ..Default::default() };
     let gone = f.dir.join("img0.png");
     let saved = std::fs::read(&gone).unwrap();
-    let mut n = Net::new(&param, &state, NetSource::new("t"), Device::Cpu).unwrap();
+    let mut n = net(&format!("name: \"n\" layer {{ {text} }}"), "t", Phase::Train).unwrap();
     std::fs::remove_file(&gone).unwrap();
     let mut e = String::new();
     for _ in 0..8 {
