@@ -281,3 +281,85 @@ fn upgrade_v0_net_text_matches_caffe() {
 fn upgrade_v1_net_text_matches_caffe() {
     upgrade_matches_caffe("bvlc_v1__mnist_lenet_train_test");
 }
+
+/// The flag lines of clap's help for a command: `--name <NAME>  description`.
+fn flag_lines(help: &str) -> Vec<&str> {
+    help.lines().map(str::trim_start).filter(|l| l.starts_with("--") && !l.starts_with("--lenient")).collect()
+}
+
+#[test]
+fn every_flag_of_the_net_commands_is_described() {
+    for (command, flags) in [("train", 8), ("test", 6), ("time", 7), ("forward", 10)] {
+        let help = assert_ok(&run(&[command, "-help"]), command);
+        let lines = flag_lines(&help);
+        assert_eq!(lines.len(), flags, "{command}: flags in\n{help}");
+        for line in lines {
+            // After the flag and its placeholder, a description of several words.
+            let words = line.split_whitespace().skip(2).count();
+            assert!(words >= 3, "{command}: '{line}' has no description");
+        }
+    }
+}
+
+#[test]
+fn the_caffe_tools_print_their_flags_on_help() {
+    let out = run(&["convert_imageset", "-help"]);
+    let help = assert_ok(&out, "convert_imageset -help");
+    assert!(out.stderr.is_empty(), "help goes to stdout: {help}");
+    assert!(help.starts_with("usage: caffe convert_imageset "), "{help}");
+    for flag in ["gray", "shuffle", "check_size", "encoded", "backend", "resize_width", "resize_height", "encode_type"]
+    {
+        let line = help.lines().find(|l| l.trim_start().starts_with(&format!("-{flag} ")));
+        let line = line.unwrap_or_else(|| panic!("-{flag} missing from\n{help}"));
+        assert!(line.split_whitespace().count() >= 4, "-{flag} has no description: {line}");
+    }
+    assert!(help.contains("(default: \"lmdb\")"), "{help}");
+    for tool in ["convert_mnist_data", "compute_image_mean", "extract_features", "data", "plot", "parse_log"] {
+        let help = assert_ok(&run(&[tool, "--help"]), tool);
+        assert!(help.starts_with(&format!("usage: caffe {tool} ")), "{tool}: {help}");
+    }
+}
+
+#[test]
+fn a_missing_model_is_said_once() {
+    let out = run(&["time", "-model", "/nonexistent/net.prototxt"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/net.prototxt"), "{err}");
+}
+
+#[test]
+fn forward_honours_stage_and_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = tmp.path().join("staged.prototxt");
+    std::fs::write(
+        &net,
+        r#"name: "staged"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }
+layer { name: "plain" type: "Power" bottom: "data" top: "out" power_param { shift: 1 }
+        exclude { stage: "deploy" } }
+layer { name: "staged" type: "Power" bottom: "data" top: "out" power_param { shift: 2 }
+        include { stage: "deploy" min_level: 2 } }
+"#,
+    )
+    .unwrap();
+    let forward = |extra: &[&str], dir: &str| -> Vec<f32> {
+        let out_dir = tmp.path().join(dir);
+        let mut args = vec!["forward", "-model", net.to_str().unwrap(), "-out", out_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        assert_ok(&run(&args), &format!("forward {extra:?}"));
+        let t = read_npy(&out_dir.join("out.npy"));
+        Vec::<f32>::try_from(&t.reshape([-1])).unwrap()
+    };
+    // Inputs default to zeros: `out` is the shift of whichever layer was built.
+    assert_eq!(forward(&[], "plain"), [1.0; 3]);
+    assert_eq!(forward(&["-stage", "deploy", "-level", "2"], "staged"), [2.0; 3]);
+    // Level 0 is below the staged layer's min_level: neither layer is built,
+    // and the net's only output is its input.
+    let out_dir = tmp.path().join("none");
+    let out = run(&["forward", "-model", net.to_str().unwrap(), "-out", out_dir.to_str().unwrap(), "-stage", "deploy"]);
+    assert_ok(&out, "forward -stage deploy");
+    assert!(!out_dir.join("out.npy").exists() && out_dir.join("data.npy").exists(), "{}", text(&out));
+}
