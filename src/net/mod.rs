@@ -421,10 +421,8 @@ impl Net {
         self.outputs_as_loss = on;
     }
 
-    /// Caffe's `debug_info`: per-layer mean |data| on forward, mean |diff| on backward.
-    pub fn set_debug_info(&mut self, on: bool) {
-        self.debug_info = on;
-    }
+    /// Caffe's `debug_info` (from the prototxt, or the solver's): per-layer
+    /// mean |data| on forward, mean |diff| on backward.
     pub fn debug_info(&self) -> bool {
         self.debug_info
     }

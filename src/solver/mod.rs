@@ -133,7 +133,6 @@ pub struct Solver {
     param: SolverParameter,
     /// The solver file (or a stand-in) for messages.
     file: String,
-    solver_dir: Option<PathBuf>,
     kind: SolverType,
     policy: LrPolicy,
     device: Device,
@@ -196,20 +195,12 @@ impl Solver {
     pub fn smoothed_loss(&self) -> f32 {
         self.smoothed_loss
     }
-    /// The rate used by the last update.
-    pub fn last_rate(&self) -> f32 {
-        self.rate
-    }
     /// Each test net's mean outputs from its latest test, in output order.
     pub fn test_scores(&self) -> &[Vec<(String, f32)>] {
         &self.test_scores
     }
     pub fn last_snapshot(&self) -> Option<&SnapshotFiles> {
         self.last_snapshot.as_ref()
-    }
-    /// Whether a Stop request ended the last `solve`/`step` early.
-    pub fn stopped_early(&self) -> bool {
-        self.requested_early_exit
     }
     pub fn set_feeder(&mut self, feeder: Feeder) {
         self.feeder = Some(feeder);

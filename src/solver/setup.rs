@@ -3,6 +3,7 @@
 //! NetStates, and the device.
 
 use super::*;
+use crate::util::comma_list;
 use crate::{Error, Result};
 
 impl Solver {
@@ -59,39 +60,17 @@ impl Solver {
             tch::manual_seed(param.random_seed());
         }
         let device = options.device.unwrap_or_else(|| device_from_param(&param));
+        let solver_dir = solver_file.map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf());
 
-        let mut solver = Solver {
-            file: file.clone(),
-            solver_dir: solver_file.map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf()),
-            kind,
-            policy,
-            device,
-            net: placeholder_net()?,
-            test_nets: Vec::new(),
-            history: Vec::new(),
-            iter: 0,
-            current_step: 0,
-            losses: Vec::new(),
-            smoothed_loss: 0.0,
-            loss_log: Vec::new(),
-            rate: 0.0,
-            requested_early_exit: false,
-            action: None,
-            feeder: None,
-            test_scores: Vec::new(),
-            last_snapshot: None,
-            progress: progress::Progress::for_stderr(),
-            param,
-        };
-        solver.net = solver.init_train_net(options.text)?;
-        solver.test_nets = solver.init_test_nets(options.text)?;
-        let weights: Vec<String> = solver.param.weights.clone();
-        for list in &weights {
-            for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-                let path = solver.resolve(w, "weights file")?;
+        let plan = NetPlan { param: &param, file: &file, solver_dir: solver_dir.as_deref(), device };
+        let mut net = plan.train_net(options.text)?;
+        let mut test_nets = plan.test_nets(options.text)?;
+        for list in &param.weights {
+            for w in comma_list(list) {
+                let path = plan.resolve(&w, "weights file")?;
                 info!("solver.cpp:113", "Finetuning from {w}");
-                solver.net.load_weights(&path)?;
-                for t in &mut solver.test_nets {
+                net.load_weights(&path)?;
+                for t in &mut test_nets {
                     t.load_weights(&path)?;
                 }
             }
@@ -101,18 +80,54 @@ impl Solver {
         let per_param = kind.histories_per_param();
         let mut history = Vec::new();
         for _ in 0..per_param {
-            for p in solver.net.learnable_params() {
+            for p in net.learnable_params() {
                 history.push(Tensor::f_zeros(p.data.size().as_slice(), (Kind::Float, device))?);
             }
         }
-        solver.history = history;
-        solver.test_scores = vec![Vec::new(); solver.test_nets.len()];
-        Ok(solver)
+        let test_scores = vec![Vec::new(); test_nets.len()];
+        Ok(Solver {
+            file,
+            kind,
+            policy,
+            device,
+            net,
+            test_nets,
+            history,
+            iter: 0,
+            current_step: 0,
+            losses: Vec::new(),
+            smoothed_loss: 0.0,
+            loss_log: Vec::new(),
+            rate: 0.0,
+            requested_early_exit: false,
+            action: None,
+            feeder: None,
+            test_scores,
+            last_snapshot: None,
+            progress: progress::Progress::for_stderr(),
+            param,
+        })
+    }
+}
+
+/// What building the solver's nets needs, before the solver exists: the
+/// parameters, the file they came from (for messages and for paths relative
+/// to it) and the device.
+struct NetPlan<'a> {
+    param: &'a SolverParameter,
+    file: &'a str,
+    solver_dir: Option<&'a Path>,
+    device: Device,
+}
+
+impl NetPlan<'_> {
+    fn error(&self, msg: String) -> Error {
+        Error::Solver { file: self.file.to_string(), msg }
     }
 
     /// A path named in the solver: relative to the working directory, as in
     /// Caffe. When missing, the error also names the solver's folder.
-    pub(super) fn resolve(&self, name: &str, what: &str) -> Result<PathBuf> {
+    fn resolve(&self, name: &str, what: &str) -> Result<PathBuf> {
         let p = PathBuf::from(name);
         if p.exists() {
             return Ok(p);
@@ -120,7 +135,7 @@ impl Solver {
         let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
         let mut msg =
             format!("{what} '{name}' not found (paths in a solver are relative to the working directory, {cwd}");
-        if let Some(dir) = &self.solver_dir {
+        if let Some(dir) = self.solver_dir {
             msg.push_str(&format!("; the solver file is in '{}'", dir.display()));
             let beside = dir.join(&p);
             if !dir.as_os_str().is_empty() && beside.exists() {
@@ -128,10 +143,10 @@ impl Solver {
             }
         }
         msg.push(')');
-        Err(Error::Solver { file: self.file.clone(), msg })
+        Err(self.error(msg))
     }
 
-    pub(super) fn read_net_file(&self, name: &str, opts: text::TextOptions) -> Result<(NetParameter, NetSource)> {
+    fn read_net_file(&self, name: &str, opts: text::TextOptions) -> Result<(NetParameter, NetSource)> {
         let path = self.resolve(name, "net file")?;
         let parsed = text::read_file_nonempty::<NetParameter>(&path, opts)?;
         for w in &parsed.warnings {
@@ -141,8 +156,9 @@ impl Solver {
         Ok((parsed.message, source))
     }
 
-    pub(super) fn init_train_net(&self, opts: text::TextOptions) -> Result<Net> {
-        let p = &self.param;
+    /// The train net (Caffe's Solver::InitTrainNet).
+    fn train_net(&self, opts: text::TextOptions) -> Result<Net> {
+        let p = self.param;
         let count = [p.net.is_some(), p.net_param.is_some(), p.train_net.is_some(), p.train_net_param.is_some()]
             .iter()
             .filter(|&&b| b)
@@ -185,8 +201,9 @@ impl Solver {
         Net::from_param_upgrading(net_param, &state, source, self.device)
     }
 
-    pub(super) fn init_test_nets(&self, opts: text::TextOptions) -> Result<Vec<Net>> {
-        let p = &self.param;
+    /// The test nets, one per test_iter (Caffe's Solver::InitTestNets).
+    fn test_nets(&self, opts: text::TextOptions) -> Result<Vec<Net>> {
+        let p = self.param;
         let generic = p.net.is_some() as usize + p.net_param.is_some() as usize;
         if generic > 1 {
             return Err(self.error("Both net_param and net_file may not be specified.".into()));
@@ -310,9 +327,4 @@ pub(super) fn device_from_param(p: &SolverParameter) -> Device {
         warn!("caffe.cpp:190", "solver_mode is GPU but CUDA device {id} is not available; using the CPU");
     }
     Device::Cpu
-}
-
-/// An empty net, so `Solver` can be built field by field before its nets exist.
-pub(super) fn placeholder_net() -> Result<Net> {
-    Net::new(&NetParameter::default(), &NetState::default(), NetSource::new("<none>"), Device::Cpu)
 }
