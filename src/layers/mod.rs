@@ -98,8 +98,8 @@ pub trait Layer: Send {
         Err(Error::invalid("this layer takes no external input"))
     }
 
-    /// Top shapes may change between batches only for data-dependent layers;
-    /// by default the first setup's shapes stand.
+    /// Loss layers get loss_weight 1 on their first top by default, and an
+    /// anonymous top when the prototxt names none (as in Caffe).
     fn is_loss_layer(&self) -> bool {
         false
     }
