@@ -11,19 +11,78 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeZone};
-use regex::Regex;
-use std::sync::LazyLock;
 
 use super::gflags::{self, Spec};
 use crate::{Error, Result};
 
-static ITERATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"Iteration ([0-9]+)").expect("valid regex"));
-static TRAIN_OUTPUT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"Train net output #([0-9]+): (\S+) = ([.0-9eE+-]+)").expect("valid regex"));
-static TEST_OUTPUT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"Test net output #([0-9]+): (\S+) = ([.0-9eE+-]+)").expect("valid regex"));
-static LEARNING_RATE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"lr = ([-+]?[0-9]*\.?[0-9]+([eE]?[-+]?[0-9]+)?)").expect("valid regex"));
+/// The matches parse_log.py's regular expressions make, written out: each
+/// takes the leftmost place in the line where its pattern matches.
+///
+/// `Iteration ([0-9]+)`: the iteration number.
+fn match_iteration(line: &str) -> Option<&str> {
+    leftmost(line, "Iteration ", |rest| {
+        let n = leading_digits(rest);
+        (n > 0).then(|| &rest[..n])
+    })
+}
+
+/// `{Train,Test} net output #([0-9]+): (\S+) = ([.0-9eE+-]+)`: the output's
+/// name and value text.
+fn match_output<'a>(line: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    leftmost(line, prefix, |rest| {
+        let n = leading_digits(rest);
+        let rest = rest[n..].strip_prefix(": ").filter(|_| n > 0)?;
+        let name_len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (name, rest) = rest.split_at(name_len);
+        let rest = rest.strip_prefix(" = ").filter(|_| name_len > 0)?;
+        let value_len =
+            rest.find(|c: char| !matches!(c, '.' | '0'..='9' | 'e' | 'E' | '+' | '-')).unwrap_or(rest.len());
+        (value_len > 0).then(|| (name, &rest[..value_len]))
+    })
+}
+
+/// `lr = ([-+]?[0-9]*\.?[0-9]+([eE]?[-+]?[0-9]+)?)`: the rate's text.
+fn match_learning_rate(line: &str) -> Option<&str> {
+    leftmost(line, "lr = ", |rest| {
+        let bytes = rest.as_bytes();
+        let mut end = usize::from(matches!(bytes.first(), Some(b'-' | b'+')));
+        let whole = leading_digits(&rest[end..]);
+        let after_point = match bytes.get(end + whole) {
+            Some(b'.') => leading_digits(&rest[end + whole + 1..]),
+            _ => 0,
+        };
+        end += if after_point > 0 {
+            whole + 1 + after_point
+        } else if whole > 0 {
+            whole
+        } else {
+            return None;
+        };
+        // The optional exponent group: [eE]? [-+]? then at least one digit.
+        let mut exp = end;
+        if matches!(bytes.get(exp), Some(b'e' | b'E')) {
+            exp += 1;
+        }
+        if matches!(bytes.get(exp), Some(b'-' | b'+')) {
+            exp += 1;
+        }
+        let exp_digits = leading_digits(&rest[exp..]);
+        if exp_digits > 0 {
+            end = exp + exp_digits;
+        }
+        Some(&rest[..end])
+    })
+}
+
+/// The first place `prefix` occurs in `line` where `rest` (the text after it) matches.
+fn leftmost<'a, T>(line: &'a str, prefix: &str, rest: impl Fn(&'a str) -> Option<T>) -> Option<T> {
+    line.match_indices(prefix).find_map(|(at, _)| rest(&line[at + prefix.len()..]))
+}
+
+/// How many ASCII digits `s` starts with.
+fn leading_digits(s: &str) -> usize {
+    s.bytes().take_while(u8::is_ascii_digit).count()
+}
 
 /// One CSV row: named values in column order (NumIters, Seconds, LearningRate, outputs…).
 #[derive(Debug, Clone, PartialEq)]
@@ -178,7 +237,7 @@ impl Clock {
 /// iteration starts a new row (pushing the previous one); a row is pushed as
 /// soon as it has as many columns as the first row.
 fn take_output(
-    re: &Regex,
+    prefix: &str,
     line: &str,
     pending: &mut Option<Row>,
     rows: &mut Vec<Row>,
@@ -186,16 +245,16 @@ fn take_output(
     seconds: f64,
     learning_rate: f64,
 ) {
-    if let Some(c) = re.captures(line) {
+    if let Some((name, value)) = match_output(line, prefix) {
         // The script would stop on a value float() refuses; we skip the line.
-        if let Ok(value) = c[3].parse::<f64>() {
+        if let Ok(value) = value.parse::<f64>() {
             let same_iteration = pending.as_ref().is_some_and(|r| r.iteration() == iteration);
             if !same_iteration {
                 if let Some(done) = pending.take() {
                     rows.push(done);
                 }
             }
-            pending.get_or_insert_with(|| Row::new(iteration, seconds, learning_rate)).set(&c[2], value);
+            pending.get_or_insert_with(|| Row::new(iteration, seconds, learning_rate)).set(name, value);
         }
     }
     let full = match (pending.as_ref(), rows.first()) {
@@ -239,8 +298,8 @@ pub fn parse_str(text: &str, file_year: i32) -> LogData {
     let mut train_row: Option<Row> = None;
     let mut test_row: Option<Row> = None;
     for line in body {
-        if let Some(c) = ITERATION.captures(line) {
-            iteration = c[1].parse().unwrap_or(f64::NAN);
+        if let Some(n) = match_iteration(line) {
+            iteration = n.parse().unwrap_or(f64::NAN);
         }
         if iteration == -1.0 {
             continue;
@@ -251,14 +310,14 @@ pub fn parse_str(text: &str, file_year: i32) -> LogData {
             Some(us) => us as f64 / 1e6,
             None => continue,
         };
-        if let Some(c) = LEARNING_RATE.captures(line) {
-            if let Ok(lr) = c[1].parse::<f64>() {
+        if let Some(text) = match_learning_rate(line) {
+            if let Ok(lr) = text.parse::<f64>() {
                 learning_rate = lr;
                 data.learning_rates.push(LrPoint { iteration, seconds, lr });
             }
         }
-        take_output(&TRAIN_OUTPUT, line, &mut train_row, &mut data.train, iteration, seconds, learning_rate);
-        take_output(&TEST_OUTPUT, line, &mut test_row, &mut data.test, iteration, seconds, learning_rate);
+        take_output("Train net output #", line, &mut train_row, &mut data.train, iteration, seconds, learning_rate);
+        take_output("Test net output #", line, &mut test_row, &mut data.test, iteration, seconds, learning_rate);
     }
     fix_initial_learning_rate(&mut data.train);
     fix_initial_learning_rate(&mut data.test);
@@ -439,5 +498,29 @@ mod tests {
         assert_eq!(s.year, Some(2026));
         assert!(parse_stamp("test_iter: 100").is_none());
         assert!(parse_stamp("").is_none());
+    }
+}
+
+#[cfg(test)]
+mod matcher_tests {
+    use super::{match_iteration, match_learning_rate, match_output};
+
+    #[test]
+    fn matches_what_parse_log_py_s_expressions_match() {
+        assert_eq!(match_iteration("I1203 solver.cpp:218] Iteration 100 (2.1 iter/s), loss = 0.3"), Some("100"));
+        assert_eq!(match_iteration("Iteration x, then Iteration 7"), Some("7"));
+        assert_eq!(match_iteration("Iterations 5"), None);
+        let line = "I1203 solver.cpp:237]     Train net output #0: loss = 0.0862 (* 1 = 0.0862 loss)";
+        assert_eq!(match_output(line, "Train net output #"), Some(("loss", "0.0862")));
+        let line = "solver.cpp:398]     Test net output #1: accuracy = 9.1e-01";
+        assert_eq!(match_output(line, "Test net output #"), Some(("accuracy", "9.1e-01")));
+        assert_eq!(match_output("Test net output #: a = 1", "Test net output #"), None);
+        assert_eq!(match_output("Test net output #0: a b = 1", "Test net output #"), None);
+        assert_eq!(match_learning_rate("sgd_solver.cpp:105] Iteration 100, lr = 0.01"), Some("0.01"));
+        assert_eq!(match_learning_rate("lr = 1e-05 more"), Some("1e-05"));
+        assert_eq!(match_learning_rate("lr = -.5E+3x"), Some("-.5E+3"));
+        assert_eq!(match_learning_rate("lr = 5."), Some("5"));
+        assert_eq!(match_learning_rate("lr = nan, lr = 2"), Some("2"));
+        assert_eq!(match_learning_rate("lr = ."), None);
     }
 }
