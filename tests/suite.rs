@@ -37,6 +37,7 @@ mod solver;
 mod supported_layers;
 mod text_format;
 mod tool_progress;
+mod units;
 mod upgrade;
 mod window_data;
 

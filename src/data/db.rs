@@ -468,7 +468,7 @@ impl DbWriter {
     }
 
     /// `create` with a given first LMDB map size (it doubles when full).
-    fn create_with_map(path: &Path, backend: Backend, initial_map: usize) -> Result<DbWriter> {
+    pub fn create_with_map(path: &Path, backend: Backend, initial_map: usize) -> Result<DbWriter> {
         let shown = path.display();
         if path.exists() {
             return Err(data_err(format!("{shown}: already exists (remove it first; a DB is never overwritten)")));
@@ -624,33 +624,5 @@ impl Drop for DbWriter {
         if let Some(WriterInner::Lmdb { env, .. }) = self.inner.take() {
             env.prepare_for_closing().wait();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lmdb_writer_grows_its_map_when_full() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("grow");
-        let mut w = DbWriter::create_with_map(&path, Backend::Lmdb, 256 << 10).unwrap();
-        let value = vec![7u8; 4000];
-        for i in 0..600 {
-            w.put(format!("{i:08}").as_bytes(), &value);
-            if i % 100 == 99 {
-                w.commit().unwrap();
-            }
-        }
-        w.finish().unwrap();
-        let mut c = open_cursor(&path, Backend::Lmdb).unwrap();
-        let mut n = 0;
-        while c.valid() {
-            assert_eq!(c.value(), value.as_slice());
-            n += 1;
-            c.next().unwrap();
-        }
-        assert_eq!(n, 600);
     }
 }

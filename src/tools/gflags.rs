@@ -139,36 +139,3 @@ pub fn expect_positional(spec: &Spec, flags: &Flags, min: usize, max: usize) -> 
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec() -> Spec<'static> {
-        Spec {
-            tool: "t",
-            usage: "A B",
-            bools: &[("gray", false, "grayscale"), ("shuffle", false, "shuffle")],
-            values: &[("backend", "lmdb", "the DB type"), ("resize_width", "0", "the width")],
-        }
-    }
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn gflags_and_gnu_forms() {
-        let f = parse(&spec(), &args("a -gray --backend leveldb b -resize_width=32 -noshuffle")).unwrap();
-        assert!(f.flag("gray"));
-        assert!(!f.flag("shuffle"));
-        assert_eq!(f.value("backend"), "leveldb");
-        assert_eq!(f.int("resize_width").unwrap(), 32);
-        assert_eq!(f.positional, vec!["a", "b"]);
-        let f = parse(&spec(), &args("--backend=lmdb --gray=false x")).unwrap();
-        assert!(!f.flag("gray"));
-        assert_eq!(f.value("backend"), "lmdb");
-        assert!(parse(&spec(), &args("-bogus x")).is_err());
-        assert!(parse(&spec(), &args("x -backend")).is_err());
-    }
-}

@@ -116,29 +116,3 @@ pub fn gpu_flag_device(flag: Option<&str>) -> Result<Option<Device>> {
     }
     Ok(Some(Device::Cuda(id as usize)))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::{comma_list, format_g};
-
-    #[test]
-    fn format_g_matches_c() {
-        assert_eq!(format_g(72.94030284, 6), "72.9403");
-        assert_eq!(format_g(0.5, 6), "0.5");
-        assert_eq!(format_g(100.0, 6), "100");
-        assert_eq!(format_g(123456.7, 6), "123457");
-        assert_eq!(format_g(1234567.0, 6), "1.23457e+06");
-        assert_eq!(format_g(0.0001234, 6), "0.0001234");
-        assert_eq!(format_g(0.00001234, 6), "1.234e-05");
-        assert_eq!(format_g(0.0, 6), "0");
-        assert_eq!(format_g(-2.5e-7, 4), "-2.5e-07");
-        assert_eq!(format_g(9.99999e5, 6), "999999");
-        assert_eq!(format_g(9.999995e5, 6), "1e+06");
-    }
-
-    #[test]
-    fn comma_lists_drop_empty_items() {
-        assert_eq!(comma_list(" a, b,,c "), ["a", "b", "c"]);
-        assert!(comma_list("").is_empty());
-    }
-}
