@@ -152,14 +152,6 @@ impl Error {
             inner: Box::new(self),
         }
     }
-
-    /// The innermost error, under every layer of context.
-    pub fn root(&self) -> &Error {
-        match self {
-            Error::Layer { inner, .. } | Error::Context { inner, .. } => inner.root(),
-            e => e,
-        }
-    }
 }
 
 /// Adds what was being done to an error, as candle's `Context` and tract's
@@ -175,17 +167,6 @@ impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
     }
     fn with_context<C: fmt::Display>(self, context: impl FnOnce() -> C) -> Result<T> {
         self.map_err(|e| Error::Context { context: context().to_string(), inner: Box::new(e.into()) })
-    }
-}
-
-/// Names the file an I/O error happened on: `fs::read(p).at_path(p)?`.
-pub trait IoContext<T> {
-    fn at_path(self, path: impl AsRef<Path>) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn at_path(self, path: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|e| Error::io(path, e))
     }
 }
 

@@ -8,6 +8,7 @@ use tch::Tensor;
 
 use super::snapshot::{filename, SnapshotFiles};
 use crate::data::hdf5 as h5;
+use crate::error::Context;
 use crate::info;
 use crate::net::weights::hdf5::{finish, temp_beside, write_model};
 use crate::net::Net;
@@ -32,16 +33,15 @@ pub fn write(
     info!("sgd_solver.cpp:301", "Snapshotting solver state to HDF5 file {state}");
     let state_path = Path::new(&state);
     let tmp = temp_beside(state_path);
-    let bad = |msg: String| Error::decode(state_path, msg);
     {
-        let file = h5::create(&tmp).map_err(|e| bad(e.to_string()))?;
-        h5::write_int(&file, "iter", iter as i32).map_err(|e| bad(e.to_string()))?;
-        h5::write_string(&file, "learned_net", &model).map_err(|e| bad(e.to_string()))?;
-        h5::write_int(&file, "current_step", current_step).map_err(|e| bad(e.to_string()))?;
-        let group = h5::create_group(&file, "history").map_err(|e| bad(e.to_string()))?;
+        let file = h5::create(&tmp).with_context(|| state_path.display())?;
+        h5::write_int(&file, "iter", iter as i32).with_context(|| state_path.display())?;
+        h5::write_string(&file, "learned_net", &model).with_context(|| state_path.display())?;
+        h5::write_int(&file, "current_step", current_step).with_context(|| state_path.display())?;
+        let group = h5::create_group(&file, "history").with_context(|| state_path.display())?;
         for (i, h) in history.iter().enumerate() {
             h5::write_f32(&group, &i.to_string(), &h.size(), &crate::util::tensor_values(h)?)
-                .map_err(|e| bad(e.to_string()))?;
+                .with_context(|| state_path.display())?;
         }
     }
     finish(&tmp, state_path)?;
@@ -51,16 +51,16 @@ pub fn write(
 /// Reads a `.solverstate.h5` as a SolverState (history blobs with shapes).
 pub fn read_state(path: &Path) -> Result<SolverState> {
     let bad = |msg: String| Error::decode(path, msg);
-    let file = h5::open(path).map_err(|e| bad(e.to_string()))?;
-    let iter = h5::read_int(&file, "iter").map_err(|e| bad(e.to_string()))?;
-    let current_step = h5::read_int(&file, "current_step").map_err(|e| bad(e.to_string()))?;
+    let file = h5::open(path).with_context(|| path.display())?;
+    let iter = h5::read_int(&file, "iter").with_context(|| path.display())?;
+    let current_step = h5::read_int(&file, "current_step").with_context(|| path.display())?;
     let learned_net = if file.link_exists("learned_net") {
-        Some(h5::read_string(&file, "learned_net").map_err(|e| bad(e.to_string()))?)
+        Some(h5::read_string(&file, "learned_net").with_context(|| path.display())?)
     } else {
         None
     };
-    let group = h5::group(&file, "history").map_err(|e| bad(e.to_string()))?;
-    let count = h5::members(&group).map_err(|e| bad(e.to_string()))?.len();
+    let group = h5::group(&file, "history").with_context(|| path.display())?;
+    let count = h5::members(&group).with_context(|| path.display())?.len();
     let mut history = Vec::with_capacity(count);
     for i in 0..count {
         let (shape, values) = h5::read_f32(&group, &i.to_string()).map_err(|e| bad(format!("history: {e}")))?;

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::error::Context;
 use crate::log::progress;
 use crate::net::{Net, NetSource};
 use crate::proto::caffe::{solver_parameter, NetParameter, NetState, Phase, SolverParameter};
@@ -429,7 +430,7 @@ impl Solver {
         self.current_step = state.current_step();
         info!("sgd_solver.cpp:339", "SGDSolver: restoring history");
         for (i, (h, blob)) in self.history.iter_mut().zip(&state.history).enumerate() {
-            snapshot::copy_history(h, blob, &format!("history blob {i}")).map_err(|e| bad(e.to_string()))?;
+            snapshot::copy_history(h, blob, &format!("history blob {i}")).with_context(|| state_path.display())?;
         }
         Ok(())
     }

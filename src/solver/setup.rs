@@ -3,6 +3,7 @@
 //! NetStates, and the device.
 
 use super::*;
+use crate::error::Context;
 use crate::util::comma_list;
 use crate::{Error, Result};
 
@@ -48,13 +49,13 @@ impl Solver {
                 SolverType::ALL.map(|t| t.name()).join(", ")
             ))
         })?;
-        check_param(&param, kind).map_err(|e| bad(e.to_string()))?;
-        let policy = LrPolicy::from_param(&param).map_err(|e| bad(e.to_string()))?;
+        check_param(&param, kind).context(&file)?;
+        let policy = LrPolicy::from_param(&param).context(&file)?;
         if param.snapshot() > 0 || param.snapshot_after_train() {
             if param.snapshot() > 0 && param.snapshot_prefix.is_none() {
                 return Err(bad("In solver params, snapshot is specified but snapshot_prefix is not".into()));
             }
-            snapshot::check_writable(param.snapshot_prefix()).map_err(|e| bad(e.to_string()))?;
+            snapshot::check_writable(param.snapshot_prefix()).context(&file)?;
         }
         if param.random_seed() >= 0 {
             tch::manual_seed(param.random_seed());

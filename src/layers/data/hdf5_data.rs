@@ -4,6 +4,7 @@
 //! read across file boundaries, wrap around at the end of the list, and with
 //! `shuffle` both the file order (per pass) and the rows (per file) are
 //! permuted by a generator seeded from libtorch's, so `random_seed` fixes it.
+use crate::error::Context;
 use crate::Result;
 use std::path::{Path, PathBuf};
 
@@ -85,11 +86,13 @@ impl Hdf5DataLayer {
         let fail = |msg: String| -> crate::Error {
             crate::Error::Invalid(format!("HDF5Data {}: file {}: {msg}", self.param.name(), path.display()))
         };
-        let file = h5::open(&path).map_err(|e| fail(e.to_string()))?;
+        let file =
+            h5::open(&path).with_context(|| format!("HDF5Data {}: file {}", self.param.name(), path.display()))?;
         let mut blobs = Vec::with_capacity(self.param.top.len());
         let mut rows = None;
         for top in &self.param.top {
-            let (shape, values) = h5::read_f32(&file, top).map_err(|e| fail(e.to_string()))?;
+            let (shape, values) = h5::read_f32(&file, top)
+                .with_context(|| format!("HDF5Data {}: file {}", self.param.name(), path.display()))?;
             let Some(&n) = shape.first() else {
                 return Err(fail(format!("dataset '{top}' is a scalar; it needs at least one axis (the rows)")));
             };

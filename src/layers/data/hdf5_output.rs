@@ -1,4 +1,5 @@
 //! Caffe's `HDF5Output` layer: writes its two bottoms to an .h5 file.
+use crate::error::Context;
 use crate::Result;
 use std::path::PathBuf;
 
@@ -87,7 +88,8 @@ impl Layer for Hdf5OutputLayer {
         for (name, blob) in ["data", "label"].iter().zip(bottoms) {
             let shape = legacy_4d(&blob.size())?;
             let values = crate::util::tensor_values(blob)?;
-            h5::write_f32(&file, name, &shape, &values).map_err(|e| fail(e.to_string()))?;
+            h5::write_f32(&file, name, &shape, &values)
+                .with_context(|| format!("HDF5Output {}: file {}", self.param.name(), self.file_name.display()))?;
         }
         info!("hdf5_output_layer.cpp:52", "Successfully saved {} rows", bottoms[0].size()[0]);
         Ok(vec![])

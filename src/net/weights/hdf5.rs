@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::data::hdf5 as h5;
+use crate::error::Context;
 use crate::net::Net;
 use crate::proto::binary::{blob_data_f32, blob_shape, make_blob};
 use crate::proto::caffe::{BlobProto, LayerParameter, NetParameter};
@@ -59,16 +60,15 @@ pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
     let counts: Vec<usize> = proto.layer.iter().map(|l| l.blobs.len()).collect();
     let shared = shared_blobs(&layers, &counts);
     let tmp = temp_beside(path);
-    let bad = |msg: String| Error::decode(path, msg);
     {
-        let file = h5::create(&tmp).map_err(|e| bad(e.to_string()))?;
-        let data = h5::create_group(&file, "data").map_err(|e| bad(e.to_string()))?;
+        let file = h5::create(&tmp).with_context(|| path.display())?;
+        let data = h5::create_group(&file, "data").with_context(|| path.display())?;
         let diff =
-            if write_diff { Some(h5::create_group(&file, "diff").map_err(|e| bad(e.to_string()))?) } else { None };
+            if write_diff { Some(h5::create_group(&file, "diff").with_context(|| path.display())?) } else { None };
         for (lp, shared) in proto.layer.iter().zip(&shared) {
-            let data_group = h5::create_group(&data, lp.name()).map_err(|e| bad(e.to_string()))?;
+            let data_group = h5::create_group(&data, lp.name()).with_context(|| path.display())?;
             let diff_group = match &diff {
-                Some(d) => Some(h5::create_group(d, lp.name()).map_err(|e| bad(e.to_string()))?),
+                Some(d) => Some(h5::create_group(d, lp.name()).with_context(|| path.display())?),
                 None => None,
             };
             for (j, blob) in lp.blobs.iter().enumerate() {
@@ -77,9 +77,9 @@ pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
                 }
                 let shape = blob_shape(blob);
                 h5::write_f32(&data_group, &j.to_string(), &shape, &blob_data_f32(blob))
-                    .map_err(|e| bad(e.to_string()))?;
+                    .with_context(|| path.display())?;
                 if let Some(g) = &diff_group {
-                    h5::write_f32(g, &j.to_string(), &shape, &blob.diff).map_err(|e| bad(e.to_string()))?;
+                    h5::write_f32(g, &j.to_string(), &shape, &blob.diff).with_context(|| path.display())?;
                 }
             }
         }
@@ -92,12 +92,12 @@ pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
 /// because they are shared in `net` are filled in from their owners.
 pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
     let bad = |msg: String| Error::decode(path, msg);
-    let file = h5::open(path).map_err(|e| bad(e.to_string()))?;
-    let data = h5::group(&file, "data").map_err(|e| bad(e.to_string()))?;
+    let file = h5::open(path).with_context(|| path.display())?;
+    let data = h5::group(&file, "data").with_context(|| path.display())?;
     let mut stored: Vec<(String, Vec<Option<BlobProto>>)> = Vec::new();
-    for layer in h5::members(&data).map_err(|e| bad(e.to_string()))? {
-        let group = h5::group(&data, &layer).map_err(|e| bad(e.to_string()))?;
-        let names = h5::members(&group).map_err(|e| bad(e.to_string()))?;
+    for layer in h5::members(&data).with_context(|| path.display())? {
+        let group = h5::group(&data, &layer).with_context(|| path.display())?;
+        let names = h5::members(&group).with_context(|| path.display())?;
         let mut blobs: Vec<Option<BlobProto>> = Vec::new();
         for name in names {
             let Ok(j) = name.parse::<usize>() else {
