@@ -1,10 +1,12 @@
 //! Build script: compiles `proto/caffe.proto` into Rust types (prost) and a
-//! descriptor set (for the reflective text-format parser), and links libtorch
+//! descriptor set (for the reflective text-format parser), `proto/onnx.proto`
+//! (the ONNX subset `caffe export` writes) into Rust types, and links libtorch
 //! so that the binary finds it at run time and keeps its CUDA half.
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/caffe.proto");
+    println!("cargo:rerun-if-changed=proto/onnx.proto");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
     // protox is a pure-Rust protobuf compiler: no `protoc` binary needed on a fresh machine.
@@ -15,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `prost::Name` impls let generic code find a message's descriptor by its full name.
         .enable_type_names()
         .compile_fds(fds)?;
+    // The ONNX subset `caffe export` writes (no reflection needed).
+    prost_build::Config::new().compile_fds(protox::compile(["proto/onnx.proto"], ["proto"])?)?;
 
     // torch-sys passes its lib folder as DEP_TCH_LIBTORCH_LIB (its `links = "tch"`).
     // It adds no rpath itself, so without this the binary needs LD_LIBRARY_PATH.

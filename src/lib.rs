@@ -6,6 +6,7 @@
 //! weights and snapshots through [`proto::binary`].
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod layers;
 pub mod log;
 pub mod net;

@@ -34,6 +34,8 @@ enum Command {
     DeviceQuery(GpuArg),
     /// Run one forward pass and write blobs as .npy files.
     Forward(ForwardArgs),
+    /// Export a net and its weights to ONNX, PyTorch (model.py) or safetensors.
+    Export(ExportArgs),
     /// Parse, upgrade and summarise prototxt nets (and solvers).
     Summarize(SummarizeArgs),
     /// Upgrade a V0/V1 net prototxt to the current format.
@@ -182,6 +184,52 @@ struct ForwardArgs {
     /// The GPU to run on; the CPU when absent or empty.
     #[arg(long)]
     gpu: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// The net to export (a NetParameter prototxt, e.g. deploy.prototxt).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Comma-separated trained weights (.caffemodel, .caffemodel.h5 or .safetensors).
+    #[arg(long)]
+    weights: Option<String>,
+    /// onnx, pytorch (a folder with model.py and weights.safetensors) or safetensors.
+    #[arg(long, default_value = "onnx")]
+    format: String,
+    /// The file (onnx, safetensors) or folder (pytorch) to write.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The ONNX opset to write (13 and above).
+    #[arg(long, default_value_t = caffe_tch::export::DEFAULT_OPSET)]
+    opset: i64,
+    /// Which phase of the net to build: TRAIN or TEST.
+    #[arg(long, default_value = "TEST")]
+    phase: String,
+    /// Comma-separated NetState stages, for include/exclude rules with stage/not_stage.
+    #[arg(long)]
+    stage: Option<String>,
+    /// The NetState level, for include/exclude rules with min_level/max_level.
+    #[arg(long)]
+    level: Option<i32>,
+    /// The solver iteration DropIn layers are exported at (default: fully grown).
+    #[arg(long)]
+    iteration: Option<i64>,
+    /// An Input blob's shape, replacing the prototxt's: NAME=d0,d1,...; repeat for several.
+    #[arg(long = "input_shape")]
+    input_shape: Vec<String>,
+    /// `all` also exposes every intermediate blob under its Caffe name.
+    #[arg(long)]
+    blobs: Option<String>,
+    /// safetensors names: pytorch (conv1.weight) or caffe (conv1.0).
+    #[arg(long, default_value = "pytorch")]
+    names: String,
+    /// Run the exported model next to caffe-tch's forward and compare every output.
+    #[arg(long)]
+    verify: bool,
+    /// An input's value for -verify: NAME=file.npy; repeat for several (others are seeded random).
+    #[arg(long)]
+    input: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -358,6 +406,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             tools::forward::run(&model, opts, &o)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(a) => {
+            let model = a.model.context("caffe export needs -model (a net prototxt)")?;
+            let out = a.out.context("caffe export needs -out (a file, or a folder for -format pytorch)")?;
+            let all_blobs = match a.blobs.as_deref() {
+                None => false,
+                Some("all") => true,
+                Some(other) => anyhow::bail!("-blobs takes only `all` for export, got '{other}'"),
+            };
+            let names = match a.names.as_str() {
+                "pytorch" => caffe_tch::export::TensorNames::Pytorch,
+                "caffe" => caffe_tch::export::TensorNames::Caffe,
+                other => anyhow::bail!("-names must be pytorch or caffe, got '{other}'"),
+            };
+            let o = caffe_tch::export::ExportOptions {
+                build: caffe_tch::export::BuildOptions {
+                    weights: split_paths(a.weights.as_deref()),
+                    phase: tools::parse_phase(&a.phase)?,
+                    level: a.level.unwrap_or(0),
+                    stages: tools::parse_stages(a.stage.as_deref()),
+                    iteration: a.iteration,
+                    input_shapes: a
+                        .input_shape
+                        .iter()
+                        .flat_map(|s| s.split(';').map(str::to_string).collect::<Vec<_>>())
+                        .map(|s| caffe_tch::export::plan::parse_input_shape(&s))
+                        .collect::<Result<_, _>>()?,
+                },
+                format: caffe_tch::export::Format::parse(&a.format)?,
+                out,
+                opset: a.opset,
+                all_blobs,
+                names,
+                verify: a.verify,
+                inputs: a.input.iter().map(|s| tools::forward::parse_input(s)).collect::<Result<_, _>>()?,
+            };
+            let passed = caffe_tch::export::run(&model, opts, &o)?;
+            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::ConvertMnistData(a) => {
             tool(tools::convert_mnist_data::main, &tools::convert_mnist_data::SPEC, &a.args)

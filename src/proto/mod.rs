@@ -10,6 +10,13 @@ pub mod caffe {
     include!(concat!(env!("OUT_DIR"), "/caffe.rs"));
 }
 
+/// Rust types generated from `proto/onnx.proto`, the part of ONNX's schema
+/// that `caffe export` writes (package `onnx`).
+#[allow(clippy::all, missing_docs)]
+pub mod onnx {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
 pub mod binary;
 pub mod print;
 pub mod text;

@@ -3,6 +3,7 @@
 use tch::Tensor;
 
 pub mod hdf5;
+pub mod torch_names;
 
 use super::Net;
 use crate::proto::binary::{blob_data_f32, blob_shape, make_blob, shapes_compatible_legacy};

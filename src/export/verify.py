@@ -1,0 +1,68 @@
+# Runs an exported model for `caffe export -verify` (and the tests): ONNX in
+# onnxruntime, PyTorch's model.py in torch. Reads a JSON manifest naming the
+# input .npy files and where to write each output; the caller compares.
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def run_onnx(m):
+    import onnxruntime as ort
+
+    report = {}
+    try:
+        import onnx
+
+        model = onnx.load(m["model"])
+        onnx.checker.check_model(model, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        shapes = {}
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+            t = vi.type.tensor_type
+            if t.HasField("shape"):
+                shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim]
+        report["inferred_shapes"] = shapes
+        report["checker"] = "passed"
+    except ImportError:
+        report["checker"] = "onnx not installed"
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(os.environ.get("CAFFE_TCH_VERIFY_THREADS", "0"))
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m["model"], opts, providers=["CPUExecutionProvider"])
+    feeds = {name: np.load(path) for name, path in m["inputs"].items()}
+    names = list(m["outputs"])
+    values = sess.run(names, feeds)
+    return dict(zip(names, values)), report
+
+
+def run_pytorch(m):
+    import torch
+
+    sys.path.insert(0, m["model"])
+    import model as exported
+
+    net = exported.load()
+    net.eval()
+    feeds = {name: torch.from_numpy(np.load(path)) for name, path in m["inputs"].items()}
+    with torch.no_grad():
+        out = net(**feeds, blobs=list(m["outputs"])) if m.get("all_blobs") else net(**feeds)
+    return {k: v.detach().cpu().numpy() for k, v in out.items()}, {}
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        m = json.load(f)
+    values, report = run_onnx(m) if m["format"] == "onnx" else run_pytorch(m)
+    missing = [n for n in m["outputs"] if n not in values]
+    if missing:
+        raise SystemExit("the exported model does not return blob(s): " + ", ".join(missing))
+    for name, path in m["outputs"].items():
+        np.save(path, np.ascontiguousarray(values[name], dtype=np.float32))
+    with open(m["report"], "w") as f:
+        json.dump(report, f)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+//! `caffe export -verify`: runs the exported model (onnxruntime for ONNX, the
+//! venv's PyTorch for `model.py`) on the same inputs as caffe-tch's own
+//! forward and prints max |Δ| per blob. A blob passes when
+//! max |Δ| ≤ 1e-4·(1 + max |reference|).
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tch::{Device, Kind, Tensor};
+
+use super::{Format, Plan};
+use crate::util::format_g;
+use crate::{info, warn, Error, Result};
+
+/// The runner script, embedded so the binary needs no files beside it.
+const RUNNER: &str = include_str!("verify.py");
+
+/// The relative tolerance of `-verify` and the export tests.
+pub const TOLERANCE: f64 = 1e-4;
+
+/// The seed of the random inputs when `-input` does not give them.
+pub const INPUT_SEED: i64 = 1701;
+
+/// The Python that runs exported models: `$CAFFE_TCH_PYTHON`, else `python3` on the PATH.
+pub fn python() -> PathBuf {
+    std::env::var_os("CAFFE_TCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// One blob's comparison.
+#[derive(Debug, Clone)]
+pub struct BlobCheck {
+    pub name: String,
+    pub max_abs_diff: f64,
+    pub max_abs_ref: f64,
+    /// Shape onnx's strict shape inference gave, where it differs from Caffe's.
+    pub shape_mismatch: Option<String>,
+}
+
+impl BlobCheck {
+    pub fn passed(&self) -> bool {
+        self.max_abs_diff <= TOLERANCE * (1.0 + self.max_abs_ref) && self.shape_mismatch.is_none()
+    }
+}
+
+/// Random inputs for a plan's input blobs (integer indices for an Embed's
+/// bottom, values in [-1, 1) otherwise), seeded.
+pub fn random_inputs(plan: &Plan) -> Vec<(String, Tensor)> {
+    tch::manual_seed(INPUT_SEED);
+    plan.inputs
+        .iter()
+        .map(|i| {
+            let embed = plan.layers.iter().find(|l| l.layer_type() == "Embed" && l.bottoms.first() == Some(&i.name));
+            let t = match embed.and_then(|l| l.param.embed_param.as_ref()) {
+                Some(p) => {
+                    Tensor::randint(i64::from(p.input_dim()).max(1), i.shape.as_slice(), (Kind::Float, Device::Cpu))
+                }
+                None => Tensor::rand(i.shape.as_slice(), (Kind::Float, Device::Cpu)) * 2.0 - 1.0,
+            };
+            (i.name.clone(), t)
+        })
+        .collect()
+}
+
+/// Runs caffe-tch's forward on `inputs` (Input layers; data layers read their
+/// own batch) and returns every graph input's and every exported blob's value.
+pub fn reference(
+    plan: &mut Plan,
+    inputs: &[(String, Tensor)],
+    blobs: &[String],
+) -> Result<(Vec<(String, Tensor)>, Vec<(String, Tensor)>)> {
+    for (name, t) in inputs {
+        plan.net.set_input(name, t)?;
+    }
+    plan.net.forward_inference()?;
+    let get = |n: &String| -> Result<(String, Tensor)> {
+        let t = plan.net.blob(n).ok_or_else(|| Error::invalid(format!("the net has no blob named '{n}'")))?;
+        Ok((n.clone(), t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?))
+    };
+    let fed = plan.inputs.iter().map(|i| get(&i.name)).collect::<Result<Vec<_>>>()?;
+    let refs = blobs.iter().map(get).collect::<Result<Vec<_>>>()?;
+    Ok((fed, refs))
+}
+
+/// Runs the exported model at `model` on `fed` in Python and returns its
+/// values of `blobs` (and onnx's inferred shapes, for ONNX).
+pub fn run_exported(
+    format: Format,
+    model: &Path,
+    fed: &[(String, Tensor)],
+    blobs: &[String],
+    all_blobs: bool,
+) -> Result<(Vec<(String, Tensor)>, BTreeMap<String, Vec<Dim>>)> {
+    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let runner = dir.path().join("caffe_tch_verify.py");
+    std::fs::write(&runner, RUNNER).map_err(|e| Error::io(&runner, e))?;
+    let mut input_files = Vec::new();
+    for (k, (name, t)) in fed.iter().enumerate() {
+        let p = dir.path().join(format!("in{k}.npy"));
+        t.write_npy(&p).map_err(|e| Error::invalid(format!("{}: cannot write .npy: {e}", p.display())))?;
+        input_files.push((name.clone(), p));
+    }
+    let output_files: Vec<(String, PathBuf)> =
+        blobs.iter().enumerate().map(|(k, n)| (n.clone(), dir.path().join(format!("out{k}.npy")))).collect();
+    let report = dir.path().join("report.json");
+    let files = |v: &[(String, PathBuf)]| -> serde_json::Map<String, serde_json::Value> {
+        v.iter().map(|(n, p)| (n.clone(), serde_json::Value::from(p.display().to_string()))).collect()
+    };
+    let manifest = serde_json::json!({
+        "format": format.name(),
+        "model": model.display().to_string(),
+        "all_blobs": all_blobs,
+        "report": report.display().to_string(),
+        "inputs": files(&input_files),
+        "outputs": files(&output_files),
+    })
+    .to_string();
+    let manifest_path = dir.path().join("manifest.json");
+    std::fs::write(&manifest_path, manifest).map_err(|e| Error::io(&manifest_path, e))?;
+    let py = python();
+    let out = Command::new(&py).arg(&runner).arg(&manifest_path).output().map_err(|e| {
+        Error::unsupported(format!(
+            "-verify runs the exported model in Python ({}: {e}); install onnxruntime, onnx and torch there, or set CAFFE_TCH_PYTHON",
+            py.display()
+        ))
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no message)");
+        return Err(Error::invalid(format!("running the exported model {} failed: {last}", model.display())));
+    }
+    let mut values = Vec::new();
+    for (name, p) in &output_files {
+        let t = Tensor::read_npy(p).map_err(|e| Error::invalid(format!("{}: cannot read .npy: {e}", p.display())))?;
+        values.push((name.clone(), t));
+    }
+    let text = std::fs::read_to_string(&report).map_err(|e| Error::io(&report, e))?;
+    let report: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::decode(report.display().to_string(), format!("runner report: {e}")))?;
+    Ok((values, inferred_shapes(&report)))
+}
+
+/// Compares each exported value with the reference.
+pub fn compare(
+    refs: &[(String, Tensor)],
+    got: &[(String, Tensor)],
+    inferred: &BTreeMap<String, Vec<Dim>>,
+) -> Result<Vec<BlobCheck>> {
+    let mut checks = Vec::new();
+    for ((name, r), (_, g)) in refs.iter().zip(got) {
+        let (max_abs_diff, max_abs_ref) = if r.size() == g.size() {
+            let d = (r - g).abs().max().double_value(&[]);
+            (if d.is_nan() { f64::INFINITY } else { d }, r.abs().max().double_value(&[]))
+        } else {
+            (f64::INFINITY, 0.0)
+        };
+        let shape_mismatch = if r.size() != g.size() {
+            Some(format!("the exported model gives shape {:?}, Caffe {:?}", g.size(), r.size()))
+        } else {
+            inferred.get(name).and_then(|dims| {
+                let agrees = dims.len() == r.size().len()
+                    && dims.iter().zip(r.size()).enumerate().all(|(axis, (d, c))| match d {
+                        Dim::Value(v) => *v == c,
+                        Dim::Param(_) => axis == 0,
+                    });
+                (!agrees).then(|| format!("ONNX shape inference gives {dims:?}, Caffe {:?}", r.size()))
+            })
+        };
+        checks.push(BlobCheck { name: name.clone(), max_abs_diff, max_abs_ref, shape_mismatch });
+    }
+    Ok(checks)
+}
+
+/// `-verify`: reference forward, exported forward, comparison and log lines.
+pub fn verify(
+    plan: &mut Plan,
+    format: Format,
+    model: &Path,
+    all_blobs: bool,
+    given: &[(String, PathBuf)],
+) -> Result<bool> {
+    let mut inputs = random_inputs(plan);
+    for (name, file) in given {
+        let t =
+            Tensor::read_npy(file).map_err(|e| Error::invalid(format!("{}: cannot read .npy: {e}", file.display())))?;
+        match inputs.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = t,
+            None => {
+                let names: Vec<&str> = plan.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(Error::usage(format!(
+                    "-input {name}: the exported model's inputs are {}",
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    // Data-source layers read their own batch: only Input blobs are fed.
+    let feedable: Vec<(String, Tensor)> =
+        inputs.into_iter().filter(|(n, _)| plan.net.input_blob_names().contains(&n.as_str())).collect();
+    let blobs = plan.exported_blobs(all_blobs);
+    let (fed, refs) = reference(plan, &feedable, &blobs)?;
+    let (got, inferred) = run_exported(format, model, &fed, &blobs, all_blobs)?;
+    let checks = compare(&refs, &got, &inferred)?;
+    let mut ok = true;
+    for c in &checks {
+        let line = format!(
+            "Verify {}: blob {} max |diff| = {} (max |ref| = {}, tolerance {})",
+            format.name(),
+            c.name,
+            format_g(c.max_abs_diff, 6),
+            format_g(c.max_abs_ref, 6),
+            format_g(TOLERANCE * (1.0 + c.max_abs_ref), 6)
+        );
+        if c.passed() {
+            info!("export.cpp:1", "{line}");
+        } else {
+            ok = false;
+            warn!(
+                "export.cpp:1",
+                "{line}{}: FAILED",
+                c.shape_mismatch.as_deref().map(|s| format!("; {s}")).unwrap_or_default()
+            );
+        }
+    }
+    let worst = checks.iter().map(|c| c.max_abs_diff).fold(0.0, f64::max);
+    info!(
+        "export.cpp:1",
+        "Verify {}: {} blob(s), worst max |diff| = {}: {}",
+        format.name(),
+        checks.len(),
+        format_g(worst, 6),
+        if ok { "PASSED" } else { "FAILED" }
+    );
+    Ok(ok)
+}
+
+/// One axis of a shape onnx inferred: a number, or a symbol (the batch axis).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dim {
+    Value(i64),
+    Param(String),
+}
+
+/// Reads `{"inferred_shapes": {"name": [1, "N", ...]}}` from the runner's report.
+fn inferred_shapes(report: &serde_json::Value) -> BTreeMap<String, Vec<Dim>> {
+    let mut out = BTreeMap::new();
+    if let Some(shapes) = report.get("inferred_shapes").and_then(|v| v.as_object()) {
+        for (name, dims) in shapes {
+            let dims = dims.as_array().map(|a| a.as_slice()).unwrap_or_default();
+            let dims = dims
+                .iter()
+                .map(|d| match d.as_i64() {
+                    Some(v) => Dim::Value(v),
+                    None => Dim::Param(d.as_str().unwrap_or("?").to_string()),
+                })
+                .collect();
+            out.insert(name.clone(), dims);
+        }
+    }
+    out
+}
