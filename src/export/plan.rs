@@ -153,7 +153,7 @@ impl Plan {
             if DATA_SOURCE_TYPES.contains(&ty) {
                 for t in &lp.top {
                     let shape = net.blob_shape(t).cloned().unwrap_or_default();
-                    if ty == "Input" || consumed.contains(t.as_str()) {
+                    if consumed.contains(t.as_str()) {
                         inputs.push(PlanInput { name: t.clone(), shape });
                     } else {
                         info!("export.cpp:1", "Leaving out top {t} of {} ({ty}): no exported layer uses it", lp.name());

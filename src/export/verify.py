@@ -1,6 +1,7 @@
-# Runs an exported model for `caffe export -verify` (and the tests): ONNX in
-# onnxruntime, PyTorch's model.py in torch. Reads a JSON manifest naming the
-# input .npy files and where to write each output; the caller compares.
+# Runs exported models for `caffe export -verify` (and the tests): ONNX in
+# onnxruntime (after onnx's full check and strict shape inference), PyTorch's
+# model.py in torch. Each argument is a JSON manifest naming the input .npy
+# files and where to write each output; the caller compares.
 import json
 import os
 import sys
@@ -40,8 +41,14 @@ def run_onnx(m):
 def run_pytorch(m):
     import torch
 
-    sys.path.insert(0, m["model"])
-    import model as exported
+    import importlib.util
+
+    # A unique module name per model: several runs share this process.
+    spec = importlib.util.spec_from_file_location(
+        "caffe_tch_exported_%d" % len(sys.modules), os.path.join(m["model"], "model.py")
+    )
+    exported = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exported)
 
     net = exported.load()
     net.eval()
@@ -52,16 +59,20 @@ def run_pytorch(m):
 
 
 def main():
-    with open(sys.argv[1]) as f:
-        m = json.load(f)
-    values, report = run_onnx(m) if m["format"] == "onnx" else run_pytorch(m)
-    missing = [n for n in m["outputs"] if n not in values]
-    if missing:
-        raise SystemExit("the exported model does not return blob(s): " + ", ".join(missing))
-    for name, path in m["outputs"].items():
-        np.save(path, np.ascontiguousarray(values[name], dtype=np.float32))
-    with open(m["report"], "w") as f:
-        json.dump(report, f)
+    for manifest in sys.argv[1:]:
+        with open(manifest) as f:
+            m = json.load(f)
+        try:
+            values, report = run_onnx(m) if m["format"] == "onnx" else run_pytorch(m)
+        except Exception as e:
+            raise SystemExit("%s: %s: %s" % (m["model"], type(e).__name__, str(e).splitlines()[0] if str(e) else ""))
+        missing = [n for n in m["outputs"] if n not in values]
+        if missing:
+            raise SystemExit("%s does not return blob(s): %s" % (m["model"], ", ".join(missing)))
+        for name, path in m["outputs"].items():
+            np.save(path, np.ascontiguousarray(values[name], dtype=np.float32))
+        with open(m["report"], "w") as f:
+            json.dump(report, f)
 
 
 if __name__ == "__main__":

@@ -81,43 +81,70 @@ pub fn reference(
     Ok((fed, refs))
 }
 
+/// One exported model to run, with its inputs and the blobs to read back.
+pub struct Run<'a> {
+    pub format: Format,
+    pub model: &'a Path,
+    pub fed: &'a [(String, Tensor)],
+    pub blobs: &'a [String],
+    pub all_blobs: bool,
+}
+
+/// What running an exported model gave: the blobs' values, and for ONNX the
+/// shapes onnx's strict shape inference gave them.
+pub struct RunResult {
+    pub values: Vec<(String, Tensor)>,
+    pub inferred: BTreeMap<String, Vec<Dim>>,
+}
+
 /// Runs the exported model at `model` on `fed` in Python and returns its
 /// values of `blobs` (and onnx's inferred shapes, for ONNX).
-pub fn run_exported(
-    format: Format,
-    model: &Path,
-    fed: &[(String, Tensor)],
-    blobs: &[String],
-    all_blobs: bool,
-) -> Result<(Vec<(String, Tensor)>, BTreeMap<String, Vec<Dim>>)> {
+pub fn run_exported(run: &Run) -> Result<RunResult> {
+    let mut results = run_exported_many(std::slice::from_ref(run))?;
+    results.pop().ok_or_else(|| Error::invalid("the runner returned no result"))
+}
+
+/// Runs several exported models in one Python process (Python and
+/// onnxruntime start once).
+pub fn run_exported_many(runs: &[Run]) -> Result<Vec<RunResult>> {
     let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let runner = dir.path().join("caffe_tch_verify.py");
     std::fs::write(&runner, RUNNER).map_err(|e| Error::io(&runner, e))?;
-    let mut input_files = Vec::new();
-    for (k, (name, t)) in fed.iter().enumerate() {
-        let p = dir.path().join(format!("in{k}.npy"));
-        t.write_npy(&p).map_err(|e| Error::invalid(format!("{}: cannot write .npy: {e}", p.display())))?;
-        input_files.push((name.clone(), p));
-    }
-    let output_files: Vec<(String, PathBuf)> =
-        blobs.iter().enumerate().map(|(k, n)| (n.clone(), dir.path().join(format!("out{k}.npy")))).collect();
-    let report = dir.path().join("report.json");
     let files = |v: &[(String, PathBuf)]| -> serde_json::Map<String, serde_json::Value> {
         v.iter().map(|(n, p)| (n.clone(), serde_json::Value::from(p.display().to_string()))).collect()
     };
-    let manifest = serde_json::json!({
-        "format": format.name(),
-        "model": model.display().to_string(),
-        "all_blobs": all_blobs,
-        "report": report.display().to_string(),
-        "inputs": files(&input_files),
-        "outputs": files(&output_files),
-    })
-    .to_string();
-    let manifest_path = dir.path().join("manifest.json");
-    std::fs::write(&manifest_path, manifest).map_err(|e| Error::io(&manifest_path, e))?;
+    let mut manifests = Vec::new();
+    let mut outputs = Vec::new();
+    for (r, run) in runs.iter().enumerate() {
+        let mut input_files = Vec::new();
+        for (k, (name, t)) in run.fed.iter().enumerate() {
+            let p = dir.path().join(format!("run{r}_in{k}.npy"));
+            t.write_npy(&p).map_err(|e| Error::invalid(format!("{}: cannot write .npy: {e}", p.display())))?;
+            input_files.push((name.clone(), p));
+        }
+        let output_files: Vec<(String, PathBuf)> = run
+            .blobs
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (n.clone(), dir.path().join(format!("run{r}_out{k}.npy"))))
+            .collect();
+        let report = dir.path().join(format!("run{r}_report.json"));
+        let manifest = serde_json::json!({
+            "format": run.format.name(),
+            "model": run.model.display().to_string(),
+            "all_blobs": run.all_blobs,
+            "report": report.display().to_string(),
+            "inputs": files(&input_files),
+            "outputs": files(&output_files),
+        })
+        .to_string();
+        let manifest_path = dir.path().join(format!("run{r}_manifest.json"));
+        std::fs::write(&manifest_path, manifest).map_err(|e| Error::io(&manifest_path, e))?;
+        manifests.push(manifest_path);
+        outputs.push((output_files, report));
+    }
     let py = python();
-    let out = Command::new(&py).arg(&runner).arg(&manifest_path).output().map_err(|e| {
+    let out = Command::new(&py).arg(&runner).args(&manifests).output().map_err(|e| {
         Error::unsupported(format!(
             "-verify runs the exported model in Python ({}: {e}); install onnxruntime, onnx and torch there, or set CAFFE_TCH_PYTHON",
             py.display()
@@ -126,17 +153,23 @@ pub fn run_exported(
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no message)");
-        return Err(Error::invalid(format!("running the exported model {} failed: {last}", model.display())));
+        let models: Vec<String> = runs.iter().map(|r| r.model.display().to_string()).collect();
+        return Err(Error::invalid(format!("running the exported model {} failed: {last}", models.join(", "))));
     }
-    let mut values = Vec::new();
-    for (name, p) in &output_files {
-        let t = Tensor::read_npy(p).map_err(|e| Error::invalid(format!("{}: cannot read .npy: {e}", p.display())))?;
-        values.push((name.clone(), t));
+    let mut results = Vec::new();
+    for (output_files, report) in outputs {
+        let mut values = Vec::new();
+        for (name, p) in &output_files {
+            let t =
+                Tensor::read_npy(p).map_err(|e| Error::invalid(format!("{}: cannot read .npy: {e}", p.display())))?;
+            values.push((name.clone(), t));
+        }
+        let text = std::fs::read_to_string(&report).map_err(|e| Error::io(&report, e))?;
+        let parsed: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::decode(&report, format!("runner report: {e}")))?;
+        results.push(RunResult { values, inferred: inferred_shapes(&parsed) });
     }
-    let text = std::fs::read_to_string(&report).map_err(|e| Error::io(&report, e))?;
-    let report: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::decode(report.display().to_string(), format!("runner report: {e}")))?;
-    Ok((values, inferred_shapes(&report)))
+    Ok(results)
 }
 
 /// Compares each exported value with the reference.
@@ -198,8 +231,8 @@ pub fn verify(
         inputs.into_iter().filter(|(n, _)| plan.net.input_blob_names().contains(&n.as_str())).collect();
     let blobs = plan.exported_blobs(all_blobs);
     let (fed, refs) = reference(plan, &feedable, &blobs)?;
-    let (got, inferred) = run_exported(format, model, &fed, &blobs, all_blobs)?;
-    let checks = compare(&refs, &got, &inferred)?;
+    let got = run_exported(&Run { format, model, fed: &fed, blobs: &blobs, all_blobs })?;
+    let checks = compare(&refs, &got.values, &got.inferred)?;
     let mut ok = true;
     for c in &checks {
         let line = format!(

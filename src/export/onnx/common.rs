@@ -1,0 +1,484 @@
+//! Common layers: inner product, normalisation, arithmetic, shape and
+//! selection layers. Also the BatchNorm + Scale fusion.
+use std::collections::{HashMap, HashSet};
+
+use super::{attr_f, attr_i, Graph};
+use crate::export::{Plan, PlanLayer};
+use crate::layers::canonical_axis;
+use crate::proto::caffe::eltwise_parameter::EltwiseOp;
+use crate::proto::caffe::reduction_parameter::ReductionOp;
+use crate::proto::caffe::Phase;
+use crate::{bail, Result};
+
+fn io(l: &PlanLayer) -> Result<(&str, &str, &[i64])> {
+    match (l.bottoms.first(), l.tops.first(), l.bottom_shapes.first()) {
+        (Some(b), Some(t), Some(s)) => Ok((b, t, s)),
+        _ => bail!("needs a bottom and a top"),
+    }
+}
+
+fn top_shape(l: &PlanLayer) -> Result<&[i64]> {
+    l.top_shapes.first().map(|s| s.as_slice()).ok_or_else(|| crate::Error::invalid("needs a top"))
+}
+
+/// Layers lowered together: BatchNorm followed by a Scale on its output.
+pub struct Fusions {
+    /// Layers handled by an earlier layer's lowering.
+    pub skipped: HashSet<usize>,
+    /// BatchNorm index → the Scale folded into it.
+    pub batch_norm_scale: HashMap<usize, usize>,
+}
+
+/// Finds BatchNorm layers whose only reader is the next layer, a Scale over
+/// the channel axis; the pair becomes one `BatchNormalization`. With
+/// `-blobs all` the pair is fused only when the Scale is in place (the
+/// BatchNorm's own output is then not a blob of its own).
+pub fn fusions(plan: &Plan, all_blobs: bool) -> Fusions {
+    let mut f = Fusions { skipped: HashSet::new(), batch_norm_scale: HashMap::new() };
+    for (k, l) in plan.layers.iter().enumerate() {
+        let Some(next) = plan.layers.get(k + 1) else { continue };
+        if l.layer_type() != "BatchNorm" || next.layer_type() != "Scale" || next.bottoms.len() != 1 {
+            continue;
+        }
+        let (Some(bn_top), Some(shape)) = (l.tops.first(), l.bottom_shapes.first()) else { continue };
+        let sp = next.param.scale_param.clone().unwrap_or_default();
+        let readers = plan.layers.iter().filter(|o| o.bottoms.contains(bn_top)).count();
+        let in_place = next.tops.first() == Some(bn_top);
+        if next.bottoms[0] == *bn_top
+            && readers == 1
+            && shape.len() >= 2
+            && canonical_axis(sp.axis(), shape.len()).ok() == Some(1)
+            && sp.num_axes() == 1
+            && (in_place || !all_blobs)
+            && !plan.outputs.contains(bn_top)
+        {
+            f.batch_norm_scale.insert(k, k + 1);
+            f.skipped.insert(k + 1);
+        }
+    }
+    f
+}
+
+/// BatchNorm's statistics divided by its scale factor (0 stays 0, as Caffe).
+fn batch_norm_stats(l: &PlanLayer) -> Result<(Vec<f32>, Vec<f32>, f32)> {
+    let p = l.param.batch_norm_param.clone().unwrap_or_default();
+    if !p.use_global_stats.unwrap_or(l.param.phase() == Phase::Test) {
+        bail!("BatchNorm with batch statistics (use_global_stats false, or the TRAIN phase) is not exported; export the TEST phase");
+    }
+    if l.blobs.len() != 3 {
+        bail!("BatchNorm needs its 3 blobs, got {}", l.blobs.len());
+    }
+    let factor = crate::util::tensor_values(&l.blobs[2])?.first().copied().unwrap_or(0.0);
+    let factor = if factor == 0.0 { 0.0 } else { 1.0 / factor };
+    let mean = crate::util::tensor_values(&l.blobs[0])?.iter().map(|v| v * factor).collect();
+    let var = crate::util::tensor_values(&l.blobs[1])?.iter().map(|v| v * factor).collect();
+    Ok((mean, var, p.eps()))
+}
+
+fn batch_normalization(g: &mut Graph, l: &PlanLayer, gamma: &[f32], beta: &[f32], top: &str) -> Result<()> {
+    let (b, _, shape) = io(l)?;
+    if shape.len() < 2 {
+        bail!("BatchNorm on a 1-D blob is not exported (ONNX needs a channel axis)");
+    }
+    let (mean, var, eps) = batch_norm_stats(l)?;
+    let c = [mean.len() as i64];
+    let x = g.value(b)?;
+    let s = g.const_f32("scale", &c, gamma);
+    let bias = g.const_f32("bias", &c, beta);
+    let m = g.const_f32("mean", &c, &mean);
+    let v = g.const_f32("var", &c, &var);
+    let y = g.node("BatchNormalization", &[&x, &s, &bias, &m, &v], vec![attr_f("epsilon", eps)]);
+    g.bind(top, y);
+    Ok(())
+}
+
+pub fn batch_norm(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let c = l.blobs.first().map_or(0, |b| b.numel());
+    let t = top_shape(l).map(|_| l.tops[0].clone())?;
+    batch_normalization(g, l, &vec![1.0; c], &vec![0.0; c], &t)
+}
+
+/// BatchNorm and the Scale after it as one BatchNormalization.
+pub fn batch_norm_with_scale(g: &mut Graph, bn: &PlanLayer, scale: &PlanLayer) -> Result<()> {
+    let sp = scale.param.scale_param.clone().unwrap_or_default();
+    let Some(gamma) = scale.blobs.first() else { bail!("the Scale after it has no scale blob") };
+    let gamma = crate::util::tensor_values(gamma)?;
+    let beta = match (sp.bias_term(), scale.blobs.get(1)) {
+        (true, Some(b)) => crate::util::tensor_values(b)?,
+        _ => vec![0.0; gamma.len()],
+    };
+    let Some(top) = scale.tops.first() else { bail!("the Scale after it has no top") };
+    batch_normalization(g, bn, &gamma, &beta, top)?;
+    // The BatchNorm's own top (when not in place) is the Scale's input only.
+    if let Some(bn_top) = bn.tops.first() {
+        if bn_top != top {
+            let v = g.value(top)?;
+            g.bind(bn_top, v);
+        }
+    }
+    Ok(())
+}
+
+/// A blob applied from `axis` on (Scale, Bias) in a shape ONNX broadcasts:
+/// its own dims, then 1s to the end of the bottom.
+fn broadcast_shape(blob: &[i64], axis: usize, rank: usize) -> Vec<i64> {
+    let mut s = blob.to_vec();
+    s.extend(std::iter::repeat_n(1, rank.saturating_sub(axis + blob.len())));
+    if s.is_empty() {
+        s.push(1);
+    }
+    s
+}
+
+/// A second bottom (Scale/Bias) reshaped to broadcast: trailing unit axes.
+fn broadcast_bottom(g: &mut Graph, l: &PlanLayer, axis: usize, rank: usize) -> Result<String> {
+    let v = g.value(&l.bottoms[1])?;
+    let shape = &l.bottom_shapes[1];
+    let trailing = rank.saturating_sub(axis + shape.len());
+    if trailing == 0 {
+        return Ok(v);
+    }
+    let axes: Vec<i64> = (shape.len()..shape.len() + trailing).map(|a| a as i64).collect();
+    let a = g.const_i64("axes", &axes);
+    Ok(g.node("Unsqueeze", &[&v, &a], vec![]))
+}
+
+pub fn scale(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.scale_param.clone().unwrap_or_default();
+    let x = g.value(b)?;
+    let (factor, bias_blob) = if l.bottoms.len() == 2 {
+        let blob_shape = &l.bottom_shapes[1];
+        let axis = if blob_shape.is_empty() { 0 } else { canonical_axis(p.axis(), shape.len())? };
+        (broadcast_bottom(g, l, axis, shape.len())?, l.blobs.first())
+    } else {
+        let Some(w) = l.blobs.first() else { bail!("needs its scale blob") };
+        let axis = if w.dim() == 0 { 0 } else { canonical_axis(p.axis(), shape.len())? };
+        (g.weight("scale", w, &broadcast_shape(&w.size(), axis, shape.len()))?, l.blobs.get(1))
+    };
+    let mut y = g.node("Mul", &[&x, &factor], vec![]);
+    if p.bias_term() {
+        let Some(bias) = bias_blob else { bail!("bias_term is set but the layer has no bias blob") };
+        let axis = if bias.dim() == 0 { 0 } else { canonical_axis(p.axis(), shape.len())? };
+        let bb = g.weight("bias", bias, &broadcast_shape(&bias.size(), axis, shape.len()))?;
+        y = g.node("Add", &[&y, &bb], vec![]);
+    }
+    g.bind(t, y);
+    Ok(())
+}
+
+pub fn bias(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.bias_param.clone().unwrap_or_default();
+    let x = g.value(b)?;
+    let bias = if l.bottoms.len() == 2 {
+        let axis = if l.bottom_shapes[1].is_empty() { 0 } else { canonical_axis(p.axis(), shape.len())? };
+        broadcast_bottom(g, l, axis, shape.len())?
+    } else {
+        let Some(w) = l.blobs.first() else { bail!("needs its bias blob") };
+        let axis = if w.dim() == 0 { 0 } else { canonical_axis(p.axis(), shape.len())? };
+        g.weight("bias", w, &broadcast_shape(&w.size(), axis, shape.len()))?
+    };
+    let y = g.node("Add", &[&x, &bias], vec![]);
+    g.bind(t, y);
+    Ok(())
+}
+
+/// InnerProduct: the bottom flattened from `axis`, times Wᵀ (W itself with
+/// `transpose`), plus the bias; reshaped back when axis > 1.
+pub fn inner_product(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.inner_product_param.clone().unwrap_or_default();
+    let axis = canonical_axis(p.axis(), shape.len())?;
+    let Some(w) = l.blobs.first() else { bail!("needs its weight blob") };
+    let x = g.value(b)?;
+    let flat = if shape.len() == 2 && axis == 1 { x } else { g.node("Flatten", &[&x], vec![attr_i("axis", axis as i64)]) };
+    let wv = g.weight("weight", w, &w.size())?;
+    let mut inputs = vec![flat, wv];
+    if p.bias_term() {
+        let Some(bias) = l.blobs.get(1) else { bail!("bias_term is set but the layer has no bias blob") };
+        inputs.push(g.weight("bias", bias, &[bias.numel() as i64])?);
+    }
+    let refs: Vec<&str> = inputs.iter().map(|s| s.as_str()).collect();
+    let mut y = g.node("Gemm", &refs, vec![attr_i("transB", if p.transpose() { 0 } else { 1 })]);
+    let top = top_shape(l)?;
+    if top.len() != 2 {
+        let flat_shape = [shape[..axis].iter().product::<i64>(), *top.last().unwrap_or(&1)];
+        y = g.reshape(&y, &flat_shape, top);
+    }
+    g.bind(t, y);
+    Ok(())
+}
+
+pub fn softmax(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let axis = canonical_axis(l.param.softmax_param.as_ref().map_or(1, |p| p.axis()), shape.len())?;
+    let x = g.value(b)?;
+    let y = g.node("Softmax", &[&x], vec![attr_i("axis", axis as i64)]);
+    g.bind(t, y);
+    Ok(())
+}
+
+pub fn concat(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (_, t, shape) = io(l)?;
+    let p = l.param.concat_param.clone().unwrap_or_default();
+    let axis = match p.concat_dim {
+        Some(d) => d as usize,
+        None => canonical_axis(p.axis(), shape.len())?,
+    };
+    if l.bottoms.len() == 1 {
+        let x = g.value(&l.bottoms[0])?;
+        let y = g.identity(&x);
+        g.bind(t, y);
+        return Ok(());
+    }
+    let xs = l.bottoms.iter().map(|b| g.value(b)).collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&str> = xs.iter().map(|s| s.as_str()).collect();
+    let y = g.node("Concat", &refs, vec![attr_i("axis", axis as i64)]);
+    g.bind(t, y);
+    Ok(())
+}
+
+/// Slice: ONNX Split with each top's size along the axis (from the tops' shapes).
+pub fn slice(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, _, shape) = io(l)?;
+    let p = l.param.slice_param.clone().unwrap_or_default();
+    let axis = match p.slice_dim {
+        Some(d) => d as usize,
+        None => canonical_axis(p.axis(), shape.len())?,
+    };
+    let sizes: Vec<i64> = l.top_shapes.iter().map(|s| s.get(axis).copied().unwrap_or(0)).collect();
+    if axis == 0 {
+        g.static_batch = true;
+    }
+    let x = g.value(b)?;
+    if l.tops.len() == 1 {
+        let y = g.identity(&x);
+        g.bind(&l.tops[0], y);
+        return Ok(());
+    }
+    let split = g.const_i64("split", &sizes);
+    let outs = g.node_n("Split", &[&x, &split], l.tops.len(), vec![attr_i("axis", axis as i64)]);
+    for (t, v) in l.tops.iter().zip(outs) {
+        g.bind(t, v);
+    }
+    Ok(())
+}
+
+/// Split (Caffe's fan-out): every top is the bottom's value.
+pub fn split(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let Some(b) = l.bottoms.first() else { bail!("needs a bottom") };
+    let x = g.value(b)?;
+    for t in &l.tops {
+        g.bind(t, x.clone());
+    }
+    Ok(())
+}
+
+pub fn flatten(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let top = top_shape(l)?.to_vec();
+    let x = g.value(b)?;
+    let y = g.reshape(&x, shape, &top);
+    g.bind(t, y);
+    Ok(())
+}
+
+/// Reshape to the shape Caffe computed; a batch axis Caffe copies (dim 0 of
+/// 0, or an axis after the batch) stays symbolic.
+pub fn reshape(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.reshape_param.clone().unwrap_or_default();
+    let top = top_shape(l)?.to_vec();
+    let axis = if p.axis() < 0 { shape.len() as i64 + 1 + p.axis() as i64 } else { p.axis() as i64 };
+    let dims = p.shape.as_ref().map(|s| s.dim.clone()).unwrap_or_default();
+    if axis == 0 && dims.first().is_some_and(|&d| d != 0) {
+        g.static_batch = true;
+    }
+    let x = g.value(b)?;
+    let y = g.reshape(&x, shape, &top);
+    g.bind(t, y);
+    Ok(())
+}
+
+pub fn tile(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.tile_param.clone().unwrap_or_default();
+    let axis = canonical_axis(p.axis(), shape.len())?;
+    let mut repeats = vec![1i64; shape.len()];
+    repeats[axis] = p.tiles() as i64;
+    if axis == 0 {
+        g.static_batch = true;
+    }
+    let x = g.value(b)?;
+    let r = g.const_i64("repeats", &repeats);
+    let y = g.node("Tile", &[&x, &r], vec![]);
+    g.bind(t, y);
+    Ok(())
+}
+
+/// Eltwise: SUM with coefficients, PROD, MAX.
+pub fn eltwise(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (_, t, _) = io(l)?;
+    let p = l.param.eltwise_param.clone().unwrap_or_default();
+    let xs = l.bottoms.iter().map(|b| g.value(b)).collect::<Result<Vec<_>>>()?;
+    let mut y = xs[0].clone();
+    match p.operation() {
+        EltwiseOp::Sum => {
+            if !p.coeff.is_empty() && p.coeff.len() != xs.len() {
+                bail!("Eltwise SUM needs one coeff per bottom, got {} for {} bottoms", p.coeff.len(), xs.len());
+            }
+            let coeff = |i: usize| p.coeff.get(i).copied().unwrap_or(1.0);
+            y = g.affine(&xs[0], coeff(0), 0.0);
+            for (i, x) in xs.iter().enumerate().skip(1) {
+                let term = g.affine(x, coeff(i), 0.0);
+                y = g.node("Add", &[&y, &term], vec![]);
+            }
+        }
+        EltwiseOp::Prod => {
+            for x in &xs[1..] {
+                y = g.node("Mul", &[&y, x], vec![]);
+            }
+        }
+        EltwiseOp::Max => {
+            let refs: Vec<&str> = xs.iter().map(|s| s.as_str()).collect();
+            y = g.node("Max", &refs, vec![]);
+        }
+    }
+    if y == xs[0] {
+        y = g.identity(&y);
+    }
+    g.bind(t, y);
+    Ok(())
+}
+
+/// Embed: rows of W picked by the bottom's values (truncated to integers, as Caffe), plus the bias.
+pub fn embed(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, _) = io(l)?;
+    let p = l.param.embed_param.clone().unwrap_or_default();
+    let Some(w) = l.blobs.first() else { bail!("needs its weight blob") };
+    let x = g.value(b)?;
+    let idx = g.node("Cast", &[&x], vec![attr_i("to", 7)]);
+    let wv = g.weight("weight", w, &w.size())?;
+    let mut y = g.node("Gather", &[&wv, &idx], vec![attr_i("axis", 0)]);
+    if p.bias_term() {
+        let Some(bias) = l.blobs.get(1) else { bail!("bias_term is set but the layer has no bias blob") };
+        let bv = g.weight("bias", bias, &[bias.numel() as i64])?;
+        y = g.node("Add", &[&y, &bv], vec![]);
+    }
+    g.bind(t, y);
+    Ok(())
+}
+
+/// Parameter: its blob as the top.
+pub fn parameter(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (Some(t), Some(w)) = (l.tops.first(), l.blobs.first()) else { bail!("needs a top and its blob") };
+    let v = g.weight("value", w, &w.size())?;
+    let y = g.identity(&v);
+    g.bind(t, y);
+    Ok(())
+}
+
+pub fn batch_reindex(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, _) = io(l)?;
+    let Some(perm) = l.bottoms.get(1) else { bail!("needs the index bottom") };
+    let x = g.value(b)?;
+    let p = g.value(perm)?;
+    let idx = g.node("Cast", &[&p], vec![attr_i("to", 7)]);
+    let y = g.node("Gather", &[&x, &idx], vec![attr_i("axis", 0)]);
+    g.bind(t, y);
+    Ok(())
+}
+
+/// Reduction over the axes from `axis` to the end, times `coeff`.
+pub fn reduction(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.reduction_param.clone().unwrap_or_default();
+    let axis = canonical_axis(p.axis(), shape.len().max(1))?;
+    let axes: Vec<i64> = (axis as i64..shape.len() as i64).collect();
+    let x = g.value(b)?;
+    let y = if axes.is_empty() {
+        // Nothing to reduce: each value is its own sum (|x|, x² for ASUM, SUMSQ).
+        match p.operation() {
+            ReductionOp::Asum => g.node("Abs", &[&x], vec![]),
+            ReductionOp::Sumsq => g.node("Mul", &[&x, &x], vec![]),
+            _ => g.identity(&x),
+        }
+    } else {
+        let op = match p.operation() {
+            ReductionOp::Sum => "ReduceSum",
+            ReductionOp::Asum => "ReduceL1",
+            ReductionOp::Sumsq => "ReduceSumSquare",
+            ReductionOp::Mean => "ReduceMean",
+        };
+        g.reduce(op, &x, &axes, false)
+    };
+    if axis == 0 {
+        g.static_batch = true;
+    }
+    let y = if p.coeff() != 1.0 { g.affine(&y, p.coeff(), 0.0) } else { y };
+    let y = if y == x { g.identity(&x) } else { y };
+    g.bind(t, y);
+    Ok(())
+}
+
+/// MVN: per item (across channels) or per channel, subtract the mean and,
+/// with normalize_variance, divide by (std + eps) as Caffe does.
+pub fn mvn(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.mvn_param.clone().unwrap_or_default();
+    if shape.len() < 2 {
+        bail!("MVN needs a bottom with a channel axis, got {shape:?}");
+    }
+    let x = g.value(b)?;
+    let rows: Vec<i64> = if p.across_channels() { vec![0, -1] } else { vec![0, shape[1], -1] };
+    let rs = g.const_i64("rows", &rows);
+    let flat = g.node("Reshape", &[&x, &rs], vec![]);
+    let last = rows.len() as i64 - 1;
+    let mean = g.reduce("ReduceMean", &flat, &[last], true);
+    let mut y = g.node("Sub", &[&flat, &mean], vec![]);
+    if p.normalize_variance() {
+        let sq = g.node("Mul", &[&y, &y], vec![]);
+        let var = g.reduce("ReduceMean", &sq, &[last], true);
+        let sd = g.node("Sqrt", &[&var], vec![]);
+        let den = g.affine(&sd, 1.0, p.eps());
+        y = g.node("Div", &[&y, &den], vec![]);
+    }
+    let back: Vec<i64> = std::iter::once(0).chain(shape[1..].iter().copied()).collect();
+    let bs = g.const_i64("shape", &back);
+    let y = g.node("Reshape", &[&y, &bs], vec![]);
+    g.bind(t, y);
+    Ok(())
+}
+
+/// ArgMax: TopK along `axis`, or over each item flattened (then Caffe's
+/// (N, 1 or 2, top_k) layout, indices first when out_max_val).
+pub fn arg_max(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.argmax_param.clone().unwrap_or_default();
+    let top = top_shape(l)?.to_vec();
+    let k = g.const_i64("k", &[p.top_k() as i64]);
+    let x = g.value(b)?;
+    let y = match p.axis {
+        Some(a) => {
+            let axis = canonical_axis(a, shape.len())? as i64;
+            let outs = g.node_n("TopK", &[&x, &k], 2, vec![attr_i("axis", axis)]);
+            if p.out_max_val() {
+                outs[0].clone()
+            } else {
+                g.node("Cast", &[&outs[1]], vec![attr_i("to", 1)])
+            }
+        }
+        None => {
+            let flat = g.node("Flatten", &[&x], vec![attr_i("axis", 1)]);
+            let outs = g.node_n("TopK", &[&flat, &k], 2, vec![attr_i("axis", 1)]);
+            let idx = g.node("Cast", &[&outs[1]], vec![attr_i("to", 1)]);
+            let joined =
+                if p.out_max_val() { g.node("Concat", &[&idx, &outs[0]], vec![attr_i("axis", 1)]) } else { idx };
+            let flat_shape = [shape[0], top[1..].iter().product()];
+            g.reshape(&joined, &flat_shape, &top)
+        }
+    };
+    g.bind(t, y);
+    Ok(())
+}
