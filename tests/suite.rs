@@ -20,6 +20,7 @@ mod data;
 mod data_step;
 mod debug_info;
 mod dropin;
+mod export_onnx;
 mod fillers;
 mod hdf5;
 mod layers_activation;

@@ -70,7 +70,8 @@ def main():
         if missing:
             raise SystemExit("%s does not return blob(s): %s" % (m["model"], ", ".join(missing)))
         for name, path in m["outputs"].items():
-            np.save(path, np.ascontiguousarray(values[name], dtype=np.float32))
+            # asarray keeps a 0-d blob 0-d (ascontiguousarray would make it 1-d).
+            np.save(path, np.asarray(values[name], dtype=np.float32, order="C"))
         with open(m["report"], "w") as f:
             json.dump(report, f)
 

@@ -61,23 +61,46 @@ pub fn random_inputs(plan: &Plan) -> Vec<(String, Tensor)> {
         .collect()
 }
 
-/// Runs caffe-tch's forward on `inputs` (Input layers; data layers read their
-/// own batch) and returns every graph input's and every exported blob's value.
+/// Runs caffe-tch's forward on `inputs` (those that are Input blobs; data
+/// layers read their own batch) and returns every graph input's value as the
+/// net saw it and every exported blob's value.
 pub fn reference(
     plan: &mut Plan,
     inputs: &[(String, Tensor)],
     blobs: &[String],
 ) -> Result<(Vec<(String, Tensor)>, Vec<(String, Tensor)>)> {
-    for (name, t) in inputs {
+    let net_inputs: Vec<String> = plan.net.input_blob_names().iter().map(|s| s.to_string()).collect();
+    for (name, t) in inputs.iter().filter(|(n, _)| net_inputs.contains(n)) {
         plan.net.set_input(name, t)?;
     }
-    plan.net.forward_inference()?;
-    let get = |n: &String| -> Result<(String, Tensor)> {
-        let t = plan.net.blob(n).ok_or_else(|| Error::invalid(format!("the net has no blob named '{n}'")))?;
-        Ok((n.clone(), t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?))
+    // The inputs as their layers produced them, before an in-place layer (a
+    // Scale on the data) rewrote them: the net keeps first values while recording.
+    plan.net.record_blob_diffs(true);
+    let ran = plan.net.forward_inference();
+    let copy = |t: &Tensor| -> Result<Tensor> {
+        Ok(t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?)
     };
-    let fed = plan.inputs.iter().map(|i| get(&i.name)).collect::<Result<Vec<_>>>()?;
-    let refs = blobs.iter().map(get).collect::<Result<Vec<_>>>()?;
+    let result = ran.and_then(|_| {
+        let fed = plan
+            .inputs
+            .iter()
+            .map(|i| {
+                let t = plan.net.blob_first_value(&i.name).or_else(|| plan.net.blob(&i.name));
+                let t = t.ok_or_else(|| Error::invalid(format!("the net has no blob named '{}'", i.name)))?;
+                Ok((i.name.clone(), copy(t)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs = blobs
+            .iter()
+            .map(|n| {
+                let t = plan.net.blob(n).ok_or_else(|| Error::invalid(format!("the net has no blob named '{n}'")))?;
+                Ok((n.clone(), copy(t)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((fed, refs))
+    });
+    plan.net.record_blob_diffs(false);
+    let (fed, refs) = result?;
     Ok((fed, refs))
 }
 
@@ -122,11 +145,19 @@ pub fn run_exported_many(runs: &[Run]) -> Result<Vec<RunResult>> {
             t.write_npy(&p).map_err(|e| Error::invalid(format!("{}: cannot write .npy: {e}", p.display())))?;
             input_files.push((name.clone(), p));
         }
+        let is_input = |b: &str| run.fed.iter().any(|(n, _)| n == b);
+        // (the model's output name, the file), in the order of `run.blobs`.
         let output_files: Vec<(String, PathBuf)> = run
             .blobs
             .iter()
             .enumerate()
-            .map(|(k, n)| (n.clone(), dir.path().join(format!("run{r}_out{k}.npy"))))
+            .map(|(k, n)| {
+                let name = match run.format {
+                    Format::Onnx => super::onnx::output_name(n, is_input(n)),
+                    _ => n.clone(),
+                };
+                (name, dir.path().join(format!("run{r}_out{k}.npy")))
+            })
             .collect();
         let report = dir.path().join(format!("run{r}_report.json"));
         let manifest = serde_json::json!({
@@ -141,7 +172,7 @@ pub fn run_exported_many(runs: &[Run]) -> Result<Vec<RunResult>> {
         let manifest_path = dir.path().join(format!("run{r}_manifest.json"));
         std::fs::write(&manifest_path, manifest).map_err(|e| Error::io(&manifest_path, e))?;
         manifests.push(manifest_path);
-        outputs.push((output_files, report));
+        outputs.push((run.blobs, output_files, report));
     }
     let py = python();
     let out = Command::new(&py).arg(&runner).args(&manifests).output().map_err(|e| {
@@ -153,21 +184,26 @@ pub fn run_exported_many(runs: &[Run]) -> Result<Vec<RunResult>> {
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no message)");
-        let models: Vec<String> = runs.iter().map(|r| r.model.display().to_string()).collect();
-        return Err(Error::invalid(format!("running the exported model {} failed: {last}", models.join(", "))));
+        return Err(Error::invalid(format!("running the exported model failed: {last}")));
     }
     let mut results = Vec::new();
-    for (output_files, report) in outputs {
+    for (blobs, output_files, report) in outputs {
+        let text = std::fs::read_to_string(&report).map_err(|e| Error::io(&report, e))?;
+        let parsed: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::decode(&report, format!("runner report: {e}")))?;
+        let mut by_output = inferred_shapes(&parsed);
+        // Values and shapes by Caffe blob name.
         let mut values = Vec::new();
-        for (name, p) in &output_files {
+        let mut inferred = BTreeMap::new();
+        for (blob, (output, p)) in blobs.iter().zip(&output_files) {
             let t =
                 Tensor::read_npy(p).map_err(|e| Error::invalid(format!("{}: cannot read .npy: {e}", p.display())))?;
-            values.push((name.clone(), t));
+            values.push((blob.clone(), t));
+            if let Some(dims) = by_output.remove(output) {
+                inferred.insert(blob.clone(), dims);
+            }
         }
-        let text = std::fs::read_to_string(&report).map_err(|e| Error::io(&report, e))?;
-        let parsed: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::decode(&report, format!("runner report: {e}")))?;
-        results.push(RunResult { values, inferred: inferred_shapes(&parsed) });
+        results.push(RunResult { values, inferred });
     }
     Ok(results)
 }

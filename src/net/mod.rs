@@ -370,6 +370,11 @@ impl Net {
     pub fn blob(&self, name: &str) -> Option<&Tensor> {
         self.blob_index.get(name).and_then(|&i| self.blobs[i].value.as_ref())
     }
+    /// A blob's value as its producer wrote it, before any in-place layer
+    /// rewrote it; kept only while `record_blob_diffs` is on.
+    pub fn blob_first_value(&self, name: &str) -> Option<&Tensor> {
+        self.blob_index.get(name).and_then(|&i| self.blobs[i].first_value.as_ref())
+    }
     /// A blob's gradient after `backward_with_blob_diffs` (pycaffe's `.diff`).
     pub fn blob_diff(&self, name: &str) -> Option<&Tensor> {
         self.blob_index.get(name).and_then(|&i| self.blobs[i].diff.as_ref())

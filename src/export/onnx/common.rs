@@ -192,7 +192,8 @@ pub fn inner_product(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let axis = canonical_axis(p.axis(), shape.len())?;
     let Some(w) = l.blobs.first() else { bail!("needs its weight blob") };
     let x = g.value(b)?;
-    let flat = if shape.len() == 2 && axis == 1 { x } else { g.node("Flatten", &[&x], vec![attr_i("axis", axis as i64)]) };
+    let flat =
+        if shape.len() == 2 && axis == 1 { x } else { g.node("Flatten", &[&x], vec![attr_i("axis", axis as i64)]) };
     let wv = g.weight("weight", w, &w.size())?;
     let mut inputs = vec![flat, wv];
     if p.bias_term() {

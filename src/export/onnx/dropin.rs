@@ -11,7 +11,9 @@ use crate::{bail, Result};
 /// fixed mask. Regularizing DropIn at TEST is the expectation q·skip + (1−q)·new.
 pub fn drop_in(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let iteration = g.iteration;
-    let (Some(t), Some(shape)) = (l.tops.first(), l.bottom_shapes.first()) else { bail!("needs two bottoms and a top") };
+    let (Some(t), Some(shape)) = (l.tops.first(), l.bottom_shapes.first()) else {
+        bail!("needs two bottoms and a top")
+    };
     if l.bottoms.len() != 2 {
         bail!("needs two bottoms (skip path, new layer)");
     }

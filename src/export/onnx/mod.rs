@@ -15,9 +15,9 @@ use tch::Tensor;
 
 use super::{Plan, PlanLayer};
 use crate::proto::onnx::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto, GraphProto,
+    ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 use crate::{bail, Error, Result};
 
@@ -293,13 +293,28 @@ impl Graph {
 }
 
 pub fn attr_i(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
 }
 pub fn attr_f(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(v),
+        ..Default::default()
+    }
 }
 pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 pub fn attr_floats(name: &str, v: &[f32]) -> AttributeProto {
     AttributeProto {
@@ -358,9 +373,11 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
         if fused.skipped.contains(&k) {
             continue;
         }
-        let lowering = LOWERINGS.iter().find(|(t, _)| *t == l.layer_type()).map(|(_, f)| *f).ok_or_else(|| {
-            plan.layer_error(l, Error::unsupported(why_not(l.layer_type())))
-        })?;
+        let lowering = LOWERINGS
+            .iter()
+            .find(|(t, _)| *t == l.layer_type())
+            .map(|(_, f)| *f)
+            .ok_or_else(|| plan.layer_error(l, Error::unsupported(why_not(l.layer_type()))))?;
         g.layer = l.name().to_string();
         let result = match fused.batch_norm_scale.get(&k) {
             Some(&scale) => common::batch_norm_with_scale(&mut g, l, &plan.layers[scale]),
@@ -377,10 +394,12 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
         }
     }
     let exported = plan.exported_blobs(all_blobs);
+    let is_input = |b: &str| plan.inputs.iter().any(|i| i.name == b);
     // Give each exported blob's final value (and each input) its Caffe name.
     let mut rename: HashMap<String, String> = HashMap::new();
     for b in &exported {
         let v = g.value(b)?;
+        let b = &output_name(b, is_input(b));
         if v != *b {
             if plan.inputs.iter().any(|i| i.name == v) || rename.contains_key(&v) {
                 // An input (or another blob) passed through unchanged: a copy carries this name.
@@ -406,7 +425,7 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
         initializer: std::mem::take(&mut g.initializers),
         doc_string: Some(format!("Exported by caffe-tch from {}", plan.file)),
         input: plan.inputs.iter().map(|i| value_info(&i.name, &i.shape, symbolic)).collect(),
-        output: exported.iter().map(|b| value_info(b, &shape_of(b), symbolic)).collect(),
+        output: exported.iter().map(|b| value_info(&output_name(b, is_input(b)), &shape_of(b), symbolic)).collect(),
         value_info: vec![],
     };
     let model = ModelProto {
@@ -422,6 +441,17 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
         ..Default::default()
     };
     Ok(model.encode_to_vec())
+}
+
+/// The graph output that carries a blob: its Caffe name, except for an input
+/// blob rewritten in place (BatchNorm on the data), whose name the graph
+/// input keeps: its final value is `<name>/final`.
+pub fn output_name(blob: &str, is_input: bool) -> String {
+    if is_input {
+        format!("{blob}/final")
+    } else {
+        blob.to_string()
+    }
 }
 
 /// Why a registered type has no ONNX lowering.

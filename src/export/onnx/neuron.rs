@@ -27,7 +27,11 @@ fn ln_base(base: f32) -> Result<f64> {
 pub fn relu(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let slope = l.param.relu_param.as_ref().map_or(0.0, |p| p.negative_slope());
     unary(g, l, |g, x| {
-        Ok(if slope == 0.0 { g.node("Relu", &[x], vec![]) } else { g.node("LeakyRelu", &[x], vec![attr_f("alpha", slope)]) })
+        Ok(if slope == 0.0 {
+            g.node("Relu", &[x], vec![])
+        } else {
+            g.node("LeakyRelu", &[x], vec![attr_f("alpha", slope)])
+        })
     })
 }
 
@@ -60,9 +64,7 @@ pub fn dropout(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     if l.param.phase() == crate::proto::caffe::Phase::Train {
         bail!("Dropout in the TRAIN phase is random; export the TEST phase (-phase TEST)");
     }
-    unary(g, l, |g, x| {
-        Ok(if p.scale_train() { g.identity(x) } else { g.affine(x, 1.0 - p.dropout_ratio(), 0.0) })
-    })
+    unary(g, l, |g, x| Ok(if p.scale_train() { g.identity(x) } else { g.affine(x, 1.0 - p.dropout_ratio(), 0.0) }))
 }
 
 /// Caffe's Power: (shift + scale·x)^power.

@@ -1,0 +1,575 @@
+//! `caffe export -format onnx`: every exportable layer type (several modes
+//! each, the pooling corner cases) at opsets 13 and 18 against caffe-tch's
+//! forward; the BVLC parity fixtures blob by blob against BVLC Caffe's saved
+//! blobs; the BVLC deploy nets end to end through the CLI; bad input.
+//! onnxruntime runs each model after onnx's full check and strict shape
+//! inference, whose shapes must equal Caffe's. Tolerance: 1e-4·(1 + max|ref|).
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use caffe_tch::export::verify::{self, Run};
+use caffe_tch::export::{onnx, Format, Plan};
+use caffe_tch::net::Net;
+use caffe_tch::proto::caffe::Phase;
+use tch::{Kind, Tensor};
+
+use crate::common::{self, caffe_ref, fixture, read_npy};
+
+/// Whether the Python that runs exported models has onnx and onnxruntime.
+fn runtime_missing() -> Option<String> {
+    let py = verify::python();
+    match Command::new(&py).args(["-c", "import onnx, onnxruntime"]).output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "{} cannot import onnx/onnxruntime (make installs them into .venv): {}",
+            py.display(),
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        )),
+        Err(e) => Some(format!("{}: {e}", py.display())),
+    }
+}
+
+/// Gives every layer blob seeded random values: weights N(0, 0.5²);
+/// BatchNorm's statistics in [0.5, 1.5) with scale factor 2, so the division
+/// by the factor is exercised.
+fn randomize(net: &Net, seed: i64) {
+    let _rng = common::rng_exclusive();
+    tch::manual_seed(seed);
+    let names: Vec<String> = net.layer_names().iter().map(|s| s.to_string()).collect();
+    let types: Vec<String> = net.layer_types().iter().map(|s| s.to_string()).collect();
+    for (name, ty) in names.iter().zip(&types) {
+        for (j, t) in net.layer_blobs(name).unwrap_or_default().into_iter().enumerate() {
+            let mut t = t.shallow_clone();
+            let v = match (ty.as_str(), j) {
+                ("BatchNorm", 2) => t.ones_like() * 2.0,
+                ("BatchNorm", _) => t.rand_like() + 0.5,
+                ("Embed", 0) | ("Parameter", _) => t.randn_like(),
+                _ => t.randn_like() * 0.5,
+            };
+            tch::no_grad(|| t.copy_(&v));
+        }
+    }
+}
+
+/// A net of Input layers (name, shape) and the given layers, as prototxt.
+fn net_text(inputs: &[(&str, &[i64])], layers: &str) -> String {
+    let mut s = String::from("name: \"case\"\n");
+    for (name, shape) in inputs {
+        let dims: String = shape.iter().map(|d| format!("dim: {d} ")).collect();
+        s.push_str(&format!(
+            "layer {{ name: \"{name}\" type: \"Input\" top: \"{name}\" input_param {{ shape {{ {dims}}} }} }}\n"
+        ));
+    }
+    s.push_str(layers);
+    s
+}
+
+/// One layer on one 4-D input `x` of shape (2, 3, h, w).
+fn one_layer(h: i64, w: i64, layer: &str) -> String {
+    net_text(&[("x", &[2, 3, h, w])], layer)
+}
+
+struct Case {
+    name: String,
+    text: String,
+    iteration: Option<i64>,
+}
+
+fn case(name: &str, text: String) -> Case {
+    Case { name: name.to_string(), text, iteration: None }
+}
+
+fn pool(name: &str, h: i64, w: i64, params: &str) -> Case {
+    case(
+        name,
+        one_layer(
+            h,
+            w,
+            &format!("layer {{ name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" pooling_param {{ {params} }} }}"),
+        ),
+    )
+}
+
+fn neuron(ty: &str, params: &str) -> Case {
+    case(
+        &format!("{ty} {params}"),
+        one_layer(4, 5, &format!("layer {{ name: \"n\" type: \"{ty}\" bottom: \"x\" top: \"y\" {params} }}")),
+    )
+}
+
+/// The per-layer cases: every exported type, and every mode of the awkward ones.
+fn cases() -> Vec<Case> {
+    let conv = |name: &str, ty: &str, p: &str| {
+        case(
+            name,
+            one_layer(
+                9,
+                8,
+                &format!(
+                    "layer {{ name: \"c\" type: \"{ty}\" bottom: \"x\" top: \"y\" convolution_param {{ {p} weight_filler {{ type: \"gaussian\" }} }} }}"
+                ),
+            ),
+        )
+    };
+    let mut v = vec![
+        conv("conv plain", "Convolution", "num_output: 4 kernel_size: 3"),
+        conv("conv pad stride group", "Convolution", "num_output: 6 kernel_size: 3 pad: 1 stride: 2 group: 3"),
+        conv("conv dilation no bias", "Convolution", "num_output: 2 kernel_h: 3 kernel_w: 2 dilation: 2 bias_term: false"),
+        conv("conv rectangular", "Convolution", "num_output: 2 kernel_h: 3 kernel_w: 1 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0"),
+        conv("deconv", "Deconvolution", "num_output: 4 kernel_size: 4 stride: 2 pad: 1"),
+        conv("deconv group", "Deconvolution", "num_output: 6 kernel_size: 3 stride: 2 group: 3"),
+        conv("im2col", "Im2col", "kernel_size: 3 stride: 2 pad: 1"),
+        pool("max overhang", 6, 6, "pool: MAX kernel_size: 3 stride: 2"),
+        pool("max pad overhang", 6, 7, "pool: MAX kernel_size: 3 stride: 2 pad: 1"),
+        pool("max drop rule", 5, 5, "pool: MAX kernel_size: 2 stride: 2 pad: 1"),
+        pool("max exact", 8, 8, "pool: MAX kernel_size: 2 stride: 2"),
+        pool("max rectangular", 7, 5, "pool: MAX kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1"),
+        pool("max floor", 6, 6, "pool: MAX kernel_size: 3 stride: 2 round_mode: FLOOR"),
+        pool("ave overhang", 6, 6, "pool: AVE kernel_size: 3 stride: 2"),
+        pool("ave pad", 7, 7, "pool: AVE kernel_size: 3 stride: 2 pad: 1"),
+        pool("ave pad overhang", 6, 7, "pool: AVE kernel_size: 3 stride: 2 pad: 1"),
+        pool("ave drop rule", 5, 5, "pool: AVE kernel_size: 2 stride: 2 pad: 1"),
+        pool("ave floor", 6, 6, "pool: AVE kernel_size: 3 stride: 2 round_mode: FLOOR"),
+        pool("max global", 5, 6, "pool: MAX global_pooling: true"),
+        pool("ave global", 5, 6, "pool: AVE global_pooling: true"),
+        case(
+            "stochastic test",
+            one_layer(
+                6,
+                6,
+                "layer { name: \"s\" type: \"Sigmoid\" bottom: \"x\" top: \"s\" }
+                 layer { name: \"p\" type: \"Pooling\" bottom: \"s\" top: \"y\" pooling_param { pool: STOCHASTIC kernel_size: 3 stride: 2 } }",
+            ),
+        ),
+        case("spp max", one_layer(7, 9, "layer { name: \"s\" type: \"SPP\" bottom: \"x\" top: \"y\" spp_param { pyramid_height: 3 pool: MAX } }")),
+        case("spp ave", one_layer(8, 8, "layer { name: \"s\" type: \"SPP\" bottom: \"x\" top: \"y\" spp_param { pyramid_height: 2 pool: AVE } }")),
+        case("spp one level", one_layer(5, 5, "layer { name: \"s\" type: \"SPP\" bottom: \"x\" top: \"y\" spp_param { pyramid_height: 1 } }")),
+        case(
+            "lrn across",
+            one_layer(4, 4, "layer { name: \"n\" type: \"LRN\" bottom: \"x\" top: \"y\" lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 } }"),
+        ),
+        case(
+            "lrn within",
+            one_layer(5, 6, "layer { name: \"n\" type: \"LRN\" bottom: \"x\" top: \"y\" lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 norm_region: WITHIN_CHANNEL } }"),
+        ),
+        case("batchnorm", one_layer(3, 3, "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"x\" batch_norm_param { eps: 0.001 } }")),
+        case(
+            "batchnorm scale fused",
+            one_layer(
+                3,
+                3,
+                "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"x\" }
+                 layer { name: \"sc\" type: \"Scale\" bottom: \"x\" top: \"x\" scale_param { bias_term: true } }",
+            ),
+        ),
+        case(
+            "batchnorm scale apart",
+            one_layer(
+                3,
+                3,
+                "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"b\" }
+                 layer { name: \"sc\" type: \"Scale\" bottom: \"b\" top: \"y\" }",
+            ),
+        ),
+        case("batchnorm 2d", net_text(&[("x", &[4, 5])], "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"y\" }")),
+        case("scale axis0", one_layer(2, 2, "layer { name: \"s\" type: \"Scale\" bottom: \"x\" top: \"y\" scale_param { axis: 0 num_axes: 2 bias_term: true } }")),
+        case("scale all axes", one_layer(2, 2, "layer { name: \"s\" type: \"Scale\" bottom: \"x\" top: \"y\" scale_param { axis: 1 num_axes: -1 } }")),
+        case(
+            "scale two bottoms",
+            net_text(&[("x", &[2, 3, 4, 4]), ("f", &[2, 3])], "layer { name: \"s\" type: \"Scale\" bottom: \"x\" bottom: \"f\" top: \"y\" scale_param { axis: 0 } }"),
+        ),
+        case("bias", one_layer(2, 2, "layer { name: \"b\" type: \"Bias\" bottom: \"x\" top: \"y\" }")),
+        case(
+            "bias two bottoms",
+            net_text(&[("x", &[2, 3, 4, 4]), ("b", &[3, 4])], "layer { name: \"s\" type: \"Bias\" bottom: \"x\" bottom: \"b\" top: \"y\" bias_param { axis: 1 } }"),
+        ),
+        case(
+            "eltwise sum coeff",
+            net_text(&[("a", &[2, 3]), ("b", &[2, 3]), ("c", &[2, 3])], "layer { name: \"e\" type: \"Eltwise\" bottom: \"a\" bottom: \"b\" bottom: \"c\" top: \"y\" eltwise_param { operation: SUM coeff: 1 coeff: -0.5 coeff: 2 } }"),
+        ),
+        case(
+            "eltwise prod",
+            net_text(&[("a", &[2, 3]), ("b", &[2, 3])], "layer { name: \"e\" type: \"Eltwise\" bottom: \"a\" bottom: \"b\" top: \"y\" eltwise_param { operation: PROD } }"),
+        ),
+        case(
+            "eltwise max",
+            net_text(&[("a", &[2, 3]), ("b", &[2, 3])], "layer { name: \"e\" type: \"Eltwise\" bottom: \"a\" bottom: \"b\" top: \"y\" eltwise_param { operation: MAX } }"),
+        ),
+        case("ip", one_layer(2, 2, "layer { name: \"f\" type: \"InnerProduct\" bottom: \"x\" top: \"y\" inner_product_param { num_output: 5 weight_filler { type: \"gaussian\" } } }")),
+        case("ip axis2", one_layer(2, 2, "layer { name: \"f\" type: \"InnerProduct\" bottom: \"x\" top: \"y\" inner_product_param { num_output: 5 axis: 2 } }")),
+        case("ip transpose", one_layer(2, 2, "layer { name: \"f\" type: \"InnerProduct\" bottom: \"x\" top: \"y\" inner_product_param { num_output: 5 transpose: true bias_term: false } }")),
+        case("softmax", one_layer(2, 3, "layer { name: \"s\" type: \"Softmax\" bottom: \"x\" top: \"y\" }")),
+        case("softmax axis2", one_layer(4, 3, "layer { name: \"s\" type: \"Softmax\" bottom: \"x\" top: \"y\" softmax_param { axis: 2 } }")),
+        case("softmax axis-1", one_layer(4, 3, "layer { name: \"s\" type: \"Softmax\" bottom: \"x\" top: \"y\" softmax_param { axis: -1 } }")),
+        case(
+            "concat",
+            net_text(&[("a", &[2, 3, 4]), ("b", &[2, 2, 4])], "layer { name: \"c\" type: \"Concat\" bottom: \"a\" bottom: \"b\" top: \"y\" }"),
+        ),
+        case(
+            "concat axis2",
+            net_text(&[("a", &[2, 3, 4]), ("b", &[2, 3, 1])], "layer { name: \"c\" type: \"Concat\" bottom: \"a\" bottom: \"b\" top: \"y\" concat_param { axis: 2 } }"),
+        ),
+        case("slice points", one_layer(2, 2, "layer { name: \"s\" type: \"Slice\" bottom: \"x\" top: \"a\" top: \"b\" slice_param { slice_point: 1 } }")),
+        case("slice equal", one_layer(6, 2, "layer { name: \"s\" type: \"Slice\" bottom: \"x\" top: \"a\" top: \"b\" top: \"c\" slice_param { axis: 2 } }")),
+        case(
+            "split",
+            one_layer(
+                2,
+                2,
+                "layer { name: \"r\" type: \"ReLU\" bottom: \"x\" top: \"r\" }
+                 layer { name: \"a\" type: \"TanH\" bottom: \"r\" top: \"a\" }
+                 layer { name: \"b\" type: \"Sigmoid\" bottom: \"r\" top: \"b\" }",
+            ),
+        ),
+        case("flatten", one_layer(2, 3, "layer { name: \"f\" type: \"Flatten\" bottom: \"x\" top: \"y\" }")),
+        case("flatten middle", one_layer(2, 3, "layer { name: \"f\" type: \"Flatten\" bottom: \"x\" top: \"y\" flatten_param { axis: 1 end_axis: 2 } }")),
+        case("reshape", one_layer(2, 3, "layer { name: \"r\" type: \"Reshape\" bottom: \"x\" top: \"y\" reshape_param { shape { dim: 0 dim: -1 dim: 2 } } }")),
+        case("reshape axis", one_layer(2, 3, "layer { name: \"r\" type: \"Reshape\" bottom: \"x\" top: \"y\" reshape_param { shape { dim: 3 dim: 2 } axis: 2 } }")),
+        case(
+            "crop",
+            net_text(&[("a", &[2, 3, 7, 8]), ("b", &[2, 3, 4, 5])], "layer { name: \"c\" type: \"Crop\" bottom: \"a\" bottom: \"b\" top: \"y\" crop_param { axis: 2 offset: 1 offset: 2 } }"),
+        ),
+        case("tile", one_layer(2, 2, "layer { name: \"t\" type: \"Tile\" bottom: \"x\" top: \"y\" tile_param { axis: 1 tiles: 3 } }")),
+        case(
+            "embed",
+            net_text(&[("i", &[2, 5])], "layer { name: \"e\" type: \"Embed\" bottom: \"i\" top: \"y\" embed_param { input_dim: 7 num_output: 4 } }"),
+        ),
+        case(
+            "parameter",
+            net_text(&[("x", &[2, 3])], "layer { name: \"p\" type: \"Parameter\" top: \"w\" parameter_param { shape { dim: 2 dim: 3 } } }
+             layer { name: \"e\" type: \"Eltwise\" bottom: \"x\" bottom: \"w\" top: \"y\" }"),
+        ),
+        case("mvn", one_layer(3, 4, "layer { name: \"m\" type: \"MVN\" bottom: \"x\" top: \"y\" }")),
+        case("mvn across", one_layer(3, 4, "layer { name: \"m\" type: \"MVN\" bottom: \"x\" top: \"y\" mvn_param { across_channels: true eps: 0.01 } }")),
+        case("mvn mean only", one_layer(3, 4, "layer { name: \"m\" type: \"MVN\" bottom: \"x\" top: \"y\" mvn_param { normalize_variance: false } }")),
+        case("argmax", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" }")),
+        case("argmax topk maxval", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" argmax_param { top_k: 3 out_max_val: true } }")),
+        case("argmax axis", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" argmax_param { axis: 1 top_k: 2 } }")),
+        case("argmax axis maxval", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" argmax_param { axis: 3 out_max_val: true } }")),
+        neuron("ReLU", ""),
+        neuron("ReLU", "relu_param { negative_slope: 0.1 }"),
+        neuron("PReLU", ""),
+        neuron("PReLU", "prelu_param { channel_shared: true }"),
+        neuron("ELU", "elu_param { alpha: 0.7 }"),
+        neuron("Sigmoid", ""),
+        neuron("TanH", ""),
+        neuron("AbsVal", ""),
+        neuron("BNLL", ""),
+        neuron("Threshold", "threshold_param { threshold: 0.2 }"),
+        neuron("Clip", "clip_param { min: -0.3 max: 0.4 }"),
+        neuron("Swish", "swish_param { beta: 1.5 }"),
+        neuron("Dropout", "dropout_param { dropout_ratio: 0.3 }"),
+        neuron("Power", "power_param { power: 2 scale: 0.5 shift: 1.5 }"),
+        neuron("Power", "power_param { power: 1 scale: 3 }"),
+        neuron("Power", "power_param { power: 0 }"),
+        neuron("Exp", ""),
+        neuron("Exp", "exp_param { base: 2 scale: 0.5 shift: 1 }"),
+        neuron("Log", "log_param { shift: 2 }"),
+        neuron("Log", "log_param { base: 10 scale: 0.5 shift: 1 }"),
+    ];
+    for (name, reduction) in [
+        ("reduction sum", "operation: SUM axis: 1"),
+        ("reduction asum", "operation: ASUM axis: 2 coeff: 0.5"),
+        ("reduction sumsq", "operation: SUMSQ axis: -1"),
+        ("reduction mean", "operation: MEAN axis: 1 coeff: -2"),
+        ("reduction all", "operation: SUM"),
+    ] {
+        v.push(case(
+            name,
+            one_layer(3, 2, &format!("layer {{ name: \"r\" type: \"Reduction\" bottom: \"x\" top: \"y\" reduction_param {{ {reduction} }} }}")),
+        ));
+    }
+    let dropin = |p: &str| {
+        net_text(
+            &[("a", &[2, 3, 4, 4]), ("b", &[2, 3, 4, 4])],
+            &format!("layer {{ name: \"d\" type: \"DropIn\" bottom: \"a\" bottom: \"b\" top: \"y\" dropin_param {{ {p} }} }}"),
+        )
+    };
+    v.push(Case {
+        name: "dropin gradual midway".into(),
+        text: dropin("dropin_length: 100 dropin_start: 10"),
+        iteration: Some(47),
+    });
+    v.push(Case { name: "dropin gradual start".into(), text: dropin("dropin_length: 100"), iteration: Some(0) });
+    v.push(case("dropin grown", dropin("dropin_length: 100")));
+    v.push(case("dropin regularizing", dropin("dropin_ratio: 0.3")));
+    v.push(case(
+        "resize bilinear",
+        one_layer(
+            5,
+            6,
+            "layer { name: \"r\" type: \"Resize\" bottom: \"x\" top: \"y\" resize_param { height: 9 width: 4 } }",
+        ),
+    ));
+    v.push(case(
+        "resize nearest channels",
+        one_layer(5, 6, "layer { name: \"r\" type: \"Resize\" bottom: \"x\" top: \"y\" resize_param { height: 10 width: 3 channels: 5 interpolation: NEAREST } }"),
+    ));
+    v.push(case(
+        "resize like",
+        net_text(
+            &[("x", &[2, 3, 4, 4]), ("t", &[2, 6, 7, 7])],
+            "layer { name: \"r\" type: \"Resize\" bottom: \"x\" bottom: \"t\" top: \"y\" }",
+        ),
+    ));
+    v.push(case(
+        "batch reindex",
+        net_text(&[("x", &[4, 3])], "layer { name: \"p\" type: \"DummyData\" top: \"perm\" dummy_data_param { shape { dim: 3 } data_filler { type: \"constant\" value: 2 } } }
+         layer { name: \"r\" type: \"BatchReindex\" bottom: \"x\" bottom: \"perm\" top: \"y\" }"),
+    ));
+    v
+}
+
+/// A built and randomized plan, its exported model, and the reference values.
+struct Exported {
+    name: String,
+    model: PathBuf,
+    fed: Vec<(String, Tensor)>,
+    blobs: Vec<String>,
+    refs: Vec<(String, Tensor)>,
+}
+
+fn export_case(c: &Case, k: usize, opset: i64, dir: &Path) -> Exported {
+    let mut net = common::net(&c.text, &c.name, Phase::Test).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    randomize(&net, 7 + k as i64);
+    if let Some(it) = c.iteration {
+        net.set_iteration(it);
+    }
+    let mut plan = Plan::from_net(net, &c.name).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let bytes = onnx::export(&plan, opset, true).unwrap_or_else(|e| panic!("{} (opset {opset}): {e}", c.name));
+    let model = dir.join(format!("case{k}_opset{opset}.onnx"));
+    std::fs::write(&model, bytes).expect("write model");
+    let inputs = {
+        let _rng = common::rng_exclusive();
+        verify::random_inputs(&plan)
+    };
+    let blobs = plan.exported_blobs(true);
+    let (fed, refs) = verify::reference(&mut plan, &inputs, &blobs).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    Exported { name: format!("{} (opset {opset})", c.name), model, fed, blobs, refs }
+}
+
+/// Runs the exported models in one Python process and checks every blob.
+fn check_all(exported: &[Exported]) -> Vec<String> {
+    let runs: Vec<Run> = exported
+        .iter()
+        .map(|e| Run { format: Format::Onnx, model: &e.model, fed: &e.fed, blobs: &e.blobs, all_blobs: true })
+        .collect();
+    let results = verify::run_exported_many(&runs).unwrap_or_else(|e| panic!("{e}"));
+    let mut failures = Vec::new();
+    for (e, r) in exported.iter().zip(&results) {
+        let checks = verify::compare(&e.refs, &r.values, &r.inferred).expect("compare");
+        for c in checks.iter().filter(|c| !c.passed()) {
+            failures.push(format!(
+                "{}: blob {} max |diff| {:e} (max |ref| {:e}){}",
+                e.name,
+                c.name,
+                c.max_abs_diff,
+                c.max_abs_ref,
+                c.shape_mismatch.as_deref().map(|s| format!("; {s}")).unwrap_or_default()
+            ));
+        }
+        assert!(
+            e.blobs.iter().all(|b| r.inferred.contains_key(b)),
+            "{}: onnx shape inference left a blob without a shape ({:?})",
+            e.name,
+            e.blobs.iter().filter(|b| !r.inferred.contains_key(*b)).collect::<Vec<_>>()
+        );
+    }
+    failures
+}
+
+#[test]
+fn every_layer_case_matches_at_opsets_13_and_18() {
+    if let Some(why) = runtime_missing() {
+        skip!("{why}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = cases();
+    let mut exported = Vec::new();
+    for opset in [13, 18] {
+        for (k, c) in cases.iter().enumerate() {
+            exported.push(export_case(c, k, opset, dir.path()));
+        }
+    }
+    let failures = check_all(&exported);
+    assert!(failures.is_empty(), "{} blob(s) differ:\n{}", failures.len(), failures.join("\n"));
+    // Every type the exporter claims is covered by a case here.
+    let covered: std::collections::HashSet<String> = cases
+        .iter()
+        .flat_map(|c| {
+            let net = common::net(&c.text, &c.name, Phase::Test).expect("net");
+            net.layer_types().iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    let missing: Vec<&str> = onnx::LOWERINGS
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| !covered.contains(*t) && !["LSTM", "RNN"].contains(t))
+        .collect();
+    assert!(missing.is_empty(), "exportable types without a case: {missing:?}");
+}
+
+/// BVLC Caffe's own blobs: each fixture's exported model on the fixture's
+/// inputs gives every blob Caffe saved.
+#[test]
+fn parity_fixtures_match_bvlc_caffe_blob_by_blob() {
+    if let Some(why) = runtime_missing() {
+        skip!("{why}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut report = Vec::new();
+    for name in ["lenet", "cifar10_quick", "cifar10_full", "resnet_small"] {
+        let fx = caffe_ref(&format!("fixtures/{name}"));
+        let m = common::parity::manifest(&fx);
+        let build =
+            caffe_tch::export::BuildOptions { weights: vec![fx.join("weights.caffemodel")], ..Default::default() };
+        let plan = Plan::build(&fx.join("net.prototxt"), Default::default(), &build).expect("plan");
+        let blobs: Vec<String> = plan
+            .exported_blobs(true)
+            .into_iter()
+            .filter(|b| fx.join("blobs").join(format!("{b}.npy")).exists())
+            .collect();
+        assert!(blobs.len() >= 5, "{name}: only {} blobs with BVLC references", blobs.len());
+        let fed: Vec<(String, Tensor)> = plan
+            .inputs
+            .iter()
+            .map(|i| (i.name.clone(), read_npy(&fx.join("blobs").join(format!("{}.npy", i.name)))))
+            .collect();
+        assert!(!fed.is_empty() && m["inputs"].is_array());
+        for opset in [13, 18] {
+            let model = dir.path().join(format!("{name}_{opset}.onnx"));
+            std::fs::write(&model, onnx::export(&plan, opset, true).expect("export")).expect("write");
+            let r = verify::run_exported(&Run {
+                format: Format::Onnx,
+                model: &model,
+                fed: &fed,
+                blobs: &blobs,
+                all_blobs: true,
+            })
+            .expect("run");
+            let mut worst = 0f64;
+            for (b, got) in &r.values {
+                let reference = read_npy(&fx.join("blobs").join(format!("{b}.npy"))).to_kind(Kind::Float);
+                let (d, m) = common::max_abs_diff(got, &reference);
+                assert!(d <= 1e-4 * (1.0 + m), "{name} opset {opset}: blob {b}: max |diff| {d:e} (max |ref| {m:e})");
+                worst = worst.max(d);
+                let inferred = &r.inferred[b];
+                assert_eq!(inferred.len(), reference.size().len(), "{name}: blob {b} inferred rank");
+            }
+            report.push(format!("{name} opset {opset}: {} blobs, worst {worst:.2e}", blobs.len()));
+        }
+    }
+    common::note(&format!("ONNX vs BVLC Caffe: {}", report.join("; ")));
+}
+
+fn caffe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_caffe"))
+}
+
+/// Writes random weights for a net (a stand-in for the zoo's caffemodels).
+fn random_caffemodel(prototxt: &Path, out: &Path) {
+    let text = std::fs::read_to_string(prototxt).expect("read");
+    let net = common::net(&text, &prototxt.display().to_string(), Phase::Test).expect("net");
+    randomize(&net, 11);
+    caffe_tch::proto::binary::write_message(out, &net.to_proto(false)).expect("write caffemodel");
+}
+
+/// The BVLC deploy nets end to end: random weights, `caffe export -verify`
+/// at batch 1, exit 0 and a PASSED line.
+#[test]
+fn bvlc_deploy_nets_export_and_verify() {
+    if let Some(why) = runtime_missing() {
+        skip!("{why}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, side) in [
+        ("bvlc_reference_caffenet", 227),
+        ("bvlc_alexnet", 227),
+        ("bvlc_googlenet", 224),
+        ("finetune_flickr_style", 227),
+        ("bvlc_reference_rcnn_ilsvrc13", 227),
+    ] {
+        let prototxt = fixture(&format!("bvlc/models/{name}/deploy.prototxt"));
+        let weights = dir.path().join(format!("{name}.caffemodel"));
+        random_caffemodel(&prototxt, &weights);
+        let out = dir.path().join(format!("{name}.onnx"));
+        let o = caffe()
+            .args(["export", "-model"])
+            .arg(&prototxt)
+            .arg("-weights")
+            .arg(&weights)
+            .arg("-out")
+            .arg(&out)
+            .args(["-input_shape", &format!("data=1,3,{side},{side}"), "-verify"])
+            .output()
+            .expect("run caffe");
+        let log = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name}: {log}");
+        let line = log.lines().find(|l| l.contains("blob(s), worst")).unwrap_or_else(|| panic!("{name}: {log}"));
+        assert!(line.ends_with("PASSED"), "{name}: {line}");
+        let nonzero = log.lines().any(|l| l.contains("max |ref| = ") && !l.contains("max |ref| = 0,"));
+        assert!(nonzero, "{name}: the outputs are all zero, the check proves nothing: {log}");
+    }
+}
+
+/// Bad input: one error line, exit 1, nothing written.
+#[test]
+fn bad_exports_fail_cleanly_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    };
+    let python = write(
+        "python.prototxt",
+        &net_text(&[("x", &[1, 2])], "layer { name: \"py\" type: \"Python\" bottom: \"x\" top: \"y\" python_param { module: \"m\" layer: \"L\" } }"),
+    );
+    let filter = write(
+        "filter.prototxt",
+        &net_text(
+            &[("x", &[3, 2]), ("k", &[3])],
+            "layer { name: \"f\" type: \"Filter\" bottom: \"x\" bottom: \"k\" top: \"y\" }",
+        ),
+    );
+    let fork = write(
+        "fork.prototxt",
+        &net_text(&[("x", &[1, 2])], "layer { name: \"u\" type: \"Upsample\" bottom: \"x\" top: \"y\" }"),
+    );
+    let good = write(
+        "good.prototxt",
+        &net_text(&[("x", &[1, 2])], "layer { name: \"r\" type: \"ReLU\" bottom: \"x\" top: \"y\" }"),
+    );
+    let out = dir.path().join("out.onnx");
+    let cases: Vec<(Vec<String>, &[&str])> = vec![
+        (vec!["-model".into(), python.display().to_string()], &["py", "Python"]),
+        (vec!["-model".into(), filter.display().to_string()], &["layer 'f'", "Filter", "cannot be exported to ONNX"]),
+        (vec!["-model".into(), fork.display().to_string()], &["Unknown layer type: Upsample"]),
+        (vec!["-model".into(), good.display().to_string(), "-opset".into(), "12".into()], &["-opset 12"]),
+        (
+            vec!["-model".into(), good.display().to_string(), "-input_shape".into(), "x=0,2".into()],
+            &["-input_shape expects"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let o = caffe().arg("export").args(&args).arg("-out").arg(&out).output().expect("run caffe");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        let last = err.lines().last().unwrap_or_default();
+        for n in needles {
+            assert!(last.contains(n), "{args:?}: expected '{n}' in the last line: {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "{args:?} left {}", out.display());
+    }
+    // An -out in a folder that does not exist, or cannot be written.
+    let missing = dir.path().join("no/such/folder/m.onnx");
+    let o = caffe().args(["export", "-model"]).arg(&good).arg("-out").arg(&missing).output().expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"));
+    // A folder nobody can create files in (not even root).
+    let o = caffe().args(["export", "-model"]).arg(&good).arg("-out").arg("/proc/m.onnx").output().expect("run");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.lines().last().unwrap_or_default().contains("/proc/m.onnx"), "{err}");
+}
