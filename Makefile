@@ -11,7 +11,7 @@ CARGO ?= cargo
 ifeq ($(LIBTORCH),)
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(VENV)/bin:$(PATH)
-TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes
 else
 TORCH_STAMP :=
 endif
@@ -25,6 +25,12 @@ $(VENV)/.torch-$(TORCH_VERSION):
 	@# --no-compile: Python compiles the modules it imports when it first needs
 	@# them; compiling all of torch up front costs a fresh set-up about 20 s.
 	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check torch==$(TORCH_VERSION) numpy
+	touch $@
+
+# What `caffe export -verify` and the export tests run exported models in:
+# onnx (checker, shape inference), onnxruntime, and safetensors for model.py.
+$(VENV)/.export-runtimes: $(VENV)/.torch-$(TORCH_VERSION)
+	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check onnx==1.23.2 onnxruntime==1.32.0 safetensors==0.8.0
 	touch $@
 
 # Fashion-MNIST (Debian's dataset-fashion-mnist) is the offline stand-in for
@@ -98,7 +104,7 @@ demo: build
 bench: build
 	$(CARGO) bench --locked
 
-# Regenerates SUPPORTED-LAYERS.md from the layer registry.
+# Regenerates SUPPORTED-LAYERS.md from the layer registry and the exporters' tables.
 layers-doc: build
 	UPDATE_SUPPORTED_LAYERS=1 $(CARGO) test --release --locked --test suite -- supported_layers::
 

@@ -312,6 +312,35 @@ fn cases() -> Vec<Case> {
             "layer { name: \"r\" type: \"Resize\" bottom: \"x\" bottom: \"t\" top: \"y\" }",
         ),
     ));
+    let rec = |ty: &str, extra_bottoms: &str, p: &str| {
+        net_text(
+            &[("x", &[3, 2, 4]), ("cont", &[3, 2]), ("s", &[2, 5]), ("h0", &[1, 2, 3]), ("c0", &[1, 2, 3])],
+            &format!(
+                "layer {{ name: \"r\" type: \"{ty}\" bottom: \"x\" bottom: \"cont\" {extra_bottoms} top: \"y\" {} recurrent_param {{ num_output: 3 {p} }} }}",
+                if p.contains("expose_hidden") { if ty == "LSTM" { "top: \"hT\" top: \"cT\"" } else { "top: \"hT\"" } } else { "" }
+            ),
+        )
+    };
+    v.push(case("lstm", rec("LSTM", "", "")));
+    v.push(case("lstm static", rec("LSTM", "bottom: \"s\"", "")));
+    v.push(case("lstm exposed", rec("LSTM", "bottom: \"h0\" bottom: \"c0\"", "expose_hidden: true")));
+    v.push(case("rnn", rec("RNN", "", "")));
+    v.push(case("rnn static exposed", rec("RNN", "bottom: \"s\" bottom: \"h0\"", "expose_hidden: true")));
+    v.push(case(
+        "lstm unit",
+        net_text(
+            &[("c", &[1, 2, 3]), ("g", &[1, 2, 12]), ("k", &[1, 2])],
+            "layer { name: \"u\" type: \"LSTMUnit\" bottom: \"c\" bottom: \"g\" bottom: \"k\" top: \"c1\" top: \"h1\" }",
+        ),
+    ));
+    v.push(case(
+        "filter",
+        net_text(
+            &[("x", &[4, 3]), ("z", &[4, 2, 2])],
+            "layer { name: \"sel\" type: \"DummyData\" top: \"k\" dummy_data_param { shape { dim: 4 } data_filler { type: \"gaussian\" sparse: 2 } } }
+             layer { name: \"f\" type: \"Filter\" bottom: \"x\" bottom: \"z\" bottom: \"k\" top: \"y\" top: \"w\" }",
+        ),
+    ));
     v.push(case(
         "batch reindex",
         net_text(&[("x", &[4, 3])], "layer { name: \"p\" type: \"DummyData\" top: \"perm\" dummy_data_param { shape { dim: 3 } data_filler { type: \"constant\" value: 2 } } }
@@ -525,11 +554,11 @@ fn bad_exports_fail_cleanly_and_write_nothing() {
         "python.prototxt",
         &net_text(&[("x", &[1, 2])], "layer { name: \"py\" type: \"Python\" bottom: \"x\" top: \"y\" python_param { module: \"m\" layer: \"L\" } }"),
     );
-    let filter = write(
-        "filter.prototxt",
+    let stochastic_train = write(
+        "stochastic.prototxt",
         &net_text(
-            &[("x", &[3, 2]), ("k", &[3])],
-            "layer { name: \"f\" type: \"Filter\" bottom: \"x\" bottom: \"k\" top: \"y\" }",
+            &[("x", &[1, 2, 4, 4])],
+            "layer { name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" pooling_param { pool: STOCHASTIC kernel_size: 2 stride: 2 } }",
         ),
     );
     let fork = write(
@@ -543,7 +572,10 @@ fn bad_exports_fail_cleanly_and_write_nothing() {
     let out = dir.path().join("out.onnx");
     let cases: Vec<(Vec<String>, &[&str])> = vec![
         (vec!["-model".into(), python.display().to_string()], &["py", "Python"]),
-        (vec!["-model".into(), filter.display().to_string()], &["layer 'f'", "Filter", "cannot be exported to ONNX"]),
+        (
+            vec!["-model".into(), stochastic_train.display().to_string(), "-phase".into(), "TRAIN".into()],
+            &["layer 'p'", "Pooling", "STOCHASTIC pooling in the TRAIN phase"],
+        ),
         (vec!["-model".into(), fork.display().to_string()], &["Unknown layer type: Upsample"]),
         (vec!["-model".into(), good.display().to_string(), "-opset".into(), "12".into()], &["-opset 12"]),
         (

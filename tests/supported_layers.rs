@@ -1,6 +1,6 @@
 //! SUPPORTED-LAYERS.md must match the registry. Regenerate with `make layers-doc`
 //! (which runs this test with UPDATE_SUPPORTED_LAYERS=1).
-use caffe_tch::layers::registry::supported_layers_markdown;
+use caffe_tch::tools::supported_layers::supported_layers_markdown;
 
 #[test]
 fn supported_layers_md_is_in_sync_with_the_registry() {

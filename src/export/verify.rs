@@ -26,6 +26,9 @@ pub fn python() -> PathBuf {
     std::env::var_os("CAFFE_TCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3"))
 }
 
+/// Blobs by name, in order.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
 /// One blob's comparison.
 #[derive(Debug, Clone)]
 pub struct BlobCheck {
@@ -68,7 +71,7 @@ pub fn reference(
     plan: &mut Plan,
     inputs: &[(String, Tensor)],
     blobs: &[String],
-) -> Result<(Vec<(String, Tensor)>, Vec<(String, Tensor)>)> {
+) -> Result<(NamedTensors, NamedTensors)> {
     let net_inputs: Vec<String> = plan.net.input_blob_names().iter().map(|s| s.to_string()).collect();
     for (name, t) in inputs.iter().filter(|(n, _)| net_inputs.contains(n)) {
         plan.net.set_input(name, t)?;

@@ -63,30 +63,3 @@ pub fn create_layer(param: &LayerParameter) -> Result<Box<dyn Layer>> {
         None => Err(Error::Invalid(format!("Unknown layer type: {ty} (known types: {})", known_types().join(", ")))),
     }
 }
-
-/// `SUPPORTED-LAYERS.md`, generated from the registry (a test keeps the file in sync).
-pub fn supported_layers_markdown() -> String {
-    let mut s = String::new();
-    s.push_str("# Supported layers\n\n");
-    s.push_str("Generated from the layer registry (`src/layers/registry.rs`) by `make layers-doc`; ");
-    s.push_str("`tests/supported_layers.rs` fails when this file is stale.\n\n");
-    s.push_str("Every layer runs on the CPU and on CUDA: layers are written with libtorch tensor ops, ");
-    s.push_str("so the device is the net's. Backward is libtorch autograd over the forward pass. ");
-    s.push_str("`tests/layers_devices.rs` checks every type except the data sources on CUDA against the CPU ");
-    s.push_str("(tops and gradients; run by `scripts/gpu_check.sh`, passed on an NVIDIA H200: ");
-    s.push_str("`docs/results/gpu/h200.md`).\n\n");
-    s.push_str(&format!("{} layer types.\n\n", REGISTRY.len()));
-    s.push_str("| type | source | parameters honoured | devices | tests |\n|---|---|---|---|---|\n");
-    for i in REGISTRY.iter() {
-        let esc = |t: &str| t.replace('|', "\\|");
-        s.push_str(&format!(
-            "| {} | `src/layers/{}` | {} | CPU, CUDA | {} |\n",
-            i.type_name,
-            i.family,
-            esc(i.params),
-            esc(i.tests)
-        ));
-    }
-    s.push_str("\nNot supported: `Python` layers (an error names the layer and its module).\n");
-    s
-}

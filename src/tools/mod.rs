@@ -10,6 +10,7 @@ pub mod gflags;
 pub mod parse_log;
 pub mod plot;
 pub mod summarize;
+pub mod supported_layers;
 pub mod time;
 pub mod upgrade;
 

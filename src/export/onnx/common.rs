@@ -61,7 +61,7 @@ pub fn fusions(plan: &Plan, all_blobs: bool) -> Fusions {
 
 /// BatchNorm's statistics divided by its scale factor (0 stays 0, as Caffe).
 fn batch_norm_stats(l: &PlanLayer) -> Result<(Vec<f32>, Vec<f32>, f32)> {
-    let p = l.param.batch_norm_param.clone().unwrap_or_default();
+    let p = l.param.batch_norm_param.unwrap_or_default();
     if !p.use_global_stats.unwrap_or(l.param.phase() == Phase::Test) {
         bail!("BatchNorm with batch statistics (use_global_stats false, or the TRAIN phase) is not exported; export the TEST phase");
     }
@@ -222,7 +222,7 @@ pub fn softmax(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 
 pub fn concat(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let (_, t, shape) = io(l)?;
-    let p = l.param.concat_param.clone().unwrap_or_default();
+    let p = l.param.concat_param.unwrap_or_default();
     let axis = match p.concat_dim {
         Some(d) => d as usize,
         None => canonical_axis(p.axis(), shape.len())?,
@@ -304,7 +304,7 @@ pub fn reshape(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 
 pub fn tile(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let (b, t, shape) = io(l)?;
-    let p = l.param.tile_param.clone().unwrap_or_default();
+    let p = l.param.tile_param.unwrap_or_default();
     let axis = canonical_axis(p.axis(), shape.len())?;
     let mut repeats = vec![1i64; shape.len()];
     repeats[axis] = p.tiles() as i64;
@@ -394,7 +394,7 @@ pub fn batch_reindex(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 /// Reduction over the axes from `axis` to the end, times `coeff`.
 pub fn reduction(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let (b, t, shape) = io(l)?;
-    let p = l.param.reduction_param.clone().unwrap_or_default();
+    let p = l.param.reduction_param.unwrap_or_default();
     let axis = canonical_axis(p.axis(), shape.len().max(1))?;
     let axes: Vec<i64> = (axis as i64..shape.len() as i64).collect();
     let x = g.value(b)?;
@@ -427,7 +427,7 @@ pub fn reduction(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 /// with normalize_variance, divide by (std + eps) as Caffe does.
 pub fn mvn(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let (b, t, shape) = io(l)?;
-    let p = l.param.mvn_param.clone().unwrap_or_default();
+    let p = l.param.mvn_param.unwrap_or_default();
     if shape.len() < 2 {
         bail!("MVN needs a bottom with a channel axis, got {shape:?}");
     }
@@ -456,7 +456,7 @@ pub fn mvn(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 /// (N, 1 or 2, top_k) layout, indices first when out_max_val).
 pub fn arg_max(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let (b, t, shape) = io(l)?;
-    let p = l.param.argmax_param.clone().unwrap_or_default();
+    let p = l.param.argmax_param.unwrap_or_default();
     let top = top_shape(l)?.to_vec();
     let k = g.const_i64("k", &[p.top_k() as i64]);
     let x = g.value(b)?;
@@ -481,5 +481,24 @@ pub fn arg_max(g: &mut Graph, l: &PlanLayer) -> Result<()> {
         }
     };
     g.bind(t, y);
+    Ok(())
+}
+
+/// Filter: the items (axis 0) whose selector (the last bottom) is non-zero,
+/// with ONNX's Compress. The batch of the tops depends on the data, which
+/// ONNX shape inference leaves symbolic.
+pub fn filter(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let Some(sel) = l.bottoms.last() else { bail!("needs a selector bottom") };
+    let s = g.value(sel)?;
+    let flat = g.const_i64("shape", &[-1]);
+    let s = g.node("Reshape", &[&s, &flat], vec![]);
+    let zero = g.scalar("zero", 0.0);
+    let is_zero = g.node("Equal", &[&s, &zero], vec![]);
+    let keep = g.node("Not", &[&is_zero], vec![]);
+    for (b, t) in l.bottoms.iter().zip(&l.tops) {
+        let x = g.value(b)?;
+        let y = g.node("Compress", &[&x, &keep], vec![attr_i("axis", 0)]);
+        g.bind(t, y);
+    }
     Ok(())
 }

@@ -55,11 +55,13 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("Eltwise", common::eltwise),
     ("Embed", common::embed),
     ("Exp", neuron::exp),
+    ("Filter", common::filter),
     ("Flatten", common::flatten),
     ("Im2col", vision::im2col),
     ("InnerProduct", common::inner_product),
     ("LRN", vision::lrn),
     ("LSTM", recurrent::lstm),
+    ("LSTMUnit", recurrent::lstm_unit),
     ("Log", neuron::log),
     ("MVN", common::mvn),
     ("PReLU", neuron::prelu),
@@ -457,8 +459,6 @@ pub fn output_name(blob: &str, is_input: bool) -> String {
 /// Why a registered type has no ONNX lowering.
 fn why_not(layer_type: &str) -> String {
     let reason = match layer_type {
-        "Filter" => "its output size depends on the data (ONNX shape inference cannot agree with Caffe's)",
-        "LSTMUnit" => "it is a training building block; export the LSTM layer instead",
         "Python" => "its computation is Python code that ONNX cannot hold",
         _ => "no ONNX lowering is written for this type",
     };

@@ -60,7 +60,7 @@ pub fn elu(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 /// Dropout at TEST is the identity (with the fork's `scale_train: false`, a
 /// multiplication by 1 − ratio).
 pub fn dropout(g: &mut Graph, l: &PlanLayer) -> Result<()> {
-    let p = l.param.dropout_param.clone().unwrap_or_default();
+    let p = l.param.dropout_param.unwrap_or_default();
     if l.param.phase() == crate::proto::caffe::Phase::Train {
         bail!("Dropout in the TRAIN phase is random; export the TEST phase (-phase TEST)");
     }
@@ -69,7 +69,7 @@ pub fn dropout(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 
 /// Caffe's Power: (shift + scale·x)^power.
 pub fn power(g: &mut Graph, l: &PlanLayer) -> Result<()> {
-    let p = l.param.power_param.clone().unwrap_or_default();
+    let p = l.param.power_param.unwrap_or_default();
     unary(g, l, |g, x| {
         if p.power() * p.scale() == 0.0 {
             // Caffe ignores the input: a constant of the input's shape.
@@ -89,7 +89,7 @@ pub fn power(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 
 /// Caffe's Exp: base^(shift + scale·x) = outer·exp(inner·x).
 pub fn exp(g: &mut Graph, l: &PlanLayer) -> Result<()> {
-    let p = l.param.exp_param.clone().unwrap_or_default();
+    let p = l.param.exp_param.unwrap_or_default();
     let lb = ln_base(p.base())?;
     let inner = (lb * p.scale() as f64) as f32;
     let outer = if p.shift() == 0.0 { 1.0 } else { (lb * p.shift() as f64).exp() as f32 };
@@ -102,7 +102,7 @@ pub fn exp(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 
 /// Caffe's Log: log_base(shift + scale·x).
 pub fn log(g: &mut Graph, l: &PlanLayer) -> Result<()> {
-    let p = l.param.log_param.clone().unwrap_or_default();
+    let p = l.param.log_param.unwrap_or_default();
     let base_scale = (1.0 / ln_base(p.base())?) as f32;
     unary(g, l, |g, x| {
         let y = g.affine(x, p.scale(), p.shift());
@@ -123,7 +123,7 @@ pub fn threshold(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 
 /// max(min, min(x, max)), as Caffe (min wins when min > max).
 pub fn clip(g: &mut Graph, l: &PlanLayer) -> Result<()> {
-    let p = l.param.clip_param.clone().unwrap_or_default();
+    let p = l.param.clip_param.unwrap_or_default();
     unary(g, l, |g, x| {
         let hi = g.scalar("max", p.max);
         let lo = g.scalar("min", p.min);

@@ -201,7 +201,7 @@ fn average(
 
 pub fn pooling(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let (b, t, shape) = io(l)?;
-    let p = l.param.pooling_param.clone().unwrap_or_default();
+    let p = l.param.pooling_param.unwrap_or_default();
     let x = g.value(b)?;
     let y = pool(g, &x, shape, &p, l.param.phase())?;
     g.bind(t, y);
@@ -243,7 +243,7 @@ pub fn lrn(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     if shape.len() != 4 {
         bail!("LRN needs a 4-D bottom, got {shape:?}");
     }
-    let p = l.param.lrn_param.clone().unwrap_or_default();
+    let p = l.param.lrn_param.unwrap_or_default();
     let n = p.local_size() as i64;
     if n % 2 != 1 {
         bail!("LRN only supports odd values for local_size, got {n}");
