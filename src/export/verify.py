@@ -52,7 +52,9 @@ def run_pytorch(m):
 
     net = exported.load()
     net.eval()
-    feeds = {name: torch.from_numpy(np.load(path)) for name, path in m["inputs"].items()}
+    # model.py's keyword arguments are the input names made identifiers (INPUTS maps them).
+    names = getattr(exported, "INPUTS", {})
+    feeds = {names.get(name, name): torch.from_numpy(np.load(path)) for name, path in m["inputs"].items()}
     with torch.no_grad():
         out = net(**feeds, blobs=list(m["outputs"])) if m.get("all_blobs") else net(**feeds)
     return {k: v.detach().cpu().numpy() for k, v in out.items()}, {}

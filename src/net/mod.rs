@@ -726,8 +726,12 @@ impl Net {
         weights::copy_trained_layers(self, trained, origin)
     }
 
-    /// Reads a `.caffemodel` (or Caffe's HDF5 `.caffemodel.h5`) and copies its layers in.
+    /// Reads a `.caffemodel` (or Caffe's HDF5 `.caffemodel.h5`, or a
+    /// `.safetensors` in PyTorch's or Caffe's naming) and copies its layers in.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            return weights::safetensors::load_into(self, path);
+        }
         if path.extension().is_some_and(|e| e == "h5") {
             let trained = weights::hdf5::read_model(self, path)?;
             return self.copy_trained_layers_from(&trained, &path.display().to_string());

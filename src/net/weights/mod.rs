@@ -3,6 +3,7 @@
 use tch::Tensor;
 
 pub mod hdf5;
+pub mod safetensors;
 pub mod torch_names;
 
 use super::Net;
