@@ -21,6 +21,8 @@ mod data_step;
 mod debug_info;
 mod dropin;
 mod export_onnx;
+mod export_pytorch;
+mod export_safetensors;
 mod fillers;
 mod hdf5;
 mod layers_activation;

@@ -17,7 +17,7 @@ pub fn named_tensors(plan: &Plan, names: TensorNames) -> Result<Vec<(String, Ten
     for l in &plan.layers {
         let ident = &idents[l.name()];
         let blobs = match names {
-            TensorNames::Pytorch => pytorch_blobs(l.layer_type(), &l.blobs).map_err(|e| plan.layer_error(l, e))?,
+            TensorNames::Pytorch => pytorch_blobs(&l.param, &l.blobs).map_err(|e| plan.layer_error(l, e))?,
             TensorNames::Caffe => l.blobs.iter().enumerate().map(|(j, t)| (j.to_string(), t.shallow_clone())).collect(),
         };
         out.extend(blobs.into_iter().map(|(n, t)| (format!("{ident}.{n}"), t)));

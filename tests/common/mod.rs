@@ -3,6 +3,7 @@
 //! from prototxt text, skips for a missing prerequisite, and the lock around
 //! libtorch's process-wide random generator. Layer helpers are in [`layer`],
 //! the parity fixture loader in [`parity`].
+pub mod export;
 pub mod layer;
 pub mod parity;
 

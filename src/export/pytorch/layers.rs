@@ -130,9 +130,8 @@ fn view(blob: &[i64], axis: usize, ndim: usize) -> Vec<i64> {
 /// `Blobs(params=[...], buffers=[...])` for a layer's module.
 fn blobs_module(c: &mut Code, module: &str, params: &[(&str, Vec<i64>)], buffers: &[(&str, Vec<i64>)]) {
     c.helper("Blobs");
-    let one = |v: &[(&str, Vec<i64>)]| {
-        v.iter().map(|(n, s)| format!("(\"{n}\", {})", tup(s))).collect::<Vec<_>>().join(", ")
-    };
+    let one =
+        |v: &[(&str, Vec<i64>)]| v.iter().map(|(n, s)| format!("(\"{n}\", {})", tup(s))).collect::<Vec<_>>().join(", ");
     let mut args = Vec::new();
     if !params.is_empty() {
         args.push(format!("params=[{}]", one(params)));
@@ -205,7 +204,9 @@ fn pooling(s: &Site, c: &mut Code) -> Result<()> {
         PoolMethod::Max => "max",
         PoolMethod::Ave => "ave",
         PoolMethod::Stochastic if s.l.param.phase() == Phase::Test => "stochastic",
-        PoolMethod::Stochastic => bail!("STOCHASTIC pooling samples at random in the TRAIN phase; export the TEST phase"),
+        PoolMethod::Stochastic => {
+            bail!("STOCHASTIC pooling samples at random in the TRAIN phase; export the TEST phase")
+        }
     };
     if s.bottom_shape(0).len() != 4 {
         bail!("Pooling needs a 4-D bottom");
@@ -468,7 +469,11 @@ fn exp(s: &Site, c: &mut Code) -> Result<()> {
     let p = s.l.param.exp_param.unwrap_or_default();
     let ln = ln_base(p.base())?;
     let inner = ln * p.scale() as f64;
-    let mut y = if inner == 1.0 { format!("torch.exp({})", s.b(0)) } else { format!("torch.exp({} * {})", s.b(0), f64_py(inner)) };
+    let mut y = if inner == 1.0 {
+        format!("torch.exp({})", s.b(0))
+    } else {
+        format!("torch.exp({} * {})", s.b(0), f64_py(inner))
+    };
     if p.shift() != 0.0 {
         y = format!("{y} * {}", f64_py((ln * p.shift() as f64).exp()));
     }
@@ -586,10 +591,7 @@ fn arg_max(s: &Site, c: &mut Code) -> Result<()> {
         None => "None".to_string(),
     };
     c.helper("caffe_argmax");
-    c.assign(
-        &s.tops,
-        format!("caffe_argmax({}, {}, {}, {axis})", s.b(0), p.top_k(), py_bool(p.out_max_val())),
-    );
+    c.assign(&s.tops, format!("caffe_argmax({}, {}, {}, {axis})", s.b(0), p.top_k(), py_bool(p.out_max_val())));
     Ok(())
 }
 
@@ -731,7 +733,8 @@ fn recurrent(s: &Site, c: &mut Code, lstm: bool) -> Result<()> {
     ));
     c.helper("caffe_recurrent");
     let m = &s.module;
-    let mut args = vec![py_bool(lstm).to_string(), s.b(0).to_string(), s.b(1).to_string(), format!("{m}[0]"), format!("{m}[1]")];
+    let mut args =
+        vec![py_bool(lstm).to_string(), s.b(0).to_string(), s.b(1).to_string(), format!("{m}[0]"), format!("{m}[1]")];
     let mut next = 2;
     if static_input {
         args.push(format!("{m}[3]"));

@@ -39,7 +39,21 @@ pub fn supported_types() -> Vec<&'static str> {
 }
 
 /// Names `model.py` itself uses, which a blob's variable must not shadow.
-const TAKEN: &[&str] = &["blobs", "values", "os", "math", "load_file", "Blobs", "Net", "FLT_MAX", "FLT_MIN", "INPUTS", "OUTPUTS"];
+const TAKEN: &[&str] = &[
+    "blobs",
+    "values",
+    "unknown",
+    "BLOBS",
+    "os",
+    "math",
+    "load_file",
+    "Blobs",
+    "Net",
+    "FLT_MAX",
+    "FLT_MIN",
+    "INPUTS",
+    "OUTPUTS",
+];
 
 /// One layer as an emitter sees it: the plan's layer, its module attribute
 /// (`self.conv1`) and its bottoms' and tops' Python variables.
@@ -151,7 +165,8 @@ pub fn render(plan: &Plan) -> Result<(String, Vec<u8>)> {
     }
 
     let mut py = String::new();
-    py.push_str(&format!("\"\"\"PyTorch model exported by caffe-tch (`caffe export -format pytorch`) from {}.\n\n\
+    py.push_str(&format!(
+        "\"\"\"PyTorch model exported by caffe-tch (`caffe export -format pytorch`) from {}.\n\n\
          `Net.forward` mirrors the prototxt layer by layer with Caffe's semantics; `load()` returns\n\
          a Net with weights.safetensors (beside this file) loaded.\"\"\"\n",
         plan.file.replace('"', "'")
@@ -162,7 +177,18 @@ pub fn render(plan: &Plan) -> Result<(String, Vec<u8>)> {
         plan.inputs.iter().map(|i| format!("{}: {}", py_str(&i.name), py_str(&v(&i.name)))).collect();
     py.push_str(&format!("# Caffe input blob -> forward's keyword argument.\nINPUTS = {{{}}}\n", inputs.join(", ")));
     let outputs: Vec<String> = plan.outputs.iter().map(|o| py_str(o)).collect();
-    py.push_str(&format!("# What forward returns by default (Caffe's net outputs).\nOUTPUTS = [{}]\n\n", outputs.join(", ")));
+    py.push_str(&format!(
+        "# What forward returns by default (Caffe's net outputs).\nOUTPUTS = [{}]\n",
+        outputs.join(", ")
+    ));
+    let mut every: Vec<String> = plan.inputs.iter().map(|i| i.name.clone()).collect();
+    for b in plan.exported_blobs(true) {
+        if !every.contains(&b) {
+            every.push(b);
+        }
+    }
+    let names: Vec<String> = every.iter().map(|n| py_str(n)).collect();
+    py.push_str(&format!("# Every blob forward can return (blobs=[...]).\nBLOBS = [{}]\n\n", names.join(", ")));
     for h in helpers::closure(&code.helpers) {
         py.push('\n');
         py.push_str(h.code);
@@ -179,16 +205,12 @@ pub fn render(plan: &Plan) -> Result<(String, Vec<u8>)> {
     for line in &code.forward {
         py.push_str(&format!("        {line}\n"));
     }
-    let mut every: Vec<String> = plan.inputs.iter().map(|i| i.name.clone()).collect();
-    for b in plan.exported_blobs(true) {
-        if !every.contains(&b) {
-            every.push(b);
-        }
-    }
     let values: Vec<String> = every.iter().map(|n| format!("{}: {}", py_str(n), v(n))).collect();
     py.push_str(&format!("        values = {{{}}}\n", values.join(", ")));
     py.push_str("        unknown = [b for b in (blobs or []) if b not in values]\n");
-    py.push_str("        if unknown:\n            raise KeyError(f\"no blob named {unknown}; blobs are {list(values)}\")\n");
+    py.push_str(
+        "        if unknown:\n            raise KeyError(f\"no blob named {unknown}; blobs are {list(values)}\")\n",
+    );
     py.push_str("        return {name: values[name] for name in (OUTPUTS if blobs is None else blobs)}\n\n\n");
     py.push_str(
         "def load(path=None):\n    \"\"\"A Net in eval mode with the weights from `path` (default: weights.safetensors beside this file).\"\"\"\n    \

@@ -14,9 +14,10 @@ use std::path::Path;
 
 use tch::{Kind, Tensor};
 
-use super::torch_names::{torch_blob_name, unique_identifiers};
+use super::torch_names::{layer_blob_name, unique_identifiers};
 use crate::net::Net;
 use crate::proto::binary::shapes_compatible_legacy;
+use crate::proto::caffe::LayerParameter;
 use crate::{info, Error, Result};
 
 /// The metadata key holding the naming (`pytorch` or `caffe`).
@@ -74,7 +75,8 @@ pub fn read(path: &Path) -> Result<SafeTensors> {
 fn parse(bytes: &[u8]) -> std::result::Result<SafeTensors, String> {
     let head: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or("shorter than its 8-byte header size")?;
     let n = u64::from_le_bytes(head) as usize;
-    let json = bytes.get(8..8usize.saturating_add(n)).ok_or(format!("header of {n} bytes runs past the end of the file"))?;
+    let json =
+        bytes.get(8..8usize.saturating_add(n)).ok_or(format!("header of {n} bytes runs past the end of the file"))?;
     let data = &bytes[8 + n..];
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(json).map_err(|e| format!("header is not a JSON object: {e}"))?;
@@ -128,7 +130,8 @@ pub fn layer_identifiers<'a>(names: impl IntoIterator<Item = &'a str>) -> HashMa
 
 /// A layer's blobs under PyTorch's names (`weight`, `running_mean`, ...),
 /// BatchNorm's statistics divided by its scale factor (0 where Caffe's factor is 0).
-pub fn pytorch_blobs(layer_type: &str, blobs: &[Tensor]) -> Result<Vec<(String, Tensor)>> {
+pub fn pytorch_blobs(lp: &LayerParameter, blobs: &[Tensor]) -> Result<Vec<(String, Tensor)>> {
+    let layer_type = lp.r#type();
     let factor = if layer_type == "BatchNorm" {
         let f = blobs.get(2).map(|t| t.f_reshape([-1]).map(|t| t.double_value(&[0]))).transpose()?.unwrap_or(1.0);
         if f == 0.0 {
@@ -141,7 +144,7 @@ pub fn pytorch_blobs(layer_type: &str, blobs: &[Tensor]) -> Result<Vec<(String, 
     };
     let mut out = Vec::new();
     for (j, t) in blobs.iter().enumerate() {
-        let Some(name) = torch_blob_name(layer_type, j) else { continue };
+        let Some(name) = layer_blob_name(lp, j) else { continue };
         let t = if layer_type == "BatchNorm" { t.f_mul_scalar(factor)? } else { t.shallow_clone() };
         out.push((name, t));
     }
@@ -157,35 +160,34 @@ pub fn load_into(net: &mut Net, path: &Path) -> Result<()> {
     let origin = path.display().to_string();
     let caffe_only = file.metadata.get(NAMES_KEY).is_some_and(|v| v == "caffe");
     let by_key: HashMap<&str, &Tensor> = file.tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    let names: Vec<String> = net.layer_names().into_iter().map(String::from).collect();
-    let types: Vec<String> = net.layer_types().into_iter().map(String::from).collect();
-    let idents = layer_identifiers(names.iter().map(String::as_str));
+    let params: Vec<LayerParameter> = net.layer_params().into_iter().cloned().collect();
+    let idents = layer_identifiers(params.iter().map(|lp| lp.name()));
     let mut used: HashSet<String> = HashSet::new();
-    for (name, ty) in names.iter().zip(&types) {
+    for lp in &params {
+        let (name, ty) = (lp.name(), lp.r#type());
         let Some(targets) = net.layer_blobs(name) else { continue };
         if targets.is_empty() {
             continue;
         }
-        let ident = &idents[name];
+        let ident = &idents[lp.name()];
         let prefix = format!("{ident}.");
         if !by_key.keys().any(|k| k.starts_with(&prefix)) {
             continue;
         }
-        let err = |msg: String| {
-            Error::invalid(format!("{msg} (copying weights from {origin})")).in_layer(net.source().loc(name), name, ty)
-        };
+        // Each message names the file itself.
+        let err = |msg: String| Error::invalid(msg).in_layer(net.source().loc(name), name, ty);
         // Caffe's names if the file has one of them; PyTorch's otherwise.
         let caffe_named = caffe_only
             || (0..targets.len()).any(|j| {
                 by_key.contains_key(format!("{ident}.{j}").as_str())
-                    && torch_blob_name(ty, j).is_some_and(|n| n != j.to_string())
+                    && layer_blob_name(lp, j).is_some_and(|n| n != j.to_string())
             });
         let mut values: Vec<Tensor> = Vec::new();
         for (j, target) in targets.iter().enumerate() {
             let key = if caffe_named {
                 Some(format!("{ident}.{j}"))
             } else {
-                torch_blob_name(ty, j).map(|n| format!("{ident}.{n}"))
+                layer_blob_name(lp, j).map(|n| format!("{ident}.{n}"))
             };
             let Some(key) = key else {
                 // BatchNorm's scale factor: the statistics were stored divided by it.

@@ -124,3 +124,12 @@ pub fn torch_blob_name(layer_type: &str, index: usize) -> Option<String> {
     };
     Some(named.get(index).map_or_else(|| index.to_string(), |s| s.to_string()))
 }
+
+/// [`torch_blob_name`] for one layer: a Scale layer that takes its factor
+/// from a second bottom has only its bias as a blob, named `bias`.
+pub fn layer_blob_name(lp: &crate::proto::caffe::LayerParameter, index: usize) -> Option<String> {
+    if lp.r#type() == "Scale" && lp.bottom.len() > 1 {
+        return Some(if index == 0 { "bias".into() } else { index.to_string() });
+    }
+    torch_blob_name(lp.r#type(), index)
+}
