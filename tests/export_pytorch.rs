@@ -337,7 +337,7 @@ fn lenet_args(out: &Path) -> Vec<String> {
 fn one_line_error(o: &Output) -> String {
     assert_eq!(o.status.code(), Some(1), "{}", text(o));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    stderr.lines().filter(|l| l.contains("error")).last().unwrap_or_default().to_string()
+    stderr.lines().rfind(|l| l.contains("error")).unwrap_or_default().to_string()
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use caffe_tch::export::verify::NamedTensors;
 use caffe_tch::net::weights::safetensors::{read, to_bytes};
 use caffe_tch::net::{Net, NetSource};
 use caffe_tch::proto::binary;
@@ -153,8 +154,8 @@ fn unknown_missing_and_mismatched_tensors() {
         "export",
     );
     let tensors = read(&good).unwrap().tensors;
-    let write = |name: &str, edit: &dyn Fn(&mut Vec<(String, Tensor)>)| {
-        let mut t: Vec<(String, Tensor)> = tensors.iter().map(|(k, v)| (k.clone(), v.copy())).collect();
+    let write = |name: &str, edit: &dyn Fn(&mut NamedTensors)| {
+        let mut t: NamedTensors = tensors.iter().map(|(k, v)| (k.clone(), v.copy())).collect();
         edit(&mut t);
         let p = tmp.path().join(name);
         std::fs::write(&p, to_bytes(&t, &Default::default()).unwrap()).unwrap();
