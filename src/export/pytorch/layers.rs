@@ -3,6 +3,7 @@
 //! supports (`supports` and SUPPORTED-LAYERS.md read it), so the list and the
 //! emitters cannot drift. Each emitter follows the semantics of the layer's
 //! file in src/layers (named in its comment where not obvious).
+use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, swish, threshold, unary};
 use super::{Code, Site};
 use crate::layers::vision::base_conv::geometry;
 use crate::layers::{canonical_axis, count};
@@ -81,7 +82,7 @@ pub(super) fn emitter(layer_type: &str) -> Option<Emit> {
 // ------------------------------------------------------------ formatting
 
 /// A Python float for an f32 parameter (its shortest exact spelling).
-fn f(x: f32) -> String {
+pub(super) fn f(x: f32) -> String {
     if x.is_finite() {
         format!("{x:?}")
     } else {
@@ -89,7 +90,7 @@ fn f(x: f32) -> String {
     }
 }
 
-fn f64_py(x: f64) -> String {
+pub(super) fn f64_py(x: f64) -> String {
     if x.is_nan() {
         "math.nan".into()
     } else if x.is_infinite() {
@@ -100,7 +101,7 @@ fn f64_py(x: f64) -> String {
 }
 
 /// A Python tuple of ints: `(3, 3)`, `(5,)`.
-fn tup(v: &[i64]) -> String {
+pub(super) fn tup(v: &[i64]) -> String {
     match v {
         [one] => format!("({one},)"),
         _ => format!("({})", v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
@@ -111,7 +112,7 @@ fn list(v: &[i64]) -> String {
     format!("[{}]", v.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))
 }
 
-fn py_bool(b: bool) -> &'static str {
+pub(super) fn py_bool(b: bool) -> &'static str {
     if b {
         "True"
     } else {
@@ -120,7 +121,7 @@ fn py_bool(b: bool) -> &'static str {
 }
 
 /// `a * b`-style view shape for a blob of `blob` dims applied at `axis` of an `ndim`-D blob.
-fn view(blob: &[i64], axis: usize, ndim: usize) -> Vec<i64> {
+pub(super) fn view(blob: &[i64], axis: usize, ndim: usize) -> Vec<i64> {
     let mut v = vec![1i64; axis];
     v.extend(blob);
     v.resize(ndim.max(v.len()), 1);
@@ -128,7 +129,7 @@ fn view(blob: &[i64], axis: usize, ndim: usize) -> Vec<i64> {
 }
 
 /// `Blobs(params=[...], buffers=[...])` for a layer's module.
-fn blobs_module(c: &mut Code, module: &str, params: &[(&str, Vec<i64>)], buffers: &[(&str, Vec<i64>)]) {
+pub(super) fn blobs_module(c: &mut Code, module: &str, params: &[(&str, Vec<i64>)], buffers: &[(&str, Vec<i64>)]) {
     c.helper("Blobs");
     let one =
         |v: &[(&str, Vec<i64>)]| v.iter().map(|(n, s)| format!("(\"{n}\", {})", tup(s))).collect::<Vec<_>>().join(", ");
@@ -417,140 +418,6 @@ fn flatten(s: &Site, c: &mut Code) -> Result<()> {
     let n = s.bottom_shape(0).len();
     let (a, e) = (canonical_axis(p.axis(), n)?, canonical_axis(p.end_axis(), n)?);
     c.assign(&s.tops, format!("torch.flatten({}, {a}, {e})", s.b(0)));
-    Ok(())
-}
-
-fn unary(s: &Site, c: &mut Code, template: &str) -> Result<()> {
-    c.assign(&s.tops, template.replace("{x}", s.b(0)));
-    Ok(())
-}
-
-fn relu(s: &Site, c: &mut Code) -> Result<()> {
-    let slope = s.l.param.relu_param.as_ref().map(|r| r.negative_slope()).unwrap_or(0.0);
-    if slope == 0.0 {
-        unary(s, c, "F.relu({x})")
-    } else {
-        c.assign(&s.tops, format!("F.leaky_relu({}, {})", s.b(0), f(slope)));
-        Ok(())
-    }
-}
-
-fn prelu(s: &Site, c: &mut Code) -> Result<()> {
-    let shape = s.blob_shape(0);
-    blobs_module(c, &s.module, &[("weight", shape.clone())], &[]);
-    let x = s.b(0);
-    let slope = if shape.is_empty() {
-        format!("{}.weight", s.module)
-    } else {
-        format!("{}.weight.reshape{}", s.module, tup(&view(&shape, 1, s.bottom_shape(0).len())))
-    };
-    c.assign(&s.tops, format!("F.relu({x}) + {x}.clamp(max=0) * {slope}"));
-    Ok(())
-}
-
-fn elu(s: &Site, c: &mut Code) -> Result<()> {
-    let alpha = s.l.param.elu_param.as_ref().map(|e| e.alpha()).unwrap_or(1.0);
-    c.assign(&s.tops, format!("F.elu({}, {})", s.b(0), f(alpha)));
-    Ok(())
-}
-
-/// ln(base), base −1 meaning e (neuron/elementwise.rs).
-fn ln_base(base: f32) -> Result<f64> {
-    if base == -1.0 {
-        return Ok(1.0);
-    }
-    if base.is_nan() || base <= 0.0 {
-        bail!("base must be strictly positive (or -1 for e), got {base}");
-    }
-    Ok((base as f64).ln())
-}
-
-fn exp(s: &Site, c: &mut Code) -> Result<()> {
-    let p = s.l.param.exp_param.unwrap_or_default();
-    let ln = ln_base(p.base())?;
-    let inner = ln * p.scale() as f64;
-    let mut y = if inner == 1.0 {
-        format!("torch.exp({})", s.b(0))
-    } else {
-        format!("torch.exp({} * {})", s.b(0), f64_py(inner))
-    };
-    if p.shift() != 0.0 {
-        y = format!("{y} * {}", f64_py((ln * p.shift() as f64).exp()));
-    }
-    c.assign(&s.tops, y);
-    Ok(())
-}
-
-fn affine(x: &str, scale: f32, shift: f32) -> String {
-    let mut y = x.to_string();
-    if scale != 1.0 {
-        y = format!("{y} * {}", f(scale));
-    }
-    if shift != 0.0 {
-        y = format!("({y} + {})", f(shift));
-    }
-    y
-}
-
-fn log(s: &Site, c: &mut Code) -> Result<()> {
-    let p = s.l.param.log_param.unwrap_or_default();
-    let base_scale = 1.0 / ln_base(p.base())?;
-    if !base_scale.is_finite() {
-        bail!("1 / log(base) is not finite for base {}", p.base());
-    }
-    let mut y = format!("torch.log({})", affine(s.b(0), p.scale(), p.shift()));
-    if base_scale != 1.0 {
-        y = format!("{y} * {}", f64_py(base_scale));
-    }
-    c.assign(&s.tops, y);
-    Ok(())
-}
-
-fn power(s: &Site, c: &mut Code) -> Result<()> {
-    let p = s.l.param.power_param.unwrap_or_default();
-    let (pw, sc, sh) = (p.power(), p.scale(), p.shift());
-    let y = if pw * sc == 0.0 {
-        // Caffe's constant case: 1, or shift^power.
-        let v = if pw == 0.0 { 1.0 } else { sh.powf(pw) };
-        format!("torch.full_like({}, {})", s.b(0), f(v))
-    } else if pw == 1.0 {
-        affine(s.b(0), sc, sh)
-    } else {
-        format!("({}) ** {}", affine(s.b(0), sc, sh), f(pw))
-    };
-    c.assign(&s.tops, y);
-    Ok(())
-}
-
-fn threshold(s: &Site, c: &mut Code) -> Result<()> {
-    let t = s.l.param.threshold_param.as_ref().map(|t| t.threshold()).unwrap_or(0.0);
-    c.assign(&s.tops, format!("({x} > {}).to({x}.dtype)", f(t), x = s.b(0)));
-    Ok(())
-}
-
-fn clip(s: &Site, c: &mut Code) -> Result<()> {
-    let p = s.l.param.clip_param.unwrap_or_default();
-    c.assign(&s.tops, format!("{}.clamp(max={}).clamp(min={})", s.b(0), f(p.max), f(p.min)));
-    Ok(())
-}
-
-fn swish(s: &Site, c: &mut Code) -> Result<()> {
-    let beta = s.l.param.swish_param.as_ref().map(|p| p.beta()).unwrap_or(1.0);
-    let x = s.b(0);
-    let inner = if beta == 1.0 { x.to_string() } else { format!("{x} * {}", f(beta)) };
-    c.assign(&s.tops, format!("{x} * torch.sigmoid({inner})"));
-    Ok(())
-}
-
-/// Dropout at TEST (neuron/dropout.rs): identity, or times the keep ratio
-/// when training did not scale (`scale_train: false`).
-fn dropout(s: &Site, c: &mut Code) -> Result<()> {
-    let p = s.l.param.dropout_param.unwrap_or_default();
-    if s.l.param.phase() == Phase::Train {
-        bail!("Dropout drops at random in the TRAIN phase; export the TEST phase");
-    }
-    let y = if p.scale_train() { s.b(0).to_string() } else { format!("{} * {}", s.b(0), f(1.0 - p.dropout_ratio())) };
-    c.assign(&s.tops, y);
     Ok(())
 }
 

@@ -27,6 +27,7 @@ use crate::{Error, Result};
 
 mod helpers;
 mod layers;
+mod neuron;
 
 /// Whether a layer type can be written into `model.py`.
 pub fn supports(layer_type: &str) -> bool {
