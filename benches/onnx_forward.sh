@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Forward time of the exported ONNX model in onnxruntime (CPU) beside
+# `caffe time`'s Average Forward pass: the same deploy net, batch and thread
+# count, ROUNDS interleaved rounds, medians. Also times `caffe export -verify`.
+# Usage: benches/onnx_forward.sh [ROUNDS]   (run on an otherwise idle machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CAFFE=${CAFFE:-target/release/caffe}
+PY=${CAFFE_TCH_PYTHON:-python3}
+ROUNDS=${1:-3}
+THREADS=$(nproc)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+nets=(
+  "CaffeNet|tests/fixtures/bvlc/models/bvlc_reference_caffenet/deploy.prototxt|10"
+  "GoogLeNet|tests/fixtures/bvlc/models/bvlc_googlenet/deploy.prototxt|10"
+)
+cat >"$work/ort_time.py" <<'PY'
+import sys, time
+import numpy as np
+import onnxruntime as ort
+path, threads, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+o = ort.SessionOptions()
+o.intra_op_num_threads = threads
+o.inter_op_num_threads = 1
+s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+i = s.get_inputs()[0]
+x = np.random.RandomState(0).rand(*[d if isinstance(d, int) else 10 for d in i.shape]).astype(np.float32)
+s.run(None, {i.name: x})
+t = time.perf_counter()
+for _ in range(iters):
+    s.run(None, {i.name: x})
+print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
+PY
+declare -A caffe ort verify
+for n in "${nets[@]}"; do
+  IFS='|' read -r name model _ <<<"$n"
+  "$CAFFE" export -model "$model" -out "$work/$name.onnx" -opset 18 >/dev/null 2>&1
+done
+for ((r = 1; r <= ROUNDS; r++)); do
+  for n in "${nets[@]}"; do
+    IFS='|' read -r name model iters <<<"$n"
+    ms=$("$CAFFE" time -model "$model" -iterations "$iters" 2>&1 | sed -n 's/.*Average Forward pass: \([0-9.]*\) ms\./\1/p')
+    caffe[$name]="${caffe[$name]:-} $ms"
+    ms=$("$PY" "$work/ort_time.py" "$work/$name.onnx" "$THREADS" "$iters")
+    ort[$name]="${ort[$name]:-} $ms"
+    /usr/bin/time -f %e -o "$work/seconds" "$CAFFE" export -model "$model" -out "$work/v.onnx" -verify >/dev/null 2>&1
+    s=$(tail -1 "$work/seconds")
+    verify[$name]="${verify[$name]:-} $s"
+  done
+done
+med() { echo "$@" | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "Threads: $THREADS; batch as in the deploy prototxt; median of $ROUNDS interleaved rounds."
+echo "| net (batch 10) | caffe time forward, ms | onnxruntime forward, ms | ratio | caffe export -verify, s |"
+echo "|---|---|---|---|---|"
+for n in "${nets[@]}"; do
+  IFS='|' read -r name _ _ <<<"$n"
+  c=$(med ${caffe[$name]}); o=$(med ${ort[$name]}); v=$(med ${verify[$name]})
+  echo "| $name | $c | $o | $(awk -v a="$o" -v b="$c" 'BEGIN {printf "%.2f", a / b}') | $v |"
+done
