@@ -503,42 +503,62 @@ fn random_caffemodel(prototxt: &Path, out: &Path) {
     caffe_tch::proto::binary::write_message(out, &net.to_proto(false)).expect("write caffemodel");
 }
 
-/// The BVLC deploy nets end to end: random weights, `caffe export -verify`
-/// at batch 1, exit 0 and a PASSED line.
+/// The BVLC deploy nets at batch 1 with random weights, every blob, in one
+/// Python run; and GoogLeNet end to end through `caffe export -verify`.
 #[test]
 fn bvlc_deploy_nets_export_and_verify() {
     if let Some(why) = runtime_missing() {
         skip!("{why}");
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    for (name, side) in [
+    let mut exported = Vec::new();
+    for (k, (name, side)) in [
         ("bvlc_reference_caffenet", 227),
         ("bvlc_alexnet", 227),
         ("bvlc_googlenet", 224),
         ("finetune_flickr_style", 227),
         ("bvlc_reference_rcnn_ilsvrc13", 227),
-    ] {
-        let prototxt = fixture(&format!("bvlc/models/{name}/deploy.prototxt"));
-        let weights = dir.path().join(format!("{name}.caffemodel"));
-        random_caffemodel(&prototxt, &weights);
-        let out = dir.path().join(format!("{name}.onnx"));
-        let o = caffe()
-            .args(["export", "-model"])
-            .arg(&prototxt)
-            .arg("-weights")
-            .arg(&weights)
-            .arg("-out")
-            .arg(&out)
-            .args(["-input_shape", &format!("data=1,3,{side},{side}"), "-verify"])
-            .output()
-            .expect("run caffe");
-        let log = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{name}: {log}");
-        let line = log.lines().find(|l| l.contains("blob(s), worst")).unwrap_or_else(|| panic!("{name}: {log}"));
-        assert!(line.ends_with("PASSED"), "{name}: {line}");
-        let nonzero = log.lines().any(|l| l.contains("max |ref| = ") && !l.contains("max |ref| = 0,"));
-        assert!(nonzero, "{name}: the outputs are all zero, the check proves nothing: {log}");
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let text = std::fs::read_to_string(fixture(&format!("bvlc/models/{name}/deploy.prototxt"))).expect("read");
+        let text = batch_one(&text, side);
+        exported.push(export_case(&Case { name: name.to_string(), text, iteration: None }, 100 + k, 18, dir.path()));
     }
+    for e in &exported {
+        let prob = &e.refs.last().expect("an output").1;
+        assert!(prob.abs().max().double_value(&[]) > 0.0, "{}: all-zero output proves nothing", e.name);
+    }
+    let failures = check_all(&exported);
+    assert!(failures.is_empty(), "{} blob(s) differ:\n{}", failures.len(), failures.join("\n"));
+
+    let prototxt = fixture("bvlc/models/bvlc_googlenet/deploy.prototxt");
+    let weights = dir.path().join("googlenet.caffemodel");
+    random_caffemodel(&prototxt, &weights);
+    let out = dir.path().join("googlenet.onnx");
+    let o = caffe()
+        .args(["export", "-model"])
+        .arg(&prototxt)
+        .arg("-weights")
+        .arg(&weights)
+        .arg("-out")
+        .arg(&out)
+        .args(["-input_shape", "data=1,3,224,224", "-verify"])
+        .output()
+        .expect("run caffe");
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    let line = log.lines().find(|l| l.contains("blob(s), worst")).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.ends_with("PASSED"), "{line}");
+    assert!(!log.contains("max |ref| = 0,"), "an all-zero output proves nothing: {log}");
+}
+
+/// A deploy prototxt with its Input layer's batch set to 1.
+fn batch_one(text: &str, side: i64) -> String {
+    let from = format!("shape: {{ dim: 10 dim: 3 dim: {side} dim: {side} }}");
+    assert!(text.contains(&from), "no batch-10 input shape to replace");
+    text.replacen(&from, &format!("shape: {{ dim: 1 dim: 3 dim: {side} dim: {side} }}"), 1)
 }
 
 /// Bad input: one error line, exit 1, nothing written.
