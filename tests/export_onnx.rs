@@ -597,6 +597,10 @@ fn bad_exports_fail_cleanly_and_write_nothing() {
             &["layer 'p'", "Pooling", "STOCHASTIC pooling in the TRAIN phase"],
         ),
         (vec!["-model".into(), fork.display().to_string()], &["Unknown layer type: Upsample"]),
+        (
+            vec!["-model".into(), no_shape.display().to_string()],
+            &["noshape.prototxt:1:1", "input_param.shape is required"],
+        ),
         (vec!["-model".into(), good.display().to_string(), "-opset".into(), "12".into()], &["-opset 12"]),
         (
             vec!["-model".into(), good.display().to_string(), "-input_shape".into(), "x=0,2".into()],
