@@ -585,6 +585,10 @@ fn bad_exports_fail_cleanly_and_write_nothing() {
         "fork.prototxt",
         &net_text(&[("x", &[1, 2])], "layer { name: \"u\" type: \"Upsample\" bottom: \"x\" top: \"y\" }"),
     );
+    let no_shape = write(
+        "noshape.prototxt",
+        "layer { name: \"data\" type: \"Input\" top: \"data\" }\nlayer { name: \"r\" type: \"ReLU\" bottom: \"data\" top: \"y\" }\n",
+    );
     let good = write(
         "good.prototxt",
         &net_text(&[("x", &[1, 2])], "layer { name: \"r\" type: \"ReLU\" bottom: \"x\" top: \"y\" }"),
