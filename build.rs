@@ -1,7 +1,7 @@
 //! Build script: compiles `proto/caffe.proto` into Rust types (prost) and a
 //! descriptor set (for the reflective text-format parser), `proto/onnx.proto`
 //! (the ONNX subset `caffe export` writes) into Rust types, and links libtorch
-//! so that the binary finds it at run time and keeps its CUDA half.
+//! so that the binary finds it at run time (its CUDA half is opened on demand).
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,12 +25,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
         println!("cargo:rustc-env=CAFFE_TCH_LIBTORCH_VERSION={}", libtorch_version(&PathBuf::from(&lib)));
+        // libtorch_cuda.so is not linked (the linker's --as-needed drops it:
+        // no symbol refers to it); src/util/cuda.rs opens it from here when
+        // CUDA is asked for, so CPU runs never map the CUDA libraries.
+        println!("cargo:rustc-env=CAFFE_TCH_LIBTORCH_LIB={lib}");
     }
-    // The linker's default --as-needed would drop libtorch_cuda.so, which no
-    // symbol references directly, and CUDA would silently vanish (tch-rs #907).
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-    println!("cargo:rustc-link-arg=-ltorch_cuda");
-    println!("cargo:rustc-link-arg=-Wl,--as-needed");
     Ok(())
 }
 

@@ -643,10 +643,10 @@ fn train_flag_faults_are_one_line_errors() {
     assert!(!ok && err.contains("missing.prototxt"), "{err}");
     assert_eq!(error_lines(&err).len(), 1, "{err}");
 
-    if tch::Cuda::device_count() == 0 {
+    if caffe_tch::util::cuda::device_count() == 0 {
         let (ok, err) = run_caffe(&["train", "-solver", s, "-gpu", "0"]);
         assert!(!ok && err.contains("no CUDA device is available"), "{err}");
-    } else if tch::Cuda::device_count() == 1 {
+    } else if caffe_tch::util::cuda::device_count() == 1 {
         let (ok, err) = run_caffe(&["train", "-solver", s, "-gpu", "0,1"]);
         assert!(!ok && err.contains("not supported yet"), "{err}");
     }

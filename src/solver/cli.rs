@@ -136,7 +136,7 @@ pub fn train(o: &TrainOptions) -> Result<()> {
     }
     // Without -gpu, a solver that says solver_mode: GPU picks its device_id.
     let gpu_flag = o.gpu.clone().or_else(|| {
-        (param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu && tch::Cuda::device_count() > 0)
+        (param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu && crate::util::cuda::device_count() > 0)
             .then(|| param.device_id().to_string())
     });
     let device = gpu_flag_device(gpu_flag.as_deref())?;

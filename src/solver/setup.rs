@@ -322,7 +322,7 @@ pub(super) fn merge_state(into: &mut NetState, from: Option<&NetState>) {
 pub(super) fn device_from_param(p: &SolverParameter) -> Device {
     if p.solver_mode.is_some() && p.solver_mode() == solver_parameter::SolverMode::Gpu {
         let id = p.device_id().max(0) as usize;
-        if (id as i64) < tch::Cuda::device_count() {
+        if (id as i64) < crate::util::cuda::device_count() {
             return Device::Cuda(id);
         }
         warn!("caffe.cpp:190", "solver_mode is GPU but CUDA device {id} is not available; using the CPU");

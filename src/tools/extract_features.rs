@@ -38,7 +38,7 @@ pub fn main(args: &[String]) -> Result<()> {
                 Some(s) => s.parse().map_err(|_| Error::invalid(format!("DEVICE_ID must be a number, got '{s}'")))?,
                 None => 0,
             };
-            if !tch::Cuda::is_available() {
+            if !crate::util::cuda::is_available() {
                 return Err(Error::invalid("GPU mode asked for but libtorch sees no CUDA device"));
             }
             Device::Cuda(id)

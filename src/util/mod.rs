@@ -1,6 +1,7 @@
 //! Leaf helpers that every layer of the crate may use, and that use nothing
 //! of the crate but its error type: C's `%g`, tensor values for writers,
 //! atomic file writes, comma lists, and Caffe's `-gpu` flag.
+pub mod cuda;
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
@@ -87,6 +88,7 @@ pub fn comma_list(s: &str) -> Vec<String> {
 /// means that CUDA device. Several devices are not supported yet.
 pub fn gpu_flag_device(flag: Option<&str>) -> Result<Option<Device>> {
     let Some(flag) = flag.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(None) };
+    cuda::load().map_err(|e| Error::usage(format!("-gpu {flag}: {e}; run without -gpu to use the CPU")))?;
     let count = tch::Cuda::device_count();
     if count == 0 {
         return Err(Error::usage(format!(

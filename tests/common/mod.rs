@@ -166,7 +166,10 @@ pub fn test_device() -> tch::Device {
         Ok(other) => panic!("CAFFE_TCH_TEST_DEVICE must be cpu, cuda or cuda:N, got '{other}'"),
     };
     if device.is_cuda() {
-        assert!(tch::Cuda::is_available(), "CAFFE_TCH_TEST_DEVICE asks for CUDA, but libtorch sees no CUDA device");
+        assert!(
+            caffe_tch::util::cuda::is_available(),
+            "CAFFE_TCH_TEST_DEVICE asks for CUDA, but libtorch sees no CUDA device"
+        );
     }
     device
 }

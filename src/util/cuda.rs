@@ -1,0 +1,93 @@
+//! CUDA, loaded when asked for. The binary links only libtorch's CPU half;
+//! `libtorch_cuda.so` (and the CUDA libraries it pulls in, most of a
+//! process's memory when mapped) is opened at the first CUDA request: `-gpu`,
+//! `solver_mode: GPU`, `device_query`. libtorch's CUDA backend registers its
+//! hooks from the library's static initialisers, so opening it is all it takes,
+//! provided nothing asked libtorch about CUDA before (its hooks are looked up
+//! once): every CUDA question in caffe-tch goes through this module.
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crate::{Error, Result};
+
+/// The folder of the libtorch this binary was linked against (build.rs).
+const LIBTORCH_LIB: Option<&str> = option_env!("CAFFE_TCH_LIBTORCH_LIB");
+
+const LIBRARY: &str = "libtorch_cuda.so";
+
+static LOADED: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+
+/// Where `libtorch_cuda.so` is looked for: beside the linked libtorch, then
+/// the dynamic linker's own search (LD_LIBRARY_PATH, the binary's rpath).
+fn candidates() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = LIBTORCH_LIB.map(|d| PathBuf::from(d).join(LIBRARY)).into_iter().collect();
+    v.push(PathBuf::from(LIBRARY));
+    v
+}
+
+fn open() -> std::result::Result<PathBuf, String> {
+    let mut errors = Vec::new();
+    for path in candidates() {
+        if path.is_absolute() && !path.exists() {
+            errors.push(format!("{}: no such file", path.display()));
+            continue;
+        }
+        let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else { continue };
+        // SAFETY: dlopen with a valid C string; the handle is kept for the
+        // process's life (never dlclosed: libtorch registers global state).
+        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        if !handle.is_null() {
+            return Ok(path);
+        }
+        // SAFETY: dlerror returns a thread-local C string or null.
+        let why = unsafe {
+            let e = libc::dlerror();
+            if e.is_null() {
+                "unknown error".to_string()
+            } else {
+                std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+            }
+        };
+        errors.push(why);
+    }
+    Err(errors.join("; "))
+}
+
+/// Opens libtorch's CUDA library once; returns its path, or why it could not
+/// be opened (a CPU-only libtorch, a missing or broken CUDA library).
+pub fn load() -> Result<PathBuf> {
+    LOADED
+        .get_or_init(open)
+        .clone()
+        .map_err(|why| Error::unsupported(format!("cannot load libtorch's CUDA library {LIBRARY}: {why}")))
+}
+
+/// The library's path if it was opened, or why not; None if nobody asked for CUDA.
+pub fn status() -> Option<std::result::Result<PathBuf, String>> {
+    LOADED.get().cloned()
+}
+
+/// The number of CUDA devices (0 when the CUDA library cannot be loaded).
+pub fn device_count() -> i64 {
+    if load().is_err() {
+        return 0;
+    }
+    tch::Cuda::device_count()
+}
+
+/// Whether CUDA can be used.
+pub fn is_available() -> bool {
+    load().is_ok() && tch::Cuda::is_available()
+}
+
+/// Whether libtorch's CUDA backend is registered: asking for a CUDA tensor
+/// then fails for want of a device or driver, not for want of the backend.
+/// Returns the backend's own answer (Ok when a device exists).
+pub fn probe() -> std::result::Result<(), String> {
+    load().map_err(|e| e.to_string())?;
+    match tch::Tensor::f_zeros([1], (tch::Kind::Float, tch::Device::Cuda(0))) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string().lines().next().unwrap_or("").to_string()),
+    }
+}
