@@ -94,7 +94,7 @@ fn net_to_proto_reloads_identical_blobs() {
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let saved = tmp.path().join("saved.caffemodel");
-    binary::write_message(&saved, &net.to_proto(false)).expect("write caffemodel");
+    binary::write_message(&saved, &net.to_proto(false).expect("blobs")).expect("write caffemodel");
 
     // A fresh net starts from its fillers (xavier), so the load must overwrite them.
     let mut fresh = Net::from_file(&proto, &state, TextOptions::default(), Device::Cpu).expect("fresh net");

@@ -847,7 +847,7 @@ fn extract_features_writes_float_datums() {
     std::fs::write(&net_file, &text).unwrap();
     let mut n = net(&text, Phase::Test).unwrap();
     let weights = tmp.path().join("w.caffemodel");
-    binary::write_message(&weights, &n.to_proto(false)).unwrap();
+    binary::write_message(&weights, &n.to_proto(false).unwrap()).unwrap();
     n.forward_inference().unwrap();
     let want_ip = n.blob("ip").unwrap().shallow_clone();
     let out_ip = tmp.path().join("ip_feats");

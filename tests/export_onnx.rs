@@ -505,7 +505,7 @@ fn random_caffemodel(prototxt: &Path, out: &Path) {
     let text = std::fs::read_to_string(prototxt).expect("read");
     let net = common::net(&text, &prototxt.display().to_string(), Phase::Test).expect("net");
     randomize(&net, 11);
-    caffe_tch::proto::binary::write_message(out, &net.to_proto(false)).expect("write caffemodel");
+    caffe_tch::proto::binary::write_message(out, &net.to_proto(false).expect("blobs")).expect("write caffemodel");
 }
 
 /// The BVLC deploy nets at batch 1 with random weights, every blob, in one

@@ -259,7 +259,7 @@ fn small_nets_run_forward_and_backward() {
 /// Copies `from`'s weights into `to` under new layer names (`rename` returns
 /// None for layers `to` does not have).
 fn copy_renamed(from: &Net, to: &mut Net, rename: impl Fn(&str) -> Option<String>) {
-    let mut p = from.to_proto(false);
+    let mut p = from.to_proto(false).expect("blobs");
     p.layer.retain_mut(|l| match rename(l.name()) {
         Some(n) => {
             l.name = Some(n);

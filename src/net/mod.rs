@@ -692,11 +692,12 @@ impl Net {
             return Ok(());
         }
         let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
-        tch::no_grad(|| {
-            for (k, &i) in owners.iter().enumerate() {
-                self.learnable[i].accumulate(&grads[k]);
-            }
-        });
+        for (k, &i) in owners.iter().enumerate() {
+            let name = self.learnable[i].display();
+            self.learnable[i]
+                .accumulate(&grads[k])
+                .map_err(|e| Error::invalid(format!("cannot add the gradient of {name}: {e}")))?;
+        }
         for blob in self.blobs.iter_mut() {
             blob.diff = None;
         }
@@ -716,8 +717,9 @@ impl Net {
         }
     }
 
-    /// The net's layers as Caffe's `NetParameter` with blobs (what a .caffemodel holds).
-    pub fn to_proto(&self, write_diff: bool) -> NetParameter {
+    /// The net's layers as Caffe's `NetParameter` with blobs (what a .caffemodel
+    /// holds). A blob that cannot be read is an error naming its layer.
+    pub fn to_proto(&self, write_diff: bool) -> Result<NetParameter> {
         weights::net_to_proto(self, write_diff)
     }
 

@@ -50,22 +50,25 @@ impl Param {
     }
 
     /// Adds a gradient into the diff (the first one after a clear becomes it).
-    pub fn accumulate(&mut self, grad: &Tensor) {
+    /// A failed add (a shape or device mismatch) is an error: dropping it would
+    /// train on a wrong gradient without a word.
+    pub fn accumulate(&mut self, grad: &Tensor) -> Result<(), tch::TchError> {
         if !grad.defined() {
-            return;
+            return Ok(());
         }
         tch::no_grad(|| {
             if self.diff.defined() {
-                let _ = self.diff.f_add_(grad);
+                let _ = self.diff.f_add_(grad)?; // the returned alias of self.diff is not needed
             } else if grad.size() == self.data.size() {
                 // Copied only where it is not in Caffe's layout (a channels-last conv weight's).
-                self.diff = grad.contiguous();
+                self.diff = grad.f_contiguous()?;
             } else {
                 let mut d = self.zeros();
-                let _ = d.f_add_(grad);
+                let _ = d.f_add_(grad)?;
                 self.diff = d;
             }
-        });
+            Ok(())
+        })
     }
 
     /// Materialises a cleared diff as zeros (for readers outside backward).

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use super::Net;
-use crate::Result;
+use crate::{Error, Result};
 
 /// What a traced forward pass keeps for the layer-wise backward.
 #[derive(Default)]
@@ -120,7 +120,12 @@ impl Net {
                         };
                         top_grads.insert(src, acc);
                     }
-                    Target::Param(owner) => self.learnable[owner].accumulate(&g),
+                    Target::Param(owner) => {
+                        let name = self.learnable[owner].display();
+                        self.learnable[owner]
+                            .accumulate(&g)
+                            .map_err(|e| Error::invalid(format!("cannot add the gradient of {name}: {e}")))?
+                    }
                 }
             }
             synchronize(self.device);

@@ -53,7 +53,7 @@ pub fn write(
 ) -> Result<SnapshotFiles> {
     let model = filename(prefix, iter, ".caffemodel");
     info!("solver.cpp:464", "Snapshotting to binary proto file {model}");
-    binary::write_message(Path::new(&model), &net.to_proto(write_diff))?;
+    binary::write_message(Path::new(&model), &net.to_proto(write_diff)?)?;
 
     let state_file = filename(prefix, iter, ".solverstate");
     let state = SolverState {

@@ -113,13 +113,13 @@ impl Layer for DataLayer {
         }
         let phase = self.param.phase();
         let tp = self.param.transform_param.clone().unwrap_or_default();
-        let seed = if Transformer::needs_rand(&tp, phase) { draw_seed() } else { 0 };
+        let seed = if Transformer::needs_rand(&tp, phase) { draw_seed()? } else { 0 };
         let transformer = Transformer::new(&tp, phase, seed)?;
         let color = transformer.color_mode();
         let skip = match dp.rand_skip() {
             0 => 0,
             n => {
-                let k = draw_seed() % n as u64;
+                let k = draw_seed()? % n as u64;
                 info!("data_layer.cpp:54", "Skipping first {k} data points.");
                 k
             }

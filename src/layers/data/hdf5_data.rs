@@ -177,7 +177,7 @@ impl Layer for Hdf5DataLayer {
         if self.files.is_empty() {
             bail!("Must have at least 1 HDF5 filename listed in {}", source.display());
         }
-        self.rng = StdRng::seed_from_u64(if self.shuffle { draw_seed() } else { 0 });
+        self.rng = StdRng::seed_from_u64(if self.shuffle { draw_seed()? } else { 0 });
         self.file_order = (0..self.files.len()).collect();
         if self.shuffle {
             self.file_order.shuffle(&mut self.rng);

@@ -134,7 +134,7 @@ impl Layer for ImageDataLayer {
             bail!("source '{list}': the image list is empty");
         }
         let phase = self.param.phase();
-        let mut rng = StdRng::seed_from_u64(if ip.shuffle() { draw_seed() } else { 0 });
+        let mut rng = StdRng::seed_from_u64(if ip.shuffle() { draw_seed()? } else { 0 });
         if ip.shuffle() {
             info!("image_data_layer.cpp:51", "Shuffling data");
             lines.shuffle(&mut rng);
@@ -142,7 +142,7 @@ impl Layer for ImageDataLayer {
         info!("image_data_layer.cpp:56", "A total of {} images.", lines.len());
         let mut pos = 0;
         if ip.rand_skip() > 0 {
-            let skip = (draw_seed() % ip.rand_skip() as u64) as usize;
+            let skip = (draw_seed()? % ip.rand_skip() as u64) as usize;
             info!("image_data_layer.cpp:62", "Skipping first {skip} data points.");
             if skip >= lines.len() {
                 bail!("source '{list}': not enough images ({}) to skip {skip}", lines.len());
@@ -150,7 +150,7 @@ impl Layer for ImageDataLayer {
             pos = skip;
         }
         let tp: TransformationParameter = self.param.transform_param.clone().unwrap_or_default();
-        let seed = if Transformer::needs_rand(&tp, phase) { draw_seed() } else { 0 };
+        let seed = if Transformer::needs_rand(&tp, phase) { draw_seed()? } else { 0 };
         let transformer = Transformer::new(&tp, phase, seed)?;
         let source = ImageListSource {
             list,

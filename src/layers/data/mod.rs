@@ -43,11 +43,11 @@ pub fn register(r: &mut Vec<LayerInfo>) {
 
 /// A seed for a layer's own generator, drawn from libtorch's global one so the
 /// solver's `random_seed` fixes it.
-pub(super) fn draw_seed() -> u64 {
-    match Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)) {
-        Ok(t) => t.int64_value(&[0]) as u64,
-        Err(_) => 0x5eed,
-    }
+pub(super) fn draw_seed() -> Result<u64> {
+    // A failure is reported: a fixed fallback seed would silently make every
+    // run's shuffling and augmentation identical.
+    let t = Tensor::f_randint(i64::MAX, [1], (Kind::Int64, Device::Cpu))?;
+    Ok(t.f_int64_value(&[0])? as u64)
 }
 
 pub(super) fn check_tops(lp: &LayerParameter, min: usize, max: usize) -> Result<usize> {

@@ -536,7 +536,7 @@ impl Layer for WindowDataLayer {
             mirror: tp.mirror(),
             scale: wp.scale(),
             mean,
-            rng: StdRng::seed_from_u64(draw_seed()),
+            rng: StdRng::seed_from_u64(draw_seed()?),
         };
         self.prefetch = None;
         let (prefetch, shape) = Prefetcher::start(self.param.name(), 4, move || Ok(src))?;

@@ -55,7 +55,7 @@ pub(crate) fn finish(tmp: &Path, path: &Path) -> Result<()> {
 
 /// Writes the net's weights as Caffe's Net::ToHDF5.
 pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
-    let proto = net.to_proto(write_diff);
+    let proto = net.to_proto(write_diff)?;
     let layers: Vec<&LayerParameter> = proto.layer.iter().collect();
     let counts: Vec<usize> = proto.layer.iter().map(|l| l.blobs.len()).collect();
     let shared = shared_blobs(&layers, &counts);

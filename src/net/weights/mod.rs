@@ -67,16 +67,17 @@ pub(super) fn copy_trained_layers(net: &mut Net, trained: &NetParameter, origin:
     Ok(())
 }
 
-fn tensor_to_blob(t: &Tensor, diff: Option<&Tensor>) -> BlobProto {
-    let flat = |t: &Tensor| crate::util::tensor_values(t).unwrap_or_default();
-    let mut b = make_blob(&t.size(), flat(t));
+/// A blob's values (and diff) for a file. A failed read is an error: an
+/// empty blob in a snapshot would be silent loss of the weights.
+fn tensor_to_blob(t: &Tensor, diff: Option<&Tensor>) -> Result<BlobProto> {
+    let mut b = make_blob(&t.size(), crate::util::tensor_values(t)?);
     if let Some(d) = diff {
-        b.diff = flat(d);
+        b.diff = crate::util::tensor_values(d)?;
     }
-    b
+    Ok(b)
 }
 
-pub(super) fn net_to_proto(net: &Net, write_diff: bool) -> NetParameter {
+pub(super) fn net_to_proto(net: &Net, write_diff: bool) -> Result<NetParameter> {
     let mut out = NetParameter { name: Some(net.name.clone()), ..Default::default() };
     for e in &net.layers {
         let mut lp = e.param.clone();
@@ -87,9 +88,10 @@ pub(super) fn net_to_proto(net: &Net, write_diff: bool) -> NetParameter {
                 let slot = &net.param_slots[s];
                 let diff = write_diff.then(|| net.learnable[slot.owner].diff());
                 tensor_to_blob(&slot.tensor, diff.as_ref())
+                    .map_err(|err| err.in_layer(net.source.loc(e.param.name()), e.param.name(), e.param.r#type()))
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         out.layer.push(lp);
     }
-    out
+    Ok(out)
 }

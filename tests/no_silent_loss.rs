@@ -1,0 +1,39 @@
+//! Failures that must surface instead of turning into wrong data (issue #15,
+//! "no silent loss"): each case once swallowed an error.
+use caffe_tch::proto::caffe::Phase;
+use tch::{Kind, Tensor};
+
+use crate::common;
+
+const NET: &str = r#"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 4 } }
+"#;
+
+/// A gradient that cannot be added to a parameter's diff (wrong shape) is an
+/// error; it used to be dropped, and training went on with a wrong diff.
+#[test]
+fn a_gradient_that_cannot_be_added_is_an_error() {
+    let mut net = common::net(NET, "net", Phase::Train).expect("net");
+    let p = &mut net.learnable_params_mut()[0];
+    let good = Tensor::ones([4, 3], (Kind::Float, tch::Device::Cpu));
+    p.accumulate(&good).expect("a gradient of the right shape adds");
+    p.accumulate(&good).expect("and again");
+    assert_eq!(p.diff().sum(Kind::Double).double_value(&[]), 24.0, "two gradients of ones, 12 values each");
+    let wrong = Tensor::ones([7], (Kind::Float, tch::Device::Cpu));
+    let e = p.accumulate(&wrong).expect_err("a [7] gradient cannot be added to a [4, 3] diff");
+    assert!(!e.to_string().is_empty());
+    assert_eq!(p.diff().sum(Kind::Double).double_value(&[]), 24.0, "the diff is unchanged by the failed add");
+}
+
+/// Writing a net's weights reads every blob; the values written are the net's.
+#[test]
+fn a_caffemodel_holds_every_value_of_every_blob() {
+    let net = common::net(NET, "net", Phase::Test).expect("net");
+    let proto = net.to_proto(true).expect("every blob is readable");
+    let ip = proto.layer.iter().find(|l| l.name() == "ip").expect("layer ip");
+    assert_eq!(ip.blobs.len(), 2);
+    assert_eq!(ip.blobs[0].data.len(), 12, "weights: 4 x 3 values");
+    assert_eq!(ip.blobs[0].diff.len(), 12, "and their diff");
+    assert_eq!(ip.blobs[1].data.len(), 4, "bias: 4 values");
+}
