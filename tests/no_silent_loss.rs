@@ -37,3 +37,39 @@ fn a_caffemodel_holds_every_value_of_every_blob() {
     assert_eq!(ip.blobs[0].diff.len(), 12, "and their diff");
     assert_eq!(ip.blobs[1].data.len(), 4, "bias: 4 values");
 }
+
+/// A writer that fails half way leaves the previous file as it was and no
+/// temporary file behind; the error names the file.
+#[test]
+fn a_failed_write_keeps_the_old_file_and_leaves_no_temporary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("weights.caffemodel");
+    std::fs::write(&path, b"previous").expect("write");
+    let e = caffe_tch::util::write_atomic_with(&path, |tmp| {
+        std::fs::write(tmp, b"half of the new").expect("write half");
+        Err(caffe_tch::Error::invalid(format!("{}: the disk is full", path.display())))
+    })
+    .expect_err("the writer failed");
+    assert!(e.to_string().contains("weights.caffemodel"), "{e}");
+    assert_eq!(std::fs::read(&path).expect("read"), b"previous");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["weights.caffemodel".to_string()], "a temporary file was left");
+}
+
+/// An HDF5 snapshot that cannot be written is an I/O error naming the file,
+/// with nothing left behind.
+#[test]
+fn an_hdf5_weights_file_that_cannot_be_written_is_an_io_error() {
+    let net = common::net(NET, "net", Phase::Test).expect("net");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("missing_folder/w.caffemodel.h5");
+    let e = caffe_tch::net::weights::hdf5::write_model(&net, &path, false).expect_err("no such folder");
+    assert!(e.to_string().contains("w.caffemodel.h5"), "{e}");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+    let ok = dir.path().join("w.caffemodel.h5");
+    caffe_tch::net::weights::hdf5::write_model(&net, &ok, true).expect("write");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "only the file itself");
+}

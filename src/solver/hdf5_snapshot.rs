@@ -10,7 +10,7 @@ use super::snapshot::{filename, SnapshotFiles};
 use crate::data::hdf5 as h5;
 use crate::error::Context;
 use crate::info;
-use crate::net::weights::hdf5::{finish, temp_beside, write_model};
+use crate::net::weights::hdf5::write_model;
 use crate::net::Net;
 use crate::proto::binary::make_blob;
 use crate::proto::caffe::SolverState;
@@ -32,9 +32,8 @@ pub fn write(
     let state = filename(prefix, iter, ".solverstate.h5");
     info!("sgd_solver.cpp:301", "Snapshotting solver state to HDF5 file {state}");
     let state_path = Path::new(&state);
-    let tmp = temp_beside(state_path);
-    {
-        let file = h5::create(&tmp).with_context(|| state_path.display())?;
+    crate::util::write_atomic_with(state_path, |tmp| {
+        let file = h5::create(tmp).with_context(|| state_path.display())?;
         h5::write_int(&file, "iter", iter as i32).with_context(|| state_path.display())?;
         h5::write_string(&file, "learned_net", &model).with_context(|| state_path.display())?;
         h5::write_int(&file, "current_step", current_step).with_context(|| state_path.display())?;
@@ -43,8 +42,9 @@ pub fn write(
             h5::write_f32(&group, &i.to_string(), &h.size(), &crate::util::tensor_values(h)?)
                 .with_context(|| state_path.display())?;
         }
-    }
-    finish(&tmp, state_path)?;
+        drop(group);
+        file.close().map_err(|e| Error::io(state_path, std::io::Error::other(e.to_string())))
+    })?;
     Ok(SnapshotFiles { model: model.into(), state: state.into() })
 }
 

@@ -8,7 +8,6 @@ use tch::{Device, Tensor};
 use crate::net::Net;
 use crate::proto::caffe::{NetState, Phase};
 use crate::proto::text::TextOptions;
-use crate::util::temp_sibling;
 use crate::{info, warn, Error, Result};
 
 pub struct ForwardOptions {
@@ -74,11 +73,10 @@ pub fn run(model: &Path, text: TextOptions, o: &ForwardOptions) -> Result<Vec<Pa
             Error::invalid(format!("net has no blob named '{name}' (blobs: {})", net.blob_names().join(", ")))
         })?;
         let path = blob_file(&o.out, name);
-        let tmp = temp_sibling(&path);
-        t.to_device(Device::Cpu)
-            .write_npy(&tmp)
-            .map_err(|e| Error::invalid(format!("{}: cannot write .npy: {e}", path.display())))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        let host = t.f_to_device(Device::Cpu)?;
+        crate::util::write_atomic_with(&path, |tmp| {
+            host.write_npy(tmp).map_err(|e| Error::invalid(format!("{}: cannot write .npy: {e}", path.display())))
+        })?;
         info!("forward.cpp:1", "Wrote blob {name} {:?} to {}", t.size(), path.display());
         written.push(path);
     }

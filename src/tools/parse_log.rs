@@ -421,7 +421,7 @@ pub fn save_csv_files(log: &Path, out_dir: &Path, data: &LogData, delimiter: cha
             continue;
         }
         let path = out_dir.join(format!("{base}.{suffix}"));
-        std::fs::write(&path, csv_text(rows, delimiter)).map_err(|e| Error::io(&path, e))?;
+        crate::util::write_atomic(&path, csv_text(rows, delimiter).as_bytes())?;
         written.push(path);
     }
     Ok(written)

@@ -287,12 +287,25 @@ pub fn render(curves: &[Curve], opts: &PlotOptions) -> Result<()> {
                 let area = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
                 draw(&area, curves, opts).map_err(|e| drawing_err(e.to_string()))?;
             }
-            image::save_buffer_with_format(out, &pixels, w, h, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
-                .map_err(|e| Error::invalid(format!("{}: {e}", out.display())))?;
+            crate::util::write_atomic_with(out, |tmp| {
+                image::save_buffer_with_format(
+                    tmp,
+                    &pixels,
+                    w,
+                    h,
+                    image::ExtendedColorType::Rgb8,
+                    image::ImageFormat::Png,
+                )
+                .map_err(|e| Error::invalid(format!("{}: {e}", out.display())))
+            })?;
         }
         "svg" => {
-            let area = SVGBackend::new(out, (w, h)).into_drawing_area();
-            draw(&area, curves, opts).map_err(|e| drawing_err(e.to_string()))?;
+            let mut text = String::new();
+            {
+                let area = SVGBackend::with_string(&mut text, (w, h)).into_drawing_area();
+                draw(&area, curves, opts).map_err(|e| drawing_err(e.to_string()))?;
+            }
+            crate::util::write_atomic(out, text.as_bytes())?;
         }
         _ => return Err(Error::invalid(format!("{}: the output must end in .png or .svg", out.display()))),
     }

@@ -1,6 +1,6 @@
 //! Leaf helpers that every layer of the crate may use, and that use nothing
 //! of the crate but its error type: C's `%g`, tensor values for writers,
-//! atomic file writes, comma lists, and Caffe's `-gpu` flag.
+//! atomic file writes, comma lists, Caffe's `-gpu` flag, and CUDA on demand.
 pub mod cuda;
 use std::path::{Path, PathBuf};
 
@@ -52,23 +52,38 @@ pub fn tensor_values(t: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&flat)?)
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename:
-/// a reader never sees half a file, and a failed write leaves none.
+/// Writes `bytes` to `path` atomically (see [`write_atomic_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| Error::io(path, e)))
+}
+
+/// Every file caffe-tch writes goes through here: `write` fills a temporary
+/// sibling of `path` (same folder, so the rename is atomic), which is then
+/// fsynced, renamed over `path`, and the folder fsynced, so a crash or a full
+/// disk leaves either the old file or the new one, never half of one. On any
+/// error the temporary file is removed and the error names `path`.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = temp_sibling(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
+    let result = write(&tmp).and_then(|()| {
+        let synced = std::fs::File::open(&tmp).and_then(|f| f.sync_all());
+        synced.and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| Error::io(path, e))
+    });
     if let Err(e) = result {
-        // The write failed; the temporary file may not even exist, so there
-        // is nothing to report if removing it fails too.
+        // The temporary file may not exist (the writer failed before creating
+        // it); the original error is the one to report either way.
         std::fs::remove_file(&tmp).ok();
-        return Err(Error::io(path, e));
+        return Err(e);
     }
-    Ok(())
+    sync_folder_of(path)
+}
+
+/// fsyncs the folder holding `path`, so a rename into it survives a crash.
+pub fn sync_folder_of(path: &Path) -> Result<()> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(folder).and_then(|f| f.sync_all()).map_err(|e| Error::io(folder, e))
 }
 
 /// `dir/.name.tmp.<pid>`: hidden, in the same folder so the rename is atomic.

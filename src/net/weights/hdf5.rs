@@ -5,7 +5,7 @@
 //! A blob shared with an earlier layer (a named `param` seen before) is stored
 //! only under its owner, as Caffe does; reading fills it back from the owner.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::data::hdf5 as h5;
 use crate::error::Context;
@@ -41,27 +41,14 @@ fn shared_blobs(layers: &[&LayerParameter], blob_counts: &[usize]) -> Vec<Vec<Op
         .collect()
 }
 
-/// A temporary name beside `path`, so a crash never leaves a truncated file
-/// under the final name.
-pub(crate) fn temp_beside(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-pub(crate) fn finish(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))
-}
-
 /// Writes the net's weights as Caffe's Net::ToHDF5.
 pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
     let proto = net.to_proto(write_diff)?;
     let layers: Vec<&LayerParameter> = proto.layer.iter().collect();
     let counts: Vec<usize> = proto.layer.iter().map(|l| l.blobs.len()).collect();
     let shared = shared_blobs(&layers, &counts);
-    let tmp = temp_beside(path);
-    {
-        let file = h5::create(&tmp).with_context(|| path.display())?;
+    crate::util::write_atomic_with(path, |tmp| {
+        let file = h5::create(tmp).with_context(|| path.display())?;
         let data = h5::create_group(&file, "data").with_context(|| path.display())?;
         let diff =
             if write_diff { Some(h5::create_group(&file, "diff").with_context(|| path.display())?) } else { None };
@@ -83,8 +70,10 @@ pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
                 }
             }
         }
-    }
-    finish(&tmp, path)
+        // Closed here, before the file is synced and renamed.
+        drop((data, diff));
+        file.close().map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    })
 }
 
 /// Reads a `.caffemodel.h5` as a NetParameter with blobs (layers in the file's
