@@ -34,8 +34,16 @@ static LOG_FILE: LazyLock<Mutex<Option<File>>> = LazyLock::new(|| {
             let name =
                 format!("caffe.{}.log.INFO.{}", std::process::id(), chrono::Local::now().format("%Y%m%d-%H%M%S"));
             let path = std::path::Path::new(&dir).join(&name);
-            let file = OpenOptions::new().create(true).append(true).open(&path).ok();
-            // glog's `caffe.INFO` link names the newest log.
+            let file = match OpenOptions::new().create(true).append(true).open(&path) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    // As glog: say so once on stderr and go on logging there.
+                    eprintln!("Could not create logging file {}: {e}", path.display());
+                    None
+                }
+            };
+            // glog's `caffe.INFO` link names the newest log; like glog, a link
+            // that cannot be made costs nothing but the convenience.
             let link = std::path::Path::new(&dir).join("caffe.INFO");
             let _ = std::fs::remove_file(&link);
             let _ = std::os::unix::fs::symlink(&name, &link);
@@ -81,6 +89,8 @@ pub fn write(sev: Severity, source: &str, msg: &str) {
             h();
         }
     }
+    // A log line that cannot be written (a closed stderr, a full disk) must
+    // not stop training; glog drops it too.
     let _ = std::io::stderr().write_all(text.as_bytes());
     if let Ok(mut f) = LOG_FILE.lock() {
         if let Some(f) = f.as_mut() {

@@ -98,6 +98,8 @@ impl Progress {
         Some(if elapsed > 0.0 { (at - i0) as f64 / elapsed } else { 0.0 })
     }
 
+    /// Terminal writes of the progress line are best effort everywhere in this
+    /// file: a line that cannot be drawn must not stop training.
     fn draw(&self, line: &str) {
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[2K{line}");

@@ -80,6 +80,7 @@ fn print_field(field: &FieldDescriptor, value: &Value, indent: usize, out: &mut 
         return;
     }
     out.push_str(": ");
+    // `write!` into a String cannot fail (fmt::Write for String is infallible).
     match value {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::I32(v) => {

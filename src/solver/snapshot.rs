@@ -33,6 +33,7 @@ pub fn check_writable(prefix: &str) -> Result<()> {
     let probe = filename(prefix, 0, ".tempfile");
     match std::fs::File::create(&probe) {
         Ok(_) => {
+            // The probe proved the folder writable; a leftover empty probe file is harmless.
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }

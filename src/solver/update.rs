@@ -1,6 +1,10 @@
 //! One parameter update, in Caffe's order: clip the gradients (global L2 norm),
 //! divide by `iter_size`, regularize (L2 or L1, times `decay_mult`), then the
 //! solver type's rule with local_rate = rate·lr_mult, and w ← w − update.
+//!
+//! The update rules' `let _ = h.f_mul_scalar_(..)?;` lines: libtorch's in-place
+//! ops return an alias of the tensor they changed; `?` has handled the error,
+//! and only the unneeded alias is dropped.
 
 use super::*;
 

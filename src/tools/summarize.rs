@@ -11,8 +11,20 @@ use crate::Result;
 /// Collects `*.prototxt` under each path (files are taken as given), sorted.
 pub fn collect_prototxt(paths: &[PathBuf]) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
-        let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                crate::warn!("summarize.cpp:1", "{}: cannot list the folder: {e}", dir.display());
+                return;
+            }
+        };
+        let mut entries = Vec::new();
+        for e in rd {
+            match e {
+                Ok(e) => entries.push(e.path()),
+                Err(e) => crate::warn!("summarize.cpp:1", "{}: cannot read an entry: {e}", dir.display()),
+            }
+        }
         entries.sort();
         for p in entries {
             if p.is_dir() {
