@@ -73,3 +73,39 @@ fn an_hdf5_weights_file_that_cannot_be_written_is_an_io_error() {
     caffe_tch::net::weights::hdf5::write_model(&net, &ok, true).expect("write");
     assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1, "only the file itself");
 }
+
+/// A layer asking for more memory than the machine has fails while the net is
+/// built, naming the layer and the blob, before anything is allocated.
+#[test]
+fn a_net_too_big_for_memory_fails_while_built_naming_the_blob() {
+    let huge = r#"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 64 dim: 4096 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 2000000000 } }
+"#;
+    let started = std::time::Instant::now();
+    let e = common::net(huge, "huge.prototxt", Phase::Test).err().expect("too big").to_string();
+    assert!(e.contains("layer 'fc'") && e.contains("top blob 'y'") && e.contains("memory limit"), "{e}");
+    assert!(started.elapsed().as_secs() < 5, "the check came after an allocation attempt");
+    let overflow = r#"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 4611686018427387904 dim: 4 } } }
+"#;
+    let e = common::net(overflow, "overflow.prototxt", Phase::Test).err().expect("overflow").to_string();
+    assert!(e.contains("more elements than fit in 64 bits"), "{e}");
+}
+
+/// `-max_memory` lowers the limit: LeNet's blobs do not fit in 1 MiB.
+#[test]
+fn max_memory_flag_limits_what_a_net_may_take() {
+    let model = common::caffe_ref("fixtures/lenet/net.prototxt");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caffe"))
+        .args(["time", "-iterations", "1", "-max_memory", "1M", "-model"])
+        .arg(&model)
+        .output()
+        .expect("run caffe");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("memory limit is 1.0 MiB") && last.contains("net.prototxt") && last.contains("layer 'conv1'"), "{last}");
+    assert_eq!(caffe_tch::util::limits::parse_bytes("2G").expect("2G"), 2 << 30);
+    assert!(caffe_tch::util::limits::parse_bytes("lots").is_err());
+}

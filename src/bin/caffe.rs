@@ -17,6 +17,9 @@ struct Cli {
     /// Skip unknown fields and enum values in prototxt files with a warning, instead of failing.
     #[arg(long, global = true)]
     lenient: bool,
+    /// The most memory a net's blobs and parameters may plan to take (e.g. 512M, 4G); the machine's memory by default.
+    #[arg(long = "max_memory", global = true)]
+    max_memory: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -328,6 +331,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let opts = TextOptions { lenient: cli.lenient };
+    if let Some(m) = &cli.max_memory {
+        caffe_tch::util::limits::set_max_memory(caffe_tch::util::limits::parse_bytes(m)?);
+    }
     match cli.command {
         Command::DeviceQuery(_) => {
             for line in tools::device_query::report() {

@@ -125,6 +125,8 @@ pub struct Net {
     /// Caffe's debug_info: log each blob's mean |value| and |diff| per layer.
     debug_info: bool,
     source: NetSource,
+    /// Bytes of the blobs and parameters set up so far (the memory limit's check).
+    planned_bytes: u64,
 }
 
 impl Net {
@@ -179,6 +181,7 @@ impl Net {
             outputs_as_loss: false,
             debug_info: param.debug_info(),
             source,
+            planned_bytes: 0,
         };
         for lp in &split.layer {
             let mut lp = lp.clone();
@@ -247,6 +250,22 @@ impl Net {
 
     /// A top named like one of the layer's bottoms is computed in place;
     /// any other top is a new blob.
+    /// Adds a blob's values to the net's planned memory and checks the total
+    /// against the limit, so a net too big for the machine fails while it is
+    /// built, naming the blob that crossed the line.
+    fn plan_bytes(&mut self, elements: i64, what: &str) -> Result<()> {
+        self.planned_bytes = self.planned_bytes.saturating_add((elements as u64).saturating_mul(4));
+        let limit = crate::util::limits::max_memory();
+        if self.planned_bytes > limit {
+            bail!(
+                "{what} takes the net's blobs and parameters to {} MiB, over the memory limit of {} MiB (set -max_memory or CAFFE_TCH_MAX_MEMORY to change it)",
+                self.planned_bytes >> 20,
+                limit >> 20
+            );
+        }
+        Ok(())
+    }
+
     fn append_tops(&mut self, lp: &LayerParameter, bottoms: &[usize], shapes: &[Shape]) -> Result<Vec<usize>> {
         let mut tops = Vec::with_capacity(lp.top.len());
         for (t, shape) in lp.top.iter().zip(shapes) {
@@ -266,6 +285,10 @@ impl Net {
                     self.blobs.len() - 1
                 }
             };
+            let n = crate::util::limits::checked_count(shape, 4, &format!("top blob '{t}'"))?;
+            if in_place.is_none() {
+                self.plan_bytes(n, &format!("top blob '{t}'"))?;
+            }
             self.blobs[id].shape.clone_from(shape);
             tops.push(id);
         }
@@ -283,6 +306,8 @@ impl Net {
     ) -> Result<Vec<usize>> {
         let mut slots = Vec::with_capacity(decls.len());
         for (j, decl) in decls.iter().enumerate() {
+            let n = crate::util::limits::checked_count(&decl.shape, 4, &format!("parameter blob {j}"))?;
+            self.plan_bytes(n, &format!("parameter blob {j}"))?;
             let spec = lp.param.get(j);
             let lr_mult = if learnable { spec.map(|s| s.lr_mult()).unwrap_or(1.0) } else { 0.0 };
             let decay_mult = if learnable { spec.map(|s| s.decay_mult()).unwrap_or(1.0) } else { 0.0 };

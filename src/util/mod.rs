@@ -2,6 +2,7 @@
 //! of the crate but its error type: C's `%g`, tensor values for writers,
 //! atomic file writes, comma lists, Caffe's `-gpu` flag, and CUDA on demand.
 pub mod cuda;
+pub mod limits;
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
