@@ -36,6 +36,7 @@ mod models;
 mod parity;
 mod parity_nets;
 mod plot_parse_log;
+mod python_descriptor;
 mod solver;
 mod supported_layers;
 mod text_format;
