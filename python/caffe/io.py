@@ -355,88 +355,78 @@ def resize_image(im, new_dims, interp_order=1):
         if not im_max > im_min:
             return np.full(new_dims + (im.shape[-1],), im_min, dtype=np.float32)
         im_std = (im.astype(np.float64) - im_min) / (im_max - im_min)
-        resized = _skimage_resize(im_std, new_dims, interp_order)
+        # scikit-image's resize(im_std, new_dims, order, mode='constant').
+        ops = [_grid_operator(n, size, interp_order) for n, size in zip(im.shape[:2], new_dims)]
+        resized = np.clip(_apply_separable(im_std, *ops), 0.0, 1.0)
         return (resized * (im_max - im_min) + im_min).astype(np.float32)
-    out = im.astype(np.float64)
-    for axis, size in enumerate(new_dims):
-        out = _zoom_axis_corners(out, axis, size, interp_order)
-    return out.astype(np.float32)
+    ops = [_corner_operator(n, size, interp_order) for n, size in zip(im.shape[:2], new_dims)]
+    return _apply_separable(im.astype(np.float64), *ops).astype(np.float32)
 
 
-def _skimage_resize(im, new_dims, order):
-    """scikit-image's `resize(im, new_dims, order, mode='constant')` on a float
-    image in [0, 1]: anti-aliasing Gaussian (sigma = (factor - 1) / 2 on each
-    shrinking axis, zero padding) and then SciPy's `zoom` with grid_mode=True
-    and zero padding ('grid-constant'), clipped to [0, 1]."""
-    out = im
-    for axis, size in enumerate(new_dims):
-        if size < im.shape[axis]:
-            out = _gaussian_axis(out, axis, (im.shape[axis] / size - 1) / 2)
-    for axis, size in enumerate(new_dims):
-        out = _zoom_axis_grid(out, axis, size, order)
-    return np.clip(out, 0.0, 1.0)
+# Both resizes are separable and linear along each axis, so each axis is one
+# (new size x old size) matrix, and an image costs two matrix products
+# however wide the anti-aliasing Gaussian is.
+
+def _apply_separable(im, rows, cols):
+    """`rows` (h x H) applied along axis 0 and `cols` (w x W) along axis 1 of
+    an H x W x K image."""
+    h, w, k = im.shape
+    out = (rows @ im.reshape(h, w * k)).reshape(rows.shape[0], w, k)
+    return np.einsum('ywk,xw->yxk', out, cols, optimize=True)
 
 
-def _gaussian_axis(a, axis, sigma):
-    """scipy.ndimage.gaussian_filter1d along `axis` with zero padding
-    (truncate 4.0)."""
-    if sigma <= 1e-15:
-        return a
-    radius = int(4.0 * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    w = np.exp(-0.5 / (sigma * sigma) * x * x)
-    w /= w.sum()
-    a = np.moveaxis(a, axis, 0)
-    n = a.shape[0]
-    padded = np.concatenate([np.zeros((radius,) + a.shape[1:]), a, np.zeros((radius,) + a.shape[1:])])
-    out = np.zeros_like(a)
-    for k in range(2 * radius + 1):
-        out += w[k] * padded[k:k + n]
-    return np.moveaxis(out, 0, axis)
-
-
-def _interp_axis(a, axis, coords, order):
-    """Values of `a` at fractional positions `coords` along `axis`, by nearest
-    (order 0, ties rounding up as ndimage does) or linear (order 1)
-    interpolation; positions outside the array read zeros, as ndimage's
-    'grid-constant' mode does."""
-    a = np.moveaxis(a, axis, 0)
-    n = a.shape[0]
-    # One zero row each side stands for ndimage's constant padding.
-    padded = np.concatenate([np.zeros((1,) + a.shape[1:]), a, np.zeros((1,) + a.shape[1:])])
+def _taps(coords, order):
+    """(index, weight) pairs sampling positions `coords`: nearest (order 0,
+    ties rounding up, as ndimage) or linear (order 1)."""
     if order == 0:
-        idx = np.floor(coords + 0.5).astype(np.int64)
-        out = padded[np.clip(idx, -1, n) + 1]
-    else:
-        i0 = np.floor(coords).astype(np.int64)
-        w = (coords - i0).reshape((-1,) + (1,) * (a.ndim - 1))
-        lo = padded[np.clip(i0, -1, n) + 1]
-        hi = padded[np.clip(i0 + 1, -1, n) + 1]
-        out = lo * (1.0 - w) + hi * w
-    return np.moveaxis(out, 0, axis)
+        return [(np.floor(coords + 0.5).astype(np.int64), np.ones_like(coords))]
+    i0 = np.floor(coords).astype(np.int64)
+    w = coords - i0
+    return [(i0, 1.0 - w), (i0 + 1, w)]
 
 
-def _zoom_axis_grid(a, axis, size, order):
-    """ndimage.zoom(grid_mode=True, mode='grid-constant') along one axis:
-    output pixel centres map onto input pixel centres (half-pixel offsets)."""
-    n = a.shape[axis]
-    if size == n:
-        return a
+def _operator(n, coords, order, kernel=None):
+    """The matrix sampling a length-n signal, first filtered with `kernel`
+    (centred, zero padding), at `coords`; samples outside [0, n) read zero."""
+    size = len(coords)
+    op = np.zeros((size, n))
+    rows = np.arange(size)
+    if kernel is None:
+        kernel = np.ones(1)
+    radius = len(kernel) // 2
+    for idx, weight in _taps(coords, order):
+        valid = (idx >= 0) & (idx < n)
+        for k, g in enumerate(kernel, start=-radius):
+            cols = idx + k
+            ok = valid & (cols >= 0) & (cols < n)
+            np.add.at(op, (rows[ok], cols[ok]), weight[ok] * g)
+    return op
+
+
+def _grid_operator(n, size, order):
+    """One axis of scikit-image's resize (>= 0.19) with mode='constant': when
+    the axis shrinks, a Gaussian of sigma (n/size - 1)/2 (scipy's
+    gaussian_filter: truncated at 4 sigma, zero padding); then ndimage.zoom
+    with grid_mode=True and 'grid-constant' padding: output pixel centres map
+    to input positions (o + 0.5) * n/size - 0.5, outside reading zero."""
+    kernel = None
+    if size < n:
+        sigma = (n / size - 1) / 2
+        radius = int(4.0 * sigma + 0.5)
+        x = np.arange(-radius, radius + 1, dtype=np.float64)
+        kernel = np.exp(-0.5 / (sigma * sigma) * x * x)
+        kernel /= kernel.sum()
     coords = (np.arange(size, dtype=np.float64) + 0.5) * (n / size) - 0.5
-    return _interp_axis(a, axis, coords, order)
+    return _operator(n, coords, order, kernel)
 
 
-def _zoom_axis_corners(a, axis, size, order):
-    """ndimage.zoom (grid_mode=False) along one axis: the first and last
-    pixels of input and output coincide."""
-    n = a.shape[axis]
-    if size == n:
-        return a
+def _corner_operator(n, size, order):
+    """One axis of ndimage.zoom without grid_mode: the first and last pixels
+    of input and output coincide."""
     scale = (n - 1) / (size - 1) if size > 1 else 0.0
-    coords = np.arange(size, dtype=np.float64) * scale
     # The last position can land a rounding error past n - 1; it is the last pixel.
-    coords = np.minimum(coords, n - 1)
-    return _interp_axis(a, axis, coords, order)
+    coords = np.minimum(np.arange(size, dtype=np.float64) * scale, n - 1)
+    return _operator(n, coords, order)
 
 
 def oversample(images, crop_dims):
