@@ -37,6 +37,7 @@ mod no_silent_loss;
 mod parity;
 mod parity_nets;
 mod plot_parse_log;
+mod python_descriptor;
 mod solver;
 mod supported_layers;
 mod text_format;

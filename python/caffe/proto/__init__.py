@@ -1,0 +1,1 @@
+"""Caffe's protobuf schema for Python: `from caffe.proto import caffe_pb2`."""
