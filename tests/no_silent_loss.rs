@@ -105,7 +105,29 @@ fn max_memory_flag_limits_what_a_net_may_take() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let last = err.lines().last().unwrap_or_default();
-    assert!(last.contains("memory limit is 1.0 MiB") && last.contains("net.prototxt") && last.contains("layer 'conv1'"), "{last}");
+    assert!(
+        last.contains("memory limit is 1.0 MiB") && last.contains("net.prototxt") && last.contains("layer 'conv1'"),
+        "{last}"
+    );
     assert_eq!(caffe_tch::util::limits::parse_bytes("2G").expect("2G"), 2 << 30);
     assert!(caffe_tch::util::limits::parse_bytes("lots").is_err());
+}
+
+/// A weights file larger than the memory limit is refused before it is read.
+#[test]
+fn a_weights_file_over_the_limit_is_refused_before_reading() {
+    let weights = common::caffe_ref("fixtures/lenet/weights.caffemodel");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_file = dir.path().join("upgraded.caffemodel");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caffe"))
+        .args(["-max_memory", "1M", "upgrade_net_proto_binary"])
+        .arg(&weights)
+        .arg(&out_file)
+        .output()
+        .expect("run caffe");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("weights.caffemodel") && last.contains("over the memory limit"), "{last}");
+    assert!(!out_file.exists());
 }

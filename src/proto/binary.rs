@@ -13,7 +13,19 @@ use super::caffe::{BlobProto, BlobShape};
 use crate::{Error, Result};
 
 /// Reads and decodes one binary protobuf message.
+/// A file larger than the memory limit is refused before it is read (its
+/// decoded form needs at least as much again).
 pub fn read_message<M: Message + Default>(path: &Path) -> Result<M> {
+    let len = fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let limit = crate::util::limits::max_memory();
+    if len > limit {
+        return Err(Error::decode(
+            path,
+            format!(
+                "{len} bytes is over the memory limit of {limit} bytes (set -max_memory or CAFFE_TCH_MAX_MEMORY to change it)"
+            ),
+        ));
+    }
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     decode_message(&bytes, path)
 }
