@@ -532,6 +532,15 @@ MODELS = [
           LENET_SHAPE, LENET_LENGTHS, 5000, "lenet",
           "LeNet(10) + DropIn (N = 5), added convs with gaussian std 0.01 weights: the net that fails "
           "without DropIn (lenet10_gauss), grown gradually."),
+    Model("lenet30_plain", "LeNet30", "Table 1", lambda L: lenet_plain(15, "xavier"), LENET_SHAPE, [], None, "lenet",
+          "LeNet(30) without DropIn (lenet30_dropin with every DropIn removed, each added conv fed by the one "
+          "before), added convs with xavier weights: the control for lenet30_dropin."),
+    Model("lenet30_gauss", "LeNet30", "Table 1", lambda L: lenet_plain(15, "gaussian"), LENET_SHAPE, [], None,
+          "lenet", "LeNet(30) without DropIn, added convs with gaussian std 0.01 weights."),
+    Model("lenet50_plain", "LeNet50", "Table 1", lambda L: lenet_plain(25, "xavier"), LENET_SHAPE, [], None, "lenet",
+          "LeNet(50) without DropIn, added convs with xavier weights: the control for lenet50_dropin."),
+    Model("lenet50_gauss", "LeNet50", "Table 1", lambda L: lenet_plain(25, "gaussian"), LENET_SHAPE, [], None,
+          "lenet", "LeNet(50) without DropIn, added convs with gaussian std 0.01 weights."),
     Model("lenet30_dropin", "LeNet30_DropIn", "Table 1", lambda L: lenet_dropin(15, "xavier", L), LENET_SHAPE,
           LENET_LENGTHS, 5000, "lenet", "LeNet(30) + DropIn (N = 15), added convs with xavier weights."),
     Model("lenet50_dropin", "LeNet50_DropIn", "Table 1", lambda L: lenet_dropin(25, "xavier", L), LENET_SHAPE,

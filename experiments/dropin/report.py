@@ -32,10 +32,13 @@ GRIDS = {
         "lenet10_plain", "lenet10_dropin_d2500", "lenet10_dropin_d7500",
         "lenet10_gauss", "lenet10_dropin_gauss_d2500", "lenet10_dropin_gauss_d7500",
     ],
-    # The rest of Table 1: LeNet, N = 5 at d = 5,000, N = 15 and 25 at every d.
+    # The rest of Table 1: LeNet, N = 5 at d = 5,000, N = 15 and 25 at every d,
+    # and the plain N = 15 and 25 nets (both fillers) as their controls.
     "full": [
         "lenet", "lenet10_dropin_d5000", "lenet10_dropin_gauss_d5000",
+        "lenet30_plain", "lenet30_gauss",
         "lenet30_dropin_d2500", "lenet30_dropin_d5000", "lenet30_dropin_d7500",
+        "lenet50_plain", "lenet50_gauss",
         "lenet50_dropin_d2500", "lenet50_dropin_d5000", "lenet50_dropin_d7500",
     ],
     # Table 7's cases on LeNet's fc layers.
@@ -45,7 +48,7 @@ GRID_TEXT = {
     "required": "LeNet(10) without and with DropIn (d = 2,500 and 7,500), for both fillers of the added convs "
                 "(paper: Table 1, Figures 2 and 3).",
     "full": "The rest of Table 1: Caffe's LeNet, LeNet(10) at d = 5,000, LeNet(30) and LeNet(50) with DropIn at "
-            "every d.",
+            "every d, and plain LeNet(30) and LeNet(50) (xavier and gaussian 0.01 added convs) as their controls.",
     "regularization": "Table 7's three cases moved onto LeNet's fc layers (models/lenet_reg_case*): after ip1 "
                       "(+ dropout) an added ip1b followed by dropout (case 1), nothing (case 2), or a "
                       "regularizing DropIn with ip1, ratio 0.5 (case 3) (paper: Table 7, Figure 7).",
@@ -288,10 +291,12 @@ FIGURES = [
     ("fig_lenet10_gauss", "LeNet(10), gaussian 0.01 added convs: plain vs DropIn", "required",
      ["lenet10_gauss", "lenet10_dropin_gauss_d2500", "lenet10_dropin_gauss_d5000", "lenet10_dropin_gauss_d7500"],
      ["caffe_lenet10_gauss"]),
-    ("fig_lenet30_dropin", "LeNet(30) + DropIn", "full",
-     ["lenet", "lenet30_dropin_d2500", "lenet30_dropin_d5000", "lenet30_dropin_d7500"], []),
-    ("fig_lenet50_dropin", "LeNet(50) + DropIn", "full",
-     ["lenet", "lenet50_dropin_d2500", "lenet50_dropin_d5000", "lenet50_dropin_d7500"], []),
+    ("fig_lenet30_dropin", "LeNet(30): plain vs DropIn", "full",
+     ["lenet", "lenet30_plain", "lenet30_gauss", "lenet30_dropin_d2500", "lenet30_dropin_d5000",
+      "lenet30_dropin_d7500"], []),
+    ("fig_lenet50_dropin", "LeNet(50): plain vs DropIn", "full",
+     ["lenet", "lenet50_plain", "lenet50_gauss", "lenet50_dropin_d2500", "lenet50_dropin_d5000",
+      "lenet50_dropin_d7500"], []),
     ("fig_regularization", "Regularization on LeNet's fc layers: Table 7's cases", "regularization",
      ["lenet_reg_case1", "lenet_reg_case2", "lenet_reg_case3"], []),
 ]
