@@ -16,7 +16,7 @@ else
 TORCH_STAMP :=
 endif
 
-.PHONY: all build test lint demo bench clean-venv layers-doc system-deps
+.PHONY: all build test lint demo bench clean-venv layers-doc system-deps fuzz
 
 all: build
 
@@ -103,6 +103,20 @@ demo: build
 
 bench: build
 	$(CARGO) bench --locked
+
+# Coverage-guided fuzzing of every reader (fuzz/README.md): each target in
+# FUZZ_TARGETS runs for FUZZ_SECONDS, seeded from the real test files. Needs
+# the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). A crash
+# stops the loop; its input is in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= prototxt binary_files datum net_build parse_log
+TORCH_LIB = $(shell $(VENV)/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
+fuzz: $(TORCH_STAMP)
+	fuzz/seeds.sh
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  LD_LIBRARY_PATH=$(TORCH_LIB) $(CARGO) +nightly fuzz run -s none -O $$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 || exit 1; \
+	done
 
 # Regenerates SUPPORTED-LAYERS.md from the layer registry and the exporters' tables.
 layers-doc: build
