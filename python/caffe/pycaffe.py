@@ -278,10 +278,15 @@ class Net(_caffe.Net):
         if not kwargs:
             raise ValueError("forward_all needs the inputs as keyword arguments")
         n = len(next(iter(kwargs.values())))
+        scalars = set()
         for batch in self._batch(kwargs):
             for o, v in self.forward(blobs=blobs, **batch).items():
-                outs[o].extend(v.copy())
-        return {o: np.asarray(v[:n]) for o, v in outs.items()}
+                if v.ndim == 0:  # a loss or accuracy: one value per batch
+                    scalars.add(o)
+                    outs[o].append(v.copy())
+                else:
+                    outs[o].extend(v.copy())
+        return {o: np.asarray(v if o in scalars else v[:n]) for o, v in outs.items()}
 
     def forward_backward_all(self, blobs=None, diffs=None, **kwargs):
         """forward and backward over inputs (and output diffs) of any length, in batches."""
@@ -296,10 +301,11 @@ class Net(_caffe.Net):
         bb = self._batch(bwd) if bwd else iter(lambda: {}, None)
         for fbatch, bbatch in zip(fb, bb):
             for o, v in self.forward(blobs=blobs, **fbatch).items():
-                outs[o].extend(v.copy())
+                outs[o].extend(v.copy()) if v.ndim else outs[o].append(v.copy())
             for d, v in self.backward(diffs=diffs, **bbatch).items():
                 grads[d].extend(v.copy())
-        return ({o: np.asarray(v[:n]) for o, v in outs.items()}, {d: np.asarray(v[:n]) for d, v in grads.items()})
+        cut = {o: (np.asarray(v[:n]) if np.ndim(v[0]) else np.asarray(v)) for o, v in outs.items()}
+        return cut, {d: np.asarray(v[:n]) for d, v in grads.items()}
 
     def set_input_arrays(self, data, labels):
         """Feeds the net's MemoryData layer (data N×C×H×W float32, N labels)."""

@@ -38,3 +38,20 @@ impl<T> IntoPy<T> for Result<T, tch::TchError> {
         self.map_err(torch)
     }
 }
+
+/// Runs `f` without the GIL. libtorch's autograd engine refuses to run while
+/// the GIL is held once torch's Python bindings are loaded (they are: the
+/// package imports torch), and other Python threads may run meanwhile.
+pub fn nogil<T>(py: pyo3::Python<'_>, f: impl FnOnce() -> T) -> T {
+    struct AssertSend<T>(T);
+    // SAFETY: `allow_threads` runs the closure on this very thread; nothing
+    // crosses threads. The borrow of the net stays held (RefCell), so another
+    // Python thread that reaches it gets the "busy" error, not a data race.
+    unsafe impl<T> Send for AssertSend<T> {}
+    let f = AssertSend(f);
+    let out = py.allow_threads(move || {
+        let f = f;
+        AssertSend((f.0)())
+    });
+    out.0
+}

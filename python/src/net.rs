@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use tch::{Kind, Tensor};
 
-use crate::errors::IntoPy;
+use crate::errors::{nogil, IntoPy};
 use crate::solver::PySolver;
 use crate::views::{Handle, Home, Key, Kinds, Shared, Views};
 
@@ -176,7 +176,7 @@ impl PyNet {
             v.push(n, true, &before)?;
             let grad = Self::wants_grad(n);
             n.record_blob_diffs(grad);
-            let loss = n.forward_from_to(start, end, grad).py()?;
+            let loss = nogil(py, || n.forward_from_to(start, end, grad)).py()?;
             v.pull(py, n, Kinds::DATA)?;
             Ok(loss)
         })
@@ -201,7 +201,7 @@ impl PyNet {
             }
             let diffs = v.written_diffs(&seeds);
             v.push(n, true, &[])?;
-            n.backward_from_to(start, end, &diffs).py()?;
+            nogil(py, || n.backward_from_to(start, end, &diffs)).py()?;
             v.pull(py, n, Kinds::DIFF)
         })
     }

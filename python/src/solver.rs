@@ -6,7 +6,7 @@ use caffe_tch::solver::{Solver, SolverOptions};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::errors::IntoPy;
+use crate::errors::{nogil, IntoPy};
 use crate::views::{Handle, Home, Kinds, Shared};
 
 #[pyclass(unsendable, subclass, name = "Solver", module = "caffe._caffe")]
@@ -79,7 +79,7 @@ impl PySolver {
     }
 
     fn step(&self, py: Python<'_>, iters: i64) -> PyResult<()> {
-        self.with(py, |s| s.step(iters).py())
+        self.with(py, |s| nogil(py, || s.step(iters)).py())
     }
 
     #[pyo3(signature = (resume=None))]
@@ -88,7 +88,7 @@ impl PySolver {
             if let Some(r) = resume {
                 s.restore(Path::new(&r)).py()?;
             }
-            s.solve().py()
+            nogil(py, || s.solve()).py()
         })
     }
 
