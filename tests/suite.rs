@@ -33,6 +33,7 @@ mod layers_recurrent;
 mod layers_vision;
 mod lr_policy;
 mod models;
+mod net_partial;
 mod parity;
 mod parity_nets;
 mod plot_parse_log;

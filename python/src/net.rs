@@ -14,6 +14,9 @@ use crate::errors::{nogil, IntoPy};
 use crate::solver::PySolver;
 use crate::views::{Handle, Home, Key, Kinds, Shared, Views};
 
+/// A layer's bottoms, tops and number of blobs.
+type Wiring = (Vec<String>, Vec<String>, usize);
+
 #[pyclass(unsendable, subclass, name = "Net", module = "caffe._caffe")]
 pub struct PyNet {
     pub(crate) h: Handle,
@@ -75,7 +78,8 @@ impl PyNet {
             return Ok(PyNet { h: s.h.clone(), index });
         }
         let model = model.ok_or_else(|| PyValueError::new_err("Net needs a model file"))?;
-        let phase = phase_of(phase.ok_or_else(|| PyValueError::new_err("Net needs a phase (caffe.TRAIN or caffe.TEST)"))?)?;
+        let phase =
+            phase_of(phase.ok_or_else(|| PyValueError::new_err("Net needs a phase (caffe.TRAIN or caffe.TEST)"))?)?;
         let state = NetState { phase: Some(phase as i32), level: Some(level), stage: stages.unwrap_or_default() };
         let mut net = Net::from_file(Path::new(&model), &state, TextOptions::default(), crate::mode::device()).py()?;
         if let Some(w) = weights {
@@ -108,7 +112,7 @@ impl PyNet {
         self.with(|n, _| Ok(n.output_blob_names().iter().map(|s| s.to_string()).collect()))
     }
     /// Per layer: (bottom names, top names, number of blobs).
-    fn _layer_wiring(&self) -> PyResult<Vec<(Vec<String>, Vec<String>, usize)>> {
+    fn _layer_wiring(&self) -> PyResult<Vec<Wiring>> {
         self.with(|n, _| {
             Ok(n.layer_params()
                 .iter()
@@ -168,7 +172,8 @@ impl PyNet {
             // blobs produced before `start`.
             let before: Vec<String> = if start > 0 {
                 let params = n.layer_params();
-                let made: Vec<&String> = params[start..=end.min(params.len() - 1)].iter().flat_map(|p| &p.top).collect();
+                let made: Vec<&String> =
+                    params[start..=end.min(params.len() - 1)].iter().flat_map(|p| &p.top).collect();
                 n.blob_names().iter().filter(|b| !made.iter().any(|m| m == b)).map(|b| b.to_string()).collect()
             } else {
                 Vec::new()
@@ -286,7 +291,10 @@ impl PyNet {
         let d = tensor_from(data)?;
         let l = tensor_from(labels)?;
         if d.dim() != 4 {
-            return Err(PyValueError::new_err(format!("set_input_arrays: data must be 4-D (N, C, H, W), got {:?}", d.size())));
+            return Err(PyValueError::new_err(format!(
+                "set_input_arrays: data must be 4-D (N, C, H, W), got {:?}",
+                d.size()
+            )));
         }
         let n_labels = l.numel() as i64;
         if n_labels != d.size()[0] {

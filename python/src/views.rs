@@ -11,6 +11,7 @@
 //!   op that changes the net copies into the mirrors whose arrays Python
 //!   still holds (weak refs) and drops the others, and each op that reads
 //!   them first copies what Python wrote back into the net.
+//!
 //! Every mirror is current between ops, so a later access reuses it.
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -165,7 +166,8 @@ impl Views {
                 tch::no_grad(|| host.shallow_clone().f_copy_(v)).py()?;
             }
         }
-        let dev = if net.device() == Device::Cpu { host.shallow_clone() } else { host.f_to_device(net.device()).py()? };
+        let dev =
+            if net.device() == Device::Cpu { host.shallow_clone() } else { host.f_to_device(net.device()).py()? };
         net.set_input(name, &dev).py()?;
         self.inputs.insert(name.to_string(), InputBuf { host: host.shallow_clone(), dev });
         Ok(host)

@@ -266,8 +266,11 @@ impl Net {
         // Every slot (shared ParamSpec names included) follows its owner's tensor.
         for (s, slot) in self.param_slots.iter_mut().enumerate() {
             let data = &self.learnable[slot.owner].data;
-            slot.tensor =
-                if primary[slot.owner] == s { data.shallow_clone() } else { data.f_view(slot.tensor.size().as_slice())? };
+            slot.tensor = if primary[slot.owner] == s {
+                data.shallow_clone()
+            } else {
+                data.f_view(slot.tensor.size().as_slice())?
+            };
         }
         Ok(())
     }
