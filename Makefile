@@ -81,7 +81,8 @@ endif
 
 # A wheel (abi3, Python >= 3.9) that installs next to torch==$(TORCH_VERSION): target/wheels/.
 wheel: $(TORCH_STAMP)
-	$(VENV)/bin/maturin build --release --locked -m python/Cargo.toml -o target/wheels
+	@# libtorch comes from the torch wheel (rpath $$ORIGIN/../torch/lib), so it is not bundled.
+	$(VENV)/bin/maturin build --release --locked --auditwheel skip -m python/Cargo.toml -o target/wheels
 
 # Tests run against the release build: the numerical tests are slow in debug,
 # and sharing one profile halves the compile time. The integration tests are
