@@ -96,6 +96,6 @@ fn share_weights_with_shares_memory() {
     b.share_weights_with(&a).unwrap();
     let i = a.layer_index("ip2").unwrap();
     let wa = a.layer_param(i, 0).unwrap();
-    tch::no_grad(|| wa.detach().fill_(0.5));
+    let _ = tch::no_grad(|| wa.detach().fill_(0.5));
     assert_eq!(b.layer_param(i, 0).unwrap().max().double_value(&[]), 0.5);
 }
