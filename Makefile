@@ -11,12 +11,12 @@ CARGO ?= cargo
 ifeq ($(LIBTORCH),)
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(VENV)/bin:$(PATH)
-TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools
 else
 TORCH_STAMP :=
 endif
 
-.PHONY: all build test lint demo bench clean-venv layers-doc system-deps fuzz
+.PHONY: all build python wheel test pytest lint demo bench clean-venv layers-doc system-deps fuzz
 
 all: build
 
@@ -31,6 +31,12 @@ $(VENV)/.torch-$(TORCH_VERSION):
 # onnx (checker, shape inference), onnxruntime, and safetensors for model.py.
 $(VENV)/.export-runtimes: $(VENV)/.torch-$(TORCH_VERSION)
 	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check onnx==1.23.2 onnxruntime==1.32.0 safetensors==0.8.0
+	touch $@
+
+# The Python module's test runner and wheel builder, and what caffe.io and
+# caffe_pb2 use (pillow decodes images; protobuf builds the message classes).
+$(VENV)/.python-tools: $(VENV)/.torch-$(TORCH_VERSION)
+	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check pytest==9.2.0 maturin==1.16.0 pillow==13.0.0 protobuf==7.36.2
 	touch $@
 
 # Fashion-MNIST (Debian's dataset-fashion-mnist) is the offline stand-in for
@@ -60,6 +66,24 @@ system-deps:
 
 build: $(TORCH_STAMP) system-deps
 	$(CARGO) build --release --locked
+	@$(MAKE) --no-print-directory python
+
+# `import caffe` (python/): the extension in release, copied next to the
+# package's Python files, and a .pth file that puts python/ on the venv's path.
+PY_EXT := python/caffe/_caffe.abi3.so
+python:
+ifeq ($(LIBTORCH),)
+	$(CARGO) build --release --locked -p caffe-python
+	cp target/release/lib_caffe.so $(PY_EXT).tmp && mv $(PY_EXT).tmp $(PY_EXT)
+	echo "$(CURDIR)/python" > "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/caffe-tch-dev.pth"
+else
+	@echo "note: LIBTORCH is set (no project venv): the Python module is not built; 'make wheel' builds it for a venv with torch $(TORCH_VERSION)"
+endif
+
+# A wheel (abi3, Python >= 3.9) that installs next to torch==$(TORCH_VERSION): target/wheels/.
+wheel: $(TORCH_STAMP)
+	@# libtorch comes from the torch wheel (rpath $$ORIGIN/../torch/lib), so it is not bundled.
+	$(VENV)/bin/maturin build --release --locked --auditwheel skip -m python/Cargo.toml -o target/wheels
 
 # Tests run against the release build: the numerical tests are slow in debug,
 # and sharing one profile halves the compile time. The integration tests are
@@ -72,15 +96,25 @@ test: build
 	@mkdir -p $(dir $(SKIP_LOG)) && rm -f $(SKIP_LOG)
 	@echo "$(CARGO) test --release --locked --no-fail-fast"
 	@CAFFE_TCH_SKIP_LOG=$(SKIP_LOG) $(CARGO) test --release --locked --no-fail-fast; status=$$?; \
+	CAFFE_TCH_SKIP_LOG=$(SKIP_LOG) $(MAKE) --no-print-directory pytest || status=1; \
 	if [ -s $(SKIP_LOG) ]; then \
 	  echo "$$(wc -l < $(SKIP_LOG)) test(s) SKIPPED for a missing prerequisite ($(SKIP_LOG)):"; cat $(SKIP_LOG); \
 	else echo "No test skipped."; fi; \
 	exit $$status
 
+# The Python module's tests (python/tests), through the venv's pytest. A
+# missing prerequisite skips with its reason (and fails under CI=true).
+pytest:
+ifeq ($(LIBTORCH),)
+	cd python && CAFFE=$(CAFFE) $(VENV)/bin/python -m pytest -q tests
+else
+	@echo "note: LIBTORCH is set (no project venv): the Python tests need it"; [ "$$CI" != true ]
+endif
+
 # The style gates CI runs before the tests: one format, no clippy warnings.
 lint: build
-	$(CARGO) fmt --check
-	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(CARGO) fmt --check --all
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
 # The main job: data, then LeNet(10)+DropIn trained on the CPU (progress on a
 # terminal), the final test accuracy, and the accuracy curve as a PNG.

@@ -33,6 +33,7 @@ mod layers_recurrent;
 mod layers_vision;
 mod lr_policy;
 mod models;
+mod net_partial;
 mod no_silent_loss;
 mod parity;
 mod parity_nets;

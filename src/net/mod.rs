@@ -14,6 +14,7 @@ use crate::{bail, info, warn, Error, Result};
 
 pub mod filter;
 mod param;
+pub mod partial;
 pub mod splits;
 pub mod timing;
 pub mod weights;
@@ -78,6 +79,8 @@ struct LayerEntry {
     propagate_down: Vec<bool>,
     /// Indices into `Net::param_slots`, in Caffe's order (weights, then bias).
     params: Vec<usize>,
+    /// The bottoms' shapes its setup saw (`Net::reshape` re-runs setup when they change).
+    bottom_shapes: Vec<Shape>,
 }
 
 /// A parameter slot of a layer: the tensor it uses, and which learnable param owns it.
@@ -235,7 +238,16 @@ impl Net {
         let propagate_down =
             if lp.propagate_down.is_empty() { vec![true; bottoms.len()] } else { lp.propagate_down.clone() };
         let params = self.append_params(&lp, &setup.params, layer.params_learnable())?;
-        self.layers.push(LayerEntry { param: lp, layer, bottoms, tops, loss_weights, propagate_down, params });
+        self.layers.push(LayerEntry {
+            param: lp,
+            layer,
+            bottoms,
+            tops,
+            loss_weights,
+            propagate_down,
+            params,
+            bottom_shapes,
+        });
         Ok(())
     }
 
@@ -507,15 +519,29 @@ impl Net {
         Ctx { phase: self.phase, iteration: self.iteration, device: self.device }
     }
 
-    fn run_layers(&mut self, force_grad_inputs: bool, mut trace: Option<&mut timing::Trace>) -> Result<f64> {
+    fn run_layers(&mut self, force_grad_inputs: bool, trace: Option<&mut timing::Trace>) -> Result<f64> {
+        self.run_layer_range(0, self.layers.len(), force_grad_inputs, trace)
+    }
+
+    /// Runs layers `start..end` on the blobs' current values (Caffe's
+    /// ForwardFromTo); the loss is the sum of those layers' loss terms.
+    fn run_layer_range(
+        &mut self,
+        start: usize,
+        end: usize,
+        force_grad_inputs: bool,
+        mut trace: Option<&mut timing::Trace>,
+    ) -> Result<f64> {
         let ctx = self.ctx();
         let mut loss: Option<Tensor> = None;
-        for blob in self.blobs.iter_mut() {
-            blob.first_value = None;
+        for e in &self.layers[start..end] {
+            for &t in &e.tops {
+                self.blobs[t].first_value = None;
+            }
         }
         // Which (layer, top) produced each blob's current value: for layer-wise backward.
         let mut producer: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
-        for i in 0..self.layers.len() {
+        for i in start..end {
             let bottoms: Vec<Tensor> = {
                 let e = &self.layers[i];
                 let mut out = Vec::with_capacity(e.bottoms.len());

@@ -12,6 +12,9 @@ pub struct Param {
     /// (CaffeNet: 233 MB less at the peak); nets that only run forward never
     /// allocate one.
     diff: Tensor,
+    /// Keep the diff's storage across clears (zeroed in place), for readers
+    /// that view its memory (pycaffe's `net.params[x][i].diff`).
+    keep_storage: bool,
     pub lr_mult: f32,
     pub decay_mult: f32,
     /// The layer that owns it, and its index among that layer's blobs.
@@ -21,7 +24,7 @@ pub struct Param {
 
 impl Param {
     pub(super) fn new(data: Tensor, lr_mult: f32, decay_mult: f32, layer: &str, index: usize) -> Self {
-        Param { data, diff: Tensor::new(), lr_mult, decay_mult, layer: layer.to_string(), index }
+        Param { data, diff: Tensor::new(), keep_storage: false, lr_mult, decay_mult, layer: layer.to_string(), index }
     }
 
     /// "layer[index]", for messages.
@@ -31,7 +34,25 @@ impl Param {
 
     /// Sets the diff to zero (Caffe's ClearParamDiffs) by letting its storage go.
     pub(super) fn clear(&mut self) {
-        self.diff = Tensor::new();
+        if self.keep_storage && self.diff.defined() {
+            let _ = tch::no_grad(|| self.diff.f_zero_());
+        } else {
+            self.diff = Tensor::new();
+        }
+    }
+
+    /// From now on the diff is one tensor that clears and backward update in
+    /// place, so a view of its memory stays valid (see [`Param::diff_storage`]).
+    pub fn keep_diff_storage(&mut self) {
+        self.keep_storage = true;
+        self.settle();
+    }
+
+    /// The diff tensor itself (shared storage, not a copy); materialised
+    /// first. With [`Param::keep_diff_storage`] its memory stays the diff's.
+    pub fn diff_storage(&mut self) -> Tensor {
+        self.settle();
+        self.diff.shallow_clone()
     }
 
     /// The diff (zeros when cleared).

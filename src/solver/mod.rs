@@ -178,6 +178,13 @@ impl Solver {
     pub fn test_nets(&self) -> &[Net] {
         &self.test_nets
     }
+    pub fn test_nets_mut(&mut self) -> &mut [Net] {
+        &mut self.test_nets
+    }
+    /// The train net and the test nets at once (to share weights between them).
+    pub fn nets_mut(&mut self) -> (&mut Net, &mut [Net]) {
+        (&mut self.net, &mut self.test_nets)
+    }
     /// The number of updates applied so far.
     pub fn iter(&self) -> i64 {
         self.iter

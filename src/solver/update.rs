@@ -9,8 +9,9 @@
 use super::*;
 
 impl Solver {
-    /// Caffe's SGDSolver::ApplyUpdate for every rule.
-    pub(super) fn apply_update(&mut self, display: bool) -> Result<()> {
+    /// Caffe's SGDSolver::ApplyUpdate for every rule (`display` logs the
+    /// rate); the iteration is not advanced (pycaffe's `apply_update`).
+    pub fn apply_update(&mut self, display: bool) -> Result<()> {
         let rate = self.policy.rate(self.iter, &mut self.current_step);
         let momentum = self.policy.momentum(self.iter, self.param.momentum());
         self.rate = rate;

@@ -1,0 +1,57 @@
+//! caffe-tch errors as the Python exceptions pycaffe users expect: a file
+//! that cannot be read is an IOError (FileNotFoundError when missing), a
+//! libtorch failure a RuntimeError, anything else about the input a ValueError.
+use caffe_tch::Error;
+use pyo3::exceptions::{PyFileNotFoundError, PyIOError, PyRuntimeError, PyValueError};
+use pyo3::PyErr;
+
+pub fn to_py(e: Error) -> PyErr {
+    let msg = e.to_string();
+    let mut inner = &e;
+    while let Error::Context { inner: i, .. } = inner {
+        inner = i;
+    }
+    match inner {
+        Error::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+        Error::Io { .. } => PyIOError::new_err(msg),
+        Error::Torch(_) => PyRuntimeError::new_err(msg),
+        _ => PyValueError::new_err(msg),
+    }
+}
+
+pub fn torch(e: tch::TchError) -> PyErr {
+    PyRuntimeError::new_err(e.to_string())
+}
+
+pub trait IntoPy<T> {
+    fn py(self) -> pyo3::PyResult<T>;
+}
+
+impl<T> IntoPy<T> for caffe_tch::Result<T> {
+    fn py(self) -> pyo3::PyResult<T> {
+        self.map_err(to_py)
+    }
+}
+
+impl<T> IntoPy<T> for Result<T, tch::TchError> {
+    fn py(self) -> pyo3::PyResult<T> {
+        self.map_err(torch)
+    }
+}
+
+/// Runs `f` without the GIL. libtorch's autograd engine refuses to run while
+/// the GIL is held once torch's Python bindings are loaded (they are: the
+/// package imports torch), and other Python threads may run meanwhile.
+pub fn nogil<T>(py: pyo3::Python<'_>, f: impl FnOnce() -> T) -> T {
+    struct AssertSend<T>(T);
+    // SAFETY: `allow_threads` runs the closure on this very thread; nothing
+    // crosses threads. The borrow of the net stays held (RefCell), so another
+    // Python thread that reaches it gets the "busy" error, not a data race.
+    unsafe impl<T> Send for AssertSend<T> {}
+    let f = AssertSend(f);
+    let out = py.allow_threads(move || {
+        let f = f;
+        AssertSend((f.0)())
+    });
+    out.0
+}

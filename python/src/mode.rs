@@ -1,0 +1,75 @@
+//! Caffe's global mode (`caffe.set_mode_cpu/gpu`, `set_device`): the device
+//! nets and solvers created afterwards run on.
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use tch::Device;
+
+struct Mode {
+    gpu: bool,
+    device_id: usize,
+}
+
+static MODE: Mutex<Mode> = Mutex::new(Mode { gpu: false, device_id: 0 });
+
+/// The device for a net or solver created now.
+pub fn device() -> Device {
+    let m = MODE.lock().unwrap_or_else(|p| p.into_inner());
+    if m.gpu {
+        Device::Cuda(m.device_id)
+    } else {
+        Device::Cpu
+    }
+}
+
+#[pyfunction]
+pub fn set_mode_cpu() {
+    MODE.lock().unwrap_or_else(|p| p.into_inner()).gpu = false;
+}
+
+#[pyfunction]
+pub fn set_mode_gpu() -> PyResult<()> {
+    if !tch::Cuda::is_available() {
+        return Err(PyRuntimeError::new_err(
+            "set_mode_gpu: CUDA is not available to this libtorch (no GPU, or a CPU-only PyTorch); \
+             nets run on the CPU with caffe.set_mode_cpu()",
+        ));
+    }
+    let mut m = MODE.lock().unwrap_or_else(|p| p.into_inner());
+    let n = tch::Cuda::device_count() as usize;
+    if m.device_id >= n {
+        return Err(PyValueError::new_err(format!("set_mode_gpu: device {} does not exist ({n} GPUs)", m.device_id)));
+    }
+    m.gpu = true;
+    Ok(())
+}
+
+#[pyfunction]
+pub fn set_device(device_id: i64) -> PyResult<()> {
+    if device_id < 0 {
+        return Err(PyValueError::new_err(format!("set_device: negative device id {device_id}")));
+    }
+    if tch::Cuda::is_available() && device_id >= tch::Cuda::device_count() {
+        return Err(PyValueError::new_err(format!(
+            "set_device: device {device_id} does not exist ({} GPUs)",
+            tch::Cuda::device_count()
+        )));
+    }
+    MODE.lock().unwrap_or_else(|p| p.into_inner()).device_id = device_id as usize;
+    Ok(())
+}
+
+#[pyfunction]
+pub fn set_random_seed(seed: i64) {
+    tch::manual_seed(seed);
+}
+
+/// Every layer type the registry can build, as Caffe's LayerRegistry lists them.
+#[pyfunction]
+pub fn layer_type_list() -> Vec<String> {
+    let mut names: Vec<String> =
+        caffe_tch::layers::registry::REGISTRY.iter().map(|l| l.type_name.to_string()).collect();
+    names.sort();
+    names
+}

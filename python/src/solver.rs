@@ -1,0 +1,110 @@
+//! `_caffe.Solver`: caffe-tch's `Solver` (the same code and logs as `caffe
+//! train`); its nets are reachable as `_caffe.Net(solver=s, index=i)`.
+use std::path::Path;
+
+use caffe_tch::solver::{Solver, SolverOptions};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::errors::{nogil, IntoPy};
+use crate::views::{Handle, Home, Kinds, Shared};
+
+#[pyclass(unsendable, subclass, name = "Solver", module = "caffe._caffe")]
+pub struct PySolver {
+    pub(crate) h: Handle,
+}
+
+/// The `type` a solver file asks for (after Caffe's upgrades).
+#[pyfunction]
+pub fn solver_type(path: &str) -> PyResult<String> {
+    let p = Solver::read_param(Path::new(path), Default::default()).py()?;
+    Ok(p.r#type().to_string())
+}
+
+impl PySolver {
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Solver) -> PyResult<R>) -> PyResult<R> {
+        let mut s = self.h.try_borrow_mut().map_err(|_| PyValueError::new_err("solver is busy (re-entrant call)"))?;
+        let n = s.views.len();
+        // What Python wrote into any of its nets goes in first ...
+        for i in 0..n {
+            let (net, views) = s.net(i)?;
+            views.push(net, true, &[])?;
+        }
+        let Home::Solver(solver) = &mut s.home else {
+            return Err(PyValueError::new_err("not a solver"));
+        };
+        let out = f(solver)?;
+        // ... and what the solver changed is visible after.
+        for i in 0..n {
+            let (net, views) = s.net(i)?;
+            views.pull(py, net, Kinds::ALL)?;
+        }
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl PySolver {
+    /// `solver_type` overrides the file's `type` (pycaffe's `SGDSolver(f)` is SGD whatever the file says).
+    #[new]
+    #[pyo3(signature = (path, solver_type=None))]
+    fn new(path: &str, solver_type: Option<String>) -> PyResult<Self> {
+        let mut param = Solver::read_param(Path::new(path), Default::default()).py()?;
+        if let Some(t) = solver_type {
+            param.r#type = Some(t);
+        }
+        let options = SolverOptions { device: Some(crate::mode::device()), ..Default::default() };
+        let solver = Solver::new(param, Some(Path::new(path)), options).py()?;
+        Ok(PySolver { h: Shared::new(Home::Solver(Box::new(solver))) })
+    }
+
+    #[getter]
+    fn iter(&self) -> PyResult<i64> {
+        match &self.h.borrow().home {
+            Home::Solver(s) => Ok(s.iter()),
+            Home::Net(_) => Err(PyValueError::new_err("not a solver")),
+        }
+    }
+
+    #[getter]
+    fn _type(&self) -> PyResult<String> {
+        match &self.h.borrow().home {
+            Home::Solver(s) => Ok(s.solver_type().name().to_string()),
+            Home::Net(_) => Err(PyValueError::new_err("not a solver")),
+        }
+    }
+
+    fn _net_count(&self) -> usize {
+        self.h.borrow().views.len()
+    }
+
+    fn step(&self, py: Python<'_>, iters: i64) -> PyResult<()> {
+        self.with(py, |s| nogil(py, || s.step(iters)).py())
+    }
+
+    #[pyo3(signature = (resume=None))]
+    fn solve(&self, py: Python<'_>, resume: Option<String>) -> PyResult<()> {
+        self.with(py, |s| {
+            if let Some(r) = resume {
+                s.restore(Path::new(&r)).py()?;
+            }
+            nogil(py, || s.solve()).py()
+        })
+    }
+
+    fn apply_update(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |s| s.apply_update(false).py())
+    }
+
+    /// Writes `<prefix>_iter_N.caffemodel` and `.solverstate`; returns the two paths.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<(String, String)> {
+        self.with(py, |s| {
+            let files = s.snapshot().py()?;
+            Ok((files.model.display().to_string(), files.state.display().to_string()))
+        })
+    }
+
+    fn restore(&self, py: Python<'_>, path: &str) -> PyResult<()> {
+        self.with(py, |s| s.restore(Path::new(path)).py())
+    }
+}

@@ -1,0 +1,49 @@
+"""Shared paths and helpers for the `import caffe` tests."""
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REF = ROOT / "tests" / "fixtures" / "caffe-ref"
+FIX = REF / "fixtures"
+
+
+def need(ok, what):
+    """Skips a test whose prerequisite is missing (a failure under CI=true),
+    and records it in the skip log `make test` prints."""
+    if ok:
+        return
+    log = os.environ.get("CAFFE_TCH_SKIP_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write("SKIPPED: pytest: %s\n" % what)
+    if os.environ.get("CI") == "true":
+        pytest.fail("missing prerequisite under CI=true: %s" % what)
+    pytest.skip(what)
+
+
+def caffe_bin():
+    path = Path(os.environ.get("CAFFE", ROOT / "target" / "release" / "caffe"))
+    need(path.exists(), "the caffe binary (%s; run make)" % path)
+    return str(path)
+
+
+def run_caffe(*args, cwd=None):
+    """Runs the caffe binary; returns its stderr (the log)."""
+    r = subprocess.run([caffe_bin(), *map(str, args)], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stderr
+
+
+def tol(ref):
+    return 1e-4 * (1 + float(np.abs(ref).max(initial=0)))
+
+
+@pytest.fixture(autouse=True)
+def _cpu():
+    import caffe
+
+    caffe.set_mode_cpu()

@@ -1,0 +1,267 @@
+"""caffe.Net: construction, parity with BVLC Caffe and with `caffe forward`,
+views that write through, forward/backward ranges, weights I/O, bad input."""
+import json
+
+import numpy as np
+import pytest
+
+import caffe
+from conftest import FIX, REF, run_caffe, tol
+
+NETS = ["lenet", "cifar10_quick", "resnet_small"]
+
+
+def fixture_net(name, phase=caffe.TEST):
+    d = FIX / name
+    return caffe.Net(str(d / "net.prototxt"), str(d / "weights.caffemodel"), phase)
+
+
+def feed(net, d):
+    for name in net.inputs:
+        x = np.load(d / "blobs" / ("%s.npy" % name))
+        if tuple(net.blobs[name].shape) != x.shape:
+            net.blobs[name].reshape(*x.shape)
+        net.blobs[name].data[...] = x
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_forward_matches_bvlc_and_caffe_forward(name, tmp_path):
+    d = FIX / name
+    net = fixture_net(name)
+    feed(net, d)
+    out = net.forward()
+    assert set(out) == set(net.outputs)
+    worst = 0.0
+    for b in net.blobs:
+        f = d / "blobs" / ("%s.npy" % b)
+        if not f.exists():
+            continue
+        ref = np.load(f)
+        got = net.blobs[b].data
+        # BVLC's files hold a scalar (0-axis) blob as shape (1,)
+        assert got.shape == ref.shape or (got.ndim == 0 and ref.size == 1), b
+        got = got.reshape(ref.shape)
+        err = float(np.abs(got - ref).max(initial=0))
+        worst = max(worst, err / tol(ref) * 1e-4)
+        assert err <= tol(ref), "%s: max |Δ| %g" % (b, err)
+    print("%s: max |Δ| / (1+max|ref|) vs BVLC = %.3g" % (name, worst))
+    # caffe forward on the same inputs: bit for bit, every blob.
+    args = ["forward", "-model", d / "net.prototxt", "-weights", d / "weights.caffemodel", "-blobs", "all", "-out", tmp_path]
+    for i in net.inputs:
+        args += ["-input", "%s=%s" % (i, d / "blobs" / ("%s.npy" % i))]
+    run_caffe(*args)
+    for b in net.blobs:
+        ref = np.load(tmp_path / ("%s.npy" % b.replace("/", "_")))
+        np.testing.assert_array_equal(net.blobs[b].data, ref, err_msg=b)
+
+
+def test_structure_lenet():
+    net = fixture_net("lenet")
+    assert net.inputs == ["data", "label"]
+    assert net.outputs == ["accuracy", "loss"]
+    assert net._layer_names[:3] == ["data", "label_data_1_split", "conv1"]
+    assert list(net.params) == ["conv1", "conv2", "ip1", "ip2"]
+    assert [p.shape for p in net.params["ip1"]] == [(500, 800), (500,)]
+    assert net.layer_dict["conv1"].type == "Convolution"
+    assert len(net.layer_dict["conv1"].blobs) == 2
+    assert net.top_names["conv1"] == ["conv1"] and net.bottom_names["conv1"] == ["data"]
+    assert net.blob_loss_weights["loss"] == 1.0 and net.blob_loss_weights["ip2"] == 0.0
+    b = net.blobs["data"]
+    assert (b.num, b.channels, b.height, b.width, b.count) == (100, 1, 28, 28, 78400)
+    assert net.blobs["label"].shape == (100,)
+    assert "Convolution" in caffe.layer_type_list() and "Input" in caffe.layer_type_list()
+
+
+def test_keyword_and_positional_forms_agree():
+    d = FIX / "lenet"
+    a = caffe.Net(str(d / "net.prototxt"), str(d / "weights.caffemodel"), caffe.TEST)
+    b = caffe.Net(str(d / "net.prototxt"), caffe.TEST, weights=str(d / "weights.caffemodel"), level=0, stages=[])
+    c = caffe.Net(d / "net.prototxt", caffe.TEST)
+    c.copy_from(str(d / "weights.caffemodel"))
+    for n in a.params:
+        for x, y, z in zip(a.params[n], b.params[n], c.params[n]):
+            np.testing.assert_array_equal(x.data, y.data)
+            np.testing.assert_array_equal(x.data, z.data)
+
+
+def test_views_write_through():
+    d = FIX / "lenet"
+    net = fixture_net("lenet")
+    feed(net, d)
+    held = net.blobs["ip2"].data  # held across forwards: updated in place
+    net.forward()
+    first = held.copy()
+    np.testing.assert_array_equal(first, np.load(d / "blobs" / "ip2.npy").astype(np.float32) * 0 + net.blobs["ip2"].data)
+    # A param written through numpy changes the next forward.
+    w = net.params["ip2"][1].data
+    w += 1.0
+    net.forward()
+    np.testing.assert_allclose(held, first + 1.0, rtol=0, atol=1e-5)
+    assert net.params["ip2"][1].data[0] == w[0]
+    # The input's array is the Input layer's memory.
+    net.blobs["data"].data[...] = 0
+    net.forward()
+    np.testing.assert_allclose(held, np.broadcast_to(net.params["ip2"][1].data, held.shape), atol=1e-5)
+
+
+def test_forward_start_end():
+    d = FIX / "lenet"
+    net = fixture_net("lenet")
+    feed(net, d)
+    out = net.forward(end="pool1")
+    assert list(out) == ["pool1"]
+    np.testing.assert_allclose(out["pool1"], np.load(d / "blobs" / "pool1.npy"), atol=1e-5)
+    full = net.forward()["loss"].copy()
+    # Halve pool1 and run from conv2: the same as a full net whose conv1 is halved.
+    net.blobs["pool1"].data[...] *= 0.5
+    half = net.forward(start="conv2")["loss"].copy()
+    ref = fixture_net("lenet")
+    feed(ref, d)
+    ref.params["conv1"][0].data[...] *= 0.5
+    ref.params["conv1"][1].data[...] *= 0.5
+    np.testing.assert_allclose(half, ref.forward()["loss"], rtol=1e-5)
+    assert abs(float(half) - float(full)) > 1e-3
+    with pytest.raises(KeyError, match="no layer named"):
+        net.forward(start="nope")
+
+
+def test_backward_matches_bvlc_train_pass():
+    d = FIX / "lenet" / "train_backward"
+    m = json.loads((d / "manifest.json").read_text())
+    net = fixture_net("lenet", caffe.TRAIN)
+    for name in net.inputs:
+        x = np.load(d / "blobs" / ("%s.npy" % name))
+        net.blobs[name].reshape(*x.shape)
+        net.blobs[name].data[...] = x
+    net.reshape()
+    assert net.blobs["conv1"].shape == (64, 20, 24, 24)
+    out = net.forward()
+    assert abs(float(out["loss"]) - m["loss"]) <= 1e-4 * (1 + m["loss"])
+    net.clear_param_diffs()
+    diffs = net.backward(diffs=["conv1", "ip1"])
+    assert set(diffs) == {"data", "label", "conv1", "ip1"}
+    for b in m["blobs"]:
+        if b["name"] in ("data", "label"):
+            continue  # no force_backward: Caffe leaves the inputs' diffs alone
+        ref = np.load(d / b["diff_file"])
+        got = net.blobs[b["name"]].diff
+        assert np.abs(got - ref).max() <= tol(ref), b["name"]
+    for p in m["params"]:
+        for j, f in enumerate(p["diff_files"]):
+            ref = np.load(d / f)
+            assert np.abs(net.params[p["layer"]][j].diff - ref).max() <= tol(ref), (p["layer"], j)
+    # Diffs accumulate over backward passes, and clear_param_diffs zeroes them.
+    g = net.params["ip2"][0].diff.copy()
+    held = net.params["ip2"][0].diff
+    net.backward()
+    np.testing.assert_allclose(held, 2 * g, rtol=1e-5, atol=1e-7)
+    net.clear_param_diffs()
+    assert not held.any()
+
+
+def test_backward_with_top_diff_and_range():
+    # A deploy-style net with force_backward: the gradient of Σ ip2·g w.r.t. ip1.
+    d = FIX / "lenet"
+    net = fixture_net("lenet", caffe.TRAIN)
+    feed(net, d)
+    net.forward()
+    g = np.random.RandomState(0).randn(*net.blobs["ip2"].shape).astype(np.float32)
+    net.blobs["ip2"].diff[...] = g
+    net.backward(start="ip2", end="relu1")
+    w = net.params["ip2"][0].data
+    relu_mask = net.blobs["ip1"].data > 0  # ip1 holds relu1's output (in place)
+    np.testing.assert_allclose(net.blobs["ip1"].diff, (g @ w) * relu_mask, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(net.params["ip2"][0].diff, g.T @ net.blobs["ip1"].data, rtol=1e-4, atol=1e-4)
+    # Layers below `end` were not run: conv1's weights got no gradient.
+    assert not net.params["conv1"][0].diff.any()
+
+
+def test_save_and_load(tmp_path):
+    d = FIX / "lenet"
+    net = fixture_net("lenet")
+    for n, blobs in net.params.items():  # BVLC's weights, as BVLC saved them
+        for j, b in enumerate(blobs):
+            np.testing.assert_array_equal(b.data, np.load(d / "params" / ("%s_%d.npy" % (n, j))))
+    for b in net.params["ip1"]:
+        b.data[...] *= 2
+    net.save(str(tmp_path / "w.caffemodel"))
+    net.save_hdf5(str(tmp_path / "w.caffemodel.h5"))
+    for path, load in [("w.caffemodel", "copy_from"), ("w.caffemodel.h5", "load_hdf5")]:
+        other = caffe.Net(str(d / "net.prototxt"), caffe.TEST)
+        getattr(other, load)(str(tmp_path / path))
+        for n in net.params:
+            for x, y in zip(net.params[n], other.params[n]):
+                np.testing.assert_array_equal(x.data, y.data, err_msg=(path, n))
+    # The saved .caffemodel runs in the caffe binary with the same outputs.
+    feed(net, d)
+    out = net.forward()
+    args = ["forward", "-model", d / "net.prototxt", "-weights", tmp_path / "w.caffemodel", "-out", tmp_path / "o"]
+    for i in net.inputs:
+        args += ["-input", "%s=%s" % (i, d / "blobs" / ("%s.npy" % i))]
+    run_caffe(*args)
+    np.testing.assert_array_equal(np.load(tmp_path / "o" / "loss.npy"), out["loss"])
+
+
+def test_share_with():
+    d = FIX / "lenet"
+    a = fixture_net("lenet")
+    b = caffe.Net(str(d / "net.prototxt"), caffe.TEST)
+    b.share_with(a)
+    np.testing.assert_array_equal(a.params["ip2"][0].data, b.params["ip2"][0].data)
+    a.params["ip2"][0].data[0, 0] = 42.0
+    assert b.params["ip2"][0].data[0, 0] == 42.0
+
+
+def test_forward_all_batches():
+    d = FIX / "cifar10_quick"
+    net = fixture_net("cifar10_quick")
+    x = np.load(d / "blobs" / "data.npy")
+    n = len(x)
+    bs = net.blobs["data"].shape[0]
+    y = np.load(d / "blobs" / "label.npy")
+    xs = np.concatenate([x, x[:3]])  # not a multiple of the batch: padded, then cut
+    ys = np.concatenate([y, y[:3]])
+    outs = net.forward_all(data=xs, label=ys, blobs=["ip2"])
+    name = "ip2"
+    assert outs[name].shape[0] == n + 3
+    ref = net.forward(data=x, label=y)[name] if False else (net.forward(data=x, label=y), net.blobs[name].data)[1]
+    np.testing.assert_array_equal(outs[name][:bs], ref)
+    np.testing.assert_array_equal(outs[name][n:], ref[:3])
+
+
+def test_bad_input(tmp_path):
+    d = FIX / "lenet"
+    with pytest.raises(FileNotFoundError, match="nope.prototxt"):
+        caffe.Net(str(tmp_path / "nope.prototxt"), caffe.TEST)
+    with pytest.raises(IOError, match="missing.caffemodel"):
+        caffe.Net(str(d / "net.prototxt"), str(tmp_path / "missing.caffemodel"), caffe.TEST)
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text('layer { name: "x" type: "NoSuchLayer" top: "x" }\n')
+    with pytest.raises(ValueError, match="NoSuchLayer"):
+        caffe.Net(str(bad), caffe.TEST)
+    with pytest.raises(ValueError, match="phase"):
+        caffe.Net(str(d / "net.prototxt"), 7)
+    net = fixture_net("lenet")
+    with pytest.raises(KeyError):
+        net.blobs["no_such_blob"]
+    with pytest.raises(ValueError, match="broadcast"):
+        net.blobs["data"].data[...] = np.zeros((3, 3), np.float32)
+    with pytest.raises(ValueError, match="do not match net inputs"):
+        net.forward(nope=np.zeros(3))
+    with pytest.raises(ValueError, match="batch sized"):
+        net.forward(data=np.zeros((5, 1, 28, 28)), label=np.zeros(5))
+    with pytest.raises(KeyError, match="no blob named"):
+        net.forward(blobs=["no_such_blob"])
+    with pytest.raises(ValueError, match="only input blobs"):
+        net.blobs["conv1"].reshape(1, 2, 3, 4)
+    with pytest.raises(ValueError, match="MemoryData"):
+        net.set_input_arrays(np.zeros((1, 1, 28, 28), np.float32), np.zeros(1, np.float32))
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:
+        has_cuda = False
+    if not has_cuda:
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            caffe.set_mode_gpu()

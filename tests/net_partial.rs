@@ -1,0 +1,101 @@
+//! The Net API pycaffe's Python module stands on: layer ranges, backward
+//! from given top diffs, input reshapes, shared weights, kept param diffs.
+use caffe_tch::net::Net;
+use caffe_tch::proto::caffe::{NetState, Phase};
+use caffe_tch::proto::text::TextOptions;
+use tch::{Device, Kind, Tensor};
+
+use crate::common::caffe_ref;
+
+fn lenet(phase: Phase) -> Net {
+    let dir = caffe_ref("fixtures/lenet");
+    let state = NetState { phase: Some(phase as i32), ..Default::default() };
+    let mut net = Net::from_file(&dir.join("net.prototxt"), &state, TextOptions::default(), Device::Cpu).unwrap();
+    net.load_weights(&dir.join("weights.caffemodel")).unwrap();
+    tch::manual_seed(3);
+    net.set_input("data", &Tensor::rand([100, 1, 28, 28], (Kind::Float, Device::Cpu))).unwrap();
+    net.set_input("label", &Tensor::randint(10, [100], (Kind::Float, Device::Cpu))).unwrap();
+    net
+}
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn forward_from_to_in_two_halves_equals_one_forward() {
+    let mut net = lenet(Phase::Test);
+    let full = net.forward_inference().unwrap();
+    let ip2 = net.blob("ip2").unwrap().copy();
+    let mid = net.layer_index("conv2").unwrap();
+    let last = net.layer_names().len() - 1;
+    net.forward_from_to(0, mid - 1, false).unwrap();
+    let second = net.forward_from_to(mid, last, false).unwrap();
+    assert_eq!(full, second);
+    assert_eq!(max_abs(net.blob("ip2").unwrap(), &ip2), 0.0);
+    // A value written into pool1 is what conv2 reads next.
+    let pool1 = net.blob("pool1").unwrap().zeros_like();
+    net.set_blob_value("pool1", &pool1).unwrap();
+    net.forward_from_to(mid, last, false).unwrap();
+    let ip1_bias_only = net.blob("ip2").unwrap().copy();
+    assert!(max_abs(&ip1_bias_only, &ip2) > 1e-3);
+    assert!(net.set_blob_value("pool1", &Tensor::zeros([2], (Kind::Float, Device::Cpu))).is_err());
+    assert!(net.forward_from_to(3, 1, false).is_err());
+}
+
+#[test]
+fn backward_from_to_equals_backward_and_keeps_diff_storage() {
+    let mut a = lenet(Phase::Train);
+    a.forward().unwrap();
+    a.backward().unwrap();
+    let mut b = lenet(Phase::Train);
+    b.keep_param_diffs();
+    let conv1 = b.layer_index("conv1").unwrap();
+    let held = b.layer_param_diff(conv1, 0).unwrap();
+    b.record_blob_diffs(true);
+    let last = b.layer_names().len() - 1;
+    b.forward_from_to(0, last, true).unwrap();
+    b.backward_from_to(last, 0, &[]).unwrap();
+    let want = a.layer_blob_diff("conv1", 0).unwrap();
+    assert!(max_abs(&held, &want) < 1e-6, "the kept diff tensor holds the gradient");
+    assert!(b.blob_diff("ip1").is_some());
+    b.clear_param_diffs();
+    assert_eq!(held.abs().sum(Kind::Float).double_value(&[]), 0.0, "cleared in place");
+    // A seed on ip2 alone: ip2's weight gradient is seedᵀ·ip1.
+    let ip2 = b.layer_index("ip2").unwrap();
+    let seed = Tensor::ones([100, 10], (Kind::Float, Device::Cpu));
+    b.forward_from_to(0, last, true).unwrap();
+    b.backward_from_to(ip2, ip2, &[("ip2".to_string(), seed.shallow_clone())]).unwrap();
+    let want = seed.transpose(0, 1).matmul(b.blob("ip1").unwrap());
+    assert!(max_abs(&b.layer_param_diff(ip2, 0).unwrap(), &want) < 1e-3);
+}
+
+#[test]
+fn reshape_input_carries_new_shapes_through() {
+    let mut net = lenet(Phase::Test);
+    net.reshape_input("data", &[3, 1, 28, 28]).unwrap();
+    net.reshape_input("label", &[3]).unwrap();
+    net.reshape().unwrap();
+    assert_eq!(net.blob_shape("conv1").unwrap(), &vec![3, 20, 24, 24]);
+    assert_eq!(net.blob_shape("ip2").unwrap(), &vec![3, 10]);
+    net.forward_inference().unwrap();
+    assert_eq!(net.blob("ip2").unwrap().size(), vec![3, 10]);
+    // A size the weights cannot take is an error naming the layer.
+    net.reshape_input("data", &[3, 1, 32, 32]).unwrap();
+    let e = net.reshape().unwrap_err().to_string();
+    assert!(e.contains("ip1"), "{e}");
+    assert!(net.reshape_input("conv1", &[1]).is_err());
+}
+
+#[test]
+fn share_weights_with_shares_memory() {
+    let a = lenet(Phase::Test);
+    let dir = caffe_ref("fixtures/lenet");
+    let state = NetState { phase: Some(Phase::Test as i32), ..Default::default() };
+    let mut b = Net::from_file(&dir.join("net.prototxt"), &state, TextOptions::default(), Device::Cpu).unwrap();
+    b.share_weights_with(&a).unwrap();
+    let i = a.layer_index("ip2").unwrap();
+    let wa = a.layer_param(i, 0).unwrap();
+    let _ = tch::no_grad(|| wa.detach().fill_(0.5));
+    assert_eq!(b.layer_param(i, 0).unwrap().max().double_value(&[]), 0.5);
+}
