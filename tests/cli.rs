@@ -286,7 +286,10 @@ fn upgrade_v1_net_text_matches_caffe() {
 
 /// The flag lines of clap's help for a command (`--name <NAME>  description`), without the global ones.
 fn flag_lines(help: &str) -> Vec<&str> {
-    help.lines().map(str::trim_start).filter(|l| l.starts_with("--") && !l.starts_with("--lenient") && !l.starts_with("--max_memory")).collect()
+    help.lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("--") && !l.starts_with("--lenient") && !l.starts_with("--max_memory"))
+        .collect()
 }
 
 #[test]
