@@ -44,7 +44,10 @@ fn compile_dist_shim(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/dist_shim.cpp");
     let include = lib.parent().unwrap_or(lib).join("include");
     if !include.join("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp").exists() {
-        println!("cargo:warning=no c10d headers under {}: is this libtorch built without distributed support?", include.display());
+        println!(
+            "cargo:warning=no c10d headers under {}: is this libtorch built without distributed support?",
+            include.display()
+        );
     }
     if !std::path::Path::new("/usr/include/gloo/config.h").exists() {
         println!("cargo:warning=Gloo headers not found in /usr/include/gloo: install libgloo-dev (make system-deps)");

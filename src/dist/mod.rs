@@ -43,7 +43,9 @@ impl LaunchEnv {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<LaunchEnv>> {
         let Some(world) = get("WORLD_SIZE") else {
             if get("RANK").is_some() {
-                return Err(Error::usage("RANK is set but WORLD_SIZE is not: set both (or neither) to train data-parallel"));
+                return Err(Error::usage(
+                    "RANK is set but WORLD_SIZE is not: set both (or neither) to train data-parallel",
+                ));
             }
             return Ok(None);
         };
@@ -121,7 +123,12 @@ impl Dist {
         };
         let group = ProcessGroup::join(&config).map_err(|e| {
             let role = if env.rank == 0 {
-                format!("rank 0 hosts the rendezvous at {}:{} and waits for {} more rank(s)", env.master_addr, env.master_port, env.world - 1)
+                format!(
+                    "rank 0 hosts the rendezvous at {}:{} and waits for {} more rank(s)",
+                    env.master_addr,
+                    env.master_port,
+                    env.world - 1
+                )
             } else {
                 format!("rank {} joins the rendezvous at {}:{}", env.rank, env.master_addr, env.master_port)
             };
@@ -221,8 +228,10 @@ impl Dist {
                 continue;
             }
             if p.host == here {
-                if !process_alive(p.pid) {
-                    gone.push(format!("rank {r} (pid {}) is gone", p.pid));
+                match process_state(p.pid) {
+                    None | Some('Z' | 'X') => gone.push(format!("rank {r} (pid {}) is gone", p.pid)),
+                    Some('T' | 't') => gone.push(format!("rank {r} (pid {}) is stopped", p.pid)),
+                    Some(_) => {}
                 }
             } else {
                 remote.push(format!("rank {r} on {}", p.host));
@@ -255,14 +264,12 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Whether a process of this machine still runs (a zombie, killed but not
-/// yet reaped by its parent, counts as gone).
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the first field after the command name's closing parenthesis.
-        Ok(stat) => !matches!(stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()), Some('Z' | 'X')),
-        Err(_) => false,
-    }
+/// The state letter of a process of this machine (`ps`'s STAT: R, S, D, T,
+/// Z for a zombie, killed but not yet reaped by its parent), `None` when gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state is the first field after the command name's closing parenthesis.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next())
 }
 
 /// The tensors' values, concatenated into one contiguous CPU float buffer

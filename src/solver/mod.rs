@@ -280,7 +280,7 @@ impl Solver {
         if let Some(d) = &self.dist {
             info!(
                 "parallel.cpp:1",
-                "Data-parallel over {} ranks (Gloo): each rank reads every {}th record; gradients are averaged",
+                "Data-parallel over {} ranks (Gloo): each rank reads 1 record in {}; gradients are averaged",
                 d.world(),
                 d.world()
             );
