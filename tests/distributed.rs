@@ -105,11 +105,17 @@ fn train_alone(solver: &Path) -> String {
 
 /// Starts `world` ranks of `caffe train` with the environment a launcher sets.
 fn start_ranks(solver: &Path, world: usize, extra: &[&str]) -> Vec<Child> {
+    start_ranks_with(&vec![solver; world], extra)
+}
+
+/// As [`start_ranks`], each rank with its own solver file.
+fn start_ranks_with(solvers: &[&Path], extra: &[&str]) -> Vec<Child> {
     let port = caffe_tch::dist::launch::free_port().unwrap().to_string();
+    let world = solvers.len();
     (0..world)
         .map(|rank| {
             caffe()
-                .args(["train", "-solver", solver.to_str().unwrap(), "-weights", &weights()])
+                .args(["train", "-solver", solvers[rank].to_str().unwrap(), "-weights", &weights()])
                 .args(extra)
                 .env("RANK", rank.to_string())
                 .env("LOCAL_RANK", rank.to_string())
@@ -304,6 +310,31 @@ fn sigint_on_the_launcher_stops_every_rank_with_one_snapshot() {
         .filter(|n| n.ends_with(".solverstate"))
         .collect();
     assert_eq!(states.len(), 1, "{states:?}\n{text}");
+}
+
+/// Ranks given different solvers (one clips gradients) stop at the start, rank 0 naming the other.
+#[test]
+fn mismatched_solvers_are_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let sa = lenet_solver(&a, 16, "max_iter: 2");
+    let sb = lenet_solver(&b, 16, "max_iter: 2\nclip_gradients: 10");
+    let mut ranks = Ranks(start_ranks_with(&[&sa, &sb], &["-dist_timeout", "10"]));
+    let mut errors = Vec::new();
+    for c in &mut ranks.0 {
+        let mut s = String::new();
+        std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut s).unwrap();
+        assert!(!c.wait().unwrap().success(), "{s}");
+        errors.push(s.lines().find(|l| l.starts_with("caffe: error:")).unwrap_or_else(|| panic!("{s}")).to_string());
+    }
+    assert!(
+        errors[0].contains("the solver differs across the ranks") && errors[0].contains("rank 1 has"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[1].contains("rank 0 has"), "{}", errors[1]);
 }
 
 #[test]

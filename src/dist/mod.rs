@@ -186,9 +186,16 @@ impl Dist {
     }
 
     /// Replaces every tensor with its mean over the ranks (Caffe: the sum,
-    /// then times 1/world), in one collective.
+    /// then times 1/world), in one collective. Timed: [`Dist::reduce_stats`].
     pub fn all_reduce_mean(&self, tensors: &mut [Tensor], what: &str) -> Result<()> {
         let start = Instant::now();
+        self.reduce_mean(tensors, what)?;
+        self.reduce_time.set(self.reduce_time.get() + start.elapsed());
+        self.reduce_calls.set(self.reduce_calls.get() + 1);
+        Ok(())
+    }
+
+    fn reduce_mean(&self, tensors: &mut [Tensor], what: &str) -> Result<()> {
         let mut flat = flatten(tensors).map_err(|e| self.fail(what, e.to_string()))?;
         if let Some(flat) = flat.as_mut() {
             self.group.all_reduce_sum(flat).map_err(|e| self.fail(what, e))?;
@@ -197,19 +204,41 @@ impl Dist {
             }
             unflatten(flat, tensors).map_err(|e| self.fail(what, e.to_string()))?;
         }
-        self.reduce_time.set(self.reduce_time.get() + start.elapsed());
-        self.reduce_calls.set(self.reduce_calls.get() + 1);
         Ok(())
     }
 
-    /// The mean over ranks of a few numbers (losses, flags).
+    /// The mean over ranks of a few numbers (losses, flags); not timed.
     pub fn mean_values(&self, values: &[f32], what: &str) -> Result<Vec<f32>> {
         if values.is_empty() {
             return Ok(Vec::new());
         }
         let mut t = [Tensor::from_slice(values)];
-        self.all_reduce_mean(&mut t, what)?;
+        self.reduce_mean(&mut t, what)?;
         crate::util::tensor_values(&t[0])
+    }
+
+    /// Fails on every rank whose `digest` of `what` (the solver, the net)
+    /// differs from rank 0's; rank 0 names the ranks that differ.
+    pub fn check_same(&self, what: &str, digest: &str) -> Result<()> {
+        let key = |r: usize| format!("caffe/check/{what}/{r}");
+        self.group.store_set(&key(self.rank), digest.as_bytes())?;
+        let others: Vec<usize> = if self.rank == 0 { (1..self.world).collect() } else { vec![0] };
+        let mut differ = Vec::new();
+        for r in others {
+            let theirs = String::from_utf8_lossy(&self.group.store_get(&key(r))?).into_owned();
+            if theirs != digest {
+                differ.push(format!("rank {r} has {theirs}"));
+            }
+        }
+        if differ.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "the {what} differs across the ranks of the data-parallel group: rank {} has {digest}, {}; \
+             every rank must train the same net with the same solver",
+            self.rank,
+            differ.join(", ")
+        )))
     }
 
     /// Waits until every rank gets here.

@@ -137,6 +137,7 @@ pub fn train(o: &TrainOptions) -> Result<()> {
     let mut param = Solver::read_param(solver_path, o.text)?;
     let dist = join_group(o)?;
     if let Some(d) = &dist {
+        d.group.check_same("solver", &solver_digest(&param))?;
         for_rank(&mut param, d);
     }
     if o.level.is_some() || o.stage.is_some() {
@@ -170,6 +171,7 @@ pub fn train(o: &TrainOptions) -> Result<()> {
     let mut solver = Solver::new(param, Some(solver_path), SolverOptions { device: Some(device), text: o.text })?;
     solver.set_action_function(signals.action(on_sigint, on_sighup));
     if let Some(d) = &dist {
+        d.group.check_same("train net", &net_digest(solver.net()))?;
         solver.set_distributed(Rc::clone(&d.group));
     }
     if let Some(state) = &o.snapshot {
@@ -218,6 +220,31 @@ fn join_group(o: &TrainOptions) -> Result<Option<Member>> {
     );
     let group = Dist::join(&env, timeout)?;
     Ok(Some(Member { group: Rc::new(group), local_rank: env.local_rank }))
+}
+
+/// The solver's settings, less the file paths (which may differ between machines).
+fn solver_digest(param: &crate::proto::caffe::SolverParameter) -> String {
+    let mut p = param.clone();
+    p.net = None;
+    p.train_net = None;
+    p.test_net.clear();
+    p.snapshot_prefix = None;
+    p.weights.clear();
+    md5_hex(crate::proto::print::to_text(&p).as_bytes())
+}
+
+/// The train net's learnable blobs: layer, index and shape of each.
+fn net_digest(net: &Net) -> String {
+    let mut text = String::new();
+    for p in net.learnable_params() {
+        text.push_str(&format!("{} {} {:?}\n", p.layer, p.index, p.data.size()));
+    }
+    md5_hex(text.as_bytes())
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What differs between ranks in the solver: the seed (`random_seed + rank`,
