@@ -43,6 +43,8 @@ $(VENV)/.python-tools: $(VENV)/.torch-$(TORCH_VERSION)
 # MNIST: the data tests and the demo use it. Installed when running as root.
 # libhdf5 (Debian's libhdf5-dev, found through pkg-config) is linked by the
 # hdf5-metno crate: HDF5Data/HDF5Output and snapshot_format: HDF5.
+# Gloo's headers (Debian's libgloo-dev) are needed to compile the c10d shim
+# (csrc/dist_shim.cpp, distributed training); Gloo's code comes from libtorch.
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 system-deps:
 	@if [ ! -d $(FMNIST_DIR) ]; then \
@@ -61,6 +63,15 @@ system-deps:
 	    echo "warning: could not install libhdf5-dev; the build needs it (HDF5 layers and snapshots)"; \
 	  else \
 	    echo "note: libhdf5 not found; run 'sudo apt-get install libhdf5-dev pkg-config' (the build needs it)"; \
+	  fi; \
+	fi
+	@if [ ! -f /usr/include/gloo/config.h ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq libgloo-dev >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq libgloo-dev; } || \
+	    echo "warning: could not install libgloo-dev; the build needs its headers (distributed training)"; \
+	  else \
+	    echo "note: Gloo headers not found; run 'sudo apt-get install libgloo-dev' (the build needs them)"; \
 	  fi; \
 	fi
 

@@ -1,7 +1,8 @@
 //! Build script: compiles `proto/caffe.proto` into Rust types (prost) and a
 //! descriptor set (for the reflective text-format parser), `proto/onnx.proto`
-//! (the ONNX subset `caffe export` writes) into Rust types, and links libtorch
-//! so that the binary finds it at run time (its CUDA half is opened on demand).
+//! (the ONNX subset `caffe export` writes) into Rust types, links libtorch
+//! so that the binary finds it at run time (its CUDA half is opened on demand),
+//! and compiles `csrc/dist_shim.cpp`, the C API over c10d's Gloo process group.
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,8 +30,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // no symbol refers to it); src/util/cuda.rs opens it from here when
         // CUDA is asked for, so CPU runs never map the CUDA libraries.
         println!("cargo:rustc-env=CAFFE_TCH_LIBTORCH_LIB={lib}");
+        compile_dist_shim(&PathBuf::from(&lib));
     }
     Ok(())
+}
+
+/// The c10d shim (src/dist/group.rs), built as torch-sys builds its own
+/// wrapper: C++17, libtorch's include folders, its C++ ABI. The c10d headers
+/// are in the torch wheel; Gloo's headers (not shipped there) come from
+/// Debian's libgloo-dev (`make system-deps`). Its symbols are in
+/// libtorch_cpu, which torch-sys links already.
+fn compile_dist_shim(lib: &std::path::Path) {
+    println!("cargo:rerun-if-changed=csrc/dist_shim.cpp");
+    let include = lib.parent().unwrap_or(lib).join("include");
+    if !include.join("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp").exists() {
+        println!(
+            "cargo:warning=no c10d headers under {}: is this libtorch built without distributed support?",
+            include.display()
+        );
+    }
+    if !std::path::Path::new("/usr/include/gloo/config.h").exists() {
+        println!("cargo:warning=Gloo headers not found in /usr/include/gloo: install libgloo-dev (make system-deps)");
+    }
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/dist_shim.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .define("USE_C10D_GLOO", None)
+        // libtorch's headers use C++20 bit-field initialisers that GCC accepts in C++17 with a warning.
+        .flag_if_supported("-Wno-c++20-extensions")
+        .warnings(false)
+        .compile("caffe_dist_shim");
 }
 
 /// The libtorch version, from PyTorch's `torch/version.py` or a standalone

@@ -5,6 +5,7 @@
 //! [`layers`] registry → [`solver`] steps. Datasets enter through [`data`];
 //! weights and snapshots through [`proto::binary`].
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod export;
 pub mod layers;

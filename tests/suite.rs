@@ -19,6 +19,7 @@ mod corpus_time;
 mod data;
 mod data_step;
 mod debug_info;
+mod distributed;
 mod dropin;
 mod export_onnx;
 mod export_pytorch;

@@ -106,6 +106,12 @@ struct TrainArgs {
     /// What SIGHUP does: snapshot, stop, or none.
     #[arg(long = "sighup_effect", default_value = "snapshot")]
     sighup_effect: String,
+    /// Data-parallel on this machine: start N ranks of this command (Gloo on loopback) and wait for them.
+    #[arg(long)]
+    ranks: Option<usize>,
+    /// Seconds a data-parallel rank waits for the others (rendezvous, each collective) before failing.
+    #[arg(long = "dist_timeout", default_value_t = 300)]
+    dist_timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -358,6 +364,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Train(a) => {
+            // -ranks N outside a launcher: this process becomes the launcher.
+            if a.ranks.is_some_and(|n| n > 1) && std::env::var_os("WORLD_SIZE").is_none() {
+                let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+                caffe_tch::dist::launch::run_ranks(a.ranks.unwrap_or(1), &args)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             caffe_tch::solver::cli::train(&caffe_tch::solver::cli::TrainOptions {
                 solver: a.solver,
                 weights: a.weights,
@@ -367,6 +379,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 stage: a.stage,
                 sigint_effect: a.sigint_effect,
                 sighup_effect: a.sighup_effect,
+                dist_timeout: Some(a.dist_timeout),
+                ranks: a.ranks,
                 text: opts,
             })?;
             Ok(ExitCode::SUCCESS)

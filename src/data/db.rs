@@ -387,6 +387,11 @@ pub struct RecordReader {
     cursor: Box<dyn Cursor>,
     source: String,
     backend: Backend,
+    /// Records passed since sharding began (wrap-arounds included), and the
+    /// share this reader keeps: records whose offset % world == rank.
+    offset: u64,
+    rank: u64,
+    world: u64,
 }
 
 impl RecordReader {
@@ -396,7 +401,7 @@ impl RecordReader {
         if !cursor.valid() {
             return Err(data_err(format!("source '{}' ({}): the database is empty", path.display(), backend.name())));
         }
-        Ok(RecordReader { cursor, source: path.display().to_string(), backend })
+        Ok(RecordReader { cursor, source: path.display().to_string(), backend, offset: 0, rank: 0, world: 1 })
     }
 
     pub fn source(&self) -> &str {
@@ -414,8 +419,35 @@ impl RecordReader {
         self.cursor.value()
     }
 
-    /// Moves to the next record, wrapping to the first after the last.
+    /// Keeps from here on only the records whose offset (counted from the
+    /// current record, wrap-arounds included) is `rank` modulo `world`, as
+    /// Caffe's DataLayer does with several solvers: N ranks at batch B read
+    /// the records one reader at batch N·B reads. Moves to the first kept one.
+    pub fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
+        if world == 0 || rank >= world {
+            return Err(data_err(format!("rank {rank} is not below the world size {world}")));
+        }
+        self.offset = 0;
+        self.rank = rank as u64;
+        self.world = world as u64;
+        while self.offset % self.world != self.rank {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// Moves to the next record this reader keeps, wrapping to the first after the last.
     pub fn advance(&mut self) -> Result<()> {
+        self.step()?;
+        while self.offset % self.world != self.rank {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// Moves to the next record, wrapping to the first after the last.
+    fn step(&mut self) -> Result<()> {
+        self.offset += 1;
         self.cursor.next()?;
         if !self.cursor.valid() {
             info!("data_layer.cpp:73", "Restarting data prefetching from start.");

@@ -6,6 +6,7 @@
 //! each line is also appended to `<dir>/caffe.INFO` like glog's log file.
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use std::sync::LazyLock;
@@ -78,8 +79,19 @@ unsafe fn libc_gettid() -> u64 {
     gettid() as u64
 }
 
+/// Off on the ranks other than 0 of a data-parallel run: one log, as in Caffe.
+static INFO_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns `I` lines on or off for this process (warnings and errors stay on).
+pub fn set_info_enabled(on: bool) {
+    INFO_ENABLED.store(on, Ordering::Relaxed);
+}
+
 /// Writes one log message.
 pub fn write(sev: Severity, source: &str, msg: &str) {
+    if sev == Severity::Info && !INFO_ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
     let pre = prefix(sev, source);
     // Like glog, a multi-line message carries the prefix on its first line only
     // (Caffe logs whole prototxts this way).

@@ -1,11 +1,13 @@
 //! `caffe train` and `caffe test`, with Caffe's flags, checks and log lines.
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tch::Device;
 
 use super::{g, loss_note, Solver, SolverAction, SolverOptions};
+use crate::dist::{Dist, LaunchEnv};
 use crate::net::Net;
 use crate::proto::caffe::{solver_parameter::SolverMode, NetState, Phase};
 use crate::proto::text::TextOptions;
@@ -28,6 +30,12 @@ pub struct TrainOptions {
     pub sigint_effect: String,
     /// `snapshot` (default), `stop` or `none`.
     pub sighup_effect: String,
+    /// Seconds a data-parallel collective or the rendezvous may wait for the
+    /// other ranks (default 300).
+    pub dist_timeout: Option<u64>,
+    /// `-ranks N`: the number of ranks the launcher started; under a launcher
+    /// it must equal WORLD_SIZE.
+    pub ranks: Option<usize>,
     pub text: TextOptions,
 }
 
@@ -127,6 +135,11 @@ pub fn train(o: &TrainOptions) -> Result<()> {
         parse_effect("sighup_effect", if o.sighup_effect.is_empty() { "snapshot" } else { &o.sighup_effect })?;
 
     let mut param = Solver::read_param(solver_path, o.text)?;
+    let dist = join_group(o)?;
+    if let Some(d) = &dist {
+        d.group.check_same("solver", &solver_digest(&param))?;
+        for_rank(&mut param, d);
+    }
     if o.level.is_some() || o.stage.is_some() {
         let state = param.train_state.get_or_insert_with(NetState::default);
         if let Some(level) = o.level {
@@ -143,7 +156,11 @@ pub fn train(o: &TrainOptions) -> Result<()> {
     if device.is_none() {
         info!("caffe.cpp:197", "Use CPU.");
     }
-    let device = device.unwrap_or(Device::Cpu);
+    let mut device = device.unwrap_or(Device::Cpu);
+    // Under a launcher each process takes the GPU of its LOCAL_RANK, as torchrun expects.
+    if let (Some(d), Device::Cuda(_)) = (&dist, device) {
+        device = Device::Cuda(d.local_rank);
+    }
     let signals = Signals::install()?;
     if o.snapshot.is_some() {
         param.weights.clear();
@@ -153,14 +170,101 @@ pub fn train(o: &TrainOptions) -> Result<()> {
 
     let mut solver = Solver::new(param, Some(solver_path), SolverOptions { device: Some(device), text: o.text })?;
     solver.set_action_function(signals.action(on_sigint, on_sighup));
+    if let Some(d) = &dist {
+        d.group.check_same("train net", &net_digest(solver.net()))?;
+        solver.set_distributed(Rc::clone(&d.group));
+    }
     if let Some(state) = &o.snapshot {
         info!("caffe.cpp:228", "Resuming from {}", state.display());
         solver.restore(state)?;
     }
     info!("caffe.cpp:239", "Starting Optimization");
     solver.solve()?;
+    // Rank 0 hosts the rendezvous store: no rank leaves while another may still need it.
+    if let Some(d) = &dist {
+        d.group.barrier("barrier at the end of training")?;
+    }
     info!("caffe.cpp:250", "Optimization Done.");
     Ok(())
+}
+
+/// This process's place in a data-parallel run.
+struct Member {
+    group: Rc<Dist>,
+    local_rank: usize,
+}
+
+/// Joins the group a launcher described in the environment (RANK, WORLD_SIZE,
+/// LOCAL_RANK, MASTER_ADDR, MASTER_PORT); `None` for a run on its own.
+fn join_group(o: &TrainOptions) -> Result<Option<Member>> {
+    let env = LaunchEnv::from_env()?;
+    if let (Some(n), Some(e)) = (o.ranks, &env) {
+        if n != e.world {
+            return Err(Error::usage(format!("-ranks {n} but the launcher set WORLD_SIZE={}", e.world)));
+        }
+    }
+    let Some(env) = env.filter(|e| e.world > 1) else { return Ok(None) };
+    let timeout = std::time::Duration::from_secs(o.dist_timeout.unwrap_or(crate::dist::DEFAULT_TIMEOUT_S).max(1));
+    if env.rank != 0 {
+        // One log, from rank 0, as Caffe; warnings and errors still show.
+        crate::log::set_info_enabled(false);
+    }
+    info!(
+        "caffe.cpp:218",
+        "Rank {} of {} joining the group at {}:{} (timeout {} s)",
+        env.rank,
+        env.world,
+        env.master_addr,
+        env.master_port,
+        timeout.as_secs()
+    );
+    let group = Dist::join(&env, timeout)?;
+    Ok(Some(Member { group: Rc::new(group), local_rank: env.local_rank }))
+}
+
+/// The solver's settings, less the file paths (which may differ between machines).
+fn solver_digest(param: &crate::proto::caffe::SolverParameter) -> String {
+    let mut p = param.clone();
+    p.net = None;
+    p.train_net = None;
+    p.test_net.clear();
+    p.snapshot_prefix = None;
+    p.weights.clear();
+    md5_hex(crate::proto::print::to_text(&p).as_bytes())
+}
+
+/// The train net's learnable blobs: layer, index and shape of each.
+fn net_digest(net: &Net) -> String {
+    let mut text = String::new();
+    for p in net.learnable_params() {
+        text.push_str(&format!("{} {} {:?}\n", p.layer, p.index, p.data.size()));
+    }
+    md5_hex(text.as_bytes())
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What differs between ranks in the solver: the seed (`random_seed + rank`,
+/// as Caffe), the share of the TRAIN records, and rank 0 alone tests and snapshots.
+fn for_rank(param: &mut crate::proto::caffe::SolverParameter, m: &Member) {
+    let (rank, world) = (m.group.rank(), m.group.world());
+    crate::data::set_train_shard(rank, world);
+    if param.random_seed() >= 0 {
+        param.random_seed = Some(param.random_seed() + rank as i64);
+    }
+    if rank != 0 {
+        param.test_iter.clear();
+        param.test_net.clear();
+        param.test_net_param.clear();
+        param.test_state.clear();
+        param.test_interval = None;
+        param.test_initialization = None;
+        param.snapshot = None;
+        param.snapshot_after_train = Some(false);
+    }
 }
 
 /// `caffe test -model M -weights W [-iterations 50] [-gpu N] [-level L] [-stage s]`:

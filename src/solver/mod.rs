@@ -8,11 +8,20 @@
 //! the regularization (L2: decay·decay_mult·w, L1: decay·decay_mult·sign(w)),
 //! compute each rule's update with local_rate = rate·lr_mult, and w ← w − update.
 //! All of it runs in the parameters' own float type under `no_grad`.
+//!
+//! In a data-parallel run (`set_distributed`), as Caffe with several solvers:
+//! rank 0's weights are broadcast when solving starts, the gradients are
+//! averaged over the ranks (summed, times 1/world) after backward and before
+//! the update, only rank 0 tests, logs and snapshots, and the loss shown is
+//! the mean over the ranks. Requests (signals) travel with the gradients, so
+//! every rank acts on them at the same iteration.
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::dist::Dist;
 use crate::error::Context;
 use crate::log::progress;
 use crate::net::{Net, NetSource};
@@ -152,6 +161,8 @@ pub struct Solver {
     test_scores: Vec<Vec<(String, f32)>>,
     last_snapshot: Option<SnapshotFiles>,
     progress: progress::Progress,
+    /// The data-parallel group this solver is a rank of.
+    dist: Option<Rc<Dist>>,
 }
 
 impl Solver {
@@ -221,6 +232,30 @@ impl Solver {
         self.progress = progress::Progress::new(on);
     }
 
+    /// Makes this solver a rank of a data-parallel group (before `solve`).
+    /// The ranks other than 0 show no progress line.
+    pub fn set_distributed(&mut self, dist: Rc<Dist>) {
+        if !dist.is_root() {
+            self.set_progress(false);
+        }
+        self.dist = Some(dist);
+    }
+
+    /// Rank 0 of a data-parallel run, or a solver on its own: the one that
+    /// tests, logs and snapshots.
+    pub fn is_root(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.is_root())
+    }
+
+    /// Gives every rank rank 0's weights and solver history (Caffe's NCCL
+    /// broadcast at the start, after -weights or -snapshot were loaded).
+    pub fn broadcast_weights(&mut self) -> Result<()> {
+        let Some(dist) = self.dist.clone() else { return Ok(()) };
+        let mut tensors: Vec<Tensor> = self.net.learnable_params().iter().map(|p| p.data.shallow_clone()).collect();
+        tensors.extend(self.history.iter().map(Tensor::shallow_clone));
+        dist.broadcast(&mut tensors, "broadcast of rank 0's weights")
+    }
+
     // ----- nets ------------------------------------------------------------
 
     fn error(&self, msg: String) -> Error {
@@ -249,13 +284,22 @@ impl Solver {
     pub fn solve(&mut self) -> Result<()> {
         info!("solver.cpp:289", "Solving {}", self.net.name);
         info!("solver.cpp:290", "Learning Rate Policy: {}", self.param.lr_policy());
+        if let Some(d) = &self.dist {
+            info!(
+                "parallel.cpp:1",
+                "Data-parallel over {} ranks (Gloo): each rank reads 1 record in {}; gradients are averaged",
+                d.world(),
+                d.world()
+            );
+        }
+        self.broadcast_weights()?;
         self.requested_early_exit = false;
         let start_iter = self.iter;
         let remaining = self.param.max_iter() as i64 - self.iter;
         self.step(remaining)?;
         let snapshot = self.param.snapshot() as i64;
         if self.param.snapshot_after_train() && (snapshot == 0 || self.iter % snapshot != 0) {
-            self.snapshot()?;
+            self.snapshot_on_root()?;
         }
         if self.requested_early_exit {
             info!("solver.cpp:307", "Optimization stopped early.");
@@ -266,13 +310,25 @@ impl Solver {
             // Forward only: the weights were already updated max_iter times.
             self.net.set_iteration(self.iter);
             self.feed(NetRole::Train)?;
-            let loss = self.net.forward_inference()? as f32;
+            let mut loss = self.net.forward_inference()? as f32;
+            if let Some(d) = &self.dist {
+                loss = d.mean_values(&[loss], "mean of the final loss")?[0];
+            }
             self.update_smoothed_loss(loss, start_iter, self.param.average_loss() as usize);
             info!("solver.cpp:327", "Iteration {}, loss = {}", self.iter, g(self.smoothed_loss));
         }
         let interval = self.param.test_interval() as i64;
-        if interval > 0 && self.iter % interval == 0 {
+        if interval > 0 && self.iter % interval == 0 && self.is_root() {
             self.test_all()?;
+        }
+        if let Some(d) = &self.dist {
+            let (calls, time) = d.reduce_stats();
+            info!(
+                "parallel.cpp:1",
+                "All-reduce: {calls} calls, {} s in all ({} ms each)",
+                g(time.as_secs_f32()),
+                g(time.as_secs_f32() * 1000.0 / calls.max(1) as f32)
+            );
         }
         info!("solver.cpp:332", "Optimization Done.");
         Ok(())
@@ -291,6 +347,9 @@ impl Solver {
         let mut timer = Instant::now();
         let mut iterations_last = self.iter;
         self.progress.start(self.iter);
+        // A stop asked for during a test pass (rank 0 alone runs it), carried
+        // to the next all-reduce so that every rank stops together.
+        let mut pending_stop = false;
 
         while self.iter < stop_iter {
             self.net.clear_param_diffs();
@@ -298,9 +357,15 @@ impl Solver {
                 && self.iter % test_interval == 0
                 && (self.iter > 0 || self.param.test_initialization())
             {
-                self.test_all()?;
+                if self.is_root() {
+                    self.test_all()?;
+                }
                 if self.requested_early_exit {
-                    break;
+                    if self.dist.is_none() {
+                        break;
+                    }
+                    self.requested_early_exit = false;
+                    pending_stop = true;
                 }
             }
             let display = display_every > 0 && self.iter % display_every == 0;
@@ -312,6 +377,15 @@ impl Solver {
                 self.net.backward()?;
             }
             loss /= iter_size as f32;
+            // Data-parallel: the request is read before the all-reduce, which
+            // carries every rank's, so that all act on the same iteration.
+            let mut agreed = None;
+            if let Some(dist) = self.dist.clone() {
+                let request = if pending_stop { SolverAction::Stop } else { self.requested_action() };
+                let (mean_loss, action) = self.reduce_gradients(&dist, loss, request)?;
+                loss = mean_loss;
+                agreed = Some(action);
+            }
             self.update_smoothed_loss(loss, start_iter, average_loss);
             self.loss_log.push((self.iter, loss));
             if display {
@@ -337,10 +411,13 @@ impl Solver {
             self.iter += 1;
             self.progress.update(self.iter, self.param.max_iter() as i64, self.smoothed_loss, self.rate);
 
-            let request = self.requested_action();
+            let request = match agreed {
+                Some(a) => a,
+                None => self.requested_action(),
+            };
             let snapshot = self.param.snapshot() as i64;
             if (snapshot > 0 && self.iter % snapshot == 0) || request == SolverAction::Snapshot {
-                self.snapshot()?;
+                self.snapshot_on_root()?;
             }
             if request == SolverAction::Stop {
                 self.requested_early_exit = true;
@@ -351,12 +428,46 @@ impl Solver {
         Ok(())
     }
 
+    /// Averages the gradients over the ranks, in place, with this rank's loss
+    /// and request in the same all-reduce; returns the mean loss and the
+    /// request every rank now acts on (a stop wins over a snapshot).
+    fn reduce_gradients(&mut self, dist: &Dist, loss: f32, request: SolverAction) -> Result<(f32, SolverAction)> {
+        let stop = (request == SolverAction::Stop) as i32 as f32;
+        let snap = (request == SolverAction::Snapshot) as i32 as f32;
+        let mut tensors: Vec<Tensor> =
+            self.net.learnable_params_mut().iter_mut().map(|p| p.diff_mut().shallow_clone()).collect();
+        tensors.push(Tensor::from_slice(&[loss, stop, snap]).f_to_device(self.device)?);
+        dist.all_reduce_mean(&mut tensors, &format!("all-reduce of the gradients at iteration {}", self.iter))?;
+        let extra = blob_values(tensors.last())?;
+        let (mean_loss, any_stop, any_snap) = (extra[0], extra[1] > 0.0, extra[2] > 0.0);
+        let action = if any_stop {
+            SolverAction::Stop
+        } else if any_snap {
+            SolverAction::Snapshot
+        } else {
+            SolverAction::None
+        };
+        Ok((mean_loss, action))
+    }
+
+    /// Snapshots, on rank 0 only in a data-parallel run.
+    fn snapshot_on_root(&mut self) -> Result<()> {
+        if self.is_root() {
+            self.snapshot()?;
+        }
+        Ok(())
+    }
+
     /// Writes a snapshot of the current weights, then fails naming the iteration.
     fn stop_on_nonfinite(&mut self, loss: f32) -> Error {
         self.progress.finish();
-        let written = match self.snapshot() {
-            Ok(files) => format!("the weights before this iteration are in {}", files.model.display()),
-            Err(e) => format!("the snapshot could not be written either: {e}"),
+        let written = if !self.is_root() {
+            "rank 0 writes the snapshot".to_string()
+        } else {
+            match self.snapshot() {
+                Ok(files) => format!("the weights before this iteration are in {}", files.model.display()),
+                Err(e) => format!("the snapshot could not be written either: {e}"),
+            }
         };
         self.error(format!(
             "Iteration {}: the loss is {} (not finite); training stopped ({written}). Lower base_lr, or set clip_gradients",
@@ -365,15 +476,23 @@ impl Solver {
         ))
     }
 
-    /// The train net's outputs, as Caffe's display prints them.
+    /// The train net's outputs, as Caffe's display prints them (data-parallel:
+    /// their means over the ranks).
     fn log_outputs(&self) -> Result<()> {
-        let mut index = 0;
+        let mut outputs: Vec<(&str, f32)> = Vec::new();
+        let mut values: Vec<f32> = Vec::new();
         for name in self.net.output_blob_names() {
             let weight = self.net.blob_loss_weight(name);
             for v in blob_values(self.net.blob(name))? {
-                info!("solver.cpp:258", "    Train net output #{index}: {name} = {}{}", g(v), loss_note(weight, v));
-                index += 1;
+                outputs.push((name, weight));
+                values.push(v);
             }
+        }
+        if let Some(d) = &self.dist {
+            values = d.mean_values(&values, "mean of the train net's outputs")?;
+        }
+        for (index, ((name, weight), v)) in outputs.into_iter().zip(values).enumerate() {
+            info!("solver.cpp:258", "    Train net output #{index}: {name} = {}{}", g(v), loss_note(weight, v));
         }
         Ok(())
     }

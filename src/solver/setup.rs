@@ -106,6 +106,7 @@ impl Solver {
             test_scores,
             last_snapshot: None,
             progress: progress::Progress::for_stderr(),
+            dist: None,
             param,
         })
     }

@@ -12,7 +12,7 @@ use crate::data::image::ColorMode;
 use crate::data::transform::Transformer;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{Ctx, Layer, SetupOut, Shape};
-use crate::proto::caffe::LayerParameter;
+use crate::proto::caffe::{LayerParameter, Phase};
 use crate::{bail, info};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
@@ -125,10 +125,16 @@ impl Layer for DataLayer {
             }
         };
         let backend = Backend::from_proto(dp.backend());
+        // Each rank of a data-parallel run reads its share of the TRAIN
+        // records; a TEST net (run by rank 0 alone) reads them all, as in Caffe.
+        let (rank, world) = if phase == Phase::Train { crate::data::train_shard() } else { (0, 1) };
         self.prefetch = None;
         let (prefetch, shape) = Prefetcher::start(self.param.name(), dp.prefetch() as usize, move || {
             let mut reader = RecordReader::open(&source, backend)?;
             reader.skip(skip)?;
+            if world > 1 {
+                reader.shard(rank, world)?;
+            }
             Ok(DbSource { reader, transformer, color, batch_size, labels: n_tops == 2 })
         })?;
         info!("data_layer.cpp:45", "output data size: {}", shape_text(&shape));

@@ -158,6 +158,7 @@ impl Hdf5DataLayer {
 
 impl Layer for Hdf5DataLayer {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
+        super::warn_if_unsharded(&self.param);
         if !bottoms.is_empty() {
             bail!("HDF5Data takes no bottom blobs, got {}", bottoms.len());
         }

@@ -111,6 +111,7 @@ impl ImageDataLayer {
 
 impl Layer for ImageDataLayer {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
+        super::warn_if_unsharded(&self.param);
         if !bottoms.is_empty() {
             bail!("ImageData takes no bottom blobs, got {}", bottoms.len());
         }

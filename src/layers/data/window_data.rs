@@ -402,6 +402,7 @@ impl WindowDataLayer {
 
 impl Layer for WindowDataLayer {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
+        super::warn_if_unsharded(&self.param);
         if !bottoms.is_empty() {
             bail!("WindowData takes no bottom blobs, got {}", bottoms.len());
         }
