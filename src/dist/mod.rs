@@ -252,19 +252,31 @@ impl Dist {
         let here = hostname();
         let mut gone = Vec::new();
         let mut remote = Vec::new();
-        for (r, p) in self.peers.iter().enumerate() {
-            if r == self.rank {
-                continue;
-            }
-            if p.host == here {
-                match process_state(p.pid) {
-                    None | Some('Z' | 'X') => gone.push(format!("rank {r} (pid {}) is gone", p.pid)),
-                    Some('T' | 't') => gone.push(format!("rank {r} (pid {}) is stopped", p.pid)),
-                    Some(_) => {}
+        // A killed peer's socket can close before the kernel has finished
+        // tearing the process down: look again for a short while before
+        // saying that no peer is known to be gone.
+        for attempt in 0..20 {
+            gone.clear();
+            remote.clear();
+            for (r, p) in self.peers.iter().enumerate() {
+                if r == self.rank {
+                    continue;
                 }
-            } else {
-                remote.push(format!("rank {r} on {}", p.host));
+                if p.host == here {
+                    match process_state(p.pid) {
+                        None | Some('Z' | 'X') => gone.push(format!("rank {r} (pid {}) is gone", p.pid)),
+                        Some('T' | 't') => gone.push(format!("rank {r} (pid {}) is stopped", p.pid)),
+                        Some(_) => {}
+                    }
+                } else {
+                    remote.push(format!("rank {r} on {}", p.host));
+                }
             }
+            let local_peers = self.peers.iter().enumerate().any(|(r, p)| r != self.rank && p.host == here);
+            if !gone.is_empty() || !local_peers || attempt == 19 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let who = if !gone.is_empty() {
             gone.join(", ")
