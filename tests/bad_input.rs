@@ -17,6 +17,8 @@ struct Case {
 const SUMMARIZE: &[&str] = &["summarize"];
 const TIME: &[&str] = &["time", "-iterations", "1", "-model"];
 const UPGRADE_BIN: &[&str] = &["upgrade_net_proto_binary"];
+/// `caffe forward` on LeNet with the file as its `data` input.
+const FORWARD_INPUT: &[&str] = &["forward", "-input"];
 
 fn cases() -> Vec<Case> {
     let c = |file, cmd, line_col, says| Case { file, cmd, line_col, says };
@@ -54,6 +56,10 @@ fn cases() -> Vec<Case> {
         c("truncated.caffemodel", UPGRADE_BIN, None, "truncated"),
         c("truncated_1k.caffemodel", UPGRADE_BIN, None, "truncated"),
         c("text_as.caffemodel", UPGRADE_BIN, None, "not a valid binary protobuf"),
+        // Found by fuzzing: a header whose shape needs more data than the file holds
+        // (tch's reader read past the end), and the fuzzer's own file.
+        c("short_data.npy", FORWARD_INPUT, None, "needs 6272 data bytes, the file has 272"),
+        c("fuzz_npy_header.npy", FORWARD_INPUT, None, "not a valid .npy file"),
     ]
 }
 
@@ -67,7 +73,16 @@ fn every_bad_file_gives_one_clear_error_line_and_exit_1() {
     for case in &cases {
         let file = dir.join(case.file);
         let mut args: Vec<String> = case.cmd.iter().map(|s| s.to_string()).collect();
-        args.push(file.display().to_string());
+        if case.cmd == FORWARD_INPUT {
+            args.pop();
+            let lenet =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/caffe-ref/fixtures/lenet/net.prototxt");
+            args.extend(["-model".to_string(), lenet.display().to_string(), "-out".to_string()]);
+            args.push(out_dir.path().display().to_string());
+            args.extend(["-input".to_string(), format!("data={}", file.display())]);
+        } else {
+            args.push(file.display().to_string());
+        }
         if case.cmd == UPGRADE_BIN {
             args.push(out_dir.path().join("out.caffemodel").display().to_string());
         }

@@ -131,3 +131,17 @@ fn a_weights_file_over_the_limit_is_refused_before_reading() {
     assert!(last.contains("weights.caffemodel") && last.contains("over the memory limit"), "{last}");
     assert!(!out_file.exists());
 }
+
+/// Found by fuzzing: BatchNorm on a blob with a zero dimension divided by zero.
+#[test]
+fn batch_norm_on_an_empty_blob_is_the_identity() {
+    let text = r#"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 0 dim: 3 dim: 3 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" }
+"#;
+    for phase in [Phase::Train, Phase::Test] {
+        let mut net = common::net(text, "empty.prototxt", phase).expect("net");
+        net.forward().expect("forward");
+        assert_eq!(net.blob("y").expect("y").size(), [2, 0, 3, 3]);
+    }
+}

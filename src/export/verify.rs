@@ -199,8 +199,7 @@ pub fn run_exported_many(runs: &[Run]) -> Result<Vec<RunResult>> {
         let mut values = Vec::new();
         let mut inferred = BTreeMap::new();
         for (blob, (output, p)) in blobs.iter().zip(&output_files) {
-            let t =
-                Tensor::read_npy(p).map_err(|e| Error::invalid(format!("{}: cannot read .npy: {e}", p.display())))?;
+            let t = crate::util::npy::read(p)?;
             values.push((blob.clone(), t));
             if let Some(dims) = by_output.remove(output) {
                 inferred.insert(blob.clone(), dims);
@@ -252,8 +251,7 @@ pub fn verify(
 ) -> Result<bool> {
     let mut inputs = random_inputs(plan);
     for (name, file) in given {
-        let t =
-            Tensor::read_npy(file).map_err(|e| Error::invalid(format!("{}: cannot read .npy: {e}", file.display())))?;
+        let t = crate::util::npy::read(file)?;
         match inputs.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = t,
             None => {

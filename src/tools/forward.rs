@@ -3,7 +3,7 @@
 //! how parity is checked from outside.
 use std::path::{Path, PathBuf};
 
-use tch::{Device, Tensor};
+use tch::Device;
 
 use crate::net::Net;
 use crate::proto::caffe::{NetState, Phase};
@@ -49,8 +49,7 @@ pub fn run(model: &Path, text: TextOptions, o: &ForwardOptions) -> Result<Vec<Pa
     }
     let inputs: Vec<String> = net.input_blob_names().iter().map(|s| s.to_string()).collect();
     for (name, file) in &o.inputs {
-        let t =
-            Tensor::read_npy(file).map_err(|e| Error::invalid(format!("{}: cannot read .npy: {e}", file.display())))?;
+        let t = crate::util::npy::read(file)?;
         net.set_input(name, &t)?;
     }
     for name in &inputs {

@@ -3,6 +3,7 @@
 //! atomic file writes, comma lists, Caffe's `-gpu` flag, and CUDA on demand.
 pub mod cuda;
 pub mod limits;
+pub mod npy;
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};

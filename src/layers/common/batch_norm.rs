@@ -78,6 +78,10 @@ impl Layer for BatchNorm {
         // One channel for a 1-axis bottom: view it as (N, 1).
         let xs = if shape.len() == 1 { x.f_reshape([-1, 1])? } else { x.shallow_clone() };
         let c = xs.size()[1];
+        if xs.numel() == 0 {
+            // An empty blob (a zero dimension) normalizes to itself.
+            return Ok(vec![x.shallow_clone()]);
+        }
         if c != self.channels {
             bail!("bottom has {c} channels, the layer was set up for {}", self.channels);
         }
