@@ -145,3 +145,18 @@ fn lmdb_writer_grows_its_map_when_full() {
     }
     assert_eq!(n, 600);
 }
+
+/// Found by fuzzing: a log line whose stamp has a multi-byte character where
+/// the date's digits go made the parser slice inside the character.
+#[test]
+fn parse_log_takes_any_text_without_panicking() {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad/fuzz_parse_log_utf8.log"),
+    )
+    .expect("fixture");
+    let text = String::from_utf8_lossy(&bytes);
+    let log = parse_str(&text, 2026);
+    assert!(log.train.is_empty() && log.test.is_empty());
+    let odd = "I20\u{e9}1130 08:24:29.264564 1 solver.cpp:218] Iteration 0, loss = 1\n";
+    assert!(parse_str(odd, 2026).train.is_empty());
+}

@@ -185,9 +185,11 @@ fn parse_stamp(line: &str) -> Option<Stamp> {
     let mut chars = head.chars();
     chars.next()?; // the severity letter
     let date = chars.as_str();
+    // Byte lengths: a date is ASCII digits, so anything else (a multi-byte
+    // character) fails `digits` below; `get` never splits a character.
     let (year, month_day) = match date.len() {
         4 => (None, date),
-        8 => (Some(digits(&date[..4])? as i32), &date[4..]),
+        8 => (Some(digits(date.get(..4)?)? as i32), date.get(4..)?),
         _ => return None,
     };
     let month = digits(month_day.get(..2)?)?;
