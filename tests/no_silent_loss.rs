@@ -145,3 +145,15 @@ layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" }
         assert_eq!(net.blob("y").expect("y").size(), [2, 0, 3, 3]);
     }
 }
+
+/// Found by fuzzing: Resize to more channels from a bottom with none divided by zero.
+#[test]
+fn resize_from_zero_channels_is_an_error() {
+    let text = r#"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 0 dim: 2 dim: 2 } } }
+layer { name: "r" type: "Resize" bottom: "x" top: "y" resize_param { channels: 3 } }
+"#;
+    let mut net = common::net(text, "resize.prototxt", Phase::Test).expect("net");
+    let e = net.forward().expect_err("no channels to repeat").to_string();
+    assert!(e.contains("layer 'r'") && e.contains("from a bottom with none"), "{e}");
+}

@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            let _ = tch::Tensor::read_npy(scratch("npy", rest));
+            let _ = caffe_tch::util::npy::read(&scratch("npy", rest));
         }
     }
 });

@@ -68,7 +68,10 @@ impl Layer for Resize {
         let x = if c == s[1] {
             x.shallow_clone()
         } else {
-            let idx = Tensor::arange(c, (Kind::Int64, x.device())).remainder(s[1]);
+            if s[1] == 0 {
+                bail!("Resize cannot make {c} channels from a bottom with none (shape {s:?})");
+            }
+            let idx = Tensor::f_arange(c, (Kind::Int64, x.device()))?.f_remainder(s[1])?;
             x.f_index_select(1, &idx)?
         };
         let y = if (h, w) == (s[2], s[3]) {
