@@ -157,3 +157,14 @@ layer { name: "r" type: "Resize" bottom: "x" top: "y" resize_param { channels: 3
     let e = net.forward().expect_err("no channels to repeat").to_string();
     assert!(e.contains("layer 'r'") && e.contains("from a bottom with none"), "{e}");
 }
+
+/// Found by fuzzing: Concat of 0-axis blobs indexed an empty shape.
+#[test]
+fn concat_of_scalars_is_an_error() {
+    let text = r#"
+layer { name: "x" type: "Input" top: "x" input_param { shape { } } }
+layer { name: "c" type: "Concat" bottom: "x" bottom: "x" top: "y" concat_param { axis: 0 } }
+"#;
+    let e = common::net(text, "concat.prototxt", Phase::Test).err().expect("no axis to concatenate").to_string();
+    assert!(e.contains("layer 'c'") && e.contains("needs bottoms with more axes"), "{e}");
+}
