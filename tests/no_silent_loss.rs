@@ -168,3 +168,30 @@ layer { name: "c" type: "Concat" bottom: "x" bottom: "x" top: "y" concat_param {
     let e = common::net(text, "concat.prototxt", Phase::Test).err().expect("no axis to concatenate").to_string();
     assert!(e.contains("layer 'c'") && e.contains("needs bottoms with more axes"), "{e}");
 }
+
+/// Found by fuzzing: a pooling pad and kernel far larger than the input
+/// materialised gigabytes of padding; it is a clear error under the limit.
+/// (Run as its own process: the limit is process-wide.)
+#[test]
+fn a_huge_pooling_window_is_an_error_not_an_oom() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("pool.prototxt");
+    std::fs::write(
+        &model,
+        r#"layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 3 dim: 3 dim: 3 dim: 3 } } }
+layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { stride: 19715 pad: 16476 kernel_size: 17409 } }
+"#,
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caffe"))
+        .args(["forward", "-max_memory", "1G", "-model"])
+        .arg(&model)
+        .arg("-out")
+        .arg(dir.path().join("out"))
+        .output()
+        .expect("run caffe");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("layer 'p'") && last.contains("memory limit"), "{last}");
+}

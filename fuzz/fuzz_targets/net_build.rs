@@ -131,6 +131,10 @@ fn prototxt(n: &FuzzNet) -> String {
 
 fuzz_target!(|n: FuzzNet| {
     let text = prototxt(&n);
+    // To replay an input: CAFFE_TCH_FUZZ_PRINT=1 prints the net it builds.
+    if std::env::var_os("CAFFE_TCH_FUZZ_PRINT").is_some() {
+        eprintln!("{text}");
+    }
     let Ok(parsed) = parse_str::<NetParameter>(&text, "fuzz.prototxt", TextOptions::default()) else { return };
     let phase = if n.train { Phase::Train } else { Phase::Test };
     let state = NetState { phase: Some(phase as i32), ..Default::default() };

@@ -162,6 +162,12 @@ impl Pooling {
         let need_w = (self.out[1] - 1) * w.s[1] + w.k[1];
         let extra_h = (need_h - size[2] - w.p[0]).max(0);
         let extra_w = (need_w - size[3] - w.p[1]).max(0);
+        // Padding and windows are materialised here: check their size first,
+        // so a huge pad or kernel is an error, not an out-of-memory kill.
+        let padded = [size[0], size[1], size[2] + w.p[0] + extra_h, size[3] + w.p[1] + extra_w];
+        crate::util::limits::checked_count(&padded, 4, "the padded input of the pooling windows")?;
+        let windows = [size[0], size[1], self.out[0], self.out[1], w.k[0], w.k[1]];
+        crate::util::limits::checked_count(&windows, 4, "the pooling windows")?;
         let padded = x.f_constant_pad_nd([w.p[1], extra_w, w.p[0], extra_h])?;
         let padded = if pad_value != 0.0 {
             // Mark the padding so MAX ignores it.
