@@ -195,3 +195,14 @@ layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { stride: 1
     let last = err.lines().last().unwrap_or_default();
     assert!(last.contains("layer 'p'") && last.contains("memory limit"), "{last}");
 }
+
+/// Found by fuzzing: Slice along axis 0 of a 0-axis blob indexed an empty shape.
+#[test]
+fn slice_of_a_scalar_is_an_error() {
+    let text = r#"
+layer { name: "x" type: "Input" top: "x" input_param { shape { } } }
+layer { name: "s" type: "Slice" bottom: "x" top: "a" top: "b" slice_param { axis: 0 } }
+"#;
+    let e = common::net(text, "slice.prototxt", Phase::Test).err().expect("no axis to slice").to_string();
+    assert!(e.contains("layer 's'") && e.contains("needs a bottom with more axes"), "{e}");
+}
