@@ -76,7 +76,7 @@ pub fn run(model: &Path, text: TextOptions, o: &ExportOptions) -> Result<bool> {
     if o.format == Format::Onnx {
         onnx::check_opset(o.opset)?;
     }
-    check_writable(&o.out, o.format)?;
+    check_writable(&o.out)?;
     let mut plan = Plan::build(model, text, &o.build)?;
     match o.format {
         Format::Onnx => {
@@ -102,13 +102,13 @@ pub fn run(model: &Path, text: TextOptions, o: &ExportOptions) -> Result<bool> {
     verify::verify(&mut plan, o.format, &o.out, o.all_blobs, &o.inputs)
 }
 
-/// Fails before any work when `-out` cannot be written (a missing or read-only folder).
-fn check_writable(out: &Path, format: Format) -> Result<()> {
-    let folder = match format {
-        Format::Pytorch => out.parent().map(Path::to_path_buf).unwrap_or_default(),
-        _ => out.parent().map(Path::to_path_buf).unwrap_or_default(),
+/// Fails before any work when `-out` cannot be written (a missing or read-only
+/// folder): the folder that will hold the file (or, for pytorch, the output folder).
+fn check_writable(out: &Path) -> Result<()> {
+    let folder = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    let folder = if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder };
     if !folder.is_dir() {
         return Err(Error::io(
             out,

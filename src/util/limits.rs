@@ -38,13 +38,17 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         .ok_or_else(|| Error::usage(format!("a memory size like 512M or 2G, got '{s}'")))
 }
 
-/// The machine's memory (MemTotal), or u64::MAX when it cannot be read.
+/// The machine's memory (MemTotal), or u64::MAX when it cannot be read; read
+/// once (every blob of every net is checked against it).
 fn machine_memory() -> u64 {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(u64::MAX, |kb| kb.saturating_mul(1024))
+    static MEM_TOTAL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MEM_TOTAL.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(u64::MAX, |kb| kb.saturating_mul(1024))
+    })
 }
 
 /// The limit in bytes now in force.

@@ -2,20 +2,13 @@
 //! selection layers. Also the BatchNorm + Scale fusion.
 use std::collections::{HashMap, HashSet};
 
-use super::{attr_f, attr_i, Graph};
+use super::{attr_f, attr_i, io, Graph};
 use crate::export::{Plan, PlanLayer};
 use crate::layers::canonical_axis;
 use crate::proto::caffe::eltwise_parameter::EltwiseOp;
 use crate::proto::caffe::reduction_parameter::ReductionOp;
 use crate::proto::caffe::Phase;
 use crate::{bail, Result};
-
-fn io(l: &PlanLayer) -> Result<(&str, &str, &[i64])> {
-    match (l.bottoms.first(), l.tops.first(), l.bottom_shapes.first()) {
-        (Some(b), Some(t), Some(s)) => Ok((b, t, s)),
-        _ => bail!("needs a bottom and a top"),
-    }
-}
 
 fn top_shape(l: &PlanLayer) -> Result<&[i64]> {
     l.top_shapes.first().map(|s| s.as_slice()).ok_or_else(|| crate::Error::invalid("needs a top"))

@@ -294,6 +294,14 @@ impl Graph {
     }
 }
 
+/// A one-bottom, one-top layer's bottom, top and bottom shape.
+fn io(l: &PlanLayer) -> Result<(&str, &str, &[i64])> {
+    match (l.bottoms.first(), l.tops.first(), l.bottom_shapes.first()) {
+        (Some(b), Some(t), Some(s)) => Ok((b, t, s)),
+        _ => bail!("needs a bottom and a top"),
+    }
+}
+
 pub fn attr_i(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),

@@ -13,17 +13,6 @@ fn unary(g: &mut Graph, l: &PlanLayer, f: impl FnOnce(&mut Graph, &str) -> Resul
     Ok(())
 }
 
-/// ln(base) with Caffe's rule that -1 means e.
-fn ln_base(base: f32) -> Result<f64> {
-    if base == -1.0 {
-        return Ok(1.0);
-    }
-    if base.is_nan() || base <= 0.0 {
-        bail!("base must be strictly positive (or -1 for e), got {base}");
-    }
-    Ok((base as f64).ln())
-}
-
 pub fn relu(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let slope = l.param.relu_param.as_ref().map_or(0.0, |p| p.negative_slope());
     unary(g, l, |g, x| {
@@ -90,7 +79,7 @@ pub fn power(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 /// Caffe's Exp: base^(shift + scale·x) = outer·exp(inner·x).
 pub fn exp(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let p = l.param.exp_param.unwrap_or_default();
-    let lb = ln_base(p.base())?;
+    let lb = crate::layers::neuron::elementwise::ln_base(p.base())?;
     let inner = (lb * p.scale() as f64) as f32;
     let outer = if p.shift() == 0.0 { 1.0 } else { (lb * p.shift() as f64).exp() as f32 };
     unary(g, l, |g, x| {
@@ -103,7 +92,7 @@ pub fn exp(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 /// Caffe's Log: log_base(shift + scale·x).
 pub fn log(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let p = l.param.log_param.unwrap_or_default();
-    let base_scale = (1.0 / ln_base(p.base())?) as f32;
+    let base_scale = (1.0 / crate::layers::neuron::elementwise::ln_base(p.base())?) as f32;
     unary(g, l, |g, x| {
         let y = g.affine(x, p.scale(), p.shift());
         let y = g.node("Log", &[&y], vec![]);

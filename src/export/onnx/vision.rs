@@ -1,5 +1,5 @@
 //! Convolution, pooling, LRN, crop, im2col and SPP.
-use super::{attr_f, attr_i, attr_ints, Graph};
+use super::{attr_f, attr_i, attr_ints, io, Graph};
 use crate::export::PlanLayer;
 use crate::layers::vision::base_conv::{geometry, Geometry};
 use crate::layers::vision::pooling::pooled_size;
@@ -8,13 +8,6 @@ use crate::proto::caffe::lrn_parameter::NormRegion;
 use crate::proto::caffe::pooling_parameter::{PoolMethod, RoundMode};
 use crate::proto::caffe::{Phase, PoolingParameter};
 use crate::{bail, Result};
-
-fn io(l: &PlanLayer) -> Result<(&str, &str, &[i64])> {
-    match (l.bottoms.first(), l.tops.first(), l.bottom_shapes.first()) {
-        (Some(b), Some(t), Some(s)) => Ok((b, t, s)),
-        _ => bail!("needs a bottom and a top"),
-    }
-}
 
 fn conv_geometry(l: &PlanLayer, shape: &[i64]) -> Result<(crate::proto::caffe::ConvolutionParameter, Geometry)> {
     let p = l.param.convolution_param.clone().unwrap_or_default();

@@ -40,20 +40,9 @@ pub(super) fn elu(s: &Site, c: &mut Code) -> Result<()> {
     Ok(())
 }
 
-/// ln(base), base −1 meaning e (neuron/elementwise.rs).
-fn ln_base(base: f32) -> Result<f64> {
-    if base == -1.0 {
-        return Ok(1.0);
-    }
-    if base.is_nan() || base <= 0.0 {
-        bail!("base must be strictly positive (or -1 for e), got {base}");
-    }
-    Ok((base as f64).ln())
-}
-
 pub(super) fn exp(s: &Site, c: &mut Code) -> Result<()> {
     let p = s.l.param.exp_param.unwrap_or_default();
-    let ln = ln_base(p.base())?;
+    let ln = crate::layers::neuron::elementwise::ln_base(p.base())?;
     let inner = ln * p.scale() as f64;
     let mut y = if inner == 1.0 {
         format!("torch.exp({})", s.b(0))
@@ -80,7 +69,7 @@ fn affine(x: &str, scale: f32, shift: f32) -> String {
 
 pub(super) fn log(s: &Site, c: &mut Code) -> Result<()> {
     let p = s.l.param.log_param.unwrap_or_default();
-    let base_scale = 1.0 / ln_base(p.base())?;
+    let base_scale = 1.0 / crate::layers::neuron::elementwise::ln_base(p.base())?;
     if !base_scale.is_finite() {
         bail!("1 / log(base) is not finite for base {}", p.base());
     }

@@ -48,7 +48,7 @@ pub(super) enum Op {
 }
 
 /// ln(base), with Caffe's rule that base -1 means e; other bases must be > 0.
-pub(super) fn ln_base(base: f32) -> Result<f64> {
+pub fn ln_base(base: f32) -> Result<f64> {
     if base == -1.0 {
         return Ok(1.0);
     }
