@@ -32,6 +32,13 @@ impl InnerProduct {
     }
 }
 
+/// Where W·xᵀ beats x·Wᵀ on the CPU (unmeasured on CUDA): a handful of rows against many outputs
+/// (deploy nets' fully connected layers at small batches). Measured by
+/// `benches/inner_product_gemm.py`; elsewhere the two are within noise.
+fn small_batch_wide_layer(rows: i64, outputs: i64) -> bool {
+    (2..=32).contains(&rows) && outputs >= 256
+}
+
 impl Layer for InnerProduct {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
@@ -60,6 +67,14 @@ impl Layer for InnerProduct {
                 Some(b) => b.f_addmm(&x2, w)?,
                 None => x2.f_matmul(w)?,
             }
+        } else if x2.device() == tch::Device::Cpu && small_batch_wide_layer(m, self.p.num_output() as i64) {
+            // MKL's x·Wᵀ with a few rows runs far below the memory bandwidth the
+            // weights need; W·xᵀ (the same products, transposed) streams W once.
+            let y = match params.get(1) {
+                Some(b) => b.f_unsqueeze(1)?.f_addmm(w, &x2.f_tr()?)?,
+                None => w.f_matmul(&x2.f_tr()?)?,
+            };
+            y.f_tr()?.f_contiguous()?
         } else {
             x2.f_linear(w, params.get(1))?
         };
