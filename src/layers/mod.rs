@@ -98,6 +98,15 @@ pub trait Layer: Send {
         Err(Error::invalid("this layer takes no external input"))
     }
 
+    /// An element-wise layer whose top is its bottom in the prototxt may
+    /// overwrite the bottom, as Caffe's in-place layers do, saving a blob's
+    /// memory. The net calls this (instead of `forward`) only when the old
+    /// value is needed by nothing: not by its producer's backward, not by a
+    /// reader of blob diffs, not by the per-layer timing. `None`: not supported.
+    fn forward_in_place(&mut self, _ctx: &Ctx, _bottom: &mut Tensor) -> Option<Result<()>> {
+        None
+    }
+
     /// Loss layers get loss_weight 1 on their first top by default, and an
     /// anonymous top when the prototxt names none (as in Caffe).
     fn is_loss_layer(&self) -> bool {

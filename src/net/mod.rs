@@ -81,7 +81,15 @@ struct LayerEntry {
     params: Vec<usize>,
     /// The bottoms' shapes its setup saw (`Net::reshape` re-runs setup when they change).
     bottom_shapes: Vec<Shape>,
+    /// In place in the prototxt, after a producer whose backward does not
+    /// need its output: the layer may overwrite its bottom (`forward_in_place`).
+    may_overwrite_bottom: bool,
 }
+
+/// Layer types whose backward reads their inputs (or nothing), never their
+/// output, so an in-place layer after them may overwrite that output.
+const OUTPUT_NOT_SAVED: &[&str] =
+    &["Convolution", "Deconvolution", "InnerProduct", "Pooling", "Concat", "Eltwise", "Scale", "LRN"];
 
 /// A parameter slot of a layer: the tensor it uses, and which learnable param owns it.
 struct ParamSlot {
@@ -238,7 +246,12 @@ impl Net {
         let propagate_down =
             if lp.propagate_down.is_empty() { vec![true; bottoms.len()] } else { lp.propagate_down.clone() };
         let params = self.append_params(&lp, &setup.params, layer.params_learnable())?;
+        let may_overwrite_bottom = bottoms.len() == 1 && tops == bottoms && {
+            let producer = self.layers.iter().rev().find(|e| e.tops.contains(&bottoms[0]));
+            producer.is_some_and(|e| OUTPUT_NOT_SAVED.contains(&e.param.r#type()))
+        };
         self.layers.push(LayerEntry {
+            may_overwrite_bottom,
             param: lp,
             layer,
             bottoms,
@@ -561,10 +574,21 @@ impl Net {
                 self.layers[i].params.iter().map(|&s| self.param_slots[s].tensor.shallow_clone()).collect();
             let started = std::time::Instant::now();
             let e = &mut self.layers[i];
-            let tops = e
-                .layer
-                .forward(&ctx, &bottoms, &params)
-                .map_err(|m| m.in_layer(self.source.loc(e.param.name()), e.param.name(), e.param.r#type()))?;
+            let in_place = e.may_overwrite_bottom
+                && e.propagate_down[0]
+                && trace.is_none()
+                && !self.record_blob_diffs
+                && !self.debug_info;
+            let mut ran_in_place = None;
+            if in_place {
+                let mut bottom = bottoms[0].shallow_clone();
+                ran_in_place = e.layer.forward_in_place(&ctx, &mut bottom).map(|r| r.map(|()| vec![bottom]));
+            }
+            let tops = match ran_in_place {
+                Some(tops) => tops,
+                None => e.layer.forward(&ctx, &bottoms, &params),
+            }
+            .map_err(|m| m.in_layer(self.source.loc(e.param.name()), e.param.name(), e.param.r#type()))?;
             if let Some(t) = trace.as_deref_mut() {
                 timing::synchronize(self.device);
                 t.forward_ms.push(started.elapsed().as_secs_f64() * 1e3);
