@@ -66,7 +66,10 @@ class LayerBlob:
             self._diff = None
 
     def _zero_diff(self):
-        self._diff = np.zeros_like(self._data)
+        if self._diff is not None and self._diff.shape == self._data.shape:
+            self._diff.fill(0)
+        else:
+            self._diff = np.zeros_like(self._data)
 
     def __repr__(self):
         return "<caffe.Blob %s>" % (self.shape,)

@@ -32,6 +32,9 @@ pub struct PyLayer {
     obj: Py<PyAny>,
     bottoms: Py<PyList>,
     tops: Py<PyList>,
+    /// The bottoms that are also tops (computed in place): their diff holds
+    /// the top's gradient when backward starts.
+    in_place: Vec<usize>,
     set_up: bool,
     /// The data pointer each learnable blob's array views (0: a host copy).
     bound: Vec<usize>,
@@ -78,13 +81,25 @@ impl PyLayer {
         obj.setattr("param_str", pp.param_str()).map_err(|e| py_error(py, &class, "param_str", e))?;
         obj.setattr("phase", param.phase() as i32).map_err(|e| py_error(py, &class, "phase", e))?;
         let blob_class = call("LayerBlob", py.import("caffe.layer").and_then(|m| m.getattr("LayerBlob")))?;
-        let blobs = |n: usize| -> Result<Py<PyList>> {
-            let items = (0..n).map(|_| blob_class.call0()).collect::<PyResult<Vec<_>>>();
-            let items = items.map_err(|e| py_error(py, &class, "LayerBlob", e))?;
+        let new_blob = || blob_class.call0().map_err(|e| py_error(py, &class, "LayerBlob", e));
+        let bottom_blobs = param.bottom.iter().map(|_| new_blob()).collect::<Result<Vec<_>>>()?;
+        // A top named like a bottom is that bottom (in place), one blob as in Caffe.
+        let mut in_place = Vec::new();
+        let mut top_blobs = Vec::with_capacity(param.top.len());
+        for t in &param.top {
+            match param.bottom.iter().position(|b| b == t) {
+                Some(k) => {
+                    in_place.push(k);
+                    top_blobs.push(bottom_blobs[k].clone());
+                }
+                None => top_blobs.push(new_blob()?),
+            }
+        }
+        let list = |items: Vec<Bound<'_, PyAny>>| -> Result<Py<PyList>> {
             Ok(PyList::new(py, items).map_err(|e| py_error(py, &class, "LayerBlob", e))?.unbind())
         };
-        let (bottoms, tops) = (blobs(param.bottom.len())?, blobs(param.top.len())?);
-        Ok(PyLayer { class, obj: obj.unbind(), bottoms, tops, set_up: false, bound: Vec::new() })
+        let (bottoms, tops) = (list(bottom_blobs)?, list(top_blobs)?);
+        Ok(PyLayer { class, obj: obj.unbind(), bottoms, tops, in_place, set_up: false, bound: Vec::new() })
     }
 
     fn err(&self, py: Python<'_>, what: &str, e: PyErr) -> Error {
@@ -278,8 +293,10 @@ impl Layer for PyLayer {
             for (blob, d) in top.iter().zip(top_diffs) {
                 put(py, &blob, "_diff", d, false).map_err(|e| self.err(py, "backward", e))?;
             }
-            for blob in bottom.iter() {
-                zero(&blob).map_err(|e| self.err(py, "backward", e))?;
+            for (k, blob) in bottom.iter().enumerate() {
+                if !self.in_place.contains(&k) {
+                    zero(&blob).map_err(|e| self.err(py, "backward", e))?;
+                }
             }
             let learnable = self.learnable(py)?;
             for blob in &learnable {

@@ -41,16 +41,17 @@ def run_caffe(*args, cwd=None):
 # The Python layers the tests use (python/tests/pylayers/), importable here and
 # on the PYTHONPATH of the `caffe` binary's runs.
 PYLAYERS = Path(__file__).resolve().parent / "pylayers"
+EXAMPLE = ROOT / "examples" / "python_layers"
 
 
 def pylayers_env(**extra):
     """The environment for a `caffe` run whose nets have Python layers: this
-    checkout's `caffe` package and the test layers on PYTHONPATH."""
+    checkout's `caffe` package, the test layers and the example on PYTHONPATH."""
     import caffe
 
     package_dir = str(Path(caffe.__file__).resolve().parents[1])
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([package_dir, str(PYLAYERS)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = os.pathsep.join([package_dir, str(PYLAYERS), str(EXAMPLE)] + [p for p in [env.get("PYTHONPATH")] if p])
     env.update(extra)
     return env
 

@@ -1,7 +1,9 @@
 """Python layers (type: "Python", caffe.Layer subclasses): in `import caffe`
 scripts, through the solvers, and from the `caffe` binary (which runs
-itself under Python for them). The layers are in pylayers/."""
+itself under Python for them). The layers are in pylayers/ and in the
+example examples/python_layers/ (pyloss.py)."""
 import re
+import shutil
 import sys
 
 import numpy as np
@@ -10,9 +12,9 @@ from google.protobuf import text_format
 
 import caffe
 from caffe.proto import caffe_pb2
-from conftest import FIX, PYLAYERS, run_caffe_rc
+from conftest import EXAMPLE, FIX, PYLAYERS, run_caffe_rc
 
-sys.path.insert(0, str(PYLAYERS))
+sys.path[:0] = [str(PYLAYERS), str(EXAMPLE)]
 
 LENET = FIX / "lenet"
 SGD20 = LENET / "sgd20"
@@ -40,14 +42,11 @@ def python_layer(name, bottoms, tops, module, cls, param_str=None, extra=""):
 
 # ----- linear regression with a Python Euclidean loss -----
 
-# y = 0.5·(x0 + x1 + x2) + 0.25 from a fixed InnerProduct; `pred` must learn it.
-LINREG = """name: "linreg"
-layer { name: "x" type: "DummyData" top: "x" dummy_data_param { shape { dim: 16 dim: 3 } data_filler { type: "gaussian" } } }
-layer { name: "truth" type: "InnerProduct" bottom: "x" top: "target" param { lr_mult: 0 } param { lr_mult: 0 }
-  inner_product_param { num_output: 1 weight_filler { type: "constant" value: 0.5 } bias_filler { type: "constant" value: 0.25 } } }
-layer { name: "pred" type: "InnerProduct" bottom: "x" top: "y"
-  inner_product_param { num_output: 1 weight_filler { type: "gaussian" std: 0.1 } } }
-"""
+# The example's net: y = 0.5·(x0 + x1 + x2) + 0.25 from a fixed InnerProduct,
+# which `pred` must learn, through the Python loss of pyloss.py.
+LINREG = (EXAMPLE / "linreg.prototxt").read_text()
+PY_LOSS = LINREG[LINREG.index("layer {\n  name: \"loss\""):]
+LINREG = LINREG[: LINREG.index(PY_LOSS)]
 
 
 def linreg_solver(tmp_path, loss_layer, name="linreg", max_iter=150):
@@ -59,7 +58,6 @@ def linreg_solver(tmp_path, loss_layer, name="linreg", max_iter=150):
     )
 
 
-PY_LOSS = python_layer("loss", ["y", "target"], ["loss"], "euclid", "EuclideanLoss", extra="loss_weight: 1 ")
 NATIVE_LOSS = 'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "target" top: "loss" }\n'
 
 
@@ -109,6 +107,28 @@ def test_param_str_phase_and_layer_objects(tmp_path):
     g = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
     np.testing.assert_array_equal(net.backward(y=g)["x"], 2.5 * g)
     assert "Python" in caffe.layer_type_list()
+
+
+def test_in_place_python_layer(tmp_path):
+    """A top named like its bottom is one blob, as in Caffe: the layer reads
+    and writes it in place, and backward finds the top's diff in it."""
+    base = (
+        'force_backward: true\nlayer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 4 } } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "h" inner_product_param { num_output: 3 '
+        'weight_filler { type: "gaussian" std: 0.5 } } }\n'
+    )
+    nets = []
+    for in_place in (True, False):
+        caffe.set_random_seed(5)
+        top = "h" if in_place else "h2"
+        nets.append(caffe.Net(write(tmp_path / ("ip%d.prototxt" % in_place), base + python_layer("s", ["h"], [top], "toys", "Scale", "{'factor': -3}")), caffe.TRAIN))
+    x = np.random.RandomState(2).randn(2, 4).astype(np.float32)
+    g = np.random.RandomState(3).randn(2, 3).astype(np.float32)
+    a = nets[0].forward(x=x)["h"].copy()
+    b = nets[1].forward(x=x)["h2"].copy()
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(nets[0].backward(h=g)["x"], nets[1].backward(h2=g)["x"])
+    np.testing.assert_array_equal(nets[0].params["ip"][0].diff, nets[1].params["ip"][0].diff)
 
 
 # ----- a Python data layer feeding LeNet -----
@@ -289,19 +309,23 @@ def test_python_layer_errors_name_layer_module_and_traceback(tmp_path):
 # ----- the caffe binary -----
 
 
-def test_caffe_train_and_time_run_python_layers(tmp_path):
-    solver_file = linreg_solver(tmp_path, PY_LOSS)
+def test_caffe_train_and_time_run_python_layers(tmp_path, monkeypatch):
+    # The example as README runs it, from a copy of the folder.
+    shutil.copytree(EXAMPLE, tmp_path / "examples" / "python_layers", ignore=shutil.ignore_patterns("*.caffemodel", "*.solverstate", "__pycache__"))
+    solver_file = "examples/python_layers/linreg_solver.prototxt"
     rc, log = run_caffe_rc("train", "-solver", solver_file, cwd=tmp_path)
     assert rc == 0, log[-3000:]
     assert "Optimization Done." in log and "Train net output #0: loss" in log
     # The same run in this process (same seed, same data) ends on the same weights.
+    monkeypatch.chdir(tmp_path)
     solver = caffe.SGDSolver(solver_file)
-    solver.solve()
-    trained = caffe.Net(str(tmp_path / "linreg.prototxt"), str(tmp_path / "linreg_iter_150.caffemodel"), caffe.TEST)
+    solver.step(150)
+    prefix = tmp_path / "examples" / "python_layers"
+    trained = caffe.Net(str(prefix / "linreg.prototxt"), str(prefix / "linreg_iter_150.caffemodel"), caffe.TEST)
     for a, b in zip(trained.params["pred"], solver.net.params["pred"]):
         np.testing.assert_array_equal(a.data, b.data)
     np.testing.assert_allclose(trained.params["pred"][0].data, [[0.5, 0.5, 0.5]], atol=1e-4)
-    rc, log = run_caffe_rc("time", "-model", tmp_path / "linreg.prototxt", "-iterations", "2")
+    rc, log = run_caffe_rc("time", "-model", prefix / "linreg.prototxt", "-iterations", "2")
     assert rc == 0, log[-3000:]
     assert re.search(r"loss\tbackward: [\d.e-]+ ms", log) and "Average Forward-Backward" in log
 

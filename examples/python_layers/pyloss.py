@@ -1,4 +1,5 @@
-"""A Euclidean loss written as a Python layer: sum((a - b)^2) / (2 N)."""
+"""A Euclidean loss written as a Python layer: sum((a - b)^2) / (2 N), the
+gradient (a - b) / N to the first bottom and its negative to the second."""
 import numpy as np
 
 import caffe
