@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 
 use caffe_tch::Error;
-use pyo3::exceptions::{PyFileNotFoundError, PyIOError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyIOError, PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::{PyErr, Python};
 
 thread_local! {
@@ -35,7 +35,14 @@ pub fn to_py(e: Error) -> PyErr {
     // never reached Python is dropped here.
     let cause = LAYER_CAUSE.with(|c| c.borrow_mut().take());
     if let (Some(cause), true) = (cause, is_python_layer_error(&e)) {
-        Python::with_gil(|py| err.set_cause(py, Some(cause)));
+        return Python::with_gil(|py| {
+            // Ctrl-C while a layer ran stops the script as it would anywhere else.
+            if cause.is_instance_of::<PyKeyboardInterrupt>(py) {
+                return cause;
+            }
+            err.set_cause(py, Some(cause));
+            err
+        });
     }
     err
 }

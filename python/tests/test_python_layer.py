@@ -302,6 +302,8 @@ def test_python_layer_errors_name_layer_module_and_traceback(tmp_path):
     net.forward()
     with pytest.raises(ValueError, match=r"RaiseInBackward: backward raised ZeroDivisionError: backward refused"):
         net.backward(y=np.ones((2, 3), np.float32))
+    with pytest.raises(KeyboardInterrupt):
+        caffe.Net(one_layer_net(tmp_path, "Interrupted"), caffe.TEST).forward()
     # The net is still usable after a layer's error.
     np.testing.assert_array_equal(net.forward(x=-np.ones((2, 3), np.float32))["y"], np.zeros((2, 3)))
 

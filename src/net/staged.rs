@@ -68,8 +68,9 @@ fn add(acc: &mut Option<Tensor>, g: Tensor) {
 impl Net {
     /// Backward from `objective` through `layers` into `targets`: params'
     /// diffs accumulate, and each target blob's gradient is returned (None
-    /// where none reached it). The graph is kept when `keep_graph`, or when
-    /// staging needs to pass through parts of it twice.
+    /// where none reached it). The graph is kept when `keep_graph`, and until
+    /// the last pass when there are stages (a part of it that a gradient
+    /// reaches both through a staged layer and around it is passed twice).
     pub(super) fn staged_backward(
         &mut self,
         objective: &Tensor,
@@ -135,6 +136,8 @@ impl Net {
                 add(&mut onward, b.f_mul(&g)?.f_sum(Kind::Float)?);
             }
             if let Some(onward) = onward {
+                // After the first staged layer's pass no other comes: its graph may go.
+                let keep = if s == 0 { keep_graph } else { keep };
                 self.autograd_pass(&onward, &stages[..s], targets, keep, &mut blob_grads, &mut top_grads)?;
             }
         }

@@ -112,3 +112,10 @@ class RaiseInForward(ReLU):
 class RaiseInBackward(ReLU):
     def backward(self, top, propagate_down, bottom):
         raise ZeroDivisionError("backward refused")
+
+
+class Interrupted(ReLU):
+    """As if Ctrl-C arrived while the layer ran."""
+
+    def forward(self, bottom, top):
+        raise KeyboardInterrupt
