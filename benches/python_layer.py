@@ -19,6 +19,7 @@ import caffe
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python" / "tests" / "pylayers"))
 K = 10
+ROUNDS = 5
 repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 SHAPES = [(1, 10), (64, 1, 28, 28), (10, 96, 27, 27)]
 
@@ -44,7 +45,7 @@ def per_pass_ms(shape, python, backward):
     net.blobs["b0"].data[...] = np.random.RandomState(0).randn(*shape)
     top = np.ones(shape, np.float32)
     best = float("inf")
-    for _ in range(3):  # best of three rounds: the machine is shared
+    for _ in range(ROUNDS):  # the best round: the machine is shared
         t = time.perf_counter()
         for _ in range(repeats):
             net.forward()
@@ -54,7 +55,7 @@ def per_pass_ms(shape, python, backward):
     return best
 
 
-print("per layer, ms (best of 3 rounds of %d passes; %d layers in a chain)" % (repeats, K))
+print("per layer, ms (best of %d rounds of %d passes; %d layers in a chain)" % (ROUNDS, repeats, K))
 print("%-18s %-18s %10s %10s %12s" % ("blob", "pass", "Python", "native", "overhead"))
 for shape in SHAPES:
     for backward in (False, True):

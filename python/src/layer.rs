@@ -50,7 +50,14 @@ impl PyLayer {
             )));
         }
         let module = py.import(pp.module()).map_err(|e| {
-            if e.is_instance_of::<PyModuleNotFoundError>(py) && !e.to_string().contains(&format!("'{}.", pp.module())) {
+            // The module itself (or a package above it) missing, rather than
+            // something the module imports: that one is the module's error.
+            let missing: Option<String> = e
+                .is_instance_of::<PyModuleNotFoundError>(py)
+                .then(|| e.value(py).getattr("name").ok()?.extract().ok())
+                .flatten();
+            let itself = missing.is_some_and(|m| pp.module() == m || pp.module().starts_with(&format!("{m}.")));
+            if itself {
                 stash_error(py, e.clone_ref(py));
                 Error::invalid(format!(
                     "Python layer {class}: module '{}' not found ({}); layer modules are found on PYTHONPATH, as in Caffe{}",

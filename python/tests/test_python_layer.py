@@ -276,17 +276,20 @@ def test_python_layer_blobs_train_and_are_saved(tmp_path):
 # ----- errors -----
 
 
-def one_layer_net(tmp_path, cls, param_str=None):
+def one_layer_net(tmp_path, cls, param_str=None, module=None):
+    module = module or ("toys" if cls != "Missing" else "no_such_layer_module")
     return write(
-        tmp_path / ("%s.prototxt" % cls),
+        tmp_path / ("%s_%s.prototxt" % (module, cls)),
         'force_backward: true\nlayer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
-        + python_layer("bad", ["x"], ["y"], "toys" if cls != "Missing" else "no_such_layer_module", cls, param_str),
+        + python_layer("bad", ["x"], ["y"], module, cls, param_str),
     )
 
 
 def test_python_layer_errors_name_layer_module_and_traceback(tmp_path):
     with pytest.raises(ValueError, match=r"layer 'bad' \(type Python\).*module 'no_such_layer_module' not found.*PYTHONPATH"):
         caffe.Net(one_layer_net(tmp_path, "Missing"), caffe.TEST)
+    with pytest.raises(ValueError, match=r"imports_missing.Layer: import raised ModuleNotFoundError: No module named 'no_such_dependency_module' \(traceback.*imports_missing.py"):
+        caffe.Net(one_layer_net(tmp_path, "Layer", module="imports_missing"), caffe.TEST)
     with pytest.raises(ValueError, match=r"toys has no 'NoSuchClass'|has no 'NoSuchClass'"):
         caffe.Net(one_layer_net(tmp_path, "NoSuchClass"), caffe.TEST)
     with pytest.raises(ValueError) as e:
