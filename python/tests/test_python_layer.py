@@ -335,19 +335,37 @@ def test_caffe_train_and_time_run_python_layers(tmp_path, monkeypatch):
     assert re.search(r"loss\tbackward: [\d.e-]+ ms", log) and "Average Forward-Backward" in log
 
 
+ERRORS = [
+    ("Missing", r"layer 'bad' \(type Python\): Python layer no_such_layer_module.Missing: module 'no_such_layer_module' not found"),
+    ("RaiseInSetup", r"layer 'bad' \(type Python\): Python layer toys.RaiseInSetup: setup raised RuntimeError: setup refused:  \(traceback, innermost first: \".*toys.py\", line \d+, in setup"),
+    ("RaiseInForward", r"layer 'bad' \(type Python\): Python layer toys.RaiseInForward: forward raised ValueError: forward refused \(traceback, innermost first: \".*toys.py\", line \d+, in forward"),
+]
+
+
+def check_error_run(rc, log, net_file, says):
+    lines = log.strip().splitlines()
+    assert rc == 1 and lines[-1].startswith("caffe: error: %s:3:1: " % net_file), log
+    assert re.search(says, lines[-1]), lines[-1]
+    assert "panicked" not in log and "Traceback" not in log
+
+
 def test_caffe_binary_python_layer_errors(tmp_path):
-    for cls, says in [
-        ("Missing", r"layer 'bad' \(type Python\): Python layer no_such_layer_module.Missing: module 'no_such_layer_module' not found"),
-        ("RaiseInForward", r"layer 'bad' \(type Python\): Python layer toys.RaiseInForward: forward raised ValueError: forward refused \(traceback, innermost first: \".*toys.py\", line \d+, in forward"),
-    ]:
-        net_file = one_layer_net(tmp_path, cls)
-        rc, log = run_caffe_rc("forward", "-model", net_file, "-out", tmp_path / "out")
-        lines = log.strip().splitlines()
-        assert rc == 1 and lines[-1].startswith("caffe: error: %s:3:1: " % net_file), log
-        assert re.search(says, lines[-1]), lines[-1]
-        assert "panicked" not in log and "Traceback" not in log
+    # The binary, run under Python for the net: one error line, exit code 1.
+    cls, says = ERRORS[0]
+    net_file = one_layer_net(tmp_path, cls)
+    rc, log = run_caffe_rc("forward", "-model", net_file, "-out", tmp_path / "out")
+    check_error_run(rc, log, net_file, says)
     rc, log = run_caffe_rc(
         "forward", "-model", one_layer_net(tmp_path, "Scale"), "-out", tmp_path / "out", CAFFE_TCH_PYTHON="/nonexistent/python3"
     )
     assert rc == 1 and log.strip().splitlines()[-1].startswith("caffe: error: "), log
     assert "layer 'bad' is a Python layer (toys.Scale)" in log and "/nonexistent/python3" in log
+
+
+@pytest.mark.parametrize("cls,says", ERRORS)
+def test_command_line_under_python_python_layer_errors(tmp_path, capfd, cls, says):
+    """What the binary runs under Python (caffe._cli's entry), in this process."""
+    net_file = one_layer_net(tmp_path, cls)
+    capfd.readouterr()
+    rc = caffe._caffe.cli_main(["caffe", "forward", "-model", net_file, "-out", str(tmp_path / "out")], sys.executable)
+    check_error_run(rc, capfd.readouterr().err, net_file, says)
