@@ -28,6 +28,7 @@ from .pycaffe import (  # noqa: F401
     SGDSolver,
     get_solver,
 )
+from .layer import Layer  # noqa: F401,E402  (Python layers' base class)
 from . import io  # noqa: F401,E402
 from .classifier import Classifier  # noqa: F401,E402
 from .detector import Detector  # noqa: F401,E402

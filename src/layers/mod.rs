@@ -19,6 +19,7 @@ use tch::{Device, Tensor};
 
 use crate::proto::caffe::{FillerParameter, Phase};
 
+pub mod python;
 pub mod registry;
 pub use registry::{create_layer, known_types, LayerInfo, REGISTRY};
 
@@ -41,19 +42,34 @@ pub type Shape = Vec<i64>;
 pub struct ParamDecl {
     pub shape: Shape,
     pub filler: FillerParameter,
+    /// Values the layer chose itself (a Python layer fills its blobs in
+    /// `setup`), in row-major order; they replace the filler's.
+    pub values: Option<Vec<f32>>,
 }
 
 impl ParamDecl {
     pub fn new(shape: Shape, filler: FillerParameter) -> Self {
-        ParamDecl { shape, filler }
+        ParamDecl { shape, filler, values: None }
     }
     /// A blob filled with a constant (e.g. BatchNorm statistics start at 0).
     pub fn constant(shape: Shape, value: f32) -> Self {
-        ParamDecl {
+        ParamDecl::new(
             shape,
-            filler: FillerParameter { r#type: Some("constant".into()), value: Some(value), ..Default::default() },
-        }
+            FillerParameter { r#type: Some("constant".into()), value: Some(value), ..Default::default() },
+        )
     }
+    /// A blob with the given values (`shape`'s count of them).
+    pub fn with_values(shape: Shape, values: Vec<f32>) -> Self {
+        ParamDecl { values: Some(values), ..ParamDecl::constant(shape, 0.0) }
+    }
+}
+
+/// What a layer with its own backward ([`Layer::own_backward`]) returns: the
+/// gradient for each bottom and each of its blobs (None: none, or not asked for).
+#[derive(Debug, Default)]
+pub struct Gradients {
+    pub bottoms: Vec<Option<Tensor>>,
+    pub params: Vec<Option<Tensor>>,
 }
 
 /// What `setup` tells the net: the top shapes and the blobs to create.
@@ -111,6 +127,26 @@ pub trait Layer: Send {
     /// anonymous top when the prototxt names none (as in Caffe).
     fn is_loss_layer(&self) -> bool {
         false
+    }
+
+    /// True for a layer whose backward is its own code rather than autograd
+    /// over its forward (a Python layer). The net makes its tops new leaves of
+    /// the graph, and in backward hands it the gradients that reached them,
+    /// then carries on from the gradients it returns ([`Layer::backward`]).
+    fn own_backward(&self) -> bool {
+        false
+    }
+
+    /// For [`Layer::own_backward`] layers: the gradients of the bottoms (those
+    /// `propagate_down` asks for) and blobs of the last forward, given its tops'.
+    fn backward(&mut self, _ctx: &Ctx, _top_diffs: &[Tensor], _propagate_down: &[bool]) -> Result<Gradients> {
+        Err(Error::invalid("this layer's backward is autograd's over its forward"))
+    }
+
+    /// The layer as `Any`, for front ends that own a layer type of their own
+    /// (the Python module reaches its Python layer objects through it).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
     }
 }
 

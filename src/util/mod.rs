@@ -4,6 +4,7 @@
 pub mod cuda;
 pub mod limits;
 pub mod npy;
+pub mod python;
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
