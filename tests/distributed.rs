@@ -595,6 +595,71 @@ fn mismatched_solvers_are_an_error() {
     assert!(errors[1].contains("rank 0 has"), "{}", errors[1]);
 }
 
+/// NCCL, for CUDA tensors, through its own shim library (opened on demand).
+/// On a machine without GPUs, c10d's refusal to make an NCCL group comes back
+/// as our one-line error; with a GPU, a group of one on cuda:0 forms and its
+/// all-reduce sums over that one rank.
+#[test]
+fn nccl_group_needs_a_gpu() {
+    use caffe_tch::dist::{launch::free_port, Dist, LaunchEnv};
+    if !caffe_tch::dist::nccl::built() {
+        skip!("NCCL support was not built (build.rs found no CUDA headers: make cuda-headers)");
+    }
+    let env = LaunchEnv {
+        rank: 0,
+        world: 1,
+        local_rank: 0,
+        master_addr: "127.0.0.1".into(),
+        master_port: free_port().unwrap(),
+    };
+    let joined = Dist::join(&env, Duration::from_secs(20), tch::Device::Cuda(0));
+    if caffe_tch::util::cuda::is_available() {
+        let dist = joined.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dist.backend(), "NCCL");
+        let mut t = [tch::Tensor::from_slice(&[1.5f32, -2.0]).to_device(tch::Device::Cuda(0))];
+        dist.all_reduce_mean(&mut t, "a test all-reduce").unwrap();
+        assert_eq!(Vec::<f32>::try_from(t[0].to_device(tch::Device::Cpu)).unwrap(), vec![1.5, -2.0]);
+        return;
+    }
+    let err = joined.err().expect("an NCCL group without a GPU").to_string();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(err.contains("over NCCL could not be formed") && err.contains("no GPUs found"), "{err}");
+}
+
+/// Several GPUs on a machine without any: `-gpu 0,1` (the launcher) and a
+/// CUDA request under a launcher's environment are one-line errors, exit 1,
+/// before any rank starts or any group forms.
+#[test]
+fn several_gpus_without_a_gpu_is_a_clear_error() {
+    if caffe_tch::util::cuda::is_available() {
+        crate::common::note("a GPU is present: the no-GPU errors are not checked here");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let solver = lenet_solver(tmp.path(), 16, "max_iter: 2");
+    let solver = solver.to_str().unwrap();
+    let port = caffe_tch::dist::launch::free_port().unwrap().to_string();
+    for (flag, env) in [("0,1", None), ("all", None), ("0", Some(&port))] {
+        let mut cmd = caffe();
+        cmd.args(["train", "-solver", solver, "-gpu", flag]);
+        if let Some(port) = env {
+            cmd.env("WORLD_SIZE", "2").env("RANK", "0").env("MASTER_ADDR", "127.0.0.1").env("MASTER_PORT", port);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "-gpu {flag}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("caffe: error:")).collect();
+        assert_eq!(lines.len(), 1, "-gpu {flag}: {err}");
+        let expected = if flag.contains(',') && !caffe_tch::dist::nccl::built() {
+            "NCCL support was not built"
+        } else {
+            "no CUDA device is available"
+        };
+        assert!(lines[0].contains(&format!("-gpu {flag}:")) && lines[0].contains(expected), "{}", lines[0]);
+        assert!(!err.contains("Starting 2 ranks") && !err.contains("joining the group"), "{err}");
+    }
+}
+
 #[test]
 fn launch_environment_is_checked() {
     let env = |pairs: &'static [(&'static str, &'static str)]| {

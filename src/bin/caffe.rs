@@ -91,7 +91,7 @@ struct TrainArgs {
     /// A .solverstate (or .solverstate.h5) to resume training from.
     #[arg(long)]
     snapshot: Option<PathBuf>,
-    /// The GPU to run on (one id, or `all` with one device); the CPU when absent or empty.
+    /// The GPUs to train on: one id, or several (`0,1`, `all`) for one rank per device over NCCL; the CPU when absent or empty.
     #[arg(long)]
     gpu: Option<String>,
     /// The NetState level, for include/exclude rules with min_level/max_level.
@@ -364,13 +364,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Train(a) => {
-            // -ranks N outside a launcher: this process becomes the launcher.
-            if a.ranks.is_some_and(|n| n > 1) && std::env::var_os("WORLD_SIZE").is_none() {
-                let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-                caffe_tch::dist::launch::run_ranks(a.ranks.unwrap_or(1), &args)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            caffe_tch::solver::cli::train(&caffe_tch::solver::cli::TrainOptions {
+            let o = caffe_tch::solver::cli::TrainOptions {
                 solver: a.solver,
                 weights: a.weights,
                 snapshot: a.snapshot,
@@ -382,7 +376,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 dist_timeout: Some(a.dist_timeout),
                 ranks: a.ranks,
                 text: opts,
-            })?;
+            };
+            // -ranks N, or -gpu with several devices, outside a launcher: this
+            // process becomes the launcher of one rank per process.
+            if let Some(ranks) = caffe_tch::solver::cli::ranks_to_start(&o)? {
+                let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+                caffe_tch::dist::launch::run_ranks(ranks, &args)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            caffe_tch::solver::cli::train(&o)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Test(a) => {

@@ -287,8 +287,9 @@ impl Solver {
         if let Some(d) = &self.dist {
             info!(
                 "parallel.cpp:1",
-                "Data-parallel over {} ranks (Gloo): each rank reads 1 record in {}; gradients are averaged",
+                "Data-parallel over {} ranks ({}): each rank reads 1 record in {}; gradients are averaged",
                 d.world(),
+                d.backend(),
                 d.world()
             );
         }
