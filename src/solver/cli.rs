@@ -196,10 +196,11 @@ struct Member {
 /// when `-gpu` is given, or when there is a GPU and the solver does not ask
 /// for the CPU; else the CPU.
 fn train_device(o: &TrainOptions, param: &SolverParameter, env: Option<&LaunchEnv>) -> Result<Device> {
-    let solver_wants_gpu = match env {
-        Some(_) => param.solver_mode.is_none() || param.solver_mode() == SolverMode::Gpu,
-        None => param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu,
-    };
+    let says_gpu = param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu;
+    // Under a launcher an unset solver_mode (Caffe's default is GPU) means a
+    // GPU where there is one; without an NVIDIA driver CUDA is not even loaded.
+    let solver_wants_gpu =
+        says_gpu || (env.is_some() && param.solver_mode.is_none() && crate::util::cuda::driver_present());
     let gpu_flag = o
         .gpu
         .clone()
