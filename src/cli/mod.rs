@@ -120,7 +120,7 @@ struct TrainArgs {
     /// A .solverstate (or .solverstate.h5) to resume training from.
     #[arg(long)]
     snapshot: Option<PathBuf>,
-    /// The GPU to run on (one id, or `all` with one device); the CPU when absent or empty.
+    /// The GPUs to train on: one id, or several (`0,1`, `all`) for one rank per device over NCCL; the CPU when absent or empty.
     #[arg(long)]
     gpu: Option<String>,
     /// The NetState level, for include/exclude rules with min_level/max_level.
@@ -415,12 +415,7 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
             Ok(0)
         }
         Command::Train(a) => {
-            // -ranks N outside a launcher: this process becomes the launcher.
-            if a.ranks.is_some_and(|n| n > 1) && std::env::var_os("WORLD_SIZE").is_none() {
-                crate::dist::launch::run_ranks(a.ranks.unwrap_or(1), &host.relaunch()?, args)?;
-                return Ok(0);
-            }
-            crate::solver::cli::train(&crate::solver::cli::TrainOptions {
+            let o = crate::solver::cli::TrainOptions {
                 solver: a.solver,
                 weights: a.weights,
                 snapshot: a.snapshot,
@@ -432,7 +427,14 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
                 dist_timeout: Some(a.dist_timeout),
                 ranks: a.ranks,
                 text: opts,
-            })?;
+            };
+            // -ranks N, or -gpu with several devices, outside a launcher: this
+            // process becomes the launcher of one rank per process.
+            if let Some(ranks) = crate::solver::cli::ranks_to_start(&o)? {
+                crate::dist::launch::run_ranks(ranks, &host.relaunch()?, args)?;
+                return Ok(0);
+            }
+            crate::solver::cli::train(&o)?;
             Ok(0)
         }
         Command::Test(a) => {

@@ -123,6 +123,13 @@ pub trait Layer: Send {
         None
     }
 
+    /// Data layers that read a sequence move to where they would be after
+    /// `batches` forward passes since setup (a solver resumed from a snapshot
+    /// reads on from there); the others ignore it.
+    fn skip_to_batch(&mut self, _batches: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// Loss layers get loss_weight 1 on their first top by default, and an
     /// anonymous top when the prototxt names none (as in Caffe).
     fn is_loss_layer(&self) -> bool {

@@ -506,6 +506,16 @@ impl Net {
         self.iteration
     }
 
+    /// Moves the data layers to where `batches` forward passes since the net
+    /// was built would have left them (see `Layer::skip_to_batch`).
+    pub fn skip_data_to_batch(&mut self, batches: u64) -> Result<()> {
+        for e in &mut self.layers {
+            let loc = self.source.loc(e.param.name());
+            e.layer.skip_to_batch(batches).map_err(|err| err.in_layer(loc, e.param.name(), e.param.r#type()))?;
+        }
+        Ok(())
+    }
+
     /// Feeds a net input (an Input layer's top). Wrong shapes are errors naming both shapes.
     pub fn set_input(&mut self, name: &str, value: &Tensor) -> Result<()> {
         let id = *self.blob_index.get(name).ok_or_else(|| Error::invalid(format!("net has no blob named '{name}'")))?;

@@ -96,6 +96,12 @@ pub fn device_count() -> i64 {
     tch::Cuda::device_count()
 }
 
+/// Whether this machine has an NVIDIA driver (its device nodes or its /proc
+/// entry): a cheap look before loading the CUDA libraries to count devices.
+pub fn driver_present() -> bool {
+    ["/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/dxg"].iter().any(|p| std::path::Path::new(p).exists())
+}
+
 /// Whether CUDA can be used.
 pub fn is_available() -> bool {
     load().is_ok() && tch::Cuda::is_available()
