@@ -26,6 +26,7 @@ mod export_pytorch;
 mod export_safetensors;
 mod fillers;
 mod hdf5;
+mod layer_axes;
 mod layers_activation;
 mod layers_common;
 mod layers_devices;
