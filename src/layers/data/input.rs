@@ -56,15 +56,14 @@ impl Layer for Input {
     }
 
     fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
-        Ok(self
-            .values
-            .iter()
-            .zip(&self.shapes)
-            .map(|(v, s)| match v {
+        let mut tops = Vec::with_capacity(self.shapes.len());
+        for (v, s) in self.values.iter().zip(&self.shapes) {
+            tops.push(match v {
                 Some(t) => t.shallow_clone(),
-                None => Tensor::zeros(s.as_slice(), (Kind::Float, ctx.device)),
-            })
-            .collect())
+                None => Tensor::f_zeros(s.as_slice(), (Kind::Float, ctx.device))?,
+            });
+        }
+        Ok(tops)
     }
 
     fn set_input(&mut self, top: usize, value: Tensor) -> Result<()> {
