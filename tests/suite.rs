@@ -24,6 +24,7 @@ mod dropin;
 mod export_onnx;
 mod export_pytorch;
 mod export_safetensors;
+mod faults;
 mod fillers;
 mod hdf5;
 mod layer_axes;
