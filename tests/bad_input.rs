@@ -15,6 +15,7 @@ struct Case {
 }
 
 const SUMMARIZE: &[&str] = &["summarize"];
+const SUMMARIZE_LENIENT: &[&str] = &["summarize", "--lenient"];
 const TIME: &[&str] = &["time", "-iterations", "1", "-model"];
 const UPGRADE_BIN: &[&str] = &["upgrade_net_proto_binary"];
 /// `caffe forward` on LeNet with the file as its `data` input.
@@ -59,6 +60,13 @@ fn cases() -> Vec<Case> {
         // (tch's reader read past the end), and the fuzzer's own file.
         c("short_data.npy", FORWARD_INPUT, None, "needs 6272 data bytes, the file has 272"),
         c("fuzz_npy_header.npy", FORWARD_INPUT, None, "not a valid .npy file"),
+        // Hostile nets (found by fuzzing and by the axis sweep in tests/layer_axes.rs).
+        c("hostile_concat_scalar.prototxt", TIME, Some((3, 1)), "axis 0 out of range for a 0-D blob"),
+        c("hostile_tile_scalar.prototxt", TIME, Some((4, 1)), "axis 0 out of range for a 0-D blob"),
+        c("hostile_resize_zero_channels.prototxt", TIME, Some((3, 1)), "from a bottom with none"),
+        // Bounded nesting: the text parser (skipping an unknown field) and protobuf's decoder.
+        c("deep_nesting.prototxt", SUMMARIZE_LENIENT, Some((2, 406)), "nested more than 100 levels deep"),
+        c("deep_groups.caffemodel", UPGRADE_BIN, None, "recursion limit reached"),
     ]
 }
 
@@ -157,4 +165,110 @@ fn python_layer_without_a_python_is_one_clear_error() {
         file.display()
     );
     assert!(lines[0].starts_with(&want), "{stderr}");
+}
+
+// ----- declared sizes beyond the memory limit (issue #15, item 2) -------------
+
+/// Runs `caffe time` on `net` (text) in `dir` with a 1 GiB memory limit and
+/// returns its one error line.
+fn time_error_under_1g(dir: &Path, net: &str) -> String {
+    std::fs::write(dir.join("net.prototxt"), net).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_caffe"))
+        .args(["time", "-max_memory", "1G", "-iterations", "1", "-model", "net.prototxt"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("caffe: error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    lines[0].to_string()
+}
+
+/// A PNG header claiming `width`×`height` RGB pixels, and almost no pixels
+/// (the decoder reads the header up to the first image data chunk).
+fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], body: &[u8]| {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(body);
+        let mut c = (body.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(body);
+        c.extend_from_slice(&crc.sum().to_be_bytes());
+        c
+    };
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(chunk(b"IEND", b""));
+    png
+}
+
+/// An image list entry whose PNG header claims 100000×100000 pixels (a
+/// 65-byte file): an error naming the list, the line and the file before the
+/// decoder allocates; the same for a resize to that size.
+#[test]
+fn an_image_claiming_a_huge_size_is_an_error_before_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("huge.png"), png_header_only(100_000, 100_000)).unwrap();
+    std::fs::write(d.join("list.txt"), "huge.png 0\n").unwrap();
+    let net = |file: &str, resize: &str| {
+        std::fs::write(d.join("list.txt"), format!("{file} 0\n")).unwrap();
+        format!(
+            r#"layer {{ name: "data" type: "ImageData" top: "data" top: "label"
+  image_data_param {{ source: "list.txt" root_folder: "{}/" batch_size: 1 {resize} }} }}"#,
+            d.display()
+        )
+    };
+    let e = time_error_under_1g(d, &net("huge.png", ""));
+    assert!(
+        e.contains("list.txt") && e.contains("huge.png") && e.contains("100000×100000") && e.contains("memory limit"),
+        "{e}"
+    );
+
+    std::fs::write(d.join("small.png"), caffe_tch::data::image::encode(&small_image(), "png").unwrap()).unwrap();
+    let e = time_error_under_1g(d, &net("small.png", "new_height: 100000 new_width: 100000"));
+    assert!(e.contains("small.png") && e.contains("memory limit"), "{e}");
+}
+
+fn small_image() -> caffe_tch::data::image::Image {
+    caffe_tch::data::image::Image { channels: 3, height: 2, width: 2, data: vec![7; 12] }
+}
+
+/// DB records declaring huge images: a raw Datum of 1×100000×100000 with no
+/// pixels is over the limit, and one of 2³¹-1 on every axis overflows 64 bits;
+/// both are errors naming the source and the key, before any allocation.
+#[test]
+fn a_datum_declaring_a_huge_image_is_an_error_before_allocation() {
+    use caffe_tch::data::{datum, Backend, DbWriter};
+    use caffe_tch::proto::caffe::Datum;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, side) in [("huge_lmdb", 100_000), ("overflow_lmdb", i32::MAX)] {
+        let mut db = DbWriter::create(&d.join(name), Backend::Lmdb).unwrap();
+        let channels = if side == i32::MAX { side } else { 1 };
+        let record = Datum {
+            channels: Some(channels),
+            height: Some(side),
+            width: Some(side),
+            data: Some(vec![1, 2, 3]),
+            ..Default::default()
+        };
+        db.put(b"00000000_huge", &datum::to_bytes(&record));
+        db.finish().unwrap();
+        let e = time_error_under_1g(
+            d,
+            &format!(
+                r#"layer {{ name: "data" type: "Data" top: "data" top: "label" data_param {{ source: "{name}" batch_size: 1 backend: LMDB }} }}"#
+            ),
+        );
+        let why = if side == i32::MAX { "more elements than fit in 64 bits" } else { "memory limit" };
+        assert!(e.contains(name) && e.contains("record '00000000_huge'") && e.contains(why), "{e}");
+    }
 }

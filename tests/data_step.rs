@@ -168,7 +168,7 @@ fn offline_falls_back_to_fashion_mnist() {
         format!("Fashion-MNIST\nsource: {}\ntrain_lmdb: 30 records\ntest_lmdb: 10 records\n", fashion.display())
     );
     // No MNIST file is left half-downloaded.
-    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".part")));
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp")));
 
     // Complete LMDBs: the second run converts nothing.
     let again = data_step::mnist(&opts).unwrap();

@@ -348,3 +348,44 @@ fn solver_trains_from_hdf5_data_and_resumes_from_hdf5_snapshot() {
         assert!(a.equal(b));
     }
 }
+
+/// Found by fuzzing (an out-of-memory kill): a solverstate whose `iter`
+/// dataset declares a billion values was read whole. Declared sizes are now
+/// checked before a read allocates them; the files stay small on disk
+/// (chunked datasets never written).
+#[test]
+fn huge_declared_datasets_are_errors_before_any_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("huge.solverstate.h5");
+    let f = hdf5::File::create(&state).unwrap();
+    f.new_dataset::<i32>().chunk([1024]).shape([1usize << 30]).create("iter").unwrap();
+    drop(f);
+    assert!(std::fs::metadata(&state).unwrap().len() < 100_000);
+    let e = caffe_tch::solver::hdf5_snapshot::read_state(&state).unwrap_err().to_string();
+    assert!(e.contains("huge.solverstate.h5") && e.contains("holds 1073741824 values, expected one int"), "{e}");
+
+    // HDF5Data: a data file declaring 2^40 floats is over any memory limit.
+    let data = tmp.path().join("huge.h5");
+    let f = hdf5::File::create(&data).unwrap();
+    f.new_dataset::<f32>().chunk([1, 1024]).shape([1usize << 20, 1usize << 20]).create("data").unwrap();
+    f.new_dataset::<f32>().shape([1]).create("label").unwrap();
+    drop(f);
+    let mut l = hdf5_data(tmp.path(), &["huge.h5"], 1, false);
+    let e = l.setup(&[]).unwrap_err().to_string();
+    assert!(e.contains("huge.h5") && e.contains("dataset 'data'") && e.contains("memory limit"), "{e}");
+}
+
+/// Found by fuzzing (a segfault inside libhdf5): a solverstate whose `iter`
+/// is a compact dataset storing 0 of its 4 bytes. Every dataset's stored
+/// bytes are checked against what it declares before libhdf5 reads it.
+#[test]
+fn a_dataset_storing_less_than_it_declares_is_an_error() {
+    let bad =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad/fuzz_compact_int.solverstate.h5");
+    let e = caffe_tch::solver::hdf5_snapshot::read_state(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("fuzz_compact_int.solverstate.h5")
+            && e.contains("dataset 'iter' declares 1 values of 4 bytes but stores 0 bytes"),
+        "{e}"
+    );
+}

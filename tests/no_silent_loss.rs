@@ -158,7 +158,8 @@ layer { name: "r" type: "Resize" bottom: "x" top: "y" resize_param { channels: 3
     assert!(e.contains("layer 'r'") && e.contains("from a bottom with none"), "{e}");
 }
 
-/// Found by fuzzing: Concat of 0-axis blobs indexed an empty shape.
+/// Found by fuzzing: Concat of 0-axis blobs indexed an empty shape (a 0-axis
+/// blob has no axis 0, as in Caffe's CanonicalAxisIndex).
 #[test]
 fn concat_of_scalars_is_an_error() {
     let text = r#"
@@ -166,7 +167,7 @@ layer { name: "x" type: "Input" top: "x" input_param { shape { } } }
 layer { name: "c" type: "Concat" bottom: "x" bottom: "x" top: "y" concat_param { axis: 0 } }
 "#;
     let e = common::net(text, "concat.prototxt", Phase::Test).err().expect("no axis to concatenate").to_string();
-    assert!(e.contains("layer 'c'") && e.contains("needs bottoms with more axes"), "{e}");
+    assert!(e.contains("layer 'c'") && e.contains("axis 0 out of range for a 0-D blob"), "{e}");
 }
 
 /// Found by fuzzing: a pooling pad and kernel far larger than the input
@@ -204,5 +205,5 @@ layer { name: "x" type: "Input" top: "x" input_param { shape { } } }
 layer { name: "s" type: "Slice" bottom: "x" top: "a" top: "b" slice_param { axis: 0 } }
 "#;
     let e = common::net(text, "slice.prototxt", Phase::Test).err().expect("no axis to slice").to_string();
-    assert!(e.contains("layer 's'") && e.contains("needs a bottom with more axes"), "{e}");
+    assert!(e.contains("layer 's'") && e.contains("axis 0 out of range for a 0-D blob"), "{e}");
 }

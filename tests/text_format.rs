@@ -673,3 +673,24 @@ fn no_panic_on_truncations_and_byte_flips() {
     assert!(parse_dynamic(&deep, "f", &desc, STRICT).is_err());
     assert!(errors > bytes.len(), "most truncations must fail");
 }
+
+/// Found by fuzzing: a caffemodel can hold any number in an enum field (here
+/// `include { phase: 80 }`); printed as `phase: 80`, the text did not parse
+/// back. protobuf C++ keeps such a number among the unknown fields, so the
+/// field is not printed at all.
+#[test]
+fn an_enum_number_the_schema_does_not_define_is_not_printed() {
+    use caffe_tch::proto::caffe::NetStateRule;
+    let net = NetParameter {
+        name: Some("n".into()),
+        layer: vec![LayerParameter {
+            name: Some("l".into()),
+            include: vec![NetStateRule { phase: Some(80), min_level: Some(2), ..Default::default() }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let printed = to_text(&net);
+    assert_eq!(printed, "name: \"n\"\nlayer {\n  name: \"l\"\n  include {\n    min_level: 2\n  }\n}\n");
+    parse_str::<NetParameter>(&printed, "printed", TextOptions::default()).expect("parses back");
+}

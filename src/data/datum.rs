@@ -5,6 +5,7 @@ use prost::Message;
 
 use super::image::{self, ColorMode, Image};
 use crate::proto::caffe::Datum;
+use crate::util::limits;
 use crate::{Error, Result};
 
 /// The pixel values of a sample, as stored.
@@ -76,8 +77,11 @@ pub fn decode(datum: Datum, mode: ColorMode) -> Result<Sample> {
     if c <= 0 || h <= 0 || w <= 0 {
         return Err(Error::data(format!("Datum has shape {c}×{h}×{w}; channels, height and width must be positive")));
     }
+    // The declared size is checked before anything relies on it: c·h·w of
+    // three i32s can overflow, and a record can claim more than memory holds.
+    let need = limits::checked_count(&[c.into(), h.into(), w.into()], 4, &format!("a {c}×{h}×{w} Datum"))
+        .map_err(|e| Error::data(e.to_string()))? as usize;
     let (c, h, w) = (c as usize, h as usize, w as usize);
-    let need = c * h * w;
     let data = datum.data.unwrap_or_default();
     let values = if !data.is_empty() {
         if data.len() != need {

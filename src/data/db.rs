@@ -657,10 +657,12 @@ impl DbWriter {
         // The temporary folder was private (0700); a dataset is not.
         let _ = std::fs::set_permissions(&tmp_path, std::os::unix::fs::PermissionsExt::from_mode(0o755));
         if let Err(e) = std::fs::rename(&tmp_path, &self.target) {
-            let _ = std::fs::remove_dir_all(&tmp_path);
+            // The rename's error is the one to report; a leftover hidden
+            // temporary folder is all a failed removal would leave.
+            std::fs::remove_dir_all(&tmp_path).ok();
             return Err(Error::io(&self.target, e));
         }
-        Ok(())
+        crate::util::sync_folder_of(&self.target)
     }
 }
 

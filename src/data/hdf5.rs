@@ -3,6 +3,7 @@
 //! fixed-length string datasets. Errors name the dataset;
 //! callers add the file and the layer.
 use crate::{Error, Result};
+use ::hdf5::dataset::Layout;
 use ::hdf5::types::{FixedAscii, TypeDescriptor};
 use ::hdf5::{Dataset, Group};
 
@@ -25,11 +26,32 @@ pub fn create(path: &std::path::Path) -> Result<File> {
     File::create(path).map_err(|e| Error::data(format!("cannot create HDF5 file {}: {e}", path.display())))
 }
 
+/// Opens a dataset and checks that the bytes it stores can hold the values
+/// it declares. libhdf5 (1.10) trusts a compact or contiguous dataset's
+/// declared size and reads past what the file stores; a fuzzed file with a
+/// 4-byte int stored in 0 bytes crashed it. A contiguous dataset never
+/// written (no storage) reads as its fill value, so only a partial one is refused;
+/// chunked storage is read chunk by chunk and is checked by libhdf5.
 fn dataset(group: &Group, name: &str) -> Result<Dataset> {
     if !group.link_exists(name) {
         return Err(Error::data(format!("dataset '{name}' is missing")));
     }
-    group.dataset(name).map_err(|e| err(name, "cannot open", e))
+    let ds = group.dataset(name).map_err(|e| err(name, "cannot open", e))?;
+    let value_bytes = ds.dtype().map(|t| t.size()).map_err(|e| err(name, "unreadable type", e))?;
+    let needed = (ds.size() as u64).saturating_mul(value_bytes as u64);
+    let stored = ds.storage_size();
+    let short = match ds.layout() {
+        Layout::Compact => stored < needed,
+        Layout::Contiguous => stored != 0 && stored < needed,
+        _ => false,
+    };
+    if short {
+        return Err(Error::data(format!(
+            "dataset '{name}' declares {} values of {value_bytes} bytes but stores {stored} bytes (a corrupt file)",
+            ds.size()
+        )));
+    }
+    Ok(ds)
 }
 
 /// A numeric dataset as (shape, values in f32). Caffe reads float and double
@@ -41,7 +63,11 @@ pub fn read_f32(group: &Group, name: &str) -> Result<(Vec<i64>, Vec<f32>)> {
         TypeDescriptor::Float(_) | TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {}
         other => return Err(Error::data(format!("dataset '{name}' holds {other}, not numbers"))),
     }
-    let shape: Vec<i64> = ds.shape().iter().map(|&d| d as i64).collect();
+    // A small file can declare a huge dataset (chunked, never written): the
+    // declared size is checked before the read allocates it.
+    let shape: Vec<i64> = ds.shape().iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect();
+    crate::util::limits::checked_count(&shape, 4, &format!("dataset '{name}'"))
+        .map_err(|e| Error::data(e.to_string()))?;
     let values = ds
         .as_reader()
         .conversion(::hdf5::Conversion::Soft)
@@ -70,6 +96,15 @@ pub fn write_int(group: &Group, name: &str, value: i32) -> Result<()> {
 /// Caffe's hdf5_load_int: the one value of an integer dataset.
 pub fn read_int(group: &Group, name: &str) -> Result<i32> {
     let ds = dataset(group, name)?;
+    // Checked before reading: the read allocates the whole dataset, whatever
+    // size the file declares, and libhdf5 trusts a declared integer's width.
+    let dtype = ds.dtype().and_then(|t| t.to_descriptor()).map_err(|e| err(name, "unreadable type", e))?;
+    if !matches!(dtype, TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_)) {
+        return Err(Error::data(format!("dataset '{name}' holds {dtype}, not an int")));
+    }
+    if ds.size() != 1 {
+        return Err(Error::data(format!("dataset '{name}' holds {} values, expected one int", ds.size())));
+    }
     let v = ds.read_raw::<i32>().map_err(|e| err(name, "cannot read an int", e))?;
     match v.as_slice() {
         [x] => Ok(*x),
@@ -95,6 +130,14 @@ pub fn write_string(group: &Group, name: &str, value: &str) -> Result<()> {
 /// Caffe's hdf5_load_string.
 pub fn read_string(group: &Group, name: &str) -> Result<String> {
     let ds = dataset(group, name)?;
+    // The conversion allocates a value of the file's string type: check its size first.
+    let bytes = ds.dtype().map(|t| t.size()).map_err(|e| err(name, "unreadable type", e))?;
+    if ds.size() != 1 || bytes > MAX_STRING {
+        return Err(Error::data(format!(
+            "dataset '{name}' is not one string of at most {MAX_STRING} bytes ({} values of {bytes} bytes)",
+            ds.size()
+        )));
+    }
     let text = ds
         .as_reader()
         .conversion(::hdf5::Conversion::Soft)

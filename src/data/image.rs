@@ -3,8 +3,10 @@
 //!
 //! Datasets made by Caffe store colour pixels as B, G, R planes (OpenCV's
 //! order) and mean files follow it, so decoding here swaps RGB to BGR.
+use std::io::Cursor;
 use std::path::Path;
 
+use crate::util::limits;
 use crate::{Error, Result};
 use image::{DynamicImage, ImageEncoder, ImageFormat};
 
@@ -42,8 +44,22 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
         return Err(Error::data(format!("{format:?} images are not supported (only PNG and JPEG)")));
     }
-    let img = image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| Error::data(format!("corrupt {format:?} image: {e}")))?;
+    let corrupt = |e: image::ImageError| Error::data(format!("corrupt {format:?} image: {e}"));
+    // The header's size is checked before the pixels are allocated: a few
+    // hostile bytes can claim 100000×100000 pixels.
+    let (width, height) =
+        image::ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().map_err(corrupt)?;
+    limits::checked_count(
+        &[3, i64::from(height), i64::from(width)],
+        4,
+        &format!("a {width}×{height} {format:?} image"),
+    )
+    .map_err(|e| Error::data(e.to_string()))?;
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_alloc = Some(limits::max_memory());
+    reader.limits(decoder_limits);
+    let img = reader.decode().map_err(corrupt)?;
     Ok(from_dynamic(&img, mode))
 }
 
@@ -80,7 +96,13 @@ pub fn read_file(path: &Path, new_height: usize, new_width: usize, is_color: boo
         std::fs::read(path).map_err(|e| Error::data(format!("could not open or find file {}: {e}", path.display())))?;
     let img = decode(&bytes, if is_color { ColorMode::Color } else { ColorMode::Gray })
         .map_err(|e| Error::data(format!("{}: {e}", path.display())))?;
-    Ok(if new_height > 0 && new_width > 0 { resize(&img, new_height, new_width) } else { img })
+    if new_height == 0 || new_width == 0 {
+        return Ok(img);
+    }
+    let shape = [img.channels as i64, new_height as i64, new_width as i64];
+    limits::checked_count(&shape, 4, &format!("{} resized to {new_width}×{new_height}", path.display()))
+        .map_err(|e| Error::data(e.to_string()))?;
+    Ok(resize(&img, new_height, new_width))
 }
 
 /// Bilinear resize with OpenCV's INTER_LINEAR geometry (pixel centres aligned,

@@ -24,22 +24,23 @@ fn variance_n(f: &FillerParameter, shape: &[i64]) -> f64 {
     }
 }
 
-/// Creates a float tensor of `shape` filled as `f` says, on `device`.
+/// Creates a float tensor of `shape` filled as `f` says, on `device`. Every
+/// allocation is fallible: the shape comes from a prototxt or a weights file.
 pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> Result<Tensor> {
     let cpu = (Kind::Float, Device::Cpu);
+    let empty = || Tensor::f_empty(shape, cpu);
     let t = match f.r#type() {
-        "constant" => Tensor::full(shape, f.value() as f64, cpu),
-        "uniform" => Tensor::empty(shape, cpu).uniform_(f.min() as f64, f.max() as f64),
+        "constant" => Tensor::f_full(shape, f.value() as f64, cpu)?,
+        "uniform" => empty()?.f_uniform_(f.min() as f64, f.max() as f64)?,
         "gaussian" => {
-            let t = Tensor::empty(shape, cpu).normal_(f.mean() as f64, f.std() as f64);
+            let t = empty()?.f_normal_(f.mean() as f64, f.std() as f64)?;
             if f.sparse() >= 0 {
                 // Keep each weight with probability sparse / num_outputs.
                 if shape.is_empty() {
                     return Err(Error::invalid("sparse gaussian filler needs at least 1 axis"));
                 }
                 let p = (f.sparse() as f64 / shape[0] as f64).clamp(0.0, 1.0);
-                let mask = Tensor::empty(shape, cpu).bernoulli_float_(p);
-                t * mask
+                t.f_mul(&empty()?.f_bernoulli_float_(p)?)?
             } else {
                 t
             }
@@ -48,18 +49,17 @@ pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> Result<Tensor
             if shape.is_empty() || shape[0] == 0 {
                 return Err(Error::invalid("positive_unitball filler needs a non-empty first axis"));
             }
-            let t = Tensor::empty(shape, cpu).uniform_(0.0, 1.0);
-            let rows = t.reshape([shape[0], -1]);
-            let sums = rows.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
-            (rows / sums).reshape(shape)
+            let rows = empty()?.f_uniform_(0.0, 1.0)?.f_reshape([shape[0], -1])?;
+            let sums = rows.f_sum_dim_intlist([1i64].as_slice(), true, Kind::Float)?;
+            rows.f_div(&sums)?.f_reshape(shape)?
         }
         "xavier" => {
             let scale = (3.0 / variance_n(f, shape)).sqrt();
-            Tensor::empty(shape, cpu).uniform_(-scale, scale)
+            empty()?.f_uniform_(-scale, scale)?
         }
         "msra" => {
             let std = (2.0 / variance_n(f, shape)).sqrt();
-            Tensor::empty(shape, cpu).normal_(0.0, std)
+            empty()?.f_normal_(0.0, std)?
         }
         "bilinear" => bilinear(shape)?,
         other => {
@@ -68,7 +68,7 @@ pub fn fill(f: &FillerParameter, shape: &[i64], device: Device) -> Result<Tensor
             )))
         }
     };
-    Ok(t.to_device(device))
+    Ok(t.f_to_device(device)?)
 }
 
 /// The bilinear upsampling kernel for Deconvolution: square 4-D kernels only.
@@ -86,8 +86,8 @@ fn bilinear(shape: &[i64]) -> Result<Tensor> {
             ((1.0 - (x / f - c).abs()) * (1.0 - (y / f - c).abs())) as f32
         })
         .collect();
-    let plane = Tensor::from_slice(&plane).reshape([1, 1, h, w]);
-    Ok(plane.expand([shape[0], shape[1], h, w], false).contiguous())
+    let plane = Tensor::f_from_slice(&plane)?.f_reshape([1, 1, h, w])?;
+    Ok(plane.f_expand([shape[0], shape[1], h, w], false)?.f_contiguous()?)
 }
 
 /// A filler given as `constant` `value`.

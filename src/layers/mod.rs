@@ -169,11 +169,12 @@ pub fn check_bottoms(bottoms: &[Shape], min: usize, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// Caffe's `CanonicalAxisIndex`: a negative axis counts from the end.
+/// Caffe's `CanonicalAxisIndex`: a negative axis counts from the end, and the
+/// result always indexes the shape (a 0-axis blob has no axis at all).
 pub fn canonical_axis(axis: i32, num_axes: usize) -> Result<usize> {
     let n = num_axes as i64;
     let a = axis as i64;
-    if a < -n || a >= n.max(1) {
+    if a < -n || a >= n {
         bail!("axis {axis} out of range for a {num_axes}-D blob");
     }
     Ok(if a < 0 { (a + n) as usize } else { a as usize })

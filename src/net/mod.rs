@@ -357,7 +357,7 @@ impl Net {
                 if spec.is_some_and(|s| s.lr_mult.is_some()) && self.learnable[owner].lr_mult != lr_mult {
                     bail!("shared param '{share_name}' has mismatched lr_mult");
                 }
-                let tensor = self.learnable[owner].data.view(decl.shape.as_slice());
+                let tensor = self.learnable[owner].data.f_view(decl.shape.as_slice())?;
                 self.param_slots.push(ParamSlot { tensor, owner });
             } else {
                 let data = filler::fill(&decl.filler, &decl.shape, self.device)?;

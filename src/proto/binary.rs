@@ -89,7 +89,8 @@ pub fn make_blob(shape: &[i64], data: Vec<f32>) -> BlobProto {
 /// Sanity check that a blob's data length matches its shape.
 pub fn check_blob(blob: &BlobProto, origin: &Path, what: &str) -> Result<()> {
     let shape = blob_shape(blob);
-    let want: i64 = shape.iter().product();
+    // Checked: a hostile blob's dims can overflow or claim more than memory.
+    let want = crate::util::limits::checked_count(&shape, 4, what).map_err(|e| Error::decode(origin, e.to_string()))?;
     let have = blob_len(blob) as i64;
     if want != have {
         return Err(Error::decode(

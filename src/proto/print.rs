@@ -24,14 +24,26 @@ pub fn to_text<M: prost::Message + prost::Name>(msg: &M) -> String {
     to_text_dynamic(&dynamic)
 }
 
+/// Whether protobuf C++ would hold `value` in `field`. A binary file can carry
+/// any number for a (closed, proto2) enum; C++ keeps a number its enum does
+/// not define among the unknown fields, leaving the field unset, so it is not
+/// printed here either (a printed number would not parse back).
+fn is_held(field: &FieldDescriptor, value: &Value) -> bool {
+    match value {
+        Value::EnumNumber(n) => field.kind().as_enum().is_some_and(|e| e.get_value(*n).is_some()),
+        _ => true,
+    }
+}
+
 fn print_message(msg: &DynamicMessage, indent: usize, out: &mut String) {
     for (field, value) in msg.fields() {
         match value {
             Value::List(items) => {
-                for item in items {
+                for item in items.iter().filter(|item| is_held(&field, item)) {
                     print_field(&field, item, indent, out);
                 }
             }
+            v if !is_held(&field, v) => {}
             Value::Map(map) => print_map(&field, map, indent, out),
             v => print_field(&field, v, indent, out),
         }
@@ -107,12 +119,11 @@ fn print_field(field: &FieldDescriptor, value: &Value, indent: usize, out: &mut 
             c_escape(b, out);
             out.push('"');
         }
-        Value::EnumNumber(n) => match kind.as_enum().and_then(|e| e.get_value(*n)) {
-            Some(v) => out.push_str(v.name()),
-            None => {
-                let _ = write!(out, "{n}");
+        Value::EnumNumber(n) => {
+            if let Some(v) = kind.as_enum().and_then(|e| e.get_value(*n)) {
+                out.push_str(v.name());
             }
-        },
+        }
         Value::Message(_) | Value::List(_) | Value::Map(_) => {}
     }
     out.push('\n');

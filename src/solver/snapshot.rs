@@ -126,6 +126,9 @@ pub fn copy_history(target: &mut Tensor, blob: &BlobProto, what: &str) -> Result
     if have != want && !shapes_compatible_legacy(&have, &want) {
         return Err(Error::invalid(format!("{what} has shape {have:?} but the parameter it belongs to is {want:?}")));
     }
-    let src = Tensor::from_slice(&blob_data_f32(blob)).reshape(want.as_slice()).to_device(target.device());
+    let src = Tensor::from_slice(&blob_data_f32(blob))
+        .f_reshape(want.as_slice())
+        .and_then(|t| t.f_to_device(target.device()))
+        .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
     tch::no_grad(|| target.f_copy_(&src)).map_err(|e| Error::invalid(format!("{what}: {e}")))
 }

@@ -147,42 +147,29 @@ fn valid_file(path: &Path, md5: &str) -> bool {
     path.is_file() && md5_file(path).is_ok_and(|sum| sum == md5)
 }
 
-/// Downloads `url` to `dest` through a `.part` file, checking the MD5.
+/// Downloads `url` to `dest` through a temporary file (`util::write_atomic_with`),
+/// checking the MD5: `dest` is either complete and verified or absent.
 fn download(agent: &ureq::Agent, url: &str, dest: &Path, md5: &str) -> Result<()> {
-    let part = dest.with_extension("gz.part");
     let response = agent.get(url).call().map_err(|e| Error::data(e.to_string()))?;
     let mut reader = response.into_body().into_reader();
-    let mut file = std::fs::File::create(&part).map_err(|e| Error::data(format!("{}: {e}", part.display())))?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let result = loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                if let Err(e) = file.write_all(&buf[..n]) {
-                    break Err(Error::data(format!("{}: {e}", part.display())));
-                }
+    crate::util::write_atomic_with(dest, |tmp| {
+        let mut file = std::fs::File::create(tmp).map_err(io_err(dest))?;
+        let mut hasher = Md5::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| Error::data(format!("{url}: {e}")))?;
+            if n == 0 {
+                break;
             }
-            Err(e) => break Err(Error::data(e.to_string())),
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(io_err(dest))?;
         }
-    };
-    drop(file);
-    let sum: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let result = result.and_then(|()| {
-        if sum == md5 {
-            Ok(())
-        } else {
-            Err(Error::data(format!("MD5 {sum}, expected {md5} (a corrupt or different file)")))
+        let sum: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if sum != md5 {
+            return Err(Error::data(format!("{url}: MD5 {sum}, expected {md5} (a corrupt or different file)")));
         }
-    });
-    match result {
-        Ok(()) => std::fs::rename(&part, dest).map_err(|e| Error::data(format!("{}: {e}", dest.display()))),
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            Err(e)
-        }
-    }
+        Ok(())
+    })
 }
 
 /// Gets MNIST's four files into `dir`; the mirror used, or None when none
@@ -361,7 +348,7 @@ pub fn mnist(opts: &DataOptions) -> Result<Prepared> {
         convert_mnist_data::convert(&file(TRAIN_IMAGES), &file(TRAIN_LABELS), &train_db, Backend::Lmdb)?;
     let test_records = convert_mnist_data::convert(&file(TEST_IMAGES), &file(TEST_LABELS), &test_db, Backend::Lmdb)?;
     let prepared = Prepared { dataset, origin, train_records, test_records, converted: true };
-    std::fs::write(&marker, dataset_text(&prepared)).map_err(io_err(&marker))?;
+    crate::util::write_atomic(&marker, dataset_text(&prepared).as_bytes())?;
     Ok(prepared)
 }
 

@@ -388,25 +388,17 @@ pub fn batch_reindex(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 pub fn reduction(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let (b, t, shape) = io(l)?;
     let p = l.param.reduction_param.unwrap_or_default();
-    let axis = canonical_axis(p.axis(), shape.len().max(1))?;
+    // The axis indexes the shape, so at least one axis is reduced.
+    let axis = canonical_axis(p.axis(), shape.len())?;
     let axes: Vec<i64> = (axis as i64..shape.len() as i64).collect();
     let x = g.value(b)?;
-    let y = if axes.is_empty() {
-        // Nothing to reduce: each value is its own sum (|x|, x² for ASUM, SUMSQ).
-        match p.operation() {
-            ReductionOp::Asum => g.node("Abs", &[&x], vec![]),
-            ReductionOp::Sumsq => g.node("Mul", &[&x, &x], vec![]),
-            _ => g.identity(&x),
-        }
-    } else {
-        let op = match p.operation() {
-            ReductionOp::Sum => "ReduceSum",
-            ReductionOp::Asum => "ReduceL1",
-            ReductionOp::Sumsq => "ReduceSumSquare",
-            ReductionOp::Mean => "ReduceMean",
-        };
-        g.reduce(op, &x, &axes, false)
+    let op = match p.operation() {
+        ReductionOp::Sum => "ReduceSum",
+        ReductionOp::Asum => "ReduceL1",
+        ReductionOp::Sumsq => "ReduceSumSquare",
+        ReductionOp::Mean => "ReduceMean",
     };
+    let y = g.reduce(op, &x, &axes, false);
     if axis == 0 {
         g.static_batch = true;
     }

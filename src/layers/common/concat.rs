@@ -42,9 +42,6 @@ impl Concat {
     fn top_shape(&self, bottoms: &[Shape]) -> Result<(usize, Shape)> {
         let first = &bottoms[0];
         let axis = self.axis(first.len())?;
-        if axis >= first.len() {
-            bail!("concatenation axis {axis} needs bottoms with more axes, got bottom[0] {first:?}");
-        }
         let mut top = first.clone();
         for (i, b) in bottoms.iter().enumerate().skip(1) {
             if b.len() != first.len() {

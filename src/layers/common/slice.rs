@@ -38,9 +38,7 @@ impl Slice {
             Some(d) => legacy_axis(d, bottom.len(), "slice_dim")?,
             None => canonical_axis(self.p.axis(), bottom.len())?,
         };
-        let Some(&dim) = bottom.get(axis) else {
-            bail!("slice axis {axis} needs a bottom with more axes, got {bottom:?}");
-        };
+        let dim = bottom[axis];
         let n = self.tops as i64;
         if self.tops == 0 {
             bail!("Slice needs at least one top");

@@ -9,7 +9,7 @@ pub mod torch_names;
 use super::Net;
 use crate::proto::binary::{blob_data_f32, blob_shape, make_blob, shapes_compatible_legacy};
 use crate::proto::caffe::{BlobProto, NetParameter};
-use crate::{info, Error, Result};
+use crate::{info, warn, Error, Result};
 
 /// Copies a BlobProto's values into `target` (same shape, or a legacy 4-D
 /// shape with the same dims after leading 1s). Errors give both shapes.
@@ -29,11 +29,8 @@ pub fn copy_blob_into(target: &Tensor, blob: &BlobProto) -> Result<()> {
             data.len()
         )));
     }
-    let src = Tensor::from_slice(&data).reshape(want.as_slice()).to_device(target.device());
-    tch::no_grad(|| {
-        let mut t = target.shallow_clone();
-        t.copy_(&src);
-    });
+    let src = Tensor::from_slice(&data).f_reshape(want.as_slice())?.f_to_device(target.device())?;
+    tch::no_grad(|| target.shallow_clone().f_copy_(&src))?;
     Ok(())
 }
 
@@ -62,6 +59,16 @@ pub(super) fn copy_trained_layers(net: &mut Net, trained: &NetParameter, origin:
         for (j, b) in src.blobs.iter().enumerate() {
             let slot = entry.params[j];
             copy_blob_into(&net.param_slots[slot].tensor, b).map_err(|m| err(format!("cannot copy param {j}: {m}")))?;
+            // Caffe loads these silently and trains on to `loss = nan`; naming
+            // the layer here tells where the NaN the solver stops on came from.
+            let not_finite = b.data.iter().filter(|v| !v.is_finite()).count()
+                + b.double_data.iter().filter(|v| !v.is_finite()).count();
+            if not_finite > 0 {
+                warn!(
+                    "net.cpp:760",
+                    "{origin}: layer '{name}' param {j} holds {not_finite} value(s) that are not finite (NaN or Inf)"
+                );
+            }
         }
     }
     Ok(())
