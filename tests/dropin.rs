@@ -172,3 +172,26 @@ fn resize_gradient_check() {
         GradCheck::default().run(&layer(text), &[x]).unwrap();
     }
 }
+
+/// Found by fuzzing (an out-of-memory kill): resizing a 3×4×30000 bottom to
+/// 20000×4×4 made the 20000-channel copy first, at full width (9.6 GB). The
+/// step that shrinks goes first now; the order does not change the values.
+#[test]
+fn resize_does_the_shrinking_step_first() {
+    let lp = layer(r#"name: "r" type: "Resize" resize_param { height: 4 width: 4 channels: 20000 }"#);
+    let mut l = create_layer(&lp).unwrap();
+    assert_eq!(l.setup(&[vec![1, 3, 4, 30000]]).unwrap().tops[0], vec![1, 20000, 4, 4]);
+    let x = Tensor::ones([1, 3, 4, 30000], (Kind::Float, Device::Cpu));
+    let y = l.forward(&ctx(Phase::Test, 0), &[x], &[]).unwrap().remove(0);
+    assert_eq!(y.size(), vec![1, 20000, 4, 4]);
+
+    // The same values as channels first, then the bilinear resize.
+    let lp = layer(r#"name: "r" type: "Resize" resize_param { height: 2 width: 3 channels: 5 }"#);
+    let mut l = create_layer(&lp).unwrap();
+    l.setup(&[vec![2, 2, 3, 40]]).unwrap();
+    let x = Tensor::arange(2 * 2 * 3 * 40, (Kind::Float, Device::Cpu)).view([2, 2, 3, 40]);
+    let y = l.forward(&ctx(Phase::Test, 0), &[x.shallow_clone()], &[]).unwrap().remove(0);
+    let idx = Tensor::from_slice(&[0i64, 1, 0, 1, 0]);
+    let expected = x.index_select(1, &idx).upsample_bilinear2d([2, 3], false, None, None);
+    assert!(y.equal(&expected));
+}
