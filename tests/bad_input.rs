@@ -272,3 +272,22 @@ fn a_datum_declaring_a_huge_image_is_an_error_before_allocation() {
         assert!(e.contains(name) && e.contains("record '00000000_huge'") && e.contains(why), "{e}");
     }
 }
+
+/// Found by fuzzing: a 632-byte JPEG makes the image crate's JPEG decoder
+/// fail an assertion (a panic inside the library). It is a corrupt image:
+/// one error line naming the file, and the panic is not printed.
+#[test]
+fn a_jpeg_that_panics_its_decoder_is_a_corrupt_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bad = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad/fuzz_jpeg_assertion.jpg");
+    std::fs::copy(&bad, d.join("bad.jpg")).unwrap();
+    std::fs::write(d.join("list.txt"), "bad.jpg 0\n").unwrap();
+    let net = format!(
+        r#"layer {{ name: "data" type: "ImageData" top: "data" top: "label"
+  image_data_param {{ source: "list.txt" root_folder: "{}/" batch_size: 1 }} }}"#,
+        d.display()
+    );
+    let e = time_error_under_1g(d, &net);
+    assert!(e.contains("bad.jpg") && e.contains("corrupt Jpeg image: the decoder failed"), "{e}");
+}

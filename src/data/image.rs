@@ -47,8 +47,11 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     let corrupt = |e: image::ImageError| Error::data(format!("corrupt {format:?} image: {e}"));
     // The header's size is checked before the pixels are allocated: a few
     // hostile bytes can claim 100000×100000 pixels.
-    let (width, height) =
-        image::ImageReader::with_format(Cursor::new(bytes), format).into_dimensions().map_err(corrupt)?;
+    let (width, height) = crate::util::contain::contain_panic(|| {
+        image::ImageReader::with_format(Cursor::new(bytes), format).into_dimensions()
+    })
+    .map_err(|panic| Error::data(format!("corrupt {format:?} image: the decoder failed ({panic})")))?
+    .map_err(corrupt)?;
     limits::checked_count(
         &[3, i64::from(height), i64::from(width)],
         4,
@@ -59,7 +62,9 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_alloc = Some(limits::max_memory());
     reader.limits(decoder_limits);
-    let img = reader.decode().map_err(corrupt)?;
+    let img = crate::util::contain::contain_panic(|| reader.decode())
+        .map_err(|panic| Error::data(format!("corrupt {format:?} image: the decoder failed ({panic})")))?
+        .map_err(corrupt)?;
     Ok(from_dynamic(&img, mode))
 }
 

@@ -1,0 +1,46 @@
+//! Panics inside a third-party decoder, turned into errors. A decoding
+//! library can assert on a hostile file (fuzzing found an assertion in the
+//! JPEG decoder the image crate uses); for caffe-tch that is a corrupt file,
+//! not a crash. The panic is caught at the call and its message kept for the
+//! error; the process's panic hook stays silent for it, and prints every
+//! other panic as before.
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+thread_local! {
+    static CONTAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn install_quiet_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !CONTAINING.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`; a panic inside it becomes `Err` with the first line of the panic's message.
+/// Only for code that owns nothing the caller goes on using (a decoder
+/// reading a byte slice), so nothing is left half-updated by the unwind.
+pub fn contain_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    install_quiet_hook();
+    let was = CONTAINING.with(|c| c.replace(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    CONTAINING.with(|c| c.set(was));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".to_string())
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    })
+}
