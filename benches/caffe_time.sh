@@ -2,6 +2,10 @@
 # `caffe time` on the nets BVLC Caffe was timed on (../shared/caffe-ref/timing or
 # benches/nets), ROUNDS interleaved rounds, median Average Forward-Backward per net.
 # Usage: benches/caffe_time.sh [ROUNDS]   (run on an otherwise idle machine)
+# BASE=path/to/previous/caffe adds that binary, interleaved with CAFFE in every
+# round, and the ratio of the medians; BASE_ENV="VAR=value ..." sets the
+# environment of the BASE runs only (e.g. BASE=$CAFFE
+# BASE_ENV=CAFFE_TCH_CPU_ALLOCATOR=system weighs the allocator alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAFFE=${CAFFE:-target/release/caffe}
@@ -29,19 +33,41 @@ for n in "${nets[@]}"; do
   IFS='|' read -r _ file _ _ <<<"$n"
   [ -f "$work/$file" ] || cp "benches/nets/$file" "$work/$file"
 done
-declare -A results
+caffe=$(realpath "$CAFFE")
+base=""
+[ -z "${BASE:-}" ] || base=$(realpath "$BASE")
+step_ms() { # binary, file, iterations, phase, env...
+  local bin=$1 file=$2 iters=$3 phase=$4
+  shift 4
+  (cd "$work" && env "$@" "$bin" time -model "$file" -iterations "$iters" -phase "$phase" 2>&1 |
+    sed -n 's/.*Average Forward-Backward: \([0-9.]*\) ms\./\1/p')
+}
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A results base_results
 for ((r = 1; r <= ROUNDS; r++)); do
   for n in "${nets[@]}"; do
     IFS='|' read -r name file iters phase <<<"$n"
-    ms=$(cd "$work" && "$OLDPWD/$CAFFE" time -model "$file" -iterations "$iters" -phase "$phase" 2>&1 |
-      sed -n 's/.*Average Forward-Backward: \([0-9.]*\) ms\./\1/p')
-    results[$name]="${results[$name]:-} $ms"
+    results[$name]="${results[$name]:-} $(step_ms "$caffe" "$file" "$iters" "$phase")"
+    if [ -n "$base" ]; then
+      # shellcheck disable=SC2086
+      base_results[$name]="${base_results[$name]:-} $(step_ms "$base" "$file" "$iters" "$phase" ${BASE_ENV:-})"
+    fi
   done
 done
-echo "| net | caffe time forward+backward, ms (median of $ROUNDS) | runs |"
-echo "|---|---|---|"
+if [ -z "$base" ]; then
+  echo "| net | caffe time forward+backward, ms (median of $ROUNDS) | runs |"
+  echo "|---|---|---|"
+else
+  echo "| net | caffe time forward+backward, ms (median of $ROUNDS) | runs | BASE, ms | BASE runs | CAFFE / BASE |"
+  echo "|---|---|---|---|---|---|"
+fi
 for n in "${nets[@]}"; do
   IFS='|' read -r name _ _ _ <<<"$n"
-  med=$(echo ${results[$name]} | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  echo "| $name | $med | ${results[$name]} |"
+  med=$(echo ${results[$name]} | median)
+  if [ -z "$base" ]; then
+    echo "| $name | $med | ${results[$name]} |"
+  else
+    bmed=$(echo ${base_results[$name]} | median)
+    echo "| $name | $med | ${results[$name]} | $bmed | ${base_results[$name]} | $(awk -v a="$med" -v b="$bmed" 'BEGIN {printf "%.3f", a / b}') |"
+  fi
 done

@@ -3,7 +3,9 @@
 # BVLC Caffe's figures for the same runs (../shared/caffe-ref/README), and the
 # start-up of `caffe --version`. PRELOADS="lib1.so lib2.so" adds one row per
 # net with that allocator preloaded (e.g. jemalloc), to weigh allocator
-# policies against each other; speed is benches/caffe_time.sh's business.
+# policies against each other (CAFFE_TCH_CPU_ALLOCATOR=system: libtorch's
+# default for tensors instead of the binary's caching allocator); speed is
+# benches/caffe_time.sh's business.
 # Usage: benches/memory.sh            (memory does not need an idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +37,9 @@ for n in "${nets[@]}"; do
   IFS='|' read -r name file ref <<<"$n"
   for pre in "" ${PRELOADS:-}; do
     m=$(peak "$pre" time -model "$file" -iterations 2)
-    alloc=glibc
-    [ -z "$pre" ] || alloc=$(basename "$pre")
+    alloc=caching
+    [ "${CAFFE_TCH_CPU_ALLOCATOR:-}" != system ] || alloc=glibc
+    [ -z "$pre" ] || alloc="$(basename "$pre") (tensors: $alloc)"
     echo "| $name, caffe time -iterations 2 | $alloc | $m | $ref | $(awk -v a="$m" -v b="$ref" 'BEGIN {printf "%.2f", a / b}') |"
   done
 done
@@ -45,4 +48,4 @@ for _ in 1 2 3 4 5; do
   /usr/bin/time -f "%e %M" -o "$work/v" "$caffe" --version >/dev/null
   best="$best$(tail -1 "$work/v")\n"
 done
-printf "$best" | sort -n | head -1 | awk '{printf "| caffe --version | glibc | %d | | | (fastest of 5: %s s) |\n", $2 / 1024, $1}'
+printf "$best" | sort -n | head -1 | awk '{printf "| caffe --version | — | %d | | | (fastest of 5: %s s) |\n", $2 / 1024, $1}'

@@ -11,6 +11,7 @@
 #[macro_use]
 mod common;
 
+mod allocator;
 mod bad_input;
 mod binary_io;
 mod cli;

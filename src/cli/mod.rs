@@ -368,6 +368,8 @@ fn parse_and_run(args: Vec<OsString>, host: &Host) -> u8 {
     };
     let run = || {
         if let Host::Binary = host {
+            // The binary owns its process, so it may replace libtorch's allocator.
+            crate::util::allocator::install_caching_cpu_allocator();
             if let Some(found) = python::python_layer_in(&cli.command, TextOptions { lenient: cli.lenient }) {
                 // Returns only when Python could not be started.
                 return Err(python::run_under_python(&args[1..], &found));

@@ -1,6 +1,7 @@
 //! Leaf helpers that every layer of the crate may use, and that use nothing
 //! of the crate but its error type: C's `%g`, tensor values for writers,
 //! atomic file writes, comma lists, Caffe's `-gpu` flag, and CUDA on demand.
+pub mod allocator;
 pub mod contain;
 pub mod cuda;
 pub mod limits;
