@@ -75,24 +75,24 @@ for n in bad:
 open(path, "w").write("\n".join(lines))
 EOF
 done
-(cd "$TREE" && cargo build --release --bin caffe --test suite 2>&1 \
+(cd "$TREE" && cargo build --release --bin caffe --bin caffe-engine --test suite 2>&1 \
   | grep -E '^(error|warning: unused)|Finished' || true)
 BIN=$CARGO_TARGET_DIR/release
 newest() { ls -t "$BIN"/deps/"$1"-* | grep -v '\.d$' | head -n 1; }
-[[ -x $BIN/caffe ]] || { echo "gpu_bundle: build failed" >&2; exit 1; }
+[[ -x $BIN/caffe && -x $BIN/caffe-engine ]] || { echo "gpu_bundle: build failed" >&2; exit 1; }
 
 # The bundle.
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/libs" "$STAGE/data"
-cp "$BIN/caffe" "$(newest suite)" "$STAGE/"
+cp "$BIN/caffe" "$BIN/caffe-engine" "$(newest suite)" "$STAGE/"
 # The NCCL shim is opened from beside the binary (src/dist/nccl.rs).
 if [[ -f $BIN/libcaffe_tch_nccl.so ]]; then cp "$BIN/libcaffe_tch_nccl.so" "$STAGE/"; fi
 echo "$TREE" > "$STAGE/manifest_dir"
 echo "$(git -C "$ROOT" rev-parse --short HEAD), PyTorch $TORCH_VERSION" > "$STAGE/build"
 # Every shared library beyond glibc, the C++ runtime, libtorch and CUDA: the GPU
 # machine's own copies are used where it has them (gpu_device_run.sh checks).
-ldd "$BIN/caffe" | awk '/=> \// { print $1, $3 }' \
+ldd "$BIN/caffe-engine" | awk '/=> \// { print $1, $3 }' \
   | grep -vE '^(libc|libm|libdl|librt|libpthread|libutil|libresolv|ld-linux|libstdc\+\+|libgcc_s|libgomp)\.|torch|c10|nvidia|cu13|libcu|libnccl|libnv' \
   | while read -r name path; do cp -L "$path" "$STAGE/libs/$name"; done
 cp -r "$ROOT/tests/fixtures/caffe-ref/lmdb/fmnist_train2k_lmdb" "$STAGE/data/train2k_lmdb"

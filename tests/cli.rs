@@ -58,12 +58,42 @@ fn cuda_library_loads_on_demand() {
         let backend = all.lines().find(|l| l.contains("CUDA backend: registered")).unwrap_or_else(|| panic!("{all}"));
         assert!(!backend.contains("ATen_cuda"), "the CUDA backend did not register: {backend}");
     }
-    let out = match Command::new("ldd").arg(env!("CARGO_BIN_EXE_caffe")).output() {
-        Ok(o) => o,
+    let libs = match linked_libraries(env!("CARGO_BIN_EXE_caffe-engine")) {
+        Ok(l) => l,
         Err(e) => skip!("ldd is not available ({e})"),
     };
-    let libs = String::from_utf8_lossy(&out.stdout);
-    assert!(!libs.contains("libtorch_cuda.so"), "caffe links libtorch_cuda.so (CPU runs would map CUDA):\n{libs}");
+    assert!(libs.contains("libtorch_cpu.so"), "{libs}");
+    assert!(
+        !libs.contains("libtorch_cuda.so"),
+        "caffe-engine links libtorch_cuda.so (CPU runs would map CUDA):\n{libs}"
+    );
+}
+
+/// `ldd`'s list for a binary.
+fn linked_libraries(binary: &str) -> std::io::Result<String> {
+    Command::new("ldd").arg(binary).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// The `caffe` launcher loads no libtorch: `--version` is its own answer, the
+/// same line as the engine's, and every other command reaches the engine
+/// with its arguments and exit code.
+#[test]
+fn the_launcher_answers_version_without_libtorch() {
+    let libs = match linked_libraries(env!("CARGO_BIN_EXE_caffe")) {
+        Ok(l) => l,
+        Err(e) => skip!("ldd is not available ({e})"),
+    };
+    assert!(!libs.contains("libtorch") && !libs.contains("libc10"), "the caffe launcher links libtorch:\n{libs}");
+    for flag in ["--version", "-version", "-V"] {
+        let ours = assert_ok(&run(&[flag]), flag);
+        let engine = Command::new(env!("CARGO_BIN_EXE_caffe-engine")).arg(flag).output().unwrap();
+        assert_eq!(ours, String::from_utf8_lossy(&engine.stdout), "{flag}");
+        assert_eq!(ours.trim(), format!("caffe {}", env!("CARGO_PKG_VERSION")));
+    }
+    // A command the engine refuses: its message and exit code come through.
+    let out = run(&["no_such_command"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("valid commands: "), "{}", text(&out));
 }
 
 #[test]
