@@ -16,7 +16,7 @@ else
 TORCH_STAMP :=
 endif
 
-.PHONY: all build python wheel test pytest lint demo bench clean-venv layers-doc system-deps fuzz
+.PHONY: all build python wheel test pytest lint demo bench clean-venv layers-doc system-deps fuzz cuda-headers
 
 all: build
 
@@ -75,7 +75,20 @@ system-deps:
 	  fi; \
 	fi
 
-build: $(TORCH_STAMP) system-deps
+# The CUDA headers that the NCCL shim (csrc/nccl_shim.cpp, -gpu with several
+# devices) needs and no installed wheel has: the CUDA C runtime's and CCCL's,
+# from PyPI, for the CUDA 13.0 the torch wheel is built with. Build-only: they
+# go into their own folder, not the venv. Without them build.rs skips the shim
+# with a warning and everything else builds; the touch makes cargo look again.
+CUDA_HEADERS := $(CURDIR)/.venv-build-cuda
+$(CUDA_HEADERS)/.installed: | $(TORCH_STAMP)
+	@if $(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --target $(CUDA_HEADERS) \
+	    'nvidia-cuda-crt==13.0.*' 'nvidia-cuda-cccl==13.0.*'; then \
+	  touch $@ csrc/nccl_shim.cpp; \
+	else echo "warning: CUDA headers not installed: NCCL support (several GPUs) will not be built"; fi
+cuda-headers: $(CUDA_HEADERS)/.installed
+
+build: $(TORCH_STAMP) system-deps cuda-headers
 	$(CARGO) build --release --locked
 	@$(MAKE) --no-print-directory python
 

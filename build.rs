@@ -2,7 +2,9 @@
 //! descriptor set (for the reflective text-format parser), `proto/onnx.proto`
 //! (the ONNX subset `caffe export` writes) into Rust types, links libtorch
 //! so that the binary finds it at run time (its CUDA half is opened on demand),
-//! and compiles `csrc/dist_shim.cpp`, the C API over c10d's Gloo process group.
+//! compiles `csrc/dist_shim.cpp`, the C API over c10d's Gloo process group,
+//! and builds `csrc/nccl_shim.cpp` (NCCL, for CUDA tensors) as a shared
+//! library of its own beside the binary, when the CUDA headers are there.
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +33,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // CUDA is asked for, so CPU runs never map the CUDA libraries.
         println!("cargo:rustc-env=CAFFE_TCH_LIBTORCH_LIB={lib}");
         compile_dist_shim(&PathBuf::from(&lib));
+        let nccl = build_nccl_shim(&PathBuf::from(&lib), &out_dir).unwrap_or_else(|why| {
+            println!("cargo:warning=NCCL support not built (-gpu with several devices will say so): {why}");
+            String::new()
+        });
+        println!("cargo:rustc-env=CAFFE_TCH_NCCL_SHIM={nccl}");
     }
     Ok(())
 }
@@ -64,6 +71,88 @@ fn compile_dist_shim(lib: &std::path::Path) {
         .flag_if_supported("-Wno-c++20-extensions")
         .warnings(false)
         .compile("caffe_dist_shim");
+}
+
+/// The file name src/dist/nccl.rs opens.
+const NCCL_SHIM: &str = "libcaffe_tch_nccl.so";
+
+/// Builds `csrc/nccl_shim.cpp` into `libcaffe_tch_nccl.so`, linked against
+/// libtorch_cuda (whose ProcessGroupNCCL it calls), in OUT_DIR and copied
+/// beside the binary; returns its OUT_DIR path. It is a separate library, not
+/// part of the binary, so that only a CUDA run opens it and the CUDA
+/// libraries behind it (src/util/cuda.rs). The headers: c10d's from the torch
+/// wheel, cuda_runtime_api.h and nccl.h from the NVIDIA wheels torch depends
+/// on, and the CUDA C runtime's and CCCL's, which no installed wheel has, from
+/// `make cuda-headers` (PyPI's nvidia-cuda-crt and nvidia-cuda-cccl in
+/// .venv-build-cuda/; CAFFE_TCH_CUDA_HEADERS names another include folder).
+fn build_nccl_shim(lib: &std::path::Path, out_dir: &std::path::Path) -> Result<String, String> {
+    println!("cargo:rerun-if-changed=csrc/nccl_shim.cpp");
+    println!("cargo:rerun-if-env-changed=CAFFE_TCH_CUDA_HEADERS");
+    let include = lib.parent().unwrap_or(lib).join("include");
+    // torch/lib → site-packages, where the nvidia-* wheels install.
+    let site = lib.parent().and_then(|t| t.parent()).ok_or("libtorch is not inside a Python environment")?;
+    let cuda = site.join("nvidia/cu13/include");
+    let nccl = site.join("nvidia/nccl/include");
+    let extra = match env::var("CAFFE_TCH_CUDA_HEADERS") {
+        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?)
+            .join(".venv-build-cuda/nvidia/cu13/include"),
+    };
+    for (file, from) in [
+        (lib.join("libtorch_cuda.so"), "a CUDA build of PyTorch"),
+        (include.join("torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp"), "the torch wheel"),
+        (cuda.join("cuda_runtime_api.h"), "the nvidia-cuda-runtime wheel"),
+        (nccl.join("nccl.h"), "the nvidia-nccl wheel"),
+        (extra.join("crt/host_config.h"), "`make cuda-headers`, then rebuild"),
+    ] {
+        if !file.exists() {
+            return Err(format!("{} is missing (it comes from {from})", file.display()));
+        }
+    }
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .pic(true)
+        .cargo_metadata(false)
+        .file("csrc/nccl_shim.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .include(&cuda)
+        .include(&nccl)
+        .include(&extra)
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .define("USE_C10D_NCCL", None)
+        .define("USE_CUDA", None)
+        .flag_if_supported("-Wno-c++20-extensions")
+        .warnings(false);
+    let objects = build.try_compile_intermediates().map_err(|e| format!("compiling csrc/nccl_shim.cpp: {e}"))?;
+    let so = out_dir.join(NCCL_SHIM);
+    let output = build
+        .get_compiler()
+        .to_command()
+        .arg("-shared")
+        .arg("-o")
+        .arg(&so)
+        .args(&objects)
+        .arg(format!("-L{}", lib.display()))
+        .args(["-ltorch_cuda", "-lc10_cuda", "-ltorch_cpu", "-lc10"])
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .output()
+        .map_err(|e| format!("linking {NCCL_SHIM}: {e}"))?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("linking {NCCL_SHIM}: {}", err.lines().last().unwrap_or("failed")));
+    }
+    // OUT_DIR is <target>/<profile>/build/<crate>-<hash>/out: the binary is in <target>/<profile>.
+    if let Some(profile_dir) = out_dir.ancestors().nth(3) {
+        let beside = profile_dir.join(NCCL_SHIM);
+        let tmp = profile_dir.join(format!(".{NCCL_SHIM}.tmp"));
+        fs::copy(&so, &tmp)
+            .and_then(|_| fs::rename(&tmp, &beside))
+            .map_err(|e| format!("{}: {e}", beside.display()))?;
+    }
+    Ok(so.display().to_string())
 }
 
 /// The libtorch version, from PyTorch's `torch/version.py` or a standalone

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Forward time of the exported ONNX model in onnxruntime (CPU) beside
-# `caffe time`'s Average Forward pass: the same deploy net, batch and thread
+# `caffe time -phase TEST`'s Average Forward pass (no autograd, as `caffe test` runs
+# it): the same deploy net, batch and thread
 # count, ROUNDS interleaved rounds, medians. Also times `caffe export -verify`.
 # Usage: benches/onnx_forward.sh [ROUNDS]   (run on an otherwise idle machine)
 set -euo pipefail
@@ -40,7 +41,7 @@ done
 for ((r = 1; r <= ROUNDS; r++)); do
   for n in "${nets[@]}"; do
     IFS='|' read -r name model iters <<<"$n"
-    ms=$("$CAFFE" time -model "$model" -iterations "$iters" 2>&1 | sed -n 's/.*Average Forward pass: \([0-9.]*\) ms\./\1/p')
+    ms=$("$CAFFE" time -model "$model" -phase TEST -iterations "$iters" 2>&1 | sed -n 's/.*Average Forward pass: \([0-9.]*\) ms\./\1/p')
     caffe[$name]="${caffe[$name]:-} $ms"
     ms=$("$PY" "$work/ort_time.py" "$work/$name.onnx" "$THREADS" "$iters")
     ort[$name]="${ort[$name]:-} $ms"

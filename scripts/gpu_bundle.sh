@@ -12,7 +12,7 @@
 # against"); caffe-tch calls none of them. The build is of HEAD, in a git
 # worktree under target/gpu-build/ (the test binary finds its fixtures there).
 #
-# OUT_DIR then holds bundle.tar.xz (caffe; the test binary, tests/suite.rs, whose
+# OUT_DIR then holds bundle.tar.xz (caffe and its NCCL shim; the test binary, tests/suite.rs, whose
 # parity and layer tests run there; the shared libraries they need beyond glibc
 # and libtorch; a LeNet LMDB), the parity fixtures, and
 # scripts/gpu_device_run.sh runs it all on the GPU machine:
@@ -27,6 +27,11 @@ TORCH_VERSION=$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')
 BUILD=$ROOT/target/gpu-build
 TREE=$BUILD/tree
 export CARGO_TARGET_DIR=$BUILD/target LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1
+# The NCCL shim's CUDA headers (`make cuda-headers`), for a CUDA 13 torch; without them
+# the bundle has no NCCL support and gpu_check.sh's NCCL section says so.
+if [[ -d $ROOT/.venv-build-cuda/nvidia/cu13/include ]]; then
+  export CAFFE_TCH_CUDA_HEADERS=$ROOT/.venv-build-cuda/nvidia/cu13/include
+fi
 export PATH=$VENV/bin:$PATH
 echo "gpu_bundle: building $(git -C "$ROOT" rev-parse --short HEAD) against PyTorch $TORCH_VERSION"
 
@@ -81,6 +86,8 @@ STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/libs" "$STAGE/data"
 cp "$BIN/caffe" "$(newest suite)" "$STAGE/"
+# The NCCL shim is opened from beside the binary (src/dist/nccl.rs).
+if [[ -f $BIN/libcaffe_tch_nccl.so ]]; then cp "$BIN/libcaffe_tch_nccl.so" "$STAGE/"; fi
 echo "$TREE" > "$STAGE/manifest_dir"
 echo "$(git -C "$ROOT" rev-parse --short HEAD), PyTorch $TORCH_VERSION" > "$STAGE/build"
 # Every shared library beyond glibc, the C++ runtime, libtorch and CUDA: the GPU

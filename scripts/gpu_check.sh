@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: Caffe parity fixtures on CUDA (tolerance 1e-3, TF32 off), every
-# layer type on CUDA against the CPU (tests/layers_devices.rs, 1e-4), and
+# layer type on CUDA against the CPU (tests/layers_devices.rs, 1e-4), NCCL
+# (a group of one on cuda:0 in the test binary; `caffe train -gpu 0` as rank 0
+# of an NCCL group of one against the plain single-device run), and
 # `caffe time -gpu 0` for LeNet, CaffeNet and GoogLeNet, written as markdown to
 # OUT_DIR/gpu_check.md (OUT_DIR: first argument, else $OUT, else gpu-check/).
 #
@@ -10,7 +12,8 @@
 # `suite` target: tests/suite.rs) built against a CUDA libtorch (`make build`,
 # then `cargo test --release --no-run`). Where cargo is missing (a bare GPU
 # machine), the prebuilt suite binary in target/release/deps is run directly.
-# Either way only the parity::, parity_nets:: and layers_devices:: tests run.
+# Either way only the parity::, parity_nets::, layers_devices:: and
+# distributed::nccl_group_needs_a_gpu tests run.
 # scripts/gpu_device_run.sh sets CAFFE, PARITY_BIN_DIR (the prebuilt suite
 # binary's folder) and GPU_CHECK_BUILD (what was built) for a bundle made by
 # scripts/gpu_bundle.sh.
@@ -37,7 +40,7 @@ gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohea
 # 1. Parity on CUDA: every blob and gradient of the reference nets, and every
 # layer type against the CPU (tests/layers_devices.rs): the parity::,
 # parity_nets:: and layers_devices:: tests of the suite binary.
-GPU_TESTS=(parity:: parity_nets:: layers_devices::)
+GPU_TESTS=(parity:: parity_nets:: layers_devices:: distributed::nccl_group_needs_a_gpu)
 echo "## Parity on CUDA (reference nets against Caffe: max |Δ| ≤ 1e-3·(1 + max|ref|); every layer type against the CPU: 1e-4)" >> "$REPORT"
 echo >> "$REPORT"
 parity_rc=0
@@ -63,7 +66,63 @@ fi
   echo
 } >> "$REPORT"
 
-# 2. caffe time on the GPU, median of 3 rounds, beside the CPU.
+# 2. NCCL: 20 LeNet SGD steps from Caffe's weights on cuda:0, once on its own
+# and once as rank 0 of an NCCL group of one (a launcher's environment, as
+# torchrun sets it): the same losses (relative 1e-5, as the CPU tests hold
+# 2 ranks over Gloo to; cuDNN's backward may add its own non-determinism).
+# Two ranks on one GPU need NCCL >= 2.30 with NCCL_MULTI_RANK_GPU_ENABLE=1;
+# they are run only where the NCCL that torch loads is that new.
+echo "## NCCL (caffe train -gpu 0 as rank 0 of a group of one, against the single-device run)" >> "$REPORT"
+echo >> "$REPORT"
+nccl_rc=0
+FIX=tests/fixtures/caffe-ref
+if [[ -f $FIX/fixtures/lenet/sgd20/lenet_train_test.prototxt && -d $FIX/lmdb/fmnist_train2k_lmdb ]]; then
+  N=$(mktemp -d)
+  sed -e "s#source: \"lmdb/fmnist_train_lmdb\"#source: \"$PWD/$FIX/lmdb/fmnist_train2k_lmdb\"#" \
+    "$FIX/fixtures/lenet/sgd20/lenet_train_test.prototxt" > "$N/net.prototxt"
+  solver() {
+    printf 'net: "%s"\nbase_lr: 0.01\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: "inv"\ngamma: 0.0001\npower: 0.75\n' "$N/net.prototxt"
+    printf 'max_iter: 20\ndisplay: 1\nsolver_mode: GPU\nsnapshot_prefix: "%s/%s"\n' "$N" "$1"
+  }
+  solver alone > "$N/alone.prototxt"
+  solver nccl > "$N/nccl.prototxt"
+  W=$FIX/fixtures/lenet/weights.caffemodel
+  timeout 120 "$CAFFE" train -solver "$N/alone.prototxt" -weights "$W" -gpu 0 > "$OUT_DIR/nccl_alone.log" 2>&1 || nccl_rc=$?
+  WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=${NCCL_CHECK_PORT:-29531} \
+    timeout 120 "$CAFFE" train -solver "$N/nccl.prototxt" -weights "$W" -gpu 0 > "$OUT_DIR/nccl_rank0.log" 2>&1 || nccl_rc=$?
+  losses() { sed -n 's/.*\] Iteration \([0-9]*\) (.*loss = \(.*\)$/\1 \2/p' "$1"; }
+  gap=$(paste <(losses "$OUT_DIR/nccl_alone.log") <(losses "$OUT_DIR/nccl_rank0.log") \
+    | awk 'BEGIN { m = 0; n = 0 } { n++; d = ($2 - $4) / $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "%d %.3g", n, m }')
+  read -r steps worst <<< "$gap"
+  {
+    echo '```'
+    { grep -hE 'Data-parallel over|All-reduce:|caffe: error' "$OUT_DIR/nccl_rank0.log" || true; } | sed 's/^.*\] //'
+    echo "single-device run and NCCL rank 0: $steps logged losses each, max relative gap $worst"
+    echo '```'
+  } >> "$REPORT"
+  if [[ $nccl_rc != 0 || $steps != 20 ]] || ! grep -q 'Data-parallel over 1 ranks (NCCL)' "$OUT_DIR/nccl_rank0.log" \
+     || awk -v w="$worst" 'BEGIN { exit !(w > 1e-5) }'; then
+    [[ $nccl_rc == 0 ]] && nccl_rc=1
+    echo "NCCL: **FAIL** (nccl_alone.log, nccl_rank0.log)." >> "$REPORT"
+  else
+    echo "NCCL: **pass**." >> "$REPORT"
+  fi
+  nccl_version=$(python3 -c 'import torch; print(".".join(map(str, torch.cuda.nccl.version())))' 2>/dev/null || echo unknown)
+  echo >> "$REPORT"
+  if [[ $nccl_version != unknown ]] && printf '2.30\n%s\n' "$nccl_version" | sort -V -C; then
+    NCCL_MULTI_RANK_GPU_ENABLE=1 timeout 180 "$CAFFE" train -solver "$N/nccl.prototxt" -weights "$W" -gpu 0,0 \
+      > "$OUT_DIR/nccl_two_ranks_one_gpu.log" 2>&1 && r=pass || r="FAIL (exit $?)"
+    echo "Two ranks on one GPU (-gpu 0,0, NCCL $nccl_version): $r; nccl_two_ranks_one_gpu.log." >> "$REPORT"
+  else
+    echo "Two ranks on one GPU: not run (NCCL $nccl_version; it needs 2.30 or later)." >> "$REPORT"
+  fi
+  rm -rf "$N"
+else
+  echo "NCCL: not run (no $FIX LeNet fixtures here)." >> "$REPORT"
+fi
+echo >> "$REPORT"
+
+# 3. caffe time on the GPU, median of 3 rounds, beside the CPU.
 echo "## caffe time -gpu 0 (forward+backward ms, median of 3)" >> "$REPORT"
 echo >> "$REPORT"
 echo "| net | GPU ms | CPU ms (this machine) |" >> "$REPORT"
@@ -82,4 +141,5 @@ for n in "LeNet (64)|benches/nets/lenet_input.prototxt|100|TRAIN" \
   echo "| $name | $(echo "$gpu_ms" | median) | $(echo "$cpu_ms" | median) |" >> "$REPORT"
 done
 cat "$REPORT"
-exit "$parity_rc"
+[[ $parity_rc != 0 ]] && exit "$parity_rc"
+exit "$nccl_rc"

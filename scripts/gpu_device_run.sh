@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs a bundle made by scripts/gpu_bundle.sh on a GPU machine that has
 # PyTorch (the version the bundle was built against) but no Rust:
-# scripts/gpu_check.sh (parity on CUDA, `caffe time` for LeNet, CaffeNet and
-# GoogLeNet), `caffe time -gpu 0` for four more nets, and a 3,000-iteration
-# LeNet training on the GPU. Everything goes to OUT_DIR (run.log, gpu_check.md,
-# parity.log, train_lenet.log).
+# scripts/gpu_check.sh (parity on CUDA, NCCL with one rank against the
+# single-device run, `caffe time` for LeNet, CaffeNet and GoogLeNet), `caffe
+# time -gpu 0` for four more nets, and a 3,000-iteration LeNet training on the
+# GPU. Everything goes to OUT_DIR (run.log, gpu_check.md, parity.log,
+# nccl_*.log, train_lenet.log).
 #
 #   bash scripts/gpu_device_run.sh [BUNDLE_DIR] [OUT_DIR]
 #

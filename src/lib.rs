@@ -4,6 +4,7 @@
 //! [`proto::upgrade`] (legacy V0/V1 forms) → [`net::Net`] of layers from the
 //! [`layers`] registry → [`solver`] steps. Datasets enter through [`data`];
 //! weights and snapshots through [`proto::binary`].
+pub mod cli;
 pub mod data;
 pub mod dist;
 pub mod error;

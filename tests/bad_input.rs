@@ -50,7 +50,6 @@ fn cases() -> Vec<Case> {
         c("solver_missing_net.prototxt", SUMMARIZE, None, "does/not/exist.prototxt"),
         c("v1_unknown_type.prototxt", SUMMARIZE, Some((3, 9)), "FROBNICATE"),
         c("unknown_layer_type.prototxt", TIME, Some((8, 1)), "Unknown layer type: Frobnicate (known types:"),
-        c("python_layer.prototxt", TIME, Some((8, 1)), "Python layers are not supported: layer py (mylayers.Custom)"),
         c("shape_mismatch_dropin.prototxt", TIME, Some((9, 1)), "Resize"),
         c("unknown_bottom.prototxt", TIME, Some((8, 1)), "dat"),
         c("conv_too_big_kernel.prototxt", TIME, Some((8, 1)), "not positive"),
@@ -142,6 +141,30 @@ fn no_half_written_output_after_a_failed_upgrade() {
         .status;
     assert_eq!(status.code(), Some(1));
     assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 0, "a file was left behind");
+}
+
+/// A net with a Python layer makes the binary run itself under Python; when
+/// that Python cannot be started, one error line names the layer and says why.
+/// (The Python module's tests run such nets for real: python/tests.)
+#[test]
+fn python_layer_without_a_python_is_one_clear_error() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad");
+    let file = dir.join("python_layer.prototxt");
+    let out = Command::new(env!("CARGO_BIN_EXE_caffe"))
+        .args(["time", "-iterations", "1", "-model"])
+        .arg(&file)
+        .env("CAFFE_TCH_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let want = format!(
+        "caffe: error: {}:8:1: layer 'py' is a Python layer (mylayers.Custom), and the net runs under Python, which could not be started (/nonexistent/python3: ",
+        file.display()
+    );
+    assert!(lines[0].starts_with(&want), "{stderr}");
 }
 
 // ----- declared sizes beyond the memory limit (issue #15, item 2) -------------

@@ -121,13 +121,21 @@ fn start_ranks(solver: &Path, world: usize, extra: &[&str]) -> Vec<Child> {
 
 /// As [`start_ranks`], each rank with its own solver file.
 fn start_ranks_with(solvers: &[&Path], extra: &[&str]) -> Vec<Child> {
+    let w = weights();
+    let args: Vec<Vec<&str>> =
+        solvers.iter().map(|s| [&["-solver", s.to_str().unwrap(), "-weights", &w][..], extra].concat()).collect();
+    start_ranks_args(&args)
+}
+
+/// Starts one `caffe train` rank per argument list (given after `train`).
+fn start_ranks_args(args: &[Vec<&str>]) -> Vec<Child> {
     let port = caffe_tch::dist::launch::free_port().unwrap().to_string();
-    let world = solvers.len();
+    let world = args.len();
     (0..world)
         .map(|rank| {
             caffe()
-                .args(["train", "-solver", solvers[rank].to_str().unwrap(), "-weights", &weights()])
-                .args(extra)
+                .arg("train")
+                .args(&args[rank])
                 .env("RANK", rank.to_string())
                 .env("LOCAL_RANK", rank.to_string())
                 .env("WORLD_SIZE", world.to_string())
@@ -239,6 +247,92 @@ fn two_ranks_at_32_train_as_one_at_64() {
     assert_eq!(files.len(), 2, "{files:?}");
 }
 
+/// Waits for every rank; each must succeed. Returns their stderr.
+fn finish(ranks: &mut Ranks) -> Vec<String> {
+    ranks
+        .0
+        .iter_mut()
+        .map(|c| {
+            let mut s = String::new();
+            std::io::Read::read_to_string(c.stderr.as_mut().unwrap(), &mut s).unwrap();
+            let status = c.wait().unwrap();
+            assert!(status.success(), "{status:?}\n{s}");
+            s
+        })
+        .collect()
+}
+
+/// Resume across sizes: a snapshot written by 2 ranks resumes in one process,
+/// and one written by one process resumes over 2 ranks; both continue the
+/// trace of the run that was never interrupted.
+///
+/// What "the same trace" can mean: each rank reads every N-th record, so a
+/// resumed run reads the records that an uninterrupted run of *its own* shape
+/// (ranks × iter_size × batch) reads from the snapshot's iteration on (the
+/// solver moves the Data layer there; Caffe would start the DB over). When
+/// that product is kept, every step sees the same records as the
+/// uninterrupted run. Here it is 64 throughout: 2 ranks × batch 32, or one
+/// process at batch 32 × iter_size 2 (the same net file, so the snapshot
+/// loads as is). The reference is that one process straight through 15 steps.
+///
+/// Measured: the logged losses are identical (at the log's 6 digits) at every
+/// step, before and after the resume. The weights: a resume at the same size
+/// (the control) ends bit for bit on the straight run's; 1 → 2 ends 6e-8
+/// away; 2 → 1 ends 1.6e-5 of max|w| away, because the ranks' first 5 steps
+/// leave the weights 3e-8 from the single process's (they sum two halves of
+/// interleaved records, it sums two contiguous halves) and LeNet's steps grow
+/// that difference. Hence losses to 1e-5, weights to 1e-4 of max|w|.
+/// (Reading the DB from its first record again, as Caffe does, puts 2 → 1
+/// 11% off the straight run's losses.)
+#[test]
+fn a_snapshot_resumes_at_another_number_of_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = ["straight", "two_then_one", "one_then_two", "one_then_one"].map(|d| tmp.path().join(d));
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let single = |max_iter: i32| format!("max_iter: {max_iter}\ndisplay: 1\niter_size: 2");
+    let ranked = |max_iter: i32| format!("max_iter: {max_iter}\ndisplay: 1");
+    let straight = logged_losses(&train_alone(&lenet_solver(&dirs[0], 32, &single(15))));
+    let state = |d: &Path| d.join("out/lenet_iter_5.solverstate").display().to_string();
+    let resume_alone = |dir: &Path, state: &str| {
+        let solver = lenet_solver(dir, 32, &single(15));
+        let out = caffe().args(["train", "-solver", solver.to_str().unwrap(), "-snapshot", state]).output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        assert!(log.contains(": resuming after 10 batches of 32"), "{log}");
+        log
+    };
+
+    // 2 ranks for 5 steps, then one process.
+    let first = finish(&mut Ranks(start_ranks(&lenet_solver(&dirs[1], 32, &ranked(5)), 2, &[])));
+    let then = resume_alone(&dirs[1], &state(&dirs[1]));
+    let two_then_one = [logged_losses(&first[0]), logged_losses(&then)].concat();
+
+    // One process for 5 steps, then 2 ranks; and the control, one process again.
+    let first = train_alone(&lenet_solver(&dirs[2], 32, &single(5)));
+    let solver = lenet_solver(&dirs[2], 32, &ranked(15));
+    let s = solver.to_str().unwrap();
+    let then = finish(&mut Ranks(start_ranks_args(&vec![vec!["-solver", s, "-snapshot", &state(&dirs[2])]; 2])));
+    assert!(then[0].contains(": resuming after 5 batches of 32 of this rank's share (1 in 2)"), "{}", then[0]);
+    let one_then_two = [logged_losses(&first), logged_losses(&then[0])].concat();
+    let one_then_one = [logged_losses(&first), logged_losses(&resume_alone(&dirs[3], &state(&dirs[2])))].concat();
+
+    let last = |d: &Path| d.join("out/lenet_iter_15.caffemodel");
+    for (name, losses, dir, weight_tol) in [
+        ("2 → 1", &two_then_one, &dirs[1], 1e-4),
+        ("1 → 2", &one_then_two, &dirs[2], 1e-4),
+        ("1 → 1", &one_then_one, &dirs[3], 0.0),
+    ] {
+        assert_eq!(losses.iter().map(|l| l.0).collect::<Vec<_>>(), (0..15).collect::<Vec<_>>(), "{name}");
+        let gap = max_rel(losses, &straight, 15);
+        let (dw, max_w) = weight_gap(&last(dir), &last(&dirs[0]));
+        eprintln!("resume {name}: losses {gap:.2e} from the straight run's, weights {:.2e} of max|w|", dw / max_w);
+        assert!(gap <= 1e-5, "{name}: losses {gap:.2e} from the uninterrupted run");
+        assert!(dw <= weight_tol * max_w, "{name}: final weights {dw:.2e} from the uninterrupted run's");
+    }
+}
+
 /// How far 2 ranks at batch 32 are from one process at batch 64 (same
 /// `settings`), and from one process that splits the same way (batch 32,
 /// twice the iter_size): (loss gap, weight gap) against each, the loss gap as
@@ -343,6 +437,88 @@ fn ranks_read_disjoint_records_covering_the_db() {
     }
 }
 
+/// The same split through the Data layer itself (prefetch thread, shard,
+/// wrap-around), on a DB of 23 records whose labels are their offsets (23:
+/// neither 2 nor 3 divides it, so epochs start mid-step): at every step, rank
+/// r of W at batch B reads the records one reader at batch W·B reads at that
+/// step, its i-th being the single reader's (W·i + r)-th; so over each epoch
+/// the ranks together read every record once. A rank moved to batch k (a
+/// resumed run, many passes in) reads what the uninterrupted rank reads there.
+#[test]
+fn data_layer_ranks_read_the_single_readers_records() {
+    use caffe_tch::data::{datum, set_train_shard, DbWriter};
+    use caffe_tch::layers::{create_layer, Layer};
+    use caffe_tch::proto::caffe::{Datum, Phase};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    const RECORDS: usize = 23;
+    let mut w = DbWriter::create(&db, Backend::Lmdb).unwrap();
+    for i in 0..RECORDS {
+        let d = Datum {
+            channels: Some(1),
+            height: Some(1),
+            width: Some(1),
+            data: Some(vec![i as u8]),
+            label: Some(i as i32),
+            ..Default::default()
+        };
+        w.put(format!("{i:08}").as_bytes(), &datum::to_bytes(&d));
+    }
+    w.finish().unwrap();
+    let ctx = caffe_tch::layers::Ctx { phase: Phase::Train, iteration: 0, device: tch::Device::Cpu };
+    // A TRAIN Data layer at `batch` for rank `rank` of `world` (the shard is per thread, as in Caffe).
+    let data_layer = |batch: usize, rank: usize, world: usize| -> Box<dyn Layer> {
+        set_train_shard(rank, world);
+        let lp = crate::common::layer::lp(&format!(
+            r#"name: "d" type: "Data" top: "data" top: "label" phase: TRAIN
+               data_param {{ source: "{}" batch_size: {batch} backend: LMDB }}"#,
+            db.display()
+        ));
+        let mut l = create_layer(&lp).unwrap();
+        l.setup(&[]).unwrap();
+        set_train_shard(0, 1);
+        l
+    };
+    let labels = |l: &mut Box<dyn Layer>| -> Vec<usize> {
+        let tops = l.forward(&ctx, &[], &[]).unwrap();
+        crate::common::values_f32(&tops[1]).into_iter().map(|v| v as usize).collect()
+    };
+    let batch = 4;
+    for world in [2usize, 3] {
+        let steps = 2 * RECORDS.div_ceil(world * batch) + 1;
+        let mut single = data_layer(world * batch, 0, 1);
+        let mut ranks: Vec<_> = (0..world).map(|r| data_layer(batch, r, world)).collect();
+        let mut union_in_order = Vec::new();
+        for step in 0..steps {
+            let whole = labels(&mut single);
+            let expected: Vec<usize> = (0..world * batch).map(|j| (step * world * batch + j) % RECORDS).collect();
+            assert_eq!(whole, expected, "the single reader, step {step}");
+            let mut merged = vec![usize::MAX; world * batch];
+            for (r, layer) in ranks.iter_mut().enumerate() {
+                for (i, label) in labels(layer).into_iter().enumerate() {
+                    merged[world * i + r] = label;
+                }
+            }
+            assert_eq!(merged, whole, "{world} ranks at step {step}");
+            union_in_order.extend(merged);
+        }
+        for (epoch, records) in union_in_order.chunks_exact(RECORDS).enumerate() {
+            let mut seen = records.to_vec();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..RECORDS).collect::<Vec<_>>(), "{world} ranks, epoch {epoch}: every record once");
+        }
+        for k in [1u64, 5, 1000] {
+            for r in 0..world {
+                let mut resumed = data_layer(batch, r, world);
+                resumed.skip_to_batch(k).unwrap();
+                let expected: Vec<usize> =
+                    (0..batch).map(|i| (k as usize * world * batch + world * i + r) % RECORDS).collect();
+                assert_eq!(labels(&mut resumed), expected, "rank {r} of {world} resumed at batch {k}");
+            }
+        }
+    }
+}
+
 /// kill -9 of rank 1 mid-run: rank 0 fails, within the timeout, naming rank 1.
 #[test]
 fn a_killed_rank_stops_rank_0_naming_it() {
@@ -417,6 +593,71 @@ fn mismatched_solvers_are_an_error() {
         errors[0]
     );
     assert!(errors[1].contains("rank 0 has"), "{}", errors[1]);
+}
+
+/// NCCL, for CUDA tensors, through its own shim library (opened on demand).
+/// On a machine without GPUs, c10d's refusal to make an NCCL group comes back
+/// as our one-line error; with a GPU, a group of one on cuda:0 forms and its
+/// all-reduce sums over that one rank.
+#[test]
+fn nccl_group_needs_a_gpu() {
+    use caffe_tch::dist::{launch::free_port, Dist, LaunchEnv};
+    if !caffe_tch::dist::nccl::built() {
+        skip!("NCCL support was not built (build.rs found no CUDA headers: make cuda-headers)");
+    }
+    let env = LaunchEnv {
+        rank: 0,
+        world: 1,
+        local_rank: 0,
+        master_addr: "127.0.0.1".into(),
+        master_port: free_port().unwrap(),
+    };
+    let joined = Dist::join(&env, Duration::from_secs(20), tch::Device::Cuda(0));
+    if caffe_tch::util::cuda::is_available() {
+        let dist = joined.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dist.backend(), "NCCL");
+        let mut t = [tch::Tensor::from_slice(&[1.5f32, -2.0]).to_device(tch::Device::Cuda(0))];
+        dist.all_reduce_mean(&mut t, "a test all-reduce").unwrap();
+        assert_eq!(Vec::<f32>::try_from(t[0].to_device(tch::Device::Cpu)).unwrap(), vec![1.5, -2.0]);
+        return;
+    }
+    let err = joined.err().expect("an NCCL group without a GPU").to_string();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(err.contains("over NCCL could not be formed") && err.contains("no GPUs found"), "{err}");
+}
+
+/// Several GPUs on a machine without any: `-gpu 0,1` (the launcher) and a
+/// CUDA request under a launcher's environment are one-line errors, exit 1,
+/// before any rank starts or any group forms.
+#[test]
+fn several_gpus_without_a_gpu_is_a_clear_error() {
+    if caffe_tch::util::cuda::is_available() {
+        crate::common::note("a GPU is present: the no-GPU errors are not checked here");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let solver = lenet_solver(tmp.path(), 16, "max_iter: 2");
+    let solver = solver.to_str().unwrap();
+    let port = caffe_tch::dist::launch::free_port().unwrap().to_string();
+    for (flag, env) in [("0,1", None), ("all", None), ("0", Some(&port))] {
+        let mut cmd = caffe();
+        cmd.args(["train", "-solver", solver, "-gpu", flag]);
+        if let Some(port) = env {
+            cmd.env("WORLD_SIZE", "2").env("RANK", "0").env("MASTER_ADDR", "127.0.0.1").env("MASTER_PORT", port);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "-gpu {flag}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("caffe: error:")).collect();
+        assert_eq!(lines.len(), 1, "-gpu {flag}: {err}");
+        let expected = if flag.contains(',') && !caffe_tch::dist::nccl::built() {
+            "NCCL support was not built"
+        } else {
+            "no CUDA device is available"
+        };
+        assert!(lines[0].contains(&format!("-gpu {flag}:")) && lines[0].contains(expected), "{}", lines[0]);
+        assert!(!err.contains("Starting 2 ranks") && !err.contains("joining the group"), "{err}");
+    }
 }
 
 #[test]

@@ -27,6 +27,7 @@ mod export_safetensors;
 mod faults;
 mod fillers;
 mod hdf5;
+mod in_place;
 mod layer_axes;
 mod layers_activation;
 mod layers_common;

@@ -1,10 +1,33 @@
 """pycaffe's interface (``import caffe``) on caffe-tch.
 
-The native module ``caffe._caffe`` links PyTorch's libtorch; importing torch
-first loads that library (and its CUDA libraries, when present) into the
-process, so the extension finds it without LD_LIBRARY_PATH.
+The native module ``caffe._caffe`` links PyTorch's libtorch (the torch wheel's
+``torch/lib``). ``_load_libtorch`` opens that library from the installed wheel
+without importing torch, whose Python package costs far more time and memory
+than the library; CUDA is opened only when asked for (``set_mode_gpu``).
 """
-import torch  # noqa: F401  (loads libtorch for _caffe)
+
+
+def _load_libtorch():
+    import ctypes
+    import importlib.util
+    import os
+    import sys
+
+    if "torch" in sys.modules:
+        return  # torch's import loaded the same library already
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        raise ImportError("caffe needs PyTorch's libtorch: pip install torch==2.13.0")
+    lib = os.path.join(os.path.dirname(spec.origin), "lib")
+    for name in ("libc10.so", "libtorch_cpu.so"):
+        path = os.path.join(lib, name)
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError as e:
+            raise ImportError(f"caffe cannot load {path}: {e} (pip install torch==2.13.0)") from e
+
+
+_load_libtorch()
 
 from ._caffe import (  # noqa: F401
     TRAIN,
@@ -28,6 +51,7 @@ from .pycaffe import (  # noqa: F401
     SGDSolver,
     get_solver,
 )
+from .layer import Layer  # noqa: F401,E402  (Python layers' base class)
 from . import io  # noqa: F401,E402
 from .classifier import Classifier  # noqa: F401,E402
 from .detector import Detector  # noqa: F401,E402

@@ -151,7 +151,12 @@ class Net(_caffe.Net):
 
     @cached_property
     def layers(self):
-        return [Layer_(self, i, t, w[2]) for i, (t, w) in enumerate(zip(self._layer_types(), self._wiring))]
+        """The layers in order; a Python layer is its own object (a caffe.Layer), as in pycaffe."""
+        out = []
+        for i, (t, w) in enumerate(zip(self._layer_types(), self._wiring)):
+            obj = self._python_layer(i) if t == "Python" else None
+            out.append(obj if obj is not None else Layer_(self, i, t, w[2]))
+        return out
 
     @cached_property
     def layer_dict(self):
@@ -160,7 +165,11 @@ class Net(_caffe.Net):
     @cached_property
     def params(self):
         """OrderedDict of layer name → list of its parameter Blobs (layers with blobs only)."""
-        return OrderedDict((n, l.blobs) for n, l in zip(self._layer_names, self.layers) if l.blobs)
+        return OrderedDict(
+            (n, [Blob(self, layer=i, j=j) for j in range(w[2])])
+            for i, (n, w) in enumerate(zip(self._layer_names, self._wiring))
+            if w[2]
+        )
 
     @cached_property
     def inputs(self):

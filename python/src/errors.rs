@@ -1,9 +1,23 @@
 //! caffe-tch errors as the Python exceptions pycaffe users expect: a file
 //! that cannot be read is an IOError (FileNotFoundError when missing), a
 //! libtorch failure a RuntimeError, anything else about the input a ValueError.
+//! An exception raised by a Python layer's code becomes the `__cause__` of
+//! the error the net raises, so a script's traceback shows it.
+use std::cell::RefCell;
+
 use caffe_tch::Error;
-use pyo3::exceptions::{PyFileNotFoundError, PyIOError, PyRuntimeError, PyValueError};
-use pyo3::PyErr;
+use pyo3::exceptions::{PyFileNotFoundError, PyIOError, PyKeyboardInterrupt, PyRuntimeError, PyValueError};
+use pyo3::{PyErr, Python};
+
+thread_local! {
+    /// The last exception a Python layer raised on this thread.
+    static LAYER_CAUSE: RefCell<Option<PyErr>> = const { RefCell::new(None) };
+}
+
+/// Keeps a Python layer's exception for [`to_py`].
+pub fn stash_cause(_py: Python<'_>, e: PyErr) {
+    LAYER_CAUSE.with(|c| *c.borrow_mut() = Some(e));
+}
 
 pub fn to_py(e: Error) -> PyErr {
     let msg = e.to_string();
@@ -11,11 +25,33 @@ pub fn to_py(e: Error) -> PyErr {
     while let Error::Context { inner: i, .. } = inner {
         inner = i;
     }
-    match inner {
+    let err = match inner {
         Error::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
         Error::Io { .. } => PyIOError::new_err(msg),
         Error::Torch(_) => PyRuntimeError::new_err(msg),
         _ => PyValueError::new_err(msg),
+    };
+    // Only a layer's error carries its cause: one from an earlier error that
+    // never reached Python is dropped here.
+    let cause = LAYER_CAUSE.with(|c| c.borrow_mut().take());
+    if let (Some(cause), true) = (cause, is_python_layer_error(&e)) {
+        return Python::with_gil(|py| {
+            // Ctrl-C while a layer ran stops the script as it would anywhere else.
+            if cause.is_instance_of::<PyKeyboardInterrupt>(py) {
+                return cause;
+            }
+            err.set_cause(py, Some(cause));
+            err
+        });
+    }
+    err
+}
+
+fn is_python_layer_error(e: &Error) -> bool {
+    match e {
+        Error::Layer { layer_type, inner, .. } => layer_type == "Python" || is_python_layer_error(inner),
+        Error::Context { inner, .. } => is_python_layer_error(inner),
+        _ => false,
     }
 }
 

@@ -3,7 +3,9 @@
 //! (`caffe/pycaffe.py`) adds pycaffe's dictionaries and argument handling.
 use pyo3::prelude::*;
 
+mod cli;
 mod errors;
+mod layer;
 mod mode;
 mod net;
 mod solver;
@@ -11,6 +13,8 @@ mod views;
 
 #[pymodule]
 fn _caffe(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Nets built in this process can have Python layers.
+    caffe_tch::layers::python::set_factory(layer::create);
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("TRAIN", 0)?;
     m.add("TEST", 1)?;
@@ -20,6 +24,7 @@ fn _caffe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mode::set_random_seed, m)?)?;
     m.add_function(wrap_pyfunction!(mode::layer_type_list, m)?)?;
     m.add_function(wrap_pyfunction!(solver::solver_type, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
     m.add_class::<net::PyNet>()?;
     m.add_class::<solver::PySolver>()?;
     m.add_class::<views::TensorHolder>()?;

@@ -70,6 +70,8 @@ pub fn set_random_seed(seed: i64) {
 pub fn layer_type_list() -> Vec<String> {
     let mut names: Vec<String> =
         caffe_tch::layers::registry::REGISTRY.iter().map(|l| l.type_name.to_string()).collect();
+    // Built by this module (caffe.Layer subclasses), not the library's registry.
+    names.push(caffe_tch::layers::python::TYPE.to_string());
     names.sort();
     names
 }

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use tch::{Kind, Tensor};
 
 use crate::errors::{nogil, IntoPy};
+use crate::layer::PyLayer;
 use crate::solver::PySolver;
 use crate::views::{Handle, Home, Key, Kinds, Shared, Views};
 
@@ -119,6 +120,17 @@ impl PyNet {
                 .enumerate()
                 .map(|(i, p)| (p.bottom.clone(), p.top.clone(), n.layer_param_count(i)))
                 .collect())
+        })
+    }
+    /// Layer `i`'s Python object when it is a Python layer (pycaffe's
+    /// `net.layers[i]` is the object itself), its blobs viewing the net's weights.
+    fn _python_layer(&self, py: Python<'_>, i: usize) -> PyResult<Option<PyObject>> {
+        self.with(|n, _| {
+            let Some(layer) = n.layer(i).and_then(|l| l.as_any()).and_then(|a| a.downcast_ref::<PyLayer>()) else {
+                return Ok(None);
+            };
+            let params: Vec<Tensor> = (0..n.layer_param_count(i)).filter_map(|j| n.layer_param(i, j)).collect();
+            layer.object(py, &params).py().map(Some)
         })
     }
     fn _loss_weight(&self, name: &str) -> PyResult<f32> {

@@ -34,6 +34,13 @@ pub struct TensorHolder {
     t: Tensor,
 }
 
+impl TensorHolder {
+    /// `t` must be a contiguous CPU float tensor (what [`array_over`] views).
+    pub fn new(t: Tensor) -> Self {
+        TensorHolder { t }
+    }
+}
+
 /// Who owns the net(s): a standalone `caffe.Net`, or a solver (net 0 is
 /// its train net, 1.. its test nets).
 pub enum Home {
@@ -133,7 +140,7 @@ fn can_view(t: &Tensor) -> bool {
     t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous()
 }
 
-fn array_over<'py>(holder: &Bound<'py, TensorHolder>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+pub fn array_over<'py>(holder: &Bound<'py, TensorHolder>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let b = holder.borrow();
     let shape: Vec<usize> = b.t.size().iter().map(|&d| d as usize).collect();
     let n: usize = shape.iter().product();

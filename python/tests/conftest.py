@@ -38,6 +38,32 @@ def run_caffe(*args, cwd=None):
     return r.stderr
 
 
+# The Python layers the tests use (python/tests/pylayers/), importable here and
+# on the PYTHONPATH of the `caffe` binary's runs.
+PYLAYERS = Path(__file__).resolve().parent / "pylayers"
+EXAMPLE = ROOT / "examples" / "python_layers"
+
+
+def pylayers_env(**extra):
+    """The environment for a `caffe` run whose nets have Python layers: this
+    checkout's `caffe` package, the test layers and the example on PYTHONPATH."""
+    import caffe
+
+    package_dir = str(Path(caffe.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([package_dir, str(PYLAYERS), str(EXAMPLE)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.update(extra)
+    return env
+
+
+def run_caffe_rc(*args, cwd=None, **env):
+    """Runs the caffe binary with Python layers available; returns (exit code, stderr)."""
+    r = subprocess.run(
+        [caffe_bin(), *map(str, args)], cwd=cwd, capture_output=True, text=True, env=pylayers_env(**env)
+    )
+    return r.returncode, r.stderr
+
+
 def tol(ref):
     return 1e-4 * (1 + float(np.abs(ref).max(initial=0)))
 

@@ -463,10 +463,36 @@ impl RecordReader {
         Ok(())
     }
 
-    /// Skips `n` records (DataParameter.rand_skip), wrapping as needed.
+    /// Skips `n` of the records this reader keeps (DataParameter.rand_skip; a
+    /// resumed run's position), wrapping as needed without logging each wrap.
+    /// Past two wrap-arounds the DB's length is known and whole passes are
+    /// skipped at once, so a position far into training costs at most two passes.
     pub fn skip(&mut self, n: u64) -> Result<()> {
-        for _ in 0..n {
-            self.advance()?;
+        // From a kept record, the n-th next kept one is n·world records on.
+        let mut remaining = n.saturating_mul(self.world);
+        self.offset = self.offset.wrapping_add(remaining);
+        let mut wraps = 0u32;
+        let mut since_wrap = 0u64;
+        while remaining > 0 {
+            self.cursor.next()?;
+            remaining -= 1;
+            since_wrap += 1;
+            if !self.cursor.valid() {
+                self.cursor.seek_to_first()?;
+                if !self.cursor.valid() {
+                    return Err(data_err(format!(
+                        "source '{}' ({}): the database became empty",
+                        self.source,
+                        self.backend.name()
+                    )));
+                }
+                wraps += 1;
+                if wraps == 2 {
+                    // A whole pass, first record to first record: the DB's length.
+                    remaining %= since_wrap;
+                }
+                since_wrap = 0;
+            }
         }
         Ok(())
     }

@@ -11,23 +11,24 @@ pub mod hdf5;
 pub mod image;
 pub mod transform;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
-/// This process's share of the TRAIN data in a data-parallel run, as Caffe's
-/// `Caffe::solver_rank()` / `solver_count()`: process-wide, set once by the
-/// train command before it builds the nets. (0, 1) means all of it.
-static SHARD_RANK: AtomicUsize = AtomicUsize::new(0);
-static SHARD_WORLD: AtomicUsize = AtomicUsize::new(1);
-
-/// Makes TRAIN-phase data layers built from now on keep the records of `rank` of `world`.
-pub fn set_train_shard(rank: usize, world: usize) {
-    SHARD_RANK.store(rank, Ordering::SeqCst);
-    SHARD_WORLD.store(world.max(1), Ordering::SeqCst);
+thread_local! {
+    /// This thread's share of the TRAIN data in a data-parallel run, as
+    /// Caffe's `Caffe::solver_rank()` / `solver_count()` (also per thread
+    /// there): set by the train command before it builds the nets on the
+    /// same thread. (0, 1) means all of it.
+    static TRAIN_SHARD: Cell<(usize, usize)> = const { Cell::new((0, 1)) };
 }
 
-/// (rank, world) of the TRAIN data this process reads.
+/// Makes TRAIN-phase data layers built from now on, on this thread, keep the records of `rank` of `world`.
+pub fn set_train_shard(rank: usize, world: usize) {
+    TRAIN_SHARD.with(|s| s.set((rank, world.max(1))));
+}
+
+/// (rank, world) of the TRAIN data this thread's data layers read.
 pub fn train_shard() -> (usize, usize) {
-    (SHARD_RANK.load(Ordering::SeqCst), SHARD_WORLD.load(Ordering::SeqCst))
+    TRAIN_SHARD.with(Cell::get)
 }
 
 pub use db::{open_cursor, Backend, Cursor, DbWriter, RecordReader};

@@ -1,7 +1,10 @@
-//! The safe face of `csrc/dist_shim.cpp`: a c10d TCPStore rendezvous and a
-//! Gloo process group, and the collectives the solver needs on CPU tensors.
-//! Every call returns the shim's error text as an [`Error`]; nothing unwinds
-//! across the boundary.
+//! The safe face of the c10d shims: a TCPStore rendezvous and a process
+//! group, Gloo (`csrc/dist_shim.cpp`, linked in) for CPU tensors or NCCL
+//! (`csrc/nccl_shim.cpp`, a library opened at run time: [`super::nccl`]) for
+//! CUDA tensors, and the collectives the solver needs. Both shims have the
+//! same entry points, so one [`ProcessGroup`] drives either through a table of
+//! them. Every call returns the shim's error text as an [`Error`]; nothing
+//! unwinds across the boundary.
 use std::ffi::{c_char, c_int, c_longlong, c_uchar, c_void, CStr, CString};
 use std::time::Duration;
 
@@ -34,14 +37,44 @@ extern "C" {
     ) -> *mut c_char;
 }
 
+pub(super) type FreeFn = unsafe extern "C" fn(*mut c_void);
+pub(super) type StringFreeFn = unsafe extern "C" fn(*mut c_char);
+pub(super) type AllReduceFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> *mut c_char;
+pub(super) type BroadcastFn = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut c_char;
+pub(super) type BarrierFn = unsafe extern "C" fn(*mut c_void) -> *mut c_char;
+pub(super) type StoreSetFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_uchar, usize) -> *mut c_char;
+pub(super) type StoreGetFn =
+    unsafe extern "C" fn(*mut c_void, *const c_char, *mut *mut c_uchar, *mut usize) -> *mut c_char;
+
+/// The entry points a shim shares with the other (all but its constructor).
+pub(super) struct ShimApi {
+    pub(super) free: FreeFn,
+    pub(super) string_free: StringFreeFn,
+    pub(super) allreduce_sum: AllReduceFn,
+    pub(super) broadcast: BroadcastFn,
+    pub(super) barrier: BarrierFn,
+    pub(super) store_set: StoreSetFn,
+    pub(super) store_get: StoreGetFn,
+}
+
+static GLOO: ShimApi = ShimApi {
+    free: caffe_dist_free,
+    string_free: caffe_dist_string_free,
+    allreduce_sum: caffe_dist_allreduce_sum,
+    broadcast: caffe_dist_broadcast,
+    barrier: caffe_dist_barrier,
+    store_set: caffe_dist_store_set,
+    store_get: caffe_dist_store_get,
+};
+
 /// The shim's error string (owned by us once returned), or `Ok` for NULL.
-fn check(err: *mut c_char) -> std::result::Result<(), String> {
+pub(super) fn check(api: &ShimApi, err: *mut c_char) -> std::result::Result<(), String> {
     if err.is_null() {
         return Ok(());
     }
     // SAFETY: a non-NULL return is a NUL-terminated string the shim malloc'd for us.
     let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().trim().replace('\n', " ");
-    unsafe { caffe_dist_string_free(err) };
+    unsafe { (api.string_free)(err) };
     Err(msg)
 }
 
@@ -64,16 +97,19 @@ pub struct GroupConfig {
     pub bind_host: Option<String>,
 }
 
-/// A joined Gloo process group (and the TCPStore it met through).
+/// A joined process group (and the TCPStore it met through): Gloo on the
+/// CPU, or NCCL on one CUDA device.
 pub struct ProcessGroup {
     raw: *mut c_void,
+    api: &'static ShimApi,
+    device: Device,
     rank: usize,
     world: usize,
 }
 
 impl ProcessGroup {
-    /// Joins: rank 0 hosts the store and waits for the others (up to the
-    /// timeout), then Gloo connects every pair of ranks.
+    /// Joins over Gloo: rank 0 hosts the store and waits for the others (up
+    /// to the timeout), then Gloo connects every pair of ranks.
     pub fn join(c: &GroupConfig) -> std::result::Result<ProcessGroup, String> {
         let host = CString::new(c.master_addr.as_str()).map_err(|_| "MASTER_ADDR contains a NUL byte".to_string())?;
         let iface = CString::new(c.iface.clone().unwrap_or_default()).map_err(|_| "bad GLOO_SOCKET_IFNAME")?;
@@ -81,7 +117,7 @@ impl ProcessGroup {
         let mut raw: *mut c_void = std::ptr::null_mut();
         let timeout_ms = c.timeout.as_millis().min(i64::MAX as u128) as c_longlong;
         // SAFETY: the strings outlive the call; `raw` receives an owned group or stays NULL.
-        check(unsafe {
+        check(&GLOO, unsafe {
             caffe_dist_gloo_new(
                 host.as_ptr(),
                 c_int::from(c.master_port),
@@ -96,7 +132,37 @@ impl ProcessGroup {
         if raw.is_null() {
             return Err("the process group was not created".into());
         }
-        Ok(ProcessGroup { raw, rank: c.rank, world: c.world })
+        Ok(ProcessGroup { raw, api: &GLOO, device: Device::Cpu, rank: c.rank, world: c.world })
+    }
+
+    /// Joins over NCCL, this rank's tensors on CUDA device `device` (the
+    /// NCCL shim is opened on first use).
+    pub fn join_nccl(c: &GroupConfig, device: usize) -> std::result::Result<ProcessGroup, String> {
+        let shim = super::nccl::shim().map_err(|e| e.to_string())?;
+        let host = CString::new(c.master_addr.as_str()).map_err(|_| "MASTER_ADDR contains a NUL byte".to_string())?;
+        let mut raw: *mut c_void = std::ptr::null_mut();
+        let timeout_ms = c.timeout.as_millis().min(i64::MAX as u128) as c_longlong;
+        // SAFETY: as in `join`; the function pointer came from the shim library, which stays loaded.
+        check(&shim.api, unsafe {
+            (shim.new_group)(
+                host.as_ptr(),
+                c_int::from(c.master_port),
+                c.rank as c_int,
+                c.world as c_int,
+                timeout_ms,
+                device as c_int,
+                &mut raw,
+            )
+        })?;
+        if raw.is_null() {
+            return Err("the process group was not created".into());
+        }
+        Ok(ProcessGroup { raw, api: &shim.api, device: Device::Cuda(device), rank: c.rank, world: c.world })
+    }
+
+    /// Where this group's tensors live: the CPU for Gloo, a CUDA device for NCCL.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     pub fn rank(&self) -> usize {
@@ -106,30 +172,30 @@ impl ProcessGroup {
         self.world
     }
 
-    /// Sums `t` (a contiguous CPU tensor) over all ranks, in place.
+    /// Sums `t` (a contiguous tensor on the group's device) over all ranks, in place.
     pub fn all_reduce_sum(&self, t: &mut Tensor) -> std::result::Result<(), String> {
-        check_cpu_contiguous(t)?;
+        self.check_tensor(t)?;
         // SAFETY: `t` is a live tensor for the whole call; the shim reads it as an at::Tensor.
-        check(unsafe { caffe_dist_allreduce_sum(self.raw, t.as_mut_ptr() as *mut c_void) })
+        check(self.api, unsafe { (self.api.allreduce_sum)(self.raw, t.as_mut_ptr() as *mut c_void) })
     }
 
-    /// Overwrites `t` (a contiguous CPU tensor) with rank `root`'s.
+    /// Overwrites `t` (a contiguous tensor on the group's device) with rank `root`'s.
     pub fn broadcast(&self, t: &mut Tensor, root: usize) -> std::result::Result<(), String> {
-        check_cpu_contiguous(t)?;
+        self.check_tensor(t)?;
         // SAFETY: as in all_reduce_sum.
-        check(unsafe { caffe_dist_broadcast(self.raw, t.as_mut_ptr() as *mut c_void, root as c_int) })
+        check(self.api, unsafe { (self.api.broadcast)(self.raw, t.as_mut_ptr() as *mut c_void, root as c_int) })
     }
 
     pub fn barrier(&self) -> std::result::Result<(), String> {
         // SAFETY: the group is live.
-        check(unsafe { caffe_dist_barrier(self.raw) })
+        check(self.api, unsafe { (self.api.barrier)(self.raw) })
     }
 
     /// Sets a key in the rendezvous store (seen by every rank).
     pub fn store_set(&self, key: &str, value: &[u8]) -> Result<()> {
         let k = c_string("a store key", key)?;
         // SAFETY: key and value outlive the call.
-        check(unsafe { caffe_dist_store_set(self.raw, k.as_ptr(), value.as_ptr(), value.len()) })
+        check(self.api, unsafe { (self.api.store_set)(self.raw, k.as_ptr(), value.as_ptr(), value.len()) })
             .map_err(|e| Error::invalid(format!("the rendezvous store could not set '{key}': {e}")))
     }
 
@@ -139,7 +205,7 @@ impl ProcessGroup {
         let mut buf: *mut c_uchar = std::ptr::null_mut();
         let mut len = 0usize;
         // SAFETY: on success `buf` is a malloc'd buffer of `len` bytes that we copy and free.
-        check(unsafe { caffe_dist_store_get(self.raw, k.as_ptr(), &mut buf, &mut len) })
+        check(self.api, unsafe { (self.api.store_get)(self.raw, k.as_ptr(), &mut buf, &mut len) })
             .map_err(|e| Error::invalid(format!("the rendezvous store has no '{key}': {e}")))?;
         if buf.is_null() {
             return Ok(Vec::new());
@@ -150,16 +216,22 @@ impl ProcessGroup {
     }
 }
 
-fn check_cpu_contiguous(t: &Tensor) -> std::result::Result<(), String> {
-    if t.device() != Device::Cpu || !t.is_contiguous() {
-        return Err(format!("Gloo collectives take contiguous CPU tensors (got {:?})", t.device()));
+impl ProcessGroup {
+    fn check_tensor(&self, t: &Tensor) -> std::result::Result<(), String> {
+        if t.device() != self.device || !t.is_contiguous() {
+            return Err(format!(
+                "this group's collectives take contiguous tensors on {:?} (got {:?})",
+                self.device,
+                t.device()
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        // SAFETY: `raw` came from caffe_dist_gloo_new and is freed once.
-        unsafe { caffe_dist_free(self.raw) };
+        // SAFETY: `raw` came from this shim's constructor and is freed once.
+        unsafe { (self.api.free)(self.raw) };
     }
 }

@@ -25,10 +25,15 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Runs `args` (the arguments after the program name) as `ranks` processes of
-/// this executable on 127.0.0.1 and waits for them. Succeeds when every rank
-/// does; otherwise names the ranks that failed.
-pub fn run_ranks(ranks: usize, args: &[OsString]) -> Result<()> {
-    let exe = std::env::current_exe().map_err(|e| Error::invalid(format!("cannot find this executable: {e}")))?;
+/// `command` (the program and the arguments that start this command line
+/// again: the `caffe` binary, or Python with `-m caffe._cli`) on 127.0.0.1
+/// and waits for them. Succeeds when every rank does; otherwise names the
+/// ranks that failed.
+pub fn run_ranks(ranks: usize, command: &[OsString], args: &[OsString]) -> Result<()> {
+    let Some((exe, lead)) = command.split_first() else {
+        return Err(Error::invalid("no command to start the ranks with"));
+    };
+    let exe = std::path::PathBuf::from(exe);
     let port = free_port()?;
     // torchrun's choice as well: ranks that share the cores use one thread each
     // unless the user says otherwise.
@@ -38,7 +43,8 @@ pub fn run_ranks(ranks: usize, args: &[OsString]) -> Result<()> {
     let mut children: Vec<(usize, Child)> = Vec::with_capacity(ranks);
     for rank in 0..ranks {
         let mut cmd = Command::new(&exe);
-        cmd.args(args)
+        cmd.args(lead)
+            .args(args)
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
             .env("WORLD_SIZE", ranks.to_string())

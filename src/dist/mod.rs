@@ -1,6 +1,7 @@
 //! Data-parallel training on PyTorch's distributed engine (c10d): one process
 //! per rank, a TCPStore rendezvous at MASTER_ADDR:MASTER_PORT (rank 0 hosts
-//! it) and a Gloo process group for CPU tensors. The solver uses [`Dist`] to
+//! it) and a process group: Gloo for CPU tensors, NCCL for CUDA tensors (its
+//! shim opened on demand, [`nccl`]). The solver uses [`Dist`] to
 //! broadcast rank 0's weights, to average gradients before each update, and to
 //! agree on losses and signals; [`launch`] starts the ranks of one machine.
 //!
@@ -15,6 +16,7 @@ use crate::{Error, Result};
 
 pub mod group;
 pub mod launch;
+pub mod nccl;
 
 pub use group::{GroupConfig, ProcessGroup};
 
@@ -110,8 +112,9 @@ pub struct Dist {
 }
 
 impl Dist {
-    /// Joins the group the launcher described.
-    pub fn join(env: &LaunchEnv, timeout: Duration) -> Result<Dist> {
+    /// Joins the group the launcher described: over NCCL when this rank
+    /// trains on a CUDA device, else over Gloo.
+    pub fn join(env: &LaunchEnv, timeout: Duration, device: Device) -> Result<Dist> {
         let config = GroupConfig {
             master_addr: env.master_addr.clone(),
             master_port: env.master_port,
@@ -121,7 +124,11 @@ impl Dist {
             iface: std::env::var("GLOO_SOCKET_IFNAME").ok().filter(|s| !s.is_empty()),
             bind_host: is_loopback(&env.master_addr).then(|| "127.0.0.1".to_string()),
         };
-        let group = ProcessGroup::join(&config).map_err(|e| {
+        let joined = match device {
+            Device::Cuda(d) => ProcessGroup::join_nccl(&config, d),
+            _ => ProcessGroup::join(&config),
+        };
+        let group = joined.map_err(|e| {
             let role = if env.rank == 0 {
                 format!(
                     "rank 0 hosts the rendezvous at {}:{} and waits for {} more rank(s)",
@@ -133,8 +140,9 @@ impl Dist {
                 format!("rank {} joins the rendezvous at {}:{}", env.rank, env.master_addr, env.master_port)
             };
             Error::invalid(format!(
-                "data-parallel group of {} could not be formed within {} s ({role}): {e}",
+                "data-parallel group of {} over {} could not be formed ({role}; timeout {} s): {e}",
                 env.world,
+                backend_name(device),
                 timeout.as_secs()
             ))
         })?;
@@ -170,6 +178,10 @@ impl Dist {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+    /// "Gloo" or "NCCL".
+    pub fn backend(&self) -> &'static str {
+        backend_name(self.group.device())
+    }
     /// All-reduces so far, and the time spent in them (copies included).
     pub fn reduce_stats(&self) -> (u64, Duration) {
         (self.reduce_calls.get(), self.reduce_time.get())
@@ -177,7 +189,7 @@ impl Dist {
 
     /// Replaces every tensor with rank 0's (weights at the start of training).
     pub fn broadcast(&self, tensors: &mut [Tensor], what: &str) -> Result<()> {
-        let mut flat = flatten(tensors).map_err(|e| self.fail(what, e.to_string()))?;
+        let mut flat = flatten(tensors, self.group.device()).map_err(|e| self.fail(what, e.to_string()))?;
         if let Some(flat) = flat.as_mut() {
             self.group.broadcast(flat, 0).map_err(|e| self.fail(what, e))?;
             unflatten(flat, tensors).map_err(|e| self.fail(what, e.to_string()))?;
@@ -196,7 +208,7 @@ impl Dist {
     }
 
     fn reduce_mean(&self, tensors: &mut [Tensor], what: &str) -> Result<()> {
-        let mut flat = flatten(tensors).map_err(|e| self.fail(what, e.to_string()))?;
+        let mut flat = flatten(tensors, self.group.device()).map_err(|e| self.fail(what, e.to_string()))?;
         if let Some(flat) = flat.as_mut() {
             self.group.all_reduce_sum(flat).map_err(|e| self.fail(what, e))?;
             if self.world > 1 {
@@ -294,6 +306,13 @@ impl Dist {
     }
 }
 
+fn backend_name(device: Device) -> &'static str {
+    match device {
+        Device::Cuda(_) => "NCCL",
+        _ => "Gloo",
+    }
+}
+
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
@@ -313,18 +332,21 @@ fn process_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next())
 }
 
-/// The tensors' values, concatenated into one contiguous CPU float buffer
-/// (`None` for no tensors). Integer or double tensors are refused: the solver
-/// reduces float parameters only.
-fn flatten(tensors: &[Tensor]) -> Result<Option<Tensor>> {
+/// The tensors' values, concatenated into one contiguous float buffer on the
+/// group's `device` (`None` for no tensors). Integer or double tensors are
+/// refused: the solver reduces float parameters only.
+fn flatten(tensors: &[Tensor], device: Device) -> Result<Option<Tensor>> {
     if tensors.is_empty() {
         return Ok(None);
     }
     if let Some(t) = tensors.iter().find(|t| t.kind() != Kind::Float) {
         return Err(Error::unsupported(format!("data-parallel collectives take float tensors, got {:?}", t.kind())));
     }
-    let parts: Vec<Tensor> = tensors.iter().map(|t| t.f_reshape([-1])).collect::<std::result::Result<_, _>>()?;
-    let flat = Tensor::f_cat(&parts, 0)?.f_to_device(Device::Cpu)?.f_contiguous()?;
+    let parts: Vec<Tensor> = tensors
+        .iter()
+        .map(|t| t.f_reshape([-1]).and_then(|p| p.f_to_device(device)))
+        .collect::<std::result::Result<_, _>>()?;
+    let flat = Tensor::f_cat(&parts, 0)?.f_contiguous()?;
     Ok(Some(flat))
 }
 

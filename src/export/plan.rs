@@ -117,6 +117,14 @@ impl Plan {
         apply_input_shapes(&mut param, &o.input_shapes, &file)?;
         let state = NetState { phase: Some(o.phase as i32), level: Some(o.level), stage: o.stages.clone() };
         let prototxt = crate::proto::print::to_text(&param);
+        // Said before the net is built: building one would ask for a Python interpreter.
+        let kept = crate::net::filter::filter_net(&param, &state, &source)?;
+        if let Some((name, class)) = crate::layers::python::python_layers(&kept).into_iter().next() {
+            return Err(Error::unsupported(format!(
+                "cannot be exported: a Python layer ({class}) is Python code, which neither ONNX nor model.py can hold"
+            ))
+            .in_layer(source.loc(&name), name, crate::layers::python::TYPE));
+        }
         let mut net = Net::new(&param, &state, source, Device::Cpu)?;
         for w in &o.weights {
             net.load_weights(w)?;

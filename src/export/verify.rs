@@ -21,9 +21,9 @@ pub const TOLERANCE: f64 = 1e-4;
 /// The seed of the random inputs when `-input` does not give them.
 pub const INPUT_SEED: i64 = 1701;
 
-/// The Python that runs exported models: `$CAFFE_TCH_PYTHON`, else `python3` on the PATH.
+/// The Python that runs exported models (see [`crate::util::python::interpreter`]).
 pub fn python() -> PathBuf {
-    std::env::var_os("CAFFE_TCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3"))
+    crate::util::python::interpreter()
 }
 
 /// Blobs by name, in order.

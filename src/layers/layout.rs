@@ -34,6 +34,16 @@ pub fn channels_last(x: &Tensor) -> Result<Tensor> {
     to_nhwc(x)
 }
 
+/// A convolution's weights in the memory order of its channels-last input:
+/// given NCHW weights and an NHWC input, libtorch reorders the weights inside
+/// every call on a slower path than one explicit copy (CaffeNet's conv1 about 15%).
+pub fn conv_weights_for(w: &Tensor, x: &Tensor) -> Result<Tensor> {
+    if enabled() && w.dim() == 4 && w.size()[1] > 1 && x.dim() == 4 && x.device() == Device::Cpu {
+        return to_nhwc(w);
+    }
+    Ok(w.shallow_clone())
+}
+
 /// tch has no memory-format argument: NHWC-contiguous, viewed back as NCHW
 /// (a no-op when `x` is channels-last already).
 fn to_nhwc(x: &Tensor) -> Result<Tensor> {

@@ -19,6 +19,7 @@ use tch::{Device, Tensor};
 
 use crate::proto::caffe::{FillerParameter, Phase};
 
+pub mod python;
 pub mod registry;
 pub use registry::{create_layer, known_types, LayerInfo, REGISTRY};
 
@@ -41,19 +42,34 @@ pub type Shape = Vec<i64>;
 pub struct ParamDecl {
     pub shape: Shape,
     pub filler: FillerParameter,
+    /// Values the layer chose itself (a Python layer fills its blobs in
+    /// `setup`), in row-major order; they replace the filler's.
+    pub values: Option<Vec<f32>>,
 }
 
 impl ParamDecl {
     pub fn new(shape: Shape, filler: FillerParameter) -> Self {
-        ParamDecl { shape, filler }
+        ParamDecl { shape, filler, values: None }
     }
     /// A blob filled with a constant (e.g. BatchNorm statistics start at 0).
     pub fn constant(shape: Shape, value: f32) -> Self {
-        ParamDecl {
+        ParamDecl::new(
             shape,
-            filler: FillerParameter { r#type: Some("constant".into()), value: Some(value), ..Default::default() },
-        }
+            FillerParameter { r#type: Some("constant".into()), value: Some(value), ..Default::default() },
+        )
     }
+    /// A blob with the given values (`shape`'s count of them).
+    pub fn with_values(shape: Shape, values: Vec<f32>) -> Self {
+        ParamDecl { values: Some(values), ..ParamDecl::constant(shape, 0.0) }
+    }
+}
+
+/// What a layer with its own backward ([`Layer::own_backward`]) returns: the
+/// gradient for each bottom and each of its blobs (None: none, or not asked for).
+#[derive(Debug, Default)]
+pub struct Gradients {
+    pub bottoms: Vec<Option<Tensor>>,
+    pub params: Vec<Option<Tensor>>,
 }
 
 /// What `setup` tells the net: the top shapes and the blobs to create.
@@ -98,10 +114,46 @@ pub trait Layer: Send {
         Err(Error::invalid("this layer takes no external input"))
     }
 
+    /// An element-wise layer whose top is its bottom in the prototxt may
+    /// overwrite the bottom, as Caffe's in-place layers do, saving a blob's
+    /// memory. The net calls this (instead of `forward`) only when the old
+    /// value is needed by nothing: not by its producer's backward, not by a
+    /// reader of blob diffs, not by the per-layer timing. `None`: not supported.
+    fn forward_in_place(&mut self, _ctx: &Ctx, _bottom: &mut Tensor) -> Option<Result<()>> {
+        None
+    }
+
+    /// Data layers that read a sequence move to where they would be after
+    /// `batches` forward passes since setup (a solver resumed from a snapshot
+    /// reads on from there); the others ignore it.
+    fn skip_to_batch(&mut self, _batches: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// Loss layers get loss_weight 1 on their first top by default, and an
     /// anonymous top when the prototxt names none (as in Caffe).
     fn is_loss_layer(&self) -> bool {
         false
+    }
+
+    /// True for a layer whose backward is its own code rather than autograd
+    /// over its forward (a Python layer). The net makes its tops new leaves of
+    /// the graph, and in backward hands it the gradients that reached them,
+    /// then carries on from the gradients it returns ([`Layer::backward`]).
+    fn own_backward(&self) -> bool {
+        false
+    }
+
+    /// For [`Layer::own_backward`] layers: the gradients of the bottoms (those
+    /// `propagate_down` asks for) and blobs of the last forward, given its tops'.
+    fn backward(&mut self, _ctx: &Ctx, _top_diffs: &[Tensor], _propagate_down: &[bool]) -> Result<Gradients> {
+        Err(Error::invalid("this layer's backward is autograd's over its forward"))
+    }
+
+    /// The layer as `Any`, for front ends that own a layer type of their own
+    /// (the Python module reaches its Python layer objects through it).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
     }
 }
 

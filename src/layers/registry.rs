@@ -52,11 +52,12 @@ pub fn known_types() -> Vec<&'static str> {
 }
 
 /// Creates the layer for `param.type`; the error lists the known types.
+/// Python layers are not in the registry: a front end with an interpreter
+/// builds them (`layers::python`).
 pub fn create_layer(param: &LayerParameter) -> Result<Box<dyn Layer>> {
     let ty = param.r#type();
-    if ty == "Python" {
-        let module = param.python_param.as_ref().map(|p| format!("{}.{}", p.module(), p.layer())).unwrap_or_default();
-        return Err(Error::unsupported(format!("Python layers are not supported: layer {} ({module})", param.name())));
+    if ty == super::python::TYPE {
+        return super::python::create(param);
     }
     match REGISTRY.iter().find(|i| i.type_name == ty) {
         Some(info) => (info.create)(param),

@@ -16,6 +16,7 @@ pub mod filter;
 mod param;
 pub mod partial;
 pub mod splits;
+mod staged;
 pub mod timing;
 pub mod weights;
 
@@ -81,7 +82,18 @@ struct LayerEntry {
     params: Vec<usize>,
     /// The bottoms' shapes its setup saw (`Net::reshape` re-runs setup when they change).
     bottom_shapes: Vec<Shape>,
+    /// In place in the prototxt, after a producer whose backward does not
+    /// need its output: the layer may overwrite its bottom (`forward_in_place`).
+    may_overwrite_bottom: bool,
+    /// For a layer with its own backward: what its last recorded forward
+    /// needs for the staged backward (`staged.rs`).
+    staged: Option<staged::Staged>,
 }
+
+/// Layer types whose backward reads their inputs (or nothing), never their
+/// output, so an in-place layer after them may overwrite that output.
+const OUTPUT_NOT_SAVED: &[&str] =
+    &["Convolution", "Deconvolution", "InnerProduct", "Pooling", "Concat", "Eltwise", "Scale", "LRN"];
 
 /// A parameter slot of a layer: the tensor it uses, and which learnable param owns it.
 struct ParamSlot {
@@ -238,7 +250,12 @@ impl Net {
         let propagate_down =
             if lp.propagate_down.is_empty() { vec![true; bottoms.len()] } else { lp.propagate_down.clone() };
         let params = self.append_params(&lp, &setup.params, layer.params_learnable())?;
+        let may_overwrite_bottom = bottoms.len() == 1 && tops == bottoms && {
+            let producer = self.layers.iter().rev().find(|e| e.tops.contains(&bottoms[0]));
+            producer.is_some_and(|e| OUTPUT_NOT_SAVED.contains(&e.param.r#type()))
+        };
         self.layers.push(LayerEntry {
+            may_overwrite_bottom,
             param: lp,
             layer,
             bottoms,
@@ -247,6 +264,7 @@ impl Net {
             propagate_down,
             params,
             bottom_shapes,
+            staged: None,
         });
         Ok(())
     }
@@ -343,6 +361,13 @@ impl Net {
                 self.param_slots.push(ParamSlot { tensor, owner });
             } else {
                 let data = filler::fill(&decl.filler, &decl.shape, self.device)?;
+                if let Some(values) = &decl.values {
+                    if values.len() as i64 != n {
+                        bail!("param {j} has shape {:?} but {} values", decl.shape, values.len());
+                    }
+                    let given = Tensor::f_from_slice(values)?.f_view(decl.shape.as_slice())?;
+                    tch::no_grad(|| data.shallow_clone().f_copy_(&given))?;
+                }
                 if let Some(b) = lp.blobs.get(j) {
                     weights::copy_blob_into(&data, b).context(format!("param {j}"))?;
                 }
@@ -383,6 +408,10 @@ impl Net {
     }
     pub fn layer_params(&self) -> Vec<&LayerParameter> {
         self.layers.iter().map(|l| &l.param).collect()
+    }
+    /// Layer `i` itself (front ends reach their own layer types through [`Layer::as_any`]).
+    pub fn layer(&self, i: usize) -> Option<&dyn Layer> {
+        self.layers.get(i).map(|e| e.layer.as_ref())
     }
     pub fn blob_names(&self) -> Vec<&str> {
         self.blobs.iter().map(|b| b.name.as_str()).collect()
@@ -477,6 +506,16 @@ impl Net {
         self.iteration
     }
 
+    /// Moves the data layers to where `batches` forward passes since the net
+    /// was built would have left them (see `Layer::skip_to_batch`).
+    pub fn skip_data_to_batch(&mut self, batches: u64) -> Result<()> {
+        for e in &mut self.layers {
+            let loc = self.source.loc(e.param.name());
+            e.layer.skip_to_batch(batches).map_err(|err| err.in_layer(loc, e.param.name(), e.param.r#type()))?;
+        }
+        Ok(())
+    }
+
     /// Feeds a net input (an Input layer's top). Wrong shapes are errors naming both shapes.
     pub fn set_input(&mut self, name: &str, value: &Tensor) -> Result<()> {
         let id = *self.blob_index.get(name).ok_or_else(|| Error::invalid(format!("net has no blob named '{name}'")))?;
@@ -519,17 +558,19 @@ impl Net {
         Ctx { phase: self.phase, iteration: self.iteration, device: self.device }
     }
 
-    fn run_layers(&mut self, force_grad_inputs: bool, trace: Option<&mut timing::Trace>) -> Result<f64> {
-        self.run_layer_range(0, self.layers.len(), force_grad_inputs, trace)
+    fn run_layers(&mut self, force_grad_inputs: bool, grad: bool, trace: Option<&mut timing::Trace>) -> Result<f64> {
+        self.run_layer_range(0, self.layers.len(), force_grad_inputs, grad, trace)
     }
 
     /// Runs layers `start..end` on the blobs' current values (Caffe's
     /// ForwardFromTo); the loss is the sum of those layers' loss terms.
+    /// `grad`: autograd records the graph (a backward may follow).
     fn run_layer_range(
         &mut self,
         start: usize,
         end: usize,
         force_grad_inputs: bool,
+        grad: bool,
         mut trace: Option<&mut timing::Trace>,
     ) -> Result<f64> {
         let ctx = self.ctx();
@@ -561,10 +602,22 @@ impl Net {
                 self.layers[i].params.iter().map(|&s| self.param_slots[s].tensor.shallow_clone()).collect();
             let started = std::time::Instant::now();
             let e = &mut self.layers[i];
-            let tops = e
-                .layer
-                .forward(&ctx, &bottoms, &params)
-                .map_err(|m| m.in_layer(self.source.loc(e.param.name()), e.param.name(), e.param.r#type()))?;
+            let in_place = e.may_overwrite_bottom
+                && e.propagate_down[0]
+                && trace.is_none()
+                && !self.record_blob_diffs
+                && !self.debug_info;
+            let mut ran_in_place = None;
+            if in_place {
+                let mut bottom = bottoms[0].shallow_clone();
+                ran_in_place = e.layer.forward_in_place(&ctx, &mut bottom).map(|r| r.map(|()| vec![bottom]));
+            }
+            let tops = match ran_in_place {
+                Some(tops) => tops,
+                None => e.layer.forward(&ctx, &bottoms, &params),
+            }
+            .map_err(|m| m.in_layer(self.source.loc(e.param.name()), e.param.name(), e.param.r#type()))?;
+            let tops = if e.layer.own_backward() { staged::stage(e, grad, &bottoms, &params, tops) } else { tops };
             if let Some(t) = trace.as_deref_mut() {
                 timing::synchronize(self.device);
                 t.forward_ms.push(started.elapsed().as_secs_f64() * 1e3);
@@ -638,12 +691,12 @@ impl Net {
 
     /// Forward pass keeping the autograd graph for `backward`. Returns the loss.
     pub fn forward(&mut self) -> Result<f64> {
-        self.run_layers(self.force_backward, None)
+        self.run_layers(self.force_backward, true, None)
     }
 
     /// Forward pass without autograd (test nets, `caffe test`, `caffe forward`).
     pub fn forward_inference(&mut self) -> Result<f64> {
-        tch::no_grad(|| self.run_layers(false, None))
+        tch::no_grad(|| self.run_layers(false, false, None))
     }
 
     /// Backward: adds d(loss)/d(param) into each learnable param's diff.
@@ -720,43 +773,27 @@ impl Net {
         if !loss.requires_grad() {
             return Ok(());
         }
-        let mut inputs: Vec<Tensor> = Vec::new();
-        let mut owners: Vec<usize> = Vec::new();
-        for (i, p) in self.learnable.iter().enumerate() {
-            if p.data.requires_grad() {
-                inputs.push(p.data.shallow_clone());
-                owners.push(i);
-            }
-        }
+        let owners: Vec<usize> =
+            (0..self.learnable.len()).filter(|&i| self.learnable[i].data.requires_grad()).collect();
         let mut blob_ids = Vec::new();
         if blob_diffs {
             for (id, v) in self.blobs.iter().map(|b| &b.first_value).enumerate() {
-                if let Some(v) = v {
-                    if v.requires_grad() {
-                        inputs.push(v.shallow_clone());
-                        blob_ids.push(id);
-                    }
+                if v.as_ref().is_some_and(|v| v.requires_grad()) {
+                    blob_ids.push(id);
                 }
             }
         }
-        if inputs.is_empty() {
+        if owners.is_empty() && blob_ids.is_empty() {
             return Ok(());
         }
-        let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
-        for (k, &i) in owners.iter().enumerate() {
-            let name = self.learnable[i].display();
-            self.learnable[i]
-                .accumulate(&grads[k])
-                .map_err(|e| Error::invalid(format!("cannot add the gradient of {name}: {e}")))?;
-        }
+        let targets = staged::Targets { owners: &owners, blobs: &blob_ids };
+        let grads = self.staged_backward(&loss, 0..self.layers.len(), &targets, false)?;
         for blob in self.blobs.iter_mut() {
             blob.diff = None;
         }
-        for (k, &id) in blob_ids.iter().enumerate() {
-            let g = &grads[owners.len() + k];
+        for (&id, g) in blob_ids.iter().zip(grads) {
             let blob = &mut self.blobs[id];
-            blob.diff =
-                if g.defined() { Some(g.shallow_clone()) } else { blob.first_value.as_ref().map(|v| v.zeros_like()) };
+            blob.diff = g.or_else(|| blob.first_value.as_ref().map(|v| v.zeros_like()));
         }
         Ok(())
     }

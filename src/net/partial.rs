@@ -34,9 +34,9 @@ impl Net {
             )));
         }
         if grad {
-            self.run_layer_range(start, end + 1, self.force_backward, None)
+            self.run_layer_range(start, end + 1, self.force_backward, true, None)
         } else {
-            tch::no_grad(|| self.run_layer_range(start, end + 1, false, None))
+            tch::no_grad(|| self.run_layer_range(start, end + 1, false, false, None))
         }
     }
 
@@ -169,30 +169,23 @@ impl Net {
         let Some(objective) = objective.filter(|o| o.requires_grad()) else {
             return Ok(());
         };
-        let mut inputs: Vec<Tensor> = owners.iter().map(|&o| self.learnable[o].data.shallow_clone()).collect();
         let mut blob_ids = Vec::new();
         for (id, b) in self.blobs.iter().enumerate() {
-            if let (true, Some(v)) = (touched[id], b.first_value.as_ref()) {
-                if v.requires_grad() {
-                    inputs.push(v.shallow_clone());
-                    blob_ids.push(id);
-                }
+            if touched[id] && b.first_value.as_ref().is_some_and(|v| v.requires_grad()) {
+                blob_ids.push(id);
             }
         }
-        if inputs.is_empty() {
+        if owners.is_empty() && blob_ids.is_empty() {
             return Ok(());
         }
-        let grads = Tensor::f_run_backward(&[&objective], &inputs, true, false)?;
-        for (k, &o) in owners.iter().enumerate() {
-            let name = self.learnable[o].display();
-            self.learnable[o]
-                .accumulate(&grads[k])
-                .map_err(|e| crate::Error::invalid(format!("cannot add the gradient of {name}: {e}")))?;
-        }
-        for (k, &id) in blob_ids.iter().enumerate() {
-            let g = &grads[owners.len() + k];
+        let targets = super::staged::Targets { owners: &owners, blobs: &blob_ids };
+        let grads = self.staged_backward(&objective, end..start + 1, &targets, true)?;
+        for (&id, g) in blob_ids.iter().zip(grads) {
             let b = &mut self.blobs[id];
-            b.diff = if g.defined() { Some(g.detach()) } else { b.first_value.as_ref().map(|v| v.zeros_like()) };
+            b.diff = match g {
+                Some(g) => Some(g.detach()),
+                None => b.first_value.as_ref().map(|v| v.zeros_like()),
+            };
         }
         Ok(())
     }

@@ -39,7 +39,7 @@ impl Net {
     /// parameter diffs are accumulated as by `backward`.
     pub fn forward_backward_timed(&mut self) -> Result<LayerTimes> {
         let mut trace = Trace::default();
-        let loss = self.run_layers(self.force_backward, Some(&mut trace))?;
+        let loss = self.run_layers(self.force_backward, true, Some(&mut trace))?;
         self.loss = None;
         let n = self.layers.len();
         let mut backward_ms = vec![0.0; n];
@@ -60,9 +60,11 @@ impl Net {
         for i in (0..n).rev() {
             let started = Instant::now();
             let e = &self.layers[i];
-            let mut root: Option<Tensor> = None;
+            // The gradient that reached each top, plus its loss weight.
+            let mut reached: Vec<Option<Tensor>> = Vec::with_capacity(trace.tops[i].len());
             for (j, top) in trace.tops[i].iter().enumerate() {
                 if !top.requires_grad() {
+                    reached.push(None);
                     continue;
                 }
                 let mut g = top_grads.remove(&(i, j));
@@ -74,6 +76,20 @@ impl Net {
                         None => lw,
                     });
                 }
+                reached.push(g);
+            }
+            if e.staged.is_some() {
+                if reached.iter().any(Option::is_some) {
+                    self.own_backward_timed(i, &trace, reached, &mut top_grads)?;
+                    trace.tops[i].clear();
+                    trace.bottoms[i].clear();
+                    synchronize(self.device);
+                    backward_ms[i] = started.elapsed().as_secs_f64() * 1e3;
+                }
+                continue;
+            }
+            let mut root: Option<Tensor> = None;
+            for (top, g) in trace.tops[i].iter().zip(reached) {
                 if let Some(g) = g {
                     let term = (top * g.detach()).sum(Kind::Float);
                     root = Some(match root {
@@ -132,6 +148,50 @@ impl Net {
             backward_ms[i] = started.elapsed().as_secs_f64() * 1e3;
         }
         Ok(LayerTimes { forward_ms: trace.forward_ms, backward_ms, loss })
+    }
+}
+
+impl Net {
+    /// Layer `i`'s own backward (a Python layer) in the layer-wise pass: the
+    /// gradients of its bottoms go to the tops that produced them.
+    fn own_backward_timed(
+        &mut self,
+        i: usize,
+        trace: &Trace,
+        reached: Vec<Option<Tensor>>,
+        top_grads: &mut HashMap<(usize, usize), Tensor>,
+    ) -> Result<()> {
+        let ctx = self.ctx();
+        let e = &mut self.layers[i];
+        let diffs: Vec<Tensor> =
+            trace.tops[i].iter().zip(reached).map(|(top, g)| g.unwrap_or_else(|| top.zeros_like())).collect();
+        let propagate: Vec<bool> =
+            trace.bottoms[i].iter().zip(&e.propagate_down).map(|(b, &p)| p && b.requires_grad()).collect();
+        let loc = self.source.loc(e.param.name());
+        let out = e
+            .layer
+            .backward(&ctx, &diffs, &propagate)
+            .map_err(|m| m.in_layer(loc, e.param.name(), e.param.r#type()))?;
+        for (k, g) in out.bottoms.into_iter().enumerate() {
+            let (Some(g), true, Some(src)) = (g, propagate[k], trace.bottom_src[i][k]) else { continue };
+            let g = g.f_to_device(self.device)?.f_detach()?;
+            let acc = match top_grads.remove(&src) {
+                Some(prev) => prev + g,
+                None => g,
+            };
+            top_grads.insert(src, acc);
+        }
+        for (j, g) in out.params.into_iter().enumerate() {
+            let (Some(g), Some(&slot)) = (g, e.params.get(j)) else { continue };
+            let p = &mut self.learnable[self.param_slots[slot].owner];
+            if !p.data.requires_grad() {
+                continue;
+            }
+            let g = g.f_to_device(self.device)?.f_reshape(p.data.size().as_slice())?;
+            let name = p.display();
+            p.accumulate(&g).map_err(|err| Error::invalid(format!("cannot add the gradient of {name}: {err}")))?;
+        }
+        Ok(())
     }
 }
 

@@ -9,9 +9,9 @@ use tch::Device;
 use super::{g, loss_note, Solver, SolverAction, SolverOptions};
 use crate::dist::{Dist, LaunchEnv};
 use crate::net::Net;
-use crate::proto::caffe::{solver_parameter::SolverMode, NetState, Phase};
+use crate::proto::caffe::{solver_parameter::SolverMode, NetState, Phase, SolverParameter};
 use crate::proto::text::TextOptions;
-use crate::util::{comma_list, gpu_flag_device};
+use crate::util::{comma_list, gpu_flag_device, gpu_flag_ids};
 use crate::{info, Error, Result};
 
 /// `caffe train` flags.
@@ -135,7 +135,17 @@ pub fn train(o: &TrainOptions) -> Result<()> {
         parse_effect("sighup_effect", if o.sighup_effect.is_empty() { "snapshot" } else { &o.sighup_effect })?;
 
     let mut param = Solver::read_param(solver_path, o.text)?;
-    let dist = join_group(o)?;
+    let env = LaunchEnv::from_env()?;
+    if let (Some(n), Some(e)) = (o.ranks, &env) {
+        if n != e.world {
+            return Err(Error::usage(format!("-ranks {n} but the launcher set WORLD_SIZE={}", e.world)));
+        }
+    }
+    let device = train_device(o, &param, env.as_ref())?;
+    let dist = join_group(o, env, device)?;
+    if device == Device::Cpu {
+        info!("caffe.cpp:197", "Use CPU.");
+    }
     if let Some(d) = &dist {
         d.group.check_same("solver", &solver_digest(&param))?;
         for_rank(&mut param, d);
@@ -146,20 +156,6 @@ pub fn train(o: &TrainOptions) -> Result<()> {
             state.level = Some(level);
         }
         state.stage.extend(stages(&o.stage));
-    }
-    // Without -gpu, a solver that says solver_mode: GPU picks its device_id.
-    let gpu_flag = o.gpu.clone().or_else(|| {
-        (param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu && crate::util::cuda::device_count() > 0)
-            .then(|| param.device_id().to_string())
-    });
-    let device = gpu_flag_device(gpu_flag.as_deref())?;
-    if device.is_none() {
-        info!("caffe.cpp:197", "Use CPU.");
-    }
-    let mut device = device.unwrap_or(Device::Cpu);
-    // Under a launcher each process takes the GPU of its LOCAL_RANK, as torchrun expects.
-    if let (Some(d), Device::Cuda(_)) = (&dist, device) {
-        device = Device::Cuda(d.local_rank);
     }
     let signals = Signals::install()?;
     if o.snapshot.is_some() {
@@ -191,19 +187,86 @@ pub fn train(o: &TrainOptions) -> Result<()> {
 /// This process's place in a data-parallel run.
 struct Member {
     group: Rc<Dist>,
-    local_rank: usize,
+}
+
+/// The device `caffe train` runs on. On its own: `-gpu N`, or the solver's
+/// `solver_mode: GPU` (its device_id) when there is a GPU, else the CPU.
+/// Under a launcher, as torchrun expects: `cuda:LOCAL_RANK` (or the
+/// LOCAL_RANK-th id of `-gpu 0,1`, as `caffe train -gpu` starts its ranks)
+/// when `-gpu` is given, or when there is a GPU and the solver does not ask
+/// for the CPU; else the CPU.
+fn train_device(o: &TrainOptions, param: &SolverParameter, env: Option<&LaunchEnv>) -> Result<Device> {
+    let says_gpu = param.solver_mode.is_some() && param.solver_mode() == SolverMode::Gpu;
+    // Under a launcher an unset solver_mode (Caffe's default is GPU) means a
+    // GPU where there is one; without an NVIDIA driver CUDA is not even loaded.
+    let solver_wants_gpu =
+        says_gpu || (env.is_some() && param.solver_mode.is_none() && crate::util::cuda::driver_present());
+    let gpu_flag = o
+        .gpu
+        .clone()
+        .or_else(|| (solver_wants_gpu && crate::util::cuda::device_count() > 0).then(|| param.device_id().to_string()));
+    let Some(ids) = gpu_flag_ids(gpu_flag.as_deref())? else { return Ok(Device::Cpu) };
+    let flag = gpu_flag.unwrap_or_default();
+    let id = match env {
+        None if ids.len() > 1 => {
+            return Err(Error::usage(format!(
+                "-gpu {flag}: several devices take one process each: `caffe train -gpu {flag}` starts them"
+            )))
+        }
+        None => ids[0],
+        Some(e) if ids.len() > 1 => *ids.get(e.local_rank).ok_or_else(|| {
+            Error::usage(format!("LOCAL_RANK={} but -gpu {flag} lists {} devices", e.local_rank, ids.len()))
+        })?,
+        Some(e) => e.local_rank as i64,
+    };
+    let count = crate::util::cuda::device_count();
+    if id >= count {
+        return Err(Error::usage(format!(
+            "this rank's device cuda:{id} does not exist ({count} CUDA device(s) found)"
+        )));
+    }
+    Ok(Device::Cuda(id as usize))
+}
+
+/// How many ranks `caffe train` starts itself (it then waits for them instead
+/// of training): `-ranks N` (N > 1), or one per device of `-gpu 0,1` / `-gpu
+/// all`, each rank then joining an NCCL group. `None`: this process trains.
+/// Under a launcher (WORLD_SIZE set) it never starts any.
+pub fn ranks_to_start(o: &TrainOptions) -> Result<Option<usize>> {
+    if std::env::var_os("WORLD_SIZE").is_some() {
+        return Ok(None);
+    }
+    let flag = o.gpu.as_deref().map(str::trim).unwrap_or_default();
+    let nccl = || {
+        crate::dist::nccl::available()
+            .map_err(|e| Error::usage(format!("-gpu {flag}: training on several GPUs needs NCCL: {e}")))
+    };
+    if flag.contains(',') {
+        nccl()?;
+    }
+    let devices = match gpu_flag_ids(o.gpu.as_deref())? {
+        Some(ids) if ids.len() > 1 => {
+            nccl()?;
+            Some(ids.len())
+        }
+        _ => None,
+    };
+    match (devices, o.ranks) {
+        (Some(d), Some(n)) if n != d => {
+            Err(Error::usage(format!("-ranks {n} but -gpu {flag} lists {d} devices (one rank per device)")))
+        }
+        (Some(d), _) => Ok(Some(d)),
+        (None, Some(n)) if n > 1 => Ok(Some(n)),
+        _ => Ok(None),
+    }
 }
 
 /// Joins the group a launcher described in the environment (RANK, WORLD_SIZE,
-/// LOCAL_RANK, MASTER_ADDR, MASTER_PORT); `None` for a run on its own.
-fn join_group(o: &TrainOptions) -> Result<Option<Member>> {
-    let env = LaunchEnv::from_env()?;
-    if let (Some(n), Some(e)) = (o.ranks, &env) {
-        if n != e.world {
-            return Err(Error::usage(format!("-ranks {n} but the launcher set WORLD_SIZE={}", e.world)));
-        }
-    }
-    let Some(env) = env.filter(|e| e.world > 1) else { return Ok(None) };
+/// LOCAL_RANK, MASTER_ADDR, MASTER_PORT): over NCCL on a CUDA device, over
+/// Gloo on the CPU. `None` for a run on its own, and for a launcher's group
+/// of one on the CPU (on CUDA a group of one still goes through NCCL).
+fn join_group(o: &TrainOptions, env: Option<LaunchEnv>, device: Device) -> Result<Option<Member>> {
+    let Some(env) = env.filter(|e| e.world > 1 || device.is_cuda()) else { return Ok(None) };
     let timeout = std::time::Duration::from_secs(o.dist_timeout.unwrap_or(crate::dist::DEFAULT_TIMEOUT_S).max(1));
     if env.rank != 0 {
         // One log, from rank 0, as Caffe; warnings and errors still show.
@@ -218,12 +281,12 @@ fn join_group(o: &TrainOptions) -> Result<Option<Member>> {
         env.master_port,
         timeout.as_secs()
     );
-    let group = Dist::join(&env, timeout)?;
-    Ok(Some(Member { group: Rc::new(group), local_rank: env.local_rank }))
+    let group = Dist::join(&env, timeout, device)?;
+    Ok(Some(Member { group: Rc::new(group) }))
 }
 
 /// The solver's settings, less the file paths (which may differ between machines).
-fn solver_digest(param: &crate::proto::caffe::SolverParameter) -> String {
+fn solver_digest(param: &SolverParameter) -> String {
     let mut p = param.clone();
     p.net = None;
     p.train_net = None;
@@ -249,7 +312,7 @@ fn md5_hex(bytes: &[u8]) -> String {
 
 /// What differs between ranks in the solver: the seed (`random_seed + rank`,
 /// as Caffe), the share of the TRAIN records, and rank 0 alone tests and snapshots.
-fn for_rank(param: &mut crate::proto::caffe::SolverParameter, m: &Member) {
+fn for_rank(param: &mut SolverParameter, m: &Member) {
     let (rank, world) = (m.group.rank(), m.group.world());
     crate::data::set_train_shard(rank, world);
     if param.random_seed() >= 0 {

@@ -287,8 +287,9 @@ impl Solver {
         if let Some(d) = &self.dist {
             info!(
                 "parallel.cpp:1",
-                "Data-parallel over {} ranks (Gloo): each rank reads 1 record in {}; gradients are averaged",
+                "Data-parallel over {} ranks ({}): each rank reads 1 record in {}; gradients are averaged",
                 d.world(),
+                d.backend(),
                 d.world()
             );
         }
@@ -558,6 +559,12 @@ impl Solver {
         for (i, (h, blob)) in self.history.iter_mut().zip(&state.history).enumerate() {
             snapshot::copy_history(h, blob, &format!("history blob {i}")).with_context(|| state_path.display())?;
         }
+        // Beyond Caffe (which reads its DB from the first record again): the
+        // train data goes on where an uninterrupted run of this solver's shape
+        // (ranks × iter_size × batch) would be, so a resumed run continues the
+        // trace, also at another number of ranks when that product is kept.
+        let batches = (self.iter.max(0) as u64).saturating_mul(self.param.iter_size().max(1) as u64);
+        self.net.skip_data_to_batch(batches)?;
         Ok(())
     }
 }

@@ -47,6 +47,11 @@ pub fn supported_layers_markdown() -> String {
             esc(i.tests)
         ));
     }
-    s.push_str("\nNot supported: `Python` layers (an error names the layer and its module).\n");
+    s.push_str(
+        "\n`Python` layers (`python_param { module layer param_str }`, a `caffe.Layer` subclass) are not in the \
+         registry: the Python module builds them (`import caffe`, and the `caffe` binary, which runs itself under \
+         Python for nets that have them). Their backward is their own `backward`, with autograd on either side \
+         (`src/net/staged.rs`); they do not export (ONNX and PyTorch have no place for Python code).\n",
+    );
     s
 }

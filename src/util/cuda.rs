@@ -18,12 +18,32 @@ const LIBRARY: &str = "libtorch_cuda.so";
 
 static LOADED: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
 
-/// Where `libtorch_cuda.so` is looked for: beside the linked libtorch, then
-/// the dynamic linker's own search (LD_LIBRARY_PATH, the binary's rpath).
+/// Where `libtorch_cuda.so` is looked for: beside the libtorch this process
+/// has mapped (a wheel's `torch/lib`, wherever pip put it), beside the one the
+/// binary was linked against, then the dynamic linker's own search
+/// (LD_LIBRARY_PATH, the caller's rpath).
 fn candidates() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = LIBTORCH_LIB.map(|d| PathBuf::from(d).join(LIBRARY)).into_iter().collect();
+    let mut v: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = mapped_libtorch_dir() {
+        v.push(dir.join(LIBRARY));
+    }
+    if let Some(d) = LIBTORCH_LIB {
+        let p = PathBuf::from(d).join(LIBRARY);
+        if !v.contains(&p) {
+            v.push(p);
+        }
+    }
     v.push(PathBuf::from(LIBRARY));
     v
+}
+
+/// The folder of the `libtorch_cpu.so` mapped into this process.
+fn mapped_libtorch_dir() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))
+        .and_then(|p| std::path::Path::new(p).parent().map(PathBuf::from))
 }
 
 fn open() -> std::result::Result<PathBuf, String> {
@@ -74,6 +94,12 @@ pub fn device_count() -> i64 {
         return 0;
     }
     tch::Cuda::device_count()
+}
+
+/// Whether this machine has an NVIDIA driver (its device nodes or its /proc
+/// entry): a cheap look before loading the CUDA libraries to count devices.
+pub fn driver_present() -> bool {
+    ["/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/dxg"].iter().any(|p| std::path::Path::new(p).exists())
 }
 
 /// Whether CUDA can be used.

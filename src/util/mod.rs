@@ -5,6 +5,7 @@ pub mod contain;
 pub mod cuda;
 pub mod limits;
 pub mod npy;
+pub mod python;
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
@@ -101,10 +102,10 @@ pub fn comma_list(s: &str) -> Vec<String> {
     s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
-/// Caffe's `-gpu` flag: absent or empty means the CPU (`None`: the caller may
-/// still follow a solver's `solver_mode`); one id or `all` with one device
-/// means that CUDA device. Several devices are not supported yet.
-pub fn gpu_flag_device(flag: Option<&str>) -> Result<Option<Device>> {
+/// Caffe's `-gpu` flag as CUDA device ids: absent or empty means the CPU
+/// (`None`: the caller may still follow a solver's `solver_mode`), `all`
+/// every device, `0,1` those. CUDA must load and every id must exist.
+pub fn gpu_flag_ids(flag: Option<&str>) -> Result<Option<Vec<i64>>> {
     let Some(flag) = flag.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(None) };
     cuda::load().map_err(|e| Error::usage(format!("-gpu {flag}: {e}; run without -gpu to use the CPU")))?;
     let count = tch::Cuda::device_count();
@@ -124,15 +125,22 @@ pub fn gpu_flag_device(flag: Option<&str>) -> Result<Option<Device>> {
             })
             .collect::<Result<_>>()?
     };
+    if let Some(id) = ids.iter().find(|&&id| id < 0 || id >= count) {
+        return Err(Error::usage(format!("-gpu {id}: no such device ({count} CUDA device(s) found)")));
+    }
+    Ok(Some(ids))
+}
+
+/// The `-gpu` flag of a command that runs on one device: one id, or `all`
+/// with one device. Several are for `caffe train`, one process per device.
+pub fn gpu_flag_device(flag: Option<&str>) -> Result<Option<Device>> {
+    let Some(ids) = gpu_flag_ids(flag)? else { return Ok(None) };
     if ids.len() > 1 {
         return Err(Error::usage(format!(
-            "-gpu {flag}: training on several GPUs is not supported yet; pick one device, e.g. -gpu {}",
+            "-gpu {}: this command runs on one device; pick one, e.g. -gpu {} (only `caffe train` uses several)",
+            flag.unwrap_or_default().trim(),
             ids[0]
         )));
     }
-    let id = ids[0];
-    if id < 0 || id >= count {
-        return Err(Error::usage(format!("-gpu {id}: no such device ({count} CUDA device(s) found)")));
-    }
-    Ok(Some(Device::Cuda(id as usize)))
+    Ok(Some(Device::Cuda(ids[0] as usize)))
 }

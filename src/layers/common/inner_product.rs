@@ -32,6 +32,16 @@ impl InnerProduct {
     }
 }
 
+/// Where W·xᵀ beats x·Wᵀ on the CPU (unmeasured on CUDA): a handful of rows against many outputs
+/// (deploy nets' fully connected layers at small batches). TEST phase only:
+/// MKL splits W·xᵀ's sums differently at different thread counts, and a
+/// training step must not depend on them (one process at 2 threads must
+/// equal two ranks at 1, bit for bit). Measured by
+/// `benches/inner_product_gemm.py`; elsewhere the two are within noise.
+fn small_batch_wide_layer(rows: i64, outputs: i64) -> bool {
+    (2..=32).contains(&rows) && outputs >= 256
+}
+
 impl Layer for InnerProduct {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
@@ -49,7 +59,7 @@ impl Layer for InnerProduct {
         Ok(SetupOut { tops: vec![top], params })
     }
 
-    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
+    fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let s = x.size();
         let m = count(&s, 0, self.axis);
@@ -60,6 +70,17 @@ impl Layer for InnerProduct {
                 Some(b) => b.f_addmm(&x2, w)?,
                 None => x2.f_matmul(w)?,
             }
+        } else if !ctx.train()
+            && x2.device() == tch::Device::Cpu
+            && small_batch_wide_layer(m, self.p.num_output() as i64)
+        {
+            // MKL's x·Wᵀ with a few rows runs far below the memory bandwidth the
+            // weights need; W·xᵀ (the same products, transposed) streams W once.
+            let y = match params.get(1) {
+                Some(b) => b.f_unsqueeze(1)?.f_addmm(w, &x2.f_tr()?)?,
+                None => w.f_matmul(&x2.f_tr()?)?,
+            };
+            y.f_tr()?.f_contiguous()?
         } else {
             x2.f_linear(w, params.get(1))?
         };

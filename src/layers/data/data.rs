@@ -12,7 +12,7 @@ use crate::data::image::ColorMode;
 use crate::data::transform::Transformer;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{Ctx, Layer, SetupOut, Shape};
-use crate::proto::caffe::{LayerParameter, Phase};
+use crate::proto::caffe::{LayerParameter, Phase, TransformationParameter};
 use crate::{bail, info};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
@@ -87,12 +87,51 @@ impl BatchSource for DbSource {
 /// Caffe's `Data` layer.
 pub struct DataLayer {
     param: LayerParameter,
+    plan: Option<ReadPlan>,
     prefetch: Option<Prefetcher>,
+}
+
+/// What the prefetch thread needs to (re)start reading: fixed at setup, so a
+/// restart at another batch reads as the first start would have.
+#[derive(Clone)]
+struct ReadPlan {
+    source: PathBuf,
+    backend: Backend,
+    transform: TransformationParameter,
+    phase: Phase,
+    transform_seed: u64,
+    /// rand_skip's draw, in records from the first.
+    skip: u64,
+    /// This process's share of the records: offset % world == rank.
+    rank: usize,
+    world: usize,
+    batch_size: usize,
+    labels: bool,
+    depth: usize,
 }
 
 impl DataLayer {
     fn new(p: &LayerParameter) -> Result<Self> {
-        Ok(DataLayer { param: p.clone(), prefetch: None })
+        Ok(DataLayer { param: p.clone(), plan: None, prefetch: None })
+    }
+
+    /// Starts the prefetch thread with `batches` batches already read.
+    fn start(&mut self, batches: u64) -> Result<Shape> {
+        let Some(plan) = self.plan.clone() else { bail!("the data layer was not set up") };
+        self.prefetch = None;
+        let transformer = Transformer::new(&plan.transform, plan.phase, plan.transform_seed)?;
+        let color = transformer.color_mode();
+        let (prefetch, shape) = Prefetcher::start(self.param.name(), plan.depth, move || {
+            let mut reader = RecordReader::open(&plan.source, plan.backend)?;
+            reader.skip(plan.skip)?;
+            if plan.world > 1 {
+                reader.shard(plan.rank, plan.world)?;
+            }
+            reader.skip(batches.saturating_mul(plan.batch_size as u64))?;
+            Ok(DbSource { reader, transformer, color, batch_size: plan.batch_size, labels: plan.labels })
+        })?;
+        self.prefetch = Some(prefetch);
+        Ok(shape)
     }
 }
 
@@ -112,10 +151,8 @@ impl Layer for DataLayer {
             bail!("data_param.batch_size must be positive");
         }
         let phase = self.param.phase();
-        let tp = self.param.transform_param.clone().unwrap_or_default();
-        let seed = if Transformer::needs_rand(&tp, phase) { draw_seed()? } else { 0 };
-        let transformer = Transformer::new(&tp, phase, seed)?;
-        let color = transformer.color_mode();
+        let transform = self.param.transform_param.clone().unwrap_or_default();
+        let transform_seed = if Transformer::needs_rand(&transform, phase) { draw_seed()? } else { 0 };
         let skip = match dp.rand_skip() {
             0 => 0,
             n => {
@@ -124,26 +161,48 @@ impl Layer for DataLayer {
                 k
             }
         };
-        let backend = Backend::from_proto(dp.backend());
         // Each rank of a data-parallel run reads its share of the TRAIN
         // records; a TEST net (run by rank 0 alone) reads them all, as in Caffe.
         let (rank, world) = if phase == Phase::Train { crate::data::train_shard() } else { (0, 1) };
-        self.prefetch = None;
-        let (prefetch, shape) = Prefetcher::start(self.param.name(), dp.prefetch() as usize, move || {
-            let mut reader = RecordReader::open(&source, backend)?;
-            reader.skip(skip)?;
-            if world > 1 {
-                reader.shard(rank, world)?;
-            }
-            Ok(DbSource { reader, transformer, color, batch_size, labels: n_tops == 2 })
-        })?;
+        self.plan = Some(ReadPlan {
+            source,
+            backend: Backend::from_proto(dp.backend()),
+            transform,
+            phase,
+            transform_seed,
+            skip,
+            rank,
+            world,
+            batch_size,
+            labels: n_tops == 2,
+            depth: dp.prefetch() as usize,
+        });
+        let shape = self.start(0)?;
         info!("data_layer.cpp:45", "output data size: {}", shape_text(&shape));
-        self.prefetch = Some(prefetch);
         let mut tops = vec![shape];
         if n_tops == 2 {
             tops.push(vec![batch_size as i64]);
         }
         Ok(SetupOut { tops, params: vec![] })
+    }
+
+    /// Reads on from where `batches` batches since setup would have left this
+    /// rank: its share of the records, from the start, skipped by that many
+    /// batches, so a resumed run reads what an uninterrupted run of its own
+    /// size and batch reads from there.
+    fn skip_to_batch(&mut self, batches: u64) -> Result<()> {
+        let Some(plan) = &self.plan else { bail!("the data layer was not set up") };
+        if plan.phase != Phase::Train {
+            return Ok(());
+        }
+        let share = if plan.world > 1 { format!(" of this rank's share (1 in {})", plan.world) } else { String::new() };
+        info!(
+            "data_layer.cpp:1",
+            "{}: resuming after {batches} batches of {}{share}",
+            self.param.name(),
+            plan.batch_size
+        );
+        self.start(batches).map(|_| ())
     }
 
     fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {

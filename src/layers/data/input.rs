@@ -22,11 +22,13 @@ pub struct Input {
     param: LayerParameter,
     shapes: Vec<Shape>,
     values: Vec<Option<Tensor>>,
+    /// The zeros an unset input holds, made once: Caffe's blob keeps its memory.
+    zeros: Vec<Option<Tensor>>,
 }
 
 impl Input {
     fn new(p: &LayerParameter) -> Self {
-        Input { param: p.clone(), shapes: Vec::new(), values: Vec::new() }
+        Input { param: p.clone(), shapes: Vec::new(), values: Vec::new(), zeros: Vec::new() }
     }
 }
 
@@ -52,15 +54,23 @@ impl Layer for Input {
             bail!("input shape {s:?} has a negative dimension");
         }
         self.values = (0..n_top).map(|_| None).collect();
+        self.zeros = (0..n_top).map(|_| None).collect();
         Ok(SetupOut { tops: self.shapes.clone(), params: vec![] })
     }
 
     fn forward(&mut self, ctx: &Ctx, _bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
-        let mut tops = Vec::with_capacity(self.shapes.len());
-        for (v, s) in self.values.iter().zip(&self.shapes) {
+        let mut tops = Vec::with_capacity(self.values.len());
+        for ((v, s), z) in self.values.iter().zip(&self.shapes).zip(self.zeros.iter_mut()) {
             tops.push(match v {
                 Some(t) => t.shallow_clone(),
-                None => Tensor::f_zeros(s.as_slice(), (Kind::Float, ctx.device))?,
+                None => match z {
+                    Some(t) if t.size() == *s && t.device() == ctx.device => t.shallow_clone(),
+                    _ => {
+                        let t = Tensor::f_zeros(s.as_slice(), (Kind::Float, ctx.device))?;
+                        *z = Some(t.shallow_clone());
+                        t
+                    }
+                },
             });
         }
         Ok(tops)

@@ -34,4 +34,13 @@ impl Layer for ReLU {
         // Caffe's leaky form: x for x > 0, slope·x otherwise (any slope).
         Ok(vec![x.f_where_self(&x.f_gt(0.0)?, &x.f_mul_scalar(self.slope)?)?])
     }
+
+    fn forward_in_place(&mut self, _ctx: &Ctx, bottom: &mut Tensor) -> Option<Result<()>> {
+        // Autograd's in-place ReLU keeps its output for backward; the leaky
+        // form has no in-place equivalent for every slope.
+        if self.slope != 0.0 {
+            return None;
+        }
+        Some(bottom.f_relu_().map(|_| ()).map_err(Into::into))
+    }
 }

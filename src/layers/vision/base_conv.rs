@@ -169,8 +169,11 @@ impl Layer for Conv {
                     true,
                     false,
                 )?
-            } else {
+            } else if self.transposed {
                 x.f_convolution(w, bias, &g.stride, &g.pad, &g.dilation, self.transposed, &out_pad, self.groups)?
+            } else {
+                let w = crate::layers::layout::conv_weights_for(w, x)?;
+                x.f_convolution(&w, bias, &g.stride, &g.pad, &g.dilation, false, &out_pad, self.groups)?
             };
             tops.push(y);
         }

@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""InnerProduct's two GEMM forms on the CPU, in libtorch through PyTorch:
+x·Wᵀ (F.linear) against W·xᵀ transposed back, for fully connected shapes of
+the corpus' nets at several batch sizes. The layer picks W·xᵀ where this shows
+it winning (src/layers/common/inner_product.rs: small_batch_wide_layer).
+Usage: .venv/bin/python benches/inner_product_gemm.py [THREADS]  (idle machine)"""
+import sys
+import time
+
+import torch
+
+torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+
+
+def best_ms(f, rounds=3, n=10):
+    f()
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(n):
+            f()
+        best = min(best, (time.perf_counter() - t) * 1000 / n)
+    return best
+
+
+print("| K (inputs) | N (outputs) | batch | x·Wᵀ ms | W·xᵀ ms | ratio |")
+print("|---|---|---|---|---|---|")
+for k, n in [(9216, 4096), (4096, 4096), (4096, 1000), (1024, 1000), (800, 500), (500, 10)]:
+    for m in (1, 10, 32, 64, 256):
+        x, w, b = torch.rand(m, k), torch.rand(n, k), torch.rand(n)
+        with torch.no_grad():
+            a = best_ms(lambda: torch.addmm(b, x, w.t()))
+            c = best_ms(lambda: torch.addmm(b.unsqueeze(1), w, x.t()).t().contiguous())
+        print(f"| {k} | {n} | {m} | {a:.3f} | {c:.3f} | {c / a:.2f} |")

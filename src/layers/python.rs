@@ -1,0 +1,56 @@
+//! Caffe's `Python` layer type: a class written in Python (`python_param {
+//! module layer param_str }`). The library has no interpreter; a front end
+//! that has one (the `caffe` Python module, `import caffe`) registers the
+//! constructor here. Without it, building such a layer is an error that says
+//! how to run the net. The `caffe` binary re-runs itself under Python for nets
+//! that have Python layers (`crate::cli`), so it never links libpython.
+use std::sync::OnceLock;
+
+use super::registry::Constructor;
+use super::Layer;
+use crate::proto::caffe::{LayerParameter, NetParameter};
+use crate::{Error, Result};
+
+/// Caffe's type string for Python layers.
+pub const TYPE: &str = "Python";
+
+static FACTORY: OnceLock<Constructor> = OnceLock::new();
+
+/// Registers the constructor of Python layers (once per process; a second
+/// call keeps the first).
+pub fn set_factory(create: Constructor) {
+    // A second front end in the same process would register the same function.
+    if FACTORY.set(create).is_err() {
+        crate::warn!("python.rs:1", "a Python layer factory was already registered; keeping the first");
+    }
+}
+
+/// Whether this process can build Python layers.
+pub fn has_factory() -> bool {
+    FACTORY.get().is_some()
+}
+
+/// `module.Class` of a Python layer, as messages name it.
+pub fn class_of(param: &LayerParameter) -> String {
+    let p = param.python_param.clone().unwrap_or_default();
+    format!("{}.{}", p.module(), p.layer())
+}
+
+/// Builds a Python layer through the registered factory.
+pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
+    match FACTORY.get() {
+        Some(create) => create(param),
+        None => Err(Error::unsupported(format!(
+            "layer {} ({}) is a Python layer, and this process has no Python: run the net from \
+             `import caffe`, or with the `caffe` binary, which runs itself under Python for such nets \
+             ($CAFFE_TCH_PYTHON, or the Python of the venv that holds its libtorch)",
+            param.name(),
+            class_of(param)
+        ))),
+    }
+}
+
+/// The net's Python layers, as (layer name, `module.Class`).
+pub fn python_layers(net: &NetParameter) -> Vec<(String, String)> {
+    net.layer.iter().filter(|l| l.r#type() == TYPE).map(|l| (l.name().to_string(), class_of(l))).collect()
+}
