@@ -167,10 +167,10 @@ bench: build
 # the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). A crash
 # stops the loop; its input is in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= prototxt binary_files datum net_build parse_log
+FUZZ_TARGETS ?= prototxt binary_files datum net_build parse_log hdf5 leveldb
 TORCH_LIB = $(shell $(VENV)/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
 fuzz: $(TORCH_STAMP)
-	fuzz/seeds.sh
+	PYTHON=$(VENV)/bin/python fuzz/seeds.sh
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  LD_LIBRARY_PATH=$(TORCH_LIB) $(CARGO) +nightly fuzz run -s none -O $$t corpus/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 || exit 1; \

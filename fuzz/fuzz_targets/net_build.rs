@@ -10,50 +10,116 @@ use caffe_tch::proto::caffe::{NetParameter, NetState, Phase};
 use caffe_tch::proto::text::{parse_str, TextOptions};
 use libfuzzer_sys::fuzz_target;
 
-/// (type, parameter message, fields that take an integer, fields that take a float or enum word)
-const TYPES: &[(&str, &str, &[&str])] = &[
-    ("Convolution", "convolution_param", &["num_output", "kernel_size", "stride", "pad", "dilation", "group", "axis"]),
-    ("Deconvolution", "convolution_param", &["num_output", "kernel_size", "stride", "pad", "group"]),
-    ("Pooling", "pooling_param", &["kernel_size", "stride", "pad", "kernel_h", "kernel_w"]),
-    ("InnerProduct", "inner_product_param", &["num_output", "axis"]),
-    ("ReLU", "relu_param", &[]),
-    ("Sigmoid", "sigmoid_param", &[]),
-    ("TanH", "tanh_param", &[]),
-    ("LRN", "lrn_param", &["local_size"]),
-    ("Softmax", "softmax_param", &["axis"]),
-    ("Concat", "concat_param", &["axis"]),
-    ("Slice", "slice_param", &["axis", "slice_point"]),
-    ("Eltwise", "eltwise_param", &[]),
-    ("Flatten", "flatten_param", &["axis", "end_axis"]),
-    ("Reshape", "reshape_param", &["axis", "num_axes"]),
-    ("Crop", "crop_param", &["axis", "offset"]),
-    ("Tile", "tile_param", &["axis", "tiles"]),
-    ("Reduction", "reduction_param", &["axis"]),
-    ("ArgMax", "argmax_param", &["axis", "top_k"]),
-    ("MVN", "mvn_param", &[]),
-    ("BatchNorm", "batch_norm_param", &[]),
-    ("Scale", "scale_param", &["axis", "num_axes"]),
-    ("Bias", "bias_param", &["axis", "num_axes"]),
-    ("Embed", "embed_param", &["num_output", "input_dim"]),
-    ("SPP", "spp_param", &["pyramid_height"]),
-    ("Im2col", "convolution_param", &["kernel_size", "stride", "pad"]),
-    ("Power", "power_param", &[]),
-    ("Dropout", "dropout_param", &[]),
-    ("Split", "split_param", &[]),
-    ("DropIn", "dropin_param", &["dropin_length"]),
-    ("Resize", "resize_param", &["height", "width", "channels"]),
-    ("Filter", "filter_param", &[]),
-    ("BatchReindex", "batch_reindex_param", &[]),
-    ("PReLU", "prelu_param", &[]),
-    ("ELU", "elu_param", &[]),
-    ("AbsVal", "absval_param", &[]),
-    ("LSTM", "recurrent_param", &["num_output"]),
-    ("RNN", "recurrent_param", &["num_output"]),
-    ("Parameter", "parameter_param", &[]),
-    ("Silence", "silence_param", &[]),
-    ("SoftmaxWithLoss", "loss_param", &[]),
-    ("EuclideanLoss", "loss_param", &[]),
-    ("Accuracy", "accuracy_param", &["top_k", "axis"]),
+/// (type, parameter message, fields that take an integer, settings given whole: enum words, floats, flags)
+type TypeSpec = (&'static str, &'static str, &'static [&'static str], &'static [&'static str]);
+const TYPES: &[TypeSpec] = &[
+    (
+        "Convolution",
+        "convolution_param",
+        &[
+            "num_output",
+            "kernel_size",
+            "stride",
+            "pad",
+            "dilation",
+            "group",
+            "axis",
+            "kernel_h",
+            "kernel_w",
+            "stride_h",
+            "pad_w",
+        ],
+        &["bias_term: false", "force_nd_im2col: true"],
+    ),
+    (
+        "Deconvolution",
+        "convolution_param",
+        &["num_output", "kernel_size", "stride", "pad", "group", "dilation"],
+        &["bias_term: false"],
+    ),
+    (
+        "Pooling",
+        "pooling_param",
+        &["kernel_size", "stride", "pad", "kernel_h", "kernel_w", "stride_h", "pad_h"],
+        &["pool: AVE", "pool: STOCHASTIC", "global_pooling: true", "round_mode: FLOOR"],
+    ),
+    ("InnerProduct", "inner_product_param", &["num_output", "axis"], &["transpose: true", "bias_term: false"]),
+    ("ReLU", "relu_param", &[], &["negative_slope: 0.5"]),
+    ("Sigmoid", "sigmoid_param", &[], &[]),
+    ("TanH", "tanh_param", &[], &[]),
+    ("Swish", "swish_param", &[], &["beta: -3"]),
+    ("BNLL", "loss_param", &[], &[]),
+    ("Threshold", "threshold_param", &[], &["threshold: 0.5"]),
+    ("Log", "log_param", &[], &["base: -1", "scale: 0", "shift: -1"]),
+    ("Exp", "exp_param", &[], &["base: 0", "scale: 1e30"]),
+    ("Clip", "clip_param", &[], &["min: 1", "max: -1"]),
+    ("LRN", "lrn_param", &["local_size"], &["norm_region: WITHIN_CHANNEL", "alpha: -1", "beta: 0", "k: 0"]),
+    ("Softmax", "softmax_param", &["axis"], &[]),
+    ("Concat", "concat_param", &["axis", "concat_dim"], &[]),
+    ("Slice", "slice_param", &["axis", "slice_point", "slice_dim"], &[]),
+    ("Eltwise", "eltwise_param", &["coeff"], &["operation: PROD", "operation: MAX", "stable_prod_grad: false"]),
+    ("Flatten", "flatten_param", &["axis", "end_axis"], &[]),
+    (
+        "Reshape",
+        "reshape_param",
+        &["axis", "num_axes"],
+        &["shape { dim: 0 dim: -1 }", "shape { dim: -1 dim: -1 }", "shape { dim: 7 }", "shape { }"],
+    ),
+    ("Crop", "crop_param", &["axis", "offset"], &[]),
+    ("Tile", "tile_param", &["axis", "tiles"], &[]),
+    (
+        "Reduction",
+        "reduction_param",
+        &["axis"],
+        &["operation: ASUM", "operation: SUMSQ", "operation: MEAN", "coeff: -2"],
+    ),
+    ("ArgMax", "argmax_param", &["axis", "top_k"], &["out_max_val: true"]),
+    ("MVN", "mvn_param", &[], &["across_channels: true", "normalize_variance: false", "eps: 0"]),
+    (
+        "BatchNorm",
+        "batch_norm_param",
+        &[],
+        &["use_global_stats: true", "use_global_stats: false", "moving_average_fraction: 0", "eps: 0"],
+    ),
+    ("Scale", "scale_param", &["axis", "num_axes"], &["bias_term: true"]),
+    ("Bias", "bias_param", &["axis", "num_axes"], &[]),
+    ("Embed", "embed_param", &["num_output", "input_dim"], &["bias_term: false"]),
+    ("SPP", "spp_param", &["pyramid_height"], &["pool: AVE"]),
+    ("Im2col", "convolution_param", &["kernel_size", "stride", "pad", "dilation", "axis"], &[]),
+    ("Power", "power_param", &[], &["power: -1", "power: 0.5", "scale: 0", "shift: -1"]),
+    ("Dropout", "dropout_param", &[], &["dropout_ratio: 1", "dropout_ratio: 0", "dropout_ratio: 2"]),
+    ("Split", "split_param", &[], &[]),
+    ("DropIn", "dropin_param", &["dropin_length"], &[]),
+    ("Resize", "resize_param", &["height", "width", "channels"], &[]),
+    ("Filter", "filter_param", &[], &[]),
+    ("BatchReindex", "batch_reindex_param", &[], &[]),
+    ("PReLU", "prelu_param", &[], &["channel_shared: true"]),
+    ("ELU", "elu_param", &[], &["alpha: -1"]),
+    ("AbsVal", "absval_param", &[], &[]),
+    ("LSTM", "recurrent_param", &["num_output"], &["expose_hidden: true", "debug_info: true"]),
+    ("RNN", "recurrent_param", &["num_output"], &["expose_hidden: true"]),
+    ("LSTMUnit", "loss_param", &[], &[]),
+    ("Parameter", "parameter_param", &[], &["shape { dim: 2 dim: 3 }", "shape { }", "shape { dim: 0 }"]),
+    ("Silence", "silence_param", &[], &[]),
+    (
+        "DummyData",
+        "dummy_data_param",
+        &["num", "channels", "height", "width"],
+        &["shape { dim: 2 dim: 3 }", "data_filler { type: \"gaussian\" }"],
+    ),
+    (
+        "SoftmaxWithLoss",
+        "loss_param",
+        &["ignore_label"],
+        &["normalization: FULL", "normalization: NONE", "normalization: BATCH_SIZE", "normalize: false"],
+    ),
+    ("EuclideanLoss", "loss_param", &[], &[]),
+    ("SigmoidCrossEntropyLoss", "loss_param", &["ignore_label"], &["normalization: BATCH_SIZE"]),
+    ("MultinomialLogisticLoss", "loss_param", &[], &[]),
+    ("HingeLoss", "hinge_loss_param", &[], &["norm: L2"]),
+    ("ContrastiveLoss", "contrastive_loss_param", &[], &["legacy_version: true", "margin: -1"]),
+    ("InfogainLoss", "infogain_loss_param", &["axis"], &[]),
+    ("Accuracy", "accuracy_param", &["top_k", "axis", "ignore_label"], &[]),
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -63,23 +129,23 @@ struct Layer {
     tops: u8,
     in_place: bool,
     ints: Vec<(u8, i16)>,
+    words: Vec<u8>,
     shared_param: Option<u8>,
 }
 
 #[derive(Arbitrary, Debug)]
 struct FuzzNet {
-    shape: [u8; 4],
+    shape: Vec<u8>,
     second_input: Option<[u8; 2]>,
     layers: Vec<Layer>,
     train: bool,
 }
 
 fn prototxt(n: &FuzzNet) -> String {
-    let dims: Vec<u32> = n.shape.iter().map(|&d| u32::from(d % 7)).collect();
-    let mut s = format!(
-        "layer {{ name: \"in\" type: \"Input\" top: \"b0\" input_param {{ shape {{ dim: {} dim: {} dim: {} dim: {} }} }} }}\n",
-        dims[0], dims[1], dims[2], dims[3]
-    );
+    // Any rank from 0 to 5 (4 most often, as in real nets), each dim 0 to 6.
+    let dims: String = n.shape.iter().take(5).map(|&d| format!(" dim: {}", d % 7)).collect();
+    let dims = if n.shape.is_empty() { " dim: 2 dim: 3 dim: 4 dim: 4".to_string() } else { dims };
+    let mut s = format!("layer {{ name: \"in\" type: \"Input\" top: \"b0\" input_param {{ shape {{{dims} }} }} }}\n");
     let mut blobs = vec!["b0".to_string()];
     if let Some([a, b]) = n.second_input {
         s.push_str(&format!(
@@ -90,7 +156,7 @@ fn prototxt(n: &FuzzNet) -> String {
         blobs.push("b1".to_string());
     }
     for (i, l) in n.layers.iter().take(8).enumerate() {
-        let (ty, param, fields) = TYPES[l.kind as usize % TYPES.len()];
+        let (ty, param, fields, words) = TYPES[l.kind as usize % TYPES.len()];
         let bottoms: Vec<String> = l
             .bottoms
             .iter()
@@ -117,7 +183,13 @@ fn prototxt(n: &FuzzNet) -> String {
                 break;
             }
             let field = fields[f as usize % fields.len()];
-            body.push_str(&format!(" {field}: {}", if field == "axis" || field == "end_axis" { i32::from(v % 6) } else { i32::from(v).abs() % 70000 }));
+            let signed = matches!(field, "axis" | "end_axis" | "num_axes" | "coeff" | "ignore_label");
+            body.push_str(&format!(" {field}: {}", if signed { i32::from(v % 6) } else { i32::from(v).abs() % 70000 }));
+        }
+        for &w in l.words.iter().take(2) {
+            if let Some(word) = words.get(w as usize % (words.len() + 1)) {
+                body.push_str(&format!(" {word}"));
+            }
         }
         if !body.is_empty() {
             text.push_str(&format!(" {param} {{{body} }}"));
@@ -143,5 +215,8 @@ fuzz_target!(|n: FuzzNet| {
     let Ok(mut net) = Net::new(&parsed.message, &state, NetSource::new("fuzz.prototxt"), tch::Device::Cpu) else {
         return;
     };
-    let _ = net.forward();
+    // Errors are fine answers; only panics and aborts are bugs.
+    if net.forward().is_ok() && n.train {
+        let _backward = net.backward();
+    }
 });

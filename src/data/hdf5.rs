@@ -2,6 +2,11 @@
 //! the HDF5 snapshots: N-D float datasets, one-element int datasets and
 //! fixed-length string datasets. Errors name the dataset;
 //! callers add the file and the layer.
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
 use crate::{Error, Result};
 use ::hdf5::dataset::Layout;
 use ::hdf5::types::{FixedAscii, TypeDescriptor};
@@ -16,13 +21,156 @@ fn err(name: &str, what: &str, e: impl std::fmt::Display) -> Error {
     Error::data(format!("dataset '{name}': {what}: {e}"))
 }
 
-/// Opens an existing file for reading.
-pub fn open(path: &std::path::Path) -> Result<File> {
+/// Opens an existing file for reading. Private: a file a user gives us is
+/// read through [`read_untrusted`].
+fn open(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| Error::data(format!("cannot open HDF5 file {}: {e}", path.display())))
 }
 
+/// Opens a file a user gave us (an HDF5Data source, `.caffemodel.h5` weights,
+/// a `.solverstate.h5`) and runs `read` on it, after the same open and `read`
+/// have run once in a forked child process.
+///
+/// Why: the system libhdf5 (1.10 on Debian 12) trusts a file's metadata, and
+/// crafted files crash it inside its own parsing (a local heap, a symbol
+/// table) where no check of ours can reach; newer libhdf5 releases refuse the
+/// same files. A crash in the child is an error naming the signal, and the
+/// file is never parsed in this process. `read` must return everything the
+/// caller needs from the file, so the child walks the same objects and reads
+/// the same datasets. A file that passed is remembered by (path, device, inode,
+/// size, mtime), so a layer cycling through its files forks once per file.
+/// The probe reads the file twice, the first time only; its memory is the
+/// child's and is given back when the child exits.
+pub fn read_untrusted<T>(path: &Path, read: impl Fn(&File) -> Result<T>) -> Result<T> {
+    probe(path, &|| open(path).and_then(|file| read(&file)).map(drop))?;
+    read(&open(path)?)
+}
+
+/// An HDF5Data source file: the numeric datasets named `names`, in order.
+pub fn read_data_file(path: &Path, names: &[String]) -> Result<Vec<(Vec<i64>, Vec<f32>)>> {
+    read_untrusted(path, |file| names.iter().map(|name| read_f32(file, name)).collect())
+}
+
+/// What identifies a version of a file that passed the probe.
+#[derive(PartialEq, Eq, Hash)]
+struct ProbedFile {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+    size: u64,
+    mtime: Option<SystemTime>,
+}
+
+impl ProbedFile {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        let mtime = meta.modified().ok();
+        Some(ProbedFile { path: path.to_path_buf(), device: meta.dev(), inode: meta.ino(), size: meta.len(), mtime })
+    }
+}
+
+/// Files that passed; cleared when full (a file read again is probed again).
+static PROBED: Mutex<Option<HashSet<ProbedFile>>> = Mutex::new(None);
+const MAX_PROBED: usize = 4096;
+
+/// Signals a crash in the child ends with; reset to their defaults there, so a
+/// handler the host installed (libFuzzer's, Python's faulthandler) does not
+/// run in the child as if this process had crashed.
+const CRASH_SIGNALS: [libc::c_int; 5] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGABRT];
+
+fn signal_name(signal: libc::c_int) -> &'static str {
+    match signal {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        _ => "",
+    }
+}
+
+/// Runs `read` in a forked child; Ok when it did not crash (a clean error
+/// included: the caller's own read reports it).
+fn probe(path: &Path, read: &dyn Fn() -> Result<()>) -> Result<()> {
+    let Some(key) = ProbedFile::of(path) else {
+        // Missing or unreadable: the caller's open reports it, with no parsing.
+        return Ok(());
+    };
+    if PROBED.lock().is_ok_and(|probed| probed.as_ref().is_some_and(|set| set.contains(&key))) {
+        return Ok(());
+    }
+    // Lazily initialised state the child may need, initialised here rather
+    // than under a lock another thread might hold at the fork.
+    crate::util::limits::max_memory();
+    // The fork happens under the hdf5 crate's library lock, and the child runs
+    // `read` while still holding it (the lock is reentrant): no other thread is
+    // inside libhdf5 at the fork, so the child's copy of libhdf5 is consistent.
+    // The child is single-threaded and never returns: it ends with _exit, so no
+    // destructor, atexit handler or buffered output of this process runs twice.
+    let pid = ::hdf5::sync::sync(|| {
+        // SAFETY: fork has no preconditions; the child only resets signal
+        // dispositions, runs Rust code and libhdf5 (whose lock it holds), and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            for signal in CRASH_SIGNALS {
+                // SAFETY: restoring a signal's default disposition.
+                unsafe { libc::signal(signal, libc::SIG_DFL) };
+            }
+            let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+                Ok(Ok(())) => 0,
+                Ok(Err(_)) => 1,
+                Err(_) => 2,
+            };
+            // SAFETY: ends the child without running anything of the parent's.
+            unsafe { libc::_exit(code) };
+        }
+        pid
+    });
+    if pid < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::data(format!("cannot start the process that checks this HDF5 file first: {e}")));
+    }
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waits for the child started above; `status` is a valid out pointer.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::data(format!("cannot wait for the process that checks this HDF5 file first: {e}")));
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        let name = signal_name(signal);
+        let signal = if name.is_empty() { signal.to_string() } else { format!("{signal}, {name}") };
+        return Err(Error::data(format!(
+            "libhdf5 crashed parsing this file (signal {signal}); the file is corrupt or crafted"
+        )));
+    }
+    match libc::WEXITSTATUS(status) {
+        0 => {
+            if let Ok(mut probed) = PROBED.lock() {
+                let set = probed.get_or_insert_with(HashSet::new);
+                if set.len() >= MAX_PROBED {
+                    set.clear();
+                }
+                set.insert(key);
+            }
+            Ok(())
+        }
+        1 => Ok(()),
+        code => Err(Error::data(format!(
+            "the process that checks this HDF5 file first failed (exit code {code}); the file was not read"
+        ))),
+    }
+}
+
 /// Creates (truncates) a file for writing.
-pub fn create(path: &std::path::Path) -> Result<File> {
+pub fn create(path: &Path) -> Result<File> {
     File::create(path).map_err(|e| Error::data(format!("cannot create HDF5 file {}: {e}", path.display())))
 }
 

@@ -50,20 +50,19 @@ pub fn write(
 
 /// Reads a `.solverstate.h5` as a SolverState (history blobs with shapes).
 pub fn read_state(path: &Path) -> Result<SolverState> {
-    let bad = |msg: String| Error::decode(path, msg);
-    let file = h5::open(path).with_context(|| path.display())?;
-    let iter = h5::read_int(&file, "iter").with_context(|| path.display())?;
-    let current_step = h5::read_int(&file, "current_step").with_context(|| path.display())?;
-    let learned_net = if file.link_exists("learned_net") {
-        Some(h5::read_string(&file, "learned_net").with_context(|| path.display())?)
-    } else {
-        None
-    };
-    let group = h5::group(&file, "history").with_context(|| path.display())?;
-    let count = h5::members(&group).with_context(|| path.display())?.len();
+    h5::read_untrusted(path, read_state_datasets).with_context(|| path.display())
+}
+
+/// The state's datasets; errors name the dataset, the caller adds the file.
+fn read_state_datasets(file: &h5::File) -> Result<SolverState> {
+    let iter = h5::read_int(file, "iter")?;
+    let current_step = h5::read_int(file, "current_step")?;
+    let learned_net = if file.link_exists("learned_net") { Some(h5::read_string(file, "learned_net")?) } else { None };
+    let group = h5::group(file, "history")?;
+    let count = h5::members(&group)?.len();
     let mut history = Vec::with_capacity(count);
     for i in 0..count {
-        let (shape, values) = h5::read_f32(&group, &i.to_string()).map_err(|e| bad(format!("history: {e}")))?;
+        let (shape, values) = h5::read_f32(&group, &i.to_string()).context("history")?;
         history.push(make_blob(&shape, values));
     }
     Ok(SolverState { iter: Some(iter), learned_net, history, current_step: Some(current_step) })

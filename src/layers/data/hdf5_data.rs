@@ -86,13 +86,11 @@ impl Hdf5DataLayer {
         let fail = |msg: String| -> crate::Error {
             crate::Error::Invalid(format!("HDF5Data {}: file {}: {msg}", self.param.name(), path.display()))
         };
-        let file =
-            h5::open(&path).with_context(|| format!("HDF5Data {}: file {}", self.param.name(), path.display()))?;
+        let datasets = h5::read_data_file(&path, &self.param.top)
+            .with_context(|| format!("HDF5Data {}: file {}", self.param.name(), path.display()))?;
         let mut blobs = Vec::with_capacity(self.param.top.len());
         let mut rows = None;
-        for top in &self.param.top {
-            let (shape, values) = h5::read_f32(&file, top)
-                .with_context(|| format!("HDF5Data {}: file {}", self.param.name(), path.display()))?;
+        for (top, (shape, values)) in self.param.top.iter().zip(datasets) {
             let Some(&n) = shape.first() else {
                 return Err(fail(format!("dataset '{top}' is a scalar; it needs at least one axis (the rows)")));
             };

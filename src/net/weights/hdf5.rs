@@ -76,23 +76,20 @@ pub fn write_model(net: &Net, path: &Path, write_diff: bool) -> Result<()> {
     })
 }
 
-/// Reads a `.caffemodel.h5` as a NetParameter with blobs (layers in the file's
-/// order), ready for `copy_trained_layers_from`. Blobs the file leaves out
-/// because they are shared in `net` are filled in from their owners.
-pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
-    let bad = |msg: String| Error::decode(path, msg);
-    let file = h5::open(path).with_context(|| path.display())?;
-    let data = h5::group(&file, "data").with_context(|| path.display())?;
+/// Every layer's stored blobs, in the file's order (`data/<layer>/<j>`).
+/// Errors name the layer and dataset; the caller adds the file.
+fn read_stored_blobs(file: &h5::File) -> Result<Vec<(String, Vec<Option<BlobProto>>)>> {
+    let data = h5::group(file, "data")?;
     let mut stored: Vec<(String, Vec<Option<BlobProto>>)> = Vec::new();
-    for layer in h5::members(&data).with_context(|| path.display())? {
-        let group = h5::group(&data, &layer).with_context(|| path.display())?;
-        let names = h5::members(&group).with_context(|| path.display())?;
+    for layer in h5::members(&data)? {
+        let group = h5::group(&data, &layer)?;
+        let names = h5::members(&group)?;
         let mut blobs: Vec<Option<BlobProto>> = Vec::new();
         for name in names {
             let Ok(j) = name.parse::<usize>() else {
-                return Err(bad(format!("data/{layer}/{name}: blob datasets are named 0, 1, ...")));
+                return Err(Error::data(format!("data/{layer}/{name}: blob datasets are named 0, 1, ...")));
             };
-            let (shape, values) = h5::read_f32(&group, &name).map_err(|e| bad(format!("layer {layer}: {e}")))?;
+            let (shape, values) = h5::read_f32(&group, &name).with_context(|| format!("layer {layer}"))?;
             if blobs.len() <= j {
                 blobs.resize(j + 1, None);
             }
@@ -100,6 +97,15 @@ pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
         }
         stored.push((layer, blobs));
     }
+    Ok(stored)
+}
+
+/// Reads a `.caffemodel.h5` as a NetParameter with blobs (layers in the file's
+/// order), ready for `copy_trained_layers_from`. Blobs the file leaves out
+/// because they are shared in `net` are filled in from their owners.
+pub fn read_model(net: &Net, path: &Path) -> Result<NetParameter> {
+    let bad = |msg: String| Error::decode(path, msg);
+    let mut stored = h5::read_untrusted(path, read_stored_blobs).with_context(|| path.display())?;
 
     // Fill in blobs shared with an owner, from the owner's stored blob.
     let layers = net.layer_params();

@@ -1,0 +1,89 @@
+"""Seeds that need building rather than copying (called by fuzz/seeds.sh):
+Datum records in the datum target's input layout, and packed LevelDB folders
+for the leveldb target. Usage: seeds_built.py CORPUS_DIR [LEVELDB_DIR ...]"""
+import io
+import os
+import struct
+import sys
+import zlib
+
+corpus = sys.argv[1]
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(number, wire, payload):
+    return varint(number << 3 | wire) + payload
+
+
+def datum(channels=0, height=0, width=0, data=None, label=3, floats=None, encoded=False):
+    out = b""
+    if channels:
+        out += field(1, 0, varint(channels)) + field(2, 0, varint(height)) + field(3, 0, varint(width))
+    if data is not None:
+        out += field(4, 2, varint(len(data)) + data)
+    out += field(5, 0, varint(label))
+    for v in floats or []:
+        out += field(6, 5, struct.pack("<f", v))
+    if encoded:
+        out += field(7, 0, varint(1))
+    return out
+
+
+def png(width, height, channels):
+    """A minimal PNG (8-bit grey or RGB) written by hand."""
+    color = {1: 0, 3: 2}[channels]
+    rows = b"".join(b"\x00" + bytes((x * 7 + y * 13 + c) % 256 for x in range(width) for c in range(channels)) for y in range(height))
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def jpeg(width, height):
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 100, 50)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def datum_input(record):
+    """The datum target's Arbitrary layout: crop 0, no mirror, TEST, scale 1
+    (16/16), no mean values (a 0 continue-flag), no force_*, no mean file,
+    then the record's bytes as they are."""
+    return bytes([0, 0, 0, 16, 0, 0, 0, 0]) + record
+
+
+records = [
+    datum(1, 4, 4, bytes(range(16))),
+    datum(3, 2, 2, floats=[0.5 * i for i in range(12)]),
+    datum(data=png(5, 4, 1), encoded=True),
+    datum(data=png(6, 6, 3), encoded=True),
+]
+j = jpeg(8, 8)
+if j:
+    records.append(datum(data=j, encoded=True))
+os.makedirs(f"{corpus}/datum", exist_ok=True)
+for i, r in enumerate(records):
+    with open(f"{corpus}/datum/built_{i}", "wb") as f:
+        f.write(datum_input(r))
+
+os.makedirs(f"{corpus}/leveldb", exist_ok=True)
+for i, folder in enumerate(sys.argv[2:]):
+    packed = b""
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            body = f.read()
+        packed += name.encode() + b"\n" + struct.pack("<I", len(body)) + body
+    with open(f"{corpus}/leveldb/built_{i}", "wb") as f:
+        f.write(packed)
