@@ -64,6 +64,8 @@ fn cases() -> Vec<Case> {
         c("hostile_concat_scalar.prototxt", TIME, Some((3, 1)), "axis 0 out of range for a 0-D blob"),
         c("hostile_tile_scalar.prototxt", TIME, Some((4, 1)), "axis 0 out of range for a 0-D blob"),
         c("hostile_resize_zero_channels.prototxt", TIME, Some((3, 1)), "from a bottom with none"),
+        c("hostile_slice_scalar.prototxt", TIME, Some((3, 1)), "axis 0 out of range for a 0-D blob"),
+        c("hostile_pool_huge_pad.prototxt", TIME, Some((3, 1)), "needs 3.6 TiB but the memory limit is"),
         // Bounded nesting: the text parser (skipping an unknown field) and protobuf's decoder.
         c("deep_nesting.prototxt", SUMMARIZE_LENIENT, Some((2, 406)), "nested more than 100 levels deep"),
         c("deep_groups.caffemodel", UPGRADE_BIN, None, "recursion limit reached"),

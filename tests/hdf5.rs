@@ -363,6 +363,10 @@ fn huge_declared_datasets_are_errors_before_any_read() {
     assert!(std::fs::metadata(&state).unwrap().len() < 100_000);
     let e = caffe_tch::solver::hdf5_snapshot::read_state(&state).unwrap_err().to_string();
     assert!(e.contains("huge.solverstate.h5") && e.contains("holds 1073741824 values, expected one int"), "{e}");
+    // The fuzzer's own file (an out-of-memory kill before the check).
+    let found = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad/fuzz_huge_iter.solverstate.h5");
+    let e = caffe_tch::solver::hdf5_snapshot::read_state(&found).unwrap_err().to_string();
+    assert!(e.contains("fuzz_huge_iter.solverstate.h5") && e.contains("(a corrupt file)"), "{e}");
 
     // HDF5Data: a data file declaring 2^40 floats is over any memory limit.
     let data = tmp.path().join("huge.h5");

@@ -88,3 +88,19 @@ fn no_axis_and_rank_makes_a_layer_panic() {
     }
     assert!(panics.is_empty(), "{} panics:\n{}", panics.len(), panics.join("\n"));
 }
+
+/// Found by fuzzing (a division by zero channels): BatchNorm over a bottom
+/// with no channels computes an empty top, in both phases, forward and back.
+#[test]
+fn batch_norm_over_zero_channels_is_an_empty_blob() {
+    let text = r#"force_backward: true
+        layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 0 dim: 3 dim: 3 } } }
+        layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" }"#;
+    for phase in [Phase::Train, Phase::Test] {
+        let mut net = crate::common::net(text, "zero_channels.prototxt", phase).unwrap_or_else(|e| panic!("{e}"));
+        net.forward().unwrap_or_else(|e| panic!("{e}"));
+        net.backward().unwrap_or_else(|e| panic!("{e}"));
+        let y = net.blob("y").unwrap_or_else(|| panic!("no blob y"));
+        assert_eq!(y.size(), vec![2, 0, 3, 3]);
+    }
+}
