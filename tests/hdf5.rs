@@ -437,3 +437,35 @@ fn a_file_that_crashes_libhdf5_is_an_error_naming_it() {
     let e = train_net().load_weights(&weights).unwrap_err().to_string();
     assert!(e.contains("crafted.caffemodel.h5") && e.contains("libhdf5 crashed parsing this file"), "{e}");
 }
+
+/// Found by fuzzing: weights whose metadata makes libhdf5 1.10 allocate
+/// without end (gigabytes in seconds) instead of crashing. The check in the
+/// child runs under the memory limit and a time limit, and neither the
+/// allocation nor the time reaches this process: with `-max_memory 256M` the
+/// child's own error comes back; with the limit left to the machine, the time
+/// limit (`CAFFE_TCH_HDF5_CHECK_SECONDS`, here 1 s) stops it.
+#[test]
+fn a_file_that_makes_libhdf5_run_away_is_stopped_in_the_child() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad/fuzz_libhdf5_runaway.caffemodel.h5");
+    let net = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/caffe-ref/fixtures/lenet/net.prototxt");
+    let run = |extra: &[&str], seconds: &str| {
+        let mut args = vec!["time", "-iterations", "1", "-model", net.to_str().unwrap()];
+        args.extend(["-weights", fixture.to_str().unwrap()]);
+        args.extend(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_caffe"))
+            .args(&args)
+            .env(caffe_tch::data::hdf5::PROBE_SECONDS_ENV, seconds)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let lines: Vec<String> = err.lines().filter(|l| l.starts_with("caffe: error:")).map(String::from).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].contains("fuzz_libhdf5_runaway.caffemodel.h5") && !err.contains("panicked"), "{err}");
+        lines[0].clone()
+    };
+    let limited = run(&["-max_memory", "256M"], "60");
+    assert!(limited.contains("cannot list group"), "{limited}");
+    let timed = run(&[], "1");
+    assert!(timed.contains("libhdf5 was still parsing this file after 1 s"), "{timed}");
+}

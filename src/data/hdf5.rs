@@ -4,6 +4,7 @@
 //! callers add the file and the layer.
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -39,8 +40,10 @@ fn open(path: &Path) -> Result<File> {
 /// caller needs from the file, so the child walks the same objects and reads
 /// the same datasets. A file that passed is remembered by (path, device, inode,
 /// size, mtime), so a layer cycling through its files forks once per file.
-/// The probe reads the file twice, the first time only; its memory is the
-/// child's and is given back when the child exits.
+/// The child runs under the memory limit and a time limit, because crafted
+/// metadata can also make libhdf5 allocate or loop without end; a file that
+/// fails there is never parsed here. The probe reads the file twice, the first
+/// time only; its memory is the child's and is given back when it exits.
 pub fn read_untrusted<T>(path: &Path, read: impl Fn(&File) -> Result<T>) -> Result<T> {
     probe(path, &|| open(path).and_then(|file| read(&file)).map(drop))?;
     read(&open(path)?)
@@ -91,8 +94,37 @@ fn signal_name(signal: libc::c_int) -> &'static str {
     }
 }
 
-/// Runs `read` in a forked child; Ok when it did not crash (a clean error
-/// included: the caller's own read reports it).
+/// The probe's time budget: a base, plus one second per 10 MB of file (a
+/// file's own reading is far faster than that). Crafted metadata can also
+/// make libhdf5 loop or allocate without end rather than crash.
+static PROBE_BASE_SECONDS: AtomicU64 = AtomicU64::new(30);
+const PROBE_BYTES_PER_SECOND: u64 = 10 << 20;
+
+/// Environment variable that sets the probe's base time budget, in seconds
+/// (for files on a slow network filesystem).
+pub const PROBE_SECONDS_ENV: &str = "CAFFE_TCH_HDF5_CHECK_SECONDS";
+
+/// Sets the probe's base time budget (fuzzing sets a short one).
+pub fn set_probe_base_seconds(seconds: u64) {
+    PROBE_BASE_SECONDS.store(seconds.max(1), Ordering::Relaxed);
+}
+
+fn probe_base_seconds() -> u64 {
+    match std::env::var(PROBE_SECONDS_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(seconds) => seconds.max(1),
+        None => PROBE_BASE_SECONDS.load(Ordering::Relaxed),
+    }
+}
+
+/// The most bytes of a child's error message passed back: less than a pipe's
+/// buffer, so the child's write never waits for the parent.
+const MAX_CHILD_MESSAGE: usize = 4096;
+
+/// Runs `read` in a forked child, under a time limit and the memory limit
+/// (`util::limits`). Ok when it read the file; otherwise the error is the
+/// child's own (a clean error, passed back through a pipe), or names the
+/// signal, the time limit or the failure. A file that failed in the child is
+/// never parsed in this process.
 fn probe(path: &Path, read: &dyn Fn() -> Result<()>) -> Result<()> {
     let Some(key) = ProbedFile::of(path) else {
         // Missing or unreadable: the caller's open reports it, with no parsing.
@@ -103,7 +135,15 @@ fn probe(path: &Path, read: &dyn Fn() -> Result<()>) -> Result<()> {
     }
     // Lazily initialised state the child may need, initialised here rather
     // than under a lock another thread might hold at the fork.
-    crate::util::limits::max_memory();
+    let memory_limit = crate::util::limits::max_memory();
+    let address_space = mapped_bytes().saturating_add(memory_limit);
+    let mut pipe_ends = [0 as libc::c_int; 2];
+    // SAFETY: pipe writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(pipe_ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::data(format!("cannot start the process that checks this HDF5 file first: {e}")));
+    }
+    let [read_end, write_end] = pipe_ends;
     // The fork happens under the hdf5 crate's library lock, and the child runs
     // `read` while still holding it (the lock is reentrant): no other thread is
     // inside libhdf5 at the fork, so the child's copy of libhdf5 is consistent.
@@ -111,16 +151,27 @@ fn probe(path: &Path, read: &dyn Fn() -> Result<()>) -> Result<()> {
     // destructor, atexit handler or buffered output of this process runs twice.
     let pid = ::hdf5::sync::sync(|| {
         // SAFETY: fork has no preconditions; the child only resets signal
-        // dispositions, runs Rust code and libhdf5 (whose lock it holds), and _exits.
+        // dispositions and its memory limit, runs Rust code and libhdf5 (whose
+        // lock it holds), writes to its pipe and _exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             for signal in CRASH_SIGNALS {
                 // SAFETY: restoring a signal's default disposition.
                 unsafe { libc::signal(signal, libc::SIG_DFL) };
             }
+            let limit = libc::rlimit { rlim_cur: address_space, rlim_max: address_space };
+            // SAFETY: lowers this process's own address-space limit. If it
+            // fails, the child reads without it (the time limit still holds).
+            unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
             let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
                 Ok(Ok(())) => 0,
-                Ok(Err(_)) => 1,
+                Ok(Err(e)) => {
+                    let message = e.to_string();
+                    let bytes = &message.as_bytes()[..message.len().min(MAX_CHILD_MESSAGE)];
+                    // SAFETY: writes from a valid buffer to the pipe's write end.
+                    unsafe { libc::write(write_end, bytes.as_ptr().cast(), bytes.len()) };
+                    1
+                }
                 Err(_) => 2,
             };
             // SAFETY: ends the child without running anything of the parent's.
@@ -128,20 +179,69 @@ fn probe(path: &Path, read: &dyn Fn() -> Result<()>) -> Result<()> {
         }
         pid
     });
-    if pid < 0 {
+    // SAFETY: the parent's copy of the write end; the child holds its own.
+    unsafe { libc::close(write_end) };
+    let outcome = if pid < 0 {
         let e = std::io::Error::last_os_error();
-        return Err(Error::data(format!("cannot start the process that checks this HDF5 file first: {e}")));
+        Err(Error::data(format!("cannot start the process that checks this HDF5 file first: {e}")))
+    } else {
+        let budget = probe_base_seconds() + key.size / PROBE_BYTES_PER_SECOND;
+        wait_for_probe(pid, std::time::Duration::from_secs(budget), read_end)
+    };
+    // SAFETY: closes the read end opened above, once.
+    unsafe { libc::close(read_end) };
+    outcome?;
+    if let Ok(mut probed) = PROBED.lock() {
+        let set = probed.get_or_insert_with(HashSet::new);
+        if set.len() >= MAX_PROBED {
+            set.clear();
+        }
+        set.insert(key);
     }
+    Ok(())
+}
+
+/// Bytes of address space this process has mapped (the child's limit is this
+/// plus the memory limit, so what it may allocate is the memory limit).
+fn mapped_bytes() -> u64 {
+    let pages: u64 = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    pages.saturating_mul(page)
+}
+
+/// Waits for the probe's child until `budget` has passed (then kills it), and
+/// turns how it ended into this file's answer.
+fn wait_for_probe(pid: libc::pid_t, budget: std::time::Duration, read_end: libc::c_int) -> Result<()> {
+    let start = std::time::Instant::now();
     let mut status: libc::c_int = 0;
     loop {
-        // SAFETY: waits for the child started above; `status` is a valid out pointer.
-        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+        // SAFETY: polls the child started by `probe`; `status` is a valid out pointer.
+        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if done == pid {
             break;
         }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::data(format!("cannot wait for the process that checks this HDF5 file first: {e}")));
+        if done < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::data(format!("cannot wait for the process that checks this HDF5 file first: {e}")));
+            }
         }
+        if start.elapsed() > budget {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return Err(Error::data(format!(
+                "libhdf5 was still parsing this file after {} s; the file is corrupt or crafted",
+                budget.as_secs()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
     if libc::WIFSIGNALED(status) {
         let signal = libc::WTERMSIG(status);
@@ -152,17 +252,15 @@ fn probe(path: &Path, read: &dyn Fn() -> Result<()>) -> Result<()> {
         )));
     }
     match libc::WEXITSTATUS(status) {
-        0 => {
-            if let Ok(mut probed) = PROBED.lock() {
-                let set = probed.get_or_insert_with(HashSet::new);
-                if set.len() >= MAX_PROBED {
-                    set.clear();
-                }
-                set.insert(key);
-            }
-            Ok(())
+        0 => Ok(()),
+        1 => {
+            let mut message = vec![0u8; MAX_CHILD_MESSAGE];
+            // SAFETY: reads into a valid buffer of that length; the child has exited.
+            let n = unsafe { libc::read(read_end, message.as_mut_ptr().cast(), message.len()) };
+            message.truncate(n.max(0) as usize);
+            let message = String::from_utf8_lossy(&message).into_owned();
+            Err(Error::data(if message.is_empty() { "cannot read this HDF5 file".to_string() } else { message }))
         }
-        1 => Ok(()),
         code => Err(Error::data(format!(
             "the process that checks this HDF5 file first failed (exit code {code}); the file was not read"
         ))),
