@@ -83,7 +83,7 @@ pub enum Error {
     Usage(String),
 
     /// An error raised by libtorch.
-    #[error("libtorch: {0}")]
+    #[error("libtorch: {}", torch_message(.0))]
     Torch(tch::TchError),
 
     /// An inner error with what was being done when it happened.
@@ -95,6 +95,15 @@ impl From<tch::TchError> for Error {
     fn from(e: tch::TchError) -> Self {
         Error::Torch(e)
     }
+}
+
+/// libtorch's message without the C++ backtrace it appends ("Exception
+/// raised from ... frame #0 ..."), which would bury the one line a user reads.
+fn torch_message(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    let text = text.strip_prefix("Internal torch error: ").unwrap_or(&text);
+    let message = text.split("Exception raised from").next().unwrap_or(text);
+    message.trim().to_string()
 }
 
 fn bottoms_suffix(bottoms: &Option<Vec<(String, Vec<i64>)>>) -> String {

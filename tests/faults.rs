@@ -313,3 +313,33 @@ fn a_db_build_that_fails_leaves_nothing() {
         assert!(left.is_empty(), "{backend}: left behind: {left:?}");
     }
 }
+
+/// An allocation the system refuses although it is within caffe-tch's own
+/// memory limit (here `ulimit -v`, RLIMIT_AS, of 3 GiB, and a net whose
+/// InnerProduct weights alone need 8 GiB): the one error line says libtorch
+/// is out of memory, exit code 1, no panic. It used to panic inside tch,
+/// which unwraps libtorch's error where a filler's Scalar is freed.
+#[test]
+fn an_allocation_the_system_refuses_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("big.prototxt"),
+        r#"layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 65536 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 32768 } }"#,
+    )
+    .unwrap();
+    let mut c = caffe(dir.path(), &["time", "-model", "big.prototxt", "-iterations", "1"]);
+    let address_space: u64 = 3 << 30;
+    // SAFETY: between fork and exec this calls only setrlimit and allocates nothing.
+    unsafe {
+        c.pre_exec(move || {
+            let limit = libc::rlimit { rlim_cur: address_space, rlim_max: address_space };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let e = one_error(&run(c));
+    assert!(e.contains("libtorch: out of memory allocating 8589934592 bytes"), "{e}");
+}

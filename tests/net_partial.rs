@@ -12,6 +12,9 @@ fn lenet(phase: Phase) -> Net {
     let state = NetState { phase: Some(phase as i32), ..Default::default() };
     let mut net = Net::from_file(&dir.join("net.prototxt"), &state, TextOptions::default(), Device::Cpu).unwrap();
     net.load_weights(&dir.join("weights.caffemodel")).unwrap();
+    // The seeded inputs must be the same for every net built here: no other
+    // test may draw from libtorch's generator in between.
+    let _rng = crate::common::rng_exclusive();
     tch::manual_seed(3);
     net.set_input("data", &Tensor::rand([100, 1, 28, 28], (Kind::Float, Device::Cpu))).unwrap();
     net.set_input("label", &Tensor::randint(10, [100], (Kind::Float, Device::Cpu))).unwrap();

@@ -160,3 +160,13 @@ fn parse_log_takes_any_text_without_panicking() {
     let odd = "I20\u{e9}1130 08:24:29.264564 1 solver.cpp:218] Iteration 0, loss = 1\n";
     assert!(parse_str(odd, 2026).train.is_empty());
 }
+
+/// tch's panics that carry a libtorch error give that error's first part
+/// (no C++ backtrace); other panics are not libtorch's.
+#[test]
+fn libtorch_errors_are_found_in_tch_panics() {
+    use caffe_tch::util::contain::libtorch_error_in_panic;
+    let tch = "called `Result::unwrap()` on an `Err` value: Torch(\"out of memory allocating 8 bytes\\nException raised from allocate at x.cpp:1 (most recent call first):\\nframe #0: f\\n\")";
+    assert_eq!(libtorch_error_in_panic(tch).as_deref(), Some("out of memory allocating 8 bytes"));
+    assert_eq!(libtorch_error_in_panic("index out of bounds: the len is 3 but the index is 7"), None);
+}

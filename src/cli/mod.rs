@@ -377,7 +377,14 @@ fn parse_and_run(args: Vec<OsString>, host: &Host) -> u8 {
         }
         run(cli, &args[1..], host)
     };
-    match run() {
+    let outcome = match crate::util::contain::libtorch_panics_as_errors(run) {
+        Ok(outcome) => outcome,
+        Err(libtorch) => {
+            eprintln!("caffe: error: libtorch: {}", libtorch.replace('\n', " "));
+            return 1;
+        }
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             // One line, as the user needs it.

@@ -44,3 +44,49 @@ pub fn contain_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String>
             .to_string()
     })
 }
+
+/// The libtorch error inside a panic of tch's, which unwraps libtorch's
+/// errors in its operators and destructors (a `Tensor * Tensor`, a Scalar
+/// freed while an error is pending): `...: Torch("message ...")`. None for
+/// any other panic, which is a bug and stays one.
+pub fn libtorch_error_in_panic(message: &str) -> Option<String> {
+    let start = message.find("Torch(\"")? + "Torch(\"".len();
+    let inner = &message[start..];
+    let inner = inner.strip_suffix("\")").unwrap_or(inner);
+    let inner = inner.replace("\\n", "\n").replace("\\\"", "\"");
+    let inner = inner.split("Exception raised from").next().unwrap_or(&inner).trim().to_string();
+    Some(inner)
+}
+
+/// Runs a whole command; a panic carrying a libtorch error (an allocation
+/// refused by the system, say, inside a tch operator) becomes that error,
+/// printed by the caller as its one error line, and the panic hook stays
+/// silent for it. Any other panic goes on as a panic.
+pub fn libtorch_panics_as_errors<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or_default();
+            if libtorch_error_in_panic(message).is_none() {
+                previous(info);
+            }
+        }));
+    });
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        match libtorch_error_in_panic(&message) {
+            Some(error) => error,
+            None => panic::resume_unwind(payload),
+        }
+    })
+}
