@@ -136,7 +136,8 @@ fn probe(path: &Path, read: &dyn Fn() -> Result<()>) -> Result<()> {
     // Lazily initialised state the child may need, initialised here rather
     // than under a lock another thread might hold at the fork.
     let memory_limit = crate::util::limits::max_memory();
-    let address_space = mapped_bytes().saturating_add(memory_limit);
+    // Unknown when /proc cannot be read: then the child runs without it.
+    let address_space = mapped_bytes().map(|mapped| mapped.saturating_add(memory_limit));
     let mut pipe_ends = [0 as libc::c_int; 2];
     // SAFETY: pipe writes two descriptors into the array it is given.
     if unsafe { libc::pipe2(pipe_ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -159,10 +160,12 @@ fn probe(path: &Path, read: &dyn Fn() -> Result<()>) -> Result<()> {
                 // SAFETY: restoring a signal's default disposition.
                 unsafe { libc::signal(signal, libc::SIG_DFL) };
             }
-            let limit = libc::rlimit { rlim_cur: address_space, rlim_max: address_space };
-            // SAFETY: lowers this process's own address-space limit. If it
-            // fails, the child reads without it (the time limit still holds).
-            unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
+            if let Some(bytes) = address_space {
+                let limit = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+                // SAFETY: lowers this process's own address-space limit. If it
+                // fails, the child reads without it (the time limit still holds).
+                unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
+            }
             let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
                 Ok(Ok(())) => 0,
                 Ok(Err(e)) => {
@@ -203,14 +206,12 @@ fn probe(path: &Path, read: &dyn Fn() -> Result<()>) -> Result<()> {
 
 /// Bytes of address space this process has mapped (the child's limit is this
 /// plus the memory limit, so what it may allocate is the memory limit).
-fn mapped_bytes() -> u64 {
-    let pages: u64 = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0);
+fn mapped_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().next()?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    pages.saturating_mul(page)
+    Some(pages.saturating_mul(page))
 }
 
 /// Waits for the probe's child until `budget` has passed (then kills it), and
