@@ -100,10 +100,13 @@ impl From<tch::TchError> for Error {
 /// libtorch's message without the C++ backtrace it appends ("Exception
 /// raised from ... frame #0 ..."), which would bury the one line a user reads.
 fn torch_message(e: &tch::TchError) -> String {
-    let text = e.to_string();
-    let text = text.strip_prefix("Internal torch error: ").unwrap_or(&text);
-    let message = text.split("Exception raised from").next().unwrap_or(text);
-    message.trim().to_string()
+    libtorch_message(&e.to_string())
+}
+
+/// The text of a libtorch error, without tch's prefix and libtorch's backtrace.
+pub(crate) fn libtorch_message(text: &str) -> String {
+    let text = text.strip_prefix("Internal torch error: ").unwrap_or(text);
+    text.split("Exception raised from").next().unwrap_or(text).trim().to_string()
 }
 
 fn bottoms_suffix(bottoms: &Option<Vec<(String, Vec<i64>)>>) -> String {

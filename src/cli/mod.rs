@@ -377,13 +377,8 @@ fn parse_and_run(args: Vec<OsString>, host: &Host) -> u8 {
         }
         run(cli, &args[1..], host)
     };
-    let outcome = match crate::util::contain::libtorch_panics_as_errors(run) {
-        Ok(outcome) => outcome,
-        Err(libtorch) => {
-            eprintln!("caffe: error: libtorch: {}", libtorch.replace('\n', " "));
-            return 1;
-        }
-    };
+    let outcome = crate::util::contain::libtorch_panics_as_errors(run)
+        .unwrap_or_else(|libtorch| Err(Error::Torch(tch::TchError::Torch(libtorch))));
     match outcome {
         Ok(code) => code,
         Err(e) => {

@@ -3,7 +3,9 @@
 //! JPEG decoder the image crate uses); for caffe-tch that is a corrupt file,
 //! not a crash. The panic is caught at the call and its message kept for the
 //! error; the process's panic hook stays silent for it, and prints every
-//! other panic as before.
+//! other panic as before. The same for a panic of tch's that carries a
+//! libtorch error (a refused allocation inside an operator): a command's
+//! error, not a crash.
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
@@ -12,12 +14,20 @@ thread_local! {
     static CONTAINING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The process's panic hook, silent for the panics this module turns into
+/// errors: those inside `contain_panic`, and those carrying a libtorch error.
 fn install_quiet_hook() {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if !CONTAINING.with(Cell::get) {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or_default();
+            if !CONTAINING.with(Cell::get) && libtorch_error_in_panic(message).is_none() {
                 previous(info);
             }
         }));
@@ -53,9 +63,7 @@ pub fn libtorch_error_in_panic(message: &str) -> Option<String> {
     let start = message.find("Torch(\"")? + "Torch(\"".len();
     let inner = &message[start..];
     let inner = inner.strip_suffix("\")").unwrap_or(inner);
-    let inner = inner.replace("\\n", "\n").replace("\\\"", "\"");
-    let inner = inner.split("Exception raised from").next().unwrap_or(&inner).trim().to_string();
-    Some(inner)
+    Some(crate::error::libtorch_message(&inner.replace("\\n", "\n").replace("\\\"", "\"")))
 }
 
 /// Runs a whole command; a panic carrying a libtorch error (an allocation
@@ -63,21 +71,7 @@ pub fn libtorch_error_in_panic(message: &str) -> Option<String> {
 /// printed by the caller as its one error line, and the panic hook stays
 /// silent for it. Any other panic goes on as a panic.
 pub fn libtorch_panics_as_errors<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            let message = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or_default();
-            if libtorch_error_in_panic(message).is_none() {
-                previous(info);
-            }
-        }));
-    });
+    install_quiet_hook();
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let message = payload
             .downcast_ref::<String>()
