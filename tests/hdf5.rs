@@ -75,7 +75,7 @@ fn listing(path: &Path) -> Vec<(String, Vec<usize>, String)> {
             }
         }
     }
-    let f = hdf5::File::open(path).unwrap();
+    let f = caffe_tch::data::hdf5::options().open(path).unwrap();
     let mut out = vec![];
     walk(&f, "", &mut out);
     out.sort();
@@ -83,7 +83,7 @@ fn listing(path: &Path) -> Vec<(String, Vec<usize>, String)> {
 }
 
 fn read_f32(path: &Path, dataset: &str) -> Tensor {
-    let f = hdf5::File::open(path).unwrap();
+    let f = caffe_tch::data::hdf5::options().open(path).unwrap();
     let d = f.dataset(dataset).unwrap();
     let shape: Vec<i64> = d.shape().iter().map(|&x| x as i64).collect();
     Tensor::from_slice(&d.read_raw::<f32>().unwrap()).reshape(shape.as_slice())
@@ -147,7 +147,7 @@ fn hdf5_snapshot_has_caffe_layout_and_reads_back() {
     // Same groups, datasets, shapes and types as Caffe's files.
     assert_eq!(listing(&files.model), listing(&snap("lenet_iter_10.caffemodel.h5")));
     assert_eq!(listing(&files.state), listing(&snap("lenet_iter_10.solverstate.h5")));
-    let f = hdf5::File::open(&files.state).unwrap();
+    let f = caffe_tch::data::hdf5::options().open(&files.state).unwrap();
     let learned = f.dataset("learned_net").unwrap();
     let model_name = files.model.display().to_string();
     assert_eq!(learned.dtype().unwrap().to_descriptor().unwrap(), TypeDescriptor::FixedAscii(model_name.len() + 1));
@@ -194,7 +194,7 @@ fn ctx() -> Ctx {
 /// A file whose rows are `first, first+1, ...`: "data" (double) rows of 2x2
 /// all equal to the row's number, "label" (float) the row's number.
 fn write_rows(path: &Path, first: usize, rows: usize) {
-    let f = hdf5::File::create(path).unwrap();
+    let f = caffe_tch::data::hdf5::options().create(path).unwrap();
     let data: Vec<f64> = (first..first + rows).flat_map(|r| [r as f64; 4]).collect();
     f.new_dataset::<f64>().shape([rows, 2, 2]).create("data").unwrap().write_raw(&data).unwrap();
     let label: Vec<f32> = (first..first + rows).map(|r| r as f32).collect();
@@ -357,7 +357,7 @@ fn solver_trains_from_hdf5_data_and_resumes_from_hdf5_snapshot() {
 fn huge_declared_datasets_are_errors_before_any_read() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("huge.solverstate.h5");
-    let f = hdf5::File::create(&state).unwrap();
+    let f = caffe_tch::data::hdf5::options().create(&state).unwrap();
     f.new_dataset::<i32>().chunk([1024]).shape([1usize << 30]).create("iter").unwrap();
     drop(f);
     assert!(std::fs::metadata(&state).unwrap().len() < 100_000);
@@ -370,7 +370,7 @@ fn huge_declared_datasets_are_errors_before_any_read() {
 
     // HDF5Data: a data file declaring 2^40 floats is over any memory limit.
     let data = tmp.path().join("huge.h5");
-    let f = hdf5::File::create(&data).unwrap();
+    let f = caffe_tch::data::hdf5::options().create(&data).unwrap();
     f.new_dataset::<f32>().chunk([1, 1024]).shape([1usize << 20, 1usize << 20]).create("data").unwrap();
     f.new_dataset::<f32>().shape([1]).create("label").unwrap();
     drop(f);

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use crate::{Error, Result};
 use ::hdf5::dataset::Layout;
 use ::hdf5::types::{FixedAscii, TypeDescriptor};
-use ::hdf5::{Dataset, Group};
+use ::hdf5::{Dataset, FileBuilder, Group};
 
 pub use ::hdf5::File;
 
@@ -22,10 +22,22 @@ fn err(name: &str, what: &str, e: impl std::fmt::Display) -> Error {
     Error::data(format!("dataset '{name}': {what}: {e}"))
 }
 
+/// Options for every HDF5 file caffe-tch opens: without libhdf5's file
+/// locks. A lock belongs to the open file, which a forked child (the check
+/// in [`read_untrusted`]) inherits, so a file another thread had open at the
+/// fork would stay locked until the child exits and its next open would
+/// fail. Caffe's HDF5 had no locks either, and our own writes are atomic
+/// (a temporary file renamed), so readers never see half a file.
+pub fn options() -> FileBuilder {
+    let mut builder = File::with_options();
+    builder.with_fapl(|p| p.file_locking(false));
+    builder
+}
+
 /// Opens an existing file for reading. Private: a file a user gives us is
 /// read through [`read_untrusted`].
 fn open(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| Error::data(format!("cannot open HDF5 file {}: {e}", path.display())))
+    options().open(path).map_err(|e| Error::data(format!("cannot open HDF5 file {}: {e}", path.display())))
 }
 
 /// Opens a file a user gave us (an HDF5Data source, `.caffemodel.h5` weights,
@@ -270,7 +282,7 @@ fn wait_for_probe(pid: libc::pid_t, budget: std::time::Duration, read_end: libc:
 
 /// Creates (truncates) a file for writing.
 pub fn create(path: &Path) -> Result<File> {
-    File::create(path).map_err(|e| Error::data(format!("cannot create HDF5 file {}: {e}", path.display())))
+    options().create(path).map_err(|e| Error::data(format!("cannot create HDF5 file {}: {e}", path.display())))
 }
 
 /// Opens a dataset and checks that the bytes it stores can hold the values

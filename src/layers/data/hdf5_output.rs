@@ -84,7 +84,8 @@ impl Layer for Hdf5OutputLayer {
         let fail = |msg: String| {
             crate::Error::Invalid(format!("HDF5Output {}: file {}: {msg}", self.param.name(), self.file_name.display()))
         };
-        let file = ::hdf5::File::append(&self.file_name).map_err(|e| fail(format!("cannot open: {e}")))?;
+        let file =
+            crate::data::hdf5::options().append(&self.file_name).map_err(|e| fail(format!("cannot open: {e}")))?;
         for (name, blob) in ["data", "label"].iter().zip(bottoms) {
             let shape = legacy_4d(&blob.size())?;
             let values = crate::util::tensor_values(blob)?;
