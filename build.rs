@@ -3,7 +3,8 @@
 //! (the ONNX subset `caffe export` writes) into Rust types, links libtorch
 //! so that the binary finds it at run time (its CUDA half is opened on demand),
 //! compiles `csrc/dist_shim.cpp`, the C API over c10d's Gloo process group,
-//! and `csrc/cpu_allocator.cpp`, the caching CPU allocator the binary installs,
+//! `csrc/cpu_allocator.cpp`, the caching CPU allocator the binary installs,
+//! and `csrc/onednn_ops.cpp`, oneDNN kernels reached through the dispatcher,
 //! and builds `csrc/nccl_shim.cpp` (NCCL, for CUDA tensors) as a shared
 //! library of its own beside the binary, when the CUDA headers are there.
 use std::{env, fs, path::PathBuf};
@@ -34,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // CUDA is asked for, so CPU runs never map the CUDA libraries.
         println!("cargo:rustc-env=CAFFE_TCH_LIBTORCH_LIB={lib}");
         compile_dist_shim(&PathBuf::from(&lib));
-        compile_cpu_allocator(&PathBuf::from(&lib));
+        compile_cpu_shims(&PathBuf::from(&lib));
         let nccl = build_nccl_shim(&PathBuf::from(&lib), &out_dir).unwrap_or_else(|why| {
             println!("cargo:warning=NCCL support not built (-gpu with several devices will say so): {why}");
             String::new()
@@ -77,17 +78,19 @@ fn compile_dist_shim(lib: &std::path::Path) {
 
 /// The caching CPU allocator (src/util/allocator.rs), linked in; it needs
 /// only c10's headers and symbols.
-fn compile_cpu_allocator(lib: &std::path::Path) {
+fn compile_cpu_shims(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/cpu_allocator.cpp");
+    println!("cargo:rerun-if-changed=csrc/onednn_ops.cpp");
     let include = lib.parent().unwrap_or(lib).join("include");
     cc::Build::new()
         .cpp(true)
         .file("csrc/cpu_allocator.cpp")
+        .file("csrc/onednn_ops.cpp")
         .include(&include)
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .warnings(false)
-        .compile("caffe_cpu_allocator");
+        .compile("caffe_cpu_shims");
 }
 
 /// The file name src/dist/nccl.rs opens.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Forward time of the exported ONNX model in onnxruntime (CPU) beside
+# Forward time of the exported ONNX model in onnxruntime (CPU) and of the
+# exported model.py in PyTorch eager (torch.inference_mode) beside
 # `caffe time -phase TEST`'s Average Forward pass (no autograd, as `caffe test` runs
 # it): the same deploy net, batch and thread
 # count, ROUNDS interleaved rounds, medians. Also times `caffe export -verify`.
@@ -13,8 +14,8 @@ THREADS=$(nproc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 nets=(
-  "CaffeNet|tests/fixtures/bvlc/models/bvlc_reference_caffenet/deploy.prototxt|10"
-  "GoogLeNet|tests/fixtures/bvlc/models/bvlc_googlenet/deploy.prototxt|10"
+  "CaffeNet|tests/fixtures/bvlc/models/bvlc_reference_caffenet/deploy.prototxt|10|10,3,227,227"
+  "GoogLeNet|tests/fixtures/bvlc/models/bvlc_googlenet/deploy.prototxt|10|10,3,224,224"
 )
 cat >"$work/ort_time.py" <<'PY'
 import sys, time
@@ -33,18 +34,37 @@ for _ in range(iters):
     s.run(None, {i.name: x})
 print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
 PY
-declare -A caffe ort verify
+cat >"$work/eager_time.py" <<'PY'
+import sys, time
+import torch
+sys.path.insert(0, sys.argv[1])
+import model
+threads, iters, shape = int(sys.argv[2]), int(sys.argv[3]), [int(d) for d in sys.argv[4].split(",")]
+torch.set_num_threads(threads)
+net = model.load()
+x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+with torch.inference_mode():
+    net(data=x)
+    t = time.perf_counter()
+    for _ in range(iters):
+        net(data=x)
+print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
+PY
+declare -A caffe ort eager verify
 for n in "${nets[@]}"; do
   IFS='|' read -r name model _ <<<"$n"
   "$CAFFE" export -model "$model" -out "$work/$name.onnx" -opset 18 >/dev/null 2>&1
+  "$CAFFE" export -model "$model" -format pytorch -out "$work/$name.torch" >/dev/null 2>&1
 done
 for ((r = 1; r <= ROUNDS; r++)); do
   for n in "${nets[@]}"; do
-    IFS='|' read -r name model iters <<<"$n"
+    IFS='|' read -r name model iters shape <<<"$n"
     ms=$("$CAFFE" time -model "$model" -phase TEST -iterations "$iters" 2>&1 | sed -n 's/.*Average Forward pass: \([0-9.]*\) ms\./\1/p')
     caffe[$name]="${caffe[$name]:-} $ms"
     ms=$("$PY" "$work/ort_time.py" "$work/$name.onnx" "$THREADS" "$iters")
     ort[$name]="${ort[$name]:-} $ms"
+    ms=$("$PY" "$work/eager_time.py" "$work/$name.torch" "$THREADS" "$iters" "$shape")
+    eager[$name]="${eager[$name]:-} $ms"
     /usr/bin/time -f %e -o "$work/seconds" "$CAFFE" export -model "$model" -out "$work/v.onnx" -verify >/dev/null 2>&1
     s=$(tail -1 "$work/seconds")
     verify[$name]="${verify[$name]:-} $s"
@@ -52,10 +72,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 med() { echo "$@" | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "Threads: $THREADS; batch as in the deploy prototxt; median of $ROUNDS interleaved rounds."
-echo "| net (batch 10) | caffe time forward, ms | onnxruntime forward, ms | ratio | caffe export -verify, s |"
-echo "|---|---|---|---|---|"
+echo "| net (batch 10) | caffe time forward, ms | onnxruntime forward, ms | PyTorch eager (model.py), ms | onnxruntime / caffe-tch | caffe export -verify, s |"
+echo "|---|---|---|---|---|---|"
 for n in "${nets[@]}"; do
   IFS='|' read -r name _ _ <<<"$n"
-  c=$(med ${caffe[$name]}); o=$(med ${ort[$name]}); v=$(med ${verify[$name]})
-  echo "| $name | $c | $o | $(awk -v a="$o" -v b="$c" 'BEGIN {printf "%.2f", a / b}') | $v |"
+  c=$(med ${caffe[$name]}); o=$(med ${ort[$name]}); e=$(med ${eager[$name]}); v=$(med ${verify[$name]})
+  echo "| $name | $c | $o | $e | $(awk -v a="$o" -v b="$c" 'BEGIN {printf "%.2f", a / b}') | $v |"
 done

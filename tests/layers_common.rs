@@ -8,7 +8,7 @@ use caffe_tch::net::Net;
 use caffe_tch::proto::caffe::Phase;
 use tch::{Device, Kind, Tensor};
 
-use crate::common::layer::{self, assert_shaped_values, ctx, lp, randn, run_phase, setup_err, t};
+use crate::common::layer::{self, assert_shaped_values, ctx, lp, randn, randn_f32, run_phase, setup_err, t};
 use crate::common::{assert_close, caffe_ref, read_npy, rng_exclusive};
 
 /// Creates, sets up and runs a layer in TEST; returns the setup and the tops.
@@ -88,6 +88,48 @@ fn inner_product_gradient_check() {
         &[x],
         &[],
     );
+}
+
+/// A TEST forward on the CPU picks x·Wᵀ, W·xᵀ or oneDNN's inner product by
+/// shape; every form gives x·Wᵀ + b (float32 against a float64 reference),
+/// and where autograd records, the gradient still flows (oneDNN's kernel
+/// has no backward, so the layer must not use it there).
+#[test]
+fn inner_product_test_forms_agree_with_the_product() {
+    let _rng = rng_exclusive();
+    // rows, inputs, outputs: oneDNN (1<<24 weights), W·xᵀ, x·Wᵀ (one row).
+    for (rows, inputs, outputs) in [(10, 4096, 4096), (10, 1024, 1000), (1, 64, 10)] {
+        let x = randn_f32(&[rows, inputs], 1);
+        let w = randn_f32(&[outputs, inputs], 2);
+        let b = randn_f32(&[outputs], 3);
+        let text = format!(r#"type: "InnerProduct" inner_product_param {{ num_output: {outputs} }}"#);
+        let (_, tops) = run(&text, &[x.shallow_clone()], &[w.shallow_clone(), b.shallow_clone()]);
+        let reference = x.to_kind(Kind::Double).matmul(&w.to_kind(Kind::Double).tr()) + b.to_kind(Kind::Double);
+        let worst = (tops[0].to_kind(Kind::Double) - &reference).abs().max().double_value(&[]);
+        let scale = reference.abs().max().double_value(&[]);
+        assert!(worst <= 1e-5 * scale, "{rows}x{inputs} -> {outputs}: max |diff| {worst} at scale {scale}");
+
+        let leaf = x.set_requires_grad(true);
+        let (_, tops) = run(&text, &[leaf.shallow_clone()], &[w.shallow_clone(), b]);
+        let grads = Tensor::run_backward(&[&tops[0].sum(Kind::Float)], &[&leaf], false, false);
+        let expected = w.sum_dim_intlist([0i64].as_slice(), false, Kind::Float).expand([rows, inputs], false);
+        assert_close(&format!("{rows}x{inputs} -> {outputs} bottom grad"), &grads[0], &expected, 1e-5);
+    }
+}
+
+/// The oneDNN kernel is there in this libtorch (else large fully connected
+/// layers silently fall back to the slower MKL forms), and it declines where
+/// autograd records.
+#[test]
+fn onednn_linear_runs_and_declines_under_autograd() {
+    let _rng = rng_exclusive();
+    let (x, w, b) = (randn_f32(&[8, 64], 4), randn_f32(&[32, 64], 5), randn_f32(&[32], 6));
+    let y = caffe_tch::layers::onednn::linear(&x, &w, Some(&b)).expect("mkldnn::_linear_pointwise in this libtorch");
+    assert_close("oneDNN linear", &y, &x.linear(&w, Some(&b)), 1e-5);
+    let wg = w.set_requires_grad(true);
+    assert!(caffe_tch::layers::onednn::linear(&x, &wg, Some(&b)).is_none(), "ran where autograd records");
+    let y = tch::no_grad(|| caffe_tch::layers::onednn::linear(&x, &wg, Some(&b)));
+    assert!(y.is_some(), "declined under no_grad");
 }
 
 #[test]

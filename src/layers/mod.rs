@@ -31,6 +31,7 @@ pub mod gradcheck;
 pub mod layout;
 pub mod loss;
 pub mod neuron;
+pub mod onednn;
 pub mod recurrent;
 pub mod vision;
 

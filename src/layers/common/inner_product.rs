@@ -32,14 +32,34 @@ impl InnerProduct {
     }
 }
 
-/// Where W·xᵀ beats x·Wᵀ on the CPU (unmeasured on CUDA): a handful of rows against many outputs
-/// (deploy nets' fully connected layers at small batches). TEST phase only:
-/// MKL splits W·xᵀ's sums differently at different thread counts, and a
-/// training step must not depend on them (one process at 2 threads must
-/// equal two ranks at 1, bit for bit). Measured by
-/// `benches/inner_product_gemm.py`; elsewhere the two are within noise.
-fn small_batch_wide_layer(rows: i64, outputs: i64) -> bool {
-    (2..=32).contains(&rows) && outputs >= 256
+/// How a TEST-phase CPU forward computes x·Wᵀ + b. A training step always
+/// uses x·Wᵀ (`linear`): MKL splits the other forms' sums differently at
+/// different thread counts, and a step must not depend on them (one process at
+/// 2 threads must equal two ranks at 1, bit for bit). Chosen from
+/// `benches/inner_product_gemm.py`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InferenceGemm {
+    /// x·Wᵀ (libtorch's linear): one or two rows (a GEMV), large batches,
+    /// and layers whose weights fit in cache.
+    Linear,
+    /// W·xᵀ transposed back: a handful of rows against many outputs, where
+    /// MKL's x·Wᵀ runs far below the bandwidth the weights need and W·xᵀ
+    /// streams W once.
+    Transposed,
+    /// oneDNN's inner product on the plain weights: weights far larger than
+    /// the caches (a deploy net's fc6 and fc7), from four rows up, where it
+    /// streams them faster than either MKL form.
+    OneDnn,
+}
+
+fn inference_gemm(rows: i64, inputs: i64, outputs: i64) -> InferenceGemm {
+    if rows >= 4 && inputs * outputs >= 1 << 24 {
+        InferenceGemm::OneDnn
+    } else if (4..=32).contains(&rows) && outputs >= 500 {
+        InferenceGemm::Transposed
+    } else {
+        InferenceGemm::Linear
+    }
 }
 
 impl Layer for InnerProduct {
@@ -70,17 +90,22 @@ impl Layer for InnerProduct {
                 Some(b) => b.f_addmm(&x2, w)?,
                 None => x2.f_matmul(w)?,
             }
-        } else if !ctx.train()
-            && x2.device() == tch::Device::Cpu
-            && small_batch_wide_layer(m, self.p.num_output() as i64)
-        {
-            // MKL's x·Wᵀ with a few rows runs far below the memory bandwidth the
-            // weights need; W·xᵀ (the same products, transposed) streams W once.
-            let y = match params.get(1) {
-                Some(b) => b.f_unsqueeze(1)?.f_addmm(w, &x2.f_tr()?)?,
-                None => w.f_matmul(&x2.f_tr()?)?,
-            };
-            y.f_tr()?.f_contiguous()?
+        } else if !ctx.train() && x2.device() == tch::Device::Cpu && x2.kind() == tch::Kind::Float {
+            let (rows, inputs) = (m, x2.size()[1]);
+            match inference_gemm(rows, inputs, self.p.num_output() as i64) {
+                InferenceGemm::OneDnn => match crate::layers::onednn::linear(&x2, w, params.get(1)) {
+                    Some(y) => y,
+                    None => x2.f_linear(w, params.get(1))?,
+                },
+                InferenceGemm::Transposed => {
+                    let y = match params.get(1) {
+                        Some(b) => b.f_unsqueeze(1)?.f_addmm(w, &x2.f_tr()?)?,
+                        None => w.f_matmul(&x2.f_tr()?)?,
+                    };
+                    y.f_tr()?.f_contiguous()?
+                }
+                InferenceGemm::Linear => x2.f_linear(w, params.get(1))?,
+            }
         } else {
             x2.f_linear(w, params.get(1))?
         };

@@ -1,0 +1,81 @@
+// oneDNN kernels that libtorch registers in its `mkldnn` operator namespace
+// (for torch.compile's CPU backend) and tch has no binding for: reached
+// through libtorch's dispatcher by name, so a libtorch built without them is
+// an error string the caller falls back from, not a link failure.
+//
+// Why: for a fully connected layer with large weights and a few rows (a deploy
+// net's fc6 at batch 10), oneDNN's inner product on the plain weights streams
+// them close to memory bandwidth, where MKL's GEMM does not, and it reads the
+// weights where they are (no packed copy).
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <cstring>
+#include <exception>
+#include <string>
+
+namespace {
+
+char* error_string(const std::string& what) {
+  char* out = static_cast<char*>(std::malloc(what.size() + 1));
+  if (out != nullptr) {
+    std::memcpy(out, what.c_str(), what.size() + 1);
+  }
+  return out;
+}
+
+const c10::OperatorHandle* linear_pointwise() {
+  static const std::optional<c10::OperatorHandle> op =
+      c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""});
+  return op.has_value() ? &*op : nullptr;
+}
+
+}  // namespace
+
+extern "C" {
+
+// y = x·wᵀ + b (b may be null), and max(y, 0) when `relu` is set, for 2-D
+// CPU float tensors. Tensors are tch's C_tensor pointers (at::Tensor*). On
+// success *out is a new at::Tensor* (owned by the caller) and the return is
+// null; on failure (also where autograd would need a backward) the return is
+// a malloc'd message.
+char* caffe_tch_onednn_linear(void* x, void* w, void* b, int relu, void** out) {
+  try {
+    const c10::OperatorHandle* op = linear_pointwise();
+    if (op == nullptr) {
+      return error_string("this libtorch has no mkldnn::_linear_pointwise");
+    }
+    const at::Tensor& xt = *static_cast<at::Tensor*>(x);
+    const at::Tensor& wt = *static_cast<at::Tensor*>(w);
+    // The kernel has no backward: where autograd records, the caller's
+    // differentiable path must run instead.
+    if (c10::GradMode::is_enabled() &&
+        (xt.requires_grad() || wt.requires_grad() || (b != nullptr && static_cast<at::Tensor*>(b)->requires_grad()))) {
+      return error_string("autograd is recording");
+    }
+    torch::jit::Stack stack;
+    stack.emplace_back(xt);
+    stack.emplace_back(wt);
+    if (b != nullptr) {
+      stack.emplace_back(*static_cast<at::Tensor*>(b));
+    } else {
+      stack.emplace_back(c10::IValue());
+    }
+    stack.emplace_back(std::string(relu != 0 ? "relu" : "none"));
+    c10::List<std::optional<at::Scalar>> scalars;
+    if (relu != 0) {
+      scalars.push_back(std::nullopt);
+    }
+    stack.emplace_back(scalars);
+    stack.emplace_back(c10::IValue());  // algorithm: none
+    op->callBoxed(&stack);
+    *out = new at::Tensor(stack.back().toTensor());
+    return nullptr;
+  } catch (const std::exception& e) {
+    return error_string(e.what());
+  }
+}
+
+}  // extern "C"
