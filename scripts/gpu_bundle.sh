@@ -12,6 +12,10 @@
 # against"); caffe-tch calls none of them. The build is of HEAD, in a git
 # worktree under target/gpu-build/ (the test binary finds its fixtures there).
 #
+# With DROPIN=1 the bundle also carries Fashion-MNIST's IDX files (about 30 MB,
+# already compressed), and gpu_device_run.sh then runs the DropIn configs that
+# this CPU cannot finish (see there).
+#
 # OUT_DIR then holds bundle.tar.xz (caffe and its NCCL shim; the test binary, tests/suite.rs, whose
 # parity and layer tests run there; the shared libraries they need beyond glibc
 # and libtorch; a LeNet LMDB), the parity fixtures, and
@@ -105,4 +109,10 @@ for d in lenet cifar10_quick cifar10_full resnet_small; do
   cp -r "$ROOT/tests/fixtures/caffe-ref/fixtures/$d" "$OUT_DIR/fixtures/"
 done
 rm -rf "$OUT_DIR/fixtures/lenet/sgd20"
+if [[ ${DROPIN:-0} == 1 ]]; then
+  fashion=${CAFFE_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+  [[ -f $fashion/train-images-idx3-ubyte.gz ]] || { echo "gpu_bundle: DROPIN=1 needs Fashion-MNIST in $fashion" >&2; exit 2; }
+  mkdir -p "$OUT_DIR/fashion-mnist"
+  cp "$fashion"/*-ubyte.gz "$OUT_DIR/fashion-mnist/"
+fi
 echo "gpu_bundle: $(du -sh "$OUT_DIR" | cut -f1) in $OUT_DIR; on the GPU machine: bash scripts/gpu_device_run.sh ${OUT_DIR#"$ROOT"/}"

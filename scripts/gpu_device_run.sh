@@ -7,6 +7,13 @@
 # GPU. Everything goes to OUT_DIR (run.log, gpu_check.md, parity.log,
 # nccl_*.log, train_lenet.log).
 #
+# A bundle made with DROPIN=1 (it carries Fashion-MNIST) then runs the DropIn
+# configs in DROPIN_CONFIGS (default: plain LeNet(50) with gaussian convs, whose
+# subnormal activations make it take about a day per seed on the CPU, where a
+# GPU computes subnormals at full speed), seeds DROPIN_SEEDS (default "1 2"),
+# through experiments/dropin/run.sh --gpu 0; the logs go to OUT_DIR/dropin/logs,
+# named *_gpu_seed<N>.log, to be copied into docs/results/logs.
+#
 #   bash scripts/gpu_device_run.sh [BUNDLE_DIR] [OUT_DIR]
 #
 # BUNDLE_DIR defaults to .gpu; OUT_DIR to $OUT, else gpu-check/.
@@ -64,5 +71,13 @@ timeout 300 "$U/caffe" train -solver "$U/lenet_solver.prototxt" -gpu 0 > "$OUT_D
 echo "exit $?, $(( $(date +%s) - start )) s wall"
 grep -E 'Test net output #0|iter/s' "$OUT_DIR/train_lenet.log" | sed 's/.*\] //'
 echo "libtorch warnings in the log: $(grep -c '^\[W' "$OUT_DIR/train_lenet.log")"
+if [[ -d $BUNDLE/fashion-mnist ]]; then
+  echo "## DropIn on the GPU: ${DROPIN_CONFIGS:-lenet50_gauss}, seeds ${DROPIN_SEEDS:-1 2}"
+  CAFFE=$U/caffe CAFFE_FASHION_MNIST_DIR=$(cd "$BUNDLE/fashion-mnist" && pwd) \
+    timeout "${DROPIN_SECONDS:-420}" bash experiments/dropin/run.sh --configs "${DROPIN_CONFIGS:-lenet50_gauss}" \
+    --seeds "${DROPIN_SEEDS:-1 2}" --gpu 0 --results "$OUT_DIR/dropin" --work "$U/dropin" --no-report
+  echo "dropin exit $?"
+  ls -l "$OUT_DIR/dropin/logs"
+fi
 date -u
 exit "$check_rc"
