@@ -49,7 +49,11 @@ from .pycaffe import (  # noqa: F401
     NesterovSolver,
     RMSPropSolver,
     SGDSolver,
+    Timer,
     get_solver,
+    get_solver_from_string,
+    init_log,
+    log,
 )
 from .layer import Layer  # noqa: F401,E402  (Python layers' base class)
 from . import io  # noqa: F401,E402

@@ -3,6 +3,7 @@
 batching (forward_all, forward_backward_all), and the solver classes.
 The native half (``_caffe``) owns the nets and their memory."""
 import os
+import time
 from collections import OrderedDict
 from functools import cached_property
 
@@ -334,6 +335,12 @@ class _Solver(_caffe.Solver):
     def __new__(cls, filename, *args, **kwargs):
         return super().__new__(cls, os.fsdecode(os.fspath(filename)), cls._solver_type)
 
+    @classmethod
+    def _from_text(cls, text):
+        obj = _caffe.Solver.__new__(cls, "", cls._solver_type, text)
+        obj.__init__()
+        return obj
+
     def __init__(self, *args, **kwargs):
         pass
 
@@ -349,6 +356,16 @@ class _Solver(_caffe.Solver):
     def type(self):
         return self._type
 
+    @property
+    def param(self):
+        """The solver's parameters, a ``caffe_pb2.SolverParameter`` (a copy:
+        setting its fields does not change the solver)."""
+        from google.protobuf import text_format
+
+        from .proto import caffe_pb2
+
+        return text_format.Parse(self._param_text(), caffe_pb2.SolverParameter())
+
 
 def _solver_class(name, type_):
     return type(name, (_Solver,), {"_solver_type": type_, "__doc__": "Caffe's %s solver (caffe-tch)." % type_})
@@ -361,6 +378,58 @@ RMSPropSolver = _solver_class("RMSPropSolver", "RMSProp")
 AdaDeltaSolver = _solver_class("AdaDeltaSolver", "AdaDelta")
 AdamSolver = _solver_class("AdamSolver", "Adam")
 _BY_TYPE = {c._solver_type: c for c in (SGDSolver, NesterovSolver, AdaGradSolver, RMSPropSolver, AdaDeltaSolver, AdamSolver)}
+
+
+def get_solver_from_string(proto):
+    """The solver that solver prototxt text describes (its ``type``, SGD by
+    default); relative net paths are taken from the working directory."""
+    t = _caffe.solver_type_of_text(proto)
+    if t not in _BY_TYPE:
+        raise ValueError("solver string: unknown solver type %r (known: %s)" % (t, ", ".join(_BY_TYPE)))
+    return _BY_TYPE[t]._from_text(proto)
+
+
+class Timer:
+    """pycaffe's ``caffe.Timer``: ``start()``, ``stop()``, and ``ms``, the
+    milliseconds between them (reading ``ms`` while running stops it first)."""
+
+    def __init__(self):
+        self._start = None
+        self._elapsed = 0.0
+        self._running = False
+
+    def start(self):
+        self._start = time.perf_counter()
+        self._running = True
+
+    def stop(self):
+        if self._running:
+            self._elapsed = time.perf_counter() - self._start
+            self._running = False
+
+    @property
+    def ms(self):
+        if self._start is None:
+            return 0.0
+        self.stop()
+        return self._elapsed * 1000.0
+
+
+_LOG_LEVEL = [0]
+
+
+def init_log(level=0, use_stderr=False):
+    """pycaffe's ``caffe.init_log``: messages of ``level`` and above
+    (0 INFO, 1 WARNING, 2 ERROR) are written by ``caffe.log``; caffe-tch writes
+    its log to stderr, so ``use_stderr`` changes nothing."""
+    _LOG_LEVEL[0] = int(level)
+
+
+def log(message):
+    """pycaffe's ``caffe.log``: one INFO line, in the format and on the
+    stream of the rest of caffe-tch's log."""
+    if _LOG_LEVEL[0] <= 0:
+        _caffe.log_info(str(message))
 
 
 def get_solver(filename):

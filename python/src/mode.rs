@@ -75,3 +75,10 @@ pub fn layer_type_list() -> Vec<String> {
     names.sort();
     names
 }
+
+/// pycaffe's `caffe.log`: one INFO line through caffe-tch's own log (the same
+/// format and destination as the solver's lines).
+#[pyfunction]
+pub fn log_info(message: &str) {
+    caffe_tch::info!("_caffe.cpp:1", "{message}");
+}

@@ -21,6 +21,16 @@ pub fn solver_type(path: &str) -> PyResult<String> {
     Ok(p.r#type().to_string())
 }
 
+/// What `get_solver_from_string` calls its text in messages.
+const TEXT_ORIGIN: &str = "<solver string>";
+
+/// The `type` solver prototxt text asks for (after Caffe's upgrades).
+#[pyfunction]
+pub fn solver_type_of_text(text: &str) -> PyResult<String> {
+    let p = Solver::parse_param(text, TEXT_ORIGIN, Default::default()).py()?;
+    Ok(p.r#type().to_string())
+}
+
 impl PySolver {
     fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Solver) -> PyResult<R>) -> PyResult<R> {
         let mut s = self.h.try_borrow_mut().map_err(|_| PyValueError::new_err("solver is busy (re-entrant call)"))?;
@@ -46,15 +56,21 @@ impl PySolver {
 #[pymethods]
 impl PySolver {
     /// `solver_type` overrides the file's `type` (pycaffe's `SGDSolver(f)` is SGD whatever the file says).
+    /// With `text`, the parameters are that prototxt text and `path` is unused
+    /// (pycaffe's `get_solver_from_string`; net paths are then relative to the
+    /// working directory, as in Caffe).
     #[new]
-    #[pyo3(signature = (path, solver_type=None))]
-    fn new(path: &str, solver_type: Option<String>) -> PyResult<Self> {
-        let mut param = Solver::read_param(Path::new(path), Default::default()).py()?;
+    #[pyo3(signature = (path, solver_type=None, text=None))]
+    fn new(path: &str, solver_type: Option<String>, text: Option<&str>) -> PyResult<Self> {
+        let (mut param, origin) = match text {
+            Some(text) => (Solver::parse_param(text, TEXT_ORIGIN, Default::default()).py()?, None),
+            None => (Solver::read_param(Path::new(path), Default::default()).py()?, Some(Path::new(path))),
+        };
         if let Some(t) = solver_type {
             param.r#type = Some(t);
         }
         let options = SolverOptions { device: Some(crate::mode::device()), ..Default::default() };
-        let solver = Solver::new(param, Some(Path::new(path)), options).py()?;
+        let solver = Solver::new(param, origin, options).py()?;
         Ok(PySolver { h: Shared::new(Home::Solver(Box::new(solver))) })
     }
 
@@ -70,6 +86,14 @@ impl PySolver {
     fn _type(&self) -> PyResult<String> {
         match &self.h.borrow().home {
             Home::Solver(s) => Ok(s.solver_type().name().to_string()),
+            Home::Net(_) => Err(PyValueError::new_err("not a solver")),
+        }
+    }
+
+    /// The solver's parameters as prototxt text (pycaffe's `solver.param`).
+    fn _param_text(&self) -> PyResult<String> {
+        match &self.h.borrow().home {
+            Home::Solver(s) => Ok(caffe_tch::proto::print::to_text(s.param())),
             Home::Net(_) => Err(PyValueError::new_err("not a solver")),
         }
     }

@@ -1,6 +1,7 @@
 """caffe's solvers: each type's first step against its rule, the LeNet loss
 trace against `caffe train` (and BVLC's), and snapshots `caffe train` resumes."""
 import re
+import time
 
 import numpy as np
 import pytest
@@ -100,6 +101,51 @@ def test_apply_update_and_get_solver(tmp_path):
     sgd.apply_update()
     assert sgd.iter == 0
     np.testing.assert_allclose(net.params["ip1"][0].data, w0 - 0.01 * (g + 0.0005 * w0), rtol=1e-5, atol=1e-7)
+
+
+def test_solver_from_string_steps_as_from_file(tmp_path):
+    """get_solver_from_string builds the solver its text names and trains as
+    the same text read from a file does; solver.param reads the parameters."""
+    path = input_solver(tmp_path, "Adam")
+    text = path.read_text()
+    from_text = caffe.get_solver_from_string(text)
+    from_file = caffe.get_solver(str(path))
+    assert isinstance(from_text, caffe.AdamSolver) and from_text.type == "Adam"
+    for s in (from_text, from_file):
+        feed_train_backward(s.net)
+        s.step(2)
+    assert from_text.iter == 2
+    for n, bs in from_file.net.params.items():
+        for j, b in enumerate(bs):
+            np.testing.assert_array_equal(from_text.net.params[n][j].data, b.data, err_msg="%s[%d]" % (n, j))
+    p = from_text.param
+    assert isinstance(p, caffe.proto.caffe_pb2.SolverParameter)
+    assert (p.max_iter, p.type, p.random_seed) == (10, "Adam", 1)
+    assert (p.base_lr, p.momentum2) == (pytest.approx(0.01), pytest.approx(0.999))  # float fields
+    # Caffe's legacy solver_type is upgraded in text as in files.
+    legacy = caffe.get_solver_from_string(text.replace('type: "Adam"', "solver_type: NESTEROV"))
+    assert isinstance(legacy, caffe.NesterovSolver)
+    with pytest.raises(ValueError, match=r"<solver string>:1"):
+        caffe.get_solver_from_string("base_lr: oops")
+
+
+def test_timer_and_log(capfd):
+    t = caffe.Timer()
+    assert t.ms == 0.0
+    t.start()
+    time.sleep(0.02)
+    ms = t.ms  # reading it while running stops it
+    assert ms >= 18
+    time.sleep(0.01)
+    assert t.ms == ms
+    caffe.init_log(0)
+    caffe.log("hello from python")
+    caffe.init_log(1)
+    caffe.log("not written at level 1")
+    caffe.init_log(0)
+    err = capfd.readouterr().err
+    assert re.search(r"^I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ _caffe\.cpp:1\] hello from python$", err, re.M), err
+    assert "not written" not in err
 
 
 def lmdb_solver(tmp_path, max_iter):

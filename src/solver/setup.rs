@@ -11,18 +11,35 @@ impl Solver {
     /// Reads a solver prototxt as Caffe does: upgrades the legacy `solver_type`
     /// and defaults `snapshot_prefix` to the file's path without extension.
     pub fn read_param(path: &Path, opts: text::TextOptions) -> Result<SolverParameter> {
-        let file = path.display().to_string();
         let parsed = text::read_file_nonempty::<SolverParameter>(path, opts)?;
+        Solver::upgraded_param(parsed, &path.display().to_string(), true)
+    }
+
+    /// Parses solver parameters from prototxt text (pycaffe's
+    /// `get_solver_from_string`); `origin` names it in messages. As in Caffe,
+    /// a missing `snapshot_prefix` stays empty (there is no file to name it after).
+    pub fn parse_param(text_format: &str, origin: &str, opts: text::TextOptions) -> Result<SolverParameter> {
+        let parsed = text::parse_str::<SolverParameter>(text_format, origin, opts)?;
+        Solver::upgraded_param(parsed, origin, false)
+    }
+
+    fn upgraded_param(
+        parsed: text::Parsed<SolverParameter>,
+        file: &str,
+        default_prefix: bool,
+    ) -> Result<SolverParameter> {
         for w in &parsed.warnings {
             warn!("text_format.cpp:1", "{w}");
         }
         let mut param = parsed.message;
-        let report = upgrade::upgrade_solver(&mut param, &file)?;
+        let report = upgrade::upgrade_solver(&mut param, file)?;
         if !report.steps.is_empty() {
             info!("upgrade_proto.cpp:1096", "{file}: {}", report.describe());
         }
-        if let Some(msg) = upgrade::default_snapshot_prefix(&mut param, &file) {
-            info!("upgrade_proto.cpp:1117", "{msg}");
+        if default_prefix {
+            if let Some(msg) = upgrade::default_snapshot_prefix(&mut param, file) {
+                info!("upgrade_proto.cpp:1117", "{msg}");
+            }
         }
         Ok(param)
     }
