@@ -36,12 +36,11 @@ const c10::OperatorHandle* linear_pointwise() {
 
 extern "C" {
 
-// y = x·wᵀ + b (b may be null), and max(y, 0) when `relu` is set, for 2-D
-// CPU float tensors. Tensors are tch's C_tensor pointers (at::Tensor*). On
+// y = x·wᵀ + b (b may be null), for 2-D CPU float tensors. Tensors are tch's C_tensor pointers (at::Tensor*). On
 // success *out is a new at::Tensor* (owned by the caller) and the return is
 // null; on failure (also where autograd would need a backward) the return is
 // a malloc'd message.
-char* caffe_tch_onednn_linear(void* x, void* w, void* b, int relu, void** out) {
+char* caffe_tch_onednn_linear(void* x, void* w, void* b, void** out) {
   try {
     const c10::OperatorHandle* op = linear_pointwise();
     if (op == nullptr) {
@@ -63,12 +62,8 @@ char* caffe_tch_onednn_linear(void* x, void* w, void* b, int relu, void** out) {
     } else {
       stack.emplace_back(c10::IValue());
     }
-    stack.emplace_back(std::string(relu != 0 ? "relu" : "none"));
-    c10::List<std::optional<at::Scalar>> scalars;
-    if (relu != 0) {
-      scalars.push_back(std::nullopt);
-    }
-    stack.emplace_back(scalars);
+    stack.emplace_back(std::string("none"));  // no fused activation
+    stack.emplace_back(c10::List<std::optional<at::Scalar>>());
     stack.emplace_back(c10::IValue());  // algorithm: none
     op->callBoxed(&stack);
     *out = new at::Tensor(stack.back().toTensor());
