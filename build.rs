@@ -76,8 +76,9 @@ fn compile_dist_shim(lib: &std::path::Path) {
         .compile("caffe_dist_shim");
 }
 
-/// The caching CPU allocator (src/util/allocator.rs), linked in; it needs
-/// only c10's headers and symbols.
+/// The CPU shims, linked in: the caching allocator (src/util/allocator.rs)
+/// and the oneDNN kernels called through the dispatcher (src/layers/onednn.rs);
+/// they need libtorch's headers and symbols, not the c10d ones.
 fn compile_cpu_shims(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/cpu_allocator.cpp");
     println!("cargo:rerun-if-changed=csrc/onednn_ops.cpp");

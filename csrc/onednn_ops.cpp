@@ -36,10 +36,10 @@ const c10::OperatorHandle* linear_pointwise() {
 
 extern "C" {
 
-// y = x·wᵀ + b (b may be null), for 2-D CPU float tensors. Tensors are tch's C_tensor pointers (at::Tensor*). On
-// success *out is a new at::Tensor* (owned by the caller) and the return is
-// null; on failure (also where autograd would need a backward) the return is
-// a malloc'd message.
+// y = x·wᵀ + b (b may be null), for 2-D CPU float tensors. Tensors are tch's
+// C_tensor pointers (at::Tensor*). On success *out is a new at::Tensor* (owned
+// by the caller) and the return is null; on failure (also where autograd would
+// need a backward) the return is a malloc'd message.
 char* caffe_tch_onednn_linear(void* x, void* w, void* b, void** out) {
   try {
     const c10::OperatorHandle* op = linear_pointwise();

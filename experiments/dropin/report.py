@@ -432,7 +432,7 @@ def write_report(results, groups, partial, figs):
                       "`logs/caffe_*.log`; same solver, no seed set):", "", HEADER] + refs + [""]
         for png, caption in figs.get(grid, []):
             lines += ["![%s](%s)" % (caption, png), ""]
-        have = {g.config for g in members} | {p.split("_seed")[0].split("_it")[0] for p in partial}
+        have = {g.config for g in members} | {m.group("config") for m in map(RUN_RE.match, partial) if m}
         missing = [c for c in GRIDS.get(grid, []) if c not in have]
         if missing:
             lines += ["No runs yet: %s (see the README's paper section)." % ", ".join("`%s`" % c for c in missing), ""]

@@ -337,9 +337,7 @@ class _Solver(_caffe.Solver):
 
     @classmethod
     def _from_text(cls, text):
-        obj = _caffe.Solver.__new__(cls, "", cls._solver_type, text)
-        obj.__init__()
-        return obj
+        return _caffe.Solver.__new__(cls, "", cls._solver_type, text)
 
     def __init__(self, *args, **kwargs):
         pass

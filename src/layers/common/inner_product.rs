@@ -90,24 +90,28 @@ impl Layer for InnerProduct {
                 Some(b) => b.f_addmm(&x2, w)?,
                 None => x2.f_matmul(w)?,
             }
-        } else if !ctx.train() && x2.device() == tch::Device::Cpu && x2.kind() == tch::Kind::Float {
-            let (rows, inputs) = (m, x2.size()[1]);
-            match inference_gemm(rows, inputs, self.p.num_output() as i64) {
-                InferenceGemm::OneDnn => match crate::layers::onednn::linear(&x2, w, params.get(1)) {
-                    Some(y) => y,
-                    None => x2.f_linear(w, params.get(1))?,
-                },
-                InferenceGemm::Transposed => {
+        } else {
+            let cpu_float_inference = !ctx.train() && x2.device() == tch::Device::Cpu && x2.kind() == tch::Kind::Float;
+            let form = if cpu_float_inference {
+                inference_gemm(m, x2.size()[1], self.p.num_output() as i64)
+            } else {
+                InferenceGemm::Linear
+            };
+            let onednn = match form {
+                InferenceGemm::OneDnn => crate::layers::onednn::linear(&x2, w, params.get(1)),
+                _ => None,
+            };
+            match (onednn, form) {
+                (Some(y), _) => y,
+                (None, InferenceGemm::Transposed) => {
                     let y = match params.get(1) {
                         Some(b) => b.f_unsqueeze(1)?.f_addmm(w, &x2.f_tr()?)?,
                         None => w.f_matmul(&x2.f_tr()?)?,
                     };
                     y.f_tr()?.f_contiguous()?
                 }
-                InferenceGemm::Linear => x2.f_linear(w, params.get(1))?,
+                (None, _) => x2.f_linear(w, params.get(1))?,
             }
-        } else {
-            x2.f_linear(w, params.get(1))?
         };
         let mut top = s[..self.axis].to_vec();
         top.push(self.p.num_output() as i64);
