@@ -354,6 +354,47 @@ class _Solver(_caffe.Solver):
     def type(self):
         return self._type
 
+    def add_callback(self, on_start, on_gradients=None):
+        """Calls ``on_start()`` at the start of every training iteration (after
+        the test pass when one is due) and ``on_gradients()`` once its gradients
+        are computed, before the update, as Caffe's solver callbacks are. One
+        object with ``on_start`` and ``on_gradients`` methods also works. The
+        callbacks may read and change the nets' blobs and params."""
+        if on_gradients is None:
+            on_start, on_gradients = on_start.on_start, on_start.on_gradients
+        if not (callable(on_start) and callable(on_gradients)):
+            raise TypeError("add_callback takes two callables (on_start, on_gradients)")
+        self.__dict__.setdefault("_callbacks", []).append((on_start, on_gradients))
+
+    def share_weights(self, net):
+        """Makes ``net`` use this solver's train net weights (the same memory), by layer name."""
+        net.share_with(self.net)
+
+    def step(self, iters):
+        callbacks = self.__dict__.get("_callbacks")
+        if not callbacks:
+            return super().step(iters)
+        self._step_begin(iters)
+        try:
+            while self._step_next():
+                for on_start, _ in callbacks:
+                    on_start()
+                self._step_gradients()
+                for _, on_gradients in callbacks:
+                    on_gradients()
+                self._step_update()
+        finally:
+            self._step_end()
+
+    def solve(self, resume=None):
+        if not self.__dict__.get("_callbacks"):
+            return super().solve(resume)
+        if resume is not None:
+            self.restore(os.fsdecode(os.fspath(resume)))
+        start, remaining = self._solve_begin()
+        self.step(remaining)
+        self._solve_end(start)
+
     @property
     def param(self):
         """The solver's parameters, a ``caffe_pb2.SolverParameter`` (a copy:

@@ -1,8 +1,9 @@
 //! `_caffe.Solver`: caffe-tch's `Solver` (the same code and logs as `caffe
 //! train`); its nets are reachable as `_caffe.Net(solver=s, index=i)`.
+use std::cell::RefCell;
 use std::path::Path;
 
-use caffe_tch::solver::{Solver, SolverOptions};
+use caffe_tch::solver::{Solver, SolverOptions, StepRun};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -12,6 +13,8 @@ use crate::views::{Handle, Home, Kinds, Shared};
 #[pyclass(unsendable, subclass, name = "Solver", module = "caffe._caffe")]
 pub struct PySolver {
     pub(crate) h: Handle,
+    /// The run of iterations pycaffe is driving piece by piece (`step` with callbacks).
+    run: RefCell<Option<StepRun>>,
 }
 
 /// The `type` a solver file asks for (after Caffe's upgrades).
@@ -71,7 +74,7 @@ impl PySolver {
         }
         let options = SolverOptions { device: Some(crate::mode::device()), ..Default::default() };
         let solver = Solver::new(param, origin, options).py()?;
-        Ok(PySolver { h: Shared::new(Home::Solver(Box::new(solver))) })
+        Ok(PySolver { h: Shared::new(Home::Solver(Box::new(solver))), run: RefCell::new(None) })
     }
 
     #[getter]
@@ -130,5 +133,58 @@ impl PySolver {
 
     fn restore(&self, py: Python<'_>, path: &str) -> PyResult<()> {
         self.with(py, |s| s.restore(Path::new(path)).py())
+    }
+
+    // The pieces of `step` and `solve`, for pycaffe's callbacks (caffe/pycaffe.py
+    // calls them in Caffe's order, with the callbacks between).
+
+    fn _solve_begin(&self, py: Python<'_>) -> PyResult<(i64, i64)> {
+        self.with(py, |s| {
+            let start = s.solve_begin().py()?;
+            Ok((start, s.param().max_iter() as i64 - s.iter()))
+        })
+    }
+
+    fn _solve_end(&self, py: Python<'_>, start_iter: i64) -> PyResult<()> {
+        self.with(py, |s| nogil(py, || s.solve_end(start_iter)).py())
+    }
+
+    fn _step_begin(&self, py: Python<'_>, iters: i64) -> PyResult<()> {
+        let run = self.with(py, |s| Ok(s.step_begin(iters)))?;
+        *self.run.borrow_mut() = Some(run);
+        Ok(())
+    }
+
+    fn _step_next(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with_run(py, |s, run| s.step_next(run))
+    }
+
+    fn _step_gradients(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_run(py, |s, run| s.step_gradients(run))
+    }
+
+    fn _step_update(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_run(py, |s, run| s.step_update(run))
+    }
+
+    fn _step_end(&self, py: Python<'_>) -> PyResult<()> {
+        self.run.borrow_mut().take();
+        self.with(py, |s| {
+            s.step_end();
+            Ok(())
+        })
+    }
+}
+
+impl PySolver {
+    /// Runs one piece of a step on the run `_step_begin` started, without the GIL.
+    fn with_run<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Solver, &mut StepRun) -> caffe_tch::Result<R>,
+    ) -> PyResult<R> {
+        let mut slot = self.run.borrow_mut();
+        let run = slot.as_mut().ok_or_else(|| PyValueError::new_err("no step in progress (call _step_begin)"))?;
+        self.with(py, |s| nogil(py, || f(s, run)).py())
     }
 }

@@ -101,6 +101,13 @@ def test_apply_update_and_get_solver(tmp_path):
     sgd.apply_update()
     assert sgd.iter == 0
     np.testing.assert_allclose(net.params["ip1"][0].data, w0 - 0.01 * (g + 0.0005 * w0), rtol=1e-5, atol=1e-7)
+    # share_weights: another net on the train net's memory sees every update.
+    other = caffe.Net(str(FIX / "lenet" / "net.prototxt"), caffe.TEST)
+    sgd.share_weights(other)
+    sgd.step(1)
+    for n, bs in net.params.items():
+        for j, b in enumerate(bs):
+            np.testing.assert_array_equal(other.params[n][j].data, b.data, err_msg="%s[%d]" % (n, j))
 
 
 def test_solver_from_string_steps_as_from_file(tmp_path):
@@ -205,6 +212,58 @@ def test_snapshot_resumed_by_caffe_train(tmp_path):
         ours.append(float(again.net.blobs["loss"].data))
     theirs = log_losses(run_caffe("train", "-solver", path, "-snapshot", state))
     assert [theirs[i] for i in range(8, 12)] == ["%g" % v for v in ours]
+
+
+def test_callbacks_run_in_caffes_order(tmp_path):
+    """add_callback: on_start at each iteration's start, on_gradients with the
+    iteration's gradients before the update; watching changes nothing, and a
+    diff written in on_gradients is the one the update applies."""
+    path = lmdb_solver(tmp_path, 4)
+    plain, watched = caffe.SGDSolver(str(path)), caffe.SGDSolver(str(path))
+    seen = []
+
+    def on_gradients():
+        d = watched.net.params["ip2"][0].diff
+        seen.append(("gradients", watched.iter, float(np.abs(d).sum())))
+
+    watched.add_callback(lambda: seen.append(("start", watched.iter)), on_gradients)
+    plain.step(3)
+    watched.step(3)
+    assert [e[:2] for e in seen] == [(k, i) for i in range(3) for k in ("start", "gradients")]
+    assert all(e[2] > 0 for e in seen if e[0] == "gradients")
+    for n, bs in plain.net.params.items():
+        for j, b in enumerate(bs):
+            np.testing.assert_array_equal(watched.net.params[n][j].data, b.data, err_msg="%s[%d]" % (n, j))
+
+    class ZeroGradients:
+        calls = 0
+
+        def on_start(self):
+            pass
+
+        def on_gradients(self):
+            ZeroGradients.calls += 1
+            for bs in zeroed.net.params.values():
+                for b in bs:
+                    b.diff[...] = 0
+
+    zeroed = caffe.SGDSolver(str(path))
+    zeroed.add_callback(ZeroGradients())
+    w0 = {n: [b.data.copy() for b in bs] for n, bs in zeroed.net.params.items()}
+    zeroed.solve()  # max_iter 4, through the callbacks too
+    assert zeroed.iter == 4 and ZeroGradients.calls == 4
+    # Only weight decay moved the weights (lr from the "inv" policy, times the
+    # net's lr_mult: 1 for weights, 2 for biases; momentum carries earlier steps).
+    for n, bs in zeroed.net.params.items():
+        for j, b in enumerate(bs):
+            w, v = w0[n][j].astype(np.float64), np.zeros_like(w0[n][j], dtype=np.float64)
+            for it in range(4):
+                lr = 0.01 * (1 + 0.0001 * it) ** -0.75 * (1, 2)[j]
+                v = 0.9 * v + lr * 0.0005 * w
+                w = w - v
+            np.testing.assert_allclose(b.data, w, rtol=2e-6, atol=1e-9, err_msg="%s[%d]" % (n, j))
+    with pytest.raises(TypeError, match="two callables"):
+        zeroed.add_callback(1, 2)
 
 
 def test_bad_solver_input(tmp_path):

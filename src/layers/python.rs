@@ -21,7 +21,7 @@ static FACTORY: OnceLock<Constructor> = OnceLock::new();
 pub fn set_factory(create: Constructor) {
     // A second front end in the same process would register the same function.
     if FACTORY.set(create).is_err() {
-        crate::warn!("python.rs:1", "a Python layer factory was already registered; keeping the first");
+        crate::warn!(crate::here!("python.rs"), "a Python layer factory was already registered; keeping the first");
     }
 }
 

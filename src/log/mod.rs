@@ -117,6 +117,15 @@ macro_rules! info {
     ($src:expr, $($arg:tt)*) => { $crate::log::write($crate::log::Severity::Info, $src, &format!($($arg)*)) };
 }
 
+/// The `file.rs:line` tag of a log line written by caffe-tch's own code (one
+/// with no Caffe counterpart to quote): `info!(here!("data_step.rs"), ...)`.
+#[macro_export]
+macro_rules! here {
+    ($file:literal) => {
+        concat!($file, ":", line!())
+    };
+}
+
 /// `warn!` writes a `W` line.
 #[macro_export]
 macro_rules! warn {

@@ -309,20 +309,24 @@ pub fn upgrade_v0_padding_layers(net: &NetParameter, file: &str) -> Result<NetPa
     Ok(out)
 }
 
+/// The nested V0 block of entry `index`, or the error that the net mixes forms.
+fn v0_block<'n>(conn: &'n V1LayerParameter, index: usize, src: Src<'_>) -> Result<&'n V0LayerParameter> {
+    conn.layer.as_ref().ok_or_else(|| {
+        layer_error(
+            src,
+            Some(index),
+            &entry_name(conn, index),
+            &v1_type_label(conn),
+            "this net uses nested V0 layer definitions (`layers { layer { ... } }`), but this entry \
+             has none; write every entry in one form",
+        )
+    })
+}
+
 /// Every `layers` entry must carry a V0 block and nothing V1 beside it.
 fn check_v0_entries(net: &NetParameter, src: Src<'_>) -> Result<()> {
     for (i, conn) in net.layers.iter().enumerate() {
-        let name = entry_name(conn, i);
-        let Some(v0) = &conn.layer else {
-            return Err(layer_error(
-                src,
-                Some(i),
-                &name,
-                &v1_type_label(conn),
-                "this net uses nested V0 layer definitions (`layers { layer { ... } }`), but this entry \
-                 has none; write every entry in one form",
-            ));
-        };
+        let v0 = v0_block(conn, i, src)?;
         let mut rest = conn.clone();
         rest.layer = None;
         rest.bottom.clear();
@@ -331,7 +335,7 @@ fn check_v0_entries(net: &NetParameter, src: Src<'_>) -> Result<()> {
             return Err(layer_error(
                 src,
                 Some(i),
-                &name,
+                &entry_name(conn, i),
                 v0.r#type(),
                 "entry has both a nested V0 `layer { ... }` block and V1 fields beside it (name, type, \
                  *_param, ...); the V1 fields would be lost in the upgrade. Keep only one form",
@@ -351,7 +355,7 @@ fn fold_padding_layers(net: &NetParameter, src: Src<'_>) -> Result<Vec<(usize, V
     // Blob name -> index of the layer that last wrote it (INPUT for net inputs).
     let mut producer: HashMap<&str, usize> = net.input.iter().map(|b| (b.as_str(), INPUT)).collect();
     for (i, conn) in net.layers.iter().enumerate() {
-        let v0 = conn.layer.as_ref().expect("checked by check_v0_entries");
+        let v0 = v0_block(conn, i, src)?;
         let ty = v0.r#type();
         let name = entry_name(conn, i);
         if ty != "padding" {
@@ -371,7 +375,7 @@ fn fold_padding_layers(net: &NetParameter, src: Src<'_>) -> Result<Vec<(usize, V
                 continue;
             }
             let src_layer = &net.layers[src_idx];
-            let src_v0 = src_layer.layer.as_ref().expect("checked by check_v0_entries");
+            let src_v0 = v0_block(src_layer, src_idx, src)?;
             if src_v0.r#type() != "padding" {
                 continue;
             }
@@ -415,9 +419,12 @@ fn fold_padding_layers(net: &NetParameter, src: Src<'_>) -> Result<Vec<(usize, V
                 ));
             }
             // The layer being visited is conv/pool, so it is the last one kept.
-            let target = &mut out.last_mut().expect("current layer was kept").1;
-            target.layer.as_mut().expect("checked by check_v0_entries").pad = Some(src_v0.pad());
-            target.bottom[j] = src_layer.bottom[0].clone();
+            if let Some((_, target)) = out.last_mut() {
+                if let Some(target_v0) = target.layer.as_mut() {
+                    target_v0.pad = Some(src_v0.pad());
+                }
+                target.bottom[j] = src_layer.bottom[0].clone();
+            }
         }
         for blob in &conn.top {
             producer.insert(blob.as_str(), i);
@@ -465,7 +472,7 @@ fn upgrade_v0_layer(
     warnings: &mut Vec<String>,
 ) -> Result<V1LayerParameter> {
     let file = src.file;
-    let v0: &V0LayerParameter = conn.layer.as_ref().expect("checked by check_v0_entries");
+    let v0 = v0_block(conn, index, src)?;
     let ty = v0.r#type();
     let name = v0.name().to_string();
     let mut out = V1LayerParameter {

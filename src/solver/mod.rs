@@ -139,6 +139,21 @@ pub struct SolverOptions {
     pub text: text::TextOptions,
 }
 
+/// What a run of [`Solver::step`] carries from one iteration to the next.
+pub struct StepRun {
+    start_iter: i64,
+    stop_iter: i64,
+    timer: Instant,
+    iterations_last: i64,
+    /// A stop asked for during a test pass (rank 0 alone runs it), carried to
+    /// the next all-reduce so that every rank stops together.
+    pending_stop: bool,
+    /// The request every rank agreed on in this iteration's all-reduce.
+    agreed: Option<SolverAction>,
+    display: bool,
+    stopped: bool,
+}
+
 pub struct Solver {
     param: SolverParameter,
     /// The solver file (or a stand-in) for messages.
@@ -282,6 +297,15 @@ impl Solver {
     /// Trains to `max_iter` (Caffe's Solve): then the final snapshot (unless one
     /// was just written), a last display and test when due, and "Optimization Done.".
     pub fn solve(&mut self) -> Result<()> {
+        let start_iter = self.solve_begin()?;
+        self.step(self.param.max_iter() as i64 - self.iter)?;
+        self.solve_end(start_iter)
+    }
+
+    /// What [`Solver::solve`] does before its iterations: the opening log lines
+    /// and rank 0's weights to every rank. Returns the iteration it starts at,
+    /// for [`Solver::solve_end`].
+    pub fn solve_begin(&mut self) -> Result<i64> {
         info!("solver.cpp:289", "Solving {}", self.net.name);
         info!("solver.cpp:290", "Learning Rate Policy: {}", self.param.lr_policy());
         if let Some(d) = &self.dist {
@@ -295,9 +319,11 @@ impl Solver {
         }
         self.broadcast_weights()?;
         self.requested_early_exit = false;
-        let start_iter = self.iter;
-        let remaining = self.param.max_iter() as i64 - self.iter;
-        self.step(remaining)?;
+        Ok(self.iter)
+    }
+
+    /// What [`Solver::solve`] does after its iterations (see there).
+    pub fn solve_end(&mut self, start_iter: i64) -> Result<()> {
         let snapshot = self.param.snapshot() as i64;
         if self.param.snapshot_after_train() && (snapshot == 0 || self.iter % snapshot != 0) {
             self.snapshot_on_root()?;
@@ -335,98 +361,134 @@ impl Solver {
         Ok(())
     }
 
-    /// Runs `iters` iterations (Caffe's Step).
+    /// Runs `iters` iterations (Caffe's Step). Each iteration is three
+    /// pieces, which pycaffe also calls one at a time to run the callbacks of
+    /// `solver.add_callback` between them, where Caffe calls its own:
+    /// [`Solver::step_next`] (then `on_start`), [`Solver::step_gradients`]
+    /// (then `on_gradients_ready`) and [`Solver::step_update`].
     pub fn step(&mut self, iters: i64) -> Result<()> {
-        let start_iter = self.iter;
-        let stop_iter = self.iter + iters;
-        let average_loss = self.param.average_loss() as usize;
-        let display_every = self.param.display() as i64;
-        let test_interval = self.param.test_interval() as i64;
-        let iter_size = self.param.iter_size();
+        let mut run = self.step_begin(iters);
+        while self.step_next(&mut run)? {
+            self.step_gradients(&mut run)?;
+            self.step_update(&mut run)?;
+        }
+        self.step_end();
+        Ok(())
+    }
+
+    /// Starts a run of `iters` iterations (see [`Solver::step`]).
+    pub fn step_begin(&mut self, iters: i64) -> StepRun {
         self.losses.clear();
         self.smoothed_loss = 0.0;
-        let mut timer = Instant::now();
-        let mut iterations_last = self.iter;
         self.progress.start(self.iter);
-        // A stop asked for during a test pass (rank 0 alone runs it), carried
-        // to the next all-reduce so that every rank stops together.
-        let mut pending_stop = false;
+        StepRun {
+            start_iter: self.iter,
+            stop_iter: self.iter + iters,
+            timer: Instant::now(),
+            iterations_last: self.iter,
+            pending_stop: false,
+            agreed: None,
+            display: false,
+            stopped: false,
+        }
+    }
 
-        while self.iter < stop_iter {
-            self.net.clear_param_diffs();
-            if test_interval > 0
-                && self.iter % test_interval == 0
-                && (self.iter > 0 || self.param.test_initialization())
-            {
-                if self.is_root() {
-                    self.test_all()?;
+    /// Opens the next iteration: clears the diffs and runs the test pass when
+    /// one is due. False when the run is over (or a stop was asked for).
+    pub fn step_next(&mut self, run: &mut StepRun) -> Result<bool> {
+        if run.stopped || self.iter >= run.stop_iter {
+            return Ok(false);
+        }
+        self.net.clear_param_diffs();
+        let test_interval = self.param.test_interval() as i64;
+        if test_interval > 0 && self.iter % test_interval == 0 && (self.iter > 0 || self.param.test_initialization()) {
+            if self.is_root() {
+                self.test_all()?;
+            }
+            if self.requested_early_exit {
+                if self.dist.is_none() {
+                    run.stopped = true;
+                    return Ok(false);
                 }
-                if self.requested_early_exit {
-                    if self.dist.is_none() {
-                        break;
-                    }
-                    self.requested_early_exit = false;
-                    pending_stop = true;
-                }
-            }
-            let display = display_every > 0 && self.iter % display_every == 0;
-            let mut loss = 0.0f32;
-            for _ in 0..iter_size {
-                self.net.set_iteration(self.iter);
-                self.feed(NetRole::Train)?;
-                loss += self.net.forward()? as f32;
-                self.net.backward()?;
-            }
-            loss /= iter_size as f32;
-            // Data-parallel: the request is read before the all-reduce, which
-            // carries every rank's, so that all act on the same iteration.
-            let mut agreed = None;
-            if let Some(dist) = self.dist.clone() {
-                let request = if pending_stop { SolverAction::Stop } else { self.requested_action() };
-                let (mean_loss, action) = self.reduce_gradients(&dist, loss, request)?;
-                loss = mean_loss;
-                agreed = Some(action);
-            }
-            self.update_smoothed_loss(loss, start_iter, average_loss);
-            self.loss_log.push((self.iter, loss));
-            if display {
-                let lapse = timer.elapsed().as_secs_f32();
-                let per_s = (self.iter - iterations_last) as f32 / if lapse > 0.0 { lapse } else { 1.0 };
-                info!(
-                    "solver.cpp:239",
-                    "Iteration {} ({} iter/s, {}s/{} iters), loss = {}",
-                    self.iter,
-                    g(per_s),
-                    g(lapse),
-                    display_every,
-                    g(self.smoothed_loss)
-                );
-                timer = Instant::now();
-                iterations_last = self.iter;
-                self.log_outputs()?;
-            }
-            if !loss.is_finite() {
-                return Err(self.stop_on_nonfinite(loss));
-            }
-            self.apply_update(display)?;
-            self.iter += 1;
-            self.progress.update(self.iter, self.param.max_iter() as i64, self.smoothed_loss, self.rate);
-
-            let request = match agreed {
-                Some(a) => a,
-                None => self.requested_action(),
-            };
-            let snapshot = self.param.snapshot() as i64;
-            if (snapshot > 0 && self.iter % snapshot == 0) || request == SolverAction::Snapshot {
-                self.snapshot_on_root()?;
-            }
-            if request == SolverAction::Stop {
-                self.requested_early_exit = true;
-                break;
+                self.requested_early_exit = false;
+                run.pending_stop = true;
             }
         }
-        self.progress.finish();
+        Ok(true)
+    }
+
+    /// The iteration's forward and backward passes (`iter_size` of them), the
+    /// gradients averaged over the ranks, the loss displayed. A loss that is
+    /// not finite stops training here, with a snapshot.
+    pub fn step_gradients(&mut self, run: &mut StepRun) -> Result<()> {
+        let display_every = self.param.display() as i64;
+        let iter_size = self.param.iter_size();
+        run.display = display_every > 0 && self.iter % display_every == 0;
+        let mut loss = 0.0f32;
+        for _ in 0..iter_size {
+            self.net.set_iteration(self.iter);
+            self.feed(NetRole::Train)?;
+            loss += self.net.forward()? as f32;
+            self.net.backward()?;
+        }
+        loss /= iter_size as f32;
+        // Data-parallel: the request is read before the all-reduce, which
+        // carries every rank's, so that all act on the same iteration.
+        run.agreed = None;
+        if let Some(dist) = self.dist.clone() {
+            let request = if run.pending_stop { SolverAction::Stop } else { self.requested_action() };
+            let (mean_loss, action) = self.reduce_gradients(&dist, loss, request)?;
+            loss = mean_loss;
+            run.agreed = Some(action);
+        }
+        self.update_smoothed_loss(loss, run.start_iter, self.param.average_loss() as usize);
+        self.loss_log.push((self.iter, loss));
+        if run.display {
+            let lapse = run.timer.elapsed().as_secs_f32();
+            let per_s = (self.iter - run.iterations_last) as f32 / if lapse > 0.0 { lapse } else { 1.0 };
+            info!(
+                "solver.cpp:239",
+                "Iteration {} ({} iter/s, {}s/{} iters), loss = {}",
+                self.iter,
+                g(per_s),
+                g(lapse),
+                display_every,
+                g(self.smoothed_loss)
+            );
+            run.timer = Instant::now();
+            run.iterations_last = self.iter;
+            self.log_outputs()?;
+        }
+        if !loss.is_finite() {
+            return Err(self.stop_on_nonfinite(loss));
+        }
         Ok(())
+    }
+
+    /// Closes the iteration: the update, the iteration count, a snapshot when
+    /// due or asked for, and a stop when asked for.
+    pub fn step_update(&mut self, run: &mut StepRun) -> Result<()> {
+        self.apply_update(run.display)?;
+        self.iter += 1;
+        self.progress.update(self.iter, self.param.max_iter() as i64, self.smoothed_loss, self.rate);
+        let request = match run.agreed.take() {
+            Some(a) => a,
+            None => self.requested_action(),
+        };
+        let snapshot = self.param.snapshot() as i64;
+        if (snapshot > 0 && self.iter % snapshot == 0) || request == SolverAction::Snapshot {
+            self.snapshot_on_root()?;
+        }
+        if request == SolverAction::Stop {
+            self.requested_early_exit = true;
+            run.stopped = true;
+        }
+        Ok(())
+    }
+
+    /// Ends a run of iterations (the progress line, when one is shown).
+    pub fn step_end(&mut self) {
+        self.progress.finish();
     }
 
     /// Averages the gradients over the ranks, in place, with this rank's loss

@@ -181,7 +181,7 @@ fn fetch_mnist(opts: &DataOptions) -> Option<String> {
         return Some(format!("{} (already downloaded)", opts.dir.display()));
     }
     if opts.mirrors.is_empty() {
-        info!("data_step.rs:1", "No MNIST mirror configured (CAFFE_MNIST_MIRRORS is empty)");
+        info!(crate::here!("data_step.rs"), "No MNIST mirror configured (CAFFE_MNIST_MIRRORS is empty)");
         return None;
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -199,9 +199,9 @@ fn fetch_mnist(opts: &DataOptions) -> Option<String> {
                 continue;
             }
             let url = format!("{base}{name}");
-            info!("data_step.rs:1", "Downloading {url}");
+            info!(crate::here!("data_step.rs"), "Downloading {url}");
             if let Err(e) = download(&agent, &url, path, md5) {
-                warn!("data_step.rs:1", "{url}: {e}");
+                warn!(crate::here!("data_step.rs"), "{url}: {e}");
                 ok = false;
                 break;
             }
@@ -224,7 +224,7 @@ fn running_as_root() -> bool {
 }
 
 fn apt_get(args: &[&str]) -> bool {
-    info!("data_step.rs:1", "Running apt-get {}", args.join(" "));
+    info!(crate::here!("data_step.rs"), "Running apt-get {}", args.join(" "));
     Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success())
 }
 
@@ -244,7 +244,7 @@ fn fashion_mnist(opts: &DataOptions) -> Result<PathBuf> {
     if !(opts.allow_install && on_debian && running_as_root()) {
         return Err(Error::invalid(how));
     }
-    info!("data_step.rs:1", "Installing Debian's {FASHION_PACKAGE}");
+    info!(crate::here!("data_step.rs"), "Installing Debian's {FASHION_PACKAGE}");
     if !apt_get(&["install", "-y", FASHION_PACKAGE]) {
         // A fresh machine may have no package lists yet.
         let _ = apt_get(&["update"]);
@@ -314,7 +314,7 @@ fn remove_stale_db(path: &Path) -> Result<()> {
     if Backend::detect(path) != Some(Backend::Lmdb) {
         return Err(Error::invalid(format!("{}: exists and is not an LMDB; move it away first", path.display())));
     }
-    info!("data_step.rs:1", "Removing {} (left by an unfinished run)", path.display());
+    info!(crate::here!("data_step.rs"), "Removing {} (left by an unfinished run)", path.display());
     std::fs::remove_dir_all(path).map_err(io_err(path))
 }
 
@@ -328,7 +328,10 @@ pub fn mnist(opts: &DataOptions) -> Result<Prepared> {
     let (dataset, source_dir, origin) = match fetch_mnist(opts) {
         Some(origin) => (Dataset::Mnist, dir.clone(), origin),
         None => {
-            warn!("data_step.rs:1", "MNIST is not reachable; using Fashion-MNIST instead (same format and sizes)");
+            warn!(
+                crate::here!("data_step.rs"),
+                "MNIST is not reachable; using Fashion-MNIST instead (same format and sizes)"
+            );
             let d = fashion_mnist(opts)?;
             let origin = d.display().to_string();
             (Dataset::FashionMnist, d, origin)

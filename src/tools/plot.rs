@@ -149,7 +149,12 @@ pub fn curves(opts: &PlotOptions) -> Result<Vec<Curve>> {
         let data = parse_log::parse_file(path)?;
         let points = series_points(&data, opts.x, &opts.y);
         if points.is_empty() {
-            crate::warn!("plot.rs:1", "{}: no '{}' values in this log; skipped", path.display(), opts.y.label());
+            crate::warn!(
+                crate::here!("plot.rs"),
+                "{}: no '{}' values in this log; skipped",
+                path.display(),
+                opts.y.label()
+            );
             continue;
         }
         out.push(Curve { label, points });
