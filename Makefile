@@ -11,7 +11,7 @@ CARGO ?= cargo
 ifeq ($(LIBTORCH),)
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(VENV)/bin:$(PATH)
-TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2
 else
 TORCH_STAMP :=
 endif
@@ -33,10 +33,11 @@ $(VENV)/.export-runtimes: $(VENV)/.torch-$(TORCH_VERSION)
 	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check onnx==1.23.2 onnxruntime==1.32.0 safetensors==0.8.0
 	touch $@
 
-# The Python module's test runner and wheel builder, and what caffe.io and
-# caffe_pb2 use (pillow decodes images; protobuf builds the message classes).
-$(VENV)/.python-tools: $(VENV)/.torch-$(TORCH_VERSION)
-	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check pytest==9.2.0 maturin==1.16.0 pillow==13.0.0 protobuf==7.36.2
+# The Python module's test runner and wheel builder, and what caffe.io,
+# caffe_pb2 and caffe.draw use (pillow decodes images; protobuf builds the
+# message classes; pydot writes the graphs Graphviz draws).
+$(VENV)/.python-tools-2: $(VENV)/.torch-$(TORCH_VERSION)
+	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check pytest==9.2.0 maturin==1.16.0 pillow==13.0.0 protobuf==7.36.2 pydot==4.0.1
 	touch $@
 
 # Fashion-MNIST (Debian's dataset-fashion-mnist) is the offline stand-in for
@@ -45,6 +46,7 @@ $(VENV)/.python-tools: $(VENV)/.torch-$(TORCH_VERSION)
 # hdf5-metno crate: HDF5Data/HDF5Output and snapshot_format: HDF5.
 # Gloo's headers (Debian's libgloo-dev) are needed to compile the c10d shim
 # (csrc/dist_shim.cpp, distributed training); Gloo's code comes from libtorch.
+# Graphviz's dot renders caffe.draw's graphs (python/draw_net.py).
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 system-deps:
 	@if [ ! -d $(FMNIST_DIR) ]; then \
@@ -72,6 +74,15 @@ system-deps:
 	    echo "warning: could not install libgloo-dev; the build needs its headers (distributed training)"; \
 	  else \
 	    echo "note: Gloo headers not found; run 'sudo apt-get install libgloo-dev' (the build needs them)"; \
+	  fi; \
+	fi
+	@if ! command -v dot >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq graphviz >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq graphviz; } || \
+	    echo "warning: could not install graphviz; caffe.draw's tests will skip"; \
+	  else \
+	    echo "note: Graphviz not found; run 'sudo apt-get install graphviz' (caffe.draw renders with it)"; \
 	  fi; \
 	fi
 

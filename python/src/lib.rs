@@ -24,6 +24,7 @@ fn _caffe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mode::set_random_seed, m)?)?;
     m.add_function(wrap_pyfunction!(mode::layer_type_list, m)?)?;
     m.add_function(wrap_pyfunction!(mode::log_info, m)?)?;
+    m.add_function(wrap_pyfunction!(mode::upgrade_net_text, m)?)?;
     m.add_function(wrap_pyfunction!(solver::solver_type, m)?)?;
     m.add_function(wrap_pyfunction!(solver::solver_type_of_text, m)?)?;
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;

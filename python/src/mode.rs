@@ -82,3 +82,16 @@ pub fn layer_type_list() -> Vec<String> {
 pub fn log_info(message: &str) {
     caffe_tch::info!("_caffe.cpp:1", "{message}");
 }
+
+/// Net prototxt text in the current format: V0/V1 nets upgraded as every
+/// caffe-tch command reads them (`caffe.draw` draws what caffe-tch builds).
+/// `origin` names the text in errors.
+#[pyfunction]
+pub fn upgrade_net_text(text: &str, origin: &str) -> PyResult<String> {
+    use crate::errors::IntoPy;
+    use caffe_tch::proto::caffe::NetParameter;
+    use caffe_tch::proto::{print, text, upgrade};
+    let mut net = text::parse_str::<NetParameter>(text, origin, Default::default()).py()?.message;
+    upgrade::upgrade_net(&mut net, origin).py()?;
+    Ok(print::to_text(&net))
+}
