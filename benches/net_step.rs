@@ -102,7 +102,7 @@ fn main() {
             let t = Instant::now();
             net.forward().expect("forward");
             net.backward().expect("backward");
-            net.clear_param_diffs();
+            net.clear_param_diffs().expect("clear_param_diffs");
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let m = median(times);

@@ -46,8 +46,8 @@ fn in_place_relu_gives_the_out_of_place_values_and_gradients() {
     let (mut a, mut b) = (built(true), built(false));
     let (la, lb) = (a.forward().unwrap(), b.forward().unwrap());
     assert_eq!(la, lb, "loss");
-    a.clear_param_diffs();
-    b.clear_param_diffs();
+    a.clear_param_diffs().unwrap();
+    b.clear_param_diffs().unwrap();
     a.backward().unwrap();
     b.backward().unwrap();
     for (pa, pb) in a.learnable_params().iter().zip(b.learnable_params()) {

@@ -62,7 +62,7 @@ fn backward_from_to_equals_backward_and_keeps_diff_storage() {
     let want = a.layer_blob_diff("conv1", 0).unwrap();
     assert!(max_abs(&held, &want) < 1e-6, "the kept diff tensor holds the gradient");
     assert!(b.blob_diff("ip1").is_some());
-    b.clear_param_diffs();
+    b.clear_param_diffs().unwrap();
     assert_eq!(held.abs().sum(Kind::Float).double_value(&[]), 0.0, "cleared in place");
     // A seed on ip2 alone: ip2's weight gradient is seedᵀ·ip1.
     let ip2 = b.layer_index("ip2").unwrap();

@@ -225,7 +225,7 @@ impl PyNet {
 
     fn clear_param_diffs(&self, py: Python<'_>) -> PyResult<()> {
         self.with(|n, v| {
-            n.clear_param_diffs();
+            n.clear_param_diffs().py()?;
             v.pull(py, n, Kinds::PARAMS)
         })
     }

@@ -799,10 +799,11 @@ impl Net {
     }
 
     /// Sets every learnable param's diff to zero (Caffe's ClearParamDiffs).
-    pub fn clear_param_diffs(&mut self) {
+    pub fn clear_param_diffs(&mut self) -> Result<()> {
         for p in &mut self.learnable {
-            p.clear();
+            p.clear()?;
         }
+        Ok(())
     }
 
     /// The net's layers as Caffe's `NetParameter` with blobs (what a .caffemodel

@@ -32,13 +32,15 @@ impl Param {
         format!("{}[{}]", self.layer, self.index)
     }
 
-    /// Sets the diff to zero (Caffe's ClearParamDiffs) by letting its storage go.
-    pub(super) fn clear(&mut self) {
+    /// Sets the diff to zero (Caffe's ClearParamDiffs): in place when views
+    /// of its memory must stay valid, else by letting its storage go.
+    pub(super) fn clear(&mut self) -> Result<(), tch::TchError> {
         if self.keep_storage && self.diff.defined() {
-            let _ = tch::no_grad(|| self.diff.f_zero_());
+            tch::no_grad(|| self.diff.f_zero_().map(drop))?;
         } else {
             self.diff = Tensor::new();
         }
+        Ok(())
     }
 
     /// From now on the diff is one tensor that clears and backward update in

@@ -399,7 +399,7 @@ impl Solver {
         if run.stopped || self.iter >= run.stop_iter {
             return Ok(false);
         }
-        self.net.clear_param_diffs();
+        self.net.clear_param_diffs()?;
         let test_interval = self.param.test_interval() as i64;
         if test_interval > 0 && self.iter % test_interval == 0 && (self.iter > 0 || self.param.test_initialization()) {
             if self.is_root() {

@@ -46,7 +46,7 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     info!("caffe.cpp:357", "Performing Backward");
     // Cleared before each backward as the solver's step does, so the step's
     // memory is the training step's (autograd's gradients become the diffs).
-    net.clear_param_diffs();
+    net.clear_param_diffs()?;
     net.backward()?;
     info!("caffe.cpp:365", "*** Benchmark begins ***");
     info!("caffe.cpp:366", "Testing for {iterations} iterations.");
@@ -62,7 +62,7 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
         net.forward()?;
         synchronize(o.device);
         let f = start.elapsed().as_secs_f64() * 1e3;
-        net.clear_param_diffs();
+        net.clear_param_diffs()?;
         net.backward()?;
         synchronize(o.device);
         let fb = start.elapsed().as_secs_f64() * 1e3;
@@ -84,7 +84,7 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     let mut fwd = vec![0.0; names.len()];
     let mut bwd = vec![0.0; names.len()];
     for _ in 0..iterations {
-        net.clear_param_diffs();
+        net.clear_param_diffs()?;
         let t = net.forward_backward_timed()?;
         for i in 0..names.len() {
             fwd[i] += t.forward_ms[i];
