@@ -35,9 +35,16 @@ from ._caffe import (  # noqa: F401
     __version__,
     layer_type_list,
     set_device,
+    NCCL,
+    multiprocess,
     set_mode_cpu,
     set_mode_gpu,
+    set_multiprocess,
     set_random_seed,
+    set_solver_count,
+    set_solver_rank,
+    solver_count,
+    solver_rank,
 )
 from .pycaffe import (  # noqa: F401
     AdaDeltaSolver,
@@ -52,6 +59,7 @@ from .pycaffe import (  # noqa: F401
     Timer,
     get_solver,
     get_solver_from_string,
+    has_nccl,
     init_log,
     log,
 )

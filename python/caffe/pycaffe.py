@@ -317,6 +317,14 @@ class Net(_caffe.Net):
         cut = {o: (np.asarray(v[:n]) if np.ndim(v[0]) else np.asarray(v)) for o, v in outs.items()}
         return cut, {d: np.asarray(v[:n]) for d, v in grads.items()}
 
+    def after_backward(self, callback):
+        """Caffe's layer-wise gradient reduction (``net.after_backward(nccl)``):
+        the solver of a ``caffe.NCCL`` group already averages its gradients
+        after backward. Other per-layer callbacks are not provided."""
+        if isinstance(callback, _caffe.NCCL):
+            return
+        raise NotImplementedError("per-layer net callbacks are not provided by caffe-tch (only caffe.NCCL here)")
+
     def set_input_arrays(self, data, labels):
         """Feeds the net's MemoryData layer (data N×C×H×W float32, N labels)."""
         data = np.asarray(data)
@@ -360,6 +368,8 @@ class _Solver(_caffe.Solver):
         are computed, before the update, as Caffe's solver callbacks are. One
         object with ``on_start`` and ``on_gradients`` methods also works. The
         callbacks may read and change the nets' blobs and params."""
+        if on_gradients is None and isinstance(on_start, _caffe.NCCL):
+            return  # the solver's own step averages the gradients over the group
         if on_gradients is None:
             on_start, on_gradients = on_start.on_start, on_start.on_gradients
         if not (callable(on_start) and callable(on_gradients)):
@@ -417,6 +427,12 @@ RMSPropSolver = _solver_class("RMSPropSolver", "RMSProp")
 AdaDeltaSolver = _solver_class("AdaDeltaSolver", "AdaDelta")
 AdamSolver = _solver_class("AdamSolver", "Adam")
 _BY_TYPE = {c._solver_type: c for c in (SGDSolver, NesterovSolver, AdaGradSolver, RMSPropSolver, AdaDeltaSolver, AdamSolver)}
+
+
+def has_nccl():
+    """True: data-parallel solvers (caffe.NCCL) work here, over NCCL on GPUs
+    and over Gloo on the CPU."""
+    return True
 
 
 def get_solver_from_string(proto):

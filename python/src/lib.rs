@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod cli;
+mod dist;
 mod errors;
 mod layer;
 mod mode;
@@ -25,11 +26,18 @@ fn _caffe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mode::layer_type_list, m)?)?;
     m.add_function(wrap_pyfunction!(mode::log_info, m)?)?;
     m.add_function(wrap_pyfunction!(mode::upgrade_net_text, m)?)?;
+    m.add_function(wrap_pyfunction!(mode::solver_count, m)?)?;
+    m.add_function(wrap_pyfunction!(mode::set_solver_count, m)?)?;
+    m.add_function(wrap_pyfunction!(mode::solver_rank, m)?)?;
+    m.add_function(wrap_pyfunction!(mode::set_solver_rank, m)?)?;
+    m.add_function(wrap_pyfunction!(mode::multiprocess, m)?)?;
+    m.add_function(wrap_pyfunction!(mode::set_multiprocess, m)?)?;
     m.add_function(wrap_pyfunction!(solver::solver_type, m)?)?;
     m.add_function(wrap_pyfunction!(solver::solver_type_of_text, m)?)?;
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
     m.add_class::<net::PyNet>()?;
     m.add_class::<solver::PySolver>()?;
+    m.add_class::<dist::PyNccl>()?;
     m.add_class::<views::TensorHolder>()?;
     Ok(())
 }

@@ -95,3 +95,58 @@ pub fn upgrade_net_text(text: &str, origin: &str) -> PyResult<String> {
     upgrade::upgrade_net(&mut net, origin).py()?;
     Ok(print::to_text(&net))
 }
+
+/// pycaffe's solver count and rank (`set_solver_count`, `set_solver_rank`):
+/// the data-parallel group the solvers built next belong to (`caffe.NCCL`).
+struct Ranks {
+    count: usize,
+    rank: usize,
+    multiprocess: bool,
+}
+
+static RANKS: Mutex<Ranks> = Mutex::new(Ranks { count: 1, rank: 0, multiprocess: false });
+
+/// (rank, count) for a solver built now.
+pub fn solver_place() -> (usize, usize) {
+    let r = RANKS.lock().unwrap_or_else(|p| p.into_inner());
+    (r.rank, r.count)
+}
+
+#[pyfunction]
+pub fn solver_count() -> usize {
+    RANKS.lock().unwrap_or_else(|p| p.into_inner()).count
+}
+
+#[pyfunction]
+pub fn set_solver_count(count: i64) -> PyResult<()> {
+    if count < 1 {
+        return Err(PyValueError::new_err(format!("set_solver_count: {count} solvers (at least 1)")));
+    }
+    RANKS.lock().unwrap_or_else(|p| p.into_inner()).count = count as usize;
+    Ok(())
+}
+
+#[pyfunction]
+pub fn solver_rank() -> usize {
+    RANKS.lock().unwrap_or_else(|p| p.into_inner()).rank
+}
+
+#[pyfunction]
+pub fn set_solver_rank(rank: i64) -> PyResult<()> {
+    if rank < 0 {
+        return Err(PyValueError::new_err(format!("set_solver_rank: negative rank {rank}")));
+    }
+    RANKS.lock().unwrap_or_else(|p| p.into_inner()).rank = rank as usize;
+    Ok(())
+}
+
+/// Caffe's flag for one solver per process; caffe-tch's solvers are always so.
+#[pyfunction]
+pub fn multiprocess() -> bool {
+    RANKS.lock().unwrap_or_else(|p| p.into_inner()).multiprocess
+}
+
+#[pyfunction]
+pub fn set_multiprocess(on: bool) {
+    RANKS.lock().unwrap_or_else(|p| p.into_inner()).multiprocess = on;
+}

@@ -13,6 +13,8 @@ use crate::views::{Handle, Home, Kinds, Shared};
 #[pyclass(unsendable, subclass, name = "Solver", module = "caffe._caffe")]
 pub struct PySolver {
     pub(crate) h: Handle,
+    /// The solver's settings as every rank must share them (`caffe.NCCL` checks).
+    pub(crate) digest: String,
     /// The run of iterations pycaffe is driving piece by piece (`step` with callbacks).
     run: RefCell<Option<StepRun>>,
 }
@@ -35,7 +37,7 @@ pub fn solver_type_of_text(text: &str) -> PyResult<String> {
 }
 
 impl PySolver {
-    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Solver) -> PyResult<R>) -> PyResult<R> {
+    pub(crate) fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Solver) -> PyResult<R>) -> PyResult<R> {
         let mut s = self.h.try_borrow_mut().map_err(|_| PyValueError::new_err("solver is busy (re-entrant call)"))?;
         let n = s.views.len();
         // What Python wrote into any of its nets goes in first ...
@@ -72,9 +74,18 @@ impl PySolver {
         if let Some(t) = solver_type {
             param.r#type = Some(t);
         }
+        let digest = caffe_tch::solver::cli::solver_digest(&param);
+        let (rank, count) = crate::mode::solver_place();
+        if count > 1 {
+            // One of several solvers (caffe.set_solver_count): its seed, its share of the records.
+            caffe_tch::solver::cli::rank_settings(&mut param, rank, count);
+        } else {
+            // All the records (the shard is per thread, and an earlier solver may have set one).
+            caffe_tch::data::set_train_shard(0, 1);
+        }
         let options = SolverOptions { device: Some(crate::mode::device()), ..Default::default() };
         let solver = Solver::new(param, origin, options).py()?;
-        Ok(PySolver { h: Shared::new(Home::Solver(Box::new(solver))), run: RefCell::new(None) })
+        Ok(PySolver { h: Shared::new(Home::Solver(Box::new(solver))), digest, run: RefCell::new(None) })
     }
 
     #[getter]

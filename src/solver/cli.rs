@@ -167,8 +167,7 @@ pub fn train(o: &TrainOptions) -> Result<()> {
     let mut solver = Solver::new(param, Some(solver_path), SolverOptions { device: Some(device), text: o.text })?;
     solver.set_action_function(signals.action(on_sigint, on_sighup));
     if let Some(d) = &dist {
-        d.group.check_same("train net", &net_digest(solver.net()))?;
-        solver.set_distributed(Rc::clone(&d.group));
+        join_solver(&mut solver, Rc::clone(&d.group))?;
     }
     if let Some(state) = &o.snapshot {
         info!("caffe.cpp:228", "Resuming from {}", state.display());
@@ -286,7 +285,7 @@ fn join_group(o: &TrainOptions, env: Option<LaunchEnv>, device: Device) -> Resul
 }
 
 /// The solver's settings, less the file paths (which may differ between machines).
-fn solver_digest(param: &SolverParameter) -> String {
+pub fn solver_digest(param: &SolverParameter) -> String {
     let mut p = param.clone();
     p.net = None;
     p.train_net = None;
@@ -310,10 +309,15 @@ fn md5_hex(bytes: &[u8]) -> String {
     Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What differs between ranks in the solver: the seed (`random_seed + rank`,
-/// as Caffe), the share of the TRAIN records, and rank 0 alone tests and snapshots.
 fn for_rank(param: &mut SolverParameter, m: &Member) {
-    let (rank, world) = (m.group.rank(), m.group.world());
+    rank_settings(param, m.group.rank(), m.group.world());
+}
+
+/// What differs between ranks in the solver: the seed (`random_seed + rank`,
+/// as Caffe), the share of the TRAIN records (for the nets this thread builds
+/// next), and rank 0 alone tests and snapshots. Applied before the solver is
+/// built (also by pycaffe's `set_solver_rank`).
+pub fn rank_settings(param: &mut SolverParameter, rank: usize, world: usize) {
     crate::data::set_train_shard(rank, world);
     if param.random_seed() >= 0 {
         param.random_seed = Some(param.random_seed() + rank as i64);
@@ -328,6 +332,14 @@ fn for_rank(param: &mut SolverParameter, m: &Member) {
         param.snapshot = None;
         param.snapshot_after_train = Some(false);
     }
+}
+
+/// Makes `solver` a rank of `group` once every rank has built the same train
+/// net (checked by a digest of its learnable blobs' shapes).
+pub fn join_solver(solver: &mut Solver, group: Rc<Dist>) -> Result<()> {
+    group.check_same("train net", &net_digest(solver.net()))?;
+    solver.set_distributed(group);
+    Ok(())
 }
 
 /// `caffe test -model M -weights W [-iterations 50] [-gpu N] [-level L] [-stage s]`:
