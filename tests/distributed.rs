@@ -595,6 +595,76 @@ fn data_layer_ranks_read_the_single_readers_records() {
     }
 }
 
+/// ImageData splits its list as Data splits a DB, when every rank orders
+/// the list alike: at every step the ranks read what one reader at the whole
+/// batch reads, so each epoch every image once; with shuffle and a random
+/// skip too, ordering with the seed they share (the solver's random_seed, as
+/// the single reader here). 11 images, so epochs start mid-step.
+#[test]
+fn image_data_ranks_split_the_list() {
+    use caffe_tch::data::{set_shared_seed, set_train_shard};
+    use caffe_tch::layers::{create_layer, Layer};
+    use caffe_tch::proto::caffe::Phase;
+    const IMAGES: usize = 11;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut list = String::new();
+    for i in 0..IMAGES {
+        let name = format!("img{i}.png");
+        image::GrayImage::from_pixel(2, 2, image::Luma([i as u8])).save(tmp.path().join(&name)).unwrap();
+        list.push_str(&format!("{name} {i}\n"));
+    }
+    std::fs::write(tmp.path().join("list.txt"), list).unwrap();
+    let ctx = caffe_tch::layers::Ctx { phase: Phase::Train, iteration: 0, device: tch::Device::Cpu };
+    let layer = |batch: usize, rank: usize, world: usize, shuffle: bool| -> Box<dyn Layer> {
+        set_train_shard(rank, world);
+        set_shared_seed(Some(7));
+        let lp = crate::common::layer::lp(&format!(
+            r#"name: "d" type: "ImageData" top: "data" top: "label" phase: TRAIN
+               image_data_param {{ source: "{}/list.txt" root_folder: "{}/" batch_size: {batch} is_color: false
+                                   shuffle: {shuffle} rand_skip: {} }}"#,
+            tmp.path().display(),
+            tmp.path().display(),
+            if shuffle { 5 } else { 0 }
+        ));
+        let mut l = create_layer(&lp).unwrap();
+        l.setup(&[]).unwrap();
+        set_train_shard(0, 1);
+        set_shared_seed(None);
+        l
+    };
+    let labels = |l: &mut Box<dyn Layer>| -> Vec<usize> {
+        let tops = l.forward(&ctx, &[], &[]).unwrap();
+        crate::common::values_f32(&tops[1]).into_iter().map(|v| v as usize).collect()
+    };
+    let batch = 2;
+    for world in [2usize, 3] {
+        let steps = 2 * IMAGES.div_ceil(world * batch) + 1;
+        for shuffle in [false, true] {
+            // The single reader orders the list with the same shared seed.
+            let mut single = layer(world * batch, 0, 1, shuffle);
+            let mut ranks: Vec<_> = (0..world).map(|r| layer(batch, r, world, shuffle)).collect();
+            let mut merged_in_order = Vec::new();
+            for step in 0..steps {
+                let mut merged = vec![usize::MAX; world * batch];
+                for (r, l) in ranks.iter_mut().enumerate() {
+                    for (i, label) in labels(l).into_iter().enumerate() {
+                        merged[world * i + r] = label;
+                    }
+                }
+                assert_eq!(merged, labels(&mut single), "{world} ranks at step {step}, shuffle {shuffle}");
+                merged_in_order.extend(merged);
+            }
+            if !shuffle {
+                for (epoch, images) in merged_in_order.chunks_exact(IMAGES).enumerate() {
+                    let mut seen = images.to_vec();
+                    seen.sort_unstable();
+                    assert_eq!(seen, (0..IMAGES).collect::<Vec<_>>(), "{world} ranks, epoch {epoch}: every image once");
+                }
+            }
+        }
+    }
+}
+
 /// kill -9 of rank 1 mid-run: rank 0 fails, within the timeout, naming rank 1.
 #[test]
 fn a_killed_rank_stops_rank_0_naming_it() {

@@ -82,6 +82,7 @@ impl PySolver {
         } else {
             // All the records (the shard is per thread, and an earlier solver may have set one).
             caffe_tch::data::set_train_shard(0, 1);
+            caffe_tch::data::set_shared_seed(None);
         }
         let options = SolverOptions { device: Some(crate::mode::device()), ..Default::default() };
         let solver = Solver::new(param, origin, options).py()?;

@@ -31,5 +31,22 @@ pub fn train_shard() -> (usize, usize) {
     TRAIN_SHARD.with(Cell::get)
 }
 
+thread_local! {
+    /// A seed every rank of a data-parallel run shares (the solver's
+    /// `random_seed` before the rank is added), so that layers which shuffle
+    /// their records shuffle them alike on every rank and can split them.
+    static SHARED_SEED: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Sets the seed the ranks share (`None`: they have none in common).
+pub fn set_shared_seed(seed: Option<u64>) {
+    SHARED_SEED.with(|s| s.set(seed));
+}
+
+/// The seed every rank shares, when the run has one.
+pub fn shared_seed() -> Option<u64> {
+    SHARED_SEED.with(Cell::get)
+}
+
 pub use db::{open_cursor, Backend, Cursor, DbWriter, RecordReader};
 pub use transform::Transformer;

@@ -319,6 +319,7 @@ fn for_rank(param: &mut SolverParameter, m: &Member) {
 /// built (also by pycaffe's `set_solver_rank`).
 pub fn rank_settings(param: &mut SolverParameter, rank: usize, world: usize) {
     crate::data::set_train_shard(rank, world);
+    crate::data::set_shared_seed((param.random_seed() >= 0).then_some(param.random_seed() as u64));
     if param.random_seed() >= 0 {
         param.random_seed = Some(param.random_seed() + rank as i64);
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use tch::Tensor;
 
 use super::prefetch::{next_tops, Batch, BatchBuilder, BatchSource, Prefetcher};
@@ -14,7 +14,7 @@ use crate::data::image;
 use crate::data::transform::Transformer;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{Ctx, Layer, SetupOut, Shape};
-use crate::proto::caffe::{LayerParameter, TransformationParameter};
+use crate::proto::caffe::{LayerParameter, Phase, TransformationParameter};
 use crate::{bail, info};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
@@ -39,6 +39,9 @@ struct ImageListSource {
     is_color: bool,
     transformer: Transformer,
     batch_size: usize,
+    /// Records this reader keeps: those at offsets `rank`, `rank + world`, ...
+    /// of the one sequence every rank shuffles alike.
+    world: usize,
 }
 
 impl ImageListSource {
@@ -51,7 +54,14 @@ impl ImageListSource {
         Ok(Sample::from_image(img, *label as f32))
     }
 
+    /// To the next record this reader keeps (`world` records on in the sequence).
     fn advance(&mut self) {
+        for _ in 0..self.world {
+            self.step();
+        }
+    }
+
+    fn step(&mut self) {
         self.pos += 1;
         if self.pos >= self.lines.len() {
             self.pos = 0;
@@ -111,7 +121,6 @@ impl ImageDataLayer {
 
 impl Layer for ImageDataLayer {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
-        super::warn_if_unsharded(&self.param);
         if !bottoms.is_empty() {
             bail!("ImageData takes no bottom blobs, got {}", bottoms.len());
         }
@@ -135,7 +144,22 @@ impl Layer for ImageDataLayer {
             bail!("source '{list}': the image list is empty");
         }
         let phase = self.param.phase();
-        let mut rng = StdRng::seed_from_u64(if ip.shuffle() { draw_seed()? } else { 0 });
+        // Data-parallel: the ranks split the list when they order it alike (no
+        // shuffle and no random skip, or a seed they share for both).
+        let (rank, world) = if phase == Phase::Train { crate::data::train_shard() } else { (0, 1) };
+        let random_order = ip.shuffle() || ip.rand_skip() > 0;
+        let shared = if phase == Phase::Train { crate::data::shared_seed() } else { None };
+        let split = world > 1 && (!random_order || shared.is_some());
+        if !split {
+            super::warn_if_unsharded(&self.param);
+        }
+        let (rank, world) = if split { (rank, world) } else { (0, 1) };
+        let order_seed = match shared {
+            _ if !random_order => 0,
+            Some(s) => s,
+            None => draw_seed()?,
+        };
+        let mut rng = StdRng::seed_from_u64(order_seed);
         if ip.shuffle() {
             info!("image_data_layer.cpp:51", "Shuffling data");
             lines.shuffle(&mut rng);
@@ -143,7 +167,7 @@ impl Layer for ImageDataLayer {
         info!("image_data_layer.cpp:56", "A total of {} images.", lines.len());
         let mut pos = 0;
         if ip.rand_skip() > 0 {
-            let skip = (draw_seed()? % ip.rand_skip() as u64) as usize;
+            let skip = (rng.next_u64() % ip.rand_skip() as u64) as usize;
             info!("image_data_layer.cpp:62", "Skipping first {skip} data points.");
             if skip >= lines.len() {
                 bail!("source '{list}': not enough images ({}) to skip {skip}", lines.len());
@@ -153,7 +177,7 @@ impl Layer for ImageDataLayer {
         let tp: TransformationParameter = self.param.transform_param.clone().unwrap_or_default();
         let seed = if Transformer::needs_rand(&tp, phase) { draw_seed()? } else { 0 };
         let transformer = Transformer::new(&tp, phase, seed)?;
-        let source = ImageListSource {
+        let mut source = ImageListSource {
             list,
             root: ip.root_folder().to_string(),
             lines,
@@ -165,7 +189,14 @@ impl Layer for ImageDataLayer {
             is_color: ip.is_color(),
             transformer,
             batch_size,
+            world,
         };
+        if world > 1 {
+            info!("image_data_layer.cpp:1", "Rank {rank} of {world} reads every {world}th image from offset {rank}");
+            for _ in 0..rank {
+                source.step();
+            }
+        }
         self.prefetch = None;
         let (prefetch, shape) = Prefetcher::start(self.param.name(), 4, move || Ok(source))?;
         info!("image_data_layer.cpp:85", "output data size: {}", shape_text(&shape));

@@ -43,15 +43,16 @@ pub fn register(r: &mut Vec<LayerInfo>) {
 
 /// A seed for a layer's own generator, drawn from libtorch's global one so the
 /// solver's `random_seed` fixes it.
-/// Only the Data layer splits its records across the ranks of a data-parallel
-/// run; the others say that every rank reads all of theirs.
+/// The data layers that do not split their records across the ranks of a
+/// data-parallel run say that every rank reads all of them.
 pub(super) fn warn_if_unsharded(lp: &LayerParameter) {
     let (rank, world) = crate::data::train_shard();
     if world > 1 && rank == 0 && lp.phase() == crate::proto::caffe::Phase::Train {
         crate::warn!(
             "data_layer.cpp:1",
             "layer '{}' ({}) does not split its records across the {world} ranks: every rank reads all of them, \
-             in the same order unless it shuffles (only Data, from LMDB or LevelDB, splits them)",
+             in the same order unless it shuffles (Data splits them, and ImageData when every rank orders its \
+             list alike: no shuffle or rand_skip, or a solver random_seed)",
             lp.name(),
             lp.r#type()
         );
