@@ -665,6 +665,73 @@ fn image_data_ranks_split_the_list() {
     }
 }
 
+/// HDF5Data splits its rows as Caffe's Skip does, across file boundaries:
+/// two files of 5 and 6 rows whose labels are their offsets; with and without
+/// shuffle (files and rows, with the seed the ranks share), at every step the
+/// ranks read what one reader at the whole batch reads.
+#[test]
+fn hdf5_data_ranks_split_the_rows() {
+    use caffe_tch::data::{hdf5, set_shared_seed, set_train_shard};
+    use caffe_tch::layers::{create_layer, Layer};
+    use caffe_tch::proto::caffe::Phase;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut list = String::new();
+    let mut next = 0.0f32;
+    for (i, rows) in [5usize, 6].into_iter().enumerate() {
+        let path = tmp.path().join(format!("part{i}.h5"));
+        let values: Vec<f32> = (0..rows).map(|k| next + k as f32).collect();
+        next += rows as f32;
+        let f = hdf5::create(&path).unwrap();
+        hdf5::write_f32(&f, "data", &[rows as i64, 1], &values).unwrap();
+        hdf5::write_f32(&f, "label", &[rows as i64], &values).unwrap();
+        drop(f);
+        list.push_str(&format!("{}\n", path.display()));
+    }
+    std::fs::write(tmp.path().join("list.txt"), list).unwrap();
+    let ctx = caffe_tch::layers::Ctx { phase: Phase::Train, iteration: 0, device: tch::Device::Cpu };
+    let layer = |batch: usize, rank: usize, world: usize, shuffle: bool| -> Box<dyn Layer> {
+        set_train_shard(rank, world);
+        set_shared_seed(Some(11));
+        let lp = crate::common::layer::lp(&format!(
+            r#"name: "d" type: "HDF5Data" top: "data" top: "label" phase: TRAIN
+               hdf5_data_param {{ source: "{}/list.txt" batch_size: {batch} shuffle: {shuffle} }}"#,
+            tmp.path().display()
+        ));
+        let mut l = create_layer(&lp).unwrap();
+        l.setup(&[]).unwrap();
+        set_train_shard(0, 1);
+        set_shared_seed(None);
+        l
+    };
+    let labels = |l: &mut Box<dyn Layer>| -> Vec<usize> {
+        let tops = l.forward(&ctx, &[], &[]).unwrap();
+        crate::common::values_f32(&tops[1]).into_iter().map(|v| v as usize).collect()
+    };
+    let batch = 2;
+    for world in [2usize, 3] {
+        for shuffle in [false, true] {
+            let mut single = layer(world * batch, 0, 1, shuffle);
+            let mut ranks: Vec<_> = (0..world).map(|r| layer(batch, r, world, shuffle)).collect();
+            let mut merged_in_order = Vec::new();
+            for step in 0..2 * 11usize.div_ceil(world * batch) + 1 {
+                let mut merged = vec![usize::MAX; world * batch];
+                for (r, l) in ranks.iter_mut().enumerate() {
+                    for (i, label) in labels(l).into_iter().enumerate() {
+                        merged[world * i + r] = label;
+                    }
+                }
+                assert_eq!(merged, labels(&mut single), "{world} ranks at step {step}, shuffle {shuffle}");
+                merged_in_order.extend(merged);
+            }
+            for (pass, rows) in merged_in_order.chunks_exact(11).enumerate() {
+                let mut seen = rows.to_vec();
+                seen.sort_unstable();
+                assert_eq!(seen, (0..11).collect::<Vec<_>>(), "{world} ranks, shuffle {shuffle}, pass {pass}");
+            }
+        }
+    }
+}
+
 /// kill -9 of rank 1 mid-run: rank 0 fails, within the timeout, naming rank 1.
 #[test]
 fn a_killed_rank_stops_rank_0_naming_it() {

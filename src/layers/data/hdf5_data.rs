@@ -4,6 +4,8 @@
 //! read across file boundaries, wrap around at the end of the list, and with
 //! `shuffle` both the file order (per pass) and the rows (per file) are
 //! permuted by a generator seeded from libtorch's, so `random_seed` fixes it.
+//! In a data-parallel run the ranks split the rows as Caffe's Skip does
+//! (offsets r, r + N, ...), shuffling with the seed they share.
 use crate::error::Context;
 use crate::Result;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use crate::data::hdf5 as h5;
 use crate::info;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{Ctx, Layer, SetupOut, Shape};
-use crate::proto::caffe::LayerParameter;
+use crate::proto::caffe::{LayerParameter, Phase};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
@@ -52,6 +54,9 @@ pub struct Hdf5DataLayer {
     rng: StdRng,
     /// Item shapes fixed at setup from the first file.
     item_shapes: Vec<Shape>,
+    /// Rows this layer keeps in a data-parallel run: those at offsets rank,
+    /// rank + world, ... of the one sequence every rank orders alike (Caffe's Skip).
+    world: usize,
 }
 
 impl Hdf5DataLayer {
@@ -68,6 +73,7 @@ impl Hdf5DataLayer {
             shuffle: false,
             rng: StdRng::seed_from_u64(0),
             item_shapes: vec![],
+            world: 1,
         }
     }
 
@@ -156,7 +162,6 @@ impl Hdf5DataLayer {
 
 impl Layer for Hdf5DataLayer {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
-        super::warn_if_unsharded(&self.param);
         if !bottoms.is_empty() {
             bail!("HDF5Data takes no bottom blobs, got {}", bottoms.len());
         }
@@ -176,7 +181,23 @@ impl Layer for Hdf5DataLayer {
         if self.files.is_empty() {
             bail!("Must have at least 1 HDF5 filename listed in {}", source.display());
         }
-        self.rng = StdRng::seed_from_u64(if self.shuffle { draw_seed()? } else { 0 });
+        // Data-parallel: the ranks split the rows when they order them alike
+        // (no shuffle, or the seed they share).
+        let train = self.param.phase() == Phase::Train;
+        let (rank, world) = if train { crate::data::train_shard() } else { (0, 1) };
+        let shared = if train { crate::data::shared_seed() } else { None };
+        let split = world > 1 && (!self.shuffle || shared.is_some());
+        if !split {
+            super::warn_if_unsharded(&self.param);
+        }
+        let (rank, world) = if split { (rank, world) } else { (0, 1) };
+        self.world = world;
+        let seed = match shared {
+            _ if !self.shuffle => 0,
+            Some(s) => s,
+            None => draw_seed()?,
+        };
+        self.rng = StdRng::seed_from_u64(seed);
         self.file_order = (0..self.files.len()).collect();
         if self.shuffle {
             self.file_order.shuffle(&mut self.rng);
@@ -185,6 +206,12 @@ impl Layer for Hdf5DataLayer {
         self.item_shapes.clear();
         self.load_file(self.file_order[0])?;
         self.current_row = 0;
+        if world > 1 {
+            info!("hdf5_data_layer.cpp:1", "Rank {rank} of {world} reads every {world}th row from offset {rank}");
+            for _ in 0..rank {
+                self.advance()?;
+            }
+        }
         let current = self.current.as_ref().map(|f| &f.blobs[..]).unwrap_or(&[]);
         self.item_shapes = current.iter().map(|(item, _)| item.clone()).collect();
         let tops = self
@@ -209,7 +236,9 @@ impl Layer for Hdf5DataLayer {
                 let n = item_sizes[j];
                 out[j].extend_from_slice(&values[row * n..(row + 1) * n]);
             }
-            self.advance()?;
+            for _ in 0..self.world {
+                self.advance()?;
+            }
         }
         let mut tops = Vec::with_capacity(out.len());
         for (values, item) in out.iter().zip(&self.item_shapes) {

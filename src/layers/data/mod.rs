@@ -51,8 +51,8 @@ pub(super) fn warn_if_unsharded(lp: &LayerParameter) {
         crate::warn!(
             "data_layer.cpp:1",
             "layer '{}' ({}) does not split its records across the {world} ranks: every rank reads all of them, \
-             in the same order unless it shuffles (Data splits them, and ImageData when every rank orders its \
-             list alike: no shuffle or rand_skip, or a solver random_seed)",
+             in the same order unless it shuffles (Data splits them, and ImageData and HDF5Data when every rank \
+             orders them alike: no shuffle or rand_skip, or a solver random_seed)",
             lp.name(),
             lp.r#type()
         );
