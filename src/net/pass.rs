@@ -1,0 +1,267 @@
+//! Running a Net: forward layer by layer (recording autograd where a backward
+//! follows), backward through autograd into the params' diffs, Caffe's debug lines.
+use tch::{Kind, Tensor};
+
+use crate::layers::Ctx;
+use crate::{info, Error, Result};
+
+use super::{mean_abs, staged, timing, Net};
+
+impl Net {
+    pub(super) fn ctx(&self) -> Ctx {
+        Ctx { phase: self.phase, iteration: self.iteration, device: self.device }
+    }
+
+    pub(super) fn run_layers(
+        &mut self,
+        force_grad_inputs: bool,
+        grad: bool,
+        trace: Option<&mut timing::Trace>,
+    ) -> Result<f64> {
+        self.run_layer_range(0, self.layers.len(), force_grad_inputs, grad, trace)
+    }
+
+    /// Runs layers `start..end` on the blobs' current values (Caffe's
+    /// ForwardFromTo); the loss is the sum of those layers' loss terms.
+    /// `grad`: autograd records the graph (a backward may follow).
+    pub(super) fn run_layer_range(
+        &mut self,
+        start: usize,
+        end: usize,
+        force_grad_inputs: bool,
+        grad: bool,
+        mut trace: Option<&mut timing::Trace>,
+    ) -> Result<f64> {
+        let ctx = self.ctx();
+        let mut loss: Option<Tensor> = None;
+        for e in &self.layers[start..end] {
+            for &t in &e.tops {
+                self.blobs[t].first_value = None;
+            }
+        }
+        // Which (layer, top) produced each blob's current value: for layer-wise backward.
+        let mut producer: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
+        for i in start..end {
+            let bottoms: Vec<Tensor> = {
+                let e = &self.layers[i];
+                let mut out = Vec::with_capacity(e.bottoms.len());
+                for (k, &b) in e.bottoms.iter().enumerate() {
+                    let v = self.blobs[b].value.as_ref().ok_or_else(|| {
+                        Error::invalid(format!(
+                            "blob '{}' has no value (layer '{}')",
+                            self.blobs[b].name,
+                            e.param.name()
+                        ))
+                    })?;
+                    out.push(if e.propagate_down[k] { v.shallow_clone() } else { v.detach() });
+                }
+                out
+            };
+            let params: Vec<Tensor> =
+                self.layers[i].params.iter().map(|&s| self.param_slots[s].tensor.shallow_clone()).collect();
+            let started = std::time::Instant::now();
+            let e = &mut self.layers[i];
+            let in_place = e.may_overwrite_bottom
+                && e.propagate_down[0]
+                && trace.is_none()
+                && !self.record_blob_diffs
+                && !self.debug_info;
+            let mut ran_in_place = None;
+            if in_place {
+                let mut bottom = bottoms[0].shallow_clone();
+                ran_in_place = e.layer.forward_in_place(&ctx, &mut bottom).map(|r| r.map(|()| vec![bottom]));
+            }
+            let tops = match ran_in_place {
+                Some(tops) => tops,
+                None => e.layer.forward(&ctx, &bottoms, &params),
+            }
+            .map_err(|m| m.in_layer(self.source.loc(e.param.name()), e.param.name(), e.param.r#type()))?;
+            let tops = if e.layer.own_backward() { staged::stage(e, grad, &bottoms, &params, tops) } else { tops };
+            if let Some(t) = trace.as_deref_mut() {
+                timing::synchronize(self.device);
+                t.forward_ms.push(started.elapsed().as_secs_f64() * 1e3);
+                t.bottom_src.push(e.bottoms.iter().map(|&b| producer[b]).collect());
+                t.bottoms.push(bottoms.iter().map(|b| b.shallow_clone()).collect());
+                t.params.push(params.iter().map(|p| p.shallow_clone()).collect());
+                t.tops.push(tops.iter().map(|b| b.shallow_clone()).collect());
+            }
+            if self.debug_info && trace.is_none() {
+                for (j, t) in tops.iter().enumerate() {
+                    info!(
+                        "net.cpp:617",
+                        "    [Forward] Layer {}, top blob {} data: {}",
+                        e.param.name(),
+                        self.blobs[e.tops[j]].name,
+                        crate::util::format_g(mean_abs(t), 6)
+                    );
+                }
+                for (j, p) in params.iter().enumerate() {
+                    info!(
+                        "net.cpp:629",
+                        "    [Forward] Layer {}, param blob {j} data: {}",
+                        e.param.name(),
+                        crate::util::format_g(mean_abs(p), 6)
+                    );
+                }
+            }
+            for (j, t) in tops.into_iter().enumerate() {
+                let id = e.tops[j];
+                producer[id] = Some((i, j));
+                let t = if force_grad_inputs && e.param.r#type() == "Input" && !t.requires_grad() {
+                    t.detach().set_requires_grad(true)
+                } else {
+                    t
+                };
+                let w = e.loss_weights[j];
+                if w != 0.0 {
+                    let term = t.sum(Kind::Float) * w as f64;
+                    loss = Some(match loss {
+                        Some(l) => l + term,
+                        None => term,
+                    });
+                }
+                let blob = &mut self.blobs[id];
+                if (self.record_blob_diffs || self.debug_info) && blob.first_value.is_none() {
+                    blob.first_value = Some(t.shallow_clone());
+                }
+                blob.value = Some(t);
+            }
+        }
+        if loss.is_none() && self.outputs_as_loss {
+            for &b in &self.output_blobs {
+                if let Some(v) = &self.blobs[b].value {
+                    if v.is_floating_point() {
+                        let term = v.sum(Kind::Float);
+                        loss = Some(match loss {
+                            Some(l) => l + term,
+                            None => term,
+                        });
+                    }
+                }
+            }
+            let value = loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0);
+            self.loss = loss;
+            return Ok(value);
+        }
+        let value = loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0);
+        self.loss = loss;
+        Ok(value)
+    }
+
+    /// Forward pass keeping the autograd graph for `backward`. Returns the loss.
+    pub fn forward(&mut self) -> Result<f64> {
+        self.run_layers(self.force_backward, true, None)
+    }
+
+    /// Forward pass without autograd (test nets, `caffe test`, `caffe forward`).
+    pub fn forward_inference(&mut self) -> Result<f64> {
+        tch::no_grad(|| self.run_layers(false, false, None))
+    }
+
+    /// Backward: adds d(loss)/d(param) into each learnable param's diff.
+    pub fn backward(&mut self) -> Result<()> {
+        if self.debug_info {
+            self.backward_impl(true)?;
+            self.log_backward_debug();
+            return Ok(());
+        }
+        self.backward_impl(false)
+    }
+
+    /// Caffe's `[Backward]` debug lines, in reverse layer order.
+    pub(super) fn log_backward_debug(&self) {
+        for e in self.layers.iter().rev() {
+            for (k, &b) in e.bottoms.iter().enumerate() {
+                if let (true, Some(d)) = (e.propagate_down[k], self.blobs[b].diff.as_ref()) {
+                    info!(
+                        "net.cpp:645",
+                        "    [Backward] Layer {}, bottom blob {} diff: {}",
+                        e.param.name(),
+                        self.blobs[b].name,
+                        crate::util::format_g(mean_abs(d), 6)
+                    );
+                }
+            }
+            for (j, &slot) in e.params.iter().enumerate() {
+                let owner = &self.learnable[self.param_slots[slot].owner];
+                if owner.data.requires_grad() {
+                    info!(
+                        "net.cpp:656",
+                        "    [Backward] Layer {}, param blob {j} diff: {}",
+                        e.param.name(),
+                        crate::util::format_g(mean_abs(&owner.diff()), 6)
+                    );
+                }
+            }
+        }
+        let (mut l1d, mut l1g, mut l2d, mut l2g) = (0.0, 0.0, 0.0, 0.0);
+        for p in &self.learnable {
+            let d = p.data.detach().to_kind(Kind::Double);
+            let g = p.diff().to_kind(Kind::Double);
+            l1d += d.abs().sum(Kind::Double).double_value(&[]);
+            l1g += g.abs().sum(Kind::Double).double_value(&[]);
+            l2d += d.square().sum(Kind::Double).double_value(&[]);
+            l2g += g.square().sum(Kind::Double).double_value(&[]);
+        }
+        info!(
+            "net.cpp:672",
+            "    [Backward] All net params (data, diff): L1 norm = ({}, {}); L2 norm = ({}, {})",
+            crate::util::format_g(l1d, 6),
+            crate::util::format_g(l1g, 6),
+            crate::util::format_g(l2d.sqrt(), 6),
+            crate::util::format_g(l2g.sqrt(), 6)
+        );
+    }
+
+    /// Makes the following forward passes keep what `backward_with_blob_diffs` needs.
+    pub fn record_blob_diffs(&mut self, on: bool) {
+        self.record_blob_diffs = on;
+    }
+
+    /// Backward that also records every blob's diff (pycaffe's `net.blobs[x].diff`);
+    /// the forward before it must have run with `record_blob_diffs(true)`.
+    pub fn backward_with_blob_diffs(&mut self) -> Result<()> {
+        if !self.record_blob_diffs {
+            return Err(Error::invalid("backward_with_blob_diffs: call record_blob_diffs(true) before forward"));
+        }
+        self.backward_impl(true)
+    }
+
+    pub(super) fn backward_impl(&mut self, blob_diffs: bool) -> Result<()> {
+        let Some(loss) = self.loss.take() else { return Ok(()) };
+        if !loss.requires_grad() {
+            return Ok(());
+        }
+        let owners: Vec<usize> =
+            (0..self.learnable.len()).filter(|&i| self.learnable[i].data.requires_grad()).collect();
+        let mut blob_ids = Vec::new();
+        if blob_diffs {
+            for (id, v) in self.blobs.iter().map(|b| &b.first_value).enumerate() {
+                if v.as_ref().is_some_and(|v| v.requires_grad()) {
+                    blob_ids.push(id);
+                }
+            }
+        }
+        if owners.is_empty() && blob_ids.is_empty() {
+            return Ok(());
+        }
+        let targets = staged::Targets { owners: &owners, blobs: &blob_ids };
+        let grads = self.staged_backward(&loss, 0..self.layers.len(), &targets, false)?;
+        for blob in self.blobs.iter_mut() {
+            blob.diff = None;
+        }
+        for (&id, g) in blob_ids.iter().zip(grads) {
+            let blob = &mut self.blobs[id];
+            blob.diff = g.or_else(|| blob.first_value.as_ref().map(|v| v.zeros_like()));
+        }
+        Ok(())
+    }
+
+    /// Sets every learnable param's diff to zero (Caffe's ClearParamDiffs).
+    pub fn clear_param_diffs(&mut self) -> Result<()> {
+        for p in &mut self.learnable {
+            p.clear()?;
+        }
+        Ok(())
+    }
+}
