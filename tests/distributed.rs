@@ -595,38 +595,19 @@ fn data_layer_ranks_read_the_single_readers_records() {
     }
 }
 
-/// ImageData splits its list as Data splits a DB, when every rank orders
-/// the list alike: at every step the ranks read what one reader at the whole
-/// batch reads, so each epoch every image once; with shuffle and a random
-/// skip too, ordering with the seed they share (the solver's random_seed, as
-/// the single reader here). 11 images, so epochs start mid-step.
-#[test]
-fn image_data_ranks_split_the_list() {
+/// For 2 and 3 ranks at batch 2, with and without shuffle: at every step the
+/// ranks together read what one reader at the whole batch reads (the layer
+/// `text(batch, shuffle)`, built with a shared seed, labels = record offsets);
+/// and, where `whole_passes(shuffle)`, every record once a pass.
+fn assert_ranks_read_as_one(records: usize, text: impl Fn(usize, bool) -> String, whole_passes: impl Fn(bool) -> bool) {
     use caffe_tch::data::{set_shared_seed, set_train_shard};
     use caffe_tch::layers::{create_layer, Layer};
     use caffe_tch::proto::caffe::Phase;
-    const IMAGES: usize = 11;
-    let tmp = tempfile::tempdir().unwrap();
-    let mut list = String::new();
-    for i in 0..IMAGES {
-        let name = format!("img{i}.png");
-        image::GrayImage::from_pixel(2, 2, image::Luma([i as u8])).save(tmp.path().join(&name)).unwrap();
-        list.push_str(&format!("{name} {i}\n"));
-    }
-    std::fs::write(tmp.path().join("list.txt"), list).unwrap();
     let ctx = caffe_tch::layers::Ctx { phase: Phase::Train, iteration: 0, device: tch::Device::Cpu };
     let layer = |batch: usize, rank: usize, world: usize, shuffle: bool| -> Box<dyn Layer> {
         set_train_shard(rank, world);
         set_shared_seed(Some(7));
-        let lp = crate::common::layer::lp(&format!(
-            r#"name: "d" type: "ImageData" top: "data" top: "label" phase: TRAIN
-               image_data_param {{ source: "{}/list.txt" root_folder: "{}/" batch_size: {batch} is_color: false
-                                   shuffle: {shuffle} rand_skip: {} }}"#,
-            tmp.path().display(),
-            tmp.path().display(),
-            if shuffle { 5 } else { 0 }
-        ));
-        let mut l = create_layer(&lp).unwrap();
+        let mut l = create_layer(&crate::common::layer::lp(&text(batch, shuffle))).unwrap();
         l.setup(&[]).unwrap();
         set_train_shard(0, 1);
         set_shared_seed(None);
@@ -638,13 +619,12 @@ fn image_data_ranks_split_the_list() {
     };
     let batch = 2;
     for world in [2usize, 3] {
-        let steps = 2 * IMAGES.div_ceil(world * batch) + 1;
         for shuffle in [false, true] {
-            // The single reader orders the list with the same shared seed.
+            // The single reader orders the records with the same shared seed.
             let mut single = layer(world * batch, 0, 1, shuffle);
             let mut ranks: Vec<_> = (0..world).map(|r| layer(batch, r, world, shuffle)).collect();
             let mut merged_in_order = Vec::new();
-            for step in 0..steps {
+            for step in 0..2 * records.div_ceil(world * batch) + 1 {
                 let mut merged = vec![usize::MAX; world * batch];
                 for (r, l) in ranks.iter_mut().enumerate() {
                     for (i, label) in labels(l).into_iter().enumerate() {
@@ -654,15 +634,44 @@ fn image_data_ranks_split_the_list() {
                 assert_eq!(merged, labels(&mut single), "{world} ranks at step {step}, shuffle {shuffle}");
                 merged_in_order.extend(merged);
             }
-            if !shuffle {
-                for (epoch, images) in merged_in_order.chunks_exact(IMAGES).enumerate() {
-                    let mut seen = images.to_vec();
+            if whole_passes(shuffle) {
+                for (pass, chunk) in merged_in_order.chunks_exact(records).enumerate() {
+                    let mut seen = chunk.to_vec();
                     seen.sort_unstable();
-                    assert_eq!(seen, (0..IMAGES).collect::<Vec<_>>(), "{world} ranks, epoch {epoch}: every image once");
+                    assert_eq!(seen, (0..records).collect::<Vec<_>>(), "{world} ranks, shuffle {shuffle}, pass {pass}");
                 }
             }
         }
     }
+}
+
+/// ImageData splits its list as Data splits a DB, when every rank orders
+/// the list alike: at every step the ranks read what one reader at the whole
+/// batch reads, so each epoch every image once; with shuffle and a random
+/// skip too, ordering with the seed they share (the solver's random_seed, as
+/// the single reader here). 11 images, so epochs start mid-step.
+#[test]
+fn image_data_ranks_split_the_list() {
+    const IMAGES: usize = 11;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut list = String::new();
+    for i in 0..IMAGES {
+        let name = format!("img{i}.png");
+        image::GrayImage::from_pixel(2, 2, image::Luma([i as u8])).save(tmp.path().join(&name)).unwrap();
+        list.push_str(&format!("{name} {i}\n"));
+    }
+    std::fs::write(tmp.path().join("list.txt"), list).unwrap();
+    let dir = tmp.path().display();
+    let text = |batch: usize, shuffle: bool| {
+        format!(
+            r#"name: "d" type: "ImageData" top: "data" top: "label" phase: TRAIN
+               image_data_param {{ source: "{dir}/list.txt" root_folder: "{dir}/" batch_size: {batch} is_color: false
+                                   shuffle: {shuffle} rand_skip: {} }}"#,
+            if shuffle { 5 } else { 0 }
+        )
+    };
+    // A random skip starts the shuffled sequence mid-list, off the passes' bounds.
+    assert_ranks_read_as_one(IMAGES, text, |shuffle| !shuffle);
 }
 
 /// HDF5Data splits its rows as Caffe's Skip does, across file boundaries:
@@ -671,9 +680,7 @@ fn image_data_ranks_split_the_list() {
 /// ranks read what one reader at the whole batch reads.
 #[test]
 fn hdf5_data_ranks_split_the_rows() {
-    use caffe_tch::data::{hdf5, set_shared_seed, set_train_shard};
-    use caffe_tch::layers::{create_layer, Layer};
-    use caffe_tch::proto::caffe::Phase;
+    use caffe_tch::data::hdf5;
     let tmp = tempfile::tempdir().unwrap();
     let mut list = String::new();
     let mut next = 0.0f32;
@@ -688,48 +695,14 @@ fn hdf5_data_ranks_split_the_rows() {
         list.push_str(&format!("{}\n", path.display()));
     }
     std::fs::write(tmp.path().join("list.txt"), list).unwrap();
-    let ctx = caffe_tch::layers::Ctx { phase: Phase::Train, iteration: 0, device: tch::Device::Cpu };
-    let layer = |batch: usize, rank: usize, world: usize, shuffle: bool| -> Box<dyn Layer> {
-        set_train_shard(rank, world);
-        set_shared_seed(Some(11));
-        let lp = crate::common::layer::lp(&format!(
+    let dir = tmp.path().display();
+    let text = |batch: usize, shuffle: bool| {
+        format!(
             r#"name: "d" type: "HDF5Data" top: "data" top: "label" phase: TRAIN
-               hdf5_data_param {{ source: "{}/list.txt" batch_size: {batch} shuffle: {shuffle} }}"#,
-            tmp.path().display()
-        ));
-        let mut l = create_layer(&lp).unwrap();
-        l.setup(&[]).unwrap();
-        set_train_shard(0, 1);
-        set_shared_seed(None);
-        l
+               hdf5_data_param {{ source: "{dir}/list.txt" batch_size: {batch} shuffle: {shuffle} }}"#
+        )
     };
-    let labels = |l: &mut Box<dyn Layer>| -> Vec<usize> {
-        let tops = l.forward(&ctx, &[], &[]).unwrap();
-        crate::common::values_f32(&tops[1]).into_iter().map(|v| v as usize).collect()
-    };
-    let batch = 2;
-    for world in [2usize, 3] {
-        for shuffle in [false, true] {
-            let mut single = layer(world * batch, 0, 1, shuffle);
-            let mut ranks: Vec<_> = (0..world).map(|r| layer(batch, r, world, shuffle)).collect();
-            let mut merged_in_order = Vec::new();
-            for step in 0..2 * 11usize.div_ceil(world * batch) + 1 {
-                let mut merged = vec![usize::MAX; world * batch];
-                for (r, l) in ranks.iter_mut().enumerate() {
-                    for (i, label) in labels(l).into_iter().enumerate() {
-                        merged[world * i + r] = label;
-                    }
-                }
-                assert_eq!(merged, labels(&mut single), "{world} ranks at step {step}, shuffle {shuffle}");
-                merged_in_order.extend(merged);
-            }
-            for (pass, rows) in merged_in_order.chunks_exact(11).enumerate() {
-                let mut seen = rows.to_vec();
-                seen.sort_unstable();
-                assert_eq!(seen, (0..11).collect::<Vec<_>>(), "{world} ranks, shuffle {shuffle}, pass {pass}");
-            }
-        }
-    }
+    assert_ranks_read_as_one(11, text, |_| true);
 }
 
 /// kill -9 of rank 1 mid-run: rank 0 fails, within the timeout, naming rank 1.
