@@ -73,3 +73,20 @@ def _cpu():
     import caffe
 
     caffe.set_mode_cpu()
+
+
+def lenet_lmdb_solver(d, max_iter, batch=64):
+    """Caffe's LeNet (sgd20's net on the 2,000-record train LMDB, at `batch`)
+    with its SGD solver from BVLC's weights, in folder `d`; snapshots there."""
+    lmdb = REF / "lmdb" / "fmnist_train2k_lmdb"
+    need(lmdb.exists(), "the LeNet training LMDB (%s)" % lmdb)
+    net = (FIX / "lenet" / "sgd20" / "lenet_train_test.prototxt").read_text()
+    net = net.replace('"lmdb/fmnist_train_lmdb"', '"%s"' % lmdb).replace("batch_size: 64", "batch_size: %d" % batch, 1)
+    (d / "net.prototxt").write_text(net)
+    s = d / "solver.prototxt"
+    s.write_text(
+        'train_net: "%s/net.prototxt"\nbase_lr: 0.01\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: "inv"\n'
+        'gamma: 0.0001\npower: 0.75\ndisplay: 1\nmax_iter: %d\nsnapshot_prefix: "%s/lenet"\nsolver_mode: CPU\n'
+        'random_seed: 1\nweights: "%s"\n' % (d, max_iter, d, FIX / "lenet" / "weights.caffemodel")
+    )
+    return s

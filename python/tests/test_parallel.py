@@ -11,26 +11,15 @@ import numpy as np
 import pytest
 
 import caffe
-from conftest import FIX, REF, ROOT, need, run_caffe
+from conftest import ROOT, lenet_lmdb_solver, run_caffe
 
 SCRIPT = ROOT / "python" / "tests" / "scripts" / "train_parallel.py"
 
 
 def lenet_solver(tmp_path, name, batch=32, iters=12):
-    lmdb = REF / "lmdb" / "fmnist_train2k_lmdb"
-    need(lmdb.exists(), "the LeNet training LMDB (%s)" % lmdb)
     d = tmp_path / name
     d.mkdir()
-    net = (FIX / "lenet" / "sgd20" / "lenet_train_test.prototxt").read_text()
-    net = net.replace('"lmdb/fmnist_train_lmdb"', '"%s"' % lmdb).replace("batch_size: 64", "batch_size: %d" % batch, 1)
-    (d / "net.prototxt").write_text(net)
-    s = d / "solver.prototxt"
-    s.write_text(
-        'train_net: "%s/net.prototxt"\nbase_lr: 0.01\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: "inv"\n'
-        'gamma: 0.0001\npower: 0.75\ndisplay: 1\nmax_iter: %d\nsnapshot_prefix: "%s/lenet"\nsolver_mode: CPU\n'
-        'random_seed: 1\nweights: "%s"\n' % (d, iters, d, FIX / "lenet" / "weights.caffemodel")
-    )
-    return s
+    return lenet_lmdb_solver(d, iters, batch)
 
 
 def losses(log):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import caffe
-from conftest import FIX, REF, need, run_caffe
+from conftest import FIX, REF, lenet_lmdb_solver, need, run_caffe
 
 TB = FIX / "lenet" / "train_backward"
 
@@ -156,18 +156,7 @@ def test_timer_and_log(capfd):
 
 
 def lmdb_solver(tmp_path, max_iter):
-    lmdb = REF / "lmdb" / "fmnist_train2k_lmdb"
-    need(lmdb.exists(), "the LeNet training LMDB (%s)" % lmdb)
-    net = (FIX / "lenet" / "sgd20" / "lenet_train_test.prototxt").read_text()
-    net = net.replace('"lmdb/fmnist_train_lmdb"', '"%s"' % lmdb)
-    (tmp_path / "net.prototxt").write_text(net)
-    s = tmp_path / "solver.prototxt"
-    s.write_text(
-        'train_net: "%s/net.prototxt"\nbase_lr: 0.01\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: "inv"\n'
-        'gamma: 0.0001\npower: 0.75\ndisplay: 1\nmax_iter: %d\nsnapshot_prefix: "%s/lenet"\nsolver_mode: CPU\n'
-        'random_seed: 1\nweights: "%s"\n' % (tmp_path, max_iter, tmp_path, FIX / "lenet" / "weights.caffemodel")
-    )
-    return s
+    return lenet_lmdb_solver(tmp_path, max_iter)
 
 
 def log_losses(log):
