@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import caffe
-from conftest import FIX, REF, lenet_lmdb_solver, need, run_caffe
+from conftest import FIX, lenet_lmdb_solver, run_caffe
 
 TB = FIX / "lenet" / "train_backward"
 
