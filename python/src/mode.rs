@@ -106,15 +106,19 @@ struct Ranks {
 
 static RANKS: Mutex<Ranks> = Mutex::new(Ranks { count: 1, rank: 0, multiprocess: false });
 
+fn ranks() -> std::sync::MutexGuard<'static, Ranks> {
+    RANKS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// (rank, count) for a solver built now.
 pub fn solver_place() -> (usize, usize) {
-    let r = RANKS.lock().unwrap_or_else(|p| p.into_inner());
+    let r = ranks();
     (r.rank, r.count)
 }
 
 #[pyfunction]
 pub fn solver_count() -> usize {
-    RANKS.lock().unwrap_or_else(|p| p.into_inner()).count
+    ranks().count
 }
 
 #[pyfunction]
@@ -122,13 +126,13 @@ pub fn set_solver_count(count: i64) -> PyResult<()> {
     if count < 1 {
         return Err(PyValueError::new_err(format!("set_solver_count: {count} solvers (at least 1)")));
     }
-    RANKS.lock().unwrap_or_else(|p| p.into_inner()).count = count as usize;
+    ranks().count = count as usize;
     Ok(())
 }
 
 #[pyfunction]
 pub fn solver_rank() -> usize {
-    RANKS.lock().unwrap_or_else(|p| p.into_inner()).rank
+    ranks().rank
 }
 
 #[pyfunction]
@@ -136,17 +140,17 @@ pub fn set_solver_rank(rank: i64) -> PyResult<()> {
     if rank < 0 {
         return Err(PyValueError::new_err(format!("set_solver_rank: negative rank {rank}")));
     }
-    RANKS.lock().unwrap_or_else(|p| p.into_inner()).rank = rank as usize;
+    ranks().rank = rank as usize;
     Ok(())
 }
 
 /// Caffe's flag for one solver per process; caffe-tch's solvers are always so.
 #[pyfunction]
 pub fn multiprocess() -> bool {
-    RANKS.lock().unwrap_or_else(|p| p.into_inner()).multiprocess
+    ranks().multiprocess
 }
 
 #[pyfunction]
 pub fn set_multiprocess(on: bool) {
-    RANKS.lock().unwrap_or_else(|p| p.into_inner()).multiprocess = on;
+    ranks().multiprocess = on;
 }
