@@ -1,6 +1,6 @@
 //! The Net API pycaffe's Python module stands on: layer ranges, backward
 //! from given top diffs, input reshapes, shared weights, kept param diffs.
-use caffe_tch::net::Net;
+use caffe_tch::net::{LayerCallback, LayerEvent, Net};
 use caffe_tch::proto::caffe::{NetState, Phase};
 use caffe_tch::proto::text::TextOptions;
 use tch::{Device, Kind, Tensor};
@@ -101,4 +101,109 @@ fn share_weights_with_shares_memory() {
     let wa = a.layer_param(i, 0).unwrap();
     let _ = tch::no_grad(|| wa.detach().fill_(0.5));
     assert_eq!(b.layer_param(i, 0).unwrap().max().double_value(&[]), 0.5);
+}
+
+type Events = std::sync::Arc<std::sync::Mutex<Vec<(LayerEvent, usize, f64)>>>;
+
+/// A callback that records each event with |conv1's weight diff| at that moment.
+fn recorder(events: &Events, conv1_diff: Tensor) -> LayerCallback {
+    let events = events.clone();
+    Box::new(move |event, i| {
+        let mass = conv1_diff.abs().sum(Kind::Float).double_value(&[]);
+        events.lock().map_err(|_| caffe_tch::Error::invalid("poisoned"))?.push((event, i, mass));
+        Ok(())
+    })
+}
+
+#[test]
+fn layer_callbacks_bracket_each_layer_in_caffes_order_and_change_no_gradient() {
+    let mut plain = lenet(Phase::Train);
+    let plain_loss = plain.forward().unwrap();
+    plain.backward().unwrap();
+
+    let mut net = lenet(Phase::Train);
+    net.keep_param_diffs();
+    let conv1 = net.layer_index("conv1").unwrap();
+    let held = net.layer_param_diff(conv1, 0).unwrap();
+    let events: Events = Default::default();
+    net.set_layer_callback(Some(recorder(&events, held.shallow_clone())), true);
+    let loss = net.forward().unwrap();
+    net.backward().unwrap();
+    assert_eq!(loss, plain_loss);
+
+    let n = net.layer_names().len();
+    let seen: Vec<(LayerEvent, usize)> = events.lock().unwrap().iter().map(|&(e, i, _)| (e, i)).collect();
+    let mut want = Vec::new();
+    for i in 0..n {
+        want.push((LayerEvent::BeforeForward, i));
+        want.push((LayerEvent::AfterForward, i));
+    }
+    for i in (0..n).rev() {
+        want.push((LayerEvent::BeforeBackward, i));
+        want.push((LayerEvent::AfterBackward, i));
+    }
+    assert_eq!(seen, want);
+    // conv1's gradient is computed between its own two backward calls.
+    let mass = |event| events.lock().unwrap().iter().find(|&&(e, i, _)| e == event && i == conv1).unwrap().2;
+    assert_eq!(mass(LayerEvent::BeforeBackward), 0.0);
+    assert!(mass(LayerEvent::AfterBackward) > 0.0);
+
+    for name in ["conv1", "conv2", "ip1", "ip2"] {
+        for j in 0..2 {
+            let (a, b) = (plain.layer_blob_diff(name, j).unwrap(), net.layer_blob_diff(name, j).unwrap());
+            let scale = a.abs().max().double_value(&[]);
+            assert!(max_abs(&a, &b) <= 1e-6 * scale, "{name} blob {j}: {} of {scale}", max_abs(&a, &b));
+        }
+    }
+
+    // Blob diffs from a ranged backward match too, and removing the callback
+    // brings back the one-pass backward with the same numbers.
+    let last = n - 1;
+    for with_callback in [true, false] {
+        if !with_callback {
+            net.set_layer_callback(None, false);
+        }
+        net.record_blob_diffs(true);
+        net.forward_from_to(0, last, true).unwrap();
+        net.backward_from_to(last, 0, &[]).unwrap();
+        plain.record_blob_diffs(true);
+        plain.forward_from_to(0, last, true).unwrap();
+        plain.backward_from_to(last, 0, &[]).unwrap();
+        for blob in ["conv1", "pool1", "ip1"] {
+            let (a, b) = (plain.blob_diff(blob).unwrap(), net.blob_diff(blob).unwrap());
+            let scale = a.abs().max().double_value(&[]);
+            assert!(max_abs(a, b) <= 1e-6 * scale, "{blob} diff (callback {with_callback})");
+        }
+    }
+}
+
+#[test]
+fn a_failing_layer_callback_stops_the_pass_naming_the_layer() {
+    let mut net = lenet(Phase::Train);
+    let ip1 = net.layer_index("ip1").unwrap();
+    net.set_layer_callback(
+        Some(Box::new(move |event, i| {
+            if event == LayerEvent::AfterBackward && i == ip1 {
+                return Err(caffe_tch::Error::invalid("the callback gave up"));
+            }
+            Ok(())
+        })),
+        true,
+    );
+    net.forward().unwrap();
+    let err = net.backward().unwrap_err().to_string();
+    assert!(err.contains("layer 'ip1'") && err.contains("the callback gave up"), "{err}");
+    // Forward-only callbacks keep the one-pass backward.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    net.set_layer_callback(
+        Some(Box::new(move |_, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })),
+        false,
+    );
+    net.forward().unwrap();
+    net.backward().unwrap();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2 * net.layer_names().len());
 }

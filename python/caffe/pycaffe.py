@@ -317,13 +317,26 @@ class Net(_caffe.Net):
         cut = {o: (np.asarray(v[:n]) if np.ndim(v[0]) else np.asarray(v)) for o, v in outs.items()}
         return cut, {d: np.asarray(v[:n]) for d, v in grads.items()}
 
+    def before_forward(self, callback):
+        """Calls ``callback(i)`` before layer ``i``'s forward, in every forward."""
+        self._add_callback(0, callback)
+
+    def after_forward(self, callback):
+        """Calls ``callback(i)`` after layer ``i``'s forward."""
+        self._add_callback(1, callback)
+
+    def before_backward(self, callback):
+        """Calls ``callback(i)`` before layer ``i``'s backward (from the last
+        layer down); backward then runs layer by layer."""
+        self._add_callback(2, callback)
+
     def after_backward(self, callback):
-        """Caffe's layer-wise gradient reduction (``net.after_backward(nccl)``):
-        the solver of a ``caffe.NCCL`` group already averages its gradients
-        after backward. Other per-layer callbacks are not provided."""
+        """Calls ``callback(i)`` after layer ``i``'s backward. ``caffe.NCCL``
+        (Caffe's layer-wise gradient reduction) adds nothing here: the solver of
+        a group already averages its gradients after backward."""
         if isinstance(callback, _caffe.NCCL):
             return
-        raise NotImplementedError("per-layer net callbacks are not provided by caffe-tch (only caffe.NCCL here)")
+        self._add_callback(3, callback)
 
     def set_input_arrays(self, data, labels):
         """Feeds the net's MemoryData layer (data N×C×H×W float32, N labels)."""

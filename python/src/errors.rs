@@ -1,8 +1,8 @@
 //! caffe-tch errors as the Python exceptions pycaffe users expect: a file
 //! that cannot be read is an IOError (FileNotFoundError when missing), a
 //! libtorch failure a RuntimeError, anything else about the input a ValueError.
-//! An exception raised by a Python layer's code becomes the `__cause__` of
-//! the error the net raises, so a script's traceback shows it.
+//! An exception raised by a Python layer's code (or a net callback) becomes
+//! the `__cause__` of the error the net raises, so a script's traceback shows it.
 use std::cell::RefCell;
 
 use caffe_tch::Error;
@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyFileNotFoundError, PyIOError, PyKeyboardInterrupt, PyRu
 use pyo3::{PyErr, Python};
 
 thread_local! {
-    /// The last exception a Python layer raised on this thread.
+    /// The last exception a Python layer or net callback raised on this thread.
     static LAYER_CAUSE: RefCell<Option<PyErr>> = const { RefCell::new(None) };
 }
 
@@ -34,7 +34,7 @@ pub fn to_py(e: Error) -> PyErr {
     // Only a layer's error carries its cause: one from an earlier error that
     // never reached Python is dropped here.
     let cause = LAYER_CAUSE.with(|c| c.borrow_mut().take());
-    if let (Some(cause), true) = (cause, is_python_layer_error(&e)) {
+    if let (Some(cause), true) = (cause, is_python_error(&e)) {
         return Python::with_gil(|py| {
             // Ctrl-C while a layer ran stops the script as it would anywhere else.
             if cause.is_instance_of::<PyKeyboardInterrupt>(py) {
@@ -47,10 +47,11 @@ pub fn to_py(e: Error) -> PyErr {
     err
 }
 
-fn is_python_layer_error(e: &Error) -> bool {
+/// An error a Python layer or a Python net callback raised.
+fn is_python_error(e: &Error) -> bool {
     match e {
-        Error::Layer { layer_type, inner, .. } => layer_type == "Python" || is_python_layer_error(inner),
-        Error::Context { inner, .. } => is_python_layer_error(inner),
+        Error::Layer { layer_type, inner, .. } => layer_type == "Python" || is_python_error(inner),
+        Error::Context { context, inner } => context.starts_with(crate::callbacks::CONTEXT) || is_python_error(inner),
         _ => false,
     }
 }

@@ -3,6 +3,7 @@
 //! (`caffe/pycaffe.py`) adds pycaffe's dictionaries and argument handling.
 use pyo3::prelude::*;
 
+mod callbacks;
 mod cli;
 mod dist;
 mod errors;

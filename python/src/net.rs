@@ -223,6 +223,12 @@ impl PyNet {
         })
     }
 
+    /// pycaffe's net callbacks: `event` 0 before_forward, 1 after_forward,
+    /// 2 before_backward, 3 after_backward; `f(layer_index)`.
+    fn _add_callback(&self, py: Python<'_>, event: usize, f: PyObject) -> PyResult<()> {
+        self.with(|n, v| crate::callbacks::add(py, n, &mut v.callbacks, event, f))
+    }
+
     fn clear_param_diffs(&self, py: Python<'_>) -> PyResult<()> {
         self.with(|n, v| {
             n.clear_param_diffs().py()?;

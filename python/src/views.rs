@@ -107,6 +107,8 @@ struct InputBuf {
 pub struct Views {
     inputs: HashMap<String, InputBuf>,
     mirrors: HashMap<Key, Mirror>,
+    /// The net's Python callbacks (`callbacks.rs`), once one is added.
+    pub callbacks: Option<crate::callbacks::Lists>,
 }
 
 /// What changed (pull) or is about to be read (push).

@@ -32,11 +32,18 @@ def params(path):
     return {(l.name, j): np.array(b.data, np.float32) for l in net.layer for j, b in enumerate(l.blobs)}
 
 
-def test_python_ranks_train_as_caffe_train_ranks(tmp_path):
+@pytest.mark.parametrize("timing", [False, True])
+def test_python_ranks_train_as_caffe_train_ranks(tmp_path, timing):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    py = subprocess.run([sys.executable, str(SCRIPT), str(lenet_solver(tmp_path, "py")), "12", "2"],
-                        capture_output=True, text=True, env=env, timeout=600)
+    args = [str(lenet_solver(tmp_path, "py")), "12", "2"] + (["cpu", "timing"] if timing else [])
+    py = subprocess.run([sys.executable, str(SCRIPT)] + args, capture_output=True, text=True, env=env, timeout=600)
     assert py.returncode == 0, py.stderr[-3000:]
+    if timing:
+        # Rank 0 timed each layer with net callbacks (its backward layer by layer), every display.
+        net = caffe.Net(str(tmp_path / "py" / "net.prototxt"), caffe.TRAIN)
+        for i, name in enumerate(net._layer_names):
+            assert len(re.findall(r"forw +%d +%s : \d+\.\d\d" % (i, re.escape(name)), py.stderr)) == 12, name
+            assert len(re.findall(r"back +%d +%s : \d+\.\d\d" % (i, re.escape(name)), py.stderr)) == 12, name
     cli = run_caffe("train", "-solver", lenet_solver(tmp_path, "cli"), "-ranks", "2")
     ours, theirs = losses(py.stderr), losses(cli)
     assert len(ours) == 12 and ours == theirs[:12], (ours, theirs)
@@ -63,8 +70,6 @@ def test_group_api_and_errors(tmp_path):
     assert (nccl.rank, nccl.world) == (0, 1)
     nccl.bcast()
     solver.add_callback(nccl)
-    with pytest.raises(NotImplementedError, match="per-layer net callbacks"):
-        solver.net.after_backward(lambda i: None)
     solver.net.after_backward(nccl)
     solver.step(2)
     assert solver.iter == 2

@@ -66,6 +66,7 @@ impl Net {
             debug_info: param.debug_info(),
             source,
             planned_bytes: 0,
+            callbacks: None,
         };
         for lp in &split.layer {
             let mut lp = lp.clone();

@@ -14,6 +14,7 @@ use crate::proto::{text, upgrade};
 use crate::{Error, Result};
 
 mod build;
+pub mod callbacks;
 pub mod filter;
 mod param;
 pub mod partial;
@@ -23,6 +24,7 @@ mod staged;
 pub mod timing;
 pub mod weights;
 
+pub use callbacks::{LayerCallback, LayerEvent};
 pub use param::Param;
 
 /// Where a net came from, so errors can name the file and each layer's line.
@@ -145,6 +147,8 @@ pub struct Net {
     source: NetSource,
     /// Bytes of the blobs and parameters set up so far (the memory limit's check).
     planned_bytes: u64,
+    /// Called around each layer's forward and backward (`callbacks.rs`).
+    callbacks: Option<callbacks::Callbacks>,
 }
 
 impl Net {

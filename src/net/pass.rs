@@ -5,7 +5,7 @@ use tch::{Kind, Tensor};
 use crate::layers::Ctx;
 use crate::{info, Error, Result};
 
-use super::{mean_abs, staged, timing, Net};
+use super::{mean_abs, staged, timing, LayerEvent, Net};
 
 impl Net {
     pub(super) fn ctx(&self) -> Ctx {
@@ -41,7 +41,9 @@ impl Net {
         }
         // Which (layer, top) produced each blob's current value: for layer-wise backward.
         let mut producer: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
+        let layer_wise = grad && self.layer_wise_backward();
         for i in start..end {
+            self.notify(LayerEvent::BeforeForward, i)?;
             let bottoms: Vec<Tensor> = {
                 let e = &self.layers[i];
                 let mut out = Vec::with_capacity(e.bottoms.len());
@@ -65,7 +67,8 @@ impl Net {
                 && e.propagate_down[0]
                 && trace.is_none()
                 && !self.record_blob_diffs
-                && !self.debug_info;
+                && !self.debug_info
+                && !layer_wise;
             let mut ran_in_place = None;
             if in_place {
                 let mut bottom = bottoms[0].shallow_clone();
@@ -76,7 +79,14 @@ impl Net {
                 None => e.layer.forward(&ctx, &bottoms, &params),
             }
             .map_err(|m| m.in_layer(self.source.loc(e.param.name()), e.param.name(), e.param.r#type()))?;
-            let tops = if e.layer.own_backward() { staged::stage(e, grad, &bottoms, &params, tops) } else { tops };
+            let tops = if e.layer.own_backward() {
+                staged::stage(e, grad, &bottoms, &params, tops)
+            } else if layer_wise {
+                staged::stage_local(e, &bottoms, &params, tops)
+            } else {
+                e.staged = None; // a layer-wise forward's stage, once callbacks went
+                tops
+            };
             if let Some(t) = trace.as_deref_mut() {
                 timing::synchronize(self.device);
                 t.forward_ms.push(started.elapsed().as_secs_f64() * 1e3);
@@ -126,6 +136,7 @@ impl Net {
                 }
                 blob.value = Some(t);
             }
+            self.notify(LayerEvent::AfterForward, i)?;
         }
         if loss.is_none() && self.outputs_as_loss {
             for &b in &self.output_blobs {
