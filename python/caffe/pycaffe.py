@@ -196,6 +196,21 @@ class Net(_caffe.Net):
     def phase(self):
         return self._phase
 
+    # pycaffe's index-based accessors (`net._blobs`, `_bottom_ids(i)`, ...)
+    @property
+    def _blobs(self):
+        return list(self.blobs.values())
+
+    @property
+    def _blob_loss_weights(self):
+        return list(self.blob_loss_weights.values())
+
+    def _bottom_ids(self, i):
+        return [self._blob_names.index(b) for b in self._wiring[i][0]]
+
+    def _top_ids(self, i):
+        return [self._blob_names.index(t) for t in self._wiring[i][1]]
+
     def _layer_index(self, name):
         try:
             return self._layer_names.index(name)

@@ -66,6 +66,12 @@ def test_structure_lenet():
     assert len(net.layer_dict["conv1"].blobs) == 2
     assert net.top_names["conv1"] == ["conv1"] and net.bottom_names["conv1"] == ["data"]
     assert net.blob_loss_weights["loss"] == 1.0 and net.blob_loss_weights["ip2"] == 0.0
+    # pycaffe's index forms: blob indices per layer, in-place tops sharing their bottom's.
+    relu = net._layer_names.index("relu1")
+    assert net._bottom_ids(relu) == net._top_ids(relu) == [net._blob_names.index("ip1")]
+    assert [net._blob_names[k] for k in net._top_ids(0)] == ["data", "label"]
+    assert net._blob_loss_weights == list(net.blob_loss_weights.values())
+    assert [b.shape for b in net._blobs] == [b.shape for b in net.blobs.values()]
     b = net.blobs["data"]
     assert (b.num, b.channels, b.height, b.width, b.count) == (100, 1, 28, 28, 78400)
     assert net.blobs["label"].shape == (100,)
