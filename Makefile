@@ -178,7 +178,7 @@ bench: build
 # the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). A crash
 # stops the loop; its input is in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= prototxt binary_files datum net_build parse_log hdf5 leveldb
+FUZZ_TARGETS ?= prototxt binary_files datum net_build parse_log hdf5 leveldb lmdb
 TORCH_LIB = $(shell $(VENV)/bin/python -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)
 fuzz: $(TORCH_STAMP)
 	PYTHON=$(VENV)/bin/python fuzz/seeds.sh

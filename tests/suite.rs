@@ -36,6 +36,7 @@ mod layers_devices;
 mod layers_loss;
 mod layers_recurrent;
 mod layers_vision;
+mod lmdb_pages;
 mod lr_policy;
 mod models;
 mod net_partial;

@@ -162,6 +162,8 @@ impl SharedEnv {
             *users += 1;
             return Ok(SharedEnv { env: env.clone(), key });
         }
+        // liblmdb trusts the file's pages; check them before it maps them.
+        super::lmdb_check::check(&key, &format!("source '{}' (lmdb)", path.display()))?;
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
         // SAFETY: read-only, lock-free access: Caffe's datasets are not written
         // while they are read; NO_LOCK needs no lock.mdb, so read-only media work.
