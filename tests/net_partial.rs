@@ -5,19 +5,18 @@ use caffe_tch::proto::caffe::{NetState, Phase};
 use caffe_tch::proto::text::TextOptions;
 use tch::{Device, Kind, Tensor};
 
-use crate::common::caffe_ref;
+use crate::common::{caffe_ref, SeededInputs};
 
+/// LeNet from BVLC's weights on seeded inputs (the test's own generator:
+/// libtorch's is shared with tests on other threads).
 fn lenet(phase: Phase) -> Net {
     let dir = caffe_ref("fixtures/lenet");
     let state = NetState { phase: Some(phase as i32), ..Default::default() };
     let mut net = Net::from_file(&dir.join("net.prototxt"), &state, TextOptions::default(), Device::Cpu).unwrap();
     net.load_weights(&dir.join("weights.caffemodel")).unwrap();
-    // The seeded inputs must be the same for every net built here: no other
-    // test may draw from libtorch's generator in between.
-    let _rng = crate::common::rng_exclusive();
-    tch::manual_seed(3);
-    net.set_input("data", &Tensor::rand([100, 1, 28, 28], (Kind::Float, Device::Cpu))).unwrap();
-    net.set_input("label", &Tensor::randint(10, [100], (Kind::Float, Device::Cpu))).unwrap();
+    let mut inputs = SeededInputs::new(3);
+    net.set_input("data", &inputs.uniform(&[100, 1, 28, 28])).unwrap();
+    net.set_input("label", &inputs.labels(&[100], 10)).unwrap();
     net
 }
 
