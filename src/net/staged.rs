@@ -92,6 +92,18 @@ impl LocalGraph {
     }
 }
 
+/// What every stage of one staged backward shares.
+#[derive(Clone, Copy)]
+struct StagedPass<'a> {
+    /// The staged layers, first to last.
+    stages: &'a [usize],
+    targets: &'a Targets<'a>,
+    /// The caller wants the graph kept after the pass.
+    keep_graph: bool,
+    /// The graph between stages is kept until the last stage's pass.
+    keep: bool,
+}
+
 /// The gradients a staged backward gathers: per target blob, and per
 /// staged layer's top.
 struct Accumulators {
@@ -194,7 +206,8 @@ impl Net {
                 self.notify(LayerEvent::BeforeBackward, i)?;
             }
             pending = i;
-            self.backward_stage(&ctx, &stages, s, targets, keep_graph, keep, &mut acc)?;
+            let pass = StagedPass { stages: &stages, targets, keep_graph, keep };
+            self.backward_stage(&ctx, &pass, s, &mut acc)?;
             if notify {
                 self.notify(LayerEvent::AfterBackward, i)?;
             }
@@ -216,17 +229,8 @@ impl Net {
 
     /// Staged layer `stages[s]`: its backward from the gradients that reached
     /// its tops, then autograd on from its bottoms to the stages below.
-    #[allow(clippy::too_many_arguments)]
-    fn backward_stage(
-        &mut self,
-        ctx: &Ctx,
-        stages: &[usize],
-        s: usize,
-        targets: &Targets,
-        keep_graph: bool,
-        keep: bool,
-        acc: &mut Accumulators,
-    ) -> Result<()> {
+    fn backward_stage(&mut self, ctx: &Ctx, pass: &StagedPass, s: usize, acc: &mut Accumulators) -> Result<()> {
+        let StagedPass { stages, targets, keep_graph, keep } = *pass;
         let reached = std::mem::take(&mut acc.tops[s]);
         if reached.iter().all(Option::is_none) {
             return Ok(());
