@@ -9,7 +9,6 @@ pub mod datum;
 pub mod db;
 pub mod hdf5;
 pub mod image;
-mod lmdb_check;
 pub mod transform;
 
 use std::cell::Cell;
