@@ -9,8 +9,9 @@
 #
 # A bundle made with DROPIN=1 (it carries Fashion-MNIST) then runs the DropIn
 # configs in DROPIN_CONFIGS (default: plain LeNet(50) with gaussian convs, whose
-# subnormal activations make it take about a day per seed on the CPU; a GPU
-# does not slow down on them), seeds DROPIN_SEEDS (default "1 2"),
+# subnormal activations slow some CPUs down, about a day per seed on an Intel
+# host; its CPU runs are in RESULTS.md, so on the GPU it is a check against
+# them), seeds DROPIN_SEEDS (default "1 2"),
 # through experiments/dropin/run.sh --gpu 0; the logs go to OUT_DIR/dropin/logs,
 # named *_gpu_seed<N>.log, to be copied into docs/results/logs.
 #

@@ -105,6 +105,27 @@ I0101 00:01:00.750000 1 solver.cpp:414]     Test net output #1: loss = 1.5 (* 1 
 }
 
 #[test]
+fn a_run_stopped_after_one_test_pass_is_plotted_though_parse_log_writes_no_row() {
+    // A run whose loss went NaN at iteration 11: one test pass, then training stopped.
+    let log = "\
+I1203 21:59:02.633941  5097 solver.cpp:290] Solving LeNet50
+I1203 21:59:02.633958  5097 solver.cpp:347] Iteration 0, Testing net (#0)
+I1203 21:59:19.724095  5097 solver.cpp:414]     Test net output #0: accuracy = 0.1302
+I1203 21:59:19.724170  5097 solver.cpp:414]     Test net output #1: loss = 2.30764 (* 1 = 2.30764 loss)
+I1203 21:59:20.321815  5097 solver.cpp:239] Iteration 0 (0 iter/s, 17.6879s/100 iters), loss = 2.30689
+I1203 21:59:20.321900  5097 solver.cpp:258]     Train net output #0: loss = 2.30689 (* 1 = 2.30689 loss)
+I1203 21:59:20.321938  5097 sgd_solver.cpp:112] Iteration 0, lr = 0.01
+";
+    let d = parse_str(log, 2026);
+    // parse_log.py writes a row once it is as long as the first: here, none.
+    assert!(d.test.is_empty() && d.train.is_empty());
+    let acc = series_points(&d, XAxis::Iters, &YSeries::parse("test-accuracy").unwrap());
+    assert_eq!(acc, vec![(0.0, 0.1302)]);
+    let loss = series_points(&d, XAxis::Iters, &YSeries::parse("train-loss").unwrap());
+    assert_eq!(loss, vec![(0.0, 2.30689)]);
+}
+
+#[test]
 fn python_float_repr() {
     for (v, s) in [
         (0.0, "0.0"),

@@ -311,7 +311,8 @@ def legend(config, seed, log=None):
     elif config == "lenet":
         text = "LeNet"
     else:
-        text = "plain"
+        # Both plain controls (xavier, gaussian 0.01) share the deep nets' figures.
+        text = "plain, %s" % filler
     text = "%s, seed %d" % (text, seed)
     if log is not None and log.diverged_at is not None:
         text += " (diverged at %s)" % "{:,}".format(log.diverged_at)

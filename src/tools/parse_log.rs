@@ -142,6 +142,12 @@ pub struct LogData {
     pub train: Vec<Row>,
     /// The `.test` rows.
     pub test: Vec<Row>,
+    /// The last train and test rows when parse_log.py leaves them out: it
+    /// writes a row once it has as many columns as the first row, so a log
+    /// whose run stopped after one test pass writes no test row at all.
+    /// `caffe plot` draws them; the CSVs stay the script's.
+    pub unfinished_train: Option<Row>,
+    pub unfinished_test: Option<Row>,
     /// Every `lr = ` line after the first iteration, at its own iteration
     /// (the rows' LearningRate column lags one display interval, as in Caffe's script).
     pub learning_rates: Vec<LrPoint>,
@@ -323,6 +329,8 @@ pub fn parse_str(text: &str, file_year: i32) -> LogData {
     }
     fix_initial_learning_rate(&mut data.train);
     fix_initial_learning_rate(&mut data.test);
+    data.unfinished_train = train_row;
+    data.unfinished_test = test_row;
     data
 }
 

@@ -101,8 +101,13 @@ pub fn series_points(data: &LogData, x: XAxis, series: &YSeries) -> Vec<(f64, f6
     let points: Vec<(f64, f64)> = match series {
         YSeries::LearningRate => data.learning_rates.iter().map(|p| (pick_x(p.iteration, p.seconds), p.lr)).collect(),
         YSeries::Test(name) | YSeries::Train(name) => {
-            let rows = if matches!(series, YSeries::Test(_)) { &data.test } else { &data.train };
-            let Some(column) = pick_column(rows, name) else { return Vec::new() };
+            let (rows, unfinished) = if matches!(series, YSeries::Test(_)) {
+                (&data.test, &data.unfinished_test)
+            } else {
+                (&data.train, &data.unfinished_train)
+            };
+            let rows: Vec<parse_log::Row> = rows.iter().chain(unfinished).cloned().collect();
+            let Some(column) = pick_column(&rows, name) else { return Vec::new() };
             rows.iter().filter_map(|r| Some((pick_x(r.iteration(), r.seconds()), r.get(&column)?))).collect()
         }
     };
@@ -168,8 +173,9 @@ pub fn curves(opts: &PlotOptions) -> Result<Vec<Curve>> {
     Ok(out)
 }
 
-// Matplotlib's tab10 colours: distinct, and readable on white.
-const COLORS: [RGBColor; 10] = [
+// Matplotlib's tab10 colours, then six darker ones, so that a figure of up
+// to 16 curves repeats no colour; all readable on white.
+const COLORS: [RGBColor; 16] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -180,6 +186,12 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
+    RGBColor(0, 0, 128),
+    RGBColor(128, 0, 0),
+    RGBColor(0, 110, 110),
+    RGBColor(85, 107, 47),
+    RGBColor(184, 134, 11),
 ];
 
 /// A range around `values` with a little room on both sides.
