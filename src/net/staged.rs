@@ -197,6 +197,7 @@ impl Net {
         let ctx = self.ctx();
         let notify = self.layer_wise_backward();
         let mut acc = Accumulators { blobs: blob_grads, tops: top_grads };
+        let pass = StagedPass { stages: &stages, targets, keep_graph, keep };
         // Layers above `pending` have had their backward callbacks.
         let mut pending = layers_end;
         for s in (0..stages.len()).rev() {
@@ -206,7 +207,6 @@ impl Net {
                 self.notify(LayerEvent::BeforeBackward, i)?;
             }
             pending = i;
-            let pass = StagedPass { stages: &stages, targets, keep_graph, keep };
             self.backward_stage(&ctx, &pass, s, &mut acc)?;
             if notify {
                 self.notify(LayerEvent::AfterBackward, i)?;
