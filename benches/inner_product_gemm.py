@@ -26,7 +26,7 @@ def best_ms(f, rounds=3, n=10):
 
 
 def picks(m, k, n):
-    if m >= 4 and k * n >= 1 << 24:
+    if k * n >= 1 << 22:
         return "oneDNN"
     if 4 <= m <= 32 and n >= 500:
         return "W·xᵀ"

@@ -3,8 +3,9 @@
 # exported model.py in PyTorch eager (torch.inference_mode) beside
 # `caffe time -phase TEST`'s Average Forward pass (no autograd, as `caffe test` runs
 # it): the same deploy net, batch and thread
-# count, ROUNDS interleaved rounds, medians. Also times `caffe export -verify`.
-# Usage: benches/onnx_forward.sh [ROUNDS]   (run on an otherwise idle machine)
+# count, ROUNDS interleaved rounds, medians, at each batch size in BATCHES
+# (default "10 1"). Also times `caffe export -verify`.
+# Usage: [BATCHES="10 1"] benches/onnx_forward.sh [ROUNDS]   (run on an otherwise idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAFFE=${CAFFE:-target/release/caffe}
@@ -13,21 +14,32 @@ ROUNDS=${1:-3}
 THREADS=$(nproc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-nets=(
-  "CaffeNet|tests/fixtures/bvlc/models/bvlc_reference_caffenet/deploy.prototxt|10|10,3,227,227"
-  "GoogLeNet|tests/fixtures/bvlc/models/bvlc_googlenet/deploy.prototxt|10|10,3,224,224"
+BATCHES=${BATCHES:-10 1}
+# name | deploy prototxt (batch 10) | input shape after the batch axis
+models=(
+  "CaffeNet|tests/fixtures/bvlc/models/bvlc_reference_caffenet/deploy.prototxt|3,227,227"
+  "GoogLeNet|tests/fixtures/bvlc/models/bvlc_googlenet/deploy.prototxt|3,224,224"
 )
+# name at batch | prototxt | caffe time iterations | input shape
+nets=()
+for b in $BATCHES; do
+  for m in "${models[@]}"; do
+    IFS='|' read -r name model rest <<<"$m"
+    sed "0,/dim: 10\b/s//dim: $b/" "$model" >"$work/${name}_b$b.prototxt"
+    nets+=("$name, batch $b|$work/${name}_b$b.prototxt|$((b >= 10 ? 10 : 50))|$b,$rest")
+  done
+done
 cat >"$work/ort_time.py" <<'PY'
 import sys, time
 import numpy as np
 import onnxruntime as ort
-path, threads, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, threads, iters, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 o = ort.SessionOptions()
 o.intra_op_num_threads = threads
 o.inter_op_num_threads = 1
 s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
 i = s.get_inputs()[0]
-x = np.random.RandomState(0).rand(*[d if isinstance(d, int) else 10 for d in i.shape]).astype(np.float32)
+x = np.random.RandomState(0).rand(*[d if isinstance(d, int) else batch for d in i.shape]).astype(np.float32)
 s.run(None, {i.name: x})
 t = time.perf_counter()
 for _ in range(iters):
@@ -53,17 +65,17 @@ PY
 declare -A caffe ort eager verify
 for n in "${nets[@]}"; do
   IFS='|' read -r name model _ <<<"$n"
-  "$CAFFE" export -model "$model" -out "$work/$name.onnx" -opset 18 >/dev/null 2>&1
-  "$CAFFE" export -model "$model" -format pytorch -out "$work/$name.torch" >/dev/null 2>&1
+  "$CAFFE" export -model "$model" -out "$work/${name//[^A-Za-z0-9]/_}.onnx" -opset 18 >/dev/null 2>&1
+  "$CAFFE" export -model "$model" -format pytorch -out "$work/${name//[^A-Za-z0-9]/_}.torch" >/dev/null 2>&1
 done
 for ((r = 1; r <= ROUNDS; r++)); do
   for n in "${nets[@]}"; do
     IFS='|' read -r name model iters shape <<<"$n"
     ms=$("$CAFFE" time -model "$model" -phase TEST -iterations "$iters" 2>&1 | sed -n 's/.*Average Forward pass: \([0-9.]*\) ms\./\1/p')
     caffe[$name]="${caffe[$name]:-} $ms"
-    ms=$("$PY" "$work/ort_time.py" "$work/$name.onnx" "$THREADS" "$iters")
+    ms=$("$PY" "$work/ort_time.py" "$work/${name//[^A-Za-z0-9]/_}.onnx" "$THREADS" "$iters" "${shape%%,*}")
     ort[$name]="${ort[$name]:-} $ms"
-    ms=$("$PY" "$work/eager_time.py" "$work/$name.torch" "$THREADS" "$iters" "$shape")
+    ms=$("$PY" "$work/eager_time.py" "$work/${name//[^A-Za-z0-9]/_}.torch" "$THREADS" "$iters" "$shape")
     eager[$name]="${eager[$name]:-} $ms"
     /usr/bin/time -f %e -o "$work/seconds" "$CAFFE" export -model "$model" -out "$work/v.onnx" -verify >/dev/null 2>&1
     s=$(tail -1 "$work/seconds")
@@ -71,8 +83,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 med() { echo "$@" | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "Threads: $THREADS; batch as in the deploy prototxt; median of $ROUNDS interleaved rounds."
-echo "| net (batch 10) | caffe time forward, ms | onnxruntime forward, ms | PyTorch eager (model.py), ms | onnxruntime / caffe-tch | caffe export -verify, s |"
+echo "Threads: $THREADS; median of $ROUNDS interleaved rounds."
+echo "| net | caffe time forward, ms | onnxruntime forward, ms | PyTorch eager (model.py), ms | onnxruntime / caffe-tch | caffe export -verify, s |"
 echo "|---|---|---|---|---|---|"
 for n in "${nets[@]}"; do
   IFS='|' read -r name _ _ <<<"$n"

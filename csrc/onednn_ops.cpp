@@ -6,7 +6,10 @@
 // Why: for a fully connected layer with large weights and a few rows (a deploy
 // net's fc6 at batch 10), oneDNN's inner product on the plain weights streams
 // them close to memory bandwidth, where MKL's GEMM does not, and it reads the
-// weights where they are (no packed copy).
+// weights where they are (no packed copy). For an inference convolution, its
+// convolution on weights packed once into oneDNN's own blocked order skips
+// the reorder libtorch's convolution does on every call, which at batch 1
+// costs about as much as a small convolution.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 #include <ATen/ATen.h>
@@ -32,6 +35,21 @@ const c10::OperatorHandle* linear_pointwise() {
   return op.has_value() ? &*op : nullptr;
 }
 
+const c10::OperatorHandle* convolution_pointwise() {
+  static const std::optional<c10::OperatorHandle> op =
+      c10::Dispatcher::singleton().findSchema({"mkldnn::_convolution_pointwise", ""});
+  return op.has_value() ? &*op : nullptr;
+}
+
+bool autograd_records(const at::Tensor& x, const at::Tensor& w, void* b) {
+  return c10::GradMode::is_enabled() &&
+         (x.requires_grad() || w.requires_grad() || (b != nullptr && static_cast<at::Tensor*>(b)->requires_grad()));
+}
+
+c10::IValue optional_tensor(void* t) {
+  return t != nullptr ? c10::IValue(*static_cast<at::Tensor*>(t)) : c10::IValue();
+}
+
 }  // namespace
 
 extern "C" {
@@ -50,18 +68,47 @@ char* caffe_tch_onednn_linear(void* x, void* w, void* b, void** out) {
     const at::Tensor& wt = *static_cast<at::Tensor*>(w);
     // The kernel has no backward: where autograd records, the caller's
     // differentiable path must run instead.
-    if (c10::GradMode::is_enabled() &&
-        (xt.requires_grad() || wt.requires_grad() || (b != nullptr && static_cast<at::Tensor*>(b)->requires_grad()))) {
+    if (autograd_records(xt, wt, b)) {
       return error_string("autograd is recording");
     }
     torch::jit::Stack stack;
     stack.emplace_back(xt);
     stack.emplace_back(wt);
-    if (b != nullptr) {
-      stack.emplace_back(*static_cast<at::Tensor*>(b));
-    } else {
-      stack.emplace_back(c10::IValue());
+    stack.emplace_back(optional_tensor(b));
+    stack.emplace_back(std::string("none"));  // no fused activation
+    stack.emplace_back(c10::List<std::optional<at::Scalar>>());
+    stack.emplace_back(c10::IValue());  // algorithm: none
+    op->callBoxed(&stack);
+    *out = new at::Tensor(stack.back().toTensor());
+    return nullptr;
+  } catch (const std::exception& e) {
+    return error_string(e.what());
+  }
+}
+
+// A 2-D convolution of x (4-D CPU float) with weights w, plain or packed by
+// at::mkldnn_reorder_conv2d_weight, and bias b (may be null). geometry holds
+// pad, stride and dilation, height then width each. Ownership and errors as
+// for caffe_tch_onednn_linear.
+char* caffe_tch_onednn_conv2d(void* x, void* w, void* b, const int64_t* geometry, int64_t groups, void** out) {
+  try {
+    const c10::OperatorHandle* op = convolution_pointwise();
+    if (op == nullptr) {
+      return error_string("this libtorch has no mkldnn::_convolution_pointwise");
     }
+    const at::Tensor& xt = *static_cast<at::Tensor*>(x);
+    const at::Tensor& wt = *static_cast<at::Tensor*>(w);
+    if (autograd_records(xt, wt, b)) {
+      return error_string("autograd is recording");
+    }
+    torch::jit::Stack stack;
+    stack.emplace_back(xt);
+    stack.emplace_back(wt);
+    stack.emplace_back(optional_tensor(b));
+    stack.emplace_back(std::vector<int64_t>{geometry[0], geometry[1]});
+    stack.emplace_back(std::vector<int64_t>{geometry[2], geometry[3]});
+    stack.emplace_back(std::vector<int64_t>{geometry[4], geometry[5]});
+    stack.emplace_back(groups);
     stack.emplace_back(std::string("none"));  // no fused activation
     stack.emplace_back(c10::List<std::optional<at::Scalar>>());
     stack.emplace_back(c10::IValue());  // algorithm: none

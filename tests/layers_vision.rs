@@ -919,3 +919,66 @@ fn mvn_gradients() {
     );
     gradcheck(&lp("name: 'm' type: 'MVN' mvn_param { normalize_variance: false }"), &[x], Phase::Train, vec![]);
 }
+
+/// A forward that autograd does not record convolves on weights packed once
+/// for oneDNN; every way the weights change must be seen: a write through
+/// libtorch (the solver's update), weights copied in from a trained net,
+/// another net's weights shared in; and a new input shape. Grouped, strided,
+/// dilated and padded convolutions give libtorch's values.
+#[test]
+fn conv_inference_sees_every_change_of_its_weights() {
+    let _rng = rng_exclusive();
+    let text = r#"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 9 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "conv2" type: "Convolution" bottom: "conv" top: "conv2"
+        convolution_param { num_output: 6 kernel_size: 3 pad: 2 stride: 2 dilation: 2 group: 2
+                            weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 } } }
+"#;
+    tch::manual_seed(21);
+    let mut a = crate::common::net(text, "conv_cache.prototxt", Phase::Test).unwrap();
+    tch::manual_seed(22);
+    let b = crate::common::net(text, "conv_cache.prototxt", Phase::Test).unwrap();
+    let check = |a: &mut caffe_tch::net::Net, x: &Tensor, what: &str| {
+        if a.blob_shape("data") != Some(&x.size()) {
+            a.reshape_input("data", &x.size()).unwrap();
+            a.reshape().unwrap();
+        }
+        a.set_input("data", x).unwrap();
+        a.forward_inference().unwrap();
+        let (w, bias) = (a.layer_param(1, 0).unwrap(), a.layer_param(1, 1).unwrap());
+        let conv = x.conv2d(&w, Some(&bias), [1, 1], [1, 1], [1, 1], 1);
+        assert_near(what, a.blob("conv").unwrap(), &conv, 1e-5);
+        let (w2, bias2) = (a.layer_param(2, 0).unwrap(), a.layer_param(2, 1).unwrap());
+        let conv2 = conv.conv2d(&w2, Some(&bias2), [2, 2], [2, 2], [2, 2], 2);
+        assert_near(what, a.blob("conv2").unwrap(), &conv2, 1e-4);
+        a.blob("conv2").unwrap().copy()
+    };
+    let x = randn(&[2, 3, 9, 9], 23).to_kind(Kind::Float);
+    let first = check(&mut a, &x, "first forward");
+    let again = check(&mut a, &x, "second forward, weights unchanged");
+    assert_eq!(max_diff(&first, &again), 0.0);
+
+    // In place through libtorch, as the solver updates.
+    for p in a.learnable_params() {
+        tch::no_grad(|| p.data.shallow_clone().f_mul_scalar_(-2.0).map(drop)).unwrap();
+    }
+    let scaled = check(&mut a, &x, "after an in-place update");
+    assert!(max_diff(&first, &scaled) > 0.1, "the output follows the new weights");
+
+    // Another input shape.
+    let _ = check(&mut a, &randn(&[3, 3, 11, 7], 25).to_kind(Kind::Float), "a new input shape");
+
+    // Copied in from another net's weights (a caffemodel's layers).
+    a.copy_trained_layers_from(&b.to_proto(false).unwrap(), "b").unwrap();
+    let _ = check(&mut a, &x, "after copy_trained_layers_from");
+
+    // Shared with another net: other tensors altogether.
+    tch::manual_seed(24);
+    let c = crate::common::net(text, "conv_cache.prototxt", Phase::Test).unwrap();
+    a.share_weights_with(&c).unwrap();
+    let _ = check(&mut a, &x, "after share_weights_with");
+    tch::no_grad(|| c.learnable_params()[0].data.shallow_clone().f_add_scalar_(1.0).map(drop)).unwrap();
+    let _ = check(&mut a, &x, "after the sharing net's weights changed");
+}

@@ -138,7 +138,8 @@ impl PyLayer {
             if viewable(p) {
                 let ptr = p.data_ptr() as usize;
                 if *was != ptr {
-                    let holder = Bound::new(py, TensorHolder::new(p.detach())).map_err(|e| self.err(py, "blobs", e))?;
+                    let holder =
+                        Bound::new(py, TensorHolder::weight(p.detach())).map_err(|e| self.err(py, "blobs", e))?;
                     let view = array_over(&holder).map_err(|e| self.err(py, "blobs", e))?;
                     blob.setattr("_data", view).map_err(|e| self.err(py, "blobs", e))?;
                     *was = ptr;
@@ -153,6 +154,10 @@ impl PyLayer {
 
     /// What the layer wrote into host copies of its learnable blobs goes back to the net.
     fn write_back_params(&self, py: Python<'_>, params: &[Tensor]) -> Result<()> {
+        if self.bound.iter().any(|&ptr| ptr != 0) {
+            // The layer's code may have written the weights its arrays view.
+            caffe_tch::layers::weights_written_outside_libtorch();
+        }
         let blobs = self.learnable(py)?;
         for ((p, blob), &ptr) in params.iter().zip(&blobs).zip(&self.bound) {
             if ptr == 0 {
@@ -311,6 +316,9 @@ impl Layer for PyLayer {
             }
             let flags = PyList::new(py, propagate_down).map_err(|e| self.err(py, "backward", e))?;
             self.call(py, "backward", (&top, flags, &bottom))?;
+            if self.bound.iter().any(|&ptr| ptr != 0) {
+                caffe_tch::layers::weights_written_outside_libtorch();
+            }
             let mut grads = Gradients::default();
             for (k, blob) in bottom.iter().enumerate() {
                 grads.bottoms.push(if propagate_down.get(k).copied().unwrap_or(false) {

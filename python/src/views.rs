@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use caffe_tch::net::Net;
 use caffe_tch::solver::Solver;
@@ -32,12 +33,45 @@ use crate::errors::IntoPy;
 #[pyclass(weakref, unsendable, module = "caffe._caffe")]
 pub struct TensorHolder {
     t: Tensor,
+    /// A weight's memory: numpy can write it unseen by libtorch.
+    weight: bool,
 }
+
+/// Holders of weights alive now, and whether one was made since the last
+/// [`before_net_reads`]: while either holds, Python may have written weights.
+static LIVE_WEIGHT_HOLDERS: AtomicUsize = AtomicUsize::new(0);
+static WEIGHT_HOLDER_MADE: AtomicBool = AtomicBool::new(false);
 
 impl TensorHolder {
     /// `t` must be a contiguous CPU float tensor (what [`array_over`] views).
     pub fn new(t: Tensor) -> Self {
-        TensorHolder { t }
+        TensorHolder { t, weight: false }
+    }
+
+    /// A holder of a weight's own memory (see [`before_net_reads`]).
+    pub fn weight(t: Tensor) -> Self {
+        LIVE_WEIGHT_HOLDERS.fetch_add(1, Ordering::Relaxed);
+        WEIGHT_HOLDER_MADE.store(true, Ordering::Relaxed);
+        TensorHolder { t, weight: true }
+    }
+}
+
+impl Drop for TensorHolder {
+    fn drop(&mut self) {
+        if self.weight {
+            LIVE_WEIGHT_HOLDERS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Before an op that reads any net: if numpy arrays over weights exist, or
+/// existed since the last op, Python may have written weights, which
+/// libtorch's version counters do not see: the library is told, and layers
+/// make again what they derived from weights.
+pub fn before_net_reads() {
+    let made = WEIGHT_HOLDER_MADE.swap(false, Ordering::Relaxed);
+    if made || LIVE_WEIGHT_HOLDERS.load(Ordering::Relaxed) > 0 {
+        caffe_tch::layers::weights_written_outside_libtorch();
     }
 }
 
@@ -200,13 +234,20 @@ impl Views {
         net.blob_shape(name).cloned().ok_or_else(|| PyKeyError::new_err(format!("net has no blob named '{name}'")))
     }
 
+    fn holder(key: &Key, t: Tensor, direct: bool) -> TensorHolder {
+        match key {
+            Key::Param { diff: false, .. } if direct => TensorHolder::weight(t),
+            _ => TensorHolder::new(t),
+        }
+    }
+
     /// A numpy array viewing `key`'s memory (see the module's note).
     pub fn array<'py>(&mut self, py: Python<'py>, net: &mut Net, key: Key) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         if let Some(m) = self.mirrors.get_mut(&key) {
             if let Some(h) = m.holder.bind(py).upgrade_as::<TensorHolder>()? {
                 return array_over(&h);
             }
-            let h = Bound::new(py, TensorHolder { t: m.host.shallow_clone() })?;
+            let h = Bound::new(py, Self::holder(&key, m.host.shallow_clone(), m.direct))?;
             m.holder = PyWeakrefReference::new(h.as_any())?.unbind();
             return array_over(&h);
         }
@@ -229,7 +270,7 @@ impl Views {
                 }
             }
         };
-        let h = Bound::new(py, TensorHolder { t: host.shallow_clone() })?;
+        let h = Bound::new(py, Self::holder(&key, host.shallow_clone(), direct))?;
         let holder = PyWeakrefReference::new(h.as_any())?.unbind();
         self.mirrors.insert(key, Mirror { host, holder, direct });
         array_over(&h)
@@ -281,6 +322,7 @@ impl Views {
     /// net's own memory); with `blobs`, the activations Python wrote are put
     /// back into the net (for a forward that starts after their producers).
     pub fn push(&mut self, net: &mut Net, params: bool, blobs: &[String]) -> PyResult<()> {
+        before_net_reads();
         for b in self.inputs.values() {
             if b.dev.data_ptr() != b.host.data_ptr() {
                 tch::no_grad(|| b.dev.shallow_clone().f_copy_(&b.host)).py()?;

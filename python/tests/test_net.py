@@ -208,6 +208,55 @@ def test_save_and_load(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "o" / "loss.npy"), out["loss"])
 
 
+CONV_NET = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 9 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4
+        kernel_size: 3 weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 } } }
+"""
+
+
+def test_conv_weights_written_through_numpy_reach_the_next_forward(tmp_path):
+    # A forward that autograd does not record (no loss, no force_backward)
+    # convolves on weights packed once while libtorch sees them unchanged;
+    # numpy writes bypass libtorch, and must still reach the next forward of
+    # every net that uses the weights: held arrays, temporary ones, a net
+    # sharing them.
+    (tmp_path / "conv.prototxt").write_text(CONV_NET)
+    net = caffe.Net(str(tmp_path / "conv.prototxt"), caffe.TEST)
+    other = caffe.Net(str(tmp_path / "conv.prototxt"), caffe.TEST)
+    other.share_with(net)
+    x = np.random.RandomState(0).rand(2, 3, 9, 9)
+    net.blobs["data"].data[...] = x
+    other.blobs["data"].data[...] = x
+    net.forward()
+    other.forward()
+    net.forward()
+    before = net.blobs["conv"].data.copy()
+    bias = net.params["conv"][1].data.reshape(1, -1, 1, 1).copy()
+
+    def expect(n, scale):
+        expected = scale * (before - bias) + bias
+        np.testing.assert_allclose(n.blobs["conv"].data, expected, rtol=0, atol=1e-5 * (1 + np.abs(expected).max()))
+
+    net.params["conv"][0].data[...] *= -2.0  # a temporary array
+    net.forward()
+    expect(net, -2.0)
+    other.forward()
+    expect(other, -2.0)
+    held = net.params["conv"][0].data
+    net.forward()
+    held *= 0.5  # an array held across forwards
+    net.forward()
+    expect(net, -1.0)
+    other.forward()
+    expect(other, -1.0)
+    del held
+    net.forward()
+    net.params["conv"][0].data[...] *= 3.0
+    other.forward()
+    expect(other, -3.0)
+
+
 def test_share_with():
     d = FIX / "lenet"
     a = fixture_net("lenet")

@@ -51,7 +51,7 @@ fn to_nhwc(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Whether `x` is a 4-D tensor laid out channels-last.
-fn is_channels_last(x: &Tensor) -> bool {
+pub fn is_channels_last(x: &Tensor) -> bool {
     if x.dim() != 4 {
         return false;
     }

@@ -35,6 +35,25 @@ pub mod onednn;
 pub mod recurrent;
 pub mod vision;
 
+/// Counts the times code outside libtorch may have written weights in place
+/// (numpy through pycaffe's views of them). libtorch's version counters miss
+/// such writes, so what a layer derives from a weight and keeps (a
+/// convolution's packed copy, `vision::inference_weights`) is made again
+/// whenever this moves.
+static WEIGHTS_WRITTEN_OUTSIDE_LIBTORCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Called by a front end after code it runs may have written weights through
+/// their memory (before each pycaffe op while arrays over weights exist, after
+/// a Python layer with blobs ran).
+pub fn weights_written_outside_libtorch() {
+    WEIGHTS_WRITTEN_OUTSIDE_LIBTORCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many times [`weights_written_outside_libtorch`] was called.
+pub fn outside_weight_writes() -> u64 {
+    WEIGHTS_WRITTEN_OUTSIDE_LIBTORCH.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A blob shape, Caffe-style: any number of axes.
 pub type Shape = Vec<i64>;
 

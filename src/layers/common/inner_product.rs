@@ -39,21 +39,22 @@ impl InnerProduct {
 /// `benches/inner_product_gemm.py`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InferenceGemm {
-    /// x·Wᵀ (libtorch's linear): one or two rows (a GEMV), large batches,
-    /// and layers whose weights fit in cache.
+    /// x·Wᵀ (libtorch's linear): large batches, and layers whose weights
+    /// fit in cache.
     Linear,
     /// W·xᵀ transposed back: a handful of rows against many outputs, where
     /// MKL's x·Wᵀ runs far below the bandwidth the weights need and W·xᵀ
     /// streams W once.
     Transposed,
-    /// oneDNN's inner product on the plain weights: weights far larger than
-    /// the caches (a deploy net's fc6 and fc7), from four rows up, where it
-    /// streams them faster than either MKL form.
+    /// oneDNN's inner product on the plain weights: weights larger than the
+    /// caches (a deploy net's fc6, fc7 and fc8), at any batch, where it
+    /// streams them faster than either MKL form (at one row MKL's GEMV reads
+    /// them at about half the bandwidth).
     OneDnn,
 }
 
 fn inference_gemm(rows: i64, inputs: i64, outputs: i64) -> InferenceGemm {
-    if rows >= 4 && inputs * outputs >= 1 << 24 {
+    if inputs * outputs >= 1 << 22 {
         InferenceGemm::OneDnn
     } else if (4..=32).contains(&rows) && outputs >= 500 {
         InferenceGemm::Transposed

@@ -8,8 +8,10 @@
 use crate::Result;
 use tch::Tensor;
 
+use super::inference_weights::InferenceConvWeights;
 use super::{convolution, deconvolution};
 use crate::bail;
+use crate::layers::onednn::Conv2dGeometry;
 use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
 use crate::proto::caffe::{ConvolutionParameter, LayerParameter};
 
@@ -75,6 +77,7 @@ pub struct Conv {
     axis: usize,
     geom: Option<Geometry>,
     groups: i64,
+    inference: InferenceConvWeights,
 }
 
 impl Conv {
@@ -83,7 +86,7 @@ impl Conv {
         if p.num_output.is_none() {
             bail!("convolution_param.num_output is required");
         }
-        Ok(Conv { p, transposed, axis: 1, geom: None, groups: 1 })
+        Ok(Conv { p, transposed, axis: 1, geom: None, groups: 1, inference: InferenceConvWeights::default() })
     }
 }
 
@@ -172,11 +175,26 @@ impl Layer for Conv {
             } else if self.transposed {
                 x.f_convolution(w, bias, &g.stride, &g.pad, &g.dilation, self.transposed, &out_pad, self.groups)?
             } else {
-                let w = crate::layers::layout::conv_weights_for(w, x)?;
-                x.f_convolution(&w, bias, &g.stride, &g.pad, &g.dilation, false, &out_pad, self.groups)?
+                let packed = match geometry_2d(g) {
+                    Some(g2) => self.inference.convolve(x, w, bias, &g2, self.groups)?,
+                    None => None,
+                };
+                match packed {
+                    Some(y) => y,
+                    None => {
+                        let w = crate::layers::layout::conv_weights_for(w, x)?;
+                        x.f_convolution(&w, bias, &g.stride, &g.pad, &g.dilation, false, &out_pad, self.groups)?
+                    }
+                }
             };
             tops.push(y);
         }
         Ok(tops)
     }
+}
+
+/// A 2-D geometry in the form oneDNN's kernels take; `None` for other ranks.
+fn geometry_2d(g: &Geometry) -> Option<Conv2dGeometry> {
+    let pair = |v: &[i64]| -> Option<[i64; 2]> { v.try_into().ok() };
+    Some(Conv2dGeometry { pad: pair(&g.pad)?, stride: pair(&g.stride)?, dilation: pair(&g.dilation)? })
 }

@@ -1,6 +1,7 @@
 //! Vision layers, one file per type: Convolution, Deconvolution, Pooling,
 //! LRN, SPP, Im2col, Crop. base_conv.rs holds what Convolution and
-//! Deconvolution share (and Im2col's geometry).
+//! Deconvolution share (and Im2col's geometry), inference_weights.rs the
+//! packed weights an inference convolution keeps between forwards.
 use super::registry::LayerInfo;
 
 pub mod base_conv;
@@ -8,6 +9,7 @@ pub mod convolution;
 pub mod crop;
 pub mod deconvolution;
 pub mod im2col;
+pub mod inference_weights;
 pub mod lrn;
 pub mod pooling;
 pub mod spp;
