@@ -1,16 +1,16 @@
-//! A convolution's weights packed once for oneDNN, kept between forwards that
-//! autograd does not record (inference: `caffe test`, a solver's test passes,
-//! a deploy net's forward). libtorch's convolution reorders plain weights into
-//! oneDNN's blocked order inside every call, which at batch 1 costs about as
-//! much as a small convolution; packed weights skip it.
+//! A convolution's weights packed once for oneDNN, kept between forwards run
+//! without autograd (inference: `caffe test`, `caffe forward`, a solver's test
+//! passes, pycaffe's forward of a net with no loss). libtorch's convolution
+//! reorders plain weights into oneDNN's blocked order inside every call, which
+//! at batch 1 costs about as much as a small convolution; packed weights skip it.
 //!
 //! The pack is made again whenever the weight may have changed: another tensor
-//! or storage (by address; the old storage is held, so its address cannot be
-//! reused meanwhile), a write through libtorch (its version counter: how the
-//! solver, weight loading and sharing write), or another input shape (the
-//! pack is chosen for it), or a write libtorch cannot see, which the front end
-//! that allowed it reports ([`crate::layers::weights_written_outside_libtorch`]:
-//! pycaffe's numpy views of weights).
+//! or storage (by address; the old storage is held until then, so its address
+//! cannot be reused meanwhile); a write through libtorch (its version counter:
+//! how the solver, weight loading and sharing write); a write libtorch cannot
+//! see, which the front end that allowed it reports
+//! ([`crate::layers::weights_written_outside_libtorch`]: pycaffe's numpy views
+//! of weights); or another input shape, which the pack is chosen for.
 use tch::{Device, Kind, Tensor};
 
 use crate::layers::layout::is_channels_last;
@@ -34,10 +34,10 @@ struct Kept {
 
 impl InferenceConvWeights {
     /// The convolution of `x` with `w` and `bias` on packed weights, or `None`
-    /// where this path does not apply: autograd records (the gradient must
-    /// reach `w`), not a 2-D CPU float convolution on a channels-last input,
-    /// or a libtorch without the kernels.
-    /// The caller then runs its general path.
+    /// where this path does not apply (the caller then runs its general
+    /// path): grad mode is on (a training forward keeps libtorch's
+    /// differentiable convolution, and its numbers), not a 2-D CPU float
+    /// convolution on a channels-last input, or a libtorch without the kernels.
     pub fn convolve(
         &mut self,
         x: &Tensor,
@@ -46,13 +46,13 @@ impl InferenceConvWeights {
         g: &Conv2dGeometry,
         groups: i64,
     ) -> Result<Option<Tensor>> {
-        // A pass that autograd records leaves the pack alone: `caffe time`
-        // and a solver with test passes alternate the two kinds of forward.
-        let applies = x.device() == Device::Cpu
+        // A pass with grad mode on leaves the pack alone: `caffe time` and a
+        // solver with test passes alternate the two kinds of forward.
+        let applies = !grad_mode_enabled()
+            && x.device() == Device::Cpu
             && x.kind() == Kind::Float
             && w.dim() == 4
-            && is_channels_last(x)
-            && !autograd_records(w, bias);
+            && is_channels_last(x);
         if !applies {
             return Ok(None);
         }
@@ -77,12 +77,8 @@ impl InferenceConvWeights {
     }
 }
 
-/// Whether autograd records ops on the weights (grad mode on and one of them
-/// requires grad).
-fn autograd_records(w: &Tensor, bias: Option<&Tensor>) -> bool {
-    if !w.requires_grad() && !bias.is_some_and(|b| b.requires_grad()) {
-        return false;
-    }
+/// Whether autograd is on for this thread (libtorch's grad mode).
+fn grad_mode_enabled() -> bool {
     // SAFETY: each call sets this thread's grad mode and returns the previous
     // one (no tensors involved); the second call restores what the first read.
     let enabled = unsafe { torch_sys::at_grad_set_enabled(1) };
