@@ -2,7 +2,8 @@
 //! and their parameters (zero or negative strides, pads past the kernel,
 //! huge num_output, bad axes, cycles, bottoms nobody produces, shared params
 //! with mismatched shapes), written as prototxt, built, then one forward on
-//! tiny inputs. Every failure must be an error, never a panic or an abort.
+//! tiny inputs (and for a TEST net one without autograd). Every failure must
+//! be an error, never a panic or an abort.
 #![no_main]
 use arbitrary::Arbitrary;
 use caffe_tch::net::{Net, NetSource};
@@ -218,5 +219,10 @@ fuzz_target!(|n: FuzzNet| {
     // Errors are fine answers; only panics and aborts are bugs.
     if net.forward().is_ok() && n.train {
         let _backward = net.backward();
+    }
+    // A TEST net also runs the forward without autograd, whose kernels differ
+    // (packed convolution weights, oneDNN's inner product).
+    if !n.train {
+        let _inference = net.forward_inference();
     }
 });
