@@ -18,6 +18,9 @@
 #   bash scripts/gpu_device_run.sh [BUNDLE_DIR] [OUT_DIR]
 #
 # BUNDLE_DIR defaults to .gpu; OUT_DIR to $OUT, else gpu-check/.
+# STEP_VS_EAGER=1 runs only benches/step_vs_eager.sh (caffe-tch's forward +
+# backward beside PyTorch eager's, with and without a CUDA graph, four nets at
+# two batch sizes) into OUT_DIR/step_vs_eager.md, as a separate command.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=${1:-.gpu}
@@ -42,6 +45,14 @@ export LD_LIBRARY_PATH=$TORCH_LIB:$U/extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if ldd "$U/caffe" | grep 'not found'; then exit 1; fi
 # CUDA is opened on demand (src/util/cuda.rs): device_query says which library it loaded.
 "$U/caffe" device_query
+if [[ ${STEP_VS_EAGER:-0} == 1 ]]; then
+  # A second command of its own (the checks below fill one command's time):
+  # #17's training-step table, caffe-tch beside PyTorch eager with and without
+  # a CUDA graph.
+  echo "## Forward+backward on the GPU: caffe-tch beside PyTorch eager (benches/step_vs_eager.sh)"
+  CAFFE=$U/caffe PYTHON=python3 timeout 560 bash benches/step_vs_eager.sh cuda | tee "$OUT_DIR/step_vs_eager.md"
+  exit "${PIPESTATUS[0]}"
+fi
 # The test binary reads its fixtures under the folder it was built in.
 MANIFEST_DIR=$(cat "$U/manifest_dir")
 if [[ ! -d $MANIFEST_DIR/tests/fixtures/caffe-ref/fixtures/lenet ]]; then
