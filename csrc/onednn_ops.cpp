@@ -50,24 +50,21 @@ c10::IValue optional_tensor(void* t) {
   return t != nullptr ? c10::IValue(*static_cast<at::Tensor*>(t)) : c10::IValue();
 }
 
-}  // namespace
-
-extern "C" {
-
-// y = x·wᵀ + b (b may be null), for 2-D CPU float tensors. Tensors are tch's
-// C_tensor pointers (at::Tensor*). On success *out is a new at::Tensor* (owned
-// by the caller) and the return is null; on failure (also where autograd would
-// need a backward) the return is a malloc'd message.
-char* caffe_tch_onednn_linear(void* x, void* w, void* b, void** out) {
+// Calls one of libtorch's oneDNN pointwise ops (found by `lookup`), (X, W, B?, <what push_middle
+// adds>, attr, scalars, algorithm) -> Y, with no fused activation. Returns
+// null and sets *out to a new at::Tensor, or returns a malloc'd message: the
+// op is missing, autograd records (the ops have no backward, so the caller's
+// differentiable path must run), or libtorch threw.
+template <typename PushMiddle>
+char* call_pointwise(const c10::OperatorHandle* (*lookup)(), const char* name, void* x, void* w, void* b,
+                     PushMiddle push_middle, void** out) {
   try {
-    const c10::OperatorHandle* op = linear_pointwise();
+    const c10::OperatorHandle* op = lookup();
     if (op == nullptr) {
-      return error_string("this libtorch has no mkldnn::_linear_pointwise");
+      return error_string(std::string("this libtorch has no ") + name);
     }
     const at::Tensor& xt = *static_cast<at::Tensor*>(x);
     const at::Tensor& wt = *static_cast<at::Tensor*>(w);
-    // The kernel has no backward: where autograd records, the caller's
-    // differentiable path must run instead.
     if (autograd_records(xt, wt, b)) {
       return error_string("autograd is recording");
     }
@@ -75,6 +72,7 @@ char* caffe_tch_onednn_linear(void* x, void* w, void* b, void** out) {
     stack.emplace_back(xt);
     stack.emplace_back(wt);
     stack.emplace_back(optional_tensor(b));
+    push_middle(stack);
     stack.emplace_back(std::string("none"));  // no fused activation
     stack.emplace_back(c10::List<std::optional<at::Scalar>>());
     stack.emplace_back(c10::IValue());  // algorithm: none
@@ -86,38 +84,30 @@ char* caffe_tch_onednn_linear(void* x, void* w, void* b, void** out) {
   }
 }
 
+}  // namespace
+
+extern "C" {
+
+// y = x·wᵀ + b (b may be null), for 2-D CPU float tensors. Tensors are tch's
+// C_tensor pointers (at::Tensor*). On success *out is a new at::Tensor* (owned
+// by the caller) and the return is null; on failure (also where autograd would
+// need a backward) the return is a malloc'd message.
+char* caffe_tch_onednn_linear(void* x, void* w, void* b, void** out) {
+  return call_pointwise(linear_pointwise, "mkldnn::_linear_pointwise", x, w, b, [](torch::jit::Stack&) {}, out);
+}
+
 // A 2-D convolution of x (4-D CPU float) with weights w, plain or packed by
 // at::mkldnn_reorder_conv2d_weight, and bias b (may be null). geometry holds
 // pad, stride and dilation, height then width each. Ownership and errors as
 // for caffe_tch_onednn_linear.
 char* caffe_tch_onednn_conv2d(void* x, void* w, void* b, const int64_t* geometry, int64_t groups, void** out) {
-  try {
-    const c10::OperatorHandle* op = convolution_pointwise();
-    if (op == nullptr) {
-      return error_string("this libtorch has no mkldnn::_convolution_pointwise");
-    }
-    const at::Tensor& xt = *static_cast<at::Tensor*>(x);
-    const at::Tensor& wt = *static_cast<at::Tensor*>(w);
-    if (autograd_records(xt, wt, b)) {
-      return error_string("autograd is recording");
-    }
-    torch::jit::Stack stack;
-    stack.emplace_back(xt);
-    stack.emplace_back(wt);
-    stack.emplace_back(optional_tensor(b));
+  auto window = [geometry, groups](torch::jit::Stack& stack) {
     stack.emplace_back(std::vector<int64_t>{geometry[0], geometry[1]});
     stack.emplace_back(std::vector<int64_t>{geometry[2], geometry[3]});
     stack.emplace_back(std::vector<int64_t>{geometry[4], geometry[5]});
     stack.emplace_back(groups);
-    stack.emplace_back(std::string("none"));  // no fused activation
-    stack.emplace_back(c10::List<std::optional<at::Scalar>>());
-    stack.emplace_back(c10::IValue());  // algorithm: none
-    op->callBoxed(&stack);
-    *out = new at::Tensor(stack.back().toTensor());
-    return nullptr;
-  } catch (const std::exception& e) {
-    return error_string(e.what());
-  }
+  };
+  return call_pointwise(convolution_pointwise, "mkldnn::_convolution_pointwise", x, w, b, window, out);
 }
 
 }  // extern "C"
