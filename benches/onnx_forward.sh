@@ -19,7 +19,10 @@ BATCHES=${BATCHES:-10 1}
 models=(
   "CaffeNet|tests/fixtures/bvlc/models/bvlc_reference_caffenet/deploy.prototxt|3,227,227"
   "GoogLeNet|tests/fixtures/bvlc/models/bvlc_googlenet/deploy.prototxt|3,224,224"
+  "ResNet-50|$work/resnet50_deploy.prototxt|3,224,224"
 )
+# ResNet-50 (BatchNorm + Scale + ReLU after each convolution) from its generator.
+"$PY" benches/resnet50_deploy.py 10 >"$work/resnet50_deploy.prototxt"
 # name at batch | prototxt | caffe time iterations | input shape
 nets=()
 for b in $BATCHES; do

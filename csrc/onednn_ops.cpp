@@ -51,13 +51,13 @@ c10::IValue optional_tensor(void* t) {
 }
 
 // Calls one of libtorch's oneDNN pointwise ops (found by `lookup`), (X, W, B?, <what push_middle
-// adds>, attr, scalars, algorithm) -> Y, with no fused activation. Returns
+// adds>, attr, scalars, algorithm) -> Y, with a fused ReLU when `relu` is set, else none. Returns
 // null and sets *out to a new at::Tensor, or returns a malloc'd message: the
 // op is missing, autograd records (the ops have no backward, so the caller's
 // differentiable path must run), or libtorch threw.
 template <typename PushMiddle>
 char* call_pointwise(const c10::OperatorHandle* (*lookup)(), const char* name, void* x, void* w, void* b,
-                     PushMiddle push_middle, void** out) {
+                     PushMiddle push_middle, bool relu, void** out) {
   try {
     const c10::OperatorHandle* op = lookup();
     if (op == nullptr) {
@@ -73,7 +73,7 @@ char* call_pointwise(const c10::OperatorHandle* (*lookup)(), const char* name, v
     stack.emplace_back(wt);
     stack.emplace_back(optional_tensor(b));
     push_middle(stack);
-    stack.emplace_back(std::string("none"));  // no fused activation
+    stack.emplace_back(std::string(relu ? "relu" : "none"));
     stack.emplace_back(c10::List<std::optional<at::Scalar>>());
     stack.emplace_back(c10::IValue());  // algorithm: none
     op->callBoxed(&stack);
@@ -93,21 +93,22 @@ extern "C" {
 // by the caller) and the return is null; on failure (also where autograd would
 // need a backward) the return is a malloc'd message.
 char* caffe_tch_onednn_linear(void* x, void* w, void* b, void** out) {
-  return call_pointwise(linear_pointwise, "mkldnn::_linear_pointwise", x, w, b, [](torch::jit::Stack&) {}, out);
+  return call_pointwise(linear_pointwise, "mkldnn::_linear_pointwise", x, w, b, [](torch::jit::Stack&) {}, false, out);
 }
 
 // A 2-D convolution of x (4-D CPU float) with weights w, plain or packed by
 // at::mkldnn_reorder_conv2d_weight, and bias b (may be null). geometry holds
-// pad, stride and dilation, height then width each. Ownership and errors as
-// for caffe_tch_onednn_linear.
-char* caffe_tch_onednn_conv2d(void* x, void* w, void* b, const int64_t* geometry, int64_t groups, void** out) {
+// pad, stride and dilation, height then width each; relu: max(y, 0) fused
+// after it. Ownership and errors as for caffe_tch_onednn_linear.
+char* caffe_tch_onednn_conv2d(void* x, void* w, void* b, const int64_t* geometry, int64_t groups, bool relu,
+                              void** out) {
   auto window = [geometry, groups](torch::jit::Stack& stack) {
     stack.emplace_back(std::vector<int64_t>{geometry[0], geometry[1]});
     stack.emplace_back(std::vector<int64_t>{geometry[2], geometry[3]});
     stack.emplace_back(std::vector<int64_t>{geometry[4], geometry[5]});
     stack.emplace_back(groups);
   };
-  return call_pointwise(convolution_pointwise, "mkldnn::_convolution_pointwise", x, w, b, window, out);
+  return call_pointwise(convolution_pointwise, "mkldnn::_convolution_pointwise", x, w, b, window, relu, out);
 }
 
 }  // extern "C"

@@ -138,3 +138,52 @@ fn resnet_small_train_backward_matches_caffe() {
     assert!(diffs >= 15, "only {diffs} blob diffs compared");
     worst.report("resnet_small/train_backward");
 }
+
+/// Every blob of a forward without autograd, which folds each convolution's
+/// in-place BatchNorm, Scale and ReLU into it and runs an Eltwise sum with its
+/// ReLU in one pass, against the same forward with autograd on (every layer on
+/// its own); again after the folded layers' blobs change in place; and a
+/// forward that stops at a convolution leaves its top unnormalized.
+#[test]
+fn resnet_small_folded_inference_keeps_every_blob() {
+    let _rng = common::rng_shared();
+    let dir = caffe_ref("fixtures/resnet_small");
+    let (mut net, m) = run_fixture(&dir, &dir.join("net.prototxt"), Phase::Test, false);
+    let last = net.layer_names().len() - 1;
+    let names: Vec<String> =
+        m["blobs"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap().into()).collect();
+    let blobs = |net: &Net| -> Vec<Tensor> { names.iter().map(|n| net.blob(n).unwrap().detach().copy()).collect() };
+    let compare = |net: &mut Net, what: &str| -> Vec<Tensor> {
+        net.forward_inference().unwrap();
+        let folded = blobs(net);
+        net.forward_from_to(0, last, true).unwrap();
+        let layered = blobs(net);
+        for ((name, f), l) in names.iter().zip(&folded).zip(&layered) {
+            let (d, max) = max_abs_diff(f, l);
+            assert!(d <= 1e-5 * (1.0 + max), "{what}: blob {name}: max |Δ| {d:.3e} (max {max:.3e})");
+        }
+        folded
+    };
+    let before = compare(&mut net, "weights as loaded");
+
+    // BatchNorm statistics and a Scale's bias written through libtorch.
+    let bn = net.layer_index("res2a_conv2_bn").unwrap();
+    let scale = net.layer_index("res2a_conv2_scale").unwrap();
+    tch::no_grad(|| {
+        net.layer_param(bn, 0).unwrap().f_add_scalar_(0.5).map(drop).unwrap();
+        net.layer_param(scale, 1).unwrap().f_mul_scalar_(-3.0).map(drop).unwrap();
+    });
+    let after = compare(&mut net, "after the folded layers' blobs changed");
+    let i = names.iter().position(|n| n == "res2a_conv2").unwrap();
+    let (d, _) = max_abs_diff(&before[i], &after[i]);
+    assert!(d > 0.1, "res2a_conv2 follows the new statistics (moved {d:.3e})");
+
+    // A forward that ends at conv1: Caffe's blob holds the convolution alone.
+    let conv1 = net.layer_index("conv1").unwrap();
+    tch::no_grad(|| net.forward_from_to(0, conv1, false)).unwrap();
+    let data = net.blob("data").unwrap().shallow_clone();
+    let w = net.layer_param(conv1, 0).unwrap();
+    let expected = data.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
+    let (d, max) = max_abs_diff(net.blob("conv1").unwrap(), &expected);
+    assert!(d <= 1e-5 * (1.0 + max), "conv1 alone: max |Δ| {d:.3e}");
+}

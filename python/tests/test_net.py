@@ -215,6 +215,46 @@ layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_
 """
 
 
+CONV_BN_NET = CONV_NET + """
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+layer { name: "scale" type: "Scale" bottom: "conv" top: "conv" scale_param { bias_term: true } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+"""
+
+
+def test_folded_batch_norm_follows_numpy_writes_to_its_blobs(tmp_path):
+    # An inference forward folds BatchNorm, Scale and ReLU into the
+    # convolution's packed weights; numpy writes to any of their blobs must
+    # reach the next forward, as each layer computed on its own would.
+    (tmp_path / "bn.prototxt").write_text(CONV_BN_NET)
+    net = caffe.Net(str(tmp_path / "bn.prototxt"), caffe.TEST)
+    x = np.random.RandomState(1).rand(2, 3, 9, 9)
+    net.blobs["data"].data[...] = x
+    net.forward(end="conv")
+    conv = net.blobs["conv"].data.copy()
+
+    def expect(what):
+        mean, var, factor = (b.data for b in net.params["bn"])
+        f = 0.0 if factor[0] == 0 else 1.0 / factor[0]
+        gamma, beta = (b.data.reshape(1, -1, 1, 1) for b in net.params["scale"])
+        y = (conv - mean.reshape(1, -1, 1, 1) * f) / np.sqrt(var.reshape(1, -1, 1, 1) * f + 1e-5)
+        expected = np.maximum(gamma * y + beta, 0)
+        net.forward()
+        np.testing.assert_allclose(net.blobs["conv"].data, expected, rtol=0, atol=1e-5 * (1 + np.abs(expected).max()),
+                                   err_msg=what)
+
+    net.params["bn"][0].data[...] = [0.5, -0.25, 1.0, 0.0]
+    net.params["bn"][1].data[...] = [2.0, 0.5, 1.0, 4.0]
+    net.params["bn"][2].data[...] = 2.0
+    expect("statistics set")
+    net.params["scale"][0].data[...] = [1.5, -1.0, 0.5, 2.0]
+    net.params["scale"][1].data[...] = [0.1, 0.2, -0.3, 0.4]
+    expect("scale and bias set")
+    held = net.params["bn"][1].data
+    held *= 4.0
+    expect("variance scaled through a held array")
+
+
 def test_conv_weights_written_through_numpy_reach_the_next_forward(tmp_path):
     # A forward that autograd does not record (no loss, no force_backward)
     # convolves on weights packed once while libtorch sees them unchanged;

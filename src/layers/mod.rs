@@ -27,6 +27,7 @@ pub mod common;
 pub mod data;
 pub mod dropin;
 pub mod filler;
+pub mod fold;
 pub mod gradcheck;
 pub mod layout;
 pub mod loss;
@@ -168,6 +169,26 @@ pub trait Layer: Send {
     /// `propagate_down` asks for) and blobs of the last forward, given its tops'.
     fn backward(&mut self, _ctx: &Ctx, _top_diffs: &[Tensor], _propagate_down: &[bool]) -> Result<Gradients> {
         Err(Error::invalid("this layer's backward is autograd's over its forward"))
+    }
+
+    /// In an inference forward, this layer running in place on a
+    /// convolution's top right after it, as what the convolution may fold in
+    /// ([`fold`]); `None` where it cannot be (the default).
+    fn inference_epilogue(&self, _ctx: &Ctx, _params: &[Tensor]) -> Option<fold::Epilogue> {
+        None
+    }
+
+    /// A forward that also computes `epilogues`, the in-place layers after
+    /// this one, whose top is this layer's only top; `None` where this layer
+    /// cannot (the default), and the net runs them one by one.
+    fn forward_with_epilogues(
+        &mut self,
+        _ctx: &Ctx,
+        _bottoms: &[Tensor],
+        _params: &[Tensor],
+        _epilogues: &[fold::Epilogue],
+    ) -> Option<Result<Vec<Tensor>>> {
+        None
     }
 
     /// The layer as `Any`, for front ends that own a layer type of their own

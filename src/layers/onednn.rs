@@ -15,6 +15,7 @@ extern "C" {
         b: *mut c_void,
         geometry: *const i64,
         groups: i64,
+        relu: bool,
         out: *mut *mut c_void,
     ) -> *mut c_char;
 }
@@ -62,9 +63,17 @@ pub fn pack_conv2d_weights(w: &Tensor, g: &Conv2dGeometry, groups: i64, input_si
 }
 
 /// A 2-D convolution by oneDNN on weights plain or packed by
-/// [`pack_conv2d_weights`]; the output keeps `x`'s memory order. `None` when
-/// this libtorch cannot run it or autograd records.
-pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Conv2dGeometry, groups: i64) -> Option<Tensor> {
+/// [`pack_conv2d_weights`], and a ReLU after it when `relu` is set (oneDNN's
+/// post-op); the output keeps `x`'s memory order. `None` when this libtorch
+/// cannot run it or autograd records.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    g: &Conv2dGeometry,
+    groups: i64,
+    relu: bool,
+) -> Option<Tensor> {
     if CONV2D_MISSING.load(Ordering::Relaxed) {
         return None;
     }
@@ -79,6 +88,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: &Conv2dGeometry, gr
             ptr(b),
             geometry.as_ptr(),
             groups,
+            relu,
             &mut out,
         )
     };

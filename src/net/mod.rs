@@ -16,6 +16,7 @@ use crate::{Error, Result};
 mod build;
 pub mod callbacks;
 pub mod filter;
+mod fusion;
 mod param;
 pub mod partial;
 mod pass;

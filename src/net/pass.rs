@@ -42,7 +42,13 @@ impl Net {
         // Which (layer, top) produced each blob's current value: for layer-wise backward.
         let mut producer: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
         let layer_wise = grad && self.layer_wise_backward();
+        let may_fold = self.may_fold(grad, trace.is_some());
+        // Layers up to this index ran folded into an earlier one.
+        let mut folded_through: Option<usize> = None;
         for i in start..end {
+            if folded_through.is_some_and(|last| i <= last) {
+                continue;
+            }
             self.notify(LayerEvent::BeforeForward, i)?;
             let bottoms: Vec<Tensor> = {
                 let e = &self.layers[i];
@@ -62,15 +68,23 @@ impl Net {
             let params: Vec<Tensor> =
                 self.layers[i].params.iter().map(|&s| self.param_slots[s].tensor.shallow_clone()).collect();
             let started = std::time::Instant::now();
-            let e = &mut self.layers[i];
+            let e = &self.layers[i];
             let in_place = e.may_overwrite_bottom
                 && e.propagate_down[0]
                 && trace.is_none()
                 && !self.record_blob_diffs
                 && !self.debug_info
                 && !layer_wise;
+            let chain = if may_fold { self.epilogue_chain(i, end, &ctx) } else { None };
+            let e = &mut self.layers[i];
             let mut ran_in_place = None;
-            if in_place {
+            if let Some((epilogues, last)) = chain {
+                ran_in_place = e.layer.forward_with_epilogues(&ctx, &bottoms, &params, &epilogues);
+                if ran_in_place.is_some() {
+                    folded_through = Some(last);
+                }
+            }
+            if in_place && ran_in_place.is_none() {
                 let mut bottom = bottoms[0].shallow_clone();
                 ran_in_place = e.layer.forward_in_place(&ctx, &mut bottom).map(|r| r.map(|()| vec![bottom]));
             }

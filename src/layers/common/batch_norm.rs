@@ -3,6 +3,7 @@ use crate::{Error, Result};
 use tch::Tensor;
 
 use crate::bail;
+use crate::layers::fold::Epilogue;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
 use crate::proto::caffe::{BatchNormParameter, LayerParameter, Phase};
@@ -70,6 +71,16 @@ impl Layer for BatchNorm {
 
     fn params_learnable(&self) -> bool {
         false
+    }
+
+    fn inference_epilogue(&self, ctx: &Ctx, params: &[Tensor]) -> Option<Epilogue> {
+        let [mean_sum, var_sum, factor] = params else { return None };
+        self.use_global_stats(ctx.phase).then(|| Epilogue::BatchNorm {
+            mean_sum: mean_sum.shallow_clone(),
+            var_sum: var_sum.shallow_clone(),
+            factor: factor.shallow_clone(),
+            eps: self.p.eps() as f64,
+        })
     }
 
     fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {

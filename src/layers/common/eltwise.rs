@@ -4,6 +4,7 @@ use tch::Tensor;
 
 use super::at_least_bottoms;
 use crate::bail;
+use crate::layers::fold::Epilogue;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::eltwise_parameter::EltwiseOp;
@@ -98,5 +99,30 @@ impl Layer for Eltwise {
             }
         };
         Ok(vec![top])
+    }
+
+    fn forward_with_epilogues(
+        &mut self,
+        ctx: &Ctx,
+        bottoms: &[Tensor],
+        params: &[Tensor],
+        epilogues: &[Epilogue],
+    ) -> Option<Result<Vec<Tensor>>> {
+        // A sum followed by a ReLU in place (a residual block's end): one pass
+        // for two bottoms, else the ReLU on the sum's own fresh tensor.
+        if self.op != EltwiseOp::Sum || !matches!(epilogues, [Epilogue::Relu]) {
+            return None;
+        }
+        let unit_coeffs = self.coeffs.iter().all(|&c| c == 1.0);
+        if let ([a, b], true) = (bottoms, unit_coeffs) {
+            if a.size() == b.size() {
+                return Some(a.f_internal_add_relu(b).map(|y| vec![y]).map_err(Into::into));
+            }
+        }
+        let sum = match self.forward(ctx, bottoms, params) {
+            Ok(tops) => tops,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(sum.into_iter().map(|mut y| y.f_relu_().map(|_| y).map_err(Into::into)).collect())
     }
 }

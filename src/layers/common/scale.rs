@@ -4,6 +4,7 @@ use crate::Result;
 use tch::Tensor;
 
 use super::broadcast::{aligned_axis, broadcast_view, default_filler, learned_blob_shape};
+use crate::layers::fold::Epilogue;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
 use crate::proto::caffe::{LayerParameter, ScaleParameter};
@@ -22,17 +23,20 @@ pub fn register(r: &mut Vec<LayerInfo>) {
 /// same axes as bottom[1].
 pub struct Scale {
     p: ScaleParameter,
+    /// One bottom: the scale is the layer's first blob.
+    learned_scale: bool,
 }
 
 impl Scale {
     fn new(lp: &LayerParameter) -> Self {
-        Scale { p: lp.scale_param.clone().unwrap_or_default() }
+        Scale { p: lp.scale_param.clone().unwrap_or_default(), learned_scale: false }
     }
 }
 
 impl Layer for Scale {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 2)?;
+        self.learned_scale = bottoms.len() == 1;
         let mut params = vec![];
         let scale_shape = match bottoms.get(1) {
             Some(s) => s.clone(),
@@ -51,6 +55,17 @@ impl Layer for Scale {
             params.push(ParamDecl::new(s, default_filler(&self.p.bias_filler, 0.0)));
         }
         Ok(SetupOut { tops: vec![bottoms[0].clone()], params })
+    }
+
+    fn inference_epilogue(&self, _ctx: &Ctx, params: &[Tensor]) -> Option<Epilogue> {
+        // Only a learned scale along the channels of a convolution's 4-D top.
+        let channels = self.learned_scale && matches!(self.p.axis(), 1 | -3) && self.p.num_axes() == 1;
+        let (scale, bias) = match params {
+            [scale] if channels && !self.p.bias_term() => (scale, None),
+            [scale, bias] if channels && self.p.bias_term() => (scale, Some(bias.shallow_clone())),
+            _ => return None,
+        };
+        Some(Epilogue::Scale { scale: scale.shallow_clone(), bias })
     }
 
     fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {

@@ -3,6 +3,7 @@ use crate::Result;
 use tch::Tensor;
 
 use super::same_shape;
+use crate::layers::fold::Epilogue;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{Ctx, Layer, SetupOut, Shape};
 
@@ -33,6 +34,10 @@ impl Layer for ReLU {
         }
         // Caffe's leaky form: x for x > 0, slope·x otherwise (any slope).
         Ok(vec![x.f_where_self(&x.f_gt(0.0)?, &x.f_mul_scalar(self.slope)?)?])
+    }
+
+    fn inference_epilogue(&self, _ctx: &Ctx, _params: &[Tensor]) -> Option<Epilogue> {
+        (self.slope == 0.0).then_some(Epilogue::Relu)
     }
 
     fn forward_in_place(&mut self, _ctx: &Ctx, bottom: &mut Tensor) -> Option<Result<()>> {

@@ -11,6 +11,7 @@ use tch::Tensor;
 use super::inference_weights::InferenceConvWeights;
 use super::{convolution, deconvolution};
 use crate::bail;
+use crate::layers::fold::Epilogue;
 use crate::layers::onednn::Conv2dGeometry;
 use crate::layers::{canonical_axis, check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
 use crate::proto::caffe::{ConvolutionParameter, LayerParameter};
@@ -176,7 +177,7 @@ impl Layer for Conv {
                 x.f_convolution(w, bias, &g.stride, &g.pad, &g.dilation, self.transposed, &out_pad, self.groups)?
             } else {
                 let packed = match geometry_2d(g) {
-                    Some(g2) => self.inference.convolve(x, w, bias, &g2, self.groups)?,
+                    Some(g2) => self.inference.convolve(x, w, bias, &[], &g2, self.groups)?,
                     None => None,
                 };
                 match packed {
@@ -190,6 +191,25 @@ impl Layer for Conv {
             tops.push(y);
         }
         Ok(tops)
+    }
+
+    fn forward_with_epilogues(
+        &mut self,
+        _ctx: &Ctx,
+        bottoms: &[Tensor],
+        params: &[Tensor],
+        epilogues: &[Epilogue],
+    ) -> Option<Result<Vec<Tensor>>> {
+        let (Some(g), [x], false) = (&self.geom, bottoms, self.transposed) else { return None };
+        let g2 = geometry_2d(g)?;
+        let x = match crate::layers::layout::channels_last(x) {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        self.inference
+            .convolve(&x, &params[0], params.get(1), epilogues, &g2, self.groups)
+            .transpose()
+            .map(|r| r.map(|y| vec![y]))
     }
 }
 
