@@ -26,7 +26,7 @@ def best_ms(f, rounds=3, n=10):
 
 
 def picks(m, k, n):
-    if k * n >= 1 << 22:
+    if k * n >= 2_000_000:
         return "oneDNN"
     if 4 <= m <= 32 and n >= 500:
         return "W·xᵀ"
@@ -35,7 +35,7 @@ def picks(m, k, n):
 
 print("| K (inputs) | N (outputs) | batch | x·Wᵀ ms | W·xᵀ ms | oneDNN ms | layer picks |")
 print("|---|---|---|---|---|---|---|")
-for k, n in [(9216, 4096), (4096, 4096), (4096, 1000), (1024, 1000), (800, 500), (500, 10)]:
+for k, n in [(9216, 4096), (4096, 4096), (4096, 1000), (2048, 1000), (1024, 1000), (800, 500), (500, 10)]:
     for m in (1, 2, 4, 10, 16, 32, 64, 256):
         x, w, b = torch.rand(m, k), torch.rand(n, k), torch.rand(n)
         with torch.no_grad():

@@ -97,8 +97,8 @@ fn inner_product_gradient_check() {
 #[test]
 fn inner_product_test_forms_agree_with_the_product() {
     let _rng = rng_exclusive();
-    // rows, inputs, outputs: oneDNN (weights of 1<<22 and more, from one row), W·xᵀ, x·Wᵀ.
-    for (rows, inputs, outputs) in [(10, 4096, 4096), (1, 4096, 1024), (10, 1024, 1000), (1, 64, 10)] {
+    // rows, inputs, outputs: oneDNN (2M weights and more, from one row), W·xᵀ, x·Wᵀ.
+    for (rows, inputs, outputs) in [(10, 4096, 4096), (1, 4096, 1024), (1, 2048, 1000), (10, 1024, 1000), (1, 64, 10)] {
         let x = randn_f32(&[rows, inputs], 1);
         let w = randn_f32(&[outputs, inputs], 2);
         let b = randn_f32(&[outputs], 3);

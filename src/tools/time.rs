@@ -75,6 +75,9 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
         step_total += fb;
         bwd_total += fb - f;
         fwd_total += if inference_forward {
+            // The training step's graph dies with the step, not in the
+            // inference forward that `caffe test` runs without one.
+            net.release_graph();
             let start = Instant::now();
             net.forward_inference()?;
             synchronize(o.device);

@@ -46,15 +46,19 @@ enum InferenceGemm {
     /// MKL's x·Wᵀ runs far below the bandwidth the weights need and W·xᵀ
     /// streams W once.
     Transposed,
-    /// oneDNN's inner product on the plain weights: weights larger than the
-    /// caches (a deploy net's fc6, fc7 and fc8), at any batch, where it
+    /// oneDNN's inner product on the plain weights: weights of 8 MB and more,
+    /// larger than the caches (CaffeNet's fc6, fc7 and fc8, ResNet's fc1000),
+    /// at any batch, where it
     /// streams them faster than either MKL form (at one row MKL's GEMV reads
     /// them at about half the bandwidth).
     OneDnn,
 }
 
+/// The fewest weights (elements) for which oneDNN's inner product runs.
+const ONEDNN_MIN_WEIGHTS: i64 = 2_000_000;
+
 fn inference_gemm(rows: i64, inputs: i64, outputs: i64) -> InferenceGemm {
-    if inputs * outputs >= 1 << 22 {
+    if inputs * outputs >= ONEDNN_MIN_WEIGHTS {
         InferenceGemm::OneDnn
     } else if (4..=32).contains(&rows) && outputs >= 500 {
         InferenceGemm::Transposed
