@@ -8,7 +8,7 @@
 //! them into its packed weights, `vision/inference_weights.rs`; an Eltwise sum
 //! adds and applies a ReLU in one pass). A chain only replaces values that
 //! Caffe's in-place layers overwrite too, so every blob keeps Caffe's value
-//! (to float rounding: the folded weights are computed in double).
+//! (to float rounding: the folded factors and biases are composed in double).
 use tch::{Kind, Tensor};
 
 use crate::Result;
@@ -123,7 +123,10 @@ pub fn fold_into_convolution(w: &Tensor, bias: Option<&Tensor>, epilogues: &[Epi
     }
     let mut per_output = vec![outputs];
     per_output.resize(w.dim(), 1);
-    let folded =
-        w.f_detach()?.f_to_kind(Kind::Double)?.f_mul(&a.f_reshape(per_output.as_slice())?)?.f_to_kind(w.kind())?;
+    // The per-channel factors are composed in double; the weights are scaled
+    // in their own kind, one rounded product each, without a double copy of
+    // every weight (the first forward of a large net pays for the fold).
+    let factors = a.f_to_kind(w.kind())?.f_reshape(per_output.as_slice())?;
+    let folded = w.f_detach()?.f_mul(&factors)?;
     Ok(Some(Folded { weights: folded, bias: Some(b.f_to_kind(w.kind())?), relu }))
 }
