@@ -354,9 +354,10 @@ class Net(_caffe.Net):
         self._add_callback(3, callback)
 
     def set_input_arrays(self, data, labels):
-        """Feeds the net's MemoryData layer (data N×C×H×W float32, N labels)."""
-        data = np.asarray(data)
-        labels = np.asarray(labels)
+        """Feeds the net's MemoryData layer (data N×C×H×W, N labels: C-contiguous
+        float32 arrays, read in place as Caffe reads them)."""
+        if not isinstance(data, np.ndarray) or not isinstance(labels, np.ndarray):
+            raise ValueError("set_input_arrays needs numpy arrays")
         if data.dtype != np.float32 or labels.dtype != np.float32:
             raise ValueError("set_input_arrays needs float32 arrays (data %s, labels %s)" % (data.dtype, labels.dtype))
         return super().set_input_arrays(data, labels)

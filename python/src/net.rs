@@ -32,15 +32,27 @@ fn phase_of(v: i64) -> PyResult<Phase> {
     }
 }
 
-/// A numpy array (any float or int type) as a float tensor (a copy).
-pub fn tensor_from(a: &Bound<'_, PyAny>) -> PyResult<Tensor> {
-    let a: PyReadonlyArrayDyn<'_, f32> = a
-        .call_method1("astype", ("float32",))?
+/// A tensor over a C-contiguous float32 numpy array's memory, no copy. The
+/// caller keeps the array alive for as long as the tensor is used.
+fn tensor_over(what: &str, a: &Bound<'_, PyAny>) -> PyResult<Tensor> {
+    let array: PyReadonlyArrayDyn<'_, f32> = a
         .extract()
-        .map_err(|_| PyValueError::new_err("expected a numpy array of numbers"))?;
-    let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
-    let values: Vec<f32> = a.as_array().iter().copied().collect();
-    Tensor::f_from_slice(&values).py()?.f_reshape(shape.as_slice()).py()
+        .map_err(|_| PyValueError::new_err(format!("set_input_arrays: {what} must be a float32 numpy array")))?;
+    if !array.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!("set_input_arrays: {what} must be C contiguous")));
+    }
+    let shape: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
+    let mut strides = vec![1i64; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1].max(1);
+    }
+    let values = array
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("set_input_arrays: {what} must be C contiguous")))?;
+    // SAFETY: the array is C-contiguous float32 with this shape, so the
+    // strides above address exactly its elements; its owner keeps it alive
+    // (PyNet::set_input_arrays holds it beside the net).
+    unsafe { Tensor::f_from_blob(values.as_ptr() as *const u8, &shape, &strides, Kind::Float, tch::Device::Cpu) }.py()
 }
 
 impl PyNet {
@@ -305,10 +317,12 @@ impl PyNet {
         })
     }
 
-    /// Feeds the net's MemoryData layer: data N×C×H×W, labels N values.
+    /// Feeds the net's MemoryData layer: data N×C×H×W, labels N values, both
+    /// C-contiguous float32 arrays that the layer reads in place, as Caffe's
+    /// does (a write to them shows in the next batches read).
     fn set_input_arrays(&self, py: Python<'_>, data: &Bound<'_, PyAny>, labels: &Bound<'_, PyAny>) -> PyResult<()> {
-        let d = tensor_from(data)?;
-        let l = tensor_from(labels)?;
+        let d = tensor_over("data", data)?;
+        let l = tensor_over("labels", labels)?;
         if d.dim() != 4 {
             return Err(PyValueError::new_err(format!(
                 "set_input_arrays: data must be 4-D (N, C, H, W), got {:?}",
@@ -323,9 +337,14 @@ impl PyNet {
                 d.size()[0]
             )));
         }
-        let l = l.f_reshape([n_labels]).py()?.f_to_kind(Kind::Float).py()?;
+        let l = l.f_reshape([n_labels]).py()?;
         self.with(|n, v| {
+            // Held before the layer can read them; the previous pair only
+            // once the layer no longer does.
+            let arrays = [data.clone().unbind(), labels.clone().unbind()];
+            v.input_arrays.extend(arrays.iter().map(|a| a.clone_ref(py)));
             n.set_input_arrays(&d, &l).py()?;
+            v.input_arrays = arrays.into();
             v.pull(py, n, Kinds::DATA)
         })
     }

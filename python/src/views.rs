@@ -143,6 +143,9 @@ pub struct Views {
     mirrors: HashMap<Key, Mirror>,
     /// The net's Python callbacks (`callbacks.rs`), once one is added.
     pub callbacks: Option<crate::callbacks::Lists>,
+    /// The numpy arrays a MemoryData layer reads in place
+    /// (`set_input_arrays`), held as long as it may read them.
+    pub input_arrays: Vec<Py<PyAny>>,
 }
 
 /// What changed (pull) or is about to be read (push).

@@ -360,3 +360,43 @@ def test_bad_input(tmp_path):
     if not has_cuda:
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             caffe.set_mode_gpu()
+
+
+MEMORY_NET = """
+layer { name: "data" type: "MemoryData" top: "data" top: "label"
+        memory_data_param { batch_size: 2 channels: 1 height: 2 width: 3 } }
+layer { name: "flat" type: "Flatten" bottom: "data" top: "flat" }
+"""
+
+
+def test_set_input_arrays_reads_the_arrays_in_place(tmp_path):
+    # As Caffe's MemoryData does: no copy, so a write to the arrays shows in
+    # the next batches read; the net holds them, so dropping Python's
+    # references is safe.
+    (tmp_path / "memory.prototxt").write_text(MEMORY_NET)
+    net = caffe.Net(str(tmp_path / "memory.prototxt"), caffe.TEST)
+    data = np.arange(24, dtype=np.float32).reshape(4, 1, 2, 3)
+    labels = np.array([10, 11, 12, 13], np.float32)
+    net.set_input_arrays(data, labels)
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["data"].data, data[0:2])
+    np.testing.assert_array_equal(net.blobs["label"].data, labels[0:2])
+    data[2] += 100.0
+    labels[3] = -1.0
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["data"].data, data[2:4])
+    np.testing.assert_array_equal(net.blobs["label"].data, [12, -1])
+    expected = data[0:2].copy()
+    del data, labels
+    import gc
+
+    gc.collect()
+    net.forward()  # wraps around to the first batch
+    np.testing.assert_array_equal(net.blobs["flat"].data, expected.reshape(2, 6))
+    # Caffe's requirements, as errors.
+    with pytest.raises(ValueError, match="C contiguous"):
+        net.set_input_arrays(np.zeros((4, 1, 3, 2), np.float32).transpose(0, 1, 3, 2), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        net.set_input_arrays(np.zeros((4, 1, 2, 3)), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        net.set_input_arrays(np.zeros((3, 1, 2, 3), np.float32), np.zeros(3, np.float32))
