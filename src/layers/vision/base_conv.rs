@@ -201,13 +201,18 @@ impl Layer for Conv {
         epilogues: &[Epilogue],
     ) -> Option<Result<Vec<Tensor>>> {
         let (Some(g), [x], false) = (&self.geom, bottoms, self.transposed) else { return None };
-        let g2 = geometry_2d(g)?;
+        let (g2, w) = (geometry_2d(g)?, params.first()?);
+        // Only the packed CPU float path folds: leave the others before the
+        // layout copy, which the general forward would make again.
+        if x.device() != tch::Device::Cpu || x.kind() != tch::Kind::Float {
+            return None;
+        }
         let x = match crate::layers::layout::channels_last(x) {
             Ok(x) => x,
             Err(e) => return Some(Err(e)),
         };
         self.inference
-            .convolve(&x, &params[0], params.get(1), epilogues, &g2, self.groups)
+            .convolve(&x, w, params.get(1), epilogues, &g2, self.groups)
             .transpose()
             .map(|r| r.map(|y| vec![y]))
     }
