@@ -5,7 +5,7 @@ use std::path::Path;
 use caffe_tch::net::Net;
 use caffe_tch::proto::caffe::{NetState, Phase};
 use caffe_tch::proto::text::TextOptions;
-use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use tch::{Kind, Tensor};
@@ -42,17 +42,12 @@ fn tensor_over(what: &str, a: &Bound<'_, PyAny>) -> PyResult<Tensor> {
         return Err(PyValueError::new_err(format!("set_input_arrays: {what} must be C contiguous")));
     }
     let shape: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
-    let mut strides = vec![1i64; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1].max(1);
-    }
-    let values = array
-        .as_slice()
-        .map_err(|_| PyValueError::new_err(format!("set_input_arrays: {what} must be C contiguous")))?;
-    // SAFETY: the array is C-contiguous float32 with this shape, so the
-    // strides above address exactly its elements; its owner keeps it alive
+    let element = std::mem::size_of::<f32>() as isize;
+    let strides: Vec<i64> = array.strides().iter().map(|&s| (s / element) as i64).collect();
+    // SAFETY: numpy's shape and strides (in elements) address exactly the
+    // array's float32 elements from its first; its owner keeps it alive
     // (PyNet::set_input_arrays holds it beside the net).
-    unsafe { Tensor::f_from_blob(values.as_ptr() as *const u8, &shape, &strides, Kind::Float, tch::Device::Cpu) }.py()
+    unsafe { Tensor::f_from_blob(array.data() as *const u8, &shape, &strides, Kind::Float, tch::Device::Cpu) }.py()
 }
 
 impl PyNet {

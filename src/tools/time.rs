@@ -48,7 +48,10 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     // memory is the training step's (autograd's gradients become the diffs).
     net.clear_param_diffs()?;
     net.backward()?;
-    if o.phase == Phase::Test {
+    // In the TEST phase "Forward" is what `caffe test` and `caffe forward` run:
+    // no autograd graph. The training step (Forward-Backward) is timed apart.
+    let inference_forward = o.phase == Phase::Test;
+    if inference_forward {
         // As the training step's first run above: the inference forward's
         // one-time work (packing the convolutions' weights) stays out of the
         // average, as it does in a `caffe test` of many iterations.
@@ -59,9 +62,6 @@ pub fn run(model: &Path, text: TextOptions, o: &TimeOptions) -> Result<TimeRepor
     let names: Vec<String> = net.layer_names().iter().map(|s| s.to_string()).collect();
     let (mut fwd_total, mut bwd_total) = (0.0, 0.0);
     let total = Instant::now();
-    // In the TEST phase "Forward" is what `caffe test` and `caffe forward` run:
-    // no autograd graph. The training step (Forward-Backward) is timed apart.
-    let inference_forward = o.phase == Phase::Test;
     let mut step_total = 0.0;
     for it in 1..=iterations {
         let start = Instant::now();

@@ -48,9 +48,8 @@ enum InferenceGemm {
     Transposed,
     /// oneDNN's inner product on the plain weights: weights of 8 MB and more,
     /// larger than the caches (CaffeNet's fc6, fc7 and fc8, ResNet's fc1000),
-    /// at any batch, where it
-    /// streams them faster than either MKL form (at one row MKL's GEMV reads
-    /// them at about half the bandwidth).
+    /// at any batch, where it streams them faster than either MKL form (at
+    /// one row MKL's GEMV reads them at about half the bandwidth).
     OneDnn,
 }
 
