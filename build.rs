@@ -5,8 +5,9 @@
 //! compiles `csrc/dist_shim.cpp`, the C API over c10d's Gloo process group,
 //! `csrc/cpu_allocator.cpp`, the caching CPU allocator the binary installs,
 //! and `csrc/onednn_ops.cpp`, oneDNN kernels reached through the dispatcher,
-//! and builds `csrc/nccl_shim.cpp` (NCCL, for CUDA tensors) as a shared
-//! library of its own beside the binary, when the CUDA headers are there.
+//! and builds the CUDA shim (`csrc/nccl_shim.cpp`: NCCL, for CUDA tensors;
+//! `csrc/cuda_graph.cpp`: CUDA graphs) as a shared library of its own beside
+//! the binary, when the CUDA headers are there.
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,11 +37,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rustc-env=CAFFE_TCH_LIBTORCH_LIB={lib}");
         compile_dist_shim(&PathBuf::from(&lib));
         compile_cpu_shims(&PathBuf::from(&lib));
-        let nccl = build_nccl_shim(&PathBuf::from(&lib), &out_dir).unwrap_or_else(|why| {
-            println!("cargo:warning=NCCL support not built (-gpu with several devices will say so): {why}");
+        let shim = build_cuda_shim(&PathBuf::from(&lib), &out_dir).unwrap_or_else(|why| {
+            println!(
+                "cargo:warning=the CUDA shim (NCCL, CUDA graphs) was not built (-gpu with several devices and \
+                 -cuda_graph will say so): {why}"
+            );
             String::new()
         });
-        println!("cargo:rustc-env=CAFFE_TCH_NCCL_SHIM={nccl}");
+        println!("cargo:rustc-env=CAFFE_TCH_CUDA_SHIM={shim}");
     }
     Ok(())
 }
@@ -94,20 +98,22 @@ fn compile_cpu_shims(lib: &std::path::Path) {
         .compile("caffe_cpu_shims");
 }
 
-/// The file name src/dist/nccl.rs opens.
-const NCCL_SHIM: &str = "libcaffe_tch_nccl.so";
+/// The file name src/util/cuda.rs opens.
+const CUDA_SHIM: &str = "libcaffe_tch_cuda.so";
 
-/// Builds `csrc/nccl_shim.cpp` into `libcaffe_tch_nccl.so`, linked against
-/// libtorch_cuda (whose ProcessGroupNCCL it calls), in OUT_DIR and copied
-/// beside the binary; returns its OUT_DIR path. It is a separate library, not
+/// Builds `csrc/nccl_shim.cpp` and `csrc/cuda_graph.cpp` into
+/// `libcaffe_tch_cuda.so`, linked against libtorch_cuda (whose
+/// ProcessGroupNCCL and CUDAGraph they call), in OUT_DIR and copied beside
+/// the binary; returns its OUT_DIR path. It is a separate library, not
 /// part of the binary, so that only a CUDA run opens it and the CUDA
 /// libraries behind it (src/util/cuda.rs). The headers: c10d's from the torch
 /// wheel, cuda_runtime_api.h and nccl.h from the NVIDIA wheels torch depends
 /// on, and the CUDA C runtime's and CCCL's, which no installed wheel has, from
 /// `make cuda-headers` (PyPI's nvidia-cuda-crt and nvidia-cuda-cccl in
 /// .venv-build-cuda/; CAFFE_TCH_CUDA_HEADERS names another include folder).
-fn build_nccl_shim(lib: &std::path::Path, out_dir: &std::path::Path) -> Result<String, String> {
+fn build_cuda_shim(lib: &std::path::Path, out_dir: &std::path::Path) -> Result<String, String> {
     println!("cargo:rerun-if-changed=csrc/nccl_shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
     println!("cargo:rerun-if-env-changed=CAFFE_TCH_CUDA_HEADERS");
     let include = lib.parent().unwrap_or(lib).join("include");
     // torch/lib → site-packages, where the nvidia-* wheels install.
@@ -136,6 +142,7 @@ fn build_nccl_shim(lib: &std::path::Path, out_dir: &std::path::Path) -> Result<S
         .pic(true)
         .cargo_metadata(false)
         .file("csrc/nccl_shim.cpp")
+        .file("csrc/cuda_graph.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .include(&cuda)
@@ -147,8 +154,8 @@ fn build_nccl_shim(lib: &std::path::Path, out_dir: &std::path::Path) -> Result<S
         .define("USE_CUDA", None)
         .flag_if_supported("-Wno-c++20-extensions")
         .warnings(false);
-    let objects = build.try_compile_intermediates().map_err(|e| format!("compiling csrc/nccl_shim.cpp: {e}"))?;
-    let so = out_dir.join(NCCL_SHIM);
+    let objects = build.try_compile_intermediates().map_err(|e| format!("compiling the CUDA shim: {e}"))?;
+    let so = out_dir.join(CUDA_SHIM);
     let output = build
         .get_compiler()
         .to_command()
@@ -160,15 +167,15 @@ fn build_nccl_shim(lib: &std::path::Path, out_dir: &std::path::Path) -> Result<S
         .args(["-ltorch_cuda", "-lc10_cuda", "-ltorch_cpu", "-lc10"])
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .output()
-        .map_err(|e| format!("linking {NCCL_SHIM}: {e}"))?;
+        .map_err(|e| format!("linking {CUDA_SHIM}: {e}"))?;
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
-        return Err(format!("linking {NCCL_SHIM}: {}", err.lines().last().unwrap_or("failed")));
+        return Err(format!("linking {CUDA_SHIM}: {}", err.lines().last().unwrap_or("failed")));
     }
     // OUT_DIR is <target>/<profile>/build/<crate>-<hash>/out: the binary is in <target>/<profile>.
     if let Some(profile_dir) = out_dir.ancestors().nth(3) {
-        let beside = profile_dir.join(NCCL_SHIM);
-        let tmp = profile_dir.join(format!(".{NCCL_SHIM}.tmp"));
+        let beside = profile_dir.join(CUDA_SHIM);
+        let tmp = profile_dir.join(format!(".{CUDA_SHIM}.tmp"));
         fs::copy(&so, &tmp)
             .and_then(|_| fs::rename(&tmp, &beside))
             .map_err(|e| format!("{}: {e}", beside.display()))?;

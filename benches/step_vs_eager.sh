@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # caffe-tch's forward + backward (`caffe time -phase TEST`'s Forward-Backward)
 # beside PyTorch eager's on the same net exported by `caffe export -format
-# pytorch` (benches/torch_eager_step.py), and on a GPU PyTorch eager captured
-# in a CUDA graph: LeNet, cifar10_quick, CaffeNet and GoogLeNet at two batch
+# pytorch` (benches/torch_eager_step.py), and on a GPU both captured in a CUDA
+# graph (`caffe time -cuda_graph`, torch.cuda.graph): LeNet, cifar10_quick, CaffeNet and GoogLeNet at two batch
 # sizes each, one markdown row per net and batch. Run by
 # scripts/gpu_device_run.sh on a lent GPU; runs on the CPU too.
 #
@@ -28,8 +28,8 @@ nets=(
   "CaffeNet|bvlc_reference_caffenet_deploy_fb|10 128|data=B,3,227,227"
   "GoogLeNet|bvlc_googlenet_deploy_fb|10 64|data=B,3,224,224"
 )
-echo "| net | batch | caffe-tch ($DEVICE), ms | PyTorch eager, ms | PyTorch eager in a CUDA graph, ms |"
-echo "|---|---|---|---|---|"
+echo "| net | batch | caffe-tch ($DEVICE), ms | caffe-tch -cuda_graph, ms | PyTorch eager, ms | PyTorch eager in a CUDA graph, ms |"
+echo "|---|---|---|---|---|---|"
 for n in "${nets[@]}"; do
   IFS='|' read -r name file batches shapes <<<"$n"
   for b in $batches; do
@@ -39,6 +39,11 @@ for n in "${nets[@]}"; do
       "benches/nets/$file.prototxt" "$b" >"$p"
     ours=$(timeout 600 "$CAFFE" time -model "$p" -phase TEST -iterations "$ITERATIONS" "${gpu[@]}" 2>&1 |
       sed -n 's/.*Average Forward-Backward: \([0-9.]*\) ms\./\1/p')
+    ours_graph=""
+    if [[ $DEVICE == cuda ]]; then
+      ours_graph=$(timeout 600 "$CAFFE" time -model "$p" -phase TEST -iterations "$ITERATIONS" "${gpu[@]}" -cuda_graph 2>&1 |
+        sed -n 's/.*Average Forward-Backward: \([0-9.]*\) ms\./\1/p')
+    fi
     eager="" graphed=""
     if timeout 300 "$CAFFE" export -model "$p" -format pytorch -out "$work/${file}_b$b" >/dev/null 2>&1; then
       args=()
@@ -49,6 +54,6 @@ for n in "${nets[@]}"; do
       graphed=$(sed -n 's/^cuda graph: \([0-9.]*\) ms/\1/p' <<<"$out")
       [[ -n $eager ]] || echo "$name batch $b: torch_eager_step.py: $(tail -1 <<<"$out")" >&2
     fi
-    echo "| $name | $b | ${ours:-failed} | ${eager:-failed} | ${graphed:-—} |"
+    echo "| $name | $b | ${ours:-failed} | ${ours_graph:-—} | ${eager:-failed} | ${graphed:-—} |"
   done
 done

@@ -16,7 +16,7 @@
 # already compressed), and gpu_device_run.sh then runs the DropIn configs that
 # this CPU cannot finish (see there).
 #
-# OUT_DIR then holds bundle.tar.xz (caffe and its NCCL shim; the test binary, tests/suite.rs, whose
+# OUT_DIR then holds bundle.tar.xz (caffe and its CUDA shim; the test binary, tests/suite.rs, whose
 # parity and layer tests run there; the shared libraries they need beyond glibc
 # and libtorch; a LeNet LMDB), the parity fixtures, and
 # scripts/gpu_device_run.sh runs it all on the GPU machine:
@@ -90,8 +90,8 @@ STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/libs" "$STAGE/data"
 cp "$BIN/caffe" "$BIN/caffe-engine" "$(newest suite)" "$STAGE/"
-# The NCCL shim is opened from beside the binary (src/dist/nccl.rs).
-if [[ -f $BIN/libcaffe_tch_nccl.so ]]; then cp "$BIN/libcaffe_tch_nccl.so" "$STAGE/"; fi
+# The CUDA shim (NCCL, CUDA graphs) is opened from beside the binary (src/util/cuda.rs).
+if [[ -f $BIN/libcaffe_tch_cuda.so ]]; then cp "$BIN/libcaffe_tch_cuda.so" "$STAGE/"; fi
 echo "$TREE" > "$STAGE/manifest_dir"
 echo "$(git -C "$ROOT" rev-parse --short HEAD), PyTorch $TORCH_VERSION" > "$STAGE/build"
 # Every shared library beyond glibc, the C++ runtime, libtorch and CUDA: the GPU

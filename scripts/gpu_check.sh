@@ -3,7 +3,7 @@
 # layer type on CUDA against the CPU (tests/layers_devices.rs, 1e-4), NCCL
 # (a group of one on cuda:0 in the test binary; `caffe train -gpu 0` as rank 0
 # of an NCCL group of one against the plain single-device run), and
-# `caffe time -gpu 0` for LeNet, CaffeNet and GoogLeNet, written as markdown to
+# `caffe time -gpu 0` (with and without -cuda_graph) for LeNet, CaffeNet and GoogLeNet, written as markdown to
 # OUT_DIR/gpu_check.md (OUT_DIR: first argument, else $OUT, else gpu-check/).
 #
 #   scripts/gpu_check.sh [OUT_DIR]
@@ -12,7 +12,8 @@
 # `suite` target: tests/suite.rs) built against a CUDA libtorch (`make build`,
 # then `cargo test --release --no-run`). Where cargo is missing (a bare GPU
 # machine), the prebuilt suite binary in target/release/deps is run directly.
-# Either way only the parity::, parity_nets::, layers_devices:: and
+# Either way only the parity::, parity_nets::, layers_devices::, cuda_graph::
+# (LeNet trained with and without -cuda_graph) and
 # distributed::nccl_group_needs_a_gpu tests run.
 # scripts/gpu_device_run.sh sets CAFFE, PARITY_BIN_DIR (the prebuilt suite
 # binary's folder) and GPU_CHECK_BUILD (what was built) for a bundle made by
@@ -40,7 +41,7 @@ gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohea
 # 1. Parity on CUDA: every blob and gradient of the reference nets, and every
 # layer type against the CPU (tests/layers_devices.rs): the parity::,
 # parity_nets:: and layers_devices:: tests of the suite binary.
-GPU_TESTS=(parity:: parity_nets:: layers_devices:: distributed::nccl_group_needs_a_gpu)
+GPU_TESTS=(parity:: parity_nets:: layers_devices:: distributed::nccl_group_needs_a_gpu cuda_graph::)
 echo "## Parity on CUDA (reference nets against Caffe: max |Δ| ≤ 1e-3·(1 + max|ref|); every layer type against the CPU: 1e-4)" >> "$REPORT"
 echo >> "$REPORT"
 parity_rc=0
@@ -125,20 +126,21 @@ echo >> "$REPORT"
 # 3. caffe time on the GPU, median of 3 rounds, beside the CPU.
 echo "## caffe time -gpu 0 (forward+backward ms, median of 3)" >> "$REPORT"
 echo >> "$REPORT"
-echo "| net | GPU ms | CPU ms (this machine) |" >> "$REPORT"
-echo "|---|---|---|" >> "$REPORT"
+echo "| net | GPU ms | GPU ms, -cuda_graph | CPU ms (this machine) |" >> "$REPORT"
+echo "|---|---|---|---|" >> "$REPORT"
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : "n/a")}'; }
 avg_fb() { "$CAFFE" time "$@" 2>&1 | sed -n 's/.*Average Forward-Backward: \([0-9.]*\) ms\./\1/p'; }
 for n in "LeNet (64)|benches/nets/lenet_input.prototxt|100|TRAIN" \
          "CaffeNet fb (10)|benches/nets/bvlc_reference_caffenet_deploy_fb.prototxt|20|TEST" \
          "GoogLeNet fb (10)|benches/nets/bvlc_googlenet_deploy_fb.prototxt|10|TEST"; do
   IFS='|' read -r name model iters phase <<< "$n"
-  gpu_ms="" cpu_ms=""
+  gpu_ms="" graph_ms="" cpu_ms=""
   for _ in 1 2 3; do
     gpu_ms+=" $(avg_fb -model "$model" -iterations "$iters" -phase "$phase" -gpu 0)"
+    graph_ms+=" $(avg_fb -model "$model" -iterations "$iters" -phase "$phase" -gpu 0 -cuda_graph)"
     cpu_ms+=" $(avg_fb -model "$model" -iterations 3 -phase "$phase")"
   done
-  echo "| $name | $(echo "$gpu_ms" | median) | $(echo "$cpu_ms" | median) |" >> "$REPORT"
+  echo "| $name | $(echo "$gpu_ms" | median) | $(echo "$graph_ms" | median) | $(echo "$cpu_ms" | median) |" >> "$REPORT"
 done
 cat "$REPORT"
 [[ $parity_rc != 0 ]] && exit "$parity_rc"

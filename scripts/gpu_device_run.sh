@@ -83,6 +83,11 @@ timeout 300 "$U/caffe" train -solver "$U/lenet_solver.prototxt" -gpu 0 > "$OUT_D
 echo "exit $?, $(( $(date +%s) - start )) s wall"
 grep -E 'Test net output #0|iter/s' "$OUT_DIR/train_lenet.log" | sed 's/.*\] //'
 echo "libtorch warnings in the log: $(grep -c '^\[W' "$OUT_DIR/train_lenet.log")"
+echo "## the same with -cuda_graph (the training pass recorded once and replayed)"
+start=$(date +%s)
+timeout 300 "$U/caffe" train -solver "$U/lenet_solver.prototxt" -gpu 0 -cuda_graph > "$OUT_DIR/train_lenet_graph.log" 2>&1
+echo "exit $?, $(( $(date +%s) - start )) s wall"
+grep -E 'CUDA graph|Test net output #0|iter/s' "$OUT_DIR/train_lenet_graph.log" | sed 's/.*\] //'
 if [[ -d $BUNDLE/fashion-mnist ]]; then
   echo "## DropIn on the GPU: ${DROPIN_CONFIGS:-lenet50_gauss}, seeds ${DROPIN_SEEDS:-1 2}"
   CAFFE=$U/caffe CAFFE_FASHION_MNIST_DIR=$(cd "$BUNDLE/fashion-mnist" && pwd) \

@@ -324,7 +324,7 @@ fn flag_lines(help: &str) -> Vec<&str> {
 
 #[test]
 fn every_flag_of_the_net_commands_is_described() {
-    for (command, flags) in [("train", 10), ("test", 6), ("time", 7), ("forward", 10)] {
+    for (command, flags) in [("train", 11), ("test", 6), ("time", 8), ("forward", 10)] {
         let help = assert_ok(&run(&[command, "-help"]), command);
         let lines = flag_lines(&help);
         assert_eq!(lines.len(), flags, "{command}: flags in\n{help}");

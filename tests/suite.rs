@@ -17,6 +17,7 @@ mod binary_io;
 mod cli;
 mod corpus;
 mod corpus_time;
+mod cuda_graph;
 mod data;
 mod data_step;
 mod debug_info;

@@ -141,6 +141,9 @@ struct TrainArgs {
     /// Seconds a data-parallel rank waits for the others (rendezvous, each collective) before failing.
     #[arg(long = "dist_timeout", default_value_t = 300)]
     dist_timeout: u64,
+    /// Record the training pass (forward and backward after the data layers) in a CUDA graph and replay it.
+    #[arg(long = "cuda_graph")]
+    cuda_graph: bool,
 }
 
 #[derive(Args, Debug)]
@@ -188,6 +191,9 @@ struct TimeArgs {
     /// Comma-separated NetState stages, for include/exclude rules with stage/not_stage.
     #[arg(long)]
     stage: Option<String>,
+    /// Time the forward-backward as a CUDA graph's replay (see caffe train -cuda_graph).
+    #[arg(long = "cuda_graph")]
+    cuda_graph: bool,
 }
 
 #[derive(Args, Debug)]
@@ -430,6 +436,7 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
                 sighup_effect: a.sighup_effect,
                 dist_timeout: Some(a.dist_timeout),
                 ranks: a.ranks,
+                cuda_graph: a.cuda_graph,
                 text: opts,
             };
             // -ranks N, or -gpu with several devices, outside a launcher: this
@@ -462,6 +469,7 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
                 stages: tools::parse_stages(a.stage.as_deref()),
                 device: tools::select_device(a.gpu.as_deref())?,
                 weights: split_paths(a.weights.as_deref()),
+                cuda_graph: a.cuda_graph,
             };
             tools::time::run(&model, opts, &o)?;
             Ok(0)

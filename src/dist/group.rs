@@ -1,6 +1,6 @@
 //! The safe face of the c10d shims: a TCPStore rendezvous and a process
 //! group, Gloo (`csrc/dist_shim.cpp`, linked in) for CPU tensors or NCCL
-//! (`csrc/nccl_shim.cpp`, a library opened at run time: [`super::nccl`]) for
+//! (`csrc/nccl_shim.cpp`, in the CUDA shim library opened at run time: [`super::nccl`]) for
 //! CUDA tensors, and the collectives the solver needs. Both shims have the
 //! same entry points, so one [`ProcessGroup`] drives either through a table of
 //! them. Every call returns the shim's error text as an [`Error`]; nothing

@@ -23,6 +23,7 @@ pub mod python;
 pub mod registry;
 pub use registry::{create_layer, known_types, LayerInfo, REGISTRY};
 
+pub mod capture;
 pub mod common;
 pub mod data;
 pub mod dropin;

@@ -17,6 +17,7 @@ mod build;
 pub mod callbacks;
 pub mod filter;
 mod fusion;
+pub mod graph;
 mod param;
 pub mod partial;
 mod pass;

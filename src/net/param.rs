@@ -50,6 +50,25 @@ impl Param {
         self.settle();
     }
 
+    /// Whether the diff keeps one storage across clears ([`Param::keep_diff_storage`]).
+    pub fn keeps_diff_storage(&self) -> bool {
+        self.keep_storage
+    }
+
+    /// The diff tensor when one is held (None when cleared).
+    pub(super) fn diff_if_defined(&self) -> Option<Tensor> {
+        self.diff.defined().then(|| self.diff.shallow_clone())
+    }
+
+    /// Gives the diff storage of its own if it shares `other`'s (a gradient
+    /// a CUDA graph is about to rewrite).
+    pub(super) fn detach_diff_from(&mut self, other: &Tensor) -> Result<(), tch::TchError> {
+        if self.diff.defined() && self.diff.data_ptr() == other.data_ptr() {
+            self.diff = self.diff.f_detach_copy()?;
+        }
+        Ok(())
+    }
+
     /// The diff tensor itself (shared storage, not a copy); materialised
     /// first. With [`Param::keep_diff_storage`] its memory stays the diff's.
     pub fn diff_storage(&mut self) -> Tensor {

@@ -30,8 +30,22 @@ impl Net {
         end: usize,
         force_grad_inputs: bool,
         grad: bool,
-        mut trace: Option<&mut timing::Trace>,
+        trace: Option<&mut timing::Trace>,
     ) -> Result<f64> {
+        self.run_layer_range_lazy(start, end, force_grad_inputs, grad, trace)?;
+        Ok(self.loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0))
+    }
+
+    /// [`Net::run_layer_range`] leaving the loss on the device (in `self.loss`),
+    /// unread: a pass recorded into a CUDA graph reads nothing back.
+    pub(super) fn run_layer_range_lazy(
+        &mut self,
+        start: usize,
+        end: usize,
+        force_grad_inputs: bool,
+        grad: bool,
+        mut trace: Option<&mut timing::Trace>,
+    ) -> Result<()> {
         let ctx = self.ctx();
         let mut loss: Option<Tensor> = None;
         for e in &self.layers[start..end] {
@@ -150,6 +164,7 @@ impl Net {
                 }
                 blob.value = Some(t);
             }
+            crate::layers::capture::tag_layer(i);
             self.notify(LayerEvent::AfterForward, i)?;
         }
         if loss.is_none() && self.outputs_as_loss {
@@ -164,13 +179,9 @@ impl Net {
                     }
                 }
             }
-            let value = loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0);
-            self.loss = loss;
-            return Ok(value);
         }
-        let value = loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0);
         self.loss = loss;
-        Ok(value)
+        Ok(())
     }
 
     /// Forward pass keeping the autograd graph for `backward`. Returns the loss.

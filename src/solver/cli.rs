@@ -36,6 +36,8 @@ pub struct TrainOptions {
     /// `-ranks N`: the number of ranks the launcher started; under a launcher
     /// it must equal WORLD_SIZE.
     pub ranks: Option<usize>,
+    /// `-cuda_graph`: record the training pass in a CUDA graph (`net::graph`).
+    pub cuda_graph: bool,
     pub text: TextOptions,
 }
 
@@ -172,6 +174,9 @@ pub fn train(o: &TrainOptions) -> Result<()> {
     if let Some(state) = &o.snapshot {
         info!("caffe.cpp:228", "Resuming from {}", state.display());
         solver.restore(state)?;
+    }
+    if o.cuda_graph {
+        solver.use_cuda_graph();
     }
     info!("caffe.cpp:239", "Starting Optimization");
     solver.solve()?;

@@ -24,6 +24,7 @@ use tch::{Device, Kind, Tensor};
 use crate::dist::Dist;
 use crate::error::Context;
 use crate::log::progress;
+use crate::net::graph::GraphRunner;
 use crate::net::{Net, NetSource};
 use crate::proto::caffe::{solver_parameter, NetParameter, NetState, Phase, SolverParameter};
 use crate::proto::print::to_text;
@@ -178,6 +179,8 @@ pub struct Solver {
     progress: progress::Progress,
     /// The data-parallel group this solver is a rank of.
     dist: Option<Rc<Dist>>,
+    /// The train net's pass in a CUDA graph (`-cuda_graph`).
+    graph: Option<GraphRunner>,
 }
 
 impl Solver {
@@ -245,6 +248,15 @@ impl Solver {
     /// Turns the terminal progress line on or off (on by default when stderr is a terminal).
     pub fn set_progress(&mut self, on: bool) {
         self.progress = progress::Progress::new(on);
+    }
+
+    /// Records the train net's pass in a CUDA graph from the next iterations
+    /// on (`-cuda_graph`); where it cannot be, says why and trains eagerly.
+    pub fn use_cuda_graph(&mut self) {
+        match GraphRunner::new(&self.net) {
+            Ok(runner) => self.graph = Some(runner),
+            Err(e) => warn!("solver.cpp:1", "{e}; the net trains eagerly"),
+        }
     }
 
     /// Makes this solver a rank of a data-parallel group (before `solve`).
@@ -428,8 +440,14 @@ impl Solver {
         for _ in 0..iter_size {
             self.net.set_iteration(self.iter);
             self.feed(NetRole::Train)?;
-            loss += self.net.forward()? as f32;
-            self.net.backward()?;
+            loss += match self.graph.as_mut() {
+                Some(runner) => self.net.forward_backward_graphed(runner)? as f32,
+                None => {
+                    let l = self.net.forward()? as f32;
+                    self.net.backward()?;
+                    l
+                }
+            };
         }
         loss /= iter_size as f32;
         // Data-parallel: the request is read before the all-reduce, which

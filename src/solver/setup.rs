@@ -124,6 +124,7 @@ impl Solver {
             last_snapshot: None,
             progress: progress::Progress::for_stderr(),
             dist: None,
+            graph: None,
             param,
         })
     }

@@ -5,7 +5,7 @@
 //! hooks from the library's static initialisers, so opening it is all it takes,
 //! provided nothing asked libtorch about CUDA before (its hooks are looked up
 //! once): every CUDA question in caffe-tch goes through this module.
-use std::ffi::CString;
+use std::ffi::{c_void, CStr, CString};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -60,16 +60,7 @@ fn open() -> std::result::Result<PathBuf, String> {
         if !handle.is_null() {
             return Ok(path);
         }
-        // SAFETY: dlerror returns a thread-local C string or null.
-        let why = unsafe {
-            let e = libc::dlerror();
-            if e.is_null() {
-                "unknown error".to_string()
-            } else {
-                std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
-            }
-        };
-        errors.push(why);
+        errors.push(dl_error());
     }
     Err(errors.join("; "))
 }
@@ -116,4 +107,88 @@ pub fn probe() -> std::result::Result<(), String> {
         Ok(_) => Ok(()),
         Err(e) => Err(e.to_string().lines().next().unwrap_or("").to_string()),
     }
+}
+
+fn dl_error() -> String {
+    // SAFETY: dlerror returns a thread-local C string or null.
+    unsafe {
+        let e = libc::dlerror();
+        if e.is_null() {
+            "unknown error".to_string()
+        } else {
+            CStr::from_ptr(e).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// The CUDA shim's file name (build.rs writes it under this name): NCCL
+/// (`csrc/nccl_shim.cpp`) and CUDA graphs (`csrc/cuda_graph.cpp`).
+pub const SHIM_LIBRARY: &str = "libcaffe_tch_cuda.so";
+
+/// Where build.rs wrote the shim; empty when it could not build it.
+const SHIM_BUILT_AT: Option<&str> = option_env!("CAFFE_TCH_CUDA_SHIM");
+
+/// The opened CUDA shim: a dlopen handle, kept for the process's life.
+pub struct Shim {
+    handle: usize,
+    path: PathBuf,
+}
+
+static SHIM: OnceLock<std::result::Result<Shim, String>> = OnceLock::new();
+
+/// Whether this build has the CUDA shim (build.rs found the CUDA headers).
+pub fn shim_built() -> bool {
+    SHIM_BUILT_AT.is_some_and(|p| !p.is_empty())
+}
+
+impl Shim {
+    /// The address of one of the shim's `extern "C"` functions.
+    pub fn symbol(&self, name: &str) -> Result<*mut c_void> {
+        let n = CString::new(name).map_err(|_| Error::invalid(format!("bad symbol name {name}")))?;
+        // SAFETY: dlsym on a live handle with a valid C string.
+        let p = unsafe { libc::dlsym(self.handle as *mut c_void, n.as_ptr()) };
+        if p.is_null() {
+            return Err(Error::unsupported(format!("{}: no symbol {name}", self.path.display())));
+        }
+        Ok(p)
+    }
+}
+
+fn open_shim() -> std::result::Result<Shim, String> {
+    if !shim_built() {
+        return Err("the CUDA shim (NCCL, CUDA graphs) was not built (build.rs found no CUDA headers: run \
+                    `make cuda-headers`, then rebuild)"
+            .into());
+    }
+    load().map_err(|e| e.to_string())?;
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
+        candidates.push(dir.join(SHIM_LIBRARY));
+    }
+    if let Some(p) = SHIM_BUILT_AT.filter(|p| !p.is_empty()) {
+        candidates.push(PathBuf::from(p));
+    }
+    let mut errors = Vec::new();
+    for path in candidates {
+        if !path.exists() {
+            errors.push(format!("{}: no such file", path.display()));
+            continue;
+        }
+        let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else { continue };
+        // SAFETY: dlopen with a valid C string; never dlclosed (its groups
+        // and graphs may be alive until the process ends).
+        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if handle.is_null() {
+            errors.push(format!("{}: {}", path.display(), dl_error()));
+            continue;
+        }
+        return Ok(Shim { handle: handle as usize, path });
+    }
+    Err(format!("cannot open the CUDA shim {SHIM_LIBRARY}: {}", errors.join("; ")))
+}
+
+/// The CUDA shim, opened once (after libtorch's CUDA library); or why it
+/// cannot be used.
+pub fn shim() -> Result<&'static Shim> {
+    SHIM.get_or_init(open_shim).as_ref().map_err(|why| Error::unsupported(why.clone()))
 }

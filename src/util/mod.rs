@@ -4,6 +4,7 @@
 pub mod allocator;
 pub mod contain;
 pub mod cuda;
+pub mod cuda_graph;
 pub mod limits;
 pub mod npy;
 pub mod python;

@@ -1,6 +1,6 @@
 //! BatchNorm, Caffe's way (normalization only; a Scale layer follows).
 use crate::{Error, Result};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::bail;
 use crate::layers::fold::Epilogue;
@@ -102,10 +102,17 @@ impl Layer for BatchNorm {
         let eps = self.p.eps() as f64;
         let kind = x.kind();
         let y = if self.use_global_stats(ctx.phase) {
-            let factor = params[2].f_reshape([-1])?.double_value(&[0]);
-            let factor = if factor == 0.0 { 0.0 } else { 1.0 / factor };
-            let mean = params[0].f_to_kind(kind)?.f_mul_scalar(factor)?;
-            let var = params[1].f_to_kind(kind)?.f_mul_scalar(factor)?;
+            let (mean, var) = if crate::layers::capture::recording() {
+                // A recorded pass reads nothing back: 1/factor stays on the
+                // device, divided in double and rounded once, as below.
+                let f = params[2].f_reshape([-1])?.f_narrow(0, 0, 1)?.f_to_kind(Kind::Double)?;
+                let inv = f.f_reciprocal()?.f_where_self(&f.f_ne(0.0)?, &f.f_zeros_like()?)?.f_to_kind(kind)?;
+                (params[0].f_to_kind(kind)?.f_mul(&inv)?, params[1].f_to_kind(kind)?.f_mul(&inv)?)
+            } else {
+                let factor = params[2].f_reshape([-1])?.double_value(&[0]);
+                let factor = if factor == 0.0 { 0.0 } else { 1.0 / factor };
+                (params[0].f_to_kind(kind)?.f_mul_scalar(factor)?, params[1].f_to_kind(kind)?.f_mul_scalar(factor)?)
+            };
             xs.f_batch_norm(None::<&Tensor>, None, Some(&mean), Some(&var), false, 0.0, eps, true)?
         } else {
             let m = xs.numel() as i64 / c;

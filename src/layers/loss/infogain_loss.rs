@@ -1,10 +1,10 @@
 //! InfogainLoss: the multinomial logistic loss weighted by an information gain matrix H.
 use crate::Result;
 use std::path::Path;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::{
-    around_axis, check_same_num, class_labels, loss_ignore_label, loss_tops, normalizer, safe_labels, valid_mask,
+    around_axis, check_same_num, class_labels, loss_ignore_label, loss_tops, normalize_sum, safe_labels, valid_mask,
     value_with_grad_of, LOG_THRESHOLD,
 };
 use crate::bail;
@@ -114,9 +114,9 @@ impl Layer for InfogainLoss {
             .f_reshape([outer, inner, classes])?
             .f_permute([0, 2, 1])?
             .f_mul(&valid.f_unsqueeze(1)?.f_to_kind(x.kind())?)?;
-        let n_valid = valid.f_sum(Kind::Int64)?.int64_value(&[]);
-        let norm = normalizer(self.lp.loss_param.unwrap_or_default().normalization(), outer, inner, Some(n_valid));
-        let loss = rows.f_mul(&logp)?.f_sum(x.kind())?.f_neg()?.f_div_scalar(norm)?;
+        let mode = self.lp.loss_param.unwrap_or_default().normalization();
+        let counted = self.ignore.map(|_| &valid);
+        let loss = normalize_sum(&rows.f_mul(&logp)?.f_sum(x.kind())?.f_neg()?, mode, outer, inner, counted)?;
         let mut tops = vec![loss];
         if self.lp.top.len() > 1 {
             tops.push(x.detach().f_softmax(self.axis as i64, x.kind())?);

@@ -52,6 +52,31 @@ pub fn normalizer(mode: NormalizationMode, outer: i64, inner: i64, valid: Option
     n.max(1.0)
 }
 
+/// A summed loss divided by Caffe's normalizer. `valid` (the entries not
+/// ignored) is counted only where the mode divides by it (VALID with an
+/// ignore label): on the host, or on the device while a CUDA graph records
+/// the pass (as a reciprocal times the sum, which is how a division by a
+/// host number runs on CUDA).
+fn normalize_sum(
+    sum: &Tensor,
+    mode: NormalizationMode,
+    outer: i64,
+    inner: i64,
+    valid: Option<&Tensor>,
+) -> Result<Tensor> {
+    match valid {
+        Some(valid) if mode == NormalizationMode::Valid => {
+            if super::capture::recording() {
+                let count = valid.f_sum(sum.kind())?.f_clamp_min(1.0)?;
+                return Ok(sum.f_mul(&count.f_reciprocal()?)?);
+            }
+            let n = valid.f_sum(Kind::Int64)?.int64_value(&[]);
+            Ok(sum.f_div_scalar(normalizer(mode, outer, inner, Some(n)))?)
+        }
+        _ => Ok(sum.f_div_scalar(normalizer(mode, outer, inner, None))?),
+    }
+}
+
 /// The normalization mode: an explicit `normalization` wins; otherwise the
 /// legacy `normalize` flag (true → VALID, false → BATCH_SIZE); otherwise `default`.
 pub fn normalization_of(lp: &LayerParameter, default: NormalizationMode) -> NormalizationMode {
@@ -109,19 +134,28 @@ fn value_with_grad_of(value: &Tensor, grad_source: &Tensor) -> Result<Tensor> {
 
 /// Labels as int64 class indices over (outer, inner), truncated toward zero as
 /// Caffe's `static_cast<int>`, checked against `classes` (ignoring `ignore`).
-/// Out-of-range labels are an error, not a crash.
+/// Out-of-range labels are an error, not a crash. While a CUDA graph records
+/// the pass, the check is left to the net, which runs it on every batch
+/// before the graph (a recorded pass cannot stop on a value).
 fn class_labels(label: &Tensor, outer: i64, inner: i64, classes: i64, ignore: Option<i64>) -> Result<Tensor> {
     if label.numel() as i64 != outer * inner {
         bail!("number of labels ({}) must match the number of predictions ({outer}×{inner})", label.numel());
     }
     let l = label.detach().f_to_kind(Kind::Int64)?.f_reshape([outer, inner])?;
+    super::capture::check_now_or_defer(label, move |label| check_label_range(label, classes, ignore))?;
+    Ok(l)
+}
+
+/// Fails naming the first label outside 0..classes that is not `ignore`.
+fn check_label_range(label: &Tensor, classes: i64, ignore: Option<i64>) -> Result<()> {
+    let l = label.detach().f_to_kind(Kind::Int64)?;
     let valid = valid_mask(&l, ignore)?;
     let bad = l.f_lt(0)?.f_logical_or(&l.f_ge(classes)?)?.f_logical_and(&valid)?;
     if bad.f_any()?.int64_value(&[]) != 0 {
         let first = l.f_masked_select(&bad)?.int64_value(&[0]);
         bail!("label {first} is out of range for {classes} classes (labels must be in 0..{})", classes - 1);
     }
-    Ok(l)
+    Ok(())
 }
 
 /// True where a (truncated int) label is not the ignore label.

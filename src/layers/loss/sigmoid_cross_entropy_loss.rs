@@ -1,8 +1,8 @@
 //! SigmoidCrossEntropyLoss: cross-entropy of targets in [0, 1] against sigmoid(x).
 use crate::Result;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-use super::{check_same_num, loss_ignore_label, normalization_of, normalizer};
+use super::{check_same_num, loss_ignore_label, normalization_of, normalize_sum};
 use crate::bail;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, count, Ctx, Layer, SetupOut, Shape};
@@ -63,15 +63,13 @@ impl Layer for SigmoidCrossEntropyLoss {
         let target = bottoms[1].detach().f_to_kind(x.kind())?.f_reshape(shape.as_slice())?;
         let per = x.f_binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::None)?;
         let (outer, inner) = (shape[0], count(&shape, 1, shape.len()));
-        let (per, n_valid) = match self.ignore {
+        let (per, valid) = match self.ignore {
             Some(i) => {
                 let valid = target.f_trunc()?.f_ne(i)?;
-                let n = valid.f_sum(Kind::Int64)?.int64_value(&[]);
-                (per.f_where_self(&valid, &per.f_zeros_like()?)?, n)
+                (per.f_where_self(&valid, &per.f_zeros_like()?)?, Some(valid))
             }
-            None => (per, outer * inner),
+            None => (per, None),
         };
-        let norm = normalizer(self.mode, outer, inner, Some(n_valid));
-        Ok(vec![per.f_sum(x.kind())?.f_div_scalar(norm)?])
+        Ok(vec![normalize_sum(&per.f_sum(x.kind())?, self.mode, outer, inner, valid.as_ref())?])
     }
 }

@@ -1,10 +1,10 @@
 //! SoftmaxWithLoss: the softmax and the multinomial logistic loss in one layer.
 use crate::Result;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::{
-    around_axis, check_same_num, class_labels, loss_ignore_label, loss_tops, normalization_of, normalizer, safe_labels,
-    valid_mask, value_with_grad_of,
+    around_axis, check_same_num, class_labels, loss_ignore_label, loss_tops, normalization_of, normalize_sum,
+    safe_labels, valid_mask, value_with_grad_of,
 };
 use crate::bail;
 use crate::layers::registry::{family_of, LayerInfo};
@@ -79,9 +79,8 @@ impl Layer for SoftmaxWithLoss {
         let picked = logp.f_gather(1, &safe_labels(&labels, &valid)?.f_unsqueeze(1)?, false)?.f_squeeze_dim(1)?;
         let picked = value_with_grad_of(&picked.f_clamp_min((f32::MIN_POSITIVE as f64).ln())?, &picked)?;
         let picked = picked.f_where_self(&valid, &picked.f_zeros_like()?)?;
-        let n_valid = valid.f_sum(Kind::Int64)?.int64_value(&[]);
-        let norm = normalizer(self.mode, outer, inner, Some(n_valid));
-        let loss = picked.f_sum(x.kind())?.f_neg()?.f_div_scalar(norm)?;
+        let counted = self.ignore.map(|_| &valid);
+        let loss = normalize_sum(&picked.f_sum(x.kind())?.f_neg()?, self.mode, outer, inner, counted)?;
         let mut tops = vec![loss];
         if self.lp.top.len() > 1 {
             // Caffe's backward ignores the probability top's diff.
