@@ -135,54 +135,88 @@ layer { name: "grow" type: "DropIn" bottom: "data" bottom: "data" top: "grown" }
     assert!(why.contains("'grow' (DropIn) changes with the iteration"), "{why}");
 }
 
-/// LeNet's solver for 20 iterations on the 2,000-image LMDB, in `dir`.
-fn lenet_solver(dir: &Path) -> PathBuf {
+/// LeNet's solver for 20 iterations on the 2,000-image LMDB, in `dir`,
+/// from Caffe's weights; `extra` adds or overrides solver fields.
+fn lenet_solver(dir: &Path, extra: &str) -> PathBuf {
     let sgd20 = caffe_ref("fixtures/lenet/sgd20");
     let net = std::fs::read_to_string(sgd20.join("lenet_train_test.prototxt")).unwrap();
     let net = net.replace("lmdb/fmnist_train_lmdb", &caffe_ref("lmdb/fmnist_train2k_lmdb").display().to_string());
     std::fs::write(dir.join("net.prototxt"), net).unwrap();
-    let solver = format!(
+    let base = format!(
         "net: \"{}\"\nbase_lr: 0.01\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: \"inv\"\ngamma: 0.0001\n\
          power: 0.75\nmax_iter: 20\ndisplay: 0\nsnapshot_after_train: false\nrandom_seed: 1\n\
-         snapshot_prefix: \"{}\"\nweights: \"{}\"\n",
+         snapshot_prefix: \"{}\"\nweights: \"{}\"",
         dir.join("net.prototxt").display(),
         dir.join("out").display(),
         caffe_ref("fixtures/lenet/weights.caffemodel").display()
     );
+    let field = |line: &str| line.split(':').next().unwrap_or("").trim().to_string();
+    let overridden: Vec<String> = extra.lines().map(field).collect();
+    let mut solver: Vec<&str> = base.lines().filter(|l| !overridden.contains(&field(l))).collect();
+    solver.extend(extra.lines());
+    let solver = solver.join("\n") + "\n";
     let file = dir.join("solver.prototxt");
     std::fs::write(&file, solver).unwrap();
     file
 }
 
-fn train(dir: &Path, graph: bool) -> (Vec<(i64, f32)>, Vec<Tensor>) {
+fn train_with(dir: &Path, extra: &str, setup: impl FnOnce(&mut Solver)) -> (Vec<(i64, f32)>, Vec<Tensor>) {
     let options = SolverOptions { device: Some(test_device()), ..Default::default() };
-    let mut solver = Solver::from_file(&lenet_solver(dir), options).unwrap_or_else(|e| panic!("{e}"));
+    let mut solver = Solver::from_file(&lenet_solver(dir, extra), options).unwrap_or_else(|e| panic!("{e}"));
     solver.set_progress(false);
-    if graph {
-        solver.use_cuda_graph();
-    }
+    setup(&mut solver);
     solver.solve().unwrap_or_else(|e| panic!("{e}"));
     let weights = solver.net().learnable_params().iter().map(|p| p.data.detach().to_device(Device::Cpu)).collect();
     (solver.losses().to_vec(), weights)
 }
 
-/// LeNet trained 20 iterations with `-cuda_graph` and without: the same loss
-/// trace and the same weights (on a GPU: two warm-up iterations, one recorded,
-/// seventeen replayed; on the CPU the graph is refused and both run eagerly).
+/// LeNet trained 20 iterations with `-cuda_graph` and without, with SGD and
+/// with Adam: the same loss trace and the same weights (on a GPU: two
+/// warm-up iterations, one recorded, seventeen replayed, pass and update; on
+/// the CPU the graph is refused and both run eagerly).
 #[test]
 fn lenet_trains_alike_with_and_without_a_graph() {
     let _rng = crate::common::rng_exclusive();
     let tmp = tempfile::tempdir().unwrap();
-    let (eager_losses, eager_weights) = train(tmp.path(), false);
-    let (graph_losses, graph_weights) = train(tmp.path(), true);
-    assert_eq!(eager_losses.len(), 20);
-    for ((i, a), (_, b)) in eager_losses.iter().zip(&graph_losses) {
-        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "iteration {i}: eager loss {a}, graph {b}");
+    for rule in ["type: \"SGD\"", "type: \"Adam\"\nbase_lr: 0.001\nmomentum2: 0.999\nlr_policy: \"fixed\""] {
+        let (eager_losses, eager_weights) = train_with(tmp.path(), rule, |_| {});
+        let (graph_losses, graph_weights) = train_with(tmp.path(), rule, |s| s.use_cuda_graph());
+        assert_eq!(eager_losses.len(), 20);
+        for ((i, a), (_, b)) in eager_losses.iter().zip(&graph_losses) {
+            assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{rule}, iteration {i}: eager loss {a}, graph {b}");
+        }
+        for (a, b) in eager_weights.iter().zip(&graph_weights) {
+            let scale = a.abs().max().double_value(&[]).max(1e-12);
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff <= 1e-5 * scale, "{rule}: weights differ by {diff} (max |w| {scale})");
+        }
+        assert!(eager_weights.iter().all(|w| w.kind() == Kind::Float));
     }
-    for (a, b) in eager_weights.iter().zip(&graph_weights) {
-        let scale = a.abs().max().double_value(&[]).max(1e-12);
-        let diff = (a - b).abs().max().double_value(&[]);
-        assert!(diff <= 1e-5 * scale, "weights differ by {diff} (max |w| {scale})");
+}
+
+/// The update rules read their per-iteration coefficients (the rate, the
+/// momentum, Adam's correction) from a device tensor in a recorded update;
+/// on this device, with the coefficients in a tensor, every rule gives the
+/// very weights it gives with them as numbers.
+#[test]
+fn every_rule_updates_alike_with_its_coefficients_in_a_tensor() {
+    let _rng = crate::common::rng_exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    for rule in [
+        "type: \"SGD\"",
+        "type: \"Nesterov\"",
+        "type: \"AdaGrad\"\nmomentum: 0",
+        "type: \"RMSProp\"\nmomentum: 0\nrms_decay: 0.98",
+        "type: \"AdaDelta\"\nbase_lr: 1\nmomentum: 0.95\ndelta: 1e-6\nlr_policy: \"fixed\"",
+        "type: \"Adam\"\nbase_lr: 0.001\nmomentum2: 0.999\nlr_policy: \"fixed\"",
+        "type: \"SGD\"\nlr_policy: \"triangular\"\nmax_lr: 0.02\nstepsize: 4\ncyclical_momentum: 0.8",
+    ] {
+        let extra = format!("{rule}\nmax_iter: 6");
+        let (numbers, w_numbers) = train_with(tmp.path(), &extra, |_| {});
+        let (tensor, w_tensor) = train_with(tmp.path(), &extra, |s| s.set_tensor_coefficients(true));
+        assert_eq!(numbers, tensor, "{rule}: losses");
+        for (a, b) in w_numbers.iter().zip(&w_tensor) {
+            assert!(a.equal(b), "{rule}: the weights differ");
+        }
     }
-    assert!(eager_weights.iter().all(|w| w.kind() == Kind::Float));
 }

@@ -55,6 +55,17 @@ impl Param {
         self.keep_storage
     }
 
+    /// The address of the diff's data; None when cleared.
+    pub fn diff_ptr(&self) -> Option<usize> {
+        self.diff.defined().then(|| self.diff.data_ptr() as usize)
+    }
+
+    /// Makes `diff` the diff (None clears it), for a recorded update that
+    /// wrote the update into a tensor of its own (`solver::recorded_update`).
+    pub fn set_diff(&mut self, diff: Option<Tensor>) {
+        self.diff = diff.unwrap_or_default();
+    }
+
     /// The diff tensor when one is held (None when cleared).
     pub(super) fn diff_if_defined(&self) -> Option<Tensor> {
         self.diff.defined().then(|| self.diff.shallow_clone())

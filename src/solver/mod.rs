@@ -39,6 +39,7 @@ pub mod cli;
 pub mod hdf5_snapshot;
 pub mod lr_policy;
 mod nesterov;
+mod recorded_update;
 mod rmsprop;
 mod setup;
 mod sgd;
@@ -181,6 +182,10 @@ pub struct Solver {
     dist: Option<Rc<Dist>>,
     /// The train net's pass in a CUDA graph (`-cuda_graph`).
     graph: Option<GraphRunner>,
+    /// The update in a CUDA graph, once the pass replays (`-cuda_graph`).
+    update_graph: recorded_update::UpdateGraph,
+    /// The eager update reads its coefficients from a tensor (`set_tensor_coefficients`).
+    tensor_coefficients: bool,
 }
 
 impl Solver {
@@ -254,7 +259,25 @@ impl Solver {
     /// on (`-cuda_graph`); where it cannot be, says why and trains eagerly.
     pub fn use_cuda_graph(&mut self) {
         match GraphRunner::new(&self.net) {
-            Ok(runner) => self.graph = Some(runner),
+            Ok(runner) => {
+                self.graph = Some(runner);
+                let why_not = if self.param.iter_size() > 1 {
+                    Some("iter_size > 1 copies the gradients it adds up")
+                } else if self.param.clip_gradients() >= 0.0 {
+                    Some("clip_gradients reads the gradients' norm on the host")
+                } else if self.net.debug_info() {
+                    Some("debug_info logs each update")
+                } else {
+                    None
+                };
+                self.update_graph = match why_not {
+                    None => recorded_update::UpdateGraph::Wanted,
+                    Some(why) => {
+                        info!("solver.cpp:1", "CUDA graph: the update runs eagerly ({why})");
+                        recorded_update::UpdateGraph::Off
+                    }
+                };
+            }
             Err(e) => warn!("solver.cpp:1", "{e}; the net trains eagerly"),
         }
     }

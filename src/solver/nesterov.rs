@@ -2,19 +2,13 @@
 //! h ← momentum·h + local_rate·g; update = (1 + momentum)·h_new − momentum·h_old.
 use tch::{TchError, Tensor};
 
-use super::UpdateHyper;
+use super::update::Coefs;
 
-pub(super) fn compute_update(
-    diff: &mut Tensor,
-    history: &mut [Tensor],
-    local_rate: f32,
-    hp: &UpdateHyper,
-) -> Result<(), TchError> {
-    let m = hp.momentum as f64;
+pub(super) fn compute_update(diff: &mut Tensor, history: &mut [Tensor], c: &Coefs) -> Result<(), TchError> {
     let h = &mut history[0];
     let previous = h.f_detach_copy()?;
-    let _ = h.f_mul_scalar_(m)?;
-    let _ = h.f_add_(&diff.f_mul_scalar(local_rate as f64)?)?;
-    let update = h.f_mul_scalar(1.0 + m)?.f_sub(&previous.f_mul_scalar(m)?)?;
+    c.momentum.mul_(h)?;
+    let _ = h.f_add_(&c.rate.mul(diff)?)?;
+    let update = c.one_plus_momentum.mul(h)?.f_sub(&c.momentum.mul(&previous)?)?;
     diff.f_copy_(&update)
 }

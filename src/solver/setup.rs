@@ -125,6 +125,8 @@ impl Solver {
             progress: progress::Progress::for_stderr(),
             dist: None,
             graph: None,
+            update_graph: super::recorded_update::UpdateGraph::Off,
+            tensor_coefficients: false,
             param,
         })
     }

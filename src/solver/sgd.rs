@@ -2,16 +2,11 @@
 //! h ← momentum·h + local_rate·g; the update is h.
 use tch::{TchError, Tensor};
 
-use super::UpdateHyper;
+use super::update::Coefs;
 
-pub(super) fn compute_update(
-    diff: &mut Tensor,
-    history: &mut [Tensor],
-    local_rate: f32,
-    hp: &UpdateHyper,
-) -> Result<(), TchError> {
+pub(super) fn compute_update(diff: &mut Tensor, history: &mut [Tensor], c: &Coefs) -> Result<(), TchError> {
     let h = &mut history[0];
-    let _ = h.f_mul_scalar_(hp.momentum as f64)?;
-    let _ = h.f_add_(&diff.f_mul_scalar(local_rate as f64)?)?;
+    c.momentum.mul_(h)?;
+    let _ = h.f_add_(&c.rate.mul(diff)?)?;
     diff.f_copy_(h)
 }
