@@ -47,6 +47,9 @@ struct Recorded {
     /// writing it afresh.
     grads: Vec<Option<(Tensor, bool)>>,
     loss: Option<Tensor>,
+    /// Every blob's value as the graph writes it (an eager forward in between
+    /// points the net elsewhere; a replay points it back).
+    blobs: Vec<Option<Tensor>>,
     checks: Vec<Deferred>,
 }
 
@@ -127,7 +130,13 @@ impl Net {
                 let State::Warmup { graph, .. } = std::mem::replace(&mut runner.state, State::Eager) else {
                     return self.eager_pass();
                 };
-                match self.record(graph) {
+                // The batch first: its errors are the run's, not the graph's.
+                let start = self.batch_layers();
+                if let Err(e) = self.run_layer_range_lazy(0, start, self.force_backward, true, None) {
+                    runner.state = State::Warmup { graph, left: 0 };
+                    return Err(e);
+                }
+                match self.record(graph, start) {
                     Ok(recorded) => {
                         info!(
                             "net.cpp:1",
@@ -143,9 +152,8 @@ impl Net {
                         runner.fall_back(&e);
                         // Nothing recorded ran: this iteration's pass runs eagerly on the batch it has.
                         self.clear_recorded_diffs()?;
-                        let start = self.batch_layers();
                         self.run_layer_range_lazy(start, self.layers.len(), self.force_backward, true, None)?;
-                        let loss = self.loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0);
+                        let loss = self.loss.as_ref().map(|l| l.f_double_value(&[])).transpose()?.unwrap_or(0.0);
                         self.backward()?;
                         Ok(loss)
                     }
@@ -171,10 +179,8 @@ impl Net {
         Ok(())
     }
 
-    /// Runs the batch layers, then records the rest of the pass.
-    fn record(&mut self, mut graph: CudaGraph) -> Result<Recorded> {
-        let start = self.batch_layers();
-        self.run_layer_range_lazy(0, start, self.force_backward, true, None)?;
+    /// Records the pass from layer `start` on (the batch layers before it have run).
+    fn record(&mut self, mut graph: CudaGraph, start: usize) -> Result<Recorded> {
         let mut inputs = Vec::new();
         for e in &self.layers[..start] {
             for &t in &e.tops {
@@ -217,7 +223,8 @@ impl Net {
                 p.clear()?;
             }
         }
-        Ok(Recorded { graph, start, inputs, grads, loss, checks })
+        let blobs = self.blobs.iter().map(|b| b.value.as_ref().map(Tensor::shallow_clone)).collect();
+        Ok(Recorded { graph, start, inputs, grads, loss, blobs, checks })
     }
 
     /// Runs the batch layers (with `next_batch`), fills the graph's inputs,
@@ -243,7 +250,7 @@ impl Net {
                 // The recorded blobs never saw this batch: the whole pass runs eagerly.
                 let start = self.batch_layers();
                 self.run_layer_range_lazy(start, self.layers.len(), self.force_backward, true, None)?;
-                let loss = self.loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0);
+                let loss = self.loss.as_ref().map(|l| l.f_double_value(&[])).transpose()?.unwrap_or(0.0);
                 self.backward()?;
                 return Ok(loss);
             }
@@ -265,11 +272,16 @@ impl Net {
             }
         }
         rec.graph.replay()?;
+        for (b, v) in self.blobs.iter_mut().zip(&rec.blobs) {
+            if let Some(v) = v {
+                b.value = Some(v.shallow_clone());
+            }
+        }
         for (p, g) in self.learnable.iter_mut().zip(&rec.grads) {
             if let Some((g, false)) = g {
                 p.accumulate(g)?;
             }
         }
-        Ok(rec.loss.as_ref().map(|l| l.double_value(&[])).unwrap_or(0.0))
+        Ok(rec.loss.as_ref().map(|l| l.f_double_value(&[])).transpose()?.unwrap_or(0.0))
     }
 }
