@@ -18,6 +18,8 @@ use crate::error::{Error, Location};
 
 mod lexer;
 mod parser;
+mod skip;
+mod values;
 
 use parser::Parser;
 
