@@ -28,6 +28,7 @@ use crate::{Error, Result};
 mod helpers;
 mod layers;
 mod neuron;
+mod utility;
 
 /// Whether a layer type can be written into `model.py`.
 pub fn supports(layer_type: &str) -> bool {
