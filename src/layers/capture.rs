@@ -42,17 +42,14 @@ pub fn record<T>(f: impl FnOnce() -> Result<T>) -> (Result<T>, Vec<Deferred>) {
     (out, deferred)
 }
 
-/// Defers `check` of `input` when recording; otherwise runs it now.
-pub fn check_now_or_defer(input: &Tensor, check: impl Fn(&Tensor) -> Result<()> + 'static) -> Result<()> {
-    if !recording() {
-        return check(input);
-    }
+/// Hands `check` of `input` to the net, to run before each replay (only
+/// while recording: see [`recording`]).
+pub fn defer(input: &Tensor, check: impl Fn(&Tensor) -> Result<()> + 'static) {
     RECORDING.with(|r| {
         if let Some(list) = r.borrow_mut().as_mut() {
             list.push(Deferred { input: input.shallow_clone(), layer: None, check: Box::new(check) });
         }
     });
-    Ok(())
 }
 
 /// Marks the checks deferred since the last call as the layer `index`'s.

@@ -142,14 +142,19 @@ fn class_labels(label: &Tensor, outer: i64, inner: i64, classes: i64, ignore: Op
         bail!("number of labels ({}) must match the number of predictions ({outer}×{inner})", label.numel());
     }
     let l = label.detach().f_to_kind(Kind::Int64)?.f_reshape([outer, inner])?;
-    super::capture::check_now_or_defer(label, move |label| check_label_range(label, classes, ignore))?;
+    if super::capture::recording() {
+        super::capture::defer(label, move |label| {
+            check_label_range(&label.detach().f_to_kind(Kind::Int64)?, classes, ignore)
+        });
+    } else {
+        check_label_range(&l, classes, ignore)?;
+    }
     Ok(l)
 }
 
-/// Fails naming the first label outside 0..classes that is not `ignore`.
-fn check_label_range(label: &Tensor, classes: i64, ignore: Option<i64>) -> Result<()> {
-    let l = label.detach().f_to_kind(Kind::Int64)?;
-    let valid = valid_mask(&l, ignore)?;
+/// Fails naming the first label (as int64) outside 0..classes that is not `ignore`.
+fn check_label_range(l: &Tensor, classes: i64, ignore: Option<i64>) -> Result<()> {
+    let valid = valid_mask(l, ignore)?;
     let bad = l.f_lt(0)?.f_logical_or(&l.f_ge(classes)?)?.f_logical_and(&valid)?;
     if bad.f_any()?.int64_value(&[]) != 0 {
         let first = l.f_masked_select(&bad)?.int64_value(&[0]);
