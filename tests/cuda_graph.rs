@@ -220,3 +220,33 @@ fn every_rule_updates_alike_with_its_coefficients_in_a_tensor() {
         }
     }
 }
+
+/// `-cuda_graph` and CAFFE_TCH_CUDA_GRAPH=1 through `caffe train`: on a
+/// machine without a GPU, one warning line with the reason, and the run
+/// trains and exits 0.
+#[test]
+fn train_asks_for_a_graph_by_flag_or_environment() {
+    if caffe_tch::util::cuda::is_available() {
+        crate::common::note("a GPU is present: the CPU fallback of -cuda_graph is not checked here");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let solver = lenet_solver(tmp.path(), "max_iter: 2");
+    for (flag, env) in [(true, false), (false, true)] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_caffe"));
+        cmd.args(["train", "-solver", solver.to_str().unwrap()]);
+        if flag {
+            cmd.arg("-cuda_graph");
+        }
+        if env {
+            cmd.env("CAFFE_TCH_CUDA_GRAPH", "1");
+        }
+        let out = cmd.output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("CUDA graphs:")).collect();
+        assert_eq!(warnings.len(), 1, "{log}");
+        assert!(warnings[0].starts_with('W') && warnings[0].contains("need a CUDA device"), "{}", warnings[0]);
+        assert!(log.contains("Optimization Done."), "{log}");
+    }
+}

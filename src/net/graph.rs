@@ -114,6 +114,12 @@ impl Net {
     /// `runner`: eager while it warms up or after it fell back, recorded
     /// once, then replayed. Returns the loss, as [`Net::forward`] does.
     pub fn forward_backward_graphed(&mut self, runner: &mut GraphRunner) -> Result<f64> {
+        // What was asked of the net since (pycaffe's callbacks, debug_info) may rule the graph out.
+        if !runner.fell_back() {
+            if let Some(why) = self.graph_obstacle() {
+                runner.fall_back(&Error::unsupported(why));
+            }
+        }
         match &mut runner.state {
             State::Eager => self.eager_pass(),
             State::Warmup { graph, left } if *left > 0 => {

@@ -173,6 +173,8 @@ pub struct Solver {
     update_graph: recorded_update::UpdateGraph,
     /// The eager update reads its coefficients from a tensor (`set_tensor_coefficients`).
     tensor_coefficients: bool,
+    /// CAFFE_TCH_CUDA_GRAPH was looked at (by the first run of iterations).
+    graph_env_seen: bool,
 }
 
 impl Solver {
@@ -245,6 +247,7 @@ impl Solver {
     /// Records the train net's pass in a CUDA graph from the next iterations
     /// on (`-cuda_graph`); where it cannot be, says why and trains eagerly.
     pub fn use_cuda_graph(&mut self) {
+        self.graph_env_seen = true;
         match GraphRunner::new(&self.net) {
             Ok(runner) => {
                 self.graph = Some(runner);

@@ -127,6 +127,7 @@ impl Solver {
             graph: None,
             update_graph: super::recorded_update::UpdateGraph::Off,
             tensor_coefficients: false,
+            graph_env_seen: false,
             param,
         })
     }

@@ -37,6 +37,13 @@ impl Solver {
 
     /// Starts a run of `iters` iterations (see [`Solver::step`]).
     pub fn step_begin(&mut self, iters: i64) -> StepRun {
+        // CAFFE_TCH_CUDA_GRAPH=1 asks every solver, pycaffe's included, for `-cuda_graph`.
+        if !self.graph_env_seen {
+            self.graph_env_seen = true;
+            if self.graph.is_none() && std::env::var("CAFFE_TCH_CUDA_GRAPH").is_ok_and(|v| v == "1") {
+                self.use_cuda_graph();
+            }
+        }
         self.losses.clear();
         self.smoothed_loss = 0.0;
         self.progress.start(self.iter);
