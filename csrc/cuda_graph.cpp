@@ -11,6 +11,7 @@
 // hold) is ended and its memory pool released, so eager work can go on.
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -74,11 +75,11 @@ extern "C" {
 char* caffe_graph_new(int device, void** out) {
   *out = nullptr;
   return guarded([&] {
-    auto g = new Graph();
+    auto g = std::make_unique<Graph>();
     g->device = static_cast<c10::DeviceIndex>(device);
     g->pool = at::cuda::graph_pool_handle();
     g->side = at::cuda::getStreamFromPool(false, g->device);
-    *out = g;
+    *out = g.release();
   });
 }
 

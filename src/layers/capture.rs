@@ -36,9 +36,19 @@ pub fn recording() -> bool {
 /// Runs `f` as a recording: layers defer their checks, which are returned
 /// with `f`'s result.
 pub fn record<T>(f: impl FnOnce() -> Result<T>) -> (Result<T>, Vec<Deferred>) {
+    /// Ends the recording however `f` leaves (a panic included), so that
+    /// eager forwards after it check their labels again.
+    struct Ending;
+    impl Drop for Ending {
+        fn drop(&mut self) {
+            RECORDING.with(|r| r.borrow_mut().take());
+        }
+    }
     RECORDING.with(|r| *r.borrow_mut() = Some(Vec::new()));
+    let ending = Ending;
     let out = f();
     let deferred = RECORDING.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    drop(ending);
     (out, deferred)
 }
 
