@@ -160,35 +160,46 @@ fn lenet_solver(dir: &Path, extra: &str) -> PathBuf {
     file
 }
 
-fn train_with(dir: &Path, extra: &str, setup: impl FnOnce(&mut Solver)) -> (Vec<(i64, f32)>, Vec<Tensor>) {
+/// The loss trace, the final weights, and whether the pass and the update
+/// were replaying CUDA graphs at the end.
+type Trained = (Vec<(i64, f32)>, Vec<Tensor>, (bool, bool));
+
+fn train_with(dir: &Path, extra: &str, setup: impl FnOnce(&mut Solver)) -> Trained {
     let options = SolverOptions { device: Some(test_device()), ..Default::default() };
     let mut solver = Solver::from_file(&lenet_solver(dir, extra), options).unwrap_or_else(|e| panic!("{e}"));
     solver.set_progress(false);
     setup(&mut solver);
     solver.solve().unwrap_or_else(|e| panic!("{e}"));
     let weights = solver.net().learnable_params().iter().map(|p| p.data.detach().to_device(Device::Cpu)).collect();
-    (solver.losses().to_vec(), weights)
+    (solver.losses().to_vec(), weights, solver.replaying_graphs())
 }
 
 /// LeNet trained 20 iterations with `-cuda_graph` and without, with SGD and
 /// with Adam: the same loss trace and the same weights (on a GPU: two
-/// warm-up iterations, one recorded, seventeen replayed, pass and update; on
-/// the CPU the graph is refused and both run eagerly).
+/// warm-up iterations, one recorded, seventeen replayed, pass and update,
+/// within 1e-5 of each loss and 1e-4·max|w|; on the CPU the graph is refused
+/// and both run eagerly, bit for bit).
 #[test]
 fn lenet_trains_alike_with_and_without_a_graph() {
     let _rng = crate::common::rng_exclusive();
     let tmp = tempfile::tempdir().unwrap();
+    // cuDNN's backward may differ from run to run by rounding (atomics), so on
+    // a GPU two eager runs are not bit-identical either; on the CPU they are.
+    let (loss_tol, weight_tol) = if test_device().is_cuda() { (1e-5, 1e-4) } else { (0.0, 0.0) };
     for rule in ["type: \"SGD\"", "type: \"Adam\"\nbase_lr: 0.001\nmomentum2: 0.999\nlr_policy: \"fixed\""] {
-        let (eager_losses, eager_weights) = train_with(tmp.path(), rule, |_| {});
-        let (graph_losses, graph_weights) = train_with(tmp.path(), rule, |s| s.use_cuda_graph());
+        let (eager_losses, eager_weights, _) = train_with(tmp.path(), rule, |_| {});
+        let (graph_losses, graph_weights, replaying) = train_with(tmp.path(), rule, |s| s.use_cuda_graph());
+        let expected = if test_device().is_cuda() { (true, true) } else { (false, false) };
+        assert_eq!(replaying, expected, "{rule}: (pass, update) replaying CUDA graphs");
         assert_eq!(eager_losses.len(), 20);
+        assert_eq!(graph_losses.len(), 20);
         for ((i, a), (_, b)) in eager_losses.iter().zip(&graph_losses) {
-            assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{rule}, iteration {i}: eager loss {a}, graph {b}");
+            assert!((a - b).abs() <= loss_tol * a.abs().max(1.0), "{rule}, iteration {i}: eager loss {a}, graph {b}");
         }
         for (a, b) in eager_weights.iter().zip(&graph_weights) {
             let scale = a.abs().max().double_value(&[]).max(1e-12);
             let diff = (a - b).abs().max().double_value(&[]);
-            assert!(diff <= 1e-5 * scale, "{rule}: weights differ by {diff} (max |w| {scale})");
+            assert!(diff <= weight_tol * scale, "{rule}: weights differ by {diff} (max |w| {scale})");
         }
         assert!(eager_weights.iter().all(|w| w.kind() == Kind::Float));
     }
@@ -212,8 +223,8 @@ fn every_rule_updates_alike_with_its_coefficients_in_a_tensor() {
         "type: \"SGD\"\nlr_policy: \"triangular\"\nmax_lr: 0.02\nstepsize: 4\ncyclical_momentum: 0.8",
     ] {
         let extra = format!("{rule}\nmax_iter: 6");
-        let (numbers, w_numbers) = train_with(tmp.path(), &extra, |_| {});
-        let (tensor, w_tensor) = train_with(tmp.path(), &extra, |s| s.set_tensor_coefficients(true));
+        let (numbers, w_numbers, _) = train_with(tmp.path(), &extra, |_| {});
+        let (tensor, w_tensor, _) = train_with(tmp.path(), &extra, |s| s.set_tensor_coefficients(true));
         assert_eq!(numbers, tensor, "{rule}: losses");
         for (a, b) in w_numbers.iter().zip(&w_tensor) {
             assert!(a.equal(b), "{rule}: the weights differ");

@@ -272,6 +272,12 @@ impl Solver {
         }
     }
 
+    /// Whether the training pass and the update now replay CUDA graphs (`-cuda_graph`).
+    pub fn replaying_graphs(&self) -> (bool, bool) {
+        let pass = self.graph.as_ref().is_some_and(GraphRunner::is_replaying);
+        (pass, matches!(self.update_graph, recorded_update::UpdateGraph::Ready(_)))
+    }
+
     /// Makes this solver a rank of a data-parallel group (before `solve`).
     /// The ranks other than 0 show no progress line.
     pub fn set_distributed(&mut self, dist: Rc<Dist>) {
