@@ -56,6 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// libtorch_cpu, which torch-sys links already.
 fn compile_dist_shim(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/dist_shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/shim_errors.h");
     let include = lib.parent().unwrap_or(lib).join("include");
     if !include.join("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp").exists() {
         println!(

@@ -22,7 +22,11 @@
 #include <c10/util/Exception.h>
 #include <cuda_runtime_api.h>
 
+#include "shim_errors.h"
+
 namespace {
+
+using caffe_shim::guarded;
 
 struct Graph {
   c10::DeviceIndex device;
@@ -35,27 +39,6 @@ struct Graph {
   bool captured = false;
 };
 
-char* dup_message(const std::string& s) {
-  char* out = static_cast<char*>(std::malloc(s.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, s.c_str(), s.size() + 1);
-  }
-  return out;
-}
-
-template <typename F>
-char* guarded(F&& f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return dup_message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return dup_message(e.what());
-  } catch (...) {
-    return dup_message("unknown C++ exception");
-  }
-}
 
 // Makes `waiter` wait for the work queued so far on `on`.
 void wait_for(const at::cuda::CUDAStream& waiter, const at::cuda::CUDAStream& on) {

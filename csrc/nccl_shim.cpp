@@ -20,7 +20,11 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "shim_errors.h"
+
 namespace {
+
+using caffe_shim::guarded;
 
 struct Group {
   // Declared first so it is destroyed last: the process group talks through it.
@@ -29,28 +33,6 @@ struct Group {
   std::chrono::milliseconds timeout;
 };
 
-char* dup_message(const std::string& s) {
-  char* out = static_cast<char*>(std::malloc(s.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, s.c_str(), s.size() + 1);
-  }
-  return out;
-}
-
-// c10::Error's what() carries a C++ backtrace; the user needs the message.
-template <typename F>
-char* guarded(F&& f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return dup_message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return dup_message(e.what());
-  } catch (...) {
-    return dup_message("unknown C++ exception");
-  }
-}
 
 }  // namespace
 

@@ -128,7 +128,7 @@ impl Net {
             }
             // A gradient the graph writes afresh needs cleared diffs (iter_size > 1: the first pass).
             State::Warmup { graph, .. }
-                if self.learnable.iter().any(|p| !p.keeps_diff_storage() && p.diff_if_defined().is_some()) =>
+                if self.learnable.iter().any(|p| !p.keeps_diff_storage() && p.diff_ptr().is_some()) =>
             {
                 graph.on_side_stream(|_| self.eager_pass())
             }
@@ -158,10 +158,7 @@ impl Net {
                         runner.fall_back(&e);
                         // Nothing recorded ran: this iteration's pass runs eagerly on the batch it has.
                         self.clear_recorded_diffs()?;
-                        self.run_layer_range_lazy(start, self.layers.len(), self.force_backward, true, None)?;
-                        let loss = self.loss.as_ref().map(|l| l.f_double_value(&[])).transpose()?.unwrap_or(0.0);
-                        self.backward()?;
-                        Ok(loss)
+                        self.eager_pass_after_batch(start)
                     }
                 }
             }
@@ -175,7 +172,16 @@ impl Net {
         Ok(loss)
     }
 
-    /// Diffs a failed recording may have set to tensors that never ran.
+    /// The eager pass from layer `start` on, on the batch the layers before it made.
+    fn eager_pass_after_batch(&mut self, start: usize) -> Result<f64> {
+        self.run_layer_range_lazy(start, self.layers.len(), self.force_backward, true, None)?;
+        let loss = self.loss.as_ref().map(|l| l.f_double_value(&[])).transpose()?.unwrap_or(0.0);
+        self.backward()?;
+        Ok(loss)
+    }
+
+    /// Clears the diffs that hold the graph's gradients (all but the kept
+    /// ones): after a recording, which ran nothing, and before its first replay.
     fn clear_recorded_diffs(&mut self) -> Result<()> {
         for p in &mut self.learnable {
             if !p.keeps_diff_storage() {
@@ -220,15 +226,9 @@ impl Net {
                 )));
             }
         }
-        let mut grads = Vec::with_capacity(self.learnable.len());
-        for p in &mut self.learnable {
-            let keep = p.keeps_diff_storage();
-            grads.push(p.diff_if_defined().map(|d| (d, keep)));
-            // The first replay (this iteration's) sets it again.
-            if !keep {
-                p.clear()?;
-            }
-        }
+        let grads = self.learnable.iter().map(|p| p.diff_if_defined().map(|d| (d, p.keeps_diff_storage()))).collect();
+        // The first replay (this iteration's) sets them again.
+        self.clear_recorded_diffs()?;
         let blobs = self.blobs.iter().map(|b| b.value.as_ref().map(Tensor::shallow_clone)).collect();
         Ok(Recorded { graph, start, inputs, grads, loss, blobs, checks })
     }
@@ -252,13 +252,10 @@ impl Net {
                     new.size()
                 ));
                 b.value = Some(new);
+                let start = rec.start;
                 runner.fall_back(&why);
-                // The recorded blobs never saw this batch: the whole pass runs eagerly.
-                let start = self.batch_layers();
-                self.run_layer_range_lazy(start, self.layers.len(), self.force_backward, true, None)?;
-                let loss = self.loss.as_ref().map(|l| l.f_double_value(&[])).transpose()?.unwrap_or(0.0);
-                self.backward()?;
-                return Ok(loss);
+                // The recorded blobs never saw this batch: the pass runs eagerly on it.
+                return self.eager_pass_after_batch(start);
             }
             if new.data_ptr() != input.data_ptr() {
                 tch::no_grad(|| input.shallow_clone().f_copy_(&new))?;

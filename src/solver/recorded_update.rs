@@ -8,7 +8,9 @@
 //! what they find on the host).
 use tch::{Device, Tensor};
 
-use super::update::{update_param, Coef, Coefs, UpdateShared, SHARED_COEFFICIENTS};
+use super::update::{
+    coefficients_as_floats, coefficients_on, update_param, Coef, Coefs, UpdateShared, SHARED_COEFFICIENTS,
+};
 use super::{Solver, UpdateHyper};
 use crate::util::cuda_graph::CudaGraph;
 use crate::{info, Error, Result};
@@ -83,8 +85,8 @@ impl Solver {
             self.update_graph = UpdateGraph::Off;
             return Ok(false);
         }
-        let host: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        tch::no_grad(|| rec.coefficients.f_copy_(&Tensor::f_from_slice(&host)?))?;
+        let floats = coefficients_as_floats(values)?;
+        tch::no_grad(|| rec.coefficients.f_copy_(&floats))?;
         rec.graph.replay()?;
         // The diffs hold the update, as the eager rules leave them.
         for (i, p) in self.net.learnable_params_mut().iter_mut().enumerate() {
@@ -98,10 +100,7 @@ impl Solver {
     fn record_update(&mut self, hp: &UpdateHyper, shared: &UpdateShared, values: &[f64]) -> Result<RecordedUpdate> {
         let device = self.device;
         let Device::Cuda(_) = device else { return Err(Error::unsupported("the update graph needs a CUDA device")) };
-        let host: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        let coefficients = Tensor::f_from_slice(&host)?.f_to_device(device)?;
-        let views: Vec<Tensor> =
-            (0..host.len() as i64).map(|k| coefficients.f_select(0, k)).collect::<Result<_, _>>()?;
+        let (coefficients, views) = coefficients_on(device, values)?;
         let mut graph = CudaGraph::new(device)?;
         let n = self.net.learnable_params().len();
         let own_zero_diff: Vec<bool> = self.net.learnable_params().iter().map(|p| p.diff_ptr().is_none()).collect();

@@ -57,7 +57,12 @@ pub(super) const SHARED_COEFFICIENTS: usize = 3;
 
 /// This iteration's coefficients as host numbers, computed as Caffe does
 /// (float where Caffe's are float): the shared ones, then each parameter's rate.
-pub(super) fn coefficient_values(kind: SolverType, hp: &UpdateHyper, rate: f32, lr_mults: &[f32]) -> Vec<f64> {
+pub(super) fn coefficient_values(
+    kind: SolverType,
+    hp: &UpdateHyper,
+    rate: f32,
+    lr_mults: impl IntoIterator<Item = f32>,
+) -> Vec<f64> {
     let m = hp.momentum;
     let correction = if kind == SolverType::Adam {
         // As in Caffe: the powers in double, the correction stored as float.
@@ -67,11 +72,26 @@ pub(super) fn coefficient_values(kind: SolverType, hp: &UpdateHyper, rate: f32, 
         1.0
     };
     let mut values = vec![m as f64, (1.0f32 - m) as f64, 1.0 + m as f64];
-    for &lr_mult in lr_mults {
+    for lr_mult in lr_mults {
         let local_rate = rate * lr_mult;
         values.push(if kind == SolverType::Adam { (local_rate * correction) as f64 } else { local_rate as f64 });
     }
     values
+}
+
+/// The coefficients as the float values a device tensor holds (each the
+/// rounding of its host number that a multiplication by it makes).
+pub(super) fn coefficients_as_floats(values: &[f64]) -> Result<Tensor> {
+    let floats: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    Ok(Tensor::f_from_slice(&floats)?)
+}
+
+/// The coefficients in one tensor on `device`, and a 0-dim view of each (what
+/// the rules read as [`Coef::Device`]).
+pub(super) fn coefficients_on(device: Device, values: &[f64]) -> Result<(Tensor, Vec<Tensor>)> {
+    let all = coefficients_as_floats(values)?.f_to_device(device)?;
+    let views = (0..values.len() as i64).map(|k| all.f_select(0, k)).collect::<Result<_, _>>()?;
+    Ok((all, views))
 }
 
 /// What every parameter's update shares.
@@ -140,8 +160,8 @@ impl Solver {
             rms_decay: self.param.rms_decay(),
             iter: self.iter,
         };
-        let lr_mults: Vec<f32> = self.net.learnable_params().iter().map(|p| p.lr_mult).collect();
-        let values = coefficient_values(self.kind, &hp, rate, &lr_mults);
+        let lr_mults = self.net.learnable_params().iter().map(|p| p.lr_mult);
+        let values = coefficient_values(self.kind, &hp, rate, lr_mults);
         let shared = UpdateShared {
             kind: self.kind,
             iter_size: self.param.iter_size(),
@@ -153,13 +173,8 @@ impl Solver {
             return Ok(());
         }
         // The coefficients as a tensor, as a recorded update reads them (`set_tensor_coefficients`).
-        let on_device: Vec<Tensor> = if self.tensor_coefficients {
-            let host: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-            let t = Tensor::f_from_slice(&host)?.f_to_device(self.device)?;
-            (0..host.len() as i64).map(|k| t.f_select(0, k)).collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
-        };
+        let on_device: Vec<Tensor> =
+            if self.tensor_coefficients { coefficients_on(self.device, &values)?.1 } else { Vec::new() };
         let coef = |k: usize| on_device.get(k).map(Coef::Device).unwrap_or(Coef::Host(values[k]));
         let history = &self.history;
         let debug = self.net.debug_info();
