@@ -11,7 +11,7 @@ CARGO ?= cargo
 ifeq ($(LIBTORCH),)
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(VENV)/bin:$(PATH)
-TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2 $(VENV)/.opencv-4
 else
 TORCH_STAMP :=
 endif
@@ -38,6 +38,13 @@ $(VENV)/.export-runtimes: $(VENV)/.torch-$(TORCH_VERSION)
 # message classes; pydot writes the graphs Graphviz draws).
 $(VENV)/.python-tools-2: $(VENV)/.torch-$(TORCH_VERSION)
 	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check pytest==9.2.0 maturin==1.16.0 pillow==13.0.0 protobuf==7.36.2 pydot==4.0.1
+	touch $@
+
+# OpenCV 4's Caffe importer, the independent implementation of the SSD fork's
+# layers that python/tests/test_ssd_opencv.py compares caffe-tch with (OpenCV 5
+# dropped Caffe input).
+$(VENV)/.opencv-4: $(VENV)/.torch-$(TORCH_VERSION)
+	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check opencv-python-headless==4.14.0.94
 	touch $@
 
 # Fashion-MNIST (Debian's dataset-fashion-mnist) is the offline stand-in for

@@ -242,6 +242,13 @@ fn cases() -> Vec<Case> {
         case("mvn", one_layer(3, 4, "layer { name: \"m\" type: \"MVN\" bottom: \"x\" top: \"y\" }")),
         case("mvn across", one_layer(3, 4, "layer { name: \"m\" type: \"MVN\" bottom: \"x\" top: \"y\" mvn_param { across_channels: true eps: 0.01 } }")),
         case("mvn mean only", one_layer(3, 4, "layer { name: \"m\" type: \"MVN\" bottom: \"x\" top: \"y\" mvn_param { normalize_variance: false } }")),
+        case("permute", one_layer(3, 4, "layer { name: \"p\" type: \"Permute\" bottom: \"x\" top: \"y\" permute_param { order: 0 order: 2 order: 3 order: 1 } }")),
+        case("permute batch last", one_layer(3, 4, "layer { name: \"p\" type: \"Permute\" bottom: \"x\" top: \"y\" permute_param { order: 3 order: 0 } }")),
+        case("normalize", one_layer(3, 4, "layer { name: \"n\" type: \"Normalize\" bottom: \"x\" top: \"y\" }")),
+        case("normalize per channel", one_layer(3, 4, "layer { name: \"n\" type: \"Normalize\" bottom: \"x\" top: \"y\" norm_param { across_spatial: false channel_shared: false eps: 0.01 scale_filler { type: \"uniform\" min: 1 max: 20 } } }")),
+        case("priorbox", one_layer(3, 4, "layer { name: \"p\" type: \"PriorBox\" bottom: \"x\" bottom: \"x\" top: \"y\" prior_box_param { min_size: 2 max_size: 5 aspect_ratio: 2 aspect_ratio: 3 clip: true img_size: 30 step: 7 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }")),
+        // SSD's head: DetectionOutput is left out; the model outputs its bottoms.
+        case("ssd_tiny", std::fs::read_to_string(common::repo().join("tests/fixtures/ssd/ssd_tiny.prototxt")).expect("ssd_tiny")),
         case("argmax", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" }")),
         case("argmax topk maxval", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" argmax_param { top_k: 3 out_max_val: true } }")),
         case("argmax axis", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" argmax_param { axis: 1 top_k: 2 } }")),

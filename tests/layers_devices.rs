@@ -234,6 +234,24 @@ fn cases() -> Vec<Case> {
         dropin,
         case(r#"type: "Resize" resize_param { height: 7 width: 3 channels: 6 }"#, vec![x4()], &[0]),
         case(r#"type: "Resize" resize_param { height: 3 interpolation: NEAREST }"#, vec![x4()], &[0]),
+        // The SSD fork's layers.
+        case(r#"type: "Permute" permute_param { order: 0 order: 2 order: 3 order: 1 }"#, vec![x4()], &[0]),
+        case(r#"type: "Normalize" norm_param { across_spatial: false channel_shared: false }"#, vec![x4()], &[0]),
+        case(r#"type: "Normalize""#, vec![x4()], &[0]),
+        case(
+            r#"type: "PriorBox" prior_box_param { min_size: 4 max_size: 9 aspect_ratio: 2 clip: true variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 }"#,
+            vec![x4(), randn_f32(&[2, 3, 20, 20], 22)],
+            &[],
+        ),
+        case(
+            r#"type: "DetectionOutput" detection_output_param { num_classes: 3 code_type: CENTER_SIZE keep_top_k: 5 nms_param { nms_threshold: 0.5 } }"#,
+            vec![
+                randn_f32(&[2, 8], 23) * 0.1,
+                uniform(&[2, 6], 0.0, 1.0, 24),
+                t(&[0.1, 0.1, 0.5, 0.5, 0.3, 0.2, 0.9, 0.7, 0.1, 0.1, 0.2, 0.2, 0.1, 0.1, 0.2, 0.2], &[1, 2, 8]),
+            ],
+            &[],
+        ),
     ]
 }
 

@@ -33,6 +33,7 @@ mod in_place;
 mod layer_axes;
 mod layers_activation;
 mod layers_common;
+mod layers_detection;
 mod layers_devices;
 mod layers_loss;
 mod layers_recurrent;

@@ -121,6 +121,26 @@ const TYPES: &[TypeSpec] = &[
     ("ContrastiveLoss", "contrastive_loss_param", &[], &["legacy_version: true", "margin: -1"]),
     ("InfogainLoss", "infogain_loss_param", &["axis"], &[]),
     ("Accuracy", "accuracy_param", &["top_k", "axis", "ignore_label"], &[]),
+    ("Permute", "permute_param", &["order"], &[]),
+    ("Normalize", "norm_param", &[], &["across_spatial: false", "channel_shared: false", "eps: 0"]),
+    (
+        "PriorBox",
+        "prior_box_param",
+        &["min_size", "max_size", "aspect_ratio", "variance", "img_size", "img_h", "img_w", "step", "offset"],
+        &["flip: false", "clip: true", "step_h: 0.5 step_w: 3"],
+    ),
+    (
+        "DetectionOutput",
+        "detection_output_param",
+        &["num_classes", "background_label_id", "keep_top_k", "confidence_threshold"],
+        &[
+            "code_type: CENTER_SIZE",
+            "code_type: CORNER_SIZE",
+            "share_location: false",
+            "variance_encoded_in_target: true",
+            "nms_param { nms_threshold: 0.5 top_k: 3 eta: 0.5 }",
+        ],
+    ),
 ];
 
 #[derive(Arbitrary, Debug)]

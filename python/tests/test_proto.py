@@ -26,7 +26,8 @@ def test_module_exposes_messages_and_enums_as_protoc_does():
         assert cls.__module__ == 'caffe.proto.caffe_pb2'
     assert caffe_pb2.DESCRIPTOR.name == 'caffe.proto'
     assert caffe_pb2.DESCRIPTOR.package == 'caffe'
-    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 65
+    # BVLC's 63 messages, DropIn's and Resize's, and the SSD fork's 7.
+    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 72
 
 
 def test_caffe_tch_extensions_have_their_field_numbers():
@@ -39,6 +40,10 @@ def test_caffe_tch_extensions_have_their_field_numbers():
     # BVLC's own numbers are unchanged.
     assert fields['convolution_param'].number == 106 and fields['python_param'].number == 130
     assert caffe_pb2.NetParameter.DESCRIPTOR.fields_by_name['layer'].number == 100
+    # The SSD fork's, at its numbers.
+    assert [fields[f].number for f in ('permute_param', 'prior_box_param', 'detection_output_param',
+                                       'norm_param')] == [202, 203, 204, 206]
+    assert caffe_pb2.PriorBoxParameter.CENTER_SIZE == 2
 
 
 def test_parses_bvlc_lenet_caffemodel():

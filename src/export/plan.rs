@@ -25,6 +25,10 @@ pub fn left_out_reason(layer_type: &str) -> Option<&'static str> {
         "Accuracy" => Some("an accuracy layer (evaluation only)"),
         "Silence" => Some("a Silence layer (it computes nothing)"),
         "HDF5Output" => Some("an HDF5Output layer (it writes files, computes nothing)"),
+        "DetectionOutput" => Some(
+            "SSD's box decoding and non-maximum suppression (data-dependent, on the host); the model outputs its \
+             bottoms (locations, confidences, priors) for the same decoding after it",
+        ),
         _ => None,
     }
 }

@@ -1,5 +1,5 @@
 //! Layers: a folder per family, as Caffe groups them (neuron, loss, vision,
-//! common, recurrent, data, dropin), and in it one file per Caffe type, named
+//! common, recurrent, data, dropin, and the SSD fork's detection), and in it one file per Caffe type, named
 //! after the type in snake_case (`vision/deconvolution.rs`,
 //! `common/inner_product.rs`), like Caffe's `src/caffe/layers/<type>_layer.cpp`.
 //! Code that several types of a family share is in the family's `mod.rs` or a
@@ -26,6 +26,7 @@ pub use registry::{create_layer, known_types, LayerInfo, REGISTRY};
 pub mod capture;
 pub mod common;
 pub mod data;
+pub mod detection;
 pub mod dropin;
 pub mod filler;
 pub mod fold;

@@ -40,6 +40,7 @@ fn register_all() -> Vec<LayerInfo> {
     super::recurrent::register(&mut r);
     super::data::register(&mut r);
     super::dropin::register(&mut r);
+    super::detection::register(&mut r);
     r.sort_by(|a, b| a.type_name.cmp(b.type_name));
     r
 }

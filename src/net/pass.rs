@@ -162,6 +162,12 @@ impl Net {
                 if (self.record_blob_diffs || self.debug_info) && blob.first_value.is_none() {
                     blob.first_value = Some(t.shallow_clone());
                 }
+                // A top whose shape only the forward knows (Filter, DetectionOutput)
+                // takes it, as Caffe's layers reshape their tops in Forward.
+                let size = t.size();
+                if blob.shape != size {
+                    blob.shape = size;
+                }
                 blob.value = Some(t);
             }
             crate::layers::capture::tag_layer(i);

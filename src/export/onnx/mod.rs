@@ -1,6 +1,6 @@
 //! `-format onnx`: the plan's layers as an ONNX graph. Each Caffe type has a
 //! lowering (`vision.rs`, `neuron.rs`, `common.rs`, `recurrent.rs`,
-//! `dropin.rs`) listed in one table, [`LOWERINGS`], which is also what
+//! `dropin.rs`, `detection.rs`) listed in one table, [`LOWERINGS`], which is also what
 //! `SUPPORTED-LAYERS.md` reports. A lowering reads its bottoms' current ONNX
 //! values from the [`Graph`] and binds its tops to new ones.
 //!
@@ -22,6 +22,7 @@ use crate::proto::onnx::{
 use crate::{bail, Error, Result};
 
 mod common;
+mod detection;
 mod dropin;
 mod neuron;
 mod recurrent;
@@ -64,10 +65,13 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("LSTMUnit", recurrent::lstm_unit),
     ("Log", neuron::log),
     ("MVN", common::mvn),
+    ("Normalize", detection::normalize),
     ("PReLU", neuron::prelu),
+    ("Permute", detection::permute),
     ("Parameter", common::parameter),
     ("Pooling", vision::pooling),
     ("Power", neuron::power),
+    ("PriorBox", detection::prior_box),
     ("RNN", recurrent::rnn),
     ("ReLU", neuron::relu),
     ("Reduction", common::reduction),

@@ -126,6 +126,46 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
+        name: "caffe_normalize",
+        deps: &[],
+        code: r#"def caffe_normalize(x, scale, across_spatial=True, eps=1e-10):
+    """The SSD fork's Normalize: x / sqrt(sum of squares + eps) over each sample (across_spatial) or over
+    the channels at each position, times the scale (one value, or one per channel)."""
+    shape = list(x.shape) + [1] * (4 - x.dim())
+    x3 = x.reshape(shape[0], shape[1], -1)
+    dims = (1, 2) if across_spatial else (1,)
+    y = x3 / ((x3 * x3).sum(dims, keepdim=True) + eps).sqrt()
+    return (y * scale.reshape(1, -1, 1)).reshape(x.shape)
+"#,
+    },
+    Helper {
+        name: "caffe_prior_box",
+        deps: &[],
+        code: r#"def caffe_prior_box(x, image, sizes, step, offset, clip, variance):
+    """The SSD fork's PriorBox: for each position of x's H x W map (row-major), the boxes of `sizes`
+    ((width, height) in pixels) centred at ((w + offset) * step_w, (h + offset) * step_h), as corner
+    fractions of the image (a tensor, or its (height, width)), then each coordinate's variance:
+    1 x 2 x (H * W * len(sizes) * 4). Centres in float32 and corners in float64, as the fork rounds them."""
+    h, w = (list(x.shape) + [1, 1, 1])[2:4]
+    ih, iw = (list(image.shape) + [1, 1, 1])[2:4] if torch.is_tensor(image) else image
+    f32 = torch.float32
+    if step is None:
+        step = (torch.tensor(float(ih), dtype=f32) / float(h), torch.tensor(float(iw), dtype=f32) / float(w))
+    else:
+        step = (torch.tensor(step[0], dtype=f32), torch.tensor(step[1], dtype=f32))
+    cy = ((torch.arange(h, dtype=f32) + offset) * step[0]).double()
+    cx = ((torch.arange(w, dtype=f32) + offset) * step[1]).double()
+    cy, cx = (g.reshape(-1, 1) for g in torch.meshgrid(cy, cx, indexing="ij"))
+    bw = torch.tensor([s[0] for s in sizes], dtype=f32).double()
+    bh = torch.tensor([s[1] for s in sizes], dtype=f32).double()
+    boxes = torch.stack([(cx - bw / 2) / iw, (cy - bh / 2) / ih, (cx + bw / 2) / iw, (cy + bh / 2) / ih], -1).float()
+    if clip:
+        boxes = boxes.clamp(0, 1)
+    var = torch.tensor(variance, dtype=f32).expand(boxes.shape)
+    return torch.stack([boxes.reshape(-1), var.reshape(-1)]).unsqueeze(0).to(x)
+"#,
+    },
+    Helper {
         name: "caffe_reduction",
         deps: &[],
         code: r#"def caffe_reduction(x, op, axis, coeff=1.0):

@@ -3,6 +3,7 @@
 //! supports (`supports` and SUPPORTED-LAYERS.md read it), so the list and the
 //! emitters cannot drift. Each emitter follows the semantics of the layer's
 //! file in src/layers (named in its comment where not obvious).
+use super::detection::{normalize, permute, prior_box};
 use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, swish, threshold, unary};
 use super::utility::{
     arg_max, concat, crop, embed, filter, flatten, mvn, parameter, reduction, reshape, slice, split, tile,
@@ -67,6 +68,9 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("Im2col", im2col),
     ("DropIn", drop_in),
     ("Resize", resize),
+    ("Permute", permute),
+    ("Normalize", normalize),
+    ("PriorBox", prior_box),
     ("LSTM", |s, c| recurrent(s, c, true)),
     ("RNN", |s, c| recurrent(s, c, false)),
     ("LSTMUnit", |s, c| {

@@ -25,6 +25,7 @@ use crate::net::weights::safetensors::layer_identifiers;
 use crate::net::weights::torch_names::unique_identifiers;
 use crate::{Error, Result};
 
+mod detection;
 mod helpers;
 mod layers;
 mod neuron;

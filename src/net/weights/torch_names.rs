@@ -118,7 +118,7 @@ pub fn torch_blob_name(layer_type: &str, index: usize) -> Option<String> {
         }
         "Scale" => &["weight", "bias"],
         "Bias" => &["bias"],
-        "PReLU" => &["weight"],
+        "PReLU" | "Normalize" => &["weight"],
         "Parameter" => &["weight"],
         _ => &[],
     };

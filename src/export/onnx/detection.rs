@@ -1,0 +1,56 @@
+//! The SSD fork's layers: Permute (Transpose), Normalize, and PriorBox (a
+//! constant: its boxes depend only on the shapes, which the graph fixes).
+//! DetectionOutput is left out of exported models (see `plan::left_out_reason`).
+use super::{io, Graph};
+use crate::export::PlanLayer;
+use crate::layers::detection::{legacy_dims, permute, prior_box};
+use crate::{bail, Result};
+
+pub fn permute(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let order = permute::full_order(&l.param.permute_param.clone().unwrap_or_default().order, shape.len())?;
+    if order.first() != Some(&0) {
+        g.static_batch = true;
+    }
+    let x = g.value(b)?;
+    let y = g.node("Transpose", &[&x], vec![super::attr_ints("perm", &order)]);
+    g.bind(t, y);
+    Ok(())
+}
+
+/// x / sqrt(Σx² + eps) over the sample or over the channels, times the scale.
+pub fn normalize(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.norm_param.clone().unwrap_or_default();
+    if shape.len() < 2 {
+        bail!("Normalize needs a bottom of at least 2 axes, got shape {shape:?}");
+    }
+    let [_, c, h, w] = legacy_dims(shape)?;
+    let Some(scale) = l.blobs.first() else { bail!("Normalize needs its scale blob") };
+    let x = g.value(b)?;
+    let rows = g.const_i64("rows", &[0, c, h * w]);
+    let x3 = g.node("Reshape", &[&x, &rows], vec![]);
+    let axes: &[i64] = if p.across_spatial() { &[1, 2] } else { &[1] };
+    let sumsq = g.reduce("ReduceSumSquare", &x3, axes, true);
+    let shifted = g.affine(&sumsq, 1.0, p.eps());
+    let norm = g.node("Sqrt", &[&shifted], vec![]);
+    let y = g.node("Div", &[&x3, &norm], vec![]);
+    let sshape: Vec<i64> = if p.channel_shared() { vec![1] } else { vec![1, c, 1] };
+    let s = g.weight("scale", scale, &sshape)?;
+    let y = g.node("Mul", &[&y, &s], vec![]);
+    let back: Vec<i64> = std::iter::once(0).chain(shape[1..].iter().copied()).collect();
+    let bs = g.const_i64("shape", &back);
+    let y = g.node("Reshape", &[&y, &bs], vec![]);
+    g.bind(t, y);
+    Ok(())
+}
+
+pub fn prior_box(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let Some(t) = l.tops.first() else { bail!("PriorBox needs a top") };
+    let values = prior_box::prior_values(&l.param.prior_box_param.clone().unwrap_or_default(), &l.bottom_shapes)?;
+    let priors = g.const_f32("priors", &[1, 2, values.len() as i64 / 2], &values);
+    // A node makes the value, so that it can carry the blob's name.
+    let y = g.node("Identity", &[&priors], vec![]);
+    g.bind(t, y);
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! The emitters of the SSD fork's layers (Permute, Normalize, PriorBox),
+//! listed in layers.rs's table; each follows src/layers/detection/<type>.rs.
+//! DetectionOutput is left out of exported models (see `plan::left_out_reason`).
+use super::layers::{blobs_module, f, list, py_bool, tup};
+use super::{Code, Site};
+use crate::layers::detection::{permute::full_order, prior_box::PriorBox};
+use crate::Result;
+
+pub(super) fn permute(s: &Site, c: &mut Code) -> Result<()> {
+    let order = full_order(&s.l.param.permute_param.clone().unwrap_or_default().order, s.bottom_shape(0).len())?;
+    c.assign(&s.tops, format!("{}.permute{}.contiguous()", s.b(0), tup(&order)));
+    Ok(())
+}
+
+pub(super) fn normalize(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.norm_param.clone().unwrap_or_default();
+    blobs_module(c, &s.module, &[("weight", s.blob_shape(0))], &[]);
+    c.helper("caffe_normalize");
+    c.assign(
+        &s.tops,
+        format!("caffe_normalize({}, {}.weight, {}, {})", s.b(0), s.module, py_bool(p.across_spatial()), f(p.eps())),
+    );
+    Ok(())
+}
+
+pub(super) fn prior_box(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.prior_box_param.clone().unwrap_or_default();
+    let layer = PriorBox::new(p.clone())?;
+    let sizes: Vec<String> = layer.box_sizes().iter().map(|&(w, h)| format!("({}, {})", f(w), f(h))).collect();
+    let variance: Vec<String> = layer.variance().iter().map(|&v| f(v)).collect();
+    // The image's size: fixed by the parameters, else bottom[1]'s at run time.
+    let image = match (p.img_size, p.img_h, p.img_w) {
+        (_, Some(h), Some(w)) => list(&[h as i64, w as i64]),
+        (Some(size), _, _) => list(&[size as i64, size as i64]),
+        _ => s.b(1).to_string(),
+    };
+    let step = match (p.step, p.step_h, p.step_w) {
+        (_, Some(h), Some(w)) => format!("({}, {})", f(h), f(w)),
+        (Some(step), _, _) => format!("({}, {})", f(step), f(step)),
+        _ => "None".to_string(),
+    };
+    c.helper("caffe_prior_box");
+    c.assign(
+        &s.tops,
+        format!(
+            "caffe_prior_box({}, {image}, [{}], {step}, {}, {}, [{}])",
+            s.b(0),
+            sizes.join(", "),
+            f(layer.offset()),
+            py_bool(layer.clip()),
+            variance.join(", ")
+        ),
+    );
+    Ok(())
+}

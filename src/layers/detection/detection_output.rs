@@ -1,0 +1,350 @@
+//! DetectionOutput (SSD fork): decoded boxes, non-maximum suppression per
+//! class, and the kept detections as rows.
+use tch::{Device, Kind, Tensor};
+
+use super::legacy_dims;
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
+use crate::proto::caffe::prior_box_parameter::CodeType;
+use crate::proto::caffe::LayerParameter;
+use crate::Result;
+
+pub fn register(r: &mut Vec<LayerInfo>) {
+    r.push(LayerInfo {
+        type_name: "DetectionOutput",
+        family: family_of(file!()),
+        params: "detection_output_param.num_classes, share_location, background_label_id, code_type (CORNER, \
+                 CENTER_SIZE, CORNER_SIZE), variance_encoded_in_target, keep_top_k, confidence_threshold, \
+                 nms_param (nms_threshold, top_k, eta); save_output_param's files and visualize are not done \
+                 (a warning); no backward (SSD fork)",
+        tests: "layers_detection: detection_output_* (decoding, suppression, keep_top_k, no detection, errors); \
+                python/tests/test_ssd_opencv.py",
+        create: |p| Ok(Box::new(DetectionOutput::new(p)?)),
+    });
+}
+
+/// bottom[0]: location predictions, N × (priors · loc classes · 4); bottom[1]:
+/// confidences, N × (priors · classes); bottom[2]: PriorBox's 1 × 2 × (priors
+/// · 4); a fourth bottom (the image the fork draws on) is not read. The top
+/// is 1 × 1 × kept × 7, a row [image, label, confidence, xmin, ymin, xmax,
+/// ymax] per kept box, images in order, then labels in increasing order, then
+/// confidence (highest first); with no box kept at all, one row
+/// [image, -1, -1, -1, -1, -1, -1] per image. Computed on the CPU in f32 as
+/// the fork's CPU code does.
+pub struct DetectionOutput {
+    num_classes: usize,
+    share_location: bool,
+    background: i64,
+    code_type: CodeType,
+    variance_encoded_in_target: bool,
+    keep_top_k: i32,
+    confidence_threshold: f32,
+    nms_threshold: f32,
+    eta: f32,
+    top_k: i32,
+}
+
+/// A decoded box and its area (0 where it is inverted).
+#[derive(Clone, Copy)]
+struct BBox {
+    xmin: f32,
+    ymin: f32,
+    xmax: f32,
+    ymax: f32,
+    size: f32,
+}
+
+impl BBox {
+    fn new(xmin: f32, ymin: f32, xmax: f32, ymax: f32) -> Self {
+        let size = if xmax < xmin || ymax < ymin { 0.0 } else { (xmax - xmin) * (ymax - ymin) };
+        BBox { xmin, ymin, xmax, ymax, size }
+    }
+
+    /// Intersection over union of normalized boxes; 0 where they do not overlap.
+    fn jaccard(&self, o: &BBox) -> f32 {
+        if o.xmin > self.xmax || o.xmax < self.xmin || o.ymin > self.ymax || o.ymax < self.ymin {
+            return 0.0;
+        }
+        let w = self.xmax.min(o.xmax) - self.xmin.max(o.xmin);
+        let h = self.ymax.min(o.ymax) - self.ymin.max(o.ymin);
+        if w > 0.0 && h > 0.0 {
+            let inter = w * h;
+            inter / (self.size + o.size - inter)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Higher scores first; equal ones keep their order (the sorts are stable).
+fn descending(a: f32, b: f32) -> std::cmp::Ordering {
+    b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal)
+}
+
+impl DetectionOutput {
+    fn new(lp: &LayerParameter) -> Result<Self> {
+        let p = lp.detection_output_param.clone().unwrap_or_default();
+        let Some(num_classes) = p.num_classes else { bail!("detection_output_param must specify num_classes") };
+        if num_classes == 0 {
+            bail!("detection_output_param.num_classes must be at least 1");
+        }
+        let nms = p.nms_param.unwrap_or_default();
+        if nms.nms_threshold().partial_cmp(&0.0).is_none_or(|o| o == std::cmp::Ordering::Less) {
+            bail!("nms_param.nms_threshold must be non-negative, got {}", nms.nms_threshold());
+        }
+        if !(nms.eta() > 0.0 && nms.eta() <= 1.0) {
+            bail!("nms_param.eta must be in (0, 1], got {}", nms.eta());
+        }
+        let save = p.save_output_param.clone().unwrap_or_default();
+        if !save.output_directory().is_empty() {
+            crate::warn!(
+                crate::here!("detection_output.rs"),
+                "layer '{}': save_output_param (detection files in {}) is not supported; the detections are in its top",
+                lp.name(),
+                save.output_directory()
+            );
+        }
+        if p.visualize() {
+            crate::warn!(
+                crate::here!("detection_output.rs"),
+                "layer '{}': visualize (drawing the detections in a window) is not supported",
+                lp.name()
+            );
+        }
+        Ok(DetectionOutput {
+            num_classes: num_classes as usize,
+            share_location: p.share_location(),
+            background: p.background_label_id() as i64,
+            code_type: p.code_type(),
+            variance_encoded_in_target: p.variance_encoded_in_target(),
+            keep_top_k: p.keep_top_k(),
+            confidence_threshold: p.confidence_threshold.unwrap_or(f32::MIN),
+            nms_threshold: nms.nms_threshold(),
+            eta: nms.eta(),
+            top_k: nms.top_k.unwrap_or(-1),
+        })
+    }
+
+    fn loc_classes(&self) -> usize {
+        if self.share_location {
+            1
+        } else {
+            self.num_classes
+        }
+    }
+
+    /// The number of priors, with the bottoms' shapes checked against it.
+    fn num_priors(&self, bottoms: &[Shape]) -> Result<usize> {
+        let loc = legacy_dims(&bottoms[0])?;
+        let conf = legacy_dims(&bottoms[1])?;
+        let prior = legacy_dims(&bottoms[2])?;
+        if loc[0] != conf[0] {
+            bail!(
+                "the location (bottom[0]) and confidence (bottom[1]) predictions are for {} and {} images",
+                loc[0],
+                conf[0]
+            );
+        }
+        let priors = prior[2] / 4;
+        if prior[1] < 2 || bottoms[2].iter().product::<i64>() < 2 * priors * 4 {
+            bail!("bottom[2] must be PriorBox's 1×2×(priors·4) boxes and variances, got shape {:?}", bottoms[2]);
+        }
+        let per_image = |s: &Shape| s.iter().skip(1).product::<i64>();
+        let want_loc = priors * self.loc_classes() as i64 * 4;
+        if loc[1] != want_loc || per_image(&bottoms[0]) != want_loc {
+            bail!(
+                "Number of priors must match number of location predictions: {priors} priors × {} location classes × 4 \
+                 is {want_loc}, but bottom[0] has shape {:?}",
+                self.loc_classes(),
+                bottoms[0]
+            );
+        }
+        let want_conf = priors * self.num_classes as i64;
+        if conf[1] != want_conf || per_image(&bottoms[1]) != want_conf {
+            bail!(
+                "Number of priors must match number of confidence predictions: {priors} priors × {} classes is \
+                 {want_conf}, but bottom[1] has shape {:?}",
+                self.num_classes,
+                bottoms[1]
+            );
+        }
+        Ok(priors as usize)
+    }
+
+    /// The fork's DecodeBBox: a location prediction against its prior.
+    fn decode(&self, prior: &BBox, var: &[f32], b: &[f32]) -> Result<BBox> {
+        let v = if self.variance_encoded_in_target { [1.0; 4] } else { [var[0], var[1], var[2], var[3]] };
+        let pw = prior.xmax - prior.xmin;
+        let ph = prior.ymax - prior.ymin;
+        let box_ = match self.code_type {
+            CodeType::Corner => BBox::new(
+                prior.xmin + v[0] * b[0],
+                prior.ymin + v[1] * b[1],
+                prior.xmax + v[2] * b[2],
+                prior.ymax + v[3] * b[3],
+            ),
+            CodeType::CenterSize | CodeType::CornerSize if !(pw > 0.0 && ph > 0.0) => {
+                bail!(
+                    "a prior box has no area ({}, {}, {}, {}): it cannot decode a prediction",
+                    prior.xmin,
+                    prior.ymin,
+                    prior.xmax,
+                    prior.ymax
+                )
+            }
+            CodeType::CenterSize => {
+                let pcx = (prior.xmin + prior.xmax) / 2.0;
+                let pcy = (prior.ymin + prior.ymax) / 2.0;
+                let cx = v[0] * b[0] * pw + pcx;
+                let cy = v[1] * b[1] * ph + pcy;
+                let w = (v[2] * b[2]).exp() * pw;
+                let h = (v[3] * b[3]).exp() * ph;
+                BBox::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0)
+            }
+            CodeType::CornerSize => BBox::new(
+                prior.xmin + v[0] * b[0] * pw,
+                prior.ymin + v[1] * b[1] * ph,
+                prior.xmax + v[2] * b[2] * pw,
+                prior.ymax + v[3] * b[3] * ph,
+            ),
+        };
+        Ok(box_)
+    }
+
+    /// The fork's ApplyNMSFast: the boxes scoring above the threshold, best
+    /// first (ties in index order), at most top_k of them, each kept unless it
+    /// overlaps a kept one by more than the (adaptive) threshold.
+    fn nms(&self, boxes: &[BBox], scores: &[f32]) -> Vec<usize> {
+        let mut order: Vec<(f32, usize)> =
+            scores.iter().enumerate().filter(|(_, &s)| s > self.confidence_threshold).map(|(i, &s)| (s, i)).collect();
+        order.sort_by(|a, b| descending(a.0, b.0));
+        if self.top_k > -1 && (self.top_k as usize) < order.len() {
+            order.truncate(self.top_k as usize);
+        }
+        let mut threshold = self.nms_threshold;
+        let mut kept: Vec<usize> = Vec::new();
+        for (_, idx) in order {
+            let keep = kept.iter().all(|&k| boxes[idx].jaccard(&boxes[k]) <= threshold);
+            if keep {
+                kept.push(idx);
+                if self.eta < 1.0 && threshold > 0.5 {
+                    threshold *= self.eta;
+                }
+            }
+        }
+        kept
+    }
+}
+
+impl Layer for DetectionOutput {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
+        check_bottoms(bottoms, 3, 4)?;
+        self.num_priors(bottoms)?;
+        // The number of detections is known only after the forward.
+        Ok(SetupOut { tops: vec![vec![1, 1, 1, 7]], params: vec![] })
+    }
+
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
+        let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
+        let priors = self.num_priors(&shapes)?;
+        let num = shapes[0].first().copied().unwrap_or(1).max(0) as usize;
+        let host = |t: &Tensor| -> Result<Vec<f32>> {
+            let flat = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?;
+            Ok(Vec::<f32>::try_from(&flat)?)
+        };
+        let loc = host(&bottoms[0])?;
+        let conf = host(&bottoms[1])?;
+        let prior_data = host(&bottoms[2])?;
+        let prior_boxes: Vec<BBox> =
+            prior_data[..priors * 4].chunks_exact(4).map(|p| BBox::new(p[0], p[1], p[2], p[3])).collect();
+        let variances = &prior_data[priors * 4..priors * 8];
+        let loc_classes = self.loc_classes();
+        let classes = self.num_classes;
+
+        // Per image: (label, kept prior indices) in increasing label order.
+        let mut kept_per_image: Vec<Vec<(usize, Vec<usize>)>> = Vec::with_capacity(num);
+        let mut boxes_per_image: Vec<Vec<Vec<BBox>>> = Vec::with_capacity(num);
+        let mut total = 0usize;
+        for i in 0..num {
+            let loc_i = &loc[i * priors * loc_classes * 4..(i + 1) * priors * loc_classes * 4];
+            let conf_i = &conf[i * priors * classes..(i + 1) * priors * classes];
+            let mut decoded: Vec<Vec<BBox>> = Vec::with_capacity(loc_classes);
+            for c in 0..loc_classes {
+                if !self.share_location && c as i64 == self.background {
+                    decoded.push(Vec::new());
+                    continue;
+                }
+                let mut boxes = Vec::with_capacity(priors);
+                for p in 0..priors {
+                    let start = (p * loc_classes + c) * 4;
+                    boxes.push(self.decode(&prior_boxes[p], &variances[p * 4..p * 4 + 4], &loc_i[start..start + 4])?);
+                }
+                decoded.push(boxes);
+            }
+            let mut per_label: Vec<(usize, Vec<usize>)> = Vec::new();
+            let mut scores = vec![0f32; priors];
+            for c in 0..classes {
+                if c as i64 == self.background {
+                    continue;
+                }
+                for (p, s) in scores.iter_mut().enumerate() {
+                    *s = conf_i[p * classes + c];
+                }
+                let boxes = &decoded[if self.share_location { 0 } else { c }];
+                per_label.push((c, self.nms(boxes, &scores)));
+            }
+            let detections: usize = per_label.iter().map(|(_, k)| k.len()).sum();
+            if self.keep_top_k > -1 && detections > self.keep_top_k as usize {
+                let mut all: Vec<(f32, usize, usize)> = per_label
+                    .iter()
+                    .flat_map(|(c, kept)| kept.iter().map(move |&p| (conf_i[p * classes + c], *c, p)))
+                    .collect();
+                all.sort_by(|a, b| descending(a.0, b.0));
+                all.truncate(self.keep_top_k as usize);
+                per_label = (0..classes)
+                    .filter_map(|c| {
+                        let kept: Vec<usize> = all.iter().filter(|d| d.1 == c).map(|d| d.2).collect();
+                        (!kept.is_empty()).then_some((c, kept))
+                    })
+                    .collect();
+                total += self.keep_top_k as usize;
+            } else {
+                total += detections;
+            }
+            kept_per_image.push(per_label);
+            boxes_per_image.push(decoded);
+        }
+
+        let mut rows: Vec<f32> = Vec::with_capacity(total.max(num) * 7);
+        if total == 0 {
+            for i in 0..num {
+                rows.extend_from_slice(&[i as f32, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0]);
+            }
+        }
+        for (i, per_label) in kept_per_image.iter().enumerate() {
+            let conf_i = &conf[i * priors * classes..(i + 1) * priors * classes];
+            for (c, kept) in per_label {
+                let boxes = &boxes_per_image[i][if self.share_location { 0 } else { *c }];
+                for &p in kept {
+                    let b = &boxes[p];
+                    rows.extend_from_slice(&[
+                        i as f32,
+                        *c as f32,
+                        conf_i[p * classes + c],
+                        b.xmin,
+                        b.ymin,
+                        b.xmax,
+                        b.ymax,
+                    ]);
+                }
+            }
+        }
+        let n_rows = rows.len() as i64 / 7;
+        let x = &bottoms[0];
+        Ok(vec![Tensor::f_from_slice(&rows)?
+            .f_reshape([1, 1, n_rows, 7])?
+            .f_to_kind(x.kind())?
+            .f_to_device(x.device())?])
+    }
+}

@@ -1,0 +1,31 @@
+//! The inference layers of the SSD fork of Caffe (Liu et al., "SSD: Single
+//! Shot MultiBox Detector", weiliu89/caffe), which SSD, MobileNet-SSD and
+//! OpenCV's face detector need: Permute, Normalize, PriorBox and
+//! DetectionOutput, one file each. Their parameters sit in `proto/caffe.proto`
+//! at the fork's field numbers, so its prototxt and `.caffemodel` files read
+//! as they are. The fork's training layers (MultiBoxLoss, AnnotatedData,
+//! DetectionEvaluate) are not here.
+use super::registry::LayerInfo;
+
+pub mod detection_output;
+pub mod normalize;
+pub mod permute;
+pub mod prior_box;
+
+pub fn register(r: &mut Vec<LayerInfo>) {
+    detection_output::register(r);
+    normalize::register(r);
+    permute::register(r);
+    prior_box::register(r);
+}
+
+/// Caffe's legacy num/channels/height/width of a blob: missing axes read as
+/// 1; a blob of more than 4 axes has no such view.
+pub fn legacy_dims(shape: &[i64]) -> crate::Result<[i64; 4]> {
+    if shape.len() > 4 {
+        crate::bail!("this layer reads its bottoms as N×C×H×W, but a bottom has {} axes ({shape:?})", shape.len());
+    }
+    let mut d = [1i64; 4];
+    d[..shape.len()].copy_from_slice(shape);
+    Ok(d)
+}

@@ -1,0 +1,468 @@
+//! The SSD fork's layers (`src/layers/detection/`): Permute, Normalize,
+//! PriorBox and DetectionOutput, each against values worked out here from
+//! the fork's definitions (python/tests/test_ssd_opencv.py checks a whole SSD
+//! net against OpenCV's implementation of the same layers).
+use caffe_tch::layers::gradcheck::GradCheck;
+use caffe_tch::proto::caffe::Phase;
+use tch::{Kind, Tensor};
+
+use crate::common::layer::{self, forward_err, randn, run_phase, setup_err, t, values};
+use crate::common::rng_exclusive;
+
+fn run(text: &str, bottoms: &[Tensor], params: &[Tensor]) -> Tensor {
+    run_phase(text, bottoms, params, Phase::Test).1.remove(0)
+}
+
+fn assert_near(what: &str, a: &Tensor, b: &Tensor, tol: f64) {
+    assert_eq!(a.size(), b.size(), "{what}: shape");
+    let d = (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[]);
+    assert!(d <= tol, "{what}: max |Δ| = {d:e} > {tol:e}\n{a}\n{b}");
+}
+
+fn f32v(v: f64) -> f64 {
+    v as f32 as f64
+}
+
+// ---------------------------------------------------------------- Permute
+
+#[test]
+fn permute_moves_axes_and_completes_the_order() {
+    let x = Tensor::arange(24, (Kind::Double, tch::Device::Cpu)).reshape([2, 3, 4]);
+    // order: [2, 0] completes to [2, 0, 1]: top[i][j][k] = x[j][k][i].
+    let y = run("name: 'p' type: 'Permute' permute_param { order: 2 order: 0 }", &[x.shallow_clone()], &[]);
+    assert_eq!(y.size(), vec![4, 2, 3]);
+    let xv = values(&x);
+    let mut want = Vec::new();
+    for i in 0..4 {
+        for j in 0..2 {
+            for k in 0..3 {
+                want.push(xv[j * 12 + k * 4 + i]);
+            }
+        }
+    }
+    assert_eq!(values(&y), want);
+    // No order: the identity.
+    assert_eq!(values(&run("name: 'p' type: 'Permute'", &[x.shallow_clone()], &[])), xv);
+    // SSD's use: N×C×H×W to N×H×W×C.
+    let z = randn(&[2, 3, 4, 5], 1);
+    let y = run(
+        "name: 'p' type: 'Permute' permute_param { order: 0 order: 2 order: 3 order: 1 }",
+        &[z.shallow_clone()],
+        &[],
+    );
+    assert_eq!(y.size(), vec![2, 4, 5, 3]);
+    assert_eq!(values(&y.select(3, 2).select(2, 4).select(1, 1)), values(&z.select(3, 4).select(2, 1).select(1, 2)));
+}
+
+#[test]
+fn permute_errors_and_gradient() {
+    let _rng = rng_exclusive();
+    let e = setup_err("name: 'p' type: 'Permute' permute_param { order: 3 }", &[vec![2, 3, 4]]);
+    assert!(e.contains("order 3 should be less than the input's 3 axes"), "{e}");
+    let e = setup_err("name: 'p' type: 'Permute' permute_param { order: 1 order: 1 }", &[vec![2, 3, 4]]);
+    assert!(e.contains("names axis 1 twice"), "{e}");
+    layer::gradcheck(
+        "name: 'p' type: 'Permute' permute_param { order: 0 order: 2 order: 3 order: 1 }",
+        &[randn(&[2, 3, 2, 3], 2)],
+        GradCheck::default(),
+    );
+}
+
+// ---------------------------------------------------------------- Normalize
+
+/// x / sqrt(eps + Σx²) · scale, the sum over each sample (across) or over
+/// the channels at each position, in f64.
+fn naive_normalize(x: &Tensor, scale: &Tensor, across: bool, eps: f64) -> Tensor {
+    let s = x.size();
+    let c = s[1];
+    let sq = x.square();
+    let norm = if across {
+        sq.sum_dim_intlist([1i64, 2, 3].as_slice(), true, Kind::Double)
+    } else {
+        sq.sum_dim_intlist([1i64].as_slice(), true, Kind::Double)
+    };
+    let scale = if scale.numel() == 1 { scale.reshape([1, 1, 1, 1]) } else { scale.reshape([1, c, 1, 1]) };
+    x / (norm + eps).sqrt() * scale
+}
+
+#[test]
+fn normalize_values() {
+    let _rng = rng_exclusive();
+    let x = randn(&[2, 3, 2, 2], 3);
+    let per_channel = t(&[1.0, 2.0, 3.0], &[3]);
+    let eps = f32v(1e-10);
+    let y = run(
+        "name: 'n' type: 'Normalize' norm_param { across_spatial: false channel_shared: false }",
+        &[x.shallow_clone()],
+        &[per_channel.shallow_clone()],
+    );
+    assert_near("per position, per channel", &y, &naive_normalize(&x, &per_channel, false, eps), 1e-12);
+    // Defaults: across the sample, one scale.
+    let shared = t(&[2.5], &[]);
+    let y = run("name: 'n' type: 'Normalize'", &[x.shallow_clone()], &[shared.shallow_clone()]);
+    assert_near("across, shared", &y, &naive_normalize(&x, &shared, true, eps), 1e-12);
+    // eps is added under the square root: a zero sample stays 0, a tiny one is damped.
+    let z = t(&[0.0, 0.0, 3e-3, 4e-3], &[2, 2, 1, 1]);
+    let y = run(
+        "name: 'n' type: 'Normalize' norm_param { across_spatial: false eps: 0.0001 }",
+        &[z.shallow_clone()],
+        &[t(&[1.0], &[])],
+    );
+    let e = f32v(1e-4);
+    let n = (e + 25e-6f64).sqrt();
+    assert_near("eps", &y, &t(&[0.0, 0.0, 3e-3 / n, 4e-3 / n], &[2, 2, 1, 1]), 1e-12);
+    // A 2-D bottom is N×C×1×1.
+    let x2 = randn(&[3, 4], 4);
+    let y = run(
+        "name: 'n' type: 'Normalize' norm_param { across_spatial: false }",
+        &[x2.shallow_clone()],
+        &[t(&[1.0], &[])],
+    );
+    assert_near("2-D", &y, &naive_normalize(&x2.view([3, 4, 1, 1]), &t(&[1.0], &[]), false, eps).view([3, 4]), 1e-12);
+    // The blob the net creates: a scalar, or one per channel, filled with 1 unless told.
+    let (setup, _) =
+        run_phase("name: 'n' type: 'Normalize'", &[x.shallow_clone()], &[shared.shallow_clone()], Phase::Test);
+    assert_eq!(setup.params[0].shape, Vec::<i64>::new());
+    assert_eq!(setup.params[0].filler.value, Some(1.0));
+    let (setup, _) = run_phase(
+        "name: 'n' type: 'Normalize' norm_param { channel_shared: false scale_filler { type: 'constant' value: 20 } }",
+        &[x.shallow_clone()],
+        &[per_channel.shallow_clone()],
+        Phase::Test,
+    );
+    assert_eq!(setup.params[0].shape, vec![3]);
+    assert_eq!(setup.params[0].filler.value, Some(20.0));
+}
+
+#[test]
+fn normalize_backward_is_the_forks() {
+    let _rng = rng_exclusive();
+    // With one scale per channel the fork's bottom gradient is
+    // s_c · (dy − x·Σ(x·dy)/‖x‖²) / ‖x‖, the sums over the normalized group,
+    // not the gradient of its forward; its scale gradient is Σ (x/‖x‖)·dy.
+    for across in [false, true] {
+        let x = randn(&[2, 3, 2, 2], 5).set_requires_grad(true);
+        let s = t(&[0.5, 2.0, -1.5], &[3]).set_requires_grad(true);
+        let text =
+            format!("name: 'n' type: 'Normalize' norm_param {{ across_spatial: {across} channel_shared: false }}");
+        let y = run_phase(text.as_str(), &[x.shallow_clone()], &[s.shallow_clone()], Phase::Train).1.remove(0);
+        let dy = randn(&[2, 3, 2, 2], 6);
+        let g = Tensor::run_backward(&[(&y * &dy).sum(Kind::Double)], &[&x, &s], false, false);
+        let xv = x.detach();
+        let dims: &[i64] = if across { &[1, 2, 3] } else { &[1] };
+        let n = (xv.square().sum_dim_intlist(dims, true, Kind::Double) + f32v(1e-10)).sqrt();
+        let a = (&xv * &dy).sum_dim_intlist(dims, true, Kind::Double);
+        let want_x = (&dy - &xv * &a / n.square()) / &n * s.detach().view([1, 3, 1, 1]);
+        assert_near(&format!("across {across}: bottom"), &g[0], &want_x, 1e-12);
+        let want_s = (&xv / &n * &dy).sum_dim_intlist([0i64, 2, 3].as_slice(), false, Kind::Double);
+        assert_near(&format!("across {across}: scale"), &g[1], &want_s, 1e-12);
+    }
+}
+
+#[test]
+fn normalize_gradients_with_one_scale() {
+    let _rng = rng_exclusive();
+    // One scale: the fork's backward is the gradient of its forward.
+    for text in [
+        "name: 'n' type: 'Normalize'",
+        "name: 'n' type: 'Normalize' norm_param { across_spatial: false scale_filler { type: 'constant' value: 3 } }",
+    ] {
+        layer::gradcheck(text, &[randn(&[2, 3, 2, 2], 7)], GradCheck::default());
+    }
+}
+
+#[test]
+fn normalize_errors() {
+    let e = setup_err("name: 'n' type: 'Normalize'", &[vec![5]]);
+    assert!(e.contains("at least 2 axes"), "{e}");
+    let e = setup_err("name: 'n' type: 'Normalize'", &[vec![1, 2, 3, 4, 5]]);
+    assert!(e.contains("N×C×H×W"), "{e}");
+    let e = forward_err(
+        "name: 'n' type: 'Normalize' norm_param { channel_shared: false }",
+        &[randn(&[1, 3, 2, 2], 8)],
+        &[t(&[1.0, 2.0], &[2])],
+        Phase::Test,
+    );
+    assert!(e.contains("the scale blob has 2 values") && e.contains("needs 3"), "{e}");
+}
+
+// ---------------------------------------------------------------- PriorBox
+
+/// The fork's boxes for one position, by its definition: [min], [sqrt(min·max)],
+/// then min·√ar × min/√ar per aspect ratio ≠ 1, as corners over the image.
+fn boxes_at(cx: f64, cy: f64, sizes: &[(f64, f64)], img: (f64, f64)) -> Vec<f64> {
+    let mut out = Vec::new();
+    for &(w, h) in sizes {
+        out.extend([(cx - w / 2.0) / img.1, (cy - h / 2.0) / img.0, (cx + w / 2.0) / img.1, (cy + h / 2.0) / img.0]);
+    }
+    out
+}
+
+#[test]
+fn prior_box_boxes_and_variances() {
+    let map = Tensor::zeros([1, 5, 2, 2], (Kind::Float, tch::Device::Cpu));
+    let image = Tensor::zeros([1, 3, 8, 8], (Kind::Float, tch::Device::Cpu));
+    // min 2 (2.7 is read as 2, as the fork does), max 8: sqrt(16) = 4;
+    // aspect ratio 2 flipped: 2 and 0.5. Step 8/2 = 4, centres at 2 and 6.
+    let text = "name: 'pb' type: 'PriorBox' prior_box_param { min_size: 2.7 max_size: 8 aspect_ratio: 2 \
+                variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 }";
+    let y = run(text, &[map.shallow_clone(), image.shallow_clone()], &[]);
+    assert_eq!(y.size(), vec![1, 2, 2 * 2 * 4 * 4]);
+    let r2 = 2f64.sqrt();
+    let sizes = [(2.0, 2.0), (4.0, 4.0), (2.0 * r2, 2.0 / r2), (2.0 * 0.5f64.sqrt(), 2.0 / 0.5f64.sqrt())];
+    let mut want = Vec::new();
+    for cy in [2.0, 6.0] {
+        for cx in [2.0, 6.0] {
+            want.extend(boxes_at(cx, cy, &sizes, (8.0, 8.0)));
+        }
+    }
+    let mut variances = Vec::new();
+    for _ in 0..16 {
+        variances.extend([0.1, 0.1, 0.2, 0.2].map(f32v));
+    }
+    want.extend(variances);
+    assert_near("boxes", &y, &t(&want, &[1, 2, 64]), 1e-7);
+
+    // Clipped to [0, 1]; one variance for all; no flip; explicit image size and step.
+    let text = "name: 'pb' type: 'PriorBox' prior_box_param { min_size: 10 aspect_ratio: 4 flip: false clip: true \
+                img_h: 8 img_w: 16 step: 5 offset: 0 }";
+    let y = run(text, &[Tensor::zeros([1, 1, 1, 2], (Kind::Float, tch::Device::Cpu))], &[]);
+    let sizes = [(10.0, 10.0), (20.0, 5.0)];
+    let mut want: Vec<f64> = boxes_at(0.0, 0.0, &sizes, (8.0, 16.0));
+    want.extend(boxes_at(5.0, 0.0, &sizes, (8.0, 16.0)));
+    let want: Vec<f64> =
+        want.into_iter().map(|v| v.clamp(0.0, 1.0)).chain(std::iter::repeat_n(f32v(0.1), 16)).collect();
+    assert_near("clipped", &y, &t(&want, &[1, 2, 16]), 1e-7);
+    // The kind follows the bottom; the boxes carry no gradient.
+    let y = run(text, &[Tensor::zeros([1, 1, 1, 2], (Kind::Double, tch::Device::Cpu)).set_requires_grad(true)], &[]);
+    assert_eq!(y.kind(), Kind::Double);
+    assert!(!y.requires_grad());
+}
+
+#[test]
+fn prior_box_errors() {
+    let map = vec![1, 4, 3, 3];
+    let image = vec![1, 3, 30, 30];
+    for (params, words) in [
+        ("", "must provide min_size"),
+        ("min_size: 0", "min_size must be positive"),
+        ("min_size: 4 max_size: 4", "max_size must be greater than min_size"),
+        ("min_size: 4 min_size: 8 max_size: 9", "2 min_size"),
+        ("min_size: 4 variance: 0.1 variance: 0.2", "takes 1 or 4 values"),
+        ("min_size: 4 variance: 0", "variance must be positive"),
+        ("min_size: 4 img_size: 30 img_h: 30 img_w: 30", "not both"),
+        ("min_size: 4 step: 8 step_h: 8 step_w: 8", "not both"),
+        ("min_size: 4 aspect_ratio: -2", "aspect_ratio must be positive"),
+    ] {
+        let text = format!("name: 'pb' type: 'PriorBox' prior_box_param {{ {params} }}");
+        let e = setup_err(text.as_str(), &[map.clone(), image.clone()]);
+        assert!(e.contains(words), "{params}: {e}");
+    }
+    let e = setup_err("name: 'pb' type: 'PriorBox' prior_box_param { min_size: 4 }", std::slice::from_ref(&map));
+    assert!(e.contains("image size from bottom[1]"), "{e}");
+}
+
+// ---------------------------------------------------------------- DetectionOutput
+
+const VAR: [f64; 4] = [0.1, 0.1, 0.2, 0.2];
+
+/// PriorBox's top for these boxes, with SSD's usual variances.
+fn priors(boxes: &[[f64; 4]]) -> Tensor {
+    let mut v: Vec<f64> = boxes.iter().flatten().copied().collect();
+    for _ in boxes {
+        v.extend(VAR);
+    }
+    t(&v, &[1, 2, 4 * boxes.len() as i64])
+}
+
+/// The fork's CENTER_SIZE decoding, in f64.
+fn center_size(p: [f64; 4], l: [f64; 4]) -> [f64; 4] {
+    let (pw, ph) = (p[2] - p[0], p[3] - p[1]);
+    let (cx, cy) = (VAR[0] * l[0] * pw + (p[0] + p[2]) / 2.0, VAR[1] * l[1] * ph + (p[1] + p[3]) / 2.0);
+    let (w, h) = ((VAR[2] * l[2]).exp() * pw, (VAR[3] * l[3]).exp() * ph);
+    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+}
+
+fn row(image: f64, label: f64, score: f64, b: [f64; 4]) -> Vec<f64> {
+    vec![image, label, score, b[0], b[1], b[2], b[3]]
+}
+
+fn detections(params: &str, loc: &Tensor, conf: &Tensor, prior: &Tensor) -> Tensor {
+    let text = format!("name: 'det' type: 'DetectionOutput' detection_output_param {{ {params} }}");
+    run(text.as_str(), &[loc.shallow_clone(), conf.shallow_clone(), prior.shallow_clone()], &[])
+}
+
+fn assert_rows(what: &str, got: &Tensor, rows: &[Vec<f64>]) {
+    let want: Vec<f64> = rows.iter().flatten().copied().collect();
+    assert_near(what, got, &t(&want, &[1, 1, rows.len() as i64, 7]), 1e-6);
+}
+
+#[test]
+fn detection_output_decodes_and_suppresses() {
+    // p1 overlaps p0 (IoU 0.818); p2 is apart.
+    let p = [[0.1, 0.1, 0.3, 0.3], [0.12, 0.1, 0.32, 0.3], [0.6, 0.6, 0.9, 0.8]];
+    let l = [[0.0; 4], [0.0; 4], [0.5, -1.0, 0.3, 0.2]];
+    let loc = t(&l.iter().flatten().copied().collect::<Vec<_>>(), &[1, 12]);
+    // (background, class 1) per prior.
+    let conf = t(&[0.1, 0.9, 0.2, 0.8, 0.3, 0.7], &[1, 6]);
+    let pr = priors(&p);
+    let base = "num_classes: 2 code_type: CENTER_SIZE";
+    let b2 = center_size(p[2], l[2]);
+    let y = detections(&format!("{base} nms_param {{ nms_threshold: 0.5 }}"), &loc, &conf, &pr);
+    assert_rows("nms 0.5", &y, &[row(0.0, 1.0, 0.9, p[0]), row(0.0, 1.0, 0.7, b2)]);
+    let y = detections(&format!("{base} nms_param {{ nms_threshold: 0.9 }}"), &loc, &conf, &pr);
+    assert_rows("nms 0.9", &y, &[row(0.0, 1.0, 0.9, p[0]), row(0.0, 1.0, 0.8, p[1]), row(0.0, 1.0, 0.7, b2)]);
+    // The default threshold is 0.3; keep_top_k, confidence_threshold and top_k cut.
+    let y = detections(&format!("{base} keep_top_k: 1"), &loc, &conf, &pr);
+    assert_rows("keep_top_k", &y, &[row(0.0, 1.0, 0.9, p[0])]);
+    let y = detections(&format!("{base} confidence_threshold: 0.75"), &loc, &conf, &pr);
+    assert_rows("confidence", &y, &[row(0.0, 1.0, 0.9, p[0])]);
+    let y = detections(&format!("{base} nms_param {{ nms_threshold: 0.9 top_k: 2 }}"), &loc, &conf, &pr);
+    assert_rows("top_k", &y, &[row(0.0, 1.0, 0.9, p[0]), row(0.0, 1.0, 0.8, p[1])]);
+    // CORNER and CORNER_SIZE; variance encoded in the target.
+    let corner =
+        |p: [f64; 4], l: [f64; 4], scale: [f64; 4]| -> [f64; 4] { std::array::from_fn(|k| p[k] + l[k] * scale[k]) };
+    let (pw, ph) = (0.3, 0.2);
+    for (code, encoded, scale) in [
+        ("CORNER", false, VAR),
+        ("CORNER", true, [1.0; 4]),
+        ("CORNER_SIZE", false, [VAR[0] * pw, VAR[1] * ph, VAR[2] * pw, VAR[3] * ph]),
+        ("CORNER_SIZE", true, [pw, ph, pw, ph]),
+    ] {
+        let params = format!(
+            "num_classes: 2 code_type: {code} variance_encoded_in_target: {encoded} confidence_threshold: 0.75"
+        );
+        let l2 = [[0.01, 0.02, -0.03, 0.04], [0.0; 4], [0.0; 4]];
+        let loc2 = t(&l2.iter().flatten().copied().collect::<Vec<_>>(), &[1, 12]);
+        let y = detections(&params, &loc2, &conf, &priors(&[[0.1, 0.1, 0.4, 0.3], p[1], p[2]]));
+        assert_rows(&params, &y, &[row(0.0, 1.0, 0.9, corner([0.1, 0.1, 0.4, 0.3], l2[0], scale))]);
+    }
+    let y = detections(
+        "num_classes: 2 code_type: CENTER_SIZE variance_encoded_in_target: true keep_top_k: 1",
+        &loc,
+        &conf,
+        &pr,
+    );
+    assert_rows("CENTER_SIZE encoded", &y, &[row(0.0, 1.0, 0.9, p[0])]);
+}
+
+#[test]
+fn detection_output_orders_by_image_then_label() {
+    // Three classes (0 background); two images.
+    let p = [[0.0, 0.0, 0.2, 0.2], [0.5, 0.5, 0.7, 0.7], [0.3, 0.0, 0.5, 0.2]];
+    let loc = Tensor::zeros([2, 12], (Kind::Double, tch::Device::Cpu));
+    #[rustfmt::skip]
+    let conf = t(&[
+        // image 0: class 2 scores higher than class 1 everywhere.
+        0.0, 0.4, 0.6,   0.0, 0.2, 0.8,   0.0, 0.1, 0.9,
+        // image 1: nothing above the threshold for class 1.
+        0.0, 0.01, 0.5,  0.0, 0.01, 0.01, 0.0, 0.01, 0.02,
+    ], &[2, 9]);
+    let pr = priors(&p);
+    let y = detections("num_classes: 3 confidence_threshold: 0.3", &loc, &conf, &pr);
+    assert_rows(
+        "label order",
+        &y,
+        &[
+            row(0.0, 1.0, 0.4, p[0]),
+            row(0.0, 2.0, 0.9, p[2]),
+            row(0.0, 2.0, 0.8, p[1]),
+            row(0.0, 2.0, 0.6, p[0]),
+            row(1.0, 2.0, 0.5, p[0]),
+        ],
+    );
+    // keep_top_k keeps the best over all labels, still listed by label.
+    let y = detections("num_classes: 3 confidence_threshold: 0.3 keep_top_k: 2", &loc, &conf, &pr);
+    assert_rows(
+        "keep_top_k by label",
+        &y,
+        &[row(0.0, 2.0, 0.9, p[2]), row(0.0, 2.0, 0.8, p[1]), row(1.0, 2.0, 0.5, p[0])],
+    );
+    // Background 2 instead of 0: labels 0 and 1 are reported.
+    let y = detections("num_classes: 3 confidence_threshold: 0.3 background_label_id: 2", &loc, &conf, &pr);
+    assert_rows("background 2", &y, &[row(0.0, 1.0, 0.4, p[0])]);
+    // Nothing kept at all: one row of -1 per image.
+    let y = detections("num_classes: 3 confidence_threshold: 0.95", &loc, &conf, &pr);
+    assert_rows("none", &y, &[row(0.0, -1.0, -1.0, [-1.0; 4]), row(1.0, -1.0, -1.0, [-1.0; 4])]);
+}
+
+#[test]
+fn detection_output_per_class_locations_and_adaptive_threshold() {
+    // share_location: false — each class decodes its own prediction (the
+    // background's is not read).
+    let p = [[0.0, 0.0, 0.5, 0.5], [0.1, 0.0, 0.6, 0.5]]; // IoU 2/3
+    #[rustfmt::skip]
+    let loc = t(&[
+        // prior 0: background, class 1, class 2
+        9.0, 9.0, 9.0, 9.0,   0.0, 0.0, 0.0, 0.0,   1.0, 0.0, 0.0, 0.0,
+        // prior 1
+        9.0, 9.0, 9.0, 9.0,   0.0, 0.0, 0.0, 0.0,   0.0, 1.0, 0.0, 0.0,
+    ], &[1, 24]);
+    let conf = t(&[0.0, 0.9, 0.3, 0.0, 0.8, 0.2], &[1, 6]);
+    let pr = priors(&p);
+    let y = detections(
+        "num_classes: 3 share_location: false code_type: CORNER nms_param { nms_threshold: 0.8 }",
+        &loc,
+        &conf,
+        &pr,
+    );
+    let shift =
+        |b: [f64; 4], k: usize| -> [f64; 4] { std::array::from_fn(|i| b[i] + if i == k { VAR[k] } else { 0.0 }) };
+    assert_rows(
+        "per class",
+        &y,
+        &[
+            row(0.0, 1.0, 0.9, p[0]),
+            row(0.0, 1.0, 0.8, p[1]),
+            row(0.0, 2.0, 0.3, shift(p[0], 0)),
+            row(0.0, 2.0, 0.2, shift(p[1], 1)),
+        ],
+    );
+    // eta: after the first kept box the threshold 0.8 becomes 0.4, so the
+    // second (IoU 2/3) is suppressed in class 1.
+    let y = detections(
+        "num_classes: 3 share_location: false code_type: CORNER confidence_threshold: 0.5 nms_param { nms_threshold: 0.8 eta: 0.5 }",
+        &loc,
+        &conf,
+        &pr,
+    );
+    assert_rows("eta", &y, &[row(0.0, 1.0, 0.9, p[0])]);
+    // f64 bottoms give an f64 top.
+    assert_eq!(y.kind(), Kind::Double);
+}
+
+#[test]
+fn detection_output_errors() {
+    let shapes = vec![vec![1, 12], vec![1, 6], vec![1, 2, 12]];
+    for (params, words) in [
+        ("", "must specify num_classes"),
+        ("num_classes: 3", "Number of priors must match number of confidence predictions"),
+        ("num_classes: 2 share_location: false", "Number of priors must match number of location predictions"),
+        ("num_classes: 2 nms_param { eta: 0 }", "eta must be in (0, 1]"),
+        ("num_classes: 2 nms_param { eta: 1.5 }", "eta must be in (0, 1]"),
+        ("num_classes: 2 nms_param { nms_threshold: -1 }", "nms_threshold must be non-negative"),
+    ] {
+        let text = format!("name: 'det' type: 'DetectionOutput' detection_output_param {{ {params} }}");
+        let e = setup_err(text.as_str(), &shapes);
+        assert!(e.contains(words), "{params}: {e}");
+    }
+    let e = setup_err("name: 'det' type: 'DetectionOutput' detection_output_param { num_classes: 2 }", &shapes[..2]);
+    assert!(e.contains("takes 3 to 4 bottom blobs"), "{e}");
+    let e = setup_err(
+        "name: 'det' type: 'DetectionOutput' detection_output_param { num_classes: 2 }",
+        &[vec![2, 12], vec![1, 6], vec![1, 2, 12]],
+    );
+    assert!(e.contains("for 2 and 1 images"), "{e}");
+    // A prior with no area cannot decode a CENTER_SIZE prediction.
+    let e = forward_err(
+        "name: 'det' type: 'DetectionOutput' detection_output_param { num_classes: 2 code_type: CENTER_SIZE }",
+        &[
+            Tensor::zeros([1, 4], (Kind::Double, tch::Device::Cpu)),
+            t(&[0.0, 1.0], &[1, 2]),
+            priors(&[[0.2, 0.2, 0.2, 0.5]]),
+        ],
+        &[],
+        Phase::Test,
+    );
+    assert!(e.contains("a prior box has no area"), "{e}");
+}
