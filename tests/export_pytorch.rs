@@ -228,6 +228,8 @@ fn layer_nets() -> Vec<(String, String, Option<i64>)> {
         ("normalize_per_channel", one(&x, "Normalize", "norm_param { across_spatial: false channel_shared: false eps: 0.01 scale_filler { type: \"uniform\" min: 1 max: 20 } }")),
         ("priorbox_image_blob", format!("{}layer {{ name: \"l\" type: \"PriorBox\" bottom: \"data\" bottom: \"data\" top: \"y\" prior_box_param {{ min_size: 2 max_size: 5 aspect_ratio: 2 flip: false }} }}\n", input("data", &x))),
         ("priorbox_fixed", one(&x, "PriorBox", "prior_box_param { min_size: 3 aspect_ratio: 2 aspect_ratio: 3 clip: true img_h: 30 img_w: 40 step_h: 7 step_w: 5 offset: 0.25 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 }")),
+        ("shuffle_channel", one(&x, "ShuffleChannel", "shuffle_channel_param { group: 2 }")),
+        ("roi_pooling", format!("{}{}layer {{ name: \"l\" type: \"ROIPooling\" bottom: \"data\" bottom: \"rois\" top: \"y\" roi_pooling_param {{ pooled_h: 2 pooled_w: 3 spatial_scale: 0.5 }} }}\n", input("data", &x), input("rois", &[6, 5]))),
         ("ssd_tiny", std::fs::read_to_string(crate::common::repo().join("tests/fixtures/ssd/ssd_tiny.prototxt")).expect("ssd_tiny")),
         ("mvn", one(&x, "MVN", "")),
         ("mvn_across_mean_only", one(&x, "MVN", "mvn_param { across_channels: true normalize_variance: false }")),

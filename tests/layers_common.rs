@@ -854,3 +854,25 @@ fn batch_reindex_errors() {
     let e = setup_err(REINDEX, &[vec![3], vec![2, 1]]);
     assert!(e.contains("must be 1-D"), "{e}");
 }
+
+// ---- ShuffleChannel (ShuffleNet's fork) ----
+
+#[test]
+fn shuffle_channel_interleaves_groups() {
+    let _rng = rng_exclusive();
+    // Six channels in 2 groups [0 1 2 | 3 4 5] become 0 3 1 4 2 5; in 3 groups
+    // [0 1 | 2 3 | 4 5] they become 0 2 4 1 3 5.
+    let x = Tensor::arange(6, (Kind::Double, Device::Cpu)).reshape([1, 6, 1, 1]).repeat([2, 1, 1, 2]);
+    for (group, order) in [(2, [0., 3., 1., 4., 2., 5.]), (3, [0., 2., 4., 1., 3., 5.]), (1, [0., 1., 2., 3., 4., 5.])]
+    {
+        let text = format!(r#"type: "ShuffleChannel" shuffle_channel_param {{ group: {group} }}"#);
+        let (_, tops) = run(&text, &[x.shallow_clone()], &[]);
+        let want: Vec<f64> = (0..2).flat_map(|_| order.iter().flat_map(|&c| [c, c])).collect();
+        assert_shaped_values(&format!("group {group}"), &tops[0], &want, &[2, 6, 1, 2]);
+    }
+    gradcheck(r#"type: "ShuffleChannel" shuffle_channel_param { group: 3 }"#, &[randn(&[2, 6, 2, 2], 32)], &[]);
+    let e = setup_err(r#"type: "ShuffleChannel" shuffle_channel_param { group: 4 }"#, &[vec![1, 6, 2, 2]]);
+    assert!(e.contains("group 4 must divide the bottom's 6 channels"), "{e}");
+    let e = setup_err(r#"type: "ShuffleChannel" shuffle_channel_param { group: 0 }"#, &[vec![1, 6, 2, 2]]);
+    assert!(e.contains("group 0 must divide"), "{e}");
+}

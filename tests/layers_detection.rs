@@ -466,3 +466,86 @@ fn detection_output_errors() {
     );
     assert!(e.contains("a prior box has no area"), "{e}");
 }
+
+// ---------------------------------------------------------------- ROIPooling
+
+/// A 1×1×6×8 map whose value at (h, w) is 8h + w: a bin's maximum is its
+/// bottom-right cell.
+fn ramp_map() -> Tensor {
+    Tensor::arange(48, (Kind::Double, tch::Device::Cpu)).reshape([1, 1, 6, 8])
+}
+
+fn roi_pool(params: &str, x: &Tensor, rois: &[f64]) -> Tensor {
+    let text = format!("name: 'r' type: 'ROIPooling' roi_pooling_param {{ {params} }}");
+    run(text.as_str(), &[x.shallow_clone(), t(rois, &[rois.len() as i64 / 5, 5])], &[])
+}
+
+#[test]
+fn roi_pooling_bins() {
+    let x = ramp_map();
+    // The whole map in 2×2 bins of 3×4 cells.
+    let y = roi_pool("pooled_h: 2 pooled_w: 2", &x, &[0.0, 0.0, 0.0, 7.0, 5.0]);
+    assert_eq!(y.size(), vec![1, 1, 2, 2]);
+    assert_eq!(values(&y), vec![19.0, 23.0, 43.0, 47.0]);
+    // Uneven bins: a 3×5 region in 2×3 bins; rows [1, 3) and [2, 4),
+    // columns [1, 3), [2, 5) and [4, 6) (floor and ceil of f32 multiples).
+    let y = roi_pool("pooled_h: 2 pooled_w: 3", &x, &[0.0, 1.0, 1.0, 5.0, 3.0]);
+    assert_eq!(values(&y), vec![18.0, 20.0, 21.0, 26.0, 28.0, 29.0]);
+    // spatial_scale, with corners rounded half away from zero: 10 · 0.25 =
+    // 2.5 → 3, 14 · 0.25 = 3.5 → 4: the single cell (3, 3) ... (4, 4).
+    let y = roi_pool("pooled_h: 1 pooled_w: 1 spatial_scale: 0.25", &x, &[0.0, 10.0, 10.0, 14.0, 14.0]);
+    assert_eq!(values(&y), vec![36.0]);
+    // An inverted region is one cell; a region off the map gives empty bins (0);
+    // one that overhangs is clipped.
+    let y = roi_pool("pooled_h: 1 pooled_w: 1", &x, &[0.0, 5.0, 4.0, 2.0, 1.0, 0.0, 50.0, 50.0, 60.0, 60.0]);
+    assert_eq!(values(&y), vec![37.0, 0.0]);
+    let y = roi_pool("pooled_h: 2 pooled_w: 1", &x, &[0.0, 6.0, 4.0, 9.0, 7.0]);
+    // Rows [4, 6) and [6, 8) → [6, 6): the second bin is empty.
+    assert_eq!(values(&y), vec![47.0, 0.0]);
+    // The batch index picks the image; the channels pool alike.
+    let two = Tensor::cat(&[ramp_map(), ramp_map() * -1.0 + 100.0], 0).repeat([1, 2, 1, 1]);
+    let y = roi_pool("pooled_h: 1 pooled_w: 1", &two, &[1.0, 0.0, 0.0, 7.0, 5.0, 0.0, 0.0, 0.0, 7.0, 5.0]);
+    assert_eq!(y.size(), vec![2, 2, 1, 1]);
+    assert_eq!(values(&y), vec![100.0, 100.0, 47.0, 47.0]);
+}
+
+#[test]
+fn roi_pooling_gradient_goes_to_each_bins_first_maximum() {
+    // All zeros: every cell ties; the fork's argmax is the first in row-major order.
+    let x = Tensor::zeros([1, 1, 4, 4], (Kind::Double, tch::Device::Cpu)).set_requires_grad(true);
+    let y = roi_pool("pooled_h: 2 pooled_w: 2", &x, &[0.0, 0.0, 0.0, 3.0, 3.0]);
+    let g = Tensor::run_backward(&[y.sum(Kind::Double)], &[&x], false, false).remove(0);
+    #[rustfmt::skip]
+    let want = [1.0, 0.0, 1.0, 0.0,  0.0, 0.0, 0.0, 0.0,  1.0, 0.0, 1.0, 0.0,  0.0, 0.0, 0.0, 0.0];
+    assert_eq!(values(&g), want);
+    // Overlapping regions add up at a shared maximum; empty bins send nothing.
+    let x = ramp_map().set_requires_grad(true);
+    let y = roi_pool(
+        "pooled_h: 1 pooled_w: 1",
+        &x,
+        &[0.0, 0.0, 0.0, 7.0, 5.0, 0.0, 4.0, 3.0, 7.0, 5.0, 0.0, 50.0, 50.0, 60.0, 60.0],
+    );
+    let g = Tensor::run_backward(&[y.sum(Kind::Double)], &[&x], false, false).remove(0);
+    let mut want = vec![0.0; 48];
+    want[47] = 2.0;
+    assert_eq!(values(&g), want);
+}
+
+#[test]
+fn roi_pooling_errors() {
+    let e = setup_err(
+        "name: 'r' type: 'ROIPooling' roi_pooling_param { pooled_h: 0 pooled_w: 2 }",
+        &[vec![1, 1, 6, 8], vec![1, 5]],
+    );
+    assert!(e.contains("pooled_h and pooled_w must be > 0"), "{e}");
+    let e = setup_err(
+        "name: 'r' type: 'ROIPooling' roi_pooling_param { pooled_h: 2 pooled_w: 2 }",
+        &[vec![1, 1, 6, 8], vec![1, 4]],
+    );
+    assert!(e.contains("one row of 5 values"), "{e}");
+    let text = "name: 'r' type: 'ROIPooling' roi_pooling_param { pooled_h: 2 pooled_w: 2 }";
+    let e = forward_err(text, &[ramp_map(), t(&[1.0, 0.0, 0.0, 3.0, 3.0], &[1, 5])], &[], Phase::Test);
+    assert!(e.contains("batch index 1 is outside the 1 images"), "{e}");
+    let e = forward_err(text, &[ramp_map(), t(&[0.0, f64::NAN, 0.0, 3.0, 3.0], &[1, 5])], &[], Phase::Test);
+    assert!(e.contains("not a finite number"), "{e}");
+}

@@ -234,6 +234,13 @@ fn cases() -> Vec<Case> {
         dropin,
         case(r#"type: "Resize" resize_param { height: 7 width: 3 channels: 6 }"#, vec![x4()], &[0]),
         case(r#"type: "Resize" resize_param { height: 3 interpolation: NEAREST }"#, vec![x4()], &[0]),
+        // Other forks' layers.
+        case(r#"type: "ShuffleChannel" shuffle_channel_param { group: 2 }"#, vec![x4()], &[0]),
+        case(
+            r#"type: "ROIPooling" roi_pooling_param { pooled_h: 2 pooled_w: 3 spatial_scale: 0.5 }"#,
+            vec![x4(), t(&[0., 0., 0., 7., 9., 1., 2., 1., 9., 6., 1., -4., -4., 3., 3.], &[3, 5])],
+            &[0],
+        ),
         // The SSD fork's layers.
         case(r#"type: "Permute" permute_param { order: 0 order: 2 order: 3 order: 1 }"#, vec![x4()], &[0]),
         case(r#"type: "Normalize" norm_param { across_spatial: false channel_shared: false }"#, vec![x4()], &[0]),

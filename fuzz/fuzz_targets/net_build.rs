@@ -122,6 +122,8 @@ const TYPES: &[TypeSpec] = &[
     ("InfogainLoss", "infogain_loss_param", &["axis"], &[]),
     ("Accuracy", "accuracy_param", &["top_k", "axis", "ignore_label"], &[]),
     ("Permute", "permute_param", &["order"], &[]),
+    ("ShuffleChannel", "shuffle_channel_param", &["group"], &[]),
+    ("ROIPooling", "roi_pooling_param", &["pooled_h", "pooled_w", "spatial_scale"], &["spatial_scale: 0.0625"]),
     ("Normalize", "norm_param", &[], &["across_spatial: false", "channel_shared: false", "eps: 0"]),
     (
         "PriorBox",

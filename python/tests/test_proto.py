@@ -26,8 +26,8 @@ def test_module_exposes_messages_and_enums_as_protoc_does():
         assert cls.__module__ == 'caffe.proto.caffe_pb2'
     assert caffe_pb2.DESCRIPTOR.name == 'caffe.proto'
     assert caffe_pb2.DESCRIPTOR.package == 'caffe'
-    # BVLC's 63 messages, DropIn's and Resize's, and the SSD fork's 9.
-    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 74
+    # BVLC's 63 messages, DropIn's and Resize's, the SSD fork's 9, ShuffleNet's and Fast R-CNN's.
+    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 76
 
 
 def test_caffe_tch_extensions_have_their_field_numbers():
@@ -44,6 +44,7 @@ def test_caffe_tch_extensions_have_their_field_numbers():
     assert [fields[f].number for f in ('permute_param', 'prior_box_param', 'detection_output_param',
                                        'norm_param')] == [202, 203, 204, 206]
     assert caffe_pb2.PriorBoxParameter.CENTER_SIZE == 2
+    assert (fields['shuffle_channel_param'].number, fields['roi_pooling_param'].number) == (164, 8266711)
 
 
 def test_ssd_label_map_reads_as_its_detection_scripts_read_it():

@@ -47,17 +47,34 @@ impl BlobCheck {
 
 /// Random inputs for a plan's input blobs (integer indices for an Embed's
 /// bottom, values in [-1, 1) otherwise), seeded.
+/// Regions of interest for a ROIPooling layer: [image, x1, y1, x2, y2] rows
+/// over its map's image (the map divided by spatial_scale), some overhanging
+/// it, some inverted.
+fn random_regions(l: &crate::export::PlanLayer, shape: &[i64]) -> Tensor {
+    let map = l.bottom_shapes.first().cloned().unwrap_or_default();
+    let dim = |k: usize| map.get(k).copied().unwrap_or(1).max(1) as f64;
+    let scale = l.param.roi_pooling_param.unwrap_or_default().spatial_scale().abs().max(1e-6) as f64;
+    let rows = shape.iter().product::<i64>() / 5;
+    let cpu = (Kind::Float, Device::Cpu);
+    let image = Tensor::randint(dim(0) as i64, [rows, 1], cpu);
+    let corner = |extent: f64| Tensor::rand([rows, 1], cpu) * (1.2 * extent / scale) - 0.1 * extent / scale;
+    Tensor::cat(&[image, corner(dim(3)), corner(dim(2)), corner(dim(3)), corner(dim(2))], 1).reshape(shape)
+}
+
 pub fn random_inputs(plan: &Plan) -> Vec<(String, Tensor)> {
     tch::manual_seed(INPUT_SEED);
     plan.inputs
         .iter()
         .map(|i| {
             let embed = plan.layers.iter().find(|l| l.layer_type() == "Embed" && l.bottoms.first() == Some(&i.name));
-            let t = match embed.and_then(|l| l.param.embed_param.as_ref()) {
-                Some(p) => {
+            let regions =
+                plan.layers.iter().find(|l| l.layer_type() == "ROIPooling" && l.bottoms.get(1) == Some(&i.name));
+            let t = match (embed.and_then(|l| l.param.embed_param.as_ref()), regions) {
+                (Some(p), _) => {
                     Tensor::randint(i64::from(p.input_dim()).max(1), i.shape.as_slice(), (Kind::Float, Device::Cpu))
                 }
-                None => Tensor::rand(i.shape.as_slice(), (Kind::Float, Device::Cpu)) * 2.0 - 1.0,
+                (None, Some(l)) => random_regions(l, &i.shape),
+                (None, None) => Tensor::rand(i.shape.as_slice(), (Kind::Float, Device::Cpu)) * 2.0 - 1.0,
             };
             (i.name.clone(), t)
         })

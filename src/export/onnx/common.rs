@@ -487,3 +487,25 @@ pub fn filter(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     }
     Ok(())
 }
+
+/// ShuffleChannel: (N, g, C/g, ...) transposed to (N, C/g, g, ...).
+pub fn shuffle_channel(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let group = l.param.shuffle_channel_param.unwrap_or_default().group() as i64;
+    if shape.len() < 2 || group < 1 || shape[1] % group != 0 {
+        bail!("shuffle_channel_param.group {group} must divide the channels of {shape:?}");
+    }
+    let mut grouped = vec![0, group, shape[1] / group];
+    grouped.extend_from_slice(&shape[2..]);
+    let mut perm: Vec<i64> = (0..grouped.len() as i64).collect();
+    perm.swap(1, 2);
+    let back: Vec<i64> = std::iter::once(0).chain(shape[1..].iter().copied()).collect();
+    let x = g.value(b)?;
+    let gs = g.const_i64("groups", &grouped);
+    let y = g.node("Reshape", &[&x, &gs], vec![]);
+    let y = g.node("Transpose", &[&y], vec![super::attr_ints("perm", &perm)]);
+    let bs = g.const_i64("shape", &back);
+    let y = g.node("Reshape", &[&y, &bs], vec![]);
+    g.bind(t, y);
+    Ok(())
+}

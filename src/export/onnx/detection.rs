@@ -1,5 +1,6 @@
-//! The SSD fork's layers: Permute (Transpose), Normalize, and PriorBox (a
-//! constant: its boxes depend only on the shapes, which the graph fixes).
+//! The detection forks' layers: Permute (Transpose), Normalize, PriorBox (a
+//! constant: its boxes depend only on the shapes, which the graph fixes) and
+//! ROIPooling (MaxRoiPool).
 //! DetectionOutput is left out of exported models (see `plan::left_out_reason`).
 use super::{io, Graph};
 use crate::export::PlanLayer;
@@ -51,6 +52,29 @@ pub fn prior_box(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let priors = g.const_f32("priors", &[1, 2, values.len() as i64 / 2], &values);
     // A node makes the value, so that it can carry the blob's name.
     let y = g.node("Identity", &[&priors], vec![]);
+    g.bind(t, y);
+    Ok(())
+}
+
+/// ROIPooling is ONNX's MaxRoiPool, which follows Fast R-CNN's definition.
+pub fn roi_pooling(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (Some(t), [b, r]) = (l.tops.first(), l.bottoms.as_slice()) else {
+        bail!("ROIPooling needs two bottoms and a top")
+    };
+    let p = l.param.roi_pooling_param.unwrap_or_default();
+    let rois_shape = l.bottom_shapes.get(1).cloned().unwrap_or_default();
+    let x = g.value(b)?;
+    let mut rois = g.value(r)?;
+    if rois_shape.len() != 2 {
+        let rows = g.const_i64("rois", &[-1, 5]);
+        rois = g.node("Reshape", &[&rois, &rows], vec![]);
+    }
+    let shape = vec![p.pooled_h() as i64, p.pooled_w() as i64];
+    let y = g.node(
+        "MaxRoiPool",
+        &[&x, &rois],
+        vec![super::attr_ints("pooled_shape", &shape), super::attr_f("spatial_scale", p.spatial_scale())],
+    );
     g.bind(t, y);
     Ok(())
 }

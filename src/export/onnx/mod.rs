@@ -74,11 +74,13 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("PriorBox", detection::prior_box),
     ("RNN", recurrent::rnn),
     ("ReLU", neuron::relu),
+    ("ROIPooling", detection::roi_pooling),
     ("Reduction", common::reduction),
     ("Reshape", common::reshape),
     ("Resize", dropin::resize),
     ("SPP", vision::spp),
     ("Scale", common::scale),
+    ("ShuffleChannel", common::shuffle_channel),
     ("Sigmoid", neuron::sigmoid),
     ("Softmax", common::softmax),
     ("Slice", common::slice),
@@ -435,7 +437,8 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
     let shape_of = |b: &str| plan.net.blob_shape(b).cloned().unwrap_or_default();
     let graph = GraphProto {
         node: std::mem::take(&mut g.nodes),
-        name: Some(plan.net.name.clone()),
+        // ONNX requires a graph name; a prototxt need not have one.
+        name: Some(if plan.net.name.is_empty() { "caffe_net".to_string() } else { plan.net.name.clone() }),
         initializer: std::mem::take(&mut g.initializers),
         doc_string: Some(format!("Exported by caffe-tch from {}", plan.file)),
         input: plan.inputs.iter().map(|i| value_info(&i.name, &i.shape, symbolic)).collect(),

@@ -1,4 +1,5 @@
-//! The emitters of the SSD fork's layers (Permute, Normalize, PriorBox),
+//! The emitters of the detection forks' layers (Permute, Normalize, PriorBox,
+//! ROIPooling),
 //! listed in layers.rs's table; each follows src/layers/detection/<type>.rs.
 //! DetectionOutput is left out of exported models (see `plan::left_out_reason`).
 use super::layers::{blobs_module, f, list, py_bool, tup};
@@ -50,6 +51,16 @@ pub(super) fn prior_box(s: &Site, c: &mut Code) -> Result<()> {
             py_bool(layer.clip()),
             variance.join(", ")
         ),
+    );
+    Ok(())
+}
+
+pub(super) fn roi_pooling(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.roi_pooling_param.unwrap_or_default();
+    c.helper("caffe_roi_pool");
+    c.assign(
+        &s.tops,
+        format!("caffe_roi_pool({}, {}, {}, {}, {})", s.b(0), s.b(1), p.pooled_h(), p.pooled_w(), f(p.spatial_scale())),
     );
     Ok(())
 }

@@ -166,6 +166,42 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
+        name: "caffe_roi_pool",
+        deps: &[],
+        code: r#"def caffe_roi_pool(x, rois, pooled_h, pooled_w, spatial_scale):
+    """Fast R-CNN's ROIPooling: each region [image, x1, y1, x2, y2] (image pixels), scaled by spatial_scale
+    and rounded half away from zero to map cells, is cut into pooled_h x pooled_w bins (floor and ceil of
+    float32 multiples of its size, clipped to the map); each bin is the maximum of its cells, 0 if empty."""
+    f32 = torch.float32
+    h, w = x.shape[2], x.shape[3]
+    regions = rois.reshape(-1, 5).detach().to("cpu", f32)
+    cells = (regions[:, 1:] * torch.tensor(spatial_scale, dtype=f32)).tolist()
+    out = x.new_zeros((regions.shape[0], x.shape[1], pooled_h, pooled_w))
+
+    def rnd(v):
+        return int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1)
+
+    def bins(start, size, pooled, extent):
+        step = torch.tensor(float(size), dtype=f32) / float(pooled)
+        edges = []
+        for p in range(pooled):
+            lo = int(torch.floor(torch.tensor(float(p), dtype=f32) * step)) + start
+            hi = int(torch.ceil(torch.tensor(float(p + 1), dtype=f32) * step)) + start
+            edges.append((min(max(lo, 0), extent), min(max(hi, 0), extent)))
+        return edges
+
+    for r, (b, c) in enumerate(zip(regions[:, 0].tolist(), cells)):
+        x1, y1, x2, y2 = (rnd(v) for v in c)
+        rows = bins(y1, max(y2 - y1 + 1, 1), pooled_h, h)
+        cols = bins(x1, max(x2 - x1 + 1, 1), pooled_w, w)
+        for i, (h0, h1) in enumerate(rows):
+            for j, (w0, w1) in enumerate(cols):
+                if h1 > h0 and w1 > w0:
+                    out[r, :, i, j] = x[int(b), :, h0:h1, w0:w1].flatten(1).max(1).values
+    return out
+"#,
+    },
+    Helper {
         name: "caffe_reduction",
         deps: &[],
         code: r#"def caffe_reduction(x, op, axis, coeff=1.0):

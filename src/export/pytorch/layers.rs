@@ -3,10 +3,11 @@
 //! supports (`supports` and SUPPORTED-LAYERS.md read it), so the list and the
 //! emitters cannot drift. Each emitter follows the semantics of the layer's
 //! file in src/layers (named in its comment where not obvious).
-use super::detection::{normalize, permute, prior_box};
+use super::detection::{normalize, permute, prior_box, roi_pooling};
 use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, swish, threshold, unary};
 use super::utility::{
-    arg_max, concat, crop, embed, filter, flatten, mvn, parameter, reduction, reshape, slice, split, tile,
+    arg_max, concat, crop, embed, filter, flatten, mvn, parameter, reduction, reshape, shuffle_channel, slice, split,
+    tile,
 };
 use super::{Code, Site};
 use crate::layers::vision::base_conv::geometry;
@@ -71,6 +72,8 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("Permute", permute),
     ("Normalize", normalize),
     ("PriorBox", prior_box),
+    ("ROIPooling", roi_pooling),
+    ("ShuffleChannel", shuffle_channel),
     ("LSTM", |s, c| recurrent(s, c, true)),
     ("RNN", |s, c| recurrent(s, c, false)),
     ("LSTMUnit", |s, c| {

@@ -1,5 +1,6 @@
 //! The emitters of Caffe's utility layers (Concat, Slice, Split, Crop,
-//! Reshape, Flatten, MVN, Reduction, ArgMax, Embed, Tile, Parameter, Filter),
+//! Reshape, Flatten, MVN, Reduction, ArgMax, Embed, Tile, Parameter, Filter,
+//! ShuffleChannel),
 //! listed in layers.rs's table; each follows src/layers/common/<type>.rs.
 use super::layers::{blobs_module, f, list, py_bool, tup};
 use super::{Code, Site};
@@ -151,5 +152,23 @@ pub(super) fn filter(s: &Site, c: &mut Code) -> Result<()> {
     for (b, t) in s.bottoms.iter().zip(&s.tops) {
         c.fwd(format!("{t} = {b}[{selector}.reshape(-1) != 0]"));
     }
+    Ok(())
+}
+
+/// ShuffleNet's ShuffleChannel: (N, g, C/g, ...) transposed to (N, C/g, g, ...).
+pub(super) fn shuffle_channel(s: &Site, c: &mut Code) -> Result<()> {
+    let group = s.l.param.shuffle_channel_param.unwrap_or_default().group() as i64;
+    let shape = s.bottom_shape(0);
+    if shape.len() < 2 || group < 1 || shape[1] % group != 0 {
+        bail!("shuffle_channel_param.group {group} must divide the channels of {shape:?}");
+    }
+    let x = s.b(0);
+    c.assign(
+        &s.tops,
+        format!(
+            "{x}.reshape({x}.shape[0], {group}, {}, *{x}.shape[2:]).transpose(1, 2).reshape({x}.shape)",
+            shape[1] / group
+        ),
+    );
     Ok(())
 }

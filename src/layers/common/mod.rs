@@ -3,8 +3,9 @@
 //! - arithmetic: Softmax, Eltwise, ArgMax, Reduction;
 //! - normalization: BatchNorm, MVN;
 //! - moving data without arithmetic: Split, Concat, Slice, Flatten, Reshape,
-//!   Tile, Silence, Filter, BatchReindex. Their gradients are the matching
-//!   gather/scatter, which autograd derives from the forward ops.
+//!   Tile, Silence, Filter, BatchReindex, and ShuffleNet's ShuffleChannel.
+//!   Their gradients are the matching gather/scatter, which autograd
+//!   derives from the forward ops.
 //!
 //! This file holds the helpers several of them use; `broadcast.rs` holds the
 //! blob broadcasting that Bias and Scale share.
@@ -32,6 +33,7 @@ pub mod parameter;
 pub mod reduction;
 pub mod reshape;
 pub mod scale;
+pub mod shuffle_channel;
 pub mod silence;
 pub mod slice;
 pub mod softmax;
@@ -59,6 +61,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     batch_reindex::register(r);
     batch_norm::register(r);
     mvn::register(r);
+    shuffle_channel::register(r);
 }
 
 /// Requires at least `min` bottoms (layers with no upper limit).

@@ -1,0 +1,140 @@
+//! ROIPooling (Fast R-CNN's fork): max pooling of regions of interest.
+use tch::{Device, Kind, Tensor};
+
+use super::legacy_dims;
+use crate::bail;
+use crate::layers::registry::{family_of, LayerInfo};
+use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
+use crate::proto::caffe::RoiPoolingParameter;
+use crate::Result;
+
+pub fn register(r: &mut Vec<LayerInfo>) {
+    r.push(LayerInfo {
+        type_name: "ROIPooling",
+        family: family_of(file!()),
+        params: "roi_pooling_param.pooled_h, pooled_w, spatial_scale; bottom[1]: R×5 regions [batch index, x1, y1, \
+                 x2, y2]; the gradient goes to each bin's first maximum, none to the regions (Fast R-CNN's fork)",
+        tests: "layers_detection: roi_pooling_* (bins worked out by hand, empty bins, the gradient, errors); \
+                python/tests/test_fork_layers_opencv.py",
+        create: |p| Ok(Box::new(RoiPooling::new(p.roi_pooling_param.unwrap_or_default())?)),
+    });
+}
+
+/// For each region [b, x1, y1, x2, y2] (bottom[1], one row of 5 per region),
+/// the corners are scaled by spatial_scale and rounded to feature-map cells;
+/// the region (at least one cell each way) is cut into pooled_h × pooled_w
+/// bins, bin (ph, pw) covering rows floor(ph·h/pooled_h) to
+/// ceil((ph + 1)·h/pooled_h) (f32, as the fork computes them) clipped to
+/// the map, and each bin is the maximum of bottom[0]'s image b there (0 for
+/// a bin wholly off the map). Top: R × C × pooled_h × pooled_w.
+pub struct RoiPooling {
+    pooled: (i64, i64),
+    spatial_scale: f32,
+}
+
+/// One region's cells on the map: its first row and column, and its size.
+struct Region {
+    image: i64,
+    start: (i64, i64),
+    size: (i64, i64),
+}
+
+impl RoiPooling {
+    fn new(p: RoiPoolingParameter) -> Result<Self> {
+        if p.pooled_h() == 0 || p.pooled_w() == 0 {
+            bail!("roi_pooling_param.pooled_h and pooled_w must be > 0, got {} and {}", p.pooled_h(), p.pooled_w());
+        }
+        Ok(RoiPooling { pooled: (p.pooled_h() as i64, p.pooled_w() as i64), spatial_scale: p.spatial_scale() })
+    }
+
+    fn check(&self, bottoms: &[Shape]) -> Result<(i64, [i64; 4])> {
+        let x = legacy_dims(&bottoms[0])?;
+        let rois = legacy_dims(&bottoms[1])?;
+        if rois[1] * rois[2] * rois[3] != 5 {
+            bail!(
+                "bottom[1] must hold one row of 5 values [batch index, x1, y1, x2, y2] per region, got shape {:?}",
+                bottoms[1]
+            );
+        }
+        Ok((rois[0], x))
+    }
+
+    fn region(&self, roi: &[f32], batch: i64) -> Result<Region> {
+        let image = roi[0] as i64;
+        if !roi[0].is_finite() || !(0..batch).contains(&image) {
+            bail!("a region's batch index {} is outside the {batch} images of bottom[0]", roi[0]);
+        }
+        if let Some(v) = roi[1..].iter().find(|v| !v.is_finite()) {
+            bail!("a region's corner {v} is not a finite number");
+        }
+        // Casts saturate, and so does the arithmetic on them: a corner far off
+        // the map only empties its bins.
+        let cell = |v: f32| (v * self.spatial_scale).round() as i64;
+        let (x1, y1, x2, y2) = (cell(roi[1]), cell(roi[2]), cell(roi[3]), cell(roi[4]));
+        let extent = |lo: i64, hi: i64| hi.saturating_sub(lo).saturating_add(1).max(1);
+        Ok(Region { image, start: (y1, x1), size: (extent(y1, y2), extent(x1, x2)) })
+    }
+
+    /// The fork's bins along one axis: [start, end) per bin, clipped to the map.
+    fn bins(start: i64, size: i64, pooled: i64, extent: i64) -> Vec<(i64, i64)> {
+        let bin = size as f32 / pooled as f32;
+        (0..pooled)
+            .map(|p| {
+                let lo = ((p as f32 * bin).floor() as i64).saturating_add(start);
+                let hi = (((p + 1) as f32 * bin).ceil() as i64).saturating_add(start);
+                (lo.clamp(0, extent), hi.clamp(0, extent))
+            })
+            .collect()
+    }
+}
+
+impl Layer for RoiPooling {
+    fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
+        check_bottoms(bottoms, 2, 2)?;
+        let (regions, x) = self.check(bottoms)?;
+        Ok(SetupOut { tops: vec![vec![regions, x[1], self.pooled.0, self.pooled.1]], params: vec![] })
+    }
+
+    fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
+        let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
+        let (regions, [n, c, h, w]) = self.check(&shapes)?;
+        let x = bottoms[0].f_reshape([n, c, h, w])?;
+        let rois = bottoms[1].f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+        let rois = Vec::<f32>::try_from(&rois.f_view([-1])?)?;
+        let (ph, pw) = self.pooled;
+        let zeros = Tensor::f_zeros([c, h], (x.kind(), x.device()))?;
+        let mut pooled = Vec::with_capacity(regions as usize);
+        for roi in rois.chunks_exact(5) {
+            let r = self.region(roi, n)?;
+            let image = x.f_select(0, r.image)?;
+            // Separable: the maximum over each bin's columns, then over its
+            // rows. max_dim keeps the first maximum, the fork's argmax, and
+            // sends the gradient there alone.
+            let mut columns = Vec::with_capacity(pw as usize);
+            for (lo, hi) in Self::bins(r.start.1, r.size.1, pw, w) {
+                columns.push(if hi > lo {
+                    image.f_narrow(2, lo, hi - lo)?.f_max_dim(2, false)?.0
+                } else {
+                    zeros.shallow_clone()
+                });
+            }
+            let columns = Tensor::f_stack(&columns, 2)?; // C × H × pooled_w
+            let mut rows = Vec::with_capacity(ph as usize);
+            for (lo, hi) in Self::bins(r.start.0, r.size.0, ph, h) {
+                rows.push(if hi > lo {
+                    columns.f_narrow(1, lo, hi - lo)?.f_max_dim(1, false)?.0
+                } else {
+                    Tensor::f_zeros([c, pw], (x.kind(), x.device()))?
+                });
+            }
+            pooled.push(Tensor::f_stack(&rows, 1)?);
+        }
+        let top = if pooled.is_empty() {
+            Tensor::f_zeros([0, c, ph, pw], (x.kind(), x.device()))?
+        } else {
+            Tensor::f_stack(&pooled, 0)?
+        };
+        // The fork starts each bin at -FLT_MAX: a bin of -inf stays there.
+        Ok(vec![top.f_clamp_min(-(f32::MAX as f64))?])
+    }
+}
