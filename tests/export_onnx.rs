@@ -249,8 +249,9 @@ fn cases() -> Vec<Case> {
         case("priorbox", one_layer(3, 4, "layer { name: \"p\" type: \"PriorBox\" bottom: \"x\" bottom: \"x\" top: \"y\" prior_box_param { min_size: 2 max_size: 5 aspect_ratio: 2 aspect_ratio: 3 clip: true img_size: 30 step: 7 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }")),
         case("shuffle channel", one_layer(3, 4, "layer { name: \"s\" type: \"ShuffleChannel\" bottom: \"x\" top: \"y\" shuffle_channel_param { group: 3 } }")),
         case(
-            "roi pooling",
-            net_text(&[("x", &[2, 3, 9, 8]), ("rois", &[5, 5])], "layer { name: \"r\" type: \"ROIPooling\" bottom: \"x\" bottom: \"rois\" top: \"y\" roi_pooling_param { pooled_h: 3 pooled_w: 2 spatial_scale: 0.25 } }"),
+            "roi pooling, a net with no name (ONNX requires a graph name)",
+            net_text(&[("x", &[2, 3, 9, 8]), ("rois", &[5, 5])], "layer { name: \"r\" type: \"ROIPooling\" bottom: \"x\" bottom: \"rois\" top: \"y\" roi_pooling_param { pooled_h: 3 pooled_w: 2 spatial_scale: 0.25 } }")
+                .replacen("name: \"case\"\n", "", 1),
         ),
         // SSD's head: DetectionOutput is left out; the model outputs its bottoms.
         case("ssd_tiny", std::fs::read_to_string(common::repo().join("tests/fixtures/ssd/ssd_tiny.prototxt")).expect("ssd_tiny")),
