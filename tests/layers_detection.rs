@@ -549,3 +549,41 @@ fn roi_pooling_errors() {
     let e = forward_err(text, &[ramp_map(), t(&[0.0, f64::NAN, 0.0, 3.0, 3.0], &[1, 5])], &[], Phase::Test);
     assert!(e.contains("not a finite number"), "{e}");
 }
+
+#[test]
+fn detection_output_takes_odd_values_without_panicking() {
+    // NaN and infinite predictions, inverted and zero-size priors, odd
+    // thresholds and counts: an answer or an error, never a panic.
+    let p = [[0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.5, 0.9], [0.9, 0.9, 0.1, 0.1]];
+    let loc = t(&[f64::NAN, 0.0, 0.0, 0.0, 1e30, -1e30, 50.0, 50.0, 0.0, f64::INFINITY, 0.0, 0.0], &[1, 12]);
+    let conf = t(&[0.0, f64::NAN, 0.0, f64::INFINITY, 0.0, f64::NEG_INFINITY], &[1, 6]);
+    let pr = priors(&p);
+    for params in [
+        "num_classes: 2 code_type: CORNER",
+        "num_classes: 2 code_type: CORNER_SIZE variance_encoded_in_target: true",
+        "num_classes: 2 keep_top_k: -5 nms_param { top_k: -3 nms_threshold: 0 }",
+        "num_classes: 2 keep_top_k: 0 confidence_threshold: -1e38",
+        "num_classes: 2 background_label_id: 7 nms_param { top_k: 1000000 eta: 0.1 nms_threshold: 1e9 }",
+        "num_classes: 2 share_location: false background_label_id: -1",
+    ] {
+        let text = format!("name: 'det' type: 'DetectionOutput' detection_output_param {{ {params} }}");
+        let (loc2, pr2) = if params.contains("share_location: false") {
+            (loc.repeat([1, 2]), pr.shallow_clone())
+        } else {
+            (loc.shallow_clone(), pr.shallow_clone())
+        };
+        let mut layer = caffe_tch::layers::create_layer(&crate::common::layer::lp(&text)).expect(params);
+        let shapes = vec![loc2.size(), conf.size(), pr2.size()];
+        layer.setup(&shapes).expect(params);
+        match layer.forward(&crate::common::layer::ctx(Phase::Test), &[loc2, conf.shallow_clone(), pr2], &[]) {
+            Ok(tops) => assert_eq!(tops[0].size()[3], 7, "{params}"),
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+    // A num_classes whose product with the priors overflows is a mismatch, not a panic.
+    let e = setup_err(
+        "name: 'det' type: 'DetectionOutput' detection_output_param { num_classes: 4294967295 }",
+        &[vec![1, 1 << 40], vec![1, 6], vec![1, 2, 1 << 40]],
+    );
+    assert!(e.contains("Number of priors must match"), "{e}");
+}

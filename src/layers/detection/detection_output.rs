@@ -151,7 +151,8 @@ impl DetectionOutput {
             bail!("bottom[2] must be PriorBox's 1×2×(priors·4) boxes and variances, got shape {:?}", bottoms[2]);
         }
         let per_image = |s: &Shape| s.iter().skip(1).product::<i64>();
-        let want_loc = priors * self.loc_classes() as i64 * 4;
+        // Products a crafted num_classes could overflow count as a mismatch.
+        let want_loc = priors.checked_mul(self.loc_classes() as i64 * 4).unwrap_or(-1);
         if loc[1] != want_loc || per_image(&bottoms[0]) != want_loc {
             bail!(
                 "Number of priors must match number of location predictions: {priors} priors × {} location classes × 4 \
@@ -160,7 +161,7 @@ impl DetectionOutput {
                 bottoms[0]
             );
         }
-        let want_conf = priors * self.num_classes as i64;
+        let want_conf = priors.checked_mul(self.num_classes as i64).unwrap_or(-1);
         if conf[1] != want_conf || per_image(&bottoms[1]) != want_conf {
             bail!(
                 "Number of priors must match number of confidence predictions: {priors} priors × {} classes is \
