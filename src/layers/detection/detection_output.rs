@@ -236,6 +236,49 @@ impl DetectionOutput {
         }
         kept
     }
+
+    /// One image's detections, (label, confidence, box), by label and then
+    /// confidence as the fork lists them.
+    fn detect(&self, loc: &[f32], conf: &[f32], priors: &[BBox], variances: &[f32]) -> Result<Vec<(usize, f32, BBox)>> {
+        let (loc_classes, classes) = (self.loc_classes(), self.num_classes);
+        let mut decoded: Vec<Vec<BBox>> = Vec::with_capacity(loc_classes);
+        for c in 0..loc_classes {
+            if !self.share_location && c as i64 == self.background {
+                decoded.push(Vec::new());
+                continue;
+            }
+            let mut boxes = Vec::with_capacity(priors.len());
+            for (p, prior) in priors.iter().enumerate() {
+                let start = (p * loc_classes + c) * 4;
+                boxes.push(self.decode(prior, &variances[p * 4..p * 4 + 4], &loc[start..start + 4])?);
+            }
+            decoded.push(boxes);
+        }
+        let boxes_of = |c: usize| &decoded[if self.share_location { 0 } else { c }];
+        let score = |c: usize, p: usize| conf[p * classes + c];
+        // (label, kept priors) in increasing label order.
+        let mut per_label: Vec<(usize, Vec<usize>)> = Vec::new();
+        for c in (0..classes).filter(|&c| c as i64 != self.background) {
+            let scores: Vec<f32> = (0..priors.len()).map(|p| score(c, p)).collect();
+            per_label.push((c, self.nms(boxes_of(c), &scores)));
+        }
+        let detections: usize = per_label.iter().map(|(_, kept)| kept.len()).sum();
+        if self.keep_top_k > -1 && detections > self.keep_top_k as usize {
+            // The best keep_top_k over all labels, listed again by label.
+            let mut best: Vec<(f32, usize, usize)> =
+                per_label.iter().flat_map(|(c, kept)| kept.iter().map(move |&p| (score(*c, p), *c, p))).collect();
+            best.sort_by(|a, b| descending(a.0, b.0));
+            best.truncate(self.keep_top_k as usize);
+            for (c, kept) in per_label.iter_mut() {
+                kept.clear();
+                kept.extend(best.iter().filter(|d| d.1 == *c).map(|d| d.2));
+            }
+        }
+        Ok(per_label
+            .iter()
+            .flat_map(|(c, kept)| kept.iter().map(move |&p| (*c, score(*c, p), boxes_of(*c)[p])))
+            .collect())
+    }
 }
 
 impl Layer for DetectionOutput {
@@ -260,91 +303,22 @@ impl Layer for DetectionOutput {
         let prior_boxes: Vec<BBox> =
             prior_data[..priors * 4].chunks_exact(4).map(|p| BBox::new(p[0], p[1], p[2], p[3])).collect();
         let variances = &prior_data[priors * 4..priors * 8];
-        let loc_classes = self.loc_classes();
-        let classes = self.num_classes;
-
-        // Per image: (label, kept prior indices) in increasing label order.
-        let mut kept_per_image: Vec<Vec<(usize, Vec<usize>)>> = Vec::with_capacity(num);
-        let mut boxes_per_image: Vec<Vec<Vec<BBox>>> = Vec::with_capacity(num);
-        let mut total = 0usize;
+        let (loc_len, conf_len) = (priors * self.loc_classes() * 4, priors * self.num_classes);
+        let mut rows: Vec<[f32; 7]> = Vec::new();
         for i in 0..num {
-            let loc_i = &loc[i * priors * loc_classes * 4..(i + 1) * priors * loc_classes * 4];
-            let conf_i = &conf[i * priors * classes..(i + 1) * priors * classes];
-            let mut decoded: Vec<Vec<BBox>> = Vec::with_capacity(loc_classes);
-            for c in 0..loc_classes {
-                if !self.share_location && c as i64 == self.background {
-                    decoded.push(Vec::new());
-                    continue;
-                }
-                let mut boxes = Vec::with_capacity(priors);
-                for p in 0..priors {
-                    let start = (p * loc_classes + c) * 4;
-                    boxes.push(self.decode(&prior_boxes[p], &variances[p * 4..p * 4 + 4], &loc_i[start..start + 4])?);
-                }
-                decoded.push(boxes);
-            }
-            let mut per_label: Vec<(usize, Vec<usize>)> = Vec::new();
-            let mut scores = vec![0f32; priors];
-            for c in 0..classes {
-                if c as i64 == self.background {
-                    continue;
-                }
-                for (p, s) in scores.iter_mut().enumerate() {
-                    *s = conf_i[p * classes + c];
-                }
-                let boxes = &decoded[if self.share_location { 0 } else { c }];
-                per_label.push((c, self.nms(boxes, &scores)));
-            }
-            let detections: usize = per_label.iter().map(|(_, k)| k.len()).sum();
-            if self.keep_top_k > -1 && detections > self.keep_top_k as usize {
-                let mut all: Vec<(f32, usize, usize)> = per_label
-                    .iter()
-                    .flat_map(|(c, kept)| kept.iter().map(move |&p| (conf_i[p * classes + c], *c, p)))
-                    .collect();
-                all.sort_by(|a, b| descending(a.0, b.0));
-                all.truncate(self.keep_top_k as usize);
-                per_label = (0..classes)
-                    .filter_map(|c| {
-                        let kept: Vec<usize> = all.iter().filter(|d| d.1 == c).map(|d| d.2).collect();
-                        (!kept.is_empty()).then_some((c, kept))
-                    })
-                    .collect();
-                total += self.keep_top_k as usize;
-            } else {
-                total += detections;
-            }
-            kept_per_image.push(per_label);
-            boxes_per_image.push(decoded);
-        }
-
-        let mut rows: Vec<f32> = Vec::with_capacity(total.max(num) * 7);
-        if total == 0 {
-            for i in 0..num {
-                rows.extend_from_slice(&[i as f32, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0]);
+            let loc_i = &loc[i * loc_len..(i + 1) * loc_len];
+            let conf_i = &conf[i * conf_len..(i + 1) * conf_len];
+            for (label, score, b) in self.detect(loc_i, conf_i, &prior_boxes, variances)? {
+                rows.push([i as f32, label as f32, score, b.xmin, b.ymin, b.xmax, b.ymax]);
             }
         }
-        for (i, per_label) in kept_per_image.iter().enumerate() {
-            let conf_i = &conf[i * priors * classes..(i + 1) * priors * classes];
-            for (c, kept) in per_label {
-                let boxes = &boxes_per_image[i][if self.share_location { 0 } else { *c }];
-                for &p in kept {
-                    let b = &boxes[p];
-                    rows.extend_from_slice(&[
-                        i as f32,
-                        *c as f32,
-                        conf_i[p * classes + c],
-                        b.xmin,
-                        b.ymin,
-                        b.xmax,
-                        b.ymax,
-                    ]);
-                }
-            }
+        if rows.is_empty() {
+            rows = (0..num).map(|i| [i as f32, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0]).collect();
         }
-        let n_rows = rows.len() as i64 / 7;
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
         let x = &bottoms[0];
-        Ok(vec![Tensor::f_from_slice(&rows)?
-            .f_reshape([1, 1, n_rows, 7])?
+        Ok(vec![Tensor::f_from_slice(&flat)?
+            .f_reshape([1, 1, rows.len() as i64, 7])?
             .f_to_kind(x.kind())?
             .f_to_device(x.device())?])
     }
