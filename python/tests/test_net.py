@@ -400,3 +400,23 @@ def test_set_input_arrays_reads_the_arrays_in_place(tmp_path):
         net.set_input_arrays(np.zeros((4, 1, 2, 3)), np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="multiple of batch_size"):
         net.set_input_arrays(np.zeros((3, 1, 2, 3), np.float32), np.zeros(3, np.float32))
+
+
+def test_a_top_shaped_by_the_forward_shows_the_forwards_shape(tmp_path):
+    # Filter's top (like DetectionOutput's) has as many items as the selector
+    # keeps: after a forward, net.blobs shows that shape and those values, as
+    # pycaffe's blob reshaped by the layer does.
+    proto = tmp_path / "filter.prototxt"
+    proto.write_text(
+        'layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 4 dim: 2 } } }\n'
+        'layer { name: "s" type: "Input" top: "s" input_param { shape { dim: 4 } } }\n'
+        'layer { name: "f" type: "Filter" bottom: "x" bottom: "s" top: "y" }\n')
+    net = caffe.Net(str(proto), caffe.TEST)
+    net.blobs["x"].data[...] = np.arange(8, dtype=np.float32).reshape(4, 2)
+    for keep in ([1, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 1]):
+        net.blobs["s"].data[...] = keep
+        out = net.forward()
+        want = np.arange(8, dtype=np.float32).reshape(4, 2)[np.array(keep, dtype=bool)]
+        assert net.blobs["y"].shape == want.shape
+        np.testing.assert_array_equal(net.blobs["y"].data, want)
+        np.testing.assert_array_equal(out["y"], want)
