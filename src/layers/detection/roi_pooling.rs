@@ -102,32 +102,22 @@ impl Layer for RoiPooling {
         let rois = bottoms[1].f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
         let rois = Vec::<f32>::try_from(&rois.f_view([-1])?)?;
         let (ph, pw) = self.pooled;
-        let zeros = Tensor::f_zeros([c, h], (x.kind(), x.device()))?;
         let mut pooled = Vec::with_capacity(regions as usize);
         for roi in rois.chunks_exact(5) {
             let r = self.region(roi, n)?;
             let image = x.f_select(0, r.image)?;
-            // Separable: the maximum over each bin's columns, then over its
-            // rows. max_dim keeps the first maximum, the fork's argmax, and
-            // sends the gradient there alone.
-            let mut columns = Vec::with_capacity(pw as usize);
-            for (lo, hi) in Self::bins(r.start.1, r.size.1, pw, w) {
-                columns.push(if hi > lo {
-                    image.f_narrow(2, lo, hi - lo)?.f_max_dim(2, false)?.0
-                } else {
-                    zeros.shallow_clone()
-                });
+            let (rows, cols) = (Self::bins(r.start.0, r.size.0, ph, h), Self::bins(r.start.1, r.size.1, pw, w));
+            if adaptive_bins(r.start.0, r.size.0, h, &rows) && adaptive_bins(r.start.1, r.size.1, w, &cols) {
+                // A region on the map whose bins are adaptive pooling's (all but
+                // where f32 rounding crosses an integer): libtorch's kernel, which
+                // also keeps each bin's first maximum.
+                let crop = image.f_narrow(1, r.start.0, r.size.0)?.f_narrow(2, r.start.1, r.size.1)?;
+                pooled.push(crop.f_adaptive_max_pool2d([ph, pw])?.0);
+            } else {
+                // Separable: the maximum over each bin's columns, then over its rows.
+                let columns = bin_max(&image, 2, &cols)?;
+                pooled.push(bin_max(&columns, 1, &rows)?);
             }
-            let columns = Tensor::f_stack(&columns, 2)?; // C × H × pooled_w
-            let mut rows = Vec::with_capacity(ph as usize);
-            for (lo, hi) in Self::bins(r.start.0, r.size.0, ph, h) {
-                rows.push(if hi > lo {
-                    columns.f_narrow(1, lo, hi - lo)?.f_max_dim(1, false)?.0
-                } else {
-                    Tensor::f_zeros([c, pw], (x.kind(), x.device()))?
-                });
-            }
-            pooled.push(Tensor::f_stack(&rows, 1)?);
         }
         let top = if pooled.is_empty() {
             Tensor::f_zeros([0, c, ph, pw], (x.kind(), x.device()))?
@@ -137,4 +127,45 @@ impl Layer for RoiPooling {
         // The fork starts each bin at -FLT_MAX: a bin of -inf stays there.
         Ok(vec![top.f_clamp_min(-(f32::MAX as f64))?])
     }
+}
+
+/// The maximum of each bin [lo, hi) of `t` along `dim` (0 for an empty bin),
+/// the bins taking `dim`'s place. Each bin's cells are gathered into a row
+/// padded with its last cell, so one max_dim serves every bin: it keeps the
+/// first maximum, the fork's argmax, and sends the gradient there alone.
+fn bin_max(t: &Tensor, dim: i64, bins: &[(i64, i64)]) -> Result<Tensor> {
+    let mut shape = t.size();
+    let d = dim as usize;
+    let widest = bins.iter().map(|&(lo, hi)| hi - lo).max().unwrap_or(0);
+    if widest <= 0 {
+        shape[d] = bins.len() as i64;
+        return Ok(Tensor::f_zeros(shape.as_slice(), (t.kind(), t.device()))?);
+    }
+    let mut index = Vec::with_capacity(bins.len() * widest as usize);
+    let mut empty = Vec::with_capacity(bins.len());
+    for &(lo, hi) in bins {
+        empty.push(hi <= lo);
+        index.extend((0..widest).map(|k| if hi > lo { lo + k.min(hi - lo - 1) } else { 0 }));
+    }
+    let index = Tensor::f_from_slice(&index)?.f_to_device(t.device())?;
+    let mut split = shape.clone();
+    split.splice(d..=d, [bins.len() as i64, widest]);
+    let maxima = t.f_index_select(dim, &index)?.f_reshape(split.as_slice())?.f_max_dim(dim + 1, false)?.0;
+    let mut mask_shape = vec![1i64; shape.len()];
+    mask_shape[d] = bins.len() as i64;
+    let mask = Tensor::f_from_slice(&empty)?.f_to_device(t.device())?.f_reshape(mask_shape.as_slice())?;
+    Ok(maxima.f_masked_fill(&mask, 0.0)?)
+}
+
+/// Whether a region's bins along one axis are those of adaptive pooling over
+/// the region: the region lies on the map (no clipping), and each bin is
+/// [floor(p·size/pooled), ceil((p + 1)·size/pooled)) in exact arithmetic.
+fn adaptive_bins(start: i64, size: i64, extent: i64, bins: &[(i64, i64)]) -> bool {
+    let pooled = bins.len() as i64;
+    start >= 0
+        && start.saturating_add(size) <= extent
+        && bins.iter().enumerate().all(|(p, &(lo, hi))| {
+            let p = p as i64;
+            lo - start == p * size / pooled && hi - start == ((p + 1) * size + pooled - 1) / pooled
+        })
 }
