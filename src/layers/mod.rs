@@ -212,6 +212,17 @@ pub fn check_bottoms(bottoms: &[Shape], min: usize, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// Caffe's legacy num/channels/height/width of a blob: missing axes read as
+/// 1; a blob of more than 4 axes has no such view.
+pub fn legacy_dims(shape: &[i64]) -> Result<[i64; 4]> {
+    if shape.len() > 4 {
+        bail!("this layer reads its bottoms as N×C×H×W, but a bottom has {} axes ({shape:?})", shape.len());
+    }
+    let mut d = [1i64; 4];
+    d[..shape.len()].copy_from_slice(shape);
+    Ok(d)
+}
+
 /// Caffe's `CanonicalAxisIndex`: a negative axis counts from the end, and the
 /// result always indexes the shape (a 0-axis blob has no axis at all).
 pub fn canonical_axis(axis: i32, num_axes: usize) -> Result<usize> {

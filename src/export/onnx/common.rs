@@ -492,10 +492,8 @@ pub fn filter(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 pub fn shuffle_channel(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let (b, t, shape) = io(l)?;
     let group = l.param.shuffle_channel_param.unwrap_or_default().group() as i64;
-    if shape.len() < 2 || group < 1 || shape[1] % group != 0 {
-        bail!("shuffle_channel_param.group {group} must divide the channels of {shape:?}");
-    }
-    let mut grouped = vec![0, group, shape[1] / group];
+    let per_group = crate::layers::common::shuffle_channel::channels_per_group(shape, group)?;
+    let mut grouped = vec![0, group, per_group];
     grouped.extend_from_slice(&shape[2..]);
     let mut perm: Vec<i64> = (0..grouped.len() as i64).collect();
     perm.swap(1, 2);

@@ -4,7 +4,8 @@
 //! DetectionOutput is left out of exported models (see `plan::left_out_reason`).
 use super::{io, Graph};
 use crate::export::PlanLayer;
-use crate::layers::detection::{legacy_dims, permute, prior_box};
+use crate::layers::detection::{permute, prior_box};
+use crate::layers::legacy_dims;
 use crate::{bail, Result};
 
 pub fn permute(g: &mut Graph, l: &PlanLayer) -> Result<()> {

@@ -25,20 +25,17 @@ pub(super) fn normalize(s: &Site, c: &mut Code) -> Result<()> {
 }
 
 pub(super) fn prior_box(s: &Site, c: &mut Code) -> Result<()> {
-    let p = s.l.param.prior_box_param.clone().unwrap_or_default();
-    let layer = PriorBox::new(p.clone())?;
+    let layer = PriorBox::new(s.l.param.prior_box_param.clone().unwrap_or_default())?;
     let sizes: Vec<String> = layer.box_sizes().iter().map(|&(w, h)| format!("({}, {})", f(w), f(h))).collect();
     let variance: Vec<String> = layer.variance().iter().map(|&v| f(v)).collect();
     // The image's size: fixed by the parameters, else bottom[1]'s at run time.
-    let image = match (p.img_size, p.img_h, p.img_w) {
-        (_, Some(h), Some(w)) => list(&[h as i64, w as i64]),
-        (Some(size), _, _) => list(&[size as i64, size as i64]),
-        _ => s.b(1).to_string(),
+    let image = match layer.fixed_image() {
+        Some((h, w)) => list(&[h as i64, w as i64]),
+        None => s.b(1).to_string(),
     };
-    let step = match (p.step, p.step_h, p.step_w) {
-        (_, Some(h), Some(w)) => format!("({}, {})", f(h), f(w)),
-        (Some(step), _, _) => format!("({}, {})", f(step), f(step)),
-        _ => "None".to_string(),
+    let step = match layer.fixed_step() {
+        Some((h, w)) => format!("({}, {})", f(h), f(w)),
+        None => "None".to_string(),
     };
     c.helper("caffe_prior_box");
     c.assign(

@@ -158,17 +158,11 @@ pub(super) fn filter(s: &Site, c: &mut Code) -> Result<()> {
 /// ShuffleNet's ShuffleChannel: (N, g, C/g, ...) transposed to (N, C/g, g, ...).
 pub(super) fn shuffle_channel(s: &Site, c: &mut Code) -> Result<()> {
     let group = s.l.param.shuffle_channel_param.unwrap_or_default().group() as i64;
-    let shape = s.bottom_shape(0);
-    if shape.len() < 2 || group < 1 || shape[1] % group != 0 {
-        bail!("shuffle_channel_param.group {group} must divide the channels of {shape:?}");
-    }
+    let per_group = crate::layers::common::shuffle_channel::channels_per_group(s.bottom_shape(0), group)?;
     let x = s.b(0);
     c.assign(
         &s.tops,
-        format!(
-            "{x}.reshape({x}.shape[0], {group}, {}, *{x}.shape[2:]).transpose(1, 2).reshape({x}.shape)",
-            shape[1] / group
-        ),
+        format!("{x}.reshape({x}.shape[0], {group}, {per_group}, *{x}.shape[2:]).transpose(1, 2).reshape({x}.shape)"),
     );
     Ok(())
 }

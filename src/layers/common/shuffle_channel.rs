@@ -22,30 +22,29 @@ pub struct ShuffleChannel {
     group: i64,
 }
 
-impl ShuffleChannel {
-    fn check(&self, shape: &[i64]) -> Result<()> {
-        if shape.len() < 2 {
-            bail!("ShuffleChannel needs a bottom with a channel axis, got shape {shape:?}");
-        }
-        if self.group < 1 || shape[1] % self.group != 0 {
-            bail!("shuffle_channel_param.group {} must divide the bottom's {} channels", self.group, shape[1]);
-        }
-        Ok(())
+/// The channels in each of `group` groups of a bottom of `shape`, checked
+/// (the exporters write the same shuffle).
+pub fn channels_per_group(shape: &[i64], group: i64) -> Result<i64> {
+    if shape.len() < 2 {
+        bail!("ShuffleChannel needs a bottom with a channel axis, got shape {shape:?}");
     }
+    if group < 1 || shape[1] % group != 0 {
+        bail!("shuffle_channel_param.group {group} must divide the bottom's {} channels", shape[1]);
+    }
+    Ok(shape[1] / group)
 }
 
 impl Layer for ShuffleChannel {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
         check_bottoms(bottoms, 1, 1)?;
-        self.check(&bottoms[0])?;
+        channels_per_group(&bottoms[0], self.group)?;
         Ok(SetupOut { tops: vec![bottoms[0].clone()], params: vec![] })
     }
 
     fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let shape = x.size();
-        self.check(&shape)?;
-        let mut grouped = vec![shape[0], self.group, shape[1] / self.group];
+        let mut grouped = vec![shape[0], self.group, channels_per_group(&shape, self.group)?];
         grouped.extend_from_slice(&shape[2..]);
         Ok(vec![x.f_reshape(grouped.as_slice())?.f_transpose(1, 2)?.f_contiguous()?.f_reshape(shape.as_slice())?])
     }

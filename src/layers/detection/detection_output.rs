@@ -1,13 +1,14 @@
 //! DetectionOutput (SSD fork): decoded boxes, non-maximum suppression per
 //! class, and the kept detections as rows.
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
-use super::legacy_dims;
 use crate::bail;
+use crate::layers::legacy_dims;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::prior_box_parameter::CodeType;
 use crate::proto::caffe::LayerParameter;
+use crate::util::tensor_values;
 use crate::Result;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
@@ -293,13 +294,9 @@ impl Layer for DetectionOutput {
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
         let priors = self.num_priors(&shapes)?;
         let num = shapes[0].first().copied().unwrap_or(1).max(0) as usize;
-        let host = |t: &Tensor| -> Result<Vec<f32>> {
-            let flat = t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?;
-            Ok(Vec::<f32>::try_from(&flat)?)
-        };
-        let loc = host(&bottoms[0])?;
-        let conf = host(&bottoms[1])?;
-        let prior_data = host(&bottoms[2])?;
+        let loc = tensor_values(&bottoms[0])?;
+        let conf = tensor_values(&bottoms[1])?;
+        let prior_data = tensor_values(&bottoms[2])?;
         let prior_boxes: Vec<BBox> =
             prior_data[..priors * 4].chunks_exact(4).map(|p| BBox::new(p[0], p[1], p[2], p[3])).collect();
         let variances = &prior_data[priors * 4..priors * 8];

@@ -23,14 +23,3 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     prior_box::register(r);
     roi_pooling::register(r);
 }
-
-/// Caffe's legacy num/channels/height/width of a blob: missing axes read as
-/// 1; a blob of more than 4 axes has no such view.
-pub fn legacy_dims(shape: &[i64]) -> crate::Result<[i64; 4]> {
-    if shape.len() > 4 {
-        crate::bail!("this layer reads its bottoms as N×C×H×W, but a bottom has {} axes ({shape:?})", shape.len());
-    }
-    let mut d = [1i64; 4];
-    d[..shape.len()].copy_from_slice(shape);
-    Ok(d)
-}

@@ -1,8 +1,8 @@
 //! Normalize (SSD fork): L2 normalization with a learned scale.
 use tch::{Kind, Tensor};
 
-use super::legacy_dims;
 use crate::bail;
+use crate::layers::legacy_dims;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, Ctx, Layer, ParamDecl, SetupOut, Shape};
 use crate::proto::caffe::{FillerParameter, NormalizeParameter};

@@ -1,8 +1,8 @@
 //! PriorBox (SSD fork): the default boxes of one feature map.
 use tch::Tensor;
 
-use super::legacy_dims;
 use crate::bail;
+use crate::layers::legacy_dims;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::PriorBoxParameter;
@@ -161,14 +161,15 @@ impl PriorBox {
         if h < 1 || w < 1 {
             bail!("bottom[0] has an empty {h}×{w} map");
         }
-        let img = if self.img.0 == 0 {
-            let Some(image) = bottoms.get(1) else {
-                bail!("PriorBox takes the image size from bottom[1], or from prior_box_param.img_size/img_h/img_w");
-            };
-            let [_, _, ih, iw] = legacy_dims(image)?;
-            (ih, iw)
-        } else {
-            (self.img.0 as i64, self.img.1 as i64)
+        let img = match self.fixed_image() {
+            Some((ih, iw)) => (ih as i64, iw as i64),
+            None => {
+                let Some(image) = bottoms.get(1) else {
+                    bail!("PriorBox takes the image size from bottom[1], or from prior_box_param.img_size/img_h/img_w");
+                };
+                let [_, _, ih, iw] = legacy_dims(image)?;
+                (ih, iw)
+            }
         };
         Ok(((h, w), img))
     }
@@ -196,13 +197,20 @@ impl PriorBox {
         sizes
     }
 
+    /// The image's (height, width) when the parameters fix it (else bottom[1]'s).
+    pub fn fixed_image(&self) -> Option<(u32, u32)> {
+        (self.img.0 != 0).then_some(self.img)
+    }
+
+    /// The distance between box centres, (height, width), when the
+    /// parameters fix it (else the image's size over the map's).
+    pub fn fixed_step(&self) -> Option<(f32, f32)> {
+        (self.step.0 != 0.0 && self.step.1 != 0.0).then_some(self.step)
+    }
+
     /// The distance between box centres, (height, width), in pixels.
     pub fn step(&self, (layer_h, layer_w): (i64, i64), (img_h, img_w): (i64, i64)) -> (f32, f32) {
-        if self.step.0 == 0.0 || self.step.1 == 0.0 {
-            (img_h as f32 / layer_h as f32, img_w as f32 / layer_w as f32)
-        } else {
-            self.step
-        }
+        self.fixed_step().unwrap_or((img_h as f32 / layer_h as f32, img_w as f32 / layer_w as f32))
     }
 
     /// The top's values: boxes then variances, as the fork computes them

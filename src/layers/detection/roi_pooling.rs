@@ -1,11 +1,12 @@
 //! ROIPooling (Fast R-CNN's fork): max pooling of regions of interest.
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
-use super::legacy_dims;
 use crate::bail;
+use crate::layers::legacy_dims;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::RoiPoolingParameter;
+use crate::util::tensor_values;
 use crate::Result;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
@@ -99,8 +100,7 @@ impl Layer for RoiPooling {
         let shapes: Vec<Shape> = bottoms.iter().map(|b| b.size()).collect();
         let (regions, [n, c, h, w]) = self.check(&shapes)?;
         let x = bottoms[0].f_reshape([n, c, h, w])?;
-        let rois = bottoms[1].f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
-        let rois = Vec::<f32>::try_from(&rois.f_view([-1])?)?;
+        let rois = tensor_values(&bottoms[1])?;
         let (ph, pw) = self.pooled;
         let mut pooled = Vec::with_capacity(regions as usize);
         for roi in rois.chunks_exact(5) {

@@ -106,13 +106,9 @@ fn check_same_num(a: &Shape, b: &Shape) -> Result<()> {
     Ok(())
 }
 
-/// Caffe's legacy num/channels/height/width accessor: missing axes read as 1,
-/// and blobs of more than 4 axes have no such view.
+/// One of Caffe's legacy num/channels/height/width ([`crate::layers::legacy_dims`]).
 fn legacy_dim(shape: &[i64], index: usize) -> Result<i64> {
-    if shape.len() > 4 {
-        bail!("this layer reads its bottoms as N×C×H×W, but a bottom has {} axes ({shape:?})", shape.len());
-    }
-    Ok(shape.get(index).copied().unwrap_or(1))
+    Ok(crate::layers::legacy_dims(shape)?[index])
 }
 
 /// Requires legacy channels, height and width of 1 (one value per sample).
