@@ -123,3 +123,117 @@ fn net_to_proto_reloads_identical_blobs() {
         }
     }
 }
+
+/// A protobuf key for `field` with wire type 2 (length-delimited), then the length.
+fn length_delimited(field: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(payload.len() as u64, &mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn lenet_net() -> Net {
+    let state = common::net_state(Phase::Test);
+    let proto = caffe_ref("fixtures/lenet/net.prototxt");
+    Net::from_file(&proto, &state, TextOptions::default(), Device::Cpu).expect("net")
+}
+
+/// Every blob of LeNet's weighted layers equals `want(layer, j)`.
+fn assert_lenet_blobs(net: &Net, original: &NetParameter, want: impl Fn(&BlobProto) -> tch::Tensor) {
+    let mut compared = 0;
+    for lp in original.layer.iter().filter(|l| !l.blobs.is_empty()) {
+        let ours = net.layer_blobs(lp.name()).expect("layer");
+        for (blob, t) in lp.blobs.iter().zip(&ours) {
+            assert!(t.flatten(0, -1).equal(&want(blob)), "{}: differs from the file", lp.name());
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 8);
+}
+
+// A fork's caffemodel: DeepLab's `interp_param` is field 143, which BVLC
+// Caffe (and this schema) gave `input_param`; its varints inside do not decode
+// as an InputParameter. Loading weights reads names and blobs only, as Caffe does.
+#[test]
+fn caffemodel_with_a_forks_clashing_field_numbers_loads_its_weights() {
+    let _rng = common::rng_shared(); // the net's fillers
+    let original: NetParameter = binary::read_message(&lenet_weights()).expect("caffemodel");
+    let interp = [0x08, 5, 0x10, 7]; // height: 5, width: 7
+    let mut bytes = length_delimited(1, original.name().as_bytes());
+    for layer in &original.layer {
+        let mut encoded = layer.encode_to_vec();
+        encoded.extend(length_delimited(143, &interp));
+        bytes.extend(length_delimited(100, &encoded));
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("deeplab_like.caffemodel");
+    std::fs::write(&file, &bytes).expect("write");
+    assert!(binary::read_message::<NetParameter>(&file).is_err(), "the full decode must fail on field 143");
+
+    let mut net = lenet_net();
+    net.load_weights(&file).expect("weights of a fork's caffemodel");
+    assert_lenet_blobs(&net, &original, |b| tch::Tensor::from_slice(&binary::blob_data_f32(b)));
+
+    // The same in the V1 format (`layers`, an enum type), with a clash in V1LayerParameter.
+    let mut bytes = Vec::new();
+    for layer in &original.layer {
+        let v1_type = match layer.r#type() {
+            "Convolution" => 4,
+            "InnerProduct" => 14,
+            "Pooling" => 17,
+            "ReLU" => 18,
+            "Softmax" => 20,
+            _ => 0,
+        };
+        let v1 = caffe_tch::proto::caffe::V1LayerParameter {
+            name: layer.name.clone(),
+            r#type: Some(v1_type),
+            blobs: layer.blobs.clone(),
+            ..Default::default()
+        };
+        let mut encoded = v1.encode_to_vec();
+        // Field 2 of V1LayerParameter is `bottom` (a string); a fork's varint there.
+        encoded.extend([0x10, 1]);
+        bytes.extend(length_delimited(2, &encoded));
+    }
+    let file = tmp.path().join("v1_fork.caffemodel");
+    std::fs::write(&file, &bytes).expect("write");
+    assert!(binary::read_message::<NetParameter>(&file).is_err(), "the full decode must fail on field 2");
+    let mut net = lenet_net();
+    net.load_weights(&file).expect("weights of a V1 fork's caffemodel");
+    assert_lenet_blobs(&net, &original, |b| tch::Tensor::from_slice(&binary::blob_data_f32(b)));
+}
+
+// NVIDIA Caffe stores blobs as `raw_data` of `raw_data_type` (FLOAT16 in its
+// fp16 models): they load as their f32 values.
+#[test]
+fn nvidia_caffe_raw_data_blobs_load() {
+    let _rng = common::rng_shared(); // the net's fillers
+    let original: NetParameter = binary::read_message(&lenet_weights()).expect("caffemodel");
+    for (raw_type, kind) in [
+        (caffe_tch::proto::caffe::Type::Float16, tch::Kind::Half),
+        (caffe_tch::proto::caffe::Type::Float, tch::Kind::Float),
+        (caffe_tch::proto::caffe::Type::Double, tch::Kind::Double),
+    ] {
+        let mut converted = original.clone();
+        for layer in converted.layer.iter_mut() {
+            for blob in layer.blobs.iter_mut() {
+                let values = tch::Tensor::from_slice(&blob.data).to_kind(kind);
+                let mut raw = vec![0u8; values.numel() * kind.elt_size_in_bytes()];
+                values.copy_data_u8(&mut raw, values.numel());
+                blob.data.clear();
+                blob.raw_data = Some(raw);
+                blob.set_raw_data_type(raw_type);
+            }
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("nvcaffe.caffemodel");
+        binary::write_message(&file, &converted).expect("write");
+        let mut net = lenet_net();
+        net.load_weights(&file).unwrap_or_else(|e| panic!("{raw_type:?}: {e}"));
+        assert_lenet_blobs(&net, &original, |b| {
+            tch::Tensor::from_slice(&b.data).to_kind(kind).to_kind(tch::Kind::Float)
+        });
+    }
+}

@@ -247,6 +247,23 @@ fn cases() -> Vec<Case> {
         case("normalize", one_layer(3, 4, "layer { name: \"n\" type: \"Normalize\" bottom: \"x\" top: \"y\" }")),
         case("normalize per channel", one_layer(3, 4, "layer { name: \"n\" type: \"Normalize\" bottom: \"x\" top: \"y\" norm_param { across_spatial: false channel_shared: false eps: 0.01 scale_filler { type: \"uniform\" min: 1 max: 20 } } }")),
         case("priorbox", one_layer(3, 4, "layer { name: \"p\" type: \"PriorBox\" bottom: \"x\" bottom: \"x\" top: \"y\" prior_box_param { min_size: 2 max_size: 5 aspect_ratio: 2 aspect_ratio: 3 clip: true img_size: 30 step: 7 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }")),
+        case("pooling mask", one_layer(7, 8, "layer { name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" top: \"mask\" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }")),
+        case(
+            "segnet unpooling",
+            one_layer(
+                7,
+                9,
+                "layer { name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"p\" top: \"mask\" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+                 layer { name: \"u\" type: \"Upsample\" bottom: \"p\" bottom: \"mask\" top: \"y\" upsample_param { upsample_h: 7 upsample_w: 9 } }",
+            ),
+        ),
+        case("upsample nearest", one_layer(3, 4, "layer { name: \"u\" type: \"Upsample\" bottom: \"x\" top: \"y\" upsample_param { scale: 3 } }")),
+        case("interp zoom", one_layer(5, 6, "layer { name: \"i\" type: \"Interp\" bottom: \"x\" top: \"y\" interp_param { zoom_factor: 3 } }")),
+        case("interp crop shrink", one_layer(9, 8, "layer { name: \"i\" type: \"Interp\" bottom: \"x\" top: \"y\" interp_param { shrink_factor: 2 pad_beg: -1 pad_end: -1 } }")),
+        case(
+            "interp like a second bottom",
+            net_text(&[("x", &[2, 3, 5, 6]), ("r", &[2, 1, 11, 4])], "layer { name: \"i\" type: \"Interp\" bottom: \"x\" bottom: \"r\" top: \"y\" }"),
+        ),
         case("shuffle channel", one_layer(3, 4, "layer { name: \"s\" type: \"ShuffleChannel\" bottom: \"x\" top: \"y\" shuffle_channel_param { group: 3 } }")),
         case(
             "roi pooling, a net with no name (ONNX requires a graph name)",
@@ -601,7 +618,7 @@ fn bad_exports_fail_cleanly_and_write_nothing() {
     );
     let fork = write(
         "fork.prototxt",
-        &net_text(&[("x", &[1, 2])], "layer { name: \"u\" type: \"Upsample\" bottom: \"x\" top: \"y\" }"),
+        &net_text(&[("x", &[1, 2])], "layer { name: \"u\" type: \"Reorg\" bottom: \"x\" top: \"y\" }"),
     );
     let no_shape = write(
         "noshape.prototxt",
@@ -618,7 +635,7 @@ fn bad_exports_fail_cleanly_and_write_nothing() {
             vec!["-model".into(), stochastic_train.display().to_string(), "-phase".into(), "TRAIN".into()],
             &["layer 'p'", "Pooling", "STOCHASTIC pooling in the TRAIN phase"],
         ),
-        (vec!["-model".into(), fork.display().to_string()], &["Unknown layer type: Upsample"]),
+        (vec!["-model".into(), fork.display().to_string()], &["Unknown layer type: Reorg"]),
         (
             vec!["-model".into(), no_shape.display().to_string()],
             &["noshape.prototxt:1:1", "input_param.shape is required"],

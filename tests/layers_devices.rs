@@ -235,6 +235,24 @@ fn cases() -> Vec<Case> {
         case(r#"type: "Resize" resize_param { height: 7 width: 3 channels: 6 }"#, vec![x4()], &[0]),
         case(r#"type: "Resize" resize_param { height: 3 interpolation: NEAREST }"#, vec![x4()], &[0]),
         // Other forks' layers.
+        case(r#"type: "Interp" interp_param { zoom_factor: 3 pad_beg: -1 }"#, vec![x4()], &[0]),
+        case(r#"type: "Interp" interp_param { height: 3 width: 8 }"#, vec![x4()], &[0]),
+        case(r#"type: "Upsample" upsample_param { scale: 2 }"#, vec![x4()], &[0]),
+        case(
+            r#"type: "Upsample" upsample_param { scale: 2 }"#,
+            vec![randn_f32(&[1, 2, 2, 2], 25), t(&[0., 5., 10., 15., 1., 4., 11., 14.], &[1, 2, 2, 2])],
+            &[0],
+        ),
+        case(
+            r#"type: "Pooling" top: "p" top: "mask" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }"#,
+            vec![x4()],
+            &[0],
+        ),
+        case(
+            r#"type: "Pooling" top: "p" top: "mask" pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 2 }"#,
+            vec![x4()],
+            &[0],
+        ),
         case(r#"type: "ShuffleChannel" shuffle_channel_param { group: 2 }"#, vec![x4()], &[0]),
         case(
             r#"type: "ROIPooling" roi_pooling_param { pooled_h: 2 pooled_w: 3 spatial_scale: 0.5 }"#,

@@ -982,3 +982,268 @@ layer { name: "conv2" type: "Convolution" bottom: "conv" top: "conv2"
     tch::no_grad(|| c.learnable_params()[0].data.shallow_clone().f_add_scalar_(1.0).map(drop)).unwrap();
     let _ = check(&mut a, &x, "after the sharing net's weights changed");
 }
+
+// ---------------------------------------------------------------- Pooling's mask, Upsample, Interp
+
+/// Caffe's CPU MAX pooling with its mask: the first strict maximum in row-major
+/// order from -FLT_MAX, its index h·W + w in the input plane, -1 if none.
+fn naive_pool_mask(x: &Tensor, k: [i64; 2], s: [i64; 2], p: [i64; 2], ceil: bool) -> (Tensor, Tensor) {
+    let sz = x.size();
+    let (h, w) = (sz[2], sz[3]);
+    let oh = caffe_pooled(h, k[0], s[0], p[0], ceil);
+    let ow = caffe_pooled(w, k[1], s[1], p[1], ceil);
+    let v = values(x);
+    let (mut out, mut mask) = (Vec::new(), Vec::new());
+    for plane in 0..(sz[0] * sz[1]) {
+        let base = (plane * h * w) as usize;
+        for i in 0..oh {
+            for j in 0..ow {
+                let (hs, ws) = (i * s[0] - p[0], j * s[1] - p[1]);
+                let (he, we) = ((hs + k[0]).min(h), (ws + k[1]).min(w));
+                let (mut m, mut at) = (-(f32::MAX as f64), -1i64);
+                for ii in hs.max(0)..he {
+                    for jj in ws.max(0)..we {
+                        let value = v[base + (ii * w + jj) as usize];
+                        if value > m {
+                            m = value;
+                            at = ii * w + jj;
+                        }
+                    }
+                }
+                out.push(m);
+                mask.push(at as f64);
+            }
+        }
+    }
+    (from_vec(&out, &[sz[0], sz[1], oh, ow]), from_vec(&mask, &[sz[0], sz[1], oh, ow]))
+}
+
+#[test]
+fn pooling_mask_is_caffes_first_argmax() {
+    let _rng = rng_exclusive();
+    let mut configs = 0;
+    for (h, w) in [(5, 5), (6, 7), (7, 4)] {
+        // Values in tenths of a small range: many ties, which the mask breaks as Caffe does.
+        let x = (randn(&[2, 2, h, w], h * 10 + w) * 2.0).round() / 10.0;
+        for k in 2..=3i64 {
+            for s in 1..=3i64 {
+                for p in 0..k {
+                    for ceil in [true, false] {
+                        let (kw, pw) = (if p > 0 { k } else { k + 1 }, p.min(1));
+                        let text = format!(
+                            "name: 'p' type: 'Pooling' top: 'p' top: 'mask' pooling_param {{ pool: MAX kernel_h: {k} \
+                             kernel_w: {kw} stride: {s} pad_h: {p} pad_w: {pw} round_mode: {} }}",
+                            if ceil { "CEIL" } else { "FLOOR" }
+                        );
+                        let tops = run(&lp(&text), &[x.shallow_clone()], &[], Phase::Test);
+                        assert_eq!(tops.len(), 2, "{text}");
+                        let (want, want_mask) = naive_pool_mask(&x, [k, kw], [s, s], [p, pw], ceil);
+                        assert_near(&text, &tops[0], &want, 0.0);
+                        assert_near(&format!("{text}: mask"), &tops[1], &want_mask, 0.0);
+                        configs += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(configs > 50);
+    // The mask gets no gradient; the pooled top's is MAX's.
+    let x = randn(&[2, 2, 6, 5], 6);
+    let text =
+        "name: 'm' type: 'Pooling' top: 'p' top: 'mask' pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 }";
+    gradcheck(&lp(text), &[x], Phase::Train, vec![]);
+    // Only MAX has the second top.
+    let e = setup_err(
+        "name: 'a' type: 'Pooling' top: 'p' top: 'mask' pooling_param { pool: AVE kernel_size: 2 }",
+        &[vec![1, 1, 4, 4]],
+    );
+    assert!(e.contains("only MAX pooling has a second top"), "{e}");
+}
+
+#[test]
+fn upsample_nearest_repeats_each_value() {
+    let _rng = rng_exclusive();
+    let x = from_vec(&[1., 2., 3., 4., 5., 6.], &[1, 1, 2, 3]);
+    let tops = run(&lp("type: 'Upsample' upsample_param { scale: 2 }"), &[x.shallow_clone()], &[], Phase::Test);
+    #[rustfmt::skip]
+    let want = [1., 1., 2., 2., 3., 3.,
+                1., 1., 2., 2., 3., 3.,
+                4., 4., 5., 5., 6., 6.,
+                4., 4., 5., 5., 6., 6.];
+    layer::assert_shaped_values("scale 2", &tops[0], &want, &[1, 1, 4, 6]);
+    // No scale: the YOLOv3 forks' default of 1.
+    let tops = run(&lp("type: 'Upsample'"), &[x.shallow_clone()], &[], Phase::Test);
+    layer::assert_shaped_values("scale 1", &tops[0], &values(&x), &[1, 1, 2, 3]);
+    let tops = run(&lp("type: 'Upsample' upsample_param { scale: 3 }"), &[randn(&[2, 3, 4, 5], 3)], &[], Phase::Test);
+    assert_eq!(tops[0].size(), vec![2, 3, 12, 15]);
+    // The gradient sums over the copies.
+    gradcheck(&lp("type: 'Upsample' upsample_param { scale: 3 }"), &[randn(&[2, 2, 3, 2], 4)], Phase::Train, vec![]);
+    let e = setup_err("type: 'Upsample' upsample_param { scale: 0 }", &[vec![1, 1, 2, 2]]);
+    assert!(e.contains("scale must be at least 1"), "{e}");
+    let e = setup_err("type: 'Upsample' upsample_param { scale: 2 }", &[vec![1, 4]]);
+    assert!(e.contains("needs a 4-D bottom"), "{e}");
+}
+
+/// SegNet's unpooling, as its CPU loop: a zero plane, each value written at its mask's index.
+fn naive_unpool(x: &Tensor, mask: &Tensor, out: [i64; 2]) -> Tensor {
+    let sz = x.size();
+    let (v, m) = (values(x), values(mask));
+    let plane_in = (sz[2] * sz[3]) as usize;
+    let plane_out = (out[0] * out[1]) as usize;
+    let mut y = vec![0.0; (sz[0] * sz[1]) as usize * plane_out];
+    for plane in 0..(sz[0] * sz[1]) as usize {
+        for i in 0..plane_in {
+            y[plane * plane_out + m[plane * plane_in + i] as usize] = v[plane * plane_in + i];
+        }
+    }
+    from_vec(&y, &[sz[0], sz[1], out[0], out[1]])
+}
+
+#[test]
+fn upsample_unpools_at_the_pooling_mask() {
+    let _rng = rng_exclusive();
+    let pool =
+        lp("name: 'pool' type: 'Pooling' top: 'p' top: 'mask' pooling_param { pool: MAX kernel_size: 2 stride: 2 }");
+    for (h, w, upsample, out) in [
+        (6, 8, "scale: 2", [6, 8]),
+        (6, 8, "", [6, 8]), // SegNet's default scale is 2
+        (5, 7, "scale: 2 pad_out_h: true pad_out_w: true", [5, 7]),
+        (5, 7, "upsample_h: 5 upsample_w: 7", [5, 7]),
+        (6, 8, "scale_h: 2 scale_w: 2", [6, 8]),
+    ] {
+        let x = randn(&[2, 3, h, w], h + w);
+        let tops = run(&pool, &[x], &[], Phase::Test);
+        let text = format!("type: 'Upsample' upsample_param {{ {upsample} }}");
+        let y = run(&lp(&text), &[tops[0].shallow_clone(), tops[1].shallow_clone()], &[], Phase::Test).remove(0);
+        assert_near(&text, &y, &naive_unpool(&tops[0], &tops[1], out), 0.0);
+        // Each pooled maximum is back where it was; everything else is 0.
+        assert_eq!(y.ne(0.0).sum(Kind::Int64).int64_value(&[]), tops[0].numel() as i64, "{text}");
+    }
+    // A hand-made mask: values at 0, 5, 10 and 15 of a 4x4 plane (the diagonal).
+    let x = from_vec(&[1., 2., 3., 4.], &[1, 1, 2, 2]);
+    let mask = from_vec(&[0., 5., 10., 15.], &[1, 1, 2, 2]);
+    let y = run(
+        &lp("type: 'Upsample' upsample_param { scale: 2 }"),
+        &[x.shallow_clone(), mask.shallow_clone()],
+        &[],
+        Phase::Test,
+    );
+    let want: Vec<f64> = (0..16).map(|i| if i % 5 == 0 { (i / 5 + 1) as f64 } else { 0.0 }).collect();
+    layer::assert_shaped_values("diagonal", &y[0], &want, &[1, 1, 4, 4]);
+    // The gradient reads the top's gradient at the mask's index; the mask gets none.
+    let x = randn(&[2, 2, 6, 4], 9);
+    let tops = run(&pool, &[x], &[], Phase::Test);
+    gradcheck(
+        &lp("type: 'Upsample' upsample_param { scale: 2 }"),
+        &[tops[0].shallow_clone(), tops[1].shallow_clone()],
+        Phase::Train,
+        vec![1],
+    );
+    // A mask index past the output is an error, not a write out of bounds.
+    let e = layer::forward_err(
+        "type: 'Upsample' upsample_param { scale: 2 }",
+        &[x_small(), from_vec(&[0., 5., 10., 16.], &[1, 1, 2, 2])],
+        &[],
+        Phase::Test,
+    );
+    assert!(e.contains("mask holds index 16 where the 4x4 output has 0 to 15"), "{e}");
+    let e = layer::forward_err(
+        "type: 'Upsample' upsample_param { scale: 2 }",
+        &[x_small(), from_vec(&[0., -1., 10., 15.], &[1, 1, 2, 2])],
+        &[],
+        Phase::Test,
+    );
+    assert!(e.contains("mask holds index -1"), "{e}");
+    for (params, want) in [
+        ("scale: 2", "the mask (second bottom) has shape [1, 1, 3, 2]"),
+        ("scale: 1", "the scale must be over 1"),
+        ("scale: 3 pad_out_h: true", "pad_out_h and pad_out_w need a scale of 2"),
+        ("upsample_h: 1 upsample_w: 4", "upsample_h and upsample_w must be over 1"),
+        ("scale: 2 scale_h: 2 scale_w: 2", "give upsample_h and upsample_w, or scale"),
+    ] {
+        let mask_shape = if params == "scale: 2" { vec![1, 1, 3, 2] } else { vec![1, 1, 2, 2] };
+        let e = setup_err(&format!("type: 'Upsample' upsample_param {{ {params} }}"), &[vec![1, 1, 2, 2], mask_shape]);
+        assert!(e.contains(want), "{params}: {e}");
+    }
+}
+
+fn x_small() -> Tensor {
+    from_vec(&[1., 2., 3., 4.], &[1, 1, 2, 2])
+}
+
+/// DeepLab's CPU interpolation in f32, as its loop computes it: corners
+/// aligned, the ratio and weights in float, rows and columns cropped first.
+fn naive_interp(x: &Tensor, crop: i64, eff: [i64; 2], out: [i64; 2]) -> Tensor {
+    let sz = x.size();
+    let (h, w) = (sz[2], sz[3]);
+    let v: Vec<f32> = values(x).iter().map(|&a| a as f32).collect();
+    let ratio = |i: i64, o: i64| if o > 1 { (i - 1) as f32 / (o - 1) as f32 } else { 0.0f32 };
+    let (rh, rw) = (ratio(eff[0], out[0]), ratio(eff[1], out[1]));
+    let mut y = Vec::new();
+    for plane in 0..(sz[0] * sz[1]) {
+        let at = |r: i64, c: i64| v[(plane * h * w + (r + crop) * w + c + crop) as usize];
+        for i in 0..out[0] {
+            let hr = rh * i as f32;
+            let h1 = hr as i64;
+            let hp = if h1 < eff[0] - 1 { 1 } else { 0 };
+            let l1 = hr - h1 as f32;
+            let l0 = 1.0f32 - l1;
+            for j in 0..out[1] {
+                let wr = rw * j as f32;
+                let w1 = wr as i64;
+                let wp = if w1 < eff[1] - 1 { 1 } else { 0 };
+                let m1 = wr - w1 as f32;
+                let m0 = 1.0f32 - m1;
+                let value = l0 * (m0 * at(h1, w1) + m1 * at(h1, w1 + wp))
+                    + l1 * (m0 * at(h1 + hp, w1) + m1 * at(h1 + hp, w1 + wp));
+                y.push(value as f64);
+            }
+        }
+    }
+    from_vec(&y, &[sz[0], sz[1], out[0], out[1]]).to_kind(Kind::Float)
+}
+
+#[test]
+fn interp_is_deeplabs_bilinear_interpolation() {
+    let _rng = rng_exclusive();
+    let x = layer::randn_f32(&[2, 3, 9, 13], 41);
+    for (params, crop, eff, out) in [
+        ("zoom_factor: 3", 0, [9, 13], [25, 37]),
+        ("shrink_factor: 2", 0, [9, 13], [5, 7]),
+        ("shrink_factor: 2 zoom_factor: 4", 0, [9, 13], [17, 25]),
+        ("height: 65 width: 17", 0, [9, 13], [65, 17]),
+        ("height: 1 width: 1", 0, [9, 13], [1, 1]),
+        ("height: 9 width: 13", 0, [9, 13], [9, 13]),
+        ("zoom_factor: 2 pad_beg: -1 pad_end: -2", 1, [6, 10], [11, 19]),
+    ] {
+        let text = format!("type: 'Interp' interp_param {{ {params} }}");
+        let y = run(&lp(&text), &[x.shallow_clone()], &[], Phase::Test).remove(0);
+        let want = naive_interp(&x, crop, eff, out);
+        let scale = want.abs().max().double_value(&[]);
+        assert_near(&text, &y, &want, 2e-7 * scale);
+    }
+    // The second bottom gives the output size.
+    let reference = Tensor::zeros([2, 1, 20, 4], (Kind::Float, Device::Cpu));
+    let y = run(&lp("type: 'Interp'"), &[x.shallow_clone(), reference], &[], Phase::Test).remove(0);
+    let want = naive_interp(&x, 0, [9, 13], [20, 4]);
+    assert_near("second bottom", &y, &want, 2e-7 * want.abs().max().double_value(&[]));
+    // The gradient is the interpolation's adjoint.
+    for params in ["zoom_factor: 2", "height: 4 width: 7 pad_beg: -1", "shrink_factor: 3"] {
+        let text = format!("type: 'Interp' interp_param {{ {params} }}");
+        gradcheck(&lp(&text), &[randn(&[2, 2, 7, 8], 42)], Phase::Train, vec![]);
+    }
+    for (params, want) in [
+        ("", "interp_param must give height and width, zoom_factor or shrink_factor"),
+        ("height: 5", "interp_param must give height and width"),
+        ("zoom_factor: 0", "zoom_factor (0) must be at least 1"),
+        ("shrink_factor: -1", "shrink_factor (-1) must be at least 1"),
+        ("zoom_factor: 2 pad_beg: 1", "must be zero or negative"),
+        ("zoom_factor: 2 pad_beg: -3 pad_end: -3", "leaves nothing of the 6x6 input"),
+        ("height: 0 width: 3", "output size 0x3 is not positive"),
+    ] {
+        let e = setup_err(&format!("type: 'Interp' interp_param {{ {params} }}"), &[vec![1, 1, 6, 6]]);
+        assert!(e.contains(want), "{params}: {e}");
+    }
+    let e = setup_err("type: 'Interp' interp_param { zoom_factor: 2 }", &[vec![1, 1, 6, 6], vec![1, 1, 3, 3]]);
+    assert!(e.contains("cannot give one too"), "{e}");
+}

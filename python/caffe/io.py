@@ -26,8 +26,8 @@ def blobproto_to_array(blob, return_diff=False):
     of them is set, else `shape.dim`.
 
     Differences: a blob stored in `double_data`/`double_diff` (which pycaffe
-    ignores) is read too, and a size that does not fit the shape is a
-    ValueError naming both.
+    ignores) or in NVIDIA Caffe's `raw_data` is read too, and a size that does
+    not fit the shape is a ValueError naming both.
     """
     values = blob.diff if return_diff else blob.data
     if len(values) == 0:
@@ -35,6 +35,10 @@ def blobproto_to_array(blob, return_diff=False):
         doubles = blob.double_diff if return_diff else blob.double_data
         if len(doubles):
             values = doubles
+        elif not return_diff and blob.HasField('raw_data'):
+            # NVIDIA Caffe's Type enum: DOUBLE, FLOAT, FLOAT16, INT, UINT.
+            dtype = ('<f8', '<f4', '<f2', '<i4', '<u4')[blob.raw_data_type]
+            values = np.frombuffer(blob.raw_data, dtype=dtype)
     data = np.array(values, dtype=np.float64)
     if any(blob.HasField(f) for f in ('num', 'channels', 'height', 'width')):
         shape = (blob.num, blob.channels, blob.height, blob.width)

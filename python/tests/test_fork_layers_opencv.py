@@ -44,3 +44,37 @@ def test_roi_pooling_and_shuffle_channel_match_opencv(tmp_path):
     np.testing.assert_array_equal(net.blobs["shuffle"].data, shuffle)
     assert net.blobs["pool"].data.shape == pool.shape == (7, 6, 3, 4)
     np.testing.assert_array_equal(net.blobs["pool"].data, pool)
+
+
+INTERP_NET = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 13 } } }
+layer { name: "zoom" type: "Interp" bottom: "data" top: "zoom" interp_param { zoom_factor: 4 } }
+layer { name: "sized" type: "Interp" bottom: "data" top: "sized" interp_param { height: 33 width: 7 } }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" top: "mask"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }
+"""
+
+
+def test_interp_and_the_pooling_mask_match_opencv(tmp_path):
+    """DeepLab's Interp (OpenCV's importer has it, though not with a second
+    bottom) and MAX pooling's mask top."""
+    cv2 = opencv()
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(INTERP_NET)
+    rng = np.random.default_rng(5)
+    # Values in tenths: ties, which both break at the first maximum.
+    x = np.round(rng.standard_normal((2, 3, 9, 13)) * 3).astype(np.float32) / 10
+    net = caffe.Net(str(proto), caffe.TEST)
+    net.blobs["data"].data[...] = x
+    net.forward()
+    cv = cv2.dnn.readNetFromCaffe(str(proto))
+    cv.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    cv.setInput(x, "data")
+    names = ["zoom", "sized", "pool"]
+    # OpenCV gives a layer's second top only through forwardAndRetrieve.
+    (zoom,), (sized,), (pool, mask) = cv.forwardAndRetrieve(names)
+    for name, theirs in zip(names + ["mask"], [zoom, sized, pool, mask]):
+        ours = net.blobs[name].data
+        assert ours.shape == theirs.shape, name
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6, err_msg=name)
+    assert net.blobs["zoom"].data.shape == (2, 3, 33, 49)

@@ -38,6 +38,15 @@ def test_blobproto_legacy_4d_shape_and_scalar():
         caffe.io.array_to_blobproto(np.zeros((2, 2)), np.zeros(3))
 
 
+def test_blobproto_reads_nvidia_caffe_raw_data():
+    arr = (np.arange(12, dtype=np.float32) - 5.5) / 3.0
+    for raw_type, dtype in ((caffe_pb2.FLOAT16, '<f2'), (caffe_pb2.FLOAT, '<f4'), (caffe_pb2.DOUBLE, '<f8')):
+        blob = caffe_pb2.BlobProto(raw_data=arr.astype(dtype).tobytes(), raw_data_type=raw_type)
+        blob.shape.dim.extend([3, 4])
+        back = caffe.io.blobproto_to_array(blob)
+        np.testing.assert_array_equal(back, arr.astype(dtype).astype(np.float64).reshape(3, 4))
+
+
 def test_blobproto_reads_bvlc_compute_image_mean_output():
     with open(h.caffe_ref('extra', 'mean', 'fmnist_train_mean.binaryproto'), 'rb') as f:
         blob = caffe_pb2.BlobProto.FromString(f.read())

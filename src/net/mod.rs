@@ -330,7 +330,7 @@ impl Net {
             let trained = weights::hdf5::read_model(self, path)?;
             return self.copy_trained_layers_from(&trained, &path.display().to_string());
         }
-        let mut trained: NetParameter = crate::proto::binary::read_message(path)?;
+        let mut trained = weights::names_and_blobs::read_caffemodel(path)?;
         let file = path.display().to_string();
         upgrade::upgrade_net(&mut trained, &file)?;
         self.copy_trained_layers_from(&trained, &file)

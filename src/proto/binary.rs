@@ -1,7 +1,9 @@
 //! Binary protobuf files: `.caffemodel` (NetParameter with blobs), `.binaryproto`
 //! (BlobProto, e.g. mean files) and `.solverstate` (SolverState).
 //!
-//! Reading skips unknown fields (prost does), so files from Caffe forks load.
+//! Reading skips unknown fields (prost does), so files from Caffe forks load;
+//! a fork's parameters under field numbers this schema uses otherwise are
+//! handled by `net::weights::names_and_blobs`.
 //! Writing is atomic: a temporary file in the same folder, flushed, then renamed,
 //! so a crash never leaves a half-written file under the final name.
 use std::fs;
@@ -9,13 +11,17 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::caffe::{BlobProto, BlobShape};
+use super::caffe::{BlobProto, BlobShape, Type};
 use crate::{Error, Result};
 
 /// Reads and decodes one binary protobuf message.
-/// A file larger than the memory limit is refused before it is read (its
-/// decoded form needs at least as much again).
 pub fn read_message<M: Message + Default>(path: &Path) -> Result<M> {
+    decode_message(&read_bytes(path)?, path)
+}
+
+/// A binary file's bytes; a file larger than the memory limit is refused
+/// before it is read (its decoded form needs at least as much again).
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let len = fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
     let limit = crate::util::limits::max_memory();
     if len > limit {
@@ -26,8 +32,7 @@ pub fn read_message<M: Message + Default>(path: &Path) -> Result<M> {
             ),
         ));
     }
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode_message(&bytes, path)
+    fs::read(path).map_err(|e| Error::io(path, e))
 }
 
 /// Decodes bytes that came from `origin` (used in error messages).
@@ -55,15 +60,51 @@ pub fn blob_shape(blob: &BlobProto) -> Vec<i64> {
 }
 
 fn blob_len(blob: &BlobProto) -> usize {
-    if blob.double_data.is_empty() {
+    if let Some(raw) = &blob.raw_data {
+        raw.len() / raw_width(blob)
+    } else if blob.double_data.is_empty() {
         blob.data.len()
     } else {
         blob.double_data.len()
     }
 }
 
-/// A blob's values as f32, from `data` or `double_data`.
+/// Bytes per value of NVIDIA Caffe's `raw_data`.
+fn raw_width(blob: &BlobProto) -> usize {
+    match blob.raw_data_type() {
+        Type::Double => 8,
+        Type::Float16 => 2,
+        Type::Float | Type::Int | Type::Uint => 4,
+    }
+}
+
+/// One IEEE half-precision value as f32 (exact: every half is an f32).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
+    let exponent = i32::from((h >> 10) & 0x1f);
+    let mantissa = f32::from(h & 0x3ff);
+    match exponent {
+        0 => sign * mantissa * 2f32.powi(-24),
+        0x1f if mantissa == 0.0 => sign * f32::INFINITY,
+        0x1f => f32::NAN,
+        _ => sign * (1.0 + mantissa / 1024.0) * 2f32.powi(exponent - 15),
+    }
+}
+
+/// A blob's values as f32, from `data`, `double_data` or NVIDIA Caffe's `raw_data`.
 pub fn blob_data_f32(blob: &BlobProto) -> Vec<f32> {
+    if let Some(raw) = &blob.raw_data {
+        let chunks = raw.chunks_exact(raw_width(blob));
+        return match blob.raw_data_type() {
+            Type::Float16 => chunks.map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            Type::Float => chunks.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Type::Double => {
+                chunks.map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect()
+            }
+            Type::Int => chunks.map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+            Type::Uint => chunks.map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+        };
+    }
     if blob.double_data.is_empty() {
         blob.data.clone()
     } else {

@@ -60,6 +60,7 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("Flatten", common::flatten),
     ("Im2col", vision::im2col),
     ("InnerProduct", common::inner_product),
+    ("Interp", vision::interp),
     ("LRN", vision::lrn),
     ("LSTM", recurrent::lstm),
     ("LSTMUnit", recurrent::lstm_unit),
@@ -89,6 +90,7 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("TanH", neuron::tanh),
     ("Threshold", neuron::threshold),
     ("Tile", common::tile),
+    ("Upsample", vision::upsample),
 ];
 
 /// Whether a layer type can be exported to ONNX.

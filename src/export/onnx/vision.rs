@@ -1,12 +1,16 @@
-//! Convolution, pooling, LRN, crop, im2col and SPP.
-use super::{attr_f, attr_i, attr_ints, io, Graph};
+//! Convolution, pooling (with MAX's mask), LRN, crop, im2col, SPP, and the
+//! forks' Interp and Upsample.
+use super::{attr_f, attr_i, attr_ints, attr_s, io, Graph};
 use crate::export::PlanLayer;
 use crate::layers::vision::base_conv::{geometry, Geometry};
+use crate::layers::vision::interp::interp_sizes;
 use crate::layers::vision::pooling::pooled_size;
 use crate::layers::vision::spp::Spp;
+use crate::layers::vision::upsample::{upsample_kind, UpsampleKind};
 use crate::proto::caffe::lrn_parameter::NormRegion;
 use crate::proto::caffe::pooling_parameter::{PoolMethod, RoundMode};
 use crate::proto::caffe::{Phase, PoolingParameter};
+use crate::proto::onnx::tensor_proto::DataType;
 use crate::{bail, Result};
 
 fn conv_geometry(l: &PlanLayer, shape: &[i64]) -> Result<(crate::proto::caffe::ConvolutionParameter, Geometry)> {
@@ -118,13 +122,9 @@ fn window(p: &PoolingParameter, h: i64, w: i64) -> Window {
     }
 }
 
-/// Pools `x` (N, C, H, W) as Caffe does, returning the value. Caffe's output
-/// size (ceil, with the last window dropped when it starts in the padding)
-/// becomes explicit end padding with `ceil_mode` 0, which every opset's
-/// shape inference computes the same way as the runtime. AVE windows that
-/// overhang the padded input are divided by their part inside it: explicit
-/// zero padding, then `count_include_pad` 0 over the overhang.
-fn pool(g: &mut Graph, x: &str, shape: &[i64], p: &PoolingParameter, phase: Phase) -> Result<String> {
+/// A pooling's window and the end padding that makes ONNX's floor rounding
+/// give Caffe's output size.
+fn pool_geometry(shape: &[i64], p: &PoolingParameter) -> Result<(Window, [i64; 2])> {
     if shape.len() != 4 {
         bail!("Pooling needs a 4-D bottom, got {shape:?}");
     }
@@ -141,9 +141,19 @@ fn pool(g: &mut Graph, x: &str, shape: &[i64], p: &PoolingParameter, phase: Phas
                 ["row", "column"][i]
             );
         }
-        // The end padding that makes floor rounding give Caffe's size.
         end_pad[i] = win.p[i].max((out - 1) * win.s[i] + win.k[i] - input - win.p[i]);
     }
+    Ok((win, end_pad))
+}
+
+/// Pools `x` (N, C, H, W) as Caffe does, returning the value. Caffe's output
+/// size (ceil, with the last window dropped when it starts in the padding)
+/// becomes explicit end padding with `ceil_mode` 0, which every opset's
+/// shape inference computes the same way as the runtime. AVE windows that
+/// overhang the padded input are divided by their part inside it: explicit
+/// zero padding, then `count_include_pad` 0 over the overhang.
+fn pool(g: &mut Graph, x: &str, shape: &[i64], p: &PoolingParameter, phase: Phase) -> Result<String> {
+    let (win, end_pad) = pool_geometry(shape, p)?;
     let global = p.global_pooling();
     let pads = [win.p[0], win.p[1], end_pad[0], end_pad[1]];
     let attrs = |pads: [i64; 4], extra: Vec<crate::proto::onnx::AttributeProto>| {
@@ -196,12 +206,94 @@ pub fn pooling(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let (b, t, shape) = io(l)?;
     let p = l.param.pooling_param.unwrap_or_default();
     let x = g.value(b)?;
-    let y = pool(g, &x, shape, &p, l.param.phase())?;
-    g.bind(t, y);
-    // Caffe's optional second top (the MAX argmax mask) has no ONNX counterpart.
-    if l.tops.len() > 1 {
-        bail!("the max-pooling mask top is not exported");
+    let Some(mask_top) = l.tops.get(1) else {
+        let y = pool(g, &x, shape, &p, l.param.phase())?;
+        g.bind(t, y);
+        return Ok(());
+    };
+    // MAX's mask: MaxPool's indices count over the whole N·C·H·W tensor
+    // (padding not counted); Caffe's count within the H·W plane.
+    if p.pool() != PoolMethod::Max {
+        bail!("only MAX pooling has a mask top");
     }
+    let (win, end_pad) = pool_geometry(shape, &p)?;
+    let pads = [win.p[0], win.p[1], end_pad[0], end_pad[1]];
+    let attrs = vec![attr_ints("kernel_shape", &win.k), attr_ints("strides", &win.s), attr_ints("pads", &pads)];
+    let outs = g.node_n("MaxPool", &[&x], 2, attrs);
+    let (y, indices) = (outs[0].clone(), &outs[1]);
+    let plane = g.const_i64("plane", &[shape[2] * shape[3]]);
+    let within = g.node("Mod", &[indices, &plane], vec![]);
+    let mask = g.node("Cast", &[&within], vec![attr_i("to", DataType::Float as i64)]);
+    g.bind(t, y);
+    g.bind(mask_top, mask);
+    Ok(())
+}
+
+/// Interp (DeepLab v2): the crop as a Slice, then a linear Resize with the
+/// corners aligned.
+pub fn interp(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.interp_param.unwrap_or_default();
+    let (eff, out) = interp_sizes(&p, shape, l.bottom_shapes.get(1).map(|s| s.as_slice()))?;
+    let mut x = g.value(b)?;
+    if [eff[0], eff[1]] != [shape[2], shape[3]] {
+        let start = -p.pad_beg() as i64;
+        let starts = g.const_i64("starts", &[start, start]);
+        let ends = g.const_i64("ends", &[start + eff[0], start + eff[1]]);
+        let axes = g.const_i64("axes", &[2, 3]);
+        x = g.node("Slice", &[&x, &starts, &ends, &axes], vec![]);
+    }
+    let sizes = batch_and_channels_then(g, &x, &[out[0], out[1]]);
+    let attrs = vec![attr_s("mode", "linear"), attr_s("coordinate_transformation_mode", "align_corners")];
+    let y = g.node("Resize", &[&x, "", "", &sizes], attrs);
+    g.bind(t, y);
+    Ok(())
+}
+
+/// The shape (N, C, rest...) of `x`'s batch and channels followed by `rest`.
+fn batch_and_channels_then(g: &mut Graph, x: &str, rest: &[i64]) -> String {
+    let shape = g.node("Shape", &[x], vec![]);
+    let (start, end, axes) = (g.const_i64("start", &[0]), g.const_i64("end", &[2]), g.const_i64("axes", &[0]));
+    let nc = g.node("Slice", &[&shape, &start, &end, &axes], vec![]);
+    let rest = g.const_i64("rest", rest);
+    g.node("Concat", &[&nc, &rest], vec![attr_i("axis", 0)])
+}
+
+/// Upsample: the YOLOv3 forks' nearest neighbour as a Resize by whole
+/// scales (floor of the asymmetric source index is the repeat); SegNet's
+/// unpooling as ScatterElements of the values at their mask indices into a
+/// zero plane.
+pub fn upsample(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.upsample_param.unwrap_or_default();
+    let x = g.value(b)?;
+    let y = match upsample_kind(&p, &l.bottom_shapes)? {
+        UpsampleKind::Nearest([sh, sw]) => {
+            let scales = g.const_f32("scales", &[4], &[1.0, 1.0, sh as f32, sw as f32]);
+            let attrs = vec![
+                attr_s("mode", "nearest"),
+                attr_s("coordinate_transformation_mode", "asymmetric"),
+                attr_s("nearest_mode", "floor"),
+            ];
+            g.node("Resize", &[&x, "", &scales], attrs)
+        }
+        UpsampleKind::Unpool([oh, ow]) => {
+            let [h, w] = [shape[2], shape[3]];
+            let Some(mask) = l.bottoms.get(1) else { bail!("needs the mask bottom") };
+            let mask = g.value(mask)?;
+            let flat_in = g.const_i64("flat_in", &[0, 0, h * w]);
+            let values = g.node("Reshape", &[&x, &flat_in], vec![]);
+            let index = g.node("Reshape", &[&mask, &flat_in], vec![]);
+            let index = g.node("Cast", &[&index], vec![attr_i("to", DataType::Int64 as i64)]);
+            let zero = g.scalar("zero", 0.0);
+            let plane = batch_and_channels_then(g, &x, &[oh * ow]);
+            let zeros = g.node("Expand", &[&zero, &plane], vec![]);
+            let scattered = g.node("ScatterElements", &[&zeros, &index, &values], vec![attr_i("axis", 2)]);
+            let out = g.const_i64("out", &[0, 0, oh, ow]);
+            g.node("Reshape", &[&scattered, &out], vec![])
+        }
+    };
+    g.bind(t, y);
     Ok(())
 }
 

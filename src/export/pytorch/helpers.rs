@@ -255,6 +255,58 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
+        name: "caffe_max_pool2d_mask",
+        deps: &["caffe_pool2d"],
+        code: r#"def caffe_max_pool2d_mask(x, kernel, stride=(1, 1), pad=(0, 0), ceil=True):
+    """Caffe's MAX pooling with its second top, the mask: each window's first
+    maximum as h * W + w of the input plane (a float), -1 where a window holds
+    padding only."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = x.shape[2:], kernel, stride, pad
+    oh, ow = caffe_pooled_size(h, kh, sh, ph, ceil), caffe_pooled_size(w, kw, sw, pw, ceil)
+    eh, ew = (oh - 1) * sh + kh - h - ph, (ow - 1) * sw + kw - w - pw
+    padded = F.pad(x, (pw, max(ew, 0), ph, max(eh, 0)), value=-math.inf)[:, :, : ph + h + eh, : pw + w + ew]
+    y, index = F.max_pool2d(padded, (kh, kw), (sh, sw), return_indices=True)
+    padded_w = padded.shape[3]
+    mask = ((index // padded_w - ph) * w + index % padded_w - pw).to(x.dtype)
+    empty = torch.isneginf(y)
+    return y.clamp(min=-FLT_MAX), mask.masked_fill(empty, -1.0)
+"#,
+    },
+    Helper {
+        name: "caffe_interp",
+        deps: &[],
+        code: r#"def caffe_interp(x, height=None, width=None, zoom=None, shrink=None, pad_beg=0, pad_end=0, like=None):
+    """DeepLab v2's Interp: crop -pad_beg at the start and -pad_end at the end,
+    then bilinear interpolation with the corners aligned to height x width,
+    the cropped size shrunk and/or zoomed, or the size of `like`."""
+    h, w = x.shape[2] + pad_beg + pad_end, x.shape[3] + pad_beg + pad_end
+    x = x[:, :, -pad_beg : -pad_beg + h, -pad_beg : -pad_beg + w]
+    if like is not None:
+        size = tuple(like.shape[2:])
+    elif shrink is not None or zoom is not None:
+        size = (h, w)
+        if shrink is not None:
+            size = tuple((s - 1) // shrink + 1 for s in size)
+        if zoom is not None:
+            size = tuple(s + (s - 1) * (zoom - 1) for s in size)
+    else:
+        size = (height, width)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+"#,
+    },
+    Helper {
+        name: "caffe_unpool",
+        deps: &[],
+        code: r#"def caffe_unpool(x, mask, height, width):
+    """SegNet's Upsample: each value written at its mask's index h * W + w of
+    a zero height x width plane."""
+    n, c = x.shape[:2]
+    index = mask.long().reshape(n, c, -1)
+    y = x.new_zeros(n, c, height * width).scatter(2, index, x.reshape(n, c, -1))
+    return y.reshape(n, c, height, width)
+"#,
+    },
+    Helper {
         name: "caffe_lstm_step",
         deps: &[],
         code: r#"def caffe_lstm_step(c_prev, gates, cont):

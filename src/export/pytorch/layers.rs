@@ -11,6 +11,8 @@ use super::utility::{
 };
 use super::{Code, Site};
 use crate::layers::vision::base_conv::geometry;
+use crate::layers::vision::interp::interp_sizes;
+use crate::layers::vision::upsample::{upsample_kind, UpsampleKind};
 use crate::layers::{canonical_axis, count};
 use crate::proto::caffe::eltwise_parameter::EltwiseOp;
 use crate::proto::caffe::lrn_parameter::NormRegion;
@@ -74,6 +76,8 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("PriorBox", prior_box),
     ("ROIPooling", roi_pooling),
     ("ShuffleChannel", shuffle_channel),
+    ("Interp", interp),
+    ("Upsample", upsample),
     ("LSTM", |s, c| recurrent(s, c, true)),
     ("RNN", |s, c| recurrent(s, c, false)),
     ("LSTMUnit", |s, c| {
@@ -235,7 +239,58 @@ fn pooling(s: &Site, c: &mut Code) -> Result<()> {
     let st = pair(p.stride, p.stride_h, p.stride_w, 1);
     let pad = pair(p.pad, p.pad_h, p.pad_w, 0);
     let ceil = if p.round_mode() == RoundMode::Floor { ", ceil=False" } else { "" };
+    if s.tops.len() > 1 {
+        if p.pool() != PoolMethod::Max {
+            bail!("only MAX pooling has a mask top");
+        }
+        c.helper("caffe_max_pool2d_mask");
+        c.assign(&s.tops, format!("caffe_max_pool2d_mask({x}, {}, {}, {}{ceil})", tup(&k), tup(&st), tup(&pad)));
+        return Ok(());
+    }
     c.assign(&s.tops, format!("caffe_pool2d({x}, \"{pool}\", {}, {}, {}{ceil})", tup(&k), tup(&st), tup(&pad)));
+    Ok(())
+}
+
+/// Interp (vision/interp.rs): the size rule is the helper's, so the model
+/// follows the input's size as the layer does.
+fn interp(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.interp_param.unwrap_or_default();
+    // Checks the parameters as the layer does.
+    interp_sizes(&p, s.bottom_shape(0), s.bottoms.get(1).map(|_| s.bottom_shape(1)))?;
+    let mut args = vec![s.b(0).to_string()];
+    if s.bottoms.len() > 1 {
+        args.push(format!("like={}", s.b(1)));
+    } else if p.shrink_factor.is_some() || p.zoom_factor.is_some() {
+        if let Some(f) = p.shrink_factor {
+            args.push(format!("shrink={f}"));
+        }
+        if let Some(f) = p.zoom_factor {
+            args.push(format!("zoom={f}"));
+        }
+    } else {
+        args.push(format!("height={}, width={}", p.height(), p.width()));
+    }
+    if p.pad_beg() != 0 || p.pad_end() != 0 {
+        args.push(format!("pad_beg={}, pad_end={}", p.pad_beg(), p.pad_end()));
+    }
+    c.helper("caffe_interp");
+    c.assign(&s.tops, format!("caffe_interp({})", args.join(", ")));
+    Ok(())
+}
+
+/// Upsample (vision/upsample.rs): the YOLOv3 forks' repeat, or SegNet's unpooling.
+fn upsample(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.upsample_param.unwrap_or_default();
+    let shapes: Vec<Vec<i64>> = (0..s.bottoms.len()).map(|i| s.bottom_shape(i).to_vec()).collect();
+    match upsample_kind(&p, &shapes)? {
+        UpsampleKind::Nearest([sh, sw]) => {
+            c.assign(&s.tops, format!("{}.repeat_interleave({sh}, 2).repeat_interleave({sw}, 3)", s.b(0)));
+        }
+        UpsampleKind::Unpool([oh, ow]) => {
+            c.helper("caffe_unpool");
+            c.assign(&s.tops, format!("caffe_unpool({}, {}, {oh}, {ow})", s.b(0), s.b(1)));
+        }
+    }
     Ok(())
 }
 

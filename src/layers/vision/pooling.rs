@@ -5,6 +5,9 @@
 //! count_include_pad follow the same rules in the common cases, so MAX and
 //! AVE map onto its kernels; the rest (pad over half the kernel, or an empty
 //! ceil-mode window when stride > kernel) pools over explicit windows.
+//! MAX takes an optional second top, Caffe's mask: the index h·W + w in its
+//! input plane of each window's first maximum (as a float, -1 for a window
+//! that holds padding only), which SegNet's Upsample reads.
 use crate::Result;
 use tch::Tensor;
 
@@ -18,8 +21,8 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Pooling",
         family: family_of(file!()),
-        params: "pool (MAX, AVE, STOCHASTIC), kernel_size|kernel_h/w, stride|stride_h/w, pad|pad_h/w, global_pooling, round_mode",
-        tests: "parity (lenet, cifar10, resnet_small), gradient check, output-size tests",
+        params: "pool (MAX, AVE, STOCHASTIC), kernel_size|kernel_h/w, stride|stride_h/w, pad|pad_h/w, global_pooling, round_mode; MAX's mask top",
+        tests: "parity (lenet, cifar10, resnet_small), gradient check, output-size tests, pooling_mask_*",
         create: |p| Ok(Box::new(Pooling::new(p))),
     });
 }
@@ -38,16 +41,18 @@ pub struct Pooling {
     in_hw: [i64; 2],
     /// Whether libtorch's pooling kernels give Caffe's output size and windows.
     libtorch_ok: bool,
+    /// MAX's second top, the argmax mask, is asked for.
+    with_mask: bool,
 }
 
 impl Pooling {
     fn new(lp: &LayerParameter) -> Self {
-        Pooling::from_param(lp.pooling_param.unwrap_or_default())
+        Pooling { with_mask: lp.top.len() == 2, ..Pooling::from_param(lp.pooling_param.unwrap_or_default()) }
     }
 
     /// A pooling stage built from its parameters (SPP builds one per level).
     pub fn from_param(p: PoolingParameter) -> Self {
-        Pooling { p, win: Window::default(), out: [0, 0], in_hw: [0, 0], libtorch_ok: true }
+        Pooling { p, win: Window::default(), out: [0, 0], in_hw: [0, 0], libtorch_ok: true, with_mask: false }
     }
 }
 
@@ -100,6 +105,9 @@ impl Layer for Pooling {
                 bail!("pad ({}) must be smaller than the kernel ({})", win.p[i], win.k[i]);
             }
         }
+        if self.with_mask && p.pool() != PoolMethod::Max {
+            bail!("only MAX pooling has a second top (the mask); {:?} pooling takes one", p.pool());
+        }
         if (win.p[0] > 0 || win.p[1] > 0) && p.pool() != PoolMethod::Max && p.pool() != PoolMethod::Ave {
             bail!("padding is implemented only for MAX and AVE pooling");
         }
@@ -123,7 +131,9 @@ impl Layer for Pooling {
         self.win = win;
         self.out = out;
         self.in_hw = [h, w];
-        Ok(SetupOut { tops: vec![vec![s[0], s[1], out[0], out[1]]], params: vec![] })
+        let top = vec![s[0], s[1], out[0], out[1]];
+        let tops = if self.with_mask { vec![top.clone(), top] } else { vec![top] };
+        Ok(SetupOut { tops, params: vec![] })
     }
 
     fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
@@ -138,6 +148,15 @@ impl Layer for Pooling {
         }
         let w = self.win;
         let ceil = self.p.round_mode() == RoundMode::Ceil;
+        if self.with_mask {
+            let (y, mask) = if self.libtorch_ok {
+                let (y, idx) = x.f_max_pool2d_with_indices(w.k, w.s, w.p, [1, 1], ceil)?;
+                (y, idx.f_to_kind(x.kind())?)
+            } else {
+                self.window_max_with_mask(x)?
+            };
+            return Ok(vec![y, mask.detach()]);
+        }
         let y = match self.p.pool() {
             PoolMethod::Max | PoolMethod::Ave if !self.libtorch_ok => self.window_pool(x)?,
             PoolMethod::Max => x.f_max_pool2d(w.k, w.s, w.p, [1, 1], ceil)?,
@@ -214,6 +233,24 @@ impl Pooling {
                 Ok(self.windows(x, 0.0)?.sum_dim_intlist([4i64].as_slice(), false, x.kind()).f_div(&div)?)
             }
         }
+    }
+
+    /// MAX over explicit windows with Caffe's mask: each window's first
+    /// maximum as h·W + w of the input plane, -1 (and -FLT_MAX) where the
+    /// window holds padding only.
+    fn window_max_with_mask(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let w = self.win;
+        let (m, k) = self.windows(x, f64::NEG_INFINITY)?.f_max_dim(4, false)?;
+        let device = x.device();
+        let rows = Tensor::f_arange(self.out[0], (tch::Kind::Int64, device))?.f_mul_scalar(w.s[0])?.f_view([-1, 1])?;
+        let cols = Tensor::f_arange(self.out[1], (tch::Kind::Int64, device))?.f_mul_scalar(w.s[1])?;
+        let h = rows.f_add(&k.f_floor_divide_scalar(w.k[1])?)?.f_sub_scalar(w.p[0])?;
+        let col = cols.f_add(&k.f_remainder(w.k[1])?)?.f_sub_scalar(w.p[1])?;
+        let index = h.f_mul_scalar(x.size()[3])?.f_add(&col)?.f_to_kind(x.kind())?;
+        let empty = m.f_isneginf()?;
+        let mask = index.f_masked_fill(&empty, -1.0)?;
+        let y = m.f_masked_fill(&empty, -(f32::MAX as f64))?;
+        Ok((y, mask))
     }
 
     /// Stochastic pooling (Caffe has it on the GPU only; these are its

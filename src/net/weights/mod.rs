@@ -3,6 +3,7 @@
 use tch::Tensor;
 
 pub mod hdf5;
+pub mod names_and_blobs;
 pub mod safetensors;
 pub mod torch_names;
 
@@ -61,8 +62,12 @@ pub(super) fn copy_trained_layers(net: &mut Net, trained: &NetParameter, origin:
             copy_blob_into(&net.param_slots[slot].tensor, b).map_err(|m| err(format!("cannot copy param {j}: {m}")))?;
             // Caffe loads these silently and trains on to `loss = nan`; naming
             // the layer here tells where the NaN the solver stops on came from.
-            let not_finite = b.data.iter().filter(|v| !v.is_finite()).count()
-                + b.double_data.iter().filter(|v| !v.is_finite()).count();
+            let not_finite = if b.raw_data.is_some() {
+                blob_data_f32(b).iter().filter(|v| !v.is_finite()).count()
+            } else {
+                b.data.iter().filter(|v| !v.is_finite()).count()
+                    + b.double_data.iter().filter(|v| !v.is_finite()).count()
+            };
             if not_finite > 0 {
                 warn!(
                     "net.cpp:760",
