@@ -43,6 +43,8 @@ fn randomize(net: &Net, seed: i64) {
             let v = match (ty.as_str(), j) {
                 ("BatchNorm", 2) => t.ones_like() * 2.0,
                 ("BatchNorm", _) => t.rand_like() + 0.5,
+                ("BN", 3) => t.rand_like() + 0.5, // a running variance
+
                 ("Embed", 0) | ("Parameter", _) => t.randn_like(),
                 _ => t.randn_like() * 0.5,
             };
@@ -247,6 +249,10 @@ fn cases() -> Vec<Case> {
         case("normalize", one_layer(3, 4, "layer { name: \"n\" type: \"Normalize\" bottom: \"x\" top: \"y\" }")),
         case("normalize per channel", one_layer(3, 4, "layer { name: \"n\" type: \"Normalize\" bottom: \"x\" top: \"y\" norm_param { across_spatial: false channel_shared: false eps: 0.01 scale_filler { type: \"uniform\" min: 1 max: 20 } } }")),
         case("priorbox", one_layer(3, 4, "layer { name: \"p\" type: \"PriorBox\" bottom: \"x\" bottom: \"x\" top: \"y\" prior_box_param { min_size: 2 max_size: 5 aspect_ratio: 2 aspect_ratio: 3 clip: true img_size: 30 step: 7 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }")),
+        case("bn segnet learn", one_layer(3, 4, "layer { name: \"b\" type: \"BN\" bottom: \"x\" top: \"y\" }")),
+        case("bn segnet inference", one_layer(3, 4, "layer { name: \"b\" type: \"BN\" bottom: \"x\" top: \"y\" bn_param { bn_mode: INFERENCE } }")),
+        case("bn pspnet frozen", one_layer(3, 4, "layer { name: \"b\" type: \"BN\" bottom: \"x\" top: \"x\" bn_param { frozen: true eps: 0.001 } }")),
+        case("bn pspnet 2d", net_text(&[("x", &[4, 5])], "layer { name: \"b\" type: \"BN\" bottom: \"x\" top: \"y\" bn_param { momentum: 0.95 } }")),
         case("pooling mask", one_layer(7, 8, "layer { name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" top: \"mask\" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }")),
         case(
             "segnet unpooling",

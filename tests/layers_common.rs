@@ -876,3 +876,150 @@ fn shuffle_channel_interleaves_groups() {
     let e = setup_err(r#"type: "ShuffleChannel" shuffle_channel_param { group: 0 }"#, &[vec![1, 6, 2, 2]]);
     assert!(e.contains("group 0 must divide"), "{e}");
 }
+
+// ---------------------------------------------------------------- the forks' BN
+
+/// Per-channel statistics of an (N, C, H, W) f64 tensor, as the forks' loops
+/// compute them: (mean, E[x²] − mean², mean of (x − mean)²).
+fn channel_stats(x: &Tensor) -> Vec<(f64, f64, f64)> {
+    let s = x.size();
+    let v = crate::common::layer::values(x);
+    let (n, c, hw) = (s[0] as usize, s[1] as usize, (s[2] * s[3]) as usize);
+    (0..c)
+        .map(|ch| {
+            let at = |i: usize, k: usize| v[(i * c + ch) * hw + k];
+            let m = (n * hw) as f64;
+            let mean = (0..n).flat_map(|i| (0..hw).map(move |k| (i, k))).map(|(i, k)| at(i, k)).sum::<f64>() / m;
+            let sq = (0..n).flat_map(|i| (0..hw).map(move |k| (i, k))).map(|(i, k)| at(i, k).powi(2)).sum::<f64>() / m;
+            let centred =
+                (0..n).flat_map(|i| (0..hw).map(move |k| (i, k))).map(|(i, k)| (at(i, k) - mean).powi(2)).sum::<f64>()
+                    / m;
+            (mean, sq - mean * mean, centred)
+        })
+        .collect()
+}
+
+/// y[n, c, :] = f(c, x[n, c, :]) element by element.
+fn per_channel_map(x: &Tensor, f: impl Fn(usize, f64) -> f64) -> Vec<f64> {
+    let s = x.size();
+    let (c, hw) = (s[1] as usize, (s[2] * s[3]) as usize);
+    crate::common::layer::values(x).iter().enumerate().map(|(i, &v)| f((i / hw) % c, v)).collect()
+}
+
+#[test]
+fn bn_segnet_learn_and_inference() {
+    let _rng = rng_exclusive();
+    let x = randn(&[3, 2, 4, 5], 61) * 2.0 + 0.5;
+    let (scale, shift) = (t(&[1.5, -0.5], &[1, 2, 1, 1]), t(&[0.25, 2.0], &[1, 2, 1, 1]));
+    let stats = channel_stats(&x);
+    let want = per_channel_map(&x, |ch, v| {
+        let (mean, var, _) = stats[ch];
+        [1.5, -0.5][ch] * (v - mean) / (var + 1e-9).sqrt() + [0.25, 2.0][ch]
+    });
+    // LEARN (the default, and a bare BN is SegNet's) uses the batch in TEST too.
+    for phase in [Phase::Test, Phase::Train] {
+        let (setup, tops) =
+            run_phase("type: 'BN'", &[x.shallow_clone()], &[scale.shallow_clone(), shift.shallow_clone()], phase);
+        assert_eq!(setup.params.len(), 2);
+        assert_shaped_values(&format!("LEARN {phase:?}"), &tops[0], &want, &[3, 2, 4, 5]);
+    }
+    // Its batch mean and variance as tops 1 and 2.
+    let text = "type: 'BN' top: 'y' top: 'mean' top: 'var' bn_param { bn_mode: LEARN }";
+    let (_, tops) = run(text, &[x.shallow_clone()], &[scale.shallow_clone(), shift.shallow_clone()]);
+    assert_shaped_values("mean", &tops[1], &[stats[0].0, stats[1].0], &[1, 2, 1, 1]);
+    assert_shaped_values("variance", &tops[2], &[stats[0].1, stats[1].1], &[1, 2, 1, 1]);
+    // INFERENCE: scale and shift only.
+    let (_, tops) = run("type: 'BN' bn_param { bn_mode: INFERENCE }", &[x.shallow_clone()], &[scale, shift]);
+    let want = per_channel_map(&x, |ch, v| [1.5, -0.5][ch] * v + [0.25, 2.0][ch]);
+    assert_shaped_values("INFERENCE", &tops[0], &want, &[3, 2, 4, 5]);
+    // A 2-D bottom is N×C×1×1.
+    let (_, tops) = run(
+        "type: 'BN' bn_param { bn_mode: INFERENCE }",
+        &[t(&[1., 2., 3., 4.], &[2, 2])],
+        &[t(&[2., 3.], &[1, 2, 1, 1]), t(&[0., 1.], &[1, 2, 1, 1])],
+    );
+    assert_shaped_values("2-D", &tops[0], &[2., 7., 6., 13.], &[2, 2]);
+    gradcheck(
+        "type: 'BN' bn_param { scale_filler { type: 'gaussian' } shift_filler { type: 'gaussian' } }",
+        &[randn(&[3, 2, 3, 2], 62)],
+        &[],
+    );
+    gradcheck(
+        "type: 'BN' bn_param { bn_mode: INFERENCE scale_filler { type: 'gaussian' } }",
+        &[randn(&[2, 3, 2, 2], 63)],
+        &[],
+    );
+}
+
+#[test]
+fn bn_pspnet_batch_running_and_frozen_statistics() {
+    let _rng = rng_exclusive();
+    let x = randn(&[3, 2, 4, 5], 64) * 2.0 + 0.5;
+    let (slope, bias) = (t(&[1.5, -0.5], &[1, 2, 1, 1]), t(&[0.25, 2.0], &[1, 2, 1, 1]));
+    let stats = channel_stats(&x);
+    let text = "type: 'BN' bn_param { momentum: 0.95 eps: 0.001 }";
+    // TRAIN: the batch's mean and biased variance, and the running averages move.
+    let (mean0, var0) = (t(&[0.5, -1.0], &[1, 2, 1, 1]), t(&[2.0, 0.5], &[1, 2, 1, 1]));
+    let params = [slope.shallow_clone(), bias.shallow_clone(), mean0.copy(), var0.copy()];
+    let (setup, tops) = run_phase(text, &[x.shallow_clone()], &params, Phase::Train);
+    assert_eq!(setup.params.len(), 4);
+    let want = per_channel_map(&x, |ch, v| {
+        let (mean, _, var) = stats[ch];
+        [1.5, -0.5][ch] * (v - mean) / (var + 0.001f32 as f64).sqrt() + [0.25, 2.0][ch]
+    });
+    assert_shaped_values("TRAIN", &tops[0], &want, &[3, 2, 4, 5]);
+    let moved = |old: [f64; 2], k: usize| -> Vec<f64> {
+        let m = 0.95f32 as f64; // the prototxt's float
+        (0..2).map(|ch| (1.0 - m) * [stats[ch].0, stats[ch].2][k] + m * old[ch]).collect()
+    };
+    assert_shaped_values("running mean", &params[2], &moved([0.5, -1.0], 0), &[1, 2, 1, 1]);
+    assert_shaped_values("running variance", &params[3], &moved([2.0, 0.5], 1), &[1, 2, 1, 1]);
+    // TEST, or frozen in any phase: the running statistics, which stay put.
+    let want = per_channel_map(&x, |ch, v| {
+        [1.5, -0.5][ch] * (v - [0.5, -1.0][ch]) / ([2.0, 0.5][ch] + 0.001f32 as f64).sqrt() + [0.25, 2.0][ch]
+    });
+    for (text, phase) in [(text, Phase::Test), ("type: 'BN' bn_param { frozen: true eps: 0.001 }", Phase::Train)] {
+        let params = [slope.shallow_clone(), bias.shallow_clone(), mean0.copy(), var0.copy()];
+        let (_, tops) = run_phase(text, &[x.shallow_clone()], &params, phase);
+        assert_shaped_values(&format!("{text} {phase:?}"), &tops[0], &want, &[3, 2, 4, 5]);
+        assert!(params[2].equal(&mean0) && params[3].equal(&var0), "{text}: running statistics moved");
+    }
+    // Learnable: slope and bias unless frozen; never the statistics.
+    let layer = create_layer(&lp(text)).unwrap();
+    assert_eq!((0..4).map(|j| layer.param_learnable(j)).collect::<Vec<_>>(), [true, true, false, false]);
+    let frozen = create_layer(&lp("type: 'BN' bn_param { frozen: true }")).unwrap();
+    assert!((0..4).all(|j| !frozen.param_learnable(j)));
+    // A frozen layer's variance starts at 1 (the fork's), an unfrozen one's at 0.
+    let mut frozen = create_layer(&lp("type: 'BN' bn_param { frozen: true }")).unwrap();
+    let setup = frozen.setup(&[vec![1, 3, 2, 2]]).unwrap();
+    assert_eq!(setup.params[3].filler.value(), 1.0);
+    gradcheck(
+        "type: 'BN' bn_param { momentum: 0.9 slope_filler { type: 'gaussian' } bias_filler { type: 'gaussian' } }",
+        &[randn(&[3, 2, 3, 2], 65)],
+        &[],
+    );
+    layer::gradcheck(
+        "type: 'BN' bn_param { frozen: true slope_filler { type: 'gaussian' } }",
+        &[randn(&[2, 3, 2, 2], 66)],
+        GradCheck { phase: Phase::Train, ..Default::default() },
+    );
+    // Errors.
+    let e = setup_err("type: 'BN' bn_param { bn_mode: INFERENCE frozen: true }", &[vec![1, 2, 2, 2]]);
+    assert!(e.contains("mixes SegNet's fields"), "{e}");
+    let e = setup_err("type: 'BN' top: 'y' top: 'm' top: 'v' bn_param { bn_mode: INFERENCE }", &[vec![1, 2, 2, 2]]);
+    assert!(e.contains("BN takes 1 top (or 3 in SegNet's LEARN mode"), "{e}");
+    let e = setup_err("type: 'BN'", &[vec![4]]);
+    assert!(e.contains("needs a bottom with a channel axis"), "{e}");
+}
+
+#[test]
+fn bn_pspnet_statistics_get_no_learning_rate_in_a_net() {
+    let _rng = rng_exclusive();
+    let text = "layer { name: 'x' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 } } }
+                layer { name: 'a' type: 'BN' bottom: 'x' top: 'a' bn_param { momentum: 0.9 } }
+                layer { name: 'b' type: 'BN' bottom: 'a' top: 'b' bn_param { frozen: true } }
+                layer { name: 's' type: 'BN' bottom: 'b' top: 's' }";
+    let net = net(text);
+    let lr: Vec<f32> = net.learnable_params().iter().map(|p| p.lr_mult).collect();
+    assert_eq!(lr, [1., 1., 0., 0., 0., 0., 0., 0., 1., 1.]);
+}

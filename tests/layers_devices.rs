@@ -235,6 +235,14 @@ fn cases() -> Vec<Case> {
         case(r#"type: "Resize" resize_param { height: 7 width: 3 channels: 6 }"#, vec![x4()], &[0]),
         case(r#"type: "Resize" resize_param { height: 3 interpolation: NEAREST }"#, vec![x4()], &[0]),
         // Other forks' layers.
+        case(
+            r#"type: "BN" bn_param { scale_filler { type: "gaussian" } shift_filler { type: "gaussian" } }"#,
+            vec![x4()],
+            &[0],
+        ),
+        case(r#"type: "BN" bn_param { bn_mode: INFERENCE scale_filler { type: "gaussian" } }"#, vec![x4()], &[0]),
+        case(r#"type: "BN" bn_param { momentum: 0.9 slope_filler { type: "gaussian" } }"#, vec![x4()], &[0]),
+        case(r#"type: "BN" bn_param { frozen: true slope_filler { type: "gaussian" } }"#, vec![x4()], &[0]),
         case(r#"type: "Interp" interp_param { zoom_factor: 3 pad_beg: -1 }"#, vec![x4()], &[0]),
         case(r#"type: "Interp" interp_param { height: 3 width: 8 }"#, vec![x4()], &[0]),
         case(r#"type: "Upsample" upsample_param { scale: 2 }"#, vec![x4()], &[0]),

@@ -819,7 +819,7 @@ fn batchnorm_blobs_are_not_learnable_and_reject_lr_mult() {
     let _rng = rng_exclusive();
     let l = lp("name: 'b' type: 'BatchNorm'");
     let mut layer = create_layer(&l).unwrap();
-    assert!(!layer.params_learnable());
+    assert!((0..3).all(|j| !layer.param_learnable(j)));
     let setup = layer.setup(&[vec![2, 5, 3, 3]]).unwrap();
     let shapes: Vec<Vec<i64>> = setup.params.iter().map(|p| p.shape.clone()).collect();
     assert_eq!(shapes, vec![vec![5], vec![5], vec![1]]);

@@ -28,6 +28,7 @@ mod export_pytorch;
 mod export_safetensors;
 mod faults;
 mod fillers;
+mod forks;
 mod hdf5;
 mod in_place;
 mod layer_axes;

@@ -123,6 +123,24 @@ const TYPES: &[TypeSpec] = &[
     ("Accuracy", "accuracy_param", &["top_k", "axis", "ignore_label"], &[]),
     ("Permute", "permute_param", &["order"], &[]),
     ("ShuffleChannel", "shuffle_channel_param", &["group"], &[]),
+    (
+        "Interp",
+        "interp_param",
+        &["height", "width", "zoom_factor", "shrink_factor", "pad_beg", "pad_end"],
+        &[],
+    ),
+    (
+        "Upsample",
+        "upsample_param",
+        &["scale", "scale_h", "scale_w", "upsample_h", "upsample_w"],
+        &["pad_out_h: true", "pad_out_w: true"],
+    ),
+    (
+        "BN",
+        "bn_param",
+        &[],
+        &["bn_mode: INFERENCE", "frozen: true", "momentum: 2", "eps: 0", "scale_filler { type: \"gaussian\" }"],
+    ),
     ("ROIPooling", "roi_pooling_param", &["pooled_h", "pooled_w", "spatial_scale"], &["spatial_scale: 0.0625"]),
     ("Normalize", "norm_param", &[], &["across_spatial: false", "channel_shared: false", "eps: 0"]),
     (

@@ -92,7 +92,6 @@ impl GradCheck {
         }
         let bottoms: Vec<Tensor> = bottoms.iter().map(|b| b.to_kind(Kind::Double).detach()).collect();
         let ctx = Ctx { phase: self.phase, iteration: self.iteration, device: Device::Cpu };
-        let learn = layer.params_learnable();
 
         // The objective's projection weights, one per top, drawn once up front.
         tch::manual_seed(self.seed + 1);
@@ -136,7 +135,7 @@ impl GradCheck {
             .iter()
             .enumerate()
             .map(|(j, p)| {
-                if learn {
+                if layer.param_learnable(j) {
                     let t = p.detach().set_requires_grad(true);
                     inputs.push((Input::Blob(j), t.shallow_clone()));
                     t

@@ -126,9 +126,10 @@ pub trait Layer: Send {
     /// then bias, in Caffe's order). Shapes may differ from setup's (a new batch size).
     fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>>;
 
-    /// Layers whose parameters are running statistics, not gradient-trained
-    /// (BatchNorm), return false; their blobs never get gradients.
-    fn params_learnable(&self) -> bool {
+    /// Whether blob `index` is trained by gradient: running statistics
+    /// (BatchNorm's blobs, the forks' BN means and variances) are not, and
+    /// never get gradients or a learning rate.
+    fn param_learnable(&self, _index: usize) -> bool {
         true
     }
 

@@ -119,7 +119,8 @@ impl Net {
         }
         let propagate_down =
             if lp.propagate_down.is_empty() { vec![true; bottoms.len()] } else { lp.propagate_down.clone() };
-        let params = self.append_params(&lp, &setup.params, layer.params_learnable())?;
+        let learnable: Vec<bool> = (0..setup.params.len()).map(|j| layer.param_learnable(j)).collect();
+        let params = self.append_params(&lp, &setup.params, &learnable)?;
         let may_overwrite_bottom = bottoms.len() == 1 && tops == bottoms && {
             let producer = self.layers.iter().rev().find(|e| e.tops.contains(&bottoms[0]));
             producer.is_some_and(|e| OUTPUT_NOT_SAVED.contains(&e.param.r#type()))
@@ -207,13 +208,14 @@ impl Net {
         &mut self,
         lp: &LayerParameter,
         decls: &[layers::ParamDecl],
-        learnable: bool,
+        learnable: &[bool],
     ) -> Result<Vec<usize>> {
         let mut slots = Vec::with_capacity(decls.len());
         for (j, decl) in decls.iter().enumerate() {
             let n = crate::util::limits::checked_count(&decl.shape, 4, &format!("parameter blob {j}"))?;
             self.plan_bytes(n, &format!("parameter blob {j}"))?;
             let spec = lp.param.get(j);
+            let learnable = learnable.get(j).copied().unwrap_or(true);
             let lr_mult = if learnable { spec.map(|s| s.lr_mult()).unwrap_or(1.0) } else { 0.0 };
             let decay_mult = if learnable { spec.map(|s| s.decay_mult()).unwrap_or(1.0) } else { 0.0 };
             let share_name = spec.and_then(|s| s.name.clone()).filter(|n| !n.is_empty());

@@ -1,10 +1,12 @@
 //! Common layers: inner product, normalisation, arithmetic, shape and
-//! selection layers. Also the BatchNorm + Scale fusion.
+//! selection layers, the forks' BN. Also the BatchNorm + Scale fusion.
 use std::collections::{HashMap, HashSet};
 
 use super::{attr_f, attr_i, io, Graph};
 use crate::export::{Plan, PlanLayer};
 use crate::layers::canonical_axis;
+use crate::layers::common::bn::{bn_fork, BnFork, SEGNET_EPS};
+use crate::proto::caffe::bn_parameter::BnMode;
 use crate::proto::caffe::eltwise_parameter::EltwiseOp;
 use crate::proto::caffe::reduction_parameter::ReductionOp;
 use crate::proto::caffe::Phase;
@@ -89,6 +91,64 @@ pub fn batch_norm(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let c = l.blobs.first().map_or(0, |b| b.numel());
     let t = top_shape(l).map(|_| l.tops[0].clone())?;
     batch_normalization(g, l, &vec![1.0; c], &vec![0.0; c], &t)
+}
+
+/// The forks' BN (common/bn.rs): running statistics as BatchNormalization,
+/// SegNet's INFERENCE mode as Mul and Add, batch statistics spelled out
+/// with ReduceMean.
+pub fn bn(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.bn_param.clone().unwrap_or_default();
+    if shape.len() < 2 {
+        bail!("BN needs a bottom with a channel axis, got shape {shape:?}");
+    }
+    let [n, c, h, w] = crate::layers::legacy_dims(shape)?;
+    let x = g.value(b)?;
+    let x4 = if shape.len() == 4 { x } else { g.reshape(&x, shape, &[n, c, h, w]) };
+    let blob = |j: usize| l.blobs.get(j).ok_or_else(|| crate::Error::invalid(format!("BN needs its blob {j}")));
+    let fork = bn_fork(&p);
+    let batch = match fork {
+        BnFork::SegNet => p.bn_mode() == BnMode::Learn,
+        BnFork::Xiong => l.param.phase() == Phase::Train && !p.frozen(),
+    };
+    let y = if fork == BnFork::Xiong && !batch {
+        let inputs = [
+            g.weight("slope", blob(0)?, &[c])?,
+            g.weight("bias", blob(1)?, &[c])?,
+            g.weight("mean", blob(2)?, &[c])?,
+            g.weight("variance", blob(3)?, &[c])?,
+        ];
+        let refs: Vec<&str> = std::iter::once(x4.as_str()).chain(inputs.iter().map(|s| s.as_str())).collect();
+        g.node("BatchNormalization", &refs, vec![attr_f("epsilon", p.eps())])
+    } else {
+        let scale = g.weight("scale", blob(0)?, &[1, c, 1, 1])?;
+        let shift = g.weight("shift", blob(1)?, &[1, c, 1, 1])?;
+        let normalized = if batch {
+            let mean = g.reduce("ReduceMean", &x4, &[0, 2, 3], true);
+            let centred = g.node("Sub", &[&x4, &mean], vec![]);
+            let var = if fork == BnFork::Xiong {
+                let sq = g.node("Mul", &[&centred, &centred], vec![]);
+                g.reduce("ReduceMean", &sq, &[0, 2, 3], true)
+            } else {
+                let sq = g.node("Mul", &[&x4, &x4], vec![]);
+                let mean_sq = g.reduce("ReduceMean", &sq, &[0, 2, 3], true);
+                let sq_mean = g.node("Mul", &[&mean, &mean], vec![]);
+                g.node("Sub", &[&mean_sq, &sq_mean], vec![])
+            };
+            let eps = if fork == BnFork::Xiong { p.eps() } else { SEGNET_EPS as f32 };
+            let eps = g.scalar("eps", eps);
+            let guarded = g.node("Add", &[&var, &eps], vec![]);
+            let std = g.node("Sqrt", &[&guarded], vec![]);
+            g.node("Div", &[&centred, &std], vec![])
+        } else {
+            x4
+        };
+        let scaled = g.node("Mul", &[&normalized, &scale], vec![]);
+        g.node("Add", &[&scaled, &shift], vec![])
+    };
+    let y = if shape.len() == 4 { y } else { g.reshape(&y, &[n, c, h, w], shape) };
+    g.bind(t, y);
+    Ok(())
 }
 
 /// BatchNorm and the Scale after it as one BatchNormalization.

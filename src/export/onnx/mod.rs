@@ -41,6 +41,7 @@ pub type Lowering = fn(&mut Graph, &PlanLayer) -> Result<()>;
 pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("AbsVal", neuron::abs_val),
     ("ArgMax", common::arg_max),
+    ("BN", common::bn),
     ("BNLL", neuron::bnll),
     ("BatchNorm", common::batch_norm),
     ("BatchReindex", common::batch_reindex),

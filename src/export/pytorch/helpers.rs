@@ -307,6 +307,21 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
+        name: "caffe_bn_batch",
+        deps: &[],
+        code: r#"def caffe_bn_batch(x, weight, bias, eps, centred):
+    """The forks' BN with the batch's statistics over N, H and W: the variance
+    is yjxiong's mean of (x - mean)^2 when centred, SegNet's E[x^2] - mean^2
+    otherwise."""
+    mean = x.mean((0, 2, 3), keepdim=True)
+    if centred:
+        var = ((x - mean) ** 2).mean((0, 2, 3), keepdim=True)
+    else:
+        var = (x * x).mean((0, 2, 3), keepdim=True) - mean * mean
+    return (x - mean) / torch.sqrt(var + eps) * weight + bias
+"#,
+    },
+    Helper {
         name: "caffe_lstm_step",
         deps: &[],
         code: r#"def caffe_lstm_step(c_prev, gates, cont):

@@ -10,10 +10,12 @@ use super::utility::{
     tile,
 };
 use super::{Code, Site};
+use crate::layers::common::bn::{bn_fork, BnFork, SEGNET_EPS};
 use crate::layers::vision::base_conv::geometry;
 use crate::layers::vision::interp::interp_sizes;
 use crate::layers::vision::upsample::{upsample_kind, UpsampleKind};
 use crate::layers::{canonical_axis, count};
+use crate::proto::caffe::bn_parameter::BnMode;
 use crate::proto::caffe::eltwise_parameter::EltwiseOp;
 use crate::proto::caffe::lrn_parameter::NormRegion;
 use crate::proto::caffe::pooling_parameter::{PoolMethod, RoundMode};
@@ -77,6 +79,7 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("ROIPooling", roi_pooling),
     ("ShuffleChannel", shuffle_channel),
     ("Interp", interp),
+    ("BN", bn),
     ("Upsample", upsample),
     ("LSTM", |s, c| recurrent(s, c, true)),
     ("RNN", |s, c| recurrent(s, c, false)),
@@ -327,6 +330,43 @@ fn batch_norm(s: &Site, c: &mut Code) -> Result<()> {
     if shape.len() == 1 {
         y = format!("{y}.reshape({}.shape)", s.b(0));
     }
+    c.assign(&s.tops, y);
+    Ok(())
+}
+
+/// The forks' BN (common/bn.rs): SegNet's blobs are `weight` and `bias`,
+/// yjxiong's add `running_mean` and `running_var`.
+fn bn(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.bn_param.clone().unwrap_or_default();
+    let shape = s.bottom_shape(0);
+    if shape.len() < 2 {
+        bail!("BN needs a bottom with a channel axis");
+    }
+    let [_, ch, h, w] = crate::layers::legacy_dims(shape)?;
+    let blob = vec![1, ch, 1, 1];
+    let fork = bn_fork(&p);
+    let buffers: &[(&str, Vec<i64>)] = match fork {
+        BnFork::SegNet => &[],
+        BnFork::Xiong => &[("running_mean", blob.clone()), ("running_var", blob.clone())],
+    };
+    blobs_module(c, &s.module, &[("weight", blob.clone()), ("bias", blob)], buffers);
+    let m = &s.module;
+    let x = if shape.len() == 4 { s.b(0).to_string() } else { format!("{}.reshape(-1, {ch}, {h}, {w})", s.b(0)) };
+    let y = match fork {
+        BnFork::SegNet if p.bn_mode() == BnMode::Inference => format!("{x} * {m}.weight + {m}.bias"),
+        BnFork::SegNet => {
+            c.helper("caffe_bn_batch");
+            format!("caffe_bn_batch({x}, {m}.weight, {m}.bias, {}, centred=False)", f64_py(SEGNET_EPS))
+        }
+        BnFork::Xiong if s.l.param.phase() == Phase::Train && !p.frozen() => {
+            c.helper("caffe_bn_batch");
+            format!("caffe_bn_batch({x}, {m}.weight, {m}.bias, {}, centred=True)", f(p.eps()))
+        }
+        BnFork::Xiong => {
+            format!("({x} - {m}.running_mean) * torch.rsqrt({m}.running_var + {}) * {m}.weight + {m}.bias", f(p.eps()))
+        }
+    };
+    let y = if shape.len() == 4 { y } else { format!("({y}).reshape({}.shape)", s.b(0)) };
     c.assign(&s.tops, y);
     Ok(())
 }

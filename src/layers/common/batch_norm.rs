@@ -69,7 +69,7 @@ impl Layer for BatchNorm {
         })
     }
 
-    fn params_learnable(&self) -> bool {
+    fn param_learnable(&self, _index: usize) -> bool {
         false
     }
 

@@ -1,7 +1,7 @@
 //! Caffe's common layers: one file per type. What they do:
 //! - blobs in, blobs out: InnerProduct, Embed, Parameter, Bias, Scale;
 //! - arithmetic: Softmax, Eltwise, ArgMax, Reduction;
-//! - normalization: BatchNorm, MVN;
+//! - normalization: BatchNorm, MVN, and the forks' BN (SegNet's, PSPNet's);
 //! - moving data without arithmetic: Split, Concat, Slice, Flatten, Reshape,
 //!   Tile, Silence, Filter, BatchReindex, and ShuffleNet's ShuffleChannel.
 //!   Their gradients are the matching gather/scatter, which autograd
@@ -21,6 +21,7 @@ pub mod arg_max;
 pub mod batch_norm;
 pub mod batch_reindex;
 pub mod bias;
+pub mod bn;
 pub mod broadcast;
 pub mod concat;
 pub mod eltwise;
@@ -60,6 +61,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     filter::register(r);
     batch_reindex::register(r);
     batch_norm::register(r);
+    bn::register(r);
     mvn::register(r);
     shuffle_channel::register(r);
 }

@@ -117,6 +117,7 @@ pub fn torch_blob_name(layer_type: &str, index: usize) -> Option<String> {
             }
         }
         "Scale" => &["weight", "bias"],
+        "BN" => &["weight", "bias", "running_mean", "running_var"],
         "Bias" => &["bias"],
         "PReLU" | "Normalize" => &["weight"],
         "Parameter" => &["weight"],
