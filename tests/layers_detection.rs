@@ -587,3 +587,110 @@ fn detection_output_takes_odd_values_without_panicking() {
     );
     assert!(e.contains("Number of priors must match"), "{e}");
 }
+
+// ---------------------------------------------------------------- Proposal
+
+/// Runs a Proposal layer (TEST) on scores, deltas and im_info; returns its tops.
+fn proposal(params: &str, tops: usize, bottoms: [Tensor; 3]) -> Vec<Tensor> {
+    let top_text: String = (0..tops).map(|k| format!(" top: 't{k}'")).collect();
+    let text = format!("type: 'Proposal'{top_text} proposal_param {{ {params} }}");
+    run_phase(text.as_str(), &bottoms, &[], Phase::Test).1
+}
+
+#[test]
+fn proposal_anchors_are_py_faster_rcnns() {
+    // generate_anchors() with its defaults, as py-faster-rcnn's docstring lists them.
+    let want: [[f32; 4]; 9] = [
+        [-84., -40., 99., 55.],
+        [-176., -88., 191., 103.],
+        [-360., -184., 375., 199.],
+        [-56., -56., 71., 71.],
+        [-120., -120., 135., 135.],
+        [-248., -248., 263., 263.],
+        [-36., -80., 51., 95.],
+        [-80., -168., 95., 183.],
+        [-168., -344., 183., 359.],
+    ];
+    let anchors = caffe_tch::layers::detection::proposal::generate_anchors(16.0, &[0.5, 1.0, 2.0], &[8.0, 16.0, 32.0]);
+    assert_eq!(anchors, want);
+    // Sides round half to even, as numpy's round: a base of 18 at ratio 0.5 is
+    // sqrt(648) = 25.46 → 25 wide and 12.5 → 12 high (half away from zero: 13).
+    let a = caffe_tch::layers::detection::proposal::generate_anchors(18.0, &[0.5], &[1.0]);
+    assert_eq!(a, [[-3.5, 3., 20.5, 14.]]);
+}
+
+#[test]
+fn proposal_decodes_clips_filters_orders_and_suppresses() {
+    let _rng = rng_exclusive();
+    // One anchor (base 4, ratio 1, scale 1: [0, 0, 3, 3]) on a 1×3 map, stride 4:
+    // anchors [0,0,3,3], [4,0,7,3], [8,0,11,3] in a 4×12 image.
+    let base = "feat_stride: 4 base_size: 4 ratio: 1 scale: 1";
+    // Scores: the background channel, then the foreground one.
+    let scores = t(&[0., 0., 0., 0.9, 0.2, 0.8], &[1, 2, 1, 3]);
+    // Deltas, a channel each for dx, dy, dw, dh over the 3 cells: cell 0 moves
+    // half a width right, cell 1 doubles its width, cell 2 shrinks to a quarter.
+    let deltas = t(&[0.5, 0., 0., 0., 0., 0., 0., 2f64.ln(), 0.25f64.ln(), 0., 0., 0.25f64.ln()], &[1, 4, 1, 3]);
+    let info = t(&[4., 12., 1.], &[1, 3]);
+    let bottoms = || [scores.shallow_clone(), deltas.shallow_clone(), info.shallow_clone()];
+    // Cell 0: centre 2 + 0.5·4 = 4, width 4: [2, 0, 6, 4], clipped to the image: [2, 0, 6, 3], score 0.9.
+    // Cell 1: centre 6, width 8: [2, 0, 10, 3], score 0.2; its IoU with cell 0's is
+    //   (5·4) / (5·4 + 9·4 − 5·4) = 0.556.
+    // Cell 2: centre (10, 2), a 1×1 box: [9.5, 1.5, 10.5, 2.5], 2×2 pixels, score 0.8.
+    let (c0, c1, c2) = ([0., 2., 0., 6., 3.], [0., 2., 0., 10., 3.], [0., 9.5, 1.5, 10.5, 2.5]);
+    type Case<'a> = (&'a str, Vec<[f64; 5]>, Vec<f64>); // (parameters, regions, their scores)
+    let cases: Vec<Case> = vec![
+        ("min_size: 2 nms_thresh: 0.5", vec![c0, c2], vec![0.9, 0.8]),
+        ("min_size: 2 nms_thresh: 0.6", vec![c0, c2, c1], vec![0.9, 0.8, 0.2]),
+        ("min_size: 3 nms_thresh: 0.6", vec![c0, c1], vec![0.9, 0.2]),
+        ("min_size: 2 nms_thresh: 0.6 post_nms_topn: 2", vec![c0, c2], vec![0.9, 0.8]),
+        ("min_size: 2 nms_thresh: 0.6 pre_nms_topn: 1", vec![c0], vec![0.9]),
+    ];
+    for (params, regions, kept_scores) in cases {
+        let tops = proposal(&format!("{base} {params}"), 2, bottoms());
+        let want: Vec<f64> = regions.iter().flatten().copied().collect();
+        assert_near(params, &tops[0], &t(&want, &[regions.len() as i64, 5]), 1e-5);
+        let want: Vec<f64> = kept_scores.iter().map(|&v| f32v(v)).collect();
+        assert_near(params, &tops[1], &t(&want, &[kept_scores.len() as i64, 1]), 0.0);
+    }
+    // The image's scale multiplies min_size: at scale 1.5 a box needs 3 pixels.
+    let info15 = t(&[4., 12., 1.5], &[1, 3]);
+    let tops = proposal(
+        &format!("{base} min_size: 2 nms_thresh: 0.6"),
+        1,
+        [scores.shallow_clone(), deltas.shallow_clone(), info15],
+    );
+    assert_eq!(tops.len(), 1);
+    assert_eq!(tops[0].size(), [2, 5]);
+    // A batch of two: each image's regions, with its index and its own im_info row.
+    let two = |x: &Tensor| Tensor::cat(&[x.shallow_clone(), x.shallow_clone()], 0);
+    let infos = t(&[4., 12., 1., 4., 12., 1.5], &[2, 3]);
+    let tops = proposal(&format!("{base} min_size: 2 nms_thresh: 0.6"), 1, [two(&scores), two(&deltas), infos]);
+    let images: Vec<f64> = values(&tops[0].select(1, 0));
+    assert_eq!(images, [0., 0., 0., 1., 1.]);
+    // Nothing left: a 0×5 top.
+    let tops = proposal(&format!("{base} min_size: 100"), 1, bottoms());
+    assert_eq!(tops[0].size(), [0, 5]);
+    // Errors name what is wrong.
+    for (params, shapes, want) in [
+        ("", vec![vec![1, 4, 2, 2], vec![1, 36, 2, 2], vec![1, 3]], "9 anchors need 18"),
+        ("", vec![vec![1, 18, 2, 2], vec![1, 36, 2, 3], vec![1, 3]], "bottom[1] (deltas) has shape [1, 36, 2, 3]"),
+        ("", vec![vec![1, 18, 2, 2], vec![1, 36, 2, 2], vec![1, 2]], "bottom[2] (im_info)"),
+        ("ratio: 0", vec![vec![1, 2, 2, 2], vec![1, 4, 2, 2], vec![1, 3]], "ratios and scales must be positive"),
+        ("nms_thresh: 2", vec![vec![1, 18, 2, 2], vec![1, 36, 2, 2], vec![1, 3]], "nms_thresh must be in [0, 1]"),
+        (
+            "feat_stride: 0",
+            vec![vec![1, 18, 2, 2], vec![1, 36, 2, 2], vec![1, 3]],
+            "feat_stride and base_size must be positive",
+        ),
+    ] {
+        let e = setup_err(format!("type: 'Proposal' proposal_param {{ {params} }}").as_str(), &shapes);
+        assert!(e.contains(want), "{params}: {e}");
+    }
+    let e = forward_err(
+        format!("type: 'Proposal' proposal_param {{ {base} }}").as_str(),
+        &[scores.shallow_clone(), deltas.shallow_clone(), t(&[0., 12., 1.], &[1, 3])],
+        &[],
+        Phase::Test,
+    );
+    assert!(e.contains("height and width must be at least 1"), "{e}");
+}

@@ -267,6 +267,15 @@ fn cases() -> Vec<Case> {
             vec![x4(), t(&[0., 0., 0., 7., 9., 1., 2., 1., 9., 6., 1., -4., -4., 3., 3.], &[3, 5])],
             &[0],
         ),
+        case(
+            r#"type: "Proposal" top: "rois" top: "scores" proposal_param { feat_stride: 4 min_size: 1 post_nms_topn: 10 }"#,
+            vec![
+                uniform(&[1, 18, 3, 4], 0.0, 1.0, 26),
+                randn_f32(&[1, 36, 3, 4], 27) * 0.2,
+                t(&[12., 16., 1.], &[1, 3]),
+            ],
+            &[],
+        ),
         // The SSD fork's layers.
         case(r#"type: "Permute" permute_param { order: 0 order: 2 order: 3 order: 1 }"#, vec![x4()], &[0]),
         case(r#"type: "Normalize" norm_param { across_spatial: false channel_shared: false }"#, vec![x4()], &[0]),

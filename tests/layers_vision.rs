@@ -1082,6 +1082,9 @@ fn upsample_nearest_repeats_each_value() {
     assert!(e.contains("scale must be at least 1"), "{e}");
     let e = setup_err("type: 'Upsample' upsample_param { scale: 2 }", &[vec![1, 4]]);
     assert!(e.contains("needs a 4-D bottom"), "{e}");
+    // No bottom at all (the fuzzer's first find: setup read the bottom before checking).
+    let e = setup_err("type: 'Upsample'", &[]);
+    assert!(e.contains("takes 1 to 2 bottom blobs, got 0"), "{e}");
 }
 
 /// SegNet's unpooling, as its CPU loop: a zero plane, each value written at its mask's index.

@@ -136,6 +136,12 @@ const TYPES: &[TypeSpec] = &[
         &["pad_out_h: true", "pad_out_w: true"],
     ),
     (
+        "Proposal",
+        "proposal_param",
+        &["feat_stride", "base_size", "min_size", "ratio", "scale", "pre_nms_topn", "post_nms_topn"],
+        &["nms_thresh: 0", "nms_thresh: 1"],
+    ),
+    (
         "BN",
         "bn_param",
         &[],

@@ -78,3 +78,98 @@ def test_interp_and_the_pooling_mask_match_opencv(tmp_path):
         assert ours.shape == theirs.shape, name
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6, err_msg=name)
     assert net.blobs["zoom"].data.shape == (2, 3, 33, 49)
+
+
+def faster_rcnn_proposals(scores, deltas, im_info, stride, min_size, pre, post, thresh):
+    """py-faster-rcnn's proposal layer, written out in numpy for one image with
+    its default anchors (ratios 0.5, 1, 2; scales 8, 16, 32 of a 16-pixel box),
+    in float32 as it runs; the sort is stable where numpy's argsort is not."""
+    def centre(box):
+        w, h = box[2] - box[0] + 1, box[3] - box[1] + 1
+        return w, h, box[0] + 0.5 * (w - 1), box[1] + 0.5 * (h - 1)
+
+    def corners(ws, hs, cx, cy):
+        return np.stack([cx - 0.5 * (ws - 1), cy - 0.5 * (hs - 1), cx + 0.5 * (ws - 1), cy + 0.5 * (hs - 1)], 1)
+
+    ratios, scales = np.array([0.5, 1, 2]), np.array([8.0, 16, 32])
+    w, h, cx, cy = centre(np.array([0.0, 0, 15, 15]))
+    ws = np.round(np.sqrt(w * h / ratios))
+    boxes = corners(ws, np.round(ws * ratios), cx, cy)
+    anchors = np.vstack([corners(b_w * scales, b_h * scales, b_cx, b_cy)
+                         for b_w, b_h, b_cx, b_cy in map(centre, boxes)])
+    a = len(anchors)
+    height, width = scores.shape[-2:]
+    sx, sy = np.meshgrid(np.arange(width) * stride, np.arange(height) * stride)
+    shifts = np.stack([sx.ravel(), sy.ravel(), sx.ravel(), sy.ravel()], 1)
+    anchors = (anchors[None] + shifts[:, None]).reshape(-1, 4).astype(np.float32)
+    d = deltas.transpose(0, 2, 3, 1).reshape(-1, 4)
+    s = scores[:, a:].transpose(0, 2, 3, 1).reshape(-1)
+    one, half = np.float32(1), np.float32(0.5)
+    bw, bh = anchors[:, 2] - anchors[:, 0] + one, anchors[:, 3] - anchors[:, 1] + one
+    pcx, pcy = d[:, 0] * bw + anchors[:, 0] + half * bw, d[:, 1] * bh + anchors[:, 1] + half * bh
+    pw, ph = np.exp(d[:, 2]) * bw, np.exp(d[:, 3]) * bh
+    b = np.stack([pcx - half * pw, pcy - half * ph, pcx + half * pw, pcy + half * ph], 1)
+    b[:, 0::2] = np.maximum(np.minimum(b[:, 0::2], im_info[1] - 1), 0)
+    b[:, 1::2] = np.maximum(np.minimum(b[:, 1::2], im_info[0] - 1), 0)
+    big = np.where((b[:, 2] - b[:, 0] + 1 >= min_size * im_info[2]) & (b[:, 3] - b[:, 1] + 1 >= min_size * im_info[2]))[0]
+    b, s = b[big], s[big]
+    order = np.argsort(s, kind="stable")[::-1][:pre]
+    b, s = b[order], s[order]
+    areas = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    kept, suppressed = [], np.zeros(len(b), bool)
+    for i in range(len(b)):
+        if suppressed[i]:
+            continue
+        kept.append(i)
+        if len(kept) == post:
+            break
+        iw = np.maximum(0, np.minimum(b[i, 2], b[i + 1:, 2]) - np.maximum(b[i, 0], b[i + 1:, 0]) + 1)
+        ih = np.maximum(0, np.minimum(b[i, 3], b[i + 1:, 3]) - np.maximum(b[i, 1], b[i + 1:, 1]) + 1)
+        inter = iw * ih
+        suppressed[i + 1:] |= inter / (areas[i] + areas[i + 1:] - inter) > thresh
+    return b[kept], s[kept]
+
+
+PROPOSAL_NET = """
+layer {{ name: "scores" type: "Input" top: "scores" input_param {{ shape {{ dim: 1 dim: 18 dim: 12 dim: 16 }} }} }}
+layer {{ name: "deltas" type: "Input" top: "deltas" input_param {{ shape {{ dim: 1 dim: 36 dim: 12 dim: 16 }} }} }}
+layer {{ name: "im_info" type: "Input" top: "im_info" input_param {{ shape {{ dim: 1 dim: 3 }} }} }}
+layer {{ name: "proposal" type: "Proposal" bottom: "scores" bottom: "deltas" bottom: "im_info" top: "rois" top: "kept"
+  proposal_param {{ feat_stride: 16 ratio: 0.5 ratio: 1 ratio: 2 scale: 8 scale: 16 scale: 32 min_size: {min_size} pre_nms_topn: {pre} post_nms_topn: {post} nms_thresh: {thresh} }} }}
+"""
+
+
+def test_proposal_is_py_faster_rcnns_and_opencvs(tmp_path):
+    """Faster R-CNN's Proposal against py-faster-rcnn's rules written out in
+    numpy, and against OpenCV 4.14's Proposal layer, which does not drop small
+    boxes (min_size) and pads its top with zero rows to post_nms_topn."""
+    cv2 = opencv()
+    rng = np.random.default_rng(7)
+    scores = rng.random((1, 18, 12, 16)).astype(np.float32)
+    deltas = (rng.standard_normal((1, 36, 12, 16)) * 0.3).astype(np.float32)
+    info = np.array([[190, 250, 1.2]], np.float32)
+    for min_size, pre, post, thresh in [(16, 6000, 300, 0.7), (16, 500, 50, 0.5), (40, 6000, 1000, 0.9), (0, 6000, 120, 0.7)]:
+        proto = tmp_path / f"p{min_size}_{pre}.prototxt"
+        proto.write_text(PROPOSAL_NET.format(min_size=min_size, pre=pre, post=post, thresh=thresh))
+        net = caffe.Net(str(proto), caffe.TEST)
+        net.blobs["scores"].data[...] = scores
+        net.blobs["deltas"].data[...] = deltas
+        net.blobs["im_info"].data[...] = info
+        net.forward()
+        rois, kept = net.blobs["rois"].data, net.blobs["kept"].data
+        boxes, box_scores = faster_rcnn_proposals(scores, deltas, info[0], 16, min_size, pre, post, thresh)
+        assert rois.shape == (len(boxes), 5) and kept.shape == (len(boxes), 1), (rois.shape, len(boxes))
+        assert 10 < len(boxes) <= post
+        np.testing.assert_array_equal(rois[:, 0], 0)
+        np.testing.assert_allclose(rois[:, 1:], boxes, rtol=0, atol=1e-4)
+        np.testing.assert_array_equal(kept[:, 0], box_scores)
+        if min_size == 0:
+            cv = cv2.dnn.readNetFromCaffe(str(proto))
+            cv.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+            cv.setInput(scores, "scores")
+            cv.setInput(deltas, "deltas")
+            cv.setInput(info, "im_info")
+            theirs = cv.forward("proposal").reshape(-1, 5)
+            assert len(theirs) == post
+            np.testing.assert_allclose(theirs[:len(rois)], rois, rtol=0, atol=1e-4)
+            np.testing.assert_array_equal(theirs[len(rois):], 0)

@@ -27,8 +27,9 @@ def test_module_exposes_messages_and_enums_as_protoc_does():
     assert caffe_pb2.DESCRIPTOR.name == 'caffe.proto'
     assert caffe_pb2.DESCRIPTOR.package == 'caffe'
     # BVLC's 63 messages, DropIn's and Resize's, the SSD fork's 9, ShuffleNet's, Fast R-CNN's,
-    # DeepLab's Interp, the Upsample of YOLOv3's and SegNet's forks, SegNet's and PSPNet's BN.
-    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 79
+    # DeepLab's Interp, the Upsample of YOLOv3's and SegNet's forks, SegNet's and PSPNet's BN,
+    # Faster R-CNN's Proposal.
+    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 80
 
 
 def test_caffe_tch_extensions_have_their_field_numbers():
@@ -38,7 +39,7 @@ def test_caffe_tch_extensions_have_their_field_numbers():
     assert fields['resize_param'].number == 151
     # Forks' parameters under numbers of our own where BVLC used theirs.
     assert (fields['interp_param'].number, fields['upsample_param'].number) == (2143, 149)
-    assert fields['bn_param'].number == 45
+    assert (fields['bn_param'].number, fields['proposal_param'].number) == (45, 2201)
     solver = caffe_pb2.SolverParameter.DESCRIPTOR.fields_by_name
     assert (solver['max_lr'].number, solver['cyclical_momentum'].number) == (100, 101)
     # BVLC's own numbers are unchanged.

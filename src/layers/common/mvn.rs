@@ -51,8 +51,9 @@ impl Layer for Mvn {
     fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
         let s = legacy_shape(&x.size())?;
-        let rows = if self.p.across_channels() { s[0] } else { s[0] * s[1] };
-        let flat = x.f_reshape([rows, -1])?;
+        let (rows, per_row) =
+            if self.p.across_channels() { (s[0], s[1] * s[2] * s[3]) } else { (s[0] * s[1], s[2] * s[3]) };
+        let flat = x.f_reshape([rows, per_row])?;
         let centred = flat.f_sub(&flat.f_mean_dim([1i64].as_slice(), true, None::<Kind>)?)?;
         let y = if self.p.normalize_variance() {
             let var = centred.f_square()?.f_mean_dim([1i64].as_slice(), true, None::<Kind>)?;

@@ -3,9 +3,11 @@
 //! weiliu89/caffe), which SSD, MobileNet-SSD and OpenCV's face detector
 //! need: Permute, Normalize, PriorBox and DetectionOutput; and Fast R-CNN's
 //! ROIPooling (rbgirshick/caffe-fast-rcnn), which Fast and Faster R-CNN
-//! nets need (their Proposal layer is Python, run as a Python layer). Their
-//! parameters sit in `proto/caffe.proto` at the forks' field numbers, so
-//! the forks' prototxt and `.caffemodel` files read as they are. The SSD
+//! nets need, with Faster R-CNN's Proposal as OpenCV's and OpenVINO's
+//! schemas have it natively (py-faster-rcnn's own is a Python layer). Their
+//! parameters sit in `proto/caffe.proto` at the forks' field numbers
+//! (Proposal's at one of ours), so the forks' prototxt and `.caffemodel`
+//! files read as they are. The SSD
 //! fork's training layers (MultiBoxLoss, AnnotatedData, DetectionEvaluate)
 //! are not here.
 use super::registry::LayerInfo;
@@ -14,6 +16,7 @@ pub mod detection_output;
 pub mod normalize;
 pub mod permute;
 pub mod prior_box;
+pub mod proposal;
 pub mod roi_pooling;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
@@ -21,5 +24,6 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     normalize::register(r);
     permute::register(r);
     prior_box::register(r);
+    proposal::register(r);
     roi_pooling::register(r);
 }

@@ -72,16 +72,19 @@ pub fn upsample_kind(p: &UpsampleParameter, bottoms: &[Shape]) -> Result<Upsampl
     if (p.pad_out_h() && sh != 2) || (p.pad_out_w() && sw != 2) {
         bail!("pad_out_h and pad_out_w need a scale of 2 along their axis");
     }
-    Ok(UpsampleKind::Unpool([x[2] * sh as i64 - p.pad_out_h() as i64, x[3] * sw as i64 - p.pad_out_w() as i64]))
+    Ok(UpsampleKind::Unpool([
+        x[2].saturating_mul(sh as i64) - p.pad_out_h() as i64,
+        x[3].saturating_mul(sw as i64) - p.pad_out_w() as i64,
+    ]))
 }
 
 impl Layer for Upsample {
     fn setup(&mut self, bottoms: &[Shape]) -> Result<SetupOut> {
+        // The kind first: it checks there is a 4-D bottom.
+        let kind = upsample_kind(&self.p, bottoms)?;
         let x = &bottoms[0];
-        let [h, w] = match upsample_kind(&self.p, bottoms)? {
-            UpsampleKind::Nearest([sh, sw]) => {
-                [x.get(2).copied().unwrap_or(0) * sh, x.get(3).copied().unwrap_or(0) * sw]
-            }
+        let [h, w] = match kind {
+            UpsampleKind::Nearest([sh, sw]) => [x[2].saturating_mul(sh), x[3].saturating_mul(sw)],
             UpsampleKind::Unpool(size) => size,
         };
         Ok(SetupOut { tops: vec![vec![x[0], x[1], h, w]], params: vec![] })
