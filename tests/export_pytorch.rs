@@ -228,6 +228,8 @@ fn layer_nets() -> Vec<(String, String, Option<i64>)> {
         ("normalize_per_channel", one(&x, "Normalize", "norm_param { across_spatial: false channel_shared: false eps: 0.01 scale_filler { type: \"uniform\" min: 1 max: 20 } }")),
         ("priorbox_image_blob", format!("{}layer {{ name: \"l\" type: \"PriorBox\" bottom: \"data\" bottom: \"data\" top: \"y\" prior_box_param {{ min_size: 2 max_size: 5 aspect_ratio: 2 flip: false }} }}\n", input("data", &x))),
         ("priorbox_fixed", one(&x, "PriorBox", "prior_box_param { min_size: 3 aspect_ratio: 2 aspect_ratio: 3 clip: true img_h: 30 img_w: 40 step_h: 7 step_w: 5 offset: 0.25 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 }")),
+        ("depthwise_convolution", one(&x, "DepthwiseConvolution", &format!("convolution_param {{ num_output: 4 group: 4 kernel_size: 3 pad: 1 {W} }}"))),
+        ("convolution_depthwise", one(&x, "ConvolutionDepthwise", &format!("convolution_param {{ kernel_size: 3 stride: 2 {W} }}"))),
         ("bn_segnet_learn", one(&x, "BN", "bn_param { scale_filler { type: \"uniform\" min: -2 max: 2 } shift_filler { type: \"uniform\" } }")),
         ("bn_segnet_inference", one(&x, "BN", "bn_param { bn_mode: INFERENCE scale_filler { type: \"uniform\" min: -2 max: 2 } shift_filler { type: \"uniform\" } }")),
         ("bn_pspnet_frozen", one(&x, "BN", "bn_param { frozen: true eps: 0.001 slope_filler { type: \"uniform\" min: -2 max: 2 } bias_filler { type: \"uniform\" } }")),

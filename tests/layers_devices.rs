@@ -243,6 +243,16 @@ fn cases() -> Vec<Case> {
         case(r#"type: "BN" bn_param { bn_mode: INFERENCE scale_filler { type: "gaussian" } }"#, vec![x4()], &[0]),
         case(r#"type: "BN" bn_param { momentum: 0.9 slope_filler { type: "gaussian" } }"#, vec![x4()], &[0]),
         case(r#"type: "BN" bn_param { frozen: true slope_filler { type: "gaussian" } }"#, vec![x4()], &[0]),
+        case(
+            r#"type: "DepthwiseConvolution" convolution_param { num_output: 4 group: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" } }"#,
+            vec![x4()],
+            &[0],
+        ),
+        case(
+            r#"type: "ConvolutionDepthwise" convolution_param { kernel_size: 3 stride: 2 weight_filler { type: "gaussian" } }"#,
+            vec![x4()],
+            &[0],
+        ),
         case(r#"type: "Interp" interp_param { zoom_factor: 3 pad_beg: -1 }"#, vec![x4()], &[0]),
         case(r#"type: "Interp" interp_param { height: 3 width: 8 }"#, vec![x4()], &[0]),
         case(r#"type: "Upsample" upsample_param { scale: 2 }"#, vec![x4()], &[0]),

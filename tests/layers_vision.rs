@@ -1250,3 +1250,37 @@ fn interp_is_deeplabs_bilinear_interpolation() {
     let e = setup_err("type: 'Interp' interp_param { zoom_factor: 2 }", &[vec![1, 1, 6, 6], vec![1, 1, 3, 3]]);
     assert!(e.contains("cannot give one too"), "{e}");
 }
+
+#[test]
+fn depthwise_convolutions_equal_a_convolution_with_a_group_per_channel() {
+    let _rng = rng_exclusive();
+    let x = randn(&[2, 6, 7, 8], 71);
+    let (w, b) = (randn(&[6, 1, 3, 3], 72), randn(&[6], 73));
+    let conv = "convolution_param { num_output: 6 group: 6 kernel_size: 3 pad: 1 stride: 2 dilation: 1 }";
+    let want = run(
+        &lp(&format!("type: 'Convolution' {conv}")),
+        &[x.shallow_clone()],
+        &[w.shallow_clone(), b.shallow_clone()],
+        Phase::Test,
+    )
+    .remove(0);
+    let y = run(
+        &lp(&format!("type: 'DepthwiseConvolution' {conv}")),
+        &[x.shallow_clone()],
+        &[w.shallow_clone(), b.shallow_clone()],
+        Phase::Test,
+    );
+    assert_near("DepthwiseConvolution", &y[0], &want, 0.0);
+    // ConvolutionDepthwise reads neither num_output nor group: one filter per channel.
+    let text = "type: 'ConvolutionDepthwise' convolution_param { num_output: 99 kernel_size: 3 pad: 1 stride: 2 }";
+    let (setup, tops) = run_phase(text, &[x.shallow_clone()], &[w.shallow_clone(), b.shallow_clone()], Phase::Test);
+    let shapes: Vec<Vec<i64>> = setup.params.iter().map(|p| p.shape.clone()).collect();
+    assert_eq!(shapes, [vec![6, 1, 3, 3], vec![6]]);
+    assert_near("ConvolutionDepthwise", &tops[0], &want, 0.0);
+    gradcheck(
+        &lp("type: 'ConvolutionDepthwise' convolution_param { kernel_size: 3 pad: 1 dilation: 2 weight_filler { type: 'gaussian' } }"),
+        &[randn(&[2, 3, 6, 5], 74)],
+        Phase::Train,
+        vec![],
+    );
+}

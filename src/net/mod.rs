@@ -99,8 +99,18 @@ struct LayerEntry {
 
 /// Layer types whose backward reads their inputs (or nothing), never their
 /// output, so an in-place layer after them may overwrite that output.
-const OUTPUT_NOT_SAVED: &[&str] =
-    &["Convolution", "Deconvolution", "InnerProduct", "Pooling", "Concat", "Eltwise", "Scale", "LRN"];
+const OUTPUT_NOT_SAVED: &[&str] = &[
+    "Convolution",
+    "DepthwiseConvolution",
+    "ConvolutionDepthwise",
+    "Deconvolution",
+    "InnerProduct",
+    "Pooling",
+    "Concat",
+    "Eltwise",
+    "Scale",
+    "LRN",
+];
 
 /// A parameter slot of a layer: the tensor it uses, and which learnable param owns it.
 struct ParamSlot {

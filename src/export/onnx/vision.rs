@@ -2,7 +2,7 @@
 //! forks' Interp and Upsample.
 use super::{attr_f, attr_i, attr_ints, attr_s, io, Graph};
 use crate::export::PlanLayer;
-use crate::layers::vision::base_conv::{geometry, Geometry};
+use crate::layers::vision::base_conv::{effective_conv_param, geometry, Geometry};
 use crate::layers::vision::interp::interp_sizes;
 use crate::layers::vision::pooling::pooled_size;
 use crate::layers::vision::spp::Spp;
@@ -14,7 +14,7 @@ use crate::proto::onnx::tensor_proto::DataType;
 use crate::{bail, Result};
 
 fn conv_geometry(l: &PlanLayer, shape: &[i64]) -> Result<(crate::proto::caffe::ConvolutionParameter, Geometry)> {
-    let p = l.param.convolution_param.clone().unwrap_or_default();
+    let p = effective_conv_param(&l.param, shape.get(1).copied().unwrap_or(0));
     if p.axis() != 1 {
         bail!("only axis 1 convolutions export (got axis {})", p.axis());
     }

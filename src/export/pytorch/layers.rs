@@ -11,7 +11,7 @@ use super::utility::{
 };
 use super::{Code, Site};
 use crate::layers::common::bn::{bn_fork, BnFork, SEGNET_EPS};
-use crate::layers::vision::base_conv::geometry;
+use crate::layers::vision::base_conv::{effective_conv_param, geometry};
 use crate::layers::vision::interp::interp_sizes;
 use crate::layers::vision::upsample::{upsample_kind, UpsampleKind};
 use crate::layers::{canonical_axis, count};
@@ -30,6 +30,8 @@ type Emit = fn(&Site, &mut Code) -> Result<()>;
 pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("Convolution", |s, c| conv(s, c, false)),
     ("Deconvolution", |s, c| conv(s, c, true)),
+    ("DepthwiseConvolution", |s, c| conv(s, c, false)),
+    ("ConvolutionDepthwise", |s, c| conv(s, c, false)),
     ("InnerProduct", inner_product),
     ("Pooling", pooling),
     ("LRN", lrn),
@@ -162,8 +164,8 @@ pub(super) fn blobs_module(c: &mut Code, module: &str, params: &[(&str, Vec<i64>
 // ------------------------------------------------------------ layers
 
 fn conv(s: &Site, c: &mut Code, transposed: bool) -> Result<()> {
-    let p = s.l.param.convolution_param.clone().unwrap_or_default();
     let shape = s.bottom_shape(0);
+    let p = effective_conv_param(&s.l.param, shape.get(1).copied().unwrap_or(0));
     if canonical_axis(p.axis(), shape.len())? != 1 {
         bail!("convolution over an axis other than 1 has no torch.nn equivalent");
     }

@@ -75,6 +75,8 @@ pub fn geometry(p: &ConvolutionParameter, n: usize) -> Result<Geometry> {
 pub struct Conv {
     p: ConvolutionParameter,
     transposed: bool,
+    /// The ConvolutionDepthwise fork's layer: one filter per input channel.
+    depthwise: bool,
     axis: usize,
     geom: Option<Geometry>,
     groups: i64,
@@ -87,8 +89,49 @@ impl Conv {
         if p.num_output.is_none() {
             bail!("convolution_param.num_output is required");
         }
-        Ok(Conv { p, transposed, axis: 1, geom: None, groups: 1, inference: InferenceConvWeights::default() })
+        Ok(Conv {
+            p,
+            transposed,
+            depthwise: false,
+            axis: 1,
+            geom: None,
+            groups: 1,
+            inference: InferenceConvWeights::default(),
+        })
     }
+
+    /// ConvolutionDepthwise: num_output and group are the input's channels,
+    /// whatever the prototxt says (the fork reads neither).
+    pub(super) fn depthwise(lp: &LayerParameter) -> Self {
+        let p = lp.convolution_param.clone().unwrap_or_default();
+        Conv {
+            p,
+            transposed: false,
+            depthwise: true,
+            axis: 1,
+            geom: None,
+            groups: 1,
+            inference: InferenceConvWeights::default(),
+        }
+    }
+}
+
+/// The convolution parameters a layer runs with on a bottom of `channels`:
+/// its own, or for ConvolutionDepthwise a plain Convolution's (the exporters
+/// write every convolution from these).
+pub fn effective_conv_param(lp: &LayerParameter, channels: i64) -> ConvolutionParameter {
+    let p = lp.convolution_param.clone().unwrap_or_default();
+    if lp.r#type() == "ConvolutionDepthwise" {
+        depthwise_param(&p, channels)
+    } else {
+        p
+    }
+}
+
+/// A ConvolutionDepthwise layer's parameters as a plain Convolution's: one
+/// group and one output per input channel (the exporters write it so).
+pub fn depthwise_param(p: &ConvolutionParameter, channels: i64) -> ConvolutionParameter {
+    ConvolutionParameter { num_output: Some(channels as u32), group: Some(channels as u32), ..p.clone() }
 }
 
 impl Layer for Conv {
@@ -108,6 +151,12 @@ impl Layer for Conv {
         }
         let g = geometry(&self.p, n_spatial)?;
         let channels = s[self.axis];
+        if self.depthwise {
+            if !(1..=u32::MAX as i64).contains(&channels) {
+                bail!("ConvolutionDepthwise needs 1 or more input channels, got {channels}");
+            }
+            self.p = depthwise_param(&self.p, channels);
+        }
         let num_output = self.p.num_output() as i64;
         self.groups = self.p.group() as i64;
         if self.groups <= 0 || channels % self.groups != 0 || num_output % self.groups != 0 {

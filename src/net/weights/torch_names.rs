@@ -108,7 +108,12 @@ pub fn unique_identifiers<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<S
 /// index as the name (`lstm1.0`).
 pub fn torch_blob_name(layer_type: &str, index: usize) -> Option<String> {
     let named: &[&str] = match layer_type {
-        "Convolution" | "Deconvolution" | "InnerProduct" | "Embed" => &["weight", "bias"],
+        "Convolution"
+        | "DepthwiseConvolution"
+        | "ConvolutionDepthwise"
+        | "Deconvolution"
+        | "InnerProduct"
+        | "Embed" => &["weight", "bias"],
         "BatchNorm" => {
             return match index {
                 0 => Some("running_mean".into()),
