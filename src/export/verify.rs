@@ -61,6 +61,22 @@ fn random_regions(l: &crate::export::PlanLayer, shape: &[i64]) -> Tensor {
     Tensor::cat(&[image, corner(dim(3)), corner(dim(2)), corner(dim(3)), corner(dim(2))], 1).reshape(shape)
 }
 
+/// A Proposal's im_info: the image its score map covers, [height, width,
+/// scale 1], on every row.
+fn image_info_for(l: &super::PlanLayer, shape: &[i64]) -> Tensor {
+    let map = l.bottom_shapes.first().cloned().unwrap_or_default();
+    let stride = l.param.proposal_param.clone().unwrap_or_default().feat_stride() as f32;
+    let side = |k: usize| map.get(k).copied().unwrap_or(1).max(1) as f32 * stride;
+    let rows = shape.first().copied().unwrap_or(1).max(1);
+    let per_row = shape.iter().skip(1).product::<i64>().max(3) as usize;
+    let mut values = Vec::with_capacity(rows as usize * per_row);
+    for _ in 0..rows {
+        values.extend([side(2), side(3), 1.0]);
+        values.extend(std::iter::repeat_n(0.0, per_row - 3));
+    }
+    Tensor::from_slice(&values).reshape(shape)
+}
+
 pub fn random_inputs(plan: &Plan) -> Vec<(String, Tensor)> {
     tch::manual_seed(INPUT_SEED);
     plan.inputs
@@ -69,12 +85,15 @@ pub fn random_inputs(plan: &Plan) -> Vec<(String, Tensor)> {
             let embed = plan.layers.iter().find(|l| l.layer_type() == "Embed" && l.bottoms.first() == Some(&i.name));
             let regions =
                 plan.layers.iter().find(|l| l.layer_type() == "ROIPooling" && l.bottoms.get(1) == Some(&i.name));
-            let t = match (embed.and_then(|l| l.param.embed_param.as_ref()), regions) {
-                (Some(p), _) => {
+            let image_info =
+                plan.layers.iter().find(|l| l.layer_type() == "Proposal" && l.bottoms.get(2) == Some(&i.name));
+            let t = match (embed.and_then(|l| l.param.embed_param.as_ref()), regions, image_info) {
+                (Some(p), _, _) => {
                     Tensor::randint(i64::from(p.input_dim()).max(1), i.shape.as_slice(), (Kind::Float, Device::Cpu))
                 }
-                (None, Some(l)) => random_regions(l, &i.shape),
-                (None, None) => Tensor::rand(i.shape.as_slice(), (Kind::Float, Device::Cpu)) * 2.0 - 1.0,
+                (None, Some(l), _) => random_regions(l, &i.shape),
+                (None, None, Some(l)) => image_info_for(l, &i.shape),
+                (None, None, None) => Tensor::rand(i.shape.as_slice(), (Kind::Float, Device::Cpu)) * 2.0 - 1.0,
             };
             (i.name.clone(), t)
         })

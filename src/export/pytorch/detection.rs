@@ -1,5 +1,5 @@
 //! The emitters of the detection forks' layers (Permute, Normalize, PriorBox,
-//! ROIPooling),
+//! ROIPooling, Proposal),
 //! listed in layers.rs's table; each follows src/layers/detection/<type>.rs.
 //! DetectionOutput is left out of exported models (see `plan::left_out_reason`).
 use super::layers::{blobs_module, f, list, py_bool, tup};
@@ -59,5 +59,36 @@ pub(super) fn roi_pooling(s: &Site, c: &mut Code) -> Result<()> {
         &s.tops,
         format!("caffe_roi_pool({}, {}, {}, {}, {})", s.b(0), s.b(1), p.pooled_h(), p.pooled_w(), f(p.spatial_scale())),
     );
+    Ok(())
+}
+
+/// Proposal (detection/proposal.rs): the helper runs its rules in eager
+/// PyTorch (data-dependent, one image at a time); the anchors are written in.
+pub(super) fn proposal(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.proposal_param.clone().unwrap_or_default();
+    let layer = crate::layers::detection::proposal::Proposal::from_param(p.clone())?;
+    let anchors: Vec<String> = layer
+        .anchors()
+        .iter()
+        .map(|a| format!("[{}]", a.iter().map(|&v| f(v)).collect::<Vec<_>>().join(", ")))
+        .collect();
+    c.helper("caffe_proposal");
+    let call = format!(
+        "caffe_proposal({}, {}, {}, [{}], {}, {}, {}, {}, {})",
+        s.b(0),
+        s.b(1),
+        s.b(2),
+        anchors.join(", "),
+        p.feat_stride(),
+        p.min_size(),
+        p.pre_nms_topn(),
+        p.post_nms_topn(),
+        f(p.nms_thresh())
+    );
+    if s.tops.len() > 1 {
+        c.assign(&s.tops, call);
+    } else {
+        c.assign(&s.tops, format!("{call}[0]"));
+    }
     Ok(())
 }

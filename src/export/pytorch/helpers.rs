@@ -322,6 +322,58 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
+        name: "caffe_proposal",
+        deps: &[],
+        code: r#"def caffe_proposal(scores, deltas, im_info, anchors, stride, min_size, pre, post, thresh):
+    """Faster R-CNN's proposals, py-faster-rcnn's rules: the anchors at every
+    cell moved by the deltas, clipped to im_info's image, boxes under
+    min_size * scale dropped, the `pre` best scores, suppression at an IoU over
+    `thresh` (pixel boxes, +1), the first `post`. Returns the regions
+    [image, x1, y1, x2, y2] and their scores."""
+    anchors = torch.tensor(anchors, dtype=scores.dtype, device=scores.device)
+    a, (n, _, h, w) = anchors.shape[0], scores.shape
+    ys = torch.arange(h, device=scores.device, dtype=scores.dtype) * stride
+    xs = torch.arange(w, device=scores.device, dtype=scores.dtype) * stride
+    sy, sx = torch.meshgrid(ys, xs, indexing="ij")
+    boxes = (anchors[None] + torch.stack([sx, sy, sx, sy], -1).reshape(-1, 1, 4)).reshape(-1, 4)
+    bw, bh = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+    cx, cy = boxes[:, 0] + 0.5 * bw, boxes[:, 1] + 0.5 * bh
+    regions, kept_scores = [], []
+    for i in range(n):
+        info = im_info.reshape(im_info.shape[0], -1)[i if im_info.shape[0] > 1 else 0]
+        d = deltas[i].reshape(a, 4, h, w).permute(2, 3, 0, 1).reshape(-1, 4)
+        s = scores[i, a:].permute(1, 2, 0).reshape(-1)
+        pcx, pcy = d[:, 0] * bw + cx, d[:, 1] * bh + cy
+        pw, ph = torch.exp(d[:, 2]) * bw, torch.exp(d[:, 3]) * bh
+        b = torch.stack([pcx - 0.5 * pw, pcy - 0.5 * ph, pcx + 0.5 * pw, pcy + 0.5 * ph], 1)
+        limit = torch.stack([info[1], info[0], info[1], info[0]]) - 1
+        b = torch.minimum(b, limit).clamp(min=0)
+        big = (b[:, 2] - b[:, 0] + 1 >= min_size * info[2]) & (b[:, 3] - b[:, 1] + 1 >= min_size * info[2])
+        b, s = b[big], s[big]
+        order = torch.sort(s, stable=True).indices.flip(0)
+        if pre > 0:
+            order = order[:pre]
+        b, s = b[order], s[order]
+        areas = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+        suppressed = torch.zeros(len(b), dtype=torch.bool, device=b.device)
+        keep = []
+        for j in range(len(b)):
+            if suppressed[j]:
+                continue
+            keep.append(j)
+            if post > 0 and len(keep) == post:
+                break
+            iw = (torch.minimum(b[j, 2], b[j + 1:, 2]) - torch.maximum(b[j, 0], b[j + 1:, 0]) + 1).clamp(min=0)
+            ih = (torch.minimum(b[j, 3], b[j + 1:, 3]) - torch.maximum(b[j, 1], b[j + 1:, 1]) + 1).clamp(min=0)
+            inter = iw * ih
+            suppressed[j + 1:] |= inter / (areas[j] + areas[j + 1:] - inter) > thresh
+        keep = torch.tensor(keep, dtype=torch.long, device=b.device)
+        regions.append(torch.cat([torch.full((len(keep), 1), float(i), dtype=b.dtype, device=b.device), b[keep]], 1))
+        kept_scores.append(s[keep].reshape(-1, 1))
+    return torch.cat(regions), torch.cat(kept_scores)
+"#,
+    },
+    Helper {
         name: "caffe_lstm_step",
         deps: &[],
         code: r#"def caffe_lstm_step(c_prev, gates, cont):

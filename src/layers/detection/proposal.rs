@@ -103,6 +103,16 @@ impl Proposal {
         Ok(Proposal { p, anchors, with_scores: tops == 2 })
     }
 
+    /// The layer a `proposal_param` describes (the exporters read its anchors).
+    pub fn from_param(p: ProposalParameter) -> Result<Self> {
+        Proposal::new(p, 1)
+    }
+
+    /// The anchors at cell (0, 0), as (x1, y1, x2, y2).
+    pub fn anchors(&self) -> &[[f32; 4]] {
+        &self.anchors
+    }
+
     fn check(&self, bottoms: &[Shape]) -> Result<[i64; 4]> {
         check_bottoms(bottoms, 3, 3)?;
         let [n, c, h, w] = legacy_dims(&bottoms[0])?;
