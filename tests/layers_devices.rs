@@ -253,6 +253,16 @@ fn cases() -> Vec<Case> {
             vec![x4()],
             &[0],
         ),
+        case(
+            r#"type: "SmoothL1Loss" smooth_l1_loss_param { sigma: 2 }"#,
+            vec![
+                randn_f32(&[2, 8], 28),
+                randn_f32(&[2, 8], 29),
+                uniform(&[2, 8], 0.0, 1.0, 30),
+                uniform(&[2, 8], 0.0, 1.0, 31),
+            ],
+            &[0, 1],
+        ),
         case(r#"type: "Interp" interp_param { zoom_factor: 3 pad_beg: -1 }"#, vec![x4()], &[0]),
         case(r#"type: "Interp" interp_param { height: 3 width: 8 }"#, vec![x4()], &[0]),
         case(r#"type: "Upsample" upsample_param { scale: 2 }"#, vec![x4()], &[0]),

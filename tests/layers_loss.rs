@@ -682,3 +682,54 @@ fn loss_layers_default_to_loss_weight_one_in_a_net() {
     close("net loss", loss, euc + 2.0 * sce_v + sm, 1e-5);
     close("accuracy", net.blob("acc").unwrap().double_value(&[]), 1.0, 1e-12);
 }
+
+// ---------------------------------------------------------------- SmoothL1Loss
+
+#[test]
+fn smooth_l1_loss_values_weights_and_gradients() {
+    let _rng = rng_exclusive();
+    // N = 2, four values each; differences 0.5, −2, 0, 1.5 | 0.25, 3, −0.5, 0.
+    let pred = t(&[0.5, -1., 2., 3., 1.25, 4., 0., 1.], &[2, 4]);
+    let target = t(&[0., 1., 2., 1.5, 1., 1., 0.5, 1.], &[2, 4]);
+    // σ = 1: ½d² below 1, |d| − ½ above: 0.125 + 1.5 + 0 + 1 + 0.03125 + 2.5 + 0.125 + 0 = 5.28125; / N.
+    let loss = scalar("type: 'SmoothL1Loss'", &[pred.shallow_clone(), target.shallow_clone()]);
+    assert!((loss - 5.28125 / 2.0).abs() < 1e-12, "{loss}");
+    // σ = 2 (σ² = 4): ½·4·d² below 0.25, |d| − 0.125 above:
+    // 0.375 + 1.875 + 0 + 1.375 + 0.125 + 2.875 + 0.375 + 0 = 7.0.
+    let loss = scalar(
+        "type: 'SmoothL1Loss' smooth_l1_loss_param { sigma: 2 }",
+        &[pred.shallow_clone(), target.shallow_clone()],
+    );
+    assert!((loss - 7.0 / 2.0).abs() < 1e-12, "{loss}");
+    // Inside weights scale the difference, outside weights the error.
+    let inside = t(&[1., 0.5, 1., 0., 2., 1., 1., 1.], &[2, 4]);
+    let outside = t(&[2., 1., 1., 1., 1., 0., 1., 1.], &[2, 4]);
+    // d: 0.5, −1, 0, 0 | 0.5, 3, −0.5, 0 → errors 0.125, 0.5, 0, 0 | 0.125, 2.5, 0.125, 0;
+    // outside: 0.25 + 0.5 + 0.125 + 0 + 0.125 = 1.0.
+    let four = [pred.shallow_clone(), target.shallow_clone(), inside.shallow_clone(), outside.shallow_clone()];
+    let loss = scalar("type: 'SmoothL1Loss'", &four);
+    assert!((loss - 1.0 / 2.0).abs() < 1e-12, "{loss}");
+    // Predictions and targets get opposite gradients; the weights none.
+    let g = grads("type: 'SmoothL1Loss'", &four, &[0, 1]);
+    // d/dpred = outside·inside·f'(d)/N, f'(d) = d below 1, sign(d) above.
+    assert_values("d pred", &g[0], &[0.5, -0.25, 0., 0., 0.5, 0., -0.25, 0.]);
+    assert_values("d target", &g[1], &[-0.5, 0.25, 0., 0., -0.5, 0., 0.25, 0.]);
+    let x = || randn(&[3, 2, 2, 2], 91) * 2.0;
+    layer::gradcheck(
+        "type: 'SmoothL1Loss' smooth_l1_loss_param { sigma: 3 }",
+        &[x(), randn(&[3, 2, 2, 2], 92)],
+        GradCheck::default(),
+    );
+    layer::gradcheck(
+        "type: 'SmoothL1Loss'",
+        &[x(), randn(&[3, 8], 93), randn(&[3, 2, 2, 2], 94).abs(), randn(&[3, 2, 2, 2], 95).abs()],
+        GradCheck { skip_bottoms: vec![2, 3], ..Default::default() },
+    );
+    // Errors.
+    let e = setup_err("type: 'SmoothL1Loss'", &[vec![2, 4], vec![2, 4], vec![2, 4]]);
+    assert!(e.contains("give both the inside and the outside weights"), "{e}");
+    let e = setup_err("type: 'SmoothL1Loss'", &[vec![2, 4], vec![2, 5]]);
+    assert!(e.contains("must have the same shape"), "{e}");
+    let e = setup_err("type: 'SmoothL1Loss' smooth_l1_loss_param { sigma: 0 }", &[vec![2, 4], vec![2, 4]]);
+    assert!(e.contains("sigma must be finite and non-zero"), "{e}");
+}

@@ -115,6 +115,7 @@ const TYPES: &[TypeSpec] = &[
         &["normalization: FULL", "normalization: NONE", "normalization: BATCH_SIZE", "normalize: false"],
     ),
     ("EuclideanLoss", "loss_param", &[], &[]),
+    ("SmoothL1Loss", "smooth_l1_loss_param", &[], &["sigma: 0.5", "sigma: 0"]),
     ("SigmoidCrossEntropyLoss", "loss_param", &["ignore_label"], &["normalization: BATCH_SIZE"]),
     ("MultinomialLogisticLoss", "loss_param", &[], &[]),
     ("HingeLoss", "hinge_loss_param", &[], &["norm: L2"]),

@@ -1,7 +1,8 @@
 //! Losses and metrics (Caffe's LossLayer family, and Accuracy): one file per
 //! type (SoftmaxWithLoss, SigmoidCrossEntropyLoss, EuclideanLoss, HingeLoss,
-//! InfogainLoss, MultinomialLogisticLoss, ContrastiveLoss, Accuracy); this file
-//! holds what they share: the normalization, the label checks and the tops.
+//! InfogainLoss, MultinomialLogisticLoss, ContrastiveLoss, Fast R-CNN's
+//! SmoothL1Loss, Accuracy); this file holds what they share: the
+//! normalization, the label checks and the tops.
 //!
 //! Loss tops are 0-D scalars. Labels (and Infogain's H, Contrastive's
 //! similarity) never get gradients. Where Caffe's backward is not the exact
@@ -24,6 +25,7 @@ pub mod hinge_loss;
 pub mod infogain_loss;
 pub mod multinomial_logistic_loss;
 pub mod sigmoid_cross_entropy_loss;
+pub mod smooth_l1_loss;
 pub mod softmax_with_loss;
 
 /// Caffe's `kLOG_THRESHOLD`: probabilities are clamped here before a log.
@@ -37,6 +39,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     infogain_loss::register(r);
     multinomial_logistic_loss::register(r);
     contrastive_loss::register(r);
+    smooth_l1_loss::register(r);
     accuracy::register(r);
 }
 
