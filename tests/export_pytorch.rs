@@ -230,6 +230,7 @@ fn layer_nets() -> Vec<(String, String, Option<i64>)> {
         ("priorbox_fixed", one(&x, "PriorBox", "prior_box_param { min_size: 3 aspect_ratio: 2 aspect_ratio: 3 clip: true img_h: 30 img_w: 40 step_h: 7 step_w: 5 offset: 0.25 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 }")),
         ("depthwise_convolution", one(&x, "DepthwiseConvolution", &format!("convolution_param {{ num_output: 4 group: 4 kernel_size: 3 pad: 1 {W} }}"))),
         ("convolution_depthwise", one(&x, "ConvolutionDepthwise", &format!("convolution_param {{ kernel_size: 3 stride: 2 {W} }}"))),
+        ("psroi_pooling", format!("{}{}layer {{ name: \"l\" type: \"PSROIPooling\" bottom: \"data\" bottom: \"rois\" top: \"y\" psroi_pooling_param {{ spatial_scale: 0.5 output_dim: 2 group_size: 3 }} }}\n", input("data", &[2, 18, 7, 9]), input("rois", &[6, 5]))),
         ("proposal", format!("{}{}{}layer {{ name: \"l\" type: \"Proposal\" bottom: \"scores\" bottom: \"deltas\" bottom: \"im_info\" top: \"rois\" top: \"kept\" proposal_param {{ feat_stride: 8 min_size: 4 post_nms_topn: 30 }} }}\n", input("scores", &[1, 18, 5, 7]), input("deltas", &[1, 36, 5, 7]), input("im_info", &[1, 3]))),
         ("faster_rcnn_tiny", std::fs::read_to_string(crate::common::repo().join("tests/fixtures/forks/faster_rcnn_tiny.prototxt")).expect("faster_rcnn_tiny")),
         ("bn_segnet_learn", one(&x, "BN", "bn_param { scale_filler { type: \"uniform\" min: -2 max: 2 } shift_filler { type: \"uniform\" } }")),

@@ -694,3 +694,56 @@ fn proposal_decodes_clips_filters_orders_and_suppresses() {
     );
     assert!(e.contains("height and width must be at least 1"), "{e}");
 }
+
+// ---------------------------------------------------------------- PSROIPooling
+
+#[test]
+fn psroi_pooling_averages_each_bins_own_channel() {
+    let _rng = rng_exclusive();
+    // 2 output channels of 2×2 bins: 8 channels on a 4×6 map, channel c filled with c·100 + row·10 + col.
+    let x = Tensor::from_slice(
+        &(0..8 * 4 * 6).map(|i| ((i / 24) * 100 + (i % 24) / 6 * 10 + i % 6) as f64).collect::<Vec<_>>(),
+    )
+    .reshape([1, 8, 4, 6]);
+    let text = "type: 'PSROIPooling' psroi_pooling_param { spatial_scale: 1 output_dim: 2 group_size: 2 }";
+    // Region [0, 0, 0, 3, 1]: x 0..4, y 0..2 (the end one pixel further); bins 2×1 cells.
+    // Bin (i, j) of output k reads channel (2k + i)·2 + j over rows i, cols 2j..2j+2.
+    let rois = t(&[0., 0., 0., 3., 1.], &[1, 5]);
+    let y = run(text, &[x.shallow_clone(), rois], &[]);
+    let want: Vec<f64> = (0..2)
+        .flat_map(|k| {
+            (0..2).flat_map(move |i| {
+                (0..2).map(move |j| {
+                    let channel = ((2 * k + i) * 2 + j) as f64;
+                    channel * 100.0 + i as f64 * 10.0 + (2 * j) as f64 + 0.5
+                })
+            })
+        })
+        .collect();
+    layer::assert_shaped_values("bins", &y, &want, &[1, 2, 2, 2]);
+    // Corners round half away from zero before scaling; a region off the map has empty bins (0).
+    let rois = t(&[0., -0.5, -0.5, 0.5, 0.5, 0., 50., 50., 60., 60.], &[2, 5]);
+    let y = run(text, &[x.shallow_clone(), rois], &[]);
+    // Region 0: round(-0.5) = -1, round(0.5) = 1 → x from -1 to 2 (3 px), bins 1.5 wide:
+    // bin 0 covers floor(-1)..ceil(0.5) = -1..1 → clipped 0..1; bin 1 covers floor(0.5)..ceil(2) = 0..2.
+    let v = values(&y);
+    assert_eq!(v[0], 0.0, "channel 0, cell (0, 0)");
+    assert_eq!(v[1], 100.0 + 0.5, "channel 1 over cells (0, 0) and (0, 1)");
+    assert!(v[8..].iter().all(|&a| a == 0.0), "off the map: {:?}", &v[8..]);
+    // The gradient spreads each bin's over its cells.
+    layer::gradcheck(
+        "type: 'PSROIPooling' psroi_pooling_param { spatial_scale: 0.5 output_dim: 2 group_size: 3 }",
+        &[
+            randn(&[2, 18, 7, 8], 81),
+            t(&[0., 0., 0., 13., 11., 1., 3.4, 2.6, 10.2, 12.7, 0., -3., -3., 5., 5.], &[3, 5]),
+        ],
+        GradCheck { skip_bottoms: vec![1], ..Default::default() },
+    );
+    // Errors.
+    let e = setup_err(text, &[vec![1, 6, 4, 6], vec![1, 5]]);
+    assert!(e.contains("bottom[0] has 6 channels; output_dim 2 × group_size² 4 needs 8"), "{e}");
+    let e = setup_err("type: 'PSROIPooling' psroi_pooling_param { output_dim: 2 }", &[vec![1, 8, 4, 6], vec![1, 5]]);
+    assert!(e.contains("output_dim and group_size must be > 0"), "{e}");
+    let e = forward_err(text, &[x.shallow_clone(), t(&[3., 0., 0., 1., 1.], &[1, 5])], &[], Phase::Test);
+    assert!(e.contains("batch index 3 is outside the 1 images"), "{e}");
+}

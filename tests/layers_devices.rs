@@ -296,6 +296,11 @@ fn cases() -> Vec<Case> {
             ],
             &[],
         ),
+        case(
+            r#"type: "PSROIPooling" psroi_pooling_param { spatial_scale: 0.5 output_dim: 1 group_size: 2 }"#,
+            vec![x4(), t(&[0., 0., 0., 7., 9., 1., 2., 1., 9., 6., 1., -4., -4., 3., 3.], &[3, 5])],
+            &[0],
+        ),
         // The SSD fork's layers.
         case(r#"type: "Permute" permute_param { order: 0 order: 2 order: 3 order: 1 }"#, vec![x4()], &[0]),
         case(r#"type: "Normalize" norm_param { across_spatial: false channel_shared: false }"#, vec![x4()], &[0]),

@@ -149,6 +149,7 @@ const TYPES: &[TypeSpec] = &[
         &["bn_mode: INFERENCE", "frozen: true", "momentum: 2", "eps: 0", "scale_filler { type: \"gaussian\" }"],
     ),
     ("ROIPooling", "roi_pooling_param", &["pooled_h", "pooled_w", "spatial_scale"], &["spatial_scale: 0.0625"]),
+    ("PSROIPooling", "psroi_pooling_param", &["output_dim", "group_size", "spatial_scale"], &["spatial_scale: 0.0625"]),
     ("Normalize", "norm_param", &[], &["across_spatial: false", "channel_shared: false", "eps: 0"]),
     (
         "PriorBox",

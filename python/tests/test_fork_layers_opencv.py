@@ -173,3 +173,50 @@ def test_proposal_is_py_faster_rcnns_and_opencvs(tmp_path):
             assert len(theirs) == post
             np.testing.assert_allclose(theirs[:len(rois)], rois, rtol=0, atol=1e-4)
             np.testing.assert_array_equal(theirs[len(rois):], 0)
+
+
+PSROI_NET = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 18 dim: 10 dim: 12 } } }
+layer { name: "rois" type: "Input" top: "rois" input_param { shape { dim: 6 dim: 5 } } }
+layer { name: "ps" type: "PSROIPooling" bottom: "data" bottom: "rois" top: "ps"
+  psroi_pooling_param { spatial_scale: 0.5 output_dim: 2 group_size: 3 } }
+"""
+
+
+def test_psroi_pooling_is_rfcns_and_opencvs(tmp_path):
+    """R-FCN's PSROIPooling against its fork's CUDA loop written out in numpy
+    and OpenCV 4.14's PSROIPooling."""
+    cv2 = opencv()
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(PSROI_NET)
+    x = np.random.default_rng(9).standard_normal((2, 18, 10, 12)).astype(np.float32)
+    rois = np.array([[0, 0, 0, 23, 19], [0, 3.4, 5.6, 10.2, 12.7], [1, -4, -4, 6, 6],
+                     [1, 30, 30, 40, 40], [0, 9, 9, 9, 9], [1, 2.5, 1.5, 20.5, 14.5]], np.float32)
+    net = caffe.Net(str(proto), caffe.TEST)
+    net.blobs["data"].data[...] = x
+    net.blobs["rois"].data[...] = rois
+    net.forward()
+    ours = net.blobs["ps"].data
+    g, scale = 3, np.float32(0.5)
+    want = np.zeros((6, 2, g, g), np.float32)
+    for r, roi in enumerate(rois):
+        # CUDA's round is half away from zero.
+        rnd = lambda v: np.float32(np.sign(v) * np.floor(np.abs(v) + 0.5))
+        x1, y1 = rnd(roi[1]) * scale, rnd(roi[2]) * scale
+        x2, y2 = (rnd(roi[3]) + 1) * scale, (rnd(roi[4]) + 1) * scale
+        bw, bh = max(x2 - x1, np.float32(0.1)) / g, max(y2 - y1, np.float32(0.1)) / g
+        for k in range(2):
+            for i in range(g):
+                for j in range(g):
+                    h0 = min(max(int(np.floor(np.float32(i * bh + y1))), 0), 10)
+                    h1 = min(max(int(np.ceil(np.float32((i + 1) * bh + y1))), 0), 10)
+                    w0 = min(max(int(np.floor(np.float32(j * bw + x1))), 0), 12)
+                    w1 = min(max(int(np.ceil(np.float32((j + 1) * bw + x1))), 0), 12)
+                    if h1 > h0 and w1 > w0:
+                        want[r, k, i, j] = x[int(roi[0]), (k * g + i) * g + j, h0:h1, w0:w1].mean()
+    np.testing.assert_allclose(ours, want, rtol=0, atol=1e-6)
+    cv = cv2.dnn.readNetFromCaffe(str(proto))
+    cv.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    cv.setInput(x, "data")
+    cv.setInput(rois, "rois")
+    np.testing.assert_allclose(ours, cv.forward("ps"), rtol=0, atol=1e-5)

@@ -45,15 +45,17 @@ impl BlobCheck {
     }
 }
 
-/// Random inputs for a plan's input blobs (integer indices for an Embed's
-/// bottom, values in [-1, 1) otherwise), seeded.
-/// Regions of interest for a ROIPooling layer: [image, x1, y1, x2, y2] rows
+/// Regions of interest for a ROIPooling or PSROIPooling layer: [image, x1, y1, x2, y2] rows
 /// over its map's image (the map divided by spatial_scale), some overhanging
 /// it, some inverted.
 fn random_regions(l: &crate::export::PlanLayer, shape: &[i64]) -> Tensor {
     let map = l.bottom_shapes.first().cloned().unwrap_or_default();
     let dim = |k: usize| map.get(k).copied().unwrap_or(1).max(1) as f64;
-    let scale = l.param.roi_pooling_param.unwrap_or_default().spatial_scale().abs().max(1e-6) as f64;
+    let scale = match l.layer_type() {
+        "PSROIPooling" => l.param.psroi_pooling_param.unwrap_or_default().spatial_scale(),
+        _ => l.param.roi_pooling_param.unwrap_or_default().spatial_scale(),
+    };
+    let scale = scale.abs().max(1e-6) as f64;
     let rows = shape.iter().product::<i64>() / 5;
     let cpu = (Kind::Float, Device::Cpu);
     let image = Tensor::randint(dim(0) as i64, [rows, 1], cpu);
@@ -77,14 +79,18 @@ fn image_info_for(l: &super::PlanLayer, shape: &[i64]) -> Tensor {
     Tensor::from_slice(&values).reshape(shape)
 }
 
+/// Random inputs for a plan's input blobs (integer indices for an Embed's
+/// bottom, regions for a ROI pooling's, the image for a Proposal's im_info,
+/// values in [-1, 1) otherwise), seeded.
 pub fn random_inputs(plan: &Plan) -> Vec<(String, Tensor)> {
     tch::manual_seed(INPUT_SEED);
     plan.inputs
         .iter()
         .map(|i| {
             let embed = plan.layers.iter().find(|l| l.layer_type() == "Embed" && l.bottoms.first() == Some(&i.name));
-            let regions =
-                plan.layers.iter().find(|l| l.layer_type() == "ROIPooling" && l.bottoms.get(1) == Some(&i.name));
+            let regions = plan.layers.iter().find(|l| {
+                ["ROIPooling", "PSROIPooling"].contains(&l.layer_type()) && l.bottoms.get(1) == Some(&i.name)
+            });
             let image_info =
                 plan.layers.iter().find(|l| l.layer_type() == "Proposal" && l.bottoms.get(2) == Some(&i.name));
             let t = match (embed.and_then(|l| l.param.embed_param.as_ref()), regions, image_info) {

@@ -28,7 +28,7 @@ pub fn supported_layers_markdown() -> String {
     s.push_str("(tops and gradients; run by `scripts/gpu_check.sh`, passed on an NVIDIA H200: ");
     s.push_str("`docs/results/gpu/h200.md`; the types added since, the forks' BN, DetectionOutput, Interp, ");
     s.push_str(
-        "Normalize, Permute, PriorBox, Proposal, ROIPooling, ShuffleChannel, SmoothL1Loss and Upsample, the depthwise \
+        "Normalize, Permute, PriorBox, Proposal, PSROIPooling, ROIPooling, ShuffleChannel, SmoothL1Loss and Upsample, the depthwise \
                convolutions, and Pooling's mask top, ",
     );
     s.push_str("have not run on CUDA yet).\n\n");

@@ -1,5 +1,5 @@
 //! The emitters of the detection forks' layers (Permute, Normalize, PriorBox,
-//! ROIPooling, Proposal),
+//! ROIPooling, PSROIPooling, Proposal),
 //! listed in layers.rs's table; each follows src/layers/detection/<type>.rs.
 //! DetectionOutput is left out of exported models (see `plan::left_out_reason`).
 use super::layers::{blobs_module, f, list, py_bool, tup};
@@ -58,6 +58,24 @@ pub(super) fn roi_pooling(s: &Site, c: &mut Code) -> Result<()> {
     c.assign(
         &s.tops,
         format!("caffe_roi_pool({}, {}, {}, {}, {})", s.b(0), s.b(1), p.pooled_h(), p.pooled_w(), f(p.spatial_scale())),
+    );
+    Ok(())
+}
+
+/// PSROIPooling (detection/psroi_pooling.rs).
+pub(super) fn psroi_pooling(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.psroi_pooling_param.unwrap_or_default();
+    c.helper("caffe_psroi_pool");
+    c.assign(
+        &s.tops,
+        format!(
+            "caffe_psroi_pool({}, {}, {}, {}, {})",
+            s.b(0),
+            s.b(1),
+            f(p.spatial_scale()),
+            p.output_dim(),
+            p.group_size()
+        ),
     );
     Ok(())
 }

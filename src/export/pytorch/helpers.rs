@@ -322,6 +322,42 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
+        name: "caffe_psroi_pool",
+        deps: &[],
+        code: r#"def caffe_psroi_pool(x, rois, spatial_scale, output_dim, group):
+    """R-FCN's position-sensitive ROI pooling: each region's corners rounded
+    (half away from zero), scaled, the end one pixel further, cut into
+    group x group bins (f32 floor and ceil, clipped); bin (i, j) of output
+    channel k is the mean of input channel (k * group + i) * group + j over it
+    (0 when empty), from an integral image."""
+    n, c, h, w = x.shape
+    s = F.pad(x.double().cumsum(2).cumsum(3), (1, 0, 1, 0)).reshape(-1)
+    r = rois.reshape(-1, 5).float()
+    rnd = lambda v: torch.sign(v) * torch.floor(v.abs() + 0.5)
+    scale = torch.tensor(spatial_scale, dtype=torch.float32)
+    x1, y1 = rnd(r[:, 1]) * scale, rnd(r[:, 2]) * scale
+    x2, y2 = (rnd(r[:, 3]) + 1) * scale, (rnd(r[:, 4]) + 1) * scale
+    bw = (x2 - x1).clamp(min=0.1) / group
+    bh = (y2 - y1).clamp(min=0.1) / group
+    p = torch.arange(group, dtype=torch.float32, device=x.device)
+    h0 = torch.floor(p[None] * bh[:, None] + y1[:, None]).long().clamp(0, h)
+    h1 = torch.ceil((p[None] + 1) * bh[:, None] + y1[:, None]).long().clamp(0, h)
+    w0 = torch.floor(p[None] * bw[:, None] + x1[:, None]).long().clamp(0, w)
+    w1 = torch.ceil((p[None] + 1) * bw[:, None] + x1[:, None]).long().clamp(0, w)
+    h1, w1 = torch.maximum(h1, h0), torch.maximum(w1, w0)
+    k = torch.arange(output_dim, device=x.device)[None, :, None, None]
+    i = torch.arange(group, device=x.device)[None, None, :, None]
+    j = torch.arange(group, device=x.device)[None, None, None, :]
+    base = (r[:, 0].long()[:, None, None, None] * c + (k * group + i) * group + j) * (h + 1) * (w + 1)
+    rows0, rows1 = h0[:, None, :, None], h1[:, None, :, None]
+    cols0, cols1 = w0[:, None, None, :], w1[:, None, None, :]
+    at = lambda rr, cc: s[base + rr * (w + 1) + cc]
+    total = at(rows1, cols1) - at(rows0, cols1) - at(rows1, cols0) + at(rows0, cols0)
+    area = ((rows1 - rows0) * (cols1 - cols0)).clamp(min=1)
+    return (total / area).to(x.dtype)
+"#,
+    },
+    Helper {
         name: "caffe_proposal",
         deps: &[],
         code: r#"def caffe_proposal(scores, deltas, im_info, anchors, stride, min_size, pre, post, thresh):
