@@ -253,6 +253,10 @@ fn cases() -> Vec<Case> {
         case("bn segnet inference", one_layer(3, 4, "layer { name: \"b\" type: \"BN\" bottom: \"x\" top: \"y\" bn_param { bn_mode: INFERENCE } }")),
         case("bn pspnet frozen", one_layer(3, 4, "layer { name: \"b\" type: \"BN\" bottom: \"x\" top: \"x\" bn_param { frozen: true eps: 0.001 } }")),
         case("bn pspnet 2d", net_text(&[("x", &[4, 5])], "layer { name: \"b\" type: \"BN\" bottom: \"x\" top: \"y\" bn_param { momentum: 0.95 } }")),
+        case(
+            "axpy",
+            net_text(&[("a", &[2, 3, 1, 1]), ("x", &[2, 3, 4, 5]), ("z", &[2, 3, 4, 5])], "layer { name: \"s\" type: \"Axpy\" bottom: \"a\" bottom: \"x\" bottom: \"z\" top: \"y\" }"),
+        ),
         case("depthwise convolution", one_layer(7, 6, "layer { name: \"d\" type: \"DepthwiseConvolution\" bottom: \"x\" top: \"y\" convolution_param { num_output: 3 group: 3 kernel_size: 3 pad: 1 } }")),
         case("convolution depthwise", one_layer(7, 6, "layer { name: \"d\" type: \"ConvolutionDepthwise\" bottom: \"x\" top: \"y\" convolution_param { num_output: 3 kernel_size: 3 stride: 2 } }")),
         case("pooling mask", one_layer(7, 8, "layer { name: \"p\" type: \"Pooling\" bottom: \"x\" top: \"y\" top: \"mask\" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }")),
@@ -295,6 +299,7 @@ fn cases() -> Vec<Case> {
         neuron("BNLL", ""),
         neuron("Threshold", "threshold_param { threshold: 0.2 }"),
         neuron("Clip", "clip_param { min: -0.3 max: 0.4 }"),
+        neuron("ReLU6", ""),
         neuron("Swish", "swish_param { beta: 1.5 }"),
         neuron("Dropout", "dropout_param { dropout_ratio: 0.3 }"),
         neuron("Power", "power_param { power: 2 scale: 0.5 shift: 1.5 }"),

@@ -219,6 +219,8 @@ fn layer_nets() -> Vec<(String, String, Option<i64>)> {
         ("power_constant", one(&x, "Power", "power_param { power: 3 scale: 0 shift: 2 }")),
         ("threshold", one(&x, "Threshold", "threshold_param { threshold: 0.2 }")),
         ("clip", one(&x, "Clip", "clip_param { min: -0.3 max: 0.4 }")),
+        ("relu6", one(&x, "ReLU6", "")),
+        ("axpy", format!("{}{}{}layer {{ name: \"l\" type: \"Axpy\" bottom: \"a\" bottom: \"data\" bottom: \"z\" top: \"y\" }}\n", input("a", &[2, 4]), input("data", &x), input("z", &x))),
         ("swish", one(&x, "Swish", "swish_param { beta: 1.5 }")),
         ("dropout", one(&x, "Dropout", "dropout_param { dropout_ratio: 0.3 }")),
         ("dropout_unscaled", one(&x, "Dropout", "dropout_param { dropout_ratio: 0.3 scale_train: false }")),

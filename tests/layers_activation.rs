@@ -408,3 +408,13 @@ fn neurons_work_in_f32_and_keep_shape() {
     let (_, tops) = run_phase(r#"name: "n" type: "PReLU""#, &[input], &[slopes], Phase::Train);
     assert_eq!(tops[0].kind(), Kind::Float);
 }
+
+#[test]
+fn relu6_is_clip_from_0_to_6() {
+    let _rng = rng_exclusive();
+    let text = r#"name: "r" type: "ReLU6""#;
+    let v = t(&[-2.0, 0.0, 3.5, 6.0, 9.0], &[1, 5]);
+    assert_values("relu6", &run(text, &[v.shallow_clone()], &[])[0], &[0.0, 0.0, 3.5, 6.0, 6.0]);
+    assert_values("relu6'", &derivative(text, &v, &[], Phase::Train), &[0.0, 1.0, 1.0, 1.0, 0.0]);
+    gradcheck(text, &[smooth_input(&[2, 3, 4], 17) * 5.0 + 2.0]);
+}

@@ -1023,3 +1023,23 @@ fn bn_pspnet_statistics_get_no_learning_rate_in_a_net() {
     let lr: Vec<f32> = net.learnable_params().iter().map(|p| p.lr_mult).collect();
     assert_eq!(lr, [1., 1., 0., 0., 0., 0., 0., 0., 1., 1.]);
 }
+
+#[test]
+fn axpy_scales_x_per_channel_and_adds_y() {
+    let _rng = rng_exclusive();
+    // N = 2, C = 2, 3 values per channel.
+    let a = t(&[2., -1., 0.5, 0.], &[2, 2, 1, 1]);
+    let x = t(&(1..=12).map(f64::from).collect::<Vec<_>>(), &[2, 2, 3]);
+    let y = t(&[1.; 12], &[2, 2, 3]);
+    let (_, tops) = run("type: 'Axpy'", &[a.shallow_clone(), x.shallow_clone(), y.shallow_clone()], &[]);
+    let want = [3., 5., 7., -3., -4., -5., 4.5, 5., 5.5, 1., 1., 1.];
+    assert_shaped_values("axpy", &tops[0], &want, &[2, 2, 3]);
+    // a as N×C works the same.
+    let (_, tops) = run("type: 'Axpy'", &[a.reshape([2, 2]), x.shallow_clone(), y.shallow_clone()], &[]);
+    assert_shaped_values("axpy N×C", &tops[0], &want, &[2, 2, 3]);
+    gradcheck("type: 'Axpy'", &[randn(&[2, 3, 1, 1], 51), randn(&[2, 3, 4, 2], 52), randn(&[2, 3, 4, 2], 53)], &[]);
+    let e = setup_err("type: 'Axpy'", &[vec![2, 3, 2, 1], vec![2, 3, 4, 2], vec![2, 3, 4, 2]]);
+    assert!(e.contains("a (bottom 0) must be N×C or N×C×1×1"), "{e}");
+    let e = setup_err("type: 'Axpy'", &[vec![2, 3], vec![2, 3, 4, 2], vec![2, 3, 4, 3]]);
+    assert!(e.contains("must have one shape"), "{e}");
+}

@@ -93,6 +93,8 @@ fn cases() -> Vec<Case> {
         case(r#"type: "AbsVal""#, vec![x3()], &[0]),
         case(r#"type: "BNLL""#, vec![x3()], &[0]),
         case(r#"type: "Clip" clip_param { min: -0.5 max: 0.7 }"#, vec![x3()], &[0]),
+        case(r#"type: "ReLU6""#, vec![x3() * 8.0], &[0]),
+        case(r#"type: "Axpy""#, vec![randn_f32(&[2, 4, 1, 1], 32), x4(), x4() * 2.0], &[0, 1, 2]),
         case(r#"type: "ELU" elu_param { alpha: 0.5 }"#, vec![x3()], &[0]),
         case(r#"type: "Exp" exp_param { base: 2 scale: 0.5 shift: 0.1 }"#, vec![x3()], &[0]),
         case(r#"type: "Log" log_param { base: 10 scale: 2 shift: 0.5 }"#, vec![uniform(&[2, 3, 4], 0.1, 2.0, 6)], &[0]),

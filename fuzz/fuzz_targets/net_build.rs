@@ -97,6 +97,8 @@ const TYPES: &[TypeSpec] = &[
     ("PReLU", "prelu_param", &[], &["channel_shared: true"]),
     ("ELU", "elu_param", &[], &["alpha: -1"]),
     ("AbsVal", "absval_param", &[], &[]),
+    ("ReLU6", "relu_param", &[], &[]),
+    ("Axpy", "loss_param", &[], &[]),
     ("LSTM", "recurrent_param", &["num_output"], &["expose_hidden: true", "debug_info: true"]),
     ("RNN", "recurrent_param", &["num_output"], &["expose_hidden: true"]),
     ("LSTMUnit", "loss_param", &[], &[]),

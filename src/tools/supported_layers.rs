@@ -26,12 +26,11 @@ pub fn supported_layers_markdown() -> String {
     s.push_str("so the device is the net's. Backward is libtorch autograd over the forward pass. ");
     s.push_str("`tests/layers_devices.rs` checks every type except the data sources on CUDA against the CPU ");
     s.push_str("(tops and gradients; run by `scripts/gpu_check.sh`, passed on an NVIDIA H200: ");
-    s.push_str("`docs/results/gpu/h200.md`; the types added since, the forks' BN, DetectionOutput, Interp, ");
+    s.push_str("`docs/results/gpu/h200.md`; the types added since, the forks' Axpy, BN, DetectionOutput, Interp, ");
     s.push_str(
-        "Normalize, Permute, PriorBox, Proposal, PSROIPooling, ROIPooling, ShuffleChannel, SmoothL1Loss and Upsample, the depthwise \
-               convolutions, and Pooling's mask top, ",
+        "Normalize, Permute, PriorBox, Proposal, PSROIPooling, ReLU6, ROIPooling, ShuffleChannel, SmoothL1Loss ",
     );
-    s.push_str("have not run on CUDA yet).\n\n");
+    s.push_str("and Upsample, the depthwise convolutions, and Pooling's mask top, have not run on CUDA yet).\n\n");
     s.push_str("The ONNX and PyTorch columns say what `caffe export` does with the type: `yes` (exported and ");
     s.push_str("checked against caffe-tch's forward by `tests/export_onnx.rs` / `tests/export_pytorch.rs`), ");
     s.push_str("`graph input` (a data source: its tops become the model's inputs), `left out` (training or ");

@@ -93,6 +93,21 @@ pub fn batch_norm(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     batch_normalization(g, l, &vec![1.0; c], &vec![0.0; c], &t)
 }
 
+/// SENet's Axpy (common/axpy.rs): a reshaped to N×C×1…, times x, plus y.
+pub fn axpy(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (Some(t), Some(x_shape)) = (l.tops.first(), l.bottom_shapes.get(1)) else { bail!("needs 3 bottoms and a top") };
+    let [a, x, y] = [0, 1, 2].map(|i| g.value(&l.bottoms[i]));
+    let (a, x, y) = (a?, x?, y?);
+    let mut shape = vec![0, 0];
+    shape.extend(std::iter::repeat_n(1, x_shape.len().saturating_sub(2)));
+    let shape = g.const_i64("shape", &shape);
+    let a = g.node("Reshape", &[&a, &shape], vec![]);
+    let ax = g.node("Mul", &[&a, &x], vec![]);
+    let out = g.node("Add", &[&ax, &y], vec![]);
+    g.bind(t, out);
+    Ok(())
+}
+
 /// The forks' BN (common/bn.rs): running statistics as BatchNormalization,
 /// SegNet's INFERENCE mode as Mul and Add, batch statistics spelled out
 /// with ReduceMean.

@@ -41,6 +41,7 @@ pub type Lowering = fn(&mut Graph, &PlanLayer) -> Result<()>;
 pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("AbsVal", neuron::abs_val),
     ("ArgMax", common::arg_max),
+    ("Axpy", common::axpy),
     ("BN", common::bn),
     ("BNLL", neuron::bnll),
     ("BatchNorm", common::batch_norm),
@@ -78,6 +79,7 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("PriorBox", detection::prior_box),
     ("RNN", recurrent::rnn),
     ("ReLU", neuron::relu),
+    ("ReLU6", neuron::relu6),
     ("ROIPooling", detection::roi_pooling),
     ("Reduction", common::reduction),
     ("Reshape", common::reshape),

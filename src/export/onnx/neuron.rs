@@ -121,6 +121,16 @@ pub fn clip(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     })
 }
 
+/// ReLU6 (neuron/clip.rs): x clipped to [0, 6].
+pub fn relu6(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    unary(g, l, |g, x| {
+        let hi = g.scalar("max", 6.0);
+        let lo = g.scalar("min", 0.0);
+        let y = g.node("Min", &[x, &hi], vec![]);
+        Ok(g.node("Max", &[&y, &lo], vec![]))
+    })
+}
+
 /// x · sigmoid(β·x).
 pub fn swish(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let beta = l.param.swish_param.as_ref().map_or(1.0, |p| p.beta());

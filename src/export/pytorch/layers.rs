@@ -4,7 +4,7 @@
 //! emitters cannot drift. Each emitter follows the semantics of the layer's
 //! file in src/layers (named in its comment where not obvious).
 use super::detection::{normalize, permute, prior_box, proposal, psroi_pooling, roi_pooling};
-use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, swish, threshold, unary};
+use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, relu6, swish, threshold, unary};
 use super::utility::{
     arg_max, concat, crop, embed, filter, flatten, mvn, parameter, reduction, reshape, shuffle_channel, slice, split,
     tile,
@@ -58,6 +58,14 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("Power", power),
     ("Threshold", threshold),
     ("Clip", clip),
+    ("ReLU6", relu6),
+    ("Axpy", |s, c| {
+        // common/axpy.rs: a (N×C or N×C×1×1) times x, plus y.
+        let ndim = s.bottom_shape(1).len();
+        let view = format!("{}.reshape({}.shape[:2] + (1,) * {})", s.b(0), s.b(1), ndim - 2);
+        c.assign(&s.tops, format!("{view} * {} + {}", s.b(1), s.b(2)));
+        Ok(())
+    }),
     ("Swish", swish),
     ("Dropout", dropout),
     ("MVN", mvn),

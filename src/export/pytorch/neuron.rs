@@ -109,6 +109,12 @@ pub(super) fn clip(s: &Site, c: &mut Code) -> Result<()> {
     Ok(())
 }
 
+/// ReLU6 (neuron/clip.rs): Clip to [0, 6].
+pub(super) fn relu6(s: &Site, c: &mut Code) -> Result<()> {
+    c.assign(&s.tops, format!("{}.clamp(max=6.0).clamp(min=0.0)", s.b(0)));
+    Ok(())
+}
+
 pub(super) fn swish(s: &Site, c: &mut Code) -> Result<()> {
     let beta = s.l.param.swish_param.as_ref().map(|p| p.beta()).unwrap_or(1.0);
     let x = s.b(0);

@@ -1,5 +1,6 @@
 //! Caffe's common layers: one file per type. What they do:
-//! - blobs in, blobs out: InnerProduct, Embed, Parameter, Bias, Scale;
+//! - blobs in, blobs out: InnerProduct, Embed, Parameter, Bias, Scale, and
+//!   SENet's Axpy;
 //! - arithmetic: Softmax, Eltwise, ArgMax, Reduction;
 //! - normalization: BatchNorm, MVN, and the forks' BN (SegNet's, PSPNet's);
 //! - moving data without arithmetic: Split, Concat, Slice, Flatten, Reshape,
@@ -18,6 +19,7 @@ use crate::bail;
 use crate::proto::caffe::LayerParameter;
 
 pub mod arg_max;
+pub mod axpy;
 pub mod batch_norm;
 pub mod batch_reindex;
 pub mod bias;
@@ -48,6 +50,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     parameter::register(r);
     bias::register(r);
     scale::register(r);
+    axpy::register(r);
     eltwise::register(r);
     softmax::register(r);
     arg_max::register(r);

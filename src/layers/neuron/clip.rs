@@ -15,3 +15,16 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         },
     });
 }
+
+/// ReLU6 (several MobileNet forks): Clip to [0, 6]. Its gradient passes at 0
+/// and 6 themselves, as Clip's does (the forks' stops there; only an input of
+/// exactly 0 or 6 tells them apart).
+pub fn register_relu6(r: &mut Vec<LayerInfo>) {
+    r.push(LayerInfo {
+        type_name: "ReLU6",
+        family: family_of(file!()),
+        params: "(none) min(max(x, 0), 6) (MobileNet forks)",
+        tests: GRAD_TESTS,
+        create: |_| Ok(Box::new(Elementwise::new(Op::Clip { min: 0.0, max: 6.0 }))),
+    });
+}

@@ -48,6 +48,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     threshold::register(r);
     dropout::register(r);
     clip::register(r);
+    clip::register_relu6(r);
     swish::register(r);
 }
 
