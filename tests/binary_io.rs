@@ -237,3 +237,17 @@ fn nvidia_caffe_raw_data_blobs_load() {
         });
     }
 }
+
+// A tool that needs every layer's parameters (upgrade_net_proto_binary) says
+// what is wrong with a fork's file instead of calling it corrupt.
+#[test]
+fn a_forks_clashing_field_is_named_as_such() {
+    let original: NetParameter = binary::read_message(&lenet_weights()).expect("caffemodel");
+    let mut encoded = original.layer[0].encode_to_vec();
+    encoded.extend(length_delimited(143, &[0x08, 5]));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("fork.caffemodel");
+    std::fs::write(&file, length_delimited(100, &encoded)).expect("write");
+    let err = binary::read_message::<NetParameter>(&file).expect_err("field 143 as a varint").to_string();
+    assert!(err.contains("a Caffe fork's field numbers?") && err.contains("fork.caffemodel"), "{err}");
+}

@@ -38,7 +38,15 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
 /// Decodes bytes that came from `origin` (used in error messages).
 pub fn decode_message<M: Message + Default>(bytes: &[u8], origin: &Path) -> Result<M> {
     M::decode(bytes).map_err(|e| {
-        Error::decode(origin, format!("not a valid binary protobuf (truncated or corrupt, {} bytes): {e}", bytes.len()))
+        let why = e.to_string();
+        let what = if why.contains("invalid wire type:") && why.contains("(expected") {
+            // A field this schema knows, encoded as another type: most often a
+            // Caffe fork's parameter under a number BVLC Caffe uses otherwise.
+            "a field is not encoded as this schema's field of that number is (a Caffe fork's field numbers?)"
+        } else {
+            "not a valid binary protobuf (truncated or corrupt)"
+        };
+        Error::decode(origin, format!("{what}, {} bytes: {why}", bytes.len()))
     })
 }
 
