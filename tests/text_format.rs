@@ -359,7 +359,7 @@ fn lenient_skips_unknown_fields_and_enum_values() {
         layer {\n\
           name: \"norm\"\n\
           type: \"PSROIPooling\"\n\
-          psroi_pooling_param { spatial_scale: 0.0625 output_dim: 21 group_size: 7 }\n\
+          nms_plugin_param { keep_top_k: 100 iou_threshold: 0.45 }\n\
           loss_param { normalization: PRE_FIXED ignore_label: -1 }\n\
           pooling_param { pool: MAX ceil_mode: false }\n\
           odd_list: [1, 2, \"x\", -inf]\n\
@@ -380,10 +380,7 @@ fn lenient_skips_unknown_fields_and_enum_values() {
     assert!(l.pooling_param.is_some());
     let w: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(w.len(), 9, "{w:#?}");
-    assert_eq!(
-        w[0],
-        "ssd.prototxt:5:1: warning: skipped unknown field \"psroi_pooling_param\" in caffe.LayerParameter"
-    );
+    assert_eq!(w[0], "ssd.prototxt:5:1: warning: skipped unknown field \"nms_plugin_param\" in caffe.LayerParameter");
     assert!(w[1].starts_with("ssd.prototxt:6:29: warning: skipped unknown enum value \"PRE_FIXED\" for field \"normalization\" (caffe.LossParameter.NormalizationMode: FULL, VALID, BATCH_SIZE, NONE)"), "{}", w[1]);
     assert_eq!(w[2], "ssd.prototxt:7:27: warning: skipped unknown field \"ceil_mode\" in caffe.PoolingParameter");
     assert!(w[3].contains("\"odd_list\""));
@@ -396,7 +393,7 @@ fn lenient_skips_unknown_fields_and_enum_values() {
 
     // The same text fails in strict mode, at the first unknown field.
     let e = parse_str::<NetParameter>(text, "ssd.prototxt", STRICT).err().map(|e| e.to_string());
-    assert_eq!(e.as_deref(), Some("ssd.prototxt:5:1: caffe.LayerParameter has no field named \"psroi_pooling_param\""));
+    assert_eq!(e.as_deref(), Some("ssd.prototxt:5:1: caffe.LayerParameter has no field named \"nms_plugin_param\""));
 
     // An unknown enum value in a list drops only that element.
     let p: Parsed<caffe_tch::proto::caffe::V1LayerParameter> =
