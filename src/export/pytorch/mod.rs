@@ -29,6 +29,7 @@ mod detection;
 mod helpers;
 mod layers;
 mod neuron;
+mod segmentation;
 mod utility;
 
 /// Whether a layer type can be written into `model.py`.

@@ -11,6 +11,9 @@
 //! fork's training layers (MultiBoxLoss, AnnotatedData, DetectionEvaluate)
 //! are not here.
 use super::registry::LayerInfo;
+use crate::bail;
+use crate::layers::{legacy_dims, Shape};
+use crate::Result;
 
 pub mod detection_output;
 pub mod normalize;
@@ -28,4 +31,27 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     proposal::register(r);
     psroi_pooling::register(r);
     roi_pooling::register(r);
+}
+
+/// The number of regions in a ROI pooling's bottom[1], which holds one row of
+/// 5 values [batch index, x1, y1, x2, y2] per region (ROIPooling, PSROIPooling).
+pub fn region_count(rois: &Shape) -> Result<i64> {
+    let d = legacy_dims(rois)?;
+    if d[1] * d[2] * d[3] != 5 {
+        bail!("bottom[1] must hold one row of 5 values [batch index, x1, y1, x2, y2] per region, got shape {rois:?}");
+    }
+    Ok(d[0])
+}
+
+/// A region row's image, checked to be one of the `batch` images, with its
+/// corners checked to be finite (the forks read past their blob otherwise).
+pub fn region_image(roi: &[f32], batch: i64) -> Result<i64> {
+    let image = roi[0] as i64;
+    if !roi[0].is_finite() || !(0..batch).contains(&image) {
+        bail!("a region's batch index {} is outside the {batch} images of bottom[0]", roi[0]);
+    }
+    if let Some(v) = roi[1..].iter().find(|v| !v.is_finite()) {
+        bail!("a region's corner {v} is not a finite number");
+    }
+    Ok(image)
 }

@@ -2,6 +2,7 @@
 //! average pooling of regions of interest.
 use tch::{Kind, Tensor};
 
+use super::{region_count, region_image};
 use crate::bail;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, legacy_dims, Ctx, Layer, SetupOut, Shape};
@@ -56,13 +57,7 @@ impl PsroiPooling {
     fn check(&self, bottoms: &[Shape]) -> Result<(i64, [i64; 4])> {
         check_bottoms(bottoms, 2, 2)?;
         let x = legacy_dims(&bottoms[0])?;
-        let rois = legacy_dims(&bottoms[1])?;
-        if rois[1] * rois[2] * rois[3] != 5 {
-            bail!(
-                "bottom[1] must hold one row of 5 values [batch index, x1, y1, x2, y2] per region, got shape {:?}",
-                bottoms[1]
-            );
-        }
+        let regions = region_count(&bottoms[1])?;
         let want = self.output_dim.saturating_mul(self.group).saturating_mul(self.group);
         if x[1] != want {
             bail!(
@@ -72,7 +67,7 @@ impl PsroiPooling {
                 self.group * self.group
             );
         }
-        Ok((rois[0], x))
+        Ok((regions, x))
     }
 
     /// One axis's bins of a region from `lo` to `hi` (image pixels): [start,
@@ -116,13 +111,7 @@ impl Layer for PsroiPooling {
         let mut corners: [Vec<i64>; 4] = std::array::from_fn(|_| Vec::with_capacity(count));
         let mut areas = Vec::with_capacity(count);
         for roi in rois.chunks_exact(5) {
-            let image = roi[0] as i64;
-            if !roi[0].is_finite() || !(0..n).contains(&image) {
-                bail!("a region's batch index {} is outside the {n} images of bottom[0]", roi[0]);
-            }
-            if let Some(v) = roi[1..].iter().find(|v| !v.is_finite()) {
-                bail!("a region's corner {v} is not a finite number");
-            }
+            let image = region_image(roi, n)?;
             let (rows, cols) = (self.bins(roi[2], roi[4], h), self.bins(roi[1], roi[3], w));
             for k in 0..self.output_dim {
                 for (i, &(h0, h1)) in rows.iter().enumerate() {

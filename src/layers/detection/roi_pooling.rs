@@ -1,6 +1,7 @@
 //! ROIPooling (Fast R-CNN's fork): max pooling of regions of interest.
 use tch::Tensor;
 
+use super::{region_count, region_image};
 use crate::bail;
 use crate::layers::legacy_dims;
 use crate::layers::registry::{family_of, LayerInfo};
@@ -49,25 +50,11 @@ impl RoiPooling {
     }
 
     fn check(&self, bottoms: &[Shape]) -> Result<(i64, [i64; 4])> {
-        let x = legacy_dims(&bottoms[0])?;
-        let rois = legacy_dims(&bottoms[1])?;
-        if rois[1] * rois[2] * rois[3] != 5 {
-            bail!(
-                "bottom[1] must hold one row of 5 values [batch index, x1, y1, x2, y2] per region, got shape {:?}",
-                bottoms[1]
-            );
-        }
-        Ok((rois[0], x))
+        Ok((region_count(&bottoms[1])?, legacy_dims(&bottoms[0])?))
     }
 
     fn region(&self, roi: &[f32], batch: i64) -> Result<Region> {
-        let image = roi[0] as i64;
-        if !roi[0].is_finite() || !(0..batch).contains(&image) {
-            bail!("a region's batch index {} is outside the {batch} images of bottom[0]", roi[0]);
-        }
-        if let Some(v) = roi[1..].iter().find(|v| !v.is_finite()) {
-            bail!("a region's corner {v} is not a finite number");
-        }
+        let image = region_image(roi, batch)?;
         // Casts saturate, and so does the arithmetic on them: a corner far off
         // the map only empties its bins.
         let cell = |v: f32| (v * self.spatial_scale).round() as i64;

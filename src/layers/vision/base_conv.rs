@@ -89,30 +89,17 @@ impl Conv {
         if p.num_output.is_none() {
             bail!("convolution_param.num_output is required");
         }
-        Ok(Conv {
-            p,
-            transposed,
-            depthwise: false,
-            axis: 1,
-            geom: None,
-            groups: 1,
-            inference: InferenceConvWeights::default(),
-        })
+        Ok(Conv::with(p, transposed, false))
     }
 
     /// ConvolutionDepthwise: num_output and group are the input's channels,
     /// whatever the prototxt says (the fork reads neither).
     pub(super) fn depthwise(lp: &LayerParameter) -> Self {
-        let p = lp.convolution_param.clone().unwrap_or_default();
-        Conv {
-            p,
-            transposed: false,
-            depthwise: true,
-            axis: 1,
-            geom: None,
-            groups: 1,
-            inference: InferenceConvWeights::default(),
-        }
+        Conv::with(lp.convolution_param.clone().unwrap_or_default(), false, true)
+    }
+
+    fn with(p: ConvolutionParameter, transposed: bool, depthwise: bool) -> Self {
+        Conv { p, transposed, depthwise, axis: 1, geom: None, groups: 1, inference: InferenceConvWeights::default() }
     }
 }
 

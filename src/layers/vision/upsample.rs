@@ -102,8 +102,11 @@ impl Layer for Upsample {
             UpsampleKind::Unpool([oh, ow]) => {
                 let index = bottoms[1].f_to_kind(Kind::Int64)?.f_reshape([n, c, h * w])?;
                 if index.numel() > 0 {
-                    let lowest = index.f_min()?.int64_value(&[]);
-                    let highest = index.f_max()?.int64_value(&[]);
+                    // One reduction and one read back for both ends.
+                    let (low, high) = index.f_aminmax(None, false)?;
+                    let ends = Tensor::f_stack(&[low, high], 0)?.f_to_device(tch::Device::Cpu)?;
+                    let ends = Vec::<i64>::try_from(&ends)?;
+                    let (lowest, highest) = (ends[0], ends[1]);
                     if lowest < 0 || highest >= oh * ow {
                         bail!(
                             "the mask holds index {} where the {oh}x{ow} output has 0 to {}: the scale does not \
