@@ -747,3 +747,192 @@ fn psroi_pooling_averages_each_bins_own_channel() {
     let e = forward_err(text, &[x.shallow_clone(), t(&[3., 0., 0., 1., 1.], &[1, 5])], &[], Phase::Test);
     assert!(e.contains("batch index 3 is outside the 1 images"), "{e}");
 }
+
+// ---------------------------------------------------------------- MultiBoxLoss
+
+/// The four quadrants of the unit square as priors.
+const QUADRANTS: [[f64; 4]; 4] =
+    [[0.0, 0.0, 0.5, 0.5], [0.5, 0.0, 1.0, 0.5], [0.0, 0.5, 0.5, 1.0], [0.5, 0.5, 1.0, 1.0]];
+
+/// The fork's CENTER_SIZE encoding with SSD's variances, in f64.
+fn encode_center_size(p: [f64; 4], b: [f64; 4]) -> [f64; 4] {
+    let (pw, ph, bw, bh) = (p[2] - p[0], p[3] - p[1], b[2] - b[0], b[3] - b[1]);
+    [
+        ((b[0] + b[2]) / 2.0 - (p[0] + p[2]) / 2.0) / pw / VAR[0],
+        ((b[1] + b[3]) / 2.0 - (p[1] + p[3]) / 2.0) / ph / VAR[1],
+        (bw / pw).ln() / VAR[2],
+        (bh / ph).ln() / VAR[3],
+    ]
+}
+
+fn smooth_l1(d: f64) -> f64 {
+    if d.abs() < 1.0 {
+        0.5 * d * d
+    } else {
+        d.abs() - 0.5
+    }
+}
+
+/// −log softmax(x)[label].
+fn cross_entropy(x: &[f64], label: usize) -> f64 {
+    let max = x.iter().copied().fold(f64::MIN, f64::max);
+    max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln() - x[label]
+}
+
+/// Runs a MultiBoxLoss on (loc, conf, priors, truth); returns the loss and
+/// the gradients of loc and conf.
+fn multibox(params: &str, loc: &Tensor, conf: &Tensor, prior: &Tensor, truth: &[f64]) -> (f64, Vec<f64>, Vec<f64>) {
+    let text = format!("name: 'mbox_loss' type: 'MultiBoxLoss' multibox_loss_param {{ {params} }}");
+    let (loc, conf) = (loc.detach().set_requires_grad(true), conf.detach().set_requires_grad(true));
+    let gt = t(truth, &[1, 1, truth.len() as i64 / 8, 8]);
+    let (_, tops) = run_phase(
+        text.as_str(),
+        &[loc.shallow_clone(), conf.shallow_clone(), prior.shallow_clone(), gt],
+        &[],
+        Phase::Train,
+    );
+    tops[0].backward();
+    (tops[0].double_value(&[]), values(&loc.grad()), values(&conf.grad()))
+}
+
+const MBOX_LOC: [f64; 16] = [0.1, -0.2, 0.3, 0.05, 0.4, 0.1, -0.1, 0.2, -0.3, 0.2, 0.1, 0.0, 0.2, 0.2, -0.2, 0.1];
+/// Three classes per quadrant; background first. As background, quadrant 2
+/// is the easiest and quadrant 3 the hardest.
+const MBOX_CONF: [f64; 12] = [0.2, 1.0, -0.5, 0.0, 0.3, 0.1, 2.0, -1.0, 0.0, -0.4, 0.6, 0.2];
+/// One box of class 1 over quadrant 0 (IoU 0.72), and a padding row.
+const MBOX_TRUTH: [f64; 16] =
+    [0.0, 1.0, 0.0, 0.05, 0.05, 0.45, 0.5, 0.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0];
+
+#[test]
+fn multibox_loss_matches_mines_and_normalizes() {
+    let (loc, conf, pr) = (t(&MBOX_LOC, &[1, 16]), t(&MBOX_CONF, &[1, 12]), priors(&QUADRANTS));
+    let c = |p: usize| &MBOX_CONF[p * 3..p * 3 + 3];
+    let target = encode_center_size(QUADRANTS[0], [0.05, 0.05, 0.45, 0.5]);
+    let loc_term: f64 = (0..4).map(|k| smooth_l1(MBOX_LOC[k] - target[k])).sum();
+    let base = "num_classes: 3 code_type: CENTER_SIZE";
+    // Two negatives per positive: the hardest backgrounds, quadrants 3 and 1.
+    let (loss, gloc, gconf) = multibox(&format!("{base} neg_pos_ratio: 2"), &loc, &conf, &pr, &MBOX_TRUTH);
+    let want = loc_term + cross_entropy(c(0), 1) + cross_entropy(c(3), 0) + cross_entropy(c(1), 0);
+    assert!((loss - want).abs() < 1e-5, "loss {loss} vs {want}");
+    assert!(gloc[4..].iter().all(|&g| g == 0.0), "only quadrant 0 localizes: {gloc:?}");
+    assert!(gloc[..4].iter().all(|&g| g != 0.0), "{gloc:?}");
+    assert!(gconf[6..9].iter().all(|&g| g == 0.0), "quadrant 2 is not mined: {gconf:?}");
+    // Three per positive: every other quadrant; loc_weight scales the first term.
+    let (loss, ..) = multibox(&format!("{base} loc_weight: 2"), &loc, &conf, &pr, &MBOX_TRUTH);
+    let all_neg: f64 = (1..4).map(|p| cross_entropy(c(p), 0)).sum();
+    let want3 = 2.0 * loc_term + cross_entropy(c(0), 1) + all_neg;
+    assert!((loss - want3).abs() < 1e-5, "loss {loss} vs {want3}");
+    // FULL divides by images × priors; mining NONE takes every prior.
+    let (loss, ..) = multibox(&format!("{base} mining_type: NONE"), &loc, &conf, &pr, &MBOX_TRUTH);
+    assert!((loss - want3 + loc_term).abs() < 1e-5, "NONE: {loss}");
+    let text = format!("{base} mining_type: NONE }} loss_param {{ normalization: FULL");
+    let (loss, ..) = multibox(&text, &loc, &conf, &pr, &MBOX_TRUTH);
+    assert!((loss - (want3 - loc_term) / 4.0).abs() < 1e-6, "FULL: {loss}");
+    // An image with no box adds nothing when mining (its priors are never
+    // negatives), and all its priors as background without.
+    let loc2 = Tensor::cat(&[&loc, &loc], 0);
+    let conf2 = Tensor::cat(&[&conf, &conf], 0);
+    let (loss, ..) = multibox(&format!("{base} neg_pos_ratio: 2"), &loc2, &conf2, &pr, &MBOX_TRUTH);
+    assert!((loss - want).abs() < 1e-5, "two images, one boxed: {loss} vs {want}");
+    let text = format!("{base} mining_type: NONE }} loss_param {{ normalization: BATCH_SIZE");
+    let (loss, ..) = multibox(&text, &loc2, &conf2, &pr, &MBOX_TRUTH);
+    let want_none = loc_term + cross_entropy(c(0), 1) + all_neg + (0..4).map(|p| cross_entropy(c(p), 0)).sum::<f64>();
+    assert!((loss - want_none / 2.0).abs() < 1e-5, "BATCH_SIZE: {loss} vs {}", want_none / 2.0);
+    // No box at all: the loss is 0, and so are the gradients.
+    let (loss, gloc, gconf) = multibox(base, &loc, &conf, &pr, &MBOX_TRUTH[8..]);
+    assert_eq!(loss, 0.0);
+    assert!(gloc.iter().chain(&gconf).all(|&g| g == 0.0));
+    // A difficult box is skipped unless use_difficult_gt.
+    let mut difficult = MBOX_TRUTH;
+    difficult[7] = 1.0;
+    let (loss, ..) = multibox(&format!("{base} use_difficult_gt: false"), &loc, &conf, &pr, &difficult);
+    assert_eq!(loss, 0.0);
+    let (loss, ..) = multibox(&format!("{base} neg_pos_ratio: 2"), &loc, &conf, &pr, &difficult);
+    assert!((loss - want).abs() < 1e-5);
+}
+
+#[test]
+fn multibox_loss_gradients() {
+    let _rng = rng_exclusive();
+    // Eight priors (two sizes at four centres), two images, three boxes.
+    let mut boxes = Vec::new();
+    for (cx, cy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
+        for half in [0.2, 0.3] {
+            boxes.push([cx - half, cy - half, cx + half, cy + half]);
+        }
+    }
+    let pr = priors(&boxes);
+    let truth = [
+        0.0, 1.0, 0.0, 0.1, 0.1, 0.45, 0.5, 0.0, //
+        0.0, 2.0, 1.0, 0.5, 0.5, 0.95, 0.9, 0.0, //
+        1.0, 1.0, 0.0, 0.3, 0.2, 0.8, 0.7, 0.0,
+    ];
+    let gt = t(&truth, &[1, 1, 3, 8]);
+    for params in [
+        "num_classes: 3 code_type: CENTER_SIZE neg_pos_ratio: 1",
+        "num_classes: 3 code_type: CENTER_SIZE mining_type: NONE conf_loss_type: LOGISTIC loc_loss_type: L2",
+        "num_classes: 3 mining_type: HARD_EXAMPLE sample_size: 5 match_type: BIPARTITE",
+        "num_classes: 3 code_type: CORNER_SIZE encode_variance_in_target: true bp_inside: true",
+        "num_classes: 3 share_location: false mining_type: NONE use_prior_for_matching: false overlap_threshold: 0.3",
+    ] {
+        let lc = if params.contains("share_location: false") { 3 } else { 1 };
+        let text = format!("name: 'mbox_loss' type: 'MultiBoxLoss' multibox_loss_param {{ {params} }}");
+        let loc = randn(&[2, 8 * 4 * lc], 11) * 0.3;
+        let conf = randn(&[2, 8 * 3], 12);
+        layer::gradcheck(
+            text.as_str(),
+            &[loc, conf, pr.shallow_clone(), gt.shallow_clone()],
+            GradCheck { skip_bottoms: vec![2, 3], ..GradCheck::default() },
+        );
+    }
+}
+
+#[test]
+fn multibox_loss_errors() {
+    let (loc, conf, pr) = (t(&MBOX_LOC, &[1, 16]), t(&MBOX_CONF, &[1, 12]), priors(&QUADRANTS));
+    let gt = |rows: &[f64]| t(rows, &[1, 1, rows.len() as i64 / 8, 8]);
+    let bottoms = |truth: Tensor| [loc.shallow_clone(), conf.shallow_clone(), pr.shallow_clone(), truth];
+    let shapes = [vec![1, 16], vec![1, 12], vec![1, 2, 16], vec![1, 1, 1, 8]];
+    let e = setup_err("name: 'm' type: 'MultiBoxLoss'", &shapes);
+    assert!(e.contains("must specify num_classes"), "{e}");
+    let e = setup_err("name: 'm' type: 'MultiBoxLoss' multibox_loss_param { num_classes: 4 }", &shapes);
+    assert!(e.contains("Number of priors must match number of confidence predictions"), "{e}");
+    let e = setup_err(
+        "name: 'm' type: 'MultiBoxLoss' multibox_loss_param { num_classes: 3 share_location: false }",
+        &shapes,
+    );
+    assert!(e.contains("only support negative mining if share_location is true"), "{e}");
+    let e = setup_err(
+        "name: 'm' type: 'MultiBoxLoss' multibox_loss_param { num_classes: 3 do_neg_mining: false }",
+        &shapes,
+    );
+    assert!(e.contains("contradicts mining_type MAX_NEGATIVE"), "{e}");
+    let e = setup_err(
+        "name: 'm' type: 'MultiBoxLoss' multibox_loss_param { num_classes: 3 }",
+        &[vec![1, 16], vec![1, 12], vec![1, 2, 16], vec![1, 1, 1, 7]],
+    );
+    assert!(e.contains("rows of 8 values"), "{e}");
+    let text = "name: 'm' type: 'MultiBoxLoss' multibox_loss_param { num_classes: 3 }";
+    let mut row = MBOX_TRUTH[..8].to_vec();
+    row[1] = 0.0;
+    let e = forward_err(text, &bottoms(gt(&row)), &[], Phase::Train);
+    assert!(e.contains("Found background label in the dataset: ground-truth row 0"), "{e}");
+    row[1] = 3.0;
+    let e = forward_err(text, &bottoms(gt(&row)), &[], Phase::Train);
+    assert!(e.contains("label 3, outside the 3 classes"), "{e}");
+    row[1] = 1.0;
+    row[0] = 1.0;
+    let e = forward_err(text, &bottoms(gt(&row)), &[], Phase::Train);
+    assert!(e.contains("is not one of the batch's 1"), "{e}");
+    // A box with no width overlaps nothing: it is never matched (and never
+    // encoded, which it could not be).
+    let (loss, gloc, _) = multibox(
+        "num_classes: 3 code_type: CENTER_SIZE overlap_threshold: 0",
+        &loc,
+        &conf,
+        &pr,
+        &[0.0, 1.0, 0.0, 0.2, 0.1, 0.2, 0.4, 0.0],
+    );
+    assert_eq!(loss, 0.0);
+    assert!(gloc.iter().all(|&g| g == 0.0));
+}

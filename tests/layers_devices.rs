@@ -265,6 +265,22 @@ fn cases() -> Vec<Case> {
             ],
             &[0, 1],
         ),
+        case(
+            r#"type: "MultiBoxLoss" multibox_loss_param { num_classes: 3 code_type: CENTER_SIZE neg_pos_ratio: 1 }"#,
+            vec![
+                randn_f32(&[2, 16], 32) * 0.3,
+                randn_f32(&[2, 12], 33),
+                t(
+                    &[
+                        0., 0., 0.5, 0.5, 0.5, 0., 1., 0.5, 0., 0.5, 0.5, 1., 0.5, 0.5, 1., 1., 0.1, 0.1, 0.2, 0.2,
+                        0.1, 0.1, 0.2, 0.2, 0.1, 0.1, 0.2, 0.2, 0.1, 0.1, 0.2, 0.2,
+                    ],
+                    &[1, 2, 16],
+                ),
+                t(&[0., 1., 0., 0.05, 0.05, 0.45, 0.5, 0., 1., 2., 0., 0.4, 0.5, 0.9, 0.95, 0.], &[1, 1, 2, 8]),
+            ],
+            &[0, 1],
+        ),
         case(r#"type: "Interp" interp_param { zoom_factor: 3 pad_beg: -1 }"#, vec![x4()], &[0]),
         case(r#"type: "Interp" interp_param { height: 3 width: 8 }"#, vec![x4()], &[0]),
         case(r#"type: "Upsample" upsample_param { scale: 2 }"#, vec![x4()], &[0]),

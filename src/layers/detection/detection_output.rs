@@ -2,6 +2,7 @@
 //! class, and the kept detections as rows.
 use tch::Tensor;
 
+use super::bbox::{descending, BBox, BoxCoder};
 use crate::bail;
 use crate::layers::legacy_dims;
 use crate::layers::registry::{family_of, LayerInfo};
@@ -44,43 +45,6 @@ pub struct DetectionOutput {
     nms_threshold: f32,
     eta: f32,
     top_k: i32,
-}
-
-/// A decoded box and its area (0 where it is inverted).
-#[derive(Clone, Copy)]
-struct BBox {
-    xmin: f32,
-    ymin: f32,
-    xmax: f32,
-    ymax: f32,
-    size: f32,
-}
-
-impl BBox {
-    fn new(xmin: f32, ymin: f32, xmax: f32, ymax: f32) -> Self {
-        let size = if xmax < xmin || ymax < ymin { 0.0 } else { (xmax - xmin) * (ymax - ymin) };
-        BBox { xmin, ymin, xmax, ymax, size }
-    }
-
-    /// Intersection over union of normalized boxes; 0 where they do not overlap.
-    fn jaccard(&self, o: &BBox) -> f32 {
-        if o.xmin > self.xmax || o.xmax < self.xmin || o.ymin > self.ymax || o.ymax < self.ymin {
-            return 0.0;
-        }
-        let w = self.xmax.min(o.xmax) - self.xmin.max(o.xmin);
-        let h = self.ymax.min(o.ymax) - self.ymin.max(o.ymin);
-        if w > 0.0 && h > 0.0 {
-            let inter = w * h;
-            inter / (self.size + o.size - inter)
-        } else {
-            0.0
-        }
-    }
-}
-
-/// Higher scores first; equal ones keep their order (the sorts are stable).
-fn descending(a: f32, b: f32) -> std::cmp::Ordering {
-    b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal)
 }
 
 impl DetectionOutput {
@@ -174,46 +138,6 @@ impl DetectionOutput {
         Ok(priors as usize)
     }
 
-    /// The fork's DecodeBBox: a location prediction against its prior.
-    fn decode(&self, prior: &BBox, var: &[f32], b: &[f32]) -> Result<BBox> {
-        let v = if self.variance_encoded_in_target { [1.0; 4] } else { [var[0], var[1], var[2], var[3]] };
-        let pw = prior.xmax - prior.xmin;
-        let ph = prior.ymax - prior.ymin;
-        let box_ = match self.code_type {
-            CodeType::Corner => BBox::new(
-                prior.xmin + v[0] * b[0],
-                prior.ymin + v[1] * b[1],
-                prior.xmax + v[2] * b[2],
-                prior.ymax + v[3] * b[3],
-            ),
-            CodeType::CenterSize | CodeType::CornerSize if !(pw > 0.0 && ph > 0.0) => {
-                bail!(
-                    "a prior box has no area ({}, {}, {}, {}): it cannot decode a prediction",
-                    prior.xmin,
-                    prior.ymin,
-                    prior.xmax,
-                    prior.ymax
-                )
-            }
-            CodeType::CenterSize => {
-                let pcx = (prior.xmin + prior.xmax) / 2.0;
-                let pcy = (prior.ymin + prior.ymax) / 2.0;
-                let cx = v[0] * b[0] * pw + pcx;
-                let cy = v[1] * b[1] * ph + pcy;
-                let w = (v[2] * b[2]).exp() * pw;
-                let h = (v[3] * b[3]).exp() * ph;
-                BBox::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0)
-            }
-            CodeType::CornerSize => BBox::new(
-                prior.xmin + v[0] * b[0] * pw,
-                prior.ymin + v[1] * b[1] * ph,
-                prior.xmax + v[2] * b[2] * pw,
-                prior.ymax + v[3] * b[3] * ph,
-            ),
-        };
-        Ok(box_)
-    }
-
     /// The fork's ApplyNMSFast: the boxes scoring above the threshold, best
     /// first (ties in index order), at most top_k of them, each kept unless it
     /// overlaps a kept one by more than the (adaptive) threshold.
@@ -242,6 +166,7 @@ impl DetectionOutput {
     /// confidence as the fork lists them.
     fn detect(&self, loc: &[f32], conf: &[f32], priors: &[BBox], variances: &[f32]) -> Result<Vec<(usize, f32, BBox)>> {
         let (loc_classes, classes) = (self.loc_classes(), self.num_classes);
+        let coder = BoxCoder { code_type: self.code_type, variance_in_target: self.variance_encoded_in_target };
         let mut decoded: Vec<Vec<BBox>> = Vec::with_capacity(loc_classes);
         for c in 0..loc_classes {
             if !self.share_location && c as i64 == self.background {
@@ -251,7 +176,7 @@ impl DetectionOutput {
             let mut boxes = Vec::with_capacity(priors.len());
             for (p, prior) in priors.iter().enumerate() {
                 let start = (p * loc_classes + c) * 4;
-                boxes.push(self.decode(prior, &variances[p * 4..p * 4 + 4], &loc[start..start + 4])?);
+                boxes.push(coder.decode(prior, &variances[p * 4..p * 4 + 4], &loc[start..start + 4])?);
             }
             decoded.push(boxes);
         }

@@ -15,7 +15,9 @@ use crate::bail;
 use crate::layers::{legacy_dims, Shape};
 use crate::Result;
 
+pub mod bbox;
 pub mod detection_output;
+pub mod multibox_loss;
 pub mod normalize;
 pub mod permute;
 pub mod prior_box;
@@ -25,6 +27,7 @@ pub mod roi_pooling;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     detection_output::register(r);
+    multibox_loss::register(r);
     normalize::register(r);
     permute::register(r);
     prior_box::register(r);

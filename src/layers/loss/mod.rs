@@ -126,7 +126,7 @@ fn check_one_per_sample(shape: &[i64], what: &str) -> Result<()> {
 
 /// A tensor whose value is `value` but whose gradient is that of `grad_source`:
 /// reproduces Caffe backward passes that differ from the gradient of their forward.
-fn value_with_grad_of(value: &Tensor, grad_source: &Tensor) -> Result<Tensor> {
+pub(crate) fn value_with_grad_of(value: &Tensor, grad_source: &Tensor) -> Result<Tensor> {
     let correction = value.detach().f_sub(&grad_source.detach())?;
     Ok(grad_source.f_add(&correction)?)
 }

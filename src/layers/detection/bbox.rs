@@ -1,0 +1,195 @@
+//! The SSD fork's box arithmetic on normalized boxes, shared by its layers
+//! (DetectionOutput, MultiBoxLoss, AnnotatedData's crops): overlap, coding
+//! against a prior, and the suppression MultiBoxLoss mines with.
+use crate::bail;
+use crate::proto::caffe::prior_box_parameter::CodeType;
+use crate::Result;
+
+/// A box in normalized coordinates and its area (0 where it is inverted).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BBox {
+    pub xmin: f32,
+    pub ymin: f32,
+    pub xmax: f32,
+    pub ymax: f32,
+    pub size: f32,
+}
+
+impl BBox {
+    pub fn new(xmin: f32, ymin: f32, xmax: f32, ymax: f32) -> Self {
+        let size = if xmax < xmin || ymax < ymin { 0.0 } else { (xmax - xmin) * (ymax - ymin) };
+        BBox { xmin, ymin, xmax, ymax, size }
+    }
+
+    pub fn from_slice(v: &[f32]) -> Self {
+        BBox::new(v[0], v[1], v[2], v[3])
+    }
+
+    pub fn corners(&self) -> [f32; 4] {
+        [self.xmin, self.ymin, self.xmax, self.ymax]
+    }
+
+    /// The overlap with another box; None where they do not touch.
+    pub fn intersection(&self, o: &BBox) -> Option<BBox> {
+        if o.xmin > self.xmax || o.xmax < self.xmin || o.ymin > self.ymax || o.ymax < self.ymin {
+            return None;
+        }
+        Some(BBox::new(self.xmin.max(o.xmin), self.ymin.max(o.ymin), self.xmax.min(o.xmax), self.ymax.min(o.ymax)))
+    }
+
+    /// Intersection over union; 0 where they do not overlap.
+    pub fn jaccard(&self, o: &BBox) -> f32 {
+        let Some(i) = self.intersection(o) else { return 0.0 };
+        let (w, h) = (i.xmax - i.xmin, i.ymax - i.ymin);
+        if w > 0.0 && h > 0.0 {
+            let inter = w * h;
+            inter / (self.size + o.size - inter)
+        } else {
+            0.0
+        }
+    }
+
+    /// The share of this box that `o` covers.
+    pub fn coverage_by(&self, o: &BBox) -> f32 {
+        match self.intersection(o) {
+            Some(i) if self.size > 0.0 => i.size / self.size,
+            _ => 0.0,
+        }
+    }
+
+    /// Whether a corner lies outside the unit square.
+    pub fn crosses_boundary(&self) -> bool {
+        self.corners().iter().any(|&v| !(0.0..=1.0).contains(&v))
+    }
+}
+
+/// How boxes are coded against their prior, and whether the prior's
+/// variances are part of the code (detection_output_param's and
+/// multibox_loss_param's code_type and variance flag).
+#[derive(Clone, Copy, Debug)]
+pub struct BoxCoder {
+    pub code_type: CodeType,
+    pub variance_in_target: bool,
+}
+
+fn check_area(prior: &BBox, what: &str) -> Result<(f32, f32)> {
+    let (w, h) = (prior.xmax - prior.xmin, prior.ymax - prior.ymin);
+    if !(w > 0.0 && h > 0.0) {
+        bail!(
+            "a {what} box has no area ({}, {}, {}, {}): it cannot be coded against",
+            prior.xmin,
+            prior.ymin,
+            prior.xmax,
+            prior.ymax
+        );
+    }
+    Ok((w, h))
+}
+
+impl BoxCoder {
+    fn variances(&self, var: &[f32]) -> [f32; 4] {
+        if self.variance_in_target {
+            [1.0; 4]
+        } else {
+            [var[0], var[1], var[2], var[3]]
+        }
+    }
+
+    /// The fork's DecodeBBox (unclipped): a location prediction against its prior.
+    pub fn decode(&self, prior: &BBox, var: &[f32], b: &[f32]) -> Result<BBox> {
+        let v = self.variances(var);
+        Ok(match self.code_type {
+            CodeType::Corner => BBox::new(
+                prior.xmin + v[0] * b[0],
+                prior.ymin + v[1] * b[1],
+                prior.xmax + v[2] * b[2],
+                prior.ymax + v[3] * b[3],
+            ),
+            CodeType::CenterSize => {
+                let (pw, ph) = check_area(prior, "prior")?;
+                let pcx = (prior.xmin + prior.xmax) / 2.0;
+                let pcy = (prior.ymin + prior.ymax) / 2.0;
+                let cx = v[0] * b[0] * pw + pcx;
+                let cy = v[1] * b[1] * ph + pcy;
+                let w = (v[2] * b[2]).exp() * pw;
+                let h = (v[3] * b[3]).exp() * ph;
+                BBox::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0)
+            }
+            CodeType::CornerSize => {
+                let (pw, ph) = check_area(prior, "prior")?;
+                BBox::new(
+                    prior.xmin + v[0] * b[0] * pw,
+                    prior.ymin + v[1] * b[1] * ph,
+                    prior.xmax + v[2] * b[2] * pw,
+                    prior.ymax + v[3] * b[3] * ph,
+                )
+            }
+        })
+    }
+
+    /// The fork's EncodeBBox: the code that decodes to `b` against `prior`.
+    pub fn encode(&self, prior: &BBox, var: &[f32], b: &BBox) -> Result<[f32; 4]> {
+        let v = self.variances(var);
+        if !self.variance_in_target && v.iter().any(|&x| !(x > 0.0)) {
+            bail!("a prior's variances {v:?} must be positive to code a box against it");
+        }
+        Ok(match self.code_type {
+            CodeType::Corner => [
+                (b.xmin - prior.xmin) / v[0],
+                (b.ymin - prior.ymin) / v[1],
+                (b.xmax - prior.xmax) / v[2],
+                (b.ymax - prior.ymax) / v[3],
+            ],
+            CodeType::CenterSize => {
+                let (pw, ph) = check_area(prior, "prior")?;
+                let (bw, bh) = check_area(b, "ground-truth")?;
+                let (pcx, pcy) = ((prior.xmin + prior.xmax) / 2.0, (prior.ymin + prior.ymax) / 2.0);
+                let (bcx, bcy) = ((b.xmin + b.xmax) / 2.0, (b.ymin + b.ymax) / 2.0);
+                [(bcx - pcx) / pw / v[0], (bcy - pcy) / ph / v[1], (bw / pw).ln() / v[2], (bh / ph).ln() / v[3]]
+            }
+            CodeType::CornerSize => {
+                let (pw, ph) = check_area(prior, "prior")?;
+                [
+                    (b.xmin - prior.xmin) / pw / v[0],
+                    (b.ymin - prior.ymin) / ph / v[1],
+                    (b.xmax - prior.xmax) / pw / v[2],
+                    (b.ymax - prior.ymax) / ph / v[3],
+                ]
+            }
+        })
+    }
+}
+
+/// Higher scores first; equal ones keep their order (the sorts are stable).
+pub fn descending(a: f32, b: f32) -> std::cmp::Ordering {
+    b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// The fork's ApplyNMS (the one MultiBoxLoss mines with): boxes by score,
+/// best first, at most top_k kept (-1: all); boxes smaller than 1e-5 are
+/// dropped, and so is each box overlapping a kept one by more than
+/// `threshold`. Returns indices into `boxes`.
+pub fn suppress(boxes: &[BBox], scores: &[f32], threshold: f32, top_k: i32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| descending(scores[a], scores[b]));
+    if top_k > -1 {
+        order.truncate(top_k as usize);
+    }
+    let mut kept = Vec::new();
+    let mut alive = vec![true; order.len()];
+    for (k, &best) in order.iter().enumerate() {
+        if !alive[k] || boxes[best].size < 1e-5 {
+            continue;
+        }
+        kept.push(best);
+        if top_k > -1 && kept.len() >= top_k as usize {
+            break;
+        }
+        for (l, &other) in order.iter().enumerate().skip(k + 1) {
+            if alive[l] && boxes[other].size >= 1e-5 && boxes[best].jaccard(&boxes[other]) > threshold {
+                alive[l] = false;
+            }
+        }
+    }
+    kept
+}
