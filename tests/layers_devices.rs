@@ -15,7 +15,7 @@ use crate::common::{assert_close, note, rng_exclusive, test_device};
 /// Layers that read or write data outside the net, or only declare inputs:
 /// there is nothing of theirs to compute on a device.
 const DATA_SOURCES: &[&str] =
-    &["Data", "DummyData", "HDF5Data", "HDF5Output", "ImageData", "Input", "MemoryData", "WindowData"];
+    &["AnnotatedData", "Data", "DummyData", "HDF5Data", "HDF5Output", "ImageData", "Input", "MemoryData", "WindowData"];
 
 /// f32 on both devices; cuDNN and oneDNN sum in different orders.
 const TOLERANCE: f64 = 1e-4;

@@ -12,6 +12,7 @@
 mod common;
 
 mod allocator;
+mod annotated_data;
 mod bad_input;
 mod binary_io;
 mod cli;

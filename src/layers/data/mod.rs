@@ -1,7 +1,8 @@
 //! Data layers, one file per type: Data (LMDB/LevelDB of Datum), ImageData (a
 //! list of image files), MemoryData (arrays fed by the caller), DummyData
-//! (fillers), HDF5Data and HDF5Output (.h5 files), WindowData (R-CNN windows)
-//! and Input (blobs set by the caller).
+//! (fillers), HDF5Data and HDF5Output (.h5 files), WindowData (R-CNN windows),
+//! AnnotatedData (the SSD fork's images with boxes, augmented as its training
+//! does: augment.rs) and Input (blobs set by the caller).
 //!
 //! Data and ImageData read, decode and transform on a background thread into
 //! a bounded queue of `DataParameter.prefetch` batches (Caffe's
@@ -20,6 +21,8 @@ use crate::bail;
 use crate::proto::caffe::LayerParameter;
 
 #[allow(clippy::module_inception)] // Caffe's `Data` type is `data::data`, as every type has its own file
+pub mod annotated_data;
+pub mod augment;
 pub mod data;
 pub mod dummy_data;
 pub mod hdf5_data;
@@ -33,6 +36,7 @@ pub mod window_data;
 pub fn register(r: &mut Vec<LayerInfo>) {
     input::register(r);
     data::register(r);
+    annotated_data::register(r);
     image_data::register(r);
     memory_data::register(r);
     dummy_data::register(r);

@@ -20,6 +20,9 @@ pub(super) struct Batch {
     pub(super) shape: [i64; 4],
     pub(super) data: Vec<f32>,
     pub(super) label: Option<Vec<f32>>,
+    /// The label top's shape where it is not one value per item
+    /// (AnnotatedData's rows of boxes).
+    pub(super) label_shape: Option<Vec<i64>>,
 }
 
 /// What a prefetch thread reads from.
@@ -142,7 +145,7 @@ impl BatchBuilder {
     pub(super) fn finish(self, with_labels: bool) -> Result<Batch> {
         let [c, h, w] = self.item_shape;
         let shape = [self.batch_size as i64, c as i64, h as i64, w as i64];
-        Ok(Batch { shape, data: self.data, label: with_labels.then_some(self.labels) })
+        Ok(Batch { shape, data: self.data, label: with_labels.then_some(self.labels), label_shape: None })
     }
 }
 
@@ -150,7 +153,11 @@ pub(super) fn batch_tops(batch: Batch, device: Device) -> Result<Vec<Tensor>> {
     let data = Tensor::f_from_slice(&batch.data)?.f_view(batch.shape)?;
     let mut tops = vec![to_net_device(data, device)?];
     if let Some(l) = batch.label {
-        tops.push(to_net_device(Tensor::f_from_slice(&l)?, device)?);
+        let mut label = Tensor::f_from_slice(&l)?;
+        if let Some(shape) = &batch.label_shape {
+            label = label.f_view(shape.as_slice())?;
+        }
+        tops.push(to_net_device(label, device)?);
     }
     Ok(tops)
 }

@@ -384,6 +384,7 @@ impl BatchSource for WindowSource {
             shape: [self.batch_size as i64, 3, self.crop_size as i64, self.crop_size as i64],
             data,
             label: Some(labels),
+            label_shape: None,
         })
     }
 }

@@ -41,8 +41,13 @@ pub fn register(r: &mut Vec<LayerInfo>) {
 /// mining run on the host in f32 as the fork's CPU code does; the loss is
 /// built from the selected rows with libtorch, so its gradient is the
 /// fork's backward: nothing for priors and boxes that were not selected,
-/// and none for the priors and the ground truth. Where the fork's sort
-/// leaves ties to chance, the lower prior index goes first.
+/// none for the priors and the ground truth, and, with
+/// encode_variance_in_target, the gradient of the prediction divided by its
+/// variance passed back undivided, as the fork does. Where the fork's sort
+/// leaves ties to chance, the lower prior index goes first. LOGISTIC without
+/// mining gives every unmatched prior a one-hot background target (the fork
+/// fills that target with the background id, and misplaces the positives of
+/// every image after the first).
 pub struct MultiBoxLoss {
     num_classes: usize,
     share_location: bool,
@@ -603,7 +608,10 @@ impl Layer for MultiBoxLoss {
                 Ok(Tensor::f_from_slice(v)?.f_reshape([m, 4])?.f_to_kind(kind)?.f_to_device(device)?)
             };
             let target = to(&targets)?;
-            let pred = pred.f_div(&to(&pred_div)?)?;
+            // Divided by the variances where they are in the target, with the
+            // fork's backward: the gradient of the divided value, undivided.
+            let divided = pred.f_div(&to(&pred_div)?)?;
+            let pred = pred.f_add(&divided.f_sub(&pred)?.f_detach()?)?;
             let frozen = Tensor::f_from_slice(&frozen)?.f_reshape([m, 4])?.f_to_device(device)?;
             let pred = target.f_where_self(&frozen, &pred)?;
             let d = pred.f_sub(&target)?;

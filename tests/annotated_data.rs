@@ -1,0 +1,282 @@
+//! The SSD fork's AnnotatedData layer (`src/layers/data/annotated_data.rs`,
+//! augmentation in `augment.rs`) on LMDBs of AnnotatedDatum records written
+//! here: pixels and boxes as stored, boxes that follow the pixels through
+//! expansion, random crops, mirror and resizes, OpenCV's HSV arithmetic, and
+//! the errors.
+use std::path::Path;
+
+use caffe_tch::data::db::{Backend, DbWriter};
+use caffe_tch::layers::data::augment::{bgr_to_hsv, hsv_to_bgr};
+use caffe_tch::net::Net;
+use caffe_tch::proto::caffe::annotated_datum::AnnotationType;
+use caffe_tch::proto::caffe::{AnnotatedDatum, Annotation, AnnotationGroup, Datum, NormalizedBBox, Phase};
+use prost::Message;
+
+use crate::common;
+use crate::common::values_f32;
+
+/// A boxed object: label, and the box in pixels [x0, y0, x1, y1) of the image.
+type PixelBox = (i32, [usize; 4]);
+
+/// A C×H×W image of `background` with each box painted `200 + 10·k`, and
+/// its record with the boxes normalized.
+fn record(c: usize, h: usize, w: usize, background: u8, boxes: &[PixelBox], typed: bool) -> Vec<u8> {
+    let mut data = vec![background; c * h * w];
+    for (k, (_, [x0, y0, x1, y1])) in boxes.iter().enumerate() {
+        for ch in 0..c {
+            for y in *y0..*y1 {
+                for x in *x0..*x1 {
+                    data[(ch * h + y) * w + x] = 200 + 10 * k as u8;
+                }
+            }
+        }
+    }
+    let group = |(k, (label, b)): (usize, &PixelBox)| AnnotationGroup {
+        group_label: Some(*label),
+        annotation: vec![Annotation {
+            instance_id: Some(k as i32),
+            bbox: Some(NormalizedBBox {
+                xmin: Some(b[0] as f32 / w as f32),
+                ymin: Some(b[1] as f32 / h as f32),
+                xmax: Some(b[2] as f32 / w as f32),
+                ymax: Some(b[3] as f32 / h as f32),
+                difficult: Some(k == 1),
+                ..Default::default()
+            }),
+        }],
+    };
+    AnnotatedDatum {
+        datum: Some(Datum {
+            channels: Some(c as i32),
+            height: Some(h as i32),
+            width: Some(w as i32),
+            data: Some(data),
+            label: Some(7),
+            ..Default::default()
+        }),
+        r#type: typed.then_some(AnnotationType::Bbox as i32),
+        annotation_group: boxes.iter().enumerate().map(group).collect(),
+    }
+    .encode_to_vec()
+}
+
+fn write_db(path: &Path, records: &[Vec<u8>]) {
+    let mut db = DbWriter::create(path, Backend::Lmdb).expect("create db");
+    for (i, r) in records.iter().enumerate() {
+        db.put(format!("{i:08}").as_bytes(), r);
+    }
+    db.finish().expect("finish db");
+}
+
+fn net(source: &Path, batch: usize, extra: &str, phase: Phase) -> caffe_tch::Result<Net> {
+    let text = format!(
+        r#"name: "ssd_data" layer {{ name: "data" type: "AnnotatedData" top: "data" top: "label"
+            data_param {{ source: "{}" batch_size: {batch} backend: LMDB }} {extra} }}"#,
+        source.display()
+    );
+    common::net(&text, "train.prototxt", phase)
+}
+
+fn forward(net: &mut Net) -> (Vec<i64>, Vec<f32>, Vec<f32>) {
+    net.forward().expect("forward");
+    let data = net.blob("data").unwrap().shallow_clone();
+    let label = net.blob("label").unwrap().shallow_clone();
+    (data.size(), values_f32(&data), values_f32(&label))
+}
+
+#[test]
+fn annotated_data_gives_pixels_and_box_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("boxes_lmdb");
+    write_db(
+        &db,
+        &[
+            record(3, 8, 12, 10, &[(1, [0, 0, 4, 4]), (2, [6, 2, 12, 8])], true),
+            record(3, 8, 12, 20, &[], true),
+            record(3, 8, 12, 30, &[(3, [2, 2, 6, 6])], true),
+        ],
+    );
+    let mut n = net(&db, 2, "", Phase::Train).unwrap();
+    let (shape, data, label) = forward(&mut n);
+    assert_eq!(shape, vec![2, 3, 8, 12]);
+    assert_eq!(data[8 * 12 - 1], 200.0 + 10.0, "the second box's corner pixel");
+    assert_eq!(data[3 * 8 * 12], 20.0, "the second image's background");
+    #[rustfmt::skip]
+    let want = [
+        0.0, 1.0, 0.0, 0.0, 0.0, 4.0 / 12.0, 0.5, 0.0,
+        0.0, 2.0, 1.0, 0.5, 0.25, 1.0, 1.0, 1.0,
+    ];
+    assert_eq!(label.len(), 16);
+    for (g, w) in label.iter().zip(want) {
+        assert!((g - w as f32).abs() < 1e-6, "{label:?}");
+    }
+    // Record 2, then record 0 again: rows name their image in the batch.
+    let (_, _, label) = forward(&mut n);
+    assert_eq!(label.len(), 24);
+    assert_eq!(&label[..3], &[0.0, 3.0, 0.0]);
+    assert_eq!(&label[8..10], &[1.0, 1.0]);
+    // A batch with no box at all has one row of -1.
+    let mut n = net(&db, 1, "", Phase::Train).unwrap();
+    forward(&mut n);
+    let (_, _, label) = forward(&mut n);
+    assert_eq!(label, vec![-1.0; 8]);
+    // Records without a type give the Datum's label per image.
+    let plain = dir.path().join("plain_lmdb");
+    write_db(&plain, &[record(1, 4, 4, 5, &[(1, [0, 0, 2, 2])], false)]);
+    let mut n = net(&plain, 2, "", Phase::Train).unwrap();
+    let (_, _, label) = forward(&mut n);
+    assert_eq!(label, vec![7.0, 7.0]);
+}
+
+/// The painted pixels' extent in an output image, in pixels [x0, y0, x1, y1).
+fn painted(data: &[f32], h: usize, w: usize, value: f32) -> Option<[f32; 4]> {
+    let mut b: Option<[f32; 4]> = None;
+    for y in 0..h {
+        for x in 0..w {
+            if (data[y * w + x] - value).abs() < 0.5 {
+                let e = b.get_or_insert([x as f32, y as f32, x as f32 + 1.0, y as f32 + 1.0]);
+                *e = [e[0].min(x as f32), e[1].min(y as f32), e[2].max(x as f32 + 1.0), e[3].max(y as f32 + 1.0)];
+            }
+        }
+    }
+    b
+}
+
+#[test]
+fn boxes_follow_the_pixels_through_expansion_crops_mirror_and_resize() {
+    let _rng = common::rng_exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("paint_lmdb");
+    write_db(
+        &db,
+        &[
+            record(1, 40, 60, 100, &[(1, [12, 8, 30, 26])], true),
+            record(1, 40, 60, 100, &[(2, [33, 14, 57, 37])], true),
+        ],
+    );
+    // SSD's own augmentation, with NEAREST resizing so painted pixels stay exact.
+    let extra = r#"
+        transform_param { mirror: true mean_value: 0
+          resize_param { prob: 1 resize_mode: WARP height: 30 width: 30 interp_mode: NEAREST }
+          emit_constraint { emit_type: CENTER }
+          expand_param { prob: 0.5 max_expand_ratio: 3.0 } }
+        annotated_data_param {
+          batch_sampler { max_sample: 1 max_trials: 1 }
+          batch_sampler { sampler { min_scale: 0.3 max_scale: 1.0 min_aspect_ratio: 0.5 max_aspect_ratio: 2.0 }
+            sample_constraint { min_jaccard_overlap: 0.1 } max_sample: 1 max_trials: 50 }
+          batch_sampler { sampler { min_scale: 0.3 max_scale: 1.0 min_aspect_ratio: 0.5 max_aspect_ratio: 2.0 }
+            sample_constraint { max_jaccard_overlap: 1.0 } max_sample: 1 max_trials: 50 } }"#;
+    let mut n = net(&db, 2, extra, Phase::Train).unwrap();
+    let (mut rows_seen, mut expanded) = (0, 0);
+    for _ in 0..40 {
+        let (shape, data, label) = forward(&mut n);
+        assert_eq!(shape, vec![2, 1, 30, 30]);
+        for row in label.chunks_exact(8).filter(|r| r[0] >= 0.0) {
+            let (item, k) = (row[0] as usize, row[2] as usize);
+            let value = 200.0 + 10.0 * k as f32;
+            let img = &data[item * 900..(item + 1) * 900];
+            let want = [row[3] * 30.0, row[4] * 30.0, row[5] * 30.0, row[6] * 30.0];
+            let got = painted(img, 30, 30, value).unwrap_or_else(|| panic!("row {row:?}: no painted pixel"));
+            for (g, w) in got.iter().zip(want) {
+                // Nearest resizing moves an edge by up to one output pixel.
+                assert!((g - w).abs() <= 1.01, "row {row:?}: box {want:?} vs painted {got:?}");
+            }
+            rows_seen += 1;
+            expanded += usize::from(img.contains(&0.0));
+        }
+    }
+    assert!(rows_seen > 40, "rows {rows_seen}");
+    assert!(expanded > 0, "no expansion seen");
+}
+
+#[test]
+fn resize_modes_place_the_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wide_lmdb");
+    write_db(&db, &[record(1, 10, 20, 100, &[(1, [0, 0, 10, 10])], true)]);
+    // FIT_LARGE_SIZE_AND_PAD: 10×20 into 20×20 is 10×20 padded 5 above and below.
+    let extra = r#"transform_param { resize_param { resize_mode: FIT_LARGE_SIZE_AND_PAD height: 20 width: 20
+        pad_value: 7 interp_mode: NEAREST } }"#;
+    let mut n = net(&db, 1, extra, Phase::Test).unwrap();
+    let (shape, data, label) = forward(&mut n);
+    assert_eq!(shape, vec![1, 1, 20, 20]);
+    assert_eq!(&data[..20], &[7.0; 20]);
+    assert_eq!(data[5 * 20], 200.0);
+    let want = [0.0, 0.25, 0.5, 0.75];
+    for (g, w) in label[3..7].iter().zip(want) {
+        assert!((g - w).abs() < 1e-6, "{label:?}");
+    }
+    // WARP to 5×5 with a centred 3×3 crop in TEST.
+    let extra = "transform_param { crop_size: 3 resize_param { height: 5 width: 5 interp_mode: NEAREST } }";
+    let mut n = net(&db, 1, extra, Phase::Test).unwrap();
+    let (shape, _, label) = forward(&mut n);
+    assert_eq!(shape, vec![1, 1, 3, 3]);
+    // The box covers x < 0.5 of the image: columns 1..2.5 of the crop at 1..4.
+    let want = [0.0, 0.0, 1.5 / 3.0, 1.0];
+    for (g, w) in label[3..7].iter().zip(want) {
+        assert!((g - w).abs() < 1e-6, "{label:?}");
+    }
+}
+
+#[test]
+fn hsv_arithmetic_is_opencvs() {
+    // Values from OpenCV 4.14's cvtColor (COLOR_BGR2HSV / COLOR_HSV2BGR, 8 bits)
+    // on single pixels: its scalar path, which rounds (its vectorized path,
+    // used on wide images, truncates the HSV→BGR result instead).
+    assert_eq!(bgr_to_hsv(0, 0, 255), [0, 255, 255]);
+    assert_eq!(bgr_to_hsv(0, 255, 0), [60, 255, 255]);
+    assert_eq!(bgr_to_hsv(255, 0, 0), [120, 255, 255]);
+    assert_eq!(bgr_to_hsv(90, 90, 90), [0, 0, 90]);
+    assert_eq!(bgr_to_hsv(10, 100, 200), [14, 242, 200]);
+    assert_eq!(hsv_to_bgr(14, 242, 200), [10, 99, 200]);
+    assert_eq!(hsv_to_bgr(172, 58, 128), [107, 99, 128]);
+    assert_eq!(hsv_to_bgr(14, 215, 38), [6, 21, 38]);
+    assert_eq!(hsv_to_bgr(0, 0, 90), [90, 90, 90]);
+    // A hue pushed past 180 wraps once.
+    assert_eq!(hsv_to_bgr(200, 255, 255), hsv_to_bgr(20, 255, 255));
+    // Round trips stay within a level or two for every grey and primary mix.
+    for b in (0..=255).step_by(51) {
+        for g in (0..=255).step_by(51) {
+            for r in (0..=255).step_by(51) {
+                let hsv = bgr_to_hsv(b, g, r);
+                let back = hsv_to_bgr(hsv[0], hsv[1], hsv[2]);
+                for (x, y) in [b, g, r].iter().zip(back) {
+                    assert!((*x as i32 - y as i32).abs() <= 3, "{:?} → {hsv:?} → {back:?}", [b, g, r]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn annotated_data_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("e_lmdb");
+    write_db(&db, &[record(1, 8, 8, 0, &[], true), record(1, 6, 8, 0, &[], true)]);
+    let err = |extra: &str, batch: usize| match net(&db, batch, extra, Phase::Train) {
+        Err(e) => e.to_string(),
+        Ok(mut n) => match n.forward() {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{extra}: expected an error"),
+        },
+    };
+    let e = err("transform_param { noise_param { prob: 0.5 } }", 1);
+    assert!(e.contains("noise_param (OpenCV's noise effects) is not supported"), "{e}");
+    let e = err("transform_param { resize_param { resize_mode: FIT_SMALL_SIZE height: 4 width: 4 } }", 2);
+    assert!(e.contains("Only support batch size of 1 for FIT_SMALL_SIZE"), "{e}");
+    let e = err("annotated_data_param { batch_sampler { sampler { min_scale: 0 } } }", 1);
+    assert!(e.contains("batch_sampler 0: need 0 < min_scale"), "{e}");
+    let e = err("transform_param { distort_param { contrast_lower: 2 contrast_upper: 1 } }", 1);
+    assert!(e.contains("contrast_lower must be non-negative and at most contrast_upper"), "{e}");
+    // Images of two sizes with no resize cannot share a batch.
+    let e = err("", 2);
+    assert!(e.contains("images in one batch must share a size") && e.contains("record '00000001'"), "{e}");
+    // A Datum is not an AnnotatedDatum.
+    let bad = dir.path().join("bad_lmdb");
+    write_db(&bad, &[vec![0x0a, 0x05, 0x08]]);
+    let e = match net(&bad, 1, "", Phase::Train) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("expected an error"),
+    };
+    assert!(e.contains("record '00000000'") && e.contains("not a valid AnnotatedDatum"), "{e}");
+}
