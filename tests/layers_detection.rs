@@ -938,3 +938,88 @@ fn multibox_loss_errors() {
     assert_eq!(loss, 0.0);
     assert!(gloc.iter().all(|&g| g == 0.0));
 }
+
+// ---------------------------------------------------------------- DetectionEvaluate
+
+fn evaluate(params: &str, det: &[f64], gt: &[f64]) -> Vec<Vec<f64>> {
+    let text = format!("name: 'eval' type: 'DetectionEvaluate' detection_evaluate_param {{ {params} }}");
+    let d = t(det, &[1, 1, det.len() as i64 / 7, 7]);
+    let g = t(gt, &[1, 1, gt.len() as i64 / 8, 8]);
+    values(&run(text.as_str(), &[d, g], &[])).chunks(5).map(|r| r.to_vec()).collect()
+}
+
+#[test]
+fn detection_evaluate_marks_true_and_false_positives() {
+    #[rustfmt::skip]
+    let det = [
+        0.0, 1.0, 0.8, 0.1, 0.1, 0.4, 0.4,   // a second hit on the same box: false
+        0.0, 1.0, 0.9, 0.1, 0.1, 0.4, 0.42,  // the best hit: true
+        0.0, 2.0, 0.7, 0.1, 0.1, 0.4, 0.4,   // no class-2 box in image 0: false
+        1.0, 1.0, 0.6, 0.5, 0.5, 0.9, 0.9,   // on a difficult box: neither
+        1.0, 2.0, 0.5, 0.0, 0.0, 0.2, 0.2,   // misses the class-2 box: false
+    ];
+    #[rustfmt::skip]
+    let gt = [
+        0.0, 1.0, 0.0, 0.1, 0.1, 0.4, 0.4, 0.0,
+        1.0, 1.0, 0.0, 0.5, 0.5, 0.9, 0.9, 1.0,
+        1.0, 2.0, 1.0, 0.6, 0.6, 0.8, 0.8, 0.0,
+        -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0,
+        1.0, 2.0, 2.0, 0.0, 0.0, 0.2, 0.2, 0.0, // after the padding row: not read
+    ];
+    let rows = evaluate("num_classes: 3 evaluate_difficult_gt: false", &det, &gt);
+    let want: Vec<Vec<f64>> = vec![
+        vec![-1.0, 1.0, 1.0, -1.0, -1.0],
+        vec![-1.0, 2.0, 1.0, -1.0, -1.0],
+        vec![0.0, 1.0, f32v(0.9), 1.0, 0.0],
+        vec![0.0, 1.0, f32v(0.8), 0.0, 1.0],
+        vec![0.0, 2.0, f32v(0.7), 0.0, 1.0],
+        vec![1.0, 1.0, f32v(0.6), 0.0, 0.0],
+        vec![1.0, 2.0, f32v(0.5), 0.0, 1.0],
+    ];
+    assert_eq!(rows, want);
+    // Difficult boxes counted: two class-1 boxes, and the hit on one is true.
+    let rows = evaluate("num_classes: 3", &det, &gt);
+    assert_eq!(rows[0], vec![-1.0, 1.0, 2.0, -1.0, -1.0]);
+    assert_eq!(rows[5], vec![1.0, 1.0, f32v(0.6), 1.0, 0.0]);
+}
+
+#[test]
+fn detection_evaluate_in_pixels_counts_sides_inclusively() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = dir.path().join("test_name_size.txt");
+    std::fs::write(&sizes, "000001 10 10\n").unwrap();
+    // Two adjacent one-pixel-wide boxes: no overlap as normalized boxes; in
+    // pixels, with inclusive sides, IoU 2/6.
+    let det = [0.0, 1.0, 0.9, 0.0, 0.0, 0.1, 0.1];
+    let gt = [0.0, 1.0, 0.0, 0.1, 0.0, 0.2, 0.1, 0.0];
+    let rows = evaluate("num_classes: 2 overlap_threshold: 0.3", &det, &gt);
+    assert_eq!(&rows[1][3..], &[0.0, 1.0]);
+    let params = format!("num_classes: 2 overlap_threshold: 0.3 name_size_file: '{}'", sizes.display());
+    let rows = evaluate(&params, &det, &gt);
+    assert_eq!(&rows[1][3..], &[1.0, 0.0]);
+    let e = setup_err("name: 'e' type: 'DetectionEvaluate' detection_evaluate_param { num_classes: 2 name_size_file: '/nonexistent/sizes.txt' }", &[vec![1, 1, 1, 7], vec![1, 1, 1, 8]]);
+    assert!(e.contains("/nonexistent/sizes.txt"), "{e}");
+    let e = setup_err("name: 'e' type: 'DetectionEvaluate'", &[vec![1, 1, 1, 7], vec![1, 1, 1, 8]]);
+    assert!(e.contains("Must provide num_classes"), "{e}");
+    let e = setup_err(
+        "name: 'e' type: 'DetectionEvaluate' detection_evaluate_param { num_classes: 2 }",
+        &[vec![1, 1, 1, 6], vec![1, 1, 1, 8]],
+    );
+    assert!(e.contains("1×1×D×7"), "{e}");
+}
+
+#[test]
+fn average_precision_in_the_three_versions() {
+    use caffe_tch::layers::detection::detection_evaluate::average_precision;
+    // Ranked: hit, miss, hit, of two boxes: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1.
+    let tp = [(0.9f32, 1), (0.8, 0), (0.7, 1)];
+    let fp = [(0.9f32, 0), (0.8, 1), (0.7, 0)];
+    let ap = |v: &str| average_precision(&tp, &fp, 2, v).unwrap() as f64;
+    assert!((ap("Integral") - (0.5 + 0.5 * 2.0 / 3.0)).abs() < 1e-6);
+    assert!((ap("MaxIntegral") - (0.5 + 0.5 * 2.0 / 3.0)).abs() < 1e-6);
+    // VOC2007: the best precision at recall ≥ 0, 0.1, …, 1: six of 1, five of 2/3.
+    assert!((ap("11point") - (6.0 + 5.0 * 2.0 / 3.0) / 11.0).abs() < 1e-6);
+    assert_eq!(average_precision(&[], &[], 3, "Integral").unwrap(), 0.0);
+    let e = average_precision(&tp, &fp, 2, "VOC").unwrap_err().to_string();
+    assert!(e.contains("Unknown ap_version: 'VOC'"), "{e}");
+}

@@ -281,6 +281,14 @@ fn cases() -> Vec<Case> {
             ],
             &[0, 1],
         ),
+        case(
+            r#"type: "DetectionEvaluate" detection_evaluate_param { num_classes: 3 }"#,
+            vec![
+                t(&[0., 1., 0.9, 0.1, 0.1, 0.4, 0.4, 0., 2., 0.6, 0.5, 0.5, 0.9, 0.8], &[1, 1, 2, 7]),
+                t(&[0., 1., 0., 0.1, 0.1, 0.4, 0.45, 0.], &[1, 1, 1, 8]),
+            ],
+            &[],
+        ),
         case(r#"type: "Interp" interp_param { zoom_factor: 3 pad_beg: -1 }"#, vec![x4()], &[0]),
         case(r#"type: "Interp" interp_param { height: 3 width: 8 }"#, vec![x4()], &[0]),
         case(r#"type: "Upsample" upsample_param { scale: 2 }"#, vec![x4()], &[0]),

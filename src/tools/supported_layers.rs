@@ -26,7 +26,8 @@ pub fn supported_layers_markdown() -> String {
     s.push_str("so the device is the net's. Backward is libtorch autograd over the forward pass. ");
     s.push_str("`tests/layers_devices.rs` checks every type except the data sources on CUDA against the CPU ");
     s.push_str("(tops and gradients; run by `scripts/gpu_check.sh`, passed on an NVIDIA H200: ");
-    s.push_str("`docs/results/gpu/h200.md`; the types added since, the forks' Axpy, BN, DetectionOutput, Interp, ");
+    s.push_str("`docs/results/gpu/h200.md`; the types added since, the forks' Axpy, BN, DetectionEvaluate, ");
+    s.push_str("DetectionOutput, Interp, MultiBoxLoss, ");
     s.push_str(
         "Normalize, Permute, PriorBox, Proposal, PSROIPooling, ReLU6, ROIPooling, ShuffleChannel, SmoothL1Loss ",
     );

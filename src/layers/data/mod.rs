@@ -20,9 +20,9 @@ use super::registry::LayerInfo;
 use crate::bail;
 use crate::proto::caffe::LayerParameter;
 
-#[allow(clippy::module_inception)] // Caffe's `Data` type is `data::data`, as every type has its own file
 pub mod annotated_data;
 pub mod augment;
+#[allow(clippy::module_inception)] // Caffe's `Data` type is `data::data`, as every type has its own file
 pub mod data;
 pub mod dummy_data;
 pub mod hdf5_data;

@@ -130,7 +130,7 @@ impl BoxCoder {
     /// The fork's EncodeBBox: the code that decodes to `b` against `prior`.
     pub fn encode(&self, prior: &BBox, var: &[f32], b: &BBox) -> Result<[f32; 4]> {
         let v = self.variances(var);
-        if !self.variance_in_target && v.iter().any(|&x| !(x > 0.0)) {
+        if !self.variance_in_target && v.iter().any(|&x| x.is_nan() || x <= 0.0) {
             bail!("a prior's variances {v:?} must be positive to code a box against it");
         }
         Ok(match self.code_type {

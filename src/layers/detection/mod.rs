@@ -16,6 +16,7 @@ use crate::layers::{legacy_dims, Shape};
 use crate::Result;
 
 pub mod bbox;
+pub mod detection_evaluate;
 pub mod detection_output;
 pub mod multibox_loss;
 pub mod normalize;
@@ -26,6 +27,7 @@ pub mod psroi_pooling;
 pub mod roi_pooling;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
+    detection_evaluate::register(r);
     detection_output::register(r);
     multibox_loss::register(r);
     normalize::register(r);

@@ -102,7 +102,7 @@ struct Dims {
 
 impl MultiBoxLoss {
     fn new(lp: &LayerParameter) -> Result<Self> {
-        let p = lp.multibox_loss_param.clone().unwrap_or_default();
+        let p = lp.multibox_loss_param.unwrap_or_default();
         let Some(num_classes) = p.num_classes else { bail!("multibox_loss_param must specify num_classes") };
         if num_classes == 0 {
             bail!("multibox_loss_param.num_classes must be at least 1");
@@ -422,7 +422,7 @@ impl MultiBoxLoss {
         let mut target = target;
         if self.coder.variance_in_target {
             for k in 0..4 {
-                if !(var[k] > 0.0) {
+                if var[k].is_nan() || var[k] <= 0.0 {
                     bail!("a prior's variances {:?} must be positive with encode_variance_in_target", &var[..4]);
                 }
                 pred[k] /= var[k];
