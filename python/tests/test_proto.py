@@ -29,7 +29,7 @@ def test_module_exposes_messages_and_enums_as_protoc_does():
     # BVLC's 63 messages, DropIn's and Resize's, the SSD fork's 9, ShuffleNet's, Fast R-CNN's,
     # DeepLab's Interp, the Upsample of YOLOv3's and SegNet's forks, SegNet's and PSPNet's BN,
     # Faster R-CNN's Proposal and SmoothL1Loss, R-FCN's PSROIPooling.
-    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 82
+    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 97
 
 
 def test_caffe_tch_extensions_have_their_field_numbers():
@@ -48,6 +48,13 @@ def test_caffe_tch_extensions_have_their_field_numbers():
     # The SSD fork's, at its numbers.
     assert [fields[f].number for f in ('permute_param', 'prior_box_param', 'detection_output_param',
                                        'norm_param')] == [202, 203, 204, 206]
+    assert [fields[f].number for f in ('annotated_data_param', 'multibox_loss_param',
+                                       'detection_evaluate_param')] == [200, 201, 205]
+    # Its solver fields, whose numbers BVLC gave to others, at ours.
+    assert [solver[f].number for f in ('eval_type', 'ap_version', 'show_per_class_result')] == [2041, 2042, 2044]
+    transform = caffe_pb2.TransformationParameter.DESCRIPTOR.fields_by_name
+    assert [transform[f].number for f in ('resize_param', 'distort_param', 'expand_param')] == [8, 13, 14]
+    assert caffe_pb2.MultiBoxLossParameter.MAX_NEGATIVE == 1
     assert caffe_pb2.PriorBoxParameter.CENTER_SIZE == 2
     assert (fields['shuffle_channel_param'].number, fields['roi_pooling_param'].number) == (164, 8266711)
 
