@@ -125,6 +125,27 @@ const TYPES: &[TypeSpec] = &[
     ("InfogainLoss", "infogain_loss_param", &["axis"], &[]),
     ("Accuracy", "accuracy_param", &["top_k", "axis", "ignore_label"], &[]),
     ("Permute", "permute_param", &["order"], &[]),
+    (
+        "MultiBoxLoss",
+        "multibox_loss_param",
+        &["num_classes", "background_label_id", "sample_size", "neg_pos_ratio", "overlap_threshold"],
+        &[
+            "mining_type: HARD_EXAMPLE",
+            "mining_type: NONE",
+            "share_location: false",
+            "use_prior_for_matching: false",
+            "code_type: CENTER_SIZE",
+            "conf_loss_type: LOGISTIC",
+            "bp_inside: true",
+            "nms_param { nms_threshold: 0.3 top_k: 5 }",
+        ],
+    ),
+    (
+        "DetectionEvaluate",
+        "detection_evaluate_param",
+        &["num_classes", "background_label_id", "overlap_threshold"],
+        &["evaluate_difficult_gt: false"],
+    ),
     ("ShuffleChannel", "shuffle_channel_param", &["group"], &[]),
     (
         "Interp",

@@ -1,15 +1,15 @@
 //! The detection layers of two Caffe forks, one file each: the SSD fork's
-//! inference layers (Liu et al., "SSD: Single Shot MultiBox Detector",
-//! weiliu89/caffe), which SSD, MobileNet-SSD and OpenCV's face detector
-//! need: Permute, Normalize, PriorBox and DetectionOutput; and Fast R-CNN's
-//! ROIPooling (rbgirshick/caffe-fast-rcnn), which Fast and Faster R-CNN
-//! nets need, R-FCN's PSROIPooling, with Faster R-CNN's Proposal as
-//! OpenCV's and OpenVINO's schemas have it natively (py-faster-rcnn's own is a Python layer). Their
-//! parameters sit in `proto/caffe.proto` at the forks' field numbers
-//! (Proposal's at one of ours), so the forks' prototxt and `.caffemodel`
-//! files read as they are. The SSD
-//! fork's training layers (MultiBoxLoss, AnnotatedData, DetectionEvaluate)
-//! are not here.
+//! layers (Liu et al., "SSD: Single Shot MultiBox Detector",
+//! weiliu89/caffe): for inference, which SSD, MobileNet-SSD and OpenCV's
+//! face detector need, Permute, Normalize, PriorBox and DetectionOutput; for
+//! training, MultiBoxLoss and DetectionEvaluate (its AnnotatedData is a data
+//! layer, in `layers/data/`), with the box arithmetic they share in bbox.rs.
+//! And Fast R-CNN's ROIPooling (rbgirshick/caffe-fast-rcnn), which Fast and
+//! Faster R-CNN nets need, R-FCN's PSROIPooling, with Faster R-CNN's
+//! Proposal as OpenCV's and OpenVINO's schemas have it natively
+//! (py-faster-rcnn's own is a Python layer). Their parameters sit in
+//! `proto/caffe.proto` at the forks' field numbers (Proposal's at one of
+//! ours), so the forks' prototxt and `.caffemodel` files read as they are.
 use super::registry::LayerInfo;
 use crate::bail;
 use crate::layers::{legacy_dims, Shape};
