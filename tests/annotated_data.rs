@@ -280,3 +280,127 @@ fn annotated_data_errors() {
     };
     assert!(e.contains("record '00000000'") && e.contains("not a valid AnnotatedDatum"), "{e}");
 }
+
+/// A stored box: instance, corners, difficult.
+type StoredBox = (i32, [f32; 4], bool);
+
+/// The SSD fork's data preparation through the `caffe` binary: `get_image_size`
+/// and `convert_annoset` on a VOC-style folder (PNG images, XML annotations,
+/// a label map), then AnnotatedData reading what it wrote.
+#[test]
+fn convert_annoset_writes_what_annotated_data_reads() {
+    use caffe_tch::data::db::RecordReader;
+    use caffe_tch::data::image::{encode, Image};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for sub in ["JPEGImages", "Annotations"] {
+        std::fs::create_dir(root.join(sub)).unwrap();
+    }
+    let image = |h: usize, w: usize, v: u8| Image { channels: 3, height: h, width: w, data: vec![v; 3 * h * w] };
+    std::fs::write(root.join("JPEGImages/000001.png"), encode(&image(20, 40, 50), "png").unwrap()).unwrap();
+    std::fs::write(root.join("JPEGImages/000002.png"), encode(&image(10, 10, 90), "png").unwrap()).unwrap();
+    let object = |name: &str, difficult: u8, b: [u32; 4]| {
+        format!(
+            "<object><name>{name}</name><pose>Left</pose><truncated>0</truncated><difficult>{difficult}</difficult>\
+             <bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox></object>",
+            b[0], b[1], b[2], b[3]
+        )
+    };
+    let xml = format!(
+        "<annotation><folder>VOC2007</folder><filename>000001.jpg</filename>\
+         <size><width>40</width><height>20</height><depth>3</depth></size>{}{}{}</annotation>",
+        object("dog", 0, [4, 2, 20, 10]),
+        object("cat", 1, [0, 0, 40, 20]),
+        object("dog", 0, [30, 10, 36, 18])
+    );
+    std::fs::write(root.join("Annotations/000001.xml"), xml).unwrap();
+    std::fs::write(
+        root.join("labelmap.prototxt"),
+        "item { name: 'none_of_the_above' label: 0 display_name: 'background' }\n\
+         item { name: 'cat' label: 1 display_name: 'cat' }\nitem { name: 'dog' label: 2 display_name: 'dog' }\n",
+    )
+    .unwrap();
+    // The second image has no annotation file: no boxes, as in the fork.
+    std::fs::write(
+        root.join("trainval.txt"),
+        "JPEGImages/000001.png Annotations/000001.xml\nJPEGImages/000002.png Annotations/000002.xml\n",
+    )
+    .unwrap();
+    let caffe = |args: &[String]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_caffe")).args(args).output().expect("spawn caffe");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let p = |rel: &str| root.join(rel).display().to_string();
+    let root_arg = format!("{}/", root.display());
+    let (ok, log) = caffe(&["get_image_size".into(), root_arg.clone(), p("trainval.txt"), p("test_name_size.txt")]);
+    assert!(ok, "{log}");
+    assert_eq!(std::fs::read_to_string(root.join("test_name_size.txt")).unwrap(), "000001 20 40\n000002 10 10\n");
+    let db = p("trainval_lmdb");
+    let mut args: Vec<String> = ["convert_annoset", "-anno_type", "detection", "-label_type", "xml", "-check_label"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend([
+        "-label_map_file".into(),
+        p("labelmap.prototxt"),
+        "-encoded".into(),
+        "-encode_type".into(),
+        "png".into(),
+    ]);
+    args.extend([root_arg.clone(), p("trainval.txt"), db.clone()]);
+    let (ok, log) = caffe(&args);
+    assert!(ok && log.contains("Processed 2 files."), "{log}");
+    let reader = RecordReader::open(Path::new(&db), Backend::Lmdb).unwrap();
+    assert_eq!(String::from_utf8_lossy(reader.key()), "00000000_JPEGImages/000001.png");
+    let record = AnnotatedDatum::decode(reader.value()).unwrap();
+    let d = record.datum.as_ref().unwrap();
+    assert!(d.encoded() && (d.height(), d.width(), d.channels()) == (20, 40, 3));
+    assert_eq!(record.r#type, Some(AnnotationType::Bbox as i32));
+    // Groups by label in order of first appearance; instances counted per group.
+    let groups: Vec<(i32, Vec<StoredBox>)> = record
+        .annotation_group
+        .iter()
+        .map(|g| {
+            let boxes = g
+                .annotation
+                .iter()
+                .map(|a| {
+                    let b = a.bbox.unwrap();
+                    (a.instance_id(), [b.xmin(), b.ymin(), b.xmax(), b.ymax()], b.difficult())
+                })
+                .collect();
+            (g.group_label(), boxes)
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (2, vec![(0, [0.1, 0.1, 0.5, 0.5], false), (1, [0.75, 0.5, 0.9, 0.9], false)]),
+            (1, vec![(0, [0.0, 0.0, 1.0, 1.0], true)]),
+        ]
+    );
+    drop(reader);
+    // AnnotatedData reads it: the rows of image 0, then none for image 1.
+    let mut n =
+        net(Path::new(&db), 2, "transform_param { resize_param { height: 20 width: 20 } }", Phase::Test).unwrap();
+    let (shape, data, label) = forward(&mut n);
+    assert_eq!(shape, vec![2, 3, 20, 20]);
+    assert_eq!((data[0], data[3 * 400]), (50.0, 90.0));
+    let rows: Vec<Vec<f32>> = label.chunks(8).map(|r| r.to_vec()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(&rows[1][..3], &[0.0, 2.0, 1.0]);
+    assert_eq!(&rows[2][..3], &[0.0, 1.0, 0.0]);
+    assert_eq!(rows[2][7], 1.0);
+    // A name the label map lacks is an error naming the file.
+    std::fs::write(
+        root.join("Annotations/000002.xml"),
+        "<annotation>".to_string() + &object("horse", 0, [0, 0, 5, 5]) + "</annotation>",
+    )
+    .unwrap();
+    let bad = p("bad_lmdb");
+    let n = args.len();
+    args[n - 1] = bad;
+    let (ok, log) = caffe(&args);
+    assert!(!ok && log.contains("000002.xml: Unknown name: horse"), "{log}");
+}

@@ -85,6 +85,12 @@ enum Command {
     /// Convert a list of images into an LMDB/LevelDB of Datum.
     #[command(name = "convert_imageset", disable_help_flag = true)]
     ConvertImageset(Passthrough),
+    /// Convert images and their box annotations (VOC XML) into an LMDB of AnnotatedDatum (SSD).
+    #[command(name = "convert_annoset", disable_help_flag = true)]
+    ConvertAnnoset(Passthrough),
+    /// Write the height and width of listed images (SSD's name_size_file).
+    #[command(name = "get_image_size", disable_help_flag = true)]
+    GetImageSize(Passthrough),
     /// Compute the mean image of a Datum DB into a .binaryproto.
     #[command(name = "compute_image_mean", disable_help_flag = true)]
     ComputeImageMean(Passthrough),
@@ -535,6 +541,10 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
             tool(tools::convert_mnist_data::main, &tools::convert_mnist_data::SPEC, &a.args)
         }
         Command::ConvertImageset(a) => tool(tools::convert_imageset::main, &tools::convert_imageset::SPEC, &a.args),
+        Command::ConvertAnnoset(a) => tool(tools::convert_annoset::main, &tools::convert_annoset::SPEC, &a.args),
+        Command::GetImageSize(a) => {
+            tool(tools::convert_annoset::get_image_size, &tools::convert_annoset::SIZE_SPEC, &a.args)
+        }
         Command::ComputeImageMean(a) => {
             tool(tools::compute_image_mean::main, &tools::compute_image_mean::SPEC, &a.args)
         }

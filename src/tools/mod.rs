@@ -1,5 +1,6 @@
 //! The `caffe` command's tools, as library functions the CLI calls.
 pub mod compute_image_mean;
+pub mod convert_annoset;
 pub mod convert_imageset;
 pub mod convert_mnist_data;
 pub mod data_step;
