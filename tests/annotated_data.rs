@@ -268,6 +268,9 @@ fn annotated_data_errors() {
     assert!(e.contains("batch_sampler 0: need 0 < min_scale"), "{e}");
     let e = err("transform_param { distort_param { contrast_lower: 2 contrast_upper: 1 } }", 1);
     assert!(e.contains("contrast_lower must be non-negative and at most contrast_upper"), "{e}");
+    // A zoom-out past the memory limit is an error, not an allocation.
+    let e = err("transform_param { expand_param { prob: 1 max_expand_ratio: 1e12 } }", 1);
+    assert!(e.contains("an expanded image"), "{e}");
     // Images of two sizes with no resize cannot share a batch.
     let e = err("", 2);
     assert!(e.contains("images in one batch must share a size") && e.contains("record '00000001'"), "{e}");

@@ -137,7 +137,7 @@ impl AnnotatedSource {
             augment::distort(&mut a.image, p, &mut self.rng)?;
         }
         if let Some(p) = &t.expand_param {
-            a = augment::expand(&a, p, &t.mean_value, &mut self.rng);
+            a = augment::expand(&a, p, &t.mean_value, &mut self.rng)?;
         }
         if !self.plan.samplers.is_empty() {
             let samples = augment::batch_samples(&a.objects, &self.plan.samplers, &mut self.rng);
@@ -152,7 +152,7 @@ impl AnnotatedSource {
         let mirror = t.mirror() && self.rng.gen::<u32>() % 2 == 1;
         let (h0, w0) = (a.image.height, a.image.width);
         let img = match &t.resize_param {
-            Some(r) => augment::resize(&a.image, r, &mut self.rng),
+            Some(r) => augment::resize(&a.image, r, &mut self.rng)?,
             None => a.image,
         };
         let [c, h, w] = self.item_shape(&img)?;

@@ -255,15 +255,16 @@ pub fn check_distortion(p: &DistortionParameter) -> Result<()> {
 /// The fork's ExpandImage: with probability `prob`, the image placed at a
 /// random whole-pixel offset in a canvas `ratio` ∈ [1, max_expand_ratio]
 /// times its size, filled with `fill` (the mean values, or 0).
-pub fn expand(a: &Annotated, p: &ExpansionParameter, fill: &[f32], rng: &mut StdRng) -> Annotated {
+pub fn expand(a: &Annotated, p: &ExpansionParameter, fill: &[f32], rng: &mut StdRng) -> Result<Annotated> {
     if uniform(rng, 0.0, 1.0) > p.prob() || (p.max_expand_ratio() - 1.0).abs() < 1e-2 {
-        return a.clone();
+        return Ok(a.clone());
     }
     let ratio = uniform(rng, 1.0, p.max_expand_ratio());
     let img = &a.image;
     let (h0, w0, c) = (img.height, img.width, img.channels);
     let height = (h0 as f32 * ratio) as usize;
     let width = (w0 as f32 * ratio) as usize;
+    checked_size(c, height, width, "an expanded image")?;
     let h_off = uniform(rng, 0.0, (height - h0) as f32).floor();
     let w_off = uniform(rng, 0.0, (width - w0) as f32).floor();
     let window = BBox::new(
@@ -284,7 +285,13 @@ pub fn expand(a: &Annotated, p: &ExpansionParameter, fill: &[f32], rng: &mut Std
             data[dst..dst + w0].copy_from_slice(src);
         }
     }
-    Annotated { image: Image { channels: c, height, width, data }, objects: reframe(&a.objects, &window, None) }
+    Ok(Annotated { image: Image { channels: c, height, width, data }, objects: reframe(&a.objects, &window, None) })
+}
+
+/// Fails where an image of this size would not fit the memory limit.
+fn checked_size(channels: usize, height: usize, width: usize, what: &str) -> Result<()> {
+    crate::util::limits::checked_count(&[channels as i64, height as i64, width as i64], 1, what)?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- batch sampling
@@ -576,7 +583,7 @@ fn pad(img: &Image, [top, bottom, left, right]: [usize; 4], mode: PadMode, value
 /// The fork's ApplyResize: WARP to height × width; FIT_LARGE_SIZE_AND_PAD
 /// (aspect kept, padded to the size); FIT_SMALL_SIZE (aspect kept, the
 /// smaller side to its size). The interpolation is drawn among interp_mode.
-pub fn resize(img: &Image, p: &SsdResizeParameter, rng: &mut StdRng) -> Image {
+pub fn resize(img: &Image, p: &SsdResizeParameter, rng: &mut StdRng) -> Result<Image> {
     let mode = match p.interp_mode.len() {
         0 => InterpMode::Linear,
         n => {
@@ -587,17 +594,22 @@ pub fn resize(img: &Image, p: &SsdResizeParameter, rng: &mut StdRng) -> Image {
     let (nh, nw) = (p.height() as usize, p.width() as usize);
     let orig = img.width as f32 / img.height as f32;
     let aspect = nw as f32 / nh as f32;
-    match p.resize_mode() {
-        ResizeMode::Warp => resize_with(img, nh, nw, mode),
+    Ok(match p.resize_mode() {
+        ResizeMode::Warp => {
+            checked_size(img.channels, nh, nw, "a resized image")?;
+            resize_with(img, nh, nw, mode)
+        }
         ResizeMode::FitSmallSize => {
             let (h, w) = if orig < aspect {
                 ((nw as f32 / orig).floor() as usize, nw)
             } else {
                 (nh, (orig * nh as f32).floor() as usize)
             };
+            checked_size(img.channels, h, w, "a resized image")?;
             resize_with(img, h.max(1), w.max(1), mode)
         }
         ResizeMode::FitLargeSizeAndPad => {
+            checked_size(img.channels, nh, nw, "a resized image")?;
             if orig > aspect {
                 let h = ((nw as f32 / orig).floor() as usize).clamp(1, nh);
                 let r = resize_with(img, h, nw, mode);
@@ -610,7 +622,7 @@ pub fn resize(img: &Image, p: &SsdResizeParameter, rng: &mut StdRng) -> Image {
                 pad(&r, [0, 0, left, nw - w - left], p.pad_mode(), &p.pad_value)
             }
         }
-    }
+    })
 }
 
 /// A box after the resize (the fork's UpdateBBoxByResizePolicy), for an

@@ -643,7 +643,13 @@ impl Layer for MultiBoxLoss {
                     value_with_grad_of(&clamped, &logp)?.f_sum(kind)?.f_neg()?
                 }
                 ConfLossType::Logistic => {
-                    let t = labels.f_one_hot(classes as i64)?.f_to_kind(kind)?;
+                    // A background id outside the classes has no column (no target 1).
+                    let inside = labels.f_lt(classes as i64)?;
+                    let t = labels
+                        .f_clamp_max(classes as i64 - 1)?
+                        .f_one_hot(classes as i64)?
+                        .f_mul(&inside.f_unsqueeze(1)?)?
+                        .f_to_kind(kind)?;
                     let per =
                         x.f_clamp_min(0.0)?.f_sub(&x.f_mul(&t)?)?.f_add(&x.f_abs()?.f_neg()?.f_exp()?.f_log1p()?)?;
                     per.f_sum(kind)?
