@@ -27,7 +27,10 @@ Differences (all accept more than pycaffe, none changes what pycaffe accepts):
 given by its name (`pool='MAX'`), a message field may be given a message, a
 Deconvolution (or Im2col) layer's keywords go to its `convolution_param`, and
 an unknown keyword is an AttributeError that names the layer type and both
-messages searched.
+messages searched. `P.Resize.<VALUE>` also finds the SSD fork's resize values
+(its ResizeParameter, `SsdResizeParameter` here); given to an enum field, such
+a value is matched by name (`P.Resize.NEAREST` is 1 for the Resize layer, 3 in
+a `transform_param`'s `resize_param.interp_mode`).
 """
 from collections import Counter, OrderedDict
 
@@ -71,6 +74,10 @@ def _is_repeated(field):
 
 def _scalar(field, val, where):
     """`val` as a value of the scalar `field`: enum names become numbers."""
+    if field.enum_type is not None and isinstance(val, _NamedEnumValue):
+        # A P.Resize value: its name picks the number in this field's enum.
+        value = field.enum_type.values_by_name.get(val.enum_name)
+        return int(val) if value is None else value.number
     if field.enum_type is not None and isinstance(val, str):
         value = field.enum_type.values_by_name.get(val)
         if value is None:
@@ -283,6 +290,26 @@ class Layers(object):
         return layer_fn
 
 
+class _NamedEnumValue(int):
+    """An enum number that keeps its name. `P.Resize` reads two messages
+    whose enums share names with other numbers (NEAREST is 1 in ResizeParameter,
+    3 in the SSD fork's resize modes): given to an enum field, the name decides."""
+
+    def __new__(cls, number, enum_name):
+        value = super(_NamedEnumValue, cls).__new__(cls, number)
+        value.enum_name = enum_name
+        return value
+
+    def __reduce__(self):  # copy and pickle keep the name
+        return _NamedEnumValue, (int(self), self.enum_name)
+
+
+# P.<Type> whose values may also come from a second message: the SSD fork's
+# ResizeParameter (P.Resize.WARP, P.Resize.LINEAR in its scripts) is
+# SsdResizeParameter here, as caffe-tch's Resize layer owns ResizeParameter.
+_ENUM_FALLBACK = {'Resize': 'SsdResizeParameter'}
+
+
 class _EnumValues(object):
     def __init__(self, type_name):
         self._type_name = type_name
@@ -293,11 +320,16 @@ class _EnumValues(object):
         message = getattr(caffe_pb2, self._type_name + 'Parameter', None)
         if message is None:
             raise AttributeError('P.%s: the schema has no message %sParameter' % (self._type_name, self._type_name))
-        try:
-            return getattr(message, value_name)
-        except AttributeError:
-            raise AttributeError('P.%s.%s: %sParameter has no enum value %s'
-                                 % (self._type_name, value_name, self._type_name, value_name)) from None
+        fallback = _ENUM_FALLBACK.get(self._type_name)
+        for source in (message, getattr(caffe_pb2, fallback) if fallback else None):
+            if source is not None and hasattr(source, value_name):
+                value = getattr(source, value_name)
+                if fallback and isinstance(value, int):
+                    return _NamedEnumValue(value, value_name)
+                return value
+        raise AttributeError('P.%s.%s: %sParameter has no enum value %s'
+                             % (self._type_name, value_name, self._type_name, value_name)
+                             + (' (nor has %s)' % fallback if fallback else ''))
 
 
 class Parameters(object):
