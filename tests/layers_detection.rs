@@ -1023,3 +1023,59 @@ fn average_precision_in_the_three_versions() {
     let e = average_precision(&tp, &fp, 2, "VOC").unwrap_err().to_string();
     assert!(e.contains("Unknown ap_version: 'VOC'"), "{e}");
 }
+
+#[test]
+fn detection_output_saves_the_benchmarks_result_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("labelmap.prototxt"), "item { name: 'none' label: 0 } item { name: 'cat' label: 1 }")
+        .unwrap();
+    std::fs::write(d.join("sizes.txt"), "000001 100 200\n397133 50 50\n").unwrap();
+    // Two images: one box of class 1 each, at p0 (0.1..0.3 of the image; the
+    // second image scores it 0.7).
+    let p = [[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.9, 0.8]];
+    let loc = t(&[0.0; 16], &[2, 8]);
+    let conf = t(&[0.1, 0.9, 0.8, 0.2, 0.3, 0.7, 0.9, 0.1], &[2, 4]);
+    let run_with = |format: &str, per_pass: u32| {
+        let params = format!(
+            "num_classes: 2 code_type: CENTER_SIZE confidence_threshold: 0.5 save_output_param {{ output_directory: '{}' \
+             output_name_prefix: 'comp4_det_test_' output_format: '{format}' label_map_file: '{}' name_size_file: '{}' \
+             num_test_image: {per_pass} }}",
+            d.join("out").display(),
+            d.join("labelmap.prototxt").display(),
+            d.join("sizes.txt").display()
+        );
+        detections(&params, &loc, &conf, &priors(&p));
+    };
+    let read = |f: &str| std::fs::read_to_string(d.join("out").join(f)).unwrap();
+    run_with("VOC", 2);
+    // In pixels of each image (200×100, then 50×50), corners truncated.
+    assert_eq!(read("comp4_det_test_cat.txt"), "000001 0.9 20 10 60 30\n397133 0.7 5 5 15 15\n");
+    run_with("ILSVRC", 2);
+    assert_eq!(read("comp4_det_test_.txt"), "000001 1 0.9 20 10 60 30\n397133 1 0.7 5 5 15 15\n");
+    run_with("COCO", 2);
+    let json = read("comp4_det_test_.json");
+    assert!(
+        json.contains(
+            "{\"image_id\": \"000001\", \"category_id\": \"cat\", \"bbox\": [20, 10, 40, 20], \"score\": 0.9}"
+        ),
+        "{json}"
+    );
+    assert!(json.contains("\"image_id\": 397133,"), "{json}");
+    // One image per pass: each image is a pass of its own, named (and sized)
+    // from the list's start again, and rewrites the files.
+    run_with("VOC", 1);
+    assert_eq!(read("comp4_det_test_cat.txt"), "000001 0.7 20 10 60 30\n");
+    let params = format!(
+        "num_classes: 2 save_output_param {{ output_directory: '{}' output_format: 'KITTI' label_map_file: '{}' \
+         name_size_file: '{}' }}",
+        d.join("out").display(),
+        d.join("labelmap.prototxt").display(),
+        d.join("sizes.txt").display()
+    );
+    let e = setup_err(
+        format!("name: 'det' type: 'DetectionOutput' detection_output_param {{ {params} }}").as_str(),
+        &[vec![2, 8], vec![2, 4], vec![1, 2, 8]],
+    );
+    assert!(e.contains("output_format 'KITTI' is not VOC, COCO or ILSVRC"), "{e}");
+}

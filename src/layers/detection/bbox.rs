@@ -3,6 +3,8 @@
 //! against a prior, and the suppression MultiBoxLoss mines with.
 use crate::bail;
 use crate::proto::caffe::prior_box_parameter::CodeType;
+use crate::proto::caffe::ssd_resize_parameter::ResizeMode;
+use crate::proto::caffe::SsdResizeParameter;
 use crate::Result;
 
 /// A box in normalized coordinates and its area (0 where it is inverted).
@@ -192,4 +194,33 @@ pub fn suppress(boxes: &[BBox], scores: &[f32], threshold: f32, top_k: i32) -> V
         }
     }
     kept
+}
+
+/// A normalized box in pixels of a `height` × `width` image (the fork's
+/// OutputBBox): clipped to the image, mapped back through the test
+/// transform's FIT_LARGE_SIZE_AND_PAD resize where there is one, scaled.
+pub fn to_pixels(b: &BBox, (height, width): (f32, f32), resize: Option<&SsdResizeParameter>) -> BBox {
+    let clip = |b: &BBox| {
+        BBox::new(b.xmin.clamp(0.0, 1.0), b.ymin.clamp(0.0, 1.0), b.xmax.clamp(0.0, 1.0), b.ymax.clamp(0.0, 1.0))
+    };
+    let mut b = clip(b);
+    if let Some(r) = resize.filter(|r| r.resize_mode() == ResizeMode::FitLargeSizeAndPad) {
+        let (rh, rw) = (r.height() as f32, r.width() as f32);
+        let aspect = width / height;
+        let source = if aspect > rw / rh {
+            let pad = (rh - rw / aspect) / 2.0;
+            BBox::new(0.0, pad / rh, 1.0, 1.0 - pad / rh)
+        } else {
+            let pad = (rw - rh * aspect) / 2.0;
+            BBox::new(pad / rw, 0.0, 1.0 - pad / rw, 1.0)
+        };
+        let (sw, sh) = (source.xmax - source.xmin, source.ymax - source.ymin);
+        b = clip(&BBox::new(
+            (b.xmin - source.xmin) / sw,
+            (b.ymin - source.ymin) / sh,
+            (b.xmax - source.xmin) / sw,
+            (b.ymax - source.ymin) / sh,
+        ));
+    }
+    BBox::new(b.xmin * width, b.ymin * height, b.xmax * width, b.ymax * height)
 }

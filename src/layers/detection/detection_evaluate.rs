@@ -3,17 +3,16 @@
 //! ground-truth boxes per class, for the solver's mean average precision
 //! (`eval_type: "detection"`).
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use tch::Tensor;
 
-use super::bbox::{descending, BBox};
+use super::bbox::{descending, to_pixels, BBox};
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, legacy_dims, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::ssd_resize_parameter::ResizeMode;
 use crate::proto::caffe::{LayerParameter, SsdResizeParameter};
 use crate::util::tensor_values;
-use crate::{bail, Error, Result};
+use crate::{bail, Result};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
@@ -56,25 +55,6 @@ struct Scored {
     difficult: bool,
 }
 
-/// Reads "name height width" lines.
-fn read_sizes(file: &str) -> Result<Vec<(f32, f32)>> {
-    let path = PathBuf::from(file);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let mut sizes = Vec::new();
-    for (k, chunk) in words.chunks(3).enumerate() {
-        let parse = |s: &str| s.parse::<i64>().ok().filter(|&v| v > 0);
-        match chunk {
-            [_, h, w] => match (parse(h), parse(w)) {
-                (Some(h), Some(w)) => sizes.push((h as f32, w as f32)),
-                _ => bail!("name_size_file '{file}': entry {} ({chunk:?}) is not 'name height width'", k + 1),
-            },
-            _ => bail!("name_size_file '{file}': entry {} ({chunk:?}) is not 'name height width'", k + 1),
-        }
-    }
-    Ok(sizes)
-}
-
 impl DetectionEvaluate {
     fn new(lp: &LayerParameter) -> Result<Self> {
         let p = lp.detection_evaluate_param.clone().unwrap_or_default();
@@ -83,7 +63,7 @@ impl DetectionEvaluate {
             bail!("overlap_threshold must be positive, got {}", p.overlap_threshold());
         }
         let sizes = match &p.name_size_file {
-            Some(f) => read_sizes(f)?,
+            Some(f) => super::read_name_sizes(f)?.into_iter().map(|(_, size)| size).collect(),
             None => Vec::new(),
         };
         if let Some(r) = &p.resize_param {
@@ -123,34 +103,6 @@ impl DetectionEvaluate {
         } else {
             self.num_classes - 1
         }
-    }
-
-    /// A box in pixels of the image (the fork's OutputBBox): clipped, through
-    /// the test resize, scaled.
-    fn to_pixels(&self, b: &BBox, (height, width): (f32, f32)) -> BBox {
-        let clip = |b: &BBox| {
-            BBox::new(b.xmin.clamp(0.0, 1.0), b.ymin.clamp(0.0, 1.0), b.xmax.clamp(0.0, 1.0), b.ymax.clamp(0.0, 1.0))
-        };
-        let mut b = clip(b);
-        if let Some(r) = self.resize.as_ref().filter(|r| r.resize_mode() == ResizeMode::FitLargeSizeAndPad) {
-            let (rh, rw) = (r.height() as f32, r.width() as f32);
-            let aspect = width / height;
-            let source = if aspect > rw / rh {
-                let pad = (rh - rw / aspect) / 2.0;
-                BBox::new(0.0, pad / rh, 1.0, 1.0 - pad / rh)
-            } else {
-                let pad = (rw - rh * aspect) / 2.0;
-                BBox::new(pad / rw, 0.0, 1.0 - pad / rw, 1.0)
-            };
-            let (sw, sh) = (source.xmax - source.xmin, source.ymax - source.ymin);
-            b = clip(&BBox::new(
-                (b.xmin - source.xmin) / sw,
-                (b.ymin - source.ymin) / sh,
-                (b.xmax - source.xmin) / sw,
-                (b.ymax - source.ymin) / sh,
-            ));
-        }
-        BBox::new(b.xmin * width, b.ymin * height, b.xmax * width, b.ymax * height)
     }
 }
 
@@ -239,7 +191,9 @@ impl Layer for DetectionEvaluate {
                     continue;
                 };
                 let gts: Vec<Scored> = match size {
-                    Some(s) => gts.iter().map(|g| Scored { bbox: self.to_pixels(&g.bbox, s), ..*g }).collect(),
+                    Some(s) => {
+                        gts.iter().map(|g| Scored { bbox: to_pixels(&g.bbox, s, self.resize.as_ref()), ..*g }).collect()
+                    }
                     None => gts.clone(),
                 };
                 let mut found = found.clone();
@@ -247,7 +201,7 @@ impl Layer for DetectionEvaluate {
                 let mut visited = vec![false; gts.len()];
                 for d in &found {
                     let b = match size {
-                        Some(s) => self.to_pixels(&d.bbox, s),
+                        Some(s) => to_pixels(&d.bbox, s, self.resize.as_ref()),
                         None => d.bbox,
                     };
                     let mut best: Option<(usize, f32)> = None;

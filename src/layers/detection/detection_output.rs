@@ -3,6 +3,7 @@
 use tch::Tensor;
 
 use super::bbox::{descending, BBox, BoxCoder};
+use super::save_output::SaveOutput;
 use crate::bail;
 use crate::layers::legacy_dims;
 use crate::layers::registry::{family_of, LayerInfo};
@@ -18,7 +19,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         family: family_of(file!()),
         params: "detection_output_param.num_classes, share_location, background_label_id, code_type (CORNER, \
                  CENTER_SIZE, CORNER_SIZE), variance_encoded_in_target, keep_top_k, confidence_threshold, \
-                 nms_param (nms_threshold, top_k, eta); save_output_param's files and visualize are not done \
+                 nms_param (nms_threshold, top_k, eta), save_output_param (VOC, COCO, ILSVRC result files); visualize is not done \
                  (a warning); no backward (SSD fork)",
         tests: "layers_detection: detection_output_* (decoding, suppression, keep_top_k, no detection, errors); \
                 python/tests/test_ssd_opencv.py",
@@ -45,6 +46,8 @@ pub struct DetectionOutput {
     nms_threshold: f32,
     eta: f32,
     top_k: i32,
+    /// The result files of save_output_param, when asked for.
+    save: Option<SaveOutput>,
 }
 
 impl DetectionOutput {
@@ -61,15 +64,12 @@ impl DetectionOutput {
         if !(nms.eta() > 0.0 && nms.eta() <= 1.0) {
             bail!("nms_param.eta must be in (0, 1], got {}", nms.eta());
         }
-        let save = p.save_output_param.clone().unwrap_or_default();
-        if !save.output_directory().is_empty() {
-            crate::warn!(
-                crate::here!("detection_output.rs"),
-                "layer '{}': save_output_param (detection files in {}) is not supported; the detections are in its top",
-                lp.name(),
-                save.output_directory()
-            );
-        }
+        let save = SaveOutput::new(
+            &p.save_output_param.clone().unwrap_or_default(),
+            lp.name(),
+            p.background_label_id() as i64,
+            num_classes as usize,
+        )?;
         if p.visualize() {
             crate::warn!(
                 crate::here!("detection_output.rs"),
@@ -88,6 +88,7 @@ impl DetectionOutput {
             nms_threshold: nms.nms_threshold(),
             eta: nms.eta(),
             top_k: nms.top_k.unwrap_or(-1),
+            save,
         })
     }
 
@@ -230,8 +231,12 @@ impl Layer for DetectionOutput {
         for i in 0..num {
             let loc_i = &loc[i * loc_len..(i + 1) * loc_len];
             let conf_i = &conf[i * conf_len..(i + 1) * conf_len];
-            for (label, score, b) in self.detect(loc_i, conf_i, &prior_boxes, variances)? {
+            let found = self.detect(loc_i, conf_i, &prior_boxes, variances)?;
+            for &(label, score, b) in &found {
                 rows.push([i as f32, label as f32, score, b.xmin, b.ymin, b.xmax, b.ymax]);
+            }
+            if let Some(save) = &mut self.save {
+                save.image(&found)?;
             }
         }
         if rows.is_empty() {

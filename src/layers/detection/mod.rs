@@ -25,6 +25,7 @@ pub mod prior_box;
 pub mod proposal;
 pub mod psroi_pooling;
 pub mod roi_pooling;
+pub mod save_output;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     detection_evaluate::register(r);
@@ -59,4 +60,24 @@ pub fn region_image(roi: &[f32], batch: i64) -> Result<i64> {
         bail!("a region's corner {v} is not a finite number");
     }
     Ok(image)
+}
+
+/// A name_size_file's "name height width" entries (the SSD fork's
+/// get_image_size output, read by DetectionOutput and DetectionEvaluate).
+pub fn read_name_sizes(file: &str) -> Result<Vec<(String, (f32, f32))>> {
+    let path = std::path::PathBuf::from(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::io(&path, e))?;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut entries = Vec::new();
+    for (k, chunk) in words.chunks(3).enumerate() {
+        let side = |s: &str| s.parse::<i64>().ok().filter(|&v| v > 0);
+        match chunk {
+            [name, h, w] => match (side(h), side(w)) {
+                (Some(h), Some(w)) => entries.push((name.to_string(), (h as f32, w as f32))),
+                _ => bail!("name_size_file '{file}': entry {} ({chunk:?}) is not 'name height width'", k + 1),
+            },
+            _ => bail!("name_size_file '{file}': entry {} ({chunk:?}) is not 'name height width'", k + 1),
+        }
+    }
+    Ok(entries)
 }
