@@ -1045,7 +1045,8 @@ fn detection_output_saves_the_benchmarks_result_files() {
             d.join("labelmap.prototxt").display(),
             d.join("sizes.txt").display()
         );
-        detections(&params, &loc, &conf, &priors(&p));
+        let rows = detections(&params, &loc, &conf, &priors(&p));
+        assert_eq!(rows.size(), [1, 1, 2, 7]);
     };
     let read = |f: &str| std::fs::read_to_string(d.join("out").join(f)).unwrap();
     run_with("VOC", 2);
