@@ -1080,3 +1080,78 @@ fn detection_output_saves_the_benchmarks_result_files() {
     );
     assert!(e.contains("output_format 'KITTI' is not VOC, COCO or ILSVRC"), "{e}");
 }
+
+// ---------------------------------------------------------------- Yolov3DetectionOutput
+
+/// A 2×2 YOLOv3 map (one anchor, two classes) of `image` logits -20 but
+/// for the cells set here; returns N × 7 × 2 × 2.
+fn yolo_map(images: usize, cells: &[(usize, [f64; 7])]) -> Tensor {
+    let mut v = vec![-20.0; images * 7 * 4];
+    for &(cell, logits) in cells {
+        for (c, l) in logits.iter().enumerate() {
+            v[c * 4 + cell] = *l;
+        }
+    }
+    t(&v, &[images as i64, 7, 2, 2])
+}
+
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+#[test]
+fn yolov3_detection_output_decodes_and_suppresses_across_classes() {
+    let one = "name: 'det' type: 'Yolov3DetectionOutput' yolov3_detection_output_param { num_classes: 2 num_box: 1 \
+               biases: 16 biases: 32 biases: 32 biases: 32 anchors_scale: 8 mask_group_num: 1 mask: 0 }";
+    // Cell 1 (row 0, column 1): centre (0.75, 0.25), 1 × 1 (e^0 · 16 / (2 · 8), e^ln½ · 32 / 16),
+    // objectness 0.9, class 0 at 0.8 and class 1 at 0.5; cell 2: objectness ½, class 1 at 0.8.
+    let map = yolo_map(
+        2,
+        &[
+            (1, [0.0, 0.0, 0.0, 0.5f64.ln(), logit(0.9), logit(0.8), 0.0]),
+            (2, [0.0, 0.0, 0.0, 0.5f64.ln(), 0.0, -20.0, logit(0.8)]),
+        ],
+    );
+    let y = run(one, &[map.shallow_clone()], &[]);
+    // Class 1 at cell 1 is the same box as class 0 there: suppressed though of another class.
+    assert_rows(
+        "one scale",
+        &y,
+        &[row(0.0, 1.0, 0.72, [0.25, -0.25, 1.25, 0.75]), row(0.0, 2.0, 0.4, [-0.25, 0.25, 0.75, 1.25])],
+    );
+    // A second scale (1×1, stride 16, the second anchor): a 2 × 2 box at the centre, best of all.
+    let two = one.replace(
+        "anchors_scale: 8 mask_group_num: 1 mask: 0",
+        "anchors_scale: 8 anchors_scale: 16 mask_group_num: 2 mask: 0 mask: 1",
+    );
+    let coarse = t(&[0.0, 0.0, 0.0, 0.0, logit(0.9), logit(0.9), -20.0], &[1, 7, 1, 1]);
+    let y = run(two.as_str(), &[map.narrow(0, 0, 1), coarse], &[]);
+    assert_rows(
+        "two scales",
+        &y,
+        &[
+            row(0.0, 1.0, 0.81, [-0.5, -0.5, 1.5, 1.5]),
+            row(0.0, 1.0, 0.72, [0.25, -0.25, 1.25, 0.75]),
+            row(0.0, 2.0, 0.4, [-0.25, 0.25, 0.75, 1.25]),
+        ],
+    );
+    // Nothing above the threshold: one row of -1 per image.
+    let y = run(one, &[yolo_map(2, &[])], &[]);
+    assert_rows("none", &y, &[row(0.0, -1.0, -1.0, [-1.0; 4]), row(1.0, -1.0, -1.0, [-1.0; 4])]);
+}
+
+#[test]
+fn yolov3_detection_output_errors() {
+    let p = "num_classes: 2 num_box: 1 biases: 16 biases: 32 anchors_scale: 8 mask_group_num: 1";
+    let text = |extra: &str| {
+        format!("name: 'det' type: 'Yolov3DetectionOutput' yolov3_detection_output_param {{ {p} {extra} }}")
+    };
+    let e = setup_err(text("mask: 0").as_str(), &[vec![1, 6, 2, 2]]);
+    assert!(e.contains("N × 7 × H × W (1 anchors of 5 + 2 classes)"), "{e}");
+    let e = setup_err(text("mask: 1").as_str(), &[vec![1, 7, 2, 2]]);
+    assert!(e.contains("mask 1 names an anchor past the 2 biases"), "{e}");
+    let e = setup_err(text("mask: 0").as_str(), &[vec![1, 7, 2, 2], vec![1, 7, 1, 1]]);
+    assert!(e.contains("mask_group_num is 1, but the layer has 2 bottoms"), "{e}");
+    let e = setup_err(text("").as_str(), &[vec![1, 7, 2, 2]]);
+    assert!(e.contains("fewer than num_box 1"), "{e}");
+}

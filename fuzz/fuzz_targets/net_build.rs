@@ -141,6 +141,12 @@ const TYPES: &[TypeSpec] = &[
         ],
     ),
     (
+        "Yolov3DetectionOutput",
+        "yolov3_detection_output_param",
+        &["num_classes", "num_box", "mask_group_num", "mask", "anchors_scale", "biases"],
+        &["confidence_threshold: 0", "nms_threshold: 0"],
+    ),
+    (
         "DetectionEvaluate",
         "detection_evaluate_param",
         &["num_classes", "background_label_id", "overlap_threshold"],

@@ -29,7 +29,7 @@ def test_module_exposes_messages_and_enums_as_protoc_does():
     # BVLC's 63 messages, DropIn's and Resize's, the SSD fork's 9, ShuffleNet's, Fast R-CNN's,
     # DeepLab's Interp, the Upsample of YOLOv3's and SegNet's forks, SegNet's and PSPNet's BN,
     # Faster R-CNN's Proposal and SmoothL1Loss, R-FCN's PSROIPooling.
-    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 97
+    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 98
 
 
 def test_caffe_tch_extensions_have_their_field_numbers():
@@ -55,6 +55,7 @@ def test_caffe_tch_extensions_have_their_field_numbers():
     transform = caffe_pb2.TransformationParameter.DESCRIPTOR.fields_by_name
     assert [transform[f].number for f in ('resize_param', 'distort_param', 'expand_param')] == [8, 13, 14]
     assert caffe_pb2.MultiBoxLossParameter.MAX_NEGATIVE == 1
+    assert fields['yolov3_detection_output_param'].number == 602  # MobileNet-YOLO's
     assert caffe_pb2.PriorBoxParameter.CENTER_SIZE == 2
     assert (fields['shuffle_channel_param'].number, fields['roi_pooling_param'].number) == (164, 8266711)
 

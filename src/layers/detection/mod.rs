@@ -26,6 +26,7 @@ pub mod proposal;
 pub mod psroi_pooling;
 pub mod roi_pooling;
 pub mod save_output;
+pub mod yolov3_detection_output;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     detection_evaluate::register(r);
@@ -37,6 +38,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     proposal::register(r);
     psroi_pooling::register(r);
     roi_pooling::register(r);
+    yolov3_detection_output::register(r);
 }
 
 /// The number of regions in a ROI pooling's bottom[1], which holds one row of
