@@ -407,3 +407,120 @@ fn convert_annoset_writes_what_annotated_data_reads() {
     let (ok, log) = caffe(&args);
     assert!(!ok && log.contains("000002.xml: Unknown name: horse"), "{log}");
 }
+
+/// COCO's per-image JSON files through `convert_annoset -label_type json`
+/// (category ids named in the label map, [x, y, width, height] boxes,
+/// iscrowd as difficult), with the fork's -min_dim/-max_dim scaling, whose
+/// pixels are OpenCV's `resize(img, None, fx=s, fy=s)` within a level.
+#[test]
+fn convert_annoset_reads_coco_json_and_scales_by_min_and_max_dim() {
+    use caffe_tch::data::db::RecordReader;
+    use caffe_tch::data::image::{encode, Image};
+    let py = caffe_tch::export::verify::python();
+    match std::process::Command::new(&py).args(["-c", "import cv2, numpy"]).output() {
+        Ok(o) if o.status.success() => {}
+        _ => skip!("{} cannot import cv2 (make installs opencv-python-headless into .venv)", py.display()),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // A 20 × 40 image with structure in every channel, so the interpolation shows.
+    let (h, w) = (20usize, 40usize);
+    let data: Vec<u8> = (0..3 * h * w).map(|i| ((i * 37 + (i / w) * 11) % 251) as u8).collect();
+    let img = Image { channels: 3, height: h, width: w, data };
+    std::fs::write(root.join("a.png"), encode(&img, "png").unwrap()).unwrap();
+    std::fs::write(
+        root.join("a.json"),
+        r#"{"image": {"file_name": "a.png", "height": 20, "width": 40, "id": 7},
+            "annotation": [{"category_id": 18, "bbox": [4, 2, 16, 8], "iscrowd": 0, "area": 128},
+                           {"category_id": 1, "bbox": [0.5, 0, 10, 20], "iscrowd": 1},
+                           {"category_id": 18, "bbox": [30, 10, 6, 8]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("labelmap_coco.prototxt"),
+        "item { name: 'none_of_the_above' label: 0 }\nitem { name: '1' label: 1 display_name: 'person' }\n\
+         item { name: '18' label: 17 display_name: 'dog' }\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("list.txt"), "a.png a.json\n").unwrap();
+    let p = |rel: &str| root.join(rel).display().to_string();
+    let run = |extra: &[&str], db: &str| {
+        let mut args: Vec<String> = ["convert_annoset", "-anno_type", "detection", "-label_type", "json"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["-label_map_file".into(), p("labelmap_coco.prototxt")]);
+        args.extend([format!("{}/", root.display()), p("list.txt"), p(db)]);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_caffe")).args(&args).output().expect("spawn caffe");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    // min_dim 30 scales by 1.5, which would make the long side 60 > max_dim 50: 50/40 instead.
+    let (ok, log) = run(&["-min_dim", "30", "-max_dim", "50"], "coco_lmdb");
+    assert!(ok, "{log}");
+    let reader = RecordReader::open(&root.join("coco_lmdb"), Backend::Lmdb).unwrap();
+    let record = AnnotatedDatum::decode(reader.value()).unwrap();
+    let d = record.datum.clone().unwrap();
+    assert_eq!((d.channels(), d.height(), d.width()), (3, 25, 50));
+    let groups: Vec<(i32, Vec<StoredBox>)> = record
+        .annotation_group
+        .iter()
+        .map(|g| {
+            let boxes = g
+                .annotation
+                .iter()
+                .map(|a| {
+                    let b = a.bbox.unwrap();
+                    (a.instance_id(), [b.xmin(), b.ymin(), b.xmax(), b.ymax()], b.difficult())
+                })
+                .collect();
+            (g.group_label(), boxes)
+        })
+        .collect();
+    // Normalized to the original 40 × 20 image, whatever the stored size.
+    assert_eq!(
+        groups,
+        vec![
+            (17, vec![(0, [0.1, 0.1, 0.5, 0.5], false), (1, [0.75, 0.5, 0.9, 0.9], false)]),
+            (1, vec![(0, [0.5 / 40.0, 0.0, 10.5 / 40.0, 1.0], true)]),
+        ]
+    );
+    drop(reader);
+    // The pixels against OpenCV's.
+    let npy = root.join("cv.npy");
+    let script = format!(
+        "import cv2, numpy as np\nimg = cv2.imread({:?}, cv2.IMREAD_COLOR)\n\
+         s = float(np.float32(50) / np.float32(40))\n\
+         np.save({:?}, cv2.resize(img, None, fx=s, fy=s).transpose(2, 0, 1).astype(np.float32))\n",
+        p("a.png"),
+        npy.display().to_string()
+    );
+    let out = std::process::Command::new(&py).args(["-c", &script]).output().expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want = common::read_npy(&npy);
+    assert_eq!(want.size(), [3, 25, 50]);
+    let want = values_f32(&want);
+    let got = d.data();
+    let worst = got.iter().zip(&want).map(|(&g, &c)| (g as f32 - c).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1.0, "max |ours - OpenCV| = {worst} levels");
+    // An image already past min_dim and within max_dim is stored as it is.
+    let (ok, log) = run(&["-min_dim", "10", "-max_dim", "100"], "same_lmdb");
+    assert!(ok, "{log}");
+    let reader = RecordReader::open(&root.join("same_lmdb"), Backend::Lmdb).unwrap();
+    let d = AnnotatedDatum::decode(reader.value()).unwrap().datum.unwrap();
+    assert_eq!((d.height(), d.width()), (20, 40));
+    assert_eq!(d.data(), img.data.as_slice());
+    drop(reader);
+    // A category the label map lacks, and a malformed box, are errors naming the file.
+    std::fs::write(root.join("a.json"), r#"{"annotation": [{"category_id": 5, "bbox": [0, 0, 1, 1]}]}"#).unwrap();
+    let (ok, log) = run(&[], "bad_lmdb");
+    assert!(!ok && log.contains("a.json: Unknown name: 5"), "{log}");
+    std::fs::write(root.join("a.json"), r#"{"annotation": [{"category_id": 1, "bbox": [0, 0, 1]}]}"#).unwrap();
+    let (ok, log) = run(&[], "bad2_lmdb");
+    assert!(!ok && log.contains("a.json: annotation 0: bbox must be 4 numbers"), "{log}");
+    std::fs::write(root.join("a.json"), "{\"annotation\": [\n  {\"category_id\": 1,,}]}").unwrap();
+    let (ok, log) = run(&[], "bad3_lmdb");
+    assert!(!ok && log.contains("a.json:2:") && log.contains("not JSON"), "{log}");
+    assert!(!root.join("bad3_lmdb").exists(), "a failed conversion leaves no DB");
+}

@@ -282,6 +282,30 @@ fn cases() -> Vec<Case> {
             net_text(&[("x", &[2, 3, 9, 8]), ("rois", &[5, 5])], "layer { name: \"r\" type: \"ROIPooling\" bottom: \"x\" bottom: \"rois\" top: \"y\" roi_pooling_param { pooled_h: 3 pooled_w: 2 spatial_scale: 0.25 } }")
                 .replacen("name: \"case\"\n", "", 1),
         ),
+        case(
+            "psroi pooling",
+            net_text(&[("x", &[2, 18, 7, 9]), ("rois", &[6, 5])], "layer { name: \"r\" type: \"PSROIPooling\" bottom: \"x\" bottom: \"rois\" top: \"y\" psroi_pooling_param { spatial_scale: 0.5 output_dim: 2 group_size: 3 } }"),
+        ),
+        case(
+            "proposal with its scores, pre_nms_topn cutting",
+            net_text(
+                &[("scores", &[1, 18, 5, 7]), ("deltas", &[1, 36, 5, 7]), ("im_info", &[1, 3])],
+                "layer { name: \"p\" type: \"Proposal\" bottom: \"scores\" bottom: \"deltas\" bottom: \"im_info\" top: \"rois\" top: \"kept\" proposal_param { feat_stride: 8 min_size: 4 pre_nms_topn: 120 post_nms_topn: 30 } }",
+            ),
+        ),
+        case(
+            "proposal keeping every box",
+            net_text(
+                &[("scores", &[1, 6, 4, 6]), ("deltas", &[1, 12, 4, 6]), ("im_info", &[1, 3])],
+                "layer { name: \"p\" type: \"Proposal\" bottom: \"scores\" bottom: \"deltas\" bottom: \"im_info\" top: \"rois\" proposal_param { feat_stride: 16 min_size: 0 ratio: 1 scale: 4 scale: 8 scale: 16 pre_nms_topn: 0 post_nms_topn: 0 nms_thresh: 0.5 } }",
+            ),
+        ),
+        // Faster R-CNN at test time: Proposal, ROIPooling on its regions, the heads per region.
+        case("faster_rcnn_tiny", {
+            let text = std::fs::read_to_string(common::repo().join("tests/fixtures/forks/faster_rcnn_tiny.prototxt")).expect("faster_rcnn_tiny");
+            let layers: String = text.lines().filter(|l| !l.starts_with("input") && !l.starts_with("name:")).map(|l| format!("{l}\n")).collect();
+            net_text(&[("data", &[1, 3, 64, 96]), ("im_info", &[1, 3])], &layers)
+        }),
         // SSD's head: DetectionOutput is left out; the model outputs its bottoms.
         case("ssd_tiny", std::fs::read_to_string(common::repo().join("tests/fixtures/ssd/ssd_tiny.prototxt")).expect("ssd_tiny")),
         case("argmax", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" }")),

@@ -117,8 +117,29 @@ pub fn resize(img: &Image, new_height: usize, new_width: usize) -> Image {
     if img.height == new_height && img.width == new_width {
         return img.clone();
     }
-    let axis = |dst: usize, src: usize| -> Vec<(usize, usize, f32)> {
-        let scale = src as f64 / dst as f64;
+    let ratio = |dst: usize, src: usize| src as f64 / dst as f64;
+    resize_mapped(img, new_height, new_width, ratio(new_height, img.height), ratio(new_width, img.width))
+}
+
+/// Bilinear resize by a factor on both axes, as OpenCV's resize with fx = fy
+/// = `factor` and no target size: the size rounded to the nearest pixel, and
+/// source positions from the factor itself rather than the rounded sizes.
+pub fn resize_by(img: &Image, factor: f64) -> Result<Image> {
+    let side = |n: usize| (n as f64 * factor).round_ties_even();
+    let (h, w) = (side(img.height), side(img.width));
+    if !(factor.is_finite() && factor > 0.0 && h >= 1.0 && w >= 1.0) {
+        return Err(Error::data(format!("resizing a {}×{} image by {factor} leaves no pixel", img.width, img.height)));
+    }
+    let shape = [img.channels as i64, h as i64, w as i64];
+    limits::checked_count(&shape, 4, &format!("an image resized to {w}×{h}"))
+        .map_err(|e| Error::data(e.to_string()))?;
+    Ok(resize_mapped(img, h as usize, w as usize, 1.0 / factor, 1.0 / factor))
+}
+
+/// Bilinear resize where destination pixel d samples source position
+/// (d + 0.5)·scale − 0.5 on each axis.
+fn resize_mapped(img: &Image, new_height: usize, new_width: usize, scale_y: f64, scale_x: f64) -> Image {
+    let axis = |dst: usize, src: usize, scale: f64| -> Vec<(usize, usize, f32)> {
         (0..dst)
             .map(|d| {
                 let pos = ((d as f64 + 0.5) * scale - 0.5).max(0.0);
@@ -129,8 +150,8 @@ pub fn resize(img: &Image, new_height: usize, new_width: usize) -> Image {
             })
             .collect()
     };
-    let ys = axis(new_height, img.height);
-    let xs = axis(new_width, img.width);
+    let ys = axis(new_height, img.height, scale_y);
+    let xs = axis(new_width, img.width, scale_x);
     let mut data = Vec::with_capacity(img.channels * new_height * new_width);
     for c in 0..img.channels {
         let plane = &img.data[c * img.height * img.width..(c + 1) * img.height * img.width];

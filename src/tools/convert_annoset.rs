@@ -2,8 +2,9 @@
 //! tool, which its `create_annoset.py` and `create_data.sh` call): images
 //! and their box annotations into a DB of AnnotatedDatum keyed
 //! `%08d_<path>`. With `-anno_type detection` each list line is `image
-//! annotation` (a VOC XML file, or a text file of `label xmin ymin xmax ymax`
-//! lines); boxes are stored normalized to the image, grouped by label as the
+//! annotation` (a VOC XML file, a JSON file of COCO boxes as the fork's
+//! COCO scripts split them per image, or a text file of `label xmin ymin
+//! xmax ymax` lines); boxes are stored normalized to the image, grouped by label as the
 //! fork groups them. With `-anno_type classification`, `image label`.
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,8 +24,9 @@ use crate::{info, warn, Error, Result};
 
 pub const SPEC: Spec = Spec {
     tool: "convert_annoset",
-    usage: "[-anno_type classification|detection] [-label_type xml|txt] [-label_map_file F] [-check_label] \
-            [-gray] [-shuffle] [-backend lmdb|leveldb] [-resize_width N] [-resize_height N] [-check_size] \
+    usage: "[-anno_type classification|detection] [-label_type xml|json|txt] [-label_map_file F] [-check_label] \
+            [-gray] [-shuffle] [-backend lmdb|leveldb] [-min_dim N] [-max_dim N] [-resize_width N] \
+            [-resize_height N] [-check_size] \
             [-encoded] [-encode_type png|jpg] ROOTFOLDER/ LISTFILE DB_NAME",
     bools: &[
         ("gray", false, "read the images as grayscale"),
@@ -36,10 +38,15 @@ pub const SPEC: Spec = Spec {
     values: &[
         ("backend", "lmdb", "the database type: lmdb or leveldb"),
         ("anno_type", "classification", "classification (image label) or detection (image annotation)"),
-        ("label_type", "xml", "the annotation files: xml (PASCAL VOC) or txt (label xmin ymin xmax ymax lines)"),
-        ("label_map_file", "", "a LabelMap prototxt naming the labels (detection with xml)"),
-        ("min_dim", "0", "resize keeping the aspect ratio (not supported: 0 only)"),
-        ("max_dim", "0", "resize keeping the aspect ratio (not supported: 0 only)"),
+        (
+            "label_type",
+            "xml",
+            "the annotation files: xml (PASCAL VOC), json (COCO boxes, one file per image) or txt (label xmin ymin \
+             xmax ymax lines)",
+        ),
+        ("label_map_file", "", "a LabelMap prototxt naming the labels (detection with xml or json)"),
+        ("min_dim", "0", "scale up (aspect kept) an image whose shorter side is under this"),
+        ("max_dim", "0", "scale down (aspect kept) an image whose longer side would exceed this"),
         ("resize_width", "0", "resize every image to this width (0: keep)"),
         ("resize_height", "0", "resize every image to this height (0: keep)"),
         ("encode_type", "", "with -encoded: png or jpg (default: the file's own format)"),
@@ -58,6 +65,10 @@ pub struct Options {
     pub check_label: bool,
     pub resize_width: usize,
     pub resize_height: usize,
+    /// Scale (aspect kept) so the shorter side is at least this; 0: off.
+    pub min_dim: usize,
+    /// Scale (aspect kept) so the longer side is at most this; 0: off.
+    pub max_dim: usize,
     pub check_size: bool,
     pub encoded: bool,
     pub encode_type: String,
@@ -75,6 +86,8 @@ impl Default for Options {
             check_label: false,
             resize_width: 0,
             resize_height: 0,
+            min_dim: 0,
+            max_dim: 0,
             check_size: false,
             encoded: false,
             encode_type: String::new(),
@@ -85,11 +98,6 @@ impl Default for Options {
 pub fn main(args: &[String]) -> Result<()> {
     let flags = gflags::parse(&SPEC, args)?;
     gflags::expect_positional(&SPEC, &flags, 3, 3)?;
-    if flags.int("min_dim")? > 0 || flags.int("max_dim")? > 0 {
-        return Err(Error::invalid(
-            "convert_annoset: -min_dim and -max_dim are not supported (give resize_height and resize_width, or none)",
-        ));
-    }
     let detection = match flags.value("anno_type") {
         "detection" => true,
         "classification" => false,
@@ -109,6 +117,8 @@ pub fn main(args: &[String]) -> Result<()> {
         check_label: flags.flag("check_label"),
         resize_width: flags.int("resize_width")?.max(0) as usize,
         resize_height: flags.int("resize_height")?.max(0) as usize,
+        min_dim: flags.int("min_dim")?.max(0) as usize,
+        max_dim: flags.int("max_dim")?.max(0) as usize,
         check_size: flags.flag("check_size"),
         encoded: flags.flag("encoded"),
         encode_type: flags.value("encode_type").to_string(),
@@ -245,6 +255,97 @@ pub fn read_voc_xml(
     Ok(groups)
 }
 
+/// A JSON annotation file's boxes (the fork's ReadJSONToAnnotatedDatum, for
+/// the per-image files its COCO scripts write): `image.height`/`width` (the
+/// image's own size when missing), and per entry of `annotation` a
+/// `category_id` looked up by name in the label map (COCO's label maps name
+/// each class by its id), `bbox` [x, y, width, height] in pixels and
+/// `iscrowd`, which is stored as the box's difficult flag.
+pub fn read_coco_json(
+    file: &str,
+    image_size: (usize, usize),
+    labels: &HashMap<String, i32>,
+) -> Result<Vec<AnnotationGroup>> {
+    use serde_json::Value;
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let doc: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(format!("{file}:{}:{}: not JSON: {e}", e.line(), e.column())))?;
+    let side = |key: &str| doc.get("image").and_then(|i| i.get(key)).and_then(json_number);
+    let (height, width) = match (side("height"), side("width")) {
+        (Some(h), Some(w)) => (h.trunc() as f32, w.trunc() as f32),
+        _ => {
+            warn!("io.cpp:357", "When parsing {file}: no image.height/width; using the image's");
+            (image_size.0 as f32, image_size.1 as f32)
+        }
+    };
+    if height != image_size.0 as f32 {
+        warn!("io.cpp:362", "{file} inconsistent image height.");
+    }
+    if width != image_size.1 as f32 {
+        warn!("io.cpp:364", "{file} inconsistent image width.");
+    }
+    if !(width > 0.0 && height > 0.0) {
+        return Err(Error::invalid(format!("{file} no valid image width/height.")));
+    }
+    let Some(objects) = doc.get("annotation").and_then(Value::as_array) else {
+        return Err(Error::invalid(format!("{file}: no \"annotation\" array")));
+    };
+    let mut groups: Vec<AnnotationGroup> = Vec::new();
+    for (k, object) in objects.iter().enumerate() {
+        let name = match object.get("category_id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(Error::invalid(format!("{file}: annotation {k} has no category_id"))),
+        };
+        let Some(&label) = labels.get(&name) else {
+            return Err(Error::invalid(format!("{file}: Unknown name: {name} (not in the label map)")));
+        };
+        let crowd = match object.get("iscrowd") {
+            None => false,
+            Some(v) => json_number(v)
+                .map(|v| v.trunc() != 0.0)
+                .ok_or_else(|| Error::invalid(format!("{file}: annotation {k}: iscrowd {v} is not a number")))?,
+        };
+        let items: Option<Vec<f32>> = object
+            .get("bbox")
+            .and_then(Value::as_array)
+            .map(|b| b.iter().filter_map(json_number).map(|v| v as f32).collect());
+        let Some([x, y, w, h]) = items.and_then(|v| <[f32; 4]>::try_from(v).ok()) else {
+            return Err(Error::invalid(format!(
+                "{file}: annotation {k}: bbox must be 4 numbers [x, y, width, height]"
+            )));
+        };
+        let bbox = normalized(file, [x, y, x + w, y + h], width, height, crowd);
+        add_box(&mut groups, label).bbox = Some(bbox);
+    }
+    Ok(groups)
+}
+
+/// A JSON number, or a string holding one (Boost's property tree, which the
+/// fork reads JSON with, keeps every value as text).
+fn json_number(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The fork's min_dim/max_dim scale factor for an image (1: unchanged): up
+/// so the shorter side reaches min_dim, then down if the longer side would
+/// pass max_dim, in f32 as the fork computes it.
+pub fn dim_scale(height: usize, width: usize, min_dim: usize, max_dim: usize) -> f32 {
+    let (short, long) = (height.min(width) as f32, height.max(width) as f32);
+    let mut scale = 1f32;
+    if min_dim > 0 && short < min_dim as f32 {
+        scale = min_dim as f32 / short;
+    }
+    if max_dim > 0 && (scale * long) as i64 > max_dim as i64 {
+        scale = max_dim as f32 / long;
+    }
+    scale
+}
+
 /// A text annotation file's boxes: `label xmin ymin xmax ymax` per line, in
 /// pixels (the fork's ReadTxtToAnnotatedDatum).
 pub fn read_txt_boxes(file: &str, (height, width): (usize, usize)) -> Result<Vec<AnnotationGroup>> {
@@ -279,20 +380,23 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
         )));
     }
     let mut lines: Vec<(String, String)> = words.chunks(2).map(|w| (w[0].to_string(), w[1].to_string())).collect();
-    let labels = if opts.detection && opts.label_type == "xml" {
+    if opts.detection && !matches!(opts.label_type.as_str(), "xml" | "json" | "txt") {
+        return Err(Error::invalid(format!(
+            "convert_annoset: unknown -label_type '{}' (xml, json or txt)",
+            opts.label_type
+        )));
+    }
+    let labels = if opts.detection && opts.label_type != "txt" {
         if opts.label_map_file.is_empty() {
-            return Err(Error::invalid("convert_annoset: -anno_type detection with xml needs -label_map_file"));
+            return Err(Error::invalid(format!(
+                "convert_annoset: -anno_type detection with {} needs -label_map_file",
+                opts.label_type
+            )));
         }
         name_to_label(Path::new(&opts.label_map_file), opts.check_label)?
     } else {
         HashMap::new()
     };
-    if opts.detection && !matches!(opts.label_type.as_str(), "xml" | "txt") {
-        return Err(Error::invalid(format!(
-            "convert_annoset: -label_type '{}' is not supported (xml or txt; COCO's json is not)",
-            opts.label_type
-        )));
-    }
     if opts.shuffle {
         info!("convert_annoset.cpp:114", "Shuffling data");
         lines.shuffle(&mut rand::thread_rng());
@@ -324,15 +428,25 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
             }
         };
         let size = (original.height, original.width);
-        let img = if rh > 0 && rw > 0 { image::resize(&original, rh, rw) } else { original };
+        let resized = opts.min_dim > 0 || opts.max_dim > 0 || (rh > 0 && rw > 0);
+        let img = if opts.min_dim > 0 || opts.max_dim > 0 {
+            // The fork lets min_dim/max_dim take the place of resize_height/width.
+            match dim_scale(original.height, original.width, opts.min_dim, opts.max_dim) {
+                1.0 => original,
+                s => image::resize_by(&original, f64::from(s)).map_err(|e| Error::data(format!("{path}: {e}")))?,
+            }
+        } else if rh > 0 && rw > 0 {
+            image::resize(&original, rh, rw)
+        } else {
+            original
+        };
         let mut d: Datum = if encoded {
             let enc = if opts.encode_type.is_empty() {
                 file.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default()
             } else {
                 opts.encode_type.clone()
             };
-            let bytes = if (img.channels == 3) == is_color && rh == 0 && rw == 0 && image::extension_matches(file, &enc)
-            {
+            let bytes = if (img.channels == 3) == is_color && !resized && image::extension_matches(file, &enc) {
                 bytes
             } else {
                 image::encode(&img, &enc).map_err(|e| Error::invalid(format!("{path}: {e}")))?
@@ -349,6 +463,8 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
                 Vec::new()
             } else if opts.label_type == "xml" {
                 read_voc_xml(&anno, size, &labels)?
+            } else if opts.label_type == "json" {
+                read_coco_json(&anno, size, &labels)?
             } else {
                 read_txt_boxes(&anno, size)?
             };

@@ -76,7 +76,9 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("Parameter", common::parameter),
     ("Pooling", vision::pooling),
     ("Power", neuron::power),
+    ("PSROIPooling", detection::psroi_pooling),
     ("PriorBox", detection::prior_box),
+    ("Proposal", detection::proposal),
     ("RNN", recurrent::rnn),
     ("ReLU", neuron::relu),
     ("ReLU6", neuron::relu6),
@@ -135,6 +137,9 @@ pub struct Graph {
     current: HashMap<String, String>,
     /// Set by a lowering that only works for the exported batch size.
     pub static_batch: bool,
+    /// Blobs whose first axis counts what the data decides (a Proposal's
+    /// regions, and what is computed from them): outputs leave it unnamed.
+    pub dynamic_rows: HashSet<String>,
     /// The layer being lowered (node names).
     layer: String,
     /// DropIn's τ, as the plan's net runs it.
@@ -150,6 +155,7 @@ impl Graph {
             used: reserved.into_iter().collect(),
             current: HashMap::new(),
             static_batch: false,
+            dynamic_rows: HashSet::new(),
             layer: String::new(),
             iteration: i64::MAX,
         }
@@ -356,16 +362,19 @@ pub fn attr_s(name: &str, v: &str) -> AttributeProto {
     }
 }
 
-fn value_info(name: &str, shape: &[i64], symbolic_batch: bool) -> ValueInfoProto {
+/// A graph input's or output's type: float, its first axis the symbolic
+/// batch, or left unknown where the data decides it (`dynamic_rows`).
+fn value_info(name: &str, shape: &[i64], symbolic_batch: bool, dynamic_rows: bool) -> ValueInfoProto {
+    use tensor_shape_proto::dimension::Value;
     let dim = shape
         .iter()
         .enumerate()
         .map(|(i, &d)| tensor_shape_proto::Dimension {
-            value: Some(if i == 0 && symbolic_batch {
-                tensor_shape_proto::dimension::Value::DimParam(BATCH_AXIS_NAME.into())
-            } else {
-                tensor_shape_proto::dimension::Value::DimValue(d)
-            }),
+            value: match (i, dynamic_rows, symbolic_batch) {
+                (0, true, _) => None,
+                (0, false, true) => Some(Value::DimParam(BATCH_AXIS_NAME.into())),
+                _ => Some(Value::DimValue(d)),
+            },
             denotation: None,
         })
         .collect();
@@ -407,6 +416,9 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
             None => lowering(&mut g, l),
         };
         result.map_err(|e| plan.layer_error(l, e))?;
+        if l.bottoms.iter().any(|b| g.dynamic_rows.contains(b)) {
+            g.dynamic_rows.extend(l.tops.iter().cloned());
+        }
         if l.layer_type() == "Split" && all_blobs {
             // Split tops are aliases; `-blobs all` shows them as values of their own.
             for t in &l.tops {
@@ -448,8 +460,11 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
         name: Some(if plan.net.name.is_empty() { "caffe_net".to_string() } else { plan.net.name.clone() }),
         initializer: std::mem::take(&mut g.initializers),
         doc_string: Some(format!("Exported by caffe-tch from {}", plan.file)),
-        input: plan.inputs.iter().map(|i| value_info(&i.name, &i.shape, symbolic)).collect(),
-        output: exported.iter().map(|b| value_info(&output_name(b, is_input(b)), &shape_of(b), symbolic)).collect(),
+        input: plan.inputs.iter().map(|i| value_info(&i.name, &i.shape, symbolic, false)).collect(),
+        output: exported
+            .iter()
+            .map(|b| value_info(&output_name(b, is_input(b)), &shape_of(b), symbolic, g.dynamic_rows.contains(b)))
+            .collect(),
         value_info: vec![],
     };
     let model = ModelProto {
