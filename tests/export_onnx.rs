@@ -99,6 +99,22 @@ fn neuron(ty: &str, params: &str) -> Case {
     )
 }
 
+/// DetectionOutput over 48 priors (a PriorBox on a 3 × 4 map) and 4 classes,
+/// random locations and confidences for `images` images; `loc_classes` 1
+/// shares the locations.
+fn detection_output_case(name: &str, images: i64, loc_classes: i64, params: &str) -> Case {
+    case(
+        name,
+        net_text(
+            &[("map", &[1, 2, 3, 4]), ("image", &[1, 3, 12, 16]), ("loc", &[images, 48 * 4 * loc_classes]), ("conf", &[images, 48 * 4])],
+            &format!(
+                "layer {{ name: \"p\" type: \"PriorBox\" bottom: \"map\" bottom: \"image\" top: \"priors\" prior_box_param {{ min_size: 3 max_size: 7 aspect_ratio: 2 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 }} }}
+                 layer {{ name: \"d\" type: \"DetectionOutput\" bottom: \"loc\" bottom: \"conf\" bottom: \"priors\" top: \"y\" detection_output_param {{ num_classes: 4 {params} }} }}"
+            ),
+        ),
+    )
+}
+
 /// The per-layer cases: every exported type, and every mode of the awkward ones.
 fn cases() -> Vec<Case> {
     let conv = |name: &str, ty: &str, p: &str| {
@@ -306,7 +322,11 @@ fn cases() -> Vec<Case> {
             let layers: String = text.lines().filter(|l| !l.starts_with("input") && !l.starts_with("name:")).map(|l| format!("{l}\n")).collect();
             net_text(&[("data", &[1, 3, 64, 96]), ("im_info", &[1, 3])], &layers)
         }),
-        // SSD's head: DetectionOutput is left out; the model outputs its bottoms.
+        detection_output_case("detection output center size, shared", 1, 1, "keep_top_k: 10 confidence_threshold: 0.01 nms_param { nms_threshold: 0.45 top_k: 20 }"),
+        detection_output_case("detection output corner, per class", 1, 4, "share_location: false code_type: CORNER keep_top_k: -1 nms_param { nms_threshold: 0.3 }"),
+        detection_output_case("detection output corner size, nothing kept", 1, 1, "code_type: CORNER_SIZE variance_encoded_in_target: true background_label_id: 2 confidence_threshold: 2 nms_param { nms_threshold: 0.5 top_k: 5 }"),
+        detection_output_case("detection output, two images, keep_top_k", 2, 1, "keep_top_k: 7 confidence_threshold: 0.2 nms_param { nms_threshold: 0.5 top_k: 30 }"),
+        // SSD's head, DetectionOutput included.
         case("ssd_tiny", std::fs::read_to_string(common::repo().join("tests/fixtures/ssd/ssd_tiny.prototxt")).expect("ssd_tiny")),
         case("argmax", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" }")),
         case("argmax topk maxval", one_layer(2, 3, "layer { name: \"a\" type: \"ArgMax\" bottom: \"x\" top: \"y\" argmax_param { top_k: 3 out_max_val: true } }")),

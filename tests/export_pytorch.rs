@@ -151,6 +151,20 @@ fn input(name: &str, shape: &[i64]) -> String {
     format!("layer {{ name: \"{name}\" type: \"Input\" top: \"{name}\" input_param {{ shape {{ {dims}}} }} }}\n")
 }
 
+/// DetectionOutput over 48 priors (a PriorBox on a 3 × 4 map) and 4 classes,
+/// random locations and confidences for `images` images; `loc_classes` 1
+/// shares the locations.
+fn detection_output_net(images: i64, loc_classes: i64, params: &str) -> String {
+    format!(
+        "{}{}{}{}layer {{ name: \"p\" type: \"PriorBox\" bottom: \"map\" bottom: \"image\" top: \"priors\" prior_box_param {{ min_size: 3 max_size: 7 aspect_ratio: 2 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 }} }}
+         layer {{ name: \"d\" type: \"DetectionOutput\" bottom: \"loc\" bottom: \"conf\" bottom: \"priors\" top: \"y\" detection_output_param {{ num_classes: 4 {params} }} }}\n",
+        input("map", &[1, 2, 3, 4]),
+        input("image", &[1, 3, 12, 16]),
+        input("loc", &[images, 48 * 4 * loc_classes]),
+        input("conf", &[images, 48 * 4])
+    )
+}
+
 /// A net: an Input `data` of `shape`, then one layer `l` (type and body) reading it, top `y`.
 fn one(shape: &[i64], ty: &str, body: &str) -> String {
     format!("{}layer {{ name: \"l\" type: \"{ty}\" bottom: \"data\" top: \"y\" {body} }}\n", input("data", shape))
@@ -250,6 +264,11 @@ fn layer_nets() -> Vec<(String, String, Option<i64>)> {
         ("shuffle_channel", one(&x, "ShuffleChannel", "shuffle_channel_param { group: 2 }")),
         ("roi_pooling", format!("{}{}layer {{ name: \"l\" type: \"ROIPooling\" bottom: \"data\" bottom: \"rois\" top: \"y\" roi_pooling_param {{ pooled_h: 2 pooled_w: 3 spatial_scale: 0.5 }} }}\n", input("data", &x), input("rois", &[6, 5]))),
         ("ssd_tiny", std::fs::read_to_string(crate::common::repo().join("tests/fixtures/ssd/ssd_tiny.prototxt")).expect("ssd_tiny")),
+        ("detection_output_shared", detection_output_net(1, 1, "keep_top_k: 10 confidence_threshold: 0.01 nms_param { nms_threshold: 0.45 top_k: 20 }")),
+        ("detection_output_per_class", detection_output_net(1, 4, "share_location: false code_type: CORNER keep_top_k: -1 nms_param { nms_threshold: 0.3 }")),
+        ("detection_output_none_kept", detection_output_net(1, 1, "code_type: CORNER_SIZE variance_encoded_in_target: true background_label_id: 2 confidence_threshold: 2 nms_param { nms_threshold: 0.5 top_k: 5 }")),
+        ("detection_output_two_images", detection_output_net(2, 1, "keep_top_k: 7 confidence_threshold: 0.2 nms_param { nms_threshold: 0.5 top_k: 30 }")),
+        ("detection_output_adaptive", detection_output_net(1, 1, "confidence_threshold: -0.5 nms_param { nms_threshold: 0.9 eta: 0.8 }")),
         ("mvn", one(&x, "MVN", "")),
         ("mvn_across_mean_only", one(&x, "MVN", "mvn_param { across_channels: true normalize_variance: false }")),
         ("mvn_across", one(&x, "MVN", "mvn_param { across_channels: true eps: 0.001 }")),

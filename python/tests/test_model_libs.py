@@ -312,7 +312,24 @@ def test_test_and_deploy_nets():
     assert list(deploy.input) == ['data'] and list(deploy.input_shape[0].dim) == [1, 3, 300, 300]
 
 
-def test_deploy_net_builds_and_runs(tmp_path):
+def voc_files(d):
+    """The files ssd_pascal.py's DetectionOutput reads at set-up, relative to
+    the Caffe root it runs from (the fork fails without them, as caffe-tch
+    does): the VOC label map and the test images' name_size_file."""
+    (d / 'data' / 'VOC0712').mkdir(parents=True)
+    names = ['background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
+             'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
+             'tvmonitor']
+    items = ''.join("item { name: '%s' label: %d display_name: '%s' }\n" % ('none_of_the_above' if i == 0 else n, i, n)
+                    for i, n in enumerate(names))
+    (d / LABEL_MAP).write_text(items)
+    # VOC2007 test's 4952 images, as num_test_image counts them.
+    (d / NAME_SIZE).write_text(''.join('%06d 375 500\n' % i for i in range(4952)))
+
+
+def test_deploy_net_builds_and_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    voc_files(tmp_path)
     path = tmp_path / 'deploy.prototxt'
     path.write_text(str(deploy_of(ssd300(train=False))))
     net = caffe.Net(str(path), caffe.TEST)
@@ -366,7 +383,9 @@ def make_annoset(d):
     return str(d / 'lmdb')
 
 
-def test_train_and_test_nets_build_and_run_on_an_annoset(tmp_path):
+def test_train_and_test_nets_build_and_run_on_an_annoset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    voc_files(tmp_path)
     lmdb = make_annoset(tmp_path)
     caffe.set_random_seed(3)
 

@@ -27,12 +27,8 @@ pub fn left_out_reason(layer_type: &str) -> Option<&'static str> {
         "Silence" => Some("a Silence layer (it computes nothing)"),
         "HDF5Output" => Some("an HDF5Output layer (it writes files, computes nothing)"),
         "Yolov3DetectionOutput" => Some(
-            "YOLOv3's box decoding and suppression (data-dependent, on the host); the model outputs its bottoms \
+            "YOLOv3's box decoding and suppression (not written for export yet); the model outputs its bottoms \
              (each scale's map) for the same decoding after it",
-        ),
-        "DetectionOutput" => Some(
-            "SSD's box decoding and non-maximum suppression (data-dependent, on the host); the model outputs its \
-             bottoms (locations, confidences, priors) for the same decoding after it",
         ),
         _ => None,
     }

@@ -53,6 +53,7 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("ConvolutionDepthwise", vision::convolution),
     ("Crop", vision::crop),
     ("Deconvolution", vision::deconvolution),
+    ("DetectionOutput", detection::detection_output),
     ("DepthwiseConvolution", vision::convolution),
     ("DropIn", dropin::drop_in),
     ("Dropout", neuron::dropout),
@@ -137,9 +138,10 @@ pub struct Graph {
     current: HashMap<String, String>,
     /// Set by a lowering that only works for the exported batch size.
     pub static_batch: bool,
-    /// Blobs whose first axis counts what the data decides (a Proposal's
-    /// regions, and what is computed from them): outputs leave it unnamed.
-    pub dynamic_rows: HashSet<String>,
+    /// Blobs with an axis whose length the data decides (a Proposal's
+    /// regions and what is computed from them, DetectionOutput's rows), and
+    /// that axis: outputs leave it unnamed.
+    pub dynamic_rows: HashMap<String, usize>,
     /// The layer being lowered (node names).
     layer: String,
     /// DropIn's τ, as the plan's net runs it.
@@ -155,7 +157,7 @@ impl Graph {
             used: reserved.into_iter().collect(),
             current: HashMap::new(),
             static_batch: false,
-            dynamic_rows: HashSet::new(),
+            dynamic_rows: HashMap::new(),
             layer: String::new(),
             iteration: i64::MAX,
         }
@@ -363,16 +365,16 @@ pub fn attr_s(name: &str, v: &str) -> AttributeProto {
 }
 
 /// A graph input's or output's type: float, its first axis the symbolic
-/// batch, or left unknown where the data decides it (`dynamic_rows`).
-fn value_info(name: &str, shape: &[i64], symbolic_batch: bool, dynamic_rows: bool) -> ValueInfoProto {
+/// batch; the axis the data decides (`dynamic_rows`) left unknown.
+fn value_info(name: &str, shape: &[i64], symbolic_batch: bool, dynamic_axis: Option<usize>) -> ValueInfoProto {
     use tensor_shape_proto::dimension::Value;
     let dim = shape
         .iter()
         .enumerate()
         .map(|(i, &d)| tensor_shape_proto::Dimension {
-            value: match (i, dynamic_rows, symbolic_batch) {
-                (0, true, _) => None,
-                (0, false, true) => Some(Value::DimParam(BATCH_AXIS_NAME.into())),
+            value: match (i, symbolic_batch) {
+                _ if dynamic_axis == Some(i) => None,
+                (0, true) => Some(Value::DimParam(BATCH_AXIS_NAME.into())),
                 _ => Some(Value::DimValue(d)),
             },
             denotation: None,
@@ -416,8 +418,10 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
             None => lowering(&mut g, l),
         };
         result.map_err(|e| plan.layer_error(l, e))?;
-        if l.bottoms.iter().any(|b| g.dynamic_rows.contains(b)) {
-            g.dynamic_rows.extend(l.tops.iter().cloned());
+        if let Some(axis) = l.bottoms.iter().find_map(|b| g.dynamic_rows.get(b).copied()) {
+            for t in &l.tops {
+                g.dynamic_rows.entry(t.clone()).or_insert(axis);
+            }
         }
         if l.layer_type() == "Split" && all_blobs {
             // Split tops are aliases; `-blobs all` shows them as values of their own.
@@ -460,10 +464,10 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
         name: Some(if plan.net.name.is_empty() { "caffe_net".to_string() } else { plan.net.name.clone() }),
         initializer: std::mem::take(&mut g.initializers),
         doc_string: Some(format!("Exported by caffe-tch from {}", plan.file)),
-        input: plan.inputs.iter().map(|i| value_info(&i.name, &i.shape, symbolic, false)).collect(),
+        input: plan.inputs.iter().map(|i| value_info(&i.name, &i.shape, symbolic, None)).collect(),
         output: exported
             .iter()
-            .map(|b| value_info(&output_name(b, is_input(b)), &shape_of(b), symbolic, g.dynamic_rows.contains(b)))
+            .map(|b| value_info(&output_name(b, is_input(b)), &shape_of(b), symbolic, g.dynamic_rows.get(b).copied()))
             .collect(),
         value_info: vec![],
     };

@@ -1,7 +1,6 @@
 //! The emitters of the detection forks' layers (Permute, Normalize, PriorBox,
-//! ROIPooling, PSROIPooling, Proposal),
+//! ROIPooling, PSROIPooling, Proposal, DetectionOutput),
 //! listed in layers.rs's table; each follows src/layers/detection/<type>.rs.
-//! DetectionOutput is left out of exported models (see `plan::left_out_reason`).
 use super::layers::{blobs_module, f, list, py_bool, tup};
 use super::{Code, Site};
 use crate::layers::detection::{permute::full_order, prior_box::PriorBox};
@@ -108,5 +107,38 @@ pub(super) fn proposal(s: &Site, c: &mut Code) -> Result<()> {
     } else {
         c.assign(&s.tops, format!("{call}[0]"));
     }
+    Ok(())
+}
+
+/// DetectionOutput (detection/detection_output.rs): the helper runs the
+/// fork's decoding and suppression in eager PyTorch, image by image.
+pub(super) fn detection_output(s: &Site, c: &mut Code) -> Result<()> {
+    use crate::proto::caffe::prior_box_parameter::CodeType;
+    let p = s.l.param.detection_output_param.clone().unwrap_or_default();
+    let Some(classes) = p.num_classes else { crate::bail!("detection_output_param must specify num_classes") };
+    let nms = p.nms_param.unwrap_or_default();
+    let code = match p.code_type() {
+        CodeType::Corner => 1,
+        CodeType::CenterSize => 2,
+        CodeType::CornerSize => 3,
+    };
+    c.helper("caffe_detection_output");
+    c.assign(
+        &s.tops,
+        format!(
+            "caffe_detection_output({}, {}, {}, {classes}, {}, {}, {code}, {}, {}, {}, {}, {}, {})",
+            s.b(0),
+            s.b(1),
+            s.b(2),
+            py_bool(p.share_location()),
+            p.background_label_id(),
+            py_bool(p.variance_encoded_in_target()),
+            p.keep_top_k(),
+            p.confidence_threshold.map_or("None".to_string(), f),
+            f(nms.nms_threshold()),
+            f(nms.eta()),
+            nms.top_k.unwrap_or(-1)
+        ),
+    );
     Ok(())
 }

@@ -410,6 +410,79 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
+        name: "caffe_detection_output",
+        deps: &[],
+        code: r#"def caffe_detection_output(loc, conf, prior, num_classes, share_location, background, code_type,
+                           variance_in_target, keep_top_k, conf_thresh, nms_thresh, eta, top_k):
+    """SSD's DetectionOutput, the fork's rules: each image's locations decoded
+    against the priors (code_type 1 CORNER, 2 CENTER_SIZE, 3 CORNER_SIZE),
+    per class other than the background the boxes scoring above conf_thresh,
+    best first (ties in prior order), at most top_k, each kept unless it
+    overlaps a kept one by more than the (adaptive) threshold; then the
+    keep_top_k best over all classes. Rows [image, label, score, xmin, ymin,
+    xmax, ymax] by image, label, then score; one row of -1 per image when
+    nothing is kept. Returns 1 x 1 x rows x 7."""
+    n, priors = loc.shape[0], prior.shape[-1] // 4
+    loc_classes = 1 if share_location else num_classes
+    pr = prior.reshape(2, priors, 4)
+    box, var = pr[0].unsqueeze(1), pr[1].unsqueeze(1)
+    rows = []
+    for i in range(n):
+        l = loc[i].reshape(priors, loc_classes, 4)
+        v = l if variance_in_target else var * l
+        if code_type == 1:
+            d = box + v
+        elif code_type == 3:
+            pw, ph = box[..., 2] - box[..., 0], box[..., 3] - box[..., 1]
+            d = torch.stack([box[..., 0] + v[..., 0] * pw, box[..., 1] + v[..., 1] * ph,
+                             box[..., 2] + v[..., 2] * pw, box[..., 3] + v[..., 3] * ph], -1)
+        else:
+            pw, ph = box[..., 2] - box[..., 0], box[..., 3] - box[..., 1]
+            cx = v[..., 0] * pw + (box[..., 0] + box[..., 2]) / 2
+            cy = v[..., 1] * ph + (box[..., 1] + box[..., 3]) / 2
+            w, h = torch.exp(v[..., 2]) * pw, torch.exp(v[..., 3]) * ph
+            d = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+        c = conf[i].reshape(priors, num_classes)
+        found = []
+        for label in range(num_classes):
+            if label == background:
+                continue
+            b = d[:, 0 if share_location else label]
+            s = c[:, label]
+            order = torch.sort(s, descending=True, stable=True).indices
+            if conf_thresh is not None:
+                order = order[s[order] > conf_thresh]
+            if top_k > -1:
+                order = order[:top_k]
+            size = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).where((b[:, 2] >= b[:, 0]) & (b[:, 3] >= b[:, 1]),
+                                                                        torch.zeros((), dtype=b.dtype))
+            kept, thresh = [], nms_thresh
+            for j in order.tolist():
+                if kept:
+                    k = torch.tensor(kept, dtype=torch.long)
+                    iw = torch.minimum(b[k, 2], b[j, 2]) - torch.maximum(b[k, 0], b[j, 0])
+                    ih = torch.minimum(b[k, 3], b[j, 3]) - torch.maximum(b[k, 1], b[j, 1])
+                    inter = iw * ih
+                    overlap = (inter / (size[j] + size[k] - inter)).where((iw > 0) & (ih > 0),
+                                                                          torch.zeros((), dtype=b.dtype))
+                    if bool((overlap > thresh).any()):
+                        continue
+                kept.append(j)
+                if eta < 1 and thresh > 0.5:
+                    thresh *= eta
+            found += [(label, j, s[j], b[j]) for j in kept]
+        if keep_top_k > -1 and len(found) > keep_top_k:
+            scores = torch.stack([f[2] for f in found])
+            best = torch.sort(scores, descending=True, stable=True).indices[:keep_top_k]
+            found = [found[k] for k in sorted(best.tolist())]
+        for label, j, score, b in found:
+            rows.append(torch.cat([torch.tensor([float(i), float(label)], dtype=loc.dtype), score.reshape(1), b]))
+    if not rows:
+        rows = [torch.tensor([float(i)] + [-1.0] * 6, dtype=loc.dtype) for i in range(n)]
+    return torch.stack(rows).reshape(1, 1, -1, 7)
+"#,
+    },
+    Helper {
         name: "caffe_lstm_step",
         deps: &[],
         code: r#"def caffe_lstm_step(c_prev, gates, cont):

@@ -3,7 +3,7 @@
 //! supports (`supports` and SUPPORTED-LAYERS.md read it), so the list and the
 //! emitters cannot drift. Each emitter follows the semantics of the layer's
 //! file in src/layers (named in its comment where not obvious).
-use super::detection::{normalize, permute, prior_box, proposal, psroi_pooling, roi_pooling};
+use super::detection::{detection_output, normalize, permute, prior_box, proposal, psroi_pooling, roi_pooling};
 use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, relu6, swish, threshold, unary};
 use super::segmentation::{bn, interp, upsample};
 use super::utility::{
@@ -85,6 +85,7 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("PriorBox", prior_box),
     ("ROIPooling", roi_pooling),
     ("Proposal", proposal),
+    ("DetectionOutput", detection_output),
     ("PSROIPooling", psroi_pooling),
     ("ShuffleChannel", shuffle_channel),
     ("Interp", interp),
