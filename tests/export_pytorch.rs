@@ -268,6 +268,7 @@ fn layer_nets() -> Vec<(String, String, Option<i64>)> {
         ("detection_output_per_class", detection_output_net(1, 4, "share_location: false code_type: CORNER keep_top_k: -1 nms_param { nms_threshold: 0.3 }")),
         ("detection_output_none_kept", detection_output_net(1, 1, "code_type: CORNER_SIZE variance_encoded_in_target: true background_label_id: 2 confidence_threshold: 2 nms_param { nms_threshold: 0.5 top_k: 5 }")),
         ("detection_output_two_images", detection_output_net(2, 1, "keep_top_k: 7 confidence_threshold: 0.2 nms_param { nms_threshold: 0.5 top_k: 30 }")),
+        ("yolov3_two_scales", format!("{}{}layer {{ name: \"d\" type: \"Yolov3DetectionOutput\" bottom: \"s13\" bottom: \"s26\" top: \"y\" yolov3_detection_output_param {{ num_classes: 2 num_box: 3 confidence_threshold: 0.3 nms_threshold: 0.45 biases: 10 biases: 14 biases: 23 biases: 27 biases: 37 biases: 58 biases: 81 biases: 82 biases: 135 biases: 169 biases: 344 biases: 319 anchors_scale: 32 anchors_scale: 16 mask_group_num: 2 mask: 3 mask: 4 mask: 5 mask: 0 mask: 1 mask: 2 }} }}\n", input("s13", &[2, 21, 3, 4]), input("s26", &[2, 21, 6, 8]))),
         ("detection_output_adaptive", detection_output_net(1, 1, "confidence_threshold: -0.5 nms_param { nms_threshold: 0.9 eta: 0.8 }")),
         ("mvn", one(&x, "MVN", "")),
         ("mvn_across_mean_only", one(&x, "MVN", "mvn_param { across_channels: true normalize_variance: false }")),

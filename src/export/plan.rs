@@ -26,10 +26,6 @@ pub fn left_out_reason(layer_type: &str) -> Option<&'static str> {
         "DetectionEvaluate" => Some("SSD's detection scoring against the ground truth (evaluation only)"),
         "Silence" => Some("a Silence layer (it computes nothing)"),
         "HDF5Output" => Some("an HDF5Output layer (it writes files, computes nothing)"),
-        "Yolov3DetectionOutput" => Some(
-            "YOLOv3's box decoding and suppression (not written for export yet); the model outputs its bottoms \
-             (each scale's map) for the same decoding after it",
-        ),
         _ => None,
     }
 }

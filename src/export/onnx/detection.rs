@@ -1,8 +1,8 @@
 //! The detection forks' layers: Permute (Transpose), Normalize, PriorBox (a
 //! constant: its boxes depend only on the shapes, which the graph fixes) and
 //! ROIPooling (MaxRoiPool), PSROIPooling (bins and an integral image),
-//! Proposal (its arithmetic, then NonMaxSuppression).
-//! DetectionOutput (decoding, TopK, NonMaxSuppression per class).
+//! Proposal (its arithmetic, then NonMaxSuppression); DetectionOutput and
+//! Yolov3DetectionOutput (decoding, then NonMaxSuppression).
 use super::{io, Graph};
 use crate::export::PlanLayer;
 use crate::layers::detection::{permute, prior_box};
@@ -569,7 +569,6 @@ pub fn detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let corners = g.node("GatherND", &[&candidates, &at], vec![]);
     let mut rows = g.node("Concat", &[&image_col, &label_col, &score_col, &corners], vec![attr_i("axis", 1)]);
     let zero = g.const_i64("zero", &[0]);
-    let axis0 = g.const_i64("axis", &[0]);
     if p.keep_top_k() > -1 {
         let keep = g.const_i64("keep_top_k", &[i64::from(p.keep_top_k())]);
         let count = g.node("Shape", &[&score], vec![]);
@@ -605,21 +604,158 @@ pub fn detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
         };
         rows = g.node("Gather", &[&rows, &chosen], vec![attr_i("axis", 0)]);
     }
-    // Nothing kept in any image: the fork's row [i, -1, -1, -1, -1, -1, -1] per image.
+    let y = no_detection_rows(g, &rows, images);
+    g.bind(t, y);
+    g.dynamic_rows.insert(t.clone(), 2);
+    Ok(())
+}
+
+/// Yolov3DetectionOutput: each scale's boxes decoded (σ and the anchors as
+/// the layer computes them), one candidate per (cell, anchor, class) with
+/// confidence σ(class)·σ(objectness), and ONNX's NonMaxSuppression over all
+/// of an image's candidates at once (YOLOv3 suppresses across classes), with
+/// confidence_threshold as its score threshold; rows best first within
+/// each image, and the layer's row of -1 per image when nothing is kept. The
+/// corners handed to it are the layer's centre ± half size, so overlaps are
+/// the layer's term for term; the areas are (x2 − x1)·(y2 − y1) where the
+/// layer takes w·h, and a pair at exactly nms_threshold is kept where the
+/// layer drops it (its test is ≥): within float rounding of the threshold
+/// a pair can be decided the other way.
+pub fn yolov3_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    use super::attr_i;
+    use crate::proto::onnx::tensor_proto::DataType;
+    let Some(t) = l.tops.first() else { bail!("Yolov3DetectionOutput needs a top") };
+    let p = l.param.yolov3_detection_output_param.clone().unwrap_or_default();
+    let (classes, boxes, scales) = (i64::from(p.num_classes()), i64::from(p.num_box()), p.mask_group_num() as usize);
+    if classes <= 0 || boxes <= 0 || scales == 0 || l.bottoms.len() != scales || p.anchors_scale.len() < scales {
+        bail!("yolov3_detection_output_param does not match the layer's {} bottoms", l.bottoms.len());
+    }
+    let per_scale = p.mask.len() / scales;
+    let images = l.bottom_shapes.first().and_then(|s| s.first()).copied().unwrap_or(0);
+    if images <= 0 {
+        bail!("Yolov3DetectionOutput needs at least one image");
+    }
+    g.static_batch = true;
+    let len = 5 + classes;
+    let (mut all_boxes, mut all_scores) = (Vec::new(), Vec::new());
+    for (s, b) in l.bottoms.iter().enumerate() {
+        let shape = l.bottom_shapes.get(s).cloned().unwrap_or_default();
+        let [_, _, h, w] = legacy_dims(&shape)?;
+        let plane = h * w;
+        let stride = p.anchors_scale[s] as f32;
+        // N × plane × anchors × (5 + classes)
+        let x = g.value(b)?;
+        let split = g.const_i64("split", &[images, boxes, len, plane]);
+        let x = g.node("Reshape", &[&x, &split], vec![]);
+        let x = g.node("Transpose", &[&x], vec![super::attr_ints("perm", &[0, 3, 1, 2])]);
+        let field = |g: &mut Graph, from: i64, to: i64| {
+            let (st, en, ax) = (g.const_i64("start", &[from]), g.const_i64("end", &[to]), g.const_i64("axis", &[3]));
+            g.node("Slice", &[&x, &st, &en, &ax], vec![])
+        };
+        let (tx, ty, tw, th, obj) = (field(g, 0, 1), field(g, 1, 2), field(g, 2, 3), field(g, 3, 4), field(g, 4, 5));
+        let cls = field(g, 5, len);
+        let cols: Vec<f32> = (0..plane).map(|c| (c % w) as f32).collect();
+        let rows: Vec<f32> = (0..plane).map(|c| (c / w) as f32).collect();
+        let cols = g.const_f32("column", &[plane, 1, 1], &cols);
+        let rows = g.const_f32("row", &[plane, 1, 1], &rows);
+        let centre = |g: &mut Graph, t: &str, offset: &str, extent: i64| {
+            let sg = g.node("Sigmoid", &[t], vec![]);
+            let v = g.node("Add", &[offset, &sg], vec![]);
+            let e = g.scalar("extent", extent as f32);
+            g.node("Div", &[&v, &e], vec![])
+        };
+        let (cx, cy) = (centre(g, &tx, &cols, w), centre(g, &ty, &rows, h));
+        let anchor = |k: i64, j: usize| {
+            let m = p.mask.get(s * per_scale + k as usize).copied().unwrap_or(0) as usize;
+            p.biases.get(2 * m + j).copied().unwrap_or(0.0)
+        };
+        let side = |g: &mut Graph, t: &str, j: usize, extent: i64| {
+            let bias: Vec<f32> = (0..boxes).map(|k| anchor(k, j)).collect();
+            let bias = g.const_f32("anchor", &[boxes, 1], &bias);
+            let e = g.node("Exp", &[t], vec![]);
+            let v = g.node("Mul", &[&e, &bias], vec![]);
+            let d = g.scalar("extent", extent as f32 * stride);
+            g.node("Div", &[&v, &d], vec![])
+        };
+        let (bw, bh) = (side(g, &tw, 0, w), side(g, &th, 1, h));
+        let two = g.scalar("two", 2.0);
+        let half = |g: &mut Graph, v: &str| g.node("Div", &[v, &two], vec![]);
+        let (hw, hh) = (half(g, &bw), half(g, &bh));
+        let (x1, x2) = (g.node("Sub", &[&cx, &hw], vec![]), g.node("Add", &[&cx, &hw], vec![]));
+        let (y1, y2) = (g.node("Sub", &[&cy, &hh], vec![]), g.node("Add", &[&cy, &hh], vec![]));
+        // One box per (cell, anchor), repeated for each class: N × (plane·anchors·classes) × 4, as y1, x1, y2, x2.
+        let corners = g.node("Concat", &[&y1, &x1, &y2, &x2], vec![attr_i("axis", 3)]);
+        let spread = g.const_i64("classes", &[images, plane, boxes, classes, 4]);
+        let axis3 = g.const_i64("axis", &[3]);
+        let corners = g.node("Unsqueeze", &[&corners, &axis3], vec![]);
+        let corners = g.node("Expand", &[&corners, &spread], vec![]);
+        let flat = g.const_i64("flat", &[images, -1, 4]);
+        all_boxes.push(g.node("Reshape", &[&corners, &flat], vec![]));
+        let objectness = g.node("Sigmoid", &[&obj], vec![]);
+        let class_p = g.node("Sigmoid", &[&cls], vec![]);
+        let confidence = g.node("Mul", &[&class_p, &objectness], vec![]);
+        let flat = g.const_i64("flat", &[images, -1]);
+        all_scores.push(g.node("Reshape", &[&confidence, &flat], vec![]));
+    }
+    let box_refs: Vec<&str> = all_boxes.iter().map(String::as_str).collect();
+    let score_refs: Vec<&str> = all_scores.iter().map(String::as_str).collect();
+    let candidates = g.node("Concat", &box_refs, vec![attr_i("axis", 1)]);
+    let scores = g.node("Concat", &score_refs, vec![attr_i("axis", 1)]);
+    let one = g.const_i64("one", &[1]);
+    let nms_scores = g.node("Unsqueeze", &[&scores, &one], vec![]);
+    let most = g.const_i64("most", &[i64::from(i32::MAX)]);
+    let thresh = g.const_f32("nms_threshold", &[1], &[p.nms_threshold()]);
+    let score_thresh = g.const_f32("confidence_threshold", &[1], &[p.confidence_threshold()]);
+    let selected = g.node("NonMaxSuppression", &[&candidates, &nms_scores, &most, &thresh, &score_thresh], vec![]);
+    let pick = |g: &mut Graph, cols: &[i64]| {
+        let c = g.const_i64("pick", cols);
+        g.node("Gather", &[&selected, &c], vec![attr_i("axis", 1)])
+    };
+    let at = pick(g, &[0, 2]);
+    let last = g.const_i64("last", &[-1]);
+    let image = pick(g, &[0]);
+    let image = g.node("Reshape", &[&image, &last], vec![]);
+    let candidate = pick(g, &[2]);
+    let candidate = g.node("Reshape", &[&candidate, &last], vec![]);
+    let per_box = g.const_i64_shaped("classes", &[], &[classes]);
+    let class = g.node("Mod", &[&candidate, &per_box], vec![]);
+    let first = g.const_i64_shaped("first", &[], &[1]);
+    let label = g.node("Add", &[&class, &first], vec![]);
+    let as_float = |g: &mut Graph, x: &str| {
+        let f = g.node("Cast", &[x], vec![attr_i("to", DataType::Float as i64)]);
+        g.node("Unsqueeze", &[&f, &one], vec![])
+    };
+    let (image_col, label_col) = (as_float(g, &image), as_float(g, &label));
+    let score = g.node("GatherND", &[&scores, &at], vec![]);
+    let score_col = g.node("Unsqueeze", &[&score, &one], vec![]);
+    let corners = g.node("GatherND", &[&candidates, &at], vec![]);
+    let xy = g.const_i64("xy", &[1, 0, 3, 2]);
+    let corners = g.node("Gather", &[&corners, &xy], vec![attr_i("axis", 1)]);
+    let rows = g.node("Concat", &[&image_col, &label_col, &score_col, &corners], vec![attr_i("axis", 1)]);
+    let y = no_detection_rows(g, &rows, images);
+    g.bind(t, y);
+    g.dynamic_rows.insert(t.clone(), 2);
+    Ok(())
+}
+
+/// The rows as 1 × 1 × rows × 7, or the forks' row [i, -1, …, -1] per image
+/// when there is none.
+fn no_detection_rows(g: &mut Graph, rows: &str, images: i64) -> String {
+    use super::attr_i;
+    use crate::proto::onnx::tensor_proto::DataType;
     let none: Vec<f32> = (0..images).flat_map(|i| [i as f32, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0]).collect();
     let none = g.const_f32("none", &[images, 7], &none);
-    let padded = g.node("Concat", &[&rows, &none], vec![attr_i("axis", 0)]);
-    let n = g.node("Shape", &[&rows], vec![]);
+    let padded = g.node("Concat", &[rows, &none], vec![attr_i("axis", 0)]);
+    let zero = g.const_i64("zero", &[0]);
+    let n = g.node("Shape", &[rows], vec![]);
     let n = g.node("Gather", &[&n, &zero], vec![attr_i("axis", 0)]);
     let empty = g.node("Equal", &[&n, &zero], vec![]);
     let empty = g.node("Cast", &[&empty], vec![attr_i("to", DataType::Int64 as i64)]);
     let fake = g.const_i64("images", &[images]);
     let fake = g.node("Mul", &[&empty, &fake], vec![]);
     let end = g.node("Add", &[&n, &fake], vec![]);
+    let axis0 = g.const_i64("axis", &[0]);
     let rows = g.node("Slice", &[&padded, &zero, &end, &axis0], vec![]);
     let out_shape = g.const_i64("shape", &[1, 1, -1, 7]);
-    let y = g.node("Reshape", &[&rows, &out_shape], vec![]);
-    g.bind(t, y);
-    g.dynamic_rows.insert(t.clone(), 2);
-    Ok(())
+    g.node("Reshape", &[&rows, &out_shape], vec![])
 }

@@ -99,6 +99,7 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("Threshold", neuron::threshold),
     ("Tile", common::tile),
     ("Upsample", vision::upsample),
+    ("Yolov3DetectionOutput", detection::yolov3_detection_output),
 ];
 
 /// Whether a layer type can be exported to ONNX.

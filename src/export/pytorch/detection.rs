@@ -1,5 +1,5 @@
 //! The emitters of the detection forks' layers (Permute, Normalize, PriorBox,
-//! ROIPooling, PSROIPooling, Proposal, DetectionOutput),
+//! ROIPooling, PSROIPooling, Proposal, DetectionOutput, Yolov3DetectionOutput),
 //! listed in layers.rs's table; each follows src/layers/detection/<type>.rs.
 use super::layers::{blobs_module, f, list, py_bool, tup};
 use super::{Code, Site};
@@ -138,6 +138,46 @@ pub(super) fn detection_output(s: &Site, c: &mut Code) -> Result<()> {
             f(nms.nms_threshold()),
             f(nms.eta()),
             nms.top_k.unwrap_or(-1)
+        ),
+    );
+    Ok(())
+}
+
+/// Yolov3DetectionOutput (detection/yolov3_detection_output.rs): the helper
+/// decodes and suppresses in eager PyTorch; each scale's anchors written in.
+pub(super) fn yolov3_detection_output(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.yolov3_detection_output_param.clone().unwrap_or_default();
+    let scales = p.mask_group_num() as usize;
+    if scales == 0 || s.l.bottoms.len() != scales || p.anchors_scale.len() < scales {
+        crate::bail!("yolov3_detection_output_param does not match the layer's {} bottoms", s.l.bottoms.len());
+    }
+    let per_scale = p.mask.len() / scales;
+    let anchors: Vec<String> = (0..scales)
+        .map(|t| {
+            let pairs: Vec<String> = (0..p.num_box() as usize)
+                .map(|k| {
+                    let m = p.mask.get(t * per_scale + k).copied().unwrap_or(0) as usize;
+                    let bias = |j: usize| p.biases.get(2 * m + j).copied().unwrap_or(0.0);
+                    format!("({}, {})", f(bias(0)), f(bias(1)))
+                })
+                .collect();
+            format!("[{}]", pairs.join(", "))
+        })
+        .collect();
+    let maps: Vec<String> = (0..scales).map(|k| s.b(k).to_string()).collect();
+    let strides: Vec<String> = p.anchors_scale[..scales].iter().map(|v| v.to_string()).collect();
+    c.helper("caffe_yolov3_detection_output");
+    c.assign(
+        &s.tops,
+        format!(
+            "caffe_yolov3_detection_output([{}], {}, {}, {}, {}, [{}], [{}])",
+            maps.join(", "),
+            p.num_classes(),
+            p.num_box(),
+            f(p.confidence_threshold()),
+            f(p.nms_threshold()),
+            anchors.join(", "),
+            strides.join(", ")
         ),
     );
     Ok(())

@@ -483,6 +483,57 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
+        name: "caffe_yolov3_detection_output",
+        deps: &[],
+        code: r#"def caffe_yolov3_detection_output(maps, classes, boxes, conf_thresh, nms_thresh, anchors, strides):
+    """YOLOv3's detections (MobileNet-YOLO's Yolov3DetectionOutput): per scale,
+    cell and anchor, x = (column + sigmoid(tx)) / W, y likewise, w = e^tw *
+    anchor width / (W * stride), h likewise; per class the confidence
+    sigmoid(class) * sigmoid(objectness); those above conf_thresh best first
+    (ties in (scale, cell, anchor, class) order), suppressed across classes
+    at IoU >= nms_thresh. Rows [image, class + 1, confidence, xmin, ymin,
+    xmax, ymax] per image, best first; one row of -1 per image when nothing
+    is kept. `anchors` holds each scale's (width, height) pairs."""
+    n = maps[0].shape[0]
+    rows = []
+    for i in range(n):
+        found = []
+        for m, scale_anchors, stride in zip(maps, anchors, strides):
+            _, _, h, w = m.shape
+            x = m[i].reshape(boxes, 5 + classes, h * w).permute(2, 0, 1)
+            cell = torch.arange(h * w, device=m.device)
+            col, row = (cell % w).to(m.dtype).reshape(-1, 1), (cell // w).to(m.dtype).reshape(-1, 1)
+            a = torch.tensor(scale_anchors, dtype=m.dtype, device=m.device)
+            cx, cy = (col + torch.sigmoid(x[..., 0])) / w, (row + torch.sigmoid(x[..., 1])) / h
+            bw = torch.exp(x[..., 2]) * a[:, 0] / (w * stride)
+            bh = torch.exp(x[..., 3]) * a[:, 1] / (h * stride)
+            conf = torch.sigmoid(x[..., 5:]) * torch.sigmoid(x[..., 4:5])
+            spread = lambda v: v.unsqueeze(-1).expand(conf.shape).reshape(-1)
+            found.append((spread(cx), spread(cy), spread(bw), spread(bh),
+                          torch.arange(classes, device=m.device).expand(conf.shape).reshape(-1), conf.reshape(-1)))
+        cx, cy, bw, bh, cls, conf = (torch.cat(v) for v in zip(*found))
+        keep = conf > conf_thresh
+        cx, cy, bw, bh, cls, conf = cx[keep], cy[keep], bw[keep], bh[keep], cls[keep], conf[keep]
+        order = torch.sort(conf, descending=True, stable=True).indices
+        cx, cy, bw, bh, cls, conf = cx[order], cy[order], bw[order], bh[order], cls[order], conf[order]
+        suppressed = torch.zeros(len(conf), dtype=torch.bool, device=conf.device)
+        for j in range(len(conf)):
+            if suppressed[j]:
+                continue
+            ow = torch.minimum(cx[j] + bw[j] / 2, cx[j + 1:] + bw[j + 1:] / 2) - \
+                torch.maximum(cx[j] - bw[j] / 2, cx[j + 1:] - bw[j + 1:] / 2)
+            oh = torch.minimum(cy[j] + bh[j] / 2, cy[j + 1:] + bh[j + 1:] / 2) - \
+                torch.maximum(cy[j] - bh[j] / 2, cy[j + 1:] - bh[j + 1:] / 2)
+            inter = (ow * oh).where((ow >= 0) & (oh >= 0), torch.zeros((), dtype=ow.dtype))
+            suppressed[j + 1:] |= inter / (bw[j] * bh[j] + bw[j + 1:] * bh[j + 1:] - inter) >= nms_thresh
+            rows.append(torch.stack([torch.tensor(float(i), dtype=conf.dtype), (cls[j] + 1).to(conf.dtype), conf[j],
+                                     cx[j] - bw[j] / 2, cy[j] - bh[j] / 2, cx[j] + bw[j] / 2, cy[j] + bh[j] / 2]))
+    if not rows:
+        rows = [torch.tensor([float(i)] + [-1.0] * 6, dtype=maps[0].dtype) for i in range(n)]
+    return torch.stack(rows).reshape(1, 1, -1, 7)
+"#,
+    },
+    Helper {
         name: "caffe_lstm_step",
         deps: &[],
         code: r#"def caffe_lstm_step(c_prev, gates, cont):

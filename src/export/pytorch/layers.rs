@@ -3,7 +3,9 @@
 //! supports (`supports` and SUPPORTED-LAYERS.md read it), so the list and the
 //! emitters cannot drift. Each emitter follows the semantics of the layer's
 //! file in src/layers (named in its comment where not obvious).
-use super::detection::{detection_output, normalize, permute, prior_box, proposal, psroi_pooling, roi_pooling};
+use super::detection::{
+    detection_output, normalize, permute, prior_box, proposal, psroi_pooling, roi_pooling, yolov3_detection_output,
+};
 use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, relu6, swish, threshold, unary};
 use super::segmentation::{bn, interp, upsample};
 use super::utility::{
@@ -86,6 +88,7 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("ROIPooling", roi_pooling),
     ("Proposal", proposal),
     ("DetectionOutput", detection_output),
+    ("Yolov3DetectionOutput", yolov3_detection_output),
     ("PSROIPooling", psroi_pooling),
     ("ShuffleChannel", shuffle_channel),
     ("Interp", interp),
