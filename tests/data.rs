@@ -887,3 +887,112 @@ fn datum_bytes_match_caffe_field_layout() {
     let f = datum::to_bytes(&Datum { float_data: vec![1.0, 2.0], ..Default::default() });
     assert_eq!(f, vec![0x35, 0, 0, 0x80, 0x3f, 0x35, 0, 0, 0, 0x40]);
 }
+
+/// DeepLab v2's ImageSegData on PNG images whose pixels encode their place
+/// (channel c of pixel (y, x) is 10·y + x + 50·c, the label image 10·y + x):
+/// the padding a crop larger than the image needs (mean in the data, 0 once
+/// subtracted; ignore_label in the label), random crops and mirrors that keep
+/// data and label aligned, data_dim, a rescale, and the label types.
+#[test]
+fn image_seg_data_pads_crops_and_mirrors_image_and_label_together() {
+    use caffe_tch::data::image::{encode, Image};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (h, w) = (4usize, 5usize);
+    let place = |y: usize, x: usize| (10 * y + x) as u8;
+    let image: Vec<u8> = (0..3).flat_map(|c| (0..h * w).map(move |p| place(p / w, p % w) + 50 * c as u8)).collect();
+    let label: Vec<u8> = (0..h * w).map(|p| place(p / w, p % w)).collect();
+    for k in 0..2 {
+        let img = Image { channels: 3, height: h, width: w, data: image.clone() };
+        std::fs::write(root.join(format!("img{k}.png")), encode(&img, "png").unwrap()).unwrap();
+        let seg = Image { channels: 1, height: h, width: w, data: label.clone() };
+        std::fs::write(root.join(format!("seg{k}.png")), encode(&seg, "png").unwrap()).unwrap();
+    }
+    std::fs::write(root.join("list.txt"), "img0.png seg0.png\nimg1.png seg1.png\n").unwrap();
+    std::fs::write(root.join("classes.txt"), "img0.png 7\nimg1.png 3\n").unwrap();
+    let spec = |list: &str, label_type: &str, transform: &str| {
+        format!(
+            r#"name: "seg" layer {{ name: "data" type: "ImageSegData" top: "data" top: "label" top: "data_dim"
+               transform_param {{ {transform} }}
+               image_data_param {{ root_folder: "{}/" source: "{}" batch_size: 2 label_type: {label_type} }} }}"#,
+            root.display(),
+            root.join(list).display()
+        )
+    };
+    let mean = "mean_value: 1 mean_value: 2 mean_value: 3";
+    // A 6 × 7 crop of a 4 × 5 image in TEST: all of it at the top left, padded.
+    let mut n =
+        net(&spec("list.txt", "PIXEL", &format!("crop_height: 6 crop_width: 7 scale: 0.5 {mean}")), Phase::Test)
+            .unwrap_or_else(|e| panic!("{e}"));
+    n.forward().unwrap_or_else(|e| panic!("{e}"));
+    let data = n.blob("data").unwrap().copy();
+    let labels = n.blob("label").unwrap().copy();
+    assert_eq!(data.size(), [2, 3, 6, 7]);
+    assert_eq!(labels.size(), [2, 1, 6, 7]);
+    assert_eq!(values_f32(n.blob("data_dim").unwrap()), vec![4.0, 5.0, 4.0, 5.0]);
+    let (d, l) = (values_f32(&data.get(0)), values_f32(&labels.get(0)));
+    for y in 0..6 {
+        for x in 0..7 {
+            let inside = y < h && x < w;
+            for c in 0..3 {
+                let want = if inside { (f32::from(place(y, x)) + 50.0 * c as f32 - (c + 1) as f32) * 0.5 } else { 0.0 };
+                assert_eq!(d[(c * 6 + y) * 7 + x], want, "data c{c} ({y}, {x})");
+            }
+            assert_eq!(l[y * 7 + x], if inside { f32::from(place(y, x)) } else { 255.0 }, "label ({y}, {x})");
+        }
+    }
+    // TRAIN: random 3 × 2 crops with mirror; the label always sits under its pixel.
+    let mut n = net(&spec("list.txt", "PIXEL", "crop_height: 3 crop_width: 2 mirror: true"), Phase::Train).unwrap();
+    let mut mirrored = 0;
+    for _ in 0..8 {
+        n.forward().unwrap();
+        let (d, l) = (values_f32(n.blob("data").unwrap()), values_f32(n.blob("label").unwrap()));
+        for item in 0..2 {
+            let (d, l) = (&d[item * 18..(item + 1) * 18], &l[item * 6..(item + 1) * 6]);
+            for p in 0..6 {
+                assert_eq!(d[p], l[p], "channel 0 and label at {p}");
+                assert_eq!(d[6 + p], l[p] + 50.0);
+            }
+            // Columns run right to left when mirrored.
+            if l[0] > l[1] {
+                mirrored += 1;
+            }
+        }
+        assert_eq!(values_f32(n.blob("data_dim").unwrap()), vec![3.0, 2.0, 3.0, 2.0]);
+    }
+    assert!(mirrored > 0 && mirrored < 16, "{mirrored} of 16 crops mirrored");
+    // A rescale by 2 (bilinear for the image, nearest for the label) to 8 × 10, all of it kept.
+    let mut n =
+        net(&spec("list.txt", "PIXEL", "scale_factors: 2 crop_height: 8 crop_width: 10"), Phase::Train).unwrap();
+    n.forward().unwrap();
+    assert_eq!(n.blob("data").unwrap().size(), [2, 3, 8, 10]);
+    let l = values_f32(n.blob("label").unwrap());
+    for y in 0..8 {
+        for x in 0..10 {
+            assert_eq!(l[y * 10 + x], f32::from(place(y / 2, x / 2)), "nearest label at ({y}, {x})");
+        }
+    }
+    // label_type IMAGE fills the label with the list's class; NONE with ignore_label.
+    let mut n = net(&spec("classes.txt", "IMAGE", ""), Phase::Test).unwrap();
+    n.forward().unwrap();
+    let l = values_f32(n.blob("label").unwrap());
+    assert!(l[..20].iter().all(|&v| v == 7.0) && l[20..].iter().all(|&v| v == 3.0));
+    let text = spec("classes.txt", "NONE", "").replace("label_type: NONE", "label_type: NONE ignore_label: 9");
+    let mut n = net(&text, Phase::Test).unwrap();
+    n.forward().unwrap();
+    assert!(values_f32(n.blob("label").unwrap()).iter().all(|&v| v == 9.0));
+    // Errors: a line without its label image, crop_size with crop_height, a rescale without a crop.
+    let e = net(&spec("list.txt", "PIXEL", "scale_factors: 0.5 scale_factors: 2"), Phase::Test)
+        .err()
+        .expect("an error")
+        .to_string();
+    assert!(e.contains("scale_factors need a crop"), "{e}");
+    std::fs::write(root.join("bad.txt"), "img0.png\n").unwrap();
+    let e = net(&spec("bad.txt", "PIXEL", ""), Phase::Test).err().expect("an error").to_string();
+    assert!(e.contains("bad.txt' line 1") && e.contains("names no label"), "{e}");
+    let e = net(&spec("list.txt", "PIXEL", "crop_size: 3 crop_height: 2 crop_width: 2"), Phase::Test)
+        .err()
+        .expect("an error")
+        .to_string();
+    assert!(e.contains("either crop_size or both crop_height and crop_width"), "{e}");
+}

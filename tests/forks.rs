@@ -261,3 +261,92 @@ fn ssd_tiny_trains_and_tests_for_mean_average_precision() {
     // Untrained, the detections are chance; trained, most boxes are found.
     assert!(map_before < 0.05 && (0.4..=1.0).contains(&map_after), "mAP {map_before} → {map_after}");
 }
+
+/// Images for deeplab_tiny: a bright square (class 1) on a dark noisy
+/// background (class 0), its one-pixel border labelled 255 (ignored), as PNG
+/// image and label image pairs of `side` × `side`; returns the list file.
+fn deeplab_images(dir: &std::path::Path, name: &str, count: usize, side: usize, seed: u64) -> std::path::PathBuf {
+    use caffe_tch::data::image::{encode, Image};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut list = String::new();
+    for k in 0..count {
+        let size = rng.gen_range(8..side / 2);
+        let (y0, x0) = (rng.gen_range(0..side - size), rng.gen_range(0..side - size));
+        let (mut img, mut seg) = (vec![0u8; 3 * side * side], vec![0u8; side * side]);
+        for y in 0..side {
+            for x in 0..side {
+                let inside = (y0..y0 + size).contains(&y) && (x0..x0 + size).contains(&x);
+                let border = inside && (y == y0 || x == x0 || y == y0 + size - 1 || x == x0 + size - 1);
+                seg[y * side + x] = if border { 255 } else { inside as u8 };
+                for c in 0..3 {
+                    let base: u8 = if inside { 200 } else { 60 };
+                    img[(c * side + y) * side + x] = base.saturating_add(rng.gen_range(0..40));
+                }
+            }
+        }
+        let (img_name, seg_name) = (format!("{name}_{k}.png"), format!("{name}_{k}_seg.png"));
+        let image = Image { channels: 3, height: side, width: side, data: img };
+        std::fs::write(dir.join(&img_name), encode(&image, "png").unwrap()).unwrap();
+        let label = Image { channels: 1, height: side, width: side, data: seg };
+        std::fs::write(dir.join(&seg_name), encode(&label, "png").unwrap()).unwrap();
+        list.push_str(&format!("{img_name} {seg_name}\n"));
+    }
+    let path = dir.join(format!("{name}.txt"));
+    std::fs::write(&path, list).unwrap();
+    path
+}
+
+/// DeepLab v2's training recipe in miniature trains: ImageSegData with
+/// random crops and mirrors of 40-pixel images (test images of 33, the crop),
+/// atrous branches, the label shrunk by Interp, SoftmaxWithLoss ignoring 255,
+/// and SegAccuracy's pixel accuracy, mean recall and mean IoU in the test.
+#[test]
+fn deeplab_tiny_trains_for_segmentation_accuracy() {
+    let _rng = common::rng_exclusive();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let train = deeplab_images(tmp.path(), "train", 24, 40, 1);
+    let test = deeplab_images(tmp.path(), "test", 8, 33, 2);
+    let text = std::fs::read_to_string(common::repo().join("tests/fixtures/forks/deeplab_tiny.prototxt"))
+        .unwrap()
+        .replace("SOURCE_TRAIN", &train.display().to_string())
+        .replace("SOURCE_TEST", &test.display().to_string())
+        .replace("ROOT", &format!("{}/", tmp.path().display()));
+    let net = text::parse_str::<NetParameter>(&text, "deeplab_tiny.prototxt", TextOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .message;
+    let param = SolverParameter {
+        net_param: Some(net),
+        base_lr: Some(0.01),
+        momentum: Some(0.9),
+        weight_decay: Some(0.0005),
+        lr_policy: Some("poly".into()),
+        power: Some(0.9),
+        max_iter: Some(300),
+        display: Some(100),
+        test_iter: vec![2],
+        test_interval: Some(300),
+        test_initialization: Some(true),
+        random_seed: Some(3),
+        snapshot_after_train: Some(false),
+        snapshot_prefix: Some(tmp.path().join("snap").display().to_string()),
+        ..Default::default()
+    };
+    let mut solver = Solver::new(param, None, SolverOptions { device: Some(Device::Cpu), ..Default::default() })
+        .unwrap_or_else(|e| panic!("solver: {e}"));
+    solver.set_progress(false);
+    solver.test_all().unwrap_or_else(|e| panic!("test before training: {e}"));
+    let before = solver.test_scores()[0].clone();
+    solver.solve().unwrap_or_else(|e| panic!("solve: {e}"));
+    let losses = solver.losses();
+    let mean = |s: &[(i64, f32)]| s.iter().map(|l| l.1).sum::<f32>() / s.len() as f32;
+    let (first, last) = (mean(&losses[..20]), mean(&losses[losses.len() - 20..]));
+    assert!(last < 0.5 * first, "the loss went from {first} to {last}");
+    let after = &solver.test_scores()[0];
+    // SegAccuracy's three outputs: pixel accuracy, mean recall, mean IoU.
+    let names: Vec<&str> = after.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(names, ["accuracy", "accuracy", "accuracy"], "{after:?}");
+    let (iou_before, iou_after) = (before[2].1, after[2].1);
+    assert!(after[0].1 > 0.95 && after[1].1 > 0.9, "accuracy and mean recall after training: {after:?}");
+    assert!(iou_after > 0.85 && iou_after > iou_before + 0.2, "mean IoU {iou_before} → {iou_after}");
+}

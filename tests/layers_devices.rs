@@ -14,8 +14,18 @@ use crate::common::{assert_close, note, rng_exclusive, test_device};
 
 /// Layers that read or write data outside the net, or only declare inputs:
 /// there is nothing of theirs to compute on a device.
-const DATA_SOURCES: &[&str] =
-    &["AnnotatedData", "Data", "DummyData", "HDF5Data", "HDF5Output", "ImageData", "Input", "MemoryData", "WindowData"];
+const DATA_SOURCES: &[&str] = &[
+    "AnnotatedData",
+    "Data",
+    "DummyData",
+    "HDF5Data",
+    "HDF5Output",
+    "ImageData",
+    "ImageSegData",
+    "Input",
+    "MemoryData",
+    "WindowData",
+];
 
 /// f32 on both devices; cuDNN and oneDNN sum in different orders.
 const TOLERANCE: f64 = 1e-4;
@@ -148,6 +158,11 @@ fn cases() -> Vec<Case> {
         case(r#"type: "MVN" mvn_param { across_channels: true }"#, vec![x4()], &[0]),
         // Losses and metrics.
         case(r#"type: "Accuracy" accuracy_param { top_k: 2 }"#, vec![scores(), labels()], &[]),
+        case(
+            r#"type: "SegAccuracy" seg_accuracy_param { ignore_label: 2 }"#,
+            vec![randn_f32(&[2, 3, 4, 5], 21), t(&(0..40).map(|k| (k % 3) as f32).collect::<Vec<_>>(), &[2, 1, 4, 5])],
+            &[],
+        ),
         case(
             r#"type: "ContrastiveLoss" contrastive_loss_param { margin: 1.5 }"#,
             vec![randn_f32(&[6, 3], 10), randn_f32(&[6, 3], 11), t(&[1., 0., 1., 0., 0., 1.], &[6, 1, 1, 1])],

@@ -733,3 +733,59 @@ fn smooth_l1_loss_values_weights_and_gradients() {
     let e = setup_err("type: 'SmoothL1Loss' smooth_l1_loss_param { sigma: 0 }", &[vec![2, 4], vec![2, 4]]);
     assert!(e.contains("sigma must be finite and non-zero"), "{e}");
 }
+
+/// DeepLab's SegAccuracy on a 1 × 3 × 2 × 3 score map: arg-max per pixel (the
+/// higher class on ties), a confusion matrix worked out by hand, and its
+/// pixel accuracy, mean recall and mean Jaccard index.
+#[test]
+fn seg_accuracy_counts_a_confusion_matrix_worked_out_by_hand() {
+    let spec = "name: 'a' type: 'SegAccuracy' seg_accuracy_param { ignore_label: 255 }";
+    // Per pixel, the scores of classes 0, 1, 2 (pixel p at [c * 6 + p]).
+    let pixels: [[f64; 3]; 6] = [
+        [0.9, 0.1, 0.0], // predicts 0
+        [0.2, 0.7, 0.1], // predicts 1
+        [0.5, 0.5, 0.0], // tie of 0 and 1: predicts 1
+        [0.1, 0.2, 0.3], // predicts 2
+        [0.3, 0.3, 0.3], // three-way tie: predicts 2
+        [0.0, 0.0, 1.0], // predicts 2, but its label is ignored
+    ];
+    let scores: Vec<f64> = (0..3).flat_map(|c| pixels.iter().map(move |p| p[c])).collect();
+    let labels = [0.0, 1.0, 0.0, 2.0, 1.0, 255.0];
+    let top = run(spec, &[t(&scores, &[1, 3, 2, 3]), t(&labels, &[1, 1, 2, 3])]);
+    assert_eq!(top[0].size(), [1, 1, 1, 3]);
+    // counts[label][predicted]: 0→{0:1, 1:1}, 1→{1:1, 2:1}, 2→{2:1}.
+    let accuracy = 3.0 / 5.0;
+    let recall = (1.0 / 2.0 + 1.0 / 2.0 + 1.0) / 3.0;
+    // Jaccard per class: 0: 1 / (2 + 1 - 1); 1: 1 / (2 + 2 - 1); 2: 1 / (1 + 2 - 1).
+    let jaccard = (1.0 / 2.0 + 1.0 / 3.0 + 1.0 / 2.0) / 3.0;
+    let v = values(&top[0]);
+    for (what, got, want) in [("accuracy", v[0], accuracy), ("recall", v[1], recall), ("jaccard", v[2], jaccard)] {
+        close(what, got, want, 1e-6);
+    }
+    // A class with neither pixels nor predictions counts 1 in the Jaccard mean, none in the recall.
+    let two = run(spec, &[t(&[1.0, 1.0, 0.0, 0.0, 0.0, 0.0], &[1, 3, 1, 2]), t(&[0.0, 0.0], &[1, 1, 1, 2])]);
+    let v = values(&two[0]);
+    close("accuracy", v[0], 1.0, 1e-6);
+    close("recall", v[1], 1.0, 1e-6);
+    close("jaccard", v[2], 1.0, 1e-6);
+}
+
+/// Without reset the counts carry over from one forward to the next; an
+/// unexpected label and mismatched shapes are errors.
+#[test]
+fn seg_accuracy_accumulates_without_reset_and_rejects_bad_labels() {
+    let p = lp("name: 'a' type: 'SegAccuracy' seg_accuracy_param { reset: false }");
+    let mut l = create_layer(&p).unwrap();
+    l.setup(&[vec![1, 2, 1, 2], vec![1, 1, 1, 2]]).unwrap();
+    let scores = t(&[1.0, 0.0, 0.0, 1.0], &[1, 2, 1, 2]); // predicts 0, 1
+    let first = l.forward(&ctx(Phase::Test), &[scores.shallow_clone(), t(&[0.0, 1.0], &[1, 1, 1, 2])], &[]).unwrap();
+    close("first accuracy", values(&first[0])[0], 1.0, 1e-6);
+    let second = l.forward(&ctx(Phase::Test), &[scores, t(&[1.0, 0.0], &[1, 1, 1, 2])], &[]).unwrap();
+    // 2 right of 4 over both forwards.
+    close("accumulated accuracy", values(&second[0])[0], 0.5, 1e-6);
+    let spec = "name: 'a' type: 'SegAccuracy'";
+    let e = forward_err(spec, &[t(&[1.0, 0.0, 0.0, 1.0], &[1, 2, 1, 2]), t(&[0.0, 7.0], &[1, 1, 1, 2])]);
+    assert!(e.contains("Unexpected label 7"), "{e}");
+    let e = setup_err(spec, &[vec![1, 2, 3, 3], vec![1, 1, 2, 3]]);
+    assert!(e.contains("N × 1 × H × W"), "{e}");
+}

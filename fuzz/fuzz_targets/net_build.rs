@@ -124,6 +124,7 @@ const TYPES: &[TypeSpec] = &[
     ("ContrastiveLoss", "contrastive_loss_param", &[], &["legacy_version: true", "margin: -1"]),
     ("InfogainLoss", "infogain_loss_param", &["axis"], &[]),
     ("Accuracy", "accuracy_param", &["top_k", "axis", "ignore_label"], &[]),
+    ("SegAccuracy", "seg_accuracy_param", &["ignore_label"], &["reset: false"]),
     ("Permute", "permute_param", &["order"], &[]),
     (
         "MultiBoxLoss",

@@ -223,7 +223,7 @@ pub fn read_image_list(list: &Path) -> Result<Vec<(String, i32)>> {
 }
 
 /// C's `atoi`: optional spaces and sign, then digits up to the first non-digit.
-fn atoi(s: &str) -> i32 {
+pub(crate) fn atoi(s: &str) -> i32 {
     let s = s.trim_start();
     let (neg, digits) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),

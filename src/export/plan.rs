@@ -15,14 +15,23 @@ use crate::{info, Error, Result};
 
 /// Layer types whose tops come from outside the net: in an exported model
 /// their tops are graph inputs.
-pub const DATA_SOURCE_TYPES: &[&str] =
-    &["Input", "Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "AnnotatedData"];
+pub const DATA_SOURCE_TYPES: &[&str] = &[
+    "Input",
+    "Data",
+    "ImageData",
+    "HDF5Data",
+    "MemoryData",
+    "WindowData",
+    "DummyData",
+    "AnnotatedData",
+    "ImageSegData",
+];
 
 /// Why a layer type is left out of an exported model, or None if it is kept.
 pub fn left_out_reason(layer_type: &str) -> Option<&'static str> {
     match layer_type {
         t if t.ends_with("Loss") => Some("a loss layer (training only)"),
-        "Accuracy" => Some("an accuracy layer (evaluation only)"),
+        "Accuracy" | "SegAccuracy" => Some("an accuracy layer (evaluation only)"),
         "DetectionEvaluate" => Some("SSD's detection scoring against the ground truth (evaluation only)"),
         "Silence" => Some("a Silence layer (it computes nothing)"),
         "HDF5Output" => Some("an HDF5Output layer (it writes files, computes nothing)"),

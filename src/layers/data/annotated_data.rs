@@ -276,14 +276,14 @@ impl BatchSource for AnnotatedSource {
         let Some([c, h, w]) = self.item else { bail!("batch_size is 0") };
         let shape = [n as i64, c as i64, h as i64, w as i64];
         Ok(match self.plan.labels {
-            None => Batch { shape, data, label: None, label_shape: None },
-            Some(false) => Batch { shape, data, label: Some(labels), label_shape: None },
+            None => Batch { shape, data, label: None, label_shape: None, extra: None },
+            Some(false) => Batch { shape, data, label: Some(labels), label_shape: None, extra: None },
             Some(true) => {
                 if rows.is_empty() {
                     rows = vec![-1.0; 8];
                 }
                 let count = (rows.len() / 8) as i64;
-                Batch { shape, data, label: Some(rows), label_shape: Some(vec![1, 1, count, 8]) }
+                Batch { shape, data, label: Some(rows), label_shape: Some(vec![1, 1, count, 8]), extra: None }
             }
         })
     }

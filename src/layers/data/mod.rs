@@ -1,6 +1,7 @@
 //! Data layers, one file per type: Data (LMDB/LevelDB of Datum), ImageData (a
 //! list of image files), MemoryData (arrays fed by the caller), DummyData
 //! (fillers), HDF5Data and HDF5Output (.h5 files), WindowData (R-CNN windows),
+//! ImageSegData (DeepLab's images with label images),
 //! AnnotatedData (the SSD fork's images with boxes, augmented as its training
 //! does: augment.rs) and Input (blobs set by the caller).
 //!
@@ -28,6 +29,7 @@ pub mod dummy_data;
 pub mod hdf5_data;
 pub mod hdf5_output;
 pub mod image_data;
+pub mod image_seg_data;
 pub mod input;
 pub mod memory_data;
 pub mod prefetch;
@@ -38,6 +40,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     data::register(r);
     annotated_data::register(r);
     image_data::register(r);
+    image_seg_data::register(r);
     memory_data::register(r);
     dummy_data::register(r);
     hdf5_data::register(r);

@@ -23,6 +23,8 @@ pub(super) struct Batch {
     /// The label top's shape where it is not one value per item
     /// (AnnotatedData's rows of boxes).
     pub(super) label_shape: Option<Vec<i64>>,
+    /// A third top and its shape (DeepLab's ImageSegData: each image's size).
+    pub(super) extra: Option<(Vec<f32>, Vec<i64>)>,
 }
 
 /// What a prefetch thread reads from.
@@ -145,7 +147,7 @@ impl BatchBuilder {
     pub(super) fn finish(self, with_labels: bool) -> Result<Batch> {
         let [c, h, w] = self.item_shape;
         let shape = [self.batch_size as i64, c as i64, h as i64, w as i64];
-        Ok(Batch { shape, data: self.data, label: with_labels.then_some(self.labels), label_shape: None })
+        Ok(Batch { shape, data: self.data, label: with_labels.then_some(self.labels), label_shape: None, extra: None })
     }
 }
 
@@ -158,6 +160,9 @@ pub(super) fn batch_tops(batch: Batch, device: Device) -> Result<Vec<Tensor>> {
             label = label.f_view(shape.as_slice())?;
         }
         tops.push(to_net_device(label, device)?);
+    }
+    if let Some((values, shape)) = batch.extra {
+        tops.push(to_net_device(Tensor::f_from_slice(&values)?.f_view(shape.as_slice())?, device)?);
     }
     Ok(tops)
 }

@@ -385,6 +385,7 @@ impl BatchSource for WindowSource {
             data,
             label: Some(labels),
             label_shape: None,
+            extra: None,
         })
     }
 }

@@ -24,6 +24,7 @@ pub mod euclidean_loss;
 pub mod hinge_loss;
 pub mod infogain_loss;
 pub mod multinomial_logistic_loss;
+pub mod seg_accuracy;
 pub mod sigmoid_cross_entropy_loss;
 pub mod smooth_l1_loss;
 pub mod softmax_with_loss;
@@ -41,6 +42,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     contrastive_loss::register(r);
     smooth_l1_loss::register(r);
     accuracy::register(r);
+    seg_accuracy::register(r);
 }
 
 /// Caffe's loss normalizer: the divisor for a summed loss, at least 1 (so a
