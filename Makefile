@@ -11,7 +11,7 @@ CARGO ?= cargo
 ifeq ($(LIBTORCH),)
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(VENV)/bin:$(PATH)
-TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2 $(VENV)/.opencv-4
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2 $(VENV)/.opencv-4 $(VENV)/.scipy-1
 else
 TORCH_STAMP :=
 endif
@@ -45,6 +45,12 @@ $(VENV)/.python-tools-2: $(VENV)/.torch-$(TORCH_VERSION)
 # dropped Caffe input).
 $(VENV)/.opencv-4: $(VENV)/.torch-$(TORCH_VERSION)
 	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check opencv-python-headless==4.14.0.94
+	touch $@
+
+# SciPy's MAT-file reader, which checks the files DeepLab's MatWrite layer
+# writes (what its users load them with).
+$(VENV)/.scipy-1: $(VENV)/.torch-$(TORCH_VERSION)
+	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check scipy==1.17.1
 	touch $@
 
 # Fashion-MNIST (Debian's dataset-fashion-mnist) is the offline stand-in for

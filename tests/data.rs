@@ -996,3 +996,69 @@ fn image_seg_data_pads_crops_and_mirrors_image_and_label_together() {
         .to_string();
     assert!(e.contains("either crop_size or both crop_height and crop_width"), "{e}");
 }
+
+/// DeepLab v2's MatWrite, as its test_val.prototxt uses it: each forward's
+/// bottom written to `<prefix><name>_blob_0.mat`, names from the source list
+/// (less `strip` characters), every `period` forwards; SciPy's loadmat reads
+/// each file back as the W × H × C × N single-precision array `data`.
+#[test]
+fn mat_write_files_load_in_scipy_as_deeplab_writes_them() {
+    let py = caffe_tch::export::verify::python();
+    match Command::new(&py).args(["-c", "import scipy.io"]).output() {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            skip!("{} cannot import scipy (make installs it into .venv)", py.display());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("val_id.txt"), "2007_000033.jpg\n2007_000042.jpg\n2007_000061.jpg\n").unwrap();
+    let text = format!(
+        r#"name: "w" layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 1 dim: 3 dim: 2 dim: 4 }} }} }}
+           layer {{ name: "fc8_mat" type: "MatWrite" bottom: "x" include {{ phase: TEST }}
+             mat_write_param {{ prefix: "{}/fc8_" source: "{}" strip: 4 period: 2 }} }}"#,
+        root.display(),
+        root.join("val_id.txt").display()
+    );
+    let mut n = net(&text, Phase::Test).unwrap_or_else(|e| panic!("{e}"));
+    let inputs: Vec<Tensor> = (0..3)
+        .map(|k| Tensor::arange(24, (Kind::Float, Device::Cpu)).reshape([1, 3, 2, 4]) + 100.0 * k as f64)
+        .collect();
+    for x in &inputs {
+        n.set_input("x", x).unwrap();
+        n.forward().unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Forwards 0 and 2 wrote (period 2), named by list entries 0 and 2.
+    let mut written: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".mat"))
+        .collect();
+    written.sort();
+    assert_eq!(written, ["fc8_2007_000033_blob_0.mat", "fc8_2007_000061_blob_0.mat"]);
+    let script = format!(
+        "import scipy.io, numpy as np\nm = scipy.io.loadmat({:?})\nd = m['data']\n\
+         print(d.dtype, d.shape, float(d[3, 1, 2, 0]), float(d[0, 0, 0, 0]), float(d[1, 0, 0, 0]))",
+        root.join("fc8_2007_000061_blob_0.mat").display().to_string()
+    );
+    let out = Command::new(&py).args(["-c", &script]).output().expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // d[w, h, c, n] is x[n, c, h, w] of the third input: x[0, 2, 1, 3] = 200 + 2·8 + 1·4 + 3.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "float32 (4, 2, 3, 1) 223.0 200.0 201.0");
+    // Without a source the files are named by forward; a list too short is an error.
+    let text =
+        text.replace(&format!(" source: \"{}\"", root.join("val_id.txt").display()), "").replace("period: 2", "");
+    let mut n = net(&text, Phase::Test).unwrap();
+    n.set_input("x", &inputs[0]).unwrap();
+    n.forward().unwrap();
+    assert!(root.join("fc8_iter_0_blob_0.mat").exists());
+    std::fs::write(root.join("one.txt"), "a.jpg\n").unwrap();
+    let text = text.replace("strip: 4", &format!("strip: 4 source: \"{}\"", root.join("one.txt").display()));
+    let mut n = net(&text, Phase::Test).unwrap();
+    n.set_input("x", &inputs[0]).unwrap();
+    n.forward().unwrap();
+    let e = n.forward().expect_err("a second forward past the list").to_string();
+    assert!(e.contains("more iterations than it was supposed to"), "{e}");
+    let e = net(&text.replace("strip: 4", "strip: 9"), Phase::Test).err().expect("too much stripping").to_string();
+    assert!(e.contains("too short to strip 9"), "{e}");
+}

@@ -20,6 +20,7 @@ const DATA_SOURCES: &[&str] = &[
     "DummyData",
     "HDF5Data",
     "HDF5Output",
+    "MatWrite",
     "ImageData",
     "ImageSegData",
     "Input",

@@ -34,7 +34,7 @@ pub fn left_out_reason(layer_type: &str) -> Option<&'static str> {
         "Accuracy" | "SegAccuracy" => Some("an accuracy layer (evaluation only)"),
         "DetectionEvaluate" => Some("SSD's detection scoring against the ground truth (evaluation only)"),
         "Silence" => Some("a Silence layer (it computes nothing)"),
-        "HDF5Output" => Some("an HDF5Output layer (it writes files, computes nothing)"),
+        "HDF5Output" | "MatWrite" => Some("an output layer (it writes files, computes nothing)"),
         _ => None,
     }
 }

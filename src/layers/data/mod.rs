@@ -1,7 +1,8 @@
 //! Data layers, one file per type: Data (LMDB/LevelDB of Datum), ImageData (a
 //! list of image files), MemoryData (arrays fed by the caller), DummyData
 //! (fillers), HDF5Data and HDF5Output (.h5 files), WindowData (R-CNN windows),
-//! ImageSegData (DeepLab's images with label images),
+//! ImageSegData (DeepLab's images with label images), MatWrite (DeepLab's
+//! MATLAB files),
 //! AnnotatedData (the SSD fork's images with boxes, augmented as its training
 //! does: augment.rs) and Input (blobs set by the caller).
 //!
@@ -31,6 +32,7 @@ pub mod hdf5_output;
 pub mod image_data;
 pub mod image_seg_data;
 pub mod input;
+pub mod mat_write;
 pub mod memory_data;
 pub mod prefetch;
 pub mod window_data;
@@ -45,6 +47,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     dummy_data::register(r);
     hdf5_data::register(r);
     hdf5_output::register(r);
+    mat_write::register(r);
     window_data::register(r);
 }
 
