@@ -568,7 +568,6 @@ pub fn detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let score_col = g.node("Unsqueeze", &[&score, &one], vec![]);
     let corners = g.node("GatherND", &[&candidates, &at], vec![]);
     let mut rows = g.node("Concat", &[&image_col, &label_col, &score_col, &corners], vec![attr_i("axis", 1)]);
-    let zero = g.const_i64("zero", &[0]);
     if p.keep_top_k() > -1 {
         let keep = g.const_i64("keep_top_k", &[i64::from(p.keep_top_k())]);
         let count = g.node("Shape", &[&score], vec![]);
@@ -580,6 +579,7 @@ pub fn detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
         } else {
             // Each row's rank in its image: the rows of that image scoring
             // higher, or as high and listed before it.
+            let zero = g.const_i64("zero", &[0]);
             let n = g.node("Squeeze", &[&count, &zero], vec![]);
             let (start, step) = (g.const_i64_shaped("start", &[], &[0]), g.const_i64_shaped("step", &[], &[1]));
             let position = g.node("Range", &[&start, &n, &step], vec![]);

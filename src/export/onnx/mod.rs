@@ -457,6 +457,13 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
             }
         }
     }
+    // A lowering may make a constant that its chosen path does not read;
+    // runtimes warn about initializers no node uses.
+    let outputs: Vec<String> = exported.iter().map(|b| output_name(b, is_input(b))).collect();
+    let read: HashSet<&String> = g.nodes.iter().flat_map(|n| &n.input).chain(&outputs).collect();
+    let unused: HashSet<String> =
+        g.initializers.iter().filter_map(|t| t.name.clone()).filter(|n| !read.contains(n)).collect();
+    g.initializers.retain(|t| t.name.as_ref().is_none_or(|n| !unused.contains(n)));
     let symbolic = !g.static_batch;
     let shape_of = |b: &str| plan.net.blob_shape(b).cloned().unwrap_or_default();
     let graph = GraphProto {
