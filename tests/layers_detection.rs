@@ -1155,3 +1155,41 @@ fn yolov3_detection_output_errors() {
     let e = setup_err(text("").as_str(), &[vec![1, 7, 2, 2]]);
     assert!(e.contains("fewer than num_box 1"), "{e}");
 }
+
+// ---------------------------------------------------------------- YoloDetectionOutput (YOLOv2)
+
+#[test]
+fn yolo_detection_output_decodes_softmax_classes_and_suppresses() {
+    let spec = "name: 'det' type: 'YoloDetectionOutput' yolo_detection_output_param { num_classes: 2 num_box: 1 \
+                biases: 1 biases: 2 }";
+    // Cell 1 (row 0, column 1): centre (0.75, 0.25), 0.5 × 0.5 (e^0 · 1 / 2, e^ln½ · 2 / 2), objectness 0.9,
+    // classes softmax(ln 3, 0) = (¾, ¼): class 0 at 0.675. Cell 2 (row 1, column 0): objectness ½,
+    // softmax(0, ln 4) = (⅕, ⅘): class 1 at 0.4.
+    let map = yolo_map(
+        2,
+        &[
+            (1, [0.0, 0.0, 0.0, 0.5f64.ln(), logit(0.9), 3f64.ln(), 0.0]),
+            (2, [0.0, 0.0, 0.0, 0.5f64.ln(), 0.0, 0.0, 4f64.ln()]),
+        ],
+    );
+    let y = run(spec, &[map.shallow_clone()], &[]);
+    // Image 1 (every logit -20) has none.
+    let (a, b) = (row(0.0, 1.0, 0.675, [0.5, 0.0, 1.0, 0.5]), row(0.0, 2.0, 0.4, [0.0, 0.5, 0.5, 1.0]));
+    assert_rows("one map", &y, &[a, b]);
+    // A second, 1 × 1 map: the whole image at 0.99 · ¾, which overlaps each box above by 0.25 ≥ 0.2.
+    let coarse = t(&[0.0, 0.0, 0.0, 0.5f64.ln(), logit(0.99), 3f64.ln(), 0.0], &[1, 7, 1, 1]);
+    let tight = spec.replace("biases: 2 }", "biases: 2 nms_threshold: 0.2 }");
+    let y = run(tight.as_str(), &[map.narrow(0, 0, 1), coarse], &[]);
+    assert_rows("two maps", &y, &[row(0.0, 1.0, 0.7425, [0.0, 0.0, 1.0, 1.0])]);
+    // Nothing at the threshold: one row of -1 per image.
+    let high = spec.replace("biases: 2 }", "biases: 2 confidence_threshold: 0.99 }");
+    let y = run(high.as_str(), &[map], &[]);
+    assert_rows("none", &y, &[row(0.0, -1.0, -1.0, [-1.0; 4]), row(1.0, -1.0, -1.0, [-1.0; 4])]);
+    // Errors: a map that is not square, too few biases, the wrong channel count.
+    let e = setup_err(spec, &[vec![1, 7, 2, 3]]);
+    assert!(e.contains("is 2×3: the fork reads square maps only"), "{e}");
+    let e = setup_err(spec.replace("biases: 1 biases: 2", "biases: 1").as_str(), &[vec![1, 7, 2, 2]]);
+    assert!(e.contains("1 anchors need 2 biases"), "{e}");
+    let e = setup_err(spec, &[vec![1, 8, 2, 2]]);
+    assert!(e.contains("N × 7 × S × S"), "{e}");
+}

@@ -310,6 +310,11 @@ fn cases() -> Vec<Case> {
             vec![randn_f32(&[2, 7, 3, 3], 34)],
             &[],
         ),
+        case(
+            r#"type: "YoloDetectionOutput" yolo_detection_output_param { num_classes: 2 num_box: 1 biases: 1 biases: 2 confidence_threshold: 0.3 }"#,
+            vec![randn_f32(&[2, 7, 3, 3], 35)],
+            &[],
+        ),
         case(r#"type: "Interp" interp_param { zoom_factor: 3 pad_beg: -1 }"#, vec![x4()], &[0]),
         case(r#"type: "Interp" interp_param { height: 3 width: 8 }"#, vec![x4()], &[0]),
         case(r#"type: "Upsample" upsample_param { scale: 2 }"#, vec![x4()], &[0]),

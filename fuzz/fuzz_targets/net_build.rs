@@ -142,6 +142,12 @@ const TYPES: &[TypeSpec] = &[
         ],
     ),
     (
+        "YoloDetectionOutput",
+        "yolo_detection_output_param",
+        &["num_classes", "num_box", "biases"],
+        &["confidence_threshold: 0", "nms_threshold: 0"],
+    ),
+    (
         "Yolov3DetectionOutput",
         "yolov3_detection_output_param",
         &["num_classes", "num_box", "mask_group_num", "mask", "anchors_scale", "biases"],

@@ -29,9 +29,10 @@ pub fn supported_layers_markdown() -> String {
     s.push_str("`docs/results/gpu/h200.md`; the types added since, the forks' Axpy, BN, DetectionEvaluate, ");
     s.push_str("DetectionOutput, Interp, MultiBoxLoss, ");
     s.push_str(
-        "Normalize, Permute, PriorBox, Proposal, PSROIPooling, ReLU6, ROIPooling, ShuffleChannel, SmoothL1Loss, ",
+        "Normalize, Permute, PriorBox, Proposal, PSROIPooling, ReLU6, ROIPooling, SegAccuracy, ShuffleChannel, ",
     );
-    s.push_str("Upsample and Yolov3DetectionOutput, the depthwise convolutions, and Pooling's mask top, have not run on CUDA yet).\n\n");
+    s.push_str("SmoothL1Loss, Upsample, YoloDetectionOutput and Yolov3DetectionOutput, the depthwise convolutions, ");
+    s.push_str("and Pooling's mask top, have not run on CUDA yet; nor have the data layers other than Data).\n\n");
     s.push_str("The ONNX and PyTorch columns say what `caffe export` does with the type: `yes` (exported and ");
     s.push_str("checked against caffe-tch's forward by `tests/export_onnx.rs` / `tests/export_pytorch.rs`), ");
     s.push_str("`graph input` (a data source: its tops become the model's inputs), `left out` (training or ");

@@ -26,6 +26,7 @@ pub mod proposal;
 pub mod psroi_pooling;
 pub mod roi_pooling;
 pub mod save_output;
+pub mod yolo_detection_output;
 pub mod yolov3_detection_output;
 
 pub fn register(r: &mut Vec<LayerInfo>) {
@@ -38,6 +39,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     proposal::register(r);
     psroi_pooling::register(r);
     roi_pooling::register(r);
+    yolo_detection_output::register(r);
     yolov3_detection_output::register(r);
 }
 

@@ -45,21 +45,21 @@ pub struct Yolov3DetectionOutput {
 
 /// A candidate: centre, size, class, confidence.
 #[derive(Clone, Copy)]
-struct Candidate {
-    x: f32,
-    y: f32,
-    w: f32,
-    h: f32,
-    class: usize,
-    confidence: f32,
+pub(super) struct Candidate {
+    pub(super) x: f32,
+    pub(super) y: f32,
+    pub(super) w: f32,
+    pub(super) h: f32,
+    pub(super) class: usize,
+    pub(super) confidence: f32,
 }
 
-fn sigmoid(v: f32) -> f32 {
+pub(super) fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + (-v).exp())
 }
 
 /// The fork's IoU of two centre-size boxes, in f32.
-fn iou(a: &Candidate, b: &Candidate) -> f32 {
+pub(super) fn iou(a: &Candidate, b: &Candidate) -> f32 {
     let overlap =
         |c1: f32, s1: f32, c2: f32, s2: f32| (c1 + s1 / 2.0).min(c2 + s2 / 2.0) - (c1 - s1 / 2.0).max(c2 - s2 / 2.0);
     let (w, h) = (overlap(a.x, a.w, b.x, b.w), overlap(a.y, a.h, b.y, b.h));
