@@ -195,3 +195,30 @@ fn resize_does_the_shrinking_step_first() {
     let expected = x.index_select(1, &idx).upsample_bilinear2d([2, 3], false, None, None);
     assert!(y.equal(&expected));
 }
+
+/// Found by fuzzing: a bottom whose size only the forward knows (here a
+/// Filter that keeps no row) differs at forward from its set-up shape; DropIn
+/// says so in every mode instead of failing inside libtorch.
+#[test]
+fn a_bottom_that_changes_size_at_forward_is_an_error() {
+    let text = |dropin: &str| {
+        format!(
+            "layer {{ name: 'x' type: 'Input' top: 'x' input_param {{ shape {{ dim: 3 dim: 2 }} }} }}
+             layer {{ name: 's' type: 'DummyData' top: 's' dummy_data_param {{ shape {{ dim: 3 }} }} }}
+             layer {{ name: 'f' type: 'Filter' bottom: 'x' bottom: 's' top: 'f' }}
+             layer {{ name: 'd' type: 'DropIn' bottom: 'x' bottom: 'f' top: 'y' dropin_param {{ {dropin} }} }}"
+        )
+    };
+    for (dropin, phase) in [
+        ("dropin_ratio: 0.3", Phase::Test),
+        ("dropin_ratio: 0.3", Phase::Train),
+        ("dropin_length: 100 dropin_start: 0", Phase::Test),
+    ] {
+        let mut net = crate::common::net(&text(dropin), "dropin.prototxt", phase).unwrap_or_else(|e| panic!("{e}"));
+        let e = net.forward().expect_err("a Filter that keeps no row").to_string();
+        assert!(
+            e.contains("DropIn needs bottoms of the same shape, got [3, 2]") && e.contains("[0, 2]"),
+            "{dropin}: {e}"
+        );
+    }
+}

@@ -63,6 +63,11 @@ impl Layer for DropIn {
     fn forward(&mut self, ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let (skip, new) = (&bottoms[0], &bottoms[1]);
         let shape = skip.size();
+        // A bottom whose size only the forward knows (a Filter's, a
+        // DetectionOutput's) can differ from set-up.
+        if new.size() != shape {
+            bail!("DropIn needs bottoms of the same shape, got {shape:?} (skip path) and {:?} (new layer)", new.size());
+        }
         let n: i64 = shape[1..].iter().product();
         if self.p.dropin_length() > 0 {
             let q = self.skip_fraction(ctx.iteration);
@@ -85,7 +90,7 @@ impl Layer for DropIn {
             let take_skip = tch::no_grad(|| skip.empty_like().bernoulli_float_(q).gt(0.5));
             Ok(vec![skip.f_where_self(&take_skip, new)?])
         } else {
-            Ok(vec![skip * q + new * (1.0 - q)])
+            Ok(vec![skip.f_mul_scalar(q)?.f_add(&new.f_mul_scalar(1.0 - q)?)?])
         }
     }
 }
