@@ -334,6 +334,13 @@ fn cases() -> Vec<Case> {
             ),
         ),
         case(
+            "yolov2 detection output, two maps, two images",
+            net_text(
+                &[("s13", &[2, 21, 3, 3]), ("s26", &[2, 21, 6, 6])],
+                "layer { name: \"d\" type: \"YoloDetectionOutput\" bottom: \"s13\" bottom: \"s26\" top: \"y\" yolo_detection_output_param { num_classes: 2 num_box: 3 confidence_threshold: 0.2 nms_threshold: 0.45 biases: 1.08 biases: 1.19 biases: 3.42 biases: 4.41 biases: 6.63 biases: 11.38 } }",
+            ),
+        ),
+        case(
             "yolov3 detection output, nothing kept",
             net_text(
                 &[("s", &[1, 7, 2, 2])],

@@ -35,10 +35,6 @@ pub fn left_out_reason(layer_type: &str) -> Option<&'static str> {
         "DetectionEvaluate" => Some("SSD's detection scoring against the ground truth (evaluation only)"),
         "Silence" => Some("a Silence layer (it computes nothing)"),
         "HDF5Output" | "MatWrite" => Some("an output layer (it writes files, computes nothing)"),
-        "YoloDetectionOutput" => Some(
-            "YOLOv2's box decoding and suppression (not written for export yet); the model outputs its bottoms, for \
-             the decoding after it",
-        ),
         _ => None,
     }
 }

@@ -759,3 +759,121 @@ fn no_detection_rows(g: &mut Graph, rows: &str, images: i64) -> String {
     let out_shape = g.const_i64("shape", &[1, 1, -1, 7]);
     g.node("Reshape", &[&rows, &out_shape], vec![])
 }
+
+/// YoloDetectionOutput (YOLOv2): each square map's boxes decoded as the
+/// layer does, one candidate per (cell, anchor) with the arg-max class of the
+/// softmax of its scores (written out as the layer computes it: less the
+/// maximum, exponentials over their sum) and confidence σ(objectness) times
+/// that probability; then NonMaxSuppression over each image's candidates,
+/// as for Yolov3DetectionOutput (the same overlaps; the layer keeps a
+/// confidence equal to the threshold and drops a pair at exactly
+/// nms_threshold, which NonMaxSuppression does the other way round).
+pub fn yolo_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    use super::attr_i;
+    use crate::proto::onnx::tensor_proto::DataType;
+    let Some(t) = l.tops.first() else { bail!("YoloDetectionOutput needs a top") };
+    let p = l.param.yolo_detection_output_param.clone().unwrap_or_default();
+    let (classes, boxes) = (i64::from(p.num_classes()), i64::from(p.num_box()));
+    if classes <= 0 || boxes <= 0 || p.biases.len() < 2 * boxes as usize {
+        bail!("yolo_detection_output_param: {boxes} anchors need {} biases", 2 * boxes);
+    }
+    let images = l.bottom_shapes.first().and_then(|s| s.first()).copied().unwrap_or(0);
+    if images <= 0 {
+        bail!("YoloDetectionOutput needs at least one image");
+    }
+    g.static_batch = true;
+    let len = 5 + classes;
+    let (mut all_boxes, mut all_scores, mut all_classes) = (Vec::new(), Vec::new(), Vec::new());
+    for (s, b) in l.bottoms.iter().enumerate() {
+        let shape = l.bottom_shapes.get(s).cloned().unwrap_or_default();
+        let [_, _, _, side] = legacy_dims(&shape)?;
+        let plane = side * side;
+        let x = g.value(b)?;
+        let split = g.const_i64("split", &[images, boxes, len, plane]);
+        let x = g.node("Reshape", &[&x, &split], vec![]);
+        let x = g.node("Transpose", &[&x], vec![super::attr_ints("perm", &[0, 3, 1, 2])]);
+        let field = |g: &mut Graph, from: i64, to: i64| {
+            let (st, en, ax) = (g.const_i64("start", &[from]), g.const_i64("end", &[to]), g.const_i64("axis", &[3]));
+            g.node("Slice", &[&x, &st, &en, &ax], vec![])
+        };
+        let (tx, ty, tw, th, obj) = (field(g, 0, 1), field(g, 1, 2), field(g, 2, 3), field(g, 3, 4), field(g, 4, 5));
+        let cls = field(g, 5, len);
+        let cols: Vec<f32> = (0..plane).map(|c| (c % side) as f32).collect();
+        let rows: Vec<f32> = (0..plane).map(|c| (c / side) as f32).collect();
+        let cols = g.const_f32("column", &[plane, 1, 1], &cols);
+        let rows = g.const_f32("row", &[plane, 1, 1], &rows);
+        let extent = g.scalar("side", side as f32);
+        let centre = |g: &mut Graph, t: &str, offset: &str| {
+            let sg = g.node("Sigmoid", &[t], vec![]);
+            let v = g.node("Add", &[offset, &sg], vec![]);
+            g.node("Div", &[&v, &extent], vec![])
+        };
+        let (cx, cy) = (centre(g, &tx, &cols), centre(g, &ty, &rows));
+        let size = |g: &mut Graph, t: &str, j: usize| {
+            let bias: Vec<f32> = (0..boxes as usize).map(|k| p.biases[2 * k + j]).collect();
+            let bias = g.const_f32("anchor", &[boxes, 1], &bias);
+            let e = g.node("Exp", &[t], vec![]);
+            let v = g.node("Mul", &[&e, &bias], vec![]);
+            g.node("Div", &[&v, &extent], vec![])
+        };
+        let (bw, bh) = (size(g, &tw, 0), size(g, &th, 1));
+        let two = g.scalar("two", 2.0);
+        let (hw, hh) = (g.node("Div", &[&bw, &two], vec![]), g.node("Div", &[&bh, &two], vec![]));
+        let (x1, x2) = (g.node("Sub", &[&cx, &hw], vec![]), g.node("Add", &[&cx, &hw], vec![]));
+        let (y1, y2) = (g.node("Sub", &[&cy, &hh], vec![]), g.node("Add", &[&cy, &hh], vec![]));
+        let corners = g.node("Concat", &[&y1, &x1, &y2, &x2], vec![attr_i("axis", 3)]);
+        let flat = g.const_i64("flat", &[images, -1, 4]);
+        all_boxes.push(g.node("Reshape", &[&corners, &flat], vec![]));
+        // Softmax over the classes as the layer writes it, then its arg-max (the first on ties).
+        let top = g.reduce("ReduceMax", &cls, &[3], true);
+        let shifted = g.node("Sub", &[&cls, &top], vec![]);
+        let e = g.node("Exp", &[&shifted], vec![]);
+        let sum = g.reduce("ReduceSum", &e, &[3], true);
+        let prob = g.node("Div", &[&e, &sum], vec![]);
+        let best = g.reduce("ReduceMax", &prob, &[3], true);
+        let class = g.node("ArgMax", &[&prob], vec![attr_i("axis", 3), attr_i("keepdims", 1)]);
+        let objectness = g.node("Sigmoid", &[&obj], vec![]);
+        let confidence = g.node("Mul", &[&objectness, &best], vec![]);
+        let flat = g.const_i64("flat", &[images, -1]);
+        all_scores.push(g.node("Reshape", &[&confidence, &flat], vec![]));
+        all_classes.push(g.node("Reshape", &[&class, &flat], vec![]));
+    }
+    fn as_refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let candidates = g.node("Concat", &as_refs(&all_boxes), vec![attr_i("axis", 1)]);
+    let scores = g.node("Concat", &as_refs(&all_scores), vec![attr_i("axis", 1)]);
+    let labels = g.node("Concat", &as_refs(&all_classes), vec![attr_i("axis", 1)]);
+    let one = g.const_i64("one", &[1]);
+    let nms_scores = g.node("Unsqueeze", &[&scores, &one], vec![]);
+    let most = g.const_i64("most", &[i64::from(i32::MAX)]);
+    let thresh = g.const_f32("nms_threshold", &[1], &[p.nms_threshold()]);
+    let score_thresh = g.const_f32("confidence_threshold", &[1], &[p.confidence_threshold()]);
+    let selected = g.node("NonMaxSuppression", &[&candidates, &nms_scores, &most, &thresh, &score_thresh], vec![]);
+    let pick = |g: &mut Graph, cols: &[i64]| {
+        let c = g.const_i64("pick", cols);
+        g.node("Gather", &[&selected, &c], vec![attr_i("axis", 1)])
+    };
+    let at = pick(g, &[0, 2]);
+    let last = g.const_i64("last", &[-1]);
+    let image = pick(g, &[0]);
+    let image = g.node("Reshape", &[&image, &last], vec![]);
+    let class = g.node("GatherND", &[&labels, &at], vec![]);
+    let first = g.const_i64_shaped("first", &[], &[1]);
+    let label = g.node("Add", &[&class, &first], vec![]);
+    let as_float = |g: &mut Graph, x: &str| {
+        let f = g.node("Cast", &[x], vec![attr_i("to", DataType::Float as i64)]);
+        g.node("Unsqueeze", &[&f, &one], vec![])
+    };
+    let (image_col, label_col) = (as_float(g, &image), as_float(g, &label));
+    let score = g.node("GatherND", &[&scores, &at], vec![]);
+    let score_col = g.node("Unsqueeze", &[&score, &one], vec![]);
+    let corners = g.node("GatherND", &[&candidates, &at], vec![]);
+    let xy = g.const_i64("xy", &[1, 0, 3, 2]);
+    let corners = g.node("Gather", &[&corners, &xy], vec![attr_i("axis", 1)]);
+    let rows = g.node("Concat", &[&image_col, &label_col, &score_col, &corners], vec![attr_i("axis", 1)]);
+    let y = no_detection_rows(g, &rows, images);
+    g.bind(t, y);
+    g.dynamic_rows.insert(t.clone(), 2);
+    Ok(())
+}

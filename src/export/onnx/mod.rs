@@ -99,6 +99,7 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("Threshold", neuron::threshold),
     ("Tile", common::tile),
     ("Upsample", vision::upsample),
+    ("YoloDetectionOutput", detection::yolo_detection_output),
     ("Yolov3DetectionOutput", detection::yolov3_detection_output),
 ];
 

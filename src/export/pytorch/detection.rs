@@ -1,5 +1,6 @@
 //! The emitters of the detection forks' layers (Permute, Normalize, PriorBox,
-//! ROIPooling, PSROIPooling, Proposal, DetectionOutput, Yolov3DetectionOutput),
+//! ROIPooling, PSROIPooling, Proposal, DetectionOutput, YoloDetectionOutput,
+//! Yolov3DetectionOutput),
 //! listed in layers.rs's table; each follows src/layers/detection/<type>.rs.
 use super::layers::{blobs_module, f, list, py_bool, tup};
 use super::{Code, Site};
@@ -178,6 +179,28 @@ pub(super) fn yolov3_detection_output(s: &Site, c: &mut Code) -> Result<()> {
             f(p.nms_threshold()),
             anchors.join(", "),
             strides.join(", ")
+        ),
+    );
+    Ok(())
+}
+
+/// YoloDetectionOutput (detection/yolo_detection_output.rs): the helper
+/// decodes and suppresses in eager PyTorch.
+pub(super) fn yolo_detection_output(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.yolo_detection_output_param.clone().unwrap_or_default();
+    let maps: Vec<String> = (0..s.l.bottoms.len()).map(|k| s.b(k).to_string()).collect();
+    let biases: Vec<String> = p.biases.iter().map(|&v| f(v)).collect();
+    c.helper("caffe_yolo_detection_output");
+    c.assign(
+        &s.tops,
+        format!(
+            "caffe_yolo_detection_output([{}], {}, {}, {}, {}, [{}])",
+            maps.join(", "),
+            p.num_classes(),
+            p.num_box(),
+            f(p.confidence_threshold()),
+            f(p.nms_threshold()),
+            biases.join(", ")
         ),
     );
     Ok(())

@@ -483,6 +483,56 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
+        name: "caffe_yolo_detection_output",
+        deps: &[],
+        code: r#"def caffe_yolo_detection_output(maps, classes, boxes, conf_thresh, nms_thresh, biases):
+    """YOLOv2's detections (MobileNet-YOLO's YoloDetectionOutput): per square
+    map, cell and anchor, x = (column + sigmoid(tx)) / S, y likewise, w = e^tw
+    * bias_w / S, h likewise; the class is the arg-max of the softmax of the
+    class scores (the first on ties) and the confidence sigmoid(objectness)
+    times its probability; those at or above conf_thresh best first (ties in
+    (map, cell, anchor) order), suppressed across classes at IoU >=
+    nms_thresh. Rows [image, class + 1, confidence, xmin, ymin, xmax, ymax]
+    per image; one row of -1 per image when nothing is kept."""
+    n = maps[0].shape[0]
+    rows = []
+    for i in range(n):
+        found = []
+        for m in maps:
+            side = m.shape[3]
+            x = m[i].reshape(boxes, 5 + classes, side * side).permute(2, 0, 1)
+            cell = torch.arange(side * side, device=m.device)
+            col, row = (cell % side).to(m.dtype).reshape(-1, 1), (cell // side).to(m.dtype).reshape(-1, 1)
+            b = torch.tensor(biases[:2 * boxes], dtype=m.dtype, device=m.device).reshape(boxes, 2)
+            e = torch.exp(x[..., 5:] - x[..., 5:].max(-1, keepdim=True).values)
+            prob = e / e.sum(-1, keepdim=True)
+            best, cls = prob.max(-1)
+            found.append(((col + torch.sigmoid(x[..., 0])) / side, (row + torch.sigmoid(x[..., 1])) / side,
+                          torch.exp(x[..., 2]) * b[:, 0] / side, torch.exp(x[..., 3]) * b[:, 1] / side,
+                          cls, torch.sigmoid(x[..., 4]) * best))
+        cx, cy, bw, bh, cls, conf = (torch.cat([v.reshape(-1) for v in vs]) for vs in zip(*found))
+        keep = conf >= conf_thresh
+        cx, cy, bw, bh, cls, conf = cx[keep], cy[keep], bw[keep], bh[keep], cls[keep], conf[keep]
+        order = torch.sort(conf, descending=True, stable=True).indices
+        cx, cy, bw, bh, cls, conf = cx[order], cy[order], bw[order], bh[order], cls[order], conf[order]
+        suppressed = torch.zeros(len(conf), dtype=torch.bool, device=conf.device)
+        for j in range(len(conf)):
+            if suppressed[j]:
+                continue
+            ow = torch.minimum(cx[j] + bw[j] / 2, cx[j + 1:] + bw[j + 1:] / 2) - \
+                torch.maximum(cx[j] - bw[j] / 2, cx[j + 1:] - bw[j + 1:] / 2)
+            oh = torch.minimum(cy[j] + bh[j] / 2, cy[j + 1:] + bh[j + 1:] / 2) - \
+                torch.maximum(cy[j] - bh[j] / 2, cy[j + 1:] - bh[j + 1:] / 2)
+            inter = (ow * oh).where((ow >= 0) & (oh >= 0), torch.zeros((), dtype=ow.dtype))
+            suppressed[j + 1:] |= inter / (bw[j] * bh[j] + bw[j + 1:] * bh[j + 1:] - inter) >= nms_thresh
+            rows.append(torch.stack([torch.tensor(float(i), dtype=conf.dtype), (cls[j] + 1).to(conf.dtype), conf[j],
+                                     cx[j] - bw[j] / 2, cy[j] - bh[j] / 2, cx[j] + bw[j] / 2, cy[j] + bh[j] / 2]))
+    if not rows:
+        rows = [torch.tensor([float(i)] + [-1.0] * 6, dtype=maps[0].dtype) for i in range(n)]
+    return torch.stack(rows).reshape(1, 1, -1, 7)
+"#,
+    },
+    Helper {
         name: "caffe_yolov3_detection_output",
         deps: &[],
         code: r#"def caffe_yolov3_detection_output(maps, classes, boxes, conf_thresh, nms_thresh, anchors, strides):

@@ -4,7 +4,8 @@
 //! emitters cannot drift. Each emitter follows the semantics of the layer's
 //! file in src/layers (named in its comment where not obvious).
 use super::detection::{
-    detection_output, normalize, permute, prior_box, proposal, psroi_pooling, roi_pooling, yolov3_detection_output,
+    detection_output, normalize, permute, prior_box, proposal, psroi_pooling, roi_pooling, yolo_detection_output,
+    yolov3_detection_output,
 };
 use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, relu6, swish, threshold, unary};
 use super::segmentation::{bn, interp, upsample};
@@ -88,6 +89,7 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("ROIPooling", roi_pooling),
     ("Proposal", proposal),
     ("DetectionOutput", detection_output),
+    ("YoloDetectionOutput", yolo_detection_output),
     ("Yolov3DetectionOutput", yolov3_detection_output),
     ("PSROIPooling", psroi_pooling),
     ("ShuffleChannel", shuffle_channel),
