@@ -623,7 +623,6 @@ pub fn detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 /// a pair can be decided the other way.
 pub fn yolov3_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     use super::attr_i;
-    use crate::proto::onnx::tensor_proto::DataType;
     let Some(t) = l.tops.first() else { bail!("Yolov3DetectionOutput needs a top") };
     let p = l.param.yolov3_detection_output_param.clone().unwrap_or_default();
     let (classes, boxes, scales) = (i64::from(p.num_classes()), i64::from(p.num_box()), p.mask_group_num() as usize);
@@ -697,44 +696,8 @@ pub fn yolov3_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
         let flat = g.const_i64("flat", &[images, -1]);
         all_scores.push(g.node("Reshape", &[&confidence, &flat], vec![]));
     }
-    let box_refs: Vec<&str> = all_boxes.iter().map(String::as_str).collect();
-    let score_refs: Vec<&str> = all_scores.iter().map(String::as_str).collect();
-    let candidates = g.node("Concat", &box_refs, vec![attr_i("axis", 1)]);
-    let scores = g.node("Concat", &score_refs, vec![attr_i("axis", 1)]);
-    let one = g.const_i64("one", &[1]);
-    let nms_scores = g.node("Unsqueeze", &[&scores, &one], vec![]);
-    let most = g.const_i64("most", &[i64::from(i32::MAX)]);
-    let thresh = g.const_f32("nms_threshold", &[1], &[p.nms_threshold()]);
-    let score_thresh = g.const_f32("confidence_threshold", &[1], &[p.confidence_threshold()]);
-    let selected = g.node("NonMaxSuppression", &[&candidates, &nms_scores, &most, &thresh, &score_thresh], vec![]);
-    let pick = |g: &mut Graph, cols: &[i64]| {
-        let c = g.const_i64("pick", cols);
-        g.node("Gather", &[&selected, &c], vec![attr_i("axis", 1)])
-    };
-    let at = pick(g, &[0, 2]);
-    let last = g.const_i64("last", &[-1]);
-    let image = pick(g, &[0]);
-    let image = g.node("Reshape", &[&image, &last], vec![]);
-    let candidate = pick(g, &[2]);
-    let candidate = g.node("Reshape", &[&candidate, &last], vec![]);
-    let per_box = g.const_i64_shaped("classes", &[], &[classes]);
-    let class = g.node("Mod", &[&candidate, &per_box], vec![]);
-    let first = g.const_i64_shaped("first", &[], &[1]);
-    let label = g.node("Add", &[&class, &first], vec![]);
-    let as_float = |g: &mut Graph, x: &str| {
-        let f = g.node("Cast", &[x], vec![attr_i("to", DataType::Float as i64)]);
-        g.node("Unsqueeze", &[&f, &one], vec![])
-    };
-    let (image_col, label_col) = (as_float(g, &image), as_float(g, &label));
-    let score = g.node("GatherND", &[&scores, &at], vec![]);
-    let score_col = g.node("Unsqueeze", &[&score, &one], vec![]);
-    let corners = g.node("GatherND", &[&candidates, &at], vec![]);
-    let xy = g.const_i64("xy", &[1, 0, 3, 2]);
-    let corners = g.node("Gather", &[&corners, &xy], vec![attr_i("axis", 1)]);
-    let rows = g.node("Concat", &[&image_col, &label_col, &score_col, &corners], vec![attr_i("axis", 1)]);
-    let y = no_detection_rows(g, &rows, images);
-    g.bind(t, y);
-    g.dynamic_rows.insert(t.clone(), 2);
+    let classes = YoloClasses::EveryClass(classes);
+    yolo_rows(g, t, &all_boxes, &all_scores, classes, p.nms_threshold(), p.confidence_threshold(), images);
     Ok(())
 }
 
@@ -770,7 +733,6 @@ fn no_detection_rows(g: &mut Graph, rows: &str, images: i64) -> String {
 /// nms_threshold, which NonMaxSuppression does the other way round).
 pub fn yolo_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     use super::attr_i;
-    use crate::proto::onnx::tensor_proto::DataType;
     let Some(t) = l.tops.first() else { bail!("YoloDetectionOutput needs a top") };
     let p = l.param.yolo_detection_output_param.clone().unwrap_or_default();
     let (classes, boxes) = (i64::from(p.num_classes()), i64::from(p.num_box()));
@@ -838,17 +800,49 @@ pub fn yolo_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
         all_scores.push(g.node("Reshape", &[&confidence, &flat], vec![]));
         all_classes.push(g.node("Reshape", &[&class, &flat], vec![]));
     }
-    fn as_refs(v: &[String]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
+    let classes = YoloClasses::Chosen(&all_classes);
+    yolo_rows(g, t, &all_boxes, &all_scores, classes, p.nms_threshold(), p.confidence_threshold(), images);
+    Ok(())
+}
+
+/// Where a YOLO candidate's class comes from.
+enum YoloClasses<'a> {
+    /// One candidate per class of each box, in class order: the class is the
+    /// candidate's index modulo the class count (YOLOv3).
+    EveryClass(i64),
+    /// One candidate per box, its class in these values, one per map (YOLOv2).
+    Chosen(&'a [String]),
+}
+
+/// The YOLO layers' rows: each map's candidates (N × candidates × 4 corners
+/// as y1, x1, y2, x2, and N × candidates confidences) joined, one
+/// NonMaxSuppression per image with the confidence threshold, then rows
+/// [image, class + 1, confidence, x1, y1, x2, y2] bound to `top`, or the
+/// forks' -1 row per image when none is kept.
+#[allow(clippy::too_many_arguments)]
+fn yolo_rows(
+    g: &mut Graph,
+    top: &str,
+    boxes: &[String],
+    scores: &[String],
+    classes: YoloClasses,
+    nms_threshold: f32,
+    confidence_threshold: f32,
+    images: i64,
+) {
+    use super::attr_i;
+    use crate::proto::onnx::tensor_proto::DataType;
+    fn joined(g: &mut Graph, parts: &[String]) -> String {
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        g.node("Concat", &refs, vec![attr_i("axis", 1)])
     }
-    let candidates = g.node("Concat", &as_refs(&all_boxes), vec![attr_i("axis", 1)]);
-    let scores = g.node("Concat", &as_refs(&all_scores), vec![attr_i("axis", 1)]);
-    let labels = g.node("Concat", &as_refs(&all_classes), vec![attr_i("axis", 1)]);
+    let candidates = joined(g, boxes);
+    let scores = joined(g, scores);
     let one = g.const_i64("one", &[1]);
     let nms_scores = g.node("Unsqueeze", &[&scores, &one], vec![]);
     let most = g.const_i64("most", &[i64::from(i32::MAX)]);
-    let thresh = g.const_f32("nms_threshold", &[1], &[p.nms_threshold()]);
-    let score_thresh = g.const_f32("confidence_threshold", &[1], &[p.confidence_threshold()]);
+    let thresh = g.const_f32("nms_threshold", &[1], &[nms_threshold]);
+    let score_thresh = g.const_f32("confidence_threshold", &[1], &[confidence_threshold]);
     let selected = g.node("NonMaxSuppression", &[&candidates, &nms_scores, &most, &thresh, &score_thresh], vec![]);
     let pick = |g: &mut Graph, cols: &[i64]| {
         let c = g.const_i64("pick", cols);
@@ -858,7 +852,18 @@ pub fn yolo_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let last = g.const_i64("last", &[-1]);
     let image = pick(g, &[0]);
     let image = g.node("Reshape", &[&image, &last], vec![]);
-    let class = g.node("GatherND", &[&labels, &at], vec![]);
+    let class = match classes {
+        YoloClasses::EveryClass(count) => {
+            let candidate = pick(g, &[2]);
+            let candidate = g.node("Reshape", &[&candidate, &last], vec![]);
+            let per_box = g.const_i64_shaped("classes", &[], &[count]);
+            g.node("Mod", &[&candidate, &per_box], vec![])
+        }
+        YoloClasses::Chosen(parts) => {
+            let labels = joined(g, parts);
+            g.node("GatherND", &[&labels, &at], vec![])
+        }
+    };
     let first = g.const_i64_shaped("first", &[], &[1]);
     let label = g.node("Add", &[&class, &first], vec![]);
     let as_float = |g: &mut Graph, x: &str| {
@@ -873,7 +878,6 @@ pub fn yolo_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let corners = g.node("Gather", &[&corners, &xy], vec![attr_i("axis", 1)]);
     let rows = g.node("Concat", &[&image_col, &label_col, &score_col, &corners], vec![attr_i("axis", 1)]);
     let y = no_detection_rows(g, &rows, images);
-    g.bind(t, y);
-    g.dynamic_rows.insert(t.clone(), 2);
-    Ok(())
+    g.bind(top, y);
+    g.dynamic_rows.insert(top.to_string(), 2);
 }

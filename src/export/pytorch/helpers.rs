@@ -483,8 +483,35 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
-        name: "caffe_yolo_detection_output",
+        name: "caffe_yolo_rows",
         deps: &[],
+        code: r#"def caffe_yolo_rows(image, cx, cy, bw, bh, cls, conf, keep, nms_thresh):
+    """One image's YOLO rows: the kept candidates best first (ties in their
+    order), suppressed greedily across classes at IoU >= nms_thresh (the
+    forks' overlap of centre-size boxes); rows [image, class + 1,
+    confidence, xmin, ymin, xmax, ymax]."""
+    cx, cy, bw, bh, cls, conf = cx[keep], cy[keep], bw[keep], bh[keep], cls[keep], conf[keep]
+    order = torch.sort(conf, descending=True, stable=True).indices
+    cx, cy, bw, bh, cls, conf = cx[order], cy[order], bw[order], bh[order], cls[order], conf[order]
+    suppressed = torch.zeros(len(conf), dtype=torch.bool, device=conf.device)
+    rows = []
+    for j in range(len(conf)):
+        if suppressed[j]:
+            continue
+        ow = torch.minimum(cx[j] + bw[j] / 2, cx[j + 1:] + bw[j + 1:] / 2) - \
+            torch.maximum(cx[j] - bw[j] / 2, cx[j + 1:] - bw[j + 1:] / 2)
+        oh = torch.minimum(cy[j] + bh[j] / 2, cy[j + 1:] + bh[j + 1:] / 2) - \
+            torch.maximum(cy[j] - bh[j] / 2, cy[j + 1:] - bh[j + 1:] / 2)
+        inter = (ow * oh).where((ow >= 0) & (oh >= 0), torch.zeros((), dtype=ow.dtype))
+        suppressed[j + 1:] |= inter / (bw[j] * bh[j] + bw[j + 1:] * bh[j + 1:] - inter) >= nms_thresh
+        rows.append(torch.stack([torch.tensor(float(image), dtype=conf.dtype), (cls[j] + 1).to(conf.dtype), conf[j],
+                                 cx[j] - bw[j] / 2, cy[j] - bh[j] / 2, cx[j] + bw[j] / 2, cy[j] + bh[j] / 2]))
+    return rows
+"#,
+    },
+    Helper {
+        name: "caffe_yolo_detection_output",
+        deps: &["caffe_yolo_rows"],
         code: r#"def caffe_yolo_detection_output(maps, classes, boxes, conf_thresh, nms_thresh, biases):
     """YOLOv2's detections (MobileNet-YOLO's YoloDetectionOutput): per square
     map, cell and anchor, x = (column + sigmoid(tx)) / S, y likewise, w = e^tw
@@ -512,21 +539,7 @@ pub(super) const HELPERS: &[Helper] = &[
                           cls, torch.sigmoid(x[..., 4]) * best))
         cx, cy, bw, bh, cls, conf = (torch.cat([v.reshape(-1) for v in vs]) for vs in zip(*found))
         keep = conf >= conf_thresh
-        cx, cy, bw, bh, cls, conf = cx[keep], cy[keep], bw[keep], bh[keep], cls[keep], conf[keep]
-        order = torch.sort(conf, descending=True, stable=True).indices
-        cx, cy, bw, bh, cls, conf = cx[order], cy[order], bw[order], bh[order], cls[order], conf[order]
-        suppressed = torch.zeros(len(conf), dtype=torch.bool, device=conf.device)
-        for j in range(len(conf)):
-            if suppressed[j]:
-                continue
-            ow = torch.minimum(cx[j] + bw[j] / 2, cx[j + 1:] + bw[j + 1:] / 2) - \
-                torch.maximum(cx[j] - bw[j] / 2, cx[j + 1:] - bw[j + 1:] / 2)
-            oh = torch.minimum(cy[j] + bh[j] / 2, cy[j + 1:] + bh[j + 1:] / 2) - \
-                torch.maximum(cy[j] - bh[j] / 2, cy[j + 1:] - bh[j + 1:] / 2)
-            inter = (ow * oh).where((ow >= 0) & (oh >= 0), torch.zeros((), dtype=ow.dtype))
-            suppressed[j + 1:] |= inter / (bw[j] * bh[j] + bw[j + 1:] * bh[j + 1:] - inter) >= nms_thresh
-            rows.append(torch.stack([torch.tensor(float(i), dtype=conf.dtype), (cls[j] + 1).to(conf.dtype), conf[j],
-                                     cx[j] - bw[j] / 2, cy[j] - bh[j] / 2, cx[j] + bw[j] / 2, cy[j] + bh[j] / 2]))
+        rows += caffe_yolo_rows(i, cx, cy, bw, bh, cls, conf, keep, nms_thresh)
     if not rows:
         rows = [torch.tensor([float(i)] + [-1.0] * 6, dtype=maps[0].dtype) for i in range(n)]
     return torch.stack(rows).reshape(1, 1, -1, 7)
@@ -534,7 +547,7 @@ pub(super) const HELPERS: &[Helper] = &[
     },
     Helper {
         name: "caffe_yolov3_detection_output",
-        deps: &[],
+        deps: &["caffe_yolo_rows"],
         code: r#"def caffe_yolov3_detection_output(maps, classes, boxes, conf_thresh, nms_thresh, anchors, strides):
     """YOLOv3's detections (MobileNet-YOLO's Yolov3DetectionOutput): per scale,
     cell and anchor, x = (column + sigmoid(tx)) / W, y likewise, w = e^tw *
@@ -563,21 +576,7 @@ pub(super) const HELPERS: &[Helper] = &[
                           torch.arange(classes, device=m.device).expand(conf.shape).reshape(-1), conf.reshape(-1)))
         cx, cy, bw, bh, cls, conf = (torch.cat(v) for v in zip(*found))
         keep = conf > conf_thresh
-        cx, cy, bw, bh, cls, conf = cx[keep], cy[keep], bw[keep], bh[keep], cls[keep], conf[keep]
-        order = torch.sort(conf, descending=True, stable=True).indices
-        cx, cy, bw, bh, cls, conf = cx[order], cy[order], bw[order], bh[order], cls[order], conf[order]
-        suppressed = torch.zeros(len(conf), dtype=torch.bool, device=conf.device)
-        for j in range(len(conf)):
-            if suppressed[j]:
-                continue
-            ow = torch.minimum(cx[j] + bw[j] / 2, cx[j + 1:] + bw[j + 1:] / 2) - \
-                torch.maximum(cx[j] - bw[j] / 2, cx[j + 1:] - bw[j + 1:] / 2)
-            oh = torch.minimum(cy[j] + bh[j] / 2, cy[j + 1:] + bh[j + 1:] / 2) - \
-                torch.maximum(cy[j] - bh[j] / 2, cy[j + 1:] - bh[j + 1:] / 2)
-            inter = (ow * oh).where((ow >= 0) & (oh >= 0), torch.zeros((), dtype=ow.dtype))
-            suppressed[j + 1:] |= inter / (bw[j] * bh[j] + bw[j + 1:] * bh[j + 1:] - inter) >= nms_thresh
-            rows.append(torch.stack([torch.tensor(float(i), dtype=conf.dtype), (cls[j] + 1).to(conf.dtype), conf[j],
-                                     cx[j] - bw[j] / 2, cy[j] - bh[j] / 2, cx[j] + bw[j] / 2, cy[j] + bh[j] / 2]))
+        rows += caffe_yolo_rows(i, cx, cy, bw, bh, cls, conf, keep, nms_thresh)
     if not rows:
         rows = [torch.tensor([float(i)] + [-1.0] * 6, dtype=maps[0].dtype) for i in range(n)]
     return torch.stack(rows).reshape(1, 1, -1, 7)
