@@ -81,17 +81,20 @@ fn compile_dist_shim(lib: &std::path::Path) {
         .compile("caffe_dist_shim");
 }
 
-/// The CPU shims, linked in: the caching allocator (src/util/allocator.rs)
-/// and the oneDNN kernels called through the dispatcher (src/layers/onednn.rs);
+/// The CPU shims, linked in: the caching allocator (src/util/allocator.rs),
+/// the oneDNN kernels called through the dispatcher (src/layers/onednn.rs)
+/// and autograd's gradient edges (src/util/grad_edge.rs);
 /// they need libtorch's headers and symbols, not the c10d ones.
 fn compile_cpu_shims(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/cpu_allocator.cpp");
     println!("cargo:rerun-if-changed=csrc/onednn_ops.cpp");
+    println!("cargo:rerun-if-changed=csrc/grad_edges.cpp");
     let include = lib.parent().unwrap_or(lib).join("include");
     cc::Build::new()
         .cpp(true)
         .file("csrc/cpu_allocator.cpp")
         .file("csrc/onednn_ops.cpp")
+        .file("csrc/grad_edges.cpp")
         .include(&include)
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")

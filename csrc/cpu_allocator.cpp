@@ -7,11 +7,14 @@
 // freed blocks then stay resident, split and merged around unrelated small
 // allocations; forcing them onto mmap instead costs a page fault per page per
 // step. Here a large block freed by a tensor is kept idle and handed to the
-// next tensor that fits it (the smallest idle block at least as large, and at
-// most twice as large), so a step reuses the previous step's pages. Pages past
-// the new tensor's end are given back to the system (MADV_DONTNEED), so a
-// large block serving a small tensor holds only what that tensor uses.
-// Small blocks stay with libtorch's default allocator.
+// next tensor that fits it (at most twice its size), so a step reuses the
+// previous step's pages. A block keeps the pages it has had: giving back the
+// tail a smaller tensor leaves unused would make the next larger tensor in it
+// fault them in again, every step. When no idle block fits but a smaller one
+// is idle, that one grows (mremap) instead of a new block being mapped, so
+// the pages a backward frees serve the differently sized gradients it makes
+// next rather than staying resident beside new ones. Small blocks stay with
+// libtorch's default allocator.
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
@@ -19,7 +22,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -35,15 +37,25 @@ constexpr std::size_t kMaxFit = 2;
 // end are never touched, so the rounding costs address space, not memory.
 constexpr std::size_t kClassesPerDoubling = 4;
 
+// A mapped block: its size, and how much of it, from the start, is resident
+// (the most any tensor in it used; pages past that were never touched).
+struct Block {
+  void* ptr = nullptr;
+  std::size_t size = 0;
+  std::size_t resident = 0;
+};
+
 struct Pool {
   std::mutex mutex;
-  // block size -> idle blocks of that size
-  std::map<std::size_t, std::vector<void*>> idle;
-  // block -> its size, for every block a tensor holds
-  std::unordered_map<void*, std::size_t> held;
+  // Blocks no tensor holds (few: a net's worth of large tensors).
+  std::vector<Block> idle;
+  // block address -> the block, for every block a tensor holds
+  std::unordered_map<void*, Block> held;
   std::size_t held_bytes = 0;
   std::size_t idle_bytes = 0;
   std::size_t peak_held_bytes = 0;
+  // Every block mapped so far, in bytes (a block grown counts its growth).
+  std::size_t mapped_bytes = 0;
 };
 
 Pool& pool() {
@@ -69,10 +81,8 @@ std::size_t size_class(std::size_t n) {
 
 // Caller holds the pool's mutex.
 void unmap_idle_locked(Pool& p) {
-  for (auto& entry : p.idle) {
-    for (void* block : entry.second) {
-      munmap(block, entry.first);
-    }
+  for (const Block& block : p.idle) {
+    munmap(block.ptr, block.size);
   }
   p.idle.clear();
   p.idle_bytes = 0;
@@ -82,45 +92,85 @@ void unmap_idle_locked(Pool& p) {
 // raw_deallocate (which calls our raw_deleter on every block, small or large).
 c10::DeleterFnPtr small_deleter = nullptr;
 
-void release(void* block) {
+void release(void* ptr) {
   Pool& p = pool();
   std::unique_lock<std::mutex> lock(p.mutex);
-  auto it = p.held.find(block);
+  auto it = p.held.find(ptr);
   if (it == p.held.end()) {
     lock.unlock();
     if (small_deleter != nullptr) {
-      small_deleter(block);
+      small_deleter(ptr);
     }
     return;
   }
-  std::size_t size = it->second;
+  Block block = it->second;
   p.held.erase(it);
-  p.held_bytes -= size;
-  p.idle[size].push_back(block);
-  p.idle_bytes += size;
+  p.held_bytes -= block.size;
+  p.idle.push_back(block);
+  p.idle_bytes += block.size;
 }
 
-// Caller holds the pool's mutex. Returns an idle block that fits n bytes, or
-// nullptr; its size in *size.
-void* take_idle_locked(Pool& p, std::size_t n, std::size_t* size) {
-  std::size_t wanted = size_class(n);
-  auto it = p.idle.lower_bound(wanted);
-  if (it == p.idle.end() || it->first > kMaxFit * wanted) {
-    return nullptr;
-  }
-  void* block = it->second.back();
-  it->second.pop_back();
-  *size = it->first;
-  if (it->second.empty()) {
-    p.idle.erase(it);
-  }
-  p.idle_bytes -= *size;
-  std::size_t used = round_to_pages(n);
-  if (*size > used) {
-    // Advisory: if it fails, the tail simply stays resident.
-    madvise(static_cast<char*>(block) + used, *size - used, MADV_DONTNEED);
-  }
+// Caller holds the pool's mutex. Removes idle block k.
+Block pop_idle_locked(Pool& p, std::size_t k) {
+  Block block = p.idle[k];
+  p.idle[k] = p.idle.back();
+  p.idle.pop_back();
+  p.idle_bytes -= block.size;
   return block;
+}
+
+// Caller holds the pool's mutex. Returns an idle block for n bytes, or one
+// whose ptr is null. Among the blocks large enough and at most kMaxFit times
+// the tensor's size class: the one whose resident pages come closest to what
+// the tensor uses (fewest pages to fault in, then fewest resident beyond its
+// end). Else, rather than mapping a new block while freed pages sit resident,
+// the largest idle block smaller than n, grown in place or moved by the
+// kernel (mremap keeps its resident pages: only the growth is faulted in). A
+// much larger block is left for a tensor of its size.
+Block take_idle_locked(Pool& p, std::size_t n) {
+  std::size_t used = round_to_pages(n);
+  std::size_t wanted = size_class(n);
+  std::size_t best = p.idle.size();
+  std::size_t best_faults = 0, best_excess = 0;
+  std::size_t smaller = p.idle.size();
+  for (std::size_t k = 0; k < p.idle.size(); ++k) {
+    const Block& b = p.idle[k];
+    if (b.size < used) {
+      if (smaller == p.idle.size() || b.size > p.idle[smaller].size) {
+        smaller = k;
+      }
+      continue;
+    }
+    if (b.size > kMaxFit * wanted) {
+      continue;
+    }
+    std::size_t faults = used > b.resident ? used - b.resident : 0;
+    std::size_t excess = b.resident > used ? b.resident - used : 0;
+    if (best == p.idle.size() || faults < best_faults || (faults == best_faults && excess < best_excess)) {
+      best = k;
+      best_faults = faults;
+      best_excess = excess;
+    }
+  }
+  if (best < p.idle.size()) {
+    Block block = pop_idle_locked(p, best);
+    if (block.resident < used) {
+      block.resident = used;
+    }
+    return block;
+  }
+  if (smaller == p.idle.size()) {
+    return Block{};
+  }
+  Block block = pop_idle_locked(p, smaller);
+  void* grown = mremap(block.ptr, block.size, wanted, MREMAP_MAYMOVE);
+  if (grown == MAP_FAILED) {
+    p.idle.push_back(block);
+    p.idle_bytes += block.size;
+    return Block{};
+  }
+  p.mapped_bytes += wanted - block.size;
+  return Block{grown, wanted, used};
 }
 
 void* map_block(std::size_t size) {
@@ -137,25 +187,26 @@ struct CachingCpuAllocator final : c10::Allocator {
     }
     Pool& p = pool();
     std::lock_guard<std::mutex> lock(p.mutex);
-    std::size_t size = 0;
-    void* block = take_idle_locked(p, n, &size);
-    if (block == nullptr) {
-      size = size_class(n);
-      block = map_block(size);
-      if (block == nullptr) {
+    Block block = take_idle_locked(p, n);
+    if (block.ptr == nullptr) {
+      block.size = size_class(n);
+      block.resident = round_to_pages(n);
+      block.ptr = map_block(block.size);
+      if (block.ptr == nullptr) {
         // Idle blocks of other sizes may be what stands between us and the limit.
         unmap_idle_locked(p);
-        block = map_block(size);
+        block.ptr = map_block(block.size);
       }
-      TORCH_CHECK_WITH(OutOfMemoryError, block != nullptr, "out of memory allocating ", n, " bytes (",
+      TORCH_CHECK_WITH(OutOfMemoryError, block.ptr != nullptr, "out of memory allocating ", n, " bytes (",
                        p.held_bytes, " bytes held by tensors)");
+      p.mapped_bytes += block.size;
     }
-    p.held.emplace(block, size);
-    p.held_bytes += size;
+    p.held.emplace(block.ptr, block);
+    p.held_bytes += block.size;
     if (p.held_bytes > p.peak_held_bytes) {
       p.peak_held_bytes = p.held_bytes;
     }
-    return {block, block, &release, c10::Device(c10::DeviceType::CPU)};
+    return {block.ptr, block.ptr, &release, c10::Device(c10::DeviceType::CPU)};
   }
 
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
@@ -190,13 +241,16 @@ void caffe_tch_cpu_allocator_trim() {
   unmap_idle_locked(p);
 }
 
-// Bytes in large blocks: held by tensors now, held at the peak, kept idle.
-void caffe_tch_cpu_allocator_stats(std::uint64_t* held, std::uint64_t* peak_held, std::uint64_t* idle) {
+// Bytes in large blocks: held by tensors now, held at the peak, kept idle,
+// and mapped since the start.
+void caffe_tch_cpu_allocator_stats(std::uint64_t* held, std::uint64_t* peak_held, std::uint64_t* idle,
+                                   std::uint64_t* mapped) {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mutex);
   *held = p.held_bytes;
   *peak_held = p.peak_held_bytes;
   *idle = p.idle_bytes;
+  *mapped = p.mapped_bytes;
 }
 
 }  // extern "C"

@@ -13,7 +13,7 @@ use tch::{Kind, Tensor};
 use crate::common::caffe_ref;
 
 /// A freed large block serves the next tensor that fits it, and holds that
-/// tensor's values (its tail given back with MADV_DONTNEED is refilled).
+/// tensor's values (not the last tensor's, past the new one's end or before).
 #[test]
 fn large_blocks_are_reused_and_hold_their_values() {
     allocator::install_caching_cpu_allocator();
@@ -40,6 +40,34 @@ fn large_blocks_are_reused_and_hold_their_values() {
     allocator::trim();
     let after = Tensor::full([elements], 2.0, (Kind::Float, tch::Device::Cpu));
     assert_eq!(after.sum(Kind::Double).double_value(&[]), 2.0 * elements as f64);
+}
+
+/// While a block is idle none is mapped: a tensor larger than every idle
+/// block takes the largest one, grown (mremap), and holds its own values.
+#[test]
+fn an_idle_block_too_small_is_grown_instead_of_mapping_another() {
+    allocator::install_caching_cpu_allocator();
+    // Odd sizes no other test allocates; other tests' threads may still take
+    // the idle block first, so the pattern is tried a few times.
+    let (small, large) = (2_345_679i64, 3_456_791i64);
+    let mut grown = false;
+    for _ in 0..20 {
+        // Idle blocks other tests left would serve the larger tensor as they are.
+        allocator::trim();
+        let first = Tensor::full([small], 7.0, (Kind::Float, tch::Device::Cpu));
+        let mapped = allocator::stats().mapped;
+        drop(first);
+        let second = Tensor::full([large], 2.0, (Kind::Float, tch::Device::Cpu));
+        let after = allocator::stats().mapped;
+        assert_eq!(second.sum(Kind::Double).double_value(&[]), 2.0 * large as f64);
+        // The growth alone is new address space, never a whole new block.
+        grown |= after > mapped && after - mapped < (large * 4) as u64;
+        drop(second);
+        if grown {
+            break;
+        }
+    }
+    assert!(grown, "a tensor larger than the idle block got a new block instead of the idle one grown");
 }
 
 fn blobs(path: &Path) -> Vec<Vec<f32>> {

@@ -66,3 +66,30 @@ fn in_place_relu_gives_the_out_of_place_values_and_gradients() {
         assert_eq!(ia, la);
     }
 }
+
+/// `caffe time`'s layer-wise backward runs the ReLUs in place as the training
+/// step does (reaching each overwritten bottom by its autograd edge) and
+/// accumulates exactly the fused backward's diffs, including through a ReLU
+/// on an InnerProduct's top, which it runs out of place.
+#[test]
+fn layer_wise_backward_gives_the_fused_diffs() {
+    let _rng = rng_exclusive();
+    for in_place in [true, false] {
+        let (mut fused, mut timed) = (built(in_place), built(in_place));
+        fused.forward().unwrap();
+        fused.clear_param_diffs().unwrap();
+        fused.backward().unwrap();
+        timed.clear_param_diffs().unwrap();
+        let times = timed.forward_backward_timed().unwrap();
+        assert_eq!(times.backward_ms.len(), timed.layer_names().len());
+        for (pf, pt) in fused.learnable_params().iter().zip(timed.learnable_params()) {
+            let d = (pf.diff() - pt.diff()).abs().max().double_value(&[]);
+            assert!(d <= 1e-6, "{} (in place: {in_place}): diff differs by {d}", pf.display());
+            assert!(pt.diff().abs().sum(Kind::Float).double_value(&[]) > 0.0, "{} has a gradient", pt.display());
+        }
+        // The overwritten blob holds the ReLU's output after the timed pass too.
+        if in_place {
+            assert!(timed.blob("conv").unwrap().min().double_value(&[]) >= 0.0);
+        }
+    }
+}

@@ -3,6 +3,7 @@
 use tch::{Kind, Tensor};
 
 use crate::layers::Ctx;
+use crate::util::grad_edge::{self, GradEdge};
 use crate::{info, Error, Result};
 
 use super::{mean_abs, staged, timing, LayerEvent, Net};
@@ -81,11 +82,15 @@ impl Net {
             };
             let params: Vec<Tensor> =
                 self.layers[i].params.iter().map(|&s| self.param_slots[s].tensor.shallow_clone()).collect();
+            // Taken before the layer runs: an in-place layer rewrites its bottom's history.
+            let bottom_edges: Vec<Option<GradEdge>> =
+                if trace.is_some() { bottoms.iter().map(GradEdge::of).collect() } else { Vec::new() };
             let started = std::time::Instant::now();
             let e = &self.layers[i];
             let in_place = e.may_overwrite_bottom
                 && e.propagate_down[0]
-                && trace.is_none()
+                // The layer-wise pass reaches the bottom by its edge (see timing.rs).
+                && (trace.is_none() || !grad_edge::is_view(&bottoms[0]))
                 && !self.record_blob_diffs
                 && !self.debug_info
                 && !layer_wise;
@@ -122,6 +127,8 @@ impl Net {
                 t.bottoms.push(bottoms.iter().map(|b| b.shallow_clone()).collect());
                 t.params.push(params.iter().map(|p| p.shallow_clone()).collect());
                 t.tops.push(tops.iter().map(|b| b.shallow_clone()).collect());
+                t.bottom_edges.push(bottom_edges);
+                t.top_edges.push(tops.iter().map(GradEdge::of).collect());
             }
             if self.debug_info && trace.is_none() {
                 for (j, t) in tops.iter().enumerate() {

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::Net;
+use crate::util::grad_edge::{self, GradEdge};
 use crate::{Error, Result};
 
 /// What a traced forward pass keeps for the layer-wise backward.
@@ -18,6 +19,11 @@ pub struct Trace {
     pub bottom_src: Vec<Vec<Option<(usize, usize)>>>,
     pub params: Vec<Vec<Tensor>>,
     pub tops: Vec<Vec<Tensor>>,
+    /// Where each bottom's gradient flows, taken as the layer read it: still
+    /// the producer's output after an in-place layer above overwrote it.
+    pub bottom_edges: Vec<Vec<Option<GradEdge>>>,
+    /// Where each top's gradient enters the graph, taken after the forward.
+    pub top_edges: Vec<Vec<Option<GradEdge>>>,
 }
 
 /// Waits for queued device work so wall-clock times are real.
@@ -88,46 +94,43 @@ impl Net {
                 }
                 continue;
             }
-            let mut root: Option<Tensor> = None;
-            for (top, g) in trace.tops[i].iter().zip(reached) {
-                if let Some(g) = g {
-                    let term = (top * g.detach()).sum(Kind::Float);
-                    root = Some(match root {
-                        Some(r) => r + term,
-                        None => term,
-                    });
-                }
+            let roots: Vec<(&GradEdge, Tensor)> = trace.top_edges[i]
+                .iter()
+                .zip(reached)
+                .filter_map(|(edge, g)| Some((edge.as_ref()?, g?.detach())))
+                .collect();
+            if roots.is_empty() {
+                continue;
             }
-            let Some(root) = root else { continue };
-            let mut inputs: Vec<Tensor> = Vec::new();
+            let mut outputs: Vec<GradEdge> = Vec::new();
             let mut targets: Vec<Target> = Vec::new();
-            for (k, b) in trace.bottoms[i].iter().enumerate() {
-                if b.requires_grad() {
-                    if let Some(src) = trace.bottom_src[i][k] {
-                        inputs.push(b.shallow_clone());
-                        targets.push(Target::Top(src));
-                    }
+            for (k, edge) in trace.bottom_edges[i].iter_mut().enumerate() {
+                if let (Some(src), Some(edge)) = (trace.bottom_src[i][k], edge.take()) {
+                    outputs.push(edge);
+                    targets.push(Target::Top(src));
                 }
             }
             for (j, p) in trace.params[i].iter().enumerate() {
-                if p.requires_grad() {
-                    inputs.push(p.shallow_clone());
+                if let Some(edge) = GradEdge::of(p) {
+                    outputs.push(edge);
                     targets.push(Target::Param(self.param_slots[e.params[j]].owner));
                 }
             }
-            if inputs.is_empty() {
+            if outputs.is_empty() {
                 continue;
             }
             // The graph between this layer's bottoms and tops is used once: free it
             // now, with the layer's traced tensors, so the pass holds no more
             // memory than a fused backward does.
-            let grads = Tensor::f_run_backward(&[&root], &inputs, false, false)?;
+            let root_refs: Vec<(&GradEdge, &Tensor)> = roots.iter().map(|(e, g)| (*e, g)).collect();
+            let output_refs: Vec<&GradEdge> = outputs.iter().collect();
+            let grads = grad_edge::backward(&root_refs, &output_refs, false)?;
+            drop(roots);
+            trace.top_edges[i].clear();
             trace.tops[i].clear();
             trace.bottoms[i].clear();
             for (g, t) in grads.into_iter().zip(targets) {
-                if !g.defined() {
-                    continue;
-                }
+                let Some(g) = g else { continue };
                 match t {
                     Target::Top(src) => {
                         let acc = match top_grads.remove(&src) {

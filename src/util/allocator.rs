@@ -7,7 +7,7 @@
 extern "C" {
     fn caffe_tch_install_caching_cpu_allocator();
     fn caffe_tch_cpu_allocator_trim();
-    fn caffe_tch_cpu_allocator_stats(held: *mut u64, peak_held: *mut u64, idle: *mut u64);
+    fn caffe_tch_cpu_allocator_stats(held: *mut u64, peak_held: *mut u64, idle: *mut u64, mapped: *mut u64);
 }
 
 /// Environment variable that keeps libtorch's default allocator (`system`).
@@ -30,17 +30,19 @@ pub fn trim() {
     unsafe { caffe_tch_cpu_allocator_trim() }
 }
 
-/// Bytes in large blocks: held by tensors now, held at the peak, and idle.
+/// Bytes in large blocks: held by tensors now, held at the peak, idle, and
+/// mapped since the start (growth of a reused block included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocatorStats {
     pub held: u64,
     pub peak_held: u64,
     pub idle: u64,
+    pub mapped: u64,
 }
 
 pub fn stats() -> AllocatorStats {
-    let (mut held, mut peak_held, mut idle) = (0u64, 0u64, 0u64);
-    // SAFETY: three valid out-pointers to u64, written under the pool's mutex.
-    unsafe { caffe_tch_cpu_allocator_stats(&mut held, &mut peak_held, &mut idle) };
-    AllocatorStats { held, peak_held, idle }
+    let (mut held, mut peak_held, mut idle, mut mapped) = (0u64, 0u64, 0u64, 0u64);
+    // SAFETY: four valid out-pointers to u64, written under the pool's mutex.
+    unsafe { caffe_tch_cpu_allocator_stats(&mut held, &mut peak_held, &mut idle, &mut mapped) };
+    AllocatorStats { held, peak_held, idle, mapped }
 }

@@ -5,6 +5,7 @@ pub mod allocator;
 pub mod contain;
 pub mod cuda;
 pub mod cuda_graph;
+pub mod grad_edge;
 pub mod limits;
 pub mod npy;
 pub mod python;
