@@ -3,10 +3,10 @@ use crate::{Error, Result};
 use std::path::Path;
 
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use tch::Tensor;
 
+use super::image_list::{ListOrder, ListParams};
 use super::prefetch::{next_tops, Batch, BatchBuilder, BatchSource, Prefetcher};
 use super::{check_tops, draw_seed, shape_text};
 use crate::data::datum::Sample;
@@ -30,10 +30,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
 struct ImageListSource {
     list: String,
     root: String,
-    lines: Vec<(String, i32)>,
-    pos: usize,
-    shuffle: bool,
-    rng: StdRng,
+    order: ListOrder<(String, i32)>,
     new_height: usize,
     new_width: usize,
     is_color: bool,
@@ -46,10 +43,10 @@ struct ImageListSource {
 
 impl ImageListSource {
     fn current(&self) -> Result<Sample> {
-        let (file, label) = &self.lines[self.pos];
+        let (file, label) = self.order.current();
         let path = format!("{}{}", self.root, file);
         let img = image::read_file(Path::new(&path), self.new_height, self.new_width, self.is_color).map_err(|e| {
-            Error::data(format!("source '{}' (line {}): could not load '{file}': {e}", self.list, self.pos + 1))
+            Error::data(format!("source '{}' (line {}): could not load '{file}': {e}", self.list, self.order.pos + 1))
         })?;
         Ok(Sample::from_image(img, *label as f32))
     }
@@ -57,24 +54,14 @@ impl ImageListSource {
     /// To the next record this reader keeps (`world` records on in the sequence).
     fn advance(&mut self) {
         for _ in 0..self.world {
-            self.step();
-        }
-    }
-
-    fn step(&mut self) {
-        self.pos += 1;
-        if self.pos >= self.lines.len() {
-            self.pos = 0;
-            if self.shuffle {
-                self.lines.shuffle(&mut self.rng);
-            }
+            self.order.step();
         }
     }
 
     fn shape_of(&self, s: &Sample) -> Result<[usize; 3]> {
         self.transformer
             .output_shape(s.channels, s.height, s.width)
-            .map_err(|e| Error::data(format!("source '{}': '{}': {e}", self.list, self.lines[self.pos].0)))
+            .map_err(|e| Error::data(format!("source '{}': '{}': {e}", self.list, self.order.current().0)))
     }
 }
 
@@ -93,7 +80,7 @@ impl BatchSource for ImageListSource {
                 Some(b) => b,
                 None => builder.insert(BatchBuilder::new(self.batch_size, self.shape_of(&s)?)),
             };
-            let (list, file) = (&self.list, &self.lines[self.pos].0);
+            let (list, file) = (&self.list, &self.order.current().0);
             self.transformer
                 .transform(&s, b.item(i))
                 .map_err(|e| Error::data(format!("source '{list}': '{file}': {e}")))?;
@@ -126,23 +113,9 @@ impl Layer for ImageDataLayer {
         }
         check_tops(&self.param, 2, 2)?;
         let ip = self.param.image_data_param.clone().unwrap_or_default();
-        let (new_height, new_width) = (ip.new_height() as usize, ip.new_width() as usize);
-        if (new_height == 0) != (new_width == 0) {
-            bail!("new_height and new_width must be set together");
-        }
-        let list = match &ip.source {
-            Some(s) if !s.is_empty() => s.clone(),
-            _ => bail!("image_data_param.source is required"),
-        };
-        let batch_size = ip.batch_size() as usize;
-        if batch_size == 0 {
-            bail!("image_data_param.batch_size must be positive");
-        }
+        let ListParams { list, batch_size, new_size: (new_height, new_width) } = ListParams::read(&ip)?;
         info!("image_data_layer.cpp:38", "Opening file {list}");
-        let mut lines = crate::data::image::read_image_list(Path::new(&list))?;
-        if lines.is_empty() {
-            bail!("source '{list}': the image list is empty");
-        }
+        let lines = crate::data::image::read_image_list(Path::new(&list))?;
         let phase = self.param.phase();
         // Data-parallel: the ranks split the list when they order it alike (no
         // shuffle and no random skip, or a seed they share for both).
@@ -159,20 +132,14 @@ impl Layer for ImageDataLayer {
             Some(s) => s,
             None => draw_seed()?,
         };
-        let mut rng = StdRng::seed_from_u64(order_seed);
+        let rng = StdRng::seed_from_u64(order_seed);
+        let (order, skipped) = ListOrder::start(lines, ip.shuffle(), ip.rand_skip(), rng, &list)?;
         if ip.shuffle() {
             info!("image_data_layer.cpp:51", "Shuffling data");
-            lines.shuffle(&mut rng);
         }
-        info!("image_data_layer.cpp:56", "A total of {} images.", lines.len());
-        let mut pos = 0;
-        if ip.rand_skip() > 0 {
-            let skip = (rng.next_u64() % ip.rand_skip() as u64) as usize;
+        info!("image_data_layer.cpp:56", "A total of {} images.", order.entries.len());
+        if let Some(skip) = skipped {
             info!("image_data_layer.cpp:62", "Skipping first {skip} data points.");
-            if skip >= lines.len() {
-                bail!("source '{list}': not enough images ({}) to skip {skip}", lines.len());
-            }
-            pos = skip;
         }
         let tp: TransformationParameter = self.param.transform_param.clone().unwrap_or_default();
         let seed = if Transformer::needs_rand(&tp, phase) { draw_seed()? } else { 0 };
@@ -180,10 +147,7 @@ impl Layer for ImageDataLayer {
         let mut source = ImageListSource {
             list,
             root: ip.root_folder().to_string(),
-            lines,
-            pos,
-            shuffle: ip.shuffle(),
-            rng,
+            order,
             new_height,
             new_width,
             is_color: ip.is_color(),
@@ -194,7 +158,7 @@ impl Layer for ImageDataLayer {
         if world > 1 {
             info!("image_data_layer.cpp:1", "Rank {rank} of {world} reads every {world}th image from offset {rank}");
             for _ in 0..rank {
-                source.step();
+                source.order.step();
             }
         }
         self.prefetch = None;

@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use tch::Tensor;
 
+use super::image_list::{ListOrder, ListParams};
 use super::prefetch::{next_tops, Batch, BatchSource, Prefetcher};
 use super::{check_tops, draw_seed, shape_text};
 use crate::data::image::{self, Image};
@@ -144,10 +144,8 @@ impl SegTransform {
 struct SegListSource {
     list: String,
     root: String,
-    lines: Vec<(String, String)>,
-    pos: usize,
-    shuffle: bool,
-    rng: StdRng,
+    /// Its rng also draws the transform's random choices, as the fork's does.
+    order: ListOrder<(String, String)>,
     new_size: (usize, usize),
     is_color: bool,
     label_type: LabelType,
@@ -158,10 +156,10 @@ struct SegListSource {
 impl SegListSource {
     /// The current image and its label image.
     fn current(&self) -> Result<(Image, Image)> {
-        let (file, second) = &self.lines[self.pos];
+        let (file, second) = self.order.current();
         let (nh, nw) = self.new_size;
         let at = |what: &str, e: Error| {
-            Error::data(format!("source '{}' (line {}): could not load {what}: {e}", self.list, self.pos + 1))
+            Error::data(format!("source '{}' (line {}): could not load {what}: {e}", self.list, self.order.pos + 1))
         };
         let path = format!("{}{}", self.root, file);
         let img = image::read_file(Path::new(&path), nh, nw, self.is_color).map_err(|e| at(&format!("'{file}'"), e))?;
@@ -181,16 +179,6 @@ impl SegListSource {
             LabelType::None => filled(self.transform.ignore_label),
         };
         Ok((img, seg))
-    }
-
-    fn step(&mut self) {
-        self.pos += 1;
-        if self.pos >= self.lines.len() {
-            self.pos = 0;
-            if self.shuffle {
-                self.lines.shuffle(&mut self.rng);
-            }
-        }
     }
 }
 
@@ -215,10 +203,11 @@ impl BatchSource for SegListSource {
                 s
             });
             let item = c * h * w;
-            let (list, file) = (&self.list, &self.lines[self.pos].0);
+            // Fields apart: the transform draws from the order's rng.
+            let (list, file) = (&self.list, &self.order.entries[self.order.pos].0);
             self.transform
                 .apply(
-                    &mut self.rng,
+                    &mut self.order.rng,
                     &img,
                     &seg,
                     &mut data[i * item..(i + 1) * item],
@@ -227,7 +216,7 @@ impl BatchSource for SegListSource {
                 .map_err(|e| Error::data(format!("source '{list}': '{file}': {e}")))?;
             // The size it was read at, within the batch's.
             dims.extend([img.height.min(h) as f32, img.width.min(w) as f32]);
-            self.step();
+            self.order.step();
         }
         let Some([c, h, w]) = shape else { return Err(Error::data("batch_size is 0")) };
         let n = self.batch_size as i64;
@@ -261,10 +250,7 @@ impl Layer for ImageSegDataLayer {
         check_tops(&self.param, 3, 3)?;
         let ip = self.param.image_data_param.clone().unwrap_or_default();
         let tp = self.param.transform_param.clone().unwrap_or_default();
-        let (new_height, new_width) = (ip.new_height() as usize, ip.new_width() as usize);
-        if (new_height == 0) != (new_width == 0) {
-            bail!("new_height and new_width must be set together");
-        }
+        let ListParams { list, batch_size, new_size } = ListParams::read(&ip)?;
         if tp.mean_file.is_some() {
             bail!("ImageSegData does not support mean_file (give mean_value)");
         }
@@ -280,14 +266,6 @@ impl Layer for ImageSegDataLayer {
         if crop.is_none() && tp.scale_factors.iter().any(|&f| f != 1.0) {
             bail!("transform_param.scale_factors need a crop (crop_size, or crop_height and crop_width): the batch's size is fixed");
         }
-        let list = match &ip.source {
-            Some(s) if !s.is_empty() => s.clone(),
-            _ => bail!("image_data_param.source is required"),
-        };
-        let batch_size = ip.batch_size() as usize;
-        if batch_size == 0 {
-            bail!("image_data_param.batch_size must be positive");
-        }
         info!("image_seg_data_layer.cpp:44", "Opening file {list}");
         let text = std::fs::read_to_string(&list).map_err(|e| Error::data(format!("image list '{list}': {e}")))?;
         let label_type = ip.label_type();
@@ -302,25 +280,16 @@ impl Layer for ImageSegDataLayer {
             }
             lines.push((first.to_string(), second.to_string()));
         }
-        if lines.is_empty() {
-            bail!("source '{list}': the image list is empty");
-        }
         super::warn_if_unsharded(&self.param);
         let phase = self.param.phase();
-        let mut rng = StdRng::seed_from_u64(draw_seed()?);
+        let rng = StdRng::seed_from_u64(draw_seed()?);
+        let (order, skipped) = ListOrder::start(lines, ip.shuffle(), ip.rand_skip(), rng, &list)?;
         if ip.shuffle() {
             info!("image_seg_data_layer.cpp:61", "Shuffling data");
-            lines.shuffle(&mut rng);
         }
-        info!("image_seg_data_layer.cpp:66", "A total of {} images.", lines.len());
-        let mut pos = 0;
-        if ip.rand_skip() > 0 {
-            let skip = (rng.next_u64() % ip.rand_skip() as u64) as usize;
+        info!("image_seg_data_layer.cpp:66", "A total of {} images.", order.entries.len());
+        if let Some(skip) = skipped {
             info!("image_seg_data_layer.cpp:72", "Skipping first {skip} data points.");
-            if skip >= lines.len() {
-                bail!("source '{list}': not enough images ({}) to skip {skip}", lines.len());
-            }
-            pos = skip;
         }
         let transform = SegTransform {
             crop,
@@ -334,11 +303,8 @@ impl Layer for ImageSegDataLayer {
         let source = SegListSource {
             list,
             root: ip.root_folder().to_string(),
-            lines,
-            pos,
-            shuffle: ip.shuffle(),
-            rng,
-            new_size: (new_height, new_width),
+            order,
+            new_size,
             is_color: ip.is_color(),
             label_type,
             transform,

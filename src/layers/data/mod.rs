@@ -30,6 +30,7 @@ pub mod dummy_data;
 pub mod hdf5_data;
 pub mod hdf5_output;
 pub mod image_data;
+mod image_list;
 pub mod image_seg_data;
 pub mod input;
 pub mod mat_write;
