@@ -13,8 +13,9 @@
 // fault them in again, every step. When no idle block fits but a smaller one
 // is idle, that one grows (mremap) instead of a new block being mapped, so
 // the pages a backward frees serve the differently sized gradients it makes
-// next rather than staying resident beside new ones. Small blocks stay with
-// libtorch's default allocator.
+// next rather than staying resident beside new ones. A block that stays idle
+// through a whole training iteration goes back to the system. Small blocks
+// stay with libtorch's default allocator.
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
@@ -43,6 +44,8 @@ struct Block {
   void* ptr = nullptr;
   std::size_t size = 0;
   std::size_t resident = 0;
+  // The iteration (see caffe_tch_cpu_allocator_mark_iteration) it went idle in.
+  std::uint64_t idle_since = 0;
 };
 
 struct Pool {
@@ -56,6 +59,10 @@ struct Pool {
   std::size_t peak_held_bytes = 0;
   // Every block mapped so far, in bytes (a block grown counts its growth).
   std::size_t mapped_bytes = 0;
+  // Every block returned to the system so far, in bytes.
+  std::size_t released_bytes = 0;
+  // Training iterations begun (marked by the solver).
+  std::uint64_t iteration = 0;
 };
 
 Pool& pool() {
@@ -83,6 +90,7 @@ std::size_t size_class(std::size_t n) {
 void unmap_idle_locked(Pool& p) {
   for (const Block& block : p.idle) {
     munmap(block.ptr, block.size);
+    p.released_bytes += block.size;
   }
   p.idle.clear();
   p.idle_bytes = 0;
@@ -104,6 +112,7 @@ void release(void* ptr) {
     return;
   }
   Block block = it->second;
+  block.idle_since = p.iteration;
   p.held.erase(it);
   p.held_bytes -= block.size;
   p.idle.push_back(block);
@@ -241,16 +250,36 @@ void caffe_tch_cpu_allocator_trim() {
   unmap_idle_locked(p);
 }
 
+// A training iteration begins: the blocks that stayed idle through the whole
+// previous one (a test pass's, or a peak's that the steps no longer reach)
+// are returned to the system, so a long run's memory comes back down to what
+// its steps use. A block a step uses is idle for less than an iteration.
+void caffe_tch_cpu_allocator_mark_iteration() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mutex);
+  ++p.iteration;
+  for (std::size_t k = 0; k < p.idle.size();) {
+    if (p.iteration - p.idle[k].idle_since >= 2) {
+      Block block = pop_idle_locked(p, k);
+      munmap(block.ptr, block.size);
+      p.released_bytes += block.size;
+    } else {
+      ++k;
+    }
+  }
+}
+
 // Bytes in large blocks: held by tensors now, held at the peak, kept idle,
-// and mapped since the start.
+// mapped since the start and returned since the start.
 void caffe_tch_cpu_allocator_stats(std::uint64_t* held, std::uint64_t* peak_held, std::uint64_t* idle,
-                                   std::uint64_t* mapped) {
+                                   std::uint64_t* mapped, std::uint64_t* released) {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mutex);
   *held = p.held_bytes;
   *peak_held = p.peak_held_bytes;
   *idle = p.idle_bytes;
   *mapped = p.mapped_bytes;
+  *released = p.released_bytes;
 }
 
 }  // extern "C"

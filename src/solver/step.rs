@@ -66,6 +66,7 @@ impl Solver {
             return Ok(false);
         }
         self.net.clear_param_diffs()?;
+        crate::util::allocator::mark_iteration();
         let test_interval = self.param.test_interval() as i64;
         if test_interval > 0 && self.iter % test_interval == 0 && (self.iter > 0 || self.param.test_initialization()) {
             if self.is_root() {

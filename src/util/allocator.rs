@@ -7,7 +7,14 @@
 extern "C" {
     fn caffe_tch_install_caching_cpu_allocator();
     fn caffe_tch_cpu_allocator_trim();
-    fn caffe_tch_cpu_allocator_stats(held: *mut u64, peak_held: *mut u64, idle: *mut u64, mapped: *mut u64);
+    fn caffe_tch_cpu_allocator_mark_iteration();
+    fn caffe_tch_cpu_allocator_stats(
+        held: *mut u64,
+        peak_held: *mut u64,
+        idle: *mut u64,
+        mapped: *mut u64,
+        released: *mut u64,
+    );
 }
 
 /// Environment variable that keeps libtorch's default allocator (`system`).
@@ -30,19 +37,28 @@ pub fn trim() {
     unsafe { caffe_tch_cpu_allocator_trim() }
 }
 
-/// Bytes in large blocks: held by tensors now, held at the peak, idle, and
-/// mapped since the start (growth of a reused block included).
+/// A training iteration begins: blocks idle through the whole previous one
+/// go back to the system (a test pass's, a peak's the steps no longer reach).
+pub fn mark_iteration() {
+    // SAFETY: takes no arguments; the pool is guarded by its mutex.
+    unsafe { caffe_tch_cpu_allocator_mark_iteration() }
+}
+
+/// Bytes in large blocks: held by tensors now, held at the peak, idle,
+/// mapped since the start (growth of a reused block included) and returned
+/// to the system since the start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocatorStats {
     pub held: u64,
     pub peak_held: u64,
     pub idle: u64,
     pub mapped: u64,
+    pub released: u64,
 }
 
 pub fn stats() -> AllocatorStats {
-    let (mut held, mut peak_held, mut idle, mut mapped) = (0u64, 0u64, 0u64, 0u64);
-    // SAFETY: four valid out-pointers to u64, written under the pool's mutex.
-    unsafe { caffe_tch_cpu_allocator_stats(&mut held, &mut peak_held, &mut idle, &mut mapped) };
-    AllocatorStats { held, peak_held, idle, mapped }
+    let (mut held, mut peak_held, mut idle, mut mapped, mut released) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    // SAFETY: five valid out-pointers to u64, written under the pool's mutex.
+    unsafe { caffe_tch_cpu_allocator_stats(&mut held, &mut peak_held, &mut idle, &mut mapped, &mut released) };
+    AllocatorStats { held, peak_held, idle, mapped, released }
 }
