@@ -293,6 +293,8 @@ fn cases() -> Vec<Case> {
             net_text(&[("x", &[2, 3, 5, 6]), ("r", &[2, 1, 11, 4])], "layer { name: \"i\" type: \"Interp\" bottom: \"x\" bottom: \"r\" top: \"y\" }"),
         ),
         case("shuffle channel", one_layer(3, 4, "layer { name: \"s\" type: \"ShuffleChannel\" bottom: \"x\" top: \"y\" shuffle_channel_param { group: 3 } }")),
+        case("reorg", net_text(&[("x", &[2, 8, 4, 6])], "layer { name: \"r\" type: \"Reorg\" bottom: \"x\" top: \"y\" reorg_param { stride: 2 } }")),
+        case("reorg reverse", net_text(&[("x", &[2, 18, 2, 3])], "layer { name: \"r\" type: \"Reorg\" bottom: \"x\" top: \"y\" reorg_param { stride: 3 reverse: true } }")),
         case(
             "roi pooling, a net with no name (ONNX requires a graph name)",
             net_text(&[("x", &[2, 3, 9, 8]), ("rois", &[5, 5])], "layer { name: \"r\" type: \"ROIPooling\" bottom: \"x\" bottom: \"rois\" top: \"y\" roi_pooling_param { pooled_h: 3 pooled_w: 2 spatial_scale: 0.25 } }")
@@ -696,7 +698,7 @@ fn bad_exports_fail_cleanly_and_write_nothing() {
     );
     let fork = write(
         "fork.prototxt",
-        &net_text(&[("x", &[1, 2])], "layer { name: \"u\" type: \"Reorg\" bottom: \"x\" top: \"y\" }"),
+        &net_text(&[("x", &[1, 2])], "layer { name: \"u\" type: \"RegionLoss\" bottom: \"x\" top: \"y\" }"),
     );
     let no_shape = write(
         "noshape.prototxt",
@@ -713,7 +715,7 @@ fn bad_exports_fail_cleanly_and_write_nothing() {
             vec!["-model".into(), stochastic_train.display().to_string(), "-phase".into(), "TRAIN".into()],
             &["layer 'p'", "Pooling", "STOCHASTIC pooling in the TRAIN phase"],
         ),
-        (vec!["-model".into(), fork.display().to_string()], &["Unknown layer type: Reorg"]),
+        (vec!["-model".into(), fork.display().to_string()], &["Unknown layer type: RegionLoss"]),
         (
             vec!["-model".into(), no_shape.display().to_string()],
             &["noshape.prototxt:1:1", "input_param.shape is required"],

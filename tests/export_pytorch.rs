@@ -262,6 +262,8 @@ fn layer_nets() -> Vec<(String, String, Option<i64>)> {
         ("interp_shrink_zoom", one(&x, "Interp", "interp_param { shrink_factor: 2 zoom_factor: 3 }")),
         ("interp_like", format!("{}{}layer {{ name: \"l\" type: \"Interp\" bottom: \"data\" bottom: \"ref\" top: \"y\" }}\n", input("data", &x), input("ref", &[2, 1, 3, 20]))),
         ("shuffle_channel", one(&x, "ShuffleChannel", "shuffle_channel_param { group: 2 }")),
+        ("reorg", one(&[2, 8, 4, 6], "Reorg", "reorg_param { stride: 2 }")),
+        ("reorg_reverse", one(&[2, 18, 2, 3], "Reorg", "reorg_param { stride: 3 reverse: true }")),
         ("roi_pooling", format!("{}{}layer {{ name: \"l\" type: \"ROIPooling\" bottom: \"data\" bottom: \"rois\" top: \"y\" roi_pooling_param {{ pooled_h: 2 pooled_w: 3 spatial_scale: 0.5 }} }}\n", input("data", &x), input("rois", &[6, 5]))),
         ("ssd_tiny", std::fs::read_to_string(crate::common::repo().join("tests/fixtures/ssd/ssd_tiny.prototxt")).expect("ssd_tiny")),
         ("detection_output_shared", detection_output_net(1, 1, "keep_top_k: 10 confidence_threshold: 0.01 nms_param { nms_threshold: 0.45 top_k: 20 }")),

@@ -877,6 +877,96 @@ fn shuffle_channel_interleaves_groups() {
     assert!(e.contains("group 0 must divide"), "{e}");
 }
 
+// ---- Reorg (MobileNet-YOLO's fork, darknet's reorg) ----
+
+/// Darknet's reorg loop over a flat (n, c, h, w) array, written as darknet
+/// does: the (c, h, w) index of one side and the (c/s², h·s, w·s) index of
+/// the other; `forward` false is what the layer runs without `reverse`.
+fn darknet_reorg(x: &[f64], n: usize, c: usize, h: usize, w: usize, s: usize, forward: bool) -> Vec<f64> {
+    let mut out = vec![0.0; x.len()];
+    let out_c = c / (s * s);
+    for b in 0..n {
+        for k in 0..c {
+            for j in 0..h {
+                for i in 0..w {
+                    let in_index = i + w * (j + h * (k + c * b));
+                    let (c2, offset) = (k % out_c, k / out_c);
+                    let (w2, h2) = (i * s + offset % s, j * s + offset / s);
+                    let out_index = w2 + w * s * (h2 + h * s * (c2 + out_c * b));
+                    if forward {
+                        out[out_index] = x[in_index];
+                    } else {
+                        out[in_index] = x[out_index];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn reorg_is_darknets_index_loop_both_ways() {
+    let _rng = rng_exclusive();
+    for (shape, stride) in [([2i64, 8, 4, 6], 2i64), ([1, 9, 6, 3], 3), ([1, 4, 2, 2], 1)] {
+        let x = Tensor::arange(shape.iter().product::<i64>(), (Kind::Double, Device::Cpu)).reshape(shape);
+        let flat: Vec<f64> = Vec::try_from(x.reshape([-1])).unwrap();
+        let [n, c, h, w] = shape.map(|d| d as usize);
+        let s = stride as usize;
+        // Without reverse the layer runs darknet's loop with forward = 0; the
+        // top is (N, C·s², H/s, W/s).
+        let text = format!(r#"type: "Reorg" reorg_param {{ stride: {stride} }}"#);
+        let (setup, tops) = run(&text, &[x.shallow_clone()], &[]);
+        let top = [shape[0], shape[1] * stride * stride, shape[2] / stride, shape[3] / stride];
+        assert_eq!(setup.tops, vec![top.to_vec()]);
+        assert_shaped_values(
+            &format!("{shape:?} / {stride}"),
+            &tops[0],
+            &darknet_reorg(&flat, n, c, h, w, s, false),
+            &top,
+        );
+        // reverse runs it with forward = 1: (N, C/s², H·s, W·s).
+        let text = format!(r#"type: "Reorg" reorg_param {{ stride: {stride} reverse: true }}"#);
+        let (_, tops) = run(&text, &[x.shallow_clone()], &[]);
+        let top = [shape[0], shape[1] / (stride * stride), shape[2] * stride, shape[3] * stride];
+        assert_shaped_values(
+            &format!("{shape:?} reversed"),
+            &tops[0],
+            &darknet_reorg(&flat, n, c, h, w, s, true),
+            &top,
+        );
+    }
+    // Not a plain space-to-depth: with stride 2 the first top channel holds
+    // the even pixels of the first quarter of the bottom's memory.
+    let x = Tensor::arange(16, (Kind::Double, Device::Cpu)).reshape([1, 4, 2, 2]);
+    let (_, tops) = run(r#"type: "Reorg" reorg_param { stride: 2 }"#, &[x], &[]);
+    assert_shaped_values(
+        "1x4x2x2",
+        &tops[0],
+        &[0., 2., 8., 10., 1., 3., 9., 11., 4., 6., 12., 14., 5., 7., 13., 15.],
+        &[1, 16, 1, 1],
+    );
+}
+
+#[test]
+fn reorg_passes_no_gradient_and_checks_its_shapes() {
+    let _rng = rng_exclusive();
+    // The fork's backward writes an unfilled buffer into the bottom's diff.
+    let x = randn(&[1, 8, 4, 4], 5).set_requires_grad(true);
+    let (_, tops) = run(r#"type: "Reorg" reorg_param { stride: 2 }"#, &[x.shallow_clone()], &[]);
+    assert!(!tops[0].requires_grad(), "no gradient reaches the bottom");
+    let e = setup_err(r#"type: "Reorg" reorg_param { stride: 2 }"#, &[vec![1, 6, 4, 4]]);
+    assert!(e.contains("6 channels must be a multiple of stride² = 4"), "{e}");
+    let e = setup_err(r#"type: "Reorg" reorg_param { stride: 2 }"#, &[vec![1, 8, 5, 4]]);
+    assert!(e.contains("height 5 and width 4 must be multiples of reorg_param.stride 2"), "{e}");
+    let e = setup_err(r#"type: "Reorg""#, &[vec![1, 8, 4, 4]]);
+    assert!(e.contains("Reorg needs reorg_param.stride"), "{e}");
+    let e = setup_err(r#"type: "Reorg" reorg_param { stride: 2 }"#, &[vec![8, 4, 4]]);
+    assert!(e.contains("4 axes"), "{e}");
+    let e = setup_err(r#"type: "Reorg" reorg_param { stride: 0 }"#, &[vec![1, 8, 4, 4]]);
+    assert!(e.contains("stride must be positive"), "{e}");
+}
+
 // ---------------------------------------------------------------- the forks' BN
 
 /// Per-channel statistics of an (N, C, H, W) f64 tensor, as the forks' loops

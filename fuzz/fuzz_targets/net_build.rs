@@ -160,6 +160,7 @@ const TYPES: &[TypeSpec] = &[
         &["evaluate_difficult_gt: false"],
     ),
     ("ShuffleChannel", "shuffle_channel_param", &["group"], &[]),
+    ("Reorg", "reorg_param", &["stride"], &["reverse: true"]),
     (
         "Interp",
         "interp_param",

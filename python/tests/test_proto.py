@@ -29,7 +29,7 @@ def test_module_exposes_messages_and_enums_as_protoc_does():
     # BVLC's 63 messages, DropIn's and Resize's, the SSD fork's 9, ShuffleNet's, Fast R-CNN's,
     # DeepLab's Interp, the Upsample of YOLOv3's and SegNet's forks, SegNet's and PSPNet's BN,
     # Faster R-CNN's Proposal and SmoothL1Loss, R-FCN's PSROIPooling.
-    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 101
+    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 102
 
 
 def test_caffe_tch_extensions_have_their_field_numbers():

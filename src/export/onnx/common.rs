@@ -582,3 +582,24 @@ pub fn shuffle_channel(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     g.bind(t, y);
     Ok(())
 }
+
+/// Reorg (MobileNet-YOLO's darknet order): Reshape to six axes, Transpose,
+/// Reshape to the top, as the layer computes it.
+pub fn reorg(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let (b, t, shape) = io(l)?;
+    let p = l.param.reorg_param.unwrap_or_default();
+    let a = crate::layers::common::reorg::arrangement(shape, p.stride() as i64, p.reverse())?;
+    // 0 keeps the batch axis as the input has it.
+    let mut split = a.split;
+    split[0] = 0;
+    let mut top = a.top;
+    top[0] = 0;
+    let x = g.value(b)?;
+    let split = g.const_i64("split", &split);
+    let y = g.node("Reshape", &[&x, &split], vec![]);
+    let y = g.node("Transpose", &[&y], vec![super::attr_ints("perm", &a.perm)]);
+    let top = g.const_i64("shape", &top);
+    let y = g.node("Reshape", &[&y, &top], vec![]);
+    g.bind(t, y);
+    Ok(())
+}

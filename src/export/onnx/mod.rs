@@ -90,6 +90,7 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("SPP", vision::spp),
     ("Scale", common::scale),
     ("ShuffleChannel", common::shuffle_channel),
+    ("Reorg", common::reorg),
     ("Sigmoid", neuron::sigmoid),
     ("Softmax", common::softmax),
     ("Slice", common::slice),

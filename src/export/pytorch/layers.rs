@@ -10,8 +10,8 @@ use super::detection::{
 use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, relu6, swish, threshold, unary};
 use super::segmentation::{bn, interp, upsample};
 use super::utility::{
-    arg_max, concat, crop, embed, filter, flatten, mvn, parameter, reduction, reshape, shuffle_channel, slice, split,
-    tile,
+    arg_max, concat, crop, embed, filter, flatten, mvn, parameter, reduction, reorg, reshape, shuffle_channel, slice,
+    split, tile,
 };
 use super::{Code, Site};
 use crate::layers::vision::base_conv::{effective_conv_param, geometry};
@@ -93,6 +93,7 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("Yolov3DetectionOutput", yolov3_detection_output),
     ("PSROIPooling", psroi_pooling),
     ("ShuffleChannel", shuffle_channel),
+    ("Reorg", reorg),
     ("Interp", interp),
     ("BN", bn),
     ("Upsample", upsample),

@@ -1,6 +1,6 @@
 //! The emitters of Caffe's utility layers (Concat, Slice, Split, Crop,
 //! Reshape, Flatten, MVN, Reduction, ArgMax, Embed, Tile, Parameter, Filter,
-//! ShuffleChannel),
+//! ShuffleChannel, Reorg),
 //! listed in layers.rs's table; each follows src/layers/common/<type>.rs.
 use super::layers::{blobs_module, f, list, py_bool, tup};
 use super::{Code, Site};
@@ -152,6 +152,26 @@ pub(super) fn filter(s: &Site, c: &mut Code) -> Result<()> {
     for (b, t) in s.bottoms.iter().zip(&s.tops) {
         c.fwd(format!("{t} = {b}[{selector}.reshape(-1) != 0]"));
     }
+    Ok(())
+}
+
+/// MobileNet-YOLO's Reorg (darknet's order): six axes, permuted, reshaped to
+/// the top, as the layer computes it (the forward only: the fork passes no
+/// gradient through it, which the module does not copy).
+pub(super) fn reorg(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.reorg_param.unwrap_or_default();
+    let a = crate::layers::common::reorg::arrangement(s.bottom_shape(0), p.stride() as i64, p.reverse())?;
+    let x = s.b(0);
+    let dims = |d: &[i64]| d[1..].iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
+    let perm = a.perm.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
+    c.assign(
+        &s.tops,
+        format!(
+            "{x}.reshape({x}.shape[0], {}).permute({perm}).reshape({x}.shape[0], {})",
+            dims(&a.split),
+            dims(&a.top)
+        ),
+    );
     Ok(())
 }
 

@@ -4,9 +4,10 @@
 //! - arithmetic: Softmax, Eltwise, ArgMax, Reduction;
 //! - normalization: BatchNorm, MVN, and the forks' BN (SegNet's, PSPNet's);
 //! - moving data without arithmetic: Split, Concat, Slice, Flatten, Reshape,
-//!   Tile, Silence, Filter, BatchReindex, and ShuffleNet's ShuffleChannel.
+//!   Tile, Silence, Filter, BatchReindex, ShuffleNet's ShuffleChannel and
+//!   MobileNet-YOLO's Reorg.
 //!   Their gradients are the matching gather/scatter, which autograd
-//!   derives from the forward ops.
+//!   derives from the forward ops (Reorg passes none, as in its fork).
 //!
 //! This file holds the helpers several of them use; `broadcast.rs` holds the
 //! blob broadcasting that Bias and Scale share.
@@ -34,6 +35,7 @@ pub mod inner_product;
 pub mod mvn;
 pub mod parameter;
 pub mod reduction;
+pub mod reorg;
 pub mod reshape;
 pub mod scale;
 pub mod shuffle_channel;
@@ -67,6 +69,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     bn::register(r);
     mvn::register(r);
     shuffle_channel::register(r);
+    reorg::register(r);
 }
 
 /// Requires at least `min` bottoms (layers with no upper limit).
