@@ -334,6 +334,8 @@ fn cases() -> Vec<Case> {
             &[0],
         ),
         case(r#"type: "ShuffleChannel" shuffle_channel_param { group: 2 }"#, vec![x4()], &[0]),
+        // No gradient passes through Reorg (as in its fork).
+        case(r#"type: "Reorg" reorg_param { stride: 2 }"#, vec![randn_f32(&[2, 8, 4, 6], 9)], &[]),
         case(
             r#"type: "ROIPooling" roi_pooling_param { pooled_h: 2 pooled_w: 3 spatial_scale: 0.5 }"#,
             vec![x4(), t(&[0., 0., 0., 7., 9., 1., 2., 1., 9., 6., 1., -4., -4., 3., 3.], &[3, 5])],
