@@ -14,22 +14,11 @@
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/variable.h>
 
-#include <cstdlib>
-#include <cstring>
-#include <exception>
+#include <cstddef>
+#include <stdexcept>
 #include <string>
 
-namespace {
-
-char* error_string(const std::string& what) {
-  char* out = static_cast<char*>(std::malloc(what.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, what.c_str(), what.size() + 1);
-  }
-  return out;
-}
-
-}  // namespace
+#include "shim_errors.h"
 
 extern "C" {
 
@@ -38,20 +27,17 @@ extern "C" {
 // null and sets *out to a new edge owned by the caller, or a malloc'd message
 // (the tensor does not require grad).
 char* caffe_tch_gradient_edge(void* tensor, void** out) {
-  try {
+  return caffe_shim::guarded([&] {
     const at::Tensor& t = *static_cast<at::Tensor*>(tensor);
     if (!t.requires_grad()) {
-      return error_string("the tensor does not require grad");
+      throw std::runtime_error("the tensor does not require grad");
     }
     torch::autograd::Edge edge = torch::autograd::impl::gradient_edge(t);
     if (!edge.is_valid()) {
-      return error_string("the tensor has no gradient edge");
+      throw std::runtime_error("the tensor has no gradient edge");
     }
     *out = new torch::autograd::Edge(std::move(edge));
-    return nullptr;
-  } catch (const std::exception& e) {
-    return error_string(e.what());
-  }
+  });
 }
 
 // Whether `tensor` is a differentiable view of another. An in-place op on a
@@ -68,7 +54,7 @@ void caffe_tch_edge_free(void* edge) { delete static_cast<torch::autograd::Edge*
 // null, or a malloc'd message (grads then untouched).
 char* caffe_tch_backward_edges(void* const* roots, void* const* root_grads, std::size_t n_roots,
                                void* const* outputs, std::size_t n_outputs, bool keep_graph, void** grads) {
-  try {
+  return caffe_shim::guarded([&] {
     torch::autograd::edge_list root_edges;
     torch::autograd::variable_list root_values;
     for (std::size_t i = 0; i < n_roots; ++i) {
@@ -82,16 +68,13 @@ char* caffe_tch_backward_edges(void* const* roots, void* const* root_grads, std:
     torch::autograd::variable_list result = torch::autograd::Engine::get_default_engine().execute(
         root_edges, root_values, keep_graph, /*create_graph=*/false, /*accumulate_grad=*/false, output_edges);
     if (result.size() != n_outputs) {
-      return error_string("autograd returned " + std::to_string(result.size()) + " gradients for " +
-                          std::to_string(n_outputs) + " edges");
+      throw std::runtime_error("autograd returned " + std::to_string(result.size()) + " gradients for " +
+                               std::to_string(n_outputs) + " edges");
     }
     for (std::size_t k = 0; k < n_outputs; ++k) {
       grads[k] = result[k].defined() ? new at::Tensor(std::move(result[k])) : nullptr;
     }
-    return nullptr;
-  } catch (const std::exception& e) {
-    return error_string(e.what());
-  }
+  });
 }
 
 }  // extern "C"

@@ -94,11 +94,8 @@ impl Net {
                 }
                 continue;
             }
-            let roots: Vec<(&GradEdge, Tensor)> = trace.top_edges[i]
-                .iter()
-                .zip(reached)
-                .filter_map(|(edge, g)| Some((edge.as_ref()?, g?.detach())))
-                .collect();
+            let roots: Vec<(&GradEdge, Tensor)> =
+                trace.top_edges[i].iter().zip(reached).filter_map(|(edge, g)| Some((edge.as_ref()?, g?))).collect();
             if roots.is_empty() {
                 continue;
             }
@@ -122,9 +119,7 @@ impl Net {
             // The graph between this layer's bottoms and tops is used once: free it
             // now, with the layer's traced tensors, so the pass holds no more
             // memory than a fused backward does.
-            let root_refs: Vec<(&GradEdge, &Tensor)> = roots.iter().map(|(e, g)| (*e, g)).collect();
-            let output_refs: Vec<&GradEdge> = outputs.iter().collect();
-            let grads = grad_edge::backward(&root_refs, &output_refs, false)?;
+            let grads = grad_edge::backward(&roots, &outputs, false)?;
             drop(roots);
             trace.top_edges[i].clear();
             trace.tops[i].clear();

@@ -61,11 +61,7 @@ pub fn is_view(t: &Tensor) -> bool {
 /// `outputs`: the gradient that reached each output edge, `None` where none
 /// did. Nothing accumulates into a leaf's `.grad`; the graph's saved tensors
 /// on the way are freed unless `keep_graph`.
-pub fn backward(
-    roots: &[(&GradEdge, &Tensor)],
-    outputs: &[&GradEdge],
-    keep_graph: bool,
-) -> Result<Vec<Option<Tensor>>> {
+pub fn backward(roots: &[(&GradEdge, Tensor)], outputs: &[GradEdge], keep_graph: bool) -> Result<Vec<Option<Tensor>>> {
     let root_edges: Vec<*mut c_void> = roots.iter().map(|(e, _)| e.0).collect();
     let root_grads: Vec<*mut c_void> = roots.iter().map(|(_, g)| g.as_ptr() as *mut c_void).collect();
     let output_edges: Vec<*mut c_void> = outputs.iter().map(|e| e.0).collect();

@@ -410,8 +410,19 @@ pub(super) const HELPERS: &[Helper] = &[
 "#,
     },
     Helper {
-        name: "caffe_detection_output",
+        name: "caffe_detection_rows",
         deps: &[],
+        code: r#"def caffe_detection_rows(rows, n, dtype):
+    """DetectionOutput's top from its rows: 1 x 1 x rows x 7, or the forks'
+    row [i, -1, ..., -1] per image of n when none was kept."""
+    if not rows:
+        rows = [torch.tensor([float(i)] + [-1.0] * 6, dtype=dtype) for i in range(n)]
+    return torch.stack(rows).reshape(1, 1, -1, 7)
+"#,
+    },
+    Helper {
+        name: "caffe_detection_output",
+        deps: &["caffe_detection_rows"],
         code: r#"def caffe_detection_output(loc, conf, prior, num_classes, share_location, background, code_type,
                            variance_in_target, keep_top_k, conf_thresh, nms_thresh, eta, top_k):
     """SSD's DetectionOutput, the fork's rules: each image's locations decoded
@@ -477,9 +488,7 @@ pub(super) const HELPERS: &[Helper] = &[
             found = [found[k] for k in sorted(best.tolist())]
         for label, j, score, b in found:
             rows.append(torch.cat([torch.tensor([float(i), float(label)], dtype=loc.dtype), score.reshape(1), b]))
-    if not rows:
-        rows = [torch.tensor([float(i)] + [-1.0] * 6, dtype=loc.dtype) for i in range(n)]
-    return torch.stack(rows).reshape(1, 1, -1, 7)
+    return caffe_detection_rows(rows, n, loc.dtype)
 "#,
     },
     Helper {
@@ -511,7 +520,7 @@ pub(super) const HELPERS: &[Helper] = &[
     },
     Helper {
         name: "caffe_yolo_detection_output",
-        deps: &["caffe_yolo_rows"],
+        deps: &["caffe_yolo_rows", "caffe_detection_rows"],
         code: r#"def caffe_yolo_detection_output(maps, classes, boxes, conf_thresh, nms_thresh, biases):
     """YOLOv2's detections (MobileNet-YOLO's YoloDetectionOutput): per square
     map, cell and anchor, x = (column + sigmoid(tx)) / S, y likewise, w = e^tw
@@ -540,14 +549,12 @@ pub(super) const HELPERS: &[Helper] = &[
         cx, cy, bw, bh, cls, conf = (torch.cat([v.reshape(-1) for v in vs]) for vs in zip(*found))
         keep = conf >= conf_thresh
         rows += caffe_yolo_rows(i, cx, cy, bw, bh, cls, conf, keep, nms_thresh)
-    if not rows:
-        rows = [torch.tensor([float(i)] + [-1.0] * 6, dtype=maps[0].dtype) for i in range(n)]
-    return torch.stack(rows).reshape(1, 1, -1, 7)
+    return caffe_detection_rows(rows, n, maps[0].dtype)
 "#,
     },
     Helper {
         name: "caffe_yolov3_detection_output",
-        deps: &["caffe_yolo_rows"],
+        deps: &["caffe_yolo_rows", "caffe_detection_rows"],
         code: r#"def caffe_yolov3_detection_output(maps, classes, boxes, conf_thresh, nms_thresh, anchors, strides):
     """YOLOv3's detections (MobileNet-YOLO's Yolov3DetectionOutput): per scale,
     cell and anchor, x = (column + sigmoid(tx)) / W, y likewise, w = e^tw *
@@ -577,9 +584,7 @@ pub(super) const HELPERS: &[Helper] = &[
         cx, cy, bw, bh, cls, conf = (torch.cat(v) for v in zip(*found))
         keep = conf > conf_thresh
         rows += caffe_yolo_rows(i, cx, cy, bw, bh, cls, conf, keep, nms_thresh)
-    if not rows:
-        rows = [torch.tensor([float(i)] + [-1.0] * 6, dtype=maps[0].dtype) for i in range(n)]
-    return torch.stack(rows).reshape(1, 1, -1, 7)
+    return caffe_detection_rows(rows, n, maps[0].dtype)
 "#,
     },
     Helper {

@@ -239,14 +239,6 @@ impl Layer for DetectionOutput {
                 save.image(&found)?;
             }
         }
-        if rows.is_empty() {
-            rows = (0..num).map(|i| [i as f32, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0]).collect();
-        }
-        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        let x = &bottoms[0];
-        Ok(vec![Tensor::f_from_slice(&flat)?
-            .f_reshape([1, 1, rows.len() as i64, 7])?
-            .f_to_kind(x.kind())?
-            .f_to_device(x.device())?])
+        Ok(vec![super::detection_rows_top(rows, num, &bottoms[0])?])
     }
 }

@@ -85,3 +85,18 @@ pub fn read_name_sizes(file: &str) -> Result<Vec<(String, (f32, f32))>> {
     }
     Ok(entries)
 }
+
+/// DetectionOutput's top, which the YOLO outputs share: the rows [image,
+/// label, confidence, xmin, ymin, xmax, ymax] as 1 × 1 × rows × 7 in
+/// `like`'s kind and device, or the forks' row [i, -1, …, -1] per image of
+/// `images` when none was kept.
+pub(crate) fn detection_rows_top(mut rows: Vec<[f32; 7]>, images: usize, like: &tch::Tensor) -> Result<tch::Tensor> {
+    if rows.is_empty() {
+        rows = (0..images).map(|i| [i as f32, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0]).collect();
+    }
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Ok(tch::Tensor::f_from_slice(&flat)?
+        .f_reshape([1, 1, rows.len() as i64, 7])?
+        .f_to_kind(like.kind())?
+        .f_to_device(like.device())?)
+}

@@ -3,8 +3,7 @@
 //! YOLOv2 deploy nets run.
 use tch::Tensor;
 
-use super::bbox::descending;
-use super::yolov3_detection_output::{iou, sigmoid, Candidate};
+use super::yolov3_detection_output::{sigmoid, suppress_across_classes, Candidate};
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::LayerParameter;
@@ -140,18 +139,7 @@ impl Layer for YoloDetectionOutput {
                     }
                 }
             }
-            candidates.sort_by(|a, b| descending(a.confidence, b.confidence));
-            let mut suppressed = vec![false; candidates.len()];
-            for i in 0..candidates.len() {
-                if suppressed[i] {
-                    continue;
-                }
-                for j in i + 1..candidates.len() {
-                    if !suppressed[j] && iou(&candidates[i], &candidates[j]) >= self.nms_threshold {
-                        suppressed[j] = true;
-                    }
-                }
-                let c = &candidates[i];
+            for c in &suppress_across_classes(candidates, self.nms_threshold) {
                 // The fork takes the corners in double.
                 let corner = |centre: f32, size: f32, sign: f64| (centre as f64 + sign * size as f64 / 2.0) as f32;
                 rows.push([
@@ -165,14 +153,6 @@ impl Layer for YoloDetectionOutput {
                 ]);
             }
         }
-        if rows.is_empty() {
-            rows = (0..num).map(|i| [i as f32, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0]).collect();
-        }
-        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        let x = &bottoms[0];
-        Ok(vec![Tensor::f_from_slice(&flat)?
-            .f_reshape([1, 1, rows.len() as i64, 7])?
-            .f_to_kind(x.kind())?
-            .f_to_device(x.device())?])
+        Ok(vec![super::detection_rows_top(rows, num, &bottoms[0])?])
     }
 }

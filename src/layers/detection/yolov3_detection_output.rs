@@ -67,6 +67,27 @@ pub(super) fn iou(a: &Candidate, b: &Candidate) -> f32 {
     inter / (a.w * a.h + b.w * b.h - inter)
 }
 
+/// The forks' greedy suppression across classes: the candidates best first
+/// (equal confidences keep their order), each one kept dropping the later
+/// ones it overlaps at nms_threshold or more. Returns the kept, best first.
+pub(super) fn suppress_across_classes(mut candidates: Vec<Candidate>, nms_threshold: f32) -> Vec<Candidate> {
+    candidates.sort_by(|a, b| descending(a.confidence, b.confidence));
+    let mut suppressed = vec![false; candidates.len()];
+    let mut kept = Vec::new();
+    for i in 0..candidates.len() {
+        if suppressed[i] {
+            continue;
+        }
+        for j in i + 1..candidates.len() {
+            if !suppressed[j] && iou(&candidates[i], &candidates[j]) >= nms_threshold {
+                suppressed[j] = true;
+            }
+        }
+        kept.push(candidates[i]);
+    }
+    kept
+}
+
 impl Yolov3DetectionOutput {
     fn new(lp: &LayerParameter) -> Result<Self> {
         let p = lp.yolov3_detection_output_param.clone().unwrap_or_default();
@@ -163,18 +184,7 @@ impl Layer for Yolov3DetectionOutput {
                     }
                 }
             }
-            candidates.sort_by(|a, b| descending(a.confidence, b.confidence));
-            let mut suppressed = vec![false; candidates.len()];
-            for i in 0..candidates.len() {
-                if suppressed[i] {
-                    continue;
-                }
-                for j in i + 1..candidates.len() {
-                    if !suppressed[j] && iou(&candidates[i], &candidates[j]) >= self.nms_threshold {
-                        suppressed[j] = true;
-                    }
-                }
-                let c = &candidates[i];
+            for c in &suppress_across_classes(candidates, self.nms_threshold) {
                 rows.push([
                     image as f32,
                     (c.class + 1) as f32,
@@ -186,14 +196,6 @@ impl Layer for Yolov3DetectionOutput {
                 ]);
             }
         }
-        if rows.is_empty() {
-            rows = (0..num).map(|i| [i as f32, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0]).collect();
-        }
-        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        let x = &bottoms[0];
-        Ok(vec![Tensor::f_from_slice(&flat)?
-            .f_reshape([1, 1, rows.len() as i64, 7])?
-            .f_to_kind(x.kind())?
-            .f_to_device(x.device())?])
+        Ok(vec![super::detection_rows_top(rows, num, &bottoms[0])?])
     }
 }

@@ -1,7 +1,7 @@
 //! The YOLO forks' detection outputs: Yolov3DetectionOutput (YOLOv3) and
 //! YoloDetectionOutput (YOLOv2), sharing their suppression and rows.
 use super::no_detection_rows;
-use crate::export::onnx::Graph;
+use crate::export::onnx::{attr_i, Graph};
 use crate::export::PlanLayer;
 use crate::layers::legacy_dims;
 use crate::{bail, Result};
@@ -18,7 +18,6 @@ use crate::{bail, Result};
 /// layer drops it (its test is ≥): within float rounding of the threshold
 /// a pair can be decided the other way.
 pub fn yolov3_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
-    use crate::export::onnx::attr_i;
     let Some(t) = l.tops.first() else { bail!("Yolov3DetectionOutput needs a top") };
     let p = l.param.yolov3_detection_output_param.clone().unwrap_or_default();
     let (classes, boxes, scales) = (i64::from(p.num_classes()), i64::from(p.num_box()), p.mask_group_num() as usize);
@@ -38,21 +37,7 @@ pub fn yolov3_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
         let [_, _, h, w] = legacy_dims(&shape)?;
         let plane = h * w;
         let stride = p.anchors_scale[s] as f32;
-        // N × plane × anchors × (5 + classes)
-        let x = g.value(b)?;
-        let split = g.const_i64("split", &[images, boxes, len, plane]);
-        let x = g.node("Reshape", &[&x, &split], vec![]);
-        let x = g.node("Transpose", &[&x], vec![crate::export::onnx::attr_ints("perm", &[0, 3, 1, 2])]);
-        let field = |g: &mut Graph, from: i64, to: i64| {
-            let (st, en, ax) = (g.const_i64("start", &[from]), g.const_i64("end", &[to]), g.const_i64("axis", &[3]));
-            g.node("Slice", &[&x, &st, &en, &ax], vec![])
-        };
-        let (tx, ty, tw, th, obj) = (field(g, 0, 1), field(g, 1, 2), field(g, 2, 3), field(g, 3, 4), field(g, 4, 5));
-        let cls = field(g, 5, len);
-        let cols: Vec<f32> = (0..plane).map(|c| (c % w) as f32).collect();
-        let rows: Vec<f32> = (0..plane).map(|c| (c / w) as f32).collect();
-        let cols = g.const_f32("column", &[plane, 1, 1], &cols);
-        let rows = g.const_f32("row", &[plane, 1, 1], &rows);
+        let YoloMap { tx, ty, tw, th, obj, cls, cols, rows } = YoloMap::cut(g, b, images, boxes, len, h, w)?;
         let centre = |g: &mut Graph, t: &str, offset: &str, extent: i64| {
             let sg = g.node("Sigmoid", &[t], vec![]);
             let v = g.node("Add", &[offset, &sg], vec![]);
@@ -73,13 +58,8 @@ pub fn yolov3_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
             g.node("Div", &[&v, &d], vec![])
         };
         let (bw, bh) = (side(g, &tw, 0, w), side(g, &th, 1, h));
-        let two = g.scalar("two", 2.0);
-        let half = |g: &mut Graph, v: &str| g.node("Div", &[v, &two], vec![]);
-        let (hw, hh) = (half(g, &bw), half(g, &bh));
-        let (x1, x2) = (g.node("Sub", &[&cx, &hw], vec![]), g.node("Add", &[&cx, &hw], vec![]));
-        let (y1, y2) = (g.node("Sub", &[&cy, &hh], vec![]), g.node("Add", &[&cy, &hh], vec![]));
         // One box per (cell, anchor), repeated for each class: N × (plane·anchors·classes) × 4, as y1, x1, y2, x2.
-        let corners = g.node("Concat", &[&y1, &x1, &y2, &x2], vec![attr_i("axis", 3)]);
+        let corners = corners(g, &cx, &cy, &bw, &bh);
         let spread = g.const_i64("classes", &[images, plane, boxes, classes, 4]);
         let axis3 = g.const_i64("axis", &[3]);
         let corners = g.node("Unsqueeze", &[&corners, &axis3], vec![]);
@@ -106,7 +86,6 @@ pub fn yolov3_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
 /// confidence equal to the threshold and drops a pair at exactly
 /// nms_threshold, which NonMaxSuppression does the other way round).
 pub fn yolo_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
-    use crate::export::onnx::attr_i;
     let Some(t) = l.tops.first() else { bail!("YoloDetectionOutput needs a top") };
     let p = l.param.yolo_detection_output_param.clone().unwrap_or_default();
     let (classes, boxes) = (i64::from(p.num_classes()), i64::from(p.num_box()));
@@ -123,21 +102,7 @@ pub fn yolo_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     for (s, b) in l.bottoms.iter().enumerate() {
         let shape = l.bottom_shapes.get(s).cloned().unwrap_or_default();
         let [_, _, _, side] = legacy_dims(&shape)?;
-        let plane = side * side;
-        let x = g.value(b)?;
-        let split = g.const_i64("split", &[images, boxes, len, plane]);
-        let x = g.node("Reshape", &[&x, &split], vec![]);
-        let x = g.node("Transpose", &[&x], vec![crate::export::onnx::attr_ints("perm", &[0, 3, 1, 2])]);
-        let field = |g: &mut Graph, from: i64, to: i64| {
-            let (st, en, ax) = (g.const_i64("start", &[from]), g.const_i64("end", &[to]), g.const_i64("axis", &[3]));
-            g.node("Slice", &[&x, &st, &en, &ax], vec![])
-        };
-        let (tx, ty, tw, th, obj) = (field(g, 0, 1), field(g, 1, 2), field(g, 2, 3), field(g, 3, 4), field(g, 4, 5));
-        let cls = field(g, 5, len);
-        let cols: Vec<f32> = (0..plane).map(|c| (c % side) as f32).collect();
-        let rows: Vec<f32> = (0..plane).map(|c| (c / side) as f32).collect();
-        let cols = g.const_f32("column", &[plane, 1, 1], &cols);
-        let rows = g.const_f32("row", &[plane, 1, 1], &rows);
+        let YoloMap { tx, ty, tw, th, obj, cls, cols, rows } = YoloMap::cut(g, b, images, boxes, len, side, side)?;
         let extent = g.scalar("side", side as f32);
         let centre = |g: &mut Graph, t: &str, offset: &str| {
             let sg = g.node("Sigmoid", &[t], vec![]);
@@ -153,11 +118,7 @@ pub fn yolo_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
             g.node("Div", &[&v, &extent], vec![])
         };
         let (bw, bh) = (size(g, &tw, 0), size(g, &th, 1));
-        let two = g.scalar("two", 2.0);
-        let (hw, hh) = (g.node("Div", &[&bw, &two], vec![]), g.node("Div", &[&bh, &two], vec![]));
-        let (x1, x2) = (g.node("Sub", &[&cx, &hw], vec![]), g.node("Add", &[&cx, &hw], vec![]));
-        let (y1, y2) = (g.node("Sub", &[&cy, &hh], vec![]), g.node("Add", &[&cy, &hh], vec![]));
-        let corners = g.node("Concat", &[&y1, &x1, &y2, &x2], vec![attr_i("axis", 3)]);
+        let corners = corners(g, &cx, &cy, &bw, &bh);
         let flat = g.const_i64("flat", &[images, -1, 4]);
         all_boxes.push(g.node("Reshape", &[&corners, &flat], vec![]));
         // Softmax over the classes as the layer writes it, then its arg-max (the first on ties).
@@ -177,6 +138,52 @@ pub fn yolo_detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let classes = YoloClasses::Chosen(&all_classes);
     yolo_rows(g, t, &all_boxes, &all_scores, classes, p.nms_threshold(), p.confidence_threshold(), images);
     Ok(())
+}
+
+/// One YOLO map (N × anchors·(5 + classes) × H × W) as N × plane × anchors ×
+/// (5 + classes), cut into its fields, with each cell's column and row
+/// (plane × 1 × 1 constants).
+struct YoloMap {
+    tx: String,
+    ty: String,
+    tw: String,
+    th: String,
+    obj: String,
+    cls: String,
+    cols: String,
+    rows: String,
+}
+
+impl YoloMap {
+    #[allow(clippy::too_many_arguments)]
+    fn cut(g: &mut Graph, bottom: &str, images: i64, boxes: i64, len: i64, h: i64, w: i64) -> Result<YoloMap> {
+        let plane = h * w;
+        let x = g.value(bottom)?;
+        let split = g.const_i64("split", &[images, boxes, len, plane]);
+        let x = g.node("Reshape", &[&x, &split], vec![]);
+        let x = g.node("Transpose", &[&x], vec![crate::export::onnx::attr_ints("perm", &[0, 3, 1, 2])]);
+        let field = |g: &mut Graph, from: i64, to: i64| {
+            let (st, en, ax) = (g.const_i64("start", &[from]), g.const_i64("end", &[to]), g.const_i64("axis", &[3]));
+            g.node("Slice", &[&x, &st, &en, &ax], vec![])
+        };
+        let (tx, ty, tw, th, obj) = (field(g, 0, 1), field(g, 1, 2), field(g, 2, 3), field(g, 3, 4), field(g, 4, 5));
+        let cls = field(g, 5, len);
+        let cols: Vec<f32> = (0..plane).map(|c| (c % w) as f32).collect();
+        let rows: Vec<f32> = (0..plane).map(|c| (c / w) as f32).collect();
+        let cols = g.const_f32("column", &[plane, 1, 1], &cols);
+        let rows = g.const_f32("row", &[plane, 1, 1], &rows);
+        Ok(YoloMap { tx, ty, tw, th, obj, cls, cols, rows })
+    }
+}
+
+/// The corners of centre ± half size, concatenated on axis 3 as y1, x1, y2,
+/// x2 (NonMaxSuppression's order).
+fn corners(g: &mut Graph, cx: &str, cy: &str, bw: &str, bh: &str) -> String {
+    let two = g.scalar("two", 2.0);
+    let (hw, hh) = (g.node("Div", &[bw, &two], vec![]), g.node("Div", &[bh, &two], vec![]));
+    let (x1, x2) = (g.node("Sub", &[cx, &hw], vec![]), g.node("Add", &[cx, &hw], vec![]));
+    let (y1, y2) = (g.node("Sub", &[cy, &hh], vec![]), g.node("Add", &[cy, &hh], vec![]));
+    g.node("Concat", &[&y1, &x1, &y2, &x2], vec![attr_i("axis", 3)])
 }
 
 /// Where a YOLO candidate's class comes from.
@@ -204,7 +211,6 @@ fn yolo_rows(
     confidence_threshold: f32,
     images: i64,
 ) {
-    use crate::export::onnx::attr_i;
     use crate::proto::onnx::tensor_proto::DataType;
     fn joined(g: &mut Graph, parts: &[String]) -> String {
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
