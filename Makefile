@@ -89,6 +89,15 @@ system-deps:
 	    echo "note: Gloo headers not found; run 'sudo apt-get install libgloo-dev' (the build needs them)"; \
 	  fi; \
 	fi
+	@if [ ! -f /usr/include/jpeglib.h ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq libjpeg-dev >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq libjpeg-dev; } || \
+	    echo "warning: could not install libjpeg-dev; the build needs it (JPEG decoding)"; \
+	  else \
+	    echo "note: libjpeg headers not found; run 'sudo apt-get install libjpeg-dev' (the build needs them)"; \
+	  fi; \
+	fi
 	@if ! command -v dot >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get install -y -qq graphviz >/dev/null 2>&1 || \

@@ -7,7 +7,8 @@
 //! and `csrc/onednn_ops.cpp`, oneDNN kernels reached through the dispatcher,
 //! and builds the CUDA shim (`csrc/nccl_shim.cpp`: NCCL, for CUDA tensors;
 //! `csrc/cuda_graph.cpp`: CUDA graphs) as a shared library of its own beside
-//! the binary, when the CUDA headers are there.
+//! the binary, when the CUDA headers are there; and `csrc/jpeg.c`, JPEG
+//! through the system's libjpeg, as OpenCV decodes and encodes.
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(fds)?;
     // The ONNX subset `caffe export` writes (no reflection needed).
     prost_build::Config::new().compile_fds(protox::compile(["proto/onnx.proto"], ["proto"])?)?;
+    compile_jpeg_shim();
 
     // torch-sys passes its lib folder as DEP_TCH_LIBTORCH_LIB (its `links = "tch"`).
     // It adds no rpath itself, so without this the binary needs LD_LIBRARY_PATH.
@@ -100,6 +102,17 @@ fn compile_cpu_shims(lib: &std::path::Path) {
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .warnings(false)
         .compile("caffe_cpu_shims");
+}
+
+/// The JPEG codec (src/data/jpeg.rs) over the system's libjpeg(-turbo),
+/// the library OpenCV uses (Debian's libjpeg-dev, `make system-deps`).
+fn compile_jpeg_shim() {
+    println!("cargo:rerun-if-changed=csrc/jpeg.c");
+    if !std::path::Path::new("/usr/include/jpeglib.h").exists() {
+        println!("cargo:warning=jpeglib.h not found in /usr/include: install libjpeg-dev (make system-deps)");
+    }
+    cc::Build::new().file("csrc/jpeg.c").flag("-std=c99").compile("caffe_jpeg_shim");
+    println!("cargo:rustc-link-lib=jpeg");
 }
 
 /// The file name src/util/cuda.rs opens.

@@ -47,14 +47,38 @@ def png(width, height, channels):
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
-def jpeg(width, height):
+def pillow_images():
+    """Small files in every format the decoder reads beyond hand-made PNG:
+    JPEG (baseline, progressive, CMYK, with an Exif orientation), BMP, PNM,
+    TIFF, WebP and a 16-bit PNG (none when Pillow is missing)."""
     try:
         from PIL import Image
     except ImportError:
-        return None
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 100, 50)).save(buf, format="JPEG")
-    return buf.getvalue()
+        return []
+    rgb = Image.new("RGB", (8, 6), (200, 100, 50))
+    rgb.putpixel((3, 2), (10, 250, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    saves = [
+        (rgb, "JPEG", {}),
+        (rgb, "JPEG", {"progressive": True}),
+        (rgb.convert("CMYK"), "JPEG", {}),
+        (rgb, "JPEG", {"exif": exif.tobytes()}),
+        (rgb, "BMP", {}),
+        (rgb.quantize(8), "BMP", {}),
+        (rgb, "PPM", {}),
+        (rgb.convert("L"), "PPM", {}),
+        (rgb.convert("RGBA"), "TIFF", {}),
+        (rgb, "WEBP", {"lossless": True}),
+        (rgb, "WEBP", {"quality": 50}),
+        (rgb.convert("I;16"), "PNG", {}),
+    ]
+    out = []
+    for image, kind, options in saves:
+        buf = io.BytesIO()
+        image.save(buf, format=kind, **options)
+        out.append(buf.getvalue())
+    return out
 
 
 def datum_input(record):
@@ -70,9 +94,7 @@ records = [
     datum(data=png(5, 4, 1), encoded=True),
     datum(data=png(6, 6, 3), encoded=True),
 ]
-j = jpeg(8, 8)
-if j:
-    records.append(datum(data=j, encoded=True))
+records += [datum(data=image, encoded=True) for image in pillow_images()]
 os.makedirs(f"{corpus}/datum", exist_ok=True)
 for i, r in enumerate(records):
     with open(f"{corpus}/datum/built_{i}", "wb") as f:

@@ -517,9 +517,10 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
 fn make_images(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for k in 0..4u32 {
-        // Smooth colour images, so JPEG's loss stays small.
+        // Smooth colour images (no channel wraps past 255), so JPEG's loss
+        // stays small even with OpenCV's 4:2:0 chroma.
         let rgb = image::RgbImage::from_fn(20, 16, |x, y| {
-            image::Rgb([(x * 12 + k * 9) as u8, (y * 15 + 3) as u8, ((x + y) * 6 + k * 20) as u8])
+            image::Rgb([(x * 12 + k * 9) as u8, (y * 15 + 3) as u8, ((x + y) * 5 + k * 20) as u8])
         });
         let name = format!("img{k}.png");
         rgb.save(dir.join(&name)).unwrap();
@@ -572,7 +573,7 @@ fn encoded_datasets_decode_like_raw() {
     let (raw_x, raw_y) = read_all(&raw, "", 4);
     assert_eq!(raw_x.size(), vec![4, 3, 16, 20]);
     // BGR planes, as OpenCV gives them: channel 0 is blue.
-    assert_eq!(raw_x.double_value(&[1, 0, 2, 3]), ((3 + 2) * 6 + 20) as f64);
+    assert_eq!(raw_x.double_value(&[1, 0, 2, 3]), ((3 + 2) * 5 + 20) as f64);
     let (png_x, png_y) = read_all(&png, "", 4);
     assert!(png_x.equal(&raw_x), "PNG-encoded pixels differ from raw");
     assert!(png_y.equal(&raw_y));
@@ -632,6 +633,79 @@ fn encoded_datasets_decode_like_raw() {
     let mut labels = values_f32(&l.forward(&ctx(Phase::Train), &[], &[]).unwrap()[1]);
     labels.sort_by(f32::total_cmp);
     assert_eq!(labels, vec![0., 1., 2., 3.]);
+}
+
+/// JPEG against OpenCV's own files (tests/fixtures/images/make.py, run with
+/// OpenCV 4.14): a 4:2:0 file decodes to cv2.imread's pixels in colour and in
+/// grey, and encoding (convert_imageset's -encode_type jpg) writes the bytes
+/// cv2.imencode writes, colour and grey.
+#[test]
+fn jpeg_decodes_and_encodes_as_opencv() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+    let bytes = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let pixels = |im: &img::Image| im.data.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
+    let jpg = bytes("subsampled.jpg");
+    for (mode, npy) in [(ColorMode::Color, "subsampled_colour.npy"), (ColorMode::Gray, "subsampled_grey.npy")] {
+        let want = read_npy(&dir.join(npy));
+        let got = img::decode(&jpg, mode).unwrap();
+        assert_eq!([got.channels, got.height, got.width].map(|v| v as i64).to_vec(), want.size(), "{npy}");
+        assert_eq!(pixels(&got), values_f32(&want), "{npy}");
+    }
+    let source = img::decode(&bytes("source.png"), ColorMode::Color).unwrap();
+    assert_eq!(img::encode(&source, "jpg").unwrap(), bytes("opencv_q95.jpg"));
+    let grey = img::decode(&bytes("source_grey.png"), ColorMode::Gray).unwrap();
+    assert_eq!(img::encode(&grey, "jpg").unwrap(), bytes("opencv_q95_grey.jpg"));
+}
+
+/// The Exif orientation tag read from either byte order, and the eight
+/// orientations applied as OpenCV's ApplyExifOrientation does (pixel values
+/// by hand on a 2×3 image; python/tests/test_image_decoding.py compares whole
+/// photos with OpenCV).
+#[test]
+fn exif_orientation_is_read_and_applied() {
+    use caffe_tch::data::image::exif_orientation;
+    let tiff = |little: bool, tag: u16, kind: u16, value: u16| {
+        let mut t = if little { b"II*\0".to_vec() } else { b"MM\0*".to_vec() };
+        let put16 = |t: &mut Vec<u8>, v: u16| t.extend(if little { v.to_le_bytes() } else { v.to_be_bytes() });
+        let put32 = |t: &mut Vec<u8>, v: u32| t.extend(if little { v.to_le_bytes() } else { v.to_be_bytes() });
+        put32(&mut t, 8);
+        put16(&mut t, 2);
+        // An unrelated entry first (ImageWidth, a SHORT), then the one asked for.
+        for (entry_tag, entry_kind, entry_value) in [(0x0100, 3, 640), (tag, kind, value)] {
+            put16(&mut t, entry_tag);
+            put16(&mut t, entry_kind);
+            put32(&mut t, 1);
+            put16(&mut t, entry_value);
+            t.extend([0, 0]);
+        }
+        t
+    };
+    assert_eq!(exif_orientation(&tiff(true, 0x0112, 3, 6)), Some(6));
+    assert_eq!(exif_orientation(&tiff(false, 0x0112, 3, 8)), Some(8));
+    assert_eq!(exif_orientation(&tiff(true, 0x0112, 3, 9)), None);
+    assert_eq!(exif_orientation(&tiff(true, 0x0112, 4, 6)), None);
+    assert_eq!(exif_orientation(&tiff(true, 0x0110, 3, 6)), None);
+    let cut = tiff(true, 0x0112, 3, 6);
+    assert_eq!(exif_orientation(&cut[..cut.len() - 6]), None);
+    assert_eq!(exif_orientation(b"Exif"), None);
+
+    // 1 2 3
+    // 4 5 6
+    let im = img::Image { channels: 1, height: 2, width: 3, data: vec![1, 2, 3, 4, 5, 6] };
+    let turned = |o: u8| {
+        let t = im.clone().oriented(o);
+        (t.height, t.width, t.data)
+    };
+    assert_eq!(turned(1), (2, 3, vec![1, 2, 3, 4, 5, 6]));
+    assert_eq!(turned(2), (2, 3, vec![3, 2, 1, 6, 5, 4]));
+    assert_eq!(turned(3), (2, 3, vec![6, 5, 4, 3, 2, 1]));
+    assert_eq!(turned(4), (2, 3, vec![4, 5, 6, 1, 2, 3]));
+    assert_eq!(turned(5), (3, 2, vec![1, 4, 2, 5, 3, 6]));
+    // 6: a quarter turn clockwise.
+    assert_eq!(turned(6), (3, 2, vec![4, 1, 5, 2, 6, 3]));
+    assert_eq!(turned(7), (3, 2, vec![6, 3, 5, 2, 4, 1]));
+    // 8: a quarter turn anticlockwise.
+    assert_eq!(turned(8), (3, 2, vec![3, 6, 2, 5, 1, 4]));
 }
 
 #[test]
@@ -797,7 +871,7 @@ fn bad_inputs_are_one_line_errors_naming_layer_source_and_key() {
     let enc = tmp.path().join("junk_lmdb");
     write_db(&enc, Backend::Lmdb, &[("00000000_a.png".into(), junk)]);
     let e = err_of(&data_net(&enc, "backend: LMDB", 1, ""), Phase::Train, 0);
-    assert_one_line_error(&e, &["mnist", "junk_lmdb", "00000000_a.png", "not a PNG or JPEG"]);
+    assert_one_line_error(&e, &["mnist", "junk_lmdb", "00000000_a.png", "not an image in a format read here"]);
 
     // An image list naming a missing file (the second: found while prefetching).
     let root = tmp.path().join("imgs");

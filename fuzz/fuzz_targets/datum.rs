@@ -1,4 +1,4 @@
-//! Datum records (raw, float, encoded PNG/JPEG) through Caffe's
+//! Datum records (raw, float, encoded images of every format read) through Caffe's
 //! DataTransformer with arbitrary crop, mirror, scale, mean values or a mean
 //! file of any size (often not the image's).
 #![no_main]

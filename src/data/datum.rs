@@ -1,5 +1,5 @@
 //! `Datum`, Caffe's record: a C×H×W image as raw uint8 bytes, as floats
-//! (`float_data`), or as an encoded PNG/JPEG file (`encoded: true`), plus an
+//! (`float_data`), or as an encoded image file (`encoded: true`), plus an
 //! integer label.
 use prost::Message;
 

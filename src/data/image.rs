@@ -1,5 +1,5 @@
 //! Images as Caffe (through OpenCV) sees them: 8-bit, channels-first, colour
-//! channels in BGR order, decoded from PNG or JPEG, resized bilinearly.
+//! channels in BGR order, decoded as OpenCV decodes them, resized bilinearly.
 //!
 //! Datasets made by Caffe store colour pixels as B, G, R planes (OpenCV's
 //! order) and mean files follow it, so decoding here swaps RGB to BGR.
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::util::limits;
 use crate::{Error, Result};
-use image::{DynamicImage, ImageEncoder, ImageFormat};
+use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat};
 
 /// How to decode: as stored (OpenCV's IMREAD_ANYCOLOR: grey stays one channel,
 /// colour becomes three, alpha is dropped), forced to 3-channel colour, or
@@ -34,15 +34,29 @@ fn gray_of(r: u8, g: u8, b: u8) -> u8 {
     ((r as u32 * 4899 + g as u32 * 9617 + b as u32 * 1868 + (1 << 13)) >> 14) as u8
 }
 
-/// Decodes PNG or JPEG bytes. Anything else (or a corrupt file) is an error
-/// saying what the bytes look like.
+/// OpenCV 4's `cvtColor` BGR→grey on 8-bit samples.
+fn cvt_color_grey(r: u8, g: u8, b: u8) -> u8 {
+    ((r as u32 * 9798 + g as u32 * 19235 + b as u32 * 3735 + (1 << 14)) >> 15) as u8
+}
+
+/// The formats decoded, as OpenCV's imread names them in its errors' stead.
+const FORMATS: &str = "JPEG, PNG, BMP, PNM (PBM, PGM, PPM), TIFF and WebP";
+
+/// Decodes an image as OpenCV's `imread`/`imdecode` does (Caffe's readers
+/// call them): JPEG through libjpeg ([`super::jpeg`]), the others through the
+/// `image` crate's lossless decoders (WebP's lossy one too) with OpenCV's
+/// conversions on top: 16-bit samples narrowed, colour turned grey and the
+/// Exif orientation applied as OpenCV's decoder for the format does.
+/// Anything else (or a corrupt file) is an error saying what the bytes look like.
 pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     let format = image::guess_format(bytes).map_err(|_| {
         let head: String = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        Error::data(format!("not a PNG or JPEG image ({} bytes, starting {head})", bytes.len()))
+        Error::data(format!("not an image in a format read here ({FORMATS}): {} bytes, starting {head}", bytes.len()))
     })?;
-    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
-        return Err(Error::data(format!("{format:?} images are not supported (only PNG and JPEG)")));
+    match format {
+        ImageFormat::Jpeg => return super::jpeg::decode(bytes, mode),
+        ImageFormat::Png | ImageFormat::Bmp | ImageFormat::Pnm | ImageFormat::Tiff | ImageFormat::WebP => {}
+        other => return Err(Error::data(format!("{other:?} images are not supported (only {FORMATS})"))),
     }
     let corrupt = |e: image::ImageError| Error::data(format!("corrupt {format:?} image: {e}"));
     // The header's size is checked before the pixels are allocated: a few
@@ -62,35 +76,239 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_alloc = Some(limits::max_memory());
     reader.limits(decoder_limits);
-    let img = crate::util::contain::contain_panic(|| reader.decode())
-        .map_err(|panic| Error::data(format!("corrupt {format:?} image: the decoder failed ({panic})")))?
-        .map_err(corrupt)?;
-    Ok(from_dynamic(&img, mode))
+    let (img, orientation) = crate::util::contain::contain_panic(|| -> image::ImageResult<_> {
+        let mut decoder = reader.into_decoder()?;
+        // OpenCV ignores an Exif block it cannot read.
+        let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+        Ok((DynamicImage::from_decoder(decoder)?, orientation))
+    })
+    .map_err(|panic| Error::data(format!("corrupt {format:?} image: the decoder failed ({panic})")))?
+    .map_err(corrupt)?;
+    let greying = match format {
+        ImageFormat::Png => Greying::Libpng,
+        ImageFormat::WebP => Greying::CvtColor,
+        _ => Greying::OpenCv,
+    };
+    // OpenCV's TIFF decoder rounds 16-bit samples to 8 bits (the others keep
+    // the high byte) and reads RGBA through libtiff's RGBA interface, which
+    // premultiplies colour by an unassociated alpha.
+    let (narrow, img): (fn(u16) -> u8, _) = if format == ImageFormat::Tiff {
+        let unassociated = matches!(img, DynamicImage::ImageRgba8(_)) && tiff_alpha_is_unassociated(bytes);
+        (|v| ((u32::from(v) + 128) / 257) as u8, if unassociated { premultiplied(img) } else { img })
+    } else {
+        (|v| (v >> 8) as u8, img)
+    };
+    let decoded = from_dynamic(&img, mode, greying, narrow)?;
+    // OpenCV 4 turns PNG and WebP files upright by their Exif orientation too
+    // (its TIFF reader fails on a turned file; that one stays as stored).
+    Ok(match format {
+        ImageFormat::Png => match png_exif(bytes).and_then(exif_orientation) {
+            Some(o) => decoded.oriented(o),
+            None => decoded,
+        },
+        ImageFormat::WebP => decoded.oriented(orientation.to_exif()),
+        _ => decoded,
+    })
 }
 
-fn from_dynamic(img: &DynamicImage, mode: ColorMode) -> Image {
+/// A PNG's eXIf chunk (Exif in TIFF form; a leading "Exif\0\0" is skipped),
+/// which the `image` crate's PNG decoder does not read.
+fn png_exif(bytes: &[u8]) -> Option<&[u8]> {
+    let mut at = 8;
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes(header[..4].try_into().ok()?) as usize;
+        let body = bytes.get(at + 8..(at + 8).checked_add(len)?)?;
+        match &header[4..] {
+            b"eXIf" => return Some(body.strip_prefix(b"Exif\0\0").unwrap_or(body)),
+            b"IEND" => return None,
+            _ => at = at.checked_add(12 + len)?,
+        }
+    }
+    None
+}
+
+/// Whether a TIFF's extra sample is an unassociated alpha (ExtraSamples = 2).
+fn tiff_alpha_is_unassociated(bytes: &[u8]) -> bool {
+    crate::util::contain::contain_panic(|| {
+        let Ok(mut decoder) = tiff::decoder::Decoder::new(Cursor::new(bytes)) else { return false };
+        decoder.get_tag_u32_vec(tiff::tags::Tag::ExtraSamples).is_ok_and(|v| v.first() == Some(&2))
+    })
+    .unwrap_or(false)
+}
+
+/// Colour times alpha, rounded as libtiff's RGBA interface does (8-bit RGBA only).
+fn premultiplied(img: DynamicImage) -> DynamicImage {
+    match img {
+        DynamicImage::ImageRgba8(mut rgba) => {
+            for p in rgba.pixels_mut() {
+                let a = u32::from(p[3]);
+                for c in 0..3 {
+                    p[c] = ((u32::from(p[c]) * a + 127) / 255) as u8;
+                }
+            }
+            DynamicImage::ImageRgba8(rgba)
+        }
+        other => other,
+    }
+}
+
+/// How colour becomes grey in OpenCV's decoder for the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Greying {
+    /// libpng's `png_set_rgb_to_gray(0.299, 0.587)`: weights truncated to 15
+    /// bits (9797, 19234, 3737), the sum truncated on 8-bit samples and
+    /// rounded on 16-bit ones (then their high byte kept).
+    Libpng,
+    /// OpenCV's `icvCvt_BGR2Gray` (its BMP, PNM and TIFF decoders): 14-bit
+    /// weights, rounded.
+    OpenCv,
+    /// OpenCV 4's `cvtColor(BGR2GRAY)`, which its WebP decoder calls: 15-bit
+    /// weights (9798, 19235, 3735), rounded (OpenCV 3 used the 14-bit ones).
+    CvtColor,
+}
+
+fn from_dynamic(img: &DynamicImage, mode: ColorMode, greying: Greying, narrow: fn(u16) -> u8) -> Result<Image> {
     let (width, height) = (img.width() as usize, img.height() as usize);
-    let plane = width * height;
-    let is_gray = !img.color().has_color();
-    match (mode, is_gray) {
-        (ColorMode::Gray, true) | (ColorMode::Native, true) => {
-            Image { channels: 1, height, width, data: img.to_luma8().into_raw() }
-        }
-        (ColorMode::Gray, false) => {
-            let rgb = img.to_rgb8();
-            let data = rgb.pixels().map(|p| gray_of(p[0], p[1], p[2])).collect();
-            Image { channels: 1, height, width, data }
-        }
-        (ColorMode::Color, _) | (ColorMode::Native, false) => {
-            let rgb = img.to_rgb8();
-            let mut data = vec![0u8; 3 * plane];
-            for (i, p) in rgb.pixels().enumerate() {
+    let has_color = img.color().has_color();
+    let grey_out = match mode {
+        ColorMode::Gray => true,
+        ColorMode::Color => false,
+        ColorMode::Native => !has_color,
+    };
+    // 16-bit samples are narrowed as the format's decoder in OpenCV does.
+    let deep = matches!(
+        img,
+        DynamicImage::ImageLuma16(_)
+            | DynamicImage::ImageLumaA16(_)
+            | DynamicImage::ImageRgb16(_)
+            | DynamicImage::ImageRgba16(_)
+    );
+    if matches!(img, DynamicImage::ImageRgb32F(_) | DynamicImage::ImageRgba32F(_)) {
+        return Err(Error::data("floating-point images are not supported (8 or 16 bits per sample)".to_string()));
+    }
+    if !grey_out {
+        let mut data = vec![0u8; 3 * width * height];
+        let plane = width * height;
+        if deep {
+            for (i, p) in img.to_rgb16().pixels().enumerate() {
+                data[i] = narrow(p[2]);
+                data[plane + i] = narrow(p[1]);
+                data[2 * plane + i] = narrow(p[0]);
+            }
+        } else {
+            for (i, p) in img.to_rgb8().pixels().enumerate() {
                 data[i] = p[2];
                 data[plane + i] = p[1];
                 data[2 * plane + i] = p[0];
             }
-            Image { channels: 3, height, width, data }
         }
+        return Ok(Image { channels: 3, height, width, data });
+    }
+    let data: Vec<u8> = match (has_color, deep) {
+        (false, false) => img.to_luma8().into_raw(),
+        (false, true) => img.to_luma16().into_raw().into_iter().map(narrow).collect(),
+        (true, false) => {
+            let grey = match greying {
+                Greying::Libpng => {
+                    |r: u8, g: u8, b: u8| ((r as u32 * 9797 + g as u32 * 19234 + b as u32 * 3737) >> 15) as u8
+                }
+                Greying::OpenCv => gray_of,
+                Greying::CvtColor => cvt_color_grey,
+            };
+            img.to_rgb8().pixels().map(|p| grey(p[0], p[1], p[2])).collect()
+        }
+        (true, true) => {
+            let grey = |r: u16, g: u16, b: u16| -> u8 {
+                match greying {
+                    Greying::Libpng => {
+                        (((r as u32 * 9797 + g as u32 * 19234 + b as u32 * 3737 + (1 << 14)) >> 15) >> 8) as u8
+                    }
+                    Greying::OpenCv => gray_of(narrow(r), narrow(g), narrow(b)),
+                    Greying::CvtColor => cvt_color_grey(narrow(r), narrow(g), narrow(b)),
+                }
+            };
+            img.to_rgb16().pixels().map(|p| grey(p[0], p[1], p[2])).collect()
+        }
+    };
+    Ok(Image { channels: 1, height, width, data })
+}
+
+/// The Exif orientation (1 to 8) in the first image directory of a TIFF-form
+/// Exif block, as OpenCV reads it; None when absent or malformed.
+pub fn exif_orientation(tiff: &[u8]) -> Option<u8> {
+    let little = match tiff.get(..4)? {
+        [b'I', b'I', 42, 0] => true,
+        [b'M', b'M', 0, 42] => false,
+        _ => return None,
+    };
+    let u16_at = |at: usize| -> Option<u16> {
+        let b: [u8; 2] = tiff.get(at..at + 2)?.try_into().ok()?;
+        Some(if little { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) })
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = tiff.get(at..at + 4)?.try_into().ok()?;
+        Some(if little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+    };
+    let ifd = u32_at(4)? as usize;
+    let entries = u16_at(ifd)? as usize;
+    for k in 0..entries {
+        let entry = ifd.checked_add(2 + 12 * k)?;
+        // Tag 0x0112 (Orientation), type SHORT, one value.
+        if u16_at(entry)? == 0x0112 && u16_at(entry + 2)? == 3 && u32_at(entry + 4)? == 1 {
+            let v = u16_at(entry + 8)?;
+            return (1..=8).contains(&v).then_some(v as u8);
+        }
+    }
+    None
+}
+
+impl Image {
+    /// From rows of interleaved RGB pixels (or one grey channel) to BGR planes.
+    pub fn from_interleaved_rgb(pixels: &[u8], channels: usize, height: usize, width: usize) -> Image {
+        if channels == 1 {
+            return Image { channels, height, width, data: pixels.to_vec() };
+        }
+        let plane = height * width;
+        let mut data = vec![0u8; 3 * plane];
+        for (i, p) in pixels.chunks_exact(3).enumerate() {
+            data[i] = p[2];
+            data[plane + i] = p[1];
+            data[2 * plane + i] = p[0];
+        }
+        Image { channels: 3, height, width, data }
+    }
+
+    /// The image turned upright by its Exif orientation (1 to 8), as OpenCV's
+    /// `ApplyExifOrientation` does (5 to 8 transpose, so height and width swap).
+    pub fn oriented(self, orientation: u8) -> Image {
+        if !(2..=8).contains(&orientation) {
+            return self;
+        }
+        let (h, w) = (self.height, self.width);
+        let (oh, ow) = if orientation >= 5 { (w, h) } else { (h, w) };
+        // The source pixel of output pixel (oy, ox).
+        let source = |oy: usize, ox: usize| -> (usize, usize) {
+            match orientation {
+                2 => (oy, w - 1 - ox),
+                3 => (h - 1 - oy, w - 1 - ox),
+                4 => (h - 1 - oy, ox),
+                5 => (ox, oy),
+                6 => (ow - 1 - ox, oy),
+                7 => (ow - 1 - ox, oh - 1 - oy),
+                _ => (ox, oh - 1 - oy),
+            }
+        };
+        let mut data = Vec::with_capacity(self.data.len());
+        for c in 0..self.channels {
+            let plane = &self.data[c * h * w..(c + 1) * h * w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (sy, sx) = source(oy, ox);
+                    data.push(plane[sy * w + sx]);
+                }
+            }
+        }
+        Image { channels: self.channels, height: oh, width: ow, data }
     }
 }
 
@@ -168,8 +386,16 @@ fn resize_mapped(img: &Image, new_height: usize, new_width: usize, scale_y: f64,
     Image { channels: img.channels, height: new_height, width: new_width, data }
 }
 
-/// Encodes as PNG or JPEG (quality 95, OpenCV's default), from BGR planes.
+/// Encodes as PNG or JPEG, from BGR planes, as Caffe's `convert_imageset
+/// -encode_type` does through OpenCV's `imencode`: JPEG at OpenCV's default
+/// quality 95 through libjpeg (byte for byte OpenCV's file), PNG losslessly
+/// (its compressed bytes are the `png` crate's, the pixels OpenCV's).
 pub fn encode(img: &Image, format: &str) -> Result<Vec<u8>> {
+    match format.to_ascii_lowercase().as_str() {
+        "jpg" | "jpeg" => return super::jpeg::encode(img, 95),
+        "png" => {}
+        other => return Err(Error::data(format!("unknown encode_type '{other}' (use png or jpg)"))),
+    }
     let plane = img.height * img.width;
     let (color, pixels) = match img.channels {
         1 => (image::ExtendedColorType::L8, img.data.clone()),
@@ -183,15 +409,9 @@ pub fn encode(img: &Image, format: &str) -> Result<Vec<u8>> {
         c => return Err(Error::data(format!("cannot encode a {c}-channel image (1 or 3 channels)"))),
     };
     let mut out = Vec::new();
-    let (w, h) = (img.width as u32, img.height as u32);
-    match format.to_ascii_lowercase().as_str() {
-        "png" => image::codecs::png::PngEncoder::new(&mut out).write_image(&pixels, w, h, color),
-        "jpg" | "jpeg" => {
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).write_image(&pixels, w, h, color)
-        }
-        other => return Err(Error::data(format!("unknown encode_type '{other}' (use png or jpg)"))),
-    }
-    .map_err(|e| Error::data(format!("encoding {format}: {e}")))?;
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(&pixels, img.width as u32, img.height as u32, color)
+        .map_err(|e| Error::data(format!("encoding png: {e}")))?;
     Ok(out)
 }
 

@@ -1,5 +1,5 @@
 //! Datasets in and out: Caffe's key-value databases (LMDB, LevelDB), `Datum`
-//! records (raw or PNG/JPEG-encoded), images on disk, and Caffe's
+//! records (raw or encoded images), images on disk, and Caffe's
 //! `DataTransformer` (mean, scale, crop, mirror).
 //!
 //! The data layers (src/layers/data/) read through these on their prefetch
@@ -9,6 +9,7 @@ pub mod datum;
 pub mod db;
 pub mod hdf5;
 pub mod image;
+pub mod jpeg;
 pub mod transform;
 
 use std::cell::Cell;

@@ -33,7 +33,7 @@ pub const SPEC: Spec = Spec {
         ("shuffle", false, "shuffle the list's order (and so the DB's)"),
         ("check_label", false, "fail on a name listed twice in the label map"),
         ("check_size", false, "check that every image has the first image's size"),
-        ("encoded", false, "store each image encoded (PNG/JPEG) instead of as raw pixels"),
+        ("encoded", false, "store each image encoded (its file, or -encode_type) instead of raw pixels"),
     ],
     values: &[
         ("backend", "lmdb", "the database type: lmdb or leveldb"),

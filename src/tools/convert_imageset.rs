@@ -21,7 +21,7 @@ pub const SPEC: Spec = Spec {
         ("gray", false, "read the images as grayscale"),
         ("shuffle", false, "shuffle the list's order (and so the DB's)"),
         ("check_size", false, "check that every image has the first image's size"),
-        ("encoded", false, "store each image encoded (PNG/JPEG) instead of as raw pixels"),
+        ("encoded", false, "store each image encoded (its file, or -encode_type) instead of raw pixels"),
     ],
     values: &[
         ("backend", "lmdb", "the database type: lmdb or leveldb"),

@@ -1,0 +1,182 @@
+"""Image decoding against OpenCV's: the pixels caffe-tch's readers give
+(ImageData, convert_imageset, encoded Datums) equal cv2.imread's, as Caffe's
+ReadImageToCVMat and DecodeDatumToCVMat call it, for every format and layout
+read here. Files are written by OpenCV and Pillow; the net's data blob must
+equal cv2.imread with IMREAD_COLOR (is_color: true) or IMREAD_GRAYSCALE."""
+import io
+
+import numpy as np
+import pytest
+
+from conftest import need, run_caffe
+
+cv2 = pytest.importorskip("cv2")
+Image = pytest.importorskip("PIL.Image")
+
+
+def _photo(h=37, w=53, seed=0):
+    """A photo-like BGR image: gradients, a flat patch, an edge and noise,
+    so that JPEG's chroma subsampling and IDCT rounding both show."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([(x * 5 + y) % 256, (y * 7) % 256, ((x - y) * 3) % 256], -1).astype(np.float64)
+    img += rng.normal(0, 25, img.shape)
+    img[h // 4 : h // 2, w // 3 : 2 * w // 3] = [30, 200, 90]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _grey(img):
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+
+def _cv2_files(d):
+    img, rng = _photo(), np.random.default_rng(1)
+    deep = (img.astype(np.uint16) * 257 + rng.integers(0, 257, img.shape)).astype(np.uint16)
+    J = cv2.IMWRITE_JPEG_SAMPLING_FACTOR
+    files = {
+        "420.jpg": (img, [cv2.IMWRITE_JPEG_QUALITY, 90]),
+        "444.jpg": (img, [J, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]),
+        "422.jpg": (img, [cv2.IMWRITE_JPEG_QUALITY, 70, J, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422]),
+        "progressive.jpg": (img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        "grey.jpg": (_grey(img), []),
+        "colour.png": (img, []),
+        "grey.png": (_grey(img), []),
+        "deep.png": (deep, []),
+        "deep_grey.png": (_grey(deep), []),
+        "colour.bmp": (img, []),
+        "grey.bmp": (_grey(img), []),
+        "colour.ppm": (img, []),
+        "grey.pgm": (_grey(img), []),
+        "deep.pgm": (_grey(deep), []),
+        "colour.tif": (img, []),
+        "grey.tif": (_grey(img), []),
+        "deep.tif": (deep, []),
+        "lossless.webp": (img, [cv2.IMWRITE_WEBP_QUALITY, 101]),
+        "lossy.webp": (img, [cv2.IMWRITE_WEBP_QUALITY, 75]),
+    }
+    for name, (pixels, params) in files.items():
+        assert cv2.imwrite(str(d / name), pixels, params), name
+    return list(files)
+
+
+def _pillow_files(d):
+    rgb = Image.fromarray(_photo(seed=2)[..., ::-1].copy())
+    rgba = rgb.copy()
+    rgba.putalpha(Image.fromarray(np.random.default_rng(3).integers(0, 256, rgb.size[::-1], dtype=np.uint8)))
+    files = {
+        "cmyk.jpg": lambda p: rgb.convert("CMYK").save(p, quality=90),
+        "palette.png": lambda p: rgb.quantize(64).save(p),
+        "grey_alpha.png": lambda p: rgba.convert("LA").save(p),
+        "rgba.png": lambda p: rgba.save(p),
+        "bilevel.png": lambda p: rgb.convert("1").save(p),
+        "palette.bmp": lambda p: rgb.quantize(200).save(p),
+        "bilevel.pbm": lambda p: rgb.convert("1").save(p),
+        "rgba.tif": lambda p: rgba.save(p),
+        "rgba.webp": lambda p: rgba.save(p, lossless=True),
+    }
+    for name, write in files.items():
+        write(str(d / name))
+    return list(files)
+
+
+def _oriented_files(d):
+    """One JPEG per Exif orientation (1 to 8), as a camera writes them, and
+    PNG and WebP files with one (OpenCV 4 turns those upright too)."""
+    rgb = Image.fromarray(_photo(29, 41, seed=4)[..., ::-1].copy())
+    names = []
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        name = "exif%d.jpg" % orientation
+        rgb.save(str(d / name), exif=exif.tobytes(), quality=92)
+        names.append(name)
+    for name, options in (("exif6.png", {}), ("exif8.webp", {"lossless": True}), ("exif3.webp", {"quality": 70})):
+        exif = Image.Exif()
+        exif[0x0112] = int(name[4])
+        rgb.save(str(d / name), exif=exif.tobytes(), **options)
+        names.append(name)
+    return names
+
+
+def _read_with_image_data(d, name, is_color):
+    import caffe
+
+    (d / "list.txt").write_text("%s 0\n" % name)
+    net_file = d / "net.prototxt"
+    net_file.write_text(
+        'layer { name: "d" type: "ImageData" top: "data" top: "label" '
+        'image_data_param { source: "%s" root_folder: "%s/" batch_size: 1 is_color: %s } }'
+        % (d / "list.txt", d, "true" if is_color else "false")
+    )
+    net = caffe.Net(str(net_file), caffe.TEST)
+    net.forward()
+    return net.blobs["data"].data[0].copy()
+
+
+def _expected(path, is_color):
+    ref = cv2.imread(str(path), cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE)
+    assert ref is not None, path
+    return (ref.transpose(2, 0, 1) if ref.ndim == 3 else ref[None]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("images")
+    names = _cv2_files(d) + _pillow_files(d) + _oriented_files(d)
+    return d, names
+
+
+@pytest.mark.parametrize("is_color", [True, False], ids=["colour", "grey"])
+def test_every_format_decodes_as_opencv_does(image_dir, is_color):
+    d, names = image_dir
+    wrong = []
+    for name in names:
+        got = _read_with_image_data(d, name, is_color)
+        want = _expected(d / name, is_color)
+        if got.shape != want.shape:
+            wrong.append("%s: shape %s, OpenCV %s" % (name, got.shape, want.shape))
+        elif not np.array_equal(got, want):
+            diff = np.abs(got - want)
+            wrong.append("%s: %d pixels differ, by up to %d" % (name, (diff > 0).sum(), diff.max()))
+    assert not wrong, "\n".join(wrong)
+
+
+def test_exif_orientation_turns_the_image_upright(image_dir):
+    d, _ = image_dir
+    upright = _read_with_image_data(d, "exif1.jpg", True)
+    for orientation in (6, 8):
+        turned = _read_with_image_data(d, "exif%d.jpg" % orientation, True)
+        assert turned.shape == (3, upright.shape[2], upright.shape[1])
+
+
+def test_encoded_datums_decode_as_imdecode_with_anycolor(tmp_path):
+    """convert_imageset -encoded keeps the files' bytes; the Data layer decodes
+    them as Caffe's DecodeDatumToCVMatNative (imdecode, IMREAD_ANYCOLOR): a
+    grey JPEG stays one channel, a colour one is BGR."""
+    import caffe
+
+    need(True, "")
+    img = _photo(32, 32, seed=5)
+    cv2.imwrite(str(tmp_path / "a.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    (tmp_path / "list.txt").write_text("a.jpg 3\n")
+    run_caffe("convert_imageset", "-encoded", str(tmp_path) + "/", tmp_path / "list.txt", tmp_path / "db")
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "d" type: "Data" top: "data" top: "label" '
+        'data_param { source: "%s" backend: LMDB batch_size: 1 } }' % (tmp_path / "db")
+    )
+    net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TEST)
+    net.forward()
+    data = (tmp_path / "a.jpg").read_bytes()
+    want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR).transpose(2, 0, 1)
+    np.testing.assert_array_equal(net.blobs["data"].data[0], want)
+    assert net.blobs["label"].data[0] == 3
+
+
+def test_truncated_jpeg_decodes_what_is_there_as_opencv(tmp_path):
+    """A JPEG cut short: libjpeg warns and fills the rest, and OpenCV returns
+    the image; so does caffe-tch (Caffe trained on such files)."""
+    data = io.BytesIO()
+    Image.fromarray(_photo(40, 40, seed=6)).save(data, format="JPEG", quality=90)
+    (tmp_path / "cut.jpg").write_bytes(data.getvalue()[: len(data.getvalue()) * 2 // 3])
+    got = _read_with_image_data(tmp_path, "cut.jpg", True)
+    np.testing.assert_array_equal(got, _expected(tmp_path / "cut.jpg", True))
