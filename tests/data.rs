@@ -635,12 +635,13 @@ fn encoded_datasets_decode_like_raw() {
     assert_eq!(labels, vec![0., 1., 2., 3.]);
 }
 
-/// JPEG against OpenCV's own files (tests/fixtures/images/make.py, run with
-/// OpenCV 4.14): a 4:2:0 file decodes to cv2.imread's pixels in colour and in
-/// grey, and encoding (convert_imageset's -encode_type jpg) writes the bytes
-/// cv2.imencode writes, colour and grey.
+/// JPEG and resizing against OpenCV's own files (tests/fixtures/images/make.py,
+/// run with OpenCV 4.14): a 4:2:0 file decodes to cv2.imread's pixels in
+/// colour and in grey, encoding (convert_imageset's -encode_type jpg) writes
+/// the bytes cv2.imencode writes, colour and grey, and bilinear resizes to a
+/// size and by a factor give cv2.resize's pixels.
 #[test]
-fn jpeg_decodes_and_encodes_as_opencv() {
+fn jpeg_and_resize_as_opencv() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
     let bytes = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let pixels = |im: &img::Image| im.data.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
@@ -655,6 +656,16 @@ fn jpeg_decodes_and_encodes_as_opencv() {
     assert_eq!(img::encode(&source, "jpg").unwrap(), bytes("opencv_q95.jpg"));
     let grey = img::decode(&bytes("source_grey.png"), ColorMode::Gray).unwrap();
     assert_eq!(img::encode(&grey, "jpg").unwrap(), bytes("opencv_q95_grey.jpg"));
+    // Resizing (ImageData's new_height/new_width, convert_imageset -resize_*,
+    // convert_annoset's scale) is OpenCV's INTER_LINEAR, bit for bit.
+    for (got, npy) in [
+        (img::resize(&source, 29, 37), "resized_37x29.npy"),
+        (img::resize_by(&source, 0.7).unwrap(), "resized_by_0.7.npy"),
+    ] {
+        let want = read_npy(&dir.join(npy));
+        assert_eq!([got.channels, got.height, got.width].map(|v| v as i64).to_vec(), want.size(), "{npy}");
+        assert_eq!(pixels(&got), values_f32(&want), "{npy}");
+    }
 }
 
 /// The Exif orientation tag read from either byte order, and the eight

@@ -98,15 +98,16 @@ def _oriented_files(d):
     return names
 
 
-def _read_with_image_data(d, name, is_color):
+def _read_with_image_data(d, name, is_color, resize=None):
     import caffe
 
     (d / "list.txt").write_text("%s 0\n" % name)
     net_file = d / "net.prototxt"
+    size = "new_height: %d new_width: %d" % resize if resize else ""
     net_file.write_text(
         'layer { name: "d" type: "ImageData" top: "data" top: "label" '
-        'image_data_param { source: "%s" root_folder: "%s/" batch_size: 1 is_color: %s } }'
-        % (d / "list.txt", d, "true" if is_color else "false")
+        'image_data_param { source: "%s" root_folder: "%s/" batch_size: 1 is_color: %s %s } }'
+        % (d / "list.txt", d, "true" if is_color else "false", size)
     )
     net = caffe.Net(str(net_file), caffe.TEST)
     net.forward()
@@ -138,6 +139,25 @@ def test_every_format_decodes_as_opencv_does(image_dir, is_color):
         elif not np.array_equal(got, want):
             diff = np.abs(got - want)
             wrong.append("%s: %d pixels differ, by up to %d" % (name, (diff > 0).sum(), diff.max()))
+    assert not wrong, "\n".join(wrong)
+
+
+def test_resized_reads_equal_opencv_resize(image_dir):
+    """ImageData's new_height/new_width (ReadImageToCVMat: imread, then
+    cv::resize with INTER_LINEAR) give OpenCV's pixels, bit for bit, shrinking
+    and enlarging, by exact halves and by odd ratios, in colour and grey."""
+    d, _ = image_dir
+    src = _photo(61, 83, seed=8)
+    cv2.imwrite(str(d / "big.png"), src)
+    wrong = []
+    for h, w in [(227, 227), (30, 41), (61, 40), (31, 42), (1, 1), (7, 200), (122, 166), (256, 256)]:
+        for is_color in (True, False):
+            got = _read_with_image_data(d, "big.png", is_color, (h, w))
+            ref = cv2.imread(str(d / "big.png"), cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE)
+            ref = cv2.resize(ref, (w, h), interpolation=cv2.INTER_LINEAR)
+            ref = (ref.transpose(2, 0, 1) if ref.ndim == 3 else ref[None]).astype(np.float32)
+            if got.shape != ref.shape or not np.array_equal(got, ref):
+                wrong.append("%dx%d colour=%s: %d pixels differ" % (h, w, is_color, (got != ref).sum() if got.shape == ref.shape else -1))
     assert not wrong, "\n".join(wrong)
 
 

@@ -513,8 +513,9 @@ fn taps(dst: usize, src: usize, mode: InterpMode) -> Taps {
         .collect()
 }
 
-/// Resizes with an interpolation mode (OpenCV's geometry; values within a
-/// level of OpenCV's, which interpolates in fixed point).
+/// Resizes with an interpolation mode: LINEAR is OpenCV's, bit for bit
+/// (`image::resize`); the others follow OpenCV's geometry in float, within a
+/// level of OpenCV's fixed-point values.
 pub fn resize_with(img: &Image, height: usize, width: usize, mode: InterpMode) -> Image {
     if mode == InterpMode::Linear {
         return crate::data::image::resize(img, height, width);
