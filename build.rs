@@ -91,6 +91,7 @@ fn compile_cpu_shims(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/cpu_allocator.cpp");
     println!("cargo:rerun-if-changed=csrc/onednn_ops.cpp");
     println!("cargo:rerun-if-changed=csrc/grad_edges.cpp");
+    println!("cargo:rerun-if-changed=csrc/shim_errors.h");
     let include = lib.parent().unwrap_or(lib).join("include");
     cc::Build::new()
         .cpp(true)

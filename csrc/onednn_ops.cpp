@@ -15,19 +15,12 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
-#include <cstring>
-#include <exception>
+#include <stdexcept>
 #include <string>
 
-namespace {
+#include "shim_errors.h"
 
-char* error_string(const std::string& what) {
-  char* out = static_cast<char*>(std::malloc(what.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, what.c_str(), what.size() + 1);
-  }
-  return out;
-}
+namespace {
 
 const c10::OperatorHandle* linear_pointwise() {
   static const std::optional<c10::OperatorHandle> op =
@@ -58,15 +51,15 @@ c10::IValue optional_tensor(void* t) {
 template <typename PushMiddle>
 char* call_pointwise(const c10::OperatorHandle* (*lookup)(), const char* name, void* x, void* w, void* b,
                      PushMiddle push_middle, bool relu, void** out) {
-  try {
+  return caffe_shim::guarded([&] {
     const c10::OperatorHandle* op = lookup();
     if (op == nullptr) {
-      return error_string(std::string("this libtorch has no ") + name);
+      throw std::runtime_error(std::string("this libtorch has no ") + name);
     }
     const at::Tensor& xt = *static_cast<at::Tensor*>(x);
     const at::Tensor& wt = *static_cast<at::Tensor*>(w);
     if (autograd_records(xt, wt, b)) {
-      return error_string("autograd is recording");
+      throw std::runtime_error("autograd is recording");
     }
     torch::jit::Stack stack;
     stack.emplace_back(xt);
@@ -78,10 +71,7 @@ char* call_pointwise(const c10::OperatorHandle* (*lookup)(), const char* name, v
     stack.emplace_back(c10::IValue());  // algorithm: none
     op->callBoxed(&stack);
     *out = new at::Tensor(stack.back().toTensor());
-    return nullptr;
-  } catch (const std::exception& e) {
-    return error_string(e.what());
-  }
+  });
 }
 
 }  // namespace

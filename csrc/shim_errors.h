@@ -1,6 +1,6 @@
 // What every C shim over libtorch shares (csrc/dist_shim.cpp, nccl_shim.cpp,
-// cuda_graph.cpp, grad_edges.cpp): a C++ exception must never unwind into
-// Rust, so each entry point runs its body through `guarded`, which returns
+// cuda_graph.cpp, grad_edges.cpp, onednn_ops.cpp): a C++ exception must never
+// unwind into Rust, so each entry point runs its body through `guarded`, which returns
 // NULL on success or the exception's message as a malloc'd string (freed by
 // the shim's string_free, or by the caller's free).
 #pragma once

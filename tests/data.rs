@@ -14,8 +14,10 @@ use caffe_tch::data::db::{open_cursor, Backend, Cursor, DbWriter};
 use caffe_tch::data::image::{self as img, ColorMode};
 use caffe_tch::data::transform::Transformer;
 use caffe_tch::layers::create_layer;
+use caffe_tch::layers::data::augment;
 use caffe_tch::net::Net;
 use caffe_tch::proto::binary;
+use caffe_tch::proto::caffe::ssd_resize_parameter::InterpMode;
 use caffe_tch::proto::caffe::{BlobProto, Datum, Phase};
 use caffe_tch::tools::{compute_image_mean, convert_imageset, convert_mnist_data};
 use tch::{Device, Kind, Tensor};
@@ -661,6 +663,10 @@ fn jpeg_and_resize_as_opencv() {
     for (got, npy) in [
         (img::resize(&source, 29, 37), "resized_37x29.npy"),
         (img::resize_by(&source, 0.7).unwrap(), "resized_by_0.7.npy"),
+        // The SSD fork's NEAREST (its other modes are within a level), at
+        // sizes where src/dst and OpenCV's 1/(dst/src) pick different pixels.
+        (augment::resize_with(&source, 13, 16, InterpMode::Nearest), "nearest_16x13.npy"),
+        (augment::resize_with(&source, 52, 34, InterpMode::Nearest), "nearest_34x52.npy"),
     ] {
         let want = read_npy(&dir.join(npy));
         assert_eq!([got.channels, got.height, got.width].map(|v| v as i64).to_vec(), want.size(), "{npy}");

@@ -450,7 +450,9 @@ type Taps = Vec<(Vec<usize>, Vec<f32>)>;
 /// Per output coordinate, the source taps of an interpolation with OpenCV's
 /// geometry (pixel centres aligned, borders replicated).
 fn taps(dst: usize, src: usize, mode: InterpMode) -> Taps {
-    let scale = src as f64 / dst as f64;
+    // OpenCV's scale, the reciprocal of dst/src (src/dst can differ in the
+    // last bit, which moves a NEAREST pick that lands on a pixel boundary).
+    let scale = 1.0 / (dst as f64 / src as f64);
     let clamp = |i: i64| i.clamp(0, src as i64 - 1) as usize;
     (0..dst)
         .map(|d| {
@@ -513,9 +515,9 @@ fn taps(dst: usize, src: usize, mode: InterpMode) -> Taps {
         .collect()
 }
 
-/// Resizes with an interpolation mode: LINEAR is OpenCV's, bit for bit
-/// (`image::resize`); the others follow OpenCV's geometry in float, within a
-/// level of OpenCV's fixed-point values.
+/// Resizes with an interpolation mode: LINEAR (`image::resize`) and NEAREST
+/// are OpenCV's, bit for bit; AREA, CUBIC and LANCZOS4 follow OpenCV's
+/// geometry in float, within a level of OpenCV's fixed-point values.
 pub fn resize_with(img: &Image, height: usize, width: usize, mode: InterpMode) -> Image {
     if mode == InterpMode::Linear {
         return crate::data::image::resize(img, height, width);
