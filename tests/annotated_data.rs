@@ -1,8 +1,8 @@
 //! The SSD fork's AnnotatedData layer (`src/layers/data/annotated_data.rs`,
 //! augmentation in `augment.rs`) on LMDBs of AnnotatedDatum records written
 //! here: pixels and boxes as stored, boxes that follow the pixels through
-//! expansion, random crops, mirror and resizes, OpenCV's HSV arithmetic, and
-//! the errors.
+//! expansion, random crops, mirror and resizes, OpenCV's HSV arithmetic, the
+//! JPEG saves between steps for encoded records, and the errors.
 use std::path::Path;
 
 use caffe_tch::data::db::{Backend, DbWriter};
@@ -216,6 +216,46 @@ fn resize_modes_place_the_boxes() {
     for (g, w) in label[3..7].iter().zip(want) {
         assert!((g - w).abs() < 1e-6, "{label:?}");
     }
+}
+
+/// For an encoded record the fork saves the image as a JPEG after each step
+/// that changes it (DistortImage, ExpandImage, CropImage re-encode with
+/// OpenCV's imencode) and decodes it again: the layer's pixels are the
+/// distorted image through OpenCV's JPEG encoder and decoder, where a raw
+/// record's are the distorted image itself. A fixed contrast (lower = upper)
+/// makes the distortion the same in both runs.
+#[test]
+fn encoded_records_are_saved_as_jpeg_between_steps_as_the_fork_does() {
+    use caffe_tch::data::image::{self as img, ColorMode};
+    let dir = tempfile::tempdir().unwrap();
+    let raw_record = record(3, 24, 32, 60, &[(1, [4, 4, 14, 12]), (2, [18, 10, 30, 22])], true);
+    let mut encoded = AnnotatedDatum::decode(raw_record.as_slice()).unwrap();
+    let d = encoded.datum.take().unwrap();
+    let pixels = img::Image { channels: 3, height: 24, width: 32, data: d.data.clone().unwrap() };
+    encoded.datum = Some(Datum {
+        data: Some(img::encode(&pixels, "png").unwrap()),
+        encoded: Some(true),
+        label: d.label,
+        ..Default::default()
+    });
+    let (raw_db, enc_db) = (dir.path().join("raw_lmdb"), dir.path().join("enc_lmdb"));
+    write_db(&raw_db, &[raw_record]);
+    write_db(&enc_db, &[encoded.encode_to_vec()]);
+    let distort = "transform_param { distort_param { contrast_prob: 1 contrast_lower: 1.5 contrast_upper: 1.5 } }";
+    let (_, raw, _) = forward(&mut net(&raw_db, 1, distort, Phase::Train).unwrap());
+    let (_, enc, _) = forward(&mut net(&enc_db, 1, distort, Phase::Train).unwrap());
+    let distorted = img::Image { channels: 3, height: 24, width: 32, data: raw.iter().map(|&v| v as u8).collect() };
+    assert_eq!(distorted.data.iter().filter(|&&v| v == 90).count(), 3 * (24 * 32 - 80 - 144), "contrast 1.5 on 60");
+    let resaved = img::decode(&img::encode(&distorted, "jpg").unwrap(), ColorMode::Native).unwrap();
+    assert_eq!(enc, values_f32_of(&resaved));
+    assert_ne!(enc, raw, "the JPEG between steps loses something");
+    // Without distortion (nor expansion or crops) the image is never resaved.
+    let (_, plain, _) = forward(&mut net(&enc_db, 1, "", Phase::Train).unwrap());
+    assert_eq!(plain, values_f32_of(&pixels));
+}
+
+fn values_f32_of(image: &caffe_tch::data::image::Image) -> Vec<f32> {
+    image.data.iter().map(|&v| f32::from(v)).collect()
 }
 
 #[test]

@@ -663,10 +663,13 @@ fn jpeg_and_resize_as_opencv() {
     for (got, npy) in [
         (img::resize(&source, 29, 37), "resized_37x29.npy"),
         (img::resize_by(&source, 0.7).unwrap(), "resized_by_0.7.npy"),
-        // The SSD fork's NEAREST (its other modes are within a level), at
-        // sizes where src/dst and OpenCV's 1/(dst/src) pick different pixels.
+        // The SSD fork's NEAREST, at sizes where src/dst and OpenCV's
+        // 1/(dst/src) pick different pixels, and LANCZOS4 (AREA and CUBIC are
+        // within a level).
         (augment::resize_with(&source, 13, 16, InterpMode::Nearest), "nearest_16x13.npy"),
         (augment::resize_with(&source, 52, 34, InterpMode::Nearest), "nearest_34x52.npy"),
+        (augment::resize_with(&source, 13, 16, InterpMode::Lanczos4), "lanczos4_16x13.npy"),
+        (augment::resize_with(&source, 47, 50, InterpMode::Lanczos4), "lanczos4_50x47.npy"),
     ] {
         let want = read_npy(&dir.join(npy));
         assert_eq!([got.channels, got.height, got.width].map(|v| v as i64).to_vec(), want.size(), "{npy}");

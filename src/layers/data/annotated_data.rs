@@ -15,7 +15,7 @@ use super::prefetch::{next_tops, Batch, BatchSource, Prefetcher};
 use super::{check_tops, draw_seed, shape_text};
 use crate::data::datum::{self, color_mode, Values};
 use crate::data::db::{key_display, Backend, RecordReader};
-use crate::data::image::{ColorMode, Image};
+use crate::data::image::{self, ColorMode, Image};
 use crate::data::transform::MeanImage;
 use crate::layers::detection::bbox::BBox;
 use crate::layers::registry::{family_of, LayerInfo};
@@ -35,7 +35,8 @@ pub fn register(r: &mut Vec<LayerInfo>) {
                  NEAREST, AREA, CUBIC, LANCZOS4), distort_param, expand_param, emit_constraint (noise_param and \
                  resize_param's height_scale/width_scale are refused) (SSD fork)",
         tests: "tests/annotated_data.rs (boxes through crops, expansion, mirror and resizes; distortion against \
-                OpenCV's formulas; errors); tests/forks.rs (ssd_tiny trains)",
+                OpenCV's formulas; an encoded record's JPEG saves between steps; errors); tests/forks.rs (ssd_tiny \
+                trains)",
         create: |p| Ok(Box::new(AnnotatedDataLayer { param: p.clone(), plan: None, prefetch: None })),
     });
 }
@@ -63,14 +64,24 @@ fn record_at(reader: &RecordReader) -> String {
     format!("source '{}' ({}): record '{}'", reader.source(), reader.backend().name(), key_display(reader.key()))
 }
 
+/// One AnnotatedDatum read: its image and boxes, the Datum's label, whether
+/// it names an annotation type, and whether its image is an encoded file.
+struct Record {
+    annotated: Annotated,
+    label: f32,
+    has_type: bool,
+    encoded: bool,
+}
+
 /// Reads one AnnotatedDatum: its image (8-bit) and its boxes in order of
 /// group, then annotation; the Datum's label.
-fn parse_record(bytes: &[u8], color: ColorMode) -> Result<(Annotated, f32, bool)> {
+fn parse_record(bytes: &[u8], color: ColorMode) -> Result<Record> {
     let record = AnnotatedDatum::decode(bytes).map_err(|e| {
         Error::data(format!("not a valid AnnotatedDatum (truncated or corrupt record, {} bytes): {e}", bytes.len()))
     })?;
     let has_type = record.r#type.is_some();
     let Some(d) = record.datum else { bail!("the AnnotatedDatum holds no datum (image)") };
+    let encoded = d.encoded();
     let sample = datum::decode(d, color)?;
     let Values::U8(data) = sample.values else {
         bail!("AnnotatedData needs 8-bit images (the record holds float_data)");
@@ -92,7 +103,7 @@ fn parse_record(bytes: &[u8], color: ColorMode) -> Result<(Annotated, f32, bool)
             });
         }
     }
-    Ok((Annotated { image, objects }, sample.label, has_type))
+    Ok(Record { annotated: Annotated { image, objects }, label: sample.label, has_type, encoded })
 }
 
 /// Reads AnnotatedDatum records in key order, endlessly.
@@ -129,21 +140,38 @@ impl AnnotatedSource {
     }
 
     /// One record through the whole augmentation; its pixels into `out`,
-    /// its boxes returned.
-    fn transform(&mut self, a: Annotated, out: &mut Vec<f32>) -> Result<Vec<Object>> {
+    /// its boxes returned. For an encoded record the fork saves the image as a
+    /// JPEG after each step that changed it (distortion, expansion, the sampled
+    /// crop) and decodes it again for the next: so does this, with OpenCV's
+    /// encoder and decoder (`data::jpeg`), so the pixels carry the same loss.
+    fn transform(&mut self, a: Annotated, encoded: bool, out: &mut Vec<f32>) -> Result<Vec<Object>> {
         let t = self.plan.transform.clone();
         let mut a = a;
+        let color = self.color;
+        let resave = |img: &mut Image| -> Result<()> {
+            if encoded {
+                *img = image::decode(&image::encode(img, "jpg")?, color)?;
+            }
+            Ok(())
+        };
         if let Some(p) = &t.distort_param {
             augment::distort(&mut a.image, p, &mut self.rng)?;
+            resave(&mut a.image)?;
         }
         if let Some(p) = &t.expand_param {
-            a = augment::expand(&a, p, &t.mean_value, &mut self.rng)?;
+            if let Some(expanded) = augment::expand(&a, p, &t.mean_value, &mut self.rng)? {
+                a = expanded;
+                resave(&mut a.image)?;
+            }
         }
         if !self.plan.samplers.is_empty() {
             let samples = augment::batch_samples(&a.objects, &self.plan.samplers, &mut self.rng);
             if !samples.is_empty() {
                 let pick = (self.rng.gen::<u32>() as usize) % samples.len();
                 a = augment::crop(&a, &samples[pick], t.emit_constraint.as_ref());
+                if a.image.height > 0 && a.image.width > 0 {
+                    resave(&mut a.image)?;
+                }
             }
         }
         if a.image.height == 0 || a.image.width == 0 {
@@ -224,7 +252,7 @@ impl AnnotatedSource {
         Ok(augment::final_boxes(&a.objects, resize, &window, t.emit_constraint.as_ref(), mirror))
     }
 
-    fn current(&self) -> Result<(Annotated, f32, bool)> {
+    fn current(&self) -> Result<Record> {
         parse_record(self.reader.value(), self.color)
             .map_err(|e| Error::data(format!("{}: {e}", record_at(&self.reader))))
     }
@@ -232,7 +260,7 @@ impl AnnotatedSource {
 
 impl BatchSource for AnnotatedSource {
     fn batch_shape(&mut self) -> Result<Shape> {
-        let (a, ..) = self.current()?;
+        let a = self.current()?.annotated;
         let item = self.item_shape(&a.image).map_err(|e| Error::data(format!("{}: {e}", record_at(&self.reader))))?;
         self.item = Some(item);
         Ok(vec![self.plan.batch_size as i64, item[0] as i64, item[1] as i64, item[2] as i64])
@@ -244,7 +272,7 @@ impl BatchSource for AnnotatedSource {
         let mut labels = Vec::new();
         let mut rows: Vec<f32> = Vec::new();
         for i in 0..n {
-            let (a, label, _) = self.current()?;
+            let Record { annotated: a, label, encoded, .. } = self.current()?;
             if self.item.is_none()
                 || self
                     .plan
@@ -255,8 +283,9 @@ impl BatchSource for AnnotatedSource {
             {
                 self.item = Some(self.item_shape(&a.image)?);
             }
-            let objects =
-                self.transform(a, &mut data).map_err(|e| Error::data(format!("{}: {e}", record_at(&self.reader))))?;
+            let objects = self
+                .transform(a, encoded, &mut data)
+                .map_err(|e| Error::data(format!("{}: {e}", record_at(&self.reader))))?;
             labels.push(label);
             for o in objects {
                 let b = o.bbox;
@@ -387,9 +416,9 @@ impl Layer for AnnotatedDataLayer {
         let labels = if n_tops == 2 {
             let mut reader = RecordReader::open(&source, backend)?;
             reader.skip(skip)?;
-            let (_, _, has_type) = parse_record(reader.value(), ColorMode::Native)
+            let record = parse_record(reader.value(), ColorMode::Native)
                 .map_err(|e| Error::data(format!("{}: {e}", record_at(&reader))))?;
-            Some(has_type || ap.anno_type.is_some())
+            Some(record.has_type || ap.anno_type.is_some())
         } else {
             None
         };

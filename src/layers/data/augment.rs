@@ -4,8 +4,8 @@
 //! the boxes carried through every step. Images are 8-bit C×H×W BGR planes
 //! ([`Image`]); boxes are normalized to the image they belong to.
 //!
-//! Where the fork re-encodes the image as JPEG between steps (it does for
-//! encoded records), the pixels stay decoded here.
+//! Where the fork saves an encoded record's image as a JPEG between steps,
+//! the layer (annotated_data.rs) does too.
 use rand::rngs::StdRng;
 use rand::Rng;
 
@@ -254,10 +254,11 @@ pub fn check_distortion(p: &DistortionParameter) -> Result<()> {
 
 /// The fork's ExpandImage: with probability `prob`, the image placed at a
 /// random whole-pixel offset in a canvas `ratio` ∈ [1, max_expand_ratio]
-/// times its size, filled with `fill` (the mean values, or 0).
-pub fn expand(a: &Annotated, p: &ExpansionParameter, fill: &[f32], rng: &mut StdRng) -> Result<Annotated> {
+/// times its size, filled with `fill` (the mean values, or 0); None when the
+/// draw leaves the image as it is.
+pub fn expand(a: &Annotated, p: &ExpansionParameter, fill: &[f32], rng: &mut StdRng) -> Result<Option<Annotated>> {
     if uniform(rng, 0.0, 1.0) > p.prob() || (p.max_expand_ratio() - 1.0).abs() < 1e-2 {
-        return Ok(a.clone());
+        return Ok(None);
     }
     let ratio = uniform(rng, 1.0, p.max_expand_ratio());
     let img = &a.image;
@@ -285,7 +286,10 @@ pub fn expand(a: &Annotated, p: &ExpansionParameter, fill: &[f32], rng: &mut Std
             data[dst..dst + w0].copy_from_slice(src);
         }
     }
-    Ok(Annotated { image: Image { channels: c, height, width, data }, objects: reframe(&a.objects, &window, None) })
+    Ok(Some(Annotated {
+        image: Image { channels: c, height, width, data },
+        objects: reframe(&a.objects, &window, None),
+    }))
 }
 
 /// Fails where an image of this size would not fit the memory limit.
@@ -448,7 +452,8 @@ pub fn check_resize(p: &SsdResizeParameter, channels: Option<usize>) -> Result<(
 type Taps = Vec<(Vec<usize>, Vec<f32>)>;
 
 /// Per output coordinate, the source taps of an interpolation with OpenCV's
-/// geometry (pixel centres aligned, borders replicated).
+/// geometry (pixel centres aligned, borders replicated), for NEAREST, AREA
+/// and CUBIC (LINEAR and LANCZOS4 have fixed-point paths of their own).
 fn taps(dst: usize, src: usize, mode: InterpMode) -> Taps {
     // OpenCV's scale, the reciprocal of dst/src (src/dst can differ in the
     // last bit, which moves a NEAREST pick that lands on a pixel boundary).
@@ -489,20 +494,6 @@ fn taps(dst: usize, src: usize, mode: InterpMode) -> Taps {
                     };
                     ((-1..3).map(|t| clamp(i0 + t)).collect(), (-1..3).map(|t| k(f - t as f64) as f32).collect())
                 }
-                InterpMode::Lanczos4 => {
-                    let (i0, f) = (pos.floor() as i64, pos - pos.floor());
-                    let k = |x: f64| {
-                        if x.abs() < 1e-12 {
-                            1.0
-                        } else {
-                            let px = std::f64::consts::PI * x;
-                            4.0 * px.sin() * (px / 4.0).sin() / (px * px)
-                        }
-                    };
-                    let w: Vec<f64> = (-3..5).map(|t| k(f - t as f64)).collect();
-                    let sum: f64 = w.iter().sum();
-                    ((-3..5).map(|t| clamp(i0 + t)).collect(), w.iter().map(|v| (v / sum) as f32).collect())
-                }
                 // LINEAR, and AREA when enlarging (bilinear there).
                 _ => {
                     let p = pos.max(0.0);
@@ -515,15 +506,83 @@ fn taps(dst: usize, src: usize, mode: InterpMode) -> Taps {
         .collect()
 }
 
-/// Resizes with an interpolation mode: LINEAR (`image::resize`) and NEAREST
-/// are OpenCV's, bit for bit; AREA, CUBIC and LANCZOS4 follow OpenCV's
-/// geometry in float, within a level of OpenCV's fixed-point values.
+/// OpenCV's `interpolateLanczos4`: the eight weights of a tap at fraction
+/// `x`, in float from its sine table, normalized to sum to one.
+fn lanczos4_weights(x: f32) -> [f32; 8] {
+    const S45: f64 = std::f64::consts::FRAC_1_SQRT_2;
+    const CS: [[f64; 2]; 8] =
+        [[1.0, 0.0], [-S45, -S45], [0.0, 1.0], [S45, -S45], [-1.0, 0.0], [S45, S45], [0.0, -1.0], [-S45, S45]];
+    let mut w = [0f32; 8];
+    if x < f32::EPSILON {
+        w[3] = 1.0;
+        return w;
+    }
+    let y0 = -(f64::from(x) + 3.0) * std::f64::consts::PI * 0.25;
+    let (s0, c0) = (y0.sin(), y0.cos());
+    let mut sum = 0f32;
+    for (i, (wi, cs)) in w.iter_mut().zip(CS).enumerate() {
+        let y = -(f64::from(x) + 3.0 - i as f64) * std::f64::consts::PI * 0.25;
+        *wi = ((cs[0] * s0 + cs[1] * c0) / (y * y)) as f32;
+        sum += *wi;
+    }
+    let inv = 1.0 / sum;
+    w.iter_mut().for_each(|v| *v *= inv);
+    w
+}
+
+/// OpenCV's 8-bit LANCZOS4 resize, bit for bit: eight taps per axis around
+/// (d + 0.5)·scale − 0.5 (edge pixels repeated), weights rounded to 11 bits,
+/// rows then columns summed in integers and shifted back by 22 bits.
+fn resize_lanczos4(img: &Image, height: usize, width: usize) -> Image {
+    let axis = |dst: usize, src: usize| -> Vec<([usize; 8], [i32; 8])> {
+        let scale = 1.0 / (dst as f64 / src as f64);
+        (0..dst)
+            .map(|d| {
+                let pos = ((d as f64 + 0.5) * scale - 0.5) as f32;
+                let i = pos.floor();
+                let w = lanczos4_weights(pos - i);
+                let first = i as i64 - 3;
+                let idx = std::array::from_fn(|k| (first + k as i64).clamp(0, src as i64 - 1) as usize);
+                (idx, w.map(|v| (v * 2048.0).round_ties_even() as i32))
+            })
+            .collect()
+    };
+    let (ys, xs) = (axis(height, img.height), axis(width, img.width));
+    let mut data = Vec::with_capacity(img.channels * height * width);
+    let mut rows = vec![0i32; img.height * width];
+    for c in 0..img.channels {
+        let plane = &img.data[c * img.height * img.width..(c + 1) * img.height * img.width];
+        for (src, row) in plane.chunks_exact(img.width).zip(rows.chunks_exact_mut(width)) {
+            for (out, (idx, w)) in row.iter_mut().zip(&xs) {
+                *out = idx.iter().zip(w).map(|(&x, &wx)| i32::from(src[x]) * wx).sum();
+            }
+        }
+        for (idx, w) in &ys {
+            for x in 0..width {
+                let v: i64 = idx.iter().zip(w).map(|(&y, &wy)| i64::from(rows[y * width + x]) * i64::from(wy)).sum();
+                data.push(((v + (1 << 21)) >> 22).clamp(0, 255) as u8);
+            }
+        }
+    }
+    Image { channels: img.channels, height, width, data }
+}
+
+/// Resizes with an interpolation mode: LINEAR (`image::resize`), NEAREST and
+/// LANCZOS4 are OpenCV's, bit for bit; AREA and CUBIC follow OpenCV's
+/// geometry in float, within a level of OpenCV's values (its own rounding
+/// there is not reproduced).
 pub fn resize_with(img: &Image, height: usize, width: usize, mode: InterpMode) -> Image {
     if mode == InterpMode::Linear {
         return crate::data::image::resize(img, height, width);
     }
     if img.height == height && img.width == width {
         return img.clone();
+    }
+    if img.height == 0 || img.width == 0 {
+        return Image { channels: img.channels, height, width, data: vec![0; img.channels * height * width] };
+    }
+    if mode == InterpMode::Lanczos4 {
+        return resize_lanczos4(img, height, width);
     }
     let (ys, xs) = (taps(height, img.height, mode), taps(width, img.width, mode));
     let mut data = Vec::with_capacity(img.channels * height * width);
