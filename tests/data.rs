@@ -12,9 +12,9 @@ use std::process::Command;
 use caffe_tch::data::datum::{self, Sample, Values};
 use caffe_tch::data::db::{open_cursor, Backend, Cursor, DbWriter};
 use caffe_tch::data::image::{self as img, ColorMode};
+use caffe_tch::data::resize;
 use caffe_tch::data::transform::Transformer;
 use caffe_tch::layers::create_layer;
-use caffe_tch::layers::data::augment;
 use caffe_tch::net::Net;
 use caffe_tch::proto::binary;
 use caffe_tch::proto::caffe::ssd_resize_parameter::InterpMode;
@@ -664,12 +664,17 @@ fn jpeg_and_resize_as_opencv() {
         (img::resize(&source, 29, 37), "resized_37x29.npy"),
         (img::resize_by(&source, 0.7).unwrap(), "resized_by_0.7.npy"),
         // The SSD fork's NEAREST, at sizes where src/dst and OpenCV's
-        // 1/(dst/src) pick different pixels, and LANCZOS4 (AREA and CUBIC are
-        // within a level).
-        (augment::resize_with(&source, 13, 16, InterpMode::Nearest), "nearest_16x13.npy"),
-        (augment::resize_with(&source, 52, 34, InterpMode::Nearest), "nearest_34x52.npy"),
-        (augment::resize_with(&source, 13, 16, InterpMode::Lanczos4), "lanczos4_16x13.npy"),
-        (augment::resize_with(&source, 47, 50, InterpMode::Lanczos4), "lanczos4_50x47.npy"),
+        // 1/(dst/src) pick different pixels, LANCZOS4, and AREA by each of
+        // OpenCV's paths (CUBIC is within a level).
+        (resize::with_mode(&source, 13, 16, InterpMode::Nearest), "nearest_16x13.npy"),
+        (resize::with_mode(&source, 52, 34, InterpMode::Nearest), "nearest_34x52.npy"),
+        (resize::with_mode(&source, 13, 16, InterpMode::Lanczos4), "lanczos4_16x13.npy"),
+        (resize::with_mode(&source, 47, 50, InterpMode::Lanczos4), "lanczos4_50x47.npy"),
+        (resize::with_mode(&source, 13, 17, InterpMode::Area), "area_17x13.npy"),
+        (resize::with_mode(&source, 10, 12, InterpMode::Area), "area_12x10.npy"),
+        (resize::with_mode(&source, 5, 8, InterpMode::Area), "area_8x5.npy"),
+        (resize::with_mode(&source, 47, 50, InterpMode::Area), "area_50x47.npy"),
+        (resize::with_mode(&source, 13, 30, InterpMode::Area), "area_30x13.npy"),
     ] {
         let want = read_npy(&dir.join(npy));
         assert_eq!([got.channels, got.height, got.width].map(|v| v as i64).to_vec(), want.size(), "{npy}");

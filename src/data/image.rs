@@ -337,7 +337,7 @@ pub fn resize(img: &Image, new_height: usize, new_width: usize) -> Image {
     // OpenCV's scale is the reciprocal of dst/src, which can differ from
     // src/dst in the last bit, and so move a tap.
     let scale = |dst: usize, src: usize| 1.0 / (dst as f64 / src as f64);
-    resize_mapped(img, new_height, new_width, scale(new_height, img.height), scale(new_width, img.width))
+    super::resize::linear(img, new_height, new_width, scale(new_height, img.height), scale(new_width, img.width))
 }
 
 /// Bilinear resize by a factor on both axes, as OpenCV's resize with fx = fy
@@ -352,76 +352,7 @@ pub fn resize_by(img: &Image, factor: f64) -> Result<Image> {
     let shape = [img.channels as i64, h as i64, w as i64];
     limits::checked_count(&shape, 4, &format!("an image resized to {w}×{h}"))
         .map_err(|e| Error::data(e.to_string()))?;
-    Ok(resize_mapped(img, h as usize, w as usize, 1.0 / factor, 1.0 / factor))
-}
-
-/// One output pixel's two source pixels and their weights in OpenCV's 11-bit
-/// fixed point (the weights sum to 2048, give or take a rounding).
-struct Tap {
-    i0: usize,
-    i1: usize,
-    w0: i32,
-    w1: i32,
-}
-
-/// OpenCV's INTER_LINEAR taps along one axis: output pixel d samples source
-/// position (d + 0.5)·scale − 0.5, computed in float as OpenCV does, each
-/// weight rounded to 11 bits. Horizontally a position before the first or
-/// past the last pixel takes that pixel alone (`clamp_edges`); vertically
-/// OpenCV keeps the weights and repeats the edge row.
-fn linear_taps(dst: usize, src: usize, scale: f64, clamp_edges: bool) -> Vec<Tap> {
-    let last = src as i64 - 1;
-    (0..dst)
-        .map(|d| {
-            let pos = ((d as f64 + 0.5) * scale - 0.5) as f32;
-            let mut i = pos.floor() as i64;
-            let mut frac = pos - i as f32;
-            if clamp_edges && i < 0 {
-                (i, frac) = (0, 0.0);
-            }
-            if clamp_edges && i >= last {
-                (i, frac) = (last, 0.0);
-            }
-            let weight = |w: f32| (w * 2048.0).round_ties_even() as i32;
-            Tap {
-                i0: i.clamp(0, last) as usize,
-                i1: (i + 1).clamp(0, last) as usize,
-                w0: weight(1.0 - frac),
-                w1: weight(frac),
-            }
-        })
-        .collect()
-}
-
-/// OpenCV's 8-bit INTER_LINEAR resize, bit for bit: destination pixel d
-/// samples source position (d + 0.5)·scale − 0.5 on each axis; rows are
-/// interpolated first, in integers, then columns, with OpenCV's shifts.
-fn resize_mapped(img: &Image, new_height: usize, new_width: usize, scale_y: f64, scale_x: f64) -> Image {
-    if img.height == 0 || img.width == 0 {
-        // Nothing to sample (OpenCV refuses an empty image).
-        let data = vec![0; img.channels * new_height * new_width];
-        return Image { channels: img.channels, height: new_height, width: new_width, data };
-    }
-    let xs = linear_taps(new_width, img.width, scale_x, true);
-    let ys = linear_taps(new_height, img.height, scale_y, false);
-    let mut data = Vec::with_capacity(img.channels * new_height * new_width);
-    let mut rows = vec![0i32; img.height * new_width];
-    for c in 0..img.channels {
-        let plane = &img.data[c * img.height * img.width..(c + 1) * img.height * img.width];
-        for (src_row, row) in plane.chunks_exact(img.width).zip(rows.chunks_exact_mut(new_width)) {
-            for (out, t) in row.iter_mut().zip(&xs) {
-                *out = i32::from(src_row[t.i0]) * t.w0 + i32::from(src_row[t.i1]) * t.w1;
-            }
-        }
-        for t in &ys {
-            let (r0, r1) = (&rows[t.i0 * new_width..][..new_width], &rows[t.i1 * new_width..][..new_width]);
-            data.extend(r0.iter().zip(r1).map(|(&a, &b)| {
-                let v = (((t.w0 * (a >> 4)) >> 16) + ((t.w1 * (b >> 4)) >> 16) + 2) >> 2;
-                v.clamp(0, 255) as u8
-            }));
-        }
-    }
-    Image { channels: img.channels, height: new_height, width: new_width, data }
+    Ok(super::resize::linear(img, h as usize, w as usize, 1.0 / factor, 1.0 / factor))
 }
 
 /// Encodes as PNG or JPEG, from BGR planes, as Caffe's `convert_imageset

@@ -10,6 +10,7 @@ pub mod db;
 pub mod hdf5;
 pub mod image;
 pub mod jpeg;
+pub mod resize;
 pub mod transform;
 
 use std::cell::Cell;

@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::data::image::Image;
+use crate::data::resize::{self, saturate};
 use crate::layers::detection::bbox::BBox;
 use crate::proto::caffe::emit_constraint::EmitType;
 use crate::proto::caffe::ssd_resize_parameter::{InterpMode, PadMode, ResizeMode};
@@ -40,11 +41,6 @@ pub fn uniform(rng: &mut StdRng, a: f32, b: f32) -> f32 {
         return a;
     }
     a + (b - a) * rng.gen::<f32>()
-}
-
-/// OpenCV's saturate_cast to 8 bits: rounded half to even, clamped.
-fn saturate(v: f32) -> u8 {
-    v.round_ties_even().clamp(0.0, 255.0) as u8
 }
 
 // ---------------------------------------------------------------- boxes
@@ -448,161 +444,6 @@ pub fn check_resize(p: &SsdResizeParameter, channels: Option<usize>) -> Result<(
     Ok(())
 }
 
-/// Source positions and weights of one output coordinate.
-type Taps = Vec<(Vec<usize>, Vec<f32>)>;
-
-/// Per output coordinate, the source taps of an interpolation with OpenCV's
-/// geometry (pixel centres aligned, borders replicated), for NEAREST, AREA
-/// and CUBIC (LINEAR and LANCZOS4 have fixed-point paths of their own).
-fn taps(dst: usize, src: usize, mode: InterpMode) -> Taps {
-    // OpenCV's scale, the reciprocal of dst/src (src/dst can differ in the
-    // last bit, which moves a NEAREST pick that lands on a pixel boundary).
-    let scale = 1.0 / (dst as f64 / src as f64);
-    let clamp = |i: i64| i.clamp(0, src as i64 - 1) as usize;
-    (0..dst)
-        .map(|d| {
-            let pos = (d as f64 + 0.5) * scale - 0.5;
-            match mode {
-                InterpMode::Nearest => (vec![clamp((d as f64 * scale).floor() as i64)], vec![1.0]),
-                InterpMode::Area if scale >= 1.0 => {
-                    // The pixel's footprint [d·scale, (d+1)·scale), weighted by cover.
-                    let (a, b) = (d as f64 * scale, (d as f64 + 1.0) * scale);
-                    let (mut idx, mut w) = (Vec::new(), Vec::new());
-                    let mut i = a.floor() as i64;
-                    while (i as f64) < b {
-                        let cover = (b.min(i as f64 + 1.0) - a.max(i as f64)).max(0.0);
-                        if cover > 0.0 {
-                            idx.push(clamp(i));
-                            w.push((cover / scale) as f32);
-                        }
-                        i += 1;
-                    }
-                    (idx, w)
-                }
-                InterpMode::Cubic => {
-                    let (i0, f) = (pos.floor() as i64, pos - pos.floor());
-                    const A: f64 = -0.75;
-                    let k = |x: f64| {
-                        let x = x.abs();
-                        if x <= 1.0 {
-                            ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-                        } else if x < 2.0 {
-                            ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
-                        } else {
-                            0.0
-                        }
-                    };
-                    ((-1..3).map(|t| clamp(i0 + t)).collect(), (-1..3).map(|t| k(f - t as f64) as f32).collect())
-                }
-                // LINEAR, and AREA when enlarging (bilinear there).
-                _ => {
-                    let p = pos.max(0.0);
-                    let i0 = p.floor() as i64;
-                    let f = if i0 as usize >= src - 1 { 0.0 } else { (p - i0 as f64) as f32 };
-                    (vec![clamp(i0), clamp(i0 + 1)], vec![1.0 - f, f])
-                }
-            }
-        })
-        .collect()
-}
-
-/// OpenCV's `interpolateLanczos4`: the eight weights of a tap at fraction
-/// `x`, in float from its sine table, normalized to sum to one.
-fn lanczos4_weights(x: f32) -> [f32; 8] {
-    const S45: f64 = std::f64::consts::FRAC_1_SQRT_2;
-    const CS: [[f64; 2]; 8] =
-        [[1.0, 0.0], [-S45, -S45], [0.0, 1.0], [S45, -S45], [-1.0, 0.0], [S45, S45], [0.0, -1.0], [-S45, S45]];
-    let mut w = [0f32; 8];
-    if x < f32::EPSILON {
-        w[3] = 1.0;
-        return w;
-    }
-    let y0 = -(f64::from(x) + 3.0) * std::f64::consts::PI * 0.25;
-    let (s0, c0) = (y0.sin(), y0.cos());
-    let mut sum = 0f32;
-    for (i, (wi, cs)) in w.iter_mut().zip(CS).enumerate() {
-        let y = -(f64::from(x) + 3.0 - i as f64) * std::f64::consts::PI * 0.25;
-        *wi = ((cs[0] * s0 + cs[1] * c0) / (y * y)) as f32;
-        sum += *wi;
-    }
-    let inv = 1.0 / sum;
-    w.iter_mut().for_each(|v| *v *= inv);
-    w
-}
-
-/// OpenCV's 8-bit LANCZOS4 resize, bit for bit: eight taps per axis around
-/// (d + 0.5)·scale − 0.5 (edge pixels repeated), weights rounded to 11 bits,
-/// rows then columns summed in integers and shifted back by 22 bits.
-fn resize_lanczos4(img: &Image, height: usize, width: usize) -> Image {
-    let axis = |dst: usize, src: usize| -> Vec<([usize; 8], [i32; 8])> {
-        let scale = 1.0 / (dst as f64 / src as f64);
-        (0..dst)
-            .map(|d| {
-                let pos = ((d as f64 + 0.5) * scale - 0.5) as f32;
-                let i = pos.floor();
-                let w = lanczos4_weights(pos - i);
-                let first = i as i64 - 3;
-                let idx = std::array::from_fn(|k| (first + k as i64).clamp(0, src as i64 - 1) as usize);
-                (idx, w.map(|v| (v * 2048.0).round_ties_even() as i32))
-            })
-            .collect()
-    };
-    let (ys, xs) = (axis(height, img.height), axis(width, img.width));
-    let mut data = Vec::with_capacity(img.channels * height * width);
-    let mut rows = vec![0i32; img.height * width];
-    for c in 0..img.channels {
-        let plane = &img.data[c * img.height * img.width..(c + 1) * img.height * img.width];
-        for (src, row) in plane.chunks_exact(img.width).zip(rows.chunks_exact_mut(width)) {
-            for (out, (idx, w)) in row.iter_mut().zip(&xs) {
-                *out = idx.iter().zip(w).map(|(&x, &wx)| i32::from(src[x]) * wx).sum();
-            }
-        }
-        for (idx, w) in &ys {
-            for x in 0..width {
-                let v: i64 = idx.iter().zip(w).map(|(&y, &wy)| i64::from(rows[y * width + x]) * i64::from(wy)).sum();
-                data.push(((v + (1 << 21)) >> 22).clamp(0, 255) as u8);
-            }
-        }
-    }
-    Image { channels: img.channels, height, width, data }
-}
-
-/// Resizes with an interpolation mode: LINEAR (`image::resize`), NEAREST and
-/// LANCZOS4 are OpenCV's, bit for bit; AREA and CUBIC follow OpenCV's
-/// geometry in float, within a level of OpenCV's values (its own rounding
-/// there is not reproduced).
-pub fn resize_with(img: &Image, height: usize, width: usize, mode: InterpMode) -> Image {
-    if mode == InterpMode::Linear {
-        return crate::data::image::resize(img, height, width);
-    }
-    if img.height == height && img.width == width {
-        return img.clone();
-    }
-    if img.height == 0 || img.width == 0 {
-        return Image { channels: img.channels, height, width, data: vec![0; img.channels * height * width] };
-    }
-    if mode == InterpMode::Lanczos4 {
-        return resize_lanczos4(img, height, width);
-    }
-    let (ys, xs) = (taps(height, img.height, mode), taps(width, img.width, mode));
-    let mut data = Vec::with_capacity(img.channels * height * width);
-    let mut row = vec![0f32; width];
-    for c in 0..img.channels {
-        let plane = &img.data[c * img.height * img.width..(c + 1) * img.height * img.width];
-        for (yi, yw) in &ys {
-            row.iter_mut().for_each(|v| *v = 0.0);
-            for (&y, &wy) in yi.iter().zip(yw) {
-                let src = &plane[y * img.width..(y + 1) * img.width];
-                for (out, (xi, xw)) in row.iter_mut().zip(&xs) {
-                    *out += wy * xi.iter().zip(xw).map(|(&x, &wx)| src[x] as f32 * wx).sum::<f32>();
-                }
-            }
-            data.extend(row.iter().map(|&v| saturate(v)));
-        }
-    }
-    Image { channels: img.channels, height, width, data }
-}
-
 /// Pads an image: `top`, `bottom`, `left`, `right` pixels, as the pad mode says.
 fn pad(img: &Image, [top, bottom, left, right]: [usize; 4], mode: PadMode, values: &[f32]) -> Image {
     let (h, w) = (img.height + top + bottom, img.width + left + right);
@@ -659,7 +500,7 @@ pub fn resize(img: &Image, p: &SsdResizeParameter, rng: &mut StdRng) -> Result<I
     Ok(match p.resize_mode() {
         ResizeMode::Warp => {
             checked_size(img.channels, nh, nw, "a resized image")?;
-            resize_with(img, nh, nw, mode)
+            resize::with_mode(img, nh, nw, mode)
         }
         ResizeMode::FitSmallSize => {
             let (h, w) = if orig < aspect {
@@ -668,18 +509,18 @@ pub fn resize(img: &Image, p: &SsdResizeParameter, rng: &mut StdRng) -> Result<I
                 (nh, (orig * nh as f32).floor() as usize)
             };
             checked_size(img.channels, h, w, "a resized image")?;
-            resize_with(img, h.max(1), w.max(1), mode)
+            resize::with_mode(img, h.max(1), w.max(1), mode)
         }
         ResizeMode::FitLargeSizeAndPad => {
             checked_size(img.channels, nh, nw, "a resized image")?;
             if orig > aspect {
                 let h = ((nw as f32 / orig).floor() as usize).clamp(1, nh);
-                let r = resize_with(img, h, nw, mode);
+                let r = resize::with_mode(img, h, nw, mode);
                 let top = (nh - h) / 2;
                 pad(&r, [top, nh - h - top, 0, 0], p.pad_mode(), &p.pad_value)
             } else {
                 let w = ((orig * nh as f32).floor() as usize).clamp(1, nw);
-                let r = resize_with(img, nh, w, mode);
+                let r = resize::with_mode(img, nh, w, mode);
                 let left = (nw - w) / 2;
                 pad(&r, [0, 0, left, nw - w - left], p.pad_mode(), &p.pad_value)
             }
