@@ -40,6 +40,16 @@ static void ignore_message(j_common_ptr cinfo, int level) {
   (void)level;
 }
 
+/* libjpeg's error manager with fatal errors escaping to jerr->escape (the
+ * caller's setjmp) and warnings dropped. */
+static struct jpeg_error_mgr* guarded_errors(struct guarded_error* jerr) {
+  struct jpeg_error_mgr* mgr = jpeg_std_error(&jerr->mgr);
+  mgr->error_exit = error_exit;
+  mgr->emit_message = ignore_message;
+  jerr->message[0] = '\0';
+  return mgr;
+}
+
 static void limit_scans(j_common_ptr cinfo) {
   if (cinfo->is_decompressor) {
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
@@ -77,10 +87,7 @@ int caffe_tch_jpeg_header(const unsigned char* data, size_t len, int* width, int
                           unsigned char* exif, size_t exif_cap, size_t* exif_len, char* err, size_t err_len) {
   struct jpeg_decompress_struct cinfo;
   struct guarded_error jerr;
-  cinfo.err = jpeg_std_error(&jerr.mgr);
-  jerr.mgr.error_exit = error_exit;
-  jerr.mgr.emit_message = ignore_message;
-  jerr.message[0] = '\0';
+  cinfo.err = guarded_errors(&jerr);
   if (setjmp(jerr.escape)) {
     copy_message(jerr.message, err, err_len);
     jpeg_destroy_decompress(&cinfo);
@@ -127,10 +134,7 @@ int caffe_tch_jpeg_decode(const unsigned char* data, size_t len, int grey, unsig
   struct jpeg_progress_mgr progress;
   /* volatile: written after setjmp and read after the longjmp. */
   JSAMPLE* volatile row = NULL;
-  cinfo.err = jpeg_std_error(&jerr.mgr);
-  jerr.mgr.error_exit = error_exit;
-  jerr.mgr.emit_message = ignore_message;
-  jerr.message[0] = '\0';
+  cinfo.err = guarded_errors(&jerr);
   if (setjmp(jerr.escape)) {
     copy_message(jerr.message, err, err_len);
     jpeg_destroy_decompress(&cinfo);
@@ -192,10 +196,7 @@ int caffe_tch_jpeg_encode(const unsigned char* pixels, int width, int height, in
   struct guarded_error jerr;
   *out = NULL;
   *out_len = 0;
-  cinfo.err = jpeg_std_error(&jerr.mgr);
-  jerr.mgr.error_exit = error_exit;
-  jerr.mgr.emit_message = ignore_message;
-  jerr.message[0] = '\0';
+  cinfo.err = guarded_errors(&jerr);
   if (setjmp(jerr.escape)) {
     copy_message(jerr.message, err, err_len);
     jpeg_destroy_compress(&cinfo);

@@ -187,22 +187,9 @@ fn from_dynamic(img: &DynamicImage, mode: ColorMode, greying: Greying, narrow: f
         return Err(Error::data("floating-point images are not supported (8 or 16 bits per sample)".to_string()));
     }
     if !grey_out {
-        let mut data = vec![0u8; 3 * width * height];
-        let plane = width * height;
-        if deep {
-            for (i, p) in img.to_rgb16().pixels().enumerate() {
-                data[i] = narrow(p[2]);
-                data[plane + i] = narrow(p[1]);
-                data[2 * plane + i] = narrow(p[0]);
-            }
-        } else {
-            for (i, p) in img.to_rgb8().pixels().enumerate() {
-                data[i] = p[2];
-                data[plane + i] = p[1];
-                data[2 * plane + i] = p[0];
-            }
-        }
-        return Ok(Image { channels: 3, height, width, data });
+        let rgb =
+            if deep { img.to_rgb16().into_raw().into_iter().map(narrow).collect() } else { img.to_rgb8().into_raw() };
+        return Ok(Image::from_interleaved_rgb(&rgb, 3, height, width));
     }
     let data: Vec<u8> = match (has_color, deep) {
         (false, false) => img.to_luma8().into_raw(),
@@ -276,6 +263,20 @@ impl Image {
             data[2 * plane + i] = p[0];
         }
         Image { channels: 3, height, width, data }
+    }
+
+    /// Rows of interleaved RGB pixels (or the one grey channel), as encoders
+    /// take them; an image of another channel count is an error.
+    pub fn to_interleaved_rgb(&self) -> Result<Vec<u8>> {
+        let plane = self.height * self.width;
+        if self.data.len() != self.channels * plane {
+            return Err(Error::data(format!("a {}×{} image with {} bytes", self.width, self.height, self.data.len())));
+        }
+        match self.channels {
+            1 => Ok(self.data.clone()),
+            3 => Ok((0..plane).flat_map(|i| [self.data[2 * plane + i], self.data[plane + i], self.data[i]]).collect()),
+            c => Err(Error::data(format!("cannot encode a {c}-channel image (1 or 3 channels)"))),
+        }
     }
 
     /// The image turned upright by its Exif orientation (1 to 8), as OpenCV's
@@ -365,18 +366,8 @@ pub fn encode(img: &Image, format: &str) -> Result<Vec<u8>> {
         "png" => {}
         other => return Err(Error::data(format!("unknown encode_type '{other}' (use png or jpg)"))),
     }
-    let plane = img.height * img.width;
-    let (color, pixels) = match img.channels {
-        1 => (image::ExtendedColorType::L8, img.data.clone()),
-        3 => {
-            let mut rgb = Vec::with_capacity(3 * plane);
-            for i in 0..plane {
-                rgb.extend_from_slice(&[img.data[2 * plane + i], img.data[plane + i], img.data[i]]);
-            }
-            (image::ExtendedColorType::Rgb8, rgb)
-        }
-        c => return Err(Error::data(format!("cannot encode a {c}-channel image (1 or 3 channels)"))),
-    };
+    let pixels = img.to_interleaved_rgb()?;
+    let color = if img.channels == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(&pixels, img.width as u32, img.height as u32, color)

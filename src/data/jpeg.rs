@@ -128,15 +128,7 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
 /// `imencode(".jpg", img, {IMWRITE_JPEG_QUALITY, quality})` does.
 pub fn encode(img: &Image, quality: i32) -> Result<Vec<u8>> {
     let (h, w) = (img.height, img.width);
-    let plane = h * w;
-    let pixels: Vec<u8> = match img.channels {
-        1 => img.data.clone(),
-        3 => (0..plane).flat_map(|i| [img.data[2 * plane + i], img.data[plane + i], img.data[i]]).collect(),
-        c => return Err(Error::data(format!("cannot encode a {c}-channel image as JPEG (1 or 3 channels)"))),
-    };
-    if pixels.len() != img.channels * plane {
-        return Err(Error::data(format!("a {w}×{h} image with {} bytes", img.data.len())));
-    }
+    let pixels = img.to_interleaved_rgb()?;
     // libjpeg's limit on either side.
     let side = |n: usize| c_int::try_from(n).ok().filter(|&v| (1..=65_500).contains(&v));
     let (Some(width), Some(height)) = (side(w), side(h)) else {

@@ -21,6 +21,20 @@ struct Tap {
     w1: i32,
 }
 
+impl Tap {
+    /// Source pixels i and i + 1 (clamped to 0..=last) weighted 1 − frac and
+    /// frac, each weight rounded to 11 bits as OpenCV rounds it.
+    fn new(i: i64, frac: f32, last: i64) -> Tap {
+        let weight = |w: f32| (w * 2048.0).round_ties_even() as i32;
+        Tap {
+            i0: i.clamp(0, last) as usize,
+            i1: (i + 1).clamp(0, last) as usize,
+            w0: weight(1.0 - frac),
+            w1: weight(frac),
+        }
+    }
+}
+
 /// OpenCV's INTER_LINEAR taps along one axis: output pixel d samples source
 /// position (d + 0.5)·scale − 0.5, computed in float as OpenCV does, each
 /// weight rounded to 11 bits. Horizontally a position before the first or
@@ -39,13 +53,7 @@ fn linear_taps(dst: usize, src: usize, scale: f64, clamp_edges: bool) -> Vec<Tap
             if clamp_edges && i >= last {
                 (i, frac) = (last, 0.0);
             }
-            let weight = |w: f32| (w * 2048.0).round_ties_even() as i32;
-            Tap {
-                i0: i.clamp(0, last) as usize,
-                i1: (i + 1).clamp(0, last) as usize,
-                w0: weight(1.0 - frac),
-                w1: weight(frac),
-            }
+            Tap::new(i, frac, last)
         })
         .collect()
 }
@@ -230,13 +238,7 @@ fn area_linear_taps(dst: usize, src: usize, inv_scale: f64, clamp_edges: bool) -
             if clamp_edges && i >= last {
                 (i, frac) = (last, 0.0);
             }
-            let weight = |w: f32| (w * 2048.0).round_ties_even() as i32;
-            Tap {
-                i0: i.clamp(0, last) as usize,
-                i1: (i + 1).clamp(0, last) as usize,
-                w0: weight(1.0 - frac),
-                w1: weight(frac),
-            }
+            Tap::new(i, frac, last)
         })
         .collect()
 }
