@@ -12,10 +12,19 @@ use tch::{Kind, Tensor};
 
 use crate::common::caffe_ref;
 
+/// The three tests of the pool's policy run one at a time: each trims or
+/// marks iterations, which returns the idle block another is about to reuse.
+static POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn pool_lock() -> std::sync::MutexGuard<'static, ()> {
+    POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A freed large block serves the next tensor that fits it, and holds that
 /// tensor's values (not the last tensor's, past the new one's end or before).
 #[test]
 fn large_blocks_are_reused_and_hold_their_values() {
+    let _pool = pool_lock();
     allocator::install_caching_cpu_allocator();
     // Odd sizes no other test in this process allocates, so the idle block is ours.
     let elements = 1_234_567i64;
@@ -46,6 +55,7 @@ fn large_blocks_are_reused_and_hold_their_values() {
 /// block takes the largest one, grown (mremap), and holds its own values.
 #[test]
 fn an_idle_block_too_small_is_grown_instead_of_mapping_another() {
+    let _pool = pool_lock();
     allocator::install_caching_cpu_allocator();
     // Odd sizes no other test allocates; other tests' threads may still take
     // the idle block first, so the pattern is tried a few times.
@@ -73,6 +83,7 @@ fn an_idle_block_too_small_is_grown_instead_of_mapping_another() {
 /// A block idle through a whole training iteration goes back to the system.
 #[test]
 fn blocks_idle_for_a_whole_iteration_are_returned() {
+    let _pool = pool_lock();
     allocator::install_caching_cpu_allocator();
     let elements = 5_432_101i64;
     // Other tests' threads may take the block before the marks (then it is
