@@ -50,7 +50,7 @@ def png(width, height, channels):
 def pillow_images():
     """Small files in every format the decoder reads beyond hand-made PNG:
     JPEG (baseline, progressive, CMYK, with an Exif orientation), BMP, PNM,
-    TIFF, WebP and a 16-bit PNG (none when Pillow is missing)."""
+    TIFF, WebP, GIF and a 16-bit PNG (none when Pillow is missing)."""
     try:
         from PIL import Image
     except ImportError:
@@ -72,6 +72,8 @@ def pillow_images():
         (rgb, "WEBP", {"lossless": True}),
         (rgb, "WEBP", {"quality": 50}),
         (rgb.convert("I;16"), "PNG", {}),
+        (rgb.quantize(8), "GIF", {}),
+        (rgb.quantize(8), "GIF", {"interlace": True, "transparency": 2}),
     ]
     out = []
     for image, kind, options in saves:

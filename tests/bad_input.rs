@@ -246,6 +246,26 @@ fn an_image_claiming_a_huge_size_is_an_error_before_allocation() {
     std::fs::write(d.join("junk.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg at all").unwrap();
     let e = time_error_under_1g(d, &net("junk.jpg", ""));
     assert!(e.contains("junk.jpg") && e.contains("corrupt Jpeg image"), "{e}");
+    // A GIF whose screen is 65535×65535 around a one-pixel frame: the canvas
+    // OpenCV would draw it on is refused before it is allocated.
+    std::fs::write(d.join("huge.gif"), gif_one_pixel(65_535, 65_535)).unwrap();
+    let e = time_error_under_1g(d, &net("huge.gif", ""));
+    assert!(e.contains("huge.gif") && e.contains("65535×65535") && e.contains("memory limit"), "{e}");
+}
+
+/// A GIF of a one-pixel frame (index 0 of a two-colour global palette) at
+/// the top left of a screen of the given size.
+fn gif_one_pixel(width: u16, height: u16) -> Vec<u8> {
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend(width.to_le_bytes());
+    gif.extend(height.to_le_bytes());
+    // A global palette of two colours, background 0, no aspect ratio.
+    gif.extend([0x80, 0, 0, 10, 20, 30, 200, 210, 220]);
+    // The frame: at 0,0, 1×1, no local palette.
+    gif.extend([0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0]);
+    // LZW, minimum code size 2: clear (4), index 0, end (5), 3 bits each.
+    gif.extend([2, 2, 0x44, 0x01, 0, 0x3b]);
+    gif
 }
 
 /// A small baseline JPEG with its frame header's size changed.

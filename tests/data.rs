@@ -643,7 +643,7 @@ fn encoded_datasets_decode_like_raw() {
 /// the bytes cv2.imencode writes, colour and grey, and bilinear resizes to a
 /// size and by a factor give cv2.resize's pixels.
 #[test]
-fn jpeg_and_resize_as_opencv() {
+fn images_decode_resize_and_encode_as_opencv() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
     let bytes = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let pixels = |im: &img::Image| im.data.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
@@ -654,6 +654,32 @@ fn jpeg_and_resize_as_opencv() {
         assert_eq!([got.channels, got.height, got.width].map(|v| v as i64).to_vec(), want.size(), "{npy}");
         assert_eq!(pixels(&got), values_f32(&want), "{npy}");
     }
+    // GIF: OpenCV's own file, and a frame offset in its screen over the
+    // background colour with local, global and transparent indices.
+    for name in ["opencv", "offset"] {
+        let gif = bytes(&format!("{name}.gif"));
+        for (mode, part) in [(ColorMode::Color, "colour"), (ColorMode::Native, "colour"), (ColorMode::Gray, "grey")] {
+            let npy = format!("{name}_{part}.npy");
+            let want = read_npy(&dir.join(&npy));
+            let got = img::decode(&gif, mode).unwrap();
+            assert_eq!([got.channels, got.height, got.width].map(|v| v as i64).to_vec(), want.size(), "{npy}");
+            assert_eq!(pixels(&got), values_f32(&want), "{npy}");
+        }
+    }
+    // What OpenCV fails on is an error: a frame outside the screen, a
+    // background colour past the palette, pixel data ending early.
+    let offset = bytes("offset.gif");
+    let descriptor = offset.iter().position(|&b| b == 0x2c).unwrap();
+    let mut outside = offset.clone();
+    outside[descriptor + 1] = 30;
+    let e = img::decode(&outside, ColorMode::Color).unwrap_err().to_string();
+    assert!(e.contains("corrupt GIF") && e.contains("not within the 40×30 screen"), "{e}");
+    let mut background = offset.clone();
+    background[11] = 16;
+    let e = img::decode(&background, ColorMode::Color).unwrap_err().to_string();
+    assert!(e.contains("background colour 16 is past the 16 colours"), "{e}");
+    let e = img::decode(&offset[..offset.len() - 40], ColorMode::Color).unwrap_err().to_string();
+    assert!(e.contains("corrupt GIF"), "{e}");
     let source = img::decode(&bytes("source.png"), ColorMode::Color).unwrap();
     assert_eq!(img::encode(&source, "jpg").unwrap(), bytes("opencv_q95.jpg"));
     let grey = img::decode(&bytes("source_grey.png"), ColorMode::Gray).unwrap();

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import need, run_caffe
+from gif_writer import gif_bytes
 
 cv2 = pytest.importorskip("cv2")
 Image = pytest.importorskip("PIL.Image")
@@ -79,6 +80,35 @@ def _pillow_files(d):
     return list(files)
 
 
+def _gif_files(d):
+    """GIFs as Pillow writes them (LZW-compressed, interlaced or not, a
+    transparent index) and written field by field (a frame offset in a larger
+    screen over a background colour, local and global palettes)."""
+    rgb = Image.fromarray(_photo(seed=9)[..., ::-1].copy())
+    rng = np.random.default_rng(10)
+    palette16 = rng.integers(0, 256, 48, dtype=np.uint8).tobytes()
+    palette4 = rng.integers(0, 256, 12, dtype=np.uint8).tobytes()
+    frame = [int(i) for i in rng.integers(0, 16, 20 * 10)]
+    files = {
+        "palette.gif": lambda p: rgb.quantize(64).save(p),
+        "interlaced.gif": lambda p: rgb.quantize(200).save(p, interlace=True),
+        "grey.gif": lambda p: rgb.convert("L").save(p),
+        "transparent.gif": lambda p: rgb.quantize(32).save(p, transparency=5),
+        "offset.gif": lambda p: open(p, "wb").write(
+            gif_bytes((40, 30), (7, 5, 20, 10), frame, palette16, background=3, local_palette=palette4, transparent=2)
+        ),
+        "offset_global.gif": lambda p: open(p, "wb").write(
+            gif_bytes((23, 31), (0, 21, 20, 10), frame, palette16, background=15, transparent=0)
+        ),
+        "local_only.gif": lambda p: open(p, "wb").write(
+            gif_bytes((20, 10), (0, 0, 20, 10), [i % 4 for i in frame], local_palette=palette4)
+        ),
+    }
+    for name, write in files.items():
+        write(str(d / name))
+    return list(files)
+
+
 def _oriented_files(d):
     """One JPEG per Exif orientation (1 to 8), as a camera writes them, and
     PNG and WebP files with one (OpenCV 4 turns those upright too)."""
@@ -123,7 +153,7 @@ def _expected(path, is_color):
 @pytest.fixture(scope="module")
 def image_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("images")
-    names = _cv2_files(d) + _pillow_files(d) + _oriented_files(d)
+    names = _cv2_files(d) + _pillow_files(d) + _gif_files(d) + _oriented_files(d)
     return d, names
 
 

@@ -35,15 +35,16 @@ fn gray_of(r: u8, g: u8, b: u8) -> u8 {
 }
 
 /// OpenCV 4's `cvtColor` BGR→grey on 8-bit samples.
-fn cvt_color_grey(r: u8, g: u8, b: u8) -> u8 {
+pub(super) fn cvt_color_grey(r: u8, g: u8, b: u8) -> u8 {
     ((r as u32 * 9798 + g as u32 * 19235 + b as u32 * 3735 + (1 << 14)) >> 15) as u8
 }
 
 /// The formats decoded, as OpenCV's imread names them in its errors' stead.
-const FORMATS: &str = "JPEG, PNG, BMP, PNM (PBM, PGM, PPM), TIFF and WebP";
+const FORMATS: &str = "JPEG, PNG, BMP, PNM (PBM, PGM, PPM), TIFF, WebP and GIF";
 
 /// Decodes an image as OpenCV's `imread`/`imdecode` does (Caffe's readers
-/// call them): JPEG through libjpeg ([`super::jpeg`]), the others through the
+/// call them): JPEG through libjpeg ([`super::jpeg`]), GIF as OpenCV's own
+/// decoder draws its first frame ([`super::gif`]), the others through the
 /// `image` crate's lossless decoders (WebP's lossy one too) with OpenCV's
 /// conversions on top: 16-bit samples narrowed, colour turned grey and the
 /// Exif orientation applied as OpenCV's decoder for the format does.
@@ -55,6 +56,7 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     })?;
     match format {
         ImageFormat::Jpeg => return super::jpeg::decode(bytes, mode),
+        ImageFormat::Gif => return super::gif::decode(bytes, mode),
         ImageFormat::Png | ImageFormat::Bmp | ImageFormat::Pnm | ImageFormat::Tiff | ImageFormat::WebP => {}
         other => return Err(Error::data(format!("{other:?} images are not supported (only {FORMATS})"))),
     }

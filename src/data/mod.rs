@@ -7,6 +7,7 @@
 //! write through them.
 pub mod datum;
 pub mod db;
+pub mod gif;
 pub mod hdf5;
 pub mod image;
 pub mod jpeg;
