@@ -11,7 +11,7 @@ CARGO ?= cargo
 ifeq ($(LIBTORCH),)
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(VENV)/bin:$(PATH)
-TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2 $(VENV)/.opencv-4 $(VENV)/.scipy-1
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2 $(VENV)/.opencv-4 $(VENV)/.opencv-5 $(VENV)/.scipy-1
 else
 TORCH_STAMP :=
 endif
@@ -45,6 +45,13 @@ $(VENV)/.python-tools-2: $(VENV)/.torch-$(TORCH_VERSION)
 # dropped Caffe input).
 $(VENV)/.opencv-4: $(VENV)/.torch-$(TORCH_VERSION)
 	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check opencv-python-headless==4.14.0.94
+	touch $@
+
+# OpenCV 5's DNN, one of the runtimes a Caffe user leaves for (it reads no
+# Caffe files): tests/export_onnx.rs runs the exported models in it. Kept in a
+# folder of its own (PYTHONPATH), since the venv's cv2 is OpenCV 4.
+$(VENV)/.opencv-5: $(VENV)/.torch-$(TORCH_VERSION)
+	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check --no-deps --target $(VENV)/opencv5 opencv-python-headless==5.1.0.95
 	touch $@
 
 # SciPy's MAT-file reader, which checks the files DeepLab's MatWrite layer

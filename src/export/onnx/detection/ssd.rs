@@ -142,7 +142,9 @@ pub fn detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let indices = g.node("Unsqueeze", &[&best[1], &last], vec![]);
     let candidates = g.node("GatherND", &[&per_class, &indices], vec![attr_i("batch_dims", 1)]);
     // An inverted box overlaps nothing in the fork (its area is 0), where
-    // NonMaxSuppression would turn it around: it is given as a point.
+    // NonMaxSuppression would turn it around. It is given as a box of its own
+    // far out on the negative side, disjoint from every other: a point would
+    // do in onnxruntime, but OpenCV's DNN counts two empty boxes as one.
     let yx = g.const_i64("yx", &[1, 0, 3, 2]);
     let nms_boxes = g.node("Gather", &[&candidates, &yx], vec![attr_i("axis", 2)]);
     let (lo, hi) = (g.const_i64("lo", &[0, 1]), g.const_i64("hi", &[2, 3]));
@@ -152,8 +154,8 @@ pub fn detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     let inverted = g.node("Cast", &[&inverted], vec![attr_i("to", DataType::Float as i64)]);
     let inverted = g.reduce("ReduceMax", &inverted, &[2], true);
     let inverted = g.node("Cast", &[&inverted], vec![attr_i("to", DataType::Bool as i64)]);
-    let point = g.node("Concat", &[&lower, &lower], vec![attr_i("axis", 2)]);
-    let nms_boxes = g.node("Where", &[&inverted, &point, &nms_boxes], vec![]);
+    let apart = g.const_f32("apart", &[1, k, 4], &boxes_apart(k));
+    let nms_boxes = g.node("Where", &[&inverted, &apart, &nms_boxes], vec![]);
     let one = g.const_i64("one", &[1]);
     let nms_scores = g.node("Unsqueeze", &[&best[0], &one], vec![]);
     let most = g.const_i64("most", &[k]);
@@ -225,4 +227,18 @@ pub fn detection_output(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     g.bind(t, y);
     g.dynamic_rows.insert(t.clone(), 2);
     Ok(())
+}
+
+/// NonMaxSuppression boxes (y1, x1, y2, x2) for k candidates, disjoint from
+/// one another and from any box of a real net: squares of side 2^60,
+/// side by side along x, left of -2^60 and below -2^60. Their corners are
+/// exact in f32 and their areas finite.
+fn boxes_apart(k: i64) -> Vec<f32> {
+    let side = 2f32.powi(60);
+    (0..k)
+        .flat_map(|i| {
+            let i = i as f32;
+            [-2.0 * side, -(i + 2.0) * side, -side, -(i + 1.0) * side]
+        })
+        .collect()
 }
