@@ -11,7 +11,7 @@ CARGO ?= cargo
 ifeq ($(LIBTORCH),)
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(VENV)/bin:$(PATH)
-TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2 $(VENV)/.opencv-4 $(VENV)/.opencv-5 $(VENV)/.scipy-1
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2 $(VENV)/.opencv-4 $(VENV)/.opencv-5 $(VENV)/.openvino-2026 $(VENV)/.scipy-1
 else
 TORCH_STAMP :=
 endif
@@ -52,6 +52,12 @@ $(VENV)/.opencv-4: $(VENV)/.torch-$(TORCH_VERSION)
 # folder of its own (PYTHONPATH), since the venv's cv2 is OpenCV 4.
 $(VENV)/.opencv-5: $(VENV)/.torch-$(TORCH_VERSION)
 	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check --no-deps --target $(VENV)/opencv5 opencv-python-headless==5.1.0.95
+	touch $@
+
+# OpenVINO, which dropped Caffe input too: tests/export_onnx.rs runs the
+# exported models on its CPU plugin. A folder of its own, like OpenCV 5.
+$(VENV)/.openvino-2026: $(VENV)/.torch-$(TORCH_VERSION)
+	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check --no-deps --target $(VENV)/openvino openvino==2026.4.1
 	touch $@
 
 # SciPy's MAT-file reader, which checks the files DeepLab's MatWrite layer

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Forward time of the exported ONNX model in onnxruntime (CPU) and of the
-# exported model.py in PyTorch eager (torch.inference_mode) beside
+# Forward time of the exported ONNX model in onnxruntime (CPU), OpenVINO (CPU
+# plugin, f32) and OpenCV 5's DNN (the folders make installs them in, else
+# a dash), and of the exported model.py in PyTorch eager (torch.inference_mode) beside
 # `caffe time -phase TEST`'s Average Forward pass (no autograd, as `caffe test` runs
 # it): the same deploy net, batch and thread
 # count, ROUNDS interleaved rounds, medians, at each batch size in BATCHES
@@ -65,7 +66,47 @@ with torch.inference_mode():
         net(data=x)
 print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
 PY
-declare -A caffe ort eager verify
+cat >"$work/ov_time.py" <<'PY'
+import sys, time
+import numpy as np
+import openvino as ov
+path, threads, iters, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+core = ov.Core()
+model = core.read_model(path)
+i = model.inputs[0]
+shape = [d.get_length() if d.is_static else batch for d in i.get_partial_shape()]
+c = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
+x = np.random.RandomState(0).rand(*shape).astype(np.float32)
+request = c.create_infer_request()
+request.infer({0: x})
+t = time.perf_counter()
+for _ in range(iters):
+    request.infer({0: x})
+print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
+PY
+cat >"$work/cv_time.py" <<'PY'
+import sys, time
+import cv2
+import numpy as np
+path, threads, iters, shape = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), [int(d) for d in sys.argv[4].split(",")]
+cv2.setNumThreads(threads)
+net = cv2.dnn.readNetFromONNX(path)
+x = np.random.RandomState(0).rand(*shape).astype(np.float32)
+net.setInput(x)
+net.forward()
+t = time.perf_counter()
+for _ in range(iters):
+    net.setInput(x)
+    net.forward()
+print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
+PY
+VENV_DIR=$(dirname "$(dirname "$(command -v "$PY")")")
+other() { # folder, script, args...: the time, or a dash when the runtime is not installed
+  local folder=$1
+  shift
+  if [ -d "$folder" ]; then PYTHONPATH="$folder" "$PY" "$@" 2>/dev/null || echo "—"; else echo "—"; fi
+}
+declare -A caffe ort ovino cv5 eager verify
 for n in "${nets[@]}"; do
   IFS='|' read -r name model _ <<<"$n"
   "$CAFFE" export -model "$model" -out "$work/${name//[^A-Za-z0-9]/_}.onnx" -opset 18 >/dev/null 2>&1
@@ -78,6 +119,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
     caffe[$name]="${caffe[$name]:-} $ms"
     ms=$("$PY" "$work/ort_time.py" "$work/${name//[^A-Za-z0-9]/_}.onnx" "$THREADS" "$iters" "${shape%%,*}")
     ort[$name]="${ort[$name]:-} $ms"
+    ms=$(other "$VENV_DIR/openvino" "$work/ov_time.py" "$work/${name//[^A-Za-z0-9]/_}.onnx" "$THREADS" "$iters" "${shape%%,*}")
+    ovino[$name]="${ovino[$name]:-} $ms"
+    ms=$(other "$VENV_DIR/opencv5" "$work/cv_time.py" "$work/${name//[^A-Za-z0-9]/_}.onnx" "$THREADS" "$iters" "$shape")
+    cv5[$name]="${cv5[$name]:-} $ms"
     ms=$("$PY" "$work/eager_time.py" "$work/${name//[^A-Za-z0-9]/_}.torch" "$THREADS" "$iters" "$shape")
     eager[$name]="${eager[$name]:-} $ms"
     /usr/bin/time -f %e -o "$work/seconds" "$CAFFE" export -model "$model" -out "$work/v.onnx" -verify >/dev/null 2>&1
@@ -87,10 +132,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 med() { echo "$@" | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "Threads: $THREADS; median of $ROUNDS interleaved rounds."
-echo "| net | caffe time forward, ms | onnxruntime forward, ms | PyTorch eager (model.py), ms | onnxruntime / caffe-tch | caffe export -verify, s |"
-echo "|---|---|---|---|---|---|"
+echo "| net | caffe time forward, ms | onnxruntime forward, ms | OpenVINO forward, ms | OpenCV 5 DNN forward, ms | PyTorch eager (model.py), ms | onnxruntime / caffe-tch | caffe export -verify, s |"
+echo "|---|---|---|---|---|---|---|---|"
 for n in "${nets[@]}"; do
   IFS='|' read -r name _ _ <<<"$n"
   c=$(med ${caffe[$name]}); o=$(med ${ort[$name]}); e=$(med ${eager[$name]}); v=$(med ${verify[$name]})
-  echo "| $name | $c | $o | $e | $(awk -v a="$o" -v b="$c" 'BEGIN {printf "%.2f", a / b}') | $v |"
+  ovm=$(med ${ovino[$name]}); cvm=$(med ${cv5[$name]})
+  echo "| $name | $c | $o | $ovm | $cvm | $e | $(awk -v a="$o" -v b="$c" 'BEGIN {printf "%.2f", a / b}') | $v |"
 done
