@@ -54,10 +54,10 @@ $(VENV)/.opencv-5: $(VENV)/.torch-$(TORCH_VERSION)
 	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check --no-deps --target $(VENV)/opencv5 opencv-python-headless==5.1.0.95
 	touch $@
 
-# OpenVINO, which dropped Caffe input too: tests/export_onnx.rs runs the
-# exported models on its CPU plugin. A folder of its own, like OpenCV 5.
+# OpenVINO, which dropped Caffe input too: `caffe export -verify_with
+# openvino` and tests/export_onnx.rs run the exported models on its CPU plugin.
 $(VENV)/.openvino-2026: $(VENV)/.torch-$(TORCH_VERSION)
-	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check --no-deps --target $(VENV)/openvino openvino==2026.4.1
+	$(VENV)/bin/pip install --quiet --no-compile --disable-pip-version-check --no-deps openvino==2026.4.1
 	touch $@
 
 # SciPy's MAT-file reader, which checks the files DeepLab's MatWrite layer

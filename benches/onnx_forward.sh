@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Forward time of the exported ONNX model in onnxruntime (CPU), OpenVINO (CPU
-# plugin, f32) and OpenCV 5's DNN (the folders make installs them in, else
-# a dash), and of the exported model.py in PyTorch eager (torch.inference_mode) beside
+# plugin, f32) and OpenCV 5's DNN (.venv/opencv5, where make installs it; a
+# dash when a runtime is missing), and of the exported model.py in PyTorch eager (torch.inference_mode) beside
 # `caffe time -phase TEST`'s Average Forward pass (no autograd, as `caffe test` runs
 # it): the same deploy net, batch and thread
 # count, ROUNDS interleaved rounds, medians, at each batch size in BATCHES
@@ -101,10 +101,16 @@ for _ in range(iters):
 print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
 PY
 VENV_DIR=$(dirname "$(dirname "$(command -v "$PY")")")
-other() { # folder, script, args...: the time, or a dash when the runtime is not installed
+other() { # folder ("" for the venv itself), script, args...: the time, or a dash when the runtime is not installed
   local folder=$1
   shift
-  if [ -d "$folder" ]; then PYTHONPATH="$folder" "$PY" "$@" 2>/dev/null || echo "—"; else echo "—"; fi
+  if [ -z "$folder" ]; then
+    "$PY" "$@" 2>/dev/null || echo "—"
+  elif [ -d "$folder" ]; then
+    PYTHONPATH="$folder" "$PY" "$@" 2>/dev/null || echo "—"
+  else
+    echo "—"
+  fi
 }
 declare -A caffe ort ovino cv5 eager verify
 for n in "${nets[@]}"; do
@@ -119,7 +125,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     caffe[$name]="${caffe[$name]:-} $ms"
     ms=$("$PY" "$work/ort_time.py" "$work/${name//[^A-Za-z0-9]/_}.onnx" "$THREADS" "$iters" "${shape%%,*}")
     ort[$name]="${ort[$name]:-} $ms"
-    ms=$(other "$VENV_DIR/openvino" "$work/ov_time.py" "$work/${name//[^A-Za-z0-9]/_}.onnx" "$THREADS" "$iters" "${shape%%,*}")
+    ms=$(other "" "$work/ov_time.py" "$work/${name//[^A-Za-z0-9]/_}.onnx" "$THREADS" "$iters" "${shape%%,*}")
     ovino[$name]="${ovino[$name]:-} $ms"
     ms=$(other "$VENV_DIR/opencv5" "$work/cv_time.py" "$work/${name//[^A-Za-z0-9]/_}.onnx" "$THREADS" "$iters" "$shape")
     cv5[$name]="${cv5[$name]:-} $ms"

@@ -491,7 +491,14 @@ fn export_case(c: &Case, k: usize, opset: i64, dir: &Path) -> Exported {
 fn check_all(exported: &[Exported]) -> Vec<String> {
     let runs: Vec<Run> = exported
         .iter()
-        .map(|e| Run { format: Format::Onnx, model: &e.model, fed: &e.fed, blobs: &e.blobs, all_blobs: true })
+        .map(|e| Run {
+            format: Format::Onnx,
+            runtime: verify::Runtime::OnnxRuntime,
+            model: &e.model,
+            fed: &e.fed,
+            blobs: &e.blobs,
+            all_blobs: true,
+        })
         .collect();
     let results = verify::run_exported_many(&runs).unwrap_or_else(|e| panic!("{e}"));
     let mut failures = Vec::new();
@@ -577,7 +584,7 @@ fn every_layer_case_runs_in_opencv5_dnn() {
     if !folder.join("cv2").is_dir() {
         skip!("OpenCV 5 is not in {} (make installs it there)", folder.display());
     }
-    cases_in_other_runtime("opencv", &folder, "OpenCV 5.", OPENCV5_EXCEPTIONS);
+    cases_in_other_runtime("opencv", Some(&folder), "opencv 5.", OPENCV5_EXCEPTIONS);
 }
 
 /// OpenVINO (which dropped Caffe input too) runs the same cases on its
@@ -587,17 +594,25 @@ fn every_layer_case_runs_in_openvino() {
     if let Some(why) = runtime_missing() {
         skip!("{why}");
     }
-    let folder = common::repo().join(".venv/openvino");
-    if !folder.join("openvino").is_dir() {
-        skip!("OpenVINO is not in {} (make installs it there)", folder.display());
+    if let Some(why) = openvino_missing() {
+        skip!("{why}");
     }
-    cases_in_other_runtime("openvino", &folder, "OpenVINO 20", OPENVINO_EXCEPTIONS);
+    cases_in_other_runtime("openvino", None, "openvino 20", OPENVINO_EXCEPTIONS);
+}
+
+/// Whether the Python that runs exported models has OpenVINO.
+fn openvino_missing() -> Option<String> {
+    let py = verify::python();
+    match Command::new(&py).args(["-c", "import openvino"]).output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some(format!("{} cannot import openvino (make installs it into .venv)", py.display())),
+    }
 }
 
 /// Exports every layer case at opset 18, runs them in `runtime`
-/// (tests/common/other_runtimes.py, with `folder` on PYTHONPATH; its first
-/// line must start with `banner`) and compares each blob with caffe-tch's.
-fn cases_in_other_runtime(runtime: &str, folder: &Path, banner: &str, exceptions: &[(&str, &str)]) {
+/// (tests/common/other_runtimes.py, with `folder` on PYTHONPATH if given; its
+/// first line must start with `banner`) and compares each blob with caffe-tch's.
+fn cases_in_other_runtime(runtime: &str, folder: Option<&Path>, banner: &str, exceptions: &[(&str, &str)]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = cases();
     let exported: Vec<Exported> = cases.iter().enumerate().map(|(k, c)| export_case(c, k, 18, dir.path())).collect();
@@ -625,13 +640,15 @@ fn cases_in_other_runtime(runtime: &str, folder: &Path, banner: &str, exceptions
         std::fs::write(&path, manifest.to_string()).expect("write manifest");
         manifests.push((path, manifest));
     }
-    let out = Command::new(verify::python())
+    let mut python = Command::new(verify::python());
+    python
         .arg(common::repo().join("tests/common/other_runtimes.py"))
         .arg(runtime)
-        .args(manifests.iter().map(|(p, _)| p))
-        .env("PYTHONPATH", folder)
-        .output()
-        .expect("run python");
+        .args(manifests.iter().map(|(p, _)| p));
+    if let Some(folder) = folder {
+        python.env("PYTHONPATH", folder);
+    }
+    let out = python.output().expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "other_runtimes.py {runtime}: {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with(banner), "{stdout}");
@@ -712,6 +729,7 @@ fn parity_fixtures_match_bvlc_caffe_blob_by_blob() {
             std::fs::write(&model, onnx::export(&plan, opset, true).expect("export")).expect("write");
             let r = verify::run_exported(&Run {
                 format: Format::Onnx,
+                runtime: verify::Runtime::OnnxRuntime,
                 model: &model,
                 fed: &fed,
                 blobs: &blobs,
@@ -736,6 +754,62 @@ fn parity_fixtures_match_bvlc_caffe_blob_by_blob() {
         }
     }
     common::note(&format!("ONNX vs BVLC Caffe: {}", report.join("; ")));
+}
+
+/// `caffe export -verify_with openvino|opencv` runs the exported GoogLeNet in
+/// that runtime (from the folders make installs them in) and passes blob by
+/// blob; -verify_with on a PyTorch export, or an unknown runtime, is a usage
+/// error.
+#[test]
+fn verify_with_openvino_and_opencv() {
+    if let Some(why) = runtime_missing() {
+        skip!("{why}");
+    }
+    if let Some(why) = openvino_missing() {
+        skip!("{why}");
+    }
+    let opencv5 = common::repo().join(".venv/opencv5");
+    if !opencv5.join("cv2").is_dir() {
+        skip!("OpenCV 5 is not in {} (make installs it there)", opencv5.display());
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prototxt = fixture("bvlc/models/bvlc_googlenet/deploy.prototxt");
+    let weights = dir.path().join("googlenet.caffemodel");
+    random_caffemodel(&prototxt, &weights);
+    let export = |runtime: &str, format: &str| {
+        let mut caffe = caffe();
+        caffe
+            .args(["export", "-model"])
+            .arg(&prototxt)
+            .arg("-weights")
+            .arg(&weights)
+            .arg("-out")
+            .arg(dir.path().join(format!("googlenet_{runtime}_{format}")))
+            .args(["-format", format, "-input_shape", "data=1,3,224,224", "-verify_with", runtime, "-blobs", "all"]);
+        // The venv's own cv2 is OpenCV 4; OpenCV 5 comes first on the path.
+        if runtime == "opencv" {
+            caffe.env("PYTHONPATH", &opencv5);
+        }
+        caffe.output().expect("run caffe")
+    };
+    for runtime in ["openvino", "opencv"] {
+        let o = export(runtime, "onnx");
+        let log = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{log}");
+        let line = log.lines().find(|l| l.contains("blob(s), worst")).unwrap_or_else(|| panic!("{log}"));
+        assert!(line.contains(&format!("Verify onnx in {runtime}: ")) && line.ends_with("PASSED"), "{line}");
+        let blobs: usize =
+            line.split("Verify onnx in ").nth(1).and_then(|r| r.split(' ').nth(1)).unwrap().parse().unwrap();
+        assert!(blobs > 100, "-blobs all checks every blob: {line}");
+    }
+    let o = export("openvino", "pytorch");
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{log}");
+    assert!(log.contains("-verify_with openvino runs ONNX models"), "{log}");
+    let o = export("tensorrt", "onnx");
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{log}");
+    assert!(log.contains("-verify_with must be onnxruntime, openvino or opencv, got 'tensorrt'"), "{log}");
 }
 
 fn caffe() -> Command {

@@ -64,6 +64,8 @@ pub struct ExportOptions {
     pub all_blobs: bool,
     pub names: TensorNames,
     pub verify: bool,
+    /// What runs an ONNX model for `-verify` (`-verify_with`).
+    pub verify_with: verify::Runtime,
     /// `-input NAME=x.npy` for `-verify`; other inputs get seeded random values.
     pub inputs: Vec<(String, PathBuf)>,
 }
@@ -99,7 +101,7 @@ pub fn run(model: &Path, text: TextOptions, o: &ExportOptions) -> Result<bool> {
     if o.format == Format::Safetensors {
         return Err(Error::usage("-verify checks a model: use it with -format onnx or -format pytorch"));
     }
-    verify::verify(&mut plan, o.format, &o.out, o.all_blobs, &o.inputs)
+    verify::verify(&mut plan, o.format, o.verify_with, &o.out, o.all_blobs, &o.inputs)
 }
 
 /// Fails before any work when `-out` cannot be written (a missing or read-only

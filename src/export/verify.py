@@ -1,6 +1,6 @@
 # Runs exported models for `caffe export -verify` (and the tests): ONNX in
-# onnxruntime (after onnx's full check and strict shape inference), PyTorch's
-# model.py in torch. Each argument is a JSON manifest naming the input .npy
+# onnxruntime (after onnx's full check and strict shape inference), or in
+# OpenVINO or OpenCV's DNN (manifest "runtime"), PyTorch's model.py in torch. Each argument is a JSON manifest naming the input .npy
 # files and where to write each output; the caller compares.
 import json
 import os
@@ -41,8 +41,6 @@ def _count(dims):
 
 
 def run_onnx(m):
-    import onnxruntime as ort
-
     report = {}
     try:
         import onnx
@@ -52,14 +50,45 @@ def run_onnx(m):
         report["checker"] = "passed"
     except ImportError:
         report["checker"] = "onnx not installed"
+    feeds = {name: np.load(path) for name, path in m["inputs"].items()}
+    run = RUNTIMES[m.get("runtime", "onnxruntime")]
+    return run(m["model"], feeds, list(m["outputs"])), report
+
+
+def run_onnxruntime(model, feeds, names):
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(os.environ.get("CAFFE_TCH_VERIFY_THREADS", "0"))
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(m["model"], opts, providers=["CPUExecutionProvider"])
-    feeds = {name: np.load(path) for name, path in m["inputs"].items()}
-    names = list(m["outputs"])
-    values = sess.run(names, feeds)
-    return dict(zip(names, values)), report
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def run_openvino(model, feeds, names):
+    """OpenVINO's CPU plugin, in f32 (it may pick bf16 on CPUs that have it)."""
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(model), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    result = compiled(feeds)
+    values = {}
+    for port, value in result.items():
+        for name in port.get_names():
+            values[name] = value
+    return {name: values[name] for name in names if name in values}
+
+
+def run_opencv(model, feeds, names):
+    import cv2
+
+    net = cv2.dnn.readNetFromONNX(model)
+    for name, value in feeds.items():
+        net.setInput(value, name)
+    return dict(zip(names, net.forward(names)))
+
+
+RUNTIMES = {"onnxruntime": run_onnxruntime, "openvino": run_openvino, "opencv": run_opencv}
 
 
 def run_pytorch(m):

@@ -1,6 +1,7 @@
-//! `caffe export -verify`: runs the exported model (onnxruntime for ONNX, the
-//! venv's PyTorch for `model.py`) on the same inputs as caffe-tch's own
-//! forward and prints max |Δ| per blob. A blob passes when
+//! `caffe export -verify`: runs the exported model (ONNX in onnxruntime, or
+//! in OpenVINO or OpenCV's DNN with `-verify_with`; `model.py` in the venv's
+//! PyTorch) on the same inputs as caffe-tch's own forward and prints max |Δ|
+//! per blob. A blob passes when
 //! max |Δ| ≤ 1e-4·(1 + max |reference|).
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,34 @@ pub const TOLERANCE: f64 = 1e-4;
 
 /// The seed of the random inputs when `-input` does not give them.
 pub const INPUT_SEED: i64 = 1701;
+
+/// What runs an exported ONNX model for `-verify`: onnxruntime (after onnx's
+/// checker and shape inference), or one of the runtimes a Caffe user may
+/// deploy to instead, which read no Caffe files themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    OnnxRuntime,
+    OpenVino,
+    OpenCv,
+}
+
+impl Runtime {
+    pub fn parse(s: &str) -> Result<Runtime> {
+        match s.to_ascii_lowercase().as_str() {
+            "onnxruntime" | "ort" => Ok(Runtime::OnnxRuntime),
+            "openvino" => Ok(Runtime::OpenVino),
+            "opencv" => Ok(Runtime::OpenCv),
+            _ => Err(Error::usage(format!("-verify_with must be onnxruntime, openvino or opencv, got '{s}'"))),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::OnnxRuntime => "onnxruntime",
+            Runtime::OpenVino => "openvino",
+            Runtime::OpenCv => "opencv",
+        }
+    }
+}
 
 /// The Python that runs exported models (see [`crate::util::python::interpreter`]).
 pub fn python() -> PathBuf {
@@ -152,6 +181,8 @@ pub fn reference(
 /// One exported model to run, with its inputs and the blobs to read back.
 pub struct Run<'a> {
     pub format: Format,
+    /// For ONNX: what runs it (ignored for `model.py`).
+    pub runtime: Runtime,
     pub model: &'a Path,
     pub fed: &'a [(String, Tensor)],
     pub blobs: &'a [String],
@@ -207,6 +238,7 @@ pub fn run_exported_many(runs: &[Run]) -> Result<Vec<RunResult>> {
         let report = dir.path().join(format!("run{r}_report.json"));
         let manifest = serde_json::json!({
             "format": run.format.name(),
+            "runtime": run.runtime.name(),
             "model": run.model.display().to_string(),
             "all_blobs": run.all_blobs,
             "report": report.display().to_string(),
@@ -300,10 +332,23 @@ fn rows_in_order(t: &Tensor) -> Result<Tensor> {
 pub fn verify(
     plan: &mut Plan,
     format: Format,
+    runtime: Runtime,
     model: &Path,
     all_blobs: bool,
     given: &[(String, PathBuf)],
 ) -> Result<bool> {
+    if format != Format::Onnx && runtime != Runtime::OnnxRuntime {
+        return Err(Error::usage(format!(
+            "-verify_with {} runs ONNX models; -format {} is verified in PyTorch",
+            runtime.name(),
+            format.name()
+        )));
+    }
+    // The log's name for what ran the model: "onnx", "onnx in openvino", "pytorch".
+    let label = match (format, runtime) {
+        (Format::Onnx, Runtime::OpenVino | Runtime::OpenCv) => format!("onnx in {}", runtime.name()),
+        _ => format.name().to_string(),
+    };
     let mut inputs = random_inputs(plan);
     for (name, file) in given {
         let t = crate::util::npy::read(file)?;
@@ -323,7 +368,7 @@ pub fn verify(
         inputs.into_iter().filter(|(n, _)| plan.net.input_blob_names().contains(&n.as_str())).collect();
     let blobs = plan.exported_blobs(all_blobs);
     let (fed, refs) = reference(plan, &feedable, &blobs)?;
-    let got = run_exported(&Run { format, model, fed: &fed, blobs: &blobs, all_blobs })?;
+    let got = run_exported(&Run { format, runtime, model, fed: &fed, blobs: &blobs, all_blobs })?;
     let mut checks = compare(&refs, &got.values, &got.inferred)?;
     // Detection rows are listed best first; two whose confidences differ by
     // float rounding may come in the other order (onnxruntime's exp and
@@ -342,7 +387,7 @@ pub fn verify(
                     "export.cpp:1",
                     "Verify {}: blob {} holds the same detections, some listed in another order (confidences within \
                      float rounding of each other)",
-                    format.name(),
+                    label,
                     c.name
                 );
                 c.max_abs_diff = d;
@@ -353,7 +398,7 @@ pub fn verify(
     for c in &checks {
         let line = format!(
             "Verify {}: blob {} max |diff| = {} (max |ref| = {}, tolerance {})",
-            format.name(),
+            label,
             c.name,
             format_g(c.max_abs_diff, 6),
             format_g(c.max_abs_ref, 6),
@@ -374,7 +419,7 @@ pub fn verify(
     info!(
         "export.cpp:1",
         "Verify {}: {} blob(s), worst max |diff| = {}: {}",
-        format.name(),
+        label,
         checks.len(),
         format_g(worst, 6),
         if ok { "PASSED" } else { "FAILED" }

@@ -1,56 +1,34 @@
-# Runs exported ONNX models in the runtimes a Caffe user leaves for, besides
-# onnxruntime (tests/export_onnx.rs): `other_runtimes.py RUNTIME MANIFEST...`,
-# RUNTIME `opencv` (OpenCV's DNN) or `openvino` (OpenVINO's CPU plugin, in
-# f32). Each manifest names the model, its input .npy files by input name and,
-# by output name, where to write each output. A model the runtime cannot load
-# or run gets "error" in the manifest's report file instead.
+# Runs exported ONNX models in OpenVINO or OpenCV's DNN for
+# tests/export_onnx.rs, through the functions `caffe export -verify_with` runs
+# (src/export/verify.py), but with each model's failure recorded rather than
+# ending the run: `other_runtimes.py RUNTIME MANIFEST...`. Each manifest names
+# the model, its input .npy files by input name and, by output name, where to
+# write each output; a model the runtime cannot load or run gets "error" in
+# the manifest's report file instead.
 import json
+import os
 import sys
 
 import numpy as np
 
-
-def run_opencv(m):
-    import cv2
-
-    net = cv2.dnn.readNetFromONNX(m["model"])
-    for name, path in m["inputs"].items():
-        net.setInput(np.load(path), name)
-    names = list(m["outputs"])
-    return dict(zip(names, net.forward(names)))
-
-
-def run_openvino(m):
-    import openvino as ov
-
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(m["model"]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    result = compiled({name: np.load(path) for name, path in m["inputs"].items()})
-    values = {}
-    for port, value in result.items():
-        for name in port.get_names():
-            values[name] = value
-    return {name: values[name] for name in m["outputs"]}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "export"))
+import verify  # noqa: E402
 
 
 def main():
     runtime = sys.argv[1]
-    run = {"opencv": run_opencv, "openvino": run_openvino}[runtime]
-    if runtime == "opencv":
-        import cv2
-
-        print("OpenCV", cv2.__version__)
-    else:
-        import openvino
-
-        print("OpenVINO", openvino.__version__)
+    run = verify.RUNTIMES[runtime]
+    module = __import__({"opencv": "cv2", "openvino": "openvino"}[runtime])
+    print(runtime, module.__version__)
     for manifest in sys.argv[2:]:
         with open(manifest) as f:
             m = json.load(f)
         report = {}
         try:
-            for name, value in run(m).items():
-                np.save(m["outputs"][name], np.asarray(value, dtype=np.float32, order="C"))
+            feeds = {name: np.load(path) for name, path in m["inputs"].items()}
+            values = run(m["model"], feeds, list(m["outputs"]))
+            for name, path in m["outputs"].items():
+                np.save(path, np.asarray(values[name], dtype=np.float32, order="C"))
         except Exception as e:  # the runtime's own error types
             report["error"] = "%s: %s" % (type(e).__name__, " ".join(str(e).split())[:2000])
         with open(m["report"], "w") as f:
