@@ -277,9 +277,9 @@ struct ExportArgs {
     /// Run the exported model next to caffe-tch's forward and compare every output.
     #[arg(long)]
     verify: bool,
-    /// What runs an ONNX model for -verify: onnxruntime, openvino or opencv (its DNN); the last two imply -verify.
-    #[arg(long = "verify_with", default_value = "onnxruntime")]
-    verify_with: String,
+    /// What runs an ONNX model for -verify (which it implies): onnxruntime (the default), openvino or opencv (its DNN).
+    #[arg(long = "verify_with")]
+    verify_with: Option<String>,
     /// An input's value for -verify: NAME=file.npy; repeat for several (others are seeded random).
     #[arg(long)]
     input: Vec<String>,
@@ -534,8 +534,8 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
                 opset: a.opset,
                 all_blobs,
                 names,
-                verify: a.verify || a.verify_with != "onnxruntime",
-                verify_with: crate::export::verify::Runtime::parse(&a.verify_with)?,
+                verify: a.verify || a.verify_with.is_some(),
+                verify_with: crate::export::verify::Runtime::parse(a.verify_with.as_deref().unwrap_or("onnxruntime"))?,
                 inputs: a.input.iter().map(|s| tools::forward::parse_input(s)).collect::<Result<_, _>>()?,
             };
             let passed = crate::export::run(&model, opts, &o)?;
