@@ -10,6 +10,7 @@ import pytest
 
 from conftest import need, run_caffe
 from gif_writer import gif_bytes
+from tiff_writer import random_rgba16, rgba_tiff
 
 cv2 = pytest.importorskip("cv2")
 Image = pytest.importorskip("PIL.Image")
@@ -74,6 +75,10 @@ def _pillow_files(d):
         "bilevel.pbm": lambda p: rgb.convert("1").save(p),
         "rgba.tif": lambda p: rgba.save(p),
         "rgba.webp": lambda p: rgba.save(p, lossless=True),
+        # 16-bit RGBA: libtiff's RGBA interface narrows, then premultiplies an
+        # unassociated alpha.
+        "rgba16_unassociated.tif": lambda p: open(p, "wb").write(rgba_tiff(random_rgba16(13, 17, 11), 2)),
+        "rgba16_associated.tif": lambda p: open(p, "wb").write(rgba_tiff(random_rgba16(13, 17, 12), 1)),
     }
     for name, write in files.items():
         write(str(d / name))

@@ -95,7 +95,8 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     // the high byte) and reads RGBA through libtiff's RGBA interface, which
     // premultiplies colour by an unassociated alpha.
     let (narrow, img): (fn(u16) -> u8, _) = if format == ImageFormat::Tiff {
-        let unassociated = matches!(img, DynamicImage::ImageRgba8(_)) && tiff_alpha_is_unassociated(bytes);
+        let unassociated = matches!(img, DynamicImage::ImageRgba8(_) | DynamicImage::ImageRgba16(_))
+            && tiff_alpha_is_unassociated(bytes);
         (|v| ((u32::from(v) + 128) / 257) as u8, if unassociated { premultiplied(img) } else { img })
     } else {
         (|v| (v >> 8) as u8, img)
@@ -138,9 +139,18 @@ fn tiff_alpha_is_unassociated(bytes: &[u8]) -> bool {
     .unwrap_or(false)
 }
 
-/// Colour times alpha, rounded as libtiff's RGBA interface does (8-bit RGBA only).
+/// Colour times alpha, rounded as libtiff's RGBA interface does (RGBA only;
+/// 16-bit samples are narrowed first, as that interface does).
 fn premultiplied(img: DynamicImage) -> DynamicImage {
     match img {
+        // libtiff's RGBA interface narrows 16-bit samples to 8 bits, rounded,
+        // before it premultiplies.
+        DynamicImage::ImageRgba16(rgba) => {
+            let narrow = image::RgbaImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+                image::Rgba(rgba.get_pixel(x, y).0.map(|v| ((u32::from(v) + 128) / 257) as u8))
+            });
+            premultiplied(DynamicImage::ImageRgba8(narrow))
+        }
         DynamicImage::ImageRgba8(mut rgba) => {
             for p in rgba.pixels_mut() {
                 let a = u32::from(p[3]);
