@@ -318,6 +318,16 @@ fn cases() -> Vec<Case> {
                 "layer { name: \"p\" type: \"Proposal\" bottom: \"scores\" bottom: \"deltas\" bottom: \"im_info\" top: \"rois\" proposal_param { feat_stride: 16 min_size: 0 ratio: 1 scale: 4 scale: 8 scale: 16 pre_nms_topn: 0 post_nms_topn: 0 nms_thresh: 0.5 } }",
             ),
         ),
+        // As in a trained RPN, the scores a probability (here a sigmoid's):
+        // every runtime keeps them, OpenCV's DNN included.
+        case(
+            "proposal on probabilities",
+            net_text(
+                &[("logits", &[1, 18, 5, 7]), ("deltas", &[1, 36, 5, 7]), ("im_info", &[1, 3])],
+                "layer { name: \"s\" type: \"Sigmoid\" bottom: \"logits\" top: \"scores\" }
+                 layer { name: \"p\" type: \"Proposal\" bottom: \"scores\" bottom: \"deltas\" bottom: \"im_info\" top: \"rois\" proposal_param { feat_stride: 8 min_size: 0 pre_nms_topn: 0 post_nms_topn: 0 nms_thresh: 0.5 } }",
+            ),
+        ),
         // Faster R-CNN at test time: Proposal, ROIPooling on its regions, the heads per region.
         case("faster_rcnn_tiny", {
             let text = std::fs::read_to_string(common::repo().join("tests/fixtures/forks/faster_rcnn_tiny.prototxt")).expect("faster_rcnn_tiny");
