@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Forward time of the exported ONNX model in onnxruntime (CPU), OpenVINO (CPU
 # plugin, f32) and OpenCV 5's DNN (.venv/opencv5, where make installs it; a
-# dash when a runtime is missing), and of the exported model.py in PyTorch eager (torch.inference_mode) beside
+# dash when a runtime is missing), and of the exported model.py in PyTorch
+# eager (torch.inference_mode) beside
 # `caffe time -phase TEST`'s Average Forward pass (no autograd, as `caffe test` runs
 # it): the same deploy net, batch and thread
 # count, ROUNDS interleaved rounds, medians, at each batch size in BATCHES

@@ -590,10 +590,10 @@ fn every_layer_case_runs_in_opencv5_dnn() {
     if let Some(why) = runtime_missing() {
         skip!("{why}");
     }
-    let folder = common::repo().join(".venv/opencv5");
-    if !folder.join("cv2").is_dir() {
-        skip!("OpenCV 5 is not in {} (make installs it there)", folder.display());
-    }
+    let folder = match opencv5_folder() {
+        Ok(folder) => folder,
+        Err(why) => skip!("{why}"),
+    };
     cases_in_other_runtime("opencv", Some(&folder), "opencv 5.", OPENCV5_EXCEPTIONS);
 }
 
@@ -608,6 +608,17 @@ fn every_layer_case_runs_in_openvino() {
         skip!("{why}");
     }
     cases_in_other_runtime("openvino", None, "openvino 20", OPENVINO_EXCEPTIONS);
+}
+
+/// The folder make installs OpenCV 5 into (put on PYTHONPATH, since the
+/// venv's own cv2 is OpenCV 4), or why it cannot be used.
+fn opencv5_folder() -> Result<PathBuf, String> {
+    let folder = common::repo().join(".venv/opencv5");
+    if folder.join("cv2").is_dir() {
+        Ok(folder)
+    } else {
+        Err(format!("OpenCV 5 is not in {} (make installs it there)", folder.display()))
+    }
 }
 
 /// Whether the Python that runs exported models has OpenVINO.
@@ -778,10 +789,10 @@ fn verify_with_openvino_and_opencv() {
     if let Some(why) = openvino_missing() {
         skip!("{why}");
     }
-    let opencv5 = common::repo().join(".venv/opencv5");
-    if !opencv5.join("cv2").is_dir() {
-        skip!("OpenCV 5 is not in {} (make installs it there)", opencv5.display());
-    }
+    let opencv5 = match opencv5_folder() {
+        Ok(folder) => folder,
+        Err(why) => skip!("{why}"),
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let prototxt = fixture("bvlc/models/bvlc_googlenet/deploy.prototxt");
     let weights = dir.path().join("googlenet.caffemodel");

@@ -1,7 +1,8 @@
 # Runs exported models for `caffe export -verify` (and the tests): ONNX in
 # onnxruntime (after onnx's full check and strict shape inference), or in
-# OpenVINO or OpenCV's DNN (manifest "runtime"), PyTorch's model.py in torch. Each argument is a JSON manifest naming the input .npy
-# files and where to write each output; the caller compares.
+# OpenVINO or OpenCV's DNN (manifest "runtime"), PyTorch's model.py in torch.
+# Each argument is a JSON manifest naming the input .npy files and where to
+# write each output; the caller compares.
 import json
 import os
 import sys
