@@ -4,7 +4,8 @@
 //! so that the binary finds it at run time (its CUDA half is opened on demand),
 //! compiles `csrc/dist_shim.cpp`, the C API over c10d's Gloo process group,
 //! `csrc/cpu_allocator.cpp`, the caching CPU allocator the binary installs,
-//! and `csrc/onednn_ops.cpp`, oneDNN kernels reached through the dispatcher,
+//! `csrc/onednn_ops.cpp`, oneDNN kernels reached through the dispatcher, and
+//! `csrc/lrn.cpp`, the one-pass inference LRN,
 //! and builds the CUDA shim (`csrc/nccl_shim.cpp`: NCCL, for CUDA tensors;
 //! `csrc/cuda_graph.cpp`: CUDA graphs) as a shared library of its own beside
 //! the binary, when the CUDA headers are there; and `csrc/jpeg.c`, JPEG
@@ -85,11 +86,13 @@ fn compile_dist_shim(lib: &std::path::Path) {
 
 /// The CPU shims, linked in: the caching allocator (src/util/allocator.rs),
 /// the oneDNN kernels called through the dispatcher (src/layers/onednn.rs)
-/// and autograd's gradient edges (src/util/grad_edge.rs);
+/// autograd's gradient edges (src/util/grad_edge.rs) and the one-pass
+/// inference LRN (src/layers/vision/lrn.rs);
 /// they need libtorch's headers and symbols, not the c10d ones.
 fn compile_cpu_shims(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/cpu_allocator.cpp");
     println!("cargo:rerun-if-changed=csrc/onednn_ops.cpp");
+    println!("cargo:rerun-if-changed=csrc/lrn.cpp");
     println!("cargo:rerun-if-changed=csrc/grad_edges.cpp");
     println!("cargo:rerun-if-changed=csrc/shim_errors.h");
     let include = lib.parent().unwrap_or(lib).join("include");
@@ -98,8 +101,13 @@ fn compile_cpu_shims(lib: &std::path::Path) {
         .file("csrc/cpu_allocator.cpp")
         .file("csrc/onednn_ops.cpp")
         .file("csrc/grad_edges.cpp")
+        .file("csrc/lrn.cpp")
         .include(&include)
         .flag("-std=c++17")
+        // sqrt without errno vectorises (csrc/lrn.cpp); no fused multiply-add
+        // contractions, so a kernel rounds as the tensor ops it replaces do.
+        .flag("-fno-math-errno")
+        .flag("-ffp-contract=off")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .warnings(false)
         .compile("caffe_cpu_shims");

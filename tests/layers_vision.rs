@@ -117,6 +117,89 @@ fn lrn_across_channels_matches_naive() {
     }
 }
 
+/// Caffe's cross-channel backward, element by element: the bottom's gradient
+/// for top gradient `g`.
+fn naive_lrn_across_backward(x: &Tensor, g: &Tensor, n: i64, alpha: f64, beta: f64, k: f64) -> Tensor {
+    let s = x.size();
+    let (nn, c, plane) = (s[0], s[1], s[2] * s[3]);
+    let (xv, gv) = (values(x), values(g));
+    let pre = (n - 1) / 2;
+    let idx = |a: i64, b: i64, p: i64| ((a * c + b) * plane + p) as usize;
+    let window = |b: i64| (b - pre).max(0)..(b - pre + n).min(c);
+    let mut out = vec![0.0; xv.len()];
+    for a in 0..nn {
+        for p in 0..plane {
+            let scale: Vec<f64> = (0..c)
+                .map(|b| k + alpha / n as f64 * window(b).map(|cc| xv[idx(a, cc, p)].powi(2)).sum::<f64>())
+                .collect();
+            let ratio: Vec<f64> = (0..c)
+                .map(|b| gv[idx(a, b, p)] * xv[idx(a, b, p)] * scale[b as usize].powf(-beta) / scale[b as usize])
+                .collect();
+            for b in 0..c {
+                let sum: f64 = window(b).map(|cc| ratio[cc as usize]).sum();
+                out[idx(a, b, p)] = gv[idx(a, b, p)] * scale[b as usize].powf(-beta)
+                    - 2.0 * alpha * beta / n as f64 * xv[idx(a, b, p)] * sum;
+            }
+        }
+    }
+    from_vec(&out, &s)
+}
+
+/// `x` with the same values in channels-last memory order.
+fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// The CPU kernel (csrc/lrn.cpp) in both memory orders and both float kinds,
+/// inference and recorded, for the betas with a closed form and others, and
+/// windows wider than the channels: forward and backward against Caffe's
+/// formulas; inference and recorded forwards are the same numbers. A window
+/// far wider than the channels costs no more than one as wide.
+#[test]
+fn lrn_across_channels_cpu_kernel_matches_naive_forward_and_backward() {
+    let _rng = rng_exclusive();
+    let x64 = randn(&[2, 7, 3, 5], 11) * 2.0;
+    let g64 = randn(&[2, 7, 3, 5], 12);
+    let cases = [
+        (5, 0.3, 0.75, 2.0),
+        (3, 1.0, 0.5, 1.0),
+        (1, 0.1, 1.0, 0.5),
+        (9, 2.0, 0.75, 1.0),
+        (5, 0.5, 1.5, 1.0),
+        (2_000_001, 1e5, 0.75, 1.0),
+    ];
+    for (n, alpha, beta, k) in cases {
+        let l =
+            lp(&format!("name: 'n' type: 'LRN' lrn_param {{ local_size: {n} alpha: {alpha} beta: {beta} k: {k} }}"));
+        let (alpha, beta, k) = (f32v(alpha), f32v(beta), f32v(k));
+        let want_y = naive_lrn_across(&x64, n, alpha, beta, k);
+        let want_dx = naive_lrn_across_backward(&x64, &g64, n, alpha, beta, k);
+        for (kind, tol) in [(Kind::Double, 1e-12), (Kind::Float, 2e-5)] {
+            for nhwc in [false, true] {
+                let what = format!("n={n} beta={beta} {kind:?} {}", if nhwc { "NHWC" } else { "NCHW" });
+                let x = x64.to_kind(kind);
+                let x = if nhwc { channels_last(&x) } else { x };
+                let inferred = tch::no_grad(|| run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0));
+                assert_near(&format!("{what}: inference forward"), &inferred, &want_y, tol);
+                assert_eq!(inferred.stride(), x.stride(), "{what}: the top keeps the bottom's memory order");
+
+                let leaf = x.detach().set_requires_grad(true);
+                let y = run(&l, &[leaf.shallow_clone()], &[], Phase::Train).remove(0);
+                assert_eq!(max_diff(&y, &inferred), 0.0, "{what}: recorded and inference forwards differ");
+                let objective = (&y * g64.to_kind(kind)).sum(kind);
+                let dx = Tensor::run_backward(&[&objective], &[&leaf], false, false).remove(0);
+                assert_near(&format!("{what}: backward"), &dx, &want_dx, tol * 10.0);
+            }
+        }
+    }
+    // A bottom neither layout can take (a strided view) runs the tensor ops.
+    let l = lp("name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 }");
+    let wide = randn(&[2, 4, 3, 10], 13);
+    let view = wide.narrow(3, 2, 5);
+    let y = tch::no_grad(|| run(&l, &[view.shallow_clone()], &[], Phase::Test).remove(0));
+    assert_near("strided view", &y, &naive_lrn_across(&view.contiguous(), 3, 0.5, 0.75, 1.0), 1e-12);
+}
+
 #[test]
 fn lrn_within_channel_matches_naive_and_ignores_k() {
     let _rng = rng_exclusive();

@@ -7,9 +7,13 @@
 //!   stride 1 and that pad no window is clipped by the padded border).
 //!   `k` is not used there.
 //!
-//! Forward and backward are a handful of vectorised whole-tensor ops (Caffe
-//! loops per channel). Caffe's backward for both regions is the true
-//! gradient, which autograd gives.
+//! On the CPU, ACROSS_CHANNELS is `csrc/lrn.cpp`: one pass forward, and where
+//! autograd records, one autograd node whose backward is Caffe's (one pass
+//! too). Elsewhere (CUDA, WITHIN_CHANNEL) the layer is a handful of vectorised
+//! whole-tensor ops and autograd gives the backward, which for both regions
+//! is the true gradient, as Caffe's is.
+use std::ffi::{c_char, c_void, CStr};
+
 use crate::Result;
 use tch::Tensor;
 
@@ -24,7 +28,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         type_name: "LRN",
         family: family_of(file!()),
         params: "local_size, alpha, beta, k, norm_region (ACROSS_CHANNELS, WITHIN_CHANNEL)",
-        tests: "parity (cifar10_full: WITHIN_CHANNEL), naive-reference tests and gradient checks for both regions",
+        tests: "parity (cifar10_full: WITHIN_CHANNEL), naive-reference tests and gradient checks for both regions; the CPU kernel (ACROSS_CHANNELS) against Caffe's forward and backward in NCHW and channels-last, float and double",
         create: |p| Ok(Box::new(Lrn::new(p)?)),
     });
 }
@@ -62,13 +66,15 @@ impl Layer for Lrn {
         let x = &bottoms[0];
         let n = self.size;
         let pad = (n - 1) / 2;
-        let sq = x.f_square()?;
         let scale = match self.region {
             NormRegion::AcrossChannels => {
+                if let Some(y) = cpu_across_channels(x, n, self.alpha, self.beta, self.k)? {
+                    return Ok(vec![y]);
+                }
                 // Σ over the channel window as n shifted slices of the
                 // zero-padded squares: cheaper than a pooling kernel both ways.
                 let channels = x.size()[1];
-                let padded = sq.f_constant_pad_nd([0, 0, 0, 0, pad, pad])?;
+                let padded = x.f_square()?.f_constant_pad_nd([0, 0, 0, 0, pad, pad])?;
                 let mut sum = padded.f_narrow(1, 0, channels)?;
                 for i in 1..n {
                     sum = sum.f_add(&padded.f_narrow(1, i, channels)?)?;
@@ -76,7 +82,7 @@ impl Layer for Lrn {
                 sum.f_mul_scalar(self.alpha / n as f64)?.f_add_scalar(self.k)?
             }
             NormRegion::WithinChannel => {
-                let avg = sq.f_avg_pool2d([n, n], [1, 1], [pad, pad], false, true, None::<i64>)?;
+                let avg = x.f_square()?.f_avg_pool2d([n, n], [1, 1], [pad, pad], false, true, None::<i64>)?;
                 avg.f_mul_scalar(self.alpha)?.f_add_scalar(1.0)?
             }
         };
@@ -85,4 +91,38 @@ impl Layer for Lrn {
         let factor = scale.f_log()?.f_mul_scalar(-self.beta)?.f_exp()?;
         Ok(vec![x.f_mul(&factor)?])
     }
+}
+
+extern "C" {
+    fn caffe_tch_lrn_across_channels(
+        x: *mut c_void,
+        size: i64,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
+}
+
+/// The cross-channel LRN of `csrc/lrn.cpp` (one pass forward, and one
+/// autograd node with Caffe's backward where autograd records), for a CPU
+/// float or double blob in NCHW or channels-last order; `None` elsewhere.
+fn cpu_across_channels(x: &Tensor, size: i64, alpha: f64, beta: f64, k: f64) -> Result<Option<Tensor>> {
+    let mut out: *mut c_void = std::ptr::null_mut();
+    // SAFETY: `x` is a live at::Tensor owned by tch for the call; the shim
+    // only reads it, catches every C++ exception, and on success either leaves
+    // `out` null or sets it to a new at::Tensor that we own.
+    let err = unsafe { caffe_tch_lrn_across_channels(x.as_ptr() as *mut c_void, size, alpha, beta, k, &mut out) };
+    if !err.is_null() {
+        // SAFETY: a NUL-terminated string the shim malloc'd, read and freed once here.
+        let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+        // SAFETY: as above.
+        unsafe { libc::free(err as *mut c_void) };
+        bail!("{msg}");
+    }
+    if out.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: a heap at::Tensor the shim allocated for us.
+    Ok(Some(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) }))
 }
