@@ -5,7 +5,7 @@
 //! compiles `csrc/dist_shim.cpp`, the C API over c10d's Gloo process group,
 //! `csrc/cpu_allocator.cpp`, the caching CPU allocator the binary installs,
 //! `csrc/onednn_ops.cpp`, oneDNN kernels reached through the dispatcher, and
-//! `csrc/lrn.cpp`, the one-pass inference LRN,
+//! `csrc/lrn.cpp`, LRN's CPU forward and backward,
 //! and builds the CUDA shim (`csrc/nccl_shim.cpp`: NCCL, for CUDA tensors;
 //! `csrc/cuda_graph.cpp`: CUDA graphs) as a shared library of its own beside
 //! the binary, when the CUDA headers are there; and `csrc/jpeg.c`, JPEG
@@ -86,8 +86,8 @@ fn compile_dist_shim(lib: &std::path::Path) {
 
 /// The CPU shims, linked in: the caching allocator (src/util/allocator.rs),
 /// the oneDNN kernels called through the dispatcher (src/layers/onednn.rs)
-/// autograd's gradient edges (src/util/grad_edge.rs) and the one-pass
-/// inference LRN (src/layers/vision/lrn.rs);
+/// autograd's gradient edges (src/util/grad_edge.rs) and LRN's forward
+/// and backward (src/layers/vision/lrn.rs);
 /// they need libtorch's headers and symbols, not the c10d ones.
 fn compile_cpu_shims(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/cpu_allocator.cpp");

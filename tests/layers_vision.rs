@@ -145,18 +145,45 @@ fn naive_lrn_across_backward(x: &Tensor, g: &Tensor, n: i64, alpha: f64, beta: f
     from_vec(&out, &s)
 }
 
+/// Caffe's within-channel backward, element by element: the exact gradient
+/// of `naive_lrn_within` for top gradient `g`.
+fn naive_lrn_within_backward(x: &Tensor, g: &Tensor, n: i64, alpha: f64, beta: f64) -> Tensor {
+    let s = x.size();
+    let (h, w) = (s[2], s[3]);
+    let (xv, gv) = (values(x), values(g));
+    let pad = (n - 1) / 2;
+    let area = (n * n) as f64;
+    let window = |i: i64, j: i64| {
+        let rows = (i - pad).max(0)..(i + pad + 1).min(h);
+        rows.flat_map(move |ii| ((j - pad).max(0)..(j + pad + 1).min(w)).map(move |jj| (ii, jj)))
+    };
+    let mut out = vec![0.0; xv.len()];
+    for plane in 0..(s[0] * s[1]) {
+        let at = |i: i64, j: i64| (plane * h * w + i * w + j) as usize;
+        let scale = |i: i64, j: i64| 1.0 + alpha * window(i, j).map(|(a, b)| xv[at(a, b)].powi(2)).sum::<f64>() / area;
+        let ratio = |i: i64, j: i64| gv[at(i, j)] * xv[at(i, j)] * scale(i, j).powf(-beta) / scale(i, j);
+        for i in 0..h {
+            for j in 0..w {
+                let sum: f64 = window(i, j).map(|(a, b)| ratio(a, b)).sum();
+                out[at(i, j)] = gv[at(i, j)] * scale(i, j).powf(-beta) - 2.0 * alpha * beta / area * xv[at(i, j)] * sum;
+            }
+        }
+    }
+    from_vec(&out, &s)
+}
+
 /// `x` with the same values in channels-last memory order.
 fn channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
-/// The CPU kernel (csrc/lrn.cpp) in both memory orders and both float kinds,
-/// inference and recorded, for the betas with a closed form and others, and
-/// windows wider than the channels: forward and backward against Caffe's
-/// formulas; inference and recorded forwards are the same numbers. A window
-/// far wider than the channels costs no more than one as wide.
+/// The CPU kernel (csrc/lrn.cpp) for both regions, in both memory orders and
+/// both float kinds, inference and recorded, for the betas with a closed
+/// form and others, and windows wider than the blob: forward and backward
+/// against Caffe's formulas; inference and recorded forwards are the same
+/// numbers. A window far wider than the blob costs no more than one as wide.
 #[test]
-fn lrn_across_channels_cpu_kernel_matches_naive_forward_and_backward() {
+fn lrn_cpu_kernel_matches_naive_forward_and_backward() {
     let _rng = rng_exclusive();
     let x64 = randn(&[2, 7, 3, 5], 11) * 2.0;
     let g64 = randn(&[2, 7, 3, 5], 12);
@@ -167,16 +194,22 @@ fn lrn_across_channels_cpu_kernel_matches_naive_forward_and_backward() {
         (9, 2.0, 0.75, 1.0),
         (5, 0.5, 1.5, 1.0),
         (2_000_001, 1e5, 0.75, 1.0),
+        (7, 3.0, 0.75, 1.0),
     ];
-    for (n, alpha, beta, k) in cases {
-        let l =
-            lp(&format!("name: 'n' type: 'LRN' lrn_param {{ local_size: {n} alpha: {alpha} beta: {beta} k: {k} }}"));
+    for ((n, alpha, beta, k), within) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
+        let region = if within { "WITHIN_CHANNEL" } else { "ACROSS_CHANNELS" };
+        let l = lp(&format!(
+            "name: 'n' type: 'LRN' lrn_param {{ local_size: {n} alpha: {alpha} beta: {beta} k: {k} norm_region: {region} }}"
+        ));
         let (alpha, beta, k) = (f32v(alpha), f32v(beta), f32v(k));
-        let want_y = naive_lrn_across(&x64, n, alpha, beta, k);
-        let want_dx = naive_lrn_across_backward(&x64, &g64, n, alpha, beta, k);
+        let (want_y, want_dx) = if within {
+            (naive_lrn_within(&x64, n, alpha, beta), naive_lrn_within_backward(&x64, &g64, n, alpha, beta))
+        } else {
+            (naive_lrn_across(&x64, n, alpha, beta, k), naive_lrn_across_backward(&x64, &g64, n, alpha, beta, k))
+        };
         for (kind, tol) in [(Kind::Double, 1e-12), (Kind::Float, 2e-5)] {
             for nhwc in [false, true] {
-                let what = format!("n={n} beta={beta} {kind:?} {}", if nhwc { "NHWC" } else { "NCHW" });
+                let what = format!("{region} n={n} beta={beta} {kind:?} {}", if nhwc { "NHWC" } else { "NCHW" });
                 let x = x64.to_kind(kind);
                 let x = if nhwc { channels_last(&x) } else { x };
                 let inferred = tch::no_grad(|| run(&l, &[x.shallow_clone()], &[], Phase::Test).remove(0));

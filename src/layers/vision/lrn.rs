@@ -7,11 +7,11 @@
 //!   stride 1 and that pad no window is clipped by the padded border).
 //!   `k` is not used there.
 //!
-//! On the CPU, ACROSS_CHANNELS is `csrc/lrn.cpp`: one pass forward, and where
+//! On the CPU both regions are `csrc/lrn.cpp`: one pass forward, and where
 //! autograd records, one autograd node whose backward is Caffe's (one pass
-//! too). Elsewhere (CUDA, WITHIN_CHANNEL) the layer is a handful of vectorised
-//! whole-tensor ops and autograd gives the backward, which for both regions
-//! is the true gradient, as Caffe's is.
+//! too). Elsewhere (CUDA) the layer is a handful of vectorised whole-tensor
+//! ops and autograd gives the backward, which for both regions is the true
+//! gradient, as Caffe's is.
 use std::ffi::{c_char, c_void, CStr};
 
 use crate::Result;
@@ -28,7 +28,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         type_name: "LRN",
         family: family_of(file!()),
         params: "local_size, alpha, beta, k, norm_region (ACROSS_CHANNELS, WITHIN_CHANNEL)",
-        tests: "parity (cifar10_full: WITHIN_CHANNEL), naive-reference tests and gradient checks for both regions; the CPU kernel (ACROSS_CHANNELS) against Caffe's forward and backward in NCHW and channels-last, float and double",
+        tests: "parity (cifar10_full: WITHIN_CHANNEL), naive-reference tests and gradient checks for both regions; the CPU kernel (both regions) against Caffe's forward and backward in NCHW and channels-last, float and double",
         create: |p| Ok(Box::new(Lrn::new(p)?)),
     });
 }
@@ -66,11 +66,11 @@ impl Layer for Lrn {
         let x = &bottoms[0];
         let n = self.size;
         let pad = (n - 1) / 2;
+        if let Some(y) = cpu_lrn(x, self.region, n, self.alpha, self.beta, self.k)? {
+            return Ok(vec![y]);
+        }
         let scale = match self.region {
             NormRegion::AcrossChannels => {
-                if let Some(y) = cpu_across_channels(x, n, self.alpha, self.beta, self.k)? {
-                    return Ok(vec![y]);
-                }
                 // Σ over the channel window as n shifted slices of the
                 // zero-padded squares: cheaper than a pooling kernel both ways.
                 let channels = x.size()[1];
@@ -94,8 +94,9 @@ impl Layer for Lrn {
 }
 
 extern "C" {
-    fn caffe_tch_lrn_across_channels(
+    fn caffe_tch_lrn(
         x: *mut c_void,
+        region: i64,
         size: i64,
         alpha: f64,
         beta: f64,
@@ -104,15 +105,19 @@ extern "C" {
     ) -> *mut c_char;
 }
 
-/// The cross-channel LRN of `csrc/lrn.cpp` (one pass forward, and one
-/// autograd node with Caffe's backward where autograd records), for a CPU
-/// float or double blob in NCHW or channels-last order; `None` elsewhere.
-fn cpu_across_channels(x: &Tensor, size: i64, alpha: f64, beta: f64, k: f64) -> Result<Option<Tensor>> {
+/// The LRN of `csrc/lrn.cpp` (one pass forward, and one autograd node with
+/// Caffe's backward where autograd records), for a CPU float or double blob
+/// in NCHW or channels-last order; `None` elsewhere.
+fn cpu_lrn(x: &Tensor, region: NormRegion, size: i64, alpha: f64, beta: f64, k: f64) -> Result<Option<Tensor>> {
+    let region = match region {
+        NormRegion::AcrossChannels => 0,
+        NormRegion::WithinChannel => 1,
+    };
     let mut out: *mut c_void = std::ptr::null_mut();
     // SAFETY: `x` is a live at::Tensor owned by tch for the call; the shim
     // only reads it, catches every C++ exception, and on success either leaves
     // `out` null or sets it to a new at::Tensor that we own.
-    let err = unsafe { caffe_tch_lrn_across_channels(x.as_ptr() as *mut c_void, size, alpha, beta, k, &mut out) };
+    let err = unsafe { caffe_tch_lrn(x.as_ptr() as *mut c_void, region, size, alpha, beta, k, &mut out) };
     if !err.is_null() {
         // SAFETY: a NUL-terminated string the shim malloc'd, read and freed once here.
         let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
