@@ -82,6 +82,21 @@ CAFFE_TCH_VECTOR_CLONES void powers(const T* scale, T* factor, int64_t count, Po
   }
 }
 
+// acc[i] += x[i]^2 (squares) or x[i] (plain).
+template <typename T>
+CAFFE_TCH_VECTOR_CLONES void accumulate(const T* x, T* acc, int64_t count, bool squares) {
+  if (squares) {
+    for (int64_t i = 0; i < count; ++i) acc[i] += x[i] * x[i];
+  } else {
+    for (int64_t i = 0; i < count; ++i) acc[i] += x[i];
+  }
+}
+
+template <typename T>
+CAFFE_TCH_VECTOR_CLONES void affine_across(T* sum, int64_t count, const Window<T>& w) {
+  for (int64_t i = 0; i < count; ++i) sum[i] = sum[i] * w.multiplier + w.offset;
+}
+
 // scale[c] = k + alpha/n * sum of squares[c + j], j <= 2 * pad; `squares`
 // has the window's zero padding at both ends.
 template <typename T>
@@ -91,7 +106,7 @@ CAFFE_TCH_VECTOR_CLONES void window_scale(const T* squares, T* scale, int64_t co
     const T* shifted = squares + j;
     for (int64_t c = 0; c < count; ++c) scale[c] += shifted[c];
   }
-  for (int64_t c = 0; c < count; ++c) scale[c] = scale[c] * w.multiplier + w.offset;
+  affine_across(scale, count, w);
 }
 
 template <typename T>
@@ -153,10 +168,9 @@ void across_forward(const at::Tensor& x, at::Tensor& y, at::Tensor* scale_out, c
         std::fill(sp, sp + count, T(0));
         for (int64_t cc = c - w.pad; cc <= c + w.pad; ++cc) {
           if (cc < 0 || cc >= channels) continue;
-          const T* xc = xd + base + cc * pixels;
-          for (int64_t i = 0; i < count; ++i) sp[i] += xc[i] * xc[i];
+          accumulate(xd + base + cc * pixels, sp, count, true);
         }
-        for (int64_t i = 0; i < count; ++i) sp[i] = sp[i] * w.multiplier + w.offset;
+        affine_across(sp, count, w);
         if (!general) {
           powers(sp, factor.data(), count, w.power);
           multiply(xd + at_c, factor.data(), yd + at_c, count);
@@ -375,8 +389,7 @@ void across_backward(const at::Tensor& x, const Gradients<T>& g) {
         const int64_t o = base + c * pixels;
         std::fill(sums.begin(), sums.begin() + count, T(0));
         for (int64_t cc = std::max<int64_t>(0, c - w.pad); cc <= std::min(channels - 1, c + w.pad); ++cc) {
-          const T* r = ratios.data() + cc * kTile;
-          for (int64_t i = 0; i < count; ++i) sums[i] += r[i];
+          accumulate(ratios.data() + cc * kTile, sums.data(), count, false);
         }
         input_gradient(g.dy + o, g.x + o, g.factor_at(o, count, factor.data()), sums.data(), w.gradient_coefficient,
                        g.dx + o, count);
