@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "shim_errors.h"
@@ -124,8 +125,30 @@ bool channels_last(const at::Tensor& x) {
   return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
 }
 
+// ACROSS_CHANNELS on an NCHW blob: a unit is kTile pixels of one image over
+// all its channels (channel c of the unit starts at base + c * pixels).
+struct ChannelTiles {
+  int64_t channels, pixels, tiles, units, grain;
+  explicit ChannelTiles(const at::Tensor& x)
+      : channels(x.size(1)),
+        pixels(x.size(2) * x.size(3)),
+        tiles((pixels + kTile - 1) / kTile),
+        units(x.size(0) * tiles),
+        grain(std::max<int64_t>(1, kGrainElements / (channels * kTile))) {}
+  // The unit's first element and its pixel count.
+  std::pair<int64_t, int64_t> unit(int64_t u) const {
+    const int64_t image = u / tiles, first = (u % tiles) * kTile;
+    return {image * channels * pixels + first, std::min(kTile, pixels - first)};
+  }
+  // The channels of c's window: [lo, hi].
+  static std::pair<int64_t, int64_t> window(int64_t c, int64_t pad, int64_t channels) {
+    return {std::max<int64_t>(0, c - pad), std::min(channels - 1, c + pad)};
+  }
+};
+
 // y, and scale where `scale_out` is given (a blob like x). For the general
-// beta, y holds the scale and the caller raises it.
+// beta the pass writes only the scale, into `scale_out` or else into y, and
+// the caller raises it.
 template <typename T>
 void across_forward(const at::Tensor& x, at::Tensor& y, at::Tensor* scale_out, const Window<T>& w) {
   const T* xd = x.const_data_ptr<T>();
@@ -146,36 +169,28 @@ void across_forward(const at::Tensor& x, at::Tensor& y, at::Tensor* scale_out, c
         if (!general) {
           powers(sp, factor.data(), channels, w.power);
           multiply(xp, factor.data(), yp, channels);
-        } else if (sp != yp) {
-          std::copy(sp, sp + channels, yp);
         }
       }
     });
     return;
   }
-  const int64_t tiles = (pixels + kTile - 1) / kTile;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / (channels * kTile));
-  at::parallel_for(0, n * tiles, grain, [&](int64_t begin, int64_t end) {
+  const ChannelTiles t(x);
+  at::parallel_for(0, t.units, t.grain, [&](int64_t begin, int64_t end) {
     std::vector<T> sum(kTile), factor(kTile);
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t image = u / tiles, first = (u % tiles) * kTile;
-      const int64_t count = std::min(kTile, pixels - first);
-      const int64_t base = image * channels * pixels + first;
+      const auto [base, count] = t.unit(u);
       for (int64_t c = 0; c < channels; ++c) {
         const int64_t at_c = base + c * pixels;
         T* sp = sd != nullptr ? sd + at_c : (general ? yd + at_c : sum.data());
-        // The window's squares, zero outside the channels, summed lowest first.
+        // The window's squares summed lowest first; starting from zero, as
+        // the padding would, leaves every partial sum the same.
         std::fill(sp, sp + count, T(0));
-        for (int64_t cc = c - w.pad; cc <= c + w.pad; ++cc) {
-          if (cc < 0 || cc >= channels) continue;
-          accumulate(xd + base + cc * pixels, sp, count, true);
-        }
+        const auto [lo, hi] = ChannelTiles::window(c, w.pad, channels);
+        for (int64_t cc = lo; cc <= hi; ++cc) accumulate(xd + base + cc * pixels, sp, count, true);
         affine_across(sp, count, w);
         if (!general) {
           powers(sp, factor.data(), count, w.power);
           multiply(xd + at_c, factor.data(), yd + at_c, count);
-        } else if (sp != yd + at_c) {
-          std::copy(sp, sp + count, yd + at_c);
         }
       }
     }
@@ -283,8 +298,6 @@ void within_forward(const at::Tensor& x, at::Tensor& y, at::Tensor* scale_out, c
       if (!general) {
         powers(sp, factor.data(), count, w.power);
         multiply(xd + first, factor.data(), yd + first, count);
-      } else if (sp != yd + first) {
-        std::copy(sp, sp + count, yd + first);
       }
     }
   });
@@ -304,7 +317,7 @@ at::Tensor forward_typed(Region region, const at::Tensor& x, int64_t size, doubl
     within_forward<T>(x, y, scale, w);
   }
   if (w.power == Power::General) {
-    // y holds the scale.
+    // The pass left the scale in *scale, or in y when there is none.
     at::Tensor factor = general_factor(scale != nullptr ? *scale : y, beta);
     y = factor.mul_(x);
   }
@@ -372,15 +385,12 @@ void across_backward(const at::Tensor& x, const Gradients<T>& g) {
     });
     return;
   }
-  const int64_t tiles = (pixels + kTile - 1) / kTile;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / (channels * kTile));
-  at::parallel_for(0, n * tiles, grain, [&](int64_t begin, int64_t end) {
+  const ChannelTiles t(x);
+  at::parallel_for(0, t.units, t.grain, [&](int64_t begin, int64_t end) {
     // Every channel's ratios over the tile, then each channel's window over them.
     std::vector<T> ratios(channels * kTile), sums(kTile), factor(kTile);
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t image = u / tiles, first = (u % tiles) * kTile;
-      const int64_t count = std::min(kTile, pixels - first);
-      const int64_t base = image * channels * pixels + first;
+      const auto [base, count] = t.unit(u);
       for (int64_t c = 0; c < channels; ++c) {
         const int64_t o = base + c * pixels;
         ratio(g.dy + o, g.x + o, g.factor_at(o, count, factor.data()), g.scale + o, ratios.data() + c * kTile, count);
@@ -388,9 +398,8 @@ void across_backward(const at::Tensor& x, const Gradients<T>& g) {
       for (int64_t c = 0; c < channels; ++c) {
         const int64_t o = base + c * pixels;
         std::fill(sums.begin(), sums.begin() + count, T(0));
-        for (int64_t cc = std::max<int64_t>(0, c - w.pad); cc <= std::min(channels - 1, c + w.pad); ++cc) {
-          accumulate(ratios.data() + cc * kTile, sums.data(), count, false);
-        }
+        const auto [lo, hi] = ChannelTiles::window(c, w.pad, channels);
+        for (int64_t cc = lo; cc <= hi; ++cc) accumulate(ratios.data() + cc * kTile, sums.data(), count, false);
         input_gradient(g.dy + o, g.x + o, g.factor_at(o, count, factor.data()), sums.data(), w.gradient_coefficient,
                        g.dx + o, count);
       }
