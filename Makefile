@@ -10,7 +10,9 @@ CARGO ?= cargo
 
 ifeq ($(LIBTORCH),)
 export LIBTORCH_USE_PYTORCH := 1
-export PATH := $(VENV)/bin:$(PATH)
+# Prepended once: a sub-make sees it already there (a PATH that changes between
+# cargo runs makes pyo3's build script, and so the Python module, rebuild).
+export PATH := $(if $(findstring $(VENV)/bin:,$(PATH)),$(PATH),$(VENV)/bin:$(PATH))
 TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION) $(VENV)/.export-runtimes $(VENV)/.python-tools-2 $(VENV)/.opencv-4 $(VENV)/.opencv-5 $(VENV)/.openvino-2026 $(VENV)/.scipy-1
 else
 TORCH_STAMP :=
@@ -138,12 +140,15 @@ build: $(TORCH_STAMP) system-deps cuda-headers
 	$(CARGO) build --release --locked
 	@$(MAKE) --no-print-directory python
 
-# `import caffe` (python/): the extension in release, copied next to the
-# package's Python files, and a .pth file that puts python/ on the venv's path.
+# `import caffe` (python/): the extension in release (a default member of the
+# workspace, so the same cargo command as `build`: a `-p caffe-python` build
+# would resolve features apart and recompile the crate each time the two
+# alternate), copied next to the package's Python files, and a .pth file that
+# puts python/ on the venv's path.
 PY_EXT := python/caffe/_caffe.abi3.so
 python:
 ifeq ($(LIBTORCH),)
-	$(CARGO) build --release --locked -p caffe-python
+	$(CARGO) build --release --locked
 	cp target/release/lib_caffe.so $(PY_EXT).tmp && mv $(PY_EXT).tmp $(PY_EXT)
 	echo "$(CURDIR)/python" > "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/caffe-tch-dev.pth"
 else
