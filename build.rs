@@ -86,14 +86,16 @@ fn compile_dist_shim(lib: &std::path::Path) {
 
 /// The CPU shims, linked in: the caching allocator (src/util/allocator.rs),
 /// the oneDNN kernels called through the dispatcher (src/layers/onednn.rs)
-/// autograd's gradient edges (src/util/grad_edge.rs) and LRN's forward
-/// and backward (src/layers/vision/lrn.rs);
+/// autograd's gradient edges (src/util/grad_edge.rs), LRN's forward
+/// and backward (src/layers/vision/lrn.rs) and the reshape out of a
+/// channels-last blob (src/layers/layout.rs);
 /// they need libtorch's headers and symbols, not the c10d ones.
 fn compile_cpu_shims(lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/cpu_allocator.cpp");
     println!("cargo:rerun-if-changed=csrc/onednn_ops.cpp");
     println!("cargo:rerun-if-changed=csrc/lrn.cpp");
     println!("cargo:rerun-if-changed=csrc/grad_edges.cpp");
+    println!("cargo:rerun-if-changed=csrc/layout_reshape.cpp");
     println!("cargo:rerun-if-changed=csrc/shim_errors.h");
     let include = lib.parent().unwrap_or(lib).join("include");
     cc::Build::new()
@@ -102,6 +104,7 @@ fn compile_cpu_shims(lib: &std::path::Path) {
         .file("csrc/onednn_ops.cpp")
         .file("csrc/grad_edges.cpp")
         .file("csrc/lrn.cpp")
+        .file("csrc/layout_reshape.cpp")
         .include(&include)
         .flag("-std=c++17")
         // sqrt without errno vectorises (csrc/lrn.cpp); no fused multiply-add

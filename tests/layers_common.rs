@@ -117,6 +117,42 @@ fn inner_product_test_forms_agree_with_the_product() {
     }
 }
 
+/// The layers that merge a 4-D bottom's axes (InnerProduct, Flatten, Reshape)
+/// give a channels-last bottom its gradient channels-last (the pooling below
+/// then takes its fast path), with the same values as for an NCHW bottom:
+/// tops and gradients bit for bit.
+#[test]
+fn merging_layers_give_channels_last_bottoms_channels_last_gradients() {
+    let _rng = rng_exclusive();
+    let nchw = randn(&[3, 4, 5, 6], 11);
+    let cl = nchw.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+    assert!(caffe_tch::layers::layout::is_channels_last(&cl));
+    let (w, b) = (randn(&[7, 120], 12), randn(&[7], 13));
+    let cases: [(&str, Vec<Tensor>); 3] = [
+        (r#"type: "InnerProduct" inner_product_param { num_output: 7 }"#, vec![w, b]),
+        (r#"type: "Flatten""#, vec![]),
+        (r#"type: "Reshape" reshape_param { shape { dim: 0 dim: -1 } }"#, vec![]),
+    ];
+    for (text, params) in cases {
+        let mut results = Vec::new();
+        for x in [&nchw, &cl] {
+            let leaf = x.detach().set_requires_grad(true);
+            let (_, tops) = run(text, &[leaf.shallow_clone()], &params);
+            let g = randn(&tops[0].size(), 14);
+            let grads = Tensor::run_backward(&[&(&tops[0] * &g).sum(Kind::Double)], &[&leaf], false, false);
+            results.push((tops[0].shallow_clone(), grads[0].shallow_clone()));
+        }
+        let ((top_nchw, grad_nchw), (top_cl, grad_cl)) = (&results[0], &results[1]);
+        assert!(top_cl.equal(top_nchw), "{text}: tops differ");
+        assert!(grad_cl.equal(grad_nchw), "{text}: gradients differ");
+        assert!(
+            caffe_tch::layers::layout::is_channels_last(grad_cl),
+            "{text}: gradient strides {:?}",
+            grad_cl.stride()
+        );
+    }
+}
+
 /// The oneDNN kernel is there in this libtorch (else large fully connected
 /// layers silently fall back to the slower MKL forms), and it declines where
 /// autograd records.

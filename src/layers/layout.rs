@@ -6,9 +6,20 @@
 //! changes: shapes, values and every reader that copies data out (all go
 //! through `contiguous()` or `reshape`) see Caffe's NCHW blob. CUDA keeps NCHW
 //! (unmeasured there). `CAFFE_TCH_CHANNELS_LAST=0` turns it off (for benchmarks).
+use std::ffi::{c_char, c_void, CStr};
+
 use tch::{Device, Tensor};
 
 use crate::Result;
+
+extern "C" {
+    fn caffe_tch_reshape_from_channels_last(
+        x: *mut c_void,
+        shape: *const i64,
+        ndim: usize,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
+}
 
 fn enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -68,4 +79,35 @@ pub fn in_layout_of(t: &Tensor, like: &Tensor) -> Result<Tensor> {
         return to_nhwc(t);
     }
     Ok(t.shallow_clone())
+}
+
+/// `x` reshaped to `shape`, for a layer that merges axes (InnerProduct,
+/// Flatten, Reshape). A channels-last `x` that autograd records, reshaped to
+/// fewer axes (which libtorch does by a copy into NCHW order), goes through
+/// one autograd node (`csrc/layout_reshape.cpp`) whose backward returns its
+/// gradient channels-last, where libtorch's reshape would return it NCHW and
+/// the layer below (pooling) would take its slow mixed-order path. Values and
+/// gradients are the same either way.
+pub fn reshape(x: &Tensor, shape: &[i64]) -> Result<Tensor> {
+    if x.dim() == 4 && shape.len() < 4 && x.device() == Device::Cpu && x.requires_grad() && is_channels_last(x) {
+        let mut out: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `x` is a live at::Tensor owned by tch and `shape` a live
+        // slice for the call; the shim catches every C++ exception and on
+        // success leaves `out` null or sets it to a new at::Tensor we own.
+        let err = unsafe {
+            caffe_tch_reshape_from_channels_last(x.as_ptr() as *mut c_void, shape.as_ptr(), shape.len(), &mut out)
+        };
+        if !err.is_null() {
+            // SAFETY: a NUL-terminated string the shim malloc'd, read and freed once here.
+            let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+            // SAFETY: as above.
+            unsafe { libc::free(err as *mut c_void) };
+            crate::bail!("{}", crate::error::libtorch_message(&msg));
+        }
+        if !out.is_null() {
+            // SAFETY: a heap at::Tensor the shim allocated for us.
+            return Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) });
+        }
+    }
+    Ok(x.f_reshape(shape)?)
 }

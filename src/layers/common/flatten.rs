@@ -53,6 +53,6 @@ impl Layer for Flatten {
 
     fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
-        Ok(vec![x.f_reshape(self.top_shape(&x.size())?.as_slice())?])
+        Ok(vec![crate::layers::layout::reshape(x, &self.top_shape(&x.size())?)?])
     }
 }

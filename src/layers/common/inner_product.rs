@@ -87,7 +87,7 @@ impl Layer for InnerProduct {
         let x = &bottoms[0];
         let s = x.size();
         let m = count(&s, 0, self.axis);
-        let x2 = x.f_reshape([m, count(&s, self.axis, s.len())])?;
+        let x2 = crate::layers::layout::reshape(x, &[m, count(&s, self.axis, s.len())])?;
         let w = &params[0];
         let y = if self.p.transpose() {
             match params.get(1) {

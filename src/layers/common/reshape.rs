@@ -108,6 +108,6 @@ impl Layer for Reshape {
 
     fn forward(&mut self, _ctx: &Ctx, bottoms: &[Tensor], _params: &[Tensor]) -> Result<Vec<Tensor>> {
         let x = &bottoms[0];
-        Ok(vec![x.f_reshape(self.top_shape(&x.size())?.as_slice())?])
+        Ok(vec![crate::layers::layout::reshape(x, &self.top_shape(&x.size())?)?])
     }
 }
