@@ -204,7 +204,7 @@ demo: build
 	sed -e 's/^max_iter: .*/max_iter: $(DEMO_ITERS)/' -e 's/^test_interval: .*/test_interval: $(DEMO_TEST_INTERVAL)/' experiments/demo/lenet10_dropin_solver.prototxt > $(DEMO_OUT)/solver.prototxt
 	GLOG_log_dir=$(DEMO_OUT) $(CAFFE) train -solver $(DEMO_OUT)/solver.prototxt
 	$(CAFFE) test -model models/lenet10_dropin/train_val_d2500.prototxt \
-	  -weights $(DEMO_OUT)/lenet10_dropin_iter_$(DEMO_ITERS).caffemodel -iterations 100 2>&1 | tail -3
+	  -weights $(DEMO_OUT)/lenet10_dropin_iter_$(DEMO_ITERS).caffemodel -iteration $(DEMO_ITERS) -iterations 100 2>&1 | tail -3
 	ln -sf caffe.INFO $(DEMO_OUT)/lenet10_dropin_d2500.log  # the legend shows the file name
 	$(CAFFE) plot $(DEMO_OUT)/lenet10_dropin_d2500.log -o $(DEMO_OUT)/test_accuracy.png -y test-accuracy \
 	  -title "LeNet(10)+DropIn d=2500 on $$(head -1 data/mnist/DATASET | cut -d' ' -f1) (make demo)"

@@ -294,6 +294,39 @@ fn test_command_prints_caffe_scores() {
     }
 }
 
+/// `caffe test -iteration N` scores a DropIn net as the solver's test pass at
+/// iteration N saw it; without it the net is fully grown. Here the skip path
+/// is ones and the new layer zeros over 4 units, grown over 4 iterations, so
+/// the top's sum is the number of units still on the skip path.
+#[test]
+fn test_command_takes_dropin_iteration() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let model = tmp.path().join("dropin.prototxt");
+    std::fs::write(
+        &model,
+        r#"name: "grow"
+layer { name: "data" type: "DummyData" top: "data"
+  dummy_data_param { shape { dim: 1 dim: 4 } data_filler { type: "constant" value: 1 } } }
+layer { name: "new" type: "Power" bottom: "data" top: "new" power_param { scale: 0 } }
+layer { name: "mix" type: "DropIn" bottom: "data" bottom: "new" top: "mix" dropin_param { dropin_length: 4 } }
+layer { name: "skipped" type: "Reduction" bottom: "mix" top: "skipped" }
+"#,
+    )
+    .expect("write prototxt");
+    let weights = tmp.path().join("none.caffemodel");
+    binary::write_message(&weights, &NetParameter::default()).expect("write caffemodel");
+    let base = ["test", "-model", &s(&model), "-weights", &s(&weights), "-iterations", "1"];
+    for (iteration, skipped) in [(Some("0"), "4"), (Some("1"), "3"), (Some("3"), "1"), (None, "0")] {
+        let mut args = base.to_vec();
+        if let Some(it) = iteration {
+            args.extend(["-iteration", it]);
+        }
+        let all = assert_ok(&run(&args), "caffe test");
+        let line = format!("] skipped = {skipped}\n");
+        assert!(all.contains(&line), "-iteration {iteration:?}: missing '{line}':\n{all}");
+    }
+}
+
 fn upgrade_matches_caffe(stem: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = fixture(&format!("upgrade/{stem}.in.prototxt"));
@@ -324,7 +357,7 @@ fn flag_lines(help: &str) -> Vec<&str> {
 
 #[test]
 fn every_flag_of_the_net_commands_is_described() {
-    for (command, flags) in [("train", 11), ("test", 6), ("time", 8), ("forward", 10)] {
+    for (command, flags) in [("train", 11), ("test", 7), ("time", 8), ("forward", 10)] {
         let help = assert_ok(&run(&[command, "-help"]), command);
         let lines = flag_lines(&help);
         assert_eq!(lines.len(), flags, "{command}: flags in\n{help}");

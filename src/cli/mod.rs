@@ -172,6 +172,9 @@ struct TestArgs {
     /// Comma-separated NetState stages, for include/exclude rules with stage/not_stage.
     #[arg(long)]
     stage: Option<String>,
+    /// The solver iteration seen by DropIn layers, e.g. the snapshot's (default: fully grown).
+    #[arg(long)]
+    iteration: Option<i64>,
 }
 
 #[derive(Args, Debug)]
@@ -465,6 +468,7 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
                 gpu: a.gpu,
                 level: a.level,
                 stage: a.stage,
+                iteration: a.iteration,
                 text: opts,
             })?;
             Ok(0)

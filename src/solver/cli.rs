@@ -50,6 +50,8 @@ pub struct TestOptions {
     pub gpu: Option<String>,
     pub level: Option<i32>,
     pub stage: Option<String>,
+    /// DropIn's iteration τ (None: fully grown).
+    pub iteration: Option<i64>,
     pub text: TextOptions,
 }
 
@@ -364,6 +366,9 @@ pub fn test(o: &TestOptions) -> Result<()> {
     let mut net = Net::from_file(model, &state, o.text, device.unwrap_or(Device::Cpu))?;
     for w in weights.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         net.load_weights(std::path::Path::new(w))?;
+    }
+    if let Some(it) = o.iteration {
+        net.set_iteration(it);
     }
     info!("caffe.cpp:281", "Running for {} iterations.", o.iterations);
 
