@@ -153,6 +153,70 @@ fn merging_layers_give_channels_last_bottoms_channels_last_gradients() {
     }
 }
 
+/// A training step runs BatchNorm, its in-place Scale and ReLU as one batch
+/// norm with an affine part; with batch statistics and with global ones
+/// (a frozen BatchNorm in a TRAIN net), the top, the gradient that reaches
+/// the convolution below (its weights'), the Scale's gradients and the
+/// running statistics match the layers run one by one (blob diffs recorded).
+#[test]
+fn batchnorm_scale_relu_run_as_one_layer_in_training() {
+    let _rng = rng_exclusive();
+    for global in [false, true] {
+        let text = format!(
+            r#"force_backward: true
+layer {{ name: "in" type: "Input" top: "x" input_param {{ shape {{ dim: 4 dim: 3 dim: 5 dim: 2 }} }} }}
+layer {{ name: "conv" type: "Convolution" bottom: "x" top: "c"
+  convolution_param {{ num_output: 3 kernel_size: 1 weight_filler {{ type: "gaussian" }} bias_filler {{ type: "gaussian" }} }} }}
+layer {{ name: "bn" type: "BatchNorm" bottom: "c" top: "y" batch_norm_param {{ use_global_stats: {global} }} }}
+layer {{ name: "sc" type: "Scale" bottom: "y" top: "y" scale_param {{ bias_term: true }} }}
+layer {{ name: "relu" type: "ReLU" bottom: "y" top: "y" }}
+layer {{ name: "sum" type: "Reduction" bottom: "y" top: "s" loss_weight: 1 }}
+"#
+        );
+        let x = randn(&[4, 3, 5, 2], 21);
+        let g = randn(&[4, 3, 5, 2], 22);
+        let mut results = Vec::new();
+        for separate in [false, true] {
+            tch::manual_seed(27); // the same convolution both times
+            let mut net = net(&text);
+            let (bn, sc) = (net.layer_index("bn").unwrap(), net.layer_index("sc").unwrap());
+            tch::no_grad(|| {
+                for (j, t) in [randn(&[3], 23).abs(), randn(&[3], 24).abs() + 0.5, Tensor::from_slice(&[2.0f64])]
+                    .iter()
+                    .enumerate()
+                {
+                    net.layer_param(bn, j).unwrap().copy_(&t.to_kind(Kind::Float));
+                }
+                net.layer_param(sc, 0).unwrap().copy_(&randn(&[3], 25).to_kind(Kind::Float));
+                net.layer_param(sc, 1).unwrap().copy_(&randn(&[3], 26).to_kind(Kind::Float));
+            });
+            // A weighted sum, so the gradient is not the same everywhere.
+            let xg = (&x * &g).to_kind(Kind::Float);
+            net.set_input("x", &xg).unwrap();
+            net.record_blob_diffs(separate);
+            net.forward().unwrap();
+            if separate {
+                net.backward_with_blob_diffs().unwrap();
+            } else {
+                net.backward().unwrap();
+            }
+            let read = |t: Tensor| t.to_kind(Kind::Double);
+            results.push(vec![
+                read(net.blob("y").unwrap().shallow_clone()),
+                read(net.layer_blob_diff("conv", 0).unwrap()),
+                read(net.layer_blob_diff("sc", 0).unwrap()),
+                read(net.layer_blob_diff("sc", 1).unwrap()),
+                read(net.layer_param(bn, 0).unwrap()),
+                read(net.layer_param(bn, 1).unwrap()),
+            ]);
+        }
+        let what = ["top", "convolution weight gradient", "scale gradient", "bias gradient", "mean_sum", "var_sum"];
+        for (k, what) in what.iter().enumerate() {
+            assert_close(&format!("global {global}: {what}"), &results[0][k], &results[1][k], 1e-5);
+        }
+    }
+}
+
 /// The oneDNN kernel is there in this libtorch (else large fully connected
 /// layers silently fall back to the slower MKL forms), and it declines where
 /// autograd records.

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tch::Tensor;
 
 use crate::common;
-use crate::common::parity::run_fixture;
+use crate::common::parity::{run_fixture, run_fixture_step};
 use crate::common::{caffe_ref, max_abs_diff, read_npy};
 
 /// The worst comparison seen, for the summary line.
@@ -137,6 +137,32 @@ fn resnet_small_train_backward_matches_caffe() {
     }
     assert!(diffs >= 15, "only {diffs} blob diffs compared");
     worst.report("resnet_small/train_backward");
+}
+
+/// The training step as the solver runs it (no blob diffs recorded), where
+/// each BatchNorm runs its in-place Scale (and the ReLU after it) as one
+/// libtorch batch norm with an affine part: every blob, the running
+/// statistics and every parameter gradient against Caffe's, as above.
+#[test]
+fn resnet_small_train_step_with_folded_batchnorm_scale_matches_caffe() {
+    let _rng = common::rng_shared(); // the net's fillers, before the weights load
+    let dir = caffe_ref("fixtures/resnet_small/train_backward");
+    let (net, m) = run_fixture_step(&dir, &caffe_ref("fixtures/resnet_small/net.prototxt"));
+    let mut worst = Worst::default();
+    check_blobs(&net, &dir, &m, &mut worst);
+    check_params(&net, &dir, &m, &mut worst);
+    let mut diffs = 0;
+    for p in m["params"].as_array().expect("params") {
+        let layer = p["layer"].as_str().unwrap();
+        for (j, f) in p["diff_files"].as_array().expect("diff_files").iter().enumerate() {
+            let reference = read_npy(&dir.join(f.as_str().unwrap()));
+            let ours = net.layer_blob_diff(layer, j).unwrap_or_else(|| panic!("{layer} param {j} diff"));
+            worst.check(&format!("{layer} param {j} diff"), &ours, &reference);
+            diffs += 1;
+        }
+    }
+    assert!(diffs >= 20, "only {diffs} parameter gradients compared");
+    worst.report("resnet_small/train_backward, folded step");
 }
 
 /// Every blob of a forward without autograd, which folds each convolution's

@@ -194,6 +194,21 @@ pub trait Layer: Send {
         None
     }
 
+    /// A forward that autograd records and that also computes `epilogues`,
+    /// the in-place layers after this one (as for an inference forward), in
+    /// fewer passes; `None` where this layer cannot (the default). Only
+    /// BatchNorm does: with a Scale after it, one libtorch batch norm with
+    /// that scale and bias as its affine part.
+    fn forward_with_training_epilogues(
+        &mut self,
+        _ctx: &Ctx,
+        _bottoms: &[Tensor],
+        _params: &[Tensor],
+        _epilogues: &[fold::Epilogue],
+    ) -> Option<Result<Vec<Tensor>>> {
+        None
+    }
+
     /// The layer as `Any`, for front ends that own a layer type of their own
     /// (the Python module reaches its Python layer objects through it).
     fn as_any(&self) -> Option<&dyn std::any::Any> {

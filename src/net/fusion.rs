@@ -1,11 +1,13 @@
-//! Which in-place layers an inference forward folds into the layer before
-//! them ([`crate::layers::fold`]): a chain of layers that each read and write
+//! Which in-place layers a forward folds into the layer before them
+//! ([`crate::layers::fold`]): a chain of layers that each read and write
 //! only the previous layer's single top, right after it, with no loss weight
 //! and autograd's backward, each able to describe itself as an epilogue
 //! (BatchNorm with global statistics, a per-channel Scale, a plain ReLU; a
 //! ReLU ends the chain). The layer before them decides whether it can run
-//! them ([`crate::layers::Layer::forward_with_epilogues`]: a convolution, and
-//! an Eltwise sum a ReLU).
+//! them: without autograd ([`crate::layers::Layer::forward_with_epilogues`])
+//! a convolution, and an Eltwise sum a ReLU; where autograd records
+//! ([`crate::layers::Layer::forward_with_training_epilogues`]) a BatchNorm a
+//! Scale and a ReLU.
 use tch::Tensor;
 
 use super::Net;
@@ -18,6 +20,13 @@ impl Net {
     /// blob diffs, per-layer callbacks).
     pub(super) fn may_fold(&self, grad: bool, traced: bool) -> bool {
         !grad && !traced && !self.record_blob_diffs && !self.debug_info && self.callbacks.is_none()
+    }
+
+    /// Whether a forward that autograd records may run an in-place chain in
+    /// one layer ([`crate::layers::Layer::forward_with_training_epilogues`]):
+    /// as for inference, no one may see a folded layer's own output.
+    pub(super) fn may_fold_training(&self, grad: bool, traced: bool) -> bool {
+        grad && !traced && !self.record_blob_diffs && !self.debug_info && self.callbacks.is_none()
     }
 
     /// The epilogues that follow layer `i` among layers `..end`, and the index

@@ -58,6 +58,7 @@ impl Net {
         let mut producer: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
         let layer_wise = grad && self.layer_wise_backward();
         let may_fold = self.may_fold(grad, trace.is_some());
+        let may_fold_training = !layer_wise && self.may_fold_training(grad, trace.is_some());
         // Layers up to this index ran folded into an earlier one.
         let mut folded_through: Option<usize> = None;
         for i in start..end {
@@ -94,11 +95,15 @@ impl Net {
                 && !self.record_blob_diffs
                 && !self.debug_info
                 && !layer_wise;
-            let chain = if may_fold { self.epilogue_chain(i, end, &ctx) } else { None };
+            let chain = if may_fold || may_fold_training { self.epilogue_chain(i, end, &ctx) } else { None };
             let e = &mut self.layers[i];
             let mut ran_in_place = None;
             if let Some((epilogues, last)) = chain {
-                ran_in_place = e.layer.forward_with_epilogues(&ctx, &bottoms, &params, &epilogues);
+                ran_in_place = if may_fold {
+                    e.layer.forward_with_epilogues(&ctx, &bottoms, &params, &epilogues)
+                } else {
+                    e.layer.forward_with_training_epilogues(&ctx, &bottoms, &params, &epilogues)
+                };
                 if ran_in_place.is_some() {
                     folded_through = Some(last);
                 }

@@ -17,8 +17,30 @@ pub fn manifest(dir: &Path) -> Value {
 
 /// Builds the net for `phase` on the test device, loads the fixture's weights
 /// (the manifest's, else `weights.caffemodel` beside it or in the folder above)
-/// and inputs, runs forward, and backward when asked.
+/// and inputs, runs forward, and backward when asked (recording every blob's
+/// diff, which runs each layer on its own).
 pub fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) -> (Net, Value) {
+    let (mut net, m) = load_fixture(dir, prototxt, phase);
+    if backward {
+        net.record_blob_diffs(true);
+        net.forward().expect("forward");
+        net.backward_with_blob_diffs().expect("backward");
+    } else {
+        net.forward_inference().expect("forward");
+    }
+    (net, m)
+}
+
+/// The TRAIN net of `run_fixture`, one forward and backward as the solver's
+/// step runs them (no blob diffs: in-place chains may run as one layer).
+pub fn run_fixture_step(dir: &Path, prototxt: &Path) -> (Net, Value) {
+    let (mut net, m) = load_fixture(dir, prototxt, Phase::Train);
+    net.forward().expect("forward");
+    net.backward().expect("backward");
+    (net, m)
+}
+
+fn load_fixture(dir: &Path, prototxt: &Path, phase: Phase) -> (Net, Value) {
     let m = manifest(dir);
     let mut net =
         Net::from_file(prototxt, &net_state(phase), TextOptions::default(), test_device()).expect("build net");
@@ -29,13 +51,6 @@ pub fn run_fixture(dir: &Path, prototxt: &Path, phase: Phase, backward: bool) ->
         let name = input.as_str().unwrap();
         let t = read_npy(&dir.join("blobs").join(format!("{name}.npy")));
         net.set_input(name, &t).expect("set input");
-    }
-    if backward {
-        net.record_blob_diffs(true);
-        net.forward().expect("forward");
-        net.backward_with_blob_diffs().expect("backward");
-    } else {
-        net.forward_inference().expect("forward");
     }
     (net, m)
 }

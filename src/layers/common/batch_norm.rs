@@ -13,7 +13,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
         type_name: "BatchNorm",
         family: family_of(file!()),
         params: "use_global_stats (default: TEST phase), moving_average_fraction, eps; blobs mean_sum, var_sum, scale_factor (never learned)",
-        tests: "parity (resnet_small forward and train_backward incl. running-stat update), gradient checks (batch and global stats), running-average test",
+        tests: "parity (resnet_small forward, train_backward incl. running-stat update, and the training step with each BatchNorm, Scale and ReLU run as one batch norm), gradient checks (batch and global stats), running-average test, one-layer training form against the layers one by one (batch and global stats)",
         create: |p| Ok(Box::new(BatchNorm::new(p)?)),
     });
 }
@@ -99,9 +99,66 @@ impl Layer for BatchNorm {
         if params.len() != 3 {
             bail!("BatchNorm needs its 3 blobs, got {}", params.len());
         }
+        let y = if !self.use_global_stats(ctx.phase) && xs.numel() as i64 / c <= 1 {
+            // libtorch refuses one value per channel; the formula still holds (y = 0).
+            let dims: Vec<i64> = (0..xs.dim() as i64).filter(|&d| d != 1).collect();
+            let (var, mean) = xs.f_var_mean_dim(dims.as_slice(), false, true)?;
+            let y = xs.f_sub(&mean)?.f_div(&var.f_add_scalar(self.p.eps() as f64)?.f_sqrt()?)?;
+            self.update_running_stats(&xs, &dims, 1, params)?;
+            y
+        } else {
+            self.normalize(ctx, &xs, params, None, None)?
+        };
+        Ok(vec![if shape.len() == 1 { y.f_reshape(shape.as_slice())? } else { y }])
+    }
+
+    fn forward_with_training_epilogues(
+        &mut self,
+        ctx: &Ctx,
+        bottoms: &[Tensor],
+        params: &[Tensor],
+        epilogues: &[Epilogue],
+    ) -> Option<Result<Vec<Tensor>>> {
+        // A Scale along the channels (and a ReLU after it): libtorch's batch
+        // norm takes the scale and bias as its affine part, one pass forward
+        // and one backward for the two layers; the ReLU then runs in place on
+        // that fresh output, which the batch norm's backward does not read.
+        let (scale, bias, relu) = match epilogues {
+            [Epilogue::Scale { scale, bias }] => (scale, bias.as_ref(), false),
+            [Epilogue::Scale { scale, bias }, Epilogue::Relu] => (scale, bias.as_ref(), true),
+            _ => return None,
+        };
+        let ([x], [_, _, _]) = (bottoms, params) else { return None };
+        let c = self.channels;
+        let fits = |t: &Tensor| t.size() == [c] && t.kind() == x.kind() && t.device() == x.device();
+        let per_channel = x.dim() >= 2 && x.size()[1] == c && fits(scale) && bias.is_none_or(fits);
+        if !per_channel || x.numel() == 0 || (!self.use_global_stats(ctx.phase) && x.numel() as i64 / c <= 1) {
+            return None;
+        }
+        Some(self.normalize(ctx, x, params, Some(scale), bias).and_then(|mut y| {
+            if relu {
+                let _ = y.f_relu_()?;
+            }
+            Ok(vec![y])
+        }))
+    }
+}
+
+impl BatchNorm {
+    /// libtorch's batch norm of `xs` (N, C, ...) with Caffe's statistics
+    /// (global or this batch's, then the running sums updated) and an
+    /// optional affine part; at least two values per channel.
+    fn normalize(
+        &self,
+        ctx: &Ctx,
+        xs: &Tensor,
+        params: &[Tensor],
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let eps = self.p.eps() as f64;
-        let kind = x.kind();
-        let y = if self.use_global_stats(ctx.phase) {
+        let kind = xs.kind();
+        if self.use_global_stats(ctx.phase) {
             let (mean, var) = if crate::layers::capture::recording() {
                 // A recorded pass reads nothing back: 1/factor stays on the
                 // device, divided in double and rounded once, as below.
@@ -113,21 +170,14 @@ impl Layer for BatchNorm {
                 let factor = if factor == 0.0 { 0.0 } else { 1.0 / factor };
                 (params[0].f_to_kind(kind)?.f_mul_scalar(factor)?, params[1].f_to_kind(kind)?.f_mul_scalar(factor)?)
             };
-            xs.f_batch_norm(None::<&Tensor>, None, Some(&mean), Some(&var), false, 0.0, eps, true)?
-        } else {
-            let m = xs.numel() as i64 / c;
-            let dims: Vec<i64> = (0..xs.dim() as i64).filter(|&d| d != 1).collect();
-            let y = if m > 1 {
-                xs.f_batch_norm(None::<&Tensor>, None, None, None, true, 0.0, eps, true)?
-            } else {
-                // libtorch refuses one value per channel; the formula still holds (y = 0).
-                let (var, mean) = xs.f_var_mean_dim(dims.as_slice(), false, true)?;
-                xs.f_sub(&mean)?.f_div(&var.f_add_scalar(eps)?.f_sqrt()?)?
-            };
-            self.update_running_stats(&xs, &dims, m, params)?;
-            y
-        };
-        Ok(vec![if shape.len() == 1 { y.f_reshape(shape.as_slice())? } else { y }])
+            return Ok(xs.f_batch_norm(weight, bias, Some(&mean), Some(&var), false, 0.0, eps, true)?);
+        }
+        let c = xs.size()[1];
+        let m = xs.numel() as i64 / c;
+        let dims: Vec<i64> = (0..xs.dim() as i64).filter(|&d| d != 1).collect();
+        let y = xs.f_batch_norm(weight, bias, None::<&Tensor>, None::<&Tensor>, true, 0.0, eps, true)?;
+        self.update_running_stats(xs, &dims, m, params)?;
+        Ok(y)
     }
 }
 
