@@ -295,7 +295,7 @@ fn test_command_prints_caffe_scores() {
 }
 
 /// `caffe test -iteration N` scores a DropIn net as the solver's test pass at
-/// iteration N saw it; without it the net is fully grown. Here the skip path
+/// iteration N saw it; without it the net is fully grown, with a warning. Here the skip path
 /// is ones and the new layer zeros over 4 units, grown over 4 iterations, so
 /// the top's sum is the number of units still on the skip path.
 #[test]
@@ -324,6 +324,9 @@ layer { name: "skipped" type: "Reduction" bottom: "mix" top: "skipped" }
         let all = assert_ok(&run(&args), "caffe test");
         let line = format!("] skipped = {skipped}\n");
         assert!(all.contains(&line), "-iteration {iteration:?}: missing '{line}':\n{all}");
+        // Fully grown by default, which the log says.
+        let warned = all.contains("DropIn layers run fully grown (mix); -iteration N");
+        assert_eq!(warned, iteration.is_none(), "-iteration {iteration:?}:\n{all}");
     }
 }
 

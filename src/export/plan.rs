@@ -139,9 +139,7 @@ impl Plan {
         for w in &o.weights {
             net.load_weights(w)?;
         }
-        if let Some(it) = o.iteration {
-            net.set_iteration(it);
-        }
+        net.use_dropin_iteration(o.iteration);
         let mut plan = Plan::from_net(net, &file)?;
         plan.prototxt = prototxt;
         Ok(plan)

@@ -271,6 +271,31 @@ impl Net {
         self.iteration
     }
 
+    /// A command's `-iteration` flag: DropIn's τ when given. Without it a net
+    /// with gradual DropIn layers runs fully grown, which the log says: a
+    /// snapshot taken before the ramp ended scores badly that way.
+    pub fn use_dropin_iteration(&mut self, iteration: Option<i64>) {
+        if let Some(it) = iteration {
+            self.set_iteration(it);
+            return;
+        }
+        let gradual: Vec<&str> = self
+            .layers
+            .iter()
+            .filter(|e| {
+                e.param.r#type() == "DropIn" && e.param.dropin_param.as_ref().is_some_and(|p| p.dropin_length() > 0)
+            })
+            .map(|e| e.param.name())
+            .collect();
+        if !gradual.is_empty() {
+            crate::warn!(
+                "net.cpp:1",
+                "DropIn layers run fully grown ({}); -iteration N runs them as grown at solver iteration N, e.g. a snapshot's",
+                gradual.join(", ")
+            );
+        }
+    }
+
     /// Moves the data layers to where `batches` forward passes since the net
     /// was built would have left them (see `Layer::skip_to_batch`).
     pub fn skip_data_to_batch(&mut self, batches: u64) -> Result<()> {

@@ -367,9 +367,7 @@ pub fn test(o: &TestOptions) -> Result<()> {
     for w in weights.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         net.load_weights(std::path::Path::new(w))?;
     }
-    if let Some(it) = o.iteration {
-        net.set_iteration(it);
-    }
+    net.use_dropin_iteration(o.iteration);
     info!("caffe.cpp:281", "Running for {} iterations.", o.iterations);
 
     let mut scores: Vec<f32> = Vec::new();

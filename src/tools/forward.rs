@@ -44,9 +44,7 @@ pub fn run(model: &Path, text: TextOptions, o: &ForwardOptions) -> Result<Vec<Pa
     for w in &o.weights {
         net.load_weights(w)?;
     }
-    if let Some(it) = o.iteration {
-        net.set_iteration(it);
-    }
+    net.use_dropin_iteration(o.iteration);
     let inputs: Vec<String> = net.input_blob_names().iter().map(|s| s.to_string()).collect();
     for (name, file) in &o.inputs {
         let t = crate::util::npy::read(file)?;
