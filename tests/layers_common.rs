@@ -166,7 +166,7 @@ fn batchnorm_scale_relu_run_as_one_layer_in_training() {
             r#"force_backward: true
 layer {{ name: "in" type: "Input" top: "x" input_param {{ shape {{ dim: 4 dim: 3 dim: 5 dim: 2 }} }} }}
 layer {{ name: "conv" type: "Convolution" bottom: "x" top: "c"
-  convolution_param {{ num_output: 3 kernel_size: 1 weight_filler {{ type: "gaussian" }} bias_filler {{ type: "gaussian" }} }} }}
+  convolution_param {{ num_output: 3 kernel_size: 1 }} }}
 layer {{ name: "bn" type: "BatchNorm" bottom: "c" top: "y" batch_norm_param {{ use_global_stats: {global} }} }}
 layer {{ name: "sc" type: "Scale" bottom: "y" top: "y" scale_param {{ bias_term: true }} }}
 layer {{ name: "relu" type: "ReLU" bottom: "y" top: "y" }}
@@ -177,10 +177,12 @@ layer {{ name: "sum" type: "Reduction" bottom: "y" top: "s" loss_weight: 1 }}
         let g = randn(&[4, 3, 5, 2], 22);
         let mut results = Vec::new();
         for separate in [false, true] {
-            tch::manual_seed(27); // the same convolution both times
             let mut net = net(&text);
-            let (bn, sc) = (net.layer_index("bn").unwrap(), net.layer_index("sc").unwrap());
+            let (conv, bn, sc) =
+                (net.layer_index("conv").unwrap(), net.layer_index("bn").unwrap(), net.layer_index("sc").unwrap());
             tch::no_grad(|| {
+                net.layer_param(conv, 0).unwrap().copy_(&randn(&[3, 3, 1, 1], 27).to_kind(Kind::Float));
+                net.layer_param(conv, 1).unwrap().copy_(&randn(&[3], 28).to_kind(Kind::Float));
                 for (j, t) in [randn(&[3], 23).abs(), randn(&[3], 24).abs() + 0.5, Tensor::from_slice(&[2.0f64])]
                     .iter()
                     .enumerate()

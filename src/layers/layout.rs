@@ -6,7 +6,7 @@
 //! changes: shapes, values and every reader that copies data out (all go
 //! through `contiguous()` or `reshape`) see Caffe's NCHW blob. CUDA keeps NCHW
 //! (unmeasured there). `CAFFE_TCH_CHANNELS_LAST=0` turns it off (for benchmarks).
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 
 use tch::{Device, Tensor};
 
@@ -97,16 +97,9 @@ pub fn reshape(x: &Tensor, shape: &[i64]) -> Result<Tensor> {
         let err = unsafe {
             caffe_tch_reshape_from_channels_last(x.as_ptr() as *mut c_void, shape.as_ptr(), shape.len(), &mut out)
         };
-        if !err.is_null() {
-            // SAFETY: a NUL-terminated string the shim malloc'd, read and freed once here.
-            let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
-            // SAFETY: as above.
-            unsafe { libc::free(err as *mut c_void) };
-            crate::bail!("{}", crate::error::libtorch_message(&msg));
-        }
-        if !out.is_null() {
-            // SAFETY: a heap at::Tensor the shim allocated for us.
-            return Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) });
+        // SAFETY: what the entry point returned, as `optional_tensor` expects.
+        if let Some(y) = unsafe { crate::util::shim::optional_tensor(err, out) }? {
+            return Ok(y);
         }
     }
     Ok(x.f_reshape(shape)?)

@@ -2,7 +2,7 @@
 //! (C++ in `csrc/onednn_ops.cpp`, called through libtorch's dispatcher). Each
 //! returns `None` where the kernel is not there, so the caller keeps its
 //! portable path.
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::Tensor;
@@ -107,11 +107,9 @@ fn ptr(t: Option<&Tensor>) -> *mut c_void {
 /// `err` is null or a string the shim malloc'd; when it is null, `out` is a
 /// heap at::Tensor the shim allocated for the caller.
 unsafe fn result(err: *mut c_char, out: *mut c_void, missing_text: &str, missing: &AtomicBool) -> Option<Tensor> {
-    if err.is_null() {
+    let Some(msg) = (unsafe { crate::util::shim::take_error(err) }) else {
         return Some(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) });
-    }
-    let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
-    unsafe { libc::free(err as *mut c_void) };
+    };
     if msg.contains(missing_text) {
         missing.store(true, Ordering::Relaxed);
     }

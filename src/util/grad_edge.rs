@@ -3,10 +3,11 @@
 //! backward between edges needs no tensor handle, so it still reaches a
 //! value that a later in-place op overwrote (a convolution's top under an
 //! in-place ReLU), and it starts from given gradients without a Σ top·g root.
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 
 use tch::Tensor;
 
+use crate::util::shim::take_error;
 use crate::{Error, Result};
 
 extern "C" {
@@ -88,17 +89,4 @@ pub fn backward(roots: &[(&GradEdge, Tensor)], outputs: &[GradEdge], keep_graph:
         // SAFETY: each non-null slot is a new at::Tensor the shim gave us to own.
         .map(|p| (!p.is_null()).then(|| unsafe { Tensor::from_ptr(p as *mut torch_sys::C_tensor) }))
         .collect())
-}
-
-/// The shim's malloc'd message, freed; `None` for null.
-///
-/// # Safety
-/// `err` is null or a malloc'd NUL-terminated string nobody else frees.
-unsafe fn take_error(err: *mut c_char) -> Option<String> {
-    if err.is_null() {
-        return None;
-    }
-    let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
-    unsafe { libc::free(err as *mut c_void) };
-    Some(msg)
 }

@@ -9,6 +9,7 @@ pub mod grad_edge;
 pub mod limits;
 pub mod npy;
 pub mod python;
+pub mod shim;
 use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};

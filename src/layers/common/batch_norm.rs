@@ -179,9 +179,7 @@ impl BatchNorm {
         self.update_running_stats(xs, &dims, m, params)?;
         Ok(y)
     }
-}
 
-impl BatchNorm {
     /// Caffe's moving-average update of the three blobs, in place.
     fn update_running_stats(&self, xs: &Tensor, dims: &[i64], m: i64, params: &[Tensor]) -> Result<()> {
         let maf = self.p.moving_average_fraction() as f64;

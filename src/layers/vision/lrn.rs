@@ -12,7 +12,7 @@
 //! too). Elsewhere (CUDA) the layer is a handful of vectorised whole-tensor
 //! ops and autograd gives the backward, which for both regions is the true
 //! gradient, as Caffe's is.
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 
 use crate::Result;
 use tch::Tensor;
@@ -118,16 +118,6 @@ fn cpu_lrn(x: &Tensor, region: NormRegion, size: i64, alpha: f64, beta: f64, k: 
     // only reads it, catches every C++ exception, and on success either leaves
     // `out` null or sets it to a new at::Tensor that we own.
     let err = unsafe { caffe_tch_lrn(x.as_ptr() as *mut c_void, region, size, alpha, beta, k, &mut out) };
-    if !err.is_null() {
-        // SAFETY: a NUL-terminated string the shim malloc'd, read and freed once here.
-        let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
-        // SAFETY: as above.
-        unsafe { libc::free(err as *mut c_void) };
-        bail!("{msg}");
-    }
-    if out.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: a heap at::Tensor the shim allocated for us.
-    Ok(Some(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) }))
+    // SAFETY: what the entry point returned, as `optional_tensor` expects.
+    unsafe { crate::util::shim::optional_tensor(err, out) }
 }
