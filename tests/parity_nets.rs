@@ -76,6 +76,21 @@ fn check_params(net: &Net, dir: &Path, m: &Value, worst: &mut Worst) {
     }
 }
 
+/// Every parameter gradient the manifest lists against Caffe's; how many.
+fn check_param_diffs(net: &Net, dir: &Path, m: &Value, worst: &mut Worst) -> usize {
+    let mut compared = 0;
+    for p in m["params"].as_array().expect("params") {
+        let layer = p["layer"].as_str().unwrap();
+        for (j, f) in p["diff_files"].as_array().expect("diff_files").iter().enumerate() {
+            let reference = read_npy(&dir.join(f.as_str().unwrap()));
+            let ours = net.layer_blob_diff(layer, j).unwrap_or_else(|| panic!("{layer} param {j} diff"));
+            worst.check(&format!("{layer} param {j} diff"), &ours, &reference);
+            compared += 1;
+        }
+    }
+    compared
+}
+
 fn forward_fixture(name: &str) {
     let dir = caffe_ref(&format!("fixtures/{name}"));
     let (net, m) = run_fixture(&dir, &dir.join("net.prototxt"), Phase::Test, false);
@@ -114,14 +129,7 @@ fn resnet_small_train_backward_matches_caffe() {
     // Parameters after the pass: BatchNorm's running statistics were updated once.
     check_params(&net, &dir, &m, &mut worst);
     // Parameter gradients (zero for the BatchNorm statistics).
-    for p in m["params"].as_array().expect("params") {
-        let layer = p["layer"].as_str().unwrap();
-        for (j, f) in p["diff_files"].as_array().expect("diff_files").iter().enumerate() {
-            let reference = read_npy(&dir.join(f.as_str().unwrap()));
-            let ours = net.layer_blob_diff(layer, j).unwrap_or_else(|| panic!("{layer} param {j} diff"));
-            worst.check(&format!("{layer} param {j} diff"), &ours, &reference);
-        }
-    }
+    check_param_diffs(&net, &dir, &m, &mut worst);
     // Blob gradients. Inputs get none without force_backward, and the loss
     // diff is its loss weight.
     let mut diffs = 0;
@@ -151,16 +159,7 @@ fn resnet_small_train_step_with_folded_batchnorm_scale_matches_caffe() {
     let mut worst = Worst::default();
     check_blobs(&net, &dir, &m, &mut worst);
     check_params(&net, &dir, &m, &mut worst);
-    let mut diffs = 0;
-    for p in m["params"].as_array().expect("params") {
-        let layer = p["layer"].as_str().unwrap();
-        for (j, f) in p["diff_files"].as_array().expect("diff_files").iter().enumerate() {
-            let reference = read_npy(&dir.join(f.as_str().unwrap()));
-            let ours = net.layer_blob_diff(layer, j).unwrap_or_else(|| panic!("{layer} param {j} diff"));
-            worst.check(&format!("{layer} param {j} diff"), &ours, &reference);
-            diffs += 1;
-        }
-    }
+    let diffs = check_param_diffs(&net, &dir, &m, &mut worst);
     assert!(diffs >= 20, "only {diffs} parameter gradients compared");
     worst.report("resnet_small/train_backward, folded step");
 }

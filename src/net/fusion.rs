@@ -15,18 +15,14 @@ use crate::layers::fold::Epilogue;
 use crate::layers::Ctx;
 
 impl Net {
-    /// Whether a forward of this net may fold layers: no autograd, and no one
-    /// to see a folded layer's own output (per-layer timing, debug lines,
-    /// blob diffs, per-layer callbacks).
-    pub(super) fn may_fold(&self, grad: bool, traced: bool) -> bool {
-        !grad && !traced && !self.record_blob_diffs && !self.debug_info && self.callbacks.is_none()
-    }
-
-    /// Whether a forward that autograd records may run an in-place chain in
-    /// one layer ([`crate::layers::Layer::forward_with_training_epilogues`]):
-    /// as for inference, no one may see a folded layer's own output.
-    pub(super) fn may_fold_training(&self, grad: bool, traced: bool) -> bool {
-        grad && !traced && !self.record_blob_diffs && !self.debug_info && self.callbacks.is_none()
+    /// Whether no one would see a folded layer's own output in a forward:
+    /// no per-layer timing, debug lines, blob diffs or per-layer callbacks.
+    /// Without autograd the net may then fold its in-place chains
+    /// ([`crate::layers::Layer::forward_with_epilogues`]); where autograd
+    /// records, the chains a layer can run for training
+    /// ([`crate::layers::Layer::forward_with_training_epilogues`]).
+    pub(super) fn folded_layers_unseen(&self, traced: bool) -> bool {
+        !traced && !self.record_blob_diffs && !self.debug_info && self.callbacks.is_none()
     }
 
     /// The epilogues that follow layer `i` among layers `..end`, and the index

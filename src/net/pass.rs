@@ -57,8 +57,9 @@ impl Net {
         // Which (layer, top) produced each blob's current value: for layer-wise backward.
         let mut producer: Vec<Option<(usize, usize)>> = vec![None; self.blobs.len()];
         let layer_wise = grad && self.layer_wise_backward();
-        let may_fold = self.may_fold(grad, trace.is_some());
-        let may_fold_training = !layer_wise && self.may_fold_training(grad, trace.is_some());
+        let unseen = self.folded_layers_unseen(trace.is_some());
+        let may_fold = !grad && unseen;
+        let may_fold_training = grad && !layer_wise && unseen;
         // Layers up to this index ran folded into an earlier one.
         let mut folded_through: Option<usize> = None;
         for i in start..end {

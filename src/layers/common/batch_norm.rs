@@ -99,7 +99,7 @@ impl Layer for BatchNorm {
         if params.len() != 3 {
             bail!("BatchNorm needs its 3 blobs, got {}", params.len());
         }
-        let y = if !self.use_global_stats(ctx.phase) && xs.numel() as i64 / c <= 1 {
+        let y = if self.one_value_per_channel(ctx, &xs) {
             // libtorch refuses one value per channel; the formula still holds (y = 0).
             let dims: Vec<i64> = (0..xs.dim() as i64).filter(|&d| d != 1).collect();
             let (var, mean) = xs.f_var_mean_dim(dims.as_slice(), false, true)?;
@@ -132,7 +132,7 @@ impl Layer for BatchNorm {
         let c = self.channels;
         let fits = |t: &Tensor| t.size() == [c] && t.kind() == x.kind() && t.device() == x.device();
         let per_channel = x.dim() >= 2 && x.size()[1] == c && fits(scale) && bias.is_none_or(fits);
-        if !per_channel || x.numel() == 0 || (!self.use_global_stats(ctx.phase) && x.numel() as i64 / c <= 1) {
+        if !per_channel || x.numel() == 0 || self.one_value_per_channel(ctx, x) {
             return None;
         }
         Some(self.normalize(ctx, x, params, Some(scale), bias).and_then(|mut y| {
@@ -145,6 +145,12 @@ impl Layer for BatchNorm {
 }
 
 impl BatchNorm {
+    /// Batch statistics over one value per channel, which libtorch's batch
+    /// norm refuses (`xs` is (N, C, ...) and not empty).
+    fn one_value_per_channel(&self, ctx: &Ctx, xs: &Tensor) -> bool {
+        !self.use_global_stats(ctx.phase) && xs.numel() as i64 / self.channels <= 1
+    }
+
     /// libtorch's batch norm of `xs` (N, C, ...) with Caffe's statistics
     /// (global or this batch's, then the running sums updated) and an
     /// optional affine part; at least two values per channel.
