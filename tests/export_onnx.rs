@@ -318,6 +318,14 @@ fn cases() -> Vec<Case> {
                 "layer { name: \"p\" type: \"Proposal\" bottom: \"scores\" bottom: \"deltas\" bottom: \"im_info\" top: \"rois\" proposal_param { feat_stride: 16 min_size: 0 ratio: 1 scale: 4 scale: 8 scale: 16 pre_nms_topn: 0 post_nms_topn: 0 nms_thresh: 0.5 } }",
             ),
         ),
+        // py-faster-rcnn's nets have it as a Python layer: exported as the native one.
+        case(
+            "py-faster-rcnn's python proposal layer",
+            net_text(
+                &[("scores", &[1, 18, 5, 7]), ("deltas", &[1, 36, 5, 7]), ("im_info", &[1, 3])],
+                "layer { name: \"p\" type: \"Python\" bottom: \"scores\" bottom: \"deltas\" bottom: \"im_info\" top: \"rois\" python_param { module: \"rpn.proposal_layer\" layer: \"ProposalLayer\" param_str: \"'feat_stride': 8\" } }",
+            ),
+        ),
         // As in a trained RPN, the scores a probability (here a sigmoid's):
         // every runtime keeps them, OpenCV's DNN included.
         case(
@@ -577,6 +585,7 @@ const OPENCV5_EXCEPTIONS: &[(&str, &str)] = &[
         "OpenCV's NonMaxSuppression drops scores at or below 0 (py-faster-rcnn keeps them) and refuses a negative score threshold",
     ),
     ("proposal keeping every box", "as above"),
+    ("py-faster-rcnn's python proposal layer", "as above"),
     ("detection output corner, per class", "no confidence_threshold and scores below 0, as above"),
     ("ssd_tiny", "every confidence ties at 1 and boxes overflow f32: OpenCV's NonMaxSuppression, in f64, picks other boxes"),
 ];
@@ -894,6 +903,40 @@ fn bvlc_deploy_nets_export_and_verify() {
     let line = log.lines().find(|l| l.contains("blob(s), worst")).unwrap_or_else(|| panic!("{log}"));
     assert!(line.ends_with("PASSED"), "{line}");
     assert!(!log.contains("max |ref| = 0,"), "an all-zero output proves nothing: {log}");
+}
+
+/// A net that overflows on its own (as an untrained net with BatchNorm's
+/// zero statistics does): -verify says that nothing could be compared, and why.
+#[test]
+fn verify_names_values_caffe_tch_itself_cannot_compute() {
+    if let Some(why) = runtime_missing() {
+        skip!("{why}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prototxt = dir.path().join("overflow.prototxt");
+    std::fs::write(
+        &prototxt,
+        net_text(
+            &[("x", &[1, 4])],
+            "layer { name: \"p\" type: \"Power\" bottom: \"x\" top: \"y\" power_param { power: 3 scale: 1e20 } }",
+        ),
+    )
+    .expect("write");
+    let o = caffe()
+        .args(["export", "-model"])
+        .arg(&prototxt)
+        .arg("-out")
+        .arg(dir.path().join("overflow.onnx"))
+        .arg("-verify")
+        .output()
+        .expect("run caffe");
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("blob y: caffe-tch's own forward gives 4 NaN or infinite value(s)") && log.contains("-weights"),
+        "{log}"
+    );
+    assert!(!log.contains("nan,") && !log.contains("-nan"), "{log}");
 }
 
 /// A deploy prototxt with its Input layer's batch set to 1.

@@ -695,6 +695,93 @@ fn proposal_decodes_clips_filters_orders_and_suppresses() {
     assert!(e.contains("height and width must be at least 1"), "{e}");
 }
 
+/// A region proposal net on random scores and deltas, its proposal layer as `layer` writes it.
+fn proposal_net_outputs(layer: &str, phase: Phase) -> Vec<Tensor> {
+    let text = format!(
+        "layer {{ name: 'in' type: 'Input' top: 'scores' top: 'deltas' top: 'im_info'
+           input_param {{ shape {{ dim: 1 dim: 12 dim: 9 dim: 11 }} shape {{ dim: 1 dim: 24 dim: 9 dim: 11 }} shape {{ dim: 1 dim: 3 }} }} }}
+         layer {{ name: 'proposal' bottom: 'scores' bottom: 'deltas' bottom: 'im_info' top: 'rois' top: 'kept' {layer} }}"
+    );
+    let mut net = crate::common::net(&text, "rpn.prototxt", phase).unwrap_or_else(|e| panic!("{e}"));
+    let _rng = rng_exclusive();
+    tch::manual_seed(7);
+    net.set_input("scores", &Tensor::rand([1, 12, 9, 11], (Kind::Float, tch::Device::Cpu))).unwrap();
+    net.set_input("deltas", &(Tensor::randn([1, 24, 9, 11], (Kind::Float, tch::Device::Cpu)) * 0.2)).unwrap();
+    net.set_input("im_info", &t(&[140., 170., 1.], &[1, 3])).unwrap();
+    net.forward().unwrap();
+    ["rois", "kept"].iter().map(|b| net.blob(b).unwrap().copy()).collect()
+}
+
+#[test]
+fn py_faster_rcnns_python_proposal_layer_runs_as_the_native_one() {
+    // This process has no Python: py-faster-rcnn's layer is the native one, with its config's defaults.
+    let python = "type: 'Python' python_param { module: 'rpn.proposal_layer' layer: 'ProposalLayer' \
+                  param_str: \"{'feat_stride': 16, 'scales': [2, 4]}\" }";
+    for (phase, pre, post) in [(Phase::Test, 6000, 300), (Phase::Train, 12000, 2000)] {
+        let native = format!(
+            "type: 'Proposal' proposal_param {{ feat_stride: 16 base_size: 16 min_size: 16 ratio: 0.5 ratio: 1 ratio: 2 \
+             scale: 2 scale: 4 pre_nms_topn: {pre} post_nms_topn: {post} nms_thresh: 0.7 }}"
+        );
+        let (ours, want) = (proposal_net_outputs(python, phase), proposal_net_outputs(&native, phase));
+        assert!(ours[0].size()[0] > 1, "{phase:?}: too few regions to compare: {:?}", ours[0].size());
+        for (a, b) in ours.iter().zip(&want) {
+            assert!(a.equal(b), "{phase:?}: the Python layer's stand-in differs from the native layer");
+        }
+    }
+    // The param_str forms py-faster-rcnn's nets write, and what it cannot mean.
+    use caffe_tch::layers::detection::py_proposal::native_param;
+    use caffe_tch::proto::caffe::{LayerParameter, PythonParameter};
+    let layer = |param_str: &str| LayerParameter {
+        name: Some("proposal".into()),
+        r#type: Some("Python".into()),
+        python_param: Some(PythonParameter {
+            module: Some("rpn.proposal_layer".into()),
+            layer: Some("ProposalLayer".into()),
+            param_str: Some(param_str.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for (param_str, stride, scales) in [
+        ("'feat_stride': 16", 16, vec![8., 16., 32.]),
+        ("{'feat_stride': 32, 'scales': [16, 32, 64]}", 32, vec![16., 32., 64.]),
+        ("feat_stride: 8\nscales: (4, 8)", 8, vec![4., 8.]),
+    ] {
+        let p = native_param(&layer(param_str), Phase::Test).unwrap().proposal_param.unwrap();
+        assert_eq!((p.feat_stride(), p.scale), (stride, scales), "{param_str}");
+    }
+    for (param_str, want) in [
+        ("'scales': [8]", "must give feat_stride"),
+        ("'feat_stride': 16, 'anchor_count': 9", "'anchor_count', which py-faster-rcnn's proposal layer does not read"),
+        ("'feat_stride': 'sixteen'", "the value of 'feat_stride' must be a number"),
+        ("'feat_stride': 0", "feat_stride must be one positive integer"),
+        ("feat_stride", "is not a `key: value` pair"),
+    ] {
+        let e = native_param(&layer(param_str), Phase::Test).unwrap_err().to_string();
+        assert!(e.contains(want), "{param_str}: {e}");
+    }
+    // In a net file, the error names the file, line and layer.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rpn.prototxt");
+    std::fs::write(
+        &file,
+        "layer { name: 'in' type: 'Input' top: 's' top: 'd' top: 'i' input_param { shape { dim: 1 dim: 18 dim: 2 dim: 2 } \
+           shape { dim: 1 dim: 36 dim: 2 dim: 2 } shape { dim: 1 dim: 3 } } }\n\
+         layer { name: 'proposal' type: 'Python' bottom: 's' bottom: 'd' bottom: 'i' top: 'rois'\n\
+           python_param { module: 'rpn.proposal_layer' layer: 'ProposalLayer' param_str: \"'stride': 16\" } }",
+    )
+    .unwrap();
+    let state = crate::common::net_state(Phase::Test);
+    let e = caffe_tch::net::Net::from_file(&file, &state, Default::default(), tch::Device::Cpu)
+        .err()
+        .expect("an unknown param_str key is an error")
+        .to_string();
+    assert!(
+        e.starts_with(&format!("{}:2:1", file.display())) && e.contains("'proposal'") && e.contains("'stride'"),
+        "{e}"
+    );
+}
+
 // ---------------------------------------------------------------- PSROIPooling
 
 #[test]

@@ -56,6 +56,7 @@ mod tool_progress;
 mod units;
 mod upgrade;
 mod window_data;
+mod zoo;
 
 /// The harness itself.
 mod harness {

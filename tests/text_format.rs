@@ -361,7 +361,7 @@ fn lenient_skips_unknown_fields_and_enum_values() {
           type: \"PSROIPooling\"\n\
           nms_plugin_param { keep_top_k: 100 iou_threshold: 0.45 }\n\
           loss_param { normalization: PRE_FIXED ignore_label: -1 }\n\
-          pooling_param { pool: MAX ceil_mode: false }\n\
+          pooling_param { pool: MAX odd_round: false }\n\
           odd_list: [1, 2, \"x\", -inf]\n\
           odd_msgs: [ { a: 1 }, < b < c: 'd' > > ];\n\
           odd_neg: -3,\n\
@@ -382,7 +382,7 @@ fn lenient_skips_unknown_fields_and_enum_values() {
     assert_eq!(w.len(), 9, "{w:#?}");
     assert_eq!(w[0], "ssd.prototxt:5:1: warning: skipped unknown field \"nms_plugin_param\" in caffe.LayerParameter");
     assert!(w[1].starts_with("ssd.prototxt:6:29: warning: skipped unknown enum value \"PRE_FIXED\" for field \"normalization\" (caffe.LossParameter.NormalizationMode: FULL, VALID, BATCH_SIZE, NONE)"), "{}", w[1]);
-    assert_eq!(w[2], "ssd.prototxt:7:27: warning: skipped unknown field \"ceil_mode\" in caffe.PoolingParameter");
+    assert_eq!(w[2], "ssd.prototxt:7:27: warning: skipped unknown field \"odd_round\" in caffe.PoolingParameter");
     assert!(w[3].contains("\"odd_list\""));
     assert!(w[4].contains("\"odd_msgs\""));
     assert!(w[5].contains("\"odd_neg\""));

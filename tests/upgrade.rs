@@ -521,6 +521,85 @@ fn batch_norm_with_three_params_is_frozen() {
     assert!(upgraded(net, "r").1.is_noop());
 }
 
+/// DenseNet-Caffe's first pooling, as its DenseNet_121.prototxt writes it (the forks' `ceil_mode`).
+const CEIL_MODE_NET: &str = r#"name: "DENSENET_121"
+input: "data"
+input_dim: 1 input_dim: 3 input_dim: 224 input_dim: 224
+layer { name: "pool1" type: "Pooling" bottom: "data" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 ceil_mode: false } }
+layer { name: "pool2" type: "Pooling" bottom: "pool1" top: "pool2"
+  pooling_param { pool: AVE kernel_size: 2 stride: 2 ceil_mode: true } }
+layer { name: "pool3" type: "Pooling" bottom: "pool2" top: "pool3"
+  pooling_param { pool: AVE kernel_size: 2 stride: 2 } }
+"#;
+
+#[test]
+fn forks_ceil_mode_becomes_round_mode() {
+    use caffe::pooling_parameter::RoundMode;
+    let net = parse_net(CEIL_MODE_NET, "densenet.prototxt");
+    assert!(net_needs_pooling_ceil_mode_upgrade(&net));
+    let (net, report) = upgraded(net, "densenet.prototxt");
+    assert_eq!(report.steps, [STEP_INPUT, STEP_POOLING_CEIL_MODE]);
+    let modes: Vec<_> = net.layer[1..]
+        .iter()
+        .map(|l| {
+            let p = l.pooling_param.as_ref().unwrap();
+            assert_eq!(p.ceil_mode, None, "{}: ceil_mode is left after the upgrade", l.name());
+            (p.round_mode, p.round_mode())
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            (Some(RoundMode::Floor as i32), RoundMode::Floor),
+            (Some(RoundMode::Ceil as i32), RoundMode::Ceil),
+            (None, RoundMode::Ceil)
+        ]
+    );
+    // What `caffe upgrade_net_proto_text` writes reads in BVLC Caffe.
+    let printed = print::to_text(&net);
+    assert!(printed.contains("round_mode: FLOOR") && !printed.contains("ceil_mode"), "{printed}");
+    assert!(!net_needs_upgrade(&net));
+}
+
+#[test]
+fn forks_ceil_mode_pools_with_floor_as_caffes_round_mode_does() {
+    // 112x112 by a 3x3 window, stride 2, pad 1: 56 rounded down, 57 up (Caffe's default).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("densenet.prototxt");
+    std::fs::write(&path, CEIL_MODE_NET.replace("224 input_dim: 224", "112 input_dim: 112")).unwrap();
+    let build = |path: &Path| {
+        let state = caffe::NetState { phase: Some(caffe::Phase::Test as i32), ..Default::default() };
+        caffe_tch::net::Net::from_file(path, &state, text::TextOptions::default(), tch::Device::Cpu).unwrap()
+    };
+    let net = build(&path);
+    assert_eq!(net.blob_shape("pool1").unwrap(), &[1, 3, 56, 56]);
+    assert_eq!(net.blob_shape("pool2").unwrap(), &[1, 3, 28, 28]);
+    let ceil = CEIL_MODE_NET
+        .replace("224 input_dim: 224", "112 input_dim: 112")
+        .replace("ceil_mode: false", "ceil_mode: true");
+    std::fs::write(&path, ceil).unwrap();
+    assert_eq!(build(&path).blob_shape("pool1").unwrap(), &[1, 3, 57, 57]);
+}
+
+#[test]
+fn ceil_mode_against_round_mode_is_an_error_at_its_line() {
+    let txt =
+        "layer { name: \"d\" type: \"Input\" top: \"x\" input_param { shape { dim: 1 dim: 1 dim: 8 dim: 8 } } }\n\
+               layer { name: \"pool1\" type: \"Pooling\" bottom: \"x\" top: \"y\"\n\
+                 pooling_param { kernel_size: 2 ceil_mode: false round_mode: CEIL } }\n";
+    let parsed = text::parse_str::<NetParameter>(txt, "both.prototxt", text::TextOptions::default()).unwrap();
+    let mut net = parsed.message.clone();
+    let err = upgrade_net_located(&mut net, &parsed.source_map).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("both.prototxt:2"), "{msg}");
+    expect_layer_error(err, "both.prototxt", "pool1", "ceil_mode: false and round_mode: CEIL");
+    // Agreeing is fine.
+    let mut net = parse_net(&txt.replace("round_mode: CEIL", "round_mode: FLOOR"), "both.prototxt");
+    upgrade_net(&mut net, "both.prototxt").unwrap();
+    assert_eq!(net.layer[1].pooling_param.as_ref().unwrap().round_mode(), caffe::pooling_parameter::RoundMode::Floor);
+}
+
 // --- current nets ------------------------------------------------------------------------
 
 #[test]

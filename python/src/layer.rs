@@ -9,6 +9,7 @@
 //! come out. The layer's learnable blobs are views of the net's own tensors
 //! on the CPU (in place, as pycaffe's), host copies on a GPU. The net runs the
 //! backward in stages around the layer (`src/net/staged.rs`).
+use caffe_tch::layers::detection::py_proposal;
 use caffe_tch::layers::{Ctx, Gradients, Layer, ParamDecl, SetupOut, Shape};
 use caffe_tch::proto::caffe::LayerParameter;
 use caffe_tch::{Error, Result};
@@ -22,8 +23,37 @@ use tch::{Device, Kind, Tensor};
 use crate::views::{array_over, TensorHolder};
 
 /// The registered constructor (`caffe_tch::layers::python::set_factory`).
+/// py-faster-rcnn's proposal layer runs natively when its module is not there.
 pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
-    Python::with_gil(|py| PyLayer::new(py, param)).map(|l| Box::new(l) as Box<dyn Layer>)
+    Python::with_gil(|py| {
+        if py_proposal::is_py_proposal(param) {
+            if let Err(e) = py.import(py_proposal::MODULE) {
+                if module_itself_missing(py, &e, py_proposal::MODULE) {
+                    let why = format!("{}; {}", e.value(py), pythonpath());
+                    return caffe_tch::layers::python::native_stand_in(param, &why);
+                }
+            }
+        }
+        PyLayer::new(py, param).map(|l| Box::new(l) as Box<dyn Layer>)
+    })
+}
+
+/// Where layer modules were looked for, for messages.
+fn pythonpath() -> String {
+    match std::env::var("PYTHONPATH") {
+        Ok(p) if !p.is_empty() => format!("PYTHONPATH={p}"),
+        _ => "PYTHONPATH is not set".to_string(),
+    }
+}
+
+/// True when `module` itself (or a package above it) is missing, rather than
+/// something it imports: that one is the module's own error.
+fn module_itself_missing(py: Python<'_>, e: &PyErr, module: &str) -> bool {
+    let missing: Option<String> = e
+        .is_instance_of::<PyModuleNotFoundError>(py)
+        .then(|| e.value(py).getattr("name").ok()?.extract().ok())
+        .flatten();
+    missing.is_some_and(|m| module == m || module.starts_with(&format!("{m}.")))
 }
 
 pub struct PyLayer {
@@ -50,23 +80,13 @@ impl PyLayer {
             )));
         }
         let module = py.import(pp.module()).map_err(|e| {
-            // The module itself (or a package above it) missing, rather than
-            // something the module imports: that one is the module's error.
-            let missing: Option<String> = e
-                .is_instance_of::<PyModuleNotFoundError>(py)
-                .then(|| e.value(py).getattr("name").ok()?.extract().ok())
-                .flatten();
-            let itself = missing.is_some_and(|m| pp.module() == m || pp.module().starts_with(&format!("{m}.")));
-            if itself {
+            if module_itself_missing(py, &e, pp.module()) {
                 stash_error(py, e.clone_ref(py));
                 Error::invalid(format!(
-                    "Python layer {class}: module '{}' not found ({}); layer modules are found on PYTHONPATH, as in Caffe{}",
+                    "Python layer {class}: module '{}' not found ({}); layer modules are found on PYTHONPATH, as in Caffe ({})",
                     pp.module(),
                     e.value(py),
-                    match std::env::var("PYTHONPATH") {
-                        Ok(p) if !p.is_empty() => format!(" (PYTHONPATH={p})"),
-                        _ => " (PYTHONPATH is not set)".to_string(),
-                    }
+                    pythonpath()
                 ))
             } else {
                 py_error(py, &class, "import", e)

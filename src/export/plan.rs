@@ -112,6 +112,28 @@ pub struct Plan {
     pub iteration: i64,
 }
 
+/// py-faster-rcnn's Python proposal layer is exported as the native Proposal
+/// layer it computes (ONNX and model.py cannot hold Python), with a log line;
+/// other layers as they are.
+fn exported_param(lp: &LayerParameter, net: &Net) -> Result<LayerParameter> {
+    use crate::layers::detection::py_proposal;
+    if !py_proposal::is_py_proposal(lp) {
+        return Ok(lp.clone());
+    }
+    let native = py_proposal::native_param(lp, lp.phase())
+        .map_err(|e| e.in_layer(net.source().loc(lp.name()), lp.name(), crate::layers::python::TYPE))?;
+    info!(
+        crate::here!("plan.rs"),
+        "layer '{}' (py-faster-rcnn's {}.{}) is exported as the native Proposal layer with py-faster-rcnn's {} settings ({})",
+        lp.name(),
+        py_proposal::MODULE,
+        py_proposal::CLASS,
+        lp.phase().as_str_name(),
+        py_proposal::describe(&native)
+    );
+    Ok(native)
+}
+
 impl Plan {
     /// Parses, upgrades and builds the net as `caffe forward` does, loads the
     /// weights, and splits its layers into inputs, kept layers and left-out ones.
@@ -129,7 +151,13 @@ impl Plan {
         let prototxt = crate::proto::print::to_text(&param);
         // Said before the net is built: building one would ask for a Python interpreter.
         let kept = crate::net::filter::filter_net(&param, &state, &source)?;
-        if let Some((name, class)) = crate::layers::python::python_layers(&kept).into_iter().next() {
+        let py_proposal = format!(
+            "{}.{}",
+            crate::layers::detection::py_proposal::MODULE,
+            crate::layers::detection::py_proposal::CLASS
+        );
+        let python = crate::layers::python::python_layers(&kept).into_iter().find(|(_, class)| *class != py_proposal);
+        if let Some((name, class)) = python {
             return Err(Error::unsupported(format!(
                 "cannot be exported: a Python layer ({class}) is Python code, which neither ONNX nor model.py can hold"
             ))
@@ -150,7 +178,8 @@ impl Plan {
         let mut inputs = Vec::new();
         let mut layers = Vec::new();
         let mut left_out_tops: HashMap<String, String> = HashMap::new();
-        let params: Vec<LayerParameter> = net.layer_params().into_iter().cloned().collect();
+        let params: Vec<LayerParameter> =
+            net.layer_params().into_iter().map(|lp| exported_param(lp, &net)).collect::<Result<_>>()?;
         // Which blobs kept layers read, to decide which data-source tops are inputs.
         let consumed: HashSet<&str> = params
             .iter()

@@ -66,11 +66,16 @@ pub struct BlobCheck {
     pub max_abs_ref: f64,
     /// Shape onnx's strict shape inference gave, where it differs from Caffe's.
     pub shape_mismatch: Option<String>,
+    /// How many of caffe-tch's own values are NaN or infinite: nothing to
+    /// compare there (an untrained net can overflow on its fillers' weights).
+    pub nonfinite_ref: i64,
 }
 
 impl BlobCheck {
     pub fn passed(&self) -> bool {
-        self.max_abs_diff <= TOLERANCE * (1.0 + self.max_abs_ref) && self.shape_mismatch.is_none()
+        self.max_abs_diff <= TOLERANCE * (1.0 + self.max_abs_ref)
+            && self.shape_mismatch.is_none()
+            && self.nonfinite_ref == 0
     }
 }
 
@@ -312,7 +317,8 @@ pub fn compare(
                 (!agrees).then(|| format!("ONNX shape inference gives {dims:?}, Caffe {:?}", r.size()))
             })
         };
-        checks.push(BlobCheck { name: name.clone(), max_abs_diff, max_abs_ref, shape_mismatch });
+        let nonfinite_ref = r.numel() as i64 - r.isfinite().sum(Kind::Int64).int64_value(&[]);
+        checks.push(BlobCheck { name: name.clone(), max_abs_diff, max_abs_ref, shape_mismatch, nonfinite_ref });
     }
     Ok(checks)
 }
@@ -396,6 +402,19 @@ pub fn verify(
     }
     let mut ok = true;
     for c in &checks {
+        if c.nonfinite_ref > 0 {
+            ok = false;
+            warn!(
+                "export.cpp:1",
+                "Verify {}: blob {}: caffe-tch's own forward gives {} NaN or infinite value(s) with these weights and \
+                 inputs (a net without trained weights can overflow), so they cannot be compared: verify with \
+                 -weights, or other inputs (-input): FAILED",
+                label,
+                c.name,
+                c.nonfinite_ref
+            );
+            continue;
+        }
         let line = format!(
             "Verify {}: blob {} max |diff| = {} (max |ref| = {}, tolerance {})",
             label,

@@ -6,9 +6,10 @@
 //! that have Python layers (`crate::cli`), so it never links libpython.
 use std::sync::OnceLock;
 
+use super::detection::py_proposal;
 use super::registry::Constructor;
 use super::Layer;
-use crate::proto::caffe::{LayerParameter, NetParameter};
+use crate::proto::caffe::{LayerParameter, NetParameter, Phase};
 use crate::{Error, Result};
 
 /// Caffe's type string for Python layers.
@@ -36,10 +37,12 @@ pub fn class_of(param: &LayerParameter) -> String {
     format!("{}.{}", p.module(), p.layer())
 }
 
-/// Builds a Python layer through the registered factory.
+/// Builds a Python layer through the registered factory. Without one,
+/// py-faster-rcnn's proposal layer runs as the native Proposal layer.
 pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
     match FACTORY.get() {
         Some(create) => create(param),
+        None if py_proposal::is_py_proposal(param) => native_stand_in(param, "this process has no Python to import it"),
         None => Err(Error::unsupported(format!(
             "layer {} ({}) is a Python layer, and this process has no Python: run the net from \
              `import caffe`, or with the `caffe` binary, which runs itself under Python for such nets \
@@ -48,6 +51,24 @@ pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
             class_of(param)
         ))),
     }
+}
+
+/// The native layer that computes what a Python layer whose module cannot be
+/// imported would (only py-faster-rcnn's proposal layer has one), with a
+/// warning that says why and with what values.
+pub fn native_stand_in(param: &LayerParameter, why: &str) -> Result<Box<dyn Layer>> {
+    let phase = param.phase.and_then(|p| Phase::try_from(p).ok()).unwrap_or(Phase::Test);
+    let native = py_proposal::native_param(param, phase)?;
+    crate::warn!(
+        crate::here!("python.rs"),
+        "layer '{}' is py-faster-rcnn's {} ({why}): running caffe-tch's native Proposal layer with \
+         py-faster-rcnn's {} settings ({})",
+        param.name(),
+        class_of(param),
+        phase.as_str_name(),
+        py_proposal::describe(&native)
+    );
+    super::registry::create_layer(&native)
 }
 
 /// The net's Python layers, as (layer name, `module.Class`).

@@ -18,6 +18,9 @@
 //! 5. **BatchNorm**: a BatchNorm layer that lists exactly three `param` specs
 //!    (the old way of freezing its statistics) gets `lr_mult: 0` and
 //!    `decay_mult: 0` on each, other settings kept.
+//! 6. **Pooling `ceil_mode`** (not Caffe's: the forks' field from before
+//!    `round_mode`, in OpenCV's schema and many model-zoo nets) becomes
+//!    `round_mode`: `ceil_mode: false` is `round_mode: FLOOR`.
 //!
 //! Solvers: the `solver_type` enum becomes the `type` string.
 //!
@@ -49,6 +52,8 @@ pub const STEP_V1_TO_V2: &str = "V1 layers -> layer";
 pub const STEP_INPUT: &str = "input fields -> Input layer";
 /// Step name: BatchNorm parameter specs frozen (lr_mult and decay_mult 0).
 pub const STEP_BATCH_NORM: &str = "BatchNorm params -> lr_mult 0";
+/// Step name: the forks' Pooling `ceil_mode` rewritten as `round_mode`.
+pub const STEP_POOLING_CEIL_MODE: &str = "Pooling ceil_mode -> round_mode";
 /// Step name: solver `solver_type` enum replaced by the `type` string.
 pub const STEP_SOLVER_TYPE: &str = "solver_type enum -> type string";
 
@@ -199,6 +204,12 @@ pub fn net_needs_batch_norm_upgrade(net: &NetParameter) -> bool {
     net.layer.iter().any(|l| is_old_batch_norm(l) && !batch_norm_frozen(l))
 }
 
+/// True when a Pooling layer uses the forks' `ceil_mode` field.
+pub fn net_needs_pooling_ceil_mode_upgrade(net: &NetParameter) -> bool {
+    net.layer.iter().any(|l| l.pooling_param.as_ref().is_some_and(|p| p.ceil_mode.is_some()))
+        || net.layers.iter().any(|l| l.pooling_param.as_ref().is_some_and(|p| p.ceil_mode.is_some()))
+}
+
 /// True when [`upgrade_net`] would change the net.
 pub fn net_needs_upgrade(net: &NetParameter) -> bool {
     net_needs_v0_upgrade(net)
@@ -206,6 +217,7 @@ pub fn net_needs_upgrade(net: &NetParameter) -> bool {
         || net_needs_data_upgrade(net)
         || net_needs_input_upgrade(net)
         || net_needs_batch_norm_upgrade(net)
+        || net_needs_pooling_ceil_mode_upgrade(net)
 }
 
 /// True when the solver uses the legacy `solver_type` enum.
@@ -249,6 +261,10 @@ fn upgrade_net_impl(net: &mut NetParameter, src: Src<'_>) -> Result<UpgradeRepor
     if net_needs_batch_norm_upgrade(net) {
         upgrade_batch_norm(net);
         report.steps.push(STEP_BATCH_NORM);
+    }
+    if net_needs_pooling_ceil_mode_upgrade(net) {
+        upgrade_pooling_ceil_mode(net, src)?;
+        report.steps.push(STEP_POOLING_CEIL_MODE);
     }
     Ok(report)
 }
@@ -989,6 +1005,31 @@ fn upgrade_batch_norm(net: &mut NetParameter) {
             p.decay_mult = Some(0.0);
         }
     }
+}
+
+/// `ceil_mode: false` becomes `round_mode: FLOOR` (true: CEIL). A layer that
+/// gives both and they disagree is an error: which one the author meant is
+/// not knowable.
+fn upgrade_pooling_ceil_mode(net: &mut NetParameter, src: Src<'_>) -> Result<()> {
+    for (index, l) in net.layer.iter_mut().enumerate() {
+        let Some(p) = l.pooling_param.as_mut() else { continue };
+        let Some(ceil) = p.ceil_mode.take() else { continue };
+        let mode = if ceil { pooling_parameter::RoundMode::Ceil } else { pooling_parameter::RoundMode::Floor };
+        if p.round_mode.is_some() && p.round_mode() != mode {
+            let loc = src
+                .map
+                .and_then(|m| m.element("layer", index).or_else(|| m.element("layers", index)))
+                .cloned()
+                .unwrap_or_else(|| Location { file: src.file.to_string(), line: 0, col: 0 });
+            let msg = format!(
+                "pooling_param gives both ceil_mode: {ceil} and round_mode: {}, which disagree; keep one",
+                p.round_mode().as_str_name()
+            );
+            return Err(Error::invalid(msg).in_layer(loc, l.name(), l.r#type()));
+        }
+        p.set_round_mode(mode);
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::info;
-use crate::proto::caffe::{NetParameter, SolverParameter};
+use crate::proto::caffe::{LabelMap, NetParameter, SolverParameter};
 use crate::proto::{text, upgrade};
 use crate::Result;
 
@@ -48,6 +48,12 @@ pub fn collect_prototxt(paths: &[PathBuf]) -> Vec<PathBuf> {
 /// A solver file is recognised by its name, as in Caffe's examples.
 pub fn looks_like_solver(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n.to_string_lossy().contains("solver"))
+}
+
+/// The SSD fork's label maps (labelmap_voc.prototxt and the like), which sit
+/// beside its nets, are recognised by their names too.
+pub fn looks_like_label_map(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().to_ascii_lowercase().contains("labelmap"))
 }
 
 /// One summary line for a net: name, layer count and the layer types used.
@@ -108,6 +114,9 @@ pub fn run(paths: &[PathBuf], opts: text::TextOptions) -> Result<()> {
                 s.lr_policy(),
                 s.max_iter()
             );
+        } else if looks_like_label_map(path) {
+            let map = text::read_file_nonempty::<LabelMap>(path, opts)?.message;
+            info!("summarize.cpp:1", "{file}: label map of {} items", map.item.len());
         } else {
             let mut net = text::read_file_nonempty::<NetParameter>(path, opts)?.message;
             let report = upgrade::upgrade_net(&mut net, &file)?;

@@ -7,7 +7,8 @@
 //! And Fast R-CNN's ROIPooling (rbgirshick/caffe-fast-rcnn), which Fast and
 //! Faster R-CNN nets need, R-FCN's PSROIPooling, with Faster R-CNN's
 //! Proposal as OpenCV's and OpenVINO's schemas have it natively
-//! (py-faster-rcnn's own is a Python layer). Their parameters sit in
+//! (py-faster-rcnn's own is a Python layer, which runs as the native one
+//! where its module cannot be imported: py_proposal.rs). Their parameters sit in
 //! `proto/caffe.proto` at the forks' field numbers (Proposal's at one of
 //! ours), so the forks' prototxt and `.caffemodel` files read as they are.
 use super::registry::LayerInfo;
@@ -24,6 +25,7 @@ pub mod permute;
 pub mod prior_box;
 pub mod proposal;
 pub mod psroi_pooling;
+pub mod py_proposal;
 pub mod roi_pooling;
 pub mod save_output;
 pub mod yolo_detection_output;

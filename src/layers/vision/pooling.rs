@@ -21,7 +21,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Pooling",
         family: family_of(file!()),
-        params: "pool (MAX, AVE, STOCHASTIC), kernel_size|kernel_h/w, stride|stride_h/w, pad|pad_h/w, global_pooling, round_mode; MAX's mask top",
+        params: "pool (MAX, AVE, STOCHASTIC), kernel_size|kernel_h/w, stride|stride_h/w, pad|pad_h/w, global_pooling, round_mode (or the forks' ceil_mode, upgraded to it); MAX's mask top",
         tests: "parity (lenet, cifar10, resnet_small), gradient check, output-size tests, pooling_mask_*",
         create: |p| Ok(Box::new(Pooling::new(p))),
     });
