@@ -1227,6 +1227,57 @@ fn yolov3_detection_output_decodes_and_suppresses_across_classes() {
     assert_rows("none", &y, &[row(0.0, -1.0, -1.0, [-1.0; 4]), row(1.0, -1.0, -1.0, [-1.0; 4])]);
 }
 
+/// The greedy suppression across classes keeps what the plain quadratic pass
+/// over every (box, class) candidate keeps, in the same order, though it
+/// first keeps only the best candidate of each box.
+#[test]
+fn yolov3_suppression_keeps_what_the_plain_greedy_pass_keeps() {
+    use caffe_tch::layers::detection::yolov3_detection_output::{iou, suppress_across_classes, Candidate};
+    fn plain(mut c: Vec<Candidate>, threshold: f32) -> Vec<Candidate> {
+        c.sort_by(|a, b| b.confidence.partial_cmp(&a.confidence).unwrap());
+        let mut kept: Vec<Candidate> = Vec::new();
+        let mut gone = vec![false; c.len()];
+        for i in 0..c.len() {
+            if gone[i] {
+                continue;
+            }
+            for j in i + 1..c.len() {
+                gone[j] = gone[j] || iou(&c[i], &c[j]) >= threshold;
+            }
+            kept.push(c[i]);
+        }
+        kept
+    }
+    let _rng = rng_exclusive();
+    tch::manual_seed(5);
+    let u = |n: i64| values(&Tensor::rand([n], (Kind::Float, tch::Device::Cpu)));
+    for (threshold, boxes, classes) in [(0.45f32, 300usize, 6usize), (0.7, 200, 3), (1.0, 50, 4), (1.5, 40, 3)] {
+        let (xy, wh, conf) = (u(2 * boxes as i64), u(2 * boxes as i64), u((boxes * classes) as i64));
+        let mut candidates = Vec::new();
+        for b in 0..boxes {
+            for class in 0..classes {
+                // Some confidences tie within a box, some boxes are empty.
+                let confidence = ((conf[b * classes + class] * 8.0).round() / 8.0) as f32;
+                let w = if b % 17 == 0 { 0.0 } else { 0.05 + 0.3 * wh[2 * b] as f32 };
+                if confidence > 0.2 {
+                    let (x, y, h) = (xy[2 * b] as f32, xy[2 * b + 1] as f32, 0.05 + 0.3 * wh[2 * b + 1] as f32);
+                    candidates.push(Candidate { x, y, w, h, class, confidence });
+                }
+            }
+        }
+        let want = plain(candidates.clone(), threshold);
+        assert!(want.len() > 10, "threshold {threshold}: too few kept to compare: {}", want.len());
+        let got = suppress_across_classes(candidates, threshold);
+        let first_difference = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert!(
+            got.len() == want.len() && first_difference.is_none(),
+            "threshold {threshold}: {} kept, the plain pass keeps {}; first difference at {first_difference:?}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
 #[test]
 fn yolov3_detection_output_errors() {
     let p = "num_classes: 2 num_box: 1 biases: 16 biases: 32 anchors_scale: 8 mask_group_num: 1";

@@ -1343,9 +1343,13 @@ fn interp_is_deeplabs_bilinear_interpolation() {
     }
     // The second bottom gives the output size.
     let reference = Tensor::zeros([2, 1, 20, 4], (Kind::Float, Device::Cpu));
-    let y = run(&lp("type: 'Interp'"), &[x.shallow_clone(), reference], &[], Phase::Test).remove(0);
+    let y = run(&lp("type: 'Interp'"), &[x.shallow_clone(), reference.shallow_clone()], &[], Phase::Test).remove(0);
     let want = naive_interp(&x, 0, [9, 13], [20, 4]);
     assert_near("second bottom", &y, &want, 2e-7 * want.abs().max().double_value(&[]));
+    // soeaver's fork says so with use_blob_size (its FPN nets): the same.
+    let fork = lp("type: 'Interp' interp_param { use_blob_size: true }");
+    let y = run(&fork, &[x.shallow_clone(), reference], &[], Phase::Test).remove(0);
+    assert_near("use_blob_size", &y, &want, 2e-7 * want.abs().max().double_value(&[]));
     // The gradient is the interpolation's adjoint.
     for params in ["zoom_factor: 2", "height: 4 width: 7 pad_beg: -1", "shrink_factor: 3"] {
         let text = format!("type: 'Interp' interp_param {{ {params} }}");
@@ -1359,6 +1363,7 @@ fn interp_is_deeplabs_bilinear_interpolation() {
         ("zoom_factor: 2 pad_beg: 1", "must be zero or negative"),
         ("zoom_factor: 2 pad_beg: -3 pad_end: -3", "leaves nothing of the 6x6 input"),
         ("height: 0 width: 3", "output size 0x3 is not positive"),
+        ("use_blob_size: true", "use_blob_size takes the output size from a second bottom, and this Interp has one"),
     ] {
         let e = setup_err(&format!("type: 'Interp' interp_param {{ {params} }}"), &[vec![1, 1, 6, 6]]);
         assert!(e.contains(want), "{params}: {e}");

@@ -44,14 +44,14 @@ pub struct Yolov3DetectionOutput {
 }
 
 /// A candidate: centre, size, class, confidence.
-#[derive(Clone, Copy)]
-pub(super) struct Candidate {
-    pub(super) x: f32,
-    pub(super) y: f32,
-    pub(super) w: f32,
-    pub(super) h: f32,
-    pub(super) class: usize,
-    pub(super) confidence: f32,
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+    pub class: usize,
+    pub confidence: f32,
 }
 
 pub(super) fn sigmoid(v: f32) -> f32 {
@@ -59,7 +59,7 @@ pub(super) fn sigmoid(v: f32) -> f32 {
 }
 
 /// The fork's IoU of two centre-size boxes, in f32.
-pub(super) fn iou(a: &Candidate, b: &Candidate) -> f32 {
+pub fn iou(a: &Candidate, b: &Candidate) -> f32 {
     let overlap =
         |c1: f32, s1: f32, c2: f32, s2: f32| (c1 + s1 / 2.0).min(c2 + s2 / 2.0) - (c1 - s1 / 2.0).max(c2 - s2 / 2.0);
     let (w, h) = (overlap(a.x, a.w, b.x, b.w), overlap(a.y, a.h, b.y, b.h));
@@ -70,7 +70,8 @@ pub(super) fn iou(a: &Candidate, b: &Candidate) -> f32 {
 /// The forks' greedy suppression across classes: the candidates best first
 /// (equal confidences keep their order), each one kept dropping the later
 /// ones it overlaps at nms_threshold or more. Returns the kept, best first.
-pub(super) fn suppress_across_classes(mut candidates: Vec<Candidate>, nms_threshold: f32) -> Vec<Candidate> {
+pub fn suppress_across_classes(candidates: Vec<Candidate>, nms_threshold: f32) -> Vec<Candidate> {
+    let mut candidates = best_of_each_box(candidates, nms_threshold);
     candidates.sort_by(|a, b| descending(a.confidence, b.confidence));
     let mut suppressed = vec![false; candidates.len()];
     let mut kept = Vec::new();
@@ -86,6 +87,33 @@ pub(super) fn suppress_across_classes(mut candidates: Vec<Candidate>, nms_thresh
         kept.push(candidates[i]);
     }
     kept
+}
+
+/// The candidates of one box (one per class above the threshold, made one
+/// after another) reduced to their best, the first of equals: it comes before
+/// the others in the sorted order, and whichever box is kept first among
+/// them and their suppressors drops the rest (a box overlaps itself fully).
+/// So the greedy pass keeps the same boxes, in a pass over boxes rather than
+/// over boxes times classes (an untrained net's candidates run to millions).
+/// A box whose overlap with itself is under the threshold (an empty one, or
+/// a threshold above 1) keeps all its candidates, as the greedy pass does.
+fn best_of_each_box(candidates: Vec<Candidate>, nms_threshold: f32) -> Vec<Candidate> {
+    let same_box =
+        |a: &Candidate, b: &Candidate| [a.x, a.y, a.w, a.h].map(f32::to_bits) == [b.x, b.y, b.w, b.h].map(f32::to_bits);
+    let mut out: Vec<Candidate> = Vec::with_capacity(candidates.len());
+    let mut run_start = 0;
+    for c in candidates {
+        let continues = out.get(run_start).is_some_and(|first| same_box(first, &c));
+        if !continues {
+            run_start = out.len();
+            out.push(c);
+        } else if iou(&c, &c) < nms_threshold || iou(&c, &c).is_nan() {
+            out.push(c);
+        } else if c.confidence > out[run_start].confidence {
+            out[run_start] = c;
+        }
+    }
+    out
 }
 
 impl Yolov3DetectionOutput {

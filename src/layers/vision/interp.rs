@@ -15,7 +15,7 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
         type_name: "Interp",
         family: family_of(file!()),
-        params: "interp_param: height+width | zoom_factor | shrink_factor (both: shrink, then zoom) | a second bottom's size; pad_beg, pad_end ≤ 0 (DeepLab v2's fork)",
+        params: "interp_param: height+width | zoom_factor | shrink_factor (both: shrink, then zoom) | a second bottom's size (use_blob_size, soeaver's fork, says so); pad_beg, pad_end ≤ 0 (DeepLab v2's fork)",
         tests: "layers_vision: interp_* (the fork's formula, sizes, errors, gradient check); python/tests/test_fork_layers_opencv.py",
         create: |p| Ok(Box::new(Interp { p: p.interp_param.unwrap_or_default() })),
     });
@@ -52,6 +52,9 @@ pub fn interp_sizes(p: &InterpParameter, shape: &[i64], reference: Option<&[i64]
         }
         Ok(())
     };
+    if p.use_blob_size() && reference.is_none() {
+        bail!("use_blob_size takes the output size from a second bottom, and this Interp has one bottom");
+    }
     let out = if let Some(r) = reference {
         if p.shrink_factor.is_some() || p.zoom_factor.is_some() || p.height.is_some() || p.width.is_some() {
             bail!("with a second bottom, which gives the output size, interp_param cannot give one too");
