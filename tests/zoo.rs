@@ -91,3 +91,76 @@ fn caffe_summarize_reads_the_zoo_folder() {
     let densenet = log.lines().find(|l| l.contains("densenet121_soeaver.prototxt")).unwrap_or_else(|| panic!("{log}"));
     assert!(densenet.contains("Pooling ceil_mode -> round_mode"), "{densenet}");
 }
+
+/// Statistics and scales a trained net could hold, for every BatchNorm and Scale.
+fn plausible_statistics(net: &Net) {
+    let layers: Vec<(String, String)> =
+        net.layer_params().iter().map(|l| (l.name().to_string(), l.r#type().to_string())).collect();
+    tch::no_grad(|| {
+        for (name, ty) in &layers {
+            let blobs = net.layer_blobs(name).unwrap_or_default();
+            let fill = |t: &Tensor, v: Tensor| t.shallow_clone().f_copy_(&v.to_kind(t.kind())).unwrap();
+            let like = |t: &Tensor| Tensor::rand(t.size(), (Kind::Float, Device::Cpu));
+            match ty.as_str() {
+                "BatchNorm" => {
+                    fill(blobs[0], (like(blobs[0]) - 0.5) * 0.2);
+                    fill(blobs[1], like(blobs[1]) + 0.5);
+                    fill(blobs[2], Tensor::ones([1], (Kind::Float, Device::Cpu)));
+                }
+                "Scale" => {
+                    for b in &blobs {
+                        fill(b, like(b) * 0.5 + 0.75);
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+/// A forward whose blobs only the outputs are read of (`caffe test`, `caffe
+/// time`) folds BatchNorm into the convolution before it even where the
+/// BatchNorm writes a blob of its own, as MobileNet v2's do (conv1 →
+/// conv1/bn): the outputs are the unfolded forward's; a forward whose blobs
+/// are read (pycaffe, `caffe forward`) keeps conv1's own value; and a
+/// convolution whose top another layer reads too keeps it as well.
+#[test]
+fn outputs_only_forward_folds_batch_norms_that_write_their_own_blob() {
+    let state = common::net_state(Phase::Test);
+    let _rng = rng_exclusive();
+    tch::manual_seed(3);
+    let mut net = Net::from_file(&zoo("mobilenet_v2.prototxt"), &state, Default::default(), Device::Cpu).unwrap();
+    plausible_statistics(&net);
+    net.set_input("data", &Tensor::randn([1, 3, 224, 224], (Kind::Float, Device::Cpu))).unwrap();
+    let value = |net: &Net, b: &str| net.blob(b).unwrap().detach().copy();
+    net.forward_inference().unwrap();
+    let (prob, conv1, conv1_bn) = (value(&net, "prob"), value(&net, "conv1"), value(&net, "conv1/bn"));
+    assert!(conv1.ne_tensor(&conv1_bn).any().int64_value(&[]) == 1, "conv1 keeps its own value");
+    net.read_outputs_only();
+    net.forward_inference().unwrap();
+    let (d, max) = common::max_abs_diff(&value(&net, "prob"), &prob);
+    assert!(d <= 1e-5 * (1.0 + max), "prob: max |Δ| {d:.3e}");
+    let (d, max) = common::max_abs_diff(&value(&net, "conv1/bn"), &conv1_bn);
+    assert!(d <= 1e-5 * (1.0 + max), "conv1/bn: max |Δ| {d:.3e}");
+    // conv1 was not computed on its own: the chain wrote it (nobody reads it).
+    assert!(value(&net, "conv1").equal(&value(&net, "conv1/bn")), "the chain was not folded");
+
+    // A second reader of the convolution's top (through the Split Caffe
+    // inserts): that top keeps its value.
+    let text = "layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } } }
+        layer { name: 'conv' type: 'Convolution' bottom: 'x' top: 'c' convolution_param { num_output: 4 kernel_size: 3
+          weight_filler { type: 'gaussian' std: 0.3 } } }
+        layer { name: 'bn' type: 'BatchNorm' bottom: 'c' top: 'c/bn' batch_norm_param { use_global_stats: true } }
+        layer { name: 'scale' type: 'Scale' bottom: 'c/bn' top: 'c/bn' scale_param { bias_term: true } }
+        layer { name: 'sum' type: 'Eltwise' bottom: 'c' bottom: 'c/bn' top: 'y' }";
+    let mut net = common::net(text, "two_readers.prototxt", Phase::Test).unwrap();
+    plausible_statistics(&net);
+    net.set_input("x", &Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu))).unwrap();
+    net.forward_inference().unwrap();
+    let (y, c) = (value(&net, "y"), value(&net, "c"));
+    net.read_outputs_only();
+    net.forward_inference().unwrap();
+    let (d, max) = common::max_abs_diff(&value(&net, "y"), &y);
+    assert!(d <= 1e-5 * (1.0 + max), "y: max |Δ| {d:.3e}");
+    assert!(value(&net, "c").equal(&c), "c, read by the sum, keeps its own value");
+}

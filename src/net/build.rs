@@ -67,6 +67,7 @@ impl Net {
             source,
             planned_bytes: 0,
             callbacks: None,
+            outputs_read_only: false,
         };
         for lp in &split.layer {
             let mut lp = lp.clone();

@@ -25,20 +25,51 @@ impl Net {
         !traced && !self.record_blob_diffs && !self.debug_info && self.callbacks.is_none()
     }
 
-    /// The epilogues that follow layer `i` among layers `..end`, and the index
-    /// of the last; `None` where there are none.
-    pub(super) fn epilogue_chain(&self, i: usize, end: usize, ctx: &Ctx) -> Option<(Vec<Epilogue>, usize)> {
+    /// Says that after each forward only the net's outputs will be read
+    /// (`caffe test`, the forward `caffe time` times), never its other blobs.
+    /// An inference forward may then also fold a chain whose first layer
+    /// writes a blob of its own (BatchNorm from `conv1` to `conv1/bn`, as
+    /// many published nets have it) where only that layer reads the layer's
+    /// top: the top then holds the chain's result, not its own value, which
+    /// nobody reads. pycaffe, `caffe forward` and `caffe export` never set it.
+    pub fn read_outputs_only(&mut self) {
+        self.outputs_read_only = true;
+    }
+
+    /// Whether layer `j` is the only reader of blob `b`, which is no output.
+    fn read_only_by(&self, b: usize, j: usize) -> bool {
+        !self.output_blobs.contains(&b)
+            && self.layers.iter().enumerate().all(|(k, l)| k == j || !l.bottoms.contains(&b))
+    }
+
+    /// The epilogues that follow layer `i` among layers `..end`, the index of
+    /// the last, and the blob the chain writes when its first layer writes
+    /// one of its own (only where `new_blob` allows it); `None` where there
+    /// are none.
+    pub(super) fn epilogue_chain(
+        &self,
+        i: usize,
+        end: usize,
+        ctx: &Ctx,
+        new_blob: bool,
+    ) -> Option<(Vec<Epilogue>, usize, Option<usize>)> {
         let e = &self.layers[i];
-        let &[top] = e.tops.as_slice() else { return None };
+        let &[mut top] = e.tops.as_slice() else { return None };
         if e.loss_weights.iter().any(|&w| w != 0.0) || e.layer.own_backward() {
             return None;
         }
         let mut chain = Vec::new();
         let mut last = i;
+        let mut written = None;
         for j in i + 1..end {
             let f = &self.layers[j];
             let in_place = f.bottoms == [top] && f.tops == [top];
-            if !in_place || f.loss_weights.iter().any(|&w| w != 0.0) || f.layer.own_backward() {
+            let starts_new_blob = new_blob
+                && j == i + 1
+                && f.bottoms == [top]
+                && matches!(f.tops.as_slice(), &[t] if t != top)
+                && self.read_only_by(top, j);
+            if !(in_place || starts_new_blob) || f.loss_weights.iter().any(|&w| w != 0.0) || f.layer.own_backward() {
                 break;
             }
             let params: Vec<Tensor> = f.params.iter().map(|&s| self.param_slots[s].tensor.shallow_clone()).collect();
@@ -46,10 +77,14 @@ impl Net {
             let ends = matches!(epilogue, Epilogue::Relu);
             chain.push(epilogue);
             last = j;
+            if starts_new_blob {
+                top = f.tops[0];
+                written = Some(top);
+            }
             if ends {
                 break;
             }
         }
-        (!chain.is_empty()).then_some((chain, last))
+        (!chain.is_empty()).then_some((chain, last, written))
     }
 }

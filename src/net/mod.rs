@@ -161,6 +161,8 @@ pub struct Net {
     planned_bytes: u64,
     /// Called around each layer's forward and backward (`callbacks.rs`).
     callbacks: Option<callbacks::Callbacks>,
+    /// Only the outputs are read after a forward ([`Net::read_outputs_only`]).
+    outputs_read_only: bool,
 }
 
 impl Net {

@@ -96,10 +96,16 @@ impl Net {
                 && !self.record_blob_diffs
                 && !self.debug_info
                 && !layer_wise;
-            let chain = if may_fold || may_fold_training { self.epilogue_chain(i, end, &ctx) } else { None };
+            let chain = if may_fold || may_fold_training {
+                self.epilogue_chain(i, end, &ctx, may_fold && self.outputs_read_only)
+            } else {
+                None
+            };
             let e = &mut self.layers[i];
             let mut ran_in_place = None;
-            if let Some((epilogues, last)) = chain {
+            // The blob a folded chain writes besides the layer's own top.
+            let mut chain_blob = None;
+            if let Some((epilogues, last, written)) = chain {
                 ran_in_place = if may_fold {
                     e.layer.forward_with_epilogues(&ctx, &bottoms, &params, &epilogues)
                 } else {
@@ -107,6 +113,7 @@ impl Net {
                 };
                 if ran_in_place.is_some() {
                     folded_through = Some(last);
+                    chain_blob = written;
                 }
             }
             if in_place && ran_in_place.is_none() {
@@ -182,6 +189,14 @@ impl Net {
                     blob.shape = size;
                 }
                 blob.value = Some(t);
+            }
+            if let Some(b) = chain_blob {
+                let value = self.blobs[e.tops[0]].value.as_ref().map(|v| v.shallow_clone());
+                let blob = &mut self.blobs[b];
+                if let Some(v) = &value {
+                    blob.shape = v.size();
+                }
+                blob.value = value;
             }
             crate::layers::capture::tag_layer(i);
             self.notify(LayerEvent::AfterForward, i)?;

@@ -368,6 +368,8 @@ pub fn test(o: &TestOptions) -> Result<()> {
         net.load_weights(std::path::Path::new(w))?;
     }
     net.use_dropin_iteration(o.iteration);
+    // caffe test prints the outputs only.
+    net.read_outputs_only();
     info!("caffe.cpp:281", "Running for {} iterations.", o.iterations);
 
     let mut scores: Vec<f32> = Vec::new();
