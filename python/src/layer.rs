@@ -32,6 +32,14 @@ pub fn create(param: &LayerParameter) -> Result<Box<dyn Layer>> {
                     let why = format!("{}; {}", e.value(py), pythonpath());
                     return caffe_tch::layers::python::native_stand_in(param, &why);
                 }
+                // There, but it does not import (py-faster-rcnn's lib needs
+                // its compiled modules): its error, and the way out.
+                let class = caffe_tch::layers::python::class_of(param);
+                let err = py_error(py, &class, "import", e);
+                return Err(Error::invalid(format!(
+                    "{err} (py-faster-rcnn's module is on the path but does not import; without its lib on the \
+                     path caffe-tch runs its native Proposal layer in its place)"
+                )));
             }
         }
         PyLayer::new(py, param).map(|l| Box::new(l) as Box<dyn Layer>)

@@ -4,6 +4,7 @@ layer (py-faster-rcnn's rules and config defaults) when it does not."""
 import sys
 
 import numpy as np
+import pytest
 
 import caffe
 from conftest import run_caffe_rc
@@ -79,3 +80,19 @@ def test_caffe_forward_runs_it_natively(tmp_path):
     assert rc == 0, log[-2000:]
     assert "native Proposal layer" in log, log[-2000:]
     assert np.load(tmp_path / "out" / "rois.npy").shape[1] == 5
+
+
+def test_a_broken_module_is_its_error_with_the_way_out(tmp_path, monkeypatch):
+    (tmp_path / "rpn").mkdir()
+    (tmp_path / "rpn" / "__init__.py").write_text("")
+    (tmp_path / "rpn" / "proposal_layer.py").write_text("from utils.cython_bbox import bbox_overlaps\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        (tmp_path / "py.prototxt").write_text(RPN_INPUTS + PYTHON)
+        with pytest.raises(ValueError) as e:
+            caffe.Net(str(tmp_path / "py.prototxt"), caffe.TEST)
+        assert "No module named 'utils'" in str(e.value), str(e.value)
+        assert "without its lib on the path caffe-tch runs its native Proposal layer" in str(e.value), str(e.value)
+    finally:
+        for m in ("rpn", "rpn.proposal_layer"):
+            sys.modules.pop(m, None)
