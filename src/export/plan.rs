@@ -151,13 +151,11 @@ impl Plan {
         let prototxt = crate::proto::print::to_text(&param);
         // Said before the net is built: building one would ask for a Python interpreter.
         let kept = crate::net::filter::filter_net(&param, &state, &source)?;
-        let py_proposal = format!(
-            "{}.{}",
-            crate::layers::detection::py_proposal::MODULE,
-            crate::layers::detection::py_proposal::CLASS
-        );
-        let python = crate::layers::python::python_layers(&kept).into_iter().find(|(_, class)| *class != py_proposal);
-        if let Some((name, class)) = python {
+        // py-faster-rcnn's proposal layer is built, and exported, as the native one.
+        let python = kept.layer.iter().find(|l| {
+            l.r#type() == crate::layers::python::TYPE && !crate::layers::detection::py_proposal::is_py_proposal(l)
+        });
+        if let Some((name, class)) = python.map(|l| (l.name().to_string(), crate::layers::python::class_of(l))) {
             return Err(Error::unsupported(format!(
                 "cannot be exported: a Python layer ({class}) is Python code, which neither ONNX nor model.py can hold"
             ))

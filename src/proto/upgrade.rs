@@ -144,6 +144,15 @@ impl Src<'_> {
             col: 0,
         })
     }
+
+    /// The location of `layer` entry `index`, or of the `layers` entry it was
+    /// upgraded from.
+    fn layer_loc(&self, index: usize) -> Location {
+        match self.map.and_then(|m| m.element("layer", index)) {
+            Some(loc) => loc.clone(),
+            None => self.loc(Some(index)),
+        }
+    }
 }
 
 fn layer_error(src: Src<'_>, index: Option<usize>, layer: &str, layer_type: &str, msg: impl Into<String>) -> Error {
@@ -1016,16 +1025,11 @@ fn upgrade_pooling_ceil_mode(net: &mut NetParameter, src: Src<'_>) -> Result<()>
         let Some(ceil) = p.ceil_mode.take() else { continue };
         let mode = if ceil { pooling_parameter::RoundMode::Ceil } else { pooling_parameter::RoundMode::Floor };
         if p.round_mode.is_some() && p.round_mode() != mode {
-            let loc = src
-                .map
-                .and_then(|m| m.element("layer", index).or_else(|| m.element("layers", index)))
-                .cloned()
-                .unwrap_or_else(|| Location { file: src.file.to_string(), line: 0, col: 0 });
             let msg = format!(
                 "pooling_param gives both ceil_mode: {ceil} and round_mode: {}, which disagree; keep one",
                 p.round_mode().as_str_name()
             );
-            return Err(Error::invalid(msg).in_layer(loc, l.name(), l.r#type()));
+            return Err(Error::invalid(msg).in_layer(src.layer_loc(index), l.name(), l.r#type()));
         }
         p.set_round_mode(mode);
     }

@@ -107,13 +107,19 @@ fn best_of_each_box(candidates: Vec<Candidate>, nms_threshold: f32) -> Vec<Candi
         if !continues {
             run_start = out.len();
             out.push(c);
-        } else if iou(&c, &c) < nms_threshold || iou(&c, &c).is_nan() {
+        } else if !suppresses_itself(&c, nms_threshold) {
             out.push(c);
         } else if c.confidence > out[run_start].confidence {
             out[run_start] = c;
         }
     }
     out
+}
+
+/// Whether a box overlaps itself at the threshold (not an empty one, nor a
+/// threshold above 1): then the first of its candidates kept drops the rest.
+fn suppresses_itself(c: &Candidate, nms_threshold: f32) -> bool {
+    iou(c, c) >= nms_threshold
 }
 
 impl Yolov3DetectionOutput {
