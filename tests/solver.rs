@@ -589,6 +589,42 @@ fn nets_states_and_iterations() {
     assert!((s.smoothed_loss() - mean).abs() < 1e-6, "{} vs {mean}", s.smoothed_loss());
 }
 
+/// Caffe's test pass makes the test nets use the train net's weight memory
+/// (ShareTrainedLayersWith), and it stays shared: pycaffe scripts that step the
+/// solver and forward `solver.test_nets[0]` themselves (Caffe's LeNet
+/// tutorial) see every later update, not the weights of the last test pass.
+#[test]
+fn test_pass_shares_the_train_nets_weights_from_then_on() {
+    let _rng = rng_shared(); // the solver's nets draw their fillers
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let net = write(dir, "net.prototxt", TINY_NET);
+    let solver = write(
+        dir,
+        "solver.prototxt",
+        &format!(
+            r#"net: "{}" test_iter: 1 test_interval: 500 base_lr: 0.5 lr_policy: "fixed" max_iter: 10
+               snapshot_prefix: "{}/snap""#,
+            net.display(),
+            dir.display()
+        ),
+    );
+    let mut s = Solver::from_file(&solver, SolverOptions::default()).unwrap();
+    s.set_progress(false);
+    let ptr = |n: &Net, j: usize| n.layer_blobs("ip").unwrap()[j].data_ptr();
+    // Before any test pass each net has its own filler draws.
+    assert_ne!(ptr(s.net(), 0), ptr(&s.test_nets()[0], 0));
+    s.step(1).unwrap(); // tests first (test_initialization), then updates
+    for _ in 0..3 {
+        s.step(1).unwrap();
+        for j in 0..2 {
+            assert_eq!(ptr(s.net(), j), ptr(&s.test_nets()[0], j), "blob {j} is the same memory");
+            let (train, test) = (s.net().layer_blobs("ip").unwrap()[j], s.test_nets()[0].layer_blobs("ip").unwrap()[j]);
+            assert!(train.equal(test), "blob {j} holds the latest step's values");
+        }
+    }
+}
+
 // ----- the caffe command --------------------------------------------------------
 
 fn caffe() -> Command {

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import caffe
-from conftest import FIX, lenet_lmdb_solver, run_caffe
+from conftest import FIX, REF, lenet_lmdb_solver, run_caffe
 
 TB = FIX / "lenet" / "train_backward"
 
@@ -262,3 +262,40 @@ def test_bad_solver_input(tmp_path):
     bad.write_text('train_net: "%s/none.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n' % tmp_path)
     with pytest.raises((IOError, ValueError), match="none.prototxt"):
         caffe.SGDSolver(str(bad))
+
+
+def test_test_net_follows_training_as_in_the_lenet_tutorial(tmp_path):
+    # Caffe's 01-learning-lenet loop: step the solver, forward
+    # solver.test_nets[0] by hand. After the solver's first test pass (at
+    # iteration 0) the test net uses the train net's weight memory, so it sees
+    # every update, as in Caffe (ShareTrainedLayersWith).
+    lmdb = REF / "lmdb" / "fmnist_train2k_lmdb"
+    net = (FIX / "lenet" / "sgd20" / "lenet_train_test.prototxt").read_text()
+    net = net.replace('"lmdb/fmnist_train_lmdb"', '"%s"' % lmdb).replace('"lmdb/fmnist_test_lmdb"', '"%s"' % lmdb)
+    (tmp_path / "net.prototxt").write_text(net)
+    path = tmp_path / "solver.prototxt"
+    path.write_text(
+        'net: "%s/net.prototxt"\ntest_iter: 1\ntest_interval: 500\nbase_lr: 0.01\nmomentum: 0.9\n'
+        'lr_policy: "fixed"\ndisplay: 0\nmax_iter: 100\nsnapshot_prefix: "%s/x"\nrandom_seed: 1\n' % (tmp_path, tmp_path)
+    )
+    solver = caffe.SGDSolver(str(path))
+    test = solver.test_nets[0]
+    accuracies = []
+    for it in range(30):
+        solver.step(1)
+        if it == 0:  # the solver's own test pass, on the initial weights
+            initial = float(test.blobs["accuracy"].data)
+        for name, blobs in solver.net.params.items():
+            for j, b in enumerate(blobs):
+                np.testing.assert_array_equal(test.params[name][j].data, b.data, err_msg="%s %d at %d" % (name, j, it))
+        if it % 10 == 9:
+            test.forward()
+            accuracies.append(float(test.blobs["accuracy"].data))
+    assert accuracies[-1] > initial + 0.3, (initial, accuracies)
+    # The same memory: a write to the train net's weights is the test net's.
+    before = test.blobs["ip2"].data.copy()
+    bias = solver.net.params["ip2"][1].data.copy()
+    solver.net.params["ip2"][1].data[...] = 7
+    np.testing.assert_array_equal(test.params["ip2"][1].data, 7)
+    test.forward(start="ip2")
+    np.testing.assert_allclose(test.blobs["ip2"].data - before, np.broadcast_to(7 - bias, before.shape), atol=1e-4)

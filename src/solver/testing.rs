@@ -1,4 +1,5 @@
-//! Test passes: the test nets take the train net's weights, run `test_iter`
+//! Test passes: the test nets share the train net's weights (the same memory,
+//! from the first test pass on, as Caffe's ShareTrainedLayersWith), run `test_iter`
 //! batches, and log each output's mean as Caffe's `Test net output` lines.
 
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ impl Solver {
             }
         }
         info!("solver.cpp:347", "Iteration {}, Testing net (#{i})", self.iter);
-        share_trained_layers(&self.net, &mut self.test_nets[i])?;
+        self.test_nets[i].share_weights_with(&self.net)?;
         let test_iter = self.param.test_iter.get(i).copied().unwrap_or(0) as i64;
         let compute_loss = self.param.test_compute_loss();
         let mut scores: Vec<f32> = Vec::new();
@@ -102,7 +103,7 @@ impl Solver {
     /// is their mean over the classes with ground truth.
     fn test_detection(&mut self, i: usize) -> Result<()> {
         info!("solver.cpp:433", "Iteration {}, Testing net (#{i})", self.iter);
-        share_trained_layers(&self.net, &mut self.test_nets[i])?;
+        self.test_nets[i].share_weights_with(&self.net)?;
         let test_iter = self.param.test_iter.get(i).copied().unwrap_or(0) as i64;
         let compute_loss = self.param.test_compute_loss();
         let mut true_pos: PerLabel<Vec<(f32, i32)>> = BTreeMap::new();
@@ -191,37 +192,6 @@ impl Solver {
         self.test_scores[i] = means;
         Ok(())
     }
-}
-
-/// Gives the test net the train net's current weights, by layer name (Caffe's
-/// ShareTrainedLayersWith; here a copy).
-pub(super) fn share_trained_layers(train: &Net, test: &mut Net) -> Result<()> {
-    let names: Vec<String> = test.layer_names().iter().map(|s| s.to_string()).collect();
-    tch::no_grad(|| -> Result<()> {
-        for name in &names {
-            let (Some(src), Some(dst)) = (train.layer_blobs(name), test.layer_blobs(name)) else {
-                continue;
-            };
-            if src.len() != dst.len() {
-                return Err(Error::invalid(format!(
-                    "layer '{name}' has {} blobs in the train net but {} in the test net",
-                    src.len(),
-                    dst.len()
-                )));
-            }
-            for (j, (s, d)) in src.iter().zip(dst).enumerate() {
-                if s.size() != d.size() {
-                    return Err(Error::invalid(format!(
-                        "layer '{name}' param {j}: shape {:?} in the train net, {:?} in the test net",
-                        s.size(),
-                        d.size()
-                    )));
-                }
-                d.shallow_clone().f_copy_(s)?;
-            }
-        }
-        Ok(())
-    })
 }
 
 /// ` (* w = w·v loss)` for loss outputs, as Caffe prints it.
