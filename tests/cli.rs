@@ -385,9 +385,37 @@ fn the_caffe_tools_print_their_flags_on_help() {
         assert!(line.split_whitespace().count() >= 4, "-{flag} has no description: {line}");
     }
     assert!(help.contains("(default: \"lmdb\")"), "{help}");
-    for tool in ["convert_mnist_data", "compute_image_mean", "extract_features", "data", "plot", "parse_log"] {
+    for tool in [
+        "convert_mnist_data",
+        "convert_mnist_siamese_data",
+        "compute_image_mean",
+        "extract_features",
+        "data",
+        "plot",
+        "parse_log",
+    ] {
         let help = assert_ok(&run(&[tool, "--help"]), tool);
         assert!(help.starts_with(&format!("usage: caffe {tool} ")), "{tool}: {help}");
+    }
+}
+
+/// An unknown flag is named as it was typed (gflags' `-flag` or GNU's
+/// `--flag`), with the closest valid one and the command's list.
+#[test]
+fn unknown_flags_are_named_as_typed() {
+    let cases = [
+        (vec!["export", "-model", "x", "-outpt", "y"], "unknown flag '-outpt' (did you mean '-out'?)"),
+        (vec!["train", "--solverr", "x"], "unknown flag '--solverr' (did you mean '--solver'?)"),
+        (vec!["train", "-solver=x", "-gpuu=0"], "unknown flag '-gpuu' (did you mean '-gpu'?)"),
+        (vec!["time", "-model", "x", "-forward_only"], "unknown flag '-forward_only'\n"),
+    ];
+    for (args, want) in cases {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with(&format!("caffe: {want}")), "{args:?}: {err}");
+        assert!(err.contains(&format!("caffe: valid flags for '{}': -", args[0])), "{err}");
+        assert_eq!(err.lines().count(), 2, "{err}");
     }
 }
 

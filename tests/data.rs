@@ -19,7 +19,7 @@ use caffe_tch::net::Net;
 use caffe_tch::proto::binary;
 use caffe_tch::proto::caffe::ssd_resize_parameter::InterpMode;
 use caffe_tch::proto::caffe::{BlobProto, Datum, Phase};
-use caffe_tch::tools::{compute_image_mean, convert_imageset, convert_mnist_data};
+use caffe_tch::tools::{compute_image_mean, convert_imageset, convert_mnist_data, convert_mnist_siamese_data};
 use tch::{Device, Kind, Tensor};
 
 use crate::common;
@@ -311,6 +311,58 @@ fn cli_convert_mnist_and_compute_mean() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already exists"), "{err}");
+}
+
+/// Caffe's siamese example converter: N records, each two of the N images
+/// (drawn at random) stacked as channels, labelled 1 when their classes agree.
+#[test]
+fn convert_mnist_siamese_pairs_images_and_labels_their_match() {
+    use rand::SeedableRng;
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, labels) = write_idx(tmp.path(), 25, true);
+    // Image k's pixel i is (12k + i)·7 mod 256 (distinct images); its label k mod 10.
+    let image = |k: usize| -> Vec<u8> { (0..12).map(|i| ((12 * k + i) * 7 % 256) as u8).collect() };
+    let source = |half: &[u8]| (0..25).find(|&k| image(k) == half).expect("each half is one of the images");
+    let check = |db: &Path, backend: Backend| -> Vec<(usize, usize)> {
+        let mut cursor = open_cursor(db, backend).unwrap();
+        let mut pairs = Vec::new();
+        while cursor.valid() {
+            assert_eq!(cursor.key(), format!("{:08}", pairs.len()).as_bytes());
+            let d = datum::parse(cursor.value()).unwrap();
+            assert_eq!((d.channels(), d.height(), d.width()), (2, 4, 3));
+            let (a, b) = (source(&d.data()[..12]), source(&d.data()[12..]));
+            assert_eq!(d.label(), i32::from(a % 10 == b % 10), "pair ({a}, {b})");
+            pairs.push((a, b));
+            cursor.next().unwrap();
+        }
+        assert_eq!(pairs.len(), 25);
+        pairs
+    };
+    let db = tmp.path().join("pairs_lmdb");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    assert_eq!(convert_mnist_siamese_data::convert(&images, &labels, &db, Backend::Lmdb, &mut rng).unwrap(), 25);
+    let pairs = check(&db, Backend::Lmdb);
+    assert!(pairs.iter().any(|(a, b)| a != b) && pairs.iter().any(|(a, _)| *a != pairs[0].0), "{pairs:?}");
+    // The command writes LevelDB, as Caffe's tool does, and logs its lines.
+    let db = tmp.path().join("pairs_leveldb");
+    let out = Command::new(env!("CARGO_BIN_EXE_caffe"))
+        .arg("convert_mnist_siamese_data")
+        .args([&images, &labels, &db])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("A total of 25 items.") && log.contains("Rows: 4 Cols: 3"), "{log}");
+    check(&db, Backend::LevelDb);
+    // Counts that disagree: one line naming both files, and no DB.
+    std::fs::create_dir(tmp.path().join("more")).unwrap();
+    let (more_images, _) = write_idx(&tmp.path().join("more"), 30, false);
+    let db = tmp.path().join("none");
+    let e = convert_mnist_siamese_data::convert(&more_images, &labels, &db, Backend::LevelDb, &mut rng)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds 30 images but") && e.contains("labels.idx") && !e.contains('\n'), "{e}");
+    assert!(!db.exists());
 }
 
 #[test]

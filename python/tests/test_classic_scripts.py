@@ -1,14 +1,19 @@
 """Classic pycaffe scripts, run unchanged (scripts/): classification in the
 style of Caffe's 00-classification example, and net surgery (fully-connected
 weights cast into a fully-convolutional net). Their numbers must be
-`caffe forward`'s, bit for bit."""
+`caffe forward`'s, bit for bit. And Caffe's siamese example from its
+converter to its features, and the ImageNet mean its notebooks load."""
+import gzip
 import runpy
 import sys
+from pathlib import Path
 
 import numpy as np
+
+import caffe
 from PIL import Image
 
-from conftest import FIX, REF, ROOT, run_caffe
+from conftest import FIX, REF, ROOT, need, run_caffe
 
 SCRIPTS = ROOT / "python" / "tests" / "scripts"
 BVLC = ROOT / "tests" / "fixtures" / "bvlc" / "examples"
@@ -85,3 +90,54 @@ def test_net_surgery_script_matches_caffe_forward(tmp_path, capsys):
     np.testing.assert_allclose(prob[0, :, 0, 0], fc, atol=1e-5)
     labels = np.load(FIX / "lenet" / "sgd20" / "iter0_label.npy")
     assert prob[0, :, 0, 0].argmax() == fc.argmax() == int(labels[0])
+
+
+def test_siamese_example_from_converter_to_features(tmp_path, monkeypatch):
+    # Caffe's siamese example end to end, as its scripts run it from Caffe's
+    # root: convert_mnist_siamese_data (LevelDB), its V1 train/test net (whose
+    # Data layers read LevelDB by default) under its solver, then the deploy
+    # net's 2-D features of the test images (Fashion-MNIST stands in for MNIST).
+    fm = Path("/usr/share/datasets/fashion-mnist")
+    need((fm / "t10k-images-idx3-ubyte.gz").exists(), "Debian's Fashion-MNIST (make system-deps)")
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / "examples" / "siamese"
+    d.mkdir(parents=True)
+    images, labels = fm / "t10k-images-idx3-ubyte.gz", fm / "t10k-labels-idx1-ubyte.gz"
+    for split in ("train", "test"):
+        log = run_caffe("convert_mnist_siamese_data", images, labels, d / ("mnist_siamese_%s_leveldb" % split))
+        assert "A total of 10000 items." in log
+    example = ROOT / "tests" / "fixtures" / "bvlc" / "examples" / "siamese"
+    (d / "mnist_siamese_train_test.prototxt").write_text((example / "mnist_siamese_train_test.prototxt").read_text())
+    solver_text = (example / "mnist_siamese_solver.prototxt").read_text()
+    solver_text = solver_text.replace("solver_mode: GPU", "solver_mode: CPU").replace("test_iter: 100", "test_iter: 5")
+    (d / "solver.prototxt").write_text(solver_text + "\nrandom_seed: 3\n")
+    solver = caffe.SGDSolver("examples/siamese/solver.prototxt")
+    losses = []
+    for _ in range(300):
+        solver.step(1)
+        losses.append(float(solver.net.blobs["loss"].data))
+    assert np.mean(losses[-50:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-50:])
+    solver.net.save(str(d / "mnist_siamese_iter_300.caffemodel"))
+
+    net = caffe.Net(str(example / "mnist_siamese.prototxt"), str(d / "mnist_siamese_iter_300.caffemodel"), caffe.TEST)
+    with gzip.open(images) as f:
+        raw = np.frombuffer(f.read(), dtype=np.uint8, offset=16)
+    with gzip.open(labels) as f:
+        classes = np.frombuffer(f.read(), dtype=np.uint8, offset=8)
+    feat = net.forward_all(data=raw.reshape(-1, 1, 28, 28) * 0.00390625)["feat"]
+    assert feat.shape == (10000, 2) and np.isfinite(feat).all()
+    # The features group the classes: a nearest neighbour among 2,000 others
+    # names the class of most of 2,000 images (chance: 1 in 10).
+    a, b = feat[:2000], feat[2000:4000]
+    nearest = ((b[:, None, :] - a[None, :, :]) ** 2).sum(-1).argmin(1)
+    accuracy = (classes[:2000][nearest] == classes[2000:4000]).mean()
+    assert accuracy > 0.4, accuracy
+
+
+def test_imagenet_mean_where_caffes_scripts_load_it():
+    # 00-classification, net_surgery and classify.py read
+    # python/caffe/imagenet/ilsvrc_2012_mean.npy: BGR, 256x256, whose
+    # per-channel means the notebook prints.
+    mean = np.load(Path(caffe.__file__).parent / "imagenet" / "ilsvrc_2012_mean.npy")
+    assert mean.shape == (3, 256, 256) and mean.dtype == np.float64
+    np.testing.assert_allclose(mean.mean(1).mean(1), [104.00698793, 116.66876762, 122.67891434], rtol=1e-9)

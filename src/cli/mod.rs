@@ -82,6 +82,9 @@ enum Command {
     /// Convert MNIST IDX files into an LMDB/LevelDB of Datum.
     #[command(name = "convert_mnist_data", disable_help_flag = true)]
     ConvertMnistData(Passthrough),
+    /// Pair MNIST images at random into a DB of 2-channel Datum (Caffe's siamese example).
+    #[command(name = "convert_mnist_siamese_data", disable_help_flag = true)]
+    ConvertMnistSiameseData(Passthrough),
     /// Convert a list of images into an LMDB/LevelDB of Datum.
     #[command(name = "convert_imageset", disable_help_flag = true)]
     ConvertImageset(Passthrough),
@@ -337,6 +340,36 @@ fn split_paths(s: Option<&str>) -> Vec<PathBuf> {
     s.map(|s| crate::util::comma_list(s).into_iter().map(PathBuf::from).collect()).unwrap_or_default()
 }
 
+/// clap's unknown-flag error in the spelling the user typed (`-outpt`, which
+/// clap saw as `--outpt` after the gflags rewrite), with its closest valid
+/// flag when it has one.
+fn unknown_flag_message(e: &clap::Error, args: &[OsString]) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let as_text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let Some(seen) = as_text(ContextKind::InvalidArg) else {
+        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        return first.trim_start_matches("error: ").to_string();
+    };
+    let name = seen.trim_start_matches('-');
+    let single = format!("-{name}");
+    let typed_single = args
+        .iter()
+        .filter_map(|a| a.to_str())
+        .any(|a| a == single || a.strip_prefix(&single).is_some_and(|rest| rest.starts_with('=')));
+    let shown = if typed_single { single } else { seen.clone() };
+    let mut msg = format!("unknown flag '{shown}'");
+    if let Some(suggested) = as_text(ContextKind::SuggestedArg) {
+        let suggested = suggested.split_whitespace().next().unwrap_or_default().to_string();
+        let suggested = if typed_single { format!("-{}", suggested.trim_start_matches('-')) } else { suggested };
+        msg.push_str(&format!(" (did you mean '{suggested}'?)"));
+    }
+    msg
+}
+
 /// Runs a `caffe` command line (`args[0]` is the program name) and returns
 /// the exit code. Errors are printed as one line, `caffe: error: ...`.
 pub fn main(args: Vec<OsString>, host: &Host) -> u8 {
@@ -361,8 +394,12 @@ fn parse_and_run(args: Vec<OsString>, host: &Host) -> u8 {
             }
             // Caffe lists the valid commands; so do we, for unknown commands and flags.
             let msg = e.kind();
-            let first = e.to_string().lines().next().unwrap_or_default().to_string();
-            eprintln!("caffe: {}", first.trim_start_matches("error: "));
+            if msg == ErrorKind::UnknownArgument {
+                eprintln!("caffe: {}", unknown_flag_message(&e, &args));
+            } else {
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                eprintln!("caffe: {}", first.trim_start_matches("error: "));
+            }
             match msg {
                 ErrorKind::InvalidSubcommand
                 | ErrorKind::MissingSubcommand
@@ -547,6 +584,9 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
         }
         Command::ConvertMnistData(a) => {
             tool(tools::convert_mnist_data::main, &tools::convert_mnist_data::SPEC, &a.args)
+        }
+        Command::ConvertMnistSiameseData(a) => {
+            tool(tools::convert_mnist_siamese_data::main, &tools::convert_mnist_siamese_data::SPEC, &a.args)
         }
         Command::ConvertImageset(a) => tool(tools::convert_imageset::main, &tools::convert_imageset::SPEC, &a.args),
         Command::ConvertAnnoset(a) => tool(tools::convert_annoset::main, &tools::convert_annoset::SPEC, &a.args),

@@ -86,31 +86,62 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes[8..8 + n].to_vec())
 }
 
+/// An IDX image file and its label file, checked to hold the same number of
+/// items.
+pub struct IdxSet {
+    pub rows: usize,
+    pub cols: usize,
+    /// Every image's pixels, one after another.
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+impl IdxSet {
+    pub fn read(images: &Path, labels: &Path) -> Result<IdxSet> {
+        let (n, rows, cols, pixels) = read_idx_images(images)?;
+        let label_bytes = read_idx_labels(labels)?;
+        if label_bytes.len() != n {
+            return Err(Error::invalid(format!(
+                "{} holds {n} images but {} holds {} labels",
+                images.display(),
+                labels.display(),
+                label_bytes.len()
+            )));
+        }
+        Ok(IdxSet { rows, cols, pixels, labels: label_bytes })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Image `i`'s pixels.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let size = self.rows * self.cols;
+        &self.pixels[i * size..(i + 1) * size]
+    }
+}
+
 /// Converts; returns the number of records written. The DB appears only when complete.
 pub fn convert(images: &Path, labels: &Path, db: &Path, backend: Backend) -> Result<usize> {
-    let (n, rows, cols, pixels) = read_idx_images(images)?;
-    let label_bytes = read_idx_labels(labels)?;
-    if label_bytes.len() != n {
-        return Err(Error::invalid(format!(
-            "{} holds {n} images but {} holds {} labels",
-            images.display(),
-            labels.display(),
-            label_bytes.len()
-        )));
-    }
+    let set = IdxSet::read(images, labels)?;
+    let (n, rows, cols) = (set.len(), set.rows, set.cols);
     let mut writer = DbWriter::create(db, backend)?;
     info!("convert_mnist_data.cpp:88", "A total of {n} items.");
     info!("convert_mnist_data.cpp:89", "Rows: {rows} Cols: {cols}");
-    let size = rows * cols;
     // A live count on a terminal; the periodic log lines stay either way.
     let mut progress = Progress::for_stderr();
     progress.start(0);
-    for (i, label) in label_bytes.iter().enumerate() {
+    for (i, label) in set.labels.iter().enumerate() {
         let d = Datum {
             channels: Some(1),
             height: Some(rows as i32),
             width: Some(cols as i32),
-            data: Some(pixels[i * size..(i + 1) * size].to_vec()),
+            data: Some(set.image(i).to_vec()),
             // Caffe reads the label into a (signed) char.
             label: Some(*label as i8 as i32),
             ..Default::default()

@@ -3,6 +3,7 @@ pub mod compute_image_mean;
 pub mod convert_annoset;
 pub mod convert_imageset;
 pub mod convert_mnist_data;
+pub mod convert_mnist_siamese_data;
 pub mod data_step;
 pub mod device_query;
 pub mod extract_features;
