@@ -388,6 +388,7 @@ fn the_caffe_tools_print_their_flags_on_help() {
     for tool in [
         "convert_mnist_data",
         "convert_mnist_siamese_data",
+        "convert_cifar_data",
         "compute_image_mean",
         "extract_features",
         "data",

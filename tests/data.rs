@@ -19,7 +19,9 @@ use caffe_tch::net::Net;
 use caffe_tch::proto::binary;
 use caffe_tch::proto::caffe::ssd_resize_parameter::InterpMode;
 use caffe_tch::proto::caffe::{BlobProto, Datum, Phase};
-use caffe_tch::tools::{compute_image_mean, convert_imageset, convert_mnist_data, convert_mnist_siamese_data};
+use caffe_tch::tools::{
+    compute_image_mean, convert_cifar_data, convert_imageset, convert_mnist_data, convert_mnist_siamese_data,
+};
 use tch::{Device, Kind, Tensor};
 
 use crate::common;
@@ -363,6 +365,70 @@ fn convert_mnist_siamese_pairs_images_and_labels_their_match() {
         .to_string();
     assert!(e.contains("holds 30 images but") && e.contains("labels.idx") && !e.contains('\n'), "{e}");
     assert!(!db.exists());
+}
+
+/// Caffe's CIFAR-10 converter: five train batches into one DB with keys
+/// running across them, the test batch into another; the bytes as they are
+/// (CIFAR's RGB planes), the label byte as the label.
+#[test]
+fn convert_cifar_writes_train_and_test_dbs() {
+    const RECORDS: usize = 7;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("cifar-10-batches-bin");
+    std::fs::create_dir(&input).unwrap();
+    // Record r of file f: label (f + r) mod 10, pixel i = (f·31 + r·7 + i) mod 256.
+    let record = |f: usize, r: usize| -> (u8, Vec<u8>) {
+        (((f + r) % 10) as u8, (0..3072).map(|i| ((f * 31 + r * 7 + i) % 256) as u8).collect())
+    };
+    let names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"];
+    for (f, name) in names.iter().enumerate() {
+        let mut bytes = Vec::new();
+        for r in 0..RECORDS {
+            let (label, pixels) = record(f, r);
+            bytes.push(label);
+            bytes.extend(pixels);
+        }
+        std::fs::write(input.join(format!("{name}.bin")), bytes).unwrap();
+    }
+    let out = tmp.path().join("cifar10");
+    std::fs::create_dir(&out).unwrap();
+    let n = convert_cifar_data::convert(&input, &out, Backend::Lmdb, RECORDS).unwrap();
+    assert_eq!(n, (5 * RECORDS, RECORDS));
+    for (db, files) in [("cifar10_train_lmdb", 0..5), ("cifar10_test_lmdb", 5..6)] {
+        let mut cursor = open_cursor(&out.join(db), Backend::Lmdb).unwrap();
+        let mut key = 0;
+        for f in files {
+            for r in 0..RECORDS {
+                assert!(cursor.valid(), "{db}: ends at {key}");
+                assert_eq!(cursor.key(), format!("{key:05}").as_bytes());
+                let d = datum::parse(cursor.value()).unwrap();
+                let (label, pixels) = record(f, r);
+                assert_eq!((d.channels(), d.height(), d.width(), d.label()), (3, 32, 32, i32::from(label)));
+                assert_eq!(d.data(), pixels.as_slice(), "{db} record {key}");
+                key += 1;
+                cursor.next().unwrap();
+            }
+        }
+        assert!(!cursor.valid(), "{db}: more records than written");
+    }
+    // A short batch is refused before any DB is written, naming the file.
+    std::fs::write(input.join("test_batch.bin"), vec![0u8; 3 * 3073 + 5]).unwrap();
+    let again = tmp.path().join("again");
+    std::fs::create_dir(&again).unwrap();
+    let e = convert_cifar_data::convert(&input, &again, Backend::LevelDb, RECORDS).unwrap_err().to_string();
+    assert!(e.contains("test_batch.bin: 9224 bytes, where a CIFAR-10 batch of 7 records"), "{e}");
+    assert_eq!(std::fs::read_dir(&again).unwrap().count(), 0, "nothing written");
+    // The command: a folder without the batches is named, in one line.
+    let out = Command::new(env!("CARGO_BIN_EXE_caffe"))
+        .arg("convert_cifar_data")
+        .args([tmp.path(), &again])
+        .arg("lmdb")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("should hold CIFAR-10's binary batches") && err.contains("data_batch_1.bin"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }
 
 #[test]

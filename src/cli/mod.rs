@@ -85,6 +85,9 @@ enum Command {
     /// Pair MNIST images at random into a DB of 2-channel Datum (Caffe's siamese example).
     #[command(name = "convert_mnist_siamese_data", disable_help_flag = true)]
     ConvertMnistSiameseData(Passthrough),
+    /// Convert CIFAR-10's binary batches into train and test DBs of Datum (Caffe's CIFAR-10 example).
+    #[command(name = "convert_cifar_data", disable_help_flag = true)]
+    ConvertCifarData(Passthrough),
     /// Convert a list of images into an LMDB/LevelDB of Datum.
     #[command(name = "convert_imageset", disable_help_flag = true)]
     ConvertImageset(Passthrough),
@@ -587,6 +590,9 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
         }
         Command::ConvertMnistSiameseData(a) => {
             tool(tools::convert_mnist_siamese_data::main, &tools::convert_mnist_siamese_data::SPEC, &a.args)
+        }
+        Command::ConvertCifarData(a) => {
+            tool(tools::convert_cifar_data::main, &tools::convert_cifar_data::SPEC, &a.args)
         }
         Command::ConvertImageset(a) => tool(tools::convert_imageset::main, &tools::convert_imageset::SPEC, &a.args),
         Command::ConvertAnnoset(a) => tool(tools::convert_annoset::main, &tools::convert_annoset::SPEC, &a.args),

@@ -1,6 +1,7 @@
 //! The `caffe` command's tools, as library functions the CLI calls.
 pub mod compute_image_mean;
 pub mod convert_annoset;
+pub mod convert_cifar_data;
 pub mod convert_imageset;
 pub mod convert_mnist_data;
 pub mod convert_mnist_siamese_data;
