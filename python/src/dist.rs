@@ -8,6 +8,7 @@ use std::time::Duration;
 use caffe_tch::dist::{launch, Dist, LaunchEnv, DEFAULT_TIMEOUT_S};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::errors::IntoPy;
 use crate::solver::PySolver;
@@ -32,11 +33,12 @@ fn parse_uid(uid: &str) -> PyResult<(String, u16)> {
 #[pymethods]
 impl PyNccl {
     /// A fresh uid for one group: a free port of this machine, where rank 0
-    /// will host the rendezvous (pass it to every process, as Caffe's).
+    /// will host the rendezvous (pass it to every process, as Caffe's). Bytes,
+    /// as pycaffe's uid is under Python 3.
     #[staticmethod]
-    fn new_uid() -> PyResult<String> {
+    fn new_uid(py: Python<'_>) -> PyResult<Py<PyBytes>> {
         let port = launch::free_port().py()?;
-        Ok(format!("{UID_PREFIX}127.0.0.1:{port}"))
+        Ok(PyBytes::new(py, format!("{UID_PREFIX}127.0.0.1:{port}").as_bytes()).unbind())
     }
 
     /// Joins the group of `caffe.solver_count()` solvers as rank
@@ -44,8 +46,13 @@ impl PyNccl {
     /// (up to `timeout` seconds). Every rank must have the same solver and net.
     #[new]
     #[pyo3(signature = (solver, uid, timeout=DEFAULT_TIMEOUT_S))]
-    fn new(py: Python<'_>, solver: Bound<'_, PySolver>, uid: &str, timeout: u64) -> PyResult<Self> {
-        let (master_addr, master_port) = parse_uid(uid)?;
+    fn new(py: Python<'_>, solver: Bound<'_, PySolver>, uid: &Bound<'_, PyAny>, timeout: u64) -> PyResult<Self> {
+        // new_uid's bytes, or the same text as a str.
+        let uid: String = match uid.downcast::<PyBytes>() {
+            Ok(b) => String::from_utf8_lossy(b.as_bytes()).into_owned(),
+            Err(_) => uid.extract()?,
+        };
+        let (master_addr, master_port) = parse_uid(&uid)?;
         let (rank, world) = crate::mode::solver_place();
         if rank >= world {
             return Err(PyValueError::new_err(format!(

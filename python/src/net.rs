@@ -185,29 +185,14 @@ impl PyNet {
 
     /// Runs layers `start..=end`; returns the loss.
     fn _forward(&self, py: Python<'_>, start: usize, end: usize) -> PyResult<f64> {
-        self.with(|n, v| {
-            n.reshape().py()?;
-            // A forward that starts mid-net reads what Python wrote into the
-            // blobs produced before `start`.
-            let before: Vec<String> = if start > 0 {
-                let params = n.layer_params();
-                let made: Vec<&String> =
-                    params[start..=end.min(params.len() - 1)].iter().flat_map(|p| &p.top).collect();
-                n.blob_names().iter().filter(|b| !made.iter().any(|m| m == b)).map(|b| b.to_string()).collect()
-            } else {
-                Vec::new()
-            };
-            v.push(n, true, &before)?;
-            let grad = Self::wants_grad(n);
-            n.record_blob_diffs(grad);
-            let loss = nogil(py, || n.forward_from_to(start, end, grad)).py()?;
-            v.pull(py, n, Kinds::DATA)?;
-            Ok(loss)
-        })
+        self.with(|n, v| forward_range(py, n, v, start, end))
     }
 
     /// Backward from layer `start` down to `end`; the seeds are the diffs
-    /// Python wrote for the tops no later layer in the range reads.
+    /// Python wrote for the tops no later layer in the range reads (zero for
+    /// those it did not write: as in Caffe, every layer in the range runs its
+    /// backward, even with nothing reaching it, for a Python layer may write
+    /// its blobs' diffs regardless).
     fn _backward(&self, py: Python<'_>, start: usize, end: usize) -> PyResult<()> {
         self.with(|n, v| {
             let params = n.layer_params();
@@ -223,7 +208,22 @@ impl PyNet {
                     }
                 }
             }
-            let diffs = v.written_diffs(&seeds);
+            // Caffe's backward reads the blobs as they are; autograd needs the
+            // forward that made them. With none recorded for the range (no
+            // forward since the net was built or reshaped), that forward runs
+            // first, on the blobs' current values.
+            if Self::wants_grad(n) && !n.backward_recorded(end, start) {
+                forward_range(py, n, v, end, start)?;
+            }
+            let mut diffs = v.written_diffs(&seeds);
+            for s in &seeds {
+                if !diffs.iter().any(|(name, _)| name == s) {
+                    if let Some(value) = n.blob_first_value(s) {
+                        let zeros = value.f_zeros_like().py()?;
+                        diffs.push((s.clone(), zeros));
+                    }
+                }
+            }
             v.push(n, true, &[])?;
             nogil(py, || n.backward_from_to(start, end, &diffs)).py()?;
             v.pull(py, n, Kinds::DIFF)
@@ -343,4 +343,35 @@ impl PyNet {
             v.pull(py, n, Kinds::DATA)
         })
     }
+}
+
+/// Runs layers `start..=end` of `n` on what Python wrote into its blobs,
+/// recording autograd's graph where the net can backward; returns the loss.
+fn forward_range(py: Python<'_>, n: &mut Net, v: &mut Views, start: usize, end: usize) -> PyResult<f64> {
+    n.reshape().py()?;
+    // A forward that starts mid-net reads what Python wrote into the blobs
+    // it does not make, and into those it reads before making them (an
+    // in-place layer's blob, when the range starts at that layer).
+    let before: Vec<String> = if start > 0 {
+        let params = n.layer_params();
+        let mut made: Vec<&String> = Vec::new();
+        let mut read_first: Vec<&String> = Vec::new();
+        for p in &params[start..=end.min(params.len() - 1)] {
+            read_first.extend(p.bottom.iter().filter(|b| !made.contains(b)));
+            made.extend(&p.top);
+        }
+        n.blob_names()
+            .iter()
+            .filter(|b| !made.iter().any(|m| m == b) || read_first.iter().any(|r| r == b))
+            .map(|b| b.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    v.push(n, true, &before)?;
+    let grad = PyNet::wants_grad(n);
+    n.record_blob_diffs(grad);
+    let loss = nogil(py, || n.forward_from_to(start, end, grad)).py()?;
+    v.pull(py, n, Kinds::DATA)?;
+    Ok(loss)
 }

@@ -182,6 +182,53 @@ def test_backward_with_top_diff_and_range():
     assert not net.params["conv1"][0].diff.any()
 
 
+def small_net(tmp_path, text):
+    path = tmp_path / "net.prototxt"
+    path.write_text("name: 'n' force_backward: true\n" + text)
+    return caffe.Net(str(path), caffe.TRAIN)
+
+
+CONV_RELU_IP = """input: 'data' input_shape { dim: 2 dim: 3 dim: 5 dim: 5 }
+layer { type: 'Convolution' name: 'conv1' bottom: 'data' top: 'conv1'
+  convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: 'gaussian' std: 1 } } }
+layer { type: 'ReLU' name: 'relu1' bottom: 'conv1' top: 'conv1' }
+layer { type: 'InnerProduct' name: 'ip' bottom: 'conv1' top: 'ip'
+  inner_product_param { num_output: 3 weight_filler { type: 'gaussian' std: 1 } } }
+"""
+
+
+def test_backward_without_a_forward_reads_the_blobs_as_they_are(tmp_path):
+    # Caffe's backward reads the blobs as they stand, so a script may set a
+    # top's diff and go backward with no forward before (BVLC's pycaffe tests
+    # do): here over one InnerProduct, whose bottom diff is the diff times W.
+    net = small_net(tmp_path, CONV_RELU_IP)
+    d = np.random.RandomState(1).randn(2, 3).astype(np.float32)
+    net.blobs["ip"].diff[...] = d
+    net.backward(start="ip", end="ip")
+    np.testing.assert_allclose(net.blobs["conv1"].diff.reshape(2, -1), d @ net.params["ip"][0].data, rtol=1e-5, atol=1e-5)
+    # The weights' gradient is d·bottomᵀ with the bottom at zero, as Caffe
+    # allocates blobs, and the bias's the sum of d.
+    assert not net.params["ip"][0].diff.any()
+    np.testing.assert_allclose(net.params["ip"][1].diff, d.sum(0), rtol=1e-6)
+
+
+def test_a_forward_from_an_in_place_layer_reads_what_python_wrote(tmp_path):
+    net = small_net(tmp_path, CONV_RELU_IP)
+    net.blobs["data"].data[...] = np.random.RandomState(2).randn(2, 3, 5, 5)
+    net.forward()
+    c = net.blobs["conv1"].data.copy()
+    # relu1 runs in place on conv1: starting there, it reads conv1 as written.
+    net.blobs["conv1"].data[...] = c - 0.5
+    out = net.forward(start="relu1")
+    w, b = net.params["ip"][0].data, net.params["ip"][1].data
+    relu = np.maximum(c - 0.5, 0).reshape(2, -1)
+    np.testing.assert_allclose(out["ip"], relu @ w.T + b, rtol=1e-5, atol=1e-5)
+    # conv1's diff is the one below the ReLU, as Caffe's in-place backward leaves it.
+    net.blobs["ip"].diff[...] = 1
+    net.backward(start="ip")
+    np.testing.assert_allclose(net.blobs["conv1"].diff.reshape(2, -1), (np.ones((2, 3)) @ w) * (relu > 0), rtol=1e-5, atol=1e-6)
+
+
 def test_save_and_load(tmp_path):
     d = FIX / "lenet"
     net = fixture_net("lenet")

@@ -59,14 +59,14 @@ def test_python_ranks_train_as_caffe_train_ranks(tmp_path, timing):
 def test_group_api_and_errors(tmp_path):
     assert caffe.has_nccl() and caffe.solver_count() == 1 and caffe.solver_rank() == 0
     uid = caffe.NCCL.new_uid()
-    assert uid.startswith("caffe-tch-group:127.0.0.1:")
+    assert isinstance(uid, bytes) and uid.startswith(b"caffe-tch-group:127.0.0.1:")  # bytes, as pycaffe's
     solver = caffe.SGDSolver(str(lenet_solver(tmp_path, "one")))
     with pytest.raises(ValueError, match="not a uid"):
         caffe.NCCL(solver, "12345")
     with pytest.raises(ValueError, match="set_solver_count"):
         caffe.set_solver_count(0)
     # A group of one on the CPU: joins, broadcasts and steps as the solver alone.
-    nccl = caffe.NCCL(solver, uid)
+    nccl = caffe.NCCL(solver, uid.decode())  # the same text as a str also works
     assert (nccl.rank, nccl.world) == (0, 1)
     nccl.bcast()
     solver.add_callback(nccl)

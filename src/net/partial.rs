@@ -33,6 +33,35 @@ impl Net {
                 self.layers.len()
             )));
         }
+        // The blobs the range reads from outside it (a forward starting
+        // mid-net): one no layer has produced yet holds zeros, as Caffe's
+        // blobs do from allocation; and where a backward will want its diff
+        // (the layer propagates down to it), it becomes a leaf autograd
+        // differentiates, as the output of the layer before would have been.
+        let mut produced = vec![false; self.blobs.len()];
+        for i in start..=end {
+            for k in 0..self.layers[i].bottoms.len() {
+                let b = self.layers[i].bottoms[k];
+                if produced[b] {
+                    continue;
+                }
+                let value = match self.blobs[b].value.as_ref() {
+                    Some(v) => v.shallow_clone(),
+                    None => Tensor::f_zeros(self.blobs[b].shape.as_slice(), (Kind::Float, self.device))?,
+                };
+                let blob = &mut self.blobs[b];
+                if grad && self.layers[i].propagate_down[k] && !value.requires_grad() {
+                    let leaf = value.f_detach()?.f_requires_grad_(true)?;
+                    blob.first_value = Some(leaf.shallow_clone());
+                    blob.value = Some(leaf);
+                } else if blob.value.is_none() {
+                    blob.value = Some(value);
+                }
+            }
+            for &t in &self.layers[i].tops {
+                produced[t] = true;
+            }
+        }
         if grad {
             self.run_layer_range(start, end + 1, self.force_backward, true, None)
         } else {
@@ -106,6 +135,19 @@ impl Net {
             e.bottom_shapes = shapes;
         }
         Ok(())
+    }
+
+    /// Whether a forward recorded what a backward through layers `start`
+    /// down to `end` needs: some top of those layers holds a value autograd
+    /// can differentiate. False before any forward with grad, after a
+    /// forward without it, and when none of the layers needs a backward.
+    pub fn backward_recorded(&self, end: usize, start: usize) -> bool {
+        self.layers.get(end..=start).is_some_and(|layers| {
+            layers.iter().flat_map(|e| &e.tops).any(|&t| {
+                let b = &self.blobs[t];
+                b.first_value.as_ref().or(b.value.as_ref()).is_some_and(|v| v.requires_grad())
+            })
+        })
     }
 
     /// Backward through layers `start` down to `end` (`start >= end`, Caffe's

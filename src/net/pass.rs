@@ -49,9 +49,17 @@ impl Net {
     ) -> Result<()> {
         let ctx = self.ctx();
         let mut loss: Option<Tensor> = None;
+        // Each top's first value is made again, except a blob an in-place
+        // layer at the range's start reads from before it (a pass that starts
+        // mid-net): its first value stays what made it, so its diff is taken
+        // there, as Caffe's in-place backward leaves it.
+        let mut produced = vec![false; self.blobs.len()];
         for e in &self.layers[start..end] {
             for &t in &e.tops {
-                self.blobs[t].first_value = None;
+                if produced[t] || !e.bottoms.contains(&t) {
+                    self.blobs[t].first_value = None;
+                }
+                produced[t] = true;
             }
         }
         // Which (layer, top) produced each blob's current value: for layer-wise backward.

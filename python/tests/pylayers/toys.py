@@ -119,3 +119,36 @@ class Interrupted(ReLU):
 
     def forward(self, bottom, top):
         raise KeyboardInterrupt
+
+
+class TimesTen(caffe.Layer):
+    """y = 10·x; its backward needs no forward before it."""
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = 10 * bottom[0].data
+
+    def backward(self, top, propagate_down, bottom):
+        bottom[0].diff[...] = 10 * top[0].diff
+
+
+class OwnDiffOnBackward(caffe.Layer):
+    """Leaves its top alone; its backward writes its own blob's diff."""
+
+    def setup(self, bottom, top):
+        self.blobs.add_blob(1)
+        self.blobs[0].data[0] = 0
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        pass
+
+    def backward(self, top, propagate_down, bottom):
+        self.blobs[0].diff[0] = 1
