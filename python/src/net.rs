@@ -348,7 +348,7 @@ impl PyNet {
 /// Runs layers `start..=end` of `n` on what Python wrote into its blobs,
 /// recording autograd's graph where the net can backward; returns the loss.
 fn forward_range(py: Python<'_>, n: &mut Net, v: &mut Views, start: usize, end: usize) -> PyResult<f64> {
-    n.reshape().py()?;
+    n.reshape_layers(start, end + 1).py()?;
     // A forward that starts mid-net reads what Python wrote into the blobs
     // it does not make, and into those it reads before making them (an
     // in-place layer's blob, when the range starts at that layer).

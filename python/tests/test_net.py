@@ -229,6 +229,35 @@ def test_a_forward_from_an_in_place_layer_reads_what_python_wrote(tmp_path):
     np.testing.assert_allclose(net.blobs["conv1"].diff.reshape(2, -1), (np.ones((2, 3)) @ w) * (relu > 0), rtol=1e-5, atol=1e-6)
 
 
+def test_a_deepdream_step_reshapes_only_through_its_end(tmp_path):
+    # google/deepdream's make_step: a new input size, forward(end), the
+    # objective's diff on `end`, backward(start=end), the input's diff. As in
+    # Caffe, only the layers run are reshaped: the pooling after `end` does
+    # not fit the small input and is not touched.
+    import torch
+
+    net = small_net(tmp_path, """input: 'data' input_shape { dim: 1 dim: 3 dim: 16 dim: 16 }
+layer { type: 'Convolution' name: 'conv' bottom: 'data' top: 'conv'
+  convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: 'gaussian' std: 0.5 } } }
+layer { type: 'Pooling' name: 'pool' bottom: 'conv' top: 'pool' pooling_param { pool: AVE kernel_size: 12 } }
+""")
+    src, dst = net.blobs["data"], net.blobs["conv"]
+    src.reshape(1, 3, 9, 11)
+    x = np.random.RandomState(3).randn(1, 3, 9, 11).astype(np.float32)
+    src.data[0] = x
+    net.forward(end="conv")
+    assert dst.data.shape == (1, 4, 7, 9)
+    dst.diff[:] = dst.data  # the L2 objective
+    net.backward(start="conv")
+    xt = torch.tensor(x, requires_grad=True)
+    w, b = (torch.tensor(p.data) for p in net.params["conv"])
+    y = torch.nn.functional.conv2d(xt, w, b)
+    (0.5 * (y * y).sum()).backward()
+    np.testing.assert_allclose(src.diff, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="layer 'pool'"):
+        net.forward()
+
+
 def test_save_and_load(tmp_path):
     d = FIX / "lenet"
     net = fixture_net("lenet")

@@ -110,7 +110,15 @@ impl Net {
     /// setup again, and its tops take the new shapes. Parameters keep theirs
     /// (a change that needs other weights is an error naming the layer).
     pub fn reshape(&mut self) -> Result<()> {
-        for i in 0..self.layers.len() {
+        self.reshape_layers(0, self.layers.len())
+    }
+
+    /// [`Net::reshape`] for layers `start..end` only, as a forward over that
+    /// range reshapes them in Caffe (each layer's Forward reshapes it): a
+    /// layer past the range's end may not fit the new shapes (DeepDream's
+    /// small octaves stop at inception_4c, before GoogLeNet's 7×7 pooling).
+    pub fn reshape_layers(&mut self, start: usize, end: usize) -> Result<()> {
+        for i in start..end.min(self.layers.len()) {
             let shapes: Vec<Shape> = self.layers[i].bottoms.iter().map(|&b| self.blobs[b].shape.clone()).collect();
             if shapes == self.layers[i].bottom_shapes {
                 continue;
