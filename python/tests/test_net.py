@@ -258,6 +258,77 @@ layer { type: 'Pooling' name: 'pool' bottom: 'conv' top: 'pool' pooling_param { 
         net.forward()
 
 
+def test_a_style_transfer_backward_chain_equals_one_gradient(tmp_path):
+    # fzliu/style-transfer's loop: after one forward, go down layer by layer,
+    # adding each layer's own gradient to its blob's diff, then
+    # backward(start=layer, end=next_layer); in-place ReLUs between. The
+    # input's diff must be the gradient of the summed objective.
+    import torch
+    import torch.nn.functional as F
+
+    def conv(name, bottom, n):
+        return (
+            "layer { type: 'Convolution' name: '%s' bottom: '%s' top: '%s' convolution_param { num_output: %d "
+            "kernel_size: 3 pad: 1 weight_filler { type: 'gaussian' std: 0.3 } bias_filler { type: 'gaussian' std: 0.1 } } }\n"
+            "layer { type: 'ReLU' name: 'relu_%s' bottom: '%s' top: '%s' }\n" % (name, bottom, name, n, name, name, name)
+        )
+
+    net = small_net(tmp_path, "input: 'data' input_shape { dim: 1 dim: 3 dim: 12 dim: 12 }\n"
+        + conv("conv1_1", "data", 4)
+        + "layer { type: 'Pooling' name: 'pool1' bottom: 'conv1_1' top: 'pool1' pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n"
+        + conv("conv2_1", "pool1", 5) + conv("conv3_1", "conv2_1", 6))
+    rs = np.random.RandomState(0)
+    x = rs.randn(1, 3, 12, 12).astype(np.float32)
+    layers = ["conv1_1", "conv2_1", "conv3_1"]
+    targets = {l: rs.randn(*net.blobs[l].data.shape[1:]).astype(np.float32) for l in layers}
+    weight = {"conv1_1": 0.5, "conv2_1": 1.0, "conv3_1": 2.0}
+    net.blobs["data"].data[0] = x[0]
+    net.forward()
+    net.blobs[layers[-1]].diff[:] = 0
+    for i, layer in enumerate(reversed(layers)):
+        next_layer = None if i == len(layers) - 1 else layers[-i - 2]
+        grad = net.blobs[layer].diff[0]
+        f = net.blobs[layer].data[0]
+        grad += weight[layer] * (f - targets[layer]) * (f > 0)
+        net.backward(start=layer, end=next_layer)
+    xt = torch.tensor(x, requires_grad=True)
+    p = {k: [torch.tensor(b.data) for b in v] for k, v in net.params.items()}
+    c1 = F.relu(F.conv2d(xt, *p["conv1_1"], padding=1))
+    c2 = F.relu(F.conv2d(F.max_pool2d(c1, 2, 2), *p["conv2_1"], padding=1))
+    c3 = F.relu(F.conv2d(c2, *p["conv3_1"], padding=1))
+    sum(weight[k] / 2 * ((c[0] - torch.tensor(targets[k])) ** 2).sum() for k, c in zip(layers, [c1, c2, c3])).backward()
+    np.testing.assert_allclose(net.blobs["data"].diff, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_backward_from_a_layer_seeds_its_own_output_not_what_in_place_layers_made_of_it(tmp_path):
+    # conv1's top is rewritten in place by a Scale (×3) after it. After a
+    # full forward, backward(start='conv1') with a diff on blob conv1 runs
+    # conv1's backward on that diff alone, as Caffe's does: the Scale, past
+    # the start, does not come in between.
+    import torch
+
+    net = small_net(tmp_path, """input: 'data' input_shape { dim: 1 dim: 2 dim: 6 dim: 6 }
+layer { type: 'Convolution' name: 'conv1' bottom: 'data' top: 'conv1'
+  convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: 'gaussian' std: 0.5 } } }
+layer { type: 'Scale' name: 'scale1' bottom: 'conv1' top: 'conv1' scale_param { filler { type: 'constant' value: 3 } } }
+layer { type: 'ReLU' name: 'relu1' bottom: 'conv1' top: 'conv1' }
+layer { type: 'Convolution' name: 'conv2' bottom: 'conv1' top: 'conv2'
+  convolution_param { num_output: 2 kernel_size: 3 weight_filler { type: 'gaussian' std: 0.5 } } }
+""")
+    x = np.random.RandomState(0).randn(1, 2, 6, 6).astype(np.float32)
+    net.blobs["data"].data[...] = x
+    net.forward()
+    d = np.random.RandomState(1).randn(*net.blobs["conv1"].data.shape).astype(np.float32)
+    xt = torch.tensor(x, requires_grad=True)
+    y = torch.nn.functional.conv2d(xt, *(torch.tensor(p.data) for p in net.params["conv1"]))
+    for start, seed_of in [("conv1", lambda y: y), ("scale1", lambda y: 3 * y)]:
+        net.blobs["conv1"].diff[...] = d
+        net.backward(start=start)
+        xt.grad = None
+        (seed_of(y) * torch.tensor(d)).sum().backward(retain_graph=True)
+        np.testing.assert_allclose(net.blobs["data"].diff, xt.grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=start)
+
+
 def test_save_and_load(tmp_path):
     d = FIX / "lenet"
     net = fixture_net("lenet")

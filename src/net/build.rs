@@ -187,6 +187,7 @@ impl Net {
                         shape: Vec::new(),
                         value: None,
                         first_value: None,
+                        rewrites: Vec::new(),
                         diff: None,
                     });
                     self.blobs.len() - 1

@@ -130,7 +130,26 @@ struct BlobEntry {
     /// value from before an in-place layer keeps that buffer alive until the
     /// next forward (GoogLeNet: every pre-ReLU conv output).
     first_value: Option<Tensor>,
+    /// The values in-place layers wrote over the first one, with each
+    /// writer's layer index (kept with `first_value`): a backward that starts
+    /// between two of them seeds the version its start layer saw, as Caffe's
+    /// Backward of that layer reads its top's diff alone.
+    rewrites: Vec<(usize, Tensor)>,
     diff: Option<Tensor>,
+}
+
+impl BlobEntry {
+    /// The value as layer `layer` left it: the last version written at or
+    /// before that layer (where the writes were kept), else the latest.
+    fn value_after(&self, layer: usize) -> Option<&Tensor> {
+        if let Some((_, t)) = self.rewrites.iter().rev().find(|(l, _)| *l <= layer) {
+            return Some(t);
+        }
+        if !self.rewrites.is_empty() {
+            return self.first_value.as_ref().or(self.value.as_ref());
+        }
+        self.value.as_ref()
+    }
 }
 
 /// A Caffe net built on libtorch.

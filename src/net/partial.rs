@@ -53,6 +53,7 @@ impl Net {
                 if grad && self.layers[i].propagate_down[k] && !value.requires_grad() {
                     let leaf = value.f_detach()?.f_requires_grad_(true)?;
                     blob.first_value = Some(leaf.shallow_clone());
+                    blob.rewrites.clear();
                     blob.value = Some(leaf);
                 } else if blob.value.is_none() {
                     blob.value = Some(value);
@@ -203,7 +204,9 @@ impl Net {
         }
         for (name, diff) in top_diffs {
             let id = self.blob_id(name)?;
-            let Some(v) = self.blobs[id].value.as_ref() else { continue };
+            // The blob as layer `start` left it: in-place layers after the
+            // range do not come between a top's diff and its layer.
+            let Some(v) = self.blobs[id].value_after(start) else { continue };
             if v.size() != diff.size() {
                 return Err(Error::invalid(format!(
                     "diff for blob '{name}' has shape {:?}, the blob {:?}",

@@ -56,8 +56,12 @@ impl Net {
         let mut produced = vec![false; self.blobs.len()];
         for e in &self.layers[start..end] {
             for &t in &e.tops {
+                let blob = &mut self.blobs[t];
                 if produced[t] || !e.bottoms.contains(&t) {
-                    self.blobs[t].first_value = None;
+                    blob.first_value = None;
+                    blob.rewrites.clear();
+                } else {
+                    blob.rewrites.retain(|(l, _)| *l < start);
                 }
                 produced[t] = true;
             }
@@ -187,8 +191,12 @@ impl Net {
                     });
                 }
                 let blob = &mut self.blobs[id];
-                if (self.record_blob_diffs || self.debug_info) && blob.first_value.is_none() {
-                    blob.first_value = Some(t.shallow_clone());
+                if self.record_blob_diffs || self.debug_info {
+                    if blob.first_value.is_none() {
+                        blob.first_value = Some(t.shallow_clone());
+                    } else if self.record_blob_diffs {
+                        blob.rewrites.push((i, t.shallow_clone()));
+                    }
                 }
                 // A top whose shape only the forward knows (Filter, DetectionOutput)
                 // takes it, as Caffe's layers reshape their tops in Forward.
@@ -245,6 +253,7 @@ impl Net {
             for v in [&mut b.value, &mut b.first_value].into_iter().flatten() {
                 *v = v.detach();
             }
+            b.rewrites.clear();
         }
     }
 
