@@ -33,7 +33,7 @@ for r in range(rounds):
         out = net.forward()
     py_ms.append((time.perf_counter() - t) * 1e3 / iters)
     log = subprocess.run(
-        [str(CAFFE), "time", "-model", str(MODEL), "-iterations", str(iters)], capture_output=True, text=True
+        [str(CAFFE), "time", "-model", str(MODEL), "-phase", "TEST", "-iterations", str(iters)], capture_output=True, text=True
     ).stderr
     cli_ms.append(float(re.search(r"Average Forward pass: ([\d.]+) ms", log).group(1)))
     print("round %d: pycaffe loop %.1f ms, caffe time forward %.1f ms" % (r + 1, py_ms[-1], cli_ms[-1]), flush=True)

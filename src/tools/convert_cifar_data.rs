@@ -66,7 +66,7 @@ fn read_batch(path: &Path, records: usize) -> Result<Vec<u8>> {
 }
 
 /// Writes one DB from `files`, keys numbered from 0 across them.
-fn write_db(files: &[PathBuf], db: &Path, backend: Backend, records: usize, what: &str) -> Result<usize> {
+fn write_db(files: &[PathBuf], db: &Path, backend: Backend, records: usize) -> Result<usize> {
     let mut writer = DbWriter::create(db, backend)?;
     let total = files.len() * records;
     let mut progress = Progress::for_stderr();
@@ -74,7 +74,7 @@ fn write_db(files: &[PathBuf], db: &Path, backend: Backend, records: usize, what
     let mut key = 0usize;
     for (i, file) in files.iter().enumerate() {
         if files.len() > 1 {
-            info!("convert_cifar_data.cpp:57", "Training Batch {}", i + 1);
+            info!("convert_cifar_data.cpp:55", "Training Batch {}", i + 1);
         }
         let bytes = read_batch(file, records)?;
         for record in bytes.chunks_exact(RECORD_BYTES) {
@@ -89,7 +89,7 @@ fn write_db(files: &[PathBuf], db: &Path, backend: Backend, records: usize, what
             };
             writer.put(format!("{key:05}").as_bytes(), &datum::to_bytes(&d));
             key += 1;
-            progress.update_count(what, key as i64, Some(total as i64));
+            progress.update_count("convert_cifar_data", key as i64, Some(total as i64));
             if key % 1000 == 0 {
                 writer.commit()?;
             }
@@ -107,20 +107,18 @@ fn write_db(files: &[PathBuf], db: &Path, backend: Backend, records: usize, what
 pub fn convert(input: &Path, output: &Path, backend: Backend, records: usize) -> Result<(usize, usize)> {
     let (train, test) = batch_files(input);
     for file in train.iter().chain(std::iter::once(&test)) {
-        let len = std::fs::metadata(file).map_err(|e| Error::io(file, e)).with_context(|| {
+        let meta = std::fs::metadata(file).map_err(|e| Error::io(file, e)).with_context(|| {
             format!(
                 "{} should hold CIFAR-10's binary batches (data_batch_1.bin ... data_batch_5.bin, test_batch.bin), as Caffe's data/cifar10/get_cifar10.sh unpacks them",
                 input.display()
             )
         })?;
-        check_length(file, len.len(), records)?;
+        check_length(file, meta.len(), records)?;
     }
     let name = backend.name();
-    info!("convert_cifar_data.cpp:53", "Writing Training data");
-    let n_train =
-        write_db(&train, &output.join(format!("cifar10_train_{name}")), backend, records, "convert_cifar_data")?;
+    info!("convert_cifar_data.cpp:52", "Writing Training data");
+    let n_train = write_db(&train, &output.join(format!("cifar10_train_{name}")), backend, records)?;
     info!("convert_cifar_data.cpp:73", "Writing Testing data");
-    let n_test =
-        write_db(&[test], &output.join(format!("cifar10_test_{name}")), backend, records, "convert_cifar_data")?;
+    let n_test = write_db(&[test], &output.join(format!("cifar10_test_{name}")), backend, records)?;
     Ok((n_train, n_test))
 }
