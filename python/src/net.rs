@@ -211,9 +211,14 @@ impl PyNet {
             // Caffe's backward reads the blobs as they are; autograd needs the
             // forward that made them. With none recorded for the range (no
             // forward since the net was built or reshaped), that forward runs
-            // first, on the blobs' current values.
+            // first, on the blobs' current values. Its layers without bottoms
+            // (data layers) do not run: their tops stand as they are (zeros
+            // before any forward, as Caffe's blobs), and no batch is read.
             if Self::wants_grad(n) && !n.backward_recorded(end, start) {
-                forward_range(py, n, v, end, start)?;
+                let first = (end..=start).find(|&i| !params[i].bottom.is_empty());
+                if let Some(first) = first {
+                    forward_range(py, n, v, first, start)?;
+                }
             }
             let mut diffs = v.written_diffs(&seeds);
             for s in &seeds {

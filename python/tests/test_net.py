@@ -212,6 +212,24 @@ def test_backward_without_a_forward_reads_the_blobs_as_they_are(tmp_path):
     np.testing.assert_allclose(net.params["ip"][1].diff, d.sum(0), rtol=1e-6)
 
 
+def test_a_backward_with_no_forward_reads_no_batch(tmp_path):
+    # The forward a backward runs first (none was recorded) leaves the Data
+    # layer alone, as Caffe's backward reads no data: the next forward still
+    # gets the LMDB's first batch.
+    lmdb = REF / "lmdb" / "fmnist_train2k_lmdb"
+    text = (FIX / "lenet" / "sgd20" / "lenet_train_test.prototxt").read_text()
+    text = text.replace('"lmdb/fmnist_train_lmdb"', '"%s"' % lmdb)
+    (tmp_path / "lenet.prototxt").write_text(text)
+    fresh = caffe.Net(str(tmp_path / "lenet.prototxt"), caffe.TRAIN)
+    fresh.forward()
+    first = fresh.blobs["data"].data.copy()
+    net = caffe.Net(str(tmp_path / "lenet.prototxt"), caffe.TRAIN)
+    net.backward()
+    assert not net.blobs["data"].data.any()
+    net.forward()
+    np.testing.assert_array_equal(net.blobs["data"].data, first)
+
+
 def test_a_forward_from_an_in_place_layer_reads_what_python_wrote(tmp_path):
     net = small_net(tmp_path, CONV_RELU_IP)
     net.blobs["data"].data[...] = np.random.RandomState(2).randn(2, 3, 5, 5)
