@@ -39,7 +39,7 @@ pub fn main(args: &[String]) -> Result<()> {
 pub fn convert(images: &Path, labels: &Path, db: &Path, backend: Backend, rng: &mut impl Rng) -> Result<usize> {
     let set = IdxSet::read(images, labels)?;
     let n = set.len();
-    if n == 0 {
+    if set.is_empty() {
         return Err(Error::invalid(format!("{} holds no images to pair", images.display())));
     }
     let mut writer = DbWriter::create(db, backend)?;
