@@ -118,6 +118,41 @@ fn plausible_statistics(net: &Net) {
     });
 }
 
+/// A forward whose blobs are read (pycaffe's `net.forward()` on a deploy
+/// net) runs a BatchNorm that writes a blob of its own, with the Scale and
+/// ReLU in place after it, as one batch norm and a ReLU (MobileNet v2's
+/// `conv1` → `conv1/bn`, DenseNet's after each Concat); every blob equals the
+/// forward that runs each layer on its own (recording blob diffs folds
+/// nothing), and the BatchNorm's statistics changed in place are followed.
+#[test]
+fn readable_forward_runs_batch_norm_scale_relu_as_one_batch_norm() {
+    let state = common::net_state(Phase::Test);
+    let _rng = rng_exclusive();
+    tch::manual_seed(5);
+    let mut net = Net::from_file(&zoo("mobilenet_v2.prototxt"), &state, Default::default(), Device::Cpu).unwrap();
+    plausible_statistics(&net);
+    net.set_input("data", &Tensor::randn([1, 3, 224, 224], (Kind::Float, Device::Cpu))).unwrap();
+    let names: Vec<String> = net.blob_names().iter().map(|b| b.to_string()).collect();
+    let last = net.layer_names().len() - 1;
+    let compare = |net: &mut Net, what: &str| {
+        net.forward_inference().unwrap();
+        let folded: Vec<Tensor> = names.iter().map(|n| net.blob(n).unwrap().detach().copy()).collect();
+        net.record_blob_diffs(true);
+        net.forward_from_to(0, last, true).unwrap();
+        net.record_blob_diffs(false);
+        for (name, f) in names.iter().zip(&folded) {
+            let (d, max) = common::max_abs_diff(f, &net.blob(name).unwrap().detach());
+            assert!(d <= 1e-5 * (1.0 + max), "{what}: blob {name}: max |Δ| {d:.3e} (max {max:.3e})");
+        }
+    };
+    compare(&mut net, "as filled");
+    tch::no_grad(|| {
+        let mean_sum = net.layer_blobs("conv1/bn").unwrap()[0].shallow_clone();
+        mean_sum.shallow_clone().f_add_scalar_(0.7).map(drop).unwrap();
+    });
+    compare(&mut net, "after conv1/bn's mean changed");
+}
+
 /// A forward whose blobs only the outputs are read of (`caffe test`, `caffe
 /// time`) folds BatchNorm into the convolution before it even where the
 /// BatchNorm writes a blob of its own, as MobileNet v2's do (conv1 →

@@ -5,7 +5,9 @@
 //! (BatchNorm with global statistics, a per-channel Scale, a plain ReLU; a
 //! ReLU ends the chain). The layer before them decides whether it can run
 //! them: without autograd ([`crate::layers::Layer::forward_with_epilogues`])
-//! a convolution, and an Eltwise sum a ReLU; where autograd records
+//! a convolution, a BatchNorm a Scale and a ReLU (where no convolution took
+//! them: the BatchNorm writes a blob of its own), and an Eltwise sum a ReLU;
+//! where autograd records
 //! ([`crate::layers::Layer::forward_with_training_epilogues`]) a BatchNorm a
 //! Scale and a ReLU.
 use tch::Tensor;

@@ -112,6 +112,19 @@ impl Layer for BatchNorm {
         Ok(vec![if shape.len() == 1 { y.f_reshape(shape.as_slice())? } else { y }])
     }
 
+    fn forward_with_epilogues(
+        &mut self,
+        ctx: &Ctx,
+        bottoms: &[Tensor],
+        params: &[Tensor],
+        epilogues: &[Epilogue],
+    ) -> Option<Result<Vec<Tensor>>> {
+        // Where no convolution took the chain (the BatchNorm writes a blob of
+        // its own, which pycaffe can read, or follows a Concat): the single
+        // batch norm with the Scale as its affine part, as in training.
+        self.forward_with_training_epilogues(ctx, bottoms, params, epilogues)
+    }
+
     fn forward_with_training_epilogues(
         &mut self,
         ctx: &Ctx,
