@@ -463,3 +463,34 @@ layer { name: "staged" type: "Power" bottom: "data" top: "out" power_param { shi
     assert_ok(&out, "forward -stage deploy");
     assert!(!out_dir.join("out.npy").exists() && out_dir.join("data.npy").exists(), "{}", text(&out));
 }
+
+/// A solver written for Caffe's GPU build (`solver_mode: GPU`, as every
+/// solver in Caffe's examples/mnist) trains on the CPU where there is no CUDA
+/// device, and says so, as pycaffe's solvers do; with a device it uses it.
+#[test]
+fn a_gpu_solver_without_a_device_trains_on_the_cpu_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("net.prototxt"),
+        r#"layer { name: "data" type: "DummyData" top: "data" top: "label"
+             dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 }
+               data_filler { type: "gaussian" std: 1 } data_filler { type: "constant" value: 1 } } }
+           layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 } }
+           layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("solver.prototxt"),
+        "net: \"net.prototxt\"\nbase_lr: 0.1\nlr_policy: \"fixed\"\nmax_iter: 1\nsnapshot_after_train: false\n\
+         solver_mode: GPU\ndevice_id: 0\n",
+    )
+    .unwrap();
+    let out = caffe().args(["train", "-solver", "solver.prototxt"]).current_dir(dir.path()).output().unwrap();
+    let all = assert_ok(&out, "caffe train with solver_mode: GPU");
+    let warning = "solver_mode is GPU but CUDA device 0 is not available; using the CPU";
+    if caffe_tch::util::cuda::device_count() == 0 {
+        assert!(all.contains(warning) && all.contains("Use CPU."), "{all}");
+    } else {
+        assert!(!all.contains(warning) && !all.contains("Use CPU."), "{all}");
+    }
+}

@@ -12,7 +12,7 @@ use crate::net::Net;
 use crate::proto::caffe::{solver_parameter::SolverMode, NetState, Phase, SolverParameter};
 use crate::proto::text::TextOptions;
 use crate::util::{comma_list, gpu_flag_device, gpu_flag_ids};
-use crate::{info, Error, Result};
+use crate::{info, warn, Error, Result};
 
 /// `caffe train` flags.
 #[derive(Debug, Clone, Default)]
@@ -211,7 +211,16 @@ fn train_device(o: &TrainOptions, param: &SolverParameter, env: Option<&LaunchEn
         .gpu
         .clone()
         .or_else(|| (solver_wants_gpu && crate::util::cuda::device_count() > 0).then(|| param.device_id().to_string()));
-    let Some(ids) = gpu_flag_ids(gpu_flag.as_deref())? else { return Ok(Device::Cpu) };
+    let Some(ids) = gpu_flag_ids(gpu_flag.as_deref())? else {
+        if says_gpu {
+            warn!(
+                "caffe.cpp:190",
+                "solver_mode is GPU but CUDA device {} is not available; using the CPU",
+                param.device_id()
+            );
+        }
+        return Ok(Device::Cpu);
+    };
     let flag = gpu_flag.unwrap_or_default();
     let id = match env {
         None if ids.len() > 1 => {
