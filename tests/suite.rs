@@ -18,6 +18,7 @@ mod binary_io;
 mod cli;
 mod corpus;
 mod corpus_time;
+mod cpp_api;
 mod cuda_graph;
 mod data;
 mod data_step;

@@ -1,0 +1,430 @@
+//! libcaffe.so: the C functions behind `include/caffe/caffe.hpp`, the part
+//! of BVLC Caffe's C++ interface that deployment programs use (a `Net<float>`
+//! built from a prototxt, its weights copied from a `.caffemodel`, its input
+//! blobs written through `mutable_cpu_data()`, `Forward()`, its output blobs
+//! read through `cpu_data()`; `BlobProto` mean files; `Caffe::set_mode`), so a
+//! program such as Caffe's `examples/cpp_classification` compiles against
+//! the header and links `-lcaffe` unchanged. The nets are caffe-tch's
+//! ([`caffe_tch::net::Net`]); this crate only adapts the calls.
+//!
+//! Memory, as the header documents it: an input blob's data is the tensor
+//! the Input layer reads (a write through `mutable_cpu_data()` is the next
+//! forward's input, as in Caffe); any other blob's data is a host copy made
+//! when the program asks for it, valid until the net next changes.
+//! Errors: each function returns a status or a null pointer, and
+//! `caffe_tch_last_error` gives the one-line message (the header throws it
+//! as `std::runtime_error`). A panic never crosses into C++.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Mutex;
+
+use caffe_tch::net::Net;
+use caffe_tch::proto::binary;
+use caffe_tch::proto::caffe::{BlobProto, NetState, Phase};
+use tch::{Device, Kind, Tensor};
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// `Caffe::set_mode` and `Caffe::SetDevice`: the device later nets are built on.
+static MODE: Mutex<(bool, usize)> = Mutex::new((false, 0));
+
+fn set_error(msg: &str) {
+    let text = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = text);
+}
+
+/// Runs `f`, turning its error (or a panic) into the last error and `fail`.
+fn guarded<T>(fail: T, f: impl FnOnce() -> Result<T, String>) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(msg)) => {
+            set_error(&msg);
+            fail
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            set_error(&format!("internal error: {what}"));
+            fail
+        }
+    }
+}
+
+fn text(s: *const c_char, what: &str) -> Result<String, String> {
+    if s.is_null() {
+        return Err(format!("{what}: null string"));
+    }
+    // SAFETY: the header passes `std::string::c_str()`, NUL-terminated and
+    // live for the call.
+    Ok(unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
+}
+
+/// The message of the last failed call on this thread ("" if none).
+#[no_mangle]
+pub extern "C" fn caffe_tch_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// `Caffe::set_mode(CPU)` (0) or `(GPU)` (1); 0 on success.
+#[no_mangle]
+pub extern "C" fn caffe_tch_set_mode(gpu: c_int) -> c_int {
+    guarded(-1, || {
+        let mut m = MODE.lock().unwrap_or_else(|p| p.into_inner());
+        if gpu != 0 && caffe_tch::util::cuda::device_count() == 0 {
+            return Err("Caffe::set_mode(Caffe::GPU): no CUDA device (caffe device_query says why); \
+                        use Caffe::set_mode(Caffe::CPU)"
+                .into());
+        }
+        m.0 = gpu != 0;
+        Ok(0)
+    })
+}
+
+/// `Caffe::SetDevice(id)`; 0 on success.
+#[no_mangle]
+pub extern "C" fn caffe_tch_set_device(id: c_int) -> c_int {
+    guarded(-1, || {
+        if id < 0 {
+            return Err(format!("Caffe::SetDevice: negative device id {id}"));
+        }
+        MODE.lock().unwrap_or_else(|p| p.into_inner()).1 = id as usize;
+        Ok(0)
+    })
+}
+
+/// One net and what the header has asked of it.
+pub struct NetHandle {
+    net: Net,
+    /// Input blobs' host tensors, which the Input layers read.
+    inputs: HashMap<String, Tensor>,
+    /// Other blobs' host copies, made on request; dropped when the net changes.
+    copies: HashMap<String, Tensor>,
+    /// Names handed out as C strings.
+    names: HashMap<String, CString>,
+}
+
+impl NetHandle {
+    fn is_input(&self, name: &str) -> bool {
+        self.net.input_blob_names().contains(&name)
+    }
+
+    /// The host tensor of input `name`, made (and given to its Input layer)
+    /// at its current shape when there is none.
+    fn input(&mut self, name: &str) -> Result<Tensor, String> {
+        if let Some(t) = self.inputs.get(name) {
+            return Ok(t.shallow_clone());
+        }
+        let shape = self.net.blob_shape(name).ok_or_else(|| format!("net has no blob named '{name}'"))?.clone();
+        let host = Tensor::f_zeros(shape.as_slice(), (Kind::Float, Device::Cpu)).map_err(|e| e.to_string())?;
+        self.net.set_input(name, &host).map_err(|e| e.to_string())?;
+        self.inputs.insert(name.to_string(), host.shallow_clone());
+        Ok(host)
+    }
+
+    /// Before a forward: inputs written on the host reach a net on a GPU.
+    fn push_inputs(&mut self) -> Result<(), String> {
+        if self.net.device() == Device::Cpu {
+            return Ok(());
+        }
+        for (name, host) in &self.inputs {
+            self.net.set_input(name, host).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn name_ptr(&mut self, name: &str) -> *const c_char {
+        self.names.entry(name.to_string()).or_insert_with(|| CString::new(name).unwrap_or_default()).as_ptr()
+    }
+}
+
+fn handle<'a>(h: *mut NetHandle) -> Result<&'a mut NetHandle, String> {
+    // SAFETY: the header passes the pointer `caffe_tch_net_new` returned,
+    // until it calls `caffe_tch_net_free`; one thread at a time, as Caffe's
+    // Net is used.
+    unsafe { h.as_mut() }.ok_or_else(|| "null net".to_string())
+}
+
+/// `new Net<float>(param_file, phase, level, stages)`: stages is an array of
+/// `n_stages` strings. Null on error.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_new(
+    param_file: *const c_char,
+    phase: c_int,
+    level: c_int,
+    stages: *const *const c_char,
+    n_stages: c_int,
+) -> *mut NetHandle {
+    guarded(std::ptr::null_mut(), || {
+        let file = text(param_file, "Net")?;
+        let phase = if phase == 0 { Phase::Train } else { Phase::Test };
+        let mut state = NetState { phase: Some(phase as i32), level: Some(level), ..Default::default() };
+        for i in 0..n_stages.max(0) as usize {
+            // SAFETY: `stages` holds `n_stages` C strings (the header's vector).
+            let s = unsafe { *stages.add(i) };
+            state.stage.push(text(s, "Net stage")?);
+        }
+        let (gpu, id) = *MODE.lock().unwrap_or_else(|p| p.into_inner());
+        let device = if gpu { Device::Cuda(id) } else { Device::Cpu };
+        caffe_tch::util::allocator::install_caching_cpu_allocator();
+        let net = Net::from_file(Path::new(&file), &state, Default::default(), device).map_err(|e| e.to_string())?;
+        let h = NetHandle { net, inputs: HashMap::new(), copies: HashMap::new(), names: HashMap::new() };
+        Ok(Box::into_raw(Box::new(h)))
+    })
+}
+
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_free(h: *mut NetHandle) {
+    if !h.is_null() {
+        // SAFETY: made by Box::into_raw in caffe_tch_net_new, freed once.
+        drop(unsafe { Box::from_raw(h) });
+    }
+}
+
+/// `CopyTrainedLayersFrom(file)` (.caffemodel, or the other weight files
+/// caffe-tch reads); 0 on success.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_copy_trained_layers_from(h: *mut NetHandle, file: *const c_char) -> c_int {
+    guarded(-1, || {
+        let h = handle(h)?;
+        let file = text(file, "CopyTrainedLayersFrom")?;
+        h.copies.clear();
+        h.net.load_weights(Path::new(&file)).map_err(|e| e.to_string())?;
+        Ok(0)
+    })
+}
+
+/// How many input (`which` 0) or output (1) blobs, or all blobs (2).
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_num_blobs(h: *mut NetHandle, which: c_int) -> c_int {
+    guarded(-1, || {
+        let h = handle(h)?;
+        Ok(match which {
+            0 => h.net.input_blob_names().len(),
+            1 => h.net.output_blob_names().len(),
+            _ => h.net.blob_names().len(),
+        } as c_int)
+    })
+}
+
+/// The name of the `i`-th input (`which` 0), output (1) or blob (2); null
+/// past the end. Valid while the net lives.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_blob_name(h: *mut NetHandle, which: c_int, i: c_int) -> *const c_char {
+    guarded(std::ptr::null(), || {
+        let h = handle(h)?;
+        let names = match which {
+            0 => h.net.input_blob_names(),
+            1 => h.net.output_blob_names(),
+            _ => h.net.blob_names(),
+        };
+        let name = names.get(i.max(0) as usize).map(|s| s.to_string()).ok_or_else(|| format!("no blob {i}"))?;
+        Ok(h.name_ptr(&name))
+    })
+}
+
+/// The shape of blob `name` into `dims` (at most `max`); its number of axes,
+/// or -1 on error (no such blob).
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_blob_shape(
+    h: *mut NetHandle,
+    name: *const c_char,
+    dims: *mut i64,
+    max: c_int,
+) -> c_int {
+    guarded(-1, || {
+        let h = handle(h)?;
+        let name = text(name, "blob")?;
+        let shape = h.net.blob_shape(&name).ok_or_else(|| format!("net has no blob named '{name}'"))?;
+        for (k, &d) in shape.iter().take(max.max(0) as usize).enumerate() {
+            // SAFETY: the header passes room for `max` values.
+            unsafe { *dims.add(k) = d };
+        }
+        Ok(shape.len() as c_int)
+    })
+}
+
+/// `Blob::Reshape` of an input blob (the net's other blobs take their shapes
+/// from it at `Net::Reshape` or `Forward`); 0 on success.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_reshape_input(
+    h: *mut NetHandle,
+    name: *const c_char,
+    dims: *const i64,
+    n: c_int,
+) -> c_int {
+    guarded(-1, || {
+        let h = handle(h)?;
+        let name = text(name, "Reshape")?;
+        if !h.is_input(&name) {
+            return Err(format!(
+                "Blob::Reshape: '{name}' is not an input of the net; its shape follows the layers (Net::Reshape)"
+            ));
+        }
+        // SAFETY: the header passes `n` values.
+        let shape: Vec<i64> = (0..n.max(0) as usize).map(|k| unsafe { *dims.add(k) }).collect();
+        if h.net.blob_shape(&name).is_some_and(|s| *s == shape) {
+            return Ok(0);
+        }
+        h.net.reshape_input(&name, &shape).map_err(|e| e.to_string())?;
+        h.inputs.remove(&name);
+        h.copies.clear();
+        Ok(0)
+    })
+}
+
+/// `Net::Reshape()`: every blob's shape from the inputs'; 0 on success.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_reshape(h: *mut NetHandle) -> c_int {
+    guarded(-1, || {
+        let h = handle(h)?;
+        h.copies.clear();
+        h.net.reshape().map_err(|e| e.to_string())?;
+        Ok(0)
+    })
+}
+
+/// The host memory of blob `name` (its shape's count of floats): for an
+/// input, what the next forward reads; for another blob, a copy of its value
+/// (zeros before a forward made it). Valid until the net next changes; null
+/// on error.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_blob_data(h: *mut NetHandle, name: *const c_char) -> *mut f32 {
+    guarded(std::ptr::null_mut(), || {
+        let h = handle(h)?;
+        let name = text(name, "blob")?;
+        let t = if h.is_input(&name) {
+            h.input(&name)?
+        } else if let Some(t) = h.copies.get(&name) {
+            t.shallow_clone()
+        } else {
+            let shape = h.net.blob_shape(&name).ok_or_else(|| format!("net has no blob named '{name}'"))?.clone();
+            let copy = match h.net.blob(&name) {
+                Some(v) if v.size() == shape => v
+                    .f_to_device(Device::Cpu)
+                    .and_then(|v| v.f_to_kind(Kind::Float))
+                    .and_then(|v| v.f_detach_copy())
+                    .and_then(|v| v.f_contiguous()),
+                _ => Tensor::f_zeros(shape.as_slice(), (Kind::Float, Device::Cpu)),
+            }
+            .map_err(|e| e.to_string())?;
+            h.copies.insert(name.clone(), copy.shallow_clone());
+            copy
+        };
+        Ok(t.data_ptr() as *mut f32)
+    })
+}
+
+/// `Forward(&loss)`: the net's forward with no backward after it; the loss
+/// (0 for a net without one) into `loss` when not null. 0 on success.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_forward(h: *mut NetHandle, loss: *mut f32) -> c_int {
+    guarded(-1, || {
+        let h = handle(h)?;
+        h.copies.clear();
+        h.push_inputs()?;
+        // As Caffe's Forward, each layer takes its bottoms' current shapes.
+        h.net.reshape().map_err(|e| e.to_string())?;
+        let value = h.net.forward_inference().map_err(|e| e.to_string())?;
+        if !loss.is_null() {
+            // SAFETY: the header passes a float or null.
+            unsafe { *loss = value as f32 };
+        }
+        Ok(0)
+    })
+}
+
+/// A BlobProto file (a mean file) read: its shape and values, which
+/// `caffe_tch_blob_proto_free` releases; null on error.
+pub struct BlobProtoHandle {
+    shape: Vec<i64>,
+    data: Vec<f32>,
+}
+
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_blob_proto_read(file: *const c_char) -> *mut BlobProtoHandle {
+    guarded(std::ptr::null_mut(), || {
+        let file = text(file, "ReadProtoFromBinaryFile")?;
+        let path = Path::new(&file);
+        let blob: BlobProto = binary::read_message(path).map_err(|e| e.to_string())?;
+        binary::check_blob(&blob, path, "blob").map_err(|e| e.to_string())?;
+        let h = BlobProtoHandle { shape: binary::blob_shape(&blob), data: binary::blob_data_f32(&blob) };
+        Ok(Box::into_raw(Box::new(h)))
+    })
+}
+
+/// The shape of a read BlobProto into `dims` (at most `max`); its axes.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_blob_proto_shape(h: *const BlobProtoHandle, dims: *mut i64, max: c_int) -> c_int {
+    // SAFETY: a pointer caffe_tch_blob_proto_read returned, not yet freed.
+    let Some(h) = (unsafe { h.as_ref() }) else { return -1 };
+    for (k, &d) in h.shape.iter().take(max.max(0) as usize).enumerate() {
+        // SAFETY: the header passes room for `max` values.
+        unsafe { *dims.add(k) = d };
+    }
+    h.shape.len() as c_int
+}
+
+/// The values of a read BlobProto (as many as its shape counts).
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_blob_proto_data(h: *const BlobProtoHandle) -> *const f32 {
+    // SAFETY: as above.
+    unsafe { h.as_ref() }.map_or(std::ptr::null(), |h| h.data.as_ptr())
+}
+
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_blob_proto_free(h: *mut BlobProtoHandle) {
+    if !h.is_null() {
+        // SAFETY: made by Box::into_raw in caffe_tch_blob_proto_read, freed once.
+        drop(unsafe { Box::from_raw(h) });
+    }
+}
