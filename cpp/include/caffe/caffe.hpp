@@ -50,6 +50,13 @@
 #define CAFFE_TCH_HAS_GLOG 1
 #endif
 #endif
+// Caffe's header brings gflags too (DEFINE_string and the rest, which the
+// SSD fork's ssd_detect.cpp uses); where it is installed, so does this one.
+#if defined(__has_include)
+#if __has_include(<gflags/gflags.h>)
+#include <gflags/gflags.h>
+#endif
+#endif
 #ifndef CAFFE_TCH_HAS_GLOG
 #include <cstdlib>
 #include <iostream>
@@ -116,8 +123,20 @@ void caffe_tch_blob_proto_free(CaffeTchBlobProto* blob);
 
 namespace caffe {
 
+// The standard names Caffe's namespace brings in, which programs that say
+// `using namespace caffe;` use unqualified.
+using std::fstream;
+using std::ios;
+using std::isinf;
+using std::isnan;
+using std::make_pair;
+using std::map;
+using std::ostringstream;
+using std::pair;
+using std::set;
 using std::shared_ptr;
 using std::string;
+using std::stringstream;
 using std::vector;
 
 enum Phase { TRAIN = 0, TEST = 1 };
