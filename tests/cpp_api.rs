@@ -2,7 +2,8 @@
 //! C++ program written as Caffe's deployment examples are
 //! (`tests/fixtures/cpp/net_api.cpp`) compiles against the header, links
 //! `-lcaffe`, and runs BVLC Caffe's LeNet fixture: its outputs are Caffe's,
-//! before and after a Reshape to a smaller batch; a mean file reads as
+//! before and after a Reshape to a smaller batch; an output's memory stays
+//! put across forwards and holds the latest values; a mean file reads as
 //! Caffe's; a missing net is an exception carrying the one-line error.
 use std::process::Command;
 
@@ -67,6 +68,7 @@ fn a_cpp_program_against_caffe_hpp_runs_caffe_lenet() {
     assert!(stdout.contains("inputs 2 outputs 2 input 100x1x28x28"), "{stdout}");
     assert!(stdout.contains("output accuracy count 1") && stdout.contains("output loss count 1"), "{stdout}");
     assert!(stdout.contains(&format!("ip2 after reshape {small}x10")), "{stdout}");
+    assert!(stdout.contains("same memory 1 new values 1"), "{stdout}");
 
     let loss: f64 = stdout.lines().find_map(|l| l.strip_prefix("loss ")).unwrap().parse().unwrap();
     assert!((loss - caffe_loss).abs() <= 1e-4 * (1.0 + caffe_loss.abs()), "loss {loss} against Caffe's {caffe_loss}");

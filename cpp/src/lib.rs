@@ -10,7 +10,8 @@
 //! Memory, as the header documents it: an input blob's data is the tensor
 //! the Input layer reads (a write through `mutable_cpu_data()` is the next
 //! forward's input, as in Caffe); any other blob's data is a host copy made
-//! when the program asks for it, valid until the net next changes.
+//! when the program first asks for it, which keeps its address and gets each
+//! forward's values until the blob changes shape.
 //! Errors: each function returns a status or a null pointer, and
 //! `caffe_tch_last_error` gives the one-line message (the header throws it
 //! as `std::runtime_error`). A panic never crosses into C++.
@@ -105,7 +106,10 @@ pub struct NetHandle {
     net: Net,
     /// Input blobs' host tensors, which the Input layers read.
     inputs: HashMap<String, Tensor>,
-    /// Other blobs' host copies, made on request; dropped when the net changes.
+    /// Other blobs' host copies, made on request and kept at the same
+    /// address: each forward writes the new values into them (a program may
+    /// keep the pointer, as Caffe's blobs keep their memory); one whose
+    /// blob changed shape is dropped.
     copies: HashMap<String, Tensor>,
     /// Names handed out as C strings.
     names: HashMap<String, CString>,
@@ -136,6 +140,23 @@ impl NetHandle {
         }
         for (name, host) in &self.inputs {
             self.net.set_input(name, host).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The host copies brought up to date with the net's blobs, in place;
+    /// those whose blob has another shape now are dropped (their next
+    /// request makes them anew, as Caffe reallocates a blob that grows).
+    fn refresh_copies(&mut self) -> Result<(), String> {
+        let net = &self.net;
+        self.copies.retain(|name, host| net.blob_shape(name).is_some_and(|s| *s == host.size()));
+        for (name, host) in &mut self.copies {
+            match self.net.blob(name) {
+                Some(v) if v.size() == host.size() => {
+                    host.f_copy_(v).map_err(|e| e.to_string())?;
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -204,7 +225,6 @@ pub unsafe extern "C" fn caffe_tch_net_copy_trained_layers_from(h: *mut NetHandl
     guarded(-1, || {
         let h = handle(h)?;
         let file = text(file, "CopyTrainedLayersFrom")?;
-        h.copies.clear();
         h.net.load_weights(Path::new(&file)).map_err(|e| e.to_string())?;
         Ok(0)
     })
@@ -296,7 +316,6 @@ pub unsafe extern "C" fn caffe_tch_net_reshape_input(
         }
         h.net.reshape_input(&name, &shape).map_err(|e| e.to_string())?;
         h.inputs.remove(&name);
-        h.copies.clear();
         Ok(0)
     })
 }
@@ -309,16 +328,16 @@ pub unsafe extern "C" fn caffe_tch_net_reshape_input(
 pub unsafe extern "C" fn caffe_tch_net_reshape(h: *mut NetHandle) -> c_int {
     guarded(-1, || {
         let h = handle(h)?;
-        h.copies.clear();
         h.net.reshape().map_err(|e| e.to_string())?;
+        h.refresh_copies()?;
         Ok(0)
     })
 }
 
 /// The host memory of blob `name` (its shape's count of floats): for an
 /// input, what the next forward reads; for another blob, a copy of its value
-/// (zeros before a forward made it). Valid until the net next changes; null
-/// on error.
+/// (zeros before a forward made it) that later forwards update in place.
+/// Valid until the blob changes shape; null on error.
 /// # Safety
 /// Pointers as `include/caffe/caffe.hpp` passes them: what this library
 /// returned and has not freed, NUL-terminated strings, arrays of the length given.
@@ -358,11 +377,11 @@ pub unsafe extern "C" fn caffe_tch_net_blob_data(h: *mut NetHandle, name: *const
 pub unsafe extern "C" fn caffe_tch_net_forward(h: *mut NetHandle, loss: *mut f32) -> c_int {
     guarded(-1, || {
         let h = handle(h)?;
-        h.copies.clear();
         h.push_inputs()?;
         // As Caffe's Forward, each layer takes its bottoms' current shapes.
         h.net.reshape().map_err(|e| e.to_string())?;
         let value = h.net.forward_inference().map_err(|e| e.to_string())?;
+        h.refresh_copies()?;
         if !loss.is_null() {
             // SAFETY: the header passes a float or null.
             unsafe { *loss = value as f32 };

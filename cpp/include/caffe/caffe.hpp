@@ -15,8 +15,9 @@
 // What differs from BVLC Caffe: only float nets; a net's blobs are read and
 // written on the host (cpu_data, mutable_cpu_data; the gpu_ accessors are
 // not here, and a net in GPU mode copies its inputs to the device at
-// Forward); writing a blob that is not a net input changes a copy, which the
-// next Forward replaces; no Backward, solvers or layer objects (use `caffe
+// Forward); a blob that is not a net input is read through a host copy that
+// keeps its address and gets each Forward's values, so writing it changes
+// only the copy; no Backward, solvers or layer objects (use `caffe
 // train` or pycaffe); errors are thrown as std::runtime_error with caffe-tch's
 // one-line message (Caffe's CHECKs abort instead).
 #ifndef CAFFE_TCH_CAFFE_HPP_
