@@ -219,11 +219,30 @@ class Blob {
     if (axis < 0 || axis >= static_cast<int>(s.size())) throw std::out_of_range("Blob::shape: axis out of range");
     return s[axis];
   }
-  int count() const {
+  int count() const { return count(0); }
+  // The product of the axes [start_axis, end_axis).
+  int count(int start_axis, int end_axis) const {
+    vector<int> s = shape();
     int n = 1;
-    for (int d : shape()) n *= d;
+    for (int i = start_axis; i < end_axis && i < static_cast<int>(s.size()); ++i) n *= s[i];
     return n;
   }
+  int count(int start_axis) const { return count(start_axis, num_axes()); }
+  string shape_string() const {
+    std::ostringstream out;
+    int n = 1;
+    for (int d : shape()) {
+      out << d << " ";
+      n *= d;
+    }
+    out << "(" << n << ")";
+    return out.str();
+  }
+  // Caffe's row-major offset of (n, c, h, w) in a blob of up to 4 axes.
+  int offset(int n, int c = 0, int h = 0, int w = 0) const {
+    return ((n * channels() + c) * height() + h) * width() + w;
+  }
+  Dtype data_at(int n, int c, int h, int w) const { return cpu_data()[offset(n, c, h, w)]; }
   // Caffe's legacy accessors: axes 0-3, 1 past the last axis.
   int num() const { return legacy(0); }
   int channels() const { return legacy(1); }
@@ -315,6 +334,9 @@ class Net {
     if (loss != nullptr) *loss = value;
     return outputs_;
   }
+
+  // Caffe's older name for Forward, with the inputs already written.
+  const vector<Blob<Dtype>*>& ForwardPrefilled(Dtype* loss = nullptr) { return Forward(loss); }
 
   int num_inputs() const { return static_cast<int>(inputs_.size()); }
   int num_outputs() const { return static_cast<int>(outputs_.size()); }
