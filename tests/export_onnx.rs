@@ -497,7 +497,10 @@ fn export_case(c: &Case, k: usize, opset: i64, dir: &Path) -> Exported {
     let model = dir.join(format!("case{k}_opset{opset}.onnx"));
     std::fs::write(&model, bytes).expect("write model");
     let inputs = {
+        // Seeded: the cases listed as failing in a runtime (ssd_tiny's tied
+        // confidences) must fail on every run, whatever ran before.
         let _rng = common::rng_exclusive();
+        tch::manual_seed(1_000 + k as i64);
         verify::random_inputs(&plan)
     };
     let blobs = plan.exported_blobs(true);
