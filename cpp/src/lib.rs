@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use caffe_tch::net::Net;
 use caffe_tch::proto::binary;
 use caffe_tch::proto::caffe::{BlobProto, NetState, Phase};
+use caffe_tch::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
 thread_local! {
@@ -40,11 +41,11 @@ fn set_error(msg: &str) {
 }
 
 /// Runs `f`, turning its error (or a panic) into the last error and `fail`.
-fn guarded<T>(fail: T, f: impl FnOnce() -> Result<T, String>) -> T {
+fn guarded<T>(fail: T, f: impl FnOnce() -> Result<T>) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
-        Ok(Err(msg)) => {
-            set_error(&msg);
+        Ok(Err(e)) => {
+            set_error(&e.to_string());
             fail
         }
         Err(panic) => {
@@ -59,9 +60,9 @@ fn guarded<T>(fail: T, f: impl FnOnce() -> Result<T, String>) -> T {
     }
 }
 
-fn text(s: *const c_char, what: &str) -> Result<String, String> {
+fn text(s: *const c_char, what: &str) -> Result<String> {
     if s.is_null() {
-        return Err(format!("{what}: null string"));
+        return Err(Error::invalid(format!("{what}: null string")));
     }
     // SAFETY: the header passes `std::string::c_str()`, NUL-terminated and
     // live for the call.
@@ -80,9 +81,10 @@ pub extern "C" fn caffe_tch_set_mode(gpu: c_int) -> c_int {
     guarded(-1, || {
         let mut m = MODE.lock().unwrap_or_else(|p| p.into_inner());
         if gpu != 0 && caffe_tch::util::cuda::device_count() == 0 {
-            return Err("Caffe::set_mode(Caffe::GPU): no CUDA device (caffe device_query says why); \
-                        use Caffe::set_mode(Caffe::CPU)"
-                .into());
+            return Err(Error::invalid(
+                "Caffe::set_mode(Caffe::GPU): no CUDA device (caffe device_query says why); \
+                 use Caffe::set_mode(Caffe::CPU)",
+            ));
         }
         m.0 = gpu != 0;
         Ok(0)
@@ -94,7 +96,7 @@ pub extern "C" fn caffe_tch_set_mode(gpu: c_int) -> c_int {
 pub extern "C" fn caffe_tch_set_device(id: c_int) -> c_int {
     guarded(-1, || {
         if id < 0 {
-            return Err(format!("Caffe::SetDevice: negative device id {id}"));
+            return Err(Error::invalid(format!("Caffe::SetDevice: negative device id {id}")));
         }
         MODE.lock().unwrap_or_else(|p| p.into_inner()).1 = id as usize;
         Ok(0)
@@ -122,24 +124,25 @@ impl NetHandle {
 
     /// The host tensor of input `name`, made (and given to its Input layer)
     /// at its current shape when there is none.
-    fn input(&mut self, name: &str) -> Result<Tensor, String> {
+    fn input(&mut self, name: &str) -> Result<Tensor> {
         if let Some(t) = self.inputs.get(name) {
             return Ok(t.shallow_clone());
         }
-        let shape = self.net.blob_shape(name).ok_or_else(|| format!("net has no blob named '{name}'"))?.clone();
-        let host = Tensor::f_zeros(shape.as_slice(), (Kind::Float, Device::Cpu)).map_err(|e| e.to_string())?;
-        self.net.set_input(name, &host).map_err(|e| e.to_string())?;
+        let shape =
+            self.net.blob_shape(name).ok_or_else(|| Error::invalid(format!("net has no blob named '{name}'")))?.clone();
+        let host = Tensor::f_zeros(shape.as_slice(), (Kind::Float, Device::Cpu))?;
+        self.net.set_input(name, &host)?;
         self.inputs.insert(name.to_string(), host.shallow_clone());
         Ok(host)
     }
 
     /// Before a forward: inputs written on the host reach a net on a GPU.
-    fn push_inputs(&mut self) -> Result<(), String> {
+    fn push_inputs(&mut self) -> Result<()> {
         if self.net.device() == Device::Cpu {
             return Ok(());
         }
         for (name, host) in &self.inputs {
-            self.net.set_input(name, host).map_err(|e| e.to_string())?;
+            self.net.set_input(name, host)?;
         }
         Ok(())
     }
@@ -147,13 +150,13 @@ impl NetHandle {
     /// The host copies brought up to date with the net's blobs, in place;
     /// those whose blob has another shape now are dropped (their next
     /// request makes them anew, as Caffe reallocates a blob that grows).
-    fn refresh_copies(&mut self) -> Result<(), String> {
+    fn refresh_copies(&mut self) -> Result<()> {
         let net = &self.net;
         self.copies.retain(|name, host| net.blob_shape(name).is_some_and(|s| *s == host.size()));
         for (name, host) in &mut self.copies {
             match self.net.blob(name) {
                 Some(v) if v.size() == host.size() => {
-                    host.f_copy_(v).map_err(|e| e.to_string())?;
+                    host.f_copy_(v)?;
                 }
                 _ => {}
             }
@@ -166,11 +169,11 @@ impl NetHandle {
     }
 }
 
-fn handle<'a>(h: *mut NetHandle) -> Result<&'a mut NetHandle, String> {
+fn handle<'a>(h: *mut NetHandle) -> Result<&'a mut NetHandle> {
     // SAFETY: the header passes the pointer `caffe_tch_net_new` returned,
     // until it calls `caffe_tch_net_free`; one thread at a time, as Caffe's
     // Net is used.
-    unsafe { h.as_mut() }.ok_or_else(|| "null net".to_string())
+    unsafe { h.as_mut() }.ok_or_else(|| Error::invalid("null net"))
 }
 
 /// `new Net<float>(param_file, phase, level, stages)`: stages is an array of
@@ -198,7 +201,7 @@ pub unsafe extern "C" fn caffe_tch_net_new(
         let (gpu, id) = *MODE.lock().unwrap_or_else(|p| p.into_inner());
         let device = if gpu { Device::Cuda(id) } else { Device::Cpu };
         caffe_tch::util::allocator::install_caching_cpu_allocator();
-        let net = Net::from_file(Path::new(&file), &state, Default::default(), device).map_err(|e| e.to_string())?;
+        let net = Net::from_file(Path::new(&file), &state, Default::default(), device)?;
         let h = NetHandle { net, inputs: HashMap::new(), copies: HashMap::new(), names: HashMap::new() };
         Ok(Box::into_raw(Box::new(h)))
     })
@@ -225,7 +228,7 @@ pub unsafe extern "C" fn caffe_tch_net_copy_trained_layers_from(h: *mut NetHandl
     guarded(-1, || {
         let h = handle(h)?;
         let file = text(file, "CopyTrainedLayersFrom")?;
-        h.net.load_weights(Path::new(&file)).map_err(|e| e.to_string())?;
+        h.net.load_weights(Path::new(&file))?;
         Ok(0)
     })
 }
@@ -260,7 +263,10 @@ pub unsafe extern "C" fn caffe_tch_net_blob_name(h: *mut NetHandle, which: c_int
             1 => h.net.output_blob_names(),
             _ => h.net.blob_names(),
         };
-        let name = names.get(i.max(0) as usize).map(|s| s.to_string()).ok_or_else(|| format!("no blob {i}"))?;
+        let name = names
+            .get(i.max(0) as usize)
+            .map(|s| s.to_string())
+            .ok_or_else(|| Error::invalid(format!("no blob {i}")))?;
         Ok(h.name_ptr(&name))
     })
 }
@@ -280,7 +286,7 @@ pub unsafe extern "C" fn caffe_tch_net_blob_shape(
     guarded(-1, || {
         let h = handle(h)?;
         let name = text(name, "blob")?;
-        let shape = h.net.blob_shape(&name).ok_or_else(|| format!("net has no blob named '{name}'"))?;
+        let shape = h.net.blob_shape(&name).ok_or_else(|| Error::invalid(format!("net has no blob named '{name}'")))?;
         for (k, &d) in shape.iter().take(max.max(0) as usize).enumerate() {
             // SAFETY: the header passes room for `max` values.
             unsafe { *dims.add(k) = d };
@@ -305,16 +311,16 @@ pub unsafe extern "C" fn caffe_tch_net_reshape_input(
         let h = handle(h)?;
         let name = text(name, "Reshape")?;
         if !h.is_input(&name) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "Blob::Reshape: '{name}' is not an input of the net; its shape follows the layers (Net::Reshape)"
-            ));
+            )));
         }
         // SAFETY: the header passes `n` values.
         let shape: Vec<i64> = (0..n.max(0) as usize).map(|k| unsafe { *dims.add(k) }).collect();
         if h.net.blob_shape(&name).is_some_and(|s| *s == shape) {
             return Ok(0);
         }
-        h.net.reshape_input(&name, &shape).map_err(|e| e.to_string())?;
+        h.net.reshape_input(&name, &shape)?;
         h.inputs.remove(&name);
         Ok(0)
     })
@@ -328,7 +334,7 @@ pub unsafe extern "C" fn caffe_tch_net_reshape_input(
 pub unsafe extern "C" fn caffe_tch_net_reshape(h: *mut NetHandle) -> c_int {
     guarded(-1, || {
         let h = handle(h)?;
-        h.net.reshape().map_err(|e| e.to_string())?;
+        h.net.reshape()?;
         h.refresh_copies()?;
         Ok(0)
     })
@@ -351,7 +357,11 @@ pub unsafe extern "C" fn caffe_tch_net_blob_data(h: *mut NetHandle, name: *const
         } else if let Some(t) = h.copies.get(&name) {
             t.shallow_clone()
         } else {
-            let shape = h.net.blob_shape(&name).ok_or_else(|| format!("net has no blob named '{name}'"))?.clone();
+            let shape = h
+                .net
+                .blob_shape(&name)
+                .ok_or_else(|| Error::invalid(format!("net has no blob named '{name}'")))?
+                .clone();
             let copy = match h.net.blob(&name) {
                 Some(v) if v.size() == shape => v
                     .f_to_device(Device::Cpu)
@@ -359,8 +369,7 @@ pub unsafe extern "C" fn caffe_tch_net_blob_data(h: *mut NetHandle, name: *const
                     .and_then(|v| v.f_detach_copy())
                     .and_then(|v| v.f_contiguous()),
                 _ => Tensor::f_zeros(shape.as_slice(), (Kind::Float, Device::Cpu)),
-            }
-            .map_err(|e| e.to_string())?;
+            }?;
             h.copies.insert(name.clone(), copy.shallow_clone());
             copy
         };
@@ -379,8 +388,8 @@ pub unsafe extern "C" fn caffe_tch_net_forward(h: *mut NetHandle, loss: *mut f32
         let h = handle(h)?;
         h.push_inputs()?;
         // As Caffe's Forward, each layer takes its bottoms' current shapes.
-        h.net.reshape().map_err(|e| e.to_string())?;
-        let value = h.net.forward_inference().map_err(|e| e.to_string())?;
+        h.net.reshape()?;
+        let value = h.net.forward_inference()?;
         h.refresh_copies()?;
         if !loss.is_null() {
             // SAFETY: the header passes a float or null.
@@ -405,8 +414,8 @@ pub unsafe extern "C" fn caffe_tch_blob_proto_read(file: *const c_char) -> *mut 
     guarded(std::ptr::null_mut(), || {
         let file = text(file, "ReadProtoFromBinaryFile")?;
         let path = Path::new(&file);
-        let blob: BlobProto = binary::read_message(path).map_err(|e| e.to_string())?;
-        binary::check_blob(&blob, path, "blob").map_err(|e| e.to_string())?;
+        let blob: BlobProto = binary::read_message(path)?;
+        binary::check_blob(&blob, path, "blob")?;
         let h = BlobProtoHandle { shape: binary::blob_shape(&blob), data: binary::blob_data_f32(&blob) };
         Ok(Box::into_raw(Box::new(h)))
     })
