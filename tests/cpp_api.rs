@@ -66,6 +66,7 @@ fn a_cpp_program_against_caffe_hpp_runs_caffe_lenet() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("inputs 2 outputs 2 input 100x1x28x28"), "{stdout}");
+    assert!(stdout.contains("first data has conv1 1 has blob pool2 1 has blob nothing 0"), "{stdout}");
     assert!(stdout.contains("output accuracy count 1") && stdout.contains("output loss count 1"), "{stdout}");
     assert!(stdout.contains(&format!("ip2 after reshape {small}x10 ({small} 10 ({}))", small * 10)), "{stdout}");
     assert!(stdout.contains("same memory 1 new values 1"), "{stdout}");

@@ -91,6 +91,13 @@ pub extern "C" fn caffe_tch_set_mode(gpu: c_int) -> c_int {
     })
 }
 
+/// `Caffe::set_random_seed(seed)`: libtorch's generator, which the fillers
+/// and Dropout draw from.
+#[no_mangle]
+pub extern "C" fn caffe_tch_set_random_seed(seed: u64) {
+    tch::manual_seed(seed as i64);
+}
+
 /// `Caffe::SetDevice(id)`; 0 on success.
 #[no_mangle]
 pub extern "C" fn caffe_tch_set_device(id: c_int) -> c_int {
@@ -233,40 +240,39 @@ pub unsafe extern "C" fn caffe_tch_net_copy_trained_layers_from(h: *mut NetHandl
     })
 }
 
-/// How many input (`which` 0) or output (1) blobs, or all blobs (2).
-/// # Safety
-/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
-/// returned and has not freed, NUL-terminated strings, arrays of the length given.
-#[no_mangle]
-pub unsafe extern "C" fn caffe_tch_net_num_blobs(h: *mut NetHandle, which: c_int) -> c_int {
-    guarded(-1, || {
-        let h = handle(h)?;
-        Ok(match which {
-            0 => h.net.input_blob_names().len(),
-            1 => h.net.output_blob_names().len(),
-            _ => h.net.blob_names().len(),
-        } as c_int)
-    })
+/// The names of the net's inputs (`which` 0), outputs (1), blobs (2) or
+/// layers (3), in the net's order.
+fn names_of(net: &Net, which: c_int) -> Vec<&str> {
+    match which {
+        0 => net.input_blob_names(),
+        1 => net.output_blob_names(),
+        2 => net.blob_names(),
+        _ => net.layer_names(),
+    }
 }
 
-/// The name of the `i`-th input (`which` 0), output (1) or blob (2); null
-/// past the end. Valid while the net lives.
+/// How many names of kind `which` ([`names_of`]).
 /// # Safety
 /// Pointers as `include/caffe/caffe.hpp` passes them: what this library
 /// returned and has not freed, NUL-terminated strings, arrays of the length given.
 #[no_mangle]
-pub unsafe extern "C" fn caffe_tch_net_blob_name(h: *mut NetHandle, which: c_int, i: c_int) -> *const c_char {
+pub unsafe extern "C" fn caffe_tch_net_count(h: *mut NetHandle, which: c_int) -> c_int {
+    guarded(-1, || Ok(names_of(&handle(h)?.net, which).len() as c_int))
+}
+
+/// The `i`-th name of kind `which` ([`names_of`]); null past the end. Valid
+/// while the net lives.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_name(h: *mut NetHandle, which: c_int, i: c_int) -> *const c_char {
     guarded(std::ptr::null(), || {
         let h = handle(h)?;
-        let names = match which {
-            0 => h.net.input_blob_names(),
-            1 => h.net.output_blob_names(),
-            _ => h.net.blob_names(),
-        };
-        let name = names
+        let name = names_of(&h.net, which)
             .get(i.max(0) as usize)
             .map(|s| s.to_string())
-            .ok_or_else(|| Error::invalid(format!("no blob {i}")))?;
+            .ok_or_else(|| Error::invalid(format!("no name {i} of kind {which}")))?;
         Ok(h.name_ptr(&name))
     })
 }

@@ -25,6 +25,7 @@
 
 // What Caffe's headers bring along, which its programs use without
 // including it themselves (std::ifstream, std::cout, std::setprecision, ...).
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -52,8 +53,9 @@
 #endif
 #endif
 // Caffe's header brings gflags too (DEFINE_string and the rest, which the
-// SSD fork's ssd_detect.cpp uses); where it is installed, so does this one.
-#if defined(__has_include)
+// SSD fork's ssd_detect.cpp uses); where it is installed, so does this one
+// (not with -DCAFFE_TCH_NO_GLOG, which goes without both).
+#if defined(__has_include) && !defined(CAFFE_TCH_NO_GLOG)
 #if __has_include(<gflags/gflags.h>)
 #include <gflags/gflags.h>
 #endif
@@ -105,12 +107,13 @@ struct CaffeTchBlobProto;
 const char* caffe_tch_last_error();
 int caffe_tch_set_mode(int gpu);
 int caffe_tch_set_device(int id);
+void caffe_tch_set_random_seed(uint64_t seed);
 CaffeTchNet* caffe_tch_net_new(const char* param_file, int phase, int level, const char* const* stages,
                                int n_stages);
 void caffe_tch_net_free(CaffeTchNet* net);
 int caffe_tch_net_copy_trained_layers_from(CaffeTchNet* net, const char* file);
-int caffe_tch_net_num_blobs(CaffeTchNet* net, int which);
-const char* caffe_tch_net_blob_name(CaffeTchNet* net, int which, int i);
+int caffe_tch_net_count(CaffeTchNet* net, int which);
+const char* caffe_tch_net_name(CaffeTchNet* net, int which, int i);
 int caffe_tch_net_blob_shape(CaffeTchNet* net, const char* name, int64_t* dims, int max);
 int caffe_tch_net_reshape_input(CaffeTchNet* net, const char* name, const int64_t* dims, int n);
 int caffe_tch_net_reshape(CaffeTchNet* net);
@@ -152,9 +155,30 @@ constexpr int kMaxAxes = 32;
 class Caffe {
  public:
   enum Brew { CPU, GPU };
-  static void set_mode(Brew mode) { internal::check(caffe_tch_set_mode(mode == GPU ? 1 : 0) == 0); }
+  static void set_mode(Brew mode) {
+    internal::check(caffe_tch_set_mode(mode == GPU ? 1 : 0) == 0);
+    mode_() = mode;
+  }
+  static Brew mode() { return mode_(); }
   static void SetDevice(int device_id) { internal::check(caffe_tch_set_device(device_id) == 0); }
+  static void set_random_seed(unsigned int seed) { caffe_tch_set_random_seed(seed); }
+
+ private:
+  static Brew& mode_() {
+    static Brew mode = CPU;
+    return mode;
+  }
 };
+
+// Caffe's start-up for its tools: gflags' command line and glog, where this
+// program has them (it then links them, as Caffe's programs do).
+inline void GlobalInit(int* pargc, char*** pargv) {
+#if defined(GFLAGS_GFLAGS_H_) || defined(GFLAGS_DLL_DECL)
+  gflags::ParseCommandLineFlags(pargc, pargv, true);
+#endif
+  ::google::InitGoogleLogging(*(pargv)[0]);
+  (void)pargc;
+}
 
 // A mean file's contents (`ReadProtoFromBinaryFile` fills it; `Blob::FromProto` reads it).
 class BlobProto {
@@ -307,16 +331,17 @@ class Net {
       for (const string& s : *stages) names.push_back(s.c_str());
     net_ = caffe_tch_net_new(param_file.c_str(), phase, level, names.data(), static_cast<int>(names.size()));
     internal::check(net_ != nullptr);
-    for (int which = 0; which < 3; ++which) {
-      int n = caffe_tch_net_num_blobs(net_, which);
+    // Inputs (0), outputs (1), blobs (2), layers (3), as libcaffe numbers them.
+    for (int which = 0; which < 4; ++which) {
+      int n = caffe_tch_net_count(net_, which);
       internal::check(n >= 0);
       for (int i = 0; i < n; ++i) {
-        const char* name = caffe_tch_net_blob_name(net_, which, i);
+        const char* name = caffe_tch_net_name(net_, which, i);
         internal::check(name != nullptr);
-        Blob<Dtype>* blob = blob_named(name);
-        if (which == 0) inputs_.push_back(blob);
-        if (which == 1) outputs_.push_back(blob);
+        if (which == 0) inputs_.push_back(blob_named(name));
+        if (which == 1) outputs_.push_back(blob_named(name));
         if (which == 2) blob_names_.push_back(name);
+        if (which == 3) layer_names_.push_back(name);
       }
     }
   }
@@ -343,15 +368,23 @@ class Net {
   const vector<Blob<Dtype>*>& input_blobs() const { return inputs_; }
   const vector<Blob<Dtype>*>& output_blobs() const { return outputs_; }
   const vector<string>& blob_names() const { return blob_names_; }
-  bool has_blob(const string& name) const { return blobs_.count(name) > 0; }
+  bool has_blob(const string& name) const {
+    return std::find(blob_names_.begin(), blob_names_.end(), name) != blob_names_.end();
+  }
+  const vector<string>& layer_names() const { return layer_names_; }
+  bool has_layer(const string& name) const {
+    return std::find(layer_names_.begin(), layer_names_.end(), name) != layer_names_.end();
+  }
   // Shares ownership with the net's own record of the blob; valid while the net lives.
   const shared_ptr<Blob<Dtype> > blob_by_name(const string& name) const {
-    auto it = blobs_.find(name);
-    return it == blobs_.end() ? shared_ptr<Blob<Dtype> >() : it->second;
+    if (!has_blob(name)) return shared_ptr<Blob<Dtype> >();
+    blob_named(name);
+    return blobs_[name];
   }
 
  private:
-  Blob<Dtype>* blob_named(const string& name) {
+  // The net's one Blob object for `name`, made on first use.
+  Blob<Dtype>* blob_named(const string& name) const {
     auto it = blobs_.find(name);
     if (it != blobs_.end()) return it->second.get();
     shared_ptr<Blob<Dtype> > blob(new Blob<Dtype>(net_, name));
@@ -360,9 +393,9 @@ class Net {
   }
 
   CaffeTchNet* net_;
-  std::map<string, shared_ptr<Blob<Dtype> > > blobs_;
+  mutable std::map<string, shared_ptr<Blob<Dtype> > > blobs_;
   vector<Blob<Dtype>*> inputs_, outputs_;
-  vector<string> blob_names_;
+  vector<string> blob_names_, layer_names_;
 };
 
 }  // namespace caffe
