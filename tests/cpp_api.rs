@@ -3,7 +3,8 @@
 //! (`tests/fixtures/cpp/net_api.cpp`) compiles against the header, links
 //! `-lcaffe`, and runs BVLC Caffe's LeNet fixture: its outputs are Caffe's,
 //! before and after a Reshape to a smaller batch; an output's memory stays
-//! put across forwards and holds the latest values; a mean file reads as
+//! put across forwards and holds the latest values; a layer's blobs are its
+//! weights (written through them, the next forward uses them); a mean file reads as
 //! Caffe's; a missing net is an exception carrying the one-line error.
 use std::process::Command;
 
@@ -87,6 +88,9 @@ fn a_cpp_program_against_caffe_hpp_runs_caffe_lenet() {
     assert!(line.starts_with("mean 1x28x28 sum "), "{line}");
     let sum: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((sum - want).abs() <= 1e-3 * want.abs(), "mean sum {sum} against {want}");
+
+    assert!(stdout.contains("conv1 Convolution 20 1 5 5 (500) params 8 layers"), "{stdout}");
+    assert!(stdout.contains("ip2 after weights written 0.5 0.5"), "{stdout}");
 
     let error = stdout.lines().find(|l| l.starts_with("error ")).unwrap();
     common::assert_one_line_error(error, &["no_such_net.prototxt"]);

@@ -9,7 +9,8 @@
 //!
 //! Memory, as the header documents it: an input blob's data is the tensor
 //! the Input layer reads (a write through `mutable_cpu_data()` is the next
-//! forward's input, as in Caffe); any other blob's data is a host copy made
+//! forward's input, as in Caffe), and a layer's blob is the net's own weight
+//! tensor on a CPU net (writes reach the next forward); any other blob's data is a host copy made
 //! when the program first asks for it, which keeps its address and gets each
 //! forward's values until the blob changes shape.
 //! Errors: each function returns a status or a null pointer, and
@@ -122,6 +123,9 @@ pub struct NetHandle {
     copies: HashMap<String, Tensor>,
     /// Names handed out as C strings.
     names: HashMap<String, CString>,
+    /// Whether the program holds pointers into the layers' blobs (weights),
+    /// which it may write unseen by libtorch.
+    weights_exposed: bool,
 }
 
 impl NetHandle {
@@ -209,7 +213,13 @@ pub unsafe extern "C" fn caffe_tch_net_new(
         let device = if gpu { Device::Cuda(id) } else { Device::Cpu };
         caffe_tch::util::allocator::install_caching_cpu_allocator();
         let net = Net::from_file(Path::new(&file), &state, Default::default(), device)?;
-        let h = NetHandle { net, inputs: HashMap::new(), copies: HashMap::new(), names: HashMap::new() };
+        let h = NetHandle {
+            net,
+            inputs: HashMap::new(),
+            copies: HashMap::new(),
+            names: HashMap::new(),
+            weights_exposed: false,
+        };
         Ok(Box::into_raw(Box::new(h)))
     })
 }
@@ -241,13 +251,14 @@ pub unsafe extern "C" fn caffe_tch_net_copy_trained_layers_from(h: *mut NetHandl
 }
 
 /// The names of the net's inputs (`which` 0), outputs (1), blobs (2) or
-/// layers (3), in the net's order.
+/// layers (3), or the layers' types (4), in the net's order.
 fn names_of(net: &Net, which: c_int) -> Vec<&str> {
     match which {
         0 => net.input_blob_names(),
         1 => net.output_blob_names(),
         2 => net.blob_names(),
-        _ => net.layer_names(),
+        3 => net.layer_names(),
+        _ => net.layer_types(),
     }
 }
 
@@ -393,6 +404,11 @@ pub unsafe extern "C" fn caffe_tch_net_forward(h: *mut NetHandle, loss: *mut f32
     guarded(-1, || {
         let h = handle(h)?;
         h.push_inputs()?;
+        if h.weights_exposed {
+            // What layers derive from weights (packed convolutions) is made
+            // again: the program may have written them through its pointers.
+            caffe_tch::layers::weights_written_outside_libtorch();
+        }
         // As Caffe's Forward, each layer takes its bottoms' current shapes.
         h.net.reshape()?;
         let value = h.net.forward_inference()?;
@@ -402,6 +418,77 @@ pub unsafe extern "C" fn caffe_tch_net_forward(h: *mut NetHandle, loss: *mut f32
             unsafe { *loss = value as f32 };
         }
         Ok(0)
+    })
+}
+
+/// Blob `j` of layer `layer` (its weights, bias, statistics), as a tensor.
+fn layer_blob(h: &NetHandle, layer: c_int, j: c_int) -> Result<Tensor> {
+    let names = h.net.layer_names();
+    let name = names.get(layer.max(0) as usize).ok_or_else(|| Error::invalid(format!("no layer {layer}")))?;
+    let blobs = h.net.layer_blobs(name).unwrap_or_default();
+    let t = blobs
+        .get(j.max(0) as usize)
+        .ok_or_else(|| Error::invalid(format!("layer '{name}' has {} blobs, not a blob {j}", blobs.len())))?;
+    Ok(t.shallow_clone())
+}
+
+/// How many blobs layer `layer` has.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_blob_count(h: *mut NetHandle, layer: c_int) -> c_int {
+    guarded(-1, || {
+        let h = handle(h)?;
+        let names = h.net.layer_names();
+        let name = names.get(layer.max(0) as usize).ok_or_else(|| Error::invalid(format!("no layer {layer}")))?;
+        Ok(h.net.layer_blobs(name).map_or(0, |b| b.len()) as c_int)
+    })
+}
+
+/// The shape of blob `j` of layer `layer` into `dims` (at most `max`); its
+/// number of axes, or -1 on error.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_blob_shape(
+    h: *mut NetHandle,
+    layer: c_int,
+    j: c_int,
+    dims: *mut i64,
+    max: c_int,
+) -> c_int {
+    guarded(-1, || {
+        let shape = layer_blob(handle(h)?, layer, j)?.size();
+        for (k, &d) in shape.iter().take(max.max(0) as usize).enumerate() {
+            // SAFETY: the header passes room for `max` values.
+            unsafe { *dims.add(k) = d };
+        }
+        Ok(shape.len() as c_int)
+    })
+}
+
+/// The memory of blob `j` of layer `layer` itself (a CPU net's weights are
+/// contiguous floats): what the program writes there is the layer's blob,
+/// as in Caffe. Null on error (a net on a GPU).
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_blob_data(h: *mut NetHandle, layer: c_int, j: c_int) -> *mut f32 {
+    guarded(std::ptr::null_mut(), || {
+        let h = handle(h)?;
+        let t = layer_blob(h, layer, j)?;
+        if t.device() != Device::Cpu || t.kind() != Kind::Float || !t.is_contiguous() {
+            return Err(Error::unsupported(format!(
+                "a layer blob's memory is read on the CPU, and this one is {:?} {:?} (Caffe::set_mode(Caffe::CPU))",
+                t.device(),
+                t.kind()
+            )));
+        }
+        h.weights_exposed = true;
+        Ok(t.data_ptr() as *mut f32)
     })
 }
 

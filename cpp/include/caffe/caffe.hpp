@@ -17,8 +17,9 @@
 // not here, and a net in GPU mode copies its inputs to the device at
 // Forward); a blob that is not a net input is read through a host copy that
 // keeps its address and gets each Forward's values, so writing it changes
-// only the copy; no Backward, solvers or layer objects (use `caffe
-// train` or pycaffe); errors are thrown as std::runtime_error with caffe-tch's
+// only the copy (a layer's blobs, its weights, are the net's own memory on a
+// CPU net); no Backward, solvers or layers' own Forward (use `caffe train`
+// or pycaffe); errors are thrown as std::runtime_error with caffe-tch's
 // one-line message (Caffe's CHECKs abort instead).
 #ifndef CAFFE_TCH_CAFFE_HPP_
 #define CAFFE_TCH_CAFFE_HPP_
@@ -118,6 +119,9 @@ int caffe_tch_net_blob_shape(CaffeTchNet* net, const char* name, int64_t* dims, 
 int caffe_tch_net_reshape_input(CaffeTchNet* net, const char* name, const int64_t* dims, int n);
 int caffe_tch_net_reshape(CaffeTchNet* net);
 float* caffe_tch_net_blob_data(CaffeTchNet* net, const char* name);
+int caffe_tch_net_layer_blob_count(CaffeTchNet* net, int layer);
+int caffe_tch_net_layer_blob_shape(CaffeTchNet* net, int layer, int j, int64_t* dims, int max);
+float* caffe_tch_net_layer_blob_data(CaffeTchNet* net, int layer, int j);
 int caffe_tch_net_forward(CaffeTchNet* net, float* loss);
 CaffeTchBlobProto* caffe_tch_blob_proto_read(const char* file);
 int caffe_tch_blob_proto_shape(const CaffeTchBlobProto* blob, int64_t* dims, int max);
@@ -232,7 +236,8 @@ class Blob {
   vector<int> shape() const {
     if (net_ == nullptr) return own_shape_;
     int64_t dims[internal::kMaxAxes];
-    int axes = caffe_tch_net_blob_shape(net_, name_.c_str(), dims, internal::kMaxAxes);
+    int axes = layer_ < 0 ? caffe_tch_net_blob_shape(net_, name_.c_str(), dims, internal::kMaxAxes)
+                          : caffe_tch_net_layer_blob_shape(net_, layer_, index_, dims, internal::kMaxAxes);
     internal::check(axes >= 0);
     return vector<int>(dims, dims + axes);
   }
@@ -283,6 +288,10 @@ class Blob {
       own_data_.resize(count);
       return;
     }
+    if (layer_ >= 0) {
+      if (shape == this->shape()) return;
+      throw std::runtime_error("Blob::Reshape: a layer's blob keeps the shape its layer gave it");
+    }
     vector<int64_t> dims(shape.begin(), shape.end());
     internal::check(caffe_tch_net_reshape_input(net_, name_.c_str(), dims.data(), static_cast<int>(dims.size())) == 0);
   }
@@ -302,6 +311,8 @@ class Blob {
  private:
   friend class Net<Dtype>;
   Blob(CaffeTchNet* net, const string& name) : net_(net), name_(name) {}
+  // Blob `index` of layer `layer` (weights, bias, statistics).
+  Blob(CaffeTchNet* net, int layer, int index) : net_(net), layer_(layer), index_(index) {}
   Blob(const Blob&) = delete;
   Blob& operator=(const Blob&) = delete;
 
@@ -311,15 +322,32 @@ class Blob {
   }
   Dtype* data() const {
     if (net_ == nullptr) return const_cast<Dtype*>(reinterpret_cast<const Dtype*>(own_data_.data()));
-    float* p = caffe_tch_net_blob_data(net_, name_.c_str());
+    float* p = layer_ < 0 ? caffe_tch_net_blob_data(net_, name_.c_str())
+                          : caffe_tch_net_layer_blob_data(net_, layer_, index_);
     internal::check(p != nullptr);
     return reinterpret_cast<Dtype*>(p);
   }
 
   CaffeTchNet* net_;
   string name_;
+  int layer_ = -1, index_ = -1;
   vector<int> own_shape_;
   vector<float> own_data_;
+};
+
+// A layer of a net: its type and its blobs (weights, bias, statistics), whose
+// memory cpu_data()/mutable_cpu_data() reach on a CPU net; not its Forward.
+template <typename Dtype>
+class Layer {
+ public:
+  const char* type() const { return type_.c_str(); }
+  vector<shared_ptr<Blob<Dtype> > >& blobs() { return blobs_; }
+  const vector<shared_ptr<Blob<Dtype> > >& blobs() const { return blobs_; }
+
+ private:
+  friend class Net<Dtype>;
+  string type_;
+  vector<shared_ptr<Blob<Dtype> > > blobs_;
 };
 
 template <typename Dtype>
@@ -331,8 +359,8 @@ class Net {
       for (const string& s : *stages) names.push_back(s.c_str());
     net_ = caffe_tch_net_new(param_file.c_str(), phase, level, names.data(), static_cast<int>(names.size()));
     internal::check(net_ != nullptr);
-    // Inputs (0), outputs (1), blobs (2), layers (3), as libcaffe numbers them.
-    for (int which = 0; which < 4; ++which) {
+    // Inputs (0), outputs (1), blobs (2), layers (3), layer types (4), as libcaffe numbers them.
+    for (int which = 0; which < 5; ++which) {
       int n = caffe_tch_net_count(net_, which);
       internal::check(n >= 0);
       for (int i = 0; i < n; ++i) {
@@ -342,6 +370,18 @@ class Net {
         if (which == 1) outputs_.push_back(blob_named(name));
         if (which == 2) blob_names_.push_back(name);
         if (which == 3) layer_names_.push_back(name);
+        if (which == 4) {
+          shared_ptr<Layer<Dtype> > layer(new Layer<Dtype>());
+          layer->type_ = name;
+          int blobs = caffe_tch_net_layer_blob_count(net_, i);
+          internal::check(blobs >= 0);
+          for (int j = 0; j < blobs; ++j) {
+            shared_ptr<Blob<Dtype> > blob(new Blob<Dtype>(net_, i, j));
+            layer->blobs_.push_back(blob);
+            params_.push_back(blob);
+          }
+          layers_.push_back(layer);
+        }
       }
     }
   }
@@ -372,6 +412,14 @@ class Net {
     return std::find(blob_names_.begin(), blob_names_.end(), name) != blob_names_.end();
   }
   const vector<string>& layer_names() const { return layer_names_; }
+  const vector<shared_ptr<Layer<Dtype> > >& layers() const { return layers_; }
+  const shared_ptr<Layer<Dtype> > layer_by_name(const string& name) const {
+    for (size_t i = 0; i < layer_names_.size(); ++i)
+      if (layer_names_[i] == name) return layers_[i];
+    return shared_ptr<Layer<Dtype> >();
+  }
+  // Every layer's blobs, layer by layer (a shared blob once per layer that uses it, as in Caffe).
+  const vector<shared_ptr<Blob<Dtype> > >& params() const { return params_; }
   bool has_layer(const string& name) const {
     return std::find(layer_names_.begin(), layer_names_.end(), name) != layer_names_.end();
   }
@@ -396,6 +444,8 @@ class Net {
   mutable std::map<string, shared_ptr<Blob<Dtype> > > blobs_;
   vector<Blob<Dtype>*> inputs_, outputs_;
   vector<string> blob_names_, layer_names_;
+  vector<shared_ptr<Layer<Dtype> > > layers_;
+  vector<shared_ptr<Blob<Dtype> > > params_;
 };
 
 }  // namespace caffe
