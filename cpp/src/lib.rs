@@ -61,6 +61,17 @@ fn guarded<T>(fail: T, f: impl FnOnce() -> Result<T>) -> T {
     }
 }
 
+/// Writes `shape` into `dims` (at most `max` values); the number of axes.
+///
+/// # Safety
+/// `dims` has room for `max` values.
+unsafe fn write_shape(shape: &[i64], dims: *mut i64, max: c_int) -> c_int {
+    for (k, &d) in shape.iter().take(max.max(0) as usize).enumerate() {
+        unsafe { *dims.add(k) = d };
+    }
+    shape.len() as c_int
+}
+
 fn text(s: *const c_char, what: &str) -> Result<String> {
     if s.is_null() {
         return Err(Error::invalid(format!("{what}: null string")));
@@ -304,11 +315,8 @@ pub unsafe extern "C" fn caffe_tch_net_blob_shape(
         let h = handle(h)?;
         let name = text(name, "blob")?;
         let shape = h.net.blob_shape(&name).ok_or_else(|| Error::invalid(format!("net has no blob named '{name}'")))?;
-        for (k, &d) in shape.iter().take(max.max(0) as usize).enumerate() {
-            // SAFETY: the header passes room for `max` values.
-            unsafe { *dims.add(k) = d };
-        }
-        Ok(shape.len() as c_int)
+        // SAFETY: the header passes room for `max` values.
+        Ok(unsafe { write_shape(shape, dims, max) })
     })
 }
 
@@ -421,11 +429,16 @@ pub unsafe extern "C" fn caffe_tch_net_forward(h: *mut NetHandle, loss: *mut f32
     })
 }
 
-/// Blob `j` of layer `layer` (its weights, bias, statistics), as a tensor.
-fn layer_blob(h: &NetHandle, layer: c_int, j: c_int) -> Result<Tensor> {
+/// The `layer`-th layer's name and blobs (weights, bias, statistics).
+fn layer_blobs(h: &NetHandle, layer: c_int) -> Result<(&str, Vec<&Tensor>)> {
     let names = h.net.layer_names();
-    let name = names.get(layer.max(0) as usize).ok_or_else(|| Error::invalid(format!("no layer {layer}")))?;
-    let blobs = h.net.layer_blobs(name).unwrap_or_default();
+    let name = *names.get(layer.max(0) as usize).ok_or_else(|| Error::invalid(format!("no layer {layer}")))?;
+    Ok((name, h.net.layer_blobs(name).unwrap_or_default()))
+}
+
+/// Blob `j` of layer `layer`, as a tensor.
+fn layer_blob(h: &NetHandle, layer: c_int, j: c_int) -> Result<Tensor> {
+    let (name, blobs) = layer_blobs(h, layer)?;
     let t = blobs
         .get(j.max(0) as usize)
         .ok_or_else(|| Error::invalid(format!("layer '{name}' has {} blobs, not a blob {j}", blobs.len())))?;
@@ -438,12 +451,7 @@ fn layer_blob(h: &NetHandle, layer: c_int, j: c_int) -> Result<Tensor> {
 /// returned and has not freed, NUL-terminated strings, arrays of the length given.
 #[no_mangle]
 pub unsafe extern "C" fn caffe_tch_net_layer_blob_count(h: *mut NetHandle, layer: c_int) -> c_int {
-    guarded(-1, || {
-        let h = handle(h)?;
-        let names = h.net.layer_names();
-        let name = names.get(layer.max(0) as usize).ok_or_else(|| Error::invalid(format!("no layer {layer}")))?;
-        Ok(h.net.layer_blobs(name).map_or(0, |b| b.len()) as c_int)
-    })
+    guarded(-1, || Ok(layer_blobs(handle(h)?, layer)?.1.len() as c_int))
 }
 
 /// The shape of blob `j` of layer `layer` into `dims` (at most `max`); its
@@ -461,11 +469,8 @@ pub unsafe extern "C" fn caffe_tch_net_layer_blob_shape(
 ) -> c_int {
     guarded(-1, || {
         let shape = layer_blob(handle(h)?, layer, j)?.size();
-        for (k, &d) in shape.iter().take(max.max(0) as usize).enumerate() {
-            // SAFETY: the header passes room for `max` values.
-            unsafe { *dims.add(k) = d };
-        }
-        Ok(shape.len() as c_int)
+        // SAFETY: the header passes room for `max` values.
+        Ok(unsafe { write_shape(&shape, dims, max) })
     })
 }
 
@@ -522,11 +527,8 @@ pub unsafe extern "C" fn caffe_tch_blob_proto_read(file: *const c_char) -> *mut 
 pub unsafe extern "C" fn caffe_tch_blob_proto_shape(h: *const BlobProtoHandle, dims: *mut i64, max: c_int) -> c_int {
     // SAFETY: a pointer caffe_tch_blob_proto_read returned, not yet freed.
     let Some(h) = (unsafe { h.as_ref() }) else { return -1 };
-    for (k, &d) in h.shape.iter().take(max.max(0) as usize).enumerate() {
-        // SAFETY: the header passes room for `max` values.
-        unsafe { *dims.add(k) = d };
-    }
-    h.shape.len() as c_int
+    // SAFETY: the header passes room for `max` values.
+    unsafe { write_shape(&h.shape, dims, max) }
 }
 
 /// The values of a read BlobProto (as many as its shape counts).
