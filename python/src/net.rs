@@ -199,15 +199,7 @@ impl PyNet {
             if start >= params.len() || end > start {
                 return Err(PyIndexError::new_err(format!("backward from layer {start} to {end}: bad range")));
             }
-            let mut seeds: Vec<String> = Vec::new();
-            for (i, p) in params.iter().enumerate().take(start + 1).skip(end) {
-                for t in &p.top {
-                    let read_later = params[i + 1..=start].iter().any(|q| q.bottom.contains(t));
-                    if !read_later && n.blob_loss_weight(t) == 0.0 && !seeds.contains(t) {
-                        seeds.push(t.clone());
-                    }
-                }
-            }
+            let seeds = n.backward_seeds(start, end);
             // Caffe's backward reads the blobs as they are; autograd needs the
             // forward that made them. With none recorded for the range (no
             // forward since the net was built or reshaped), that forward runs

@@ -93,23 +93,17 @@ impl Shared {
     pub fn new(home: Home) -> Handle {
         let n = match &home {
             Home::Net(_) => 1,
-            Home::Solver(s) => 1 + s.test_nets().len(),
+            Home::Solver(s) => s.net_count(),
         };
         Rc::new(RefCell::new(Shared { home, views: (0..n).map(|_| Views::default()).collect() }))
     }
 
     pub fn net(&mut self, i: usize) -> PyResult<(&mut Net, &mut Views)> {
-        let views = self.views.get_mut(i).ok_or_else(|| PyKeyError::new_err(format!("no net {i}")))?;
+        let no_net = || PyKeyError::new_err(format!("no net {i}"));
+        let views = self.views.get_mut(i).ok_or_else(no_net)?;
         let net = match &mut self.home {
             Home::Net(n) => n.as_mut(),
-            Home::Solver(s) => {
-                let (train, tests) = s.nets_mut();
-                if i == 0 {
-                    train
-                } else {
-                    &mut tests[i - 1]
-                }
-            }
+            Home::Solver(s) => s.net_at_mut(i).ok_or_else(no_net)?,
         };
         Ok((net, views))
     }

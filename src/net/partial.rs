@@ -159,6 +159,25 @@ impl Net {
         })
     }
 
+    /// The blobs a backward through layers `start` down to `end` takes its
+    /// diffs from, besides the loss: the tops of those layers that no later
+    /// layer in the range reads and that carry no loss weight (an output of a
+    /// net with force_backward, the top of the layer the range starts at).
+    /// Caffe's backward reads their diffs as they stand in the blobs.
+    pub fn backward_seeds(&self, start: usize, end: usize) -> Vec<String> {
+        let params = self.layer_params();
+        let mut seeds: Vec<String> = Vec::new();
+        for (i, p) in params.iter().enumerate().take(start + 1).skip(end) {
+            for t in &p.top {
+                let read_later = params[i + 1..=start].iter().any(|q| q.bottom.contains(t));
+                if !read_later && self.blob_loss_weight(t) == 0.0 && !seeds.contains(t) {
+                    seeds.push(t.clone());
+                }
+            }
+        }
+        seeds
+    }
+
     /// Backward through layers `start` down to `end` (`start >= end`, Caffe's
     /// BackwardFromTo). The objective is the loss terms of those layers plus
     /// Σ value·diff for each `(blob, diff)` in `top_diffs` (gradients given

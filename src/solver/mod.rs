@@ -208,6 +208,17 @@ impl Solver {
     pub fn nets_mut(&mut self) -> (&mut Net, &mut [Net]) {
         (&mut self.net, &mut self.test_nets)
     }
+    /// How many nets: the train net and the test nets.
+    pub fn net_count(&self) -> usize {
+        1 + self.test_nets.len()
+    }
+    /// Net `i` as the front ends number them: 0 the train net, then the test nets.
+    pub fn net_at_mut(&mut self, i: usize) -> Option<&mut Net> {
+        match i {
+            0 => Some(&mut self.net),
+            _ => self.test_nets.get_mut(i - 1),
+        }
+    }
     /// The number of updates applied so far.
     pub fn iter(&self) -> i64 {
         self.iter

@@ -1,7 +1,7 @@
-// caffe-tch's C++ interface: the part of BVLC Caffe's `caffe/caffe.hpp` that
-// deployment programs use, over libcaffe.so (caffe-tch; link with -lcaffe).
-// A program written against Caffe's Net and Blob (Caffe's
-// examples/cpp_classification, most model-zoo demos) compiles unchanged:
+// caffe-tch's C++ interface: BVLC Caffe's `caffe/caffe.hpp` as programs use
+// it, over libcaffe.so (caffe-tch; link with -lcaffe). A program written
+// against Caffe's Net, Blob and Solver (Caffe's examples/cpp_classification,
+// most model-zoo demos, training loops) compiles unchanged:
 //
 //   Caffe::set_mode(Caffe::CPU);
 //   shared_ptr<Net<float> > net(new Net<float>("deploy.prototxt", TEST));
@@ -12,14 +12,27 @@
 //   net->Forward();
 //   const float* p = net->output_blobs()[0]->cpu_data();
 //
+//   SolverParameter param;
+//   ReadSolverParamsFromTextFileOrDie("solver.prototxt", &param);
+//   shared_ptr<Solver<float> > solver(SolverRegistry<float>::CreateSolver(param));
+//   solver->Solve();   // or Step(n), Snapshot(), Restore(state), net(), test_nets()
+//
 // What differs from BVLC Caffe: only float nets; a net's blobs are read and
-// written on the host (cpu_data, mutable_cpu_data; the gpu_ accessors are
-// not here, and a net in GPU mode copies its inputs to the device at
-// Forward); a blob that is not a net input is read through a host copy that
-// keeps its address and gets each Forward's values, so writing it changes
-// only the copy (a layer's blobs, its weights, are the net's own memory on a
-// CPU net); no Backward, solvers or layers' own Forward (use `caffe train`
-// or pycaffe); errors are thrown as std::runtime_error with caffe-tch's
+// written on the host (cpu_data, mutable_cpu_data, cpu_diff,
+// mutable_cpu_diff; the gpu_ accessors are not here, and a net in GPU mode
+// copies its inputs to the device at Forward). A blob that is not a net
+// input is a host copy that keeps its address and gets each pass's values
+// (a layer's blobs, its weights and their diffs, are the net's own memory
+// on a CPU net); what a program writes into such a copy is read where Caffe
+// would read the blob: a ForwardFrom past the blob's layer reads its data,
+// and a Backward reads the diff of each top no later layer in its range
+// reads (an output of a net with force_backward, the top BackwardFrom
+// starts at). A Forward keeps what a Backward needs on a TRAIN net with a
+// loss or with force_backward, and otherwise runs inference-only (a
+// Backward after it runs that forward again first). SolverParameter has the
+// fields programs set and read (a setter per field, not protobuf's whole
+// interface). Not here: layers' own Forward/Backward, solver callbacks,
+// Net::Update. Errors are thrown as std::runtime_error with caffe-tch's
 // one-line message (Caffe's CHECKs abort instead).
 #ifndef CAFFE_TCH_CAFFE_HPP_
 #define CAFFE_TCH_CAFFE_HPP_
@@ -105,6 +118,8 @@ inline void InitGoogleLogging(const char*) {}
 extern "C" {
 struct CaffeTchNet;
 struct CaffeTchBlobProto;
+struct CaffeTchSolverParam;
+struct CaffeTchSolver;
 const char* caffe_tch_last_error();
 int caffe_tch_set_mode(int gpu);
 int caffe_tch_set_device(int id);
@@ -118,11 +133,32 @@ const char* caffe_tch_net_name(CaffeTchNet* net, int which, int i);
 int caffe_tch_net_blob_shape(CaffeTchNet* net, const char* name, int64_t* dims, int max);
 int caffe_tch_net_reshape_input(CaffeTchNet* net, const char* name, const int64_t* dims, int n);
 int caffe_tch_net_reshape(CaffeTchNet* net);
-float* caffe_tch_net_blob_data(CaffeTchNet* net, const char* name);
+float* caffe_tch_net_blob_data(CaffeTchNet* net, const char* name, int diff, int write);
 int caffe_tch_net_layer_blob_count(CaffeTchNet* net, int layer);
 int caffe_tch_net_layer_blob_shape(CaffeTchNet* net, int layer, int j, int64_t* dims, int max);
-float* caffe_tch_net_layer_blob_data(CaffeTchNet* net, int layer, int j);
-int caffe_tch_net_forward(CaffeTchNet* net, float* loss);
+float* caffe_tch_net_layer_blob_data(CaffeTchNet* net, int layer, int j, int diff);
+int caffe_tch_net_phase(CaffeTchNet* net);
+int caffe_tch_net_forward(CaffeTchNet* net, int start, int end, float* loss);
+int caffe_tch_net_backward(CaffeTchNet* net, int start, int end);
+int caffe_tch_net_clear_param_diffs(CaffeTchNet* net);
+CaffeTchSolverParam* caffe_tch_solver_param_new();
+CaffeTchSolverParam* caffe_tch_solver_param_read(const char* file);
+CaffeTchSolverParam* caffe_tch_solver_param_clone(CaffeTchSolverParam* param);
+void caffe_tch_solver_param_free(CaffeTchSolverParam* param);
+int caffe_tch_solver_param_merge(CaffeTchSolverParam* param, const char* prototxt);
+const char* caffe_tch_solver_param_get(CaffeTchSolverParam* param, const char* name, int index);
+int caffe_tch_solver_param_size(CaffeTchSolverParam* param, const char* name);
+CaffeTchSolver* caffe_tch_solver_new(CaffeTchSolverParam* param, const char* type);
+void caffe_tch_solver_free(CaffeTchSolver* solver);
+int caffe_tch_solver_net_count(CaffeTchSolver* solver);
+CaffeTchNet* caffe_tch_solver_net(CaffeTchSolver* solver, int i);
+int caffe_tch_solver_step(CaffeTchSolver* solver, int iters);
+int caffe_tch_solver_solve(CaffeTchSolver* solver, const char* resume_file);
+int caffe_tch_solver_restore(CaffeTchSolver* solver, const char* state_file);
+int caffe_tch_solver_snapshot(CaffeTchSolver* solver);
+int caffe_tch_solver_apply_update(CaffeTchSolver* solver);
+int64_t caffe_tch_solver_iter(CaffeTchSolver* solver);
+CaffeTchSolverParam* caffe_tch_solver_param_of(CaffeTchSolver* solver);
 CaffeTchBlobProto* caffe_tch_blob_proto_read(const char* file);
 int caffe_tch_blob_proto_shape(const CaffeTchBlobProto* blob, int64_t* dims, int max);
 const float* caffe_tch_blob_proto_data(const CaffeTchBlobProto* blob);
@@ -221,6 +257,8 @@ inline void ReadProtoFromBinaryFileOrDie(const char* filename, BlobProto* proto)
 
 template <typename Dtype>
 class Net;
+template <typename Dtype>
+class Solver;
 
 // A blob: a net's (its values live in the net) or one of the program's own
 // (`Blob<float> mean; mean.FromProto(proto);`).
@@ -272,6 +310,7 @@ class Blob {
     return ((n * channels() + c) * height() + h) * width() + w;
   }
   Dtype data_at(int n, int c, int h, int w) const { return cpu_data()[offset(n, c, h, w)]; }
+  Dtype diff_at(int n, int c, int h, int w) const { return cpu_diff()[offset(n, c, h, w)]; }
   // Caffe's legacy accessors: axes 0-3, 1 past the last axis.
   int num() const { return legacy(0); }
   int channels() const { return legacy(1); }
@@ -296,8 +335,15 @@ class Blob {
     internal::check(caffe_tch_net_reshape_input(net_, name_.c_str(), dims.data(), static_cast<int>(dims.size())) == 0);
   }
 
-  const Dtype* cpu_data() const { return data(); }
-  Dtype* mutable_cpu_data() { return data(); }
+  const Dtype* cpu_data() const { return data(false, false); }
+  Dtype* mutable_cpu_data() { return data(false, true); }
+  const Dtype* cpu_diff() const { return data(true, false); }
+  Dtype* mutable_cpu_diff() { return data(true, true); }
+  // The sums of absolute values and of squares, of the data or the diff.
+  Dtype asum_data() const { return sum(cpu_data(), false); }
+  Dtype asum_diff() const { return sum(cpu_diff(), false); }
+  Dtype sumsq_data() const { return sum(cpu_data(), true); }
+  Dtype sumsq_diff() const { return sum(cpu_diff(), true); }
 
   void FromProto(const BlobProto& proto, bool reshape = true) {
     if (reshape) Reshape(proto.shape_);
@@ -320,19 +366,28 @@ class Blob {
     vector<int> s = shape();
     return axis < static_cast<int>(s.size()) ? s[axis] : 1;
   }
-  Dtype* data() const {
-    if (net_ == nullptr) return const_cast<Dtype*>(reinterpret_cast<const Dtype*>(own_data_.data()));
-    float* p = layer_ < 0 ? caffe_tch_net_blob_data(net_, name_.c_str())
-                          : caffe_tch_net_layer_blob_data(net_, layer_, index_);
+  Dtype* data(bool diff, bool write) const {
+    if (net_ == nullptr) {
+      vector<float>& v = diff ? own_diff_ : own_data_;
+      v.resize(own_data_.size());
+      return reinterpret_cast<Dtype*>(v.data());
+    }
+    float* p = layer_ < 0 ? caffe_tch_net_blob_data(net_, name_.c_str(), diff, write)
+                          : caffe_tch_net_layer_blob_data(net_, layer_, index_, diff);
     internal::check(p != nullptr);
     return reinterpret_cast<Dtype*>(p);
+  }
+  Dtype sum(const Dtype* p, bool squares) const {
+    double total = 0;
+    for (int i = 0, n = count(); i < n; ++i) total += squares ? double(p[i]) * p[i] : std::fabs(double(p[i]));
+    return static_cast<Dtype>(total);
   }
 
   CaffeTchNet* net_;
   string name_;
   int layer_ = -1, index_ = -1;
   vector<int> own_shape_;
-  vector<float> own_data_;
+  mutable vector<float> own_data_, own_diff_;
 };
 
 // A layer of a net: its type and its blobs (weights, bias, statistics), whose
@@ -359,31 +414,7 @@ class Net {
       for (const string& s : *stages) names.push_back(s.c_str());
     net_ = caffe_tch_net_new(param_file.c_str(), phase, level, names.data(), static_cast<int>(names.size()));
     internal::check(net_ != nullptr);
-    // Inputs (0), outputs (1), blobs (2), layers (3), layer types (4), as libcaffe numbers them.
-    for (int which = 0; which < 5; ++which) {
-      int n = caffe_tch_net_count(net_, which);
-      internal::check(n >= 0);
-      for (int i = 0; i < n; ++i) {
-        const char* name = caffe_tch_net_name(net_, which, i);
-        internal::check(name != nullptr);
-        if (which == 0) inputs_.push_back(blob_named(name));
-        if (which == 1) outputs_.push_back(blob_named(name));
-        if (which == 2) blob_names_.push_back(name);
-        if (which == 3) layer_names_.push_back(name);
-        if (which == 4) {
-          shared_ptr<Layer<Dtype> > layer(new Layer<Dtype>());
-          layer->type_ = name;
-          int blobs = caffe_tch_net_layer_blob_count(net_, i);
-          internal::check(blobs >= 0);
-          for (int j = 0; j < blobs; ++j) {
-            shared_ptr<Blob<Dtype> > blob(new Blob<Dtype>(net_, i, j));
-            layer->blobs_.push_back(blob);
-            params_.push_back(blob);
-          }
-          layers_.push_back(layer);
-        }
-      }
-    }
+    Init();
   }
   ~Net() { caffe_tch_net_free(net_); }
   Net(const Net&) = delete;
@@ -394,14 +425,38 @@ class Net {
   }
   void Reshape() { internal::check(caffe_tch_net_reshape(net_) == 0); }
   const vector<Blob<Dtype>*>& Forward(Dtype* loss = nullptr) {
-    float value = 0;
-    internal::check(caffe_tch_net_forward(net_, &value) == 0);
+    Dtype value = ForwardFromTo(0, -1);
     if (loss != nullptr) *loss = value;
     return outputs_;
   }
-
   // Caffe's older name for Forward, with the inputs already written.
   const vector<Blob<Dtype>*>& ForwardPrefilled(Dtype* loss = nullptr) { return Forward(loss); }
+  // Layers start..end (end -1: the last), each taking its bottoms' current
+  // shapes; the loss of those layers.
+  Dtype ForwardFromTo(int start, int end) {
+    float loss = 0;
+    internal::check(caffe_tch_net_forward(net_, start, end, &loss) == 0);
+    return loss;
+  }
+  Dtype ForwardFrom(int start) { return ForwardFromTo(start, -1); }
+  Dtype ForwardTo(int end) { return ForwardFromTo(0, end); }
+  // Param diffs accumulate (ClearParamDiffs zeroes them); blob diffs are this backward's.
+  void Backward() { BackwardFromTo(-1, 0); }
+  void BackwardFromTo(int start, int end) { internal::check(caffe_tch_net_backward(net_, start, end) == 0); }
+  void BackwardFrom(int start) { BackwardFromTo(start, 0); }
+  void BackwardTo(int end) { BackwardFromTo(-1, end); }
+  Dtype ForwardBackward() {
+    Dtype loss;
+    Forward(&loss);
+    Backward();
+    return loss;
+  }
+  void ClearParamDiffs() { internal::check(caffe_tch_net_clear_param_diffs(net_) == 0); }
+  Phase phase() const {
+    int phase = caffe_tch_net_phase(net_);
+    internal::check(phase >= 0);
+    return phase == 0 ? TRAIN : TEST;
+  }
 
   int num_inputs() const { return static_cast<int>(inputs_.size()); }
   int num_outputs() const { return static_cast<int>(outputs_.size()); }
@@ -431,6 +486,40 @@ class Net {
   }
 
  private:
+  friend class Solver<Dtype>;
+  // One of a solver's nets (libcaffe's handle keeps the solver's nets alive).
+  explicit Net(CaffeTchNet* net) : net_(net) {
+    internal::check(net_ != nullptr);
+    Init();
+  }
+  void Init() {
+    // Inputs (0), outputs (1), blobs (2), layers (3), layer types (4), as libcaffe numbers them.
+    for (int which = 0; which < 5; ++which) {
+      int n = caffe_tch_net_count(net_, which);
+      internal::check(n >= 0);
+      for (int i = 0; i < n; ++i) {
+        const char* name = caffe_tch_net_name(net_, which, i);
+        internal::check(name != nullptr);
+        if (which == 0) inputs_.push_back(blob_named(name));
+        if (which == 1) outputs_.push_back(blob_named(name));
+        if (which == 2) blob_names_.push_back(name);
+        if (which == 3) layer_names_.push_back(name);
+        if (which == 4) {
+          shared_ptr<Layer<Dtype> > layer(new Layer<Dtype>());
+          layer->type_ = name;
+          int blobs = caffe_tch_net_layer_blob_count(net_, i);
+          internal::check(blobs >= 0);
+          for (int j = 0; j < blobs; ++j) {
+            shared_ptr<Blob<Dtype> > blob(new Blob<Dtype>(net_, i, j));
+            layer->blobs_.push_back(blob);
+            params_.push_back(blob);
+          }
+          layers_.push_back(layer);
+        }
+      }
+    }
+  }
+
   // The net's one Blob object for `name`, made on first use.
   Blob<Dtype>* blob_named(const string& name) const {
     auto it = blobs_.find(name);
@@ -446,6 +535,235 @@ class Net {
   vector<string> blob_names_, layer_names_;
   vector<shared_ptr<Layer<Dtype> > > layers_;
   vector<shared_ptr<Blob<Dtype> > > params_;
+};
+
+// A solver's parameters: read from a prototxt (ReadSolverParamsFromTextFileOrDie)
+// and set field by field as protobuf's accessors set them. The fields here
+// are those programs set and read; a setter for a repeated field adds.
+class SolverParameter {
+ public:
+  enum SolverMode { CPU = 0, GPU = 1 };
+  static const SolverMode SolverMode_CPU = CPU, SolverMode_GPU = GPU;
+
+  SolverParameter() : p_(caffe_tch_solver_param_new()), train_state_(this) {}
+  SolverParameter(const SolverParameter& other) : p_(caffe_tch_solver_param_clone(other.p_)), train_state_(this) {
+    internal::check(p_ != nullptr);
+  }
+  SolverParameter& operator=(const SolverParameter& other) {
+    if (this != &other) {
+      CaffeTchSolverParam* copy = caffe_tch_solver_param_clone(other.p_);
+      internal::check(copy != nullptr);
+      caffe_tch_solver_param_free(p_);
+      p_ = copy;
+    }
+    return *this;
+  }
+  ~SolverParameter() { caffe_tch_solver_param_free(p_); }
+
+#define CAFFE_TCH_NUMBER_FIELD(type, name)                                   \
+  type name() const { return static_cast<type>(std::stod(get(#name))); }    \
+  void set_##name(type value) {                                             \
+    std::ostringstream text;                                                \
+    text << std::setprecision(17) << #name ": " << value;                    \
+    merge(text.str());                                                      \
+  }
+#define CAFFE_TCH_INTEGER_FIELD(type, name)                                  \
+  type name() const { return static_cast<type>(std::stoll(get(#name))); }   \
+  void set_##name(type value) { merge(string(#name ": ") + std::to_string(value)); }
+#define CAFFE_TCH_BOOL_FIELD(name)                                           \
+  bool name() const { return get(#name) == "true"; }                        \
+  void set_##name(bool value) { merge(string(#name ": ") + (value ? "true" : "false")); }
+#define CAFFE_TCH_STRING_FIELD(name)                                         \
+  string name() const { return get(#name); }                                \
+  void set_##name(const string& value) { merge(string(#name ": ") + quoted(value)); }
+  CAFFE_TCH_STRING_FIELD(net)
+  CAFFE_TCH_STRING_FIELD(train_net)
+  CAFFE_TCH_STRING_FIELD(type)
+  CAFFE_TCH_STRING_FIELD(lr_policy)
+  CAFFE_TCH_STRING_FIELD(regularization_type)
+  CAFFE_TCH_STRING_FIELD(snapshot_prefix)
+  CAFFE_TCH_NUMBER_FIELD(float, base_lr)
+  CAFFE_TCH_NUMBER_FIELD(float, gamma)
+  CAFFE_TCH_NUMBER_FIELD(float, power)
+  CAFFE_TCH_NUMBER_FIELD(float, momentum)
+  CAFFE_TCH_NUMBER_FIELD(float, momentum2)
+  CAFFE_TCH_NUMBER_FIELD(float, weight_decay)
+  CAFFE_TCH_NUMBER_FIELD(float, clip_gradients)
+  CAFFE_TCH_NUMBER_FIELD(float, delta)
+  CAFFE_TCH_NUMBER_FIELD(float, rms_decay)
+  CAFFE_TCH_INTEGER_FIELD(int, max_iter)
+  CAFFE_TCH_INTEGER_FIELD(int, display)
+  CAFFE_TCH_INTEGER_FIELD(int, average_loss)
+  CAFFE_TCH_INTEGER_FIELD(int, iter_size)
+  CAFFE_TCH_INTEGER_FIELD(int, stepsize)
+  CAFFE_TCH_INTEGER_FIELD(int, snapshot)
+  CAFFE_TCH_INTEGER_FIELD(int, test_interval)
+  CAFFE_TCH_INTEGER_FIELD(int, device_id)
+  CAFFE_TCH_INTEGER_FIELD(int64_t, random_seed)
+  CAFFE_TCH_BOOL_FIELD(test_initialization)
+  CAFFE_TCH_BOOL_FIELD(snapshot_after_train)
+  CAFFE_TCH_BOOL_FIELD(snapshot_diff)
+  CAFFE_TCH_BOOL_FIELD(debug_info)
+#undef CAFFE_TCH_NUMBER_FIELD
+#undef CAFFE_TCH_INTEGER_FIELD
+#undef CAFFE_TCH_BOOL_FIELD
+#undef CAFFE_TCH_STRING_FIELD
+
+  int test_iter_size() const { return size("test_iter"); }
+  int test_iter(int index) const { return std::stoi(get("test_iter", index)); }
+  void add_test_iter(int value) { merge("test_iter: " + std::to_string(value)); }
+  int stepvalue_size() const { return size("stepvalue"); }
+  int stepvalue(int index) const { return std::stoi(get("stepvalue", index)); }
+  void add_stepvalue(int value) { merge("stepvalue: " + std::to_string(value)); }
+  SolverMode solver_mode() const { return get("solver_mode") == "0" ? CPU : GPU; }
+  void set_solver_mode(SolverMode mode) { merge(mode == CPU ? "solver_mode: CPU" : "solver_mode: GPU"); }
+
+  // train_state's level and stages (`mutable_train_state()->set_level(1)`).
+  class NetState {
+   public:
+    void set_level(int level) { param_->merge("train_state { level: " + std::to_string(level) + " }"); }
+    void add_stage(const string& stage) { param_->merge("train_state { stage: " + quoted(stage) + " }"); }
+
+   private:
+    friend class SolverParameter;
+    explicit NetState(SolverParameter* param) : param_(param) {}
+    SolverParameter* param_;
+  };
+  NetState* mutable_train_state() { return &train_state_; }
+
+  // prototxt text merged in as protobuf's TextFormat::MergeFromString does.
+  void MergeFromString(const string& prototxt) { merge(prototxt); }
+
+ private:
+  template <typename Dtype>
+  friend class Solver;
+  friend bool ReadProtoFromTextFile(const string& filename, SolverParameter* param);
+
+  static string quoted(const string& value) {
+    string out = "\"";
+    for (char c : value) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    return out + "\"";
+  }
+  void merge(const string& prototxt) { internal::check(caffe_tch_solver_param_merge(p_, prototxt.c_str()) == 0); }
+  string get(const char* name, int index = -1) const {
+    const char* value = caffe_tch_solver_param_get(p_, name, index);
+    internal::check(value != nullptr);
+    return value;
+  }
+  int size(const char* name) const {
+    int n = caffe_tch_solver_param_size(p_, name);
+    internal::check(n >= 0);
+    return n;
+  }
+
+  CaffeTchSolverParam* p_;
+  NetState train_state_;
+};
+typedef SolverParameter::SolverMode SolverParameter_SolverMode;
+const SolverParameter::SolverMode SolverParameter_SolverMode_CPU = SolverParameter::CPU;
+const SolverParameter::SolverMode SolverParameter_SolverMode_GPU = SolverParameter::GPU;
+
+// The solver prototxt, read and upgraded as `caffe train` reads it
+// (snapshot_prefix defaults to the file's path without its extension).
+inline bool ReadProtoFromTextFile(const string& filename, SolverParameter* param) {
+  CaffeTchSolverParam* read = caffe_tch_solver_param_read(filename.c_str());
+  if (read == nullptr) return false;
+  caffe_tch_solver_param_free(param->p_);
+  param->p_ = read;
+  return true;
+}
+inline bool ReadProtoFromTextFile(const char* filename, SolverParameter* param) {
+  return ReadProtoFromTextFile(string(filename), param);
+}
+inline void ReadProtoFromTextFileOrDie(const string& filename, SolverParameter* param) {
+  internal::check(ReadProtoFromTextFile(filename, param));
+}
+inline void ReadSolverParamsFromTextFileOrDie(const string& filename, SolverParameter* param) {
+  ReadProtoFromTextFileOrDie(filename, param);
+}
+
+// A solver: caffe-tch's, with `caffe train`'s training, logs and snapshots.
+// Its nets (net(), test_nets()) are built on the device Caffe::set_mode chose.
+template <typename Dtype>
+class Solver {
+ public:
+  explicit Solver(const SolverParameter& param) { Init(param, nullptr); }
+  Solver(const Solver&) = delete;
+  Solver& operator=(const Solver&) = delete;
+  virtual ~Solver() {
+    // The nets' handles keep what they need of the solver alive.
+    test_nets_.clear();
+    net_.reset();
+    caffe_tch_solver_free(s_);
+  }
+
+  // Trains to max_iter, first restoring `resume_file`'s state when given.
+  void Solve(const char* resume_file = nullptr) { internal::check(caffe_tch_solver_solve(s_, resume_file) == 0); }
+  void Solve(const string& resume_file) { Solve(resume_file.c_str()); }
+  void Step(int iters) { internal::check(caffe_tch_solver_step(s_, iters) == 0); }
+  void Restore(const char* resume_file) { internal::check(caffe_tch_solver_restore(s_, resume_file) == 0); }
+  void Snapshot() { internal::check(caffe_tch_solver_snapshot(s_) == 0); }
+  // The update rule on the diffs the training net holds, at this iteration's rate.
+  void ApplyUpdate() { internal::check(caffe_tch_solver_apply_update(s_) == 0); }
+  int iter() const {
+    int64_t iter = caffe_tch_solver_iter(s_);
+    internal::check(iter >= 0);
+    return static_cast<int>(iter);
+  }
+  const SolverParameter& param() const { return param_; }
+  virtual const char* type() const { return type_.c_str(); }
+  const shared_ptr<Net<Dtype> >& net() const { return net_; }
+  const vector<shared_ptr<Net<Dtype> > >& test_nets() const { return test_nets_; }
+
+ protected:
+  Solver(const SolverParameter& param, const char* type) { Init(param, type); }
+
+ private:
+  void Init(const SolverParameter& param, const char* type) {
+    s_ = caffe_tch_solver_new(param.p_, type);
+    internal::check(s_ != nullptr);
+    CaffeTchSolverParam* ran = caffe_tch_solver_param_of(s_);
+    internal::check(ran != nullptr);
+    caffe_tch_solver_param_free(param_.p_);
+    param_.p_ = ran;
+    type_ = param_.type();
+    int nets = caffe_tch_solver_net_count(s_);
+    internal::check(nets >= 1);
+    net_.reset(new Net<Dtype>(caffe_tch_solver_net(s_, 0)));
+    for (int i = 1; i < nets; ++i) test_nets_.push_back(shared_ptr<Net<Dtype> >(new Net<Dtype>(caffe_tch_solver_net(s_, i))));
+  }
+
+  CaffeTchSolver* s_;
+  SolverParameter param_;
+  string type_;
+  shared_ptr<Net<Dtype> > net_;
+  vector<shared_ptr<Net<Dtype> > > test_nets_;
+};
+
+// Caffe's solver classes by rule: each runs the parameters with its type.
+#define CAFFE_TCH_SOLVER_CLASS(name, type_name)                                           \
+  template <typename Dtype>                                                               \
+  class name : public Solver<Dtype> {                                                     \
+   public:                                                                                \
+    explicit name(const SolverParameter& param) : Solver<Dtype>(param, type_name) {}     \
+  };
+CAFFE_TCH_SOLVER_CLASS(SGDSolver, "SGD")
+CAFFE_TCH_SOLVER_CLASS(NesterovSolver, "Nesterov")
+CAFFE_TCH_SOLVER_CLASS(AdaGradSolver, "AdaGrad")
+CAFFE_TCH_SOLVER_CLASS(RMSPropSolver, "RMSProp")
+CAFFE_TCH_SOLVER_CLASS(AdaDeltaSolver, "AdaDelta")
+CAFFE_TCH_SOLVER_CLASS(AdamSolver, "Adam")
+#undef CAFFE_TCH_SOLVER_CLASS
+
+// The solver the parameters' `type` names (Caffe's registry; an unknown
+// type is an error listing the known ones).
+template <typename Dtype>
+class SolverRegistry {
+ public:
+  static Solver<Dtype>* CreateSolver(const SolverParameter& param) { return new Solver<Dtype>(param); }
 };
 
 }  // namespace caffe

@@ -1,0 +1,330 @@
+//! `caffe::SolverParameter` and `caffe::Solver<float>`: a solver prototxt
+//! read (or parameters set field by field, as C++ programs set them through
+//! protobuf's accessors), and caffe-tch's [`Solver`] over it: the same
+//! training, logs and snapshots as `caffe train`. Its nets are handed out
+//! as [`NetHandle`]s sharing the solver.
+use std::ffi::{c_char, c_int, CString};
+use std::path::{Path, PathBuf};
+
+use caffe_tch::proto::caffe::SolverParameter;
+use caffe_tch::proto::{descriptor_of, text};
+use caffe_tch::solver::{Solver, SolverOptions};
+use caffe_tch::{Error, Result};
+use prost::Message;
+use prost_reflect::{DynamicMessage, Value};
+
+use crate::net::{NetHandle, Nets, Shared, SharedRef};
+use crate::{guarded, text as c_text};
+
+/// A `SolverParameter`: the message, and the file it was read from (for
+/// messages), and the last value handed out as a C string.
+#[derive(Clone, Default)]
+pub struct SolverParamHandle {
+    param: SolverParameter,
+    file: Option<PathBuf>,
+    value: CString,
+}
+
+fn param<'a>(p: *mut SolverParamHandle) -> Result<&'a mut SolverParamHandle> {
+    // SAFETY: the header passes a pointer this library returned, until it
+    // calls `caffe_tch_solver_param_free`.
+    unsafe { p.as_mut() }.ok_or_else(|| Error::invalid("null SolverParameter"))
+}
+
+/// An empty `SolverParameter` (every field at its default).
+#[no_mangle]
+pub extern "C" fn caffe_tch_solver_param_new() -> *mut SolverParamHandle {
+    Box::into_raw(Box::default())
+}
+
+/// `ReadSolverParamsFromTextFileOrDie(file, &param)`: the file parsed and
+/// upgraded as `caffe train` reads it (`snapshot_prefix` defaults to the
+/// file's path without its extension). Null on error.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_param_read(file: *const c_char) -> *mut SolverParamHandle {
+    guarded(std::ptr::null_mut(), || {
+        let file = PathBuf::from(c_text(file, "ReadSolverParamsFromTextFile")?);
+        let param = Solver::read_param(&file, Default::default())?;
+        Ok(Box::into_raw(Box::new(SolverParamHandle { param, file: Some(file), value: CString::default() })))
+    })
+}
+
+/// A copy of `p` (protobuf messages copy).
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_param_clone(p: *mut SolverParamHandle) -> *mut SolverParamHandle {
+    guarded(std::ptr::null_mut(), || Ok(Box::into_raw(Box::new(param(p)?.clone()))))
+}
+
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_param_free(p: *mut SolverParamHandle) {
+    if !p.is_null() {
+        // SAFETY: made by Box::into_raw here, freed once.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// Merges prototxt text into `p`, as protobuf merges: a singular field takes
+/// the new value, a repeated one gets it appended, a message field merges
+/// (the header's setters: `set_base_lr(0.01)` is `base_lr: 0.01`). 0 on success.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_param_merge(p: *mut SolverParamHandle, prototxt: *const c_char) -> c_int {
+    guarded(-1, || {
+        let p = param(p)?;
+        let prototxt = c_text(prototxt, "SolverParameter")?;
+        let parsed = text::parse_str::<SolverParameter>(&prototxt, "<SolverParameter setter>", Default::default())?;
+        p.param
+            .merge(parsed.message.encode_to_vec().as_slice())
+            .map_err(|e| Error::invalid(format!("SolverParameter: cannot merge '{prototxt}': {e}")))?;
+        Ok(0)
+    })
+}
+
+/// The value of field `name` as text (a number, true/false, a string, an
+/// enum's number), its default when unset; element `index` of a repeated
+/// field (`index` < 0 for a singular one). Null on error (no such field).
+/// Valid until the next call on `p`.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_param_get(
+    p: *mut SolverParamHandle,
+    name: *const c_char,
+    index: c_int,
+) -> *const c_char {
+    guarded(std::ptr::null(), || {
+        let p = param(p)?;
+        let name = c_text(name, "SolverParameter field")?;
+        let value = field(&p.param, &name)?;
+        let value = match (&value, index) {
+            (Value::List(items), i) if i >= 0 => items.get(i as usize).cloned().ok_or_else(|| {
+                Error::invalid(format!("SolverParameter.{name} has {} values, not a value {i}", items.len()))
+            })?,
+            (Value::List(_), _) => return Err(Error::invalid(format!("SolverParameter.{name} is repeated"))),
+            (v, _) => v.clone(),
+        };
+        let shown = match value {
+            Value::Bool(b) => b.to_string(),
+            Value::I32(v) | Value::EnumNumber(v) => v.to_string(),
+            Value::I64(v) => v.to_string(),
+            Value::U32(v) => v.to_string(),
+            Value::U64(v) => v.to_string(),
+            Value::F32(v) => format!("{v:e}"),
+            Value::F64(v) => format!("{v:e}"),
+            Value::String(s) => s,
+            _ => return Err(Error::unsupported(format!("SolverParameter.{name} is a message"))),
+        };
+        p.value = CString::new(shown.replace('\0', " ")).unwrap_or_default();
+        Ok(p.value.as_ptr())
+    })
+}
+
+/// How many values repeated field `name` holds (`test_iter_size()`); -1 on error.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_param_size(p: *mut SolverParamHandle, name: *const c_char) -> c_int {
+    guarded(-1, || {
+        let name = c_text(name, "SolverParameter field")?;
+        match field(&param(p)?.param, &name)? {
+            Value::List(items) => Ok(items.len() as c_int),
+            _ => Err(Error::invalid(format!("SolverParameter.{name} is not repeated"))),
+        }
+    })
+}
+
+/// Field `name` of `param`, its default when unset.
+fn field(param: &SolverParameter, name: &str) -> Result<Value> {
+    let desc = descriptor_of::<SolverParameter>();
+    let message = DynamicMessage::decode(desc.clone(), param.encode_to_vec().as_slice())
+        .map_err(|e| Error::invalid(format!("SolverParameter does not decode: {e}")))?;
+    let f =
+        desc.get_field_by_name(name).ok_or_else(|| Error::invalid(format!("SolverParameter has no field '{name}'")))?;
+    Ok(message.get_field(&f).into_owned())
+}
+
+/// A solver and its nets, which `caffe_tch_solver_net` hands out.
+pub struct SolverHandle {
+    shared: SharedRef,
+}
+
+fn with<T>(s: *mut SolverHandle, f: impl FnOnce(&mut Shared) -> Result<T>) -> Result<T> {
+    // SAFETY: the header passes a pointer `caffe_tch_solver_new` returned,
+    // until it calls `caffe_tch_solver_free`.
+    let s = unsafe { s.as_ref() }.ok_or_else(|| Error::invalid("null Solver"))?;
+    let mut shared =
+        s.shared.try_borrow_mut().map_err(|_| Error::invalid("the solver is busy (a call from inside a call)"))?;
+    f(&mut shared)
+}
+
+/// Runs `f` on the solver, with what the program wrote into its nets'
+/// weights seen before and its nets' host copies brought up to date after.
+fn run<T>(s: *mut SolverHandle, f: impl FnOnce(&mut Solver) -> Result<T>) -> Result<T> {
+    with(s, |shared| {
+        shared.before_solver();
+        let Nets::Solver(solver) = &mut shared.nets else {
+            return Err(Error::invalid("not a solver"));
+        };
+        let out = f(solver);
+        shared.after_solver()?;
+        out
+    })
+}
+
+/// `SolverRegistry<float>::CreateSolver(param)` (or `new SGDSolver<float>(param)`
+/// and its kin, `type` naming the rule; null keeps the parameters'): the
+/// solver, its nets built on the device `Caffe::set_mode` chose. Null on error.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_new(
+    p: *mut SolverParamHandle,
+    solver_type: *const c_char,
+) -> *mut SolverHandle {
+    guarded(std::ptr::null_mut(), || {
+        let p = param(p)?;
+        let mut param = p.param.clone();
+        if !solver_type.is_null() {
+            param.r#type = Some(c_text(solver_type, "Solver type")?);
+        }
+        caffe_tch::util::allocator::install_caching_cpu_allocator();
+        let options = SolverOptions { device: Some(crate::device()), ..Default::default() };
+        let solver = Solver::new(param, p.file.as_deref(), options)?;
+        Ok(Box::into_raw(Box::new(SolverHandle { shared: Shared::new(Nets::Solver(Box::new(solver))) })))
+    })
+}
+
+/// Lets go of the solver (its nets live on while a C++ Net holds one).
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_free(s: *mut SolverHandle) {
+    if !s.is_null() {
+        // SAFETY: made by Box::into_raw in caffe_tch_solver_new, freed once.
+        drop(unsafe { Box::from_raw(s) });
+    }
+}
+
+/// How many nets the solver has: its training net and its test nets.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_net_count(s: *mut SolverHandle) -> c_int {
+    guarded(-1, || with(s, |shared| Ok(shared.net_count() as c_int)))
+}
+
+/// Net `i` of the solver (0 trains, 1.. test) for a C++ Net to hold; null on error.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_net(s: *mut SolverHandle, i: c_int) -> *mut NetHandle {
+    guarded(std::ptr::null_mut(), || {
+        // SAFETY: as in `with`.
+        let h = unsafe { s.as_ref() }.ok_or_else(|| Error::invalid("null Solver"))?;
+        let n = h.shared.borrow().net_count();
+        if i < 0 || i as usize >= n {
+            return Err(Error::invalid(format!("the solver has {n} nets, not a net {i}")));
+        }
+        Ok(Box::into_raw(Box::new(NetHandle::of(h.shared.clone(), i as usize))))
+    })
+}
+
+/// `Step(iters)`: that many iterations, as `caffe train` runs them. 0 on success.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_step(s: *mut SolverHandle, iters: c_int) -> c_int {
+    guarded(-1, || {
+        run(s, |solver| solver.step(iters as i64))?;
+        Ok(0)
+    })
+}
+
+/// `Solve(resume_file)`: from `resume_file`'s state when not null, to
+/// `max_iter`, with the last snapshot, display and test. 0 on success.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_solve(s: *mut SolverHandle, resume_file: *const c_char) -> c_int {
+    guarded(-1, || {
+        let resume = if resume_file.is_null() { None } else { Some(c_text(resume_file, "Solve")?) };
+        run(s, |solver| {
+            if let Some(state) = resume {
+                solver.restore(Path::new(&state))?;
+            }
+            solver.solve()
+        })?;
+        Ok(0)
+    })
+}
+
+/// `Restore(state_file)`: the iteration, weights and history of a `.solverstate`. 0 on success.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_restore(s: *mut SolverHandle, state_file: *const c_char) -> c_int {
+    guarded(-1, || {
+        let state = c_text(state_file, "Restore")?;
+        run(s, |solver| solver.restore(Path::new(&state)))?;
+        Ok(0)
+    })
+}
+
+/// `Snapshot()`: `<prefix>_iter_N.caffemodel` and `.solverstate`. 0 on success.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_snapshot(s: *mut SolverHandle) -> c_int {
+    guarded(-1, || {
+        run(s, |solver| solver.snapshot().map(|_| ()))?;
+        Ok(0)
+    })
+}
+
+/// `ApplyUpdate()`: the update rule on the diffs the nets hold (pycaffe's
+/// `apply_update`), at the current iteration's rate. 0 on success.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_apply_update(s: *mut SolverHandle) -> c_int {
+    guarded(-1, || {
+        run(s, |solver| solver.apply_update(false))?;
+        Ok(0)
+    })
+}
+
+/// `iter()`: the iterations done; -1 on error.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_iter(s: *mut SolverHandle) -> i64 {
+    guarded(-1, || {
+        with(s, |shared| match &shared.nets {
+            Nets::Solver(solver) => Ok(solver.iter()),
+            Nets::One(_) => Err(Error::invalid("not a solver")),
+        })
+    })
+}
+
+/// The solver's parameters as it runs them (`param()`, after its upgrades);
+/// null on error.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_param_of(s: *mut SolverHandle) -> *mut SolverParamHandle {
+    guarded(std::ptr::null_mut(), || {
+        let param = with(s, |shared| match &shared.nets {
+            Nets::Solver(solver) => Ok(solver.param().clone()),
+            Nets::One(_) => Err(Error::invalid("not a solver")),
+        })?;
+        Ok(Box::into_raw(Box::new(SolverParamHandle { param, file: None, value: CString::default() })))
+    })
+}
