@@ -5,7 +5,9 @@
 //! before and after a Reshape to a smaller batch; an output's memory stays
 //! put across forwards and holds the latest values; a layer's blobs are its
 //! weights (written through them, the next forward uses them); a mean file reads as
-//! Caffe's; a missing net is an exception carrying the one-line error. A
+//! Caffe's; the net saved through ToProto and WriteProtoToBinaryFile loads
+//! into a net built from a NetParameter; a missing net is an exception
+//! carrying the one-line error. A
 //! second program (`tests/fixtures/cpp/train_api.cpp`) trains through the
 //! header: Backward's diffs and a solver's losses and weights are Caffe's.
 use std::path::{Path, PathBuf};
@@ -112,6 +114,7 @@ fn a_cpp_program_against_caffe_hpp_runs_caffe_lenet() {
 
     assert!(stdout.contains("conv1 Convolution 20 1 5 5 (500) params 8 layers"), "{stdout}");
     assert!(stdout.contains("ip2 after weights written 0.5 0.5"), "{stdout}");
+    assert!(stdout.contains("rebuilt LeNet phase 1 ip2 0.5 0.5 timed 1"), "{stdout}");
 
     let error = stdout.lines().find(|l| l.starts_with("error ")).unwrap();
     common::assert_one_line_error(error, &["no_such_net.prototxt"]);

@@ -323,6 +323,11 @@ fn with<T>(h: *mut NetHandle, f: impl FnOnce(&mut Net, &mut View) -> Result<T>) 
     f(net, view)
 }
 
+/// Runs `f` on the net `h` points at.
+pub(crate) fn with_net<T>(h: *mut NetHandle, f: impl FnOnce(&mut Net) -> Result<T>) -> Result<T> {
+    with(h, |net, _| f(net))
+}
+
 /// `new Net<float>(param_file, phase, level, stages)`: stages is an array of
 /// `n_stages` strings. Null on error.
 /// # Safety

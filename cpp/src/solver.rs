@@ -7,12 +7,10 @@ use std::ffi::{c_char, c_int, CString};
 use std::path::{Path, PathBuf};
 
 use caffe_tch::proto::caffe::SolverParameter;
-use caffe_tch::proto::{descriptor_of, text};
 use caffe_tch::solver::{Solver, SolverOptions};
 use caffe_tch::{Error, Result};
-use prost::Message;
-use prost_reflect::{DynamicMessage, Value};
 
+use crate::message::{field_size, field_text, merge_text};
 use crate::net::{NetHandle, Nets, Shared, SharedRef};
 use crate::{guarded, text as c_text};
 
@@ -70,28 +68,21 @@ pub unsafe extern "C" fn caffe_tch_solver_param_free(p: *mut SolverParamHandle) 
     }
 }
 
-/// Merges prototxt text into `p`, as protobuf merges: a singular field takes
-/// the new value, a repeated one gets it appended, a message field merges
-/// (the header's setters: `set_base_lr(0.01)` is `base_lr: 0.01`). 0 on success.
+/// Merges prototxt text into `p` ([`merge_text`]; the header's setters:
+/// `set_base_lr(0.01)` is `base_lr: 0.01`). 0 on success.
 /// # Safety
 /// As [`caffe_tch_solver_param_read`].
 #[no_mangle]
 pub unsafe extern "C" fn caffe_tch_solver_param_merge(p: *mut SolverParamHandle, prototxt: *const c_char) -> c_int {
     guarded(-1, || {
-        let p = param(p)?;
         let prototxt = c_text(prototxt, "SolverParameter")?;
-        let parsed = text::parse_str::<SolverParameter>(&prototxt, "<SolverParameter setter>", Default::default())?;
-        p.param
-            .merge(parsed.message.encode_to_vec().as_slice())
-            .map_err(|e| Error::invalid(format!("SolverParameter: cannot merge '{prototxt}': {e}")))?;
+        merge_text(&mut param(p)?.param, &prototxt)?;
         Ok(0)
     })
 }
 
-/// The value of field `name` as text (a number, true/false, a string, an
-/// enum's number), its default when unset; element `index` of a repeated
-/// field (`index` < 0 for a singular one). Null on error (no such field).
-/// Valid until the next call on `p`.
+/// The value of field `name` as text ([`field_text`]). Null on error (no
+/// such field). Valid until the next call on `p`.
 /// # Safety
 /// As [`caffe_tch_solver_param_read`].
 #[no_mangle]
@@ -103,25 +94,7 @@ pub unsafe extern "C" fn caffe_tch_solver_param_get(
     guarded(std::ptr::null(), || {
         let p = param(p)?;
         let name = c_text(name, "SolverParameter field")?;
-        let value = field(&p.param, &name)?;
-        let value = match (&value, index) {
-            (Value::List(items), i) if i >= 0 => items.get(i as usize).cloned().ok_or_else(|| {
-                Error::invalid(format!("SolverParameter.{name} has {} values, not a value {i}", items.len()))
-            })?,
-            (Value::List(_), _) => return Err(Error::invalid(format!("SolverParameter.{name} is repeated"))),
-            (v, _) => v.clone(),
-        };
-        let shown = match value {
-            Value::Bool(b) => b.to_string(),
-            Value::I32(v) | Value::EnumNumber(v) => v.to_string(),
-            Value::I64(v) => v.to_string(),
-            Value::U32(v) => v.to_string(),
-            Value::U64(v) => v.to_string(),
-            Value::F32(v) => format!("{v:e}"),
-            Value::F64(v) => format!("{v:e}"),
-            Value::String(s) => s,
-            _ => return Err(Error::unsupported(format!("SolverParameter.{name} is a message"))),
-        };
+        let shown = field_text(&p.param, &name, index)?;
         p.value = CString::new(shown.replace('\0', " ")).unwrap_or_default();
         Ok(p.value.as_ptr())
     })
@@ -134,21 +107,8 @@ pub unsafe extern "C" fn caffe_tch_solver_param_get(
 pub unsafe extern "C" fn caffe_tch_solver_param_size(p: *mut SolverParamHandle, name: *const c_char) -> c_int {
     guarded(-1, || {
         let name = c_text(name, "SolverParameter field")?;
-        match field(&param(p)?.param, &name)? {
-            Value::List(items) => Ok(items.len() as c_int),
-            _ => Err(Error::invalid(format!("SolverParameter.{name} is not repeated"))),
-        }
+        Ok(field_size(&param(p)?.param, &name)? as c_int)
     })
-}
-
-/// Field `name` of `param`, its default when unset.
-fn field(param: &SolverParameter, name: &str) -> Result<Value> {
-    let desc = descriptor_of::<SolverParameter>();
-    let message = DynamicMessage::decode(desc.clone(), param.encode_to_vec().as_slice())
-        .map_err(|e| Error::invalid(format!("SolverParameter does not decode: {e}")))?;
-    let f =
-        desc.get_field_by_name(name).ok_or_else(|| Error::invalid(format!("SolverParameter has no field '{name}'")))?;
-    Ok(message.get_field(&f).into_owned())
 }
 
 /// A solver and its nets, which `caffe_tch_solver_net` hands out.

@@ -29,9 +29,9 @@
 // reads (an output of a net with force_backward, the top BackwardFrom
 // starts at). A Forward keeps what a Backward needs on a TRAIN net with a
 // loss or with force_backward, and otherwise runs inference-only (a
-// Backward after it runs that forward again first). SolverParameter has the
-// fields programs set and read (a setter per field, not protobuf's whole
-// interface). Not here: layers' own Forward/Backward, solver callbacks,
+// Backward after it runs that forward again first). SolverParameter and
+// NetParameter have the fields programs set and read (a setter per field,
+// not protobuf's whole interface). Not here: layers' own Forward/Backward, solver callbacks,
 // Net::Update. Errors are thrown as std::runtime_error with caffe-tch's
 // one-line message (Caffe's CHECKs abort instead).
 #ifndef CAFFE_TCH_CAFFE_HPP_
@@ -40,6 +40,7 @@
 // What Caffe's headers bring along, which its programs use without
 // including it themselves (std::ifstream, std::cout, std::setprecision, ...).
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -159,6 +160,18 @@ int caffe_tch_solver_snapshot(CaffeTchSolver* solver);
 int caffe_tch_solver_apply_update(CaffeTchSolver* solver);
 int64_t caffe_tch_solver_iter(CaffeTchSolver* solver);
 CaffeTchSolverParam* caffe_tch_solver_param_of(CaffeTchSolver* solver);
+struct CaffeTchNetParam;
+CaffeTchNetParam* caffe_tch_net_param_new();
+CaffeTchNetParam* caffe_tch_net_param_read(const char* file, int binary);
+CaffeTchNetParam* caffe_tch_net_param_clone(CaffeTchNetParam* param);
+void caffe_tch_net_param_free(CaffeTchNetParam* param);
+int caffe_tch_net_param_write(CaffeTchNetParam* param, const char* file);
+int caffe_tch_net_param_merge(CaffeTchNetParam* param, const char* prototxt);
+const char* caffe_tch_net_param_get(CaffeTchNetParam* param, const char* name);
+int caffe_tch_net_param_size(CaffeTchNetParam* param, const char* name);
+CaffeTchNet* caffe_tch_net_new_from_param(CaffeTchNetParam* param);
+CaffeTchNetParam* caffe_tch_net_to_proto(CaffeTchNet* net, int write_diff);
+int caffe_tch_net_copy_trained_layers_from_param(CaffeTchNet* net, CaffeTchNetParam* param);
 CaffeTchBlobProto* caffe_tch_blob_proto_read(const char* file);
 int caffe_tch_blob_proto_shape(const CaffeTchBlobProto* blob, int64_t* dims, int max);
 const float* caffe_tch_blob_proto_data(const CaffeTchBlobProto* blob);
@@ -190,7 +203,63 @@ inline void check(bool ok) {
   if (!ok) throw std::runtime_error(caffe_tch_last_error());
 }
 constexpr int kMaxAxes = 32;
+
+// A string as prototxt writes it.
+inline std::string quoted(const std::string& value) {
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// `mutable_state()` / `mutable_train_state()` of a message: NetState's
+// setters, each merged into the message that owns it as prototxt text.
+template <typename Owner>
+class NetStateSetter {
+ public:
+  NetStateSetter(Owner* owner, const char* field) : owner_(owner), field_(field) {}
+  void set_phase(int phase) { merge(phase == 0 ? "phase: TRAIN" : "phase: TEST"); }
+  void set_level(int level) { merge("level: " + std::to_string(level)); }
+  void add_stage(const std::string& stage) { merge("stage: " + quoted(stage)); }
+
+ private:
+  void merge(const std::string& text) { owner_->merge(std::string(field_) + " { " + text + " }"); }
+  Owner* owner_;
+  const char* field_;
+};
 }  // namespace internal
+
+// Caffe's timers (tools and benchmarks time passes with them), on the host clock.
+class Timer {
+ public:
+  Timer() : running_(false), has_run_(false) {}
+  virtual ~Timer() {}
+  virtual void Start() {
+    start_ = std::chrono::steady_clock::now();
+    running_ = true;
+    has_run_ = true;
+  }
+  virtual void Stop() {
+    if (running_) stop_ = std::chrono::steady_clock::now();
+    running_ = false;
+  }
+  virtual float MicroSeconds() {
+    if (running_) Stop();
+    return std::chrono::duration<float, std::micro>(stop_ - start_).count();
+  }
+  virtual float MilliSeconds() { return MicroSeconds() / 1000.0f; }
+  virtual float Seconds() { return MicroSeconds() / 1e6f; }
+  bool initialized() { return true; }
+  bool running() { return running_; }
+  bool has_run_at_least_once() { return has_run_; }
+
+ private:
+  bool running_, has_run_;
+  std::chrono::steady_clock::time_point start_, stop_;
+};
+class CPUTimer : public Timer {};
 
 class Caffe {
  public:
@@ -253,6 +322,95 @@ inline void ReadProtoFromBinaryFileOrDie(const string& filename, BlobProto* prot
 }
 inline void ReadProtoFromBinaryFileOrDie(const char* filename, BlobProto* proto) {
   ReadProtoFromBinaryFileOrDie(string(filename), proto);
+}
+
+// A net's definition, or a trained net's definition and weights (what a
+// .caffemodel holds): read, written, and built into a Net. The fields here
+// are those programs set and read.
+class NetParameter {
+ public:
+  NetParameter() : p_(caffe_tch_net_param_new()), state_(this, "state") {}
+  NetParameter(const NetParameter& other) : p_(caffe_tch_net_param_clone(other.p_)), state_(this, "state") {
+    internal::check(p_ != nullptr);
+  }
+  NetParameter& operator=(const NetParameter& other) {
+    if (this != &other) reset(caffe_tch_net_param_clone(other.p_));
+    return *this;
+  }
+  ~NetParameter() { caffe_tch_net_param_free(p_); }
+
+  std::string name() const { return get("name"); }
+  void set_name(const std::string& name) { merge("name: " + internal::quoted(name)); }
+  bool force_backward() const { return get("force_backward") == "true"; }
+  void set_force_backward(bool on) { merge(on ? "force_backward: true" : "force_backward: false"); }
+  int layer_size() const { return size("layer"); }
+  // The phase, level and stages a Net built from it takes (`mutable_state()->set_phase(TEST)`).
+  typedef internal::NetStateSetter<NetParameter> NetState;
+  NetState* mutable_state() { return &state_; }
+  // prototxt text merged in as protobuf's TextFormat::MergeFromString does.
+  void MergeFromString(const std::string& prototxt) { merge(prototxt); }
+
+ private:
+  template <typename Dtype>
+  friend class Net;
+  friend class internal::NetStateSetter<NetParameter>;
+  friend bool ReadProtoFromTextFile(const std::string& filename, NetParameter* param);
+  friend bool ReadProtoFromBinaryFile(const std::string& filename, NetParameter* param);
+  friend bool WriteProtoToBinaryFile(const NetParameter& param, const std::string& filename);
+
+  void reset(CaffeTchNetParam* p) {
+    internal::check(p != nullptr);
+    caffe_tch_net_param_free(p_);
+    p_ = p;
+  }
+  void merge(const std::string& prototxt) { internal::check(caffe_tch_net_param_merge(p_, prototxt.c_str()) == 0); }
+  std::string get(const char* name) const {
+    const char* value = caffe_tch_net_param_get(p_, name);
+    internal::check(value != nullptr);
+    return value;
+  }
+  int size(const char* name) const {
+    int n = caffe_tch_net_param_size(p_, name);
+    internal::check(n >= 0);
+    return n;
+  }
+
+  CaffeTchNetParam* p_;
+  NetState state_;
+};
+
+// Net files read as Caffe reads them (legacy formats upgraded); false, or
+// an exception for the OrDie forms, with the one-line error otherwise.
+inline bool ReadProtoFromTextFile(const std::string& filename, NetParameter* param) {
+  CaffeTchNetParam* read = caffe_tch_net_param_read(filename.c_str(), 0);
+  if (read == nullptr) return false;
+  param->reset(read);
+  return true;
+}
+inline bool ReadProtoFromBinaryFile(const std::string& filename, NetParameter* param) {
+  CaffeTchNetParam* read = caffe_tch_net_param_read(filename.c_str(), 1);
+  if (read == nullptr) return false;
+  param->reset(read);
+  return true;
+}
+inline void ReadProtoFromTextFileOrDie(const std::string& filename, NetParameter* param) {
+  internal::check(ReadProtoFromTextFile(filename, param));
+}
+inline void ReadProtoFromBinaryFileOrDie(const std::string& filename, NetParameter* param) {
+  internal::check(ReadProtoFromBinaryFile(filename, param));
+}
+inline void ReadNetParamsFromTextFileOrDie(const std::string& filename, NetParameter* param) {
+  ReadProtoFromTextFileOrDie(filename, param);
+}
+inline void ReadNetParamsFromBinaryFileOrDie(const std::string& filename, NetParameter* param) {
+  ReadProtoFromBinaryFileOrDie(filename, param);
+}
+// Written whole or not at all (a .caffemodel from Net::ToProto).
+inline bool WriteProtoToBinaryFile(const NetParameter& param, const std::string& filename) {
+  return caffe_tch_net_param_write(param.p_, filename.c_str()) == 0;
+}
+inline bool WriteProtoToBinaryFile(const NetParameter& param, const char* filename) {
+  return WriteProtoToBinaryFile(param, std::string(filename));
 }
 
 template <typename Dtype>
@@ -416,12 +574,24 @@ class Net {
     internal::check(net_ != nullptr);
     Init();
   }
+  // The net `param` defines, in the phase, level and stages of its state.
+  explicit Net(const NetParameter& param) : net_(caffe_tch_net_new_from_param(param.p_)) {
+    internal::check(net_ != nullptr);
+    Init();
+  }
   ~Net() { caffe_tch_net_free(net_); }
   Net(const Net&) = delete;
   Net& operator=(const Net&) = delete;
 
   void CopyTrainedLayersFrom(const string& trained_filename) {
     internal::check(caffe_tch_net_copy_trained_layers_from(net_, trained_filename.c_str()) == 0);
+  }
+  void CopyTrainedLayersFrom(const NetParameter& param) {
+    internal::check(caffe_tch_net_copy_trained_layers_from_param(net_, param.p_) == 0);
+  }
+  // The definition and weights (and diffs), as a snapshot's .caffemodel holds them.
+  void ToProto(NetParameter* param, bool write_diff = false) const {
+    param->reset(caffe_tch_net_to_proto(net_, write_diff ? 1 : 0));
   }
   void Reshape() { internal::check(caffe_tch_net_reshape(net_) == 0); }
   const vector<Blob<Dtype>*>& Forward(Dtype* loss = nullptr) {
@@ -545,8 +715,9 @@ class SolverParameter {
   enum SolverMode { CPU = 0, GPU = 1 };
   static const SolverMode SolverMode_CPU = CPU, SolverMode_GPU = GPU;
 
-  SolverParameter() : p_(caffe_tch_solver_param_new()), train_state_(this) {}
-  SolverParameter(const SolverParameter& other) : p_(caffe_tch_solver_param_clone(other.p_)), train_state_(this) {
+  SolverParameter() : p_(caffe_tch_solver_param_new()), train_state_(this, "train_state") {}
+  SolverParameter(const SolverParameter& other)
+      : p_(caffe_tch_solver_param_clone(other.p_)), train_state_(this, "train_state") {
     internal::check(p_ != nullptr);
   }
   SolverParameter& operator=(const SolverParameter& other) {
@@ -619,16 +790,7 @@ class SolverParameter {
   void set_solver_mode(SolverMode mode) { merge(mode == CPU ? "solver_mode: CPU" : "solver_mode: GPU"); }
 
   // train_state's level and stages (`mutable_train_state()->set_level(1)`).
-  class NetState {
-   public:
-    void set_level(int level) { param_->merge("train_state { level: " + std::to_string(level) + " }"); }
-    void add_stage(const string& stage) { param_->merge("train_state { stage: " + quoted(stage) + " }"); }
-
-   private:
-    friend class SolverParameter;
-    explicit NetState(SolverParameter* param) : param_(param) {}
-    SolverParameter* param_;
-  };
+  typedef internal::NetStateSetter<SolverParameter> NetState;
   NetState* mutable_train_state() { return &train_state_; }
 
   // prototxt text merged in as protobuf's TextFormat::MergeFromString does.
@@ -637,16 +799,10 @@ class SolverParameter {
  private:
   template <typename Dtype>
   friend class Solver;
+  friend class internal::NetStateSetter<SolverParameter>;
   friend bool ReadProtoFromTextFile(const string& filename, SolverParameter* param);
 
-  static string quoted(const string& value) {
-    string out = "\"";
-    for (char c : value) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    return out + "\"";
-  }
+  static string quoted(const string& value) { return internal::quoted(value); }
   void merge(const string& prototxt) { internal::check(caffe_tch_solver_param_merge(p_, prototxt.c_str()) == 0); }
   string get(const char* name, int index = -1) const {
     const char* value = caffe_tch_solver_param_get(p_, name, index);
