@@ -140,11 +140,14 @@ fn reference_losses(path: &Path) -> Vec<f64> {
 }
 
 /// A C++ program that trains as Caffe's tools do (`tests/fixtures/cpp/train_api.cpp`):
-/// Net::Backward's param and blob diffs are Caffe's; backward ranges seeded
+/// Net::Backward's param and blob diffs are Caffe's, and so are those of
+/// each layer's own Forward and Backward run as tools/caffe.cpp's time runs
+/// them; backward ranges seeded
 /// by a written diff, accumulation, ClearParamDiffs and a forward from a
 /// written blob behave as Caffe's; SolverRegistry's solver, from Caffe's
 /// LeNet solver file with fields set through the accessors, logs Caffe's 20
-/// losses and ends at Caffe's weights; a second solver restores its snapshot.
+/// losses and ends at Caffe's weights, and a SIGHUP caught by a
+/// SignalHandler snapshots; a second solver restores its snapshot.
 #[test]
 fn a_cpp_program_trains_through_caffe_hpp() {
     let _rng = common::rng_shared();
@@ -182,6 +185,9 @@ fn a_cpp_program_trains_through_caffe_hpp() {
     assert!(out.status.success(), "{stdout}{stderr}");
     eprintln!("{stdout}");
 
+    // Caffe::DeviceQuery logs what `caffe device_query` reports.
+    assert!(stderr.contains("libtorch version: ") && stderr.contains("CUDA devices: "), "{stderr}");
+
     // One Forward and Backward: the loss, then every param and blob diff, against Caffe's.
     let caffe_loss = read_npy(&backward.join("blobs/loss.npy")).double_value(&[]);
     let loss: f64 = stdout.lines().find_map(|l| l.strip_prefix("phase 0 loss ")).unwrap().parse().unwrap();
@@ -193,6 +199,34 @@ fn a_cpp_program_trains_through_caffe_hpp() {
             common::assert_close(&format!("{layer} param {j} diff"), &ours, &reference, common::parity_tolerance());
         }
     }
+    // Layer by layer (each layer's own Forward, then Backward from the last),
+    // and a whole Backward after that: Caffe's diffs again.
+    for layer in ["conv1", "conv2", "ip1", "ip2"] {
+        for j in 0..2 {
+            let reference = read_npy(&backward.join(format!("params/{layer}_{j}_diff.npy")));
+            let ours = read_raw(&dir.path().join(format!("{layer}_{j}_layered_diff.raw")));
+            common::assert_close(
+                &format!("{layer} param {j} diff, layer by layer"),
+                &ours,
+                &reference,
+                common::parity_tolerance(),
+            );
+        }
+    }
+    let reference = read_npy(&backward.join("params/conv1_0_diff.npy"));
+    let ours = read_raw(&dir.path().join("conv1_0_after_layered_diff.raw"));
+    common::assert_close("conv1 param 0 diff after layer by layer", &ours, &reference, common::parity_tolerance());
+    let layered: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("layered loss "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((layered - caffe_loss).abs() <= 1e-4 * (1.0 + caffe_loss.abs()), "layer-by-layer loss {layered}");
+    assert!(stdout.contains("output loss weight 1 bottoms of ip1 pool2 need 1"), "{stdout}");
     for blob in ["conv1", "pool1", "conv2", "pool2", "ip1", "ip2"] {
         let reference = read_npy(&backward.join(format!("blob_diffs/{blob}.npy")));
         let ours = read_raw(&dir.path().join(format!("blob_{blob}_diff.raw")));
@@ -209,7 +243,10 @@ fn a_cpp_program_trains_through_caffe_hpp() {
     }
 
     // The solver: the accessors read the file, and its 20 steps log Caffe's losses.
-    assert!(stdout.contains("param type SGD base_lr 0.01 lr_policy inv test_iter 1 x100 mode 0"), "{stdout}");
+    assert!(
+        stdout.contains("param type SGD base_lr 0.01 lr_policy inv test_iter 1 x100 mode 0 has 1 0 weights 1"),
+        "{stdout}"
+    );
     assert!(stdout.contains("solver SGD nets 1 1 phases 0 1"), "{stdout}");
     assert!(stdout.contains("iter 10 weights moved 1") && stdout.contains("iter 20\n"), "{stdout}");
     let ours = logged_losses(&stderr);
@@ -228,10 +265,15 @@ fn a_cpp_program_trains_through_caffe_hpp() {
     eprintln!("ip2 weights after 20 steps: relative L2 error {rel:.2e} against Caffe's");
     assert!(rel <= 5e-3, "ip2 weights after 20 steps: relative L2 error {rel:.2e}");
     assert!(dir.path().join("cpp_iter_20.caffemodel").exists(), "{stderr}");
+    // The SIGHUP raised after 5 iterations is answered, as in Caffe, after
+    // the next one.
+    let snapshot = |name: &str| dir.path().join(name).exists();
+    assert!(snapshot("cpp_iter_6.caffemodel") && snapshot("cpp_iter_6.solverstate"), "{stderr}");
     assert!(stdout.contains("restored iter 20 same weights 1"), "{stdout}");
 
     let errors: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("error: ")).collect();
-    assert_eq!(errors.len(), 2, "{stdout}");
-    common::assert_one_line_error(errors[0], &["no_such_solver.prototxt"]);
-    common::assert_one_line_error(errors[1], &["BackwardFromTo(99, 0)", "layers 0..9"]);
+    assert_eq!(errors.len(), 3, "{stdout}");
+    common::assert_one_line_error(errors[0], &["Layer 'conv1'", "its net's own blobs"]);
+    common::assert_one_line_error(errors[1], &["no_such_solver.prototxt"]);
+    common::assert_one_line_error(errors[2], &["BackwardFromTo(99, 0)", "layers 0..9"]);
 }

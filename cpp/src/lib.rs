@@ -115,6 +115,21 @@ pub extern "C" fn caffe_tch_set_random_seed(seed: u64) {
     tch::manual_seed(seed as i64);
 }
 
+/// `Caffe::DeviceQuery()`: what `caffe device_query` reports (libtorch,
+/// the CUDA library and devices), one fact a line; valid until the next call
+/// on this thread.
+#[no_mangle]
+pub extern "C" fn caffe_tch_device_query() -> *const c_char {
+    thread_local! {
+        static REPORT: RefCell<CString> = RefCell::new(CString::default());
+    }
+    let report = guarded(String::new(), || Ok(caffe_tch::tools::device_query::report().join("\n")));
+    REPORT.with(|r| {
+        *r.borrow_mut() = CString::new(report.replace('\0', " ")).unwrap_or_default();
+        r.borrow().as_ptr()
+    })
+}
+
 /// The device `Caffe::set_mode` and `Caffe::SetDevice` chose.
 pub(crate) fn device() -> Device {
     let (gpu, id) = *MODE.lock().unwrap_or_else(|p| p.into_inner());

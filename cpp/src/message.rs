@@ -5,7 +5,7 @@
 use caffe_tch::proto::{descriptor_of, text};
 use caffe_tch::{Error, Result};
 use prost::{Message, Name};
-use prost_reflect::{DynamicMessage, Value};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Value};
 
 /// Merges `prototxt` into `message`.
 pub(crate) fn merge_text<M: Message + Name + Default>(message: &mut M, prototxt: &str) -> Result<()> {
@@ -50,10 +50,31 @@ pub(crate) fn field_size<M: Message + Name>(message: &M, name: &str) -> Result<u
     }
 }
 
-fn field<M: Message + Name>(message: &M, name: &str) -> Result<Value> {
+/// Whether field `name` of `message` is set (protobuf's `has_`; a repeated
+/// field: whether it holds values).
+pub(crate) fn field_is_set<M: Message + Name>(message: &M, name: &str) -> Result<bool> {
+    let (dynamic, f) = dynamic_field(message, name)?;
+    Ok(dynamic.has_field(&f))
+}
+
+/// Clears field `name` of `message` (protobuf's `clear_`).
+pub(crate) fn clear_field<M: Message + Name + Default>(message: &mut M, name: &str) -> Result<()> {
+    let (mut dynamic, f) = dynamic_field(message, name)?;
+    dynamic.clear_field(&f);
+    *message = M::decode(dynamic.encode_to_vec().as_slice())
+        .map_err(|e| Error::invalid(format!("{} does not decode: {e}", M::NAME)))?;
+    Ok(())
+}
+
+fn dynamic_field<M: Message + Name>(message: &M, name: &str) -> Result<(DynamicMessage, FieldDescriptor)> {
     let desc = descriptor_of::<M>();
     let dynamic = DynamicMessage::decode(desc.clone(), message.encode_to_vec().as_slice())
         .map_err(|e| Error::invalid(format!("{} does not decode: {e}", M::NAME)))?;
     let f = desc.get_field_by_name(name).ok_or_else(|| Error::invalid(format!("{} has no field '{name}'", M::NAME)))?;
+    Ok((dynamic, f))
+}
+
+fn field<M: Message + Name>(message: &M, name: &str) -> Result<Value> {
+    let (dynamic, f) = dynamic_field(message, name)?;
     Ok(dynamic.get_field(&f).into_owned())
 }

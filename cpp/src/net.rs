@@ -72,6 +72,8 @@ impl Shared {
         for i in 0..self.views.len() {
             let (net, view) = self.parts(i)?;
             view.refresh(net, true, true)?;
+            // What the solver recorded is its own.
+            view.recorded_by.clear();
         }
         Ok(())
     }
@@ -119,6 +121,12 @@ struct View {
     /// Whether the program holds pointers into the layers' blobs (weights),
     /// which it may write unseen by libtorch.
     weights_exposed: bool,
+    /// Per layer, which recorded forward last ran it (0: none recorded, or
+    /// not known to be). Autograd's graph runs through one forward's layers
+    /// only: a layer-by-layer forward (tools/caffe.cpp's time) leaves one
+    /// graph per layer, so a backward across several must record its range anew.
+    recorded_by: Vec<u64>,
+    forwards: u64,
 }
 
 impl View {
@@ -246,6 +254,10 @@ fn forward_range(net: &mut Net, view: &mut View, start: usize, end: usize, grad:
         return Err(Error::invalid(format!("Net::ForwardFromTo({start}, {end}): the net has layers 0..{layers}")));
     }
     view.before_pass(net)?;
+    view.recorded_by.resize(layers, 0);
+    view.forwards += 1;
+    let id = if grad { view.forwards } else { 0 };
+    view.recorded_by[start..=end].fill(id);
     let loss = if start == 0 && end + 1 == layers && !grad {
         net.reshape()?;
         net.forward_inference()?
@@ -261,8 +273,9 @@ fn forward_range(net: &mut Net, view: &mut View, start: usize, end: usize, grad:
 
 /// Backward from layer `start` down to `end` (Caffe's BackwardFromTo): the
 /// loss layers in the range seed it, and each top no later layer in the
-/// range reads is seeded with its diff as the program left it (zeros if it
-/// never asked for it), as Caffe's backward reads the diffs in its blobs.
+/// range reads is seeded with its diff as it stands (as the program wrote it
+/// or a backward above left it; zeros if neither), as Caffe's backward reads
+/// the diffs in its blobs.
 fn backward_range(net: &mut Net, view: &mut View, start: usize, end: usize) -> Result<()> {
     let layers = net.layer_names().len();
     if start >= layers || end > start {
@@ -278,17 +291,21 @@ fn backward_range(net: &mut Net, view: &mut View, start: usize, end: usize) -> R
     let params = net.layer_params();
     let first_computing = (end..=start).find(|&i| !params[i].bottom.is_empty());
     // Caffe's backward reads the blobs as they are; autograd needs the
-    // forward that made them, run here if none is recorded for the range.
-    if !net.backward_recorded(end, start) {
+    // forward that made them, as one recorded pass over the range: run here
+    // if there is none.
+    let one_pass =
+        view.recorded_by.get(end..=start).is_some_and(|ids| ids[0] != 0 && ids.iter().all(|&id| id == ids[0]));
+    if !one_pass || !net.backward_recorded(end, start) {
         if let Some(first) = first_computing {
             forward_range(net, view, first, start, true)?;
         }
     }
     let mut diffs: Vec<(String, Tensor)> = Vec::new();
     for s in &seeds {
-        let diff = match view.copies.get(&Key::Diff(s.clone())) {
-            Some(host) => host.shallow_clone(),
-            None => match net.blob_first_value(s) {
+        let diff = match (view.copies.get(&Key::Diff(s.clone())), net.blob_diff(s)) {
+            (Some(host), _) => host.shallow_clone(),
+            (None, Some(d)) => d.shallow_clone(),
+            (None, None) => match net.blob_first_value(s) {
                 Some(v) => v.f_zeros_like()?,
                 None => continue,
             },
@@ -667,5 +684,87 @@ pub unsafe extern "C" fn caffe_tch_net_layer_blob_data(
             }
             Ok(t.data_ptr() as *mut f32)
         })
+    })
+}
+
+/// The names layer `layer` reads (`tops` 0) or writes (1), in order.
+fn links(net: &Net, layer: c_int, tops: c_int) -> Result<Vec<String>> {
+    let (i, _) = layer_of(net, layer)?;
+    let p = net.layer_params()[i];
+    Ok(if tops != 0 { p.top.clone() } else { p.bottom.clone() })
+}
+
+/// How many bottoms (`tops` 0) or tops (1) layer `layer` has; -1 on error.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_link_count(h: *mut NetHandle, layer: c_int, tops: c_int) -> c_int {
+    guarded(-1, || with(h, |net, _| Ok(links(net, layer, tops)?.len() as c_int)))
+}
+
+/// The `k`-th bottom (`tops` 0) or top (1) of layer `layer` (a blob name);
+/// null on error. Valid while the net lives.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_link(
+    h: *mut NetHandle,
+    layer: c_int,
+    tops: c_int,
+    k: c_int,
+) -> *const c_char {
+    guarded(std::ptr::null(), || {
+        with(h, |net, view| {
+            let names = links(net, layer, tops)?;
+            let name =
+                names.get(k.max(0) as usize).ok_or_else(|| Error::invalid(format!("layer {layer} has no blob {k}")))?;
+            Ok(view.name_ptr(name))
+        })
+    })
+}
+
+/// Whether layer `layer`'s backward reaches its `k`-th bottom (Caffe's
+/// `bottom_need_backward`): 1 or 0; -1 on error.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_propagates(h: *mut NetHandle, layer: c_int, k: c_int) -> c_int {
+    guarded(-1, || {
+        with(h, |net, _| {
+            let (i, name) = layer_of(net, layer)?;
+            let flags = net.bottom_propagates(i).unwrap_or_default();
+            let flag = flags
+                .get(k.max(0) as usize)
+                .ok_or_else(|| Error::invalid(format!("layer '{name}' has no bottom {k}")))?;
+            Ok(*flag as c_int)
+        })
+    })
+}
+
+/// The loss weight of blob `name` (0 for a blob that is no loss) into
+/// `weight`. 0 on success.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_blob_loss_weight(
+    h: *mut NetHandle,
+    name: *const c_char,
+    weight: *mut f32,
+) -> c_int {
+    guarded(-1, || {
+        let name = text(name, "blob")?;
+        let w = with(h, |net, _| {
+            net.blob_shape(&name).ok_or_else(|| no_blob(&name))?;
+            Ok(net.blob_loss_weight(&name))
+        })?;
+        if !weight.is_null() {
+            // SAFETY: the header passes a float or null.
+            unsafe { *weight = w };
+        }
+        Ok(0)
     })
 }

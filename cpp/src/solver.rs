@@ -3,14 +3,14 @@
 //! protobuf's accessors), and caffe-tch's [`Solver`] over it: the same
 //! training, logs and snapshots as `caffe train`. Its nets are handed out
 //! as [`NetHandle`]s sharing the solver.
-use std::ffi::{c_char, c_int, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::{Path, PathBuf};
 
 use caffe_tch::proto::caffe::SolverParameter;
-use caffe_tch::solver::{Solver, SolverOptions};
+use caffe_tch::solver::{Solver, SolverAction, SolverOptions};
 use caffe_tch::{Error, Result};
 
-use crate::message::{field_size, field_text, merge_text};
+use crate::message::{clear_field, field_is_set, field_size, field_text, merge_text};
 use crate::net::{NetHandle, Nets, Shared, SharedRef};
 use crate::{guarded, text as c_text};
 
@@ -97,6 +97,29 @@ pub unsafe extern "C" fn caffe_tch_solver_param_get(
         let shown = field_text(&p.param, &name, index)?;
         p.value = CString::new(shown.replace('\0', " ")).unwrap_or_default();
         Ok(p.value.as_ptr())
+    })
+}
+
+/// Whether field `name` is set (`has_solver_mode()`): 1 or 0; -1 on error.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_param_has(p: *mut SolverParamHandle, name: *const c_char) -> c_int {
+    guarded(-1, || {
+        let name = c_text(name, "SolverParameter field")?;
+        Ok(field_is_set(&param(p)?.param, &name)? as c_int)
+    })
+}
+
+/// Clears field `name` (`clear_weights()`). 0 on success.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_param_clear(p: *mut SolverParamHandle, name: *const c_char) -> c_int {
+    guarded(-1, || {
+        let name = c_text(name, "SolverParameter field")?;
+        clear_field(&mut param(p)?.param, &name)?;
+        Ok(0)
     })
 }
 
@@ -194,6 +217,39 @@ pub unsafe extern "C" fn caffe_tch_solver_net(s: *mut SolverHandle, i: c_int) ->
             return Err(Error::invalid(format!("the solver has {n} nets, not a net {i}")));
         }
         Ok(Box::into_raw(Box::new(NetHandle::of(h.shared.clone(), i as usize))))
+    })
+}
+
+/// `SetActionFunction(f)`: the solver asks `action(context)` between
+/// iterations what to do (0 nothing, 1 stop, 2 snapshot, Caffe's
+/// SolverAction), as `caffe train` asks its signal handler. The function
+/// and context live as long as the solver (the header keeps them).
+/// # Safety
+/// As [`caffe_tch_solver_param_read`]; `action` is callable with `context`
+/// while the solver lives.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_set_action(
+    s: *mut SolverHandle,
+    action: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+    context: *mut c_void,
+) -> c_int {
+    guarded(-1, || {
+        let action = action.ok_or_else(|| Error::invalid("Solver::SetActionFunction: null function"))?;
+        let context = context as usize;
+        with(s, |shared| {
+            let Nets::Solver(solver) = &mut shared.nets else {
+                return Err(Error::invalid("not a solver"));
+            };
+            solver.set_action_function(Box::new(move || {
+                // SAFETY: the header keeps the function and its context for the solver's life.
+                match unsafe { action(context as *mut c_void) } {
+                    1 => SolverAction::Stop,
+                    2 => SolverAction::Snapshot,
+                    _ => SolverAction::None,
+                }
+            }));
+            Ok(0)
+        })
     })
 }
 

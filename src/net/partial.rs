@@ -14,6 +14,12 @@ impl Net {
         self.force_backward
     }
 
+    /// Per bottom of layer `i`, whether its backward reaches it (Caffe's
+    /// propagate_down, as `bottom_need_backward` reports it).
+    pub fn bottom_propagates(&self, i: usize) -> Option<&[bool]> {
+        self.layers.get(i).map(|e| e.propagate_down.as_slice())
+    }
+
     /// The index of the first layer named `name`.
     pub fn layer_index(&self, name: &str) -> Option<usize> {
         self.layers.iter().position(|e| e.param.name() == name)

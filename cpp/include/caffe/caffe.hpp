@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -65,6 +66,15 @@
 #if __has_include(<glog/logging.h>)
 #include <glog/logging.h>
 #define CAFFE_TCH_HAS_GLOG 1
+#endif
+#endif
+// Caffe's header brings Boost's headers along (shared_ptr, lexical_cast,
+// which its tools use without including them); where Boost is installed,
+// so does this one.
+#if defined(__has_include)
+#if __has_include(<boost/lexical_cast.hpp>)
+#include <boost/lexical_cast.hpp>
+#include <boost/shared_ptr.hpp>
 #endif
 #endif
 // Caffe's header brings gflags too (DEFINE_string and the rest, which the
@@ -116,6 +126,16 @@ inline void InitGoogleLogging(const char*) {}
 #define CHECK_GE(a, b) CHECK_OP(a, b, >=)
 #endif
 
+// Caffe's common.hpp macros that its programs use.
+#define STRINGIFY(m) #m
+#define AS_STRING(m) STRINGIFY(m)
+#ifndef CAFFE_VERSION
+#define CAFFE_VERSION 1.0.0
+#endif
+#ifdef CPU_ONLY
+#define NO_GPU LOG(FATAL) << "Cannot use GPU in CPU-only Caffe: check mode."
+#endif
+
 extern "C" {
 struct CaffeTchNet;
 struct CaffeTchBlobProto;
@@ -142,6 +162,14 @@ int caffe_tch_net_phase(CaffeTchNet* net);
 int caffe_tch_net_forward(CaffeTchNet* net, int start, int end, float* loss);
 int caffe_tch_net_backward(CaffeTchNet* net, int start, int end);
 int caffe_tch_net_clear_param_diffs(CaffeTchNet* net);
+int caffe_tch_net_layer_link_count(CaffeTchNet* net, int layer, int tops);
+const char* caffe_tch_net_layer_link(CaffeTchNet* net, int layer, int tops, int k);
+int caffe_tch_net_layer_propagates(CaffeTchNet* net, int layer, int k);
+int caffe_tch_net_blob_loss_weight(CaffeTchNet* net, const char* name, float* weight);
+const char* caffe_tch_device_query();
+int caffe_tch_solver_param_has(CaffeTchSolverParam* param, const char* name);
+int caffe_tch_solver_param_clear(CaffeTchSolverParam* param, const char* name);
+int caffe_tch_solver_set_action(CaffeTchSolver* solver, int (*action)(void*), void* context);
 CaffeTchSolverParam* caffe_tch_solver_param_new();
 CaffeTchSolverParam* caffe_tch_solver_param_read(const char* file);
 CaffeTchSolverParam* caffe_tch_solver_param_clone(CaffeTchSolverParam* param);
@@ -271,13 +299,33 @@ class Caffe {
   static Brew mode() { return mode_(); }
   static void SetDevice(int device_id) { internal::check(caffe_tch_set_device(device_id) == 0); }
   static void set_random_seed(unsigned int seed) { caffe_tch_set_random_seed(seed); }
+  // What `caffe device_query` reports, as log lines.
+  static void DeviceQuery() {
+    std::istringstream report(caffe_tch_device_query());
+    for (std::string line; std::getline(report, line);) LOG(INFO) << line;
+  }
+  // Recorded only: a solver in a C++ program trains on one device (`caffe
+  // train -gpu 0,1` runs several).
+  static void set_solver_count(int count) { solver_count_() = count; }
+  static int solver_count() { return solver_count_(); }
+  static bool root_solver() { return true; }
 
  private:
   static Brew& mode_() {
     static Brew mode = CPU;
     return mode;
   }
+  static int& solver_count_() {
+    static int count = 1;
+    return count;
+  }
 };
+
+// What a solver's action function asks between iterations (a signal handler's answer).
+namespace SolverAction {
+enum Enum { NONE = 0, STOP = 1, SNAPSHOT = 2 };
+}
+typedef std::function<SolverAction::Enum()> ActionCallback;
 
 // Caffe's start-up for its tools: gflags' command line and glog, where this
 // program has them (it then links them, as Caffe's programs do).
@@ -416,6 +464,8 @@ inline bool WriteProtoToBinaryFile(const NetParameter& param, const char* filena
 template <typename Dtype>
 class Net;
 template <typename Dtype>
+class Layer;
+template <typename Dtype>
 class Solver;
 
 // A blob: a net's (its values live in the net) or one of the program's own
@@ -514,7 +564,9 @@ class Blob {
 
  private:
   friend class Net<Dtype>;
+  friend class Layer<Dtype>;
   Blob(CaffeTchNet* net, const string& name) : net_(net), name_(name) {}
+  bool is(CaffeTchNet* net, const string& name) const { return net_ == net && layer_ < 0 && name_ == name; }
   // Blob `index` of layer `layer` (weights, bias, statistics).
   Blob(CaffeTchNet* net, int layer, int index) : net_(net), layer_(layer), index_(index) {}
   Blob(const Blob&) = delete;
@@ -548,18 +600,65 @@ class Blob {
   mutable vector<float> own_data_, own_diff_;
 };
 
-// A layer of a net: its type and its blobs (weights, bias, statistics), whose
-// memory cpu_data()/mutable_cpu_data() reach on a CPU net; not its Forward.
+// A layer's name, type and wiring, as its net runs it.
+class LayerParameter {
+ public:
+  const string& name() const { return name_; }
+  const string& type() const { return type_; }
+  int bottom_size() const { return static_cast<int>(bottom_.size()); }
+  const string& bottom(int index) const { return bottom_.at(index); }
+  int top_size() const { return static_cast<int>(top_.size()); }
+  const string& top(int index) const { return top_.at(index); }
+
+ private:
+  template <typename Dtype>
+  friend class Net;
+  string name_, type_;
+  vector<string> bottom_, top_;
+};
+
+// A layer of a net: its parameter, its blobs (weights, bias, statistics),
+// whose memory cpu_data()/mutable_cpu_data() reach on a CPU net, and its
+// own Forward and Backward, which run on its net's blobs (the vectors
+// net->bottom_vecs()[i] and top_vecs()[i], as Caffe's tools pass them).
 template <typename Dtype>
 class Layer {
  public:
-  const char* type() const { return type_.c_str(); }
+  const char* type() const { return param_.type().c_str(); }
+  const LayerParameter& layer_param() const { return param_; }
   vector<shared_ptr<Blob<Dtype> > >& blobs() { return blobs_; }
   const vector<shared_ptr<Blob<Dtype> > >& blobs() const { return blobs_; }
+  // The layer alone, reshaped to its bottoms; its loss.
+  Dtype Forward(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+    check_own(bottom, top);
+    float loss = 0;
+    internal::check(caffe_tch_net_forward(net_, index_, index_, &loss) == 0);
+    return loss;
+  }
+  // The layer alone, from its tops' diffs (or its loss) to its bottoms' and
+  // its blobs' diffs; `propagate_down` is the net's own (bottom_need_backward).
+  void Backward(const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
+                const vector<Blob<Dtype>*>& bottom) {
+    (void)propagate_down;
+    check_own(bottom, top);
+    internal::check(caffe_tch_net_backward(net_, index_, index_) == 0);
+  }
 
  private:
   friend class Net<Dtype>;
-  string type_;
+  void check_own(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) const {
+    bool own = static_cast<int>(bottom.size()) == param_.bottom_size() &&
+               static_cast<int>(top.size()) == param_.top_size();
+    for (int k = 0; own && k < param_.bottom_size(); ++k) own = bottom[k]->is(net_, param_.bottom(k));
+    for (int k = 0; own && k < param_.top_size(); ++k) own = top[k]->is(net_, param_.top(k));
+    if (!own)
+      throw std::runtime_error("Layer '" + param_.name() +
+                               "': Forward and Backward run on its net's own blobs (net->bottom_vecs()[i], "
+                               "net->top_vecs()[i])");
+  }
+  CaffeTchNet* net_ = nullptr;
+  int index_ = -1;
+  LayerParameter param_;
   vector<shared_ptr<Blob<Dtype> > > blobs_;
 };
 
@@ -648,6 +747,15 @@ class Net {
   bool has_layer(const string& name) const {
     return std::find(layer_names_.begin(), layer_names_.end(), name) != layer_names_.end();
   }
+  // Every blob in blob_names() order, and the tables Caffe's tools index by it.
+  const vector<shared_ptr<Blob<Dtype> > >& blobs() const { return blob_list_; }
+  const vector<int>& input_blob_indices() const { return input_indices_; }
+  const vector<int>& output_blob_indices() const { return output_indices_; }
+  const vector<Dtype>& blob_loss_weights() const { return blob_loss_weights_; }
+  // Per layer: the blobs it reads and writes, and whether its backward reaches each bottom.
+  const vector<vector<Blob<Dtype>*> >& bottom_vecs() const { return bottom_vecs_; }
+  const vector<vector<Blob<Dtype>*> >& top_vecs() const { return top_vecs_; }
+  const vector<vector<bool> >& bottom_need_backward() const { return bottom_need_backward_; }
   // Shares ownership with the net's own record of the blob; valid while the net lives.
   const shared_ptr<Blob<Dtype> > blob_by_name(const string& name) const {
     if (!has_blob(name)) return shared_ptr<Blob<Dtype> >();
@@ -676,7 +784,30 @@ class Net {
         if (which == 3) layer_names_.push_back(name);
         if (which == 4) {
           shared_ptr<Layer<Dtype> > layer(new Layer<Dtype>());
-          layer->type_ = name;
+          layer->net_ = net_;
+          layer->index_ = i;
+          layer->param_.name_ = layer_names_[i];
+          layer->param_.type_ = name;
+          vector<Blob<Dtype>*> links[2];
+          for (int tops = 0; tops < 2; ++tops) {
+            int count = caffe_tch_net_layer_link_count(net_, i, tops);
+            internal::check(count >= 0);
+            for (int k = 0; k < count; ++k) {
+              const char* link = caffe_tch_net_layer_link(net_, i, tops, k);
+              internal::check(link != nullptr);
+              (tops ? layer->param_.top_ : layer->param_.bottom_).push_back(link);
+              links[tops].push_back(blob_named(link));
+            }
+          }
+          vector<bool> need(links[0].size());
+          for (size_t k = 0; k < need.size(); ++k) {
+            int propagates = caffe_tch_net_layer_propagates(net_, i, static_cast<int>(k));
+            internal::check(propagates >= 0);
+            need[k] = propagates == 1;
+          }
+          bottom_vecs_.push_back(links[0]);
+          top_vecs_.push_back(links[1]);
+          bottom_need_backward_.push_back(need);
           int blobs = caffe_tch_net_layer_blob_count(net_, i);
           internal::check(blobs >= 0);
           for (int j = 0; j < blobs; ++j) {
@@ -687,6 +818,17 @@ class Net {
           layers_.push_back(layer);
         }
       }
+    }
+    for (size_t b = 0; b < blob_names_.size(); ++b) {
+      const string& name = blob_names_[b];
+      blob_list_.push_back(blob_by_name(name));
+      float weight = 0;
+      internal::check(caffe_tch_net_blob_loss_weight(net_, name.c_str(), &weight) == 0);
+      blob_loss_weights_.push_back(weight);
+      for (Blob<Dtype>* in : inputs_)
+        if (in->name() == name) input_indices_.push_back(static_cast<int>(b));
+      for (Blob<Dtype>* out : outputs_)
+        if (out->name() == name) output_indices_.push_back(static_cast<int>(b));
     }
   }
 
@@ -701,6 +843,11 @@ class Net {
 
   CaffeTchNet* net_;
   mutable std::map<string, shared_ptr<Blob<Dtype> > > blobs_;
+  vector<shared_ptr<Blob<Dtype> > > blob_list_;
+  vector<int> input_indices_, output_indices_;
+  vector<Dtype> blob_loss_weights_;
+  vector<vector<Blob<Dtype>*> > bottom_vecs_, top_vecs_;
+  vector<vector<bool> > bottom_need_backward_;
   vector<Blob<Dtype>*> inputs_, outputs_;
   vector<string> blob_names_, layer_names_;
   vector<shared_ptr<Layer<Dtype> > > layers_;
@@ -731,7 +878,11 @@ class SolverParameter {
   }
   ~SolverParameter() { caffe_tch_solver_param_free(p_); }
 
+#define CAFFE_TCH_PRESENCE(name)                          \
+  bool has_##name() const { return has(#name); }          \
+  void clear_##name() { clear(#name); }
 #define CAFFE_TCH_NUMBER_FIELD(type, name)                                   \
+  CAFFE_TCH_PRESENCE(name)                                                  \
   type name() const { return static_cast<type>(std::stod(get(#name))); }    \
   void set_##name(type value) {                                             \
     std::ostringstream text;                                                \
@@ -739,12 +890,15 @@ class SolverParameter {
     merge(text.str());                                                      \
   }
 #define CAFFE_TCH_INTEGER_FIELD(type, name)                                  \
+  CAFFE_TCH_PRESENCE(name)                                                  \
   type name() const { return static_cast<type>(std::stoll(get(#name))); }   \
   void set_##name(type value) { merge(string(#name ": ") + std::to_string(value)); }
 #define CAFFE_TCH_BOOL_FIELD(name)                                           \
+  CAFFE_TCH_PRESENCE(name)                                                  \
   bool name() const { return get(#name) == "true"; }                        \
   void set_##name(bool value) { merge(string(#name ": ") + (value ? "true" : "false")); }
 #define CAFFE_TCH_STRING_FIELD(name)                                         \
+  CAFFE_TCH_PRESENCE(name)                                                  \
   string name() const { return get(#name); }                                \
   void set_##name(const string& value) { merge(string(#name ": ") + quoted(value)); }
   CAFFE_TCH_STRING_FIELD(net)
@@ -779,6 +933,7 @@ class SolverParameter {
 #undef CAFFE_TCH_INTEGER_FIELD
 #undef CAFFE_TCH_BOOL_FIELD
 #undef CAFFE_TCH_STRING_FIELD
+#undef CAFFE_TCH_PRESENCE
 
   int test_iter_size() const { return size("test_iter"); }
   int test_iter(int index) const { return std::stoi(get("test_iter", index)); }
@@ -786,6 +941,12 @@ class SolverParameter {
   int stepvalue_size() const { return size("stepvalue"); }
   int stepvalue(int index) const { return std::stoi(get("stepvalue", index)); }
   void add_stepvalue(int value) { merge("stepvalue: " + std::to_string(value)); }
+  int weights_size() const { return size("weights"); }
+  string weights(int index) const { return get("weights", index); }
+  void add_weights(const string& file) { merge("weights: " + quoted(file)); }
+  void clear_weights() { clear("weights"); }
+  void clear_test_iter() { clear("test_iter"); }
+  bool has_solver_mode() const { return has("solver_mode"); }
   SolverMode solver_mode() const { return get("solver_mode") == "0" ? CPU : GPU; }
   void set_solver_mode(SolverMode mode) { merge(mode == CPU ? "solver_mode: CPU" : "solver_mode: GPU"); }
 
@@ -814,6 +975,12 @@ class SolverParameter {
     internal::check(n >= 0);
     return n;
   }
+  bool has(const char* name) const {
+    int set = caffe_tch_solver_param_has(p_, name);
+    internal::check(set >= 0);
+    return set == 1;
+  }
+  void clear(const char* name) { internal::check(caffe_tch_solver_param_clear(p_, name) == 0); }
 
   CaffeTchSolverParam* p_;
   NetState train_state_;
@@ -862,6 +1029,11 @@ class Solver {
   void Step(int iters) { internal::check(caffe_tch_solver_step(s_, iters) == 0); }
   void Restore(const char* resume_file) { internal::check(caffe_tch_solver_restore(s_, resume_file) == 0); }
   void Snapshot() { internal::check(caffe_tch_solver_snapshot(s_) == 0); }
+  // Asked between iterations what to do (caffe.cpp hands it its SignalHandler's).
+  void SetActionFunction(ActionCallback func) {
+    action_ = func;
+    internal::check(caffe_tch_solver_set_action(s_, &Solver::ask, this) == 0);
+  }
   // The update rule on the diffs the training net holds, at this iteration's rate.
   void ApplyUpdate() { internal::check(caffe_tch_solver_apply_update(s_) == 0); }
   int iter() const {
@@ -892,7 +1064,13 @@ class Solver {
     for (int i = 1; i < nets; ++i) test_nets_.push_back(shared_ptr<Net<Dtype> >(new Net<Dtype>(caffe_tch_solver_net(s_, i))));
   }
 
+  static int ask(void* self) {
+    Solver* solver = static_cast<Solver*>(self);
+    return solver->action_ ? static_cast<int>(solver->action_()) : 0;
+  }
+
   CaffeTchSolver* s_;
+  ActionCallback action_;
   SolverParameter param_;
   string type_;
   shared_ptr<Net<Dtype> > net_;
