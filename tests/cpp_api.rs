@@ -115,6 +115,7 @@ fn a_cpp_program_against_caffe_hpp_runs_caffe_lenet() {
     assert!(stdout.contains("conv1 Convolution 20 1 5 5 (500) params 8 layers"), "{stdout}");
     assert!(stdout.contains("ip2 after weights written 0.5 0.5"), "{stdout}");
     assert!(stdout.contains("rebuilt LeNet phase 1 ip2 0.5 0.5 timed 1"), "{stdout}");
+    assert!(stdout.contains("copied 100 10 (1000) 0.5"), "{stdout}");
 
     let error = stdout.lines().find(|l| l.starts_with("error ")).unwrap();
     common::assert_one_line_error(error, &["no_such_net.prototxt"]);

@@ -401,14 +401,16 @@ pub unsafe extern "C" fn caffe_tch_net_copy_trained_layers_from(h: *mut NetHandl
 }
 
 /// The names of the net's inputs (`which` 0), outputs (1), blobs (2) or
-/// layers (3), or the layers' types (4), in the net's order.
+/// layers (3), the layers' types (4), or the net's own name (5), in the
+/// net's order.
 fn names_of(net: &Net, which: c_int) -> Vec<&str> {
     match which {
         0 => net.input_blob_names(),
         1 => net.output_blob_names(),
         2 => net.blob_names(),
         3 => net.layer_names(),
-        _ => net.layer_types(),
+        4 => net.layer_types(),
+        _ => vec![net.name.as_str()],
     }
 }
 

@@ -553,6 +553,18 @@ class Blob {
   Dtype sumsq_data() const { return sum(cpu_data(), true); }
   Dtype sumsq_diff() const { return sum(cpu_diff(), true); }
 
+  // The source's data (or diff) into this blob's, reshaping it to the
+  // source's shape when `reshape` (else the shapes must match).
+  void CopyFrom(const Blob& source, bool copy_diff = false, bool reshape = false) {
+    if (source.count() != count() || source.shape() != shape()) {
+      if (!reshape) throw std::runtime_error("Blob::CopyFrom: the blobs' shapes differ (pass reshape = true)");
+      Reshape(source.shape());
+    }
+    const Dtype* from = copy_diff ? source.cpu_diff() : source.cpu_data();
+    Dtype* to = copy_diff ? mutable_cpu_diff() : mutable_cpu_data();
+    std::memcpy(to, from, static_cast<size_t>(count()) * sizeof(Dtype));
+  }
+
   void FromProto(const BlobProto& proto, bool reshape = true) {
     if (reshape) Reshape(proto.shape_);
     if (static_cast<int>(proto.data_.size()) != count()) {
@@ -747,6 +759,7 @@ class Net {
   bool has_layer(const string& name) const {
     return std::find(layer_names_.begin(), layer_names_.end(), name) != layer_names_.end();
   }
+  const string& name() const { return name_; }
   // Every blob in blob_names() order, and the tables Caffe's tools index by it.
   const vector<shared_ptr<Blob<Dtype> > >& blobs() const { return blob_list_; }
   const vector<int>& input_blob_indices() const { return input_indices_; }
@@ -771,8 +784,9 @@ class Net {
     Init();
   }
   void Init() {
-    // Inputs (0), outputs (1), blobs (2), layers (3), layer types (4), as libcaffe numbers them.
-    for (int which = 0; which < 5; ++which) {
+    // Inputs (0), outputs (1), blobs (2), layers (3), layer types (4), the
+    // net's name (5), as libcaffe numbers them.
+    for (int which = 0; which < 6; ++which) {
       int n = caffe_tch_net_count(net_, which);
       internal::check(n >= 0);
       for (int i = 0; i < n; ++i) {
@@ -782,6 +796,7 @@ class Net {
         if (which == 1) outputs_.push_back(blob_named(name));
         if (which == 2) blob_names_.push_back(name);
         if (which == 3) layer_names_.push_back(name);
+        if (which == 5) name_ = name;
         if (which == 4) {
           shared_ptr<Layer<Dtype> > layer(new Layer<Dtype>());
           layer->net_ = net_;
@@ -842,6 +857,7 @@ class Net {
   }
 
   CaffeTchNet* net_;
+  string name_;
   mutable std::map<string, shared_ptr<Blob<Dtype> > > blobs_;
   vector<shared_ptr<Blob<Dtype> > > blob_list_;
   vector<int> input_indices_, output_indices_;
