@@ -7,7 +7,7 @@
 //! such as Caffe's `examples/cpp_classification` compiles against the header
 //! and links `-lcaffe` unchanged. The nets and solvers are caffe-tch's
 //! ([`caffe_tch::net::Net`], [`caffe_tch::solver::Solver`]); this crate only
-//! adapts the calls (`net.rs`, `net_param.rs`, `solver.rs`, `blob_proto.rs`;
+//! adapts the calls (`net.rs`, `layer.rs`, `net_param.rs`, `solver.rs`, `blob_proto.rs`;
 //! `message.rs`: the messages' setters and getters).
 //!
 //! Memory, as the header documents it: an input blob's data is the tensor
@@ -29,6 +29,7 @@ use caffe_tch::{Error, Result};
 use tch::Device;
 
 mod blob_proto;
+mod layer;
 mod message;
 mod net;
 mod net_param;

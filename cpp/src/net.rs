@@ -104,7 +104,7 @@ impl Key {
 
 /// What the header has been given of one net.
 #[derive(Default)]
-struct View {
+pub(crate) struct View {
     /// Input blobs' host tensors, which the Input layers read.
     inputs: HashMap<String, Tensor>,
     /// Other blobs' data and every blob's diff as host copies, made on
@@ -223,7 +223,12 @@ impl View {
         Ok(())
     }
 
-    fn name_ptr(&mut self, name: &str) -> *const c_char {
+    /// The program now holds a pointer into the layers' weights.
+    pub(crate) fn expose_weights(&mut self) {
+        self.weights_exposed = true;
+    }
+
+    pub(crate) fn name_ptr(&mut self, name: &str) -> *const c_char {
         self.names.entry(name.to_string()).or_insert_with(|| CString::new(name).unwrap_or_default()).as_ptr()
     }
 }
@@ -330,7 +335,7 @@ impl NetHandle {
 }
 
 /// Runs `f` on the net `h` points at and its view.
-fn with<T>(h: *mut NetHandle, f: impl FnOnce(&mut Net, &mut View) -> Result<T>) -> Result<T> {
+pub(crate) fn with<T>(h: *mut NetHandle, f: impl FnOnce(&mut Net, &mut View) -> Result<T>) -> Result<T> {
     // SAFETY: the header passes the pointer `caffe_tch_net_new` or
     // `caffe_tch_solver_net` returned, until it calls `caffe_tch_net_free`.
     let h = unsafe { h.as_ref() }.ok_or_else(|| Error::invalid("null net"))?;
@@ -603,146 +608,6 @@ pub unsafe extern "C" fn caffe_tch_net_clear_param_diffs(h: *mut NetHandle) -> c
     guarded(-1, || {
         with(h, |net, _| net.clear_param_diffs())?;
         Ok(0)
-    })
-}
-
-/// The `layer`-th layer's name and blob count.
-fn layer_of(net: &Net, layer: c_int) -> Result<(usize, String)> {
-    let i = layer.max(0) as usize;
-    let name =
-        net.layer_names().get(i).map(|s| s.to_string()).ok_or_else(|| Error::invalid(format!("no layer {layer}")))?;
-    Ok((i, name))
-}
-
-/// Blob `j` of layer `layer`, as a tensor.
-fn layer_blob(net: &Net, layer: c_int, j: c_int) -> Result<Tensor> {
-    let (i, name) = layer_of(net, layer)?;
-    let count = net.layer_param_count(i);
-    net.layer_param(i, j.max(0) as usize)
-        .ok_or_else(|| Error::invalid(format!("layer '{name}' has {count} blobs, not a blob {j}")))
-}
-
-/// How many blobs layer `layer` has.
-/// # Safety
-/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
-/// returned and has not freed, NUL-terminated strings, arrays of the length given.
-#[no_mangle]
-pub unsafe extern "C" fn caffe_tch_net_layer_blob_count(h: *mut NetHandle, layer: c_int) -> c_int {
-    guarded(-1, || with(h, |net, _| Ok(net.layer_param_count(layer_of(net, layer)?.0) as c_int)))
-}
-
-/// The shape of blob `j` of layer `layer` into `dims` (at most `max`); its
-/// number of axes, or -1 on error.
-/// # Safety
-/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
-/// returned and has not freed, NUL-terminated strings, arrays of the length given.
-#[no_mangle]
-pub unsafe extern "C" fn caffe_tch_net_layer_blob_shape(
-    h: *mut NetHandle,
-    layer: c_int,
-    j: c_int,
-    dims: *mut i64,
-    max: c_int,
-) -> c_int {
-    guarded(-1, || {
-        let shape = with(h, |net, _| Ok(layer_blob(net, layer, j)?.size()))?;
-        // SAFETY: the header passes room for `max` values.
-        Ok(unsafe { write_shape(&shape, dims, max) })
-    })
-}
-
-/// The memory of blob `j` of layer `layer` itself, its data (`diff` 0) or
-/// its diff (1): a CPU net's weights and their diffs are contiguous floats,
-/// and what the program writes there is the layer's blob, as in Caffe. Null
-/// on error (a net on a GPU).
-/// # Safety
-/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
-/// returned and has not freed, NUL-terminated strings, arrays of the length given.
-#[no_mangle]
-pub unsafe extern "C" fn caffe_tch_net_layer_blob_data(
-    h: *mut NetHandle,
-    layer: c_int,
-    j: c_int,
-    diff: c_int,
-) -> *mut f32 {
-    guarded(std::ptr::null_mut(), || {
-        with(h, |net, view| {
-            let mut t = layer_blob(net, layer, j)?;
-            if diff != 0 {
-                // One diff tensor per blob from now on, updated in place, so
-                // the pointer stays the blob's diff across passes and steps.
-                net.keep_param_diffs();
-                t = net.layer_param_diff(layer.max(0) as usize, j.max(0) as usize).unwrap_or(t);
-            }
-            if t.device() != Device::Cpu || t.kind() != Kind::Float || !t.is_contiguous() {
-                return Err(Error::unsupported(format!(
-                    "a layer blob's memory is read on the CPU, and this one is {:?} {:?} (Caffe::set_mode(Caffe::CPU))",
-                    t.device(),
-                    t.kind()
-                )));
-            }
-            if diff == 0 {
-                view.weights_exposed = true;
-            }
-            Ok(t.data_ptr() as *mut f32)
-        })
-    })
-}
-
-/// The names layer `layer` reads (`tops` 0) or writes (1), in order.
-fn links(net: &Net, layer: c_int, tops: c_int) -> Result<Vec<String>> {
-    let (i, _) = layer_of(net, layer)?;
-    let p = net.layer_params()[i];
-    Ok(if tops != 0 { p.top.clone() } else { p.bottom.clone() })
-}
-
-/// How many bottoms (`tops` 0) or tops (1) layer `layer` has; -1 on error.
-/// # Safety
-/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
-/// returned and has not freed, NUL-terminated strings, arrays of the length given.
-#[no_mangle]
-pub unsafe extern "C" fn caffe_tch_net_layer_link_count(h: *mut NetHandle, layer: c_int, tops: c_int) -> c_int {
-    guarded(-1, || with(h, |net, _| Ok(links(net, layer, tops)?.len() as c_int)))
-}
-
-/// The `k`-th bottom (`tops` 0) or top (1) of layer `layer` (a blob name);
-/// null on error. Valid while the net lives.
-/// # Safety
-/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
-/// returned and has not freed, NUL-terminated strings, arrays of the length given.
-#[no_mangle]
-pub unsafe extern "C" fn caffe_tch_net_layer_link(
-    h: *mut NetHandle,
-    layer: c_int,
-    tops: c_int,
-    k: c_int,
-) -> *const c_char {
-    guarded(std::ptr::null(), || {
-        with(h, |net, view| {
-            let names = links(net, layer, tops)?;
-            let name =
-                names.get(k.max(0) as usize).ok_or_else(|| Error::invalid(format!("layer {layer} has no blob {k}")))?;
-            Ok(view.name_ptr(name))
-        })
-    })
-}
-
-/// Whether layer `layer`'s backward reaches its `k`-th bottom (Caffe's
-/// `bottom_need_backward`): 1 or 0; -1 on error.
-/// # Safety
-/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
-/// returned and has not freed, NUL-terminated strings, arrays of the length given.
-#[no_mangle]
-pub unsafe extern "C" fn caffe_tch_net_layer_propagates(h: *mut NetHandle, layer: c_int, k: c_int) -> c_int {
-    guarded(-1, || {
-        with(h, |net, _| {
-            let (i, name) = layer_of(net, layer)?;
-            let flags = net.bottom_propagates(i).unwrap_or_default();
-            let flag = flags
-                .get(k.max(0) as usize)
-                .ok_or_else(|| Error::invalid(format!("layer '{name}' has no bottom {k}")))?;
-            Ok(*flag as c_int)
-        })
     })
 }
 

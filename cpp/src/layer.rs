@@ -1,0 +1,153 @@
+//! `caffe::Layer<float>`'s calls: a layer's blobs (weights, bias,
+//! statistics) and their diffs, which are the net's own memory on a CPU net,
+//! and its wiring (bottoms, tops, which bottoms its backward reaches). A
+//! layer's own Forward and Backward are its net's over that one layer
+//! (`caffe_tch_net_forward`, `caffe_tch_net_backward`).
+use std::ffi::{c_char, c_int};
+
+use caffe_tch::net::Net;
+use caffe_tch::{Error, Result};
+use tch::{Device, Kind, Tensor};
+
+use crate::net::{with, NetHandle};
+use crate::{guarded, write_shape};
+
+/// The `layer`-th layer's name and blob count.
+fn layer_of(net: &Net, layer: c_int) -> Result<(usize, String)> {
+    let i = layer.max(0) as usize;
+    let name =
+        net.layer_names().get(i).map(|s| s.to_string()).ok_or_else(|| Error::invalid(format!("no layer {layer}")))?;
+    Ok((i, name))
+}
+
+/// Blob `j` of layer `layer`, as a tensor.
+fn layer_blob(net: &Net, layer: c_int, j: c_int) -> Result<Tensor> {
+    let (i, name) = layer_of(net, layer)?;
+    let count = net.layer_param_count(i);
+    net.layer_param(i, j.max(0) as usize)
+        .ok_or_else(|| Error::invalid(format!("layer '{name}' has {count} blobs, not a blob {j}")))
+}
+
+/// How many blobs layer `layer` has.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_blob_count(h: *mut NetHandle, layer: c_int) -> c_int {
+    guarded(-1, || with(h, |net, _| Ok(net.layer_param_count(layer_of(net, layer)?.0) as c_int)))
+}
+
+/// The shape of blob `j` of layer `layer` into `dims` (at most `max`); its
+/// number of axes, or -1 on error.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_blob_shape(
+    h: *mut NetHandle,
+    layer: c_int,
+    j: c_int,
+    dims: *mut i64,
+    max: c_int,
+) -> c_int {
+    guarded(-1, || {
+        let shape = with(h, |net, _| Ok(layer_blob(net, layer, j)?.size()))?;
+        // SAFETY: the header passes room for `max` values.
+        Ok(unsafe { write_shape(&shape, dims, max) })
+    })
+}
+
+/// The memory of blob `j` of layer `layer` itself, its data (`diff` 0) or
+/// its diff (1): a CPU net's weights and their diffs are contiguous floats,
+/// and what the program writes there is the layer's blob, as in Caffe. Null
+/// on error (a net on a GPU).
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_blob_data(
+    h: *mut NetHandle,
+    layer: c_int,
+    j: c_int,
+    diff: c_int,
+) -> *mut f32 {
+    guarded(std::ptr::null_mut(), || {
+        with(h, |net, view| {
+            let mut t = layer_blob(net, layer, j)?;
+            if diff != 0 {
+                // One diff tensor per blob from now on, updated in place, so
+                // the pointer stays the blob's diff across passes and steps.
+                net.keep_param_diffs();
+                t = net.layer_param_diff(layer.max(0) as usize, j.max(0) as usize).unwrap_or(t);
+            }
+            if t.device() != Device::Cpu || t.kind() != Kind::Float || !t.is_contiguous() {
+                return Err(Error::unsupported(format!(
+                    "a layer blob's memory is read on the CPU, and this one is {:?} {:?} (Caffe::set_mode(Caffe::CPU))",
+                    t.device(),
+                    t.kind()
+                )));
+            }
+            if diff == 0 {
+                view.expose_weights();
+            }
+            Ok(t.data_ptr() as *mut f32)
+        })
+    })
+}
+
+/// The names layer `layer` reads (`tops` 0) or writes (1), in order.
+fn links(net: &Net, layer: c_int, tops: c_int) -> Result<Vec<String>> {
+    let (i, _) = layer_of(net, layer)?;
+    let p = net.layer_params()[i];
+    Ok(if tops != 0 { p.top.clone() } else { p.bottom.clone() })
+}
+
+/// How many bottoms (`tops` 0) or tops (1) layer `layer` has; -1 on error.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_link_count(h: *mut NetHandle, layer: c_int, tops: c_int) -> c_int {
+    guarded(-1, || with(h, |net, _| Ok(links(net, layer, tops)?.len() as c_int)))
+}
+
+/// The `k`-th bottom (`tops` 0) or top (1) of layer `layer` (a blob name);
+/// null on error. Valid while the net lives.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_link(
+    h: *mut NetHandle,
+    layer: c_int,
+    tops: c_int,
+    k: c_int,
+) -> *const c_char {
+    guarded(std::ptr::null(), || {
+        with(h, |net, view| {
+            let names = links(net, layer, tops)?;
+            let name =
+                names.get(k.max(0) as usize).ok_or_else(|| Error::invalid(format!("layer {layer} has no blob {k}")))?;
+            Ok(view.name_ptr(name))
+        })
+    })
+}
+
+/// Whether layer `layer`'s backward reaches its `k`-th bottom (Caffe's
+/// `bottom_need_backward`): 1 or 0; -1 on error.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_layer_propagates(h: *mut NetHandle, layer: c_int, k: c_int) -> c_int {
+    guarded(-1, || {
+        with(h, |net, _| {
+            let (i, name) = layer_of(net, layer)?;
+            let flags = net.bottom_propagates(i).unwrap_or_default();
+            let flag = flags
+                .get(k.max(0) as usize)
+                .ok_or_else(|| Error::invalid(format!("layer '{name}' has no bottom {k}")))?;
+            Ok(*flag as c_int)
+        })
+    })
+}
