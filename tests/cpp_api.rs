@@ -239,6 +239,7 @@ fn a_cpp_program_trains_through_caffe_hpp() {
         "cleared 1",
         "seeded backward 1",
         "forward from written 1",
+        "update 1 moved 1",
     ] {
         assert!(stdout.contains(line), "no '{line}' in:\n{stdout}");
     }

@@ -599,6 +599,28 @@ pub unsafe extern "C" fn caffe_tch_net_backward(h: *mut NetHandle, start: c_int,
     })
 }
 
+/// `Update()`: every learnable blob's data minus its diff, as Caffe's
+/// Net::Update (a program's own update rule scales the diffs first). 0 on success.
+/// # Safety
+/// Pointers as `include/caffe/caffe.hpp` passes them: what this library
+/// returned and has not freed, NUL-terminated strings, arrays of the length given.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_update(h: *mut NetHandle) -> c_int {
+    guarded(-1, || {
+        with(h, |net, view| {
+            view.before_pass(net)?;
+            for p in net.learnable_params_mut() {
+                let diff = p.diff();
+                tch::no_grad(|| p.data.f_sub_(&diff).map(drop))?;
+            }
+            // What layers derive from weights (packed convolutions) is made again.
+            caffe_tch::layers::weights_written_outside_libtorch();
+            view.refresh(net, true, true)
+        })?;
+        Ok(0)
+    })
+}
+
 /// `ClearParamDiffs()`: every learnable blob's diff to zero. 0 on success.
 /// # Safety
 /// Pointers as `include/caffe/caffe.hpp` passes them: what this library

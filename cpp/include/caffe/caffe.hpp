@@ -31,8 +31,8 @@
 // loss or with force_backward, and otherwise runs inference-only (a
 // Backward after it runs that forward again first). SolverParameter and
 // NetParameter have the fields programs set and read (a setter per field,
-// not protobuf's whole interface). Not here: layers' own Forward/Backward, solver callbacks,
-// Net::Update. Errors are thrown as std::runtime_error with caffe-tch's
+// not protobuf's whole interface). Not here: solver callbacks, several
+// solvers in one program. Errors are thrown as std::runtime_error with caffe-tch's
 // one-line message (Caffe's CHECKs abort instead).
 #ifndef CAFFE_TCH_CAFFE_HPP_
 #define CAFFE_TCH_CAFFE_HPP_
@@ -162,6 +162,7 @@ int caffe_tch_net_phase(CaffeTchNet* net);
 int caffe_tch_net_forward(CaffeTchNet* net, int start, int end, float* loss);
 int caffe_tch_net_backward(CaffeTchNet* net, int start, int end);
 int caffe_tch_net_clear_param_diffs(CaffeTchNet* net);
+int caffe_tch_net_update(CaffeTchNet* net);
 int caffe_tch_net_layer_link_count(CaffeTchNet* net, int layer, int tops);
 const char* caffe_tch_net_layer_link(CaffeTchNet* net, int layer, int tops, int k);
 int caffe_tch_net_layer_propagates(CaffeTchNet* net, int layer, int k);
@@ -733,6 +734,8 @@ class Net {
     return loss;
   }
   void ClearParamDiffs() { internal::check(caffe_tch_net_clear_param_diffs(net_) == 0); }
+  // Every learnable blob's data minus its diff (a hand-written update rule scales the diffs first).
+  void Update() { internal::check(caffe_tch_net_update(net_) == 0); }
   Phase phase() const {
     int phase = caffe_tch_net_phase(net_);
     internal::check(phase >= 0);
