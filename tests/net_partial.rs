@@ -206,3 +206,27 @@ fn a_failing_layer_callback_stops_the_pass_naming_the_layer() {
     net.backward().unwrap();
     assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2 * net.layer_names().len());
 }
+
+/// Each layer's forward on its own (pycaffe's `forward(start=l, end=l)`,
+/// caffe.cpp's time) chains autograd's graph through the blobs, so one
+/// backward over the whole net reaches every layer, as Caffe's does.
+#[test]
+fn a_backward_after_a_layer_by_layer_forward_reaches_every_layer() {
+    let mut a = lenet(Phase::Train);
+    a.forward().unwrap();
+    a.backward().unwrap();
+    let mut b = lenet(Phase::Train);
+    b.record_blob_diffs(true);
+    let last = b.layer_names().len() - 1;
+    for i in 0..=last {
+        b.forward_from_to(i, i, true).unwrap();
+    }
+    assert!(b.backward_recorded(0, last));
+    b.backward_from_to(last, 0, &[]).unwrap();
+    for layer in ["conv1", "conv2", "ip1", "ip2"] {
+        let i = b.layer_index(layer).unwrap();
+        let want = a.layer_blob_diff(layer, 0).unwrap();
+        assert!(want.abs().max().double_value(&[]) > 1e-3, "{layer} has a gradient");
+        assert!(max_abs(&b.layer_param_diff(i, 0).unwrap(), &want) < 1e-6, "{layer}");
+    }
+}

@@ -72,8 +72,6 @@ impl Shared {
         for i in 0..self.views.len() {
             let (net, view) = self.parts(i)?;
             view.refresh(net, true, true)?;
-            // What the solver recorded is its own.
-            view.recorded_by.clear();
         }
         Ok(())
     }
@@ -121,12 +119,6 @@ pub(crate) struct View {
     /// Whether the program holds pointers into the layers' blobs (weights),
     /// which it may write unseen by libtorch.
     weights_exposed: bool,
-    /// Per layer, which recorded forward last ran it (0: none recorded, or
-    /// not known to be). Autograd's graph runs through one forward's layers
-    /// only: a layer-by-layer forward (tools/caffe.cpp's time) leaves one
-    /// graph per layer, so a backward across several must record its range anew.
-    recorded_by: Vec<u64>,
-    forwards: u64,
 }
 
 impl View {
@@ -259,10 +251,6 @@ fn forward_range(net: &mut Net, view: &mut View, start: usize, end: usize, grad:
         return Err(Error::invalid(format!("Net::ForwardFromTo({start}, {end}): the net has layers 0..{layers}")));
     }
     view.before_pass(net)?;
-    view.recorded_by.resize(layers, 0);
-    view.forwards += 1;
-    let id = if grad { view.forwards } else { 0 };
-    view.recorded_by[start..=end].fill(id);
     let loss = if start == 0 && end + 1 == layers && !grad {
         net.reshape()?;
         net.forward_inference()?
@@ -296,11 +284,9 @@ fn backward_range(net: &mut Net, view: &mut View, start: usize, end: usize) -> R
     let params = net.layer_params();
     let first_computing = (end..=start).find(|&i| !params[i].bottom.is_empty());
     // Caffe's backward reads the blobs as they are; autograd needs the
-    // forward that made them, as one recorded pass over the range: run here
-    // if there is none.
-    let one_pass =
-        view.recorded_by.get(end..=start).is_some_and(|ids| ids[0] != 0 && ids.iter().all(|&id| id == ids[0]));
-    if !one_pass || !net.backward_recorded(end, start) {
+    // forwards that made them (one pass, or layer by layer): run here if
+    // any layer's last forward recorded none.
+    if !net.backward_recorded(end, start) {
         if let Some(first) = first_computing {
             forward_range(net, view, first, start, true)?;
         }

@@ -332,11 +332,30 @@ impl Views {
                         tch::no_grad(|| dst.shallow_clone().f_copy_(&m.host)).py()?;
                     }
                 }
-                Key::Data(n) if blobs.contains(n) && !m.direct => net.set_blob_value(n, &m.host).py()?,
+                Key::Data(n) if blobs.contains(n) && !m.direct && Self::written(net, n, &m.host)? => {
+                    net.set_blob_value(n, &m.host).py()?
+                }
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    /// Whether a blob's mirror no longer holds the net's value: Python wrote
+    /// it. One it did not write stays the net's own value, which keeps the
+    /// autograd graph that made it, so a backward after a layer-by-layer
+    /// forward reaches the layers before each step, as Caffe's does.
+    fn written(net: &Net, name: &str, host: &Tensor) -> PyResult<bool> {
+        let Some(value) = net.blob(name) else { return Ok(true) };
+        if value.size() != host.size() {
+            return Ok(true);
+        }
+        let same = tch::no_grad(|| -> Result<bool, tch::TchError> {
+            let on_device = host.f_to_device(value.device())?;
+            value.f_equal(&on_device)
+        })
+        .py()?;
+        Ok(!same)
     }
 
     /// The diffs Python wrote for the given blobs (backward's seeds).

@@ -165,6 +165,34 @@ def test_backward_matches_bvlc_train_pass():
     assert not held.any()
 
 
+def test_a_layer_by_layer_forward_then_backward_matches_bvlc():
+    # forward(start=l, end=l) for each layer, holding nothing Python could
+    # write, then one backward (and then one backward per layer): every
+    # weight's gradient is Caffe's, through all the layers.
+    d = FIX / "lenet" / "train_backward"
+    m = json.loads((d / "manifest.json").read_text())
+    net = fixture_net("lenet", caffe.TRAIN)
+    for name in net.inputs:
+        x = np.load(d / "blobs" / ("%s.npy" % name))
+        net.blobs[name].reshape(*x.shape)
+        net.blobs[name].data[...] = x
+    net.reshape()
+    outs = [net.forward(start=name, end=name) for name in net._layer_names]
+    assert abs(float(outs[-1]["loss"]) - m["loss"]) <= 1e-4 * (1 + m["loss"])
+    for backward in ("whole", "per layer"):
+        net.clear_param_diffs()
+        if backward == "whole":
+            net.backward()
+        else:
+            for name in reversed(net._layer_names):
+                net.backward(start=name, end=name)
+        for p in m["params"]:
+            for j, f in enumerate(p["diff_files"]):
+                ref = np.load(d / f)
+                got = net.params[p["layer"]][j].diff
+                assert np.abs(got - ref).max() <= tol(ref), (backward, p["layer"], j)
+
+
 def test_backward_with_top_diff_and_range():
     # A deploy-style net with force_backward: the gradient of Σ ip2·g w.r.t. ip1.
     d = FIX / "lenet"

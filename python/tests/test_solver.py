@@ -108,6 +108,16 @@ def test_apply_update_and_get_solver(tmp_path):
     for n, bs in net.params.items():
         for j, b in enumerate(bs):
             np.testing.assert_array_equal(other.params[n][j].data, b.data, err_msg="%s[%d]" % (n, j))
+    # A backward after the step (whose own backward spent its graph) runs the
+    # forward it needs first: the gradient is that of a forward and backward.
+    net.clear_param_diffs()
+    net.backward()
+    g = net.params["ip1"][0].diff.copy()
+    assert np.abs(g).max() > 1e-3
+    net.clear_param_diffs()
+    net.forward()
+    net.backward()
+    np.testing.assert_array_equal(net.params["ip1"][0].diff, g)
 
 
 def test_solver_from_string_steps_as_from_file(tmp_path):

@@ -137,6 +137,7 @@ impl Net {
             params,
             bottom_shapes,
             staged: None,
+            recorded: false,
         });
         Ok(())
     }

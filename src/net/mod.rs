@@ -95,6 +95,9 @@ struct LayerEntry {
     /// For a layer with its own backward: what its last recorded forward
     /// needs for the staged backward (`staged.rs`).
     staged: Option<staged::Staged>,
+    /// Whether the last forward that ran this layer recorded autograd's
+    /// graph (a backward through it reads that forward).
+    recorded: bool,
 }
 
 /// Layer types whose backward reads their inputs (or nothing), never their

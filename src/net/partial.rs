@@ -152,16 +152,19 @@ impl Net {
         Ok(())
     }
 
-    /// Whether a forward recorded what a backward through layers `start`
-    /// down to `end` needs: some top of those layers holds a value autograd
-    /// can differentiate. False before any forward with grad, after a
-    /// forward without it, and when none of the layers needs a backward.
+    /// Whether forwards recorded what a backward through layers `start`
+    /// down to `end` needs: the last forward of each of those layers recorded
+    /// autograd's graph (in one pass or layer by layer, which chains through
+    /// the blobs), and some top of theirs holds a value autograd can
+    /// differentiate (layers without bottoms, which have no backward, aside).
+    /// False before any forward with grad, when any layer's last forward had none, and when none of the layers needs a backward.
     pub fn backward_recorded(&self, end: usize, start: usize) -> bool {
         self.layers.get(end..=start).is_some_and(|layers| {
-            layers.iter().flat_map(|e| &e.tops).any(|&t| {
-                let b = &self.blobs[t];
-                b.first_value.as_ref().or(b.value.as_ref()).is_some_and(|v| v.requires_grad())
-            })
+            layers.iter().all(|e| e.recorded || e.bottoms.is_empty())
+                && layers.iter().flat_map(|e| &e.tops).any(|&t| {
+                    let b = &self.blobs[t];
+                    b.first_value.as_ref().or(b.value.as_ref()).is_some_and(|v| v.requires_grad())
+                })
         })
     }
 

@@ -49,6 +49,10 @@ impl Net {
     ) -> Result<()> {
         let ctx = self.ctx();
         let mut loss: Option<Tensor> = None;
+        // Stamped once the whole range has run: a failed pass records nothing.
+        for e in &mut self.layers[start..end] {
+            e.recorded = false;
+        }
         // Each top's first value is made again, except a blob an in-place
         // layer at the range's start reads from before it (a pass that starts
         // mid-net): its first value stays what made it, so its diff is taken
@@ -231,6 +235,9 @@ impl Net {
             }
         }
         self.loss = loss;
+        for e in &mut self.layers[start..end] {
+            e.recorded = grad;
+        }
         Ok(())
     }
 
@@ -254,6 +261,9 @@ impl Net {
                 *v = v.detach();
             }
             b.rewrites.clear();
+        }
+        for e in &mut self.layers {
+            e.recorded = false;
         }
     }
 
@@ -346,6 +356,10 @@ impl Net {
         }
         let targets = staged::Targets { owners: &owners, blobs: &blob_ids };
         let grads = self.staged_backward(&loss, 0..self.layers.len(), &targets, false)?;
+        // The graph is spent: a later backward needs a forward first.
+        for e in &mut self.layers {
+            e.recorded = false;
+        }
         for blob in self.blobs.iter_mut() {
             blob.diff = None;
         }
