@@ -26,7 +26,7 @@ fn raw(path: &std::path::Path, t: &tch::Tensor) {
 /// Builds `tests/fixtures/cpp/<name>.cpp` against the header and
 /// libcaffe.so into `dir`; None (after a SKIPPED line) without libcaffe.so
 /// or a C++ compiler.
-fn compile(name: &str, dir: &Path) -> Option<PathBuf> {
+pub(crate) fn compile(name: &str, dir: &Path) -> Option<PathBuf> {
     let lib_dir = common::repo().join("target/release");
     if !lib_dir.join("libcaffe.so").exists() {
         let missing = format!("{} has no libcaffe.so (make build makes it)", lib_dir.display());

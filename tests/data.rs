@@ -59,13 +59,13 @@ fn db_digest(cursor: &mut dyn Cursor) -> String {
     format!("records {n}\nfirst {first}\nlast {last}\nfnv1a64 {h1:016x} {h2:016x}\n")
 }
 
-fn digest_of(path: &Path, backend: Backend) -> String {
+pub(crate) fn digest_of(path: &Path, backend: Backend) -> String {
     let mut c = open_cursor(path, backend).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     db_digest(c.as_mut())
 }
 
 /// The digest of Caffe's `lmdb/fmnist_test_lmdb` (10 MB, not copied into the repo).
-fn caffe_test_lmdb_digest() -> String {
+pub(crate) fn caffe_test_lmdb_digest() -> String {
     std::fs::read_to_string(caffe_ref("lmdb/fmnist_test_lmdb.digest")).expect("digest fixture")
 }
 
@@ -634,7 +634,7 @@ fn data_layer_transforms_with_mean_crop_and_mirror() {
 // ------------------------------------------------------------------ encoded images
 
 /// Writes test images; returns the list file's lines.
-fn make_images(dir: &Path) -> Vec<String> {
+pub(crate) fn make_images(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for k in 0..4u32 {
         // Smooth colour images (no channel wraps past 255), so JPEG's loss

@@ -19,6 +19,7 @@ mod cli;
 mod corpus;
 mod corpus_time;
 mod cpp_api;
+mod cpp_db;
 mod cuda_graph;
 mod data;
 mod data_step;

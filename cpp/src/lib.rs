@@ -2,12 +2,14 @@
 //! Caffe's C++ interface: a `Net<float>` built from a prototxt, its weights
 //! copied from a `.caffemodel`, its blobs' data and diffs, `Forward` and
 //! `Backward` (whole or by layer range), `BlobProto` mean files,
-//! `Caffe::set_mode`, and `SolverParameter` with the `Solver<float>` that
-//! trains it (`Step`, `Solve`, `Snapshot`, `Restore`, its nets). A program
+//! `Caffe::set_mode`, `SolverParameter` with the `Solver<float>` that
+//! trains it (`Step`, `Solve`, `Snapshot`, `Restore`, its nets), and
+//! `caffe::db` with `Datum` for programs that write or read datasets. A program
 //! such as Caffe's `examples/cpp_classification` compiles against the header
 //! and links `-lcaffe` unchanged. The nets and solvers are caffe-tch's
 //! ([`caffe_tch::net::Net`], [`caffe_tch::solver::Solver`]); this crate only
-//! adapts the calls (`net.rs`, `layer.rs`, `net_param.rs`, `solver.rs`, `blob_proto.rs`;
+//! adapts the calls (`net.rs`, `layer.rs`, `net_param.rs`, `solver.rs`, `blob_proto.rs`,
+//! `datum.rs`, `db.rs`;
 //! `message.rs`: the messages' setters and getters).
 //!
 //! Memory, as the header documents it: an input blob's data is the tensor
@@ -29,6 +31,8 @@ use caffe_tch::{Error, Result};
 use tch::Device;
 
 mod blob_proto;
+mod datum;
+mod db;
 mod layer;
 mod message;
 mod net;
@@ -76,6 +80,20 @@ pub(crate) unsafe fn write_shape(shape: &[i64], dims: *mut i64, max: c_int) -> c
         unsafe { *dims.add(k) = d };
     }
     shape.len() as c_int
+}
+
+/// `len` values at `p`, as the header passes a string's or vector's memory
+/// (none when `p` is null or `len` is 0).
+///
+/// # Safety
+/// `p` points to `len` values that outlive the returned slice.
+pub(crate) unsafe fn raw_values<'a, T>(p: *const T, len: usize) -> &'a [T] {
+    if len == 0 || p.is_null() {
+        &[]
+    } else {
+        // SAFETY: as the function's contract says.
+        unsafe { std::slice::from_raw_parts(p, len) }
+    }
 }
 
 pub(crate) fn text(s: *const c_char, what: &str) -> Result<String> {

@@ -1,6 +1,8 @@
 //! `Datum`, Caffe's record: a C×H×W image as raw uint8 bytes, as floats
 //! (`float_data`), or as an encoded image file (`encoded: true`), plus an
 //! integer label.
+use std::path::Path;
+
 use prost::Message;
 
 use super::image::{self, ColorMode, Image};
@@ -124,6 +126,39 @@ pub fn from_image(img: &Image, label: i32) -> Datum {
 /// An encoded Datum as Caffe writes it: just the file bytes, the label and `encoded: true`.
 pub fn encoded(bytes: Vec<u8>, label: i32) -> Datum {
     Datum { data: Some(bytes), label: Some(label), encoded: Some(true), ..Default::default() }
+}
+
+/// Caffe's ReadImageToDatum: the image at `path` (resized to `height`×`width`
+/// unless either is 0; BGR, or one gray channel without `is_color`) as raw
+/// pixels, or with an `encoding` (png, jpg) encoded: the file's own bytes when
+/// it is already that format at the asked size and colour, else the image
+/// encoded anew.
+pub fn read_image(
+    path: &Path,
+    label: i32,
+    height: usize,
+    width: usize,
+    is_color: bool,
+    encoding: &str,
+) -> Result<Datum> {
+    let img = image::read_file(path, height, width, is_color)?;
+    image_record(&img, path, label, (height, width, is_color), encoding)
+}
+
+/// The record [`read_image`] makes of `img`, read from `path` with
+/// `(height, width, is_color)`: an error here is the encoding's, not the file's.
+pub fn image_record(img: &Image, path: &Path, label: i32, read: (usize, usize, bool), encoding: &str) -> Result<Datum> {
+    let (height, width, is_color) = read;
+    if encoding.is_empty() {
+        return Ok(from_image(img, label));
+    }
+    let name = path.to_string_lossy();
+    if (img.channels == 3) == is_color && height == 0 && width == 0 && image::extension_matches(&name, encoding) {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        return Ok(self::encoded(bytes, label));
+    }
+    let bytes = image::encode(img, encoding).map_err(|e| Error::invalid(format!("{name}: {e}")))?;
+    Ok(self::encoded(bytes, label))
 }
 
 /// The serialized bytes of a Datum (what a DB stores).

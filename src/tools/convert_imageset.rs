@@ -108,34 +108,24 @@ pub fn convert(root: &str, list: &Path, db: &Path, opts: &Options) -> Result<usi
                 continue;
             }
         };
-        let d = if encoded {
-            let enc = if opts.encode_type.is_empty() {
-                match file.rsplit_once('.') {
-                    Some((_, ext)) => ext.to_ascii_lowercase(),
-                    None => {
-                        warn!("convert_imageset.cpp:130", "Failed to guess the encoding of '{file}'");
-                        String::new()
-                    }
+        let enc = match (encoded, opts.encode_type.is_empty()) {
+            (false, _) => String::new(),
+            (true, false) => opts.encode_type.clone(),
+            (true, true) => match file.rsplit_once('.') {
+                Some((_, ext)) => ext.to_ascii_lowercase(),
+                None => {
+                    warn!("convert_imageset.cpp:130", "Failed to guess the encoding of '{file}'");
+                    return Err(Error::invalid(format!("{path}: no extension to encode it as (pass -encode_type)")));
                 }
-            } else {
-                opts.encode_type.clone()
-            };
-            // The file itself when it is already what was asked for, as Caffe does.
-            if (img.channels == 3) == is_color && rh == 0 && rw == 0 && image::extension_matches(file, &enc) {
-                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                datum::encoded(bytes, *label)
-            } else {
-                let bytes = image::encode(&img, &enc).map_err(|e| Error::invalid(format!("{path}: {e}")))?;
-                datum::encoded(bytes, *label)
-            }
-        } else {
-            datum::from_image(&img, *label)
+            },
         };
-        if opts.check_size {
-            let size = img.channels * img.height * img.width;
+        // An image that reads but does not encode stops the conversion, as in Caffe.
+        let d = datum::image_record(&img, Path::new(&path), *label, (rh, rw, is_color), &enc)?;
+        if opts.check_size && !encoded {
+            let size = [d.channels(), d.height(), d.width()].iter().map(|&v| v as usize).product();
             match data_size {
                 None => data_size = Some(size),
-                Some(want) if !encoded && want != size => {
+                Some(want) if want != size => {
                     return Err(Error::invalid(format!(
                         "{path}: Incorrect data field size {size} (the first image has {want})"
                     )));

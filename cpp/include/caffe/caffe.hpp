@@ -31,7 +31,9 @@
 // loss or with force_backward, and otherwise runs inference-only (a
 // Backward after it runs that forward again first). SolverParameter and
 // NetParameter have the fields programs set and read (a setter per field,
-// not protobuf's whole interface). Not here: solver callbacks, several
+// not protobuf's whole interface); Datum and BlobProto have their fields'
+// accessors (caffe/internal/records.hpp), and caffe/util/db.hpp its DBs.
+// Not here: solver callbacks, several
 // solvers in one program. Errors are thrown as std::runtime_error with caffe-tch's
 // one-line message (Caffe's CHECKs abort instead).
 #ifndef CAFFE_TCH_CAFFE_HPP_
@@ -70,11 +72,16 @@
 #endif
 // Caffe's header brings Boost's headers along (shared_ptr, lexical_cast,
 // which its tools use without including them); where Boost is installed,
-// so does this one.
+// so does this one, and caffe::shared_ptr is Boost's, as in Caffe (whose
+// programs spell it boost::shared_ptr too); without Boost it is std's.
+// -DCAFFE_TCH_STD_SHARED_PTR keeps std's where Boost is installed.
 #if defined(__has_include)
 #if __has_include(<boost/lexical_cast.hpp>)
 #include <boost/lexical_cast.hpp>
 #include <boost/shared_ptr.hpp>
+#if !defined(CAFFE_TCH_STD_SHARED_PTR)
+#define CAFFE_TCH_BOOST_SHARED_PTR 1
+#endif
 #endif
 #endif
 // Caffe's header brings gflags too (DEFINE_string and the rest, which the
@@ -138,7 +145,6 @@ inline void InitGoogleLogging(const char*) {}
 
 extern "C" {
 struct CaffeTchNet;
-struct CaffeTchBlobProto;
 struct CaffeTchSolverParam;
 struct CaffeTchSolver;
 const char* caffe_tch_last_error();
@@ -201,10 +207,6 @@ int caffe_tch_net_param_size(CaffeTchNetParam* param, const char* name);
 CaffeTchNet* caffe_tch_net_new_from_param(CaffeTchNetParam* param);
 CaffeTchNetParam* caffe_tch_net_to_proto(CaffeTchNet* net, int write_diff);
 int caffe_tch_net_copy_trained_layers_from_param(CaffeTchNet* net, CaffeTchNetParam* param);
-CaffeTchBlobProto* caffe_tch_blob_proto_read(const char* file);
-int caffe_tch_blob_proto_shape(const CaffeTchBlobProto* blob, int64_t* dims, int max);
-const float* caffe_tch_blob_proto_data(const CaffeTchBlobProto* blob);
-void caffe_tch_blob_proto_free(CaffeTchBlobProto* blob);
 }
 
 namespace caffe {
@@ -220,7 +222,11 @@ using std::map;
 using std::ostringstream;
 using std::pair;
 using std::set;
+#ifdef CAFFE_TCH_BOOST_SHARED_PTR
+using boost::shared_ptr;
+#else
 using std::shared_ptr;
+#endif
 using std::string;
 using std::stringstream;
 using std::vector;
@@ -338,40 +344,12 @@ inline void GlobalInit(int* pargc, char*** pargv) {
   (void)pargc;
 }
 
-// A mean file's contents (`ReadProtoFromBinaryFile` fills it; `Blob::FromProto` reads it).
-class BlobProto {
- public:
-  vector<int> shape_;
-  vector<float> data_;
-  int data_size() const { return static_cast<int>(data_.size()); }
-  float data(int i) const { return data_[i]; }
-};
+}  // namespace caffe
 
-inline bool ReadProtoFromBinaryFile(const string& filename, BlobProto* proto) {
-  CaffeTchBlobProto* blob = caffe_tch_blob_proto_read(filename.c_str());
-  if (blob == nullptr) return false;
-  int64_t dims[internal::kMaxAxes];
-  int axes = caffe_tch_blob_proto_shape(blob, dims, internal::kMaxAxes);
-  size_t count = 1;
-  proto->shape_.clear();
-  for (int i = 0; i < axes && i < internal::kMaxAxes; ++i) {
-    proto->shape_.push_back(static_cast<int>(dims[i]));
-    count *= static_cast<size_t>(dims[i]);
-  }
-  const float* data = caffe_tch_blob_proto_data(blob);
-  proto->data_.assign(data, data + count);
-  caffe_tch_blob_proto_free(blob);
-  return true;
-}
-inline bool ReadProtoFromBinaryFile(const char* filename, BlobProto* proto) {
-  return ReadProtoFromBinaryFile(string(filename), proto);
-}
-inline void ReadProtoFromBinaryFileOrDie(const string& filename, BlobProto* proto) {
-  internal::check(ReadProtoFromBinaryFile(filename, proto));
-}
-inline void ReadProtoFromBinaryFileOrDie(const char* filename, BlobProto* proto) {
-  ReadProtoFromBinaryFileOrDie(string(filename), proto);
-}
+// BlobShape, BlobProto and Datum, and io.hpp's functions on them.
+#include "caffe/internal/records.hpp"
+
+namespace caffe {
 
 // A net's definition, or a trained net's definition and weights (what a
 // .caffemodel holds): read, written, and built into a Net. The fields here
@@ -566,13 +544,34 @@ class Blob {
     std::memcpy(to, from, static_cast<size_t>(count()) * sizeof(Dtype));
   }
 
+  // The proto's values (and diffs, if it has them) into this blob, reshaped
+  // to its shape when `reshape` (else the counts must agree).
   void FromProto(const BlobProto& proto, bool reshape = true) {
-    if (reshape) Reshape(proto.shape_);
-    if (static_cast<int>(proto.data_.size()) != count()) {
-      throw std::runtime_error("Blob::FromProto: the proto holds " + std::to_string(proto.data_.size()) +
+    if (reshape) Reshape(proto.blob_shape());
+    if (proto.data_size() != count() || (proto.diff_size() > 0 && proto.diff_size() != count())) {
+      throw std::runtime_error("Blob::FromProto: the proto holds " + std::to_string(proto.data_size()) +
                                " values for a blob of " + std::to_string(count()));
     }
-    std::memcpy(mutable_cpu_data(), proto.data_.data(), proto.data_.size() * sizeof(float));
+    Dtype* data = mutable_cpu_data();
+    for (int i = 0; i < proto.data_size(); ++i) data[i] = proto.data(i);
+    if (proto.diff_size() > 0) {
+      Dtype* diff = mutable_cpu_diff();
+      for (int i = 0; i < proto.diff_size(); ++i) diff[i] = proto.diff(i);
+    }
+  }
+  // This blob's shape and values (and diffs, with `write_diff`) into `proto`.
+  void ToProto(BlobProto* proto, bool write_diff = false) const {
+    proto->clear_shape();
+    BlobShape* shape = proto->mutable_shape();
+    for (int d : this->shape()) shape->add_dim(d);
+    proto->clear_data();
+    proto->clear_diff();
+    const Dtype* data = cpu_data();
+    for (int i = 0, n = count(); i < n; ++i) proto->add_data(data[i]);
+    if (write_diff) {
+      const Dtype* diff = cpu_diff();
+      for (int i = 0, n = count(); i < n; ++i) proto->add_diff(diff[i]);
+    }
   }
 
  private:
