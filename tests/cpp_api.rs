@@ -251,6 +251,9 @@ fn a_cpp_program_trains_through_caffe_hpp() {
     );
     assert!(stdout.contains("solver SGD nets 1 1 phases 0 1"), "{stdout}");
     assert!(stdout.contains("iter 10 weights moved 1") && stdout.contains("iter 20\n"), "{stdout}");
+    // Steps 5-19 ran with a solver callback between their pieces: called at
+    // each iteration's start and with its gradient, and the losses above are Caffe's still.
+    assert!(stdout.contains("callbacks 5 5 5 of 1"), "{stdout}");
     let ours = logged_losses(&stderr);
     let reference = reference_losses(&sgd20.join("loss.txt"));
     assert_eq!(ours.len(), 20, "{stderr}");

@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::{Path, PathBuf};
 
 use caffe_tch::proto::caffe::SolverParameter;
-use caffe_tch::solver::{Solver, SolverAction, SolverOptions};
+use caffe_tch::solver::{Solver, SolverAction, SolverOptions, StepRun};
 use caffe_tch::{Error, Result};
 
 use crate::message::{clear_field, field_is_set, field_size, field_text, merge_text};
@@ -137,6 +137,10 @@ pub unsafe extern "C" fn caffe_tch_solver_param_size(p: *mut SolverParamHandle, 
 /// A solver and its nets, which `caffe_tch_solver_net` hands out.
 pub struct SolverHandle {
     shared: SharedRef,
+    /// The run of iterations a program with solver callbacks drives piece
+    /// by piece (`caffe_tch_solver_step_piece`), between which its
+    /// callbacks run and may call into the solver's nets.
+    run: std::cell::RefCell<Option<StepRun>>,
 }
 
 fn with<T>(s: *mut SolverHandle, f: impl FnOnce(&mut Shared) -> Result<T>) -> Result<T> {
@@ -181,7 +185,8 @@ pub unsafe extern "C" fn caffe_tch_solver_new(
         caffe_tch::util::allocator::install_caching_cpu_allocator();
         let options = SolverOptions { device: Some(crate::device()), ..Default::default() };
         let solver = Solver::new(param, p.file.as_deref(), options)?;
-        Ok(Box::into_raw(Box::new(SolverHandle { shared: Shared::new(Nets::Solver(Box::new(solver))) })))
+        let shared = Shared::new(Nets::Solver(Box::new(solver)));
+        Ok(Box::into_raw(Box::new(SolverHandle { shared, run: Default::default() })))
     })
 }
 
@@ -261,6 +266,46 @@ pub unsafe extern "C" fn caffe_tch_solver_step(s: *mut SolverHandle, iters: c_in
     guarded(-1, || {
         run(s, |solver| solver.step(iters as i64))?;
         Ok(0)
+    })
+}
+
+/// The pieces of `Step` and `Solve` for a program with solver callbacks
+/// (`Solver::add_callback`), which runs them between the pieces as Caffe's
+/// solver does: `piece` 0 starts a run of `arg` iterations, 1 opens the next
+/// iteration (clears the diffs, tests when due; returns 1, or 0 when the
+/// run is over), 2 computes its gradients (forward, backward, display), 3
+/// applies the update (and snapshots when due), 4 ends the run; 5 does
+/// what `Solve` does before its iterations (returns the iteration it starts
+/// at) and 6 what it does after (`arg`: that iteration). -1 on error.
+/// # Safety
+/// As [`caffe_tch_solver_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_solver_step_piece(s: *mut SolverHandle, piece: c_int, arg: i64) -> i64 {
+    guarded(-1, || {
+        // SAFETY: the header passes a pointer `caffe_tch_solver_new` returned.
+        let h = unsafe { s.as_ref() }.ok_or_else(|| Error::invalid("null Solver"))?;
+        let mut slot = h.run.try_borrow_mut().map_err(|_| Error::invalid("the solver is busy"))?;
+        let no_run = || Error::invalid("Solver: no run of iterations in progress");
+        match piece {
+            0 => {
+                let started = run(s, |solver| Ok(solver.step_begin(arg)))?;
+                *slot = Some(started);
+                Ok(0)
+            }
+            1 => run(s, |solver| solver.step_next(slot.as_mut().ok_or_else(no_run)?)).map(i64::from),
+            2 => run(s, |solver| solver.step_gradients(slot.as_mut().ok_or_else(no_run)?)).map(|()| 0),
+            3 => run(s, |solver| solver.step_update(slot.as_mut().ok_or_else(no_run)?)).map(|()| 0),
+            4 => {
+                slot.take();
+                run(s, |solver| {
+                    solver.step_end();
+                    Ok(0)
+                })
+            }
+            5 => run(s, |solver| solver.solve_begin()),
+            6 => run(s, |solver| solver.solve_end(arg)).map(|()| 0),
+            other => Err(Error::invalid(format!("Solver: unknown step piece {other}"))),
+        }
     })
 }
 

@@ -33,8 +33,7 @@
 // NetParameter have the fields programs set and read (a setter per field,
 // not protobuf's whole interface); Datum and BlobProto have their fields'
 // accessors (caffe/internal/records.hpp), and caffe/util/db.hpp its DBs.
-// Not here: solver callbacks, several
-// solvers in one program. Errors are thrown as std::runtime_error with caffe-tch's
+// Not here: several solvers in one program. Errors are thrown as std::runtime_error with caffe-tch's
 // one-line message (Caffe's CHECKs abort instead).
 #ifndef CAFFE_TCH_CAFFE_HPP_
 #define CAFFE_TCH_CAFFE_HPP_
@@ -193,6 +192,7 @@ int caffe_tch_solver_solve(CaffeTchSolver* solver, const char* resume_file);
 int caffe_tch_solver_restore(CaffeTchSolver* solver, const char* state_file);
 int caffe_tch_solver_snapshot(CaffeTchSolver* solver);
 int caffe_tch_solver_apply_update(CaffeTchSolver* solver);
+int64_t caffe_tch_solver_step_piece(CaffeTchSolver* solver, int piece, int64_t arg);
 int64_t caffe_tch_solver_iter(CaffeTchSolver* solver);
 CaffeTchSolverParam* caffe_tch_solver_param_of(CaffeTchSolver* solver);
 struct CaffeTchNetParam;
@@ -1041,10 +1041,53 @@ class Solver {
     caffe_tch_solver_free(s_);
   }
 
+  // Caffe's solver callbacks: each one added is called at the start of every
+  // iteration (after its test pass) and once its gradients are computed,
+  // before the update; it may read and write the nets' blobs and diffs.
+  class Callback {
+   public:
+    virtual ~Callback() {}
+
+   protected:
+    virtual void on_start() = 0;
+    virtual void on_gradients_ready() = 0;
+    template <typename T>
+    friend class Solver;
+  };
+  const vector<Callback*>& callbacks() const { return callbacks_; }
+  void add_callback(Callback* value) { callbacks_.push_back(value); }
+
   // Trains to max_iter, first restoring `resume_file`'s state when given.
-  void Solve(const char* resume_file = nullptr) { internal::check(caffe_tch_solver_solve(s_, resume_file) == 0); }
+  void Solve(const char* resume_file = nullptr) {
+    if (callbacks_.empty()) {
+      internal::check(caffe_tch_solver_solve(s_, resume_file) == 0);
+      return;
+    }
+    if (resume_file != nullptr) Restore(resume_file);
+    int64_t start = piece(kSolveBegin);
+    Step(param_.max_iter() - iter());
+    piece(kSolveEnd, start);
+  }
   void Solve(const string& resume_file) { Solve(resume_file.c_str()); }
-  void Step(int iters) { internal::check(caffe_tch_solver_step(s_, iters) == 0); }
+  void Step(int iters) {
+    if (callbacks_.empty()) {
+      internal::check(caffe_tch_solver_step(s_, iters) == 0);
+      return;
+    }
+    piece(kStepBegin, iters);
+    try {
+      while (piece(kStepNext) == 1) {
+        for (Callback* c : callbacks_) c->on_start();
+        piece(kStepGradients);
+        for (Callback* c : callbacks_) c->on_gradients_ready();
+        piece(kStepUpdate);
+      }
+    } catch (...) {
+      caffe_tch_solver_step_piece(s_, kStepEnd, 0);
+      throw;
+    }
+    piece(kStepEnd);
+  }
   void Restore(const char* resume_file) { internal::check(caffe_tch_solver_restore(s_, resume_file) == 0); }
   void Snapshot() { internal::check(caffe_tch_solver_snapshot(s_) == 0); }
   // Asked between iterations what to do (caffe.cpp hands it its SignalHandler's).
@@ -1068,6 +1111,13 @@ class Solver {
   Solver(const SolverParameter& param, const char* type) { Init(param, type); }
 
  private:
+  // The pieces of a Step between which the callbacks run (cpp/src/solver.rs).
+  enum Piece { kStepBegin, kStepNext, kStepGradients, kStepUpdate, kStepEnd, kSolveBegin, kSolveEnd };
+  int64_t piece(Piece which, int64_t arg = 0) {
+    int64_t out = caffe_tch_solver_step_piece(s_, which, arg);
+    internal::check(out >= 0);
+    return out;
+  }
   void Init(const SolverParameter& param, const char* type) {
     s_ = caffe_tch_solver_new(param.p_, type);
     internal::check(s_ != nullptr);
@@ -1088,6 +1138,7 @@ class Solver {
   }
 
   CaffeTchSolver* s_;
+  vector<Callback*> callbacks_;
   ActionCallback action_;
   SolverParameter param_;
   string type_;
