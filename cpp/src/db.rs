@@ -2,7 +2,7 @@
 //! cursors, or made new and written through transactions, on the library's
 //! readers and its writer, as caffe-tch's conversion tools use them.
 use std::ffi::{c_char, c_int};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use caffe_tch::data::db::{open_cursor, Backend, Cursor, DbWriter};
 use caffe_tch::{Error, Result};
@@ -14,11 +14,12 @@ const READ: c_int = 0;
 const WRITE: c_int = 1;
 const NEW: c_int = 2;
 
-/// An open DB: one to read (cursors open it again each), or a new one being
-/// written, which takes its name when closed (a DB left unclosed, as by a
-/// crash, leaves nothing behind).
+/// An open DB: one to read (the cursor Open made goes to the first
+/// NewCursor; later ones open it again), or a new one being written, which
+/// takes its name when closed (a DB left unclosed, as by a crash, leaves
+/// nothing behind).
 pub enum DbHandle {
-    Read { path: PathBuf, backend: Backend },
+    Read { path: PathBuf, backend: Backend, opened: Option<Box<dyn Cursor>> },
     New(Option<DbWriter>),
 }
 
@@ -32,8 +33,8 @@ pub unsafe extern "C" fn caffe_tch_db_open(backend: *const c_char, path: *const 
         let db = match mode {
             READ => {
                 // Opened here so that a missing or corrupt DB fails at Open, as in Caffe.
-                open_cursor(&path, backend)?;
-                DbHandle::Read { path, backend }
+                let opened = Some(open_cursor(&path, backend)?);
+                DbHandle::Read { path, backend, opened }
             }
             NEW => DbHandle::New(Some(DbWriter::create(&path, backend)?)),
             WRITE => {
@@ -120,13 +121,17 @@ pub unsafe extern "C" fn caffe_tch_db_free(h: *mut DbHandle) {
 
 /// A cursor on a DB opened to read, on its first record. Null on error.
 /// # Safety
-/// `h` came from caffe_tch_db_open and is not freed.
+/// `h` came from caffe_tch_db_open and is not freed, and no other call is
+/// using it.
 #[no_mangle]
 pub unsafe extern "C" fn caffe_tch_db_cursor(h: *mut DbHandle) -> *mut Box<dyn Cursor> {
     guarded(std::ptr::null_mut(), || {
         // SAFETY: as the function's contract says.
-        let (path, backend) = match unsafe { h.as_ref() } {
-            Some(DbHandle::Read { path, backend }) => (path.as_path(), *backend),
+        let cursor = match unsafe { h.as_mut() } {
+            Some(DbHandle::Read { path, backend, opened }) => match opened.take() {
+                Some(c) => c,
+                None => open_cursor(path, *backend)?,
+            },
             Some(DbHandle::New(_)) => {
                 return Err(Error::invalid(
                     "DB::NewCursor: the DB was opened with db::NEW; read it once closed, with db::READ",
@@ -134,7 +139,7 @@ pub unsafe extern "C" fn caffe_tch_db_cursor(h: *mut DbHandle) -> *mut Box<dyn C
             }
             None => return Err(Error::invalid("DB::NewCursor: null DB")),
         };
-        Ok(Box::into_raw(Box::new(open_cursor(Path::new(path), backend)?)))
+        Ok(Box::into_raw(Box::new(cursor)))
     })
 }
 
