@@ -193,6 +193,35 @@ def test_a_layer_by_layer_forward_then_backward_matches_bvlc():
                 assert np.abs(got - ref).max() <= tol(ref), (backward, p["layer"], j)
 
 
+def test_a_blob_written_between_forwards_passes_its_diff_to_the_layers_below():
+    # Caffe's backward does not care who wrote a blob: the diff later layers
+    # give pool2 (at the values Python wrote) reaches conv1 and conv2 through
+    # their own backward, on what their forward saw.
+    net = fixture_net("lenet", caffe.TRAIN)
+    feed(net, FIX / "lenet")
+    net.forward(end="pool2")
+    net.blobs["pool2"].data[...] *= 0.5
+    net.forward(start="ip1")
+    net.clear_param_diffs()
+    net.backward()
+    d = net.blobs["pool2"].diff.copy()
+    got = {n: net.params[n][0].diff.copy() for n in ("conv1", "conv2", "ip1")}
+    # The same diff seeded at pool2 on a forward left as it was.
+    ref = fixture_net("lenet", caffe.TRAIN)
+    feed(ref, FIX / "lenet")
+    ref.forward()
+    ref.clear_param_diffs()
+    ref.blobs["pool2"].diff[...] = d
+    ref.backward(start="pool2")
+    for n in ("conv1", "conv2"):
+        assert np.abs(got[n]).max() > 1e-4, n
+        np.testing.assert_allclose(got[n], ref.params[n][0].diff, rtol=1e-4, atol=1e-6, err_msg=n)
+    # ip1 read the written values: its weight gradient is ip1's diff times them.
+    np.testing.assert_allclose(
+        got["ip1"], net.blobs["ip1"].diff.T @ net.blobs["pool2"].data.reshape(len(d), -1), rtol=1e-4, atol=1e-5
+    )
+
+
 def test_backward_with_top_diff_and_range():
     # A deploy-style net with force_backward: the gradient of Σ ip2·g w.r.t. ip1.
     d = FIX / "lenet"

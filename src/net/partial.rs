@@ -78,6 +78,11 @@ impl Net {
 
     /// Replaces a blob's current value (what the next `forward_from_to`
     /// starting after its producer reads). The shape must stay the same.
+    /// Where a recorded forward made the old value, a backward still reaches
+    /// the layers that made it, as Caffe's does: the diff a later layer
+    /// gives the blob passes to its producer unchanged, whose own backward
+    /// uses what its forward saw (the new value plus a zero that carries the
+    /// old one's graph: the same numbers).
     pub fn set_blob_value(&mut self, name: &str, value: &Tensor) -> Result<()> {
         let id = self.blob_id(name)?;
         let blob = &mut self.blobs[id];
@@ -85,7 +90,11 @@ impl Net {
         if value.size() != want {
             return Err(Error::invalid(format!("blob '{name}' has shape {want:?}, got {:?}", value.size())));
         }
-        blob.value = Some(value.f_to_kind(Kind::Float)?.f_to_device(self.device)?.f_detach_copy()?);
+        let written = value.f_to_kind(Kind::Float)?.f_to_device(self.device)?.f_detach_copy()?;
+        blob.value = Some(match blob.value.as_ref() {
+            Some(old) if old.requires_grad() => written.f_add(&old.f_sub(&old.f_detach()?)?)?,
+            _ => written,
+        });
         Ok(())
     }
 
