@@ -118,6 +118,15 @@ def test_apply_update_and_get_solver(tmp_path):
     net.forward()
     net.backward()
     np.testing.assert_array_equal(net.params["ip1"][0].diff, g)
+    # After another step (its backward spends its graph), a blob written
+    # before a forward from the next layer is read there, and the backward
+    # over those layers runs.
+    sgd.step(1)
+    net.blobs["pool2"].data[...] *= 0.5
+    net.forward(start="ip1")
+    net.clear_param_diffs()
+    net.backward(end="ip1")
+    assert np.abs(net.params["ip1"][0].diff).max() > 0
 
 
 def test_solver_from_string_steps_as_from_file(tmp_path):

@@ -91,8 +91,12 @@ impl Net {
             return Err(Error::invalid(format!("blob '{name}' has shape {want:?}, got {:?}", value.size())));
         }
         let written = value.f_to_kind(Kind::Float)?.f_to_device(self.device)?.f_detach_copy()?;
+        // Only while the forward that made the old value holds its graph (a
+        // backward that spent it leaves nothing to reach).
+        let graph_kept = self.layers.iter().rev().find(|e| e.tops.contains(&id)).is_some_and(|e| e.recorded);
+        let blob = &mut self.blobs[id];
         blob.value = Some(match blob.value.as_ref() {
-            Some(old) if old.requires_grad() => written.f_add(&old.f_sub(&old.f_detach()?)?)?,
+            Some(old) if old.requires_grad() && graph_kept => written.f_add(&old.f_sub(&old.f_detach()?)?)?,
             _ => written,
         });
         Ok(())
