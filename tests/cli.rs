@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use caffe_tch::data::db::Backend;
 use caffe_tch::proto::binary;
 use caffe_tch::proto::caffe::{LayerParameter, NetParameter};
 
@@ -493,4 +494,83 @@ fn a_gpu_solver_without_a_device_trains_on_the_cpu_with_a_warning() {
     } else {
         assert!(!all.contains(warning) && !all.contains("Use CPU."), "{all}");
     }
+}
+
+/// A Caffe tree with `caffe link_build_tree`'s links: Caffe's own
+/// `examples/mnist/create_mnist.sh` and `train_lenet.sh`, unchanged, convert
+/// the IDX files through `build/examples/mnist/convert_mnist_data.bin` into
+/// Caffe's records and train through `build/tools/caffe`; `build/tools/
+/// compute_image_mean` writes Caffe's mean file byte for byte; a real
+/// program in `build/` is left alone; a second run replaces its own links.
+#[test]
+fn caffes_mnist_scripts_run_unchanged_in_a_linked_build_tree() {
+    let Some(mnist) = crate::common::fashion_mnist() else {
+        skip!(
+            "Debian's Fashion-MNIST is not in {} (make system-deps installs dataset-fashion-mnist)",
+            crate::common::FASHION_MNIST_DIR
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("data/mnist")).unwrap();
+    std::fs::create_dir_all(root.join("examples/mnist")).unwrap();
+    for name in
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    {
+        let mut bytes = Vec::new();
+        let gz = std::fs::File::open(mnist.join(format!("{name}.gz"))).unwrap();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut bytes).unwrap();
+        std::fs::write(root.join("data/mnist").join(name), bytes).unwrap();
+    }
+    for name in ["create_mnist.sh", "train_lenet.sh", "lenet_train_test.prototxt"] {
+        std::fs::copy(fixture(&format!("bvlc/examples/mnist/{name}")), root.join("examples/mnist").join(name)).unwrap();
+    }
+    // The solver as Caffe ships it, but 20 iterations instead of 10,000.
+    let solver = std::fs::read_to_string(fixture("bvlc/examples/mnist/lenet_solver.prototxt")).unwrap();
+    assert!(solver.contains("max_iter: 10000\n"));
+    std::fs::write(
+        root.join("examples/mnist/lenet_solver.prototxt"),
+        solver.replace("max_iter: 10000\n", "max_iter: 20\n"),
+    )
+    .unwrap();
+    // A program of a real Caffe build stays.
+    std::fs::create_dir_all(root.join("build/tools")).unwrap();
+    std::fs::write(root.join("build/tools/extract_features.bin"), "#!/bin/sh\n").unwrap();
+
+    for _ in 0..2 {
+        let out = run(&["link_build_tree", &s(root)]);
+        let log = assert_ok(&out, "link_build_tree");
+        assert!(log.contains("Linked 20 programs under"), "{log}");
+        assert!(log.contains("extract_features.bin: it is not a link"), "{log}");
+    }
+    assert_eq!(std::fs::read_to_string(root.join("build/tools/extract_features.bin")).unwrap(), "#!/bin/sh\n");
+    let script = |name: &str| {
+        let out = Command::new("sh")
+            .arg(format!("examples/mnist/{name}"))
+            .current_dir(root)
+            .env_remove("GLOG_log_dir")
+            .output()
+            .unwrap();
+        assert_ok(&out, name)
+    };
+    let log = script("create_mnist.sh");
+    assert!(log.contains("Processed 10000 files.") && log.contains("Done."), "{log}");
+    let test_lmdb = root.join("examples/mnist/mnist_test_lmdb");
+    assert_eq!(crate::data::digest_of(&test_lmdb, Backend::Lmdb), crate::data::caffe_test_lmdb_digest());
+    let out = Command::new(root.join("build/tools/compute_image_mean"))
+        .args(["examples/mnist/mnist_train_lmdb", "mean.binaryproto"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_ok(&out, "compute_image_mean");
+    assert_eq!(
+        std::fs::read(root.join("mean.binaryproto")).unwrap(),
+        std::fs::read(caffe_ref("extra/mean/fmnist_train_mean.binaryproto")).unwrap()
+    );
+    let log = script("train_lenet.sh");
+    assert!(log.contains("Optimization Done."), "{log}");
+    assert!(root.join("examples/mnist/lenet_iter_20.caffemodel").is_file());
+    // Flags in gflags' --name=value form, as the scripts give them, and -help through the link.
+    let out = Command::new(root.join("build/examples/mnist/convert_mnist_data.bin")).arg("-help").output().unwrap();
+    assert!(assert_ok(&out, "convert_mnist_data.bin -help").starts_with("usage: caffe convert_mnist_data "));
 }

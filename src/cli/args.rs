@@ -78,6 +78,9 @@ pub(super) enum Command {
     /// Split a Caffe-format log into .train/.test CSV files like parse_log.py.
     #[command(name = "parse_log", disable_help_flag = true)]
     ParseLog(Passthrough),
+    /// Link a Caffe tree's build/tools and build/examples programs to this caffe, for Caffe's scripts.
+    #[command(name = "link_build_tree", disable_help_flag = true)]
+    LinkBuildTree(Passthrough),
 }
 
 #[derive(Args, Debug)]

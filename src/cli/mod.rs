@@ -60,7 +60,12 @@ pub fn main(args: Vec<OsString>, host: &Host) -> u8 {
     code
 }
 
-fn parse_and_run(args: Vec<OsString>, host: &Host) -> u8 {
+fn parse_and_run(mut args: Vec<OsString>, host: &Host) -> u8 {
+    // Started as one of a Caffe build's programs (`build/tools/convert_imageset`,
+    // a link `caffe link_build_tree` made): that program's command.
+    if let Some(command) = args.first().and_then(|p| tools::build_tree::command_for_program(p)) {
+        args.insert(1, command.into());
+    }
     let cli = match Cli::try_parse_from(gflags_to_gnu(args.iter().cloned())) {
         Ok(c) => c,
         Err(e) => {
@@ -281,6 +286,7 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
         Command::Data(a) => tool(tools::data_step::main, &tools::data_step::SPEC, &a.args),
         Command::Plot(a) => tool(tools::plot::main, &tools::plot::SPEC, &a.args),
         Command::ParseLog(a) => tool(tools::parse_log::main, &tools::parse_log::SPEC, &a.args),
+        Command::LinkBuildTree(a) => tool(tools::build_tree::main, &tools::build_tree::SPEC, &a.args),
     }
 }
 

@@ -1,4 +1,5 @@
 //! The `caffe` command's tools, as library functions the CLI calls.
+pub mod build_tree;
 pub mod compute_image_mean;
 pub mod convert_annoset;
 pub mod convert_cifar_data;
