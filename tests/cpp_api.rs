@@ -117,6 +117,8 @@ fn a_cpp_program_against_caffe_hpp_runs_caffe_lenet() {
     assert!(stdout.contains("rebuilt LeNet phase 1 ip2 0.5 0.5 timed 1"), "{stdout}");
     assert!(stdout.contains("copied 100 10 (1000) 0.5"), "{stdout}");
 
+    let device = stdout.lines().find(|l| l.starts_with("device ")).unwrap();
+    assert!(device.contains("Blob::gpu_data: caffe-tch hands out no device memory"), "{device}");
     let error = stdout.lines().find(|l| l.starts_with("error ")).unwrap();
     common::assert_one_line_error(error, &["no_such_net.prototxt"]);
 }

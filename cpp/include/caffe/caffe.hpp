@@ -19,7 +19,7 @@
 //
 // What differs from BVLC Caffe: only float nets; a net's blobs are read and
 // written on the host (cpu_data, mutable_cpu_data, cpu_diff,
-// mutable_cpu_diff; the gpu_ accessors are not here, and a net in GPU mode
+// mutable_cpu_diff; the gpu_ accessors throw, and a net in GPU mode
 // copies its inputs to the device at Forward). A blob that is not a net
 // input is a host copy that keeps its address and gets each pass's values
 // (a layer's blobs, its weights and their diffs, are the net's own memory
@@ -526,6 +526,13 @@ class Blob {
   Dtype* mutable_cpu_data() { return data(false, true); }
   const Dtype* cpu_diff() const { return data(true, false); }
   Dtype* mutable_cpu_diff() { return data(true, true); }
+  // Device memory is not handed out: a GPU net's blobs are read and written
+  // through the cpu_ accessors (host copies). These throw, as Caffe's CPU
+  // build aborts on them, so that a program choosing by Caffe::mode() compiles.
+  const Dtype* gpu_data() const { return no_device_pointer("gpu_data"); }
+  Dtype* mutable_gpu_data() { return no_device_pointer("mutable_gpu_data"); }
+  const Dtype* gpu_diff() const { return no_device_pointer("gpu_diff"); }
+  Dtype* mutable_gpu_diff() { return no_device_pointer("mutable_gpu_diff"); }
   // The sums of absolute values and of squares, of the data or the diff.
   Dtype asum_data() const { return sum(cpu_data(), false); }
   Dtype asum_diff() const { return sum(cpu_diff(), false); }
@@ -584,6 +591,11 @@ class Blob {
   Blob(const Blob&) = delete;
   Blob& operator=(const Blob&) = delete;
 
+  Dtype* no_device_pointer(const char* what) const {
+    throw std::runtime_error(string("Blob::") + what +
+                             ": caffe-tch hands out no device memory; use the cpu_ accessors (on a GPU net they are "
+                             "host copies, read and written where Caffe reads the blob)");
+  }
   int legacy(int axis) const {
     vector<int> s = shape();
     return axis < static_cast<int>(s.size()) ? s[axis] : 1;
