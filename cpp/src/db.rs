@@ -38,7 +38,7 @@ pub unsafe extern "C" fn caffe_tch_db_open(backend: *const c_char, path: *const 
             }
             NEW => DbHandle::New(Some(DbWriter::create(&path, backend)?)),
             WRITE => {
-                return Err(Error::invalid(format!(
+                return Err(Error::unsupported(format!(
                     "{}: DB::Open(db::WRITE) adds records to an existing DB, which caffe-tch does not do \
                      (it writes a DB whole, under a temporary name until Close); make a new one with db::NEW",
                     path.display()

@@ -85,7 +85,7 @@ impl Net {
     /// old one's graph: the same numbers).
     pub fn set_blob_value(&mut self, name: &str, value: &Tensor) -> Result<()> {
         let id = self.blob_id(name)?;
-        let blob = &mut self.blobs[id];
+        let blob = &self.blobs[id];
         let want = blob.value.as_ref().map(|v| v.size()).unwrap_or_else(|| blob.shape.clone());
         if value.size() != want {
             return Err(Error::invalid(format!("blob '{name}' has shape {want:?}, got {:?}", value.size())));
@@ -170,7 +170,8 @@ impl Net {
     /// autograd's graph (in one pass or layer by layer, which chains through
     /// the blobs), and some top of theirs holds a value autograd can
     /// differentiate (layers without bottoms, which have no backward, aside).
-    /// False before any forward with grad, when any layer's last forward had none, and when none of the layers needs a backward.
+    /// False before any forward with grad, when any layer's last forward had
+    /// none, and when none of the layers needs a backward.
     pub fn backward_recorded(&self, end: usize, start: usize) -> bool {
         self.layers.get(end..=start).is_some_and(|layers| {
             layers.iter().all(|e| e.recorded || e.bottoms.is_empty())
