@@ -571,6 +571,8 @@ fn caffes_mnist_scripts_run_unchanged_in_a_linked_build_tree() {
     assert!(log.contains("Optimization Done."), "{log}");
     assert!(root.join("examples/mnist/lenet_iter_20.caffemodel").is_file());
     // Flags in gflags' --name=value form, as the scripts give them, and -help through the link.
+    let out = Command::new(root.join(".build_release/tools/caffe")).arg("--version").output().unwrap();
+    assert!(assert_ok(&out, ".build_release/tools/caffe --version").starts_with("caffe "));
     let out = Command::new(root.join("build/examples/mnist/convert_mnist_data.bin")).arg("-help").output().unwrap();
     assert!(assert_ok(&out, "convert_mnist_data.bin -help").starts_with("usage: caffe convert_mnist_data "));
 }

@@ -1,6 +1,7 @@
 //! `caffe link_build_tree CAFFE_ROOT`: the programs a Caffe build leaves in
 //! `build/` (`build/tools/caffe`, `build/tools/convert_imageset`,
-//! `build/examples/mnist/convert_mnist_data.bin`, ...), each a link to this
+//! `build/examples/mnist/convert_mnist_data.bin`, ...; `.build_release/` is
+//! a link to `build/`, as Caffe's Makefile links them), each a link to this
 //! `caffe`, so that Caffe's own scripts (`examples/mnist/create_mnist.sh`,
 //! `train_lenet.sh`) and a user's scripts that call them run unchanged. A
 //! program started under one of those names runs that command
@@ -73,6 +74,13 @@ pub fn link(root: &Path, target: &Path) -> Result<Vec<PathBuf>> {
         return Err(Error::invalid(format!("link_build_tree: {} is not a folder", root.display())));
     }
     let mut made = Vec::new();
+    // Caffe's Makefile builds into .build_release, with `build` a link to it;
+    // scripts name either. Here `build` is the folder and .build_release the link.
+    let release = root.join(".build_release");
+    if release.symlink_metadata().is_err() {
+        std::fs::create_dir_all(root.join("build")).map_err(|e| Error::io(root.join("build"), e))?;
+        replace_link(&release, Path::new("build"))?;
+    }
     for &(name, dir) in PROGRAMS {
         let folder = root.join("build").join(dir);
         std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
