@@ -378,6 +378,8 @@ fn cases() -> Vec<Case> {
         neuron("PReLU", ""),
         neuron("PReLU", "prelu_param { channel_shared: true }"),
         neuron("ELU", "elu_param { alpha: 0.7 }"),
+        neuron("SeLu", ""),
+        neuron("SeLuDropout", "selu_dropout_param { dropout_ratio: 0.2 }"),
         neuron("Sigmoid", ""),
         neuron("TanH", ""),
         neuron("AbsVal", ""),

@@ -224,6 +224,8 @@ fn layer_nets() -> Vec<(String, String, Option<i64>)> {
         ("absval", one(&x, "AbsVal", "")),
         ("bnll", one(&x, "BNLL", "")),
         ("elu", one(&x, "ELU", "elu_param { alpha: 0.5 }")),
+        ("selu", one(&x, "SeLu", "selu_param { lambda: 1.2 alpha: 0.8 }")),
+        ("selu_dropout", one(&x, "SeLuDropout", "")),
         ("exp", one(&x, "Exp", "")),
         ("exp_base_scale_shift", one(&x, "Exp", "exp_param { base: 2 scale: 0.5 shift: 1 }")),
         ("log_shift", one(&x, "Log", "log_param { shift: 2 }")),

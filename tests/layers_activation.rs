@@ -164,6 +164,78 @@ fn elu() {
     );
 }
 
+/// The SNN reimplementation's SeLu: λ·x for x > 0, λ·α·(exp(x) − 1)
+/// otherwise; its backward is λ there and y + λ·α below, the derivative.
+#[test]
+fn selu() {
+    let _rng = rng_exclusive();
+    let text = r#"name: "s" type: "SeLu" selu_param { lambda: 1.5 alpha: 0.5 }"#;
+    let (lambda, alpha) = (1.5, 0.5);
+    let f = |v: f64| if v > 0.0 { lambda * v } else { lambda * alpha * (v.exp() - 1.0) };
+    assert_values("selu", &run(text, &[x()], &[])[0], &map(f));
+    assert_values(
+        "selu'",
+        &derivative(text, &x(), &[], Phase::Train),
+        &map(|v| if v > 0.0 { lambda } else { f(v) + lambda * alpha }),
+    );
+    gradcheck(text, &[smooth_input(&[2, 3, 4], 17)]);
+    // The defaults: the self-normalizing constants, in f32 as the schema holds them.
+    let schema = |text: &str| text.parse::<f32>().map(f64::from).unwrap();
+    let (lambda, alpha) = (schema("1.050700987"), schema("1.67326324"));
+    assert_values(
+        "selu defaults",
+        &run(r#"name: "s" type: "SeLu""#, &[x()], &[])[0],
+        &map(|v| if v > 0.0 { lambda * v } else { lambda * alpha * (v.exp() - 1.0) }),
+    );
+}
+
+/// SeLuDropout (alpha dropout): TEST is the identity; in TRAIN each unit is
+/// a·x + b (kept) or a·α + b (dropped), with a and b the fork's, which keep a
+/// standard normal input's mean and variance; the gradient is a on kept units.
+#[test]
+fn selu_dropout_train_and_test() {
+    let _rng = rng_exclusive();
+    let text = r#"name: "d" type: "SeLuDropout" selu_dropout_param { dropout_ratio: 0.2 }"#;
+    let input = Tensor::ones([40, 50], (Kind::Double, Device::Cpu)) * 3.0;
+    let (_, tops) = run_phase(text, &[input.shallow_clone()], &[], Phase::Test);
+    assert_values("test", &tops[0], &[3.0; 2000]);
+    let (q, alpha) = (1.0f32 - 0.2f32, "-1.75809934".parse::<f32>().unwrap());
+    let a = (q * (1.0 + alpha * alpha * (1.0 - q))).powf(-0.5);
+    let b = -a * (1.0 - q) * alpha;
+    let (kept_value, dropped_value) = (a as f64 * 3.0 + b as f64, (a * alpha + b) as f64);
+    tch::manual_seed(9);
+    let (_, tops) = run_phase(text, &[input.shallow_clone()], &[], Phase::Train);
+    let v = values(&tops[0]);
+    let kept = v.iter().filter(|&&y| (y - kept_value).abs() < 1e-6).count();
+    let dropped = v.iter().filter(|&&y| (y - dropped_value).abs() < 1e-6).count();
+    assert_eq!(kept + dropped, v.len(), "every unit is a·x + b or a·α + b");
+    assert!((kept as f64 / v.len() as f64 - 0.8).abs() < 0.04, "kept fraction {}", kept as f64 / v.len() as f64);
+    tch::manual_seed(9);
+    let g = values(&derivative(text, &input, &[], Phase::Train));
+    for (y, d) in v.iter().zip(&g) {
+        let want = if (y - kept_value).abs() < 1e-6 { a as f64 } else { 0.0 };
+        assert!((d - want).abs() < 1e-6, "gradient {d}, want {want}");
+    }
+    // A standard normal input keeps zero mean and unit variance.
+    tch::manual_seed(3);
+    let normal = Tensor::randn([200_000], (Kind::Double, Device::Cpu));
+    let (_, tops) = run_phase(text, &[normal], &[], Phase::Train);
+    let (mean, var) = (tops[0].mean(Kind::Double).double_value(&[]), tops[0].var(true).double_value(&[]));
+    assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "mean {mean}, variance {var}");
+    layer::gradcheck(
+        text,
+        &[smooth_input(&[4, 5], 18)],
+        GradCheck { phase: Phase::Train, tolerance: 1e-5, ..Default::default() },
+    );
+    for bad in ["0", "1", "-0.1"] {
+        let err = setup_err(
+            &format!(r#"name: "d" type: "SeLuDropout" selu_dropout_param {{ dropout_ratio: {bad} }}"#),
+            &[vec![2]],
+        );
+        assert!(err.contains("dropout_ratio"), "{err}");
+    }
+}
+
 #[test]
 fn sigmoid_tanh_absval() {
     let _rng = rng_exclusive();
@@ -377,6 +449,8 @@ fn neurons_take_exactly_one_bottom() {
         "Dropout",
         "Clip",
         "Swish",
+        "SeLu",
+        "SeLuDropout",
     ] {
         let err = setup_err(&format!(r#"name: "n" type: "{ty}""#), &[vec![2, 3], vec![2, 3]]);
         assert!(err.contains("bottom"), "{ty}: {err}");

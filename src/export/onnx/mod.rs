@@ -58,6 +58,8 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("DropIn", dropin::drop_in),
     ("Dropout", neuron::dropout),
     ("ELU", neuron::elu),
+    ("SeLu", neuron::selu),
+    ("SeLuDropout", neuron::selu_dropout),
     ("Eltwise", common::eltwise),
     ("Embed", common::embed),
     ("Exp", neuron::exp),

@@ -46,6 +46,20 @@ pub fn elu(g: &mut Graph, l: &PlanLayer) -> Result<()> {
     unary(g, l, |g, x| Ok(g.node("Elu", &[x], vec![attr_f("alpha", alpha)])))
 }
 
+/// SeLu: ONNX's Selu (γ·x for x > 0, γ·α·(exp(x) − 1) otherwise), γ = λ.
+pub fn selu(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    let p = l.param.selu_param.unwrap_or_default();
+    unary(g, l, |g, x| Ok(g.node("Selu", &[x], vec![attr_f("alpha", p.alpha()), attr_f("gamma", p.lambda())])))
+}
+
+/// SeLuDropout at TEST is the identity.
+pub fn selu_dropout(g: &mut Graph, l: &PlanLayer) -> Result<()> {
+    if l.param.phase() == crate::proto::caffe::Phase::Train {
+        bail!("SeLuDropout in the TRAIN phase is random; export the TEST phase (-phase TEST)");
+    }
+    unary(g, l, |g, x| Ok(g.identity(x)))
+}
+
 /// Dropout at TEST is the identity (with the fork's `scale_train: false`, a
 /// multiplication by 1 − ratio).
 pub fn dropout(g: &mut Graph, l: &PlanLayer) -> Result<()> {

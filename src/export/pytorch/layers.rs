@@ -7,7 +7,9 @@ use super::detection::{
     detection_output, normalize, permute, prior_box, proposal, psroi_pooling, roi_pooling, yolo_detection_output,
     yolov3_detection_output,
 };
-use super::neuron::{clip, dropout, elu, exp, log, power, prelu, relu, relu6, swish, threshold, unary};
+use super::neuron::{
+    clip, dropout, elu, exp, log, power, prelu, relu, relu6, selu, selu_dropout, swish, threshold, unary,
+};
 use super::segmentation::{bn, interp, upsample};
 use super::utility::{
     arg_max, concat, crop, embed, filter, flatten, mvn, parameter, reduction, reorg, reshape, shuffle_channel, slice,
@@ -53,6 +55,8 @@ pub(super) const LAYERS: &[(&str, Emit)] = &[
     ("AbsVal", |s, c| unary(s, c, "torch.abs({x})")),
     ("BNLL", |s, c| unary(s, c, "F.softplus({x})")),
     ("ELU", elu),
+    ("SeLu", selu),
+    ("SeLuDropout", selu_dropout),
     ("Exp", exp),
     ("Log", log),
     ("Power", power),

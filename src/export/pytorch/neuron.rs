@@ -40,6 +40,22 @@ pub(super) fn elu(s: &Site, c: &mut Code) -> Result<()> {
     Ok(())
 }
 
+/// SeLu: λ·ELU_α.
+pub(super) fn selu(s: &Site, c: &mut Code) -> Result<()> {
+    let p = s.l.param.selu_param.unwrap_or_default();
+    c.assign(&s.tops, format!("{} * F.elu({}, {})", f(p.lambda()), s.b(0), f(p.alpha())));
+    Ok(())
+}
+
+/// SeLuDropout at TEST is the identity.
+pub(super) fn selu_dropout(s: &Site, c: &mut Code) -> Result<()> {
+    if s.l.param.phase() == Phase::Train {
+        bail!("SeLuDropout drops at random in the TRAIN phase; export the TEST phase");
+    }
+    c.assign(&s.tops, s.b(0).to_string());
+    Ok(())
+}
+
 pub(super) fn exp(s: &Site, c: &mut Code) -> Result<()> {
     let p = s.l.param.exp_param.unwrap_or_default();
     let ln = crate::layers::neuron::elementwise::ln_base(p.base())?;

@@ -1,4 +1,4 @@
-//! The parameter-free neuron functions as one layer: ELU, Sigmoid, TanH,
+//! The parameter-free neuron functions as one layer: ELU, SeLu, Sigmoid, TanH,
 //! AbsVal, BNLL, Power, Exp, Log, Threshold, Clip and Swish. Each type's file
 //! (`sigmoid.rs`, `power.rs`, ...) registers it and builds its [`Op`]; the
 //! forward below computes every `Op`.
@@ -17,6 +17,11 @@ pub(super) enum Op {
     AbsVal,
     Bnll,
     Elu {
+        alpha: f64,
+    },
+    /// λ·ELU_α(x), the self-normalizing networks' activation.
+    Selu {
+        lambda: f64,
         alpha: f64,
     },
     Power {
@@ -91,6 +96,10 @@ impl Layer for Elementwise {
                 // max(x,0) + α(exp(min(x,0)) − 1): min keeps exp finite on the unused side.
                 let neg = x.f_clamp_max(0.0)?.f_exp()?.f_sub_scalar(1.0)?.f_mul_scalar(alpha)?;
                 x.f_relu()?.f_add(&neg)?
+            }
+            Op::Selu { lambda, alpha } => {
+                let neg = x.f_clamp_max(0.0)?.f_exp()?.f_sub_scalar(1.0)?.f_mul_scalar(alpha)?;
+                x.f_relu()?.f_add(&neg)?.f_mul_scalar(lambda)?
             }
             Op::Power { power, scale, shift } => {
                 if power * scale == 0.0 {

@@ -6,8 +6,8 @@
 //! Caffe's Backward_cpu, including at the kinks (x == 0 takes Caffe's branch).
 //!
 //! One file per type, named after it. ReLU, PReLU and Dropout are layers of
-//! their own. The parameter-free functions (ELU, Sigmoid, TanH, AbsVal, BNLL,
-//! Power, Exp, Log, Threshold, Clip, Swish) are one layer,
+//! their own, as is SeLuDropout. The parameter-free functions (ELU, SeLu, Sigmoid,
+//! TanH, AbsVal, BNLL, Power, Exp, Log, Threshold, Clip, Swish) are one layer,
 //! [`elementwise::Elementwise`], whose `Op` has a variant per type and whose
 //! forward computes each of them; the type's own file registers it and builds
 //! its `Op` from the prototxt parameters.
@@ -27,6 +27,8 @@ pub mod log;
 pub mod power;
 pub mod prelu;
 pub mod relu;
+pub mod selu;
+pub mod selu_dropout;
 pub mod sigmoid;
 pub mod swish;
 pub mod tanh;
@@ -50,6 +52,8 @@ pub fn register(r: &mut Vec<LayerInfo>) {
     clip::register(r);
     clip::register_relu6(r);
     swish::register(r);
+    selu::register(r);
+    selu_dropout::register(r);
 }
 
 /// Shapes pass through unchanged (one bottom, one top).

@@ -1,0 +1,8 @@
+// caffe-tch's C++ interface: Caffe's caffe/util/db_leveldb.hpp, for programs that include
+// it rather than caffe/util/db.hpp; what it declares is in caffe/util/db.hpp.
+#ifndef CAFFE_TCH_UTIL_DB_LEVELDB_HPP_
+#define CAFFE_TCH_UTIL_DB_LEVELDB_HPP_
+
+#include "caffe/util/db.hpp"
+
+#endif  // CAFFE_TCH_UTIL_DB_LEVELDB_HPP_
