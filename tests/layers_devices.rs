@@ -117,6 +117,8 @@ fn cases() -> Vec<Case> {
         case(r#"type: "TanH""#, vec![x3()], &[0]),
         case(r#"type: "Threshold" threshold_param { threshold: 0.2 }"#, vec![x3()], &[]),
         in_test(case(r#"type: "Dropout" dropout_param { dropout_ratio: 0.3 }"#, vec![x3()], &[0])),
+        case(r#"type: "SeLu""#, vec![x3()], &[0]),
+        in_test(case(r#"type: "SeLuDropout" selu_dropout_param { dropout_ratio: 0.3 }"#, vec![x3()], &[0])),
         // Vision.
         case(
             r#"type: "Convolution" convolution_param { num_output: 6 kernel_size: 3 pad: 1 stride: 2 group: 2 }"#,

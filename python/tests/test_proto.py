@@ -28,8 +28,9 @@ def test_module_exposes_messages_and_enums_as_protoc_does():
     assert caffe_pb2.DESCRIPTOR.package == 'caffe'
     # BVLC's 63 messages, DropIn's and Resize's, the SSD fork's 9, ShuffleNet's, Fast R-CNN's,
     # DeepLab's Interp, the Upsample of YOLOv3's and SegNet's forks, SegNet's and PSPNet's BN,
-    # Faster R-CNN's Proposal and SmoothL1Loss, R-FCN's PSROIPooling.
-    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 102
+    # Faster R-CNN's Proposal and SmoothL1Loss, R-FCN's PSROIPooling, and the SNN fork's
+    # SeLu and SeLuDropout.
+    assert len(caffe_pb2.DESCRIPTOR.message_types_by_name) == 104
 
 
 def test_caffe_tch_extensions_have_their_field_numbers():
