@@ -131,15 +131,31 @@ def test_forward_start_end():
         net.forward(start="nope")
 
 
-def test_backward_matches_bvlc_train_pass():
-    d = FIX / "lenet" / "train_backward"
-    m = json.loads((d / "manifest.json").read_text())
+TRAIN_BACKWARD = FIX / "lenet" / "train_backward"
+
+
+def train_backward_net():
+    """LeNet in TRAIN phase on the inputs of BVLC's train_backward fixture, and its manifest."""
+    m = json.loads((TRAIN_BACKWARD / "manifest.json").read_text())
     net = fixture_net("lenet", caffe.TRAIN)
     for name in net.inputs:
-        x = np.load(d / "blobs" / ("%s.npy" % name))
+        x = np.load(TRAIN_BACKWARD / "blobs" / ("%s.npy" % name))
         net.blobs[name].reshape(*x.shape)
         net.blobs[name].data[...] = x
     net.reshape()
+    return net, m
+
+
+def assert_param_diffs_are_caffes(net, m, what=""):
+    for p in m["params"]:
+        for j, f in enumerate(p["diff_files"]):
+            ref = np.load(TRAIN_BACKWARD / f)
+            assert np.abs(net.params[p["layer"]][j].diff - ref).max() <= tol(ref), (what, p["layer"], j)
+
+
+def test_backward_matches_bvlc_train_pass():
+    d = TRAIN_BACKWARD
+    net, m = train_backward_net()
     assert net.blobs["conv1"].shape == (64, 20, 24, 24)
     out = net.forward()
     assert abs(float(out["loss"]) - m["loss"]) <= 1e-4 * (1 + m["loss"])
@@ -152,10 +168,7 @@ def test_backward_matches_bvlc_train_pass():
         ref = np.load(d / b["diff_file"])
         got = net.blobs[b["name"]].diff
         assert np.abs(got - ref).max() <= tol(ref), b["name"]
-    for p in m["params"]:
-        for j, f in enumerate(p["diff_files"]):
-            ref = np.load(d / f)
-            assert np.abs(net.params[p["layer"]][j].diff - ref).max() <= tol(ref), (p["layer"], j)
+    assert_param_diffs_are_caffes(net, m)
     # Diffs accumulate over backward passes, and clear_param_diffs zeroes them.
     g = net.params["ip2"][0].diff.copy()
     held = net.params["ip2"][0].diff
@@ -169,14 +182,7 @@ def test_a_layer_by_layer_forward_then_backward_matches_bvlc():
     # forward(start=l, end=l) for each layer, holding nothing Python could
     # write, then one backward (and then one backward per layer): every
     # weight's gradient is Caffe's, through all the layers.
-    d = FIX / "lenet" / "train_backward"
-    m = json.loads((d / "manifest.json").read_text())
-    net = fixture_net("lenet", caffe.TRAIN)
-    for name in net.inputs:
-        x = np.load(d / "blobs" / ("%s.npy" % name))
-        net.blobs[name].reshape(*x.shape)
-        net.blobs[name].data[...] = x
-    net.reshape()
+    net, m = train_backward_net()
     outs = [net.forward(start=name, end=name) for name in net._layer_names]
     assert abs(float(outs[-1]["loss"]) - m["loss"]) <= 1e-4 * (1 + m["loss"])
     for backward in ("whole", "per layer"):
@@ -186,11 +192,7 @@ def test_a_layer_by_layer_forward_then_backward_matches_bvlc():
         else:
             for name in reversed(net._layer_names):
                 net.backward(start=name, end=name)
-        for p in m["params"]:
-            for j, f in enumerate(p["diff_files"]):
-                ref = np.load(d / f)
-                got = net.params[p["layer"]][j].diff
-                assert np.abs(got - ref).max() <= tol(ref), (backward, p["layer"], j)
+        assert_param_diffs_are_caffes(net, m, backward)
 
 
 def test_a_blob_written_between_forwards_passes_its_diff_to_the_layers_below():
