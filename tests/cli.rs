@@ -517,10 +517,7 @@ fn caffes_mnist_scripts_run_unchanged_in_a_linked_build_tree() {
     for name in
         ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     {
-        let mut bytes = Vec::new();
-        let gz = std::fs::File::open(mnist.join(format!("{name}.gz"))).unwrap();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut bytes).unwrap();
-        std::fs::write(root.join("data/mnist").join(name), bytes).unwrap();
+        crate::common::gunzip(&mnist.join(format!("{name}.gz")), &root.join("data/mnist").join(name));
     }
     for name in ["create_mnist.sh", "train_lenet.sh", "lenet_train_test.prototxt"] {
         std::fs::copy(fixture(&format!("bvlc/examples/mnist/{name}")), root.join("examples/mnist").join(name)).unwrap();

@@ -6,7 +6,6 @@
 //! compute_image_mean`'s, copies Caffe's own mean file unchanged, writes image
 //! files raw and encoded as `caffe convert_imageset` does, decodes encoded
 //! records into the raw ones, and gets one-line errors for bad calls.
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -14,15 +13,9 @@ use caffe_tch::data::datum;
 use caffe_tch::data::db::{open_cursor, Backend};
 use caffe_tch::tools::{compute_image_mean, convert_imageset};
 
-use crate::common::{self, caffe_ref, FASHION_MNIST_DIR};
+use crate::common::{self, caffe_ref, gunzip, FASHION_MNIST_DIR};
 use crate::cpp_api::compile;
 use crate::data::{caffe_test_lmdb_digest, digest_of, make_images};
-
-fn gunzip(from: &Path, to: &Path) {
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(from).unwrap()).read_to_end(&mut bytes).unwrap();
-    std::fs::write(to, bytes).unwrap();
-}
 
 fn run(program: &Path, args: &[&str]) -> String {
     let out: Output = Command::new(program).args(args).output().unwrap();

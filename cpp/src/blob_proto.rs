@@ -14,7 +14,7 @@ use crate::{guarded, raw_values, text, write_shape};
 const HAS_LEGACY: [u32; 4] = [1, 2, 4, 8];
 const HAS_SHAPE: u32 = 16;
 
-/// A BlobProto file read: the message, and its values as floats (from
+/// A BlobProto file read: the message's shape fields, and its values as floats (from
 /// `data`, `double_data` or NVIDIA Caffe's `raw_data`), which
 /// `caffe_tch_blob_proto_free` releases.
 pub struct BlobProtoHandle {
@@ -31,15 +31,18 @@ pub unsafe extern "C" fn caffe_tch_blob_proto_read(file: *const c_char) -> *mut 
     guarded(std::ptr::null_mut(), || {
         let file = text(file, "ReadProtoFromBinaryFile")?;
         let path = Path::new(&file);
-        let blob: BlobProto = binary::read_message(path)?;
+        let mut blob: BlobProto = binary::read_message(path)?;
         binary::check_blob(&blob, path, "blob")?;
         let data = binary::blob_data_f32(&blob);
         let diff = if blob.double_diff.is_empty() {
-            blob.diff.clone()
+            std::mem::take(&mut blob.diff)
         } else {
             blob.double_diff.iter().map(|&d| d as f32).collect()
         };
-        Ok(Box::into_raw(Box::new(BlobProtoHandle { proto: blob, data, diff })))
+        // The message keeps its shape fields; its values are `data` and `diff` now.
+        let proto =
+            BlobProto { data: Vec::new(), double_data: Vec::new(), double_diff: Vec::new(), raw_data: None, ..blob };
+        Ok(Box::into_raw(Box::new(BlobProtoHandle { proto, data, diff })))
     })
 }
 

@@ -155,13 +155,21 @@ fn with<T>(s: *mut SolverHandle, f: impl FnOnce(&mut Shared) -> Result<T>) -> Re
 /// Runs `f` on the solver, with what the program wrote into its nets'
 /// weights seen before and its nets' host copies brought up to date after.
 fn run<T>(s: *mut SolverHandle, f: impl FnOnce(&mut Solver) -> Result<T>) -> Result<T> {
+    run_then(s, true, f)
+}
+
+/// [`run`], bringing the host copies up to date only with `refresh_copies`
+/// (a step's piece after which the program gets no control before the next).
+fn run_then<T>(s: *mut SolverHandle, refresh_copies: bool, f: impl FnOnce(&mut Solver) -> Result<T>) -> Result<T> {
     with(s, |shared| {
         shared.before_solver();
         let Nets::Solver(solver) = &mut shared.nets else {
             return Err(Error::invalid("not a solver"));
         };
         let out = f(solver);
-        shared.after_solver()?;
+        if refresh_copies {
+            shared.after_solver()?;
+        }
         out
     })
 }
@@ -286,15 +294,18 @@ pub unsafe extern "C" fn caffe_tch_solver_step_piece(s: *mut SolverHandle, piece
         let h = unsafe { s.as_ref() }.ok_or_else(|| Error::invalid("null Solver"))?;
         let mut slot = h.run.try_borrow_mut().map_err(|_| Error::invalid("the solver is busy"))?;
         let no_run = || Error::invalid("Solver: no run of iterations in progress");
+        // The callbacks run after pieces 1 and 2 and the program after 4-6,
+        // so only those bring the host copies up to date (0 and 3 are always
+        // followed by 1 or 4).
         match piece {
             0 => {
-                let started = run(s, |solver| Ok(solver.step_begin(arg)))?;
+                let started = run_then(s, false, |solver| Ok(solver.step_begin(arg)))?;
                 *slot = Some(started);
                 Ok(0)
             }
             1 => run(s, |solver| solver.step_next(slot.as_mut().ok_or_else(no_run)?)).map(i64::from),
             2 => run(s, |solver| solver.step_gradients(slot.as_mut().ok_or_else(no_run)?)).map(|()| 0),
-            3 => run(s, |solver| solver.step_update(slot.as_mut().ok_or_else(no_run)?)).map(|()| 0),
+            3 => run_then(s, false, |solver| solver.step_update(slot.as_mut().ok_or_else(no_run)?)).map(|()| 0),
             4 => {
                 slot.take();
                 run(s, |solver| {

@@ -44,6 +44,15 @@ pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Debian's Fashion-MNIST folder, when the package is installed. Tests never
 /// install it: `make system-deps` does, and a test without it skips ([`skip!`]).
+/// Writes the decompressed contents of the gzip file `from` to `to` (the
+/// IDX files as Caffe's converters and scripts read them).
+pub fn gunzip(from: &Path, to: &Path) {
+    let mut bytes = Vec::new();
+    let file = std::fs::File::open(from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(file), &mut bytes).unwrap();
+    std::fs::write(to, bytes).unwrap();
+}
+
 pub fn fashion_mnist() -> Option<PathBuf> {
     let dir = PathBuf::from(FASHION_MNIST_DIR);
     let ready = dir.join("train-labels-idx1-ubyte.gz").exists() && dir.join("t10k-images-idx3-ubyte.gz").exists();

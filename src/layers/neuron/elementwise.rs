@@ -67,6 +67,13 @@ pub fn ln_base(base: f32) -> Result<f64> {
     Ok(l)
 }
 
+/// ELU_α(x) = max(x, 0) + α(exp(min(x, 0)) − 1): the min keeps exp finite
+/// on the side that is not used.
+fn elu(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    let neg = x.f_clamp_max(0.0)?.f_exp()?.f_sub_scalar(1.0)?.f_mul_scalar(alpha)?;
+    Ok(x.f_relu()?.f_add(&neg)?)
+}
+
 /// A parameter-free neuron layer.
 pub struct Elementwise {
     op: Op,
@@ -92,15 +99,8 @@ impl Layer for Elementwise {
             Op::AbsVal => x.f_abs()?,
             // softplus = Caffe's stable BNLL; its gradient is sigmoid(x) (0.5 at 0, as Caffe).
             Op::Bnll => x.f_softplus()?,
-            Op::Elu { alpha } => {
-                // max(x,0) + α(exp(min(x,0)) − 1): min keeps exp finite on the unused side.
-                let neg = x.f_clamp_max(0.0)?.f_exp()?.f_sub_scalar(1.0)?.f_mul_scalar(alpha)?;
-                x.f_relu()?.f_add(&neg)?
-            }
-            Op::Selu { lambda, alpha } => {
-                let neg = x.f_clamp_max(0.0)?.f_exp()?.f_sub_scalar(1.0)?.f_mul_scalar(alpha)?;
-                x.f_relu()?.f_add(&neg)?.f_mul_scalar(lambda)?
-            }
+            Op::Elu { alpha } => elu(x, alpha)?,
+            Op::Selu { lambda, alpha } => elu(x, alpha)?.f_mul_scalar(lambda)?,
             Op::Power { power, scale, shift } => {
                 if power * scale == 0.0 {
                     // Caffe ignores the input: a constant with zero gradient.
