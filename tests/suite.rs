@@ -20,6 +20,7 @@ mod corpus;
 mod corpus_time;
 mod cpp_api;
 mod cpp_db;
+mod cpp_math;
 mod cuda_graph;
 mod data;
 mod data_step;

@@ -3,13 +3,14 @@
 //! copied from a `.caffemodel`, its blobs' data and diffs, `Forward` and
 //! `Backward` (whole or by layer range), `BlobProto` mean files,
 //! `Caffe::set_mode`, `SolverParameter` with the `Solver<float>` that
-//! trains it (`Step`, `Solve`, `Snapshot`, `Restore`, its nets), and
-//! `caffe::db` with `Datum` for programs that write or read datasets. A program
+//! trains it (`Step`, `Solve`, `Snapshot`, `Restore`, its nets),
+//! `caffe::db` with `Datum` for programs that write or read datasets, and
+//! `caffe_cpu_gemm`/`caffe_cpu_gemv`. A program
 //! such as Caffe's `examples/cpp_classification` compiles against the header
 //! and links `-lcaffe` unchanged. The nets and solvers are caffe-tch's
 //! ([`caffe_tch::net::Net`], [`caffe_tch::solver::Solver`]); this crate only
 //! adapts the calls (`net.rs`, `layer.rs`, `net_param.rs`, `solver.rs`, `blob_proto.rs`,
-//! `datum.rs`, `db.rs`;
+//! `datum.rs`, `db.rs`, `math.rs`: `math_functions.hpp`'s matrix products;
 //! `message.rs`: the messages' setters and getters).
 //!
 //! Memory, as the header documents it: an input blob's data is the tensor
@@ -34,6 +35,7 @@ mod blob_proto;
 mod datum;
 mod db;
 mod layer;
+mod math;
 mod message;
 mod net;
 mod net_param;

@@ -59,6 +59,8 @@
 #include <utility>
 #include <vector>
 
+#include "caffe/util/rng.hpp"
+
 // Caffe's header brings glog's CHECK and LOG macros, which its programs use
 // without including glog themselves. Where glog is not installed, a minimal
 // stand-in: CHECK* and LOG(FATAL) print their message and abort
@@ -305,7 +307,12 @@ class Caffe {
   }
   static Brew mode() { return mode_(); }
   static void SetDevice(int device_id) { internal::check(caffe_tch_set_device(device_id) == 0); }
-  static void set_random_seed(unsigned int seed) { caffe_tch_set_random_seed(seed); }
+  // Seeds libtorch's generators (fillers, dropout) and this thread's
+  // caffe_rng() (caffe/util/rng.hpp), as Caffe seeds its own.
+  static void set_random_seed(unsigned int seed) {
+    caffe_tch_set_random_seed(seed);
+    caffe_rng()->seed(seed);
+  }
   // What `caffe device_query` reports, as log lines.
   static void DeviceQuery() {
     std::istringstream report(caffe_tch_device_query());

@@ -1,7 +1,9 @@
 // caffe-tch's C++ interface: Caffe's caffe/util/rng.hpp (convert_imageset's
-// shuffle). The generator is the standard library's Mersenne Twister, seeded
-// from std::random_device as Caffe seeds its own when no seed is set, so a
-// shuffled order differs from run to run, as in Caffe.
+// shuffle, and caffe/util/math_functions.hpp's random draws). The generator
+// is the Mersenne Twister Caffe's boost::mt19937 is, one per thread as
+// Caffe's: Caffe::set_random_seed seeds it, and without a seed it is seeded
+// from std::random_device as Caffe seeds its own, so a shuffled order
+// differs from run to run, as in Caffe.
 #ifndef CAFFE_TCH_UTIL_RNG_HPP_
 #define CAFFE_TCH_UTIL_RNG_HPP_
 
