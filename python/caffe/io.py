@@ -2,9 +2,11 @@
 from Caffe's protobuf messages (BlobProto, BlobProtoVector, Datum).
 
 The interface and results are pycaffe's. pycaffe used scikit-image and SciPy
-for image loading and resizing; here Pillow decodes images and the resizing is
-written with numpy, reproducing what `skimage.transform.resize` (scikit-image
-0.19 and later) and `scipy.ndimage.zoom` compute for pycaffe's calls. What
+for image loading and resizing; here Pillow decodes images and the nearest and
+bilinear resizing is written with numpy, reproducing what
+`skimage.transform.resize` (scikit-image 0.19 and later) and
+`scipy.ndimage.zoom` compute for pycaffe's calls; the spline orders (2 to 5)
+make the SciPy calls scikit-image makes. What
 differs is listed in each function's docstring under "Differences".
 """
 import numpy as np
@@ -339,9 +341,9 @@ def resize_image(im, new_dims, interp_order=1):
     counts use SciPy's `zoom` mapping (corners aligned). A constant image
     stays constant.
 
-    `interp_order`: 0 (nearest) or 1 (bilinear, the default).
-
-    Differences: orders 2 to 5 (spline interpolation) are not provided.
+    `interp_order`: 0 (nearest), 1 (bilinear, the default), or 2 to 5 (the
+    splines of that order, computed by SciPy's `ndimage` as scikit-image
+    and pycaffe compute them).
     """
     im = np.asarray(im)
     if im.ndim != 3:
@@ -349,9 +351,8 @@ def resize_image(im, new_dims, interp_order=1):
     new_dims = tuple(int(d) for d in new_dims)
     if len(new_dims) != 2 or min(new_dims) < 1:
         raise ValueError('resize_image: new_dims must be (height, width) of positive sizes, got %s' % (new_dims,))
-    if interp_order not in (0, 1):
-        raise NotImplementedError('resize_image: interp_order %r is not provided by caffe-tch (only 0, nearest, '
-                                  'and 1, bilinear; pycaffe\'s orders 2-5 are scikit-image splines)' % (interp_order,))
+    if interp_order not in (0, 1, 2, 3, 4, 5):
+        raise ValueError('resize_image: interp_order must be 0 to 5 (a spline order), got %r' % (interp_order,))
     if min(im.shape[:2]) < 1:
         raise ValueError('resize_image: cannot resize an empty image of shape %s' % (im.shape,))
     if im.shape[-1] in (1, 3):
@@ -359,12 +360,40 @@ def resize_image(im, new_dims, interp_order=1):
         if not im_max > im_min:
             return np.full(new_dims + (im.shape[-1],), im_min, dtype=np.float32)
         im_std = (im.astype(np.float64) - im_min) / (im_max - im_min)
+        if interp_order > 1:
+            resized = np.clip(_spline_grid_resize(im_std, new_dims, interp_order), 0.0, 1.0)
+            return (resized * (im_max - im_min) + im_min).astype(np.float32)
         # scikit-image's resize(im_std, new_dims, order, mode='constant').
         ops = [_grid_operator(n, size, interp_order) for n, size in zip(im.shape[:2], new_dims)]
         resized = np.clip(_apply_separable(im_std, *ops), 0.0, 1.0)
         return (resized * (im_max - im_min) + im_min).astype(np.float32)
+    if interp_order > 1:
+        scale = tuple(np.array(new_dims, dtype=float) / np.array(im.shape[:2]))
+        return _ndimage().zoom(im, scale + (1,), order=interp_order).astype(np.float32)
     ops = [_corner_operator(n, size, interp_order) for n, size in zip(im.shape[:2], new_dims)]
     return _apply_separable(im.astype(np.float64), *ops).astype(np.float32)
+
+
+def _ndimage():
+    """SciPy's ndimage, which the spline orders need (as pycaffe's did)."""
+    try:
+        from scipy import ndimage
+    except ImportError as e:
+        raise ImportError('resize_image: interp_order 2 to 5 needs SciPy (pip install scipy): %s' % e) from e
+    return ndimage
+
+
+def _spline_grid_resize(im, new_dims, order):
+    """scikit-image's resize (>= 0.19) of an H x W x K float image with
+    mode='constant' at spline order 2 to 5, by the SciPy calls it makes:
+    when an axis shrinks, Gaussian anti-aliasing of sigma (n/size - 1)/2 on
+    every axis; then ndimage.zoom with grid_mode=True; both padding with
+    zeros ('grid-constant')."""
+    ndimage = _ndimage()
+    factors = np.array(im.shape, dtype=float) / np.array(tuple(new_dims) + (im.shape[2],), dtype=float)
+    if np.any(factors > 1):
+        im = ndimage.gaussian_filter(im, np.maximum(0, (factors - 1) / 2), cval=0, mode='grid-constant')
+    return ndimage.zoom(im, 1 / factors, order=order, mode='grid-constant', cval=0, grid_mode=True)
 
 
 # Both resizes are separable and linear along each axis, so each axis is one

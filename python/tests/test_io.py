@@ -239,10 +239,39 @@ def test_resize_nearest_other_channel_counts_and_constants():
     assert const.shape == (6, 2, 3) and np.all(const == 7.5)
     same = np.random.RandomState(0).rand(5, 6, 3).astype(np.float32)
     np.testing.assert_allclose(caffe.io.resize_image(same, (5, 6)), same, atol=1e-6)
-    with pytest.raises(NotImplementedError, match='interp_order 3'):
-        caffe.io.resize_image(same, (2, 2), interp_order=3)
+    with pytest.raises(ValueError, match='interp_order must be 0 to 5'):
+        caffe.io.resize_image(same, (2, 2), interp_order=6)
     with pytest.raises(ValueError, match='H x W x K'):
         caffe.io.resize_image(np.zeros((4, 4)), (2, 2))
+
+
+def test_resize_spline_orders_as_pycaffe():
+    # What pycaffe's resize_image gave at interp_order 2 to 5 (scikit-image
+    # 0.26, SciPy 1.17): the 3-channel path upsampled (cubic) and shrunk
+    # (quadratic, anti-aliased), and SciPy's zoom for 2 channels (orders 4, 5).
+    b = np.arange(9, dtype=np.float32).reshape(3, 3, 1)
+    img = np.concatenate([b, b[::-1] * 2, b.transpose(1, 0, 2)], axis=2)
+    cubic = caffe.io.resize_image(img, (4, 5), interp_order=3)
+    np.testing.assert_allclose(cubic[:, :, 0], [[0.0, 0.1080101, 0.7983373, 1.6239634, 1.4832809],
+                                                [1.1601872, 1.8292726, 2.4943616, 3.5821846, 3.0370998],
+                                                [4.0418577, 5.5445385, 5.9193974, 7.29745, 5.9187703],
+                                                [4.6387434, 6.269009, 6.47805, 7.7849627, 6.261935]], atol=2e-6)
+    np.testing.assert_allclose(cubic[:, :, 1], [[9.277487, 12.538018, 12.9561, 15.569925, 12.52387],
+                                                [8.083715, 11.089077, 11.838795, 14.5949, 11.837541],
+                                                [2.3203745, 3.6585453, 4.9887233, 7.164369, 6.0741997],
+                                                [0.0, 0.2160202, 1.5966747, 3.2479267, 2.9665618]], atol=4e-6)
+    b = np.arange(16, dtype=np.float32).reshape(4, 4, 1)
+    img = np.concatenate([b, b * 2, b[::-1]], axis=2)
+    quadratic = caffe.io.resize_image(img, (2, 3), interp_order=2)
+    np.testing.assert_allclose(quadratic, [[[2.2241845, 4.448369, 11.201717], [3.4008787, 6.8017573, 11.504513],
+                                            [5.3110766, 10.622153, 14.2886095]],
+                                           [[11.201717, 22.403435, 2.2241845], [11.504513, 23.009026, 3.4008787],
+                                            [14.2886095, 28.577219, 5.3110766]]], atol=4e-6)
+    two = (np.arange(18, dtype=np.float32) ** 2).reshape(3, 3, 2)
+    np.testing.assert_allclose(caffe.io.resize_image(two, (4, 2), interp_order=4)[:, :, 1],
+                               [[1.0, 25.0], [16.407408, 64.703705], [99.37037, 195.07408], [169.0, 289.0]], atol=3e-5)
+    np.testing.assert_allclose(caffe.io.resize_image(two, (4, 2), interp_order=5)[:, :, 0],
+                               [[0.0, 16.0], [9.185185, 49.28395], [80.888885, 168.79013], [144.0, 256.0]], atol=3e-5)
 
 
 def test_oversample_ten_crops():
