@@ -57,6 +57,45 @@ fn a_cpp_program_writes_and_reads_caffes_datasets() {
         let out = run(&program, &["mnist", &s(&path("images.idx")), &s(&path("labels.idx")), &s(&db), name]);
         assert_eq!(out.trim(), "records 10000");
         assert_eq!(digest_of(&db, backend), caffe_test_lmdb_digest(), "{name}: records differ from Caffe's LMDB");
+
+        // db::WRITE adds records to it in place; Caffe's records stay as they were.
+        let out = run(&program, &["append", &s(&db), name, "10000", "5"]);
+        assert_eq!(out.trim(), "appended 5");
+        let mut cursor = open_cursor(&db, backend).unwrap();
+        let mut keys = Vec::new();
+        while cursor.valid() {
+            keys.push(String::from_utf8_lossy(cursor.key()).into_owned());
+            if keys.len() > 10000 {
+                let d = datum::parse(cursor.value()).unwrap();
+                let i = keys.len() - 10001;
+                assert_eq!((d.channels(), d.height(), d.width(), d.label()), (1, 2, 2, i as i32 % 10), "{name}");
+                assert_eq!(d.data(), &vec![i as u8; 4][..], "{name}: appended record {i}");
+            }
+            cursor.next().unwrap();
+        }
+        assert_eq!(keys.len(), 10005, "{name}");
+        assert_eq!(keys[10004], "00010004");
+        let first_10000 = path(&format!("first_{name}"));
+        let out = run(&program, &["mnist", &s(&path("images.idx")), &s(&path("labels.idx")), &s(&first_10000), name]);
+        assert_eq!(out.trim(), "records 10000");
+        let (mut a, mut b) = (open_cursor(&db, backend).unwrap(), open_cursor(&first_10000, backend).unwrap());
+        while b.valid() {
+            assert_eq!((a.key(), a.value()), (b.key(), b.value()), "{name}: a record changed");
+            a.next().unwrap();
+            b.next().unwrap();
+        }
+        // A missing LevelDB is made, as Caffe's WRITE mode makes one; a missing LMDB is an error.
+        if backend == Backend::LevelDb {
+            let fresh = path("fresh_leveldb");
+            assert_eq!(run(&program, &["append", &s(&fresh), name, "0", "3"]).trim(), "appended 3");
+            let mut c = open_cursor(&fresh, backend).unwrap();
+            let mut n = 0;
+            while c.valid() {
+                n += 1;
+                c.next().unwrap();
+            }
+            assert_eq!(n, 3);
+        }
     }
     // No temporary folder is left beside the DBs.
     let mut names: Vec<String> =
@@ -64,8 +103,9 @@ fn a_cpp_program_writes_and_reads_caffes_datasets() {
     names.sort();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 
-    // Cursor + ParseFromString + BlobProto: the mean file caffe-tch's compute_image_mean writes, byte for byte.
-    let db = path("test_lmdb");
+    // Cursor + ParseFromString + BlobProto: the mean file caffe-tch's compute_image_mean writes, byte for byte
+    // (over the DB of Caffe's records alone).
+    let db = path("first_lmdb");
     assert_eq!(
         run(&program, &["mean", &s(&db), "lmdb", &s(&path("mean.binaryproto"))]).trim(),
         "mean of 10000 records"
@@ -126,7 +166,7 @@ fn a_cpp_program_writes_and_reads_caffes_datasets() {
     for want in [
         "backend: Unknown database backend 'rocksdb' (known: lmdb, leveldb)",
         "already exists (remove it first; a DB is never overwritten)",
-        "DB::Open(db::WRITE) adds records to an existing DB",
+        "_absent: no such DB folder to add records to",
         "no such database (the folder does not exist)",
         "garbage: not a valid Datum (truncated or corrupt record, 3 bytes)",
     ] {

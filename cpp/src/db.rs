@@ -1,6 +1,6 @@
 //! `caffe::db` (caffe/util/db.hpp): LMDB and LevelDB opened to read through
-//! cursors, or made new and written through transactions, on the library's
-//! readers and its writer, as caffe-tch's conversion tools use them.
+//! cursors, or made new or added to and written through transactions, on the
+//! library's readers and its writer, as caffe-tch's conversion tools use them.
 use std::ffi::{c_char, c_int};
 use std::path::PathBuf;
 
@@ -15,9 +15,10 @@ const WRITE: c_int = 1;
 const NEW: c_int = 2;
 
 /// An open DB: one to read (the cursor Open made goes to the first
-/// NewCursor; later ones open it again), or a new one being written, which
-/// takes its name when closed (a DB left unclosed, as by a crash, leaves
-/// nothing behind).
+/// NewCursor; later ones open it again), or one being written: a new one,
+/// which takes its name when closed (a DB left unclosed, as by a crash,
+/// leaves nothing behind), or an existing one (db::WRITE), each commit its
+/// own transaction.
 pub enum DbHandle {
     Read { path: PathBuf, backend: Backend, opened: Option<Box<dyn Cursor>> },
     New(Option<DbWriter>),
@@ -37,13 +38,7 @@ pub unsafe extern "C" fn caffe_tch_db_open(backend: *const c_char, path: *const 
                 DbHandle::Read { path, backend, opened }
             }
             NEW => DbHandle::New(Some(DbWriter::create(&path, backend)?)),
-            WRITE => {
-                return Err(Error::unsupported(format!(
-                    "{}: DB::Open(db::WRITE) adds records to an existing DB, which caffe-tch does not do \
-                     (it writes a DB whole, under a temporary name until Close); make a new one with db::NEW",
-                    path.display()
-                )))
-            }
+            WRITE => DbHandle::New(Some(DbWriter::append(&path, backend)?)),
             other => return Err(Error::invalid(format!("{}: DB::Open: unknown mode {other}", path.display()))),
         };
         Ok(Box::into_raw(Box::new(db)))
@@ -56,7 +51,7 @@ fn writer<'a>(h: *mut DbHandle, what: &str) -> Result<&'a mut DbWriter> {
         Some(DbHandle::New(Some(w))) => Ok(w),
         Some(DbHandle::New(None)) => Err(Error::invalid(format!("{what}: the DB is closed"))),
         Some(DbHandle::Read { path, .. }) => Err(Error::invalid(format!(
-            "{}: {what}: the DB was opened with db::READ; write a new one with db::NEW",
+            "{}: {what}: the DB was opened with db::READ; write with db::NEW or db::WRITE",
             path.display()
         ))),
         None => Err(Error::invalid(format!("{what}: null DB"))),

@@ -1,4 +1,5 @@
-//! Writing a new DB of either kind through a temporary sibling folder.
+//! Writing a new DB of either kind through a temporary sibling folder, or
+//! adding records to an existing one in its own transactions.
 use std::path::{Path, PathBuf};
 
 use heed::types::Bytes;
@@ -87,6 +88,57 @@ impl DbWriter {
         })
     }
 
+    /// Opens the existing DB at `path` to add records to it (Caffe's
+    /// `db::WRITE`): each `commit` is one transaction of the DB's own, which
+    /// its format makes atomic, so a program that dies keeps the DB as its
+    /// last commit left it; `finish` syncs and closes it in place. As in
+    /// Caffe, a missing LMDB is an error and a missing LevelDB is made (here
+    /// as `create` makes one, whole under a temporary name).
+    pub fn append(path: &Path, backend: Backend) -> Result<DbWriter> {
+        let shown = path.display();
+        if backend == Backend::LevelDb && !path.exists() {
+            return Self::create(path, backend);
+        }
+        if !path.is_dir() {
+            return Err(data_err(format!("{shown}: no such DB folder to add records to")));
+        }
+        let inner = match backend {
+            Backend::Lmdb => {
+                // liblmdb trusts the file's pages; check them before it maps them.
+                super::lmdb_check::check(path, &format!("{shown} (lmdb)"))?;
+                let used = std::fs::metadata(path.join("data.mdb")).map_err(|e| Error::io(path, e))?.len();
+                let map_size = (used as usize).saturating_add(LMDB_INITIAL_MAP);
+                let mut opts = EnvOpenOptions::new();
+                opts.map_size(map_size);
+                // SAFETY: the DB is the program's to write, as Caffe's WRITE mode
+                // assumes; each commit syncs (no NO_SYNC: the DB is written in place).
+                let env = unsafe { opts.open(path) }
+                    .map_err(|e| data_err(format!("{shown} (lmdb): cannot open to write: {e}")))?;
+                let mut wtxn = env.write_txn().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
+                let db = env
+                    .create_database::<Bytes, Bytes>(&mut wtxn, None)
+                    .map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
+                wtxn.commit().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
+                info!("db_lmdb.cpp:35", "Opened lmdb {shown}");
+                WriterInner::Lmdb { env, db, map_size }
+            }
+            Backend::LevelDb => {
+                let db = rusty_leveldb::DB::open(path, leveldb_options(false))
+                    .map_err(|e| data_err(format!("{shown} (leveldb): cannot open to write: {e}")))?;
+                info!("db_leveldb.cpp:18", "Opened leveldb {shown}");
+                WriterInner::LevelDb(Box::new(db))
+            }
+        };
+        Ok(DbWriter {
+            backend,
+            target: path.to_path_buf(),
+            tmp: None,
+            inner: Some(inner),
+            pending: Vec::new(),
+            written: 0,
+        })
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -160,7 +212,10 @@ impl DbWriter {
             }
             None => {}
         }
-        let Some(tmp) = self.tmp.take() else { return Err(data_err(format!("{shown}: writer already finished"))) };
+        let Some(tmp) = self.tmp.take() else {
+            // An existing DB written in place (`append`): closed above, nothing to move.
+            return Ok(());
+        };
         let tmp_path = tmp.keep();
         // The temporary folder was private (0700); a dataset is not.
         let _ = std::fs::set_permissions(&tmp_path, std::os::unix::fs::PermissionsExt::from_mode(0o755));

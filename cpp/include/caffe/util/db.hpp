@@ -1,5 +1,5 @@
 // caffe-tch's C++ interface: Caffe's caffe/util/db.hpp. A dataset (LMDB or
-// LevelDB) opened to read through cursors, or made new and written through
+// LevelDB) opened to read through cursors, or made new or added to through
 // transactions, on caffe-tch's readers and writer:
 //
 //   scoped_ptr<db::DB> db(db::GetDB("lmdb"));
@@ -8,11 +8,13 @@
 //   txn->Put(key, serialized_datum);
 //   txn->Commit();
 //
-// What differs from BVLC Caffe: a new DB is written under a temporary name
-// and takes its own when closed (Close, or the DB's destructor), so a
-// program that dies leaves none half-written; db::WRITE (adding to an
-// existing DB) is refused; a cursor reads the DB as it was when the cursor
-// was made; errors are exceptions with caffe-tch's one-line message.
+// What differs from BVLC Caffe: a new DB (db::NEW) is written under a
+// temporary name and takes its own when closed (Close, or the DB's
+// destructor), so a program that dies leaves none half-written; db::WRITE
+// adds to an existing DB in place, each Commit one transaction of its own
+// (a missing LevelDB is made as with db::NEW; a missing LMDB is an error,
+// as in Caffe); a cursor reads the DB as it was when the cursor was made;
+// errors are exceptions with caffe-tch's one-line message.
 #ifndef CAFFE_TCH_UTIL_DB_HPP_
 #define CAFFE_TCH_UTIL_DB_HPP_
 
