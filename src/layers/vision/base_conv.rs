@@ -170,6 +170,22 @@ impl Layer for Conv {
             }
             top.push(out);
         }
+        // Caffe computes a convolution through a column buffer (im2col) of
+        // channels x kernel x output positions (a deconvolution: its outputs'
+        // channels x kernel x input positions), allocated with the layer. A
+        // geometry whose buffer exceeds the memory limit is refused here, as
+        // Caffe could not run it either: libtorch's kernels, which need no
+        // such buffer for real nets, can take tens of GB on one (a huge pad
+        // and kernel over a tiny input).
+        let (col_channels, positions) =
+            if self.transposed { (num_output, &s[self.axis + 1..]) } else { (channels, &top[self.axis + 1..]) };
+        let column: Vec<i64> =
+            std::iter::once(col_channels).chain(g.kernel.iter().copied()).chain(positions.iter().copied()).collect();
+        crate::util::limits::checked_count(
+            &column,
+            4,
+            "the convolution's column buffer (Caffe's im2col: channels x kernel x positions)",
+        )?;
         let mut wshape = if self.transposed {
             deconvolution::weight_shape(channels, num_output, self.groups)
         } else {
