@@ -180,12 +180,7 @@ const TYPES: &[TypeSpec] = &[
     ),
     ("ShuffleChannel", "shuffle_channel_param", &["group"], &[]),
     ("Reorg", "reorg_param", &["stride"], &["reverse: true"]),
-    (
-        "Interp",
-        "interp_param",
-        &["height", "width", "zoom_factor", "shrink_factor", "pad_beg", "pad_end"],
-        &[],
-    ),
+    ("Interp", "interp_param", &["height", "width", "zoom_factor", "shrink_factor", "pad_beg", "pad_end"], &[]),
     (
         "Upsample",
         "upsample_param",
