@@ -141,7 +141,7 @@ fn leveldb_reads_caffe_test_set_same_records_as_caffe_lmdb() {
     assert_eq!(digest_of(&copy, Backend::LevelDb), caffe_test_lmdb_digest());
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();

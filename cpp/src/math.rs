@@ -8,13 +8,16 @@ use tch::{Device, Kind, Tensor};
 
 use crate::guarded;
 
-/// The program's array of `rows` x `cols` values (row-major) at `data`, in
-/// place, transposed when `transposed`.
+/// op(X), `rows` x `cols`, of the program's row-major array at `data`, in
+/// place: X itself, or X stored `cols` x `rows` and transposed.
 ///
 /// # Safety
 /// `data` holds `rows * cols` values of `kind` and outlives the tensor.
 unsafe fn matrix(data: *const c_void, rows: i64, cols: i64, kind: Kind, transposed: bool) -> Result<Tensor> {
-    let t = unsafe { Tensor::f_from_blob(data as *const u8, &[rows, cols], &[cols, 1], kind, Device::Cpu) }?;
+    let (stored_rows, stored_cols) = if transposed { (cols, rows) } else { (rows, cols) };
+    let t = unsafe {
+        Tensor::f_from_blob(data as *const u8, &[stored_rows, stored_cols], &[stored_cols, 1], kind, Device::Cpu)
+    }?;
     Ok(if transposed { t.f_transpose(0, 1)? } else { t })
 }
 
@@ -100,20 +103,8 @@ pub unsafe extern "C" fn caffe_tch_gemm(
             scale_only(&mut out, beta)?;
             return Ok(0);
         }
-        let a = unsafe {
-            if trans_a != 0 {
-                matrix(a, ki, mi, kind, true)
-            } else {
-                matrix(a, mi, ki, kind, false)
-            }
-        }?;
-        let b = unsafe {
-            if trans_b != 0 {
-                matrix(b, ni, ki, kind, true)
-            } else {
-                matrix(b, ki, ni, kind, false)
-            }
-        }?;
+        let a = unsafe { matrix(a, mi, ki, kind, trans_a != 0) }?;
+        let b = unsafe { matrix(b, ki, ni, kind, trans_b != 0) }?;
         accumulate(&mut out, &a.f_mm(&b)?, alpha, beta)?;
         Ok(0)
     })
@@ -152,7 +143,7 @@ pub unsafe extern "C" fn caffe_tch_gemv(
             scale_only(&mut out, beta)?;
             return Ok(0);
         }
-        let a = unsafe { matrix(a, mi, ni, kind, trans_a != 0) }?;
+        let a = unsafe { matrix(a, y_len, x_len, kind, trans_a != 0) }?;
         let x = unsafe { matrix(x, x_len, 1, kind, false) }?;
         accumulate(&mut out, &a.f_mm(&x)?, alpha, beta)?;
         Ok(0)

@@ -28,6 +28,45 @@ enum WriterInner {
 
 const LMDB_INITIAL_MAP: usize = 64 << 20;
 
+impl WriterInner {
+    /// Opens the DB in `dir` for writing (`shown`: the name errors give):
+    /// a `fresh` folder is made into a new DB, written without per-commit
+    /// syncs (the final sync and rename make it durable); an existing DB is
+    /// opened as it is, each commit synced.
+    fn open(dir: &Path, shown: &Path, backend: Backend, map_size: usize, fresh: bool) -> Result<WriterInner> {
+        let shown = shown.display();
+        let failed = if fresh { "cannot create" } else { "cannot open to write" };
+        Ok(match backend {
+            Backend::Lmdb => {
+                let mut opts = EnvOpenOptions::new();
+                opts.map_size(map_size);
+                // SAFETY: a folder only this writer uses (a fresh one, or a DB
+                // the program owns, as Caffe's WRITE mode assumes).
+                let env = unsafe {
+                    if fresh {
+                        opts.flags(EnvFlags::NO_SYNC);
+                    }
+                    opts.open(dir)
+                }
+                .map_err(|e| data_err(format!("{shown} (lmdb): {failed}: {e}")))?;
+                let mut wtxn = env.write_txn().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
+                let db = env
+                    .create_database::<Bytes, Bytes>(&mut wtxn, None)
+                    .map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
+                wtxn.commit().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
+                info!("db_lmdb.cpp:35", "Opened lmdb {shown}");
+                WriterInner::Lmdb { env, db, map_size }
+            }
+            Backend::LevelDb => {
+                let db = rusty_leveldb::DB::open(dir, leveldb_options(fresh))
+                    .map_err(|e| data_err(format!("{shown} (leveldb): {failed}: {e}")))?;
+                info!("db_leveldb.cpp:18", "Opened leveldb {shown}");
+                WriterInner::LevelDb(Box::new(db))
+            }
+        })
+    }
+}
+
 impl DbWriter {
     /// Starts a new DB at `path`, which must not exist (like Caffe's NEW mode).
     pub fn create(path: &Path, backend: Backend) -> Result<DbWriter> {
@@ -52,40 +91,8 @@ impl DbWriter {
             .prefix(&format!(".{name}.tmp"))
             .tempdir_in(&parent)
             .map_err(|e| Error::io(path, e))?;
-        let inner = match backend {
-            Backend::Lmdb => {
-                let mut opts = EnvOpenOptions::new();
-                opts.map_size(initial_map);
-                // SAFETY: a fresh folder only this writer uses; durability comes
-                // from the final sync and rename, not per-commit syncs.
-                let env = unsafe {
-                    opts.flags(EnvFlags::NO_SYNC);
-                    opts.open(tmp.path())
-                }
-                .map_err(|e| data_err(format!("{shown} (lmdb): cannot create: {e}")))?;
-                let mut wtxn = env.write_txn().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
-                let db = env
-                    .create_database::<Bytes, Bytes>(&mut wtxn, None)
-                    .map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
-                wtxn.commit().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
-                info!("db_lmdb.cpp:35", "Opened lmdb {shown}");
-                WriterInner::Lmdb { env, db, map_size: initial_map }
-            }
-            Backend::LevelDb => {
-                let db = rusty_leveldb::DB::open(tmp.path(), leveldb_options(true))
-                    .map_err(|e| data_err(format!("{shown} (leveldb): cannot create: {e}")))?;
-                info!("db_leveldb.cpp:18", "Opened leveldb {shown}");
-                WriterInner::LevelDb(Box::new(db))
-            }
-        };
-        Ok(DbWriter {
-            backend,
-            target: path.to_path_buf(),
-            tmp: Some(tmp),
-            inner: Some(inner),
-            pending: Vec::new(),
-            written: 0,
-        })
+        let inner = WriterInner::open(tmp.path(), path, backend, initial_map, true)?;
+        Ok(DbWriter::new(backend, path, Some(tmp), inner))
     }
 
     /// Opens the existing DB at `path` to add records to it (Caffe's
@@ -102,41 +109,21 @@ impl DbWriter {
         if !path.is_dir() {
             return Err(data_err(format!("{shown}: no such DB folder to add records to")));
         }
-        let inner = match backend {
+        let map_size = match backend {
             Backend::Lmdb => {
                 // liblmdb trusts the file's pages; check them before it maps them.
                 super::lmdb_check::check(path, &format!("{shown} (lmdb)"))?;
                 let used = std::fs::metadata(path.join("data.mdb")).map_err(|e| Error::io(path, e))?.len();
-                let map_size = (used as usize).saturating_add(LMDB_INITIAL_MAP);
-                let mut opts = EnvOpenOptions::new();
-                opts.map_size(map_size);
-                // SAFETY: the DB is the program's to write, as Caffe's WRITE mode
-                // assumes; each commit syncs (no NO_SYNC: the DB is written in place).
-                let env = unsafe { opts.open(path) }
-                    .map_err(|e| data_err(format!("{shown} (lmdb): cannot open to write: {e}")))?;
-                let mut wtxn = env.write_txn().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
-                let db = env
-                    .create_database::<Bytes, Bytes>(&mut wtxn, None)
-                    .map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
-                wtxn.commit().map_err(|e| data_err(format!("{shown} (lmdb): {e}")))?;
-                info!("db_lmdb.cpp:35", "Opened lmdb {shown}");
-                WriterInner::Lmdb { env, db, map_size }
+                (used as usize).saturating_add(LMDB_INITIAL_MAP)
             }
-            Backend::LevelDb => {
-                let db = rusty_leveldb::DB::open(path, leveldb_options(false))
-                    .map_err(|e| data_err(format!("{shown} (leveldb): cannot open to write: {e}")))?;
-                info!("db_leveldb.cpp:18", "Opened leveldb {shown}");
-                WriterInner::LevelDb(Box::new(db))
-            }
+            Backend::LevelDb => 0, // LevelDB has no map
         };
-        Ok(DbWriter {
-            backend,
-            target: path.to_path_buf(),
-            tmp: None,
-            inner: Some(inner),
-            pending: Vec::new(),
-            written: 0,
-        })
+        let inner = WriterInner::open(path, path, backend, map_size, false)?;
+        Ok(DbWriter::new(backend, path, None, inner))
+    }
+
+    fn new(backend: Backend, target: &Path, tmp: Option<tempfile::TempDir>, inner: WriterInner) -> DbWriter {
+        DbWriter { backend, target: target.to_path_buf(), tmp, inner: Some(inner), pending: Vec::new(), written: 0 }
     }
 
     pub fn backend(&self) -> Backend {
