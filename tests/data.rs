@@ -808,12 +808,17 @@ fn images_decode_resize_and_encode_as_opencv() {
         (img::resize(&source, 29, 37), "resized_37x29.npy"),
         (img::resize_by(&source, 0.7).unwrap(), "resized_by_0.7.npy"),
         // The SSD fork's NEAREST, at sizes where src/dst and OpenCV's
-        // 1/(dst/src) pick different pixels, LANCZOS4, and AREA by each of
-        // OpenCV's paths (CUBIC is within a level).
+        // 1/(dst/src) pick different pixels, LANCZOS4, CUBIC (OpenCV's own
+        // code, rows whose values end in its integer path too), and AREA by
+        // each of OpenCV's paths.
         (resize::with_mode(&source, 13, 16, InterpMode::Nearest), "nearest_16x13.npy"),
         (resize::with_mode(&source, 52, 34, InterpMode::Nearest), "nearest_34x52.npy"),
         (resize::with_mode(&source, 13, 16, InterpMode::Lanczos4), "lanczos4_16x13.npy"),
         (resize::with_mode(&source, 47, 50, InterpMode::Lanczos4), "lanczos4_50x47.npy"),
+        (resize::with_mode(&source, 13, 16, InterpMode::Cubic), "cubic_16x13.npy"),
+        (resize::with_mode(&source, 47, 50, InterpMode::Cubic), "cubic_50x47.npy"),
+        (resize::with_mode(&source, 11, 17, InterpMode::Cubic), "cubic_17x11.npy"),
+        (resize::with_mode(&grey, 9, 13, InterpMode::Cubic), "cubic_grey_13x9.npy"),
         (resize::with_mode(&source, 13, 17, InterpMode::Area), "area_17x13.npy"),
         (resize::with_mode(&source, 10, 12, InterpMode::Area), "area_12x10.npy"),
         (resize::with_mode(&source, 5, 8, InterpMode::Area), "area_8x5.npy"),

@@ -1,9 +1,12 @@
 //! OpenCV's `resize` on 8-bit images, as Caffe and the SSD fork call it:
 //! INTER_LINEAR (Caffe's default: ImageData, convert_imageset, WindowData,
-//! the SSD fork's LINEAR), and the SSD fork's other modes. LINEAR, NEAREST,
-//! LANCZOS4 and AREA are OpenCV's arithmetic bit for bit (its float
-//! positions, fixed-point weights and shifts, or its float sums in its
-//! order); CUBIC follows its geometry in float, within a level.
+//! the SSD fork's LINEAR), and the SSD fork's other modes, all OpenCV's
+//! arithmetic bit for bit (its float positions, fixed-point weights and
+//! shifts, or its float sums in its order). OpenCV builds that hand resizing
+//! to Intel IPP (the pip wheels) compute CUBIC in IPP's own float arithmetic
+//! instead, which rounds a rare pixel whose value lies at a half the other
+//! way; this is OpenCV's own code, as builds without IPP (Debian's, Ubuntu's)
+//! run it.
 use super::image::Image;
 use crate::proto::caffe::ssd_resize_parameter::InterpMode;
 
@@ -95,37 +98,25 @@ fn linear_with_taps(img: &Image, new_height: usize, new_width: usize, xs: &[Tap]
     Image { channels: img.channels, height: new_height, width: new_width, data }
 }
 
-/// Source positions and weights of one output coordinate.
-type Taps = Vec<(Vec<usize>, Vec<f32>)>;
-
-/// Per output coordinate, the source taps of NEAREST (`cubic` false) or
-/// CUBIC with OpenCV's geometry (pixel centres aligned, borders replicated).
-fn float_taps(dst: usize, src: usize, cubic: bool) -> Taps {
+/// Per output coordinate, the source pixel NEAREST picks: ⌊d·scale⌋, edges
+/// repeated.
+fn nearest_taps(dst: usize, src: usize) -> Vec<usize> {
     // OpenCV's scale, the reciprocal of dst/src (src/dst can differ in the
-    // last bit, which moves a NEAREST pick that lands on a pixel boundary).
+    // last bit, which moves a pick that lands on a pixel boundary).
     let scale = 1.0 / (dst as f64 / src as f64);
-    let clamp = |i: i64| i.clamp(0, src as i64 - 1) as usize;
-    (0..dst)
-        .map(|d| {
-            if !cubic {
-                return (vec![clamp((d as f64 * scale).floor() as i64)], vec![1.0]);
-            }
-            let pos = (d as f64 + 0.5) * scale - 0.5;
-            let (i0, f) = (pos.floor() as i64, pos - pos.floor());
-            const A: f64 = -0.75;
-            let k = |x: f64| {
-                let x = x.abs();
-                if x <= 1.0 {
-                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-                } else if x < 2.0 {
-                    ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
-                } else {
-                    0.0
-                }
-            };
-            ((-1..3).map(|t| clamp(i0 + t)).collect(), (-1..3).map(|t| k(f - t as f64) as f32).collect())
-        })
-        .collect()
+    (0..dst).map(|d| ((d as f64 * scale).floor() as i64).clamp(0, src as i64 - 1) as usize).collect()
+}
+
+fn nearest(img: &Image, height: usize, width: usize) -> Image {
+    let (ys, xs) = (nearest_taps(height, img.height), nearest_taps(width, img.width));
+    let mut data = Vec::with_capacity(img.channels * height * width);
+    for plane in img.data.chunks_exact(img.height * img.width) {
+        for &y in &ys {
+            let row = &plane[y * img.width..(y + 1) * img.width];
+            data.extend(xs.iter().map(|&x| row[x]));
+        }
+    }
+    Image { channels: img.channels, height, width, data }
 }
 
 /// OpenCV's INTER_AREA, bit for bit, by its three paths: shrinking by whole
@@ -267,47 +258,95 @@ fn lanczos4_weights(x: f32) -> [f32; 8] {
     w
 }
 
-/// OpenCV's 8-bit LANCZOS4 resize, bit for bit: eight taps per axis around
-/// (d + 0.5)·scale − 0.5 (edge pixels repeated), weights rounded to 11 bits,
-/// rows then columns summed in integers and shifted back by 22 bits.
-fn resize_lanczos4(img: &Image, height: usize, width: usize) -> Image {
-    let axis = |dst: usize, src: usize| -> Vec<([usize; 8], [i32; 8])> {
-        let scale = 1.0 / (dst as f64 / src as f64);
-        (0..dst)
-            .map(|d| {
-                let pos = ((d as f64 + 0.5) * scale - 0.5) as f32;
-                let i = pos.floor();
-                let w = lanczos4_weights(pos - i);
-                let first = i as i64 - 3;
-                let idx = std::array::from_fn(|k| (first + k as i64).clamp(0, src as i64 - 1) as usize);
-                (idx, w.map(|v| (v * 2048.0).round_ties_even() as i32))
-            })
-            .collect()
-    };
-    let (ys, xs) = (axis(height, img.height), axis(width, img.width));
+/// OpenCV's `interpolateCubic` (A = −0.75): the four weights of a tap at
+/// fraction `x`, in float and in its order, the last making the sum one.
+fn cubic_weights(x: f32) -> [f32; 4] {
+    const A: f32 = -0.75;
+    let w0 = ((A * (x + 1.0) - 5.0 * A) * (x + 1.0) + 8.0 * A) * (x + 1.0) - 4.0 * A;
+    let w1 = ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let w2 = ((A + 2.0) * (1.0 - x) - (A + 3.0)) * (1.0 - x) * (1.0 - x) + 1.0;
+    [w0, w1, w2, 1.0 - w0 - w1 - w2]
+}
+
+/// Per output coordinate, K source pixels around (d + 0.5)·scale − 0.5
+/// (edges repeated) and their weights in OpenCV's 11-bit fixed point.
+type FixedTaps<const K: usize> = Vec<([usize; K], [i32; K])>;
+
+fn fixed_taps<const K: usize>(dst: usize, src: usize, weights: fn(f32) -> [f32; K]) -> FixedTaps<K> {
+    let scale = 1.0 / (dst as f64 / src as f64);
+    (0..dst)
+        .map(|d| {
+            let pos = ((d as f64 + 0.5) * scale - 0.5) as f32;
+            let i = pos.floor();
+            let w = weights(pos - i);
+            let first = i as i64 - (K as i64 / 2 - 1);
+            let idx = std::array::from_fn(|k| (first + k as i64).clamp(0, src as i64 - 1) as usize);
+            // saturate_cast<short>: rounded half to even, clamped.
+            (idx, w.map(|v| (v * 2048.0).round_ties_even().clamp(-32768.0, 32767.0) as i32))
+        })
+        .collect()
+}
+
+/// OpenCV's separable fixed-point resize of 8-bit images (LANCZOS4, CUBIC):
+/// rows summed in integers, then columns, shifted back by 22 bits. OpenCV's
+/// vector loop for CUBIC's columns computes the first `float_bulk` values of
+/// each interleaved row (pixel × channels + channel) in float instead: last
+/// tap first, each product and sum rounded (no fused multiply-add), the
+/// result rounded half to even; the rest of the row takes the integer path.
+fn fixed_point_resize<const K: usize>(
+    img: &Image,
+    (height, width): (usize, usize),
+    ys: &FixedTaps<K>,
+    xs: &FixedTaps<K>,
+    float_bulk: usize,
+) -> Image {
     let mut data = Vec::with_capacity(img.channels * height * width);
     let mut rows = vec![0i32; img.height * width];
-    for c in 0..img.channels {
-        let plane = &img.data[c * img.height * img.width..(c + 1) * img.height * img.width];
+    for (c, plane) in img.data.chunks_exact(img.height * img.width).enumerate() {
         for (src, row) in plane.chunks_exact(img.width).zip(rows.chunks_exact_mut(width)) {
-            for (out, (idx, w)) in row.iter_mut().zip(&xs) {
+            for (out, (idx, w)) in row.iter_mut().zip(xs) {
                 *out = idx.iter().zip(w).map(|(&x, &wx)| i32::from(src[x]) * wx).sum();
             }
         }
-        for (idx, w) in &ys {
+        for (idx, w) in ys {
+            let scaled = w.map(|v| v as f32 * (1.0 / (2048.0 * 2048.0)));
             for x in 0..width {
-                let v: i64 = idx.iter().zip(w).map(|(&y, &wy)| i64::from(rows[y * width + x]) * i64::from(wy)).sum();
-                data.push(((v + (1 << 21)) >> 22).clamp(0, 255) as u8);
+                let s: [i32; K] = std::array::from_fn(|k| rows[idx[k] * width + x]);
+                let v = if x * img.channels + c < float_bulk {
+                    let mut t = s[K - 1] as f32 * scaled[K - 1];
+                    for k in (0..K - 1).rev() {
+                        t += s[k] as f32 * scaled[k];
+                    }
+                    t.round_ties_even() as i64
+                } else {
+                    let v: i64 = s.iter().zip(w).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum();
+                    (v + (1 << 21)) >> 22
+                };
+                data.push(v.clamp(0, 255) as u8);
             }
         }
     }
     Image { channels: img.channels, height, width, data }
 }
 
-/// Resizes with an interpolation mode: LINEAR (`image::resize`), NEAREST,
-/// AREA and LANCZOS4 are OpenCV's, bit for bit; CUBIC follows OpenCV's
-/// geometry in float, within a level of OpenCV's values (its own rounding
-/// there is not reproduced).
+/// OpenCV's 8-bit LANCZOS4 resize, bit for bit: eight taps per axis, all in
+/// integers.
+fn resize_lanczos4(img: &Image, height: usize, width: usize) -> Image {
+    let (ys, xs) = (fixed_taps(height, img.height, lanczos4_weights), fixed_taps(width, img.width, lanczos4_weights));
+    fixed_point_resize(img, (height, width), &ys, &xs, 0)
+}
+
+/// OpenCV's 8-bit CUBIC resize, bit for bit: four taps per axis; the columns
+/// of each row's leading multiple of 8 values in float, as its 128-bit
+/// vector loop (eight 16-bit lanes per step) computes them.
+fn resize_cubic(img: &Image, height: usize, width: usize) -> Image {
+    let (ys, xs) = (fixed_taps(height, img.height, cubic_weights), fixed_taps(width, img.width, cubic_weights));
+    let row_values = width * img.channels;
+    fixed_point_resize(img, (height, width), &ys, &xs, row_values - row_values % 8)
+}
+
+/// Resizes with an interpolation mode, as OpenCV's `resize` does: LINEAR
+/// (`image::resize`), NEAREST, AREA, CUBIC and LANCZOS4.
 pub fn with_mode(img: &Image, height: usize, width: usize, mode: InterpMode) -> Image {
     if img.height == height && img.width == width {
         return img.clone();
@@ -315,28 +354,11 @@ pub fn with_mode(img: &Image, height: usize, width: usize, mode: InterpMode) -> 
     if img.height == 0 || img.width == 0 {
         return Image { channels: img.channels, height, width, data: vec![0; img.channels * height * width] };
     }
-    let cubic = match mode {
-        InterpMode::Lanczos4 => return resize_lanczos4(img, height, width),
-        InterpMode::Area => return area(img, height, width),
-        InterpMode::Linear => return super::image::resize(img, height, width),
-        InterpMode::Nearest => false,
-        InterpMode::Cubic => true,
-    };
-    let (ys, xs) = (float_taps(height, img.height, cubic), float_taps(width, img.width, cubic));
-    let mut data = Vec::with_capacity(img.channels * height * width);
-    let mut row = vec![0f32; width];
-    for c in 0..img.channels {
-        let plane = &img.data[c * img.height * img.width..(c + 1) * img.height * img.width];
-        for (yi, yw) in &ys {
-            row.iter_mut().for_each(|v| *v = 0.0);
-            for (&y, &wy) in yi.iter().zip(yw) {
-                let src = &plane[y * img.width..(y + 1) * img.width];
-                for (out, (xi, xw)) in row.iter_mut().zip(&xs) {
-                    *out += wy * xi.iter().zip(xw).map(|(&x, &wx)| src[x] as f32 * wx).sum::<f32>();
-                }
-            }
-            data.extend(row.iter().map(|&v| saturate(v)));
-        }
+    match mode {
+        InterpMode::Lanczos4 => resize_lanczos4(img, height, width),
+        InterpMode::Area => area(img, height, width),
+        InterpMode::Linear => super::image::resize(img, height, width),
+        InterpMode::Nearest => nearest(img, height, width),
+        InterpMode::Cubic => resize_cubic(img, height, width),
     }
-    Image { channels: img.channels, height, width, data }
 }
