@@ -67,6 +67,7 @@ fn cases() -> Vec<Case> {
         c("hostile_slice_scalar.prototxt", TIME, Some((3, 1)), "axis 0 out of range for a 0-D blob"),
         c("hostile_pool_huge_pad.prototxt", TIME, Some((3, 1)), "needs 3.6 TiB but the memory limit is"),
         c("hostile_conv_huge_pad_kernel.prototxt", TIME, Some((3, 1)), "column buffer (Caffe's im2col: channels x kernel x positions): shape [3, 366, 366, 1376, 1376] needs 2.8 TiB but the memory limit is"),
+        c("hostile_too_many_axes.prototxt", TIME, Some((3, 1)), "top 'y' would have 33 axes; a blob has at most 32, as in Caffe"),
         // Bounded nesting: the text parser (skipping an unknown field) and protobuf's decoder.
         c("deep_nesting.prototxt", SUMMARIZE_LENIENT, Some((2, 406)), "nested more than 100 levels deep"),
         c("deep_groups.caffemodel", UPGRADE_BIN, None, "recursion limit reached"),

@@ -185,7 +185,16 @@ impl PyNet {
 
     /// Runs layers `start..=end`; returns the loss.
     fn _forward(&self, py: Python<'_>, start: usize, end: usize) -> PyResult<f64> {
-        self.with(|n, v| forward_range(py, n, v, start, end))
+        self.with(|n, v| {
+            let layers = n.layer_params().len();
+            if start > end || end >= layers {
+                return Err(PyIndexError::new_err(format!(
+                    "forward from layer {start} to {end}: bad range (the net has layers 0..{layers}; start must not \
+                     come after end)"
+                )));
+            }
+            forward_range(py, n, v, start, end)
+        })
     }
 
     /// Backward from layer `start` down to `end`; the seeds are the diffs

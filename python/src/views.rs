@@ -176,6 +176,14 @@ fn can_view(t: &Tensor) -> bool {
 pub fn array_over<'py>(holder: &Bound<'py, TensorHolder>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let b = holder.borrow();
     let shape: Vec<usize> = b.t.size().iter().map(|&d| d as usize).collect();
+    if shape.len() > caffe_tch::net::MAX_BLOB_AXES {
+        // numpy's own limit; the net refuses such blobs before they get here.
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "a blob of {} axes has no numpy array (at most {})",
+            shape.len(),
+            caffe_tch::net::MAX_BLOB_AXES
+        )));
+    }
     let n: usize = shape.iter().product();
     // ndarray wants a non-null pointer even for an empty array.
     let ptr = if n == 0 { NonNull::<f32>::dangling().as_ptr() } else { b.t.data_ptr() as *mut f32 };

@@ -573,6 +573,12 @@ def test_bad_input(tmp_path):
         net.forward(blobs=["no_such_blob"])
     with pytest.raises(ValueError, match="only input blobs"):
         net.blobs["conv1"].reshape(1, 2, 3, 4)
+    # A range that ends before it starts, and more axes than Caffe's blobs
+    # have (numpy's limit too): errors, not a panic from inside the module.
+    with pytest.raises(IndexError, match="start must not come after end"):
+        net.forward(start="ip1", end="conv1")
+    with pytest.raises(ValueError, match="33 axes; a blob has at most 32"):
+        net.blobs["data"].reshape(*([1] * 33))
     with pytest.raises(ValueError, match="MemoryData"):
         net.set_input_arrays(np.zeros((1, 1, 28, 28), np.float32), np.zeros(1, np.float32))
     try:

@@ -106,6 +106,9 @@ impl Net {
         if setup.tops.len() != lp.top.len() {
             bail!("produces {} top blob(s) but the prototxt names {}", setup.tops.len(), lp.top.len());
         }
+        for (name, shape) in lp.top.iter().zip(&setup.tops) {
+            super::check_axes(&format!("top '{name}'"), shape)?;
+        }
         let tops = self.append_tops(&lp, &bottoms, &setup.tops)?;
         if lp.r#type() == "Input" {
             self.input_blobs.extend(tops.iter().copied());

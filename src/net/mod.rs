@@ -100,6 +100,22 @@ struct LayerEntry {
     recorded: bool,
 }
 
+/// The most axes a blob may have, as Caffe's `kMaxBlobAxes` (and numpy's own
+/// limit, which pycaffe's arrays meet).
+pub const MAX_BLOB_AXES: usize = 32;
+
+/// A blob shape with more axes than Caffe allows, as the error its
+/// `Blob::Reshape` gives.
+fn check_axes(what: &str, shape: &[i64]) -> Result<()> {
+    if shape.len() > MAX_BLOB_AXES {
+        return Err(Error::invalid(format!(
+            "{what} would have {} axes; a blob has at most {MAX_BLOB_AXES}, as in Caffe",
+            shape.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Layer types whose backward reads their inputs (or nothing), never their
 /// output, so an in-place layer after them may overwrite that output.
 const OUTPUT_NOT_SAVED: &[&str] = &[

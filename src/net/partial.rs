@@ -109,6 +109,7 @@ impl Net {
         if shape.iter().any(|&d| d < 0) {
             return Err(Error::invalid(format!("blob '{name}': negative dimension in {shape:?}")));
         }
+        super::check_axes(&format!("blob '{name}'"), shape)?;
         let zeros = Tensor::f_zeros(shape, (Kind::Float, self.device))?;
         for e in &mut self.layers {
             if e.param.r#type() == "Input" {
@@ -156,6 +157,10 @@ impl Net {
                     ))
                     .in_layer(loc, name, ty));
                 }
+            }
+            for (&t, s) in e.tops.iter().zip(&out.tops) {
+                super::check_axes(&format!("top '{}'", self.blobs[t].name), s)
+                    .map_err(|m| m.in_layer(loc.clone(), &name, &ty))?;
             }
             for (&t, s) in e.tops.iter().zip(out.tops) {
                 self.blobs[t].shape = s;
