@@ -19,6 +19,7 @@ mod cli;
 mod corpus;
 mod corpus_time;
 mod cpp_api;
+mod cpp_custom_layer;
 mod cpp_db;
 mod cpp_math;
 mod cuda_graph;

@@ -5,12 +5,14 @@
 //! `Caffe::set_mode`, `SolverParameter` with the `Solver<float>` that
 //! trains it (`Step`, `Solve`, `Snapshot`, `Restore`, its nets),
 //! `caffe::db` with `Datum` for programs that write or read datasets, and
-//! `caffe_cpu_gemm`/`caffe_cpu_gemv`. A program
+//! `caffe_cpu_gemm`/`caffe_cpu_gemv`, and the program's own layer types
+//! (`REGISTER_LAYER_CLASS`). A program
 //! such as Caffe's `examples/cpp_classification` compiles against the header
 //! and links `-lcaffe` unchanged. The nets and solvers are caffe-tch's
 //! ([`caffe_tch::net::Net`], [`caffe_tch::solver::Solver`]); this crate only
 //! adapts the calls (`net.rs`, `layer.rs`, `net_param.rs`, `solver.rs`, `blob_proto.rs`,
 //! `datum.rs`, `db.rs`, `math.rs`: `math_functions.hpp`'s matrix products;
+//! `custom_layer.rs`: the program's layer types;
 //! `message.rs`: the messages' setters and getters).
 //!
 //! Memory, as the header documents it: an input blob's data is the tensor
@@ -32,6 +34,7 @@ use caffe_tch::{Error, Result};
 use tch::Device;
 
 mod blob_proto;
+mod custom_layer;
 mod datum;
 mod db;
 mod layer;

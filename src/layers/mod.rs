@@ -28,6 +28,7 @@ pub mod common;
 pub mod data;
 pub mod detection;
 pub mod dropin;
+pub mod external;
 pub mod filler;
 pub mod fold;
 pub mod gradcheck;

@@ -54,14 +54,25 @@ pub fn known_types() -> Vec<&'static str> {
 
 /// Creates the layer for `param.type`; the error lists the known types.
 /// Python layers are not in the registry: a front end with an interpreter
-/// builds them (`layers::python`).
+/// builds them (`layers::python`); nor are the types a program registers at
+/// run time (`layers::external`).
 pub fn create_layer(param: &LayerParameter) -> Result<Box<dyn Layer>> {
     let ty = param.r#type();
     if ty == super::python::TYPE {
         return super::python::create(param);
     }
-    match REGISTRY.iter().find(|i| i.type_name == ty) {
-        Some(info) => (info.create)(param),
-        None => Err(Error::Invalid(format!("Unknown layer type: {ty} (known types: {})", known_types().join(", ")))),
+    if let Some(info) = REGISTRY.iter().find(|i| i.type_name == ty) {
+        return (info.create)(param);
     }
+    // The program's own types (`layers::external`), registered at run time.
+    if let Some(create) = super::external::constructor(ty) {
+        return create(param);
+    }
+    let external = super::external::types();
+    let added = if external.is_empty() {
+        String::new()
+    } else {
+        format!("; registered by this program: {}", external.join(", "))
+    };
+    Err(Error::Invalid(format!("Unknown layer type: {ty} (known types: {}{added})", known_types().join(", "))))
 }

@@ -209,6 +209,21 @@ int caffe_tch_net_param_size(CaffeTchNetParam* param, const char* name);
 CaffeTchNet* caffe_tch_net_new_from_param(CaffeTchNetParam* param);
 CaffeTchNetParam* caffe_tch_net_to_proto(CaffeTchNet* net, int write_diff);
 int caffe_tch_net_copy_trained_layers_from_param(CaffeTchNet* net, CaffeTchNetParam* param);
+struct CaffeTchLayerTable {
+  void* (*create)(const char* type, const char* prototxt, int phase, const char* const* names, int n_bottom,
+                  int n_top);
+  void (*destroy)(void* layer);
+  int (*set_bottom_shape)(void* layer, int k, const int64_t* dims, int rank);
+  int (*setup)(void* layer, int first);
+  int (*count)(void* layer, int which);
+  int (*shape)(void* layer, int which, int index, int64_t* dims, int max);
+  float* (*blob_memory)(void* layer, int which, int index, int diff);
+  int (*forward)(void* layer);
+  int (*backward)(void* layer, const int* propagate_down, int n);
+  const char* (*error)();
+  int (*is_loss)(void* layer);
+};
+int caffe_tch_register_layer(const char* type, const CaffeTchLayerTable* table);
 }
 
 namespace caffe {
@@ -236,6 +251,7 @@ using std::vector;
 enum Phase { TRAIN = 0, TEST = 1 };
 
 namespace internal {
+struct CustomLayers;
 inline void check(bool ok) {
   if (!ok) throw std::runtime_error(caffe_tch_last_error());
 }
@@ -529,6 +545,16 @@ class Blob {
     internal::check(caffe_tch_net_reshape_input(net_, name_.c_str(), dims.data(), static_cast<int>(dims.size())) == 0);
   }
 
+  void ReshapeLike(const Blob& other) { Reshape(other.shape()); }
+  // A negative axis counts from the end, as in Caffe.
+  int CanonicalAxisIndex(int axis_index) const {
+    int axes = num_axes();
+    if (axis_index < -axes || axis_index >= axes)
+      throw std::out_of_range("Blob::CanonicalAxisIndex: axis " + std::to_string(axis_index) + " of a " +
+                              std::to_string(axes) + "-axis blob");
+    return axis_index < 0 ? axis_index + axes : axis_index;
+  }
+
   const Dtype* cpu_data() const { return data(false, false); }
   Dtype* mutable_cpu_data() { return data(false, true); }
   const Dtype* cpu_diff() const { return data(true, false); }
@@ -591,6 +617,7 @@ class Blob {
  private:
   friend class Net<Dtype>;
   friend class Layer<Dtype>;
+  friend struct internal::CustomLayers;
   Blob(CaffeTchNet* net, const string& name) : net_(net), name_(name) {}
   bool is(CaffeTchNet* net, const string& name) const { return net_ == net && layer_ < 0 && name_ == name; }
   // Blob `index` of layer `layer` (weights, bias, statistics).
@@ -631,7 +658,9 @@ class Blob {
   mutable vector<float> own_data_, own_diff_;
 };
 
-// A layer's name, type and wiring, as its net runs it.
+// A layer's name, type and wiring, as its net runs it; for a layer of the
+// program's own type, its phase and its whole definition as prototxt
+// (DebugString(), protobuf's text), from which it reads its settings.
 class LayerParameter {
  public:
   const string& name() const { return name_; }
@@ -640,57 +669,374 @@ class LayerParameter {
   const string& bottom(int index) const { return bottom_.at(index); }
   int top_size() const { return static_cast<int>(top_.size()); }
   const string& top(int index) const { return top_.at(index); }
+  Phase phase() const { return phase_; }
+  string DebugString() const { return prototxt_; }
 
  private:
   template <typename Dtype>
   friend class Net;
-  string name_, type_;
+  friend struct internal::CustomLayers;
+  string name_, type_, prototxt_;
   vector<string> bottom_, top_;
+  Phase phase_ = TRAIN;
 };
 
-// A layer of a net: its parameter, its blobs (weights, bias, statistics),
-// whose memory cpu_data()/mutable_cpu_data() reach on a CPU net, and its
-// own Forward and Backward, which run on its net's blobs (the vectors
-// net->bottom_vecs()[i] and top_vecs()[i], as Caffe's tools pass them).
+// A layer. Net::layers() gives a net's own: its parameter, its blobs
+// (weights, bias, statistics), whose memory cpu_data()/mutable_cpu_data()
+// reach on a CPU net, and its Forward and Backward, which run on its net's
+// blobs (the vectors net->bottom_vecs()[i] and top_vecs()[i], as Caffe's
+// tools pass them). A class of the program's own derives from it as in
+// Caffe (LayerSetUp, Reshape, Forward_cpu, Backward_cpu; NeuronLayer and
+// LossLayer below), and REGISTER_LAYER_CLASS makes its type known to every
+// net the program builds afterwards (see internal::CustomLayers).
 template <typename Dtype>
 class Layer {
  public:
-  const char* type() const { return param_.type().c_str(); }
-  const LayerParameter& layer_param() const { return param_; }
-  vector<shared_ptr<Blob<Dtype> > >& blobs() { return blobs_; }
-  const vector<shared_ptr<Blob<Dtype> > >& blobs() const { return blobs_; }
-  // The layer alone, reshaped to its bottoms; its loss.
+  explicit Layer(const LayerParameter& param) : layer_param_(param), phase_(param.phase()) {}
+  virtual ~Layer() {}
+
+  // Caffe's set-up: the blob counts checked, then LayerSetUp and Reshape.
+  void SetUp(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+    CheckBlobCounts(bottom, top);
+    LayerSetUp(bottom, top);
+    Reshape(bottom, top);
+  }
+  virtual void LayerSetUp(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+    (void)bottom;
+    (void)top;
+  }
+  virtual void Reshape(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) = 0;
+
+  // A net's layer: the layer alone, reshaped to its bottoms; its loss. A
+  // program's own: Reshape and Forward_cpu on the blobs given, and the sum
+  // of its tops weighted by loss(i).
   Dtype Forward(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
-    check_own(bottom, top);
-    float loss = 0;
-    internal::check(caffe_tch_net_forward(net_, index_, index_, &loss) == 0);
+    if (net_ != nullptr) {
+      check_own(bottom, top);
+      float loss = 0;
+      internal::check(caffe_tch_net_forward(net_, index_, index_, &loss) == 0);
+      return loss;
+    }
+    Reshape(bottom, top);
+    Forward_cpu(bottom, top);
+    Dtype loss = 0;
+    for (size_t i = 0; i < top.size() && i < loss_.size(); ++i) {
+      if (loss_[i] == 0) continue;
+      const Dtype* data = top[i]->cpu_data();
+      for (int k = 0, n = top[i]->count(); k < n; ++k) loss += loss_[i] * data[k];
+    }
     return loss;
   }
-  // The layer alone, from its tops' diffs (or its loss) to its bottoms' and
-  // its blobs' diffs; `propagate_down` is the net's own (bottom_need_backward).
+  // A net's layer: from its tops' diffs (or its loss) to its bottoms' and
+  // its blobs' diffs, `propagate_down` being the net's own
+  // (bottom_need_backward). A program's own: Backward_cpu.
   void Backward(const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
                 const vector<Blob<Dtype>*>& bottom) {
-    (void)propagate_down;
-    check_own(bottom, top);
-    internal::check(caffe_tch_net_backward(net_, index_, index_) == 0);
+    if (net_ != nullptr) {
+      check_own(bottom, top);
+      internal::check(caffe_tch_net_backward(net_, index_, index_) == 0);
+      return;
+    }
+    Backward_cpu(top, propagate_down, bottom);
   }
+
+  virtual const char* type() const { return layer_param_.type().c_str(); }
+  const LayerParameter& layer_param() const { return layer_param_; }
+  vector<shared_ptr<Blob<Dtype> > >& blobs() { return blobs_; }
+  const vector<shared_ptr<Blob<Dtype> > >& blobs() const { return blobs_; }
+  Dtype loss(int top_index) const { return top_index < static_cast<int>(loss_.size()) ? loss_[top_index] : Dtype(0); }
+  void set_loss(int top_index, Dtype value) {
+    if (top_index >= static_cast<int>(loss_.size())) loss_.resize(top_index + 1, Dtype(0));
+    loss_[top_index] = value;
+  }
+  bool param_propagate_down(int param_id) const {
+    return param_id < static_cast<int>(param_propagate_down_.size()) ? param_propagate_down_[param_id] : false;
+  }
+  void set_param_propagate_down(int param_id, bool value) {
+    if (param_id >= static_cast<int>(param_propagate_down_.size())) param_propagate_down_.resize(param_id + 1, true);
+    param_propagate_down_[param_id] = value;
+  }
+  // The blob counts the layer takes (-1: any), checked by SetUp.
+  virtual int ExactNumBottomBlobs() const { return -1; }
+  virtual int MinBottomBlobs() const { return -1; }
+  virtual int MaxBottomBlobs() const { return -1; }
+  virtual int ExactNumTopBlobs() const { return -1; }
+  virtual int MinTopBlobs() const { return -1; }
+  virtual int MaxTopBlobs() const { return -1; }
+  virtual bool EqualNumBottomTopBlobs() const { return false; }
+  virtual bool AutoTopBlobs() const { return false; }
+  virtual bool AllowForceBackward(const int bottom_index) const {
+    (void)bottom_index;
+    return true;
+  }
+
+ protected:
+  Layer() {}
+  virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) = 0;
+  // caffe-tch's nets run a program's layer on the CPU (its blobs are host
+  // memory, copied to and from a GPU net), so these are the CPU ones.
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+    Forward_cpu(bottom, top);
+  }
+  virtual void Backward_cpu(const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
+                            const vector<Blob<Dtype>*>& bottom) = 0;
+  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
+                            const vector<Blob<Dtype>*>& bottom) {
+    Backward_cpu(top, propagate_down, bottom);
+  }
+  virtual void CheckBlobCounts(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+    int nb = static_cast<int>(bottom.size()), nt = static_cast<int>(top.size());
+    string at = layer_param_.name() + " (" + type() + ")";
+    auto fail = [&](const string& what) { throw std::runtime_error("layer " + at + ": " + what); };
+    if (ExactNumBottomBlobs() >= 0 && nb != ExactNumBottomBlobs())
+      fail("takes " + std::to_string(ExactNumBottomBlobs()) + " bottom blob(s) as input, got " + std::to_string(nb));
+    if (MinBottomBlobs() >= 0 && nb < MinBottomBlobs())
+      fail("takes at least " + std::to_string(MinBottomBlobs()) + " bottom blob(s) as input");
+    if (MaxBottomBlobs() >= 0 && nb > MaxBottomBlobs())
+      fail("takes at most " + std::to_string(MaxBottomBlobs()) + " bottom blob(s) as input");
+    if (ExactNumTopBlobs() >= 0 && nt != ExactNumTopBlobs())
+      fail("produces " + std::to_string(ExactNumTopBlobs()) + " top blob(s) as output, got " + std::to_string(nt));
+    if (MinTopBlobs() >= 0 && nt < MinTopBlobs())
+      fail("produces at least " + std::to_string(MinTopBlobs()) + " top blob(s) as output");
+    if (MaxTopBlobs() >= 0 && nt > MaxTopBlobs())
+      fail("produces at most " + std::to_string(MaxTopBlobs()) + " top blob(s) as output");
+    if (EqualNumBottomTopBlobs() && nb != nt) fail("produces one top blob as output for each bottom blob input");
+  }
+
+  LayerParameter layer_param_;
+  Phase phase_ = TRAIN;
+  vector<shared_ptr<Blob<Dtype> > > blobs_;
+  vector<bool> param_propagate_down_;
+  vector<Dtype> loss_;
 
  private:
   friend class Net<Dtype>;
+  friend struct internal::CustomLayers;
   void check_own(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) const {
-    bool own = static_cast<int>(bottom.size()) == param_.bottom_size() &&
-               static_cast<int>(top.size()) == param_.top_size();
-    for (int k = 0; own && k < param_.bottom_size(); ++k) own = bottom[k]->is(net_, param_.bottom(k));
-    for (int k = 0; own && k < param_.top_size(); ++k) own = top[k]->is(net_, param_.top(k));
+    bool own = static_cast<int>(bottom.size()) == layer_param_.bottom_size() &&
+               static_cast<int>(top.size()) == layer_param_.top_size();
+    for (int k = 0; own && k < layer_param_.bottom_size(); ++k) own = bottom[k]->is(net_, layer_param_.bottom(k));
+    for (int k = 0; own && k < layer_param_.top_size(); ++k) own = top[k]->is(net_, layer_param_.top(k));
     if (!own)
-      throw std::runtime_error("Layer '" + param_.name() +
+      throw std::runtime_error("Layer '" + layer_param_.name() +
                                "': Forward and Backward run on its net's own blobs (net->bottom_vecs()[i], "
                                "net->top_vecs()[i])");
   }
   CaffeTchNet* net_ = nullptr;
   int index_ = -1;
-  LayerParameter param_;
-  vector<shared_ptr<Blob<Dtype> > > blobs_;
+};
+
+// A layer with one bottom and one top of its shape (an activation), as Caffe's NeuronLayer.
+template <typename Dtype>
+class NeuronLayer : public Layer<Dtype> {
+ public:
+  explicit NeuronLayer(const LayerParameter& param) : Layer<Dtype>(param) {}
+  void Reshape(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) override {
+    top[0]->ReshapeLike(*bottom[0]);
+  }
+  int ExactNumBottomBlobs() const override { return 1; }
+  int ExactNumTopBlobs() const override { return 1; }
+};
+
+// A loss: a scalar top, weighted 1 unless the prototxt gives a loss_weight,
+// as Caffe's LossLayer; its Backward_cpu scales by top[0]->cpu_diff()[0].
+template <typename Dtype>
+class LossLayer : public Layer<Dtype> {
+ public:
+  explicit LossLayer(const LayerParameter& param) : Layer<Dtype>(param) {}
+  void Reshape(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) override {
+    if (bottom[0]->shape(0) != bottom[1]->shape(0))
+      throw std::runtime_error("layer " + this->layer_param_.name() +
+                               ": the data and label should have the same first dimension");
+    top[0]->Reshape(vector<int>());
+  }
+  int ExactNumBottomBlobs() const override { return 2; }
+  int ExactNumTopBlobs() const override { return 1; }
+  bool AutoTopBlobs() const override { return true; }
+  bool AllowForceBackward(const int bottom_index) const override { return bottom_index != 1; }
+};
+
+namespace internal {
+// A net's own layer, as Net::layers() gives it (its Forward and Backward are
+// the net's over that one layer; these are never called).
+template <typename Dtype>
+class NetLayer : public Layer<Dtype> {
+ public:
+  NetLayer() {}
+  void Reshape(const vector<Blob<Dtype>*>&, const vector<Blob<Dtype>*>&) override {}
+
+ protected:
+  void Forward_cpu(const vector<Blob<Dtype>*>&, const vector<Blob<Dtype>*>&) override {}
+  void Backward_cpu(const vector<Blob<Dtype>*>&, const vector<bool>&, const vector<Blob<Dtype>*>&) override {}
+};
+
+// The program's own layer types (REGISTER_LAYER_CLASS): each type's creator,
+// and the functions libcaffe calls to build and run one in a net. A net
+// gives each such layer its own Blob objects (a top named like a bottom is
+// that bottom, in place, as in Caffe); libcaffe copies the net's values in
+// and the results out around each call. A C++ exception from the layer
+// becomes the net's error, naming the layer.
+struct CustomLayers {
+  typedef shared_ptr<Layer<float> > (*Creator)(const LayerParameter&);
+  static std::map<string, Creator>& creators() {
+    static std::map<string, Creator> registered;
+    return registered;
+  }
+  struct Instance {
+    shared_ptr<Layer<float> > layer;
+    vector<shared_ptr<Blob<float> > > owned;
+    vector<Blob<float>*> bottom, top;
+  };
+  static string& last_error() {
+    static thread_local string message;
+    return message;
+  }
+  template <typename F>
+  static int guard(F f) {
+    try {
+      f();
+      return 0;
+    } catch (const std::exception& e) {
+      last_error() = e.what();
+    } catch (...) {
+      last_error() = "an exception that is not a std::exception";
+    }
+    return -1;
+  }
+  static Instance* of(void* layer) { return static_cast<Instance*>(layer); }
+  static Blob<float>* blob(void* layer, int which, int index) {
+    Instance* in = of(layer);
+    if (which == 0 && index >= 0 && index < static_cast<int>(in->bottom.size())) return in->bottom[index];
+    if (which == 1 && index >= 0 && index < static_cast<int>(in->top.size())) return in->top[index];
+    if (which == 2 && index >= 0 && index < static_cast<int>(in->layer->blobs().size()))
+      return in->layer->blobs()[index].get();
+    throw std::out_of_range("no blob " + std::to_string(index) + " of kind " + std::to_string(which));
+  }
+
+  static void* create(const char* type, const char* prototxt, int phase, const char* const* names, int n_bottom,
+                      int n_top) {
+    Instance* made = nullptr;
+    guard([&] {
+      auto it = creators().find(type);
+      if (it == creators().end()) throw std::runtime_error(string("no creator registered for ") + type);
+      LayerParameter param;
+      param.name_ = names[0];
+      param.type_ = type;
+      param.prototxt_ = prototxt;
+      param.phase_ = phase == 0 ? TRAIN : TEST;
+      for (int k = 0; k < n_bottom; ++k) param.bottom_.push_back(names[1 + k]);
+      for (int k = 0; k < n_top; ++k) param.top_.push_back(names[1 + n_bottom + k]);
+      std::unique_ptr<Instance> instance(new Instance);
+      instance->layer = it->second(param);
+      if (!instance->layer) throw std::runtime_error(string("the creator of ") + type + " returned no layer");
+      for (int k = 0; k < n_bottom; ++k) {
+        instance->owned.push_back(shared_ptr<Blob<float> >(new Blob<float>()));
+        instance->bottom.push_back(instance->owned.back().get());
+      }
+      for (int k = 0; k < n_top; ++k) {
+        Blob<float>* same = nullptr;
+        for (int b = 0; b < n_bottom; ++b)
+          if (param.top_[k] == param.bottom_[b]) same = instance->bottom[b];
+        if (same == nullptr) {
+          instance->owned.push_back(shared_ptr<Blob<float> >(new Blob<float>()));
+          same = instance->owned.back().get();
+        }
+        instance->top.push_back(same);
+      }
+      made = instance.release();
+    });
+    return made;
+  }
+  static void destroy(void* layer) { delete of(layer); }
+  static int set_bottom_shape(void* layer, int k, const int64_t* dims, int rank) {
+    return guard([&] { blob(layer, 0, k)->Reshape(vector<int>(dims, dims + rank)); });
+  }
+  static int setup(void* layer, int first) {
+    return guard([&] {
+      Instance* in = of(layer);
+      if (first)
+        in->layer->SetUp(in->bottom, in->top);
+      else
+        in->layer->Reshape(in->bottom, in->top);
+    });
+  }
+  static int count(void* layer, int which) {
+    Instance* in = of(layer);
+    size_t n = which == 0 ? in->bottom.size() : which == 1 ? in->top.size() : in->layer->blobs().size();
+    return static_cast<int>(n);
+  }
+  static int shape(void* layer, int which, int index, int64_t* dims, int max) {
+    int rank = -1;
+    guard([&] {
+      Blob<float>* b = blob(layer, which, index);
+      if (b == nullptr) throw std::runtime_error("a null blob");
+      vector<int> s = b->shape();
+      for (int k = 0; k < static_cast<int>(s.size()) && k < max; ++k) dims[k] = s[k];
+      rank = static_cast<int>(s.size());
+    });
+    return rank;
+  }
+  static float* blob_memory(void* layer, int which, int index, int diff) {
+    float* p = nullptr;
+    guard([&] {
+      Blob<float>* b = blob(layer, which, index);
+      if (b == nullptr) throw std::runtime_error("a null blob");
+      if (b->net_ != nullptr) throw std::runtime_error("a blob of a net, not the layer's own");
+      if (b->own_data_.size() != static_cast<size_t>(b->count()))
+        throw std::runtime_error("blob " + std::to_string(index) + " was never shaped (Reshape it in Reshape or LayerSetUp)");
+      p = diff ? b->mutable_cpu_diff() : b->mutable_cpu_data();
+    });
+    return p;
+  }
+  static int forward(void* layer) {
+    return guard([&] {
+      Instance* in = of(layer);
+      in->layer->Reshape(in->bottom, in->top);
+      in->layer->Forward_cpu(in->bottom, in->top);
+    });
+  }
+  static int backward(void* layer, const int* propagate_down, int n) {
+    return guard([&] {
+      Instance* in = of(layer);
+      vector<bool> flags(propagate_down, propagate_down + n);
+      in->layer->Backward_cpu(in->top, flags, in->bottom);
+    });
+  }
+  static int is_loss(void* layer) { return dynamic_cast<LossLayer<float>*>(of(layer)->layer.get()) != nullptr; }
+  static const char* error() { return last_error().c_str(); }
+  static const CaffeTchLayerTable* table() {
+    static const CaffeTchLayerTable functions = {create, destroy, set_bottom_shape, setup,   count, shape,
+                                                 blob_memory, forward, backward, error, is_loss};
+    return &functions;
+  }
+};
+}  // namespace internal
+
+// Caffe's layer registry, for the program's own types: AddCreator makes a
+// type known to libcaffe (a type registered twice, or one of caffe-tch's
+// own, is an error, as in Caffe).
+template <typename Dtype>
+class LayerRegistry {
+ public:
+  typedef shared_ptr<Layer<Dtype> > (*Creator)(const LayerParameter&);
+  static void AddCreator(const string& type, Creator creator) {
+    internal::check(caffe_tch_register_layer(type.c_str(), internal::CustomLayers::table()) == 0);
+    internal::CustomLayers::creators()[type] = creator;
+  }
+  // The program's own types.
+  static vector<string> LayerTypeList() {
+    vector<string> types;
+    for (const auto& entry : internal::CustomLayers::creators()) types.push_back(entry.first);
+    return types;
+  }
+};
+
+template <typename Dtype>
+class LayerRegisterer {
+ public:
+  LayerRegisterer(const string& type, shared_ptr<Layer<Dtype> > (*creator)(const LayerParameter&)) {
+    LayerRegistry<Dtype>::AddCreator(type, creator);
+  }
 };
 
 template <typename Dtype>
@@ -819,11 +1165,11 @@ class Net {
         if (which == 3) layer_names_.push_back(name);
         if (which == 5) name_ = name;
         if (which == 4) {
-          shared_ptr<Layer<Dtype> > layer(new Layer<Dtype>());
+          shared_ptr<Layer<Dtype> > layer(new internal::NetLayer<Dtype>());
           layer->net_ = net_;
           layer->index_ = i;
-          layer->param_.name_ = layer_names_[i];
-          layer->param_.type_ = name;
+          layer->layer_param_.name_ = layer_names_[i];
+          layer->layer_param_.type_ = name;
           vector<Blob<Dtype>*> links[2];
           for (int tops = 0; tops < 2; ++tops) {
             int count = caffe_tch_net_layer_link_count(net_, i, tops);
@@ -831,7 +1177,7 @@ class Net {
             for (int k = 0; k < count; ++k) {
               const char* link = caffe_tch_net_layer_link(net_, i, tops, k);
               internal::check(link != nullptr);
-              (tops ? layer->param_.top_ : layer->param_.bottom_).push_back(link);
+              (tops ? layer->layer_param_.top_ : layer->layer_param_.bottom_).push_back(link);
               links[tops].push_back(blob_named(link));
             }
           }
@@ -1182,6 +1528,34 @@ CAFFE_TCH_SOLVER_CLASS(AdamSolver, "Adam")
 
 // The solver the parameters' `type` names (Caffe's registry; an unknown
 // type is an error listing the known ones).
+// Caffe's registration macros for a program's own layer type (float nets only).
+#define REGISTER_LAYER_CREATOR(type, creator) \
+  static ::caffe::LayerRegisterer<float> g_creator_f_##type(#type, creator<float>)
+#define REGISTER_LAYER_CLASS(type)                                                        \
+  template <typename Dtype>                                                               \
+  ::caffe::shared_ptr< ::caffe::Layer<Dtype> > Creator_##type##Layer(                     \
+      const ::caffe::LayerParameter& param) {                                             \
+    return ::caffe::shared_ptr< ::caffe::Layer<Dtype> >(new type##Layer<Dtype>(param));   \
+  }                                                                                       \
+  REGISTER_LAYER_CREATOR(type, Creator_##type##Layer)
+#define INSTANTIATE_CLASS(classname)  \
+  char gInstantiationGuard##classname; \
+  template class classname<float>
+// A layer's GPU functions where it declares them: caffe-tch runs a program's
+// layer on the CPU and never calls these.
+#define STUB_GPU(classname)                                                                                  \
+  template <typename Dtype>                                                                                  \
+  void classname<Dtype>::Forward_gpu(const ::std::vector< ::caffe::Blob<Dtype>*>& bottom,                  \
+                                     const ::std::vector< ::caffe::Blob<Dtype>*>& top) {                   \
+    this->Forward_cpu(bottom, top);                                                                          \
+  }                                                                                                          \
+  template <typename Dtype>                                                                                  \
+  void classname<Dtype>::Backward_gpu(const ::std::vector< ::caffe::Blob<Dtype>*>& top,                    \
+                                      const ::std::vector<bool>& propagate_down,                             \
+                                      const ::std::vector< ::caffe::Blob<Dtype>*>& bottom) {                 \
+    this->Backward_cpu(top, propagate_down, bottom);                                                         \
+  }
+
 template <typename Dtype>
 class SolverRegistry {
  public:

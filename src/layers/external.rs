@@ -1,0 +1,46 @@
+//! Layer types a program adds at run time, as a Caffe fork adds its own
+//! layers to Caffe's registry: the C++ interface's `REGISTER_LAYER_CLASS`
+//! registers each type here, and every net built in that process then
+//! creates it like a built-in type (`registry::create_layer`). The library
+//! never calls foreign code itself; the front end's constructor wraps it in
+//! a `Layer`.
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::Layer;
+use crate::proto::caffe::LayerParameter;
+use crate::{Error, Result};
+
+/// Builds one layer of a registered type from its parameter.
+pub type ExternalConstructor = Arc<dyn Fn(&LayerParameter) -> Result<Box<dyn Layer>> + Send + Sync>;
+
+static EXTERNAL: Mutex<BTreeMap<String, ExternalConstructor>> = Mutex::new(BTreeMap::new());
+
+/// Adds `type_name`. As in Caffe, a type can be registered once, and not
+/// over a built-in one (nor over `Python`).
+pub fn register(type_name: &str, create: ExternalConstructor) -> Result<()> {
+    if type_name.is_empty() {
+        return Err(Error::invalid("a layer type needs a name"));
+    }
+    if type_name == super::python::TYPE || super::registry::REGISTRY.iter().any(|i| i.type_name == type_name) {
+        return Err(Error::invalid(format!(
+            "Layer type {type_name} already registered (it is one of caffe-tch's own types)"
+        )));
+    }
+    let mut types = EXTERNAL.lock().unwrap_or_else(PoisonError::into_inner);
+    if types.contains_key(type_name) {
+        return Err(Error::invalid(format!("Layer type {type_name} already registered")));
+    }
+    types.insert(type_name.to_string(), create);
+    Ok(())
+}
+
+/// The constructor registered for `type_name`, if any.
+pub fn constructor(type_name: &str) -> Option<ExternalConstructor> {
+    EXTERNAL.lock().unwrap_or_else(PoisonError::into_inner).get(type_name).cloned()
+}
+
+/// The registered types, sorted.
+pub fn types() -> Vec<String> {
+    EXTERNAL.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+}
