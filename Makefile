@@ -18,7 +18,7 @@ else
 TORCH_STAMP :=
 endif
 
-.PHONY: all build python wheel test pytest lint demo bench clean-venv layers-doc system-deps fuzz cuda-headers
+.PHONY: all build python wheel test pytest lint demo bench clean-venv layers-doc cpp-messages system-deps fuzz cuda-headers
 
 all: build
 
@@ -230,6 +230,10 @@ fuzz: $(TORCH_STAMP)
 # Regenerates SUPPORTED-LAYERS.md from the layer registry and the exporters' tables.
 layers-doc: build
 	UPDATE_SUPPORTED_LAYERS=1 $(CARGO) test --release --locked --test suite -- supported_layers::
+
+# Regenerates the C++ interface's protobuf accessors from the schema's descriptor.
+cpp-messages: $(TORCH_STAMP)
+	$(VENV)/bin/python cpp/gen_messages.py
 
 clean-venv:
 	rm -rf $(VENV)

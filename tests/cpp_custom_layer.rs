@@ -3,7 +3,8 @@
 //! `REGISTER_LAYER_CLASS`: its Cube (a NeuronLayer with a learnable scalar)
 //! and HalfSquaredDiffLoss (a LossLayer) train through Caffe's Solver with
 //! the losses and weights of the same net in Caffe's own Power, Scale and
-//! EuclideanLoss; a layer's exception is the net's error naming the layer;
+//! EuclideanLoss; a layer reads its settings, and the program a net's layers'
+//! parameters, through protobuf's accessors (caffe/proto/messages.hpp); a layer's exception is the net's error naming the layer;
 //! registering a type twice, or over a built-in one, is refused; an unknown
 //! type's error lists the program's types.
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
   inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "constant" value: 0.1 } } }
 "#;
 
-const CUSTOM: &str = r#"layer { name: "cube" type: "Cube" bottom: "ip" top: "cube" }
+const CUSTOM: &str = r#"layer { name: "cube" type: "Cube" bottom: "ip" top: "cube" scale_param { filler { value: 0.5 } } }
 layer { name: "loss" type: "HalfSquaredDiffLoss" bottom: "cube" bottom: "target" top: "loss" }
 "#;
 
@@ -89,7 +90,15 @@ fn a_cpp_programs_own_layers_train_as_caffes_own() {
     let anonymous = numbers(&lines, "anonymous loss");
     assert!(anonymous[0] > 0.0 && anonymous[1] == 1.0, "{anonymous:?}");
     assert_eq!(lines["picky phase"], "TEST");
-    assert_eq!(lines["picky has param_str"], "1");
+    assert_eq!(lines["picky param_str"], "strict");
+    assert_eq!(lines["picky prototxt names it"], "1");
+    // protobuf's accessors on a net's layers: values, defaults, presence, enums, BlobShape.
+    assert_eq!(lines["ip"], "2 1 1 0.5 0.1 0 1");
+    assert_eq!(lines["ip filler"], "gaussian");
+    assert_eq!(lines["input shapes"], "2 2 4 2");
+    assert_eq!(lines["defaults"], "3 1 1 1 1");
+    assert_eq!(lines["definition"], "data=Input ip=InnerProduct pow=Power cube=Scale loss=EuclideanLoss");
+    assert_eq!(lines["definition ip"], "2 data 1");
     let picky = &lines["picky forward"];
     assert!(
         picky.contains("picky.prototxt:2:1: layer 'picky' (type Picky)")

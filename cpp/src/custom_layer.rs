@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use caffe_tch::layers::{Ctx, Gradients, Layer, ParamDecl, SetupOut, Shape};
 use caffe_tch::proto::caffe::LayerParameter;
-use caffe_tch::proto::print::to_text;
 use caffe_tch::{Error, Result};
+use prost::Message;
 use tch::{Device, Kind, Tensor};
 
 use crate::{guarded, text};
@@ -33,12 +33,12 @@ const PARAM: c_int = 2;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct LayerTable {
-    /// A new layer object: the type, the LayerParameter's prototxt, its name,
-    /// phase, bottom and top names.
+    /// A new layer object: the type, the LayerParameter's encoding, its
+    /// name, bottom and top names.
     create: unsafe extern "C" fn(
         ty: *const c_char,
-        prototxt: *const c_char,
-        phase: c_int,
+        message: *const u8,
+        len: usize,
         names: *const *const c_char,
         n_bottom: c_int,
         n_top: c_int,
@@ -126,19 +126,20 @@ impl ProgramLayer {
         let what = format!("{} ({})", param.name(), param.r#type());
         let cstr = |s: &str| CString::new(s).map_err(|_| Error::invalid(format!("layer {what}: a NUL in '{s}'")));
         let ty = cstr(param.r#type())?;
-        let prototxt = cstr(&to_text(param))?;
+        let message = param.encode_to_vec();
         let names: Vec<CString> = std::iter::once(param.name())
             .chain(param.bottom.iter().map(String::as_str))
             .chain(param.top.iter().map(String::as_str))
             .map(cstr)
             .collect::<Result<_>>()?;
         let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-        // SAFETY: NUL-terminated strings and an array of 1 + bottoms + tops of them, live for the call.
+        // SAFETY: NUL-terminated strings, an array of 1 + bottoms + tops of
+        // them, and the encoded message, all live for the call.
         let obj = unsafe {
             (table.create)(
                 ty.as_ptr(),
-                prototxt.as_ptr(),
-                param.phase.unwrap_or(0),
+                message.as_ptr(),
+                message.len(),
                 pointers.as_ptr(),
                 param.bottom.len() as c_int,
                 param.top.len() as c_int,

@@ -12,7 +12,8 @@
 //! ([`caffe_tch::net::Net`], [`caffe_tch::solver::Solver`]); this crate only
 //! adapts the calls (`net.rs`, `layer.rs`, `net_param.rs`, `solver.rs`, `blob_proto.rs`,
 //! `datum.rs`, `db.rs`, `math.rs`: `math_functions.hpp`'s matrix products;
-//! `custom_layer.rs`: the program's layer types;
+//! `custom_layer.rs`: the program's layer types; `message_view.rs`: the
+//! messages' read accessors;
 //! `message.rs`: the messages' setters and getters).
 //!
 //! Memory, as the header documents it: an input blob's data is the tensor
@@ -40,6 +41,7 @@ mod db;
 mod layer;
 mod math;
 mod message;
+mod message_view;
 mod net;
 mod net_param;
 mod solver;

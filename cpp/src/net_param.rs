@@ -176,3 +176,14 @@ pub unsafe extern "C" fn caffe_tch_net_copy_trained_layers_from_param(
         Ok(0)
     })
 }
+
+/// The definition as a read-only message handle (`NetParameter::layer(i)`
+/// reads its layers through it).
+/// # Safety
+/// As [`caffe_tch_net_param_read`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_param_message(
+    p: *mut NetParamHandle,
+) -> *mut crate::message_view::MessageHandle {
+    guarded(std::ptr::null_mut(), || crate::message_view::handle_of(&param(p)?.param))
+}

@@ -114,3 +114,16 @@ def test_solver_and_dropin_messages_round_trip():
     layer.dropin_param.SetInParent()
     text = text_format.MessageToString(layer)
     assert 'dropin_param {\n}' in text
+
+
+def test_cpp_message_accessors_are_the_generators_output():
+    """cpp/include/caffe/proto/messages.hpp (protobuf's read accessors for
+    the C++ interface) is cpp/gen_messages.py's output over the schema
+    (`make cpp-messages` writes it again)."""
+    import importlib.util
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("gen_messages", ROOT / "cpp" / "gen_messages.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.OUT.read_text() == gen.main(), "run make cpp-messages"

@@ -210,7 +210,7 @@ CaffeTchNet* caffe_tch_net_new_from_param(CaffeTchNetParam* param);
 CaffeTchNetParam* caffe_tch_net_to_proto(CaffeTchNet* net, int write_diff);
 int caffe_tch_net_copy_trained_layers_from_param(CaffeTchNet* net, CaffeTchNetParam* param);
 struct CaffeTchLayerTable {
-  void* (*create)(const char* type, const char* prototxt, int phase, const char* const* names, int n_bottom,
+  void* (*create)(const char* type, const uint8_t* message, size_t len, const char* const* names, int n_bottom,
                   int n_top);
   void (*destroy)(void* layer);
   int (*set_bottom_shape)(void* layer, int k, const int64_t* dims, int rank);
@@ -224,6 +224,19 @@ struct CaffeTchLayerTable {
   int (*is_loss)(void* layer);
 };
 int caffe_tch_register_layer(const char* type, const CaffeTchLayerTable* table);
+struct CaffeTchMsg;
+CaffeTchMsg* caffe_tch_msg_default(const char* full_name);
+CaffeTchMsg* caffe_tch_msg_decode(const char* full_name, const uint8_t* bytes, size_t len);
+void caffe_tch_msg_free(CaffeTchMsg* msg);
+int caffe_tch_msg_has(const CaffeTchMsg* msg, int number);
+int caffe_tch_msg_size(const CaffeTchMsg* msg, int number);
+int caffe_tch_msg_int(const CaffeTchMsg* msg, int number, int index, int64_t* out);
+int caffe_tch_msg_float(const CaffeTchMsg* msg, int number, int index, double* out);
+int64_t caffe_tch_msg_string(const CaffeTchMsg* msg, int number, int index, uint8_t* buf, size_t cap);
+CaffeTchMsg* caffe_tch_msg_message(const CaffeTchMsg* msg, int number, int index);
+const char* caffe_tch_msg_text(const CaffeTchMsg* msg);
+CaffeTchMsg* caffe_tch_net_layer_message(CaffeTchNet* net, int layer);
+CaffeTchMsg* caffe_tch_net_param_message(CaffeTchNetParam* param);
 }
 
 namespace caffe {
@@ -373,6 +386,101 @@ inline void GlobalInit(int* pargc, char*** pargv) {
 #include "caffe/internal/records.hpp"
 
 namespace caffe {
+namespace internal {
+typedef std::shared_ptr<CaffeTchMsg> MessageHandle;
+inline MessageHandle own_message(CaffeTchMsg* msg) {
+  check(msg != nullptr);
+  return MessageHandle(msg, caffe_tch_msg_free);
+}
+
+// A read-only protobuf message of the schema, read field by field through
+// libcaffe (cpp/src/message_view.rs); the generated classes in
+// caffe/proto/messages.hpp give each field protobuf's accessor names.
+class MessageView {
+ public:
+  explicit MessageView(const char* full_name) : handle_(own_message(caffe_tch_msg_default(full_name))) {}
+  explicit MessageView(MessageHandle handle) : handle_(handle) {}
+  // The message as prototxt, as protobuf's DebugString prints it.
+  std::string DebugString() const {
+    const char* text = caffe_tch_msg_text(handle_.get());
+    check(text != nullptr);
+    return text;
+  }
+
+ protected:
+  bool has(int number) const {
+    int set = caffe_tch_msg_has(handle_.get(), number);
+    check(set >= 0);
+    return set == 1;
+  }
+  int size_of(int number) const {
+    int n = caffe_tch_msg_size(handle_.get(), number);
+    check(n >= 0);
+    return n;
+  }
+  int64_t int_at(int number, int index) const {
+    int64_t value = 0;
+    check(caffe_tch_msg_int(handle_.get(), number, index, &value) == 0);
+    return value;
+  }
+  double float_at(int number, int index) const {
+    double value = 0;
+    check(caffe_tch_msg_float(handle_.get(), number, index, &value) == 0);
+    return value;
+  }
+  const std::string& string_at(int number, int index) const {
+    std::pair<int, int> key(number, index);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return *static_cast<const std::string*>(it->second.get());
+    int64_t n = caffe_tch_msg_string(handle_.get(), number, index, nullptr, 0);
+    check(n >= 0);
+    std::shared_ptr<std::string> value(new std::string(static_cast<size_t>(n), '\0'));
+    if (n > 0)
+      check(caffe_tch_msg_string(handle_.get(), number, index, reinterpret_cast<uint8_t*>(&(*value)[0]),
+                                 static_cast<size_t>(n)) == n);
+    cache_[key] = value;
+    return *value;
+  }
+  template <typename T>
+  const T& message_at(int number, int index) const {
+    std::pair<int, int> key(number, index);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return *static_cast<const T*>(it->second.get());
+    std::shared_ptr<T> value(new T(own_message(caffe_tch_msg_message(handle_.get(), number, index))));
+    cache_[key] = value;
+    return *value;
+  }
+  const BlobShape& shape_at(int number, int index) const {
+    std::pair<int, int> key(number, index);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return *static_cast<const BlobShape*>(it->second.get());
+    MessageHandle shape = own_message(caffe_tch_msg_message(handle_.get(), number, index));
+    std::shared_ptr<BlobShape> value(new BlobShape);
+    int n = caffe_tch_msg_size(shape.get(), 1);
+    check(n >= 0);
+    for (int i = 0; i < n; ++i) {
+      int64_t dim = 0;
+      check(caffe_tch_msg_int(shape.get(), 1, i, &dim) == 0);
+      value->add_dim(dim);
+    }
+    cache_[key] = value;
+    return *value;
+  }
+
+  MessageHandle handle_;
+
+ private:
+  mutable std::map<std::pair<int, int>, std::shared_ptr<void> > cache_;
+};
+}  // namespace internal
+}  // namespace caffe
+
+// protobuf's accessors for the other messages (ConvolutionParameter, ...).
+#include "caffe/proto/messages.hpp"
+
+namespace caffe {
+
+class LayerParameter;
 
 // A net's definition, or a trained net's definition and weights (what a
 // .caffemodel holds): read, written, and built into a Net. The fields here
@@ -394,6 +502,8 @@ class NetParameter {
   bool force_backward() const { return get("force_backward") == "true"; }
   void set_force_backward(bool on) { merge(on ? "force_backward: true" : "force_backward: false"); }
   int layer_size() const { return size("layer"); }
+  // Layer `index`, read through protobuf's accessors (valid until this message changes).
+  const LayerParameter& layer(int index) const;
   // The phase, level and stages a Net built from it takes (`mutable_state()->set_phase(TEST)`).
   typedef internal::NetStateSetter<NetParameter> NetState;
   NetState* mutable_state() { return &state_; }
@@ -412,8 +522,12 @@ class NetParameter {
     internal::check(p != nullptr);
     caffe_tch_net_param_free(p_);
     p_ = p;
+    view_.reset();
   }
-  void merge(const std::string& prototxt) { internal::check(caffe_tch_net_param_merge(p_, prototxt.c_str()) == 0); }
+  void merge(const std::string& prototxt) {
+    internal::check(caffe_tch_net_param_merge(p_, prototxt.c_str()) == 0);
+    view_.reset();
+  }
   std::string get(const char* name) const {
     const char* value = caffe_tch_net_param_get(p_, name);
     internal::check(value != nullptr);
@@ -427,6 +541,8 @@ class NetParameter {
 
   CaffeTchNetParam* p_;
   NetState state_;
+  // The message's read view, made on first use of layer(i).
+  mutable std::shared_ptr<internal::MessageView> view_;
 };
 
 // Net files read as Caffe reads them (legacy formats upgraded); false, or
@@ -658,28 +774,31 @@ class Blob {
   mutable vector<float> own_data_, own_diff_;
 };
 
-// A layer's name, type and wiring, as its net runs it; for a layer of the
-// program's own type, its phase and its whole definition as prototxt
-// (DebugString(), protobuf's text), from which it reads its settings.
-class LayerParameter {
+// A layer's definition as its net runs it: name, type, wiring and phase, and
+// protobuf's read accessors for every field (convolution_param().num_output(),
+// ...; caffe/proto/messages.hpp), DebugString() its prototxt.
+class LayerParameter : public LayerParameterFields {
  public:
-  const string& name() const { return name_; }
-  const string& type() const { return type_; }
-  int bottom_size() const { return static_cast<int>(bottom_.size()); }
-  const string& bottom(int index) const { return bottom_.at(index); }
-  int top_size() const { return static_cast<int>(top_.size()); }
-  const string& top(int index) const { return top_.at(index); }
-  Phase phase() const { return phase_; }
-  string DebugString() const { return prototxt_; }
-
- private:
-  template <typename Dtype>
-  friend class Net;
-  friend struct internal::CustomLayers;
-  string name_, type_, prototxt_;
-  vector<string> bottom_, top_;
-  Phase phase_ = TRAIN;
+  LayerParameter() {}
+  explicit LayerParameter(internal::MessageHandle handle) : LayerParameterFields(handle) {}
 };
+
+namespace internal {
+// NetParameter's layers through the message view.
+class NetParameterView : public MessageView {
+ public:
+  explicit NetParameterView(MessageHandle handle) : MessageView(handle) {}
+  const LayerParameter& layer(int index) const { return message_at<LayerParameter>(100, index); }
+};
+}  // namespace internal
+
+inline const LayerParameter& NetParameter::layer(int index) const {
+  if (index < 0 || index >= layer_size())
+    throw std::out_of_range("NetParameter::layer: no layer " + std::to_string(index) + " of " +
+                            std::to_string(layer_size()));
+  if (!view_) view_.reset(new internal::NetParameterView(internal::own_message(caffe_tch_net_param_message(p_))));
+  return static_cast<const internal::NetParameterView&>(*view_).layer(index);
+}
 
 // A layer. Net::layers() gives a net's own: its parameter, its blobs
 // (weights, bias, statistics), whose memory cpu_data()/mutable_cpu_data()
@@ -862,7 +981,7 @@ namespace internal {
 template <typename Dtype>
 class NetLayer : public Layer<Dtype> {
  public:
-  NetLayer() {}
+  explicit NetLayer(MessageHandle param) : Layer<Dtype>(LayerParameter(param)) {}
   void Reshape(const vector<Blob<Dtype>*>&, const vector<Blob<Dtype>*>&) override {}
 
  protected:
@@ -913,19 +1032,14 @@ struct CustomLayers {
     throw std::out_of_range("no blob " + std::to_string(index) + " of kind " + std::to_string(which));
   }
 
-  static void* create(const char* type, const char* prototxt, int phase, const char* const* names, int n_bottom,
+  static void* create(const char* type, const uint8_t* message, size_t len, const char* const* names, int n_bottom,
                       int n_top) {
     Instance* made = nullptr;
     guard([&] {
       auto it = creators().find(type);
       if (it == creators().end()) throw std::runtime_error(string("no creator registered for ") + type);
-      LayerParameter param;
-      param.name_ = names[0];
-      param.type_ = type;
-      param.prototxt_ = prototxt;
-      param.phase_ = phase == 0 ? TRAIN : TEST;
-      for (int k = 0; k < n_bottom; ++k) param.bottom_.push_back(names[1 + k]);
-      for (int k = 0; k < n_top; ++k) param.top_.push_back(names[1 + n_bottom + k]);
+      LayerParameter param(own_message(caffe_tch_msg_decode("caffe.LayerParameter", message, len)));
+      vector<string> bottoms(names + 1, names + 1 + n_bottom), tops(names + 1 + n_bottom, names + 1 + n_bottom + n_top);
       std::unique_ptr<Instance> instance(new Instance);
       instance->layer = it->second(param);
       if (!instance->layer) throw std::runtime_error(string("the creator of ") + type + " returned no layer");
@@ -936,7 +1050,7 @@ struct CustomLayers {
       for (int k = 0; k < n_top; ++k) {
         Blob<float>* same = nullptr;
         for (int b = 0; b < n_bottom; ++b)
-          if (param.top_[k] == param.bottom_[b]) same = instance->bottom[b];
+          if (tops[k] == bottoms[b]) same = instance->bottom[b];
         if (same == nullptr) {
           instance->owned.push_back(shared_ptr<Blob<float> >(new Blob<float>()));
           same = instance->owned.back().get();
@@ -1165,11 +1279,10 @@ class Net {
         if (which == 3) layer_names_.push_back(name);
         if (which == 5) name_ = name;
         if (which == 4) {
-          shared_ptr<Layer<Dtype> > layer(new internal::NetLayer<Dtype>());
+          shared_ptr<Layer<Dtype> > layer(
+              new internal::NetLayer<Dtype>(internal::own_message(caffe_tch_net_layer_message(net_, i))));
           layer->net_ = net_;
           layer->index_ = i;
-          layer->layer_param_.name_ = layer_names_[i];
-          layer->layer_param_.type_ = name;
           vector<Blob<Dtype>*> links[2];
           for (int tops = 0; tops < 2; ++tops) {
             int count = caffe_tch_net_layer_link_count(net_, i, tops);
@@ -1177,7 +1290,6 @@ class Net {
             for (int k = 0; k < count; ++k) {
               const char* link = caffe_tch_net_layer_link(net_, i, tops, k);
               internal::check(link != nullptr);
-              (tops ? layer->layer_param_.top_ : layer->layer_param_.bottom_).push_back(link);
               links[tops].push_back(blob_named(link));
             }
           }

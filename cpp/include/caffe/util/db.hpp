@@ -43,14 +43,7 @@ void caffe_tch_cursor_free(CaffeTchCursor* cursor);
 
 namespace caffe {
 
-// DataParameter's DB enum, for db::GetDB(DataParameter::LMDB).
-enum DataParameter_DB { DataParameter_DB_LEVELDB = 0, DataParameter_DB_LMDB = 1 };
-class DataParameter {
- public:
-  typedef DataParameter_DB DB;
-  static const DB LEVELDB = DataParameter_DB_LEVELDB;
-  static const DB LMDB = DataParameter_DB_LMDB;
-};
+// DataParameter's DB enum (db::GetDB(DataParameter::LMDB)) is caffe/proto/messages.hpp's.
 
 namespace db {
 
