@@ -22,6 +22,7 @@ mod cpp_api;
 mod cpp_custom_layer;
 mod cpp_db;
 mod cpp_math;
+mod cpp_memory_data;
 mod cuda_graph;
 mod data;
 mod data_step;

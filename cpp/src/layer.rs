@@ -10,7 +10,7 @@ use caffe_tch::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
 use crate::net::{with, NetHandle};
-use crate::{guarded, write_shape};
+use crate::{guarded, raw_values, write_shape};
 
 /// The `layer`-th layer's name and blob count.
 fn layer_of(net: &Net, layer: c_int) -> Result<(usize, String)> {
@@ -148,6 +148,65 @@ pub unsafe extern "C" fn caffe_tch_net_layer_propagates(h: *mut NetHandle, layer
                 .get(k.max(0) as usize)
                 .ok_or_else(|| Error::invalid(format!("layer '{name}' has no bottom {k}")))?;
             Ok(*flag as c_int)
+        })
+    })
+}
+
+/// `MemoryDataLayer::Reset(data, labels, n)` on layer `layer`: `n` items of
+/// its channels × height × width and `n` labels (copied; `n` a multiple of
+/// its batch size); its forwards serve them batch by batch. 0 on success.
+/// # Safety
+/// As [`caffe_tch_net_layer_blob_count`]; `data` and `labels` hold `n` items' values.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_memory_data_reset(
+    h: *mut NetHandle,
+    layer: c_int,
+    data: *const f32,
+    labels: *const f32,
+    n: c_int,
+) -> c_int {
+    guarded(-1, || {
+        with(h, |net, _| {
+            let (i, name) = layer_of(net, layer)?;
+            if data.is_null() || labels.is_null() || n <= 0 {
+                return Err(Error::invalid(format!("MemoryDataLayer '{name}': Reset needs data, labels and n > 0")));
+            }
+            let mp = net.layer_params()[i].memory_data_param.unwrap_or_default();
+            let dims = [n as i64, mp.channels() as i64, mp.height() as i64, mp.width() as i64];
+            let count = dims.iter().product::<i64>().max(0) as usize;
+            // SAFETY: as the function's contract says.
+            let (values, label_values) = unsafe { (raw_values(data, count), raw_values(labels, n as usize)) };
+            let d = Tensor::f_from_slice(values)?.f_reshape(dims)?;
+            let l = Tensor::f_from_slice(label_values)?;
+            net.set_layer_input_arrays(i, &d, &l)?;
+            Ok(0)
+        })
+    })
+}
+
+/// `MemoryDataLayer::AddDatumVector`: `n` serialized Datums (`records[k]`
+/// of `lens[k]` bytes) through the layer's transform_param; 0 on success.
+/// # Safety
+/// As [`caffe_tch_net_layer_blob_count`]; `records` and `lens` hold `n` entries.
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_memory_data_add_datums(
+    h: *mut NetHandle,
+    layer: c_int,
+    records: *const *const u8,
+    lens: *const usize,
+    n: c_int,
+) -> c_int {
+    guarded(-1, || {
+        with(h, |net, _| {
+            let (i, _) = layer_of(net, layer)?;
+            let n = n.max(0) as usize;
+            // SAFETY: as the function's contract says.
+            let (pointers, sizes) = unsafe { (raw_values(records, n), raw_values(lens, n)) };
+            // SAFETY: each record holds its length's bytes for the call.
+            let slices: Vec<&[u8]> =
+                pointers.iter().zip(sizes).map(|(&p, &len)| unsafe { raw_values(p, len) }).collect();
+            net.add_datum_vector(i, &slices)?;
+            Ok(0)
         })
     })
 }

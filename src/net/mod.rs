@@ -375,9 +375,38 @@ impl Net {
     /// Feeds the net's first MemoryData layer (pycaffe's `set_input_arrays`):
     /// data N×C×H×W and N labels, N a multiple of its batch_size.
     pub fn set_input_arrays(&mut self, data: &Tensor, labels: &Tensor) -> Result<()> {
-        let Some(e) = self.layers.iter_mut().find(|e| e.param.r#type() == "MemoryData") else {
+        let Some(i) = self.layers.iter().position(|e| e.param.r#type() == "MemoryData") else {
             return Err(Error::invalid("set_input_arrays needs a MemoryData layer, and the net has none"));
         };
+        self.set_layer_input_arrays(i, data, labels)
+    }
+
+    /// Caffe's `MemoryDataLayer::AddDatumVector` on layer `layer`: serialized
+    /// Datums through its `transform_param`, then served as `set_input_arrays`'s.
+    pub fn add_datum_vector(&mut self, layer: usize, records: &[&[u8]]) -> Result<()> {
+        let e = self.memory_data_layer(layer)?;
+        let (name, loc) = (e.param.name().to_string(), self.source.loc(e.param.name()));
+        let (data, labels) = crate::layers::data::memory_data::transform_records(&e.param, self.phase, records)
+            .map_err(|m| m.in_layer(loc, &name, "MemoryData"))?;
+        self.set_layer_input_arrays(layer, &data, &labels)
+    }
+
+    fn memory_data_layer(&self, layer: usize) -> Result<&LayerEntry> {
+        match self.layers.get(layer) {
+            Some(e) if e.param.r#type() == "MemoryData" => Ok(e),
+            Some(e) => Err(Error::invalid(format!(
+                "layer '{}' is a {}, not a MemoryData layer",
+                e.param.name(),
+                e.param.r#type()
+            ))),
+            None => Err(Error::invalid(format!("the net has no layer {layer}"))),
+        }
+    }
+
+    /// Feeds MemoryData layer `layer` (Caffe's `MemoryDataLayer::Reset`).
+    pub fn set_layer_input_arrays(&mut self, layer: usize, data: &Tensor, labels: &Tensor) -> Result<()> {
+        self.memory_data_layer(layer)?;
+        let e = &mut self.layers[layer];
         let loc = self.source.loc(e.param.name());
         let err = |m: Error| m.in_layer(loc.clone(), e.param.name(), "MemoryData");
         e.layer.set_input(0, data.shallow_clone()).map_err(err)?;

@@ -237,6 +237,9 @@ CaffeTchMsg* caffe_tch_msg_message(const CaffeTchMsg* msg, int number, int index
 const char* caffe_tch_msg_text(const CaffeTchMsg* msg);
 CaffeTchMsg* caffe_tch_net_layer_message(CaffeTchNet* net, int layer);
 CaffeTchMsg* caffe_tch_net_param_message(CaffeTchNetParam* param);
+int caffe_tch_net_memory_data_reset(CaffeTchNet* net, int layer, const float* data, const float* labels, int n);
+int caffe_tch_net_memory_data_add_datums(CaffeTchNet* net, int layer, const uint8_t* const* records,
+                                         const size_t* lens, int n);
 }
 
 namespace caffe {
@@ -931,6 +934,8 @@ class Layer {
  private:
   friend class Net<Dtype>;
   friend struct internal::CustomLayers;
+  template <typename>
+  friend class MemoryDataLayer;
   void check_own(const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) const {
     bool own = static_cast<int>(bottom.size()) == layer_param_.bottom_size() &&
                static_cast<int>(top.size()) == layer_param_.top_size();
@@ -1126,6 +1131,40 @@ struct CustomLayers {
 };
 }  // namespace internal
 
+// Caffe's MemoryDataLayer, as Net::layers() gives a net's MemoryData layer:
+// a program casts to it (dynamic_pointer_cast) and feeds it before Forward.
+// Its forwards serve the items batch by batch, cycling, as Caffe's do.
+template <typename Dtype>
+class MemoryDataLayer : public internal::NetLayer<Dtype> {
+ public:
+  explicit MemoryDataLayer(internal::MessageHandle param) : internal::NetLayer<Dtype>(param) {}
+  const char* type() const override { return "MemoryData"; }
+  // `n` items (a multiple of the batch size) and their labels, as they are:
+  // copied here, where Caffe keeps the pointers, so values written into the
+  // arrays afterwards need another Reset.
+  void Reset(Dtype* data, Dtype* labels, int n) {
+    internal::check(caffe_tch_net_memory_data_reset(this->net_, this->index_, data, labels, n) == 0);
+  }
+  // Datums (raw or encoded) through the layer's transform_param, as Caffe's
+  // DataTransformer does, with their labels.
+  void AddDatumVector(const vector<Datum>& datum_vector) {
+    vector<string> records(datum_vector.size());
+    vector<const uint8_t*> pointers;
+    vector<size_t> lens;
+    for (size_t i = 0; i < datum_vector.size(); ++i) {
+      if (!datum_vector[i].SerializeToString(&records[i])) throw std::runtime_error(caffe_tch_last_error());
+      pointers.push_back(reinterpret_cast<const uint8_t*>(records[i].data()));
+      lens.push_back(records[i].size());
+    }
+    internal::check(caffe_tch_net_memory_data_add_datums(this->net_, this->index_, pointers.data(), lens.data(),
+                                                         static_cast<int>(records.size())) == 0);
+  }
+  int batch_size() const { return static_cast<int>(this->layer_param_.memory_data_param().batch_size()); }
+  int channels() const { return static_cast<int>(this->layer_param_.memory_data_param().channels()); }
+  int height() const { return static_cast<int>(this->layer_param_.memory_data_param().height()); }
+  int width() const { return static_cast<int>(this->layer_param_.memory_data_param().width()); }
+};
+
 // Caffe's layer registry, for the program's own types: AddCreator makes a
 // type known to libcaffe (a type registered twice, or one of caffe-tch's
 // own, is an error, as in Caffe).
@@ -1279,8 +1318,10 @@ class Net {
         if (which == 3) layer_names_.push_back(name);
         if (which == 5) name_ = name;
         if (which == 4) {
-          shared_ptr<Layer<Dtype> > layer(
-              new internal::NetLayer<Dtype>(internal::own_message(caffe_tch_net_layer_message(net_, i))));
+          internal::MessageHandle definition = internal::own_message(caffe_tch_net_layer_message(net_, i));
+          shared_ptr<Layer<Dtype> > layer(string(name) == "MemoryData"
+                                              ? static_cast<Layer<Dtype>*>(new MemoryDataLayer<Dtype>(definition))
+                                              : new internal::NetLayer<Dtype>(definition));
           layer->net_ = net_;
           layer->index_ = i;
           vector<Blob<Dtype>*> links[2];

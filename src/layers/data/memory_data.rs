@@ -2,10 +2,14 @@
 use crate::Result;
 use tch::{Kind, Tensor};
 
+use super::draw_seed;
 use crate::bail;
+use crate::data::datum;
+use crate::data::transform::Transformer;
+use crate::error::Context;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{Ctx, Layer, SetupOut, Shape};
-use crate::proto::caffe::LayerParameter;
+use crate::proto::caffe::{LayerParameter, Phase};
 
 pub fn register(r: &mut Vec<LayerInfo>) {
     r.push(LayerInfo {
@@ -93,4 +97,47 @@ impl Layer for MemoryDataLayer {
         self.pos = 0;
         Ok(())
     }
+}
+
+/// Caffe's `MemoryDataLayer::AddDatumVector`: the serialized Datums decoded
+/// and put through the layer's `transform_param` (its DataTransformer), as
+/// the data and label arrays the layer then serves. Each must transform to
+/// the layer's channels × height × width, and their number must be a
+/// multiple of its batch size (checked when they are set).
+pub fn transform_records(param: &LayerParameter, phase: Phase, records: &[&[u8]]) -> Result<(Tensor, Tensor)> {
+    if records.is_empty() {
+        bail!("There is no datum to add");
+    }
+    let mp = param.memory_data_param.unwrap_or_default();
+    let item = [mp.channels() as usize, mp.height() as usize, mp.width() as usize];
+    let tp = param.transform_param.clone().unwrap_or_default();
+    let seed = if Transformer::needs_rand(&tp, phase) { draw_seed()? } else { 0 };
+    let mut transformer = Transformer::new(&tp, phase, seed)?;
+    let count = item.iter().product::<usize>();
+    let mut data = vec![0f32; records.len() * count];
+    let mut labels = Vec::with_capacity(records.len());
+    for (i, (record, out)) in records.iter().zip(data.chunks_exact_mut(count.max(1))).enumerate() {
+        let sample = datum::parse_and_decode(record, transformer.color_mode()).context(format!("datum {i}"))?;
+        let shape =
+            transformer.output_shape(sample.channels, sample.height, sample.width).context(format!("datum {i}"))?;
+        if shape != item {
+            bail!(
+                "datum {i} ({}×{}×{}) transforms to {}×{}×{}, but memory_data_param gives {}×{}×{}",
+                sample.channels,
+                sample.height,
+                sample.width,
+                shape[0],
+                shape[1],
+                shape[2],
+                item[0],
+                item[1],
+                item[2]
+            );
+        }
+        transformer.transform(&sample, out).context(format!("datum {i}"))?;
+        labels.push(sample.label);
+    }
+    let n = records.len() as i64;
+    let dims = [n, item[0] as i64, item[1] as i64, item[2] as i64];
+    Ok((Tensor::f_from_slice(&data)?.f_reshape(dims)?, Tensor::f_from_slice(&labels)?))
 }
