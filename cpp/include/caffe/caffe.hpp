@@ -61,6 +61,12 @@
 
 #include "caffe/util/rng.hpp"
 
+// As Caffe's, a build with USE_OPENCV brings OpenCV's core (MemoryDataLayer
+// takes cv::Mat images).
+#ifdef USE_OPENCV
+#include <opencv2/core/core.hpp>
+#endif
+
 // Caffe's header brings glog's CHECK and LOG macros, which its programs use
 // without including glog themselves. Where glog is not installed, a minimal
 // stand-in: CHECK* and LOG(FATAL) print their message and abort
@@ -1159,6 +1165,32 @@ class MemoryDataLayer : public internal::NetLayer<Dtype> {
     internal::check(caffe_tch_net_memory_data_add_datums(this->net_, this->index_, pointers.data(), lens.data(),
                                                          static_cast<int>(records.size())) == 0);
   }
+#ifdef USE_OPENCV
+  // 8-bit images (as OpenCV holds them: rows of interleaved channels, BGR)
+  // and their labels, through the layer's transform_param as AddDatumVector.
+  void AddMatVector(const vector<cv::Mat>& mat_vector, const vector<int>& labels) {
+    if (mat_vector.size() != labels.size())
+      throw std::runtime_error("AddMatVector: vector of Mat and vector of labels should be of equal size");
+    vector<Datum> datums(mat_vector.size());
+    for (size_t i = 0; i < mat_vector.size(); ++i) {
+      const cv::Mat& image = mat_vector[i];
+      if (image.depth() != CV_8U) throw std::runtime_error("AddMatVector: image data type must be unsigned byte");
+      int channels = image.channels(), rows = image.rows, cols = image.cols;
+      string pixels(static_cast<size_t>(channels) * rows * cols, '\0');
+      for (int h = 0; h < rows; ++h) {
+        const unsigned char* row = image.ptr<unsigned char>(h);
+        for (int w = 0; w < cols; ++w)
+          for (int c = 0; c < channels; ++c) pixels[(static_cast<size_t>(c) * rows + h) * cols + w] = row[w * channels + c];
+      }
+      datums[i].set_channels(channels);
+      datums[i].set_height(rows);
+      datums[i].set_width(cols);
+      datums[i].set_data(pixels);
+      datums[i].set_label(labels[i]);
+    }
+    AddDatumVector(datums);
+  }
+#endif
   int batch_size() const { return static_cast<int>(this->layer_param_.memory_data_param().batch_size()); }
   int channels() const { return static_cast<int>(this->layer_param_.memory_data_param().channels()); }
   int height() const { return static_cast<int>(this->layer_param_.memory_data_param().height()); }
