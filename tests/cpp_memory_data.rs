@@ -1,8 +1,8 @@
 //! Caffe's MemoryDataLayer from C++ (`tests/fixtures/cpp/memory_data_api.cpp`):
 //! a net's MemoryData layer casts to `MemoryDataLayer<float>`, `Reset` serves
 //! raw arrays batch by batch and round again, `AddDatumVector` puts Datums
-//! through the layer's transform_param with their labels, and bad calls are
-//! one-line errors.
+//! through the layer's transform_param with their labels, `set_batch_size`
+//! reshapes the net after it, and bad calls are one-line errors.
 use std::collections::HashMap;
 use std::process::Command;
 
@@ -38,6 +38,9 @@ fn a_cpp_program_feeds_memory_data_layers() {
     assert!(lines["reset 3"].contains("3 items; it must be a positive multiple of batch_size 2"), "{stdout}");
     assert_eq!(lines["datums"], "5 6 7 8 9 10 10 11 12 13 14 15");
     assert_eq!(lines["datum labels"], "7 8");
+    assert_eq!(lines["batch 4"], "4 4 1 2 3 (24) 4 2 (8)");
+    assert_eq!(lines["batch 4 labels"], "0 1 2 3");
+    assert!(lines["batch size 3"].contains("MemoryData needs its data and labels set before forward"), "{stdout}");
     assert!(
         lines["wrong datum"].contains("layer 'data' (type MemoryData)")
             && lines["wrong datum"].contains("datum 1 (1×3×3) transforms to 1×3×3, but memory_data_param gives 1×2×3"),

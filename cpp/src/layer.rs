@@ -210,3 +210,22 @@ pub unsafe extern "C" fn caffe_tch_net_memory_data_add_datums(
         })
     })
 }
+
+/// `MemoryDataLayer::set_batch_size(n)` on layer `layer`; 0 on success.
+/// # Safety
+/// As [`caffe_tch_net_layer_blob_count`].
+#[no_mangle]
+pub unsafe extern "C" fn caffe_tch_net_memory_data_set_batch_size(h: *mut NetHandle, layer: c_int, n: c_int) -> c_int {
+    guarded(-1, || {
+        with(h, |net, _| {
+            let (i, name) = layer_of(net, layer)?;
+            if n <= 0 {
+                return Err(Error::invalid(format!(
+                    "MemoryDataLayer '{name}': set_batch_size({n}) needs a positive size"
+                )));
+            }
+            net.set_memory_data_batch_size(i, n as usize)?;
+            Ok(0)
+        })
+    })
+}

@@ -139,6 +139,12 @@ pub trait Layer: Send {
         Err(Error::invalid("this layer takes no external input"))
     }
 
+    /// Changes a MemoryData layer's batch size (Caffe's `set_batch_size`)
+    /// and returns its new top shapes; other layers have none to change.
+    fn set_batch_size(&mut self, _batch: usize) -> Result<Vec<Shape>> {
+        Err(Error::invalid("only a MemoryData layer has a batch size to set"))
+    }
+
     /// An element-wise layer whose top is its bottom in the prototxt may
     /// overwrite the bottom, as Caffe's in-place layers do, saving a blob's
     /// memory. The net calls this (instead of `forward`) only when the old

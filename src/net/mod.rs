@@ -391,6 +391,20 @@ impl Net {
         self.set_layer_input_arrays(layer, &data, &labels)
     }
 
+    /// Caffe's `MemoryDataLayer::set_batch_size` on layer `layer`: its tops
+    /// take the new batch, and the layers after it are set up for them.
+    pub fn set_memory_data_batch_size(&mut self, layer: usize, batch: usize) -> Result<()> {
+        let e = self.memory_data_layer(layer)?;
+        let (name, loc) = (e.param.name().to_string(), self.source.loc(e.param.name()));
+        let e = &mut self.layers[layer];
+        let shapes = e.layer.set_batch_size(batch).map_err(|m| m.in_layer(loc, &name, "MemoryData"))?;
+        for (&t, shape) in e.tops.iter().zip(shapes) {
+            self.blobs[t].shape = shape;
+        }
+        let n = self.layers.len();
+        self.reshape_layers(layer + 1, n)
+    }
+
     fn memory_data_layer(&self, layer: usize) -> Result<&LayerEntry> {
         match self.layers.get(layer) {
             Some(e) if e.param.r#type() == "MemoryData" => Ok(e),

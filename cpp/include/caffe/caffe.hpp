@@ -246,6 +246,7 @@ CaffeTchMsg* caffe_tch_net_param_message(CaffeTchNetParam* param);
 int caffe_tch_net_memory_data_reset(CaffeTchNet* net, int layer, const float* data, const float* labels, int n);
 int caffe_tch_net_memory_data_add_datums(CaffeTchNet* net, int layer, const uint8_t* const* records,
                                          const size_t* lens, int n);
+int caffe_tch_net_memory_data_set_batch_size(CaffeTchNet* net, int layer, int n);
 }
 
 namespace caffe {
@@ -1191,10 +1192,22 @@ class MemoryDataLayer : public internal::NetLayer<Dtype> {
     AddDatumVector(datums);
   }
 #endif
-  int batch_size() const { return static_cast<int>(this->layer_param_.memory_data_param().batch_size()); }
+  // Later forwards take `new_size` items (from the first item again), and the
+  // net's blobs after the layer take that batch; items held that it does not
+  // divide are let go, to be given again (Reset, AddDatumVector).
+  void set_batch_size(int new_size) {
+    internal::check(caffe_tch_net_memory_data_set_batch_size(this->net_, this->index_, new_size) == 0);
+    batch_size_ = new_size;
+  }
+  int batch_size() const {
+    return batch_size_ > 0 ? batch_size_ : static_cast<int>(this->layer_param_.memory_data_param().batch_size());
+  }
   int channels() const { return static_cast<int>(this->layer_param_.memory_data_param().channels()); }
   int height() const { return static_cast<int>(this->layer_param_.memory_data_param().height()); }
   int width() const { return static_cast<int>(this->layer_param_.memory_data_param().width()); }
+
+ private:
+  int batch_size_ = 0;
 };
 
 // Caffe's layer registry, for the program's own types: AddCreator makes a

@@ -68,6 +68,24 @@ impl Layer for MemoryDataLayer {
         Ok(vec![d, l])
     }
 
+    /// Later batches are `batch` items, from the first item again. Items held
+    /// that the new size does not divide are let go (a program sets the size,
+    /// then gives the images for it).
+    fn set_batch_size(&mut self, batch: usize) -> Result<Vec<Shape>> {
+        let batch = batch as i64;
+        if batch <= 0 {
+            bail!("MemoryData batch size must be positive, got {batch}");
+        }
+        if self.data.as_ref().is_some_and(|d| d.size()[0] % batch != 0) {
+            self.data = None;
+            self.labels = None;
+        }
+        self.batch_size = batch;
+        self.pos = 0;
+        let [c, h, w] = self.item;
+        Ok(vec![vec![batch, c, h, w], vec![batch]])
+    }
+
     /// Top 0: data (N×C×H×W); top 1: labels (N values). N must be a multiple of batch_size.
     fn set_input(&mut self, top: usize, value: Tensor) -> Result<()> {
         let size = value.size();
