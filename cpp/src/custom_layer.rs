@@ -90,8 +90,6 @@ pub unsafe extern "C" fn caffe_tch_register_layer(ty: *const c_char, table: *con
 pub struct ProgramLayer {
     table: LayerTable,
     obj: *mut c_void,
-    /// "name (type)", for messages.
-    what: String,
     /// For each top, the bottom it is (computed in place), if any.
     in_place: Vec<Option<usize>>,
     set_up: bool,
@@ -123,8 +121,7 @@ impl ProgramLayer {
     }
 
     fn create(table: LayerTable, param: &LayerParameter) -> Result<Self> {
-        let what = format!("{} ({})", param.name(), param.r#type());
-        let cstr = |s: &str| CString::new(s).map_err(|_| Error::invalid(format!("layer {what}: a NUL in '{s}'")));
+        let cstr = |s: &str| CString::new(s).map_err(|_| Error::invalid(format!("a NUL byte in the name '{s}'")));
         let ty = cstr(param.r#type())?;
         let message = param.encode_to_vec();
         let names: Vec<CString> = std::iter::once(param.name())
@@ -146,18 +143,19 @@ impl ProgramLayer {
             )
         };
         if obj.is_null() {
-            return Err(Error::invalid(format!("layer {what}: its constructor failed: {}", error_of(&table))));
+            return Err(Error::invalid(format!("its creator threw: {}", error_of(&table))));
         }
         let in_place = param.top.iter().map(|t| param.bottom.iter().position(|b| b == t)).collect();
-        Ok(ProgramLayer { table, obj, what, in_place, set_up: false })
+        Ok(ProgramLayer { table, obj, in_place, set_up: false })
     }
 
-    /// A call's status as a Result, with the program's message.
+    /// A call's status as a Result, with the program's message (the net
+    /// names the layer).
     fn check(&self, call: &str, status: c_int) -> Result<()> {
         if status == 0 {
             Ok(())
         } else {
-            Err(Error::invalid(format!("{call} of layer {} threw: {}", self.what, error_of(&self.table))))
+            Err(Error::invalid(format!("{call} threw: {}", error_of(&self.table))))
         }
     }
 
@@ -173,8 +171,8 @@ impl ProgramLayer {
             unsafe { (self.table.shape)(self.obj, which, index as c_int, dims.as_mut_ptr(), dims.len() as c_int) };
         if rank < 0 || rank as usize > dims.len() {
             return Err(Error::invalid(format!(
-                "layer {}: blob {index} has no shape ({})",
-                self.what,
+                "{} has no shape ({})",
+                blob_name(which, index),
                 error_of(&self.table)
             )));
         }
@@ -188,8 +186,8 @@ impl ProgramLayer {
         let p = unsafe { (self.table.blob_memory)(self.obj, which, index as c_int, diff as c_int) };
         if p.is_null() {
             return Err(Error::invalid(format!(
-                "layer {}: blob {index} has no memory ({})",
-                self.what,
+                "{} has no memory ({})",
+                blob_name(which, index),
                 error_of(&self.table)
             )));
         }
@@ -210,11 +208,11 @@ impl ProgramLayer {
             self.set_bottom_shape(index, &t.size())?;
         }
         let host = tch::no_grad(|| t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous())?;
-        let what = self.what.clone();
         let dst = self.memory(which, index, diff)?;
         if dst.len() != host.numel() {
             return Err(Error::invalid(format!(
-                "layer {what}: blob {index} holds {} values, the net's {}",
+                "{} holds {} values, the net's {}",
+                blob_name(which, index),
                 dst.len(),
                 host.numel()
             )));
@@ -235,6 +233,16 @@ impl ProgramLayer {
         self.memory(which, index, true)?.fill(0.0);
         Ok(())
     }
+}
+
+/// "bottom 0", "top 1", "blob 2" (a learnable one), for messages.
+fn blob_name(which: c_int, index: usize) -> String {
+    let kind = match which {
+        BOTTOM => "bottom",
+        TOP => "top",
+        _ => "blob",
+    };
+    format!("{kind} {index}")
 }
 
 fn error_of(table: &LayerTable) -> String {
