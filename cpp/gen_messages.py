@@ -19,8 +19,6 @@ OUT = ROOT / "cpp" / "include" / "caffe" / "proto" / "messages.hpp"
 # own setters): not generated; fields of these types are left out, except
 # BlobShape's, which are built from the handle's dims.
 HAND_WRITTEN = {"NetParameter", "SolverParameter", "BlobProto", "BlobShape", "Datum"}
-# LayerParameter's accessors go in a base class the hand-written one derives from.
-BASE_ONLY = {"LayerParameter": "LayerParameterFields"}
 # Top-level enums the header already has (Phase) or that would put bare
 # names such as INT and FLOAT in namespace caffe (Type): their fields read as int.
 SKIPPED_ENUMS = {"Type"}
@@ -79,10 +77,10 @@ def main():
             w("enum %s { %s };" % (cname, values))
     w("")
     for m in messages:
-        w("class %s;" % BASE_ONLY.get(m.name, m.name))
+        w("class %s;" % m.name)
     w("")
     for m in messages:
-        cls = BASE_ONLY.get(m.name, m.name)
+        cls = m.name
         w("class %s : public internal::MessageView {" % cls)
         w(" public:")
         w('  %s() : internal::MessageView("caffe.%s") {}' % (cls, m.name))

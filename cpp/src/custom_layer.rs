@@ -33,8 +33,8 @@ const PARAM: c_int = 2;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct LayerTable {
-    /// A new layer object: the type, the LayerParameter's encoding, its
-    /// name, bottom and top names.
+    /// A new layer object: the type, the LayerParameter's encoding, and its
+    /// bottom then top names (a top named like a bottom is that bottom).
     create: unsafe extern "C" fn(
         ty: *const c_char,
         message: *const u8,
@@ -124,14 +124,10 @@ impl ProgramLayer {
         let cstr = |s: &str| CString::new(s).map_err(|_| Error::invalid(format!("a NUL byte in the name '{s}'")));
         let ty = cstr(param.r#type())?;
         let message = param.encode_to_vec();
-        let names: Vec<CString> = std::iter::once(param.name())
-            .chain(param.bottom.iter().map(String::as_str))
-            .chain(param.top.iter().map(String::as_str))
-            .map(cstr)
-            .collect::<Result<_>>()?;
+        let names: Vec<CString> = param.bottom.iter().chain(&param.top).map(|n| cstr(n)).collect::<Result<_>>()?;
         let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-        // SAFETY: NUL-terminated strings, an array of 1 + bottoms + tops of
-        // them, and the encoded message, all live for the call.
+        // SAFETY: NUL-terminated strings, an array of bottoms + tops of them,
+        // and the encoded message, all live for the call.
         let obj = unsafe {
             (table.create)(
                 ty.as_ptr(),
@@ -179,9 +175,10 @@ impl ProgramLayer {
         Ok(dims[..rank as usize].to_vec())
     }
 
-    /// The blob's data (or diff) as a slice of its count.
-    fn memory(&mut self, which: c_int, index: usize, diff: bool) -> Result<&mut [f32]> {
-        let n = self.shape(which, index)?.iter().product::<i64>().max(0) as usize;
+    /// The blob's shape, and its data (or diff) as a slice of its count.
+    fn memory(&mut self, which: c_int, index: usize, diff: bool) -> Result<(Shape, &mut [f32])> {
+        let shape = self.shape(which, index)?;
+        let n = shape.iter().product::<i64>().max(0) as usize;
         // SAFETY: a live object; the header returns the blob's own vector's memory.
         let p = unsafe { (self.table.blob_memory)(self.obj, which, index as c_int, diff as c_int) };
         if p.is_null() {
@@ -192,7 +189,7 @@ impl ProgramLayer {
             )));
         }
         // SAFETY: the blob holds `n` floats, which only this borrow of the layer reaches until it ends.
-        Ok(unsafe { std::slice::from_raw_parts_mut(p, n) })
+        Ok((shape, unsafe { std::slice::from_raw_parts_mut(p, n) }))
     }
 
     fn set_bottom_shape(&self, k: usize, shape: &[i64]) -> Result<()> {
@@ -208,7 +205,7 @@ impl ProgramLayer {
             self.set_bottom_shape(index, &t.size())?;
         }
         let host = tch::no_grad(|| t.f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous())?;
-        let dst = self.memory(which, index, diff)?;
+        let (_, dst) = self.memory(which, index, diff)?;
         if dst.len() != host.numel() {
             return Err(Error::invalid(format!(
                 "{} holds {} values, the net's {}",
@@ -224,13 +221,12 @@ impl ProgramLayer {
 
     /// Blob `index` of kind `which` (data or diff) as a tensor on `device`.
     fn take(&mut self, which: c_int, index: usize, diff: bool, device: Device) -> Result<Tensor> {
-        let shape = self.shape(which, index)?;
-        let values = self.memory(which, index, diff)?;
+        let (shape, values) = self.memory(which, index, diff)?;
         Ok(Tensor::f_from_slice(values)?.f_reshape(shape.as_slice())?.f_to_device(device)?)
     }
 
     fn zero(&mut self, which: c_int, index: usize) -> Result<()> {
-        self.memory(which, index, true)?.fill(0.0);
+        self.memory(which, index, true)?.1.fill(0.0);
         Ok(())
     }
 }
@@ -272,11 +268,11 @@ impl Layer for ProgramLayer {
         let tops = (0..self.count(TOP)).map(|k| self.shape(TOP, k)).collect::<Result<Vec<_>>>()?;
         let mut params = Vec::new();
         for j in 0..self.count(PARAM) {
-            let shape = self.shape(PARAM, j)?;
             params.push(if first {
-                ParamDecl::with_values(shape, self.memory(PARAM, j, false)?.to_vec())
+                let (shape, values) = self.memory(PARAM, j, false)?;
+                ParamDecl::with_values(shape, values.to_vec())
             } else {
-                ParamDecl::constant(shape, 0.0)
+                ParamDecl::constant(self.shape(PARAM, j)?, 0.0)
             });
         }
         Ok(SetupOut { tops, params })

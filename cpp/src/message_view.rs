@@ -67,12 +67,6 @@ pub unsafe extern "C" fn caffe_tch_msg_default(full_name: *const c_char) -> *mut
     guarded(std::ptr::null_mut(), || Ok(boxed(DynamicMessage::new(descriptor(&text(full_name, "message")?)?))))
 }
 
-/// A copy of the message. # Safety: a live handle.
-#[no_mangle]
-pub unsafe extern "C" fn caffe_tch_msg_clone(h: *const MessageHandle) -> *mut MessageHandle {
-    guarded(std::ptr::null_mut(), || Ok(boxed(unsafe { message(h) }?.clone())))
-}
-
 /// Frees a handle (null is ignored). # Safety: a handle from this module, freed once.
 #[no_mangle]
 pub unsafe extern "C" fn caffe_tch_msg_free(h: *mut MessageHandle) {

@@ -4,9 +4,9 @@
 //! arithmetic bit for bit (its float positions, fixed-point weights and
 //! shifts, or its float sums in its order). OpenCV builds that hand resizing
 //! to Intel IPP (the pip wheels) compute CUBIC in IPP's own float arithmetic
-//! instead, which rounds a rare pixel whose value lies at a half the other
-//! way; this is OpenCV's own code, as builds without IPP (Debian's, Ubuntu's)
-//! run it.
+//! instead, with weights not rounded to 11 bits, which puts some pixels one
+//! level away; this is OpenCV's own code, as builds without IPP (Debian's,
+//! Ubuntu's) run it.
 use super::image::Image;
 use crate::proto::caffe::ssd_resize_parameter::InterpMode;
 

@@ -489,8 +489,14 @@ class MessageView {
 #include "caffe/proto/messages.hpp"
 
 namespace caffe {
-
-class LayerParameter;
+namespace internal {
+// A NetParameter's layers, read through the message view.
+class NetParameterView : public MessageView {
+ public:
+  explicit NetParameterView(MessageHandle handle) : MessageView(handle) {}
+  const LayerParameter& layer(int index) const { return message_at<LayerParameter>(100, index); }
+};
+}  // namespace internal
 
 // A net's definition, or a trained net's definition and weights (what a
 // .caffemodel holds): read, written, and built into a Net. The fields here
@@ -513,7 +519,13 @@ class NetParameter {
   void set_force_backward(bool on) { merge(on ? "force_backward: true" : "force_backward: false"); }
   int layer_size() const { return size("layer"); }
   // Layer `index`, read through protobuf's accessors (valid until this message changes).
-  const LayerParameter& layer(int index) const;
+  const LayerParameter& layer(int index) const {
+    if (index < 0 || index >= layer_size())
+      throw std::out_of_range("NetParameter::layer: no layer " + std::to_string(index) + " of " +
+                              std::to_string(layer_size()));
+    if (!view_) view_.reset(new internal::NetParameterView(internal::own_message(caffe_tch_net_param_message(p_))));
+    return view_->layer(index);
+  }
   // The phase, level and stages a Net built from it takes (`mutable_state()->set_phase(TEST)`).
   typedef internal::NetStateSetter<NetParameter> NetState;
   NetState* mutable_state() { return &state_; }
@@ -552,7 +564,7 @@ class NetParameter {
   CaffeTchNetParam* p_;
   NetState state_;
   // The message's read view, made on first use of layer(i).
-  mutable std::shared_ptr<internal::MessageView> view_;
+  mutable std::shared_ptr<internal::NetParameterView> view_;
 };
 
 // Net files read as Caffe reads them (legacy formats upgraded); false, or
@@ -783,32 +795,6 @@ class Blob {
   vector<int> own_shape_;
   mutable vector<float> own_data_, own_diff_;
 };
-
-// A layer's definition as its net runs it: name, type, wiring and phase, and
-// protobuf's read accessors for every field (convolution_param().num_output(),
-// ...; caffe/proto/messages.hpp), DebugString() its prototxt.
-class LayerParameter : public LayerParameterFields {
- public:
-  LayerParameter() {}
-  explicit LayerParameter(internal::MessageHandle handle) : LayerParameterFields(handle) {}
-};
-
-namespace internal {
-// NetParameter's layers through the message view.
-class NetParameterView : public MessageView {
- public:
-  explicit NetParameterView(MessageHandle handle) : MessageView(handle) {}
-  const LayerParameter& layer(int index) const { return message_at<LayerParameter>(100, index); }
-};
-}  // namespace internal
-
-inline const LayerParameter& NetParameter::layer(int index) const {
-  if (index < 0 || index >= layer_size())
-    throw std::out_of_range("NetParameter::layer: no layer " + std::to_string(index) + " of " +
-                            std::to_string(layer_size()));
-  if (!view_) view_.reset(new internal::NetParameterView(internal::own_message(caffe_tch_net_param_message(p_))));
-  return static_cast<const internal::NetParameterView&>(*view_).layer(index);
-}
 
 // A layer. Net::layers() gives a net's own: its parameter, its blobs
 // (weights, bias, statistics), whose memory cpu_data()/mutable_cpu_data()
@@ -1051,7 +1037,7 @@ struct CustomLayers {
       auto it = creators().find(type);
       if (it == creators().end()) throw std::runtime_error(string("no creator registered for ") + type);
       LayerParameter param(own_message(caffe_tch_msg_decode("caffe.LayerParameter", message, len)));
-      vector<string> bottoms(names + 1, names + 1 + n_bottom), tops(names + 1 + n_bottom, names + 1 + n_bottom + n_top);
+      vector<string> bottoms(names, names + n_bottom), tops(names + n_bottom, names + n_bottom + n_top);
       std::unique_ptr<Instance> instance(new Instance);
       instance->layer = it->second(param);
       if (!instance->layer) throw std::runtime_error(string("the creator of ") + type + " returned no layer");

@@ -51,7 +51,7 @@ class SolverState;
 class NetState;
 class NetStateRule;
 class ParamSpec;
-class LayerParameterFields;
+class LayerParameter;
 class ReorgParameter;
 class MatWriteParameter;
 class SegAccuracyParameter;
@@ -234,10 +234,10 @@ class ParamSpec : public internal::MessageView {
   float decay_mult() const { return static_cast<float>(float_at(4, -1)); }
 };
 
-class LayerParameterFields : public internal::MessageView {
+class LayerParameter : public internal::MessageView {
  public:
-  LayerParameterFields() : internal::MessageView("caffe.LayerParameter") {}
-  explicit LayerParameterFields(internal::MessageHandle handle) : internal::MessageView(handle) {}
+  LayerParameter() : internal::MessageView("caffe.LayerParameter") {}
+  explicit LayerParameter(internal::MessageHandle handle) : internal::MessageView(handle) {}
   bool has_name() const { return has(1); }
   const std::string& name() const { return string_at(1, -1); }
   bool has_type() const { return has(2); }
@@ -2120,82 +2120,82 @@ class Yolov3DetectionOutputParameter : public internal::MessageView {
   uint32_t mask(int index) const { return static_cast<uint32_t>(int_at(8, index)); }
 };
 
-inline const ParamSpec& LayerParameterFields::param(int index) const { return message_at<ParamSpec>(6, index); }
-inline const NetStateRule& LayerParameterFields::include(int index) const { return message_at<NetStateRule>(8, index); }
-inline const NetStateRule& LayerParameterFields::exclude(int index) const { return message_at<NetStateRule>(9, index); }
-inline const TransformationParameter& LayerParameterFields::transform_param() const { return message_at<TransformationParameter>(100, -1); }
-inline const LossParameter& LayerParameterFields::loss_param() const { return message_at<LossParameter>(101, -1); }
-inline const AccuracyParameter& LayerParameterFields::accuracy_param() const { return message_at<AccuracyParameter>(102, -1); }
-inline const ArgMaxParameter& LayerParameterFields::argmax_param() const { return message_at<ArgMaxParameter>(103, -1); }
-inline const BatchNormParameter& LayerParameterFields::batch_norm_param() const { return message_at<BatchNormParameter>(139, -1); }
-inline const BiasParameter& LayerParameterFields::bias_param() const { return message_at<BiasParameter>(141, -1); }
-inline const ClipParameter& LayerParameterFields::clip_param() const { return message_at<ClipParameter>(148, -1); }
-inline const ConcatParameter& LayerParameterFields::concat_param() const { return message_at<ConcatParameter>(104, -1); }
-inline const ContrastiveLossParameter& LayerParameterFields::contrastive_loss_param() const { return message_at<ContrastiveLossParameter>(105, -1); }
-inline const ConvolutionParameter& LayerParameterFields::convolution_param() const { return message_at<ConvolutionParameter>(106, -1); }
-inline const CropParameter& LayerParameterFields::crop_param() const { return message_at<CropParameter>(144, -1); }
-inline const DataParameter& LayerParameterFields::data_param() const { return message_at<DataParameter>(107, -1); }
-inline const DropoutParameter& LayerParameterFields::dropout_param() const { return message_at<DropoutParameter>(108, -1); }
-inline const DummyDataParameter& LayerParameterFields::dummy_data_param() const { return message_at<DummyDataParameter>(109, -1); }
-inline const EltwiseParameter& LayerParameterFields::eltwise_param() const { return message_at<EltwiseParameter>(110, -1); }
-inline const ELUParameter& LayerParameterFields::elu_param() const { return message_at<ELUParameter>(140, -1); }
-inline const EmbedParameter& LayerParameterFields::embed_param() const { return message_at<EmbedParameter>(137, -1); }
-inline const ExpParameter& LayerParameterFields::exp_param() const { return message_at<ExpParameter>(111, -1); }
-inline const FlattenParameter& LayerParameterFields::flatten_param() const { return message_at<FlattenParameter>(135, -1); }
-inline const HDF5DataParameter& LayerParameterFields::hdf5_data_param() const { return message_at<HDF5DataParameter>(112, -1); }
-inline const HDF5OutputParameter& LayerParameterFields::hdf5_output_param() const { return message_at<HDF5OutputParameter>(113, -1); }
-inline const HingeLossParameter& LayerParameterFields::hinge_loss_param() const { return message_at<HingeLossParameter>(114, -1); }
-inline const ImageDataParameter& LayerParameterFields::image_data_param() const { return message_at<ImageDataParameter>(115, -1); }
-inline const InfogainLossParameter& LayerParameterFields::infogain_loss_param() const { return message_at<InfogainLossParameter>(116, -1); }
-inline const InnerProductParameter& LayerParameterFields::inner_product_param() const { return message_at<InnerProductParameter>(117, -1); }
-inline const InputParameter& LayerParameterFields::input_param() const { return message_at<InputParameter>(143, -1); }
-inline const LogParameter& LayerParameterFields::log_param() const { return message_at<LogParameter>(134, -1); }
-inline const LRNParameter& LayerParameterFields::lrn_param() const { return message_at<LRNParameter>(118, -1); }
-inline const MemoryDataParameter& LayerParameterFields::memory_data_param() const { return message_at<MemoryDataParameter>(119, -1); }
-inline const MVNParameter& LayerParameterFields::mvn_param() const { return message_at<MVNParameter>(120, -1); }
-inline const ParameterParameter& LayerParameterFields::parameter_param() const { return message_at<ParameterParameter>(145, -1); }
-inline const PoolingParameter& LayerParameterFields::pooling_param() const { return message_at<PoolingParameter>(121, -1); }
-inline const PowerParameter& LayerParameterFields::power_param() const { return message_at<PowerParameter>(122, -1); }
-inline const PReLUParameter& LayerParameterFields::prelu_param() const { return message_at<PReLUParameter>(131, -1); }
-inline const PythonParameter& LayerParameterFields::python_param() const { return message_at<PythonParameter>(130, -1); }
-inline const RecurrentParameter& LayerParameterFields::recurrent_param() const { return message_at<RecurrentParameter>(146, -1); }
-inline const ReductionParameter& LayerParameterFields::reduction_param() const { return message_at<ReductionParameter>(136, -1); }
-inline const ReLUParameter& LayerParameterFields::relu_param() const { return message_at<ReLUParameter>(123, -1); }
-inline const ReshapeParameter& LayerParameterFields::reshape_param() const { return message_at<ReshapeParameter>(133, -1); }
-inline const ScaleParameter& LayerParameterFields::scale_param() const { return message_at<ScaleParameter>(142, -1); }
-inline const SigmoidParameter& LayerParameterFields::sigmoid_param() const { return message_at<SigmoidParameter>(124, -1); }
-inline const SoftmaxParameter& LayerParameterFields::softmax_param() const { return message_at<SoftmaxParameter>(125, -1); }
-inline const SPPParameter& LayerParameterFields::spp_param() const { return message_at<SPPParameter>(132, -1); }
-inline const SliceParameter& LayerParameterFields::slice_param() const { return message_at<SliceParameter>(126, -1); }
-inline const SwishParameter& LayerParameterFields::swish_param() const { return message_at<SwishParameter>(147, -1); }
-inline const TanHParameter& LayerParameterFields::tanh_param() const { return message_at<TanHParameter>(127, -1); }
-inline const ThresholdParameter& LayerParameterFields::threshold_param() const { return message_at<ThresholdParameter>(128, -1); }
-inline const TileParameter& LayerParameterFields::tile_param() const { return message_at<TileParameter>(138, -1); }
-inline const WindowDataParameter& LayerParameterFields::window_data_param() const { return message_at<WindowDataParameter>(129, -1); }
-inline const DropInParameter& LayerParameterFields::dropin_param() const { return message_at<DropInParameter>(150, -1); }
-inline const ResizeParameter& LayerParameterFields::resize_param() const { return message_at<ResizeParameter>(151, -1); }
-inline const PermuteParameter& LayerParameterFields::permute_param() const { return message_at<PermuteParameter>(202, -1); }
-inline const PriorBoxParameter& LayerParameterFields::prior_box_param() const { return message_at<PriorBoxParameter>(203, -1); }
-inline const DetectionOutputParameter& LayerParameterFields::detection_output_param() const { return message_at<DetectionOutputParameter>(204, -1); }
-inline const NormalizeParameter& LayerParameterFields::norm_param() const { return message_at<NormalizeParameter>(206, -1); }
-inline const AnnotatedDataParameter& LayerParameterFields::annotated_data_param() const { return message_at<AnnotatedDataParameter>(200, -1); }
-inline const MultiBoxLossParameter& LayerParameterFields::multibox_loss_param() const { return message_at<MultiBoxLossParameter>(201, -1); }
-inline const DetectionEvaluateParameter& LayerParameterFields::detection_evaluate_param() const { return message_at<DetectionEvaluateParameter>(205, -1); }
-inline const Yolov3DetectionOutputParameter& LayerParameterFields::yolov3_detection_output_param() const { return message_at<Yolov3DetectionOutputParameter>(602, -1); }
-inline const YoloDetectionOutputParameter& LayerParameterFields::yolo_detection_output_param() const { return message_at<YoloDetectionOutputParameter>(601, -1); }
-inline const ShuffleChannelParameter& LayerParameterFields::shuffle_channel_param() const { return message_at<ShuffleChannelParameter>(164, -1); }
-inline const SeLuParameter& LayerParameterFields::selu_param() const { return message_at<SeLuParameter>(161, -1); }
-inline const SeLuDropoutParameter& LayerParameterFields::selu_dropout_param() const { return message_at<SeLuDropoutParameter>(162, -1); }
-inline const ROIPoolingParameter& LayerParameterFields::roi_pooling_param() const { return message_at<ROIPoolingParameter>(8266711, -1); }
-inline const SmoothL1LossParameter& LayerParameterFields::smooth_l1_loss_param() const { return message_at<SmoothL1LossParameter>(8266712, -1); }
-inline const PSROIPoolingParameter& LayerParameterFields::psroi_pooling_param() const { return message_at<PSROIPoolingParameter>(10002, -1); }
-inline const InterpParameter& LayerParameterFields::interp_param() const { return message_at<InterpParameter>(2143, -1); }
-inline const UpsampleParameter& LayerParameterFields::upsample_param() const { return message_at<UpsampleParameter>(149, -1); }
-inline const BNParameter& LayerParameterFields::bn_param() const { return message_at<BNParameter>(45, -1); }
-inline const ProposalParameter& LayerParameterFields::proposal_param() const { return message_at<ProposalParameter>(2201, -1); }
-inline const SegAccuracyParameter& LayerParameterFields::seg_accuracy_param() const { return message_at<SegAccuracyParameter>(2144, -1); }
-inline const MatWriteParameter& LayerParameterFields::mat_write_param() const { return message_at<MatWriteParameter>(2145, -1); }
-inline const ReorgParameter& LayerParameterFields::reorg_param() const { return message_at<ReorgParameter>(2149, -1); }
+inline const ParamSpec& LayerParameter::param(int index) const { return message_at<ParamSpec>(6, index); }
+inline const NetStateRule& LayerParameter::include(int index) const { return message_at<NetStateRule>(8, index); }
+inline const NetStateRule& LayerParameter::exclude(int index) const { return message_at<NetStateRule>(9, index); }
+inline const TransformationParameter& LayerParameter::transform_param() const { return message_at<TransformationParameter>(100, -1); }
+inline const LossParameter& LayerParameter::loss_param() const { return message_at<LossParameter>(101, -1); }
+inline const AccuracyParameter& LayerParameter::accuracy_param() const { return message_at<AccuracyParameter>(102, -1); }
+inline const ArgMaxParameter& LayerParameter::argmax_param() const { return message_at<ArgMaxParameter>(103, -1); }
+inline const BatchNormParameter& LayerParameter::batch_norm_param() const { return message_at<BatchNormParameter>(139, -1); }
+inline const BiasParameter& LayerParameter::bias_param() const { return message_at<BiasParameter>(141, -1); }
+inline const ClipParameter& LayerParameter::clip_param() const { return message_at<ClipParameter>(148, -1); }
+inline const ConcatParameter& LayerParameter::concat_param() const { return message_at<ConcatParameter>(104, -1); }
+inline const ContrastiveLossParameter& LayerParameter::contrastive_loss_param() const { return message_at<ContrastiveLossParameter>(105, -1); }
+inline const ConvolutionParameter& LayerParameter::convolution_param() const { return message_at<ConvolutionParameter>(106, -1); }
+inline const CropParameter& LayerParameter::crop_param() const { return message_at<CropParameter>(144, -1); }
+inline const DataParameter& LayerParameter::data_param() const { return message_at<DataParameter>(107, -1); }
+inline const DropoutParameter& LayerParameter::dropout_param() const { return message_at<DropoutParameter>(108, -1); }
+inline const DummyDataParameter& LayerParameter::dummy_data_param() const { return message_at<DummyDataParameter>(109, -1); }
+inline const EltwiseParameter& LayerParameter::eltwise_param() const { return message_at<EltwiseParameter>(110, -1); }
+inline const ELUParameter& LayerParameter::elu_param() const { return message_at<ELUParameter>(140, -1); }
+inline const EmbedParameter& LayerParameter::embed_param() const { return message_at<EmbedParameter>(137, -1); }
+inline const ExpParameter& LayerParameter::exp_param() const { return message_at<ExpParameter>(111, -1); }
+inline const FlattenParameter& LayerParameter::flatten_param() const { return message_at<FlattenParameter>(135, -1); }
+inline const HDF5DataParameter& LayerParameter::hdf5_data_param() const { return message_at<HDF5DataParameter>(112, -1); }
+inline const HDF5OutputParameter& LayerParameter::hdf5_output_param() const { return message_at<HDF5OutputParameter>(113, -1); }
+inline const HingeLossParameter& LayerParameter::hinge_loss_param() const { return message_at<HingeLossParameter>(114, -1); }
+inline const ImageDataParameter& LayerParameter::image_data_param() const { return message_at<ImageDataParameter>(115, -1); }
+inline const InfogainLossParameter& LayerParameter::infogain_loss_param() const { return message_at<InfogainLossParameter>(116, -1); }
+inline const InnerProductParameter& LayerParameter::inner_product_param() const { return message_at<InnerProductParameter>(117, -1); }
+inline const InputParameter& LayerParameter::input_param() const { return message_at<InputParameter>(143, -1); }
+inline const LogParameter& LayerParameter::log_param() const { return message_at<LogParameter>(134, -1); }
+inline const LRNParameter& LayerParameter::lrn_param() const { return message_at<LRNParameter>(118, -1); }
+inline const MemoryDataParameter& LayerParameter::memory_data_param() const { return message_at<MemoryDataParameter>(119, -1); }
+inline const MVNParameter& LayerParameter::mvn_param() const { return message_at<MVNParameter>(120, -1); }
+inline const ParameterParameter& LayerParameter::parameter_param() const { return message_at<ParameterParameter>(145, -1); }
+inline const PoolingParameter& LayerParameter::pooling_param() const { return message_at<PoolingParameter>(121, -1); }
+inline const PowerParameter& LayerParameter::power_param() const { return message_at<PowerParameter>(122, -1); }
+inline const PReLUParameter& LayerParameter::prelu_param() const { return message_at<PReLUParameter>(131, -1); }
+inline const PythonParameter& LayerParameter::python_param() const { return message_at<PythonParameter>(130, -1); }
+inline const RecurrentParameter& LayerParameter::recurrent_param() const { return message_at<RecurrentParameter>(146, -1); }
+inline const ReductionParameter& LayerParameter::reduction_param() const { return message_at<ReductionParameter>(136, -1); }
+inline const ReLUParameter& LayerParameter::relu_param() const { return message_at<ReLUParameter>(123, -1); }
+inline const ReshapeParameter& LayerParameter::reshape_param() const { return message_at<ReshapeParameter>(133, -1); }
+inline const ScaleParameter& LayerParameter::scale_param() const { return message_at<ScaleParameter>(142, -1); }
+inline const SigmoidParameter& LayerParameter::sigmoid_param() const { return message_at<SigmoidParameter>(124, -1); }
+inline const SoftmaxParameter& LayerParameter::softmax_param() const { return message_at<SoftmaxParameter>(125, -1); }
+inline const SPPParameter& LayerParameter::spp_param() const { return message_at<SPPParameter>(132, -1); }
+inline const SliceParameter& LayerParameter::slice_param() const { return message_at<SliceParameter>(126, -1); }
+inline const SwishParameter& LayerParameter::swish_param() const { return message_at<SwishParameter>(147, -1); }
+inline const TanHParameter& LayerParameter::tanh_param() const { return message_at<TanHParameter>(127, -1); }
+inline const ThresholdParameter& LayerParameter::threshold_param() const { return message_at<ThresholdParameter>(128, -1); }
+inline const TileParameter& LayerParameter::tile_param() const { return message_at<TileParameter>(138, -1); }
+inline const WindowDataParameter& LayerParameter::window_data_param() const { return message_at<WindowDataParameter>(129, -1); }
+inline const DropInParameter& LayerParameter::dropin_param() const { return message_at<DropInParameter>(150, -1); }
+inline const ResizeParameter& LayerParameter::resize_param() const { return message_at<ResizeParameter>(151, -1); }
+inline const PermuteParameter& LayerParameter::permute_param() const { return message_at<PermuteParameter>(202, -1); }
+inline const PriorBoxParameter& LayerParameter::prior_box_param() const { return message_at<PriorBoxParameter>(203, -1); }
+inline const DetectionOutputParameter& LayerParameter::detection_output_param() const { return message_at<DetectionOutputParameter>(204, -1); }
+inline const NormalizeParameter& LayerParameter::norm_param() const { return message_at<NormalizeParameter>(206, -1); }
+inline const AnnotatedDataParameter& LayerParameter::annotated_data_param() const { return message_at<AnnotatedDataParameter>(200, -1); }
+inline const MultiBoxLossParameter& LayerParameter::multibox_loss_param() const { return message_at<MultiBoxLossParameter>(201, -1); }
+inline const DetectionEvaluateParameter& LayerParameter::detection_evaluate_param() const { return message_at<DetectionEvaluateParameter>(205, -1); }
+inline const Yolov3DetectionOutputParameter& LayerParameter::yolov3_detection_output_param() const { return message_at<Yolov3DetectionOutputParameter>(602, -1); }
+inline const YoloDetectionOutputParameter& LayerParameter::yolo_detection_output_param() const { return message_at<YoloDetectionOutputParameter>(601, -1); }
+inline const ShuffleChannelParameter& LayerParameter::shuffle_channel_param() const { return message_at<ShuffleChannelParameter>(164, -1); }
+inline const SeLuParameter& LayerParameter::selu_param() const { return message_at<SeLuParameter>(161, -1); }
+inline const SeLuDropoutParameter& LayerParameter::selu_dropout_param() const { return message_at<SeLuDropoutParameter>(162, -1); }
+inline const ROIPoolingParameter& LayerParameter::roi_pooling_param() const { return message_at<ROIPoolingParameter>(8266711, -1); }
+inline const SmoothL1LossParameter& LayerParameter::smooth_l1_loss_param() const { return message_at<SmoothL1LossParameter>(8266712, -1); }
+inline const PSROIPoolingParameter& LayerParameter::psroi_pooling_param() const { return message_at<PSROIPoolingParameter>(10002, -1); }
+inline const InterpParameter& LayerParameter::interp_param() const { return message_at<InterpParameter>(2143, -1); }
+inline const UpsampleParameter& LayerParameter::upsample_param() const { return message_at<UpsampleParameter>(149, -1); }
+inline const BNParameter& LayerParameter::bn_param() const { return message_at<BNParameter>(45, -1); }
+inline const ProposalParameter& LayerParameter::proposal_param() const { return message_at<ProposalParameter>(2201, -1); }
+inline const SegAccuracyParameter& LayerParameter::seg_accuracy_param() const { return message_at<SegAccuracyParameter>(2144, -1); }
+inline const MatWriteParameter& LayerParameter::mat_write_param() const { return message_at<MatWriteParameter>(2145, -1); }
+inline const ReorgParameter& LayerParameter::reorg_param() const { return message_at<ReorgParameter>(2149, -1); }
 inline const SsdResizeParameter& TransformationParameter::resize_param() const { return message_at<SsdResizeParameter>(8, -1); }
 inline const NoiseParameter& TransformationParameter::noise_param() const { return message_at<NoiseParameter>(9, -1); }
 inline const DistortionParameter& TransformationParameter::distort_param() const { return message_at<DistortionParameter>(13, -1); }
