@@ -6,7 +6,8 @@
 # `caffe time -phase TEST`'s Average Forward pass (no autograd, as `caffe test` runs
 # it): the same deploy net, batch and thread
 # count, ROUNDS interleaved rounds, medians, at each batch size in BATCHES
-# (default "10 1"). Also times `caffe export -verify`.
+# (default "10 1"). Also times `caffe export -verify`. Nets with BatchNorm
+# run on finite statistics (benches/finite_statistics.py), not the fillers' zeros.
 # MODELS="name|deploy.prototxt|C,H,W;..." replaces the nets (e.g. the zoo's:
 # MODELS="MobileNet v2|tests/fixtures/zoo/mobilenet_v2.prototxt|3,224,224").
 # Usage: [BATCHES="10 1"] [MODELS=...] benches/onnx_forward.sh [ROUNDS]   (run on an otherwise idle machine)
@@ -36,11 +37,12 @@ for b in $BATCHES; do
   for m in "${models[@]}"; do
     IFS='|' read -r name model rest <<<"$m"
     sed "0,/dim: 10\b/s//dim: $b/" "$model" >"$work/${name}_b$b.prototxt"
-    nets+=("$name, batch $b|$work/${name}_b$b.prototxt|$((b >= 10 ? 10 : 50))|$b,$rest")
+    nets+=("$name, batch $b|$work/${name}_b$b.prototxt|$((b >= 10 ? 10 : 200))|$b,$rest")
   done
 done
 cat >"$work/ort_time.py" <<'PY'
 import sys, time
+WARMUP = 10  # first runs (memory arenas, thread pools) stay out of the average
 import numpy as np
 import onnxruntime as ort
 path, threads, iters, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -50,7 +52,8 @@ o.inter_op_num_threads = 1
 s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
 i = s.get_inputs()[0]
 x = np.random.RandomState(0).rand(*[d if isinstance(d, int) else batch for d in i.shape]).astype(np.float32)
-s.run(None, {i.name: x})
+for _ in range(WARMUP):
+    s.run(None, {i.name: x})
 t = time.perf_counter()
 for _ in range(iters):
     s.run(None, {i.name: x})
@@ -58,6 +61,7 @@ print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
 PY
 cat >"$work/eager_time.py" <<'PY'
 import sys, time
+WARMUP = 10  # first runs (memory arenas, thread pools) stay out of the average
 import torch
 sys.path.insert(0, sys.argv[1])
 import model
@@ -66,7 +70,8 @@ torch.set_num_threads(threads)
 net = model.load()
 x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
 with torch.inference_mode():
-    net(data=x)
+    for _ in range(WARMUP):
+        net(data=x)
     t = time.perf_counter()
     for _ in range(iters):
         net(data=x)
@@ -74,6 +79,7 @@ print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
 PY
 cat >"$work/ov_time.py" <<'PY'
 import sys, time
+WARMUP = 10  # first runs (memory arenas, thread pools) stay out of the average
 import numpy as np
 import openvino as ov
 path, threads, iters, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -84,7 +90,8 @@ shape = [d.get_length() if d.is_static else batch for d in i.get_partial_shape()
 c = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
 x = np.random.RandomState(0).rand(*shape).astype(np.float32)
 request = c.create_infer_request()
-request.infer({0: x})
+for _ in range(WARMUP):
+    request.infer({0: x})
 t = time.perf_counter()
 for _ in range(iters):
     request.infer({0: x})
@@ -92,14 +99,16 @@ print("%.3f" % ((time.perf_counter() - t) * 1000 / iters))
 PY
 cat >"$work/cv_time.py" <<'PY'
 import sys, time
+WARMUP = 10  # first runs (memory arenas, thread pools) stay out of the average
 import cv2
 import numpy as np
 path, threads, iters, shape = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), [int(d) for d in sys.argv[4].split(",")]
 cv2.setNumThreads(threads)
 net = cv2.dnn.readNetFromONNX(path)
 x = np.random.RandomState(0).rand(*shape).astype(np.float32)
-net.setInput(x)
-net.forward()
+for _ in range(WARMUP):
+    net.setInput(x)
+    net.forward()
 t = time.perf_counter()
 for _ in range(iters):
     net.setInput(x)
@@ -119,15 +128,23 @@ other() { # folder ("" for the venv itself), script, args...: the time, or a das
   fi
 }
 declare -A caffe ort ovino cv5 eager verify
+# Nets with BatchNorm run on finite statistics (benches/finite_statistics.py):
+# on the fillers' zero statistics a deep net's activations become NaN.
+declare -A weights
 for n in "${nets[@]}"; do
   IFS='|' read -r name model _ <<<"$n"
-  "$CAFFE" export -model "$model" -out "$work/${name//[^A-Za-z0-9]/_}.onnx" -opset 18 >/dev/null 2>&1
-  "$CAFFE" export -model "$model" -format pytorch -out "$work/${name//[^A-Za-z0-9]/_}.torch" >/dev/null 2>&1
+  file="$work/${name//[^A-Za-z0-9]/_}.caffemodel"
+  weights[$name]=""
+  if [ "$("$PY" benches/finite_statistics.py "$model" "$file" 2>/dev/null | tail -1)" != "0" ] && [ -f "$file" ]; then
+    weights[$name]="-weights $file"
+  fi
+  "$CAFFE" export -model "$model" ${weights[$name]} -out "$work/${name//[^A-Za-z0-9]/_}.onnx" -opset 18 >/dev/null 2>&1
+  "$CAFFE" export -model "$model" ${weights[$name]} -format pytorch -out "$work/${name//[^A-Za-z0-9]/_}.torch" >/dev/null 2>&1
 done
 for ((r = 1; r <= ROUNDS; r++)); do
   for n in "${nets[@]}"; do
     IFS='|' read -r name model iters shape <<<"$n"
-    ms=$("$CAFFE" time -model "$model" -phase TEST -iterations "$iters" 2>&1 | sed -n 's/.*Average Forward pass: \([0-9.]*\) ms\./\1/p')
+    ms=$("$CAFFE" time -model "$model" ${weights[$name]} -phase TEST -iterations "$iters" 2>&1 | sed -n 's/.*Average Forward pass: \([0-9.]*\) ms\./\1/p')
     caffe[$name]="${caffe[$name]:-} $ms"
     ms=$("$PY" "$work/ort_time.py" "$work/${name//[^A-Za-z0-9]/_}.onnx" "$THREADS" "$iters" "${shape%%,*}")
     ort[$name]="${ort[$name]:-} $ms"
@@ -137,8 +154,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     cv5[$name]="${cv5[$name]:-} $ms"
     ms=$("$PY" "$work/eager_time.py" "$work/${name//[^A-Za-z0-9]/_}.torch" "$THREADS" "$iters" "$shape")
     eager[$name]="${eager[$name]:-} $ms"
-    # A net whose fillers' weights overflow (BatchNorm's zero statistics) fails -verify; its time counts.
-    /usr/bin/time -f %e -o "$work/seconds" "$CAFFE" export -model "$model" -out "$work/v.onnx" -verify >/dev/null 2>&1 || true
+    /usr/bin/time -f %e -o "$work/seconds" "$CAFFE" export -model "$model" ${weights[$name]} -out "$work/v.onnx" -verify >/dev/null 2>&1 || true
     s=$(tail -1 "$work/seconds")
     verify[$name]="${verify[$name]:-} $s"
   done

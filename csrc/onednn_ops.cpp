@@ -74,6 +74,32 @@ char* call_pointwise(const c10::OperatorHandle* (*lookup)(), const char* name, v
   });
 }
 
+// The convolution's C++ signature in libtorch's registration. Called through
+// it, the dispatcher hands the arguments straight to the kernel; the boxed
+// call above builds and unpacks a stack of them, which at batch 1 is a
+// noticeable share of a small convolution's call. A libtorch whose signature
+// differs refuses it here (checked once), and the boxed call is used.
+using ConvolutionPointwise = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                        c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef, int64_t,
+                                        std::string_view, c10::List<std::optional<at::Scalar>>,
+                                        std::optional<std::string_view>);
+
+const c10::TypedOperatorHandle<ConvolutionPointwise>* typed_convolution_pointwise() {
+  static const std::optional<c10::TypedOperatorHandle<ConvolutionPointwise>> op =
+      []() -> std::optional<c10::TypedOperatorHandle<ConvolutionPointwise>> {
+    const c10::OperatorHandle* handle = convolution_pointwise();
+    if (handle == nullptr) {
+      return std::nullopt;
+    }
+    try {
+      return handle->typed<ConvolutionPointwise>();
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }();
+  return op.has_value() ? &*op : nullptr;
+}
+
 }  // namespace
 
 extern "C" {
@@ -92,6 +118,25 @@ char* caffe_tch_onednn_linear(void* x, void* w, void* b, void** out) {
 // after it. Ownership and errors as for caffe_tch_onednn_linear.
 char* caffe_tch_onednn_conv2d(void* x, void* w, void* b, const int64_t* geometry, int64_t groups, bool relu,
                               void** out) {
+  if (const auto* typed = typed_convolution_pointwise()) {
+    return caffe_shim::guarded([&] {
+      const at::Tensor& xt = *static_cast<at::Tensor*>(x);
+      const at::Tensor& wt = *static_cast<at::Tensor*>(w);
+      if (autograd_records(xt, wt, b)) {
+        throw std::runtime_error("autograd is recording");
+      }
+      std::optional<at::Tensor> bias;
+      if (b != nullptr) {
+        bias = *static_cast<at::Tensor*>(b);
+      }
+      // Straight to the CPU kernel: autograd, checked above not to record,
+      // has no kernel of its own for the op, only a boxed fallback.
+      *out = new at::Tensor(typed->redispatch(c10::DispatchKeySet(c10::DispatchKey::CPU), xt, wt, bias,
+                                              {geometry[0], geometry[1]}, {geometry[2], geometry[3]},
+                                              {geometry[4], geometry[5]}, groups, relu ? "relu" : "none",
+                                              c10::List<std::optional<at::Scalar>>(), std::nullopt));
+    });
+  }
   auto window = [geometry, groups](torch::jit::Stack& stack) {
     stack.emplace_back(std::vector<int64_t>{geometry[0], geometry[1]});
     stack.emplace_back(std::vector<int64_t>{geometry[2], geometry[3]});

@@ -153,6 +153,38 @@ fn merging_layers_give_channels_last_bottoms_channels_last_gradients() {
     }
 }
 
+/// `layout::channels_last` hands back a tensor already channels-last as it
+/// is (same storage, sizes and strides), as the copy it would otherwise make
+/// through libtorch (permute, contiguous, permute back) does, including axes
+/// of size 1 with strides of any value, and copies every other layout.
+#[test]
+fn channels_last_keeps_a_channels_last_tensor_as_it_is() {
+    let _rng = rng_exclusive();
+    let by_copy = |x: &Tensor| x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+    let nchw = randn(&[2, 3, 4, 5], 21);
+    let nhwc = by_copy(&nchw);
+    let one_image = by_copy(&randn(&[1, 6, 3, 3], 22));
+    // N = 1 and W = 1 with strides no contiguous tensor has.
+    let odd_strides = randn(&[6 * 3], 23).as_strided([1, 6, 3, 1], [999, 1, 6, 77], None::<i64>);
+    let sliced = by_copy(&randn(&[2, 8, 4, 5], 24)).narrow(1, 2, 3);
+    let empty = Tensor::zeros([0, 3, 4, 5], (Kind::Float, Device::Cpu));
+    for (name, x) in [
+        ("nchw", &nchw),
+        ("nhwc", &nhwc),
+        ("one image", &one_image),
+        ("odd strides", &odd_strides),
+        ("sliced", &sliced),
+        ("empty", &empty),
+    ] {
+        let got = caffe_tch::layers::layout::channels_last(x).unwrap();
+        let want = by_copy(x);
+        assert_eq!(got.size(), want.size(), "{name}");
+        assert_eq!(got.stride(), want.stride(), "{name}");
+        assert_eq!(got.data_ptr() == x.data_ptr(), want.data_ptr() == x.data_ptr(), "{name}: copied or not");
+        assert!(got.equal(x), "{name}: values");
+    }
+}
+
 /// A training step runs BatchNorm, its in-place Scale and ReLU as one batch
 /// norm with an affine part; with batch statistics and with global ones
 /// (a frozen BatchNorm in a TRAIN net), the top, the gradient that reaches

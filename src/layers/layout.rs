@@ -58,7 +58,34 @@ pub fn conv_weights_for(w: &Tensor, x: &Tensor) -> Result<Tensor> {
 /// tch has no memory-format argument: NHWC-contiguous, viewed back as NCHW
 /// (a no-op when `x` is channels-last already).
 fn to_nhwc(x: &Tensor) -> Result<Tensor> {
+    // The check reads sizes and strides only; the three ops it spares cost
+    // more than a small layer's own work at batch 1.
+    if nhwc_contiguous(&x.size(), &x.stride()) {
+        return Ok(x.shallow_clone());
+    }
     Ok(x.f_permute([0, 2, 3, 1])?.f_contiguous()?.f_permute([0, 3, 1, 2])?)
+}
+
+/// Whether a 4-D NCHW-shaped tensor with these strides is contiguous when its
+/// axes are read in NHWC order, by libtorch's rule (an axis of size 1 may have
+/// any stride), so that `to_nhwc`'s copy would give it back unchanged.
+fn nhwc_contiguous(size: &[i64], stride: &[i64]) -> bool {
+    if size.len() != 4 || stride.len() != 4 {
+        return false;
+    }
+    if size.contains(&0) {
+        return true;
+    }
+    let mut expected = 1;
+    for axis in [1, 3, 2, 0] {
+        if size[axis] != 1 {
+            if stride[axis] != expected {
+                return false;
+            }
+            expected *= size[axis];
+        }
+    }
+    true
 }
 
 /// Whether `x` is a 4-D tensor laid out channels-last.
