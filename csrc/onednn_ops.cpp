@@ -34,9 +34,13 @@ const c10::OperatorHandle* convolution_pointwise() {
   return op.has_value() ? &*op : nullptr;
 }
 
-bool autograd_records(const at::Tensor& x, const at::Tensor& w, void* b) {
-  return c10::GradMode::is_enabled() &&
-         (x.requires_grad() || w.requires_grad() || (b != nullptr && static_cast<at::Tensor*>(b)->requires_grad()));
+// The ops have no backward: where autograd would record, the caller's
+// differentiable path must run instead.
+void refuse_where_autograd_records(const at::Tensor& x, const at::Tensor& w, void* b) {
+  if (c10::GradMode::is_enabled() &&
+      (x.requires_grad() || w.requires_grad() || (b != nullptr && static_cast<at::Tensor*>(b)->requires_grad()))) {
+    throw std::runtime_error("autograd is recording");
+  }
 }
 
 c10::IValue optional_tensor(void* t) {
@@ -58,9 +62,7 @@ char* call_pointwise(const c10::OperatorHandle* (*lookup)(), const char* name, v
     }
     const at::Tensor& xt = *static_cast<at::Tensor*>(x);
     const at::Tensor& wt = *static_cast<at::Tensor*>(w);
-    if (autograd_records(xt, wt, b)) {
-      throw std::runtime_error("autograd is recording");
-    }
+    refuse_where_autograd_records(xt, wt, b);
     torch::jit::Stack stack;
     stack.emplace_back(xt);
     stack.emplace_back(wt);
@@ -122,9 +124,7 @@ char* caffe_tch_onednn_conv2d(void* x, void* w, void* b, const int64_t* geometry
     return caffe_shim::guarded([&] {
       const at::Tensor& xt = *static_cast<at::Tensor*>(x);
       const at::Tensor& wt = *static_cast<at::Tensor*>(w);
-      if (autograd_records(xt, wt, b)) {
-        throw std::runtime_error("autograd is recording");
-      }
+      refuse_where_autograd_records(xt, wt, b);
       std::optional<at::Tensor> bias;
       if (b != nullptr) {
         bias = *static_cast<at::Tensor*>(b);
