@@ -74,6 +74,8 @@ $(VENV)/.scipy-1: $(VENV)/.torch-$(TORCH_VERSION)
 # hdf5-metno crate: HDF5Data/HDF5Output and snapshot_format: HDF5.
 # Gloo's headers (Debian's libgloo-dev) are needed to compile the c10d shim
 # (csrc/dist_shim.cpp, distributed training); Gloo's code comes from libtorch.
+# libjpeg's and OpenJPEG's headers (libjpeg-dev, libopenjp2-7-dev): JPEG and
+# JPEG 2000 are decoded by the libraries OpenCV uses.
 # Graphviz's dot renders caffe.draw's graphs (python/draw_net.py).
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 system-deps:
@@ -111,6 +113,15 @@ system-deps:
 	    echo "warning: could not install libjpeg-dev; the build needs it (JPEG decoding)"; \
 	  else \
 	    echo "note: libjpeg headers not found; run 'sudo apt-get install libjpeg-dev' (the build needs them)"; \
+	  fi; \
+	fi
+	@if ! ls /usr/include/openjpeg-*/openjpeg.h >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -qq libopenjp2-7-dev >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq libopenjp2-7-dev; } || \
+	    echo "warning: could not install libopenjp2-7-dev; the build needs it (JPEG 2000 decoding)"; \
+	  else \
+	    echo "note: OpenJPEG headers not found; run 'sudo apt-get install libopenjp2-7-dev' (the build needs them)"; \
 	  fi; \
 	fi
 	@if ! command -v dot >/dev/null; then \

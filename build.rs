@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The ONNX subset `caffe export` writes (no reflection needed).
     prost_build::Config::new().compile_fds(protox::compile(["proto/onnx.proto"], ["proto"])?)?;
     compile_jpeg_shim();
+    compile_jpeg2000_shim();
 
     // torch-sys passes its lib folder as DEP_TCH_LIBTORCH_LIB (its `links = "tch"`).
     // It adds no rpath itself, so without this the binary needs LD_LIBRARY_PATH.
@@ -125,6 +126,22 @@ fn compile_jpeg_shim() {
     }
     cc::Build::new().file("csrc/jpeg.c").flag("-std=c99").compile("caffe_jpeg_shim");
     println!("cargo:rustc-link-lib=jpeg");
+}
+
+/// JPEG 2000 (src/data/jpeg2000.rs) over the system's OpenJPEG, the library
+/// OpenCV's JPEG 2000 reader uses (Debian's libopenjp2-7-dev, `make system-deps`).
+fn compile_jpeg2000_shim() {
+    println!("cargo:rerun-if-changed=csrc/jpeg2000.c");
+    let include = std::fs::read_dir("/usr/include").into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+        p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("openjpeg-")) && p.join("openjpeg.h").exists()
+    });
+    let Some(include) = include else {
+        println!("cargo:warning=openjpeg.h not found under /usr/include: install libopenjp2-7-dev (make system-deps)");
+        cc::Build::new().file("csrc/jpeg2000.c").flag("-std=c99").compile("caffe_jpeg2000_shim");
+        return;
+    };
+    cc::Build::new().file("csrc/jpeg2000.c").include(include).flag("-std=c99").compile("caffe_jpeg2000_shim");
+    println!("cargo:rustc-link-lib=openjp2");
 }
 
 /// The file name src/util/cuda.rs opens.

@@ -50,7 +50,8 @@ def png(width, height, channels):
 def pillow_images():
     """Small files in every format the decoder reads beyond hand-made PNG:
     JPEG (baseline, progressive, CMYK, with an Exif orientation), BMP, PNM,
-    TIFF, WebP, GIF and a 16-bit PNG (none when Pillow is missing)."""
+    TIFF, WebP, GIF, a 16-bit PNG and JPEG 2000 (file and codestream; none
+    when Pillow is missing)."""
     try:
         from PIL import Image
     except ImportError:
@@ -74,6 +75,8 @@ def pillow_images():
         (rgb.convert("I;16"), "PNG", {}),
         (rgb.quantize(8), "GIF", {}),
         (rgb.quantize(8), "GIF", {"interlace": True, "transparency": 2}),
+        (rgb.resize((33, 32)), "JPEG2000", {"irreversible": True}),
+        (rgb.resize((32, 32)).convert("L"), "JPEG2000", {"no_jp2": True}),
     ]
     out = []
     for image, kind, options in saves:
@@ -81,6 +84,23 @@ def pillow_images():
         image.save(buf, format=kind, **options)
         out.append(buf.getvalue())
     return out
+
+
+def sun_raster(width, height, depth, colour_map=b""):
+    """A Sun raster (standard type) with even-padded rows of a ramp."""
+    pitch = ((width * depth + 7) // 8 + 1) & ~1
+    body = bytes(i % 251 for i in range(pitch * height))
+    header = [0x59A66A95, width, height, depth, len(body), 1, 1 if colour_map else 0, len(colour_map)]
+    return b"".join(struct.pack(">I", v) for v in header) + colour_map + body
+
+
+def radiance(width, height, rle):
+    """A Radiance HDR file: flat RGBE pixels, or run-length scanlines."""
+    head = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n" % (height, width)
+    if not rle:
+        return head + bytes((i * 37) % 256 for i in range(4 * width * height))
+    line = b"\x02\x02" + struct.pack(">H", width) + b"".join(bytes([128 + width, 100 + c]) for c in range(4))
+    return head + line * height
 
 
 def datum_input(record):
@@ -97,6 +117,10 @@ records = [
     datum(data=png(6, 6, 3), encoded=True),
 ]
 records += [datum(data=image, encoded=True) for image in pillow_images()]
+records += [
+    datum(data=image, encoded=True)
+    for image in (sun_raster(5, 3, 8, bytes(range(12))), sun_raster(7, 2, 1), sun_raster(3, 2, 32), radiance(3, 2, False), radiance(9, 2, True))
+]
 os.makedirs(f"{corpus}/datum", exist_ok=True)
 for i, r in enumerate(records):
     with open(f"{corpus}/datum/built_{i}", "wb") as f:

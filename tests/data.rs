@@ -755,6 +755,60 @@ fn encoded_datasets_decode_like_raw() {
     assert_eq!(labels, vec![0., 1., 2., 3.]);
 }
 
+/// A Sun raster file: the big-endian header, the colour map, the rows.
+fn sun_raster(width: u32, height: u32, depth: u32, kind: u32, map: &[u8], rows: &[u8]) -> Vec<u8> {
+    let header =
+        [0x59A6_6A95, width, height, depth, rows.len() as u32, kind, u32::from(!map.is_empty()), map.len() as u32];
+    header.iter().flat_map(|v| v.to_be_bytes()).chain(map.iter().copied()).chain(rows.iter().copied()).collect()
+}
+
+/// Sun raster and Radiance HDR: values worked out by hand (a colour map, a
+/// padded row, OpenCV's rounding of RGBE to 8 bits), and what OpenCV fails on
+/// as a one-line error naming the format (python/tests/test_image_decoding.py
+/// compares many files with cv2.imread).
+#[test]
+fn sun_raster_and_radiance_decode_by_opencvs_rules() {
+    // 3×2 at depth 8 with a 2-entry colour map (reds, greens, blues); rows
+    // padded to 4 bytes.
+    let ras = sun_raster(3, 2, 8, 1, &[10, 200, 20, 100, 30, 50], &[0, 1, 1, 9, 1, 0, 0, 9]);
+    let got = img::decode(&ras, ColorMode::Color).unwrap();
+    assert_eq!((got.channels, got.height, got.width), (3, 2, 3));
+    // BGR planes: entry 0 is (r, g, b) = (10, 20, 30), entry 1 (200, 100, 50).
+    assert_eq!(got.data, vec![30, 50, 50, 50, 30, 30, 20, 100, 100, 100, 20, 20, 10, 200, 200, 200, 10, 10]);
+    let grey = img::decode(&ras, ColorMode::Gray).unwrap();
+    // OpenCV's 14-bit weights: (10·4899 + 20·9617 + 30·1868 + 8192) >> 14 = 18.
+    assert_eq!(grey.data[0], 18);
+    // No colour map: a grey ramp, one channel as stored.
+    let plain = img::decode(&sun_raster(2, 1, 8, 1, &[], &[7, 250]), ColorMode::Native).unwrap();
+    assert_eq!((plain.channels, plain.data.clone()), (1, vec![7, 250]));
+    // One RGBE scanline of 2 flat pixels: 2^(129−136) = 1/128 per unit, so
+    // (128, 64, 255) is (1, 0.5, 1.99), 255·that rounded to even and cut to
+    // 255; an exponent of 0 is black.
+    let mut hdr = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 1 +X 2\n".to_vec();
+    hdr.extend_from_slice(&[128, 64, 255, 129, 90, 90, 90, 0]);
+    let got = img::decode(&hdr, ColorMode::Color).unwrap();
+    assert_eq!(got.data, vec![255, 0, 128, 0, 255, 0]);
+    let e = |bytes: &[u8]| img::decode(bytes, ColorMode::Color).unwrap_err().to_string();
+    let msg = e(&sun_raster(3, 2, 8, 2, &[], &[0; 8]));
+    assert!(msg.contains("Sun raster type 2 is not read"), "{msg}");
+    let msg = e(&sun_raster(3, 2, 8, 1, &[], &[0; 7]));
+    assert!(msg.contains("corrupt Sun raster image") && msg.contains("2 rows of 4 bytes"), "{msg}");
+    let msg = e(&sun_raster(3, 2, 4, 1, &[], &[0; 8]));
+    assert!(msg.contains("depth 4"), "{msg}");
+    let msg = e(&sun_raster(100_000, 100_000, 24, 1, &[], &[0; 8]));
+    assert!(msg.contains("100000×100000 Sun raster image"), "{msg}");
+    let msg = e(b"#?RGBE\n\n-Y 1 +X 1\n\0\0\0\0");
+    assert!(msg.contains("no FORMAT=32-bit_rle_rgbe line"), "{msg}");
+    let msg = e(b"#?RGBE\nFORMAT=32-bit_rle_rgbe\n\n+Y 1 +X 1\n\0\0\0\0");
+    assert!(msg.contains("'+Y 1 +X 1' is not '-Y <height> +X <width>'"), "{msg}");
+    let mut rle = b"#?RGBE\nFORMAT=32-bit_rle_rgbe\n\n-Y 1 +X 8\n\x02\x02\x00\x08".to_vec();
+    rle.extend_from_slice(&[137, 5]);
+    let msg = e(&rle);
+    assert!(msg.contains("bad run-length data in scanline 0"), "{msg}");
+    let msg = e(&hdr[..hdr.len() - 1]);
+    assert!(msg.contains("corrupt Radiance HDR image: the pixels are cut short"), "{msg}");
+}
+
 /// JPEG and resizing against OpenCV's own files (tests/fixtures/images/make.py,
 /// run with OpenCV 4.14): a 4:2:0 file decodes to cv2.imread's pixels in
 /// colour and in grey, encoding (convert_imageset's -encode_type jpg) writes
@@ -798,6 +852,17 @@ fn images_decode_resize_and_encode_as_opencv() {
     assert!(e.contains("background colour 16 is past the 16 colours"), "{e}");
     let e = img::decode(&offset[..offset.len() - 40], ColorMode::Color).unwrap_err().to_string();
     assert!(e.contains("corrupt GIF"), "{e}");
+    // JPEG 2000 through OpenJPEG, as OpenCV reads it; a file cut inside its
+    // header is an error naming the format and OpenJPEG's complaint.
+    let jp2 = bytes("opencv.jp2");
+    for (mode, npy) in [(ColorMode::Color, "opencv_jp2_colour.npy"), (ColorMode::Gray, "opencv_jp2_grey.npy")] {
+        let want = read_npy(&dir.join(npy));
+        let got = img::decode(&jp2, mode).unwrap();
+        assert_eq!([got.channels, got.height, got.width].map(|v| v as i64).to_vec(), want.size(), "{npy}");
+        assert_eq!(pixels(&got), values_f32(&want), "{npy}");
+    }
+    let e = img::decode(&jp2[..60], ColorMode::Color).unwrap_err().to_string();
+    assert!(e.starts_with("corrupt JPEG 2000 image: "), "{e}");
     let source = img::decode(&bytes("source.png"), ColorMode::Color).unwrap();
     assert_eq!(img::encode(&source, "jpg").unwrap(), bytes("opencv_q95.jpg"));
     let grey = img::decode(&bytes("source_grey.png"), ColorMode::Gray).unwrap();

@@ -55,9 +55,84 @@ def _cv2_files(d):
         "deep.tif": (deep, []),
         "lossless.webp": (img, [cv2.IMWRITE_WEBP_QUALITY, 101]),
         "lossy.webp": (img, [cv2.IMWRITE_WEBP_QUALITY, 75]),
+        "colour.jp2": (img, []),
+        "grey.jp2": (_grey(img), []),
+        "deep.jp2": (deep, []),
+        "colour.ras": (img, []),
+        "grey.ras": (_grey(img), []),
+        "odd.ras": (img[:, :-2], []),
+        "colour.hdr": (_radiance(img.shape[:2], seed=11), []),
+        "flat.hdr": (_radiance((5, 7), seed=12), []),
+        "uncompressed.hdr": (_radiance((6, 9), seed=13), [cv2.IMWRITE_HDR_COMPRESSION, cv2.IMWRITE_HDR_COMPRESSION_NONE]),
     }
     for name, (pixels, params) in files.items():
         assert cv2.imwrite(str(d / name), pixels, params), name
+    return list(files)
+
+
+def _radiance(shape, seed):
+    """Float BGR pixels over the range an 8-bit read cuts: dark, within
+    [0, 1], past 1 (255 after scaling) and past 2^31/255, where OpenCV's
+    rounding overflows and it gives 0."""
+    rng = np.random.default_rng(seed)
+    f = rng.random(shape + (3,)).astype(np.float32) * 1.5
+    f[0, 0] = [1e-30, 0.0, 3e-3]
+    f[-1, -1] = [9e6, 1.0, 0.5]
+    f[-1, -2] = [0.2, 1e30, 0.1]
+    return f
+
+
+def _as_sycc(rgb):
+    """A JP2 file whose colour box says sYCC (enumerated colour space 18):
+    OpenJPEG hands its three components over as they are, and OpenCV reads
+    them as Y, U, V."""
+    out = io.BytesIO()
+    rgb.save(out, format="JPEG2000", mct=0)
+    data = bytearray(out.getvalue())
+    colr = data.find(b"colr")
+    assert data[colr + 4] == 1 and int.from_bytes(data[colr + 7 : colr + 11], "big") == 16
+    data[colr + 7 : colr + 11] = (18).to_bytes(4, "big")
+    return bytes(data)
+
+
+def _sun_raster(width, height, depth, rows, colour_map=b"", kind=1):
+    """A Sun raster file: big-endian header, colour map (reds, greens, blues), rows padded to even lengths."""
+    pitch = ((width * depth + 7) // 8 + 1) & ~1
+    body = b"".join(r.ljust(pitch, b"\0") for r in rows)
+    header = [0x59A66A95, width, height, depth, len(body), kind, 1 if colour_map else 0, len(colour_map)]
+    return b"".join(v.to_bytes(4, "big") for v in header) + colour_map + body
+
+
+def _radiance_by_hand(d):
+    """RGBE files OpenCV's writer does not make: the #?RGBE signature with a
+    comment, and run-length scanlines that stop partway (the rest flat)."""
+    rng = np.random.default_rng(14)
+    pixels = rng.integers(0, 256, (4, 10, 4), dtype=np.uint8)
+    pixels[..., 3] = rng.integers(120, 140, (4, 10))
+    head = b"#?RGBE\n# made by hand\nFORMAT=32-bit_rle_rgbe\n\n-Y 4 +X 10\n"
+    first = b"\x02\x02\x00\x0a" + b"".join(b"\x0a" + bytes(pixels[0, :, c]) for c in range(4))
+    (d / "partly_rle.hdr").write_bytes(head + first + pixels[1:].tobytes())
+    return ["partly_rle.hdr"]
+
+
+def _sun_rasters_by_hand(d):
+    """Sun rasters cv2.imwrite does not make: colour maps (colour and grey)
+    at depths 1 and 8, and 32-bit pixels."""
+    rng = np.random.default_rng(15)
+    w, h = 19, 11
+    index8 = [bytes(rng.integers(0, 256, w, dtype=np.uint8)) for _ in range(h)]
+    index1 = [bytes(rng.integers(0, 256, (w + 7) // 8, dtype=np.uint8)) for _ in range(h)]
+    colours = bytes(rng.integers(0, 256, 3 * 200, dtype=np.uint8))
+    greys = bytes(rng.integers(0, 256, 256, dtype=np.uint8)) * 3
+    files = {
+        "map8.ras": _sun_raster(w, h, 8, index8, colours),
+        "grey_map8.ras": _sun_raster(w, h, 8, index8, greys),
+        "map1.ras": _sun_raster(w, h, 1, index1, bytes([10, 200, 20, 100, 30, 50])),
+        "plain1.ras": _sun_raster(w, h, 1, index1),
+        "xbgr32.ras": _sun_raster(w, h, 32, [bytes(rng.integers(0, 256, 4 * w, dtype=np.uint8)) for _ in range(h)], kind=0),
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
     return list(files)
 
 
@@ -75,6 +150,13 @@ def _pillow_files(d):
         "bilevel.pbm": lambda p: rgb.convert("1").save(p),
         "rgba.tif": lambda p: rgba.save(p),
         "rgba.webp": lambda p: rgba.save(p, lossless=True),
+        "irreversible.jp2": lambda p: rgb.save(p, irreversible=True, quality_mode="rates", quality_layers=[20]),
+        "codestream.j2k": lambda p: rgb.save(p),
+        "grey_pillow.jp2": lambda p: rgb.convert("L").save(p),
+        "rgba.jp2": lambda p: rgba.save(p),
+        "grey_alpha.jp2": lambda p: rgba.convert("LA").save(p),
+        "tiled.jp2": lambda p: rgb.save(p, tile_size=(32, 32)),
+        "sycc.jp2": lambda p: open(p, "wb").write(_as_sycc(rgb)),
         # 16-bit RGBA: libtiff's RGBA interface narrows, then premultiplies an
         # unassociated alpha.
         "rgba16_unassociated.tif": lambda p: open(p, "wb").write(rgba_tiff(random_rgba16(13, 17, 11), 2)),
@@ -149,8 +231,20 @@ def _read_with_image_data(d, name, is_color, resize=None):
     return net.blobs["data"].data[0].copy()
 
 
+# Sun rasters without a colour map that OpenCV reads as black in grey (its
+# grey path fills its lookup table only from a map); caffe-tch gives the
+# pixels, OpenCV's colour read turned grey (a grey ramp, so the same values).
+_BLACK_IN_OPENCV_GREY = {"grey.ras", "plain1.ras"}
+
+
 def _expected(path, is_color):
-    ref = cv2.imread(str(path), cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE)
+    flags = cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE
+    if not is_color and path.name in _BLACK_IN_OPENCV_GREY:
+        assert not cv2.imread(str(path), flags).any(), "OpenCV now reads %s in grey" % path.name
+        flags = cv2.IMREAD_COLOR
+        ref = cv2.imread(str(path), flags)[..., 0]
+        return ref[None].astype(np.float32)
+    ref = cv2.imread(str(path), flags)
     assert ref is not None, path
     return (ref.transpose(2, 0, 1) if ref.ndim == 3 else ref[None]).astype(np.float32)
 
@@ -159,6 +253,7 @@ def _expected(path, is_color):
 def image_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("images")
     names = _cv2_files(d) + _pillow_files(d) + _gif_files(d) + _oriented_files(d)
+    names += _sun_rasters_by_hand(d) + _radiance_by_hand(d)
     return d, names
 
 
@@ -225,6 +320,18 @@ def test_encoded_datums_decode_as_imdecode_with_anycolor(tmp_path):
     want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR).transpose(2, 0, 1)
     np.testing.assert_array_equal(net.blobs["data"].data[0], want)
     assert net.blobs["label"].data[0] == 3
+
+
+def test_grey_codestream_read_in_colour_fails_as_in_opencv(tmp_path):
+    """A bare JPEG 2000 codestream declares no colour space; OpenCV takes it
+    as sRGB and cannot make colour of one component, so Caffe could not load
+    it with is_color: true. caffe-tch refuses it with an error naming the
+    file; in grey both read it."""
+    Image.fromarray(_photo(40, 40, seed=7)).convert("L").save(str(tmp_path / "grey.j2k"))
+    assert cv2.imread(str(tmp_path / "grey.j2k"), cv2.IMREAD_COLOR) is None
+    with pytest.raises(ValueError, match=r"grey\.j2k: JPEG 2000 image not read \(OpenCV refuses it too\): a colour read of 1 components"):
+        _read_with_image_data(tmp_path, "grey.j2k", True)
+    np.testing.assert_array_equal(_read_with_image_data(tmp_path, "grey.j2k", False), _expected(tmp_path / "grey.j2k", False))
 
 
 def test_truncated_jpeg_decodes_what_is_there_as_opencv(tmp_path):

@@ -40,16 +40,29 @@ pub(super) fn cvt_color_grey(r: u8, g: u8, b: u8) -> u8 {
 }
 
 /// The formats decoded, as OpenCV's imread names them in its errors' stead.
-const FORMATS: &str = "JPEG, PNG, BMP, PNM (PBM, PGM, PPM), TIFF, WebP and GIF";
+const FORMATS: &str = "JPEG, JPEG 2000, PNG, BMP, PNM (PBM, PGM, PPM), TIFF, WebP, GIF, Sun raster and Radiance HDR";
 
 /// Decodes an image as OpenCV's `imread`/`imdecode` does (Caffe's readers
-/// call them): JPEG through libjpeg ([`super::jpeg`]), GIF as OpenCV's own
-/// decoder draws its first frame ([`super::gif`]), the others through the
+/// call them): JPEG through libjpeg ([`super::jpeg`]), JPEG 2000 through
+/// OpenJPEG ([`super::jpeg2000`]), GIF as OpenCV's own
+/// decoder draws its first frame ([`super::gif`]), Sun raster and Radiance
+/// HDR by OpenCV's own rules ([`super::sun_raster`], [`super::radiance`]),
+/// the others through the
 /// `image` crate's lossless decoders (WebP's lossy one too) with OpenCV's
 /// conversions on top: 16-bit samples narrowed, colour turned grey and the
 /// Exif orientation applied as OpenCV's decoder for the format does.
 /// Anything else (or a corrupt file) is an error saying what the bytes look like.
 pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
+    // Formats the `image` crate does not read (or, for HDR, not by OpenCV's rules).
+    if bytes.starts_with(&super::sun_raster::MAGIC) {
+        return super::sun_raster::decode(bytes, mode);
+    }
+    if bytes.starts_with(super::radiance::MAGIC) || bytes.starts_with(super::radiance::MAGIC_ALT) {
+        return super::radiance::decode(bytes, mode);
+    }
+    if bytes.starts_with(&super::jpeg2000::JP2_MAGIC) || bytes.starts_with(&super::jpeg2000::J2K_MAGIC) {
+        return super::jpeg2000::decode(bytes, mode);
+    }
     let format = image::guess_format(bytes).map_err(|_| {
         let head: String = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
         Error::data(format!("not an image in a format read here ({FORMATS}): {} bytes, starting {head}", bytes.len()))

@@ -11,7 +11,10 @@ pub mod gif;
 pub mod hdf5;
 pub mod image;
 pub mod jpeg;
+pub mod jpeg2000;
+pub mod radiance;
 pub mod resize;
+pub mod sun_raster;
 pub mod transform;
 
 use std::cell::Cell;
