@@ -103,6 +103,12 @@ def radiance(width, height, rle):
     return head + line * height
 
 
+def pam_rgba(width, height):
+    """A PAM of RGBA samples (TUPLTYPE RGB_ALPHA)."""
+    head = b"P7\nWIDTH %d\nHEIGHT %d\nDEPTH 4\nMAXVAL 255\nTUPLTYPE RGB_ALPHA\nENDHDR\n" % (width, height)
+    return head + bytes(range(4 * width * height))
+
+
 def datum_input(record):
     """The datum target's Arbitrary layout: crop 0, no mirror, TEST, scale 1
     (16/16), no mean values (a 0 continue-flag), no force_*, no mean file,
@@ -119,7 +125,7 @@ records = [
 records += [datum(data=image, encoded=True) for image in pillow_images()]
 records += [
     datum(data=image, encoded=True)
-    for image in (sun_raster(5, 3, 8, bytes(range(12))), sun_raster(7, 2, 1), sun_raster(3, 2, 32), radiance(3, 2, False), radiance(9, 2, True))
+    for image in (sun_raster(5, 3, 8, bytes(range(12))), sun_raster(7, 2, 1), sun_raster(3, 2, 32), radiance(3, 2, False), radiance(9, 2, True), pam_rgba(3, 2))
 ]
 os.makedirs(f"{corpus}/datum", exist_ok=True)
 for i, r in enumerate(records):

@@ -809,6 +809,35 @@ fn sun_raster_and_radiance_decode_by_opencvs_rules() {
     assert!(msg.contains("corrupt Radiance HDR image: the pixels are cut short"), "{msg}");
 }
 
+/// A PAM's three samples per pixel are B, G, R in a colour read (OpenCV's
+/// reader copies them, whatever the TUPLTYPE) and R, G, B in a grey one.
+#[test]
+fn pam_samples_are_read_in_opencvs_order() {
+    for tuple_type in ["", "TUPLTYPE RGB\n"] {
+        let mut pam = format!("P7\nWIDTH 2\nHEIGHT 1\nDEPTH 3\nMAXVAL 255\n{tuple_type}ENDHDR\n").into_bytes();
+        pam.extend_from_slice(&[10, 20, 30, 40, 50, 60]);
+        let colour = img::decode(&pam, ColorMode::Color).unwrap();
+        assert_eq!(colour.data, vec![10, 40, 20, 50, 30, 60], "{tuple_type}");
+        // (10·4899 + 20·9617 + 30·1868 + 8192) >> 14 = 18, R first.
+        assert_eq!(img::decode(&pam, ColorMode::Gray).unwrap().data[0], 18, "{tuple_type}");
+    }
+    // RGBA: colour from the first three samples, grey the first alone; 4
+    // samples without TUPLTYPE RGB_ALPHA are refused, as OpenCV refuses them.
+    let rgba = |tuple_type: &str| {
+        let mut pam = format!("P7\nWIDTH 1\nHEIGHT 1\nDEPTH 4\nMAXVAL 255\n{tuple_type}ENDHDR\n").into_bytes();
+        pam.extend_from_slice(&[10, 20, 30, 40]);
+        pam
+    };
+    assert_eq!(img::decode(&rgba("TUPLTYPE RGB_ALPHA\n"), ColorMode::Color).unwrap().data, vec![30, 20, 10]);
+    assert_eq!(img::decode(&rgba("TUPLTYPE RGB_ALPHA\n"), ColorMode::Gray).unwrap().data, vec![10]);
+    let e = img::decode(&rgba(""), ColorMode::Color).unwrap_err().to_string();
+    assert!(e.contains("4 samples a pixel need TUPLTYPE RGB_ALPHA"), "{e}");
+    let mut cut = rgba("TUPLTYPE RGB_ALPHA\n");
+    cut.pop();
+    let e = img::decode(&cut, ColorMode::Color).unwrap_err().to_string();
+    assert!(e.contains("corrupt PAM image: 4 samples need 4 bytes"), "{e}");
+}
+
 /// JPEG and resizing against OpenCV's own files (tests/fixtures/images/make.py,
 /// run with OpenCV 4.14): a 4:2:0 file decodes to cv2.imread's pixels in
 /// colour and in grey, encoding (convert_imageset's -encode_type jpg) writes

@@ -58,6 +58,8 @@ def _cv2_files(d):
         "colour.jp2": (img, []),
         "grey.jp2": (_grey(img), []),
         "deep.jp2": (deep, []),
+        "colour.pam": (img, []),
+        "grey.pam": (_grey(img), []),
         "colour.ras": (img, []),
         "grey.ras": (_grey(img), []),
         "odd.ras": (img[:, :-2], []),
@@ -134,6 +136,23 @@ def _sun_rasters_by_hand(d):
     for name, data in files.items():
         (d / name).write_bytes(data)
     return list(files)
+
+
+def _pam_by_hand(d):
+    """A PAM that says TUPLTYPE RGB: OpenCV still copies its samples as B,
+    G, R in colour (as for its own files, which have no TUPLTYPE), and weighs
+    them as R, G, B in grey. RGBA and 16-bit grey+alpha ones: colour from
+    the first samples, grey the first sample alone."""
+    px = np.random.default_rng(16).integers(0, 256, (9, 14, 3), dtype=np.uint8)
+    head = b"P7\n# by hand\nWIDTH 14\nHEIGHT 9\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n"
+    (d / "rgb_tupltype.pam").write_bytes(head + px.tobytes())
+    rgba = np.random.default_rng(17).integers(0, 256, (9, 14, 4), dtype=np.uint8)
+    head = b"P7\nWIDTH 14\nHEIGHT 9\nDEPTH 4\nMAXVAL 255\nTUPLTYPE RGB_ALPHA\nENDHDR\n"
+    (d / "rgba.pam").write_bytes(head + rgba.tobytes())
+    grey_alpha = (np.random.default_rng(18).integers(0, 65536, (9, 14, 2))).astype(">u2")
+    head = b"P7\nWIDTH 14\nHEIGHT 9\nDEPTH 2\nMAXVAL 65535\nTUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n"
+    (d / "grey_alpha16.pam").write_bytes(head + grey_alpha.tobytes())
+    return ["rgb_tupltype.pam", "rgba.pam", "grey_alpha16.pam"]
 
 
 def _pillow_files(d):
@@ -253,7 +272,7 @@ def _expected(path, is_color):
 def image_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("images")
     names = _cv2_files(d) + _pillow_files(d) + _gif_files(d) + _oriented_files(d)
-    names += _sun_rasters_by_hand(d) + _radiance_by_hand(d)
+    names += _sun_rasters_by_hand(d) + _radiance_by_hand(d) + _pam_by_hand(d)
     return d, names
 
 

@@ -14,7 +14,7 @@
 use std::io::Cursor;
 use std::num::NonZeroU64;
 
-use super::image::{cvt_color_grey, ColorMode, Image};
+use super::image::{ColorMode, Image};
 use crate::util::limits;
 use crate::{Error, Result};
 
@@ -84,13 +84,5 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
             rgb[pixel..pixel + 3].copy_from_slice(colour);
         }
     }
-    Ok(match mode {
-        ColorMode::Gray => Image {
-            channels: 1,
-            height,
-            width,
-            data: rgb.chunks_exact(3).map(|p| cvt_color_grey(p[0], p[1], p[2])).collect(),
-        },
-        ColorMode::Color | ColorMode::Native => Image::from_interleaved_rgb(&rgb, 3, height, width),
-    })
+    Ok(Image::from_colour_decoder(&rgb, height, width, mode == ColorMode::Gray))
 }

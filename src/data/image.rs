@@ -6,6 +6,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
+use super::pam;
 use crate::util::limits;
 use crate::{Error, Result};
 use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat};
@@ -35,12 +36,13 @@ fn gray_of(r: u8, g: u8, b: u8) -> u8 {
 }
 
 /// OpenCV 4's `cvtColor` BGR→grey on 8-bit samples.
-pub(super) fn cvt_color_grey(r: u8, g: u8, b: u8) -> u8 {
+fn cvt_color_grey(r: u8, g: u8, b: u8) -> u8 {
     ((r as u32 * 9798 + g as u32 * 19235 + b as u32 * 3735 + (1 << 14)) >> 15) as u8
 }
 
 /// The formats decoded, as OpenCV's imread names them in its errors' stead.
-const FORMATS: &str = "JPEG, JPEG 2000, PNG, BMP, PNM (PBM, PGM, PPM), TIFF, WebP, GIF, Sun raster and Radiance HDR";
+const FORMATS: &str =
+    "JPEG, JPEG 2000, PNG, BMP, PNM (PBM, PGM, PPM, PAM), TIFF, WebP, GIF, Sun raster and Radiance HDR";
 
 /// Decodes an image as OpenCV's `imread`/`imdecode` does (Caffe's readers
 /// call them): JPEG through libjpeg ([`super::jpeg`]), JPEG 2000 through
@@ -73,7 +75,15 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
         ImageFormat::Png | ImageFormat::Bmp | ImageFormat::Pnm | ImageFormat::Tiff | ImageFormat::WebP => {}
         other => return Err(Error::data(format!("{other:?} images are not supported (only {FORMATS})"))),
     }
-    let corrupt = |e: image::ImageError| Error::data(format!("corrupt {format:?} image: {e}"));
+    let pam_header = if format == ImageFormat::Pnm { pam::header(bytes) } else { None };
+    if let Some(decoded) = pam_header.as_ref().and_then(|h| pam::decode_with_alpha(h, bytes, mode)) {
+        return decoded;
+    }
+    let corrupt = |e: image::ImageError| match e {
+        // A valid file of a kind the decoder does not read.
+        image::ImageError::Unsupported(_) => Error::data(format!("{format:?} image not read here: {e}")),
+        _ => Error::data(format!("corrupt {format:?} image: {e}")),
+    };
     // The header's size is checked before the pixels are allocated: a few
     // hostile bytes can claim 100000×100000 pixels.
     let (width, height) = crate::util::contain::contain_panic(|| {
@@ -114,7 +124,11 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     } else {
         (|v| (v >> 8) as u8, img)
     };
-    let decoded = from_dynamic(&img, mode, greying, narrow)?;
+    let mut decoded = from_dynamic(&img, mode, greying, narrow)?;
+    if format == ImageFormat::Pnm && decoded.channels == 3 && pam_header.as_ref().is_some_and(pam::samples_read_as_bgr)
+    {
+        decoded.swap_red_and_blue();
+    }
     // OpenCV 4 turns PNG and WebP files upright by their Exif orientation too
     // (its TIFF reader fails on a turned file; that one stays as stored).
     Ok(match format {
@@ -290,6 +304,17 @@ impl Image {
         Image { channels: 3, height, width, data }
     }
 
+    /// From rows of interleaved RGB pixels of a decoder that is colour
+    /// whatever is asked (OpenCV's GIF, HDR and JPEG 2000 readers): BGR
+    /// planes, or `cvtColor`'s grey of them.
+    pub(super) fn from_colour_decoder(rgb: &[u8], height: usize, width: usize, grey: bool) -> Image {
+        if !grey {
+            return Image::from_interleaved_rgb(rgb, 3, height, width);
+        }
+        let data = rgb.chunks_exact(3).map(|p| cvt_color_grey(p[0], p[1], p[2])).collect();
+        Image { channels: 1, height, width, data }
+    }
+
     /// Rows of interleaved RGB pixels (or the one grey channel), as encoders
     /// take them; an image of another channel count is an error.
     pub fn to_interleaved_rgb(&self) -> Result<Vec<u8>> {
@@ -301,6 +326,15 @@ impl Image {
             1 => Ok(self.data.clone()),
             3 => Ok((0..plane).flat_map(|i| [self.data[2 * plane + i], self.data[plane + i], self.data[i]]).collect()),
             c => Err(Error::data(format!("cannot encode a {c}-channel image (1 or 3 channels)"))),
+        }
+    }
+
+    /// A colour image's first and last planes exchanged.
+    fn swap_red_and_blue(&mut self) {
+        let plane = self.height * self.width;
+        if self.channels == 3 && self.data.len() == 3 * plane {
+            let (blue, rest) = self.data.split_at_mut(plane);
+            blue.swap_with_slice(&mut rest[plane..]);
         }
     }
 

@@ -11,7 +11,7 @@
 //! `cvtColor`'s YUV→BGR makes colour, and whose Y is the grey read. Other
 //! colour spaces (CMYK, e-YCC) fail. Read as stored (encoded Datums), more
 //! than one component is colour.
-use super::image::{cvt_color_grey, ColorMode, Image};
+use super::image::{ColorMode, Image};
 use crate::util::limits;
 use crate::{Error, Result};
 
@@ -189,14 +189,6 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     }
     let sample = |plane: &[i32], i: usize| (plane[i] >> shift) as u8;
     let n = planes.len();
-    let from_rgb = |rgb: Vec<u8>| -> Image {
-        if channels == 1 {
-            let grey = rgb.chunks_exact(3).map(|p| cvt_color_grey(p[0], p[1], p[2])).collect();
-            Image { channels: 1, height, width, data: grey }
-        } else {
-            Image::from_interleaved_rgb(&rgb, 3, height, width)
-        }
-    };
     let first = |repeat: usize| -> Vec<u8> {
         (0..pixels).flat_map(|i| std::iter::repeat_n(sample(planes[0], i), repeat)).collect()
     };
@@ -205,11 +197,10 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
             if channels == 1 && n <= 2 {
                 Image { channels: 1, height, width, data: first(1) }
             } else if n >= 3 {
-                from_rgb(
-                    (0..pixels)
-                        .flat_map(|i| [sample(planes[0], i), sample(planes[1], i), sample(planes[2], i)])
-                        .collect(),
-                )
+                let rgb: Vec<u8> = (0..pixels)
+                    .flat_map(|i| [sample(planes[0], i), sample(planes[1], i), sample(planes[2], i)])
+                    .collect();
+                Image::from_colour_decoder(&rgb, height, width, channels == 1)
             } else {
                 return Err(unsupported(format!("a colour read of {n} components in the sRGB colour space")));
             }

@@ -12,6 +12,7 @@ pub mod hdf5;
 pub mod image;
 pub mod jpeg;
 pub mod jpeg2000;
+pub mod pam;
 pub mod radiance;
 pub mod resize;
 pub mod sun_raster;

@@ -15,7 +15,7 @@
 //! OpenCV's `convertTo` does: below 0 is 0, above 255 is 255, and a value
 //! whose product reaches 2^31 is 0 (the x86 conversion's out-of-range
 //! result, which OpenCV then saturates). Grey is `cvtColor`'s of that BGR.
-use super::image::{cvt_color_grey, ColorMode, Image};
+use super::image::{ColorMode, Image};
 use crate::util::limits;
 use crate::{Error, Result};
 
@@ -166,13 +166,5 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     }
     let rgb: Vec<u8> =
         rgbe.chunks_exact(4).flat_map(|p| [channel(p[0], p[3]), channel(p[1], p[3]), channel(p[2], p[3])]).collect();
-    Ok(match mode {
-        ColorMode::Gray => Image {
-            channels: 1,
-            height,
-            width,
-            data: rgb.chunks_exact(3).map(|p| cvt_color_grey(p[0], p[1], p[2])).collect(),
-        },
-        ColorMode::Color | ColorMode::Native => Image::from_interleaved_rgb(&rgb, 3, height, width),
-    })
+    Ok(Image::from_colour_decoder(&rgb, height, width, mode == ColorMode::Gray))
 }
