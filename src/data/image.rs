@@ -31,7 +31,7 @@ pub struct Image {
 }
 
 /// OpenCV's fixed-point RGB→grey weights (0.299, 0.587, 0.114 in 14 bits).
-fn gray_of(r: u8, g: u8, b: u8) -> u8 {
+pub(super) fn gray_of(r: u8, g: u8, b: u8) -> u8 {
     ((r as u32 * 4899 + g as u32 * 9617 + b as u32 * 1868 + (1 << 13)) >> 14) as u8
 }
 
@@ -125,8 +125,7 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
         (|v| (v >> 8) as u8, img)
     };
     let mut decoded = from_dynamic(&img, mode, greying, narrow)?;
-    if format == ImageFormat::Pnm && decoded.channels == 3 && pam_header.as_ref().is_some_and(pam::samples_read_as_bgr)
-    {
+    if decoded.channels == 3 && pam_header.as_ref().is_some_and(pam::samples_read_as_bgr) {
         decoded.swap_red_and_blue();
     }
     // OpenCV 4 turns PNG and WebP files upright by their Exif orientation too

@@ -72,13 +72,13 @@ fn read_with_alpha(h: &Header, bytes: &[u8], mode: ColorMode, colour: bool) -> R
     if h.width == 0 || h.height == 0 || h.max_value == 0 || h.max_value > 65535 {
         return Err(corrupt(format!("{}×{} with MAXVAL {}", h.width, h.height, h.max_value)));
     }
+    let sample_bytes: usize = if h.max_value > 255 { 2 } else { 1 };
     limits::checked_count(
         &[h.depth as i64, h.height as i64, h.width as i64],
-        if h.max_value > 255 { 2 } else { 1 },
+        sample_bytes as u64,
         &format!("a {}×{} PAM image", h.width, h.height),
     )
     .map_err(|e| Error::data(e.to_string()))?;
-    let sample_bytes = if h.max_value > 255 { 2 } else { 1 };
     let count = h.width * h.height * h.depth;
     let data = bytes
         .get(h.data_at..h.data_at + count * sample_bytes)

@@ -117,19 +117,16 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
     let (height, width) = (height as usize, width as usize);
     // RGBE quadruples, row by row.
     let mut rgbe: Vec<u8> = Vec::with_capacity(4 * width * height);
-    let flat = |reader: &mut Reader, rgbe: &mut Vec<u8>, pixels: usize| -> Result<()> {
-        rgbe.extend_from_slice(reader.take(4 * pixels)?);
-        Ok(())
-    };
     if !(8..=0x7fff).contains(&width) {
-        flat(&mut reader, &mut rgbe, width * height)?;
+        rgbe.extend_from_slice(reader.take(4 * width * height)?);
     } else {
         let mut scanline = vec![0u8; 4 * width];
         for row in 0..height {
             let start = reader.take(4)?;
             if start[0] != 2 || start[1] != 2 || start[2] & 0x80 != 0 {
                 rgbe.extend_from_slice(start);
-                flat(&mut reader, &mut rgbe, width * (height - row) - 1)?;
+                // The rest of the image, flat.
+                rgbe.extend_from_slice(reader.take(4 * (width * (height - row) - 1))?);
                 break;
             }
             let declared = usize::from(start[2]) << 8 | usize::from(start[3]);

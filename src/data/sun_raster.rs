@@ -16,7 +16,7 @@
 //! from OpenCV, whose grey path only fills its lookup table from a colour
 //! map. Here it gives its pixels (the grey ramp), as OpenCV's colour path
 //! does.
-use super::image::{ColorMode, Image};
+use super::image::{gray_of, ColorMode, Image};
 use crate::util::limits;
 use crate::{Error, Result};
 
@@ -29,12 +29,6 @@ const MAP_EQUAL_RGB: u32 = 1;
 
 fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::data(format!("corrupt Sun raster image: {what}"))
-}
-
-/// OpenCV's 14-bit grey weights (`icvCvt_BGR2Gray`), which its Sun raster
-/// decoder uses for pixels and colour maps alike.
-fn grey(r: u8, g: u8, b: u8) -> u8 {
-    ((u32::from(r) * 4899 + u32::from(g) * 9617 + u32::from(b) * 1868 + (1 << 13)) >> 14) as u8
 }
 
 pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
@@ -108,7 +102,8 @@ pub fn decode(bytes: &[u8], mode: ColorMode) -> Result<Image> {
         for x in 0..width {
             let [r, g, b] = pixel(row, x);
             if grey_out {
-                out.push(grey(r, g, b));
+                // OpenCV's 14-bit weights (`icvCvt_BGR2Gray`), as for colour maps.
+                out.push(gray_of(r, g, b));
             } else {
                 out.extend_from_slice(&[r, g, b]);
             }
