@@ -355,7 +355,10 @@ fn upgrade_v1_net_text_matches_caffe() {
 fn flag_lines(help: &str) -> Vec<&str> {
     help.lines()
         .map(str::trim_start)
-        .filter(|l| l.starts_with("--") && !l.starts_with("--lenient") && !l.starts_with("--max_memory"))
+        .filter(|l| {
+            l.starts_with("--")
+                && !["--lenient", "--max_memory", "--layer_library"].iter().any(|global| l.starts_with(global))
+        })
         .collect()
 }
 

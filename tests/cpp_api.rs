@@ -27,18 +27,31 @@ fn raw(path: &std::path::Path, t: &tch::Tensor) {
 /// libcaffe.so into `dir`; None (after a SKIPPED line) without libcaffe.so
 /// or a C++ compiler.
 pub(crate) fn compile(name: &str, dir: &Path) -> Option<PathBuf> {
+    build(name, &dir.join(name), &[])
+}
+
+/// Builds `tests/fixtures/cpp/<name>.cpp` as a shared library at `output`
+/// (a layer library), with `defines` (`-DNAME`); None as [`compile`].
+pub(crate) fn compile_library(name: &str, output: &Path, defines: &[&str]) -> Option<PathBuf> {
+    let mut args = vec!["-shared".to_string(), "-fPIC".to_string()];
+    args.extend(defines.iter().map(|d| format!("-D{d}")));
+    build(name, output, &args)
+}
+
+fn build(name: &str, output: &Path, extra: &[String]) -> Option<PathBuf> {
     let lib_dir = common::repo().join("target/release");
     if !lib_dir.join("libcaffe.so").exists() {
         let missing = format!("{} has no libcaffe.so (make build makes it)", lib_dir.display());
         common::skip_or_fail(module_path!(), &missing, common::under_ci());
         return None;
     }
-    let program = dir.join(name);
     let compiled = Command::new("c++")
         // glog's stand-in, whether or not this machine has glog (the
         // program would then link -lglog, as Caffe's programs do).
-        .args(["-std=c++17", "-O1", "-DCAFFE_TCH_NO_GLOG", "-o"])
-        .arg(&program)
+        .args(["-std=c++17", "-O1", "-DCAFFE_TCH_NO_GLOG"])
+        .args(extra)
+        .arg("-o")
+        .arg(output)
         .arg(common::fixture(&format!("cpp/{name}.cpp")))
         .arg("-I")
         .arg(common::repo().join("cpp/include"))
@@ -55,7 +68,7 @@ pub(crate) fn compile(name: &str, dir: &Path) -> Option<PathBuf> {
         }
     };
     assert!(compiled.status.success(), "{}", String::from_utf8_lossy(&compiled.stderr));
-    Some(program)
+    Some(output.to_path_buf())
 }
 
 fn read_raw(path: &Path) -> Tensor {

@@ -18,11 +18,11 @@ layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
   inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "constant" value: 0.1 } } }
 "#;
 
-const CUSTOM: &str = r#"layer { name: "cube" type: "Cube" bottom: "ip" top: "cube" scale_param { filler { value: 0.5 } } }
+pub(crate) const CUSTOM: &str = r#"layer { name: "cube" type: "Cube" bottom: "ip" top: "cube" scale_param { filler { value: 0.5 } } }
 layer { name: "loss" type: "HalfSquaredDiffLoss" bottom: "cube" bottom: "target" top: "loss" }
 "#;
 
-const BUILTIN: &str = r#"layer { name: "pow" type: "Power" bottom: "ip" top: "pow" power_param { power: 3 } }
+pub(crate) const BUILTIN: &str = r#"layer { name: "pow" type: "Power" bottom: "ip" top: "pow" power_param { power: 3 } }
 layer { name: "cube" type: "Scale" bottom: "pow" top: "cube" scale_param { axis: 0 num_axes: 0 filler { type: "constant" value: 0.5 } } }
 layer { name: "loss" type: "EuclideanLoss" bottom: "cube" bottom: "target" top: "loss" }
 "#;

@@ -21,6 +21,7 @@ mod corpus_time;
 mod cpp_api;
 mod cpp_custom_layer;
 mod cpp_db;
+mod cpp_layer_library;
 mod cpp_math;
 mod cpp_memory_data;
 mod cuda_graph;

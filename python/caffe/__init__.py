@@ -34,6 +34,7 @@ from ._caffe import (  # noqa: F401
     TEST,
     __version__,
     layer_type_list,
+    load_layer_library,
     set_device,
     NCCL,
     multiprocess,
@@ -69,3 +70,9 @@ from .classifier import Classifier  # noqa: F401,E402
 from .detector import Detector  # noqa: F401,E402
 from .net_spec import NetSpec, layers, params, to_proto  # noqa: F401,E402
 from .proto import caffe_pb2  # noqa: F401,E402  (also caffe.proto.caffe_pb2)
+
+# C++ layer libraries named by CAFFE_TCH_LAYER_LIBRARIES, so a script runs
+# unchanged with a fork's layers (load_layer_library loads one by hand).
+from ._caffe import _load_layer_libraries_from_env  # noqa: E402
+
+_load_layer_libraries_from_env()

@@ -13,6 +13,9 @@ mod net;
 mod solver;
 mod views;
 
+// Layer libraries register their types in this process.
+caffe_tch::define_layer_library_registration!();
+
 #[pymodule]
 fn _caffe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Nets built in this process can have Python layers.
@@ -25,6 +28,8 @@ fn _caffe(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mode::set_device, m)?)?;
     m.add_function(wrap_pyfunction!(mode::set_random_seed, m)?)?;
     m.add_function(wrap_pyfunction!(mode::layer_type_list, m)?)?;
+    m.add_function(wrap_pyfunction!(mode::load_layer_library, m)?)?;
+    m.add_function(wrap_pyfunction!(mode::_load_layer_libraries_from_env, m)?)?;
     m.add_function(wrap_pyfunction!(mode::log_info, m)?)?;
     m.add_function(wrap_pyfunction!(mode::upgrade_net_text, m)?)?;
     m.add_function(wrap_pyfunction!(mode::solver_count, m)?)?;

@@ -72,6 +72,8 @@ pub fn layer_type_list() -> Vec<String> {
         caffe_tch::layers::registry::REGISTRY.iter().map(|l| l.type_name.to_string()).collect();
     // Built by this module (caffe.Layer subclasses), not the library's registry.
     names.push(caffe_tch::layers::python::TYPE.to_string());
+    // C++ types from layer libraries (load_layer_library).
+    names.extend(caffe_tch::layers::external::types());
     names.sort();
     names
 }
@@ -153,4 +155,18 @@ pub fn multiprocess() -> bool {
 #[pyfunction]
 pub fn set_multiprocess(on: bool) {
     ranks().multiprocess = on;
+}
+
+/// Loads a shared library of C++ layer types (compiled against caffe-tch's
+/// `cpp/include` with `REGISTER_LAYER_CLASS`, linked with `-lcaffe`); nets
+/// built afterwards can have them. Returns the types it registered.
+#[pyfunction]
+pub fn load_layer_library(path: std::path::PathBuf) -> PyResult<Vec<String>> {
+    caffe_tch::layers::external::library::load(&path).map_err(crate::errors::to_py)
+}
+
+/// Loads the libraries `CAFFE_TCH_LAYER_LIBRARIES` names, at `import caffe`.
+#[pyfunction]
+pub fn _load_layer_libraries_from_env() -> PyResult<()> {
+    caffe_tch::layers::external::library::load_from_env().map_err(crate::errors::to_py)
 }

@@ -2,6 +2,9 @@
 //! libtorch. The `caffe` launcher (src/bin/caffe.rs) runs it for every command
 //! that needs libtorch, under the name `caffe`.
 
+// Layer libraries register their types in this process (build.rs exports this symbol).
+caffe_tch::define_layer_library_registration!();
+
 fn main() {
     let code = caffe_tch::cli::main(std::env::args_os().collect(), &caffe_tch::cli::Host::Binary);
     // Everything this process writes is written when the command returns

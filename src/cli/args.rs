@@ -15,6 +15,9 @@ pub(super) struct Cli {
     /// The most memory a net's blobs and parameters may plan to take (e.g. 512M, 4G); the machine's memory by default.
     #[arg(long = "max_memory", global = true)]
     pub(super) max_memory: Option<String>,
+    /// Shared libraries of C++ layer types to load first, comma-separated (also CAFFE_TCH_LAYER_LIBRARIES, ':'-separated).
+    #[arg(long = "layer_library", global = true)]
+    pub(super) layer_library: Option<String>,
     #[command(subcommand)]
     pub(super) command: Command,
 }

@@ -133,6 +133,11 @@ fn run(cli: Cli, args: &[OsString], host: &Host) -> Result<u8> {
     if let Some(m) = &cli.max_memory {
         crate::util::limits::set_max_memory(crate::util::limits::parse_bytes(m)?);
     }
+    crate::layers::external::library::load_from_env()?;
+    for path in split_paths(cli.layer_library.as_deref()) {
+        let types = crate::layers::external::library::load(&path)?;
+        info!("layer_library.cpp:1", "Layer library {}: {}", path.display(), types.join(", "));
+    }
     match cli.command {
         Command::DeviceQuery(_) => {
             for line in tools::device_query::report() {

@@ -61,6 +61,10 @@ pub fn outside_weight_writes() -> u64 {
 /// A blob shape, Caffe-style: any number of axes.
 pub type Shape = Vec<i64>;
 
+/// The most axes a blob may have, as Caffe's `kMaxBlobAxes` (and numpy's own
+/// limit, which pycaffe's arrays meet).
+pub const MAX_BLOB_AXES: usize = 32;
+
 /// A learnable (or state) blob a layer asks the net for.
 #[derive(Debug, Clone)]
 pub struct ParamDecl {

@@ -70,7 +70,7 @@ pub fn create_layer(param: &LayerParameter) -> Result<Box<dyn Layer>> {
     }
     let external = super::external::types();
     let added = if external.is_empty() {
-        String::new()
+        "; a fork's C++ layers load with -layer_library or CAFFE_TCH_LAYER_LIBRARIES".to_string()
     } else {
         format!("; registered by this program: {}", external.join(", "))
     };

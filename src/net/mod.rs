@@ -100,9 +100,7 @@ struct LayerEntry {
     recorded: bool,
 }
 
-/// The most axes a blob may have, as Caffe's `kMaxBlobAxes` (and numpy's own
-/// limit, which pycaffe's arrays meet).
-pub const MAX_BLOB_AXES: usize = 32;
+pub use crate::layers::MAX_BLOB_AXES;
 
 /// A blob shape with more axes than Caffe allows, as the error its
 /// `Blob::Reshape` gives.

@@ -109,7 +109,8 @@ pub fn probe() -> std::result::Result<(), String> {
     }
 }
 
-fn dl_error() -> String {
+/// The dynamic linker's last error on this thread.
+pub(crate) fn dl_error() -> String {
     // SAFETY: dlerror returns a thread-local C string or null.
     unsafe {
         let e = libc::dlerror();

@@ -1,15 +1,19 @@
 //! Layer types a program adds at run time, as a Caffe fork adds its own
 //! layers to Caffe's registry: the C++ interface's `REGISTER_LAYER_CLASS`
 //! registers each type here, and every net built in that process then
-//! creates it like a built-in type (`registry::create_layer`). The library
-//! never calls foreign code itself; the front end's constructor wraps it in
-//! a `Layer`.
+//! creates it like a built-in type (`registry::create_layer`). C++ layer
+//! classes arrive as a function table ([`program::LayerTable`], made by the
+//! header), from the program itself or from a shared library the `caffe`
+//! command or pycaffe loads ([`library`]).
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Layer;
 use crate::proto::caffe::LayerParameter;
 use crate::{Error, Result};
+
+pub mod library;
+pub mod program;
 
 /// Builds one layer of a registered type from its parameter.
 pub type ExternalConstructor = Arc<dyn Fn(&LayerParameter) -> Result<Box<dyn Layer>> + Send + Sync>;
@@ -43,4 +47,12 @@ pub fn constructor(type_name: &str) -> Option<ExternalConstructor> {
 /// The registered types, sorted.
 pub fn types() -> Vec<String> {
     EXTERNAL.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+}
+
+/// Adds `type_name`, whose layers are C++ objects reached through `table`.
+pub fn register_table(type_name: &str, table: program::LayerTable) -> Result<()> {
+    let create = Arc::new(move |param: &LayerParameter| {
+        program::ProgramLayer::new(table, param).map(|l| Box::new(l) as Box<dyn Layer>)
+    });
+    register(type_name, create)
 }
