@@ -35,6 +35,7 @@ fn a_cpp_program_feeds_memory_data_layers() {
     assert_eq!(lines["batch 3"], lines["batch 1"]);
     // 0.1 · Σ values + 1, for each of the two outputs.
     assert_eq!(lines["ip"], "2.5 2.5 6.1 6.1");
+    assert_eq!(lines["after a write"], "100 13 14 15 16 17 18 19 20 21 22 23");
     assert!(lines["reset 3"].contains("3 items; it must be a positive multiple of batch_size 2"), "{stdout}");
     assert_eq!(lines["datums"], "5 6 7 8 9 10 10 11 12 13 14 15");
     assert_eq!(lines["datum labels"], "7 8");

@@ -153,10 +153,12 @@ pub unsafe extern "C" fn caffe_tch_net_layer_propagates(h: *mut NetHandle, layer
 }
 
 /// `MemoryDataLayer::Reset(data, labels, n)` on layer `layer`: `n` items of
-/// its channels × height × width and `n` labels (copied; `n` a multiple of
-/// its batch size); its forwards serve them batch by batch. 0 on success.
+/// its channels × height × width and `n` labels (read in place, as Caffe
+/// does; `n` a multiple of its batch size); its forwards serve them batch by
+/// batch. 0 on success.
 /// # Safety
-/// As [`caffe_tch_net_layer_blob_count`]; `data` and `labels` hold `n` items' values.
+/// As [`caffe_tch_net_layer_blob_count`]; `data` and `labels` hold `n` items'
+/// values and stay alive and in place until the next Reset or the net's end.
 #[no_mangle]
 pub unsafe extern "C" fn caffe_tch_net_memory_data_reset(
     h: *mut NetHandle,
@@ -174,10 +176,21 @@ pub unsafe extern "C" fn caffe_tch_net_memory_data_reset(
             let mp = net.layer_params()[i].memory_data_param.unwrap_or_default();
             let dims = [n as i64, mp.channels() as i64, mp.height() as i64, mp.width() as i64];
             let count = dims.iter().product::<i64>().max(0) as usize;
-            // SAFETY: as the function's contract says.
-            let (values, label_values) = unsafe { (raw_values(data, count), raw_values(labels, n as usize)) };
-            let d = Tensor::f_from_slice(values)?.f_reshape(dims)?;
-            let l = Tensor::f_from_slice(label_values)?;
+            if count == 0 {
+                return Err(Error::invalid(format!("MemoryDataLayer '{name}': its items hold no values ({dims:?})")));
+            }
+            // Read in place, as Caffe's layer keeps the pointers: a value the
+            // program writes into the arrays later is the next batches'.
+            let strides = [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1];
+            // SAFETY: `data` holds the n items' values and `labels` n labels,
+            // and the program keeps both alive and in place until the next
+            // Reset or the net's end (Caffe's contract for Reset's arrays).
+            let (d, l) = unsafe {
+                (
+                    Tensor::f_from_blob(data as *const u8, &dims, &strides, Kind::Float, Device::Cpu)?,
+                    Tensor::f_from_blob(labels as *const u8, &[n as i64], &[1], Kind::Float, Device::Cpu)?,
+                )
+            };
             net.set_layer_input_arrays(i, &d, &l)?;
             Ok(0)
         })

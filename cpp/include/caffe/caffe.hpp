@@ -1132,9 +1132,10 @@ class MemoryDataLayer : public internal::NetLayer<Dtype> {
  public:
   explicit MemoryDataLayer(internal::MessageHandle param) : internal::NetLayer<Dtype>(param) {}
   const char* type() const override { return "MemoryData"; }
-  // `n` items (a multiple of the batch size) and their labels, as they are:
-  // copied here, where Caffe keeps the pointers, so values written into the
-  // arrays afterwards need another Reset.
+  // `n` items (a multiple of the batch size) and their labels, as they are,
+  // read in place as Caffe reads them: the arrays must outlive their use
+  // (until the next Reset, AddDatumVector or the net's end), and a value
+  // written into them later is what the next forwards serve.
   void Reset(Dtype* data, Dtype* labels, int n) {
     internal::check(caffe_tch_net_memory_data_reset(this->net_, this->index_, data, labels, n) == 0);
   }

@@ -25,6 +25,7 @@ mod common;
 mod detection;
 mod dropin;
 mod neuron;
+mod normalization;
 mod recurrent;
 mod vision;
 
@@ -42,9 +43,9 @@ pub static LOWERINGS: &[(&str, Lowering)] = &[
     ("AbsVal", neuron::abs_val),
     ("ArgMax", common::arg_max),
     ("Axpy", common::axpy),
-    ("BN", common::bn),
+    ("BN", normalization::bn),
     ("BNLL", neuron::bnll),
-    ("BatchNorm", common::batch_norm),
+    ("BatchNorm", normalization::batch_norm),
     ("BatchReindex", common::batch_reindex),
     ("Bias", common::bias),
     ("Clip", neuron::clip),
@@ -407,7 +408,7 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
     for i in &plan.inputs {
         g.bind(&i.name, i.name.clone());
     }
-    let fused = common::fusions(plan, all_blobs);
+    let fused = normalization::fusions(plan, all_blobs);
     for (k, l) in plan.layers.iter().enumerate() {
         if fused.skipped.contains(&k) {
             continue;
@@ -419,7 +420,7 @@ pub fn export(plan: &Plan, opset: i64, all_blobs: bool) -> Result<Vec<u8>> {
             .ok_or_else(|| plan.layer_error(l, Error::unsupported(why_not(l.layer_type()))))?;
         g.layer = l.name().to_string();
         let result = match fused.batch_norm_scale.get(&k) {
-            Some(&scale) => common::batch_norm_with_scale(&mut g, l, &plan.layers[scale]),
+            Some(&scale) => normalization::batch_norm_with_scale(&mut g, l, &plan.layers[scale]),
             None => lowering(&mut g, l),
         };
         result.map_err(|e| plan.layer_error(l, e))?;

@@ -140,7 +140,7 @@ pub fn render(plan: &Plan) -> Result<(String, Vec<u8>)> {
             }
         }
     }
-    let helper_names: Vec<&str> = helpers::HELPERS.iter().map(|h| h.name).collect();
+    let helper_names: Vec<&str> = helpers::all().map(|h| h.name).collect();
     let taken: Vec<&str> = TAKEN.iter().copied().chain(helper_names.iter().copied()).collect();
     let all_ids = unique_identifiers(taken.iter().copied().chain(blob_names.iter().copied()));
     let var: HashMap<&str, String> = blob_names.iter().copied().zip(all_ids.into_iter().skip(taken.len())).collect();

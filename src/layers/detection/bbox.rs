@@ -163,6 +163,51 @@ impl BoxCoder {
 }
 
 /// Higher scores first; equal ones keep their order (the sorts are stable).
+/// The images and priors an SSD head's bottoms give (location predictions,
+/// confidences, PriorBox's boxes and variances), checked against each other
+/// as the fork checks them; `whole_axis`: each prediction bottom must also
+/// hold an image's values on its axis 1 (DetectionOutput's check).
+pub fn prediction_dims(
+    bottoms: &[crate::layers::Shape],
+    loc_classes: usize,
+    num_classes: usize,
+    whole_axis: bool,
+) -> Result<(i64, i64)> {
+    let loc = crate::layers::legacy_dims(&bottoms[0])?;
+    let conf = crate::layers::legacy_dims(&bottoms[1])?;
+    let prior = crate::layers::legacy_dims(&bottoms[2])?;
+    if loc[0] != conf[0] {
+        bail!(
+            "the location (bottom[0]) and confidence (bottom[1]) predictions are for {} and {} images",
+            loc[0],
+            conf[0]
+        );
+    }
+    let priors = prior[2] / 4;
+    if prior[1] < 2 || bottoms[2].iter().product::<i64>() < 2 * priors * 4 {
+        bail!("bottom[2] must be PriorBox's 1×2×(priors·4) boxes and variances, got shape {:?}", bottoms[2]);
+    }
+    let per_image = |s: &[i64]| s.iter().skip(1).product::<i64>();
+    // Products a crafted num_classes could overflow count as a mismatch.
+    let want_loc = priors.checked_mul(loc_classes as i64 * 4).unwrap_or(-1);
+    if (whole_axis && loc[1] != want_loc) || per_image(&bottoms[0]) != want_loc {
+        bail!(
+            "Number of priors must match number of location predictions: {priors} priors × {loc_classes} location \
+             classes × 4 is {want_loc}, but bottom[0] has shape {:?}",
+            bottoms[0]
+        );
+    }
+    let want_conf = priors.checked_mul(num_classes as i64).unwrap_or(-1);
+    if (whole_axis && conf[1] != want_conf) || per_image(&bottoms[1]) != want_conf {
+        bail!(
+            "Number of priors must match number of confidence predictions: {priors} priors × {num_classes} classes \
+             is {want_conf}, but bottom[1] has shape {:?}",
+            bottoms[1]
+        );
+    }
+    Ok((loc[0], priors))
+}
+
 pub fn descending(a: f32, b: f32) -> std::cmp::Ordering {
     b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal)
 }

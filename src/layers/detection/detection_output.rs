@@ -2,10 +2,9 @@
 //! class, and the kept detections as rows.
 use tch::Tensor;
 
-use super::bbox::{descending, BBox, BoxCoder};
+use super::bbox::{descending, prediction_dims, BBox, BoxCoder};
 use super::save_output::SaveOutput;
 use crate::bail;
-use crate::layers::legacy_dims;
 use crate::layers::registry::{family_of, LayerInfo};
 use crate::layers::{check_bottoms, Ctx, Layer, SetupOut, Shape};
 use crate::proto::caffe::prior_box_parameter::CodeType;
@@ -102,40 +101,7 @@ impl DetectionOutput {
 
     /// The number of priors, with the bottoms' shapes checked against it.
     fn num_priors(&self, bottoms: &[Shape]) -> Result<usize> {
-        let loc = legacy_dims(&bottoms[0])?;
-        let conf = legacy_dims(&bottoms[1])?;
-        let prior = legacy_dims(&bottoms[2])?;
-        if loc[0] != conf[0] {
-            bail!(
-                "the location (bottom[0]) and confidence (bottom[1]) predictions are for {} and {} images",
-                loc[0],
-                conf[0]
-            );
-        }
-        let priors = prior[2] / 4;
-        if prior[1] < 2 || bottoms[2].iter().product::<i64>() < 2 * priors * 4 {
-            bail!("bottom[2] must be PriorBox's 1×2×(priors·4) boxes and variances, got shape {:?}", bottoms[2]);
-        }
-        let per_image = |s: &Shape| s.iter().skip(1).product::<i64>();
-        // Products a crafted num_classes could overflow count as a mismatch.
-        let want_loc = priors.checked_mul(self.loc_classes() as i64 * 4).unwrap_or(-1);
-        if loc[1] != want_loc || per_image(&bottoms[0]) != want_loc {
-            bail!(
-                "Number of priors must match number of location predictions: {priors} priors × {} location classes × 4 \
-                 is {want_loc}, but bottom[0] has shape {:?}",
-                self.loc_classes(),
-                bottoms[0]
-            );
-        }
-        let want_conf = priors.checked_mul(self.num_classes as i64).unwrap_or(-1);
-        if conf[1] != want_conf || per_image(&bottoms[1]) != want_conf {
-            bail!(
-                "Number of priors must match number of confidence predictions: {priors} priors × {} classes is \
-                 {want_conf}, but bottom[1] has shape {:?}",
-                self.num_classes,
-                bottoms[1]
-            );
-        }
+        let (_, priors) = prediction_dims(bottoms, self.loc_classes(), self.num_classes, true)?;
         Ok(priors as usize)
     }
 
