@@ -71,7 +71,7 @@ fn caffe_loads_a_layer_library_and_trains_its_layers() {
     let custom_log = text(&out);
     assert!(out.status.success(), "{custom_log}");
     assert!(
-        custom_log.contains("Layer library") && custom_log.contains("Cube, HalfSquaredDiffLoss, NonNegative"),
+        custom_log.contains("Layer library") && custom_log.contains("Cube, HalfSquaredDiffLoss, NonNegative, Filled"),
         "{custom_log}"
     );
     let out = caffe(dir.path()).args(["train", "-solver", "builtin_solver.prototxt"]).output().unwrap();

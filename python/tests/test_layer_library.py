@@ -52,7 +52,7 @@ def net_file(tmp_path, name, text):
 
 def test_a_loaded_librarys_layers_compute_and_learn(library, tmp_path):
     types = caffe.load_layer_library(str(library))
-    assert types == ["Cube", "HalfSquaredDiffLoss", "NonNegative"]
+    assert types == ["Cube", "HalfSquaredDiffLoss", "NonNegative", "Filled"]
     assert caffe.load_layer_library(str(library)) == types  # loaded once
     assert {"Cube", "HalfSquaredDiffLoss", "Python", "Convolution"} <= set(caffe.layer_type_list())
 
@@ -131,3 +131,46 @@ def test_a_layers_exception_names_the_layer(library, tmp_path):
     net.blobs["data"].data[...] = [1.0, -2.0]
     with pytest.raises(Exception, match="guard.*a negative input"):
         net.forward()
+
+
+def filled(library, tmp_path, filler):
+    """The learnable blob (4 x 3 x 5 x 5) that the library's Filled layer
+    fills in LayerSetUp through caffe/filler.hpp's GetFiller."""
+    caffe.load_layer_library(str(library))
+    path = net_file(
+        tmp_path, "filled.prototxt",
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 4 dim: 3 dim: 5 dim: 5 } } }\n'
+        'layer { name: "f" type: "Filled" bottom: "data" top: "out" convolution_param { weight_filler { %s } } }\n'
+        % filler,
+    )
+    return caffe.Net(path, caffe.TEST).params["f"][0].data.astype(np.float64)
+
+
+def test_caffes_fillers_in_a_librarys_layer(library, tmp_path):
+    np.testing.assert_array_equal(filled(library, tmp_path, 'type: "constant" value: 2.5'), 2.5)
+    w = filled(library, tmp_path, 'type: "uniform" min: -2 max: 3')
+    assert w.min() >= -2 and w.max() <= 3 and abs(w.mean() - 0.5) < 0.4
+    w = filled(library, tmp_path, 'type: "gaussian" mean: 1 std: 2')
+    assert abs(w.mean() - 1) < 0.5 and abs(w.std() - 2) < 0.3
+    # sparse 2 over a first axis of 4: each value kept with probability 1/2.
+    w = filled(library, tmp_path, 'type: "gaussian" sparse: 2')
+    assert 0.35 < (w == 0).mean() < 0.65
+    w = filled(library, tmp_path, 'type: "positive_unitball"')
+    assert w.min() >= 0
+    np.testing.assert_allclose(w.reshape(4, -1).sum(axis=1), 1, rtol=1e-5)
+    # Xavier: uniform within sqrt(3 / n); n = 75 inputs (3·5·5), 100 outputs, or their mean.
+    for norm, n in (("", 75), ("variance_norm: FAN_OUT", 100), ("variance_norm: AVERAGE", 87.5)):
+        w = filled(library, tmp_path, 'type: "xavier" ' + norm)
+        bound = np.sqrt(3 / n)
+        assert np.abs(w).max() <= bound * (1 + 1e-6) and np.abs(w).max() > 0.9 * bound, (norm, np.abs(w).max(), bound)
+    w = filled(library, tmp_path, 'type: "msra"')
+    assert abs(w.std() - np.sqrt(2 / 75)) < 0.15 * np.sqrt(2 / 75) and abs(w.mean()) < 0.03
+    # Bilinear kernels of side 5: f = 3, centre 2/3, the same kernel in every channel.
+    w = filled(library, tmp_path, 'type: "bilinear"')
+    ramp = 1 - np.abs(np.arange(5) / 3 - 2 / 3)
+    np.testing.assert_allclose(w, np.broadcast_to(np.outer(ramp, ramp), w.shape), rtol=1e-6)
+
+    with pytest.raises(Exception, match="layer 'f'.*Unknown filler name: nonesuch"):
+        filled(library, tmp_path, 'type: "nonesuch"')
+    with pytest.raises(Exception, match="constant filler does not take sparse"):
+        filled(library, tmp_path, 'type: "constant" sparse: 3')
