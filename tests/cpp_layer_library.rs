@@ -3,10 +3,14 @@
 //! program, in the same nets) loaded by the `caffe` command: `caffe train -layer_library` trains
 //! a net of them with the losses of the same net in Caffe's own Power, Scale
 //! and EuclideanLoss; `CAFFE_TCH_LAYER_LIBRARIES` loads it for `caffe test`;
-//! a layer's exception names the layer; a missing library, a library of no
-//! layers and one claiming a built-in type are one-line errors naming it.
+//! the solver's `random_seed` seeds the library's fillers; a layer's
+//! exception names the layer; a missing library, a library of no layers and
+//! one claiming a built-in type are one-line errors naming it.
 use std::path::Path;
 use std::process::{Command, Output};
+
+use caffe_tch::proto::binary;
+use caffe_tch::proto::caffe::NetParameter;
 
 use crate::common::assert_one_line_error;
 use crate::cpp_api::compile_library;
@@ -94,6 +98,38 @@ fn caffe_loads_a_layer_library_and_trains_its_layers() {
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(all.contains("loss = "), "{all}");
+
+    // The solver's random_seed seeds the library's Caffe generator, which
+    // its Filled layer's Gaussian filler draws from in LayerSetUp.
+    write(
+        "filled.prototxt",
+        "layer { name: \"data\" type: \"DummyData\" top: \"data\" top: \"target\"\n\
+           dummy_data_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } data_filler { value: 1 } } }\n\
+         layer { name: \"f\" type: \"Filled\" bottom: \"data\" top: \"out\" convolution_param { weight_filler { type: \"gaussian\" } } }\n\
+         layer { name: \"loss\" type: \"EuclideanLoss\" bottom: \"out\" bottom: \"target\" top: \"loss\" }\n",
+    );
+    let filled_weights = |seed: i64, prefix: &str| {
+        write(
+            "filled_solver.prototxt",
+            &format!(
+                "net: \"filled.prototxt\" base_lr: 0 lr_policy: \"fixed\" max_iter: 1 random_seed: {seed} \
+                 snapshot_prefix: \"{prefix}\" solver_mode: CPU\n"
+            ),
+        );
+        let out = caffe(dir.path())
+            .args(["train", "-solver", "filled_solver.prototxt", "-layer_library", &lib])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let model: NetParameter =
+            binary::read_message(&dir.path().join(format!("{prefix}_iter_1.caffemodel"))).unwrap();
+        let layer = model.layer.iter().find(|l| l.name() == "f").expect("layer f");
+        layer.blobs[0].data.clone()
+    };
+    let (a, b, c) = (filled_weights(7, "a"), filled_weights(7, "b"), filled_weights(8, "c"));
+    assert_eq!(a.len(), 6);
+    assert_eq!(a, b, "the same random_seed, the same filler draws");
+    assert_ne!(a, c);
 
     // Without the library the type is unknown, and the error says how to load one.
     let err = error_line(&caffe(dir.path()).args(["train", "-solver", "custom_solver.prototxt"]).output().unwrap());

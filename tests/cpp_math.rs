@@ -3,7 +3,9 @@
 //! transpose, in float and double, against a plain loop in double; the
 //! element-wise functions' values; Caffe's generator (seed 5489 gives the
 //! Mersenne Twister's reference values, as Caffe's boost::mt19937 does); the
-//! random draws' ranges and moments; one-line errors for bad arguments.
+//! random draws' ranges and moments; `caffe/util/im2col.hpp`'s im2col_cpu
+//! (with a GEMM, the direct convolution) and col2im_cpu (its adjoint);
+//! one-line errors for bad arguments.
 use std::collections::HashMap;
 use std::process::Command;
 
@@ -92,7 +94,17 @@ fn a_cpp_program_gets_caffes_math_functions() {
     assert!((gaussian[0] - 1.0).abs() < 0.03 && (gaussian[1] - 2.0).abs() < 0.03, "gaussian: {gaussian:?}");
     let bernoulli = numbers(&r, "bernoulli");
     assert!((bernoulli[0] - 0.3).abs() < 0.005 && bernoulli[1] == 1.0 && bernoulli[2] == 1.0, "{bernoulli:?}");
+    // im2col + GEMM is the convolution; col2im is its adjoint. Fields: out_h,
+    // out_w, the largest difference from the direct loop, the adjoint's.
+    for (name, out_h, out_w) in [("im2col_plain", 3.0, 3.0), ("im2col_padded", 4.0, 8.0), ("im2col_dilated", 3.0, 2.0)]
+    {
+        let v = numbers(&r, name);
+        assert_eq!(v[..2], [out_h, out_w], "{name}: {v:?}");
+        assert!(v[2] < 1e-12 && v[3] < 1e-12, "{name}: {v:?}");
+    }
+    assert_eq!(numbers(&r, "im2col_none"), [-1.0], "no columns written");
     for (name, message) in [
+        ("error_im2col", "im2col: bad geometry (a negative size or pad, or a kernel, stride or dilation below 1)"),
         ("error_uniform", "caffe_rng_uniform: the range's a is above its b"),
         ("error_gaussian", "caffe_rng_gaussian: sigma is not above 0"),
         ("error_bernoulli", "caffe_rng_bernoulli: p is outside [0, 1]"),

@@ -174,3 +174,14 @@ def test_caffes_fillers_in_a_librarys_layer(library, tmp_path):
         filled(library, tmp_path, 'type: "nonesuch"')
     with pytest.raises(Exception, match="constant filler does not take sparse"):
         filled(library, tmp_path, 'type: "constant" sparse: 3')
+
+
+def test_the_random_seed_reaches_a_librarys_fillers(library, tmp_path):
+    # caffe.set_random_seed seeds the library's Caffe generator too, as the
+    # solver's random_seed does (Caffe's one generator).
+    draws = []
+    for seed in (5, 5, 6):
+        caffe.set_random_seed(seed)
+        draws.append(filled(library, tmp_path, 'type: "gaussian"'))
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert not np.array_equal(draws[0], draws[2])

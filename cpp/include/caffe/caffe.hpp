@@ -228,6 +228,9 @@ struct CaffeTchLayerTable {
   int (*backward)(void* layer, const int* propagate_down, int n);
   const char* (*error)();
   int (*is_loss)(void* layer);
+  // Seeds the caffe_rng() of the code that registered the type, as the
+  // solver's random_seed (or caffe.set_random_seed) seeds Caffe's.
+  void (*seed)(uint64_t seed);
 };
 int caffe_tch_register_layer(const char* type, const CaffeTchLayerTable* table);
 struct CaffeTchMsg;
@@ -1116,9 +1119,10 @@ struct CustomLayers {
   }
   static int is_loss(void* layer) { return dynamic_cast<LossLayer<float>*>(of(layer)->layer.get()) != nullptr; }
   static const char* error() { return last_error().c_str(); }
+  static void seed(uint64_t value) { caffe_rng()->seed(static_cast<unsigned int>(value)); }
   static const CaffeTchLayerTable* table() {
-    static const CaffeTchLayerTable functions = {create, destroy, set_bottom_shape, setup,   count, shape,
-                                                 blob_memory, forward, backward, error, is_loss};
+    static const CaffeTchLayerTable functions = {create,  destroy,  set_bottom_shape, setup, count, shape,
+                                                 blob_memory, forward, backward, error, is_loss, seed};
     return &functions;
   }
 };

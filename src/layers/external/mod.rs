@@ -20,6 +20,9 @@ pub type ExternalConstructor = Arc<dyn Fn(&LayerParameter) -> Result<Box<dyn Lay
 
 static EXTERNAL: Mutex<BTreeMap<String, ExternalConstructor>> = Mutex::new(BTreeMap::new());
 
+/// Each registering program's or library's generator seeding, once.
+static SEEDERS: Mutex<Vec<unsafe extern "C" fn(u64)>> = Mutex::new(Vec::new());
+
 /// Adds `type_name`. As in Caffe, a type can be registered once, and not
 /// over a built-in one (nor over `Python`).
 pub fn register(type_name: &str, create: ExternalConstructor) -> Result<()> {
@@ -49,10 +52,25 @@ pub fn types() -> Vec<String> {
     EXTERNAL.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
 }
 
+/// Seeds the Caffe generators of the C++ code whose layer types are
+/// registered, as Caffe's `set_random_seed` seeds its one generator (the
+/// solver's `random_seed`, pycaffe's `caffe.set_random_seed`).
+pub fn seed_generators(seed: u64) {
+    for seed_fn in SEEDERS.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        // SAFETY: the header's function, in code that stays loaded.
+        unsafe { seed_fn(seed) };
+    }
+}
+
 /// Adds `type_name`, whose layers are C++ objects reached through `table`.
 pub fn register_table(type_name: &str, table: program::LayerTable) -> Result<()> {
     let create = Arc::new(move |param: &LayerParameter| {
         program::ProgramLayer::new(table, param).map(|l| Box::new(l) as Box<dyn Layer>)
     });
-    register(type_name, create)
+    register(type_name, create)?;
+    let mut seeders = SEEDERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if !seeders.iter().any(|&f| std::ptr::fn_addr_eq(f, table.seed)) {
+        seeders.push(table.seed);
+    }
+    Ok(())
 }

@@ -60,6 +60,9 @@ pub struct LayerTable {
     error: unsafe extern "C" fn() -> *const c_char,
     /// Whether the object is a `LossLayer` (its top weighted 1 by default).
     is_loss: unsafe extern "C" fn(obj: *mut c_void) -> c_int,
+    /// Seeds the Caffe generator (`caffe_rng()`) of the code that registered
+    /// the type: its fillers' and `caffe_rng_*`'s draws.
+    pub(super) seed: unsafe extern "C" fn(seed: u64),
 }
 
 /// One layer of a program's type in a net.
