@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     compile_jpeg2000_shim();
     // Layer libraries bind their REGISTER_LAYER_CLASS to the engine's own
     // function (src/layers/external/library.rs), so the executable exports it.
-    println!("cargo:rustc-link-arg-bin=caffe-engine=-Wl,--export-dynamic-symbol=caffe_tch_register_layer");
+    println!("cargo:rustc-link-arg-bin=caffe-engine=-Wl,--export-dynamic-symbol=caffe_tch_register_layer_table");
 
     // torch-sys passes its lib folder as DEP_TCH_LIBTORCH_LIB (its `links = "tch"`).
     // It adds no rpath itself, so without this the binary needs LD_LIBRARY_PATH.

@@ -170,6 +170,11 @@ fn a_bad_layer_library_is_a_one_line_error_naming_it() {
     let err = error_line(&time(&claiming));
     assert_one_line_error(&err, &["libclaims_relu.so", "ReLU already registered"]);
 
+    let short = dir.path().join("libshort_table.so");
+    let Some(short) = compile_library("layer_library", &short, &["SHORT_TABLE"]) else { return };
+    let err = error_line(&time(&short.display().to_string()));
+    assert_one_line_error(&err, &["libshort_table.so", "REGISTER_LAYER_CLASS(Short)", "another version", "rebuild"]);
+
     let err = error_line(&time("no_such_library.so"));
     assert_one_line_error(&err, &["no_such_library.so", "No such file"]);
 

@@ -232,7 +232,9 @@ struct CaffeTchLayerTable {
   // solver's random_seed (or caffe.set_random_seed) seeds Caffe's.
   void (*seed)(uint64_t seed);
 };
-int caffe_tch_register_layer(const char* type, const CaffeTchLayerTable* table);
+// `size` is sizeof(CaffeTchLayerTable) where the caller was compiled, so
+// code built against another version of this header is refused, not misread.
+int caffe_tch_register_layer_table(const char* type, const CaffeTchLayerTable* table, size_t size);
 struct CaffeTchMsg;
 CaffeTchMsg* caffe_tch_msg_default(const char* full_name);
 CaffeTchMsg* caffe_tch_msg_decode(const char* full_name, const uint8_t* bytes, size_t len);
@@ -1209,7 +1211,8 @@ class LayerRegistry {
  public:
   typedef shared_ptr<Layer<Dtype> > (*Creator)(const LayerParameter&);
   static void AddCreator(const string& type, Creator creator) {
-    internal::check(caffe_tch_register_layer(type.c_str(), internal::CustomLayers::table()) == 0);
+    internal::check(caffe_tch_register_layer_table(type.c_str(), internal::CustomLayers::table(),
+                                                   sizeof(CaffeTchLayerTable)) == 0);
     internal::CustomLayers::creators()[type] = creator;
   }
   // The program's own types.

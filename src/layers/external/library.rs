@@ -6,7 +6,7 @@
 //! with `-lcaffe`, as a Caffe fork compiled them into its own libcaffe.
 //!
 //! A library's static initialisers register its types while it is being
-//! opened, by calling `caffe_tch_register_layer`. libcaffe.so, which the
+//! opened, by calling `caffe_tch_register_layer_table`. libcaffe.so, which the
 //! library pulls in for the header's helpers, has one, but it would register
 //! the types in libcaffe.so's own copy of caffe-tch, not in the process that
 //! builds the nets. So each front end that loads libraries (the engine
@@ -43,21 +43,25 @@ enum Pending {
 ///
 /// # Safety
 /// `ty` is null or a NUL-terminated string; `table` is null or points to
-/// functions that stay valid while the library stays loaded (never closed).
-pub unsafe fn defer(ty: *const c_char, table: *const LayerTable) -> c_int {
-    let entry = if ty.is_null() || table.is_null() {
-        Pending::Refused("REGISTER_LAYER_CLASS passed no type name or no function table".to_string())
+/// `size` bytes of functions that stay valid while the library stays loaded
+/// (never closed).
+pub unsafe fn defer(ty: *const c_char, table: *const LayerTable, size: usize) -> c_int {
+    let entry = if ty.is_null() {
+        Pending::Refused("REGISTER_LAYER_CLASS passed no type name".to_string())
     } else {
         // SAFETY: as the function's contract says.
         let name = unsafe { CStr::from_ptr(ty) }.to_string_lossy().into_owned();
         // SAFETY: as above; the table is copied (function pointers).
-        Pending::Type(name, unsafe { *table })
+        match unsafe { LayerTable::read(&name, table, size) } {
+            Ok(table) => Pending::Type(name, table),
+            Err(e) => Pending::Refused(e.to_string()),
+        }
     };
     PENDING.lock().unwrap_or_else(PoisonError::into_inner).push(entry);
     0
 }
 
-/// Defines `caffe_tch_register_layer` in a front end that loads layer
+/// Defines `caffe_tch_register_layer_table` in a front end that loads layer
 /// libraries (the engine binary, pycaffe's extension), calling [`defer`].
 #[macro_export]
 macro_rules! define_layer_library_registration {
@@ -68,12 +72,13 @@ macro_rules! define_layer_library_registration {
         /// # Safety
         /// As [`caffe_tch::layers::external::library::defer`].
         #[no_mangle]
-        pub unsafe extern "C" fn caffe_tch_register_layer(
+        pub unsafe extern "C" fn caffe_tch_register_layer_table(
             ty: *const std::ffi::c_char,
             table: *const $crate::layers::external::program::LayerTable,
+            size: usize,
         ) -> std::ffi::c_int {
             // SAFETY: the caller's contract is defer's.
-            unsafe { $crate::layers::external::library::defer(ty, table) }
+            unsafe { $crate::layers::external::library::defer(ty, table, size) }
         }
     };
 }
@@ -128,7 +133,7 @@ pub fn load(path: &Path) -> Result<Vec<String>> {
     Ok(types)
 }
 
-/// Puts this object's symbols (`caffe_tch_register_layer` among them) in the
+/// Puts this object's symbols (`caffe_tch_register_layer_table` among them) in the
 /// dynamic linker's global scope, so a library opened next binds to them
 /// before libcaffe.so's. The engine's executable is there already; pycaffe's
 /// extension, which Python opens with RTLD_LOCAL, is promoted.

@@ -65,6 +65,28 @@ pub struct LayerTable {
     pub(super) seed: unsafe extern "C" fn(seed: u64),
 }
 
+impl LayerTable {
+    /// The table at `table`, which the header says holds `size` bytes: code
+    /// compiled against another version of the header is refused.
+    ///
+    /// # Safety
+    /// `table` is null or points to `size` readable bytes.
+    pub unsafe fn read(ty: &str, table: *const LayerTable, size: usize) -> Result<LayerTable> {
+        if table.is_null() {
+            return Err(Error::invalid(format!("REGISTER_LAYER_CLASS({ty}) passed no function table")));
+        }
+        if size != std::mem::size_of::<LayerTable>() {
+            return Err(Error::invalid(format!(
+                "REGISTER_LAYER_CLASS({ty}) was compiled against another version of caffe-tch's \
+                 caffe/caffe.hpp (its layer table is {size} bytes, this one's {}): rebuild it against this one",
+                std::mem::size_of::<LayerTable>()
+            )));
+        }
+        // SAFETY: as the function's contract says; the size matches.
+        Ok(unsafe { *table })
+    }
+}
+
 /// One layer of a program's type in a net.
 pub struct ProgramLayer {
     table: LayerTable,
