@@ -135,10 +135,10 @@ pub extern "C" fn caffe_tch_set_mode(gpu: c_int) -> c_int {
 }
 
 /// `Caffe::set_random_seed(seed)`: libtorch's generator, which the fillers
-/// and Dropout draw from.
+/// and Dropout draw from, and the program's layer types' Caffe generators.
 #[no_mangle]
 pub extern "C" fn caffe_tch_set_random_seed(seed: u64) {
-    tch::manual_seed(seed as i64);
+    caffe_tch::layers::set_random_seed(seed as i64);
 }
 
 /// `Caffe::DeviceQuery()`: what `caffe device_query` reports (libtorch,

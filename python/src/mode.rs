@@ -62,8 +62,7 @@ pub fn set_device(device_id: i64) -> PyResult<()> {
 
 #[pyfunction]
 pub fn set_random_seed(seed: i64) {
-    tch::manual_seed(seed);
-    caffe_tch::layers::external::seed_generators(seed as u64);
+    caffe_tch::layers::set_random_seed(seed);
 }
 
 /// Every layer type the registry can build, as Caffe's LayerRegistry lists them.

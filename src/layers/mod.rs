@@ -58,6 +58,16 @@ pub fn outside_weight_writes() -> u64 {
     WEIGHTS_WRITTEN_OUTSIDE_LIBTORCH.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Caffe's `set_random_seed`: seeds libtorch's generator, which the layers'
+/// fillers and random layers draw from, and the Caffe generators of the C++
+/// code whose layer types are registered (`external`). The solver's
+/// `random_seed`, pycaffe's `caffe.set_random_seed` and the C++ interface's
+/// `Caffe::set_random_seed` all come here.
+pub fn set_random_seed(seed: i64) {
+    tch::manual_seed(seed);
+    external::seed_generators(seed as u64);
+}
+
 /// A blob shape, Caffe-style: any number of axes.
 pub type Shape = Vec<i64>;
 

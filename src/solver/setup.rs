@@ -75,8 +75,7 @@ impl Solver {
             snapshot::check_writable(param.snapshot_prefix()).context(&file)?;
         }
         if param.random_seed() >= 0 {
-            tch::manual_seed(param.random_seed());
-            crate::layers::external::seed_generators(param.random_seed() as u64);
+            crate::layers::set_random_seed(param.random_seed());
         }
         let device = options.device.unwrap_or_else(|| device_from_param(&param));
         let solver_dir = solver_file.map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf());

@@ -53,9 +53,8 @@ pub fn types() -> Vec<String> {
 }
 
 /// Seeds the Caffe generators of the C++ code whose layer types are
-/// registered, as Caffe's `set_random_seed` seeds its one generator (the
-/// solver's `random_seed`, pycaffe's `caffe.set_random_seed`).
-pub fn seed_generators(seed: u64) {
+/// registered ([`super::set_random_seed`] calls it).
+pub(super) fn seed_generators(seed: u64) {
     for seed_fn in SEEDERS.lock().unwrap_or_else(PoisonError::into_inner).iter() {
         // SAFETY: the header's function, in code that stays loaded.
         unsafe { seed_fn(seed) };

@@ -24,48 +24,49 @@ inline int im2col_output_size(int in, int kernel, int pad, int stride, int dilat
 }
 }  // namespace internal
 
+namespace internal {
+// Visits the column matrix in order: visit(column entry, image index), the
+// index -1 where the entry falls in the padding.
+template <typename Visit>
+void for_each_column_entry(const int channels, const int height, const int width, const int kernel_h,
+                           const int kernel_w, const int pad_h, const int pad_w, const int stride_h, const int stride_w,
+                           const int dilation_h, const int dilation_w, Visit visit) {
+  const int out_h = im2col_output_size(height, kernel_h, pad_h, stride_h, dilation_h);
+  const int out_w = im2col_output_size(width, kernel_w, pad_w, stride_w, dilation_w);
+  int entry = 0;
+  for (int c = 0; c < channels; ++c)
+    for (int kh = 0; kh < kernel_h; ++kh)
+      for (int kw = 0; kw < kernel_w; ++kw)
+        for (int oh = 0; oh < out_h; ++oh) {
+          const int ih = oh * stride_h - pad_h + kh * dilation_h;
+          for (int ow = 0; ow < out_w; ++ow, ++entry) {
+            const int iw = ow * stride_w - pad_w + kw * dilation_w;
+            const bool inside = ih >= 0 && ih < height && iw >= 0 && iw < width;
+            visit(entry, inside ? (c * height + ih) * width + iw : -1);
+          }
+        }
+}
+}  // namespace internal
+
 template <typename Dtype>
 void im2col_cpu(const Dtype* data_im, const int channels, const int height, const int width, const int kernel_h,
                 const int kernel_w, const int pad_h, const int pad_w, const int stride_h, const int stride_w,
                 const int dilation_h, const int dilation_w, Dtype* data_col) {
-  const int out_h = internal::im2col_output_size(height, kernel_h, pad_h, stride_h, dilation_h);
-  const int out_w = internal::im2col_output_size(width, kernel_w, pad_w, stride_w, dilation_w);
-  for (int c = 0; c < channels; ++c) {
-    for (int kh = 0; kh < kernel_h; ++kh) {
-      for (int kw = 0; kw < kernel_w; ++kw) {
-        for (int oh = 0; oh < out_h; ++oh) {
-          const int ih = oh * stride_h - pad_h + kh * dilation_h;
-          for (int ow = 0; ow < out_w; ++ow) {
-            const int iw = ow * stride_w - pad_w + kw * dilation_w;
-            const bool inside = ih >= 0 && ih < height && iw >= 0 && iw < width;
-            *data_col++ = inside ? data_im[(c * height + ih) * width + iw] : Dtype(0);
-          }
-        }
-      }
-    }
-  }
+  internal::for_each_column_entry(channels, height, width, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w,
+                                  dilation_h, dilation_w, [&](int entry, int pixel) {
+                                    data_col[entry] = pixel >= 0 ? data_im[pixel] : Dtype(0);
+                                  });
 }
 
 template <typename Dtype>
 void col2im_cpu(const Dtype* data_col, const int channels, const int height, const int width, const int kernel_h,
                 const int kernel_w, const int pad_h, const int pad_w, const int stride_h, const int stride_w,
                 const int dilation_h, const int dilation_w, Dtype* data_im) {
-  const int out_h = internal::im2col_output_size(height, kernel_h, pad_h, stride_h, dilation_h);
-  const int out_w = internal::im2col_output_size(width, kernel_w, pad_w, stride_w, dilation_w);
   for (int i = 0; i < channels * height * width; ++i) data_im[i] = Dtype(0);
-  for (int c = 0; c < channels; ++c) {
-    for (int kh = 0; kh < kernel_h; ++kh) {
-      for (int kw = 0; kw < kernel_w; ++kw) {
-        for (int oh = 0; oh < out_h; ++oh) {
-          const int ih = oh * stride_h - pad_h + kh * dilation_h;
-          for (int ow = 0; ow < out_w; ++ow, ++data_col) {
-            const int iw = ow * stride_w - pad_w + kw * dilation_w;
-            if (ih >= 0 && ih < height && iw >= 0 && iw < width) data_im[(c * height + ih) * width + iw] += *data_col;
-          }
-        }
-      }
-    }
-  }
+  internal::for_each_column_entry(channels, height, width, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w,
+                                  dilation_h, dilation_w, [&](int entry, int pixel) {
+                                    if (pixel >= 0) data_im[pixel] += data_col[entry];
+                                  });
 }
 
 }  // namespace caffe
